@@ -1,0 +1,61 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestTemplateIsTheDefault(t *testing.T) {
+	c, err := Parse([]byte(Template))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if *c != *d {
+		t.Fatalf("template differs from defaults:\n%+v\n%+v", c, d)
+	}
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerName != "localhost" || c.Registration.Mode != "closed" || !c.RateLimits.Enabled {
+		t.Fatalf("unexpected defaults %+v", c)
+	}
+}
+
+func TestUnknownKeyNamed(t *testing.T) {
+	_, err := Parse([]byte("server_name: a\nregistration:\n  mdoe: open\n"))
+	if err == nil || !strings.Contains(err.Error(), `"mdoe"`) {
+		t.Fatalf("want error naming mdoe, got %v", err)
+	}
+}
+
+func TestInvalidValues(t *testing.T) {
+	for _, in := range []string{
+		"registration: {mode: maybe}",
+		"database: mysql://x",
+		"server_name: ''",
+		"auth: {access_token_lifetime: soon}",
+	} {
+		if _, err := Parse([]byte(in)); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	c, err := Parse([]byte("server_name: police.test\nlisten: {client: '0.0.0.0:9000'}\ndata_dir: /x\ndatabase: postgres://u@h/db\nregistration: {mode: token, shared_secret: s}\nrate_limits: {enabled: false}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerName != "police.test" || c.Listen.Client != "0.0.0.0:9000" || c.DataDir != "/x" ||
+		c.Registration.Mode != "token" || c.Registration.SharedSecret != "s" || c.RateLimits.Enabled {
+		t.Fatalf("%+v", c)
+	}
+	if dsn, ok := c.PostgresDSN(); !ok || dsn != "postgres://u@h/db" {
+		t.Fatal("dsn")
+	}
+}

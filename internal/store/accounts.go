@@ -1,0 +1,406 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// User is an account row.
+type User struct {
+	UserID       string
+	PasswordHash string
+	IsAdmin      bool
+	Deactivated  bool
+	DisplayName  sql.NullString
+	AvatarURL    sql.NullString
+	CreatedTS    int64
+}
+
+// ErrExists is returned when a row to create already exists.
+var ErrExists = errors.New("already exists")
+
+// CreateUser inserts a new account; ErrExists when the id is taken.
+func (tx *Tx) CreateUser(ctx context.Context, u User) error {
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO users (user_id, password_hash, is_admin, displayname, created_ts)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO NOTHING`,
+		u.UserID, u.PasswordHash, u.IsAdmin, u.DisplayName, now())
+	if err != nil {
+		return fmt.Errorf("insert user: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+const userCols = `user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ts`
+
+func scanUser(row interface{ Scan(...any) error }) (*User, error) {
+	var u User
+	err := row.Scan(&u.UserID, &u.PasswordHash, &u.IsAdmin, &u.Deactivated, &u.DisplayName, &u.AvatarURL, &u.CreatedTS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan user: %w", err)
+	}
+	return &u, nil
+}
+
+// GetUser returns an account or ErrNotFound.
+func (s *Store) GetUser(ctx context.Context, userID string) (*User, error) {
+	return scanUser(s.reader().QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE user_id = $1`, userID))
+}
+
+// UserExists reports whether an account (active or not) has this id.
+func (s *Store) UserExists(ctx context.Context, userID string) (bool, error) {
+	var n int
+	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE user_id = $1`, userID).Scan(&n)
+	return n > 0, err
+}
+
+// SetPasswordHash replaces a user's password hash.
+func (tx *Tx) SetPasswordHash(ctx context.Context, userID, hash string) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE users SET password_hash = $1 WHERE user_id = $2`, hash, userID)
+	return err
+}
+
+// SetAdmin grants or removes server administration rights.
+func (tx *Tx) SetAdmin(ctx context.Context, userID string, admin bool) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE users SET is_admin = $1 WHERE user_id = $2`, admin, userID)
+	return err
+}
+
+// Deactivate marks a user deactivated and clears its password and profile.
+func (tx *Tx) Deactivate(ctx context.Context, userID string) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE users SET deactivated = TRUE, password_hash = '', displayname = NULL, avatar_url = NULL WHERE user_id = $1`, userID)
+	return err
+}
+
+// SetProfile sets the display name and avatar URL (NULL clears).
+func (tx *Tx) SetProfile(ctx context.Context, userID string, displayName, avatarURL sql.NullString) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE users SET displayname = $1, avatar_url = $2 WHERE user_id = $3`, displayName, avatarURL, userID)
+	return err
+}
+
+// Device is a device row.
+type Device struct {
+	UserID      string
+	DeviceID    string
+	DisplayName sql.NullString
+	LastSeenTS  sql.NullInt64
+	LastSeenIP  sql.NullString
+}
+
+// UpsertDevice creates a device or, when it exists, keeps it (and renames it
+// when a display name is given).
+func (tx *Tx) UpsertDevice(ctx context.Context, d Device) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (user_id, device_id) DO UPDATE SET display_name = COALESCE(excluded.display_name, devices.display_name)`,
+		d.UserID, d.DeviceID, d.DisplayName, d.LastSeenTS, d.LastSeenIP, now())
+	return err
+}
+
+// Devices lists a user's devices.
+func (s *Store) Devices(ctx context.Context, userID string) ([]Device, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 ORDER BY device_id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		var d Device
+		if err := rows.Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.LastSeenTS, &d.LastSeenIP); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// GetDevice returns one device or ErrNotFound.
+func (s *Store) GetDevice(ctx context.Context, userID, deviceID string) (*Device, error) {
+	var d Device
+	err := s.reader().QueryRowContext(ctx, `SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID).
+		Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.LastSeenTS, &d.LastSeenIP)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &d, err
+}
+
+// RenameDevice sets a device's display name; ErrNotFound if it does not exist.
+func (tx *Tx) RenameDevice(ctx context.Context, userID, deviceID, name string) error {
+	res, err := tx.q.ExecContext(ctx, `UPDATE devices SET display_name = $1 WHERE user_id = $2 AND device_id = $3`, name, userID, deviceID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// TouchDevice records when and from where a device was last seen.
+func (s *Store) TouchDevice(ctx context.Context, userID, deviceID, ip string, ts int64) error {
+	_, err := s.writer().ExecContext(ctx, `UPDATE devices SET last_seen_ts = $1, last_seen_ip = $2 WHERE user_id = $3 AND device_id = $4`, ts, ip, userID, deviceID)
+	return err
+}
+
+// DeleteDevice removes a device and every token of it.
+func (tx *Tx) DeleteDevice(ctx context.Context, userID, deviceID string) error {
+	for _, q := range []string{
+		`DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`,
+		`DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2`,
+		`DELETE FROM devices WHERE user_id = $1 AND device_id = $2`,
+	} {
+		if _, err := tx.q.ExecContext(ctx, q, userID, deviceID); err != nil {
+			return fmt.Errorf("delete device: %w", err)
+		}
+	}
+	return nil
+}
+
+// DeleteAllDevices removes every device of a user except keep (may be "").
+func (tx *Tx) DeleteAllDevices(ctx context.Context, userID, keep string) ([]string, error) {
+	rows, err := tx.q.QueryContext(ctx, `SELECT device_id FROM devices WHERE user_id = $1 AND device_id <> $2`, userID, keep)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		if err := tx.DeleteDevice(ctx, userID, id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// Session is what an access token resolves to.
+type Session struct {
+	UserID      string
+	DeviceID    string
+	ExpiresTS   int64 // 0: never
+	IsAdmin     bool
+	Deactivated bool
+}
+
+// InsertAccessToken stores a token hash for a device.
+func (tx *Tx) InsertAccessToken(ctx context.Context, hash, userID, deviceID string, expiresTS int64) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts) VALUES ($1, $2, $3, $4, $5)`,
+		hash, userID, deviceID, now(), expiresTS)
+	return err
+}
+
+// InsertRefreshToken stores a refresh token hash for a device.
+func (tx *Tx) InsertRefreshToken(ctx context.Context, hash, userID, deviceID string) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)`,
+		hash, userID, deviceID, now())
+	return err
+}
+
+// LookupAccessToken resolves a token hash, or ErrNotFound.
+func (s *Store) LookupAccessToken(ctx context.Context, hash string) (*Session, error) {
+	var ss Session
+	err := s.reader().QueryRowContext(ctx, `SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated
+		FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1`, hash).
+		Scan(&ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &ss, err
+}
+
+// TakeRefreshToken deletes a refresh token and returns its session, so that
+// each refresh token is used once; ErrNotFound when unknown.
+func (tx *Tx) TakeRefreshToken(ctx context.Context, hash string) (*Session, error) {
+	var ss Session
+	err := tx.q.QueryRowContext(ctx, `DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id`, hash).Scan(&ss.UserID, &ss.DeviceID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &ss, err
+}
+
+// DeleteDeviceTokens removes the access and refresh tokens of one device.
+func (tx *Tx) DeleteDeviceTokens(ctx context.Context, userID, deviceID string) error {
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`, userID, deviceID); err != nil {
+		return err
+	}
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2`, userID, deviceID)
+	return err
+}
+
+// DeleteAccessToken removes one access token.
+func (tx *Tx) DeleteAccessToken(ctx context.Context, hash string) error {
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM access_tokens WHERE token_hash = $1`, hash)
+	return err
+}
+
+// DeleteUserTokens removes every token of a user except those of keepDevice.
+func (tx *Tx) DeleteUserTokens(ctx context.Context, userID, keepDevice string) error {
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id <> $2`, userID, keepDevice); err != nil {
+		return err
+	}
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id <> $2`, userID, keepDevice)
+	return err
+}
+
+// RegistrationToken is a row of registration_tokens.
+type RegistrationToken struct {
+	Token       string
+	UsesAllowed sql.NullInt64
+	Pending     int64
+	Completed   int64
+	ExpiryTS    sql.NullInt64
+}
+
+// CreateRegistrationToken stores a new token; ErrExists if taken.
+func (tx *Tx) CreateRegistrationToken(ctx context.Context, t RegistrationToken) error {
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO registration_tokens (token, uses_allowed, expiry_ts, created_ts) VALUES ($1, $2, $3, $4) ON CONFLICT (token) DO NOTHING`,
+		t.Token, t.UsesAllowed, t.ExpiryTS, now())
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+// RegistrationTokens lists every token.
+func (s *Store) RegistrationTokens(ctx context.Context) ([]RegistrationToken, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT token, uses_allowed, pending, completed, expiry_ts FROM registration_tokens ORDER BY created_ts`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RegistrationToken
+	for rows.Next() {
+		var t RegistrationToken
+		if err := rows.Scan(&t.Token, &t.UsesAllowed, &t.Pending, &t.Completed, &t.ExpiryTS); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// GetRegistrationToken returns one token or ErrNotFound.
+func (s *Store) GetRegistrationToken(ctx context.Context, token string) (*RegistrationToken, error) {
+	var t RegistrationToken
+	err := s.reader().QueryRowContext(ctx, `SELECT token, uses_allowed, pending, completed, expiry_ts FROM registration_tokens WHERE token = $1`, token).
+		Scan(&t.Token, &t.UsesAllowed, &t.Pending, &t.Completed, &t.ExpiryTS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &t, err
+}
+
+// UseRegistrationToken counts one completed registration with the token,
+// failing with ErrNotFound when it is unknown, expired or used up.
+func (tx *Tx) UseRegistrationToken(ctx context.Context, token string, nowTS int64) error {
+	res, err := tx.q.ExecContext(ctx, `UPDATE registration_tokens SET completed = completed + 1
+		WHERE token = $1 AND (uses_allowed IS NULL OR completed < uses_allowed) AND (expiry_ts IS NULL OR expiry_ts > $2)`, token, nowTS)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DeleteRegistrationToken revokes a token; ErrNotFound when unknown.
+func (tx *Tx) DeleteRegistrationToken(ctx context.Context, token string) error {
+	res, err := tx.q.ExecContext(ctx, `DELETE FROM registration_tokens WHERE token = $1`, token)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// UIASession is a user-interactive auth session.
+type UIASession struct {
+	ID        string
+	UserID    string
+	Completed string // JSON array of completed stage types
+	Params    string // JSON: the request that started it
+	CreatedTS int64
+}
+
+// PutUIASession creates or updates a session.
+func (s *Store) PutUIASession(ctx context.Context, u UIASession) error {
+	_, err := s.writer().ExecContext(ctx, `INSERT INTO uia_sessions (session_id, user_id, completed, params, created_ts) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (session_id) DO UPDATE SET completed = excluded.completed`, u.ID, u.UserID, u.Completed, u.Params, u.CreatedTS)
+	return err
+}
+
+// GetUIASession returns a session or ErrNotFound.
+func (s *Store) GetUIASession(ctx context.Context, id string) (*UIASession, error) {
+	var u UIASession
+	err := s.writer().QueryRowContext(ctx, `SELECT session_id, user_id, completed, params, created_ts FROM uia_sessions WHERE session_id = $1`, id).
+		Scan(&u.ID, &u.UserID, &u.Completed, &u.Params, &u.CreatedTS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &u, err
+}
+
+// DeleteUIASession removes a finished session and those older than cutoff.
+func (s *Store) DeleteUIASession(ctx context.Context, id string, cutoffTS int64) error {
+	_, err := s.writer().ExecContext(ctx, `DELETE FROM uia_sessions WHERE session_id = $1 OR created_ts < $2`, id, cutoffTS)
+	return err
+}
+
+// PutNonce stores a shared-secret registration nonce.
+func (s *Store) PutNonce(ctx context.Context, nonce string) error {
+	_, err := s.writer().ExecContext(ctx, `INSERT INTO admin_nonces (nonce, created_ts) VALUES ($1, $2)`, nonce, now())
+	return err
+}
+
+// TakeNonce consumes a nonce younger than cutoffTS; ErrNotFound otherwise.
+func (tx *Tx) TakeNonce(ctx context.Context, nonce string, cutoffTS int64) error {
+	res, err := tx.q.ExecContext(ctx, `DELETE FROM admin_nonces WHERE nonce = $1 AND created_ts >= $2`, nonce, cutoffTS)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// PutFilter stores a filter and returns its id (per user, increasing).
+func (tx *Tx) PutFilter(ctx context.Context, userID, filterJSON string) (int64, error) {
+	var id int64
+	err := tx.q.QueryRowContext(ctx, `INSERT INTO filters (user_id, filter_id, filter_json)
+		SELECT $1, COALESCE(MAX(filter_id), -1) + 1, $2 FROM filters WHERE user_id = $3 RETURNING filter_id`, userID, filterJSON, userID).Scan(&id)
+	return id, err
+}
+
+// GetFilter returns a stored filter or ErrNotFound.
+func (s *Store) GetFilter(ctx context.Context, userID string, id int64) (string, error) {
+	var f string
+	err := s.reader().QueryRowContext(ctx, `SELECT filter_json FROM filters WHERE user_id = $1 AND filter_id = $2`, userID, id).Scan(&f)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return f, err
+}

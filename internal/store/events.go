@@ -1,0 +1,239 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// EventRow is a stored event.
+type EventRow struct {
+	Pos        int64
+	EventID    string
+	RoomID     string
+	Type       string
+	StateKey   sql.NullString
+	Sender     string
+	Depth      int64
+	OriginTS   int64
+	PDU        []byte // canonical JSON of the PDU (redacted form once redacted)
+	Unsigned   []byte // server-computed unsigned data, JSON object
+	StateGroup int64  // state before the event
+	Redacted   bool
+	TxnDevice  sql.NullString
+	TxnID      sql.NullString
+}
+
+const eventCols = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, state_group, redacted, txn_device, txn_id`
+
+func scanEvent(row interface{ Scan(...any) error }) (*EventRow, error) {
+	var e EventRow
+	var pdu, unsigned string
+	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &pdu, &unsigned, &e.StateGroup, &e.Redacted, &e.TxnDevice, &e.TxnID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scan event: %w", err)
+	}
+	e.PDU, e.Unsigned = []byte(pdu), []byte(unsigned)
+	return &e, nil
+}
+
+func scanEvents(rows *sql.Rows, err error) ([]*EventRow, error) {
+	if err != nil {
+		return nil, fmt.Errorf("query events: %w", err)
+	}
+	defer rows.Close()
+	var out []*EventRow
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// InsertEvent stores an event row.
+func (tx *Tx) InsertEvent(ctx context.Context, e *EventRow) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID)
+	if err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	return nil
+}
+
+// RedactEvent replaces an event's PDU by its redacted form and records the
+// redaction in its unsigned data.
+func (tx *Tx) RedactEvent(ctx context.Context, eventID string, redactedPDU, unsigned []byte) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE events SET pdu = $1, unsigned = $2, redacted = TRUE WHERE event_id = $3`, string(redactedPDU), string(unsigned), eventID)
+	return err
+}
+
+// GetEvent returns one event or ErrNotFound.
+func (s *Store) GetEvent(ctx context.Context, eventID string) (*EventRow, error) {
+	return scanEvent(s.reader().QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = $1`, eventID))
+}
+
+// GetEventTx is GetEvent inside a write transaction.
+func (tx *Tx) GetEvent(ctx context.Context, eventID string) (*EventRow, error) {
+	return scanEvent(tx.q.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = $1`, eventID))
+}
+
+// GetEvents returns the events with the given ids that exist, in any order.
+func (s *Store) GetEvents(ctx context.Context, ids []string) ([]*EventRow, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var out []*EventRow
+	// Chunk to stay under SQLite's variable limit.
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(len(ids), start+500)]
+		q, args := inList(`SELECT `+eventCols+` FROM events WHERE event_id IN (`, chunk, `)`)
+		rows, err := scanEvents(s.reader().QueryContext(ctx, q, args...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// inList builds "prefix $1, $2, … suffix" with args.
+func inList(prefix string, items []string, suffix string, extra ...any) (string, []any) {
+	var b strings.Builder
+	b.WriteString(prefix)
+	args := make([]any, 0, len(items)+len(extra))
+	for i, it := range items {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+		args = append(args, it)
+	}
+	b.WriteString(suffix)
+	args = append(args, extra...)
+	return b.String(), args
+}
+
+// RoomEvents returns up to limit events of a room with from < pos <= to,
+// newest first when backwards, oldest first otherwise.
+func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, backwards bool, limit int) ([]*EventRow, error) {
+	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos ASC LIMIT $4`
+	if backwards {
+		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos DESC LIMIT $4`
+	}
+	return scanEvents(s.reader().QueryContext(ctx, q, roomID, from, to, limit))
+}
+
+// RoomStateEventsBetween returns the state events of a room with
+// from < pos <= to, oldest first.
+func (s *Store) RoomStateEventsBetween(ctx context.Context, roomID string, from, to int64) ([]*EventRow, error) {
+	return scanEvents(s.reader().QueryContext(ctx, `SELECT `+eventCols+` FROM events
+		WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND state_key IS NOT NULL ORDER BY stream_pos`, roomID, from, to))
+}
+
+// EventAtOrBeforeTS returns the last event of a room at or before ts
+// (backwards) or the first at or after it (forwards).
+func (s *Store) EventNearTS(ctx context.Context, roomID string, ts int64, backwards bool) (*EventRow, error) {
+	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts <= $2 ORDER BY origin_ts DESC, stream_pos DESC LIMIT 1`
+	if !backwards {
+		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts >= $2 ORDER BY origin_ts ASC, stream_pos ASC LIMIT 1`
+	}
+	return scanEvent(s.reader().QueryRowContext(ctx, q, roomID, ts))
+}
+
+// Room is a rooms row.
+type Room struct {
+	RoomID    string
+	Version   string
+	Creator   string
+	CreatedTS int64
+	Published bool
+}
+
+// CreateRoom inserts a room row; ErrExists if the id is taken.
+func (tx *Tx) CreateRoom(ctx context.Context, r Room) error {
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1, $2, $3, $4) ON CONFLICT (room_id) DO NOTHING`,
+		r.RoomID, r.Version, r.Creator, now())
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+// GetRoom returns a room or ErrNotFound.
+func (s *Store) GetRoom(ctx context.Context, roomID string) (*Room, error) {
+	var r Room
+	err := s.reader().QueryRowContext(ctx, `SELECT room_id, room_version, creator, created_ts, published FROM rooms WHERE room_id = $1`, roomID).
+		Scan(&r.RoomID, &r.Version, &r.Creator, &r.CreatedTS, &r.Published)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &r, err
+}
+
+// SetRoomPublished sets the room directory visibility.
+func (tx *Tx) SetRoomPublished(ctx context.Context, roomID string, published bool) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE rooms SET published = $1 WHERE room_id = $2`, published, roomID)
+	return err
+}
+
+// Extremities returns a room's forward extremities.
+func (s *Store) Extremities(ctx context.Context, roomID string) ([]string, error) {
+	return queryStrings(ctx, s.reader(), `SELECT event_id FROM room_extremities WHERE room_id = $1 ORDER BY event_id`, roomID)
+}
+
+// ReplaceExtremities makes eventID the room's only forward extremity after
+// it referenced prev.
+func (tx *Tx) ReplaceExtremities(ctx context.Context, roomID string, prev []string, eventID string) error {
+	for _, p := range prev {
+		if _, err := tx.q.ExecContext(ctx, `DELETE FROM room_extremities WHERE room_id = $1 AND event_id = $2`, roomID, p); err != nil {
+			return err
+		}
+	}
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, eventID)
+	return err
+}
+
+func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// PutTxnID records the event a client transaction produced.
+func (tx *Tx) PutTxnID(ctx context.Context, userID, deviceID, txnID, eventID string) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
+		userID, deviceID, txnID, eventID, now())
+	return err
+}
+
+// LookupTxnID returns the event id of an earlier transaction, or ErrNotFound.
+func (s *Store) LookupTxnID(ctx context.Context, userID, deviceID, txnID string) (string, error) {
+	var id string
+	err := s.reader().QueryRowContext(ctx, `SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`, userID, deviceID, txnID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return id, err
+}

@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// StateKey identifies a piece of room state.
+type StateKey struct {
+	Type     string
+	StateKey string
+}
+
+// StateMap maps state keys to event ids.
+type StateMap map[StateKey]string
+
+// maxChain bounds delta chains: a state group whose chain would grow longer
+// is stored in full, so reading any group costs at most maxChain queries.
+const maxChain = 32
+
+// NewStateGroup stores the state prev+delta for a room and returns its id.
+// full is the complete resulting state, used when the chain is cut.
+func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, prevChain int, delta, full StateMap) (int64, int, error) {
+	id := tx.Alloc(tx.s.Streams.StateGroups)
+	entries, prevArg, chain := delta, sql.NullInt64{Int64: prev, Valid: prev != 0}, prevChain+1
+	if prev == 0 || chain > maxChain {
+		entries, prevArg, chain = full, sql.NullInt64{}, 0
+	}
+	if _, err := tx.q.ExecContext(ctx, `INSERT INTO state_groups (group_id, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)`, id, roomID, prevArg, chain); err != nil {
+		return 0, 0, fmt.Errorf("insert state group: %w", err)
+	}
+	for k, ev := range entries {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`, id, k.Type, k.StateKey, ev); err != nil {
+			return 0, 0, fmt.Errorf("insert state group entry: %w", err)
+		}
+	}
+	return id, chain, nil
+}
+
+// StateGroup reads the full state of a group by walking its delta chain.
+func (s *Store) StateGroup(ctx context.Context, group int64) (StateMap, error) {
+	// Collect the chain, newest first.
+	var chain []int64
+	for g := group; g != 0; {
+		chain = append(chain, g)
+		var prev sql.NullInt64
+		err := s.reader().QueryRowContext(ctx, `SELECT prev_group FROM state_groups WHERE group_id = $1`, g).Scan(&prev)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("state group %d: %w", g, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		g = prev.Int64
+		if len(chain) > maxChain+1 {
+			return nil, fmt.Errorf("state group %d: chain too long", group)
+		}
+	}
+	out := StateMap{}
+	for i := len(chain) - 1; i >= 0; i-- {
+		rows, err := s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = $1`, chain[i])
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k StateKey
+			var ev string
+			if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = ev
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// StateGroupEntry returns one entry of a group's state ("" when absent).
+func (s *Store) StateGroupEntry(ctx context.Context, group int64, k StateKey) (string, error) {
+	for g := group; g != 0; {
+		var ev string
+		err := s.reader().QueryRowContext(ctx, `SELECT event_id FROM state_group_entries WHERE group_id = $1 AND type = $2 AND state_key = $3`, g, k.Type, k.StateKey).Scan(&ev)
+		if err == nil {
+			return ev, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return "", err
+		}
+		var prev sql.NullInt64
+		if err := s.reader().QueryRowContext(ctx, `SELECT prev_group FROM state_groups WHERE group_id = $1`, g).Scan(&prev); err != nil {
+			return "", err
+		}
+		g = prev.Int64
+	}
+	return "", nil
+}
+
+// CurrentState returns a room's current state.
+func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM room_state WHERE room_id = $1`, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := StateMap{}
+	for rows.Next() {
+		var k StateKey
+		var ev string
+		if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+			return nil, err
+		}
+		out[k] = ev
+	}
+	return out, rows.Err()
+}
+
+// SetCurrentState points a state key of a room at an event.
+func (tx *Tx) SetCurrentState(ctx context.Context, roomID string, k StateKey, eventID string) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id`, roomID, k.Type, k.StateKey, eventID)
+	return err
+}
+
+// Membership is a room_members row.
+type Membership struct {
+	RoomID     string
+	UserID     string
+	Membership string
+	EventID    string
+	Pos        int64
+	Forgotten  bool
+}
+
+// SetMembership records a user's current membership of a room.
+func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten) VALUES ($1, $2, $3, $4, $5, FALSE)
+		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE`,
+		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos)
+	return err
+}
+
+// ForgetRoom hides a left room from a user.
+func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE room_members SET forgotten = TRUE WHERE room_id = $1 AND user_id = $2`, roomID, userID)
+	return err
+}
+
+// UserMemberships lists a user's memberships (forgotten rooms excluded).
+func (s *Store) UserMemberships(ctx context.Context, userID string) ([]Membership, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT room_id, user_id, membership, event_id, stream_pos, forgotten FROM room_members WHERE user_id = $1 AND forgotten = FALSE`, userID)
+	return scanMemberships(rows, err)
+}
+
+// GetMembership returns a user's membership row in a room or ErrNotFound.
+func (s *Store) GetMembership(ctx context.Context, roomID, userID string) (*Membership, error) {
+	var m Membership
+	err := s.reader().QueryRowContext(ctx, `SELECT room_id, user_id, membership, event_id, stream_pos, forgotten FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID).
+		Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos, &m.Forgotten)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &m, err
+}
+
+// RoomMemberships lists the membership rows of a room.
+func (s *Store) RoomMemberships(ctx context.Context, roomID string) ([]Membership, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT room_id, user_id, membership, event_id, stream_pos, forgotten FROM room_members WHERE room_id = $1`, roomID)
+	return scanMemberships(rows, err)
+}
+
+func scanMemberships(rows *sql.Rows, err error) ([]Membership, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Membership
+	for rows.Next() {
+		var m Membership
+		if err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos, &m.Forgotten); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// RoomIDs lists every room with its latest event position, for warming
+// caches at start.
+func (s *Store) RoomLatestPositions(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT room_id, MAX(stream_pos) FROM events GROUP BY room_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var r string
+		var p int64
+		if err := rows.Scan(&r, &p); err != nil {
+			return nil, err
+		}
+		out[r] = p
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	_ "modernc.org/sqlite"             // registers "sqlite"
+)
+
+// Engine names a database engine.
+type Engine string
+
+const (
+	SQLite   Engine = "sqlite"
+	Postgres Engine = "postgres"
+)
+
+// ErrNotFound is returned when a looked-up row does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is the database of one server. It is safe for concurrent use.
+//
+// On SQLite, writes go through a single connection (w) and reads through a
+// pool of read-only connections (r); on PostgreSQL both are the same pool.
+type Store struct {
+	Engine Engine
+	w      *sql.DB
+	r      *sql.DB
+
+	// Streams hands out positions of the sync streams.
+	Streams *Streams
+}
+
+// Options configures Open.
+type Options struct {
+	// DataDir holds luxchat.db for SQLite.
+	DataDir string
+	// PostgresDSN selects PostgreSQL when non-empty.
+	PostgresDSN string
+}
+
+// Open connects, runs pending migrations and loads stream positions.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	s := &Store{}
+	if o.PostgresDSN != "" {
+		db, err := sql.Open("pgx", o.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		// A warm pool: connections are kept, never churned.
+		db.SetMaxOpenConns(16)
+		db.SetMaxIdleConns(16)
+		db.SetConnMaxIdleTime(0)
+		db.SetConnMaxLifetime(0)
+		s.Engine, s.w, s.r = Postgres, db, db
+	} else {
+		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		path := filepath.Join(o.DataDir, "luxchat.db")
+		// synchronous=NORMAL in WAL mode survives a process crash (kill -9):
+		// committed transactions are in the WAL file before COMMIT returns.
+		pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(on)&_pragma=cache_size(-16000)"
+		w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		w.SetMaxOpenConns(1)
+		w.SetConnMaxIdleTime(0)
+		r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		r.SetMaxOpenConns(4)
+		r.SetMaxIdleConns(4)
+		r.SetConnMaxIdleTime(0)
+		s.Engine, s.w, s.r = SQLite, w, r
+	}
+	if err := s.w.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("connect %s: %w", s.Engine, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	streams, err := loadStreams(ctx, s)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.Streams = streams
+	return s, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	err := s.w.Close()
+	if s.r != s.w {
+		err = errors.Join(err, s.r.Close())
+	}
+	return err
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Tx is a write transaction. Its methods are the store's write queries.
+type Tx struct {
+	q       querier
+	s       *Store
+	after   []func()
+	finally []func()
+}
+
+// OnCommit registers f to run after a successful commit, for side effects
+// such as waking up syncs. Side effects never run inside the transaction.
+func (tx *Tx) OnCommit(f func()) { tx.after = append(tx.after, f) }
+
+// Alloc takes the next position of a stream for a row this transaction
+// writes. The position becomes visible to readers (Stream.Current) once the
+// transaction has ended, committed or not.
+func (tx *Tx) Alloc(st *Stream) int64 {
+	p := st.alloc()
+	tx.finally = append(tx.finally, func() { st.done(p) })
+	return p
+}
+
+// InTx runs f in a write transaction and commits it when f returns nil.
+func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
+	sqlTx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	tx := &Tx{q: sqlTx, s: s}
+	err = f(tx)
+	if err == nil {
+		if err = sqlTx.Commit(); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	} else {
+		_ = sqlTx.Rollback()
+	}
+	for _, f := range tx.finally {
+		f()
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range tx.after {
+		f()
+	}
+	return nil
+}
+
+// Reader returns a handle for read-only queries outside a transaction.
+func (s *Store) reader() querier { return s.r }
+
+// writer returns the write handle for single-statement writes.
+func (s *Store) writer() querier { return s.w }
+
+//go:embed schema/*.sql
+var schemaFS embed.FS
+
+var onlyLine = regexp.MustCompile(`--\s*only:\s*(postgres|sqlite)\s*$`)
+
+// migrationSQL returns the statements of one migration file for engine e.
+func migrationSQL(text string, e Engine) string {
+	var b strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if m := onlyLine.FindStringSubmatch(line); m != nil && Engine(m[1]) != e {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ts BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	names, err := fs.Glob(schemaFS, "schema/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var version int
+		if _, err := fmt.Sscanf(filepath.Base(name), "%04d_", &version); err != nil {
+			return fmt.Errorf("migration %s: bad name", name)
+		}
+		var n int
+		if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
+			return fmt.Errorf("read schema_migrations: %w", err)
+		}
+		if n > 0 {
+			continue
+		}
+		text, _ := schemaFS.ReadFile(name)
+		err := s.InTx(ctx, func(tx *Tx) error {
+			for _, stmt := range splitStatements(migrationSQL(string(text), s.Engine)) {
+				if _, err := tx.q.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("%s: %w\n%s", name, err, stmt)
+				}
+			}
+			_, err := tx.q.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_ts) VALUES ($1, $2)`, version, time.Now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// splitStatements splits a migration on semicolons at line ends, dropping
+// comment-only statements.
+func splitStatements(text string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasPrefix(trimmed, "--") || trimmed == "" {
+			continue
+		}
+		if i := strings.Index(line, "--"); i >= 0 {
+			line = line[:i]
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(strings.TrimSpace(line), ";") {
+			out = append(out, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+func now() int64 { return time.Now().UnixMilli() }

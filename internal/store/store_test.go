@@ -1,0 +1,173 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"luxchat/internal/testutil/pgtest"
+)
+
+// forEachEngine runs f on a fresh SQLite and a fresh PostgreSQL store.
+func forEachEngine(t *testing.T, f func(t *testing.T, s *Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		s, err := Open(context.Background(), Options{DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := pgtest.NewDatabase(t)
+		s, err := Open(context.Background(), Options{PostgresDSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f(t, s)
+	})
+}
+
+// Every query must number its placeholders $1…$n in order of first
+// appearance, because SQLite binds by appearance.
+func TestPlaceholdersAscending(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	ph := regexp.MustCompile(`\$(\d+)`)
+	lit := regexp.MustCompile("(?s)`[^`]*`")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, _ := os.ReadFile(f)
+		for _, q := range lit.FindAllString(string(src), -1) {
+			want := 1
+			seen := map[int]bool{}
+			for _, m := range ph.FindAllStringSubmatch(q, -1) {
+				n, _ := strconv.Atoi(m[1])
+				if seen[n] {
+					continue
+				}
+				if n != want {
+					t.Errorf("%s: placeholder $%d where $%d expected in %s", f, n, want, q)
+					break
+				}
+				seen[n] = true
+				want++
+			}
+		}
+	}
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	for range 2 {
+		s, err := Open(context.Background(), Options{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+func TestAccounts(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.CreateUser(ctx, User{UserID: "@a:x", PasswordHash: "h"}); err != nil {
+				return err
+			}
+			if err := tx.CreateUser(ctx, User{UserID: "@a:x"}); err != ErrExists {
+				t.Errorf("duplicate user: %v", err)
+			}
+			if err := tx.UpsertDevice(ctx, Device{UserID: "@a:x", DeviceID: "D1"}); err != nil {
+				return err
+			}
+			return tx.InsertAccessToken(ctx, "hash1", "@a:x", "D1", 0)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, err := s.LookupAccessToken(ctx, "hash1")
+		if err != nil || ss.UserID != "@a:x" || ss.DeviceID != "D1" {
+			t.Fatalf("lookup: %+v %v", ss, err)
+		}
+		if _, err := s.LookupAccessToken(ctx, "nope"); err != ErrNotFound {
+			t.Fatalf("unknown token: %v", err)
+		}
+		_ = s.InTx(ctx, func(tx *Tx) error { return tx.DeleteDevice(ctx, "@a:x", "D1") })
+		if _, err := s.LookupAccessToken(ctx, "hash1"); err != ErrNotFound {
+			t.Fatalf("token survived device deletion: %v", err)
+		}
+		var id0, id1 int64
+		_ = s.InTx(ctx, func(tx *Tx) error {
+			id0, _ = tx.PutFilter(ctx, "@a:x", "{}")
+			id1, err = tx.PutFilter(ctx, "@a:x", `{"room":{}}`)
+			return err
+		})
+		if id0 != 0 || id1 != 1 {
+			t.Fatalf("filter ids %d %d", id0, id1)
+		}
+		if f, _ := s.GetFilter(ctx, "@a:x", 1); f != `{"room":{}}` {
+			t.Fatalf("filter %q", f)
+		}
+	})
+}
+
+func TestStreamsVisibleInOrder(t *testing.T) {
+	st := newStream("x", 10)
+	a, b := st.alloc(), st.alloc()
+	if st.Current() != 10 {
+		t.Fatalf("current %d with both pending", st.Current())
+	}
+	st.done(b)
+	if st.Current() != 10 {
+		t.Fatalf("current %d: %d visible before %d finished", st.Current(), b, a)
+	}
+	st.done(a)
+	if st.Current() != 12 {
+		t.Fatalf("current %d, want 12", st.Current())
+	}
+}
+
+func TestStateGroups(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		var g int64
+		var chain int
+		full := StateMap{}
+		// Build more groups than maxChain so that the chain is cut.
+		for i := range maxChain * 2 {
+			k := StateKey{"m.room.member", "@u" + strconv.Itoa(i) + ":x"}
+			full[k] = "$e" + strconv.Itoa(i)
+			err := s.InTx(ctx, func(tx *Tx) error {
+				var err error
+				g, chain, err = tx.NewStateGroup(ctx, "!r:x", g, chain, StateMap{k: full[k]}, full)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.StateGroup(ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(full) {
+			t.Fatalf("got %d entries want %d", len(got), len(full))
+		}
+		for k, v := range full {
+			if got[k] != v {
+				t.Fatalf("%v: %q want %q", k, got[k], v)
+			}
+		}
+		ev, err := s.StateGroupEntry(ctx, g, StateKey{"m.room.member", "@u0:x"})
+		if err != nil || ev != "$e0" {
+			t.Fatalf("entry %q %v", ev, err)
+		}
+	})
+}

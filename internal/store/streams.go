@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Stream hands out increasing positions for rows of one sync stream and
+// tracks which of them readers may see.
+//
+// Positions are allocated in process before the row is written; concurrent
+// transactions may commit out of order, so Current is the highest position
+// below which every allocated position has finished (committed or rolled
+// back). A sync that reads up to Current can never miss a row that commits
+// later with a smaller position. This holds for one process; several
+// processes would need a shared allocator (see docs/architecture.md).
+type Stream struct {
+	name    string
+	mu      sync.Mutex
+	next    int64
+	pending []int64 // allocated, not finished, ascending
+	notify  func(pos int64)
+}
+
+func newStream(name string, last int64) *Stream {
+	return &Stream{name: name, next: last + 1}
+}
+
+func (st *Stream) alloc() int64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	p := st.next
+	st.next++
+	st.pending = append(st.pending, p)
+	return p
+}
+
+func (st *Stream) done(p int64) {
+	st.mu.Lock()
+	if i := slices.Index(st.pending, p); i >= 0 {
+		st.pending = slices.Delete(st.pending, i, i+1)
+	}
+	st.mu.Unlock()
+}
+
+// Current is the highest position whose row, and every row before it, is
+// committed or abandoned.
+func (st *Stream) Current() int64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.pending) > 0 {
+		return st.pending[0] - 1
+	}
+	return st.next - 1
+}
+
+// Streams are the store's positions, one per sync stream, plus id
+// allocators that need no visibility tracking.
+type Streams struct {
+	Events      *Stream
+	AccountData *Stream
+	Receipts    *Stream
+	Presence    *Stream
+	StateGroups *Stream
+}
+
+func loadStreams(ctx context.Context, s *Store) (*Streams, error) {
+	max := func(table, col string) (int64, error) {
+		var v int64
+		err := s.w.QueryRowContext(ctx, "SELECT COALESCE(MAX("+col+"), 0) FROM "+table).Scan(&v)
+		if err != nil {
+			return 0, fmt.Errorf("load stream %s: %w", table, err)
+		}
+		return v, nil
+	}
+	st := &Streams{}
+	for _, x := range []struct {
+		dst        **Stream
+		table, col string
+	}{
+		{&st.Events, "events", "stream_pos"},
+		{&st.AccountData, "account_data", "stream_pos"},
+		{&st.Receipts, "receipts", "stream_pos"},
+		{&st.Presence, "presence", "stream_pos"},
+		{&st.StateGroups, "state_groups", "group_id"},
+	} {
+		v, err := max(x.table, x.col)
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = newStream(x.table, v)
+	}
+	return st, nil
+}

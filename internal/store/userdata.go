@@ -1,0 +1,226 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+)
+
+// AccountData is an account_data row; RoomID is "" for global data.
+type AccountData struct {
+	UserID  string
+	RoomID  string
+	Type    string
+	Content []byte
+	Pos     int64
+}
+
+// PutAccountData stores account data and advances its stream.
+func (tx *Tx) PutAccountData(ctx context.Context, userID, roomID, typ string, content []byte) (int64, error) {
+	pos := tx.Alloc(tx.s.Streams.AccountData)
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO account_data (user_id, room_id, type, content, stream_pos) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
+		userID, roomID, typ, string(content), pos)
+	return pos, err
+}
+
+// GetAccountData returns one item or ErrNotFound.
+func (s *Store) GetAccountData(ctx context.Context, userID, roomID, typ string) ([]byte, error) {
+	var c string
+	err := s.reader().QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`, userID, roomID, typ).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return []byte(c), err
+}
+
+// AccountDataSince returns a user's account data changed in (from, to].
+func (s *Store) AccountDataSince(ctx context.Context, userID string, from, to int64) ([]AccountData, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT user_id, room_id, type, content, stream_pos FROM account_data
+		WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos`, userID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AccountData
+	for rows.Next() {
+		var a AccountData
+		var c string
+		if err := rows.Scan(&a.UserID, &a.RoomID, &a.Type, &c, &a.Pos); err != nil {
+			return nil, err
+		}
+		a.Content = []byte(c)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Receipt is a receipts row.
+type Receipt struct {
+	RoomID   string
+	Type     string
+	UserID   string
+	ThreadID string // "" for unthreaded
+	EventID  string
+	EventPos int64
+	TS       int64
+	Pos      int64
+}
+
+// PutReceipt stores a receipt unless the user already has one at a later
+// event for the same type and thread. It returns false when nothing changed.
+func (tx *Tx) PutReceipt(ctx context.Context, r Receipt) (bool, error) {
+	pos := tx.Alloc(tx.s.Streams.Receipts)
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id, event_pos = excluded.event_pos, ts = excluded.ts, stream_pos = excluded.stream_pos
+		WHERE receipts.event_pos < excluded.event_pos`,
+		r.RoomID, r.Type, r.UserID, r.ThreadID, r.EventID, r.EventPos, r.TS, pos)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// ReceiptsSince returns the receipts of rooms changed in (from, to].
+func (s *Store) ReceiptsSince(ctx context.Context, roomIDs []string, from, to int64) ([]Receipt, error) {
+	if len(roomIDs) == 0 {
+		return nil, nil
+	}
+	q, args := inList(`SELECT room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos FROM receipts WHERE room_id IN (`, roomIDs,
+		`) AND stream_pos > $`+itoa(len(roomIDs)+1)+` AND stream_pos <= $`+itoa(len(roomIDs)+2)+` ORDER BY stream_pos`, from, to)
+	rows, err := s.reader().QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Receipt
+	for rows.Next() {
+		var r Receipt
+		if err := rows.Scan(&r.RoomID, &r.Type, &r.UserID, &r.ThreadID, &r.EventID, &r.EventPos, &r.TS, &r.Pos); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReadPosition returns the stream position of the event a user's latest
+// read receipt (public or private, unthreaded or main) points at in a room.
+func (s *Store) ReadPosition(ctx context.Context, roomID, userID string) (int64, error) {
+	var p int64
+	err := s.reader().QueryRowContext(ctx, `SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $1 AND user_id = $2
+		AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')`, roomID, userID).Scan(&p)
+	return p, err
+}
+
+// CountUnread counts events after pos in a room that notify by default:
+// messages, encrypted events and stickers sent by others.
+func (s *Store) CountUnread(ctx context.Context, roomID, userID string, after int64) (int64, error) {
+	var n int64
+	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE room_id = $1 AND sender <> $2 AND stream_pos > $3
+		AND state_key IS NULL AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker', 'm.poll.start', 'org.matrix.msc3381.poll.start') AND redacted = FALSE`, roomID, userID, after).Scan(&n)
+	return n, err
+}
+
+// Presence is a presence row.
+type Presence struct {
+	UserID       string
+	State        string
+	StatusMsg    sql.NullString
+	LastActiveTS int64
+	Pos          int64
+}
+
+// PutPresence stores a user's presence.
+func (tx *Tx) PutPresence(ctx context.Context, p Presence) (int64, error) {
+	pos := tx.Alloc(tx.s.Streams.Presence)
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_pos) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg, last_active_ts = excluded.last_active_ts, stream_pos = excluded.stream_pos`,
+		p.UserID, p.State, p.StatusMsg, p.LastActiveTS, pos)
+	return pos, err
+}
+
+// GetPresence returns a user's presence or ErrNotFound.
+func (s *Store) GetPresence(ctx context.Context, userID string) (*Presence, error) {
+	var p Presence
+	err := s.reader().QueryRowContext(ctx, `SELECT user_id, state, status_msg, last_active_ts, stream_pos FROM presence WHERE user_id = $1`, userID).
+		Scan(&p.UserID, &p.State, &p.StatusMsg, &p.LastActiveTS, &p.Pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &p, err
+}
+
+// PresenceSince returns the presence changed in (from, to] of the users who
+// share a joined room with userID (and userID itself).
+func (s *Store) PresenceSince(ctx context.Context, userID string, from, to int64) ([]Presence, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos FROM presence p
+		WHERE p.stream_pos > $1 AND p.stream_pos <= $2 AND (p.user_id = $3 OR p.user_id IN (
+			SELECT o.user_id FROM room_members o JOIN room_members m ON m.room_id = o.room_id
+			WHERE m.user_id = $4 AND m.membership = 'join' AND o.membership = 'join'))
+		ORDER BY p.stream_pos`, from, to, userID, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Presence
+	for rows.Next() {
+		var p Presence
+		if err := rows.Scan(&p.UserID, &p.State, &p.StatusMsg, &p.LastActiveTS, &p.Pos); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// SharesRoom reports whether two users are both joined to (or one is
+// invited to a room the other is joined to) some room.
+func (s *Store) SharesRoom(ctx context.Context, a, b string) (bool, error) {
+	var n int
+	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM room_members x JOIN room_members y ON x.room_id = y.room_id
+		WHERE x.user_id = $1 AND y.user_id = $2 AND x.membership IN ('join', 'invite') AND y.membership IN ('join', 'invite')`, a, b).Scan(&n)
+	return n > 0, err
+}
+
+// PutAlias maps an alias to a room; ErrExists when taken.
+func (tx *Tx) PutAlias(ctx context.Context, alias, roomID, creator string) error {
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3) ON CONFLICT (alias) DO NOTHING`, alias, roomID, creator)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return nil
+}
+
+// GetAlias returns the room and creator of an alias or ErrNotFound.
+func (s *Store) GetAlias(ctx context.Context, alias string) (roomID, creator string, err error) {
+	err = s.reader().QueryRowContext(ctx, `SELECT room_id, creator FROM room_aliases WHERE alias = $1`, alias).Scan(&roomID, &creator)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	return roomID, creator, err
+}
+
+// DeleteAlias removes an alias.
+func (tx *Tx) DeleteAlias(ctx context.Context, alias string) error {
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM room_aliases WHERE alias = $1`, alias)
+	return err
+}
+
+// RoomAliases lists the local aliases of a room.
+func (s *Store) RoomAliases(ctx context.Context, roomID string) ([]string, error) {
+	return queryStrings(ctx, s.reader(), `SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias`, roomID)
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}
