@@ -1,0 +1,99 @@
+package httputil
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"luxchat/internal/matrix/errcode"
+)
+
+// ReadJSON reads the body, which must be a JSON object in valid UTF-8, and
+// decodes it into dst. Malformed JSON is M_NOT_JSON; a value of the wrong
+// type is M_BAD_JSON; an oversized body is M_TOO_LARGE.
+func (r *Request) ReadJSON(dst any) error {
+	raw, err := r.Body()
+	if err != nil {
+		return err
+	}
+	return DecodeJSON(raw, dst)
+}
+
+// Body returns the raw request body.
+func (r *Request) Body() ([]byte, error) {
+	if r.Request.Body == nil {
+		return nil, nil
+	}
+	raw, err := io.ReadAll(r.Request.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errcode.TooLarge("request body too large")
+		}
+		return nil, errcode.Unknown("could not read request body")
+	}
+	return raw, nil
+}
+
+// DecodeJSON decodes an object body with the spec's error codes.
+func DecodeJSON(raw []byte, dst any) error {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
+		trimmed = []byte("{}")
+	}
+	if !utf8.Valid(trimmed) {
+		return errcode.NotJSON("body is not valid UTF-8")
+	}
+	if !json.Valid(trimmed) {
+		return errcode.NotJSON("body is not valid JSON")
+	}
+	if trimmed[0] != '{' {
+		return errcode.BadJSON("body must be a JSON object")
+	}
+	if err := json.Unmarshal(trimmed, dst); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field := te.Field
+			if field == "" {
+				field = "body"
+			}
+			return errcode.BadJSON("%s: expected %s", field, te.Type.String())
+		}
+		return errcode.BadJSON("invalid body: %v", err)
+	}
+	return nil
+}
+
+// PathValue returns a path variable.
+func (r *Request) Var(name string) string { return r.Request.PathValue(name) }
+
+// Query returns a query parameter.
+func (r *Request) Query(name string) string { return r.URL.Query().Get(name) }
+
+// QueryInt parses an integer query parameter, def when absent.
+func (r *Request) QueryInt(name string, def int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, errcode.InvalidParam("%s must be an integer", name)
+	}
+	return n, nil
+}
+
+// QueryBool parses a boolean query parameter ("true"/"false").
+func (r *Request) QueryBool(name string) (bool, error) {
+	switch r.URL.Query().Get(name) {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, errcode.InvalidParam("%s must be true or false", name)
+}

@@ -1,0 +1,301 @@
+package httputil
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+)
+
+// AuthKind declares what a route requires of the caller.
+type AuthKind int
+
+const (
+	// AuthNone: anyone.
+	AuthNone AuthKind = iota
+	// AuthUser: a valid access token.
+	AuthUser
+	// AuthOptional: an access token is used when present.
+	AuthOptional
+)
+
+// Session is the authenticated caller of a request.
+type Session struct {
+	UserID    string
+	DeviceID  string
+	IsAdmin   bool
+	TokenHash string
+}
+
+// Authenticator resolves access tokens.
+type Authenticator interface {
+	// Authenticate returns the session of a token, or an *errcode.Error
+	// (M_UNKNOWN_TOKEN, possibly with soft_logout).
+	Authenticate(ctx context.Context, token string) (*Session, error)
+}
+
+// Request is what a handler receives.
+type Request struct {
+	*http.Request
+	Session *Session
+	router  *Router
+}
+
+// Handler serves one route. It returns a value encoded as the JSON body
+// with status 200, a *Response for another status or raw bytes, or an error
+// (an *errcode.Error is sent as is; anything else becomes a logged 500).
+type Handler func(r *Request) (any, error)
+
+// Response lets a handler choose status and headers.
+type Response struct {
+	Status  int
+	Body    any    // encoded as JSON unless Raw is set
+	Raw     []byte // sent verbatim as application/json
+	Headers http.Header
+}
+
+// Router maps "METHOD /path" patterns to handlers. It answers unknown paths
+// with 404 M_UNRECOGNIZED and known paths with a wrong method with 405
+// M_UNRECOGNIZED, always as JSON.
+type Router struct {
+	mux      *http.ServeMux
+	routes   map[string]map[string]route // path pattern → method → route
+	Auth     Authenticator
+	Limiter  *RateLimiter // nil: no rate limits
+	MaxBody  int64
+	Log      *slog.Logger
+	Observe  func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
+	requests atomic.Uint64
+}
+
+type route struct {
+	auth    AuthKind
+	limited bool
+	h       Handler
+}
+
+// NewRouter returns an empty router.
+func NewRouter(auth Authenticator, maxBody int64, log *slog.Logger) *Router {
+	rt := &Router{mux: http.NewServeMux(), routes: map[string]map[string]route{}, Auth: auth, MaxBody: maxBody, Log: log}
+	rt.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			writeCORS(w)
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		rt.writeError(w, r, errcode.Unrecognized("unrecognized request"))
+	})
+	return rt
+}
+
+// Option changes a route.
+type Option func(*route)
+
+// RateLimited applies the router's rate limiter to the route.
+func RateLimited() Option { return func(r *route) { r.limited = true } }
+
+// Handle registers "METHOD /path/{var}" with an auth kind.
+func (rt *Router) Handle(pattern string, auth AuthKind, h Handler, opts ...Option) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		panic("httputil: pattern needs a method: " + pattern)
+	}
+	rr := route{auth: auth, h: h}
+	for _, o := range opts {
+		o(&rr)
+	}
+	methods, seen := rt.routes[path]
+	if !seen {
+		methods = map[string]route{}
+		rt.routes[path] = methods
+		rt.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { rt.dispatch(w, r, path, methods) })
+	}
+	methods[method] = rr
+}
+
+// ServeHTTP implements http.Handler.
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt.mux.ServeHTTP(w, r)
+}
+
+func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, methods map[string]route) {
+	start := time.Now()
+	writeCORS(w)
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	rr, ok := methods[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		rr, ok = methods[http.MethodGet]
+	}
+	if !ok {
+		rt.writeError(w, r, errcode.MethodNotAllowed())
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			rt.Log.Error("panic in handler", "path", r.URL.Path, "panic", p)
+			if sw.status == 0 {
+				rt.writeError(sw, r, errcode.Internal())
+			}
+		}
+		if rt.Observe != nil {
+			rt.Observe(path, r.Method, sw.status, time.Since(start))
+		}
+	}()
+	if rt.MaxBody > 0 && r.Body != nil {
+		r.Body = http.MaxBytesReader(sw, r.Body, rt.MaxBody)
+	}
+	req := &Request{Request: r, router: rt}
+	if rr.auth != AuthNone {
+		token := accessToken(r)
+		switch {
+		case token == "" && rr.auth == AuthUser:
+			rt.writeError(sw, r, errcode.MissingToken("missing access token"))
+			return
+		case token != "":
+			s, err := rt.Auth.Authenticate(r.Context(), token)
+			if err != nil {
+				rt.writeError(sw, r, err)
+				return
+			}
+			req.Session = s
+		}
+	}
+	if rr.limited && rt.Limiter != nil {
+		key := clientIP(r)
+		if req.Session != nil {
+			key = req.Session.UserID
+		}
+		if wait := rt.Limiter.Take(key); wait > 0 {
+			rt.writeError(sw, r, errcode.LimitExceeded(wait.Milliseconds()+1))
+			return
+		}
+	}
+	out, err := rr.h(req)
+	if err != nil {
+		rt.writeError(sw, r, err)
+		return
+	}
+	writeResult(sw, out)
+}
+
+func writeResult(w http.ResponseWriter, out any) {
+	status, body, headers := http.StatusOK, out, http.Header(nil)
+	if resp, ok := out.(*Response); ok {
+		status, body, headers = resp.Status, resp.Body, resp.Headers
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if resp.Raw != nil {
+			body = json.RawMessage(resp.Raw)
+		}
+	}
+	for k, v := range headers {
+		w.Header()[k] = v
+	}
+	var data []byte
+	switch b := body.(type) {
+	case json.RawMessage:
+		data = b
+	case []byte:
+		data = b
+	case nil:
+		data = []byte("{}")
+	default:
+		var err error
+		data, err = json.Marshal(b)
+		if err != nil {
+			status, data = http.StatusInternalServerError, []byte(`{"errcode":"M_UNKNOWN","error":"internal server error"}`)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
+}
+
+// WriteError sends err as a Matrix error. Anything that is not an
+// *errcode.Error is logged and becomes a 500 with no detail.
+func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e, ok := errcode.As(err)
+	if !ok {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			e = errcode.TooLarge("request body too large")
+		} else if errors.Is(err, context.Canceled) {
+			return
+		} else {
+			rt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = errcode.Internal()
+		}
+	}
+	data, _ := json.Marshal(e)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(data)
+}
+
+func accessToken(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ClientIP returns the caller's address.
+func (r *Request) ClientIP() string { return clientIP(r.Request) }
+
+func writeCORS(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming responses through.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
