@@ -1,20 +1,115 @@
 package accounts
 
 import (
+	"context"
+	"crypto/rand"
 	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"luxchat/internal/config"
+	"luxchat/internal/matrix/id"
 	"luxchat/internal/store"
 )
 
 // Service is the accounts domain. It is safe for concurrent use.
+//
+// Password hashing is slow on purpose and never runs inside a database
+// transaction: hash first, then write. At most GOMAXPROCS hashes run at once
+// (each argon2id call holds its memory cost in RAM).
+//
+// Access tokens are looked up through an in-process cache (see tokenCache)
+// that every change made here invalidates right after its commit.
 type Service struct {
 	cfg   *config.Config
 	store *store.Store
 	log   *slog.Logger
+
+	// Hooks, set by the server wiring before serving (nil: nothing to do).
+	// They run after the change has been committed; an error is logged, the
+	// change stands.
+
+	// OnDeactivate runs after an account was deactivated, so that rooms can
+	// make the user leave.
+	OnDeactivate func(ctx context.Context, userID string) error
+	// OnProfileChange runs after a display name or avatar changed, so that
+	// rooms can update the user's member events.
+	OnProfileChange func(ctx context.Context, userID string, displayName, avatarURL string) error
+	// OnDevicesDeleted runs after devices were deleted (logout, device
+	// deletion, password change, deactivation), so that their end-to-end
+	// keys can be deleted too.
+	OnDevicesDeleted func(ctx context.Context, userID string, deviceIDs []string) error
+
+	cache   *tokenCache
+	hashSem chan struct{}
+	now     func() time.Time // replaced in tests
+
+	dummyOnce sync.Once
+	dummyHash string // hashed when a user is unknown, so timing does not tell
+
+	lastSweep atomic.Int64 // unix ms of the last sweep of stale UIA sessions and nonces
 }
 
 // New returns the accounts service.
 func New(cfg *config.Config, st *store.Store, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, store: st, log: log}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{
+		cfg:     cfg,
+		store:   st,
+		log:     log,
+		cache:   newTokenCache(),
+		hashSem: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		now:     time.Now,
+	}
+}
+
+// serverName is the server part of local user ids.
+func (s *Service) serverName() id.ServerName { return id.ServerName(s.cfg.ServerName) }
+
+// localUserID returns "@localpart:server".
+func (s *Service) localUserID(localpart string) string {
+	return "@" + localpart + ":" + s.cfg.ServerName
+}
+
+// isLocal reports whether a user id belongs to this server.
+func (s *Service) isLocal(userID string) bool {
+	u, err := id.ParseUserID(userID)
+	return err == nil && u.Server() == s.serverName()
+}
+
+// alnum is the alphabet of session ids and generated registration tokens.
+const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// randomString returns n characters drawn from alphabet (len ≤ 256).
+func randomString(alphabet string, n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	// Rejection-free modulo bias is irrelevant for identifiers that only
+	// need to be unpredictable and unique.
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// runHook runs a post-commit hook, logging its failure.
+func (s *Service) runHook(name string, f func() error) {
+	if err := f(); err != nil {
+		s.log.Error("accounts hook failed", "hook", name, "err", err)
+	}
+}
+
+// devicesDeleted runs OnDevicesDeleted (the tokens cache was invalidated on
+// commit).
+func (s *Service) devicesDeleted(ctx context.Context, userID string, deviceIDs []string) {
+	if len(deviceIDs) == 0 {
+		return
+	}
+	if h := s.OnDevicesDeleted; h != nil {
+		s.runHook("OnDevicesDeleted", func() error { return h(ctx, userID, deviceIDs) })
+	}
 }

@@ -196,6 +196,9 @@ type Session struct {
 	ExpiresTS   int64 // 0: never
 	IsAdmin     bool
 	Deactivated bool
+	// PrevRefreshHash is the refresh token this access token replaced, set
+	// until the access token is first used (see ForgetPrevRefresh).
+	PrevRefreshHash string
 }
 
 // InsertAccessToken stores a token hash for a device.
@@ -215,9 +218,9 @@ func (tx *Tx) InsertRefreshToken(ctx context.Context, hash, userID, deviceID str
 // LookupAccessToken resolves a token hash, or ErrNotFound.
 func (s *Store) LookupAccessToken(ctx context.Context, hash string) (*Session, error) {
 	var ss Session
-	err := s.reader().QueryRowContext(ctx, `SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated
+	err := s.reader().QueryRowContext(ctx, `SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated, COALESCE(t.prev_refresh_hash, '')
 		FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1`, hash).
-		Scan(&ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated)
+		Scan(&ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated, &ss.PrevRefreshHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -345,10 +348,10 @@ type UIASession struct {
 	CreatedTS int64
 }
 
-// PutUIASession creates or updates a session.
+// PutUIASession creates or updates a session (its creation time stays).
 func (s *Store) PutUIASession(ctx context.Context, u UIASession) error {
 	_, err := s.writer().ExecContext(ctx, `INSERT INTO uia_sessions (session_id, user_id, completed, params, created_ts) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (session_id) DO UPDATE SET completed = excluded.completed`, u.ID, u.UserID, u.Completed, u.Params, u.CreatedTS)
+		ON CONFLICT (session_id) DO UPDATE SET user_id = excluded.user_id, completed = excluded.completed, params = excluded.params`, u.ID, u.UserID, u.Completed, u.Params, u.CreatedTS)
 	return err
 }
 
@@ -403,4 +406,141 @@ func (s *Store) GetFilter(ctx context.Context, userID string, id int64) (string,
 		return "", ErrNotFound
 	}
 	return f, err
+}
+
+// GetUser is Store.GetUser inside a write transaction.
+func (tx *Tx) GetUser(ctx context.Context, userID string) (*User, error) {
+	return scanUser(tx.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE user_id = $1`, userID))
+}
+
+// GetDevice is Store.GetDevice inside a write transaction.
+func (tx *Tx) GetDevice(ctx context.Context, userID, deviceID string) (*Device, error) {
+	var d Device
+	err := tx.q.QueryRowContext(ctx, `SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID).
+		Scan(&d.UserID, &d.DeviceID, &d.DisplayName, &d.LastSeenTS, &d.LastSeenIP)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &d, err
+}
+
+// SetDisplayName sets a user's display name (NULL clears); ErrNotFound when
+// the user does not exist.
+func (tx *Tx) SetDisplayName(ctx context.Context, userID string, name sql.NullString) error {
+	res, err := tx.q.ExecContext(ctx, `UPDATE users SET displayname = $1 WHERE user_id = $2`, name, userID)
+	return affectedOne(res, err)
+}
+
+// SetAvatarURL sets a user's avatar URL (NULL clears); ErrNotFound when the
+// user does not exist.
+func (tx *Tx) SetAvatarURL(ctx context.Context, userID string, url sql.NullString) error {
+	res, err := tx.q.ExecContext(ctx, `UPDATE users SET avatar_url = $1 WHERE user_id = $2`, url, userID)
+	return affectedOne(res, err)
+}
+
+func affectedOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ReplacePasswordHash swaps a user's hash for a new one only while it is
+// still old, so that a password change made meanwhile is not overwritten.
+func (s *Store) ReplacePasswordHash(ctx context.Context, userID, oldHash, newHash string) error {
+	_, err := s.writer().ExecContext(ctx, `UPDATE users SET password_hash = $1 WHERE user_id = $2 AND password_hash = $3`, newHash, userID, oldHash)
+	return err
+}
+
+// TouchDeviceSeen records when a device was last seen, keeping its address.
+func (s *Store) TouchDeviceSeen(ctx context.Context, userID, deviceID string, ts int64) error {
+	_, err := s.writer().ExecContext(ctx, `UPDATE devices SET last_seen_ts = $1 WHERE user_id = $2 AND device_id = $3`, ts, userID, deviceID)
+	return err
+}
+
+// InsertTokenPair stores an access token together with the refresh token
+// issued with it. prevRefresh is the refresh token the pair replaces ("" at
+// login): it stays usable until either new token is used.
+func (tx *Tx) InsertTokenPair(ctx context.Context, accessHash, refreshHash, userID, deviceID string, expiresTS int64, prevRefresh string) error {
+	prev := sql.NullString{String: prevRefresh, Valid: prevRefresh != ""}
+	if _, err := tx.q.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, refresh_hash, prev_refresh_hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, accessHash, userID, deviceID, now(), expiresTS, refreshHash, prev); err != nil {
+		return fmt.Errorf("insert access token: %w", err)
+	}
+	if _, err := tx.q.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, prev_hash) VALUES ($1, $2, $3, $4, $5)`,
+		refreshHash, userID, deviceID, now(), prev); err != nil {
+		return fmt.Errorf("insert refresh token: %w", err)
+	}
+	return nil
+}
+
+// RefreshToken is a refresh_tokens row.
+type RefreshToken struct {
+	UserID   string
+	DeviceID string
+	PrevHash string // the refresh token this one replaced, until this one is used
+	NextHash string // the refresh token issued when this one was last used
+}
+
+// RotateRefreshToken uses the refresh token oldHash: it revokes the token
+// oldHash replaced, any pair issued by an earlier use of oldHash (its
+// response was lost, or the client would not retry), and the access token
+// issued with oldHash; then it stores the new pair. oldHash itself stays until
+// the new pair is used. ErrNotFound when oldHash is unknown.
+func (tx *Tx) RotateRefreshToken(ctx context.Context, oldHash, accessHash, refreshHash string, expiresTS int64) (*RefreshToken, error) {
+	var rt RefreshToken
+	// A no-op UPDATE reads the row and locks it on PostgreSQL, so that two
+	// concurrent uses of one token are serialised (SQLite has one writer).
+	err := tx.q.QueryRowContext(ctx, `UPDATE refresh_tokens SET created_ts = created_ts WHERE token_hash = $1
+		RETURNING user_id, device_id, COALESCE(prev_hash, ''), COALESCE(next_hash, '')`, oldHash).
+		Scan(&rt.UserID, &rt.DeviceID, &rt.PrevHash, &rt.NextHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read refresh token: %w", err)
+	}
+	var stmts [][2]string // query, argument
+	if rt.PrevHash != "" {
+		stmts = append(stmts, [2]string{`DELETE FROM refresh_tokens WHERE token_hash = $1`, rt.PrevHash})
+	}
+	if rt.NextHash != "" {
+		stmts = append(stmts,
+			[2]string{`DELETE FROM access_tokens WHERE refresh_hash = $1`, rt.NextHash},
+			[2]string{`DELETE FROM refresh_tokens WHERE token_hash = $1`, rt.NextHash})
+	}
+	stmts = append(stmts, [2]string{`DELETE FROM access_tokens WHERE refresh_hash = $1`, oldHash})
+	for _, st := range stmts {
+		if _, err := tx.q.ExecContext(ctx, st[0], st[1]); err != nil {
+			return nil, fmt.Errorf("revoke superseded tokens: %w", err)
+		}
+	}
+	if _, err := tx.q.ExecContext(ctx, `UPDATE refresh_tokens SET prev_hash = NULL, next_hash = $1 WHERE token_hash = $2`, refreshHash, oldHash); err != nil {
+		return nil, fmt.Errorf("link refresh token: %w", err)
+	}
+	if err := tx.InsertTokenPair(ctx, accessHash, refreshHash, rt.UserID, rt.DeviceID, expiresTS, oldHash); err != nil {
+		return nil, err
+	}
+	return &rt, nil
+}
+
+// ForgetPrevRefresh is called on the first use of an access token issued by
+// a refresh: the refresh token it replaced is revoked.
+func (s *Store) ForgetPrevRefresh(ctx context.Context, accessHash, prevRefresh string) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.q.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE token_hash = $1`, prevRefresh); err != nil {
+			return err
+		}
+		_, err := tx.q.ExecContext(ctx, `UPDATE access_tokens SET prev_refresh_hash = NULL WHERE token_hash = $1`, accessHash)
+		return err
+	})
+}
+
+// DeleteStaleNonces removes shared-secret nonces created before cutoffTS.
+func (s *Store) DeleteStaleNonces(ctx context.Context, cutoffTS int64) error {
+	_, err := s.writer().ExecContext(ctx, `DELETE FROM admin_nonces WHERE created_ts < $1`, cutoffTS)
+	return err
 }

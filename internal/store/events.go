@@ -150,11 +150,12 @@ func (s *Store) EventNearTS(ctx context.Context, roomID string, ts int64, backwa
 
 // Room is a rooms row.
 type Room struct {
-	RoomID    string
-	Version   string
-	Creator   string
-	CreatedTS int64
-	Published bool
+	RoomID     string
+	Version    string
+	Creator    string
+	CreatedTS  int64
+	Published  bool
+	StateGroup int64
 }
 
 // CreateRoom inserts a room row; ErrExists if the id is taken.
@@ -173,12 +174,18 @@ func (tx *Tx) CreateRoom(ctx context.Context, r Room) error {
 // GetRoom returns a room or ErrNotFound.
 func (s *Store) GetRoom(ctx context.Context, roomID string) (*Room, error) {
 	var r Room
-	err := s.reader().QueryRowContext(ctx, `SELECT room_id, room_version, creator, created_ts, published FROM rooms WHERE room_id = $1`, roomID).
-		Scan(&r.RoomID, &r.Version, &r.Creator, &r.CreatedTS, &r.Published)
+	err := s.reader().QueryRowContext(ctx, `SELECT room_id, room_version, creator, created_ts, published, state_group FROM rooms WHERE room_id = $1`, roomID).
+		Scan(&r.RoomID, &r.Version, &r.Creator, &r.CreatedTS, &r.Published, &r.StateGroup)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	return &r, err
+}
+
+// SetRoomStateGroup records the state group of a room's current state.
+func (tx *Tx) SetRoomStateGroup(ctx context.Context, roomID string, group int64) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE rooms SET state_group = $1 WHERE room_id = $2`, group, roomID)
+	return err
 }
 
 // SetRoomPublished sets the room directory visibility.

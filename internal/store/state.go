@@ -39,6 +39,13 @@ func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, prev
 	return id, chain, nil
 }
 
+// StateGroupChain returns the delta chain length of a group.
+func (s *Store) StateGroupChain(ctx context.Context, group int64) (int, error) {
+	var n int
+	err := s.reader().QueryRowContext(ctx, `SELECT chain_len FROM state_groups WHERE group_id = $1`, group).Scan(&n)
+	return n, err
+}
+
 // StateGroup reads the full state of a group by walking its delta chain.
 func (s *Store) StateGroup(ctx context.Context, group int64) (StateMap, error) {
 	// Collect the chain, newest first.

@@ -257,3 +257,6 @@ func splitStatements(text string) []string {
 }
 
 func now() int64 { return time.Now().UnixMilli() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.w.PingContext(ctx) }

@@ -6,7 +6,9 @@ import (
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
 	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
+	"luxchat/internal/sync"
 )
 
 // API holds what the handlers need.
@@ -14,6 +16,8 @@ type API struct {
 	Config   *config.Config
 	Store    *store.Store
 	Accounts *accounts.Service
+	Rooms    *rooms.Service
+	Sync     *sync.Service
 	Log      *slog.Logger
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"luxchat/internal/matrix/errcode"
 )
@@ -139,6 +140,10 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 	}
 	if !ok {
 		rt.writeError(w, r, errcode.MethodNotAllowed())
+		return
+	}
+	if !cleanText(r.URL.Path) || !cleanText(r.URL.RawQuery) || !cleanQuery(r) {
+		rt.writeError(w, r, errcode.InvalidParam("path and query must be UTF-8 without NUL characters"))
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w}
@@ -298,4 +303,21 @@ func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// cleanText rejects NUL and invalid UTF-8, which no identifier may hold
+// and PostgreSQL cannot store in text columns.
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+func cleanQuery(r *http.Request) bool {
+	for _, vs := range r.URL.Query() {
+		for _, v := range vs {
+			if !cleanText(v) {
+				return false
+			}
+		}
+	}
+	return true
 }

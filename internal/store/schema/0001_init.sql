@@ -77,7 +77,9 @@ CREATE TABLE rooms (
     room_version  TEXT NOT NULL,
     creator       TEXT NOT NULL,
     created_ts    BIGINT NOT NULL,
-    published     BOOLEAN NOT NULL DEFAULT FALSE
+    published     BOOLEAN NOT NULL DEFAULT FALSE,
+    -- State group of the room's current state.
+    state_group   BIGINT NOT NULL DEFAULT 0
 );
 
 -- Every event once, as the canonical PDU. stream_pos is the position in the

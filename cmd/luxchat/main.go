@@ -1,0 +1,254 @@
+// Command luxchat is the luxchat homeserver and its administration tool.
+//
+//	luxchat serve [--config luxchat.yaml]
+//	luxchat generate-config
+//	luxchat user add NAME [--admin] [--config …]   (password from stdin or prompt)
+//	luxchat token create [--uses N] [--expires 24h] [--config …]
+//	luxchat token list | token revoke TOKEN
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"luxchat/internal/config"
+	"luxchat/internal/server"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "luxchat:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  luxchat serve [--config FILE]
+  luxchat generate-config
+  luxchat user add NAME [--admin] [--config FILE]
+  luxchat token create [--uses N] [--expires DURATION] [--config FILE]
+  luxchat token list [--config FILE]
+  luxchat token revoke TOKEN [--config FILE]`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		args = []string{"serve"}
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "generate-config":
+		_, err := io.WriteString(stdout, config.Template)
+		return err
+	case "user":
+		if len(args) < 2 || args[1] != "add" {
+			return errors.New(usage)
+		}
+		return userAdd(args[2:], stdin, stdout, stderr)
+	case "token":
+		if len(args) < 2 {
+			return errors.New(usage)
+		}
+		return token(args[1], args[2:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx)
+}
+
+// open starts the server's services without listening, for CLI commands.
+func open(cfgPath string) (*server.Server, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// splitArgs lets flags follow positional arguments ("user add bob --admin").
+func splitArgs(args []string) (pos, flags []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && a != "--admin" && a != "-admin" && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return pos, flags
+}
+
+func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	pos, flags := splitArgs(args)
+	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
+	admin := fs.Bool("admin", false, "make the user a server administrator")
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(flags); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: luxchat user add NAME [--admin] [--config FILE]")
+	}
+	password, err := readPassword(stdin, stderr)
+	if err != nil {
+		return err
+	}
+	srv, err := open(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer srv.Store.Close()
+	id, err := srv.Accounts.CreateUser(context.Background(), pos[0], password, *admin)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, id)
+	return nil
+}
+
+// readPassword prompts twice on a terminal, or reads one line from a pipe.
+func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "Password: ")
+		p1, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprint(stderr, "Again: ")
+		p2, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", err
+		}
+		if string(p1) != string(p2) {
+			return "", errors.New("passwords differ")
+		}
+		return string(p1), nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	p := strings.TrimRight(line, "\r\n")
+	if p == "" {
+		return "", errors.New("empty password on standard input")
+	}
+	return p, nil
+}
+
+func token(cmd string, args []string, stdout, stderr io.Writer) error {
+	pos, flags := splitArgs(args)
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	uses := fs.Int64("uses", 0, "number of registrations allowed (0: unlimited)")
+	expires := fs.Duration("expires", 0, "validity (0: never expires)")
+	if err := fs.Parse(flags); err != nil {
+		return err
+	}
+	srv, err := open(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer srv.Store.Close()
+	ctx := context.Background()
+	switch cmd {
+	case "create":
+		var usesPtr *int64
+		if *uses > 0 {
+			usesPtr = uses
+		}
+		var exp *time.Time
+		if *expires > 0 {
+			t := time.Now().Add(*expires)
+			exp = &t
+		}
+		name := ""
+		if len(pos) > 0 {
+			name = pos[0]
+		}
+		t, err := srv.Accounts.CreateRegistrationToken(ctx, name, usesPtr, exp)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, t)
+		return nil
+	case "list":
+		ts, err := srv.Store.RegistrationTokens(ctx)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			uses := "unlimited"
+			if t.UsesAllowed.Valid {
+				uses = fmt.Sprint(t.UsesAllowed.Int64)
+			}
+			exp := "never"
+			if t.ExpiryTS.Valid {
+				exp = time.UnixMilli(t.ExpiryTS.Int64).UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s\tuses=%d/%s\texpires=%s\n", t.Token, t.Completed, uses, exp)
+		}
+		return nil
+	case "revoke":
+		if len(pos) != 1 {
+			return errors.New("usage: luxchat token revoke TOKEN")
+		}
+		return srv.Accounts.RevokeRegistrationToken(ctx, pos[0])
+	}
+	return fmt.Errorf("unknown token command %q", cmd)
+}

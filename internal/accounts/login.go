@@ -1,0 +1,231 @@
+package accounts
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/store"
+)
+
+// LoginRequest is a POST /login with the fields the server uses.
+type LoginRequest struct {
+	Type       string
+	Identifier *Identifier
+	User       string // deprecated top-level user
+	Medium     string // deprecated third-party login
+	Address    string
+	Password   string
+	// DeviceID reuses a device (its old tokens are revoked) or names a new
+	// one; "" generates one.
+	DeviceID                 string
+	InitialDeviceDisplayName string
+	RefreshToken             bool // the client supports refresh tokens
+	IP                       string
+}
+
+// LoginResult is what login and registration hand out.
+type LoginResult struct {
+	UserID   string
+	DeviceID string
+	Tokens
+}
+
+// LoginPassword is the only login type offered.
+const LoginPassword = "m.login.password"
+
+// Login checks a user's password and starts a session on a device.
+func (s *Service) Login(ctx context.Context, r LoginRequest) (*LoginResult, error) {
+	if r.Type != LoginPassword {
+		return nil, errcode.Unknown("unsupported login type %q", r.Type)
+	}
+	if r.Identifier == nil && r.User == "" && (r.Medium != "" || r.Address != "") {
+		return nil, errcode.Forbidden("unknown third-party identifier")
+	}
+	userID, err := s.resolveUser(r.Identifier, r.User)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.verifyPassword(ctx, userID, r.Password)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDeviceID(r.DeviceID); err != nil {
+		return nil, err
+	}
+	res := &LoginResult{UserID: u.UserID}
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		res.DeviceID, res.Tokens, err = s.startSession(ctx, tx, u.UserID, sessionParams{
+			deviceID: r.DeviceID, displayName: r.InitialDeviceDisplayName, ip: r.IP, refresh: r.RefreshToken,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return res, nil
+}
+
+// errBadCredentials is the one answer for an unknown user or a wrong
+// password, so that login does not tell which.
+func errBadCredentials() *errcode.Error { return errcode.Forbidden("invalid username or password") }
+
+// verifyPassword checks a local user's password. Unknown users cost a hash
+// too, so that timing does not reveal which accounts exist. A deactivated
+// account is M_USER_DEACTIVATED. On success with an outdated hash (bcrypt
+// from Synapse, or older argon2 costs) the hash is upgraded.
+func (s *Service) verifyPassword(ctx context.Context, userID, password string) (*store.User, error) {
+	if len(password) > maxPasswordBytes {
+		return nil, errBadCredentials()
+	}
+	u, err := s.lookupUser(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if u == nil || u.Deactivated || u.PasswordHash == "" {
+		if _, _, err := s.checkPassword(ctx, s.dummy(ctx), password); err != nil {
+			return nil, err
+		}
+		if u != nil && u.Deactivated {
+			return nil, errcode.UserDeactivated("this account has been deactivated")
+		}
+		return nil, errBadCredentials()
+	}
+	ok, rehash, err := s.checkPassword(ctx, u.PasswordHash, password)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errBadCredentials()
+	}
+	if rehash {
+		if h, err := s.hashPassword(ctx, password); err == nil {
+			err = s.store.ReplacePasswordHash(ctx, u.UserID, u.PasswordHash, h)
+			if err != nil {
+				s.log.Warn("upgrade password hash", "user", u.UserID, "err", err)
+			}
+		}
+	}
+	return u, nil
+}
+
+// lookupUser finds a local user by id, trying the lowercased localpart when
+// the exact id is unknown (user ids are lowercase since registration maps
+// usernames to lowercase). nil when there is no such user.
+func (s *Service) lookupUser(ctx context.Context, userID string) (*store.User, error) {
+	u, err := s.store.GetUser(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		local, server, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
+		if lower := "@" + strings.ToLower(local) + ":" + server; lower != userID {
+			u, err = s.store.GetUser(ctx, lower)
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up user: %w", err)
+	}
+	return u, nil
+}
+
+// dummy returns a hash to verify against when there is no real one.
+func (s *Service) dummy(ctx context.Context) string {
+	s.dummyOnce.Do(func() {
+		h, err := s.hashPassword(ctx, randomString(alnum, 16))
+		if err != nil {
+			s.log.Warn("dummy password hash", "err", err)
+		}
+		s.dummyHash = h
+	})
+	return s.dummyHash
+}
+
+// sessionParams describe the device a login or registration starts.
+type sessionParams struct {
+	deviceID    string // "" generates one
+	displayName string // for a new device
+	ip          string
+	refresh     bool
+}
+
+// deviceIDAlphabet matches the device ids clients are used to (10 capitals).
+const deviceIDAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// maxDeviceIDBytes bounds client-chosen device ids.
+const maxDeviceIDBytes = 255
+
+func checkDeviceID(deviceID string) error {
+	if len(deviceID) > maxDeviceIDBytes {
+		return errcode.InvalidParam("device_id longer than %d bytes", maxDeviceIDBytes)
+	}
+	for _, c := range deviceID {
+		if c < 0x21 || c == 0x7f {
+			return errcode.InvalidParam("device_id must not contain spaces or control characters")
+		}
+	}
+	return nil
+}
+
+// startSession gives a user a device and tokens. An existing device keeps
+// its name (and its keys) but loses its old tokens, as the spec asks when a
+// client logs in again with its device id.
+func (s *Service) startSession(ctx context.Context, tx *store.Tx, userID string, p sessionParams) (string, Tokens, error) {
+	deviceID := p.deviceID
+	if deviceID == "" {
+		deviceID = randomString(deviceIDAlphabet, 10)
+	}
+	_, err := tx.GetDevice(ctx, userID, deviceID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		now := s.now().UnixMilli()
+		err = tx.UpsertDevice(ctx, store.Device{
+			UserID: userID, DeviceID: deviceID,
+			DisplayName: sql.NullString{String: p.displayName, Valid: p.displayName != ""},
+			LastSeenTS:  sql.NullInt64{Int64: now, Valid: true},
+			LastSeenIP:  sql.NullString{String: p.ip, Valid: p.ip != ""},
+		})
+		if err != nil {
+			return "", Tokens{}, fmt.Errorf("create device: %w", err)
+		}
+	case err != nil:
+		return "", Tokens{}, fmt.Errorf("look up device: %w", err)
+	default:
+		if err := tx.DeleteDeviceTokens(ctx, userID, deviceID); err != nil {
+			return "", Tokens{}, fmt.Errorf("revoke device tokens: %w", err)
+		}
+		tx.OnCommit(func() { s.cache.invalidate(userID, deviceID) })
+	}
+	t, err := s.issueTokens(ctx, tx, userID, deviceID, p.refresh)
+	if err != nil {
+		return "", Tokens{}, err
+	}
+	return deviceID, *t, nil
+}
+
+// Logout deletes the device of an access token (and so every token of it).
+func (s *Service) Logout(ctx context.Context, userID, deviceID string) error {
+	return s.deleteDevices(ctx, userID, []string{deviceID})
+}
+
+// LogoutAll deletes every device of a user.
+func (s *Service) LogoutAll(ctx context.Context, userID string) error {
+	var deleted []string
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		if deleted, err = tx.DeleteAllDevices(ctx, userID, ""); err != nil {
+			return err
+		}
+		tx.OnCommit(func() { s.cache.invalidate(userID, "") })
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("log out everywhere: %w", err)
+	}
+	s.devicesDeleted(ctx, userID, deleted)
+	return nil
+}

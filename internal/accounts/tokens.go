@@ -1,0 +1,233 @@
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/store"
+)
+
+// Token prefixes make leaked tokens recognisable (secret scanners, logs).
+const (
+	accessPrefix  = "lxc_"
+	refreshPrefix = "lxr_"
+)
+
+// newToken returns prefix + 32 random bytes in unpadded base64url.
+func newToken(prefix string) string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// hashToken is how tokens are stored and looked up: SHA-256, hex. A fast
+// hash suffices because the tokens are 256-bit random values.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Session is the owner of an access token.
+type Session struct {
+	UserID    string
+	DeviceID  string
+	IsAdmin   bool
+	TokenHash string
+	ExpiresTS int64 // unix ms; 0: the token does not expire
+}
+
+// cacheTTL bounds how long a cached session may outlive a change made
+// outside this process (another process on the same PostgreSQL, or the
+// database edited by hand). Changes made through Service are applied to the
+// cache at once.
+const cacheTTL = 30 * time.Second
+
+// maxCached bounds the cache; when full it is emptied (rare, and refilling
+// costs one query per active token).
+const maxCached = 100_000
+
+// tokenCache maps token hashes to sessions.
+//
+// Concurrency: one mutex guards everything. A reader that misses records the
+// generation before querying the database and stores its result only if no
+// invalidation happened since, so that a lookup racing with a logout cannot
+// put a revoked token back into the cache. (The generation is global because
+// the token's user is unknown before the lookup.)
+type tokenCache struct {
+	mu     sync.Mutex
+	byHash map[string]cacheEntry
+	byUser map[string]map[string]struct{} // user → token hashes cached
+	gen    uint64                         // invalidations so far
+}
+
+type cacheEntry struct {
+	s       Session
+	fetched time.Time
+}
+
+func newTokenCache() *tokenCache {
+	return &tokenCache{byHash: map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
+}
+
+func (c *tokenCache) get(hash string, now time.Time) (Session, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byHash[hash]
+	if !ok || now.Sub(e.fetched) > cacheTTL {
+		return Session{}, false
+	}
+	return e.s, true
+}
+
+// generation returns a value to pass to put for a lookup about to start.
+func (c *tokenCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+func (c *tokenCache) put(s Session, gen uint64, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return // something was invalidated while the lookup ran
+	}
+	if len(c.byHash) >= maxCached {
+		clear(c.byHash)
+		clear(c.byUser)
+	}
+	c.byHash[s.TokenHash] = cacheEntry{s: s, fetched: now}
+	hs := c.byUser[s.UserID]
+	if hs == nil {
+		hs = map[string]struct{}{}
+		c.byUser[s.UserID] = hs
+	}
+	hs[s.TokenHash] = struct{}{}
+}
+
+// invalidate drops the cached tokens of a user's device, or of all the
+// user's devices when deviceID is "".
+func (c *tokenCache) invalidate(userID, deviceID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for h := range c.byUser[userID] {
+		if deviceID == "" || c.byHash[h].s.DeviceID == deviceID {
+			delete(c.byHash, h)
+			delete(c.byUser[userID], h)
+		}
+	}
+	if len(c.byUser[userID]) == 0 {
+		delete(c.byUser, userID)
+	}
+}
+
+// Authenticate resolves an access token. Errors are *errcode.Error:
+// M_UNKNOWN_TOKEN, with soft_logout true when the token has expired (the
+// device survives and a refresh or a new login with its device id revives
+// the session).
+func (s *Service) Authenticate(ctx context.Context, token string) (*Session, error) {
+	hash := hashToken(token)
+	now := s.now()
+	sess, ok := s.cache.get(hash, now)
+	if !ok {
+		gen := s.cache.generation()
+		row, err := s.store.LookupAccessToken(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errcode.UnknownToken("unknown access token")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up access token: %w", err)
+		}
+		if row.Deactivated {
+			// Deactivation deletes every token; this is a belt for a race.
+			return nil, errcode.UnknownToken("user is deactivated")
+		}
+		sess = Session{UserID: row.UserID, DeviceID: row.DeviceID, IsAdmin: row.IsAdmin, TokenHash: hash, ExpiresTS: row.ExpiresTS}
+		if row.ExpiresTS == 0 || now.UnixMilli() < row.ExpiresTS {
+			if row.PrevRefreshHash != "" {
+				// First use of a refreshed token: the refresh token it
+				// replaced is no longer needed.
+				if err := s.store.ForgetPrevRefresh(ctx, hash, row.PrevRefreshHash); err != nil {
+					return nil, fmt.Errorf("revoke previous refresh token: %w", err)
+				}
+			}
+			if err := s.store.TouchDeviceSeen(ctx, row.UserID, row.DeviceID, now.UnixMilli()); err != nil {
+				s.log.Warn("record device last seen", "err", err)
+			}
+		}
+		s.cache.put(sess, gen, now)
+	}
+	if sess.ExpiresTS != 0 && now.UnixMilli() >= sess.ExpiresTS {
+		return nil, errcode.UnknownToken("access token has expired").With("soft_logout", true)
+	}
+	return &sess, nil
+}
+
+// Tokens are the credentials handed out by login, registration and refresh.
+type Tokens struct {
+	AccessToken  string
+	RefreshToken string // "" unless the client supports refresh tokens
+	ExpiresInMS  int64  // 0: the access token does not expire
+}
+
+// issueTokens stores new tokens for a device. Access tokens expire only
+// when the client supports refresh tokens and a lifetime is configured.
+func (s *Service) issueTokens(ctx context.Context, tx *store.Tx, userID, deviceID string, wantRefresh bool) (*Tokens, error) {
+	t := &Tokens{AccessToken: newToken(accessPrefix)}
+	lifetime := s.cfg.Auth.AccessTokenLifetime.Duration
+	if !wantRefresh || lifetime <= 0 {
+		if err := tx.InsertAccessToken(ctx, hashToken(t.AccessToken), userID, deviceID, 0); err != nil {
+			return nil, fmt.Errorf("insert access token: %w", err)
+		}
+		return t, nil
+	}
+	t.RefreshToken = newToken(refreshPrefix)
+	t.ExpiresInMS = lifetime.Milliseconds()
+	expires := s.now().Add(lifetime).UnixMilli()
+	if err := tx.InsertTokenPair(ctx, hashToken(t.AccessToken), hashToken(t.RefreshToken), userID, deviceID, expires, ""); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Refresh exchanges a refresh token for a new access token and a new
+// refresh token. The access token issued with the old refresh token stops
+// working at once; the old refresh token keeps working until the new access
+// or refresh token is used, so that a client that lost the response can
+// retry (which revokes the pair it never received).
+func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Tokens, error) {
+	// With the lifetime since set to 0, old refresh tokens yield
+	// non-expiring access tokens.
+	lifetime := max(s.cfg.Auth.AccessTokenLifetime.Duration, 0)
+	t := &Tokens{AccessToken: newToken(accessPrefix), RefreshToken: newToken(refreshPrefix), ExpiresInMS: lifetime.Milliseconds()}
+	var expires int64
+	if lifetime > 0 {
+		expires = s.now().Add(lifetime).UnixMilli()
+	}
+	var rt *store.RefreshToken
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		rt, err = tx.RotateRefreshToken(ctx, hashToken(refreshToken), hashToken(t.AccessToken), hashToken(t.RefreshToken), expires)
+		if err != nil {
+			return err
+		}
+		tx.OnCommit(func() { s.cache.invalidate(rt.UserID, rt.DeviceID) })
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errcode.UnknownToken("unknown refresh token")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("refresh: %w", err)
+	}
+	return t, nil
+}

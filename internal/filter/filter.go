@@ -1,0 +1,161 @@
+// Package filter models the Client-Server API's filters (the body of
+// POST /user/{userId}/filter and the inline filter of /sync and
+// /messages) and matches events against them.
+//
+// It imports only the standard library.
+package filter
+
+import (
+	"encoding/json"
+	"errors"
+	"path"
+	"slices"
+)
+
+// Filter is a whole sync filter.
+type Filter struct {
+	EventFields []string     `json:"event_fields,omitempty"`
+	EventFormat string       `json:"event_format,omitempty"`
+	Presence    *EventFilter `json:"presence,omitempty"`
+	AccountData *EventFilter `json:"account_data,omitempty"`
+	Room        *RoomFilter  `json:"room,omitempty"`
+}
+
+// EventFilter filters non-room events.
+type EventFilter struct {
+	Limit      *int     `json:"limit,omitempty"`
+	Types      []string `json:"types,omitempty"`
+	NotTypes   []string `json:"not_types,omitempty"`
+	Senders    []string `json:"senders,omitempty"`
+	NotSenders []string `json:"not_senders,omitempty"`
+}
+
+// RoomFilter filters the rooms section of sync.
+type RoomFilter struct {
+	Rooms        []string         `json:"rooms,omitempty"`
+	NotRooms     []string         `json:"not_rooms,omitempty"`
+	IncludeLeave bool             `json:"include_leave,omitempty"`
+	Ephemeral    *RoomEventFilter `json:"ephemeral,omitempty"`
+	State        *RoomEventFilter `json:"state,omitempty"`
+	Timeline     *RoomEventFilter `json:"timeline,omitempty"`
+	AccountData  *RoomEventFilter `json:"account_data,omitempty"`
+}
+
+// RoomEventFilter filters room events.
+type RoomEventFilter struct {
+	EventFilter
+	Rooms                   []string `json:"rooms,omitempty"`
+	NotRooms                []string `json:"not_rooms,omitempty"`
+	ContainsURL             *bool    `json:"contains_url,omitempty"`
+	LazyLoadMembers         bool     `json:"lazy_load_members,omitempty"`
+	IncludeRedundantMembers bool     `json:"include_redundant_members,omitempty"`
+	UnreadThreadNotifs      bool     `json:"unread_thread_notifications,omitempty"`
+}
+
+// Parse decodes and validates a filter.
+func Parse(data []byte) (*Filter, error) {
+	var f Filter
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, err
+	}
+	if f.EventFormat != "" && f.EventFormat != "client" && f.EventFormat != "federation" {
+		return nil, errors.New("event_format must be client or federation")
+	}
+	for _, ef := range []*EventFilter{f.Presence, f.AccountData} {
+		if err := ef.validate(); err != nil {
+			return nil, err
+		}
+	}
+	if f.Room != nil {
+		for _, rf := range []*RoomEventFilter{f.Room.Ephemeral, f.Room.State, f.Room.Timeline, f.Room.AccountData} {
+			if rf != nil {
+				if err := rf.EventFilter.validate(); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return &f, nil
+}
+
+func (f *EventFilter) validate() error {
+	if f != nil && f.Limit != nil && *f.Limit < 0 {
+		return errors.New("limit must not be negative")
+	}
+	return nil
+}
+
+// LimitOr returns the filter's limit or def.
+func (f *EventFilter) LimitOr(def int) int {
+	if f == nil || f.Limit == nil {
+		return def
+	}
+	return *f.Limit
+}
+
+// matchType applies the spec's "*" wildcards.
+func matchType(patterns []string, t string) bool {
+	for _, p := range patterns {
+		if p == t {
+			return true
+		}
+		if ok, _ := path.Match(p, t); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Allows reports whether an event of this type and sender passes.
+func (f *EventFilter) Allows(typ, sender string) bool {
+	if f == nil {
+		return true
+	}
+	if f.Types != nil && !matchType(f.Types, typ) {
+		return false
+	}
+	if matchType(f.NotTypes, typ) {
+		return false
+	}
+	if f.Senders != nil && !slices.Contains(f.Senders, sender) {
+		return false
+	}
+	return !slices.Contains(f.NotSenders, sender)
+}
+
+// AllowsRoom reports whether a room passes.
+func (f *RoomEventFilter) AllowsRoom(roomID string) bool {
+	if f == nil {
+		return true
+	}
+	if f.Rooms != nil && !slices.Contains(f.Rooms, roomID) {
+		return false
+	}
+	return !slices.Contains(f.NotRooms, roomID)
+}
+
+// AllowsEvent checks type, sender, and contains_url (hasURL: the content
+// has a "url" key).
+func (f *RoomEventFilter) AllowsEvent(typ, sender string, hasURL bool) bool {
+	if f == nil {
+		return true
+	}
+	if !f.EventFilter.Allows(typ, sender) {
+		return false
+	}
+	if f.ContainsURL != nil && *f.ContainsURL != hasURL {
+		return false
+	}
+	return true
+}
+
+// AllowsRoom reports whether the room filter lets a room through.
+func (f *RoomFilter) AllowsRoom(roomID string) bool {
+	if f == nil {
+		return true
+	}
+	if f.Rooms != nil && !slices.Contains(f.Rooms, roomID) {
+		return false
+	}
+	return !slices.Contains(f.NotRooms, roomID)
+}

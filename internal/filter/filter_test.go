@@ -1,0 +1,32 @@
+package filter
+
+import "testing"
+
+func TestAllows(t *testing.T) {
+	f, err := Parse([]byte(`{"room":{"timeline":{"types":["m.room.*"],"not_senders":["@spam:x"],"limit":5},"rooms":["!a:x"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := f.Room.Timeline
+	for _, c := range []struct {
+		typ, sender string
+		want        bool
+	}{
+		{"m.room.message", "@a:x", true},
+		{"m.reaction", "@a:x", false},
+		{"m.room.message", "@spam:x", false},
+	} {
+		if got := tl.AllowsEvent(c.typ, c.sender, false); got != c.want {
+			t.Errorf("%s from %s: %v", c.typ, c.sender, got)
+		}
+	}
+	if tl.LimitOr(10) != 5 || !f.Room.AllowsRoom("!a:x") || f.Room.AllowsRoom("!b:x") {
+		t.Fatal("limit or rooms wrong")
+	}
+	if _, err := Parse([]byte(`{"event_format":"xml"}`)); err == nil {
+		t.Fatal("bad format accepted")
+	}
+	if _, err := Parse([]byte(`{"room":{"timeline":{"limit":-1}}}`)); err == nil {
+		t.Fatal("negative limit accepted")
+	}
+}

@@ -1,0 +1,311 @@
+package clientapi
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"luxchat/internal/filter"
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/store"
+	"luxchat/internal/sync"
+)
+
+// maxSyncTimeout bounds long polls.
+const maxSyncTimeout = 5 * time.Minute
+
+// GET /sync
+func (a *API) sync(r *httputil.Request) (any, error) {
+	timeoutMS, err := r.QueryInt("timeout", 0)
+	if err != nil {
+		return nil, err
+	}
+	fullState, err := r.QueryBool("full_state")
+	if err != nil {
+		return nil, err
+	}
+	f, err := a.loadFilter(r, r.Query("filter"))
+	if err != nil {
+		return nil, err
+	}
+	timeout := min(time.Duration(max(timeoutMS, 0))*time.Millisecond, maxSyncTimeout)
+	resp, err := a.Sync.Sync(r.Context(), sync.Request{
+		UserID: r.Session.UserID, DeviceID: r.Session.DeviceID, Since: r.Query("since"),
+		Timeout: timeout, FullState: fullState, Filter: f, SetPresence: r.Query("set_presence"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// loadFilter reads an inline JSON filter or a stored filter id.
+func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	raw := []byte(spec)
+	if !strings.HasPrefix(strings.TrimSpace(spec), "{") {
+		id, err := strconv.ParseInt(spec, 10, 64)
+		if err != nil {
+			return nil, errcode.InvalidParam("filter must be a filter id or a JSON object")
+		}
+		stored, err := a.Store.GetFilter(r.Context(), r.Session.UserID, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errcode.NotFound("unknown filter")
+		}
+		if err != nil {
+			return nil, err
+		}
+		raw = []byte(stored)
+	}
+	f, err := filter.Parse(raw)
+	if err != nil {
+		return nil, errcode.InvalidParam("invalid filter: %v", err)
+	}
+	return f, nil
+}
+
+func (a *API) ownUser(r *httputil.Request) error {
+	if r.Var("userId") != r.Session.UserID {
+		return errcode.Forbidden("you may only act for yourself")
+	}
+	return nil
+}
+
+// POST /user/{userId}/filter
+func (a *API) putFilter(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	raw, err := r.Body()
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := httputil.DecodeJSON(raw, &obj); err != nil {
+		return nil, err
+	}
+	f, err := filter.Parse(raw)
+	if err != nil {
+		return nil, errcode.BadJSON("invalid filter: %v", err)
+	}
+	norm, _ := json.Marshal(f)
+	var id int64
+	err = a.Store.InTx(r.Context(), func(tx *store.Tx) error {
+		var err error
+		id, err = tx.PutFilter(r.Context(), r.Session.UserID, string(norm))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"filter_id": strconv.FormatInt(id, 10)}, nil
+}
+
+// GET /user/{userId}/filter/{filterId}
+func (a *API) getFilter(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	id, err := strconv.ParseInt(r.Var("filterId"), 10, 64)
+	if err != nil {
+		return nil, errcode.NotFound("unknown filter")
+	}
+	f, err := a.Store.GetFilter(r.Context(), r.Session.UserID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errcode.NotFound("unknown filter")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(f), nil
+}
+
+// PUT /rooms/{roomId}/typing/{userId}
+func (a *API) typing(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	var body struct {
+		Typing  *bool  `json:"typing"`
+		Timeout *int64 `json:"timeout"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if body.Typing == nil {
+		return nil, errcode.BadJSON("typing is required")
+	}
+	timeout := 30 * time.Second
+	if body.Timeout != nil {
+		timeout = min(max(time.Duration(*body.Timeout)*time.Millisecond, time.Second), 2*time.Minute)
+	}
+	if err := a.Sync.SetTyping(r.Context(), r.Var("roomId"), r.Session.UserID, *body.Typing, timeout); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// POST /rooms/{roomId}/receipt/{receiptType}/{eventId}
+func (a *API) receipt(r *httputil.Request) (any, error) {
+	var body struct {
+		ThreadID string `json:"thread_id"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	typ := r.Var("receiptType")
+	roomID, eventID := r.Var("roomId"), r.Var("eventId")
+	switch typ {
+	case "m.read", "m.read.private":
+		if err := a.putReceipt(r, roomID, typ, eventID, body.ThreadID); err != nil {
+			return nil, err
+		}
+	case "m.fully_read":
+		if body.ThreadID != "" {
+			return nil, errcode.BadJSON("m.fully_read cannot be threaded")
+		}
+		if err := a.putFullyRead(r, roomID, eventID); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errcode.InvalidParam("unknown receipt type %q", typ)
+	}
+	return struct{}{}, nil
+}
+
+func (a *API) putReceipt(r *httputil.Request, roomID, typ, eventID, threadID string) error {
+	if ok, err := a.Rooms.IsJoined(r.Context(), roomID, r.Session.UserID); err != nil {
+		return err
+	} else if !ok {
+		return errcode.Forbidden("you are not joined to this room")
+	}
+	row, err := a.Store.GetEvent(r.Context(), eventID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
+		return errcode.NotFound("unknown event")
+	}
+	if err != nil {
+		return err
+	}
+	changed := false
+	err = a.Store.InTx(r.Context(), func(tx *store.Tx) error {
+		var err error
+		changed, err = tx.PutReceipt(r.Context(), store.Receipt{RoomID: roomID, Type: typ, UserID: r.Session.UserID, ThreadID: threadID, EventID: eventID, EventPos: row.Pos, TS: time.Now().UnixMilli()})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if changed {
+		if typ == "m.read.private" {
+			a.Sync.Wake(r.Session.UserID)
+		} else if users, err := a.Rooms.JoinedUsers(r.Context(), roomID); err == nil {
+			a.Sync.Wake(users...)
+		}
+	}
+	return nil
+}
+
+func (a *API) putFullyRead(r *httputil.Request, roomID, eventID string) error {
+	if ok, err := a.Rooms.IsJoined(r.Context(), roomID, r.Session.UserID); err != nil {
+		return err
+	} else if !ok {
+		return errcode.Forbidden("you are not joined to this room")
+	}
+	content, _ := json.Marshal(map[string]string{"event_id": eventID})
+	return a.putAccountDataFor(r, roomID, "m.fully_read", content)
+}
+
+// POST /rooms/{roomId}/read_markers
+func (a *API) readMarkers(r *httputil.Request) (any, error) {
+	var body struct {
+		FullyRead   string `json:"m.fully_read"`
+		Read        string `json:"m.read"`
+		ReadPrivate string `json:"m.read.private"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	roomID := r.Var("roomId")
+	if body.FullyRead != "" {
+		if err := a.putFullyRead(r, roomID, body.FullyRead); err != nil {
+			return nil, err
+		}
+	}
+	if body.Read != "" {
+		if err := a.putReceipt(r, roomID, "m.read", body.Read, ""); err != nil {
+			return nil, err
+		}
+	}
+	if body.ReadPrivate != "" {
+		if err := a.putReceipt(r, roomID, "m.read.private", body.ReadPrivate, ""); err != nil {
+			return nil, err
+		}
+	}
+	return struct{}{}, nil
+}
+
+// GET /presence/{userId}/status
+func (a *API) getPresence(r *httputil.Request) (any, error) {
+	target := r.Var("userId")
+	if target != r.Session.UserID {
+		shares, err := a.Store.SharesRoom(r.Context(), r.Session.UserID, target)
+		if err != nil {
+			return nil, err
+		}
+		if !shares {
+			return nil, errcode.Forbidden("you do not share a room with this user")
+		}
+	}
+	p, err := a.Store.GetPresence(r.Context(), target)
+	if errors.Is(err, store.ErrNotFound) {
+		if ok, _ := a.Store.UserExists(r.Context(), target); !ok {
+			return nil, errcode.NotFound("unknown user")
+		}
+		return map[string]any{"presence": "offline"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{
+		"presence":         p.State,
+		"last_active_ago":  max(time.Now().UnixMilli()-p.LastActiveTS, 0),
+		"currently_active": p.State == "online" && time.Since(time.UnixMilli(p.LastActiveTS)) < 5*time.Minute,
+	}
+	if p.StatusMsg.Valid {
+		out["status_msg"] = p.StatusMsg.String
+	}
+	return out, nil
+}
+
+// PUT /presence/{userId}/status
+func (a *API) putPresence(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	var body struct {
+		Presence  string  `json:"presence"`
+		StatusMsg *string `json:"status_msg"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	switch body.Presence {
+	case "online", "offline", "unavailable":
+	default:
+		return nil, errcode.InvalidParam("presence must be online, offline or unavailable")
+	}
+	var msg sql.NullString
+	if body.StatusMsg != nil {
+		msg = sql.NullString{String: *body.StatusMsg, Valid: true}
+	}
+	if err := a.Sync.SetPresence(r.Context(), r.Session.UserID, body.Presence, msg); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}

@@ -1,0 +1,204 @@
+package clientapi
+
+import (
+	"encoding/json"
+	"errors"
+
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/store"
+)
+
+// Account data types the server manages itself.
+var serverManaged = map[string]bool{"m.fully_read": true, "m.push_rules": true}
+
+func (a *API) putAccountDataFor(r *httputil.Request, roomID, typ string, content []byte) error {
+	err := a.Store.InTx(r.Context(), func(tx *store.Tx) error {
+		_, err := tx.PutAccountData(r.Context(), r.Session.UserID, roomID, typ, content)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	a.Sync.Wake(r.Session.UserID)
+	return nil
+}
+
+func (a *API) readAccountData(r *httputil.Request) ([]byte, error) {
+	raw, err := r.Body()
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]json.RawMessage
+	if err := httputil.DecodeJSON(raw, &obj); err != nil {
+		return nil, err
+	}
+	if len(raw) > 65536 {
+		return nil, errcode.TooLarge("account data too large")
+	}
+	return raw, nil
+}
+
+func (a *API) getAccountDataFor(r *httputil.Request, roomID, typ string) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, typ)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errcode.NotFound("no account data of that type")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(c), nil
+}
+
+// GET /user/{userId}/account_data/{type}
+func (a *API) getAccountData(r *httputil.Request) (any, error) {
+	return a.getAccountDataFor(r, "", r.Var("type"))
+}
+
+// PUT /user/{userId}/account_data/{type}
+func (a *API) putAccountData(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	typ := r.Var("type")
+	if serverManaged[typ] {
+		return nil, errcode.BadJSON("%s is managed by the server", typ)
+	}
+	c, err := a.readAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.putAccountDataFor(r, "", typ, c); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (a *API) roomForAccountData(r *httputil.Request) (string, error) {
+	roomID := r.Var("roomId")
+	if !validRoomID(roomID) {
+		return "", errcode.InvalidParam("invalid room id")
+	}
+	return roomID, nil
+}
+
+// GET /user/{userId}/rooms/{roomId}/account_data/{type}
+func (a *API) getRoomAccountData(r *httputil.Request) (any, error) {
+	roomID, err := a.roomForAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.getAccountDataFor(r, roomID, r.Var("type"))
+}
+
+// PUT /user/{userId}/rooms/{roomId}/account_data/{type}
+func (a *API) putRoomAccountData(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	roomID, err := a.roomForAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	typ := r.Var("type")
+	if serverManaged[typ] {
+		return nil, errcode.BadJSON("%s is managed by the server", typ)
+	}
+	c, err := a.readAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.putAccountDataFor(r, roomID, typ, c); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+type tagsContent struct {
+	Tags map[string]json.RawMessage `json:"tags"`
+}
+
+func (a *API) loadTags(r *httputil.Request, roomID string) (*tagsContent, error) {
+	t := &tagsContent{Tags: map[string]json.RawMessage{}}
+	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, "m.tag")
+	if err == nil {
+		_ = json.Unmarshal(c, t)
+		if t.Tags == nil {
+			t.Tags = map[string]json.RawMessage{}
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return t, nil
+}
+
+// GET /user/{userId}/rooms/{roomId}/tags
+func (a *API) getTags(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	roomID, err := a.roomForAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.loadTags(r, roomID)
+}
+
+// PUT /user/{userId}/rooms/{roomId}/tags/{tag}
+func (a *API) putTag(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	roomID, err := a.roomForAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Order *float64 `json:"order"`
+	}
+	raw, err := r.Body()
+	if err != nil {
+		return nil, err
+	}
+	if err := httputil.DecodeJSON(raw, &body); err != nil {
+		return nil, err
+	}
+	tag := r.Var("tag")
+	if len(tag) > 255 {
+		return nil, errcode.InvalidParam("tag too long")
+	}
+	t, err := a.loadTags(r, roomID)
+	if err != nil {
+		return nil, err
+	}
+	t.Tags[tag] = raw
+	c, _ := json.Marshal(t)
+	if err := a.putAccountDataFor(r, roomID, "m.tag", c); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// DELETE /user/{userId}/rooms/{roomId}/tags/{tag}
+func (a *API) deleteTag(r *httputil.Request) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	roomID, err := a.roomForAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.loadTags(r, roomID)
+	if err != nil {
+		return nil, err
+	}
+	delete(t.Tags, r.Var("tag"))
+	c, _ := json.Marshal(t)
+	if err := a.putAccountDataFor(r, roomID, "m.tag", c); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}

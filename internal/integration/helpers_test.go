@@ -1,0 +1,83 @@
+package integration
+
+import (
+	"fmt"
+	"net/url"
+	"testing"
+
+	ts "luxchat/internal/testserver"
+)
+
+// forEachEngine runs f against a fresh server on SQLite and on PostgreSQL.
+func forEachEngine(t *testing.T, f func(t *testing.T, s *ts.Server)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, ts.New(t)) })
+	t.Run("postgres", func(t *testing.T) { f(t, ts.New(t, ts.WithPostgres(t))) })
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+type event struct {
+	EventID  string         `json:"event_id"`
+	Type     string         `json:"type"`
+	Sender   string         `json:"sender"`
+	StateKey *string        `json:"state_key"`
+	Content  map[string]any `json:"content"`
+	Unsigned map[string]any `json:"unsigned"`
+}
+
+type messagesPage struct {
+	Chunk []event `json:"chunk"`
+	Start string  `json:"start"`
+	End   string  `json:"end"`
+}
+
+func messages(t *testing.T, c *ts.Client, roomID, query string) messagesPage {
+	t.Helper()
+	var p messagesPage
+	c.MustDo("GET", fmt.Sprintf("/_matrix/client/v3/rooms/%s/messages?%s", esc(roomID), query), nil, &p)
+	return p
+}
+
+func bodies(evs []event) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Type == "m.room.message" {
+			b, _ := e.Content["body"].(string)
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+type syncResp struct {
+	NextBatch string `json:"next_batch"`
+	Rooms     struct {
+		Join map[string]struct {
+			Timeline struct {
+				Events    []event `json:"events"`
+				Limited   bool    `json:"limited"`
+				PrevBatch string  `json:"prev_batch"`
+			} `json:"timeline"`
+			State struct {
+				Events []event `json:"events"`
+			} `json:"state"`
+			Ephemeral struct {
+				Events []event `json:"events"`
+			} `json:"ephemeral"`
+			Summary map[string]any `json:"summary"`
+		} `json:"join"`
+		Invite map[string]struct {
+			InviteState struct {
+				Events []event `json:"events"`
+			} `json:"invite_state"`
+		} `json:"invite"`
+		Leave map[string]any `json:"leave"`
+	} `json:"rooms"`
+}
+
+func doSync(t *testing.T, c *ts.Client, query string) syncResp {
+	t.Helper()
+	var s syncResp
+	c.MustDo("GET", "/_matrix/client/v3/sync?"+query, nil, &s)
+	return s
+}

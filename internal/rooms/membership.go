@@ -1,0 +1,170 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/store"
+)
+
+// MemberChange is a membership event a user asks for.
+type MemberChange struct {
+	RoomID     string
+	Sender     string
+	Target     string
+	Membership string // join | invite | leave | ban | knock
+	Reason     string
+	IsDirect   bool
+}
+
+// ChangeMembership sends a membership event. Joining a room one is already
+// in, or leaving a room one has already left, changes nothing.
+func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string, error) {
+	r, err := s.lockRoom(ctx, c.RoomID)
+	if err != nil {
+		if errors.Is(err, errUnknownRoom) && c.Membership == "join" {
+			return "", errcode.NotFound("no known servers for room %s", c.RoomID)
+		}
+		return "", err
+	}
+	defer r.mu.Unlock()
+	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: c.Target}]
+	curMembership := ""
+	if cur != nil {
+		curMembership = membershipOf(cur)
+	}
+	if c.Sender == c.Target && c.Reason == "" && curMembership == c.Membership && (c.Membership == "join" || c.Membership == "leave") {
+		return cur.ID, nil
+	}
+	if c.Membership == "leave" && c.Sender == c.Target && (curMembership == "" || curMembership == "leave") {
+		return "", errcode.Forbidden("you are not a member of this room")
+	}
+	content := map[string]any{"membership": c.Membership}
+	if c.Reason != "" {
+		content["reason"] = c.Reason
+	}
+	if c.IsDirect {
+		content["is_direct"] = true
+	}
+	if c.Membership == "join" || c.Membership == "invite" || c.Membership == "knock" {
+		// Member events carry the target's profile.
+		if u, err := s.store.GetUser(ctx, c.Target); err == nil {
+			if u.DisplayName.Valid {
+				content["displayname"] = u.DisplayName.String
+			}
+			if u.AvatarURL.Valid {
+				content["avatar_url"] = u.AvatarURL.String
+			}
+		}
+	}
+	target := c.Target
+	b := s.newBatch(r)
+	ev, err := s.add(ctx, b, Proto{Type: "m.room.member", StateKey: &target, Sender: c.Sender, Content: mustJSON(content)})
+	if err != nil {
+		return "", err
+	}
+	if err := s.commit(ctx, b); err != nil {
+		return "", err
+	}
+	return ev.ID, nil
+}
+
+// Forget hides a room the user has left from their room lists.
+func (s *Service) Forget(ctx context.Context, roomID, userID string) error {
+	m, err := s.store.GetMembership(ctx, roomID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errcode.NotFound("you have never been in this room")
+	}
+	if err != nil {
+		return err
+	}
+	if m.Membership == "join" || m.Membership == "invite" || m.Membership == "knock" {
+		return errcode.Unknown("you must leave the room before forgetting it")
+	}
+	return s.store.InTx(ctx, func(tx *store.Tx) error { return tx.ForgetRoom(ctx, roomID, userID) })
+}
+
+// UpdateProfile rewrites the user's member event in every joined room with
+// a new display name and avatar.
+func (s *Service) UpdateProfile(ctx context.Context, userID, displayName, avatarURL string) error {
+	ms, err := s.store.UserMemberships(ctx, userID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range ms {
+		if m.Membership != "join" {
+			continue
+		}
+		if err := s.updateMemberProfile(ctx, m.RoomID, userID, displayName, avatarURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) updateMemberProfile(ctx context.Context, roomID, userID, displayName, avatarURL string) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
+	if cur == nil || membershipOf(cur) != "join" {
+		return nil
+	}
+	var content map[string]any
+	if err := json.Unmarshal(cur.Content, &content); err != nil || content == nil {
+		content = map[string]any{"membership": "join"}
+	}
+	delete(content, "displayname")
+	delete(content, "avatar_url")
+	if displayName != "" {
+		content["displayname"] = displayName
+	}
+	if avatarURL != "" {
+		content["avatar_url"] = avatarURL
+	}
+	delete(content, "reason")
+	delete(content, "join_authorised_via_users_server")
+	b := s.newBatch(r)
+	if _, err := s.add(ctx, b, Proto{Type: "m.room.member", StateKey: &userID, Sender: userID, Content: mustJSON(content)}); err != nil {
+		return err
+	}
+	return s.commit(ctx, b)
+}
+
+// LeaveAll makes a user leave (or reject invites to) every room; used when
+// an account is deactivated.
+func (s *Service) LeaveAll(ctx context.Context, userID string) error {
+	ms, err := s.store.UserMemberships(ctx, userID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range ms {
+		if m.Membership == "join" || m.Membership == "invite" || m.Membership == "knock" {
+			if _, err := s.ChangeMembership(ctx, MemberChange{RoomID: m.RoomID, Sender: userID, Target: userID, Membership: "leave"}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// JoinedUsers returns the users joined to a room now.
+func (s *Service) JoinedUsers(ctx context.Context, roomID string) ([]string, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.joined))
+	for u := range r.joined {
+		out = append(out, u)
+	}
+	return out, nil
+}

@@ -1,0 +1,520 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"luxchat/internal/filter"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/store"
+	"luxchat/internal/streamtoken"
+)
+
+// stateEntry reads one state entry of a group through a cache (groups are
+// immutable, so entries never go stale).
+func (s *Service) stateEntry(ctx context.Context, group int64, t pdu.StateTuple) (*pdu.Event, error) {
+	if group == 0 {
+		return nil, nil
+	}
+	key := strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey
+	id, ok := s.entries.Load(key)
+	if !ok {
+		ev, err := s.store.StateGroupEntry(ctx, group, store.StateKey{Type: t.Type, StateKey: t.StateKey})
+		if err != nil {
+			return nil, err
+		}
+		s.entries.Store(key, ev)
+		id = ev
+	}
+	if id == "" {
+		return nil, nil
+	}
+	return s.Event(ctx, id.(string))
+}
+
+func historyVisibility(ev *pdu.Event) string {
+	if ev == nil {
+		return "shared"
+	}
+	var c struct {
+		V string `json:"history_visibility"`
+	}
+	_ = json.Unmarshal(ev.Content, &c)
+	switch c.V {
+	case "world_readable", "shared", "invited", "joined":
+		return c.V
+	}
+	return "shared"
+}
+
+// viewer answers history visibility questions for one user in one room.
+type viewer struct {
+	s       *Service
+	userID  string
+	current string // the user's current membership
+	byGroup map[int64]bool
+}
+
+func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer, error) {
+	v := &viewer{s: s, userID: userID, byGroup: map[int64]bool{}}
+	m, err := s.store.GetMembership(ctx, roomID, userID)
+	if err == nil {
+		v.current = m.Membership
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return v, nil
+}
+
+// canSee applies the history visibility rules to one event, using the
+// state before it.
+func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) {
+	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
+		return true, nil // users always see their own membership changes
+	}
+	if ok, seen := v.byGroup[row.StateGroup]; seen {
+		return ok, nil
+	}
+	hvEv, err := v.s.stateEntry(ctx, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	if err != nil {
+		return false, err
+	}
+	memEv, err := v.s.stateEntry(ctx, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
+	if err != nil {
+		return false, err
+	}
+	membership := ""
+	if memEv != nil {
+		membership = membershipOf(memEv)
+	}
+	ok := false
+	switch historyVisibility(hvEv) {
+	case "world_readable":
+		ok = true
+	case "shared":
+		ok = membership == "join" || v.current == "join"
+	case "invited":
+		ok = membership == "join" || membership == "invite"
+	case "joined":
+		ok = membership == "join"
+	}
+	v.byGroup[row.StateGroup] = ok
+	return ok, nil
+}
+
+// mayRead checks that a user may read a room at all: a member now or
+// before, or a world-readable room.
+func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, error) {
+	if _, err := s.versionOf(ctx, roomID); err != nil {
+		return nil, err
+	}
+	v, err := s.newViewer(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if v.current != "" {
+		return v, nil
+	}
+	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && historyVisibility(hv) == "world_readable" {
+		return v, nil
+	}
+	return nil, errcode.Forbidden("you are not allowed to view this room")
+}
+
+// Page is a page of /messages.
+type Page struct {
+	Chunk []json.RawMessage `json:"chunk"`
+	Start string            `json:"start"`
+	End   string            `json:"end,omitempty"`
+	State []json.RawMessage `json:"state,omitempty"`
+}
+
+// MessagesRequest is a /messages query.
+type MessagesRequest struct {
+	RoomID   string
+	UserID   string
+	DeviceID string
+	From     string // token; "" = the end (dir b) or the start (dir f)
+	To       string
+	Backward bool
+	Limit    int
+	Filter   *filter.RoomEventFilter
+}
+
+// Messages paginates a room's timeline as the user may see it.
+func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error) {
+	v, err := s.mayRead(ctx, q.RoomID, q.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var from int64
+	switch {
+	case q.From != "":
+		if from, err = streamtoken.EventsPos(q.From); err != nil {
+			return nil, errcode.InvalidParam("invalid from token")
+		}
+	case q.Backward:
+		from = s.store.Streams.Events.Current()
+	}
+	var to int64 = -1
+	if q.To != "" {
+		if to, err = streamtoken.EventsPos(q.To); err != nil {
+			return nil, errcode.InvalidParam("invalid to token")
+		}
+	}
+	// A user who left sees nothing after their leave.
+	if v.current == "leave" || v.current == "ban" {
+		if m, err := s.store.GetMembership(ctx, q.RoomID, q.UserID); err == nil {
+			if q.Backward {
+				from = min(from, m.Pos)
+			} else if to < 0 || to > m.Pos {
+				to = m.Pos
+			}
+		}
+	}
+	page := &Page{Chunk: []json.RawMessage{}, Start: streamtoken.Pagination(from)}
+	cursor := from
+	senders := map[string]bool{}
+	const maxRounds = 8
+	for round := 0; round < maxRounds && len(page.Chunk) < q.Limit; round++ {
+		var rows []*store.EventRow
+		fetch := max(q.Limit*2, 20)
+		if q.Backward {
+			lo := int64(0)
+			if to >= 0 {
+				lo = to
+			}
+			rows, err = s.store.RoomEvents(ctx, q.RoomID, lo, cursor, true, fetch)
+		} else {
+			hi := s.store.Streams.Events.Current()
+			if to >= 0 {
+				hi = min(hi, to)
+			}
+			rows, err = s.store.RoomEvents(ctx, q.RoomID, cursor, hi, false, fetch)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			if q.Backward {
+				cursor = row.Pos - 1
+			} else {
+				cursor = row.Pos
+			}
+			ok, err := v.canSee(ctx, row)
+			if err != nil {
+				return nil, err
+			}
+			if ok && q.Filter.AllowsEvent(row.Type, row.Sender, hasURL(row)) {
+				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID}))
+				senders[row.Sender] = true
+				if len(page.Chunk) == q.Limit {
+					break
+				}
+			}
+		}
+		if len(rows) < fetch && len(page.Chunk) < q.Limit {
+			// Reached the end of the room: no end token.
+			if len(page.Chunk) > 0 || cursor != from {
+				page.End = ""
+			}
+			return s.withLazyMembers(ctx, q, page, senders)
+		}
+	}
+	page.End = streamtoken.Pagination(cursor)
+	return s.withLazyMembers(ctx, q, page, senders)
+}
+
+func (s *Service) withLazyMembers(ctx context.Context, q MessagesRequest, page *Page, senders map[string]bool) (*Page, error) {
+	if q.Filter == nil || !q.Filter.LazyLoadMembers || len(senders) == 0 {
+		return page, nil
+	}
+	for u := range senders {
+		row, err := s.currentStateRow(ctx, q.RoomID, "m.room.member", u)
+		if err != nil || row == nil {
+			continue
+		}
+		page.State = append(page.State, s.ClientEvent(row, Format{Viewer: q.UserID}))
+	}
+	return page, nil
+}
+
+func hasURL(row *store.EventRow) bool {
+	var c struct {
+		Content struct {
+			URL json.RawMessage `json:"url"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(row.PDU, &c)
+	return c.Content.URL != nil
+}
+
+// CurrentStateEvent returns a piece of current state (or store.ErrNotFound).
+func (s *Service) CurrentStateEvent(ctx context.Context, roomID, typ, key string) (*pdu.Event, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	ev := r.state[pdu.StateTuple{Type: typ, StateKey: key}]
+	r.mu.Unlock()
+	if ev == nil {
+		return nil, store.ErrNotFound
+	}
+	return ev, nil
+}
+
+func (s *Service) currentStateRow(ctx context.Context, roomID, typ, key string) (*store.EventRow, error) {
+	ev, err := s.CurrentStateEvent(ctx, roomID, typ, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.GetEvent(ctx, ev.ID)
+}
+
+// stateForReader returns the state a user may see: the current state for
+// members and world-readable rooms, the state when they left otherwise.
+func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (store.StateMap, error) {
+	v, err := s.mayRead(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if v.current == "leave" || v.current == "ban" {
+		m, err := s.store.GetMembership(ctx, roomID, userID)
+		if err != nil {
+			return nil, err
+		}
+		return s.stateAfter(ctx, m.EventID)
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	if v.current == "invite" || v.current == "knock" {
+		return nil, errcode.Forbidden("you are not joined to this room")
+	}
+	return r.stateIDs(), nil
+}
+
+// stateAfter is the state after an event.
+func (s *Service) stateAfter(ctx context.Context, eventID string) (store.StateMap, error) {
+	row, err := s.store.GetEvent(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	st := store.StateMap{}
+	if row.StateGroup != 0 {
+		if st, err = s.store.StateGroup(ctx, row.StateGroup); err != nil {
+			return nil, err
+		}
+	}
+	if row.StateKey.Valid {
+		st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+	}
+	return st, nil
+}
+
+// State returns the room state a user may see, in client format.
+func (s *Service) State(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
+	st, err := s.stateForReader(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return s.renderState(ctx, st, userID)
+}
+
+func (s *Service) renderState(ctx context.Context, st store.StateMap, userID string) ([]json.RawMessage, error) {
+	ids := make([]string, 0, len(st))
+	for _, id := range st {
+		ids = append(ids, id)
+	}
+	rows, err := s.store.GetEvents(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
+	}
+	return out, nil
+}
+
+// StateContent returns the content of one state event a user may see.
+func (s *Service) StateContent(ctx context.Context, roomID, userID, typ, key string) (json.RawMessage, *store.EventRow, error) {
+	st, err := s.stateForReader(ctx, roomID, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, ok := st[store.StateKey{Type: typ, StateKey: key}]
+	if !ok {
+		return nil, nil, errcode.NotFound("no such state event")
+	}
+	row, err := s.store.GetEvent(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var f pduFields
+	_ = json.Unmarshal(row.PDU, &f)
+	if f.Content == nil {
+		f.Content = json.RawMessage("{}")
+	}
+	return f.Content, row, nil
+}
+
+// MembersRequest is a /members query.
+type MembersRequest struct {
+	RoomID, UserID            string
+	At                        string
+	Membership, NotMembership string
+}
+
+// Members returns member events of a room as the user may see them.
+func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMessage, error) {
+	st, err := s.stateForReader(ctx, q.RoomID, q.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if q.At != "" {
+		pos, err := streamtoken.EventsPos(q.At)
+		if err != nil {
+			return nil, errcode.InvalidParam("invalid at token")
+		}
+		rows, err := s.store.RoomEvents(ctx, q.RoomID, 0, pos, true, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) > 0 {
+			if st, err = s.stateAfter(ctx, rows[0].EventID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	memberIDs := store.StateMap{}
+	for k, id := range st {
+		if k.Type == "m.room.member" {
+			memberIDs[k] = id
+		}
+	}
+	all, err := s.renderState(ctx, memberIDs, q.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if q.Membership == "" && q.NotMembership == "" {
+		return all, nil
+	}
+	out := all[:0]
+	for _, raw := range all {
+		var e struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(raw, &e)
+		m := e.Content.Membership
+		if (q.Membership == "" || m == q.Membership) && (q.NotMembership == "" || m != q.NotMembership) {
+			out = append(out, raw)
+		}
+	}
+	return out, nil
+}
+
+// JoinedMembers maps joined users to their profile, for members of the room.
+func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map[string]any, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	if _, ok := r.joined[userID]; !ok {
+		return nil, errcode.Forbidden("you are not joined to this room")
+	}
+	out := make(map[string]any, len(r.joined))
+	for u := range r.joined {
+		var c struct {
+			DisplayName *string `json:"displayname"`
+			AvatarURL   *string `json:"avatar_url"`
+		}
+		_ = json.Unmarshal(r.state[pdu.StateTuple{Type: "m.room.member", StateKey: u}].Content, &c)
+		out[u] = map[string]any{"display_name": c.DisplayName, "avatar_url": c.AvatarURL}
+	}
+	return out, nil
+}
+
+// GetEvent returns one event a user may see.
+func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceID string) (json.RawMessage, error) {
+	v, err := s.mayRead(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.store.GetEvent(ctx, eventID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
+		return nil, errcode.NotFound("event not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ok, err := v.canSee(ctx, row); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, errcode.NotFound("event not found")
+	}
+	return s.ClientEvent(row, Format{Viewer: userID, DeviceID: deviceID}), nil
+}
+
+// ContextResult is the answer of /context.
+type ContextResult struct {
+	Event        json.RawMessage   `json:"event"`
+	EventsBefore []json.RawMessage `json:"events_before"`
+	EventsAfter  []json.RawMessage `json:"events_after"`
+	Start        string            `json:"start"`
+	End          string            `json:"end"`
+	State        []json.RawMessage `json:"state"`
+}
+
+// Context returns an event with the events around it.
+func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID string, limit int, f *filter.RoomEventFilter) (*ContextResult, error) {
+	ev, err := s.GetEvent(ctx, roomID, eventID, userID, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.store.GetEvent(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	before := limit / 2
+	after := limit - before
+	res := &ContextResult{Event: ev, EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
+	b, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
+	if err != nil {
+		return nil, err
+	}
+	if before > 0 {
+		res.EventsBefore = b.Chunk
+	}
+	res.Start = b.End
+	if res.Start == "" {
+		res.Start = streamtoken.Pagination(0)
+	}
+	a, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos), Limit: max(after, 1), Filter: f})
+	if err != nil {
+		return nil, err
+	}
+	if after > 0 {
+		res.EventsAfter = a.Chunk
+	}
+	res.End = a.End
+	if res.End == "" {
+		res.End = streamtoken.Pagination(s.store.Streams.Events.Current())
+	}
+	st, err := s.stateAfter(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	if res.State, err = s.renderState(ctx, st, userID); err != nil {
+		return nil, err
+	}
+	return res, nil
+}

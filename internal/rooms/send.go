@@ -1,0 +1,397 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/eventauth"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/matrix/signing"
+	"luxchat/internal/store"
+)
+
+// Proto is an event a local user asks to send.
+type Proto struct {
+	Type     string
+	StateKey *string
+	Sender   string
+	Content  json.RawMessage
+	// Redacts is the target of an m.room.redaction.
+	Redacts string
+}
+
+// Txn identifies a client transaction for idempotent sends.
+type Txn struct {
+	DeviceID string
+	ID       string // the client's transaction id, echoed in unsigned
+	// Scope distinguishes endpoints and rooms: like other servers, a
+	// transaction is identified by the request path, not the id alone.
+	Scope string
+}
+
+func (t *Txn) key() string { return strconv.Itoa(len(t.Scope)) + ":" + t.Scope + t.ID }
+
+// MaxEventBytes is the spec's limit on a PDU.
+const MaxEventBytes = 65536
+
+// Send builds, authorises and persists one event. With a txn, a repeated
+// transaction returns the first event and stores nothing.
+func (s *Service) Send(ctx context.Context, roomID string, p Proto, txn *Txn) (string, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return "", err
+	}
+	defer r.mu.Unlock()
+	if txn != nil {
+		id, err := s.store.LookupTxnID(ctx, p.Sender, txn.DeviceID, txn.key())
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return "", err
+		}
+	}
+	b := s.newBatch(r)
+	if _, err := s.add(ctx, b, p); err != nil {
+		return "", err
+	}
+	b.events[0].txn = txn
+	if err := s.commit(ctx, b); err != nil {
+		return "", err
+	}
+	return b.events[0].ev.ID, nil
+}
+
+// batch is a run of events built on top of a room's cached state, committed
+// in one transaction. overlay holds the state the batch has changed.
+type batch struct {
+	r       *roomState
+	roomID  string
+	overlay map[pdu.StateTuple]*pdu.Event
+	prev    []string
+	depth   int64
+	events  []*pending
+	// For a new room: its alias and directory visibility.
+	alias   string
+	publish bool
+}
+
+type pending struct {
+	ev       *pdu.Event
+	replaced *pdu.Event // state event this one replaces, if any
+	txn      *Txn
+}
+
+func (s *Service) newBatch(r *roomState) *batch {
+	return &batch{r: r, roomID: r.id, overlay: map[pdu.StateTuple]*pdu.Event{}, prev: r.extremities, depth: r.depth}
+}
+
+func (b *batch) lookup(t pdu.StateTuple) *pdu.Event {
+	if ev, ok := b.overlay[t]; ok {
+		return ev
+	}
+	return b.r.state[t]
+}
+
+// add builds and authorises one event against the batch's state.
+func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error) {
+	v := b.r.version
+	if p.Content == nil {
+		p.Content = json.RawMessage("{}")
+	}
+	fields := eventauth.Fields{Version: v, Type: p.Type, Sender: p.Sender, StateKey: p.StateKey, Content: p.Content}
+	var authIDs []string
+	for _, t := range eventauth.SelectAuthEvents(fields) {
+		if ev := b.lookup(t); ev != nil {
+			authIDs = append(authIDs, ev.ID)
+		}
+	}
+	roomID := b.roomID
+	if p.Type == "m.room.create" && v.RoomIDFromCreate {
+		roomID = ""
+	}
+	proto := pdu.Proto{
+		RoomID: roomID, Sender: p.Sender, Type: p.Type, StateKey: p.StateKey, Content: p.Content,
+		PrevEvents: b.prev, AuthEvents: authIDs, Depth: b.depth + 1,
+		OriginServerTS: time.Now().UnixMilli(), Redacts: p.Redacts,
+	}
+	if v.EventFormat == roomversion.FormatV1 {
+		// Version 1 and 2 events reference others with their hashes.
+		var err error
+		if proto.RefHashes, err = s.refHashes(ctx, b, append(slices.Clone(b.prev), authIDs...)); err != nil {
+			return nil, err
+		}
+	}
+	ev, err := pdu.Build(proto, v, s.serverName, s.key)
+	if err != nil {
+		if len(p.Content) > MaxEventBytes {
+			return nil, errcode.TooLarge("event too large")
+		}
+		return nil, errcode.BadJSON("invalid event: %v", err)
+	}
+	if len(ev.JSON()) > MaxEventBytes {
+		return nil, errcode.TooLarge("event is larger than %d bytes", MaxEventBytes)
+	}
+	if err := eventauth.Check(ev, eventauth.AuthEventsFunc(b.lookup)); err != nil {
+		var na *eventauth.NotAllowed
+		if errors.As(err, &na) {
+			return nil, errcode.Forbidden("%s", na.Reason)
+		}
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	pe := &pending{ev: ev}
+	if ev.IsState() {
+		pe.replaced = b.lookup(ev.Tuple())
+		b.overlay[ev.Tuple()] = ev
+	}
+	if b.roomID == "" {
+		b.roomID = "!" + ev.ID[1:]
+	}
+	b.prev, b.depth = []string{ev.ID}, ev.Depth
+	b.events = append(b.events, pe)
+	return ev, nil
+}
+
+// refHashes returns the reference hashes of events, for format v1 PDUs.
+func (s *Service) refHashes(ctx context.Context, b *batch, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	for _, id := range ids {
+		var ev *pdu.Event
+		for _, pe := range b.events {
+			if pe.ev.ID == id {
+				ev = pe.ev
+			}
+		}
+		if ev == nil {
+			var err error
+			if ev, err = s.Event(ctx, id); err != nil {
+				return nil, fmt.Errorf("referenced event %s: %w", id, err)
+			}
+		}
+		h := ev.ReferenceHash()
+		out[id] = signing.EncodeBase64(h[:])
+	}
+	return out, nil
+}
+
+// commit persists a batch in one transaction, then updates the room cache
+// and wakes up syncs. The caller holds b.r.mu.
+func (s *Service) commit(ctx context.Context, b *batch) error {
+	r := b.r
+	group, chain := r.group, r.chain
+	var full store.StateMap // built lazily when a chain is cut
+	var lastPos int64
+	members := map[string]string{} // user → membership changed by the batch
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		if !r.loaded {
+			creator := b.events[0].ev.Sender
+			if err := tx.CreateRoom(ctx, store.Room{RoomID: b.roomID, Version: r.version.ID, Creator: creator}); err != nil {
+				if errors.Is(err, store.ErrExists) {
+					return errcode.RoomInUse("room already exists")
+				}
+				return err
+			}
+			if b.alias != "" {
+				if err := tx.PutAlias(ctx, b.alias, b.roomID, creator); errors.Is(err, store.ErrExists) {
+					return errcode.RoomInUse("room alias already taken")
+				} else if err != nil {
+					return err
+				}
+			}
+			if b.publish {
+				if err := tx.SetRoomPublished(ctx, b.roomID, true); err != nil {
+					return err
+				}
+			}
+		}
+		prev := r.extremities
+		for _, pe := range b.events {
+			ev := pe.ev
+			pos := tx.Alloc(s.store.Streams.Events)
+			lastPos = pos
+			row := &store.EventRow{
+				Pos: pos, EventID: ev.ID, RoomID: b.roomID, Type: ev.Type, Sender: ev.Sender,
+				Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: unsignedFor(pe), StateGroup: group,
+			}
+			if pe.txn != nil {
+				row.TxnDevice.String, row.TxnDevice.Valid = pe.txn.DeviceID, true
+				row.TxnID.String, row.TxnID.Valid = pe.txn.ID, true
+				if err := tx.PutTxnID(ctx, ev.Sender, pe.txn.DeviceID, pe.txn.key(), ev.ID); err != nil {
+					return err
+				}
+			}
+			if ev.IsState() {
+				row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
+			}
+			if err := tx.InsertEvent(ctx, row); err != nil {
+				return err
+			}
+			if ev.IsState() {
+				k := store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}
+				if full == nil && (group == 0 || chain+1 > 32) {
+					full = r.stateIDs()
+					for _, q := range b.events {
+						if q == pe {
+							break
+						}
+						if q.ev.IsState() {
+							full[store.StateKey{Type: q.ev.Type, StateKey: *q.ev.StateKey}] = q.ev.ID
+						}
+					}
+				}
+				if full != nil {
+					full[k] = ev.ID
+				}
+				var err error
+				group, chain, err = tx.NewStateGroup(ctx, b.roomID, group, chain, store.StateMap{k: ev.ID}, full)
+				if err != nil {
+					return err
+				}
+				if err := tx.SetCurrentState(ctx, b.roomID, k, ev.ID); err != nil {
+					return err
+				}
+				if ev.Type == "m.room.member" {
+					m := membershipOf(ev)
+					members[*ev.StateKey] = m
+					if err := tx.SetMembership(ctx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos}); err != nil {
+						return err
+					}
+				}
+			}
+			if ev.Type == "m.room.redaction" && ev.Redacts != "" {
+				if err := s.applyRedaction(ctx, tx, b, ev); err != nil {
+					return err
+				}
+			}
+			if err := tx.ReplaceExtremities(ctx, b.roomID, prev, ev.ID); err != nil {
+				return err
+			}
+			prev = []string{ev.ID}
+		}
+		if group != r.group {
+			return tx.SetRoomStateGroup(ctx, b.roomID, group)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Committed: publish the new state to the cache.
+	if !r.loaded {
+		r.id = b.roomID
+		r.state = map[pdu.StateTuple]*pdu.Event{}
+		r.joined = map[string]struct{}{}
+		r.loaded = true
+		s.mu.Lock()
+		s.rooms[b.roomID] = r
+		s.mu.Unlock()
+		s.versions.Store(b.roomID, r.version)
+	}
+	for t, ev := range b.overlay {
+		r.state[t] = ev
+	}
+	for u, m := range members {
+		if m == "join" {
+			r.joined[u] = struct{}{}
+		} else {
+			delete(r.joined, u)
+		}
+	}
+	for _, pe := range b.events {
+		s.events.put(pe.ev)
+	}
+	r.group, r.chain = group, chain
+	r.extremities, r.depth, r.latestPos = b.prev, b.depth, lastPos
+	s.latest.Store(b.roomID, lastPos)
+	users := make([]string, 0, len(r.joined)+len(members))
+	for u := range r.joined {
+		users = append(users, u)
+	}
+	for u, m := range members {
+		if m != "join" {
+			users = append(users, u)
+		}
+	}
+	if s.notifier != nil {
+		s.notifier.RoomEvent(b.roomID, users, lastPos)
+	}
+	return nil
+}
+
+// stateIDs returns the room's current state as ids. Caller holds r.mu.
+func (r *roomState) stateIDs() store.StateMap {
+	m := make(store.StateMap, len(r.state)+8)
+	for t, ev := range r.state {
+		m[store.StateKey{Type: t.Type, StateKey: t.StateKey}] = ev.ID
+	}
+	return m
+}
+
+// unsignedFor is the server-computed unsigned data stored with an event.
+func unsignedFor(pe *pending) []byte {
+	if pe.replaced == nil {
+		return []byte("{}")
+	}
+	u := map[string]any{
+		"replaces_state": pe.replaced.ID,
+		"prev_content":   pe.replaced.Content,
+		"prev_sender":    pe.replaced.Sender,
+	}
+	data, _ := json.Marshal(u)
+	return data
+}
+
+// applyRedaction redacts the target of a redaction event when the rules of
+// "Handling redactions" allow it: the target is in the same room and the
+// redaction's sender has the redact power level or sent the target.
+func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *batch, red *pdu.Event) error {
+	row, err := tx.GetEvent(ctx, red.Redacts)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the spec lets a redaction of an unknown event through
+	}
+	if err != nil {
+		return err
+	}
+	if row.RoomID != b.roomID || row.Redacted {
+		return nil
+	}
+	if row.Type == "m.room.create" {
+		return nil
+	}
+	pl := eventauth.RoomPowerLevels(b.lookup(pdu.StateTuple{Type: "m.room.create"}), b.lookup(pdu.StateTuple{Type: "m.room.power_levels"}))
+	if row.Sender != red.Sender && pl.UserLevel(red.Sender) < pl.Redact() {
+		return nil
+	}
+	redacted, err := pdu.Redact(row.PDU, b.r.version)
+	if err != nil {
+		return fmt.Errorf("redact %s: %w", row.EventID, err)
+	}
+	var u map[string]json.RawMessage
+	if err := json.Unmarshal(row.Unsigned, &u); err != nil || u == nil {
+		u = map[string]json.RawMessage{}
+	}
+	// A redacted state event keeps no trace of the content it replaced.
+	delete(u, "prev_content")
+	u["redacted_because"] = s.clientJSON(red.JSON(), red.ID, b.roomID, nil)
+	unsigned, _ := json.Marshal(u)
+	if err := tx.RedactEvent(ctx, row.EventID, redacted, unsigned); err != nil {
+		return err
+	}
+	tx.OnCommit(func() {
+		s.events.drop(row.EventID)
+		// A redacted current state event stays in the state, redacted.
+		if ev, err := pdu.Parse(redacted, b.r.version); err == nil && ev.IsState() {
+			if cur := b.r.state[ev.Tuple()]; cur != nil && cur.ID == ev.ID {
+				b.r.state[ev.Tuple()] = ev
+			}
+		}
+	})
+	return nil
+}

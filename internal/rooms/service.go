@@ -1,0 +1,242 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"luxchat/internal/config"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/matrix/signing"
+	"luxchat/internal/store"
+)
+
+// Notifier is told about committed events so that waiting syncs wake up.
+type Notifier interface {
+	// RoomEvent: an event at pos was persisted in room; users are the
+	// room's joined members after it plus any user whose membership it
+	// changed.
+	RoomEvent(roomID string, users []string, pos int64)
+}
+
+// Service is the rooms domain. It is safe for concurrent use.
+type Service struct {
+	cfg        *config.Config
+	store      *store.Store
+	key        signing.KeyPair
+	serverName string
+	notifier   Notifier
+	log        *slog.Logger
+
+	mu    sync.Mutex
+	rooms map[string]*roomState
+
+	events   *eventCache
+	versions sync.Map // room id → *roomversion.Version
+	latest   sync.Map // room id → newest event position (int64)
+	entries  sync.Map // "group\x00type\x00key" → event id ("" when absent)
+}
+
+// New returns the rooms service.
+func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger) *Service {
+	return &Service{
+		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log,
+		rooms:  map[string]*roomState{},
+		events: newEventCache(20000),
+	}
+}
+
+// roomState is the cached current state of one room and its serial writer.
+// Every field is guarded by mu.
+type roomState struct {
+	mu          sync.Mutex
+	id          string
+	version     *roomversion.Version
+	loaded      bool
+	state       map[pdu.StateTuple]*pdu.Event
+	group       int64 // state group of the current state
+	chain       int   // delta chain length of group
+	extremities []string
+	depth       int64
+	joined      map[string]struct{}
+	latestPos   int64
+}
+
+// room returns the locked state of a room, loading it on first use.
+// ErrUnknownRoom when the room does not exist here.
+func (s *Service) lockRoom(ctx context.Context, roomID string) (*roomState, error) {
+	s.mu.Lock()
+	r, ok := s.rooms[roomID]
+	if !ok {
+		r = &roomState{id: roomID}
+		s.rooms[roomID] = r
+	}
+	s.mu.Unlock()
+	r.mu.Lock()
+	if r.loaded {
+		return r, nil
+	}
+	if err := s.load(ctx, r); err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	return r, nil
+}
+
+// errUnknownRoom is returned for rooms this server does not know.
+var errUnknownRoom = errcode.NotFound("unknown room")
+
+func (s *Service) load(ctx context.Context, r *roomState) error {
+	room, err := s.store.GetRoom(ctx, r.id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errUnknownRoom
+	}
+	if err != nil {
+		return err
+	}
+	v, ok := roomversion.Get(room.Version)
+	if !ok {
+		return fmt.Errorf("room %s has unknown version %q", r.id, room.Version)
+	}
+	r.version = v
+	ids, err := s.store.CurrentState(ctx, r.id)
+	if err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
+	r.state = make(map[pdu.StateTuple]*pdu.Event, len(ids))
+	r.joined = map[string]struct{}{}
+	list := make([]string, 0, len(ids))
+	for _, id := range ids {
+		list = append(list, id)
+	}
+	evs, err := s.Events(ctx, list)
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		r.state[ev.Tuple()] = ev
+		if ev.Type == "m.room.member" && membershipOf(ev) == "join" {
+			r.joined[*ev.StateKey] = struct{}{}
+		}
+	}
+	r.extremities, err = s.store.Extremities(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	if len(r.extremities) == 0 {
+		return fmt.Errorf("room %s has no forward extremities", r.id)
+	}
+	for _, x := range r.extremities {
+		ev, err := s.Event(ctx, x)
+		if err != nil {
+			return err
+		}
+		r.depth = max(r.depth, ev.Depth)
+	}
+	latest, err := s.store.RoomEvents(ctx, r.id, 0, 1<<62, true, 1)
+	if err != nil || len(latest) == 0 {
+		return fmt.Errorf("load latest event: %w", err)
+	}
+	r.latestPos = latest[0].Pos
+	s.latest.Store(r.id, r.latestPos)
+	r.group = room.StateGroup
+	if r.chain, err = s.store.StateGroupChain(ctx, r.group); err != nil {
+		return fmt.Errorf("load state group: %w", err)
+	}
+	r.loaded = true
+	return nil
+}
+
+// Version returns a room's version, or an M_NOT_FOUND error.
+func (s *Service) Version(ctx context.Context, roomID string) (*roomversion.Version, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	return r.version, nil
+}
+
+// Event returns a parsed event by id from the cache or the store.
+func (s *Service) Event(ctx context.Context, id string) (*pdu.Event, error) {
+	if ev := s.events.get(id); ev != nil {
+		return ev, nil
+	}
+	row, err := s.store.GetEvent(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.parseRow(ctx, row)
+}
+
+// Events returns parsed events by id (missing ones are skipped).
+func (s *Service) Events(ctx context.Context, ids []string) ([]*pdu.Event, error) {
+	out := make([]*pdu.Event, 0, len(ids))
+	var missing []string
+	for _, id := range ids {
+		if ev := s.events.get(id); ev != nil {
+			out = append(out, ev)
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	rows, err := s.store.GetEvents(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range rows {
+		ev, err := s.parseRow(ctx, row)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event, error) {
+	v, err := s.versionOf(ctx, row.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := pdu.Parse(row.PDU, v)
+	if err != nil {
+		return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
+	}
+	s.events.put(ev)
+	return ev, nil
+}
+
+// versionOf returns a room's version without taking the room's writer lock
+// (which the caller may hold). Versions never change, so they are cached.
+func (s *Service) versionOf(ctx context.Context, roomID string) (*roomversion.Version, error) {
+	if v, ok := s.versions.Load(roomID); ok {
+		return v.(*roomversion.Version), nil
+	}
+	room, err := s.store.GetRoom(ctx, roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errUnknownRoom
+	}
+	if err != nil {
+		return nil, fmt.Errorf("room %s: %w", roomID, err)
+	}
+	v, ok := roomversion.Get(room.Version)
+	if !ok {
+		return nil, fmt.Errorf("room %s: unknown version %q", roomID, room.Version)
+	}
+	s.versions.Store(roomID, v)
+	return v, nil
+}
+
+func membershipOf(ev *pdu.Event) string {
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	_ = json.Unmarshal(ev.Content, &c)
+	return c.Membership
+}

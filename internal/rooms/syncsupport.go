@@ -1,0 +1,143 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+
+	"luxchat/internal/matrix/eventauth"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/store"
+)
+
+// LatestPos is the position of a room's newest event, known without a
+// query once the room has been written to or loaded; -1 when unknown.
+func (s *Service) LatestPos(roomID string) int64 {
+	if v, ok := s.latest.Load(roomID); ok {
+		return v.(int64)
+	}
+	return -1
+}
+
+// CurrentStateIDs returns a room's current state.
+func (s *Service) CurrentStateIDs(ctx context.Context, roomID string) (store.StateMap, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	return r.stateIDs(), nil
+}
+
+// RenderState renders state events for a user.
+func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID string) ([]json.RawMessage, error) {
+	return s.renderState(ctx, st, userID)
+}
+
+// StrippedState is the state shown with an invite or knock: the room's
+// name, avatar, topic, join rules, encryption, create event and aliases,
+// plus the user's own member event.
+func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	var evs []*pdu.Event
+	for _, t := range []string{"m.room.create", "m.room.name", "m.room.avatar", "m.room.topic", "m.room.join_rules", "m.room.canonical_alias", "m.room.encryption"} {
+		if ev := r.state[pdu.StateTuple{Type: t}]; ev != nil {
+			evs = append(evs, ev)
+		}
+	}
+	if ev := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]; ev != nil {
+		evs = append(evs, ev)
+		if inviter := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: ev.Sender}]; inviter != nil && ev.Sender != userID {
+			evs = append(evs, inviter)
+		}
+	}
+	r.mu.Unlock()
+	out := make([]json.RawMessage, 0, len(evs))
+	for _, ev := range evs {
+		out = append(out, mustJSON(struct {
+			Content  json.RawMessage `json:"content"`
+			Sender   string          `json:"sender"`
+			StateKey string          `json:"state_key"`
+			Type     string          `json:"type"`
+		}{ev.Content, ev.Sender, *ev.StateKey, ev.Type}))
+	}
+	return out, nil
+}
+
+// Summary is the room summary of /sync.
+type Summary struct {
+	Heroes             []string `json:"m.heroes"`
+	JoinedMemberCount  int      `json:"m.joined_member_count"`
+	InvitedMemberCount int      `json:"m.invited_member_count"`
+}
+
+// RoomSummary counts members and picks up to five heroes (other members,
+// by user id) for rooms without a name.
+func (s *Service) RoomSummary(ctx context.Context, roomID, userID string) (*Summary, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	sum := &Summary{Heroes: []string{}}
+	var others, left []string
+	for t, ev := range r.state {
+		if t.Type != "m.room.member" {
+			continue
+		}
+		switch membershipOf(ev) {
+		case "join":
+			sum.JoinedMemberCount++
+			if t.StateKey != userID {
+				others = append(others, t.StateKey)
+			}
+		case "invite":
+			sum.InvitedMemberCount++
+			if t.StateKey != userID {
+				others = append(others, t.StateKey)
+			}
+		case "leave", "ban":
+			if t.StateKey != userID {
+				left = append(left, t.StateKey)
+			}
+		}
+	}
+	if len(others) == 0 {
+		others = left
+	}
+	sort.Strings(others)
+	if len(others) > 5 {
+		others = others[:5]
+	}
+	sum.Heroes = others
+	return sum, nil
+}
+
+// CanSendState reports whether a user's power level allows sending a state
+// event of this type in the room now.
+func (s *Service) CanSendState(ctx context.Context, roomID, userID, typ string) bool {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return false
+	}
+	defer r.mu.Unlock()
+	if _, ok := r.joined[userID]; !ok {
+		return false
+	}
+	pl := eventauth.RoomPowerLevels(r.state[pdu.StateTuple{Type: "m.room.create"}], r.state[pdu.StateTuple{Type: "m.room.power_levels"}])
+	return pl.UserLevel(userID) >= pl.EventLevel(typ, true)
+}
+
+// IsJoined reports whether a user is joined to a room now.
+func (s *Service) IsJoined(ctx context.Context, roomID, userID string) (bool, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	defer r.mu.Unlock()
+	_, ok := r.joined[userID]
+	return ok, nil
+}

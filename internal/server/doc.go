@@ -1,0 +1,3 @@
+// Package server wires luxchat together: configuration, store, signing key,
+// services, routes, listeners and graceful shutdown.
+package server

@@ -1,0 +1,178 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"luxchat/internal/accounts"
+	"luxchat/internal/config"
+	"luxchat/internal/httpapi/clientapi"
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/signing"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+	"luxchat/internal/sync"
+)
+
+// Server is a running homeserver.
+type Server struct {
+	Config   *config.Config
+	Store    *store.Store
+	Accounts *accounts.Service
+	Rooms    *rooms.Service
+	Sync     *sync.Service
+	Log      *slog.Logger
+	Key      signing.KeyPair
+
+	handler http.Handler
+	metrics *prometheus.Registry
+}
+
+// New opens the store, loads or creates the signing key and builds the
+// services and routes. It does not listen.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	key, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "signing.key"))
+	if err != nil {
+		return nil, err
+	}
+	dsn, _ := cfg.PostgresDSN()
+	st, err := store.Open(ctx, store.Options{DataDir: cfg.DataDir, PostgresDSN: dsn})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Config: cfg, Store: st, Log: log, Key: key}
+	notifier := sync.NewNotifier()
+	s.Accounts = accounts.New(cfg, st, log)
+	s.Rooms = rooms.New(cfg, st, key, notifier, log)
+	s.Sync = sync.New(st, s.Rooms, notifier, sync.NewTyping(), log)
+	s.Accounts.OnProfileChange = func(ctx context.Context, userID, displayName, avatarURL string) error {
+		return s.Rooms.UpdateProfile(ctx, userID, displayName, avatarURL)
+	}
+	s.Accounts.OnDeactivate = s.Rooms.LeaveAll
+
+	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts), cfg.Limits.MaxRequestBytes, log)
+	if cfg.RateLimits.Enabled {
+		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
+	}
+	s.metrics = prometheus.NewRegistry()
+	s.metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "luxchat_http_request_duration_seconds", Help: "Client API request latency by route.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
+	}, []string{"route", "method", "code"})
+	s.metrics.MustRegister(reqs)
+	rt.Observe = func(pattern, method string, status int, d time.Duration) {
+		reqs.WithLabelValues(pattern, method, strconv.Itoa(status)).Observe(d.Seconds())
+	}
+	api := &clientapi.API{Config: cfg, Store: st, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, Log: log}
+	api.Register(rt)
+	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
+		if err := st.Ping(r.Context()); err != nil {
+			return nil, err
+		}
+		return map[string]string{"status": "ok"}, nil
+	})
+	s.handler = rt
+	return s, nil
+}
+
+// Handler is the client API handler (for tests).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve listens on the configured addresses until ctx is cancelled, then
+// shuts down gracefully: in-flight requests finish, the store closes.
+func (s *Server) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.Config.Listen.Client)
+	if err != nil {
+		return fmt.Errorf("listen client: %w", err)
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener is Serve on an existing listener.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	var msrv *http.Server
+	if s.Config.Listen.Metrics != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+		msrv = &http.Server{Addr: s.Config.Listen.Metrics, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- msrv.ListenAndServe() }()
+	}
+	go s.housekeeping(ctx)
+	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.Store.Close()
+			return err
+		}
+	}
+	s.Log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	if msrv != nil {
+		_ = msrv.Shutdown(shutCtx)
+	}
+	return errors.Join(err, s.Store.Close())
+}
+
+// housekeeping runs periodic jobs until ctx ends.
+func (s *Server) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Sync.ExpireTyping(ctx)
+		}
+	}
+}
+
+// loadOrCreateKey reads the server's signing key, generating it on first
+// start.
+func loadOrCreateKey(path string) (signing.KeyPair, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		keys, err := signing.DecodeKeyFile(data)
+		if err != nil {
+			return signing.KeyPair{}, fmt.Errorf("read signing key %s: %w", path, err)
+		}
+		if len(keys) == 0 {
+			return signing.KeyPair{}, fmt.Errorf("signing key file %s is empty", path)
+		}
+		return keys[0], nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return signing.KeyPair{}, err
+	}
+	k, err := signing.GenerateKeyPair()
+	if err != nil {
+		return signing.KeyPair{}, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, signing.EncodeKeyFile(k), 0o600); err != nil {
+		return signing.KeyPair{}, err
+	}
+	return k, os.Rename(tmp, path)
+}

@@ -1,0 +1,37 @@
+package streamtoken
+
+import "testing"
+
+func TestRoundTrip(t *testing.T) {
+	tok := Token{Events: 12, AccountData: 3, Receipts: 4, Presence: 5, Typing: 6, ToDevice: 7, DeviceLists: 8}
+	got, err := Parse(tok.String())
+	if err != nil || got != tok {
+		t.Fatalf("%v %v", got, err)
+	}
+	if p, err := EventsPos("t42"); err != nil || p != 42 {
+		t.Fatal(p, err)
+	}
+	if p, err := EventsPos(tok.String()); err != nil || p != 12 {
+		t.Fatal(p, err)
+	}
+	for _, bad := range []string{"", "s", "x1", "s1_2_3_4_5_6_7_8", "s-1", "s01", "sa_b", "t-3", "tx"} {
+		if _, err := EventsPos(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("s1_2_3_4_5_6_7")
+	f.Add("t9")
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, err := Parse(s)
+		if err != nil {
+			return
+		}
+		again, err := Parse(tok.String())
+		if err != nil || again != tok {
+			t.Fatalf("%q -> %q does not round-trip", s, tok.String())
+		}
+	})
+}

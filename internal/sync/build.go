@@ -1,0 +1,385 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"luxchat/internal/filter"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+	"luxchat/internal/streamtoken"
+)
+
+const defaultTimelineLimit = 10
+
+// build assembles the response for the window (since, cur]; since nil is
+// an initial sync.
+func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Token, cur streamtoken.Token) (*Response, error) {
+	f := req.Filter
+	var from streamtoken.Token
+	if since != nil {
+		from = *since
+	}
+	resp := &Response{NextBatch: cur.String()}
+	memberships, err := s.store.UserMemberships(ctx, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var roomFilter *filter.RoomFilter
+	if f.Room != nil {
+		roomFilter = f.Room
+	}
+	rr := &RoomsResp{}
+	var joinedIDs []string
+	for _, m := range memberships {
+		if !roomFilter.AllowsRoom(m.RoomID) {
+			continue
+		}
+		changed := m.Pos > from.Events && m.Pos <= cur.Events
+		switch m.Membership {
+		case "join":
+			joinedIDs = append(joinedIDs, m.RoomID)
+			fresh := since == nil || req.FullState || changed
+			jr, err := s.joinedRoom(ctx, req, m, from, cur, fresh, since == nil)
+			if err != nil {
+				return nil, err
+			}
+			if jr != nil {
+				if rr.Join == nil {
+					rr.Join = map[string]*JoinedRoom{}
+				}
+				rr.Join[m.RoomID] = jr
+			}
+		case "invite", "knock":
+			if !(since == nil || changed) {
+				continue
+			}
+			stripped, err := s.rooms.StrippedState(ctx, m.RoomID, req.UserID)
+			if err != nil {
+				return nil, err
+			}
+			if m.Membership == "invite" {
+				if rr.Invite == nil {
+					rr.Invite = map[string]*InvitedRoom{}
+				}
+				rr.Invite[m.RoomID] = &InvitedRoom{InviteState: Events{stripped}}
+			} else {
+				if rr.Knock == nil {
+					rr.Knock = map[string]*KnockedRoom{}
+				}
+				rr.Knock[m.RoomID] = &KnockedRoom{KnockState: Events{stripped}}
+			}
+		case "leave", "ban":
+			include := changed && since != nil
+			if since == nil || req.FullState {
+				include = roomFilter != nil && roomFilter.IncludeLeave
+			}
+			if !include {
+				continue
+			}
+			lr, err := s.leftRoom(ctx, req, m, from)
+			if err != nil {
+				return nil, err
+			}
+			if rr.Leave == nil {
+				rr.Leave = map[string]*LeftRoom{}
+			}
+			rr.Leave[m.RoomID] = lr
+		}
+	}
+	// Receipts of joined rooms.
+	if len(joinedIDs) > 0 && cur.Receipts > from.Receipts {
+		rcpts, err := s.store.ReceiptsSince(ctx, joinedIDs, from.Receipts, cur.Receipts)
+		if err != nil {
+			return nil, err
+		}
+		for roomID, ev := range receiptEvents(rcpts, req.UserID) {
+			jr := rr.Join[roomID]
+			if jr == nil {
+				jr = emptyJoined()
+				if rr.Join == nil {
+					rr.Join = map[string]*JoinedRoom{}
+				}
+				rr.Join[roomID] = jr
+				s.fillUnread(ctx, jr, roomID, req.UserID)
+			}
+			jr.Ephemeral.Events = append(jr.Ephemeral.Events, ev)
+		}
+	}
+	// Typing.
+	if cur.Typing > from.Typing {
+		for _, roomID := range joinedIDs {
+			users, changed := s.typing.Since(roomID, from.Typing)
+			if !changed {
+				continue
+			}
+			if since == nil && len(users) == 0 {
+				continue
+			}
+			jr := rr.Join[roomID]
+			if jr == nil {
+				jr = emptyJoined()
+				if rr.Join == nil {
+					rr.Join = map[string]*JoinedRoom{}
+				}
+				rr.Join[roomID] = jr
+				s.fillUnread(ctx, jr, roomID, req.UserID)
+			}
+			if users == nil {
+				users = []string{}
+			}
+			jr.Ephemeral.Events = append(jr.Ephemeral.Events, mustJSON(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}}))
+		}
+	}
+	// Account data, global and per room.
+	if since == nil || cur.AccountData > from.AccountData {
+		ads, err := s.store.AccountDataSince(ctx, req.UserID, from.AccountData, cur.AccountData)
+		if err != nil {
+			return nil, err
+		}
+		for _, ad := range ads {
+			ev := mustJSON(map[string]any{"type": ad.Type, "content": json.RawMessage(ad.Content)})
+			if ad.RoomID == "" {
+				if f.AccountData.Allows(ad.Type, "") {
+					if resp.AccountData == nil {
+						resp.AccountData = &Events{}
+					}
+					resp.AccountData.Events = append(resp.AccountData.Events, ev)
+				}
+				continue
+			}
+			var raf *filter.RoomEventFilter
+			if f.Room != nil {
+				raf = f.Room.AccountData
+			}
+			if !raf.AllowsEvent(ad.Type, "", false) {
+				continue
+			}
+			if jr := rr.Join[ad.RoomID]; jr != nil {
+				jr.AccountData.Events = append(jr.AccountData.Events, ev)
+			} else if slices.Contains(joinedIDs, ad.RoomID) {
+				jr := emptyJoined()
+				s.fillUnread(ctx, jr, ad.RoomID, req.UserID)
+				jr.AccountData.Events = append(jr.AccountData.Events, ev)
+				if rr.Join == nil {
+					rr.Join = map[string]*JoinedRoom{}
+				}
+				rr.Join[ad.RoomID] = jr
+			} else if lr := rr.Leave[ad.RoomID]; lr != nil {
+				lr.AccountData.Events = append(lr.AccountData.Events, ev)
+			}
+		}
+	}
+	// Presence of users sharing a room.
+	if since == nil || cur.Presence > from.Presence {
+		ps, err := s.store.PresenceSince(ctx, req.UserID, from.Presence, cur.Presence)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			if !f.Presence.Allows("m.presence", p.UserID) {
+				continue
+			}
+			content := map[string]any{
+				"presence":         p.State,
+				"last_active_ago":  max(time.Now().UnixMilli()-p.LastActiveTS, 0),
+				"currently_active": p.State == "online" && time.Since(time.UnixMilli(p.LastActiveTS)) < 5*time.Minute,
+			}
+			if p.StatusMsg.Valid {
+				content["status_msg"] = p.StatusMsg.String
+			}
+			if resp.Presence == nil {
+				resp.Presence = &Events{}
+			}
+			resp.Presence.Events = append(resp.Presence.Events, mustJSON(map[string]any{"type": "m.presence", "sender": p.UserID, "content": content}))
+		}
+	}
+	if rr.Join != nil || rr.Invite != nil || rr.Leave != nil || rr.Knock != nil {
+		resp.Rooms = rr
+	}
+	return resp, nil
+}
+
+func emptyJoined() *JoinedRoom {
+	return &JoinedRoom{
+		State: Events{[]json.RawMessage{}}, Timeline: Timeline{Events: []json.RawMessage{}},
+		Ephemeral: Events{[]json.RawMessage{}}, AccountData: Events{[]json.RawMessage{}},
+	}
+}
+
+func (s *Service) fillUnread(ctx context.Context, jr *JoinedRoom, roomID, userID string) {
+	read, err := s.store.ReadPosition(ctx, roomID, userID)
+	if err != nil {
+		return
+	}
+	n, err := s.store.CountUnread(ctx, roomID, userID, read)
+	if err == nil {
+		jr.UnreadNotifications.NotificationCount = n
+	}
+}
+
+func timelineFilter(f *filter.Filter) *filter.RoomEventFilter {
+	if f.Room == nil {
+		return nil
+	}
+	return f.Room.Timeline
+}
+
+// joinedRoom builds one joined room, or nil when nothing changed in it.
+func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membership, from, cur streamtoken.Token, fresh, initial bool) (*JoinedRoom, error) {
+	tf := timelineFilter(req.Filter)
+	if !fresh {
+		if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {
+			return nil, nil
+		}
+	}
+	limit := defaultTimelineLimit
+	if tf != nil {
+		limit = tf.LimitOr(defaultTimelineLimit)
+	}
+	lo := from.Events
+	if fresh {
+		lo = 0
+	}
+	rows, err := s.store.RoomEvents(ctx, m.RoomID, lo, cur.Events, true, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh && len(rows) == 0 {
+		return nil, nil
+	}
+	limited := len(rows) > limit
+	if limited {
+		rows = rows[:limit]
+	}
+	slices.Reverse(rows)
+	jr := emptyJoined()
+	senders := map[string]bool{}
+	inTimeline := map[string]bool{}
+	var timelineStateMember bool
+	for _, row := range rows {
+		inTimeline[row.EventID] = true
+		if !tf.AllowsEvent(row.Type, row.Sender, false) {
+			continue
+		}
+		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true}))
+		senders[row.Sender] = true
+		if row.Type == "m.room.member" {
+			timelineStateMember = true
+		}
+	}
+	jr.Timeline.Limited = limited || (fresh && !initial && len(rows) > 0 && rows[0].Pos > lo+1 && lo > 0)
+	if len(rows) > 0 {
+		jr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
+	} else {
+		jr.Timeline.PrevBatch = streamtoken.Pagination(cur.Events)
+	}
+	// State: everything for a fresh room, the changes in the gap for a
+	// limited incremental one.
+	var sf *filter.RoomEventFilter
+	if req.Filter.Room != nil {
+		sf = req.Filter.Room.State
+	}
+	lazy := sf != nil && sf.LazyLoadMembers
+	var st store.StateMap
+	if fresh {
+		if st, err = s.rooms.CurrentStateIDs(ctx, m.RoomID); err != nil {
+			return nil, err
+		}
+	} else if limited && len(rows) > 0 {
+		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, rows[0].Pos-1)
+		if err != nil {
+			return nil, err
+		}
+		st = store.StateMap{}
+		for _, g := range gap {
+			st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
+		}
+	}
+	if len(st) > 0 {
+		for k, id := range st {
+			drop := inTimeline[id] || !sf.AllowsEvent(k.Type, "", false)
+			if lazy && k.Type == "m.room.member" && !senders[k.StateKey] && k.StateKey != req.UserID {
+				drop = true
+			}
+			if drop {
+				delete(st, k)
+			}
+		}
+		if jr.State.Events, err = s.rooms.RenderState(ctx, st, req.UserID); err != nil {
+			return nil, err
+		}
+	}
+	if fresh || timelineStateMember {
+		if jr.Summary, err = s.rooms.RoomSummary(ctx, m.RoomID, req.UserID); err != nil {
+			return nil, err
+		}
+	}
+	s.fillUnread(ctx, jr, m.RoomID, req.UserID)
+	return jr, nil
+}
+
+// leftRoom shows a room the user left in the window, up to their leave.
+func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership, from streamtoken.Token) (*LeftRoom, error) {
+	lr := &LeftRoom{State: Events{[]json.RawMessage{}}, Timeline: Timeline{Events: []json.RawMessage{}}, AccountData: Events{[]json.RawMessage{}}}
+	limit := timelineFilter(req.Filter).LimitOr(defaultTimelineLimit)
+	rows, err := s.store.RoomEvents(ctx, m.RoomID, from.Events, m.Pos, true, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	lr.Timeline.Limited = len(rows) > limit
+	if lr.Timeline.Limited {
+		rows = rows[:limit]
+	}
+	slices.Reverse(rows)
+	for _, row := range rows {
+		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true}))
+	}
+	if len(rows) > 0 {
+		lr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
+	}
+	return lr, nil
+}
+
+// receiptEvents groups receipts into one m.receipt event per room. Private
+// receipts go only to their owner.
+func receiptEvents(rs []store.Receipt, userID string) map[string]json.RawMessage {
+	type body = map[string]map[string]map[string]any
+	byRoom := map[string]body{}
+	for _, r := range rs {
+		if r.Type == "m.read.private" && r.UserID != userID {
+			continue
+		}
+		c := byRoom[r.RoomID]
+		if c == nil {
+			c = body{}
+			byRoom[r.RoomID] = c
+		}
+		if c[r.EventID] == nil {
+			c[r.EventID] = map[string]map[string]any{}
+		}
+		if c[r.EventID][r.Type] == nil {
+			c[r.EventID][r.Type] = map[string]any{}
+		}
+		entry := map[string]any{"ts": r.TS}
+		if r.ThreadID != "" {
+			entry["thread_id"] = r.ThreadID
+		}
+		c[r.EventID][r.Type][r.UserID] = entry
+	}
+	out := make(map[string]json.RawMessage, len(byRoom))
+	for roomID, c := range byRoom {
+		out[roomID] = mustJSON(map[string]any{"type": "m.receipt", "content": c})
+	}
+	return out
+}
+
+func mustJSON(v any) json.RawMessage {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return data
+}

@@ -1,0 +1,7 @@
+// Package sync serves /sync: per-stream positions (see streamtoken), the
+// long-poll notifier, typing notifications, and the assembly of joined,
+// invited, knocked and left rooms with their timelines, state, ephemeral
+// events and account data.
+//
+// It imports store, rooms, filter and internal/matrix; never HTTP packages.
+package sync

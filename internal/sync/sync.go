@@ -1,0 +1,279 @@
+package sync
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"luxchat/internal/filter"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+	"luxchat/internal/streamtoken"
+)
+
+// Service builds sync responses. It is safe for concurrent use.
+type Service struct {
+	store    *store.Store
+	rooms    *rooms.Service
+	notifier *Notifier
+	typing   *Typing
+	log      *slog.Logger
+}
+
+// New returns the sync service.
+func New(st *store.Store, rs *rooms.Service, n *Notifier, t *Typing, log *slog.Logger) *Service {
+	return &Service{store: st, rooms: rs, notifier: n, typing: t, log: log}
+}
+
+// Request is a /sync call.
+type Request struct {
+	UserID      string
+	DeviceID    string
+	Since       string
+	Timeout     time.Duration
+	FullState   bool
+	Filter      *filter.Filter
+	SetPresence string
+}
+
+// Response is the /sync body.
+type Response struct {
+	NextBatch   string     `json:"next_batch"`
+	Rooms       *RoomsResp `json:"rooms,omitempty"`
+	AccountData *Events    `json:"account_data,omitempty"`
+	Presence    *Events    `json:"presence,omitempty"`
+	ToDevice    *Events    `json:"to_device,omitempty"`
+}
+
+// Events is {"events": […]}.
+type Events struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+// RoomsResp groups rooms by membership.
+type RoomsResp struct {
+	Join   map[string]*JoinedRoom  `json:"join,omitempty"`
+	Invite map[string]*InvitedRoom `json:"invite,omitempty"`
+	Leave  map[string]*LeftRoom    `json:"leave,omitempty"`
+	Knock  map[string]*KnockedRoom `json:"knock,omitempty"`
+}
+
+// Timeline is a room's timeline section.
+type Timeline struct {
+	Events    []json.RawMessage `json:"events"`
+	Limited   bool              `json:"limited"`
+	PrevBatch string            `json:"prev_batch,omitempty"`
+}
+
+// JoinedRoom is one joined room.
+type JoinedRoom struct {
+	Summary             *rooms.Summary `json:"summary,omitempty"`
+	State               Events         `json:"state"`
+	Timeline            Timeline       `json:"timeline"`
+	Ephemeral           Events         `json:"ephemeral"`
+	AccountData         Events         `json:"account_data"`
+	UnreadNotifications Unread         `json:"unread_notifications"`
+}
+
+// Unread holds notification counts.
+type Unread struct {
+	NotificationCount int64 `json:"notification_count"`
+	HighlightCount    int64 `json:"highlight_count"`
+}
+
+// InvitedRoom is one room the user is invited to.
+type InvitedRoom struct {
+	InviteState Events `json:"invite_state"`
+}
+
+// KnockedRoom is one room the user knocked on.
+type KnockedRoom struct {
+	KnockState Events `json:"knock_state"`
+}
+
+// LeftRoom is one room the user left or was removed from.
+type LeftRoom struct {
+	State       Events   `json:"state"`
+	Timeline    Timeline `json:"timeline"`
+	AccountData Events   `json:"account_data"`
+}
+
+// current is the token of everything committed now.
+func (s *Service) current() streamtoken.Token {
+	st := s.store.Streams
+	return streamtoken.Token{
+		Events:      st.Events.Current(),
+		AccountData: st.AccountData.Current(),
+		Receipts:    st.Receipts.Current(),
+		Presence:    st.Presence.Current(),
+		Typing:      s.typing.Current(),
+	}
+}
+
+// Sync answers a /sync call, long-polling up to req.Timeout for news.
+func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
+	var since *streamtoken.Token
+	if req.Since != "" {
+		t, err := streamtoken.Parse(req.Since)
+		if err != nil {
+			return nil, errcode.InvalidParam("invalid since token")
+		}
+		since = &t
+	}
+	if req.Filter == nil {
+		req.Filter = &filter.Filter{}
+	}
+	if err := s.setPresence(ctx, req.UserID, req.SetPresence); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(req.Timeout)
+	var timer *time.Timer
+	for {
+		wake := s.notifier.Chan(req.UserID)
+		cur := s.current()
+		// A token from before a restart may be ahead of typing, which
+		// restarts at 0; never go backwards.
+		if since != nil && cur.Typing < since.Typing {
+			cur.Typing = since.Typing
+		}
+		if since == nil || req.FullState || *since != cur {
+			resp, err := s.build(ctx, req, since, cur)
+			if err != nil {
+				return nil, err
+			}
+			if since == nil || req.FullState || !resp.empty() || !time.Now().Before(deadline) {
+				return resp, nil
+			}
+			// Nothing for this user: wait from here on.
+			since = &cur
+		}
+		if !time.Now().Before(deadline) {
+			return &Response{NextBatch: cur.String()}, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			cur := s.current()
+			if since != nil && cur.Typing < since.Typing {
+				cur.Typing = since.Typing
+			}
+			resp, err := s.build(ctx, req, since, cur)
+			if err != nil {
+				return nil, err
+			}
+			return resp, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (r *Response) empty() bool {
+	if r.AccountData != nil && len(r.AccountData.Events) > 0 {
+		return false
+	}
+	if r.Presence != nil && len(r.Presence.Events) > 0 {
+		return false
+	}
+	if r.ToDevice != nil && len(r.ToDevice.Events) > 0 {
+		return false
+	}
+	if r.Rooms != nil && (len(r.Rooms.Join)+len(r.Rooms.Invite)+len(r.Rooms.Leave)+len(r.Rooms.Knock)) > 0 {
+		return false
+	}
+	return true
+}
+
+func (s *Service) setPresence(ctx context.Context, userID, state string) error {
+	switch state {
+	case "":
+		state = "online"
+	case "online", "offline", "unavailable":
+	default:
+		return errcode.InvalidParam("set_presence must be online, offline or unavailable")
+	}
+	if state == "offline" {
+		return nil // offline only means "do not mark me online"
+	}
+	p, err := s.store.GetPresence(ctx, userID)
+	if err == nil && p.State == state && time.Since(time.UnixMilli(p.LastActiveTS)) < time.Minute {
+		return nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	var msg sql.NullString
+	if p != nil {
+		msg = p.StatusMsg
+	}
+	return s.SetPresence(ctx, userID, state, msg)
+}
+
+// SetPresence stores a presence change and tells the users who share a room.
+func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql.NullString) error {
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.PutPresence(ctx, store.Presence{UserID: userID, State: state, StatusMsg: msg, LastActiveTS: time.Now().UnixMilli()})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.wakeRoommates(ctx, userID)
+	return nil
+}
+
+// wakeRoommates wakes every user sharing a joined room with userID.
+func (s *Service) wakeRoommates(ctx context.Context, userID string) {
+	ms, err := s.store.UserMemberships(ctx, userID)
+	if err != nil {
+		return
+	}
+	users := []string{userID}
+	for _, m := range ms {
+		if m.Membership != "join" {
+			continue
+		}
+		if joined, err := s.rooms.JoinedUsers(ctx, m.RoomID); err == nil {
+			users = append(users, joined...)
+		}
+	}
+	s.notifier.Wake(users...)
+}
+
+// SetTyping records typing and wakes the room's members.
+func (s *Service) SetTyping(ctx context.Context, roomID, userID string, typing bool, timeout time.Duration) error {
+	joined, err := s.rooms.JoinedUsers(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(joined, userID) {
+		return errcode.Forbidden("you are not joined to this room")
+	}
+	if s.typing.Set(roomID, userID, typing, timeout) {
+		s.notifier.Wake(joined...)
+	}
+	return nil
+}
+
+// ExpireTyping wakes the members of rooms whose typing notices ran out.
+func (s *Service) ExpireTyping(ctx context.Context) {
+	for _, roomID := range s.typing.Expired() {
+		s.typing.Since(roomID, 0) // drops the expired entries
+		if joined, err := s.rooms.JoinedUsers(ctx, roomID); err == nil {
+			s.notifier.Wake(joined...)
+		}
+	}
+}
+
+// Wake tells a user's syncs that something changed (account data,
+// receipts…).
+func (s *Service) Wake(users ...string) { s.notifier.Wake(users...) }

@@ -1,0 +1,230 @@
+// Package testserver starts a real luxchat server for tests: a real store
+// (SQLite in a temp dir, or a throw-away PostgreSQL database), real HTTP on
+// a loopback port, and small client helpers.
+package testserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"luxchat/internal/config"
+	"luxchat/internal/server"
+	"luxchat/internal/testutil/pgtest"
+)
+
+// Server is a running test server.
+type Server struct {
+	URL    string
+	Config *config.Config
+	*server.Server
+}
+
+// Option changes the test server's configuration.
+type Option func(*config.Config)
+
+// WithPostgres runs the server on a fresh PostgreSQL database.
+func WithPostgres(t testing.TB) Option {
+	dsn := pgtest.NewDatabase(t)
+	return func(c *config.Config) { c.Database = dsn }
+}
+
+// WithConfig edits the configuration directly.
+func WithConfig(f func(*config.Config)) Option { return f }
+
+// New starts a server that lives until the test ends.
+func New(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Registration.Mode = config.RegistrationOpen
+	cfg.RateLimits.Enabled = false
+	cfg.Auth.PasswordHashMemoryKiB = 1024
+	cfg.Auth.PasswordHashTime = 1
+	for _, o := range opts {
+		o(cfg)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen.Client = ln.Addr().String()
+	level := slog.LevelWarn
+	if os.Getenv("LUXCHAT_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("server did not shut down")
+		}
+	})
+	return &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv}
+}
+
+// Client talks to a test server as one user.
+type Client struct {
+	t        testing.TB
+	URL      string
+	UserID   string
+	DeviceID string
+	Token    string
+	http     *http.Client
+}
+
+var counter atomic.Int64
+
+// Anonymous returns a client without an access token.
+func (s *Server) Anonymous(t testing.TB) *Client {
+	return &Client{t: t, URL: s.URL, http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Register creates a user with open registration (name gets a unique
+// suffix) and returns its client.
+func (s *Server) Register(t testing.TB, name string) *Client {
+	t.Helper()
+	c := s.Anonymous(t)
+	local := fmt.Sprintf("%s%d", strings.ToLower(name), counter.Add(1))
+	body := map[string]any{"username": local, "password": "correct horse battery", "auth": map[string]string{"type": "m.login.dummy"}}
+	var resp struct {
+		UserID      string `json:"user_id"`
+		AccessToken string `json:"access_token"`
+		DeviceID    string `json:"device_id"`
+	}
+	c.MustDo("POST", "/_matrix/client/v3/register", body, &resp)
+	c.UserID, c.Token, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
+	return c
+}
+
+// Response is a decoded answer.
+type Response struct {
+	Status int
+	Body   []byte
+}
+
+// JSON decodes the body into v.
+func (r *Response) JSON(v any) error { return json.Unmarshal(r.Body, v) }
+
+// ErrCode returns the errcode of an error body.
+func (r *Response) ErrCode() string {
+	var e struct {
+		Errcode string `json:"errcode"`
+	}
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Errcode
+}
+
+// Do sends a request. body may be nil, []byte (sent raw) or a value
+// encoded as JSON.
+func (c *Client) Do(method, path string, body any) *Response {
+	c.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, c.URL+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return &Response{Status: resp.StatusCode, Body: data}
+}
+
+// MustDo sends a request, fails the test unless it returns 200, and decodes
+// the answer into out (when non-nil).
+func (c *Client) MustDo(method, path string, body, out any) {
+	c.t.Helper()
+	r := c.Do(method, path, body)
+	if r.Status != http.StatusOK {
+		c.t.Fatalf("%s %s: status %d: %s", method, path, r.Status, r.Body)
+	}
+	if out != nil {
+		if err := r.JSON(out); err != nil {
+			c.t.Fatalf("%s %s: decode %s: %v", method, path, r.Body, err)
+		}
+	}
+}
+
+// CreateRoom creates a room and returns its id.
+func (c *Client) CreateRoom(body map[string]any) string {
+	c.t.Helper()
+	var resp struct {
+		RoomID string `json:"room_id"`
+	}
+	c.MustDo("POST", "/_matrix/client/v3/createRoom", body, &resp)
+	return resp.RoomID
+}
+
+var txn atomic.Int64
+
+// Send sends a message event and returns its id.
+func (c *Client) Send(roomID, evType string, content any) string {
+	c.t.Helper()
+	var resp struct {
+		EventID string `json:"event_id"`
+	}
+	c.MustDo("PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/%s/t%d", url.PathEscape(roomID), evType, txn.Add(1)), content, &resp)
+	return resp.EventID
+}
+
+// SendText sends an m.text message.
+func (c *Client) SendText(roomID, body string) string {
+	return c.Send(roomID, "m.room.message", map[string]string{"msgtype": "m.text", "body": body})
+}
+
+// Join joins a room.
+func (c *Client) Join(roomID string) {
+	c.t.Helper()
+	c.MustDo("POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID), map[string]any{}, nil)
+}
+
+// Sync runs /sync with the given query (e.g. "since=…&timeout=0").
+func (c *Client) Sync(query string) map[string]any {
+	c.t.Helper()
+	var out map[string]any
+	c.MustDo("GET", "/_matrix/client/v3/sync?"+query, nil, &out)
+	return out
+}
