@@ -65,12 +65,15 @@ func newEnv(t *testing.T, o store.Options, driver, dsn string) *env {
 	}
 	t.Cleanup(func() { raw.Close() })
 	e := &env{st: st, raw: raw, cfg: testConfig()}
-	e.svc = New(e.cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e.svc = New(e.cfg, st, quiet)
 	e.svc.now = func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }
 	return e
 }
 
-var bg = context.Background()
+var (
+	bg    = context.Background()
+	quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+)
 
 // register creates a user through open registration and returns its login.
 func (e *env) register(t *testing.T, username, password string) *LoginResult {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -139,8 +140,15 @@ func Load(path string) (*Config, error) {
 	return Parse(data)
 }
 
+// envRef matches ${NAME} references, which Parse replaces by the
+// environment variable's value (container images pass the server name so).
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
 // Parse decodes YAML over the defaults and validates the result.
 func Parse(data []byte) (*Config, error) {
+	data = envRef.ReplaceAllFunc(data, func(m []byte) []byte {
+		return []byte(os.Getenv(string(envRef.FindSubmatch(m)[1])))
+	})
 	c := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

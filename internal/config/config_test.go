@@ -59,3 +59,25 @@ func TestKeys(t *testing.T) {
 		t.Fatal("dsn")
 	}
 }
+
+func TestEnvReferences(t *testing.T) {
+	t.Setenv("LUXCHAT_TEST_NAME", "hs1")
+	c, err := Parse([]byte("server_name: ${LUXCHAT_TEST_NAME}\nregistration: {shared_secret: a$b}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerName != "hs1" || c.Registration.SharedSecret != "a$b" {
+		t.Fatalf("%q %q", c.ServerName, c.Registration.SharedSecret)
+	}
+}
+
+func TestComplementConfig(t *testing.T) {
+	t.Setenv("SERVER_NAME", "hs2")
+	c, err := Load("../../build/complement/complement.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerName != "hs2" || c.Registration.Mode != "open" || c.Registration.SharedSecret != "complement" || c.RateLimits.Enabled {
+		t.Fatalf("%+v", c)
+	}
+}

@@ -122,6 +122,9 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 		PrevEvents: b.prev, AuthEvents: authIDs, Depth: b.depth + 1,
 		OriginServerTS: time.Now().UnixMilli(), Redacts: p.Redacts,
 	}
+	if p.Type == "m.room.create" {
+		proto.OriginServerTS = s.createTS()
+	}
 	if v.EventFormat == roomversion.FormatV1 {
 		// Version 1 and 2 events reference others with their hashes.
 		var err error
@@ -157,6 +160,19 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 	b.prev, b.depth = []string{ev.ID}, ev.Depth
 	b.events = append(b.events, pe)
 	return ev, nil
+}
+
+// createTS returns a timestamp for a create event that is later than any
+// given before: from room version 12 the room id is the create event's hash,
+// so two rooms created by one user in the same millisecond would collide.
+func (s *Service) createTS() int64 {
+	for {
+		last := s.lastCreateTS.Load()
+		ts := max(time.Now().UnixMilli(), last+1)
+		if s.lastCreateTS.CompareAndSwap(last, ts) {
+			return ts
+		}
+	}
 }
 
 // refHashes returns the reference hashes of events, for format v1 PDUs.

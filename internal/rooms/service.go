@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"luxchat/internal/config"
 	"luxchat/internal/matrix/errcode"
@@ -36,10 +37,11 @@ type Service struct {
 	mu    sync.Mutex
 	rooms map[string]*roomState
 
-	events   *eventCache
-	versions sync.Map // room id → *roomversion.Version
-	latest   sync.Map // room id → newest event position (int64)
-	entries  sync.Map // "group\x00type\x00key" → event id ("" when absent)
+	events       *eventCache
+	versions     sync.Map // room id → *roomversion.Version
+	latest       sync.Map // room id → newest event position (int64)
+	lastCreateTS atomic.Int64
+	entries      sync.Map // "group\x00type\x00key" → event id ("" when absent)
 }
 
 // New returns the rooms service.

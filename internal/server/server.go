@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"luxchat/internal/accounts"
@@ -69,7 +70,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
 	}
 	s.metrics = prometheus.NewRegistry()
-	s.metrics.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "luxchat_http_request_duration_seconds", Help: "Client API request latency by route.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},

@@ -119,7 +119,7 @@ func TestAccounts(t *testing.T) {
 }
 
 func TestStreamsVisibleInOrder(t *testing.T) {
-	st := newStream("x", 10)
+	st := newStream(10)
 	a, b := st.alloc(), st.alloc()
 	if st.Current() != 10 {
 		t.Fatalf("current %d with both pending", st.Current())

@@ -17,15 +17,13 @@ import (
 // later with a smaller position. This holds for one process; several
 // processes would need a shared allocator (see docs/architecture.md).
 type Stream struct {
-	name    string
 	mu      sync.Mutex
 	next    int64
 	pending []int64 // allocated, not finished, ascending
-	notify  func(pos int64)
 }
 
-func newStream(name string, last int64) *Stream {
-	return &Stream{name: name, next: last + 1}
+func newStream(last int64) *Stream {
+	return &Stream{next: last + 1}
 }
 
 func (st *Stream) alloc() int64 {
@@ -90,7 +88,7 @@ func loadStreams(ctx context.Context, s *Store) (*Streams, error) {
 		if err != nil {
 			return nil, err
 		}
-		*x.dst = newStream(x.table, v)
+		*x.dst = newStream(v)
 	}
 	return st, nil
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -67,14 +66,13 @@ type Response struct {
 // with 404 M_UNRECOGNIZED and known paths with a wrong method with 405
 // M_UNRECOGNIZED, always as JSON.
 type Router struct {
-	mux      *http.ServeMux
-	routes   map[string]map[string]route // path pattern → method → route
-	Auth     Authenticator
-	Limiter  *RateLimiter // nil: no rate limits
-	MaxBody  int64
-	Log      *slog.Logger
-	Observe  func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
-	requests atomic.Uint64
+	mux     *http.ServeMux
+	routes  map[string]map[string]route // path pattern → method → route
+	Auth    Authenticator
+	Limiter *RateLimiter // nil: no rate limits
+	MaxBody int64
+	Log     *slog.Logger
+	Observe func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
 }
 
 type route struct {

@@ -1,0 +1,37 @@
+# luxchat — build and test.
+LUXCHAT_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+export LUXCHAT_TEST_POSTGRES
+
+.PHONY: build run test unit e2e lint bench complement-image
+
+build:
+	CGO_ENABLED=0 go build -trimpath -o bin/luxchat ./cmd/luxchat
+
+run:
+	go run ./cmd/luxchat serve
+
+# The whole suite: static checks, unit and integration tests on SQLite and
+# PostgreSQL, then end-to-end tests with real Matrix client libraries.
+test: lint unit e2e
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+unit:
+	go test -count=1 -timeout 20m ./...
+
+e2e:
+	bash e2e/run.sh
+	LUXCHAT_E2E_DATABASE=postgres bash e2e/run.sh
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./internal/...
+
+# Builds the Complement image (FROM scratch, static binary) where a Docker
+# engine runs: see build/complement/README.md.
+complement-image: build
+	cp bin/luxchat build/complement/luxchat
+	docker build -t complement-luxchat build/complement
+	rm -f build/complement/luxchat
