@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -410,7 +411,8 @@ func TestDevicesAndLogout(t *testing.T) {
 		_, err := e.svc.Device(bg, alice.UserID, "NOPE")
 		wantCode(t, err, "M_NOT_FOUND")
 		ds, _ := e.svc.Devices(bg, alice.UserID)
-		if len(ds) != 2 || ds[0].DeviceID != "OTHER" || ds[0].DisplayName != "tablet" || ds[0].LastSeenTS == 0 {
+		i := slices.IndexFunc(ds, func(d Device) bool { return d.DeviceID == "OTHER" })
+		if len(ds) != 2 || i < 0 || ds[i].DisplayName != "tablet" || ds[i].LastSeenTS == 0 {
 			t.Fatalf("devices %+v", ds)
 		}
 

@@ -87,7 +87,7 @@ func (s *Service) verifyPassword(ctx context.Context, userID, password string) (
 		return nil, err
 	}
 	if u == nil || u.Deactivated || u.PasswordHash == "" {
-		if _, _, err := s.checkPassword(ctx, s.dummy(ctx), password); err != nil {
+		if _, _, err := s.checkPassword(ctx, s.dummy(), password); err != nil {
 			return nil, err
 		}
 		if u != nil && u.Deactivated {
@@ -134,9 +134,11 @@ func (s *Service) lookupUser(ctx context.Context, userID string) (*store.User, e
 }
 
 // dummy returns a hash to verify against when there is no real one.
-func (s *Service) dummy(ctx context.Context) string {
+func (s *Service) dummy() string {
 	s.dummyOnce.Do(func() {
-		h, err := s.hashPassword(ctx, randomString(alnum, 16))
+		// Not the caller's context: a cancelled request must not leave
+		// every later one without a dummy hash.
+		h, err := s.hashPassword(context.Background(), randomString(alnum, 16))
 		if err != nil {
 			s.log.Warn("dummy password hash", "err", err)
 		}

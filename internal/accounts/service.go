@@ -88,8 +88,8 @@ const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 func randomString(alphabet string, n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
-	// Rejection-free modulo bias is irrelevant for identifiers that only
-	// need to be unpredictable and unique.
+	// The slight modulo bias does not matter for identifiers that only need
+	// to be unpredictable and unique.
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}

@@ -37,6 +37,7 @@ type Store struct {
 	Engine Engine
 	w      *sql.DB
 	r      *sql.DB
+	wc, rc *stmtCache
 
 	// Streams hands out positions of the sync streams.
 	Streams *Streams
@@ -91,6 +92,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("connect %s: %w", s.Engine, err)
 	}
+	s.wc = newStmtCache(s.w)
+	s.rc = s.wc
+	if s.r != s.w {
+		s.rc = newStmtCache(s.r)
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -106,6 +112,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	if s.wc != nil {
+		s.wc.close()
+		s.rc.close()
+	}
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -147,7 +157,8 @@ func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	tx := &Tx{q: sqlTx, s: s}
+	ctq := cachedTx{tx: sqlTx, c: s.wc, missing: new([]string)}
+	tx := &Tx{q: ctq, s: s}
 	err = f(tx)
 	if err == nil {
 		if err = sqlTx.Commit(); err != nil {
@@ -159,6 +170,7 @@ func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
 	for _, f := range tx.finally {
 		f()
 	}
+	ctq.prepareMissing(ctx)
 	if err != nil {
 		return err
 	}
@@ -169,10 +181,10 @@ func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
 }
 
 // Reader returns a handle for read-only queries outside a transaction.
-func (s *Store) reader() querier { return s.r }
+func (s *Store) reader() querier { return cachedDB{s.rc} }
 
 // writer returns the write handle for single-statement writes.
-func (s *Store) writer() querier { return s.w }
+func (s *Store) writer() querier { return cachedDB{s.wc} }
 
 //go:embed schema/*.sql
 var schemaFS embed.FS
@@ -215,12 +227,13 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		text, _ := schemaFS.ReadFile(name)
 		err := s.InTx(ctx, func(tx *Tx) error {
+			raw := tx.q.(cachedTx).tx // DDL is run once: no need to cache it
 			for _, stmt := range splitStatements(migrationSQL(string(text), s.Engine)) {
-				if _, err := tx.q.ExecContext(ctx, stmt); err != nil {
+				if _, err := raw.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w\n%s", name, err, stmt)
 				}
 			}
-			_, err := tx.q.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_ts) VALUES ($1, $2)`, version, time.Now().UnixMilli())
+			_, err := raw.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_ts) VALUES ($1, $2)`, version, time.Now().UnixMilli())
 			return err
 		})
 		if err != nil {

@@ -18,42 +18,42 @@ func (a *API) accountRoutes(rt *httputil.Router) {
 	// older clients still call.
 	client := func(pattern string, auth httputil.AuthKind, h httputil.Handler, opts ...httputil.Option) {
 		method, path, _ := strings.Cut(pattern, " ")
-		for _, prefix := range []string{"/_matrix/client/v3", "/_matrix/client/r0"} {
+		for _, prefix := range []string{v3, "/_matrix/client/r0"} {
 			rt.Handle(method+" "+prefix+path, auth, h, opts...)
 		}
 	}
 	limited := httputil.RateLimited()
 
-	client("GET /register/available", httputil.AuthNone, a.registerAvailable, limited)
-	client("POST /register", httputil.AuthNone, a.register, limited)
-	rt.Handle("GET /_matrix/client/v1/register/m.login.registration_token/validity", httputil.AuthNone, a.registrationTokenValidity, limited)
-	rt.Handle("GET /_synapse/admin/v1/register", httputil.AuthNone, a.sharedSecretNonce, limited)
-	rt.Handle("POST /_synapse/admin/v1/register", httputil.AuthNone, a.sharedSecretRegister, limited)
+	client("GET /register/available", none, a.registerAvailable, limited)
+	client("POST /register", none, a.register, limited)
+	rt.Handle("GET /_matrix/client/v1/register/m.login.registration_token/validity", none, a.registrationTokenValidity, limited)
+	rt.Handle("GET /_synapse/admin/v1/register", none, a.sharedSecretNonce, limited)
+	rt.Handle("POST /_synapse/admin/v1/register", none, a.sharedSecretRegister, limited)
 
-	client("GET /login", httputil.AuthNone, a.loginFlows)
-	client("POST /login", httputil.AuthNone, a.login, limited)
-	client("POST /refresh", httputil.AuthNone, a.refresh, limited)
-	client("POST /logout", httputil.AuthUser, a.logout)
-	client("POST /logout/all", httputil.AuthUser, a.logoutAll)
-	client("GET /account/whoami", httputil.AuthUser, a.whoami)
+	client("GET /login", none, a.loginFlows)
+	client("POST /login", none, a.login, limited)
+	client("POST /refresh", none, a.refresh, limited)
+	client("POST /logout", user, a.logout)
+	client("POST /logout/all", user, a.logoutAll)
+	client("GET /account/whoami", user, a.whoami)
 
 	// Password change and deactivation take an access token when the
 	// client has one; the password stage identifies the user otherwise.
-	client("POST /account/password", httputil.AuthOptional, a.changePassword, limited)
-	client("POST /account/deactivate", httputil.AuthOptional, a.deactivate, limited)
-	client("GET /account/3pid", httputil.AuthUser, a.threePIDs)
+	client("POST /account/password", optional, a.changePassword, limited)
+	client("POST /account/deactivate", optional, a.deactivate, limited)
+	client("GET /account/3pid", user, a.threePIDs)
 
-	client("GET /devices", httputil.AuthUser, a.listDevices)
-	client("GET /devices/{deviceId}", httputil.AuthUser, a.getDevice)
-	client("PUT /devices/{deviceId}", httputil.AuthUser, a.updateDevice)
-	client("DELETE /devices/{deviceId}", httputil.AuthUser, a.deleteDevice, limited)
-	client("POST /delete_devices", httputil.AuthUser, a.deleteDevices, limited)
+	client("GET /devices", user, a.listDevices)
+	client("GET /devices/{deviceId}", user, a.getDevice)
+	client("PUT /devices/{deviceId}", user, a.updateDevice)
+	client("DELETE /devices/{deviceId}", user, a.deleteDevice, limited)
+	client("POST /delete_devices", user, a.deleteDevices, limited)
 
-	client("GET /profile/{userId}", httputil.AuthNone, a.getProfile)
+	client("GET /profile/{userId}", none, a.getProfile)
 	for _, field := range []string{accounts.FieldDisplayName, accounts.FieldAvatarURL} {
-		client("GET /profile/{userId}/"+field, httputil.AuthNone, a.getProfileField(field))
-		client("PUT /profile/{userId}/"+field, httputil.AuthUser, a.setProfileField(field))
-		client("DELETE /profile/{userId}/"+field, httputil.AuthUser, a.deleteProfileField(field))
+		client("GET /profile/{userId}/"+field, none, a.getProfileField(field))
+		client("PUT /profile/{userId}/"+field, user, a.setProfileField(field))
+		client("DELETE /profile/{userId}/"+field, user, a.deleteProfileField(field))
 	}
 }
 
