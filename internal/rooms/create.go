@@ -31,6 +31,8 @@ type CreateRequest struct {
 	Preset                    string          `json:"preset"`
 	IsDirect                  bool            `json:"is_direct"`
 	PowerLevelContentOverride json.RawMessage `json:"power_level_content_override"`
+
+	upgrade bool // created by Upgrade: no encryption default, state given
 }
 
 // CreateRoom creates a room as the createRoom endpoint describes and
@@ -156,7 +158,7 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 		}
 		initial[k] = st
 	}
-	if s.cfg.Encryption.Default && preset != "public_chat" {
+	if s.cfg.Encryption.Default && preset != "public_chat" && !req.upgrade {
 		k := [2]string{"m.room.encryption", ""}
 		if _, set := initial[k]; !set {
 			initial[k] = StateEvent{Type: k[0], Content: mustJSON(map[string]any{"algorithm": "m.megolm.v1.aes-sha2"})}

@@ -175,6 +175,10 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			}
 		}
 	}
+	ignored, err := s.IgnoredUsers(ctx, q.UserID)
+	if err != nil {
+		return nil, err
+	}
 	page := &Page{Chunk: []json.RawMessage{}, Start: streamtoken.Pagination(from)}
 	cursor := from
 	senders := map[string]bool{}
@@ -208,7 +212,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			if err != nil {
 				return nil, err
 			}
-			if ok && q.Filter.AllowsEvent(row.Type, row.Sender, hasURL(row)) {
+			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, hasURL(row)) {
 				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID}))
 				senders[row.Sender] = true
 				if len(page.Chunk) == q.Limit {
@@ -517,4 +521,44 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 		return nil, err
 	}
 	return res, nil
+}
+
+// Visible returns the rows (all of one room) that a user may see under
+// history visibility, in order.
+func (s *Service) Visible(ctx context.Context, roomID, userID string, rows []*store.EventRow) ([]*store.EventRow, error) {
+	v, err := s.newViewer(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := rows[:0:0]
+	for _, row := range rows {
+		ok, err := v.canSee(ctx, row)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
+
+// IgnoredUsers returns the users a user ignores (m.ignored_user_list).
+func (s *Service) IgnoredUsers(ctx context.Context, userID string) (map[string]bool, error) {
+	raw, err := s.store.GetAccountData(ctx, userID, "", "m.ignored_user_list")
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c struct {
+		IgnoredUsers map[string]json.RawMessage `json:"ignored_users"`
+	}
+	_ = json.Unmarshal(raw, &c)
+	out := make(map[string]bool, len(c.IgnoredUsers))
+	for u := range c.IgnoredUsers {
+		out[u] = true
+	}
+	return out, nil
 }

@@ -31,6 +31,11 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	if f.Room != nil {
 		roomFilter = f.Room
 	}
+	ignored, err := s.rooms.IgnoredUsers(ctx, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	req.ignored = ignored
 	rr := &RoomsResp{}
 	var joinedIDs []string
 	for _, m := range memberships {
@@ -55,6 +60,9 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 		case "invite", "knock":
 			if !(since == nil || changed) {
 				continue
+			}
+			if m.Membership == "invite" && ignored[s.inviter(ctx, m)] {
+				continue // invites from ignored users are dropped
 			}
 			stripped, err := s.rooms.StrippedState(ctx, m.RoomID, req.UserID)
 			if err != nil {
@@ -255,13 +263,19 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
+	timeline, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, rows)
+	if err != nil {
+		return nil, err
+	}
 	jr := emptyJoined()
 	senders := map[string]bool{}
 	inTimeline := map[string]bool{}
 	var timelineStateMember bool
 	for _, row := range rows {
 		inTimeline[row.EventID] = true
-		if !tf.AllowsEvent(row.Type, row.Sender, false) {
+	}
+	for _, row := range timeline {
+		if !tf.AllowsEvent(row.Type, row.Sender, false) || req.ignored[row.Sender] {
 			continue
 		}
 		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true}))
@@ -334,7 +348,14 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
-	for _, row := range rows {
+	visible, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, rows)
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range visible {
+		if req.ignored[row.Sender] {
+			continue
+		}
 		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true}))
 	}
 	if len(rows) > 0 {
@@ -382,4 +403,13 @@ func mustJSON(v any) json.RawMessage {
 		panic(err)
 	}
 	return data
+}
+
+// inviter returns who sent a user's invite.
+func (s *Service) inviter(ctx context.Context, m store.Membership) string {
+	row, err := s.store.GetEvent(ctx, m.EventID)
+	if err != nil {
+		return ""
+	}
+	return row.Sender
 }

@@ -39,6 +39,8 @@ type Request struct {
 	FullState   bool
 	Filter      *filter.Filter
 	SetPresence string
+
+	ignored map[string]bool // filled by build
 }
 
 // Response is the /sync body.

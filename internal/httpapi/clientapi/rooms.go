@@ -532,3 +532,21 @@ func (a *API) deleteAlias(r *httputil.Request) (any, error) {
 	}
 	return struct{}{}, nil
 }
+
+// POST /rooms/{roomId}/upgrade
+func (a *API) upgrade(r *httputil.Request) (any, error) {
+	var body struct {
+		NewVersion string `json:"new_version"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if body.NewVersion == "" {
+		return nil, errcode.MissingParam("new_version is required")
+	}
+	id, err := a.Rooms.Upgrade(r.Context(), r.Session.UserID, r.Var("roomId"), body.NewVersion)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"replacement_room": id}, nil
+}

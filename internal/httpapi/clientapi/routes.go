@@ -45,6 +45,7 @@ func (a *API) routes(rt *httputil.Router) {
 	rt.Handle("GET "+v3+"/rooms/{roomId}/context/{eventId}", user, a.context)
 	rt.Handle("GET "+v3+"/rooms/{roomId}/messages", user, a.messages)
 	rt.Handle("GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event", user, a.timestampToEvent)
+	rt.Handle("POST "+v3+"/rooms/{roomId}/upgrade", user, a.upgrade, limited)
 	rt.Handle("GET "+v3+"/rooms/{roomId}/aliases", user, a.roomAliases)
 	rt.Handle("GET "+v3+"/directory/room/{roomAlias}", none, a.getAlias)
 	rt.Handle("PUT "+v3+"/directory/room/{roomAlias}", user, a.putAlias, limited)
