@@ -51,3 +51,47 @@ func (c *eventCache) drop(id string) {
 	delete(c.old, id)
 	c.mu.Unlock()
 }
+
+// byteCache is eventCache for rendered bytes.
+type byteCache struct {
+	mu         sync.Mutex
+	size       int
+	young, old map[string][]byte
+}
+
+func newByteCache(size int) *byteCache {
+	return &byteCache{size: size, young: map[string][]byte{}, old: map[string][]byte{}}
+}
+
+func (c *byteCache) get(id string) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.young[id]; ok {
+		return b
+	}
+	if b, ok := c.old[id]; ok {
+		c.putLocked(id, b)
+		return b
+	}
+	return nil
+}
+
+func (c *byteCache) put(id string, b []byte) {
+	c.mu.Lock()
+	c.putLocked(id, b)
+	c.mu.Unlock()
+}
+
+func (c *byteCache) putLocked(id string, b []byte) {
+	if len(c.young) >= c.size {
+		c.old, c.young = c.young, make(map[string][]byte, c.size)
+	}
+	c.young[id] = b
+}
+
+func (c *byteCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.young, id)
+	delete(c.old, id)
+	c.mu.Unlock()
+}

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"luxchat/internal/store"
@@ -68,23 +69,49 @@ type Format struct {
 	OmitRoomID bool
 }
 
-// ClientEvent renders a stored event for a client.
+// ClientEvent renders a stored event for a client. The fixed part of the
+// client form is cached per event; room_id and unsigned (whose age changes)
+// are spliced in without decoding anything.
 func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
-	var u map[string]json.RawMessage
-	if len(row.Unsigned) > 2 {
-		_ = json.Unmarshal(row.Unsigned, &u)
+	base := s.clientBase(row)
+	out := make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+64)
+	out = append(out, base...)
+	if !f.OmitRoomID {
+		out = append(out, `,"room_id":`...)
+		out = appendJSONString(out, row.RoomID)
 	}
-	if u == nil {
-		u = make(map[string]json.RawMessage, 2)
+	out = append(out, `,"unsigned":`...)
+	u := row.Unsigned
+	if len(u) < 2 || u[len(u)-1] != '}' {
+		u = []byte("{}")
 	}
-	age := time.Now().UnixMilli() - row.OriginTS
-	u["age"], _ = json.Marshal(max(age, 0))
+	out = append(out, u[:len(u)-1]...)
+	if len(u) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"age":`...)
+	out = strconv.AppendInt(out, max(time.Now().UnixMilli()-row.OriginTS, 0), 10)
 	if row.TxnID.Valid && row.Sender == f.Viewer && row.TxnDevice.String == f.DeviceID {
-		u["transaction_id"], _ = json.Marshal(row.TxnID.String)
+		out = append(out, `,"transaction_id":`...)
+		out = appendJSONString(out, row.TxnID.String)
 	}
-	roomID := row.RoomID
-	if f.OmitRoomID {
-		roomID = ""
+	out = append(out, "}}"...)
+	return out
+}
+
+// clientBase is the client form of an event without room_id, unsigned and
+// the closing brace.
+func (s *Service) clientBase(row *store.EventRow) []byte {
+	if b := s.bases.get(row.EventID); b != nil {
+		return b
 	}
-	return s.clientJSON(row.PDU, row.EventID, roomID, u)
+	full := s.clientJSON(row.PDU, row.EventID, "", nil)
+	base := full[:len(full)-1] // drop "}"
+	s.bases.put(row.EventID, base)
+	return base
+}
+
+func appendJSONString(out []byte, s string) []byte {
+	b, _ := json.Marshal(s)
+	return append(out, b...)
 }

@@ -212,7 +212,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			if err != nil {
 				return nil, err
 			}
-			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, hasURL(row)) {
+			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && hasURL(row)) {
 				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID}))
 				senders[row.Sender] = true
 				if len(page.Chunk) == q.Limit {
@@ -525,11 +525,8 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 
 // Visible returns the rows (all of one room) that a user may see under
 // history visibility, in order.
-func (s *Service) Visible(ctx context.Context, roomID, userID string, rows []*store.EventRow) ([]*store.EventRow, error) {
-	v, err := s.newViewer(ctx, roomID, userID)
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) Visible(ctx context.Context, roomID, userID, membership string, rows []*store.EventRow) ([]*store.EventRow, error) {
+	v := &viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}
 	out := rows[:0:0]
 	for _, row := range rows {
 		ok, err := v.canSee(ctx, row)
@@ -543,10 +540,15 @@ func (s *Service) Visible(ctx context.Context, roomID, userID string, rows []*st
 	return out, nil
 }
 
-// IgnoredUsers returns the users a user ignores (m.ignored_user_list).
+// IgnoredUsers returns the users a user ignores (m.ignored_user_list),
+// cached until ForgetIgnoredUsers.
 func (s *Service) IgnoredUsers(ctx context.Context, userID string) (map[string]bool, error) {
+	if v, ok := s.ignored.Load(userID); ok {
+		return v.(map[string]bool), nil
+	}
 	raw, err := s.store.GetAccountData(ctx, userID, "", "m.ignored_user_list")
 	if errors.Is(err, store.ErrNotFound) {
+		s.ignored.Store(userID, map[string]bool(nil))
 		return nil, nil
 	}
 	if err != nil {
@@ -560,5 +562,43 @@ func (s *Service) IgnoredUsers(ctx context.Context, userID string) (map[string]b
 	for u := range c.IgnoredUsers {
 		out[u] = true
 	}
+	s.ignored.Store(userID, out)
 	return out, nil
+}
+
+// ForgetIgnoredUsers drops the cached ignore list after it changed.
+func (s *Service) ForgetIgnoredUsers(userID string) { s.ignored.Delete(userID) }
+
+// JSON renders the page directly: encoding/json would re-validate and
+// re-compact every event, which costs more than building them.
+func (p *Page) JSON() []byte {
+	n := 64
+	for _, e := range p.Chunk {
+		n += len(e) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, `{"chunk":`...)
+	out = appendRawList(out, p.Chunk)
+	out = append(out, `,"start":`...)
+	out = appendJSONString(out, p.Start)
+	if p.End != "" {
+		out = append(out, `,"end":`...)
+		out = appendJSONString(out, p.End)
+	}
+	if len(p.State) > 0 {
+		out = append(out, `,"state":`...)
+		out = appendRawList(out, p.State)
+	}
+	return append(out, '}')
+}
+
+func appendRawList(out []byte, items []json.RawMessage) []byte {
+	out = append(out, '[')
+	for i, e := range items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, e...)
+	}
+	return append(out, ']')
 }

@@ -38,9 +38,11 @@ type Service struct {
 	rooms map[string]*roomState
 
 	events       *eventCache
-	versions     sync.Map // room id → *roomversion.Version
-	latest       sync.Map // room id → newest event position (int64)
+	bases        *byteCache // client form of events, see ClientEvent
+	versions     sync.Map   // room id → *roomversion.Version
+	latest       sync.Map   // room id → newest event position (int64)
 	lastCreateTS atomic.Int64
+	ignored      sync.Map // user id → map[string]bool
 	entries      sync.Map // "group\x00type\x00key" → event id ("" when absent)
 }
 
@@ -49,7 +51,8 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	return &Service{
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log,
 		rooms:  map[string]*roomState{},
-		events: newEventCache(20000),
+		events: newEventCache(10000),
+		bases:  newByteCache(5000),
 	}
 }
 

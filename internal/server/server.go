@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -113,6 +114,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	if s.Config.Listen.Metrics != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+		// Profiles for operators, on the private metrics listener only.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		msrv = &http.Server{Addr: s.Config.Listen.Metrics, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- msrv.ListenAndServe() }()
 	}

@@ -263,7 +263,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
-	timeline, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, rows)
+	timeline, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, m.Membership, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +348,7 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
-	visible, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, rows)
+	visible, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, m.Membership, rows)
 	if err != nil {
 		return nil, err
 	}

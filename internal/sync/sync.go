@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	gosync "sync"
 	"time"
 
 	"luxchat/internal/filter"
@@ -23,6 +24,8 @@ type Service struct {
 	notifier *Notifier
 	typing   *Typing
 	log      *slog.Logger
+
+	presenceSeen gosync.Map // "user\x00state" → when that presence was last stored
 }
 
 // New returns the sync service.
@@ -206,10 +209,13 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	if state == "offline" {
 		return nil // offline only means "do not mark me online"
 	}
-	p, err := s.store.GetPresence(ctx, userID)
-	if err == nil && p.State == state && time.Since(time.UnixMilli(p.LastActiveTS)) < time.Minute {
+	// Most syncs repeat the state they set a moment ago: answer those from
+	// memory instead of reading the presence row.
+	key := userID + "\x00" + state
+	if last, ok := s.presenceSeen.Load(key); ok && time.Since(last.(time.Time)) < time.Minute {
 		return nil
 	}
+	p, err := s.store.GetPresence(ctx, userID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -217,11 +223,22 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	if p != nil {
 		msg = p.StatusMsg
 	}
-	return s.SetPresence(ctx, userID, state, msg)
+	if err == nil && p.State == state && time.Since(time.UnixMilli(p.LastActiveTS)) < time.Minute {
+		s.presenceSeen.Store(key, time.UnixMilli(p.LastActiveTS))
+		return nil
+	}
+	if err := s.SetPresence(ctx, userID, state, msg); err != nil {
+		return err
+	}
+	s.presenceSeen.Store(key, time.Now())
+	return nil
 }
 
 // SetPresence stores a presence change and tells the users who share a room.
 func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql.NullString) error {
+	for _, st := range []string{"online", "unavailable"} {
+		s.presenceSeen.Delete(userID + "\x00" + st)
+	}
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		_, err := tx.PutPresence(ctx, store.Presence{UserID: userID, State: state, StatusMsg: msg, LastActiveTS: time.Now().UnixMilli()})
 		return err

@@ -409,10 +409,14 @@ func (a *API) messages(r *httputil.Request) (any, error) {
 	if f != nil && f.Limit != nil {
 		limit = int64(*f.Limit)
 	}
-	return a.Rooms.Messages(r.Context(), rooms.MessagesRequest{
+	page, err := a.Rooms.Messages(r.Context(), rooms.MessagesRequest{
 		RoomID: r.Var("roomId"), UserID: r.Session.UserID, DeviceID: r.Session.DeviceID,
 		From: r.Query("from"), To: r.Query("to"), Backward: dir == "b", Limit: int(min(max(limit, 1), 1000)), Filter: f,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &httputil.Response{Raw: page.JSON()}, nil
 }
 
 // GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event

@@ -40,7 +40,7 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return resp, nil
+	return &httputil.Response{Raw: resp.JSON()}, nil
 }
 
 // loadFilter reads an inline JSON filter or a stored filter id.

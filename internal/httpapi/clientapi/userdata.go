@@ -20,6 +20,9 @@ func (a *API) putAccountDataFor(r *httputil.Request, roomID, typ string, content
 	if err != nil {
 		return err
 	}
+	if typ == "m.ignored_user_list" && roomID == "" {
+		a.Rooms.ForgetIgnoredUsers(r.Session.UserID)
+	}
 	a.Sync.Wake(r.Session.UserID)
 	return nil
 }

@@ -1,0 +1,149 @@
+package sync
+
+import (
+	"encoding/json"
+	"sort"
+)
+
+// JSON renders the response directly. encoding/json would re-validate and
+// re-compact every (already rendered) event, which is most of the cost of
+// a large sync.
+func (r *Response) JSON() []byte {
+	w := &writer{buf: make([]byte, 0, 4096)}
+	w.raw(`{"next_batch":`)
+	w.str(r.NextBatch)
+	if r.Rooms != nil {
+		w.raw(`,"rooms":{`)
+		first := true
+		section := func(name string, keys []string, each func(k string)) {
+			if len(keys) == 0 {
+				return
+			}
+			if !first {
+				w.raw(",")
+			}
+			first = false
+			w.str(name)
+			w.raw(":{")
+			for i, k := range keys {
+				if i > 0 {
+					w.raw(",")
+				}
+				w.str(k)
+				w.raw(":")
+				each(k)
+			}
+			w.raw("}")
+		}
+		section("join", sortedKeys(r.Rooms.Join), func(k string) { w.joined(r.Rooms.Join[k]) })
+		section("invite", sortedKeys(r.Rooms.Invite), func(k string) {
+			w.raw(`{"invite_state":`)
+			w.events(r.Rooms.Invite[k].InviteState)
+			w.raw("}")
+		})
+		section("knock", sortedKeys(r.Rooms.Knock), func(k string) {
+			w.raw(`{"knock_state":`)
+			w.events(r.Rooms.Knock[k].KnockState)
+			w.raw("}")
+		})
+		section("leave", sortedKeys(r.Rooms.Leave), func(k string) {
+			lr := r.Rooms.Leave[k]
+			w.raw(`{"state":`)
+			w.events(lr.State)
+			w.raw(`,"timeline":`)
+			w.timeline(lr.Timeline)
+			w.raw(`,"account_data":`)
+			w.events(lr.AccountData)
+			w.raw("}")
+		})
+		w.raw("}")
+	}
+	for _, x := range []struct {
+		name string
+		ev   *Events
+	}{{"account_data", r.AccountData}, {"presence", r.Presence}, {"to_device", r.ToDevice}} {
+		if x.ev != nil {
+			w.raw(",")
+			w.str(x.name)
+			w.raw(":")
+			w.events(*x.ev)
+		}
+	}
+	w.raw("}")
+	return w.buf
+}
+
+type writer struct{ buf []byte }
+
+func (w *writer) raw(s string) { w.buf = append(w.buf, s...) }
+
+func (w *writer) str(s string) {
+	b, _ := json.Marshal(s)
+	w.buf = append(w.buf, b...)
+}
+
+func (w *writer) value(v any) {
+	b, _ := json.Marshal(v)
+	w.buf = append(w.buf, b...)
+}
+
+func (w *writer) events(e Events) {
+	w.raw(`{"events":[`)
+	for i, ev := range e.Events {
+		if i > 0 {
+			w.raw(",")
+		}
+		w.buf = append(w.buf, ev...)
+	}
+	w.raw("]}")
+}
+
+func (w *writer) timeline(t Timeline) {
+	w.raw(`{"events":[`)
+	for i, ev := range t.Events {
+		if i > 0 {
+			w.raw(",")
+		}
+		w.buf = append(w.buf, ev...)
+	}
+	w.raw(`],"limited":`)
+	if t.Limited {
+		w.raw("true")
+	} else {
+		w.raw("false")
+	}
+	if t.PrevBatch != "" {
+		w.raw(`,"prev_batch":`)
+		w.str(t.PrevBatch)
+	}
+	w.raw("}")
+}
+
+func (w *writer) joined(j *JoinedRoom) {
+	w.raw("{")
+	if j.Summary != nil {
+		w.raw(`"summary":`)
+		w.value(j.Summary)
+		w.raw(",")
+	}
+	w.raw(`"state":`)
+	w.events(j.State)
+	w.raw(`,"timeline":`)
+	w.timeline(j.Timeline)
+	w.raw(`,"ephemeral":`)
+	w.events(j.Ephemeral)
+	w.raw(`,"account_data":`)
+	w.events(j.AccountData)
+	w.raw(`,"unread_notifications":`)
+	w.value(j.UnreadNotifications)
+	w.raw("}")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,47 @@
+package sync
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"luxchat/internal/rooms"
+)
+
+// The hand-written encoder must say exactly what encoding/json would.
+func TestJSONMatchesEncodingJSON(t *testing.T) {
+	ev := json.RawMessage(`{"type":"m.room.message","content":{"body":"hé \"x\""}}`)
+	r := &Response{
+		NextBatch: "s1_2_3_4_5_0_0",
+		Rooms: &RoomsResp{
+			Join: map[string]*JoinedRoom{"!b:x": {
+				Summary:   &rooms.Summary{Heroes: []string{"@a:x"}, JoinedMemberCount: 2},
+				State:     Events{[]json.RawMessage{ev}},
+				Timeline:  Timeline{Events: []json.RawMessage{ev, ev}, Limited: true, PrevBatch: "t5"},
+				Ephemeral: Events{[]json.RawMessage{}}, AccountData: Events{[]json.RawMessage{}},
+				UnreadNotifications: Unread{NotificationCount: 3},
+			}, "!a:x": emptyJoined()},
+			Invite: map[string]*InvitedRoom{"!i:x": {InviteState: Events{[]json.RawMessage{ev}}}},
+			Leave:  map[string]*LeftRoom{"!l:x": {State: Events{[]json.RawMessage{}}, Timeline: Timeline{Events: []json.RawMessage{ev}}, AccountData: Events{[]json.RawMessage{}}}},
+			Knock:  map[string]*KnockedRoom{"!k:x": {KnockState: Events{[]json.RawMessage{ev}}}},
+		},
+		AccountData: &Events{[]json.RawMessage{ev}},
+		Presence:    &Events{[]json.RawMessage{}},
+	}
+	std, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	if err := json.Unmarshal(r.JSON(), &a); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, r.JSON())
+	}
+	_ = json.Unmarshal(std, &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("differs:\n%s\n%s", r.JSON(), std)
+	}
+	empty := &Response{NextBatch: "s0"}
+	if string(empty.JSON()) != `{"next_batch":"s0"}` {
+		t.Fatalf("%s", empty.JSON())
+	}
+}
