@@ -292,8 +292,15 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			prev = []string{ev.ID}
 		}
 		if group != r.group {
-			return tx.SetRoomStateGroup(ctx, b.roomID, group)
+			if err := tx.SetRoomStateGroup(ctx, b.roomID, group); err != nil {
+				return err
+			}
 		}
+		// Publish the room's newest position before the stream position can
+		// become visible (that happens as the transaction ends): a sync that
+		// sees the new stream position must not skip this room as idle. On
+		// rollback the value is merely too high, which costs a query.
+		s.latest.Store(b.roomID, lastPos)
 		return nil
 	})
 	if err != nil {
@@ -325,7 +332,6 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 	}
 	r.group, r.chain = group, chain
 	r.extremities, r.depth, r.latestPos = b.prev, b.depth, lastPos
-	s.latest.Store(b.roomID, lastPos)
 	users := make([]string, 0, len(r.joined)+len(members))
 	for u := range r.joined {
 		users = append(users, u)

@@ -202,6 +202,16 @@ func (s *Store) Extremities(ctx context.Context, roomID string) ([]string, error
 // ReplaceExtremities makes eventID the room's only forward extremity after
 // it referenced prev.
 func (tx *Tx) ReplaceExtremities(ctx context.Context, roomID string, prev []string, eventID string) error {
+	if len(prev) == 1 {
+		// The common linear case: one statement.
+		res, err := tx.q.ExecContext(ctx, `UPDATE room_extremities SET event_id = $1 WHERE room_id = $2 AND event_id = $3`, eventID, roomID, prev[0])
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil
+		}
+	}
 	for _, p := range prev {
 		if _, err := tx.q.ExecContext(ctx, `DELETE FROM room_extremities WHERE room_id = $1 AND event_id = $2`, roomID, p); err != nil {
 			return err

@@ -106,23 +106,19 @@ func (s *Store) ReceiptsSince(ctx context.Context, roomIDs []string, from, to in
 	return out, rows.Err()
 }
 
-// ReadPosition returns the stream position of the event a user's latest
-// read receipt (public or private, unthreaded or main) points at in a room.
-func (s *Store) ReadPosition(ctx context.Context, roomID, userID string) (int64, error) {
-	var p int64
-	err := s.reader().QueryRowContext(ctx, `SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $1 AND user_id = $2
-		AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')`, roomID, userID).Scan(&p)
-	return p, err
-}
-
-// CountUnread counts events after pos in a room that notify by default:
-// messages, encrypted events and stickers sent by others.
-func (s *Store) CountUnread(ctx context.Context, roomID, userID string, after int64) (int64, error) {
+// CountUnread counts the events after a user's latest read receipt
+// (public or private, unthreaded or main) that notify by default: messages,
+// encrypted events, stickers and polls sent by others. One query: it runs
+// for every room of every sync.
+func (s *Store) CountUnread(ctx context.Context, roomID, userID string) (int64, error) {
 	var n int64
 	// Bounded: clients show large counts as "99+", and an unbounded count
 	// would make every sync of a busy room slower.
-	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_id = $1 AND sender <> $2 AND stream_pos > $3
-		AND state_key IS NULL AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker', 'm.poll.start', 'org.matrix.msc3381.poll.start') AND redacted = FALSE LIMIT 1000) AS unread`, roomID, userID, after).Scan(&n)
+	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_id = $1 AND sender <> $2
+		AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $3 AND user_id = $4
+			AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))
+		AND state_key IS NULL AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker', 'm.poll.start', 'org.matrix.msc3381.poll.start')
+		AND redacted = FALSE LIMIT 1000) AS unread`, roomID, userID, roomID, userID).Scan(&n)
 	return n, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	gosync "sync"
 	"time"
 
 	"luxchat/internal/filter"
@@ -38,6 +39,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	req.ignored = ignored
 	rr := &RoomsResp{}
 	var joinedIDs []string
+	var joins []store.Membership
 	for _, m := range memberships {
 		if !roomFilter.AllowsRoom(m.RoomID) {
 			continue
@@ -46,17 +48,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 		switch m.Membership {
 		case "join":
 			joinedIDs = append(joinedIDs, m.RoomID)
-			fresh := since == nil || req.FullState || changed
-			jr, err := s.joinedRoom(ctx, req, m, from, cur, fresh, since == nil)
-			if err != nil {
-				return nil, err
-			}
-			if jr != nil {
-				if rr.Join == nil {
-					rr.Join = map[string]*JoinedRoom{}
-				}
-				rr.Join[m.RoomID] = jr
-			}
+			joins = append(joins, m)
 		case "invite", "knock":
 			if !(since == nil || changed) {
 				continue
@@ -96,6 +88,9 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			}
 			rr.Leave[m.RoomID] = lr
 		}
+	}
+	if err := s.joinedRooms(ctx, req, joins, since, from, cur, rr); err != nil {
+		return nil, err
 	}
 	// Receipts of joined rooms.
 	if len(joinedIDs) > 0 && cur.Receipts > from.Receipts {
@@ -218,12 +213,7 @@ func emptyJoined() *JoinedRoom {
 }
 
 func (s *Service) fillUnread(ctx context.Context, jr *JoinedRoom, roomID, userID string) {
-	read, err := s.store.ReadPosition(ctx, roomID, userID)
-	if err != nil {
-		return
-	}
-	n, err := s.store.CountUnread(ctx, roomID, userID, read)
-	if err == nil {
+	if n, err := s.store.CountUnread(ctx, roomID, userID); err == nil {
 		jr.UnreadNotifications.NotificationCount = n
 	}
 }
@@ -412,4 +402,45 @@ func (s *Service) inviter(ctx context.Context, m store.Membership) string {
 		return ""
 	}
 	return row.Sender
+}
+
+// roomWorkers bounds how many joined rooms are built at once: rooms are
+// independent, and on PostgreSQL each costs a few round trips.
+const roomWorkers = 4
+
+// joinedRooms builds the joined rooms in parallel.
+func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token, rr *RoomsResp) error {
+	results := make([]*JoinedRoom, len(joins))
+	errs := make([]error, len(joins))
+	sem := make(chan struct{}, roomWorkers)
+	var wg gosync.WaitGroup
+	for i, m := range joins {
+		changed := m.Pos > from.Events && m.Pos <= cur.Events
+		fresh := since == nil || req.FullState || changed
+		if !fresh {
+			// Idle rooms are skipped without a goroutine or a query.
+			if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {
+				continue
+			}
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i], errs[i] = s.joinedRoom(ctx, req, m, from, cur, fresh, since == nil)
+		}()
+	}
+	wg.Wait()
+	for i, jr := range results {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		if jr != nil {
+			if rr.Join == nil {
+				rr.Join = map[string]*JoinedRoom{}
+			}
+			rr.Join[joins[i].RoomID] = jr
+		}
+	}
+	return nil
 }
