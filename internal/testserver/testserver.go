@@ -118,6 +118,9 @@ func (s *Server) Register(t testing.TB, name string) *Client {
 	return c
 }
 
+// SetT points the client's failures at another test (fuzz iterations).
+func (c *Client) SetT(t testing.TB) { c.t = t }
+
 // Response is a decoded answer.
 type Response struct {
 	Status int
