@@ -84,6 +84,7 @@ type batch struct {
 }
 
 type pending struct {
+	pos      int64
 	ev       *pdu.Event
 	replaced *pdu.Event // state event this one replaces, if any
 	txn      *Txn
@@ -205,6 +206,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 	var full store.StateMap // built lazily when a chain is cut
 	var lastPos int64
 	members := map[string]string{} // user → membership changed by the batch
+	var recorded []int64
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		if !r.loaded {
 			creator := b.events[0].ev.Sender
@@ -232,6 +234,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			ev := pe.ev
 			pos := tx.Alloc(s.store.Streams.Events)
 			lastPos = pos
+			pe.pos = pos
 			row := &store.EventRow{
 				Pos: pos, EventID: ev.ID, RoomID: b.roomID, Type: ev.Type, Sender: ev.Sender,
 				Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: unsignedFor(pe), StateGroup: group,
@@ -296,14 +299,25 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				return err
 			}
 		}
-		// Publish the room's newest position before the stream position can
-		// become visible (that happens as the transaction ends): a sync that
-		// sees the new stream position must not skip this room as idle. On
-		// rollback the value is merely too high, which costs a query.
+		// Publish the room's newest position and its unread entries before
+		// the stream position can become visible (that happens as the
+		// transaction ends): a sync that sees the new position must neither
+		// skip this room as idle nor miss an unread message. On rollback
+		// the latest position is merely too high (a wasted query) and the
+		// unread entries are taken back below.
 		s.latest.Store(b.roomID, lastPos)
+		for _, pe := range b.events {
+			if !pe.ev.IsState() && notifyingTypes[pe.ev.Type] {
+				s.unread.record(b.roomID, pe.pos, pe.ev.Sender, r.latestPos)
+				recorded = append(recorded, pe.pos)
+			}
+		}
 		return nil
 	})
 	if err != nil {
+		for _, pos := range recorded {
+			s.unread.forget(b.roomID, pos)
+		}
 		return err
 	}
 	// Committed: publish the new state to the cache.

@@ -43,6 +43,7 @@ type Service struct {
 	latest       sync.Map   // room id → newest event position (int64)
 	lastCreateTS atomic.Int64
 	ignored      sync.Map // user id → map[string]bool
+	unread       *unreadTracker
 	entries      sync.Map // "group\x00type\x00key" → event id ("" when absent)
 }
 
@@ -51,8 +52,9 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	return &Service{
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log,
 		rooms:  map[string]*roomState{},
-		events: newEventCache(10000),
+		events: newEventCache(4000),
 		bases:  newByteCache(5000),
+		unread: newUnreadTracker(),
 	}
 }
 

@@ -72,7 +72,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		path := filepath.Join(o.DataDir, "luxchat.db")
 		// synchronous=NORMAL in WAL mode survives a process crash (kill -9):
 		// committed transactions are in the WAL file before COMMIT returns.
-		pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(on)&_pragma=cache_size(-16000)"
+		pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(on)&_pragma=cache_size(-4000)"
 		w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)

@@ -110,15 +110,16 @@ func (s *Store) ReceiptsSince(ctx context.Context, roomIDs []string, from, to in
 // (public or private, unthreaded or main) that notify by default: messages,
 // encrypted events, stickers and polls sent by others. One query: it runs
 // for every room of every sync.
-func (s *Store) CountUnread(ctx context.Context, roomID, userID string) (int64, error) {
+func (s *Store) CountUnread(ctx context.Context, roomID, userID string, upTo int64) (int64, error) {
 	var n int64
 	// Bounded: clients show large counts as "99+", and an unbounded count
 	// would make every sync of a busy room slower.
 	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_id = $1 AND sender <> $2
 		AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $3 AND user_id = $4
 			AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))
+		AND stream_pos <= $5
 		AND state_key IS NULL AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker', 'm.poll.start', 'org.matrix.msc3381.poll.start')
-		AND redacted = FALSE LIMIT 1000) AS unread`, roomID, userID, roomID, userID).Scan(&n)
+		AND redacted = FALSE LIMIT 1000) AS unread`, roomID, userID, roomID, userID, upTo).Scan(&n)
 	return n, err
 }
 

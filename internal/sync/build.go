@@ -106,7 +106,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 					rr.Join = map[string]*JoinedRoom{}
 				}
 				rr.Join[roomID] = jr
-				s.fillUnread(ctx, jr, roomID, req.UserID)
+				s.fillUnread(ctx, jr, roomID, req.UserID, cur.Events)
 			}
 			jr.Ephemeral.Events = append(jr.Ephemeral.Events, ev)
 		}
@@ -128,7 +128,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 					rr.Join = map[string]*JoinedRoom{}
 				}
 				rr.Join[roomID] = jr
-				s.fillUnread(ctx, jr, roomID, req.UserID)
+				s.fillUnread(ctx, jr, roomID, req.UserID, cur.Events)
 			}
 			if users == nil {
 				users = []string{}
@@ -164,7 +164,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 				jr.AccountData.Events = append(jr.AccountData.Events, ev)
 			} else if slices.Contains(joinedIDs, ad.RoomID) {
 				jr := emptyJoined()
-				s.fillUnread(ctx, jr, ad.RoomID, req.UserID)
+				s.fillUnread(ctx, jr, ad.RoomID, req.UserID, cur.Events)
 				jr.AccountData.Events = append(jr.AccountData.Events, ev)
 				if rr.Join == nil {
 					rr.Join = map[string]*JoinedRoom{}
@@ -212,8 +212,8 @@ func emptyJoined() *JoinedRoom {
 	}
 }
 
-func (s *Service) fillUnread(ctx context.Context, jr *JoinedRoom, roomID, userID string) {
-	if n, err := s.store.CountUnread(ctx, roomID, userID); err == nil {
+func (s *Service) fillUnread(ctx context.Context, jr *JoinedRoom, roomID, userID string, upTo int64) {
+	if n, err := s.rooms.Unread(ctx, roomID, userID, upTo); err == nil {
 		jr.UnreadNotifications.NotificationCount = n
 	}
 }
@@ -321,7 +321,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			return nil, err
 		}
 	}
-	s.fillUnread(ctx, jr, m.RoomID, req.UserID)
+	s.fillUnread(ctx, jr, m.RoomID, req.UserID, cur.Events)
 	return jr, nil
 }
 

@@ -19,6 +19,8 @@ type API struct {
 	Rooms    *rooms.Service
 	Sync     *sync.Service
 	Log      *slog.Logger
+
+	filters filterCache
 }
 
 // Register adds every client API route to rt.

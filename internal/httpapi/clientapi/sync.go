@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"luxchat/internal/filter"
@@ -54,6 +55,16 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 		if err != nil {
 			return nil, errcode.InvalidParam("filter must be a filter id or a JSON object")
 		}
+		// Stored filters never change: parse each once.
+		key := r.Session.UserID + "\x00" + spec
+		if f, ok := a.filters.get(key); ok {
+			return f, nil
+		}
+		defer func() {
+			if f, err := filter.Parse(raw); err == nil {
+				a.filters.put(key, f)
+			}
+		}()
 		stored, err := a.Store.GetFilter(r.Context(), r.Session.UserID, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, errcode.NotFound("unknown filter")
@@ -202,6 +213,7 @@ func (a *API) putReceipt(r *httputil.Request, roomID, typ, eventID, threadID str
 		return err
 	}
 	if changed {
+		a.Rooms.ReadMoved(roomID, r.Session.UserID)
 		if typ == "m.read.private" {
 			a.Sync.Wake(r.Session.UserID)
 		} else if users, err := a.Rooms.JoinedUsers(r.Context(), roomID); err == nil {
@@ -308,4 +320,28 @@ func (a *API) putPresence(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	return struct{}{}, nil
+}
+
+// filterCache holds parsed stored filters, bounded by clearing when full.
+type filterCache struct {
+	mu gosync.Mutex
+	m  map[string]*filter.Filter
+}
+
+const maxCachedFilters = 10000
+
+func (c *filterCache) get(key string) (*filter.Filter, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.m[key]
+	return f, ok
+}
+
+func (c *filterCache) put(key string, f *filter.Filter) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedFilters {
+		c.m = map[string]*filter.Filter{}
+	}
+	c.m[key] = f
 }
