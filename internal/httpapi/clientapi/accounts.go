@@ -14,13 +14,11 @@ import (
 
 // accountRoutes: registration, login, tokens, devices, profiles.
 func (a *API) accountRoutes(rt *httputil.Router) {
-	// client registers a /_matrix/client/v3 route and its r0 alias, which
-	// older clients still call.
+	// client registers a /_matrix/client/v3 route (the router serves the
+	// legacy r0 prefix from the same routes).
 	client := func(pattern string, auth httputil.AuthKind, h httputil.Handler, opts ...httputil.Option) {
 		method, path, _ := strings.Cut(pattern, " ")
-		for _, prefix := range []string{v3, "/_matrix/client/r0"} {
-			rt.Handle(method+" "+prefix+path, auth, h, opts...)
-		}
+		rt.Handle(method+" "+v3+path, auth, h, opts...)
 	}
 	limited := httputil.RateLimited()
 

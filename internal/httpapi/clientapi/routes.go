@@ -64,6 +64,8 @@ func (a *API) routes(rt *httputil.Router) {
 	rt.Handle("PUT "+v3+"/user/{userId}/account_data/{type}", user, a.putAccountData)
 	rt.Handle("GET "+v3+"/user/{userId}/rooms/{roomId}/account_data/{type}", user, a.getRoomAccountData)
 	rt.Handle("PUT "+v3+"/user/{userId}/rooms/{roomId}/account_data/{type}", user, a.putRoomAccountData)
+	rt.Handle("GET "+v3+"/pushrules/", user, a.pushRules)
+	rt.Handle("GET "+v3+"/pushrules/global/", user, a.pushRulesGlobal)
 	rt.Handle("GET "+v3+"/user/{userId}/rooms/{roomId}/tags", user, a.getTags)
 	rt.Handle("PUT "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", user, a.putTag)
 	rt.Handle("DELETE "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", user, a.deleteTag)

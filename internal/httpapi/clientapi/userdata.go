@@ -6,6 +6,7 @@ import (
 
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/push"
 	"luxchat/internal/store"
 )
 
@@ -204,4 +205,14 @@ func (a *API) deleteTag(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	return struct{}{}, nil
+}
+
+// GET /pushrules/ — the server-default rules until users can change them.
+func (a *API) pushRules(r *httputil.Request) (any, error) {
+	return map[string]any{"global": push.Defaults(r.Session.UserID)}, nil
+}
+
+// GET /pushrules/global/
+func (a *API) pushRulesGlobal(r *httputil.Request) (any, error) {
+	return push.Defaults(r.Session.UserID), nil
 }

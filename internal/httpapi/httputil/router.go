@@ -120,8 +120,15 @@ func (rt *Router) Handle(pattern string, auth AuthKind, h Handler, opts ...Optio
 	methods[method] = rr
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. The legacy r0 prefix of the client
+// API, still used by older clients, is served by the v3 routes.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/_matrix/client/r0/"); ok {
+		r.URL.Path = "/_matrix/client/v3/" + rest
+		if r.URL.RawPath != "" {
+			r.URL.RawPath = "/_matrix/client/v3/" + strings.TrimPrefix(r.URL.RawPath, "/_matrix/client/r0/")
+		}
+	}
 	rt.mux.ServeHTTP(w, r)
 }
 
