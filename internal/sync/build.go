@@ -328,7 +328,10 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 // leftRoom shows a room the user left in the window, up to their leave.
 func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership, from streamtoken.Token) (*LeftRoom, error) {
 	lr := &LeftRoom{State: Events{[]json.RawMessage{}}, Timeline: Timeline{Events: []json.RawMessage{}}, AccountData: Events{[]json.RawMessage{}}}
-	limit := timelineFilter(req.Filter).LimitOr(defaultTimelineLimit)
+	limit := defaultTimelineLimit
+	if tf := timelineFilter(req.Filter); tf != nil {
+		limit = tf.LimitOr(defaultTimelineLimit)
+	}
 	rows, err := s.store.RoomEvents(ctx, m.RoomID, from.Events, m.Pos, true, limit+1)
 	if err != nil {
 		return nil, err

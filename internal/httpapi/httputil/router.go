@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -154,7 +155,7 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
 		if p := recover(); p != nil {
-			rt.Log.Error("panic in handler", "path", r.URL.Path, "panic", p)
+			rt.Log.Error("panic in handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
 			if sw.status == 0 {
 				rt.writeError(sw, r, errcode.Internal())
 			}
