@@ -61,6 +61,8 @@ type Streams struct {
 	AccountData *Stream
 	Receipts    *Stream
 	Presence    *Stream
+	ToDevice    *Stream
+	DeviceLists *Stream
 	StateGroups *Stream
 }
 
@@ -82,6 +84,8 @@ func loadStreams(ctx context.Context, s *Store) (*Streams, error) {
 		{&st.AccountData, "account_data", "stream_pos"},
 		{&st.Receipts, "receipts", "stream_pos"},
 		{&st.Presence, "presence", "stream_pos"},
+		{&st.ToDevice, "to_device", "stream_pos"},
+		{&st.DeviceLists, "device_list_changes", "stream_pos"},
 		{&st.StateGroups, "state_groups", "group_id"},
 	} {
 		v, err := max(x.table, x.col)

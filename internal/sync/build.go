@@ -202,7 +202,51 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	if rr.Join != nil || rr.Invite != nil || rr.Leave != nil || rr.Knock != nil {
 		resp.Rooms = rr
 	}
+	if s.Devices != nil {
+		if err := s.deviceData(ctx, req, since, from, cur, resp); err != nil {
+			return nil, err
+		}
+	}
 	return resp, nil
+}
+
+// maxToDevice bounds the to-device messages of one sync; the rest come with
+// the next one.
+const maxToDevice = 100
+
+// deviceData adds to-device messages, device list changes and key counts.
+func (s *Service) deviceData(ctx context.Context, req Request, since *streamtoken.Token, from, cur streamtoken.Token, resp *Response) error {
+	evs, last, err := s.Devices.ToDevice(ctx, req.UserID, req.DeviceID, from.ToDevice, cur.ToDevice, maxToDevice)
+	if err != nil {
+		return err
+	}
+	if len(evs) > 0 {
+		resp.ToDevice = &Events{evs}
+	}
+	if last < cur.ToDevice {
+		// More are waiting: the token only acknowledges what was sent.
+		next := cur
+		next.ToDevice = last
+		resp.NextBatch = next.String()
+	}
+	changed, left, err := s.Devices.DeviceListChanges(ctx, req.UserID, since, cur)
+	if err != nil {
+		return err
+	}
+	if len(changed)+len(left) > 0 {
+		resp.DeviceLists = &DeviceLists{Changed: changed, Left: left}
+	}
+	resp.OTKCounts, resp.FallbackKeyTypes, err = s.Devices.KeyCounts(ctx, req.UserID, req.DeviceID)
+	if err != nil {
+		return err
+	}
+	if resp.OTKCounts == nil {
+		resp.OTKCounts = map[string]int{}
+	}
+	if resp.FallbackKeyTypes == nil {
+		resp.FallbackKeyTypes = []string{}
+	}
+	return nil
 }
 
 func emptyJoined() *JoinedRoom {

@@ -69,6 +69,18 @@ func (r *Response) JSON() []byte {
 			w.events(*x.ev)
 		}
 	}
+	if r.DeviceLists != nil {
+		w.raw(`,"device_lists":`)
+		w.value(r.DeviceLists)
+	}
+	if r.OTKCounts != nil {
+		w.raw(`,"device_one_time_keys_count":`)
+		w.value(r.OTKCounts)
+	}
+	if r.FallbackKeyTypes != nil {
+		w.raw(`,"device_unused_fallback_key_types":`)
+		w.value(r.FallbackKeyTypes)
+	}
 	w.raw("}")
 	return w.buf
 }

@@ -3,6 +3,7 @@ package sync
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"luxchat/internal/rooms"
@@ -25,8 +26,12 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 			Leave:  map[string]*LeftRoom{"!l:x": {State: Events{[]json.RawMessage{}}, Timeline: Timeline{Events: []json.RawMessage{ev}}, AccountData: Events{[]json.RawMessage{}}}},
 			Knock:  map[string]*KnockedRoom{"!k:x": {KnockState: Events{[]json.RawMessage{ev}}}},
 		},
-		AccountData: &Events{[]json.RawMessage{ev}},
-		Presence:    &Events{[]json.RawMessage{}},
+		AccountData:      &Events{[]json.RawMessage{ev}},
+		Presence:         &Events{[]json.RawMessage{}},
+		ToDevice:         &Events{[]json.RawMessage{ev}},
+		DeviceLists:      &DeviceLists{Changed: []string{"@a:x"}},
+		OTKCounts:        map[string]int{"signed_curve25519": 3},
+		FallbackKeyTypes: []string{"signed_curve25519"},
 	}
 	std, err := json.Marshal(r)
 	if err != nil {
@@ -39,6 +44,11 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 	_ = json.Unmarshal(std, &b)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("differs:\n%s\n%s", r.JSON(), std)
+	}
+	// An empty fallback key list is sent (it tells clients to upload one).
+	r.FallbackKeyTypes = []string{}
+	if !strings.Contains(string(r.JSON()), `"device_unused_fallback_key_types":[]`) {
+		t.Fatal("empty fallback key types omitted")
 	}
 	empty := &Response{NextBatch: "s0"}
 	if string(empty.JSON()) != `{"next_batch":"s0"}` {

@@ -17,8 +17,30 @@ import (
 	"luxchat/internal/streamtoken"
 )
 
+// DeviceData is what end-to-end encryption adds to a sync; the e2ee
+// package implements it. Positions are those of store.Streams.ToDevice and
+// store.Streams.DeviceLists (and Events for membership-driven changes).
+type DeviceData interface {
+	// ToDevice returns the device's to-device messages with
+	// from < pos <= to, oldest first, at most limit, and the position of the
+	// last one returned (to when none remain). Messages at or before from
+	// were acknowledged by this sync and are deleted.
+	ToDevice(ctx context.Context, userID, deviceID string, from, to int64, limit int) ([]json.RawMessage, int64, error)
+	// DeviceListChanges returns the users whose devices or cross-signing
+	// keys changed in the window and who share a room with userID, or who
+	// came to share one (changed), and those who no longer share any room
+	// (left). from is nil for an initial sync.
+	DeviceListChanges(ctx context.Context, userID string, from *streamtoken.Token, to streamtoken.Token) (changed, left []string, err error)
+	// KeyCounts returns device_one_time_keys_count and
+	// device_unused_fallback_key_types for a device.
+	KeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error)
+}
+
 // Service builds sync responses. It is safe for concurrent use.
 type Service struct {
+	// Devices adds end-to-end encryption data when set (before serving).
+	Devices DeviceData
+
 	store    *store.Store
 	rooms    *rooms.Service
 	notifier *Notifier
@@ -48,11 +70,22 @@ type Request struct {
 
 // Response is the /sync body.
 type Response struct {
-	NextBatch   string     `json:"next_batch"`
-	Rooms       *RoomsResp `json:"rooms,omitempty"`
-	AccountData *Events    `json:"account_data,omitempty"`
-	Presence    *Events    `json:"presence,omitempty"`
-	ToDevice    *Events    `json:"to_device,omitempty"`
+	NextBatch   string       `json:"next_batch"`
+	Rooms       *RoomsResp   `json:"rooms,omitempty"`
+	AccountData *Events      `json:"account_data,omitempty"`
+	Presence    *Events      `json:"presence,omitempty"`
+	ToDevice    *Events      `json:"to_device,omitempty"`
+	DeviceLists *DeviceLists `json:"device_lists,omitempty"`
+	// OTKCounts and FallbackKeyTypes are sent with every sync once
+	// end-to-end encryption is on.
+	OTKCounts        map[string]int `json:"device_one_time_keys_count,omitempty"`
+	FallbackKeyTypes []string       `json:"device_unused_fallback_key_types,omitempty"`
+}
+
+// DeviceLists is the device_lists section.
+type DeviceLists struct {
+	Changed []string `json:"changed,omitempty"`
+	Left    []string `json:"left,omitempty"`
 }
 
 // Events is {"events": […]}.
@@ -117,6 +150,8 @@ func (s *Service) current() streamtoken.Token {
 		Receipts:    st.Receipts.Current(),
 		Presence:    st.Presence.Current(),
 		Typing:      s.typing.Current(),
+		ToDevice:    st.ToDevice.Current(),
+		DeviceLists: st.DeviceLists.Current(),
 	}
 }
 
@@ -190,6 +225,9 @@ func (r *Response) empty() bool {
 		return false
 	}
 	if r.ToDevice != nil && len(r.ToDevice.Events) > 0 {
+		return false
+	}
+	if r.DeviceLists != nil && len(r.DeviceLists.Changed)+len(r.DeviceLists.Left) > 0 {
 		return false
 	}
 	if r.Rooms != nil && (len(r.Rooms.Join)+len(r.Rooms.Invite)+len(r.Rooms.Leave)+len(r.Rooms.Knock)) > 0 {
