@@ -429,3 +429,6 @@ func appendString(out []byte, s string) []byte {
 	out = append(out, s[last:]...)
 	return append(out, '"')
 }
+
+// AppendString appends s as a canonical JSON string. s must be valid UTF-8.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }

@@ -37,6 +37,14 @@ func Build(p Proto, v *roomversion.Version, origin string, key signing.KeyPair) 
 	if v == nil {
 		return nil, invalid("no room version")
 	}
+	if ev, ok, err := buildFast(p, v, origin, key); ok {
+		return ev, err
+	}
+	return buildGeneric(p, v, origin, key)
+}
+
+// buildGeneric is Build through maps: every version and every event.
+func buildGeneric(p Proto, v *roomversion.Version, origin string, key signing.KeyPair) (*Event, error) {
 	strict := v.StrictCanonicalJSON
 	content := object{}
 	if len(p.Content) > 0 {
