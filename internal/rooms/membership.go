@@ -84,7 +84,11 @@ func (s *Service) Forget(ctx context.Context, roomID, userID string) error {
 	if m.Membership == "join" || m.Membership == "invite" || m.Membership == "knock" {
 		return errcode.Unknown("you must leave the room before forgetting it")
 	}
-	return s.store.InTx(ctx, func(tx *store.Tx) error { return tx.ForgetRoom(ctx, roomID, userID) })
+	return s.store.InTx(ctx, func(tx *store.Tx) error {
+		s.memberships.bump(userID)
+		tx.OnCommitted(func() { s.memberships.bump(userID) })
+		return tx.ForgetRoom(ctx, roomID, userID)
+	})
 }
 
 // UpdateProfile rewrites the user's member event in every joined room with

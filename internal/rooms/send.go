@@ -279,6 +279,9 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				if ev.Type == "m.room.member" {
 					m := membershipOf(ev)
 					members[*ev.StateKey] = m
+					target := *ev.StateKey
+					s.memberships.bump(target)
+					tx.OnCommitted(func() { s.memberships.bump(target) })
 					if err := tx.SetMembership(ctx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos}); err != nil {
 						return err
 					}

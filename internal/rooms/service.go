@@ -44,6 +44,7 @@ type Service struct {
 	lastCreateTS atomic.Int64
 	ignored      sync.Map // user id → map[string]bool
 	unread       *unreadTracker
+	memberships  *membershipCache
 	entries      sync.Map // "group\x00type\x00key" → event id ("" when absent)
 }
 
@@ -51,10 +52,11 @@ type Service struct {
 func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger) *Service {
 	return &Service{
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log,
-		rooms:  map[string]*roomState{},
-		events: newEventCache(4000),
-		bases:  newByteCache(5000),
-		unread: newUnreadTracker(),
+		rooms:       map[string]*roomState{},
+		events:      newEventCache(4000),
+		bases:       newByteCache(5000),
+		unread:      newUnreadTracker(),
+		memberships: newMembershipCache(),
 	}
 }
 

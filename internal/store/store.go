@@ -132,11 +132,17 @@ type querier interface {
 
 // Tx is a write transaction. Its methods are the store's write queries.
 type Tx struct {
-	q       querier
-	s       *Store
-	after   []func()
-	finally []func()
+	q         querier
+	s         *Store
+	committed []func()
+	after     []func()
+	finally   []func()
 }
+
+// OnCommitted registers f to run right after a successful commit, before
+// the transaction's stream positions become visible to readers: the place
+// to invalidate caches that readers consult together with those positions.
+func (tx *Tx) OnCommitted(f func()) { tx.committed = append(tx.committed, f) }
 
 // OnCommit registers f to run after a successful commit, for side effects
 // such as waking up syncs. Side effects never run inside the transaction.
@@ -163,6 +169,10 @@ func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
 	if err == nil {
 		if err = sqlTx.Commit(); err != nil {
 			err = fmt.Errorf("commit: %w", err)
+		} else {
+			for _, f := range tx.committed {
+				f()
+			}
 		}
 	} else {
 		_ = sqlTx.Rollback()

@@ -24,7 +24,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 		from = *since
 	}
 	resp := &Response{NextBatch: cur.String()}
-	memberships, err := s.store.UserMemberships(ctx, req.UserID)
+	memberships, err := s.rooms.Memberships(ctx, req.UserID)
 	if err != nil {
 		return nil, err
 	}
