@@ -207,6 +207,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 	var lastPos int64
 	members := map[string]string{} // user → membership changed by the batch
 	var recorded []int64
+	var rows []*store.EventRow
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		if !r.loaded {
 			creator := b.events[0].ev.Sender
@@ -252,6 +253,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			if err := tx.InsertEvent(ctx, row); err != nil {
 				return err
 			}
+			rows = append(rows, row)
 			if ev.IsState() {
 				k := store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}
 				if full == nil && (group == 0 || chain+1 > 32) {
@@ -309,6 +311,9 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 		// the latest position is merely too high (a wasted query) and the
 		// unread entries are taken back below.
 		s.latest.Store(b.roomID, lastPos)
+		for _, row := range rows {
+			s.recent.add(row, r.latestPos)
+		}
 		for _, pe := range b.events {
 			if !pe.ev.IsState() && notifyingTypes[pe.ev.Type] {
 				s.unread.record(b.roomID, pe.pos, pe.ev.Sender, r.latestPos)
@@ -320,6 +325,9 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 	if err != nil {
 		for _, pos := range recorded {
 			s.unread.forget(b.roomID, pos)
+		}
+		if len(rows) > 0 {
+			s.recent.drop(b.roomID)
 		}
 		return err
 	}
@@ -423,6 +431,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *batch, re
 	if err := tx.RedactEvent(ctx, row.EventID, redacted, unsigned); err != nil {
 		return err
 	}
+	s.recent.drop(b.roomID) // its rows may hold the redacted event
 	tx.OnCommit(func() {
 		s.events.drop(row.EventID)
 		s.bases.drop(row.EventID)

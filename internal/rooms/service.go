@@ -45,6 +45,7 @@ type Service struct {
 	ignored      sync.Map // user id → map[string]bool
 	unread       *unreadTracker
 	memberships  *membershipCache
+	recent       *recentEvents
 	entries      sync.Map // "group\x00type\x00key" → event id ("" when absent)
 }
 
@@ -57,6 +58,7 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 		bases:       newByteCache(5000),
 		unread:      newUnreadTracker(),
 		memberships: newMembershipCache(),
+		recent:      newRecentEvents(),
 	}
 }
 

@@ -285,9 +285,14 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	if fresh {
 		lo = 0
 	}
-	rows, err := s.store.RoomEvents(ctx, m.RoomID, lo, cur.Events, true, limit+1)
-	if err != nil {
-		return nil, err
+	rows, ok := s.rooms.RecentEvents(m.RoomID, lo, cur.Events, limit+1)
+	if !ok || fresh {
+		var err error
+		if rows, err = s.store.RoomEvents(ctx, m.RoomID, lo, cur.Events, true, limit+1); err != nil {
+			return nil, err
+		}
+	} else {
+		rows = slices.Clone(rows)
 	}
 	if !fresh && len(rows) == 0 {
 		return nil, nil
