@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,11 +57,13 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) *Service {
 		log = slog.Default()
 	}
 	return &Service{
-		cfg:     cfg,
-		store:   st,
-		log:     log,
-		cache:   newTokenCache(),
-		hashSem: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		cfg:   cfg,
+		store: st,
+		log:   log,
+		cache: newTokenCache(),
+		// One hash at a time: each argon2id call holds its whole memory
+		// cost, and bursts of logins must not multiply it.
+		hashSem: make(chan struct{}, 1),
 		now:     time.Now,
 	}
 }
