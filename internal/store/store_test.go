@@ -124,11 +124,22 @@ func TestStreamsVisibleInOrder(t *testing.T) {
 	if st.Current() != 10 {
 		t.Fatalf("current %d with both pending", st.Current())
 	}
+	advances := 0
+	st.OnAdvance(func() { advances++ })
+	if st.Hidden() {
+		t.Fatal("hidden with nothing finished")
+	}
 	st.done(b)
 	if st.Current() != 10 {
 		t.Fatalf("current %d: %d visible before %d finished", st.Current(), b, a)
 	}
+	if !st.Hidden() || advances != 0 {
+		t.Fatalf("after out-of-order finish: hidden %v, advances %d", st.Hidden(), advances)
+	}
 	st.done(a)
+	if st.Hidden() || advances != 1 {
+		t.Fatalf("after in-order finish: hidden %v, advances %d", st.Hidden(), advances)
+	}
 	if st.Current() != 12 {
 		t.Fatalf("current %d, want 12", st.Current())
 	}

@@ -17,9 +17,24 @@ import (
 // later with a smaller position. This holds for one process; several
 // processes would need a shared allocator (see docs/architecture.md).
 type Stream struct {
-	mu      sync.Mutex
-	next    int64
-	pending []int64 // allocated, not finished, ascending
+	mu        sync.Mutex
+	next      int64
+	pending   []int64 // allocated, not finished, ascending
+	onAdvance func()
+}
+
+// OnAdvance sets a function called (outside the stream's lock) whenever
+// Current moves forward. Set it before the stream is used.
+func (st *Stream) OnAdvance(f func()) { st.onAdvance = f }
+
+// Hidden reports whether some finished positions are not visible yet
+// because an earlier one is still pending.
+func (st *Stream) Hidden() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	// Positions from the lowest pending one on are all pending unless some
+	// finished early.
+	return len(st.pending) > 0 && st.next-st.pending[0] > int64(len(st.pending))
 }
 
 func newStream(last int64) *Stream {
@@ -37,10 +52,14 @@ func (st *Stream) alloc() int64 {
 
 func (st *Stream) done(p int64) {
 	st.mu.Lock()
+	advanced := len(st.pending) > 0 && st.pending[0] == p
 	if i := slices.Index(st.pending, p); i >= 0 {
 		st.pending = slices.Delete(st.pending, i, i+1)
 	}
 	st.mu.Unlock()
+	if advanced && st.onAdvance != nil {
+		st.onAdvance()
+	}
 }
 
 // Current is the highest position whose row, and every row before it, is
@@ -64,6 +83,11 @@ type Streams struct {
 	ToDevice    *Stream
 	DeviceLists *Stream
 	StateGroups *Stream
+}
+
+// Sync returns the streams that sync tokens carry.
+func (s *Streams) Sync() []*Stream {
+	return []*Stream{s.Events, s.AccountData, s.Receipts, s.Presence, s.ToDevice, s.DeviceLists}
 }
 
 func loadStreams(ctx context.Context, s *Store) (*Streams, error) {

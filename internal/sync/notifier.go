@@ -2,19 +2,57 @@ package sync
 
 import (
 	gosync "sync"
+
+	"luxchat/internal/store"
 )
 
 // Notifier wakes long-polling syncs. Each user has a channel that is closed
 // (and replaced) when something for that user happens; a sync takes the
 // channel before it looks for news, so nothing slips between the look and
 // the wait.
+//
+// With concurrent writers (PostgreSQL) a commit may be hidden behind an
+// earlier position still in flight: the syncs it wakes do not see it yet.
+// Users woken while some stream hides a position are woken again when a
+// stream advances, so that no event waits for an unrelated wake-up.
 type Notifier struct {
-	mu    gosync.Mutex
-	users map[string]chan struct{}
+	mu      gosync.Mutex
+	users   map[string]chan struct{}
+	streams []*store.Stream
+	rewake  map[string]struct{}
 }
 
-// NewNotifier returns an idle notifier.
-func NewNotifier() *Notifier { return &Notifier{users: map[string]chan struct{}{}} }
+// NewNotifier returns an idle notifier for the given sync streams, and
+// registers itself to hear when they advance.
+func NewNotifier(streams ...*store.Stream) *Notifier {
+	n := &Notifier{users: map[string]chan struct{}{}, streams: streams, rewake: map[string]struct{}{}}
+	for _, st := range streams {
+		st.OnAdvance(n.advanced)
+	}
+	return n
+}
+
+// advanced wakes the users whose news may have been hidden.
+func (n *Notifier) advanced() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.rewake) == 0 {
+		return
+	}
+	for u := range n.rewake {
+		n.wakeLocked(u)
+	}
+	clear(n.rewake)
+}
+
+func (n *Notifier) anyHidden() bool {
+	for _, st := range n.streams {
+		if st.Hidden() {
+			return true
+		}
+	}
+	return false
+}
 
 // Chan returns the channel that closes on the user's next news.
 func (n *Notifier) Chan(userID string) <-chan struct{} {
@@ -28,15 +66,23 @@ func (n *Notifier) Chan(userID string) <-chan struct{} {
 	return ch
 }
 
-// Wake tells users that they have news.
+// Wake tells users that they have news. Call it after the news committed.
 func (n *Notifier) Wake(users ...string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	hidden := n.anyHidden()
 	for _, u := range users {
-		if ch, ok := n.users[u]; ok {
-			close(ch)
-			delete(n.users, u)
+		n.wakeLocked(u)
+		if hidden {
+			n.rewake[u] = struct{}{}
 		}
+	}
+}
+
+func (n *Notifier) wakeLocked(u string) {
+	if ch, ok := n.users[u]; ok {
+		close(ch)
+		delete(n.users, u)
 	}
 }
 

@@ -1,0 +1,67 @@
+package sync
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"luxchat/internal/store"
+	"luxchat/internal/testutil/pgtest"
+)
+
+// A user woken while an earlier position is still in flight is woken again
+// once it lands, so a sync that looked too early does not wait forever.
+// Needs concurrent writers, so PostgreSQL.
+func TestNotifierRewakesHiddenNews(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Options{PostgresDSN: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := NewNotifier(st.Streams.Sync()...)
+	ctx := context.Background()
+
+	slowStarted, finishSlow, slowDone := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		slowDone <- st.InTx(ctx, func(tx *store.Tx) error { // holds the lower position
+			tx.Alloc(st.Streams.Receipts)
+			close(slowStarted)
+			<-finishSlow
+			return nil
+		})
+	}()
+	<-slowStarted
+	if err := st.InTx(ctx, func(tx *store.Tx) error { tx.Alloc(st.Streams.Receipts); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	first := n.Chan("@a:x")
+	n.Wake("@a:x") // news at the higher position, hidden for now
+	<-first
+	second := n.Chan("@a:x") // the sync looked, found nothing, waits again
+	close(finishSlow)
+	if err := <-slowDone; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-second:
+	case <-time.After(2 * time.Second):
+		t.Fatal("not woken again when the hidden position became visible")
+	}
+}
+
+func TestNotifierWake(t *testing.T) {
+	n := NewNotifier()
+	ch := n.Chan("@a:x")
+	n.Wake("@b:x")
+	select {
+	case <-ch:
+		t.Fatal("woke the wrong user")
+	default:
+	}
+	n.Wake("@a:x")
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("not woken")
+	}
+}
