@@ -51,16 +51,21 @@ if (!VERBOSE) {
 const brief = (a) => (a instanceof Error ? `${a.name}: ${describeError(a)}` : a);
 
 /** Logger handed to every MatrixClient: warnings and errors only, unless verbose. */
-let pushRuleWarned = false;
+const pushRuleWarned = new Set();
 const quietLogger = {
   trace() {},
   debug() {},
   info() {},
   warn: (...args) => {
-    // The SDK lists each missing default push rule; one line is enough.
-    if (typeof args[0] === "string" && /default global \w+ push rule/.test(args[0])) {
-      if (!pushRuleWarned) console.warn("[js-sdk warn] server's /pushrules/ lacks spec default rules; js-sdk substitutes them");
-      pushRuleWarned = true;
+    // Push rules: "Adding …" is the SDK supplying unstable-MSC rules a server may lack
+    // (harmless); "Missing …" is a spec default rule absent from /pushrules/: say each once.
+    if (typeof args[0] === "string" && /^(Adding|Missing) default global \w+ push rule/.test(args[0])) {
+      // The spec (v1.17) dropped these two from the defaults; js-sdk 43 still expects them.
+      const removedFromSpec = /\.m\.rule\.(contains_display_name|roomnotif)$/.test(args[0]);
+      if (args[0].startsWith("Missing") && !removedFromSpec && !pushRuleWarned.has(args[0])) {
+        pushRuleWarned.add(args[0]);
+        console.warn(`[js-sdk warn] server's GET /pushrules/: ${args[0]}`);
+      }
       return;
     }
     console.warn("[js-sdk warn]", ...args.map(brief));
