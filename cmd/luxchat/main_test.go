@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"io"
+	"log/slog"
+	"luxchat/internal/config"
+	"luxchat/internal/server"
+)
+
+func writeConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "luxchat.yaml")
+	cfg := "server_name: cli.test\ndata_dir: " + filepath.Join(dir, "data") + "\nauth: {password_hash_memory_kib: 1024, password_hash_time: 1}\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestUserAddAndTokens(t *testing.T) {
+	cfg := writeConfig(t)
+	var out, errb bytes.Buffer
+	if err := run([]string{"user", "add", "alice", "--admin", "--config", cfg}, strings.NewReader("s3cret-passw0rd\n"), &out, &errb); err != nil {
+		t.Fatalf("user add: %v (%s)", err, errb.String())
+	}
+	if strings.TrimSpace(out.String()) != "@alice:cli.test" {
+		t.Fatalf("user add printed %q", out.String())
+	}
+	// The account exists, is an admin and can log in with that password.
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := srv.Store.GetUser(context.Background(), "@alice:cli.test")
+	if err != nil || !u.IsAdmin || u.PasswordHash == "" || strings.Contains(u.PasswordHash, "s3cret") {
+		t.Fatalf("stored user %+v %v", u, err)
+	}
+	srv.Store.Close()
+
+	if err := run([]string{"user", "add", "alice", "--config", cfg}, strings.NewReader("another-passw0rd\n"), &out, &errb); err == nil {
+		t.Fatal("duplicate user accepted")
+	}
+	out.Reset()
+	if err := run([]string{"token", "create", "--uses", "2", "--config", cfg}, nil, &out, &errb); err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	tok := strings.TrimSpace(out.String())
+	if tok == "" {
+		t.Fatal("no token printed")
+	}
+	out.Reset()
+	if err := run([]string{"token", "list", "--config", cfg}, nil, &out, &errb); err != nil || !strings.Contains(out.String(), tok) || !strings.Contains(out.String(), "uses=0/2") {
+		t.Fatalf("token list: %v %q", err, out.String())
+	}
+	if err := run([]string{"token", "revoke", tok, "--config", cfg}, nil, &out, &errb); err != nil {
+		t.Fatalf("token revoke: %v", err)
+	}
+	out.Reset()
+	_ = run([]string{"token", "list", "--config", cfg}, nil, &out, &errb)
+	if strings.Contains(out.String(), tok) {
+		t.Fatal("revoked token still listed")
+	}
+}
+
+func TestGenerateConfigAndUnknownKey(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run([]string{"generate-config"}, nil, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Parse(out.Bytes()); err != nil {
+		t.Fatalf("generated config does not load: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte("server_name: x\nrate_limits: {enabeld: false}\n"), 0o600)
+	err := run([]string{"serve", "--config", path}, nil, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "enabeld") {
+		t.Fatalf("unknown key not named: %v", err)
+	}
+	if err := run([]string{"frobnicate"}, nil, &out, &errb); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+}
