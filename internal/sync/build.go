@@ -92,6 +92,20 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	if err := s.joinedRooms(ctx, req, joins, since, from, cur, rr); err != nil {
 		return nil, err
 	}
+	// joined returns a joined room's section, adding one (with its unread
+	// counts) for rooms that only have ephemeral events or account data.
+	joined := func(roomID string) *JoinedRoom {
+		if jr := rr.Join[roomID]; jr != nil {
+			return jr
+		}
+		jr := emptyJoined()
+		s.fillUnread(ctx, jr, roomID, req.UserID, cur.Events)
+		if rr.Join == nil {
+			rr.Join = map[string]*JoinedRoom{}
+		}
+		rr.Join[roomID] = jr
+		return jr
+	}
 	// Receipts of joined rooms.
 	if len(joinedIDs) > 0 && cur.Receipts > from.Receipts {
 		rcpts, err := s.store.ReceiptsSince(ctx, joinedIDs, from.Receipts, cur.Receipts)
@@ -99,15 +113,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			return nil, err
 		}
 		for roomID, ev := range receiptEvents(rcpts, req.UserID) {
-			jr := rr.Join[roomID]
-			if jr == nil {
-				jr = emptyJoined()
-				if rr.Join == nil {
-					rr.Join = map[string]*JoinedRoom{}
-				}
-				rr.Join[roomID] = jr
-				s.fillUnread(ctx, jr, roomID, req.UserID, cur.Events)
-			}
+			jr := joined(roomID)
 			jr.Ephemeral.Events = append(jr.Ephemeral.Events, ev)
 		}
 	}
@@ -121,15 +127,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			if since == nil && len(users) == 0 {
 				continue
 			}
-			jr := rr.Join[roomID]
-			if jr == nil {
-				jr = emptyJoined()
-				if rr.Join == nil {
-					rr.Join = map[string]*JoinedRoom{}
-				}
-				rr.Join[roomID] = jr
-				s.fillUnread(ctx, jr, roomID, req.UserID, cur.Events)
-			}
+			jr := joined(roomID)
 			if users == nil {
 				users = []string{}
 			}
@@ -160,16 +158,9 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			if !raf.AllowsEvent(ad.Type, "", false) {
 				continue
 			}
-			if jr := rr.Join[ad.RoomID]; jr != nil {
+			if slices.Contains(joinedIDs, ad.RoomID) {
+				jr := joined(ad.RoomID)
 				jr.AccountData.Events = append(jr.AccountData.Events, ev)
-			} else if slices.Contains(joinedIDs, ad.RoomID) {
-				jr := emptyJoined()
-				s.fillUnread(ctx, jr, ad.RoomID, req.UserID, cur.Events)
-				jr.AccountData.Events = append(jr.AccountData.Events, ev)
-				if rr.Join == nil {
-					rr.Join = map[string]*JoinedRoom{}
-				}
-				rr.Join[ad.RoomID] = jr
 			} else if lr := rr.Leave[ad.RoomID]; lr != nil {
 				lr.AccountData.Events = append(lr.AccountData.Events, ev)
 			}

@@ -99,26 +99,27 @@ func (w *writer) value(v any) {
 	w.buf = append(w.buf, b...)
 }
 
-func (w *writer) events(e Events) {
-	w.raw(`{"events":[`)
-	for i, ev := range e.Events {
+func (w *writer) list(evs []json.RawMessage) {
+	w.raw("[")
+	for i, ev := range evs {
 		if i > 0 {
 			w.raw(",")
 		}
 		w.buf = append(w.buf, ev...)
 	}
-	w.raw("]}")
+	w.raw("]")
+}
+
+func (w *writer) events(e Events) {
+	w.raw(`{"events":`)
+	w.list(e.Events)
+	w.raw("}")
 }
 
 func (w *writer) timeline(t Timeline) {
-	w.raw(`{"events":[`)
-	for i, ev := range t.Events {
-		if i > 0 {
-			w.raw(",")
-		}
-		w.buf = append(w.buf, ev...)
-	}
-	w.raw(`],"limited":`)
+	w.raw(`{"events":`)
+	w.list(t.Events)
+	w.raw(`,"limited":`)
 	if t.Limited {
 		w.raw("true")
 	} else {
