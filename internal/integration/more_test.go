@@ -240,3 +240,26 @@ func TestUnreadCounts(t *testing.T) {
 		}
 	})
 }
+
+func TestRestrictedJoin(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob, eve := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "eve")
+		space := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "Department"})
+		bob.Join(space)
+		room := alice.CreateRoom(map[string]any{"room_version": "10", "initial_state": []map[string]any{
+			{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+				"join_rule": "restricted", "allow": []map[string]string{{"type": "m.room_membership", "room_id": space}}}},
+		}})
+		// Eve is not in the allowed room: refused.
+		if r := eve.Do("POST", "/_matrix/client/v3/join/"+esc(room), map[string]any{}); r.Status != http.StatusForbidden {
+			t.Fatalf("outsider joined a restricted room: %d %s", r.Status, r.Body)
+		}
+		// Bob is: allowed, authorised by Alice.
+		bob.Join(room)
+		var member map[string]any
+		bob.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(bob.UserID), nil, &member)
+		if member["membership"] != "join" || member["join_authorised_via_users_server"] != alice.UserID {
+			t.Fatalf("member event %v", member)
+		}
+	})
+}

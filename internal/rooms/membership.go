@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
 )
@@ -58,6 +60,11 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 			if u.AvatarURL.Valid {
 				content["avatar_url"] = u.AvatarURL.String
 			}
+		}
+	}
+	if c.Membership == "join" && c.Sender == c.Target && curMembership != "join" && curMembership != "invite" {
+		if via := s.restrictedJoinAuthoriser(ctx, r, c.Target); via != "" {
+			content["join_authorised_via_users_server"] = via
 		}
 	}
 	target := c.Target
@@ -171,4 +178,56 @@ func (s *Service) JoinedUsers(ctx context.Context, roomID string) ([]string, err
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// restrictedJoinAuthoriser picks, for a join to a restricted room by a user
+// who is in one of the rooms its join rules allow, a local member who may
+// invite and so authorises the join ("Restricted rooms"). It returns "" when
+// the room is not restricted or no allow condition holds. The caller holds
+// r.mu.
+func (s *Service) restrictedJoinAuthoriser(ctx context.Context, r *roomState, userID string) string {
+	jr := r.state[pdu.StateTuple{Type: "m.room.join_rules"}]
+	if jr == nil {
+		return ""
+	}
+	var rules struct {
+		JoinRule string `json:"join_rule"`
+		Allow    []struct {
+			Type   string `json:"type"`
+			RoomID string `json:"room_id"`
+		} `json:"allow"`
+	}
+	if json.Unmarshal(jr.Content, &rules) != nil {
+		return ""
+	}
+	if rules.JoinRule != "restricted" && rules.JoinRule != "knock_restricted" {
+		return ""
+	}
+	if !(r.version.Restricted || (rules.JoinRule == "knock_restricted" && r.version.KnockRestricted)) {
+		return ""
+	}
+	allowed := false
+	for _, a := range rules.Allow {
+		if a.Type != "m.room_membership" || a.RoomID == "" {
+			continue
+		}
+		if m, err := s.store.GetMembership(ctx, a.RoomID, userID); err == nil && m.Membership == "join" {
+			allowed = true
+			break
+		}
+	}
+	if !allowed {
+		return ""
+	}
+	pl := eventauth.RoomPowerLevels(r.state[pdu.StateTuple{Type: "m.room.create"}], r.state[pdu.StateTuple{Type: "m.room.power_levels"}])
+	best, bestLevel := "", eventauth.Level(0)
+	for u := range r.joined {
+		if !strings.HasSuffix(u, ":"+s.serverName) {
+			continue
+		}
+		if l := pl.UserLevel(u); l >= pl.Invite() && (best == "" || l > bestLevel || (l == bestLevel && u < best)) {
+			best, bestLevel = u, l
+		}
+	}
+	return best
 }

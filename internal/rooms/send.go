@@ -143,7 +143,7 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 	if len(ev.JSON()) > MaxEventBytes {
 		return nil, errcode.TooLarge("event is larger than %d bytes", MaxEventBytes)
 	}
-	if err := eventauth.Check(ev, eventauth.AuthEventsFunc(b.lookup)); err != nil {
+	if err := eventauth.Check(ev, eventauth.AuthEventsFunc(b.lookup), eventauth.WithSignatureCheck(s.signedBy)); err != nil {
 		var na *eventauth.NotAllowed
 		if errors.As(err, &na) {
 			return nil, errcode.Forbidden("%s", na.Reason)
@@ -161,6 +161,20 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 	b.prev, b.depth = []string{ev.ID}, ev.Depth
 	b.events = append(b.events, pe)
 	return ev, nil
+}
+
+// signedBy reports whether a server signed an event. Events built here are
+// signed by this server only; federation will verify remote signatures.
+func (s *Service) signedBy(ev *pdu.Event, server string) bool {
+	if server != s.serverName {
+		return false
+	}
+	sigs, err := signing.Signatures(ev.JSON())
+	if err != nil {
+		return false
+	}
+	_, ok := sigs[server][s.key.ID()]
+	return ok
 }
 
 // createTS returns a timestamp for a create event that is later than any
