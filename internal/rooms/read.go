@@ -222,9 +222,6 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 		}
 		if len(rows) < fetch && len(page.Chunk) < q.Limit {
 			// Reached the end of the room: no end token.
-			if len(page.Chunk) > 0 || cursor != from {
-				page.End = ""
-			}
 			return s.withLazyMembers(ctx, q, page, senders)
 		}
 	}
