@@ -1,97 +1,51 @@
 package rooms
 
-import (
-	"sync"
+import "sync"
 
-	"luxchat/internal/matrix/pdu"
-)
-
-// eventCache keeps recently used parsed events. It is a two-generation map:
-// when the young generation is full it becomes the old one, so memory stays
-// within 2×size and hot events survive by being promoted on use.
-type eventCache struct {
+// genCache keeps recently used values in two generations: when the young
+// generation is full it becomes the old one, so memory stays within 2×size
+// and values in use survive by being promoted on access. Safe for
+// concurrent use.
+type genCache[V any] struct {
 	mu         sync.Mutex
 	size       int
-	young, old map[string]*pdu.Event
+	young, old map[string]V
 }
 
-func newEventCache(size int) *eventCache {
-	return &eventCache{size: size, young: map[string]*pdu.Event{}, old: map[string]*pdu.Event{}}
+func newGenCache[V any](size int) *genCache[V] {
+	return &genCache[V]{size: size, young: map[string]V{}, old: map[string]V{}}
 }
 
-func (c *eventCache) get(id string) *pdu.Event {
+func (c *genCache[V]) get(key string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ev, ok := c.young[id]; ok {
-		return ev
+	if v, ok := c.young[key]; ok {
+		return v, true
 	}
-	if ev, ok := c.old[id]; ok {
-		c.putLocked(ev)
-		return ev
+	if v, ok := c.old[key]; ok {
+		c.putLocked(key, v)
+		return v, true
 	}
-	return nil
+	var zero V
+	return zero, false
 }
 
-func (c *eventCache) put(ev *pdu.Event) {
+func (c *genCache[V]) put(key string, v V) {
 	c.mu.Lock()
-	c.putLocked(ev)
+	c.putLocked(key, v)
 	c.mu.Unlock()
 }
 
-func (c *eventCache) putLocked(ev *pdu.Event) {
+func (c *genCache[V]) putLocked(key string, v V) {
 	if len(c.young) >= c.size {
-		c.old, c.young = c.young, make(map[string]*pdu.Event, c.size)
+		c.old, c.young = c.young, make(map[string]V, c.size)
 	}
-	c.young[ev.ID] = ev
+	c.young[key] = v
 }
 
-func (c *eventCache) drop(id string) {
+func (c *genCache[V]) drop(key string) {
 	c.mu.Lock()
-	delete(c.young, id)
-	delete(c.old, id)
-	c.mu.Unlock()
-}
-
-// byteCache is eventCache for rendered bytes.
-type byteCache struct {
-	mu         sync.Mutex
-	size       int
-	young, old map[string][]byte
-}
-
-func newByteCache(size int) *byteCache {
-	return &byteCache{size: size, young: map[string][]byte{}, old: map[string][]byte{}}
-}
-
-func (c *byteCache) get(id string) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if b, ok := c.young[id]; ok {
-		return b
-	}
-	if b, ok := c.old[id]; ok {
-		c.putLocked(id, b)
-		return b
-	}
-	return nil
-}
-
-func (c *byteCache) put(id string, b []byte) {
-	c.mu.Lock()
-	c.putLocked(id, b)
-	c.mu.Unlock()
-}
-
-func (c *byteCache) putLocked(id string, b []byte) {
-	if len(c.young) >= c.size {
-		c.old, c.young = c.young, make(map[string][]byte, c.size)
-	}
-	c.young[id] = b
-}
-
-func (c *byteCache) drop(id string) {
-	c.mu.Lock()
-	delete(c.young, id)
-	delete(c.old, id)
+	delete(c.young, key)
+	delete(c.old, key)
 	c.mu.Unlock()
 }

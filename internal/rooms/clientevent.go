@@ -102,7 +102,7 @@ func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 // clientBase is the client form of an event without room_id, unsigned and
 // the closing brace.
 func (s *Service) clientBase(row *store.EventRow) []byte {
-	if b := s.bases.get(row.EventID); b != nil {
+	if b, ok := s.bases.get(row.EventID); ok {
 		return b
 	}
 	full := s.clientJSON(row.PDU, row.EventID, "", nil)

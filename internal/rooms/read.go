@@ -20,19 +20,18 @@ func (s *Service) stateEntry(ctx context.Context, group int64, t pdu.StateTuple)
 		return nil, nil
 	}
 	key := strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey
-	id, ok := s.entries.Load(key)
+	id, ok := s.entries.get(key)
 	if !ok {
-		ev, err := s.store.StateGroupEntry(ctx, group, store.StateKey{Type: t.Type, StateKey: t.StateKey})
-		if err != nil {
+		var err error
+		if id, err = s.store.StateGroupEntry(ctx, group, store.StateKey{Type: t.Type, StateKey: t.StateKey}); err != nil {
 			return nil, err
 		}
-		s.entries.Store(key, ev)
-		id = ev
+		s.entries.put(key, id)
 	}
 	if id == "" {
 		return nil, nil
 	}
-	return s.Event(ctx, id.(string))
+	return s.Event(ctx, id)
 }
 
 func historyVisibility(ev *pdu.Event) string {

@@ -367,7 +367,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 		}
 	}
 	for _, pe := range b.events {
-		s.events.put(pe.ev)
+		s.events.put(pe.ev.ID, pe.ev)
 	}
 	r.group, r.chain = group, chain
 	r.extremities, r.depth, r.latestPos = b.prev, b.depth, lastPos

@@ -37,16 +37,16 @@ type Service struct {
 	mu    sync.Mutex
 	rooms map[string]*roomState
 
-	events       *eventCache
-	bases        *byteCache // client form of events, see ClientEvent
-	versions     sync.Map   // room id → *roomversion.Version
-	latest       sync.Map   // room id → newest event position (int64)
+	events       *genCache[*pdu.Event]
+	bases        *genCache[[]byte] // client form of events, see ClientEvent
+	versions     sync.Map          // room id → *roomversion.Version
+	latest       sync.Map          // room id → newest event position (int64)
 	lastCreateTS atomic.Int64
 	ignored      sync.Map // user id → map[string]bool
 	unread       *unreadTracker
 	memberships  *membershipCache
 	recent       *recentEvents
-	entries      sync.Map // "group\x00type\x00key" → event id ("" when absent)
+	entries      *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 }
 
 // New returns the rooms service.
@@ -54,8 +54,9 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	return &Service{
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log,
 		rooms:       map[string]*roomState{},
-		events:      newEventCache(4000),
-		bases:       newByteCache(5000),
+		events:      newGenCache[*pdu.Event](4000),
+		bases:       newGenCache[[]byte](5000),
+		entries:     newGenCache[string](20000),
 		unread:      newUnreadTracker(),
 		memberships: newMembershipCache(),
 		recent:      newRecentEvents(),
@@ -175,7 +176,7 @@ func (s *Service) Version(ctx context.Context, roomID string) (*roomversion.Vers
 
 // Event returns a parsed event by id from the cache or the store.
 func (s *Service) Event(ctx context.Context, id string) (*pdu.Event, error) {
-	if ev := s.events.get(id); ev != nil {
+	if ev, ok := s.events.get(id); ok {
 		return ev, nil
 	}
 	row, err := s.store.GetEvent(ctx, id)
@@ -190,7 +191,7 @@ func (s *Service) Events(ctx context.Context, ids []string) ([]*pdu.Event, error
 	out := make([]*pdu.Event, 0, len(ids))
 	var missing []string
 	for _, id := range ids {
-		if ev := s.events.get(id); ev != nil {
+		if ev, ok := s.events.get(id); ok {
 			out = append(out, ev)
 		} else {
 			missing = append(missing, id)
@@ -219,7 +220,7 @@ func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event
 	if err != nil {
 		return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 	}
-	s.events.put(ev)
+	s.events.put(ev.ID, ev)
 	return ev, nil
 }
 
