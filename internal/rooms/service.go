@@ -95,6 +95,12 @@ func (s *Service) lockRoom(ctx context.Context, roomID string) (*roomState, erro
 	}
 	if err := s.load(ctx, r); err != nil {
 		r.mu.Unlock()
+		// Unknown room ids must not accumulate in the map.
+		s.mu.Lock()
+		if s.rooms[roomID] == r && !r.loaded {
+			delete(s.rooms, roomID)
+		}
+		s.mu.Unlock()
 		return nil, err
 	}
 	return r, nil
