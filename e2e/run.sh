@@ -90,14 +90,14 @@ ensure_js_deps() {
 }
 
 ensure_nio() {
-  if "$NIO_PYTHON" -c 'import nio' 2>/dev/null; then return 0; fi
-  log "installing python3-matrix-nio (apt-get)"
+  if "$NIO_PYTHON" -c 'import nio, olm' 2>/dev/null; then return 0; fi
+  log "installing python3-matrix-nio and python3-olm (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
-  if ! as_root apt-get install -y -q python3-matrix-nio; then
+  if ! as_root apt-get install -y -q python3-matrix-nio python3-olm; then
     as_root apt-get update -q
-    as_root apt-get install -y -q python3-matrix-nio
+    as_root apt-get install -y -q python3-matrix-nio python3-olm
   fi
-  "$NIO_PYTHON" -c 'import nio'
+  "$NIO_PYTHON" -c 'import nio, olm'
 }
 
 for suite in $SUITES; do
@@ -202,7 +202,11 @@ run_js() {
 }
 
 run_nio() {
-  (cd "$E2E_DIR/nio" && timeout --kill-after=10 "$NIO_TIMEOUT_S" "$NIO_PYTHON" -u test_chat.py)
+  local rc=0
+  (cd "$E2E_DIR/nio" && timeout --kill-after=10 "$NIO_TIMEOUT_S" "$NIO_PYTHON" -u test_chat.py) || rc=$?
+  # End-to-end encryption with libolm (python3-olm).
+  (cd "$E2E_DIR/nio" && timeout --kill-after=10 "$NIO_TIMEOUT_S" "$NIO_PYTHON" -u test_e2ee.py) || rc=$?
+  return "$rc"
 }
 
 for suite in $SUITES; do

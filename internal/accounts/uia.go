@@ -281,3 +281,18 @@ func (s *Service) resolveUser(ident *Identifier, legacyUser string) (string, err
 	}
 	return user, nil
 }
+
+// RequireUIA runs one round of user-interactive auth (the password) before
+// an action of a logged-in user that another domain guards, such as
+// replacing cross-signing keys. It returns nil once the caller completed
+// it, an *AuthRequired for the client's next round, or another error. The
+// session is spent on success: action names what it authorised, so a
+// session is never reused for another endpoint.
+func (s *Service) RequireUIA(ctx context.Context, caller Caller, auth json.RawMessage, action string) error {
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: action, userID: caller.UserID, flows: passwordFlows}, auth)
+	if err != nil {
+		return err
+	}
+	s.finishUIA(ctx, sess)
+	return nil
+}

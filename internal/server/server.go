@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
+	"luxchat/internal/e2ee"
 	"luxchat/internal/httpapi/clientapi"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/signing"
@@ -34,6 +36,7 @@ type Server struct {
 	Accounts *accounts.Service
 	Rooms    *rooms.Service
 	Sync     *sync.Service
+	E2EE     *e2ee.Service
 	Log      *slog.Logger
 	Key      signing.KeyPair
 
@@ -65,6 +68,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return s.Rooms.UpdateProfile(ctx, userID, displayName, avatarURL)
 	}
 	s.Accounts.OnDeactivate = s.Rooms.LeaveAll
+	s.E2EE = e2ee.New(st, cfg.ServerName, log)
+	s.E2EE.Wake = s.Sync.Wake
+	s.E2EE.RequireUIA = func(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error {
+		return s.Accounts.RequireUIA(ctx, accounts.Caller{UserID: userID, DeviceID: deviceID}, auth, action)
+	}
+	s.Sync.Devices = s.E2EE
+	s.Accounts.OnDevicesDeleted = s.E2EE.DevicesDeleted
 
 	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts), cfg.Limits.MaxRequestBytes, log)
 	if cfg.RateLimits.Enabled {
@@ -80,7 +90,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	rt.Observe = func(pattern, method string, status int, d time.Duration) {
 		reqs.WithLabelValues(pattern, method, strconv.Itoa(status)).Observe(d.Seconds())
 	}
-	api := &clientapi.API{Config: cfg, Store: st, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, Log: log}
+	api := &clientapi.API{Config: cfg, Store: st, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Register(rt)
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
 		if err := st.Ping(r.Context()); err != nil {

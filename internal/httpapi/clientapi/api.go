@@ -5,6 +5,7 @@ import (
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
+	"luxchat/internal/e2ee"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
@@ -18,6 +19,7 @@ type API struct {
 	Accounts *accounts.Service
 	Rooms    *rooms.Service
 	Sync     *sync.Service
+	E2EE     *e2ee.Service
 	Log      *slog.Logger
 
 	filters filterCache

@@ -69,4 +69,5 @@ func (a *API) routes(rt *httputil.Router) {
 	rt.Handle("GET "+v3+"/user/{userId}/rooms/{roomId}/tags", user, a.getTags)
 	rt.Handle("PUT "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", user, a.putTag)
 	rt.Handle("DELETE "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", user, a.deleteTag)
+	a.e2eeRoutes(rt)
 }

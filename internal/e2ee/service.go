@@ -1,0 +1,147 @@
+package e2ee
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/id"
+	"luxchat/internal/store"
+)
+
+// Service is the end-to-end encryption domain. It is safe for concurrent
+// use.
+type Service struct {
+	// Wake tells the syncs of users that they have news; set by the server
+	// wiring (nil: nobody is woken).
+	Wake func(users ...string)
+	// RequireUIA runs user-interactive auth (the password) for an action of
+	// a logged-in user: nil when done, an error to send (the accounts
+	// package's *AuthRequired) otherwise. Set by the server wiring; nil
+	// refuses actions that need it.
+	RequireUIA func(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error
+
+	store      *store.Store
+	serverName id.ServerName
+	log        *slog.Logger
+
+	// acks remembers, per "user\x00device", the newest to-device position
+	// delivered by a sync and not deleted yet, so that a sync only writes
+	// when it acknowledges something. A device missing from the map is
+	// checked in the database once.
+	acks gosync.Map
+
+	counts countCache // one-time key counts per device (see countCache)
+
+	lastTxnSweep atomic.Int64 // unix ms of the last sweep of old to-device transaction ids
+}
+
+// New returns the service for the local server serverName.
+func New(st *store.Store, serverName string, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{store: st, serverName: id.ServerName(serverName), log: log}
+}
+
+// Caller is the authenticated user and device of a request.
+type Caller struct {
+	UserID   string
+	DeviceID string
+}
+
+// Error codes this package needs beyond errcode's constructors.
+func invalidSignature(format string, a ...any) *errcode.Error {
+	return &errcode.Error{Code: "M_INVALID_SIGNATURE", Status: http.StatusBadRequest, Message: fmt.Sprintf(format, a...)}
+}
+
+func wrongBackupVersion(current string) *errcode.Error {
+	e := &errcode.Error{Code: "M_WRONG_ROOM_KEYS_VERSION", Status: http.StatusForbidden, Message: "wrong backup version"}
+	return e.With("current_version", current)
+}
+
+// isLocal reports whether userID is a valid id of this server.
+func (s *Service) isLocal(userID string) bool {
+	u, err := id.ParseUserID(userID)
+	return err == nil && u.Server() == s.serverName
+}
+
+// wake wakes users' syncs.
+func (s *Service) wake(users ...string) {
+	if s.Wake != nil && len(users) > 0 {
+		s.Wake(users...)
+	}
+}
+
+// wakeRoommates wakes every user sharing a joined room with one of users,
+// and the users themselves: their device lists changed.
+func (s *Service) wakeRoommates(ctx context.Context, users ...string) {
+	all := slices.Clone(users)
+	for _, u := range users {
+		mates, err := s.store.Roommates(ctx, u)
+		if err != nil {
+			s.log.Warn("e2ee: list roommates to wake", "user", u, "err", err)
+			continue
+		}
+		all = append(all, mates...)
+	}
+	slices.Sort(all)
+	s.wake(slices.Compact(all)...)
+}
+
+// DevicesDeleted removes the keys, pending to-device messages and
+// signatures of deleted devices and announces the change to the users
+// sharing a room with their owner. It is accounts.Service.OnDevicesDeleted.
+func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs []string) error {
+	announce := false
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		announce = false
+		for _, d := range deviceIDs {
+			had, err := tx.DeleteDeviceE2EE(ctx, userID, d)
+			if err != nil {
+				return err
+			}
+			announce = announce || had
+			s.acks.Delete(userID + "\x00" + d)
+			tx.OnCommit(func() { s.counts.invalidate(userID, d) })
+		}
+		if dd, err := tx.GetDehydratedDevice(ctx, userID); err == nil && slices.Contains(deviceIDs, dd.DeviceID) {
+			if err := tx.DeleteDehydratedDevice(ctx, userID); err != nil {
+				return err
+			}
+		}
+		if !announce {
+			return nil // a device without keys: nobody knew it
+		}
+		return tx.AddDeviceListChange(ctx, userID, "")
+	})
+	if err != nil {
+		return fmt.Errorf("delete device keys: %w", err)
+	}
+	if announce {
+		s.wakeRoommates(ctx, userID)
+	}
+	return nil
+}
+
+// txnTTL is how long /sendToDevice transaction ids are remembered.
+const txnTTL = 24 * time.Hour
+
+// sweepTxns forgets old to-device transaction ids, at most once an hour.
+func (s *Service) sweepTxns(ctx context.Context) {
+	now := time.Now().UnixMilli()
+	last := s.lastTxnSweep.Load()
+	if now-last < time.Hour.Milliseconds() || !s.lastTxnSweep.CompareAndSwap(last, now) {
+		return
+	}
+	if err := s.store.DeleteOldToDeviceTxns(ctx, now-txnTTL.Milliseconds()); err != nil {
+		s.log.Warn("e2ee: sweep to-device transaction ids", "err", err)
+	}
+}
