@@ -138,3 +138,18 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("versions %v", v.Versions)
 	}
 }
+
+// Every sync carries the key counts, even one that finds nothing new.
+func TestIdleSyncCarriesKeyCounts(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	var first struct {
+		NextBatch string `json:"next_batch"`
+	}
+	alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0", nil, &first)
+	var idle map[string]json.RawMessage
+	alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&since="+url.QueryEscape(first.NextBatch), nil, &idle)
+	if idle["device_unused_fallback_key_types"] == nil || idle["device_one_time_keys_count"] == nil {
+		t.Fatalf("idle sync lacks key counts: %v", idle)
+	}
+}

@@ -193,7 +193,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			since = &cur
 		}
 		if !time.Now().Before(deadline) {
-			return &Response{NextBatch: cur.String()}, nil
+			return s.unchanged(ctx, req, cur)
 		}
 		if timer == nil {
 			timer = time.NewTimer(time.Until(deadline))
@@ -215,6 +215,26 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// unchanged answers a sync that found nothing new. Key counts are still
+// sent: clients rely on them being in every response.
+func (s *Service) unchanged(ctx context.Context, req Request, cur streamtoken.Token) (*Response, error) {
+	resp := &Response{NextBatch: cur.String()}
+	if s.Devices == nil {
+		return resp, nil
+	}
+	var err error
+	if resp.OTKCounts, resp.FallbackKeyTypes, err = s.Devices.KeyCounts(ctx, req.UserID, req.DeviceID); err != nil {
+		return nil, err
+	}
+	if resp.OTKCounts == nil {
+		resp.OTKCounts = map[string]int{}
+	}
+	if resp.FallbackKeyTypes == nil {
+		resp.FallbackKeyTypes = []string{}
+	}
+	return resp, nil
 }
 
 func (r *Response) empty() bool {
