@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	ts "luxchat/internal/testserver"
 )
@@ -151,5 +152,33 @@ func TestIdleSyncCarriesKeyCounts(t *testing.T) {
 	alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&since="+url.QueryEscape(first.NextBatch), nil, &idle)
 	if idle["device_unused_fallback_key_types"] == nil || idle["device_one_time_keys_count"] == nil {
 		t.Fatalf("idle sync lacks key counts: %v", idle)
+	}
+}
+
+// Shutting down answers waiting long polls and finishes quickly.
+func TestGracefulShutdownEndsLongPolls(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	first := doSync(t, alice, "timeout=0")
+	done := make(chan int, 1)
+	go func() {
+		r := alice.Do("GET", "/_matrix/client/v3/sync?timeout=30000&since="+url.QueryEscape(first.NextBatch), nil)
+		done <- r.Status
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	select {
+	case status := <-done:
+		if status != 200 {
+			t.Fatalf("long poll ended with %d", status)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("long poll still running after shutdown")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %v", d)
 	}
 }

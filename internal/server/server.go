@@ -141,6 +141,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	s.Log.Info("shutting down")
+	s.Sync.Close() // long polls answer now instead of holding the shutdown
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := srv.Shutdown(shutCtx)

@@ -48,11 +48,17 @@ type Service struct {
 	log      *slog.Logger
 
 	presenceSeen gosync.Map // "user\x00state" → when that presence was last stored
+
+	closing   chan struct{} // closed by Close
+	closeOnce gosync.Once
 }
+
+// Close makes waiting syncs answer at once (graceful shutdown).
+func (s *Service) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // New returns the sync service.
 func New(st *store.Store, rs *rooms.Service, n *Notifier, t *Typing, log *slog.Logger) *Service {
-	return &Service{store: st, rooms: rs, notifier: n, typing: t, log: log}
+	return &Service{store: st, rooms: rs, notifier: n, typing: t, log: log, closing: make(chan struct{})}
 }
 
 // Request is a /sync call.
@@ -211,6 +217,9 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 				return nil, err
 			}
 			return resp, nil
+		case <-s.closing:
+			// Shutting down: answer now so that the server can stop.
+			return s.unchanged(ctx, req, *since)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,7 +30,11 @@ type Server struct {
 	URL    string
 	Config *config.Config
 	*server.Server
+	stop func() error
 }
+
+// Stop shuts the server down gracefully and returns Serve's result.
+func (s *Server) Stop() error { return s.stop() }
 
 // Option changes the test server's configuration.
 type Option func(*config.Config)
@@ -73,15 +78,26 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListener(ctx, ln) }()
+	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv}
+	var once sync.Once
+	ts.stop = func() error {
+		var err error
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				err = fmt.Errorf("server did not shut down")
+			}
+		})
+		return err
+	}
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("server did not shut down")
+		if err := ts.stop(); err != nil {
+			t.Error(err)
 		}
 	})
-	return &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv}
+	return ts
 }
 
 // Client talks to a test server as one user.
