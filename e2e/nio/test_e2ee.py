@@ -8,8 +8,9 @@ Run with Debian's interpreter, which has python3-matrix-nio and python3-olm:
 Alice and Bob (nio clients with encryption enabled and a crypto store in a
 temp dir) upload device and one-time keys, share an encrypted room, exchange
 Olm-wrapped Megolm room keys through /sendToDevice and /keys/claim, and
-decrypt each other's messages. The tests run in order; the last line printed
-is ``nio-e2ee: N passed, M failed``.
+decrypt each other's messages. test_06 does the same between nio (Alice) and
+a matrix-js-sdk user with Rust crypto (e2e/js/interop/peer.mjs --encrypted).
+The tests run in order; the last line printed is ``nio-e2ee: N passed, M failed``.
 """
 
 import asyncio
@@ -177,10 +178,11 @@ class NioE2EETest(unittest.TestCase):
                 await asyncio.sleep(0.2)
             await self.crypto_round(client)
 
-    def bodies(self, who):
+    def bodies(self, who, room_id=None):
         out = []
+        want = room_id or self.room_id
         for room_id, ev in self.seen[who]:
-            if room_id == self.room_id and isinstance(ev, RoomMessageText):
+            if room_id == want and isinstance(ev, RoomMessageText):
                 out.append((ev.sender, ev.body, ev.decrypted))
         return out
 
@@ -284,6 +286,109 @@ class NioE2EETest(unittest.TestCase):
         # (nio ignores a response whose next_batch it has seen: read the response itself.)
         resp = self.ok(self.run_async(alice.sync(timeout=500)), SyncResponse, "Alice: /sync")
         self.assertEqual(resp.device_key_count.signed_curve25519, n - 1, "device_one_time_keys_count in /sync")
+
+    def test_06_nio_and_js_sdk_in_one_encrypted_room(self):
+        """nio (libolm) and matrix-js-sdk (Rust crypto, interop/peer.mjs --encrypted) decrypt each other in one room."""
+        self.need(self.alice.access_token, "Alice registered with uploaded keys")
+        peer_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "js", "interop", "peer.mjs")
+        sdk_dir = os.path.join(os.path.dirname(peer_script), "..", "node_modules", "matrix-js-sdk")
+        node = shutil.which("node")
+        if not node or not os.path.isdir(sdk_dir):
+            self.skipTest("node or e2e/js/node_modules missing (run e2e/run.sh, which runs npm ci)")
+        self.run_async(self._encrypted_interop(node, peer_script), timeout=WAIT_S * 6)
+
+    async def _encrypted_interop(self, node, peer_script):
+        alice = self.alice
+        proc = await asyncio.create_subprocess_exec(
+            node,
+            peer_script,
+            "--encrypted",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "LUXCHAT_E2E_PEER_TIMEOUT_MS": str(int(WAIT_S * 5000))},
+        )
+        seen_lines = []
+
+        async def read_msg(what):
+            while True:
+                try:
+                    line = await asyncio.wait_for(proc.stdout.readline(), WAIT_S * 2)
+                except asyncio.TimeoutError:
+                    self.fail(f"js-sdk peer: no output while waiting for {what}; got {seen_lines}")
+                if not line:
+                    err = (await asyncio.wait_for(proc.stderr.read(), WAIT_S)).decode(errors="replace")[-2000:]
+                    self.fail(f"js-sdk peer exited while waiting for {what}; stdout {seen_lines}; stderr {err}")
+                seen_lines.append(line.decode(errors="replace").strip())
+                try:
+                    msg = json.loads(seen_lines[-1])
+                except ValueError:
+                    continue  # stray log line
+                if "error" in msg:
+                    self.fail(f"js-sdk peer failed: {msg['error']}")
+                return msg
+
+        try:
+            ready = await read_msg("the peer to start Rust crypto, register and sync")
+            peer, peer_device = ready["user_id"], ready.get("device_id")
+            self.assertTrue(peer_device, f"the encrypted peer reports its device_id: {ready}")
+            created = self.ok(
+                await alice.room_create(
+                    name="nio + js-sdk secrets",
+                    invite=[peer],
+                    initial_state=[{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}],
+                ),
+                RoomCreateResponse,
+                "Alice: createRoom (encrypted) inviting the js-sdk peer",
+            )
+            room_id = created.room_id
+            await self.sync_until(
+                alice,
+                lambda: room_id in alice.rooms and peer in alice.rooms[room_id].users and alice.rooms[room_id].encrypted,
+                "Alice (nio) to see the js-sdk peer join the encrypted room",
+            )
+            # The Rust crypto device's keys reach nio through device_lists / /keys/query.
+            await self.sync_until(
+                alice,
+                lambda: peer_device in alice.device_store[peer],
+                f"Alice (nio) to know the js-sdk peer's device {peer_device}",
+                describe_state=lambda: str(list(alice.device_store[peer])),
+            )
+            nonce = f"{RUN_ID}-{time.time()}"
+            ping = f"ping {nonce}"
+            sent = self.ok(
+                await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": ping}, ignore_unverified_devices=True),
+                RoomSendResponse,
+                "Alice: send encrypted ping",
+            )
+            status, ev = raw("GET", f"/_matrix/client/v3/rooms/{urllib.request.quote(room_id)}/event/{urllib.request.quote(sent.event_id)}", alice.access_token)
+            self.assertEqual(status, 200, ev)
+            self.assertEqual(ev["type"], "m.room.encrypted", "nio's ping is stored encrypted")
+            self.assertNotIn(nonce, json.dumps(ev))
+
+            pong = f"pong {nonce}"
+            await self.sync_until(
+                alice,
+                lambda: (peer, pong, True) in self.bodies("alice", room_id),
+                f"Alice (nio) to decrypt {pong!r} from the js-sdk peer",
+                describe_state=lambda: str([(type(e).__name__, getattr(e, "body", None) or getattr(e, "session_id", None))
+                                            for r, e in self.seen["alice"] if r == room_id][-3:]),
+            )
+            done = await read_msg("the peer to decrypt the ping and finish")
+            self.assertEqual(done.get("saw"), ping, "the js-sdk peer decrypted nio's ping")
+            self.assertEqual(done.get("wire_type"), "m.room.encrypted", f"the ping reached the js-sdk peer encrypted: {done}")
+            self.assertEqual(done.get("algorithm"), MEGOLM, f"the ping was Megolm-encrypted: {done}")
+            # The pong travelled encrypted too.
+            pong_ev = next(e for r, e in self.seen["alice"] if r == room_id and isinstance(e, RoomMessageText) and e.body == pong)
+            status, ev = raw("GET", f"/_matrix/client/v3/rooms/{urllib.request.quote(room_id)}/event/{urllib.request.quote(pong_ev.event_id)}", alice.access_token)
+            self.assertEqual(status, 200, ev)
+            self.assertEqual(ev["type"], "m.room.encrypted", "the js-sdk peer's pong is stored encrypted")
+            self.assertEqual(ev["content"].get("algorithm"), MEGOLM)
+            self.assertNotIn(nonce, json.dumps(ev))
+            self.assertEqual(await asyncio.wait_for(proc.wait(), WAIT_S), 0, "js-sdk peer exit status")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
 
 class _Result(unittest.TextTestResult):

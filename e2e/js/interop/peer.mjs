@@ -7,9 +7,17 @@
 //   display name to "JS Peer";
 //   peer -> stdout {"done": true, "room_id": "!…", "saw": "<ping body>"}
 //   on any failure: {"error": "…"} and exit code 1. Bounded by LUXCHAT_E2E_PEER_TIMEOUT_MS.
+//
+// With --encrypted the peer runs Rust crypto (initRustCrypto, keys in memory) and
+// "ready" also carries "device_id"; the room must be encrypted (m.room.encryption):
+// the peer waits until its crypto treats the room as encrypted, accepts the ping only
+// once it has decrypted it (it arrived as m.room.encrypted), replies encrypted
+// (js-sdk's default: room keys are shared with unverified devices too) and adds
+// "wire_type" and "algorithm" of the ping it decrypted to "done".
 
 import {
   ClientEvent,
+  MatrixEventEvent,
   RoomEvent,
   RoomMemberEvent,
   clientFor,
@@ -18,9 +26,11 @@ import {
   startAndSync,
   stopAllClients,
   waitFor,
+  withTimeout,
   WAIT_MS,
 } from "../lib/helpers.js";
 
+const encrypted = process.argv.includes("--encrypted");
 const overall = Number(process.env.LUXCHAT_E2E_PEER_TIMEOUT_MS || WAIT_MS * 4);
 const say = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 
@@ -32,8 +42,9 @@ const killer = setTimeout(() => {
 try {
   const creds = await registerUser("jspeer", { deviceName: "js-sdk interop peer" });
   const client = clientFor(creds);
+  if (encrypted) await withTimeout(client.initRustCrypto({ useIndexedDB: false }), WAIT_MS, "initRustCrypto");
   await startAndSync(client);
-  say({ ready: true, user_id: creds.user_id });
+  say({ ready: true, user_id: creds.user_id, ...(encrypted ? { device_id: creds.device_id } : {}) });
 
   // Wait for an invite to any room and join it.
   const invited = await waitFor(
@@ -46,21 +57,52 @@ try {
   const inviter = invited.getMember(creds.user_id)?.events.member?.getSender();
   await client.joinRoom(roomId);
 
+  if (encrypted) {
+    await waitFor(client, [RoomEvent.Timeline, ClientEvent.Sync], () => client.getRoom(roomId)?.hasEncryptionStateEvent(), {
+      what: `m.room.encryption in the state of ${roomId}`,
+    });
+    // The crypto layer picks the room's encryption settings up asynchronously.
+    const deadline = Date.now() + WAIT_MS;
+    while (!(await client.getCrypto().isEncryptionEnabledInRoom(roomId))) {
+      if (Date.now() > deadline) throw new Error(`Rust crypto never treated ${roomId} as encrypted within ${WAIT_MS} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  const timeline = () => client.getRoom(roomId)?.getLiveTimeline().getEvents() ?? [];
   const ping = await waitFor(
     client,
-    [RoomEvent.Timeline],
+    [RoomEvent.Timeline, MatrixEventEvent.Decrypted],
     () =>
-      client
-        .getRoom(roomId)
-        ?.getLiveTimeline()
-        .getEvents()
-        .find((e) => e.getType() === "m.room.message" && e.getSender() === inviter && String(e.getContent().body).startsWith("ping ")),
-    { timeout: overall, what: `a "ping …" message from ${inviter}` },
+      timeline().find(
+        (e) =>
+          e.getType() === "m.room.message" &&
+          e.getSender() === inviter &&
+          (!encrypted || (e.isEncrypted() && !e.isDecryptionFailure())) &&
+          String(e.getContent().body).startsWith("ping "),
+      ),
+    {
+      timeout: overall,
+      what: `a ${encrypted ? "decrypted " : ""}"ping …" message from ${inviter}`,
+      describe: () =>
+        JSON.stringify(
+          timeline()
+            .filter((e) => e.getSender() === inviter)
+            .slice(-5)
+            .map((e) => ({
+              wire: e.getWireType(),
+              type: e.getType(),
+              body: e.getContent().body,
+              decryptionFailure: e.isDecryptionFailure() ? e.decryptionFailureReason : undefined,
+            })),
+        ),
+    },
   );
   const body = ping.getContent().body;
   await client.sendTextMessage(roomId, `pong ${body.slice("ping ".length)}`);
   await client.setDisplayName("JS Peer");
-  say({ done: true, room_id: roomId, saw: body });
+  const how = encrypted ? { wire_type: ping.getWireType(), algorithm: ping.getWireContent().algorithm } : {};
+  say({ done: true, room_id: roomId, saw: body, ...how });
   stopAllClients();
   clearTimeout(killer);
   process.exit(0);
