@@ -5,6 +5,7 @@
 //	luxchat user add NAME [--admin] [--config …]   (password from stdin or prompt)
 //	luxchat token create [--uses N] [--expires 24h] [--config …]
 //	luxchat token list | token revoke TOKEN
+//	luxchat media rotate-key | media purge --older-than 90d
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"golang.org/x/term"
 
 	"luxchat/internal/config"
+	"luxchat/internal/media"
 	"luxchat/internal/server"
 )
 
@@ -41,7 +43,9 @@ const usage = `usage:
   luxchat user add NAME [--admin] [--config FILE]
   luxchat token create [--uses N] [--expires DURATION] [--config FILE]
   luxchat token list [--config FILE]
-  luxchat token revoke TOKEN [--config FILE]`
+  luxchat token revoke TOKEN [--config FILE]
+  luxchat media rotate-key [--config FILE]
+  luxchat media purge [--older-than 90d] [--config FILE]`
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -63,6 +67,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return errors.New(usage)
 		}
 		return token(args[1], args[2:], stdout, stderr)
+	case "media":
+		if len(args) < 2 {
+			return errors.New(usage)
+		}
+		return mediaCmd(args[1], args[2:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -257,4 +266,70 @@ func token(cmd string, args []string, stdout, stderr io.Writer) error {
 		return srv.Accounts.RevokeRegistrationToken(ctx, pos[0])
 	}
 	return fmt.Errorf("unknown token command %q", cmd)
+}
+
+// mediaCmd runs the media repository's maintenance commands.
+func mediaCmd(cmd string, args []string, stdout io.Writer) error {
+	pos, flags := splitArgs(args)
+	fs := flag.NewFlagSet("media", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	olderThan := fs.String("older-than", "90d", "purge: age of expired reservations to delete (e.g. 90d, 12h)")
+	if err := fs.Parse(flags); err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return errors.New(usage)
+	}
+	srv, err := open(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer srv.Store.Close()
+	ctx := context.Background()
+	switch cmd {
+	case "rotate-key":
+		fromEnv := os.Getenv(media.KeyEnv) != ""
+		res, err := media.RotateKey(ctx, srv.Store, srv.Media.Keyring(), func(n int) {
+			fmt.Fprintf(stdout, "re-wrapped %d file keys\n", n)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "media master key is now %s (%d file keys re-wrapped, %d damaged and skipped)\n", res.KeyID, res.Rewrapped, res.Failed)
+		if fromEnv {
+			fmt.Fprintf(stdout, "set %s=%s for the server before starting it again\n", media.KeyEnv, res.NewKey)
+		}
+		return nil
+	case "purge":
+		age, err := parseAge(*olderThan)
+		if err != nil {
+			return err
+		}
+		n, err := srv.Media.PurgeReservations(ctx, time.Now().Add(-age), func(total int64) {
+			fmt.Fprintf(stdout, "deleted %d expired upload reservations\n", total)
+		})
+		if err != nil {
+			return err
+		}
+		// TODO(#4): purge the remote media cache once federation fills it.
+		fmt.Fprintf(stdout, "done: %d expired upload reservations older than %s deleted; local media is kept (references live in events)\n", n, *olderThan)
+		return nil
+	}
+	return fmt.Errorf("unknown media command %q", cmd)
+}
+
+// parseAge reads a duration that may also be given in days ("90d").
+func parseAge(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		if _, err := fmt.Sscanf(d, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != d {
+			return 0, fmt.Errorf("invalid age %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("invalid age %q", s)
+	}
+	return d, nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"luxchat/internal/config"
+	"luxchat/internal/media"
 	"luxchat/internal/server"
 )
 
@@ -90,5 +91,66 @@ func TestGenerateConfigAndUnknownKey(t *testing.T) {
 	}
 	if err := run([]string{"frobnicate"}, nil, &out, &errb); err == nil {
 		t.Fatal("unknown command accepted")
+	}
+}
+
+func TestMediaRotateKeyAndPurge(t *testing.T) {
+	t.Setenv("LUXCHAT_MEDIA_KEY", "")
+	cfgPath := writeConfig(t)
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	srv, err := server.New(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, err := srv.Media.Upload(ctx, media.Upload{UserID: "@a:cli.test", ContentLength: -1}, strings.NewReader("kept secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Store.Close()
+	keyBefore, _ := os.ReadFile(filepath.Join(c.DataDir, "media.key"))
+
+	var out, errb bytes.Buffer
+	if err := run([]string{"media", "rotate-key", "--config", cfgPath}, nil, &out, &errb); err != nil {
+		t.Fatalf("rotate-key: %v", err)
+	}
+	if !strings.Contains(out.String(), "1 file keys re-wrapped") {
+		t.Fatalf("rotate-key printed %q", out.String())
+	}
+	keyAfter, _ := os.ReadFile(filepath.Join(c.DataDir, "media.key"))
+	if bytes.Equal(keyBefore, keyAfter) {
+		t.Fatal("key file unchanged")
+	}
+	srv, err = server.New(ctx, c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Store.Close()
+	mc, err := srv.Media.Get(ctx, "cli.test", strings.TrimPrefix(uri, "mxc://cli.test/"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := srv.Media.Open(ctx, mc, 0, mc.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != "kept secret" {
+		t.Fatalf("after rotation: %q", got)
+	}
+
+	out.Reset()
+	if err := run([]string{"media", "purge", "--older-than", "30d", "--config", cfgPath}, nil, &out, &errb); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	if !strings.Contains(out.String(), "done: 0 expired upload reservations") {
+		t.Fatalf("purge printed %q", out.String())
+	}
+	if err := run([]string{"media", "purge", "--older-than", "soon", "--config", cfgPath}, nil, &out, &errb); err == nil {
+		t.Fatal("bad age accepted")
 	}
 }

@@ -27,6 +27,7 @@ type Config struct {
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Limits       Limits       `yaml:"limits"`
 	Encryption   Encryption   `yaml:"encryption"`
+	Media        Media        `yaml:"media"`
 	Log          Log          `yaml:"log"`
 	Auth         Auth         `yaml:"auth"`
 	// PublicBaseURL is advertised in /.well-known/matrix/client; defaults
@@ -70,6 +71,27 @@ type Encryption struct {
 	// Default makes private_chat and trusted_private_chat rooms encrypted.
 	Default bool `yaml:"default"`
 }
+
+// Media configures the media repository.
+type Media struct {
+	// MaxUploadBytes is the largest file accepted (advertised as m.upload.size).
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// QuotaBytes bounds the total size of one user's uploads; 0: no quota.
+	QuotaBytes int64 `yaml:"quota_bytes"`
+	// LegacyUnauthenticated is "frozen" (the spec's freeze: media uploaded
+	// while frozen is served only by the authenticated endpoints) or "open".
+	LegacyUnauthenticated string `yaml:"legacy_unauthenticated"`
+	// MaxPendingUploads bounds a user's unexpired POST /create reservations.
+	MaxPendingUploads int `yaml:"max_pending_uploads"`
+	// UnusedExpiry is how long a reservation waits for its content.
+	UnusedExpiry Duration `yaml:"unused_expiry"`
+}
+
+// Legacy unauthenticated media modes.
+const (
+	MediaLegacyFrozen = "frozen"
+	MediaLegacyOpen   = "open"
+)
 
 // Log configures structured logging.
 type Log struct {
@@ -120,7 +142,13 @@ func Default() *Config {
 		RateLimits:   RateLimits{Enabled: true, PerSecond: 10, Burst: 50},
 		Limits:       Limits{MaxRequestBytes: 1 << 20},
 		Encryption:   Encryption{Default: true},
-		Log:          Log{Level: "info", Format: "text"},
+		Media: Media{
+			MaxUploadBytes:        100 << 20,
+			LegacyUnauthenticated: MediaLegacyFrozen,
+			MaxPendingUploads:     10,
+			UnusedExpiry:          Duration{24 * time.Hour},
+		},
+		Log: Log{Level: "info", Format: "text"},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -203,6 +231,14 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxRequestBytes < 65536 {
 		errs = append(errs, errors.New("limits.max_request_bytes must be at least 65536"))
 	}
+	if c.Media.MaxUploadBytes < 1 || c.Media.QuotaBytes < 0 || c.Media.MaxPendingUploads < 1 || c.Media.UnusedExpiry.Duration < time.Minute {
+		errs = append(errs, errors.New("media.max_upload_bytes and media.max_pending_uploads must be positive, media.quota_bytes >= 0, media.unused_expiry >= 1m"))
+	}
+	switch c.Media.LegacyUnauthenticated {
+	case MediaLegacyFrozen, MediaLegacyOpen:
+	default:
+		errs = append(errs, fmt.Errorf("media.legacy_unauthenticated must be frozen or open, not %q", c.Media.LegacyUnauthenticated))
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -274,6 +310,25 @@ limits:
 encryption:
   # New private_chat and trusted_private_chat rooms are end-to-end encrypted.
   default: true
+
+media:
+  # Largest upload in bytes (100 MiB).
+  max_upload_bytes: 104857600
+  # Total bytes one user may upload; 0: no quota.
+  quota_bytes: 0
+  # The deprecated unauthenticated /_matrix/media/v3/download|thumbnail
+  # endpoints. frozen: media uploaded while frozen is served only by the
+  # authenticated /_matrix/client/v1/media endpoints (404 on the old ones),
+  # as the spec asks of servers since Matrix 1.12. open: serve it on both.
+  legacy_unauthenticated: frozen
+  # Unexpired POST /_matrix/media/v1/create reservations one user may hold.
+  max_pending_uploads: 10
+  # How long a reservation waits for its content.
+  unused_expiry: 24h0m0s
+  # Files are encrypted at rest under keys wrapped by a master key kept
+  # in data_dir/media.key (created on first start) or, when set, in the
+  # LUXCHAT_MEDIA_KEY environment variable. "luxchat media rotate-key"
+  # replaces it.
 
 log:
   level: info   # debug | info | warn | error

@@ -39,6 +39,11 @@ func TestInvalidValues(t *testing.T) {
 		"database: mysql://x",
 		"server_name: ''",
 		"auth: {access_token_lifetime: soon}",
+		"media: {legacy_unauthenticated: sometimes}",
+		"media: {max_upload_bytes: 0}",
+		"media: {quota_bytes: -1}",
+		"media: {unused_expiry: 1s}",
+		"media: {max_pending_uploads: 0}",
 	} {
 		if _, err := Parse([]byte(in)); err == nil {
 			t.Errorf("%q accepted", in)
@@ -79,5 +84,20 @@ func TestComplementConfig(t *testing.T) {
 	}
 	if c.ServerName != "hs2" || c.Registration.Mode != "open" || c.Registration.SharedSecret != "complement" || c.RateLimits.Enabled {
 		t.Fatalf("%+v", c)
+	}
+}
+
+func TestMediaKeys(t *testing.T) {
+	c, err := Parse([]byte("media: {max_upload_bytes: 5000, quota_bytes: 10000, legacy_unauthenticated: open, max_pending_uploads: 3, unused_expiry: 1h}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Media
+	if m.MaxUploadBytes != 5000 || m.QuotaBytes != 10000 || m.LegacyUnauthenticated != MediaLegacyOpen ||
+		m.MaxPendingUploads != 3 || m.UnusedExpiry.Hours() != 1 {
+		t.Fatalf("%+v", m)
+	}
+	if _, err := Parse([]byte("media: {max_upload_byte: 1}\n")); err == nil || !strings.Contains(err.Error(), "max_upload_byte") {
+		t.Fatalf("unknown media key: %v", err)
 	}
 }

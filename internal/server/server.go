@@ -23,7 +23,9 @@ import (
 	"luxchat/internal/e2ee"
 	"luxchat/internal/httpapi/clientapi"
 	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/httpapi/mediaapi"
 	"luxchat/internal/matrix/signing"
+	"luxchat/internal/media"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
@@ -37,6 +39,7 @@ type Server struct {
 	Rooms    *rooms.Service
 	Sync     *sync.Service
 	E2EE     *e2ee.Service
+	Media    *media.Service
 	Log      *slog.Logger
 	Key      signing.KeyPair
 
@@ -60,6 +63,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s := &Server{Config: cfg, Store: st, Log: log, Key: key}
+	mediaKeys, err := media.LoadKeyring(cfg.DataDir)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	blobs, err := media.NewFSBlobStore(filepath.Join(cfg.DataDir, "media"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.Media = media.New(cfg, st, blobs, mediaKeys, log)
 	notifier := sync.NewNotifier(st.Streams.Sync()...)
 	s.Accounts = accounts.New(cfg, st, log)
 	s.Rooms = rooms.New(cfg, st, key, notifier, log)
@@ -92,6 +106,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Store: st, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Register(rt)
+	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
 		if err := st.Ping(r.Context()); err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package httputil
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,6 +80,7 @@ type Router struct {
 type route struct {
 	auth    AuthKind
 	limited bool
+	maxBody int64 // 0: the router's MaxBody
 	h       Handler
 }
 
@@ -101,6 +103,14 @@ type Option func(*route)
 
 // RateLimited applies the router's rate limiter to the route.
 func RateLimited() Option { return func(r *route) { r.limited = true } }
+
+// BodyLimit replaces the router's MaxBody for the route (media uploads).
+func BodyLimit(n int64) Option { return func(r *route) { r.maxBody = n } }
+
+// Stream is a handler result that writes the whole response itself
+// (headers, status, body): media downloads. It runs after authentication,
+// so errors it meets once the headers are out can only end the response.
+type Stream func(w http.ResponseWriter)
 
 // Handle registers "METHOD /path/{var}" with an auth kind.
 func (rt *Router) Handle(pattern string, auth AuthKind, h Handler, opts ...Option) {
@@ -164,8 +174,12 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 			rt.Observe(path, r.Method, sw.status, time.Since(start))
 		}
 	}()
-	if rt.MaxBody > 0 && r.Body != nil {
-		r.Body = http.MaxBytesReader(sw, r.Body, rt.MaxBody)
+	if limit := cmp.Or(rr.maxBody, rt.MaxBody); limit > 0 && r.Body != nil {
+		// On a shallow copy: net/http must keep seeing its own body
+		// reader to close the connection, rather than read a refused
+		// body (Expect: 100-continue), when the handler did not read it.
+		r = r.WithContext(r.Context())
+		r.Body = http.MaxBytesReader(sw, r.Body, limit)
 	}
 	req := &Request{Request: r, router: rt}
 	if rr.auth != AuthNone {
@@ -202,6 +216,10 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 }
 
 func writeResult(w http.ResponseWriter, out any) {
+	if stream, ok := out.(Stream); ok {
+		stream(w)
+		return
+	}
 	status, body, headers := http.StatusOK, out, http.Header(nil)
 	if resp, ok := out.(*Response); ok {
 		status, body, headers = resp.Status, resp.Body, resp.Headers
