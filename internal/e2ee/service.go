@@ -27,6 +27,11 @@ type Service struct {
 	// package's *AuthRequired) otherwise. Set by the server wiring; nil
 	// refuses actions that need it.
 	RequireUIA func(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error
+	// LastMembershipChange returns the events position of the newest
+	// membership change, so that device list checks skip the membership
+	// query when no one joined or left since a sync's token; set by the
+	// server wiring (nil: always query).
+	LastMembershipChange func() int64
 
 	store      *store.Store
 	serverName id.ServerName

@@ -325,6 +325,12 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 		// the latest position is merely too high (a wasted query) and the
 		// unread entries are taken back below.
 		s.latest.Store(b.roomID, lastPos)
+		if len(members) > 0 {
+			// Before visibility, like latest; a maximum, since rooms commit
+			// concurrently on PostgreSQL.
+			for old := s.lastMembership.Load(); old < lastPos && !s.lastMembership.CompareAndSwap(old, lastPos); old = s.lastMembership.Load() {
+			}
+		}
 		for _, row := range rows {
 			s.recent.add(row, r.latestPos)
 		}

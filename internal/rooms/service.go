@@ -17,6 +17,10 @@ import (
 	"luxchat/internal/store"
 )
 
+// LastMembershipChange returns the events position of the newest
+// membership change known to this process.
+func (s *Service) LastMembershipChange() int64 { return s.lastMembership.Load() }
+
 // Notifier is told about committed events so that waiting syncs wake up.
 type Notifier interface {
 	// RoomEvent: an event at pos was persisted in room; users are the
@@ -42,16 +46,19 @@ type Service struct {
 	versions     sync.Map          // room id → *roomversion.Version
 	latest       sync.Map          // room id → newest event position (int64)
 	lastCreateTS atomic.Int64
-	ignored      sync.Map // user id → map[string]bool
-	unread       *unreadTracker
-	memberships  *membershipCache
-	recent       *recentEvents
-	entries      *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
+	// lastMembership is the position of the newest membership change;
+	// before any change in this process it is the events position at start.
+	lastMembership atomic.Int64
+	ignored        sync.Map // user id → map[string]bool
+	unread         *unreadTracker
+	memberships    *membershipCache
+	recent         *recentEvents
+	entries        *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 }
 
 // New returns the rooms service.
 func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger) *Service {
-	return &Service{
+	s := &Service{
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log,
 		rooms:       map[string]*roomState{},
 		events:      newGenCache[*pdu.Event](4000),
@@ -61,6 +68,10 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 		memberships: newMembershipCache(),
 		recent:      newRecentEvents(),
 	}
+	// Changes before this process started are unknown: count them as
+	// happening at the start.
+	s.lastMembership.Store(st.Streams.Events.Current())
+	return s
 }
 
 // roomState is the cached current state of one room and its serial writer.

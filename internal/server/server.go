@@ -84,6 +84,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Accounts.OnDeactivate = s.Rooms.LeaveAll
 	s.E2EE = e2ee.New(st, cfg.ServerName, log)
 	s.E2EE.Wake = s.Sync.Wake
+	s.E2EE.LastMembershipChange = s.Rooms.LastMembershipChange
 	s.E2EE.RequireUIA = func(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error {
 		return s.Accounts.RequireUIA(ctx, accounts.Caller{UserID: userID, DeviceID: deviceID}, auth, action)
 	}
