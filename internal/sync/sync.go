@@ -36,6 +36,9 @@ type DeviceData interface {
 	KeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error)
 }
 
+// coalesce is how long a woken sync waits for more news before it answers.
+const coalesce = 2 * time.Millisecond
+
 // Service builds sync responses. It is safe for concurrent use.
 type Service struct {
 	// Devices adds end-to-end encryption data when set (before serving).
@@ -207,6 +210,9 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		}
 		select {
 		case <-wake:
+			// Let a burst of news land before answering: one response
+			// instead of one per event when a room is busy.
+			time.Sleep(coalesce)
 		case <-timer.C:
 			cur := s.current()
 			if since != nil && cur.Typing < since.Typing {
