@@ -16,16 +16,29 @@ import (
 // Users woken while some stream hides a position are woken again when a
 // stream advances, so that no event waits for an unrelated wake-up.
 type Notifier struct {
-	mu      gosync.Mutex
-	users   map[string]chan struct{}
-	streams []*store.Stream
-	rewake  map[string]struct{}
+	mu       gosync.Mutex
+	users    map[string]chan struct{}
+	streams  []*store.Stream
+	rewake   map[string]struct{}
+	deferred []deferredWake
+	events   *store.Stream // the first stream given: room events
 }
 
-// NewNotifier returns an idle notifier for the given sync streams, and
+// deferredWake holds back a wake-up until its position is visible.
+type deferredWake struct {
+	st    *store.Stream
+	pos   int64
+	users []string
+}
+
+// NewNotifier returns an idle notifier for the given sync streams (the
+// first being the events stream, as store.Streams.Sync orders them), and
 // registers itself to hear when they advance.
 func NewNotifier(streams ...*store.Stream) *Notifier {
 	n := &Notifier{users: map[string]chan struct{}{}, streams: streams, rewake: map[string]struct{}{}}
+	if len(streams) > 0 {
+		n.events = streams[0]
+	}
 	for _, st := range streams {
 		st.OnAdvance(n.advanced)
 	}
@@ -36,13 +49,37 @@ func NewNotifier(streams ...*store.Stream) *Notifier {
 func (n *Notifier) advanced() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(n.rewake) == 0 {
-		return
+	kept := n.deferred[:0]
+	for _, d := range n.deferred {
+		if d.st.Current() >= d.pos {
+			for _, u := range d.users {
+				n.wakeLocked(u)
+			}
+		} else {
+			kept = append(kept, d)
+		}
 	}
+	clear(n.deferred[len(kept):])
+	n.deferred = kept
 	for u := range n.rewake {
 		n.wakeLocked(u)
 	}
 	clear(n.rewake)
+}
+
+// WakeAt wakes users about news at a stream position: now if the position
+// is visible, else as soon as it becomes visible (waking them earlier would
+// only make them look and find nothing).
+func (n *Notifier) WakeAt(st *store.Stream, pos int64, users ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if st.Current() >= pos {
+		for _, u := range users {
+			n.wakeLocked(u)
+		}
+		return
+	}
+	n.deferred = append(n.deferred, deferredWake{st, pos, users})
 }
 
 func (n *Notifier) anyHidden() bool {
@@ -87,4 +124,10 @@ func (n *Notifier) wakeLocked(u string) {
 }
 
 // RoomEvent implements rooms.Notifier.
-func (n *Notifier) RoomEvent(roomID string, users []string, pos int64) { n.Wake(users...) }
+func (n *Notifier) RoomEvent(roomID string, users []string, pos int64) {
+	if n.events == nil {
+		n.Wake(users...)
+		return
+	}
+	n.WakeAt(n.events, pos, users...)
+}

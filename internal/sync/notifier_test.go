@@ -49,6 +49,47 @@ func TestNotifierRewakesHiddenNews(t *testing.T) {
 	}
 }
 
+// A room event whose position is hidden wakes nobody until it is visible.
+func TestNotifierDefersHiddenRoomEvents(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Options{PostgresDSN: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := NewNotifier(st.Streams.Sync()...)
+	ctx := context.Background()
+	slowStarted, finishSlow, slowDone := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		slowDone <- st.InTx(ctx, func(tx *store.Tx) error {
+			tx.Alloc(st.Streams.Events)
+			close(slowStarted)
+			<-finishSlow
+			return nil
+		})
+	}()
+	<-slowStarted
+	var pos int64
+	if err := st.InTx(ctx, func(tx *store.Tx) error { pos = tx.Alloc(st.Streams.Events); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ch := n.Chan("@a:x")
+	n.RoomEvent("!r:x", []string{"@a:x"}, pos)
+	select {
+	case <-ch:
+		t.Fatal("woken before the event is visible")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(finishSlow)
+	if err := <-slowDone; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("not woken once the event became visible")
+	}
+}
+
 func TestNotifierWake(t *testing.T) {
 	n := NewNotifier()
 	ch := n.Chan("@a:x")
