@@ -132,6 +132,21 @@ func TestTransactionIdempotency(t *testing.T) {
 		if n := strings.Count(strings.Join(bodies(p.Chunk), "|"), "once"); n != 1 {
 			t.Fatalf("stored %d times", n)
 		}
+		// A retry after the sender left the room still answers with the
+		// original event, as the first response would have.
+		bob := s.Register(t, "bob")
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]string{"user_id": bob.UserID}, nil)
+		bob.Join(room)
+		var first, retry struct {
+			EventID string `json:"event_id"`
+		}
+		bobPath := "/_matrix/client/v3/rooms/" + esc(room) + "/send/m.room.message/bob-txn"
+		bob.MustDo("PUT", bobPath, map[string]string{"msgtype": "m.text", "body": "hi"}, &first)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		bob.MustDo("PUT", bobPath, map[string]string{"msgtype": "m.text", "body": "hi"}, &retry)
+		if retry.EventID != first.EventID {
+			t.Fatalf("retry after leaving: %s, want %s", retry.EventID, first.EventID)
+		}
 		// The sender's device sees its transaction id.
 		for _, e := range p.Chunk {
 			if e.EventID == ids[0] && e.Unsigned["transaction_id"] != "same-txn" {

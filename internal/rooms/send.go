@@ -49,21 +49,26 @@ func (s *Service) Send(ctx context.Context, roomID string, p Proto, txn *Txn) (s
 		return "", err
 	}
 	defer r.mu.Unlock()
-	if txn != nil {
-		id, err := s.store.LookupTxnID(ctx, p.Sender, txn.DeviceID, txn.key())
-		if err == nil {
-			return id, nil
+	// Transactions are checked optimistically: the common first attempt
+	// costs no look-up, and a repeat is caught by the txn_ids key inside
+	// the commit (or, if the event would now be refused, looked up here).
+	earlier := func(err error) (string, error) {
+		if txn != nil {
+			if id, lerr := s.store.LookupTxnID(ctx, p.Sender, txn.DeviceID, txn.key()); lerr == nil {
+				return id, nil
+			}
 		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return "", err
-		}
+		return "", err
 	}
 	b := s.newBatch(r)
 	if _, err := s.add(ctx, b, p); err != nil {
-		return "", err
+		return earlier(err)
 	}
 	b.events[0].txn = txn
 	if err := s.commit(ctx, b); err != nil {
+		if errors.Is(err, store.ErrExists) && txn != nil {
+			return earlier(err)
+		}
 		return "", err
 	}
 	return b.events[0].ev.ID, nil

@@ -238,11 +238,19 @@ func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]
 	return out, rows.Err()
 }
 
-// PutTxnID records the event a client transaction produced.
+// PutTxnID records the event a client transaction produced; ErrExists when
+// the transaction already produced one.
 func (tx *Tx) PutTxnID(ctx context.Context, userID, deviceID, txnID, eventID string) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)`,
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id, device_id, txn_id) DO NOTHING`,
 		userID, deviceID, txnID, eventID, now())
-	return err
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
+	}
+	return nil
 }
 
 // LookupTxnID returns the event id of an earlier transaction, or ErrNotFound.
