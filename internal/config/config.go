@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -30,6 +31,8 @@ type Config struct {
 	Media        Media        `yaml:"media"`
 	Log          Log          `yaml:"log"`
 	Auth         Auth         `yaml:"auth"`
+	TLS          TLS          `yaml:"tls"`
+	Federation   Federation   `yaml:"federation"`
 	// PublicBaseURL is advertised in /.well-known/matrix/client; defaults
 	// to http://<listen.client>.
 	PublicBaseURL string `yaml:"public_base_url"`
@@ -39,6 +42,42 @@ type Config struct {
 type Listen struct {
 	Client  string `yaml:"client"`
 	Metrics string `yaml:"metrics"` // empty: no metrics listener
+	// Federation is the HTTPS address of the Server-Server API; empty: no
+	// federation listener.
+	Federation string `yaml:"federation"`
+}
+
+// TLS holds the certificate of the federation listener.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Federation configures the Server-Server API, inbound and outbound.
+type Federation struct {
+	// Enabled allows federation; it only listens when listen.federation
+	// is set too.
+	Enabled bool `yaml:"enabled"`
+	// TrustedCAFile is a PEM bundle trusted, besides the system roots,
+	// for the certificates of other servers.
+	TrustedCAFile string `yaml:"trusted_ca_file"`
+	// AllowedServers lists the server names we federate with; '*' matches
+	// any run of characters ("*.gouv.test"). Empty: every server.
+	AllowedServers []string `yaml:"allowed_servers"`
+	// DenyNetworks lists CIDRs that outbound requests never connect to.
+	DenyNetworks []string `yaml:"deny_networks"`
+	// WellKnownServer, when set, is served as m.server in
+	// /.well-known/matrix/server on the client listener.
+	WellKnownServer string `yaml:"well_known_server"`
+}
+
+// DefaultDenyNetworks are the networks outbound federation never contacts
+// unless the operator says otherwise: loopback, RFC 1918, link-local,
+// CGNAT, and IPv6 loopback, ULA and link-local.
+var DefaultDenyNetworks = []string{
+	"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+	"169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8",
+	"::1/128", "fc00::/7", "fe80::/10", "::/128",
 }
 
 // Registration controls who may create accounts.
@@ -85,7 +124,35 @@ type Media struct {
 	MaxPendingUploads int `yaml:"max_pending_uploads"`
 	// UnusedExpiry is how long a reservation waits for its content.
 	UnusedExpiry Duration `yaml:"unused_expiry"`
+	// Store is where sealed blobs live: "fs" (data_dir/media) or "s3".
+	Store string `yaml:"store"`
+	// S3 locates the bucket when Store is "s3".
+	S3 MediaS3 `yaml:"s3"`
+	// URLPreview configures GET /_matrix/client/v1/media/preview_url.
+	URLPreview URLPreview `yaml:"url_preview"`
 }
+
+// MediaS3 locates an S3-compatible bucket.
+type MediaS3 struct {
+	Endpoint  string `yaml:"endpoint"` // host:port
+	Bucket    string `yaml:"bucket"`
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+	Region    string `yaml:"region"`
+	UseTLS    bool   `yaml:"use_tls"`
+}
+
+// URLPreview configures URL previews.
+type URLPreview struct {
+	// Enabled lets the server fetch public http(s) URLs for its users.
+	Enabled bool `yaml:"enabled"`
+}
+
+// Media blob stores.
+const (
+	MediaStoreFS = "fs"
+	MediaStoreS3 = "s3"
+)
 
 // Legacy unauthenticated media modes.
 const (
@@ -147,8 +214,15 @@ func Default() *Config {
 			LegacyUnauthenticated: MediaLegacyFrozen,
 			MaxPendingUploads:     10,
 			UnusedExpiry:          Duration{24 * time.Hour},
+			Store:                 MediaStoreFS,
+			S3:                    MediaS3{UseTLS: true},
 		},
 		Log: Log{Level: "info", Format: "text"},
+		Federation: Federation{
+			Enabled:        true,
+			AllowedServers: []string{},
+			DenyNetworks:   append([]string(nil), DefaultDenyNetworks...),
+		},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -239,6 +313,15 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("media.legacy_unauthenticated must be frozen or open, not %q", c.Media.LegacyUnauthenticated))
 	}
+	switch c.Media.Store {
+	case MediaStoreFS:
+	case MediaStoreS3:
+		if c.Media.S3.Endpoint == "" || c.Media.S3.Bucket == "" {
+			errs = append(errs, errors.New("media.s3.endpoint and media.s3.bucket must be set when media.store is s3"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("media.store must be fs or s3, not %q", c.Media.Store))
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -252,10 +335,32 @@ func (c *Config) Validate() error {
 	if c.Auth.PasswordHashMemoryKiB < 1024 || c.Auth.PasswordHashTime < 1 {
 		errs = append(errs, errors.New("auth.password_hash_memory_kib must be >= 1024 and auth.password_hash_time >= 1"))
 	}
+	errs = append(errs, c.validateFederation()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
+}
+
+func (c *Config) validateFederation() []error {
+	var errs []error
+	if c.Listen.Federation != "" && c.Federation.Enabled && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("listen.federation needs tls.cert_file and tls.key_file"))
+	}
+	for _, n := range c.Federation.DenyNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			errs = append(errs, fmt.Errorf("federation.deny_networks: %q is not a CIDR", n))
+		}
+	}
+	for _, s := range c.Federation.AllowedServers {
+		if s == "" || strings.ContainsAny(s, " \t/") {
+			errs = append(errs, fmt.Errorf("federation.allowed_servers: bad pattern %q", s))
+		}
+	}
+	if w := c.Federation.WellKnownServer; w != "" && strings.ContainsAny(w, " \t/") {
+		errs = append(errs, fmt.Errorf("federation.well_known_server: bad server name %q", w))
+	}
+	return errs
 }
 
 // PostgresDSN returns the DSN when the database is PostgreSQL.
@@ -281,6 +386,29 @@ listen:
   client: 127.0.0.1:8008
   # Prometheus metrics at /metrics; empty disables the listener.
   metrics: ""
+  # Server-Server API (HTTPS with tls.cert_file); empty: no federation
+  # listener. server_name may carry this port, e.g. example.org:8448.
+  federation: ""
+
+tls:
+  # PEM certificate (chain) and key of the federation listener, valid for
+  # the server name's host.
+  cert_file: ""
+  key_file: ""
+
+federation:
+  # Federate with other servers (needs listen.federation to be reachable).
+  enabled: true
+  # PEM bundle trusted besides the system roots for other servers' certificates.
+  trusted_ca_file: ""
+  # Server names we federate with, '*' matching any characters, e.g.
+  # ["*.gouv.test", "police.test:8448"]; empty: every server.
+  allowed_servers: []
+  # Networks outbound federation never connects to.
+  deny_networks: [127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, 0.0.0.0/8, "::1/128", "fc00::/7", "fe80::/10", "::/128"]
+  # Served as m.server in /.well-known/matrix/server when set (delegation,
+  # e.g. "matrix.example.org:8448"); empty: 404.
+  well_known_server: ""
 
 # Where the SQLite database and the signing key live.
 data_dir: ./luxchat-data
@@ -329,6 +457,20 @@ media:
   # in data_dir/media.key (created on first start) or, when set, in the
   # LUXCHAT_MEDIA_KEY environment variable. "luxchat media rotate-key"
   # replaces it.
+  # Where the encrypted blobs live. fs: data_dir/media. s3: the bucket
+  # below on an S3-compatible server (it must exist).
+  store: fs
+  s3:
+    endpoint: ""     # host:port, e.g. s3.example.org or 127.0.0.1:9000
+    bucket: ""
+    access_key: ""
+    secret_key: ""   # e.g. ${LUXCHAT_S3_SECRET}
+    region: ""
+    use_tls: true
+  url_preview:
+    # GET /_matrix/client/v1/media/preview_url: the server fetches public
+    # http(s) pages (never private or loopback addresses) for its users.
+    enabled: false
 
 log:
   level: info   # debug | info | warn | error

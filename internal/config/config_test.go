@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,7 @@ func TestTemplateIsTheDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if *c != *d {
+	if !reflect.DeepEqual(c, d) {
 		t.Fatalf("template differs from defaults:\n%+v\n%+v", c, d)
 	}
 }
@@ -99,5 +100,63 @@ func TestMediaKeys(t *testing.T) {
 	}
 	if _, err := Parse([]byte("media: {max_upload_byte: 1}\n")); err == nil || !strings.Contains(err.Error(), "max_upload_byte") {
 		t.Fatalf("unknown media key: %v", err)
+	}
+}
+
+func TestMediaStoreKeys(t *testing.T) {
+	t.Setenv("LUXCHAT_TEST_S3_SECRET", "s3cr3t")
+	c, err := Parse([]byte("media:\n  store: s3\n  s3: {endpoint: 127.0.0.1:9000, bucket: media, access_key: ak, secret_key: \"${LUXCHAT_TEST_S3_SECRET}\", region: eu-1, use_tls: false}\n  url_preview: {enabled: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Media
+	if m.Store != MediaStoreS3 || m.S3 != (MediaS3{Endpoint: "127.0.0.1:9000", Bucket: "media", AccessKey: "ak", SecretKey: "s3cr3t", Region: "eu-1"}) || !m.URLPreview.Enabled {
+		t.Fatalf("%+v", m)
+	}
+	for _, bad := range []string{"media: {store: s4}\n", "media: {store: s3}\n", "media: {s3: {endpont: x}}\n", "media: {url_preview: {enable: true}}\n"} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestFederationKeys(t *testing.T) {
+	d := Default()
+	if !d.Federation.Enabled || d.Listen.Federation != "" || len(d.Federation.AllowedServers) != 0 || len(d.Federation.DenyNetworks) != len(DefaultDenyNetworks) {
+		t.Fatalf("defaults %+v", d.Federation)
+	}
+	c, err := Parse([]byte(`server_name: hs1.test:8448
+listen: {federation: '0.0.0.0:8448'}
+tls: {cert_file: /c.pem, key_file: /k.pem}
+federation:
+  trusted_ca_file: /ca.pem
+  allowed_servers: ["*.gouv.test", "police.test:8448"]
+  deny_networks: []
+  well_known_server: matrix.hs1.test:443
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.Federation
+	if c.ServerName != "hs1.test:8448" || c.Listen.Federation != "0.0.0.0:8448" || c.TLS.CertFile != "/c.pem" || c.TLS.KeyFile != "/k.pem" ||
+		f.TrustedCAFile != "/ca.pem" || !reflect.DeepEqual(f.AllowedServers, []string{"*.gouv.test", "police.test:8448"}) ||
+		len(f.DenyNetworks) != 0 || f.WellKnownServer != "matrix.hs1.test:443" || !f.Enabled {
+		t.Fatalf("%+v %+v", c.Listen, f)
+	}
+	for _, in := range []string{
+		"listen: {federation: ':8448'}",           // no certificate
+		"federation: {deny_networks: [10.0.0.0]}", // not a CIDR
+		"federation: {allowed_servers: ['']}",     // empty pattern
+		"federation: {well_known_server: 'a b'}",  // not a server name
+		"federation: {allowd_servers: []}",        // unknown key
+		"tls: {cert: x}",                          // unknown key
+	} {
+		if _, err := Parse([]byte(in)); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+	// Without federation, the listener needs no certificate.
+	if _, err := Parse([]byte("listen: {federation: ':8448'}\nfederation: {enabled: false}\n")); err != nil {
+		t.Error(err)
 	}
 }

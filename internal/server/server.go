@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
 	"luxchat/internal/e2ee"
+	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/clientapi"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/httpapi/mediaapi"
@@ -42,9 +44,14 @@ type Server struct {
 	Media    *media.Service
 	Log      *slog.Logger
 	Key      signing.KeyPair
+	// Federation and Keys are nil when federation.enabled is false.
+	Federation *federation.Client
+	Keys       *federation.Keys
 
-	handler http.Handler
-	metrics *prometheus.Registry
+	handler    http.Handler
+	fedHandler http.Handler // nil: no federation listener
+	fedTLS     *tls.Config
+	metrics    *prometheus.Registry
 }
 
 // New opens the store, loads or creates the signing key and builds the
@@ -68,7 +75,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
-	blobs, err := media.NewFSBlobStore(filepath.Join(cfg.DataDir, "media"))
+	blobs, err := media.OpenBlobStore(ctx, cfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -114,6 +121,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		}
 		return map[string]string{"status": "ok"}, nil
 	})
+	if err := s.setupFederation(rt); err != nil {
+		st.Close()
+		return nil, err
+	}
 	s.handler = rt
 	return s, nil
 }
@@ -131,10 +142,22 @@ func (s *Server) Serve(ctx context.Context) error {
 	return s.ServeListener(ctx, ln)
 }
 
-// ServeListener is Serve on an existing listener.
+// ServeListener is Serve on an existing client listener.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	return s.ServeListeners(ctx, ln, nil)
+}
+
+// ServeListeners is Serve on existing listeners; fed (the federation
+// listener, TLS added here) may be nil to listen on listen.federation.
+func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error {
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	fsrv, err := s.serveFederation(fed, errc)
+	if err != nil {
+		ln.Close()
+		s.Store.Close()
+		return err
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server
 	if s.Config.Listen.Metrics != "" {
@@ -160,7 +183,10 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.Sync.Close() // long polls answer now instead of holding the shutdown
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	err := srv.Shutdown(shutCtx)
+	err = srv.Shutdown(shutCtx)
+	if fsrv != nil {
+		_ = fsrv.Shutdown(shutCtx)
+	}
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
 	}

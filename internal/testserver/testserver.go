@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"luxchat/internal/config"
+	"luxchat/internal/federation"
 	"luxchat/internal/server"
 	"luxchat/internal/testutil/pgtest"
 )
@@ -36,17 +37,24 @@ type Server struct {
 // Stop shuts the server down gracefully and returns Serve's result.
 func (s *Server) Stop() error { return s.stop() }
 
-// Option changes the test server's configuration.
-type Option func(*config.Config)
+// Option changes the test server's configuration (or setup).
+type Option func(*setup)
+
+// setup is what options change.
+type setup struct {
+	cfg   *config.Config
+	fedLn net.Listener   // federation listener made by Federation.Server
+	dns   federation.DNS // replaces the federation client's DNS when set
+}
 
 // WithPostgres runs the server on a fresh PostgreSQL database.
 func WithPostgres(t testing.TB) Option {
 	dsn := pgtest.NewDatabase(t)
-	return func(c *config.Config) { c.Database = dsn }
+	return func(s *setup) { s.cfg.Database = dsn }
 }
 
 // WithConfig edits the configuration directly.
-func WithConfig(f func(*config.Config)) Option { return f }
+func WithConfig(f func(*config.Config)) Option { return func(s *setup) { f(s.cfg) } }
 
 // New starts a server that lives until the test ends.
 func New(t testing.TB, opts ...Option) *Server {
@@ -57,8 +65,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	cfg.RateLimits.Enabled = false
 	cfg.Auth.PasswordHashMemoryKiB = 1024
 	cfg.Auth.PasswordHashTime = 1
+	su := &setup{cfg: cfg}
 	for _, o := range opts {
-		o(cfg)
+		o(su)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,8 +85,11 @@ func New(t testing.TB, opts ...Option) *Server {
 		cancel()
 		t.Fatal(err)
 	}
+	if su.dns != nil && srv.Federation != nil {
+		srv.Federation.SetDNS(su.dns)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, ln) }()
+	go func() { done <- srv.ServeListeners(ctx, ln, su.fedLn) }()
 	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv}
 	var once sync.Once
 	ts.stop = func() error {

@@ -13,6 +13,9 @@ type API struct {
 	Config *config.Config
 	Media  *media.Service
 	Log    *slog.Logger
+	// Preview fetches URL previews; Register creates it when
+	// media.url_preview.enabled is set and it is nil.
+	Preview *media.Previewer
 }
 
 const (
@@ -29,6 +32,9 @@ func Register(rt *httputil.Router, a *API) {
 	// Uploads may be larger than other request bodies; the service caps
 	// them while streaming.
 	body := httputil.BodyLimit(a.Config.Media.MaxUploadBytes)
+	if a.Preview == nil && a.Config.Media.URLPreview.Enabled {
+		a.Preview = media.NewPreviewer(a.Media, a.Log)
+	}
 
 	rt.Handle("POST "+mediaV3+"/upload", user, a.upload, limited, body)
 	rt.Handle("POST "+mediaV1+"/create", user, a.create, limited)
@@ -39,10 +45,13 @@ func Register(rt *httputil.Router, a *API) {
 	rt.Handle("GET "+clientV1+"/download/{serverName}/{mediaId}", user, a.download)
 	rt.Handle("GET "+clientV1+"/download/{serverName}/{mediaId}/{fileName}", user, a.download)
 	rt.Handle("GET "+clientV1+"/thumbnail/{serverName}/{mediaId}", user, a.thumbnail)
+	rt.Handle("GET "+clientV1+"/preview_url", user, a.previewURL, limited)
 
 	// Deprecated unauthenticated endpoints, frozen by default.
 	rt.Handle("GET "+mediaV3+"/config", user, a.config)
 	rt.Handle("GET "+mediaV3+"/download/{serverName}/{mediaId}", none, a.legacyDownload)
 	rt.Handle("GET "+mediaV3+"/download/{serverName}/{mediaId}/{fileName}", none, a.legacyDownload)
 	rt.Handle("GET "+mediaV3+"/thumbnail/{serverName}/{mediaId}", none, a.legacyThumbnail)
+	// Deprecated but authenticated, so not frozen (content-repo.yaml).
+	rt.Handle("GET "+mediaV3+"/preview_url", user, a.previewURL, limited)
 }

@@ -1,0 +1,9 @@
+// Package federation is the outbound side of the Server-Server API and the
+// server keys it depends on: server name resolution (the spec's "Resolving
+// server names"), an HTTPS client that signs requests with the X-Matrix
+// header and refuses denied networks and servers outside the allow list,
+// and fetching, verifying and caching other servers' signing keys
+// (directly or through notaries).
+//
+// It imports matrix/*, config and store; never httpapi.
+package federation

@@ -1,0 +1,78 @@
+package fedapi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/signing"
+)
+
+// ServerHandler serves a route whose caller is an authenticated server.
+type ServerHandler func(r *httputil.Request, origin string) (any, error)
+
+// Authenticated wraps h with request authentication ("Authentication"
+// in the Server-Server API): an X-Matrix Authorization header naming us
+// as destination (or none), from an origin that federation.allowed_servers
+// allows, signed over method, uri, origin, destination and content with
+// the origin's key. A missing or bad signature is 401 M_UNAUTHORIZED; an
+// origin we do not federate with is 403 M_FORBIDDEN. The body stays
+// readable by h.
+func (a *API) Authenticated(h ServerHandler) httputil.Handler {
+	return func(r *httputil.Request) (any, error) {
+		var headers []string
+		for _, v := range r.Header.Values("Authorization") {
+			if len(v) > 8 && strings.EqualFold(v[:8], "X-Matrix") {
+				headers = append(headers, v)
+			}
+		}
+		if len(headers) == 0 {
+			return nil, errcode.Unauthorized("missing X-Matrix authorization")
+		}
+		body, err := r.Body()
+		if err != nil {
+			return nil, err
+		}
+		r.Request.Body = io.NopCloser(bytes.NewReader(body))
+		var firstErr error
+		for _, hv := range headers {
+			origin, err := a.verify(r, hv, body)
+			if err == nil {
+				return h(r, origin)
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+		return nil, firstErr
+	}
+}
+
+func (a *API) verify(r *httputil.Request, header string, body []byte) (string, error) {
+	self := a.Config.ServerName
+	x, err := signing.ParseXMatrix(header)
+	if err != nil {
+		return "", errcode.Unauthorized("invalid X-Matrix authorization")
+	}
+	if x.Destination != "" && x.Destination != self {
+		return "", errcode.Unauthorized("request is for another destination")
+	}
+	if err := a.Policy.Allowed(x.Origin); err != nil {
+		return "", errcode.Forbidden("federation with %s is not allowed", x.Origin)
+	}
+	pub, err := a.Keys.RequestKey(r.Context(), x.Origin, x.Key)
+	if err != nil {
+		a.Log.Info("federation request: origin key unavailable", "origin", x.Origin, "key", x.Key, "err", err)
+		return "", errcode.Unauthorized("cannot verify the signature of %s", x.Origin)
+	}
+	if err := signing.VerifyRequest(x, pub, self, r.Method, r.RequestURI, body); err != nil {
+		if errors.Is(err, signing.ErrBadJSON) {
+			return "", errcode.Unauthorized("request content is not JSON")
+		}
+		return "", errcode.Unauthorized("invalid signature")
+	}
+	return x.Origin, nil
+}

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"luxchat/internal/federation"
+	"luxchat/internal/httpapi/fedapi"
+	"luxchat/internal/httpapi/httputil"
+)
+
+// setupFederation builds the federation client, the key ring and the
+// federation listener's handler (when federation is enabled), and adds
+// /.well-known/matrix/server to the client router.
+func (s *Server) setupFederation(clientRouter *httputil.Router) error {
+	cfg := s.Config
+	fedapi.RegisterWellKnown(clientRouter, cfg)
+	if !cfg.Federation.Enabled {
+		return nil
+	}
+	policy, err := federation.NewPolicy(cfg.ServerName, cfg.Federation.AllowedServers, cfg.Federation.DenyNetworks)
+	if err != nil {
+		return fmt.Errorf("federation: %w", err)
+	}
+	roots, err := federation.LoadRoots(cfg.Federation.TrustedCAFile)
+	if err != nil {
+		return err
+	}
+	old, err := federation.LoadOldKeys(filepath.Join(cfg.DataDir, "old_signing.keys"))
+	if err != nil {
+		return fmt.Errorf("old signing keys: %w", err)
+	}
+	s.Federation = federation.NewClient(cfg.ServerName, s.Key, policy, net.DefaultResolver, roots)
+	s.Keys = federation.NewKeys(cfg.ServerName, s.Key, old, s.Store, s.Federation)
+	if cfg.Listen.Federation == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("federation tls certificate: %w", err)
+	}
+	s.fedTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	rt := httputil.NewRouter(nil, cfg.Limits.MaxRequestBytes, s.Log)
+	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: policy, Accounts: s.Accounts, Log: s.Log})
+	s.fedHandler = rt
+	return nil
+}
+
+// FederationHandler is the Server-Server API handler, nil when there is no
+// federation listener.
+func (s *Server) FederationHandler() http.Handler { return s.fedHandler }
+
+// serveFederation starts the HTTPS federation server on ln (or on
+// listen.federation when ln is nil); it returns nil when there is none.
+func (s *Server) serveFederation(ln net.Listener, errc chan<- error) (*http.Server, error) {
+	if s.fedHandler == nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return nil, nil
+	}
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Config.Listen.Federation); err != nil {
+			return nil, fmt.Errorf("listen federation: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: s.fedHandler, TLSConfig: s.fedTLS, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { errc <- srv.Serve(tls.NewListener(ln, s.fedTLS)) }()
+	s.Log.Info("federation listening", "address", ln.Addr().String())
+	return srv, nil
+}
