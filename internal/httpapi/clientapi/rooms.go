@@ -246,7 +246,8 @@ func (a *API) stateEvent(r *httputil.Request) (any, error) {
 	return content, nil
 }
 
-func readContent(r *httputil.Request) (json.RawMessage, error) {
+// readObject reads a body that must be a JSON object of at most max bytes.
+func readObject(r *httputil.Request, max int) (json.RawMessage, error) {
 	var obj map[string]json.RawMessage
 	raw, err := r.Body()
 	if err != nil {
@@ -255,10 +256,14 @@ func readContent(r *httputil.Request) (json.RawMessage, error) {
 	if err := httputil.DecodeJSON(raw, &obj); err != nil {
 		return nil, err
 	}
-	if len(raw) > rooms.MaxEventBytes {
-		return nil, errcode.TooLarge("event content too large")
+	if len(raw) > max {
+		return nil, errcode.TooLarge("body larger than %d bytes", max)
 	}
 	return json.RawMessage(raw), nil
+}
+
+func readContent(r *httputil.Request) (json.RawMessage, error) {
+	return readObject(r, rooms.MaxEventBytes)
 }
 
 // PUT /rooms/{roomId}/state/{eventType}/{stateKey}

@@ -28,21 +28,6 @@ func (a *API) putAccountDataFor(r *httputil.Request, roomID, typ string, content
 	return nil
 }
 
-func (a *API) readAccountData(r *httputil.Request) ([]byte, error) {
-	raw, err := r.Body()
-	if err != nil {
-		return nil, err
-	}
-	var obj map[string]json.RawMessage
-	if err := httputil.DecodeJSON(raw, &obj); err != nil {
-		return nil, err
-	}
-	if len(raw) > 65536 {
-		return nil, errcode.TooLarge("account data too large")
-	}
-	return raw, nil
-}
-
 func (a *API) getAccountDataFor(r *httputil.Request, roomID, typ string) (any, error) {
 	if err := a.ownUser(r); err != nil {
 		return nil, err
@@ -64,6 +49,12 @@ func (a *API) getAccountData(r *httputil.Request) (any, error) {
 
 // PUT /user/{userId}/account_data/{type}
 func (a *API) putAccountData(r *httputil.Request) (any, error) {
+	return a.putAccountDataIn(r, "")
+}
+
+// putAccountDataIn stores the body as account data of the caller, global
+// (roomID "") or for a room.
+func (a *API) putAccountDataIn(r *httputil.Request, roomID string) (any, error) {
 	if err := a.ownUser(r); err != nil {
 		return nil, err
 	}
@@ -71,11 +62,11 @@ func (a *API) putAccountData(r *httputil.Request) (any, error) {
 	if serverManaged[typ] {
 		return nil, errcode.BadJSON("%s is managed by the server", typ)
 	}
-	c, err := a.readAccountData(r)
+	c, err := readObject(r, 65536)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.putAccountDataFor(r, "", typ, c); err != nil {
+	if err := a.putAccountDataFor(r, roomID, typ, c); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -100,25 +91,11 @@ func (a *API) getRoomAccountData(r *httputil.Request) (any, error) {
 
 // PUT /user/{userId}/rooms/{roomId}/account_data/{type}
 func (a *API) putRoomAccountData(r *httputil.Request) (any, error) {
-	if err := a.ownUser(r); err != nil {
-		return nil, err
-	}
 	roomID, err := a.roomForAccountData(r)
 	if err != nil {
 		return nil, err
 	}
-	typ := r.Var("type")
-	if serverManaged[typ] {
-		return nil, errcode.BadJSON("%s is managed by the server", typ)
-	}
-	c, err := a.readAccountData(r)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.putAccountDataFor(r, roomID, typ, c); err != nil {
-		return nil, err
-	}
-	return struct{}{}, nil
+	return a.putAccountDataIn(r, roomID)
 }
 
 type tagsContent struct {
