@@ -1,8 +1,10 @@
 # luxchat — build and test.
 LUXCHAT_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 export LUXCHAT_TEST_POSTGRES
+# Tools installed with go install (versitygw for the S3 blob store tests).
+export PATH := $(PATH):$(shell go env GOPATH)/bin
 
-.PHONY: build run test unit e2e lint bench complement-image
+.PHONY: build run test unit e2e lint bench tools complement-image
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/luxchat ./cmd/luxchat
@@ -19,7 +21,11 @@ lint:
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-unit:
+# An S3-compatible server that the S3 blob store tests start on loopback.
+tools:
+	@command -v versitygw >/dev/null 2>&1 || go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
+unit: tools
 	go test -count=1 -timeout 20m ./...
 
 e2e:
