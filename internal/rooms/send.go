@@ -262,9 +262,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			if pe.txn != nil {
 				row.TxnDevice.String, row.TxnDevice.Valid = pe.txn.DeviceID, true
 				row.TxnID.String, row.TxnID.Valid = pe.txn.ID, true
-				if err := tx.PutTxnID(ctx, ev.Sender, pe.txn.DeviceID, pe.txn.key(), ev.ID); err != nil {
-					return err
-				}
+				row.TxnKey.String, row.TxnKey.Valid = pe.txn.key(), true
 			}
 			if ev.IsState() {
 				row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true

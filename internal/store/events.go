@@ -24,6 +24,9 @@ type EventRow struct {
 	Redacted   bool
 	TxnDevice  sql.NullString
 	TxnID      sql.NullString
+	// TxnKey identifies the client transaction (its id scoped by endpoint)
+	// for idempotency; written, never read back into rows.
+	TxnKey sql.NullString
 }
 
 const eventCols = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, state_group, redacted, txn_device, txn_id`
@@ -58,12 +61,17 @@ func scanEvents(rows *sql.Rows, err error) ([]*EventRow, error) {
 	return out, rows.Err()
 }
 
-// InsertEvent stores an event row.
+// InsertEvent stores an event row; ErrExists when its client transaction
+// (sender, device, TxnKey) already produced an event.
 func (tx *Tx) InsertEvent(ctx context.Context, e *EventRow) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID)
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO events (`+eventCols+`, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+		ON CONFLICT (sender, txn_device, txn_key) WHERE txn_key IS NOT NULL DO NOTHING`,
+		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID, e.TxnKey)
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrExists
 	}
 	return nil
 }
@@ -238,25 +246,14 @@ func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]
 	return out, rows.Err()
 }
 
-// PutTxnID records the event a client transaction produced; ErrExists when
-// the transaction already produced one.
-func (tx *Tx) PutTxnID(ctx context.Context, userID, deviceID, txnID, eventID string) error {
-	res, err := tx.q.ExecContext(ctx, `INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (user_id, device_id, txn_id) DO NOTHING`,
-		userID, deviceID, txnID, eventID, now())
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrExists
-	}
-	return nil
-}
-
 // LookupTxnID returns the event id of an earlier transaction, or ErrNotFound.
-func (s *Store) LookupTxnID(ctx context.Context, userID, deviceID, txnID string) (string, error) {
+func (s *Store) LookupTxnID(ctx context.Context, userID, deviceID, txnKey string) (string, error) {
 	var id string
-	err := s.reader().QueryRowContext(ctx, `SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`, userID, deviceID, txnID).Scan(&id)
+	err := s.reader().QueryRowContext(ctx, `SELECT event_id FROM events WHERE sender = $1 AND txn_device = $2 AND txn_key = $3`, userID, deviceID, txnKey).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Transactions from before migration 8.
+		err = s.reader().QueryRowContext(ctx, `SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`, userID, deviceID, txnKey).Scan(&id)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNotFound
 	}
