@@ -273,7 +273,7 @@ func mediaCmd(cmd string, args []string, stdout io.Writer) error {
 	pos, flags := splitArgs(args)
 	fs := flag.NewFlagSet("media", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
-	olderThan := fs.String("older-than", "90d", "purge: age of expired reservations to delete (e.g. 90d, 12h)")
+	olderThan := fs.String("older-than", "90d", "purge: age of expired reservations and cached remote media to delete (e.g. 90d, 12h)")
 	if err := fs.Parse(flags); err != nil {
 		return err
 	}
@@ -311,8 +311,13 @@ func mediaCmd(cmd string, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		// TODO(#4): purge the remote media cache once federation fills it.
-		fmt.Fprintf(stdout, "done: %d expired upload reservations older than %s deleted; local media is kept (references live in events)\n", n, *olderThan)
+		r, err := srv.Media.PurgeRemote(ctx, time.Now().Add(-age), func(total int64) {
+			fmt.Fprintf(stdout, "deleted %d cached remote media\n", total)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "done: %d expired upload reservations and %d cached remote media older than %s deleted; local media is kept (references live in events)\n", n, r, *olderThan)
 		return nil
 	}
 	return fmt.Errorf("unknown media command %q", cmd)

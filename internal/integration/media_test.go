@@ -202,7 +202,13 @@ func TestMediaUploadDownload(t *testing.T) {
 		}
 
 		// Remote and unknown media.
-		for _, p := range []string{"/_matrix/client/v1/media/download/matrix.org/abc", dl + "unknown", dl + "bad%2F..%2Fid", "/_matrix/client/v1/media/download/localhost/" + id + "%00"} {
+		// Remote media is fetched over federation: an unreachable server
+		// (here a loopback address, a denied network) is 502.
+		resp, body = mediaReq(t, bob, "GET", "/_matrix/client/v1/media/download/127.0.0.1:1/abc", nil, nil, true)
+		if resp.StatusCode != 502 {
+			t.Fatalf("unreachable remote: %d %s", resp.StatusCode, body)
+		}
+		for _, p := range []string{dl + "unknown", dl + "bad%2F..%2Fid", "/_matrix/client/v1/media/download/localhost/" + id + "%00"} {
 			resp, body = mediaReq(t, bob, "GET", p, nil, nil, true)
 			if resp.StatusCode != 404 && resp.StatusCode != 400 {
 				t.Fatalf("%s: %d %s", p, resp.StatusCode, body)

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -39,6 +40,10 @@ type Service struct {
 
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // media id → closed when its content arrives
+
+	fetch         Fetcher            // nil: remote media is not found
+	remote        singleflight.Group // one fetch per remote media at a time
+	remoteFetches atomic.Int64
 }
 
 // New returns the media service.
@@ -367,13 +372,19 @@ type Content struct {
 // MaxWait bounds timeout_ms for content not yet uploaded.
 const MaxWait = 60 * time.Second
 
-// Get returns local content, waiting up to wait for a reservation to be
-// filled. Remote media is not found: this server does not federate yet.
+// Get returns content, waiting up to wait for a local reservation to be
+// filled. Remote media is served from the cache, fetched first when it is
+// not there (see remote.go).
 func (s *Service) Get(ctx context.Context, serverName, mediaID string, wait time.Duration) (*Content, error) {
 	if serverName != s.serverName {
-		// TODO(#4): fetch and cache remote media once federation exists.
-		return nil, errcode.NotFound("remote media is not available on this server")
+		return s.getRemote(ctx, serverName, mediaID)
 	}
+	return s.GetLocal(ctx, mediaID, wait)
+}
+
+// GetLocal returns media uploaded to this server (never a cached remote
+// copy), waiting up to wait for a reservation to be filled.
+func (s *Service) GetLocal(ctx context.Context, mediaID string, wait time.Duration) (*Content, error) {
 	if !mediaIDRe.MatchString(mediaID) {
 		return nil, errcode.NotFound("media not found")
 	}
@@ -388,13 +399,7 @@ func (s *Service) Get(ctx context.Context, serverName, mediaID string, wait time
 			return nil, err
 		}
 		if row.UploadedTS != 0 {
-			key, err := s.keys.unwrap(row.WrappedKey, row.KeyID, row.Blob)
-			if err != nil {
-				s.log.Error("media key failed authentication", "media_id", mediaID, "err", err)
-				return nil, errIntegrity()
-			}
-			return &Content{MediaID: mediaID, ContentType: row.ContentType, FileName: row.UploadName, Size: row.Size,
-				ETag: `"` + mediaID + `"`, Unauthenticated: row.Unauthenticated, blob: row.Blob, key: key}, nil
+			return s.contentOf(row)
 		}
 		now := s.now()
 		if row.ExpiresTS <= now.UnixMilli() {

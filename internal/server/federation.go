@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/fedapi"
 	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/media"
 )
 
 // setupFederation builds the federation client, the key ring and the
@@ -36,6 +40,7 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 	}
 	s.Federation = federation.NewClient(cfg.ServerName, s.Key, policy, net.DefaultResolver, roots)
 	s.Keys = federation.NewKeys(cfg.ServerName, s.Key, old, s.Store, s.Federation)
+	s.Media.SetFetcher(s.fetchRemoteMedia)
 	if cfg.Listen.Federation == "" {
 		return nil
 	}
@@ -45,7 +50,7 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 	}
 	s.fedTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	rt := httputil.NewRouter(nil, cfg.Limits.MaxRequestBytes, s.Log)
-	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: policy, Accounts: s.Accounts, Log: s.Log})
+	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: policy, Accounts: s.Accounts, Media: s.Media, Log: s.Log})
 	s.fedHandler = rt
 	return nil
 }
@@ -73,4 +78,35 @@ func (s *Server) serveFederation(ln net.Listener, errc chan<- error) (*http.Serv
 	go func() { errc <- srv.Serve(tls.NewListener(ln, s.fedTLS)) }()
 	s.Log.Info("federation listening", "address", ln.Addr().String())
 	return srv, nil
+}
+
+// fetchRemoteMedia is the media service's Fetcher: a federation download,
+// its errors told in the media service's terms.
+func (s *Server) fetchRemoteMedia(ctx context.Context, origin, mediaID string, maxBytes int64) (*media.RemoteFile, error) {
+	m, err := s.Federation.DownloadMedia(ctx, origin, mediaID, nil, maxBytes)
+	if err != nil {
+		return nil, mediaFetchError(err)
+	}
+	return &media.RemoteFile{ContentType: m.ContentType, FileName: m.FileName, Body: mediaBody{m.Body}}, nil
+}
+
+func mediaFetchError(err error) error {
+	var re *federation.RemoteError
+	switch {
+	case errors.As(err, &re) && re.Status == http.StatusNotFound, errors.Is(err, federation.ErrNotAllowed):
+		return fmt.Errorf("%w: %w", media.ErrRemoteNotFound, err)
+	case errors.Is(err, federation.ErrMediaTooLarge):
+		return fmt.Errorf("%w: %w", media.ErrRemoteTooLarge, err)
+	}
+	return err
+}
+
+type mediaBody struct{ io.ReadCloser }
+
+func (b mediaBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = mediaFetchError(err)
+	}
+	return n, err
 }

@@ -2,12 +2,34 @@
 // video and posts them in a room; Bob reads the events and downloads both
 // through the authenticated media endpoints, fetches a thumbnail, and seeks
 // in the video with a Range request. Independent of the E2EE tests.
+// Then a voice message (m.audio with MSC3245/MSC1767 fields) whose audio is
+// fetched with a Range request, and an encrypted attachment in an
+// encrypted room (AES-256-CTR + SHA-256 per "Sending encrypted
+// attachments"): Bob decrypts the event, downloads the ciphertext and
+// decrypts it.
 
 import { describe, it, after } from "node:test";
 import assert from "node:assert/strict";
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import { deflateSync } from "node:zlib";
 
-import { BASE_URL, Preset, clientFor, registerUser, step, stopAllClients } from "../lib/helpers.js";
+import {
+  BASE_URL,
+  ClientEvent,
+  MatrixEventEvent,
+  Preset,
+  RoomEvent,
+  RoomMemberEvent,
+  WAIT_MS,
+  clientFor,
+  membershipSeenBy,
+  registerUser,
+  startAndSync,
+  step,
+  stopAllClients,
+  waitFor,
+  withTimeout,
+} from "../lib/helpers.js";
 
 // CRC-32 (PNG chunks).
 const crcTable = Array.from({ length: 256 }, (_, n) => {
@@ -141,5 +163,138 @@ describe("media repository (matrix-js-sdk)", () => {
     assert.ok(body.equals(video.subarray(150000, 170001)), "range bytes differ");
     const past = await get(url, bobCreds.access_token, { Range: `bytes=${video.length}-` });
     assert.equal(past.res.status, 416);
+  });
+
+  it("Bob downloads a voice message's audio with a Range request (206)", async () => {
+    assert.ok(roomId, "prerequisite missing: the upload step failed");
+    const audio = Buffer.alloc(48_000);
+    audio.write("OggS", 0, "ascii");
+    for (let i = 4; i < audio.length; i++) audio[i] = (i * 7) & 0xff;
+    const up = await step("upload voice clip", () => alice.uploadContent(audio, { name: "voice.ogg", type: "audio/ogg" }));
+    const waveform = Array.from({ length: 40 }, (_, i) => Math.round(512 + 400 * Math.sin(i / 3)));
+    const { event_id: voiceEvent } = await alice.sendMessage(roomId, {
+      msgtype: "m.audio",
+      body: "Voice message",
+      url: up.content_uri,
+      info: { mimetype: "audio/ogg", size: audio.length, duration: 3000 },
+      "org.matrix.msc1767.text": "Voice message",
+      "org.matrix.msc1767.file": { url: up.content_uri, name: "voice.ogg", mimetype: "audio/ogg", size: audio.length },
+      "org.matrix.msc1767.audio": { duration: 3000, waveform },
+      "org.matrix.msc3245.voice": {},
+    });
+    const ev = await bob.fetchRoomEvent(roomId, voiceEvent);
+    assert.deepEqual(ev.content["org.matrix.msc3245.voice"], {});
+    assert.deepEqual(ev.content["org.matrix.msc1767.audio"].waveform, waveform);
+    const url = bob.mxcUrlToHttp(ev.content.url, undefined, undefined, undefined, false, true, true);
+    const { res, body } = await get(url, bobCreds.access_token, { Range: "bytes=0-4095" });
+    assert.equal(res.status, 206);
+    assert.equal(res.headers.get("content-type"), "audio/ogg");
+    assert.equal(res.headers.get("content-range"), `bytes 0-4095/${audio.length}`);
+    assert.ok(body.equals(audio.subarray(0, 4096)), "range bytes differ");
+  });
+});
+
+const unpadded = (buf) => buf.toString("base64").replace(/=+$/, "");
+
+/** Encrypts a file as "Sending encrypted attachments" describes: the ciphertext and the EncryptedFile (without url). */
+function encryptAttachment(plain) {
+  const key = randomBytes(32);
+  const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]); // the counter half starts at zero
+  const cipher = createCipheriv("aes-256-ctr", key, iv);
+  const ciphertext = Buffer.concat([cipher.update(plain), cipher.final()]);
+  return {
+    ciphertext,
+    file: {
+      key: { kty: "oct", key_ops: ["encrypt", "decrypt"], alg: "A256CTR", k: key.toString("base64url"), ext: true },
+      iv: unpadded(iv),
+      hashes: { sha256: unpadded(createHash("sha256").update(ciphertext).digest()) },
+      v: "v2",
+    },
+  };
+}
+
+/** Checks the hash and decrypts an attachment with its EncryptedFile. */
+function decryptAttachment(ciphertext, file) {
+  assert.equal(file.v, "v2");
+  assert.equal(file.key.alg, "A256CTR");
+  assert.equal(unpadded(createHash("sha256").update(ciphertext).digest()), file.hashes.sha256, "ciphertext hash mismatch");
+  const decipher = createDecipheriv("aes-256-ctr", Buffer.from(file.key.k, "base64url"), Buffer.from(file.iv, "base64"));
+  return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+}
+
+describe("encrypted attachment in an encrypted room (matrix-js-sdk + Rust crypto)", () => {
+  const creds = {};
+  const c = {};
+  let roomId;
+
+  after(() => stopAllClients());
+
+  it("Alice and Bob start crypto clients and share an encrypted room", async () => {
+    creds.alice = await registerUser("malice", { deviceName: "Alice media" });
+    creds.bob = await registerUser("mbob", { deviceName: "Bob media" });
+    for (const who of ["alice", "bob"]) {
+      c[who] = clientFor(creds[who]);
+      await withTimeout(c[who].initRustCrypto({ useIndexedDB: false }), WAIT_MS, `${who}: initRustCrypto`);
+      await startAndSync(c[who]);
+    }
+    const { alice, bob } = c;
+    ({ room_id: roomId } = await step("Alice: createRoom with m.room.encryption", () =>
+      alice.createRoom({
+        invite: [bob.getUserId()],
+        initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
+      }),
+    ));
+    await waitFor(bob, [ClientEvent.Room, RoomMemberEvent.Membership], () => bob.getRoom(roomId)?.getMyMembership() === "invite", {
+      what: "Bob to see the invite",
+    });
+    await step("Bob: join", () => bob.joinRoom(roomId));
+    await waitFor(alice, [RoomMemberEvent.Membership, RoomEvent.Timeline], () => membershipSeenBy(alice, roomId, bob.getUserId()) === "join", {
+      what: "Alice to see Bob joined",
+    });
+    for (const client of [alice, bob]) {
+      const deadline = Date.now() + WAIT_MS * 2;
+      while (!(await client.getCrypto().isEncryptionEnabledInRoom(roomId))) {
+        assert.ok(Date.now() < deadline, `${client.getUserId()}'s crypto never treated the room as encrypted`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  });
+
+  it("Alice sends an encrypted image; Bob decrypts the event, downloads and decrypts the file", async () => {
+    assert.ok(roomId, "prerequisite missing: the encrypted room step failed");
+    const { alice, bob } = c;
+    const image = makePNG(64, 48);
+    const { ciphertext, file } = encryptAttachment(image);
+    assert.ok(!ciphertext.equals(image));
+    const up = await step("upload ciphertext", () => alice.uploadContent(ciphertext, { name: "", type: "application/octet-stream" }));
+    const body = `secret.png (${Date.now()})`;
+    const { event_id: eventId } = await step("Alice: send (encrypted) m.image", () =>
+      alice.sendMessage(roomId, {
+        msgtype: "m.image",
+        body,
+        file: { ...file, url: up.content_uri },
+        info: { mimetype: "image/png", size: image.length, w: 64, h: 48 },
+      }),
+    );
+    const ev = await waitFor(
+      bob,
+      [RoomEvent.Timeline, MatrixEventEvent.Decrypted, ClientEvent.Sync],
+      () =>
+        bob
+          .getRoom(roomId)
+          ?.getLiveTimeline()
+          .getEvents()
+          .find((e) => e.getId() === eventId && e.getType() === "m.room.message" && !e.isDecryptionFailure() && e.getContent().body === body),
+      { timeout: WAIT_MS * 2, what: "Bob to decrypt the image event" },
+    );
+    assert.equal(ev.getWireType(), "m.room.encrypted", "the event travelled encrypted");
+    const got = ev.getContent().file;
+    assert.equal(got.url, up.content_uri);
+    const url = bob.mxcUrlToHttp(got.url, undefined, undefined, undefined, false, true, true);
+    assert.ok(url.startsWith(`${BASE_URL}/_matrix/client/v1/media/download/`), url);
+    const { res, body: downloaded } = await get(url, creds.bob.access_token);
+    assert.equal(res.status, 200);
+    assert.ok(downloaded.equals(ciphertext), "the server returned other bytes than were uploaded");
+    assert.ok(decryptAttachment(downloaded, got).equals(image), "decrypted attachment differs");
   });
 });

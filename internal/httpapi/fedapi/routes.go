@@ -7,6 +7,7 @@ import (
 	"luxchat/internal/config"
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/media"
 )
 
 // API holds what the federation handlers need.
@@ -15,6 +16,7 @@ type API struct {
 	Keys     *federation.Keys
 	Policy   *federation.Policy
 	Accounts *accounts.Service
+	Media    *media.Service // serves local media to other servers
 	Log      *slog.Logger
 }
 
@@ -26,7 +28,9 @@ func Register(rt *httputil.Router, a *API) {
 	rt.Handle("GET /_matrix/key/v2/server", none, a.serverKeys)
 	rt.Handle("POST /_matrix/key/v2/query", none, a.queryKeys)
 	rt.Handle("GET /_matrix/key/v2/query/{serverName}", none, a.queryServerKeys)
-	rt.Handle("GET /_matrix/federation/v1/query/profile", none, a.Authenticated(a.queryProfile)) // server
+	rt.Handle("GET /_matrix/federation/v1/query/profile", none, a.Authenticated(a.queryProfile))               // server
+	rt.Handle("GET /_matrix/federation/v1/media/download/{mediaId}", none, a.Authenticated(a.mediaDownload))   // server
+	rt.Handle("GET /_matrix/federation/v1/media/thumbnail/{mediaId}", none, a.Authenticated(a.mediaThumbnail)) // server
 }
 
 // RegisterWellKnown adds GET /.well-known/matrix/server to the client

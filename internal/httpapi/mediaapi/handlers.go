@@ -97,8 +97,17 @@ func (a *API) frozen(c *media.Content) bool {
 	return a.Config.Media.LegacyUnauthenticated != config.MediaLegacyOpen && !c.Unauthenticated
 }
 
+// frozenRemote: the deprecated endpoints, once frozen, do not fetch
+// media from other servers (anyone could make us fetch without a token).
+func (a *API) frozenRemote(r *httputil.Request) bool {
+	return a.Config.Media.LegacyUnauthenticated != config.MediaLegacyOpen && r.Var("serverName") != a.Config.ServerName
+}
+
 // legacyDownload is the deprecated GET /_matrix/media/v3/download/….
 func (a *API) legacyDownload(r *httputil.Request) (any, error) {
+	if a.frozenRemote(r) {
+		return nil, errcode.NotFound("media not found (use the authenticated /_matrix/client/v1/media endpoints)")
+	}
 	c, err := a.content(r)
 	if err != nil {
 		return nil, err
@@ -139,6 +148,9 @@ func (a *API) thumb(r *httputil.Request, authed bool) (any, error) {
 	animated, err := r.QueryBool("animated")
 	if err != nil {
 		return nil, err
+	}
+	if !authed && a.frozenRemote(r) {
+		return nil, errcode.NotFound("media not found (use the authenticated /_matrix/client/v1/media endpoints)")
 	}
 	c, err := a.content(r)
 	if err != nil {
