@@ -317,7 +317,13 @@ func mediaCmd(cmd string, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "done: %d expired upload reservations and %d cached remote media older than %s deleted; local media is kept (references live in events)\n", n, r, *olderThan)
+		u, err := srv.Media.PurgeUnreferenced(ctx, time.Now().Add(-age), func(total int64) {
+			fmt.Fprintf(stdout, "deleted %d local media no longer referenced\n", total)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "done: %d expired upload reservations, %d cached remote media and %d local media no longer referenced, older than %s, deleted\n", n, r, u, *olderThan)
 		return nil
 	}
 	return fmt.Errorf("unknown media command %q", cmd)

@@ -188,3 +188,41 @@ func (s *Service) PurgeRemote(ctx context.Context, cutoff time.Time, progress fu
 		}
 	}
 }
+
+// PurgeUnreferenced deletes local media uploaded before cutoff that events
+// referenced and no longer reference (every referencing event was
+// redacted) and that is no user's avatar. Media never seen referenced is
+// kept: references inside encrypted events are invisible to the server.
+func (s *Service) PurgeUnreferenced(ctx context.Context, cutoff time.Time, progress func(total int64)) (int64, error) {
+	const batch = 100
+	var total int64
+	for {
+		rows, err := s.st.UnreferencedMediaBefore(ctx, cutoff.UnixMilli(), "mxc://"+s.serverName+"/", batch)
+		if err != nil {
+			return total, err
+		}
+		for _, row := range rows {
+			var thumbs []string
+			err := s.st.InTx(ctx, func(tx *store.Tx) error {
+				var err error
+				thumbs, err = tx.DeleteUnreferencedMedia(ctx, row.MediaID)
+				return err
+			})
+			if err != nil {
+				return total, err
+			}
+			for _, b := range append(thumbs, row.Blob) {
+				if err := s.blobs.Delete(ctx, b); err != nil && !errors.Is(err, ErrBlobNotFound) {
+					s.log.Warn("purge: cannot delete blob", "blob", b, "err", err)
+				}
+			}
+			total++
+		}
+		if progress != nil {
+			progress(total)
+		}
+		if len(rows) < batch {
+			return total, nil
+		}
+	}
+}

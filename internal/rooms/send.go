@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -271,6 +272,11 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				return err
 			}
 			rows = append(rows, row)
+			if ids := localMediaIDs(ev.Content, s.serverName); len(ids) > 0 && ev.Type != "m.room.encrypted" {
+				if err := tx.AddMediaRefs(ctx, ev.ID, ids); err != nil {
+					return err
+				}
+			}
 			if ev.IsState() {
 				k := store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}
 				if full == nil && (group == 0 || chain+1 > 32) {
@@ -454,6 +460,9 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *batch, re
 	if err := tx.RedactEvent(ctx, row.EventID, redacted, unsigned); err != nil {
 		return err
 	}
+	if err := tx.DeleteMediaRefs(ctx, row.EventID); err != nil {
+		return err
+	}
 	s.recent.drop(b.roomID) // its rows may hold the redacted event
 	tx.OnCommit(func() {
 		s.events.drop(row.EventID)
@@ -466,4 +475,31 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *batch, re
 		}
 	})
 	return nil
+}
+
+// localMediaIDs returns the ids of this server's media named by mxc URIs in
+// an event's content, so that media whose every reference is redacted can
+// be purged.
+func localMediaIDs(content []byte, serverName string) []string {
+	prefix := []byte("mxc://" + serverName + "/")
+	var ids []string
+	for rest := content; ; {
+		i := bytes.Index(rest, prefix)
+		if i < 0 {
+			return ids
+		}
+		rest = rest[i+len(prefix):]
+		n := 0
+		for n < len(rest) && isMediaIDByte(rest[n]) {
+			n++
+		}
+		if n > 0 && n <= 255 && (n == len(rest) || rest[n] == '"') && !slices.Contains(ids, string(rest[:n])) {
+			ids = append(ids, string(rest[:n]))
+		}
+		rest = rest[n:]
+	}
+}
+
+func isMediaIDByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
