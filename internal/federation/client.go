@@ -49,15 +49,17 @@ type Client struct {
 	dialer net.Dialer
 }
 
-// LoadRoots returns the system roots plus the PEM bundle at caFile (when
-// not empty).
+// LoadRoots returns the system roots plus the PEM bundle at caFile. Without
+// a bundle it returns nil, which makes TLS use the system roots, loaded on
+// first use: parsing them at start would cost every server memory, even one
+// that never federates.
 func LoadRoots(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil
+	}
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {
 		roots = x509.NewCertPool()
-	}
-	if caFile == "" {
-		return roots, nil
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
