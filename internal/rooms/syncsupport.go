@@ -29,9 +29,32 @@ func (s *Service) CurrentStateIDs(ctx context.Context, roomID string) (store.Sta
 	return r.stateIDs(), nil
 }
 
-// RenderState renders state events for a user.
-func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID string) ([]json.RawMessage, error) {
-	return s.renderState(ctx, st, userID)
+// RenderState renders state events for a user. Rows already at hand (by
+// event id, may be nil) are used before the database.
+func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID string, have map[string]*store.EventRow) ([]json.RawMessage, error) {
+	if len(have) == 0 {
+		return s.renderState(ctx, st, userID)
+	}
+	out := make([]json.RawMessage, 0, len(st))
+	var missing store.StateMap
+	for k, id := range st {
+		if row := have[id]; row != nil {
+			out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
+		} else {
+			if missing == nil {
+				missing = store.StateMap{}
+			}
+			missing[k] = id
+		}
+	}
+	if len(missing) > 0 {
+		rest, err := s.renderState(ctx, missing, userID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rest...)
+	}
+	return out, nil
 }
 
 // StrippedState is the state shown with an invite or knock: the room's

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -137,6 +139,39 @@ func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, b
 		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos DESC LIMIT $4`
 	}
 	return scanEvents(s.reader().QueryContext(ctx, q, roomID, from, to, limit))
+}
+
+// RoomTimelines returns, for each room, up to limit events with pos <= to,
+// newest first, in one statement per 50 rooms: an initial sync needs the
+// latest events of every room, and one round trip per room is what made it
+// slow on PostgreSQL.
+func (s *Store) RoomTimelines(ctx context.Context, roomIDs []string, to int64, limit int) (map[string][]*EventRow, error) {
+	out := make(map[string][]*EventRow, len(roomIDs))
+	for start := 0; start < len(roomIDs); start += 50 {
+		chunk := roomIDs[start:min(len(roomIDs), start+50)]
+		var b strings.Builder
+		args := make([]any, 0, 3*len(chunk))
+		for i, roomID := range chunk {
+			if i > 0 {
+				b.WriteString(" UNION ALL ")
+			}
+			n := 3 * i
+			fmt.Fprintf(&b, "SELECT * FROM (SELECT %s FROM events WHERE room_id = $%d AND stream_pos <= $%d ORDER BY stream_pos DESC LIMIT $%d) AS t%d",
+				eventCols, n+1, n+2, n+3, i)
+			args = append(args, roomID, to, limit)
+		}
+		rows, err := scanEvents(s.reader().QueryContext(ctx, b.String(), args...))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.RoomID] = append(out[r.RoomID], r)
+		}
+	}
+	for _, rows := range out {
+		slices.SortFunc(rows, func(a, b *EventRow) int { return cmp.Compare(b.Pos, a.Pos) })
+	}
+	return out, nil
 }
 
 // RoomStateEventsBetween returns the state events of a room with

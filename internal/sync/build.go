@@ -261,7 +261,7 @@ func timelineFilter(f *filter.Filter) *filter.RoomEventFilter {
 }
 
 // joinedRoom builds one joined room, or nil when nothing changed in it.
-func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membership, from, cur streamtoken.Token, fresh, initial bool) (*JoinedRoom, error) {
+func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membership, from, cur streamtoken.Token, fresh, initial bool, pre *prefetched) (*JoinedRoom, error) {
 	tf := timelineFilter(req.Filter)
 	if !fresh {
 		if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {
@@ -277,12 +277,15 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		lo = 0
 	}
 	rows, ok := s.rooms.RecentEvents(m.RoomID, lo, cur.Events, limit+1)
-	if !ok || fresh {
+	switch {
+	case fresh && pre.timelines != nil:
+		rows = slices.Clone(pre.timelines[m.RoomID])
+	case !ok || fresh:
 		var err error
 		if rows, err = s.store.RoomEvents(ctx, m.RoomID, lo, cur.Events, true, limit+1); err != nil {
 			return nil, err
 		}
-	} else {
+	default:
 		rows = slices.Clone(rows)
 	}
 	if !fresh && len(rows) == 0 {
@@ -352,7 +355,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 				delete(st, k)
 			}
 		}
-		if jr.State.Events, err = s.rooms.RenderState(ctx, st, req.UserID); err != nil {
+		if jr.State.Events, err = s.rooms.RenderState(ctx, st, req.UserID, pre.state); err != nil {
 			return nil, err
 		}
 	}
@@ -449,12 +452,16 @@ func (s *Service) inviter(ctx context.Context, m store.Membership) string {
 
 // roomWorkers bounds how many joined rooms are built at once: rooms are
 // independent, and on PostgreSQL each costs a few round trips.
-const roomWorkers = 4
+const roomWorkers = 8
 
 // joinedRooms builds the joined rooms in parallel.
 func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token, rr *RoomsResp) error {
 	results := make([]*JoinedRoom, len(joins))
 	errs := make([]error, len(joins))
+	pre, err := s.prefetch(ctx, req, joins, since, from, cur)
+	if err != nil {
+		return err
+	}
 	sem := make(chan struct{}, roomWorkers)
 	var wg gosync.WaitGroup
 	for i, m := range joins {
@@ -470,7 +477,7 @@ func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Me
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i], errs[i] = s.joinedRoom(ctx, req, m, from, cur, fresh, since == nil)
+			results[i], errs[i] = s.joinedRoom(ctx, req, m, from, cur, fresh, since == nil, pre)
 		}()
 	}
 	wg.Wait()
@@ -486,4 +493,57 @@ func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Me
 		}
 	}
 	return nil
+}
+
+// prefetched holds what a sync loaded for many fresh rooms at once.
+type prefetched struct {
+	timelines map[string][]*store.EventRow // room → newest first, limit+1
+	state     map[string]*store.EventRow   // event id → row
+}
+
+// prefetch loads the timelines and current state of the rooms an initial
+// (or full-state) sync shows in full, in a few statements for all rooms
+// instead of two per room. Lazy-loaded state is not prefetched: it would
+// load every member event of large rooms.
+func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token) (*prefetched, error) {
+	pre := &prefetched{}
+	var fresh []string
+	for _, m := range joins {
+		if since == nil || req.FullState || (m.Pos > from.Events && m.Pos <= cur.Events) {
+			fresh = append(fresh, m.RoomID)
+		}
+	}
+	if len(fresh) < 2 {
+		return pre, nil
+	}
+	limit := defaultTimelineLimit
+	if tf := timelineFilter(req.Filter); tf != nil {
+		limit = tf.LimitOr(defaultTimelineLimit)
+	}
+	var err error
+	if pre.timelines, err = s.store.RoomTimelines(ctx, fresh, cur.Events, limit+1); err != nil {
+		return nil, err
+	}
+	if req.Filter.Room != nil && req.Filter.Room.State != nil && req.Filter.Room.State.LazyLoadMembers {
+		return pre, nil
+	}
+	var ids []string
+	for _, roomID := range fresh {
+		st, err := s.rooms.CurrentStateIDs(ctx, roomID)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range st {
+			ids = append(ids, id)
+		}
+	}
+	rows, err := s.store.GetEvents(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	pre.state = make(map[string]*store.EventRow, len(rows))
+	for _, r := range rows {
+		pre.state[r.EventID] = r
+	}
+	return pre, nil
 }
