@@ -250,7 +250,12 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				}
 			}
 		}
-		prev := r.extremities
+		if len(r.extremities) > 1 {
+			// The batch's first event merges a fork: the room is linear again.
+			if err := tx.ClearExtremities(ctx, b.roomID); err != nil {
+				return err
+			}
+		}
 		for _, pe := range b.events {
 			ev := pe.ev
 			pos := tx.Alloc(s.store.Streams.Events)
@@ -317,10 +322,9 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 					return err
 				}
 			}
-			if err := tx.ReplaceExtremities(ctx, b.roomID, prev, ev.ID); err != nil {
-				return err
-			}
-			prev = []string{ev.ID}
+			// Local events extend the graph linearly, so the newest event is
+			// the room's only forward extremity and nothing is written for
+			// it (see load); forks arrive with federation.
 		}
 		if group != r.group {
 			if err := tx.SetRoomStateGroup(ctx, b.roomID, group); err != nil {

@@ -153,12 +153,17 @@ func (s *Service) load(ctx context.Context, r *roomState) error {
 			r.joined[*ev.StateKey] = struct{}{}
 		}
 	}
-	r.extremities, err = s.store.Extremities(ctx, r.id)
-	if err != nil {
+	latest, err := s.store.RoomEvents(ctx, r.id, 0, 1<<62, true, 1)
+	if err != nil || len(latest) == 0 {
+		return fmt.Errorf("load latest event: %w", err)
+	}
+	// room_extremities lists forward extremities only once the room's event
+	// graph has forked; a linear room's only extremity is its newest event.
+	if r.extremities, err = s.store.Extremities(ctx, r.id); err != nil {
 		return err
 	}
 	if len(r.extremities) == 0 {
-		return fmt.Errorf("room %s has no forward extremities", r.id)
+		r.extremities = []string{latest[0].EventID}
 	}
 	for _, x := range r.extremities {
 		ev, err := s.Event(ctx, x)
@@ -166,10 +171,6 @@ func (s *Service) load(ctx context.Context, r *roomState) error {
 			return err
 		}
 		r.depth = max(r.depth, ev.Depth)
-	}
-	latest, err := s.store.RoomEvents(ctx, r.id, 0, 1<<62, true, 1)
-	if err != nil || len(latest) == 0 {
-		return fmt.Errorf("load latest event: %w", err)
 	}
 	r.latestPos = latest[0].Pos
 	s.latest.Store(r.id, r.latestPos)

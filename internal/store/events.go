@@ -237,30 +237,17 @@ func (tx *Tx) SetRoomPublished(ctx context.Context, roomID string, published boo
 	return err
 }
 
-// Extremities returns a room's forward extremities.
+// Extremities returns a room's recorded forward extremities (none for a
+// linear room, whose newest event is its only extremity).
 func (s *Store) Extremities(ctx context.Context, roomID string) ([]string, error) {
 	return queryStrings(ctx, s.reader(), `SELECT event_id FROM room_extremities WHERE room_id = $1 ORDER BY event_id`, roomID)
 }
 
-// ReplaceExtremities makes eventID the room's only forward extremity after
-// it referenced prev.
-func (tx *Tx) ReplaceExtremities(ctx context.Context, roomID string, prev []string, eventID string) error {
-	if len(prev) == 1 {
-		// The common linear case: one statement.
-		res, err := tx.q.ExecContext(ctx, `UPDATE room_extremities SET event_id = $1 WHERE room_id = $2 AND event_id = $3`, eventID, roomID, prev[0])
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			return nil
-		}
-	}
-	for _, p := range prev {
-		if _, err := tx.q.ExecContext(ctx, `DELETE FROM room_extremities WHERE room_id = $1 AND event_id = $2`, roomID, p); err != nil {
-			return err
-		}
-	}
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, roomID, eventID)
+// ClearExtremities forgets a room's recorded forward extremities once a
+// new event has merged them: a linear room records none (its newest event
+// is the extremity).
+func (tx *Tx) ClearExtremities(ctx context.Context, roomID string) error {
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM room_extremities WHERE room_id = $1`, roomID)
 	return err
 }
 
