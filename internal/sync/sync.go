@@ -37,7 +37,7 @@ type DeviceData interface {
 }
 
 // coalesce is how long a woken sync waits for more news before it answers.
-const coalesce = 2 * time.Millisecond
+const coalesce = 5 * time.Millisecond
 
 // Service builds sync responses. It is safe for concurrent use.
 type Service struct {
