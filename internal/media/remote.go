@@ -156,37 +156,9 @@ func (s *Service) remoteError(origin, mediaID string, err error) error {
 // fetched before cutoff, in batches, calling progress after each batch
 // with the running total.
 func (s *Service) PurgeRemote(ctx context.Context, cutoff time.Time, progress func(total int64)) (int64, error) {
-	const batch = 100
-	var total int64
-	for {
-		rows, err := s.st.RemoteMediaBefore(ctx, cutoff.UnixMilli(), batch)
-		if err != nil {
-			return total, err
-		}
-		for _, row := range rows {
-			var thumbs []string
-			err := s.st.InTx(ctx, func(tx *store.Tx) error {
-				var err error
-				thumbs, err = tx.DeleteRemoteMedia(ctx, row.MediaID)
-				return err
-			})
-			if err != nil {
-				return total, err
-			}
-			for _, b := range append(thumbs, row.Blob) {
-				if err := s.blobs.Delete(ctx, b); err != nil && !errors.Is(err, ErrBlobNotFound) {
-					s.log.Warn("purge: cannot delete blob", "blob", b, "err", err)
-				}
-			}
-			total++
-		}
-		if progress != nil {
-			progress(total)
-		}
-		if len(rows) < batch {
-			return total, nil
-		}
-	}
+	return s.purge(ctx, progress,
+		func(limit int) ([]store.Media, error) { return s.st.RemoteMediaBefore(ctx, cutoff.UnixMilli(), limit) },
+		func(tx *store.Tx, mediaID string) ([]string, error) { return tx.DeleteRemoteMedia(ctx, mediaID) })
 }
 
 // PurgeUnreferenced deletes local media uploaded before cutoff that events
@@ -194,10 +166,24 @@ func (s *Service) PurgeRemote(ctx context.Context, cutoff time.Time, progress fu
 // redacted) and that is no user's avatar. Media never seen referenced is
 // kept: references inside encrypted events are invisible to the server.
 func (s *Service) PurgeUnreferenced(ctx context.Context, cutoff time.Time, progress func(total int64)) (int64, error) {
+	prefix := "mxc://" + s.serverName + "/"
+	return s.purge(ctx, progress,
+		func(limit int) ([]store.Media, error) {
+			return s.st.UnreferencedMediaBefore(ctx, cutoff.UnixMilli(), prefix, limit)
+		},
+		func(tx *store.Tx, mediaID string) ([]string, error) { return tx.DeleteUnreferencedMedia(ctx, mediaID) })
+}
+
+// purge deletes, batch by batch, the media rows list returns: each row
+// (with its thumbnails) in a transaction that re-checks it still qualifies,
+// then its blobs.
+func (s *Service) purge(ctx context.Context, progress func(total int64),
+	list func(limit int) ([]store.Media, error),
+	del func(tx *store.Tx, mediaID string) ([]string, error)) (int64, error) {
 	const batch = 100
 	var total int64
 	for {
-		rows, err := s.st.UnreferencedMediaBefore(ctx, cutoff.UnixMilli(), "mxc://"+s.serverName+"/", batch)
+		rows, err := list(batch)
 		if err != nil {
 			return total, err
 		}
@@ -205,7 +191,7 @@ func (s *Service) PurgeUnreferenced(ctx context.Context, cutoff time.Time, progr
 			var thumbs []string
 			err := s.st.InTx(ctx, func(tx *store.Tx) error {
 				var err error
-				thumbs, err = tx.DeleteUnreferencedMedia(ctx, row.MediaID)
+				thumbs, err = del(tx, row.MediaID)
 				return err
 			})
 			if err != nil {

@@ -24,10 +24,15 @@ func (tx *Tx) InsertRemoteMedia(ctx context.Context, m Media, origin string, fet
 // RemoteMediaBefore returns up to limit cached remote media rows fetched
 // before beforeTS.
 func (s *Store) RemoteMediaBefore(ctx context.Context, beforeTS int64, limit int) ([]Media, error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT `+mediaCols+` FROM media
+	return s.queryMedia(ctx, `SELECT `+mediaCols+` FROM media
 		WHERE origin <> '' AND fetched_ts < $1 ORDER BY fetched_ts LIMIT $2`, beforeTS, limit)
+}
+
+// queryMedia runs a query returning media rows.
+func (s *Store) queryMedia(ctx context.Context, query string, args ...any) ([]Media, error) {
+	rows, err := s.reader().QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list remote media: %w", err)
+		return nil, fmt.Errorf("list media: %w", err)
 	}
 	defer rows.Close()
 	var out []Media
@@ -119,21 +124,8 @@ func (tx *Tx) DeleteMediaRefs(ctx context.Context, eventID string) error {
 func (s *Store) UnreferencedMediaBefore(ctx context.Context, beforeTS int64, avatarPrefix string, limit int) ([]Media, error) {
 	// The condition repeats unreferencedLocal, spelled out so that the
 	// placeholders of this query read in order.
-	rows, err := s.reader().QueryContext(ctx, `SELECT `+mediaCols+` FROM media WHERE uploaded_ts > 0 AND uploaded_ts < $1
+	return s.queryMedia(ctx, `SELECT `+mediaCols+` FROM media WHERE uploaded_ts > 0 AND uploaded_ts < $1
 		AND origin = '' AND referenced = TRUE AND NOT EXISTS (SELECT 1 FROM media_refs r WHERE r.media_id = media.media_id)
 		AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_url = $2 || media.media_id)
 		ORDER BY uploaded_ts LIMIT $3`, beforeTS, avatarPrefix, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list unreferenced media: %w", err)
-	}
-	defer rows.Close()
-	var out []Media
-	for rows.Next() {
-		m, err := scanMedia(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *m)
-	}
-	return out, rows.Err()
 }
