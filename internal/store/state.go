@@ -46,66 +46,48 @@ func (s *Store) StateGroupChain(ctx context.Context, group int64) (int, error) {
 	return n, err
 }
 
-// StateGroup reads the full state of a group by walking its delta chain.
+// StateGroup reads the full state of a group: its delta chain, oldest
+// first so that newer entries win, in one round trip.
 func (s *Store) StateGroup(ctx context.Context, group int64) (StateMap, error) {
-	// Collect the chain, newest first.
-	var chain []int64
-	for g := group; g != 0; {
-		chain = append(chain, g)
-		var prev sql.NullInt64
-		err := s.reader().QueryRowContext(ctx, `SELECT prev_group FROM state_groups WHERE group_id = $1`, g).Scan(&prev)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("state group %d: %w", g, ErrNotFound)
-		}
-		if err != nil {
-			return nil, err
-		}
-		g = prev.Int64
-		if len(chain) > maxChain+1 {
-			return nil, fmt.Errorf("state group %d: chain too long", group)
-		}
+	rows, err := s.reader().QueryContext(ctx, `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
+			SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1
+			UNION ALL
+			SELECT g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+		)
+		SELECT e.type, e.state_key, e.event_id, c.depth FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
+		ORDER BY c.depth DESC`, group)
+	if err != nil {
+		return nil, err
 	}
+	defer rows.Close()
 	out := StateMap{}
-	for i := len(chain) - 1; i >= 0; i-- {
-		rows, err := s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = $1`, chain[i])
-		if err != nil {
+	for rows.Next() {
+		var k StateKey
+		var ev string
+		var depth int
+		if err := rows.Scan(&k.Type, &k.StateKey, &ev, &depth); err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var k StateKey
-			var ev string
-			if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[k] = ev
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+		out[k] = ev
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
-// StateGroupEntry returns one entry of a group's state ("" when absent).
+// StateGroupEntry returns one entry of a group's state ("" when absent),
+// walking the delta chain in the database: one round trip.
 func (s *Store) StateGroupEntry(ctx context.Context, group int64, k StateKey) (string, error) {
-	for g := group; g != 0; {
-		var ev string
-		err := s.reader().QueryRowContext(ctx, `SELECT event_id FROM state_group_entries WHERE group_id = $1 AND type = $2 AND state_key = $3`, g, k.Type, k.StateKey).Scan(&ev)
-		if err == nil {
-			return ev, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return "", err
-		}
-		var prev sql.NullInt64
-		if err := s.reader().QueryRowContext(ctx, `SELECT prev_group FROM state_groups WHERE group_id = $1`, g).Scan(&prev); err != nil {
-			return "", err
-		}
-		g = prev.Int64
+	var ev string
+	err := s.reader().QueryRowContext(ctx, `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
+			SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1
+			UNION ALL
+			SELECT g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+		)
+		SELECT e.event_id FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
+		WHERE e.type = $2 AND e.state_key = $3 ORDER BY c.depth LIMIT 1`, group, k.Type, k.StateKey).Scan(&ev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
 	}
-	return "", nil
+	return ev, err
 }
 
 // CurrentState returns a room's current state.
