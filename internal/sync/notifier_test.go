@@ -9,6 +9,28 @@ import (
 	"luxchat/internal/testutil/pgtest"
 )
 
+// holdPosition allocates a position of st in a transaction that stays open
+// until the returned release is called (PostgreSQL: writers run
+// concurrently), so that later positions finish hidden behind it.
+func holdPosition(t *testing.T, st *store.Store, stream *store.Stream) (release func()) {
+	started, finish, done := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		done <- st.InTx(context.Background(), func(tx *store.Tx) error {
+			tx.Alloc(stream)
+			close(started)
+			<-finish
+			return nil
+		})
+	}()
+	<-started
+	return func() {
+		close(finish)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A user woken while an earlier position is still in flight is woken again
 // once it lands, so a sync that looked too early does not wait forever.
 // Needs concurrent writers, so PostgreSQL.
@@ -21,16 +43,7 @@ func TestNotifierRewakesHiddenNews(t *testing.T) {
 	n := NewNotifier(st.Streams.Sync()...)
 	ctx := context.Background()
 
-	slowStarted, finishSlow, slowDone := make(chan struct{}), make(chan struct{}), make(chan error)
-	go func() {
-		slowDone <- st.InTx(ctx, func(tx *store.Tx) error { // holds the lower position
-			tx.Alloc(st.Streams.Receipts)
-			close(slowStarted)
-			<-finishSlow
-			return nil
-		})
-	}()
-	<-slowStarted
+	release := holdPosition(t, st, st.Streams.Receipts) // the lower position
 	if err := st.InTx(ctx, func(tx *store.Tx) error { tx.Alloc(st.Streams.Receipts); return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +51,7 @@ func TestNotifierRewakesHiddenNews(t *testing.T) {
 	n.Wake("@a:x") // news at the higher position, hidden for now
 	<-first
 	second := n.Chan("@a:x") // the sync looked, found nothing, waits again
-	close(finishSlow)
-	if err := <-slowDone; err != nil {
-		t.Fatal(err)
-	}
+	release()
 	select {
 	case <-second:
 	case <-time.After(2 * time.Second):
@@ -58,16 +68,7 @@ func TestNotifierDefersHiddenRoomEvents(t *testing.T) {
 	defer st.Close()
 	n := NewNotifier(st.Streams.Sync()...)
 	ctx := context.Background()
-	slowStarted, finishSlow, slowDone := make(chan struct{}), make(chan struct{}), make(chan error)
-	go func() {
-		slowDone <- st.InTx(ctx, func(tx *store.Tx) error {
-			tx.Alloc(st.Streams.Events)
-			close(slowStarted)
-			<-finishSlow
-			return nil
-		})
-	}()
-	<-slowStarted
+	release := holdPosition(t, st, st.Streams.Events)
 	var pos int64
 	if err := st.InTx(ctx, func(tx *store.Tx) error { pos = tx.Alloc(st.Streams.Events); return nil }); err != nil {
 		t.Fatal(err)
@@ -79,10 +80,7 @@ func TestNotifierDefersHiddenRoomEvents(t *testing.T) {
 		t.Fatal("woken before the event is visible")
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(finishSlow)
-	if err := <-slowDone; err != nil {
-		t.Fatal(err)
-	}
+	release()
 	select {
 	case <-ch:
 	case <-time.After(2 * time.Second):

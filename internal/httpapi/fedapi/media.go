@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/httpapi/mediaapi"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/media"
 )
@@ -40,20 +41,7 @@ func (a *API) mediaDownload(r *httputil.Request, _ string) (any, error) {
 
 // GET /_matrix/federation/v1/media/thumbnail/{mediaId}
 func (a *API) mediaThumbnail(r *httputil.Request, _ string) (any, error) {
-	q := r.URL.Query()
-	if q.Get("width") == "" || q.Get("height") == "" {
-		return nil, errcode.MissingParam("width and height are required")
-	}
-	w, okW := media.ParseDimension(q.Get("width"))
-	h, okH := media.ParseDimension(q.Get("height"))
-	if !okW || !okH {
-		return nil, errcode.Unknown("width and height must be positive integers")
-	}
-	method := q.Get("method")
-	if method == "" {
-		method = "scale"
-	}
-	animated, err := r.QueryBool("animated")
+	w, h, method, animated, err := mediaapi.ThumbnailQuery(r)
 	if err != nil {
 		return nil, err
 	}

@@ -128,24 +128,31 @@ func (a *API) legacyThumbnail(r *httputil.Request) (any, error) {
 	return a.thumb(r, false)
 }
 
-func (a *API) thumb(r *httputil.Request, authed bool) (any, error) {
+// ThumbnailQuery reads the width, height, method and animated parameters
+// shared by the client and federation thumbnail endpoints.
+func ThumbnailQuery(r *httputil.Request) (w, h int, method string, animated bool, err error) {
 	q := r.URL.Query()
 	if q.Get("width") == "" || q.Get("height") == "" {
-		return nil, errcode.MissingParam("width and height are required")
+		return 0, 0, "", false, errcode.MissingParam("width and height are required")
 	}
 	w, okW := media.ParseDimension(q.Get("width"))
 	h, okH := media.ParseDimension(q.Get("height"))
 	if !okW || !okH {
-		return nil, errcode.Unknown("width and height must be positive integers")
+		return 0, 0, "", false, errcode.Unknown("width and height must be positive integers")
 	}
-	method := q.Get("method")
+	method = q.Get("method")
 	if method == "" {
 		method = "scale"
 	}
 	if method != "crop" && method != "scale" {
-		return nil, errcode.Unknown("method must be crop or scale")
+		return 0, 0, "", false, errcode.Unknown("method must be crop or scale")
 	}
-	animated, err := r.QueryBool("animated")
+	animated, err = r.QueryBool("animated")
+	return w, h, method, animated, err
+}
+
+func (a *API) thumb(r *httputil.Request, authed bool) (any, error) {
+	w, h, method, animated, err := ThumbnailQuery(r)
 	if err != nil {
 		return nil, err
 	}
