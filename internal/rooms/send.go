@@ -87,6 +87,8 @@ type batch struct {
 	// For a new room: its alias and directory visibility.
 	alias   string
 	publish bool
+	// origin is the sending server for events received over federation.
+	origin string
 }
 
 type pending struct {
@@ -322,6 +324,9 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 					return err
 				}
 			}
+			if err := s.runIndexers(ctx, tx, ev, pos); err != nil {
+				return err
+			}
 			// Local events extend the graph linearly, so the newest event is
 			// the room's only forward extremity and nothing is written for
 			// it (see load); forks arrive with federation.
@@ -401,6 +406,13 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 	}
 	if s.notifier != nil {
 		s.notifier.RoomEvent(b.roomID, users, lastPos)
+	}
+	if len(s.listeners) > 0 {
+		joined := make([]string, 0, len(r.joined))
+		for u := range r.joined {
+			joined = append(joined, u)
+		}
+		s.tellListeners(b, joined)
 	}
 	return nil
 }

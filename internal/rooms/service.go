@@ -54,6 +54,9 @@ type Service struct {
 	memberships    *membershipCache
 	recent         *recentEvents
 	entries        *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
+
+	indexers  []Indexer  // see AddIndexer; fixed before serving
+	listeners []Listener // see AddListener; fixed before serving
 }
 
 // New returns the rooms service.

@@ -1,0 +1,64 @@
+package rooms
+
+import (
+	"context"
+
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/store"
+)
+
+// Indexer writes rows derived from an event (relations, search terms)
+// inside the transaction that persists it, so that the derived rows and
+// the event commit or roll back together. It must not block on anything
+// but the transaction.
+type Indexer func(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error
+
+// Committed describes events that one pipeline run persisted.
+type Committed struct {
+	RoomID string
+	Events []CommittedEvent
+	// Joined is the room's joined members after the events.
+	Joined []string
+	// Origin is "" for events built here and the sending server's name
+	// for events received over federation.
+	Origin string
+}
+
+// CommittedEvent is one persisted event with its stream position.
+type CommittedEvent struct {
+	Event *pdu.Event
+	Pos   int64
+}
+
+// Listener is told about events after their transaction committed. It runs
+// on the sender's goroutine while the room's writer lock is held: it must
+// only queue work (push, federation sends), never do it.
+type Listener func(c Committed)
+
+// AddIndexer registers an indexer. Call before the service handles events.
+func (s *Service) AddIndexer(ix Indexer) { s.indexers = append(s.indexers, ix) }
+
+// AddListener registers a listener. Call before the service handles events.
+func (s *Service) AddListener(l Listener) { s.listeners = append(s.listeners, l) }
+
+func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+	for _, ix := range s.indexers {
+		if err := ix(ctx, tx, ev, pos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) tellListeners(b *batch, joined []string) {
+	if len(s.listeners) == 0 {
+		return
+	}
+	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin}
+	for _, pe := range b.events {
+		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
+	}
+	for _, l := range s.listeners {
+		l(c)
+	}
+}
