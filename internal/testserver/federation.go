@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ type Federation struct {
 	CA     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
 	n      atomic.Int64
+
+	cutMu sync.Mutex
+	cuts  map[[2]string]bool // see Cut
 }
 
 // NewFederation makes the CA.

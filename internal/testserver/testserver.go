@@ -32,6 +32,7 @@ type Server struct {
 	Config *config.Config
 	*server.Server
 	stop func() error
+	opts []Option // to start it again: see Restart
 }
 
 // Stop shuts the server down gracefully and returns Serve's result.
@@ -42,9 +43,10 @@ type Option func(*setup)
 
 // setup is what options change.
 type setup struct {
-	cfg   *config.Config
-	fedLn net.Listener   // federation listener made by Federation.Server
-	dns   federation.DNS // replaces the federation client's DNS when set
+	cfg        *config.Config
+	fedLn      net.Listener   // federation listener made by Federation.Server
+	dns        federation.DNS // replaces the federation client's DNS when set
+	clientAddr string         // client listener address; empty: any free port
 }
 
 // WithPostgres runs the server on a fresh PostgreSQL database.
@@ -69,7 +71,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(su)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if su.clientAddr == "" {
+		su.clientAddr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", su.clientAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +95,7 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListeners(ctx, ln, su.fedLn) }()
-	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv}
+	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv, opts: opts}
 	var once sync.Once
 	ts.stop = func() error {
 		var err error
