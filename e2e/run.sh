@@ -13,7 +13,9 @@
 #                         the admin DSN in LUXCHAT_TEST_POSTGRES (default
 #                         postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
 #   LUXCHAT_E2E_URL       test an already running server instead (no build/start)
-#   LUXCHAT_E2E_SUITES    suites to run, default "js nio"
+#   LUXCHAT_E2E_SUITES    suites to run, default "js nio fed"; fed starts two more
+#                         servers that federate over TLS (a CA made for the run)
+#                         and runs the E2EE scenario with one user on each
 #   LUXCHAT_E2E_KEEP=1    keep the temp dir (binary, config, server log)
 #   LUXCHAT_E2E_VERBOSE=1 client-library debug logging
 set -euo pipefail
@@ -21,7 +23,9 @@ set -euo pipefail
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$E2E_DIR/.." && pwd)"
 DATABASE="${LUXCHAT_E2E_DATABASE:-sqlite}"
-SUITES="${LUXCHAT_E2E_SUITES:-js nio}"
+SUITES="${LUXCHAT_E2E_SUITES:-js nio fed}"
+FED_PIDS=()
+FED_PG_DB=
 NIO_PYTHON=/usr/bin/python3 # Debian's python, which python3-matrix-nio installs into
 READY_TIMEOUT_S=30
 JS_TIMEOUT_S=150
@@ -45,6 +49,7 @@ print_server_log() {
 
 cleanup() {
   local rc=$?
+  for pid in "${FED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do
@@ -57,6 +62,9 @@ cleanup() {
   if [[ -n "$PG_DB" ]]; then
     psql "$PG_ADMIN_DSN" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 ||
       log "warning: could not drop database $PG_DB"
+  fi
+  if [[ -n "$FED_PG_DB" ]]; then
+    psql "$PG_ADMIN_DSN" -q -c "DROP DATABASE IF EXISTS \"$FED_PG_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
   fi
   if [[ "${LUXCHAT_E2E_KEEP:-}" == 1 ]]; then
     log "kept $WORK_DIR"
@@ -102,10 +110,10 @@ ensure_nio() {
 
 for suite in $SUITES; do
   case "$suite" in
-  js) ensure_js_deps ;;
+  js | fed) ensure_js_deps ;;
   nio) ensure_nio ;;
   *)
-    log "unknown suite '$suite' (known: js nio)"
+    log "unknown suite '$suite' (known: js nio fed)"
     exit 2
     ;;
   esac
@@ -162,6 +170,9 @@ rate_limits:
 # own test (js/test/e2ee.test.js), which asks for it explicitly.
 encryption:
   default: false
+# js/test/push.test.js runs its push gateway on loopback.
+push:
+  deny_networks: []
 EOF
   db_desc="$DATABASE"
   [[ "$DATABASE" == postgres* ]] && db_desc="postgres"
@@ -206,6 +217,91 @@ run_nio() {
   (cd "$E2E_DIR/nio" && timeout --kill-after=10 "$NIO_TIMEOUT_S" "$NIO_PYTHON" -u test_chat.py) || rc=$?
   # End-to-end encryption with libolm (python3-olm).
   (cd "$E2E_DIR/nio" && timeout --kill-after=10 "$NIO_TIMEOUT_S" "$NIO_PYTHON" -u test_e2ee.py) || rc=$?
+  return "$rc"
+}
+
+# Two servers named by their federation addresses (IP literals, as the spec
+# allows), with certificates from a CA made for this run. The first uses the
+# run's database, the second SQLite.
+start_fed_servers() {
+  local dir="$WORK_DIR/fed"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=luxchat e2e CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$dir/tls.key" -out "$dir/tls.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/ext.cnf"
+  openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+    -extfile "$dir/ext.cnf" -out "$dir/tls.pem" 2>/dev/null
+  local ports=() names=() urls=() i
+  for i in 0 1 2 3; do ports+=("$(free_port)"); done
+  names=("127.0.0.1:${ports[1]}" "127.0.0.1:${ports[3]}")
+  # The first server gets its own database of the run's engine.
+  local fed_db=sqlite
+  if [[ -n "$PG_DB" ]]; then
+    FED_PG_DB="${PG_DB}_fed"
+    psql "$PG_ADMIN_DSN" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$FED_PG_DB\"" >/dev/null || return 1
+    fed_db="${DATABASE%/"$PG_DB"*}/$FED_PG_DB${DATABASE#*/"$PG_DB"}"
+  fi
+  for i in 0 1; do
+    local db=sqlite
+    ((i == 0)) && db="$fed_db"
+    mkdir -p "$dir/$i"
+    cat >"$dir/$i.yaml" <<EOF
+server_name: "${names[$i]}"
+listen:
+  client: "127.0.0.1:${ports[$((i * 2))]}"
+  federation: "127.0.0.1:${ports[$((i * 2 + 1))]}"
+tls:
+  cert_file: "$dir/tls.pem"
+  key_file: "$dir/tls.key"
+data_dir: "$dir/$i"
+database: "$db"
+registration:
+  mode: open
+rate_limits:
+  enabled: false
+federation:
+  enabled: true
+  trusted_ca_file: "$dir/ca.pem"
+  allowed_servers: ["${names[0]}", "${names[1]}"]
+  deny_networks: []
+EOF
+    "$WORK_DIR/luxchat" serve --config "$dir/$i.yaml" >"$dir/$i.log" 2>&1 &
+    FED_PIDS+=($!)
+    urls+=("http://127.0.0.1:${ports[$((i * 2))]}")
+  done
+  local u deadline
+  for u in "${urls[@]}"; do
+    deadline=$((SECONDS + READY_TIMEOUT_S))
+    until curl -fs -o /dev/null --max-time 2 "$u/health"; do
+      if ((SECONDS >= deadline)); then
+        log "FAILED: federating server $u not ready"
+        tail -n 30 "$dir"/*.log
+        return 1
+      fi
+      sleep 0.2
+    done
+  done
+  FED_URL_A="${urls[0]}"
+  FED_URL_B="${urls[1]}"
+  log "federating servers ready: ${names[*]}"
+}
+
+# End-to-end encryption across two servers: the E2EE scenario with Alice on
+# the first server and Bob on the second.
+run_fed() {
+  start_fed_servers || return 1
+  local rc=0 i
+  (cd "$E2E_DIR/js" && LUXCHAT_E2E_URL="$FED_URL_A" LUXCHAT_E2E_URL_B="$FED_URL_B" timeout --kill-after=10 "$JS_TIMEOUT_S" \
+    node --test --test-reporter=tap --test-concurrency=1 --test-force-exit \
+    --test-timeout=$((JS_TIMEOUT_S * 1000 - 10000)) test/e2ee.test.js test/fedrooms.test.js test/backfill.test.js) || rc=$?
+  if ((rc != 0)); then
+    for i in 0 1; do
+      log "---- last 40 lines of federating server $i ----"
+      tail -n 40 "$WORK_DIR/fed/$i.log" | sed "s/^/[fed $i] /"
+    done
+  fi
   return "$rc"
 }
 

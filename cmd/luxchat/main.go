@@ -6,6 +6,8 @@
 //	luxchat token create [--uses N] [--expires 24h] [--config …]
 //	luxchat token list | token revoke TOKEN
 //	luxchat media rotate-key | media purge --older-than 90d
+//	luxchat reports list [--json]
+//	luxchat notice send USER_ID MESSAGE [--token T]   (through the running server)
 package main
 
 import (
@@ -45,7 +47,9 @@ const usage = `usage:
   luxchat token list [--config FILE]
   luxchat token revoke TOKEN [--config FILE]
   luxchat media rotate-key [--config FILE]
-  luxchat media purge [--older-than 90d] [--config FILE]`
+  luxchat media purge [--older-than 90d] [--config FILE]
+  luxchat reports list [--json] [--config FILE]
+  luxchat notice send USER_ID MESSAGE [--token TOKEN] [--url URL] [--config FILE]`
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -72,6 +76,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return errors.New(usage)
 		}
 		return mediaCmd(args[1], args[2:], stdout)
+	case "reports":
+		if len(args) < 2 {
+			return errors.New(usage)
+		}
+		return reportsCmd(args[1], args[2:], stdout)
+	case "notice":
+		if len(args) < 2 {
+			return errors.New(usage)
+		}
+		return noticeCmd(args[1], args[2:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

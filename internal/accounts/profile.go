@@ -24,11 +24,15 @@ const (
 	maxAvatarURLBytes   = 1000
 )
 
-// Profile returns a local user's profile; M_NOT_FOUND for unknown users
-// (remote profiles are not fetched over federation).
+// Profile returns a user's profile (another server's user through
+// RemoteProfile); M_NOT_FOUND for unknown users.
 func (s *Service) Profile(ctx context.Context, userID string) (*Profile, error) {
-	if _, err := id.ParseUserID(userID); err != nil {
+	parsed, err := id.ParseUserID(userID)
+	if err != nil {
 		return nil, errcode.InvalidParam("invalid user id: %v", err)
+	}
+	if string(parsed.Server()) != s.cfg.ServerName && s.RemoteProfile != nil {
+		return s.RemoteProfile(ctx, userID)
 	}
 	u, err := s.store.GetUser(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -36,10 +36,16 @@ type Service struct {
 	// OnProfileChange runs after a display name or avatar changed, so that
 	// rooms can update the user's member events.
 	OnProfileChange func(ctx context.Context, userID string, displayName, avatarURL string) error
+	// RemoteProfile fetches the profile of another server's user (nil:
+	// such profiles are not found).
+	RemoteProfile func(ctx context.Context, userID string) (*Profile, error)
 	// OnDevicesDeleted runs after devices were deleted (logout, device
 	// deletion, password change, deactivation), so that their end-to-end
 	// keys can be deleted too.
 	OnDevicesDeleted func(ctx context.Context, userID string, deviceIDs []string) error
+	// OnRegister runs after an account was created, with its first
+	// display name, so that the user directory can index it.
+	OnRegister func(ctx context.Context, userID, displayName string) error
 
 	cache   *tokenCache
 	hashSem chan struct{}

@@ -33,9 +33,15 @@ type Config struct {
 	Auth         Auth         `yaml:"auth"`
 	TLS          TLS          `yaml:"tls"`
 	Federation   Federation   `yaml:"federation"`
+	Directory    Directory    `yaml:"directory"`
+	Profile      Profile      `yaml:"profile"`
+	Push         Push         `yaml:"push"`
 	// PublicBaseURL is advertised in /.well-known/matrix/client; defaults
 	// to http://<listen.client>.
 	PublicBaseURL string `yaml:"public_base_url"`
+
+	// ServerNotices names the system user that sends server notices.
+	ServerNotices ServerNotices `yaml:"server_notices"`
 }
 
 // Listen holds listener addresses.
@@ -69,6 +75,11 @@ type Federation struct {
 	// WellKnownServer, when set, is served as m.server in
 	// /.well-known/matrix/server on the client listener.
 	WellKnownServer string `yaml:"well_known_server"`
+	// RetryBaseDelay is the wait before retrying a destination after a
+	// failed transaction; it doubles with each failure up to
+	// RetryMaxDelay. A destination that contacts us is retried at once.
+	RetryBaseDelay time.Duration `yaml:"retry_base_delay"`
+	RetryMaxDelay  time.Duration `yaml:"retry_max_delay"`
 }
 
 // DefaultDenyNetworks are the networks outbound federation never contacts
@@ -78,6 +89,50 @@ var DefaultDenyNetworks = []string{
 	"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
 	"169.254.0.0/16", "100.64.0.0/10", "0.0.0.0/8",
 	"::1/128", "fc00::/7", "fe80::/10", "::/128",
+}
+
+// Directory configures the published room directory and the user
+// directory.
+type Directory struct {
+	// RoomPublication says who may publish rooms: "everyone" (a joined
+	// member allowed to send m.room.canonical_alias, or a server admin)
+	// or "admins" (server admins only).
+	RoomPublication string `yaml:"room_publication"`
+	// DefaultVisible lists in the user directory the local users who did
+	// not choose with lu.luxchat.directory account data.
+	DefaultVisible bool `yaml:"default_visible"`
+}
+
+// Room publication policies.
+const (
+	PublicationEveryone = "everyone"
+	PublicationAdmins   = "admins"
+)
+
+// Profile configures who may read profiles.
+type Profile struct {
+	// RequireSharedRoom answers 403 to profile look-ups of users who share
+	// no room with the requester and are not listed in the user directory.
+	RequireSharedRoom bool `yaml:"require_shared_room"`
+}
+
+// Push configures push notifications to push gateways.
+type Push struct {
+	// Enabled evaluates push rules for every event (notification counts,
+	// /notifications) and sends pushes to the gateways of HTTP pushers.
+	Enabled bool `yaml:"enabled"`
+	// GatewayTimeout bounds one request to a push gateway.
+	GatewayTimeout Duration `yaml:"gateway_timeout"`
+	// DenyNetworks lists CIDRs that pushes never connect to.
+	DenyNetworks []string `yaml:"deny_networks"`
+}
+
+// ServerNotices configures the user that sends server notices ("luxchat
+// notice send"); its account is created, without a password, on the first
+// notice.
+type ServerNotices struct {
+	Localpart   string `yaml:"localpart"`
+	DisplayName string `yaml:"display_name"`
 }
 
 // Registration controls who may create accounts.
@@ -217,11 +272,23 @@ func Default() *Config {
 			Store:                 MediaStoreFS,
 			S3:                    MediaS3{UseTLS: true},
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:       Log{Level: "info", Format: "text"},
+		Directory: Directory{RoomPublication: PublicationEveryone},
+		Push: Push{
+			Enabled:        true,
+			GatewayTimeout: Duration{10 * time.Second},
+			DenyNetworks:   append([]string(nil), DefaultDenyNetworks...),
+		},
 		Federation: Federation{
 			Enabled:        true,
 			AllowedServers: []string{},
 			DenyNetworks:   append([]string(nil), DefaultDenyNetworks...),
+			RetryBaseDelay: 10 * time.Second,
+			RetryMaxDelay:  time.Hour,
+		},
+		ServerNotices: ServerNotices{
+			Localpart:   "notices",
+			DisplayName: "Server Notices",
 		},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
@@ -335,12 +402,24 @@ func (c *Config) Validate() error {
 	if c.Auth.PasswordHashMemoryKiB < 1024 || c.Auth.PasswordHashTime < 1 {
 		errs = append(errs, errors.New("auth.password_hash_memory_kib must be >= 1024 and auth.password_hash_time >= 1"))
 	}
+	switch c.Directory.RoomPublication {
+	case PublicationEveryone, PublicationAdmins:
+	default:
+		errs = append(errs, fmt.Errorf("directory.room_publication must be everyone or admins, not %q", c.Directory.RoomPublication))
+	}
+	if !validLocalpart.MatchString(c.ServerNotices.Localpart) {
+		errs = append(errs, fmt.Errorf("server_notices.localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", c.ServerNotices.Localpart))
+	}
 	errs = append(errs, c.validateFederation()...)
+	errs = append(errs, c.validatePush()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }
+
+// validLocalpart matches the characters the spec allows in new user ids.
+var validLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]{1,64}$`)
 
 func (c *Config) validateFederation() []error {
 	var errs []error
@@ -359,6 +438,22 @@ func (c *Config) validateFederation() []error {
 	}
 	if w := c.Federation.WellKnownServer; w != "" && strings.ContainsAny(w, " \t/") {
 		errs = append(errs, fmt.Errorf("federation.well_known_server: bad server name %q", w))
+	}
+	if r := c.Federation.RetryBaseDelay; r <= 0 || c.Federation.RetryMaxDelay < r {
+		errs = append(errs, errors.New("federation: retry_base_delay must be positive and at most retry_max_delay"))
+	}
+	return errs
+}
+
+func (c *Config) validatePush() []error {
+	var errs []error
+	for _, n := range c.Push.DenyNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			errs = append(errs, fmt.Errorf("push.deny_networks: %q is not a CIDR", n))
+		}
+	}
+	if c.Push.GatewayTimeout.Duration <= 0 {
+		errs = append(errs, errors.New("push.gateway_timeout must be positive"))
 	}
 	return errs
 }
@@ -409,6 +504,11 @@ federation:
   # Served as m.server in /.well-known/matrix/server when set (delegation,
   # e.g. "matrix.example.org:8448"); empty: 404.
   well_known_server: ""
+  # After a failed transaction a destination is retried after
+  # retry_base_delay, doubling up to retry_max_delay (at once when it
+  # contacts us).
+  retry_base_delay: 10s
+  retry_max_delay: 1h
 
 # Where the SQLite database and the signing key live.
 data_dir: ./luxchat-data
@@ -471,6 +571,42 @@ media:
     # GET /_matrix/client/v1/media/preview_url: the server fetches public
     # http(s) pages (never private or loopback addresses) for its users.
     enabled: false
+
+directory:
+  # Who may publish rooms in the room directory (PUT
+  # /directory/list/room/{roomId}, createRoom with visibility public).
+  # everyone: a joined member whose power level allows sending
+  # m.room.canonical_alias (server admins always may). admins: server
+  # admins only.
+  room_publication: everyone
+  # The user directory lists users who share a joined room with the
+  # searcher, and users who opted in with the account data
+  # lu.luxchat.directory {"visible": true}. true also lists users who made
+  # no choice ({"visible": false} always opts out).
+  default_visible: false
+
+push:
+  # Evaluate push rules for every event (notification counts in /sync,
+  # GET /notifications) and send pushes to the gateways of HTTP pushers.
+  enabled: true
+  # Bound of one request to a push gateway (retried with back-off).
+  gateway_timeout: 10s
+  # Pushes never connect to these networks (pusher URLs are chosen by
+  # users); remove an entry to allow a gateway inside it.
+  deny_networks: [127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, 0.0.0.0/8, "::1/128", "fc00::/7", "fe80::/10", "::/128"]
+
+profile:
+  # Answer 403 to profile look-ups (GET /profile/...) of users who share
+  # no room with the requester and are not listed in the user directory.
+  require_shared_room: false
+
+server_notices:
+  # The system user that sends server notices ("luxchat notice send"),
+  # @<localpart>:<server_name>; its account is created without a password
+  # on the first notice. Each recipient gets one invite-only room tagged
+  # m.server_notice in which only this user may post.
+  localpart: notices
+  display_name: Server Notices
 
 log:
   level: info   # debug | info | warn | error

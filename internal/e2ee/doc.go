@@ -8,6 +8,11 @@
 // and the signatures of what clients publish, hands one-time keys out once,
 // and stores what it is given.
 //
+// Keys of other servers' users are asked of their servers through Remote
+// (in parallel, within the request's timeout) and kept, checked like local
+// uploads, while a local user shares a room with them; to-device messages
+// for them leave through SendRemote.
+//
 // Concurrency: every change is one store transaction; syncs are woken
 // (Service.Wake) only after the commit. A one-time key is deleted by the
 // claim that returns it (DELETE … RETURNING), so concurrent claims never

@@ -345,17 +345,21 @@ func (s *Service) Query(ctx context.Context, requester string, devices map[strin
 		UserSigningKeys: map[string]json.RawMessage{},
 	}
 	users := make([]string, 0, len(devices))
+	remote := map[string][]string{}
 	for u := range devices {
 		parsed, err := id.ParseUserID(u)
 		if err != nil {
 			return nil, errcode.InvalidParam("%q is not a user id", truncate(u))
 		}
 		if parsed.Server() != s.serverName {
-			res.Failures[string(parsed.Server())] = map[string]any{"status": 503, "message": "federation is not available"}
+			remote[u] = devices[u]
 			continue
 		}
 		users = append(users, u)
 		res.DeviceKeys[u] = map[string]json.RawMessage{}
+	}
+	if err := s.queryRemote(ctx, remote, res); err != nil {
+		return nil, err
 	}
 	if len(users) == 0 {
 		return res, nil
@@ -468,13 +472,14 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 	res := &ClaimResult{Failures: map[string]any{}, OneTimeKeys: map[string]map[string]map[string]json.RawMessage{}}
 	type target struct{ user, device, alg string }
 	var targets []target
+	remote := map[string]map[string]string{}
 	for u, devs := range want {
 		parsed, err := id.ParseUserID(u)
 		if err != nil {
 			return nil, errcode.InvalidParam("%q is not a user id", truncate(u))
 		}
 		if parsed.Server() != s.serverName {
-			res.Failures[string(parsed.Server())] = map[string]any{"status": 503, "message": "federation is not available"}
+			remote[u] = devs
 			continue
 		}
 		for d, alg := range devs {
@@ -490,6 +495,7 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 	if len(targets) > maxQueryUsers {
 		return nil, errcode.TooLarge("at most %d devices per claim", maxQueryUsers)
 	}
+	s.claimRemote(ctx, remote, res)
 	if len(targets) == 0 {
 		return res, nil
 	}

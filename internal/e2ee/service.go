@@ -32,6 +32,15 @@ type Service struct {
 	// query when no one joined or left since a sync's token; set by the
 	// server wiring (nil: always query).
 	LastMembershipChange func() int64
+	// Remote reaches other servers for their users' keys (nil: remote
+	// users are reported in failures).
+	Remote Remote
+	// OnDeviceListChange is told, after the commit, about local users
+	// whose devices or cross-signing keys changed (nil: nobody).
+	OnDeviceListChange func(users ...string)
+	// SendRemote takes to-device messages for users of other servers
+	// (nil: they are dropped).
+	SendRemote func(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage)
 
 	store      *store.Store
 	serverName id.ServerName
@@ -88,6 +97,11 @@ func (s *Service) wake(users ...string) {
 // wakeRoommates wakes every user sharing a joined room with one of users,
 // and the users themselves: their device lists changed.
 func (s *Service) wakeRoommates(ctx context.Context, users ...string) {
+	if s.OnDeviceListChange != nil {
+		if local := slices.DeleteFunc(slices.Clone(users), func(u string) bool { return !s.isLocal(u) }); len(local) > 0 {
+			s.OnDeviceListChange(local...)
+		}
+	}
 	all := slices.Clone(users)
 	for _, u := range users {
 		mates, err := s.store.Roommates(ctx, u)

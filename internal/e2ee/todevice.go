@@ -15,8 +15,8 @@ import (
 // SendToDevice queues messages of one event type for devices: messages
 // maps a user to device ids ("*": all of the user's devices) to content.
 // A transaction id the caller's device used before sends nothing again.
-// Messages for remote users are dropped (no federation yet), as are those
-// for devices that do not exist.
+// Messages for users of other servers go to SendRemote; those for local
+// devices that do not exist are dropped.
 func (s *Service) SendToDevice(ctx context.Context, c Caller, evType, txnID string, messages map[string]map[string]json.RawMessage) error {
 	if err := validID(evType, "event type"); err != nil {
 		return err
@@ -29,6 +29,7 @@ func (s *Service) SendToDevice(ctx context.Context, c Caller, evType, txnID stri
 		content      string
 	}
 	var msgs []msg
+	remote := map[string]map[string]json.RawMessage{} // users of other servers
 	users := make([]string, 0, len(messages))
 	for u := range messages {
 		users = append(users, u)
@@ -65,19 +66,25 @@ func (s *Service) SendToDevice(ctx context.Context, c Caller, evType, txnID stri
 				return errcode.BadJSON("the message for %s %s is not valid JSON", truncate(u), truncate(d))
 			}
 			if parsed.Server() != s.serverName {
-				continue // remote devices: nothing to deliver to until federation exists
+				if remote[u] == nil {
+					remote[u] = map[string]json.RawMessage{}
+				}
+				remote[u][d] = json.RawMessage(compact.String())
+				continue
 			}
 			msgs = append(msgs, msg{u, d, compact.String()})
 		}
 	}
 	s.sweepTxns(ctx)
 	var woken []string
+	sendRemote := false
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		woken = woken[:0]
 		fresh, err := tx.PutToDeviceTxn(ctx, c.UserID, c.DeviceID, txnID)
 		if err != nil || !fresh {
 			return err
 		}
+		sendRemote = len(remote) > 0
 		known := map[string][]string{} // user → device ids
 		for _, m := range msgs {
 			devs, ok := known[m.user]
@@ -108,5 +115,8 @@ func (s *Service) SendToDevice(ctx context.Context, c Caller, evType, txnID stri
 		return err
 	}
 	s.wake(woken...)
+	if sendRemote && s.SendRemote != nil {
+		s.SendRemote(ctx, c.UserID, evType, remote)
+	}
 	return nil
 }

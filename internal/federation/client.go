@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"luxchat/internal/matrix/signing"
@@ -47,6 +48,7 @@ type Client struct {
 	roots  *x509.CertPool
 	http   *http.Client
 	dialer net.Dialer
+	cut    atomic.Pointer[func(host string) bool] // see SetPartition
 }
 
 // LoadRoots returns the system roots plus the PEM bundle at caFile. Without
@@ -92,12 +94,32 @@ func NewClient(serverName string, key signing.KeyPair, policy *Policy, dns DNS, 
 		IdleConnTimeout:     90 * time.Second,
 	}}
 	c.Resolver = NewResolver(dns, wk)
-	c.http = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+	c.http = &http.Client{Timeout: 60 * time.Second, Transport: partitionable{c, &http.Transport{
 		DialTLSContext:      c.dialTLS,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
-	}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return c
+}
+
+// SetPartition makes every request to a host for which cut returns true
+// fail as an unreachable network would, pooled connections included (a
+// DNS that stops resolving would not stop those). Tests partition servers
+// with it; nil ends the partition.
+func (c *Client) SetPartition(cut func(host string) bool) { c.cut.Store(&cut) }
+
+// partitionable is the federation transport, refusing the hosts that
+// SetPartition cuts off.
+type partitionable struct {
+	c    *Client
+	next http.RoundTripper
+}
+
+func (p partitionable) RoundTrip(req *http.Request) (*http.Response, error) {
+	if cut := p.c.cut.Load(); cut != nil && *cut != nil && (*cut)(req.URL.Hostname()) {
+		return nil, fmt.Errorf("dial %s: network unreachable (partition)", req.URL.Host)
+	}
+	return p.next.RoundTrip(req)
 }
 
 // httpsRedirectsOnly follows at most 10 redirects (no loops), all to

@@ -2,8 +2,9 @@
 // server keys it depends on: server name resolution (the spec's "Resolving
 // server names"), an HTTPS client that signs requests with the X-Matrix
 // header and refuses denied networks and servers outside the allow list,
-// and fetching, verifying and caching other servers' signing keys
-// (directly or through notaries).
+// fetching, verifying and caching other servers' signing keys (directly
+// or through notaries), and the persistent per-destination queue of
+// outbound transactions (Queue).
 //
 // It imports matrix/*, config and store; never httpapi.
 package federation

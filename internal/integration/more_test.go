@@ -102,6 +102,26 @@ func TestUpgrade(t *testing.T) {
 	})
 }
 
+// Creators of a version 12 room hold no power level; upgrading such a room
+// to an older version gives the upgrading creator an explicit top level.
+func TestUpgradeFromVersion12ToOlder(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{"room_version": "12", "name": "New style"})
+	var up struct {
+		ReplacementRoom string `json:"replacement_room"`
+	}
+	alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/upgrade", map[string]string{"new_version": "11"}, &up)
+	var pl struct {
+		Users map[string]int `json:"users"`
+	}
+	alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(up.ReplacementRoom)+"/state/m.room.power_levels", nil, &pl)
+	if pl.Users[alice.UserID] != 100 {
+		t.Fatalf("alice's level in the v11 room: %v", pl.Users)
+	}
+	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(up.ReplacementRoom)+"/state/m.room.topic", map[string]string{"topic": "still in charge"}, nil)
+}
+
 func TestIgnoredUsers(t *testing.T) {
 	s := ts.New(t)
 	alice, bob, troll := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "troll")

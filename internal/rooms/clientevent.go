@@ -67,6 +67,9 @@ type Format struct {
 	DeviceID string
 	// OmitRoomID drops room_id (sync timelines).
 	OmitRoomID bool
+	// Relations is the bundled aggregation shown as unsigned.m.relations
+	// (nil for none), see Bundles.
+	Relations json.RawMessage
 }
 
 // ClientEvent renders a stored event for a client. The fixed part of the
@@ -94,6 +97,10 @@ func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 	if row.TxnID.Valid && row.Sender == f.Viewer && row.TxnDevice.String == f.DeviceID {
 		out = append(out, `,"transaction_id":`...)
 		out = appendJSONString(out, row.TxnID.String)
+	}
+	if len(f.Relations) > 0 {
+		out = append(out, `,"m.relations":`...)
+		out = append(out, f.Relations...)
 	}
 	out = append(out, "}}"...)
 	return out

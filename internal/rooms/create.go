@@ -101,6 +101,9 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
 			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
 			"m.room.server_acl": 100, "m.room.encryption": 100,
+			// Live location: members share their own beacon; the auth rule for
+			// state keys starting with @ keeps each one owner-only.
+			"m.beacon_info": 0, "org.matrix.msc3672.beacon_info": 0,
 		},
 		"events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50, "invite": 0,
 		"notifications": map[string]any{"room": 50},
@@ -196,8 +199,13 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 	if req.Topic != nil {
 		protos = append(protos, Proto{Type: "m.room.topic", StateKey: &empty, Content: mustJSON(map[string]string{"topic": *req.Topic})})
 	}
+	var remote []string // invited over federation once the room exists
 	for _, inv := range req.Invite {
 		target := inv
+		if s.federated() && serverOf(inv) != s.serverName {
+			remote = append(remote, inv)
+			continue
+		}
 		c := map[string]any{"membership": "invite"}
 		if req.IsDirect {
 			c["is_direct"] = true
@@ -220,6 +228,11 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 	}
 	if err := s.commit(ctx, b); err != nil {
 		return "", err
+	}
+	if len(remote) > 0 {
+		r.mu.Unlock()
+		defer r.mu.Lock() // taken again for the deferred Unlock
+		s.inviteRemoteUsers(ctx, b.roomID, creator, remote, req.IsDirect)
 	}
 	return b.roomID, nil
 }

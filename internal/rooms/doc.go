@@ -1,5 +1,5 @@
 // Package rooms is the one event pipeline: build → authorise → persist →
-// notify, for local sends and (later) inbound federation alike. Each room has
+// notify, for local sends and inbound federation alike. Each room has
 // one in-process serial writer (roomState.mu) and a cache of its current
 // state. It also answers read questions that need room state: history
 // visibility, state at an event, members.

@@ -10,7 +10,9 @@ import (
 // Indexer writes rows derived from an event (relations, search terms)
 // inside the transaction that persists it, so that the derived rows and
 // the event commit or roll back together. It must not block on anything
-// but the transaction.
+// but the transaction, and must only write through tx: the transaction may
+// be rolled back and run again (commits are grouped on PostgreSQL). It must
+// not take a room's lock: other rooms' writers wait on the same group.
 type Indexer func(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error
 
 // Committed describes events that one pipeline run persisted.

@@ -20,6 +20,8 @@ type MemberChange struct {
 	Membership string // join | invite | leave | ban | knock
 	Reason     string
 	IsDirect   bool
+	// Servers to ask when the room is not known here (join, knock).
+	Servers []string
 }
 
 // ChangeMembership sends a membership event. Joining a room one is already
@@ -27,6 +29,9 @@ type MemberChange struct {
 func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string, error) {
 	r, err := s.lockRoom(ctx, c.RoomID)
 	if err != nil {
+		if remote := s.remoteMembership(c); errors.Is(err, errUnknownRoom) && remote != nil {
+			return remote(ctx, c)
+		}
 		if errors.Is(err, errUnknownRoom) && c.Membership == "join" {
 			return "", errcode.NotFound("no known servers for room %s", c.RoomID)
 		}
@@ -72,6 +77,9 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 	ev, err := s.add(ctx, b, Proto{Type: "m.room.member", StateKey: &target, Sender: c.Sender, Content: mustJSON(content)})
 	if err != nil {
 		return "", err
+	}
+	if c.Membership == "invite" && s.federated() && serverOf(c.Target) != s.serverName {
+		return s.inviteRemote(ctx, r, b)
 	}
 	if err := s.commit(ctx, b); err != nil {
 		return "", err

@@ -181,6 +181,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	page := &Page{Chunk: []json.RawMessage{}, Start: streamtoken.Pagination(from)}
 	cursor := from
 	senders := map[string]bool{}
+	var shown []*store.EventRow // rows of page.Chunk, for bundled aggregations
 	const maxRounds = 8
 	for round := 0; round < maxRounds && len(page.Chunk) < q.Limit; round++ {
 		var rows []*store.EventRow
@@ -213,6 +214,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			}
 			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && hasURL(row)) {
 				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID}))
+				shown = append(shown, row)
 				senders[row.Sender] = true
 				if len(page.Chunk) == q.Limit {
 					break
@@ -221,11 +223,11 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 		}
 		if len(rows) < fetch && len(page.Chunk) < q.Limit {
 			// Reached the end of the room: no end token.
-			return s.withLazyMembers(ctx, q, page, senders)
+			return s.finishPage(ctx, q, v, page, shown, senders)
 		}
 	}
 	page.End = streamtoken.Pagination(cursor)
-	return s.withLazyMembers(ctx, q, page, senders)
+	return s.finishPage(ctx, q, v, page, shown, senders)
 }
 
 func (s *Service) withLazyMembers(ctx context.Context, q MessagesRequest, page *Page, senders map[string]bool) (*Page, error) {
@@ -461,7 +463,11 @@ func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceI
 	} else if !ok {
 		return nil, errcode.NotFound("event not found")
 	}
-	return s.ClientEvent(row, Format{Viewer: userID, DeviceID: deviceID}), nil
+	evs, err := s.withBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID})
+	if err != nil {
+		return nil, err
+	}
+	return evs[0], nil
 }
 
 // ContextResult is the answer of /context.

@@ -96,6 +96,7 @@ type pending struct {
 	ev       *pdu.Event
 	replaced *pdu.Event // state event this one replaces, if any
 	txn      *Txn
+	remote   bool // received over federation: may replace a stored outlier
 }
 
 func (s *Service) newBatch(r *roomState) *batch {
@@ -230,7 +231,19 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 	members := map[string]string{} // user → membership changed by the batch
 	var recorded []int64
 	var rows []*store.EventRow
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+	err := s.store.InTxGrouped(ctx, func(tx *store.Tx) error {
+		// A grouped commit may run this again after a rollback: start from
+		// the cached state and take back what the last attempt published.
+		group, chain, full, lastPos = r.group, r.chain, nil, 0
+		clear(members)
+		for _, pos := range recorded {
+			s.unread.forget(b.roomID, pos)
+		}
+		recorded = recorded[:0]
+		if len(rows) > 0 {
+			s.recent.drop(b.roomID)
+			rows = rows[:0]
+		}
 		if !r.loaded {
 			creator := b.events[0].ev.Sender
 			if err := tx.CreateRoom(ctx, store.Room{RoomID: b.roomID, Version: r.version.ID, Creator: creator}); err != nil {
@@ -274,6 +287,11 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			}
 			if ev.IsState() {
 				row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
+			}
+			if pe.remote {
+				if err := tx.DeleteOutlier(ctx, ev.ID); err != nil {
+					return err
+				}
 			}
 			if err := tx.InsertEvent(ctx, row); err != nil {
 				return err

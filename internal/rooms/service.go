@@ -55,6 +55,9 @@ type Service struct {
 	recent         *recentEvents
 	entries        *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 
+	rel relState // bundled aggregations, see relations.go
+
+	fed       *fedState  // see SetFederation; nil without federation
 	indexers  []Indexer  // see AddIndexer; fixed before serving
 	listeners []Listener // see AddListener; fixed before serving
 }
@@ -74,6 +77,7 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	// Changes before this process started are unknown: count them as
 	// happening at the start.
 	s.lastMembership.Store(st.Streams.Events.Current())
+	s.AddIndexer(s.indexRelation)
 	return s
 }
 

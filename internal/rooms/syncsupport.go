@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 
 	"luxchat/internal/matrix/eventauth"
@@ -63,6 +64,9 @@ func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID str
 func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
+		if st := s.RemoteStrippedState(ctx, roomID, userID); st != nil && errors.Is(err, errUnknownRoom) {
+			return st, nil // an invite or knock to a room not known here
+		}
 		return nil, err
 	}
 	var evs []*pdu.Event

@@ -71,6 +71,14 @@ func (s *Service) Upgrade(ctx context.Context, userID, roomID, newVersion string
 		_ = json.Unmarshal(oldPL["users"], &users)
 		if v.RoomIDFromCreate {
 			delete(users, userID) // creators of v12 rooms are above power levels
+		} else if r.version.RoomIDFromCreate {
+			// From a v12 room, whose creators hold no level, to an older
+			// version: the upgrading user keeps the top level explicitly.
+			level := pl.UserLevel(userID)
+			if pl.IsCreator(userID) || level < 100 {
+				level = 100
+			}
+			users[userID] = mustJSON(level)
 		}
 		oldPL["users"] = mustJSON(users)
 		plOverride = mustJSON(oldPL)

@@ -41,6 +41,9 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 	s.Federation = federation.NewClient(cfg.ServerName, s.Key, policy, net.DefaultResolver, roots)
 	s.Keys = federation.NewKeys(cfg.ServerName, s.Key, old, s.Store, s.Federation)
 	s.Media.SetFetcher(s.fetchRemoteMedia)
+	s.Rooms.SetFederation(s.roomsFederation(policy))
+	s.Directory.Remote = s.Federation
+	s.setupExchange(policy)
 	if cfg.Listen.Federation == "" {
 		return nil
 	}
@@ -50,7 +53,8 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 	}
 	s.fedTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	rt := httputil.NewRouter(nil, cfg.Limits.MaxRequestBytes, s.Log)
-	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: policy, Accounts: s.Accounts, Media: s.Media, Log: s.Log})
+	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: policy, Accounts: s.Accounts, Media: s.Media, Log: s.Log, Directory: s.Directory,
+		Rooms: s.Rooms, Store: s.Store, EDU: s.Exchange, Contacted: s.Outbox.Contacted, E2EE: s.E2EE, DeviceStreamID: s.Exchange.DeviceListStreamID})
 	s.fedHandler = rt
 	return nil
 }

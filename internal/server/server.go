@@ -21,14 +21,20 @@ import (
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
+	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
+	"luxchat/internal/exchange"
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/clientapi"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/httpapi/mediaapi"
 	"luxchat/internal/matrix/signing"
 	"luxchat/internal/media"
+	"luxchat/internal/notices"
+	"luxchat/internal/notifications"
+	"luxchat/internal/reports"
 	"luxchat/internal/rooms"
+	"luxchat/internal/search"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
 )
@@ -43,10 +49,18 @@ type Server struct {
 	E2EE     *e2ee.Service
 	Media    *media.Service
 	Log      *slog.Logger
+	Push     *notifications.Service
 	Key      signing.KeyPair
+
+	// Directory serves the room and user directories and space hierarchies.
+	Directory *directory.Service
 	// Federation and Keys are nil when federation.enabled is false.
 	Federation *federation.Client
 	Keys       *federation.Keys
+	// Outbox delivers PDUs and EDUs to other servers; Exchange handles
+	// EDUs and remote queries. Nil when federation is off.
+	Outbox   *federation.Queue
+	Exchange *exchange.Service
 
 	handler    http.Handler
 	fedHandler http.Handler // nil: no federation listener
@@ -85,10 +99,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Accounts = accounts.New(cfg, st, log)
 	s.Rooms = rooms.New(cfg, st, key, notifier, log)
 	s.Sync = sync.New(st, s.Rooms, notifier, sync.NewTyping(), log)
-	s.Accounts.OnProfileChange = func(ctx context.Context, userID, displayName, avatarURL string) error {
-		return s.Rooms.UpdateProfile(ctx, userID, displayName, avatarURL)
+	// The directory's tables follow rooms (indexer) and accounts (hooks).
+	s.Directory = directory.New(cfg, st, s.Rooms, log)
+	s.Rooms.AddIndexer(s.Directory.IndexEvent)
+	s.Accounts.OnRegister = func(ctx context.Context, userID, displayName string) error {
+		return s.Directory.ProfileChanged(ctx, userID, displayName, "")
 	}
-	s.Accounts.OnDeactivate = s.Rooms.LeaveAll
+	s.Accounts.OnProfileChange = func(ctx context.Context, userID, displayName, avatarURL string) error {
+		return errors.Join(s.Directory.ProfileChanged(ctx, userID, displayName, avatarURL),
+			s.Rooms.UpdateProfile(ctx, userID, displayName, avatarURL))
+	}
+	s.Accounts.OnDeactivate = func(ctx context.Context, userID string) error {
+		return errors.Join(s.Directory.Deactivated(ctx, userID), s.Rooms.LeaveAll(ctx, userID))
+	}
 	s.E2EE = e2ee.New(st, cfg.ServerName, log)
 	s.E2EE.Wake = s.Sync.Wake
 	s.E2EE.LastMembershipChange = s.Rooms.LastMembershipChange
@@ -96,7 +119,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return s.Accounts.RequireUIA(ctx, accounts.Caller{UserID: userID, DeviceID: deviceID}, auth, action)
 	}
 	s.Sync.Devices = s.E2EE
-	s.Accounts.OnDevicesDeleted = s.E2EE.DevicesDeleted
+	// Push rules are evaluated inside each event's transaction (counts
+	// commit with the event); pushes leave after the commit.
+	s.Push = notifications.New(cfg, st, s.Rooms, log)
+	s.Push.Wake = s.Sync.Wake
+	s.Rooms.AddIndexer(s.Push.Index)
+	s.Rooms.AddListener(s.Push.Committed)
+	s.Sync.PushRules = s.Push.RulesEvent
+	if cfg.Push.Enabled {
+		s.Sync.NotificationCounts = s.Push.Counts
+	}
+	if err := s.Push.Load(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.Accounts.OnDevicesDeleted = func(ctx context.Context, userID string, deviceIDs []string) error {
+		return errors.Join(s.E2EE.DevicesDeleted(ctx, userID, deviceIDs), s.Push.DevicesDeleted(ctx, userID, deviceIDs))
+	}
 
 	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts), cfg.Limits.MaxRequestBytes, log)
 	if cfg.RateLimits.Enabled {
@@ -113,6 +152,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		reqs.WithLabelValues(pattern, method, strconv.Itoa(status)).Observe(d.Seconds())
 	}
 	api := &clientapi.API{Config: cfg, Store: st, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, E2EE: s.E2EE, Log: log}
+	api.Push = s.Push
+	// Search indexes unencrypted text inside each event's transaction.
+	s.Rooms.AddIndexer(search.Index)
+	api.Search = search.New(st, s.Rooms)
+	api.Reports = reports.New(st, s.Rooms, cfg.ServerName)
+	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName)
+	api.Notices.Wake = s.Sync.Wake
+	api.Directory = s.Directory
 	api.Register(rt)
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
@@ -122,6 +169,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return map[string]string{"status": "ok"}, nil
 	})
 	if err := s.setupFederation(rt); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := s.Directory.Backfill(ctx); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -170,6 +221,8 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		go func() { errc <- msrv.ListenAndServe() }()
 	}
 	go s.housekeeping(ctx)
+	s.startExchange(ctx)
+	go s.Push.Run(ctx)
 	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
 	select {
 	case <-ctx.Done():
@@ -190,6 +243,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
 	}
+	s.stopExchange()
 	return errors.Join(err, s.Store.Close())
 }
 

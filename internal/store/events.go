@@ -156,7 +156,7 @@ func (s *Store) RoomTimelines(ctx context.Context, roomIDs []string, to int64, l
 				b.WriteString(" UNION ALL ")
 			}
 			n := 3 * i
-			fmt.Fprintf(&b, "SELECT * FROM (SELECT %s FROM events WHERE room_id = $%d AND stream_pos <= $%d ORDER BY stream_pos DESC LIMIT $%d) AS t%d",
+			fmt.Fprintf(&b, "SELECT * FROM (SELECT %s FROM events WHERE room_id = $%d AND stream_pos > 0 AND stream_pos <= $%d ORDER BY stream_pos DESC LIMIT $%d) AS t%d",
 				eventCols, n+1, n+2, n+3, i)
 			args = append(args, roomID, to, limit)
 		}
@@ -184,9 +184,9 @@ func (s *Store) RoomStateEventsBetween(ctx context.Context, roomID string, from,
 // EventAtOrBeforeTS returns the last event of a room at or before ts
 // (backwards) or the first at or after it (forwards).
 func (s *Store) EventNearTS(ctx context.Context, roomID string, ts int64, backwards bool) (*EventRow, error) {
-	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts <= $2 ORDER BY origin_ts DESC, stream_pos DESC LIMIT 1`
+	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts <= $2 AND stream_pos > 0 ORDER BY origin_ts DESC, stream_pos DESC LIMIT 1`
 	if !backwards {
-		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts >= $2 ORDER BY origin_ts ASC, stream_pos ASC LIMIT 1`
+		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts >= $2 AND stream_pos > 0 ORDER BY origin_ts ASC, stream_pos ASC LIMIT 1`
 	}
 	return scanEvent(s.reader().QueryRowContext(ctx, q, roomID, ts))
 }

@@ -41,6 +41,8 @@ type Store struct {
 
 	// Streams hands out positions of the sync streams.
 	Streams *Streams
+
+	group grouper // see InTxGrouped
 }
 
 // Options configures Open.

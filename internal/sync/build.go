@@ -165,6 +165,11 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 				lr.AccountData.Events = append(lr.AccountData.Events, ev)
 			}
 		}
+		if since == nil {
+			if err := s.addDefaultPushRules(ctx, req, ads, resp); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Presence of users sharing a room.
 	if since == nil || cur.Presence > from.Presence {
@@ -189,6 +194,9 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			}
 			resp.Presence.Events = append(resp.Presence.Events, mustJSON(map[string]any{"type": "m.presence", "sender": p.UserID, "content": content}))
 		}
+	}
+	if err := s.fillCounts(ctx, req, rr.Join, cur.Events); err != nil {
+		return nil, err
 	}
 	if rr.Join != nil || rr.Invite != nil || rr.Leave != nil || rr.Knock != nil {
 		resp.Rooms = rr
@@ -248,6 +256,9 @@ func emptyJoined() *JoinedRoom {
 }
 
 func (s *Service) fillUnread(ctx context.Context, jr *JoinedRoom, roomID, userID string, upTo int64) {
+	if s.NotificationCounts != nil {
+		return // fillCounts does every room at once
+	}
 	if n, err := s.rooms.Unread(ctx, roomID, userID, upTo); err == nil {
 		jr.UnreadNotifications.NotificationCount = n
 	}
@@ -307,11 +318,18 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	for _, row := range rows {
 		inTimeline[row.EventID] = true
 	}
+	// Bundled aggregations only where the client missed children.
+	var bundles map[string]json.RawMessage
+	if limited {
+		if bundles, err = s.rooms.Bundles(ctx, req.UserID, cur.Events, timeline); err != nil {
+			return nil, err
+		}
+	}
 	for _, row := range timeline {
 		if !tf.AllowsEvent(row.Type, row.Sender, false) || req.ignored[row.Sender] {
 			continue
 		}
-		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true}))
+		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID]}))
 		senders[row.Sender] = true
 		if row.Type == "m.room.member" {
 			timelineStateMember = true
@@ -388,11 +406,17 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 	if err != nil {
 		return nil, err
 	}
+	var bundles map[string]json.RawMessage
+	if lr.Timeline.Limited {
+		if bundles, err = s.rooms.Bundles(ctx, req.UserID, m.Pos, visible); err != nil {
+			return nil, err
+		}
+	}
 	for _, row := range visible {
 		if req.ignored[row.Sender] {
 			continue
 		}
-		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true}))
+		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID]}))
 	}
 	if len(rows) > 0 {
 		lr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)

@@ -149,6 +149,10 @@ func (w *writer) joined(j *JoinedRoom) {
 	w.events(j.AccountData)
 	w.raw(`,"unread_notifications":`)
 	w.value(j.UnreadNotifications)
+	if len(j.UnreadThreadNotifications) > 0 {
+		w.raw(`,"unread_thread_notifications":`)
+		w.value(j.UnreadThreadNotifications)
+	}
 	w.raw("}")
 }
 

@@ -43,6 +43,15 @@ const coalesce = 5 * time.Millisecond
 type Service struct {
 	// Devices adds end-to-end encryption data when set (before serving).
 	Devices DeviceData
+	// Federation hears of local typing, receipts and presence (nil: not
+	// federating). Set before serving.
+	Federation Federation
+	// NotificationCounts, when set, answers the unread notification counts
+	// (push rule actions) of all rooms of a response in one call.
+	NotificationCounts func(ctx context.Context, userID string, roomIDs []string, upTo int64) ([]store.ThreadCount, error)
+	// PushRules, when set, gives the m.push_rules content an initial sync
+	// shows to a user who never changed their push rules.
+	PushRules func(ctx context.Context, userID string) (json.RawMessage, error)
 
 	store    *store.Store
 	rooms    *rooms.Service
@@ -125,6 +134,8 @@ type JoinedRoom struct {
 	Ephemeral           Events         `json:"ephemeral"`
 	AccountData         Events         `json:"account_data"`
 	UnreadNotifications Unread         `json:"unread_notifications"`
+	// UnreadThreadNotifications is per thread root, when the filter asks.
+	UnreadThreadNotifications map[string]Unread `json:"unread_thread_notifications,omitempty"`
 }
 
 // Unread holds notification counts.
@@ -312,14 +323,18 @@ func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql
 	for _, st := range []string{"online", "unavailable"} {
 		s.presenceSeen.Delete(userID + "\x00" + st)
 	}
+	p := store.Presence{UserID: userID, State: state, StatusMsg: msg, LastActiveTS: time.Now().UnixMilli()}
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		_, err := tx.PutPresence(ctx, store.Presence{UserID: userID, State: state, StatusMsg: msg, LastActiveTS: time.Now().UnixMilli()})
+		_, err := tx.PutPresence(ctx, p)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	s.wakeRoommates(ctx, userID)
+	if s.Federation != nil {
+		s.Federation.Presence(ctx, p)
+	}
 	return nil
 }
 
@@ -352,6 +367,9 @@ func (s *Service) SetTyping(ctx context.Context, roomID, userID string, typing b
 	}
 	if s.typing.Set(roomID, userID, typing, timeout) {
 		s.notifier.Wake(joined...)
+		if s.Federation != nil {
+			s.Federation.Typing(ctx, roomID, userID, typing, timeout, joined)
+		}
 	}
 	return nil
 }

@@ -1,10 +1,8 @@
 package testserver
 
 import (
-	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"testing"
 )
 
@@ -36,13 +34,13 @@ func (f *Federation) ServerNamed(host string) Option {
 		s.cfg.Federation.TrustedCAFile = f.CAFile
 		s.cfg.Federation.DenyNetworks = []string{}
 		s.fedLn = ln
-		s.dns = &partitionDNS{self: host, f: f}
+		s.dns = TestDNS{}
+		s.cut = func(to string) bool { return f.isCut(host, to) }
 	}
 }
 
 // Cut makes the servers named a and b (hosts, without ports) unreachable
-// from each other until Heal: their names no longer resolve for each
-// other, as in a network partition.
+// from each other until Heal, as in a network partition.
 func (f *Federation) Cut(a, b string) {
 	f.cutMu.Lock()
 	defer f.cutMu.Unlock()
@@ -63,21 +61,6 @@ func (f *Federation) isCut(a, b string) bool {
 	f.cutMu.Lock()
 	defer f.cutMu.Unlock()
 	return f.cuts[[2]string{a, b}]
-}
-
-// partitionDNS is TestDNS as seen from one server, minus the names cut
-// off from it.
-type partitionDNS struct {
-	TestDNS
-	self string
-	f    *Federation
-}
-
-func (d *partitionDNS) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	if d.f.isCut(d.self, host) {
-		return nil, &net.DNSError{Err: "partitioned (test)", Name: host, IsNotFound: true}
-	}
-	return d.TestDNS.LookupNetIP(ctx, network, host)
 }
 
 // Restart stops the server (if it runs) and starts it again on the same

@@ -44,9 +44,10 @@ type Option func(*setup)
 // setup is what options change.
 type setup struct {
 	cfg        *config.Config
-	fedLn      net.Listener   // federation listener made by Federation.Server
-	dns        federation.DNS // replaces the federation client's DNS when set
-	clientAddr string         // client listener address; empty: any free port
+	fedLn      net.Listener           // federation listener made by Federation.Server
+	dns        federation.DNS         // replaces the federation client's DNS when set
+	clientAddr string                 // client listener address; empty: any free port
+	cut        func(host string) bool // hosts the server cannot reach (see Federation.Cut)
 }
 
 // WithPostgres runs the server on a fresh PostgreSQL database.
@@ -92,6 +93,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 	if su.dns != nil && srv.Federation != nil {
 		srv.Federation.SetDNS(su.dns)
+	}
+	if su.cut != nil && srv.Federation != nil {
+		srv.Federation.SetPartition(su.cut)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListeners(ctx, ln, su.fedLn) }()

@@ -127,6 +127,8 @@ export function recentHttpFailures(n = 4) {
 
 export const BASE_URL = (process.env.LUXCHAT_E2E_URL || "http://127.0.0.1:8008").replace(/\/+$/, "");
 export const SERVER_NAME = process.env.LUXCHAT_E2E_SERVER_NAME || "localhost";
+/** A second, federating server (run.sh's fed suite); the first one otherwise. */
+export const BASE_URL_B = (process.env.LUXCHAT_E2E_URL_B || BASE_URL).replace(/\/+$/, "");
 
 /** Default timeout for a single "wait until the user sees X" step. */
 export const WAIT_MS = Number(process.env.LUXCHAT_E2E_WAIT_MS || 15000);
@@ -227,16 +229,16 @@ export async function step(what, fn, timeout = WAIT_MS) {
  * client does: first request without auth returns 401 with the flows and a
  * session, the second completes the m.login.dummy stage.
  */
-export async function registerUser(name, { password = "correct horse battery staple", deviceName } = {}) {
+export async function registerUser(name, { password = "correct horse battery staple", deviceName, baseUrl = BASE_URL } = {}) {
   const localpart = uniqueLocalpart(name);
-  const tmp = createClient({ baseUrl: BASE_URL, logger: clientLogger, fetchFn: recordingFetch, localTimeoutMs: WAIT_MS });
+  const tmp = createClient({ baseUrl, logger: clientLogger, fetchFn: recordingFetch, localTimeoutMs: WAIT_MS });
   const body = { username: localpart, password };
   if (deviceName) body.initial_device_display_name = deviceName;
   let session;
   try {
     const res = await tmp.registerRequest(body);
     // A server may complete registration without UIA; accept that.
-    return { localpart, password, ...res };
+    return { localpart, password, baseUrl, ...res };
   } catch (e) {
     if (e.httpStatus !== 401 || !e.data || !Array.isArray(e.data.flows)) {
       throw new Error(
@@ -255,7 +257,7 @@ export async function registerUser(name, { password = "correct horse battery sta
   if (!res.access_token || !res.user_id || !res.device_id) {
     throw new Error(`POST /register returned no access_token/user_id/device_id: ${JSON.stringify(res)}`);
   }
-  return { localpart, password, ...res };
+  return { localpart, password, baseUrl, ...res };
 }
 
 const startedClients = new Set();
@@ -263,7 +265,7 @@ const startedClients = new Set();
 /** Create a client for registered/logged-in credentials (not started). */
 export function clientFor(creds, opts = {}) {
   const client = createClient({
-    baseUrl: BASE_URL,
+    baseUrl: creds.baseUrl || BASE_URL,
     userId: creds.user_id,
     accessToken: creds.access_token,
     deviceId: creds.device_id,
@@ -359,10 +361,10 @@ export function waitForMessage(client, roomId, sender, body, opts = {}) {
 }
 
 /** POST/GET a raw client-server endpoint; returns {status, body}. Used only for probing features. */
-export async function rawRequest(method, path, { accessToken, body } = {}) {
+export async function rawRequest(method, path, { accessToken, body, baseUrl = BASE_URL } = {}) {
   const headers = { "Content-Type": "application/json" };
   if (accessToken) headers.Authorization = `Bearer ${accessToken}`;
-  const res = await fetch(`${BASE_URL}${path}`, {
+  const res = await fetch(`${baseUrl}${path}`, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),

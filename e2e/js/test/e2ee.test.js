@@ -19,6 +19,7 @@ import {
   MatrixEventEvent,
   RoomEvent,
   RoomMemberEvent,
+  BASE_URL_B,
   WAIT_MS,
   clientFor,
   membershipSeenBy,
@@ -72,7 +73,8 @@ describe("end-to-end encrypted chat (matrix-js-sdk + Rust crypto)", () => {
 
   before(async () => {
     creds.alice = await registerUser("ealice", { deviceName: "Alice E2EE" });
-    creds.bob = await registerUser("ebob", { deviceName: "Bob E2EE" });
+    // Bob is on a second, federating server when the fed suite runs this file.
+    creds.bob = await registerUser("ebob", { deviceName: "Bob E2EE", baseUrl: BASE_URL_B });
   });
 
   after(() => stopAllClients());
@@ -132,7 +134,7 @@ describe("end-to-end encrypted chat (matrix-js-sdk + Rust crypto)", () => {
   /** Log in on a new device with the password and start a crypto-enabled client. */
   async function loginNewDevice(who, deviceName) {
     const res = await step(`${who}: log in on a new device`, async () => {
-      const tmp = clientFor({}, { userId: undefined, accessToken: undefined, deviceId: undefined });
+      const tmp = clientFor({ baseUrl: creds[who].baseUrl }, { userId: undefined, accessToken: undefined, deviceId: undefined });
       return tmp.loginRequest({
         type: "m.login.password",
         identifier: { type: "m.id.user", user: creds[who].localpart },
@@ -141,7 +143,7 @@ describe("end-to-end encrypted chat (matrix-js-sdk + Rust crypto)", () => {
       });
     });
     assert.notEqual(res.device_id, creds[who].device_id, "a new login gets a new device ID");
-    const client = clientFor(res, { cryptoCallbacks });
+    const client = clientFor({ ...res, baseUrl: creds[who].baseUrl }, { cryptoCallbacks });
     await withTimeout(client.initRustCrypto({ useIndexedDB: false }), WAIT_MS, `${who}: initRustCrypto on ${deviceName}`);
     await startAndSync(client);
     return client;

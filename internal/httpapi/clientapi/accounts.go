@@ -47,9 +47,11 @@ func (a *API) accountRoutes(rt *httputil.Router) {
 	client("DELETE /devices/{deviceId}", user, a.deleteDevice, limited)
 	client("POST /delete_devices", user, a.deleteDevices, limited)
 
-	client("GET /profile/{userId}", none, a.getProfile)
+	// Profile reads take a token when given: profile.require_shared_room
+	// needs to know who asks.
+	client("GET /profile/{userId}", optional, a.getProfile)
 	for _, field := range []string{accounts.FieldDisplayName, accounts.FieldAvatarURL} {
-		client("GET /profile/{userId}/"+field, none, a.getProfileField(field))
+		client("GET /profile/{userId}/"+field, optional, a.getProfileField(field))
 		client("PUT /profile/{userId}/"+field, user, a.setProfileField(field))
 		client("DELETE /profile/{userId}/"+field, user, a.deleteProfileField(field))
 	}
@@ -404,6 +406,9 @@ func (a *API) deleteDevices(r *httputil.Request) (any, error) {
 
 // GET /_matrix/client/v3/profile/{userId}
 func (a *API) getProfile(r *httputil.Request) (any, error) {
+	if err := a.mayViewProfile(r, r.Var("userId")); err != nil {
+		return nil, err
+	}
 	p, err := a.Accounts.Profile(r.Context(), r.Var("userId"))
 	if err != nil {
 		return nil, err
@@ -417,6 +422,9 @@ func (a *API) getProfile(r *httputil.Request) (any, error) {
 // GET /_matrix/client/v3/profile/{userId}/{displayname,avatar_url}
 func (a *API) getProfileField(field string) httputil.Handler {
 	return func(r *httputil.Request) (any, error) {
+		if err := a.mayViewProfile(r, r.Var("userId")); err != nil {
+			return nil, err
+		}
 		p, err := a.Accounts.Profile(r.Context(), r.Var("userId"))
 		if err != nil {
 			return nil, err

@@ -5,9 +5,14 @@ import (
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
+	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
 	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/notices"
+	"luxchat/internal/notifications"
+	"luxchat/internal/reports"
 	"luxchat/internal/rooms"
+	"luxchat/internal/search"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
 )
@@ -21,6 +26,15 @@ type API struct {
 	Sync     *sync.Service
 	E2EE     *e2ee.Service
 	Log      *slog.Logger
+	// Push serves push rules, pushers and /notifications.
+	Push *notifications.Service
+	// Directory serves /publicRooms, the user directory and /hierarchy.
+	Directory *directory.Service
+	// Search, Reports and Notices are optional: nil leaves their routes
+	// out.
+	Search  *search.Service
+	Reports *reports.Service
+	Notices *notices.Service
 
 	filters filterCache
 }

@@ -65,6 +65,7 @@ func (a *API) keysUpload(r *httputil.Request) (any, error) {
 func (a *API) keysQuery(r *httputil.Request) (any, error) {
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
+		Timeout    *int64              `json:"timeout"`
 	}
 	if err := r.ReadJSON(&req); err != nil {
 		return nil, err
@@ -72,7 +73,7 @@ func (a *API) keysQuery(r *httputil.Request) (any, error) {
 	if req.DeviceKeys == nil {
 		return nil, errcode.MissingParam("device_keys is required")
 	}
-	res, err := a.E2EE.Query(r.Context(), r.Session.UserID, req.DeviceKeys)
+	res, err := a.E2EE.Query(e2ee.WithRemoteTimeout(r.Context(), req.Timeout), r.Session.UserID, req.DeviceKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +84,7 @@ func (a *API) keysQuery(r *httputil.Request) (any, error) {
 func (a *API) keysClaim(r *httputil.Request) (any, error) {
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
+		Timeout     *int64                       `json:"timeout"`
 	}
 	if err := r.ReadJSON(&req); err != nil {
 		return nil, err
@@ -90,7 +92,7 @@ func (a *API) keysClaim(r *httputil.Request) (any, error) {
 	if req.OneTimeKeys == nil {
 		return nil, errcode.MissingParam("one_time_keys is required")
 	}
-	return a.E2EE.Claim(r.Context(), req.OneTimeKeys)
+	return a.E2EE.Claim(e2ee.WithRemoteTimeout(r.Context(), req.Timeout), req.OneTimeKeys)
 }
 
 // GET /keys/changes

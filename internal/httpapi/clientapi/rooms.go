@@ -19,6 +19,9 @@ func (a *API) createRoom(r *httputil.Request) (any, error) {
 	if err := r.ReadJSON(&req); err != nil {
 		return nil, err
 	}
+	if err := a.mayPublishNewRoom(r, req.Visibility); err != nil {
+		return nil, err
+	}
 	id, err := a.Rooms.CreateRoom(r.Context(), r.Session.UserID, req)
 	if err != nil {
 		return nil, err
@@ -49,21 +52,21 @@ type reasonBody struct {
 	Reason string `json:"reason"`
 }
 
-func (a *API) membership(r *httputil.Request, roomID, target, membership string) (string, error) {
+func (a *API) membership(r *httputil.Request, roomID, target, membership string, servers ...string) (string, error) {
 	var body reasonBody
 	if err := r.ReadJSON(&body); err != nil {
 		return "", err
 	}
-	return a.Rooms.ChangeMembership(r.Context(), rooms.MemberChange{RoomID: roomID, Sender: r.Session.UserID, Target: target, Membership: membership, Reason: body.Reason})
+	return a.Rooms.ChangeMembership(r.Context(), rooms.MemberChange{RoomID: roomID, Sender: r.Session.UserID, Target: target, Membership: membership, Reason: body.Reason, Servers: servers})
 }
 
 // POST /join/{roomIdOrAlias}
 func (a *API) joinByIDOrAlias(r *httputil.Request) (any, error) {
-	roomID, err := a.resolveRoom(r, r.Var("roomIdOrAlias"))
+	roomID, servers, err := a.roomAndServers(r, r.Var("roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := a.membership(r, roomID, r.Session.UserID, "join"); err != nil {
+	if _, err := a.membership(r, roomID, r.Session.UserID, "join", servers...); err != nil {
 		return nil, err
 	}
 	return map[string]string{"room_id": roomID}, nil
@@ -83,11 +86,11 @@ func (a *API) join(r *httputil.Request) (any, error) {
 
 // POST /knock/{roomIdOrAlias}
 func (a *API) knock(r *httputil.Request) (any, error) {
-	roomID, err := a.resolveRoom(r, r.Var("roomIdOrAlias"))
+	roomID, servers, err := a.roomAndServers(r, r.Var("roomIdOrAlias"))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := a.membership(r, roomID, r.Session.UserID, "knock"); err != nil {
+	if _, err := a.membership(r, roomID, r.Session.UserID, "knock", servers...); err != nil {
 		return nil, err
 	}
 	return map[string]string{"room_id": roomID}, nil
@@ -115,6 +118,12 @@ func (a *API) targeted(r *httputil.Request, membership string) (any, error) {
 		membership = "leave"
 		if m, err := a.Store.GetMembership(r.Context(), roomID, body.UserID); err != nil || m.Membership != "ban" {
 			return nil, errcode.Forbidden("user is not banned")
+		}
+	}
+	if membership == "leave" && body.UserID == r.Session.UserID && a.Notices != nil {
+		// Kicking oneself is leaving: the same rule for notices rooms.
+		if err := a.Notices.CheckLeave(r.Context(), roomID, body.UserID); err != nil {
+			return nil, err
 		}
 	}
 	if membership == "leave" && body.UserID != r.Session.UserID {
@@ -161,6 +170,11 @@ func (a *API) invite(r *httputil.Request) (any, error) {
 
 // POST /rooms/{roomId}/leave
 func (a *API) leave(r *httputil.Request) (any, error) {
+	if a.Notices != nil {
+		if err := a.Notices.CheckLeave(r.Context(), r.Var("roomId"), r.Session.UserID); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := a.membership(r, r.Var("roomId"), r.Session.UserID, "leave"); err != nil {
 		return nil, err
 	}

@@ -214,6 +214,7 @@ func (a *API) putReceipt(r *httputil.Request, roomID, typ, eventID, threadID str
 	}
 	if changed {
 		a.Rooms.ReadMoved(roomID, r.Session.UserID)
+		a.Sync.ReceiptStored(r.Context(), store.Receipt{RoomID: roomID, Type: typ, UserID: r.Session.UserID, ThreadID: threadID, EventID: eventID, TS: time.Now().UnixMilli()})
 		if typ == "m.read.private" {
 			a.Sync.Wake(r.Session.UserID)
 		} else if users, err := a.Rooms.JoinedUsers(r.Context(), roomID); err == nil {

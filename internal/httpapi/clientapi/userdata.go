@@ -6,7 +6,6 @@ import (
 
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
-	"luxchat/internal/push"
 	"luxchat/internal/store"
 )
 
@@ -15,8 +14,14 @@ var serverManaged = map[string]bool{"m.fully_read": true, "m.push_rules": true}
 
 func (a *API) putAccountDataFor(r *httputil.Request, roomID, typ string, content []byte) error {
 	err := a.Store.InTx(r.Context(), func(tx *store.Tx) error {
-		_, err := tx.PutAccountData(r.Context(), r.Session.UserID, roomID, typ, content)
-		return err
+		if _, err := tx.PutAccountData(r.Context(), r.Session.UserID, roomID, typ, content); err != nil {
+			return err
+		}
+		if a.Directory != nil {
+			// The directory choice commits with the account data.
+			return a.Directory.AccountDataChanged(r.Context(), tx, r.Session.UserID, roomID, typ, content)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -31,6 +36,10 @@ func (a *API) putAccountDataFor(r *httputil.Request, roomID, typ string, content
 func (a *API) getAccountDataFor(r *httputil.Request, roomID, typ string) (any, error) {
 	if err := a.ownUser(r); err != nil {
 		return nil, err
+	}
+	if typ == "m.push_rules" && roomID == "" && a.Push != nil {
+		// The rules in force, also before the user changed any.
+		return a.Push.RulesEvent(r.Context(), r.Session.UserID)
 	}
 	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, typ)
 	if errors.Is(err, store.ErrNotFound) {
@@ -182,14 +191,4 @@ func (a *API) deleteTag(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	return struct{}{}, nil
-}
-
-// GET /pushrules/ — the server-default rules until users can change them.
-func (a *API) pushRules(r *httputil.Request) (any, error) {
-	return map[string]any{"global": push.Defaults(r.Session.UserID)}, nil
-}
-
-// GET /pushrules/global/
-func (a *API) pushRulesGlobal(r *httputil.Request) (any, error) {
-	return push.Defaults(r.Session.UserID), nil
 }

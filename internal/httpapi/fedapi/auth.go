@@ -41,6 +41,9 @@ func (a *API) Authenticated(h ServerHandler) httputil.Handler {
 		for _, hv := range headers {
 			origin, err := a.verify(r, hv, body)
 			if err == nil {
+				if a.Contacted != nil {
+					a.Contacted(origin)
+				}
 				return h(r, origin)
 			}
 			if firstErr == nil {

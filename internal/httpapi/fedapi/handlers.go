@@ -128,6 +128,11 @@ func (a *API) queryProfile(r *httputil.Request, origin string) (any, error) {
 	if string(u.Server()) != a.Config.ServerName {
 		return nil, errcode.InvalidParam("user is not local to this server")
 	}
+	if a.Directory != nil {
+		if err := a.Directory.MayServerViewProfile(r.Context(), origin, userID); err != nil {
+			return nil, err
+		}
+	}
 	p, err := a.Accounts.Profile(r.Context(), userID)
 	if err != nil {
 		return nil, err

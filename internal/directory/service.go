@@ -1,0 +1,44 @@
+package directory
+
+import (
+	"context"
+	"log/slog"
+
+	"luxchat/internal/config"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+)
+
+// Remote sends signed requests to other servers (federation.Client).
+type Remote interface {
+	Do(ctx context.Context, destination, method, uri string, body, out any) error
+}
+
+// Service answers directory and hierarchy requests. It is safe for
+// concurrent use; it holds no lock of its own (the rooms service's locks
+// are taken through its methods only).
+type Service struct {
+	cfg   *config.Config
+	store *store.Store
+	rooms *rooms.Service
+	log   *slog.Logger
+	// Remote is nil when federation is disabled.
+	Remote Remote
+	// hierCache keeps other servers' hierarchy answers a little while.
+	hierCache *remoteCache
+}
+
+// New returns the service. Register s.IndexEvent with the rooms service
+// and the account hooks before serving.
+func New(cfg *config.Config, st *store.Store, rs *rooms.Service, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{cfg: cfg, store: st, rooms: rs, log: log, hierCache: newRemoteCache()}
+}
+
+// Caller is who asks: a local user (and whether a server admin).
+type Caller struct {
+	UserID  string
+	IsAdmin bool
+}

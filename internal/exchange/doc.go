@@ -1,0 +1,12 @@
+// Package exchange is what this server and others exchange besides the
+// event graph's own requests: every event built here goes to the servers
+// of the room's members through the outbound queue (federation.Queue);
+// local typing, receipts, presence, device list and signing key updates
+// and to-device messages go out as EDUs; EDUs received from other servers
+// are checked (the users they name must belong to the sending server) and
+// applied; and key and profile queries for remote users are asked of
+// their servers.
+//
+// It imports federation, rooms, sync, e2ee, accounts and store; never
+// httpapi. Hooks it registers only queue work.
+package exchange

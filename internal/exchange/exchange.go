@@ -1,0 +1,171 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"luxchat/internal/e2ee"
+	"luxchat/internal/federation"
+	"luxchat/internal/matrix/id"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+	"luxchat/internal/sync"
+)
+
+// Service connects the domain services to other servers. It is safe for
+// concurrent use.
+type Service struct {
+	self   string
+	queue  *federation.Queue
+	client *federation.Client
+	store  *store.Store
+	rooms  *rooms.Service
+	sync   *sync.Service
+	e2ee   *e2ee.Service
+	log    *slog.Logger
+
+	// devMu serialises device list announcements, so that stream ids and
+	// snapshots of one user never interleave.
+	devMu gosync.Mutex
+	devWG gosync.WaitGroup
+
+	lastSweep atomic.Int64 // unix ms of the last sweep of to-device message ids
+}
+
+// New returns the service. client may be nil in tests that only queue.
+func New(self string, q *federation.Queue, client *federation.Client, st *store.Store, rs *rooms.Service, ss *sync.Service, es *e2ee.Service, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{self: self, queue: q, client: client, store: st, rooms: rs, sync: ss, e2ee: es, log: log}
+}
+
+// Register hooks the service into the rooms, sync and e2ee services.
+// Call before they serve.
+func (s *Service) Register() {
+	s.rooms.AddListener(s.OnCommitted)
+	s.sync.Federation = outbound{s}
+	s.e2ee.OnDeviceListChange = s.deviceListChanged
+	s.e2ee.SendRemote = s.sendToDevice
+	s.e2ee.Remote = remoteKeys{s}
+}
+
+// Close waits for pending device list announcements.
+func (s *Service) Close() { s.devWG.Wait() }
+
+// serverOf returns the server of a user id, "" when it is not one.
+func serverOf(userID string) string {
+	u, err := id.ParseUserID(userID)
+	if err != nil {
+		return ""
+	}
+	return string(u.Server())
+}
+
+func (s *Service) isLocal(userID string) bool { return serverOf(userID) == s.self }
+
+// servers returns the distinct servers of users, ourselves excluded.
+func (s *Service) servers(users []string) []string {
+	var out []string
+	for _, u := range users {
+		if srv := serverOf(u); srv != "" && srv != s.self && !slices.Contains(out, srv) {
+			out = append(out, srv)
+		}
+	}
+	return out
+}
+
+// OnCommitted is the rooms listener: events built here go to every other
+// server with joined members, and a membership event also to the server
+// of the user it concerns (so that a kicked or banned user's server
+// hears of it). An event received from another server is never sent back
+// to it nor to its sender's server; only membership events are passed
+// on to the room's other servers, because a resident server that
+// accepted a join, leave or knock through send_join/send_leave/send_knock
+// is the one that must announce it (the spec's "Joining Rooms").
+func (s *Service) OnCommitted(c rooms.Committed) {
+	if len(c.Events) == 0 {
+		return
+	}
+	joined := s.servers(c.Joined)
+	s.forgetJoinedDeviceLists(c)
+	if c.Origin == "" {
+		ids := make([]string, 0, len(c.Events))
+		for _, ce := range c.Events {
+			ids = append(ids, ce.Event.ID)
+			// The target of a leave, kick or ban hears of it even when its
+			// server has no one left in the room; an invitee's server got
+			// the invite through /invite, and knows nothing else of the room.
+			ev := ce.Event
+			if ev.Type == "m.room.member" && ev.StateKey != nil && !isInvite(ev.Content) {
+				if srv := serverOf(*ev.StateKey); srv != "" && srv != s.self && !slices.Contains(joined, srv) {
+					s.queue.AddPDUs([]string{srv}, []string{ev.ID})
+				}
+			}
+		}
+		if len(joined) > 0 {
+			s.queue.AddPDUs(joined, ids)
+		}
+		return
+	}
+	for _, ce := range c.Events {
+		if ce.Event.Type != "m.room.member" {
+			continue
+		}
+		dests := slices.DeleteFunc(slices.Clone(joined), func(srv string) bool {
+			return srv == c.Origin || srv == serverOf(ce.Event.Sender)
+		})
+		if len(dests) > 0 {
+			s.queue.AddPDUs(dests, []string{ce.Event.ID})
+		}
+	}
+}
+
+// roommateServers returns the other servers sharing a joined room with
+// userID.
+func (s *Service) roommateServers(ctx context.Context, userID string) []string {
+	mates, err := s.store.Roommates(ctx, userID)
+	if err != nil {
+		s.log.Warn("federation: list roommates", "user", userID, "err", err)
+		return nil
+	}
+	return s.servers(mates)
+}
+
+// isInvite reports whether member event content is an invite.
+func isInvite(content json.RawMessage) bool {
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	return json.Unmarshal(content, &c) == nil && c.Membership == "invite"
+}
+
+// forgetJoinedDeviceLists marks the kept device lists of remote users who
+// joined stale: while they shared no room with us their server told us
+// nothing. The write runs off the listener's goroutine.
+func (s *Service) forgetJoinedDeviceLists(c rooms.Committed) {
+	var users []string
+	for _, ce := range c.Events {
+		ev := ce.Event
+		if ev.Type == "m.room.member" && ev.StateKey != nil && !s.isLocal(*ev.StateKey) && slices.Contains(c.Joined, *ev.StateKey) {
+			users = append(users, *ev.StateKey)
+		}
+	}
+	if len(users) == 0 {
+		return
+	}
+	s.devWG.Add(1)
+	go func() {
+		defer s.devWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.store.MarkRemoteDeviceListsStale(ctx, users); err != nil {
+			s.log.Warn("federation: mark device lists stale", "err", err)
+		}
+	}()
+}

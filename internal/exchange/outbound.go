@@ -1,0 +1,243 @@
+package exchange
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sort"
+	"time"
+
+	"luxchat/internal/federation"
+	"luxchat/internal/store"
+)
+
+// outbound implements sync.Federation.
+type outbound struct{ s *Service }
+
+func edu(typ string, content any) federation.EDU {
+	data, _ := json.Marshal(content)
+	return federation.EDU{Type: typ, Content: data}
+}
+
+// Typing sends m.typing to the room's other servers; it is not persisted.
+func (o outbound) Typing(_ context.Context, roomID, userID string, typing bool, timeout time.Duration, joined []string) {
+	s := o.s
+	if !s.isLocal(userID) {
+		return
+	}
+	if dests := s.servers(joined); len(dests) > 0 {
+		s.queue.AddEphemeralEDU(dests, edu("m.typing", map[string]any{"room_id": roomID, "user_id": userID, "typing": typing}))
+	}
+}
+
+// Receipt sends an m.receipt to the room's other servers.
+func (o outbound) Receipt(ctx context.Context, r store.Receipt) {
+	s := o.s
+	if !s.isLocal(r.UserID) {
+		return
+	}
+	joined, err := s.rooms.JoinedUsers(ctx, r.RoomID)
+	if err != nil {
+		return
+	}
+	dests := s.servers(joined)
+	if len(dests) == 0 {
+		return
+	}
+	data := map[string]any{"ts": r.TS}
+	if r.ThreadID != "" {
+		data["thread_id"] = r.ThreadID
+	}
+	s.queue.AddEDU(dests, edu("m.receipt", map[string]any{
+		r.RoomID: map[string]any{r.Type: map[string]any{r.UserID: map[string]any{"data": data, "event_ids": []string{r.EventID}}}},
+	}))
+}
+
+// Presence sends m.presence to the servers sharing a room with the user
+// (not persisted).
+func (o outbound) Presence(ctx context.Context, p store.Presence) {
+	s := o.s
+	if !s.isLocal(p.UserID) {
+		return
+	}
+	dests := s.roommateServers(ctx, p.UserID)
+	if len(dests) == 0 {
+		return
+	}
+	item := map[string]any{
+		"user_id":          p.UserID,
+		"presence":         p.State,
+		"last_active_ago":  max(time.Now().UnixMilli()-p.LastActiveTS, 0),
+		"currently_active": p.State == "online",
+	}
+	if p.StatusMsg.Valid {
+		item["status_msg"] = p.StatusMsg.String
+	}
+	// Presence is repeated while it matters: like typing, it is not worth
+	// a row per destination.
+	s.queue.AddEphemeralEDU(dests, edu("m.presence", map[string]any{"push": []any{item}}))
+}
+
+// sendToDevice sends to-device messages for users of other servers, one
+// m.direct_to_device per server.
+func (s *Service) sendToDevice(_ context.Context, sender, evType string, messages map[string]map[string]json.RawMessage) {
+	per := map[string]map[string]map[string]json.RawMessage{}
+	for u, devs := range messages {
+		srv := serverOf(u)
+		if srv == "" || srv == s.self {
+			continue
+		}
+		if per[srv] == nil {
+			per[srv] = map[string]map[string]json.RawMessage{}
+		}
+		per[srv][u] = devs
+	}
+	for srv, msgs := range per {
+		s.queue.AddEDU([]string{srv}, edu("m.direct_to_device", map[string]any{
+			"sender": sender, "type": evType, "message_id": randomID(), "messages": msgs,
+		}))
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// deviceListChanged is e2ee's OnDeviceListChange: announcing reads the
+// user's keys, so it runs off the request's path.
+func (s *Service) deviceListChanged(users ...string) {
+	s.devWG.Add(1)
+	go func() {
+		defer s.devWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, u := range users {
+			if err := s.announceDevices(ctx, u); err != nil {
+				s.log.Warn("federation: announce device list", "user", u, "err", err)
+			}
+		}
+	}()
+}
+
+// snapshot maps "d:<device>" and "x:<key type>" to a hash of what was
+// announced.
+type snapshot map[string]string
+
+func hash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// announceDevices compares a local user's devices and cross-signing keys
+// with what was last announced and sends an m.device_list_update per
+// changed or deleted device (stream ids counting up per user, each EDU's
+// prev_id the one before) and an m.signing_key_update when the master or
+// self-signing key changed, to the servers sharing a room with the user.
+func (s *Service) announceDevices(ctx context.Context, userID string) error {
+	dests := s.roommateServers(ctx, userID)
+	if len(dests) == 0 {
+		return nil // a server that joins later asks for the list itself
+	}
+	s.devMu.Lock()
+	defer s.devMu.Unlock()
+	keys, err := s.store.QueryDeviceKeys(ctx, []string{userID})
+	if err != nil {
+		return err
+	}
+	cross, err := s.store.CrossSigningKeys(ctx, []string{userID})
+	if err != nil {
+		return err
+	}
+	prev, err := s.store.GetDeviceListOutbound(ctx, userID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	old := snapshot{}
+	var stream int64
+	if prev != nil {
+		stream = prev.StreamID
+		_ = json.Unmarshal([]byte(prev.Snapshot), &old)
+	}
+	now := snapshot{}
+	var edus []federation.EDU
+	next := func() (int64, []int64) {
+		p := []int64{} // an array, never null
+		if stream > 0 {
+			p = []int64{stream}
+		}
+		stream++
+		return stream, p
+	}
+	for _, k := range keys {
+		h := hash(k.KeyJSON, k.DisplayName.String)
+		now["d:"+k.DeviceID] = h
+		if old["d:"+k.DeviceID] == h {
+			continue
+		}
+		id, p := next()
+		c := map[string]any{"user_id": userID, "device_id": k.DeviceID, "stream_id": id, "prev_id": p, "deleted": false, "keys": json.RawMessage(k.KeyJSON)}
+		if k.DisplayName.Valid {
+			c["device_display_name"] = k.DisplayName.String
+		}
+		edus = append(edus, edu("m.device_list_update", c))
+	}
+	var gone []string
+	for key := range old {
+		if len(key) > 2 && key[:2] == "d:" && now[key] == "" {
+			gone = append(gone, key[2:])
+		}
+	}
+	sort.Strings(gone)
+	for _, d := range gone {
+		id, p := next()
+		edus = append(edus, edu("m.device_list_update", map[string]any{"user_id": userID, "device_id": d, "stream_id": id, "prev_id": p, "deleted": true}))
+	}
+	signing := map[string]any{"user_id": userID}
+	for _, k := range cross {
+		if k.Type == "user_signing" {
+			continue // private to its owner
+		}
+		h := hash(k.KeyJSON)
+		now["x:"+k.Type] = h
+		if old["x:"+k.Type] != h {
+			signing[k.Type+"_key"] = json.RawMessage(k.KeyJSON)
+		}
+	}
+	if len(signing) > 1 {
+		edus = append(edus, edu("m.signing_key_update", signing))
+	}
+	if len(edus) == 0 {
+		return nil
+	}
+	snap, _ := json.Marshal(now)
+	if err := s.store.PutDeviceListOutbound(ctx, userID, store.DeviceListOutbound{StreamID: stream, Snapshot: string(snap)}); err != nil {
+		return err
+	}
+	for _, e := range edus {
+		s.queue.AddEDU(dests, e)
+	}
+	return nil
+}
+
+// DeviceListStreamID is the stream id of a local user's last announced
+// device list update (0: none), for /user/devices.
+func (s *Service) DeviceListStreamID(ctx context.Context, userID string) (int64, error) {
+	d, err := s.store.GetDeviceListOutbound(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return d.StreamID, nil
+}

@@ -1,0 +1,136 @@
+package clientapi
+
+import (
+	"encoding/json"
+
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/search"
+)
+
+// moderationRoutes registers search, content reports and the server
+// notices admin endpoint; a route is left out when its service is not
+// configured, so that the router answers M_UNRECOGNIZED.
+func (a *API) moderationRoutes(rt *httputil.Router) {
+	limited := httputil.RateLimited()
+	if a.Search != nil {
+		rt.Handle("POST "+v3+"/search", user, a.search, limited)
+	}
+	if a.Reports != nil {
+		rt.Handle("POST "+v3+"/rooms/{roomId}/report/{eventId}", user, a.reportEvent, limited)
+		rt.Handle("POST "+v3+"/rooms/{roomId}/report", user, a.reportRoom, limited)
+		rt.Handle("POST "+v3+"/users/{userId}/report", user, a.reportUser, limited)
+	}
+	if a.Notices != nil {
+		rt.Handle("POST /_synapse/admin/v1/send_server_notice", user, a.sendServerNotice)
+	}
+}
+
+// POST /_matrix/client/v3/search
+func (a *API) search(r *httputil.Request) (any, error) {
+	var body struct {
+		SearchCategories *struct {
+			RoomEvents *search.Criteria `json:"room_events"`
+		} `json:"search_categories"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if body.SearchCategories == nil {
+		return nil, errcode.MissingParam("search_categories is required")
+	}
+	out := map[string]any{}
+	if c := body.SearchCategories.RoomEvents; c != nil {
+		res, err := a.Search.Search(r.Context(), search.Request{
+			UserID: r.Session.UserID, DeviceID: r.Session.DeviceID, NextBatch: r.Query("next_batch"), Criteria: *c,
+		})
+		if err != nil {
+			return nil, err
+		}
+		out["room_events"] = res
+	}
+	return map[string]any{"search_categories": out}, nil
+}
+
+// POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}
+func (a *API) reportEvent(r *httputil.Request) (any, error) {
+	var body struct {
+		Reason *string `json:"reason"`
+		Score  *int    `json:"score"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	reason := ""
+	if body.Reason != nil {
+		reason = *body.Reason
+	}
+	if err := a.Reports.ReportEvent(r.Context(), r.Session.UserID, r.Var("roomId"), r.Var("eventId"), reason, body.Score); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// reportReason reads the required reason of room and user reports.
+func reportReason(r *httputil.Request) (string, error) {
+	var body struct {
+		Reason *string `json:"reason"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return "", err
+	}
+	if body.Reason == nil {
+		return "", errcode.MissingParam("reason is required (it may be blank)")
+	}
+	return *body.Reason, nil
+}
+
+// POST /_matrix/client/v3/rooms/{roomId}/report
+func (a *API) reportRoom(r *httputil.Request) (any, error) {
+	reason, err := reportReason(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Reports.ReportRoom(r.Context(), r.Session.UserID, r.Var("roomId"), reason); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// POST /_matrix/client/v3/users/{userId}/report
+func (a *API) reportUser(r *httputil.Request) (any, error) {
+	reason, err := reportReason(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Reports.ReportUser(r.Context(), r.Session.UserID, r.Var("userId"), reason); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// POST /_synapse/admin/v1/send_server_notice (Synapse's admin API shape),
+// for server administrators only.
+func (a *API) sendServerNotice(r *httputil.Request) (any, error) {
+	if !r.Session.IsAdmin {
+		return nil, errcode.Forbidden("you are not a server administrator")
+	}
+	var body struct {
+		UserID  string          `json:"user_id"`
+		Content json.RawMessage `json:"content"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if body.UserID == "" {
+		return nil, errcode.MissingParam("user_id is required")
+	}
+	if len(body.Content) == 0 {
+		return nil, errcode.MissingParam("content is required")
+	}
+	id, err := a.Notices.Send(r.Context(), body.UserID, body.Content)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"event_id": id}, nil
+}

@@ -1,0 +1,204 @@
+package fedapi
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/id"
+	"luxchat/internal/store"
+)
+
+// roomGuard admits origin to a room-scoped endpoint: the room must be
+// known here and its server ACL must not deny origin.
+func (a *API) roomGuard(r *httputil.Request, origin, roomID string) error {
+	if a.Rooms == nil {
+		return errcode.Unrecognized("rooms are not served over federation here")
+	}
+	if _, err := id.ParseRoomID(roomID); err != nil {
+		return errcode.InvalidParam("invalid room id")
+	}
+	ok, err := a.Rooms.ServerACLAllows(r.Context(), roomID, origin)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errcode.Forbidden("server %s is denied by the room's server ACL", origin)
+	}
+	return nil
+}
+
+// GET /_matrix/federation/v1/event/{eventId}
+func (a *API) getEvent(r *httputil.Request, origin string) (any, error) {
+	if a.Rooms == nil {
+		return nil, errcode.Unrecognized("rooms are not served over federation here")
+	}
+	raw, roomID, err := a.Rooms.EventForServer(r.Context(), origin, r.Var("eventId"))
+	if err != nil {
+		return nil, err
+	}
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	return map[string]any{"origin": a.Config.ServerName, "origin_server_ts": nowMS(), "pdus": []json.RawMessage{raw}}, nil
+}
+
+// GET /_matrix/federation/v1/state_ids/{roomId}
+func (a *API) getStateIDs(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	eventID := r.Query("event_id")
+	if eventID == "" {
+		return nil, errcode.MissingParam("event_id is required")
+	}
+	state, chain, err := a.Rooms.StateForServer(r.Context(), origin, roomID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"pdu_ids": nonNil(state), "auth_chain_ids": nonNil(chain)}, nil
+}
+
+// GET /_matrix/federation/v1/state/{roomId}
+func (a *API) getState(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	eventID := r.Query("event_id")
+	if eventID == "" {
+		return nil, errcode.MissingParam("event_id is required")
+	}
+	state, chain, err := a.Rooms.StateForServer(r.Context(), origin, roomID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	pdus, err := a.Rooms.PDUs(r.Context(), state)
+	if err != nil {
+		return nil, err
+	}
+	authChain, err := a.Rooms.PDUs(r.Context(), chain)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"pdus": pdus, "auth_chain": authChain}, nil
+}
+
+// GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}
+func (a *API) getEventAuth(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	chain, err := a.Rooms.EventAuthForServer(r.Context(), origin, roomID, r.Var("eventId"))
+	if err != nil {
+		return nil, err
+	}
+	pdus, err := a.Rooms.PDUs(r.Context(), chain)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"auth_chain": pdus}, nil
+}
+
+// maxBackfill bounds limit on backfill and get_missing_events.
+const maxBackfill = 100
+
+// GET /_matrix/federation/v1/backfill/{roomId}
+func (a *API) backfill(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	from := r.URL.Query()["v"]
+	if len(from) == 0 {
+		return nil, errcode.MissingParam("v is required")
+	}
+	if len(from) > 20 {
+		return nil, errcode.InvalidParam("too many v")
+	}
+	limit, err := strconv.Atoi(r.Query("limit"))
+	if err != nil || limit < 1 {
+		return nil, errcode.InvalidParam("limit must be a positive integer")
+	}
+	pdus, err := a.Rooms.Backfill(r.Context(), origin, roomID, from, min(limit, maxBackfill))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"origin": a.Config.ServerName, "origin_server_ts": nowMS(), "pdus": pdus}, nil
+}
+
+// POST /_matrix/federation/v1/get_missing_events/{roomId}
+func (a *API) getMissingEvents(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	var body struct {
+		EarliestEvents []string `json:"earliest_events"`
+		LatestEvents   []string `json:"latest_events"`
+		Limit          *int     `json:"limit"`
+		MinDepth       int64    `json:"min_depth"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if body.EarliestEvents == nil || body.LatestEvents == nil {
+		return nil, errcode.BadJSON("earliest_events and latest_events are required")
+	}
+	if len(body.EarliestEvents) > 100 || len(body.LatestEvents) > 20 {
+		return nil, errcode.InvalidParam("too many events")
+	}
+	limit := 10
+	if body.Limit != nil {
+		limit = *body.Limit
+	}
+	if limit < 1 {
+		return map[string]any{"events": []json.RawMessage{}}, nil
+	}
+	evs, err := a.Rooms.MissingEvents(r.Context(), origin, roomID, body.EarliestEvents, body.LatestEvents, min(limit, maxBackfill), body.MinDepth)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"events": evs}, nil
+}
+
+// GET /_matrix/federation/v1/query/directory
+func (a *API) queryDirectory(r *httputil.Request, origin string) (any, error) {
+	alias := r.Query("room_alias")
+	if alias == "" {
+		return nil, errcode.MissingParam("room_alias is required")
+	}
+	if !strings.HasPrefix(alias, "#") || !strings.HasSuffix(alias, ":"+a.Config.ServerName) {
+		return nil, errcode.NotFound("room alias %s is not on this server", alias)
+	}
+	roomID, _, err := a.Store.GetAlias(r.Context(), alias)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errcode.NotFound("room alias %s not found", alias)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if a.Rooms == nil {
+		return map[string]any{"room_id": roomID, "servers": []string{a.Config.ServerName}}, nil
+	}
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	servers, err := a.Rooms.RoomServers(r.Context(), roomID)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"room_id": roomID, "servers": servers}, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

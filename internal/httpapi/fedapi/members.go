@@ -1,0 +1,149 @@
+package fedapi
+
+import (
+	"encoding/json"
+
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/id"
+)
+
+// makeMembership serves make_join, make_leave and make_knock.
+func (a *API) makeMembership(r *httputil.Request, origin, membership string) (any, error) {
+	roomID, userID := r.Var("roomId"), r.Var("userId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	if _, err := id.ParseUserID(userID); err != nil {
+		return nil, errcode.InvalidParam("invalid user id")
+	}
+	versions := r.URL.Query()["ver"]
+	if len(versions) == 0 {
+		versions = []string{"1"} // the spec's default when ver is absent
+	}
+	version, tmpl, err := a.Rooms.MakeMembership(r.Context(), origin, roomID, userID, membership, versions)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"room_version": version, "event": tmpl}, nil
+}
+
+// GET /_matrix/federation/v1/make_join/{roomId}/{userId}
+func (a *API) makeJoin(r *httputil.Request, origin string) (any, error) {
+	return a.makeMembership(r, origin, "join")
+}
+
+// GET /_matrix/federation/v1/make_leave/{roomId}/{userId}
+func (a *API) makeLeave(r *httputil.Request, origin string) (any, error) {
+	return a.makeMembership(r, origin, "leave")
+}
+
+// GET /_matrix/federation/v1/make_knock/{roomId}/{userId}
+func (a *API) makeKnock(r *httputil.Request, origin string) (any, error) {
+	return a.makeMembership(r, origin, "knock")
+}
+
+func (a *API) readEvent(r *httputil.Request) (json.RawMessage, error) {
+	body, err := r.Body()
+	if err != nil {
+		return nil, err
+	}
+	var probe map[string]json.RawMessage
+	if err := httputil.DecodeJSON(body, &probe); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
+func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	raw, err := a.readEvent(r)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), "join", raw)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{
+		"origin": a.Config.ServerName, "members_omitted": false,
+		"state": nonNilRaw(res.State), "auth_chain": nonNilRaw(res.AuthChain),
+	}
+	if res.Event != nil {
+		out["event"] = res.Event
+	}
+	return out, nil
+}
+
+// PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
+func (a *API) sendLeave(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	raw, err := a.readEvent(r)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), "leave", raw); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}
+func (a *API) sendKnock(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	raw, err := a.readEvent(r)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), "knock", raw)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"knock_room_state": nonNilRaw(res.Stripped)}, nil
+}
+
+// PUT /_matrix/federation/v2/invite/{roomId}/{eventId}
+func (a *API) invite(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if _, err := id.ParseRoomID(roomID); err != nil {
+		return nil, errcode.InvalidParam("invalid room id")
+	}
+	var body struct {
+		Event           json.RawMessage   `json:"event"`
+		RoomVersion     string            `json:"room_version"`
+		InviteRoomState []json.RawMessage `json:"invite_room_state"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if len(body.Event) == 0 || body.RoomVersion == "" {
+		return nil, errcode.BadJSON("event and room_version are required")
+	}
+	// A room we are in applies its ACL; for others we only have the
+	// inviter's word.
+	if ok, err := a.Rooms.ServerACLAllows(r.Context(), roomID, origin); err == nil && !ok {
+		return nil, errcode.Forbidden("server %s is denied by the room's server ACL", origin)
+	}
+	signed, err := a.Rooms.ReceiveInvite(r.Context(), origin, roomID, r.Var("eventId"), body.RoomVersion, body.Event, body.InviteRoomState)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"event": signed}, nil
+}
+
+func nonNilRaw(s []json.RawMessage) []json.RawMessage {
+	if s == nil {
+		return []json.RawMessage{}
+	}
+	return s
+}

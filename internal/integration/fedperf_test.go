@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/rooms"
+	ts "luxchat/internal/testserver"
+)
+
+// fpEngines runs a federation benchmark with both servers on SQLite, then
+// both on PostgreSQL (skipped without LUXCHAT_TEST_POSTGRES).
+func fpEngines(b *testing.B, f func(b *testing.B, a, g *ts.Server)) {
+	for _, pg := range []bool{false, true} {
+		name := "sqlite"
+		if pg {
+			name = "postgres"
+		}
+		b.Run(name, func(b *testing.B) {
+			fed := ts.NewFederation(b)
+			start := func(host string) *ts.Server {
+				opts := []ts.Option{fed.ServerNamed(host), frClosed(frHosts...)}
+				if pg {
+					opts = append(opts, ts.WithPostgres(b))
+				}
+				return ts.New(b, opts...)
+			}
+			f(b, start("police.test"), start("gouv.test"))
+		})
+	}
+}
+
+// fpChain builds the PDUs another server sends into a room, each citing
+// the previous one as its only prev event, as a real sender does.
+type fpChain struct {
+	from         *ts.Server
+	v            *roomversion.Version
+	roomID, head string
+	depth        int64
+	create       string // the create event's id, cited in auth events before v12
+}
+
+func (c *fpChain) next(b *testing.B, typ, sender string, stateKey *string, content any, auth ...string) *pdu.Event {
+	b.Helper()
+	raw, _ := json.Marshal(content)
+	if !c.v.RoomIDFromCreate {
+		auth = append(auth, c.create)
+	}
+	c.depth++
+	ev, err := pdu.Build(pdu.Proto{RoomID: c.roomID, Sender: sender, Type: typ, StateKey: stateKey, Content: raw,
+		PrevEvents: []string{c.head}, AuthEvents: auth, Depth: c.depth, OriginServerTS: time.Now().UnixMilli()},
+		c.v, c.from.Config.ServerName, c.from.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.head = ev.ID
+	return ev
+}
+
+// fpSend puts one transaction and fails on any refused PDU.
+func fpSend(b *testing.B, from, to *ts.Server, txnID string, evs []*pdu.Event) {
+	b.Helper()
+	pdus := make([]json.RawMessage, len(evs))
+	for i, ev := range evs {
+		pdus[i] = ev.JSON()
+	}
+	body := map[string]any{"origin": from.Config.ServerName, "origin_server_ts": time.Now().UnixMilli(), "pdus": pdus}
+	var res frTxnResult
+	if err := from.Federation.Do(context.Background(), to.Config.ServerName, "PUT", "/_matrix/federation/v1/send/"+url.PathEscape(txnID), body, &res); err != nil {
+		b.Fatal(err)
+	}
+	for id, r := range res.PDUs {
+		if r.Error != "" {
+			b.Fatalf("%s: %s", id, r.Error)
+		}
+	}
+}
+
+// BenchmarkFedRoomsInbound: transactions of 50 messages, chained by their
+// prev events, from the users of another server into a room of 1000
+// members (one local). Figures: µs/pdu and pdus/s.
+//
+//	go test ./internal/integration -run '^$' -bench BenchmarkFedRoomsInbound -benchtime 40x
+func BenchmarkFedRoomsInbound(b *testing.B) {
+	fpEngines(b, func(b *testing.B, a, g *ts.Server) {
+		ctx := context.Background()
+		alice := a.Register(b, "alice")
+		roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		v, _ := a.Rooms.Version(ctx, roomID)
+		rows, _ := a.Store.RoomEvents(ctx, roomID, 0, 1<<62, true, 1)
+		st, _ := a.Store.CurrentState(ctx, roomID)
+		c := &fpChain{from: g, v: v, roomID: roomID, head: rows[0].EventID, depth: rows[0].Depth}
+		var joinRules, power string
+		for k, id := range st {
+			switch k.Type {
+			case "m.room.create":
+				c.create = id
+			case "m.room.join_rules":
+				joinRules = id
+			case "m.room.power_levels":
+				power = id
+			}
+		}
+		// 999 users of the other server join, 50 joins a transaction.
+		const remote = 999
+		users := make([]string, remote)
+		member := map[string]string{}
+		var txn []*pdu.Event
+		for i := range users {
+			u := fmt.Sprintf("@m%d:%s", i, g.Config.ServerName)
+			users[i] = u
+			ev := c.next(b, "m.room.member", u, &u, map[string]any{"membership": "join"}, joinRules, power)
+			member[u] = ev.ID
+			if txn = append(txn, ev); len(txn) == 50 || i == remote-1 {
+				fpSend(b, g, a, fmt.Sprintf("join%d", i), txn)
+				txn = nil
+			}
+		}
+		if n, err := a.Rooms.JoinedUsers(ctx, roomID); err != nil || len(n) != remote+1 {
+			b.Fatalf("%d members: %v", len(n), err)
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			evs := make([]*pdu.Event, 50)
+			for j := range evs {
+				u := users[(i*50+j)%remote]
+				evs[j] = c.next(b, "m.room.message", u, nil, map[string]any{"msgtype": "m.text", "body": fmt.Sprint(i, "/", j)}, power, member[u])
+			}
+			b.StartTimer()
+			fpSend(b, g, a, fmt.Sprintf("msg%d", i), evs)
+		}
+		b.StopTimer()
+		// Everything arrived, in order, in alice's timeline.
+		last, _ := a.Store.RoomEvents(ctx, roomID, 0, 1<<62, true, 1)
+		if len(last) != 1 || last[0].EventID != c.head {
+			b.Fatalf("the room's newest event is not the last one sent")
+		}
+		perPDU := float64(b.Elapsed().Microseconds()) / float64(b.N*50)
+		b.ReportMetric(perPDU, "µs/pdu")
+		b.ReportMetric(1e6/perPDU, "pdus/s")
+	})
+}
+
+// BenchmarkFedRoomsJoinLargeRoom: joining, from another server, a room
+// whose state holds 10,000 events (the send_join answer carries them and
+// their auth chain). Run once:
+//
+//	go test ./internal/integration -run '^$' -bench BenchmarkFedRoomsJoinLargeRoom -benchtime 1x
+func BenchmarkFedRoomsJoinLargeRoom(b *testing.B) {
+	fpEngines(b, func(b *testing.B, a, g *ts.Server) {
+		ctx := context.Background()
+		alice := a.Register(b, "alice")
+		bob := g.Register(b, "bob")
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			// The preset's own state is 6 events (create, alice, power
+			// levels, join rules, history visibility, guest access).
+			initial := make([]rooms.StateEvent, 10000-6)
+			for j := range initial {
+				initial[j] = rooms.StateEvent{Type: "org.example.desk", StateKey: fmt.Sprint(j), Content: json.RawMessage(fmt.Sprintf(`{"n":%d}`, j))}
+			}
+			roomID, err := a.Rooms.CreateRoom(ctx, alice.UserID, rooms.CreateRequest{Preset: "public_chat", InitialState: initial})
+			if err != nil {
+				b.Fatal(err)
+			}
+			st, _ := a.Store.CurrentState(ctx, roomID)
+			b.StartTimer()
+			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
+			b.StopTimer()
+			// The room is usable: its whole state is known and bob talks.
+			got, err := g.Store.CurrentState(ctx, roomID)
+			if err != nil || len(got) != len(st)+1 {
+				b.Fatalf("state of %d events after the join, want %d: %v", len(got), len(st)+1, err)
+			}
+			bob.SendText(roomID, "here")
+			b.ReportMetric(float64(len(st)), "state_events")
+			b.StartTimer()
+		}
+	})
+}

@@ -1,0 +1,271 @@
+package notifications
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"luxchat/internal/matrix/eventauth"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/push"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+)
+
+// Index evaluates an event for the room's joined local members (and the
+// target of an invite), except its sender, and stores the notifications
+// (and queues the pushes) in the event's transaction: a sync never sees
+// an event without its counts. It is a rooms.Indexer.
+func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+	if !s.cfg.Push.Enabled {
+		return nil
+	}
+	var (
+		users       []string
+		memberCount int
+		create, pl  *pdu.Event
+		local       []string // the sender, when a local member
+	)
+	s.rooms.InspectLocked(ev.RoomID, func(joined map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
+		memberCount = len(joined)
+		for u := range joined {
+			if u != ev.Sender && s.isLocal(u) {
+				users = append(users, u)
+			}
+		}
+		if _, ok := joined[ev.Sender]; ok && s.isLocal(ev.Sender) {
+			local = append(local, ev.Sender)
+		}
+		create = state[pdu.StateTuple{Type: "m.room.create"}]
+		pl = state[pdu.StateTuple{Type: "m.room.power_levels"}]
+		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			// An invite notifies its target, who is not a member yet.
+			target := *ev.StateKey
+			if _, isMember := joined[target]; !isMember && target != ev.Sender && s.isLocal(target) && membership(ev.Content) == "invite" {
+				users = append(users, target)
+			}
+		}
+	})
+	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
+		// A redacted event notifies no more (counts, /notifications).
+		if target, err := tx.GetEvent(ctx, ev.Redacts); err == nil && target.RoomID == ev.RoomID {
+			if err := tx.ForgetPushes(ctx, ev.RoomID, target.Pos, append(local, users...)); err != nil {
+				return err
+			}
+			tx.OnCommitted(func() { s.counts.dropRoom(ev.RoomID) })
+		}
+	}
+	thread := ""
+	if len(local) > 0 && !ev.IsState() {
+		// Sending marks the sender's thread read up to the event.
+		thread = s.threadOf(ctx, ev.Content)
+		if err := tx.MarkSent(ctx, ev.Sender, ev.RoomID, thread, pos); err != nil {
+			return err
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	compiled, err := s.compiledFor(ctx, tx, users)
+	if err != nil {
+		return err
+	}
+	pev, err := push.NewEventFields(push.Fields{EventID: ev.ID, RoomID: ev.RoomID, Sender: ev.Sender, Type: ev.Type, StateKey: ev.StateKey, OriginServerTS: ev.OriginServerTS}, ev.Content)
+	if err != nil {
+		return nil // not an object: nothing can match
+	}
+	room := &push.Room{MemberCount: memberCount}
+	lv := s.powerLevels(create, pl)
+	room.SenderLevel = lv.sender(ev.Sender)
+	room.NotificationLevel = lv.notification
+	now := time.Now().UnixMilli()
+	var recipients []store.StagedRecipient
+	var queued []store.QueuedPush
+	for _, u := range users {
+		c := compiled[u]
+		name := ""
+		if c.UsesDisplayName() {
+			s.rooms.InspectLocked(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
+				name = displayName(state[pdu.StateTuple{Type: "m.room.member", StateKey: u}])
+			})
+		}
+		a, _ := c.Evaluate(pev, room, name)
+		if a == nil || !a.Notify {
+			continue
+		}
+		if thread == "" {
+			thread = s.threadOf(ctx, ev.Content)
+		}
+		recipients = append(recipients, store.StagedRecipient{UserID: u, Highlight: a.Highlight, Actions: a.JSON})
+		for _, k := range s.pushersOf(u) {
+			queued = append(queued, store.QueuedPush{UserID: u, AppID: k.AppID, Pushkey: k.Pushkey, RoomID: ev.RoomID, EventID: ev.ID, Pos: pos, Actions: a.JSON, NextTry: now})
+		}
+	}
+	if len(recipients) == 0 {
+		return nil
+	}
+	// One row however many recipients: the per-user rows are written
+	// later, many events at a time (see compact).
+	if err := tx.StagePush(ctx, store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now, Recipients: recipients}); err != nil {
+		return err
+	}
+	if len(queued) > 0 {
+		return tx.EnqueuePushes(ctx, queued)
+	}
+	return nil
+}
+
+// Committed wakes the workers after events committed. It is a
+// rooms.Listener.
+func (s *Service) Committed(rooms.Committed) {
+	if !s.cfg.Push.Enabled {
+		return
+	}
+	select {
+	case s.staged <- struct{}{}:
+	default:
+	}
+	if s.hasPushers() {
+		s.poke()
+	}
+}
+
+// compactDelay lets a burst of events gather before they are moved
+// together; compactBatch bounds one move.
+const (
+	compactDelay = time.Second
+	compactBatch = 2000
+)
+
+// compactLoop moves staged pushes into push_actions until ctx ends.
+func (s *Service) compactLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute) // also catches a failed move
+	defer t.Stop()
+	for {
+		for {
+			n, err := s.compact(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("push: compacting staged notifications", "err", err)
+				}
+				break
+			}
+			if n < compactBatch {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.staged:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(compactDelay):
+			}
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) compact(ctx context.Context) (int, error) {
+	ps, err := s.store.StagedPushes(ctx, compactBatch)
+	if err != nil || len(ps) == 0 {
+		return 0, err
+	}
+	return len(ps), s.store.CompactStaged(ctx, ps)
+}
+
+func membership(content json.RawMessage) string {
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	_ = json.Unmarshal(content, &c)
+	return c.Membership
+}
+
+func displayName(member *pdu.Event) string {
+	if member == nil {
+		return ""
+	}
+	var c struct {
+		DisplayName string `json:"displayname"`
+	}
+	_ = json.Unmarshal(member.Content, &c)
+	return c.DisplayName
+}
+
+// maxThreadHops bounds the walk from a related event to its thread, as
+// the spec recommends.
+const maxThreadHops = 3
+
+// threadOf returns the thread an event belongs to: the root of the first
+// m.thread relation found following relations, "main" when there is none.
+func (s *Service) threadOf(ctx context.Context, content json.RawMessage) string {
+	for range maxThreadHops {
+		var c struct {
+			RelatesTo struct {
+				RelType string `json:"rel_type"`
+				EventID string `json:"event_id"`
+			} `json:"m.relates_to"`
+		}
+		if json.Unmarshal(content, &c) != nil || c.RelatesTo.EventID == "" {
+			return "main"
+		}
+		if c.RelatesTo.RelType == "m.thread" {
+			return c.RelatesTo.EventID
+		}
+		parent, err := s.rooms.Event(ctx, c.RelatesTo.EventID)
+		if err != nil {
+			return "main"
+		}
+		content = parent.Content
+	}
+	return "main"
+}
+
+// levels are the power levels an evaluation needs, parsed once per power
+// levels event.
+type levels struct {
+	pl *eventauth.PowerLevels
+}
+
+func (l *levels) sender(userID string) int64 {
+	if l.pl == nil {
+		return 0
+	}
+	return int64(l.pl.UserLevel(userID))
+}
+
+func (l *levels) notification(key string) int64 {
+	if l.pl == nil {
+		return 50
+	}
+	return int64(l.pl.Notification(key))
+}
+
+const maxCachedLevels = 10000
+
+func (s *Service) powerLevels(create, pl *pdu.Event) *levels {
+	key := ""
+	if pl != nil {
+		key = pl.ID
+	} else if create != nil {
+		key = create.ID
+	}
+	if v, ok := s.levels.Load(key); ok {
+		return v.(*levels)
+	}
+	lv := &levels{}
+	if create != nil || pl != nil {
+		lv.pl = eventauth.RoomPowerLevels(create, pl)
+	}
+	if key != "" {
+		if n := s.levelCount.Add(1); n > maxCachedLevels {
+			s.levels.Clear()
+			s.levelCount.Store(0)
+		}
+		s.levels.Store(key, lv)
+	}
+	return lv
+}

@@ -1,0 +1,186 @@
+package notifications
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"luxchat/internal/config"
+	"luxchat/internal/push"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+)
+
+// Service is the notifications domain. It is safe for concurrent use.
+//
+// Compiled rule sets are cached per user; an edit invalidates its user's
+// entry after the commit and bumps gen, so that a reader that loaded the
+// old rules concurrently does not put them back (it keeps what it loaded
+// only when gen did not move meanwhile).
+type Service struct {
+	cfg        *config.Config
+	store      *store.Store
+	rooms      *rooms.Service
+	log        *slog.Logger
+	serverName string
+
+	// Wake, when set, wakes a user's syncs (after a rule change).
+	Wake func(users ...string)
+
+	rulesMu sync.Mutex
+	rules   map[string]*push.Compiled
+	gen     atomic.Int64
+	editMu  sync.Mutex // serialises rule edits (read, change, write)
+
+	pushersMu sync.RWMutex
+	pushers   map[string][]store.PusherKey // HTTP pushers by user
+
+	counts     *countCache
+	levels     sync.Map // power levels (or create) event id → *levels
+	levelCount atomic.Int64
+
+	wake   chan struct{} // pushes queued
+	staged chan struct{} // notifications staged
+	client *http.Client
+}
+
+// New returns the service. Call Load before events flow, and Run to
+// deliver pushes.
+func New(cfg *config.Config, st *store.Store, rs *rooms.Service, log *slog.Logger) *Service {
+	return &Service{
+		cfg: cfg, store: st, rooms: rs, log: log, serverName: cfg.ServerName,
+		rules:   map[string]*push.Compiled{},
+		pushers: map[string][]store.PusherKey{},
+		wake:    make(chan struct{}, 1),
+		staged:  make(chan struct{}, 1),
+		counts:  newCountCache(),
+		client:  newGatewayClient(cfg),
+	}
+}
+
+func (s *Service) isLocal(userID string) bool {
+	return strings.HasSuffix(userID, ":"+s.serverName)
+}
+
+// storedRules is the content of the m.push_rules event.
+type storedRules struct {
+	Global *push.Ruleset `json:"global"`
+}
+
+func decodeRules(userID string, data []byte) *push.Ruleset {
+	var sr storedRules
+	if data != nil {
+		if err := json.Unmarshal(data, &sr); err != nil {
+			sr.Global = nil
+		}
+	}
+	if sr.Global != nil {
+		for _, kind := range push.Kinds {
+			if *sr.Global.Kind(kind) == nil {
+				*sr.Global.Kind(kind) = []push.Rule{}
+			}
+		}
+	}
+	return push.Merge(userID, sr.Global)
+}
+
+// Rules returns a user's rule set in force.
+func (s *Service) Rules(ctx context.Context, userID string) (*push.Ruleset, error) {
+	data, err := s.store.GetAccountData(ctx, userID, "", "m.push_rules")
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return decodeRules(userID, data), nil
+}
+
+// RulesEvent returns the content of a user's m.push_rules event.
+func (s *Service) RulesEvent(ctx context.Context, userID string) (json.RawMessage, error) {
+	rs, err := s.Rules(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(storedRules{Global: rs})
+}
+
+// EditRules changes a user's rules with f and stores the result as the
+// m.push_rules account data, which syncs then deliver.
+func (s *Service) EditRules(ctx context.Context, userID string, f func(rs *push.Ruleset) error) error {
+	s.editMu.Lock()
+	defer s.editMu.Unlock()
+	rs, err := s.Rules(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if err := f(rs); err != nil {
+		return err
+	}
+	data, err := json.Marshal(storedRules{Global: rs})
+	if err != nil {
+		return err
+	}
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		tx.OnCommitted(func() { s.invalidate(userID) })
+		_, err := tx.PutAccountData(ctx, userID, "", "m.push_rules", data)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if s.Wake != nil {
+		s.Wake(userID)
+	}
+	return nil
+}
+
+func (s *Service) invalidate(userID string) {
+	s.rulesMu.Lock()
+	delete(s.rules, userID)
+	s.gen.Add(1)
+	s.rulesMu.Unlock()
+}
+
+// maxCachedRules bounds the cache; past it, the cache starts over.
+const maxCachedRules = 50000
+
+// compiledFor returns the compiled rules of users, loading the missing
+// ones in one query through tx.
+func (s *Service) compiledFor(ctx context.Context, tx *store.Tx, users []string) (map[string]*push.Compiled, error) {
+	out := make(map[string]*push.Compiled, len(users))
+	var missing []string
+	s.rulesMu.Lock()
+	gen := s.gen.Load()
+	for _, u := range users {
+		if c := s.rules[u]; c != nil {
+			out[u] = c
+		} else {
+			missing = append(missing, u)
+		}
+	}
+	s.rulesMu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	data, err := tx.GlobalAccountDataOf(ctx, "m.push_rules", missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range missing {
+		out[u] = push.Compile(decodeRules(u, data[u]))
+	}
+	s.rulesMu.Lock()
+	if s.gen.Load() == gen {
+		if len(s.rules)+len(missing) > maxCachedRules {
+			s.rules = map[string]*push.Compiled{}
+		}
+		for _, u := range missing {
+			s.rules[u] = out[u]
+		}
+	}
+	s.rulesMu.Unlock()
+	return out, nil
+}

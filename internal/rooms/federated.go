@@ -1,0 +1,818 @@
+package rooms
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/eventauth"
+	"luxchat/internal/matrix/id"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/store"
+)
+
+// Federation is what the rooms service needs to share rooms with other
+// servers. The service does not know how requests travel: the server
+// wiring passes the federation client's functions.
+type Federation struct {
+	// Do sends a signed request to another server and decodes its JSON
+	// answer into out (federation.Client.Do).
+	Do func(ctx context.Context, destination, method, uri string, body, out any) error
+	// VerifyKey returns a server's public key valid at ts (milliseconds).
+	VerifyKey func(ctx context.Context, server, keyID string, ts int64) (ed25519.PublicKey, error)
+	// Allowed returns nil when a server may federate with this one.
+	Allowed func(server string) error
+}
+
+// Bounds on the work one inbound event may cause, so that a deep prev
+// chain or a huge auth chain cannot stall a room.
+const (
+	maxMissingEvents = 20    // one get_missing_events request
+	maxAuthChain     = 5000  // events accepted from one event_auth, state or send_join answer
+	maxStateIDs      = 20000 // ids accepted from one state_ids answer
+	maxFetchEvents   = 500   // single /event fetches to fill one gap
+	fetchParallel    = 8
+	fetchTimeout     = 30 * time.Second
+)
+
+// fedState holds what federated rooms add to the service.
+type fedState struct {
+	f *Federation
+
+	mu         sync.Mutex
+	outlierPos int64 // the last negative position handed out; 0: not loaded
+}
+
+// SetFederation enables federated rooms. Call before the service handles
+// events.
+func (s *Service) SetFederation(f *Federation) { s.fed = &fedState{f: f} }
+
+// federated reports whether other servers can be reached.
+func (s *Service) federated() bool { return s.fed != nil && s.fed.f != nil }
+
+// nextOutlierPos hands out the positions of events kept outside timelines:
+// negative, decreasing, so that no timeline query (all read positions
+// above zero) ever returns them.
+func (s *Service) nextOutlierPos(ctx context.Context) (int64, error) {
+	s.fed.mu.Lock()
+	defer s.fed.mu.Unlock()
+	if s.fed.outlierPos == 0 {
+		m, err := s.store.MinEventPos(ctx)
+		if err != nil {
+			return 0, err
+		}
+		s.fed.outlierPos = min(m, 0)
+	}
+	s.fed.outlierPos--
+	return s.fed.outlierPos, nil
+}
+
+// PDUResult is the outcome of one PDU of a transaction: nil when accepted
+// (or soft-failed, or already known).
+type PDUResult = map[string]error
+
+// errRejected marks events that failed the authorisation rules.
+var errRejected = errors.New("rejected")
+
+func rejectedf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errRejected, fmt.Sprintf(format, args...))
+}
+
+// ParsePDU checks a PDU's format for its room's version. The room must be
+// known here; its id is read from the PDU.
+func (s *Service) ParsePDU(ctx context.Context, raw json.RawMessage) (*pdu.Event, error) {
+	var head struct {
+		RoomID string `json:"room_id"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil || head.RoomID == "" {
+		return nil, errcode.BadJSON("PDU has no room_id")
+	}
+	v, err := s.versionOf(ctx, head.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := pdu.Parse(raw, v)
+	if err != nil {
+		return nil, errcode.BadJSON("invalid PDU: %v", err)
+	}
+	return ev, nil
+}
+
+// ReceivePDUs runs the checks on receipt of each PDU of one room, sent by
+// origin, in depth order, and persists those that pass: rejected events
+// are recorded as such, soft-failed ones are kept outside the timeline,
+// accepted ones join the timeline and reach local clients like local
+// events.
+func (s *Service) ReceivePDUs(ctx context.Context, origin string, evs []*pdu.Event) PDUResult {
+	out := PDUResult{}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Depth < evs[j].Depth })
+	for _, ev := range evs {
+		out[ev.ID] = s.receive(ctx, origin, ev, true)
+		if out[ev.ID] != nil {
+			s.log.Info("federation: event not accepted", "origin", origin, "event_id", ev.ID, "room_id", ev.RoomID, "err", out[ev.ID])
+		}
+	}
+	return out
+}
+
+// receive is the pipeline for one remote event. fillGaps allows fetching
+// missing prev events (not for events that are themselves gap fillers).
+func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fillGaps bool) error {
+	if !s.federated() {
+		return errors.New("federation is disabled")
+	}
+	wasOutlier := false
+	if row, err := s.store.GetEvent(ctx, ev.ID); err == nil {
+		if row.StateGroup >= 0 {
+			return nil // already stored with its state (or soft-failed)
+		}
+		wasOutlier = true
+	}
+	if rej, err := s.store.RejectedEvents(ctx, []string{ev.ID}); err != nil {
+		return err
+	} else if rej[ev.ID] {
+		return rejectedf("event was rejected before")
+	}
+	ev, err := s.checkSignaturesAndHash(ctx, ev)
+	if err != nil {
+		return err
+	}
+	authEvs, err := s.authEventsOf(ctx, origin, ev)
+	if err != nil {
+		return s.reject(ctx, ev, err)
+	}
+	if err := s.checkAuth(ctx, ev, eventauth.NewStateMap(authEvs...)); err != nil {
+		return s.reject(ctx, ev, fmt.Errorf("against its auth events: %w", err))
+	}
+	// Fast path: the event extends the room's current extremities, so the
+	// state before it is the current state.
+	r, err := s.lockRoom(ctx, ev.RoomID)
+	if err != nil {
+		return err
+	}
+	if sameSet(ev.PrevEvents, r.extremities) {
+		defer r.mu.Unlock()
+		if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
+			return nil // stored meanwhile by a concurrent transaction
+		}
+		if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil {
+			return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
+		}
+		return s.commitLinear(ctx, r, ev, origin)
+	}
+	r.mu.Unlock()
+
+	before, err := s.stateBefore(ctx, origin, ev, fillGaps)
+	if err != nil {
+		return err
+	}
+	beforeEvs, err := s.stateEvents(ctx, before)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAuth(ctx, ev, beforeEvs); err != nil {
+		if wasOutlier {
+			// It passed its auth events when stored; our view of the state
+			// before it may be what is wrong.
+			return fmt.Errorf("against the state before it: %w", err)
+		}
+		return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
+	}
+	r, err = s.lockRoom(ctx, ev.RoomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
+		return nil // stored meanwhile (a gap filler of another transaction)
+	}
+	if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil {
+		s.log.Info("federation: event soft-failed", "event_id", ev.ID, "room_id", ev.RoomID, "err", err)
+		return s.storeSoftFailed(ctx, ev, before)
+	}
+	if sameStateIDs(before, r.stateIDs()) && containsAll(ev.PrevEvents, r.extremities) {
+		return s.commitLinear(ctx, r, ev, origin)
+	}
+	return s.commitFork(ctx, r, ev, before, origin)
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsAll(set, items []string) bool {
+	for _, x := range items {
+		if !slices.Contains(set, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameStateIDs(a, b store.StateMap) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// reject records a rejected event (unless err is not an authorisation
+// failure, e.g. a network error) and returns err.
+func (s *Service) reject(ctx context.Context, ev *pdu.Event, err error) error {
+	if errors.Is(err, errRejected) || errors.Is(err, eventauth.ErrNotAllowed) {
+		if rerr := s.store.RejectEvent(ctx, ev.ID, ev.RoomID, truncate(err.Error(), 500)); rerr != nil {
+			return rerr
+		}
+		if !errors.Is(err, errRejected) {
+			err = fmt.Errorf("%w: %w", errRejected, err)
+		}
+	}
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// checkSignaturesAndHash applies checks 2 and 3: the sender's server (and
+// for room versions 1–2 the event id's server) must have signed the event,
+// else it is dropped; a content hash mismatch leaves the redacted event.
+func (s *Service) checkSignaturesAndHash(ctx context.Context, ev *pdu.Event) (*pdu.Event, error) {
+	servers := []string{serverOf(ev.Sender)}
+	if ev.Version.EventFormat == roomversion.FormatV1 {
+		if eid, err := id.ParseEventID(ev.ID); err == nil && eid.HasServer() {
+			if sv := serverOf(ev.ID); sv != servers[0] {
+				servers = append(servers, sv)
+			}
+		}
+	}
+	for _, sv := range servers {
+		if !s.verifySignature(ctx, ev, sv) {
+			return nil, fmt.Errorf("event %s has no valid signature of %s", ev.ID, sv)
+		}
+	}
+	if err := pdu.VerifyHashes(ev); errors.Is(err, pdu.ErrContentHash) {
+		red, err := pdu.Redact(ev.JSON(), ev.Version)
+		if err != nil {
+			return nil, err
+		}
+		s.log.Info("federation: content hash mismatch, keeping the redacted event", "event_id", ev.ID)
+		return pdu.Parse(red, ev.Version)
+	} else if err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// verifySignature reports whether server validly signed ev.
+func (s *Service) verifySignature(ctx context.Context, ev *pdu.Event, server string) bool {
+	for keyID := range ev.Signatures()[server] {
+		if !strings.HasPrefix(keyID, "ed25519:") {
+			continue
+		}
+		var pub ed25519.PublicKey
+		if server == s.serverName {
+			if keyID != s.key.ID() {
+				continue
+			}
+			pub = s.key.Public()
+		} else {
+			kctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+			k, err := s.fed.f.VerifyKey(kctx, server, keyID, ev.OriginServerTS)
+			cancel()
+			if err != nil {
+				continue
+			}
+			pub = k
+		}
+		if pdu.VerifySignature(ev, server, keyID, pub) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func serverOf(s string) string {
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		return s[i+1:]
+	}
+	return ""
+}
+
+// checkAuth applies the authorisation rules, and refuses events that
+// would make a user of a server outside the allowed federation a member.
+func (s *Service) checkAuth(ctx context.Context, ev *pdu.Event, auth eventauth.AuthEvents) error {
+	if ev.Type == "m.room.member" && ev.StateKey != nil {
+		switch m := membershipOf(ev); m {
+		case "join", "invite", "knock":
+			if sv := serverOf(*ev.StateKey); sv != s.serverName && s.fed.f.Allowed != nil && s.fed.f.Allowed(sv) != nil {
+				return rejectedf("%s of a user of %s, which is not an allowed server", m, sv)
+			}
+		}
+	}
+	return eventauth.Check(ev, auth, eventauth.WithSignatureCheck(func(e *pdu.Event, server string) bool {
+		return s.verifySignature(ctx, e, server)
+	}))
+}
+
+// authEventsOf returns an event's auth events, fetching missing ones from
+// origin with event_auth (checked and stored as outliers). A rejected or
+// unobtainable auth event rejects the event.
+func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event) ([]*pdu.Event, error) {
+	have, err := s.Events(ctx, ev.AuthEvents)
+	if err != nil {
+		return nil, err
+	}
+	if len(have) < len(ev.AuthEvents) {
+		if err := s.fetchAuthChain(ctx, origin, ev); err != nil {
+			return nil, err
+		}
+		if have, err = s.Events(ctx, ev.AuthEvents); err != nil {
+			return nil, err
+		}
+	}
+	byID := map[string]*pdu.Event{}
+	for _, a := range have {
+		byID[a.ID] = a
+	}
+	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
+	if err != nil {
+		return nil, err
+	}
+	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
+		return nil, err
+	}
+	for _, a := range ev.AuthEvents {
+		if byID[a] == nil {
+			return nil, rejectedf("auth event %s is unknown", a)
+		}
+	}
+	return s.withCreate(ctx, ev, have, nil)
+}
+
+// withCreate adds, for room versions whose room id names the create event
+// (which is then never an auth event), that create event to an event's
+// auth events, as the auth rules need it.
+func (s *Service) withCreate(ctx context.Context, ev *pdu.Event, authEvs []*pdu.Event, known map[string]*pdu.Event) ([]*pdu.Event, error) {
+	if !ev.Version.RoomIDFromCreate || ev.Type == "m.room.create" || len(ev.RoomID) < 2 {
+		return authEvs, nil
+	}
+	createID := "$" + ev.RoomID[1:]
+	if c := known[createID]; c != nil {
+		return append(authEvs, c), nil
+	}
+	c, err := s.Events(ctx, []string{createID})
+	if err != nil {
+		return nil, err
+	}
+	return append(authEvs, c...), nil
+}
+
+// fetchAuthChain asks origin for ev's auth chain and stores the events we
+// lack as outliers, each checked against its own auth events.
+func (s *Service) fetchAuthChain(ctx context.Context, origin string, ev *pdu.Event) error {
+	var resp struct {
+		AuthChain []json.RawMessage `json:"auth_chain"`
+	}
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	uri := "/_matrix/federation/v1/event_auth/" + url.PathEscape(ev.RoomID) + "/" + url.PathEscape(ev.ID)
+	if err := s.fed.f.Do(fctx, origin, "GET", uri, nil, &resp); err != nil {
+		return fmt.Errorf("fetch auth chain of %s: %w", ev.ID, err)
+	}
+	if len(resp.AuthChain) > maxAuthChain {
+		return rejectedf("auth chain of %d events is too long", len(resp.AuthChain))
+	}
+	_, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, resp.AuthChain)
+	return err
+}
+
+// storeOutliers checks events of a room (format, signatures, hashes, auth
+// against their own auth events, depth first) and stores those that pass
+// and are new as outliers. It returns every event that passed, new or
+// known, by id.
+func (s *Service) storeOutliers(ctx context.Context, roomID string, v *roomversion.Version, raws []json.RawMessage) (map[string]*pdu.Event, error) {
+	good, fresh, err := s.checkEvents(ctx, roomID, v, raws)
+	if err != nil || len(fresh) == 0 {
+		return good, err
+	}
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		for _, ev := range fresh {
+			if err := s.insertOutlier(ctx, tx, ev, -1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return good, err
+}
+
+// checkEvents runs the checks of storeOutliers without storing: good holds
+// every event that passed (known ones included), fresh those not stored
+// yet, oldest first.
+func (s *Service) checkEvents(ctx context.Context, roomID string, v *roomversion.Version, raws []json.RawMessage) (good map[string]*pdu.Event, fresh []*pdu.Event, err error) {
+	var evs []*pdu.Event
+	seen := map[string]bool{}
+	for _, raw := range raws {
+		ev, err := pdu.Parse(raw, v)
+		if err != nil || seen[ev.ID] || pdu.RoomIDForCreate(ev) != roomID {
+			continue
+		}
+		seen[ev.ID] = true
+		evs = append(evs, ev)
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Depth < evs[j].Depth })
+	ids := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		ids = append(ids, ev.ID)
+	}
+	known, err := s.Events(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	good = map[string]*pdu.Event{}
+	for _, ev := range known {
+		good[ev.ID] = ev
+	}
+	for _, ev := range evs {
+		if good[ev.ID] != nil {
+			continue
+		}
+		checked, err := s.checkSignaturesAndHash(ctx, ev)
+		if err != nil {
+			continue
+		}
+		if err := s.checkOwnAuth(ctx, checked, good); err != nil {
+			if !errors.Is(err, errRejected) && !errors.Is(err, eventauth.ErrNotAllowed) {
+				return nil, nil, err
+			}
+			s.log.Info("federation: outlier rejected", "event_id", ev.ID, "err", err)
+			if err := s.store.RejectEvent(ctx, ev.ID, roomID, truncate(err.Error(), 500)); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		good[ev.ID] = checked
+		fresh = append(fresh, checked)
+	}
+	return good, fresh, nil
+}
+
+// checkOwnAuth checks an event against its own auth events, looked up in
+// known (events checked in the same batch) and then in the store.
+func (s *Service) checkOwnAuth(ctx context.Context, ev *pdu.Event, known map[string]*pdu.Event) error {
+	byID := map[string]*pdu.Event{}
+	var missing []string
+	for _, a := range ev.AuthEvents {
+		if e := known[a]; e != nil {
+			byID[a] = e
+		} else {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		evs, err := s.Events(ctx, missing)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			byID[e.ID] = e
+		}
+	}
+	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
+	if err != nil {
+		return err
+	}
+	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
+		return err
+	}
+	list := make([]*pdu.Event, 0, len(byID))
+	for _, a := range ev.AuthEvents {
+		if byID[a] == nil {
+			return rejectedf("auth event %s is unknown", a)
+		}
+		list = append(list, byID[a])
+	}
+	list, err = s.withCreate(ctx, ev, list, known)
+	if err != nil {
+		return err
+	}
+	return s.checkAuth(ctx, ev, eventauth.NewStateMap(list...))
+}
+
+// rejectedAmong returns which of ids were rejected. Stored events never
+// were (rejected events are not stored), so only the others are looked up.
+func (s *Service) rejectedAmong(ctx context.Context, ids []string, found map[string]*pdu.Event) (map[string]bool, error) {
+	var ask []string
+	for _, x := range ids {
+		if found[x] == nil {
+			ask = append(ask, x)
+		}
+	}
+	if len(ask) == 0 {
+		return nil, nil
+	}
+	return s.store.RejectedEvents(ctx, ask)
+}
+
+// insertOutlier stores an event outside every timeline; group is the
+// state group before it, -1 when unknown.
+func (s *Service) insertOutlier(ctx context.Context, tx *store.Tx, ev *pdu.Event, group int64) error {
+	pos, err := s.nextOutlierPos(ctx)
+	if err != nil {
+		return err
+	}
+	row := &store.EventRow{
+		Pos: pos, EventID: ev.ID, RoomID: pdu.RoomIDForCreate(ev), Type: ev.Type, Sender: ev.Sender,
+		Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: []byte("{}"), StateGroup: group,
+	}
+	if ev.IsState() {
+		row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
+	}
+	return tx.InsertOutlier(ctx, row)
+}
+
+// stateBefore computes the state before ev from its prev events: fetching
+// missing ones with get_missing_events, and when a gap remains, asking
+// origin for the state at ev (state_ids).
+func (s *Service) stateBefore(ctx context.Context, origin string, ev *pdu.Event, fillGaps bool) (store.StateMap, error) {
+	sets, missing, err := s.prevStates(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 && fillGaps {
+		s.fetchMissing(ctx, origin, ev)
+		if sets, missing, err = s.prevStates(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	if len(missing) > 0 && fillGaps && ctx.Value(prevFetchKey{}) == nil {
+		// The origin may not have ev yet (an invite it asks us to sign),
+		// so get_missing_events from ev finds nothing: fetch the prev
+		// events themselves, and the gaps before them (once).
+		pctx := context.WithValue(ctx, prevFetchKey{}, true)
+		for _, raw := range s.fetchEvents(pctx, origin, missing) {
+			if p, err := pdu.Parse(raw, ev.Version); err == nil && slices.Contains(missing, p.ID) {
+				if err := s.receive(pctx, origin, p, true); err != nil {
+					s.log.Info("federation: prev event not accepted", "event_id", p.ID, "err", err)
+				}
+			}
+		}
+		if sets, missing, err = s.prevStates(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	if len(missing) > 0 {
+		return s.fetchStateAt(ctx, origin, ev)
+	}
+	if len(sets) == 0 {
+		return nil, rejectedf("no usable prev event")
+	}
+	return s.resolveSets(ctx, ev.Version, sets)
+}
+
+// prevFetchKey marks a context in which prev events are being fetched
+// directly, so that this happens one level deep only.
+type prevFetchKey struct{}
+
+// prevStates returns the state after each prev event of ev that is
+// stored with its state; missing lists the others (rejected prev events
+// are skipped: they add nothing to the state).
+func (s *Service) prevStates(ctx context.Context, ev *pdu.Event) ([]store.StateMap, []string, error) {
+	rej, err := s.store.RejectedEvents(ctx, ev.PrevEvents)
+	if err != nil {
+		return nil, nil, err
+	}
+	var sets []store.StateMap
+	var missing []string
+	for _, p := range ev.PrevEvents {
+		if rej[p] {
+			continue
+		}
+		st, ok, err := s.stateAfterEvent(ctx, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			missing = append(missing, p)
+			continue
+		}
+		sets = append(sets, st)
+	}
+	return sets, missing, nil
+}
+
+// stateAfterEvent is the state after a stored event; ok is false when the
+// event is unknown or an outlier (its state unknown).
+func (s *Service) stateAfterEvent(ctx context.Context, eventID string) (store.StateMap, bool, error) {
+	row, err := s.store.GetEvent(ctx, eventID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if row.StateGroup < 0 {
+		return nil, false, nil
+	}
+	st := store.StateMap{}
+	if row.StateGroup > 0 {
+		if st, err = s.store.StateGroup(ctx, row.StateGroup); err != nil {
+			return nil, false, err
+		}
+	}
+	if row.StateKey.Valid {
+		st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+	}
+	return st, true, nil
+}
+
+// fetchMissing asks origin for the events between our extremities and ev
+// and runs each through the pipeline, oldest first, without filling
+// further gaps.
+func (s *Service) fetchMissing(ctx context.Context, origin string, ev *pdu.Event) {
+	r, err := s.lockRoom(ctx, ev.RoomID)
+	if err != nil {
+		return
+	}
+	earliest := slices.Clone(r.extremities)
+	r.mu.Unlock()
+	body := map[string]any{"earliest_events": earliest, "latest_events": []string{ev.ID}, "limit": maxMissingEvents, "min_depth": 0}
+	var resp struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	if err := s.fed.f.Do(fctx, origin, "POST", "/_matrix/federation/v1/get_missing_events/"+url.PathEscape(ev.RoomID), body, &resp); err != nil {
+		s.log.Info("federation: get_missing_events failed", "origin", origin, "event_id", ev.ID, "err", err)
+		return
+	}
+	if len(resp.Events) > maxMissingEvents {
+		resp.Events = resp.Events[:maxMissingEvents]
+	}
+	var evs []*pdu.Event
+	for _, raw := range resp.Events {
+		e, err := pdu.Parse(raw, ev.Version)
+		if err != nil || e.RoomID != ev.RoomID || e.ID == ev.ID {
+			continue
+		}
+		evs = append(evs, e)
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Depth < evs[j].Depth })
+	for _, e := range evs {
+		if _, err := s.store.GetEvent(ctx, e.ID); err == nil {
+			continue // known, if only as an outlier: its state is asked for when needed
+		}
+		if err := s.receive(ctx, origin, e, false); err != nil {
+			s.log.Info("federation: missing event not accepted", "event_id", e.ID, "err", err)
+		}
+	}
+}
+
+// fetchStateAt asks origin for the state before ev (state_ids), fetches
+// the events we lack and stores them as outliers.
+func (s *Service) fetchStateAt(ctx context.Context, origin string, ev *pdu.Event) (store.StateMap, error) {
+	var resp struct {
+		AuthChainIDs []string `json:"auth_chain_ids"`
+		PDUIDs       []string `json:"pdu_ids"`
+	}
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	uri := "/_matrix/federation/v1/state_ids/" + url.PathEscape(ev.RoomID) + "?event_id=" + url.QueryEscape(ev.ID)
+	if err := s.fed.f.Do(fctx, origin, "GET", uri, nil, &resp); err != nil {
+		return nil, fmt.Errorf("fetch state at %s: %w", ev.ID, err)
+	}
+	if len(resp.PDUIDs)+len(resp.AuthChainIDs) > maxStateIDs {
+		return nil, rejectedf("state of %d events is too large", len(resp.PDUIDs)+len(resp.AuthChainIDs))
+	}
+	all := append(slices.Clone(resp.AuthChainIDs), resp.PDUIDs...)
+	have, err := s.Events(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, e := range have {
+		known[e.ID] = true
+	}
+	var need []string
+	for _, x := range all {
+		if !known[x] && !slices.Contains(need, x) {
+			need = append(need, x)
+		}
+	}
+	if len(need) > maxFetchEvents {
+		return nil, fmt.Errorf("state at %s needs %d events, more than %d", ev.ID, len(need), maxFetchEvents)
+	}
+	raws := s.fetchEvents(fctx, origin, need)
+	if _, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, raws); err != nil {
+		return nil, err
+	}
+	evs, err := s.Events(ctx, resp.PDUIDs)
+	if err != nil {
+		return nil, err
+	}
+	st := store.StateMap{}
+	for _, e := range evs {
+		if e.IsState() && pdu.RoomIDForCreate(e) == ev.RoomID {
+			st[store.StateKey{Type: e.Type, StateKey: *e.StateKey}] = e.ID
+		}
+	}
+	if _, ok := st[store.StateKey{Type: "m.room.create"}]; !ok && len(evs) < len(resp.PDUIDs) {
+		return nil, fmt.Errorf("could not obtain the state at %s", ev.ID)
+	}
+	return st, nil
+}
+
+// fetchEvents gets events by id from a server, a few at a time.
+func (s *Service) fetchEvents(ctx context.Context, origin string, ids []string) []json.RawMessage {
+	out := make([]json.RawMessage, len(ids))
+	sem := make(chan struct{}, fetchParallel)
+	var wg sync.WaitGroup
+	for i, x := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var resp struct {
+				PDUs []json.RawMessage `json:"pdus"`
+			}
+			if err := s.fed.f.Do(ctx, origin, "GET", "/_matrix/federation/v1/event/"+url.PathEscape(x), nil, &resp); err == nil && len(resp.PDUs) == 1 {
+				out[i] = resp.PDUs[0]
+			}
+		}()
+	}
+	wg.Wait()
+	return slices.DeleteFunc(out, func(r json.RawMessage) bool { return r == nil })
+}
+
+// stateEvents loads the events of a state map for the auth rules.
+func (s *Service) stateEvents(ctx context.Context, st store.StateMap) (eventauth.StateMap, error) {
+	ids := make([]string, 0, len(st))
+	for _, x := range st {
+		ids = append(ids, x)
+	}
+	evs, err := s.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	return eventauth.NewStateMap(evs...), nil
+}
+
+// storeSoftFailed keeps an event that passed every check but the one
+// against the current state: outside the timeline and the extremities, but
+// with its state, so that later events may build on it. Caller holds the
+// room lock.
+func (s *Service) storeSoftFailed(ctx context.Context, ev *pdu.Event, before store.StateMap) error {
+	return s.store.InTx(ctx, func(tx *store.Tx) error {
+		group, _, err := tx.NewStateGroup(ctx, ev.RoomID, 0, 0, nil, before)
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteOutlier(ctx, ev.ID); err != nil {
+			return err
+		}
+		return s.insertOutlier(ctx, tx, ev, group)
+	})
+}
+
+// commitLinear persists an event whose state before is the room's current
+// state through the local events' pipeline. Caller holds r.mu.
+func (s *Service) commitLinear(ctx context.Context, r *roomState, ev *pdu.Event, origin string) error {
+	b := s.newBatch(r)
+	b.origin = origin
+	pe := &pending{ev: ev, remote: true}
+	if ev.IsState() {
+		pe.replaced = b.lookup(ev.Tuple())
+		b.overlay[ev.Tuple()] = ev
+	}
+	b.events = append(b.events, pe)
+	b.prev, b.depth = []string{ev.ID}, max(r.depth, ev.Depth)
+	return s.commit(ctx, b)
+}

@@ -1,0 +1,871 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/eventauth"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/store"
+)
+
+// Membership handshakes with other servers: make_join/send_join,
+// make_leave/send_leave, make_knock/send_knock and invites, on both sides.
+
+// MakeMembership builds the template of a membership event (join, leave
+// or knock) that a user of origin asks for, checked against the room's
+// current state. versions are the room versions the asking server
+// supports (ignored for leave).
+func (s *Service) MakeMembership(ctx context.Context, origin, roomID, userID, membership string, versions []string) (string, json.RawMessage, error) {
+	if serverOf(userID) != origin {
+		return "", nil, errcode.Forbidden("user %s is not on the requesting server", userID)
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return "", nil, err
+	}
+	defer r.mu.Unlock()
+	if membership != "leave" && !slices.Contains(versions, r.version.ID) {
+		return "", nil, errcode.IncompatibleRoomVersion("room version %s is not supported by your server", r.version.ID).With("room_version", r.version.ID)
+	}
+	if membership == "knock" && !r.version.Knock {
+		return "", nil, errcode.IncompatibleRoomVersion("room version %s does not support knocking", r.version.ID).With("room_version", r.version.ID)
+	}
+	if !serverJoined(r.joined, s.serverName) {
+		return "", nil, errcode.NotFound("this server is not in the room")
+	}
+	content := map[string]any{"membership": membership}
+	if membership == "join" {
+		cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
+		if cur == nil || (membershipOf(cur) != "invite" && membershipOf(cur) != "join") {
+			if restrictedRoom(r) {
+				via := s.restrictedJoinAuthoriser(ctx, r, userID)
+				if via == "" {
+					return "", nil, &errcode.Error{Code: "M_UNABLE_TO_AUTHORISE_JOIN", Status: http.StatusBadRequest,
+						Message: "the user is not in any room the join rules allow, as far as this server knows"}
+				}
+				content["join_authorised_via_users_server"] = via
+			}
+		}
+	}
+	target := userID
+	b := s.newBatch(r)
+	ev, err := s.add(ctx, b, Proto{Type: "m.room.member", StateKey: &target, Sender: userID, Content: mustJSON(content)})
+	if err != nil {
+		return "", nil, err
+	}
+	var tmpl map[string]json.RawMessage
+	if err := json.Unmarshal(ev.JSON(), &tmpl); err != nil {
+		return "", nil, err
+	}
+	delete(tmpl, "signatures")
+	delete(tmpl, "hashes")
+	delete(tmpl, "event_id")
+	return r.version.ID, mustJSON(tmpl), nil
+}
+
+// restrictedRoom reports whether a room's join rule is restricted (or
+// knock_restricted) in a version that has it. Caller holds r.mu.
+func restrictedRoom(r *roomState) bool {
+	jr := r.state[pdu.StateTuple{Type: "m.room.join_rules"}]
+	if jr == nil {
+		return false
+	}
+	var c struct {
+		JoinRule string `json:"join_rule"`
+	}
+	_ = json.Unmarshal(jr.Content, &c)
+	return (c.JoinRule == "restricted" && r.version.Restricted) || (c.JoinRule == "knock_restricted" && r.version.KnockRestricted)
+}
+
+// SendMembershipResult is what send_join and send_knock answer.
+type SendMembershipResult struct {
+	State     []json.RawMessage // state before the join
+	AuthChain []json.RawMessage
+	Event     json.RawMessage // the join, countersigned for a restricted join; nil otherwise
+	Stripped  []json.RawMessage
+}
+
+// SendMembership takes a signed membership event of a user of origin (the
+// second half of the handshake) through the pipeline.
+func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, membership string, raw json.RawMessage) (*SendMembershipResult, error) {
+	v, err := s.versionOf(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := pdu.Parse(raw, v)
+	if err != nil {
+		return nil, errcode.BadJSON("invalid event: %v", err)
+	}
+	if ev.ID != eventID || ev.RoomID != roomID {
+		return nil, errcode.BadJSON("event id or room id does not match the request")
+	}
+	if ev.Type != "m.room.member" || ev.StateKey == nil || *ev.StateKey != ev.Sender || membershipOf(ev) != membership {
+		return nil, errcode.BadJSON("not a %s event of its sender", membership)
+	}
+	if serverOf(ev.Sender) != origin {
+		return nil, errcode.Forbidden("the event's sender is not on the requesting server")
+	}
+	res := &SendMembershipResult{}
+	if membership == "join" {
+		var c struct {
+			Via string `json:"join_authorised_via_users_server"`
+		}
+		_ = json.Unmarshal(ev.Content, &c)
+		if c.Via != "" && serverOf(c.Via) == s.serverName && v.Restricted {
+			signed, err := pdu.SignEvent(ev.JSON(), v, s.serverName, s.key)
+			if err != nil {
+				return nil, err
+			}
+			if ev, err = pdu.Parse(signed, v); err != nil {
+				return nil, err
+			}
+			res.Event = ev.JSON()
+		}
+	}
+	if err := s.receive(ctx, origin, ev, true); err != nil {
+		if errors.Is(err, errRejected) {
+			return nil, errcode.Forbidden("%s", truncate(err.Error(), 300))
+		}
+		var ce *errcode.Error
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, errcode.Forbidden("event not accepted: %s", truncate(err.Error(), 300))
+	}
+	row, err := s.store.GetEvent(ctx, ev.ID)
+	if err != nil {
+		return nil, err
+	}
+	if row.Pos < 0 {
+		return nil, errcode.Forbidden("the event does not pass the room's current state")
+	}
+	switch membership {
+	case "join":
+		st := store.StateMap{}
+		if row.StateGroup > 0 {
+			if st, err = s.store.StateGroup(ctx, row.StateGroup); err != nil {
+				return nil, err
+			}
+		}
+		ids := make([]string, 0, len(st))
+		for _, x := range st {
+			ids = append(ids, x)
+		}
+		chain, err := s.authChain(ctx, append(slices.Clone(ids), ev.ID))
+		if err != nil {
+			return nil, err
+		}
+		if res.State, err = s.PDUs(ctx, ids); err != nil {
+			return nil, err
+		}
+		if res.AuthChain, err = s.PDUs(ctx, chain); err != nil {
+			return nil, err
+		}
+	case "knock":
+		if res.Stripped, err = s.strippedRoomState(ctx, roomID); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// strippedTypes is the state shown to invited and knocking users.
+var strippedTypes = []string{"m.room.create", "m.room.name", "m.room.avatar", "m.room.topic", "m.room.join_rules", "m.room.canonical_alias", "m.room.encryption"}
+
+func (s *Service) strippedRoomState(ctx context.Context, roomID string) ([]json.RawMessage, error) {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	var out []json.RawMessage
+	for _, t := range strippedTypes {
+		if ev := r.state[pdu.StateTuple{Type: t}]; ev != nil {
+			out = append(out, strippedEvent(ev))
+		}
+	}
+	r.mu.Unlock()
+	return out, nil
+}
+
+func strippedEvent(ev *pdu.Event) json.RawMessage {
+	sk := ""
+	if ev.StateKey != nil {
+		sk = *ev.StateKey
+	}
+	return mustJSON(struct {
+		Content  json.RawMessage `json:"content"`
+		Sender   string          `json:"sender"`
+		StateKey string          `json:"state_key"`
+		Type     string          `json:"type"`
+	}{ev.Content, ev.Sender, sk, ev.Type})
+}
+
+// ReceiveInvite countersigns an invite of a local user sent by origin and
+// records it: through the pipeline when the room is known here, as a
+// remote invite with its stripped state otherwise.
+func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, roomVersion string, raw json.RawMessage, inviteState []json.RawMessage) (json.RawMessage, error) {
+	v, ok := roomversion.Get(roomVersion)
+	if !ok {
+		return nil, errcode.IncompatibleRoomVersion("room version %q is not supported", roomVersion).With("room_version", roomVersion)
+	}
+	ev, err := pdu.Parse(raw, v)
+	if err != nil {
+		return nil, errcode.BadJSON("invalid event: %v", err)
+	}
+	if ev.ID != eventID || ev.RoomID != roomID {
+		return nil, errcode.BadJSON("event id or room id does not match the request")
+	}
+	if ev.Type != "m.room.member" || ev.StateKey == nil || membershipOf(ev) != "invite" {
+		return nil, errcode.BadJSON("not an invite")
+	}
+	target := *ev.StateKey
+	if serverOf(target) != s.serverName {
+		return nil, errcode.InvalidParam("the invited user is not on this server")
+	}
+	if u, err := s.store.GetUser(ctx, target); err != nil || u.Deactivated {
+		return nil, errcode.NotFound("unknown user %s", target)
+	}
+	if serverOf(ev.Sender) != origin {
+		return nil, errcode.Forbidden("the inviter is not on the requesting server")
+	}
+	if !s.verifySignature(ctx, ev, origin) {
+		return nil, errcode.Forbidden("the invite is not signed by %s", origin)
+	}
+	if err := pdu.VerifyHashes(ev); err != nil {
+		return nil, errcode.Forbidden("the invite's content hash does not match")
+	}
+	if len(inviteState) > 50 {
+		inviteState = inviteState[:50]
+	}
+	signed, err := pdu.SignEvent(ev.JSON(), v, s.serverName, s.key)
+	if err != nil {
+		return nil, err
+	}
+	sev, err := pdu.Parse(signed, v)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.versionOf(ctx, roomID); err == nil {
+		if err := s.receive(ctx, origin, sev, true); err != nil {
+			s.log.Info("federation: invite to a known room not accepted", "event_id", ev.ID, "err", err)
+			return nil, errcode.Forbidden("invite not accepted: %s", truncate(err.Error(), 300))
+		}
+		return signed, nil
+	}
+	stripped := append(slices.Clone(inviteState), strippedEvent(sev))
+	err = s.putRemoteMembership(ctx, store.RemoteMembership{
+		RoomID: roomID, UserID: target, Membership: "invite", EventID: ev.ID, RoomVersion: v.ID,
+		PDU: signed, Stripped: mustJSON(stripped), Servers: mustJSON([]string{origin}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return signed, nil
+}
+
+// putRemoteMembership records a user's invite, knock or leave for a room
+// not known here and wakes the user's syncs.
+func (s *Service) putRemoteMembership(ctx context.Context, m store.RemoteMembership) error {
+	var pos int64
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		pos = tx.Alloc(s.store.Streams.Events)
+		s.memberships.bump(m.UserID)
+		tx.OnCommitted(func() { s.memberships.bump(m.UserID) })
+		for o := s.lastMembership.Load(); o < pos && !s.lastMembership.CompareAndSwap(o, pos); o = s.lastMembership.Load() {
+		}
+		if m.Membership == "leave" {
+			if err := tx.DeleteRemoteMembership(ctx, m.RoomID, m.UserID); err != nil {
+				return err
+			}
+			return tx.SetMembership(ctx, store.Membership{RoomID: m.RoomID, UserID: m.UserID, Membership: "leave", EventID: m.EventID, Pos: pos})
+		}
+		return tx.PutRemoteMembership(ctx, m, pos)
+	})
+	if err != nil {
+		return err
+	}
+	if s.notifier != nil {
+		s.notifier.RoomEvent(m.RoomID, []string{m.UserID}, pos)
+	}
+	return nil
+}
+
+// RemoteStrippedState returns the stripped state kept with a remote
+// invite or knock, or nil.
+func (s *Service) RemoteStrippedState(ctx context.Context, roomID, userID string) []json.RawMessage {
+	m, err := s.store.GetRemoteMembership(ctx, roomID, userID)
+	if err != nil {
+		return nil
+	}
+	var out []json.RawMessage
+	_ = json.Unmarshal(m.Stripped, &out)
+	return out
+}
+
+// --- this server's users in other servers' rooms ---
+
+var errFedDisabled = errcode.NotFound("this room is not known here and federation is disabled")
+
+// candidates orders the servers to try for a room: those given, then the
+// room id's server, without duplicates, ourselves or disallowed servers.
+func (s *Service) candidates(roomID string, servers []string) ([]string, error) {
+	all := append(slices.Clone(servers), serverOf(roomID))
+	var out []string
+	var refused string
+	for _, sv := range all {
+		if sv == "" || sv == s.serverName || slices.Contains(out, sv) {
+			continue
+		}
+		if s.fed.f.Allowed != nil && s.fed.f.Allowed(sv) != nil {
+			refused = sv
+			continue
+		}
+		out = append(out, sv)
+	}
+	if len(out) == 0 {
+		if refused != "" {
+			return nil, errcode.Forbidden("federation with %s is not allowed", refused)
+		}
+		return nil, errcode.NotFound("no known servers for room %s", roomID)
+	}
+	return out, nil
+}
+
+// supportedVersions is the ver query of make_join and make_knock.
+func supportedVersions() string {
+	q := url.Values{}
+	for _, v := range roomversion.All() {
+		q.Add("ver", v.ID)
+	}
+	return q.Encode()
+}
+
+type makeResponse struct {
+	RoomVersion string          `json:"room_version"`
+	Event       json.RawMessage `json:"event"`
+}
+
+// buildFromTemplate fills in, hashes and signs a make_* template for one
+// of our users.
+func (s *Service) buildFromTemplate(c MemberChange, v *roomversion.Version, tmpl json.RawMessage, profile map[string]any) (*pdu.Event, error) {
+	var t struct {
+		RoomID     string                     `json:"room_id"`
+		Sender     string                     `json:"sender"`
+		Type       string                     `json:"type"`
+		StateKey   *string                    `json:"state_key"`
+		Content    map[string]json.RawMessage `json:"content"`
+		PrevEvents json.RawMessage            `json:"prev_events"`
+		AuthEvents json.RawMessage            `json:"auth_events"`
+		Depth      int64                      `json:"depth"`
+	}
+	if err := json.Unmarshal(tmpl, &t); err != nil {
+		return nil, fmt.Errorf("bad template: %w", err)
+	}
+	if t.RoomID != c.RoomID || t.Sender != c.Sender || t.Type != "m.room.member" || t.StateKey == nil || *t.StateKey != c.Target {
+		return nil, errors.New("template is not for this user and room")
+	}
+	var m string
+	_ = json.Unmarshal(t.Content["membership"], &m)
+	if m != c.Membership {
+		return nil, fmt.Errorf("template membership %q, want %q", m, c.Membership)
+	}
+	content := map[string]any{}
+	for k, x := range t.Content {
+		content[k] = x
+	}
+	for k, x := range profile {
+		content[k] = x
+	}
+	if c.Reason != "" {
+		content["reason"] = c.Reason
+	}
+	p := pdu.Proto{RoomID: t.RoomID, Sender: t.Sender, Type: t.Type, StateKey: t.StateKey, Content: mustJSON(content),
+		Depth: t.Depth, OriginServerTS: time.Now().UnixMilli()}
+	var err error
+	if p.PrevEvents, p.RefHashes, err = templateRefs(t.PrevEvents, v, nil); err != nil {
+		return nil, err
+	}
+	if p.AuthEvents, p.RefHashes, err = templateRefs(t.AuthEvents, v, p.RefHashes); err != nil {
+		return nil, err
+	}
+	return pdu.Build(p, v, s.serverName, s.key)
+}
+
+// templateRefs reads prev_events or auth_events of a template: ids, or
+// for room versions 1–2 [id, {"sha256": hash}] pairs.
+func templateRefs(raw json.RawMessage, v *roomversion.Version, hashes map[string]string) ([]string, map[string]string, error) {
+	if v.EventFormat != roomversion.FormatV1 {
+		var ids []string
+		if err := json.Unmarshal(raw, &ids); err != nil {
+			return nil, nil, fmt.Errorf("bad template references: %w", err)
+		}
+		return ids, hashes, nil
+	}
+	var pairs [][2]json.RawMessage
+	if err := json.Unmarshal(raw, &pairs); err != nil {
+		return nil, nil, fmt.Errorf("bad template references: %w", err)
+	}
+	if hashes == nil {
+		hashes = map[string]string{}
+	}
+	var ids []string
+	for _, p := range pairs {
+		var id string
+		var h struct {
+			SHA256 string `json:"sha256"`
+		}
+		if json.Unmarshal(p[0], &id) != nil || json.Unmarshal(p[1], &h) != nil {
+			return nil, nil, errors.New("bad template reference")
+		}
+		ids = append(ids, id)
+		hashes[id] = h.SHA256
+	}
+	return ids, hashes, nil
+}
+
+func (s *Service) profileContent(ctx context.Context, userID string) map[string]any {
+	out := map[string]any{}
+	if u, err := s.store.GetUser(ctx, userID); err == nil {
+		if u.DisplayName.Valid {
+			out["displayname"] = u.DisplayName.String
+		}
+		if u.AvatarURL.Valid {
+			out["avatar_url"] = u.AvatarURL.String
+		}
+	}
+	return out
+}
+
+// RemoteError is another server's non-2xx answer, as Federation.Do
+// reports it.
+type RemoteError struct {
+	Server string
+	Status int
+	Body   []byte
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("%s answered %d: %.200s", e.Server, e.Status, e.Body)
+}
+
+// remoteErr turns another server's refusal into an error for our client.
+func remoteErr(server string, err error) error {
+	var ce *errcode.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var body struct {
+		ErrCode string `json:"errcode"`
+		Error   string `json:"error"`
+	}
+	var re *RemoteError
+	if errors.As(err, &re) && json.Unmarshal(re.Body, &body) == nil && body.ErrCode != "" {
+		switch body.ErrCode {
+		case "M_FORBIDDEN", "M_UNABLE_TO_AUTHORISE_JOIN", "M_UNABLE_TO_GRANT_JOIN":
+			return errcode.Forbidden("%s refused: %s", server, body.Error)
+		case "M_NOT_FOUND":
+			return errcode.NotFound("%s: %s", server, body.Error)
+		case "M_INCOMPATIBLE_ROOM_VERSION":
+			return errcode.IncompatibleRoomVersion("%s: %s", server, body.Error)
+		}
+	}
+	return &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("could not reach %s", server)}
+}
+
+// handshake runs make_<membership> then send_<membership> against the
+// candidate servers until one accepts; it returns the server, the room
+// version, our event and the raw send answer.
+func (s *Service) handshake(ctx context.Context, c MemberChange, servers []string, out any) (string, *roomversion.Version, *pdu.Event, error) {
+	cands, err := s.candidates(c.RoomID, servers)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	profile := map[string]any{}
+	if c.Membership != "leave" {
+		profile = s.profileContent(ctx, c.Target)
+	}
+	var lastErr error
+	for _, sv := range cands {
+		uri := "/_matrix/federation/v1/make_" + c.Membership + "/" + url.PathEscape(c.RoomID) + "/" + url.PathEscape(c.Target)
+		if c.Membership != "leave" {
+			uri += "?" + supportedVersions()
+		}
+		var mk makeResponse
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		err := s.fed.f.Do(fctx, sv, "GET", uri, nil, &mk)
+		cancel()
+		if err != nil {
+			s.log.Info("federation: make_"+c.Membership+" failed", "server", sv, "room_id", c.RoomID, "err", err)
+			lastErr = remoteErr(sv, err)
+			continue
+		}
+		if mk.RoomVersion == "" {
+			mk.RoomVersion = "1"
+		}
+		v, ok := roomversion.Get(mk.RoomVersion)
+		if !ok {
+			lastErr = errcode.IncompatibleRoomVersion("room version %q is not supported", mk.RoomVersion)
+			continue
+		}
+		ev, err := s.buildFromTemplate(c, v, mk.Event, profile)
+		if err != nil {
+			lastErr = &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("%s sent an unusable template", sv)}
+			s.log.Info("federation: bad template", "server", sv, "err", err)
+			continue
+		}
+		ver := "v2"
+		if c.Membership == "knock" {
+			ver = "v1"
+		}
+		uri = "/_matrix/federation/" + ver + "/send_" + c.Membership + "/" + url.PathEscape(c.RoomID) + "/" + url.PathEscape(ev.ID)
+		fctx, cancel = context.WithTimeout(ctx, 2*fetchTimeout)
+		err = s.fed.f.Do(fctx, sv, "PUT", uri, json.RawMessage(ev.JSON()), out)
+		cancel()
+		if err != nil {
+			s.log.Info("federation: send_"+c.Membership+" failed", "server", sv, "room_id", c.RoomID, "err", err)
+			lastErr = remoteErr(sv, err)
+			continue
+		}
+		return sv, v, ev, nil
+	}
+	return "", nil, nil, lastErr
+}
+
+type sendJoinResponse struct {
+	State     []json.RawMessage `json:"state"`
+	AuthChain []json.RawMessage `json:"auth_chain"`
+	Event     json.RawMessage   `json:"event"`
+}
+
+// joinRemote joins a room this server is not in through one of servers.
+func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error) {
+	if !s.federated() {
+		return "", errFedDisabled
+	}
+	servers := slices.Clone(c.Servers)
+	if m, err := s.store.GetRemoteMembership(ctx, c.RoomID, c.Target); err == nil {
+		var more []string
+		_ = json.Unmarshal(m.Servers, &more)
+		servers = append(servers, more...)
+	}
+	var resp sendJoinResponse
+	server, v, ev, err := s.handshake(ctx, c, servers, &resp)
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Event) > 0 {
+		// The resident server countersigned a restricted join.
+		if signed, err := pdu.Parse(resp.Event, v); err == nil && signed.ID == ev.ID {
+			ev = signed
+		}
+	}
+	if len(resp.State)+len(resp.AuthChain) > 2*maxAuthChain {
+		return "", errcode.TooLarge("the room's state is too large to join")
+	}
+	if err := s.storeJoinedRoom(ctx, server, v, ev, resp.State, resp.AuthChain); err != nil {
+		return "", err
+	}
+	return ev.ID, nil
+}
+
+// storeJoinedRoom checks the state and auth chain a resident server sent
+// with our join, then stores the room, its state (as outliers) and the
+// join (the room's first timeline event here) in one transaction.
+func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomversion.Version, join *pdu.Event, stateRaw, chainRaw []json.RawMessage) error {
+	roomID := join.RoomID
+	good, fresh, err := s.checkEvents(ctx, roomID, v, append(slices.Clone(chainRaw), stateRaw...))
+	if err != nil {
+		return err
+	}
+	state := store.StateMap{}
+	var stateEvs []*pdu.Event
+	for _, raw := range stateRaw {
+		ev, err := pdu.Parse(raw, v)
+		if err != nil {
+			continue
+		}
+		if g := good[ev.ID]; g != nil && g.IsState() {
+			state[store.StateKey{Type: g.Type, StateKey: *g.StateKey}] = g.ID
+			stateEvs = append(stateEvs, g)
+		}
+	}
+	create := eventauth.NewStateMap(stateEvs...)[pdu.StateTuple{Type: "m.room.create"}]
+	if create == nil || pdu.RoomIDForCreate(create) != roomID {
+		return &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("%s sent a room state without its create event", server)}
+	}
+	if err := s.checkAuth(ctx, join, eventauth.NewStateMap(stateEvs...)); err != nil {
+		return errcode.Forbidden("the join does not pass the room's state: %v", err)
+	}
+	mk := store.StateKey{Type: "m.room.member", StateKey: join.Sender}
+	var replaced *pdu.Event
+	if x, ok := state[mk]; ok {
+		replaced = good[x]
+	}
+	after := maps2(state)
+	after[mk] = join.ID
+	byID := map[string]*pdu.Event{join.ID: join}
+	for _, e := range stateEvs {
+		byID[e.ID] = e
+	}
+	var pos int64
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: v.ID, Creator: create.Sender}); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				return errcode.RoomInUse("the room was joined meanwhile")
+			}
+			return err
+		}
+		for _, e := range fresh {
+			if err := s.insertOutlier(ctx, tx, e, -1); err != nil {
+				return err
+			}
+		}
+		group, chain, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, state)
+		if err != nil {
+			return err
+		}
+		pos = tx.Alloc(s.store.Streams.Events)
+		row := &store.EventRow{
+			Pos: pos, EventID: join.ID, RoomID: roomID, Type: join.Type, Sender: join.Sender, Depth: join.Depth,
+			OriginTS: join.OriginServerTS, PDU: join.JSON(), Unsigned: unsignedFor(&pending{ev: join, replaced: replaced}), StateGroup: group,
+		}
+		row.StateKey.String, row.StateKey.Valid = join.Sender, true
+		if err := tx.InsertEvent(ctx, row); err != nil {
+			return err
+		}
+		group2, _, err := tx.NewStateGroup(ctx, roomID, group, chain, store.StateMap{mk: join.ID}, after)
+		if err != nil {
+			return err
+		}
+		for k, x := range after {
+			if err := tx.SetCurrentState(ctx, roomID, k, x); err != nil {
+				return err
+			}
+			if k.Type == "m.room.member" && byID[x] != nil {
+				u := k.StateKey
+				if serverOf(u) == s.serverName {
+					s.memberships.bump(u)
+					tx.OnCommitted(func() { s.memberships.bump(u) })
+				}
+				if err := tx.SetMembership(ctx, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos}); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.SetRoomStateGroup(ctx, roomID, group2); err != nil {
+			return err
+		}
+		if err := tx.DeleteRemoteMembership(ctx, roomID, join.Sender); err != nil {
+			return err
+		}
+		if err := s.runIndexers(ctx, tx, join, pos); err != nil {
+			return err
+		}
+		s.latest.Store(roomID, pos)
+		for o := s.lastMembership.Load(); o < pos && !s.lastMembership.CompareAndSwap(o, pos); o = s.lastMembership.Load() {
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.versions.Store(roomID, v)
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	joined := make([]string, 0, len(r.joined))
+	for u := range r.joined {
+		joined = append(joined, u)
+	}
+	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}}
+	s.tellListeners(b, joined)
+	r.mu.Unlock()
+	if s.notifier != nil {
+		s.notifier.RoomEvent(roomID, append(joined, join.Sender), pos)
+	}
+	return nil
+}
+
+// leaveRemote rejects an invite (or retracts a knock) to a room this
+// server is not in, through make_leave/send_leave with the server that
+// sent it.
+func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, error) {
+	m, err := s.store.GetRemoteMembership(ctx, c.RoomID, c.Target)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errcode.Forbidden("you are not invited to this room")
+	}
+	if err != nil {
+		return "", err
+	}
+	var servers []string
+	_ = json.Unmarshal(m.Servers, &servers)
+	if ev, err := pdu.Parse(m.PDU, mustVersion(m.RoomVersion)); err == nil {
+		servers = append([]string{serverOf(ev.Sender)}, servers...)
+	}
+	eventID := ""
+	if s.federated() {
+		var resp json.RawMessage
+		_, _, ev, err := s.handshake(ctx, c, servers, &resp)
+		if err != nil {
+			// The invite is declined here even when its server cannot be told.
+			s.log.Info("federation: could not send the leave", "room_id", c.RoomID, "err", err)
+		} else {
+			eventID = ev.ID
+		}
+	}
+	if eventID == "" {
+		eventID = m.EventID
+	}
+	err = s.putRemoteMembership(ctx, store.RemoteMembership{RoomID: c.RoomID, UserID: c.Target, Membership: "leave", EventID: eventID})
+	return eventID, err
+}
+
+func mustVersion(id string) *roomversion.Version {
+	v, _ := roomversion.Get(id)
+	return v
+}
+
+// knockRemote knocks on a room this server is not in.
+func (s *Service) knockRemote(ctx context.Context, c MemberChange) (string, error) {
+	if !s.federated() {
+		return "", errFedDisabled
+	}
+	var resp struct {
+		KnockRoomState []json.RawMessage `json:"knock_room_state"`
+	}
+	server, v, ev, err := s.handshake(ctx, c, c.Servers, &resp)
+	if err != nil {
+		return "", err
+	}
+	if len(resp.KnockRoomState) > 50 {
+		resp.KnockRoomState = resp.KnockRoomState[:50]
+	}
+	stripped := append(slices.Clone(resp.KnockRoomState), strippedEvent(ev))
+	err = s.putRemoteMembership(ctx, store.RemoteMembership{
+		RoomID: c.RoomID, UserID: c.Target, Membership: "knock", EventID: ev.ID, RoomVersion: v.ID,
+		PDU: ev.JSON(), Stripped: mustJSON(stripped), Servers: mustJSON([]string{server}),
+	})
+	return ev.ID, err
+}
+
+// inviteRemote has the invitee's server countersign an invite built in b
+// (its only event), then persists it. The caller holds r.mu (and unlocks
+// it when this returns); it is released during the request, since the
+// invitee's server may call back about this room (get_missing_events),
+// and the event then goes through the inbound pipeline, which copes with
+// the room having moved on meanwhile.
+func (s *Service) inviteRemote(ctx context.Context, r *roomState, b *batch) (string, error) {
+	ev := b.events[len(b.events)-1].ev
+	server := serverOf(*ev.StateKey)
+	if s.fed.f.Allowed != nil && s.fed.f.Allowed(server) != nil {
+		return "", errcode.Forbidden("federation with %s is not allowed", server)
+	}
+	var stripped []json.RawMessage
+	for _, t := range strippedTypes {
+		if e := b.lookup(pdu.StateTuple{Type: t}); e != nil {
+			stripped = append(stripped, strippedEvent(e))
+		}
+	}
+	if e := b.lookup(pdu.StateTuple{Type: "m.room.member", StateKey: ev.Sender}); e != nil {
+		stripped = append(stripped, strippedEvent(e))
+	}
+	body := map[string]any{"event": json.RawMessage(ev.JSON()), "room_version": r.version.ID, "invite_room_state": stripped}
+	var resp struct {
+		Event json.RawMessage `json:"event"`
+	}
+	v := r.version
+	r.mu.Unlock()
+	defer r.mu.Lock()
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	uri := "/_matrix/federation/v2/invite/" + url.PathEscape(b.roomID) + "/" + url.PathEscape(ev.ID)
+	if err := s.fed.f.Do(fctx, server, "PUT", uri, body, &resp); err != nil {
+		return "", remoteErr(server, err)
+	}
+	signed, err := pdu.Parse(resp.Event, v)
+	if err != nil || signed.ID != ev.ID {
+		return "", &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("%s returned an unusable invite", server)}
+	}
+	if !s.verifySignature(ctx, signed, server) {
+		return "", &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("%s did not sign the invite", server)}
+	}
+	if err := s.receive(ctx, "", signed, false); err != nil {
+		if errors.Is(err, errRejected) {
+			return "", errcode.Forbidden("%s", truncate(err.Error(), 300))
+		}
+		return "", err
+	}
+	return signed.ID, nil
+}
+
+// remoteMembership returns how a user's own membership change in a room
+// not known here is made, or nil when it cannot be.
+func (s *Service) remoteMembership(c MemberChange) func(context.Context, MemberChange) (string, error) {
+	if c.Sender != c.Target {
+		return nil
+	}
+	switch c.Membership {
+	case "join":
+		if s.federated() {
+			return s.joinRemote
+		}
+	case "knock":
+		if s.federated() {
+			return s.knockRemote
+		}
+	case "leave":
+		return s.leaveRemote
+	}
+	return nil
+}
+
+// QueryAlias resolves an alias of another server (query/directory): the
+// room id and servers in the room.
+func (s *Service) QueryAlias(ctx context.Context, alias string) (string, []string, error) {
+	server := serverOf(alias)
+	if !s.federated() {
+		return "", nil, errcode.NotFound("room alias %s not found", alias)
+	}
+	if s.fed.f.Allowed != nil && s.fed.f.Allowed(server) != nil {
+		return "", nil, errcode.Forbidden("federation with %s is not allowed", server)
+	}
+	var resp struct {
+		RoomID  string   `json:"room_id"`
+		Servers []string `json:"servers"`
+	}
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	if err := s.fed.f.Do(fctx, server, "GET", "/_matrix/federation/v1/query/directory?room_alias="+url.QueryEscape(alias), nil, &resp); err != nil {
+		return "", nil, remoteErr(server, err)
+	}
+	if !strings.HasPrefix(resp.RoomID, "!") {
+		return "", nil, &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("%s gave no room id", server)}
+	}
+	if len(resp.Servers) > 20 {
+		resp.Servers = resp.Servers[:20]
+	}
+	return resp.RoomID, append([]string{server}, resp.Servers...), nil
+}
+
+// inviteRemoteUsers invites users of other servers to a room just created
+// (createRoom's invite list): each needs its server's countersignature,
+// so each is a membership change of its own. A failure is logged; the
+// room exists either way.
+func (s *Service) inviteRemoteUsers(ctx context.Context, roomID, sender string, users []string, isDirect bool) {
+	for _, u := range users {
+		if _, err := s.ChangeMembership(ctx, MemberChange{RoomID: roomID, Sender: sender, Target: u, Membership: "invite", IsDirect: isDirect}); err != nil {
+			s.log.Warn("invite at room creation failed", "room_id", roomID, "user_id", u, "err", err)
+		}
+	}
+}

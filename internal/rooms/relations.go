@@ -1,0 +1,577 @@
+package rooms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/id"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/store"
+)
+
+// maxAnnotationKeyBytes bounds the aggregation key of an annotation that
+// is indexed: a longer key is stored with its event but never aggregated
+// nor listed as a relation.
+const maxAnnotationKeyBytes = 256
+
+// relatesTo is the cleartext m.relates_to of an event's content (also of
+// encrypted events, which carry it outside the ciphertext).
+type relatesTo struct {
+	RelType string          `json:"rel_type"`
+	EventID string          `json:"event_id"`
+	Key     json.RawMessage `json:"key"`
+}
+
+// parseRelation returns an event content's m.relates_to when it names a
+// rel_type and a parent; nil otherwise (including rich replies, which
+// carry no rel_type).
+func parseRelation(content []byte) *relatesTo {
+	if !bytes.Contains(content, []byte(`"m.relates_to"`)) {
+		return nil
+	}
+	var c struct {
+		RelatesTo json.RawMessage `json:"m.relates_to"`
+	}
+	if json.Unmarshal(content, &c) != nil || len(c.RelatesTo) == 0 {
+		return nil
+	}
+	var r relatesTo
+	if json.Unmarshal(c.RelatesTo, &r) != nil || r.RelType == "" || r.EventID == "" {
+		return nil
+	}
+	return &r
+}
+
+// relTypeOfPDU is the rel_type of a stored PDU's content, "" for none.
+func relTypeOfPDU(pduJSON []byte) string {
+	var p struct {
+		Content json.RawMessage `json:"content"`
+	}
+	if json.Unmarshal(pduJSON, &p) != nil {
+		return ""
+	}
+	if r := parseRelation(p.Content); r != nil {
+		return r.RelType
+	}
+	return ""
+}
+
+// indexRelation is the Indexer of the relations index: it records a
+// child event with its parent, and forgets a child once it is redacted.
+func (s *Service) indexRelation(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
+		// applyRedaction ran before the indexers: if the target is now
+		// redacted, its relationship is broken.
+		row, err := tx.GetEvent(ctx, ev.Redacts)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if row.Redacted {
+			parent, relType, err := tx.DeleteRelation(ctx, row.EventID)
+			if err != nil || parent == "" {
+				return err
+			}
+			if !bundledRelTypes[relType] {
+				return nil
+			}
+			if err := tx.RecomputeAggregate(ctx, parent, relType); err != nil {
+				return err
+			}
+			s.relationsChanged(tx, parent)
+		}
+		return nil
+	}
+	rel := parseRelation(ev.Content)
+	if rel == nil || rel.EventID == ev.ID {
+		return nil
+	}
+	parent, err := tx.GetEvent(ctx, rel.EventID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // unknown parent: not a relationship the server can use
+	}
+	if err != nil {
+		return err
+	}
+	if parent.RoomID != ev.RoomID {
+		return nil // relationships never cross rooms
+	}
+	local := id.UserID(ev.Sender).Server() == id.ServerName(s.serverName)
+	r := store.Relation{
+		EventID: ev.ID, RoomID: ev.RoomID, RelatesTo: parent.EventID, RelType: rel.RelType,
+		EventType: ev.Type, Sender: ev.Sender, OriginTS: ev.OriginServerTS, Pos: pos, Valid: true,
+	}
+	switch rel.RelType {
+	case "m.annotation":
+		var key string
+		if json.Unmarshal(rel.Key, &key) != nil || key == "" || len(key) > maxAnnotationKeyBytes {
+			return nil
+		}
+		r.Key.String, r.Key.Valid = key, true
+		if local {
+			dup, err := tx.HasAnnotation(ctx, parent.EventID, ev.Sender, ev.Type, key)
+			if err != nil {
+				return err
+			}
+			if dup {
+				return &errcode.Error{Code: "M_DUPLICATE_ANNOTATION", Status: http.StatusBadRequest, Message: "you already sent this annotation"}
+			}
+		}
+	case "m.replace":
+		// An invalid replacement is kept as a child but never aggregated.
+		r.Valid = parent.Sender == ev.Sender && parent.Type == ev.Type &&
+			!parent.StateKey.Valid && !ev.IsState() && relTypeOfPDU(parent.PDU) != "m.replace" &&
+			(ev.Type == "m.room.encrypted" || hasObject(ev.Content, "m.new_content"))
+	case "m.thread":
+		if relTypeOfPDU(parent.PDU) != "" {
+			if local {
+				return errcode.Unknown("cannot start a thread from an event with a relation")
+			}
+			r.Valid = false
+		}
+	}
+	if err := tx.InsertRelation(ctx, r); err != nil {
+		return err
+	}
+	if !r.Valid || !bundledRelTypes[r.RelType] {
+		return nil
+	}
+	rank := pos
+	if r.RelType == "m.replace" {
+		rank = r.OriginTS
+	}
+	if err := tx.AddToAggregate(ctx, r.RelatesTo, r.RoomID, r.RelType, r.EventID, rank, pos); err != nil {
+		return err
+	}
+	s.relationsChanged(tx, r.RelatesTo)
+	return nil
+}
+
+// bundledRelTypes are the relationships the server aggregates.
+var bundledRelTypes = map[string]bool{"m.replace": true, "m.thread": true, "m.reference": true}
+
+// hasObject reports whether content has a JSON object under key.
+func hasObject(content []byte, key string) bool {
+	var c map[string]json.RawMessage
+	if json.Unmarshal(content, &c) != nil {
+		return false
+	}
+	v := bytes.TrimSpace(c[key])
+	return len(v) > 0 && v[0] == '{'
+}
+
+// relState holds the bundled aggregations switch and cache. The zero value
+// is ready to use.
+type relState struct {
+	off atomic.Bool
+	// cache maps a parent event id to its aggregations over every child
+	// (no viewer's ignore list applied); nil entries mark events without
+	// aggregated children. gen moves whenever a relation is written or
+	// removed, so that a reader never caches what it read before a change
+	// (see relationsChanged).
+	cache atomic.Pointer[genCache[*bundleEntry]]
+	gen   atomic.Uint64
+}
+
+const bundleCacheSize = 4000
+
+func (r *relState) entries() *genCache[*bundleEntry] {
+	if c := r.cache.Load(); c != nil {
+		return c
+	}
+	r.cache.CompareAndSwap(nil, newGenCache[*bundleEntry](bundleCacheSize))
+	return r.cache.Load()
+}
+
+// relationsChanged forgets a parent's cached aggregations, now (inside the
+// transaction that changes them) and again once the change committed.
+func (s *Service) relationsChanged(tx *store.Tx, parent string) {
+	c := s.rel.entries()
+	s.rel.gen.Add(1)
+	c.drop(parent)
+	tx.OnCommitted(func() {
+		s.rel.gen.Add(1)
+		c.drop(parent)
+	})
+}
+
+// bundleEntry is what is aggregated for one parent.
+type bundleEntry struct {
+	replace      *store.EventRow // the latest valid edit
+	replaceJSON  []byte          // its client form up to the value of unsigned.age
+	thread       *store.EventRow // the latest thread event
+	threadCount  int
+	participants map[string]bool // senders of thread events
+	refs         []string        // m.reference children, oldest first
+	maxPos       int64           // newest child counted
+}
+
+// SetBundleAggregations turns bundled aggregations on (the default) or off;
+// off serves events without unsigned m.relations (used to measure their
+// cost).
+func (s *Service) SetBundleAggregations(on bool) { s.rel.off.Store(!on) }
+
+// ForgetBundles empties the cache of aggregations, so that the next pages
+// compute theirs from the database (used to measure that cost).
+func (s *Service) ForgetBundles() {
+	s.rel.gen.Add(1)
+	s.rel.cache.Store(newGenCache[*bundleEntry](bundleCacheSize))
+}
+
+// Bundles computes the bundled aggregations (unsigned m.relations) of rows
+// shown to userID, keyed by event id: the latest valid edit (m.replace),
+// the thread summary (m.thread) and references (m.reference). Children
+// after upTo are left out, as are children from ignored users. Aggregations
+// over all children are cached per parent; the rest of a page costs a
+// constant number of queries whatever its size.
+func (s *Service) Bundles(ctx context.Context, userID string, upTo int64, rows []*store.EventRow) (map[string]json.RawMessage, error) {
+	if s.rel.off.Load() || len(rows) == 0 {
+		return nil, nil
+	}
+	ignored, err := s.ignoredList(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	return s.bundles(ctx, userID, upTo, ignored, rows, true)
+}
+
+func (s *Service) ignoredList(ctx context.Context, userID string) ([]string, error) {
+	set, err := s.IgnoredUsers(ctx, userID)
+	if err != nil || len(set) == 0 {
+		return nil, err
+	}
+	out := make([]string, 0, len(set))
+	for u := range set {
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// bundles does the work of Bundles; withThreads is false for the latest
+// events of threads, whose own bundles carry no thread (threads do not
+// nest).
+func (s *Service) bundles(ctx context.Context, userID string, upTo int64, ignored []string, rows []*store.EventRow, withThreads bool) (map[string]json.RawMessage, error) {
+	pb, err := s.collectBundles(ctx, userID, upTo, ignored, rows, withThreads)
+	if err != nil || pb == nil {
+		return nil, err
+	}
+	out := make(map[string]json.RawMessage, len(pb.entries))
+	for _, row := range rows {
+		if e := pb.entries[row.EventID]; e != nil {
+			if b, ok := pb.appendBundle(make([]byte, 0, len(e.replaceJSON)+64+len(e.refs)*64), s, row); ok {
+				out[row.EventID] = b
+			}
+		}
+	}
+	return out, nil
+}
+
+// pageBundles are the aggregations of a page's events for one viewer.
+type pageBundles struct {
+	userID      string
+	withThreads bool
+	entries     map[string]*bundleEntry    // by parent; nil: none
+	nested      map[string]json.RawMessage // bundles of latest thread events
+	now         int64                      // for the age of bundled edits
+}
+
+// collectBundles finds the aggregations of rows (see Bundles); nil when no
+// row can have any.
+func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64, ignored []string, rows []*store.EventRow, withThreads bool) (*pageBundles, error) {
+	var parents []string
+	for _, row := range rows {
+		if !row.StateKey.Valid { // state events receive no bundled aggregations
+			parents = append(parents, row.EventID)
+		}
+	}
+	if len(parents) == 0 {
+		return nil, nil
+	}
+	entries := make(map[string]*bundleEntry, len(parents))
+	// Cached aggregations serve viewers without an ignore list who may
+	// see every child counted; the others get theirs computed.
+	var exact []string
+	if len(ignored) == 0 {
+		c := s.rel.entries()
+		var missing []string
+		for _, p := range parents {
+			if e, ok := c.get(p); ok {
+				entries[p] = e
+			} else {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) > 0 {
+			gen := s.rel.gen.Load()
+			loaded, err := s.loadBundles(ctx, missing, math.MaxInt64, nil)
+			if err != nil {
+				return nil, err
+			}
+			keep := s.rel.gen.Load() == gen
+			for _, p := range missing {
+				entries[p] = loaded[p]
+				if keep {
+					c.put(p, loaded[p])
+				}
+			}
+		}
+		for _, p := range parents {
+			if e := entries[p]; e != nil && e.maxPos > upTo {
+				exact = append(exact, p)
+			}
+		}
+	} else {
+		exact = parents
+	}
+	if len(exact) > 0 {
+		loaded, err := s.loadBundles(ctx, exact, upTo, ignored)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range exact {
+			entries[p] = loaded[p]
+		}
+	}
+	pb := &pageBundles{userID: userID, withThreads: withThreads, entries: entries, now: time.Now().UnixMilli()}
+	// Latest thread events carry their own bundles (their edits).
+	var latest []*store.EventRow
+	if withThreads {
+		for _, e := range entries {
+			if e != nil && e.thread != nil {
+				latest = append(latest, e.thread)
+			}
+		}
+	}
+	if len(latest) > 0 {
+		var err error
+		if pb.nested, err = s.bundles(ctx, userID, upTo, ignored, latest, false); err != nil {
+			return nil, err
+		}
+	}
+	return pb, nil
+}
+
+// appendBundle appends the m.relations object of row to dst; false (and
+// dst unchanged) when it has none.
+func (pb *pageBundles) appendBundle(dst []byte, s *Service, row *store.EventRow) ([]byte, bool) {
+	e := pb.entries[row.EventID]
+	if e == nil {
+		return dst, false
+	}
+	// A redacted original shows none of its edits.
+	replace := e.replace
+	if row.Redacted {
+		replace = nil
+	}
+	thread := e.thread
+	if !pb.withThreads {
+		thread = nil
+	}
+	if replace == nil && thread == nil && len(e.refs) == 0 {
+		return dst, false
+	}
+	b := append(dst, '{')
+	start := len(b)
+	if replace != nil {
+		b = append(b, `"m.replace":`...)
+		if e.replaceJSON != nil {
+			// The age is all that changes between two requests.
+			b = append(b, e.replaceJSON...)
+			b = strconv.AppendInt(b, max(pb.now-replace.OriginTS, 0), 10)
+			b = append(b, "}}"...)
+		} else {
+			b = append(b, s.ClientEvent(replace, Format{Viewer: pb.userID})...)
+		}
+	}
+	if thread != nil {
+		if len(b) > start {
+			b = append(b, ',')
+		}
+		b = append(b, `"m.thread":{"latest_event":`...)
+		b = append(b, s.ClientEvent(thread, Format{Viewer: pb.userID, Relations: pb.nested[thread.EventID]})...)
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, int64(e.threadCount), 10)
+		b = append(b, `,"current_user_participated":`...)
+		b = strconv.AppendBool(b, e.participants[pb.userID] || row.Sender == pb.userID)
+		b = append(b, '}')
+	}
+	if len(e.refs) > 0 {
+		if len(b) > start {
+			b = append(b, ',')
+		}
+		b = append(b, `"m.reference":{"chunk":[`...)
+		for i, id := range e.refs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"event_id":`...)
+			b = appendJSONString(b, id)
+			b = append(b, '}')
+		}
+		b = append(b, "]}"...)
+	}
+	return append(b, '}'), true
+}
+
+// loadBundles reads the aggregations of parents from the database: one
+// statement for the aggregates, one for the winning children and, when
+// there are threads, one for their participants. Parents without
+// aggregated children map to nil.
+func (s *Service) loadBundles(ctx context.Context, parents []string, upTo int64, ignored []string) (map[string]*bundleEntry, error) {
+	var agg []store.BundleRow
+	var err error
+	if upTo == math.MaxInt64 && len(ignored) == 0 {
+		agg, err = s.store.AggregateRows(ctx, parents)
+	} else {
+		agg, err = s.store.BundleRows(ctx, parents, upTo, ignored)
+	}
+	if err != nil || len(agg) == 0 {
+		return map[string]*bundleEntry{}, err
+	}
+	var need, roots []string
+	children := map[string]*store.EventRow{}
+	for _, a := range agg {
+		if a.RelType == "m.thread" {
+			roots = append(roots, a.Parent)
+		}
+		if a.Row != nil {
+			children[a.EventID] = a.Row
+		} else if a.RelType == "m.replace" || a.RelType == "m.thread" {
+			need = append(need, a.EventID)
+		}
+	}
+	if len(need) > 0 {
+		got, err := s.store.GetEvents(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range got {
+			children[c.EventID] = c
+		}
+	}
+	participants, err := s.store.ThreadParticipants(ctx, roots)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*bundleEntry{}
+	for _, a := range agg {
+		e := out[a.Parent]
+		if e == nil {
+			e = &bundleEntry{}
+			out[a.Parent] = e
+		}
+		e.maxPos = max(e.maxPos, a.MaxPos)
+		switch a.RelType {
+		case "m.replace":
+			e.replace = children[a.EventID]
+			if e.replace != nil {
+				e.replaceJSON = s.agelessClientEvent(e.replace)
+			}
+		case "m.thread":
+			e.thread = children[a.EventID]
+			e.threadCount = a.Count
+			e.participants = map[string]bool{}
+			for _, u := range participants[a.Parent] {
+				e.participants[u] = true
+			}
+		case "m.reference":
+			e.refs = append(e.refs, a.EventID)
+		}
+	}
+	for _, e := range out {
+		slices.Reverse(e.refs) // the statement lists the newest first
+	}
+	return out, nil
+}
+
+// readerUpTo is the last position whose children a reader may be shown:
+// the leave (or ban) of a user who left, everything otherwise.
+func (s *Service) readerUpTo(ctx context.Context, roomID string, v *viewer) (int64, error) {
+	if v.current != "leave" && v.current != "ban" {
+		return math.MaxInt64, nil
+	}
+	m, err := s.store.GetMembership(ctx, roomID, v.userID)
+	if err != nil {
+		return 0, err
+	}
+	return m.Pos, nil
+}
+
+// withBundles renders rows for a user with their bundled aggregations.
+func (s *Service) withBundles(ctx context.Context, roomID string, v *viewer, rows []*store.EventRow, f Format) ([]json.RawMessage, error) {
+	upTo, err := s.readerUpTo(ctx, roomID, v)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.Bundles(ctx, v.userID, upTo, rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, len(rows))
+	for i, row := range rows {
+		f.Relations = b[row.EventID]
+		out[i] = s.ClientEvent(row, f)
+	}
+	return out, nil
+}
+
+// finishPage adds bundled aggregations to a /messages page (splicing them
+// into the events already rendered) and then its lazy-loaded members.
+func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *viewer, page *Page, shown []*store.EventRow, senders map[string]bool) (*Page, error) {
+	if len(shown) > 0 && !s.rel.off.Load() {
+		upTo, err := s.readerUpTo(ctx, q.RoomID, v)
+		if err != nil {
+			return nil, err
+		}
+		ignored, err := s.ignoredList(ctx, q.UserID)
+		if err != nil {
+			return nil, err
+		}
+		pb, err := s.collectBundles(ctx, q.UserID, upTo, ignored, shown, true)
+		if err != nil {
+			return nil, err
+		}
+		for i, row := range shown {
+			if pb == nil {
+				break
+			}
+			e := pb.entries[row.EventID]
+			if e == nil {
+				continue
+			}
+			ev := page.Chunk[i]
+			// The rendered event ends with its unsigned object: "…}}".
+			out := make([]byte, 0, len(ev)+len(e.replaceJSON)+64+len(e.refs)*64)
+			out = append(out, ev[:len(ev)-2]...)
+			out = append(out, `,"m.relations":`...)
+			var ok bool
+			if out, ok = pb.appendBundle(out, s, row); ok {
+				page.Chunk[i] = append(out, "}}"...)
+			}
+		}
+	}
+	return s.withLazyMembers(ctx, q, page, senders)
+}
+
+// agelessClientEvent is ClientEvent for no particular device, cut right
+// before the value of unsigned.age: the caller appends the age and "}}".
+// nil when the form does not end that way.
+func (s *Service) agelessClientEvent(row *store.EventRow) []byte {
+	full := s.ClientEvent(row, Format{})
+	i := bytes.LastIndex(full, []byte(`"age":`))
+	if i < 0 || !bytes.HasSuffix(full, []byte("}}")) || bytes.IndexByte(full[i:len(full)-2], ',') >= 0 {
+		return nil
+	}
+	return full[:i+len(`"age":`)]
+}

@@ -1,0 +1,100 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestRelationsBackfill stores events with relations as a server from
+// before the relations index did, then runs the migration that adds the
+// index: it indexes them with the rules new events follow.
+func TestRelationsBackfill(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		pos := int64(1000)
+		put := func(id, sender, typ, stateKey, content string, redacted bool) {
+			t.Helper()
+			pos++
+			e := &EventRow{Pos: pos, EventID: id, RoomID: "!r:x", Type: typ, Sender: sender, OriginTS: pos, Unsigned: []byte("{}"), Redacted: redacted,
+				PDU: []byte(fmt.Sprintf(`{"type":%q,"sender":%q,"content":%s}`, typ, sender, content))}
+			if stateKey != "" {
+				e.StateKey = sql.NullString{String: stateKey, Valid: true}
+			}
+			if err := s.InTx(ctx, func(tx *Tx) error { return tx.InsertEvent(ctx, e) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rel := func(relType, parent string, extra string) string {
+			return fmt.Sprintf(`{"body":"x",%s"m.relates_to":{"rel_type":%q,"event_id":%q}}`, extra, relType, parent)
+		}
+		put("$orig", "@a:x", "m.room.message", "", `{"body":"original"}`, false)
+		put("$edit1", "@a:x", "m.room.message", "", rel("m.replace", "$orig", `"m.new_content":{"body":"1"},`), false)
+		put("$edit2", "@a:x", "m.room.message", "", rel("m.replace", "$orig", `"m.new_content":{"body":"2"},`), false)
+		put("$bobedit", "@b:x", "m.room.message", "", rel("m.replace", "$orig", `"m.new_content":{"body":"b"},`), false)
+		put("$nonew", "@a:x", "m.room.message", "", rel("m.replace", "$orig", ""), false)
+		put("$reply", "@b:x", "m.room.message", "", rel("m.thread", "$orig", ""), false)
+		put("$react", "@b:x", "m.reaction", "", `{"m.relates_to":{"rel_type":"m.annotation","event_id":"$orig","key":"👍"}}`, false)
+		put("$huge", "@b:x", "m.reaction", "", fmt.Sprintf(`{"m.relates_to":{"rel_type":"m.annotation","event_id":"$orig","key":%q}}`, strings.Repeat("k", 300)), false)
+		put("$gone", "@b:x", "m.room.message", "", rel("m.thread", "$orig", ""), true)
+		put("$lost", "@b:x", "m.room.message", "", rel("m.thread", "$nowhere", ""), false)
+		put("$reply2", "@b:x", "m.room.message", "", rel("m.thread", "$reply", ""), false)
+		put("$plain", "@b:x", "m.room.message", "", `{"body":"not related","m.relates_to":"nonsense"}`, false)
+		put("$nul", "@b:x", "m.reaction", "", `{"body":"\u0000","m.relates_to":{"rel_type":"m.annotation","event_id":"$orig","key":"k"}}`, false)
+		put("$nulparent", "@a:x", "m.room.message", "", `{"body":"\u0000"}`, false)
+		put("$nuledit", "@a:x", "m.room.message", "", rel("m.replace", "$nulparent", `"m.new_content":{"body":"1"},`), false)
+
+		// Back to the schema before migration 12.
+		for _, q := range []string{`DROP TABLE event_relations`, `DROP TABLE relation_aggregates`, `DELETE FROM schema_migrations WHERE version = 12`} {
+			if _, err := s.w.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		rows, err := s.w.QueryContext(ctx, `SELECT event_id, relates_to, rel_type, valid FROM event_relations ORDER BY stream_pos`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var id, parent, relType string
+			var valid bool
+			if err := rows.Scan(&id, &parent, &relType, &valid); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%s>%s %s %v", id, parent, relType, valid))
+		}
+		rows.Close()
+		want := []string{
+			"$edit1>$orig m.replace true", "$edit2>$orig m.replace true", "$bobedit>$orig m.replace false",
+			"$nonew>$orig m.replace false", "$reply>$orig m.thread true", "$react>$orig m.annotation true",
+			"$reply2>$reply m.thread false",
+		}
+		if s.Engine == SQLite {
+			// PostgreSQL's jsonb cannot read it; SQLite can.
+			want = append(want, "$nul>$orig m.annotation true")
+		}
+		want = append(want, "$nuledit>$nulparent m.replace true")
+		if !slices.Equal(got, want) {
+			t.Errorf("relations:\n got %v\nwant %v", got, want)
+		}
+		agg, err := s.AggregateRows(ctx, []string{"$orig"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var aggs []string
+		for _, a := range agg {
+			aggs = append(aggs, fmt.Sprintf("%s %s %d", a.RelType, a.EventID, a.Count))
+		}
+		slices.Sort(aggs)
+		if want := []string{"m.replace $edit2 2", "m.thread $reply 1"}; !slices.Equal(aggs, want) {
+			t.Errorf("aggregates: %v, want %v", aggs, want)
+		}
+	})
+}

@@ -1,0 +1,66 @@
+package sync
+
+import (
+	"context"
+
+	"luxchat/internal/store"
+)
+
+// fillCounts sets the unread notification counts of every joined room of
+// a response with one query. With unread_thread_notifications in the
+// timeline filter, unread_notifications covers the main timeline only and
+// each thread with unread notifications gets its own counts.
+func (s *Service) fillCounts(ctx context.Context, req Request, join map[string]*JoinedRoom, upTo int64) error {
+	if s.NotificationCounts == nil || len(join) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(join))
+	for id := range join {
+		ids = append(ids, id)
+	}
+	counts, err := s.NotificationCounts(ctx, req.UserID, ids, upTo)
+	if err != nil {
+		return err
+	}
+	tf := timelineFilter(req.Filter)
+	byThread := tf != nil && tf.UnreadThreadNotifs
+	for _, c := range counts {
+		jr := join[c.RoomID]
+		if jr == nil {
+			continue
+		}
+		if !byThread || c.ThreadID == "main" {
+			jr.UnreadNotifications.NotificationCount += c.Notify
+			jr.UnreadNotifications.HighlightCount += c.Highlight
+			continue
+		}
+		if jr.UnreadThreadNotifications == nil {
+			jr.UnreadThreadNotifications = map[string]Unread{}
+		}
+		jr.UnreadThreadNotifications[c.ThreadID] = Unread{NotificationCount: c.Notify, HighlightCount: c.Highlight}
+	}
+	return nil
+}
+
+// addDefaultPushRules adds the m.push_rules event to an initial sync of a
+// user who never changed their rules (and so has no stored event): the
+// spec has clients learn their rules from it.
+func (s *Service) addDefaultPushRules(ctx context.Context, req Request, ads []store.AccountData, resp *Response) error {
+	if s.PushRules == nil || !req.Filter.AccountData.Allows("m.push_rules", "") {
+		return nil
+	}
+	for _, ad := range ads {
+		if ad.RoomID == "" && ad.Type == "m.push_rules" {
+			return nil
+		}
+	}
+	content, err := s.PushRules(ctx, req.UserID)
+	if err != nil {
+		return err
+	}
+	if resp.AccountData == nil {
+		resp.AccountData = &Events{}
+	}
+	resp.AccountData.Events = append(resp.AccountData.Events, mustJSON(map[string]any{"type": "m.push_rules", "content": content}))
+	return nil
+}
