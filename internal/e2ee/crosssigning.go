@@ -284,7 +284,8 @@ func (s *Service) checkSignature(ctx context.Context, c Caller, target, keyID st
 	if err != nil {
 		return fail(err)
 	}
-	if !s.isLocal(target) {
+	// A remote user's master key may be signed once its keys are kept here.
+	if _, kept := keysOf[target]["master"]; !s.isLocal(target) && !kept {
 		return fail(errcode.NotFound("unknown user %s", truncate(target)))
 	}
 	uploaded, err := signedPart(obj)

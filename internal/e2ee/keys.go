@@ -361,6 +361,9 @@ func (s *Service) Query(ctx context.Context, requester string, devices map[strin
 	if err := s.queryRemote(ctx, remote, res); err != nil {
 		return nil, err
 	}
+	if err := s.addRequesterSignatures(ctx, requester, res); err != nil {
+		return nil, err
+	}
 	if len(users) == 0 {
 		return res, nil
 	}

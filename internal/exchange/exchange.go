@@ -35,6 +35,18 @@ type Service struct {
 	devWG gosync.WaitGroup
 
 	lastSweep atomic.Int64 // unix ms of the last sweep of to-device message ids
+
+	// remoteRooms maps a room id to whether its joined members include
+	// users of other servers (as of the last committed batch); rooms not
+	// in it are treated as having some.
+	remoteRooms gosync.Map
+	// bootTS is when this process started: Recover leaves younger fan-out
+	// rows to OnCommitted.
+	bootTS int64
+
+	// HoldFanout, when set, makes OnCommitted leave committed events to
+	// Recover, as a crash right after the commit would (tests only).
+	HoldFanout atomic.Bool
 }
 
 // New returns the service. client may be nil in tests that only queue.
@@ -42,12 +54,13 @@ func New(self string, q *federation.Queue, client *federation.Client, st *store.
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{self: self, queue: q, client: client, store: st, rooms: rs, sync: ss, e2ee: es, log: log}
+	return &Service{self: self, queue: q, client: client, store: st, rooms: rs, sync: ss, e2ee: es, log: log, bootTS: time.Now().UnixMilli()}
 }
 
 // Register hooks the service into the rooms, sync and e2ee services.
 // Call before they serve.
 func (s *Service) Register() {
+	s.rooms.AddIndexer(s.indexFanout)
 	s.rooms.AddListener(s.OnCommitted)
 	s.sync.Federation = outbound{s}
 	s.e2ee.OnDeviceListChange = s.deviceListChanged
@@ -94,6 +107,18 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 	}
 	joined := s.servers(c.Joined)
 	s.forgetJoinedDeviceLists(c)
+	// Which events the indexer recorded, asked before remoteRooms changes.
+	var done []string
+	for _, ce := range c.Events {
+		if _, _, ok := s.fanoutOf(ce.Event); ok && ce.Pos > 0 {
+			done = append(done, ce.Event.ID)
+		}
+	}
+	s.remoteRooms.Store(c.RoomID, len(joined) > 0)
+	if s.HoldFanout.Load() {
+		return
+	}
+	var sends []federation.PDUSend
 	if c.Origin == "" {
 		ids := make([]string, 0, len(c.Events))
 		for _, ce := range c.Events {
@@ -104,13 +129,14 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 			ev := ce.Event
 			if ev.Type == "m.room.member" && ev.StateKey != nil && !isInvite(ev.Content) {
 				if srv := serverOf(*ev.StateKey); srv != "" && srv != s.self && !slices.Contains(joined, srv) {
-					s.queue.AddPDUs([]string{srv}, []string{ev.ID})
+					sends = append(sends, federation.PDUSend{Destinations: []string{srv}, EventIDs: []string{ev.ID}})
 				}
 			}
 		}
 		if len(joined) > 0 {
-			s.queue.AddPDUs(joined, ids)
+			sends = append(sends, federation.PDUSend{Destinations: joined, EventIDs: ids})
 		}
+		s.queue.Fanout(sends, done)
 		return
 	}
 	for _, ce := range c.Events {
@@ -121,9 +147,10 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 			return srv == c.Origin || srv == serverOf(ce.Event.Sender)
 		})
 		if len(dests) > 0 {
-			s.queue.AddPDUs(dests, []string{ce.Event.ID})
+			sends = append(sends, federation.PDUSend{Destinations: dests, EventIDs: []string{ce.Event.ID}})
 		}
 	}
+	s.queue.Fanout(sends, done)
 }
 
 // roommateServers returns the other servers sharing a joined room with

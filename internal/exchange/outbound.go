@@ -52,9 +52,15 @@ func (o outbound) Receipt(ctx context.Context, r store.Receipt) {
 	if r.ThreadID != "" {
 		data["thread_id"] = r.ThreadID
 	}
-	s.queue.AddEDU(dests, edu("m.receipt", map[string]any{
+	e := edu("m.receipt", map[string]any{
 		r.RoomID: map[string]any{r.Type: map[string]any{r.UserID: map[string]any{"data": data, "event_ids": []string{r.EventID}}}},
-	}))
+	})
+	// Stored before the client is answered, so an acknowledged receipt
+	// reaches the other servers even if we stop right after.
+	if err := s.queue.PersistEDUs(ctx, dests, []federation.EDU{e}, nil); err != nil {
+		s.log.Warn("federation: queue receipt", "room", r.RoomID, "err", err)
+		s.queue.AddEDU(dests, e)
+	}
 }
 
 // Presence sends m.presence to the servers sharing a room with the user
@@ -84,7 +90,7 @@ func (o outbound) Presence(ctx context.Context, p store.Presence) {
 
 // sendToDevice sends to-device messages for users of other servers, one
 // m.direct_to_device per server.
-func (s *Service) sendToDevice(_ context.Context, sender, evType string, messages map[string]map[string]json.RawMessage) {
+func (s *Service) sendToDevice(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage) {
 	per := map[string]map[string]map[string]json.RawMessage{}
 	for u, devs := range messages {
 		srv := serverOf(u)
@@ -97,9 +103,15 @@ func (s *Service) sendToDevice(_ context.Context, sender, evType string, message
 		per[srv][u] = devs
 	}
 	for srv, msgs := range per {
-		s.queue.AddEDU([]string{srv}, edu("m.direct_to_device", map[string]any{
+		e := edu("m.direct_to_device", map[string]any{
 			"sender": sender, "type": evType, "message_id": randomID(), "messages": msgs,
-		}))
+		})
+		// Stored before the sender's request is answered: nothing else
+		// keeps a message for a remote device.
+		if err := s.queue.PersistEDUs(ctx, []string{srv}, []federation.EDU{e}, nil); err != nil {
+			s.log.Warn("federation: queue to-device", "destination", srv, "err", err)
+			s.queue.AddEDU([]string{srv}, e)
+		}
 	}
 }
 
@@ -150,11 +162,9 @@ func (s *Service) announceDevices(ctx context.Context, userID string) error {
 	}
 	s.devMu.Lock()
 	defer s.devMu.Unlock()
-	keys, err := s.store.QueryDeviceKeys(ctx, []string{userID})
-	if err != nil {
-		return err
-	}
-	cross, err := s.store.CrossSigningKeys(ctx, []string{userID})
+	// The keys as other servers would read them, with their owner's
+	// signatures: a device signed by the self-signing key is a change.
+	keys, err := s.e2ee.QueryLocal(ctx, map[string][]string{userID: {}})
 	if err != nil {
 		return err
 	}
@@ -178,18 +188,40 @@ func (s *Service) announceDevices(ctx context.Context, userID string) error {
 		stream++
 		return stream, p
 	}
-	for _, k := range keys {
-		h := hash(k.KeyJSON, k.DisplayName.String)
-		now["d:"+k.DeviceID] = h
-		if old["d:"+k.DeviceID] == h {
+	devices := make([]string, 0, len(keys.DeviceKeys[userID]))
+	for d := range keys.DeviceKeys[userID] {
+		devices = append(devices, d)
+	}
+	sort.Strings(devices)
+	for _, d := range devices {
+		raw, name := splitUnsigned(keys.DeviceKeys[userID][d])
+		h := hash(string(raw), name)
+		now["d:"+d] = h
+		if old["d:"+d] == h {
 			continue
 		}
 		id, p := next()
-		c := map[string]any{"user_id": userID, "device_id": k.DeviceID, "stream_id": id, "prev_id": p, "deleted": false, "keys": json.RawMessage(k.KeyJSON)}
-		if k.DisplayName.Valid {
-			c["device_display_name"] = k.DisplayName.String
+		c := map[string]any{"user_id": userID, "device_id": d, "stream_id": id, "prev_id": p, "deleted": false, "keys": raw}
+		if name != "" {
+			c["device_display_name"] = name
 		}
 		edus = append(edus, edu("m.device_list_update", c))
+	}
+	signing := map[string]any{"user_id": userID}
+	// New or changed devices, then new cross-signing keys, then deleted
+	// devices. The user-signing key is private to its owner: QueryLocal leaves it out.
+	for typ, raw := range map[string]json.RawMessage{"master": keys.MasterKeys[userID], "self_signing": keys.SelfSigningKeys[userID]} {
+		if raw == nil {
+			continue
+		}
+		h := hash(string(raw))
+		now["x:"+typ] = h
+		if old["x:"+typ] != h {
+			signing[typ+"_key"] = raw
+		}
+	}
+	if len(signing) > 1 {
+		edus = append(edus, edu("m.signing_key_update", signing))
 	}
 	var gone []string
 	for key := range old {
@@ -202,31 +234,15 @@ func (s *Service) announceDevices(ctx context.Context, userID string) error {
 		id, p := next()
 		edus = append(edus, edu("m.device_list_update", map[string]any{"user_id": userID, "device_id": d, "stream_id": id, "prev_id": p, "deleted": true}))
 	}
-	signing := map[string]any{"user_id": userID}
-	for _, k := range cross {
-		if k.Type == "user_signing" {
-			continue // private to its owner
-		}
-		h := hash(k.KeyJSON)
-		now["x:"+k.Type] = h
-		if old["x:"+k.Type] != h {
-			signing[k.Type+"_key"] = json.RawMessage(k.KeyJSON)
-		}
-	}
-	if len(signing) > 1 {
-		edus = append(edus, edu("m.signing_key_update", signing))
-	}
 	if len(edus) == 0 {
 		return nil
 	}
 	snap, _ := json.Marshal(now)
-	if err := s.store.PutDeviceListOutbound(ctx, userID, store.DeviceListOutbound{StreamID: stream, Snapshot: string(snap)}); err != nil {
-		return err
-	}
-	for _, e := range edus {
-		s.queue.AddEDU(dests, e)
-	}
-	return nil
+	// The snapshot and the updates commit together: a crash cannot leave
+	// a change recorded as announced but never sent.
+	return s.queue.PersistEDUs(ctx, dests, edus, func(tx *store.Tx) error {
+		return tx.PutDeviceListOutbound(ctx, userID, store.DeviceListOutbound{StreamID: stream, Snapshot: string(snap)})
+	})
 }
 
 // DeviceListStreamID is the stream id of a local user's last announced
@@ -240,4 +256,27 @@ func (s *Service) DeviceListStreamID(ctx context.Context, userID string) (int64,
 		return 0, err
 	}
 	return d.StreamID, nil
+}
+
+// splitUnsigned returns device keys without their "unsigned" member, and
+// the display name it held.
+func splitUnsigned(raw json.RawMessage) (json.RawMessage, string) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw, ""
+	}
+	u, ok := m["unsigned"]
+	if !ok {
+		return raw, ""
+	}
+	var n struct {
+		Name string `json:"device_display_name"`
+	}
+	_ = json.Unmarshal(u, &n)
+	delete(m, "unsigned")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw, n.Name
+	}
+	return out, n.Name
 }

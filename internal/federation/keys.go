@@ -86,6 +86,7 @@ type Keys struct {
 	mu        sync.Mutex
 	lastFetch map[string]time.Time  // end of the last fetch per server
 	inflight  map[string]*fetchCall // fetches under way
+	rows      sync.Map              // server\x00key id → keyRow (keycache.go)
 }
 
 // NewKeys returns a key ring.
@@ -168,6 +169,9 @@ func (k *Keys) lookup(ctx context.Context, server, keyID string, ts int64, allow
 }
 
 func (k *Keys) cached(ctx context.Context, server, keyID string, ts int64, allowOld bool) (ed25519.PublicKey, bool) {
+	if pub, ok := k.memKey(server, keyID, ts, allowOld); ok {
+		return pub, true
+	}
 	sk, err := k.Store.ServerKey(ctx, server, keyID)
 	if err != nil || sk.ExpiredTS > 0 && !allowOld {
 		return nil, false
@@ -179,6 +183,7 @@ func (k *Keys) cached(ctx context.Context, server, keyID string, ts int64, allow
 	if err != nil || len(pub) != ed25519.PublicKeySize {
 		return nil, false
 	}
+	k.rememberKey(*sk, pub)
 	return pub, true
 }
 
@@ -381,6 +386,7 @@ func (k *Keys) save(ctx context.Context, server string, raw []byte) error {
 	if err != nil {
 		return err
 	}
+	defer k.forgetKeys(server)
 	return k.Store.SaveServerKeys(ctx, store.ServerKeyResponse{ServerName: server, ValidUntilTS: r.ValidUntilTS, FetchedTS: now, Response: own}, keys)
 }
 

@@ -57,8 +57,10 @@ type QueueOptions struct {
 // notifications are kept in memory only (they are stale after a restart
 // anyway).
 //
-// Concurrency: Add only appends to memory and returns; one persister
-// goroutine writes the rows in batches and then wakes the senders. Each
+// Concurrency: Add and Fanout only append to memory and return; one
+// persister goroutine writes the rows in batches (clearing the fan-out
+// rows of the events, see store.AddToOutboxDone) and then wakes the
+// senders. PersistEDUs writes on the caller's goroutine instead. Each
 // destination's sender runs alone, so a slow or dead destination delays
 // only itself. Queue.mu guards the destination map and is a leaf lock,
 // never held across I/O.
@@ -81,6 +83,7 @@ type Queue struct {
 	mu      gosync.Mutex
 	dests   map[string]*destQueue
 	pending []store.OutboxItem // waiting for the persister
+	done    []string           // events whose fan-out rows the persister clears
 	closed  bool
 
 	persistWake chan struct{}
@@ -197,6 +200,49 @@ func (q *Queue) AddPDUs(destinations []string, eventIDs []string) {
 	q.add(items)
 }
 
+// PDUSend is a set of events for a set of destinations.
+type PDUSend struct {
+	Destinations []string
+	EventIDs     []string
+}
+
+// Fanout queues events like AddPDUs and clears the fan-out rows of the
+// events done in the transaction that writes the outbox rows.
+func (q *Queue) Fanout(sends []PDUSend, done []string) {
+	items := q.pduItems(sends)
+	if len(items) == 0 && len(done) == 0 {
+		return
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		// The fan-out rows stay: the next start queues the events.
+		return
+	}
+	q.pending = append(q.pending, items...)
+	q.done = append(q.done, done...)
+	q.mu.Unlock()
+	q.signalPersister()
+}
+
+// PersistFanout writes the outbox rows of sends and clears the fan-out
+// rows of done at once; for recovery before Start, which then sends them.
+func (q *Queue) PersistFanout(ctx context.Context, sends []PDUSend, done []string) error {
+	return q.store.AddToOutboxDone(ctx, q.pduItems(sends), done, time.Now().UnixMilli())
+}
+
+func (q *Queue) pduItems(sends []PDUSend) []store.OutboxItem {
+	var items []store.OutboxItem
+	for _, sd := range sends {
+		for _, d := range q.allowed(sd.Destinations) {
+			for _, e := range sd.EventIDs {
+				items = append(items, store.OutboxItem{Destination: d, EventID: e})
+			}
+		}
+	}
+	return items
+}
+
 // AddEDU queues an EDU for destinations (persisted).
 func (q *Queue) AddEDU(destinations []string, edu EDU) {
 	data, err := json.Marshal(edu)
@@ -209,6 +255,40 @@ func (q *Queue) AddEDU(destinations []string, edu EDU) {
 		items = append(items, store.OutboxItem{Destination: d, EDU: data})
 	}
 	q.add(items)
+}
+
+// PersistEDUs stores EDUs for destinations before it returns, in one
+// transaction with also's writes (when not nil), then wakes the
+// destinations' senders. It is AddEDU for callers that answer only once
+// the EDUs are safe, or whose own rows must commit with them.
+func (q *Queue) PersistEDUs(ctx context.Context, destinations []string, edus []EDU, also func(tx *store.Tx) error) error {
+	ds := q.allowed(destinations)
+	items := make([]store.OutboxItem, 0, len(ds)*len(edus))
+	for _, e := range edus {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encode edu %s: %w", e.Type, err)
+		}
+		for _, d := range ds {
+			items = append(items, store.OutboxItem{Destination: d, EDU: data})
+		}
+	}
+	if len(items) == 0 && also == nil {
+		return nil
+	}
+	if err := q.store.AddToOutboxWith(ctx, items, time.Now().UnixMilli(), also); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, name := range ds {
+		d := q.destLocked(name)
+		d.dirty = true
+		if !q.closed && q.started {
+			q.kickLocked(d)
+		}
+	}
+	return nil
 }
 
 // AddEphemeralEDU queues an EDU for destinations in memory only: it is
@@ -332,16 +412,16 @@ func (q *Queue) persister() {
 // failed write is retried (the items stay in memory) until Close.
 func (q *Queue) flush() {
 	q.mu.Lock()
-	items := q.pending
-	q.pending = nil
+	items, done := q.pending, q.done
+	q.pending, q.done = nil, nil
 	q.mu.Unlock()
-	if len(items) == 0 {
+	if len(items) == 0 && len(done) == 0 {
 		return
 	}
 	for attempt := 0; ; attempt++ {
 		// Persisting must finish even during Close: use a context of its own.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := q.store.AddToOutbox(ctx, items, time.Now().UnixMilli())
+		err := q.store.AddToOutboxDone(ctx, items, done, time.Now().UnixMilli())
 		cancel()
 		if err == nil {
 			break

@@ -25,11 +25,14 @@ type countCache struct {
 	mu      sync.Mutex
 	entries map[[2]string]*countEntry // (user, room)
 	gen     atomic.Int64
+	logs    map[string]*roomLog  // see roomlog.go
+	reads   map[[2]string]uint64 // (user, room) → changes of its read receipts
 }
 
 type countEntry struct {
 	asOf    int64
 	reads   string // fingerprint of the receipts counted against
+	readVer uint64 // countCache.reads when counted
 	threads []store.ThreadCount
 }
 
@@ -37,7 +40,7 @@ type countEntry struct {
 const maxCountEntries = 100000
 
 func newCountCache() *countCache {
-	return &countCache{entries: map[[2]string]*countEntry{}}
+	return &countCache{entries: map[[2]string]*countEntry{}, logs: map[string]*roomLog{}, reads: map[[2]string]uint64{}}
 }
 
 // dropRoom forgets a room's counts (after a redaction).
@@ -49,6 +52,7 @@ func (c *countCache) dropRoom(roomID string) {
 			delete(c.entries, k)
 		}
 	}
+	delete(c.logs, roomID) // the log still holds what was redacted
 	c.mu.Unlock()
 }
 
@@ -78,17 +82,36 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 	}
 	c := s.counts
 	gen := c.gen.Load()
-	ranges := make([]store.CountRange, len(roomIDs))
+	ranges := make([]store.CountRange, 0, len(roomIDs))
 	bases := make(map[string]*countEntry, len(roomIDs))
+	readVers := make(map[string]uint64, len(roomIDs))
+	var out []store.ThreadCount
 	c.mu.Lock()
-	for i, room := range roomIDs {
-		ranges[i] = store.CountRange{RoomID: room}
-		if e := c.entries[[2]string{userID, room}]; e != nil && e.asOf <= upTo {
-			bases[room] = e
-			ranges[i].From = e.asOf
+	for _, room := range roomIDs {
+		e := c.entries[[2]string{userID, room}]
+		if e != nil && e.asOf <= upTo {
+			if ne, ok := c.fromLog(userID, room, e, upTo); ok {
+				c.entries[[2]string{userID, room}] = ne
+				out = append(out, ne.threads...)
+				continue
+			}
 		}
+		r := store.CountRange{RoomID: room}
+		if e != nil && e.asOf <= upTo {
+			bases[room] = e
+			r.From = e.asOf
+		}
+		ranges = append(ranges, r)
+		readVers[room] = c.reads[[2]string{userID, room}]
 	}
 	c.mu.Unlock()
+	if len(ranges) == 0 {
+		return out, nil
+	}
+	roomIDs = roomIDs[:0:0]
+	for _, r := range ranges {
+		roomIDs = append(roomIDs, r.RoomID)
+	}
 	delta, reads, err := s.store.NotificationCounts(ctx, userID, ranges, upTo)
 	if err != nil {
 		return nil, err
@@ -118,10 +141,9 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 	for _, tc := range delta {
 		byRoom[tc.RoomID] = append(byRoom[tc.RoomID], tc)
 	}
-	var out []store.ThreadCount
 	entries := make([]*countEntry, len(roomIDs))
 	for i, room := range roomIDs {
-		e := &countEntry{asOf: upTo, reads: fingerprint(reads[room])}
+		e := &countEntry{asOf: upTo, reads: fingerprint(reads[room]), readVer: readVers[room]}
 		if b := bases[room]; b != nil {
 			e.threads = slices.Clone(b.threads)
 		}

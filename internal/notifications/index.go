@@ -62,6 +62,8 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 		if err := tx.MarkSent(ctx, ev.Sender, ev.RoomID, thread, pos); err != nil {
 			return err
 		}
+		sent := note{pos: pos, thread: thread, sentBy: ev.Sender}
+		tx.OnCommitted(func() { s.counts.record(ev.RoomID, sent) })
 	}
 	if len(users) == 0 {
 		return nil
@@ -109,6 +111,8 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	if err := tx.StagePush(ctx, store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now, Recipients: recipients}); err != nil {
 		return err
 	}
+	notified := note{pos: pos, thread: thread, recipients: recipients}
+	tx.OnCommitted(func() { s.counts.record(ev.RoomID, notified) })
 	if len(queued) > 0 {
 		return tx.EnqueuePushes(ctx, queued)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -64,7 +63,8 @@ func New(cfg *config.Config, st *store.Store, rs *rooms.Service, log *slog.Logge
 }
 
 func (s *Service) isLocal(userID string) bool {
-	return strings.HasSuffix(userID, ":"+s.serverName)
+	n := len(userID) - len(s.serverName)
+	return n > 0 && userID[n-1] == ':' && userID[n:] == s.serverName
 }
 
 // storedRules is the content of the m.push_rules event.

@@ -116,11 +116,21 @@ func (s *Service) ParsePDU(ctx context.Context, raw json.RawMessage) (*pdu.Event
 func (s *Service) ReceivePDUs(ctx context.Context, origin string, evs []*pdu.Event) PDUResult {
 	out := PDUResult{}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Depth < evs[j].Depth })
-	for _, ev := range evs {
-		out[ev.ID] = s.receive(ctx, origin, ev, true)
-		if out[ev.ID] != nil {
-			s.log.Info("federation: event not accepted", "origin", origin, "event_id", ev.ID, "room_id", ev.RoomID, "err", out[ev.ID])
+	ctx = s.preverify(ctx, evs)
+	for i := 0; i < len(evs); {
+		// Runs of events that extend the room linearly commit together;
+		// any other event takes the general pipeline alone.
+		n := s.receiveRun(ctx, origin, evs[i:], out)
+		if n == 0 {
+			out[evs[i].ID] = s.receive(ctx, origin, evs[i], true)
+			n = 1
 		}
+		for _, ev := range evs[i : i+n] {
+			if out[ev.ID] != nil {
+				s.log.Info("federation: event not accepted", "origin", origin, "event_id", ev.ID, "room_id", ev.RoomID, "err", out[ev.ID])
+			}
+		}
+		i += n
 	}
 	return out
 }
@@ -143,7 +153,7 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	} else if rej[ev.ID] {
 		return rejectedf("event was rejected before")
 	}
-	ev, err := s.checkSignaturesAndHash(ctx, ev)
+	ev, err := s.verifiedOnce(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -422,14 +432,7 @@ func (s *Service) storeOutliers(ctx context.Context, roomID string, v *roomversi
 	if err != nil || len(fresh) == 0 {
 		return good, err
 	}
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
-		for _, ev := range fresh {
-			if err := s.insertOutlier(ctx, tx, ev, -1); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err = s.store.InTx(ctx, func(tx *store.Tx) error { return s.insertOutliers(ctx, tx, fresh) })
 	return good, err
 }
 
@@ -437,11 +440,15 @@ func (s *Service) storeOutliers(ctx context.Context, roomID string, v *roomversi
 // every event that passed (known ones included), fresh those not stored
 // yet, oldest first.
 func (s *Service) checkEvents(ctx context.Context, roomID string, v *roomversion.Version, raws []json.RawMessage) (good map[string]*pdu.Event, fresh []*pdu.Event, err error) {
+	return s.checkParsed(ctx, roomID, parsePDUs(raws, v))
+}
+
+// checkParsed is checkEvents for events already parsed.
+func (s *Service) checkParsed(ctx context.Context, roomID string, parsed []*pdu.Event) (good map[string]*pdu.Event, fresh []*pdu.Event, err error) {
 	var evs []*pdu.Event
 	seen := map[string]bool{}
-	for _, raw := range raws {
-		ev, err := pdu.Parse(raw, v)
-		if err != nil || seen[ev.ID] || pdu.RoomIDForCreate(ev) != roomID {
+	for _, ev := range parsed {
+		if seen[ev.ID] || pdu.RoomIDForCreate(ev) != roomID {
 			continue
 		}
 		seen[ev.ID] = true
@@ -460,11 +467,12 @@ func (s *Service) checkEvents(ctx context.Context, roomID string, v *roomversion
 	for _, ev := range known {
 		good[ev.ID] = ev
 	}
+	ctx = s.preverify(ctx, slices.DeleteFunc(slices.Clone(evs), func(e *pdu.Event) bool { return good[e.ID] != nil }))
 	for _, ev := range evs {
 		if good[ev.ID] != nil {
 			continue
 		}
-		checked, err := s.checkSignaturesAndHash(ctx, ev)
+		checked, err := s.verifiedOnce(ctx, ev)
 		if err != nil {
 			continue
 		}

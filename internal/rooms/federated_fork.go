@@ -138,13 +138,24 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 	members := map[string]string{}
 	var pos, group int64
 	recorded := false
+	// A message concurrent with others mostly leaves the state as it is:
+	// the current group then serves as the state before and after it,
+	// instead of two full copies.
+	sameBefore := sameStateIDs(before, old)
+	sameAfter := sameStateIDs(current, old)
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
-		beforeGroup, _, err := tx.NewStateGroup(ctx, r.id, 0, 0, nil, before)
-		if err != nil {
-			return err
+		beforeGroup := r.group
+		group = r.group
+		var err error
+		if !sameBefore {
+			if beforeGroup, _, err = tx.NewStateGroup(ctx, r.id, 0, 0, nil, before); err != nil {
+				return err
+			}
 		}
-		if group, _, err = tx.NewStateGroup(ctx, r.id, 0, 0, nil, current); err != nil {
-			return err
+		if !sameAfter {
+			if group, _, err = tx.NewStateGroup(ctx, r.id, 0, 0, nil, current); err != nil {
+				return err
+			}
 		}
 		pos = tx.Alloc(s.store.Streams.Events)
 		pe.pos = pos
@@ -221,7 +232,9 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 		}
 	}
 	s.events.put(ev.ID, ev)
-	r.group, r.chain = group, 0
+	if group != r.group {
+		r.group, r.chain = group, 0
+	}
 	r.extremities, r.depth, r.latestPos = extremities, max(r.depth, ev.Depth), pos
 	users := make([]string, 0, len(r.joined)+len(members))
 	for u := range r.joined {

@@ -569,7 +569,7 @@ func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error
 			ev = signed
 		}
 	}
-	if len(resp.State)+len(resp.AuthChain) > 2*maxAuthChain {
+	if len(resp.State)+len(resp.AuthChain) > maxJoinEvents {
 		return "", errcode.TooLarge("the room's state is too large to join")
 	}
 	if err := s.storeJoinedRoom(ctx, server, v, ev, resp.State, resp.AuthChain); err != nil {
@@ -583,17 +583,15 @@ func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error
 // join (the room's first timeline event here) in one transaction.
 func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomversion.Version, join *pdu.Event, stateRaw, chainRaw []json.RawMessage) error {
 	roomID := join.RoomID
-	good, fresh, err := s.checkEvents(ctx, roomID, v, append(slices.Clone(chainRaw), stateRaw...))
+	// Each event is parsed once: the state's ids are needed below.
+	stateParsed, chainParsed := parsePDUs(stateRaw, v), parsePDUs(chainRaw, v)
+	good, fresh, err := s.checkParsed(ctx, roomID, append(chainParsed, stateParsed...))
 	if err != nil {
 		return err
 	}
 	state := store.StateMap{}
 	var stateEvs []*pdu.Event
-	for _, raw := range stateRaw {
-		ev, err := pdu.Parse(raw, v)
-		if err != nil {
-			continue
-		}
+	for _, ev := range stateParsed {
 		if g := good[ev.ID]; g != nil && g.IsState() {
 			state[store.StateKey{Type: g.Type, StateKey: *g.StateKey}] = g.ID
 			stateEvs = append(stateEvs, g)
@@ -617,7 +615,8 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	for _, e := range stateEvs {
 		byID[e.ID] = e
 	}
-	var pos int64
+	var pos, group2 int64
+	var chain2 int
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: v.ID, Creator: create.Sender}); err != nil {
 			if errors.Is(err, store.ErrExists) {
@@ -625,10 +624,8 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 			}
 			return err
 		}
-		for _, e := range fresh {
-			if err := s.insertOutlier(ctx, tx, e, -1); err != nil {
-				return err
-			}
+		if err := s.insertOutliers(ctx, tx, fresh); err != nil {
+			return err
 		}
 		group, chain, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, state)
 		if err != nil {
@@ -643,24 +640,26 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 		if err := tx.InsertEvent(ctx, row); err != nil {
 			return err
 		}
-		group2, _, err := tx.NewStateGroup(ctx, roomID, group, chain, store.StateMap{mk: join.ID}, after)
+		group2, chain2, err = tx.NewStateGroup(ctx, roomID, group, chain, store.StateMap{mk: join.ID}, after)
 		if err != nil {
 			return err
 		}
+		if err := tx.SetCurrentStateMany(ctx, roomID, after); err != nil {
+			return err
+		}
+		var ms []store.Membership
 		for k, x := range after {
-			if err := tx.SetCurrentState(ctx, roomID, k, x); err != nil {
-				return err
-			}
 			if k.Type == "m.room.member" && byID[x] != nil {
 				u := k.StateKey
 				if serverOf(u) == s.serverName {
 					s.memberships.bump(u)
 					tx.OnCommitted(func() { s.memberships.bump(u) })
 				}
-				if err := tx.SetMembership(ctx, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos}); err != nil {
-					return err
-				}
+				ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos})
 			}
+		}
+		if err := tx.SetMemberships(ctx, ms); err != nil {
+			return err
 		}
 		if err := tx.SetRoomStateGroup(ctx, roomID, group2); err != nil {
 			return err
@@ -680,6 +679,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 		return err
 	}
 	s.versions.Store(roomID, v)
+	s.primeJoinedRoom(roomID, v, after, byID, group2, chain2, join, pos)
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
 		return err

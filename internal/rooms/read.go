@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strconv"
 
 	"luxchat/internal/filter"
@@ -55,6 +56,7 @@ type viewer struct {
 	userID  string
 	current string // the user's current membership
 	byGroup map[int64]bool
+	bf      *backfillView // see canSeeBackfilled; loaded on first use
 }
 
 func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer, error) {
@@ -73,6 +75,9 @@ func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer
 func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) {
 	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
 		return true, nil // users always see their own membership changes
+	}
+	if store.IsBackfilled(row.Pos) {
+		return v.canSeeBackfilled(ctx, row)
 	}
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
@@ -157,9 +162,12 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 		}
 	case q.Backward:
 		from = s.store.Streams.Events.Current()
+	default:
+		from = math.MinInt64 // backfilled history sorts below zero
 	}
 	var to int64 = -1
-	if q.To != "" {
+	hasTo := q.To != ""
+	if hasTo {
 		if to, err = streamtoken.EventsPos(q.To); err != nil {
 			return nil, errcode.InvalidParam("invalid to token")
 		}
@@ -169,8 +177,8 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 		if m, err := s.store.GetMembership(ctx, q.RoomID, q.UserID); err == nil {
 			if q.Backward {
 				from = min(from, m.Pos)
-			} else if to < 0 || to > m.Pos {
-				to = m.Pos
+			} else if !hasTo || to > m.Pos {
+				to, hasTo = m.Pos, true
 			}
 		}
 	}
@@ -183,18 +191,19 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	senders := map[string]bool{}
 	var shown []*store.EventRow // rows of page.Chunk, for bundled aggregations
 	const maxRounds = 8
+	var history historyFetch
 	for round := 0; round < maxRounds && len(page.Chunk) < q.Limit; round++ {
 		var rows []*store.EventRow
 		fetch := max(q.Limit*2, 20)
 		if q.Backward {
-			lo := int64(0)
-			if to >= 0 {
+			lo := int64(math.MinInt64)
+			if hasTo {
 				lo = to
 			}
 			rows, err = s.store.RoomEvents(ctx, q.RoomID, lo, cursor, true, fetch)
 		} else {
 			hi := s.store.Streams.Events.Current()
-			if to >= 0 {
+			if hasTo {
 				hi = min(hi, to)
 			}
 			rows, err = s.store.RoomEvents(ctx, q.RoomID, cursor, hi, false, fetch)
@@ -222,6 +231,9 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			}
 		}
 		if len(rows) < fetch && len(page.Chunk) < q.Limit {
+			if q.Backward && !hasTo && s.moreHistory(ctx, q.RoomID, v, &history, q.Limit-len(page.Chunk)) {
+				continue // older events were fetched from other servers
+			}
 			// Reached the end of the room: no end token.
 			return s.finishPage(ctx, q, v, page, shown, senders)
 		}

@@ -151,7 +151,7 @@ func (s *Service) indexRelation(ctx context.Context, tx *store.Tx, ev *pdu.Event
 	if r.RelType == "m.replace" {
 		rank = r.OriginTS
 	}
-	if err := tx.AddToAggregate(ctx, r.RelatesTo, r.RoomID, r.RelType, r.EventID, rank, pos); err != nil {
+	if err := tx.AddToAggregate(ctx, r.RelatesTo, r.RoomID, r.RelType, r.EventID, rank, pos, parent.Pos); err != nil {
 		return err
 	}
 	s.relationsChanged(tx, r.RelatesTo)
@@ -208,8 +208,13 @@ func (s *Service) relationsChanged(tx *store.Tx, parent string) {
 
 // bundleEntry is what is aggregated for one parent.
 type bundleEntry struct {
-	replace      *store.EventRow // the latest valid edit
-	replaceJSON  []byte          // its client form up to the value of unsigned.age
+	// The latest valid edit: its client form up to room_id (shared with
+	// ClientEvent, see clientBase), room id as a JSON string and
+	// origin_server_ts. An edit is never a state event, so its unsigned
+	// holds only the age.
+	replaceBase  []byte
+	replaceRoom  []byte
+	replaceTS    int64
 	thread       *store.EventRow // the latest thread event
 	threadCount  int
 	participants map[string]bool // senders of thread events
@@ -262,14 +267,14 @@ func (s *Service) ignoredList(ctx context.Context, userID string) ([]string, err
 // events of threads, whose own bundles carry no thread (threads do not
 // nest).
 func (s *Service) bundles(ctx context.Context, userID string, upTo int64, ignored []string, rows []*store.EventRow, withThreads bool) (map[string]json.RawMessage, error) {
-	pb, err := s.collectBundles(ctx, userID, upTo, ignored, rows, withThreads)
+	pb, err := s.collectBundles(ctx, userID, upTo, ignored, rows, withThreads, false)
 	if err != nil || pb == nil {
 		return nil, err
 	}
 	out := make(map[string]json.RawMessage, len(pb.entries))
 	for _, row := range rows {
 		if e := pb.entries[row.EventID]; e != nil {
-			if b, ok := pb.appendBundle(make([]byte, 0, len(e.replaceJSON)+64+len(e.refs)*64), s, row); ok {
+			if b, ok := pb.appendBundle(make([]byte, 0, e.size()), s, row); ok {
 				out[row.EventID] = b
 			}
 		}
@@ -287,12 +292,13 @@ type pageBundles struct {
 }
 
 // collectBundles finds the aggregations of rows (see Bundles); nil when no
-// row can have any.
-func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64, ignored []string, rows []*store.EventRow, withThreads bool) (*pageBundles, error) {
-	var parents []string
+// row can have any. dense rows are most of their room's events between
+// the first and the last (see store.AggregateSummaries).
+func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64, ignored []string, rows []*store.EventRow, withThreads, dense bool) (*pageBundles, error) {
+	var parents []*store.EventRow
 	for _, row := range rows {
 		if !row.StateKey.Valid { // state events receive no bundled aggregations
-			parents = append(parents, row.EventID)
+			parents = append(parents, row)
 		}
 	}
 	if len(parents) == 0 {
@@ -301,33 +307,33 @@ func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64,
 	entries := make(map[string]*bundleEntry, len(parents))
 	// Cached aggregations serve viewers without an ignore list who may
 	// see every child counted; the others get theirs computed.
-	var exact []string
+	var exact []*store.EventRow
 	if len(ignored) == 0 {
 		c := s.rel.entries()
-		var missing []string
+		var missing []*store.EventRow
 		for _, p := range parents {
-			if e, ok := c.get(p); ok {
-				entries[p] = e
+			if e, ok := c.get(p.EventID); ok {
+				entries[p.EventID] = e
 			} else {
 				missing = append(missing, p)
 			}
 		}
 		if len(missing) > 0 {
 			gen := s.rel.gen.Load()
-			loaded, err := s.loadBundles(ctx, missing, math.MaxInt64, nil)
+			loaded, err := s.loadBundles(ctx, missing, math.MaxInt64, nil, dense)
 			if err != nil {
 				return nil, err
 			}
 			keep := s.rel.gen.Load() == gen
 			for _, p := range missing {
-				entries[p] = loaded[p]
+				entries[p.EventID] = loaded[p.EventID]
 				if keep {
-					c.put(p, loaded[p])
+					c.put(p.EventID, loaded[p.EventID])
 				}
 			}
 		}
 		for _, p := range parents {
-			if e := entries[p]; e != nil && e.maxPos > upTo {
+			if e := entries[p.EventID]; e != nil && e.maxPos > upTo {
 				exact = append(exact, p)
 			}
 		}
@@ -335,12 +341,12 @@ func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64,
 		exact = parents
 	}
 	if len(exact) > 0 {
-		loaded, err := s.loadBundles(ctx, exact, upTo, ignored)
+		loaded, err := s.loadBundles(ctx, exact, upTo, ignored, dense)
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range exact {
-			entries[p] = loaded[p]
+			entries[p.EventID] = loaded[p.EventID]
 		}
 	}
 	pb := &pageBundles{userID: userID, withThreads: withThreads, entries: entries, now: time.Now().UnixMilli()}
@@ -370,29 +376,26 @@ func (pb *pageBundles) appendBundle(dst []byte, s *Service, row *store.EventRow)
 		return dst, false
 	}
 	// A redacted original shows none of its edits.
-	replace := e.replace
-	if row.Redacted {
-		replace = nil
-	}
+	replace := e.replaceBase != nil && !row.Redacted
 	thread := e.thread
 	if !pb.withThreads {
 		thread = nil
 	}
-	if replace == nil && thread == nil && len(e.refs) == 0 {
+	if !replace && thread == nil && len(e.refs) == 0 {
 		return dst, false
 	}
 	b := append(dst, '{')
 	start := len(b)
-	if replace != nil {
+	if replace {
+		// ClientEvent's form for no particular device, built here from
+		// its parts.
 		b = append(b, `"m.replace":`...)
-		if e.replaceJSON != nil {
-			// The age is all that changes between two requests.
-			b = append(b, e.replaceJSON...)
-			b = strconv.AppendInt(b, max(pb.now-replace.OriginTS, 0), 10)
-			b = append(b, "}}"...)
-		} else {
-			b = append(b, s.ClientEvent(replace, Format{Viewer: pb.userID})...)
-		}
+		b = append(b, e.replaceBase...)
+		b = append(b, `,"room_id":`...)
+		b = append(b, e.replaceRoom...)
+		b = append(b, `,"unsigned":{"age":`...)
+		b = strconv.AppendInt(b, max(pb.now-e.replaceTS, 0), 10)
+		b = append(b, "}}"...)
 	}
 	if thread != nil {
 		if len(b) > start {
@@ -424,33 +427,89 @@ func (pb *pageBundles) appendBundle(dst []byte, s *Service, row *store.EventRow)
 	return append(b, '}'), true
 }
 
-// loadBundles reads the aggregations of parents from the database: one
-// statement for the aggregates, one for the winning children and, when
-// there are threads, one for their participants. Parents without
-// aggregated children map to nil.
-func (s *Service) loadBundles(ctx context.Context, parents []string, upTo int64, ignored []string) (map[string]*bundleEntry, error) {
-	var agg []store.BundleRow
-	var err error
-	if upTo == math.MaxInt64 && len(ignored) == 0 {
-		agg, err = s.store.AggregateRows(ctx, parents)
-	} else {
-		agg, err = s.store.BundleRows(ctx, parents, upTo, ignored)
+// size is about the length of the entry's m.relations object.
+func (e *bundleEntry) size() int {
+	return len(e.replaceBase) + len(e.replaceRoom) + 96 + len(e.refs)*64
+}
+
+// loadBundles reads the aggregations of parents from the database. Over
+// every child that is one scan of relation_aggregates (a range of the
+// room's positions for a page); then the rows of latest thread events and
+// of latest edits whose client form is not cached, one statement for
+// thread participants and one for references, each only when needed.
+// Parents without aggregated children map to nil.
+func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, upTo int64, ignored []string, dense bool) (map[string]*bundleEntry, error) {
+	byID := make(map[string]*store.EventRow, len(parents))
+	roomJSON := map[string][]byte{} // quoted once per room
+	for _, p := range parents {
+		byID[p.EventID] = p
+		if roomJSON[p.RoomID] == nil {
+			roomJSON[p.RoomID] = appendJSONString(nil, p.RoomID)
+		}
 	}
-	if err != nil || len(agg) == 0 {
-		return map[string]*bundleEntry{}, err
+	var agg []store.AggregateSummary
+	var refs []store.BundleRow
+	if upTo == math.MaxInt64 && len(ignored) == 0 {
+		want := make(map[string]bool, len(parents))
+		room, lo, hi := parents[0].RoomID, parents[0].Pos, parents[0].Pos
+		for _, p := range parents {
+			want[p.EventID] = true
+			if p.RoomID != room {
+				room = ""
+			}
+			lo, hi = min(lo, p.Pos), max(hi, p.Pos)
+		}
+		var err error
+		if agg, err = s.store.AggregateSummaries(ctx, room, lo, hi, want, dense); err != nil {
+			return nil, err
+		}
+		var withRefs []string
+		for _, a := range agg {
+			if a.RelType == "m.reference" {
+				withRefs = append(withRefs, a.Parent)
+			}
+		}
+		if refs, err = s.store.References(ctx, withRefs); err != nil {
+			return nil, err
+		}
+	} else {
+		ids := make([]string, len(parents))
+		for i, p := range parents {
+			ids[i] = p.EventID
+		}
+		rows, err := s.store.BundleRows(ctx, ids, upTo, ignored)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if r.RelType == "m.reference" {
+				refs = append(refs, r)
+			} else {
+				// The rank of an edit is unknown here: its row is read.
+				agg = append(agg, store.AggregateSummary{Parent: r.Parent, RelType: r.RelType, EventID: r.EventID, Count: r.Count, MaxPos: r.MaxPos, Rank: -1})
+			}
+		}
+	}
+	out := map[string]*bundleEntry{}
+	if len(agg) == 0 && len(refs) == 0 {
+		return out, nil
 	}
 	var need, roots []string
-	children := map[string]*store.EventRow{}
+	bases := map[string][]byte{}
 	for _, a := range agg {
-		if a.RelType == "m.thread" {
+		switch a.RelType {
+		case "m.thread":
 			roots = append(roots, a.Parent)
-		}
-		if a.Row != nil {
-			children[a.EventID] = a.Row
-		} else if a.RelType == "m.replace" || a.RelType == "m.thread" {
 			need = append(need, a.EventID)
+		case "m.replace":
+			if b, ok := s.bases.get(a.EventID); ok && a.Rank >= 0 {
+				bases[a.EventID] = b
+			} else {
+				need = append(need, a.EventID)
+			}
 		}
 	}
+	children := map[string]*store.EventRow{}
 	if len(need) > 0 {
 		got, err := s.store.GetEvents(ctx, need)
 		if err != nil {
@@ -464,20 +523,25 @@ func (s *Service) loadBundles(ctx context.Context, parents []string, upTo int64,
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*bundleEntry{}
-	for _, a := range agg {
-		e := out[a.Parent]
+	entry := func(parent string) *bundleEntry {
+		e := out[parent]
 		if e == nil {
 			e = &bundleEntry{}
-			out[a.Parent] = e
+			out[parent] = e
 		}
+		return e
+	}
+	for _, a := range agg {
+		e := entry(a.Parent)
 		e.maxPos = max(e.maxPos, a.MaxPos)
 		switch a.RelType {
 		case "m.replace":
-			e.replace = children[a.EventID]
-			if e.replace != nil {
-				e.replaceJSON = s.agelessClientEvent(e.replace)
+			if b := bases[a.EventID]; b != nil {
+				e.replaceBase, e.replaceTS = b, a.Rank
+			} else if c := children[a.EventID]; c != nil {
+				e.replaceBase, e.replaceTS = s.clientBase(c), c.OriginTS
 			}
+			e.replaceRoom = roomJSON[byID[a.Parent].RoomID]
 		case "m.thread":
 			e.thread = children[a.EventID]
 			e.threadCount = a.Count
@@ -485,12 +549,15 @@ func (s *Service) loadBundles(ctx context.Context, parents []string, upTo int64,
 			for _, u := range participants[a.Parent] {
 				e.participants[u] = true
 			}
-		case "m.reference":
-			e.refs = append(e.refs, a.EventID)
 		}
 	}
+	for _, r := range refs {
+		e := entry(r.Parent)
+		e.maxPos = max(e.maxPos, r.MaxPos)
+		e.refs = append(e.refs, r.EventID)
+	}
 	for _, e := range out {
-		slices.Reverse(e.refs) // the statement lists the newest first
+		slices.Reverse(e.refs) // the statements list the newest first
 	}
 	return out, nil
 }
@@ -538,7 +605,7 @@ func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *viewer, 
 		if err != nil {
 			return nil, err
 		}
-		pb, err := s.collectBundles(ctx, q.UserID, upTo, ignored, shown, true)
+		pb, err := s.collectBundles(ctx, q.UserID, upTo, ignored, shown, true, true)
 		if err != nil {
 			return nil, err
 		}
@@ -552,7 +619,7 @@ func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *viewer, 
 			}
 			ev := page.Chunk[i]
 			// The rendered event ends with its unsigned object: "…}}".
-			out := make([]byte, 0, len(ev)+len(e.replaceJSON)+64+len(e.refs)*64)
+			out := make([]byte, 0, len(ev)+e.size())
 			out = append(out, ev[:len(ev)-2]...)
 			out = append(out, `,"m.relations":`...)
 			var ok bool
@@ -562,16 +629,4 @@ func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *viewer, 
 		}
 	}
 	return s.withLazyMembers(ctx, q, page, senders)
-}
-
-// agelessClientEvent is ClientEvent for no particular device, cut right
-// before the value of unsigned.age: the caller appends the age and "}}".
-// nil when the form does not end that way.
-func (s *Service) agelessClientEvent(row *store.EventRow) []byte {
-	full := s.ClientEvent(row, Format{})
-	i := bytes.LastIndex(full, []byte(`"age":`))
-	if i < 0 || !bytes.HasSuffix(full, []byte("}}")) || bytes.IndexByte(full[i:len(full)-2], ',') >= 0 {
-		return nil
-	}
-	return full[:i+len(`"age":`)]
 }

@@ -271,6 +271,9 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				return err
 			}
 		}
+		if err := deleteRemoteOutliers(ctx, tx, b); err != nil {
+			return err
+		}
 		for _, pe := range b.events {
 			ev := pe.ev
 			pos := tx.Alloc(s.store.Streams.Events)
@@ -287,11 +290,6 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			}
 			if ev.IsState() {
 				row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
-			}
-			if pe.remote {
-				if err := tx.DeleteOutlier(ctx, ev.ID); err != nil {
-					return err
-				}
 			}
 			if err := tx.InsertEvent(ctx, row); err != nil {
 				return err

@@ -57,9 +57,13 @@ type Service struct {
 
 	rel relState // bundled aggregations, see relations.go
 
+	bf backfillState // history fetched from other servers, see backfill.go
+
 	fed       *fedState  // see SetFederation; nil without federation
 	indexers  []Indexer  // see AddIndexer; fixed before serving
 	listeners []Listener // see AddListener; fixed before serving
+	// readListeners are told of moved read receipts; fixed before serving.
+	readListeners []func(roomID, userID string)
 }
 
 // New returns the rooms service.
@@ -226,14 +230,11 @@ func (s *Service) Events(ctx context.Context, ids []string) ([]*pdu.Event, error
 	if err != nil {
 		return nil, err
 	}
-	for _, row := range rows {
-		ev, err := s.parseRow(ctx, row)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
+	parsed, err := s.parseRows(ctx, rows)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return append(out, parsed...), nil
 }
 
 func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event, error) {
@@ -241,7 +242,7 @@ func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event
 	if err != nil {
 		return nil, err
 	}
-	ev, err := pdu.Parse(row.PDU, v)
+	ev, err := pdu.ParseStored(row.PDU, v)
 	if err != nil {
 		return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 	}

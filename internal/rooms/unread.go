@@ -140,4 +140,18 @@ func (s *Service) Unread(ctx context.Context, roomID, userID string, upTo int64)
 }
 
 // ReadMoved tells the tracker that a user's read receipt in a room changed.
-func (s *Service) ReadMoved(roomID, userID string) { s.unread.reset(roomID, userID) }
+// Call it before the receipt's stream position becomes visible
+// (store.Tx.OnCommitted), so that no sync sees the receipt with counts
+// from before it.
+func (s *Service) ReadMoved(roomID, userID string) {
+	s.unread.reset(roomID, userID)
+	for _, f := range s.readListeners {
+		f(roomID, userID)
+	}
+}
+
+// AddReadListener registers f to be told when a user's read receipt in a
+// room changed. Call before the service handles requests.
+func (s *Service) AddReadListener(f func(roomID, userID string)) {
+	s.readListeners = append(s.readListeners, f)
+}

@@ -24,6 +24,22 @@ const (
 // search, plain-text messages sent there included); a redaction that took
 // effect removes its target.
 func Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+	return index(ctx, tx, ev, pos, nil)
+}
+
+// RoomState looks at a room's cached current state while its writer holds
+// it (rooms.Service.InspectLocked); state is nil for a room not loaded.
+type RoomState func(roomID string, f func(joined map[string]struct{}, state map[pdu.StateTuple]*pdu.Event))
+
+// Indexer is Index that answers "is the room encrypted" from the room's
+// cached state instead of a query per message, when the room is loaded.
+func Indexer(inspect RoomState) func(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+	return func(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+		return index(ctx, tx, ev, pos, inspect)
+	}
+}
+
+func index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64, inspect RoomState) error {
 	if ev.Type == "m.room.redaction" {
 		if ev.Redacts == "" {
 			return nil
@@ -48,8 +64,24 @@ func Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
-	if enc, err := tx.RoomEncrypted(ctx, ev.RoomID); err != nil || enc {
-		return err
+	known, enc := false, false
+	if inspect != nil {
+		inspect(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
+			// A room being created is not loaded yet: its state is in tx.
+			if state != nil {
+				known = true
+				_, enc = state[pdu.StateTuple{Type: "m.room.encryption"}]
+			}
+		})
+	}
+	if !known {
+		var err error
+		if enc, err = tx.RoomEncrypted(ctx, ev.RoomID); err != nil {
+			return err
+		}
+	}
+	if enc {
+		return nil
 	}
 	return tx.IndexSearchDoc(ctx, store.SearchDoc{
 		Pos: pos, EventID: ev.ID, RoomID: ev.RoomID, Sender: ev.Sender, Type: ev.Type, Field: field, Body: text,

@@ -255,9 +255,17 @@ rounds:
 			out.Groups[k] = map[string]*Group{}
 		}
 	}
+	shown := make([]*store.EventRow, len(results))
+	for i, f := range results {
+		shown[i] = f.row
+	}
+	bundles, err := s.bundles(ctx, req.UserID, shown, ranges)
+	if err != nil {
+		return nil, err
+	}
 	states := map[string]bool{}
 	for i, f := range results {
-		res := Result{Rank: f.rank, Result: s.rooms.ClientEvent(f.row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID})}
+		res := Result{Rank: f.rank, Result: s.rooms.ClientEvent(f.row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, Relations: bundles[f.row.EventID]})}
 		if c.EventContext != nil {
 			if res.Context, err = s.context(ctx, req, f.row, before, after, c.EventContext.IncludeProfile); err != nil {
 				return nil, err

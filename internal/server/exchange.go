@@ -48,6 +48,10 @@ func (s *Server) startExchange(ctx context.Context) {
 	if s.Outbox == nil {
 		return
 	}
+	// Events committed before a crash but never queued go out first.
+	if err := s.Exchange.Recover(ctx); err != nil {
+		s.Log.Error("federation queue: recover", "err", err)
+	}
 	if err := s.Outbox.Start(ctx); err != nil {
 		s.Log.Error("federation queue", "err", err)
 	}

@@ -98,6 +98,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	notifier := sync.NewNotifier(st.Streams.Sync()...)
 	s.Accounts = accounts.New(cfg, st, log)
 	s.Rooms = rooms.New(cfg, st, key, notifier, log)
+	// Gaps before a room's earliest events, filled by backfill.
+	s.Rooms.AddIndexer(s.Rooms.IndexBackwardExtremities)
 	s.Sync = sync.New(st, s.Rooms, notifier, sync.NewTyping(), log)
 	// The directory's tables follow rooms (indexer) and accounts (hooks).
 	s.Directory = directory.New(cfg, st, s.Rooms, log)
@@ -125,6 +127,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Push.Wake = s.Sync.Wake
 	s.Rooms.AddIndexer(s.Push.Index)
 	s.Rooms.AddListener(s.Push.Committed)
+	s.Rooms.AddReadListener(s.Push.ReadMoved)
 	s.Sync.PushRules = s.Push.RulesEvent
 	if cfg.Push.Enabled {
 		s.Sync.NotificationCounts = s.Push.Counts
@@ -154,7 +157,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api := &clientapi.API{Config: cfg, Store: st, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
 	// Search indexes unencrypted text inside each event's transaction.
-	s.Rooms.AddIndexer(search.Index)
+	s.Rooms.AddIndexer(search.Indexer(s.Rooms.InspectLocked))
 	api.Search = search.New(st, s.Rooms)
 	api.Reports = reports.New(st, s.Rooms, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName)

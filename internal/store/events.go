@@ -131,12 +131,14 @@ func inList(prefix string, items []string, suffix string, extra ...any) (string,
 	return b.String(), args
 }
 
-// RoomEvents returns up to limit events of a room with from < pos <= to,
-// newest first when backwards, oldest first otherwise.
+// RoomEvents returns up to limit timeline events of a room with from <
+// pos <= to, newest first when backwards, oldest first otherwise.
+// Timeline positions are those of IsTimelinePos (-1099511627776 is
+// BackfillBand).
 func (s *Store) RoomEvents(ctx context.Context, roomID string, from, to int64, backwards bool, limit int) ([]*EventRow, error) {
-	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos ASC LIMIT $4`
+	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND (stream_pos > 0 OR stream_pos < -1099511627776) ORDER BY stream_pos ASC LIMIT $4`
 	if backwards {
-		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 ORDER BY stream_pos DESC LIMIT $4`
+		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND (stream_pos > 0 OR stream_pos < -1099511627776) ORDER BY stream_pos DESC LIMIT $4`
 	}
 	return scanEvents(s.reader().QueryContext(ctx, q, roomID, from, to, limit))
 }
@@ -184,9 +186,9 @@ func (s *Store) RoomStateEventsBetween(ctx context.Context, roomID string, from,
 // EventAtOrBeforeTS returns the last event of a room at or before ts
 // (backwards) or the first at or after it (forwards).
 func (s *Store) EventNearTS(ctx context.Context, roomID string, ts int64, backwards bool) (*EventRow, error) {
-	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts <= $2 AND stream_pos > 0 ORDER BY origin_ts DESC, stream_pos DESC LIMIT 1`
+	q := `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts <= $2 AND ` + timelinePos + ` ORDER BY origin_ts DESC, stream_pos DESC LIMIT 1`
 	if !backwards {
-		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts >= $2 AND stream_pos > 0 ORDER BY origin_ts ASC, stream_pos ASC LIMIT 1`
+		q = `SELECT ` + eventCols + ` FROM events WHERE room_id = $1 AND origin_ts >= $2 AND ` + timelinePos + ` ORDER BY origin_ts ASC, stream_pos ASC LIMIT 1`
 	}
 	return scanEvent(s.reader().QueryRowContext(ctx, q, roomID, ts))
 }

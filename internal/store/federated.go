@@ -7,11 +7,12 @@ import (
 	"fmt"
 )
 
-// MinEventPos returns the smallest stream position of any event (0 when
-// there is none below 1): outliers are numbered downwards from it.
+// MinEventPos returns the smallest stream position of any event above
+// BackfillBand (0 when there is none below 1): outliers are numbered
+// downwards from it.
 func (s *Store) MinEventPos(ctx context.Context) (int64, error) {
 	var n sql.NullInt64
-	if err := s.reader().QueryRowContext(ctx, `SELECT MIN(stream_pos) FROM events`).Scan(&n); err != nil {
+	if err := s.reader().QueryRowContext(ctx, `SELECT MIN(stream_pos) FROM events WHERE stream_pos > $1`, BackfillBand).Scan(&n); err != nil {
 		return 0, fmt.Errorf("min event position: %w", err)
 	}
 	return min(n.Int64, 0), nil
@@ -35,14 +36,14 @@ func (tx *Tx) InsertOutlier(ctx context.Context, e *EventRow) error {
 // PromoteOutlier gives a stored outlier its timeline position and the
 // state group before it, once its state is known.
 func (tx *Tx) PromoteOutlier(ctx context.Context, eventID string, pos, stateGroup int64) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE events SET stream_pos = $1, state_group = $2 WHERE event_id = $3 AND stream_pos < 0`, pos, stateGroup, eventID)
+	_, err := tx.q.ExecContext(ctx, `UPDATE events SET stream_pos = $1, state_group = $2 WHERE event_id = $3 AND stream_pos < 0 AND stream_pos > $4`, pos, stateGroup, eventID, BackfillBand)
 	return err
 }
 
 // DeleteOutlier removes an outlier so that the event can be stored again
 // with its state.
 func (tx *Tx) DeleteOutlier(ctx context.Context, eventID string) error {
-	_, err := tx.q.ExecContext(ctx, `DELETE FROM events WHERE event_id = $1 AND stream_pos < 0`, eventID)
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM events WHERE event_id = $1 AND stream_pos < 0 AND stream_pos > $2`, eventID, BackfillBand)
 	return err
 }
 

@@ -29,32 +29,7 @@ func (s *Store) AddToOutbox(ctx context.Context, items []OutboxItem, nowTS int64
 	if len(items) == 0 {
 		return nil
 	}
-	return s.InTx(ctx, func(tx *Tx) error {
-		// 4 parameters a row; 100 rows stay far below SQLite's limit.
-		for start := 0; start < len(items); start += 100 {
-			chunk := items[start:min(len(items), start+100)]
-			var b strings.Builder
-			b.WriteString(`INSERT INTO federation_outbox (destination, event_id, edu, created_ts) VALUES `)
-			args := make([]any, 0, 4*len(chunk))
-			for i, it := range chunk {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
-				var ev, edu sql.NullString
-				if it.EventID != "" {
-					ev = sql.NullString{String: it.EventID, Valid: true}
-				} else {
-					edu = sql.NullString{String: string(it.EDU), Valid: true}
-				}
-				args = append(args, it.Destination, ev, edu, nowTS)
-			}
-			if _, err := tx.q.ExecContext(ctx, b.String(), args...); err != nil {
-				return fmt.Errorf("queue for federation: %w", err)
-			}
-		}
-		return nil
-	})
+	return s.InTx(ctx, func(tx *Tx) error { return tx.addToOutbox(ctx, items, nowTS) })
 }
 
 // PendingOutbox returns the oldest maxPDUs PDUs and maxEDUs EDUs waiting

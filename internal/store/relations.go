@@ -69,7 +69,6 @@ type BundleRow struct {
 	EventID string
 	Count   int
 	MaxPos  int64
-	Row     *EventRow // the child's row when read with it (AggregateRows)
 }
 
 // maxBundledReferences bounds the m.reference chunk of one parent.
@@ -134,15 +133,15 @@ func (s *Store) BundleRows(ctx context.Context, parents []string, maxPos int64, 
 // child of parent in relation_aggregates, making it the latest when it
 // ranks above the current one (rank: origin_server_ts for edits, the
 // stream position otherwise; then the event id).
-func (tx *Tx) AddToAggregate(ctx context.Context, parent, roomID, relType, eventID string, rank, pos int64) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO relation_aggregates (parent, room_id, rel_type, latest_event, rank_ts, cnt, max_pos) VALUES ($1, $2, $3, $4, $5, 1, $6)
+func (tx *Tx) AddToAggregate(ctx context.Context, parent, roomID, relType, eventID string, rank, pos, parentPos int64) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO relation_aggregates (parent, room_id, rel_type, latest_event, rank_ts, cnt, max_pos, parent_pos) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)
 		ON CONFLICT (parent, rel_type) DO UPDATE SET
 			cnt = relation_aggregates.cnt + 1,
 			max_pos = CASE WHEN excluded.max_pos > relation_aggregates.max_pos THEN excluded.max_pos ELSE relation_aggregates.max_pos END,
 			latest_event = CASE WHEN excluded.rank_ts > relation_aggregates.rank_ts OR (excluded.rank_ts = relation_aggregates.rank_ts AND excluded.latest_event > relation_aggregates.latest_event)
 				THEN excluded.latest_event ELSE relation_aggregates.latest_event END,
 			rank_ts = CASE WHEN excluded.rank_ts > relation_aggregates.rank_ts THEN excluded.rank_ts ELSE relation_aggregates.rank_ts END`,
-		parent, roomID, relType, eventID, rank, pos)
+		parent, roomID, relType, eventID, rank, pos, parentPos)
 	if err != nil {
 		return fmt.Errorf("update relation aggregate: %w", err)
 	}
@@ -155,8 +154,8 @@ func (tx *Tx) RecomputeAggregate(ctx context.Context, parent, relType string) er
 	if _, err := tx.q.ExecContext(ctx, `DELETE FROM relation_aggregates WHERE parent = $1 AND rel_type = $2`, parent, relType); err != nil {
 		return err
 	}
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO relation_aggregates (parent, room_id, rel_type, latest_event, rank_ts, cnt, max_pos)
-		SELECT relates_to, room_id, rel_type, event_id, rnk, cnt, mx FROM (
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO relation_aggregates (parent, room_id, rel_type, latest_event, rank_ts, cnt, max_pos, parent_pos)
+		SELECT relates_to, room_id, rel_type, event_id, rnk, cnt, mx, (SELECT e.stream_pos FROM events e WHERE e.event_id = t.relates_to) FROM (
 			SELECT relates_to, room_id, rel_type, event_id,
 				CASE WHEN rel_type = 'm.replace' THEN origin_ts ELSE stream_pos END AS rnk,
 				ROW_NUMBER() OVER (ORDER BY CASE WHEN rel_type = 'm.replace' THEN origin_ts ELSE stream_pos END DESC, event_id DESC) AS n,
@@ -168,75 +167,6 @@ func (tx *Tx) RecomputeAggregate(ctx context.Context, parent, relType string) er
 		return fmt.Errorf("recompute relation aggregate: %w", err)
 	}
 	return nil
-}
-
-// AggregateRows is BundleRows over every child of parents, read from
-// relation_aggregates with the winning children's rows (Row), one index
-// lookup per parent; the references of parents that have some are read
-// from the relations (newest first).
-func (s *Store) AggregateRows(ctx context.Context, parents []string) ([]BundleRow, error) {
-	if len(parents) == 0 {
-		return nil, nil
-	}
-	q, args := inList(`SELECT a.parent, a.rel_type, a.cnt, a.max_pos, `+prefixedEventCols+` FROM relation_aggregates a
-		JOIN events ON events.event_id = a.latest_event WHERE a.parent IN (`, parents, `)`)
-	rows, err := s.reader().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("relation aggregates: %w", err)
-	}
-	defer rows.Close()
-	var out []BundleRow
-	var withRefs []string
-	for rows.Next() {
-		var r BundleRow
-		if r.Row, err = scanEvent(prefixScanner{rows, []any{&r.Parent, &r.RelType, &r.Count, &r.MaxPos}}); err != nil {
-			return nil, err
-		}
-		r.EventID = r.Row.EventID
-		if r.RelType == "m.reference" {
-			withRefs = append(withRefs, r.Parent)
-			continue
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(withRefs) == 0 {
-		return out, nil
-	}
-	// The references themselves, for the few parents that have some.
-	q, args = inList(`SELECT relates_to, event_id, stream_pos FROM event_relations WHERE relates_to IN (`, withRefs, `) AND rel_type = 'm.reference' AND valid = TRUE ORDER BY stream_pos DESC`)
-	refRows, err := s.reader().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("references: %w", err)
-	}
-	defer refRows.Close()
-	n := map[string]int{}
-	for refRows.Next() {
-		r := BundleRow{RelType: "m.reference", Count: 1}
-		if err := refRows.Scan(&r.Parent, &r.EventID, &r.MaxPos); err != nil {
-			return nil, err
-		}
-		if n[r.Parent]++; n[r.Parent] <= maxBundledReferences {
-			out = append(out, r)
-		}
-	}
-	return out, refRows.Err()
-}
-
-// prefixedEventCols is eventCols qualified by the events table.
-var prefixedEventCols = "events." + strings.ReplaceAll(eventCols, ", ", ", events.")
-
-// prefixScanner scans leading columns into pre and the rest into the
-// destinations its caller gives.
-type prefixScanner struct {
-	rows *sql.Rows
-	pre  []any
-}
-
-func (p prefixScanner) Scan(dest ...any) error {
-	return p.rows.Scan(append(p.pre[:len(p.pre):len(p.pre)], dest...)...)
 }
 
 // ThreadParticipants returns, per thread root among roots, the senders of

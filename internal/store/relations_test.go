@@ -48,7 +48,7 @@ func TestRelationsBackfill(t *testing.T) {
 		put("$nuledit", "@a:x", "m.room.message", "", rel("m.replace", "$nulparent", `"m.new_content":{"body":"1"},`), false)
 
 		// Back to the schema before migration 12.
-		for _, q := range []string{`DROP TABLE event_relations`, `DROP TABLE relation_aggregates`, `DELETE FROM schema_migrations WHERE version = 12`} {
+		for _, q := range []string{`DROP TABLE event_relations`, `DROP TABLE relation_aggregates`, `DELETE FROM schema_migrations WHERE version = 12`, `DELETE FROM schema_migrations WHERE version = 20`} {
 			if _, err := s.w.ExecContext(ctx, q); err != nil {
 				t.Fatal(err)
 			}
@@ -84,17 +84,21 @@ func TestRelationsBackfill(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("relations:\n got %v\nwant %v", got, want)
 		}
-		agg, err := s.AggregateRows(ctx, []string{"$orig"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var aggs []string
-		for _, a := range agg {
-			aggs = append(aggs, fmt.Sprintf("%s %s %d", a.RelType, a.EventID, a.Count))
-		}
-		slices.Sort(aggs)
-		if want := []string{"m.replace $edit2 2", "m.thread $reply 1"}; !slices.Equal(aggs, want) {
-			t.Errorf("aggregates: %v, want %v", aggs, want)
+		// By event id, and by the range of the parent's position (filled in
+		// by migration 20).
+		for _, room := range []string{"", "!r:x"} {
+			agg, err := s.AggregateSummaries(ctx, room, 1001, 1001, map[string]bool{"$orig": true}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var aggs []string
+			for _, a := range agg {
+				aggs = append(aggs, fmt.Sprintf("%s %s %d", a.RelType, a.EventID, a.Count))
+			}
+			slices.Sort(aggs)
+			if want := []string{"m.replace $edit2 2", "m.thread $reply 1"}; !slices.Equal(aggs, want) {
+				t.Errorf("aggregates (room %q): %v, want %v", room, aggs, want)
+			}
 		}
 	})
 }

@@ -31,10 +31,8 @@ func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, prev
 	if _, err := tx.q.ExecContext(ctx, `INSERT INTO state_groups (group_id, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)`, id, roomID, prevArg, chain); err != nil {
 		return 0, 0, fmt.Errorf("insert state group: %w", err)
 	}
-	for k, ev := range entries {
-		if _, err := tx.q.ExecContext(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`, id, k.Type, k.StateKey, ev); err != nil {
-			return 0, 0, fmt.Errorf("insert state group entry: %w", err)
-		}
+	if err := tx.insertStateEntries(ctx, id, entries); err != nil {
+		return 0, 0, err
 	}
 	return id, chain, nil
 }

@@ -69,12 +69,16 @@ func Parse(s string) (Token, error) {
 // Pagination returns a /messages token for an events position.
 func Pagination(pos int64) string { return "t" + strconv.FormatInt(pos, 10) }
 
+// backfillBand mirrors store.BackfillBand: positions below it belong to
+// backfilled history, which pagination tokens may point into.
+const backfillBand = -(1 << 40)
+
 // EventsPos reads the events position of a pagination token or of a sync
 // token (the spec lets clients pass either to /messages).
 func EventsPos(s string) (int64, error) {
 	if rest, ok := strings.CutPrefix(s, "t"); ok {
 		v, err := strconv.ParseInt(rest, 10, 64)
-		if err != nil || v < 0 {
+		if err != nil || (v < 0 && v >= backfillBand) {
 			return 0, ErrInvalid
 		}
 		return v, nil

@@ -207,13 +207,15 @@ func (a *API) putReceipt(r *httputil.Request, roomID, typ, eventID, threadID str
 	err = a.Store.InTx(r.Context(), func(tx *store.Tx) error {
 		var err error
 		changed, err = tx.PutReceipt(r.Context(), store.Receipt{RoomID: roomID, Type: typ, UserID: r.Session.UserID, ThreadID: threadID, EventID: eventID, EventPos: row.Pos, TS: time.Now().UnixMilli()})
+		if changed {
+			tx.OnCommitted(func() { a.Rooms.ReadMoved(roomID, r.Session.UserID) })
+		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	if changed {
-		a.Rooms.ReadMoved(roomID, r.Session.UserID)
 		a.Sync.ReceiptStored(r.Context(), store.Receipt{RoomID: roomID, Type: typ, UserID: r.Session.UserID, ThreadID: threadID, EventID: eventID, TS: time.Now().UnixMilli()})
 		if typ == "m.read.private" {
 			a.Sync.Wake(r.Session.UserID)

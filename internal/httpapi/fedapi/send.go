@@ -139,9 +139,9 @@ func (a *API) sendTransaction(r *httputil.Request, origin string) (any, error) {
 	results := map[string]pduResult{}
 	byRoom := map[string][]*pdu.Event{}
 	var order []string
-	for _, raw := range t.PDUs {
-		ev, err := a.Rooms.ParsePDU(work, raw)
-		if err != nil {
+	parsed, errs := a.parsePDUs(work, t.PDUs)
+	for i, ev := range parsed {
+		if err := errs[i]; err != nil {
 			a.Log.Info("federation: PDU dropped", "origin", origin, "err", err)
 			continue
 		}

@@ -183,7 +183,7 @@ func (c *checker) load(auth AuthEvents) error {
 			return r.denyf(at(r.authEvents, r.authRoomMismatch), "auth event %s is in room %q, not %q", e.ID, e.RoomID, ev.RoomID)
 		}
 	}
-	c.levels = roomPowerLevels(c.v, c.create, c.state[powerLevelsTuple])
+	c.levels = cachedPowerLevels(c.v, c.create, c.state[powerLevelsTuple])
 	c.content = object(ev.Content)
 	return nil
 }

@@ -202,6 +202,9 @@ func SignEvent(raw []byte, v *roomversion.Version, serverName string, key signin
 // VerifySignature checks the signature of serverName with keyID on an
 // event; which servers must have signed is the caller's decision.
 func VerifySignature(ev *Event, serverName, keyID string, pub ed25519.PublicKey) error {
+	if ev.signed != nil {
+		return verifyParsed(ev, serverName, keyID, pub)
+	}
 	redacted, err := Redact(ev.raw, ev.Version)
 	if err != nil {
 		return err
@@ -212,6 +215,11 @@ func VerifySignature(ev *Event, serverName, keyID string, pub ed25519.PublicKey)
 // Signatures returns the event's signatures: server name → key id →
 // unpadded base64 signature.
 func (e *Event) Signatures() map[string]map[string]string {
+	if e.sigs != nil {
+		if sigs, err := parsedSignatures(e.sigs); err == nil {
+			return sigs
+		}
+	}
 	sigs, err := signing.Signatures(e.raw)
 	if err != nil {
 		panic("pdu: signatures of a parsed event: " + err.Error())

@@ -80,7 +80,10 @@ func TestBuildRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: re-parse: %v", name, err)
 			}
-			if !reflect.DeepEqual(again, ev) {
+			// What Parse keeps for verification only is not compared.
+			want := *ev
+			again.signed, again.sigs, want.signed, want.sigs = nil, nil, nil, nil
+			if !reflect.DeepEqual(again, &want) {
 				t.Errorf("%s: re-parse differs:\n%+v\n%+v", name, again, ev)
 			}
 			if err := VerifyHashes(ev); err != nil {

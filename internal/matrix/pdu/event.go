@@ -27,6 +27,11 @@ type Event struct {
 	// raw is the canonical JSON of the whole PDU (hashes and signatures
 	// included, "unsigned" excluded) as signed by its origin.
 	raw []byte
+	// signed is, for events Parse gave an id computed from the reference
+	// hash, that hash's input, which is also what the origin signed; sigs
+	// is the "signatures" member (see verify.go).
+	signed []byte
+	sigs   json.RawMessage
 }
 
 // JSON returns the canonical JSON of the full PDU, without "unsigned".

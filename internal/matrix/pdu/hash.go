@@ -22,11 +22,11 @@ func ContentHash(raw []byte) ([sha256.Size]byte, error) {
 	if err != nil {
 		return [sha256.Size]byte{}, err
 	}
-	c, err := obj.without("unsigned", "signatures", "hashes").encode(false)
-	if err != nil {
-		return [sha256.Size]byte{}, err
-	}
-	return sha256.Sum256(c), nil
+	return contentHashOf(obj), nil
+}
+
+func contentHashOf(obj object) [sha256.Size]byte {
+	return sha256.Sum256(obj.without("unsigned", "signatures", "hashes").encodeCanonical())
 }
 
 // ReferenceHash computes the sha256 reference hash of a PDU: the canonical
@@ -35,23 +35,33 @@ func ContentHash(raw []byte) ([sha256.Size]byte, error) {
 // From room version 3 on "event_id" is not part of the event format; a copy
 // left in raw is ignored so that it cannot change the event id.
 func ReferenceHash(raw []byte, v *roomversion.Version) ([sha256.Size]byte, error) {
-	redacted, err := Redact(raw, v)
+	c, err := referenceBytes(raw, v)
 	if err != nil {
 		return [sha256.Size]byte{}, err
 	}
-	obj, err := splitCanonical(redacted)
+	return sha256.Sum256(c), nil
+}
+
+// referenceBytes is what the reference hash hashes.
+func referenceBytes(raw []byte, v *roomversion.Version) ([]byte, error) {
+	obj, err := decodeObject(raw, v.StrictCanonicalJSON)
 	if err != nil {
-		return [sha256.Size]byte{}, err
+		return nil, err
+	}
+	return referenceBytesOf(obj, v)
+}
+
+// referenceBytesOf is referenceBytes for a PDU already split.
+func referenceBytesOf(obj object, v *roomversion.Version) ([]byte, error) {
+	redacted, err := redactObject(obj, v)
+	if err != nil {
+		return nil, err
 	}
 	drop := []string{"signatures", "unsigned"}
 	if v.EventFormat != roomversion.FormatV1 {
 		drop = append(drop, "event_id")
 	}
-	c, err := obj.without(drop...).encode(v.StrictCanonicalJSON)
-	if err != nil {
-		return [sha256.Size]byte{}, err
-	}
-	return sha256.Sum256(c), nil
+	return redacted.without(drop...).encodeCanonical(), nil
 }
 
 // CheckContentHash compares the "hashes.sha256" of a PDU with its content
@@ -76,10 +86,7 @@ func CheckContentHash(raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: sha256 hash is not base64", ErrContentHash)
 	}
-	got, err := ContentHash(raw)
-	if err != nil {
-		return err
-	}
+	got := contentHashOf(obj) // raw decoded once
 	if !bytes.Equal(got[:], want) {
 		return ErrContentHash
 	}

@@ -1,6 +1,7 @@
 package pdu
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,14 @@ func invalid(format string, args ...any) error {
 // returns the parsed event with its id. "unsigned" is dropped (it is not
 // covered by hashes or signatures), and so is "event_id" from room version
 // 3 on, where the id is computed from the reference hash.
-func Parse(raw []byte, v *roomversion.Version) (*Event, error) {
+func Parse(raw []byte, v *roomversion.Version) (*Event, error) { return parse(raw, v, true) }
+
+// ParseStored is Parse for events read back from storage, checked when
+// received: it keeps no bytes for signature checks (see Event.signed), so
+// long-lived caches of stored events stay small.
+func ParseStored(raw []byte, v *roomversion.Version) (*Event, error) { return parse(raw, v, false) }
+
+func parse(raw []byte, v *roomversion.Version, keepSigned bool) (*Event, error) {
 	if v == nil {
 		return nil, invalid("no room version")
 	}
@@ -46,10 +54,7 @@ func Parse(raw []byte, v *roomversion.Version) (*Event, error) {
 		drop = append(drop, "event_id")
 	}
 	obj = obj.without(drop...)
-	canon, err := obj.encode(v.StrictCanonicalJSON)
-	if err != nil {
-		return nil, err
-	}
+	canon := obj.encodeCanonical()
 	if len(canon) > MaxSize {
 		return nil, invalid("event is %d bytes, limit %d", len(canon), MaxSize)
 	}
@@ -70,11 +75,14 @@ func Parse(raw []byte, v *roomversion.Version) (*Event, error) {
 		}
 		ev.ID = s
 	} else {
-		h, err := ReferenceHash(canon, v)
+		c, err := referenceBytesOf(obj, v) // obj is canon split
 		if err != nil {
 			return nil, err
 		}
-		ev.ID = eventIDFromHash(h, v)
+		ev.ID = eventIDFromHash(sha256.Sum256(c), v)
+		if keepSigned {
+			ev.signed, ev.sigs = c, obj["signatures"]
+		}
 	}
 	return ev, nil
 }

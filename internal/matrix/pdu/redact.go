@@ -67,6 +67,16 @@ func Redact(raw []byte, v *roomversion.Version) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := redactObject(obj, v)
+	if err != nil {
+		return nil, err
+	}
+	// Every value was split from the canonical JSON of raw.
+	return out.encodeCanonical(), nil
+}
+
+// redactObject is Redact for a PDU already split.
+func redactObject(obj object, v *roomversion.Version) (object, error) {
 	keepTop := keepTopV1
 	if v.Redaction >= roomversion.RedactV11 {
 		keepTop = keepTopV11
@@ -93,10 +103,10 @@ func Redact(raw []byte, v *roomversion.Version) ([]byte, error) {
 				}
 			}
 			keepOnlySigned(v, evType, kept)
-			out["content"] = mustJSON(kept)
+			out["content"] = kept.encodeCanonical()
 		}
 	}
-	return out.encode(v.StrictCanonicalJSON)
+	return out, nil
 }
 
 // keepOnlySigned reduces a member event's content.third_party_invite to its
@@ -118,7 +128,7 @@ func keepOnlySigned(v *roomversion.Version, evType string, content object) {
 	if signed, ok := tpi["signed"]; ok {
 		kept["signed"] = signed
 	}
-	content["third_party_invite"] = mustJSON(kept)
+	content["third_party_invite"] = kept.encodeCanonical()
 }
 
 // RedactEvent returns the redacted form of a parsed event. It keeps the
