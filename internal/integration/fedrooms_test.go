@@ -438,6 +438,32 @@ func TestFedRoomsInboundChecks(t *testing.T) {
 		}
 		head = tampered.ID
 
+		// Thousands of auth_events and prev_events: the PDU is malformed
+		// (the spec caps both lists), dropped at once, the room goes on.
+		for _, field := range []string{"auth_events", "prev_events"} {
+			_ = json.Unmarshal(msg("too many "+field).JSON(), &obj)
+			ids := make([]string, 3000)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("$fake%d", i)
+			}
+			obj[field] = ids
+			delete(obj, "signatures")
+			raw, _ = json.Marshal(obj)
+			if raw, err = pdu.SignEvent(raw, v, p.b.Config.ServerName, p.b.Key); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			res, err = frSend(t, p.b, p.a, "", raw)
+			if err != nil || time.Since(start) > 10*time.Second {
+				t.Fatalf("3000 %s: %v %+v after %v", field, err, res, time.Since(start))
+			}
+			for id, r := range res.PDUs {
+				if r.Error == "" || stored(id) {
+					t.Fatalf("3000 %s accepted: %+v", field, res)
+				}
+			}
+		}
+
 		// An event failing auth: bob (level 0) raises himself to 100.
 		empty := ""
 		pl := frBuild(t, p.b, roomID, bob.UserID, "m.room.power_levels", &empty, map[string]any{"users": map[string]int{bob.UserID: 100}}, []string{head}, auth, frDepth(t, p.a, head)+1)
