@@ -105,7 +105,10 @@ func (tx *Tx) insertRows(ctx context.Context, prefix string, cols int, suffix st
 // prepareInTx returns q prepared for the transaction: from the statement
 // cache when there, else prepared on the transaction's connection.
 func (tx *Tx) prepareInTx(ctx context.Context, q string) (*sql.Stmt, error) {
-	ct, ok := tx.q.(cachedTx)
+	if err := tx.flush(ctx); err != nil {
+		return nil, err
+	}
+	ct, ok := tx.raw.(cachedTx)
 	if !ok {
 		return nil, fmt.Errorf("prepare: not a transaction")
 	}

@@ -109,8 +109,11 @@ func (s *Store) inGroupTx(batch []*groupJob) error {
 	ctq := cachedTx{tx: sqlTx, c: s.wc, missing: new([]string)}
 	txs := make([]*Tx, len(batch))
 	for i, j := range batch {
-		txs[i] = &Tx{q: ctq, s: s}
-		if err = j.f(txs[i]); err != nil {
+		txs[i] = s.newTx(ctq)
+		if err = j.f(txs[i]); err == nil {
+			err = txs[i].finish(ctx)
+		}
+		if err != nil {
 			break
 		}
 	}

@@ -134,8 +134,11 @@ type querier interface {
 
 // Tx is a write transaction. Its methods are the store's write queries.
 type Tx struct {
-	q         querier
+	q         querier // raw, sending deferred writes first (see deferred.go)
+	raw       querier
 	s         *Store
+	pending   []pendingWrite
+	flushErr  error
 	committed []func()
 	after     []func()
 	finally   []func()
@@ -166,8 +169,11 @@ func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	ctq := cachedTx{tx: sqlTx, c: s.wc, missing: new([]string)}
-	tx := &Tx{q: ctq, s: s}
+	tx := s.newTx(ctq)
 	err = f(tx)
+	if err == nil {
+		err = tx.finish(ctx)
+	}
 	if err == nil {
 		if err = sqlTx.Commit(); err != nil {
 			err = fmt.Errorf("commit: %w", err)
@@ -239,7 +245,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		text, _ := schemaFS.ReadFile(name)
 		err := s.InTx(ctx, func(tx *Tx) error {
-			raw := tx.q.(cachedTx).tx // DDL is run once: no need to cache it
+			raw := tx.raw.(cachedTx).tx // DDL is run once: no need to cache it
 			for _, stmt := range splitStatements(migrationSQL(string(text), s.Engine)) {
 				if _, err := raw.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w\n%s", name, err, stmt)
