@@ -65,6 +65,10 @@ func (s *Service) Load(ctx context.Context) error { return s.reloadPushers(ctx) 
 // ends (returns at once when push is disabled).
 func (s *Service) Run(ctx context.Context) {
 	if s.cfg.Push.Enabled {
+		// Leftovers of the last run are compacted before the pusher starts:
+		// two first reads at once would open a database connection that an
+		// idle server then keeps.
+		s.compactAll(ctx)
 		go s.compactLoop(ctx)
 		s.run(ctx)
 	}

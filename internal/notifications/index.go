@@ -142,22 +142,11 @@ const (
 )
 
 // compactLoop moves staged pushes into push_actions until ctx ends.
+// Run has compacted what was staged before it starts.
 func (s *Service) compactLoop(ctx context.Context) {
 	t := time.NewTicker(time.Minute) // also catches a failed move
 	defer t.Stop()
 	for {
-		for {
-			n, err := s.compact(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("push: compacting staged notifications", "err", err)
-				}
-				break
-			}
-			if n < compactBatch {
-				break
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
@@ -168,6 +157,23 @@ func (s *Service) compactLoop(ctx context.Context) {
 			case <-time.After(compactDelay):
 			}
 		case <-t.C:
+		}
+		s.compactAll(ctx)
+	}
+}
+
+// compactAll moves every staged push into push_actions, a batch at a time.
+func (s *Service) compactAll(ctx context.Context) {
+	for {
+		n, err := s.compact(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("push: compacting staged notifications", "err", err)
+			}
+			return
+		}
+		if n < compactBatch {
+			return
 		}
 	}
 }
