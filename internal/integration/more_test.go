@@ -232,33 +232,39 @@ func TestAliases(t *testing.T) {
 }
 
 func TestUnreadCounts(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, s *ts.Server) {
-		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
-		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
-		bob.Join(room)
-		var last string
-		for i := range 3 {
-			last = alice.SendText(room, fmt.Sprint("unread ", i))
-		}
-		count := func() float64 {
-			var out struct {
-				Rooms struct {
-					Join map[string]struct {
-						Unread map[string]float64 `json:"unread_notifications"`
-					} `json:"join"`
-				} `json:"rooms"`
-			}
-			bob.MustDo("GET", "/_matrix/client/v3/sync?timeout=0", nil, &out)
-			return out.Rooms.Join[room].Unread["notification_count"]
-		}
-		if n := count(); n != 3 {
-			t.Fatalf("unread %v, want 3", n)
-		}
-		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/read_markers", map[string]string{"m.fully_read": last, "m.read.private": last}, nil)
-		if n := count(); n != 0 {
-			t.Fatalf("unread after read %v, want 0", n)
-		}
+	forEachEngine(t, checkUnreadCounts)
+	// Without push rules, sync counts messages after the read receipt.
+	t.Run("push off", func(t *testing.T) {
+		checkUnreadCounts(t, ts.New(t, ts.WithConfig(func(c *config.Config) { c.Push.Enabled = false })))
 	})
+}
+
+func checkUnreadCounts(t *testing.T, s *ts.Server) {
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	bob.Join(room)
+	var last string
+	for i := range 3 {
+		last = alice.SendText(room, fmt.Sprint("unread ", i))
+	}
+	count := func() float64 {
+		var out struct {
+			Rooms struct {
+				Join map[string]struct {
+					Unread map[string]float64 `json:"unread_notifications"`
+				} `json:"join"`
+			} `json:"rooms"`
+		}
+		bob.MustDo("GET", "/_matrix/client/v3/sync?timeout=0", nil, &out)
+		return out.Rooms.Join[room].Unread["notification_count"]
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("unread %v, want 3", n)
+	}
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/read_markers", map[string]string{"m.fully_read": last, "m.read.private": last}, nil)
+	if n := count(); n != 0 {
+		t.Fatalf("unread after read %v, want 0", n)
+	}
 }
 
 func TestRestrictedJoin(t *testing.T) {

@@ -84,7 +84,7 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 			extremities = append(extremities, x)
 		}
 	}
-	after := maps2(before)
+	after := cloneState(before)
 	if ev.IsState() {
 		after[store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}] = ev.ID
 	}
@@ -207,7 +207,7 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 			}
 		}
 		s.recent.drop(r.id)
-		if !ev.IsState() && notifyingTypes[ev.Type] {
+		if s.countsMessages(ev) {
 			s.unread.record(r.id, pos, ev.Sender, r.latestPos)
 			recorded = true
 		}
@@ -236,29 +236,12 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 		r.group, r.chain = group, 0
 	}
 	r.extremities, r.depth, r.latestPos = extremities, max(r.depth, ev.Depth), pos
-	users := make([]string, 0, len(r.joined)+len(members))
-	for u := range r.joined {
-		users = append(users, u)
-	}
-	for u, m := range members {
-		if m != "join" {
-			users = append(users, u)
-		}
-	}
-	if s.notifier != nil {
-		s.notifier.RoomEvent(r.id, users, pos)
-	}
-	if len(s.listeners) > 0 {
-		joined := make([]string, 0, len(r.joined))
-		for u := range r.joined {
-			joined = append(joined, u)
-		}
-		s.tellListeners(b, joined)
-	}
+	s.announce(r, b, members, pos)
 	return nil
 }
 
-func maps2(m store.StateMap) store.StateMap {
+// cloneState copies a state map, nil included, into one that can be added to.
+func cloneState(m store.StateMap) store.StateMap {
 	out := make(store.StateMap, len(m)+1)
 	for k, v := range m {
 		out[k] = v

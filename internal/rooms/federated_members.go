@@ -609,7 +609,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	if x, ok := state[mk]; ok {
 		replaced = good[x]
 	}
-	after := maps2(state)
+	after := cloneState(state)
 	after[mk] = join.ID
 	byID := map[string]*pdu.Event{join.ID: join}
 	for _, e := range stateEvs {
@@ -684,10 +684,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	if err != nil {
 		return err
 	}
-	joined := make([]string, 0, len(r.joined))
-	for u := range r.joined {
-		joined = append(joined, u)
-	}
+	joined := r.joinedUsers()
 	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}}
 	s.tellListeners(b, joined)
 	r.mu.Unlock()

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"slices"
 
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
@@ -62,5 +63,32 @@ func (s *Service) tellListeners(b *batch, joined []string) {
 	}
 	for _, l := range s.listeners {
 		l(c)
+	}
+}
+
+// joinedUsers lists the room's joined members. Caller holds r.mu.
+func (r *roomState) joinedUsers() []string {
+	out := make([]string, 0, len(r.joined))
+	for u := range r.joined {
+		out = append(out, u)
+	}
+	return out
+}
+
+// announce wakes the syncs of the room's members, and of the users whose
+// membership the batch ended, and tells the listeners. Caller holds r.mu.
+func (s *Service) announce(r *roomState, b *batch, members map[string]string, pos int64) {
+	joined := r.joinedUsers()
+	if s.notifier != nil {
+		users := slices.Clip(joined)
+		for u, m := range members {
+			if m != "join" {
+				users = append(users, u)
+			}
+		}
+		s.notifier.RoomEvent(r.id, users, pos)
+	}
+	if len(s.listeners) > 0 {
+		s.tellListeners(b, joined)
 	}
 }

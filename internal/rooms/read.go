@@ -221,7 +221,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			if err != nil {
 				return nil, err
 			}
-			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && hasURL(row)) {
+			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && row.HasURL()) {
 				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID}))
 				shown = append(shown, row)
 				senders[row.Sender] = true
@@ -254,16 +254,6 @@ func (s *Service) withLazyMembers(ctx context.Context, q MessagesRequest, page *
 		page.State = append(page.State, s.ClientEvent(row, Format{Viewer: q.UserID}))
 	}
 	return page, nil
-}
-
-func hasURL(row *store.EventRow) bool {
-	var c struct {
-		Content struct {
-			URL json.RawMessage `json:"url"`
-		} `json:"content"`
-	}
-	_ = json.Unmarshal(row.PDU, &c)
-	return c.Content.URL != nil
 }
 
 // CurrentStateEvent returns a piece of current state (or store.ErrNotFound).

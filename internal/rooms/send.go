@@ -369,7 +369,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			s.recent.add(row, r.latestPos)
 		}
 		for _, pe := range b.events {
-			if !pe.ev.IsState() && notifyingTypes[pe.ev.Type] {
+			if s.countsMessages(pe.ev) {
 				s.unread.record(b.roomID, pe.pos, pe.ev.Sender, r.latestPos)
 				recorded = append(recorded, pe.pos)
 			}
@@ -411,25 +411,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 	}
 	r.group, r.chain = group, chain
 	r.extremities, r.depth, r.latestPos = b.prev, b.depth, lastPos
-	users := make([]string, 0, len(r.joined)+len(members))
-	for u := range r.joined {
-		users = append(users, u)
-	}
-	for u, m := range members {
-		if m != "join" {
-			users = append(users, u)
-		}
-	}
-	if s.notifier != nil {
-		s.notifier.RoomEvent(b.roomID, users, lastPos)
-	}
-	if len(s.listeners) > 0 {
-		joined := make([]string, 0, len(r.joined))
-		for u := range r.joined {
-			joined = append(joined, u)
-		}
-		s.tellListeners(b, joined)
-	}
+	s.announce(r, b, members, lastPos)
 	return nil
 }
 

@@ -3,6 +3,8 @@ package rooms
 import (
 	"context"
 	"sync"
+
+	"luxchat/internal/matrix/pdu"
 )
 
 // notifyingTypes are the event types that count as unread by default.
@@ -137,6 +139,12 @@ func (s *Service) Unread(ctx context.Context, roomID, userID string, upTo int64)
 	}
 	s.unread.store(roomID, userID, n, upTo)
 	return n, nil
+}
+
+// countsMessages reports whether ev goes into the message counter: only
+// when push rules are off, since otherwise sync takes its counts from them.
+func (s *Service) countsMessages(ev *pdu.Event) bool {
+	return !s.cfg.Push.Enabled && !ev.IsState() && notifyingTypes[ev.Type]
 }
 
 // ReadMoved tells the tracker that a user's read receipt in a room changed.

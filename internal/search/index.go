@@ -17,22 +17,18 @@ const (
 	KeyTopic = "content.topic"
 )
 
-// Index is a rooms.Indexer: it runs inside the transaction that persists
-// ev. Only m.room.message, m.room.name and m.room.topic are indexed, so
-// encrypted events (m.room.encrypted) never are, and nothing is indexed
-// from a room once it is encrypted (the spec leaves encrypted rooms out of
-// search, plain-text messages sent there included); a redaction that took
-// effect removes its target.
-func Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
-	return index(ctx, tx, ev, pos, nil)
-}
-
 // RoomState looks at a room's cached current state while its writer holds
 // it (rooms.Service.InspectLocked); state is nil for a room not loaded.
 type RoomState func(roomID string, f func(joined map[string]struct{}, state map[pdu.StateTuple]*pdu.Event))
 
-// Indexer is Index that answers "is the room encrypted" from the room's
-// cached state instead of a query per message, when the room is loaded.
+// Indexer returns the search rooms.Indexer: it runs inside the transaction
+// that persists ev. Only m.room.message, m.room.name and m.room.topic are
+// indexed, so encrypted events (m.room.encrypted) never are, and nothing
+// is indexed from a room once it is encrypted (the spec leaves encrypted
+// rooms out of search, plain-text messages sent there included); a
+// redaction that took effect removes its target. Whether a room is
+// encrypted comes from its cached state (inspect) when it is loaded,
+// instead of a query per message.
 func Indexer(inspect RoomState) func(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
 	return func(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
 		return index(ctx, tx, ev, pos, inspect)
@@ -65,15 +61,13 @@ func index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64, inspect 
 		return nil
 	}
 	known, enc := false, false
-	if inspect != nil {
-		inspect(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
-			// A room being created is not loaded yet: its state is in tx.
-			if state != nil {
-				known = true
-				_, enc = state[pdu.StateTuple{Type: "m.room.encryption"}]
-			}
-		})
-	}
+	inspect(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
+		// A room being created is not loaded yet: its state is in tx.
+		if state != nil {
+			known = true
+			_, enc = state[pdu.StateTuple{Type: "m.room.encryption"}]
+		}
+	})
 	if !known {
 		var err error
 		if enc, err = tx.RoomEncrypted(ctx, ev.RoomID); err != nil {

@@ -223,7 +223,7 @@ rounds:
 		for i, h := range hits {
 			q.Before, q.Score = h.Pos, h.Rank
 			row := rows[h.EventID]
-			if row == nil || ignored[row.Sender] || !c.Filter.AllowsEvent(row.Type, row.Sender, hasURL(row)) {
+			if row == nil || ignored[row.Sender] || !c.Filter.AllowsEvent(row.Type, row.Sender, row.HasURL()) {
 				continue
 			}
 			results = append(results, found{row, h.Rank})
@@ -420,14 +420,4 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 		rc.ProfileInfo[u] = p
 	}
 	return rc, nil
-}
-
-func hasURL(row *store.EventRow) bool {
-	var c struct {
-		Content struct {
-			URL json.RawMessage `json:"url"`
-		} `json:"content"`
-	}
-	_ = json.Unmarshal(row.PDU, &c)
-	return c.Content.URL != nil
 }

@@ -83,21 +83,8 @@ func (tx *Tx) HasRoomSummary(ctx context.Context, roomID string) (bool, error) {
 
 // JoinedMemberPDUs returns the member events of a room's joined members.
 func (tx *Tx) JoinedMemberPDUs(ctx context.Context, roomID string) ([][]byte, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT e.pdu FROM room_members m JOIN events e ON e.event_id = m.event_id
+	return queryPDUs(ctx, tx.q, `SELECT e.pdu FROM room_members m JOIN events e ON e.event_id = m.event_id
 		WHERE m.room_id = $1 AND m.membership = 'join'`, roomID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out [][]byte
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, err
-		}
-		out = append(out, []byte(p))
-	}
-	return out, rows.Err()
 }
 
 // RoomPublished reports whether a room is in the published directory.
@@ -184,21 +171,8 @@ func (s *Store) RoomsWithoutSummary(ctx context.Context) ([]string, error) {
 // SpaceChildPDUs returns the PDUs of a room's current m.space.child
 // events.
 func (tx *Tx) SpaceChildPDUs(ctx context.Context, roomID string) ([][]byte, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT e.pdu FROM room_state rs JOIN events e ON e.event_id = rs.event_id
+	return queryPDUs(ctx, tx.q, `SELECT e.pdu FROM room_state rs JOIN events e ON e.event_id = rs.event_id
 		WHERE rs.room_id = $1 AND rs.type = 'm.space.child'`, roomID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out [][]byte
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, err
-		}
-		out = append(out, []byte(p))
-	}
-	return out, rows.Err()
 }
 
 // RoomSummaries returns the summaries of the rooms found, by id.
@@ -627,4 +601,17 @@ func (s *Store) ShareJoinedRoomWithServer(ctx context.Context, userID, server st
 		WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id LIKE $2 AND o.membership = 'join' LIMIT 1) x`,
 		userID, "%:"+server).Scan(&n)
 	return n > 0, err
+}
+
+// queryPDUs runs a query of one PDU column.
+func queryPDUs(ctx context.Context, q querier, query string, args ...any) ([][]byte, error) {
+	strs, err := queryStrings(ctx, q, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(strs))
+	for i, p := range strs {
+		out[i] = []byte(p)
+	}
+	return out, nil
 }

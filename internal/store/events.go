@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,6 +30,18 @@ type EventRow struct {
 	// TxnKey identifies the client transaction (its id scoped by endpoint)
 	// for idempotency; written, never read back into rows.
 	TxnKey sql.NullString
+}
+
+// HasURL reports whether the event's content has a url (the contains_url
+// filter of /messages and /search).
+func (e *EventRow) HasURL() bool {
+	var c struct {
+		Content struct {
+			URL json.RawMessage `json:"url"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(e.PDU, &c)
+	return c.Content.URL != nil
 }
 
 const eventCols = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, state_group, redacted, txn_device, txn_id`

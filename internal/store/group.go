@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 )
 
@@ -96,57 +95,13 @@ func (s *Store) runGroup(batch []*groupJob) {
 	}
 }
 
-// inGroupTx runs every job in one transaction. On success each job's
-// OnCommitted, stream and OnCommit callbacks have run, in InTx's order.
+// inGroupTx runs every job in one transaction (see runTx).
 func (s *Store) inGroupTx(batch []*groupJob) error {
+	fs := make([]func(*Tx) error, len(batch))
+	for i, j := range batch {
+		fs[i] = j.f
+	}
 	// The group outlives any one caller's cancellation: a cancelled caller
 	// only costs the group a retry alone.
-	ctx := context.WithoutCancel(batch[0].ctx)
-	sqlTx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	ctq := cachedTx{tx: sqlTx, c: s.wc, missing: new([]string)}
-	txs := make([]*Tx, len(batch))
-	for i, j := range batch {
-		txs[i] = s.newTx(ctq)
-		if err = j.f(txs[i]); err == nil {
-			err = txs[i].finish(ctx)
-		}
-		if err != nil {
-			break
-		}
-	}
-	if err == nil {
-		if err = sqlTx.Commit(); err != nil {
-			err = fmt.Errorf("commit: %w", err)
-		}
-	} else {
-		_ = sqlTx.Rollback()
-	}
-	if err == nil {
-		for _, tx := range txs {
-			for _, f := range tx.committed {
-				f()
-			}
-		}
-	}
-	for _, tx := range txs {
-		if tx == nil {
-			continue
-		}
-		for _, f := range tx.finally {
-			f()
-		}
-	}
-	ctq.prepareMissing(ctx)
-	if err != nil {
-		return err
-	}
-	for _, tx := range txs {
-		for _, f := range tx.after {
-			f()
-		}
-	}
-	return nil
+	return s.runTx(context.WithoutCancel(batch[0].ctx), fs...)
 }

@@ -164,36 +164,58 @@ func (tx *Tx) Alloc(st *Stream) int64 {
 
 // InTx runs f in a write transaction and commits it when f returns nil.
 func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
+	return s.runTx(ctx, f)
+}
+
+// runTx runs fs one after the other in one write transaction, each with its
+// own Tx (its own callbacks), and commits when all return nil. After a
+// commit it runs every OnCommitted callback, then releases the stream
+// positions, then runs the OnCommit callbacks; after a rollback only the
+// positions are released.
+func (s *Store) runTx(ctx context.Context, fs ...func(tx *Tx) error) error {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	ctq := cachedTx{tx: sqlTx, c: s.wc, missing: new([]string)}
-	tx := s.newTx(ctq)
-	err = f(tx)
-	if err == nil {
-		err = tx.finish(ctx)
+	txs := make([]*Tx, 0, len(fs))
+	for _, f := range fs {
+		tx := s.newTx(ctq)
+		txs = append(txs, tx)
+		if err = f(tx); err == nil {
+			err = tx.finish(ctx)
+		}
+		if err != nil {
+			break
+		}
 	}
 	if err == nil {
 		if err = sqlTx.Commit(); err != nil {
 			err = fmt.Errorf("commit: %w", err)
-		} else {
-			for _, f := range tx.committed {
-				f()
-			}
 		}
 	} else {
 		_ = sqlTx.Rollback()
 	}
-	for _, f := range tx.finally {
-		f()
+	if err == nil {
+		for _, tx := range txs {
+			for _, f := range tx.committed {
+				f()
+			}
+		}
+	}
+	for _, tx := range txs {
+		for _, f := range tx.finally {
+			f()
+		}
 	}
 	ctq.prepareMissing(ctx)
 	if err != nil {
 		return err
 	}
-	for _, f := range tx.after {
-		f()
+	for _, tx := range txs {
+		for _, f := range tx.after {
+			f()
+		}
 	}
 	return nil
 }

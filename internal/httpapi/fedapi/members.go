@@ -6,6 +6,7 @@ import (
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
+	"luxchat/internal/rooms"
 )
 
 // makeMembership serves make_join, make_leave and make_knock.
@@ -43,6 +44,20 @@ func (a *API) makeKnock(r *httputil.Request, origin string) (any, error) {
 	return a.makeMembership(r, origin, "knock")
 }
 
+// sendMembership checks a send_join/leave/knock request's room and hands
+// its event to the rooms domain.
+func (a *API) sendMembership(r *httputil.Request, origin, membership string) (*rooms.SendMembershipResult, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	raw, err := a.readEvent(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), membership, raw)
+}
+
 func (a *API) readEvent(r *httputil.Request) (json.RawMessage, error) {
 	body, err := r.Body()
 	if err != nil {
@@ -57,15 +72,7 @@ func (a *API) readEvent(r *httputil.Request) (json.RawMessage, error) {
 
 // PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
 func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
-	roomID := r.Var("roomId")
-	if err := a.roomGuard(r, origin, roomID); err != nil {
-		return nil, err
-	}
-	raw, err := a.readEvent(r)
-	if err != nil {
-		return nil, err
-	}
-	res, err := a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), "join", raw)
+	res, err := a.sendMembership(r, origin, "join")
 	if err != nil {
 		return nil, err
 	}
@@ -81,15 +88,7 @@ func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
 
 // PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
 func (a *API) sendLeave(r *httputil.Request, origin string) (any, error) {
-	roomID := r.Var("roomId")
-	if err := a.roomGuard(r, origin, roomID); err != nil {
-		return nil, err
-	}
-	raw, err := a.readEvent(r)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), "leave", raw); err != nil {
+	if _, err := a.sendMembership(r, origin, "leave"); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -97,15 +96,7 @@ func (a *API) sendLeave(r *httputil.Request, origin string) (any, error) {
 
 // PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}
 func (a *API) sendKnock(r *httputil.Request, origin string) (any, error) {
-	roomID := r.Var("roomId")
-	if err := a.roomGuard(r, origin, roomID); err != nil {
-		return nil, err
-	}
-	raw, err := a.readEvent(r)
-	if err != nil {
-		return nil, err
-	}
-	res, err := a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), "knock", raw)
+	res, err := a.sendMembership(r, origin, "knock")
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package stateres
 
 import (
+	"cmp"
 	"container/heap"
 	"encoding/json"
 	"fmt"
@@ -298,23 +299,7 @@ type powerKey struct {
 }
 
 func comparePower(a, b powerKey) int {
-	switch {
-	case a.level != b.level:
-		if a.level > b.level {
-			return -1
-		}
-		return 1
-	case a.ts != b.ts:
-		if a.ts < b.ts {
-			return -1
-		}
-		return 1
-	case a.id < b.id:
-		return -1
-	case a.id > b.id:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(b.level, a.level), cmp.Compare(a.ts, b.ts), cmp.Compare(a.id, b.id))
 }
 
 // powerQueue is a min-heap of the events ready in Kahn's algorithm.
@@ -403,23 +388,7 @@ func (g *graph) mainlineSort(ids []string, pl string) []string {
 		}
 	}
 	slices.SortFunc(entries, func(a, b entry) int {
-		switch {
-		case a.pos != b.pos:
-			if a.pos > b.pos {
-				return -1
-			}
-			return 1
-		case a.ts != b.ts:
-			if a.ts < b.ts {
-				return -1
-			}
-			return 1
-		case a.id < b.id:
-			return -1
-		case a.id > b.id:
-			return 1
-		}
-		return 0
+		return cmp.Or(cmp.Compare(b.pos, a.pos), cmp.Compare(a.ts, b.ts), cmp.Compare(a.id, b.id))
 	})
 	out := make([]string, len(entries))
 	for i, e := range entries {
