@@ -4,134 +4,187 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"regexp"
-	"strconv"
-	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// Deferred writes.
+// Deferred writes and lazy transactions on PostgreSQL.
 //
-// On PostgreSQL each statement of a transaction costs a round trip, and a
-// message's transaction carries several small writes whose results nobody
-// reads (its search document, its staged notifications, the sender's read
-// mark, its federation fan-out row). Those are written with execLater: they
-// wait for the transaction's next statement or its end, and then go to the
-// server together as one statement, the first ones as data-modifying WITH
-// clauses of the last. Any other statement of the transaction sends what
-// waits first, so every statement sees the writes before it. On SQLite,
-// which has no round trips, execLater writes at once.
+// On PostgreSQL each statement costs a round trip, and so do BEGIN and
+// COMMIT. Most of a message's transaction is writes whose results nobody
+// reads: its event row, its search document, its staged notifications,
+// the sender's read mark, its federation fan-out row. Those are written
+// with execLater: they wait, and go to the server together as one pipeline
+// (a pgx batch) when the transaction next needs an answer or ends.
+//
+// The transaction itself begins only when a statement needs an answer. A
+// transaction of deferred writes alone, the common case of a message, is
+// then a single pipeline with a single Sync, which PostgreSQL runs as one
+// implicit transaction: one round trip, all or nothing. Otherwise BEGIN
+// goes first, the waiting writes before each answered statement, and
+// COMMIT with the last ones. Every statement still sees the writes queued
+// before it. On SQLite, which has no round trips, execLater writes at once.
 
 // pendingWrite is a write waiting in a transaction.
 type pendingWrite struct {
 	query string
 	args  []any
+	// mapErr, when set, translates the write's error (say a unique
+	// violation into ErrExists).
+	mapErr func(error) error
 }
 
 // execLater runs a write whose result is not needed, possibly later in
-// the transaction (see above).
-func (tx *Tx) execLater(ctx context.Context, query string, args ...any) error {
-	if tx.s.Engine != Postgres {
-		_, err := tx.raw.ExecContext(ctx, query, args...)
+// the transaction (see above). mapErr, when not nil, translates its error.
+func (tx *Tx) execLater(ctx context.Context, mapErr func(error) error, query string, args ...any) error {
+	if tx.pg == nil {
+		_, err := tx.q.ExecContext(ctx, query, args...)
+		if err != nil && mapErr != nil {
+			err = mapErr(err)
+		}
 		return err
 	}
-	// One statement may not update the same row twice: an upsert already
-	// waiting with the same text goes first.
-	if strings.Contains(query, "DO UPDATE") {
-		for _, p := range tx.pending {
-			if p.query == query {
-				if err := tx.flush(ctx); err != nil {
-					return err
-				}
-				break
-			}
-		}
-	}
-	tx.pending = append(tx.pending, pendingWrite{query: query, args: args})
+	tx.pg.pending = append(tx.pg.pending, pendingWrite{query: query, args: args, mapErr: mapErr})
 	return nil
 }
 
-// flush sends the waiting writes.
-func (tx *Tx) flush(ctx context.Context) error {
-	if tx.flushErr != nil {
-		return tx.flushErr
+// pgTx is a PostgreSQL write transaction on one connection, begun lazily
+// (see above). It is the querier of every Tx of a (grouped) transaction.
+type pgTx struct {
+	conn    *sql.Conn
+	begun   bool
+	pending []pendingWrite
+	err     error // the first failure of a deferred write
+}
+
+// ready makes the transaction fit for a statement that needs an answer:
+// begun, and with the waiting writes sent.
+func (p *pgTx) ready(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
 	}
-	if len(tx.pending) == 0 {
+	if !p.begun {
+		p.begun = true
+		if len(p.pending) == 0 {
+			if _, err := p.conn.ExecContext(ctx, "BEGIN"); err != nil {
+				p.err = fmt.Errorf("begin: %w", err)
+			}
+			return p.err
+		}
+		p.err = p.send(ctx, "BEGIN", "")
+		return p.err
+	}
+	if len(p.pending) > 0 {
+		p.err = p.send(ctx, "", "")
+	}
+	return p.err
+}
+
+// commit ends the transaction: the waiting writes and COMMIT in one round
+// trip, or, when it never began, the writes alone as an implicit
+// transaction.
+func (p *pgTx) commit(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
+	}
+	switch {
+	case !p.begun:
+		p.err = p.send(ctx, "", "")
+	case len(p.pending) == 0:
+		if _, err := p.conn.ExecContext(ctx, "COMMIT"); err != nil {
+			p.err = fmt.Errorf("commit: %w", err)
+		}
+	default:
+		p.err = p.send(ctx, "", "COMMIT")
+	}
+	return p.err
+}
+
+// rollback ends a begun transaction without its writes.
+func (p *pgTx) rollback() {
+	if p.begun {
+		// A connection left in a transaction is discarded by the pool.
+		_, _ = p.conn.ExecContext(context.Background(), "ROLLBACK")
+	}
+	p.pending = nil
+}
+
+// send runs the waiting writes as one pipeline, after first and before
+// last when they are not empty.
+func (p *pgTx) send(ctx context.Context, first, last string) error {
+	ws := p.pending
+	p.pending = nil
+	if len(ws) == 0 && first == "" && last == "" {
 		return nil
 	}
-	query, args := mergeWrites(tx.pending)
-	tx.pending = tx.pending[:0]
-	if _, err := tx.raw.ExecContext(ctx, query, args...); err != nil {
-		tx.flushErr = fmt.Errorf("deferred writes: %w", err)
-		return tx.flushErr
-	}
-	return nil
-}
-
-var placeholder = regexp.MustCompile(`\$([0-9]+)`)
-
-// mergeWrites makes one statement of writes: all but the last as WITH
-// clauses, their placeholders renumbered after the ones before them.
-func mergeWrites(ws []pendingWrite) (string, []any) {
-	if len(ws) == 1 {
-		return ws[0].query, ws[0].args
-	}
-	var b strings.Builder
-	var args []any
-	renumber := func(q string) string {
-		offset := len(args)
-		return placeholder.ReplaceAllStringFunc(q, func(m string) string {
-			n, _ := strconv.Atoi(m[1:])
-			return "$" + strconv.Itoa(n+offset)
-		})
-	}
-	b.WriteString("WITH ")
-	for i, w := range ws[:len(ws)-1] {
-		if i > 0 {
-			b.WriteString(", ")
+	return p.conn.Raw(func(dc any) error {
+		conn := dc.(*stdlib.Conn).Conn()
+		b := &pgx.Batch{}
+		if first != "" {
+			b.Queue(first)
 		}
-		fmt.Fprintf(&b, "w%d AS (%s)", i, renumber(w.query))
-		args = append(args, w.args...)
-	}
-	last := ws[len(ws)-1]
-	b.WriteByte(' ')
-	b.WriteString(renumber(last.query))
-	args = append(args, last.args...)
-	return b.String(), args
+		for _, w := range ws {
+			b.Queue(w.query, w.args...)
+		}
+		if last != "" {
+			b.Queue(last)
+		}
+		br := conn.SendBatch(ctx, b)
+		err := func() error {
+			if first != "" {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("%s: %w", first, err)
+				}
+			}
+			for _, w := range ws {
+				if _, err := br.Exec(); err != nil {
+					if w.mapErr != nil {
+						err = w.mapErr(err)
+					}
+					return fmt.Errorf("deferred write: %w", err)
+				}
+			}
+			if last != "" {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("%s: %w", last, err)
+				}
+			}
+			return nil
+		}()
+		if err != nil {
+			br.Close()
+			return err
+		}
+		return br.Close()
+	})
 }
 
-// flushingQ is a transaction's querier: it sends the waiting writes before
-// any other statement.
-type flushingQ struct {
-	tx *Tx
-}
-
-func (f flushingQ) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := f.tx.flush(ctx); err != nil {
+func (p *pgTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := p.ready(ctx); err != nil {
 		return nil, err
 	}
-	return f.tx.raw.ExecContext(ctx, query, args...)
+	return p.conn.ExecContext(ctx, query, args...)
 }
 
-func (f flushingQ) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if err := f.tx.flush(ctx); err != nil {
+func (p *pgTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := p.ready(ctx); err != nil {
 		return nil, err
 	}
-	return f.tx.raw.QueryContext(ctx, query, args...)
+	return p.conn.QueryContext(ctx, query, args...)
 }
 
-// QueryRowContext cannot return a flush error; the transaction fails with
-// it at its end (see InTx).
-func (f flushingQ) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	_ = f.tx.flush(ctx)
-	return f.tx.raw.QueryRowContext(ctx, query, args...)
+// QueryRowContext cannot return the error of a deferred write; the
+// transaction fails with it when it ends.
+func (p *pgTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	_ = p.ready(ctx)
+	return p.conn.QueryRowContext(ctx, query, args...)
 }
 
-// newTx makes a transaction handle over q.
-func (s *Store) newTx(q querier) *Tx {
-	tx := &Tx{raw: q, s: s}
-	tx.q = flushingQ{tx}
-	return tx
+// prepare prepares q on the transaction's connection.
+func (p *pgTx) prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	if err := p.ready(ctx); err != nil {
+		return nil, err
+	}
+	return p.conn.PrepareContext(ctx, q)
 }
-
-// finish sends the waiting writes at the end of a transaction's work.
-func (tx *Tx) finish(ctx context.Context) error { return tx.flush(ctx) }

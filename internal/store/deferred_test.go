@@ -1,24 +1,11 @@
 package store
 
 import (
-	"reflect"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 )
-
-func TestMergeWrites(t *testing.T) {
-	q, args := mergeWrites([]pendingWrite{
-		{query: `INSERT INTO a (x, y) VALUES ($1, $2)`, args: []any{1, 2}},
-		{query: `INSERT INTO b (z) VALUES ($1) ON CONFLICT DO NOTHING`, args: []any{3}},
-		{query: `INSERT INTO c (u, v) VALUES ($1, $2)`, args: []any{4, 5}},
-	})
-	want := `WITH w0 AS (INSERT INTO a (x, y) VALUES ($1, $2)), w1 AS (INSERT INTO b (z) VALUES ($3) ON CONFLICT DO NOTHING) INSERT INTO c (u, v) VALUES ($4, $5)`
-	if q != want || !reflect.DeepEqual(args, []any{1, 2, 3, 4, 5}) {
-		t.Fatalf("merged:\n%s\n%v", q, args)
-	}
-	if q, args := mergeWrites([]pendingWrite{{query: `DELETE FROM a WHERE x = $1`, args: []any{1}}}); q != `DELETE FROM a WHERE x = $1` || len(args) != 1 {
-		t.Fatalf("single: %s %v", q, args)
-	}
-}
 
 // Deferred writes are seen by the transaction's later statements, commit
 // with it, and fail it when they fail.
@@ -63,6 +50,72 @@ func TestDeferredWrites(t *testing.T) {
 		var n int
 		if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM push_read WHERE user_id = $1`, "@b:hs").Scan(&n); err != nil || n != 0 {
 			t.Fatalf("rolled-back write present: %d %v", n, err)
+		}
+	})
+}
+
+// A second event of one client transaction is ErrExists, whether its write
+// went alone, with a begun transaction, or in a group with other rooms'
+// commits; nothing of the failed transaction stays.
+func TestDeferredEventTxn(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		row := func(pos int64, id string) *EventRow {
+			r := &EventRow{Pos: pos, EventID: id, RoomID: "!r:hs", Type: "m.room.message", Sender: "@a:hs", PDU: []byte(`{}`), Unsigned: []byte(`{}`)}
+			r.TxnDevice.String, r.TxnDevice.Valid = "DEV", true
+			r.TxnID.String, r.TxnID.Valid = "t1", true
+			r.TxnKey.String, r.TxnKey.Valid = "k1", true
+			return r
+		}
+		if err := s.InTx(ctx, func(tx *Tx) error { return tx.InsertEvent(ctx, row(1, "$one")) }); err != nil {
+			t.Fatal(err)
+		}
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.InsertEvent(ctx, row(2, "$two")); err != nil {
+				return err
+			}
+			return tx.MarkSent(ctx, "@c:hs", "!r:hs", "main", 2)
+		})
+		if !errors.Is(err, ErrExists) {
+			t.Fatalf("second event of a transaction, alone: %v", err)
+		}
+		err = s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.MarkSent(ctx, "@c:hs", "!r:hs", "main", 3); err != nil {
+				return err
+			}
+			if _, err := tx.GetEvent(ctx, "$one"); err != nil { // begins the transaction
+				return err
+			}
+			return tx.InsertEvent(ctx, row(3, "$three"))
+		})
+		if !errors.Is(err, ErrExists) {
+			t.Fatalf("second event of a transaction, begun: %v", err)
+		}
+		var n int
+		if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM push_read WHERE user_id = $1`, "@c:hs").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("writes of failed transactions committed: %d %v", n, err)
+		}
+
+		// Concurrent commits, one of them a duplicate.
+		errs := make([]error, 8)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() {
+				r := row(int64(10+i), fmt.Sprintf("$g%d", i))
+				if i > 0 {
+					r.TxnKey.String = fmt.Sprintf("g%d", i)
+				}
+				errs[i] = s.InTxGrouped(ctx, func(tx *Tx) error { return tx.InsertEvent(ctx, r) })
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if i == 0 && !errors.Is(err, ErrExists) || i > 0 && err != nil {
+				t.Errorf("grouped commit %d: %v", i, err)
+			}
+		}
+		if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM events`).Scan(&n); err != nil || n != 8 {
+			t.Fatalf("events stored: %d %v", n, err)
 		}
 	})
 }

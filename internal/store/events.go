@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // EventRow is a stored event.
@@ -77,18 +79,27 @@ func scanEvents(rows *sql.Rows, err error) ([]*EventRow, error) {
 }
 
 // InsertEvent stores an event row; ErrExists when its client transaction
-// (sender, device, TxnKey) already produced an event.
+// (sender, device, TxnKey) already produced an event. The write may be
+// deferred (see execLater), and so may the ErrExists: the transaction then
+// fails with it when it ends.
 func (tx *Tx) InsertEvent(ctx context.Context, e *EventRow) error {
-	res, err := tx.q.ExecContext(ctx, `INSERT INTO events (`+eventCols+`, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-		ON CONFLICT (sender, txn_device, txn_key) WHERE txn_key IS NOT NULL DO NOTHING`,
+	err := tx.execLater(ctx, txnConflict, `INSERT INTO events (`+eventCols+`, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID, e.TxnKey)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("insert event: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrExists
+	return err
+}
+
+// txnConflict makes ErrExists of the unique violation of a client
+// transaction's second event (index events_txn).
+func txnConflict(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_txn" ||
+		strings.Contains(err.Error(), "UNIQUE constraint failed: events.sender, events.txn_device, events.txn_key") {
+		return fmt.Errorf("%w: %v", ErrExists, err)
 	}
-	return nil
+	return err
 }
 
 // RedactEvent replaces an event's PDU by its redacted form and records the

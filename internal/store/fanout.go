@@ -22,7 +22,7 @@ type Fanout struct {
 // AddFanout records an event for delivery, inside the event's transaction.
 // Running it again for the same event (a retried commit) is harmless.
 func (tx *Tx) AddFanout(ctx context.Context, f Fanout) error {
-	err := tx.execLater(ctx, `INSERT INTO federation_fanout (event_id, room_id, stream_pos, built_here, also_to, created_ts)
+	err := tx.execLater(ctx, nil, `INSERT INTO federation_fanout (event_id, room_id, stream_pos, built_here, also_to, created_ts)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING`,
 		f.EventID, f.RoomID, f.Pos, f.BuiltHere, f.AlsoTo, f.CreatedTS)
 	if err != nil {

@@ -105,13 +105,10 @@ func (tx *Tx) insertRows(ctx context.Context, prefix string, cols int, suffix st
 // prepareInTx returns q prepared for the transaction: from the statement
 // cache when there, else prepared on the transaction's connection.
 func (tx *Tx) prepareInTx(ctx context.Context, q string) (*sql.Stmt, error) {
-	if err := tx.flush(ctx); err != nil {
-		return nil, err
+	if tx.pg != nil {
+		return tx.pg.prepare(ctx, q)
 	}
-	ct, ok := tx.raw.(cachedTx)
-	if !ok {
-		return nil, fmt.Errorf("prepare: not a transaction")
-	}
+	ct := tx.q.(cachedTx)
 	if st := ct.cached(q); st != nil {
 		return ct.tx.StmtContext(ctx, st), nil
 	}

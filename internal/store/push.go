@@ -115,7 +115,7 @@ func stagedSentUpTo(n int) string {
 // MarkSent records that a user sent an event at pos in a room's thread
 // ("main" for the main timeline), in the event's transaction.
 func (tx *Tx) MarkSent(ctx context.Context, userID, roomID, threadID string, pos int64) error {
-	return tx.execLater(ctx, `INSERT INTO push_read (user_id, room_id, thread_id, stream_pos) VALUES ($1, $2, $3, $4)
+	return tx.execLater(ctx, nil, `INSERT INTO push_read (user_id, room_id, thread_id, stream_pos) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET stream_pos = excluded.stream_pos WHERE push_read.stream_pos < excluded.stream_pos`,
 		userID, roomID, threadID, pos)
 }
@@ -163,7 +163,7 @@ func (tx *Tx) StagePush(ctx context.Context, p StagedPush) error {
 	if err != nil {
 		return err
 	}
-	return tx.execLater(ctx, `INSERT INTO push_staging (stream_pos, room_id, event_id, thread_id, ts, recipients) VALUES ($1, $2, $3, $4, $5, $6)`,
+	return tx.execLater(ctx, nil, `INSERT INTO push_staging (stream_pos, room_id, event_id, thread_id, ts, recipients) VALUES ($1, $2, $3, $4, $5, $6)`,
 		p.Pos, p.RoomID, p.EventID, p.ThreadID, p.TS, string(recipients))
 }
 

@@ -20,7 +20,7 @@ type SearchDoc struct {
 // IndexSearchDoc adds an event's field to the search index (the SQLite
 // full-text index follows by trigger).
 func (tx *Tx) IndexSearchDoc(ctx context.Context, d SearchDoc) error {
-	err := tx.execLater(ctx, `INSERT INTO search_docs (stream_pos, event_id, room_id, sender, type, field, body) VALUES ($1, $2, $3, $4, $5, $6, $7)
+	err := tx.execLater(ctx, nil, `INSERT INTO search_docs (stream_pos, event_id, room_id, sender, type, field, body) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT DO NOTHING`, d.Pos, d.EventID, d.RoomID, d.Sender, d.Type, d.Field, d.Body)
 	if err != nil {
 		return fmt.Errorf("index search doc: %w", err)

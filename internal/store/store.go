@@ -134,11 +134,9 @@ type querier interface {
 
 // Tx is a write transaction. Its methods are the store's write queries.
 type Tx struct {
-	q         querier // raw, sending deferred writes first (see deferred.go)
-	raw       querier
+	q         querier
+	pg        *pgTx // on PostgreSQL, the same as q (see deferred.go)
 	s         *Store
-	pending   []pendingWrite
-	flushErr  error
 	committed []func()
 	after     []func()
 	finally   []func()
@@ -173,28 +171,52 @@ func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
 // positions, then runs the OnCommit callbacks; after a rollback only the
 // positions are released.
 func (s *Store) runTx(ctx context.Context, fs ...func(tx *Tx) error) error {
-	sqlTx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	ctq := cachedTx{tx: sqlTx, c: s.wc, missing: new([]string)}
-	txs := make([]*Tx, 0, len(fs))
-	for _, f := range fs {
-		tx := s.newTx(ctq)
-		txs = append(txs, tx)
-		if err = f(tx); err == nil {
-			err = tx.finish(ctx)
-		}
+	var (
+		txs    []*Tx
+		commit func() error
+		undo   func()
+		after  func()
+	)
+	if s.Engine == Postgres {
+		conn, err := s.w.Conn(ctx)
 		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		defer conn.Close()
+		p := &pgTx{conn: conn}
+		for range fs {
+			txs = append(txs, &Tx{q: p, pg: p, s: s})
+		}
+		commit = func() error { return p.commit(ctx) }
+		undo, after = p.rollback, func() {}
+	} else {
+		sqlTx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		ctq := cachedTx{tx: sqlTx, c: s.wc, missing: new([]string)}
+		for range fs {
+			txs = append(txs, &Tx{q: ctq, s: s})
+		}
+		commit = func() error {
+			if err := sqlTx.Commit(); err != nil {
+				return fmt.Errorf("commit: %w", err)
+			}
+			return nil
+		}
+		undo = func() { _ = sqlTx.Rollback() }
+		after = func() { ctq.prepareMissing(ctx) }
+	}
+	var err error
+	for i, f := range fs {
+		if err = f(txs[i]); err != nil {
 			break
 		}
 	}
 	if err == nil {
-		if err = sqlTx.Commit(); err != nil {
-			err = fmt.Errorf("commit: %w", err)
-		}
+		err = commit()
 	} else {
-		_ = sqlTx.Rollback()
+		undo()
 	}
 	if err == nil {
 		for _, tx := range txs {
@@ -208,7 +230,7 @@ func (s *Store) runTx(ctx context.Context, fs ...func(tx *Tx) error) error {
 			f()
 		}
 	}
-	ctq.prepareMissing(ctx)
+	after()
 	if err != nil {
 		return err
 	}
@@ -218,6 +240,15 @@ func (s *Store) runTx(ctx context.Context, fs ...func(tx *Tx) error) error {
 		}
 	}
 	return nil
+}
+
+// execOnce runs a statement that runs once (a migration's), past the
+// statement cache.
+func (tx *Tx) execOnce(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if ct, ok := tx.q.(cachedTx); ok {
+		return ct.tx.ExecContext(ctx, query, args...)
+	}
+	return tx.q.ExecContext(ctx, query, args...)
 }
 
 // Reader returns a handle for read-only queries outside a transaction.
@@ -267,13 +298,12 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		text, _ := schemaFS.ReadFile(name)
 		err := s.InTx(ctx, func(tx *Tx) error {
-			raw := tx.raw.(cachedTx).tx // DDL is run once: no need to cache it
 			for _, stmt := range splitStatements(migrationSQL(string(text), s.Engine)) {
-				if _, err := raw.ExecContext(ctx, stmt); err != nil {
+				if _, err := tx.execOnce(ctx, stmt); err != nil {
 					return fmt.Errorf("%s: %w\n%s", name, err, stmt)
 				}
 			}
-			_, err := raw.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_ts) VALUES ($1, $2)`, version, time.Now().UnixMilli())
+			_, err := tx.execOnce(ctx, `INSERT INTO schema_migrations (version, applied_ts) VALUES ($1, $2)`, version, time.Now().UnixMilli())
 			return err
 		})
 		if err != nil {
