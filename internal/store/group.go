@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -37,6 +39,10 @@ type grouper struct {
 	mu      sync.Mutex
 	queue   []*groupJob
 	leading bool
+	// conn is the leader's connection, kept from group to group so that
+	// room commits always find their statements prepared and the server's
+	// caches warm; dropped after any failure.
+	conn *sql.Conn
 }
 
 // InTxGrouped is InTx for commits that may share a transaction with
@@ -77,31 +83,55 @@ func (s *Store) InTxGrouped(ctx context.Context, f func(tx *Tx) error) error {
 }
 
 // runGroup commits the jobs in one transaction, or each alone when that
-// fails, and answers each job.
+// fails, and answers each job. Only the leader calls it.
 func (s *Store) runGroup(batch []*groupJob) {
 	if len(batch) == 1 {
 		j := batch[0]
-		j.done <- s.InTx(j.ctx, j.f)
+		j.done <- s.inGroupTx(j.ctx, batch)
 		return
 	}
-	if err := s.inGroupTx(batch); err == nil {
+	// The group outlives any one caller's cancellation: a cancelled caller
+	// only costs the group a retry alone.
+	if err := s.inGroupTx(context.WithoutCancel(batch[0].ctx), batch); err == nil {
 		for _, j := range batch {
 			j.done <- nil
 		}
 		return
 	}
 	for _, j := range batch {
-		j.done <- s.InTx(j.ctx, j.f)
+		j.done <- s.inGroupTx(j.ctx, []*groupJob{j})
 	}
 }
 
-// inGroupTx runs every job in one transaction (see runTx).
-func (s *Store) inGroupTx(batch []*groupJob) error {
-	fs := make([]func(*Tx) error, len(batch))
-	for i, j := range batch {
+// inGroupTx runs jobs in one transaction (see runTx) on the leader's
+// connection.
+func (s *Store) inGroupTx(ctx context.Context, jobs []*groupJob) error {
+	g := &s.group
+	if g.conn == nil {
+		conn, err := s.w.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		g.conn = conn
+	}
+	fs := make([]func(*Tx) error, len(jobs))
+	for i, j := range jobs {
 		fs[i] = j.f
 	}
-	// The group outlives any one caller's cancellation: a cancelled caller
-	// only costs the group a retry alone.
-	return s.runTx(context.WithoutCancel(batch[0].ctx), fs...)
+	err := s.runTx(ctx, g.conn, fs...)
+	if err != nil {
+		g.conn.Close()
+		g.conn = nil
+	}
+	return err
+}
+
+// closeConn returns the leader's connection to the pool.
+func (g *grouper) closeConn() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn != nil && !g.leading {
+		g.conn.Close()
+		g.conn = nil
+	}
 }

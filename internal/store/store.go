@@ -114,6 +114,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	s.group.closeConn()
 	if s.wc != nil {
 		s.wc.close()
 		s.rc.close()
@@ -162,15 +163,16 @@ func (tx *Tx) Alloc(st *Stream) int64 {
 
 // InTx runs f in a write transaction and commits it when f returns nil.
 func (s *Store) InTx(ctx context.Context, f func(tx *Tx) error) error {
-	return s.runTx(ctx, f)
+	return s.runTx(ctx, nil, f)
 }
 
 // runTx runs fs one after the other in one write transaction, each with its
 // own Tx (its own callbacks), and commits when all return nil. After a
 // commit it runs every OnCommitted callback, then releases the stream
 // positions, then runs the OnCommit callbacks; after a rollback only the
-// positions are released.
-func (s *Store) runTx(ctx context.Context, fs ...func(tx *Tx) error) error {
+// positions are released. On PostgreSQL it runs on conn, or on a
+// connection of the pool when conn is nil.
+func (s *Store) runTx(ctx context.Context, conn *sql.Conn, fs ...func(tx *Tx) error) error {
 	var (
 		txs    []*Tx
 		commit func() error
@@ -178,11 +180,14 @@ func (s *Store) runTx(ctx context.Context, fs ...func(tx *Tx) error) error {
 		after  func()
 	)
 	if s.Engine == Postgres {
-		conn, err := s.w.Conn(ctx)
-		if err != nil {
-			return fmt.Errorf("begin: %w", err)
+		if conn == nil {
+			c, err := s.w.Conn(ctx)
+			if err != nil {
+				return fmt.Errorf("begin: %w", err)
+			}
+			defer c.Close()
+			conn = c
 		}
-		defer conn.Close()
 		p := &pgTx{conn: conn}
 		for range fs {
 			txs = append(txs, &Tx{q: p, pg: p, s: s})
