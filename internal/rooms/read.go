@@ -130,10 +130,38 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, 
 
 // Page is a page of /messages.
 type Page struct {
+	// Chunk holds the events without their bundled aggregations, which
+	// JSON and Events splice in (so that a page is copied once).
 	Chunk []json.RawMessage `json:"chunk"`
 	Start string            `json:"start"`
 	End   string            `json:"end,omitempty"`
 	State []json.RawMessage `json:"state,omitempty"`
+	// relations[i], when not nil, is the m.relations object of Chunk[i].
+	relations [][]byte
+}
+
+// Events returns the page's events with their bundled aggregations.
+func (p *Page) Events() []json.RawMessage {
+	if p.relations == nil {
+		return p.Chunk
+	}
+	out := make([]json.RawMessage, len(p.Chunk))
+	for i, e := range p.Chunk {
+		out[i] = p.appendEvent(nil, i, e)
+	}
+	return out
+}
+
+// appendEvent appends Chunk[i] (e) with its bundled aggregations.
+func (p *Page) appendEvent(dst []byte, i int, e json.RawMessage) []byte {
+	if p.relations == nil || p.relations[i] == nil {
+		return append(dst, e...)
+	}
+	// A rendered event ends with its unsigned object: "…}}".
+	dst = append(dst, e[:len(e)-2]...)
+	dst = append(dst, `,"m.relations":`...)
+	dst = append(dst, p.relations[i]...)
+	return append(dst, "}}"...)
 }
 
 // MessagesRequest is a /messages query.
@@ -500,7 +528,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 		return nil, err
 	}
 	if before > 0 {
-		res.EventsBefore = b.Chunk
+		res.EventsBefore = b.Events()
 	}
 	res.Start = b.End
 	if res.Start == "" {
@@ -511,7 +539,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 		return nil, err
 	}
 	if after > 0 {
-		res.EventsAfter = a.Chunk
+		res.EventsAfter = a.Events()
 	}
 	res.End = a.End
 	if res.End == "" {
@@ -577,12 +605,21 @@ func (s *Service) ForgetIgnoredUsers(userID string) { s.ignored.Delete(userID) }
 // re-compact every event, which costs more than building them.
 func (p *Page) JSON() []byte {
 	n := 64
-	for _, e := range p.Chunk {
+	for i, e := range p.Chunk {
 		n += len(e) + 1
+		if p.relations != nil {
+			n += len(p.relations[i]) + 16
+		}
 	}
 	out := make([]byte, 0, n)
-	out = append(out, `{"chunk":`...)
-	out = appendRawList(out, p.Chunk)
+	out = append(out, `{"chunk":[`...)
+	for i, e := range p.Chunk {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = p.appendEvent(out, i, e)
+	}
+	out = append(out, ']')
 	out = append(out, `,"start":`...)
 	out = appendJSONString(out, p.Start)
 	if p.End != "" {

@@ -220,6 +220,9 @@ type bundleEntry struct {
 	participants map[string]bool // senders of thread events
 	refs         []string        // m.reference children, oldest first
 	maxPos       int64           // newest child counted
+	// summary is the parent row's aggregates the entry was built from
+	// (store.EventRow.Aggregates), which a cached entry must match.
+	summary string
 }
 
 // SetBundleAggregations turns bundled aggregations on (the default) or off;
@@ -309,10 +312,17 @@ func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64,
 	// see every child counted; the others get theirs computed.
 	var exact []*store.EventRow
 	if len(ignored) == 0 {
+		// Rows read from the database carry their aggregates: a cached
+		// entry serves them when built from the same ones, and rows
+		// without any need nothing. Rows built in memory (a sync's newest)
+		// rely on the cache alone.
 		c := s.rel.entries()
 		var missing []*store.EventRow
 		for _, p := range parents {
-			if e, ok := c.get(p.EventID); ok {
+			if p.AggregatesRead && p.Aggregates == "" {
+				continue
+			}
+			if e, ok := c.get(p.EventID); ok && (!p.AggregatesRead || e != nil && e.summary == p.Aggregates) {
 				entries[p.EventID] = e
 			} else {
 				missing = append(missing, p)
@@ -320,15 +330,17 @@ func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64,
 		}
 		if len(missing) > 0 {
 			gen := s.rel.gen.Load()
-			loaded, err := s.loadBundles(ctx, missing, math.MaxInt64, nil, dense)
-			if err != nil {
+			if err := s.loadBundles(ctx, missing, math.MaxInt64, nil, dense, entries); err != nil {
 				return nil, err
 			}
 			keep := s.rel.gen.Load() == gen
 			for _, p := range missing {
-				entries[p.EventID] = loaded[p.EventID]
+				e := entries[p.EventID]
+				if e != nil && p.AggregatesRead {
+					e.summary = p.Aggregates
+				}
 				if keep {
-					c.put(p.EventID, loaded[p.EventID])
+					c.put(p.EventID, e)
 				}
 			}
 		}
@@ -341,12 +353,11 @@ func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64,
 		exact = parents
 	}
 	if len(exact) > 0 {
-		loaded, err := s.loadBundles(ctx, exact, upTo, ignored, dense)
-		if err != nil {
-			return nil, err
-		}
 		for _, p := range exact {
-			entries[p.EventID] = loaded[p.EventID]
+			delete(entries, p.EventID) // computed afresh below
+		}
+		if err := s.loadBundles(ctx, exact, upTo, ignored, dense, entries); err != nil {
+			return nil, err
 		}
 	}
 	pb := &pageBundles{userID: userID, withThreads: withThreads, entries: entries, now: time.Now().UnixMilli()}
@@ -432,37 +443,56 @@ func (e *bundleEntry) size() int {
 	return len(e.replaceBase) + len(e.replaceRoom) + 96 + len(e.refs)*64
 }
 
-// loadBundles reads the aggregations of parents from the database. Over
-// every child that is one scan of relation_aggregates (a range of the
-// room's positions for a page); then the rows of latest thread events and
+// loadBundles reads the aggregations of parents from the database into
+// out. Rows read from the database carry them (store.ParseAggregates);
+// for the others it is one scan of relation_aggregates (a range of the
+// room's positions for a page). Then the rows of latest thread events and
 // of latest edits whose client form is not cached, one statement for
 // thread participants and one for references, each only when needed.
-// Parents without aggregated children map to nil.
-func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, upTo int64, ignored []string, dense bool) (map[string]*bundleEntry, error) {
-	byID := make(map[string]*store.EventRow, len(parents))
-	roomJSON := map[string][]byte{} // quoted once per room
+// Parents without aggregated children get no entry.
+func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, upTo int64, ignored []string, dense bool, out map[string]*bundleEntry) error {
+	// The quoted room id of each parent: one for a page of one room.
+	roomJSON := appendJSONString(nil, parents[0].RoomID)
+	var roomsJSON map[string][]byte // parent → room, for several rooms
 	for _, p := range parents {
-		byID[p.EventID] = p
-		if roomJSON[p.RoomID] == nil {
-			roomJSON[p.RoomID] = appendJSONString(nil, p.RoomID)
+		if p.RoomID != parents[0].RoomID {
+			roomsJSON = make(map[string][]byte, len(parents))
+			for _, p := range parents {
+				roomsJSON[p.EventID] = appendJSONString(nil, p.RoomID)
+			}
+			break
 		}
 	}
-	var agg []store.AggregateSummary
+	agg := make([]store.AggregateSummary, 0, len(parents))
 	var refs []store.BundleRow
 	if upTo == math.MaxInt64 && len(ignored) == 0 {
-		want := make(map[string]bool, len(parents))
-		room, lo, hi := parents[0].RoomID, parents[0].Pos, parents[0].Pos
+		// Rows read from the database carry their aggregates; the others
+		// (built in memory when sent) have theirs read.
+		var unread []*store.EventRow
 		for _, p := range parents {
-			want[p.EventID] = true
-			if p.RoomID != room {
-				room = ""
+			if p.AggregatesRead {
+				agg = store.ParseAggregates(agg, p)
+			} else {
+				unread = append(unread, p)
 			}
-			lo, hi = min(lo, p.Pos), max(hi, p.Pos)
+		}
+		if len(unread) > 0 {
+			want := make(map[string]bool, len(unread))
+			room, lo, hi := unread[0].RoomID, unread[0].Pos, unread[0].Pos
+			for _, p := range unread {
+				want[p.EventID] = true
+				if p.RoomID != room {
+					room = ""
+				}
+				lo, hi = min(lo, p.Pos), max(hi, p.Pos)
+			}
+			read, err := s.store.AggregateSummaries(ctx, room, lo, hi, want, dense)
+			if err != nil {
+				return err
+			}
+			agg = append(agg, read...)
 		}
 		var err error
-		if agg, err = s.store.AggregateSummaries(ctx, room, lo, hi, want, dense); err != nil {
-			return nil, err
-		}
 		var withRefs []string
 		for _, a := range agg {
 			if a.RelType == "m.reference" {
@@ -470,7 +500,7 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 			}
 		}
 		if refs, err = s.store.References(ctx, withRefs); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		ids := make([]string, len(parents))
@@ -479,7 +509,7 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 		}
 		rows, err := s.store.BundleRows(ctx, ids, upTo, ignored)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, r := range rows {
 			if r.RelType == "m.reference" {
@@ -490,20 +520,30 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 			}
 		}
 	}
-	out := map[string]*bundleEntry{}
 	if len(agg) == 0 && len(refs) == 0 {
-		return out, nil
+		return nil
 	}
+	var made []*bundleEntry
+	entry := func(parent string) *bundleEntry {
+		e := out[parent]
+		if e == nil {
+			e = &bundleEntry{}
+			out[parent] = e
+			made = append(made, e)
+		}
+		return e
+	}
+	// Latest edits whose client form is cached need no row.
 	var need, roots []string
-	bases := map[string][]byte{}
 	for _, a := range agg {
 		switch a.RelType {
 		case "m.thread":
 			roots = append(roots, a.Parent)
 			need = append(need, a.EventID)
 		case "m.replace":
+			e := entry(a.Parent)
 			if b, ok := s.bases.get(a.EventID); ok && a.Rank >= 0 {
-				bases[a.EventID] = b
+				e.replaceBase, e.replaceTS = b, a.Rank
 			} else {
 				need = append(need, a.EventID)
 			}
@@ -513,7 +553,7 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 	if len(need) > 0 {
 		got, err := s.store.GetEvents(ctx, need)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, c := range got {
 			children[c.EventID] = c
@@ -521,27 +561,20 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 	}
 	participants, err := s.store.ThreadParticipants(ctx, roots)
 	if err != nil {
-		return nil, err
-	}
-	entry := func(parent string) *bundleEntry {
-		e := out[parent]
-		if e == nil {
-			e = &bundleEntry{}
-			out[parent] = e
-		}
-		return e
+		return err
 	}
 	for _, a := range agg {
 		e := entry(a.Parent)
 		e.maxPos = max(e.maxPos, a.MaxPos)
 		switch a.RelType {
 		case "m.replace":
-			if b := bases[a.EventID]; b != nil {
-				e.replaceBase, e.replaceTS = b, a.Rank
-			} else if c := children[a.EventID]; c != nil {
+			if c := children[a.EventID]; e.replaceBase == nil && c != nil {
 				e.replaceBase, e.replaceTS = s.clientBase(c), c.OriginTS
 			}
-			e.replaceRoom = roomJSON[byID[a.Parent].RoomID]
+			e.replaceRoom = roomJSON
+			if roomsJSON != nil {
+				e.replaceRoom = roomsJSON[a.Parent]
+			}
 		case "m.thread":
 			e.thread = children[a.EventID]
 			e.threadCount = a.Count
@@ -556,10 +589,10 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 		e.maxPos = max(e.maxPos, r.MaxPos)
 		e.refs = append(e.refs, r.EventID)
 	}
-	for _, e := range out {
+	for _, e := range made {
 		slices.Reverse(e.refs) // the statements list the newest first
 	}
-	return out, nil
+	return nil
 }
 
 // readerUpTo is the last position whose children a reader may be shown:
@@ -609,22 +642,24 @@ func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *viewer, 
 		if err != nil {
 			return nil, err
 		}
-		for i, row := range shown {
-			if pb == nil {
-				break
+		if pb != nil {
+			// The page's m.relations objects, in one buffer.
+			size := 0
+			for _, e := range pb.entries {
+				if e != nil {
+					size += e.size()
+				}
 			}
-			e := pb.entries[row.EventID]
-			if e == nil {
-				continue
-			}
-			ev := page.Chunk[i]
-			// The rendered event ends with its unsigned object: "…}}".
-			out := make([]byte, 0, len(ev)+e.size())
-			out = append(out, ev[:len(ev)-2]...)
-			out = append(out, `,"m.relations":`...)
-			var ok bool
-			if out, ok = pb.appendBundle(out, s, row); ok {
-				page.Chunk[i] = append(out, "}}"...)
+			buf := make([]byte, 0, size)
+			for i, row := range shown {
+				start := len(buf)
+				var ok bool
+				if buf, ok = pb.appendBundle(buf, s, row); ok {
+					if page.relations == nil {
+						page.relations = make([][]byte, len(shown))
+					}
+					page.relations[i] = buf[start:len(buf):len(buf)]
+				}
 			}
 		}
 	}

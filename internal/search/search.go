@@ -378,7 +378,7 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 		return nil, err
 	}
 	if before > 0 {
-		rc.EventsBefore = b.Chunk
+		rc.EventsBefore = b.Events()
 	}
 	rc.Start = b.End
 	if rc.Start == "" {
@@ -390,7 +390,7 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 		return nil, err
 	}
 	if after > 0 {
-		rc.EventsAfter = a.Chunk
+		rc.EventsAfter = a.Events()
 	}
 	rc.End = a.End
 	if rc.End == "" {

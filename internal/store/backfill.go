@@ -153,7 +153,7 @@ func (tx *Tx) InsertBackfilled(ctx context.Context, e *EventRow) (bool, error) {
 	if n, _ := res.RowsAffected(); n > 0 {
 		return true, nil
 	}
-	res, err = tx.q.ExecContext(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+	res, err = tx.q.ExecContext(ctx, `INSERT INTO events (`+eventInsertCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (event_id) DO NOTHING`,
 		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID)
 	if err != nil {

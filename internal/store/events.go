@@ -32,6 +32,11 @@ type EventRow struct {
 	// TxnKey identifies the client transaction (its id scoped by endpoint)
 	// for idempotency; written, never read back into rows.
 	TxnKey sql.NullString
+	// Aggregates is the event's relation aggregates as kept on its row
+	// (see ParseAggregates); AggregatesRead tells that they were read with
+	// the row, so are as fresh as it is (rows built in memory have none).
+	Aggregates     string
+	AggregatesRead bool
 }
 
 // HasURL reports whether the event's content has a url (the contains_url
@@ -46,12 +51,18 @@ func (e *EventRow) HasURL() bool {
 	return c.Content.URL != nil
 }
 
-const eventCols = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, state_group, redacted, txn_device, txn_id`
+// eventInsertCols are the columns an event row is written with;
+// eventCols (read) add its relation aggregates.
+const (
+	eventInsertCols = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, state_group, redacted, txn_device, txn_id`
+	eventCols       = eventInsertCols + `, rel_summary`
+)
 
 func scanEvent(row interface{ Scan(...any) error }) (*EventRow, error) {
 	var e EventRow
 	var pdu, unsigned string
-	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &pdu, &unsigned, &e.StateGroup, &e.Redacted, &e.TxnDevice, &e.TxnID)
+	var aggregates sql.NullString
+	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &pdu, &unsigned, &e.StateGroup, &e.Redacted, &e.TxnDevice, &e.TxnID, &aggregates)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -59,6 +70,7 @@ func scanEvent(row interface{ Scan(...any) error }) (*EventRow, error) {
 		return nil, fmt.Errorf("scan event: %w", err)
 	}
 	e.PDU, e.Unsigned = []byte(pdu), []byte(unsigned)
+	e.Aggregates, e.AggregatesRead = aggregates.String, true
 	return &e, nil
 }
 
@@ -83,7 +95,7 @@ func scanEvents(rows *sql.Rows, err error) ([]*EventRow, error) {
 // deferred (see execLater), and so may the ErrExists: the transaction then
 // fails with it when it ends.
 func (tx *Tx) InsertEvent(ctx context.Context, e *EventRow) error {
-	err := tx.execLater(ctx, txnConflict, `INSERT INTO events (`+eventCols+`, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+	err := tx.execLater(ctx, txnConflict, `INSERT INTO events (`+eventInsertCols+`, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID, e.TxnKey)
 	if err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("insert event: %w", err)

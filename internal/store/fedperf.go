@@ -166,7 +166,7 @@ func (tx *Tx) InsertOutliers(ctx context.Context, es []*EventRow) error {
 		}
 		rows = append(rows, []any{e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID})
 	}
-	if err := tx.insertRows(ctx, `INSERT INTO events (`+eventCols+`) VALUES `, 14, ` ON CONFLICT (event_id) DO NOTHING`, rows); err != nil {
+	if err := tx.insertRows(ctx, `INSERT INTO events (`+eventInsertCols+`) VALUES `, 14, ` ON CONFLICT (event_id) DO NOTHING`, rows); err != nil {
 		return fmt.Errorf("insert outliers: %w", err)
 	}
 	return nil

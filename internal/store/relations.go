@@ -134,7 +134,7 @@ func (s *Store) BundleRows(ctx context.Context, parents []string, maxPos int64, 
 // ranks above the current one (rank: origin_server_ts for edits, the
 // stream position otherwise; then the event id).
 func (tx *Tx) AddToAggregate(ctx context.Context, parent, roomID, relType, eventID string, rank, pos, parentPos int64) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO relation_aggregates (parent, room_id, rel_type, latest_event, rank_ts, cnt, max_pos, parent_pos) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)
+	err := tx.execLater(ctx, nil, `INSERT INTO relation_aggregates (parent, room_id, rel_type, latest_event, rank_ts, cnt, max_pos, parent_pos) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)
 		ON CONFLICT (parent, rel_type) DO UPDATE SET
 			cnt = relation_aggregates.cnt + 1,
 			max_pos = CASE WHEN excluded.max_pos > relation_aggregates.max_pos THEN excluded.max_pos ELSE relation_aggregates.max_pos END,
@@ -144,6 +144,22 @@ func (tx *Tx) AddToAggregate(ctx context.Context, parent, roomID, relType, event
 		parent, roomID, relType, eventID, rank, pos, parentPos)
 	if err != nil {
 		return fmt.Errorf("update relation aggregate: %w", err)
+	}
+	return tx.refreshRelSummary(ctx, parent)
+}
+
+// refreshRelSummary copies the relation_aggregates rows of parent onto its
+// event row (see migration 0021 and ParseAggregates).
+func (tx *Tx) refreshRelSummary(ctx context.Context, parent string) error {
+	agg, sep := "group_concat", "char"
+	if tx.s.Engine == Postgres {
+		agg, sep = "string_agg", "chr"
+	}
+	f := " || " + sep + "(31) || "
+	err := tx.execLater(ctx, nil, `UPDATE events SET rel_summary = (SELECT `+agg+`(a.rel_type`+f+`a.latest_event`+f+`a.cnt`+f+`a.max_pos`+f+`a.rank_ts, `+sep+`(30))
+		FROM relation_aggregates a WHERE a.parent = $1) WHERE event_id = $1`, parent)
+	if err != nil {
+		return fmt.Errorf("update relation summary: %w", err)
 	}
 	return nil
 }
@@ -166,7 +182,7 @@ func (tx *Tx) RecomputeAggregate(ctx context.Context, parent, relType string) er
 	if err != nil {
 		return fmt.Errorf("recompute relation aggregate: %w", err)
 	}
-	return nil
+	return tx.refreshRelSummary(ctx, parent)
 }
 
 // ThreadParticipants returns, per thread root among roots, the senders of

@@ -48,7 +48,8 @@ func TestRelationsBackfill(t *testing.T) {
 		put("$nuledit", "@a:x", "m.room.message", "", rel("m.replace", "$nulparent", `"m.new_content":{"body":"1"},`), false)
 
 		// Back to the schema before migration 12.
-		for _, q := range []string{`DROP TABLE event_relations`, `DROP TABLE relation_aggregates`, `DELETE FROM schema_migrations WHERE version = 12`, `DELETE FROM schema_migrations WHERE version = 20`} {
+		for _, q := range []string{`DROP TABLE event_relations`, `DROP TABLE relation_aggregates`, `DELETE FROM schema_migrations WHERE version = 12`, `DELETE FROM schema_migrations WHERE version = 20`,
+			`ALTER TABLE events DROP COLUMN rel_summary`, `DELETE FROM schema_migrations WHERE version = 21`} {
 			if _, err := s.w.ExecContext(ctx, q); err != nil {
 				t.Fatal(err)
 			}
@@ -99,6 +100,45 @@ func TestRelationsBackfill(t *testing.T) {
 			if want := []string{"m.replace $edit2 2", "m.thread $reply 1"}; !slices.Equal(aggs, want) {
 				t.Errorf("aggregates (room %q): %v, want %v", room, aggs, want)
 			}
+		}
+		// And on the parent's row (filled in by migration 21), kept up to
+		// date as children come and go.
+		onRow := func() []string {
+			t.Helper()
+			row, err := s.GetEvent(ctx, "$orig")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var aggs []string
+			for _, a := range ParseAggregates(nil, row) {
+				aggs = append(aggs, fmt.Sprintf("%s %s %d %d", a.RelType, a.EventID, a.Count, a.MaxPos))
+			}
+			slices.Sort(aggs)
+			return aggs
+		}
+		if got, want := onRow(), []string{"m.replace $edit2 2 1003", "m.thread $reply 1 1006"}; !slices.Equal(got, want) {
+			t.Errorf("aggregates on the row after the migration: %v, want %v", got, want)
+		}
+		err = s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.AddToAggregate(ctx, "$orig", "!r:x", "m.reference", "$ref", 2000, 2000, 1001); err != nil {
+				return err
+			}
+			return tx.AddToAggregate(ctx, "$orig", "!r:x", "m.thread", "$reply9", 2001, 2001, 1001)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := onRow(), []string{"m.reference $ref 1 2000", "m.replace $edit2 2 1003", "m.thread $reply9 2 2001"}; !slices.Equal(got, want) {
+			t.Errorf("aggregates on the row after new children: %v, want %v", got, want)
+		}
+		if err := s.InTx(ctx, func(tx *Tx) error { return tx.RecomputeAggregate(ctx, "$orig", "m.thread") }); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := onRow(), []string{"m.reference $ref 1 2000", "m.replace $edit2 2 1003", "m.thread $reply 1 1006"}; !slices.Equal(got, want) {
+			t.Errorf("aggregates on the row after a recount: %v, want %v", got, want)
+		}
+		if row, err := s.GetEvent(ctx, "$plain"); err != nil || !row.AggregatesRead || row.Aggregates != "" {
+			t.Errorf("event without children: %+v %v", row, err)
 		}
 	})
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // AggregateSummary is one row of relation_aggregates: the latest valid
@@ -64,6 +66,43 @@ func (s *Store) AggregateSummaries(ctx context.Context, roomID string, lo, hi in
 		}
 	}
 	return out, rows.Err()
+}
+
+// ParseAggregates returns the aggregates kept on an event row (its
+// rel_summary, see migration 0021), appended to dst; records that do not
+// parse are skipped.
+func ParseAggregates(dst []AggregateSummary, row *EventRow) []AggregateSummary {
+	rest := row.Aggregates
+	for rest != "" {
+		rec := rest
+		if i := strings.IndexByte(rest, 0x1e); i >= 0 {
+			rec, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		var f [5]string
+		n := 0
+		for n < 4 {
+			i := strings.IndexByte(rec, 0x1f)
+			if i < 0 {
+				break
+			}
+			f[n], rec = rec[:i], rec[i+1:]
+			n++
+		}
+		if n != 4 {
+			continue
+		}
+		f[4] = rec
+		cnt, err1 := strconv.Atoi(f[2])
+		maxPos, err2 := strconv.ParseInt(f[3], 10, 64)
+		rank, err3 := strconv.ParseInt(f[4], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		dst = append(dst, AggregateSummary{Parent: row.EventID, RelType: f[0], EventID: f[1], Count: cnt, MaxPos: maxPos, Rank: rank})
+	}
+	return dst
 }
 
 // References returns the valid m.reference children of parents, newest

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,4 +58,21 @@ func TestAggregateRangeUsesIndex(t *testing.T) {
 			t.Fatalf("plan:\n%s", plan.String())
 		}
 	})
+}
+
+// Records of a row's aggregates that do not parse are skipped, the others
+// kept.
+func TestParseAggregates(t *testing.T) {
+	row := &EventRow{EventID: "$p", Aggregates: "m.replace\x1f$e\x1f2\x1f10\x1f99\x1e" + "broken\x1e" + "m.thread\x1f$t\x1fx\x1f1\x1f1\x1e" + "m.reference\x1f$r\x1f1\x1f12\x1f12"}
+	got := ParseAggregates(nil, row)
+	want := []AggregateSummary{
+		{Parent: "$p", RelType: "m.replace", EventID: "$e", Count: 2, MaxPos: 10, Rank: 99},
+		{Parent: "$p", RelType: "m.reference", EventID: "$r", Count: 1, MaxPos: 12, Rank: 12},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	if got := ParseAggregates(nil, &EventRow{}); len(got) != 0 {
+		t.Fatalf("empty: %+v", got)
+	}
 }
