@@ -86,24 +86,25 @@ func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	memEv, err := v.s.stateEntry(ctx, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
-	if err != nil {
-		return false, err
-	}
-	membership := ""
-	if memEv != nil {
-		membership = membershipOf(memEv)
-	}
-	ok := false
-	switch historyVisibility(hvEv) {
-	case "world_readable":
-		ok = true
-	case "shared":
-		ok = membership == "join" || v.current == "join"
-	case "invited":
-		ok = membership == "join" || membership == "invite"
-	case "joined":
-		ok = membership == "join"
+	hv := historyVisibility(hvEv)
+	// The membership at the event matters unless the history is readable
+	// anyway (its lookup is per user, the visibility's per state group).
+	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
+	if !ok {
+		memEv, err := v.s.stateEntry(ctx, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
+		if err != nil {
+			return false, err
+		}
+		membership := ""
+		if memEv != nil {
+			membership = membershipOf(memEv)
+		}
+		switch hv {
+		case "shared", "joined":
+			ok = membership == "join"
+		case "invited":
+			ok = membership == "join" || membership == "invite"
+		}
 	}
 	v.byGroup[row.StateGroup] = ok
 	return ok, nil
