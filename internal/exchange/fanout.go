@@ -21,17 +21,23 @@ import (
 // known to have no member of another server record nothing, so purely
 // local rooms pay no extra write.
 
-// indexFanout is the rooms indexer. It reads only memory and writes only
-// through tx, so a retried commit just writes the row again.
+// indexFanout is the rooms indexer. It writes only through tx, so a
+// retried commit just writes the row again.
 func (s *Service) indexFanout(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
 	if pos <= 0 {
 		return nil // outliers and soft-failed events are not sent on
+	}
+	roomID := pdu.RoomIDForCreate(ev) // a version 12 create event has none on it
+	if ev.Type == "m.room.create" && s.isLocal(ev.Sender) {
+		// A room created here has no other server yet: its first events
+		// record nothing (a retried commit stores the same again).
+		s.remoteRooms.Store(roomID, false)
 	}
 	builtHere, alsoTo, ok := s.fanoutOf(ev)
 	if !ok {
 		return nil
 	}
-	return tx.AddFanout(ctx, store.Fanout{EventID: ev.ID, RoomID: ev.RoomID, Pos: pos, BuiltHere: builtHere, AlsoTo: alsoTo, CreatedTS: time.Now().UnixMilli()})
+	return tx.AddFanout(ctx, store.Fanout{EventID: ev.ID, RoomID: roomID, Pos: pos, BuiltHere: builtHere, AlsoTo: alsoTo, CreatedTS: time.Now().UnixMilli()})
 }
 
 // fanoutOf tells whether an event is recorded for fan-out, whether it was
@@ -56,7 +62,7 @@ func (s *Service) fanoutOf(ev *pdu.Event) (builtHere bool, alsoTo string, ok boo
 		}
 	}
 	if alsoTo == "" {
-		if remote, known := s.remoteRooms.Load(ev.RoomID); known && !remote.(bool) {
+		if remote, known := s.remoteRooms.Load(pdu.RoomIDForCreate(ev)); known && !remote.(bool) {
 			return false, "", false
 		}
 	}

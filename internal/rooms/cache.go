@@ -36,6 +36,15 @@ func (c *genCache[V]) put(key string, v V) {
 	c.mu.Unlock()
 }
 
+// putAll puts values[i] under keys[i].
+func (c *genCache[V]) putAll(keys []string, values []V) {
+	c.mu.Lock()
+	for i, k := range keys {
+		c.putLocked(k, values[i])
+	}
+	c.mu.Unlock()
+}
+
 func (c *genCache[V]) putLocked(key string, v V) {
 	if len(c.young) >= c.size {
 		c.old, c.young = c.young, make(map[string]V, c.size)

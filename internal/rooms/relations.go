@@ -333,15 +333,17 @@ func (s *Service) collectBundles(ctx context.Context, userID string, upTo int64,
 			if err := s.loadBundles(ctx, missing, math.MaxInt64, nil, dense, entries); err != nil {
 				return nil, err
 			}
-			keep := s.rel.gen.Load() == gen
-			for _, p := range missing {
+			keys := make([]string, len(missing))
+			loaded := make([]*bundleEntry, len(missing))
+			for i, p := range missing {
 				e := entries[p.EventID]
 				if e != nil && p.AggregatesRead {
 					e.summary = p.Aggregates
 				}
-				if keep {
-					c.put(p.EventID, e)
-				}
+				keys[i], loaded[i] = p.EventID, e
+			}
+			if s.rel.gen.Load() == gen {
+				c.putAll(keys, loaded)
 			}
 		}
 		for _, p := range parents {
@@ -535,13 +537,15 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 	}
 	// Latest edits whose client form is cached need no row.
 	var need, roots []string
-	for _, a := range agg {
+	es := make([]*bundleEntry, len(agg)) // the entry of each aggregate
+	for i, a := range agg {
+		e := entry(a.Parent)
+		es[i] = e
 		switch a.RelType {
 		case "m.thread":
 			roots = append(roots, a.Parent)
 			need = append(need, a.EventID)
 		case "m.replace":
-			e := entry(a.Parent)
 			if b, ok := s.bases.get(a.EventID); ok && a.Rank >= 0 {
 				e.replaceBase, e.replaceTS = b, a.Rank
 			} else {
@@ -563,8 +567,8 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 	if err != nil {
 		return err
 	}
-	for _, a := range agg {
-		e := entry(a.Parent)
+	for i, a := range agg {
+		e := es[i]
 		e.maxPos = max(e.maxPos, a.MaxPos)
 		switch a.RelType {
 		case "m.replace":
