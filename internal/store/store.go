@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -31,8 +32,8 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the database of one server. It is safe for concurrent use.
 //
-// On SQLite, writes go through a single connection (w) and reads through a
-// pool of read-only connections (r); on PostgreSQL both are the same pool.
+// Writes go through w and reads through r: on SQLite a single connection
+// and a pool of read-only ones, on PostgreSQL two small pools.
 type Store struct {
 	Engine Engine
 	w      *sql.DB
@@ -57,16 +58,33 @@ type Options struct {
 func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{}
 	if o.PostgresDSN != "" {
-		db, err := sql.Open("pgx", o.PostgresDSN)
-		if err != nil {
-			return nil, fmt.Errorf("open postgres: %w", err)
+		// Two warm pools, as on SQLite: writes and reads never wait for
+		// each other's connections (a write transaction may read through
+		// the reader pool), and both are small. Every connection prepares
+		// and plans its statements afresh and adds a backend process, so
+		// connections beyond a few per core cost more than they bring.
+		open := func(n int) (*sql.DB, error) {
+			db, err := sql.Open("pgx", o.PostgresDSN)
+			if err != nil {
+				return nil, fmt.Errorf("open postgres: %w", err)
+			}
+			db.SetMaxOpenConns(n)
+			db.SetMaxIdleConns(n)
+			db.SetConnMaxIdleTime(0)
+			db.SetConnMaxLifetime(0)
+			return db, nil
 		}
-		// A warm pool: connections are kept, never churned.
-		db.SetMaxOpenConns(16)
-		db.SetMaxIdleConns(16)
-		db.SetConnMaxIdleTime(0)
-		db.SetConnMaxLifetime(0)
-		s.Engine, s.w, s.r = Postgres, db, db
+		procs := runtime.GOMAXPROCS(0)
+		w, err := open(max(3, procs+1))
+		if err != nil {
+			return nil, err
+		}
+		r, err := open(max(4, 2*procs))
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		s.Engine, s.w, s.r = Postgres, w, r
 	} else {
 		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
