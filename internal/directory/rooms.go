@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -379,6 +380,33 @@ type PublicRoomsRequest struct {
 	} `json:"filter,omitempty"`
 	IncludeAllNetworks   bool   `json:"include_all_networks,omitempty"`
 	ThirdPartyInstanceID string `json:"third_party_instance_id,omitempty"`
+}
+
+// queryParams reads an HTTP request's query (httputil.Request), with the
+// spec's errors for malformed values.
+type queryParams interface {
+	Query(name string) string
+	QueryInt(name string, def int64) (int64, error)
+	QueryBool(name string) (bool, error)
+}
+
+// PublicRoomsQuery reads the query parameters of GET /publicRooms (the
+// client and the federation endpoint take the same ones).
+func PublicRoomsQuery(q queryParams) (PublicRoomsRequest, error) {
+	var req PublicRoomsRequest
+	if q.Query("limit") != "" {
+		n, err := q.QueryInt("limit", 0)
+		if err != nil {
+			return req, err
+		}
+		l := int(min(max(n, -1), math.MaxInt32))
+		req.Limit = &l
+	}
+	req.Since = q.Query("since")
+	req.ThirdPartyInstanceID = q.Query("third_party_instance_id")
+	var err error
+	req.IncludeAllNetworks, err = q.QueryBool("include_all_networks")
+	return req, err
 }
 
 // PublicRoomsResponse is the answer of /publicRooms.

@@ -54,24 +54,4 @@ func BenchmarkInitialSync(b *testing.B) {
 
 // BenchmarkIncrementalSync measures an incremental sync that carries one
 // new message.
-func BenchmarkIncrementalSync(b *testing.B) {
-	s := ts.New(b)
-	alice, bob := s.Register(b, "alice"), s.Register(b, "bob")
-	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
-	bob.Join(room)
-	ctx := context.Background()
-	resp, err := s.Sync.Sync(ctx, sync.Request{UserID: bob.UserID, DeviceID: bob.DeviceID, SetPresence: "offline"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		alice.SendText(room, "ping")
-		b.StartTimer()
-		resp, err = s.Sync.Sync(ctx, sync.Request{UserID: bob.UserID, DeviceID: bob.DeviceID, Since: resp.NextBatch, SetPresence: "offline"})
-		if err != nil || len(resp.Rooms.Join[room].Timeline.Events) != 1 {
-			b.Fatalf("sync: %v", err)
-		}
-	}
-}
+func BenchmarkIncrementalSync(b *testing.B) { benchIncremental(b, ts.New(b)) }

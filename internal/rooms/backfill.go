@@ -146,7 +146,7 @@ func (s *Service) backfillOnce(ctx context.Context, roomID string, want int, dea
 	// The state before the earliest live event stands for the state of
 	// the history before it (see canSeeBackfilled); history that no user
 	// here could see is not fetched.
-	hv, err := s.stateEntry(ctx, group, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hv, err := s.stateEntry(ctx, roomID, group, pdu.StateTuple{Type: "m.room.history_visibility"})
 	if err != nil {
 		return 0, err
 	}

@@ -53,7 +53,7 @@ func (v *viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (boo
 		}
 	}
 	if vis == "" {
-		anchor, err := v.s.stateEntry(ctx, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+		anchor, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
 		if err != nil {
 			return false, err
 		}

@@ -495,23 +495,9 @@ func (s *Service) checkParsed(ctx context.Context, roomID string, parsed []*pdu.
 // checkOwnAuth checks an event against its own auth events, looked up in
 // known (events checked in the same batch) and then in the store.
 func (s *Service) checkOwnAuth(ctx context.Context, ev *pdu.Event, known map[string]*pdu.Event) error {
-	byID := map[string]*pdu.Event{}
-	var missing []string
-	for _, a := range ev.AuthEvents {
-		if e := known[a]; e != nil {
-			byID[a] = e
-		} else {
-			missing = append(missing, a)
-		}
-	}
-	if len(missing) > 0 {
-		evs, err := s.Events(ctx, missing)
-		if err != nil {
-			return err
-		}
-		for _, e := range evs {
-			byID[e.ID] = e
-		}
+	byID, err := s.knownAuthEvents(ctx, ev, known)
+	if err != nil {
+		return err
 	}
 	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
 	if err != nil {
@@ -532,6 +518,30 @@ func (s *Service) checkOwnAuth(ctx context.Context, ev *pdu.Event, known map[str
 		return err
 	}
 	return s.checkAuth(ctx, ev, eventauth.NewStateMap(list...))
+}
+
+// knownAuthEvents returns the auth events of ev found in known or in the
+// store, by id; the ones found nowhere are missing from the map.
+func (s *Service) knownAuthEvents(ctx context.Context, ev *pdu.Event, known map[string]*pdu.Event) (map[string]*pdu.Event, error) {
+	byID := make(map[string]*pdu.Event, len(ev.AuthEvents))
+	var missing []string
+	for _, a := range ev.AuthEvents {
+		if e := known[a]; e != nil {
+			byID[a] = e
+		} else {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		evs, err := s.Events(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			byID[e.ID] = e
+		}
+	}
+	return byID, nil
 }
 
 // rejectedAmong returns which of ids were rejected. Stored events never

@@ -158,23 +158,9 @@ func (s *Service) receiveRun(ctx context.Context, origin string, evs []*pdu.Even
 // Auth events that are neither in the run nor stored end the run: the
 // general pipeline fetches them.
 func (s *Service) checkInRun(ctx context.Context, ev *pdu.Event, b *batch, inRun map[string]*pdu.Event) error {
-	byID := make(map[string]*pdu.Event, len(ev.AuthEvents))
-	var missing []string
-	for _, a := range ev.AuthEvents {
-		if e := inRun[a]; e != nil {
-			byID[a] = e
-		} else {
-			missing = append(missing, a)
-		}
-	}
-	if len(missing) > 0 {
-		evs, err := s.Events(ctx, missing)
-		if err != nil {
-			return err
-		}
-		for _, e := range evs {
-			byID[e.ID] = e
-		}
+	byID, err := s.knownAuthEvents(ctx, ev, inRun)
+	if err != nil {
+		return err
 	}
 	list := make([]*pdu.Event, 0, len(ev.AuthEvents)+1)
 	for _, a := range ev.AuthEvents {
@@ -187,7 +173,7 @@ func (s *Service) checkInRun(ctx context.Context, ev *pdu.Event, b *batch, inRun
 	if err := eventauth.CheckAuthEventsShape(ev, byID, func(string) bool { return false }); err != nil {
 		return err
 	}
-	list, err := s.withCreate(ctx, ev, list, inRun)
+	list, err = s.withCreate(ctx, ev, list, inRun)
 	if err != nil {
 		return err
 	}

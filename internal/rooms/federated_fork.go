@@ -179,10 +179,7 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 			if t.Type == "m.room.member" && changedEvs[x] != nil {
 				m := membershipOf(changedEvs[x])
 				members[t.StateKey] = m
-				target := t.StateKey
-				s.memberships.bump(target)
-				tx.OnCommitted(func() { s.memberships.bump(target) })
-				if err := tx.SetMembership(ctx, store.Membership{RoomID: r.id, UserID: t.StateKey, Membership: m, EventID: x, Pos: pos}); err != nil {
+				if err := s.setMembership(ctx, tx, store.Membership{RoomID: r.id, UserID: t.StateKey, Membership: m, EventID: x, Pos: pos}); err != nil {
 					return err
 				}
 			}
@@ -193,18 +190,12 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 		if err := tx.SetExtremities(ctx, r.id, extremities); err != nil {
 			return err
 		}
-		if ev.Type == "m.room.redaction" && ev.Redacts != "" {
-			if err := s.applyRedaction(ctx, tx, b, ev); err != nil {
-				return err
-			}
-		}
-		if err := s.runIndexers(ctx, tx, ev, pos); err != nil {
+		if err := s.indexEvent(ctx, tx, b, ev, pos); err != nil {
 			return err
 		}
 		s.latest.Store(r.id, pos)
 		if len(members) > 0 {
-			for o := s.lastMembership.Load(); o < pos && !s.lastMembership.CompareAndSwap(o, pos); o = s.lastMembership.Load() {
-			}
+			s.noteMembershipChange(pos)
 		}
 		s.recent.drop(r.id)
 		if s.countsMessages(ev) {

@@ -279,10 +279,8 @@ func (s *Service) putRemoteMembership(ctx context.Context, m store.RemoteMembers
 	var pos int64
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		pos = tx.Alloc(s.store.Streams.Events)
-		s.memberships.bump(m.UserID)
-		tx.OnCommitted(func() { s.memberships.bump(m.UserID) })
-		for o := s.lastMembership.Load(); o < pos && !s.lastMembership.CompareAndSwap(o, pos); o = s.lastMembership.Load() {
-		}
+		s.membershipsChanged(tx, m.UserID)
+		s.noteMembershipChange(pos)
 		if m.Membership == "leave" {
 			if err := tx.DeleteRemoteMembership(ctx, m.RoomID, m.UserID); err != nil {
 				return err
@@ -652,8 +650,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 			if k.Type == "m.room.member" && byID[x] != nil {
 				u := k.StateKey
 				if serverOf(u) == s.serverName {
-					s.memberships.bump(u)
-					tx.OnCommitted(func() { s.memberships.bump(u) })
+					s.membershipsChanged(tx, u)
 				}
 				ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos})
 			}
@@ -671,8 +668,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 			return err
 		}
 		s.latest.Store(roomID, pos)
-		for o := s.lastMembership.Load(); o < pos && !s.lastMembership.CompareAndSwap(o, pos); o = s.lastMembership.Load() {
-		}
+		s.noteMembershipChange(pos)
 		return nil
 	})
 	if err != nil {

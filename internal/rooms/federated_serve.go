@@ -160,7 +160,7 @@ func (v *serverView) canSee(ctx context.Context, row *store.EventRow) (bool, err
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
 	}
-	hv, err := v.s.stateEntry(ctx, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hv, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
 	if err != nil {
 		return false, err
 	}

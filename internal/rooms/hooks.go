@@ -44,6 +44,39 @@ func (s *Service) AddIndexer(ix Indexer) { s.indexers = append(s.indexers, ix) }
 // AddListener registers a listener. Call before the service handles events.
 func (s *Service) AddListener(l Listener) { s.listeners = append(s.listeners, l) }
 
+// indexEvent does an event's derived writes in its transaction: a
+// redaction's effect on its target, then the indexers.
+func (s *Service) indexEvent(ctx context.Context, tx *store.Tx, b *batch, ev *pdu.Event, pos int64) error {
+	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
+		if err := s.applyRedaction(ctx, tx, b, ev); err != nil {
+			return err
+		}
+	}
+	return s.runIndexers(ctx, tx, ev, pos)
+}
+
+// setMembership writes a user's membership of a room in tx (see
+// membershipsChanged).
+func (s *Service) setMembership(ctx context.Context, tx *store.Tx, m store.Membership) error {
+	s.membershipsChanged(tx, m.UserID)
+	return tx.SetMembership(ctx, m)
+}
+
+// membershipsChanged marks a user's memberships changed by tx, now and
+// again once committed.
+func (s *Service) membershipsChanged(tx *store.Tx, userID string) {
+	s.memberships.bump(userID)
+	tx.OnCommitted(func() { s.memberships.bump(userID) })
+}
+
+// noteMembershipChange raises the position of the newest membership
+// change to pos. Called before the position becomes visible; a maximum,
+// since rooms commit concurrently on PostgreSQL.
+func (s *Service) noteMembershipChange(pos int64) {
+	for o := s.lastMembership.Load(); o < pos && !s.lastMembership.CompareAndSwap(o, pos); o = s.lastMembership.Load() {
+	}
+}
+
 func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
 	for _, ix := range s.indexers {
 		if err := ix(ctx, tx, ev, pos); err != nil {

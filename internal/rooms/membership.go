@@ -100,8 +100,7 @@ func (s *Service) Forget(ctx context.Context, roomID, userID string) error {
 		return errcode.Unknown("you must leave the room before forgetting it")
 	}
 	return s.store.InTx(ctx, func(tx *store.Tx) error {
-		s.memberships.bump(userID)
-		tx.OnCommitted(func() { s.memberships.bump(userID) })
+		s.membershipsChanged(tx, userID)
 		return tx.ForgetRoom(ctx, roomID, userID)
 	})
 }

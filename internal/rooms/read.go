@@ -14,29 +14,24 @@ import (
 	"luxchat/internal/streamtoken"
 )
 
-// roomStateEntry is stateEntry for a group of roomID, answered from the
-// room cache when the group is the room's current state (as it is for the
-// events since the last state change, most of a timeline).
-func (s *Service) roomStateEntry(ctx context.Context, roomID string, group int64, t pdu.StateTuple) (*pdu.Event, error) {
+// stateEntry reads one state entry of a group of roomID: from the room
+// cache when the group is the room's current state (as it is for the
+// events since the last state change, most of a timeline), else through a
+// cache of entries (groups are immutable, so entries never go stale).
+func (s *Service) stateEntry(ctx context.Context, roomID string, group int64, t pdu.StateTuple) (*pdu.Event, error) {
+	if group == 0 {
+		return nil, nil
+	}
 	s.mu.Lock()
 	r := s.rooms[roomID]
 	s.mu.Unlock()
-	if r != nil && group != 0 && r.mu.TryLock() { // never wait for a commit
+	if r != nil && r.mu.TryLock() { // never wait for a commit
 		current := r.loaded && r.group == group
 		ev := r.state[t]
 		r.mu.Unlock()
 		if current {
 			return ev, nil
 		}
-	}
-	return s.stateEntry(ctx, group, t)
-}
-
-// stateEntry reads one state entry of a group through a cache (groups are
-// immutable, so entries never go stale).
-func (s *Service) stateEntry(ctx context.Context, group int64, t pdu.StateTuple) (*pdu.Event, error) {
-	if group == 0 {
-		return nil, nil
 	}
 	key := strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey
 	id, ok := s.entries.get(key)
@@ -100,7 +95,7 @@ func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
 	}
-	hvEv, err := v.s.roomStateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hvEv, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
 	if err != nil {
 		return false, err
 	}
@@ -109,7 +104,7 @@ func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	// anyway (its lookup is per user, the visibility's per state group).
 	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
 	if !ok {
-		memEv, err := v.s.roomStateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
+		memEv, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
 		if err != nil {
 			return false, err
 		}

@@ -327,20 +327,12 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				if ev.Type == "m.room.member" {
 					m := membershipOf(ev)
 					members[*ev.StateKey] = m
-					target := *ev.StateKey
-					s.memberships.bump(target)
-					tx.OnCommitted(func() { s.memberships.bump(target) })
-					if err := tx.SetMembership(ctx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos}); err != nil {
+					if err := s.setMembership(ctx, tx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos}); err != nil {
 						return err
 					}
 				}
 			}
-			if ev.Type == "m.room.redaction" && ev.Redacts != "" {
-				if err := s.applyRedaction(ctx, tx, b, ev); err != nil {
-					return err
-				}
-			}
-			if err := s.runIndexers(ctx, tx, ev, pos); err != nil {
+			if err := s.indexEvent(ctx, tx, b, ev, pos); err != nil {
 				return err
 			}
 			// Local events extend the graph linearly, so the newest event is
@@ -360,10 +352,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 		// unread entries are taken back below.
 		s.latest.Store(b.roomID, lastPos)
 		if len(members) > 0 {
-			// Before visibility, like latest; a maximum, since rooms commit
-			// concurrently on PostgreSQL.
-			for old := s.lastMembership.Load(); old < lastPos && !s.lastMembership.CompareAndSwap(old, lastPos); old = s.lastMembership.Load() {
-			}
+			s.noteMembershipChange(lastPos)
 		}
 		for _, row := range rows {
 			s.recent.add(row, r.latestPos)

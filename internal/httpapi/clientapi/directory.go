@@ -1,8 +1,6 @@
 package clientapi
 
 import (
-	"math"
-
 	"luxchat/internal/directory"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
@@ -27,19 +25,8 @@ func (a *API) directoryRoutes(rt *httputil.Router) {
 
 // GET /_matrix/client/v3/publicRooms
 func (a *API) getPublicRooms(r *httputil.Request) (any, error) {
-	var req directory.PublicRoomsRequest
-	if r.Query("limit") != "" {
-		n, err := r.QueryInt("limit", 0)
-		if err != nil {
-			return nil, err
-		}
-		l := int(min(max(n, -1), math.MaxInt32))
-		req.Limit = &l
-	}
-	req.Since = r.Query("since")
-	req.ThirdPartyInstanceID = r.Query("third_party_instance_id")
-	var err error
-	if req.IncludeAllNetworks, err = r.QueryBool("include_all_networks"); err != nil {
+	req, err := directory.PublicRoomsQuery(r)
+	if err != nil {
 		return nil, err
 	}
 	return a.publicRoomsFrom(r, req, true)

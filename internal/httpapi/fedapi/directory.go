@@ -1,8 +1,6 @@
 package fedapi
 
 import (
-	"math"
-
 	"luxchat/internal/directory"
 	"luxchat/internal/httpapi/httputil"
 )
@@ -15,18 +13,8 @@ func (a *API) publicRooms(r *httputil.Request, _ string) (any, error) {
 			return nil, err
 		}
 	} else {
-		if r.Query("limit") != "" {
-			n, err := r.QueryInt("limit", 0)
-			if err != nil {
-				return nil, err
-			}
-			l := int(min(max(n, -1), math.MaxInt32))
-			req.Limit = &l
-		}
-		req.Since = r.Query("since")
-		req.ThirdPartyInstanceID = r.Query("third_party_instance_id")
 		var err error
-		if req.IncludeAllNetworks, err = r.QueryBool("include_all_networks"); err != nil {
+		if req, err = directory.PublicRoomsQuery(r); err != nil {
 			return nil, err
 		}
 	}

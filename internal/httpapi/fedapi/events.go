@@ -46,17 +46,23 @@ func (a *API) getEvent(r *httputil.Request, origin string) (any, error) {
 	return map[string]any{"origin": a.Config.ServerName, "origin_server_ts": nowMS(), "pdus": []json.RawMessage{raw}}, nil
 }
 
-// GET /_matrix/federation/v1/state_ids/{roomId}
-func (a *API) getStateIDs(r *httputil.Request, origin string) (any, error) {
+// stateAt answers the state and auth chain ids that the state and
+// state_ids endpoints ask for (the room's state at their event_id).
+func (a *API) stateAt(r *httputil.Request, origin string) (state, chain []string, err error) {
 	roomID := r.Var("roomId")
 	if err := a.roomGuard(r, origin, roomID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	eventID := r.Query("event_id")
 	if eventID == "" {
-		return nil, errcode.MissingParam("event_id is required")
+		return nil, nil, errcode.MissingParam("event_id is required")
 	}
-	state, chain, err := a.Rooms.StateForServer(r.Context(), origin, roomID, eventID)
+	return a.Rooms.StateForServer(r.Context(), origin, roomID, eventID)
+}
+
+// GET /_matrix/federation/v1/state_ids/{roomId}
+func (a *API) getStateIDs(r *httputil.Request, origin string) (any, error) {
+	state, chain, err := a.stateAt(r, origin)
 	if err != nil {
 		return nil, err
 	}
@@ -65,15 +71,7 @@ func (a *API) getStateIDs(r *httputil.Request, origin string) (any, error) {
 
 // GET /_matrix/federation/v1/state/{roomId}
 func (a *API) getState(r *httputil.Request, origin string) (any, error) {
-	roomID := r.Var("roomId")
-	if err := a.roomGuard(r, origin, roomID); err != nil {
-		return nil, err
-	}
-	eventID := r.Query("event_id")
-	if eventID == "" {
-		return nil, errcode.MissingParam("event_id is required")
-	}
-	state, chain, err := a.Rooms.StateForServer(r.Context(), origin, roomID, eventID)
+	state, chain, err := a.stateAt(r, origin)
 	if err != nil {
 		return nil, err
 	}
