@@ -57,6 +57,12 @@ type Listen struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// CACertFile and CAKeyFile, when set instead of cert_file and
+	// key_file, name a CA with which the server issues itself a fresh
+	// certificate for its server name at each start (private PKIs, test
+	// federations such as Complement's).
+	CACertFile string `yaml:"ca_cert_file"`
+	CAKeyFile  string `yaml:"ca_key_file"`
 }
 
 // Federation configures the Server-Server API, inbound and outbound.
@@ -423,8 +429,13 @@ var validLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]{1,64}$`)
 
 func (c *Config) validateFederation() []error {
 	var errs []error
-	if c.Listen.Federation != "" && c.Federation.Enabled && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
-		errs = append(errs, errors.New("listen.federation needs tls.cert_file and tls.key_file"))
+	own := c.TLS.CertFile != "" && c.TLS.KeyFile != ""
+	issued := c.TLS.CACertFile != "" && c.TLS.CAKeyFile != ""
+	if c.Listen.Federation != "" && c.Federation.Enabled && !own && !issued {
+		errs = append(errs, errors.New("listen.federation needs tls.cert_file and tls.key_file (or tls.ca_cert_file and tls.ca_key_file)"))
+	}
+	if own && issued {
+		errs = append(errs, errors.New("tls: set either cert_file and key_file or ca_cert_file and ca_key_file"))
 	}
 	for _, n := range c.Federation.DenyNetworks {
 		if _, err := netip.ParsePrefix(n); err != nil {
@@ -490,6 +501,10 @@ tls:
   # the server name's host.
   cert_file: ""
   key_file: ""
+  # Instead of cert_file/key_file: a CA certificate and key (PEM) with which
+  # the server issues itself a certificate for its server name at each start.
+  ca_cert_file: ""
+  ca_key_file: ""
 
 federation:
   # Federate with other servers (needs listen.federation to be reachable).

@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/fedapi"
 	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/id"
 	"luxchat/internal/media"
 )
 
@@ -47,7 +49,12 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 	if cfg.Listen.Federation == "" {
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	var cert tls.Certificate
+	if cfg.TLS.CACertFile != "" {
+		cert, err = federation.IssueCertificate(cfg.TLS.CACertFile, cfg.TLS.CAKeyFile, strings.Trim(id.ServerName(cfg.ServerName).Hostname(), "[]"))
+	} else {
+		cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	}
 	if err != nil {
 		return fmt.Errorf("federation tls certificate: %w", err)
 	}

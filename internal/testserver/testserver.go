@@ -161,6 +161,7 @@ func (c *Client) SetT(t testing.TB) { c.t = t }
 // Response is a decoded answer.
 type Response struct {
 	Status int
+	Header http.Header
 	Body   []byte
 }
 
@@ -210,7 +211,7 @@ func (c *Client) Do(method, path string, body any) *Response {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	return &Response{Status: resp.StatusCode, Body: data}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
 
 // MustDo sends a request, fails the test unless it returns 200, and decodes

@@ -89,7 +89,6 @@ func NewRouter(auth Authenticator, maxBody int64, log *slog.Logger) *Router {
 	rt := &Router{mux: http.NewServeMux(), routes: map[string]map[string]route{}, Auth: auth, MaxBody: maxBody, Log: log}
 	rt.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
-			writeCORS(w)
 			w.WriteHeader(http.StatusOK)
 			return
 		}
@@ -131,13 +130,18 @@ func (rt *Router) Handle(pattern string, auth AuthKind, h Handler, opts ...Optio
 	methods[method] = rr
 }
 
-// ServeHTTP implements http.Handler. The legacy r0 prefix of the client
-// API, still used by older clients, is served by the v3 routes.
+// ServeHTTP implements http.Handler. The legacy r0 prefixes of the client
+// and media APIs, still used by older clients, are served by the v3 routes.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rest, ok := strings.CutPrefix(r.URL.Path, "/_matrix/client/r0/"); ok {
-		r.URL.Path = "/_matrix/client/v3/" + rest
-		if r.URL.RawPath != "" {
-			r.URL.RawPath = "/_matrix/client/v3/" + strings.TrimPrefix(r.URL.RawPath, "/_matrix/client/r0/")
+	// Browsers need the CORS headers on every answer, errors included,
+	// to let a web client read the errcode.
+	writeCORS(w)
+	for _, api := range [...]string{"/_matrix/client/", "/_matrix/media/"} {
+		if rest, ok := strings.CutPrefix(r.URL.Path, api+"r0/"); ok {
+			r.URL.Path = api + "v3/" + rest
+			if r.URL.RawPath != "" {
+				r.URL.RawPath = api + "v3/" + strings.TrimPrefix(r.URL.RawPath, api+"r0/")
+			}
 		}
 	}
 	rt.mux.ServeHTTP(w, r)
@@ -145,7 +149,6 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, methods map[string]route) {
 	start := time.Now()
-	writeCORS(w)
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusOK)
 		return
