@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"luxchat/internal/matrix/roomversion"
 )
 
 // Config is the whole configuration of one server.
@@ -42,6 +44,16 @@ type Config struct {
 
 	// ServerNotices names the system user that sends server notices.
 	ServerNotices ServerNotices `yaml:"server_notices"`
+
+	Rooms Rooms `yaml:"rooms"`
+}
+
+// Rooms holds room defaults.
+type Rooms struct {
+	// DefaultVersion is the version of rooms created without one. The
+	// spec (v1.16) asks servers to keep 11 for a while: clients released
+	// before version 12 misread its creators' power.
+	DefaultVersion string `yaml:"default_version"`
 }
 
 // Listen holds listener addresses.
@@ -292,6 +304,7 @@ func Default() *Config {
 			RetryBaseDelay: 10 * time.Second,
 			RetryMaxDelay:  time.Hour,
 		},
+		Rooms: Rooms{DefaultVersion: roomversion.Default},
 		ServerNotices: ServerNotices{
 			Localpart:   "notices",
 			DisplayName: "Server Notices",
@@ -412,6 +425,9 @@ func (c *Config) Validate() error {
 	case PublicationEveryone, PublicationAdmins:
 	default:
 		errs = append(errs, fmt.Errorf("directory.room_publication must be everyone or admins, not %q", c.Directory.RoomPublication))
+	}
+	if _, ok := roomversion.Get(c.Rooms.DefaultVersion); !ok {
+		errs = append(errs, fmt.Errorf("rooms.default_version: room version %q is not supported", c.Rooms.DefaultVersion))
 	}
 	if !validLocalpart.MatchString(c.ServerNotices.Localpart) {
 		errs = append(errs, fmt.Errorf("server_notices.localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", c.ServerNotices.Localpart))
@@ -622,6 +638,12 @@ server_notices:
   # m.server_notice in which only this user may post.
   localpart: notices
   display_name: Server Notices
+
+rooms:
+  # Version of rooms created without one. "12" suits a closed federation
+  # whose clients all understand version 12's creators (clients released
+  # before it show creators without power).
+  default_version: "11"
 
 log:
   level: info   # debug | info | warn | error

@@ -3,9 +3,11 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
+	"luxchat/internal/config"
 	ts "luxchat/internal/testserver"
 )
 
@@ -92,4 +94,234 @@ func TestMediaR0Alias(t *testing.T) {
 			t.Fatalf("r0 config: %d %s", r.Status, r.Body)
 		}
 	})
+}
+
+func capabilitiesDefaultVersion(t *testing.T, c *ts.Client) string {
+	t.Helper()
+	var caps struct {
+		Capabilities struct {
+			Versions struct {
+				Default string `json:"default"`
+			} `json:"m.room_versions"`
+		} `json:"capabilities"`
+	}
+	c.MustDo("GET", "/_matrix/client/v3/capabilities", nil, &caps)
+	return caps.Capabilities.Versions.Default
+}
+
+func roomVersionOf(t *testing.T, c *ts.Client, roomID string) string {
+	t.Helper()
+	var create map[string]any
+	c.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.create/", nil, &create)
+	v, _ := create["room_version"].(string)
+	return v
+}
+
+// Rooms are created in version 11 unless rooms.default_version says
+// otherwise: clients released before version 12 misread its creators.
+func TestRoomDefaultVersion(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	if v := capabilitiesDefaultVersion(t, alice); v != "11" {
+		t.Fatalf("advertised default %q", v)
+	}
+	room := alice.CreateRoom(map[string]any{})
+	if v := roomVersionOf(t, alice, room); v != "11" {
+		t.Fatalf("new room has version %q", v)
+	}
+	var pl map[string]any
+	alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.power_levels", nil, &pl)
+	if users, _ := pl["users"].(map[string]any); users[alice.UserID] != float64(100) {
+		t.Fatalf("creator's level in a v11 room: %v", pl["users"])
+	}
+
+	s12 := ts.New(t, ts.WithConfig(func(c *config.Config) { c.Rooms.DefaultVersion = "12" }))
+	bob := s12.Register(t, "bob")
+	if v := capabilitiesDefaultVersion(t, bob); v != "12" {
+		t.Fatalf("advertised default %q with rooms.default_version 12", v)
+	}
+	if v := roomVersionOf(t, bob, bob.CreateRoom(map[string]any{})); v != "12" {
+		t.Fatalf("new room has version %q with rooms.default_version 12", v)
+	}
+	if _, err := config.Parse([]byte("rooms: {default_version: \"99\"}")); err == nil {
+		t.Fatal("an unknown default room version was accepted")
+	}
+}
+
+// Version 12 requests that no sender could make valid are bad requests
+// (400), not refusals (403): creators listed in power levels, malformed
+// additional_creators, replacing the create event.
+func TestRoomV12BadRequests(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		for name, body := range map[string]map[string]any{
+			"creator in override":            {"room_version": "12", "power_level_content_override": map[string]any{"users": map[string]any{alice.UserID: 100}}},
+			"additional_creators not list":   {"room_version": "12", "creation_content": map[string]any{"additional_creators": "x"}},
+			"additional_creators bad entry":  {"room_version": "12", "creation_content": map[string]any{"additional_creators": []any{"@a:b.c", 42}}},
+			"additional_creators bad domain": {"room_version": "12", "creation_content": map[string]any{"additional_creators": []any{"@a:dom$ain.c"}}},
+		} {
+			r := alice.Do("POST", "/_matrix/client/v3/createRoom", body)
+			if r.Status != http.StatusBadRequest || (r.ErrCode() != "M_BAD_JSON" && r.ErrCode() != "M_INVALID_PARAM") {
+				t.Fatalf("%s: %d %s", name, r.Status, r.Body)
+			}
+		}
+		room := alice.CreateRoom(map[string]any{"room_version": "12", "preset": "public_chat",
+			"creation_content": map[string]any{"additional_creators": []string{bob.UserID}}})
+		bob.Join(room)
+		var pl map[string]any
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.power_levels", nil, &pl)
+		if ev, _ := pl["events"].(map[string]any); ev["m.room.tombstone"] != float64(150) {
+			t.Fatalf("v12 tombstone level %v, want 150", ev["m.room.tombstone"])
+		}
+		if users, _ := pl["users"].(map[string]any); len(users) != 0 {
+			t.Fatalf("v12 users map %v, want empty", users)
+		}
+		for _, who := range []string{alice.UserID, bob.UserID} {
+			r := alice.Do("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.power_levels/", map[string]any{"users": map[string]any{who: 100}})
+			if r.Status != http.StatusBadRequest {
+				t.Fatalf("creator %s put in users: %d %s", who, r.Status, r.Body)
+			}
+		}
+		if r := alice.Do("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/kick", map[string]any{"user_id": bob.UserID}); r.Status != http.StatusForbidden {
+			t.Fatalf("kicking an additional creator: %d %s", r.Status, r.Body)
+		}
+		for _, v := range []string{"11", "12"} {
+			rm := alice.CreateRoom(map[string]any{"room_version": v})
+			r := alice.Do("PUT", "/_matrix/client/v3/rooms/"+esc(rm)+"/state/m.room.create/", map[string]any{"room_version": v, "entropy": 1})
+			if r.Status != http.StatusBadRequest {
+				t.Fatalf("v%s: replacing the create event: %d %s", v, r.Status, r.Body)
+			}
+		}
+		// A trusted private chat's invitees are its creators in version 12.
+		dm := alice.CreateRoom(map[string]any{"room_version": "12", "preset": "trusted_private_chat", "is_direct": true,
+			"invite": []string{bob.UserID}, "creation_content": map[string]any{"additional_creators": []string{"@carol:elsewhere.test"}}})
+		var create struct {
+			Additional []string `json:"additional_creators"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(dm)+"/state/m.room.create", nil, &create)
+		if len(create.Additional) != 2 || !slices.Contains(create.Additional, bob.UserID) {
+			t.Fatalf("trusted chat creators %v", create.Additional)
+		}
+	})
+}
+
+// Upgrading to version 12 names additional creators, drops creators from
+// the users map and links the predecessor by room id only.
+func TestRoomUpgradeToV12Creators(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob, carol := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol")
+		old := alice.CreateRoom(map[string]any{"room_version": "11", "preset": "public_chat"})
+		bob.Join(old)
+		carol.Join(old)
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(old)+"/state/m.room.power_levels", map[string]any{
+			"users": map[string]any{alice.UserID: 100, bob.UserID: 100, carol.UserID: 50}}, nil)
+		var up struct {
+			Replacement string `json:"replacement_room"`
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(old)+"/upgrade", map[string]any{"new_version": "12", "additional_creators": []string{bob.UserID}}, &up)
+		var create struct {
+			Additional  []string          `json:"additional_creators"`
+			Predecessor map[string]string `json:"predecessor"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(up.Replacement)+"/state/m.room.create", nil, &create)
+		if !slices.Equal(create.Additional, []string{bob.UserID}) {
+			t.Fatalf("additional creators %v", create.Additional)
+		}
+		if create.Predecessor["room_id"] != old || create.Predecessor["event_id"] != "" {
+			t.Fatalf("predecessor %v", create.Predecessor)
+		}
+		var pl struct {
+			Users map[string]int `json:"users"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(up.Replacement)+"/state/m.room.power_levels", nil, &pl)
+		if len(pl.Users) != 1 || pl.Users[carol.UserID] != 50 {
+			t.Fatalf("users after upgrade %v, want only carol at 50", pl.Users)
+		}
+	})
+}
+
+func inviteState(t *testing.T, c *ts.Client, roomID string) []map[string]any {
+	t.Helper()
+	var resp struct {
+		Rooms struct {
+			Invite map[string]struct {
+				InviteState struct {
+					Events []map[string]any `json:"events"`
+				} `json:"invite_state"`
+			} `json:"invite"`
+		} `json:"rooms"`
+	}
+	c.MustDo("GET", "/_matrix/client/v3/sync?timeout=0", nil, &resp)
+	return resp.Rooms.Invite[roomID].InviteState.Events
+}
+
+func strippedOf(evs []map[string]any, typ, key string) map[string]any {
+	for _, e := range evs {
+		if e["type"] == typ && e["state_key"] == key {
+			return e
+		}
+	}
+	return nil
+}
+
+// An invitee sees the room as it was when invited (changes made
+// afterwards are for members), with the timestamps clients show.
+func TestInviteStateAsOfInvite(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"name": "Before", "room_version": "12"})
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": bob.UserID}, nil)
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.name", map[string]any{"name": "After"}, nil)
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.topic", map[string]any{"topic": "secret agenda"}, nil)
+		evs := inviteState(t, bob, room)
+		if n := strippedOf(evs, "m.room.name", ""); n == nil || n["content"].(map[string]any)["name"] != "Before" {
+			t.Fatalf("invite state name: %v", evs)
+		}
+		if strippedOf(evs, "m.room.topic", "") != nil {
+			t.Fatalf("a topic set after the invite is shown: %v", evs)
+		}
+		for _, k := range [][2]string{{"m.room.create", ""}, {"m.room.member", bob.UserID}, {"m.room.member", alice.UserID}} {
+			e := strippedOf(evs, k[0], k[1])
+			if e == nil {
+				t.Fatalf("%v missing from invite state %v", k, evs)
+			}
+			if ts, _ := e["origin_server_ts"].(float64); ts < 1e12 {
+				t.Fatalf("%v without origin_server_ts: %v", k, e)
+			}
+		}
+	})
+}
+
+// Over federation invite_room_state carries full PDUs (spec v1.16), and
+// the receiving server shows its users only the stripped keys. The
+// receiving server issues its own certificate from the federation's CA.
+func TestFedInviteStateStrippedForClients(t *testing.T) {
+	fed := ts.NewFederation(t)
+	a := ts.New(t, fed.ServerNamed("police.test"))
+	b := ts.New(t, fed.ServerNamed("gouv.test"), fed.SelfIssued())
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{"name": "Cabinet", "room_version": "12"})
+	alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": bob.UserID}, nil)
+	var evs []map[string]any
+	frSyncUntil(t, bob, "", func(resp syncResp) bool {
+		evs = inviteState(t, bob, room)
+		return len(evs) > 0
+	})
+	create := strippedOf(evs, "m.room.create", "")
+	if create == nil {
+		t.Fatalf("no create event in invite state %v", evs)
+	}
+	for _, e := range evs {
+		for k := range e {
+			switch k {
+			case "type", "state_key", "sender", "content", "origin_server_ts":
+			default:
+				t.Fatalf("key %q passed through to the client: %v", k, e)
+			}
+		}
+	}
+	bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/join", map[string]any{}, nil)
+	if m := frMembership(t, alice, room, bob.UserID); m != "join" {
+		t.Fatalf("bob's membership on the inviting server: %q", m)
+	}
 }

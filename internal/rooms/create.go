@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"luxchat/internal/matrix/errcode"
@@ -40,7 +41,7 @@ type CreateRequest struct {
 func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequest) (string, error) {
 	versionID := req.RoomVersion
 	if versionID == "" {
-		versionID = roomversion.Default
+		versionID = s.cfg.Rooms.DefaultVersion
 	}
 	v, ok := roomversion.Get(versionID)
 	if !ok {
@@ -89,6 +90,22 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 		}
 	}
 	create["room_version"] = mustJSON(v.ID)
+	if v.RoomIDFromCreate && preset == "trusted_private_chat" && len(req.Invite) > 0 {
+		// Version 12 has no "level 100" for peers: invitees of a trusted
+		// chat become creators with the sender.
+		var extra []string
+		if raw, ok := create["additional_creators"]; ok {
+			if err := json.Unmarshal(raw, &extra); err != nil {
+				return "", errcode.BadJSON("additional_creators must be an array of user ids")
+			}
+		}
+		for _, inv := range req.Invite {
+			if !slices.Contains(extra, inv) {
+				extra = append(extra, inv)
+			}
+		}
+		create["additional_creators"] = mustJSON(extra)
+	}
 	if v.CreatorInContent {
 		create["creator"] = mustJSON(creator)
 	} else {
@@ -111,8 +128,12 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 	users := pl["users"].(map[string]any)
 	if !v.RoomIDFromCreate {
 		users[creator] = 100
+	} else {
+		// Upgrading needs more than any finite level a creator could hand
+		// out by default (MSC4289).
+		pl["events"].(map[string]any)["m.room.tombstone"] = 150
 	}
-	if preset == "trusted_private_chat" {
+	if preset == "trusted_private_chat" && !v.RoomIDFromCreate {
 		for _, inv := range req.Invite {
 			users[inv] = 100
 		}

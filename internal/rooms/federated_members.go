@@ -187,27 +187,53 @@ func (s *Service) strippedRoomState(ctx context.Context, roomID string) ([]json.
 	if err != nil {
 		return nil, err
 	}
-	var out []json.RawMessage
+	var out []json.RawMessage // full PDUs over federation (spec v1.16)
 	for _, t := range strippedTypes {
 		if ev := r.state[pdu.StateTuple{Type: t}]; ev != nil {
-			out = append(out, strippedEvent(ev))
+			out = append(out, ev.JSON())
 		}
 	}
 	r.mu.Unlock()
 	return out, nil
 }
 
+// strippedEvent is an event in the stripped state shown to clients, with
+// its timestamp, which clients show as the invite's time.
 func strippedEvent(ev *pdu.Event) json.RawMessage {
 	sk := ""
 	if ev.StateKey != nil {
 		sk = *ev.StateKey
 	}
-	return mustJSON(struct {
-		Content  json.RawMessage `json:"content"`
-		Sender   string          `json:"sender"`
-		StateKey string          `json:"state_key"`
-		Type     string          `json:"type"`
-	}{ev.Content, ev.Sender, sk, ev.Type})
+	return mustJSON(strippedState{Content: ev.Content, Sender: ev.Sender, StateKey: sk, Type: ev.Type, OriginServerTS: ev.OriginServerTS})
+}
+
+type strippedState struct {
+	Content        json.RawMessage `json:"content"`
+	Sender         string          `json:"sender"`
+	StateKey       string          `json:"state_key"`
+	Type           string          `json:"type"`
+	OriginServerTS int64           `json:"origin_server_ts,omitempty"`
+}
+
+// pruneStripped keeps the stripped state keys of each entry received over
+// federation (full PDUs since v1.16): clients never see what another
+// server sent as is. Entries that are not state events are dropped.
+func pruneStripped(in []json.RawMessage) []json.RawMessage {
+	out := make([]json.RawMessage, 0, len(in))
+	for _, raw := range in {
+		var e struct {
+			Content        json.RawMessage `json:"content"`
+			Sender         string          `json:"sender"`
+			StateKey       *string         `json:"state_key"`
+			Type           string          `json:"type"`
+			OriginServerTS int64           `json:"origin_server_ts"`
+		}
+		if json.Unmarshal(raw, &e) != nil || e.StateKey == nil || e.Type == "" || len(e.Content) == 0 || e.Content[0] != '{' {
+			continue
+		}
+		out = append(out, mustJSON(strippedState{Content: e.Content, Sender: e.Sender, StateKey: *e.StateKey, Type: e.Type, OriginServerTS: e.OriginServerTS}))
+	}
+	return out
 }
 
 // ReceiveInvite countersigns an invite of a local user sent by origin and
@@ -262,7 +288,7 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 		}
 		return signed, nil
 	}
-	stripped := append(slices.Clone(inviteState), strippedEvent(sev))
+	stripped := append(pruneStripped(inviteState), strippedEvent(sev))
 	err = s.putRemoteMembership(ctx, store.RemoteMembership{
 		RoomID: roomID, UserID: target, Membership: "invite", EventID: ev.ID, RoomVersion: v.ID,
 		PDU: signed, Stripped: mustJSON(stripped), Servers: mustJSON([]string{origin}),
@@ -744,7 +770,7 @@ func (s *Service) knockRemote(ctx context.Context, c MemberChange) (string, erro
 	if len(resp.KnockRoomState) > 50 {
 		resp.KnockRoomState = resp.KnockRoomState[:50]
 	}
-	stripped := append(slices.Clone(resp.KnockRoomState), strippedEvent(ev))
+	stripped := append(pruneStripped(resp.KnockRoomState), strippedEvent(ev))
 	err = s.putRemoteMembership(ctx, store.RemoteMembership{
 		RoomID: c.RoomID, UserID: c.Target, Membership: "knock", EventID: ev.ID, RoomVersion: v.ID,
 		PDU: ev.JSON(), Stripped: mustJSON(stripped), Servers: mustJSON([]string{server}),
@@ -764,14 +790,15 @@ func (s *Service) inviteRemote(ctx context.Context, r *roomState, b *batch) (str
 	if s.fed.f.Allowed != nil && s.fed.f.Allowed(server) != nil {
 		return "", errcode.Forbidden("federation with %s is not allowed", server)
 	}
+	// Full PDUs, as spec v1.16 asks (the create event is required).
 	var stripped []json.RawMessage
 	for _, t := range strippedTypes {
 		if e := b.lookup(pdu.StateTuple{Type: t}); e != nil {
-			stripped = append(stripped, strippedEvent(e))
+			stripped = append(stripped, e.JSON())
 		}
 	}
 	if e := b.lookup(pdu.StateTuple{Type: "m.room.member", StateKey: ev.Sender}); e != nil {
-		stripped = append(stripped, strippedEvent(e))
+		stripped = append(stripped, e.JSON())
 	}
 	body := map[string]any{"event": json.RawMessage(ev.JSON()), "room_version": r.version.ID, "invite_room_state": stripped}
 	var resp struct {

@@ -59,37 +59,51 @@ func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID str
 }
 
 // StrippedState is the state shown with an invite or knock: the room's
-// name, avatar, topic, join rules, encryption, create event and aliases,
-// plus the user's own member event.
+// name, avatar, topic, join rules, encryption, create event and aliases
+// as they were when the invite or knock was sent (later changes are for
+// members only), plus the user's own member event and the inviter's.
 func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
-	r, err := s.lockRoom(ctx, roomID)
-	if err != nil {
+	if _, err := s.versionOf(ctx, roomID); err != nil {
 		if st := s.RemoteStrippedState(ctx, roomID, userID); st != nil && errors.Is(err, errUnknownRoom) {
 			return st, nil // an invite or knock to a room not known here
 		}
 		return nil, err
 	}
+	m, err := s.store.GetMembership(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.store.GetEvent(ctx, m.EventID)
+	if err != nil {
+		return nil, err
+	}
 	var evs []*pdu.Event
-	for _, t := range []string{"m.room.create", "m.room.name", "m.room.avatar", "m.room.topic", "m.room.join_rules", "m.room.canonical_alias", "m.room.encryption"} {
-		if ev := r.state[pdu.StateTuple{Type: t}]; ev != nil {
+	for _, t := range strippedTypes {
+		ev, err := s.stateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: t})
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
 			evs = append(evs, ev)
 		}
 	}
-	if ev := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]; ev != nil {
-		evs = append(evs, ev)
-		if inviter := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: ev.Sender}]; inviter != nil && ev.Sender != userID {
+	own, err := s.parseRow(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	evs = append(evs, own)
+	if own.Sender != userID {
+		inviter, err := s.stateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: own.Sender})
+		if err != nil {
+			return nil, err
+		}
+		if inviter != nil {
 			evs = append(evs, inviter)
 		}
 	}
-	r.mu.Unlock()
 	out := make([]json.RawMessage, 0, len(evs))
 	for _, ev := range evs {
-		out = append(out, mustJSON(struct {
-			Content  json.RawMessage `json:"content"`
-			Sender   string          `json:"sender"`
-			StateKey string          `json:"state_key"`
-			Type     string          `json:"type"`
-		}{ev.Content, ev.Sender, *ev.StateKey, ev.Type}))
+		out = append(out, strippedEvent(ev))
 	}
 	return out, nil
 }

@@ -21,7 +21,8 @@ var upgradeCopied = []string{
 // Upgrade replaces a room by a new one of another version ("Room
 // upgrades"): the new room gets the old one's important state and a
 // predecessor link, the old room gets a tombstone and its aliases move.
-func (s *Service) Upgrade(ctx context.Context, userID, roomID, newVersion string) (string, error) {
+// additionalCreators become creators of a version 12 replacement.
+func (s *Service) Upgrade(ctx context.Context, userID, roomID, newVersion string, additionalCreators []string) (string, error) {
 	v, ok := roomversion.Get(newVersion)
 	if !ok {
 		return "", errcode.UnsupportedRoomVersion("room version %q is not supported", newVersion)
@@ -58,7 +59,16 @@ func (s *Service) Upgrade(ctx context.Context, userID, roomID, newVersion string
 
 	// The new room: same state, the upgrading user temporarily at the top so
 	// that every copied event is allowed.
-	creation := map[string]any{"predecessor": map[string]string{"room_id": roomID, "event_id": lastEvent}}
+	predecessor := map[string]string{"room_id": roomID}
+	if !v.RoomIDFromCreate {
+		// Version 12 drops the event id: the tombstone is sent after the
+		// new room exists, so no earlier event could name the last one.
+		predecessor["event_id"] = lastEvent
+	}
+	creation := map[string]any{"predecessor": predecessor}
+	if v.RoomIDFromCreate && len(additionalCreators) > 0 {
+		creation["additional_creators"] = additionalCreators
+	}
 	var initial []StateEvent
 	for _, t := range upgradeCopied {
 		if c, ok := copied[t]; ok {
@@ -70,7 +80,11 @@ func (s *Service) Upgrade(ctx context.Context, userID, roomID, newVersion string
 		users := map[string]json.RawMessage{}
 		_ = json.Unmarshal(oldPL["users"], &users)
 		if v.RoomIDFromCreate {
-			delete(users, userID) // creators of v12 rooms are above power levels
+			// Creators of v12 rooms are above power levels.
+			delete(users, userID)
+			for _, c := range additionalCreators {
+				delete(users, c)
+			}
 		} else if r.version.RoomIDFromCreate {
 			// From a v12 room, whose creators hold no level, to an older
 			// version: the upgrading user keeps the top level explicitly.

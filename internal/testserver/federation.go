@@ -30,9 +30,12 @@ type Federation struct {
 	t      testing.TB
 	dir    string
 	CAFile string
-	CA     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	n      atomic.Int64
+	// CAKeyFile holds the CA's key (PEM, SEC 1), for servers that issue
+	// their own certificate (tls.ca_cert_file / ca_key_file).
+	CAKeyFile string
+	CA        *x509.Certificate
+	caKey     *ecdsa.PrivateKey
+	n         atomic.Int64
 
 	cutMu sync.Mutex
 	cuts  map[[2]string]bool // see Cut
@@ -62,7 +65,23 @@ func NewFederation(t testing.TB) *Federation {
 	f := &Federation{t: t, dir: t.TempDir(), CA: ca, caKey: key}
 	f.CAFile = filepath.Join(f.dir, "ca.pem")
 	writePEM(t, f.CAFile, "CERTIFICATE", der)
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.CAKeyFile = filepath.Join(f.dir, "ca.key")
+	writePEM(t, f.CAKeyFile, "EC PRIVATE KEY", kder)
 	return f
+}
+
+// SelfIssued is an option, after Server or ServerNamed, that makes the
+// server issue its own certificate from the CA at start instead of
+// using one issued by the test.
+func (f *Federation) SelfIssued() Option {
+	return func(s *setup) {
+		s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile = "", ""
+		s.cfg.TLS.CACertFile, s.cfg.TLS.CAKeyFile = f.CAFile, f.CAKeyFile
+	}
 }
 
 // Issue writes a certificate for the DNS names or IP addresses in hosts,

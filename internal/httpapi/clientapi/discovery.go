@@ -30,7 +30,7 @@ func (a *API) capabilities(r *httputil.Request) (any, error) {
 	}
 	return map[string]any{"capabilities": map[string]any{
 		"m.change_password": map[string]bool{"enabled": true},
-		"m.room_versions":   map[string]any{"default": roomversion.Default, "available": available},
+		"m.room_versions":   map[string]any{"default": a.Config.Rooms.DefaultVersion, "available": available},
 		"m.set_displayname": map[string]bool{"enabled": true},
 		"m.set_avatar_url":  map[string]bool{"enabled": true},
 		"m.3pid_changes":    map[string]bool{"enabled": false},

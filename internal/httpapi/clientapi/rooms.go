@@ -287,6 +287,9 @@ func (a *API) putState(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	typ, key := r.Var("eventType"), r.Var("stateKey")
+	if typ == "m.room.create" {
+		return nil, errcode.BadJSON("a room's m.room.create event cannot be replaced")
+	}
 	if typ == "m.room.member" {
 		// Membership goes through the membership endpoints' checks too,
 		// but a direct PUT is allowed by the spec; the auth rules decide.
@@ -559,7 +562,8 @@ func (a *API) deleteAlias(r *httputil.Request) (any, error) {
 // POST /rooms/{roomId}/upgrade
 func (a *API) upgrade(r *httputil.Request) (any, error) {
 	var body struct {
-		NewVersion string `json:"new_version"`
+		NewVersion         string          `json:"new_version"`
+		AdditionalCreators json.RawMessage `json:"additional_creators"`
 	}
 	if err := r.ReadJSON(&body); err != nil {
 		return nil, err
@@ -567,7 +571,13 @@ func (a *API) upgrade(r *httputil.Request) (any, error) {
 	if body.NewVersion == "" {
 		return nil, errcode.MissingParam("new_version is required")
 	}
-	id, err := a.Rooms.Upgrade(r.Context(), r.Session.UserID, r.Var("roomId"), body.NewVersion)
+	var extra []string
+	if len(body.AdditionalCreators) > 0 && string(body.AdditionalCreators) != "null" {
+		if err := json.Unmarshal(body.AdditionalCreators, &extra); err != nil {
+			return nil, errcode.BadJSON("additional_creators must be an array of user ids")
+		}
+	}
+	id, err := a.Rooms.Upgrade(r.Context(), r.Session.UserID, r.Var("roomId"), body.NewVersion, extra)
 	if err != nil {
 		return nil, err
 	}

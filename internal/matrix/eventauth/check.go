@@ -108,7 +108,7 @@ func checkCreate(r *rulebook, ev *pdu.Event) error {
 	content := object(ev.Content)
 	if raw, ok := content["room_version"]; ok {
 		if id, ok := strOK(raw); !ok {
-			return r.denyf(at(1, 3), "room_version is not a string")
+			return r.malformedf(at(1, 3), "room_version is not a string")
 		} else if _, ok := roomversion.Get(id); !ok {
 			return r.denyf(at(1, 3), "room version %q is not recognised", id)
 		}
@@ -117,11 +117,11 @@ func checkCreate(r *rulebook, ev *pdu.Event) error {
 		if raw, ok := content["additional_creators"]; ok {
 			var list []json.RawMessage
 			if json.Unmarshal(raw, &list) != nil || list == nil {
-				return r.denyf(at(1, 4), "additional_creators is not an array")
+				return r.malformedf(at(1, 4), "additional_creators is not an array")
 			}
 			for _, item := range list {
 				if u, ok := strOK(item); !ok || !validUserID(u) {
-					return r.denyf(at(1, 4), "additional_creators holds %s, not a user id", item)
+					return r.malformedf(at(1, 4), "additional_creators holds %s, not a user id", item)
 				}
 			}
 		}
@@ -454,21 +454,21 @@ func (c *checker) powerLevels(sender Level) error {
 	next, probs := parsePowerLevels(c.ev.Content, c.v)
 	if r.plScalars != 0 {
 		if probs.scalar != "" {
-			return r.denyf(rule(r.plScalars), "%s", probs.scalar)
+			return r.malformedf(rule(r.plScalars), "%s", probs.scalar)
 		}
 		for _, p := range []string{probs.events, probs.notifications} {
 			if p != "" {
-				return r.denyf(rule(r.plMaps), "%s", p)
+				return r.malformedf(rule(r.plMaps), "%s", p)
 			}
 		}
 	}
 	if probs.users != "" {
-		return r.denyf(rule(r.plUsers), "%s", probs.users)
+		return r.malformedf(rule(r.plUsers), "%s", probs.users)
 	}
 	if r.plCreators != 0 {
 		for _, u := range slices.Sorted(maps.Keys(next.users)) {
 			if c.levels.IsCreator(u) {
-				return r.denyf(rule(r.plCreators), "users lists the creator %s", u)
+				return r.malformedf(rule(r.plCreators), "users lists the creator %s", u)
 			}
 		}
 	}

@@ -21,6 +21,10 @@ type NotAllowed struct {
 	RoomVersion string
 	// Reason says what was wrong, for logs; it is not client-safe.
 	Reason string
+	// Malformed marks a rejection for the content's shape (invalid power
+	// levels, creators listed in users, bad additional_creators) rather
+	// than a missing permission: a client sending it made a bad request.
+	Malformed bool
 }
 
 func (e *NotAllowed) Error() string {
@@ -114,6 +118,13 @@ func (r *rulebook) denyf(path []int, format string, args ...any) *NotAllowed {
 		s[i] = strconv.Itoa(p)
 	}
 	return &NotAllowed{Rule: strings.Join(s, "."), RoomVersion: r.v.ID, Reason: fmt.Sprintf(format, args...)}
+}
+
+// malformedf is denyf for content that no sender could have sent.
+func (r *rulebook) malformedf(path []int, format string, args ...any) *NotAllowed {
+	e := r.denyf(path, format, args...)
+	e.Malformed = true
+	return e
 }
 
 // at builds a rule path: at(r.member, r.join, 3) is "5.3.3" in v12.

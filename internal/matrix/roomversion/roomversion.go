@@ -117,8 +117,10 @@ func init() {
 	add("12", func(v *Version) { v.StateRes = StateResV21; v.RoomIDFromCreate = true })
 }
 
-// Default is the version of newly created rooms.
-const Default = "12"
+// Default is the version of rooms created without one, unless the
+// configuration (rooms.default_version) says otherwise: the spec (v1.16)
+// asks servers to keep 11 for a while.
+const Default = "11"
 
 // Get returns the rules of a room version, or false when it is unknown.
 func Get(id string) (*Version, bool) {

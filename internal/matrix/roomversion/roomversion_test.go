@@ -12,7 +12,7 @@ func TestTable(t *testing.T) {
 			t.Fatalf("version %d has id %q", i+1, v.ID)
 		}
 	}
-	v12, _ := Get(Default)
+	v12, _ := Get("12")
 	if !v12.RoomIDFromCreate || v12.StateRes != StateResV21 || v12.Redaction != RedactV11 || !v12.KnockRestricted {
 		t.Fatalf("v12 rules wrong: %+v", v12)
 	}
