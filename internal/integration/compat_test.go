@@ -325,3 +325,74 @@ func TestFedInviteStateStrippedForClients(t *testing.T) {
 		t.Fatalf("bob's membership on the inviting server: %q", m)
 	}
 }
+
+// A join's extra body keys go into the member event (clients and bridges
+// use custom keys); the protocol's own keys cannot be set that way.
+func TestJoinCustomContent(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_alias_name": fmt.Sprintf("custom%d", aliasN.Add(1))})
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room), map[string]any{"foo": "bar", "membership": "leave", "reason": "hi"}, nil)
+		var content map[string]any
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(bob.UserID), nil, &content)
+		if content["foo"] != "bar" || content["membership"] != "join" || content["reason"] != "hi" {
+			t.Fatalf("member content %v", content)
+		}
+	})
+}
+
+// createRoom's topic is written in the plain and the rich (m.topic) form.
+func TestCreateRoomRichTopic(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{"topic": "Budget 2027",
+		"initial_state": []map[string]any{{"type": "m.room.topic", "content": map[string]any{"topic": "old"}}}})
+	var c struct {
+		Topic  string `json:"topic"`
+		MTopic struct {
+			Text []struct {
+				Body string `json:"body"`
+			} `json:"m.text"`
+		} `json:"m.topic"`
+	}
+	alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.topic", nil, &c)
+	if c.Topic != "Budget 2027" || len(c.MTopic.Text) != 1 || c.MTopic.Text[0].Body != "Budget 2027" {
+		t.Fatalf("topic content %+v", c)
+	}
+}
+
+// A client looks up another server's alias (any Unicode) through its own
+// server, and the Server-Server API answers on the client listener too
+// (behind one TLS reverse proxy), with 405 for a known path's wrong method.
+func TestFedRemoteAliasAndFederationOnClientListener(t *testing.T) {
+	fed := ts.NewFederation(t)
+	a := ts.New(t, fed.ServerNamed("police.test"))
+	b := ts.New(t, fed.ServerNamed("gouv.test"))
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{})
+	alias := "#老虎Â£я🤨👉ඞ:" + a.Config.ServerName
+	alice.MustDo("PUT", "/_matrix/client/v3/directory/room/"+esc(alias), map[string]any{"room_id": room}, nil)
+	var got struct {
+		RoomID  string   `json:"room_id"`
+		Servers []string `json:"servers"`
+	}
+	bob.MustDo("GET", "/_matrix/client/v3/directory/room/"+esc(alias), nil, &got)
+	if got.RoomID != room || !slices.Contains(got.Servers, a.Config.ServerName) {
+		t.Fatalf("remote alias: %+v", got)
+	}
+	if r := bob.Do("GET", "/_matrix/client/v3/directory/room/"+esc("#nope:"+a.Config.ServerName), nil); r.Status != http.StatusNotFound {
+		t.Fatalf("unknown remote alias: %d %s", r.Status, r.Body)
+	}
+	anon := a.Anonymous(t)
+	if r := anon.Do("GET", "/_matrix/federation/v1/version", nil); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "server") {
+		t.Fatalf("federation version on the client listener: %d %s", r.Status, r.Body)
+	}
+	for _, p := range []string{"/_matrix/federation/v1/version", "/_matrix/key/v2/query"} {
+		if r := anon.Do("PUT", p, map[string]any{}); r.Status != http.StatusMethodNotAllowed || r.ErrCode() != "M_UNRECOGNIZED" {
+			t.Fatalf("PUT %s: %d %s", p, r.Status, r.Body)
+		}
+	}
+	if r := anon.Do("GET", "/_matrix/federation/v1/unknown", nil); r.Status != http.StatusNotFound || r.ErrCode() != "M_UNRECOGNIZED" {
+		t.Fatalf("unknown federation path: %d %s", r.Status, r.Body)
+	}
+}

@@ -218,7 +218,10 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 		protos = append(protos, Proto{Type: "m.room.name", StateKey: &empty, Content: mustJSON(map[string]string{"name": *req.Name})})
 	}
 	if req.Topic != nil {
-		protos = append(protos, Proto{Type: "m.room.topic", StateKey: &empty, Content: mustJSON(map[string]string{"topic": *req.Topic})})
+		// The plain topic, and the same as the rich form (spec v1.15's
+		// m.topic) for clients that read only that.
+		topic := map[string]any{"topic": *req.Topic, "m.topic": map[string]any{"m.text": []map[string]string{{"body": *req.Topic}}}}
+		protos = append(protos, Proto{Type: "m.room.topic", StateKey: &empty, Content: mustJSON(topic)})
 	}
 	var remote []string // invited over federation once the room exists
 	for _, inv := range req.Invite {

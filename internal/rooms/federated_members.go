@@ -410,6 +410,7 @@ func (s *Service) buildFromTemplate(c MemberChange, v *roomversion.Version, tmpl
 	for k, x := range profile {
 		content[k] = x
 	}
+	c.addExtra(content)
 	if c.Reason != "" {
 		content["reason"] = c.Reason
 	}

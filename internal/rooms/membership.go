@@ -22,6 +22,23 @@ type MemberChange struct {
 	IsDirect   bool
 	// Servers to ask when the room is not known here (join, knock).
 	Servers []string
+	// Extra is content the member adds to their own join or knock event
+	// (clients and bridges set custom keys there); the keys the protocol
+	// gives meaning to are not taken from it.
+	Extra map[string]json.RawMessage
+}
+
+// reservedMemberKeys are the member-event keys a request's extra content
+// may not set.
+var reservedMemberKeys = map[string]bool{"membership": true, "reason": true, "join_authorised_via_users_server": true, "third_party_invite": true, "third_party_signed": true}
+
+// addExtra copies a change's extra content into an event's content.
+func (c *MemberChange) addExtra(content map[string]any) {
+	for k, v := range c.Extra {
+		if !reservedMemberKeys[k] {
+			content[k] = v
+		}
+	}
 }
 
 // ChangeMembership sends a membership event. Joining a room one is already
@@ -67,6 +84,7 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 			}
 		}
 	}
+	c.addExtra(content)
 	if c.Membership == "join" && c.Sender == c.Target && curMembership != "join" && curMembership != "invite" {
 		if via := s.restrictedJoinAuthoriser(ctx, r, c.Target); via != "" {
 			content["join_authorised_via_users_server"] = via

@@ -175,6 +175,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	if s.fedHandler != nil {
+		// The Server-Server API answers on the client listener too, as
+		// behind a reverse proxy that terminates TLS for both: requests
+		// are authenticated by their signatures, not by the transport.
+		rt.Mount("/_matrix/federation/", s.fedHandler)
+		rt.Mount("/_matrix/key/", s.fedHandler)
+	}
 	if err := s.Directory.Backfill(ctx); err != nil {
 		st.Close()
 		return nil, err

@@ -52,12 +52,22 @@ type reasonBody struct {
 	Reason string `json:"reason"`
 }
 
+// membership changes the caller's own membership (join, knock, leave);
+// the body's keys besides reason are extra content of a join or knock.
 func (a *API) membership(r *httputil.Request, roomID, target, membership string, servers ...string) (string, error) {
-	var body reasonBody
+	var body map[string]json.RawMessage
 	if err := r.ReadJSON(&body); err != nil {
 		return "", err
 	}
-	return a.Rooms.ChangeMembership(r.Context(), rooms.MemberChange{RoomID: roomID, Sender: r.Session.UserID, Target: target, Membership: membership, Reason: body.Reason, Servers: servers})
+	var reason string
+	if raw, ok := body["reason"]; ok && json.Unmarshal(raw, &reason) != nil {
+		return "", errcode.BadJSON("reason must be a string")
+	}
+	c := rooms.MemberChange{RoomID: roomID, Sender: r.Session.UserID, Target: target, Membership: membership, Reason: reason, Servers: servers}
+	if membership == "join" || membership == "knock" {
+		c.Extra = body
+	}
+	return a.Rooms.ChangeMembership(r.Context(), c)
 }
 
 // POST /join/{roomIdOrAlias}
@@ -496,6 +506,13 @@ func (a *API) getAlias(r *httputil.Request) (any, error) {
 	alias, err := a.localAlias(r)
 	if err != nil {
 		return nil, err
+	}
+	if !strings.HasSuffix(alias, ":"+a.Config.ServerName) {
+		roomID, servers, err := a.Rooms.QueryAlias(r.Context(), alias)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
 	roomID, _, err := a.Store.GetAlias(r.Context(), alias)
 	if errors.Is(err, store.ErrNotFound) {

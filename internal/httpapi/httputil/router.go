@@ -130,6 +130,12 @@ func (rt *Router) Handle(pattern string, auth AuthKind, h Handler, opts ...Optio
 	methods[method] = rr
 }
 
+// Mount serves every path under prefix (ending in '/') with h, another
+// API's router sharing this listener.
+func (rt *Router) Mount(prefix string, h http.Handler) {
+	rt.mux.Handle(prefix, h)
+}
+
 // ServeHTTP implements http.Handler. The legacy r0 prefixes of the client
 // and media APIs, still used by older clients, are served by the v3 routes.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
