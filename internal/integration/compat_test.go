@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
 
 	"luxchat/internal/config"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/matrix/roomversion"
 	ts "luxchat/internal/testserver"
 )
 
@@ -395,4 +399,65 @@ func TestFedRemoteAliasAndFederationOnClientListener(t *testing.T) {
 	if r := anon.Do("GET", "/_matrix/federation/v1/unknown", nil); r.Status != http.StatusNotFound || r.ErrCode() != "M_UNRECOGNIZED" {
 		t.Fatalf("unknown federation path: %d %s", r.Status, r.Body)
 	}
+}
+
+// A server whose users joined after some history gets that history from
+// get_missing_events and backfill as redacted skeletons (the graph, not
+// the words), oldest first, and later events whole.
+func TestFedMissingEventsRedactedBeforeJoin(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "11"})
+		early := frLatest(t, p.a, room) // the newest event of the new room
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.history_visibility", map[string]any{"history_visibility": "joined"}, nil)
+		before := alice.SendText(room, "before bob")
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		after := alice.SendText(room, "after bob")
+		var missing struct {
+			Events []json.RawMessage `json:"events"`
+		}
+		body := map[string]any{"earliest_events": []string{early}, "latest_events": []string{after}, "limit": 10}
+		if err := frGet(p.b, p.a, "POST", "/_matrix/federation/v1/get_missing_events/"+url.PathEscape(room), body, &missing); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]map[string]any{}
+		for _, raw := range missing.Events {
+			var e struct {
+				EventID string         `json:"event_id"`
+				Content map[string]any `json:"content"`
+			}
+			v, _ := roomversion.Get("11")
+			ev, err := pdu.Parse(raw, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = json.Unmarshal(raw, &e)
+			seen[ev.ID] = e.Content
+		}
+		if c, ok := seen[before]; !ok || c["body"] != nil {
+			t.Fatalf("the message from before the join: present %v, content %v", ok, c)
+		}
+		if _, ok := seen[after]; ok {
+			t.Fatal("latest_events returned")
+		}
+		var bf struct {
+			PDUs []json.RawMessage `json:"pdus"`
+		}
+		if err := frGet(p.b, p.a, "GET", "/_matrix/federation/v1/backfill/"+url.PathEscape(room)+"?v="+url.QueryEscape(after)+"&limit=10", nil, &bf); err != nil {
+			t.Fatal(err)
+		}
+		bodies := map[string]bool{}
+		for _, raw := range bf.PDUs {
+			var e struct {
+				Content map[string]any `json:"content"`
+			}
+			_ = json.Unmarshal(raw, &e)
+			if b, ok := e.Content["body"].(string); ok {
+				bodies[b] = true
+			}
+		}
+		if !bodies["after bob"] || bodies["before bob"] || len(bf.PDUs) < 5 {
+			t.Fatalf("backfill bodies %v of %d events", bodies, len(bf.PDUs))
+		}
+	})
 }

@@ -205,6 +205,9 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 		{"m.room.history_visibility", "history_visibility", history},
 		{"m.room.guest_access", "guest_access", guest},
 	} {
+		if x.val == "forbidden" {
+			continue // guests are forbidden where no guest access is set
+		}
 		if _, overridden := initial[[2]string{x.typ, ""}]; !overridden {
 			protos = append(protos, Proto{Type: x.typ, StateKey: &empty, Content: mustJSON(map[string]string{x.key: x.val})})
 		}

@@ -328,6 +328,10 @@ func (s *Service) walkPrev(ctx context.Context, server, roomID string, start, st
 	if err != nil {
 		return nil, err
 	}
+	version, err := s.versionOf(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for _, x := range stop {
 		seen[x] = true
@@ -376,7 +380,16 @@ func (s *Service) walkPrev(ctx context.Context, server, roomID string, start, st
 				return nil, err
 			}
 			if !ok {
-				continue
+				// The server gets the event's skeleton: it still needs it
+				// for the room's graph, but not what was said before it
+				// could see the room.
+				redacted, err := pdu.Redact(row.PDU, version)
+				if err != nil {
+					return nil, err
+				}
+				copied := *row
+				copied.PDU = redacted
+				row = &copied
 			}
 			if len(out) < limit {
 				out = append(out, row)
