@@ -12,6 +12,7 @@ import (
 	"luxchat/internal/config"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/store"
 	ts "luxchat/internal/testserver"
 )
 
@@ -458,6 +459,68 @@ func TestFedMissingEventsRedactedBeforeJoin(t *testing.T) {
 		}
 		if !bodies["after bob"] || bodies["before bob"] || len(bf.PDUs) < 5 {
 			t.Fatalf("backfill bodies %v of %d events", bodies, len(bf.PDUs))
+		}
+	})
+}
+
+// An event whose auth events include a rejected one is rejected too, even
+// when only the rejected event's id is kept; an event that names a
+// rejected event as its prev event is checked against the state before
+// that event and accepted when it passes.
+func TestFedRejectedAuthAndPrevEvents(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		frStopQueues(p.b)
+		st, err := p.a.Store.CurrentState(t.Context(), room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := func(typ, key string) string { return st[store.StateKey{Type: typ, StateKey: key}] }
+		head := frLatest(t, p.a, room)
+		depth := frDepth(t, p.a, head)
+		empty, self := "", bob.UserID
+		// R: bob (level 0) changes the power levels: rejected.
+		r := frBuild(t, p.b, room, bob.UserID, "m.room.power_levels", &empty, map[string]any{"users": map[string]any{bob.UserID: 100}},
+			[]string{head}, frAuth(t, p.a, room, bob.UserID), depth+1)
+		// O: a member event of bob's authorised by R: rejected with it.
+		o := frBuild(t, p.b, room, bob.UserID, "m.room.member", &self, map[string]any{"membership": "join", "displayname": "O"},
+			[]string{head}, []string{id("m.room.create", ""), id("m.room.join_rules", ""), r.ID, id("m.room.member", bob.UserID)}, depth+1)
+		// X: a message authorised by O: rejected.
+		x := frBuild(t, p.b, room, bob.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "x"},
+			[]string{head}, []string{id("m.room.create", ""), id("m.room.power_levels", ""), o.ID}, depth+1)
+		// S: a good message after X.
+		sentinel := frBuild(t, p.b, room, bob.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "sentinel"},
+			[]string{x.ID}, frAuth(t, p.a, room, bob.UserID), depth+2)
+		res, err := frSend(t, p.b, p.a, "", r.JSON(), o.JSON(), x.JSON(), sentinel.JSON())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range []*pdu.Event{r, o, x} {
+			if res.PDUs[ev.ID].Error == "" {
+				t.Fatalf("%s accepted", ev.ID)
+			}
+			if r := alice.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(ev.ID), nil); r.Status != http.StatusNotFound {
+				t.Fatalf("rejected event %s served: %d", ev.ID, r.Status)
+			}
+		}
+		if e := res.PDUs[sentinel.ID].Error; e != "" {
+			t.Fatalf("sentinel after a rejected prev event: %s", e)
+		}
+		if got := bodies(messages(t, alice, room, "dir=b&limit=3").Chunk); len(got) == 0 || got[0] != "sentinel" {
+			t.Fatalf("alice's timeline: %v", got)
+		}
+
+		// An auth event we lack is fetched with /event when the origin
+		// does not answer event_auth for the event (it never stored it).
+		bob.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(bob.UserID)+"/displayname", map[string]any{"displayname": "Bob B"}, nil)
+		member := frLatest(t, p.b, room)
+		late := frBuild(t, p.b, room, bob.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "late"},
+			[]string{sentinel.ID}, []string{id("m.room.create", ""), id("m.room.power_levels", ""), member}, depth+3)
+		res, err = frSend(t, p.b, p.a, "", late.JSON())
+		if err != nil || res.PDUs[late.ID].Error != "" {
+			t.Fatalf("event with an auth event fetched by id: %v %+v", err, res)
 		}
 	})
 }

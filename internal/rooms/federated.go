@@ -253,7 +253,7 @@ func sameStateIDs(a, b store.StateMap) bool {
 // failure, e.g. a network error) and returns err.
 func (s *Service) reject(ctx context.Context, ev *pdu.Event, err error) error {
 	if errors.Is(err, errRejected) || errors.Is(err, eventauth.ErrNotAllowed) {
-		if rerr := s.store.RejectEvent(ctx, ev.ID, ev.RoomID, truncate(err.Error(), 500)); rerr != nil {
+		if rerr := s.store.RejectEvent(ctx, ev.ID, ev.RoomID, truncate(err.Error(), 500), ev.PrevEvents); rerr != nil {
 			return rerr
 		}
 		if !errors.Is(err, errRejected) {
@@ -359,14 +359,6 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 	if err != nil {
 		return nil, err
 	}
-	if len(have) < len(ev.AuthEvents) {
-		if err := s.fetchAuthChain(ctx, origin, ev); err != nil {
-			return nil, err
-		}
-		if have, err = s.Events(ctx, ev.AuthEvents); err != nil {
-			return nil, err
-		}
-	}
 	byID := map[string]*pdu.Event{}
 	for _, a := range have {
 		byID[a.ID] = a
@@ -374,6 +366,21 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
 	if err != nil {
 		return nil, err
+	}
+	// An auth event rejected before settles it: nothing to fetch.
+	if len(have)+len(rej) < len(ev.AuthEvents) && !anyTrue(rej) {
+		if err := s.fetchAuthChain(ctx, origin, ev); err != nil {
+			return nil, err
+		}
+		if have, err = s.Events(ctx, ev.AuthEvents); err != nil {
+			return nil, err
+		}
+		for _, a := range have {
+			byID[a.ID] = a
+		}
+		if rej, err = s.rejectedAmong(ctx, ev.AuthEvents, byID); err != nil {
+			return nil, err
+		}
 	}
 	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
 		return nil, err
@@ -414,13 +421,69 @@ func (s *Service) fetchAuthChain(ctx context.Context, origin string, ev *pdu.Eve
 	defer cancel()
 	uri := "/_matrix/federation/v1/event_auth/" + url.PathEscape(ev.RoomID) + "/" + url.PathEscape(ev.ID)
 	if err := s.fed.f.Do(fctx, origin, "GET", uri, nil, &resp); err != nil {
-		return fmt.Errorf("fetch auth chain of %s: %w", ev.ID, err)
+		// Not every server answers event_auth for every event: fetch the
+		// missing auth events one by one instead.
+		s.log.Info("federation: event_auth failed, fetching auth events by id", "origin", origin, "event_id", ev.ID, "err", err)
+		return s.fetchAuthEventsByID(ctx, origin, ev)
 	}
 	if len(resp.AuthChain) > maxAuthChain {
 		return rejectedf("auth chain of %d events is too long", len(resp.AuthChain))
 	}
 	_, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, resp.AuthChain)
 	return err
+}
+
+// fetchAuthEventsByID fetches the auth events of ev that we lack with
+// /event, then theirs, level by level (at most maxFetchEvents), and
+// stores them as outliers.
+func (s *Service) fetchAuthEventsByID(ctx context.Context, origin string, ev *pdu.Event) error {
+	seen := map[string]bool{}
+	var raws []json.RawMessage
+	want := ev.AuthEvents
+	for len(want) > 0 && len(seen) < maxFetchEvents {
+		have, err := s.Events(ctx, want)
+		if err != nil {
+			return err
+		}
+		rej, err := s.store.RejectedEvents(ctx, want)
+		if err != nil {
+			return err
+		}
+		known := map[string]bool{}
+		for _, e := range have {
+			known[e.ID] = true
+		}
+		var need []string
+		for _, x := range want {
+			if !known[x] && !rej[x] && !seen[x] {
+				seen[x] = true
+				need = append(need, x)
+			}
+		}
+		want = nil
+		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		for _, raw := range s.fetchEvents(fctx, origin, need) {
+			if e, err := pdu.Parse(raw, ev.Version); err == nil && slices.Contains(need, e.ID) {
+				raws = append(raws, raw)
+				want = append(want, e.AuthEvents...)
+			}
+		}
+		cancel()
+	}
+	if len(raws) == 0 {
+		return fmt.Errorf("fetch auth events of %s: %s sent none", ev.ID, origin)
+	}
+	_, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, raws)
+	return err
+}
+
+func anyTrue(m map[string]bool) bool {
+	for _, v := range m {
+		if v {
+			return true
+		}
+	}
+	return false
 }
 
 // storeOutliers checks events of a room (format, signatures, hashes, auth
@@ -481,7 +544,7 @@ func (s *Service) checkParsed(ctx context.Context, roomID string, parsed []*pdu.
 				return nil, nil, err
 			}
 			s.log.Info("federation: outlier rejected", "event_id", ev.ID, "err", err)
-			if err := s.store.RejectEvent(ctx, ev.ID, roomID, truncate(err.Error(), 500)); err != nil {
+			if err := s.store.RejectEvent(ctx, ev.ID, roomID, truncate(err.Error(), 500), ev.PrevEvents); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -620,8 +683,10 @@ func (s *Service) stateBefore(ctx context.Context, origin string, ev *pdu.Event,
 type prevFetchKey struct{}
 
 // prevStates returns the state after each prev event of ev that is
-// stored with its state; missing lists the others (rejected prev events
-// are skipped: they add nothing to the state).
+// stored with its state; missing lists the others. The state after a
+// rejected prev event is the state before it (spec: later events that
+// reference rejected events are checked "as normal, except not updating
+// with the state from the rejected event").
 func (s *Service) prevStates(ctx context.Context, ev *pdu.Event) ([]store.StateMap, []string, error) {
 	rej, err := s.store.RejectedEvents(ctx, ev.PrevEvents)
 	if err != nil {
@@ -631,6 +696,13 @@ func (s *Service) prevStates(ctx context.Context, ev *pdu.Event) ([]store.StateM
 	var missing []string
 	for _, p := range ev.PrevEvents {
 		if rej[p] {
+			st, ok, err := s.stateAfterRejected(ctx, ev.Version, p, maxRejectedChain)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				sets = append(sets, st)
+			}
 			continue
 		}
 		st, ok, err := s.stateAfterEvent(ctx, p)
@@ -644,6 +716,46 @@ func (s *Service) prevStates(ctx context.Context, ev *pdu.Event) ([]store.StateM
 		sets = append(sets, st)
 	}
 	return sets, missing, nil
+}
+
+// maxRejectedChain bounds how many rejected events in a row are followed
+// back to find the state after one.
+const maxRejectedChain = 8
+
+// stateAfterRejected is the state after a rejected event, that is the
+// state before it, from its prev events (followed back through rejected
+// ones depth levels at most); ok is false when it cannot be known here.
+func (s *Service) stateAfterRejected(ctx context.Context, v *roomversion.Version, eventID string, depth int) (store.StateMap, bool, error) {
+	if depth == 0 {
+		return nil, false, nil
+	}
+	prevs, err := s.store.RejectedPrevEvents(ctx, eventID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && len(prevs) == 0) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	rej, err := s.store.RejectedEvents(ctx, prevs)
+	if err != nil {
+		return nil, false, err
+	}
+	var sets []store.StateMap
+	for _, p := range prevs {
+		var st store.StateMap
+		var ok bool
+		if rej[p] {
+			st, ok, err = s.stateAfterRejected(ctx, v, p, depth-1)
+		} else {
+			st, ok, err = s.stateAfterEvent(ctx, p)
+		}
+		if err != nil || !ok {
+			return nil, false, err
+		}
+		sets = append(sets, st)
+	}
+	st, err := s.resolveSets(ctx, v, sets)
+	return st, err == nil, err
 }
 
 // stateAfterEvent is the state after a stored event; ok is false when the

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -65,10 +66,30 @@ func (tx *Tx) SetExtremities(ctx context.Context, roomID string, ids []string) e
 }
 
 // RejectEvent records that an event failed the authorisation rules.
-func (s *Store) RejectEvent(ctx context.Context, eventID, roomID, reason string) error {
-	_, err := s.writer().ExecContext(ctx, `INSERT INTO federation_rejected (event_id, room_id, reason, received_ts) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, reason, now())
+func (s *Store) RejectEvent(ctx context.Context, eventID, roomID, reason string, prevEvents []string) error {
+	prev, err := json.Marshal(prevEvents)
+	if err != nil || prevEvents == nil {
+		prev = []byte("[]")
+	}
+	_, err = s.writer().ExecContext(ctx, `INSERT INTO federation_rejected (event_id, room_id, reason, received_ts, prev_events) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, reason, now(), string(prev))
 	return err
+}
+
+// RejectedPrevEvents returns the prev events of a rejected event, or
+// ErrNotFound when it was not rejected.
+func (s *Store) RejectedPrevEvents(ctx context.Context, eventID string) ([]string, error) {
+	var raw string
+	err := s.reader().QueryRowContext(ctx, `SELECT prev_events FROM federation_rejected WHERE event_id = $1`, eventID).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = json.Unmarshal([]byte(raw), &out)
+	return out, err
 }
 
 // RejectedEvents returns which of ids were rejected.

@@ -118,6 +118,15 @@ func CheckAuthEventsShape(ev *pdu.Event, authEvents map[string]*pdu.Event, rejec
 		return nil
 	}
 	r := rulesFor(ev.Version)
+	// A rejected auth event rejects the event even when only its id is
+	// kept (servers need not store rejected events).
+	if rejected != nil {
+		for _, id := range ev.AuthEvents {
+			if rejected(id) {
+				return r.denyf(at(r.authEvents, 3), "auth event %s was rejected", id)
+			}
+		}
+	}
 	evs := make([]*pdu.Event, len(ev.AuthEvents))
 	for i, id := range ev.AuthEvents {
 		if evs[i] = authEvents[id]; evs[i] == nil {
@@ -138,13 +147,6 @@ func CheckAuthEventsShape(ev *pdu.Event, authEvents map[string]*pdu.Event, rejec
 	for i, e := range evs {
 		if !slices.Contains(allowed, e.Tuple()) {
 			return r.denyf(at(r.authEvents, 2), "auth event %s is %v, which auth events selection does not choose", ev.AuthEvents[i], e.Tuple())
-		}
-	}
-	if rejected != nil {
-		for _, id := range ev.AuthEvents {
-			if rejected(id) {
-				return r.denyf(at(r.authEvents, 3), "auth event %s was rejected", id)
-			}
 		}
 	}
 	if _, ok := seen[createTuple]; !ok && !ev.Version.RoomIDFromCreate {
