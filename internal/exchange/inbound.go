@@ -43,6 +43,13 @@ func (s *Service) HandleEDU(ctx context.Context, origin, eduType string, content
 	}
 }
 
+// aclAllows reports whether a room's server ACL lets origin take part:
+// the ACL covers a denied server's EDUs as well as its events.
+func (s *Service) aclAllows(ctx context.Context, roomID, origin string) bool {
+	ok, err := s.rooms.ServerACLAllows(ctx, roomID, origin)
+	return err == nil && ok
+}
+
 // owned reports whether userID is a user of origin.
 func owned(userID, origin string) bool { return userID != "" && serverOf(userID) == origin }
 
@@ -55,7 +62,7 @@ func (s *Service) inboundTyping(ctx context.Context, origin string, content json
 	if err := json.Unmarshal(content, &c); err != nil {
 		return err
 	}
-	if !owned(c.UserID, origin) || c.RoomID == "" {
+	if !owned(c.UserID, origin) || c.RoomID == "" || !s.aclAllows(ctx, c.RoomID, origin) {
 		return nil
 	}
 	// SetTyping refuses users not joined to the room.
@@ -76,6 +83,9 @@ func (s *Service) inboundReceipts(ctx context.Context, origin string, content js
 		return err
 	}
 	for roomID, types := range c {
+		if !s.aclAllows(ctx, roomID, origin) {
+			continue
+		}
 		changed := false
 		for typ, users := range types {
 			if typ != "m.read" {

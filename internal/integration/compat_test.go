@@ -524,3 +524,47 @@ func TestFedRejectedAuthAndPrevEvents(t *testing.T) {
 		}
 	})
 }
+
+// A room's server ACL drops a denied server's typing notices and receipts
+// as well as its events.
+func TestFedACLDropsEDUs(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
+		acl := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		open := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		for _, room := range []string{acl, open} {
+			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		}
+		var sent struct {
+			EventID string `json:"event_id"`
+		}
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(acl)+"/state/m.room.server_acl", map[string]any{
+			"allow": []string{"*"}, "deny": []string{"gouv.test"}}, &sent)
+		frSyncUntil(t, bob, "", func(s syncResp) bool {
+			for _, e := range s.Rooms.Join[acl].Timeline.Events {
+				if e.EventID == sent.EventID {
+					return true
+				}
+			}
+			return false
+		})
+		for _, room := range []string{acl, open} {
+			bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000}, nil)
+		}
+		frSyncUntil(t, alice, "", func(s syncResp) bool {
+			return hasTyping(s, open, bob.UserID)
+		})
+		if s := doSync(t, alice, "timeout=0"); hasTyping(s, acl, bob.UserID) {
+			t.Fatal("typing from a server the room's ACL denies was shown")
+		}
+	})
+}
+
+func hasTyping(s syncResp, roomID, userID string) bool {
+	for _, e := range s.Rooms.Join[roomID].Ephemeral.Events {
+		if ids, _ := e.Content["user_ids"].([]any); e.Type == "m.typing" && slices.Contains(ids, any(userID)) {
+			return true
+		}
+	}
+	return false
+}

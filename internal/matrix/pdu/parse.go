@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"luxchat/internal/matrix/id"
 	"luxchat/internal/matrix/roomversion"
@@ -87,6 +88,15 @@ func parse(raw []byte, v *roomversion.Version, keepSigned bool) (*Event, error) 
 	return ev, nil
 }
 
+// keyTooLong applies the limit on type and state_key: in bytes from room
+// version 11, in code points before (as servers counted them then).
+func keyTooLong(s string, v *roomversion.Version) bool {
+	if v.ByteKeyLimits {
+		return len(s) > MaxKeyLength
+	}
+	return utf8.RuneCountInString(s) > MaxKeyLength
+}
+
 // fill copies and checks every field but the event id.
 func (ev *Event) fill(obj object) error {
 	v := ev.Version
@@ -94,7 +104,7 @@ func (ev *Event) fill(obj object) error {
 	if ev.Type, err = requiredString(obj, "type"); err != nil {
 		return err
 	}
-	if len(ev.Type) > MaxKeyLength {
+	if keyTooLong(ev.Type, v) {
 		return invalid("type longer than %d bytes", MaxKeyLength)
 	}
 	if ev.Sender, err = requiredString(obj, "sender"); err != nil {
@@ -106,7 +116,7 @@ func (ev *Event) fill(obj object) error {
 	if sk, ok, err := obj.str("state_key"); err != nil {
 		return err
 	} else if ok {
-		if len(sk) > MaxKeyLength {
+		if keyTooLong(sk, v) {
 			return invalid("state_key longer than %d bytes", MaxKeyLength)
 		}
 		ev.StateKey = &sk

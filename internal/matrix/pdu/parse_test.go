@@ -63,6 +63,7 @@ func TestParseTable(t *testing.T) {
 	strict := func(v *roomversion.Version) bool { return v.StrictCanonicalJSON }
 	v12 := func(v *roomversion.Version) bool { return v.RoomIDFromCreate }
 	beforeV12 := func(v *roomversion.Version) bool { return !v.RoomIDFromCreate }
+	byteLimits := func(v *roomversion.Version) bool { return v.ByteKeyLimits }
 	set := func(k string, val any) func(map[string]any, *roomversion.Version) {
 		return func(m map[string]any, _ *roomversion.Version) { m[k] = val }
 	}
@@ -124,7 +125,7 @@ func TestParseTable(t *testing.T) {
 		{"type 255 bytes", all, set("type", strings.Repeat("t", 255)), true},
 		{"type 256 bytes", all, set("type", strings.Repeat("t", 256)), false},
 		{"state_key 255 bytes", all, set("state_key", strings.Repeat("é", 127)+"s"), true},
-		{"state_key 256 bytes", all, set("state_key", strings.Repeat("é", 128)), false},
+		{"state_key 256 bytes", byteLimits, set("state_key", strings.Repeat("é", 128)), false},
 		{"sender 255 bytes", all, set("sender", userOfLen(255)), true},
 		{"sender 256 bytes", all, set("sender", userOfLen(256)), false},
 		{"room_id 255 bytes", beforeV12, set("room_id", "!"+strings.Repeat("r", 255-len("!:example.org"))+":example.org"), true},
@@ -305,6 +306,29 @@ func TestRoomIDForCreate(t *testing.T) {
 			}
 		} else if got != ev.RoomID {
 			t.Errorf("v%s: RoomIDForCreate %q, RoomID %q", v.ID, got, ev.RoomID)
+		}
+	}
+}
+
+// The 255 limit on state_key and type counts code points before room
+// version 11 (events of up to 255 code points exist in such rooms) and
+// bytes from version 11.
+func TestParseKeyLimits(t *testing.T) {
+	wide := strings.Repeat("💥", 70) // 280 bytes, 70 code points
+	long := strings.Repeat("a", 256)
+	for _, v := range roomversion.All() {
+		for _, key := range []string{"state_key", "type"} {
+			m := baseEvent(v)
+			m["state_key"] = ""
+			m[key] = wide
+			_, err := Parse(marshal(t, m), v)
+			if v.ByteKeyLimits != (err != nil) {
+				t.Errorf("v%s: %s of 280 bytes in 70 code points: %v", v.ID, key, err)
+			}
+			m[key] = long
+			if _, err := Parse(marshal(t, m), v); err == nil {
+				t.Errorf("v%s: %s of 256 code points accepted", v.ID, key)
+			}
 		}
 	}
 }

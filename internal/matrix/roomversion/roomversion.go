@@ -74,6 +74,10 @@ type Version struct {
 	CreatorInContent bool
 	// RedactsInContent: m.room.redaction carries "redacts" in content (v11+).
 	RedactsInContent bool
+	// ByteKeyLimits: the 255 limits on type and state_key count bytes
+	// (v11+). Servers counted code points in older rooms, so events of
+	// up to 255 code points exist there and must stay usable.
+	ByteKeyLimits bool
 	// RoomIDFromCreate: the room id is the create event's reference hash with
 	// sigil '!'; the create event has no room_id and is never an auth event;
 	// creators have infinite power (v12+).
@@ -113,6 +117,7 @@ func init() {
 		v.Redaction = RedactV11
 		v.CreatorInContent = false
 		v.RedactsInContent = true
+		v.ByteKeyLimits = true
 	})
 	add("12", func(v *Version) { v.StateRes = StateResV21; v.RoomIDFromCreate = true })
 }
