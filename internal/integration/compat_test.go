@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"luxchat/internal/config"
 	"luxchat/internal/matrix/pdu"
@@ -567,4 +569,51 @@ func hasTyping(s syncResp, roomID, userID string) bool {
 		}
 	}
 	return false
+}
+
+// A join made through send_join is announced by the resident server: the
+// joining server never sends it back in a transaction.
+func TestFedOwnJoinNotResent(t *testing.T) {
+	fed := ts.NewFederation(t)
+	var mu sync.Mutex
+	var received []string // PDU event ids received by the resident server
+	a := ts.New(t, fed.ServerNamed("police.test"), ts.ObserveInbound(func(r *http.Request, body []byte) {
+		if !strings.HasPrefix(r.URL.Path, "/_matrix/federation/v1/send/") {
+			return
+		}
+		var txn struct {
+			PDUs []json.RawMessage `json:"pdus"`
+		}
+		_ = json.Unmarshal(body, &txn)
+		v, _ := roomversion.Get("11")
+		mu.Lock()
+		defer mu.Unlock()
+		for _, raw := range txn.PDUs {
+			if ev, err := pdu.Parse(raw, v); err == nil {
+				received = append(received, ev.ID)
+			}
+		}
+	}))
+	b := ts.New(t, fed.ServerNamed("gouv.test"))
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "11"})
+	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
+	join := frLatest(t, b, room)
+	reply := bob.SendText(room, "hello from gouv")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := slices.Clone(received)
+		mu.Unlock()
+		if slices.Contains(got, join) {
+			t.Fatalf("the joining server sent its join %s back: %v", join, got)
+		}
+		if slices.Contains(got, reply) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob's message never reached the resident server: %v", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

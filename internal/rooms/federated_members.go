@@ -708,7 +708,10 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 		return err
 	}
 	joined := r.joinedUsers()
-	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}}
+	// The resident server announces the join it accepted through
+	// send_join: for the listeners it comes from there, so it is not sent
+	// back to it.
+	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}, origin: server}
 	s.tellListeners(b, joined)
 	r.mu.Unlock()
 	if s.notifier != nil {

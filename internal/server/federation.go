@@ -70,6 +70,14 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 // federation listener.
 func (s *Server) FederationHandler() http.Handler { return s.fedHandler }
 
+// WrapFederationHandler puts w around the federation listener's handler
+// (tests observe inbound requests so). Call before serving.
+func (s *Server) WrapFederationHandler(w func(http.Handler) http.Handler) {
+	if s.fedHandler != nil {
+		s.fedHandler = w(s.fedHandler)
+	}
+}
+
 // serveFederation starts the HTTPS federation server on ln (or on
 // listen.federation when ln is nil); it returns nil when there is none.
 func (s *Server) serveFederation(ln net.Listener, errc chan<- error) (*http.Server, error) {

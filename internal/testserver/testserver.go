@@ -48,6 +48,13 @@ type setup struct {
 	dns        federation.DNS         // replaces the federation client's DNS when set
 	clientAddr string                 // client listener address; empty: any free port
 	cut        func(host string) bool // hosts the server cannot reach (see Federation.Cut)
+	inbound    func(r *http.Request, body []byte)
+}
+
+// ObserveInbound is an option that calls f with each request the
+// federation listener receives, before it is handled.
+func ObserveInbound(f func(r *http.Request, body []byte)) Option {
+	return func(s *setup) { s.inbound = f }
 }
 
 // WithPostgres runs the server on a fresh PostgreSQL database.
@@ -96,6 +103,16 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 	if su.cut != nil && srv.Federation != nil {
 		srv.Federation.SetPartition(su.cut)
+	}
+	if su.inbound != nil {
+		srv.WrapFederationHandler(func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				su.inbound(r, body)
+				h.ServeHTTP(w, r)
+			})
+		})
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListeners(ctx, ln, su.fedLn) }()
