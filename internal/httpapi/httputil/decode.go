@@ -34,6 +34,9 @@ func (r *Request) Body() ([]byte, error) {
 		if errors.As(err, &mbe) {
 			return nil, errcode.TooLarge("request body too large")
 		}
+		if e, ok := errcode.As(err); ok {
+			return nil, e // a body that stalled
+		}
 		return nil, errcode.Unknown("could not read request body")
 	}
 	return raw, nil
