@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -407,6 +408,7 @@ func TestBadQueryNumbersRefused(t *testing.T) {
 			r + "/messages?dir=b&limit=-1",
 			r + "/messages?dir=b&limit=99999999999999999999",
 			r + "/messages?dir=b&limit=9007199254740992",
+			r + "/messages?dir=b&filter=" + url.QueryEscape(`{"limit":-2}`),
 			r + "/context/" + esc(ev) + "?limit=-5",
 			"/_matrix/client/v1/rooms/" + esc(room) + "/relations/" + esc(ev) + "?limit=-1",
 			"/_matrix/client/v3/sync?timeout=-1",

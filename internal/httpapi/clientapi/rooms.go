@@ -403,6 +403,9 @@ func parseRoomEventFilter(r *httputil.Request) (*filter.RoomEventFilter, error) 
 	if err := json.Unmarshal([]byte(raw), &f); err != nil {
 		return nil, errcode.InvalidParam("invalid filter: %v", err)
 	}
+	if f.Limit != nil && *f.Limit < 0 {
+		return nil, errcode.InvalidParam("invalid filter: limit must not be negative")
+	}
 	return &f, nil
 }
 
