@@ -471,3 +471,26 @@ func TestUnreachableRemoteMediaIsNotYetAvailable(t *testing.T) {
 		}
 	}
 }
+
+// The new limits are validated when the configuration is read.
+func TestAbuseLimitsConfigValidated(t *testing.T) {
+	for _, bad := range []string{
+		"rate_limits:\n  trusted_proxies: [\"10.0.0.1\"]\n",
+		"rate_limits:\n  failed_logins:\n    account_failures: 0\n",
+		"rate_limits:\n  failed_logins:\n    base_delay: 1h\n    max_delay: 1m\n",
+		"limits:\n  body_read_timeout: 0s\n",
+		"limits:\n  body_min_rate: 0\n",
+	} {
+		if _, err := config.Parse([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	c, err := config.Parse([]byte("rate_limits:\n  enabled: false\n  trusted_proxies: [\"10.0.0.0/8\", \"::1/128\"]\n  failed_logins:\n    enabled: false\n    account_failures: 0\n"))
+	if err != nil || len(c.RateLimits.TrustedProxies) != 2 || c.RateLimits.FailedLogins.Enabled {
+		t.Fatalf("valid config: %v %+v", err, c)
+	}
+	d := config.Default()
+	if !d.RateLimits.FailedLogins.Enabled || d.Limits.BodyReadTimeout.Duration <= 0 {
+		t.Fatalf("defaults must protect: %+v %+v", d.RateLimits, d.Limits)
+	}
+}
