@@ -49,7 +49,7 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*LoginResult, erro
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.verifyPassword(ctx, userID, r.Password)
+	u, err := s.throttledVerify(ctx, userID, r.Password, r.IP)
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +73,19 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*LoginResult, erro
 // errBadCredentials is the one answer for an unknown user or a wrong
 // password, so that login does not tell which.
 func errBadCredentials() *errcode.Error { return errcode.Forbidden("invalid username or password") }
+
+// throttledVerify is verifyPassword behind the failed-login throttle of the
+// account and, when known, the client address.
+func (s *Service) throttledVerify(ctx context.Context, userID, password, ip string) (*store.User, error) {
+	done, err := s.throttle.attempt(strings.ToLower(userID), ip)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.verifyPassword(ctx, userID, password)
+	e, ok := errcode.As(err)
+	done(ok && (e.Code == "M_FORBIDDEN" || e.Code == "M_USER_DEACTIVATED"))
+	return u, err
+}
 
 // verifyPassword checks a local user's password. Unknown users cost a hash
 // too, so that timing does not reveal which accounts exist. A deactivated

@@ -47,9 +47,10 @@ type Service struct {
 	// display name, so that the user directory can index it.
 	OnRegister func(ctx context.Context, userID, displayName string) error
 
-	cache   *tokenCache
-	hashSem chan struct{}
-	now     func() time.Time // replaced in tests
+	cache    *tokenCache
+	throttle *loginThrottle // nil: failed logins are not throttled
+	hashSem  chan struct{}
+	now      func() time.Time // replaced in tests
 
 	dummyOnce sync.Once
 	dummyHash string // hashed when a user is unknown, so timing does not tell
@@ -63,10 +64,11 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) *Service {
 		log = slog.Default()
 	}
 	return &Service{
-		cfg:   cfg,
-		store: st,
-		log:   log,
-		cache: newTokenCache(),
+		cfg:      cfg,
+		store:    st,
+		log:      log,
+		cache:    newTokenCache(),
+		throttle: newLoginThrottle(cfg.RateLimits.FailedLogins, time.Now),
 		// One hash at a time: each argon2id call holds its whole memory
 		// cost, and bursts of logins must not multiply it.
 		hashSem: make(chan struct{}, 1),

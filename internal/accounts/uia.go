@@ -155,8 +155,10 @@ func (s *Service) checkStage(ctx context.Context, sess *uiaSession, d *authDict)
 		} else if err != nil {
 			return nil, err
 		}
-		u, err := s.verifyPassword(ctx, userID, d.Password)
-		if e, ok := errcode.As(err); ok {
+		u, err := s.throttledVerify(ctx, userID, d.Password, "")
+		if e, ok := errcode.As(err); ok && e.Code == "M_LIMIT_EXCEEDED" {
+			return nil, e // not a stage failure: the client must wait
+		} else if ok {
 			return e, nil
 		} else if err != nil {
 			return nil, err

@@ -171,11 +171,38 @@ type RateLimits struct {
 	Enabled   bool    `yaml:"enabled"`
 	PerSecond float64 `yaml:"per_second"`
 	Burst     int     `yaml:"burst"`
+	// TrustedProxies lists the CIDRs of reverse proxies whose
+	// X-Forwarded-For header names the client; any other peer is the
+	// client itself, whatever the header says.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// FailedLogins throttles password guessing; it applies whether or
+	// not Enabled is set.
+	FailedLogins FailedLogins `yaml:"failed_logins"`
+}
+
+// FailedLogins throttles wrong passwords per account and per client
+// address: after the free failures each further failure doubles the wait
+// before the next attempt (from BaseDelay up to MaxDelay). A successful
+// login clears the account's count.
+type FailedLogins struct {
+	Enabled bool `yaml:"enabled"`
+	// AccountFailures and AddressFailures are the wrong passwords allowed
+	// before delays start, for one account and from one client address.
+	AccountFailures int      `yaml:"account_failures"`
+	AddressFailures int      `yaml:"address_failures"`
+	BaseDelay       Duration `yaml:"base_delay"`
+	MaxDelay        Duration `yaml:"max_delay"`
 }
 
 // Limits bounds request sizes and long polls.
 type Limits struct {
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// BodyReadTimeout is how long a request body may take to start
+	// arriving; past it the body must keep arriving at BodyMinRate bytes
+	// per second on average, or the request fails with 408 and the
+	// connection is closed. Stalled bodies so cannot hold connections.
+	BodyReadTimeout Duration `yaml:"body_read_timeout"`
+	BodyMinRate     int64    `yaml:"body_min_rate"`
 }
 
 // Encryption holds end-to-end-encryption defaults for new rooms.
@@ -279,9 +306,11 @@ func Default() *Config {
 		DataDir:      "./luxchat-data",
 		Database:     "sqlite",
 		Registration: Registration{Mode: RegistrationClosed},
-		RateLimits:   RateLimits{Enabled: true, PerSecond: 10, Burst: 50},
-		Limits:       Limits{MaxRequestBytes: 1 << 20},
-		Encryption:   Encryption{Default: true},
+		RateLimits: RateLimits{Enabled: true, PerSecond: 10, Burst: 50, TrustedProxies: []string{},
+			FailedLogins: FailedLogins{Enabled: true, AccountFailures: 5, AddressFailures: 20,
+				BaseDelay: Duration{2 * time.Second}, MaxDelay: Duration{15 * time.Minute}}},
+		Limits:     Limits{MaxRequestBytes: 1 << 20, BodyReadTimeout: Duration{30 * time.Second}, BodyMinRate: 1024},
+		Encryption: Encryption{Default: true},
 		Media: Media{
 			MaxUploadBytes:        100 << 20,
 			LegacyUnauthenticated: MediaLegacyFrozen,
@@ -391,6 +420,10 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxRequestBytes < 65536 {
 		errs = append(errs, errors.New("limits.max_request_bytes must be at least 65536"))
 	}
+	if c.Limits.BodyReadTimeout.Duration <= 0 || c.Limits.BodyMinRate < 1 {
+		errs = append(errs, errors.New("limits.body_read_timeout and limits.body_min_rate must be positive"))
+	}
+	errs = append(errs, c.validateRateLimits()...)
 	if c.Media.MaxUploadBytes < 1 || c.Media.QuotaBytes < 0 || c.Media.MaxPendingUploads < 1 || c.Media.UnusedExpiry.Duration < time.Minute {
 		errs = append(errs, errors.New("media.max_upload_bytes and media.max_pending_uploads must be positive, media.quota_bytes >= 0, media.unused_expiry >= 1m"))
 	}
@@ -468,6 +501,24 @@ func (c *Config) validateFederation() []error {
 	}
 	if r := c.Federation.RetryBaseDelay; r <= 0 || c.Federation.RetryMaxDelay < r {
 		errs = append(errs, errors.New("federation: retry_base_delay must be positive and at most retry_max_delay"))
+	}
+	return errs
+}
+
+func (c *Config) validateRateLimits() []error {
+	var errs []error
+	for _, n := range c.RateLimits.TrustedProxies {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			errs = append(errs, fmt.Errorf("rate_limits.trusted_proxies: %q is not a CIDR", n))
+		}
+	}
+	if f := c.RateLimits.FailedLogins; f.Enabled {
+		if f.AccountFailures < 1 || f.AddressFailures < 1 {
+			errs = append(errs, errors.New("rate_limits.failed_logins.account_failures and address_failures must be at least 1"))
+		}
+		if f.BaseDelay.Duration <= 0 || f.MaxDelay.Duration < f.BaseDelay.Duration {
+			errs = append(errs, errors.New("rate_limits.failed_logins: base_delay must be positive and at most max_delay"))
+		}
 	}
 	return errs
 }
@@ -561,10 +612,31 @@ rate_limits:
   # Sustained requests per second per user (per IP when not logged in).
   per_second: 10
   burst: 50
+  # Reverse proxies (CIDRs) trusted to name the client in X-Forwarded-For,
+  # e.g. ["127.0.0.1/32", "10.0.0.0/8"]. Rate limits and failed-login
+  # throttling use that address; from any other peer the header is ignored.
+  trusted_proxies: []
+  # Password guessing: after account_failures wrong passwords for one
+  # account (or address_failures from one client address) each further
+  # failure doubles the wait before the next attempt, from base_delay up to
+  # max_delay (429 M_LIMIT_EXCEEDED with retry_after_ms). A successful login
+  # clears the account's count. Applies even when rate_limits.enabled is false.
+  failed_logins:
+    enabled: true
+    account_failures: 5
+    address_failures: 20
+    base_delay: 2s
+    max_delay: 15m0s
 
 limits:
   # Largest request body accepted by the client API.
   max_request_bytes: 1048576
+  # A request body must start arriving within body_read_timeout and then
+  # keep up an average of body_min_rate bytes per second (uploads at any
+  # usable speed pass); a stalled body fails with 408 and the connection
+  # is closed. Both listeners.
+  body_read_timeout: 30s
+  body_min_rate: 1024
 
 encryption:
   # New private_chat and trusted_private_chat rooms are end-to-end encrypted.

@@ -203,9 +203,10 @@ func TestMediaUploadDownload(t *testing.T) {
 
 		// Remote and unknown media.
 		// Remote media is fetched over federation: an unreachable server
-		// (here a loopback address, a denied network) is 502.
+		// (here a loopback address, a denied network) is 504
+		// M_NOT_YET_UPLOADED: not available now, worth a retry.
 		resp, body = mediaReq(t, bob, "GET", "/_matrix/client/v1/media/download/127.0.0.1:1/abc", nil, nil, true)
-		if resp.StatusCode != 502 {
+		if resp.StatusCode != 504 || errcodeOf(body) != "M_NOT_YET_UPLOADED" {
 			t.Fatalf("unreachable remote: %d %s", resp.StatusCode, body)
 		}
 		for _, p := range []string{dl + "unknown", dl + "bad%2F..%2Fid", "/_matrix/client/v1/media/download/localhost/" + id + "%00"} {

@@ -149,7 +149,9 @@ func (s *Service) remoteError(origin, mediaID string, err error) error {
 		return errRemote(http.StatusBadGateway, "M_TOO_LARGE", fmt.Sprintf("remote content is larger than the limit of %d bytes", s.cfg.MaxUploadBytes))
 	}
 	s.log.Warn("remote media fetch failed", "origin", origin, "media_id", mediaID, "err", err)
-	return errRemote(http.StatusBadGateway, "M_UNKNOWN", "could not fetch the media from "+origin)
+	// The spec keeps 502 for M_TOO_LARGE; content that cannot be had now
+	// but may be later is its 504 M_NOT_YET_UPLOADED, which clients retry.
+	return errRemote(http.StatusGatewayTimeout, "M_NOT_YET_UPLOADED", "could not fetch the media from "+origin+" for now")
 }
 
 // PurgeRemote deletes cached remote media (rows, thumbnails and blobs)

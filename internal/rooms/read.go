@@ -190,6 +190,21 @@ type MessagesRequest struct {
 	Filter   *filter.RoomEventFilter
 }
 
+// tokenPos reads the events position of a pagination (or sync) token
+// passed as the query parameter name. A position this server has not
+// reached cannot come from it: M_INVALID_PARAM rather than a page of
+// nothing, or of events the token's holder was never shown.
+func (s *Service) tokenPos(token, name string) (int64, error) {
+	pos, err := streamtoken.EventsPos(token)
+	if err != nil {
+		return 0, errcode.InvalidParam("invalid %s token", name)
+	}
+	if pos > s.store.Streams.Events.Current() {
+		return 0, errcode.InvalidParam("%s token is ahead of this server", name)
+	}
+	return pos, nil
+}
+
 // Messages paginates a room's timeline as the user may see it.
 func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error) {
 	v, err := s.mayRead(ctx, q.RoomID, q.UserID)
@@ -199,8 +214,8 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	var from int64
 	switch {
 	case q.From != "":
-		if from, err = streamtoken.EventsPos(q.From); err != nil {
-			return nil, errcode.InvalidParam("invalid from token")
+		if from, err = s.tokenPos(q.From, "from"); err != nil {
+			return nil, err
 		}
 	case q.Backward:
 		from = s.store.Streams.Events.Current()
@@ -210,8 +225,8 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	var to int64 = -1
 	hasTo := q.To != ""
 	if hasTo {
-		if to, err = streamtoken.EventsPos(q.To); err != nil {
-			return nil, errcode.InvalidParam("invalid to token")
+		if to, err = s.tokenPos(q.To, "to"); err != nil {
+			return nil, err
 		}
 	}
 	// A user who left sees nothing after their leave.
@@ -424,9 +439,9 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 		return nil, err
 	}
 	if q.At != "" {
-		pos, err := streamtoken.EventsPos(q.At)
+		pos, err := s.tokenPos(q.At, "at")
 		if err != nil {
-			return nil, errcode.InvalidParam("invalid at token")
+			return nil, err
 		}
 		rows, err := s.store.RoomEvents(ctx, q.RoomID, 0, pos, true, 1)
 		if err != nil {

@@ -82,13 +82,13 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 	}
 	var from, to int64 = -1, -1
 	if q.From != "" {
-		if from, err = streamtoken.EventsPos(q.From); err != nil {
-			return nil, errcode.InvalidParam("invalid from token")
+		if from, err = s.tokenPos(q.From, "from"); err != nil {
+			return nil, err
 		}
 	}
 	if q.To != "" {
-		if to, err = streamtoken.EventsPos(q.To); err != nil {
-			return nil, errcode.InvalidParam("invalid to token")
+		if to, err = s.tokenPos(q.To, "to"); err != nil {
+			return nil, err
 		}
 	}
 	// Tokens are positions as in /messages: backwards covers to < pos <=
@@ -168,8 +168,8 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 	}
 	before := int64(math.MaxInt64)
 	if q.From != "" {
-		if before, err = streamtoken.EventsPos(q.From); err != nil {
-			return nil, errcode.InvalidParam("invalid from token")
+		if before, err = s.tokenPos(q.From, "from"); err != nil {
+			return nil, err
 		}
 	}
 	participant := ""

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -141,6 +142,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 
 	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts), cfg.Limits.MaxRequestBytes, log)
+	guardRouter(rt, cfg)
 	if cfg.RateLimits.Enabled {
 		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
 	}
@@ -188,6 +190,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	s.handler = rt
 	return s, nil
+}
+
+// guardRouter applies the limits that both listeners share: how slowly a
+// body may arrive and which proxies name the client.
+func guardRouter(rt *httputil.Router, cfg *config.Config) {
+	rt.BodyTimeout, rt.BodyMinRate = cfg.Limits.BodyReadTimeout.Duration, cfg.Limits.BodyMinRate
+	for _, p := range cfg.RateLimits.TrustedProxies {
+		rt.TrustedProxies = append(rt.TrustedProxies, netip.MustParsePrefix(p).Masked()) // validated
+	}
 }
 
 // Handler is the client API handler (for tests).

@@ -40,6 +40,16 @@ func (t *Token) fields() []*int64 {
 	return []*int64{&t.Events, &t.AccountData, &t.Receipts, &t.Presence, &t.Typing, &t.ToDevice, &t.DeviceLists}
 }
 
+// AheadOf reports whether t is past cur in a stream whose position never
+// goes back, so that t cannot have been issued by the server whose
+// position is cur. Typing (restarts at 0 with the process) and to-device
+// (delivered messages are deleted, so a restart may resume lower) are left
+// out.
+func (t Token) AheadOf(cur Token) bool {
+	return t.Events > cur.Events || t.AccountData > cur.AccountData || t.Receipts > cur.Receipts ||
+		t.Presence > cur.Presence || t.DeviceLists > cur.DeviceLists
+}
+
 // ErrInvalid is returned for tokens this server did not issue.
 var ErrInvalid = errors.New("invalid stream token")
 

@@ -183,6 +183,9 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		if err != nil {
 			return nil, errcode.InvalidParam("invalid since token")
 		}
+		if t.AheadOf(s.current()) {
+			return nil, errcode.InvalidParam("since token is ahead of this server")
+		}
 		since = &t
 	}
 	if req.Filter == nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"luxchat/internal/accounts"
+	"luxchat/internal/config"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
 )
@@ -122,6 +123,11 @@ func caller(r *httputil.Request) accounts.Caller {
 
 // GET /_matrix/client/v3/register/available
 func (a *API) registerAvailable(r *httputil.Request) (any, error) {
+	if a.Config.Registration.Mode == config.RegistrationClosed {
+		// Nobody can register, and the answer would tell who exists;
+		// 403 as POST /register answers when registration is off.
+		return nil, errcode.Forbidden("registration is disabled on this server")
+	}
 	username := r.Query("username")
 	if username == "" {
 		return nil, errcode.MissingParam("username is required")

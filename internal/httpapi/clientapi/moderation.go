@@ -65,6 +65,9 @@ func (a *API) reportEvent(r *httputil.Request) (any, error) {
 	if body.Reason != nil {
 		reason = *body.Reason
 	}
+	if err := eventIDToWrite(r.Var("eventId"), "eventId"); err != nil {
+		return nil, err
+	}
 	if err := a.Reports.ReportEvent(r.Context(), r.Session.UserID, r.Var("roomId"), r.Var("eventId"), reason, body.Score); err != nil {
 		return nil, err
 	}

@@ -42,6 +42,9 @@ func (a *API) relations(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := eventIDToRead(r.Var("eventId")); err != nil {
+		return nil, err
+	}
 	return a.Rooms.Relations(r.Context(), rooms.RelationsRequest{
 		RoomID: r.Var("roomId"), EventID: r.Var("eventId"),
 		UserID: r.Session.UserID, DeviceID: r.Session.DeviceID,

@@ -374,6 +374,11 @@ func (a *API) redact(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	roomID, target := r.Var("roomId"), r.Var("eventId")
+	// A well-formed id of an event we do not have is accepted: the
+	// redaction may arrive before the event does (federation).
+	if err := eventIDToWrite(target, "eventId"); err != nil {
+		return nil, err
+	}
 	v, err := a.Rooms.Version(r.Context(), roomID)
 	if err != nil {
 		return nil, err
@@ -396,6 +401,9 @@ func (a *API) redact(r *httputil.Request) (any, error) {
 
 // GET /rooms/{roomId}/event/{eventId}
 func (a *API) event(r *httputil.Request) (any, error) {
+	if err := eventIDToRead(r.Var("eventId")); err != nil {
+		return nil, err
+	}
 	return a.Rooms.GetEvent(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID)
 }
 
@@ -408,11 +416,17 @@ func parseRoomEventFilter(r *httputil.Request) (*filter.RoomEventFilter, error) 
 	if err := json.Unmarshal([]byte(raw), &f); err != nil {
 		return nil, errcode.InvalidParam("invalid filter: %v", err)
 	}
+	if f.Limit != nil && *f.Limit < 0 {
+		return nil, errcode.InvalidParam("invalid filter: limit must not be negative")
+	}
 	return &f, nil
 }
 
 // GET /rooms/{roomId}/context/{eventId}
 func (a *API) context(r *httputil.Request) (any, error) {
+	if err := eventIDToRead(r.Var("eventId")); err != nil {
+		return nil, err
+	}
 	limit, err := r.QueryInt("limit", 10)
 	if err != nil {
 		return nil, err

@@ -172,6 +172,9 @@ func (a *API) receipt(r *httputil.Request) (any, error) {
 	}
 	typ := r.Var("receiptType")
 	roomID, eventID := r.Var("roomId"), r.Var("eventId")
+	if err := eventIDToWrite(eventID, "eventId"); err != nil {
+		return nil, err
+	}
 	switch typ {
 	case "m.read", "m.read.private":
 		if err := a.putReceipt(r, roomID, typ, eventID, body.ThreadID); err != nil {
@@ -247,6 +250,14 @@ func (a *API) readMarkers(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	roomID := r.Var("roomId")
+	for name, id := range map[string]string{"m.fully_read": body.FullyRead, "m.read": body.Read, "m.read.private": body.ReadPrivate} {
+		if id == "" {
+			continue
+		}
+		if err := eventIDToWrite(id, name); err != nil {
+			return nil, err
+		}
+	}
 	if body.FullyRead != "" {
 		if err := a.putFullyRead(r, roomID, body.FullyRead); err != nil {
 			return nil, err

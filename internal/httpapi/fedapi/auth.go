@@ -2,6 +2,7 @@ package fedapi
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"strings"
@@ -32,13 +33,28 @@ func (a *API) Authenticated(h ServerHandler) httputil.Handler {
 		if len(headers) == 0 {
 			return nil, errcode.Unauthorized("missing X-Matrix authorization")
 		}
+		// Who claims to call, and whether we federate with them, is
+		// known from the headers: refuse before reading any body, so
+		// that servers outside federation.allowed_servers cannot make
+		// us wait for, or buffer, what they send.
+		var firstErr error
+		candidates := headers[:0]
+		for _, hv := range headers {
+			if err := a.precheck(hv); err != nil {
+				firstErr = cmp.Or(firstErr, err)
+				continue
+			}
+			candidates = append(candidates, hv)
+		}
+		if len(candidates) == 0 {
+			return nil, firstErr
+		}
 		body, err := r.Body()
 		if err != nil {
 			return nil, err
 		}
 		r.Request.Body = io.NopCloser(bytes.NewReader(body))
-		var firstErr error
-		for _, hv := range headers {
+		for _, hv := range candidates {
 			origin, err := a.verify(r, hv, body)
 			if err == nil {
 				if a.Contacted != nil {
@@ -54,17 +70,28 @@ func (a *API) Authenticated(h ServerHandler) httputil.Handler {
 	}
 }
 
-func (a *API) verify(r *httputil.Request, header string, body []byte) (string, error) {
-	self := a.Config.ServerName
+// precheck refuses an X-Matrix header for what it says alone: malformed,
+// for another destination, or from an origin we do not federate with.
+func (a *API) precheck(header string) error {
 	x, err := signing.ParseXMatrix(header)
 	if err != nil {
-		return "", errcode.Unauthorized("invalid X-Matrix authorization")
+		return errcode.Unauthorized("invalid X-Matrix authorization")
 	}
-	if x.Destination != "" && x.Destination != self {
-		return "", errcode.Unauthorized("request is for another destination")
+	if x.Destination != "" && x.Destination != a.Config.ServerName {
+		return errcode.Unauthorized("request is for another destination")
 	}
 	if err := a.Policy.Allowed(x.Origin); err != nil {
-		return "", errcode.Forbidden("federation with %s is not allowed", x.Origin)
+		return errcode.Forbidden("federation with %s is not allowed", x.Origin)
+	}
+	return nil
+}
+
+// verify checks the signature of a header that passed precheck.
+func (a *API) verify(r *httputil.Request, header string, body []byte) (string, error) {
+	self := a.Config.ServerName
+	x, err := signing.ParseXMatrix(header) // passed precheck
+	if err != nil {
+		return "", errcode.Unauthorized("invalid X-Matrix authorization")
 	}
 	pub, err := a.Keys.RequestKey(r.Context(), x.Origin, x.Key)
 	if err != nil {

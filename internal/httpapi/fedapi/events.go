@@ -3,7 +3,6 @@ package fedapi
 import (
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 
 	"luxchat/internal/httpapi/httputil"
@@ -119,11 +118,14 @@ func (a *API) backfill(r *httputil.Request, origin string) (any, error) {
 	if len(from) > 20 {
 		return nil, errcode.InvalidParam("too many v")
 	}
-	limit, err := strconv.Atoi(r.Query("limit"))
-	if err != nil || limit < 1 {
+	limit, err := r.QueryInt("limit", 0)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 1 {
 		return nil, errcode.InvalidParam("limit must be a positive integer")
 	}
-	pdus, err := a.Rooms.Backfill(r.Context(), origin, roomID, from, min(limit, maxBackfill))
+	pdus, err := a.Rooms.Backfill(r.Context(), origin, roomID, from, int(min(limit, maxBackfill)))
 	if err != nil {
 		return nil, err
 	}

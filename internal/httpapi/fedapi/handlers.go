@@ -3,7 +3,6 @@ package fedapi
 import (
 	"encoding/json"
 	"runtime/debug"
-	"strconv"
 	"time"
 
 	"luxchat/internal/config"
@@ -92,9 +91,9 @@ func (a *API) queryServerKeys(r *httputil.Request) (any, error) {
 	}
 	minTS := time.Now().UnixMilli()
 	if v := r.URL.Query().Get("minimum_valid_until_ts"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
+		n, err := httputil.ParseQueryInt("minimum_valid_until_ts", v, 0)
 		if err != nil {
-			return nil, errcode.InvalidParam("minimum_valid_until_ts must be an integer")
+			return nil, err
 		}
 		minTS = max(minTS, n)
 	}

@@ -354,8 +354,8 @@ func TestFederatedMediaLocation(t *testing.T) {
 	if hits.Load() != 1 {
 		t.Fatalf("%d requests to the remote server", hits.Load())
 	}
-	// A Location inside a denied network is not fetched: 502.
-	if st, _, body := rawDo(t, bob, "GET", "/_matrix/client/v1/media/download/"+origin+"/innermedia", "", nil); st != 502 {
+	// A Location inside a denied network is not fetched: 504.
+	if st, _, body := rawDo(t, bob, "GET", "/_matrix/client/v1/media/download/"+origin+"/innermedia", "", nil); st != 504 {
 		t.Fatalf("denied Location: %d %s", st, body)
 	}
 	// Unknown media on a server that does not answer with JSON errors.

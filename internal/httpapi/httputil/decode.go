@@ -34,6 +34,9 @@ func (r *Request) Body() ([]byte, error) {
 		if errors.As(err, &mbe) {
 			return nil, errcode.TooLarge("request body too large")
 		}
+		if e, ok := errcode.As(err); ok {
+			return nil, e // a body that stalled
+		}
 		return nil, errcode.Unknown("could not read request body")
 	}
 	return raw, nil
@@ -74,15 +77,31 @@ func (r *Request) Var(name string) string { return r.Request.PathValue(name) }
 // Query returns a query parameter.
 func (r *Request) Query(name string) string { return r.URL.Query().Get(name) }
 
-// QueryInt parses an integer query parameter, def when absent.
+// MaxQueryInt is the largest integer a query parameter may hold: the
+// spec's integer range (what JSON numbers carry exactly, 2^53-1).
+const MaxQueryInt = 1<<53 - 1
+
+// QueryInt parses a count, size, timeout or timestamp query parameter
+// (limit, timeout, timeout_ms, ts, ...), def when absent. Every such
+// parameter is a non-negative integer within the spec's integer range:
+// anything else is M_INVALID_PARAM, never clamped or silently ignored.
 func (r *Request) QueryInt(name string, def int64) (int64, error) {
-	v := r.URL.Query().Get(name)
+	return ParseQueryInt(name, r.URL.Query().Get(name), def)
+}
+
+// ParseQueryInt is QueryInt on a value already read ("" is absent).
+func ParseQueryInt(name, v string, def int64) (int64, error) {
 	if v == "" {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
+	switch {
+	case err != nil && errors.Is(err, strconv.ErrRange), err == nil && n > MaxQueryInt:
+		return 0, errcode.InvalidParam("%s is out of range", name)
+	case err != nil:
 		return 0, errcode.InvalidParam("%s must be an integer", name)
+	case n < 0:
+		return 0, errcode.InvalidParam("%s must not be negative", name)
 	}
 	return n, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -73,8 +74,14 @@ type Router struct {
 	Auth    Authenticator
 	Limiter *RateLimiter // nil: no rate limits
 	MaxBody int64
-	Log     *slog.Logger
-	Observe func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
+	// BodyTimeout and BodyMinRate bound how slowly a request body may
+	// arrive (see paceBody); zero: no bound.
+	BodyTimeout time.Duration
+	BodyMinRate int64
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
+	Log            *slog.Logger
+	Observe        func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
 }
 
 type route struct {
@@ -183,12 +190,17 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 			rt.Observe(path, r.Method, sw.status, time.Since(start))
 		}
 	}()
-	if limit := cmp.Or(rr.maxBody, rt.MaxBody); limit > 0 && r.Body != nil {
+	if r.Body != nil && r.Body != http.NoBody {
 		// On a shallow copy: net/http must keep seeing its own body
 		// reader to close the connection, rather than read a refused
 		// body (Expect: 100-continue), when the handler did not read it.
 		r = r.WithContext(r.Context())
-		r.Body = http.MaxBytesReader(sw, r.Body, limit)
+		if rt.BodyTimeout > 0 && rt.BodyMinRate > 0 {
+			r.Body = newPaceBody(w, r.Body, rt.BodyTimeout, rt.BodyMinRate)
+		}
+		if limit := cmp.Or(rr.maxBody, rt.MaxBody); limit > 0 {
+			r.Body = http.MaxBytesReader(sw, r.Body, limit)
+		}
 	}
 	req := &Request{Request: r, router: rt}
 	if rr.auth != AuthNone {
@@ -207,7 +219,7 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 		}
 	}
 	if rr.limited && rt.Limiter != nil {
-		key := clientIP(r)
+		key := rt.clientIP(r)
 		if req.Session != nil {
 			key = req.Session.UserID
 		}
@@ -279,6 +291,10 @@ func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 	}
 	data, _ := json.Marshal(e)
+	if e.Status == http.StatusRequestTimeout {
+		// The rest of the body may still come: this connection is done.
+		w.Header().Set("Connection", "close")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(data)
@@ -294,16 +310,54 @@ func accessToken(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-func clientIP(r *http.Request) string {
+// clientIP is the caller's address: the direct peer's, unless the peer is
+// a trusted proxy; then X-Forwarded-For is read from its end (the proxy
+// nearest to us appends last), skipping further trusted proxies, and the
+// first other address is the client. Addresses the client wrote itself, at
+// the start of the header, are so never believed.
+func (rt *Router) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(rt.TrustedProxies) == 0 || !rt.trusted(host) {
+		return host
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for _, h := range strings.Split(v, ",") {
+			hops = append(hops, strings.TrimSpace(h))
+		}
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		addr, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break // garbage: keep the last address we could trust
+		}
+		host = addr.Unmap().String()
+		if !rt.trusted(host) {
+			break
+		}
 	}
 	return host
 }
 
-// ClientIP returns the caller's address.
-func (r *Request) ClientIP() string { return clientIP(r.Request) }
+func (rt *Router) trusted(host string) bool {
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range rt.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP returns the caller's address (see Router.clientIP).
+func (r *Request) ClientIP() string { return r.router.clientIP(r.Request) }
 
 func writeCORS(w http.ResponseWriter) {
 	h := w.Header()

@@ -27,6 +27,9 @@ func (b bodyReader) Read(p []byte) (int, error) {
 		if errors.As(err, &mbe) {
 			return n, errcode.TooLarge("file is larger than the limit of %d bytes", mbe.Limit)
 		}
+		if e, ok := errcode.As(err); ok {
+			return n, e // a body that stalled
+		}
 		return n, errcode.Unknown("could not read request body")
 	}
 	return n, err
