@@ -96,7 +96,7 @@ func TestMediaR0Alias(t *testing.T) {
 		if r.Status != http.StatusOK || string(r.Body) != "hello r0" {
 			t.Fatalf("download: %d %q", r.Status, r.Body)
 		}
-		r = alice.Do("GET", fmt.Sprintf("/_matrix/media/r0/config"), nil)
+		r = alice.Do("GET", "/_matrix/media/r0/config", nil)
 		if r.Status != http.StatusOK {
 			t.Fatalf("r0 config: %d %s", r.Status, r.Body)
 		}
