@@ -617,3 +617,15 @@ func TestFedOwnJoinNotResent(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// In a room shared with other servers an event may exist that this
+// server has not received yet: its redaction is accepted and sent on.
+func TestFedRedactUnknownEvent(t *testing.T) {
+	fed := ts.NewFederation(t)
+	a := ts.New(t, fed.ServerNamed("police.test"))
+	b := ts.New(t, fed.ServerNamed("gouv.test"))
+	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
+	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/redact/"+esc("$not-here-yet")+"/r1", map[string]any{"reason": "spam"}, nil)
+}

@@ -387,12 +387,18 @@ func TestOverlongEventIDsRefused(t *testing.T) {
 				t.Errorf("%s %s: %d %s", c.method, c.path[:60], resp.Status, resp.Body)
 			}
 		}
-		// A well-formed id is still redactable before its event arrives
-		// (the spec does not refuse it; over federation the event may
-		// come later).
-		if resp := alice.Do("PUT", r+"/redact/"+esc("$unknown-event")+"/t3", map[string]any{}); resp.Status != 200 {
-			t.Errorf("redact a well-formed unknown id: %d %s", resp.Status, resp.Body)
+		// In a room no other server takes part in, an unknown event
+		// cannot exist: its redaction is refused (a federated room
+		// accepts it: TestFedRedactUnknownEvent).
+		if resp := alice.Do("PUT", r+"/redact/"+esc("$unknown-event")+"/t3", map[string]any{}); resp.Status != 404 || resp.ErrCode() != "M_NOT_FOUND" {
+			t.Errorf("redact an unknown event of a local room: %d %s", resp.Status, resp.Body)
 		}
+		other := alice.SendText(alice.CreateRoom(map[string]any{}), "elsewhere")
+		if resp := alice.Do("PUT", r+"/redact/"+esc(other)+"/t4", map[string]any{}); resp.Status != 404 {
+			t.Errorf("redact another room's event: %d %s", resp.Status, resp.Body)
+		}
+		mine := alice.SendText(room, "mine")
+		alice.MustDo("PUT", r+"/redact/"+esc(mine)+"/t5", map[string]any{}, nil)
 	})
 }
 

@@ -509,3 +509,26 @@ func localMediaIDs(content []byte, serverName string) []string {
 func isMediaIDByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
+
+// CheckRedactionTarget refuses the redaction of an event this server does
+// not have in a room no other server takes part in, where no such event
+// can exist. In a federated room the event may yet arrive (or exist only
+// elsewhere), so its redaction is sent all the same.
+func (s *Service) CheckRedactionTarget(ctx context.Context, roomID, eventID string) error {
+	if ev, err := s.Event(ctx, eventID); err == nil {
+		if pdu.RoomIDForCreate(ev) != roomID {
+			return errcode.NotFound("event %s is not in this room", eventID)
+		}
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	servers, err := s.RoomServers(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	if len(servers) <= 1 {
+		return errcode.NotFound("unknown event %s", eventID)
+	}
+	return nil
+}

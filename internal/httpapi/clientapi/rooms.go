@@ -374,9 +374,13 @@ func (a *API) redact(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	roomID, target := r.Var("roomId"), r.Var("eventId")
-	// A well-formed id of an event we do not have is accepted: the
-	// redaction may arrive before the event does (federation).
+	// A well-formed id of an event we do not have is accepted in a room
+	// shared with other servers: the redaction may arrive before the
+	// event does.
 	if err := eventIDToWrite(target, "eventId"); err != nil {
+		return nil, err
+	}
+	if err := a.Rooms.CheckRedactionTarget(r.Context(), roomID, target); err != nil {
 		return nil, err
 	}
 	v, err := a.Rooms.Version(r.Context(), roomID)
