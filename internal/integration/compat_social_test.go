@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -187,6 +188,121 @@ func TestSearchSkipsDefaultEncryptedRooms(t *testing.T) {
 		re := searchFor(t, alice, "", map[string]any{"search_term": "hello", "filter": map[string]any{"rooms": []string{room}}})
 		if re.Count != 0 || len(re.Results) != 0 || re.NextBatch != "" {
 			t.Fatalf("encrypted room searched: %+v", re)
+		}
+	})
+}
+
+type roomSummaryResp struct {
+	RoomID           string   `json:"room_id"`
+	Name             string   `json:"name"`
+	JoinRule         string   `json:"join_rule"`
+	RoomType         string   `json:"room_type"`
+	RoomVersion      string   `json:"room_version"`
+	Encryption       string   `json:"encryption"`
+	NumJoinedMembers int      `json:"num_joined_members"`
+	Membership       string   `json:"membership"`
+	AllowedRoomIDs   []string `json:"allowed_room_ids"`
+	WorldReadable    bool     `json:"world_readable"`
+}
+
+func summaryOf(c *ts.Client, idOrAlias, query string) (*ts.Response, roomSummaryResp) {
+	r := c.Do("GET", "/_matrix/client/v1/room_summary/"+esc(idOrAlias)+query, nil)
+	var out roomSummaryResp
+	if r.Status == 200 {
+		_ = r.JSON(&out)
+	}
+	return r, out
+}
+
+// A room summary shows what a user could see of the room in a space
+// hierarchy: allowed_room_ids for restricted rooms only, the caller's
+// membership, and "not found" for rooms they may not see.
+func TestRoomSummaryLocal(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		anon := s.Anonymous(t)
+		space := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "The space", "creation_content": map[string]any{"type": "m.space"}})
+		restricted := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "8", "initial_state": []map[string]any{{
+			"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "restricted",
+				"allow": []map[string]any{{"type": "m.room_membership", "room_id": space}}}}}})
+		private := alice.CreateRoom(map[string]any{"preset": "private_chat", "room_alias_name": "secret" + strings.ToLower(bob.DeviceID)})
+
+		r, sum := summaryOf(alice, restricted, "")
+		if r.Status != 200 || sum.RoomID != restricted || sum.JoinRule != "restricted" || !slices.Equal(sum.AllowedRoomIDs, []string{space}) ||
+			sum.RoomVersion != "8" || sum.Membership != "join" || sum.NumJoinedMembers != 1 {
+			t.Fatalf("restricted room: %d %s", r.Status, r.Body)
+		}
+		r, sum = summaryOf(alice, private, "")
+		if r.Status != 200 || sum.JoinRule != "invite" || strings.Contains(string(r.Body), "allowed_room_ids") || sum.Encryption != "m.megolm.v1.aes-sha2" {
+			t.Fatalf("private room: %d %s", r.Status, r.Body)
+		}
+		// By alias, and through the unstable path.
+		alias := "#secret" + strings.ToLower(bob.DeviceID) + ":" + strings.SplitN(alice.UserID, ":", 2)[1]
+		if r, sum := summaryOf(alice, alias, ""); r.Status != 200 || sum.RoomID != private {
+			t.Fatalf("by alias: %d %s", r.Status, r.Body)
+		}
+		if r := alice.Do("GET", "/_matrix/client/unstable/im.nheko.summary/rooms/"+esc(private)+"/summary", nil); r.Status != 200 {
+			t.Fatalf("unstable path: %d %s", r.Status, r.Body)
+		}
+
+		// Bob may see the space (public) but not the private room, nor the
+		// restricted room until he joins the space.
+		if r, sum := summaryOf(bob, space, ""); r.Status != 200 || sum.RoomType != "m.space" || sum.Name != "The space" || sum.Membership != "leave" {
+			t.Fatalf("space for a stranger: %d %s", r.Status, r.Body)
+		}
+		for _, room := range []string{private, alias, restricted} {
+			if r, _ := summaryOf(bob, room, ""); r.Status != 404 || r.ErrCode() != "M_NOT_FOUND" {
+				t.Fatalf("%s for a stranger: %d %s", room, r.Status, r.Body)
+			}
+		}
+		bob.Join(space)
+		if r, sum := summaryOf(bob, restricted, ""); r.Status != 200 || sum.Membership != "leave" {
+			t.Fatalf("restricted room for a member of the space: %d %s", r.Status, r.Body)
+		}
+		// An invitee sees the room.
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(private)+"/invite", map[string]string{"user_id": bob.UserID}, nil)
+		if r, sum := summaryOf(bob, private, ""); r.Status != 200 || sum.Membership != "invite" {
+			t.Fatalf("private room for an invitee: %d %s", r.Status, r.Body)
+		}
+
+		// Anonymous callers see public rooms only, with no membership.
+		if r, _ := summaryOf(anon, space, ""); r.Status != 200 || strings.Contains(string(r.Body), "membership") {
+			t.Fatalf("space, anonymous: %d %s", r.Status, r.Body)
+		}
+		if r, _ := summaryOf(anon, private, ""); r.Status != 404 {
+			t.Fatalf("private room, anonymous: %d %s", r.Status, r.Body)
+		}
+		// Unknown rooms and bad ids.
+		if r, _ := summaryOf(alice, "!nowhere:"+strings.SplitN(alice.UserID, ":", 2)[1], ""); r.Status != 404 {
+			t.Fatalf("unknown room: %d %s", r.Status, r.Body)
+		}
+		if r, _ := summaryOf(alice, "nonsense", ""); r.Status != 400 {
+			t.Fatalf("bad id: %d %s", r.Status, r.Body)
+		}
+	})
+}
+
+// A room this server does not know is summarised from another server's
+// /hierarchy, still only when the user may see it.
+func TestRoomSummaryOverFederation(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
+		public := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "Open door", "room_alias_name": "opendoor"})
+		private := alice.CreateRoom(map[string]any{"preset": "private_chat", "name": "Closed door"})
+		serverA := strings.SplitN(alice.UserID, ":", 2)[1]
+		via := "?via=" + url.QueryEscape(serverA)
+		r, sum := summaryOf(bob, public, via)
+		if r.Status != 200 || sum.Name != "Open door" || sum.JoinRule != "public" || sum.Membership != "leave" || sum.NumJoinedMembers != 1 {
+			t.Fatalf("remote public room: %d %s", r.Status, r.Body)
+		}
+		if r, sum := summaryOf(bob, "#opendoor:"+serverA, ""); r.Status != 200 || sum.RoomID != public {
+			t.Fatalf("remote alias: %d %s", r.Status, r.Body)
+		}
+		if r, _ := summaryOf(bob, private, via); r.Status != 404 {
+			t.Fatalf("remote private room: %d %s", r.Status, r.Body)
+		}
+		if r, _ := summaryOf(p.b.Anonymous(t), public, via); r.Status != 404 {
+			t.Fatalf("anonymous caller made us ask another server: %d %s", r.Status, r.Body)
 		}
 	})
 }

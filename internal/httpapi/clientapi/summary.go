@@ -1,0 +1,49 @@
+package clientapi
+
+import (
+	"strings"
+
+	"luxchat/internal/directory"
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+)
+
+// summaryRoutes: room summaries (spec v1.15, and MSC3266's unstable path).
+func (a *API) summaryRoutes(rt *httputil.Router) {
+	if a.Directory == nil {
+		return
+	}
+	limited := httputil.RateLimited()
+	rt.Handle("GET /_matrix/client/v1/room_summary/{roomIdOrAlias}", optional, a.roomSummary, limited)
+	rt.Handle("GET /_matrix/client/unstable/im.nheko.summary/rooms/{roomIdOrAlias}/summary", optional, a.roomSummary, limited)
+}
+
+// GET /_matrix/client/v1/room_summary/{roomIdOrAlias}
+func (a *API) roomSummary(r *httputil.Request) (any, error) {
+	req := directory.SummaryRequest{Via: r.URL.Query()["via"]}
+	if r.Session != nil {
+		req.UserID = r.Session.UserID
+	}
+	idOrAlias := r.Var("roomIdOrAlias")
+	if i := strings.IndexByte(idOrAlias, ':'); strings.HasPrefix(idOrAlias, "#") && i > 0 && idOrAlias[i+1:] != a.Config.ServerName {
+		if req.UserID == "" {
+			// Anonymous callers do not get to make us contact other servers.
+			return nil, errcode.NotFound("room alias %s not found", idOrAlias)
+		}
+		roomID, servers, err := a.Rooms.QueryAlias(r.Context(), idOrAlias)
+		if err != nil {
+			return nil, err
+		}
+		req.RoomID, req.Via = roomID, append(servers, req.Via...)
+	} else {
+		roomID, err := a.resolveRoom(r, idOrAlias)
+		if err != nil {
+			return nil, err
+		}
+		req.RoomID = roomID
+	}
+	if len(req.Via) > 20 {
+		req.Via = req.Via[:20]
+	}
+	return a.Directory.Summary(r.Context(), req)
+}
