@@ -306,3 +306,84 @@ func TestRoomSummaryOverFederation(t *testing.T) {
 		}
 	})
 }
+
+// /mutual_rooms lists the rooms where both users are joined, and refuses
+// bad or missing user ids and one's own.
+func TestMutualRooms(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob, carol := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol")
+		shared1 := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		shared2 := bob.CreateRoom(map[string]any{"preset": "public_chat"})
+		left := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		alice.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.UserID}}) // bob only invited
+		alice.CreateRoom(map[string]any{"preset": "public_chat"})                                  // alice alone
+		bob.Join(shared1)
+		alice.Join(shared2)
+		bob.Join(left)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(left)+"/leave", map[string]any{}, nil)
+
+		var res struct {
+			Joined    []string `json:"joined"`
+			Count     int      `json:"count"`
+			NextBatch *string  `json:"next_batch"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v1/mutual_rooms?user_id="+url.QueryEscape(bob.UserID), nil, &res)
+		want := []string{shared1, shared2}
+		slices.Sort(want)
+		got := slices.Clone(res.Joined)
+		slices.Sort(got)
+		if !slices.Equal(got, want) || res.Count != 2 || res.NextBatch != nil {
+			t.Fatalf("mutual rooms: %+v, want %v", res, want)
+		}
+		alice.MustDo("GET", "/_matrix/client/v1/mutual_rooms?user_id="+url.QueryEscape(carol.UserID), nil, &res)
+		if len(res.Joined) != 0 || res.Count != 0 || res.Joined == nil {
+			t.Fatalf("no mutual rooms: %+v", res)
+		}
+		for _, q := range []string{"", "?user_id=" + url.QueryEscape(alice.UserID), "?user_id=bob", "?user_id=" + url.QueryEscape("@Bad Name:x.test"),
+			"?user_id=" + url.QueryEscape(bob.UserID) + "&from=%25%25"} {
+			r := alice.Do("GET", "/_matrix/client/v1/mutual_rooms"+q, nil)
+			if r.Status != 400 || (r.ErrCode() != "M_INVALID_PARAM" && r.ErrCode() != "M_MISSING_PARAM") {
+				t.Errorf("%q: %d %s", q, r.Status, r.Body)
+			}
+		}
+		if r := s.Anonymous(t).Do("GET", "/_matrix/client/v1/mutual_rooms?user_id="+url.QueryEscape(bob.UserID), nil); r.Status != 401 {
+			t.Errorf("anonymous: %d", r.Status)
+		}
+	})
+}
+
+// /.well-known/matrix/support serves the configured contacts and page,
+// and is 404 when nothing is configured.
+func TestWellKnownSupport(t *testing.T) {
+	s := ts.New(t)
+	if r := s.Anonymous(t).Do("GET", "/.well-known/matrix/support", nil); r.Status != 404 {
+		t.Fatalf("nothing configured: %d %s", r.Status, r.Body)
+	}
+	s = ts.New(t, ts.WithConfig(func(c *config.Config) {
+		c.Support = config.Support{
+			Contacts: []config.SupportContact{
+				{MatrixID: "@admin:example.org", EmailAddress: "admin@example.org", Role: "m.role.admin"},
+				{EmailAddress: "security@example.org", Role: "m.role.security"},
+			},
+			SupportPage: "https://example.org/help",
+		}
+	}))
+	var got map[string]any
+	s.Anonymous(t).MustDo("GET", "/.well-known/matrix/support", nil, &got)
+	want := map[string]any{
+		"contacts": []any{
+			map[string]any{"matrix_id": "@admin:example.org", "email_address": "admin@example.org", "role": "m.role.admin"},
+			map[string]any{"email_address": "security@example.org", "role": "m.role.security"},
+		},
+		"support_page": "https://example.org/help",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("support: %v, want %v", got, want)
+	}
+	s = ts.New(t, ts.WithConfig(func(c *config.Config) { c.Support.SupportPage = "https://example.org/help" }))
+	got = nil
+	s.Anonymous(t).MustDo("GET", "/.well-known/matrix/support", nil, &got)
+	if _, ok := got["contacts"]; ok || got["support_page"] != "https://example.org/help" {
+		t.Fatalf("page only: %v", got)
+	}
+}

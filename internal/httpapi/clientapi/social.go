@@ -8,14 +8,35 @@ import (
 	"luxchat/internal/matrix/errcode"
 )
 
-// summaryRoutes: room summaries (spec v1.15, and MSC3266's unstable path).
-func (a *API) summaryRoutes(rt *httputil.Router) {
+// socialRoutes: support contacts, room summaries (spec v1.15, and
+// MSC3266's unstable path) and mutual rooms (spec v1.19).
+func (a *API) socialRoutes(rt *httputil.Router) {
+	rt.Handle("GET /.well-known/matrix/support", none, a.wellKnownSupport)
 	if a.Directory == nil {
 		return
 	}
 	limited := httputil.RateLimited()
 	rt.Handle("GET /_matrix/client/v1/room_summary/{roomIdOrAlias}", optional, a.roomSummary, limited)
 	rt.Handle("GET /_matrix/client/unstable/im.nheko.summary/rooms/{roomIdOrAlias}/summary", optional, a.roomSummary, limited)
+	rt.Handle("GET /_matrix/client/v1/mutual_rooms", user, a.mutualRooms, limited)
+}
+
+// GET /.well-known/matrix/support
+func (a *API) wellKnownSupport(r *httputil.Request) (any, error) {
+	s := a.Config.Support
+	if len(s.Contacts) == 0 && s.SupportPage == "" {
+		return nil, errcode.NotFound("no support information is configured")
+	}
+	return s, nil
+}
+
+// GET /_matrix/client/v1/mutual_rooms
+func (a *API) mutualRooms(r *httputil.Request) (any, error) {
+	other := r.Query("user_id")
+	if other == "" {
+		return nil, errcode.MissingParam("user_id is required")
+	}
+	return a.Directory.MutualRooms(r.Context(), r.Session.UserID, other, r.Query("from"))
 }
 
 // GET /_matrix/client/v1/room_summary/{roomIdOrAlias}
