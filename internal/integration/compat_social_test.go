@@ -387,3 +387,126 @@ func TestWellKnownSupport(t *testing.T) {
 		t.Fatalf("page only: %v", got)
 	}
 }
+
+func setInvitePermission(c *ts.Client, typ string, content map[string]any) {
+	c.MustDo("PUT", "/_matrix/client/v3/user/"+esc(c.UserID)+"/account_data/"+typ, content, nil)
+}
+
+func invitedRooms(t *testing.T, c *ts.Client) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for id := range doSync(t, c, "timeout=0").Rooms.Invite {
+		out[id] = true
+	}
+	return out
+}
+
+// A user who blocks invites (m.invite_permission_config default_action
+// "block") is never invited: /invite, a PUT of the member event and
+// createRoom's invite list all leave them out, with M_INVITE_BLOCKED
+// where one invite was asked for; unblocking lets invites through again.
+func TestInvitePermissionBlocksAll(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		setInvitePermission(alice, "m.invite_permission_config", map[string]any{"default_action": "block"})
+		room := bob.CreateRoom(map[string]any{"preset": "private_chat"})
+		blocked := func(what string, r *ts.Response) {
+			t.Helper()
+			if r.Status != 403 || r.ErrCode() != "M_INVITE_BLOCKED" {
+				t.Fatalf("%s: %d %s", what, r.Status, r.Body)
+			}
+		}
+		blocked("invite", bob.Do("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]string{"user_id": alice.UserID}))
+		blocked("member event", bob.Do("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(alice.UserID), map[string]string{"membership": "invite"}))
+		created := bob.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{alice.UserID}})
+		if got := invitedRooms(t, alice); len(got) != 0 {
+			t.Fatalf("invites shown: %v", got)
+		}
+		if r := alice.Do("GET", "/_matrix/client/v3/rooms/"+esc(created)+"/state/m.room.member/"+esc(alice.UserID), nil); r.Status == 200 {
+			t.Fatalf("createRoom invited a user who blocks invites: %s", r.Body)
+		}
+		// Without default_action, invites come through again.
+		setInvitePermission(alice, "m.invite_permission_config", map[string]any{})
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]string{"user_id": alice.UserID}, nil)
+		if got := invitedRooms(t, alice); !got[room] {
+			t.Fatalf("invite after unblocking not shown: %v", got)
+		}
+	})
+}
+
+// MSC4155's lists: blocked users and servers are refused, ignored ones are
+// accepted but never shown, and an allowed user gets through a blocked
+// server; an invite already received is hidden once its sender is blocked.
+func TestInvitePermissionLists(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob, carol, dave := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol"), s.Register(t, "dave")
+		server := strings.SplitN(alice.UserID, ":", 2)[1]
+		invite := func(from *ts.Client) (string, *ts.Response) {
+			room := from.CreateRoom(map[string]any{"preset": "private_chat"})
+			return room, from.Do("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]string{"user_id": alice.UserID})
+		}
+		earlier, r := invite(dave)
+		if r.Status != 200 {
+			t.Fatalf("invite before any rule: %d %s", r.Status, r.Body)
+		}
+		setInvitePermission(alice, "org.matrix.msc4155.invite_permission_config", map[string]any{
+			"blocked_users":   []string{"@bob*"},
+			"ignored_users":   []string{carol.UserID},
+			"allowed_users":   []string{dave.UserID},
+			"blocked_servers": []string{server},
+		})
+		if _, r := invite(bob); r.Status != 403 || r.ErrCode() != "M_INVITE_BLOCKED" {
+			t.Fatalf("blocked user: %d %s", r.Status, r.Body)
+		}
+		ignoredRoom, r := invite(carol)
+		if r.Status != 200 {
+			t.Fatalf("ignored user: %d %s", r.Status, r.Body)
+		}
+		allowedRoom, r := invite(dave)
+		if r.Status != 200 {
+			t.Fatalf("allowed user from a blocked server: %d %s", r.Status, r.Body)
+		}
+		got := invitedRooms(t, alice)
+		if got[ignoredRoom] || !got[allowedRoom] || !got[earlier] || len(got) != 2 {
+			t.Fatalf("invites shown: %v (ignored %s, allowed %s, earlier %s)", got, ignoredRoom, allowedRoom, earlier)
+		}
+		// The ignored invite is real: alice may still join.
+		alice.Join(ignoredRoom)
+		// Blocking dave now hides his earlier invites from sync.
+		setInvitePermission(alice, "org.matrix.msc4155.invite_permission_config", map[string]any{"blocked_users": []string{dave.UserID}})
+		if got := invitedRooms(t, alice); len(got) != 0 {
+			t.Fatalf("invites of a blocked user still shown: %v", got)
+		}
+		// Null fields are no rules.
+		setInvitePermission(alice, "org.matrix.msc4155.invite_permission_config", map[string]any{"blocked_users": nil, "blocked_servers": nil})
+		if _, r := invite(bob); r.Status != 200 {
+			t.Fatalf("null lists: %d %s", r.Status, r.Body)
+		}
+	})
+}
+
+// Invites over federation follow the invitee's choices too: a blocked
+// server's invite is refused with M_INVITE_BLOCKED, passed on to the
+// inviter; an ignored one is accepted and not shown.
+func TestInvitePermissionOverFederation(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob, carol := p.a.Register(t, "alice"), p.b.Register(t, "bob"), p.b.Register(t, "carol")
+		serverB := strings.SplitN(bob.UserID, ":", 2)[1]
+		setInvitePermission(alice, "org.matrix.msc4155.invite_permission_config", map[string]any{
+			"blocked_users": []string{bob.UserID}, "ignored_servers": []string{serverB},
+		})
+		room := bob.CreateRoom(map[string]any{"preset": "private_chat"})
+		if r := bob.Do("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]string{"user_id": alice.UserID}); r.Status != 403 || r.ErrCode() != "M_INVITE_BLOCKED" {
+			t.Fatalf("blocked remote inviter: %d %s", r.Status, r.Body)
+		}
+		room2 := carol.CreateRoom(map[string]any{"preset": "private_chat"})
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room2)+"/invite", map[string]string{"user_id": alice.UserID}, nil)
+		if got := invitedRooms(t, alice); len(got) != 0 {
+			t.Fatalf("invites shown: %v", got)
+		}
+		setInvitePermission(alice, "org.matrix.msc4155.invite_permission_config", map[string]any{})
+		if got := invitedRooms(t, alice); !got[room2] || len(got) != 1 {
+			t.Fatalf("invite of a server no longer ignored: %v", got)
+		}
+	})
+}

@@ -45,6 +45,11 @@ const MaxEventBytes = 65536
 // Send builds, authorises and persists one event. With a txn, a repeated
 // transaction returns the first event and stores nothing.
 func (s *Service) Send(ctx context.Context, roomID string, p Proto, txn *Txn) (string, error) {
+	if p.Type == "m.room.member" && p.StateKey != nil && membershipOfContent(p.Content) == "invite" {
+		if err := s.checkInvite(ctx, *p.StateKey, p.Sender); err != nil {
+			return "", err
+		}
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
 		return "", err

@@ -50,6 +50,7 @@ type Service struct {
 	// before any change in this process it is the events position at start.
 	lastMembership atomic.Int64
 	ignored        sync.Map // user id → map[string]bool
+	invitePolicies sync.Map // user id → *invitePolicy (nil: none)
 	unread         *unreadTracker
 	memberships    *membershipCache
 	recent         *recentEvents
