@@ -510,3 +510,60 @@ func TestInvitePermissionOverFederation(t *testing.T) {
 		}
 	})
 }
+
+// PUT /_synapse/admin/v1/send_server_notice/{txnId} sends a notice once
+// per transaction id: a repeat returns the first event; another id (or
+// another recipient) sends a new one. The system user's localpart is
+// configurable (Complement expects _server), and the recipient sees the
+// invite from it, cannot reject it, may join, leave and be invited back
+// to the same room.
+func TestServerNoticeTransactions(t *testing.T) {
+	forEachEngineWith(t, func(t *testing.T, s *ts.Server) {
+		admin := adminClient(t, s)
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		body := func(to *ts.Client) map[string]any {
+			return map[string]any{"user_id": to.UserID, "content": map[string]any{"msgtype": "m.text", "body": "hello from server notices!"}}
+		}
+		put := func(c *ts.Client, txn string, to *ts.Client) (*ts.Response, string) {
+			r := c.Do("PUT", "/_synapse/admin/v1/send_server_notice/"+txn, body(to))
+			var out struct {
+				EventID string `json:"event_id"`
+			}
+			_ = r.JSON(&out)
+			return r, out.EventID
+		}
+		if r, _ := put(alice, "t1", bob); r.Status != 403 || r.ErrCode() != "M_FORBIDDEN" {
+			t.Fatalf("non-admin: %d %s", r.Status, r.Body)
+		}
+		r1, first := put(admin, "t1", alice)
+		r2, again := put(admin, "t1", alice)
+		_, other := put(admin, "t2", alice)
+		_, toBob := put(admin, "t1", bob)
+		if r1.Status != 200 || r2.Status != 200 || first == "" || again != first || other == first || toBob == first || toBob == "" {
+			t.Fatalf("first %s, repeat %s, other txn %s, other recipient %s", first, again, other, toBob)
+		}
+
+		var room string
+		for id, inv := range doSync(t, alice, "timeout=0").Rooms.Invite {
+			if evs := inv.InviteState.Events; len(evs) > 0 && evs[0].Sender == "@_server:"+strings.SplitN(alice.UserID, ":", 2)[1] {
+				room = id
+			}
+		}
+		if room == "" {
+			t.Fatal("no invite from @_server")
+		}
+		if r := alice.Do("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}); r.Status != 403 || r.ErrCode() != "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM" {
+			t.Fatalf("reject: %d %s", r.Status, r.Body)
+		}
+		alice.Join(room)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		put(admin, "t3", alice)
+		if _, ok := doSync(t, alice, "timeout=0").Rooms.Invite[room]; !ok {
+			t.Fatal("not invited back to the same room")
+		}
+		// Bad transaction ids and bodies are refused, not 500s.
+		if r := admin.Do("PUT", "/_synapse/admin/v1/send_server_notice/t4", map[string]any{"user_id": alice.UserID}); r.Status != 400 {
+			t.Fatalf("no content: %d %s", r.Status, r.Body)
+		}
+	}, ts.WithConfig(func(c *config.Config) { c.ServerNotices.Localpart = "_server" }))
+}

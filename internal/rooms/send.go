@@ -39,6 +39,11 @@ type Txn struct {
 
 func (t *Txn) key() string { return strconv.Itoa(len(t.Scope)) + ":" + t.Scope + t.ID }
 
+// LookupTxn returns the event sender sent under txn, or store.ErrNotFound.
+func (s *Service) LookupTxn(ctx context.Context, sender string, txn *Txn) (string, error) {
+	return s.store.LookupTxnID(ctx, sender, txn.DeviceID, txn.key())
+}
+
 // MaxEventBytes is the spec's limit on a PDU.
 const MaxEventBytes = 65536
 
