@@ -567,3 +567,33 @@ func TestServerNoticeTransactions(t *testing.T) {
 		}
 	}, ts.WithConfig(func(c *config.Config) { c.ServerNotices.Localpart = "_server" }))
 }
+
+// An avatar URL that is not an mxc:// URI is stored as given and reaches
+// the user's member events; text with control characters is refused.
+func TestAvatarURLNotMXC(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		since := doSync(t, alice, "timeout=0").NextBatch
+		alice.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(alice.UserID)+"/avatar_url", map[string]string{"avatar_url": "LemurLover"}, nil)
+		var p struct {
+			AvatarURL string `json:"avatar_url"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/profile/"+esc(alice.UserID)+"/avatar_url", nil, &p)
+		if p.AvatarURL != "LemurLover" {
+			t.Fatalf("profile: %+v", p)
+		}
+		found := false
+		for _, e := range doSync(t, alice, "timeout=0&since="+url.QueryEscape(since)).Rooms.Join[room].Timeline.Events {
+			if e.Type == "m.room.member" && e.Content["avatar_url"] == "LemurLover" {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("member event without the new avatar_url")
+		}
+		if r := alice.Do("PUT", "/_matrix/client/v3/profile/"+esc(alice.UserID)+"/avatar_url", map[string]string{"avatar_url": "mxc://x/y\n"}); r.Status != 400 || r.ErrCode() != "M_INVALID_PARAM" {
+			t.Fatalf("control character: %d %s", r.Status, r.Body)
+		}
+	})
+}
