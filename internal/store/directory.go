@@ -595,13 +595,14 @@ func (s *Store) ShareJoinedRoom(ctx context.Context, a, b string) (bool, error) 
 // for the first), where users a and b are both joined, by room id, and
 // how many such rooms there are in all.
 func (s *Store) MutualRooms(ctx context.Context, a, b, after string, limit int) ([]string, int64, error) {
-	const from = ` FROM room_members m JOIN room_members o ON o.room_id = m.room_id
-		WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id = $2 AND o.membership = 'join'`
 	var total int64
-	if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*)`+from, a, b).Scan(&total); err != nil {
+	if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM room_members m JOIN room_members o ON o.room_id = m.room_id
+		WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id = $2 AND o.membership = 'join'`, a, b).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count mutual rooms: %w", err)
 	}
-	rows, err := s.reader().QueryContext(ctx, `SELECT m.room_id`+from+` AND m.room_id > $3 ORDER BY m.room_id LIMIT $4`, a, b, after, limit)
+	rows, err := s.reader().QueryContext(ctx, `SELECT m.room_id FROM room_members m JOIN room_members o ON o.room_id = m.room_id
+		WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id = $2 AND o.membership = 'join' AND m.room_id > $3
+		ORDER BY m.room_id LIMIT $4`, a, b, after, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("mutual rooms: %w", err)
 	}
