@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync/atomic"
 
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/store"
@@ -119,6 +120,10 @@ func (s *Service) InviteAction(ctx context.Context, invitee, inviter string) (In
 	if v, ok := s.invitePolicies.Load(invitee); ok {
 		return v.(*invitePolicy).decide(inviter), nil
 	}
+	// A change committed while we read must not leave the old choice
+	// cached: keep what we read only if no ForgetInvitePolicy ran since.
+	gen := s.invitePolicyGen(invitee)
+	before := gen.Load()
 	read := func(typ string) ([]byte, error) {
 		c, err := s.store.GetAccountData(ctx, invitee, "", typ)
 		if errors.Is(err, store.ErrNotFound) {
@@ -135,13 +140,23 @@ func (s *Service) InviteAction(ctx context.Context, invitee, inviter string) (In
 		return InviteAllow, err
 	}
 	p := parseInvitePolicy(stable, unstable)
-	s.invitePolicies.Store(invitee, p)
+	if gen.Load() == before {
+		s.invitePolicies.Store(invitee, p)
+	}
 	return p.decide(inviter), nil
 }
 
 // ForgetInvitePolicy drops a user's cached invite permission choices
 // after their account data changed.
-func (s *Service) ForgetInvitePolicy(userID string) { s.invitePolicies.Delete(userID) }
+func (s *Service) ForgetInvitePolicy(userID string) {
+	s.invitePolicyGen(userID).Add(1)
+	s.invitePolicies.Delete(userID)
+}
+
+func (s *Service) invitePolicyGen(userID string) *atomic.Int64 {
+	v, _ := s.invitePolicyGens.LoadOrStore(userID, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
 
 // checkInvite refuses an invite the invitee blocks (local invitees only).
 func (s *Service) checkInvite(ctx context.Context, invitee, inviter string) error {

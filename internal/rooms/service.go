@@ -51,10 +51,12 @@ type Service struct {
 	lastMembership atomic.Int64
 	ignored        sync.Map // user id → map[string]bool
 	invitePolicies sync.Map // user id → *invitePolicy (nil: none)
-	unread         *unreadTracker
-	memberships    *membershipCache
-	recent         *recentEvents
-	entries        *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
+	// invitePolicyGens counts each user's ForgetInvitePolicy calls.
+	invitePolicyGens sync.Map // user id → *atomic.Int64
+	unread           *unreadTracker
+	memberships      *membershipCache
+	recent           *recentEvents
+	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 
 	rel relState // bundled aggregations, see relations.go
 
