@@ -2,10 +2,14 @@ package directory
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"slices"
 	"strings"
 
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
+	"luxchat/internal/store"
 )
 
 // maxSummaryServers bounds the servers one summary request asks.
@@ -59,7 +63,21 @@ func (s *Service) Summary(ctx context.Context, req SummaryRequest) (*RoomSummary
 			// Anonymous callers do not get to make us contact other servers.
 			return nil, errcode.NotFound("room not found")
 		}
+		// An invite or knock to a room not known here names servers in
+		// the room and carries some of its state.
+		var rm *store.RemoteMembership
+		if m, err := s.store.GetRemoteMembership(ctx, req.RoomID, req.UserID); err == nil {
+			rm = m
+			var servers []string
+			_ = json.Unmarshal(m.Servers, &servers)
+			req.Via = append(slices.Clone(req.Via), servers...)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
 		n = s.remoteSummary(ctx, req.RoomID, req.Via)
+		if n == nil && rm != nil {
+			n = strippedSummary(req.RoomID, rm.Stripped)
+		}
 	}
 	if n == nil || !acc.mayView(&n.room) || (req.UserID == "" && !openToAnyone(&n.room)) {
 		return nil, errcode.NotFound("room not found")
@@ -116,4 +134,28 @@ func (s *Service) remoteSummary(ctx context.Context, roomID string, via []string
 		}
 	}
 	return nil
+}
+
+// strippedSummary describes a room from the stripped state of an invite
+// or knock (its member count unknown), or returns nil.
+func strippedSummary(roomID string, stripped []byte) *node {
+	var evs []json.RawMessage
+	if json.Unmarshal(stripped, &evs) != nil {
+		return nil
+	}
+	st := map[string][]byte{}
+	for _, raw := range evs {
+		var e struct {
+			Type     string  `json:"type"`
+			StateKey *string `json:"state_key"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.StateKey != nil && *e.StateKey == "" && e.Type != "" {
+			st[e.Type] = raw
+		}
+	}
+	if len(st) == 0 {
+		return nil
+	}
+	sum := buildSummary(roomID, st)
+	return &node{room: summaryRoom(&sum)}
 }

@@ -304,6 +304,21 @@ func TestRoomSummaryOverFederation(t *testing.T) {
 		if r, _ := summaryOf(p.b.Anonymous(t), public, via); r.Status != 404 {
 			t.Fatalf("anonymous caller made us ask another server: %d %s", r.Status, r.Body)
 		}
+
+		// Invited to the private room, bob sees it without naming a
+		// server (his invite names them), and from the invite's state
+		// when the room's server cannot be reached.
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(private)+"/invite", map[string]string{"user_id": bob.UserID}, nil)
+		if r, sum := summaryOf(bob, private, ""); r.Status != 200 || sum.Name != "Closed door" || sum.Membership != "invite" || sum.NumJoinedMembers != 1 {
+			t.Fatalf("invited, over federation: %d %s", r.Status, r.Body)
+		}
+		private2 := alice.CreateRoom(map[string]any{"preset": "private_chat", "name": "Back room"})
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(private2)+"/invite", map[string]string{"user_id": bob.UserID}, nil)
+		p.fed.Cut("police.test", "gouv.test")
+		defer p.fed.Heal()
+		if r, sum := summaryOf(bob, private2, ""); r.Status != 200 || sum.Name != "Back room" || sum.Membership != "invite" || sum.JoinRule != "invite" {
+			t.Fatalf("invited, server unreachable: %d %s", r.Status, r.Body)
+		}
 	})
 }
 
