@@ -538,7 +538,7 @@ func TestProfiles(t *testing.T) {
 			t.Fatalf("not cleared: %+v", p)
 		}
 		wantCode(t, e.svc.SetProfileField(bg, alice, bob, FieldDisplayName, "x"), "M_FORBIDDEN")
-		wantCode(t, e.svc.SetProfileField(bg, alice, alice, FieldAvatarURL, "https://x/y.png"), "M_INVALID_PARAM")
+		wantCode(t, e.svc.SetProfileField(bg, alice, alice, FieldAvatarURL, "mxc://x/y\x00"), "M_INVALID_PARAM")
 		wantCode(t, e.svc.SetProfileField(bg, alice, alice, FieldDisplayName, strings.Repeat("x", 257)), "M_INVALID_PARAM")
 		_, err = e.svc.Profile(bg, "@nobody:test.local")
 		wantCode(t, err, "M_NOT_FOUND")

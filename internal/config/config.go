@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -46,6 +47,9 @@ type Config struct {
 	ServerNotices ServerNotices `yaml:"server_notices"`
 
 	Rooms Rooms `yaml:"rooms"`
+
+	// Support is served at /.well-known/matrix/support.
+	Support Support `yaml:"support"`
 }
 
 // Rooms holds room defaults.
@@ -54,6 +58,22 @@ type Rooms struct {
 	// spec (v1.16) asks servers to keep 11 for a while: clients released
 	// before version 12 misread its creators' power.
 	DefaultVersion string `yaml:"default_version"`
+}
+
+// Support is how users reach the server's administrators
+// (/.well-known/matrix/support); with neither field set that URL is 404.
+type Support struct {
+	Contacts    []SupportContact `yaml:"contacts" json:"contacts,omitempty"`
+	SupportPage string           `yaml:"support_page" json:"support_page,omitempty"`
+}
+
+// SupportContact is one way to reach an administrator: a Matrix user id,
+// an email address or both, and a role (m.role.admin, m.role.security or
+// a namespaced role of one's own).
+type SupportContact struct {
+	MatrixID     string `yaml:"matrix_id" json:"matrix_id,omitempty"`
+	EmailAddress string `yaml:"email_address" json:"email_address,omitempty"`
+	Role         string `yaml:"role" json:"role"`
 }
 
 // Listen holds listener addresses.
@@ -338,6 +358,7 @@ func Default() *Config {
 			Localpart:   "notices",
 			DisplayName: "Server Notices",
 		},
+		Support: Support{Contacts: []SupportContact{}},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -467,6 +488,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateFederation()...)
 	errs = append(errs, c.validatePush()...)
+	errs = append(errs, c.validateSupport()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -532,6 +554,40 @@ func (c *Config) validatePush() []error {
 	}
 	if c.Push.GatewayTimeout.Duration <= 0 {
 		errs = append(errs, errors.New("push.gateway_timeout must be positive"))
+	}
+	return errs
+}
+
+// supportUserID and supportRole are loose shapes of a user id and of a
+// namespaced identifier (m.* roles are the spec's own).
+var (
+	supportUserID = regexp.MustCompile(`^@[^:\s]+:[^\s]+$`)
+	supportRole   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*\.[a-z0-9_.-]+$`)
+)
+
+func (c *Config) validateSupport() []error {
+	var errs []error
+	for i, ct := range c.Support.Contacts {
+		if ct.MatrixID == "" && ct.EmailAddress == "" {
+			errs = append(errs, fmt.Errorf("support.contacts[%d]: set matrix_id, email_address or both", i))
+		}
+		if ct.MatrixID != "" && (!supportUserID.MatchString(ct.MatrixID) || len(ct.MatrixID) > 255) {
+			errs = append(errs, fmt.Errorf("support.contacts[%d].matrix_id: %q is not a user id", i, ct.MatrixID))
+		}
+		if e := ct.EmailAddress; e != "" && (strings.Count(e, "@") != 1 || strings.HasPrefix(e, "@") || strings.HasSuffix(e, "@") || strings.ContainsAny(e, " \t<>")) {
+			errs = append(errs, fmt.Errorf("support.contacts[%d].email_address: %q is not an email address", i, e))
+		}
+		switch {
+		case ct.Role == "m.role.admin" || ct.Role == "m.role.security":
+		case ct.Role == "" || strings.HasPrefix(ct.Role, "m.") || !supportRole.MatchString(ct.Role):
+			errs = append(errs, fmt.Errorf("support.contacts[%d].role must be m.role.admin, m.role.security or a namespaced role such as org.example.role, not %q", i, ct.Role))
+		}
+	}
+	if p := c.Support.SupportPage; p != "" {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("support.support_page must be an http(s) URL, not %q", p))
+		}
 	}
 	return errs
 }
@@ -716,6 +772,17 @@ rooms:
   # whose clients all understand version 12's creators (clients released
   # before it show creators without power).
   default_version: "11"
+
+support:
+  # Served at /.well-known/matrix/support (404 while both are empty): ways
+  # to reach this server's administrators, each with a matrix_id, an
+  # email_address or both, and a role (m.role.admin for anything,
+  # m.role.security for sensitive reports), e.g.
+  #   contacts:
+  #     - {matrix_id: "@admin:example.org", email_address: admin@example.org, role: m.role.admin}
+  contacts: []
+  # A page with help for this server's users, e.g. https://example.org/help.
+  support_page: ""
 
 log:
   level: info   # debug | info | warn | error

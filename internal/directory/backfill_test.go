@@ -87,6 +87,12 @@ func TestBackfill(t *testing.T) {
 			state(tx, "!space:t.test", "m.room.name", "", map[string]any{"name": "Old space"})
 			state(tx, "!space:t.test", "m.room.join_rules", "", map[string]any{"join_rule": "public"})
 			state(tx, "!space:t.test", "m.room.member", "@anna:t.test", map[string]any{"membership": "join"})
+			// Carl and Eve share a room, so each can find the other.
+			if err := tx.CreateRoom(ctx, store.Room{RoomID: "!mates:t.test", Version: "11", Creator: "@carl:t.test"}); err != nil {
+				return err
+			}
+			state(tx, "!mates:t.test", "m.room.member", "@carl:t.test", map[string]any{"membership": "join"})
+			state(tx, "!mates:t.test", "m.room.member", "@eve:t.test", map[string]any{"membership": "join"})
 			state(tx, "!space:t.test", "m.space.child", "!kid:t.test", map[string]any{"via": []string{"t.test"}, "suggested": true})
 			state(tx, "!space:t.test", "m.space.child", "!unlinked:t.test", map[string]any{})
 			return nil
@@ -113,11 +119,12 @@ func TestBackfill(t *testing.T) {
 			want           []string
 		}{
 			{"@eve:t.test", "muller", []string{"@anna:t.test"}}, // opted in
-			{"@carl:t.test", "carl new", []string{"@carl:t.test"}},
-			{"@carl:t.test", "old", nil},
-			{"@eve:t.test", "dora", nil},                    // deactivated
-			{"@anna:t.test", "eve", nil},                    // no choice, default hidden
-			{"@eve:t.test", "eve", []string{"@eve:t.test"}}, // oneself
+			{"@eve:t.test", "carl new", []string{"@carl:t.test"}},
+			{"@eve:t.test", "old", nil},
+			{"@eve:t.test", "dora", nil},                     // deactivated
+			{"@anna:t.test", "eve", nil},                     // no choice, default hidden
+			{"@carl:t.test", "eve", []string{"@eve:t.test"}}, // room mate
+			{"@eve:t.test", "eve", nil},                      // oneself
 		} {
 			if got := find(tc.searcher, tc.term); !slices.Equal(got, tc.want) {
 				t.Errorf("%s searching %q: %v, want %v", tc.searcher, tc.term, got, tc.want)

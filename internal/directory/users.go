@@ -155,9 +155,10 @@ type SearchResponse struct {
 }
 
 // SearchUsers finds users whose display name or user id has a word
-// starting with each word of term, among those the searcher may find:
-// users sharing a joined room with them, and local users listed in the
-// directory (opted in, or by default when directory.default_visible).
+// starting with each word of term (or the one user a whole user id
+// names), among those the searcher may find: users sharing a joined room
+// with them, and local users listed in the directory (opted in, or by
+// default when directory.default_visible). The searcher is never a result.
 // limit ≤ 0 means the default.
 func (s *Service) SearchUsers(ctx context.Context, searcher, term string, limit int) (*SearchResponse, error) {
 	if limit <= 0 {
@@ -165,24 +166,30 @@ func (s *Service) SearchUsers(ctx context.Context, searcher, term string, limit 
 	}
 	limit = min(limit, maxSearchLimit)
 	out := &SearchResponse{Results: []SearchResult{}}
-	if strings.HasPrefix(term, "@") {
-		// A user id: its server part is not indexed.
-		if i := strings.IndexByte(term, ':'); i > 0 {
-			term = term[:i]
+	q := store.DirectorySearch{Searcher: searcher, DefaultVisible: s.cfg.Directory.DefaultVisible, Limit: limit + 1}
+	if u, err := id.ParseUserID(strings.TrimSpace(term)); err == nil {
+		// A whole user id names one user, not everyone whose name
+		// shares its words.
+		q.UserID = u.String()
+	} else {
+		if strings.HasPrefix(term, "@") {
+			// The start of a user id: its server part is not indexed.
+			if i := strings.IndexByte(term, ':'); i > 0 {
+				term = term[:i]
+			}
 		}
+		words := Words(term)
+		if len(words) == 0 {
+			return out, nil
+		}
+		if len(words) > maxSearchWords {
+			return nil, errcode.InvalidParam("search_term has too many words")
+		}
+		// The longest word drives the search: it matches the fewest terms.
+		slices.SortStableFunc(words, func(a, b string) int { return len(b) - len(a) })
+		q.Prefixes = words
 	}
-	words := Words(term)
-	if len(words) == 0 {
-		return out, nil
-	}
-	if len(words) > maxSearchWords {
-		return nil, errcode.InvalidParam("search_term has too many words")
-	}
-	// The longest word drives the search: it matches the fewest terms.
-	slices.SortStableFunc(words, func(a, b string) int { return len(b) - len(a) })
-	rows, err := s.store.SearchUserDirectory(ctx, store.DirectorySearch{
-		Searcher: searcher, Prefixes: words, DefaultVisible: s.cfg.Directory.DefaultVisible, Limit: limit + 1,
-	})
+	rows, err := s.store.SearchUserDirectory(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,8 @@ func (s *Service) SystemUser() string { return "@" + s.localpart + ":" + s.serve
 // Send posts a notice to a local user, creating their notices room (and
 // inviting them again if they left it) first. content is the message
 // content; its msgtype is always m.server_notice and it needs a body.
-func (s *Service) Send(ctx context.Context, userID string, content json.RawMessage) (string, error) {
+// With a txn, a notice already sent under it is returned instead.
+func (s *Service) Send(ctx context.Context, userID string, content json.RawMessage, txn *rooms.Txn) (string, error) {
 	var c map[string]any
 	if err := json.Unmarshal(content, &c); err != nil || c == nil {
 		return "", errcode.BadJSON("content must be an object")
@@ -60,6 +61,15 @@ func (s *Service) Send(ctx context.Context, userID string, content json.RawMessa
 	if u.Deactivated {
 		return "", errcode.NotFound("the user is deactivated")
 	}
+	if txn != nil {
+		id, err := s.rooms.LookupTxn(ctx, s.SystemUser(), txn)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return "", err
+		}
+	}
 	roomID, err := s.roomFor(ctx, userID)
 	if err != nil {
 		return "", err
@@ -68,7 +78,7 @@ func (s *Service) Send(ctx context.Context, userID string, content json.RawMessa
 	if err != nil {
 		return "", errcode.BadJSON("content cannot be encoded")
 	}
-	id, err := s.rooms.Send(ctx, roomID, rooms.Proto{Type: "m.room.message", Sender: s.SystemUser(), Content: data}, nil)
+	id, err := s.rooms.Send(ctx, roomID, rooms.Proto{Type: "m.room.message", Sender: s.SystemUser(), Content: data}, txn)
 	if err != nil {
 		return "", err
 	}

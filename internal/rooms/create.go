@@ -233,6 +233,12 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 			remote = append(remote, inv)
 			continue
 		}
+		if err := s.checkInvite(ctx, inv, creator); err != nil {
+			if e, ok := errcode.As(err); ok && e.Code == "M_INVITE_BLOCKED" {
+				continue // the room is created all the same, without this invite
+			}
+			return "", err
+		}
 		c := map[string]any{"membership": "invite"}
 		if req.IsDirect {
 			c["is_direct"] = true

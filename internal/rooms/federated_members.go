@@ -264,6 +264,9 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 	if serverOf(ev.Sender) != origin {
 		return nil, errcode.Forbidden("the inviter is not on the requesting server")
 	}
+	if err := s.checkInvite(ctx, target, ev.Sender); err != nil {
+		return nil, err
+	}
 	if !s.verifySignature(ctx, ev, origin) {
 		return nil, errcode.Forbidden("the invite is not signed by %s", origin)
 	}
@@ -502,6 +505,8 @@ func remoteErr(server string, err error) error {
 			return errcode.NotFound("%s: %s", server, body.Error)
 		case "M_INCOMPATIBLE_ROOM_VERSION":
 			return errcode.IncompatibleRoomVersion("%s: %s", server, body.Error)
+		case "M_INVITE_BLOCKED":
+			return &errcode.Error{Code: body.ErrCode, Status: http.StatusForbidden, Message: fmt.Sprintf("%s refused: %s", server, body.Error)}
 		}
 	}
 	return &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("could not reach %s", server)}

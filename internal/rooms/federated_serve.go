@@ -71,23 +71,32 @@ func aclAllows(content json.RawMessage, server string) bool {
 	return false
 }
 
-// globMatch matches with '*' (any run) and '?' (one character).
+// globMatch matches with '*' (any run) and '?' (one character), with no
+// escapes (server ACLs, MSC4155 invite rules). It backtracks only to the
+// last '*', so user-chosen patterns cost O(len(pattern)·len(s)) at worst.
 func globMatch(pattern, s string) bool {
-	if pattern == "" {
-		return s == ""
-	}
-	switch pattern[0] {
-	case '*':
-		for i := 0; i <= len(s); i++ {
-			if globMatch(pattern[1:], s[i:]) {
-				return true
-			}
+	p, t := []rune(pattern), []rune(s)
+	pi, ti, star, mark := 0, 0, -1, 0
+	for ti < len(t) {
+		switch {
+		case pi < len(p) && (p[pi] == '?' || p[pi] == t[ti]):
+			pi++
+			ti++
+		case pi < len(p) && p[pi] == '*':
+			star, mark = pi, ti
+			pi++
+		case star >= 0:
+			pi = star + 1
+			mark++
+			ti = mark
+		default:
+			return false
 		}
-		return false
-	case '?':
-		return s != "" && globMatch(pattern[1:], s[1:])
 	}
-	return s != "" && s[0] == pattern[0] && globMatch(pattern[1:], s[1:])
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
 }
 
 // ServerInRoom reports whether a user of server is joined to a room now.

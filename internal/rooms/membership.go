@@ -44,6 +44,11 @@ func (c *MemberChange) addExtra(content map[string]any) {
 // ChangeMembership sends a membership event. Joining a room one is already
 // in, or leaving a room one has already left, changes nothing.
 func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string, error) {
+	if c.Membership == "invite" {
+		if err := s.checkInvite(ctx, c.Target, c.Sender); err != nil {
+			return "", err
+		}
+	}
 	r, err := s.lockRoom(ctx, c.RoomID)
 	if err != nil {
 		if remote := s.remoteMembership(c); errors.Is(err, errUnknownRoom) && remote != nil {

@@ -39,12 +39,22 @@ type Txn struct {
 
 func (t *Txn) key() string { return strconv.Itoa(len(t.Scope)) + ":" + t.Scope + t.ID }
 
+// LookupTxn returns the event sender sent under txn, or store.ErrNotFound.
+func (s *Service) LookupTxn(ctx context.Context, sender string, txn *Txn) (string, error) {
+	return s.store.LookupTxnID(ctx, sender, txn.DeviceID, txn.key())
+}
+
 // MaxEventBytes is the spec's limit on a PDU.
 const MaxEventBytes = 65536
 
 // Send builds, authorises and persists one event. With a txn, a repeated
 // transaction returns the first event and stores nothing.
 func (s *Service) Send(ctx context.Context, roomID string, p Proto, txn *Txn) (string, error) {
+	if p.Type == "m.room.member" && p.StateKey != nil && membershipOfContent(p.Content) == "invite" {
+		if err := s.checkInvite(ctx, *p.StateKey, p.Sender); err != nil {
+			return "", err
+		}
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
 		return "", err

@@ -50,10 +50,13 @@ type Service struct {
 	// before any change in this process it is the events position at start.
 	lastMembership atomic.Int64
 	ignored        sync.Map // user id → map[string]bool
-	unread         *unreadTracker
-	memberships    *membershipCache
-	recent         *recentEvents
-	entries        *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
+	invitePolicies sync.Map // user id → *invitePolicy (nil: none)
+	// invitePolicyGens counts each user's ForgetInvitePolicy calls.
+	invitePolicyGens sync.Map // user id → *atomic.Int64
+	unread           *unreadTracker
+	memberships      *membershipCache
+	recent           *recentEvents
+	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 
 	rel relState // bundled aggregations, see relations.go
 

@@ -220,7 +220,7 @@ rounds:
 		if err != nil {
 			return nil, err
 		}
-		for i, h := range hits {
+		for _, h := range hits {
 			q.Before, q.Score = h.Pos, h.Rank
 			row := rows[h.EventID]
 			if row == nil || ignored[row.Sender] || !c.Filter.AllowsEvent(row.Type, row.Sender, row.HasURL()) {
@@ -228,7 +228,10 @@ rounds:
 			}
 			results = append(results, found{row, h.Rank})
 			if len(results) == limit {
-				more = i < len(hits)-1 || len(hits) == q.Limit
+				// A full page always offers the next one, which may be
+				// empty (as clients expect): finding out whether another
+				// visible result follows could cost many more rounds.
+				more = true
 				break rounds
 			}
 		}

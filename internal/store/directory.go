@@ -441,6 +441,8 @@ func (s *Store) DirectoryAccounts(ctx context.Context, optInType string) ([]Dire
 // DirectorySearch searches the user directory.
 type DirectorySearch struct {
 	Searcher string
+	// UserID, when set, looks for that one user instead of Prefixes.
+	UserID string
 	// Prefixes are folded words; every one must prefix a term of the user.
 	Prefixes []string
 	// DefaultVisible lists local users who made no choice.
@@ -453,16 +455,17 @@ type DirectorySearch struct {
 const prefixEnd = "\U0010FFFF"
 
 // SearchUserDirectory returns up to q.Limit users that match every prefix
-// and that the searcher may find: themselves, local users who are listed
-// (opted in, or by default), and users sharing a joined room with them.
-// Deactivated users have no row (see DeleteDirectoryUser).
+// (or are q.UserID) and that the searcher may find: local users who are
+// listed (opted in, or by default), and users sharing a joined room with
+// them. The searcher is not among the results. Deactivated users have no
+// row (see DeleteDirectoryUser).
 //
 // The first prefix drives a range scan of the terms table, which also
 // holds what the filter and the order need; each other prefix is one
 // index seek per candidate. Only the rows returned are read from
 // user_directory.
 func (s *Store) SearchUserDirectory(ctx context.Context, q DirectorySearch) ([]DirectoryUser, error) {
-	if len(q.Prefixes) == 0 {
+	if len(q.Prefixes) == 0 && q.UserID == "" {
 		return nil, nil
 	}
 	var b strings.Builder
@@ -471,9 +474,14 @@ func (s *Store) SearchUserDirectory(ctx context.Context, q DirectorySearch) ([]D
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
-	b.WriteString(`SELECT DISTINCT t.sort_key, t.user_id FROM user_directory_terms t WHERE t.term >= ` + arg(q.Prefixes[0]) +
-		` AND t.term < ` + arg(q.Prefixes[0]+prefixEnd))
-	for _, p := range q.Prefixes[1:] {
+	if q.UserID != "" {
+		// user_directory has the columns the filter below reads, as t.
+		b.WriteString(`SELECT t.sort_key, t.user_id FROM user_directory t WHERE t.user_id = ` + arg(q.UserID))
+	} else {
+		b.WriteString(`SELECT DISTINCT t.sort_key, t.user_id FROM user_directory_terms t WHERE t.term >= ` + arg(q.Prefixes[0]) +
+			` AND t.term < ` + arg(q.Prefixes[0]+prefixEnd))
+	}
+	for _, p := range q.Prefixes[min(1, len(q.Prefixes)):] {
 		lo := arg(p)
 		b.WriteString(` AND EXISTS (SELECT 1 FROM user_directory_terms w WHERE w.user_id = t.user_id AND w.term >= ` + lo +
 			` AND w.term < ` + arg(p+prefixEnd) + `)`)
@@ -484,7 +492,7 @@ func (s *Store) SearchUserDirectory(ctx context.Context, q DirectorySearch) ([]D
 	}
 	me := arg(q.Searcher)
 	// The searcher's room mates are listed once (not per candidate).
-	b.WriteString(` AND (t.user_id = ` + me + ` OR (t.is_local AND (t.opt_in = TRUE OR (t.opt_in IS NULL AND ` + def + `)))
+	b.WriteString(` AND t.user_id <> ` + me + ` AND ((t.is_local AND (t.opt_in = TRUE OR (t.opt_in IS NULL AND ` + def + `)))
 		OR t.user_id IN (SELECT o.user_id FROM room_members m JOIN room_members o ON o.room_id = m.room_id
 			WHERE m.user_id = ` + me + ` AND m.membership = 'join' AND o.membership = 'join'))
 		ORDER BY t.sort_key, t.user_id LIMIT ` + arg(q.Limit))
@@ -581,6 +589,33 @@ func (s *Store) ShareJoinedRoom(ctx context.Context, a, b string) (bool, error) 
 	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM room_members m JOIN room_members o ON o.room_id = m.room_id
 		WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id = $2 AND o.membership = 'join' LIMIT 1) x`, a, b).Scan(&n)
 	return n > 0, err
+}
+
+// MutualRooms returns up to limit rooms, after the room id after (""
+// for the first), where users a and b are both joined, by room id, and
+// how many such rooms there are in all.
+func (s *Store) MutualRooms(ctx context.Context, a, b, after string, limit int) ([]string, int64, error) {
+	var total int64
+	if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM room_members m JOIN room_members o ON o.room_id = m.room_id
+		WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id = $2 AND o.membership = 'join'`, a, b).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count mutual rooms: %w", err)
+	}
+	rows, err := s.reader().QueryContext(ctx, `SELECT m.room_id FROM room_members m JOIN room_members o ON o.room_id = m.room_id
+		WHERE m.user_id = $1 AND m.membership = 'join' AND o.user_id = $2 AND o.membership = 'join' AND m.room_id > $3
+		ORDER BY m.room_id LIMIT $4`, a, b, after, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("mutual rooms: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, 0, err
+		}
+		out = append(out, id)
+	}
+	return out, total, rows.Err()
 }
 
 // ServerHasMember reports whether some user of server is joined to or

@@ -53,8 +53,18 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			if !(since == nil || changed) {
 				continue
 			}
-			if m.Membership == "invite" && ignored[s.inviter(ctx, m)] {
-				continue // invites from ignored users are dropped
+			if m.Membership == "invite" {
+				// Invites from ignored users, and those the user's invite
+				// permission blocks or ignores, are never shown.
+				inviter := s.inviter(ctx, m)
+				if ignored[inviter] {
+					continue
+				}
+				if a, err := s.rooms.InviteAction(ctx, req.UserID, inviter); err != nil {
+					return nil, err
+				} else if a != rooms.InviteAllow {
+					continue
+				}
 			}
 			stripped, err := s.rooms.StrippedState(ctx, m.RoomID, req.UserID)
 			if err != nil {
@@ -468,10 +478,19 @@ func mustJSON(v any) json.RawMessage {
 // inviter returns who sent a user's invite.
 func (s *Service) inviter(ctx context.Context, m store.Membership) string {
 	row, err := s.store.GetEvent(ctx, m.EventID)
+	if err == nil {
+		return row.Sender
+	}
+	// An invite to a room not known here is kept apart.
+	rm, err := s.store.GetRemoteMembership(ctx, m.RoomID, m.UserID)
 	if err != nil {
 		return ""
 	}
-	return row.Sender
+	var ev struct {
+		Sender string `json:"sender"`
+	}
+	_ = json.Unmarshal(rm.PDU, &ev)
+	return ev.Sender
 }
 
 // roomWorkers bounds how many joined rooms are built at once: rooms are

@@ -269,7 +269,7 @@ func TestProfile(t *testing.T) {
 	a.want(401, "M_MISSING_TOKEN", "PUT", me+"/displayname", "", map[string]string{"displayname": "x"})
 	a.want(400, "M_BAD_JSON", "PUT", me+"/displayname", token, map[string]int{"displayname": 5})
 	a.want(400, "M_MISSING_PARAM", "PUT", me+"/displayname", token, map[string]string{"name": "x"})
-	a.want(400, "M_INVALID_PARAM", "PUT", me+"/avatar_url", token, map[string]string{"avatar_url": "http://x/y"})
+	a.want(400, "M_INVALID_PARAM", "PUT", me+"/avatar_url", token, map[string]string{"avatar_url": "mxc://x/y\u0007"})
 	a.want(404, "M_NOT_FOUND", "GET", v3+"/profile/@nobody:test.local", "", nil)
 	a.want(404, "M_NOT_FOUND", "GET", v3+"/profile/@nobody:test.local/displayname", "", nil)
 }

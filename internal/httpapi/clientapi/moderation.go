@@ -5,6 +5,7 @@ import (
 
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/rooms"
 	"luxchat/internal/search"
 )
 
@@ -115,6 +116,12 @@ func (a *API) reportUser(r *httputil.Request) (any, error) {
 // POST /_synapse/admin/v1/send_server_notice (Synapse's admin API shape),
 // for server administrators only.
 func (a *API) sendServerNotice(r *httputil.Request) (any, error) {
+	return a.serverNotice(r, "")
+}
+
+// serverNotice sends the notice of the request; a non-empty txnID makes
+// a repeat of the request return the first notice.
+func (a *API) serverNotice(r *httputil.Request, txnID string) (any, error) {
 	if !r.Session.IsAdmin {
 		return nil, errcode.Forbidden("you are not a server administrator")
 	}
@@ -131,7 +138,13 @@ func (a *API) sendServerNotice(r *httputil.Request) (any, error) {
 	if len(body.Content) == 0 {
 		return nil, errcode.MissingParam("content is required")
 	}
-	id, err := a.Notices.Send(r.Context(), body.UserID, body.Content)
+	var txn *rooms.Txn
+	if txnID != "" {
+		// Scoped to the administrator and the recipient, as a client's
+		// transaction is to its room.
+		txn = &rooms.Txn{DeviceID: r.Session.DeviceID, ID: txnID, Scope: "send_server_notice " + r.Session.UserID + " " + body.UserID}
+	}
+	id, err := a.Notices.Send(r.Context(), body.UserID, body.Content, txn)
 	if err != nil {
 		return nil, err
 	}

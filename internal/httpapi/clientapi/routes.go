@@ -71,6 +71,7 @@ func (a *API) routes(rt *httputil.Router) {
 	rt.Handle("DELETE "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", user, a.deleteTag)
 	a.moderationRoutes(rt)
 	a.directoryRoutes(rt)
+	a.socialRoutes(rt)
 	a.e2eeRoutes(rt)
 	a.pushRoutes(rt)
 }

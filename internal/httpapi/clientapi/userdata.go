@@ -6,6 +6,7 @@ import (
 
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
 
@@ -28,6 +29,9 @@ func (a *API) putAccountDataFor(r *httputil.Request, roomID, typ string, content
 	}
 	if typ == "m.ignored_user_list" && roomID == "" {
 		a.Rooms.ForgetIgnoredUsers(r.Session.UserID)
+	}
+	if (typ == rooms.InvitePermissionType || typ == rooms.InvitePermissionUnstableType) && roomID == "" {
+		a.Rooms.ForgetInvitePolicy(r.Session.UserID)
 	}
 	a.Sync.Wake(r.Session.UserID)
 	return nil

@@ -1,0 +1,80 @@
+package clientapi
+
+import (
+	"strings"
+
+	"luxchat/internal/directory"
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/matrix/errcode"
+)
+
+// socialRoutes: support contacts, server notices under a transaction id,
+// room summaries (spec v1.15, and MSC3266's unstable path) and mutual
+// rooms (spec v1.19).
+func (a *API) socialRoutes(rt *httputil.Router) {
+	rt.Handle("GET /.well-known/matrix/support", none, a.wellKnownSupport)
+	if a.Notices != nil {
+		rt.Handle("PUT /_synapse/admin/v1/send_server_notice/{txnId}", user, a.putServerNotice)
+	}
+	if a.Directory == nil {
+		return
+	}
+	limited := httputil.RateLimited()
+	rt.Handle("GET /_matrix/client/v1/room_summary/{roomIdOrAlias}", optional, a.roomSummary, limited)
+	rt.Handle("GET /_matrix/client/unstable/im.nheko.summary/rooms/{roomIdOrAlias}/summary", optional, a.roomSummary, limited)
+	rt.Handle("GET /_matrix/client/v1/mutual_rooms", user, a.mutualRooms, limited)
+}
+
+// PUT /_synapse/admin/v1/send_server_notice/{txnId}: POST's twin,
+// idempotent per transaction id.
+func (a *API) putServerNotice(r *httputil.Request) (any, error) {
+	return a.serverNotice(r, r.Var("txnId"))
+}
+
+// GET /.well-known/matrix/support
+func (a *API) wellKnownSupport(r *httputil.Request) (any, error) {
+	s := a.Config.Support
+	if len(s.Contacts) == 0 && s.SupportPage == "" {
+		return nil, errcode.NotFound("no support information is configured")
+	}
+	return s, nil
+}
+
+// GET /_matrix/client/v1/mutual_rooms
+func (a *API) mutualRooms(r *httputil.Request) (any, error) {
+	other := r.Query("user_id")
+	if other == "" {
+		return nil, errcode.MissingParam("user_id is required")
+	}
+	return a.Directory.MutualRooms(r.Context(), r.Session.UserID, other, r.Query("from"))
+}
+
+// GET /_matrix/client/v1/room_summary/{roomIdOrAlias}
+func (a *API) roomSummary(r *httputil.Request) (any, error) {
+	req := directory.SummaryRequest{Via: r.URL.Query()["via"]}
+	if r.Session != nil {
+		req.UserID = r.Session.UserID
+	}
+	idOrAlias := r.Var("roomIdOrAlias")
+	if i := strings.IndexByte(idOrAlias, ':'); strings.HasPrefix(idOrAlias, "#") && i > 0 && idOrAlias[i+1:] != a.Config.ServerName {
+		if req.UserID == "" {
+			// Anonymous callers do not get to make us contact other servers.
+			return nil, errcode.NotFound("room alias %s not found", idOrAlias)
+		}
+		roomID, servers, err := a.Rooms.QueryAlias(r.Context(), idOrAlias)
+		if err != nil {
+			return nil, err
+		}
+		req.RoomID, req.Via = roomID, append(servers, req.Via...)
+	} else {
+		roomID, err := a.resolveRoom(r, idOrAlias)
+		if err != nil {
+			return nil, err
+		}
+		req.RoomID = roomID
+	}
+	if len(req.Via) > 20 {
+		req.Via = req.Via[:20]
+	}
+	return a.Directory.Summary(r.Context(), req)
+}
