@@ -629,3 +629,41 @@ func TestFedRedactUnknownEvent(t *testing.T) {
 	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
 	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/redact/"+esc("$not-here-yet")+"/r1", map[string]any{"reason": "spam"}, nil)
 }
+
+// A server that joined a room late asks the room's other servers when a
+// client jumps to a date, and backfills the event they name so that the
+// client can read around it.
+func TestFedTimestampToEventBeforeJoin(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		before := time.Now().UnixMilli()
+		time.Sleep(5 * time.Millisecond)
+		first := alice.SendText(room, "first")
+		alice.SendText(room, "second")
+		time.Sleep(5 * time.Millisecond)
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		var near struct {
+			EventID string `json:"event_id"`
+			TS      int64  `json:"origin_server_ts"`
+		}
+		bob.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/timestamp_to_event?ts=%d&dir=f", esc(room), before), nil, &near)
+		if near.EventID != first {
+			t.Fatalf("forwards from before the messages: %+v, want %s", near, first)
+		}
+		var ctx struct {
+			Event event  `json:"event"`
+			Start string `json:"start"`
+		}
+		bob.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/context/"+esc(first)+"?limit=0", nil, &ctx)
+		if ctx.Event.EventID != first || ctx.Start == "" {
+			t.Fatalf("context around the backfilled event: %+v", ctx)
+		}
+		// A server with no user in the room is refused.
+		private := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		err := frGet(p.b, p.a, "GET", fmt.Sprintf("/_matrix/federation/v1/timestamp_to_event/%s?ts=%d&dir=f", url.PathEscape(private), before), nil, &near)
+		if err == nil || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("a server outside the room: %v", err)
+		}
+	})
+}

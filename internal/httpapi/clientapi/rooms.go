@@ -479,21 +479,7 @@ func (a *API) timestampToEvent(r *httputil.Request) (any, error) {
 	if dir != "b" && dir != "f" {
 		return nil, errcode.InvalidParam("dir must be b or f")
 	}
-	roomID := r.Var("roomId")
-	if _, err := a.Rooms.State(r.Context(), roomID, r.Session.UserID); err != nil {
-		return nil, err
-	}
-	row, err := a.Store.EventNearTS(r.Context(), roomID, ts, dir == "b")
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errcode.NotFound("no event found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := a.Rooms.GetEvent(r.Context(), roomID, row.EventID, r.Session.UserID, ""); err != nil {
-		return nil, errcode.NotFound("no event found")
-	}
-	return map[string]any{"event_id": row.EventID, "origin_server_ts": row.OriginTS}, nil
+	return a.Rooms.TimestampToEvent(r.Context(), r.Var("roomId"), r.Session.UserID, ts, dir == "b")
 }
 
 // GET /rooms/{roomId}/aliases

@@ -30,6 +30,26 @@ func (a *API) roomGuard(r *httputil.Request, origin, roomID string) error {
 	return nil
 }
 
+// GET /_matrix/federation/v1/timestamp_to_event/{roomId}
+func (a *API) timestampToEvent(r *httputil.Request, origin string) (any, error) {
+	roomID := r.Var("roomId")
+	if err := a.roomGuard(r, origin, roomID); err != nil {
+		return nil, err
+	}
+	ts, err := r.QueryInt("ts", -1)
+	if err != nil {
+		return nil, err
+	}
+	if ts < 0 {
+		return nil, errcode.MissingParam("ts is required")
+	}
+	dir := r.Query("dir")
+	if dir != "b" && dir != "f" {
+		return nil, errcode.InvalidParam("dir must be b or f")
+	}
+	return a.Rooms.ServeTimestampToEvent(r.Context(), origin, roomID, ts, dir == "b")
+}
+
 // GET /_matrix/federation/v1/event/{eventId}
 func (a *API) getEvent(r *httputil.Request, origin string) (any, error) {
 	if a.Rooms == nil {

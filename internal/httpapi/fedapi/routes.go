@@ -73,6 +73,7 @@ func Register(rt *httputil.Router, a *API) {
 	rt.Handle("GET "+fed+"v1/state_ids/{roomId}", none, a.Authenticated(a.getStateIDs))
 	rt.Handle("GET "+fed+"v1/event_auth/{roomId}/{eventId}", none, a.Authenticated(a.getEventAuth))
 	rt.Handle("GET "+fed+"v1/backfill/{roomId}", none, a.Authenticated(a.backfill))
+	rt.Handle("GET "+fed+"v1/timestamp_to_event/{roomId}", none, a.Authenticated(a.timestampToEvent))
 	rt.Handle("POST "+fed+"v1/get_missing_events/{roomId}", none, a.Authenticated(a.getMissingEvents))
 	rt.Handle("GET "+fed+"v1/query/directory", none, a.Authenticated(a.queryDirectory))
 	rt.Handle("GET "+fed+"v1/make_join/{roomId}/{userId}", none, a.Authenticated(a.makeJoin))

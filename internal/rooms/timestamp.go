@@ -1,0 +1,159 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strconv"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/store"
+)
+
+// Jumping to a date (timestamp_to_event): the event of a room closest to
+// a time in one direction. A server that joined a room late holds only
+// its recent history, so in a room shared with other servers they are
+// asked too, and an older event they name is backfilled, so that clients
+// can read around it with /context and /messages.
+
+const (
+	tsRemoteServers  = 3               // servers asked
+	tsRemoteTimeout  = 5 * time.Second // for all of them
+	tsBackfillRounds = 5               // backfills spent reaching the event
+)
+
+// NearEvent is the answer of timestamp_to_event.
+type NearEvent struct {
+	EventID        string `json:"event_id"`
+	OriginServerTS int64  `json:"origin_server_ts"`
+}
+
+// closer reports whether a is closer to ts than b in the direction
+// (b nil: a is).
+func closer(a, b *NearEvent, backwards bool) bool {
+	if b == nil {
+		return true
+	}
+	if backwards {
+		return a.OriginServerTS > b.OriginServerTS
+	}
+	return a.OriginServerTS < b.OriginServerTS
+}
+
+// TimestampToEvent answers a client: the visible event closest to ts,
+// before it (backwards) or after it.
+func (s *Service) TimestampToEvent(ctx context.Context, roomID, userID string, ts int64, backwards bool) (*NearEvent, error) {
+	v, err := s.mayRead(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	var best *NearEvent
+	if row, err := s.store.EventNearTS(ctx, roomID, ts, backwards); err == nil {
+		best = &NearEvent{EventID: row.EventID, OriginServerTS: row.OriginTS}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if remote := s.remoteNearEvent(ctx, roomID, ts, backwards); remote != nil && closer(remote, best, backwards) {
+		if s.reachEvent(ctx, roomID, remote.EventID) {
+			best = remote
+		}
+	}
+	if best == nil {
+		return nil, errcode.NotFound("no event found")
+	}
+	row, err := s.store.GetEvent(ctx, best.EventID)
+	if err != nil {
+		return nil, errcode.NotFound("no event found")
+	}
+	if ok, err := v.canSee(ctx, row); err != nil || !ok {
+		return nil, errcode.NotFound("no event found")
+	}
+	return best, nil
+}
+
+// remoteNearEvent asks the room's other servers (a few) for the event
+// closest to ts; nil when the room has none or none answers.
+func (s *Service) remoteNearEvent(ctx context.Context, roomID string, ts int64, backwards bool) *NearEvent {
+	if !s.federated() {
+		return nil
+	}
+	servers, err := s.RoomServers(ctx, roomID)
+	if err != nil {
+		return nil
+	}
+	dir := "f"
+	if backwards {
+		dir = "b"
+	}
+	uri := "/_matrix/federation/v1/timestamp_to_event/" + url.PathEscape(roomID) + "?ts=" + strconv.FormatInt(ts, 10) + "&dir=" + dir
+	fctx, cancel := context.WithTimeout(ctx, tsRemoteTimeout)
+	defer cancel()
+	asked := 0
+	for _, sv := range servers {
+		if sv == s.serverName || asked == tsRemoteServers {
+			continue
+		}
+		if s.fed.f.Allowed != nil && s.fed.f.Allowed(sv) != nil {
+			continue
+		}
+		asked++
+		var near NearEvent
+		if err := s.fed.f.Do(fctx, sv, "GET", uri, nil, &near); err != nil {
+			continue
+		}
+		if len(near.EventID) > 1 && near.EventID[0] == '$' {
+			return &near
+		}
+	}
+	return nil
+}
+
+// reachEvent makes sure an event another server named is in the room's
+// timeline here, backfilling towards it; it reports whether it is.
+func (s *Service) reachEvent(ctx context.Context, roomID, eventID string) bool {
+	inTimeline := func() bool {
+		row, err := s.store.GetEvent(ctx, eventID)
+		return err == nil && row.RoomID == roomID && row.StateGroup >= 0
+	}
+	if inTimeline() {
+		return true
+	}
+	deadline := time.Now().Add(backfillBudget)
+	for range tsBackfillRounds {
+		n, err := s.backfillRoom(ctx, roomID, backfillMaxPDUs, deadline)
+		if inTimeline() {
+			return true
+		}
+		if err != nil || n == 0 || time.Now().After(deadline) {
+			return false
+		}
+	}
+	return false
+}
+
+// ServeTimestampToEvent answers another server: the event closest to ts
+// that the server may see.
+func (s *Service) ServeTimestampToEvent(ctx context.Context, server, roomID string, ts int64, backwards bool) (*NearEvent, error) {
+	if _, err := s.versionOf(ctx, roomID); err != nil {
+		return nil, err
+	}
+	v, err := s.newServerView(ctx, roomID, server)
+	if err != nil {
+		return nil, err
+	}
+	if !v.joined {
+		return nil, errcode.Forbidden("server %s has no user in this room", server)
+	}
+	row, err := s.store.EventNearTS(ctx, roomID, ts, backwards)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errcode.NotFound("no event found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ok, err := v.canSee(ctx, row); err != nil || !ok {
+		return nil, errcode.NotFound("no event found")
+	}
+	return &NearEvent{EventID: row.EventID, OriginServerTS: row.OriginTS}, nil
+}
