@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 
 	"luxchat/internal/e2ee/e2eetest"
 	ts "luxchat/internal/testserver"
@@ -47,5 +49,47 @@ func TestDeviceKeysUploadLeniencyAndErrors(t *testing.T) {
 		// A self-signature that does not verify is still refused.
 		forged := alice.keys.Ed25519.Sign(bob.keys.Unsigned(), bob.UserID, bob.keys.KeyID())
 		wantError(t, bob.Do("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": forged}), 400, "M_INVALID_SIGNATURE")
+	})
+}
+
+// Once no room is shared with a remote user, their server stops telling
+// us of device changes: a key query then asks it again instead of
+// answering from the list kept while a room was shared.
+func TestRemoteKeysQueriedAgainAfterLeaving(t *testing.T) {
+	fqEngines(t, func(t *testing.T, p *fqPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		room := fqRoom(t, p, alice, bob)
+		bobKey := func() string {
+			var devs map[string]map[string]any
+			_ = json.Unmarshal(keysOf(alice, bob.UserID)["device_keys"][bob.UserID], &devs)
+			k, _ := devs[bob.DeviceID]["keys"].(map[string]any)
+			s, _ := k["ed25519:"+bob.DeviceID].(string)
+			return s
+		}
+		first := e2eetest.NewDevice(bob.UserID, bob.DeviceID)
+		bob.MustDo("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": first.DeviceKeys()}, nil)
+		eventually(t, 20*time.Second, func() string {
+			if got := bobKey(); got != first.Ed25519.B64() {
+				return "alice sees bob's key " + got
+			}
+			return ""
+		})
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		eventually(t, 20*time.Second, func() string {
+			var m struct {
+				Joined map[string]any `json:"joined"`
+			}
+			bob.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/joined_members", nil, &m)
+			if _, ok := m.Joined[alice.UserID]; ok {
+				return "bob's server still has alice in the room"
+			}
+			return ""
+		})
+		second := e2eetest.NewDevice(bob.UserID, bob.DeviceID)
+		bob.MustDo("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": second.DeviceKeys()}, nil)
+		if got := bobKey(); got != second.Ed25519.B64() {
+			t.Fatalf("after leaving, alice sees bob's key %s, want the new %s", got, second.Ed25519.B64())
+		}
 	})
 }

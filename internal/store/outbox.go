@@ -140,13 +140,17 @@ func (s *Store) PutDeviceListOutbound(ctx context.Context, userID string, d Devi
 }
 
 // FreshRemoteDeviceLists returns which of users have a stored device list
-// not marked stale and refreshed after sinceTS.
+// not marked stale, refreshed after sinceTS, and still share a room with a
+// local user: once none does, their server stops telling us of changes.
 func (s *Store) FreshRemoteDeviceLists(ctx context.Context, users []string, sinceTS int64) (map[string]bool, error) {
 	out := map[string]bool{}
 	for start := 0; start < len(users); start += 500 {
 		chunk := users[start:min(len(users), start+500)]
 		q, args := inList(`SELECT user_id FROM remote_device_lists WHERE user_id IN (`, chunk,
-			`) AND stale = FALSE AND updated_ts > $`+itoa(len(chunk)+1), sinceTS)
+			`) AND stale = FALSE AND updated_ts > $`+itoa(len(chunk)+1)+`
+			AND EXISTS (SELECT 1 FROM room_members m JOIN room_members o ON o.room_id = m.room_id
+				JOIN users u ON u.user_id = o.user_id
+				WHERE m.user_id = remote_device_lists.user_id AND m.membership = 'join' AND o.membership = 'join')`, sinceTS)
 		ids, err := queryStrings(ctx, s.reader(), q, args...)
 		if err != nil {
 			return nil, err
