@@ -93,3 +93,71 @@ func TestRemoteKeysQueriedAgainAfterLeaving(t *testing.T) {
 		}
 	})
 }
+
+// Account data is deleted (MSC3391) with DELETE on the unstable endpoints
+// or by putting an empty object: GET answers 404, an incremental sync
+// shows the type with empty content, an initial sync leaves it out.
+func TestAccountDataDeletion(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := alice.CreateRoom(map[string]any{})
+		const typ = "org.example.test"
+		global := "/user/" + esc(alice.UserID) + "/account_data/" + typ
+		inRoom := "/user/" + esc(alice.UserID) + "/rooms/" + esc(room) + "/account_data/" + typ
+		type adEvents struct {
+			Events []event `json:"events"`
+		}
+		var full struct {
+			NextBatch   string   `json:"next_batch"`
+			AccountData adEvents `json:"account_data"`
+			Rooms       struct {
+				Join map[string]struct {
+					AccountData adEvents `json:"account_data"`
+				} `json:"join"`
+			} `json:"rooms"`
+		}
+		find := func(evs []event) *event {
+			for i := range evs {
+				if evs[i].Type == typ {
+					return &evs[i]
+				}
+			}
+			return nil
+		}
+		for _, tc := range []struct {
+			name, path string
+			viaDelete  bool
+			events     func() []event
+		}{
+			{"global via DELETE", global, true, func() []event { return full.AccountData.Events }},
+			{"global via PUT", global, false, func() []event { return full.AccountData.Events }},
+			{"room via DELETE", inRoom, true, func() []event { return full.Rooms.Join[room].AccountData.Events }},
+			{"room via PUT", inRoom, false, func() []event { return full.Rooms.Join[room].AccountData.Events }},
+		} {
+			alice.MustDo("PUT", "/_matrix/client/v3"+tc.path, map[string]any{"test_data": 1}, nil)
+			alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0", nil, &full)
+			if find(tc.events()) == nil {
+				t.Fatalf("%s: not in the initial sync before deletion", tc.name)
+			}
+			since := full.NextBatch
+			if tc.viaDelete {
+				alice.MustDo("DELETE", "/_matrix/client/unstable/org.matrix.msc3391"+tc.path, nil, nil)
+			} else {
+				alice.MustDo("PUT", "/_matrix/client/v3"+tc.path, map[string]any{}, nil)
+			}
+			if r := alice.Do("GET", "/_matrix/client/v3"+tc.path, nil); r.Status != 404 {
+				t.Fatalf("%s: GET after deletion: %d %s", tc.name, r.Status, r.Body)
+			}
+			full.AccountData.Events, full.Rooms.Join = nil, nil
+			alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&since="+since, nil, &full)
+			if e := find(tc.events()); e == nil || len(e.Content) != 0 {
+				t.Fatalf("%s: incremental sync: %+v", tc.name, e)
+			}
+			full.AccountData.Events, full.Rooms.Join = nil, nil
+			alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0", nil, &full)
+			if e := find(tc.events()); e != nil {
+				t.Fatalf("%s: initial sync still holds %+v", tc.name, e)
+			}
+		}
+	})
+}
