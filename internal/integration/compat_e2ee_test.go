@@ -161,3 +161,22 @@ func TestAccountDataDeletion(t *testing.T) {
 		}
 	})
 }
+
+// A device's local notification settings (MSC3890 account data named for
+// it) are deleted with the device.
+func TestLocalNotificationSettingsDeletedWithDevice(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		first := newE2EEUser(t, s, "alice")
+		second := first.login(t)
+		path := "/_matrix/client/v3/user/" + esc(first.UserID) + "/account_data/org.matrix.msc3890.local_notification_settings."
+		first.MustDo("PUT", path+second.DeviceID, map[string]any{"is_silenced": true}, nil)
+		first.MustDo("PUT", path+first.DeviceID, map[string]any{"is_silenced": false}, nil)
+		second.MustDo("POST", "/_matrix/client/v3/logout", map[string]any{}, nil)
+		wantError(t, first.Do("GET", path+second.DeviceID, nil), 404, "M_NOT_FOUND")
+		var kept map[string]any
+		first.MustDo("GET", path+first.DeviceID, nil, &kept)
+		if kept["is_silenced"] != false {
+			t.Fatalf("the remaining device's settings: %v", kept)
+		}
+	})
+}
