@@ -180,3 +180,54 @@ func TestLocalNotificationSettingsDeletedWithDevice(t *testing.T) {
 		}
 	})
 }
+
+// pushRuleActions returns the actions of a user's rule of a kind, nil when
+// there is no such rule.
+func pushRuleActions(t *testing.T, c *ts.Client, kind, ruleID string) []any {
+	t.Helper()
+	var all struct {
+		Global map[string][]struct {
+			RuleID  string `json:"rule_id"`
+			Actions []any  `json:"actions"`
+		} `json:"global"`
+	}
+	c.MustDo("GET", "/_matrix/client/v3/pushrules/", nil, &all)
+	for _, r := range all.Global[kind] {
+		if r.RuleID == ruleID {
+			if r.Actions == nil {
+				return []any{}
+			}
+			return r.Actions
+		}
+	}
+	return nil
+}
+
+// The historical dont_notify action is kept as the client gave it (and
+// ignored when evaluating: the sender's messages do not notify).
+func TestPushRuleHistoricalActionRoundTrips(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		alice.MustDo("PUT", "/_matrix/client/v3/pushrules/global/sender/"+esc(bob.UserID), map[string]any{"actions": []string{"dont_notify"}}, nil)
+		for i := 0; i < 2; i++ {
+			if got := pushRuleActions(t, alice, "sender", bob.UserID); len(got) != 1 || got[0] != "dont_notify" {
+				t.Fatalf("read %d: actions %v", i, got)
+			}
+		}
+		var acts struct {
+			Actions []any `json:"actions"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/pushrules/global/sender/"+esc(bob.UserID)+"/actions", nil, &acts)
+		if len(acts.Actions) != 1 || acts.Actions[0] != "dont_notify" {
+			t.Fatalf("GET actions: %v", acts.Actions)
+		}
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		bob.SendText(room, "hello alice")
+		sr := alice.Sync("timeout=0")
+		counts := path(sr, "rooms", "join", room, "unread_notifications")
+		if m, _ := counts.(map[string]any); m == nil || m["notification_count"] != float64(0) {
+			t.Fatalf("bob's message notified alice: %v", counts)
+		}
+	})
+}
