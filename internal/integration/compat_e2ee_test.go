@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -229,5 +230,76 @@ func TestPushRuleHistoricalActionRoundTrips(t *testing.T) {
 		if m, _ := counts.(map[string]any); m == nil || m["notification_count"] != float64(0) {
 			t.Fatalf("bob's message notified alice: %v", counts)
 		}
+	})
+}
+
+// A user's push rules for a room are carried to the room replacing it
+// when they join it: after an upgrade, after a "manual" upgrade (a room
+// created with a predecessor), and when joining through another server.
+func TestPushRulesCarriedToUpgradedRoom(t *testing.T) {
+	muted := map[string]any{"actions": []string{"dont_notify"}}
+	wantCarried := func(t *testing.T, c *ts.Client, oldRoom, newRoom string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			if got := pushRuleActions(t, c, "room", newRoom); len(got) != 1 || got[0] != "dont_notify" {
+				return fmt.Sprintf("%s's rule for the new room: %v", c.UserID, got)
+			}
+			return ""
+		})
+		if got := pushRuleActions(t, c, "room", oldRoom); len(got) != 1 {
+			t.Fatalf("%s's rule for the old room: %v", c.UserID, got)
+		}
+	}
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, alice2 := s.Register(t, "alice"), s.Register(t, "alice2")
+		for _, manual := range []bool{false, true} {
+			room := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "10"})
+			alice2.Join(room)
+			for _, c := range []*ts.Client{alice, alice2} {
+				c.MustDo("PUT", "/_matrix/client/v3/pushrules/global/room/"+esc(room), muted, nil)
+			}
+			var newRoom string
+			if manual {
+				newRoom = alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "11",
+					"creation_content": map[string]any{"predecessor": map[string]any{"room_id": room}}})
+			} else {
+				var up struct {
+					ReplacementRoom string `json:"replacement_room"`
+				}
+				alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/upgrade", map[string]any{"new_version": "11"}, &up)
+				newRoom = up.ReplacementRoom
+			}
+			alice2.Join(newRoom)
+			wantCarried(t, alice, room, newRoom)
+			wantCarried(t, alice2, room, newRoom)
+		}
+		// A later profile change does not bring back a rule the user deleted.
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		alice.MustDo("PUT", "/_matrix/client/v3/pushrules/global/room/"+esc(room), muted, nil)
+		var up struct {
+			ReplacementRoom string `json:"replacement_room"`
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/upgrade", map[string]any{"new_version": "11"}, &up)
+		wantCarried(t, alice, room, up.ReplacementRoom)
+		alice.MustDo("DELETE", "/_matrix/client/v3/pushrules/global/room/"+esc(up.ReplacementRoom), nil, nil)
+		alice.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(alice.UserID)+"/displayname", map[string]any{"displayname": "Alice A."}, nil)
+		time.Sleep(300 * time.Millisecond)
+		if got := pushRuleActions(t, alice, "room", up.ReplacementRoom); got != nil {
+			t.Fatalf("deleted rule came back: %v", got)
+		}
+	})
+	t.Run("over federation", func(t *testing.T) {
+		fqEngines(t, func(t *testing.T, p *fqPair) {
+			alice := p.a.Register(t, "alice")
+			bob := p.b.Register(t, "bob")
+			room := fqRoom(t, p, alice, bob)
+			bob.MustDo("PUT", "/_matrix/client/v3/pushrules/global/room/"+esc(room), muted, nil)
+			var up struct {
+				ReplacementRoom string `json:"replacement_room"`
+			}
+			alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/upgrade", map[string]any{"new_version": "11"}, &up)
+			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(up.ReplacementRoom)+"?server_name="+p.a.Config.ServerName, map[string]any{}, nil)
+			wantCarried(t, bob, room, up.ReplacementRoom)
+		})
 	})
 }

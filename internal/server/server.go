@@ -127,6 +127,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Push.Wake = s.Sync.Wake
 	s.Rooms.AddIndexer(s.Push.Index)
 	s.Rooms.AddListener(s.Push.Committed)
+	s.Rooms.AddListener(s.Push.CarryRulesOnJoin)
 	s.Rooms.AddReadListener(s.Push.ReadMoved)
 	s.Sync.PushRules = s.Push.RulesEvent
 	if cfg.Push.Enabled {
