@@ -303,3 +303,20 @@ func TestPushRulesCarriedToUpgradedRoom(t *testing.T) {
 		})
 	})
 }
+
+// Deleting a device with another user's (valid) password is refused with
+// 403, and the device stays.
+func TestDeleteDeviceWithAnotherUsersPassword(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := newE2EEUser(t, s, "alice")
+		other := alice.login(t)
+		bob := s.Register(t, "bob")
+		r := alice.Do("DELETE", "/_matrix/client/v3/devices/"+esc(other.DeviceID), map[string]any{"auth": map[string]any{
+			"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": bob.UserID}, "password": e2eePassword}})
+		wantError(t, r, 403, "M_FORBIDDEN")
+		alice.MustDo("GET", "/_matrix/client/v3/devices/"+esc(other.DeviceID), nil, nil)
+		alice.MustDo("DELETE", "/_matrix/client/v3/devices/"+esc(other.DeviceID), map[string]any{"auth": map[string]any{
+			"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": alice.UserID}, "password": e2eePassword}}, nil)
+		wantError(t, alice.Do("GET", "/_matrix/client/v3/devices/"+esc(other.DeviceID), nil), 404, "M_NOT_FOUND")
+	})
+}
