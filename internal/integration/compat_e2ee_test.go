@@ -320,3 +320,25 @@ func TestDeleteDeviceWithAnotherUsersPassword(t *testing.T) {
 		wantError(t, alice.Do("GET", "/_matrix/client/v3/devices/"+esc(other.DeviceID), nil), 404, "M_NOT_FOUND")
 	})
 }
+
+// A key backup may name any namespaced algorithm (clients, not the
+// server, read backups); a bare word is refused.
+func TestKeyBackupAlgorithmNames(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		for _, alg := range []string{"m.megolm_backup.v1", "m.megolm_backup.v1.curve25519-aes-sha2", "org.matrix.msc3270.v1.aes-hmac-sha2"} {
+			var created struct {
+				Version string `json:"version"`
+			}
+			alice.MustDo("POST", "/_matrix/client/v3/room_keys/version", map[string]any{"algorithm": alg, "auth_data": map[string]any{"foo": "bar"}}, &created)
+			var got struct {
+				Algorithm string `json:"algorithm"`
+			}
+			alice.MustDo("GET", "/_matrix/client/v3/room_keys/version/"+created.Version, nil, &got)
+			if got.Algorithm != alg {
+				t.Fatalf("backup %s: algorithm %q, want %q", created.Version, got.Algorithm, alg)
+			}
+		}
+		wantError(t, alice.Do("POST", "/_matrix/client/v3/room_keys/version", map[string]any{"algorithm": "rot13", "auth_data": map[string]any{}}), 400, "M_INVALID_PARAM")
+	})
+}
