@@ -342,3 +342,36 @@ func TestKeyBackupAlgorithmNames(t *testing.T) {
 		wantError(t, alice.Do("POST", "/_matrix/client/v3/room_keys/version", map[string]any{"algorithm": "rot13", "auth_data": map[string]any{}}), 400, "M_INVALID_PARAM")
 	})
 }
+
+// Cross-signing keys: the first upload needs no user-interactive auth and
+// repeating it neither (nothing new); once a master key exists, any new
+// key needs the password, and repeating that upload afterwards does not.
+func TestCrossSigningUploadAuthOnlyForNewKeys(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		cs := e2eetest.NewCrossSigning(alice.UserID)
+		const up = "/_matrix/client/v3/keys/device_signing/upload"
+		masterOnly := map[string]any{"master_key": cs.MasterKey()}
+		alice.MustDo("POST", up, masterOnly, nil)
+		alice.MustDo("POST", up, masterOnly, nil)
+
+		withSSK := map[string]any{"self_signing_key": cs.SelfSigningKey()}
+		r := alice.Do("POST", up, withSSK)
+		var challenge struct {
+			Flows   []any  `json:"flows"`
+			Session string `json:"session"`
+		}
+		if r.Status != 401 || r.JSON(&challenge) != nil || len(challenge.Flows) == 0 {
+			t.Fatalf("a new self-signing key without auth: %d %s", r.Status, r.Body)
+		}
+		withSSK["auth"] = map[string]any{"type": "m.login.password", "session": challenge.Session,
+			"identifier": map[string]string{"type": "m.id.user", "user": alice.UserID}, "password": e2eePassword}
+		alice.MustDo("POST", up, withSSK, nil)
+		alice.MustDo("POST", up, withSSK, nil) // the same keys again, the used session with them
+
+		other := e2eetest.NewCrossSigning(alice.UserID)
+		if r := alice.Do("POST", up, map[string]any{"master_key": other.MasterKey()}); r.Status != 401 {
+			t.Fatalf("replacing the master key without auth: %d %s", r.Status, r.Body)
+		}
+	})
+}
