@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"luxchat/internal/config"
 	"slices"
 	"testing"
 	"time"
@@ -374,4 +375,62 @@ func TestCrossSigningUploadAuthOnlyForNewKeys(t *testing.T) {
 			t.Fatalf("replacing the master key without auth: %d %s", r.Status, r.Body)
 		}
 	})
+}
+
+// A client that refreshes its access token keeps its device: a message
+// it sent before still carries its transaction id in sync, and resending
+// with the same transaction id gives the same event.
+func TestTransactionIDSurvivesTokenRefresh(t *testing.T) {
+	lifetime := ts.WithConfig(func(c *config.Config) { c.Auth.AccessTokenLifetime = config.Duration{Duration: time.Hour} })
+	for _, pg := range []bool{false, true} {
+		name, opts := "sqlite", []ts.Option{lifetime}
+		if pg {
+			name, opts = "postgres", append(opts, ts.WithPostgres(t))
+		}
+		t.Run(name, func(t *testing.T) { transactionIDSurvivesTokenRefresh(t, ts.New(t, opts...)) })
+	}
+}
+
+func transactionIDSurvivesTokenRefresh(t *testing.T, s *ts.Server) {
+	{
+		alice := s.Register(t, "alice")
+		c := s.Anonymous(t)
+		var login struct {
+			UserID       string `json:"user_id"`
+			AccessToken  string `json:"access_token"`
+			RefreshToken string `json:"refresh_token"`
+		}
+		c.MustDo("POST", "/_matrix/client/v3/login", map[string]any{"type": "m.login.password", "refresh_token": true,
+			"identifier": map[string]string{"type": "m.id.user", "user": alice.UserID}, "password": e2eePassword}, &login)
+		if login.RefreshToken == "" {
+			t.Fatal("no refresh token although the client asked for one")
+		}
+		c.Token = login.AccessToken
+		room := c.CreateRoom(map[string]any{})
+		send := func() string {
+			var r struct {
+				EventID string `json:"event_id"`
+			}
+			c.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/send/m.room.message/abcdef", map[string]any{"msgtype": "m.text", "body": "first"}, &r)
+			return r.EventID
+		}
+		first := send()
+		var refreshed struct {
+			AccessToken string `json:"access_token"`
+		}
+		c.MustDo("POST", "/_matrix/client/v3/refresh", map[string]any{"refresh_token": login.RefreshToken}, &refreshed)
+		c.Token = refreshed.AccessToken
+		found := false
+		for _, e := range doSync(t, c, "timeout=0").Rooms.Join[room].Timeline.Events {
+			if e.EventID == first && e.Unsigned["transaction_id"] == "abcdef" {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("the message has no transaction id after the refresh")
+		}
+		if again := send(); again != first {
+			t.Fatalf("resent after the refresh: %s, want %s", again, first)
+		}
+	}
 }
