@@ -434,3 +434,35 @@ func transactionIDSurvivesTokenRefresh(t *testing.T, s *ts.Server) {
 		}
 	}
 }
+
+// changedHas reports whether a sync response lists userID in
+// device_lists.changed.
+func changedHas(s map[string]any, userID string) bool {
+	list, _ := path(s, "device_lists", "changed").([]any)
+	return slices.Contains(list, any(userID))
+}
+
+// Renaming a device with keys is a device list change: users sharing a
+// room, here on another server, hear of it and their key query shows the
+// new name.
+func TestDeviceRenameReachesRemoteRoommates(t *testing.T) {
+	fqEngines(t, func(t *testing.T, p *fqPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		room := fqRoom(t, p, alice, bob)
+		fqSyncUntil(t, bob, "", "the room", func(s map[string]any) bool { return path(s, "rooms", "join", room) != nil })
+		since := bob.Sync("timeout=0")["next_batch"].(string)
+		dev := e2eetest.NewDevice(alice.UserID, alice.DeviceID)
+		alice.MustDo("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": dev.DeviceKeys()}, nil)
+		since = fqSyncUntil(t, bob, since, "alice's keys", func(s map[string]any) bool { return changedHas(s, alice.UserID) })
+		keysOf(bob, alice.UserID) // bob's server keeps alice's list now
+
+		alice.MustDo("PUT", "/_matrix/client/v3/devices/"+esc(alice.DeviceID), map[string]any{"display_name": "My new displayname"}, nil)
+		fqSyncUntil(t, bob, since, "alice's rename", func(s map[string]any) bool { return changedHas(s, alice.UserID) })
+		var devs map[string]map[string]any
+		_ = json.Unmarshal(keysOf(bob, alice.UserID)["device_keys"][alice.UserID], &devs)
+		if got := path(devs[alice.DeviceID], "unsigned", "device_display_name"); got != "My new displayname" {
+			t.Fatalf("bob sees alice's device named %v", got)
+		}
+	})
+}

@@ -137,6 +137,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	s.Accounts.OnDeviceRenamed = s.E2EE.DeviceRenamed
 	s.Accounts.OnDevicesDeleted = func(ctx context.Context, userID string, deviceIDs []string) error {
 		return errors.Join(s.E2EE.DevicesDeleted(ctx, userID, deviceIDs), s.Push.DevicesDeleted(ctx, userID, deviceIDs))
 	}
