@@ -62,6 +62,7 @@ func New(self string, q *federation.Queue, client *federation.Client, st *store.
 func (s *Service) Register() {
 	s.rooms.AddIndexer(s.indexFanout)
 	s.rooms.AddListener(s.OnCommitted)
+	s.rooms.AddListener(s.announceJoins)
 	s.sync.Federation = outbound{s}
 	s.e2ee.OnDeviceListChange = s.deviceListChanged
 	s.e2ee.SendRemote = s.sendToDevice

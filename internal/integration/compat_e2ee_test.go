@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"luxchat/internal/config"
@@ -464,5 +465,42 @@ func TestDeviceRenameReachesRemoteRoommates(t *testing.T) {
 		if got := path(devs[alice.DeviceID], "unsigned", "device_display_name"); got != "My new displayname" {
 			t.Fatalf("bob sees alice's device named %v", got)
 		}
+	})
+}
+
+// A user joining a room with users of another server sees themselves in
+// device_lists.changed with those they now share the room with, and
+// their server sends their devices (even without keys) to the servers
+// that shared no room with them before.
+func TestJoinAcrossServersAnnouncesDevices(t *testing.T) {
+	fqEngines(t, func(t *testing.T, p *fqPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		since := bob.Sync("timeout=0")["next_batch"].(string)
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+p.a.Config.ServerName, map[string]any{}, nil)
+		fqSyncUntil(t, bob, since, "alice and himself in one device_lists.changed", func(s map[string]any) bool {
+			list, _ := path(s, "device_lists", "changed").([]any)
+			got := []string{}
+			for _, u := range list {
+				got = append(got, u.(string))
+			}
+			slices.Sort(got)
+			want := []string{alice.UserID, bob.UserID}
+			slices.Sort(want)
+			return slices.Equal(got, want)
+		})
+		// Server a heard of bob's device: a device list change of his is
+		// recorded there (not only his membership).
+		eventually(t, 20*time.Second, func() string {
+			users, err := p.a.Store.DeviceListChangesFor(context.Background(), alice.UserID, 0, p.a.Store.Streams.DeviceLists.Current())
+			if err != nil {
+				return err.Error()
+			}
+			if !slices.Contains(users, bob.UserID) {
+				return fmt.Sprintf("server a recorded device list changes of %v only", users)
+			}
+			return ""
+		})
 	})
 }

@@ -478,7 +478,7 @@ func TestDehydratedDevice(t *testing.T) {
 		wantError(t, alice.Do("GET", base, nil), 404, "M_NOT_FOUND")
 		dd := e2eetest.NewDevice(alice.UserID, "DEHYDRATED1")
 		wantError(t, alice.Do("PUT", base, map[string]any{"device_id": dd.DeviceID, "device_data": map[string]string{"algorithm": "x"},
-			"device_keys": alice.keys.DeviceKeys()}), 403, "M_FORBIDDEN")
+			"device_keys": alice.keys.DeviceKeys()}), 400, "M_INVALID_PARAM")
 		wantError(t, alice.Do("PUT", base, map[string]any{"device_id": alice.DeviceID, "device_data": map[string]string{"algorithm": "x"}}), 400, "M_INVALID_PARAM")
 		var put struct {
 			DeviceID string `json:"device_id"`
