@@ -471,12 +471,14 @@ func TestDeviceRenameReachesRemoteRoommates(t *testing.T) {
 // A user joining a room with users of another server sees themselves in
 // device_lists.changed with those they now share the room with, and
 // their server sends their devices (even without keys) to the servers
-// that shared no room with them before.
+// that shared no room with them before. That announcement is no second
+// news to the other server's users: the join told them already.
 func TestJoinAcrossServersAnnouncesDevices(t *testing.T) {
 	fqEngines(t, func(t *testing.T, p *fqPair) {
 		alice := p.a.Register(t, "alice")
 		bob := p.b.Register(t, "bob")
 		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		aliceSince := alice.Sync("timeout=0")["next_batch"].(string)
 		since := bob.Sync("timeout=0")["next_batch"].(string)
 		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+p.a.Config.ServerName, map[string]any{}, nil)
 		fqSyncUntil(t, bob, since, "alice and himself in one device_lists.changed", func(s map[string]any) bool {
@@ -490,17 +492,29 @@ func TestJoinAcrossServersAnnouncesDevices(t *testing.T) {
 			slices.Sort(want)
 			return slices.Equal(got, want)
 		})
-		// Server a heard of bob's device: a device list change of his is
-		// recorded there (not only his membership).
+		aliceSince = fqSyncUntil(t, alice, aliceSince, "bob in device_lists.changed", func(s map[string]any) bool { return changedHas(s, bob.UserID) })
+		// Server b announced bob's device to a, which delivers it.
 		eventually(t, 20*time.Second, func() string {
-			users, err := p.a.Store.DeviceListChangesFor(context.Background(), alice.UserID, 0, p.a.Store.Streams.DeviceLists.Current())
+			out, err := p.b.Store.GetDeviceListOutbound(context.Background(), bob.UserID)
 			if err != nil {
-				return err.Error()
+				return "bob's devices were not announced: " + err.Error()
 			}
-			if !slices.Contains(users, bob.UserID) {
-				return fmt.Sprintf("server a recorded device list changes of %v only", users)
+			pdus, edus, err := p.b.Store.PendingOutbox(context.Background(), p.a.Config.ServerName, 10, 10)
+			if err != nil || len(pdus)+len(edus) > 0 {
+				return fmt.Sprintf("still to deliver to a: %d %d %v", len(pdus), len(edus), err)
+			}
+			if out.StreamID == 0 {
+				return "no stream id"
 			}
 			return ""
 		})
+		time.Sleep(200 * time.Millisecond)
+		if s := alice.Sync("timeout=0&since=" + aliceSince); changedHas(s, bob.UserID) {
+			t.Fatalf("alice hears of bob's devices a second time: %v", path(s, "device_lists"))
+		}
+		// A real change afterwards is news again.
+		keysOf(alice, bob.UserID)
+		bob.MustDo("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": e2eetest.NewDevice(bob.UserID, bob.DeviceID).DeviceKeys()}, nil)
+		fqSyncUntil(t, alice, aliceSince, "bob's new keys", func(s map[string]any) bool { return changedHas(s, bob.UserID) })
 	})
 }

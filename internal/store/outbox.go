@@ -162,6 +162,23 @@ func (s *Store) FreshRemoteDeviceLists(ctx context.Context, users []string, sinc
 	return out, nil
 }
 
+// NoteRemoteJoin records that a remote user joined (or changed their
+// membership in) a room of ours: local users see them in
+// device_lists.changed and fetch their keys, so the list counts as not
+// fetched since (updated_ts 0) until a key query keeps it again.
+func (tx *Tx) NoteRemoteJoin(ctx context.Context, userID string) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO remote_device_lists (user_id, stale, updated_ts) VALUES ($1, TRUE, 0)
+		ON CONFLICT (user_id) DO UPDATE SET stale = TRUE, updated_ts = 0`, userID)
+	return err
+}
+
+// RemoteJoinUnfetched reports whether a remote user joined since their
+// keys were last fetched here (see NoteRemoteJoin).
+func (tx *Tx) RemoteJoinUnfetched(ctx context.Context, userID string) (bool, error) {
+	ids, err := queryStrings(ctx, tx.q, `SELECT user_id FROM remote_device_lists WHERE user_id = $1 AND updated_ts = 0`, userID)
+	return len(ids) > 0, err
+}
+
 // MarkRemoteDeviceListStale makes the next key query for a remote user ask
 // its server again. It reports whether the user's list was kept here.
 func (tx *Tx) MarkRemoteDeviceListStale(ctx context.Context, userID string) (bool, error) {
@@ -267,16 +284,4 @@ func (s *Store) RemoteDeviceKeys(ctx context.Context, userIDs []string) ([]Devic
 		}
 	}
 	return out, nil
-}
-
-// MarkRemoteDeviceListsStale marks the kept lists of users stale.
-func (s *Store) MarkRemoteDeviceListsStale(ctx context.Context, users []string) error {
-	return s.InTx(ctx, func(tx *Tx) error {
-		for _, u := range users {
-			if _, err := tx.MarkRemoteDeviceListStale(ctx, u); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
