@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -426,7 +427,13 @@ func TestDevicesAndLogout(t *testing.T) {
 		e.mustAuth(t, other.AccessToken)
 		bob := e.register(t, "bob", "password2")
 		err = e.svc.DeleteDevices(bg, alice.UserID, []string{"OTHER"}, passwordAuth(ar.Session, "bob", "password2"))
-		wantAuthRequired(t, err, "M_FORBIDDEN") // someone else's password
+		if e := wantCode(t, err, "M_FORBIDDEN"); e.Status != 403 {
+			t.Fatalf("someone else's password: status %d", e.Status)
+		}
+		var ar2 *AuthRequired
+		if errors.As(err, &ar2) {
+			t.Fatal("someone else's password asks for auth again instead of refusing")
+		}
 		if err := e.svc.DeleteDevices(bg, alice.UserID, []string{"OTHER"}, passwordAuth(ar.Session, "alice", "password1")); err != nil {
 			t.Fatal(err)
 		}

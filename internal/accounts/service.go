@@ -43,6 +43,9 @@ type Service struct {
 	// deletion, password change, deactivation), so that their end-to-end
 	// keys can be deleted too.
 	OnDevicesDeleted func(ctx context.Context, userID string, deviceIDs []string) error
+	// OnDeviceRenamed runs after a device's display name changed, which
+	// others see with its keys.
+	OnDeviceRenamed func(ctx context.Context, userID, deviceID string) error
 	// OnRegister runs after an account was created, with its first
 	// display name, so that the user directory can index it.
 	OnRegister func(ctx context.Context, userID, displayName string) error

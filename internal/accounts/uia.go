@@ -164,7 +164,10 @@ func (s *Service) checkStage(ctx context.Context, sess *uiaSession, d *authDict)
 			return nil, err
 		}
 		if sess.userID != "" && u.UserID != sess.userID {
-			return errcode.Forbidden("the credentials are not those of the logged-in user"), nil
+			// Right credentials of the wrong user: no retry of this stage
+			// can succeed, so the request is refused (403), not re-asked
+			// (401). The session stays as it was.
+			return nil, errcode.Forbidden("the credentials are not those of the logged-in user")
 		}
 		sess.userID = u.UserID
 		return nil, nil

@@ -12,11 +12,17 @@ import (
 	"luxchat/internal/store"
 )
 
-// Backup algorithms the server accepts: the spec's, and the symmetric one
-// of MSC3270 that some clients use.
-var backupAlgorithms = map[string]bool{
-	"m.megolm_backup.v1.curve25519-aes-sha2": true,
-	"org.matrix.msc3270.v1.aes-hmac-sha2":    true,
+// validBackupAlgorithm checks a backup's algorithm name. The server keeps
+// backups without reading them, so any namespaced identifier is accepted
+// (the spec's m.megolm_backup.v1.curve25519-aes-sha2, MSC3270's symmetric
+// org.matrix.msc3270.v1.aes-hmac-sha2, older clients' m.megolm_backup.v1);
+// a bare word is no algorithm name.
+func validBackupAlgorithm(algorithm string) bool {
+	if validID(algorithm, "algorithm") != nil || strings.ContainsAny(algorithm, " \t\n") {
+		return false
+	}
+	first, rest, ok := strings.Cut(algorithm, ".")
+	return ok && first != "" && rest != ""
 }
 
 // BackupInfo describes a backup version.
@@ -66,7 +72,7 @@ func checkBackupConfig(algorithm string, authData json.RawMessage) (string, erro
 	if algorithm == "" {
 		return "", errcode.MissingParam("algorithm is required")
 	}
-	if !backupAlgorithms[algorithm] {
+	if !validBackupAlgorithm(algorithm) {
 		return "", errcode.InvalidParam("unsupported backup algorithm %q", truncate(algorithm))
 	}
 	if !present(authData) {

@@ -92,7 +92,10 @@ func (s *Service) UploadSigningKeys(ctx context.Context, c Caller, req SigningKe
 					return false, err
 				}
 			}
-			if old, ok := existing[u.typ]; ok && old.KeyID != u.key.keyID {
+			// Once a master key exists, only a request holding no new key
+			// goes without user-interactive auth (the spec; MSC3967): a
+			// first upload is free, a repeated one idempotent.
+			if old, ok := existing[u.typ]; !ok || old.KeyID != u.key.keyID {
 				needAuth = true
 			}
 		}

@@ -124,6 +124,12 @@ func (s *Service) DeviceListChanges(ctx context.Context, userID string, from *st
 				// One of the two joined (or a member event changed): they
 				// share the room now.
 				set[c.UserID] = true
+				if inWindow(c.OwnPos) && !s.isLocal(c.UserID) {
+					// The user joined a room with users of another server,
+					// which now hears of their devices: their own other
+					// devices are told too, as Synapse does.
+					set[userID] = true
+				}
 			case c.Own == "join" && gone(c.Membership) && inWindow(c.Pos),
 				gone(c.Own) && inWindow(c.OwnPos) && c.Membership == "join":
 				leftSet[c.UserID] = true

@@ -93,10 +93,10 @@ func TestUploadRejectsBadKeys(t *testing.T) {
 			req  UploadRequest
 			code string
 		}{
-			{"another device's keys", UploadRequest{DeviceKeys: raw(other.DeviceKeys())}, "M_FORBIDDEN"},
-			{"another user's keys", UploadRequest{DeviceKeys: raw(mallory.DeviceKeys())}, "M_FORBIDDEN"},
+			{"another device's keys", UploadRequest{DeviceKeys: raw(other.DeviceKeys())}, "M_INVALID_PARAM"},
+			{"another user's keys", UploadRequest{DeviceKeys: raw(mallory.DeviceKeys())}, "M_INVALID_PARAM"},
 			{"bad signature", UploadRequest{DeviceKeys: raw(forged)}, "M_INVALID_SIGNATURE"},
-			{"unsigned", UploadRequest{DeviceKeys: raw(alice.Unsigned())}, "M_MISSING_PARAM"},
+			{"no signatures member", UploadRequest{DeviceKeys: raw(alice.Unsigned())}, "M_BAD_JSON"},
 			{"malformed key", UploadRequest{DeviceKeys: raw(notB64)}, "M_INVALID_PARAM"},
 			{"not an object", UploadRequest{DeviceKeys: json.RawMessage(`[1]`)}, "M_BAD_JSON"},
 			{"wrong types", UploadRequest{DeviceKeys: json.RawMessage(`{"user_id":1}`)}, "M_BAD_JSON"},

@@ -74,8 +74,11 @@ func parseUpload(userID, deviceID string, req UploadRequest, knownKey string) (*
 }
 
 // parseDeviceKeys checks a device keys object: it is the caller's device's,
-// names its ed25519 key and is signed by it. It returns the canonical JSON
-// and the ed25519 key.
+// has every member the spec requires and names its ed25519 key. The
+// device's own signature is checked when the object carries one; clients
+// verify device keys themselves, so an object without it (as Synapse
+// accepts, and test suites upload) is stored as given. It returns the
+// canonical JSON and the ed25519 key.
 func parseDeviceKeys(raw json.RawMessage, userID, deviceID string) (string, string, error) {
 	if len(raw) > maxKeyObjectBytes {
 		return "", "", errcode.TooLarge("device_keys is too large")
@@ -96,15 +99,15 @@ func parseDeviceKeys(raw json.RawMessage, userID, deviceID string) (string, stri
 	}
 	switch {
 	case dk.UserID == "" || dk.DeviceID == "":
-		return "", "", errcode.MissingParam("device_keys.user_id and device_keys.device_id are required")
+		return "", "", errcode.BadJSON("device_keys.user_id and device_keys.device_id are required")
 	case dk.UserID != userID || dk.DeviceID != deviceID:
-		return "", "", errcode.Forbidden("device_keys are for %s's device %s, not for your device %s", truncate(dk.UserID), truncate(dk.DeviceID), deviceID)
+		return "", "", errcode.InvalidParam("device_keys are for %s's device %s, not for your device %s", truncate(dk.UserID), truncate(dk.DeviceID), deviceID)
 	case dk.Algorithms == nil:
-		return "", "", errcode.MissingParam("device_keys.algorithms is required")
+		return "", "", errcode.BadJSON("device_keys.algorithms is required")
 	case len(dk.Keys) == 0:
-		return "", "", errcode.MissingParam("device_keys.keys is required")
-	case len(dk.Signatures) == 0:
-		return "", "", errcode.MissingParam("device_keys.signatures is required")
+		return "", "", errcode.BadJSON("device_keys.keys is required")
+	case dk.Signatures == nil:
+		return "", "", errcode.BadJSON("device_keys.signatures is required")
 	}
 	for _, a := range dk.Algorithms {
 		if err := validID(a, "algorithm"); err != nil {
@@ -125,11 +128,13 @@ func parseDeviceKeys(raw json.RawMessage, userID, deviceID string) (string, stri
 	signKeyID := signing.AlgEd25519 + ":" + deviceID
 	pubB64, ok := dk.Keys[signKeyID]
 	if !ok {
-		return "", "", errcode.MissingParam("device_keys.keys must hold %s", signKeyID)
+		return "", "", errcode.BadJSON("device_keys.keys must hold %s", signKeyID)
 	}
-	pub, _ := publicKey(pubB64, "device_keys.keys."+signKeyID)
-	if err := verify(raw, userID, signKeyID, pub, "device_keys"); err != nil {
-		return "", "", err
+	if _, signed := dk.Signatures[userID][signKeyID]; signed {
+		pub, _ := publicKey(pubB64, "device_keys.keys."+signKeyID)
+		if err := verify(raw, userID, signKeyID, pub, "device_keys"); err != nil {
+			return "", "", err
+		}
 	}
 	c, err := canonical(m)
 	if err != nil {

@@ -319,8 +319,21 @@ func (s *Service) ClaimLocal(ctx context.Context, want map[string]map[string]str
 // cross-signing keys changed (a device list or signing key update from
 // its server): the kept list is stale, and local users sharing a room
 // see the user in device_lists.changed.
+//
+// An update that comes while the user's join is still news (nobody here
+// fetched their keys since) tells local users nothing new: the join put
+// the user in their device_lists.changed already. This is what a server
+// sends when one of its users joins a room with us.
 func (s *Service) RemoteDeviceListChanged(ctx context.Context, userID string) error {
+	announce := false
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		unfetched, err := tx.RemoteJoinUnfetched(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if announce = !unfetched; !announce {
+			return nil
+		}
 		if _, err := tx.MarkRemoteDeviceListStale(ctx, userID); err != nil {
 			return err
 		}
@@ -329,7 +342,9 @@ func (s *Service) RemoteDeviceListChanged(ctx context.Context, userID string) er
 	if err != nil {
 		return fmt.Errorf("remote device list change: %w", err)
 	}
-	s.wakeRoommates(ctx, userID)
+	if announce {
+		s.wakeRoommates(ctx, userID)
+	}
 	return nil
 }
 

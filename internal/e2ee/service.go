@@ -3,6 +3,7 @@ package e2ee
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -143,6 +144,33 @@ func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs [
 	})
 	if err != nil {
 		return fmt.Errorf("delete device keys: %w", err)
+	}
+	if announce {
+		s.wakeRoommates(ctx, userID)
+	}
+	return nil
+}
+
+// DeviceRenamed announces a device's new display name, which key queries
+// show with its keys, to the users sharing a room with its owner (and to
+// their servers). A device without keys is known to nobody. It is
+// accounts.Service.OnDeviceRenamed.
+func (s *Service) DeviceRenamed(ctx context.Context, userID, deviceID string) error {
+	announce := false
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.GetDeviceKeys(ctx, userID, deviceID)
+		if errors.Is(err, store.ErrNotFound) {
+			announce = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		announce = true
+		return tx.AddDeviceListChange(ctx, userID, "")
+	})
+	if err != nil {
+		return fmt.Errorf("announce device rename: %w", err)
 	}
 	if announce {
 		s.wakeRoommates(ctx, userID)

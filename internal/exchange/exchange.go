@@ -62,6 +62,7 @@ func New(self string, q *federation.Queue, client *federation.Client, st *store.
 func (s *Service) Register() {
 	s.rooms.AddIndexer(s.indexFanout)
 	s.rooms.AddListener(s.OnCommitted)
+	s.rooms.AddListener(s.announceJoins)
 	s.sync.Federation = outbound{s}
 	s.e2ee.OnDeviceListChange = s.deviceListChanged
 	s.e2ee.SendRemote = s.sendToDevice
@@ -106,7 +107,6 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 		return
 	}
 	joined := s.servers(c.Joined)
-	s.forgetJoinedDeviceLists(c)
 	// Which events the indexer recorded, asked before remoteRooms changes.
 	var done []string
 	for _, ce := range c.Events {
@@ -170,29 +170,4 @@ func isInvite(content json.RawMessage) bool {
 		Membership string `json:"membership"`
 	}
 	return json.Unmarshal(content, &c) == nil && c.Membership == "invite"
-}
-
-// forgetJoinedDeviceLists marks the kept device lists of remote users who
-// joined stale: while they shared no room with us their server told us
-// nothing. The write runs off the listener's goroutine.
-func (s *Service) forgetJoinedDeviceLists(c rooms.Committed) {
-	var users []string
-	for _, ce := range c.Events {
-		ev := ce.Event
-		if ev.Type == "m.room.member" && ev.StateKey != nil && !s.isLocal(*ev.StateKey) && slices.Contains(c.Joined, *ev.StateKey) {
-			users = append(users, *ev.StateKey)
-		}
-	}
-	if len(users) == 0 {
-		return
-	}
-	s.devWG.Add(1)
-	go func() {
-		defer s.devWG.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := s.store.MarkRemoteDeviceListsStale(ctx, users); err != nil {
-			s.log.Warn("federation: mark device lists stale", "err", err)
-		}
-	}()
 }

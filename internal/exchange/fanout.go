@@ -33,6 +33,16 @@ func (s *Service) indexFanout(ctx context.Context, tx *store.Tx, ev *pdu.Event, 
 		// record nothing (a retried commit stores the same again).
 		s.remoteRooms.Store(roomID, false)
 	}
+	if ev.Type == "m.room.member" && ev.StateKey != nil && !s.isLocal(*ev.StateKey) && isJoin(ev.Content) {
+		// The kept list of a remote user who joins is stale: while they
+		// shared no room with us their server told us nothing. It is news
+		// to local users until someone fetches it, in this same
+		// transaction so that their server's announcement cannot come
+		// first.
+		if err := tx.NoteRemoteJoin(ctx, *ev.StateKey); err != nil {
+			return err
+		}
+	}
 	builtHere, alsoTo, ok := s.fanoutOf(ev)
 	if !ok {
 		return nil

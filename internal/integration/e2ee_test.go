@@ -142,7 +142,7 @@ func TestE2EEKeysAndDeviceLists(t *testing.T) {
 		}
 
 		// Bad uploads are refused with Matrix errors and store nothing.
-		wantError(t, alice.Do("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": bob.keys.DeviceKeys()}), 403, "M_FORBIDDEN")
+		wantError(t, alice.Do("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": bob.keys.DeviceKeys()}), 400, "M_INVALID_PARAM")
 		forged := bob.keys.Ed25519.Sign(alice.keys.Unsigned(), alice.UserID, alice.keys.KeyID())
 		wantError(t, alice.Do("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": forged}), 400, "M_INVALID_SIGNATURE")
 		wantError(t, alice.Do("POST", "/_matrix/client/v3/keys/upload", `{"device_keys": {"keys": 5}}`), 400, "M_BAD_JSON")
@@ -478,7 +478,7 @@ func TestDehydratedDevice(t *testing.T) {
 		wantError(t, alice.Do("GET", base, nil), 404, "M_NOT_FOUND")
 		dd := e2eetest.NewDevice(alice.UserID, "DEHYDRATED1")
 		wantError(t, alice.Do("PUT", base, map[string]any{"device_id": dd.DeviceID, "device_data": map[string]string{"algorithm": "x"},
-			"device_keys": alice.keys.DeviceKeys()}), 403, "M_FORBIDDEN")
+			"device_keys": alice.keys.DeviceKeys()}), 400, "M_INVALID_PARAM")
 		wantError(t, alice.Do("PUT", base, map[string]any{"device_id": alice.DeviceID, "device_data": map[string]string{"algorithm": "x"}}), 400, "M_INVALID_PARAM")
 		var put struct {
 			DeviceID string `json:"device_id"`

@@ -3,6 +3,7 @@ package notifications
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -144,11 +145,42 @@ func (s *Service) Pushers(ctx context.Context, userID string) ([]Pusher, error) 
 // DevicesDeleted deletes the pushers the deleted devices set (logout,
 // device deletion). It fits accounts.Service.OnDevicesDeleted.
 func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs []string) error {
+	if err := s.deleteLocalSettings(ctx, userID, deviceIDs); err != nil {
+		return err
+	}
 	found, err := s.store.DeletePushersOfDevices(ctx, userID, deviceIDs)
 	if err != nil || !found {
 		return err
 	}
 	return s.reloadPushers(ctx)
+}
+
+// localSettingsPrefix starts the account data type of a device's local
+// notification settings (MSC3890), followed by the device id.
+const localSettingsPrefix = "org.matrix.msc3890.local_notification_settings."
+
+// deleteLocalSettings deletes the local notification settings of deleted
+// devices: nothing would ever read them again.
+func (s *Service) deleteLocalSettings(ctx context.Context, userID string, deviceIDs []string) error {
+	deleted := false
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		deleted = false
+		for _, d := range deviceIDs {
+			ok, err := tx.DeleteAccountData(ctx, userID, "", localSettingsPrefix+d)
+			if err != nil {
+				return err
+			}
+			deleted = deleted || ok
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete local notification settings: %w", err)
+	}
+	if deleted && s.Wake != nil {
+		s.Wake(userID)
+	}
+	return nil
 }
 
 // reloadPushers reloads who has HTTP pushers. Pushers change rarely; the

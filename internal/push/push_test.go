@@ -140,7 +140,8 @@ func TestPutOrderingAndErrors(t *testing.T) {
 	if err := rs.SetActions("underride", ".m.rule.message", []json.RawMessage{raw(`"dont_notify"`)}); err != nil {
 		t.Fatal(err)
 	}
-	// The user's choices for defaults survive a merge; dont_notify is dropped.
+	// The user's choices for defaults survive a merge; dont_notify is kept
+	// as given (and ignored by evaluation).
 	data, _ := json.Marshal(rs)
 	var back Ruleset
 	if err := json.Unmarshal(data, &back); err != nil {
@@ -148,7 +149,7 @@ func TestPutOrderingAndErrors(t *testing.T) {
 	}
 	m := Merge("@a:x", &back)
 	i, _ := m.Find("underride", ".m.rule.message")
-	if r := m.Underride[i]; r.Enabled || len(r.Actions) != 0 || !r.Default {
+	if r := m.Underride[i]; r.Enabled || len(r.Actions) != 1 || string(r.Actions[0]) != `"dont_notify"` || !r.Default {
 		t.Fatalf("merged default %+v", r)
 	}
 	if ids(m.Content) != ids(rs.Content) || ids(m.Override) != ids(rs.Override) {

@@ -213,17 +213,17 @@ func validRuleID(kind, id string) error {
 	return nil
 }
 
-// CleanActions validates actions and drops the historical dont_notify and
-// coalesce, which the spec says to ignore.
+// CleanActions validates actions. The historical dont_notify and coalesce
+// are kept as the client gave them (clients read their rules back) and
+// ignored by evaluation, as the spec requires.
 func CleanActions(actions []json.RawMessage) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, 0, len(actions))
 	for _, a := range actions {
 		var s string
 		if json.Unmarshal(a, &s) == nil {
 			switch s {
-			case "notify":
-				out = append(out, json.RawMessage(`"notify"`))
-			case "dont_notify", "coalesce":
+			case "notify", "dont_notify", "coalesce":
+				out = append(out, json.RawMessage(`"`+s+`"`))
 			default:
 				return nil, errcode.InvalidParam("unknown action %q", s)
 			}

@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Push.Wake = s.Sync.Wake
 	s.Rooms.AddIndexer(s.Push.Index)
 	s.Rooms.AddListener(s.Push.Committed)
+	s.Rooms.AddListener(s.Push.CarryRulesOnJoin)
 	s.Rooms.AddReadListener(s.Push.ReadMoved)
 	s.Sync.PushRules = s.Push.RulesEvent
 	if cfg.Push.Enabled {
@@ -137,6 +138,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	s.Accounts.OnDeviceRenamed = s.E2EE.DeviceRenamed
 	s.Accounts.OnDevicesDeleted = func(ctx context.Context, userID string, deviceIDs []string) error {
 		return errors.Join(s.E2EE.DevicesDeleted(ctx, userID, deviceIDs), s.Push.DevicesDeleted(ctx, userID, deviceIDs))
 	}

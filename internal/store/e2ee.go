@@ -416,6 +416,13 @@ func (s *Store) MembershipChangesFor(ctx context.Context, userID string, from, t
 	return out, rows.Err()
 }
 
+// RoommatesOutside returns the users sharing a joined room other than
+// roomID with userID.
+func (s *Store) RoommatesOutside(ctx context.Context, userID, roomID string) ([]string, error) {
+	return queryStrings(ctx, s.reader(), `SELECT DISTINCT o.user_id FROM room_members m JOIN room_members o ON o.room_id = m.room_id
+		WHERE m.user_id = $1 AND m.membership = 'join' AND o.membership = 'join' AND m.room_id <> $2`, userID, roomID)
+}
+
 // Roommates returns the users sharing a joined room with userID (userID
 // included when it is joined anywhere).
 func (s *Store) Roommates(ctx context.Context, userID string) ([]string, error) {

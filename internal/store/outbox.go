@@ -140,13 +140,17 @@ func (s *Store) PutDeviceListOutbound(ctx context.Context, userID string, d Devi
 }
 
 // FreshRemoteDeviceLists returns which of users have a stored device list
-// not marked stale and refreshed after sinceTS.
+// not marked stale, refreshed after sinceTS, and still share a room with a
+// local user: once none does, their server stops telling us of changes.
 func (s *Store) FreshRemoteDeviceLists(ctx context.Context, users []string, sinceTS int64) (map[string]bool, error) {
 	out := map[string]bool{}
 	for start := 0; start < len(users); start += 500 {
 		chunk := users[start:min(len(users), start+500)]
 		q, args := inList(`SELECT user_id FROM remote_device_lists WHERE user_id IN (`, chunk,
-			`) AND stale = FALSE AND updated_ts > $`+itoa(len(chunk)+1), sinceTS)
+			`) AND stale = FALSE AND updated_ts > $`+itoa(len(chunk)+1)+`
+			AND EXISTS (SELECT 1 FROM room_members m JOIN room_members o ON o.room_id = m.room_id
+				JOIN users u ON u.user_id = o.user_id
+				WHERE m.user_id = remote_device_lists.user_id AND m.membership = 'join' AND o.membership = 'join')`, sinceTS)
 		ids, err := queryStrings(ctx, s.reader(), q, args...)
 		if err != nil {
 			return nil, err
@@ -156,6 +160,23 @@ func (s *Store) FreshRemoteDeviceLists(ctx context.Context, users []string, sinc
 		}
 	}
 	return out, nil
+}
+
+// NoteRemoteJoin records that a remote user joined (or changed their
+// membership in) a room of ours: local users see them in
+// device_lists.changed and fetch their keys, so the list counts as not
+// fetched since (updated_ts 0) until a key query keeps it again.
+func (tx *Tx) NoteRemoteJoin(ctx context.Context, userID string) error {
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO remote_device_lists (user_id, stale, updated_ts) VALUES ($1, TRUE, 0)
+		ON CONFLICT (user_id) DO UPDATE SET stale = TRUE, updated_ts = 0`, userID)
+	return err
+}
+
+// RemoteJoinUnfetched reports whether a remote user joined since their
+// keys were last fetched here (see NoteRemoteJoin).
+func (tx *Tx) RemoteJoinUnfetched(ctx context.Context, userID string) (bool, error) {
+	ids, err := queryStrings(ctx, tx.q, `SELECT user_id FROM remote_device_lists WHERE user_id = $1 AND updated_ts = 0`, userID)
+	return len(ids) > 0, err
 }
 
 // MarkRemoteDeviceListStale makes the next key query for a remote user ask
@@ -263,16 +284,4 @@ func (s *Store) RemoteDeviceKeys(ctx context.Context, userIDs []string) ([]Devic
 		}
 	}
 	return out, nil
-}
-
-// MarkRemoteDeviceListsStale marks the kept lists of users stale.
-func (s *Store) MarkRemoteDeviceListsStale(ctx context.Context, users []string) error {
-	return s.InTx(ctx, func(tx *Tx) error {
-		for _, u := range users {
-			if _, err := tx.MarkRemoteDeviceListStale(ctx, u); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }

@@ -15,6 +15,13 @@ type AccountData struct {
 	Pos     int64
 }
 
+// DeletedAccountData is the content of deleted account data (MSC3391):
+// the row stays, so that incremental syncs tell clients of the deletion.
+const DeletedAccountData = "{}"
+
+// AccountDataDeleted reports whether stored content marks a deletion.
+func AccountDataDeleted(content []byte) bool { return string(content) == DeletedAccountData }
+
 // PutAccountData stores account data and advances its stream.
 func (tx *Tx) PutAccountData(ctx context.Context, userID, roomID, typ string, content []byte) (int64, error) {
 	pos := tx.Alloc(tx.s.Streams.AccountData)
@@ -22,6 +29,21 @@ func (tx *Tx) PutAccountData(ctx context.Context, userID, roomID, typ string, co
 		ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos`,
 		userID, roomID, typ, string(content), pos)
 	return pos, err
+}
+
+// DeleteAccountData marks an item of account data deleted (see
+// DeletedAccountData) when it is there and not deleted yet; it reports
+// whether it was.
+func (tx *Tx) DeleteAccountData(ctx context.Context, userID, roomID, typ string) (bool, error) {
+	pos := tx.Alloc(tx.s.Streams.AccountData)
+	res, err := tx.q.ExecContext(ctx, `UPDATE account_data SET content = $1, stream_pos = $2
+		WHERE user_id = $3 AND room_id = $4 AND type = $5 AND content <> $6`,
+		DeletedAccountData, pos, userID, roomID, typ, DeletedAccountData)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // GetAccountData returns one item or ErrNotFound.

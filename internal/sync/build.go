@@ -151,6 +151,9 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			return nil, err
 		}
 		for _, ad := range ads {
+			if since == nil && store.AccountDataDeleted(ad.Content) {
+				continue // deleted before this initial sync
+			}
 			ev := mustJSON(map[string]any{"type": ad.Type, "content": json.RawMessage(ad.Content)})
 			if ad.RoomID == "" {
 				if f.AccountData.Allows(ad.Type, "") {

@@ -18,7 +18,7 @@ func (a *API) wellKnown(r *httputil.Request) (any, error) {
 func (a *API) versions(r *httputil.Request) (any, error) {
 	return map[string]any{
 		"versions":          []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"},
-		"unstable_features": map[string]bool{},
+		"unstable_features": map[string]bool{"org.matrix.msc3391": true},
 	}, nil
 }
 

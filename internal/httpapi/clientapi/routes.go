@@ -66,6 +66,9 @@ func (a *API) routes(rt *httputil.Router) {
 	rt.Handle("PUT "+v3+"/user/{userId}/account_data/{type}", user, a.putAccountData)
 	rt.Handle("GET "+v3+"/user/{userId}/rooms/{roomId}/account_data/{type}", user, a.getRoomAccountData)
 	rt.Handle("PUT "+v3+"/user/{userId}/rooms/{roomId}/account_data/{type}", user, a.putRoomAccountData)
+	msc3391 := "/_matrix/client/unstable/org.matrix.msc3391"
+	rt.Handle("DELETE "+msc3391+"/user/{userId}/account_data/{type}", user, a.deleteAccountData)
+	rt.Handle("DELETE "+msc3391+"/user/{userId}/rooms/{roomId}/account_data/{type}", user, a.deleteRoomAccountData)
 	rt.Handle("GET "+v3+"/user/{userId}/rooms/{roomId}/tags", user, a.getTags)
 	rt.Handle("PUT "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", user, a.putTag)
 	rt.Handle("DELETE "+v3+"/user/{userId}/rooms/{roomId}/tags/{tag}", user, a.deleteTag)

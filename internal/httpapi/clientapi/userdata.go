@@ -46,7 +46,7 @@ func (a *API) getAccountDataFor(r *httputil.Request, roomID, typ string) (any, e
 		return a.Push.RulesEvent(r.Context(), r.Session.UserID)
 	}
 	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, typ)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && store.AccountDataDeleted(c)) {
 		return nil, errcode.NotFound("no account data of that type")
 	}
 	if err != nil {
@@ -79,10 +79,54 @@ func (a *API) putAccountDataIn(r *httputil.Request, roomID string) (any, error) 
 	if err != nil {
 		return nil, err
 	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(c, &members) == nil && len(members) == 0 {
+		// An empty object deletes (MSC3391): stored as the deletion mark
+		// syncs send on.
+		c = json.RawMessage(store.DeletedAccountData)
+	}
 	if err := a.putAccountDataFor(r, roomID, typ, c); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
+}
+
+// deleteAccountDataIn deletes an item of the caller's account data
+// (MSC3391): incremental syncs see it with empty content, GET and initial
+// syncs no longer see it. Deleting what is not there changes nothing.
+func (a *API) deleteAccountDataIn(r *httputil.Request, roomID string) (any, error) {
+	if err := a.ownUser(r); err != nil {
+		return nil, err
+	}
+	typ := r.Var("type")
+	if serverManaged[typ] {
+		return nil, errcode.BadJSON("%s is managed by the server", typ)
+	}
+	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, typ)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && store.AccountDataDeleted(c)) {
+		return struct{}{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := a.putAccountDataFor(r, roomID, typ, []byte(store.DeletedAccountData)); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// DELETE /user/{userId}/account_data/{type} (MSC3391)
+func (a *API) deleteAccountData(r *httputil.Request) (any, error) {
+	return a.deleteAccountDataIn(r, "")
+}
+
+// DELETE /user/{userId}/rooms/{roomId}/account_data/{type} (MSC3391)
+func (a *API) deleteRoomAccountData(r *httputil.Request) (any, error) {
+	roomID, err := a.roomForAccountData(r)
+	if err != nil {
+		return nil, err
+	}
+	return a.deleteAccountDataIn(r, roomID)
 }
 
 func (a *API) roomForAccountData(r *httputil.Request) (string, error) {

@@ -1,0 +1,142 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"luxchat/internal/federation"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+)
+
+// announceJoins sends the device lists of local users who joined a room
+// to the room's servers that shared no other room with them, and so
+// heard nothing of their devices until now (the spec's "Device
+// Management": a join into a room with servers not already receiving
+// updates is a device list change for them). The work runs off the
+// listener's goroutine.
+func (s *Service) announceJoins(c rooms.Committed) {
+	if c.Origin != "" {
+		return // a join of ours comes back from other servers only as an echo
+	}
+	var joins []*pdu.Event
+	for _, ce := range c.Events {
+		ev := ce.Event
+		if ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey == ev.Sender &&
+			s.isLocal(ev.Sender) && isJoin(ev.Content) && slices.Contains(c.Joined, ev.Sender) {
+			joins = append(joins, ev)
+		}
+	}
+	roomServers := s.servers(c.Joined)
+	if len(joins) == 0 || len(roomServers) == 0 {
+		return
+	}
+	s.devWG.Add(1)
+	go func() {
+		defer s.devWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, join := range joins {
+			if err := s.announceJoin(ctx, join, roomServers); err != nil {
+				s.log.Warn("federation: announce devices on join", "user", join.Sender, "room", join.RoomID, "err", err)
+			}
+		}
+	}()
+}
+
+func isJoin(content json.RawMessage) bool {
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	return json.Unmarshal(content, &c) == nil && c.Membership == "join"
+}
+
+// announceJoin sends one joiner's devices to the servers of roomServers
+// sharing no other room with them, unless the join only changed their
+// profile.
+func (s *Service) announceJoin(ctx context.Context, join *pdu.Event, roomServers []string) error {
+	if was, err := s.joinedBefore(ctx, join); err != nil || was {
+		return err
+	}
+	others, err := s.store.RoommatesOutside(ctx, join.Sender, join.RoomID)
+	if err != nil {
+		return err
+	}
+	known := s.servers(others)
+	dests := slices.DeleteFunc(slices.Clone(roomServers), func(srv string) bool { return slices.Contains(known, srv) })
+	if len(dests) == 0 {
+		return nil
+	}
+	return s.announceAllDevices(ctx, join.Sender, dests)
+}
+
+// joinedBefore reports whether a join event's sender was joined already
+// (a profile change): its auth events hold the sender's membership before.
+func (s *Service) joinedBefore(ctx context.Context, join *pdu.Event) (bool, error) {
+	rows, err := s.store.GetEvents(ctx, join.AuthEvents)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range rows {
+		if r.Type != "m.room.member" || !r.StateKey.Valid || r.StateKey.String != join.Sender {
+			continue
+		}
+		var ev struct {
+			Content json.RawMessage `json:"content"`
+		}
+		if json.Unmarshal(r.PDU, &ev) == nil && isJoin(ev.Content) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// announceAllDevices sends an m.device_list_update for each of a local
+// user's devices, with its keys when it has some, to dests. The stream id
+// moves on as for any update; what was last announced to the other
+// servers does not change.
+func (s *Service) announceAllDevices(ctx context.Context, userID string, dests []string) error {
+	devices, err := s.store.Devices(ctx, userID)
+	if err != nil || len(devices) == 0 {
+		return err
+	}
+	s.devMu.Lock()
+	defer s.devMu.Unlock()
+	keys, err := s.e2ee.QueryLocal(ctx, map[string][]string{userID: {}})
+	if err != nil {
+		return err
+	}
+	prev, err := s.store.GetDeviceListOutbound(ctx, userID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	out := store.DeviceListOutbound{Snapshot: "{}"}
+	if prev != nil {
+		out = *prev
+	}
+	edus := make([]federation.EDU, 0, len(devices))
+	for _, d := range devices {
+		c := map[string]any{"user_id": userID, "device_id": d.DeviceID, "stream_id": out.StreamID + 1, "prev_id": []int64{}, "deleted": false}
+		if out.StreamID > 0 {
+			c["prev_id"] = []int64{out.StreamID}
+		}
+		out.StreamID++
+		if raw, ok := keys.DeviceKeys[userID][d.DeviceID]; ok {
+			keyJSON, name := splitUnsigned(raw)
+			c["keys"] = keyJSON
+			if name != "" {
+				c["device_display_name"] = name
+			}
+		} else if d.DisplayName.Valid && d.DisplayName.String != "" {
+			c["device_display_name"] = d.DisplayName.String
+		}
+		edus = append(edus, edu("m.device_list_update", c))
+	}
+	return s.queue.PersistEDUs(ctx, dests, edus, func(tx *store.Tx) error {
+		return tx.PutDeviceListOutbound(ctx, userID, out)
+	})
+}
