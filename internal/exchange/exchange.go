@@ -133,8 +133,8 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 				}
 			}
 		}
-		if len(joined) > 0 {
-			sends = append(sends, federation.PDUSend{Destinations: joined, EventIDs: ids})
+		if dests := slices.DeleteFunc(slices.Clone(joined), func(srv string) bool { return srv == c.AnnouncedBy }); len(dests) > 0 {
+			sends = append(sends, federation.PDUSend{Destinations: dests, EventIDs: ids})
 		}
 		s.queue.Fanout(sends, done)
 		return

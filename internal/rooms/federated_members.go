@@ -714,9 +714,8 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	}
 	joined := r.joinedUsers()
 	// The resident server announces the join it accepted through
-	// send_join: for the listeners it comes from there, so it is not sent
-	// back to it.
-	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}, origin: server}
+	// send_join, so it is not sent back to it.
+	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}, announcedBy: server}
 	s.tellListeners(b, joined)
 	r.mu.Unlock()
 	if s.notifier != nil {

@@ -25,6 +25,10 @@ type Committed struct {
 	// Origin is "" for events built here and the sending server's name
 	// for events received over federation.
 	Origin string
+	// AnnouncedBy names the server that announces events built here to
+	// the room itself: the resident server of a join made through
+	// send_join. They are not sent back to it.
+	AnnouncedBy string
 }
 
 // CommittedEvent is one persisted event with its stream position.
@@ -90,7 +94,7 @@ func (s *Service) tellListeners(b *batch, joined []string) {
 	if len(s.listeners) == 0 {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin}
+	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, AnnouncedBy: b.announcedBy}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}

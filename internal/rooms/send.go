@@ -99,6 +99,9 @@ type batch struct {
 	publish bool
 	// origin is the sending server for events received over federation.
 	origin string
+	// announcedBy is the server that announces the batch's events built
+	// here (see Committed.AnnouncedBy).
+	announcedBy string
 }
 
 type pending struct {
