@@ -72,14 +72,18 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 				rr.Knock[m.RoomID] = &KnockedRoom{KnockState: Events{stripped}}
 			}
 		case "leave", "ban":
-			include := changed && since != nil
+			// A leave in the window is always shown (even of a room
+			// forgotten since: other devices must learn of the leave);
+			// older ones only when the filter asks for them on a sync
+			// that shows everything.
+			include := since != nil && changed
 			if since == nil || req.FullState {
-				include = roomFilter != nil && roomFilter.IncludeLeave
+				include = include || roomFilter != nil && roomFilter.IncludeLeave && !m.Forgotten
 			}
 			if !include {
 				continue
 			}
-			lr, err := s.leftRoom(ctx, req, m, from)
+			lr, err := s.leftRoom(ctx, req, m, since == nil || req.FullState, from)
 			if err != nil {
 				return nil, err
 			}
@@ -386,16 +390,31 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	return jr, nil
 }
 
-// leftRoom shows a room the user left in the window, up to their leave.
-func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership, from streamtoken.Token) (*LeftRoom, error) {
+// leftRoom shows a room the user left, up to their leave: the window's
+// events (all of them when full), and the state up to the start of the
+// timeline (all of it when full, the changes in a gap otherwise).
+func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership, full bool, from streamtoken.Token) (*LeftRoom, error) {
 	lr := &LeftRoom{State: Events{[]json.RawMessage{}}, Timeline: Timeline{Events: []json.RawMessage{}}, AccountData: Events{[]json.RawMessage{}}}
+	tf := timelineFilter(req.Filter)
 	limit := defaultTimelineLimit
-	if tf := timelineFilter(req.Filter); tf != nil {
+	if tf != nil {
 		limit = tf.LimitOr(defaultTimelineLimit)
 	}
 	rows, err := s.store.RoomEvents(ctx, m.RoomID, from.Events, m.Pos, true, limit+1)
 	if err != nil {
 		return nil, err
+	}
+	if len(rows) == 0 {
+		// A room not known here (an invite declined or rescinded over
+		// federation): its leave is all there is to show.
+		leave, err := s.rooms.RemoteLeave(ctx, m.RoomID, req.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if leave != nil {
+			leave.Pos = m.Pos
+			rows = append(rows, leave)
+		}
 	}
 	lr.Timeline.Limited = len(rows) > limit
 	if lr.Timeline.Limited {
@@ -413,15 +432,61 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 		}
 	}
 	for _, row := range visible {
-		if req.ignored[row.Sender] {
+		if req.ignored[row.Sender] || !allowsRow(tf, row) {
 			continue
 		}
 		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID]}))
 	}
 	if len(rows) > 0 {
 		lr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
+	} else {
+		lr.Timeline.PrevBatch = streamtoken.Pagination(m.Pos)
+	}
+	var st store.StateMap
+	switch {
+	case full:
+		if st, err = s.rooms.StateAfter(ctx, m.RoomID, m.EventID); err != nil {
+			return nil, err
+		}
+	case lr.Timeline.Limited || len(rows) == 0:
+		end := m.Pos
+		if len(rows) > 0 {
+			end = rows[0].Pos - 1
+		}
+		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, end)
+		if err != nil {
+			return nil, err
+		}
+		st = store.StateMap{}
+		for _, g := range gap {
+			st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
+		}
+	}
+	if len(st) > 0 {
+		var sf *filter.RoomEventFilter
+		if req.Filter.Room != nil {
+			sf = req.Filter.Room.State
+		}
+		for _, row := range rows {
+			if row.StateKey.Valid && st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] == row.EventID {
+				delete(st, store.StateKey{Type: row.Type, StateKey: row.StateKey.String})
+			}
+		}
+		for k := range st {
+			if !sf.AllowsEvent(k.Type, "", false) {
+				delete(st, k)
+			}
+		}
+		if lr.State.Events, err = s.rooms.RenderState(ctx, st, req.UserID, nil); err != nil {
+			return nil, err
+		}
 	}
 	return lr, nil
+}
+
+// allowsRow applies a room event filter to a stored event.
+func allowsRow(f *filter.RoomEventFilter, row *store.EventRow) bool {
+	return f.AllowsEvent(row.Type, row.Sender, f != nil && f.ContainsURL != nil && row.HasURL())
 }
 
 // receiptEvents groups receipts into one m.receipt event per room. Private

@@ -1,0 +1,185 @@
+package integration
+
+import (
+	"net/url"
+	"testing"
+
+	ts "luxchat/internal/testserver"
+)
+
+// leftSync is a sync answer's rooms.leave section.
+type leftSync struct {
+	NextBatch string `json:"next_batch"`
+	Rooms     struct {
+		Leave map[string]struct {
+			State struct {
+				Events []event `json:"events"`
+			} `json:"state"`
+			Timeline struct {
+				Events  []event `json:"events"`
+				Limited bool    `json:"limited"`
+			} `json:"timeline"`
+		} `json:"leave"`
+	} `json:"rooms"`
+}
+
+func syncLeft(t *testing.T, c *ts.Client, query string) leftSync {
+	t.Helper()
+	var s leftSync
+	c.MustDo("GET", "/_matrix/client/v3/sync?"+query, nil, &s)
+	return s
+}
+
+// hasMembership tells whether evs hold userID's member event with this
+// membership.
+func hasMembership(evs []event, userID, membership string) bool {
+	for _, e := range evs {
+		if e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == userID && e.Content["membership"] == membership {
+			return true
+		}
+	}
+	return false
+}
+
+// leaveShown tells whether a sync shows userID's leave of roomID in its
+// leave section (in the state or the timeline).
+func leaveShown(s leftSync, roomID, userID string) bool {
+	lr, ok := s.Rooms.Leave[roomID]
+	return ok && (hasMembership(lr.State.Events, userID, "leave") || hasMembership(lr.Timeline.Events, userID, "leave"))
+}
+
+// A left room shows, in initial and incremental syncs, the events up to
+// the leave that the timeline filter lets through, and the state up to
+// the start of its timeline: with an empty timeline that state holds the
+// leave and nothing from after it.
+func TestLeftRoomTimelineAndStateFollowTheFilter(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		bobSince := doSync(t, bob, "timeout=0").NextBatch
+		alice.SendText(room, "before")
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/a.madeup.state/", map[string]any{"my_key": "before"}, nil)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		alice.SendText(room, "after")
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/a.madeup.state/", map[string]any{"my_key": "after"}, nil)
+
+		f := url.QueryEscape(`{"room":{"timeline":{"types":["m.room.message","a.madeup.state"]},"state":{"types":["a.madeup.state"]},"include_leave":true}}`)
+		for name, q := range map[string]string{"initial": "filter=" + f, "incremental": "filter=" + f + "&since=" + url.QueryEscape(bobSince)} {
+			lr, ok := syncLeft(t, bob, q).Rooms.Leave[room]
+			if !ok {
+				t.Fatalf("%s sync: no left room", name)
+			}
+			evs := lr.Timeline.Events
+			if len(evs) != 2 || evs[0].Content["body"] != "before" || evs[1].Content["my_key"] != "before" {
+				t.Fatalf("%s sync: timeline %+v, want the message and the state from before the leave", name, evs)
+			}
+			if len(lr.State.Events) != 0 {
+				t.Fatalf("%s sync: state %+v, want none (all of it is in the timeline)", name, lr.State.Events)
+			}
+		}
+
+		empty := url.QueryEscape(`{"room":{"timeline":{"limit":0},"include_leave":true}}`)
+		lr := syncLeft(t, bob, "filter="+empty).Rooms.Leave[room]
+		if len(lr.Timeline.Events) != 0 {
+			t.Fatalf("limit 0: timeline %+v", lr.Timeline.Events)
+		}
+		if !hasMembership(lr.State.Events, bob.UserID, "leave") {
+			t.Fatalf("limit 0: state lacks bob's leave: %+v", lr.State.Events)
+		}
+		for _, e := range lr.State.Events {
+			if e.Type == "a.madeup.state" && e.Content["my_key"] != "before" {
+				t.Fatalf("limit 0: state from after the leave: %+v", e)
+			}
+		}
+	})
+}
+
+// A rejected invite is a leave: a sync over the window shows it (with
+// full_state too), and once the user joined it is gone.
+func TestRejectedInviteShownAsLeave(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		since := doSync(t, bob, "timeout=0").NextBatch
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": bob.UserID}, nil)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		for _, q := range []string{"timeout=0&since=", "timeout=0&full_state=true&since="} {
+			if s := syncLeft(t, bob, q+url.QueryEscape(since)); !leaveShown(s, room, bob.UserID) {
+				t.Fatalf("%s: the rejected invite is not in rooms.leave: %+v", q, s.Rooms.Leave)
+			}
+		}
+		since = syncLeft(t, bob, "timeout=0&since="+url.QueryEscape(since)).NextBatch
+		bob.Join(room)
+		if s := syncLeft(t, bob, "timeout=0&full_state=true&since="+url.QueryEscape(since)); len(s.Rooms.Leave) != 0 {
+			t.Fatalf("after joining, rooms.leave: %+v", s.Rooms.Leave)
+		}
+	})
+}
+
+// Forgetting a room right after leaving it must not hide the leave from
+// the user's other devices: an incremental sync over the leave shows it;
+// an initial sync does not show the forgotten room.
+func TestForgottenRoomLeaveInIncrementalSync(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		since := doSync(t, alice, "timeout=0").NextBatch
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/forget", map[string]any{}, nil)
+		bob.SendText(room, "still here")
+		f := url.QueryEscape(`{"room":{"include_leave":true}}`)
+		if s := syncLeft(t, alice, "timeout=0&filter="+f+"&since="+url.QueryEscape(since)); !leaveShown(s, room, alice.UserID) {
+			t.Fatalf("incremental sync lacks the leave of the forgotten room: %+v", s.Rooms.Leave)
+		}
+		if s := syncLeft(t, alice, "timeout=0&filter="+f); len(s.Rooms.Leave) != 0 {
+			t.Fatalf("initial sync shows the forgotten room: %+v", s.Rooms.Leave)
+		}
+	})
+}
+
+// The end of an invite to a room of another server reaches the invitee's
+// syncs with its leave event: rejected by the invitee (also when the room
+// has nobody left to answer), or rescinded by the inviter.
+func TestFedInviteEndShownAsLeave(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		leftSince := func(c *ts.Client, since, roomID string) {
+			t.Helper()
+			f := url.QueryEscape(`{"room":{"include_leave":true}}`)
+			for i := 0; i < 30; i++ {
+				s := syncLeft(t, c, "timeout=500&filter="+f+"&since="+url.QueryEscape(since))
+				if leaveShown(s, roomID, c.UserID) {
+					return
+				}
+				since = s.NextBatch
+			}
+			t.Fatalf("%s never saw their leave of %s", c.UserID, roomID)
+		}
+		invited := func(roomID string) string {
+			t.Helper()
+			return frSyncUntil(t, bob, "", func(s syncResp) bool { _, ok := s.Rooms.Invite[roomID]; return ok })
+		}
+
+		rejected := alice.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.UserID}})
+		since := invited(rejected)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(rejected)+"/leave", map[string]any{}, nil)
+		leftSince(bob, since, rejected)
+
+		empty := alice.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.UserID}})
+		since = invited(empty)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(empty)+"/leave", map[string]any{}, nil)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(empty)+"/leave", map[string]any{}, nil)
+		leftSince(bob, since, empty)
+
+		rescinded := alice.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.UserID}})
+		since = invited(rescinded)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(rescinded)+"/kick", map[string]any{"user_id": bob.UserID, "reason": "testing"}, nil)
+		leftSince(bob, since, rescinded)
+	})
+}
