@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/url"
+	"slices"
 	"testing"
 
 	ts "luxchat/internal/testserver"
@@ -181,5 +182,71 @@ func TestFedInviteEndShownAsLeave(t *testing.T) {
 		since = invited(rescinded)
 		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(rescinded)+"/kick", map[string]any{"user_id": bob.UserID, "reason": "testing"}, nil)
 		leftSince(bob, since, rescinded)
+
+		// Only the inviter may rescind: bob's server cannot check another
+		// member's power, so bob stays invited.
+		shared := alice.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{bob.UserID}})
+		invited(shared)
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(shared), map[string]any{}, nil)
+		alice2 := p.a.Register(t, "alice2")
+		other := alice.CreateRoom(map[string]any{"preset": "private_chat", "invite": []string{alice2.UserID}})
+		alice2.Join(other)
+		alice2.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(other)+"/invite", map[string]any{"user_id": bob.UserID}, nil)
+		invited(other)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(other)+"/kick", map[string]any{"user_id": bob.UserID}, nil)
+		// The outbound queue delivers in order: once bob has the message
+		// sent after the kick, his server has had the kick too.
+		alice.SendText(shared, "after the kick")
+		frSyncUntil(t, bob, "", func(s syncResp) bool { return frHasBody(s.Rooms.Join[shared].Timeline.Events, "after the kick") })
+		if _, ok := doSync(t, bob, "timeout=0").Rooms.Invite[other]; !ok {
+			t.Fatal("a member other than the inviter rescinded bob's invite")
+		}
+	})
+}
+
+type presenceSync struct {
+	NextBatch string `json:"next_batch"`
+	Presence  struct {
+		Events []event `json:"events"`
+	} `json:"presence"`
+}
+
+func presenceSenders(t *testing.T, c *ts.Client, since string) ([]string, string) {
+	t.Helper()
+	var s presenceSync
+	c.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&since="+url.QueryEscape(since), nil, &s)
+	var out []string
+	for _, e := range s.Presence.Events {
+		out = append(out, e.Sender)
+	}
+	return out, s.NextBatch
+}
+
+// Users who come to share a room learn each other's presence in their next
+// incremental sync, even when it did not change meanwhile: the joiner
+// gets the members', the members get the joiner's; the sync after that
+// repeats nothing.
+func TestPresenceOfNewlyMetMembersInIncrementalSync(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		aliceSince := doSync(t, alice, "timeout=0").NextBatch
+		bobSince := doSync(t, bob, "timeout=0").NextBatch
+		// Both presences are older than the since tokens.
+		aliceSince = doSync(t, alice, "timeout=0&since="+url.QueryEscape(aliceSince)).NextBatch
+		bobSince = doSync(t, bob, "timeout=0&since="+url.QueryEscape(bobSince)).NextBatch
+		bob.Join(room)
+
+		got, next := presenceSenders(t, bob, bobSince)
+		if !slices.Contains(got, alice.UserID) {
+			t.Fatalf("bob's sync after joining: presence of %v, want alice's", got)
+		}
+		if got, _ := presenceSenders(t, bob, next); len(got) != 0 {
+			t.Fatalf("bob's next sync repeats presence of %v", got)
+		}
+		if got, _ := presenceSenders(t, alice, aliceSince); !slices.Contains(got, bob.UserID) {
+			t.Fatalf("alice's sync after bob joined: presence of %v, want bob's", got)
+		}
 	})
 }

@@ -854,9 +854,9 @@ func (s *Service) commitLinear(ctx context.Context, r *roomState, ev *pdu.Event,
 	return s.commit(ctx, b)
 }
 
-// receiveRemoteLeave takes the leave ending a local user's invite or knock
-// to a room not known here (a rescinded invite, a refused knock): it is
-// checked against that invite and kept for the user's syncs.
+// receiveRemoteLeave takes the leave ending a local user's invite to a
+// room not known here (the inviter rescinded it): it is checked against
+// that invite and kept for the user's syncs.
 func (s *Service) receiveRemoteLeave(ctx context.Context, origin string, ev *pdu.Event) error {
 	if ev.Type != "m.room.member" || ev.StateKey == nil || serverOf(*ev.StateKey) != s.serverName || membershipOf(ev) != "leave" {
 		return errors.New("the room is not known here")
@@ -871,15 +871,11 @@ func (s *Service) receiveRemoteLeave(ctx context.Context, origin string, ev *pdu
 	if m.RoomVersion != ev.Version.ID {
 		return rejectedf("room version %s does not match the invite's", ev.Version.ID)
 	}
-	// Only the server that sent the invite (or answered the knock) may
-	// end it here: this server cannot check the room's state.
-	var servers []string
-	_ = json.Unmarshal(m.Servers, &servers)
-	if inv, err := pdu.Parse(m.PDU, ev.Version); err == nil {
-		servers = append(servers, serverOf(inv.Sender))
-	}
-	if serverOf(ev.Sender) != origin || !slices.Contains(servers, origin) {
-		return rejectedf("%s may not end this invite", origin)
+	// This server cannot check the leave against the room's state: only
+	// the inviter may rescind their invite here.
+	inv, err := pdu.Parse(m.PDU, ev.Version)
+	if err != nil || m.Membership != "invite" || ev.Sender != inv.Sender || serverOf(ev.Sender) != origin {
+		return rejectedf("only the inviter may rescind an invite to a room not known here")
 	}
 	if _, err := s.verifiedOnce(ctx, ev); err != nil {
 		return err

@@ -175,11 +175,32 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			}
 		}
 	}
-	// Presence of users sharing a room.
-	if since == nil || cur.Presence > from.Presence {
-		ps, err := s.store.PresenceSince(ctx, req.UserID, from.Presence, cur.Presence)
-		if err != nil {
-			return nil, err
+	// Presence of users sharing a room, and the present state of users
+	// newly met in a room.
+	var met []string
+	if since != nil {
+		for _, jr := range rr.Join {
+			met = append(met, jr.newMembers...)
+		}
+	}
+	if since == nil || cur.Presence > from.Presence || len(met) > 0 {
+		var ps []store.Presence
+		if since == nil || cur.Presence > from.Presence {
+			if ps, err = s.store.PresenceSince(ctx, req.UserID, from.Presence, cur.Presence); err != nil {
+				return nil, err
+			}
+		}
+		if len(met) > 0 {
+			slices.Sort(met)
+			met = slices.Compact(met)
+			met = slices.DeleteFunc(met, func(u string) bool {
+				return slices.ContainsFunc(ps, func(p store.Presence) bool { return p.UserID == u })
+			})
+			more, err := s.store.PresenceOf(ctx, met)
+			if err != nil {
+				return nil, err
+			}
+			ps = append(ps, more...)
 		}
 		for _, p := range ps {
 			if !f.Presence.Allows("m.presence", p.UserID) {
@@ -339,6 +360,12 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			timelineStateMember = true
 		}
 	}
+	if !initial {
+		joinedNow := m.Pos > from.Events && m.Pos <= cur.Events
+		if jr.newMembers, err = s.newMembers(ctx, m.RoomID, req.UserID, joinedNow, rows); err != nil {
+			return nil, err
+		}
+	}
 	jr.Timeline.Limited = limited || (fresh && !initial && len(rows) > 0 && rows[0].Pos > lo+1 && lo > 0)
 	if len(rows) > 0 {
 		jr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
@@ -388,6 +415,34 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	}
 	s.fillUnread(ctx, jr, m.RoomID, req.UserID, cur.Events)
 	return jr, nil
+}
+
+// newMembers lists the users an incremental sync newly shares a room
+// with (see JoinedRoom.newMembers): all its members when the user just
+// joined it, else those whose join is in the timeline rows.
+func (s *Service) newMembers(ctx context.Context, roomID, userID string, joinedNow bool, rows []*store.EventRow) ([]string, error) {
+	if joinedNow {
+		users, err := s.rooms.JoinedUsers(ctx, roomID)
+		if err != nil {
+			return nil, err
+		}
+		return slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == userID }), nil
+	}
+	var out []string
+	for _, row := range rows {
+		if row.Type != "m.room.member" || !row.StateKey.Valid || row.StateKey.String == userID {
+			continue
+		}
+		var ev struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(row.PDU, &ev) == nil && ev.Content.Membership == "join" {
+			out = append(out, row.StateKey.String)
+		}
+	}
+	return out, nil
 }
 
 // leftRoom shows a room the user left, up to their leave: the window's

@@ -136,6 +136,11 @@ type JoinedRoom struct {
 	UnreadNotifications Unread         `json:"unread_notifications"`
 	// UnreadThreadNotifications is per thread root, when the filter asks.
 	UnreadThreadNotifications map[string]Unread `json:"unread_thread_notifications,omitempty"`
+
+	// newMembers are the users an incremental sync newly shares this
+	// room with: everyone in a room the user just joined, the joiners of
+	// the timeline otherwise. Their presence is sent even if unchanged.
+	newMembers []string
 }
 
 // Unread holds notification counts.
