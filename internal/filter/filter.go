@@ -8,8 +8,10 @@ package filter
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path"
 	"slices"
+	"strings"
 )
 
 // Filter is a whole sync filter.
@@ -67,9 +69,15 @@ func Parse(data []byte) (*Filter, error) {
 		}
 	}
 	if f.Room != nil {
+		if err := roomIDs(f.Room.Rooms, f.Room.NotRooms); err != nil {
+			return nil, err
+		}
 		for _, rf := range []*RoomEventFilter{f.Room.Ephemeral, f.Room.State, f.Room.Timeline, f.Room.AccountData} {
 			if rf != nil {
 				if err := rf.EventFilter.validate(); err != nil {
+					return nil, err
+				}
+				if err := roomIDs(rf.Rooms, rf.NotRooms); err != nil {
 					return nil, err
 				}
 			}
@@ -79,8 +87,31 @@ func Parse(data []byte) (*Filter, error) {
 }
 
 func (f *EventFilter) validate() error {
-	if f != nil && f.Limit != nil && *f.Limit < 0 {
+	if f == nil {
+		return nil
+	}
+	if f.Limit != nil && *f.Limit < 0 {
 		return errors.New("limit must not be negative")
+	}
+	for _, l := range [][]string{f.Senders, f.NotSenders} {
+		for _, u := range l {
+			if len(u) < 4 || u[0] != '@' || !strings.Contains(u, ":") {
+				return fmt.Errorf("%q is not a user id", u)
+			}
+		}
+	}
+	return nil
+}
+
+// roomIDs checks that lists of rooms hold room ids ("!" and an opaque
+// part; older versions add ":server").
+func roomIDs(lists ...[]string) error {
+	for _, l := range lists {
+		for _, r := range l {
+			if len(r) < 2 || r[0] != '!' {
+				return fmt.Errorf("%q is not a room id", r)
+			}
+		}
 	}
 	return nil
 }

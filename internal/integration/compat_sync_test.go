@@ -250,3 +250,51 @@ func TestPresenceOfNewlyMetMembersInIncrementalSync(t *testing.T) {
 		}
 	})
 }
+
+// Filters name rooms by room id and senders by user id; anything else is
+// a bad filter, refused when it is stored.
+func TestFilterWithBadIDsRefused(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		path := "/_matrix/client/v3/user/" + esc(alice.UserID) + "/filter"
+		for _, f := range []map[string]any{
+			{"room": map[string]any{"timeline": map[string]any{"rooms": []string{"not_a_room_id"}}}},
+			{"room": map[string]any{"not_rooms": []string{"nope"}}},
+			{"room": map[string]any{"state": map[string]any{"senders": []string{"not_a_sender_id"}}}},
+			{"presence": map[string]any{"not_senders": []string{"bob"}}},
+		} {
+			if r := alice.Do("POST", path, f); r.Status != 400 {
+				t.Errorf("filter %v: %d %s", f, r.Status, r.Body)
+			}
+		}
+		alice.MustDo("POST", path, map[string]any{"room": map[string]any{"rooms": []string{"!abc:example.org", "!opaque"}, "timeline": map[string]any{"senders": []string{"@bob:example.org"}}}}, nil)
+	})
+}
+
+// Reading a room one may not read is refused the same way whether the room
+// exists or not, and a forgotten room is read as by a stranger: /messages
+// answers 403 (even before checking its other parameters) and /event 404.
+func TestUnreadableRoomsMessagesAndEvents(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat",
+			"initial_state": []any{map[string]any{"type": "m.room.history_visibility", "state_key": "", "content": map[string]any{"history_visibility": "shared"}}}})
+		msg := alice.SendText(room, "hello")
+		wantError(t, alice.Do("GET", "/_matrix/client/v3/rooms/"+esc("!does-not-exist:"+s.Config.ServerName)+"/messages?dir=b", nil), 403, "M_FORBIDDEN")
+		wantError(t, bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(msg), nil), 404, "M_NOT_FOUND")
+
+		forgotten := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(forgotten)
+		alice.SendText(forgotten, "before forgetting")
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(forgotten)+"/leave", map[string]any{}, nil)
+		if p := messages(t, alice, forgotten, "dir=b"); !slices.Contains(bodies(p.Chunk), "before forgetting") {
+			t.Fatalf("before forgetting, alice's history: %v", bodies(p.Chunk))
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(forgotten)+"/forget", map[string]any{}, nil)
+		wantError(t, alice.Do("GET", "/_matrix/client/v3/rooms/"+esc(forgotten)+"/messages", nil), 403, "M_FORBIDDEN")
+		wantError(t, alice.Do("GET", "/_matrix/client/v3/rooms/"+esc(forgotten)+"/messages?dir=b", nil), 403, "M_FORBIDDEN")
+		// Readers of the room still get parameter errors.
+		wantError(t, bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(forgotten)+"/messages", nil), 400, "M_INVALID_PARAM")
+	})
+}

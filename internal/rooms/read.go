@@ -75,9 +75,10 @@ type viewer struct {
 func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer, error) {
 	v := &viewer{s: s, userID: userID, byGroup: map[int64]bool{}}
 	m, err := s.store.GetMembership(ctx, roomID, userID)
-	if err == nil {
+	if err == nil && !m.Forgotten {
+		// A forgotten room is read as by someone never in it.
 		v.current = m.Membership
-	} else if !errors.Is(err, store.ErrNotFound) {
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	return v, nil
@@ -123,10 +124,22 @@ func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	return ok, nil
 }
 
+// errMayNotRead answers readers of rooms they may not see, and of rooms
+// not known here (which must not be told apart).
+var errMayNotRead = errcode.Forbidden("you are not allowed to view this room")
+
+// MayRead checks that a user may read a room at all (see mayRead).
+func (s *Service) MayRead(ctx context.Context, roomID, userID string) error {
+	_, err := s.mayRead(ctx, roomID, userID)
+	return err
+}
+
 // mayRead checks that a user may read a room at all: a member now or
-// before, or a world-readable room.
+// before (and the room not forgotten), or a world-readable room.
 func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, error) {
-	if _, err := s.versionOf(ctx, roomID); err != nil {
+	if _, err := s.versionOf(ctx, roomID); errors.Is(err, errUnknownRoom) {
+		return nil, errMayNotRead
+	} else if err != nil {
 		return nil, err
 	}
 	v, err := s.newViewer(ctx, roomID, userID)
@@ -139,7 +152,7 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, 
 	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && historyVisibility(hv) == "world_readable" {
 		return v, nil
 	}
-	return nil, errcode.Forbidden("you are not allowed to view this room")
+	return nil, errMayNotRead
 }
 
 // Page is a page of /messages.
@@ -489,9 +502,14 @@ func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map
 	return out, nil
 }
 
-// GetEvent returns one event a user may see.
+// GetEvent returns one event a user may see; M_NOT_FOUND otherwise (also
+// when the user may not read the room, which must not be told apart from
+// a missing event).
 func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceID string) (json.RawMessage, error) {
 	v, err := s.mayRead(ctx, roomID, userID)
+	if errors.Is(err, errMayNotRead) {
+		return nil, errcode.NotFound("event not found")
+	}
 	if err != nil {
 		return nil, err
 	}
