@@ -298,3 +298,48 @@ func TestUnreadableRoomsMessagesAndEvents(t *testing.T) {
 		wantError(t, bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(forgotten)+"/messages", nil), 400, "M_INVALID_PARAM")
 	})
 }
+
+// A user's unthreaded and threaded read receipts on one event share one
+// place in m.receipt: the unthreaded one is shown, whichever came last.
+func TestUnthreadedReceiptWinsOverThreadedOnSameEvent(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		root := alice.SendText(room, "root")
+		reply := alice.Send(room, "m.room.message", map[string]any{"msgtype": "m.text", "body": "in thread",
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+		base := "/_matrix/client/v3/rooms/" + esc(room) + "/receipt/m.read/" + esc(reply)
+		alice.MustDo("POST", base, map[string]any{}, nil)
+		alice.MustDo("POST", base, map[string]any{"thread_id": root}, nil)
+		var out struct {
+			Rooms struct {
+				Join map[string]struct {
+					Ephemeral struct {
+						Events []struct {
+							Type    string                                           `json:"type"`
+							Content map[string]map[string]map[string]map[string]any `json:"content"`
+						} `json:"events"`
+					} `json:"ephemeral"`
+				} `json:"join"`
+			} `json:"rooms"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0", nil, &out)
+		found := false
+		for _, e := range out.Rooms.Join[room].Ephemeral.Events {
+			if e.Type != "m.receipt" {
+				continue
+			}
+			r, ok := e.Content[reply]["m.read"][alice.UserID]
+			if !ok {
+				continue
+			}
+			found = true
+			if _, threaded := r["thread_id"]; threaded {
+				t.Fatalf("receipt shown is the threaded one: %v", r)
+			}
+		}
+		if !found {
+			t.Fatal("no read receipt of alice in her sync")
+		}
+	})
+}

@@ -564,6 +564,12 @@ func receiptEvents(rs []store.Receipt, userID string) map[string]json.RawMessage
 		if c[r.EventID][r.Type] == nil {
 			c[r.EventID][r.Type] = map[string]any{}
 		}
+		if prev, ok := c[r.EventID][r.Type][r.UserID].(map[string]any); ok && prev["thread_id"] == nil {
+			// A user's unthreaded and threaded receipts on one event
+			// clash in this shape: the unthreaded one wins (it says
+			// more), whichever came last.
+			continue
+		}
 		entry := map[string]any{"ts": r.TS}
 		if r.ThreadID != "" {
 			entry["thread_id"] = r.ThreadID
