@@ -343,3 +343,50 @@ func TestUnthreadedReceiptWinsOverThreadedOnSameEvent(t *testing.T) {
 		}
 	})
 }
+
+// Events served to a client carry its membership when they were sent
+// (unsigned.membership, MSC4115): "leave" before it joined, "join" from
+// its join on, in sync timelines, /messages and /event.
+func TestEventsCarryViewerMembership(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		pre := alice.SendText(room, "prejoin")
+		bob.Join(room)
+		post := alice.SendText(room, "postjoin")
+		want := func(where string, evs []event) {
+			t.Helper()
+			joined, seen := false, 0
+			for _, e := range evs {
+				if e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == bob.UserID {
+					joined = true
+				}
+				m := "leave"
+				if joined {
+					m = "join"
+				}
+				if e.Unsigned["membership"] != m {
+					t.Fatalf("%s: %s %s has membership %v, want %s", where, e.Type, e.EventID, e.Unsigned["membership"], m)
+				}
+				if e.EventID == pre || e.EventID == post {
+					seen++
+				}
+			}
+			if seen != 2 {
+				t.Fatalf("%s: both messages not shown", where)
+			}
+		}
+		want("sync", doSync(t, bob, "timeout=0").Rooms.Join[room].Timeline.Events)
+		p := messages(t, bob, room, "dir=b&limit=20")
+		slices.Reverse(p.Chunk)
+		want("messages", p.Chunk)
+		for id, m := range map[string]string{pre: "leave", post: "join"} {
+			var e event
+			bob.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(id), nil, &e)
+			if e.Unsigned["membership"] != m {
+				t.Fatalf("/event %s: membership %v, want %s", id, e.Unsigned["membership"], m)
+			}
+		}
+	})
+}

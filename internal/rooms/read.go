@@ -65,11 +65,47 @@ func historyVisibility(ev *pdu.Event) string {
 
 // viewer answers history visibility questions for one user in one room.
 type viewer struct {
-	s       *Service
-	userID  string
-	current string // the user's current membership
-	byGroup map[int64]bool
-	bf      *backfillView // see canSeeBackfilled; loaded on first use
+	s        *Service
+	userID   string
+	current  string // the user's current membership
+	byGroup  map[int64]bool
+	memberAt map[int64]string // see membershipAt
+	bf       *backfillView    // see canSeeBackfilled; loaded on first use
+}
+
+// membershipAt is the user's membership when row was sent (MSC4115): the
+// one it sets for their own member events, the one before it otherwise,
+// "leave" for none. Lookups are per state group, mostly the room's
+// current one, answered from the room cache.
+func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
+	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
+		var e struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(row.PDU, &e)
+		return e.Content.Membership
+	}
+	if m, ok := v.memberAt[row.StateGroup]; ok {
+		return m
+	}
+	m := "leave"
+	if ev, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
+		m = membershipOf(ev)
+	}
+	if v.memberAt == nil {
+		v.memberAt = map[int64]string{}
+	}
+	v.memberAt[row.StateGroup] = m
+	return m
+}
+
+// MembershipLookup returns membershipAt for one user in one room (rows
+// of that room only), remembering its answers.
+func (s *Service) MembershipLookup(userID string) func(ctx context.Context, row *store.EventRow) string {
+	v := &viewer{s: s, userID: userID}
+	return v.membershipAt
 }
 
 func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer, error) {
@@ -277,7 +313,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 				return nil, err
 			}
 			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && row.HasURL()) {
-				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID}))
+				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.membershipAt(ctx, row)}))
 				shown = append(shown, row)
 				senders[row.Sender] = true
 				if len(page.Chunk) == q.Limit {
@@ -525,7 +561,7 @@ func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceI
 	} else if !ok {
 		return nil, errcode.NotFound("event not found")
 	}
-	evs, err := s.withBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID})
+	evs, err := s.withBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.membershipAt(ctx, row)})
 	if err != nil {
 		return nil, err
 	}

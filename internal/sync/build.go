@@ -350,11 +350,12 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			return nil, err
 		}
 	}
+	membershipAt := s.rooms.MembershipLookup(req.UserID)
 	for _, row := range timeline {
-		if !tf.AllowsEvent(row.Type, row.Sender, false) || req.ignored[row.Sender] {
+		if !allowsRow(tf, row) || req.ignored[row.Sender] {
 			continue
 		}
-		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID]}))
+		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 		senders[row.Sender] = true
 		if row.Type == "m.room.member" {
 			timelineStateMember = true
@@ -486,11 +487,12 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 			return nil, err
 		}
 	}
+	membershipAt := s.rooms.MembershipLookup(req.UserID)
 	for _, row := range visible {
 		if req.ignored[row.Sender] || !allowsRow(tf, row) {
 			continue
 		}
-		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID]}))
+		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 	}
 	if len(rows) > 0 {
 		lr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
