@@ -316,7 +316,7 @@ func TestUnthreadedReceiptWinsOverThreadedOnSameEvent(t *testing.T) {
 				Join map[string]struct {
 					Ephemeral struct {
 						Events []struct {
-							Type    string                                           `json:"type"`
+							Type    string                                          `json:"type"`
 							Content map[string]map[string]map[string]map[string]any `json:"content"`
 						} `json:"events"`
 					} `json:"ephemeral"`
@@ -387,6 +387,62 @@ func TestEventsCarryViewerMembership(t *testing.T) {
 			if e.Unsigned["membership"] != m {
 				t.Fatalf("/event %s: membership %v, want %s", id, e.Unsigned["membership"], m)
 			}
+		}
+	})
+}
+
+// With use_state_after (MSC4222) a room's state runs to the end of its
+// timeline and is sent as state_after instead of state (under the
+// unstable key when the unstable parameter asked): an initial sync with
+// lazy-loaded members holds the members of every timeline sender, an
+// incremental one the state events of its timeline.
+func TestSyncStateAfter(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		f := url.QueryEscape(`{"room":{"timeline":{"limit":20},"state":{"lazy_load_members":true}}}`)
+		type roomState struct {
+			State      *struct{ Events []event } `json:"state"`
+			StateAfter *struct{ Events []event } `json:"state_after"`
+			Unstable   *struct{ Events []event } `json:"org.matrix.msc4222.state_after"`
+		}
+		get := func(q string) (roomState, string) {
+			var out struct {
+				NextBatch string `json:"next_batch"`
+				Rooms     struct {
+					Join map[string]roomState `json:"join"`
+				} `json:"rooms"`
+			}
+			alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&"+q, nil, &out)
+			return out.Rooms.Join[room], out.NextBatch
+		}
+		r, since := get("use_state_after=true&filter=" + f)
+		if r.State != nil || r.StateAfter == nil {
+			t.Fatalf("initial sync: state %v, state_after %v", r.State, r.StateAfter)
+		}
+		for _, u := range []string{alice.UserID, bob.UserID} {
+			if !hasMembership(r.StateAfter.Events, u, "join") {
+				t.Fatalf("state_after lacks the member event of %s: %+v", u, r.StateAfter.Events)
+			}
+		}
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.topic/", map[string]any{"topic": "new"}, nil)
+		alice.SendText(room, "after the topic")
+		r, _ = get("org.matrix.msc4222.use_state_after=true&since=" + url.QueryEscape(since))
+		if r.State != nil || r.StateAfter != nil || r.Unstable == nil {
+			t.Fatalf("unstable parameter: state %v, state_after %v, unstable %v", r.State, r.StateAfter, r.Unstable)
+		}
+		found := false
+		for _, e := range r.Unstable.Events {
+			found = found || e.Type == "m.room.topic" && e.Content["topic"] == "new"
+		}
+		if !found {
+			t.Fatalf("incremental state_after lacks the new topic: %+v", r.Unstable.Events)
+		}
+		// Without the parameter, state keeps its meaning.
+		if r, _ := get("since=" + url.QueryEscape(since)); r.State == nil || r.StateAfter != nil || len(r.State.Events) != 0 {
+			t.Fatalf("plain incremental sync: state %v, state_after %v", r.State, r.StateAfter)
 		}
 	})
 }

@@ -380,13 +380,22 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		sf = req.Filter.Room.State
 	}
 	lazy := sf != nil && sf.LazyLoadMembers
+	// With state_after (MSC4222) the state runs to the end of the
+	// timeline instead: all of it when fresh, else the window's changes
+	// (those of the timeline rows when it is not limited).
+	after := req.StateAfter != ""
+	jr.stateAfter = req.StateAfter
 	var st store.StateMap
 	if fresh {
 		if st, err = s.rooms.CurrentStateIDs(ctx, m.RoomID); err != nil {
 			return nil, err
 		}
 	} else if limited && len(rows) > 0 {
-		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, rows[0].Pos-1)
+		end := rows[0].Pos - 1
+		if after {
+			end = cur.Events
+		}
+		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, end)
 		if err != nil {
 			return nil, err
 		}
@@ -394,10 +403,17 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		for _, g := range gap {
 			st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
 		}
+	} else if after {
+		st = store.StateMap{}
+		for _, row := range rows {
+			if row.StateKey.Valid {
+				st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+			}
+		}
 	}
 	if len(st) > 0 {
 		for k, id := range st {
-			drop := inTimeline[id] || !sf.AllowsEvent(k.Type, "", false)
+			drop := (inTimeline[id] && !after) || !sf.AllowsEvent(k.Type, "", false)
 			if lazy && k.Type == "m.room.member" && !senders[k.StateKey] && k.StateKey != req.UserID {
 				drop = true
 			}
@@ -499,15 +515,24 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 	} else {
 		lr.Timeline.PrevBatch = streamtoken.Pagination(m.Pos)
 	}
+	after := req.StateAfter != "" // state to the leave (MSC4222), see joinedRoom
+	lr.stateAfter = req.StateAfter
 	var st store.StateMap
 	switch {
 	case full:
 		if st, err = s.rooms.StateAfter(ctx, m.RoomID, m.EventID); err != nil {
 			return nil, err
 		}
+	case after && !lr.Timeline.Limited && len(rows) > 0:
+		st = store.StateMap{}
+		for _, row := range rows {
+			if row.StateKey.Valid {
+				st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+			}
+		}
 	case lr.Timeline.Limited || len(rows) == 0:
 		end := m.Pos
-		if len(rows) > 0 {
+		if len(rows) > 0 && !after {
 			end = rows[0].Pos - 1
 		}
 		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, end)
@@ -525,7 +550,7 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 			sf = req.Filter.Room.State
 		}
 		for _, row := range rows {
-			if row.StateKey.Valid && st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] == row.EventID {
+			if !after && row.StateKey.Valid && st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] == row.EventID {
 				delete(st, store.StateKey{Type: row.Type, StateKey: row.StateKey.String})
 			}
 		}
