@@ -52,6 +52,10 @@ type RoomEventFilter struct {
 	LazyLoadMembers         bool     `json:"lazy_load_members,omitempty"`
 	IncludeRedundantMembers bool     `json:"include_redundant_members,omitempty"`
 	UnreadThreadNotifs      bool     `json:"unread_thread_notifications,omitempty"`
+	// RelTypes and NotRelTypes filter on the rel_type of an event's
+	// m.relates_to (MSC3874, unstable names).
+	RelTypes    []string `json:"org.matrix.msc3874.rel_types,omitempty"`
+	NotRelTypes []string `json:"org.matrix.msc3874.not_rel_types,omitempty"`
 }
 
 // Parse decodes and validates a filter.
@@ -189,4 +193,22 @@ func (f *RoomFilter) AllowsRoom(roomID string) bool {
 		return false
 	}
 	return !slices.Contains(f.NotRooms, roomID)
+}
+
+// FiltersRelations reports whether the filter looks at relation types (so
+// that callers read them only then).
+func (f *RoomEventFilter) FiltersRelations() bool {
+	return f != nil && (f.RelTypes != nil || len(f.NotRelTypes) > 0)
+}
+
+// AllowsRelation checks the rel_type of an event's m.relates_to ("" for
+// none): an event without one never passes rel_types.
+func (f *RoomEventFilter) AllowsRelation(relType string) bool {
+	if f == nil {
+		return true
+	}
+	if f.RelTypes != nil && (relType == "" || !slices.Contains(f.RelTypes, relType)) {
+		return false
+	}
+	return relType == "" || !slices.Contains(f.NotRelTypes, relType)
 }

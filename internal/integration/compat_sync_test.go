@@ -446,3 +446,33 @@ func TestSyncStateAfter(t *testing.T) {
 		}
 	})
 }
+
+// /messages filters on relation types (MSC3874's unstable rel_types and
+// not_rel_types): events without a relation pass only not_rel_types.
+func TestMessagesRelationTypeFilter(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		from := doSync(t, alice, "timeout=0").NextBatch
+		root := alice.SendText(room, "root")
+		thread := alice.Send(room, "m.room.message", map[string]any{"msgtype": "m.text", "body": "thread",
+			"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+		ref := alice.Send(room, "m.room.message", map[string]any{"msgtype": "m.text", "body": "reference",
+			"m.relates_to": map[string]any{"rel_type": "m.reference", "event_id": root}})
+		for f, want := range map[string][]string{
+			`{"org.matrix.msc3874.rel_types":["m.thread"]}`:                   {thread},
+			`{"org.matrix.msc3874.rel_types":["m.thread","m.reference"]}`:     {thread, ref},
+			`{"org.matrix.msc3874.not_rel_types":["m.thread"]}`:               {root, ref},
+			`{"org.matrix.msc3874.not_rel_types":["m.reference","m.thread"]}`: {root},
+		} {
+			p := messages(t, alice, room, "dir=f&from="+url.QueryEscape(from)+"&filter="+url.QueryEscape(f))
+			var got []string
+			for _, e := range p.Chunk {
+				got = append(got, e.EventID)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("filter %s: %v, want %v", f, got, want)
+			}
+		}
+	})
+}

@@ -312,6 +312,9 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			if err != nil {
 				return nil, err
 			}
+			if ok && q.Filter.FiltersRelations() {
+				ok = q.Filter.AllowsRelation(relTypeOf(row))
+			}
 			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && row.HasURL()) {
 				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.membershipAt(ctx, row)}))
 				shown = append(shown, row)
@@ -710,4 +713,17 @@ func appendRawList(out []byte, items []json.RawMessage) []byte {
 		out = append(out, e...)
 	}
 	return append(out, ']')
+}
+
+// relTypeOf is the rel_type of an event's m.relates_to, "" for none.
+func relTypeOf(row *store.EventRow) string {
+	var e struct {
+		Content struct {
+			RelatesTo struct {
+				RelType string `json:"rel_type"`
+			} `json:"m.relates_to"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(row.PDU, &e)
+	return e.Content.RelatesTo.RelType
 }
