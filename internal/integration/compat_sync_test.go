@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"testing"
@@ -473,6 +474,39 @@ func TestMessagesRelationTypeFilter(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("filter %s: %v, want %v", f, got, want)
 			}
+		}
+	})
+}
+
+// When an event arrives after a hole in the room's history that its
+// server's missing events could not fill, the next sync's timeline starts
+// after the hole and is limited: events from before the hole are not
+// shown as if they were contiguous with it.
+func TestSyncTimelineLimitedAfterHistoryGap(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		f := url.QueryEscape(`{"room":{"timeline":{"limit":40}}}`)
+		since := doSync(t, bob, "timeout=0&filter="+f).NextBatch
+		bob.SendText(room, "before the hole")
+		frStopQueues(p.a)
+		for i := 0; i < 30; i++ {
+			alice.SendText(room, fmt.Sprintf("unsent %d", i))
+		}
+		last := alice.SendText(room, "end")
+		frRelay(t, p.a, p.b, last)
+		s := doSync(t, bob, "timeout=0&filter="+f+"&since="+url.QueryEscape(since))
+		tl := s.Rooms.Join[room].Timeline
+		if len(tl.Events) == 0 || tl.Events[len(tl.Events)-1].EventID != last {
+			t.Fatalf("timeline does not end with the relayed event: %v", bodies(tl.Events))
+		}
+		if !tl.Limited {
+			t.Fatalf("timeline across a hole is not limited: %v", bodies(tl.Events))
+		}
+		if slices.Contains(bodies(tl.Events), "before the hole") {
+			t.Fatalf("timeline shows an event from before the hole: %v", bodies(tl.Events))
 		}
 	})
 }

@@ -328,7 +328,15 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		return nil, nil
 	}
 	limited := len(rows) > limit
-	if limited {
+	// An event after a hole in the room's history starts the timeline:
+	// what came before the hole is not shown as if it were contiguous.
+	if len(rows) > 0 {
+		if g := s.rooms.GapAt(m.RoomID, lo, cur.Events); g > 0 && g >= rows[len(rows)-1].Pos {
+			rows = slices.DeleteFunc(rows, func(r *store.EventRow) bool { return r.Pos < g })
+			limited = true
+		}
+	}
+	if len(rows) > limit {
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
