@@ -510,3 +510,26 @@ func TestSyncTimelineLimitedAfterHistoryGap(t *testing.T) {
 		}
 	})
 }
+
+// /members?at= answers the members as of a point of the room's timeline
+// (a prev_batch token): not those who joined later; a point before the
+// room's first event has no members to answer, which is a 404 rather than
+// the members of now.
+func TestMembersAtPoint(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		alice.SendText(room, "before bob")
+		at := doSync(t, alice, "timeout=0").NextBatch
+		bob.Join(room)
+		var out struct {
+			Chunk []event `json:"chunk"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/members?at="+url.QueryEscape(at), nil, &out)
+		if len(out.Chunk) != 1 || !hasMembership(out.Chunk, alice.UserID, "join") {
+			t.Fatalf("members at the token: %+v, want alice alone", out.Chunk)
+		}
+		wantError(t, alice.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/members?at=t0", nil), 404, "M_NOT_FOUND")
+	})
+}

@@ -484,10 +484,13 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 		if err != nil {
 			return nil, err
 		}
-		if len(rows) > 0 {
-			if st, err = s.stateAfter(ctx, rows[0].EventID); err != nil {
-				return nil, err
-			}
+		if len(rows) == 0 {
+			// No point of the room at or before the token: not the
+			// members of now.
+			return nil, errcode.NotFound("no event of the room at or before the at token")
+		}
+		if st, err = s.stateAfter(ctx, rows[0].EventID); err != nil {
+			return nil, err
 		}
 	}
 	memberIDs := store.StateMap{}
