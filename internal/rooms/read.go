@@ -68,6 +68,7 @@ type viewer struct {
 	s        *Service
 	userID   string
 	current  string // the user's current membership
+	sincePos int64  // the position of the user's current membership
 	byGroup  map[int64]bool
 	memberAt map[int64]string // see membershipAt
 	bf       *backfillView    // see canSeeBackfilled; loaded on first use
@@ -87,6 +88,9 @@ func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 		_ = json.Unmarshal(row.PDU, &e)
 		return e.Content.Membership
 	}
+	if v.current != "" && v.sincePos > 0 && row.Pos > v.sincePos {
+		return v.current // sent after the user's latest membership change
+	}
 	if m, ok := v.memberAt[row.StateGroup]; ok {
 		return m
 	}
@@ -102,9 +106,10 @@ func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 }
 
 // MembershipLookup returns membershipAt for one user in one room (rows
-// of that room only), remembering its answers.
-func (s *Service) MembershipLookup(userID string) func(ctx context.Context, row *store.EventRow) string {
-	v := &viewer{s: s, userID: userID}
+// of that room only), remembering its answers; m is the user's membership
+// row there, which answers for the events after it without a lookup.
+func (s *Service) MembershipLookup(m store.Membership) func(ctx context.Context, row *store.EventRow) string {
+	v := &viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos}
 	return v.membershipAt
 }
 
@@ -113,7 +118,7 @@ func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer
 	m, err := s.store.GetMembership(ctx, roomID, userID)
 	if err == nil && !m.Forgotten {
 		// A forgotten room is read as by someone never in it.
-		v.current = m.Membership
+		v.current, v.sincePos = m.Membership, m.Pos
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}

@@ -358,7 +358,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			return nil, err
 		}
 	}
-	membershipAt := s.rooms.MembershipLookup(req.UserID)
+	membershipAt := s.rooms.MembershipLookup(m)
 	for _, row := range timeline {
 		if !allowsRow(tf, row) || req.ignored[row.Sender] {
 			continue
@@ -511,7 +511,7 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 			return nil, err
 		}
 	}
-	membershipAt := s.rooms.MembershipLookup(req.UserID)
+	membershipAt := s.rooms.MembershipLookup(m)
 	for _, row := range visible {
 		if req.ignored[row.Sender] || !allowsRow(tf, row) {
 			continue
