@@ -191,11 +191,12 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			}
 		}
 		if len(met) > 0 {
+			had := make(map[string]bool, len(ps))
+			for _, p := range ps {
+				had[p.UserID] = true
+			}
 			slices.Sort(met)
-			met = slices.Compact(met)
-			met = slices.DeleteFunc(met, func(u string) bool {
-				return slices.ContainsFunc(ps, func(p store.Presence) bool { return p.UserID == u })
-			})
+			met = slices.DeleteFunc(slices.Compact(met), func(u string) bool { return had[u] })
 			more, err := s.store.PresenceOf(ctx, met)
 			if err != nil {
 				return nil, err
