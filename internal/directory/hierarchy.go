@@ -174,7 +174,9 @@ func (s *Service) userAccess(ctx context.Context, userID string) (*access, error
 	}
 	a := &access{membership: make(map[string]string, len(ms))}
 	for _, m := range ms {
-		a.membership[m.RoomID] = m.Membership
+		if !m.Forgotten {
+			a.membership[m.RoomID] = m.Membership
+		}
 	}
 	return a, nil
 }

@@ -8,8 +8,10 @@ package filter
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path"
 	"slices"
+	"strings"
 )
 
 // Filter is a whole sync filter.
@@ -50,6 +52,10 @@ type RoomEventFilter struct {
 	LazyLoadMembers         bool     `json:"lazy_load_members,omitempty"`
 	IncludeRedundantMembers bool     `json:"include_redundant_members,omitempty"`
 	UnreadThreadNotifs      bool     `json:"unread_thread_notifications,omitempty"`
+	// RelTypes and NotRelTypes filter on the rel_type of an event's
+	// m.relates_to (MSC3874, unstable names).
+	RelTypes    []string `json:"org.matrix.msc3874.rel_types,omitempty"`
+	NotRelTypes []string `json:"org.matrix.msc3874.not_rel_types,omitempty"`
 }
 
 // Parse decodes and validates a filter.
@@ -67,9 +73,15 @@ func Parse(data []byte) (*Filter, error) {
 		}
 	}
 	if f.Room != nil {
+		if err := roomIDs(f.Room.Rooms, f.Room.NotRooms); err != nil {
+			return nil, err
+		}
 		for _, rf := range []*RoomEventFilter{f.Room.Ephemeral, f.Room.State, f.Room.Timeline, f.Room.AccountData} {
 			if rf != nil {
 				if err := rf.EventFilter.validate(); err != nil {
+					return nil, err
+				}
+				if err := roomIDs(rf.Rooms, rf.NotRooms); err != nil {
 					return nil, err
 				}
 			}
@@ -79,8 +91,31 @@ func Parse(data []byte) (*Filter, error) {
 }
 
 func (f *EventFilter) validate() error {
-	if f != nil && f.Limit != nil && *f.Limit < 0 {
+	if f == nil {
+		return nil
+	}
+	if f.Limit != nil && *f.Limit < 0 {
 		return errors.New("limit must not be negative")
+	}
+	for _, l := range [][]string{f.Senders, f.NotSenders} {
+		for _, u := range l {
+			if len(u) < 4 || u[0] != '@' || !strings.Contains(u, ":") {
+				return fmt.Errorf("%q is not a user id", u)
+			}
+		}
+	}
+	return nil
+}
+
+// roomIDs checks that lists of rooms hold room ids ("!" and an opaque
+// part; older versions add ":server").
+func roomIDs(lists ...[]string) error {
+	for _, l := range lists {
+		for _, r := range l {
+			if len(r) < 2 || r[0] != '!' {
+				return fmt.Errorf("%q is not a room id", r)
+			}
+		}
 	}
 	return nil
 }
@@ -158,4 +193,22 @@ func (f *RoomFilter) AllowsRoom(roomID string) bool {
 		return false
 	}
 	return !slices.Contains(f.NotRooms, roomID)
+}
+
+// FiltersRelations reports whether the filter looks at relation types (so
+// that callers read them only then).
+func (f *RoomEventFilter) FiltersRelations() bool {
+	return f != nil && (f.RelTypes != nil || len(f.NotRelTypes) > 0)
+}
+
+// AllowsRelation checks the rel_type of an event's m.relates_to ("" for
+// none): an event without one never passes rel_types.
+func (f *RoomEventFilter) AllowsRelation(relType string) bool {
+	if f == nil {
+		return true
+	}
+	if f.RelTypes != nil && (relType == "" || !slices.Contains(f.RelTypes, relType)) {
+		return false
+	}
+	return relType == "" || !slices.Contains(f.NotRelTypes, relType)
 }

@@ -30,3 +30,23 @@ func TestAllows(t *testing.T) {
 		t.Fatal("negative limit accepted")
 	}
 }
+
+func TestRelationFilter(t *testing.T) {
+	only := &RoomEventFilter{RelTypes: []string{"m.thread"}}
+	not := &RoomEventFilter{NotRelTypes: []string{"m.thread"}}
+	for _, c := range []struct {
+		f       *RoomEventFilter
+		rel     string
+		allowed bool
+	}{
+		{nil, "m.thread", true}, {only, "m.thread", true}, {only, "m.reference", false}, {only, "", false},
+		{not, "m.thread", false}, {not, "m.reference", true}, {not, "", true},
+	} {
+		if got := c.f.AllowsRelation(c.rel); got != c.allowed {
+			t.Errorf("%+v allows %q: %v", c.f, c.rel, got)
+		}
+	}
+	if (&RoomEventFilter{}).FiltersRelations() || !only.FiltersRelations() || !not.FiltersRelations() {
+		t.Error("FiltersRelations")
+	}
+}

@@ -303,7 +303,8 @@ func (s *Service) storeBackfilled(ctx context.Context, server, roomID string, v 
 		if err := tx.DeleteBackwardExtremities(ctx, roomID, ids); err != nil {
 			return err
 		}
-		return s.addBackwardExtremities(ctx, tx, roomID, evs)
+		_, err := s.addBackwardExtremities(ctx, tx, roomID, evs)
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -375,8 +376,9 @@ func (s *Service) nextBackfillPositions(ctx context.Context, n int) (int64, erro
 }
 
 // addBackwardExtremities records the prev events of evs that are not in
-// the room's timeline here (nor known rejected) as backward extremities.
-func (s *Service) addBackwardExtremities(ctx context.Context, tx *store.Tx, roomID string, evs []*pdu.Event) error {
+// the room's timeline here (nor known rejected) as backward extremities,
+// and tells whether there were any.
+func (s *Service) addBackwardExtremities(ctx context.Context, tx *store.Tx, roomID string, evs []*pdu.Event) (bool, error) {
 	var prevs []string
 	for _, ev := range evs {
 		for _, p := range ev.PrevEvents {
@@ -386,11 +388,11 @@ func (s *Service) addBackwardExtremities(ctx context.Context, tx *store.Tx, room
 		}
 	}
 	if len(prevs) == 0 {
-		return nil
+		return false, nil
 	}
 	known, err := tx.KnownEventIDs(ctx, prevs)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var unknown []string
 	for _, p := range prevs {
@@ -399,22 +401,24 @@ func (s *Service) addBackwardExtremities(ctx context.Context, tx *store.Tx, room
 		}
 	}
 	if len(unknown) == 0 {
-		return nil
+		return false, nil
 	}
 	rej, err := tx.RejectedEventIDs(ctx, unknown)
 	if err != nil {
-		return err
+		return false, err
 	}
+	added := false
 	for _, ev := range evs {
 		for _, p := range ev.PrevEvents {
 			if slices.Contains(unknown, p) && !rej[p] {
 				if err := tx.AddBackwardExtremity(ctx, roomID, p, ev.Depth); err != nil {
-					return err
+					return false, err
 				}
+				added = true
 			}
 		}
 	}
-	return nil
+	return added, nil
 }
 
 // IndexBackwardExtremities is an indexer that keeps a room's backward
@@ -431,5 +435,9 @@ func (s *Service) IndexBackwardExtremities(ctx context.Context, tx *store.Tx, ev
 			return err
 		}
 	}
-	return s.addBackwardExtremities(ctx, tx, ev.RoomID, []*pdu.Event{ev})
+	gap, err := s.addBackwardExtremities(ctx, tx, ev.RoomID, []*pdu.Event{ev})
+	if gap && pos > 0 && serverOf(ev.Sender) != s.serverName {
+		tx.OnCommitted(func() { s.gaps.add(ev.RoomID, pos) })
+	}
+	return err
 }

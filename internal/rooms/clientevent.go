@@ -70,6 +70,9 @@ type Format struct {
 	// Relations is the bundled aggregation shown as unsigned.m.relations
 	// (nil for none), see Bundles.
 	Relations json.RawMessage
+	// Membership is the viewer's membership when the event was sent,
+	// shown as unsigned.membership (MSC4115); "" for none.
+	Membership string
 }
 
 // ClientEvent renders a stored event for a client. The fixed part of the
@@ -97,6 +100,10 @@ func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 	if row.TxnID.Valid && row.Sender == f.Viewer && row.TxnDevice.String == f.DeviceID {
 		out = append(out, `,"transaction_id":`...)
 		out = appendJSONString(out, row.TxnID.String)
+	}
+	if f.Membership != "" {
+		out = append(out, `,"membership":`...)
+		out = appendJSONString(out, f.Membership)
 	}
 	if len(f.Relations) > 0 {
 		out = append(out, `,"m.relations":`...)

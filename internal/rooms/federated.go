@@ -98,6 +98,15 @@ func (s *Service) ParsePDU(ctx context.Context, raw json.RawMessage) (*pdu.Event
 		return nil, errcode.BadJSON("PDU has no room_id")
 	}
 	v, err := s.versionOf(ctx, head.RoomID)
+	if errors.Is(err, errUnknownRoom) {
+		// A room not known here may still hold a local user's invite,
+		// whose end is parsed with the invite's room version.
+		if id, rerr := s.store.RemoteRoomVersion(ctx, head.RoomID); rerr == nil {
+			if rv, ok := roomversion.Get(id); ok {
+				v, err = rv, nil
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +126,16 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, evs []*pdu.Eve
 	out := PDUResult{}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Depth < evs[j].Depth })
 	ctx = s.preverify(ctx, evs)
+	if len(evs) > 0 {
+		if _, err := s.versionOf(ctx, evs[0].RoomID); errors.Is(err, errUnknownRoom) {
+			// A room not known here: only the end of a local user's
+			// invite (or knock) can concern this server.
+			for _, ev := range evs {
+				out[ev.ID] = s.receiveRemoteLeave(ctx, origin, ev)
+			}
+			return out
+		}
+	}
 	for i := 0; i < len(evs); {
 		// Runs of events that extend the room linearly commit together;
 		// any other event takes the general pipeline alone.
@@ -945,4 +964,36 @@ func (s *Service) commitLinear(ctx context.Context, r *roomState, ev *pdu.Event,
 	b.events = append(b.events, pe)
 	b.prev, b.depth = []string{ev.ID}, max(r.depth, ev.Depth)
 	return s.commit(ctx, b)
+}
+
+// receiveRemoteLeave takes the leave ending a local user's invite to a
+// room not known here (the inviter rescinded it): it is checked against
+// that invite and kept for the user's syncs.
+func (s *Service) receiveRemoteLeave(ctx context.Context, origin string, ev *pdu.Event) error {
+	if ev.Type != "m.room.member" || ev.StateKey == nil || serverOf(*ev.StateKey) != s.serverName || membershipOf(ev) != "leave" {
+		return errors.New("the room is not known here")
+	}
+	m, err := s.store.GetRemoteMembership(ctx, ev.RoomID, *ev.StateKey)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && m.Membership == "leave") {
+		return errors.New("the room is not known here")
+	}
+	if err != nil {
+		return err
+	}
+	if m.RoomVersion != ev.Version.ID {
+		return rejectedf("room version %s does not match the invite's", ev.Version.ID)
+	}
+	// This server cannot check the leave against the room's state: only
+	// the inviter may rescind their invite here.
+	inv, err := pdu.Parse(m.PDU, ev.Version)
+	if err != nil || m.Membership != "invite" || ev.Sender != inv.Sender || serverOf(ev.Sender) != origin {
+		return rejectedf("only the inviter may rescind an invite to a room not known here")
+	}
+	if _, err := s.verifiedOnce(ctx, ev); err != nil {
+		return err
+	}
+	return s.putRemoteMembership(ctx, store.RemoteMembership{
+		RoomID: ev.RoomID, UserID: *ev.StateKey, Membership: "leave", EventID: ev.ID, RoomVersion: m.RoomVersion,
+		PDU: ev.JSON(), Stripped: []byte("[]"), Servers: m.Servers,
+	})
 }

@@ -2,6 +2,8 @@ package rooms
 
 import (
 	"context"
+	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -310,12 +312,14 @@ func (s *Service) putRemoteMembership(ctx context.Context, m store.RemoteMembers
 		pos = tx.Alloc(s.store.Streams.Events)
 		s.membershipsChanged(tx, m.UserID)
 		s.noteMembershipChange(pos)
-		if m.Membership == "leave" {
+		if m.Membership == "leave" && len(m.PDU) == 0 {
 			if err := tx.DeleteRemoteMembership(ctx, m.RoomID, m.UserID); err != nil {
 				return err
 			}
 			return tx.SetMembership(ctx, store.Membership{RoomID: m.RoomID, UserID: m.UserID, Membership: "leave", EventID: m.EventID, Pos: pos})
 		}
+		// A leave with its event is kept so that the user's syncs can show
+		// it: the room's events are not stored here.
 		return tx.PutRemoteMembership(ctx, m, pos)
 	})
 	if err != nil {
@@ -729,7 +733,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 // sent it.
 func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, error) {
 	m, err := s.store.GetRemoteMembership(ctx, c.RoomID, c.Target)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && m.Membership == "leave") {
 		return "", errcode.Forbidden("you are not invited to this room")
 	}
 	if err != nil {
@@ -740,7 +744,7 @@ func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, erro
 	if ev, err := pdu.Parse(m.PDU, mustVersion(m.RoomVersion)); err == nil {
 		servers = append([]string{serverOf(ev.Sender)}, servers...)
 	}
-	eventID := ""
+	var leave *pdu.Event
 	if s.federated() {
 		var resp json.RawMessage
 		_, _, ev, err := s.handshake(ctx, c, servers, &resp)
@@ -748,14 +752,23 @@ func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, erro
 			// The invite is declined here even when its server cannot be told.
 			s.log.Info("federation: could not send the leave", "room_id", c.RoomID, "err", err)
 		} else {
-			eventID = ev.ID
+			leave = ev
 		}
 	}
-	if eventID == "" {
-		eventID = m.EventID
+	if leave == nil {
+		// Nobody could be told: a leave built here after the invite still
+		// shows the user's syncs that the invite is gone.
+		if leave, err = s.localLeave(m); err != nil {
+			s.log.Info("federation: could not build a local leave", "room_id", c.RoomID, "err", err)
+			err = s.putRemoteMembership(ctx, store.RemoteMembership{RoomID: c.RoomID, UserID: c.Target, Membership: "leave", EventID: m.EventID})
+			return m.EventID, err
+		}
 	}
-	err = s.putRemoteMembership(ctx, store.RemoteMembership{RoomID: c.RoomID, UserID: c.Target, Membership: "leave", EventID: eventID})
-	return eventID, err
+	err = s.putRemoteMembership(ctx, store.RemoteMembership{
+		RoomID: c.RoomID, UserID: c.Target, Membership: "leave", EventID: leave.ID, RoomVersion: m.RoomVersion,
+		PDU: leave.JSON(), Stripped: []byte("[]"), Servers: m.Servers,
+	})
+	return leave.ID, err
 }
 
 func mustVersion(id string) *roomversion.Version {
@@ -896,4 +909,49 @@ func (s *Service) inviteRemoteUsers(ctx context.Context, roomID, sender string, 
 			s.log.Warn("invite at room creation failed", "room_id", roomID, "user_id", u, "err", err)
 		}
 	}
+}
+
+// localLeave builds, signed by this server, the leave that declines a
+// remote invite (or knock) when no server of the room could be reached:
+// it follows the invite, so the user's clients see the invite end.
+func (s *Service) localLeave(m *store.RemoteMembership) (*pdu.Event, error) {
+	v, ok := roomversion.Get(m.RoomVersion)
+	if !ok {
+		return nil, fmt.Errorf("room version %q is not supported", m.RoomVersion)
+	}
+	prev, err := pdu.Parse(m.PDU, v)
+	if err != nil {
+		return nil, err
+	}
+	p := pdu.Proto{RoomID: m.RoomID, Sender: m.UserID, Type: "m.room.member", StateKey: &m.UserID,
+		Content: json.RawMessage(`{"membership":"leave"}`), PrevEvents: []string{prev.ID}, AuthEvents: []string{prev.ID},
+		Depth: prev.Depth + 1, OriginServerTS: time.Now().UnixMilli()}
+	if v.EventIDs == roomversion.EventIDServer {
+		h := prev.ReferenceHash()
+		p.RefHashes = map[string]string{prev.ID: base64.RawStdEncoding.EncodeToString(h[:])}
+	}
+	return pdu.Build(p, v, s.serverName, s.key)
+}
+
+// RemoteLeave returns, as an event row, the leave a user sent (or was
+// sent) for a room not known here, or nil: the only event of that room a
+// sync can show them.
+func (s *Service) RemoteLeave(ctx context.Context, roomID, userID string) (*store.EventRow, error) {
+	m, err := s.store.GetRemoteMembership(ctx, roomID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, ok := roomversion.Get(m.RoomVersion)
+	if m.Membership != "leave" || len(m.PDU) == 0 || !ok {
+		return nil, nil
+	}
+	ev, err := pdu.Parse(m.PDU, v)
+	if err != nil {
+		return nil, nil
+	}
+	return &store.EventRow{EventID: ev.ID, RoomID: roomID, Type: ev.Type, StateKey: sql.NullString{String: userID, Valid: true},
+		Sender: ev.Sender, Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: m.PDU, Unsigned: []byte("{}")}, nil
 }

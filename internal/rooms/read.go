@@ -65,19 +65,61 @@ func historyVisibility(ev *pdu.Event) string {
 
 // viewer answers history visibility questions for one user in one room.
 type viewer struct {
-	s       *Service
-	userID  string
-	current string // the user's current membership
-	byGroup map[int64]bool
-	bf      *backfillView // see canSeeBackfilled; loaded on first use
+	s        *Service
+	userID   string
+	current  string // the user's current membership
+	sincePos int64  // the position of the user's current membership
+	byGroup  map[int64]bool
+	memberAt map[int64]string // see membershipAt
+	bf       *backfillView    // see canSeeBackfilled; loaded on first use
+}
+
+// membershipAt is the user's membership when row was sent (MSC4115): the
+// one it sets for their own member events, the one before it otherwise,
+// "leave" for none. Lookups are per state group, mostly the room's
+// current one, answered from the room cache.
+func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
+	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
+		var e struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(row.PDU, &e)
+		return e.Content.Membership
+	}
+	if v.current != "" && v.sincePos > 0 && row.Pos > v.sincePos {
+		return v.current // sent after the user's latest membership change
+	}
+	if m, ok := v.memberAt[row.StateGroup]; ok {
+		return m
+	}
+	m := "leave"
+	if ev, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
+		m = membershipOf(ev)
+	}
+	if v.memberAt == nil {
+		v.memberAt = map[int64]string{}
+	}
+	v.memberAt[row.StateGroup] = m
+	return m
+}
+
+// MembershipLookup returns membershipAt for one user in one room (rows
+// of that room only), remembering its answers; m is the user's membership
+// row there, which answers for the events after it without a lookup.
+func (s *Service) MembershipLookup(m store.Membership) func(ctx context.Context, row *store.EventRow) string {
+	v := &viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos}
+	return v.membershipAt
 }
 
 func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer, error) {
 	v := &viewer{s: s, userID: userID, byGroup: map[int64]bool{}}
 	m, err := s.store.GetMembership(ctx, roomID, userID)
-	if err == nil {
-		v.current = m.Membership
-	} else if !errors.Is(err, store.ErrNotFound) {
+	if err == nil && !m.Forgotten {
+		// A forgotten room is read as by someone never in it.
+		v.current, v.sincePos = m.Membership, m.Pos
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
 	return v, nil
@@ -123,10 +165,22 @@ func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	return ok, nil
 }
 
+// errMayNotRead answers readers of rooms they may not see, and of rooms
+// not known here (which must not be told apart).
+var errMayNotRead = errcode.Forbidden("you are not allowed to view this room")
+
+// MayRead checks that a user may read a room at all (see mayRead).
+func (s *Service) MayRead(ctx context.Context, roomID, userID string) error {
+	_, err := s.mayRead(ctx, roomID, userID)
+	return err
+}
+
 // mayRead checks that a user may read a room at all: a member now or
-// before, or a world-readable room.
+// before (and the room not forgotten), or a world-readable room.
 func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, error) {
-	if _, err := s.versionOf(ctx, roomID); err != nil {
+	if _, err := s.versionOf(ctx, roomID); errors.Is(err, errUnknownRoom) {
+		return nil, errMayNotRead
+	} else if err != nil {
 		return nil, err
 	}
 	v, err := s.newViewer(ctx, roomID, userID)
@@ -139,7 +193,7 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, 
 	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && historyVisibility(hv) == "world_readable" {
 		return v, nil
 	}
-	return nil, errcode.Forbidden("you are not allowed to view this room")
+	return nil, errMayNotRead
 }
 
 // Page is a page of /messages.
@@ -278,8 +332,11 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			if err != nil {
 				return nil, err
 			}
+			if ok && q.Filter.FiltersRelations() {
+				ok = q.Filter.AllowsRelation(relTypeOf(row))
+			}
 			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && row.HasURL()) {
-				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID}))
+				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.membershipAt(ctx, row)}))
 				shown = append(shown, row)
 				senders[row.Sender] = true
 				if len(page.Chunk) == q.Limit {
@@ -447,10 +504,13 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 		if err != nil {
 			return nil, err
 		}
-		if len(rows) > 0 {
-			if st, err = s.stateAfter(ctx, rows[0].EventID); err != nil {
-				return nil, err
-			}
+		if len(rows) == 0 {
+			// No point of the room at or before the token: not the
+			// members of now.
+			return nil, errcode.NotFound("no event of the room at or before the at token")
+		}
+		if st, err = s.stateAfter(ctx, rows[0].EventID); err != nil {
+			return nil, err
 		}
 	}
 	memberIDs := store.StateMap{}
@@ -504,9 +564,14 @@ func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map
 	return out, nil
 }
 
-// GetEvent returns one event a user may see.
+// GetEvent returns one event a user may see; M_NOT_FOUND otherwise (also
+// when the user may not read the room, which must not be told apart from
+// a missing event).
 func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceID string) (json.RawMessage, error) {
 	v, err := s.mayRead(ctx, roomID, userID)
+	if errors.Is(err, errMayNotRead) {
+		return nil, errcode.NotFound("event not found")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +587,7 @@ func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceI
 	} else if !ok {
 		return nil, errcode.NotFound("event not found")
 	}
-	evs, err := s.withBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID})
+	evs, err := s.withBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.membershipAt(ctx, row)})
 	if err != nil {
 		return nil, err
 	}
@@ -671,4 +736,17 @@ func appendRawList(out []byte, items []json.RawMessage) []byte {
 		out = append(out, e...)
 	}
 	return append(out, ']')
+}
+
+// relTypeOf is the rel_type of an event's m.relates_to, "" for none.
+func relTypeOf(row *store.EventRow) string {
+	var e struct {
+		Content struct {
+			RelatesTo struct {
+				RelType string `json:"rel_type"`
+			} `json:"m.relates_to"`
+		} `json:"content"`
+	}
+	_ = json.Unmarshal(row.PDU, &e)
+	return e.Content.RelatesTo.RelType
 }

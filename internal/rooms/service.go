@@ -56,6 +56,7 @@ type Service struct {
 	unread           *unreadTracker
 	memberships      *membershipCache
 	recent           *recentEvents
+	gaps             timelineGaps      // see gaps.go
 	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 
 	rel relState // bundled aggregations, see relations.go

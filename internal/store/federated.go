@@ -175,3 +175,14 @@ func (tx *Tx) DeleteRemoteMembership(ctx context.Context, roomID, userID string)
 	_, err := tx.q.ExecContext(ctx, `DELETE FROM remote_memberships WHERE room_id = $1 AND user_id = $2`, roomID, userID)
 	return err
 }
+
+// RemoteRoomVersion returns the room version recorded with the remote
+// invites, knocks and leaves of a room not known here, or ErrNotFound.
+func (s *Store) RemoteRoomVersion(ctx context.Context, roomID string) (string, error) {
+	var v string
+	err := s.reader().QueryRowContext(ctx, `SELECT room_version FROM remote_memberships WHERE room_id = $1 LIMIT 1`, roomID).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return v, err
+}

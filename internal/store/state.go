@@ -138,9 +138,10 @@ func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
 	return err
 }
 
-// UserMemberships lists a user's memberships (forgotten rooms excluded).
+// UserMemberships lists a user's memberships, forgotten rooms included
+// (Forgotten tells them apart).
 func (s *Store) UserMemberships(ctx context.Context, userID string) ([]Membership, error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT room_id, user_id, membership, event_id, stream_pos, forgotten FROM room_members WHERE user_id = $1 AND forgotten = FALSE`, userID)
+	rows, err := s.reader().QueryContext(ctx, `SELECT room_id, user_id, membership, event_id, stream_pos, forgotten FROM room_members WHERE user_id = $1`, userID)
 	return scanMemberships(rows, err)
 }
 

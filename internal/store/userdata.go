@@ -245,3 +245,33 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + digits[i%10:i%10+1]
 }
+
+// PresenceOf returns the stored presence of the given users (those who
+// have none are left out).
+func (s *Store) PresenceOf(ctx context.Context, userIDs []string) ([]Presence, error) {
+	var out []Presence
+	for start := 0; start < len(userIDs); start += 500 {
+		chunk := userIDs[start:min(len(userIDs), start+500)]
+		q, args := inList(`SELECT user_id, state, status_msg, last_active_ts, stream_pos FROM presence WHERE user_id IN (`, chunk, `)`)
+		rows, err := s.reader().QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var p Presence
+			if err := rows.Scan(&p.UserID, &p.State, &p.StatusMsg, &p.LastActiveTS, &p.Pos); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, p)
+		}
+		if err := rows.Err(); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

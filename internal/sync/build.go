@@ -82,14 +82,18 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 				rr.Knock[m.RoomID] = &KnockedRoom{KnockState: Events{stripped}}
 			}
 		case "leave", "ban":
-			include := changed && since != nil
+			// A leave in the window is always shown (even of a room
+			// forgotten since: other devices must learn of the leave);
+			// older ones only when the filter asks for them on a sync
+			// that shows everything.
+			include := since != nil && changed
 			if since == nil || req.FullState {
-				include = roomFilter != nil && roomFilter.IncludeLeave
+				include = include || roomFilter != nil && roomFilter.IncludeLeave && !m.Forgotten
 			}
 			if !include {
 				continue
 			}
-			lr, err := s.leftRoom(ctx, req, m, from)
+			lr, err := s.leftRoom(ctx, req, m, since == nil || req.FullState, from)
 			if err != nil {
 				return nil, err
 			}
@@ -184,11 +188,33 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			}
 		}
 	}
-	// Presence of users sharing a room.
-	if since == nil || cur.Presence > from.Presence {
-		ps, err := s.store.PresenceSince(ctx, req.UserID, from.Presence, cur.Presence)
-		if err != nil {
-			return nil, err
+	// Presence of users sharing a room, and the present state of users
+	// newly met in a room.
+	var met []string
+	if since != nil {
+		for _, jr := range rr.Join {
+			met = append(met, jr.newMembers...)
+		}
+	}
+	if since == nil || cur.Presence > from.Presence || len(met) > 0 {
+		var ps []store.Presence
+		if since == nil || cur.Presence > from.Presence {
+			if ps, err = s.store.PresenceSince(ctx, req.UserID, from.Presence, cur.Presence); err != nil {
+				return nil, err
+			}
+		}
+		if len(met) > 0 {
+			had := make(map[string]bool, len(ps))
+			for _, p := range ps {
+				had[p.UserID] = true
+			}
+			slices.Sort(met)
+			met = slices.DeleteFunc(slices.Compact(met), func(u string) bool { return had[u] })
+			more, err := s.store.PresenceOf(ctx, met)
+			if err != nil {
+				return nil, err
+			}
+			ps = append(ps, more...)
 		}
 		for _, p := range ps {
 			if !f.Presence.Allows("m.presence", p.UserID) {
@@ -316,7 +342,15 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		return nil, nil
 	}
 	limited := len(rows) > limit
-	if limited {
+	// An event after a hole in the room's history starts the timeline:
+	// what came before the hole is not shown as if it were contiguous.
+	if len(rows) > 0 {
+		if g := s.rooms.GapAt(m.RoomID, lo, cur.Events); g > 0 && g >= rows[len(rows)-1].Pos {
+			rows = slices.DeleteFunc(rows, func(r *store.EventRow) bool { return r.Pos < g })
+			limited = true
+		}
+	}
+	if len(rows) > limit {
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
@@ -338,14 +372,21 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			return nil, err
 		}
 	}
+	membershipAt := s.rooms.MembershipLookup(m)
 	for _, row := range timeline {
-		if !tf.AllowsEvent(row.Type, row.Sender, false) || req.ignored[row.Sender] {
+		if !allowsRow(tf, row) || req.ignored[row.Sender] {
 			continue
 		}
-		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID]}))
+		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 		senders[row.Sender] = true
 		if row.Type == "m.room.member" {
 			timelineStateMember = true
+		}
+	}
+	if !initial {
+		joinedNow := m.Pos > from.Events && m.Pos <= cur.Events
+		if jr.newMembers, err = s.newMembers(ctx, m.RoomID, req.UserID, joinedNow, rows); err != nil {
+			return nil, err
 		}
 	}
 	jr.Timeline.Limited = limited || (fresh && !initial && len(rows) > 0 && rows[0].Pos > lo+1 && lo > 0)
@@ -361,13 +402,22 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		sf = req.Filter.Room.State
 	}
 	lazy := sf != nil && sf.LazyLoadMembers
+	// With state_after (MSC4222) the state runs to the end of the
+	// timeline instead: all of it when fresh, else the window's changes
+	// (those of the timeline rows when it is not limited).
+	after := req.StateAfter != ""
+	jr.stateAfter = req.StateAfter
 	var st store.StateMap
 	if fresh {
 		if st, err = s.rooms.CurrentStateIDs(ctx, m.RoomID); err != nil {
 			return nil, err
 		}
 	} else if limited && len(rows) > 0 {
-		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, rows[0].Pos-1)
+		end := rows[0].Pos - 1
+		if after {
+			end = cur.Events
+		}
+		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, end)
 		if err != nil {
 			return nil, err
 		}
@@ -375,10 +425,17 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		for _, g := range gap {
 			st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
 		}
+	} else if after {
+		st = store.StateMap{}
+		for _, row := range rows {
+			if row.StateKey.Valid {
+				st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+			}
+		}
 	}
 	if len(st) > 0 {
 		for k, id := range st {
-			drop := inTimeline[id] || !sf.AllowsEvent(k.Type, "", false)
+			drop := (inTimeline[id] && !after) || !sf.AllowsEvent(k.Type, "", false)
 			if lazy && k.Type == "m.room.member" && !senders[k.StateKey] && k.StateKey != req.UserID {
 				drop = true
 			}
@@ -399,16 +456,59 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	return jr, nil
 }
 
-// leftRoom shows a room the user left in the window, up to their leave.
-func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership, from streamtoken.Token) (*LeftRoom, error) {
+// newMembers lists the users an incremental sync newly shares a room
+// with (see JoinedRoom.newMembers): all its members when the user just
+// joined it, else those whose join is in the timeline rows.
+func (s *Service) newMembers(ctx context.Context, roomID, userID string, joinedNow bool, rows []*store.EventRow) ([]string, error) {
+	if joinedNow {
+		users, err := s.rooms.JoinedUsers(ctx, roomID)
+		if err != nil {
+			return nil, err
+		}
+		return slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == userID }), nil
+	}
+	var out []string
+	for _, row := range rows {
+		if row.Type != "m.room.member" || !row.StateKey.Valid || row.StateKey.String == userID {
+			continue
+		}
+		var ev struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(row.PDU, &ev) == nil && ev.Content.Membership == "join" {
+			out = append(out, row.StateKey.String)
+		}
+	}
+	return out, nil
+}
+
+// leftRoom shows a room the user left, up to their leave: the window's
+// events (all of them when full), and the state up to the start of the
+// timeline (all of it when full, the changes in a gap otherwise).
+func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership, full bool, from streamtoken.Token) (*LeftRoom, error) {
 	lr := &LeftRoom{State: Events{[]json.RawMessage{}}, Timeline: Timeline{Events: []json.RawMessage{}}, AccountData: Events{[]json.RawMessage{}}}
+	tf := timelineFilter(req.Filter)
 	limit := defaultTimelineLimit
-	if tf := timelineFilter(req.Filter); tf != nil {
+	if tf != nil {
 		limit = tf.LimitOr(defaultTimelineLimit)
 	}
 	rows, err := s.store.RoomEvents(ctx, m.RoomID, from.Events, m.Pos, true, limit+1)
 	if err != nil {
 		return nil, err
+	}
+	if len(rows) == 0 {
+		// A room not known here (an invite declined or rescinded over
+		// federation): its leave is all there is to show.
+		leave, err := s.rooms.RemoteLeave(ctx, m.RoomID, req.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if leave != nil {
+			leave.Pos = m.Pos
+			rows = append(rows, leave)
+		}
 	}
 	lr.Timeline.Limited = len(rows) > limit
 	if lr.Timeline.Limited {
@@ -425,16 +525,72 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 			return nil, err
 		}
 	}
+	membershipAt := s.rooms.MembershipLookup(m)
 	for _, row := range visible {
-		if req.ignored[row.Sender] {
+		if req.ignored[row.Sender] || !allowsRow(tf, row) {
 			continue
 		}
-		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID]}))
+		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 	}
 	if len(rows) > 0 {
 		lr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
+	} else {
+		lr.Timeline.PrevBatch = streamtoken.Pagination(m.Pos)
+	}
+	after := req.StateAfter != "" // state to the leave (MSC4222), see joinedRoom
+	lr.stateAfter = req.StateAfter
+	var st store.StateMap
+	switch {
+	case full:
+		if st, err = s.rooms.StateAfter(ctx, m.RoomID, m.EventID); err != nil {
+			return nil, err
+		}
+	case after && !lr.Timeline.Limited && len(rows) > 0:
+		st = store.StateMap{}
+		for _, row := range rows {
+			if row.StateKey.Valid {
+				st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+			}
+		}
+	case lr.Timeline.Limited || len(rows) == 0:
+		end := m.Pos
+		if len(rows) > 0 && !after {
+			end = rows[0].Pos - 1
+		}
+		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, end)
+		if err != nil {
+			return nil, err
+		}
+		st = store.StateMap{}
+		for _, g := range gap {
+			st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
+		}
+	}
+	if len(st) > 0 {
+		var sf *filter.RoomEventFilter
+		if req.Filter.Room != nil {
+			sf = req.Filter.Room.State
+		}
+		for _, row := range rows {
+			if !after && row.StateKey.Valid && st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] == row.EventID {
+				delete(st, store.StateKey{Type: row.Type, StateKey: row.StateKey.String})
+			}
+		}
+		for k := range st {
+			if !sf.AllowsEvent(k.Type, "", false) {
+				delete(st, k)
+			}
+		}
+		if lr.State.Events, err = s.rooms.RenderState(ctx, st, req.UserID, nil); err != nil {
+			return nil, err
+		}
 	}
 	return lr, nil
+}
+
+// allowsRow applies a room event filter to a stored event.
+func allowsRow(f *filter.RoomEventFilter, row *store.EventRow) bool {
+	return f.AllowsEvent(row.Type, row.Sender, f != nil && f.ContainsURL != nil && row.HasURL())
 }
 
 // receiptEvents groups receipts into one m.receipt event per room. Private
@@ -456,6 +612,12 @@ func receiptEvents(rs []store.Receipt, userID string) map[string]json.RawMessage
 		}
 		if c[r.EventID][r.Type] == nil {
 			c[r.EventID][r.Type] = map[string]any{}
+		}
+		if prev, ok := c[r.EventID][r.Type][r.UserID].(map[string]any); ok && prev["thread_id"] == nil {
+			// A user's unthreaded and threaded receipts on one event
+			// clash in this shape: the unthreaded one wins (it says
+			// more), whichever came last.
+			continue
 		}
 		entry := map[string]any{"ts": r.TS}
 		if r.ThreadID != "" {

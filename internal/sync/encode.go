@@ -48,7 +48,8 @@ func (r *Response) JSON() []byte {
 		})
 		section("leave", sortedKeys(r.Rooms.Leave), func(k string) {
 			lr := r.Rooms.Leave[k]
-			w.raw(`{"state":`)
+			w.raw(`{`)
+			w.state(lr.stateAfter)
 			w.events(lr.State)
 			w.raw(`,"timeline":`)
 			w.timeline(lr.Timeline)
@@ -139,7 +140,7 @@ func (w *writer) joined(j *JoinedRoom) {
 		w.value(j.Summary)
 		w.raw(",")
 	}
-	w.raw(`"state":`)
+	w.state(j.stateAfter)
 	w.events(j.State)
 	w.raw(`,"timeline":`)
 	w.timeline(j.Timeline)
@@ -154,6 +155,16 @@ func (w *writer) joined(j *JoinedRoom) {
 		w.value(j.UnreadThreadNotifications)
 	}
 	w.raw("}")
+}
+
+// state writes the key of a room's state: "state", or the state_after key
+// asked for.
+func (w *writer) state(afterKey string) {
+	if afterKey == "" {
+		afterKey = "state"
+	}
+	w.str(afterKey)
+	w.raw(":")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -82,6 +82,10 @@ type Request struct {
 	FullState   bool
 	Filter      *filter.Filter
 	SetPresence string
+	// StateAfter, when set, asks for state_after (MSC4222) instead of
+	// state, under this key: "state_after" or the unstable
+	// "org.matrix.msc4222.state_after".
+	StateAfter string
 
 	ignored map[string]bool // filled by build
 }
@@ -136,6 +140,14 @@ type JoinedRoom struct {
 	UnreadNotifications Unread         `json:"unread_notifications"`
 	// UnreadThreadNotifications is per thread root, when the filter asks.
 	UnreadThreadNotifications map[string]Unread `json:"unread_thread_notifications,omitempty"`
+
+	// newMembers are the users an incremental sync newly shares this
+	// room with: everyone in a room the user just joined, the joiners of
+	// the timeline otherwise. Their presence is sent even if unchanged.
+	newMembers []string
+	// stateAfter is the key State is sent under when it holds state_after
+	// ("" for state).
+	stateAfter string
 }
 
 // Unread holds notification counts.
@@ -159,6 +171,8 @@ type LeftRoom struct {
 	State       Events   `json:"state"`
 	Timeline    Timeline `json:"timeline"`
 	AccountData Events   `json:"account_data"`
+
+	stateAfter string // as in JoinedRoom
 }
 
 // current is the token of everything committed now.

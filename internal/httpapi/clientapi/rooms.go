@@ -450,6 +450,10 @@ func (a *API) messages(r *httputil.Request) (any, error) {
 	}
 	dir := r.Query("dir")
 	if dir != "b" && dir != "f" {
+		// Whoever may not read the room learns that first.
+		if err := a.Rooms.MayRead(r.Context(), r.Var("roomId"), r.Session.UserID); err != nil {
+			return nil, err
+		}
 		return nil, errcode.InvalidParam("dir must be b or f")
 	}
 	f, err := parseRoomEventFilter(r)

@@ -33,10 +33,23 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// state_after (MSC4222), under the key of the parameter used.
+	stateAfter := ""
+	if on, err := r.QueryBool("org.matrix.msc4222.use_state_after"); err != nil {
+		return nil, err
+	} else if on {
+		stateAfter = "org.matrix.msc4222.state_after"
+	}
+	if on, err := r.QueryBool("use_state_after"); err != nil {
+		return nil, err
+	} else if on {
+		stateAfter = "state_after"
+	}
 	timeout := min(time.Duration(max(timeoutMS, 0))*time.Millisecond, maxSyncTimeout)
 	resp, err := a.Sync.Sync(r.Context(), sync.Request{
 		UserID: r.Session.UserID, DeviceID: r.Session.DeviceID, Since: r.Query("since"),
 		Timeout: timeout, FullState: fullState, Filter: f, SetPresence: r.Query("set_presence"),
+		StateAfter: stateAfter,
 	})
 	if err != nil {
 		return nil, err

@@ -165,7 +165,9 @@ func (a *API) sendTransaction(r *httputil.Request, origin string) (any, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			out := map[string]error{}
-			if ok, err := a.Rooms.ServerACLAllows(work, roomID, origin); err != nil || !ok {
+			// A room not known here has no ACL to apply (ReceivePDUs
+			// takes only the end of a local user's invite from it).
+			if ok, err := a.Rooms.ServerACLAllows(work, roomID, origin); (err != nil && !isNotFound(err)) || (err == nil && !ok) {
 				for _, ev := range evs {
 					out[ev.ID] = errors.New("server is denied by the room's server ACL")
 				}
@@ -199,3 +201,8 @@ func (a *API) sendTransaction(r *httputil.Request, origin string) (any, error) {
 
 // nowMS is the origin_server_ts of our answers.
 func nowMS() int64 { return time.Now().UnixMilli() }
+
+func isNotFound(err error) bool {
+	e, ok := errcode.As(err)
+	return ok && e.Code == "M_NOT_FOUND"
+}
