@@ -667,3 +667,70 @@ func TestFedTimestampToEventBeforeJoin(t *testing.T) {
 		}
 	})
 }
+
+// /versions names every spec version through v1.19, and each unstable
+// feature it flags answers under its unstable name.
+func TestVersionsAndUnstableFeatures(t *testing.T) {
+	s := ts.New(t)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	var v struct {
+		Versions []string        `json:"versions"`
+		Unstable map[string]bool `json:"unstable_features"`
+	}
+	s.Anonymous(t).MustDo("GET", "/_matrix/client/versions", nil, &v)
+	for _, want := range []string{"v1.11", "v1.15", "v1.18", "v1.19"} {
+		if !slices.Contains(v.Versions, want) {
+			t.Fatalf("versions %v lack %s", v.Versions, want)
+		}
+	}
+	flagged := []string{"org.matrix.msc3391", "org.matrix.msc3874", "org.matrix.msc4155", "org.matrix.msc4222", "im.nheko.summary"}
+	for _, f := range flagged {
+		if !v.Unstable[f] {
+			t.Fatalf("unstable feature %s not flagged: %v", f, v.Unstable)
+		}
+	}
+	if len(v.Unstable) != len(flagged) {
+		t.Fatalf("flags without a test here: %v", v.Unstable)
+	}
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	bob.Join(room)
+
+	// org.matrix.msc3391: account data deletion.
+	alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/org.example.x", map[string]any{"a": 1}, nil)
+	alice.MustDo("DELETE", "/_matrix/client/unstable/org.matrix.msc3391/user/"+esc(alice.UserID)+"/account_data/org.example.x", nil, nil)
+	if r := alice.Do("GET", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/org.example.x", nil); r.Status != http.StatusNotFound {
+		t.Fatalf("msc3391: deleted account data answers %d", r.Status)
+	}
+	// org.matrix.msc3874: relation type filters.
+	root := alice.SendText(room, "root")
+	alice.Send(room, "m.room.message", map[string]any{"msgtype": "m.text", "body": "in thread",
+		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+	f := url.QueryEscape(`{"org.matrix.msc3874.rel_types":["m.thread"]}`)
+	if got := bodies(messages(t, alice, room, "dir=b&filter="+f).Chunk); !slices.Equal(got, []string{"in thread"}) {
+		t.Fatalf("msc3874: %v", got)
+	}
+	// org.matrix.msc4222: state_after.
+	var raw map[string]any
+	alice.MustDo("GET", "/_matrix/client/v3/sync?org.matrix.msc4222.use_state_after=true", nil, &raw)
+	joined := raw["rooms"].(map[string]any)["join"].(map[string]any)[room].(map[string]any)
+	if _, ok := joined["org.matrix.msc4222.state_after"]; !ok {
+		t.Fatalf("msc4222: no state_after in %v", joined)
+	}
+	// im.nheko.summary: room summary.
+	var sum map[string]any
+	bob.MustDo("GET", "/_matrix/client/unstable/im.nheko.summary/rooms/"+esc(room)+"/summary", nil, &sum)
+	if sum["room_id"] != room {
+		t.Fatalf("summary %v", sum)
+	}
+	// org.matrix.msc4155: invite filtering.
+	carol := s.Register(t, "carol")
+	carol.MustDo("PUT", "/_matrix/client/v3/user/"+esc(carol.UserID)+"/account_data/org.matrix.msc4155.invite_permission_config",
+		map[string]any{"blocked_users": []string{alice.UserID}}, nil)
+	if r := alice.Do("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": carol.UserID}); r.Status != http.StatusForbidden {
+		t.Fatalf("msc4155: blocked invite answers %d %s", r.Status, r.Body)
+	}
+	// Optional features not served answer M_UNRECOGNIZED.
+	if r := alice.Do("GET", "/_matrix/client/v1/auth_metadata", nil); r.Status != http.StatusNotFound || r.ErrCode() != "M_UNRECOGNIZED" {
+		t.Fatalf("auth_metadata: %d %s", r.Status, r.Body)
+	}
+}

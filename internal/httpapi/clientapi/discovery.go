@@ -14,12 +14,25 @@ func (a *API) wellKnown(r *httputil.Request) (any, error) {
 	return map[string]any{"m.homeserver": map[string]string{"base_url": base}}, nil
 }
 
+// specVersions are the spec versions whose required behaviour is served.
+// Optional features of later versions that are not (OAuth 2.0 login,
+// peeking, administrators' suspend and lock) answer M_UNRECOGNIZED, as
+// the spec lets servers do.
+var specVersions = []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
+	"v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17", "v1.18", "v1.19"}
+
+// unstableFeatures are the MSCs served under their unstable names.
+var unstableFeatures = map[string]bool{
+	"org.matrix.msc3391": true, // account data deletion
+	"org.matrix.msc3874": true, // rel_types / not_rel_types filters
+	"org.matrix.msc4155": true, // invite filtering (org.matrix.msc4155.invite_permission_config)
+	"org.matrix.msc4222": true, // state_after in sync
+	"im.nheko.summary":   true, // room summaries under MSC3266's path
+}
+
 // GET /_matrix/client/versions — only versions whose features work.
 func (a *API) versions(r *httputil.Request) (any, error) {
-	return map[string]any{
-		"versions":          []string{"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"},
-		"unstable_features": map[string]bool{"org.matrix.msc3391": true},
-	}, nil
+	return map[string]any{"versions": specVersions, "unstable_features": unstableFeatures}, nil
 }
 
 // GET /_matrix/client/v3/capabilities
