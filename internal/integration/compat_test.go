@@ -734,3 +734,59 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 		t.Fatalf("auth_metadata: %d %s", r.Status, r.Body)
 	}
 }
+
+// MSC3757's room versions: a state key led by a user id and "_" belongs
+// to that user, whom only users of a higher level may overwrite.
+func TestOwnedStateKeysRoomVersion(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		creator, u1, u2 := s.Register(t, "creator"), s.Register(t, "u1"), s.Register(t, "u2")
+		for _, v := range []string{"org.matrix.msc3757.10", "org.matrix.msc3757.11"} {
+			room := creator.CreateRoom(map[string]any{"room_version": v, "preset": "public_chat",
+				"power_level_content_override": map[string]any{"events": map[string]any{"com.example.test": 0}}})
+			u1.Join(room)
+			u2.Join(room)
+			put := func(c *ts.Client, key string) *ts.Response {
+				return c.Do("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/com.example.test/"+esc(key), map[string]any{})
+			}
+			const suffix = "_device_1:!@#$123"
+			for _, tc := range []struct {
+				who    *ts.Client
+				key    string
+				status int
+			}{
+				{u1, u1.UserID + suffix, 200},
+				{creator, u1.UserID, 200},
+				{creator, u1.UserID + suffix, 200},
+				{creator, "@notinroom:elsewhere.test", 200},
+				{u1, u2.UserID, 403},
+				{u1, u2.UserID + suffix, 403},
+				{u1, u1.UserID + suffix[1:], 403},
+				{u1, "@prefix_" + u1.UserID + suffix, 403},
+				{creator, "@oops", 400},
+				{creator, creator.UserID + "@" + suffix[1:], 400},
+			} {
+				if r := put(tc.who, tc.key); r.Status != tc.status {
+					t.Fatalf("%s: %s sets %q: %d %s, want %d", v, tc.who.UserID, tc.key, r.Status, r.Body, tc.status)
+				}
+			}
+		}
+		var caps struct {
+			Capabilities struct {
+				Versions struct {
+					Available map[string]string `json:"available"`
+				} `json:"m.room_versions"`
+			} `json:"capabilities"`
+		}
+		creator.MustDo("GET", "/_matrix/client/v3/capabilities", nil, &caps)
+		if caps.Capabilities.Versions.Available["org.matrix.msc3757.11"] != "unstable" {
+			t.Fatalf("capabilities: %v", caps.Capabilities.Versions.Available)
+		}
+		// Version 11 keeps the exact-match rule.
+		room := creator.CreateRoom(map[string]any{"room_version": "11", "preset": "public_chat",
+			"power_level_content_override": map[string]any{"events": map[string]any{"com.example.test": 0}}})
+		u1.Join(room)
+		if r := creator.Do("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/com.example.test/"+esc(u1.UserID), map[string]any{}); r.Status != 403 {
+			t.Fatalf("v11: creator overwrites a user's key: %d", r.Status)
+		}
+	})
+}

@@ -375,7 +375,7 @@ func (s *Service) candidates(roomID string, servers []string) ([]string, error) 
 // supportedVersions is the ver query of make_join and make_knock.
 func supportedVersions() string {
 	q := url.Values{}
-	for _, v := range roomversion.All() {
+	for _, v := range append(roomversion.All(), roomversion.Unstable()...) {
 		q.Add("ver", v.ID)
 	}
 	return q.Encode()

@@ -41,6 +41,9 @@ func (a *API) capabilities(r *httputil.Request) (any, error) {
 	for _, v := range roomversion.All() {
 		available[v.ID] = "stable"
 	}
+	for _, v := range roomversion.Unstable() {
+		available[v.ID] = "unstable"
+	}
 	return map[string]any{"capabilities": map[string]any{
 		"m.change_password": map[string]bool{"enabled": true},
 		"m.room_versions":   map[string]any{"default": a.Config.Rooms.DefaultVersion, "available": available},

@@ -220,7 +220,11 @@ func (c *checker) check() error {
 	if need := c.levels.EventLevel(ev.Type, ev.IsState()); need > sender {
 		return r.denyf(at(r.required), "%s needs level %s, sender has %s", ev.Type, need, sender)
 	}
-	if ev.StateKey != nil && strings.HasPrefix(*ev.StateKey, "@") && *ev.StateKey != ev.Sender {
+	if c.v.OwnedStateKeys && ev.StateKey != nil {
+		if err := c.ownedStateKey(sender); err != nil {
+			return err
+		}
+	} else if ev.StateKey != nil && strings.HasPrefix(*ev.StateKey, "@") && *ev.StateKey != ev.Sender {
 		return r.denyf(at(r.stateKey), "state_key %q belongs to another user", *ev.StateKey)
 	}
 	if ev.Type == typePowerLevels {
@@ -546,4 +550,36 @@ func firstChange(from, other map[string]Level, bad func(k string, l Level) bool)
 		}
 	}
 	return "", 0, false
+}
+
+// ownedStateKey is the state key rule of MSC3757's room versions: a state
+// key starting with "@" starts with its owner's user id (up to the first
+// "_" after the first ":"), whom only the owner and users of a higher
+// level may overwrite; the rest is limited to 256 bytes, and a state key
+// without owner to 255.
+func (c *checker) ownedStateKey(sender Level) error {
+	r, ev := c.r, c.ev
+	sk := *ev.StateKey
+	if !strings.HasPrefix(sk, "@") {
+		if len(sk) > 255 {
+			return r.malformedf(at(r.stateKey, 2), "state_key longer than 255 bytes")
+		}
+		return nil
+	}
+	owner := sk
+	if i := strings.IndexByte(sk, ':'); i >= 0 {
+		if j := strings.IndexByte(sk[i:], '_'); j >= 0 {
+			owner = sk[:i+j]
+		}
+	}
+	if !validUserID(owner) {
+		return r.malformedf(at(r.stateKey, 1, 1), "state_key %q does not start with a user id", sk)
+	}
+	if len(sk)-len(owner) > 256 {
+		return r.malformedf(at(r.stateKey, 1, 2), "state_key suffix longer than 256 bytes")
+	}
+	if owner != ev.Sender && sender <= c.levels.UserLevel(owner) {
+		return r.denyf(at(r.stateKey, 1, 3), "state_key %q belongs to %s", sk, owner)
+	}
+	return nil
 }

@@ -116,7 +116,13 @@ func (ev *Event) fill(obj object) error {
 	if sk, ok, err := obj.str("state_key"); err != nil {
 		return err
 	} else if ok {
-		if keyTooLong(sk, v) {
+		if v.OwnedStateKeys {
+			// A user id and "_" may lead the usual 255 bytes (MSC3757);
+			// the auth rules check the parts.
+			if len(sk) > 2*MaxKeyLength+1 {
+				return invalid("state_key longer than %d bytes", 2*MaxKeyLength+1)
+			}
+		} else if keyTooLong(sk, v) {
 			return invalid("state_key longer than %d bytes", MaxKeyLength)
 		}
 		ev.StateKey = &sk

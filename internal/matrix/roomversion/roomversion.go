@@ -74,6 +74,10 @@ type Version struct {
 	CreatorInContent bool
 	// RedactsInContent: m.room.redaction carries "redacts" in content (v11+).
 	RedactsInContent bool
+	// OwnedStateKeys (MSC3757, unstable): a state_key that starts with a
+	// user id and "_" belongs to that user, whom only users of a higher
+	// level may overwrite; state keys may then hold 511 bytes.
+	OwnedStateKeys bool
 	// ByteKeyLimits: the 255 limits on type and state_key count bytes
 	// (v11+). Servers counted code points in older rooms, so events of
 	// up to 255 code points exist there and must stay usable.
@@ -120,7 +124,21 @@ func init() {
 		v.ByteKeyLimits = true
 	})
 	add("12", func(v *Version) { v.StateRes = StateResV21; v.RoomIDFromCreate = true })
+
+	// MSC3757's unstable versions: 10 and 11 with owned state keys.
+	for _, base := range []string{"10", "11"} {
+		v := *versions[base]
+		v.ID, v.Stable, v.OwnedStateKeys = "org.matrix.msc3757."+base, false, true
+		versions[v.ID] = &v
+		unstable = append(unstable, &v)
+	}
 }
+
+// unstable lists the versions of unstable MSCs, in order.
+var unstable []*Version
+
+// Unstable lists the room versions of unstable proposals.
+func Unstable() []*Version { return unstable }
 
 // Default is the version of rooms created without one, unless the
 // configuration (rooms.default_version) says otherwise: the spec (v1.16)
@@ -133,10 +151,10 @@ func Get(id string) (*Version, bool) {
 	return v, ok
 }
 
-// All lists the known versions in ascending order.
+// All lists the stable versions in ascending order.
 func All() []*Version {
 	out := make([]*Version, 0, len(versions))
-	for i := 1; i <= len(versions); i++ {
+	for i := 1; i <= len(versions)-len(unstable); i++ {
 		out = append(out, versions[itoa(i)])
 	}
 	return out
