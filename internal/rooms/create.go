@@ -125,6 +125,11 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 		"events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50, "invite": 0,
 		"notifications": map[string]any{"room": 50},
 	}
+	if preset == "public_chat" {
+		// Anyone may join a public room; inviting stays with moderators
+		// (private presets let members invite, as other servers do).
+		pl["invite"] = 50
+	}
 	users := pl["users"].(map[string]any)
 	if !v.RoomIDFromCreate {
 		users[creator] = 100
