@@ -790,3 +790,36 @@ func TestOwnedStateKeysRoomVersion(t *testing.T) {
 		}
 	})
 }
+
+// Setting a state event to what it already is from the same sender
+// answers the existing event and adds nothing to the room.
+func TestSettingStateTwiceIsIdempotent(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		put := func(c *ts.Client, content map[string]any) string {
+			var r struct {
+				EventID string `json:"event_id"`
+			}
+			c.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.topic", content, &r)
+			return r.EventID
+		}
+		first := put(alice, map[string]any{"topic": "same"})
+		if again := put(alice, map[string]any{"topic": "same"}); again != first {
+			t.Fatalf("second identical state event %s, want %s", again, first)
+		}
+		if changed := put(alice, map[string]any{"topic": "other"}); changed == first {
+			t.Fatal("a change was not sent")
+		}
+		var topics int
+		for _, e := range messages(t, alice, room, "dir=b&limit=50").Chunk {
+			if e.Type == "m.room.topic" {
+				topics++
+			}
+		}
+		if topics != 2 {
+			t.Fatalf("%d topic events in the timeline, want 2", topics)
+		}
+	})
+}

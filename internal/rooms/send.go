@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -544,4 +545,32 @@ func (s *Service) CheckRedactionTarget(ctx context.Context, roomID, eventID stri
 		return errcode.NotFound("unknown event %s", eventID)
 	}
 	return nil
+}
+
+// SendState sends a client's state event, unless the room's current state
+// already holds the same content from the same sender: then that event's
+// id is the answer, as setting state twice changes nothing (clients
+// re-send their settings, and a duplicate would notify every member).
+func (s *Service) SendState(ctx context.Context, roomID string, p Proto) (string, error) {
+	if p.StateKey != nil && p.Type != "m.room.member" {
+		r, err := s.lockRoom(ctx, roomID)
+		if err != nil {
+			return "", err
+		}
+		cur := r.state[pdu.StateTuple{Type: p.Type, StateKey: *p.StateKey}]
+		r.mu.Unlock()
+		if cur != nil && cur.Sender == p.Sender && sameJSON(cur.Content, p.Content) {
+			return cur.ID, nil
+		}
+	}
+	return s.Send(ctx, roomID, p, nil)
+}
+
+// sameJSON reports whether two JSON values are equal as values.
+func sameJSON(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }

@@ -312,7 +312,7 @@ func (a *API) putState(r *httputil.Request) (any, error) {
 			return nil, err
 		}
 	}
-	id, err := a.Rooms.Send(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, StateKey: &key, Sender: r.Session.UserID, Content: content}, nil)
+	id, err := a.Rooms.SendState(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, StateKey: &key, Sender: r.Session.UserID, Content: content})
 	if err != nil {
 		return nil, err
 	}
