@@ -119,6 +119,20 @@ func TestFederationFourSectors(t *testing.T) {
 	joinVia(t, bob, alias, policeName)
 	joinVia(t, carol, room, policeName)
 	joinVia(t, dave, alias, policeName)
+	// Each server hears of the later joins from the resident server (or
+	// the joiner): a message sent before that reaches only the servers its
+	// own knew of, as the spec has it.
+	for _, u := range []*ts.Client{alice, bob, carol, dave} {
+		eventually(t, 20*time.Second, func() string {
+			var m struct {
+				Joined map[string]any `json:"joined"`
+			}
+			if r := u.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/joined_members", nil); r.Status != 200 || r.JSON(&m) != nil || len(m.Joined) != 4 {
+				return fmt.Sprintf("%s does not see four members yet", u.UserID)
+			}
+			return ""
+		})
+	}
 
 	// Everyone talks; everyone sees everything.
 	var all []string

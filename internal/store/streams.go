@@ -116,7 +116,17 @@ func loadStreams(ctx context.Context, s *Store) (*Streams, error) {
 		if err != nil {
 			return nil, err
 		}
+		if x.dst != &st.StateGroups {
+			v += RestartGap
+		}
 		*x.dst = newStream(v)
 	}
 	return st, nil
 }
+
+// RestartGap is how far each sync stream jumps at start. A position
+// handed out to a transaction that then rolled back is in no table, yet
+// clients may hold tokens past it; starting above them keeps every
+// issued token behind the new events (a position is never handed out
+// twice), and a token ahead of the server can only be forged.
+const RestartGap = 10000

@@ -42,8 +42,9 @@ func (t *Token) fields() []*int64 {
 
 // AheadOf reports whether t is past cur in a stream whose position never
 // goes back, so that t cannot have been issued by the server whose
-// position is cur. Typing (restarts at 0 with the process) and to-device
-// (delivered messages are deleted, so a restart may resume lower) are left
+// position is cur (a restarted server resumes above every position it
+// handed out before, see store.RestartGap). Typing (restarts at 0 with
+// the process) and to-device (delivered messages are deleted) are left
 // out.
 func (t Token) AheadOf(cur Token) bool {
 	return t.Events > cur.Events || t.AccountData > cur.AccountData || t.Receipts > cur.Receipts ||
