@@ -849,3 +849,23 @@ func TestSyncTokenAcrossRestartWithAbandonedPositions(t *testing.T) {
 		t.Fatalf("messages from the old token: %v", bodies(p.Chunk))
 	}
 }
+
+// A joined member re-sending their join (a profile change) with a stale
+// join_authorised_via_users_server gets it dropped, not a refusal.
+func TestProfileJoinDropsStaleAuthoriser(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "10"})
+		bob.Join(room)
+		var resp struct {
+			EventID string `json:"event_id"`
+		}
+		bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(bob.UserID), map[string]any{
+			"membership": "join", "displayname": "Bobby", "join_authorised_via_users_server": "unused"}, &resp)
+		var content map[string]any
+		bob.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(bob.UserID), nil, &content)
+		if content["displayname"] != "Bobby" || content["join_authorised_via_users_server"] != nil {
+			t.Fatalf("member content %v", content)
+		}
+	})
+}

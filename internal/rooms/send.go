@@ -552,6 +552,9 @@ func (s *Service) CheckRedactionTarget(ctx context.Context, roomID, eventID stri
 // id is the answer, as setting state twice changes nothing (clients
 // re-send their settings, and a duplicate would notify every member).
 func (s *Service) SendState(ctx context.Context, roomID string, p Proto) (string, error) {
+	if p.StateKey != nil && p.Type == "m.room.member" && *p.StateKey == p.Sender {
+		p.Content = s.withoutStaleAuthoriser(ctx, roomID, p.Sender, p.Content)
+	}
 	if p.StateKey != nil && p.Type != "m.room.member" {
 		r, err := s.lockRoom(ctx, roomID)
 		if err != nil {
@@ -564,6 +567,31 @@ func (s *Service) SendState(ctx context.Context, roomID string, p Proto) (string
 		}
 	}
 	return s.Send(ctx, roomID, p, nil)
+}
+
+// withoutStaleAuthoriser drops join_authorised_via_users_server from a
+// join of a user already joined (a profile change): only a join into the
+// room is authorised by someone, and nobody's server signs the profile
+// change for them.
+func (s *Service) withoutStaleAuthoriser(ctx context.Context, roomID, userID string, content json.RawMessage) json.RawMessage {
+	var c map[string]json.RawMessage
+	if json.Unmarshal(content, &c) != nil {
+		return content
+	}
+	if _, ok := c["join_authorised_via_users_server"]; !ok || membershipOfContent(content) != "join" {
+		return content
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return content
+	}
+	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
+	r.mu.Unlock()
+	if cur == nil || membershipOf(cur) != "join" {
+		return content
+	}
+	delete(c, "join_authorised_via_users_server")
+	return mustJSON(c)
 }
 
 // sameJSON reports whether two JSON values are equal as values.
