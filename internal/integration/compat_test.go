@@ -869,3 +869,41 @@ func TestProfileJoinDropsStaleAuthoriser(t *testing.T) {
 		}
 	})
 }
+
+// A restricted join asks only the servers the client names: one that has
+// nobody allowed to invite refuses, and naming the resident server too
+// lets the join through with its authoriser.
+func TestFedRestrictedJoinFailsOverOnlyToNamedServers(t *testing.T) {
+	fed := ts.NewFederation(t)
+	a := ts.New(t, fed.ServerNamed("police.test"))
+	b := ts.New(t, fed.ServerNamed("gouv.test"))
+	c := ts.New(t, fed.ServerNamed("education.test"))
+	alice, bob, carol := a.Register(t, "alice"), b.Register(t, "bob"), c.Register(t, "carol")
+	an, bn := a.Config.ServerName, b.Config.ServerName
+	space := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "10", "initial_state": []any{map[string]any{
+		"type": "m.room.join_rules", "state_key": "",
+		"content": map[string]any{"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}}}}}})
+	alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.power_levels",
+		map[string]any{"invite": 100, "users": map[string]any{alice.UserID: 100}}, nil)
+	for _, u := range []*ts.Client{bob, carol} {
+		u.MustDo("POST", "/_matrix/client/v3/join/"+esc(space)+"?server_name="+url.QueryEscape(an), map[string]any{}, nil)
+	}
+	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(an), map[string]any{}, nil)
+	// gouv.test must know carol is in the space before it can judge.
+	eventually(t, 20*time.Second, func() string {
+		if frMembership(t, bob, space, carol.UserID) != "join" {
+			return "gouv.test does not see carol in the space"
+		}
+		return ""
+	})
+	if r := carol.Do("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(bn), map[string]any{}); r.Status == 200 {
+		t.Fatal("joined through a server with nobody allowed to invite")
+	}
+	carol.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(bn)+"&server_name="+url.QueryEscape(an), map[string]any{}, nil)
+	var member map[string]any
+	alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(carol.UserID), nil, &member)
+	if member["join_authorised_via_users_server"] != alice.UserID {
+		t.Fatalf("carol's join: %v", member)
+	}
+}

@@ -347,10 +347,15 @@ func (s *Service) RemoteStrippedState(ctx context.Context, roomID, userID string
 
 var errFedDisabled = errcode.NotFound("this room is not known here and federation is disabled")
 
-// candidates orders the servers to try for a room: those given, then the
-// room id's server, without duplicates, ourselves or disallowed servers.
+// candidates orders the servers to try for a room: those given (else the
+// room id's server), without duplicates, ourselves or disallowed servers.
 func (s *Service) candidates(roomID string, servers []string) ([]string, error) {
-	all := append(slices.Clone(servers), serverOf(roomID))
+	all := slices.Clone(servers)
+	if len(all) == 0 {
+		// A room id's server is only a guess (version 12 ids have none):
+		// tried when the client names no server, never past those it names.
+		all = append(all, serverOf(roomID))
+	}
 	var out []string
 	var refused string
 	for _, sv := range all {
