@@ -907,3 +907,30 @@ func TestFedRestrictedJoinFailsOverOnlyToNamedServers(t *testing.T) {
 		t.Fatalf("carol's join: %v", member)
 	}
 }
+
+// Deleting a room's canonical alias takes it out of the room's
+// m.room.canonical_alias too.
+func TestDeletingCanonicalAliasUpdatesTheRoom(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := alice.CreateRoom(map[string]any{})
+		n := aliasN.Add(1)
+		main, alt := fmt.Sprintf("#main%d:%s", n, s.Config.ServerName), fmt.Sprintf("#alt%d:%s", n, s.Config.ServerName)
+		for _, a := range []string{main, alt} {
+			alice.MustDo("PUT", "/_matrix/client/v3/directory/room/"+esc(a), map[string]any{"room_id": room}, nil)
+		}
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.canonical_alias", map[string]any{"alias": main, "alt_aliases": []string{alt}}, nil)
+		alice.MustDo("DELETE", "/_matrix/client/v3/directory/room/"+esc(main), nil, nil)
+		var c map[string]any
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.canonical_alias", nil, &c)
+		if _, ok := c["alias"]; ok || len(c["alt_aliases"].([]any)) != 1 {
+			t.Fatalf("after deleting the main alias: %v", c)
+		}
+		alice.MustDo("DELETE", "/_matrix/client/v3/directory/room/"+esc(alt), nil, nil)
+		c = nil
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.canonical_alias", nil, &c)
+		if len(c) != 0 {
+			t.Fatalf("after deleting both: %v", c)
+		}
+	})
+}

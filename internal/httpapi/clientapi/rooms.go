@@ -581,6 +581,7 @@ func (a *API) deleteAlias(r *httputil.Request) (any, error) {
 	if err := a.Store.InTx(r.Context(), func(tx *store.Tx) error { return tx.DeleteAlias(r.Context(), alias) }); err != nil {
 		return nil, err
 	}
+	a.Rooms.DropCanonicalAlias(r.Context(), roomID, alias, r.Session.UserID)
 	return struct{}{}, nil
 }
 
