@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,12 @@ func (c *Client) DownloadMedia(ctx context.Context, destination, mediaID string,
 			var re *RemoteError
 			if errors.As(err, &re) {
 				re.Server = destination
-				return nil, re
+				if !noFederationMedia(re) {
+					return nil, re
+				}
+				// A server from before authenticated media (spec v1.11)
+				// still serves its own files on the legacy endpoint.
+				return c.downloadLegacy(ctx, d, destination, mediaID, thumb, maxBytes, re)
 			}
 			errs = append(errs, err)
 			continue
@@ -75,7 +81,49 @@ func (c *Client) DownloadMedia(ctx context.Context, destination, mediaID string,
 	return nil, fmt.Errorf("request to %s: %w", destination, errors.Join(errs...))
 }
 
-// open sends a signed GET and returns a 2xx response with its body open.
+// noFederationMedia reports whether an answer to the federation media
+// endpoint says the server does not have that endpoint (rather than the
+// file): no Matrix error code, or M_UNRECOGNIZED.
+func noFederationMedia(re *RemoteError) bool {
+	switch re.Status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented:
+	default:
+		return false
+	}
+	var e struct {
+		ErrCode string `json:"errcode"`
+	}
+	return json.Unmarshal(re.Body, &e) != nil || e.ErrCode == "" || e.ErrCode == "M_UNRECOGNIZED"
+}
+
+// downloadLegacy fetches a server's own media from the unauthenticated
+// /_matrix/media/v3/download (or thumbnail) endpoint, which servers from
+// before authenticated media serve to other servers. first is the error
+// of the federation endpoint, returned when this fails too.
+func (c *Client) downloadLegacy(ctx context.Context, d Destination, destination, mediaID string, thumb url.Values, maxBytes int64, first error) (*Media, error) {
+	q := url.Values{"allow_remote": {"false"}}
+	uri := "/_matrix/media/v3/download/" + url.PathEscape(destination) + "/" + url.PathEscape(mediaID)
+	if thumb != nil {
+		for k, v := range thumb {
+			q[k] = v
+		}
+		uri = "/_matrix/media/v3/thumbnail/" + url.PathEscape(destination) + "/" + url.PathEscape(mediaID)
+	}
+	resp, err := c.open(ctx, d, uri+"?"+q.Encode(), "")
+	if err != nil {
+		return nil, first
+	}
+	if resp.ContentLength > maxBytes {
+		resp.Body.Close()
+		return nil, ErrMediaTooLarge
+	}
+	m := mediaOf(resp.Header)
+	m.Body = &multipartBody{Reader: &limitReader{r: resp.Body, left: maxBytes}, closers: []io.Closer{resp.Body}}
+	return m, nil
+}
+
+// open sends a GET, signed when auth is set, and returns a 2xx response
+// with its body open.
 func (c *Client) open(ctx context.Context, d Destination, uri, auth string) (*http.Response, error) {
 	u, err := url.Parse("https://" + net.JoinHostPort(d.TLSName, d.Port) + uri)
 	if err != nil {
@@ -86,7 +134,9 @@ func (c *Client) open(ctx context.Context, d Destination, uri, auth string) (*ht
 		return nil, err
 	}
 	req.Host = d.HostHeader
-	req.Header.Set("Authorization", auth)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	// The body may take longer than c.http's timeout: ctx bounds it.
 	hc := &http.Client{Transport: c.http.Transport, CheckRedirect: c.http.CheckRedirect}
 	resp, err := hc.Do(req)
