@@ -266,6 +266,9 @@ type MediaS3 struct {
 type URLPreview struct {
 	// Enabled lets the server fetch public http(s) URLs for its users.
 	Enabled bool `yaml:"enabled"`
+	// AllowNetworks lists CIDRs of non-public addresses previews may
+	// still reach (an intranet's web servers); empty: public ones only.
+	AllowNetworks []string `yaml:"allow_networks"`
 }
 
 // Media blob stores.
@@ -338,6 +341,7 @@ func Default() *Config {
 			UnusedExpiry:          Duration{24 * time.Hour},
 			Store:                 MediaStoreFS,
 			S3:                    MediaS3{UseTLS: true},
+			URLPreview:            URLPreview{AllowNetworks: []string{}},
 		},
 		Log:       Log{Level: "info", Format: "text"},
 		Directory: Directory{RoomPublication: PublicationEveryone},
@@ -547,6 +551,11 @@ func (c *Config) validateRateLimits() []error {
 
 func (c *Config) validatePush() []error {
 	var errs []error
+	for _, n := range c.Media.URLPreview.AllowNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			errs = append(errs, fmt.Errorf("media.url_preview.allow_networks: %q is not a CIDR", n))
+		}
+	}
 	for _, n := range c.Push.DenyNetworks {
 		if _, err := netip.ParsePrefix(n); err != nil {
 			errs = append(errs, fmt.Errorf("push.deny_networks: %q is not a CIDR", n))
@@ -730,6 +739,9 @@ media:
     # GET /_matrix/client/v1/media/preview_url: the server fetches public
     # http(s) pages (never private or loopback addresses) for its users.
     enabled: false
+    # Non-public networks previews may still reach (CIDRs of an intranet's
+    # web servers), e.g. [10.20.0.0/16]; empty: public addresses only.
+    allow_networks: []
 
 directory:
   # Who may publish rooms in the room directory (PUT

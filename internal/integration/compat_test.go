@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -933,4 +934,31 @@ func TestDeletingCanonicalAliasUpdatesTheRoom(t *testing.T) {
 			t.Fatalf("after deleting both: %v", c)
 		}
 	})
+}
+
+// URL previews reach non-public addresses only in the networks the
+// operator lists (media.url_preview.allow_networks).
+func TestURLPreviewAllowNetworks(t *testing.T) {
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte(`<html><head><meta property="og:title" content="Intranet news" /></head></html>`))
+	}))
+	defer page.Close()
+	q := "/_matrix/client/v1/media/preview_url?url=" + url.QueryEscape(page.URL+"/news.html")
+	closed := ts.New(t, ts.WithConfig(func(c *config.Config) { c.Media.URLPreview.Enabled = true }))
+	if r := closed.Register(t, "alice").Do("GET", q, nil); r.Status == http.StatusOK {
+		t.Fatalf("a loopback page was previewed by default: %s", r.Body)
+	}
+	open := ts.New(t, ts.WithConfig(func(c *config.Config) {
+		c.Media.URLPreview.Enabled = true
+		c.Media.URLPreview.AllowNetworks = []string{"127.0.0.0/8"}
+	}))
+	var og map[string]any
+	open.Register(t, "alice").MustDo("GET", q, nil, &og)
+	if og["og:title"] != "Intranet news" {
+		t.Fatalf("preview %v", og)
+	}
+	if _, err := config.Parse([]byte("media: {url_preview: {allow_networks: [intranet]}}")); err == nil {
+		t.Fatal("a bad CIDR was accepted")
+	}
 }

@@ -62,6 +62,9 @@ type Previewer struct {
 	// allowAddr is one loopback address and port that tests let through;
 	// the zero value allows nothing. Never set outside tests.
 	allowAddr netip.AddrPort
+	// allowNets are the operator's non-public networks that previews may
+	// reach (media.url_preview.allow_networks).
+	allowNets []netip.Prefix
 
 	flight singleflight.Group
 	mu     sync.Mutex
@@ -74,8 +77,14 @@ type previewEntry struct {
 }
 
 // NewPreviewer returns a previewer that stores images through svc.
-func NewPreviewer(svc *Service, log *slog.Logger) *Previewer {
+// allowNetworks are CIDRs of non-public addresses it may still reach.
+func NewPreviewer(svc *Service, log *slog.Logger, allowNetworks []string) *Previewer {
 	p := &Previewer{media: svc, log: log, now: time.Now, cache: map[string]previewEntry{}}
+	for _, n := range allowNetworks {
+		if pfx, err := netip.ParsePrefix(n); err == nil {
+			p.allowNets = append(p.allowNets, pfx.Masked())
+		}
+	}
 	p.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
@@ -161,6 +170,11 @@ var refusedPrefixes = func() []netip.Prefix {
 func (p *Previewer) allowed(ap netip.AddrPort) error {
 	if p.allowAddr.IsValid() && ap == p.allowAddr {
 		return nil
+	}
+	for _, n := range p.allowNets {
+		if n.Contains(ap.Addr().Unmap()) {
+			return nil
+		}
 	}
 	return checkPreviewAddr(ap.Addr())
 }

@@ -43,7 +43,7 @@ func TestCheckPreviewAddr(t *testing.T) {
 }
 
 func TestPreviewVetResolves(t *testing.T) {
-	p := NewPreviewer(nil, nil)
+	p := NewPreviewer(nil, nil, nil)
 	var lookups atomic.Int32
 	p.lookup = func(_ context.Context, host string) ([]netip.Addr, error) {
 		lookups.Add(1)
@@ -95,7 +95,7 @@ func tinyPNG(t *testing.T) []byte {
 func previewSite(t *testing.T, fx fixture, mux *http.ServeMux) (*Previewer, *httptest.Server) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	p := NewPreviewer(fx.svc, fx.svc.log)
+	p := NewPreviewer(fx.svc, fx.svc.log, nil)
 	p.allowAddr = netip.MustParseAddrPort(srv.Listener.Addr().String())
 	p.lookup = func(context.Context, string) ([]netip.Addr, error) { return nil, errors.New("no DNS in tests") }
 	return p, srv

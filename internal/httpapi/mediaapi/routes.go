@@ -33,7 +33,7 @@ func Register(rt *httputil.Router, a *API) {
 	// them while streaming.
 	body := httputil.BodyLimit(a.Config.Media.MaxUploadBytes)
 	if a.Preview == nil && a.Config.Media.URLPreview.Enabled {
-		a.Preview = media.NewPreviewer(a.Media, a.Log)
+		a.Preview = media.NewPreviewer(a.Media, a.Log, a.Config.Media.URLPreview.AllowNetworks)
 	}
 
 	rt.Handle("POST "+mediaV3+"/upload", user, a.upload, limited, body)
