@@ -641,7 +641,7 @@ func TestFedTimestampToEventBeforeJoin(t *testing.T) {
 		before := time.Now().UnixMilli()
 		time.Sleep(5 * time.Millisecond)
 		first := alice.SendText(room, "first")
-		alice.SendText(room, "second")
+		second := alice.SendText(room, "second")
 		time.Sleep(5 * time.Millisecond)
 		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
 		var near struct {
@@ -659,6 +659,13 @@ func TestFedTimestampToEventBeforeJoin(t *testing.T) {
 		bob.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/context/"+esc(first)+"?limit=0", nil, &ctx)
 		if ctx.Event.EventID != first || ctx.Start == "" {
 			t.Fatalf("context around the backfilled event: %+v", ctx)
+		}
+		// Backwards from the newest message before the join: the client
+		// pages on through the backfilled history.
+		bob.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/timestamp_to_event?ts=%d&dir=b", esc(room), time.Now().UnixMilli()-1), nil, &near)
+		bob.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/context/"+esc(second)+"?limit=0", nil, &ctx)
+		if got := bodies(messages(t, bob, room, "dir=b&limit=100&from="+url.QueryEscape(ctx.Start)).Chunk); !slices.Contains(got, "first") {
+			t.Fatalf("paging back from before %s: %v", second, got)
 		}
 		// A server with no user in the room is refused.
 		private := alice.CreateRoom(map[string]any{"preset": "public_chat"})
@@ -961,4 +968,28 @@ func TestURLPreviewAllowNetworks(t *testing.T) {
 	if _, err := config.Parse([]byte("media: {url_preview: {allow_networks: [intranet]}}")); err == nil {
 		t.Fatal("a bad CIDR was accepted")
 	}
+}
+
+// /context with limit 0 answers tokens just around the event: paging back
+// from start begins with the event before it, forward from end with the
+// event after it.
+func TestContextLimitZeroTokens(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := alice.CreateRoom(map[string]any{})
+		alice.SendText(room, "one")
+		two := alice.SendText(room, "two")
+		alice.SendText(room, "three")
+		var ctx struct {
+			Start string `json:"start"`
+			End   string `json:"end"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/context/"+esc(two)+"?limit=0", nil, &ctx)
+		if got := bodies(messages(t, alice, room, "dir=b&limit=1&from="+url.QueryEscape(ctx.Start)).Chunk); !slices.Equal(got, []string{"one"}) {
+			t.Fatalf("back from start: %v", got)
+		}
+		if got := bodies(messages(t, alice, room, "dir=f&limit=1&from="+url.QueryEscape(ctx.End)).Chunk); !slices.Equal(got, []string{"three"}) {
+			t.Fatalf("forward from end: %v", got)
+		}
+	})
 }

@@ -621,10 +621,12 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	if err != nil {
 		return nil, err
 	}
+	res.Start = b.End
 	if before > 0 {
 		res.EventsBefore = b.Events()
+	} else {
+		res.Start = streamtoken.Pagination(row.Pos - 1) // just before the event
 	}
-	res.Start = b.End
 	if res.Start == "" {
 		res.Start = streamtoken.Pagination(0)
 	}
@@ -632,10 +634,12 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	if err != nil {
 		return nil, err
 	}
+	res.End = a.End
 	if after > 0 {
 		res.EventsAfter = a.Events()
+	} else {
+		res.End = streamtoken.Pagination(row.Pos) // just after the event
 	}
-	res.End = a.End
 	if res.End == "" {
 		res.End = streamtoken.Pagination(s.store.Streams.Events.Current())
 	}
