@@ -86,6 +86,28 @@ func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
 	return out, nil
 }
 
+// PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}: the
+// deprecated form, the same answer wrapped as [200, {...}].
+func (a *API) sendJoinV1(r *httputil.Request, origin string) (any, error) {
+	res, err := a.sendMembership(r, origin, "join")
+	if err != nil {
+		return nil, err
+	}
+	return []any{200, map[string]any{
+		"origin": a.Config.ServerName,
+		"state":  nonNilRaw(res.State), "auth_chain": nonNilRaw(res.AuthChain),
+	}}, nil
+}
+
+// PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}: answers
+// [200, {}].
+func (a *API) sendLeaveV1(r *httputil.Request, origin string) (any, error) {
+	if _, err := a.sendMembership(r, origin, "leave"); err != nil {
+		return nil, err
+	}
+	return []any{200, struct{}{}}, nil
+}
+
 // PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
 func (a *API) sendLeave(r *httputil.Request, origin string) (any, error) {
 	if _, err := a.sendMembership(r, origin, "leave"); err != nil {
