@@ -106,6 +106,11 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 		return
 	}
 	joined := s.servers(c.Joined)
+	for _, srv := range c.Servers {
+		if srv != s.self && !slices.Contains(joined, srv) {
+			joined = append(joined, srv)
+		}
+	}
 	s.forgetJoinedDeviceLists(c)
 	// Which events the indexer recorded, asked before remoteRooms changes.
 	var done []string

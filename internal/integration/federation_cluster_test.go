@@ -119,6 +119,12 @@ func TestFederationFourSectors(t *testing.T) {
 	joinVia(t, bob, alias, policeName)
 	joinVia(t, carol, room, policeName)
 	joinVia(t, dave, alias, policeName)
+	// Joins reach the other servers asynchronously (a join with partial
+	// state returns before they hear of it): a server only sends to the
+	// servers it knows are in the room, so talk once everyone knows.
+	for _, u := range []*ts.Client{alice, bob, carol} {
+		waitForState(t, u, room, "m.room.member/"+esc(dave.UserID), func(c map[string]any) bool { return c["membership"] == "join" })
+	}
 
 	// Everyone talks; everyone sees everything.
 	var all []string

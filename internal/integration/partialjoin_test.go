@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +93,169 @@ func TestFedSendJoinLeaveV1(t *testing.T) {
 		}
 		if m := frMembership(t, alice, roomID, zed); m != "leave" {
 			t.Fatalf("zed's membership after v1 send_leave: %q", m)
+		}
+	})
+}
+
+// pjRoom makes a public room on s without a name, with alice and the
+// given users of s joined; it returns the room id and alice.
+func pjRoom(t *testing.T, s *ts.Server, users ...string) (string, *ts.Client) {
+	t.Helper()
+	alice := s.Register(t, "alice")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	for _, u := range users {
+		s.Register(t, u).Join(roomID)
+	}
+	return roomID, alice
+}
+
+func pjMembers(t *testing.T, c *ts.Client, roomID string) []string {
+	t.Helper()
+	var res struct {
+		Joined map[string]any `json:"joined"`
+	}
+	c.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/joined_members", nil, &res)
+	var out []string
+	for u := range res.Joined {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func pjWaitFull(t *testing.T, s *ts.Server, roomID string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	partial := func() bool {
+		rows, err := s.Store.PartialStateRooms(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rows) > 0 || s.Rooms.IsPartialState(roomID)
+	}
+	for partial() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the full state of %s never came", roomID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// send_join with omit_members=true leaves out the member events of
+// everyone but the heroes, and lists the servers in the room.
+func TestFedSendJoinOmitMembers(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, alice := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank", "zoe")
+		zed := "@zed:" + p.b.Config.ServerName
+		join := pjTemplate(t, p.b, p.a, roomID, zed, "join")
+		var res struct {
+			State          []json.RawMessage `json:"state"`
+			AuthChain      []json.RawMessage `json:"auth_chain"`
+			MembersOmitted bool              `json:"members_omitted"`
+			ServersInRoom  []string          `json:"servers_in_room"`
+		}
+		uri := "/_matrix/federation/v2/send_join/" + url.PathEscape(roomID) + "/" + url.PathEscape(join.ID)
+		if err := frGet(p.b, p.a, "PUT", uri+"?omit_members=maybe", json.RawMessage(join.JSON()), nil); err == nil || !strings.Contains(err.Error(), "M_INVALID_PARAM") {
+			t.Fatalf("omit_members=maybe: %v", err)
+		}
+		if err := frGet(p.b, p.a, "PUT", uri+"?omit_members=true", json.RawMessage(join.JSON()), &res); err != nil {
+			t.Fatal(err)
+		}
+		if !res.MembersOmitted || !slices.Equal(res.ServersInRoom, []string{p.a.Config.ServerName}) {
+			t.Fatalf("members_omitted %v, servers_in_room %v", res.MembersOmitted, res.ServersInRoom)
+		}
+		v, _ := roomversion.Get(roomversion.Default)
+		var members []string
+		inState := map[string]bool{}
+		for _, raw := range res.State {
+			ev, err := pdu.Parse(raw, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inState[ev.ID] = true
+			if ev.Type == "m.room.member" {
+				members = append(members, *ev.StateKey)
+			}
+		}
+		slices.Sort(members)
+		// The heroes: the first five members by user id.
+		want := pjMembers(t, alice, roomID)[:5]
+		if !slices.Equal(members, want) {
+			t.Fatalf("member events in state: %v, want the heroes %v", members, want)
+		}
+		for _, raw := range res.AuthChain {
+			ev, _ := pdu.Parse(raw, v)
+			if ev != nil && inState[ev.ID] {
+				t.Fatalf("auth_chain repeats %s from state", ev.ID)
+			}
+		}
+		if m := frMembership(t, alice, roomID, zed); m != "join" {
+			t.Fatalf("zed's membership: %q", m)
+		}
+	})
+}
+
+// Joining a room through a server that omits members gives a usable room
+// at once: messages go both ways, also from members whose join we have
+// not seen yet; the full member list follows, and meanwhile other
+// servers cannot join through us.
+func TestFedPartialStateJoin(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		users := []string{"bob", "carol", "dan", "erin", "frank", "zoe"}
+		roomID, alice := pjRoom(t, p.a, users...)
+		zoe := p.a.Register(t, "zoe2")
+		zoe.Join(roomID)
+		release := p.b.Rooms.HoldResyncs()
+		defer release()
+		dave := p.b.Register(t, "dave")
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		if !p.b.Rooms.IsPartialState(roomID) {
+			t.Fatal("the room is not partial after a join with members omitted")
+		}
+
+		// A resident server may not join through us meanwhile.
+		err := frGet(p.a, p.b, "GET", "/_matrix/federation/v1/make_join/"+url.PathEscape(roomID)+"/"+url.PathEscape("@x:"+p.a.Config.ServerName)+"?ver="+roomversion.Default, nil, nil)
+		if err == nil || !strings.Contains(err.Error(), "M_NOT_FOUND") {
+			t.Fatalf("make_join through a partial-state server: %v", err)
+		}
+
+		// Messages both ways, one from a member dave's server has no join of.
+		since := doSync(t, dave, "timeout=0").NextBatch
+		dave.SendText(roomID, "hello from dave")
+		zoe.SendText(roomID, "hello from zoe")
+		frSyncUntil(t, dave, since, func(s syncResp) bool { return frHasBody(s.Rooms.Join[roomID].Timeline.Events, "hello from zoe") })
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Contains(bodies(messages(t, alice, roomID, "dir=b&limit=10").Chunk), "hello from dave") {
+			if time.Now().After(deadline) {
+				t.Fatal("alice never got dave's message")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+
+		release()
+		pjWaitFull(t, p.b, roomID)
+		want := pjMembers(t, alice, roomID)
+		if got := pjMembers(t, dave, roomID); !slices.Equal(got, want) || len(got) != 9 {
+			t.Fatalf("members seen by dave after the resync: %v, want %v", got, want)
+		}
+	})
+}
+
+// A restart in the middle of the state fetch resumes it.
+func TestFedPartialStateJoinSurvivesRestart(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, alice := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank", "zoe")
+		p.b.Rooms.HoldResyncs() // never released: the restart ends it
+		dave := p.b.Register(t, "dave")
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		if !p.b.Rooms.IsPartialState(roomID) {
+			t.Fatal("the room is not partial after a join with members omitted")
+		}
+		p.b = p.b.Restart(t)
+		dave.URL = p.b.URL
+		pjWaitFull(t, p.b, roomID)
+		if got, want := pjMembers(t, dave, roomID), pjMembers(t, alice, roomID); !slices.Equal(got, want) {
+			t.Fatalf("members after the resumed resync: %v, want %v", got, want)
 		}
 	})
 }

@@ -176,7 +176,11 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 			return nil // stored meanwhile by a concurrent transaction
 		}
 		if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil {
-			return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
+			if !s.IsPartialState(ev.RoomID) {
+				return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
+			}
+			// Our state lacks members: the event's own auth events decide.
+			s.log.Info("federation: event accepted on its auth events in a partial-state room", "event_id", ev.ID, "err", err)
 		}
 		return s.commitLinear(ctx, r, ev, origin)
 	}
@@ -190,7 +194,8 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	if err != nil {
 		return err
 	}
-	if err := s.checkAuth(ctx, ev, beforeEvs); err != nil {
+	partial := s.IsPartialState(ev.RoomID)
+	if err := s.checkAuth(ctx, ev, beforeEvs); err != nil && !partial {
 		if wasOutlier {
 			// It passed its auth events when stored; our view of the state
 			// before it may be what is wrong.
@@ -206,7 +211,7 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
 		return nil // stored meanwhile (a gap filler of another transaction)
 	}
-	if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil {
+	if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil && !partial {
 		s.log.Info("federation: event soft-failed", "event_id", ev.ID, "room_id", ev.RoomID, "err", err)
 		return s.storeSoftFailed(ctx, ev, before)
 	}
@@ -371,17 +376,19 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 	for _, a := range have {
 		byID[a.ID] = a
 	}
+	// An auth event that could not be had (or failed its signature
+	// check) rejects the event; the shape rules need them all.
+	for _, a := range ev.AuthEvents {
+		if byID[a] == nil {
+			return nil, rejectedf("auth event %s is unknown", a)
+		}
+	}
 	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
 	if err != nil {
 		return nil, err
 	}
 	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
 		return nil, err
-	}
-	for _, a := range ev.AuthEvents {
-		if byID[a] == nil {
-			return nil, rejectedf("auth event %s is unknown", a)
-		}
 	}
 	return s.withCreate(ctx, ev, have, nil)
 }
@@ -499,19 +506,20 @@ func (s *Service) checkOwnAuth(ctx context.Context, ev *pdu.Event, known map[str
 	if err != nil {
 		return err
 	}
+	list := make([]*pdu.Event, 0, len(byID))
+	for _, a := range ev.AuthEvents {
+		if byID[a] == nil {
+			// Absent from the answer, or dropped for a bad signature.
+			return rejectedf("auth event %s is unknown", a)
+		}
+		list = append(list, byID[a])
+	}
 	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
 	if err != nil {
 		return err
 	}
 	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
 		return err
-	}
-	list := make([]*pdu.Event, 0, len(byID))
-	for _, a := range ev.AuthEvents {
-		if byID[a] == nil {
-			return rejectedf("auth event %s is unknown", a)
-		}
-		list = append(list, byID[a])
 	}
 	list, err = s.withCreate(ctx, ev, list, known)
 	if err != nil {

@@ -25,6 +25,9 @@ type Committed struct {
 	// Origin is "" for events built here and the sending server's name
 	// for events received over federation.
 	Origin string
+	// Servers, for a room joined with partial state, are the servers the
+	// resident server said were in it (Joined lacks most members).
+	Servers []string
 }
 
 // CommittedEvent is one persisted event with its stream position.
@@ -90,7 +93,7 @@ func (s *Service) tellListeners(b *batch, joined []string) {
 	if len(s.listeners) == 0 {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin}
+	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, Servers: s.partialServers(b.roomID)}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}

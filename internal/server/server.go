@@ -225,6 +225,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	go s.housekeeping(ctx)
 	s.startExchange(ctx)
+	if err := s.Rooms.ResumePartialJoins(ctx); err != nil {
+		s.Log.Error("partial-state joins: resume", "err", err)
+	}
 	go s.Push.Run(ctx)
 	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
 	select {
@@ -246,6 +249,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
 	}
+	s.Rooms.StopBackground()
 	s.stopExchange()
 	return errors.Join(err, s.Store.Close())
 }
