@@ -232,12 +232,20 @@ func TestFedPartialStateJoin(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 
-		release()
-		pjWaitFull(t, p.b, roomID)
-		want := pjMembers(t, alice, roomID)
-		if got := pjMembers(t, dave, roomID); !slices.Equal(got, want) || len(got) != 9 {
-			t.Fatalf("members seen by dave after the resync: %v, want %v", got, want)
+		// The member list waits for the full state.
+		got := make(chan []string, 1)
+		go func() { got <- pjMembers(t, dave, roomID) }()
+		select {
+		case m := <-got:
+			t.Fatalf("joined_members answered before the full state was known: %v", m)
+		case <-time.After(300 * time.Millisecond):
 		}
+		release()
+		want := pjMembers(t, alice, roomID)
+		if m := <-got; !slices.Equal(m, want) || len(m) != 9 {
+			t.Fatalf("members seen by dave after the resync: %v, want %v", m, want)
+		}
+		pjWaitFull(t, p.b, roomID)
 	})
 }
 

@@ -789,7 +789,9 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 		return err
 	}
 	joined := r.joinedUsers()
-	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}}
+	// The resident server announces the join (it accepted it through
+	// send_join): it is passed on as one received from that server.
+	b := &batch{r: r, roomID: roomID, origin: server, events: []*pending{{ev: join, pos: pos}}}
 	s.tellListeners(b, joined)
 	r.mu.Unlock()
 	if s.notifier != nil {
