@@ -171,7 +171,7 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 		}
 		if omitMembers {
 			res.MembersOmitted = true
-			if st, res.ServersInRoom, err = s.partialJoinState(ctx, st, ev.Sender); err != nil {
+			if st, res.ServersInRoom, err = s.partialJoinState(ctx, roomID, st, ev.Sender); err != nil {
 				return nil, err
 			}
 		}
@@ -210,7 +210,7 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 // those of the room's heroes when the room has neither a name nor a
 // canonical alias (so that the joining server can name the room). It also
 // returns the servers with joined members.
-func (s *Service) partialJoinState(ctx context.Context, st store.StateMap, joiner string) (store.StateMap, []string, error) {
+func (s *Service) partialJoinState(ctx context.Context, roomID string, st store.StateMap, joiner string) (store.StateMap, []string, error) {
 	out := store.StateMap{}
 	var memberIDs []string
 	for k, x := range st {
@@ -220,10 +220,31 @@ func (s *Service) partialJoinState(ctx context.Context, st store.StateMap, joine
 			out[k] = x
 		}
 	}
-	members, err := s.Events(ctx, memberIDs)
+	// Most of them are the current ones, parsed in the room's cache.
+	members := make([]*pdu.Event, 0, len(memberIDs))
+	if r, err := s.lockRoom(ctx, roomID); err == nil {
+		byID := make(map[string]bool, len(memberIDs))
+		for _, x := range memberIDs {
+			byID[x] = true
+		}
+		var rest []string
+		for t, ev := range r.state {
+			if t.Type == "m.room.member" && byID[ev.ID] {
+				members = append(members, ev)
+				delete(byID, ev.ID)
+			}
+		}
+		r.mu.Unlock()
+		for x := range byID {
+			rest = append(rest, x)
+		}
+		memberIDs = rest
+	}
+	more, err := s.Events(ctx, memberIDs)
 	if err != nil {
 		return nil, nil, err
 	}
+	members = append(members, more...)
 	var servers []string
 	var current, departed []*pdu.Event
 	for _, m := range members {
