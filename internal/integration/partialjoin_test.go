@@ -98,6 +98,25 @@ func TestFedSendJoinLeaveV1(t *testing.T) {
 	})
 }
 
+// pjLazy is a sync filter that lazy-loads members.
+var pjLazy = url.QueryEscape(`{"room":{"state":{"lazy_load_members":true},"timeline":{"lazy_load_members":true}}}`)
+
+// pjSyncUntil long-polls a user's sync with a filter until check
+// accepts a response.
+func pjSyncUntil(t *testing.T, c *ts.Client, since, filter string, check func(s syncResp) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		s := doSync(t, c, "timeout=2000&filter="+filter+"&since="+url.QueryEscape(since))
+		if check(s) {
+			return s.NextBatch
+		}
+		since = s.NextBatch
+	}
+	t.Fatalf("sync of %s never showed what was expected", c.UserID)
+	return ""
+}
+
 // pjRoom makes a public room on s without a name, with alice and the
 // given users of s joined; it returns the room id and alice.
 func pjRoom(t *testing.T, s *ts.Server, users ...string) (string, *ts.Client) {
@@ -221,10 +240,10 @@ func TestFedPartialStateJoin(t *testing.T) {
 		}
 
 		// Messages both ways, one from a member dave's server has no join of.
-		since := doSync(t, dave, "timeout=0").NextBatch
+		since := doSync(t, dave, "timeout=0&filter="+pjLazy).NextBatch
 		dave.SendText(roomID, "hello from dave")
 		zoe.SendText(roomID, "hello from zoe")
-		frSyncUntil(t, dave, since, func(s syncResp) bool { return frHasBody(s.Rooms.Join[roomID].Timeline.Events, "hello from zoe") })
+		pjSyncUntil(t, dave, since, pjLazy, func(s syncResp) bool { return frHasBody(s.Rooms.Join[roomID].Timeline.Events, "hello from zoe") })
 		deadline := time.Now().Add(10 * time.Second)
 		for !slices.Contains(bodies(messages(t, alice, roomID, "dir=b&limit=10").Chunk), "hello from dave") {
 			if time.Now().After(deadline) {
@@ -331,4 +350,56 @@ func BenchmarkFedPartialJoin10kMembers(b *testing.B) {
 			}
 		})
 	}
+}
+
+// While a room's members are being fetched, a sync that does not
+// lazy-load members leaves the room out; a lazy-loading one shows it with
+// the member events of the senders of its timeline. Once the members are
+// known the room appears in the eager sync, with its whole state.
+func TestFedPartialStateJoinSync(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, _ := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank")
+		zoe := p.a.Register(t, "zoe")
+		zoe.Join(roomID)
+		release := p.b.Rooms.HoldResyncs()
+		defer release()
+		dave := p.b.Register(t, "dave")
+		eager := doSync(t, dave, "timeout=0").NextBatch
+		lazy := doSync(t, dave, "timeout=0&filter="+pjLazy).NextBatch
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		zoe.SendText(roomID, "from zoe")
+
+		// The lazy-loading sync has the room, zoe's message and her member event.
+		pjSyncUntil(t, dave, lazy, pjLazy, func(s syncResp) bool {
+			jr, ok := s.Rooms.Join[roomID]
+			if !ok || !frHasBody(jr.Timeline.Events, "from zoe") {
+				return false
+			}
+			for _, e := range jr.State.Events {
+				if e.Type == "m.room.member" && e.StateKey != nil && *e.StateKey == zoe.UserID {
+					return true
+				}
+			}
+			t.Fatalf("lazy-loading sync without zoe's member event: %+v", jr.State.Events)
+			return false
+		})
+		// The eager one does not.
+		if s := doSync(t, dave, "timeout=0&since="+url.QueryEscape(eager)); s.Rooms.Join[roomID].Timeline.Events != nil {
+			t.Fatalf("an eager sync shows the partial-state room")
+		}
+		release()
+		frSyncUntil(t, dave, eager, func(s syncResp) bool {
+			jr, ok := s.Rooms.Join[roomID]
+			if !ok {
+				return false
+			}
+			n := 0
+			for _, e := range jr.State.Events {
+				if e.Type == "m.room.member" {
+					n++
+				}
+			}
+			return n >= 7
+		})
+	})
 }

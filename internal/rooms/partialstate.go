@@ -369,7 +369,10 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	if err != nil {
 		return err
 	}
+	var pos int64
+	var local []string
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		local = local[:0]
 		g, _, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, before)
 		if err != nil {
 			return err
@@ -400,12 +403,27 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 			}
 			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: membershipOf(m), EventID: m.ID, Pos: joinRow.Pos})
 		}
+		// Our members' rooms change at a new position, so that their syncs
+		// wake and show the room again, now with its whole state.
+		pos = tx.Alloc(s.store.Streams.Events)
+		for u := range r.joined {
+			if serverOf(u) == s.serverName && !slices.ContainsFunc(ms, func(m store.Membership) bool { return m.UserID == u }) {
+				s.membershipsChanged(tx, u)
+				local = append(local, u)
+				ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: "join", EventID: cur[store.StateKey{Type: "m.room.member", StateKey: u}], Pos: pos})
+			}
+		}
+		s.noteMembershipChange(pos)
 		if err := tx.SetMemberships(ctx, ms); err != nil {
 			return err
 		}
 		if err := tx.SetRoomStateGroup(ctx, roomID, cg); err != nil {
 			return err
 		}
+		// Before the new position is visible: a sync that sees it must
+		// treat the room as complete (the cache is reloaded under r.mu,
+		// which its readers wait for).
+		tx.OnCommitted(func() { s.ps.rooms.Delete(roomID) })
 		return tx.DeletePartialStateRoom(ctx, roomID)
 	})
 	if err != nil {
@@ -414,10 +432,13 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	// The cached state is read again from what was just committed.
 	r.loaded = false
 	if err := s.load(ctx, r); err != nil {
-		return err
+		close(p.done) // the mark is gone; readers load the room themselves
+		return nil
 	}
-	s.ps.rooms.Delete(roomID)
 	close(p.done)
+	if s.notifier != nil && len(local) > 0 {
+		s.notifier.RoomEvent(roomID, local, pos)
+	}
 	s.log.Info("federation: full state of a partial-state room fetched", "room_id", roomID, "state", len(now))
 	return nil
 }
@@ -425,3 +446,48 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 // errPartialState refuses what another server may not do through us while
 // we lack the room's full state.
 var errPartialState = errcode.NotFound("this server is still fetching the room's state; try another server")
+
+// SenderMembersFromAuth finds, for a room joined with partial state, the
+// member events of senders that the room's state lacks among the auth
+// events of their events (a lazy-loading sync shows them). eventIDs are
+// the events, senders their senders.
+func (s *Service) SenderMembersFromAuth(ctx context.Context, roomID string, eventIDs []string, senders map[string]bool) (store.StateMap, error) {
+	if !s.IsPartialState(roomID) || len(senders) == 0 {
+		return nil, nil
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for u := range senders {
+		if r.state[pdu.StateTuple{Type: "m.room.member", StateKey: u}] == nil {
+			want[u] = true
+		}
+	}
+	r.mu.Unlock()
+	if len(want) == 0 {
+		return nil, nil
+	}
+	evs, err := s.Events(ctx, eventIDs)
+	if err != nil {
+		return nil, err
+	}
+	var authIDs []string
+	for _, ev := range evs {
+		if want[ev.Sender] {
+			authIDs = append(authIDs, ev.AuthEvents...)
+		}
+	}
+	auth, err := s.Events(ctx, authIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := store.StateMap{}
+	for _, a := range auth {
+		if a.Type == "m.room.member" && a.StateKey != nil && want[*a.StateKey] {
+			out[store.StateKey{Type: a.Type, StateKey: *a.StateKey}] = a.ID
+		}
+	}
+	return out, nil
+}
