@@ -166,7 +166,14 @@ func (s *Service) roommateServers(ctx context.Context, userID string) []string {
 		s.log.Warn("federation: list roommates", "user", userID, "err", err)
 		return nil
 	}
-	return s.servers(mates)
+	out := s.servers(mates)
+	// Rooms joined with partial state: their listed servers too.
+	for _, srv := range s.rooms.PartialServersOfUser(ctx, userID) {
+		if srv != s.self && !slices.Contains(out, srv) {
+			out = append(out, srv)
+		}
+	}
+	return out
 }
 
 // isInvite reports whether member event content is an invite.

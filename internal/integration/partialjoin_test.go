@@ -243,7 +243,17 @@ func TestFedPartialStateJoin(t *testing.T) {
 		since := doSync(t, dave, "timeout=0&filter="+pjLazy).NextBatch
 		dave.SendText(roomID, "hello from dave")
 		zoe.SendText(roomID, "hello from zoe")
-		pjSyncUntil(t, dave, since, pjLazy, func(s syncResp) bool { return frHasBody(s.Rooms.Join[roomID].Timeline.Events, "hello from zoe") })
+		since = pjSyncUntil(t, dave, since, pjLazy, func(s syncResp) bool { return frHasBody(s.Rooms.Join[roomID].Timeline.Events, "hello from zoe") })
+		// So do typing notices of members we have not seen join.
+		zoe.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/typing/"+esc(zoe.UserID), map[string]any{"typing": true, "timeout": 10000}, nil)
+		pjSyncUntil(t, dave, since, pjLazy, func(s syncResp) bool {
+			for _, e := range s.Rooms.Join[roomID].Ephemeral.Events {
+				if ids, _ := e.Content["user_ids"].([]any); e.Type == "m.typing" && slices.Contains(ids, any(zoe.UserID)) {
+					return true
+				}
+			}
+			return false
+		})
 		deadline := time.Now().Add(10 * time.Second)
 		for !slices.Contains(bodies(messages(t, alice, roomID, "dir=b&limit=10").Chunk), "hello from dave") {
 			if time.Now().After(deadline) {

@@ -491,3 +491,32 @@ func (s *Service) SenderMembersFromAuth(ctx context.Context, roomID string, even
 	}
 	return out, nil
 }
+
+// PartialServers returns the servers of a room joined with partial state
+// as the resident server listed them (nil for other rooms): until its
+// members are known, they are the room's servers for ephemeral traffic.
+func (s *Service) PartialServers(roomID string) []string { return s.partialServers(roomID) }
+
+// InPartialServers reports whether a room is joined with partial state and
+// userID's server is among its listed servers: such a user may well be a
+// member whose join we have not seen.
+func (s *Service) InPartialServers(roomID, userID string) bool {
+	return slices.Contains(s.partialServers(roomID), serverOf(userID))
+}
+
+// PartialServersOfUser returns the listed servers of the partial-state
+// rooms userID is joined to.
+func (s *Service) PartialServersOfUser(ctx context.Context, userID string) []string {
+	var out []string
+	s.ps.rooms.Range(func(k, v any) bool {
+		if ok, err := s.IsJoined(ctx, k.(string), userID); err == nil && ok {
+			for _, sv := range v.(*partialJoin).servers {
+				if !slices.Contains(out, sv) {
+					out = append(out, sv)
+				}
+			}
+		}
+		return true
+	})
+	return out
+}
