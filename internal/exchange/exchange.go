@@ -123,6 +123,10 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 	if s.HoldFanout.Load() {
 		return
 	}
+	if c.Announced {
+		s.queue.Fanout(nil, done) // another server sends them
+		return
+	}
 	var sends []federation.PDUSend
 	if c.Origin == "" {
 		ids := make([]string, 0, len(c.Events))

@@ -811,8 +811,8 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	}
 	joined := r.joinedUsers()
 	// The resident server announces the join (it accepted it through
-	// send_join): it is passed on as one received from that server.
-	b := &batch{r: r, roomID: roomID, origin: server, events: []*pending{{ev: join, pos: pos}}}
+	// send_join): we send it nowhere.
+	b := &batch{r: r, roomID: roomID, origin: server, announced: true, events: []*pending{{ev: join, pos: pos}}}
 	s.tellListeners(b, joined)
 	r.mu.Unlock()
 	if s.notifier != nil {

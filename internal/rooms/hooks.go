@@ -28,6 +28,9 @@ type Committed struct {
 	// Servers, for a room joined with partial state, are the servers the
 	// resident server said were in it (Joined lacks most members).
 	Servers []string
+	// Announced: the events are not to be sent to other servers (our join
+	// through send_join: the resident server announces it).
+	Announced bool
 }
 
 // CommittedEvent is one persisted event with its stream position.
@@ -93,7 +96,7 @@ func (s *Service) tellListeners(b *batch, joined []string) {
 	if len(s.listeners) == 0 {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, Servers: s.partialServers(b.roomID)}
+	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, Servers: s.partialServers(b.roomID), Announced: b.announced}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}

@@ -235,6 +235,9 @@ func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v 
 	if err := s.fed.f.Do(fctx, server, "GET", "/_matrix/federation/v1/state_ids/"+url.PathEscape(roomID)+q, nil, &ids); err != nil {
 		return nil, fmt.Errorf("state_ids at %s: %w", eventID, err)
 	}
+	if len(ids.PDUIDs) == 0 {
+		return nil, fmt.Errorf("state_ids at %s lists no state", eventID)
+	}
 	if len(ids.PDUIDs)+len(ids.AuthChainIDs) > maxJoinEvents {
 		return nil, fmt.Errorf("state of %d events is too large", len(ids.PDUIDs)+len(ids.AuthChainIDs))
 	}

@@ -89,6 +89,9 @@ type batch struct {
 	publish bool
 	// origin is the sending server for events received over federation.
 	origin string
+	// announced: the events reach other servers some other way (our join
+	// through send_join, which the resident server announces).
+	announced bool
 }
 
 type pending struct {
