@@ -104,6 +104,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	// The directory's tables follow rooms (indexer) and accounts (hooks).
 	s.Directory = directory.New(cfg, st, s.Rooms, log)
 	s.Rooms.AddIndexer(s.Directory.IndexEvent)
+	s.Rooms.AddFullStateHook(s.Directory.IndexFullState)
 	s.Accounts.OnRegister = func(ctx context.Context, userID, displayName string) error {
 		return s.Directory.ProfileChanged(ctx, userID, displayName, "")
 	}
