@@ -262,6 +262,17 @@ func TestFedPartialStateJoin(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 
+		// An alias made here meanwhile names the servers in the room.
+		alias := "#pj:" + p.b.Config.ServerName
+		dave.MustDo("PUT", "/_matrix/client/v3/directory/room/"+esc(alias), map[string]any{"room_id": roomID}, nil)
+		var dir struct {
+			Servers []string `json:"servers"`
+		}
+		dave.MustDo("GET", "/_matrix/client/v3/directory/room/"+esc(alias), nil, &dir)
+		if !slices.Contains(dir.Servers, p.a.Config.ServerName) {
+			t.Fatalf("alias servers during the resync: %v", dir.Servers)
+		}
+
 		// The member list waits for the full state.
 		got := make(chan []string, 1)
 		go func() { got <- pjMembers(t, dave, roomID) }()
