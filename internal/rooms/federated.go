@@ -614,8 +614,13 @@ func (s *Service) stateBefore(ctx context.Context, origin string, ev *pdu.Event,
 			return nil, err
 		}
 	}
-	if len(missing) > 0 {
-		return s.fetchStateAt(ctx, origin, ev)
+	// A prev event still missing: the state after it, from origin.
+	for _, p := range missing {
+		st, err := s.fetchStateAfter(ctx, origin, ev.RoomID, ev.Version, p)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, st)
 	}
 	if len(sets) == 0 {
 		return nil, rejectedf("no usable prev event")
@@ -719,60 +724,6 @@ func (s *Service) fetchMissing(ctx context.Context, origin string, ev *pdu.Event
 			s.log.Info("federation: missing event not accepted", "event_id", e.ID, "err", err)
 		}
 	}
-}
-
-// fetchStateAt asks origin for the state before ev (state_ids), fetches
-// the events we lack and stores them as outliers.
-func (s *Service) fetchStateAt(ctx context.Context, origin string, ev *pdu.Event) (store.StateMap, error) {
-	var resp struct {
-		AuthChainIDs []string `json:"auth_chain_ids"`
-		PDUIDs       []string `json:"pdu_ids"`
-	}
-	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-	defer cancel()
-	uri := "/_matrix/federation/v1/state_ids/" + url.PathEscape(ev.RoomID) + "?event_id=" + url.QueryEscape(ev.ID)
-	if err := s.fed.f.Do(fctx, origin, "GET", uri, nil, &resp); err != nil {
-		return nil, fmt.Errorf("fetch state at %s: %w", ev.ID, err)
-	}
-	if len(resp.PDUIDs)+len(resp.AuthChainIDs) > maxStateIDs {
-		return nil, rejectedf("state of %d events is too large", len(resp.PDUIDs)+len(resp.AuthChainIDs))
-	}
-	all := append(slices.Clone(resp.AuthChainIDs), resp.PDUIDs...)
-	have, err := s.Events(ctx, all)
-	if err != nil {
-		return nil, err
-	}
-	known := map[string]bool{}
-	for _, e := range have {
-		known[e.ID] = true
-	}
-	var need []string
-	for _, x := range all {
-		if !known[x] && !slices.Contains(need, x) {
-			need = append(need, x)
-		}
-	}
-	if len(need) > maxFetchEvents {
-		return nil, fmt.Errorf("state at %s needs %d events, more than %d", ev.ID, len(need), maxFetchEvents)
-	}
-	raws := s.fetchEvents(fctx, origin, need)
-	if _, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, raws); err != nil {
-		return nil, err
-	}
-	evs, err := s.Events(ctx, resp.PDUIDs)
-	if err != nil {
-		return nil, err
-	}
-	st := store.StateMap{}
-	for _, e := range evs {
-		if e.IsState() && pdu.RoomIDForCreate(e) == ev.RoomID {
-			st[store.StateKey{Type: e.Type, StateKey: *e.StateKey}] = e.ID
-		}
-	}
-	if _, ok := st[store.StateKey{Type: "m.room.create"}]; !ok && len(evs) < len(resp.PDUIDs) {
-		return nil, fmt.Errorf("could not obtain the state at %s", ev.ID)
-	}
-	return st, nil
 }
 
 // fetchEvents gets events by id from a server, a few at a time.

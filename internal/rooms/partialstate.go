@@ -231,9 +231,11 @@ func (s *Service) fullStateBefore(ctx context.Context, server string, join *pdu.
 }
 
 // fetchStateAfter asks server for the state at (before) an event with
-// state_ids, fetches the events we lack with /state (or /event when that
-// fails), stores them as outliers and adds the event itself when it is a
-// state event.
+// state_ids, fetches the events we lack (with /state when many are, else
+// or then with /event), stores them as outliers (each checked against its
+// own auth events) and adds the event itself when it is a state event:
+// the state after the event. Used for the gaps of received events and
+// for the resync of partial-state rooms.
 func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v *roomversion.Version, eventID string) (store.StateMap, error) {
 	q := "?event_id=" + url.QueryEscape(eventID)
 	var ids struct {
@@ -251,11 +253,14 @@ func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v 
 	if len(ids.PDUIDs)+len(ids.AuthChainIDs) > maxJoinEvents {
 		return nil, fmt.Errorf("state of %d events is too large", len(ids.PDUIDs)+len(ids.AuthChainIDs))
 	}
-	need, err := s.unknownEvents(ctx, append(append(slices.Clone(ids.AuthChainIDs), ids.PDUIDs...), eventID))
+	all := append(append(slices.Clone(ids.AuthChainIDs), ids.PDUIDs...), eventID)
+	need, err := s.unknownEvents(ctx, all)
 	if err != nil {
 		return nil, err
 	}
-	if len(need) > 0 {
+	// A few missing events are fetched one by one; more (a tenth of the
+	// state, as after a partial-state join) with one /state request.
+	if len(need) > 0 && (len(need) > maxFetchEvents || 10*len(need) > len(all)) {
 		var st struct {
 			PDUs      []json.RawMessage `json:"pdus"`
 			AuthChain []json.RawMessage `json:"auth_chain"`
@@ -270,13 +275,13 @@ func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v 
 		if need, err = s.unknownEvents(ctx, need); err != nil {
 			return nil, err
 		}
-		if len(need) > maxFetchEvents {
-			need = need[:maxFetchEvents]
-		}
-		if len(need) > 0 {
-			if _, err := s.storeOutliers(ctx, roomID, v, s.fetchEvents(fctx, server, need)); err != nil {
-				return nil, err
-			}
+	}
+	if len(need) > maxFetchEvents {
+		need = need[:maxFetchEvents]
+	}
+	if len(need) > 0 {
+		if _, err := s.storeOutliers(ctx, roomID, v, s.fetchEvents(fctx, server, need)); err != nil {
+			return nil, err
 		}
 	}
 	evs, err := s.Events(ctx, append(slices.Clone(ids.PDUIDs), eventID))
