@@ -424,3 +424,25 @@ func TestFedPartialStateJoinSync(t *testing.T) {
 		})
 	})
 }
+
+// A restricted join answered with members omitted: the authorising user's
+// member event is not in the state (the room has a name, so no heroes),
+// only in the auth chain; the join is checked against its auth events.
+func TestFedPartialStateRestrictedJoin(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		via := "?server_name=" + url.QueryEscape(p.a.Config.ServerName)
+		space := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "Allowed"})
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(space)+via, map[string]any{}, nil)
+		restricted := alice.CreateRoom(map[string]any{"preset": "private_chat", "name": "Restricted", "initial_state": []any{map[string]any{
+			"type": "m.room.join_rules", "state_key": "",
+			"content": map[string]any{"join_rule": "restricted", "allow": []any{map[string]any{"type": "m.room_membership", "room_id": space}}},
+		}}})
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(restricted)+via, map[string]any{}, nil)
+		bob.SendText(restricted, "in")
+		if m := frMembership(t, bob, restricted, bob.UserID); m != "join" {
+			t.Fatalf("bob's membership as his server sees it: %q", m)
+		}
+	})
+}

@@ -719,7 +719,14 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	if create == nil || pdu.RoomIDForCreate(create) != roomID {
 		return &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("%s sent a room state without its create event", server)}
 	}
-	if err := s.checkAuth(ctx, join, eventauth.NewStateMap(stateEvs...)); err != nil {
+	if partial != nil {
+		// The state lacks members (the authorising user of a restricted
+		// join, for one): the join's own auth events, from the auth chain,
+		// decide; the full state later confirms the room.
+		if err := s.checkOwnAuth(ctx, join, good); err != nil {
+			return errcode.Forbidden("the join does not pass its auth events: %v", err)
+		}
+	} else if err := s.checkAuth(ctx, join, eventauth.NewStateMap(stateEvs...)); err != nil {
 		return errcode.Forbidden("the join does not pass the room's state: %v", err)
 	}
 	mk := store.StateKey{Type: "m.room.member", StateKey: join.Sender}
