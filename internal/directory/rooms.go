@@ -96,6 +96,26 @@ func (s *Service) indexJoinedRoom(ctx context.Context, tx *store.Tx, roomID stri
 	if ok, err := tx.HasRoomSummary(ctx, roomID); err != nil || ok {
 		return err
 	}
+	return s.indexRoomState(ctx, tx, roomID)
+}
+
+// IndexFullState indexes again a room joined with partial state once its
+// whole state is known (a rooms full-state hook): member count, summary,
+// children and the remote members now known.
+func (s *Service) IndexFullState(ctx context.Context, tx *store.Tx, roomID string) error {
+	n, err := tx.CountJoined(ctx, roomID)
+	if err != nil {
+		return fmt.Errorf("count joined: %w", err)
+	}
+	if err := tx.SetSummaryJoined(ctx, roomID, n); err != nil {
+		return fmt.Errorf("summary members: %w", err)
+	}
+	return s.indexRoomState(ctx, tx, roomID)
+}
+
+// indexRoomState builds a room's summary and children from its state and
+// indexes its remote members.
+func (s *Service) indexRoomState(ctx context.Context, tx *store.Tx, roomID string) error {
 	if err := s.refreshSummary(ctx, tx, roomID); err != nil {
 		return err
 	}

@@ -107,6 +107,11 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 		return
 	}
 	joined := s.servers(c.Joined)
+	for _, srv := range c.Servers {
+		if srv != s.self && !slices.Contains(joined, srv) {
+			joined = append(joined, srv)
+		}
+	}
 	// Which events the indexer recorded, asked before remoteRooms changes.
 	var done []string
 	for _, ce := range c.Events {
@@ -161,7 +166,14 @@ func (s *Service) roommateServers(ctx context.Context, userID string) []string {
 		s.log.Warn("federation: list roommates", "user", userID, "err", err)
 		return nil
 	}
-	return s.servers(mates)
+	out := s.servers(mates)
+	// Rooms joined with partial state: their listed servers too.
+	for _, srv := range s.rooms.PartialServersOfUser(ctx, userID) {
+		if srv != s.self && !slices.Contains(out, srv) {
+			out = append(out, srv)
+		}
+	}
+	return out
 }
 
 // isInvite reports whether member event content is an invite.

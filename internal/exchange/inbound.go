@@ -95,7 +95,7 @@ func (s *Service) inboundReceipts(ctx context.Context, origin string, content js
 				if !owned(userID, origin) || len(r.EventIDs) == 0 {
 					continue
 				}
-				if ok, err := s.rooms.IsJoined(ctx, roomID, userID); err != nil || !ok {
+				if ok, err := s.rooms.IsJoined(ctx, roomID, userID); err != nil || (!ok && !s.rooms.InPartialServers(roomID, userID)) {
 					continue
 				}
 				row, err := s.store.GetEvent(ctx, r.EventIDs[0])

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"time"
 
@@ -29,7 +30,7 @@ func (o outbound) Typing(_ context.Context, roomID, userID string, typing bool, 
 	if !s.isLocal(userID) {
 		return
 	}
-	if dests := s.servers(joined); len(dests) > 0 {
+	if dests := s.withPartial(roomID, s.servers(joined)); len(dests) > 0 {
 		s.queue.AddEphemeralEDU(dests, edu("m.typing", map[string]any{"room_id": roomID, "user_id": userID, "typing": typing}))
 	}
 }
@@ -44,7 +45,7 @@ func (o outbound) Receipt(ctx context.Context, r store.Receipt) {
 	if err != nil {
 		return
 	}
-	dests := s.servers(joined)
+	dests := s.withPartial(r.RoomID, s.servers(joined))
 	if len(dests) == 0 {
 		return
 	}
@@ -61,6 +62,17 @@ func (o outbound) Receipt(ctx context.Context, r store.Receipt) {
 		s.log.Warn("federation: queue receipt", "room", r.RoomID, "err", err)
 		s.queue.AddEDU(dests, e)
 	}
+}
+
+// withPartial adds, for a room joined with partial state, the servers the
+// resident server listed (most members are not known yet).
+func (s *Service) withPartial(roomID string, dests []string) []string {
+	for _, srv := range s.rooms.PartialServers(roomID) {
+		if srv != s.self && !slices.Contains(dests, srv) {
+			dests = append(dests, srv)
+		}
+	}
+	return dests
 }
 
 // Presence sends m.presence to the servers sharing a room with the user

@@ -195,7 +195,11 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 			return nil // stored meanwhile by a concurrent transaction
 		}
 		if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil {
-			return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
+			if !s.IsPartialState(ev.RoomID) {
+				return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
+			}
+			// Our state lacks members: the event's own auth events decide.
+			s.log.Info("federation: event accepted on its auth events in a partial-state room", "event_id", ev.ID, "err", err)
 		}
 		return s.commitLinear(ctx, r, ev, origin)
 	}
@@ -209,7 +213,8 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	if err != nil {
 		return err
 	}
-	if err := s.checkAuth(ctx, ev, beforeEvs); err != nil {
+	partial := s.IsPartialState(ev.RoomID)
+	if err := s.checkAuth(ctx, ev, beforeEvs); err != nil && !partial {
 		if wasOutlier {
 			// It passed its auth events when stored; our view of the state
 			// before it may be what is wrong.
@@ -225,7 +230,7 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
 		return nil // stored meanwhile (a gap filler of another transaction)
 	}
-	if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil {
+	if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil && !partial {
 		s.log.Info("federation: event soft-failed", "event_id", ev.ID, "room_id", ev.RoomID, "err", err)
 		return s.storeSoftFailed(ctx, ev, before)
 	}
@@ -382,6 +387,13 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 	for _, a := range have {
 		byID[a.ID] = a
 	}
+	// An auth event that could not be had (or failed its signature
+	// check) rejects the event; the shape rules need them all.
+	for _, a := range ev.AuthEvents {
+		if byID[a] == nil {
+			return nil, rejectedf("auth event %s is unknown", a)
+		}
+	}
 	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
 	if err != nil {
 		return nil, err
@@ -403,11 +415,6 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 	}
 	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
 		return nil, err
-	}
-	for _, a := range ev.AuthEvents {
-		if byID[a] == nil {
-			return nil, rejectedf("auth event %s is unknown", a)
-		}
 	}
 	return s.withCreate(ctx, ev, have, nil)
 }
@@ -581,19 +588,20 @@ func (s *Service) checkOwnAuth(ctx context.Context, ev *pdu.Event, known map[str
 	if err != nil {
 		return err
 	}
+	list := make([]*pdu.Event, 0, len(byID))
+	for _, a := range ev.AuthEvents {
+		if byID[a] == nil {
+			// Absent from the answer, or dropped for a bad signature.
+			return rejectedf("auth event %s is unknown", a)
+		}
+		list = append(list, byID[a])
+	}
 	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
 	if err != nil {
 		return err
 	}
 	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
 		return err
-	}
-	list := make([]*pdu.Event, 0, len(byID))
-	for _, a := range ev.AuthEvents {
-		if byID[a] == nil {
-			return rejectedf("auth event %s is unknown", a)
-		}
-		list = append(list, byID[a])
 	}
 	list, err = s.withCreate(ctx, ev, list, known)
 	if err != nil {
@@ -688,8 +696,13 @@ func (s *Service) stateBefore(ctx context.Context, origin string, ev *pdu.Event,
 			return nil, err
 		}
 	}
-	if len(missing) > 0 {
-		return s.fetchStateAt(ctx, origin, ev)
+	// A prev event still missing: the state after it, from origin.
+	for _, p := range missing {
+		st, err := s.fetchStateAfter(ctx, origin, ev.RoomID, ev.Version, p)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, st)
 	}
 	if len(sets) == 0 {
 		return nil, rejectedf("no usable prev event")
@@ -842,60 +855,6 @@ func (s *Service) fetchMissing(ctx context.Context, origin string, ev *pdu.Event
 			s.log.Info("federation: missing event not accepted", "event_id", e.ID, "err", err)
 		}
 	}
-}
-
-// fetchStateAt asks origin for the state before ev (state_ids), fetches
-// the events we lack and stores them as outliers.
-func (s *Service) fetchStateAt(ctx context.Context, origin string, ev *pdu.Event) (store.StateMap, error) {
-	var resp struct {
-		AuthChainIDs []string `json:"auth_chain_ids"`
-		PDUIDs       []string `json:"pdu_ids"`
-	}
-	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-	defer cancel()
-	uri := "/_matrix/federation/v1/state_ids/" + url.PathEscape(ev.RoomID) + "?event_id=" + url.QueryEscape(ev.ID)
-	if err := s.fed.f.Do(fctx, origin, "GET", uri, nil, &resp); err != nil {
-		return nil, fmt.Errorf("fetch state at %s: %w", ev.ID, err)
-	}
-	if len(resp.PDUIDs)+len(resp.AuthChainIDs) > maxStateIDs {
-		return nil, rejectedf("state of %d events is too large", len(resp.PDUIDs)+len(resp.AuthChainIDs))
-	}
-	all := append(slices.Clone(resp.AuthChainIDs), resp.PDUIDs...)
-	have, err := s.Events(ctx, all)
-	if err != nil {
-		return nil, err
-	}
-	known := map[string]bool{}
-	for _, e := range have {
-		known[e.ID] = true
-	}
-	var need []string
-	for _, x := range all {
-		if !known[x] && !slices.Contains(need, x) {
-			need = append(need, x)
-		}
-	}
-	if len(need) > maxFetchEvents {
-		return nil, fmt.Errorf("state at %s needs %d events, more than %d", ev.ID, len(need), maxFetchEvents)
-	}
-	raws := s.fetchEvents(fctx, origin, need)
-	if _, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, raws); err != nil {
-		return nil, err
-	}
-	evs, err := s.Events(ctx, resp.PDUIDs)
-	if err != nil {
-		return nil, err
-	}
-	st := store.StateMap{}
-	for _, e := range evs {
-		if e.IsState() && pdu.RoomIDForCreate(e) == ev.RoomID {
-			st[store.StateKey{Type: e.Type, StateKey: *e.StateKey}] = e.ID
-		}
-	}
-	if _, ok := st[store.StateKey{Type: "m.room.create"}]; !ok && len(evs) < len(resp.PDUIDs) {
-		return nil, fmt.Errorf("could not obtain the state at %s", ev.ID)
-	}
-	return st, nil
 }
 
 // fetchEvents gets events by id from a server, a few at a time.

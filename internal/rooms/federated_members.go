@@ -36,6 +36,9 @@ func (s *Service) MakeMembership(ctx context.Context, origin, roomID, userID, me
 		return "", nil, err
 	}
 	defer r.mu.Unlock()
+	if membership != "leave" && s.IsPartialState(roomID) {
+		return "", nil, errPartialState
+	}
 	if membership != "leave" && !slices.Contains(versions, r.version.ID) {
 		return "", nil, errcode.IncompatibleRoomVersion("room version %s is not supported by your server", r.version.ID).With("room_version", r.version.ID)
 	}
@@ -95,11 +98,20 @@ type SendMembershipResult struct {
 	AuthChain []json.RawMessage
 	Event     json.RawMessage // the join, countersigned for a restricted join; nil otherwise
 	Stripped  []json.RawMessage
+	// MembersOmitted: State lacks the member events other than the
+	// heroes' (a partial-state join); ServersInRoom then lists the servers
+	// with joined members before the join.
+	MembersOmitted bool
+	ServersInRoom  []string
 }
 
 // SendMembership takes a signed membership event of a user of origin (the
-// second half of the handshake) through the pipeline.
-func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, membership string, raw json.RawMessage) (*SendMembershipResult, error) {
+// second half of the handshake) through the pipeline. omitMembers asks
+// for a partial-state answer to a join (send_join's omit_members).
+func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, membership string, raw json.RawMessage, omitMembers bool) (*SendMembershipResult, error) {
+	if s.IsPartialState(roomID) && (membership == "join" || membership == "knock") {
+		return nil, errPartialState
+	}
 	v, err := s.versionOf(ctx, roomID)
 	if err != nil {
 		return nil, err
@@ -159,6 +171,12 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 				return nil, err
 			}
 		}
+		if omitMembers {
+			res.MembersOmitted = true
+			if st, res.ServersInRoom, err = s.partialJoinState(ctx, roomID, st, ev.Sender); err != nil {
+				return nil, err
+			}
+		}
 		ids := make([]string, 0, len(st))
 		for _, x := range st {
 			ids = append(ids, x)
@@ -166,6 +184,14 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 		chain, err := s.authChain(ctx, append(slices.Clone(ids), ev.ID))
 		if err != nil {
 			return nil, err
+		}
+		if omitMembers {
+			// Events given in state need not be repeated (MSC3706).
+			inState := make(map[string]bool, len(ids))
+			for _, x := range ids {
+				inState[x] = true
+			}
+			chain = slices.DeleteFunc(chain, func(x string) bool { return inState[x] })
 		}
 		if res.State, err = s.PDUs(ctx, ids); err != nil {
 			return nil, err
@@ -179,6 +205,82 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 		}
 	}
 	return res, nil
+}
+
+// partialJoinState reduces the state before a join to what a
+// partial-state join needs: every event but the member events, except
+// those of the room's heroes when the room has neither a name nor a
+// canonical alias (so that the joining server can name the room). It also
+// returns the servers with joined members.
+func (s *Service) partialJoinState(ctx context.Context, roomID string, st store.StateMap, joiner string) (store.StateMap, []string, error) {
+	out := store.StateMap{}
+	var memberIDs []string
+	for k, x := range st {
+		if k.Type == "m.room.member" && k.StateKey != joiner {
+			memberIDs = append(memberIDs, x)
+		} else {
+			out[k] = x
+		}
+	}
+	// Most of them are the current ones, parsed in the room's cache.
+	members := make([]*pdu.Event, 0, len(memberIDs))
+	if r, err := s.lockRoom(ctx, roomID); err == nil {
+		byID := make(map[string]bool, len(memberIDs))
+		for _, x := range memberIDs {
+			byID[x] = true
+		}
+		var rest []string
+		for t, ev := range r.state {
+			if t.Type == "m.room.member" && byID[ev.ID] {
+				members = append(members, ev)
+				delete(byID, ev.ID)
+			}
+		}
+		r.mu.Unlock()
+		for x := range byID {
+			rest = append(rest, x)
+		}
+		memberIDs = rest
+	}
+	more, err := s.Events(ctx, memberIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	members = append(members, more...)
+	var servers []string
+	var current, departed []*pdu.Event
+	for _, m := range members {
+		switch membershipOf(m) {
+		case "join":
+			if sv := serverOf(*m.StateKey); !slices.Contains(servers, sv) {
+				servers = append(servers, sv)
+			}
+			current = append(current, m)
+		case "invite":
+			current = append(current, m)
+		case "leave", "ban":
+			departed = append(departed, m)
+		}
+	}
+	_, named := st[store.StateKey{Type: "m.room.name"}]
+	_, aliased := st[store.StateKey{Type: "m.room.canonical_alias"}]
+	if !named && !aliased {
+		// The heroes as RoomSummary picks them: up to five other members by
+		// user id, else former members.
+		heroes := slices.DeleteFunc(current, func(m *pdu.Event) bool { return *m.StateKey == joiner })
+		if len(heroes) == 0 {
+			heroes = slices.DeleteFunc(departed, func(m *pdu.Event) bool { return *m.StateKey == joiner })
+		}
+		slices.SortFunc(heroes, func(a, b *pdu.Event) int { return strings.Compare(*a.StateKey, *b.StateKey) })
+		for _, m := range heroes[:min(5, len(heroes))] {
+			out[store.StateKey{Type: m.Type, StateKey: *m.StateKey}] = m.ID
+		}
+	}
+	if !slices.Contains(servers, s.serverName) {
+		servers = append(servers, s.serverName)
+	}
+	slices.Sort(servers)
+	return out, servers, nil
 }
 
 // strippedTypes is the state shown to invited and knocking users.
@@ -567,6 +669,9 @@ func (s *Service) handshake(ctx context.Context, c MemberChange, servers []strin
 			ver = "v1"
 		}
 		uri = "/_matrix/federation/" + ver + "/send_" + c.Membership + "/" + url.PathEscape(c.RoomID) + "/" + url.PathEscape(ev.ID)
+		if c.Membership == "join" {
+			uri += "?omit_members=true" // a partial-state answer is welcome
+		}
 		fctx, cancel = context.WithTimeout(ctx, 2*fetchTimeout)
 		err = s.fed.f.Do(fctx, sv, "PUT", uri, json.RawMessage(ev.JSON()), out)
 		cancel()
@@ -581,9 +686,11 @@ func (s *Service) handshake(ctx context.Context, c MemberChange, servers []strin
 }
 
 type sendJoinResponse struct {
-	State     []json.RawMessage `json:"state"`
-	AuthChain []json.RawMessage `json:"auth_chain"`
-	Event     json.RawMessage   `json:"event"`
+	State          []json.RawMessage `json:"state"`
+	AuthChain      []json.RawMessage `json:"auth_chain"`
+	Event          json.RawMessage   `json:"event"`
+	MembersOmitted bool              `json:"members_omitted"`
+	ServersInRoom  []string          `json:"servers_in_room"`
 }
 
 // joinRemote joins a room this server is not in through one of servers.
@@ -611,7 +718,18 @@ func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error
 	if len(resp.State)+len(resp.AuthChain) > maxJoinEvents {
 		return "", errcode.TooLarge("the room's state is too large to join")
 	}
-	if err := s.storeJoinedRoom(ctx, server, v, ev, resp.State, resp.AuthChain); err != nil {
+	var partial []string
+	if resp.MembersOmitted {
+		// The state lacks most member events: the room is usable now and
+		// its full state is fetched from these servers in the background.
+		partial = []string{server}
+		for _, sv := range resp.ServersInRoom {
+			if sv != s.serverName && !slices.Contains(partial, sv) && len(partial) < 50 {
+				partial = append(partial, sv)
+			}
+		}
+	}
+	if err := s.storeJoinedRoom(ctx, server, v, ev, resp.State, resp.AuthChain, partial); err != nil {
 		return "", err
 	}
 	return ev.ID, nil
@@ -620,7 +738,9 @@ func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error
 // storeJoinedRoom checks the state and auth chain a resident server sent
 // with our join, then stores the room, its state (as outliers) and the
 // join (the room's first timeline event here) in one transaction.
-func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomversion.Version, join *pdu.Event, stateRaw, chainRaw []json.RawMessage) error {
+// partial, when not nil, lists the servers to fetch the full state from:
+// the state lacks member events, and the room is marked partial.
+func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomversion.Version, join *pdu.Event, stateRaw, chainRaw []json.RawMessage, partial []string) error {
 	roomID := join.RoomID
 	// Each event is parsed once: the state's ids are needed below.
 	stateParsed, chainParsed := parsePDUs(stateRaw, v), parsePDUs(chainRaw, v)
@@ -640,7 +760,14 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	if create == nil || pdu.RoomIDForCreate(create) != roomID {
 		return &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("%s sent a room state without its create event", server)}
 	}
-	if err := s.checkAuth(ctx, join, eventauth.NewStateMap(stateEvs...)); err != nil {
+	if partial != nil {
+		// The state lacks members (the authorising user of a restricted
+		// join, for one): the join's own auth events, from the auth chain,
+		// decide; the full state later confirms the room.
+		if err := s.checkOwnAuth(ctx, join, good); err != nil {
+			return errcode.Forbidden("the join does not pass its auth events: %v", err)
+		}
+	} else if err := s.checkAuth(ctx, join, eventauth.NewStateMap(stateEvs...)); err != nil {
 		return errcode.Forbidden("the join does not pass the room's state: %v", err)
 	}
 	mk := store.StateKey{Type: "m.room.member", StateKey: join.Sender}
@@ -705,6 +832,11 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 		if err := tx.DeleteRemoteMembership(ctx, roomID, join.Sender); err != nil {
 			return err
 		}
+		if partial != nil {
+			if err := tx.PutPartialStateRoom(ctx, store.PartialStateRoom{RoomID: roomID, JoinEventID: join.ID, Servers: partial}); err != nil {
+				return err
+			}
+		}
 		if err := s.runIndexers(ctx, tx, join, pos); err != nil {
 			return err
 		}
@@ -716,6 +848,10 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 		return err
 	}
 	s.versions.Store(roomID, v)
+	if partial != nil {
+		// Before the listeners: the join goes to the servers in the room.
+		s.startResync(roomID, join.ID, partial)
+	}
 	s.primeJoinedRoom(roomID, v, after, byID, group2, chain2, join, pos)
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {

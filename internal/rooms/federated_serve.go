@@ -133,6 +133,11 @@ func (s *Service) RoomServers(ctx context.Context, roomID string) ([]string, err
 			out = append(out, sv)
 		}
 	}
+	for _, sv := range s.partialServers(roomID) {
+		if !slices.Contains(out, sv) {
+			out = append(out, sv)
+		}
+	}
 	return out, nil
 }
 
@@ -238,9 +243,19 @@ func (s *Service) EventForServer(ctx context.Context, server, eventID string) (j
 }
 
 // StateForServer returns the state before an event and the auth chain of
-// that state, as ids, to a server that may see the event.
+// that state, as ids, to a server that may see the event or that is in
+// the room now: a server that joined with partial state needs the state
+// before its join even when history visibility hides the event from it.
 func (s *Service) StateForServer(ctx context.Context, server, roomID, eventID string) (state, authChain []string, err error) {
-	row, _, err := s.eventForServer(ctx, server, roomID, eventID)
+	var row *store.EventRow
+	if in, ierr := s.ServerInRoom(ctx, roomID, server); ierr == nil && in {
+		row, err = s.store.GetEvent(ctx, eventID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
+			return nil, nil, errcode.NotFound("unknown event")
+		}
+	} else {
+		row, _, err = s.eventForServer(ctx, server, roomID, eventID)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

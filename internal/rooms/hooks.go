@@ -29,6 +29,9 @@ type Committed struct {
 	// the room itself: the resident server of a join made through
 	// send_join. They are not sent back to it.
 	AnnouncedBy string
+	// Servers, for a room joined with partial state, are the servers the
+	// resident server said were in it (Joined lacks most members).
+	Servers []string
 }
 
 // CommittedEvent is one persisted event with its stream position.
@@ -94,7 +97,7 @@ func (s *Service) tellListeners(b *batch, joined []string) {
 	if len(s.listeners) == 0 {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, AnnouncedBy: b.announcedBy}
+	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID)}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}

@@ -491,6 +491,10 @@ type MembersRequest struct {
 
 // Members returns member events of a room as the user may see them.
 func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMessage, error) {
+	// The member list of a partial-state room is incomplete: wait for it.
+	if err := s.WaitFullState(ctx, q.RoomID); err != nil {
+		return nil, err
+	}
 	st, err := s.stateForReader(ctx, q.RoomID, q.UserID)
 	if err != nil {
 		return nil, err
@@ -544,6 +548,9 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 
 // JoinedMembers maps joined users to their profile, for members of the room.
 func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map[string]any, error) {
+	if err := s.WaitFullState(ctx, roomID); err != nil {
+		return nil, err
+	}
 	r, err := s.lockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err

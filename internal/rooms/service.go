@@ -63,9 +63,10 @@ type Service struct {
 
 	bf backfillState // history fetched from other servers, see backfill.go
 
-	fed       *fedState  // see SetFederation; nil without federation
-	indexers  []Indexer  // see AddIndexer; fixed before serving
-	listeners []Listener // see AddListener; fixed before serving
+	fed       *fedState     // see SetFederation; nil without federation
+	ps        partialStates // rooms joined with partial state, see partialstate.go
+	indexers  []Indexer     // see AddIndexer; fixed before serving
+	listeners []Listener    // see AddListener; fixed before serving
 	// readListeners are told of moved read receipts; fixed before serving.
 	readListeners []func(roomID, userID string)
 }

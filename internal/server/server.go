@@ -105,6 +105,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	// The directory's tables follow rooms (indexer) and accounts (hooks).
 	s.Directory = directory.New(cfg, st, s.Rooms, log)
 	s.Rooms.AddIndexer(s.Directory.IndexEvent)
+	s.Rooms.AddFullStateHook(s.Directory.IndexFullState)
 	s.Accounts.OnRegister = func(ctx context.Context, userID, displayName string) error {
 		return s.Directory.ProfileChanged(ctx, userID, displayName, "")
 	}
@@ -245,6 +246,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	go s.housekeeping(ctx)
 	s.startExchange(ctx)
+	if err := s.Rooms.ResumePartialJoins(ctx); err != nil {
+		s.Log.Error("partial-state joins: resume", "err", err)
+	}
 	go s.Push.Run(ctx)
 	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
 	select {
@@ -266,6 +270,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
 	}
+	s.Rooms.StopBackground()
 	s.stopExchange()
 	return errors.Join(err, s.Store.Close())
 }

@@ -47,6 +47,11 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 		changed := m.Pos > from.Events && m.Pos <= cur.Events
 		switch m.Membership {
 		case "join":
+			if !lazyMembers(f) && s.rooms.IsPartialState(m.RoomID) {
+				// A room joined with partial state is shown to syncs that
+				// do not lazy-load members once its members are known.
+				continue
+			}
 			joinedIDs = append(joinedIDs, m.RoomID)
 			joins = append(joins, m)
 		case "invite", "knock":
@@ -433,6 +438,26 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			}
 		}
 	}
+	if lazy && s.rooms.IsPartialState(m.RoomID) {
+		// The room's state lacks most members: the senders' member
+		// events are among their events' auth events.
+		ids := make([]string, 0, len(rows))
+		for _, row := range rows {
+			ids = append(ids, row.EventID)
+		}
+		extra, err := s.rooms.SenderMembersFromAuth(ctx, m.RoomID, ids, senders)
+		if err != nil {
+			return nil, err
+		}
+		for k, id := range extra {
+			if st == nil {
+				st = store.StateMap{}
+			}
+			if _, ok := st[k]; !ok {
+				st[k] = id
+			}
+		}
+	}
 	if len(st) > 0 {
 		for k, id := range st {
 			drop := (inTimeline[id] && !after) || !sf.AllowsEvent(k.Type, "", false)
@@ -754,4 +779,9 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 		pre.state[r.EventID] = r
 	}
 	return pre, nil
+}
+
+// lazyMembers reports whether a sync filter lazy-loads room members.
+func lazyMembers(f *filter.Filter) bool {
+	return f != nil && f.Room != nil && f.Room.State != nil && f.Room.State.LazyLoadMembers
 }

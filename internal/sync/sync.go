@@ -379,7 +379,7 @@ func (s *Service) SetTyping(ctx context.Context, roomID, userID string, typing b
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(joined, userID) {
+	if !slices.Contains(joined, userID) && !s.rooms.InPartialServers(roomID, userID) {
 		return errcode.Forbidden("you are not joined to this room")
 	}
 	if s.typing.Set(roomID, userID, typing, timeout) {

@@ -529,7 +529,12 @@ func (a *API) getAlias(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"room_id": roomID, "servers": []string{a.Config.ServerName}}, nil
+	// The servers in the room (ours first) can help others join it.
+	servers, err := a.Rooms.RoomServers(r.Context(), roomID)
+	if err != nil {
+		servers = []string{a.Config.ServerName}
+	}
+	return map[string]any{"room_id": roomID, "servers": servers}, nil
 }
 
 // PUT /directory/room/{roomAlias}

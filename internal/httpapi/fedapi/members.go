@@ -46,7 +46,7 @@ func (a *API) makeKnock(r *httputil.Request, origin string) (any, error) {
 
 // sendMembership checks a send_join/leave/knock request's room and hands
 // its event to the rooms domain.
-func (a *API) sendMembership(r *httputil.Request, origin, membership string) (*rooms.SendMembershipResult, error) {
+func (a *API) sendMembership(r *httputil.Request, origin, membership string, omitMembers bool) (*rooms.SendMembershipResult, error) {
 	roomID := r.Var("roomId")
 	if err := a.roomGuard(r, origin, roomID); err != nil {
 		return nil, err
@@ -55,7 +55,7 @@ func (a *API) sendMembership(r *httputil.Request, origin, membership string) (*r
 	if err != nil {
 		return nil, err
 	}
-	return a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), membership, raw)
+	return a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), membership, raw, omitMembers)
 }
 
 func (a *API) readEvent(r *httputil.Request) (json.RawMessage, error) {
@@ -71,14 +71,27 @@ func (a *API) readEvent(r *httputil.Request) (json.RawMessage, error) {
 }
 
 // PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
+// omit_members=true asks for a partial-state answer (member events other
+// than the heroes' left out, servers_in_room added).
 func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
-	res, err := a.sendMembership(r, origin, "join")
+	omit := false
+	switch v := r.URL.Query().Get("omit_members"); v {
+	case "", "false":
+	case "true":
+		omit = true
+	default:
+		return nil, errcode.InvalidParam("omit_members must be true or false")
+	}
+	res, err := a.sendMembership(r, origin, "join", omit)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]any{
-		"origin": a.Config.ServerName, "members_omitted": false,
+		"origin": a.Config.ServerName, "members_omitted": res.MembersOmitted,
 		"state": nonNilRaw(res.State), "auth_chain": nonNilRaw(res.AuthChain),
+	}
+	if res.MembersOmitted {
+		out["servers_in_room"] = res.ServersInRoom
 	}
 	if res.Event != nil {
 		out["event"] = res.Event
@@ -86,9 +99,31 @@ func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
 	return out, nil
 }
 
+// PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}: the
+// deprecated form, the same answer wrapped as [200, {...}].
+func (a *API) sendJoinV1(r *httputil.Request, origin string) (any, error) {
+	res, err := a.sendMembership(r, origin, "join", false)
+	if err != nil {
+		return nil, err
+	}
+	return []any{200, map[string]any{
+		"origin": a.Config.ServerName,
+		"state":  nonNilRaw(res.State), "auth_chain": nonNilRaw(res.AuthChain),
+	}}, nil
+}
+
+// PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}: answers
+// [200, {}].
+func (a *API) sendLeaveV1(r *httputil.Request, origin string) (any, error) {
+	if _, err := a.sendMembership(r, origin, "leave", false); err != nil {
+		return nil, err
+	}
+	return []any{200, struct{}{}}, nil
+}
+
 // PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
 func (a *API) sendLeave(r *httputil.Request, origin string) (any, error) {
-	if _, err := a.sendMembership(r, origin, "leave"); err != nil {
+	if _, err := a.sendMembership(r, origin, "leave", false); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -96,7 +131,7 @@ func (a *API) sendLeave(r *httputil.Request, origin string) (any, error) {
 
 // PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}
 func (a *API) sendKnock(r *httputil.Request, origin string) (any, error) {
-	res, err := a.sendMembership(r, origin, "knock")
+	res, err := a.sendMembership(r, origin, "knock", false)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,545 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/store"
+)
+
+// Partial-state joins (MSC3706/MSC3902): a join through a resident
+// server that answered send_join with the member events omitted is usable
+// at once; the room's full state is fetched in the background (state_ids
+// and state at the join's prev events) and then replaces the partial
+// one. Until then the room is marked partial, in memory and in
+// partial_state_rooms, so that a restart resumes the fetch.
+
+// partialJoin is a room whose full state is being fetched.
+type partialJoin struct {
+	joinID  string
+	servers []string      // servers in the room per the resident server, it first
+	done    chan struct{} // closed once the full state is committed
+}
+
+// partialStates tracks the partial-state rooms and their resyncs.
+type partialStates struct {
+	rooms sync.Map // room id → *partialJoin
+
+	mu     sync.Mutex
+	ctx    context.Context // of the resyncs; cancelled by StopBackground
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	held   chan struct{} // non-nil: resyncs wait for it to close (tests)
+	hooks  []FullStateHook
+}
+
+// FullStateHook writes what other domains derive from a room's state, in
+// the transaction that completes a partial-state room's state (indexers
+// only see the join then).
+type FullStateHook func(ctx context.Context, tx *store.Tx, roomID string) error
+
+// AddFullStateHook registers a hook. Call before the service handles
+// events.
+func (s *Service) AddFullStateHook(h FullStateHook) { s.ps.hooks = append(s.ps.hooks, h) }
+
+// HoldResyncs makes resyncs started from now on wait until the returned
+// function is called (or the server stops): tests use it to look at a
+// room while its state is partial, or to restart in the middle.
+func (s *Service) HoldResyncs() (release func()) {
+	s.ps.mu.Lock()
+	defer s.ps.mu.Unlock()
+	ch := make(chan struct{})
+	s.ps.held = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.ps.mu.Lock()
+			if s.ps.held == ch {
+				s.ps.held = nil
+			}
+			s.ps.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// resync retry delays: the first attempts come quickly (the resident
+// server may simply be busy), then every 30 s at most.
+const (
+	resyncFirstRetry = 500 * time.Millisecond
+	resyncMaxRetry   = 30 * time.Second
+)
+
+// IsPartialState reports whether a room's full state is still being
+// fetched.
+func (s *Service) IsPartialState(roomID string) bool {
+	_, ok := s.ps.rooms.Load(roomID)
+	return ok
+}
+
+// partialServers returns the servers in a partial-state room as the
+// resident server listed them, or nil for other rooms.
+func (s *Service) partialServers(roomID string) []string {
+	p, ok := s.ps.rooms.Load(roomID)
+	if !ok {
+		return nil
+	}
+	return p.(*partialJoin).servers
+}
+
+// WaitFullState blocks while a room's full state is being fetched.
+func (s *Service) WaitFullState(ctx context.Context, roomID string) error {
+	p, ok := s.ps.rooms.Load(roomID)
+	if !ok {
+		return nil
+	}
+	select {
+	case <-p.(*partialJoin).done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// bgContext is the context of background resyncs.
+func (s *Service) bgContext() context.Context {
+	s.ps.mu.Lock()
+	defer s.ps.mu.Unlock()
+	if s.ps.ctx == nil {
+		s.ps.ctx, s.ps.cancel = context.WithCancel(context.Background())
+	}
+	return s.ps.ctx
+}
+
+// ResumePartialJoins restarts the resyncs of rooms joined with partial
+// state before a restart. Call once federation is set up.
+func (s *Service) ResumePartialJoins(ctx context.Context) error {
+	if !s.federated() {
+		return nil
+	}
+	rows, err := s.store.PartialStateRooms(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range rows {
+		s.startResync(p.RoomID, p.JoinEventID, p.Servers)
+	}
+	return nil
+}
+
+// StopBackground stops the resyncs and waits for them; the marks stay,
+// so the next start resumes them.
+func (s *Service) StopBackground() {
+	s.bgContext()
+	s.ps.mu.Lock()
+	s.ps.cancel()
+	s.ps.mu.Unlock()
+	s.ps.wg.Wait()
+}
+
+// startResync marks a room partial and fetches its full state in the
+// background.
+func (s *Service) startResync(roomID, joinID string, servers []string) {
+	p := &partialJoin{joinID: joinID, servers: servers, done: make(chan struct{})}
+	if _, loaded := s.ps.rooms.LoadOrStore(roomID, p); loaded {
+		return
+	}
+	ctx := s.bgContext()
+	s.ps.mu.Lock()
+	held := s.ps.held
+	s.ps.mu.Unlock()
+	s.ps.wg.Add(1)
+	go func() {
+		defer s.ps.wg.Done()
+		if held != nil {
+			select {
+			case <-held:
+			case <-ctx.Done():
+				return
+			}
+		}
+		delay := resyncFirstRetry
+		for {
+			err := s.resync(ctx, roomID, p)
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("federation: partial state resync failed, retrying", "room_id", roomID, "err", err, "in", delay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, resyncMaxRetry)
+		}
+	}()
+}
+
+// resync fetches the full state before the join from the servers in the
+// room (the one that answered send_join first) and commits it.
+func (s *Service) resync(ctx context.Context, roomID string, p *partialJoin) error {
+	join, err := s.Event(ctx, p.joinID)
+	if err != nil {
+		return fmt.Errorf("load the join: %w", err)
+	}
+	var lastErr error
+	for _, server := range p.servers {
+		if server == s.serverName {
+			continue
+		}
+		before, err := s.fullStateBefore(ctx, server, join)
+		if err != nil {
+			lastErr = err
+			s.log.Info("federation: state fetch for a partial-state room failed", "server", server, "room_id", roomID, "err", err)
+			continue
+		}
+		return s.commitFullState(ctx, roomID, p, join, before)
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no server to ask")
+	}
+	return lastErr
+}
+
+// fullStateBefore is the state before join: the resolved states after
+// its prev events, each fetched from server.
+func (s *Service) fullStateBefore(ctx context.Context, server string, join *pdu.Event) (store.StateMap, error) {
+	var sets []store.StateMap
+	for _, prev := range join.PrevEvents {
+		st, err := s.fetchStateAfter(ctx, server, join.RoomID, join.Version, prev)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, st)
+	}
+	if len(sets) == 1 {
+		return sets[0], nil
+	}
+	return s.resolveSets(ctx, join.Version, sets)
+}
+
+// fetchStateAfter asks server for the state at (before) an event with
+// state_ids, fetches the events we lack (with /state when many are, else
+// or then with /event), stores them as outliers (each checked against its
+// own auth events) and adds the event itself when it is a state event:
+// the state after the event. Used for the gaps of received events and
+// for the resync of partial-state rooms.
+func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v *roomversion.Version, eventID string) (store.StateMap, error) {
+	q := "?event_id=" + url.QueryEscape(eventID)
+	var ids struct {
+		AuthChainIDs []string `json:"auth_chain_ids"`
+		PDUIDs       []string `json:"pdu_ids"`
+	}
+	fctx, cancel := context.WithTimeout(ctx, 4*fetchTimeout)
+	defer cancel()
+	if err := s.fed.f.Do(fctx, server, "GET", "/_matrix/federation/v1/state_ids/"+url.PathEscape(roomID)+q, nil, &ids); err != nil {
+		return nil, fmt.Errorf("state_ids at %s: %w", eventID, err)
+	}
+	if len(ids.PDUIDs) == 0 {
+		return nil, fmt.Errorf("state_ids at %s lists no state", eventID)
+	}
+	if len(ids.PDUIDs)+len(ids.AuthChainIDs) > maxJoinEvents {
+		return nil, fmt.Errorf("state of %d events is too large", len(ids.PDUIDs)+len(ids.AuthChainIDs))
+	}
+	all := append(append(slices.Clone(ids.AuthChainIDs), ids.PDUIDs...), eventID)
+	need, err := s.unknownEvents(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	// A few missing events are fetched one by one; more (a tenth of the
+	// state, as after a partial-state join) with one /state request.
+	if len(need) > 0 && (len(need) > maxFetchEvents || 10*len(need) > len(all)) {
+		var st struct {
+			PDUs      []json.RawMessage `json:"pdus"`
+			AuthChain []json.RawMessage `json:"auth_chain"`
+		}
+		var raws []json.RawMessage
+		if err := s.fed.f.Do(fctx, server, "GET", "/_matrix/federation/v1/state/"+url.PathEscape(roomID)+q, nil, &st); err == nil && len(st.PDUs)+len(st.AuthChain) <= maxJoinEvents {
+			raws = append(st.AuthChain, st.PDUs...)
+		}
+		if _, err := s.storeOutliers(ctx, roomID, v, raws); err != nil {
+			return nil, err
+		}
+		if need, err = s.unknownEvents(ctx, need); err != nil {
+			return nil, err
+		}
+	}
+	if len(need) > maxFetchEvents {
+		need = need[:maxFetchEvents]
+	}
+	if len(need) > 0 {
+		if _, err := s.storeOutliers(ctx, roomID, v, s.fetchEvents(fctx, server, need)); err != nil {
+			return nil, err
+		}
+	}
+	evs, err := s.Events(ctx, append(slices.Clone(ids.PDUIDs), eventID))
+	if err != nil {
+		return nil, err
+	}
+	st := store.StateMap{}
+	var self *pdu.Event
+	for _, e := range evs {
+		if e.ID == eventID {
+			self = e
+			continue
+		}
+		if e.IsState() && pdu.RoomIDForCreate(e) == roomID {
+			st[store.StateKey{Type: e.Type, StateKey: *e.StateKey}] = e.ID
+		}
+	}
+	if self != nil && self.IsState() {
+		st[store.StateKey{Type: self.Type, StateKey: *self.StateKey}] = self.ID
+	}
+	if _, ok := st[store.StateKey{Type: "m.room.create"}]; !ok {
+		return nil, fmt.Errorf("could not obtain the state at %s", eventID)
+	}
+	return st, nil
+}
+
+// unknownEvents returns the ids of those not stored here.
+func (s *Service) unknownEvents(ctx context.Context, ids []string) ([]string, error) {
+	have, err := s.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(have))
+	for _, e := range have {
+		known[e.ID] = true
+	}
+	var out []string
+	for _, x := range ids {
+		if !known[x] {
+			known[x] = true
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
+// commitFullState replaces a partial-state room's state: the join gets the
+// full state before it, and the current state becomes that state with
+// every change made since the join on top. The room's members learnt this
+// way are recorded, the mark is cleared and waiting readers are released.
+func (s *Service) commitFullState(ctx context.Context, roomID string, p *partialJoin, join *pdu.Event, before store.StateMap) error {
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	defer r.mu.Unlock()
+	joinRow, err := s.store.GetEvent(ctx, join.ID)
+	if err != nil {
+		return err
+	}
+	partialBefore := store.StateMap{}
+	if joinRow.StateGroup > 0 {
+		if partialBefore, err = s.store.StateGroup(ctx, joinRow.StateGroup); err != nil {
+			return err
+		}
+	}
+	// A state reached since the join is the full state before it with
+	// the changes made since (the join itself included) on top.
+	completed := func(partial store.StateMap) (full, delta store.StateMap) {
+		full, delta = cloneState(before), store.StateMap{}
+		for k, x := range partial {
+			if partialBefore[k] != x {
+				full[k], delta[k] = x, x
+			}
+		}
+		return full, delta
+	}
+	cur := r.stateIDs()
+	now, nowDelta := completed(cur)
+	// The events received or sent since the join have partial states
+	// before them too: each such group gets its completed counterpart.
+	groups, err := s.store.StateGroupsAfter(ctx, roomID, joinRow.Pos)
+	if err != nil {
+		return err
+	}
+	type completedGroup struct{ full, delta store.StateMap }
+	later := make(map[int64]completedGroup, len(groups))
+	for _, g := range groups {
+		st, err := s.store.StateGroup(ctx, g)
+		if err != nil {
+			return err
+		}
+		full, delta := completed(st)
+		later[g] = completedGroup{full, delta}
+	}
+	var learnt []string
+	for k, x := range now {
+		if k.Type == "m.room.member" && cur[k] != x {
+			learnt = append(learnt, x)
+		}
+	}
+	members, err := s.Events(ctx, learnt)
+	if err != nil {
+		return err
+	}
+	var pos int64
+	var local []string
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		local = local[:0]
+		g, _, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, before)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetEventStateGroup(ctx, join.ID, g); err != nil {
+			return err
+		}
+		for old, c := range later {
+			ng, _, err := tx.NewStateGroup(ctx, roomID, g, 0, c.delta, c.full)
+			if err != nil {
+				return err
+			}
+			if err := tx.ReplaceStateGroupAfter(ctx, roomID, joinRow.Pos, old, ng); err != nil {
+				return err
+			}
+		}
+		cg, _, err := tx.NewStateGroup(ctx, roomID, g, 0, nowDelta, now)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetCurrentStateMany(ctx, roomID, now); err != nil {
+			return err
+		}
+		ms := make([]store.Membership, 0, len(members))
+		for _, m := range members {
+			if serverOf(*m.StateKey) == s.serverName {
+				s.membershipsChanged(tx, *m.StateKey)
+			}
+			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: membershipOf(m), EventID: m.ID, Pos: joinRow.Pos})
+		}
+		// Our members' rooms change at a new position, so that their syncs
+		// wake and show the room again, now with its whole state.
+		pos = tx.Alloc(s.store.Streams.Events)
+		for u := range r.joined {
+			if serverOf(u) == s.serverName && !slices.ContainsFunc(ms, func(m store.Membership) bool { return m.UserID == u }) {
+				s.membershipsChanged(tx, u)
+				local = append(local, u)
+				ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: "join", EventID: cur[store.StateKey{Type: "m.room.member", StateKey: u}], Pos: pos})
+			}
+		}
+		s.noteMembershipChange(pos)
+		if err := tx.SetMemberships(ctx, ms); err != nil {
+			return err
+		}
+		if err := tx.SetRoomStateGroup(ctx, roomID, cg); err != nil {
+			return err
+		}
+		for _, h := range s.ps.hooks {
+			if err := h(ctx, tx, roomID); err != nil {
+				return err
+			}
+		}
+		// Before the new position is visible: a sync that sees it must
+		// treat the room as complete (the cache is reloaded under r.mu,
+		// which its readers wait for).
+		tx.OnCommitted(func() { s.ps.rooms.Delete(roomID) })
+		return tx.DeletePartialStateRoom(ctx, roomID)
+	})
+	if err != nil {
+		return err
+	}
+	// The cached state is read again from what was just committed.
+	r.loaded = false
+	if err := s.load(ctx, r); err != nil {
+		close(p.done) // the mark is gone; readers load the room themselves
+		return nil
+	}
+	close(p.done)
+	if s.notifier != nil && len(local) > 0 {
+		s.notifier.RoomEvent(roomID, local, pos)
+	}
+	s.log.Info("federation: full state of a partial-state room fetched", "room_id", roomID, "state", len(now))
+	return nil
+}
+
+// errPartialState refuses what another server may not do through us while
+// we lack the room's full state.
+var errPartialState = errcode.NotFound("this server is still fetching the room's state; try another server")
+
+// SenderMembersFromAuth finds, for a room joined with partial state, the
+// member events of senders that the room's state lacks among the auth
+// events of their events (a lazy-loading sync shows them). eventIDs are
+// the events, senders their senders.
+func (s *Service) SenderMembersFromAuth(ctx context.Context, roomID string, eventIDs []string, senders map[string]bool) (store.StateMap, error) {
+	if !s.IsPartialState(roomID) || len(senders) == 0 {
+		return nil, nil
+	}
+	r, err := s.lockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for u := range senders {
+		if r.state[pdu.StateTuple{Type: "m.room.member", StateKey: u}] == nil {
+			want[u] = true
+		}
+	}
+	r.mu.Unlock()
+	if len(want) == 0 {
+		return nil, nil
+	}
+	evs, err := s.Events(ctx, eventIDs)
+	if err != nil {
+		return nil, err
+	}
+	var authIDs []string
+	for _, ev := range evs {
+		if want[ev.Sender] {
+			authIDs = append(authIDs, ev.AuthEvents...)
+		}
+	}
+	auth, err := s.Events(ctx, authIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := store.StateMap{}
+	for _, a := range auth {
+		if a.Type == "m.room.member" && a.StateKey != nil && want[*a.StateKey] {
+			out[store.StateKey{Type: a.Type, StateKey: *a.StateKey}] = a.ID
+		}
+	}
+	return out, nil
+}
+
+// PartialServers returns the servers of a room joined with partial state
+// as the resident server listed them (nil for other rooms): until its
+// members are known, they are the room's servers for ephemeral traffic.
+func (s *Service) PartialServers(roomID string) []string { return s.partialServers(roomID) }
+
+// InPartialServers reports whether a room is joined with partial state and
+// userID's server is among its listed servers: such a user may well be a
+// member whose join we have not seen.
+func (s *Service) InPartialServers(roomID, userID string) bool {
+	return slices.Contains(s.partialServers(roomID), serverOf(userID))
+}
+
+// PartialServersOfUser returns the listed servers of the partial-state
+// rooms userID is joined to.
+func (s *Service) PartialServersOfUser(ctx context.Context, userID string) []string {
+	var out []string
+	s.ps.rooms.Range(func(k, v any) bool {
+		if ok, err := s.IsJoined(ctx, k.(string), userID); err == nil && ok {
+			for _, sv := range v.(*partialJoin).servers {
+				if !slices.Contains(out, sv) {
+					out = append(out, sv)
+				}
+			}
+		}
+		return true
+	})
+	return out
+}
