@@ -387,13 +387,6 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 	for _, a := range have {
 		byID[a.ID] = a
 	}
-	// An auth event that could not be had (or failed its signature
-	// check) rejects the event; the shape rules need them all.
-	for _, a := range ev.AuthEvents {
-		if byID[a] == nil {
-			return nil, rejectedf("auth event %s is unknown", a)
-		}
-	}
 	rej, err := s.rejectedAmong(ctx, ev.AuthEvents, byID)
 	if err != nil {
 		return nil, err
@@ -411,6 +404,13 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 		}
 		if rej, err = s.rejectedAmong(ctx, ev.AuthEvents, byID); err != nil {
 			return nil, err
+		}
+	}
+	// An auth event that could not be had (or failed its signature
+	// check) rejects the event; the shape rules need them all.
+	for _, a := range ev.AuthEvents {
+		if byID[a] == nil && !rej[a] {
+			return nil, rejectedf("auth event %s is unknown", a)
 		}
 	}
 	if err := eventauth.CheckAuthEventsShape(ev, byID, func(id string) bool { return rej[id] }); err != nil {
