@@ -113,6 +113,12 @@ func (c *Client) downloadLegacy(ctx context.Context, d Destination, destination,
 	if err != nil {
 		return nil, first
 	}
+	return plainMedia(resp, maxBytes)
+}
+
+// plainMedia is the content of a plain (not multipart) 2xx answer,
+// bounded by maxBytes.
+func plainMedia(resp *http.Response, maxBytes int64) (*Media, error) {
 	if resp.ContentLength > maxBytes {
 		resp.Body.Close()
 		return nil, ErrMediaTooLarge
@@ -241,13 +247,7 @@ func (c *Client) followLocation(ctx context.Context, loc string, maxBytes int64)
 		resp.Body.Close()
 		return nil, &RemoteError{Server: u.Host, Status: resp.StatusCode}
 	}
-	if resp.ContentLength > maxBytes {
-		resp.Body.Close()
-		return nil, ErrMediaTooLarge
-	}
-	m := mediaOf(resp.Header)
-	m.Body = &multipartBody{Reader: &limitReader{r: resp.Body, left: maxBytes}, closers: []io.Closer{resp.Body}}
-	return m, nil
+	return plainMedia(resp, maxBytes)
 }
 
 var plainOnce sync.Map // *Client → *http.Client

@@ -422,13 +422,8 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		if after {
 			end = cur.Events
 		}
-		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, end)
-		if err != nil {
+		if st, err = s.stateChangedBetween(ctx, m.RoomID, from.Events, end); err != nil {
 			return nil, err
-		}
-		st = store.StateMap{}
-		for _, g := range gap {
-			st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
 		}
 	} else if after {
 		st = store.StateMap{}
@@ -582,13 +577,8 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 		if len(rows) > 0 && !after {
 			end = rows[0].Pos - 1
 		}
-		gap, err := s.store.RoomStateEventsBetween(ctx, m.RoomID, from.Events, end)
-		if err != nil {
+		if st, err = s.stateChangedBetween(ctx, m.RoomID, from.Events, end); err != nil {
 			return nil, err
-		}
-		st = store.StateMap{}
-		for _, g := range gap {
-			st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
 		}
 	}
 	if len(st) > 0 {
@@ -784,4 +774,18 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 // lazyMembers reports whether a sync filter lazy-loads room members.
 func lazyMembers(f *filter.Filter) bool {
 	return f != nil && f.Room != nil && f.Room.State != nil && f.Room.State.LazyLoadMembers
+}
+
+// stateChangedBetween is the room state set by events in (from, to]: the
+// state a limited timeline leaves out.
+func (s *Service) stateChangedBetween(ctx context.Context, roomID string, from, to int64) (store.StateMap, error) {
+	gap, err := s.store.RoomStateEventsBetween(ctx, roomID, from, to)
+	if err != nil {
+		return nil, err
+	}
+	st := store.StateMap{}
+	for _, g := range gap {
+		st[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = g.EventID
+	}
+	return st, nil
 }
