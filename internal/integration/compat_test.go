@@ -993,3 +993,29 @@ func TestContextLimitZeroTokens(t *testing.T) {
 		}
 	})
 }
+
+// While a room's state is still being fetched (a join with members
+// omitted) nothing can be backfilled yet; a jump to a date before the
+// join still answers the event the resident server names.
+func TestFedTimestampToEventDuringPartialJoin(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, alice := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank")
+		before := time.Now().UnixMilli()
+		time.Sleep(5 * time.Millisecond)
+		first := alice.SendText(roomID, "first")
+		release := p.b.Rooms.HoldResyncs()
+		defer release()
+		dave := p.b.Register(t, "dave")
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		if !p.b.Rooms.IsPartialState(roomID) {
+			t.Fatal("the room is not partial")
+		}
+		var near struct {
+			EventID string `json:"event_id"`
+		}
+		dave.MustDo("GET", fmt.Sprintf("/_matrix/client/v1/rooms/%s/timestamp_to_event?ts=%d&dir=f", esc(roomID), before), nil, &near)
+		if near.EventID != first {
+			t.Fatalf("jump during the partial join: %s, want %s", near.EventID, first)
+		}
+	})
+}

@@ -55,9 +55,13 @@ func (s *Service) TimestampToEvent(ctx context.Context, roomID, userID string, t
 		return nil, err
 	}
 	if remote := s.remoteNearEvent(ctx, roomID, ts, backwards); remote != nil && closer(remote, best, backwards) {
-		if s.reachEvent(ctx, roomID, remote.EventID) {
-			best = remote
+		if !s.reachEvent(ctx, roomID, remote.EventID) {
+			// Not here yet (a room still being joined, a server that
+			// would not backfill): the other server vetted it for ours,
+			// and a client may still ask /context for it later.
+			return remote, nil
 		}
+		best = remote
 	}
 	if best == nil {
 		return nil, errcode.NotFound("no event found")
