@@ -4,7 +4,7 @@ export LUXCHAT_TEST_POSTGRES
 # Tools installed with go install (versitygw for the S3 blob store tests).
 export PATH := $(PATH):$(shell go env GOPATH)/bin
 
-.PHONY: build run test unit e2e lint bench tools complement-image
+.PHONY: build run test unit e2e lint bench tools complement-image complement
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/luxchat ./cmd/luxchat
@@ -41,3 +41,9 @@ complement-image: build
 	cp bin/luxchat build/complement/luxchat
 	docker build -t complement-luxchat build/complement
 	rm -f build/complement/luxchat
+
+# Runs Complement (see ../shared/tools/complement/README.md) on the image:
+#   make complement COMPLEMENT_DIR=/path/to/complement [COMPLEMENT_OUT=dir] [COMPLEMENT_ARGS='./tests/csapi -run TestX']
+complement:
+	@test -n "$(COMPLEMENT_DIR)" || { echo "set COMPLEMENT_DIR to a checkout of github.com/matrix-org/complement"; exit 1; }
+	../shared/tools/complement/run.sh $(COMPLEMENT_DIR) $(or $(COMPLEMENT_OUT),/tmp/complement-out) $(COMPLEMENT_ARGS)
