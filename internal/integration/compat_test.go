@@ -638,6 +638,7 @@ func TestFedTimestampToEventBeforeJoin(t *testing.T) {
 	frEngines(t, func(t *testing.T, p *frPair) {
 		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
 		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		time.Sleep(5 * time.Millisecond) // no earlier event in the same millisecond
 		before := time.Now().UnixMilli()
 		time.Sleep(5 * time.Millisecond)
 		first := alice.SendText(room, "first")
@@ -1000,6 +1001,7 @@ func TestContextLimitZeroTokens(t *testing.T) {
 func TestFedTimestampToEventDuringPartialJoin(t *testing.T) {
 	frEngines(t, func(t *testing.T, p *frPair) {
 		roomID, alice := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank")
+		time.Sleep(5 * time.Millisecond) // no earlier event in the same millisecond
 		before := time.Now().UnixMilli()
 		time.Sleep(5 * time.Millisecond)
 		first := alice.SendText(roomID, "first")
