@@ -59,7 +59,7 @@ func isJoin(content json.RawMessage) bool {
 // sharing no other room with them, unless the join only changed their
 // profile.
 func (s *Service) announceJoin(ctx context.Context, join *pdu.Event, roomServers []string) error {
-	if was, err := s.joinedBefore(ctx, join); err != nil || was {
+	if was, err := s.rooms.JoinedBefore(ctx, join); err != nil || was {
 		return err
 	}
 	others, err := s.store.RoommatesOutside(ctx, join.Sender, join.RoomID)
@@ -72,27 +72,6 @@ func (s *Service) announceJoin(ctx context.Context, join *pdu.Event, roomServers
 		return nil
 	}
 	return s.announceAllDevices(ctx, join.Sender, dests)
-}
-
-// joinedBefore reports whether a join event's sender was joined already
-// (a profile change): its auth events hold the sender's membership before.
-func (s *Service) joinedBefore(ctx context.Context, join *pdu.Event) (bool, error) {
-	rows, err := s.store.GetEvents(ctx, join.AuthEvents)
-	if err != nil {
-		return false, err
-	}
-	for _, r := range rows {
-		if r.Type != "m.room.member" || !r.StateKey.Valid || r.StateKey.String != join.Sender {
-			continue
-		}
-		var ev struct {
-			Content json.RawMessage `json:"content"`
-		}
-		if json.Unmarshal(r.PDU, &ev) == nil && isJoin(ev.Content) {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // announceAllDevices sends an m.device_list_update for each of a local

@@ -19,6 +19,11 @@ import (
 // fpEngines runs a federation benchmark with both servers on SQLite, then
 // both on PostgreSQL (skipped without LUXCHAT_TEST_POSTGRES).
 func fpEngines(b *testing.B, f func(b *testing.B, a, g *ts.Server)) {
+	fpEnginesOf(b, frHosts, func(b *testing.B, s []*ts.Server) { f(b, s[0], s[1]) })
+}
+
+// fpEnginesOf is fpEngines for servers named hosts (only those federate).
+func fpEnginesOf(b *testing.B, hosts []string, f func(b *testing.B, servers []*ts.Server)) {
 	for _, pg := range []bool{false, true} {
 		name := "sqlite"
 		if pg {
@@ -26,14 +31,15 @@ func fpEngines(b *testing.B, f func(b *testing.B, a, g *ts.Server)) {
 		}
 		b.Run(name, func(b *testing.B) {
 			fed := ts.NewFederation(b)
-			start := func(host string) *ts.Server {
-				opts := []ts.Option{fed.ServerNamed(host), frClosed(frHosts...)}
+			var servers []*ts.Server
+			for _, host := range hosts {
+				opts := []ts.Option{fed.ServerNamed(host), frClosed(hosts...)}
 				if pg {
 					opts = append(opts, ts.WithPostgres(b))
 				}
-				return ts.New(b, opts...)
+				servers = append(servers, ts.New(b, opts...))
 			}
-			f(b, start("police.test"), start("gouv.test"))
+			f(b, servers)
 		})
 	}
 }

@@ -316,61 +316,46 @@ func TestFedPartialStateJoinSurvivesRestart(t *testing.T) {
 //
 //	go test ./internal/integration -run '^$' -bench BenchmarkFedPartialJoin10kMembers -benchtime 1x
 func BenchmarkFedPartialJoin10kMembers(b *testing.B) {
-	hosts := []string{"police.test", "gouv.test", "education.test"}
-	for _, pg := range []bool{false, true} {
-		name := "sqlite"
-		if pg {
-			name = "postgres"
+	fpEnginesOf(b, []string{"police.test", "gouv.test", "education.test"}, func(b *testing.B, servers []*ts.Server) {
+		// police.test hosts the room, gouv.test's users fill it,
+		// education.test joins it.
+		a, g, e := servers[0], servers[1], servers[2]
+		ctx := context.Background()
+		alice := a.Register(b, "alice")
+		carol := e.Register(b, "carol")
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+			c, joinRules, power := fpRoom(b, a, g, roomID)
+			const members = 10000 - 1 // alice is the first
+			var txn []*pdu.Event
+			for j := range members {
+				u := fmt.Sprintf("@m%d:%s", j, g.Config.ServerName)
+				txn = append(txn, c.next(b, "m.room.member", u, &u, map[string]any{"membership": "join"}, joinRules, power))
+				if len(txn) == 50 || j == members-1 {
+					fpSend(b, g, a, fmt.Sprintf("%s-%d", roomID, j), txn)
+					txn = nil
+				}
+			}
+			b.StartTimer()
+			t0 := time.Now()
+			carol.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
+			carol.SendText(roomID, "here")
+			usable := time.Since(t0)
+			b.StopTimer()
+			deadline := time.Now().Add(5 * time.Minute)
+			for e.Rooms.IsPartialState(roomID) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			full := time.Since(t0)
+			n, err := e.Rooms.JoinedUsers(ctx, roomID)
+			if err != nil || len(n) != members+2 {
+				b.Fatalf("%d members known after the resync, want %d: %v", len(n), members+2, err)
+			}
+			b.ReportMetric(float64(usable.Milliseconds()), "ms_to_usable")
+			b.ReportMetric(float64(full.Milliseconds()), "ms_to_full_state")
 		}
-		b.Run(name, func(b *testing.B) {
-			fed := ts.NewFederation(b)
-			start := func(host string) *ts.Server {
-				opts := []ts.Option{fed.ServerNamed(host), frClosed(hosts...)}
-				if pg {
-					opts = append(opts, ts.WithPostgres(b))
-				}
-				return ts.New(b, opts...)
-			}
-			// police.test hosts the room, gouv.test's users fill it,
-			// education.test joins it.
-			a, g, e := start(hosts[0]), start(hosts[1]), start(hosts[2])
-			ctx := context.Background()
-			alice := a.Register(b, "alice")
-			carol := e.Register(b, "carol")
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
-				c, joinRules, power := fpRoom(b, a, g, roomID)
-				const members = 10000 - 1 // alice is the first
-				var txn []*pdu.Event
-				for j := range members {
-					u := fmt.Sprintf("@m%d:%s", j, g.Config.ServerName)
-					txn = append(txn, c.next(b, "m.room.member", u, &u, map[string]any{"membership": "join"}, joinRules, power))
-					if len(txn) == 50 || j == members-1 {
-						fpSend(b, g, a, fmt.Sprintf("%s-%d", roomID, j), txn)
-						txn = nil
-					}
-				}
-				b.StartTimer()
-				t0 := time.Now()
-				carol.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
-				carol.SendText(roomID, "here")
-				usable := time.Since(t0)
-				b.StopTimer()
-				deadline := time.Now().Add(5 * time.Minute)
-				for e.Rooms.IsPartialState(roomID) && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				full := time.Since(t0)
-				n, err := e.Rooms.JoinedUsers(ctx, roomID)
-				if err != nil || len(n) != members+2 {
-					b.Fatalf("%d members known after the resync, want %d: %v", len(n), members+2, err)
-				}
-				b.ReportMetric(float64(usable.Milliseconds()), "ms_to_usable")
-				b.ReportMetric(float64(full.Milliseconds()), "ms_to_full_state")
-			}
-		})
-	}
+	})
 }
 
 // While a room's members are being fetched, a sync that does not

@@ -55,7 +55,7 @@ func (s *Service) carryRules(ctx context.Context, join *pdu.Event) error {
 	if json.Unmarshal(create.Content, &cc) != nil || cc.Predecessor.RoomID == "" || cc.Predecessor.RoomID == join.RoomID {
 		return nil
 	}
-	if wasJoined, err := s.joinedBefore(ctx, join); err != nil || wasJoined {
+	if wasJoined, err := s.rooms.JoinedBefore(ctx, join); err != nil || wasJoined {
 		return err
 	}
 	old, room := cc.Predecessor.RoomID, join.RoomID
@@ -86,28 +86,6 @@ func (s *Service) carryRules(ctx context.Context, join *pdu.Event) error {
 		}
 		return nil
 	})
-}
-
-// joinedBefore reports whether the join event's sender was already joined
-// (a profile change): its auth events hold the sender's previous
-// membership.
-func (s *Service) joinedBefore(ctx context.Context, join *pdu.Event) (bool, error) {
-	rows, err := s.store.GetEvents(ctx, join.AuthEvents)
-	if err != nil {
-		return false, err
-	}
-	for _, r := range rows {
-		if r.Type != "m.room.member" || !r.StateKey.Valid || r.StateKey.String != join.Sender {
-			continue
-		}
-		var ev struct {
-			Content json.RawMessage `json:"content"`
-		}
-		if json.Unmarshal(r.PDU, &ev) == nil && membership(ev.Content) == "join" {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // hasRulesFor reports whether a user-defined override, room or underride

@@ -391,8 +391,9 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 	if err != nil {
 		return nil, err
 	}
-	// An auth event rejected before settles it: nothing to fetch.
-	if len(have)+len(rej) < len(ev.AuthEvents) && !anyTrue(rej) {
+	// An auth event rejected before settles it (rej holds only those):
+	// nothing to fetch.
+	if len(have) < len(ev.AuthEvents) && len(rej) == 0 {
 		if err := s.fetchAuthChain(ctx, origin, ev); err != nil {
 			return nil, err
 		}
@@ -501,15 +502,6 @@ func (s *Service) fetchAuthEventsByID(ctx context.Context, origin string, ev *pd
 	}
 	_, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, raws)
 	return err
-}
-
-func anyTrue(m map[string]bool) bool {
-	for _, v := range m {
-		if v {
-			return true
-		}
-	}
-	return false
 }
 
 // storeOutliers checks events of a room (format, signatures, hashes, auth

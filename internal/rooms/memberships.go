@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
 )
 
@@ -62,4 +63,20 @@ func (s *Service) Memberships(ctx context.Context, userID string) ([]store.Membe
 	}
 	c.mu.Unlock()
 	return list, nil
+}
+
+// JoinedBefore reports whether a join event's sender was already joined
+// when they sent it (a profile change, not an arrival): its auth events
+// hold the sender's membership before it.
+func (s *Service) JoinedBefore(ctx context.Context, join *pdu.Event) (bool, error) {
+	auth, err := s.Events(ctx, join.AuthEvents)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range auth {
+		if a.Type == "m.room.member" && a.StateKey != nil && *a.StateKey == join.Sender && membershipOf(a) == "join" {
+			return true, nil
+		}
+	}
+	return false, nil
 }

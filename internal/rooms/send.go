@@ -168,10 +168,10 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 	}
 	if err := eventauth.Check(ev, eventauth.AuthEventsFunc(b.lookup), eventauth.WithSignatureCheck(s.signedBy)); err != nil {
 		var na *eventauth.NotAllowed
-		if errors.As(err, &na) && na.Malformed {
-			return nil, errcode.BadJSON("%s", na.Reason)
-		}
 		if errors.As(err, &na) {
+			if na.Malformed {
+				return nil, errcode.BadJSON("%s", na.Reason)
+			}
 			return nil, errcode.Forbidden("%s", na.Reason)
 		}
 		return nil, fmt.Errorf("auth: %w", err)
