@@ -147,14 +147,25 @@ func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs [
 	}
 	if announce {
 		s.wakeRoommates(ctx, userID)
+	} else {
+		s.tellServers(userID)
 	}
 	return nil
 }
 
+// tellServers lets other servers learn of a change to a device without
+// keys: they list such devices, while local clients, which only track
+// keys, need no wake-up.
+func (s *Service) tellServers(userID string) {
+	if s.OnDeviceListChange != nil && s.isLocal(userID) {
+		s.OnDeviceListChange(userID)
+	}
+}
+
 // DeviceRenamed announces a device's new display name, which key queries
 // show with its keys, to the users sharing a room with its owner (and to
-// their servers). A device without keys is known to nobody. It is
-// accounts.Service.OnDeviceRenamed.
+// their servers). A device without keys concerns only other servers. It
+// is accounts.Service.OnDeviceRenamed.
 func (s *Service) DeviceRenamed(ctx context.Context, userID, deviceID string) error {
 	announce := false
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
@@ -174,6 +185,8 @@ func (s *Service) DeviceRenamed(ctx context.Context, userID, deviceID string) er
 	}
 	if announce {
 		s.wakeRoommates(ctx, userID)
+	} else {
+		s.tellServers(userID)
 	}
 	return nil
 }

@@ -138,7 +138,9 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 				}
 			}
 		}
-		if dests := slices.DeleteFunc(slices.Clone(joined), func(srv string) bool { return srv == c.AnnouncedBy }); len(dests) > 0 {
+		// A join made through send_join is the resident server's to
+		// send to the room (it did, once it accepted it).
+		if dests := joined; c.AnnouncedBy == "" && len(dests) > 0 {
 			sends = append(sends, federation.PDUSend{Destinations: dests, EventIDs: ids})
 		}
 		s.queue.Fanout(sends, done)

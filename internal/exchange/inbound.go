@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"luxchat/internal/store"
@@ -98,16 +99,28 @@ func (s *Service) inboundReceipts(ctx context.Context, origin string, content js
 				if ok, err := s.rooms.IsJoined(ctx, roomID, userID); err != nil || (!ok && !s.rooms.InPartialServers(roomID, userID)) {
 					continue
 				}
-				row, err := s.store.GetEvent(ctx, r.EventIDs[0])
-				if err != nil || row.RoomID != roomID {
-					continue // an event we do not have (yet)
+				// A receipt may arrive before its event (or name one we
+				// never see): it is kept, with no position, so that it
+				// is neither lost nor ahead of a known one.
+				eventID, eventPos := r.EventIDs[0], int64(0)
+				if len(eventID) > 255 {
+					continue
+				}
+				row, err := s.store.GetEvent(ctx, eventID)
+				switch {
+				case err == nil && row.RoomID != roomID:
+					continue
+				case err == nil:
+					eventPos = row.Pos
+				case !errors.Is(err, store.ErrNotFound):
+					return err
 				}
 				ts := r.Data.TS
 				if ts <= 0 {
 					ts = time.Now().UnixMilli()
 				}
 				err = s.store.InTx(ctx, func(tx *store.Tx) error {
-					ch, err := tx.PutReceipt(ctx, store.Receipt{RoomID: roomID, Type: typ, UserID: userID, ThreadID: r.Data.ThreadID, EventID: row.EventID, EventPos: row.Pos, TS: ts})
+					ch, err := tx.PutReceipt(ctx, store.Receipt{RoomID: roomID, Type: typ, UserID: userID, ThreadID: r.Data.ThreadID, EventID: eventID, EventPos: eventPos, TS: ts})
 					changed = changed || ch
 					return err
 				})

@@ -200,23 +200,33 @@ func (s *Service) announceDevices(ctx context.Context, userID string) error {
 		stream++
 		return stream, p
 	}
-	devices := make([]string, 0, len(keys.DeviceKeys[userID]))
-	for d := range keys.DeviceKeys[userID] {
-		devices = append(devices, d)
+	// Devices without keys are announced too (the update's keys are
+	// optional): other servers list them, and see their renames.
+	all, err := s.store.Devices(ctx, userID)
+	if err != nil {
+		return err
 	}
-	sort.Strings(devices)
-	for _, d := range devices {
-		raw, name := splitUnsigned(keys.DeviceKeys[userID][d])
-		h := hash(string(raw), name)
-		now["d:"+d] = h
-		if old["d:"+d] == h {
+	for _, d := range all { // sorted by device id
+		c := map[string]any{"user_id": userID, "device_id": d.DeviceID, "deleted": false}
+		var h string
+		if raw, ok := keys.DeviceKeys[userID][d.DeviceID]; ok {
+			keyJSON, name := splitUnsigned(raw)
+			h = hash(string(keyJSON), name)
+			c["keys"] = keyJSON
+			if name != "" {
+				c["device_display_name"] = name
+			}
+		} else {
+			h = hash("", d.DisplayName.String)
+			if d.DisplayName.String != "" {
+				c["device_display_name"] = d.DisplayName.String
+			}
+		}
+		now["d:"+d.DeviceID] = h
+		if old["d:"+d.DeviceID] == h {
 			continue
 		}
-		id, p := next()
-		c := map[string]any{"user_id": userID, "device_id": d, "stream_id": id, "prev_id": p, "deleted": false, "keys": raw}
-		if name != "" {
-			c["device_display_name"] = name
-		}
+		c["stream_id"], c["prev_id"] = next()
 		edus = append(edus, edu("m.device_list_update", c))
 	}
 	signing := map[string]any{"user_id": userID}

@@ -468,6 +468,24 @@ func TestDeviceRenameReachesRemoteRoommates(t *testing.T) {
 	})
 }
 
+// A device without keys is still a device to other servers (their key
+// queries list it once it has keys, their admins see it): renaming it is
+// announced over federation, and a user of the other server tracking its
+// owner hears of it.
+func TestKeylessDeviceRenameReachesRemoteServers(t *testing.T) {
+	fqEngines(t, func(t *testing.T, p *fqPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		room := fqRoom(t, p, alice, bob)
+		fqSyncUntil(t, bob, "", "the room", func(s map[string]any) bool { return path(s, "rooms", "join", room) != nil })
+		keysOf(bob, alice.UserID) // bob's server tracks alice's list now
+		since := bob.Sync("timeout=0")["next_batch"].(string)
+
+		alice.MustDo("PUT", "/_matrix/client/v3/devices/"+esc(alice.DeviceID), map[string]any{"display_name": "Office laptop"}, nil)
+		fqSyncUntil(t, bob, since, "alice's rename", func(s map[string]any) bool { return changedHas(s, alice.UserID) })
+	})
+}
+
 // A user joining a room with users of another server sees themselves in
 // device_lists.changed with those they now share the room with, and
 // their server sends their devices (even without keys) to the servers

@@ -533,3 +533,33 @@ func TestMembersAtPoint(t *testing.T) {
 		wantError(t, alice.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/members?at=t0", nil), 404, "M_NOT_FOUND")
 	})
 }
+
+// A read receipt from another server may name an event this server does
+// not have yet (EDUs overtake PDUs, a room still being joined): it is
+// shown all the same, and a later receipt on a known event replaces it.
+func TestRemoteReceiptForEventNotYetReceived(t *testing.T) {
+	fqEngines(t, func(t *testing.T, p *fqPair) {
+		alice := p.a.Register(t, "alice")
+		bob := p.b.Register(t, "bob")
+		roomID := fqRoom(t, p, alice, bob)
+		msg := alice.SendText(roomID, "hi")
+		receipt := func(txn, eventID string) {
+			fqSendEDUs(t, p.b, p.a, txn, map[string]any{"edu_type": "m.receipt", "content": map[string]any{roomID: map[string]any{"m.read": map[string]any{
+				bob.UserID: map[string]any{"data": map[string]any{"ts": 1436451550453}, "event_ids": []string{eventID}}}}}})
+		}
+		receiptOf := func(s map[string]any, eventID string) bool {
+			evs, _ := path(s, "rooms", "join", roomID, "ephemeral", "events").([]any)
+			for _, e := range evs {
+				if path(e, "type") == "m.receipt" && path(e, "content", eventID, "m.read", bob.UserID, "ts") != nil {
+					return true
+				}
+			}
+			return false
+		}
+		since := alice.Sync("timeout=0")["next_batch"].(string)
+		receipt("r1", "$not-here-yet")
+		since = fqSyncUntil(t, alice, since, "bob's receipt on an unknown event", func(s map[string]any) bool { return receiptOf(s, "$not-here-yet") })
+		receipt("r2", msg)
+		fqSyncUntil(t, alice, since, "bob's receipt on alice's message", func(s map[string]any) bool { return receiptOf(s, msg) })
+	})
+}

@@ -573,50 +573,59 @@ func hasTyping(s syncResp, roomID, userID string) bool {
 }
 
 // A join made through send_join is announced by the resident server: the
-// joining server never sends it back in a transaction.
+// joining server sends it to no one, neither back to the resident server
+// nor to the room's other servers, which hear of it from the resident.
 func TestFedOwnJoinNotResent(t *testing.T) {
 	fed := ts.NewFederation(t)
 	var mu sync.Mutex
-	var received []string // PDU event ids received by the resident server
-	a := ts.New(t, fed.ServerNamed("police.test"), ts.ObserveInbound(func(r *http.Request, body []byte) {
-		if !strings.HasPrefix(r.URL.Path, "/_matrix/federation/v1/send/") {
-			return
-		}
-		var txn struct {
-			PDUs []json.RawMessage `json:"pdus"`
-		}
-		_ = json.Unmarshal(body, &txn)
-		v, _ := roomversion.Get("11")
-		mu.Lock()
-		defer mu.Unlock()
-		for _, raw := range txn.PDUs {
-			if ev, err := pdu.Parse(raw, v); err == nil {
-				received = append(received, ev.ID)
+	received := map[string][]string{} // receiving server → "origin event_id"
+	observe := func(name string) ts.Option {
+		return ts.ObserveInbound(func(r *http.Request, body []byte) {
+			if !strings.HasPrefix(r.URL.Path, "/_matrix/federation/v1/send/") {
+				return
 			}
-		}
-	}))
+			var txn struct {
+				Origin string            `json:"origin"`
+				PDUs   []json.RawMessage `json:"pdus"`
+			}
+			_ = json.Unmarshal(body, &txn)
+			v, _ := roomversion.Get("11")
+			mu.Lock()
+			defer mu.Unlock()
+			for _, raw := range txn.PDUs {
+				if ev, err := pdu.Parse(raw, v); err == nil {
+					received[name] = append(received[name], txn.Origin+" "+ev.ID)
+				}
+			}
+		})
+	}
+	a := ts.New(t, fed.ServerNamed("police.test"), observe("a"))
 	b := ts.New(t, fed.ServerNamed("gouv.test"))
-	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+	c := ts.New(t, fed.ServerNamed("education.test"), observe("c"))
+	alice, bob, carol := a.Register(t, "alice"), b.Register(t, "bob"), c.Register(t, "carol")
 	room := alice.CreateRoom(map[string]any{"preset": "public_chat", "room_version": "11"})
+	carol.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
 	bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
 	join := frLatest(t, b, room)
 	reply := bob.SendText(room, "hello from gouv")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, 10*time.Second, func() string {
 		mu.Lock()
-		got := slices.Clone(received)
-		mu.Unlock()
-		if slices.Contains(got, join) {
-			t.Fatalf("the joining server sent its join %s back: %v", join, got)
+		defer mu.Unlock()
+		for _, srv := range []string{"a", "c"} {
+			if slices.Contains(received[srv], b.Config.ServerName+" "+join) {
+				t.Fatalf("the joining server sent its join %s to %s: %v", join, srv, received[srv])
+			}
 		}
-		if slices.Contains(got, reply) {
-			break
+		switch {
+		case !slices.Contains(received["a"], b.Config.ServerName+" "+reply):
+			return "bob's message has not reached the resident server"
+		case !slices.Contains(received["c"], a.Config.ServerName+" "+join):
+			return "the resident server has not sent bob's join to the third server"
+		case !slices.Contains(received["c"], b.Config.ServerName+" "+reply):
+			return "bob's message has not reached the third server"
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bob's message never reached the resident server: %v", got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // In a room shared with other servers an event may exist that this

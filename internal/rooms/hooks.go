@@ -26,8 +26,9 @@ type Committed struct {
 	// for events received over federation.
 	Origin string
 	// AnnouncedBy names the server that announces events built here to
-	// the room itself: the resident server of a join made through
-	// send_join. They are not sent back to it.
+	// the room for us: the resident server of a join made through
+	// send_join, which sends it to every server in the room. Such events
+	// are sent by us to no one.
 	AnnouncedBy string
 	// Servers, for a room joined with partial state, are the servers the
 	// resident server said were in it (Joined lacks most members).
