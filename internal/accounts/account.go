@@ -111,7 +111,7 @@ func (s *Service) DeactivateUser(ctx context.Context, userID string) error {
 		return fmt.Errorf("deactivate: %w", err)
 	}
 	s.devicesDeleted(ctx, userID, deleted)
-	if h := s.OnDeactivate; h != nil {
+	if h := s.hooks.OnDeactivate; h != nil {
 		s.runHook("OnDeactivate", func() error { return h(ctx, userID) })
 	}
 	return nil

@@ -18,7 +18,7 @@ import (
 )
 
 func TestPasswordHashes(t *testing.T) {
-	svc := New(testConfig(), nil, quiet)
+	svc := New(testConfig(), nil, quiet, Hooks{})
 	h, err := svc.hashPassword(bg, "correct horse")
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func TestPasswordHashes(t *testing.T) {
 	}
 	stronger := testConfig()
 	stronger.Auth.PasswordHashTime = 2
-	old, _ := New(stronger, nil, quiet).hashPassword(bg, "correct horse")
+	old, _ := New(stronger, nil, quiet, Hooks{}).hashPassword(bg, "correct horse")
 	for _, c := range []struct {
 		name, hash, password string
 		ok, rehash           bool
@@ -397,7 +397,7 @@ func TestRefreshAndSoftLogout(t *testing.T) {
 func TestDevicesAndLogout(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e *env) {
 		var deleted []string
-		e.svc.OnDevicesDeleted = func(_ context.Context, _ string, ids []string) error {
+		e.svc.hooks.OnDevicesDeleted = func(_ context.Context, _ string, ids []string) error {
 			deleted = append(deleted, ids...)
 			return nil
 		}
@@ -492,7 +492,7 @@ func TestChangePasswordAndDeactivate(t *testing.T) {
 		e.mustAuth(t, alice.AccessToken)
 
 		var left []string
-		e.svc.OnDeactivate = func(_ context.Context, userID string) error { left = append(left, userID); return nil }
+		e.svc.hooks.OnDeactivate = func(_ context.Context, userID string) error { left = append(left, userID); return nil }
 		err = e.svc.Deactivate(bg, me, nil)
 		ar = wantAuthRequired(t, err, "")
 		if err := e.svc.Deactivate(bg, me, passwordAuth(ar.Session, "alice", "password3")); err != nil {
@@ -517,7 +517,7 @@ func TestProfiles(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e *env) {
 		type change struct{ user, name, avatar string }
 		var changes []change
-		e.svc.OnProfileChange = func(_ context.Context, u, n, a string) error {
+		e.svc.hooks.OnProfileChange = func(_ context.Context, u, n, a string) error {
 			changes = append(changes, change{u, n, a})
 			return nil
 		}

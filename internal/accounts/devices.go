@@ -65,7 +65,7 @@ func (s *Service) RenameDevice(ctx context.Context, userID, deviceID, name strin
 	if err != nil {
 		return fmt.Errorf("rename device: %w", err)
 	}
-	if h := s.OnDeviceRenamed; h != nil {
+	if h := s.hooks.OnDeviceRenamed; h != nil {
 		s.runHook("OnDeviceRenamed", func() error { return h(ctx, userID, deviceID) })
 	}
 	return nil

@@ -33,8 +33,8 @@ func (s *Service) Profile(ctx context.Context, userID string) (*Profile, error) 
 	if err != nil {
 		return nil, errcode.InvalidParam("invalid user id: %v", err)
 	}
-	if string(parsed.Server()) != s.cfg.ServerName && s.RemoteProfile != nil {
-		return s.RemoteProfile(ctx, userID)
+	if string(parsed.Server()) != s.cfg.ServerName && s.hooks.RemoteProfile != nil {
+		return s.hooks.RemoteProfile(ctx, userID)
 	}
 	u, err := s.store.GetUser(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -99,7 +99,7 @@ func (s *Service) SetProfileField(ctx context.Context, callerID, userID, field, 
 	if err != nil {
 		return fmt.Errorf("set %s: %w", field, err)
 	}
-	if h := s.OnProfileChange; changed && h != nil {
+	if h := s.hooks.OnProfileChange; changed && h != nil {
 		s.runHook("OnProfileChange", func() error { return h(ctx, userID, after.DisplayName, after.AvatarURL) })
 	}
 	return nil

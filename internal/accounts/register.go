@@ -191,7 +191,7 @@ func (s *Service) createAccount(ctx context.Context, a newAccount) (*LoginResult
 		case err != nil:
 			return nil, fmt.Errorf("create account: %w", err)
 		}
-		if h := s.OnRegister; h != nil {
+		if h := s.hooks.OnRegister; h != nil {
 			s.runHook("OnRegister", func() error { return h(ctx, res.UserID, display) })
 		}
 		return res, nil

@@ -26,10 +26,23 @@ type Service struct {
 	store *store.Store
 	log   *slog.Logger
 
-	// Hooks, set by the server wiring before serving (nil: nothing to do).
-	// They run after the change has been committed; an error is logged, the
-	// change stands.
+	hooks Hooks
 
+	cache    *tokenCache
+	throttle *loginThrottle // nil: failed logins are not throttled
+	hashSem  chan struct{}
+	now      func() time.Time // replaced in tests
+
+	dummyOnce sync.Once
+	dummyHash string // hashed when a user is unknown, so timing does not tell
+
+	lastSweep atomic.Int64 // unix ms of the last sweep of stale UIA sessions and nonces
+}
+
+// Hooks are what other domains do when accounts change; the server's
+// wiring supplies them (nil: nothing to do). They run after the change
+// has been committed; an error is logged, the change stands.
+type Hooks struct {
 	// OnDeactivate runs after an account was deactivated, so that rooms can
 	// make the user leave.
 	OnDeactivate func(ctx context.Context, userID string) error
@@ -49,20 +62,10 @@ type Service struct {
 	// OnRegister runs after an account was created, with its first
 	// display name, so that the user directory can index it.
 	OnRegister func(ctx context.Context, userID, displayName string) error
-
-	cache    *tokenCache
-	throttle *loginThrottle // nil: failed logins are not throttled
-	hashSem  chan struct{}
-	now      func() time.Time // replaced in tests
-
-	dummyOnce sync.Once
-	dummyHash string // hashed when a user is unknown, so timing does not tell
-
-	lastSweep atomic.Int64 // unix ms of the last sweep of stale UIA sessions and nonces
 }
 
 // New returns the accounts service.
-func New(cfg *config.Config, st *store.Store, log *slog.Logger) *Service {
+func New(cfg *config.Config, st *store.Store, log *slog.Logger, hooks Hooks) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -70,6 +73,7 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger) *Service {
 		cfg:      cfg,
 		store:    st,
 		log:      log,
+		hooks:    hooks,
 		cache:    newTokenCache(),
 		throttle: newLoginThrottle(cfg.RateLimits.FailedLogins, time.Now),
 		// One hash at a time: each argon2id call holds its whole memory
@@ -121,7 +125,7 @@ func (s *Service) devicesDeleted(ctx context.Context, userID string, deviceIDs [
 	if len(deviceIDs) == 0 {
 		return
 	}
-	if h := s.OnDevicesDeleted; h != nil {
+	if h := s.hooks.OnDevicesDeleted; h != nil {
 		s.runHook("OnDevicesDeleted", func() error { return h(ctx, userID, deviceIDs) })
 	}
 }

@@ -65,7 +65,7 @@ func newEnv(t *testing.T, o store.Options, driver, dsn string) *env {
 	}
 	t.Cleanup(func() { raw.Close() })
 	e := &env{st: st, raw: raw, cfg: testConfig()}
-	e.svc = New(e.cfg, st, quiet)
+	e.svc = New(e.cfg, st, quiet, Hooks{})
 	e.svc.now = func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }
 	return e
 }

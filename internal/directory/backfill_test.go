@@ -35,7 +35,7 @@ func TestBackfill(t *testing.T) {
 		ctx := context.Background()
 		cfg := config.Default()
 		cfg.ServerName = "t.test"
-		s := New(cfg, st, nil, nil)
+		s := New(cfg, st, nil, nil, nil)
 		pos := int64(0)
 		state := func(tx *store.Tx, roomID, typ, key string, content any) {
 			pos++

@@ -299,7 +299,7 @@ func (s *Service) walkLoad(ctx context.Context, root string, maxDepth int, sugge
 			return nil, err
 		}
 		for _, id := range level {
-			if nodes[id] != nil || inaccessible[id] || remoteFetches >= maxRemoteFetches || s.Remote == nil {
+			if nodes[id] != nil || inaccessible[id] || remoteFetches >= maxRemoteFetches || s.remote == nil {
 				continue
 			}
 			remoteFetches++
@@ -403,7 +403,7 @@ func (s *Service) fetchRemoteHierarchy(ctx context.Context, server, roomID strin
 	defer cancel()
 	var h remoteHierarchy
 	uri := "/_matrix/federation/v1/hierarchy/" + url.PathEscape(roomID) + "?suggested_only=" + strconv.FormatBool(suggestedOnly)
-	if err := s.Remote.Do(ctx, server, "GET", uri, nil, &h); err != nil {
+	if err := s.remote.Do(ctx, server, "GET", uri, nil, &h); err != nil {
 		return nil, err
 	}
 	s.hierCache.put(key, &h)

@@ -19,7 +19,7 @@ func TestMutualRoomsPages(t *testing.T) {
 		mutualRoomsPage = 2
 		cfg := config.Default()
 		cfg.ServerName = "t.test"
-		s := New(cfg, st, nil, nil)
+		s := New(cfg, st, nil, nil, nil)
 		var want []string
 		err := st.InTx(ctx, func(tx *store.Tx) error {
 			pos := int64(0)

@@ -557,7 +557,7 @@ func (s *Service) RemotePublicRooms(ctx context.Context, server string, req Publ
 	if err := id.ValidServerName(server); err != nil {
 		return nil, errcode.InvalidParam("invalid server name")
 	}
-	if s.Remote == nil {
+	if s.remote == nil {
 		return nil, errcode.Forbidden("federation is disabled on this server")
 	}
 	var out PublicRoomsResponse
@@ -580,9 +580,9 @@ func (s *Service) RemotePublicRooms(ctx context.Context, server string, req Publ
 		if len(v) > 0 {
 			uri += "?" + v.Encode()
 		}
-		err = s.Remote.Do(ctx, server, "GET", uri, nil, &out)
+		err = s.remote.Do(ctx, server, "GET", uri, nil, &out)
 	} else {
-		err = s.Remote.Do(ctx, server, "POST", "/_matrix/federation/v1/publicRooms", req, &out)
+		err = s.remote.Do(ctx, server, "POST", "/_matrix/federation/v1/publicRooms", req, &out)
 	}
 	if err != nil {
 		s.log.Info("remote public rooms failed", "server", server, "err", err)

@@ -109,7 +109,7 @@ func BenchmarkUserDirectorySearch(b *testing.B) {
 			searcher := seedDirectory(b, st, 40000)
 			cfg := config.Default()
 			cfg.ServerName = "bench.test"
-			s := New(cfg, st, nil, nil)
+			s := New(cfg, st, nil, nil, nil)
 			ctx := context.Background()
 			var lat []time.Duration
 			b.ResetTimer()

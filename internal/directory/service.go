@@ -18,23 +18,22 @@ type Remote interface {
 // concurrent use; it holds no lock of its own (the rooms service's locks
 // are taken through its methods only).
 type Service struct {
-	cfg   *config.Config
-	store *store.Store
-	rooms *rooms.Service
-	log   *slog.Logger
-	// Remote is nil when federation is disabled.
-	Remote Remote
+	cfg    *config.Config
+	store  *store.Store
+	rooms  *rooms.Service
+	log    *slog.Logger
+	remote Remote // nil when federation is disabled
 	// hierCache keeps other servers' hierarchy answers a little while.
 	hierCache *remoteCache
 }
 
-// New returns the service. Register s.IndexEvent with the rooms service
-// and the account hooks before serving.
-func New(cfg *config.Config, st *store.Store, rs *rooms.Service, log *slog.Logger) *Service {
+// New returns the service; remote is nil when federation is disabled. Its
+// IndexEvent, IndexFullState and account hooks are in the server's wiring.
+func New(cfg *config.Config, st *store.Store, rs *rooms.Service, remote Remote, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, store: st, rooms: rs, log: log, hierCache: newRemoteCache()}
+	return &Service{cfg: cfg, store: st, rooms: rs, remote: remote, log: log, hierCache: newRemoteCache()}
 }
 
 // Caller is who asks: a local user (and whether a server admin).

@@ -107,7 +107,7 @@ func openToAnyone(r *HierarchyRoom) bool {
 // remoteSummary asks the via servers (or the server of the room id) for
 // the room's hierarchy and returns the room, or nil.
 func (s *Service) remoteSummary(ctx context.Context, roomID string, via []string) *node {
-	if s.Remote == nil {
+	if s.remote == nil {
 		return nil
 	}
 	if len(via) == 0 {

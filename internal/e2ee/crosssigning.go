@@ -109,10 +109,10 @@ func (s *Service) UploadSigningKeys(ctx context.Context, c Caller, req SigningKe
 		return err
 	}
 	if needAuth {
-		if s.RequireUIA == nil {
+		if s.hooks.RequireUIA == nil {
 			return errcode.Forbidden("replacing cross-signing keys is not possible on this server")
 		}
-		if err := s.RequireUIA(ctx, c.UserID, c.DeviceID, req.Auth, uiaActionSigningKeys); err != nil {
+		if err := s.hooks.RequireUIA(ctx, c.UserID, c.DeviceID, req.Auth, uiaActionSigningKeys); err != nil {
 			return err
 		}
 	}

@@ -111,7 +111,7 @@ func (s *Service) DeviceListChanges(ctx context.Context, userID string, from *st
 		}
 	}
 	leftSet := map[string]bool{}
-	if to.Events > from.Events && (s.LastMembershipChange == nil || s.LastMembershipChange() > from.Events) {
+	if to.Events > from.Events && (s.hooks.LastMembershipChange == nil || s.hooks.LastMembershipChange() > from.Events) {
 		mcs, err := s.store.MembershipChangesFor(ctx, userID, from.Events, to.Events)
 		if err != nil {
 			return nil, nil, err

@@ -29,7 +29,7 @@ func forEachEngine(t *testing.T, f func(t *testing.T, s *Service)) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		return New(st, server, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		return New(st, server, slog.New(slog.NewTextHandler(io.Discard, nil)), Hooks{})
 	}
 	t.Run("sqlite", func(t *testing.T) { f(t, open(t, store.Options{DataDir: t.TempDir()})) })
 	t.Run("postgres", func(t *testing.T) { f(t, open(t, store.Options{PostgresDSN: pgtest.NewDatabase(t)})) })

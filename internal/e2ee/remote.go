@@ -107,7 +107,7 @@ func (s *Service) queryRemote(ctx context.Context, devices map[string][]string, 
 	if len(ask) == 0 {
 		return nil
 	}
-	if s.Remote == nil {
+	if s.hooks.Remote == nil {
 		for srv := range byServer(ask) {
 			res.Failures[srv] = map[string]any{"status": 503, "message": "federation is not available"}
 		}
@@ -121,7 +121,7 @@ func (s *Service) queryRemote(ctx context.Context, devices map[string][]string, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := s.Remote.QueryKeys(ctx, srv, want)
+			got, err := s.hooks.Remote.QueryKeys(ctx, srv, want)
 			if err == nil {
 				// Full lists of users we share a room with are kept, and
 				// refreshed when their server announces a change.
@@ -258,7 +258,7 @@ func (s *Service) claimRemote(ctx context.Context, want map[string]map[string]st
 	if len(want) == 0 {
 		return
 	}
-	if s.Remote == nil {
+	if s.hooks.Remote == nil {
 		for srv := range byServer(want) {
 			res.Failures[srv] = map[string]any{"status": 503, "message": "federation is not available"}
 		}
@@ -272,7 +272,7 @@ func (s *Service) claimRemote(ctx context.Context, want map[string]map[string]st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := s.Remote.ClaimKeys(ctx, srv, w)
+			got, err := s.hooks.Remote.ClaimKeys(ctx, srv, w)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -20,28 +20,7 @@ import (
 // Service is the end-to-end encryption domain. It is safe for concurrent
 // use.
 type Service struct {
-	// Wake tells the syncs of users that they have news; set by the server
-	// wiring (nil: nobody is woken).
-	Wake func(users ...string)
-	// RequireUIA runs user-interactive auth (the password) for an action of
-	// a logged-in user: nil when done, an error to send (the accounts
-	// package's *AuthRequired) otherwise. Set by the server wiring; nil
-	// refuses actions that need it.
-	RequireUIA func(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error
-	// LastMembershipChange returns the events position of the newest
-	// membership change, so that device list checks skip the membership
-	// query when no one joined or left since a sync's token; set by the
-	// server wiring (nil: always query).
-	LastMembershipChange func() int64
-	// Remote reaches other servers for their users' keys (nil: remote
-	// users are reported in failures).
-	Remote Remote
-	// OnDeviceListChange is told, after the commit, about local users
-	// whose devices or cross-signing keys changed (nil: nobody).
-	OnDeviceListChange func(users ...string)
-	// SendRemote takes to-device messages for users of other servers
-	// (nil: they are dropped).
-	SendRemote func(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage)
+	hooks Hooks
 
 	store      *store.Store
 	serverName id.ServerName
@@ -58,12 +37,38 @@ type Service struct {
 	lastTxnSweep atomic.Int64 // unix ms of the last sweep of old to-device transaction ids
 }
 
+// Hooks connect the service to the other domains; the server's wiring
+// supplies them.
+type Hooks struct {
+	// Wake tells the syncs of users that they have news (nil: nobody is woken).
+	Wake func(users ...string)
+	// RequireUIA runs user-interactive auth (the password) for an action of
+	// a logged-in user: nil when done, an error to send (the accounts
+	// package's *AuthRequired) otherwise; nil refuses actions that need
+	// it.
+	RequireUIA func(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error
+	// LastMembershipChange returns the events position of the newest
+	// membership change, so that device list checks skip the membership
+	// query when no one joined or left since a sync's token (nil: always
+	// query).
+	LastMembershipChange func() int64
+	// Remote reaches other servers for their users' keys (nil: remote
+	// users are reported in failures).
+	Remote Remote
+	// OnDeviceListChange is told, after the commit, about local users
+	// whose devices or cross-signing keys changed (nil: nobody).
+	OnDeviceListChange func(users ...string)
+	// SendRemote takes to-device messages for users of other servers
+	// (nil: they are dropped).
+	SendRemote func(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage)
+}
+
 // New returns the service for the local server serverName.
-func New(st *store.Store, serverName string, log *slog.Logger) *Service {
+func New(st *store.Store, serverName string, log *slog.Logger, hooks Hooks) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: st, serverName: id.ServerName(serverName), log: log}
+	return &Service{store: st, serverName: id.ServerName(serverName), log: log, hooks: hooks}
 }
 
 // Caller is the authenticated user and device of a request.
@@ -90,17 +95,17 @@ func (s *Service) isLocal(userID string) bool {
 
 // wake wakes users' syncs.
 func (s *Service) wake(users ...string) {
-	if s.Wake != nil && len(users) > 0 {
-		s.Wake(users...)
+	if s.hooks.Wake != nil && len(users) > 0 {
+		s.hooks.Wake(users...)
 	}
 }
 
 // wakeRoommates wakes every user sharing a joined room with one of users,
 // and the users themselves: their device lists changed.
 func (s *Service) wakeRoommates(ctx context.Context, users ...string) {
-	if s.OnDeviceListChange != nil {
+	if s.hooks.OnDeviceListChange != nil {
 		if local := slices.DeleteFunc(slices.Clone(users), func(u string) bool { return !s.isLocal(u) }); len(local) > 0 {
-			s.OnDeviceListChange(local...)
+			s.hooks.OnDeviceListChange(local...)
 		}
 	}
 	all := slices.Clone(users)
@@ -118,7 +123,7 @@ func (s *Service) wakeRoommates(ctx context.Context, users ...string) {
 
 // DevicesDeleted removes the keys, pending to-device messages and
 // signatures of deleted devices and announces the change to the users
-// sharing a room with their owner. It is accounts.Service.OnDevicesDeleted.
+// sharing a room with their owner. It is accounts.Hooks.OnDevicesDeleted.
 func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs []string) error {
 	announce := false
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
@@ -157,15 +162,15 @@ func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs [
 // keys: they list such devices, while local clients, which only track
 // keys, need no wake-up.
 func (s *Service) tellServers(userID string) {
-	if s.OnDeviceListChange != nil && s.isLocal(userID) {
-		s.OnDeviceListChange(userID)
+	if s.hooks.OnDeviceListChange != nil && s.isLocal(userID) {
+		s.hooks.OnDeviceListChange(userID)
 	}
 }
 
 // DeviceRenamed announces a device's new display name, which key queries
 // show with its keys, to the users sharing a room with its owner (and to
 // their servers). A device without keys concerns only other servers. It
-// is accounts.Service.OnDeviceRenamed.
+// is accounts.Hooks.OnDeviceRenamed.
 func (s *Service) DeviceRenamed(ctx context.Context, userID, deviceID string) error {
 	announce := false
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {

@@ -115,8 +115,8 @@ func (s *Service) SendToDevice(ctx context.Context, c Caller, evType, txnID stri
 		return err
 	}
 	s.wake(woken...)
-	if sendRemote && s.SendRemote != nil {
-		s.SendRemote(ctx, c.UserID, evType, remote)
+	if sendRemote && s.hooks.SendRemote != nil {
+		s.hooks.SendRemote(ctx, c.UserID, evType, remote)
 	}
 	return nil
 }

@@ -13,13 +13,13 @@ import (
 	"luxchat/internal/store"
 )
 
-// announceJoins sends the device lists of local users who joined a room
+// AnnounceJoins sends the device lists of local users who joined a room
 // to the room's servers that shared no other room with them, and so
 // heard nothing of their devices until now (the spec's "Device
 // Management": a join into a room with servers not already receiving
 // updates is a device list change for them). The work runs off the
 // listener's goroutine.
-func (s *Service) announceJoins(c rooms.Committed) {
+func (s *Service) AnnounceJoins(c rooms.Committed) {
 	if c.Origin != "" {
 		return // a join of ours comes back from other servers only as an echo
 	}

@@ -57,17 +57,13 @@ func New(self string, q *federation.Queue, client *federation.Client, st *store.
 	return &Service{self: self, queue: q, client: client, store: st, rooms: rs, sync: ss, e2ee: es, log: log, bootTS: time.Now().UnixMilli()}
 }
 
-// Register hooks the service into the rooms, sync and e2ee services.
-// Call before they serve.
-func (s *Service) Register() {
-	s.rooms.AddIndexer(s.indexFanout)
-	s.rooms.AddListener(s.OnCommitted)
-	s.rooms.AddListener(s.announceJoins)
-	s.sync.Federation = outbound{s}
-	s.e2ee.OnDeviceListChange = s.deviceListChanged
-	s.e2ee.SendRemote = s.sendToDevice
-	s.e2ee.Remote = remoteKeys{s}
-}
+// Outbound is what syncs tell other servers: local typing, receipts and
+// presence (sync.Hooks.Federation).
+func (s *Service) Outbound() sync.Federation { return outbound{s} }
+
+// RemoteKeys queries other servers for their users' keys
+// (e2ee.Hooks.Remote).
+func (s *Service) RemoteKeys() e2ee.Remote { return remoteKeys{s} }
 
 // Close waits for pending device list announcements.
 func (s *Service) Close() { s.devWG.Wait() }

@@ -13,7 +13,7 @@ import (
 
 // Durable fan-out of PDUs.
 //
-// indexFanout runs inside the transaction that persists an event and
+// IndexFanout runs inside the transaction that persists an event and
 // records it in federation_fanout when other servers may have to hear of
 // it; OnCommitted then queues it and the queue's persister clears the row
 // in the transaction that writes the outbox rows. A crash in between
@@ -21,9 +21,9 @@ import (
 // known to have no member of another server record nothing, so purely
 // local rooms pay no extra write.
 
-// indexFanout is the rooms indexer. It writes only through tx, so a
+// IndexFanout is the rooms indexer. It writes only through tx, so a
 // retried commit just writes the row again.
-func (s *Service) indexFanout(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+func (s *Service) IndexFanout(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
 	if pos <= 0 {
 		return nil // outliers and soft-failed events are not sent on
 	}

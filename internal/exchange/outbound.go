@@ -100,9 +100,9 @@ func (o outbound) Presence(ctx context.Context, p store.Presence) {
 	s.queue.AddEphemeralEDU(dests, edu("m.presence", map[string]any{"push": []any{item}}))
 }
 
-// sendToDevice sends to-device messages for users of other servers, one
+// SendToDevice sends to-device messages for users of other servers, one
 // m.direct_to_device per server.
-func (s *Service) sendToDevice(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage) {
+func (s *Service) SendToDevice(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage) {
 	per := map[string]map[string]map[string]json.RawMessage{}
 	for u, devs := range messages {
 		srv := serverOf(u)
@@ -133,9 +133,9 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// deviceListChanged is e2ee's OnDeviceListChange: announcing reads the
+// DeviceListChanged is e2ee's OnDeviceListChange: announcing reads the
 // user's keys, so it runs off the request's path.
-func (s *Service) deviceListChanged(users ...string) {
+func (s *Service) DeviceListChanged(users ...string) {
 	s.devWG.Add(1)
 	go func() {
 		defer s.devWG.Done()

@@ -43,7 +43,7 @@ func (r remoteKeys) ClaimKeys(ctx context.Context, server string, want map[strin
 
 // Profile asks a remote user's server for their profile
 // (GET /_matrix/federation/v1/query/profile). It is
-// accounts.Service.RemoteProfile.
+// accounts.Hooks.RemoteProfile.
 func (s *Service) Profile(ctx context.Context, userID string) (*accounts.Profile, error) {
 	if s.client == nil {
 		return nil, errcode.NotFound("profile not found")

@@ -562,39 +562,46 @@ func TestFedQueueDeviceListUpdatesChain(t *testing.T) {
 		if err := p.b.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		// While b is down, alice's device changes pile up for it.
-		alice.MustDo("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": e2eetest.NewDevice(alice.UserID, alice.DeviceID).DeviceKeys()}, nil)
-		cs := e2eetest.NewCrossSigning(alice.UserID)
-		alice.MustDo("POST", "/_matrix/client/v3/keys/device_signing/upload", cs.Upload(), nil)
-		alice.MustDo("DELETE", "/_matrix/client/v3/devices/"+esc(alice.DeviceID), map[string]any{"auth": map[string]any{
-			"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": alice.UserID}, "password": "correct horse battery"}}, nil)
-
 		type update struct {
 			Type    string
 			Content map[string]any
 		}
-		var got []update
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, edus, err := p.a.Store.PendingOutbox(t.Context(), bName, 50, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = got[:0]
-			for _, e := range edus {
-				var u struct {
-					Type    string         `json:"edu_type"`
-					Content map[string]any `json:"content"`
+		// queued waits until n updates are queued for b (announcements
+		// are made after the change, in the background: each step is
+		// awaited so that none is folded into the next).
+		queued := func(n int) []update {
+			var got []update
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, edus, err := p.a.Store.PendingOutbox(t.Context(), bName, 50, 100)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if json.Unmarshal(e.EDU, &u) == nil && (u.Type == "m.device_list_update" || u.Type == "m.signing_key_update") {
-					got = append(got, update{u.Type, u.Content})
+				got = got[:0]
+				for _, e := range edus {
+					var u struct {
+						Type    string         `json:"edu_type"`
+						Content map[string]any `json:"content"`
+					}
+					if json.Unmarshal(e.EDU, &u) == nil && (u.Type == "m.device_list_update" || u.Type == "m.signing_key_update") {
+						got = append(got, update{u.Type, u.Content})
+					}
 				}
+				if len(got) >= n || time.Now().After(deadline) {
+					return got
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
-			if len(got) >= 3 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
+		// While b is down, alice's device changes pile up for it.
+		alice.MustDo("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": e2eetest.NewDevice(alice.UserID, alice.DeviceID).DeviceKeys()}, nil)
+		queued(1)
+		cs := e2eetest.NewCrossSigning(alice.UserID)
+		alice.MustDo("POST", "/_matrix/client/v3/keys/device_signing/upload", cs.Upload(), nil)
+		queued(2)
+		alice.MustDo("DELETE", "/_matrix/client/v3/devices/"+esc(alice.DeviceID), map[string]any{"auth": map[string]any{
+			"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": alice.UserID}, "password": "correct horse battery"}}, nil)
+		got := queued(3)
 		if len(got) != 3 {
 			t.Fatalf("updates queued for b: %+v", got)
 		}

@@ -20,16 +20,16 @@ type Service struct {
 	serverName  string
 	localpart   string
 	displayName string
-	// Wake tells a user's syncs that their account data changed.
-	Wake func(users ...string)
+	wake        func(users ...string) // tells a user's syncs that their account data changed
 
 	mu sync.Mutex // serialises room creation: one room per recipient
 }
 
 // New returns the notices service for the system user
-// @localpart:serverName.
-func New(st *store.Store, rs *rooms.Service, serverName, localpart, displayName string) *Service {
-	return &Service{store: st, rooms: rs, serverName: serverName, localpart: localpart, displayName: displayName}
+// @localpart:serverName; wake (nil: none) tells a user's syncs that their
+// account data changed.
+func New(st *store.Store, rs *rooms.Service, serverName, localpart, displayName string, wake func(users ...string)) *Service {
+	return &Service{store: st, rooms: rs, serverName: serverName, localpart: localpart, displayName: displayName, wake: wake}
 }
 
 // SystemUser is the user that sends notices.
@@ -187,8 +187,8 @@ func (s *Service) createRoom(ctx context.Context, userID string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if s.Wake != nil {
-		s.Wake(userID)
+	if s.wake != nil {
+		s.wake(userID)
 	}
 	return roomID, nil
 }

@@ -143,7 +143,7 @@ func (s *Service) Pushers(ctx context.Context, userID string) ([]Pusher, error) 
 }
 
 // DevicesDeleted deletes the pushers the deleted devices set (logout,
-// device deletion). It fits accounts.Service.OnDevicesDeleted.
+// device deletion). It fits accounts.Hooks.OnDevicesDeleted.
 func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs []string) error {
 	if err := s.deleteLocalSettings(ctx, userID, deviceIDs); err != nil {
 		return err
@@ -177,8 +177,8 @@ func (s *Service) deleteLocalSettings(ctx context.Context, userID string, device
 	if err != nil {
 		return fmt.Errorf("delete local notification settings: %w", err)
 	}
-	if deleted && s.Wake != nil {
-		s.Wake(userID)
+	if deleted && s.wakeSyncs != nil {
+		s.wakeSyncs(userID)
 	}
 	return nil
 }

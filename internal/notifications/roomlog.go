@@ -106,5 +106,5 @@ func (c *countCache) fromLog(userID, roomID string, e *countEntry, upTo int64) (
 }
 
 // ReadMoved tells the counts that a user's read receipts in a room moved.
-// It fits rooms.Service.AddReadListener.
+// It is the rooms hook ReadMoved (see the server wiring).
 func (s *Service) ReadMoved(roomID, userID string) { s.counts.readMoved(userID, roomID) }

@@ -28,8 +28,7 @@ type Service struct {
 	log        *slog.Logger
 	serverName string
 
-	// Wake, when set, wakes a user's syncs (after a rule change).
-	Wake func(users ...string)
+	wakeSyncs func(users ...string) // wakes a user's syncs (after a rule change)
 
 	rulesMu sync.Mutex
 	rules   map[string]*push.Compiled
@@ -50,9 +49,10 @@ type Service struct {
 
 // New returns the service. Call Load before events flow, and Run to
 // deliver pushes.
-func New(cfg *config.Config, st *store.Store, rs *rooms.Service, log *slog.Logger) *Service {
+// wake, when not nil, wakes a user's syncs.
+func New(cfg *config.Config, st *store.Store, rs *rooms.Service, log *slog.Logger, wake func(users ...string)) *Service {
 	return &Service{
-		cfg: cfg, store: st, rooms: rs, log: log, serverName: cfg.ServerName,
+		cfg: cfg, store: st, rooms: rs, log: log, serverName: cfg.ServerName, wakeSyncs: wake,
 		rules:   map[string]*push.Compiled{},
 		pushers: map[string][]store.PusherKey{},
 		wake:    make(chan struct{}, 1),
@@ -131,8 +131,8 @@ func (s *Service) EditRules(ctx context.Context, userID string, f func(rs *push.
 	if err != nil {
 		return err
 	}
-	if s.Wake != nil {
-		s.Wake(userID)
+	if s.wakeSyncs != nil {
+		s.wakeSyncs(userID)
 	}
 	return nil
 }

@@ -284,14 +284,7 @@ func (s *Service) storeBackfilled(ctx context.Context, server, roomID string, v 
 		added = 0
 		ids := make([]string, 0, len(evs))
 		for i, ev := range evs {
-			row := &store.EventRow{
-				Pos: pos - int64(i), EventID: ev.ID, RoomID: roomID, Type: ev.Type, Sender: ev.Sender,
-				Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: []byte("{}"), StateGroup: group,
-			}
-			if ev.IsState() {
-				row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
-			}
-			ok, err := tx.InsertBackfilled(ctx, row)
+			ok, err := tx.InsertBackfilled(ctx, eventRow(ev, roomID, pos-int64(i), group, []byte("{}")))
 			if err != nil {
 				return err
 			}
@@ -421,12 +414,12 @@ func (s *Service) addBackwardExtremities(ctx context.Context, tx *store.Tx, room
 	return added, nil
 }
 
-// IndexBackwardExtremities is an indexer that keeps a room's backward
+// indexBackwardExtremities is an indexer that keeps a room's backward
 // extremities as events join its timeline: the event is no longer one,
 // and its prev events that are not in the timeline become ones (after a
 // join from another server, or an event whose gap was not filled). Events
 // built here cite timeline events, except a join through another server.
-func (s *Service) IndexBackwardExtremities(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+func (s *Service) indexBackwardExtremities(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
 	if serverOf(ev.Sender) == s.serverName && ev.Type != "m.room.member" {
 		return nil
 	}

@@ -648,14 +648,7 @@ func (s *Service) insertOutlier(ctx context.Context, tx *store.Tx, ev *pdu.Event
 	if err != nil {
 		return err
 	}
-	row := &store.EventRow{
-		Pos: pos, EventID: ev.ID, RoomID: pdu.RoomIDForCreate(ev), Type: ev.Type, Sender: ev.Sender,
-		Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: []byte("{}"), StateGroup: group,
-	}
-	if ev.IsState() {
-		row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
-	}
-	return tx.InsertOutlier(ctx, row)
+	return tx.InsertOutlier(ctx, eventRow(ev, pdu.RoomIDForCreate(ev), pos, group, []byte("{}")))
 }
 
 // stateBefore computes the state before ev from its prev events: fetching

@@ -195,14 +195,7 @@ func (s *Service) insertOutliers(ctx context.Context, tx *store.Tx, evs []*pdu.E
 	}
 	rows := make([]*store.EventRow, len(evs))
 	for i, ev := range evs {
-		row := &store.EventRow{
-			Pos: first - int64(i), EventID: ev.ID, RoomID: pdu.RoomIDForCreate(ev), Type: ev.Type, Sender: ev.Sender,
-			Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: []byte("{}"), StateGroup: -1,
-		}
-		if ev.IsState() {
-			row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
-		}
-		rows[i] = row
+		rows[i] = eventRow(ev, pdu.RoomIDForCreate(ev), first-int64(i), -1, []byte("{}"))
 	}
 	return tx.InsertOutliers(ctx, rows)
 }

@@ -159,38 +159,28 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 		}
 		pos = tx.Alloc(s.store.Streams.Events)
 		pe.pos = pos
-		row := &store.EventRow{
-			Pos: pos, EventID: ev.ID, RoomID: r.id, Type: ev.Type, Sender: ev.Sender,
-			Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: unsignedFor(pe), StateGroup: beforeGroup,
-		}
-		if ev.IsState() {
-			row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
-		}
 		if err := tx.DeleteOutlier(ctx, ev.ID); err != nil {
 			return err
 		}
-		if err := tx.InsertEvent(ctx, row); err != nil {
-			return err
-		}
-		for t, x := range changed {
-			if err := tx.SetCurrentState(ctx, r.id, store.StateKey{Type: t.Type, StateKey: t.StateKey}, x); err != nil {
-				return err
-			}
-			if t.Type == "m.room.member" && changedEvs[x] != nil {
-				m := membershipOf(changedEvs[x])
-				members[t.StateKey] = m
-				if err := s.setMembership(ctx, tx, store.Membership{RoomID: r.id, UserID: t.StateKey, Membership: m, EventID: x, Pos: pos}); err != nil {
+		_, err = s.persist(ctx, tx, b, pe, beforeGroup, func() error {
+			for t, x := range changed {
+				if err := tx.SetCurrentState(ctx, r.id, store.StateKey{Type: t.Type, StateKey: t.StateKey}, x); err != nil {
 					return err
 				}
+				if t.Type == "m.room.member" && changedEvs[x] != nil {
+					m := membershipOf(changedEvs[x])
+					members[t.StateKey] = m
+					if err := s.setMembership(ctx, tx, store.Membership{RoomID: r.id, UserID: t.StateKey, Membership: m, EventID: x, Pos: pos}); err != nil {
+						return err
+					}
+				}
 			}
-		}
-		if err := tx.SetRoomStateGroup(ctx, r.id, group); err != nil {
-			return err
-		}
-		if err := tx.SetExtremities(ctx, r.id, extremities); err != nil {
-			return err
-		}
-		if err := s.indexEvent(ctx, tx, b, ev, pos); err != nil {
+			if err := tx.SetRoomStateGroup(ctx, r.id, group); err != nil {
+				return err
+			}
+			return tx.SetExtremities(ctx, r.id, extremities)
+		})
+		if err != nil {
 			return err
 		}
 		s.latest.Store(r.id, pos)

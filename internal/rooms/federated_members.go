@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -798,46 +797,41 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 			return err
 		}
 		pos = tx.Alloc(s.store.Streams.Events)
-		row := &store.EventRow{
-			Pos: pos, EventID: join.ID, RoomID: roomID, Type: join.Type, Sender: join.Sender, Depth: join.Depth,
-			OriginTS: join.OriginServerTS, PDU: join.JSON(), Unsigned: unsignedFor(&pending{ev: join, replaced: replaced}), StateGroup: group,
-		}
-		row.StateKey.String, row.StateKey.Valid = join.Sender, true
-		if err := tx.InsertEvent(ctx, row); err != nil {
-			return err
-		}
-		group2, chain2, err = tx.NewStateGroup(ctx, roomID, group, chain, store.StateMap{mk: join.ID}, after)
-		if err != nil {
-			return err
-		}
-		if err := tx.SetCurrentStateMany(ctx, roomID, after); err != nil {
-			return err
-		}
-		var ms []store.Membership
-		for k, x := range after {
-			if k.Type == "m.room.member" && byID[x] != nil {
-				u := k.StateKey
-				if serverOf(u) == s.serverName {
-					s.membershipsChanged(tx, u)
-				}
-				ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos})
-			}
-		}
-		if err := tx.SetMemberships(ctx, ms); err != nil {
-			return err
-		}
-		if err := tx.SetRoomStateGroup(ctx, roomID, group2); err != nil {
-			return err
-		}
-		if err := tx.DeleteRemoteMembership(ctx, roomID, join.Sender); err != nil {
-			return err
-		}
-		if partial != nil {
-			if err := tx.PutPartialStateRoom(ctx, store.PartialStateRoom{RoomID: roomID, JoinEventID: join.ID, Servers: partial}); err != nil {
+		jb := &batch{roomID: roomID, events: []*pending{{ev: join, pos: pos, replaced: replaced}}}
+		_, err = s.persist(ctx, tx, jb, jb.events[0], group, func() error {
+			var err error
+			group2, chain2, err = tx.NewStateGroup(ctx, roomID, group, chain, store.StateMap{mk: join.ID}, after)
+			if err != nil {
 				return err
 			}
-		}
-		if err := s.runIndexers(ctx, tx, join, pos); err != nil {
+			if err := tx.SetCurrentStateMany(ctx, roomID, after); err != nil {
+				return err
+			}
+			var ms []store.Membership
+			for k, x := range after {
+				if k.Type == "m.room.member" && byID[x] != nil {
+					u := k.StateKey
+					if serverOf(u) == s.serverName {
+						s.membershipsChanged(tx, u)
+					}
+					ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos})
+				}
+			}
+			if err := tx.SetMemberships(ctx, ms); err != nil {
+				return err
+			}
+			if err := tx.SetRoomStateGroup(ctx, roomID, group2); err != nil {
+				return err
+			}
+			if err := tx.DeleteRemoteMembership(ctx, roomID, join.Sender); err != nil {
+				return err
+			}
+			if partial != nil {
+				return tx.PutPartialStateRoom(ctx, store.PartialStateRoom{RoomID: roomID, JoinEventID: join.ID, Servers: partial})
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 		s.latest.Store(roomID, pos)
@@ -1093,6 +1087,6 @@ func (s *Service) RemoteLeave(ctx context.Context, roomID, userID string) (*stor
 	if err != nil {
 		return nil, nil
 	}
-	return &store.EventRow{EventID: ev.ID, RoomID: roomID, Type: ev.Type, StateKey: sql.NullString{String: userID, Valid: true},
-		Sender: ev.Sender, Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: m.PDU, Unsigned: []byte("{}")}, nil
+	// Not stored: the client format is built from it.
+	return eventRow(ev, roomID, 0, 0, []byte("{}")), nil
 }

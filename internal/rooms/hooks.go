@@ -16,6 +16,23 @@ import (
 // not take a room's lock: other rooms' writers wait on the same group.
 type Indexer func(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error
 
+// Hooks are what other domains do as events enter rooms. The server's
+// wiring (internal/server/wiring.go) supplies them, each one function
+// that runs its domains in a fixed order; a nil hook does nothing.
+type Hooks struct {
+	// Index runs in each event's transaction, after the rooms' own
+	// derived rows (relations, gaps before backfilled history).
+	Index Indexer
+	// Committed runs after each commit, under the room's writer lock.
+	Committed Listener
+	// FullState runs in the transaction that completes a partial-state
+	// room's state.
+	FullState FullStateHook
+	// ReadMoved is told, before the receipt becomes visible, that a
+	// user's read receipt in a room moved.
+	ReadMoved func(roomID, userID string)
+}
+
 // Committed describes events that one pipeline run persisted.
 type Committed struct {
 	RoomID string
@@ -45,12 +62,6 @@ type CommittedEvent struct {
 // on the sender's goroutine while the room's writer lock is held: it must
 // only queue work (push, federation sends), never do it.
 type Listener func(c Committed)
-
-// AddIndexer registers an indexer. Call before the service handles events.
-func (s *Service) AddIndexer(ix Indexer) { s.indexers = append(s.indexers, ix) }
-
-// AddListener registers a listener. Call before the service handles events.
-func (s *Service) AddListener(l Listener) { s.listeners = append(s.listeners, l) }
 
 // indexEvent does an event's derived writes in its transaction: a
 // redaction's effect on its target, then the indexers.
@@ -85,26 +96,30 @@ func (s *Service) noteMembershipChange(pos int64) {
 	}
 }
 
+// runIndexers writes the rows derived from an event: the rooms' own,
+// then the other domains'.
 func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
-	for _, ix := range s.indexers {
-		if err := ix(ctx, tx, ev, pos); err != nil {
-			return err
-		}
+	if err := s.indexRelation(ctx, tx, ev, pos); err != nil {
+		return err
 	}
-	return nil
+	if err := s.indexBackwardExtremities(ctx, tx, ev, pos); err != nil {
+		return err
+	}
+	if s.hooks.Index == nil {
+		return nil
+	}
+	return s.hooks.Index(ctx, tx, ev, pos)
 }
 
 func (s *Service) tellListeners(b *batch, joined []string) {
-	if len(s.listeners) == 0 {
+	if s.hooks.Committed == nil {
 		return
 	}
 	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID)}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}
-	for _, l := range s.listeners {
-		l(c)
-	}
+	s.hooks.Committed(c)
 }
 
 // joinedUsers lists the room's joined members. Caller holds r.mu.
@@ -129,7 +144,5 @@ func (s *Service) announce(r *roomState, b *batch, members map[string]string, po
 		}
 		s.notifier.RoomEvent(r.id, users, pos)
 	}
-	if len(s.listeners) > 0 {
-		s.tellListeners(b, joined)
-	}
+	s.tellListeners(b, joined)
 }

@@ -39,17 +39,12 @@ type partialStates struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	held   chan struct{} // non-nil: resyncs wait for it to close (tests)
-	hooks  []FullStateHook
 }
 
 // FullStateHook writes what other domains derive from a room's state, in
 // the transaction that completes a partial-state room's state (indexers
 // only see the join then).
 type FullStateHook func(ctx context.Context, tx *store.Tx, roomID string) error
-
-// AddFullStateHook registers a hook. Call before the service handles
-// events.
-func (s *Service) AddFullStateHook(h FullStateHook) { s.ps.hooks = append(s.ps.hooks, h) }
 
 // HoldResyncs makes resyncs started from now on wait until the returned
 // function is called (or the server stops): tests use it to look at a
@@ -438,8 +433,8 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 		if err := tx.SetRoomStateGroup(ctx, roomID, cg); err != nil {
 			return err
 		}
-		for _, h := range s.ps.hooks {
-			if err := h(ctx, tx, roomID); err != nil {
+		if s.hooks.FullState != nil {
+			if err := s.hooks.FullState(ctx, tx, roomID); err != nil {
 				return err
 			}
 		}

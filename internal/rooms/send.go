@@ -296,28 +296,10 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 			pos := tx.Alloc(s.store.Streams.Events)
 			lastPos = pos
 			pe.pos = pos
-			row := &store.EventRow{
-				Pos: pos, EventID: ev.ID, RoomID: b.roomID, Type: ev.Type, Sender: ev.Sender,
-				Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: ev.JSON(), Unsigned: unsignedFor(pe), StateGroup: group,
-			}
-			if pe.txn != nil {
-				row.TxnDevice.String, row.TxnDevice.Valid = pe.txn.DeviceID, true
-				row.TxnID.String, row.TxnID.Valid = pe.txn.ID, true
-				row.TxnKey.String, row.TxnKey.Valid = pe.txn.key(), true
-			}
-			if ev.IsState() {
-				row.StateKey.String, row.StateKey.Valid = *ev.StateKey, true
-			}
-			if err := tx.InsertEvent(ctx, row); err != nil {
-				return err
-			}
-			rows = append(rows, row)
-			if ids := localMediaIDs(ev.Content, s.serverName); len(ids) > 0 && ev.Type != "m.room.encrypted" {
-				if err := tx.AddMediaRefs(ctx, ev.ID, ids); err != nil {
-					return err
+			row, err := s.persist(ctx, tx, b, pe, group, func() error {
+				if !ev.IsState() {
+					return nil
 				}
-			}
-			if ev.IsState() {
 				k := store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}
 				if full == nil && (group == 0 || chain+1 > 32) {
 					full = r.stateIDs()
@@ -344,14 +326,14 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				if ev.Type == "m.room.member" {
 					m := membershipOf(ev)
 					members[*ev.StateKey] = m
-					if err := s.setMembership(ctx, tx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos}); err != nil {
-						return err
-					}
+					return s.setMembership(ctx, tx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos})
 				}
-			}
-			if err := s.indexEvent(ctx, tx, b, ev, pos); err != nil {
+				return nil
+			})
+			if err != nil {
 				return err
 			}
+			rows = append(rows, row)
 			// Local events extend the graph linearly, so the newest event is
 			// the room's only forward extremity and nothing is written for
 			// it (see load); forks arrive with federation.

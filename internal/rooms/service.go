@@ -63,18 +63,16 @@ type Service struct {
 
 	bf backfillState // history fetched from other servers, see backfill.go
 
-	fed       *fedState     // see SetFederation; nil without federation
-	ps        partialStates // rooms joined with partial state, see partialstate.go
-	indexers  []Indexer     // see AddIndexer; fixed before serving
-	listeners []Listener    // see AddListener; fixed before serving
-	// readListeners are told of moved read receipts; fixed before serving.
-	readListeners []func(roomID, userID string)
+	fed   *fedState     // see SetFederation; nil without federation
+	ps    partialStates // rooms joined with partial state, see partialstate.go
+	hooks Hooks         // what other domains do as events commit
 }
 
-// New returns the rooms service.
-func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger) *Service {
+// New returns the rooms service; hooks are what the other domains do as
+// events commit (the server's wiring lists them).
+func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger, hooks Hooks) *Service {
 	s := &Service{
-		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log,
+		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log, hooks: hooks,
 		rooms:       map[string]*roomState{},
 		events:      newGenCache[*pdu.Event](4000),
 		bases:       newGenCache[[]byte](5000),
@@ -86,7 +84,6 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	// Changes before this process started are unknown: count them as
 	// happening at the start.
 	s.lastMembership.Store(st.Streams.Events.Current())
-	s.AddIndexer(s.indexRelation)
 	return s
 }
 

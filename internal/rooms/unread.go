@@ -153,13 +153,7 @@ func (s *Service) countsMessages(ev *pdu.Event) bool {
 // from before it.
 func (s *Service) ReadMoved(roomID, userID string) {
 	s.unread.reset(roomID, userID)
-	for _, f := range s.readListeners {
-		f(roomID, userID)
+	if s.hooks.ReadMoved != nil {
+		s.hooks.ReadMoved(roomID, userID)
 	}
-}
-
-// AddReadListener registers f to be told when a user's read receipt in a
-// room changed. Call before the service handles requests.
-func (s *Service) AddReadListener(f func(roomID, userID string)) {
-	s.readListeners = append(s.readListeners, f)
 }

@@ -11,15 +11,18 @@ import (
 )
 
 // setupExchange builds the outbound queue and the exchange of EDUs and
-// queries with other servers, and hooks them into the services.
-func (s *Server) setupExchange(policy *federation.Policy) {
+// queries with other servers (their hooks are in the wiring) and gives
+// rooms the federation client.
+func (s *Server) setupExchange() {
+	if s.Federation == nil {
+		return
+	}
 	cfg := s.Config
-	s.Outbox = federation.NewQueue(cfg.ServerName, s.Store, policy, s.Federation, s.Log, federation.QueueOptions{
+	s.Rooms.SetFederation(s.roomsFederation(s.policy))
+	s.Outbox = federation.NewQueue(cfg.ServerName, s.Store, s.policy, s.Federation, s.Log, federation.QueueOptions{
 		RetryMin: cfg.Federation.RetryBaseDelay, RetryMax: cfg.Federation.RetryMaxDelay,
 	})
 	s.Exchange = exchange.New(cfg.ServerName, s.Outbox, s.Federation, s.Store, s.Rooms, s.Sync, s.E2EE, s.Log)
-	s.Exchange.Register()
-	s.Accounts.RemoteProfile = s.Exchange.Profile
 	if s.metrics != nil {
 		s.metrics.MustRegister(outboxCollector{s.Outbox})
 	}

@@ -19,12 +19,10 @@ import (
 	"luxchat/internal/media"
 )
 
-// setupFederation builds the federation client, the key ring and the
-// federation listener's handler (when federation is enabled), and adds
-// /.well-known/matrix/server to the client router.
-func (s *Server) setupFederation(clientRouter *httputil.Router) error {
+// newFederation builds the federation client, its policy and the key
+// ring when federation is enabled.
+func (s *Server) newFederation() error {
 	cfg := s.Config
-	fedapi.RegisterWellKnown(clientRouter, cfg)
 	if !cfg.Federation.Enabled {
 		return nil
 	}
@@ -40,16 +38,24 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 	if err != nil {
 		return fmt.Errorf("old signing keys: %w", err)
 	}
+	s.policy = policy
 	s.Federation = federation.NewClient(cfg.ServerName, s.Key, policy, net.DefaultResolver, roots)
 	s.Keys = federation.NewKeys(cfg.ServerName, s.Key, old, s.Store, s.Federation)
 	s.Media.SetFetcher(s.fetchRemoteMedia)
-	s.Rooms.SetFederation(s.roomsFederation(policy))
-	s.Directory.Remote = s.Federation
-	s.setupExchange(policy)
-	if cfg.Listen.Federation == "" {
+	return nil
+}
+
+// setupFederationListener builds the federation listener's handler (when
+// federation is enabled), and adds /.well-known/matrix/server to the
+// client router.
+func (s *Server) setupFederationListener(clientRouter *httputil.Router) error {
+	cfg := s.Config
+	fedapi.RegisterWellKnown(clientRouter, cfg)
+	if s.Federation == nil || cfg.Listen.Federation == "" {
 		return nil
 	}
 	var cert tls.Certificate
+	var err error
 	if cfg.TLS.CACertFile != "" {
 		cert, err = federation.IssueCertificate(cfg.TLS.CACertFile, cfg.TLS.CAKeyFile, strings.Trim(id.ServerName(cfg.ServerName).Hostname(), "[]"))
 	} else {
@@ -61,7 +67,7 @@ func (s *Server) setupFederation(clientRouter *httputil.Router) error {
 	s.fedTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	rt := httputil.NewRouter(nil, cfg.Limits.MaxRequestBytes, s.Log)
 	guardRouter(rt, cfg)
-	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: policy, Accounts: s.Accounts, Media: s.Media, Log: s.Log, Directory: s.Directory,
+	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: s.policy, Accounts: s.Accounts, Media: s.Media, Log: s.Log, Directory: s.Directory,
 		Rooms: s.Rooms, Store: s.Store, EDU: s.Exchange, Contacted: s.Outbox.Contacted, E2EE: s.E2EE, DeviceStreamID: s.Exchange.DeviceListStreamID})
 	s.fedHandler = rt
 	return nil

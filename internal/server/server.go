@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,10 +57,13 @@ type Server struct {
 	// Federation and Keys are nil when federation.enabled is false.
 	Federation *federation.Client
 	Keys       *federation.Keys
+	policy     *federation.Policy
 	// Outbox delivers PDUs and EDUs to other servers; Exchange handles
 	// EDUs and remote queries. Nil when federation is off.
 	Outbox   *federation.Queue
 	Exchange *exchange.Service
+
+	search rooms.Indexer // full-text index of unencrypted messages
 
 	handler    http.Handler
 	fedHandler http.Handler // nil: no federation listener
@@ -84,7 +86,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Config: cfg, Store: st, Log: log, Key: key}
+	s := &Server{Config: cfg, Store: st, Log: log, Key: key, metrics: prometheus.NewRegistry()}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mediaKeys, err := media.LoadKeyring(cfg.DataDir)
 	if err != nil {
 		st.Close()
@@ -96,61 +99,33 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s.Media = media.New(cfg, st, blobs, mediaKeys, log)
+	// The federation client comes first: the services that reach other
+	// servers get it as they are built.
+	if err := s.newFederation(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	// The services, each given the hooks of the wiring (wiring.go) that
+	// connect it to the others.
 	notifier := sync.NewNotifier(st.Streams.Sync()...)
-	s.Accounts = accounts.New(cfg, st, log)
-	s.Rooms = rooms.New(cfg, st, key, notifier, log)
-	// Gaps before a room's earliest events, filled by backfill.
-	s.Rooms.AddIndexer(s.Rooms.IndexBackwardExtremities)
-	s.Sync = sync.New(st, s.Rooms, notifier, sync.NewTyping(), log)
-	// The directory's tables follow rooms (indexer) and accounts (hooks).
-	s.Directory = directory.New(cfg, st, s.Rooms, log)
-	s.Rooms.AddIndexer(s.Directory.IndexEvent)
-	s.Rooms.AddFullStateHook(s.Directory.IndexFullState)
-	s.Accounts.OnRegister = func(ctx context.Context, userID, displayName string) error {
-		return s.Directory.ProfileChanged(ctx, userID, displayName, "")
-	}
-	s.Accounts.OnProfileChange = func(ctx context.Context, userID, displayName, avatarURL string) error {
-		return errors.Join(s.Directory.ProfileChanged(ctx, userID, displayName, avatarURL),
-			s.Rooms.UpdateProfile(ctx, userID, displayName, avatarURL))
-	}
-	s.Accounts.OnDeactivate = func(ctx context.Context, userID string) error {
-		return errors.Join(s.Directory.Deactivated(ctx, userID), s.Rooms.LeaveAll(ctx, userID))
-	}
-	s.E2EE = e2ee.New(st, cfg.ServerName, log)
-	s.E2EE.Wake = s.Sync.Wake
-	s.E2EE.LastMembershipChange = s.Rooms.LastMembershipChange
-	s.E2EE.RequireUIA = func(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error {
-		return s.Accounts.RequireUIA(ctx, accounts.Caller{UserID: userID, DeviceID: deviceID}, auth, action)
-	}
-	s.Sync.Devices = s.E2EE
-	// Push rules are evaluated inside each event's transaction (counts
-	// commit with the event); pushes leave after the commit.
-	s.Push = notifications.New(cfg, st, s.Rooms, log)
-	s.Push.Wake = s.Sync.Wake
-	s.Rooms.AddIndexer(s.Push.Index)
-	s.Rooms.AddListener(s.Push.Committed)
-	s.Rooms.AddListener(s.Push.CarryRulesOnJoin)
-	s.Rooms.AddReadListener(s.Push.ReadMoved)
-	s.Sync.PushRules = s.Push.RulesEvent
-	if cfg.Push.Enabled {
-		s.Sync.NotificationCounts = s.Push.Counts
-	}
+	s.Accounts = accounts.New(cfg, st, log, s.accountHooks())
+	s.Rooms = rooms.New(cfg, st, key, notifier, log, s.roomHooks())
+	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
+	s.Sync = sync.New(st, s.Rooms, notifier, sync.NewTyping(), log, s.syncHooks())
+	s.Directory = directory.New(cfg, st, s.Rooms, s.directoryRemote(), log)
+	s.Push = notifications.New(cfg, st, s.Rooms, log, s.Sync.Wake)
+	s.search = search.Indexer(s.Rooms.InspectLocked)
 	if err := s.Push.Load(ctx); err != nil {
 		st.Close()
 		return nil, err
 	}
-	s.Accounts.OnDeviceRenamed = s.E2EE.DeviceRenamed
-	s.Accounts.OnDevicesDeleted = func(ctx context.Context, userID string, deviceIDs []string) error {
-		return errors.Join(s.E2EE.DevicesDeleted(ctx, userID, deviceIDs), s.Push.DevicesDeleted(ctx, userID, deviceIDs))
-	}
+	s.setupExchange()
 
 	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts), cfg.Limits.MaxRequestBytes, log)
 	guardRouter(rt, cfg)
 	if cfg.RateLimits.Enabled {
 		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
 	}
-	s.metrics = prometheus.NewRegistry()
-	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "luxchat_http_request_duration_seconds", Help: "Client API request latency by route.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
@@ -161,12 +136,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Store: st, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
-	// Search indexes unencrypted text inside each event's transaction.
-	s.Rooms.AddIndexer(search.Indexer(s.Rooms.InspectLocked))
 	api.Search = search.New(st, s.Rooms)
 	api.Reports = reports.New(st, s.Rooms, cfg.ServerName)
-	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName)
-	api.Notices.Wake = s.Sync.Wake
+	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
 	api.Register(rt)
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
@@ -176,7 +148,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		}
 		return map[string]string{"status": "ok"}, nil
 	})
-	if err := s.setupFederation(rt); err != nil {
+	if err := s.setupFederationListener(rt); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -245,7 +245,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	if rr.Join != nil || rr.Invite != nil || rr.Leave != nil || rr.Knock != nil {
 		resp.Rooms = rr
 	}
-	if s.Devices != nil {
+	if s.hooks.Devices != nil {
 		if err := s.deviceData(ctx, req, since, from, cur, resp); err != nil {
 			return nil, err
 		}
@@ -259,7 +259,7 @@ const maxToDevice = 100
 
 // deviceData adds to-device messages, device list changes and key counts.
 func (s *Service) deviceData(ctx context.Context, req Request, since *streamtoken.Token, from, cur streamtoken.Token, resp *Response) error {
-	evs, last, err := s.Devices.ToDevice(ctx, req.UserID, req.DeviceID, from.ToDevice, cur.ToDevice, maxToDevice)
+	evs, last, err := s.hooks.Devices.ToDevice(ctx, req.UserID, req.DeviceID, from.ToDevice, cur.ToDevice, maxToDevice)
 	if err != nil {
 		return err
 	}
@@ -272,14 +272,14 @@ func (s *Service) deviceData(ctx context.Context, req Request, since *streamtoke
 		next.ToDevice = last
 		resp.NextBatch = next.String()
 	}
-	changed, left, err := s.Devices.DeviceListChanges(ctx, req.UserID, since, cur)
+	changed, left, err := s.hooks.Devices.DeviceListChanges(ctx, req.UserID, since, cur)
 	if err != nil {
 		return err
 	}
 	if len(changed)+len(left) > 0 {
 		resp.DeviceLists = &DeviceLists{Changed: changed, Left: left}
 	}
-	resp.OTKCounts, resp.FallbackKeyTypes, err = s.Devices.KeyCounts(ctx, req.UserID, req.DeviceID)
+	resp.OTKCounts, resp.FallbackKeyTypes, err = s.hooks.Devices.KeyCounts(ctx, req.UserID, req.DeviceID)
 	if err != nil {
 		return err
 	}
@@ -300,7 +300,7 @@ func emptyJoined() *JoinedRoom {
 }
 
 func (s *Service) fillUnread(ctx context.Context, jr *JoinedRoom, roomID, userID string, upTo int64) {
-	if s.NotificationCounts != nil {
+	if s.hooks.NotificationCounts != nil {
 		return // fillCounts does every room at once
 	}
 	if n, err := s.rooms.Unread(ctx, roomID, userID, upTo); err == nil {

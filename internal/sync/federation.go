@@ -23,7 +23,7 @@ type Federation interface {
 // ReceiptStored tells federation about a public receipt (private ones
 // never leave the server).
 func (s *Service) ReceiptStored(ctx context.Context, r store.Receipt) {
-	if s.Federation != nil && r.Type != "m.read.private" {
-		s.Federation.Receipt(ctx, r)
+	if s.hooks.Federation != nil && r.Type != "m.read.private" {
+		s.hooks.Federation.Receipt(ctx, r)
 	}
 }

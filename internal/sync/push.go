@@ -11,14 +11,14 @@ import (
 // timeline filter, unread_notifications covers the main timeline only and
 // each thread with unread notifications gets its own counts.
 func (s *Service) fillCounts(ctx context.Context, req Request, join map[string]*JoinedRoom, upTo int64) error {
-	if s.NotificationCounts == nil || len(join) == 0 {
+	if s.hooks.NotificationCounts == nil || len(join) == 0 {
 		return nil
 	}
 	ids := make([]string, 0, len(join))
 	for id := range join {
 		ids = append(ids, id)
 	}
-	counts, err := s.NotificationCounts(ctx, req.UserID, ids, upTo)
+	counts, err := s.hooks.NotificationCounts(ctx, req.UserID, ids, upTo)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (s *Service) fillCounts(ctx context.Context, req Request, join map[string]*
 // user who never changed their rules (and so has no stored event): the
 // spec has clients learn their rules from it.
 func (s *Service) addDefaultPushRules(ctx context.Context, req Request, ads []store.AccountData, resp *Response) error {
-	if s.PushRules == nil || !req.Filter.AccountData.Allows("m.push_rules", "") {
+	if s.hooks.PushRules == nil || !req.Filter.AccountData.Allows("m.push_rules", "") {
 		return nil
 	}
 	for _, ad := range ads {
@@ -54,7 +54,7 @@ func (s *Service) addDefaultPushRules(ctx context.Context, req Request, ads []st
 			return nil
 		}
 	}
-	content, err := s.PushRules(ctx, req.UserID)
+	content, err := s.hooks.PushRules(ctx, req.UserID)
 	if err != nil {
 		return err
 	}

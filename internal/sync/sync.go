@@ -41,17 +41,7 @@ const coalesce = 5 * time.Millisecond
 
 // Service builds sync responses. It is safe for concurrent use.
 type Service struct {
-	// Devices adds end-to-end encryption data when set (before serving).
-	Devices DeviceData
-	// Federation hears of local typing, receipts and presence (nil: not
-	// federating). Set before serving.
-	Federation Federation
-	// NotificationCounts, when set, answers the unread notification counts
-	// (push rule actions) of all rooms of a response in one call.
-	NotificationCounts func(ctx context.Context, userID string, roomIDs []string, upTo int64) ([]store.ThreadCount, error)
-	// PushRules, when set, gives the m.push_rules content an initial sync
-	// shows to a user who never changed their push rules.
-	PushRules func(ctx context.Context, userID string) (json.RawMessage, error)
+	hooks Hooks
 
 	store    *store.Store
 	rooms    *rooms.Service
@@ -68,9 +58,25 @@ type Service struct {
 // Close makes waiting syncs answer at once (graceful shutdown).
 func (s *Service) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 
+// Hooks are what other domains add to syncs; the server's wiring supplies
+// them.
+type Hooks struct {
+	// Devices adds end-to-end encryption data (nil: none).
+	Devices DeviceData
+	// Federation hears of local typing, receipts and presence (nil: not
+	// federating).
+	Federation Federation
+	// NotificationCounts, when set, answers the unread notification counts
+	// (push rule actions) of all rooms of a response in one call.
+	NotificationCounts func(ctx context.Context, userID string, roomIDs []string, upTo int64) ([]store.ThreadCount, error)
+	// PushRules, when set, gives the m.push_rules content an initial sync
+	// shows to a user who never changed their push rules.
+	PushRules func(ctx context.Context, userID string) (json.RawMessage, error)
+}
+
 // New returns the sync service.
-func New(st *store.Store, rs *rooms.Service, n *Notifier, t *Typing, log *slog.Logger) *Service {
-	return &Service{store: st, rooms: rs, notifier: n, typing: t, log: log, closing: make(chan struct{})}
+func New(st *store.Store, rs *rooms.Service, n *Notifier, t *Typing, log *slog.Logger, hooks Hooks) *Service {
+	return &Service{store: st, rooms: rs, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{})}
 }
 
 // Request is a /sync call.
@@ -264,11 +270,11 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 // sent: clients rely on them being in every response.
 func (s *Service) unchanged(ctx context.Context, req Request, cur streamtoken.Token) (*Response, error) {
 	resp := &Response{NextBatch: cur.String()}
-	if s.Devices == nil {
+	if s.hooks.Devices == nil {
 		return resp, nil
 	}
 	var err error
-	if resp.OTKCounts, resp.FallbackKeyTypes, err = s.Devices.KeyCounts(ctx, req.UserID, req.DeviceID); err != nil {
+	if resp.OTKCounts, resp.FallbackKeyTypes, err = s.hooks.Devices.KeyCounts(ctx, req.UserID, req.DeviceID); err != nil {
 		return nil, err
 	}
 	if resp.OTKCounts == nil {
@@ -349,8 +355,8 @@ func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql
 		return err
 	}
 	s.wakeRoommates(ctx, userID)
-	if s.Federation != nil {
-		s.Federation.Presence(ctx, p)
+	if s.hooks.Federation != nil {
+		s.hooks.Federation.Presence(ctx, p)
 	}
 	return nil
 }
@@ -384,8 +390,8 @@ func (s *Service) SetTyping(ctx context.Context, roomID, userID string, typing b
 	}
 	if s.typing.Set(roomID, userID, typing, timeout) {
 		s.notifier.Wake(joined...)
-		if s.Federation != nil {
-			s.Federation.Typing(ctx, roomID, userID, typing, timeout, joined)
+		if s.hooks.Federation != nil {
+			s.hooks.Federation.Typing(ctx, roomID, userID, typing, timeout, joined)
 		}
 	}
 	return nil

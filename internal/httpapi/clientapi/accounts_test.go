@@ -43,7 +43,7 @@ func newTestAPI(t *testing.T, configure func(*config.Config)) *testAPI {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := accounts.New(cfg, st, quiet)
+	svc := accounts.New(cfg, st, quiet, accounts.Hooks{})
 	rt := httputil.NewRouter(NewAuthenticator(svc), cfg.Limits.MaxRequestBytes, quiet)
 	api := &API{Config: cfg, Store: st, Accounts: svc, Log: quiet}
 	api.accountRoutes(rt)
