@@ -6,13 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"luxchat/internal/federation"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
 	"luxchat/internal/store"
@@ -326,26 +326,9 @@ func (s *Service) walkLoad(ctx context.Context, root string, maxDepth int, sugge
 	return nodes, nil
 }
 
-// remoteHierarchy is the federation /hierarchy answer.
-type remoteHierarchy struct {
-	Room                 remoteRoom   `json:"room"`
-	Children             []remoteRoom `json:"children"`
-	InaccessibleChildren []string     `json:"inaccessible_children"`
-}
-
-// remoteRoom is a room summary as another server sends it.
-type remoteRoom struct {
-	HierarchyRoom
-	ChildrenState []struct {
-		StateKey       string          `json:"state_key"`
-		Sender         string          `json:"sender"`
-		OriginServerTS int64           `json:"origin_server_ts"`
-		Content        json.RawMessage `json:"content"`
-	} `json:"children_state"`
-}
-
-func (r *remoteRoom) node() *node {
-	n := &node{room: r.HierarchyRoom}
+// remoteNode is the node of a room summary another server sent.
+func remoteNode(r *federation.HierarchyRoom) *node {
+	n := &node{room: HierarchyRoom{PublicRoom: PublicRoom(r.PublicRoom), AllowedRoomIDs: r.AllowedRoomIDs, Encryption: r.Encryption, RoomVersion: r.RoomVersion}}
 	n.room.ChildrenState = []json.RawMessage{}
 	if n.room.JoinRule == "" {
 		n.room.JoinRule = "public" // the spec's meaning of an absent join_rule
@@ -380,34 +363,33 @@ func (s *Service) loadRemote(ctx context.Context, roomID string, via []string, s
 		if h.Room.RoomID != roomID {
 			continue
 		}
-		nodes[roomID] = h.Room.node()
+		nodes[roomID] = remoteNode(&h.Room)
 		for _, id := range h.InaccessibleChildren {
 			inaccessible[id] = true
 		}
 		for i := range h.Children {
 			c := &h.Children[i]
 			if _, known := nodes[c.RoomID]; !known && strings.HasPrefix(c.RoomID, "!") {
-				nodes[c.RoomID] = c.node()
+				nodes[c.RoomID] = remoteNode(c)
 			}
 		}
 		return
 	}
 }
 
-func (s *Service) fetchRemoteHierarchy(ctx context.Context, server, roomID string, suggestedOnly bool) (*remoteHierarchy, error) {
+func (s *Service) fetchRemoteHierarchy(ctx context.Context, server, roomID string, suggestedOnly bool) (*federation.HierarchyResponse, error) {
 	key := server + "\x00" + roomID + "\x00" + strconv.FormatBool(suggestedOnly)
 	if h := s.hierCache.get(key); h != nil {
 		return h, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var h remoteHierarchy
-	uri := "/_matrix/federation/v1/hierarchy/" + url.PathEscape(roomID) + "?suggested_only=" + strconv.FormatBool(suggestedOnly)
-	if err := s.remote.Do(ctx, server, "GET", uri, nil, &h); err != nil {
+	h, err := s.remote.Hierarchy(ctx, server, roomID, suggestedOnly)
+	if err != nil {
 		return nil, err
 	}
-	s.hierCache.put(key, &h)
-	return &h, nil
+	s.hierCache.put(key, h)
+	return h, nil
 }
 
 // remoteCache keeps other servers' hierarchy answers for a few minutes, as
@@ -418,13 +400,13 @@ type remoteCache struct {
 }
 
 type remoteEntry struct {
-	h       *remoteHierarchy
+	h       *federation.HierarchyResponse
 	expires time.Time
 }
 
 func newRemoteCache() *remoteCache { return &remoteCache{entries: map[string]remoteEntry{}} }
 
-func (c *remoteCache) get(key string) *remoteHierarchy {
+func (c *remoteCache) get(key string) *federation.HierarchyResponse {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
@@ -435,7 +417,7 @@ func (c *remoteCache) get(key string) *remoteHierarchy {
 	return e.h
 }
 
-func (c *remoteCache) put(key string, h *remoteHierarchy) {
+func (c *remoteCache) put(key string, h *federation.HierarchyResponse) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) > 1000 {

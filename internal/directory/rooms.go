@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"luxchat/internal/config"
+	"luxchat/internal/federation"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
 	"luxchat/internal/matrix/pdu"
@@ -560,38 +560,24 @@ func (s *Service) RemotePublicRooms(ctx context.Context, server string, req Publ
 	if s.remote == nil {
 		return nil, errcode.Forbidden("federation is disabled on this server")
 	}
-	var out PublicRoomsResponse
+	freq := &federation.PublicRoomsRequest{Limit: req.Limit, Since: req.Since, IncludeAllNetworks: req.IncludeAllNetworks, ThirdPartyInstanceID: req.ThirdPartyInstanceID}
+	var got *federation.PublicRoomsResponse
 	var err error
 	if get {
-		v := url.Values{}
-		if req.Limit != nil {
-			v.Set("limit", strconv.Itoa(*req.Limit))
-		}
-		if req.Since != "" {
-			v.Set("since", req.Since)
-		}
-		if req.IncludeAllNetworks {
-			v.Set("include_all_networks", "true")
-		}
-		if req.ThirdPartyInstanceID != "" {
-			v.Set("third_party_instance_id", req.ThirdPartyInstanceID)
-		}
-		uri := "/_matrix/federation/v1/publicRooms"
-		if len(v) > 0 {
-			uri += "?" + v.Encode()
-		}
-		err = s.remote.Do(ctx, server, "GET", uri, nil, &out)
+		got, err = s.remote.PublicRooms(ctx, server, freq)
 	} else {
-		err = s.remote.Do(ctx, server, "POST", "/_matrix/federation/v1/publicRooms", req, &out)
+		freq.Filter = (*federation.PublicRoomsFilter)(req.Filter)
+		got, err = s.remote.SearchPublicRooms(ctx, server, freq)
 	}
 	if err != nil {
 		s.log.Info("remote public rooms failed", "server", server, "err", err)
 		return nil, remoteError(server)
 	}
-	if out.Chunk == nil {
-		out.Chunk = []PublicRoom{}
+	out := &PublicRoomsResponse{Chunk: make([]PublicRoom, 0, len(got.Chunk)), NextBatch: got.NextBatch, PrevBatch: got.PrevBatch, Total: got.Total}
+	for _, r := range got.Chunk {
+		out.Chunk = append(out.Chunk, PublicRoom(r))
 	}
-	return &out, nil
+	return out, nil
 }
 
 func remoteError(server string) error {

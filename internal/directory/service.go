@@ -5,13 +5,17 @@ import (
 	"log/slog"
 
 	"luxchat/internal/config"
+	"luxchat/internal/federation"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
 
-// Remote sends signed requests to other servers (federation.Client).
+// Remote asks other servers for their directory and space hierarchies
+// (federation.Client).
 type Remote interface {
-	Do(ctx context.Context, destination, method, uri string, body, out any) error
+	PublicRooms(ctx context.Context, destination string, req *federation.PublicRoomsRequest) (*federation.PublicRoomsResponse, error)
+	SearchPublicRooms(ctx context.Context, destination string, req *federation.PublicRoomsRequest) (*federation.PublicRoomsResponse, error)
+	Hierarchy(ctx context.Context, destination, roomID string, suggestedOnly bool) (*federation.HierarchyResponse, error)
 }
 
 // Service answers directory and hierarchy requests. It is safe for

@@ -130,7 +130,7 @@ func (s *Service) remoteSummary(ctx context.Context, roomID string, via []string
 			continue
 		}
 		if h.Room.RoomID == roomID {
-			return h.Room.node()
+			return remoteNode(&h.Room)
 		}
 	}
 	return nil

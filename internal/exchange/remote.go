@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/e2ee"
@@ -15,44 +14,37 @@ import (
 // remoteKeys implements e2ee.Remote with the Server-Server API.
 type remoteKeys struct{ s *Service }
 
-// QueryKeys asks POST /_matrix/federation/v1/user/keys/query.
+// QueryKeys asks the server's user/keys/query.
 func (r remoteKeys) QueryKeys(ctx context.Context, server string, devices map[string][]string) (*e2ee.QueryResult, error) {
 	if r.s.client == nil {
 		return nil, federation.ErrNotAllowed
 	}
-	body := map[string]any{"device_keys": devices}
-	var out e2ee.QueryResult
-	if err := r.s.client.Do(ctx, server, http.MethodPost, "/_matrix/federation/v1/user/keys/query", body, &out); err != nil {
+	out, err := r.s.client.UserKeysQuery(ctx, server, devices)
+	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return &e2ee.QueryResult{DeviceKeys: out.DeviceKeys, MasterKeys: out.MasterKeys, SelfSigningKeys: out.SelfSigningKeys}, nil
 }
 
-// ClaimKeys asks POST /_matrix/federation/v1/user/keys/claim.
+// ClaimKeys asks the server's user/keys/claim.
 func (r remoteKeys) ClaimKeys(ctx context.Context, server string, want map[string]map[string]string) (*e2ee.ClaimResult, error) {
 	if r.s.client == nil {
 		return nil, federation.ErrNotAllowed
 	}
-	body := map[string]any{"one_time_keys": want}
-	var out e2ee.ClaimResult
-	if err := r.s.client.Do(ctx, server, http.MethodPost, "/_matrix/federation/v1/user/keys/claim", body, &out); err != nil {
+	out, err := r.s.client.UserKeysClaim(ctx, server, want)
+	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	return &e2ee.ClaimResult{OneTimeKeys: out.OneTimeKeys}, nil
 }
 
-// Profile asks a remote user's server for their profile
-// (GET /_matrix/federation/v1/query/profile). It is
-// accounts.Hooks.RemoteProfile.
+// Profile asks a remote user's server for their profile (query/profile).
+// It is accounts.Hooks.RemoteProfile.
 func (s *Service) Profile(ctx context.Context, userID string) (*accounts.Profile, error) {
 	if s.client == nil {
 		return nil, errcode.NotFound("profile not found")
 	}
-	var out struct {
-		DisplayName string `json:"displayname"`
-		AvatarURL   string `json:"avatar_url"`
-	}
-	err := s.client.Do(ctx, serverOf(userID), http.MethodGet, "/_matrix/federation/v1/query/profile?user_id="+url.QueryEscape(userID), nil, &out)
+	out, err := s.client.QueryProfile(ctx, serverOf(userID), userID)
 	var re *federation.RemoteError
 	switch {
 	case err == nil:

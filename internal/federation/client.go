@@ -23,7 +23,9 @@ import (
 // maxResponseBytes bounds what we read from another server.
 const maxResponseBytes = 16 << 20
 
-// RemoteError is a non-2xx answer of another server.
+// RemoteError is a non-2xx answer of another server: the one error type
+// of every request this package makes. Callers look for it with
+// errors.As.
 type RemoteError struct {
 	Server string
 	Status int
@@ -32,6 +34,19 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("%s answered %d: %.200s", e.Server, e.Status, e.Body)
+}
+
+// MatrixError returns the errcode and error of a standard Matrix error
+// body; code is empty when the body is not one.
+func (e *RemoteError) MatrixError() (code, message string) {
+	var body struct {
+		ErrCode string `json:"errcode"`
+		Error   string `json:"error"`
+	}
+	if json.Unmarshal(e.Body, &body) != nil {
+		return "", ""
+	}
+	return body.ErrCode, body.Error
 }
 
 // Client sends requests to other servers: it resolves server names, dials

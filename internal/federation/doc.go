@@ -6,5 +6,11 @@
 // or through notaries), and the persistent per-destination queue of
 // outbound transactions (Queue).
 //
-// It imports matrix/*, config and store; never httpapi.
+// The wire protocol of every request we make lives here: each endpoint is
+// a typed method of Client (client_*.go) with its request and answer
+// types, and any non-2xx answer is a *RemoteError. Other packages never
+// build a federation URL.
+//
+// It imports matrix/*, config and store; never httpapi nor the domain
+// packages that use it (rooms, directory, exchange).
 package federation

@@ -240,8 +240,7 @@ func (k *Keys) fetchOnce(ctx context.Context, server string) error {
 // Fetch gets server's keys directly, or from the first notary that has
 // them, verifies them and stores them.
 func (k *Keys) Fetch(ctx context.Context, server string) error {
-	var raw json.RawMessage
-	err := k.Client.DoUnsigned(ctx, server, "GET", "/_matrix/key/v2/server", nil, &raw)
+	raw, err := k.Client.ServerKeys(ctx, server)
 	if err == nil {
 		if err = k.save(ctx, server, raw); err == nil {
 			return nil
@@ -262,15 +261,12 @@ func (k *Keys) Fetch(ctx context.Context, server string) error {
 }
 
 func (k *Keys) fetchFromNotary(ctx context.Context, notary, server string) error {
-	body := map[string]any{"server_keys": map[string]any{server: map[string]any{}}}
-	var resp struct {
-		ServerKeys []json.RawMessage `json:"server_keys"`
-	}
-	if err := k.Client.DoUnsigned(ctx, notary, "POST", "/_matrix/key/v2/query", body, &resp); err != nil {
+	responses, err := k.Client.QueryServerKeys(ctx, notary, server)
+	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, raw := range resp.ServerKeys {
+	for _, raw := range responses {
 		if err := k.verifyNotarySignature(ctx, notary, raw); err != nil {
 			errs = append(errs, err)
 			continue
@@ -311,8 +307,8 @@ func (k *Keys) notaryKey(ctx context.Context, notary, keyID string) (ed25519.Pub
 	if pub, ok := k.cached(ctx, notary, keyID, now, false); ok {
 		return pub, nil
 	}
-	var raw json.RawMessage
-	if err := k.Client.DoUnsigned(ctx, notary, "GET", "/_matrix/key/v2/server", nil, &raw); err != nil {
+	raw, err := k.Client.ServerKeys(ctx, notary)
+	if err != nil {
 		return nil, err
 	}
 	if err := k.save(ctx, notary, raw); err != nil {

@@ -3,7 +3,6 @@ package federation
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -90,10 +89,8 @@ func noFederationMedia(re *RemoteError) bool {
 	default:
 		return false
 	}
-	var e struct {
-		ErrCode string `json:"errcode"`
-	}
-	return json.Unmarshal(re.Body, &e) != nil || e.ErrCode == "" || e.ErrCode == "M_UNRECOGNIZED"
+	code, _ := re.MatrixError()
+	return code == "" || code == "M_UNRECOGNIZED"
 }
 
 // downloadLegacy fetches a server's own media from the unauthenticated

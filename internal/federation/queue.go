@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strconv"
 	gosync "sync"
 	"sync/atomic"
@@ -601,8 +600,9 @@ func permanent(err error) bool {
 	return false
 }
 
-// SendTransaction sends one transaction (PUT /send/{txnId}); the answer's
-// per-PDU errors are the destination's business and not retried.
+// SendTransaction sends one transaction (PUT
+// /_matrix/federation/v1/send/{txnId}); the answer's per-PDU errors are
+// the destination's business and not retried.
 func (c *Client) SendTransaction(ctx context.Context, destination, txnID string, txn *Transaction) error {
-	return c.Do(ctx, destination, http.MethodPut, "/_matrix/federation/v1/send/"+url.PathEscape(txnID), txn, nil)
+	return c.Do(ctx, destination, http.MethodPut, fedPath("/_matrix/federation/v1/send/", txnID), txn, nil)
 }

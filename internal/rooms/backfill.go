@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/url"
 	"slices"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -219,15 +217,12 @@ func (s *Service) backfillServers(ctx context.Context, roomID string) ([]string,
 }
 
 func (s *Service) requestBackfill(ctx context.Context, server, roomID string, ext []store.BackwardExtremity, limit int) ([]json.RawMessage, error) {
-	q := url.Values{}
+	from := make([]string, 0, len(ext))
 	for _, e := range ext {
-		q.Add("v", e.EventID)
+		from = append(from, e.EventID)
 	}
-	q.Set("limit", strconv.Itoa(limit))
-	var resp struct {
-		PDUs []json.RawMessage `json:"pdus"`
-	}
-	if err := s.fed.f.Do(ctx, server, "GET", "/_matrix/federation/v1/backfill/"+url.PathEscape(roomID)+"?"+q.Encode(), nil, &resp); err != nil {
+	resp, err := s.fed.f.Client.Backfill(ctx, server, roomID, from, limit)
+	if err != nil {
 		return nil, err
 	}
 	return resp.PDUs[:min(len(resp.PDUs), backfillMaxPDUs)], nil

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"luxchat/internal/federation"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/id"
@@ -22,12 +22,11 @@ import (
 )
 
 // Federation is what the rooms service needs to share rooms with other
-// servers. The service does not know how requests travel: the server
-// wiring passes the federation client's functions.
+// servers; the server wiring passes it.
 type Federation struct {
-	// Do sends a signed request to another server and decodes its JSON
-	// answer into out (federation.Client.Do).
-	Do func(ctx context.Context, destination, method, uri string, body, out any) error
+	// Client makes the requests to other servers: the wire protocol is
+	// the federation package's.
+	Client *federation.Client
 	// VerifyKey returns a server's public key valid at ts (milliseconds).
 	VerifyKey func(ctx context.Context, server, keyID string, ts int64) (ed25519.PublicKey, error)
 	// Allowed returns nil when a server may federate with this one.
@@ -441,13 +440,10 @@ func (s *Service) withCreate(ctx context.Context, ev *pdu.Event, authEvs []*pdu.
 // fetchAuthChain asks origin for ev's auth chain and stores the events we
 // lack as outliers, each checked against its own auth events.
 func (s *Service) fetchAuthChain(ctx context.Context, origin string, ev *pdu.Event) error {
-	var resp struct {
-		AuthChain []json.RawMessage `json:"auth_chain"`
-	}
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	uri := "/_matrix/federation/v1/event_auth/" + url.PathEscape(ev.RoomID) + "/" + url.PathEscape(ev.ID)
-	if err := s.fed.f.Do(fctx, origin, "GET", uri, nil, &resp); err != nil {
+	resp, err := s.fed.f.Client.EventAuth(fctx, origin, ev.RoomID, ev.ID)
+	if err != nil {
 		// Not every server answers event_auth for every event: fetch the
 		// missing auth events one by one instead.
 		s.log.Info("federation: event_auth failed, fetching auth events by id", "origin", origin, "event_id", ev.ID, "err", err)
@@ -456,7 +452,7 @@ func (s *Service) fetchAuthChain(ctx context.Context, origin string, ev *pdu.Eve
 	if len(resp.AuthChain) > maxAuthChain {
 		return rejectedf("auth chain of %d events is too long", len(resp.AuthChain))
 	}
-	_, err := s.storeOutliers(ctx, ev.RoomID, ev.Version, resp.AuthChain)
+	_, err = s.storeOutliers(ctx, ev.RoomID, ev.Version, resp.AuthChain)
 	return err
 }
 
@@ -810,13 +806,11 @@ func (s *Service) fetchMissing(ctx context.Context, origin string, ev *pdu.Event
 	}
 	earliest := slices.Clone(r.extremities)
 	r.mu.Unlock()
-	body := map[string]any{"earliest_events": earliest, "latest_events": []string{ev.ID}, "limit": maxMissingEvents, "min_depth": 0}
-	var resp struct {
-		Events []json.RawMessage `json:"events"`
-	}
+	req := &federation.GetMissingEventsRequest{EarliestEvents: earliest, LatestEvents: []string{ev.ID}, Limit: maxMissingEvents, MinDepth: 0}
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	if err := s.fed.f.Do(fctx, origin, "POST", "/_matrix/federation/v1/get_missing_events/"+url.PathEscape(ev.RoomID), body, &resp); err != nil {
+	resp, err := s.fed.f.Client.GetMissingEvents(fctx, origin, ev.RoomID, req)
+	if err != nil {
 		s.log.Info("federation: get_missing_events failed", "origin", origin, "event_id", ev.ID, "err", err)
 		return
 	}
@@ -853,10 +847,7 @@ func (s *Service) fetchEvents(ctx context.Context, origin string, ids []string) 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			var resp struct {
-				PDUs []json.RawMessage `json:"pdus"`
-			}
-			if err := s.fed.f.Do(ctx, origin, "GET", "/_matrix/federation/v1/event/"+url.PathEscape(x), nil, &resp); err == nil && len(resp.PDUs) == 1 {
+			if resp, err := s.fed.f.Client.GetEvent(ctx, origin, x); err == nil && len(resp.PDUs) == 1 {
 				out[i] = resp.PDUs[0]
 			}
 		}()

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
+	"luxchat/internal/federation"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
@@ -479,17 +479,12 @@ func (s *Service) candidates(roomID string, servers []string) ([]string, error) 
 }
 
 // supportedVersions is the ver query of make_join and make_knock.
-func supportedVersions() string {
-	q := url.Values{}
+func supportedVersions() []string {
+	var ids []string
 	for _, v := range append(roomversion.All(), roomversion.Unstable()...) {
-		q.Add("ver", v.ID)
+		ids = append(ids, v.ID)
 	}
-	return q.Encode()
-}
-
-type makeResponse struct {
-	RoomVersion string          `json:"room_version"`
-	Event       json.RawMessage `json:"event"`
+	return ids
 }
 
 // buildFromTemplate fills in, hashes and signs a make_* template for one
@@ -584,48 +579,32 @@ func (s *Service) profileContent(ctx context.Context, userID string) map[string]
 	return out
 }
 
-// RemoteError is another server's non-2xx answer, as Federation.Do
-// reports it.
-type RemoteError struct {
-	Server string
-	Status int
-	Body   []byte
-}
-
-func (e *RemoteError) Error() string {
-	return fmt.Sprintf("%s answered %d: %.200s", e.Server, e.Status, e.Body)
-}
-
 // remoteErr turns another server's refusal into an error for our client.
 func remoteErr(server string, err error) error {
 	var ce *errcode.Error
 	if errors.As(err, &ce) {
 		return ce
 	}
-	var body struct {
-		ErrCode string `json:"errcode"`
-		Error   string `json:"error"`
-	}
-	var re *RemoteError
-	if errors.As(err, &re) && json.Unmarshal(re.Body, &body) == nil && body.ErrCode != "" {
-		switch body.ErrCode {
+	var re *federation.RemoteError
+	if errors.As(err, &re) {
+		switch code, msg := re.MatrixError(); code {
 		case "M_FORBIDDEN", "M_UNABLE_TO_AUTHORISE_JOIN", "M_UNABLE_TO_GRANT_JOIN":
-			return errcode.Forbidden("%s refused: %s", server, body.Error)
+			return errcode.Forbidden("%s refused: %s", server, msg)
 		case "M_NOT_FOUND":
-			return errcode.NotFound("%s: %s", server, body.Error)
+			return errcode.NotFound("%s: %s", server, msg)
 		case "M_INCOMPATIBLE_ROOM_VERSION":
-			return errcode.IncompatibleRoomVersion("%s: %s", server, body.Error)
+			return errcode.IncompatibleRoomVersion("%s: %s", server, msg)
 		case "M_INVITE_BLOCKED":
-			return &errcode.Error{Code: body.ErrCode, Status: http.StatusForbidden, Message: fmt.Sprintf("%s refused: %s", server, body.Error)}
+			return &errcode.Error{Code: code, Status: http.StatusForbidden, Message: fmt.Sprintf("%s refused: %s", server, msg)}
 		}
 	}
 	return &errcode.Error{Code: "M_UNKNOWN", Status: http.StatusBadGateway, Message: fmt.Sprintf("could not reach %s", server)}
 }
 
-// handshake runs make_<membership> then send_<membership> against the
-// candidate servers until one accepts; it returns the server, the room
-// version, our event and the raw send answer.
-func (s *Service) handshake(ctx context.Context, c MemberChange, servers []string, out any) (string, *roomversion.Version, *pdu.Event, error) {
+// handshake runs make_<membership> then send_<membership> (send, which
+// keeps the answer) against the candidate servers until one accepts; it
+// returns the server, the room version and our event.
+func (s *Service) handshake(ctx context.Context, c MemberChange, servers []string, send func(ctx context.Context, server string, ev *pdu.Event) error) (string, *roomversion.Version, *pdu.Event, error) {
 	cands, err := s.candidates(c.RoomID, servers)
 	if err != nil {
 		return "", nil, nil, err
@@ -636,13 +615,8 @@ func (s *Service) handshake(ctx context.Context, c MemberChange, servers []strin
 	}
 	var lastErr error
 	for _, sv := range cands {
-		uri := "/_matrix/federation/v1/make_" + c.Membership + "/" + url.PathEscape(c.RoomID) + "/" + url.PathEscape(c.Target)
-		if c.Membership != "leave" {
-			uri += "?" + supportedVersions()
-		}
-		var mk makeResponse
 		fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-		err := s.fed.f.Do(fctx, sv, "GET", uri, nil, &mk)
+		mk, err := s.makeMembership(fctx, sv, c)
 		cancel()
 		if err != nil {
 			s.log.Info("federation: make_"+c.Membership+" failed", "server", sv, "room_id", c.RoomID, "err", err)
@@ -663,16 +637,8 @@ func (s *Service) handshake(ctx context.Context, c MemberChange, servers []strin
 			s.log.Info("federation: bad template", "server", sv, "err", err)
 			continue
 		}
-		ver := "v2"
-		if c.Membership == "knock" {
-			ver = "v1"
-		}
-		uri = "/_matrix/federation/" + ver + "/send_" + c.Membership + "/" + url.PathEscape(c.RoomID) + "/" + url.PathEscape(ev.ID)
-		if c.Membership == "join" {
-			uri += "?omit_members=true" // a partial-state answer is welcome
-		}
 		fctx, cancel = context.WithTimeout(ctx, 2*fetchTimeout)
-		err = s.fed.f.Do(fctx, sv, "PUT", uri, json.RawMessage(ev.JSON()), out)
+		err = send(fctx, sv, ev)
 		cancel()
 		if err != nil {
 			s.log.Info("federation: send_"+c.Membership+" failed", "server", sv, "room_id", c.RoomID, "err", err)
@@ -684,12 +650,16 @@ func (s *Service) handshake(ctx context.Context, c MemberChange, servers []strin
 	return "", nil, nil, lastErr
 }
 
-type sendJoinResponse struct {
-	State          []json.RawMessage `json:"state"`
-	AuthChain      []json.RawMessage `json:"auth_chain"`
-	Event          json.RawMessage   `json:"event"`
-	MembersOmitted bool              `json:"members_omitted"`
-	ServersInRoom  []string          `json:"servers_in_room"`
+// makeMembership asks server for the template of c's membership event
+// (make_join, make_knock or make_leave).
+func (s *Service) makeMembership(ctx context.Context, server string, c MemberChange) (*federation.MakeResponse, error) {
+	switch c.Membership {
+	case "join":
+		return s.fed.f.Client.MakeJoin(ctx, server, c.RoomID, c.Target, supportedVersions())
+	case "knock":
+		return s.fed.f.Client.MakeKnock(ctx, server, c.RoomID, c.Target, supportedVersions())
+	}
+	return s.fed.f.Client.MakeLeave(ctx, server, c.RoomID, c.Target)
 }
 
 // joinRemote joins a room this server is not in through one of servers.
@@ -703,8 +673,12 @@ func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error
 		_ = json.Unmarshal(m.Servers, &more)
 		servers = append(servers, more...)
 	}
-	var resp sendJoinResponse
-	server, v, ev, err := s.handshake(ctx, c, servers, &resp)
+	var resp *federation.SendJoinResponse
+	server, v, ev, err := s.handshake(ctx, c, servers, func(ctx context.Context, sv string, ev *pdu.Event) (err error) {
+		// A partial-state answer is welcome.
+		resp, err = s.fed.f.Client.SendJoin(ctx, sv, c.RoomID, ev.ID, ev.JSON(), true)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
@@ -881,8 +855,9 @@ func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, erro
 	}
 	var leave *pdu.Event
 	if s.federated() {
-		var resp json.RawMessage
-		_, _, ev, err := s.handshake(ctx, c, servers, &resp)
+		_, _, ev, err := s.handshake(ctx, c, servers, func(ctx context.Context, sv string, ev *pdu.Event) error {
+			return s.fed.f.Client.SendLeave(ctx, sv, c.RoomID, ev.ID, ev.JSON())
+		})
 		if err != nil {
 			// The invite is declined here even when its server cannot be told.
 			s.log.Info("federation: could not send the leave", "room_id", c.RoomID, "err", err)
@@ -916,10 +891,11 @@ func (s *Service) knockRemote(ctx context.Context, c MemberChange) (string, erro
 	if !s.federated() {
 		return "", errFedDisabled
 	}
-	var resp struct {
-		KnockRoomState []json.RawMessage `json:"knock_room_state"`
-	}
-	server, v, ev, err := s.handshake(ctx, c, c.Servers, &resp)
+	var resp *federation.SendKnockResponse
+	server, v, ev, err := s.handshake(ctx, c, c.Servers, func(ctx context.Context, sv string, ev *pdu.Event) (err error) {
+		resp, err = s.fed.f.Client.SendKnock(ctx, sv, c.RoomID, ev.ID, ev.JSON())
+		return err
+	})
 	if err != nil {
 		return "", err
 	}
@@ -956,17 +932,14 @@ func (s *Service) inviteRemote(ctx context.Context, r *roomState, b *batch) (str
 	if e := b.lookup(pdu.StateTuple{Type: "m.room.member", StateKey: ev.Sender}); e != nil {
 		stripped = append(stripped, e.JSON())
 	}
-	body := map[string]any{"event": json.RawMessage(ev.JSON()), "room_version": r.version.ID, "invite_room_state": stripped}
-	var resp struct {
-		Event json.RawMessage `json:"event"`
-	}
+	req := &federation.InviteRequest{Event: ev.JSON(), RoomVersion: r.version.ID, InviteRoomState: stripped}
 	v := r.version
 	r.mu.Unlock()
 	defer r.mu.Lock()
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	uri := "/_matrix/federation/v2/invite/" + url.PathEscape(b.roomID) + "/" + url.PathEscape(ev.ID)
-	if err := s.fed.f.Do(fctx, server, "PUT", uri, body, &resp); err != nil {
+	resp, err := s.fed.f.Client.Invite(fctx, server, b.roomID, ev.ID, req)
+	if err != nil {
 		return "", remoteErr(server, err)
 	}
 	signed, err := pdu.Parse(resp.Event, v)
@@ -1016,13 +989,10 @@ func (s *Service) QueryAlias(ctx context.Context, alias string) (string, []strin
 	if s.fed.f.Allowed != nil && s.fed.f.Allowed(server) != nil {
 		return "", nil, errcode.Forbidden("federation with %s is not allowed", server)
 	}
-	var resp struct {
-		RoomID  string   `json:"room_id"`
-		Servers []string `json:"servers"`
-	}
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	if err := s.fed.f.Do(fctx, server, "GET", "/_matrix/federation/v1/query/directory?room_alias="+url.QueryEscape(alias), nil, &resp); err != nil {
+	resp, err := s.fed.f.Client.QueryDirectory(fctx, server, alias)
+	if err != nil {
 		return "", nil, remoteErr(server, err)
 	}
 	if !strings.HasPrefix(resp.RoomID, "!") {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -232,14 +231,10 @@ func (s *Service) fullStateBefore(ctx context.Context, server string, join *pdu.
 // the state after the event. Used for the gaps of received events and
 // for the resync of partial-state rooms.
 func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v *roomversion.Version, eventID string) (store.StateMap, error) {
-	q := "?event_id=" + url.QueryEscape(eventID)
-	var ids struct {
-		AuthChainIDs []string `json:"auth_chain_ids"`
-		PDUIDs       []string `json:"pdu_ids"`
-	}
 	fctx, cancel := context.WithTimeout(ctx, 4*fetchTimeout)
 	defer cancel()
-	if err := s.fed.f.Do(fctx, server, "GET", "/_matrix/federation/v1/state_ids/"+url.PathEscape(roomID)+q, nil, &ids); err != nil {
+	ids, err := s.fed.f.Client.StateIDs(fctx, server, roomID, eventID)
+	if err != nil {
 		return nil, fmt.Errorf("state_ids at %s: %w", eventID, err)
 	}
 	if len(ids.PDUIDs) == 0 {
@@ -256,12 +251,8 @@ func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v 
 	// A few missing events are fetched one by one; more (a tenth of the
 	// state, as after a partial-state join) with one /state request.
 	if len(need) > 0 && (len(need) > maxFetchEvents || 10*len(need) > len(all)) {
-		var st struct {
-			PDUs      []json.RawMessage `json:"pdus"`
-			AuthChain []json.RawMessage `json:"auth_chain"`
-		}
 		var raws []json.RawMessage
-		if err := s.fed.f.Do(fctx, server, "GET", "/_matrix/federation/v1/state/"+url.PathEscape(roomID)+q, nil, &st); err == nil && len(st.PDUs)+len(st.AuthChain) <= maxJoinEvents {
+		if st, err := s.fed.f.Client.State(fctx, server, roomID, eventID); err == nil && len(st.PDUs)+len(st.AuthChain) <= maxJoinEvents {
 			raws = append(st.AuthChain, st.PDUs...)
 		}
 		if _, err := s.storeOutliers(ctx, roomID, v, raws); err != nil {

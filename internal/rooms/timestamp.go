@@ -3,8 +3,6 @@ package rooms
 import (
 	"context"
 	"errors"
-	"net/url"
-	"strconv"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -90,7 +88,6 @@ func (s *Service) remoteNearEvent(ctx context.Context, roomID string, ts int64, 
 	if backwards {
 		dir = "b"
 	}
-	uri := "/_matrix/federation/v1/timestamp_to_event/" + url.PathEscape(roomID) + "?ts=" + strconv.FormatInt(ts, 10) + "&dir=" + dir
 	fctx, cancel := context.WithTimeout(ctx, tsRemoteTimeout)
 	defer cancel()
 	asked := 0
@@ -102,12 +99,12 @@ func (s *Service) remoteNearEvent(ctx context.Context, roomID string, ts int64, 
 			continue
 		}
 		asked++
-		var near NearEvent
-		if err := s.fed.f.Do(fctx, sv, "GET", uri, nil, &near); err != nil {
+		near, err := s.fed.f.Client.TimestampToEvent(fctx, sv, roomID, ts, dir)
+		if err != nil {
 			continue
 		}
 		if len(near.EventID) > 1 && near.EventID[0] == '$' {
-			return &near
+			return &NearEvent{EventID: near.EventID, OriginServerTS: near.OriginServerTS}
 		}
 	}
 	return nil
