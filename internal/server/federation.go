@@ -67,8 +67,10 @@ func (s *Server) setupFederationListener(clientRouter *httputil.Router) error {
 	s.fedTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	rt := httputil.NewRouter(nil, cfg.Limits.MaxRequestBytes, s.Log)
 	guardRouter(rt, cfg)
-	fedapi.Register(rt, &fedapi.API{Config: cfg, Keys: s.Keys, Policy: s.policy, Accounts: s.Accounts, Media: s.Media, Log: s.Log, Directory: s.Directory,
-		Rooms: s.Rooms, Store: s.Store, EDU: s.Exchange, Contacted: s.Outbox.Contacted, E2EE: s.E2EE, DeviceStreamID: s.Exchange.DeviceListStreamID})
+	api := &fedapi.API{Config: cfg, Keys: s.Keys, Policy: s.policy, Accounts: s.Accounts, Media: s.Media, Directory: s.Directory,
+		Rooms: s.Rooms, Store: s.Store, EDU: s.Exchange, Contacted: s.Outbox.Contacted, E2EE: s.E2EE, DeviceStreamID: s.Exchange.DeviceListStreamID}
+	rt.Servers = api // X-Matrix request authentication
+	fedapi.Register(rt, api)
 	s.fedHandler = rt
 	return nil
 }

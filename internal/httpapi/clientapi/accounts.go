@@ -5,58 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
 )
-
-// accountRoutes: registration, login, tokens, devices, profiles.
-func (a *API) accountRoutes(rt *httputil.Router) {
-	// client registers a /_matrix/client/v3 route (the router serves the
-	// legacy r0 prefix from the same routes).
-	client := func(pattern string, auth httputil.AuthKind, h httputil.Handler, opts ...httputil.Option) {
-		method, path, _ := strings.Cut(pattern, " ")
-		rt.Handle(method+" "+v3+path, auth, h, opts...)
-	}
-	limited := httputil.RateLimited()
-
-	client("GET /register/available", none, a.registerAvailable, limited)
-	client("POST /register", none, a.register, limited)
-	rt.Handle("GET /_matrix/client/v1/register/m.login.registration_token/validity", none, a.registrationTokenValidity, limited)
-	rt.Handle("GET /_synapse/admin/v1/register", none, a.sharedSecretNonce, limited)
-	rt.Handle("POST /_synapse/admin/v1/register", none, a.sharedSecretRegister, limited)
-
-	client("GET /login", none, a.loginFlows)
-	client("POST /login", none, a.login, limited)
-	client("POST /refresh", none, a.refresh, limited)
-	client("POST /logout", user, a.logout)
-	client("POST /logout/all", user, a.logoutAll)
-	client("GET /account/whoami", user, a.whoami)
-
-	// Password change and deactivation take an access token when the
-	// client has one; the password stage identifies the user otherwise.
-	client("POST /account/password", optional, a.changePassword, limited)
-	client("POST /account/deactivate", optional, a.deactivate, limited)
-	client("GET /account/3pid", user, a.threePIDs)
-
-	client("GET /devices", user, a.listDevices)
-	client("GET /devices/{deviceId}", user, a.getDevice)
-	client("PUT /devices/{deviceId}", user, a.updateDevice)
-	client("DELETE /devices/{deviceId}", user, a.deleteDevice, limited)
-	client("POST /delete_devices", user, a.deleteDevices, limited)
-
-	// Profile reads take a token when given: profile.require_shared_room
-	// needs to know who asks.
-	client("GET /profile/{userId}", optional, a.getProfile)
-	for _, field := range []string{accounts.FieldDisplayName, accounts.FieldAvatarURL} {
-		client("GET /profile/{userId}/"+field, optional, a.getProfileField(field))
-		client("PUT /profile/{userId}/"+field, user, a.setProfileField(field))
-		client("DELETE /profile/{userId}/"+field, user, a.deleteProfileField(field))
-	}
-}
 
 // NewAuthenticator resolves access tokens with the accounts service, for
 // the router.

@@ -46,7 +46,7 @@ func newTestAPI(t *testing.T, configure func(*config.Config)) *testAPI {
 	svc := accounts.New(cfg, st, quiet, accounts.Hooks{})
 	rt := httputil.NewRouter(NewAuthenticator(svc), cfg.Limits.MaxRequestBytes, quiet)
 	api := &API{Config: cfg, Store: st, Accounts: svc, Log: quiet}
-	api.accountRoutes(rt)
+	api.Register(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
 	return &testAPI{t: t, url: srv.URL, cfg: cfg, svc: svc}

@@ -7,7 +7,6 @@ import (
 	"luxchat/internal/config"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
-	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
@@ -37,9 +36,4 @@ type API struct {
 	Notices *notices.Service
 
 	filters filterCache
-}
-
-// Register adds every client API route to rt.
-func (a *API) Register(rt *httputil.Router) {
-	a.routes(rt)
 }

@@ -6,23 +6,6 @@ import (
 	"luxchat/internal/matrix/errcode"
 )
 
-// directoryRoutes: the published room directory, the user directory and
-// space hierarchies (absent when there is no directory service).
-func (a *API) directoryRoutes(rt *httputil.Router) {
-	if a.Directory == nil {
-		return
-	}
-	limited := httputil.RateLimited()
-	// GET is open to anonymous callers as the spec has it; asking another
-	// server's directory takes a token (see publicRoomsFrom).
-	rt.Handle("GET "+v3+"/publicRooms", optional, a.getPublicRooms, limited)
-	rt.Handle("POST "+v3+"/publicRooms", user, a.postPublicRooms, limited)
-	rt.Handle("GET "+v3+"/directory/list/room/{roomId}", none, a.getRoomVisibility)
-	rt.Handle("PUT "+v3+"/directory/list/room/{roomId}", user, a.putRoomVisibility, limited)
-	rt.Handle("POST "+v3+"/user_directory/search", user, a.searchUserDirectory, limited)
-	rt.Handle("GET /_matrix/client/v1/rooms/{roomId}/hierarchy", user, a.hierarchy, limited)
-}
-
 // GET /_matrix/client/v3/publicRooms
 func (a *API) getPublicRooms(r *httputil.Request) (any, error) {
 	req, err := directory.PublicRoomsQuery(r)

@@ -9,41 +9,6 @@ import (
 	"luxchat/internal/matrix/errcode"
 )
 
-// msc3814 is the prefix of the dehydrated device endpoints.
-const msc3814 = "/_matrix/client/unstable/org.matrix.msc3814.v1"
-
-// e2eeRoutes: device and one-time keys, cross-signing, to-device messages,
-// key backups, dehydrated devices.
-func (a *API) e2eeRoutes(rt *httputil.Router) {
-	limited := httputil.RateLimited()
-
-	rt.Handle("POST "+v3+"/keys/upload", user, a.keysUpload)
-	rt.Handle("POST "+v3+"/keys/query", user, a.keysQuery)
-	rt.Handle("POST "+v3+"/keys/claim", user, a.keysClaim)
-	rt.Handle("GET "+v3+"/keys/changes", user, a.keysChanges)
-	rt.Handle("POST "+v3+"/keys/device_signing/upload", user, a.deviceSigningUpload, limited)
-	rt.Handle("POST "+v3+"/keys/signatures/upload", user, a.signaturesUpload)
-
-	rt.Handle("PUT "+v3+"/sendToDevice/{eventType}/{txnId}", user, a.sendToDevice)
-
-	rt.Handle("POST "+v3+"/room_keys/version", user, a.createBackup, limited)
-	rt.Handle("GET "+v3+"/room_keys/version", user, a.getBackup)
-	rt.Handle("GET "+v3+"/room_keys/version/{version}", user, a.getBackup)
-	rt.Handle("PUT "+v3+"/room_keys/version/{version}", user, a.updateBackup)
-	rt.Handle("DELETE "+v3+"/room_keys/version/{version}", user, a.deleteBackup)
-	for _, p := range []string{"/room_keys/keys", "/room_keys/keys/{roomId}", "/room_keys/keys/{roomId}/{sessionId}"} {
-		rt.Handle("GET "+v3+p, user, a.getBackupKeys)
-		rt.Handle("PUT "+v3+p, user, a.putBackupKeys)
-		rt.Handle("DELETE "+v3+p, user, a.deleteBackupKeys)
-	}
-
-	rt.Handle("GET "+msc3814+"/dehydrated_device", user, a.getDehydratedDevice)
-	rt.Handle("PUT "+msc3814+"/dehydrated_device", user, a.putDehydratedDevice, limited)
-	rt.Handle("DELETE "+msc3814+"/dehydrated_device", user, a.deleteDehydratedDevice)
-	rt.Handle("POST "+msc3814+"/dehydrated_device/{deviceId}/events", user, a.dehydratedDeviceEvents)
-	rt.Handle("GET "+msc3814+"/dehydrated_device/{deviceId}/events", user, a.dehydratedDeviceEvents)
-}
-
 func e2eeCaller(r *httputil.Request) e2ee.Caller {
 	return e2ee.Caller{UserID: r.Session.UserID, DeviceID: r.Session.DeviceID}
 }

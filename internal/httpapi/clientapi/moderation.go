@@ -9,24 +9,6 @@ import (
 	"luxchat/internal/search"
 )
 
-// moderationRoutes registers search, content reports and the server
-// notices admin endpoint; a route is left out when its service is not
-// configured, so that the router answers M_UNRECOGNIZED.
-func (a *API) moderationRoutes(rt *httputil.Router) {
-	limited := httputil.RateLimited()
-	if a.Search != nil {
-		rt.Handle("POST "+v3+"/search", user, a.search, limited)
-	}
-	if a.Reports != nil {
-		rt.Handle("POST "+v3+"/rooms/{roomId}/report/{eventId}", user, a.reportEvent, limited)
-		rt.Handle("POST "+v3+"/rooms/{roomId}/report", user, a.reportRoom, limited)
-		rt.Handle("POST "+v3+"/users/{userId}/report", user, a.reportUser, limited)
-	}
-	if a.Notices != nil {
-		rt.Handle("POST /_synapse/admin/v1/send_server_notice", user, a.sendServerNotice)
-	}
-}
-
 // POST /_matrix/client/v3/search
 func (a *API) search(r *httputil.Request) (any, error) {
 	var body struct {

@@ -9,25 +9,6 @@ import (
 	"luxchat/internal/push"
 )
 
-// pushRoutes are the push notifications module: push rules, pushers and
-// the notifications list.
-func (a *API) pushRoutes(rt *httputil.Router) {
-	const rules = v3 + "/pushrules/global/{kind}/{ruleId}"
-	rt.Handle("GET "+v3+"/pushrules/{$}", user, a.pushRules)
-	rt.Handle("GET "+v3+"/pushrules/global/{$}", user, a.pushRulesGlobal)
-	rt.Handle("GET "+v3+"/pushrules/global/{kind}/{$}", user, a.pushRulesOfKind)
-	rt.Handle("GET "+rules, user, a.pushRule)
-	rt.Handle("PUT "+rules, user, a.putPushRule)
-	rt.Handle("DELETE "+rules, user, a.deletePushRule)
-	rt.Handle("GET "+rules+"/enabled", user, a.pushRuleEnabled)
-	rt.Handle("PUT "+rules+"/enabled", user, a.putPushRuleEnabled)
-	rt.Handle("GET "+rules+"/actions", user, a.pushRuleActions)
-	rt.Handle("PUT "+rules+"/actions", user, a.putPushRuleActions)
-	rt.Handle("GET "+v3+"/pushers", user, a.getPushers)
-	rt.Handle("POST "+v3+"/pushers/set", user, a.setPusher, httputil.RateLimited())
-	rt.Handle("GET "+v3+"/notifications", user, a.notifications)
-}
-
 // GET /pushrules/
 func (a *API) pushRules(r *httputil.Request) (any, error) {
 	rs, err := a.Push.Rules(r.Context(), r.Session.UserID)

@@ -6,16 +6,6 @@ import (
 	"luxchat/internal/rooms"
 )
 
-const relV1 = "/_matrix/client/v1"
-
-// relationsRoutes are the event relationship endpoints.
-func (a *API) relationsRoutes(rt *httputil.Router) {
-	rt.Handle("GET "+relV1+"/rooms/{roomId}/relations/{eventId}", user, a.relations)
-	rt.Handle("GET "+relV1+"/rooms/{roomId}/relations/{eventId}/{relType}", user, a.relations)
-	rt.Handle("GET "+relV1+"/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", user, a.relations)
-	rt.Handle("GET "+relV1+"/rooms/{roomId}/threads", user, a.threads)
-}
-
 // pageLimit reads limit: def when absent, at least 1, at most 100.
 func pageLimit(r *httputil.Request, def int64) (int, error) {
 	limit, err := r.QueryInt("limit", def)

@@ -8,23 +8,6 @@ import (
 	"luxchat/internal/matrix/errcode"
 )
 
-// socialRoutes: support contacts, server notices under a transaction id,
-// room summaries (spec v1.15, and MSC3266's unstable path) and mutual
-// rooms (spec v1.19).
-func (a *API) socialRoutes(rt *httputil.Router) {
-	rt.Handle("GET /.well-known/matrix/support", none, a.wellKnownSupport)
-	if a.Notices != nil {
-		rt.Handle("PUT /_synapse/admin/v1/send_server_notice/{txnId}", user, a.putServerNotice)
-	}
-	if a.Directory == nil {
-		return
-	}
-	limited := httputil.RateLimited()
-	rt.Handle("GET /_matrix/client/v1/room_summary/{roomIdOrAlias}", optional, a.roomSummary, limited)
-	rt.Handle("GET /_matrix/client/unstable/im.nheko.summary/rooms/{roomIdOrAlias}/summary", optional, a.roomSummary, limited)
-	rt.Handle("GET /_matrix/client/v1/mutual_rooms", user, a.mutualRooms, limited)
-}
-
 // PUT /_synapse/admin/v1/send_server_notice/{txnId}: POST's twin,
 // idempotent per transaction id.
 func (a *API) putServerNotice(r *httputil.Request) (any, error) {

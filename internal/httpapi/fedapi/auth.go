@@ -1,10 +1,9 @@
 package fedapi
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
-	"io"
+	"net/http"
 	"strings"
 
 	"luxchat/internal/httpapi/httputil"
@@ -12,62 +11,70 @@ import (
 	"luxchat/internal/matrix/signing"
 )
 
-// ServerHandler serves a route whose caller is an authenticated server.
-type ServerHandler func(r *httputil.Request, origin string) (any, error)
+// The API is the federation router's httputil.ServerVerifier: request
+// authentication ("Authentication" in the Server-Server API). A request
+// carries an X-Matrix Authorization header naming us as destination (or
+// none), from an origin that federation.allowed_servers allows, signed
+// over method, uri, origin, destination and content with the origin's
+// key. A missing or bad signature is 401 M_UNAUTHORIZED; an origin we do
+// not federate with is 403 M_FORBIDDEN. With several headers, the first
+// that verifies wins; otherwise the first refusal is the answer.
+var _ httputil.ServerVerifier = (*API)(nil)
 
-// Authenticated wraps h with request authentication ("Authentication"
-// in the Server-Server API): an X-Matrix Authorization header naming us
-// as destination (or none), from an origin that federation.allowed_servers
-// allows, signed over method, uri, origin, destination and content with
-// the origin's key. A missing or bad signature is 401 M_UNAUTHORIZED; an
-// origin we do not federate with is 403 M_FORBIDDEN. The body stays
-// readable by h.
-func (a *API) Authenticated(h ServerHandler) httputil.Handler {
-	return func(r *httputil.Request) (any, error) {
-		var headers []string
-		for _, v := range r.Header.Values("Authorization") {
-			if len(v) > 8 && strings.EqualFold(v[:8], "X-Matrix") {
-				headers = append(headers, v)
-			}
-		}
-		if len(headers) == 0 {
-			return nil, errcode.Unauthorized("missing X-Matrix authorization")
-		}
-		// Who claims to call, and whether we federate with them, is
-		// known from the headers: refuse before reading any body, so
-		// that servers outside federation.allowed_servers cannot make
-		// us wait for, or buffer, what they send.
-		var firstErr error
-		candidates := headers[:0]
-		for _, hv := range headers {
-			if err := a.precheck(hv); err != nil {
-				firstErr = cmp.Or(firstErr, err)
-				continue
-			}
-			candidates = append(candidates, hv)
-		}
-		if len(candidates) == 0 {
-			return nil, firstErr
-		}
-		body, err := r.Body()
-		if err != nil {
-			return nil, err
-		}
-		r.Request.Body = io.NopCloser(bytes.NewReader(body))
-		for _, hv := range candidates {
-			origin, err := a.verify(r, hv, body)
-			if err == nil {
-				if a.Contacted != nil {
-					a.Contacted(origin)
-				}
-				return h(r, origin)
-			}
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
-		return nil, firstErr
+// Precheck refuses r for what its X-Matrix headers alone say: who claims
+// to call, and whether we federate with them, is known before any body
+// is read, so that servers outside federation.allowed_servers cannot
+// make us wait for, or buffer, what they send.
+func (a *API) Precheck(r *http.Request) error {
+	candidates, err := a.candidates(r)
+	if len(candidates) == 0 {
+		return err
 	}
+	return nil
+}
+
+// Verify checks the signature of a request that passed Precheck over its
+// body and returns the origin, which Contacted is told of.
+func (a *API) Verify(r *http.Request, body []byte) (string, error) {
+	candidates, firstErr := a.candidates(r)
+	for _, hv := range candidates {
+		origin, err := a.verify(r, hv, body)
+		if err == nil {
+			if a.Contacted != nil {
+				a.Contacted(origin)
+			}
+			return origin, nil
+		}
+		firstErr = cmp.Or(firstErr, err)
+	}
+	if firstErr == nil { // Precheck was not called
+		firstErr = errcode.Unauthorized("missing X-Matrix authorization")
+	}
+	return "", firstErr
+}
+
+// candidates returns the X-Matrix headers of r that pass precheck, and
+// the first refusal met.
+func (a *API) candidates(r *http.Request) ([]string, error) {
+	var headers []string
+	for _, v := range r.Header.Values("Authorization") {
+		if len(v) > 8 && strings.EqualFold(v[:8], "X-Matrix") {
+			headers = append(headers, v)
+		}
+	}
+	if len(headers) == 0 {
+		return nil, errcode.Unauthorized("missing X-Matrix authorization")
+	}
+	var firstErr error
+	candidates := headers[:0]
+	for _, hv := range headers {
+		if err := a.precheck(hv); err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		candidates = append(candidates, hv)
+	}
+	return candidates, firstErr
 }
 
 // precheck refuses an X-Matrix header for what it says alone: malformed,
@@ -87,7 +94,7 @@ func (a *API) precheck(header string) error {
 }
 
 // verify checks the signature of a header that passed precheck.
-func (a *API) verify(r *httputil.Request, header string, body []byte) (string, error) {
+func (a *API) verify(r *http.Request, header string, body []byte) (string, error) {
 	self := a.Config.ServerName
 	x, err := signing.ParseXMatrix(header) // passed precheck
 	if err != nil {
@@ -95,7 +102,7 @@ func (a *API) verify(r *httputil.Request, header string, body []byte) (string, e
 	}
 	pub, err := a.Keys.RequestKey(r.Context(), x.Origin, x.Key)
 	if err != nil {
-		a.Log.Info("federation request: origin key unavailable", "origin", x.Origin, "key", x.Key, "err", err)
+		httputil.Logger(r.Context()).Info("federation request: origin key unavailable", "origin", x.Origin, "key", x.Key, "err", err)
 		return "", errcode.Unauthorized("cannot verify the signature of %s", x.Origin)
 	}
 	if err := signing.VerifyRequest(x, pub, self, r.Method, r.RequestURI, body); err != nil {

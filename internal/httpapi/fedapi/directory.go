@@ -6,7 +6,7 @@ import (
 )
 
 // GET and POST /_matrix/federation/v1/publicRooms: our published rooms.
-func (a *API) publicRooms(r *httputil.Request, _ string) (any, error) {
+func (a *API) publicRooms(r *httputil.Request) (any, error) {
 	var req directory.PublicRoomsRequest
 	if r.Method == "POST" {
 		if err := r.ReadJSON(&req); err != nil {
@@ -22,10 +22,10 @@ func (a *API) publicRooms(r *httputil.Request, _ string) (any, error) {
 }
 
 // GET /_matrix/federation/v1/hierarchy/{roomId}
-func (a *API) hierarchy(r *httputil.Request, origin string) (any, error) {
+func (a *API) hierarchy(r *httputil.Request) (any, error) {
 	suggested, err := r.QueryBool("suggested_only")
 	if err != nil {
 		return nil, err
 	}
-	return a.Directory.FederationHierarchy(r.Context(), origin, r.Var("roomId"), suggested)
+	return a.Directory.FederationHierarchy(r.Context(), r.Origin, r.Var("roomId"), suggested)
 }

@@ -31,7 +31,8 @@ func (a *API) roomGuard(r *httputil.Request, origin, roomID string) error {
 }
 
 // GET /_matrix/federation/v1/timestamp_to_event/{roomId}
-func (a *API) timestampToEvent(r *httputil.Request, origin string) (any, error) {
+func (a *API) timestampToEvent(r *httputil.Request) (any, error) {
+	origin := r.Origin
 	roomID := r.Var("roomId")
 	if err := a.roomGuard(r, origin, roomID); err != nil {
 		return nil, err
@@ -51,7 +52,8 @@ func (a *API) timestampToEvent(r *httputil.Request, origin string) (any, error) 
 }
 
 // GET /_matrix/federation/v1/event/{eventId}
-func (a *API) getEvent(r *httputil.Request, origin string) (any, error) {
+func (a *API) getEvent(r *httputil.Request) (any, error) {
+	origin := r.Origin
 	if a.Rooms == nil {
 		return nil, errcode.Unrecognized("rooms are not served over federation here")
 	}
@@ -80,8 +82,8 @@ func (a *API) stateAt(r *httputil.Request, origin string) (state, chain []string
 }
 
 // GET /_matrix/federation/v1/state_ids/{roomId}
-func (a *API) getStateIDs(r *httputil.Request, origin string) (any, error) {
-	state, chain, err := a.stateAt(r, origin)
+func (a *API) getStateIDs(r *httputil.Request) (any, error) {
+	state, chain, err := a.stateAt(r, r.Origin)
 	if err != nil {
 		return nil, err
 	}
@@ -89,8 +91,8 @@ func (a *API) getStateIDs(r *httputil.Request, origin string) (any, error) {
 }
 
 // GET /_matrix/federation/v1/state/{roomId}
-func (a *API) getState(r *httputil.Request, origin string) (any, error) {
-	state, chain, err := a.stateAt(r, origin)
+func (a *API) getState(r *httputil.Request) (any, error) {
+	state, chain, err := a.stateAt(r, r.Origin)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +108,8 @@ func (a *API) getState(r *httputil.Request, origin string) (any, error) {
 }
 
 // GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}
-func (a *API) getEventAuth(r *httputil.Request, origin string) (any, error) {
+func (a *API) getEventAuth(r *httputil.Request) (any, error) {
+	origin := r.Origin
 	roomID := r.Var("roomId")
 	if err := a.roomGuard(r, origin, roomID); err != nil {
 		return nil, err
@@ -126,7 +129,8 @@ func (a *API) getEventAuth(r *httputil.Request, origin string) (any, error) {
 const maxBackfill = 100
 
 // GET /_matrix/federation/v1/backfill/{roomId}
-func (a *API) backfill(r *httputil.Request, origin string) (any, error) {
+func (a *API) backfill(r *httputil.Request) (any, error) {
+	origin := r.Origin
 	roomID := r.Var("roomId")
 	if err := a.roomGuard(r, origin, roomID); err != nil {
 		return nil, err
@@ -153,7 +157,8 @@ func (a *API) backfill(r *httputil.Request, origin string) (any, error) {
 }
 
 // POST /_matrix/federation/v1/get_missing_events/{roomId}
-func (a *API) getMissingEvents(r *httputil.Request, origin string) (any, error) {
+func (a *API) getMissingEvents(r *httputil.Request) (any, error) {
+	origin := r.Origin
 	roomID := r.Var("roomId")
 	if err := a.roomGuard(r, origin, roomID); err != nil {
 		return nil, err
@@ -188,7 +193,7 @@ func (a *API) getMissingEvents(r *httputil.Request, origin string) (any, error) 
 }
 
 // GET /_matrix/federation/v1/query/directory
-func (a *API) queryDirectory(r *httputil.Request, origin string) (any, error) {
+func (a *API) queryDirectory(r *httputil.Request) (any, error) {
 	alias := r.Query("room_alias")
 	if alias == "" {
 		return nil, errcode.MissingParam("room_alias is required")
@@ -206,7 +211,7 @@ func (a *API) queryDirectory(r *httputil.Request, origin string) (any, error) {
 	if a.Rooms == nil {
 		return map[string]any{"room_id": roomID, "servers": []string{a.Config.ServerName}}, nil
 	}
-	if err := a.roomGuard(r, origin, roomID); err != nil {
+	if err := a.roomGuard(r, r.Origin, roomID); err != nil {
 		return nil, err
 	}
 	servers, err := a.Rooms.RoomServers(r.Context(), roomID)

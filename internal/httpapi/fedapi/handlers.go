@@ -109,7 +109,7 @@ func (a *API) queryServerKeys(r *httputil.Request) (any, error) {
 }
 
 // GET /_matrix/federation/v1/query/profile
-func (a *API) queryProfile(r *httputil.Request, origin string) (any, error) {
+func (a *API) queryProfile(r *httputil.Request) (any, error) {
 	q := r.URL.Query()
 	userID, field := q.Get("user_id"), q.Get("field")
 	if userID == "" {
@@ -128,7 +128,7 @@ func (a *API) queryProfile(r *httputil.Request, origin string) (any, error) {
 		return nil, errcode.InvalidParam("user is not local to this server")
 	}
 	if a.Directory != nil {
-		if err := a.Directory.MayServerViewProfile(r.Context(), origin, userID); err != nil {
+		if err := a.Directory.MayServerViewProfile(r.Context(), r.Origin, userID); err != nil {
 			return nil, err
 		}
 	}

@@ -31,7 +31,7 @@ func (a *API) localContent(r *httputil.Request) (*media.Content, error) {
 }
 
 // GET /_matrix/federation/v1/media/download/{mediaId}
-func (a *API) mediaDownload(r *httputil.Request, _ string) (any, error) {
+func (a *API) mediaDownload(r *httputil.Request) (any, error) {
 	c, err := a.localContent(r)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func (a *API) mediaDownload(r *httputil.Request, _ string) (any, error) {
 }
 
 // GET /_matrix/federation/v1/media/thumbnail/{mediaId}
-func (a *API) mediaThumbnail(r *httputil.Request, _ string) (any, error) {
+func (a *API) mediaThumbnail(r *httputil.Request) (any, error) {
 	w, h, method, animated, err := mediaapi.ThumbnailQuery(r)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func (a *API) multipartMedia(r *httputil.Request, c *media.Content) (any, error)
 		}
 		if _, err := io.CopyBuffer(part, rc, make([]byte, 64<<10)); err != nil {
 			if errors.Is(err, media.ErrTampered) {
-				a.Log.Error("media blob failed authentication while streaming over federation: answer cut short", "media_id", c.MediaID)
+				httputil.Logger(r.Context()).Error("media blob failed authentication while streaming over federation: answer cut short", "media_id", c.MediaID)
 			}
 			return
 		}

@@ -30,18 +30,18 @@ func (a *API) makeMembership(r *httputil.Request, origin, membership string) (an
 }
 
 // GET /_matrix/federation/v1/make_join/{roomId}/{userId}
-func (a *API) makeJoin(r *httputil.Request, origin string) (any, error) {
-	return a.makeMembership(r, origin, "join")
+func (a *API) makeJoin(r *httputil.Request) (any, error) {
+	return a.makeMembership(r, r.Origin, "join")
 }
 
 // GET /_matrix/federation/v1/make_leave/{roomId}/{userId}
-func (a *API) makeLeave(r *httputil.Request, origin string) (any, error) {
-	return a.makeMembership(r, origin, "leave")
+func (a *API) makeLeave(r *httputil.Request) (any, error) {
+	return a.makeMembership(r, r.Origin, "leave")
 }
 
 // GET /_matrix/federation/v1/make_knock/{roomId}/{userId}
-func (a *API) makeKnock(r *httputil.Request, origin string) (any, error) {
-	return a.makeMembership(r, origin, "knock")
+func (a *API) makeKnock(r *httputil.Request) (any, error) {
+	return a.makeMembership(r, r.Origin, "knock")
 }
 
 // sendMembership checks a send_join/leave/knock request's room and hands
@@ -73,7 +73,7 @@ func (a *API) readEvent(r *httputil.Request) (json.RawMessage, error) {
 // PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}
 // omit_members=true asks for a partial-state answer (member events other
 // than the heroes' left out, servers_in_room added).
-func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
+func (a *API) sendJoin(r *httputil.Request) (any, error) {
 	omit := false
 	switch v := r.URL.Query().Get("omit_members"); v {
 	case "", "false":
@@ -82,7 +82,7 @@ func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
 	default:
 		return nil, errcode.InvalidParam("omit_members must be true or false")
 	}
-	res, err := a.sendMembership(r, origin, "join", omit)
+	res, err := a.sendMembership(r, r.Origin, "join", omit)
 	if err != nil {
 		return nil, err
 	}
@@ -101,8 +101,8 @@ func (a *API) sendJoin(r *httputil.Request, origin string) (any, error) {
 
 // PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}: the
 // deprecated form, the same answer wrapped as [200, {...}].
-func (a *API) sendJoinV1(r *httputil.Request, origin string) (any, error) {
-	res, err := a.sendMembership(r, origin, "join", false)
+func (a *API) sendJoinV1(r *httputil.Request) (any, error) {
+	res, err := a.sendMembership(r, r.Origin, "join", false)
 	if err != nil {
 		return nil, err
 	}
@@ -114,24 +114,24 @@ func (a *API) sendJoinV1(r *httputil.Request, origin string) (any, error) {
 
 // PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}: answers
 // [200, {}].
-func (a *API) sendLeaveV1(r *httputil.Request, origin string) (any, error) {
-	if _, err := a.sendMembership(r, origin, "leave", false); err != nil {
+func (a *API) sendLeaveV1(r *httputil.Request) (any, error) {
+	if _, err := a.sendMembership(r, r.Origin, "leave", false); err != nil {
 		return nil, err
 	}
 	return []any{200, struct{}{}}, nil
 }
 
 // PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}
-func (a *API) sendLeave(r *httputil.Request, origin string) (any, error) {
-	if _, err := a.sendMembership(r, origin, "leave", false); err != nil {
+func (a *API) sendLeave(r *httputil.Request) (any, error) {
+	if _, err := a.sendMembership(r, r.Origin, "leave", false); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
 }
 
 // PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}
-func (a *API) sendKnock(r *httputil.Request, origin string) (any, error) {
-	res, err := a.sendMembership(r, origin, "knock", false)
+func (a *API) sendKnock(r *httputil.Request) (any, error) {
+	res, err := a.sendMembership(r, r.Origin, "knock", false)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,8 @@ func (a *API) sendKnock(r *httputil.Request, origin string) (any, error) {
 }
 
 // PUT /_matrix/federation/v2/invite/{roomId}/{eventId}
-func (a *API) invite(r *httputil.Request, origin string) (any, error) {
+func (a *API) invite(r *httputil.Request) (any, error) {
+	origin := r.Origin
 	roomID := r.Var("roomId")
 	if _, err := id.ParseRoomID(roomID); err != nil {
 		return nil, errcode.InvalidParam("invalid room id")

@@ -2,7 +2,6 @@ package fedapi
 
 import (
 	"context"
-	"log/slog"
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
@@ -22,7 +21,6 @@ type API struct {
 	Policy   *federation.Policy
 	Accounts *accounts.Service
 	Media    *media.Service // serves local media to other servers
-	Log      *slog.Logger
 	// Directory serves /publicRooms and /hierarchy; nil: no such routes.
 	Directory *directory.Service
 	// Rooms and Store serve rooms to other servers; nil: no room routes.
@@ -40,51 +38,78 @@ type API struct {
 	txns txnLocks
 }
 
+const (
+	none   = httputil.AuthNone
+	server = httputil.AuthServer // signed by the origin server (see auth.go)
+	fed    = "/_matrix/federation"
+)
+
+// route is one line of the API map.
+type route struct {
+	pattern string
+	auth    httputil.AuthKind
+	h       httputil.Handler
+}
+
 // Register adds the Server-Server API routes to the federation listener's
-// router. Routes marked "server" authenticate the X-Matrix header.
+// router, whose Servers must be a (X-Matrix authentication). A group
+// whose service is absent is left out: the router answers M_UNRECOGNIZED.
 func Register(rt *httputil.Router, a *API) {
-	none := httputil.AuthNone
-	rt.Handle("GET /_matrix/federation/v1/version", none, a.version)
-	rt.Handle("GET /_matrix/key/v2/server", none, a.serverKeys)
-	rt.Handle("POST /_matrix/key/v2/query", none, a.queryKeys)
-	rt.Handle("GET /_matrix/key/v2/query/{serverName}", none, a.queryServerKeys)
-	rt.Handle("GET /_matrix/federation/v1/openid/userinfo", none, a.openIDUserInfo)
-	rt.Handle("GET /_matrix/federation/v1/query/profile", none, a.Authenticated(a.queryProfile))               // server
-	rt.Handle("GET /_matrix/federation/v1/media/download/{mediaId}", none, a.Authenticated(a.mediaDownload))   // server
-	rt.Handle("GET /_matrix/federation/v1/media/thumbnail/{mediaId}", none, a.Authenticated(a.mediaThumbnail)) // server
+	for _, r := range a.routes() {
+		rt.Handle(r.pattern, r.auth, r.h)
+	}
+}
+
+// routes is the map of the Server-Server API.
+func (a *API) routes() []route {
+	routes := []route{
+		{"GET " + fed + "/v1/version", none, a.version},
+		{"GET /_matrix/key/v2/server", none, a.serverKeys},
+		{"POST /_matrix/key/v2/query", none, a.queryKeys},
+		{"GET /_matrix/key/v2/query/{serverName}", none, a.queryServerKeys},
+		{"GET " + fed + "/v1/openid/userinfo", none, a.openIDUserInfo},
+		{"GET " + fed + "/v1/query/profile", server, a.queryProfile},
+		{"GET " + fed + "/v1/media/download/{mediaId}", server, a.mediaDownload},
+		{"GET " + fed + "/v1/media/thumbnail/{mediaId}", server, a.mediaThumbnail},
+	}
 	if a.E2EE != nil {
-		rt.Handle("GET /_matrix/federation/v1/user/devices/{userId}", none, a.Authenticated(a.userDevices)) // server
-		rt.Handle("POST /_matrix/federation/v1/user/keys/query", none, a.Authenticated(a.userKeysQuery))    // server
-		rt.Handle("POST /_matrix/federation/v1/user/keys/claim", none, a.Authenticated(a.userKeysClaim))    // server
+		routes = append(routes, []route{
+			{"GET " + fed + "/v1/user/devices/{userId}", server, a.userDevices},
+			{"POST " + fed + "/v1/user/keys/query", server, a.userKeysQuery},
+			{"POST " + fed + "/v1/user/keys/claim", server, a.userKeysClaim},
+		}...)
 	}
 	if a.Directory != nil {
-		rt.Handle("GET /_matrix/federation/v1/publicRooms", none, a.Authenticated(a.publicRooms))      // server
-		rt.Handle("POST /_matrix/federation/v1/publicRooms", none, a.Authenticated(a.publicRooms))     // server
-		rt.Handle("GET /_matrix/federation/v1/hierarchy/{roomId}", none, a.Authenticated(a.hierarchy)) // server
+		routes = append(routes, []route{
+			{"GET " + fed + "/v1/publicRooms", server, a.publicRooms},
+			{"POST " + fed + "/v1/publicRooms", server, a.publicRooms},
+			{"GET " + fed + "/v1/hierarchy/{roomId}", server, a.hierarchy},
+		}...)
 	}
-	if a.Rooms == nil {
-		return
+	if a.Rooms != nil {
+		// Room routes apply the room's server ACL to the origin.
+		routes = append(routes, []route{
+			{"PUT " + fed + "/v1/send/{txnId}", server, a.sendTransaction},
+			{"GET " + fed + "/v1/event/{eventId}", server, a.getEvent},
+			{"GET " + fed + "/v1/state/{roomId}", server, a.getState},
+			{"GET " + fed + "/v1/state_ids/{roomId}", server, a.getStateIDs},
+			{"GET " + fed + "/v1/event_auth/{roomId}/{eventId}", server, a.getEventAuth},
+			{"GET " + fed + "/v1/backfill/{roomId}", server, a.backfill},
+			{"GET " + fed + "/v1/timestamp_to_event/{roomId}", server, a.timestampToEvent},
+			{"POST " + fed + "/v1/get_missing_events/{roomId}", server, a.getMissingEvents},
+			{"GET " + fed + "/v1/query/directory", server, a.queryDirectory},
+			{"GET " + fed + "/v1/make_join/{roomId}/{userId}", server, a.makeJoin},
+			{"PUT " + fed + "/v1/send_join/{roomId}/{eventId}", server, a.sendJoinV1},
+			{"PUT " + fed + "/v2/send_join/{roomId}/{eventId}", server, a.sendJoin},
+			{"GET " + fed + "/v1/make_leave/{roomId}/{userId}", server, a.makeLeave},
+			{"PUT " + fed + "/v1/send_leave/{roomId}/{eventId}", server, a.sendLeaveV1},
+			{"PUT " + fed + "/v2/send_leave/{roomId}/{eventId}", server, a.sendLeave},
+			{"GET " + fed + "/v1/make_knock/{roomId}/{userId}", server, a.makeKnock},
+			{"PUT " + fed + "/v1/send_knock/{roomId}/{eventId}", server, a.sendKnock},
+			{"PUT " + fed + "/v2/invite/{roomId}/{eventId}", server, a.invite},
+		}...)
 	}
-	// Rooms: every route is signed by a server; room routes apply the ACL.
-	fed := "/_matrix/federation/"
-	rt.Handle("PUT "+fed+"v1/send/{txnId}", none, a.Authenticated(a.sendTransaction))
-	rt.Handle("GET "+fed+"v1/event/{eventId}", none, a.Authenticated(a.getEvent))
-	rt.Handle("GET "+fed+"v1/state/{roomId}", none, a.Authenticated(a.getState))
-	rt.Handle("GET "+fed+"v1/state_ids/{roomId}", none, a.Authenticated(a.getStateIDs))
-	rt.Handle("GET "+fed+"v1/event_auth/{roomId}/{eventId}", none, a.Authenticated(a.getEventAuth))
-	rt.Handle("GET "+fed+"v1/backfill/{roomId}", none, a.Authenticated(a.backfill))
-	rt.Handle("GET "+fed+"v1/timestamp_to_event/{roomId}", none, a.Authenticated(a.timestampToEvent))
-	rt.Handle("POST "+fed+"v1/get_missing_events/{roomId}", none, a.Authenticated(a.getMissingEvents))
-	rt.Handle("GET "+fed+"v1/query/directory", none, a.Authenticated(a.queryDirectory))
-	rt.Handle("GET "+fed+"v1/make_join/{roomId}/{userId}", none, a.Authenticated(a.makeJoin))
-	rt.Handle("PUT "+fed+"v1/send_join/{roomId}/{eventId}", none, a.Authenticated(a.sendJoinV1))
-	rt.Handle("PUT "+fed+"v2/send_join/{roomId}/{eventId}", none, a.Authenticated(a.sendJoin))
-	rt.Handle("GET "+fed+"v1/make_leave/{roomId}/{userId}", none, a.Authenticated(a.makeLeave))
-	rt.Handle("PUT "+fed+"v1/send_leave/{roomId}/{eventId}", none, a.Authenticated(a.sendLeaveV1))
-	rt.Handle("PUT "+fed+"v2/send_leave/{roomId}/{eventId}", none, a.Authenticated(a.sendLeave))
-	rt.Handle("GET "+fed+"v1/make_knock/{roomId}/{userId}", none, a.Authenticated(a.makeKnock))
-	rt.Handle("PUT "+fed+"v1/send_knock/{roomId}/{eventId}", none, a.Authenticated(a.sendKnock))
-	rt.Handle("PUT "+fed+"v2/invite/{roomId}/{eventId}", none, a.Authenticated(a.invite))
+	return routes
 }
 
 // RegisterWellKnown adds GET /.well-known/matrix/server to the client

@@ -108,7 +108,8 @@ type pduResult struct {
 }
 
 // PUT /_matrix/federation/v1/send/{txnId}
-func (a *API) sendTransaction(r *httputil.Request, origin string) (any, error) {
+func (a *API) sendTransaction(r *httputil.Request) (any, error) {
+	origin := r.Origin
 	if a.Rooms == nil {
 		return nil, errcode.Unrecognized("rooms are not served over federation here")
 	}
@@ -142,7 +143,7 @@ func (a *API) sendTransaction(r *httputil.Request, origin string) (any, error) {
 	parsed, errs := a.parsePDUs(work, t.PDUs)
 	for i, ev := range parsed {
 		if err := errs[i]; err != nil {
-			a.Log.Info("federation: PDU dropped", "origin", origin, "err", err)
+			httputil.Logger(ctx).Info("federation: PDU dropped", "origin", origin, "err", err)
 			continue
 		}
 		if _, dup := results[ev.ID]; dup {

@@ -22,7 +22,7 @@ func (a *API) localUser(userID string) error {
 }
 
 // GET /_matrix/federation/v1/user/devices/{userId}
-func (a *API) userDevices(r *httputil.Request, origin string) (any, error) {
+func (a *API) userDevices(r *httputil.Request) (any, error) {
 	userID := r.PathValue("userId")
 	if err := a.localUser(userID); err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func (a *API) userDevices(r *httputil.Request, origin string) (any, error) {
 }
 
 // POST /_matrix/federation/v1/user/keys/query
-func (a *API) userKeysQuery(r *httputil.Request, origin string) (any, error) {
+func (a *API) userKeysQuery(r *httputil.Request) (any, error) {
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
 	}
@@ -82,7 +82,7 @@ func (a *API) userKeysQuery(r *httputil.Request, origin string) (any, error) {
 }
 
 // POST /_matrix/federation/v1/user/keys/claim
-func (a *API) userKeysClaim(r *httputil.Request, origin string) (any, error) {
+func (a *API) userKeysClaim(r *httputil.Request) (any, error) {
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
 	}

@@ -37,7 +37,7 @@ func (r *Request) Body() ([]byte, error) {
 		if e, ok := errcode.As(err); ok {
 			return nil, e // a body that stalled
 		}
-		return nil, errcode.Unknown("could not read request body")
+		return nil, errcode.Unknown("could not read request body").Wrap(err)
 	}
 	return raw, nil
 }

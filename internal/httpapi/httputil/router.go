@@ -1,10 +1,12 @@
 package httputil
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +30,9 @@ const (
 	AuthUser
 	// AuthOptional: an access token is used when present.
 	AuthOptional
+	// AuthServer: a request signed by another server (X-Matrix in the
+	// Server-Server API), verified by the router's Servers.
+	AuthServer
 )
 
 // Session is the authenticated caller of a request.
@@ -45,11 +50,27 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (*Session, error)
 }
 
+// ServerVerifier authenticates server-signed requests (AuthServer
+// routes). The router calls it in two steps and reads the body only in
+// between: a caller that the headers alone refuse (no signature, another
+// destination, an origin we do not federate with) cannot make us wait
+// for, or buffer, what it sends.
+type ServerVerifier interface {
+	// Precheck refuses r for what its headers say, or returns nil. It
+	// must not read the body.
+	Precheck(r *http.Request) error
+	// Verify checks the signature of r over its body and returns the
+	// origin server name, or an *errcode.Error.
+	Verify(r *http.Request, body []byte) (origin string, err error)
+}
+
 // Request is what a handler receives.
 type Request struct {
 	*http.Request
 	Session *Session
-	router  *Router
+	// Origin is the server that signed the request (AuthServer routes).
+	Origin string
+	router *Router
 }
 
 // Handler serves one route. It returns a value encoded as the JSON body
@@ -69,9 +90,11 @@ type Response struct {
 // with 404 M_UNRECOGNIZED and known paths with a wrong method with 405
 // M_UNRECOGNIZED, always as JSON.
 type Router struct {
-	mux     *http.ServeMux
-	routes  map[string]map[string]route // path pattern → method → route
-	Auth    Authenticator
+	mux    *http.ServeMux
+	routes map[string]map[string]route // path pattern → method → route
+	Auth   Authenticator
+	// Servers verifies AuthServer routes; set it before registering one.
+	Servers ServerVerifier
 	Limiter *RateLimiter // nil: no rate limits
 	MaxBody int64
 	// BodyTimeout and BodyMinRate bound how slowly a request body may
@@ -80,8 +103,9 @@ type Router struct {
 	BodyMinRate int64
 	// TrustedProxies are the peers whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
-	Log            *slog.Logger
-	Observe        func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
+	// Log is the base of every request's logger (see Logger).
+	Log     *slog.Logger
+	Observe func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
 }
 
 type route struct {
@@ -124,6 +148,9 @@ func (rt *Router) Handle(pattern string, auth AuthKind, h Handler, opts ...Optio
 	if !ok {
 		panic("httputil: pattern needs a method: " + pattern)
 	}
+	if auth == AuthServer && rt.Servers == nil {
+		panic("httputil: server-signed route without a ServerVerifier: " + pattern)
+	}
 	rr := route{auth: auth, h: h}
 	for _, o := range opts {
 		o(&rr)
@@ -149,6 +176,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Browsers need the CORS headers on every answer, errors included,
 	// to let a web client read the errcode.
 	writeCORS(w)
+	r = rt.withRequestID(w, r)
 	for _, api := range [...]string{"/_matrix/client/", "/_matrix/media/"} {
 		if rest, ok := strings.CutPrefix(r.URL.Path, api+"r0/"); ok {
 			r.URL.Path = api + "v3/" + rest
@@ -181,7 +209,7 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
 		if p := recover(); p != nil {
-			rt.Log.Error("panic in handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			Logger(r.Context()).Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
 			if sw.status == 0 {
 				rt.writeError(sw, r, errcode.Internal())
 			}
@@ -203,7 +231,14 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 		}
 	}
 	req := &Request{Request: r, router: rt}
-	if rr.auth != AuthNone {
+	if rr.auth == AuthServer {
+		origin, err := rt.verifyServer(req)
+		if err != nil {
+			rt.writeError(sw, r, err)
+			return
+		}
+		req.Origin = origin
+	} else if rr.auth != AuthNone {
 		token := accessToken(r)
 		switch {
 		case token == "" && rr.auth == AuthUser:
@@ -234,6 +269,20 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 		return
 	}
 	writeResult(sw, out)
+}
+
+// verifyServer authenticates a server-signed request: its headers first,
+// then its signature over the body, which stays readable by the handler.
+func (rt *Router) verifyServer(req *Request) (string, error) {
+	if err := rt.Servers.Precheck(req.Request); err != nil {
+		return "", err
+	}
+	body, err := req.Body()
+	if err != nil {
+		return "", err
+	}
+	req.Request.Body = io.NopCloser(bytes.NewReader(body))
+	return rt.Servers.Verify(req.Request, body)
 }
 
 func writeResult(w http.ResponseWriter, out any) {
@@ -276,7 +325,8 @@ func writeResult(w http.ResponseWriter, out any) {
 }
 
 // WriteError sends err as a Matrix error. Anything that is not an
-// *errcode.Error is logged and becomes a 500 with no detail.
+// *errcode.Error becomes a 500 with no detail; see logError for what the
+// logs get.
 func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := errcode.As(err)
 	if !ok {
@@ -286,10 +336,10 @@ func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		} else if errors.Is(err, context.Canceled) {
 			return
 		} else {
-			rt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-			e = errcode.Internal()
+			e = errcode.Internal().Wrap(err)
 		}
 	}
+	logError(r, e)
 	data, _ := json.Marshal(e)
 	if e.Status == http.StatusRequestTimeout {
 		// The rest of the body may still come: this connection is done.
@@ -298,6 +348,28 @@ func (rt *Router) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(data)
+}
+
+// logError logs an error answer once, at the edge, with the request's
+// logger: every 500 as an error, other 5xx (a remote server failing us)
+// as information, and a refusal that carries a cause at debug level.
+// The cause goes to the log only, never to the client.
+func logError(r *http.Request, e *errcode.Error) {
+	level := slog.LevelDebug
+	cause := e.Unwrap()
+	switch {
+	case e.Status == http.StatusInternalServerError:
+		level = slog.LevelError
+	case e.Status > http.StatusInternalServerError:
+		level = slog.LevelInfo
+	case cause == nil:
+		return
+	}
+	args := []any{"method", r.Method, "path", r.URL.Path, "status", e.Status, "errcode", e.Code}
+	if cause != nil {
+		args = append(args, "err", cause)
+	}
+	Logger(r.Context()).Log(r.Context(), level, "request failed", args...)
 }
 
 func accessToken(r *http.Request) string {

@@ -30,7 +30,7 @@ func (b bodyReader) Read(p []byte) (int, error) {
 		if e, ok := errcode.As(err); ok {
 			return n, e // a body that stalled
 		}
-		return n, errcode.Unknown("could not read request body")
+		return n, errcode.Unknown("could not read request body").Wrap(err)
 	}
 	return n, err
 }
@@ -242,9 +242,9 @@ func (a *API) serve(r *httputil.Request, c *media.Content, fileName string, auth
 		buf := make([]byte, 64<<10)
 		if _, err := io.CopyBuffer(w, rc, buf); err != nil {
 			if errors.Is(err, media.ErrTampered) {
-				a.Log.Error("media blob failed authentication while streaming: response cut short", "media_id", c.MediaID)
+				httputil.Logger(r.Context()).Error("media blob failed authentication while streaming: response cut short", "media_id", c.MediaID)
 			} else if r.Context().Err() == nil {
-				a.Log.Warn("media download interrupted", "media_id", c.MediaID, "err", err)
+				httputil.Logger(r.Context()).Warn("media download interrupted", "media_id", c.MediaID, "err", err)
 			}
 		}
 	}), nil

@@ -26,32 +26,48 @@ const (
 	clientV1 = "/_matrix/client/v1/media"
 )
 
-// Register adds the content repository's routes to rt: the map of the API.
+// route is one line of the API map; opts are its rate and body limits.
+type route struct {
+	pattern string
+	auth    httputil.AuthKind
+	h       httputil.Handler
+	opts    []httputil.Option
+}
+
+// Register adds the content repository's routes to rt.
 func Register(rt *httputil.Router, a *API) {
-	limited := httputil.RateLimited()
-	// Uploads may be larger than other request bodies; the service caps
-	// them while streaming.
-	body := httputil.BodyLimit(a.Config.Media.MaxUploadBytes)
 	if a.Preview == nil && a.Config.Media.URLPreview.Enabled {
 		a.Preview = media.NewPreviewer(a.Media, a.Log, a.Config.Media.URLPreview.AllowNetworks)
 	}
+	for _, r := range a.routes() {
+		rt.Handle(r.pattern, r.auth, r.h, r.opts...)
+	}
+}
 
-	rt.Handle("POST "+mediaV3+"/upload", user, a.upload, limited, body)
-	rt.Handle("POST "+mediaV1+"/create", user, a.create, limited)
-	rt.Handle("PUT "+mediaV3+"/upload/{serverName}/{mediaId}", user, a.uploadTo, limited, body)
+// routes is the map of the content repository.
+func (a *API) routes() []route {
+	limited := []httputil.Option{httputil.RateLimited()}
+	// Uploads may be larger than other request bodies; the service caps
+	// them while streaming.
+	upload := []httputil.Option{httputil.RateLimited(), httputil.BodyLimit(a.Config.Media.MaxUploadBytes)}
+	return []route{
+		{"POST " + mediaV3 + "/upload", user, a.upload, upload},
+		{"POST " + mediaV1 + "/create", user, a.create, limited},
+		{"PUT " + mediaV3 + "/upload/{serverName}/{mediaId}", user, a.uploadTo, upload},
 
-	// Authenticated media (Matrix 1.11).
-	rt.Handle("GET "+clientV1+"/config", user, a.config)
-	rt.Handle("GET "+clientV1+"/download/{serverName}/{mediaId}", user, a.download)
-	rt.Handle("GET "+clientV1+"/download/{serverName}/{mediaId}/{fileName}", user, a.download)
-	rt.Handle("GET "+clientV1+"/thumbnail/{serverName}/{mediaId}", user, a.thumbnail)
-	rt.Handle("GET "+clientV1+"/preview_url", user, a.previewURL, limited)
+		// Authenticated media (Matrix 1.11).
+		{"GET " + clientV1 + "/config", user, a.config, nil},
+		{"GET " + clientV1 + "/download/{serverName}/{mediaId}", user, a.download, nil},
+		{"GET " + clientV1 + "/download/{serverName}/{mediaId}/{fileName}", user, a.download, nil},
+		{"GET " + clientV1 + "/thumbnail/{serverName}/{mediaId}", user, a.thumbnail, nil},
+		{"GET " + clientV1 + "/preview_url", user, a.previewURL, limited},
 
-	// Deprecated unauthenticated endpoints, frozen by default.
-	rt.Handle("GET "+mediaV3+"/config", user, a.config)
-	rt.Handle("GET "+mediaV3+"/download/{serverName}/{mediaId}", none, a.legacyDownload)
-	rt.Handle("GET "+mediaV3+"/download/{serverName}/{mediaId}/{fileName}", none, a.legacyDownload)
-	rt.Handle("GET "+mediaV3+"/thumbnail/{serverName}/{mediaId}", none, a.legacyThumbnail)
-	// Deprecated but authenticated, so not frozen (content-repo.yaml).
-	rt.Handle("GET "+mediaV3+"/preview_url", user, a.previewURL, limited)
+		// Deprecated unauthenticated endpoints, frozen by default.
+		{"GET " + mediaV3 + "/config", user, a.config, nil},
+		{"GET " + mediaV3 + "/download/{serverName}/{mediaId}", none, a.legacyDownload, nil},
+		{"GET " + mediaV3 + "/download/{serverName}/{mediaId}/{fileName}", none, a.legacyDownload, nil},
+		{"GET " + mediaV3 + "/thumbnail/{serverName}/{mediaId}", none, a.legacyThumbnail, nil},
+		// Deprecated but authenticated, so not frozen (content-repo.yaml).
+		{"GET " + mediaV3 + "/preview_url", user, a.previewURL, limited},
+	}
 }

@@ -20,9 +20,25 @@ type Error struct {
 	// Extra holds additional top-level keys of the JSON body, such as
 	// retry_after_ms or soft_logout.
 	Extra map[string]any
+	// cause is the internal error behind this one, for logs only: it is
+	// neither in the JSON body nor in Error(), which stay client-safe.
+	cause error
 }
 
+// Error is the client-safe text (code and message), without the cause.
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Unwrap returns the cause, if any (see Wrap).
+func (e *Error) Unwrap() error { return e.cause }
+
+// Wrap returns a copy of e that keeps cause for the logs, so that an
+// internal error turned into a client-safe one is not lost. The client
+// still sees only the code, message and extra keys.
+func (e *Error) Wrap(cause error) *Error {
+	c := *e
+	c.cause = cause
+	return &c
+}
 
 // MarshalJSON renders {"errcode": …, "error": …, extra…}.
 func (e *Error) MarshalJSON() ([]byte, error) {
