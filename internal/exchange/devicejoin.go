@@ -119,3 +119,25 @@ func (s *Service) announceAllDevices(ctx context.Context, userID string, dests [
 		return tx.PutDeviceListOutbound(ctx, userID, out)
 	})
 }
+
+// ServersFound sends the device lists of a room's local members to
+// servers found in the room only once its full state came (a room joined
+// with partial state): they heard of no device change meanwhile. The
+// work runs off the caller's goroutine.
+func (s *Service) ServersFound(roomID string, localMembers, servers []string) {
+	servers = slices.DeleteFunc(slices.Clone(servers), func(srv string) bool { return srv == s.self })
+	if len(localMembers) == 0 || len(servers) == 0 {
+		return
+	}
+	s.devWG.Add(1)
+	go func() {
+		defer s.devWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, u := range localMembers {
+			if err := s.announceAllDevices(ctx, u, servers); err != nil {
+				s.log.Warn("federation: announce devices to servers found in a room", "user", u, "room", roomID, "err", err)
+			}
+		}
+	}()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/store"
 	ts "luxchat/internal/testserver"
 )
 
@@ -429,5 +431,56 @@ func TestFedPartialStateRestrictedJoin(t *testing.T) {
 		if m := frMembership(t, bob, restricted, bob.UserID); m != "join" {
 			t.Fatalf("bob's membership as his server sees it: %q", m)
 		}
+	})
+}
+
+// An event accepted while a room's state is partial (its sender's
+// membership unknown here, its own auth events claiming a join) is
+// checked again once the full state comes: a sender who had left is
+// found out, the event is rejected, leaves the timeline and the state.
+func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, alice := pjRoom(t, p.a, "bob", "carol", "erin", "frank", "zoe")
+		derek := p.a.Register(t, "derek")
+		derek.Join(roomID)
+		derekJoin := frLatest(t, p.a, roomID)
+		derek.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/leave", map[string]any{}, nil)
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.power_levels", map[string]any{
+			"users": map[string]int{alice.UserID: 100, derek.UserID: 50}, "state_default": 50}, nil)
+
+		release := p.b.Rooms.HoldResyncs()
+		defer release()
+		dave := p.b.Register(t, "dave")
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		if !p.b.Rooms.IsPartialState(roomID) {
+			t.Fatal("the room is not partial after a join with members omitted")
+		}
+		st, err := p.a.Store.CurrentState(context.Background(), roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		empty := ""
+		head := frLatest(t, p.a, roomID)
+		bad := frBuild(t, p.a, roomID, derek.UserID, "m.room.topic", &empty, map[string]any{"topic": "derek was here"}, []string{head},
+			[]string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}], derekJoin}, frDepth(t, p.a, head)+1)
+		if res, err := frSend(t, p.a, p.b, "", bad.JSON()); err != nil || res.PDUs[bad.ID].Error != "" {
+			t.Fatalf("the event during the partial state: %v %+v", err, res)
+		}
+		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(bad.ID), nil); r.Status != http.StatusOK {
+			t.Fatalf("the event during the partial state: %d %s", r.Status, r.Body)
+		}
+
+		release()
+		pjWaitFull(t, p.b, roomID)
+		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(bad.ID), nil); r.Status != http.StatusNotFound {
+			t.Fatalf("the event after the resync: %d %s", r.Status, r.Body)
+		}
+		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.topic", nil); r.Status != http.StatusNotFound {
+			t.Fatalf("the topic after the resync: %d %s", r.Status, r.Body)
+		}
+		// The room goes on: a message from a reaches dave.
+		since := doSync(t, dave, "timeout=0").NextBatch
+		alice.SendText(roomID, "after the resync")
+		pjSyncUntil(t, dave, since, "", func(s syncResp) bool { return frHasBody(s.Rooms.Join[roomID].Timeline.Events, "after the resync") })
 	})
 }

@@ -193,12 +193,12 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 		if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
 			return nil // stored meanwhile by a concurrent transaction
 		}
-		if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil {
-			if !s.IsPartialState(ev.RoomID) {
-				return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
-			}
-			// Our state lacks members: the event's own auth events decide.
-			s.log.Info("federation: event accepted on its auth events in a partial-state room", "event_id", ev.ID, "err", err)
+		current := func(t pdu.StateTuple) *pdu.Event { return r.state[t] }
+		if s.IsPartialState(ev.RoomID) {
+			current = partialLookup(current, authEvs)
+		}
+		if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(current)); err != nil {
+			return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
 		}
 		return s.commitLinear(ctx, r, ev, origin)
 	}
@@ -213,7 +213,11 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 		return err
 	}
 	partial := s.IsPartialState(ev.RoomID)
-	if err := s.checkAuth(ctx, ev, beforeEvs); err != nil && !partial {
+	var beforeAuth eventauth.AuthEvents = beforeEvs
+	if partial {
+		beforeAuth = eventauth.AuthEventsFunc(partialLookup(beforeEvs.Get, authEvs))
+	}
+	if err := s.checkAuth(ctx, ev, beforeAuth); err != nil {
 		if wasOutlier {
 			// It passed its auth events when stored; our view of the state
 			// before it may be what is wrong.

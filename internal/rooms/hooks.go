@@ -28,6 +28,10 @@ type Hooks struct {
 	// FullState runs in the transaction that completes a partial-state
 	// room's state.
 	FullState FullStateHook
+	// ServersFound is told, after that commit, of the servers with
+	// members in the room that the partial state did not show, and of the
+	// room's local members.
+	ServersFound func(roomID string, localMembers, servers []string)
 	// ReadMoved is told, before the receipt becomes visible, that a
 	// user's read receipt in a room moved.
 	ReadMoved func(roomID, userID string)

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/matrix/roomversion"
 	"luxchat/internal/store"
@@ -334,34 +336,45 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 			return err
 		}
 	}
+	// Events received since the join were checked against a partial
+	// state: checked again against the full one, those that fail are
+	// rejected now, and what they changed is undone.
+	undo, rejected, err := s.recheckSinceJoin(ctx, roomID, joinRow.Pos, before, partialBefore)
+	if err != nil {
+		return err
+	}
 	// A state reached since the join is the full state before it with
-	// the changes made since (the join itself included) on top.
-	completed := func(partial store.StateMap) (full, delta store.StateMap) {
-		full, delta = cloneState(before), store.StateMap{}
-		for k, x := range partial {
-			if partialBefore[k] != x {
-				full[k], delta[k] = x, x
+	// the changes made since (the join itself included) on top. removed
+	// reports a key a rejected event had added: a delta cannot say so.
+	completed := func(partial store.StateMap) (full, delta store.StateMap, removed bool) {
+		full, delta = completeState(before, partialBefore, partial, undo)
+		for k := range partial {
+			if _, ok := full[k]; !ok {
+				removed = true
 			}
 		}
-		return full, delta
+		return full, delta, removed
 	}
 	cur := r.stateIDs()
-	now, nowDelta := completed(cur)
+	now, nowDelta, nowRemoved := completed(cur)
 	// The events received or sent since the join have partial states
 	// before them too: each such group gets its completed counterpart.
 	groups, err := s.store.StateGroupsAfter(ctx, roomID, joinRow.Pos)
 	if err != nil {
 		return err
 	}
-	type completedGroup struct{ full, delta store.StateMap }
+	type completedGroup struct {
+		full, delta store.StateMap
+		removed     bool
+	}
 	later := make(map[int64]completedGroup, len(groups))
 	for _, g := range groups {
 		st, err := s.store.StateGroup(ctx, g)
 		if err != nil {
 			return err
 		}
-		full, delta := completed(st)
-		later[g] = completedGroup{full, delta}
+		full, delta, removed := completed(st)
+		later[g] = completedGroup{full, delta, removed}
 	}
 	var learnt []string
 	for k, x := range now {
@@ -372,6 +385,26 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	members, err := s.Events(ctx, learnt)
 	if err != nil {
 		return err
+	}
+	// The servers with members that the partial state did not show, and
+	// our own members: those servers missed their device changes.
+	known := map[string]bool{s.serverName: true}
+	for _, srv := range p.servers {
+		known[srv] = true
+	}
+	var ours []string
+	for u := range r.joined {
+		known[serverOf(u)] = true
+		if serverOf(u) == s.serverName {
+			ours = append(ours, u)
+		}
+	}
+	var found []string
+	for _, m := range members {
+		if srv := serverOf(*m.StateKey); membershipOf(m) == "join" && !known[srv] {
+			known[srv] = true
+			found = append(found, srv)
+		}
 	}
 	var pos int64
 	var local []string
@@ -385,7 +418,7 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 			return err
 		}
 		for old, c := range later {
-			ng, _, err := tx.NewStateGroup(ctx, roomID, g, 0, c.delta, c.full)
+			ng, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(c.removed, g), 0, c.delta, c.full)
 			if err != nil {
 				return err
 			}
@@ -393,9 +426,21 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 				return err
 			}
 		}
-		cg, _, err := tx.NewStateGroup(ctx, roomID, g, 0, nowDelta, now)
+		cg, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(nowRemoved, g), 0, nowDelta, now)
 		if err != nil {
 			return err
+		}
+		for _, ev := range rejected {
+			if err := tx.RejectStoredEvent(ctx, ev.ID, roomID, "rejected against the room's full state", ev.PrevEvents); err != nil {
+				return err
+			}
+		}
+		for k := range cur {
+			if _, ok := now[k]; !ok {
+				if err := tx.DeleteCurrentState(ctx, roomID, k); err != nil {
+					return err
+				}
+			}
 		}
 		if err := tx.SetCurrentStateMany(ctx, roomID, now); err != nil {
 			return err
@@ -440,6 +485,13 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	}
 	// The cached state is read again from what was just committed.
 	r.loaded = false
+	if len(rejected) > 0 {
+		s.recent.drop(roomID)
+		for _, ev := range rejected {
+			s.events.drop(ev.ID)
+			s.log.Info("federation: event rejected against the full state of a partial-state room", "event_id", ev.ID, "room_id", roomID)
+		}
+	}
 	if err := s.load(ctx, r); err != nil {
 		close(p.done) // the mark is gone; readers load the room themselves
 		return nil
@@ -448,8 +500,114 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	if s.notifier != nil && len(local) > 0 {
 		s.notifier.RoomEvent(roomID, local, pos)
 	}
+	if len(found) > 0 && s.hooks.ServersFound != nil {
+		s.hooks.ServersFound(roomID, ours, found)
+	}
 	s.log.Info("federation: full state of a partial-state room fetched", "room_id", roomID, "state", len(now))
 	return nil
+}
+
+// completeState is a state reached since a partial-state join, made
+// complete: the full state before the join (before) with what changed
+// since the partial one before it (partialBefore) on top, except what
+// rejected events changed (undo: event id → the value it replaced, ""
+// when it added the key). delta holds the changes over before.
+func completeState(before, partialBefore, partial store.StateMap, undo map[string]string) (full, delta store.StateMap) {
+	full, delta = cloneState(before), store.StateMap{}
+	for k, x := range partial {
+		if partialBefore[k] == x {
+			continue
+		}
+		for u, ok := undo[x]; ok && u != x; u, ok = undo[x] {
+			x = u // what a rejected event replaced, itself perhaps rejected
+		}
+		switch {
+		case x == "":
+			delete(full, k)
+		case before[k] != x:
+			full[k], delta[k] = x, x
+		}
+	}
+	return full, delta
+}
+
+// parentUnless is the parent a completed state group is stored as a delta
+// of, or 0 (stored in full) when it lost a key.
+func parentUnless(removed bool, parent int64) int64 {
+	if removed {
+		return 0
+	}
+	return parent
+}
+
+// recheckSinceJoin checks the events received from other servers since
+// a partial-state join, in order, against the full state before each
+// (before: the full state before the join; partialBefore: the partial one
+// it replaces). It returns those that fail, and for each failing state
+// event the value it replaced ("" when it added its key).
+func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos int64, before, partialBefore store.StateMap) (map[string]string, []*pdu.Event, error) {
+	rows, err := s.store.RoomEvents(ctx, roomID, joinPos, math.MaxInt64, false, recheckMax)
+	if err != nil {
+		return nil, nil, err
+	}
+	undo := map[string]string{}
+	var rejected []*pdu.Event
+	groups := map[int64]store.StateMap{}
+	for _, row := range rows {
+		if serverOf(row.Sender) == s.serverName || row.StateGroup <= 0 {
+			continue // built here, on checks of our own
+		}
+		partial, ok := groups[row.StateGroup]
+		if !ok {
+			if partial, err = s.store.StateGroup(ctx, row.StateGroup); err != nil {
+				return nil, nil, err
+			}
+			groups[row.StateGroup] = partial
+		}
+		full, _ := completeState(before, partialBefore, partial, undo)
+		ev, err := s.parseRow(ctx, row)
+		if err != nil {
+			continue
+		}
+		lookup := func(t pdu.StateTuple) *pdu.Event {
+			id := full[store.StateKey{Type: t.Type, StateKey: t.StateKey}]
+			if id == "" {
+				return nil
+			}
+			e, _ := s.Event(ctx, id)
+			return e
+		}
+		if s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(lookup)) == nil {
+			continue
+		}
+		rejected = append(rejected, ev)
+		if ev.IsState() {
+			undo[ev.ID] = full[store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}]
+		}
+	}
+	return undo, rejected, nil
+}
+
+// recheckMax bounds the events checked again when a partial-state room's
+// state completes (those received while it was partial).
+const recheckMax = 10000
+
+// partialLookup is the state of a room joined with partial state, as an
+// event is checked against it: what the state lacks (members, mostly) is
+// taken from the event's own auth events, what it has is final. The
+// resync checks the event again against the full state (recheckSinceJoin).
+func partialLookup(state func(pdu.StateTuple) *pdu.Event, authEvs []*pdu.Event) func(pdu.StateTuple) *pdu.Event {
+	return func(t pdu.StateTuple) *pdu.Event {
+		if e := state(t); e != nil {
+			return e
+		}
+		for _, a := range authEvs {
+			if a.Type == t.Type && a.StateKey != nil && *a.StateKey == t.StateKey {
+				return a
+			}
+		}
+		return nil
+	}
 }
 
 // errPartialState refuses what another server may not do through us while

@@ -23,7 +23,8 @@ import (
 
 // roomHooks: what follows an event into a room.
 func (s *Server) roomHooks() rooms.Hooks {
-	return rooms.Hooks{Index: s.indexEvent, Committed: s.eventsCommitted, FullState: s.fullStateCommitted, ReadMoved: s.readMoved}
+	return rooms.Hooks{Index: s.indexEvent, Committed: s.eventsCommitted, FullState: s.fullStateCommitted,
+		ServersFound: s.serversFound, ReadMoved: s.readMoved}
 }
 
 // indexEvent runs in the transaction of each event that enters a room's
@@ -65,6 +66,14 @@ func (s *Server) eventsCommitted(c rooms.Committed) {
 // a room joined with partial state.
 func (s *Server) fullStateCommitted(ctx context.Context, tx *store.Tx, roomID string) error {
 	return s.Directory.IndexFullState(ctx, tx, roomID)
+}
+
+// serversFound: a room's full state shows servers the partial state did
+// not; they missed our members' device changes.
+func (s *Server) serversFound(roomID string, localMembers, servers []string) {
+	if s.Exchange != nil {
+		s.Exchange.ServersFound(roomID, localMembers, servers)
+	}
 }
 
 // readMoved: a user's read receipt moved (unread counts change).

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 )
 
 // PartialStateRoom is a room joined with partial state whose full state
@@ -79,5 +80,24 @@ func (s *Store) StateGroupsAfter(ctx context.Context, roomID string, pos int64) 
 // position from one state group to another.
 func (tx *Tx) ReplaceStateGroupAfter(ctx context.Context, roomID string, pos, from, to int64) error {
 	_, err := tx.q.ExecContext(ctx, `UPDATE events SET state_group = $1 WHERE room_id = $2 AND stream_pos > $3 AND state_group = $4`, to, roomID, pos, from)
+	return err
+}
+
+// RejectStoredEvent rejects an event of a room's timeline found, once the
+// room's full state is known, to fail the authorisation rules: it leaves
+// the timeline and is recorded as rejected (see Store.RejectEvent).
+func (tx *Tx) RejectStoredEvent(ctx context.Context, eventID, roomID, reason string, prevEvents []string) error {
+	prev, _ := json.Marshal(append([]string{}, prevEvents...))
+	if _, err := tx.q.ExecContext(ctx, `INSERT INTO federation_rejected (event_id, room_id, reason, received_ts, prev_events) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, reason, now(), string(prev)); err != nil {
+		return fmt.Errorf("reject stored event: %w", err)
+	}
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM events WHERE event_id = $1`, eventID)
+	return err
+}
+
+// DeleteCurrentState removes a key from a room's current state.
+func (tx *Tx) DeleteCurrentState(ctx context.Context, roomID string, k StateKey) error {
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM room_state WHERE room_id = $1 AND type = $2 AND state_key = $3`, roomID, k.Type, k.StateKey)
 	return err
 }
