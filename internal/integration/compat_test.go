@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -500,9 +501,14 @@ func TestFedRejectedAuthAndPrevEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Rejected events are handled (no error to retry on), recorded as
+		// rejected and never served.
 		for _, ev := range []*pdu.Event{r, o, x} {
-			if res.PDUs[ev.ID].Error == "" {
-				t.Fatalf("%s accepted", ev.ID)
+			if e := res.PDUs[ev.ID].Error; e != "" {
+				t.Fatalf("%s: an error for a rejected event: %s", ev.ID, e)
+			}
+			if rej, err := p.a.Store.RejectedEvents(context.Background(), []string{ev.ID}); err != nil || !rej[ev.ID] {
+				t.Fatalf("%s not recorded as rejected: %v", ev.ID, err)
 			}
 			if r := alice.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(ev.ID), nil); r.Status != http.StatusNotFound {
 				t.Fatalf("rejected event %s served: %d", ev.ID, r.Status)

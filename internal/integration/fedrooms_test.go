@@ -467,8 +467,13 @@ func TestFedRoomsInboundChecks(t *testing.T) {
 		// An event failing auth: bob (level 0) raises himself to 100.
 		empty := ""
 		pl := frBuild(t, p.b, roomID, bob.UserID, "m.room.power_levels", &empty, map[string]any{"users": map[string]int{bob.UserID: 100}}, []string{head}, auth, frDepth(t, p.a, head)+1)
-		if res, err = frSend(t, p.b, p.a, "", pl.JSON()); err != nil || !strings.Contains(res.PDUs[pl.ID].Error, "rejected") {
+		// Rejected by the authorisation rules: handled (no error for the
+		// sender to retry on), recorded as rejected, never stored.
+		if res, err = frSend(t, p.b, p.a, "", pl.JSON()); err != nil || res.PDUs[pl.ID].Error != "" {
 			t.Fatalf("power grab: %v %+v", err, res)
+		}
+		if rej, err := p.a.Store.RejectedEvents(context.Background(), []string{pl.ID}); err != nil || !rej[pl.ID] {
+			t.Fatalf("power grab not recorded as rejected: %v %v", rej, err)
 		}
 		if stored(pl.ID) {
 			t.Fatal("a rejected event is stored")
@@ -477,8 +482,11 @@ func TestFedRoomsInboundChecks(t *testing.T) {
 		// An invite of a user of a server outside allowed_servers.
 		outsider := "@x:education.test"
 		inv := frBuild(t, p.b, roomID, bob.UserID, "m.room.member", &outsider, map[string]any{"membership": "invite"}, []string{head}, auth, frDepth(t, p.a, head)+1)
-		if res, err = frSend(t, p.b, p.a, "", inv.JSON()); err != nil || !strings.Contains(res.PDUs[inv.ID].Error, "not an allowed server") {
+		if res, err = frSend(t, p.b, p.a, "", inv.JSON()); err != nil || res.PDUs[inv.ID].Error != "" {
 			t.Fatalf("invite of an outsider: %v %+v", err, res)
+		}
+		if rej, err := p.a.Store.RejectedEvents(context.Background(), []string{inv.ID}); err != nil || !rej[inv.ID] || stored(inv.ID) {
+			t.Fatalf("invite of an outsider not rejected: %v %v stored=%v", rej, err, stored(inv.ID))
 		}
 
 		// A replayed transaction id returns the first answer and stores

@@ -76,8 +76,9 @@ func (s *Service) nextOutlierPos(ctx context.Context) (int64, error) {
 	return s.fed.outlierPos, nil
 }
 
-// PDUResult is the outcome of one PDU of a transaction: nil when accepted
-// (or soft-failed, or already known).
+// PDUResult is the outcome of one PDU of a transaction: nil when handled
+// (accepted, soft-failed, already known, or rejected by the authorisation
+// rules and recorded so: the sending server has nothing to retry).
 type PDUResult = map[string]error
 
 // errRejected marks events that failed the authorisation rules.
@@ -144,8 +145,11 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, evs []*pdu.Eve
 			n = 1
 		}
 		for _, ev := range evs[i : i+n] {
-			if out[ev.ID] != nil {
-				s.log.Info("federation: event not accepted", "origin", origin, "event_id", ev.ID, "room_id", ev.RoomID, "err", out[ev.ID])
+			if err := out[ev.ID]; err != nil {
+				s.log.Info("federation: event not accepted", "origin", origin, "event_id", ev.ID, "room_id", ev.RoomID, "err", err)
+				if errors.Is(err, errRejected) {
+					out[ev.ID] = nil
+				}
 			}
 		}
 		i += n
