@@ -43,7 +43,7 @@ func fqEngines(t *testing.T, f func(t *testing.T, p *fqPair)) {
 			name = "postgres"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := &fqPair{fed: ts.NewFederation(t)}
+			p := &fqPair{fed: newFederation(t)}
 			optsA := []ts.Option{p.fed.ServerNamed(fqHosts[0]), fqFast(fqHosts...)}
 			if pg {
 				optsA = append(optsA, ts.WithPostgres(t))
@@ -360,7 +360,7 @@ func countingServer(t *testing.T, fed *ts.Federation, host string) (serverName s
 }
 
 func TestFedQueueNeverContactsRefusedServers(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"), fqFast(fqHosts...))
 	outsider, conns := countingServer(t, fed, "outsider.test")
 	alice := a.Register(t, "alice")
@@ -512,7 +512,7 @@ func TestFedQueueInboundEDUsMustComeFromTheirServer(t *testing.T) {
 }
 
 func TestFedQueueOpenID(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"), fqFast(fqHosts...))
 	b := ts.New(t, fed.ServerNamed("gouv.test"), fqFast(fqHosts...))
 	alice := a.Register(t, "alice")
@@ -543,7 +543,7 @@ func TestFedQueueOpenID(t *testing.T) {
 }
 
 func TestFedQueueRetriesAtOnceWhenTheDestinationCallsBack(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	slow := ts.WithConfig(func(c *config.Config) {
 		c.Federation.RetryBaseDelay = time.Hour
 		c.Federation.RetryMaxDelay = time.Hour

@@ -488,6 +488,9 @@ func setPusher(c *ts.Client, gw, pushkey string, extra map[string]any) *ts.Respo
 }
 
 func TestPushersAndGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits a second for the push retry: not under -short")
+	}
 	t.Run("sqlite", func(t *testing.T) { testPushers(t, ts.New(t, ts.WithConfig(allowLoopbackGateways))) })
 	t.Run("postgres", func(t *testing.T) {
 		testPushers(t, ts.New(t, ts.WithPostgres(t), ts.WithConfig(allowLoopbackGateways)))
