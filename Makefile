@@ -4,7 +4,7 @@ export LUXCHAT_TEST_POSTGRES
 # Tools installed with go install (versitygw for the S3 blob store tests).
 export PATH := $(PATH):$(shell go env GOPATH)/bin
 
-.PHONY: build run test unit e2e lint bench tools complement-image complement
+.PHONY: build run test test-short unit e2e lint bench tools complement-image complement
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/luxchat ./cmd/luxchat
@@ -15,6 +15,10 @@ run:
 # The whole suite: static checks, unit and integration tests on SQLite and
 # PostgreSQL, then end-to-end tests with real Matrix client libraries.
 test: lint unit e2e
+
+# The fast tests only (SQLite, no federating servers, no external tools).
+test-short:
+	go test -short -count=1 ./...
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -31,7 +31,7 @@ type Service struct {
 	cache    *tokenCache
 	throttle *loginThrottle // nil: failed logins are not throttled
 	hashSem  chan struct{}
-	now      func() time.Time // replaced in tests
+	now      func() time.Time // see SetClock
 
 	dummyOnce sync.Once
 	dummyHash string // hashed when a user is unknown, so timing does not tell
@@ -82,6 +82,11 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger, hooks Hooks) *Se
 		now:     time.Now,
 	}
 }
+
+// SetClock replaces the clock that token, session and registration token
+// expiry are measured with (time.Now), so that tests outside the package
+// can move time instead of sleeping. Call it before the service is used.
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
 // serverName is the server part of local user ids.
 func (s *Service) serverName() id.ServerName { return id.ServerName(s.cfg.ServerName) }

@@ -137,6 +137,20 @@ func (p partitionable) RoundTrip(req *http.Request) (*http.Response, error) {
 	return p.next.RoundTrip(req)
 }
 
+// CloseIdleConnections lets http.Client.CloseIdleConnections through.
+func (p partitionable) CloseIdleConnections() {
+	if n, ok := p.next.(interface{ CloseIdleConnections() }); ok {
+		n.CloseIdleConnections()
+	}
+}
+
+// CloseIdleConnections closes the pooled connections to other servers
+// that are not in use. Tests call it when a server in the same process
+// stops: a connection dialled but never used holds the stopping server's
+// graceful shutdown for 5 s (http.Server.Shutdown), where a process that
+// exits would have closed it.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // httpsRedirectsOnly follows at most 10 redirects (no loops), all to
 // https URLs.
 func httpsRedirectsOnly(req *http.Request, via []*http.Request) error {

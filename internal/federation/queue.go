@@ -79,17 +79,19 @@ type Queue struct {
 	txnPrefix string
 	txnSeq    atomic.Int64
 
-	mu      gosync.Mutex
-	dests   map[string]*destQueue
-	pending []store.OutboxItem // waiting for the persister
-	done    []string           // events whose fan-out rows the persister clears
-	closed  bool
+	mu       gosync.Mutex
+	dests    map[string]*destQueue
+	pending  []store.OutboxItem // waiting for the persister
+	done     []string           // events whose fan-out rows the persister clears
+	flushing bool               // the persister holds items taken from pending
+	closed   bool
 
 	persistWake chan struct{}
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          gosync.WaitGroup
 	started     bool
+	resumed     bool // Start has woken the destinations left from before
 }
 
 type destQueue struct {
@@ -152,6 +154,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	for _, d := range dests {
 		q.kickLocked(q.destLocked(d))
 	}
+	q.resumed = true
 	return nil
 }
 
@@ -342,6 +345,35 @@ func (q *Queue) Sent(destination string) int64 {
 	return 0
 }
 
+// Failures returns how many transactions to a destination failed in a
+// row (0 when it is not in back-off), for tests and metrics.
+func (q *Queue) Failures(destination string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if d := q.dests[destination]; d != nil {
+		return d.failures
+	}
+	return 0
+}
+
+// Idle reports whether the queue has started, every item added so far is
+// persisted and no destination's sender runs: nothing is on its way to
+// any server (but what a PersistEDUs call is still writing). Tests wait
+// for it before they check that something was not sent.
+func (q *Queue) Idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.resumed || len(q.pending) > 0 || len(q.done) > 0 || q.flushing {
+		return false
+	}
+	for _, d := range q.dests {
+		if d.running {
+			return false
+		}
+	}
+	return true
+}
+
 // Depths returns the number of pending persisted items per destination
 // known to this process (for metrics).
 func (q *Queue) Depths(ctx context.Context) map[string]int64 {
@@ -413,10 +445,12 @@ func (q *Queue) flush() {
 	q.mu.Lock()
 	items, done := q.pending, q.done
 	q.pending, q.done = nil, nil
-	q.mu.Unlock()
 	if len(items) == 0 && len(done) == 0 {
+		q.mu.Unlock()
 		return
 	}
+	q.flushing = true
+	q.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		// Persisting must finish even during Close: use a context of its own.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -427,12 +461,16 @@ func (q *Queue) flush() {
 		}
 		q.log.Error("federation queue: persist", "items", len(items), "err", err)
 		if attempt >= 5 {
+			q.mu.Lock()
+			q.flushing = false
+			q.mu.Unlock()
 			return
 		}
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.flushing = false // the senders started below hold the items now
 	for _, it := range items {
 		d := q.destLocked(it.Destination)
 		d.dirty = true

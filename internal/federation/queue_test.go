@@ -233,7 +233,9 @@ func TestQueueRetriesWithBackoffAndResetsOnContact(t *testing.T) {
 		}
 		waitFor(t, "one more attempt", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.tries) > n })
 		rec.setDown(false)
-		time.Sleep(50 * time.Millisecond)
+		// Once the failure is counted the sender waits out its hour: what
+		// it sent before is all it sends until contacted.
+		waitFor(t, "the failure counted", func() bool { return q.Failures("c.test") == 1 })
 		if _, e, _ := rec.counts(); e != 0 {
 			t.Fatal("sent during an hour of back-off")
 		}
@@ -273,7 +275,7 @@ func TestQueueSurvivesRestart(t *testing.T) {
 		}
 		defer q2.Close()
 		waitFor(t, "redelivery", func() bool { p, e, _ := rec2.counts(); return len(p) == 14 && e == 1 })
-		time.Sleep(50 * time.Millisecond)
+		waitFor(t, "the queue idle", q2.Idle)
 		p, e, _ := rec2.counts()
 		if len(p) != 14 || e != 1 {
 			t.Fatalf("after restart: %d PDUs, %d EDUs (typing must not survive, nothing twice)", len(p), e)
@@ -297,7 +299,7 @@ func TestQueueSkipsRefusedDestinations(t *testing.T) {
 		q.AddEDU([]string{"evil.test", "self.test", "ok.test"}, EDU{Type: "m.receipt", Content: json.RawMessage(`{}`)})
 		q.AddEphemeralEDU([]string{"evil.test"}, EDU{Type: "m.typing", Content: json.RawMessage(`{}`)})
 		waitFor(t, "delivery", func() bool { _, e, _ := rec.counts(); return e == 1 })
-		time.Sleep(50 * time.Millisecond)
+		waitFor(t, "the queue idle", q.Idle)
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		if len(rec.tries) != 1 {

@@ -305,7 +305,7 @@ func TestInviteStateAsOfInvite(t *testing.T) {
 // the receiving server shows its users only the stripped keys. The
 // receiving server issues its own certificate from the federation's CA.
 func TestFedInviteStateStrippedForClients(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"))
 	b := ts.New(t, fed.ServerNamed("gouv.test"), fed.SelfIssued())
 	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
@@ -374,7 +374,7 @@ func TestCreateRoomRichTopic(t *testing.T) {
 // server, and the Server-Server API answers on the client listener too
 // (behind one TLS reverse proxy), with 405 for a known path's wrong method.
 func TestFedRemoteAliasAndFederationOnClientListener(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"))
 	b := ts.New(t, fed.ServerNamed("gouv.test"))
 	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
@@ -582,7 +582,7 @@ func hasTyping(s syncResp, roomID, userID string) bool {
 // joining server sends it to no one, neither back to the resident server
 // nor to the room's other servers, which hear of it from the resident.
 func TestFedOwnJoinNotResent(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	var mu sync.Mutex
 	received := map[string][]string{} // receiving server → "origin event_id"
 	observe := func(name string) ts.Option {
@@ -637,7 +637,7 @@ func TestFedOwnJoinNotResent(t *testing.T) {
 // In a room shared with other servers an event may exist that this
 // server has not received yet: its redaction is accepted and sent on.
 func TestFedRedactUnknownEvent(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"))
 	b := ts.New(t, fed.ServerNamed("gouv.test"))
 	alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
@@ -853,7 +853,7 @@ func TestSettingStateTwiceIsIdempotent(t *testing.T) {
 // token stays valid (nothing was ever at those positions) and the news
 // after the restart reaches its holder.
 func TestSyncTokenAcrossRestartWithAbandonedPositions(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	s := ts.New(t, fed.ServerNamed("police.test"))
 	alice := s.Register(t, "alice")
 	room := alice.CreateRoom(map[string]any{})
@@ -898,7 +898,7 @@ func TestProfileJoinDropsStaleAuthoriser(t *testing.T) {
 // nobody allowed to invite refuses, and naming the resident server too
 // lets the join through with its authoriser.
 func TestFedRestrictedJoinFailsOverOnlyToNamedServers(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"))
 	b := ts.New(t, fed.ServerNamed("gouv.test"))
 	c := ts.New(t, fed.ServerNamed("education.test"))

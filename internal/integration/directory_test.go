@@ -586,7 +586,7 @@ func TestSpaceHierarchy(t *testing.T) {
 func TestDirectoryFederation(t *testing.T) {
 	for _, engine := range []string{"sqlite", "postgres"} {
 		t.Run(engine, func(t *testing.T) {
-			f := ts.NewFederation(t)
+			f := newFederation(t)
 			var o1, o2 []ts.Option
 			if engine == "postgres" {
 				o1, o2 = []ts.Option{ts.WithPostgres(t)}, []ts.Option{ts.WithPostgres(t)}

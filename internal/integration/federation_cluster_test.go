@@ -25,7 +25,7 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	c := &cluster{fed: ts.NewFederation(t), servers: map[string]*ts.Server{}}
+	c := &cluster{fed: newFederation(t), servers: map[string]*ts.Server{}}
 	for _, host := range sectors {
 		opts := []ts.Option{c.fed.ServerNamed(host), closedTo(sectors...)}
 		if host == "police.test" {
@@ -250,7 +250,7 @@ func waitForState(t *testing.T, c *ts.Client, roomID, typ string, ok func(map[st
 // A server outside federation.allowed_servers can neither join the
 // sectors' rooms nor be reached by them.
 func TestFederationClosedToOutsiders(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	police := ts.New(t, fed.ServerNamed("police.test"), closedTo("police.test", "gouv.test"))
 	gouv := ts.New(t, fed.ServerNamed("gouv.test"), closedTo("police.test", "gouv.test"))
 	// The outsider itself is open: only the sectors' lists keep it out.

@@ -31,7 +31,7 @@ func TestFedFanoutSurvivesCrashAfterCommit(t *testing.T) {
 			alice.SendText(roomID, body)
 			want = append(want, body)
 		}
-		time.Sleep(300 * time.Millisecond)
+		waitIdle(t, p.a) // nothing is on its way to b
 		if got := fqBodies(t, bob, roomID); len(got) != 1 {
 			t.Fatalf("bob saw %q while the events were not queued", got)
 		}
@@ -43,7 +43,7 @@ func TestFedFanoutSurvivesCrashAfterCommit(t *testing.T) {
 
 		// A further restart has nothing left to send: nothing goes twice.
 		p.a = p.a.Restart(t)
-		time.Sleep(500 * time.Millisecond)
+		waitIdle(t, p.a) // recovered, started, and done with what it had
 		if n := p.a.Outbox.Sent(p.b.Config.ServerName); n != 0 {
 			t.Fatalf("%d transactions sent after the second restart, want 0", n)
 		}

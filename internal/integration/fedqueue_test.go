@@ -43,7 +43,7 @@ func fqEngines(t *testing.T, f func(t *testing.T, p *fqPair)) {
 			name = "postgres"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := &fqPair{fed: ts.NewFederation(t)}
+			p := &fqPair{fed: newFederation(t)}
 			optsA := []ts.Option{p.fed.ServerNamed(fqHosts[0]), fqFast(fqHosts...)}
 			if pg {
 				optsA = append(optsA, ts.WithPostgres(t))
@@ -157,7 +157,7 @@ func TestFedQueueEventsReachOtherServerAndSurviveDowntime(t *testing.T) {
 			alice.SendText(roomID, body)
 			missed = append(missed, body)
 		}
-		time.Sleep(200 * time.Millisecond) // some attempts fail meanwhile
+		waitFailures(t, p.a, p.b.Config.ServerName, 2) // some attempts fail meanwhile
 		p.b = p.b.Restart(t)
 		want := append([]string{"first", "reply"}, missed...)
 		deadline := time.Now().Add(20 * time.Second)
@@ -360,7 +360,7 @@ func countingServer(t *testing.T, fed *ts.Federation, host string) (serverName s
 }
 
 func TestFedQueueNeverContactsRefusedServers(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"), fqFast(fqHosts...))
 	outsider, conns := countingServer(t, fed, "outsider.test")
 	alice := a.Register(t, "alice")
@@ -390,7 +390,8 @@ func TestFedQueueNeverContactsRefusedServers(t *testing.T) {
 	if r := alice.Do("GET", "/_matrix/client/v3/profile/"+esc(stranger), nil); r.Status != 404 {
 		t.Fatalf("profile of a refused server's user: %d %s", r.Status, r.Body)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Whatever was queued has gone out: nothing can contact it later.
+	waitIdle(t, a)
 	if n := conns.Load(); n != 0 {
 		t.Fatalf("the refused server was contacted %d times", n)
 	}
@@ -399,6 +400,30 @@ func TestFedQueueNeverContactsRefusedServers(t *testing.T) {
 	}
 	if strings.Contains(string(mustJSONString(a.Outbox.Depths(t.Context()))), outsider) {
 		t.Fatal("refused server has a queue")
+	}
+}
+
+// waitFailures waits until n transactions from s to dest failed in a row.
+func waitFailures(t *testing.T, s *ts.Server, dest string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Outbox.Failures(dest) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failed transactions to %s, want %d", s.Outbox.Failures(dest), dest, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitIdle waits until s's outbox has nothing on its way to any server.
+func waitIdle(t *testing.T, s *ts.Server) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.Outbox.Idle() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's outbox still busy: %v", s.Config.ServerName, s.Outbox.Depths(t.Context()))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -487,7 +512,7 @@ func TestFedQueueInboundEDUsMustComeFromTheirServer(t *testing.T) {
 }
 
 func TestFedQueueOpenID(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"), fqFast(fqHosts...))
 	b := ts.New(t, fed.ServerNamed("gouv.test"), fqFast(fqHosts...))
 	alice := a.Register(t, "alice")
@@ -518,7 +543,7 @@ func TestFedQueueOpenID(t *testing.T) {
 }
 
 func TestFedQueueRetriesAtOnceWhenTheDestinationCallsBack(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	slow := ts.WithConfig(func(c *config.Config) {
 		c.Federation.RetryBaseDelay = time.Hour
 		c.Federation.RetryMaxDelay = time.Hour
@@ -540,7 +565,7 @@ func TestFedQueueRetriesAtOnceWhenTheDestinationCallsBack(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitFailures(t, a, b.Config.ServerName, 1)
 	b.Restart(t) // same addresses: bob's client reaches it again
 	// bob speaks: b's transaction reaches a, which retries b at once.
 	bob.SendText(roomID, "back")

@@ -39,7 +39,7 @@ func frEngines(t *testing.T, f func(t *testing.T, p *frPair)) {
 			name = "postgres"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := &frPair{fed: ts.NewFederation(t)}
+			p := &frPair{fed: newFederation(t)}
 			start := func(host string) *ts.Server {
 				opts := []ts.Option{p.fed.ServerNamed(host), frClosed(frHosts...)}
 				if pg {
@@ -596,7 +596,7 @@ func TestFedRoomsInboundChecks(t *testing.T) {
 }
 
 func TestFedRoomsClosedFederation(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"), frClosed("police.test", "gouv.test"))
 	c := ts.New(t, fed.ServerNamed("education.test"), frClosed("police.test", "education.test"))
 	alice := a.Register(t, "alice")
@@ -779,7 +779,7 @@ func TestFedRoomsRestrictedJoin(t *testing.T) {
 // TestFedRoomsVersions joins and talks across servers in rooms of the
 // older event formats too (v1–2 event ids with reference hashes).
 func TestFedRoomsVersions(t *testing.T) {
-	fed := ts.NewFederation(t)
+	fed := newFederation(t)
 	a := ts.New(t, fed.ServerNamed("police.test"), frClosed(frHosts...))
 	b := ts.New(t, fed.ServerNamed("gouv.test"), frClosed(frHosts...))
 	alice := a.Register(t, "alice")

@@ -14,6 +14,17 @@ func forEachEngine(t *testing.T, f func(t *testing.T, s *ts.Server)) {
 	t.Run("postgres", func(t *testing.T) { f(t, ts.New(t, ts.WithPostgres(t))) })
 }
 
+// newFederation is ts.NewFederation for tests whose servers federate in
+// this process: they make up half the suite's time, so go test -short
+// leaves them to the full run.
+func newFederation(t *testing.T) *ts.Federation {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("federating servers: not under -short")
+	}
+	return ts.NewFederation(t)
+}
+
 func esc(s string) string { return url.PathEscape(s) }
 
 type event struct {

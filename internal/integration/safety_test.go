@@ -49,6 +49,9 @@ func rawRequest(t *testing.T, conn net.Conn, head, body string, wait time.Durati
 // the body read timeout has passed, and its connection is closed; it does
 // not hold the connection for minutes.
 func TestStalledRequestBodyTimesOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the body read timeout: not under -short")
+	}
 	s := ts.New(t, ts.WithConfig(shortBodyTimeout))
 	alice := s.Register(t, "alice")
 	room := alice.CreateRoom(map[string]any{})
@@ -75,6 +78,9 @@ func TestStalledRequestBodyTimesOut(t *testing.T) {
 // An upload that arrives steadily, but takes longer than the body read
 // timeout, still succeeds: the timeout bounds stalls, not slow links.
 func TestSteadyUploadOutlastsBodyReadTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("uploads slowly for 600 ms: not under -short")
+	}
 	s := ts.New(t, ts.WithConfig(shortBodyTimeout))
 	alice := s.Register(t, "alice")
 	const chunks, size = 8, 4096
@@ -123,7 +129,7 @@ func fedConn(t *testing.T, f *ts.Federation, s *ts.Server) net.Conn {
 // read: the refusal comes while the body is still unsent (the body read
 // timeout here is far longer than the wait).
 func TestFederationRefusesDisallowedOriginBeforeBody(t *testing.T) {
-	f := ts.NewFederation(t)
+	f := newFederation(t)
 	s := ts.New(t, f.Server(), ts.WithConfig(func(c *config.Config) {
 		c.Federation.AllowedServers = []string{"friend.test"}
 		c.Limits.BodyReadTimeout = config.Duration{Duration: time.Minute}
@@ -139,7 +145,7 @@ func TestFederationRefusesDisallowedOriginBeforeBody(t *testing.T) {
 
 // On the federation listener too, a body that stalls fails with 408.
 func TestFederationStalledBodyTimesOut(t *testing.T) {
-	f := ts.NewFederation(t)
+	f := newFederation(t)
 	s := ts.New(t, f.Server(), ts.WithConfig(shortBodyTimeout))
 	conn := fedConn(t, f, s)
 	head := "PUT /_matrix/federation/v1/send/txn1 HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 1048576\n" +
@@ -199,6 +205,9 @@ const rightPassword = "correct horse battery" // testserver's Register
 // and a successful login clears the count. Rate limits are off here: the
 // throttle stands on its own.
 func TestFailedLoginsThrottledPerAccount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the throttle: not under -short")
+	}
 	forEachEngine(t, func(t *testing.T, s *ts.Server) {
 		alice := s.Register(t, "alice")
 		anon := s.Anonymous(t)

@@ -25,10 +25,13 @@ const S3ServerBinary = "versitygw"
 // StartTestS3 starts a versitygw (posix backend) on a free 127.0.0.1 port in
 // a temporary directory, creates a bucket and returns its configuration.
 // The server stops when the test ends. Without the binary the test fails
-// under CI (CI set) and is skipped loudly otherwise. Exported for the
-// external test package's end-to-end test.
+// under CI (CI set) and is skipped loudly otherwise; go test -short skips
+// it. Exported for the external test package's end-to-end test.
 func StartTestS3(t testing.TB) S3Config {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("external S3 server: not under -short")
+	}
 	bin, err := exec.LookPath(S3ServerBinary)
 	if err != nil {
 		if gopath, gerr := exec.Command("go", "env", "GOPATH").Output(); gerr == nil {

@@ -162,19 +162,24 @@ func (s *Service) compactLoop(ctx context.Context) {
 	}
 }
 
-// compactAll moves every staged push into push_actions, a batch at a time.
-func (s *Service) compactAll(ctx context.Context) {
+// Compact moves every staged notification into its per-user rows now,
+// a batch at a time, as the background loop does compactDelay after a
+// burst; tests call it instead of waiting for the loop. It is safe beside
+// the loop: a row moves once, by whichever gets it first.
+func (s *Service) Compact(ctx context.Context) error {
 	for {
 		n, err := s.compact(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("push: compacting staged notifications", "err", err)
-			}
-			return
+		if err != nil || n < compactBatch {
+			return err
 		}
-		if n < compactBatch {
-			return
-		}
+	}
+}
+
+// compactAll is Compact for the loop, which logs a failure and tries
+// again later.
+func (s *Service) compactAll(ctx context.Context) {
+	if err := s.Compact(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("push: compacting staged notifications", "err", err)
 	}
 }
 

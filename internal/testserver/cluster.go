@@ -36,6 +36,7 @@ func (f *Federation) ServerNamed(host string) Option {
 		s.fedLn = ln
 		s.dns = TestDNS{}
 		s.cut = func(to string) bool { return f.isCut(host, to) }
+		s.fed = f
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"luxchat/internal/server"
 )
 
 // Federation is a private federation for tests: a CA generated for the
@@ -39,6 +41,27 @@ type Federation struct {
 
 	cutMu sync.Mutex
 	cuts  map[[2]string]bool // see Cut
+
+	serversMu sync.Mutex
+	servers   []*server.Server // every server started in it, for closeIdle
+}
+
+func (f *Federation) add(s *server.Server) {
+	f.serversMu.Lock()
+	f.servers = append(f.servers, s)
+	f.serversMu.Unlock()
+}
+
+// closeIdle closes the idle outbound connections of the federation's
+// servers (see New's stop).
+func (f *Federation) closeIdle() {
+	f.serversMu.Lock()
+	defer f.serversMu.Unlock()
+	for _, s := range f.servers {
+		if s.Federation != nil {
+			s.Federation.CloseIdleConnections()
+		}
+	}
 }
 
 // NewFederation makes the CA.
@@ -146,6 +169,7 @@ func (f *Federation) Server() Option {
 		s.cfg.Federation.DenyNetworks = []string{}
 		s.fedLn = ln
 		s.dns = TestDNS{}
+		s.fed = f
 	}
 }
 

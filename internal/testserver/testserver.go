@@ -33,6 +33,9 @@ type Server struct {
 	*server.Server
 	stop func() error
 	opts []Option // to start it again: see Restart
+	// transport carries the requests of this server's clients; its idle
+	// connections are closed at Stop (see New).
+	transport *http.Transport
 }
 
 // Stop shuts the server down gracefully and returns Serve's result.
@@ -49,6 +52,7 @@ type setup struct {
 	clientAddr string                 // client listener address; empty: any free port
 	cut        func(host string) bool // hosts the server cannot reach (see Federation.Cut)
 	inbound    func(r *http.Request, body []byte)
+	fed        *Federation // set by Federation.Server and ServerNamed
 }
 
 // ObserveInbound is an option that calls f with each request the
@@ -116,16 +120,37 @@ func New(t testing.TB, opts ...Option) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListeners(ctx, ln, su.fedLn) }()
-	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv, opts: opts}
+	if su.fed != nil {
+		su.fed.add(srv)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv, opts: opts, transport: tr}
 	var once sync.Once
 	ts.stop = func() error {
 		var err error
 		once.Do(func() {
 			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(20 * time.Second):
-				err = fmt.Errorf("server did not shut down")
+			// A connection a client dialled but never used (a transport
+			// dials a spare when all are busy) holds a graceful shutdown
+			// for 5 s (http.Server.Shutdown): close those of the clients
+			// and of the other servers, as processes that exit would.
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			timeout := time.After(20 * time.Second)
+			for {
+				tr.CloseIdleConnections()
+				http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+				if su.fed != nil {
+					su.fed.closeIdle()
+				}
+				select {
+				case err = <-done:
+					return
+				case <-timeout:
+					err = fmt.Errorf("server did not shut down")
+					return
+				case <-tick.C:
+				}
 			}
 		})
 		return err
@@ -152,7 +177,7 @@ var counter atomic.Int64
 
 // Anonymous returns a client without an access token.
 func (s *Server) Anonymous(t testing.TB) *Client {
-	return &Client{t: t, URL: s.URL, http: &http.Client{Timeout: 60 * time.Second}}
+	return &Client{t: t, URL: s.URL, http: &http.Client{Timeout: 60 * time.Second, Transport: s.transport}}
 }
 
 // Register creates a user with open registration (name gets a unique

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,12 @@ type testAPI struct {
 	url string
 	cfg *config.Config
 	svc *accounts.Service
+	// offset is added to the real time on the service's clock (ns), so
+	// that expiry is tested without sleeping.
+	offset *atomic.Int64
 }
+
+func (a *testAPI) advance(d time.Duration) { a.offset.Add(int64(d)) }
 
 func newTestAPI(t *testing.T, configure func(*config.Config)) *testAPI {
 	t.Helper()
@@ -44,12 +50,14 @@ func newTestAPI(t *testing.T, configure func(*config.Config)) *testAPI {
 	}
 	t.Cleanup(func() { st.Close() })
 	svc := accounts.New(cfg, st, quiet, accounts.Hooks{})
+	offset := new(atomic.Int64)
+	svc.SetClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
 	rt := httputil.NewRouter(NewAuthenticator(svc), cfg.Limits.MaxRequestBytes, quiet)
 	api := &API{Config: cfg, Store: st, Accounts: svc, Log: quiet}
 	api.Register(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
-	return &testAPI{t: t, url: srv.URL, cfg: cfg, svc: svc}
+	return &testAPI{t: t, url: srv.URL, cfg: cfg, svc: svc, offset: offset}
 }
 
 // do sends a request; body is sent verbatim when it is a string, as JSON
@@ -196,7 +204,7 @@ func TestRefreshAndSoftLogout(t *testing.T) {
 	if out["expires_in_ms"] != float64(1000) {
 		t.Fatalf("login %v", out)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	a.advance(1100 * time.Millisecond)
 	out = a.want(401, "M_UNKNOWN_TOKEN", "GET", v3+"/account/whoami", token, nil)
 	if out["soft_logout"] != true {
 		t.Fatalf("expired token: %v", out)

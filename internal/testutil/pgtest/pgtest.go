@@ -4,7 +4,8 @@
 // the tests may connect to for CREATE DATABASE, e.g.
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable). When it is
 // missing, tests that need PostgreSQL fail under CI and are skipped loudly
-// elsewhere.
+// elsewhere. Under go test -short they are skipped: the SQLite half of a
+// test runs, the PostgreSQL half waits for the full suite.
 package pgtest
 
 import (
@@ -26,6 +27,9 @@ const EnvVar = "LUXCHAT_TEST_POSTGRES"
 // returns its DSN.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("PostgreSQL: not under -short")
+	}
 	admin := os.Getenv(EnvVar)
 	if admin == "" {
 		if os.Getenv("CI") != "" {
