@@ -285,7 +285,7 @@ func TestPushRulesCarriedToUpgradedRoom(t *testing.T) {
 		wantCarried(t, alice, room, up.ReplacementRoom)
 		alice.MustDo("DELETE", "/_matrix/client/v3/pushrules/global/room/"+esc(up.ReplacementRoom), nil, nil)
 		alice.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(alice.UserID)+"/displayname", map[string]any{"displayname": "Alice A."}, nil)
-		time.Sleep(300 * time.Millisecond)
+		s.Push.Settle() // the rules the profile change's joins might carry
 		if got := pushRuleActions(t, alice, "room", up.ReplacementRoom); got != nil {
 			t.Fatalf("deleted rule came back: %v", got)
 		}
@@ -526,7 +526,8 @@ func TestJoinAcrossServersAnnouncesDevices(t *testing.T) {
 			}
 			return ""
 		})
-		time.Sleep(200 * time.Millisecond)
+		// Delivered means answered: a handles a transaction's EDUs
+		// before it answers.
 		if s := alice.Sync("timeout=0&since=" + aliceSince); changedHas(s, bob.UserID) {
 			t.Fatalf("alice hears of bob's devices a second time: %v", path(s, "device_lists"))
 		}

@@ -198,7 +198,21 @@ func TestFederationFourSectors(t *testing.T) {
 		// The partition holds: each side sees its own side only.
 		waitForBodies(t, alice, room, "west side during the partition")
 		waitForBodies(t, carol, room, "east side during the partition")
-		time.Sleep(300 * time.Millisecond)
+		// Each side has tried to reach the other and failed: what it
+		// sent is not delivered.
+		eventually(t, 20*time.Second, func() string {
+			for _, a := range west {
+				for _, b := range east {
+					if c.servers[a].Outbox.Failures(b) == 0 {
+						return a + " has not failed to reach " + b
+					}
+					if c.servers[b].Outbox.Failures(a) == 0 {
+						return b + " has not failed to reach " + a
+					}
+				}
+			}
+			return ""
+		})
 		if got := timelineBodies(t, dave, room); slices.Contains(got, "west side during the partition") {
 			t.Fatalf("the east saw the west during the partition: %q", got)
 		}

@@ -42,6 +42,8 @@ type Service struct {
 	levels     sync.Map // power levels (or create) event id → *levels
 	levelCount atomic.Int64
 
+	carrying sync.WaitGroup // rules being carried to upgraded rooms
+
 	wake   chan struct{} // pushes queued
 	staged chan struct{} // notifications staged
 	client *http.Client

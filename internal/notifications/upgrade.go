@@ -28,7 +28,9 @@ func (s *Service) CarryRulesOnJoin(c rooms.Committed) {
 	if len(joins) == 0 {
 		return
 	}
+	s.carrying.Add(1)
 	go func() {
+		defer s.carrying.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for _, join := range joins {
@@ -38,6 +40,10 @@ func (s *Service) CarryRulesOnJoin(c rooms.Committed) {
 		}
 	}()
 }
+
+// Settle waits until the rules carried to upgraded rooms by the joins
+// committed so far are written (tests wait on it instead of sleeping).
+func (s *Service) Settle() { s.carrying.Wait() }
 
 // carryRules copies the joiner's rules of the room's predecessor, unless
 // the join only changed a profile (the user was joined before) or the
