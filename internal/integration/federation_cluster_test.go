@@ -203,10 +203,11 @@ func TestFederationFourSectors(t *testing.T) {
 		eventually(t, 20*time.Second, func() string {
 			for _, a := range west {
 				for _, b := range east {
-					if c.servers[a].Outbox.Failures(b) == 0 {
+					sa, sb := c.servers[a], c.servers[b]
+					if sa.Outbox.Failures(sb.Config.ServerName) == 0 {
 						return a + " has not failed to reach " + b
 					}
-					if c.servers[b].Outbox.Failures(a) == 0 {
+					if sb.Outbox.Failures(sa.Config.ServerName) == 0 {
 						return b + " has not failed to reach " + a
 					}
 				}
