@@ -491,9 +491,8 @@ func (s *Store) SearchUserDirectory(ctx context.Context, q DirectorySearch) ([]D
 		def = "TRUE"
 	}
 	me := arg(q.Searcher)
-	// The searcher's room mates are listed once (not per candidate); a
-	// searcher in a room is their own room mate and finds themselves.
-	b.WriteString(` AND ((t.is_local AND (t.opt_in = TRUE OR (t.opt_in IS NULL AND ` + def + `)))
+	// The searcher's room mates are listed once (not per candidate).
+	b.WriteString(` AND t.user_id <> ` + me + ` AND ((t.is_local AND (t.opt_in = TRUE OR (t.opt_in IS NULL AND ` + def + `)))
 		OR t.user_id IN (SELECT o.user_id FROM room_members m JOIN room_members o ON o.room_id = m.room_id
 			WHERE m.user_id = ` + me + ` AND m.membership = 'join' AND o.membership = 'join'))
 		ORDER BY t.sort_key, t.user_id LIMIT ` + arg(q.Limit))
