@@ -436,8 +436,18 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 			}
 		}
 		for k := range cur {
-			if _, ok := now[k]; !ok {
-				if err := tx.DeleteCurrentState(ctx, roomID, k); err != nil {
+			if _, ok := now[k]; ok {
+				continue
+			}
+			// Only a rejected event had set it.
+			if err := tx.DeleteCurrentState(ctx, roomID, k); err != nil {
+				return err
+			}
+			if k.Type == "m.room.member" {
+				if serverOf(k.StateKey) == s.serverName {
+					s.membershipsChanged(tx, k.StateKey)
+				}
+				if err := tx.DeleteMembership(ctx, roomID, k.StateKey); err != nil {
 					return err
 				}
 			}

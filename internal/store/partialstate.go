@@ -101,3 +101,10 @@ func (tx *Tx) DeleteCurrentState(ctx context.Context, roomID string, k StateKey)
 	_, err := tx.q.ExecContext(ctx, `DELETE FROM room_state WHERE room_id = $1 AND type = $2 AND state_key = $3`, roomID, k.Type, k.StateKey)
 	return err
 }
+
+// DeleteMembership forgets a user's membership of a room (its event was
+// rejected and no other replaces it).
+func (tx *Tx) DeleteMembership(ctx context.Context, roomID, userID string) error {
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID)
+	return err
+}
