@@ -463,8 +463,25 @@ func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
 		head := frLatest(t, p.a, roomID)
 		bad := frBuild(t, p.a, roomID, derek.UserID, "m.room.topic", &empty, map[string]any{"topic": "derek was here"}, []string{head},
 			[]string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}], derekJoin}, frDepth(t, p.a, head)+1)
-		if res, err := frSend(t, p.a, p.b, "", bad.JSON()); err != nil || res.PDUs[bad.ID].Error != "" {
-			t.Fatalf("the event during the partial state: %v %+v", err, res)
+		// Derek also "kicks" bob and "invites" a newcomer, each on the
+		// previous forged event.
+		var bob string // as registered by pjRoom
+		for k := range st {
+			if k.Type == "m.room.member" && strings.HasPrefix(k.StateKey, "@bob") {
+				bob = k.StateKey
+			}
+		}
+		newcomer := "@newcomer:" + p.a.Config.ServerName
+		base := []string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}], derekJoin}
+		kick := frBuild(t, p.a, roomID, derek.UserID, "m.room.member", &bob, map[string]any{"membership": "leave"}, []string{bad.ID},
+			append(slices.Clone(base), st[store.StateKey{Type: "m.room.member", StateKey: bob}]), bad.Depth+1)
+		invite := frBuild(t, p.a, roomID, derek.UserID, "m.room.member", &newcomer, map[string]any{"membership": "invite"}, []string{kick.ID},
+			append(slices.Clone(base), st[store.StateKey{Type: "m.room.join_rules"}]), kick.Depth+1)
+		res, err := frSend(t, p.a, p.b, "", bad.JSON(), kick.JSON(), invite.JSON())
+		for _, ev := range []*pdu.Event{bad, kick, invite} {
+			if err != nil || res.PDUs[ev.ID].Error != "" {
+				t.Fatalf("the forged events during the partial state: %v %+v", err, res)
+			}
 		}
 		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(bad.ID), nil); r.Status != http.StatusOK {
 			t.Fatalf("the event during the partial state: %d %s", r.Status, r.Body)
@@ -477,6 +494,28 @@ func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
 		}
 		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.topic", nil); r.Status != http.StatusNotFound {
 			t.Fatalf("the topic after the resync: %d %s", r.Status, r.Body)
+		}
+		for _, ev := range []*pdu.Event{kick, invite} {
+			if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(ev.ID), nil); r.Status != http.StatusNotFound {
+				t.Fatalf("forged %s after the resync: %d", ev.ID, r.Status)
+			}
+		}
+		// Bob is a member again, the newcomer never was.
+		var members struct {
+			Chunk []struct {
+				StateKey string `json:"state_key"`
+				Content  struct {
+					Membership string `json:"membership"`
+				} `json:"content"`
+			} `json:"chunk"`
+		}
+		dave.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/members", nil, &members)
+		got := map[string]string{}
+		for _, m := range members.Chunk {
+			got[m.StateKey] = m.Content.Membership
+		}
+		if got[bob] != "join" || got[newcomer] != "" {
+			t.Fatalf("members after the resync: bob %q, newcomer %q", got[bob], got[newcomer])
 		}
 		// The room goes on: a message from a reaches dave.
 		since := doSync(t, dave, "timeout=0").NextBatch
