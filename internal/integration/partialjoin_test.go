@@ -477,18 +477,29 @@ func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
 			append(slices.Clone(base), st[store.StateKey{Type: "m.room.member", StateKey: bob}]), bad.Depth+1)
 		invite := frBuild(t, p.a, roomID, derek.UserID, "m.room.member", &newcomer, map[string]any{"membership": "invite"}, []string{kick.ID},
 			append(slices.Clone(base), st[store.StateKey{Type: "m.room.join_rules"}]), kick.Depth+1)
-		res, err := frSend(t, p.a, p.b, "", bad.JSON(), kick.JSON(), invite.JSON())
-		for _, ev := range []*pdu.Event{bad, kick, invite} {
+		// A good message after them, from a member.
+		sentinel := frBuild(t, p.a, roomID, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "sentinel"}, []string{invite.ID},
+			[]string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}], st[store.StateKey{Type: "m.room.member", StateKey: alice.UserID}]}, invite.Depth+1)
+		res, err := frSend(t, p.a, p.b, "", bad.JSON(), kick.JSON(), invite.JSON(), sentinel.JSON())
+		for _, ev := range []*pdu.Event{bad, kick, invite, sentinel} {
 			if err != nil || res.PDUs[ev.ID].Error != "" {
 				t.Fatalf("the forged events during the partial state: %v %+v", err, res)
 			}
 		}
-		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(bad.ID), nil); r.Status != http.StatusOK {
-			t.Fatalf("the event during the partial state: %d %s", r.Status, r.Body)
+		for _, ev := range []*pdu.Event{bad, kick, invite} {
+			if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(ev.ID), nil); r.Status != http.StatusOK {
+				t.Fatalf("%s during the partial state: %d %s", ev.Type, r.Status, r.Body)
+			}
 		}
 
+		partialSince := doSync(t, dave, "timeout=0&filter="+pjLazy).NextBatch
 		release()
 		pjWaitFull(t, p.b, roomID)
+		for _, f := range []string{"", pjLazy} {
+			if r := dave.Do("GET", "/_matrix/client/v3/sync?timeout=0&filter="+f+"&since="+url.QueryEscape(partialSince), nil); r.Status != http.StatusOK {
+				t.Fatalf("sync across the resync (filter %q): %d %s", f, r.Status, r.Body)
+			}
+		}
 		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(bad.ID), nil); r.Status != http.StatusNotFound {
 			t.Fatalf("the event after the resync: %d %s", r.Status, r.Body)
 		}
