@@ -45,7 +45,7 @@ func newTestAPI(t *testing.T, configure func(*config.Config)) *testAPI {
 	t.Cleanup(func() { st.Close() })
 	svc := accounts.New(cfg, st, quiet, accounts.Hooks{})
 	rt := httputil.NewRouter(NewAuthenticator(svc), cfg.Limits.MaxRequestBytes, quiet)
-	api := &API{Config: cfg, Store: st, Accounts: svc, Log: quiet}
+	api := &API{Config: cfg, Accounts: svc, Log: quiet}
 	api.Register(rt)
 	srv := httptest.NewServer(rt)
 	t.Cleanup(srv.Close)
