@@ -6,8 +6,9 @@
 // local typing, receipts, presence, device list and signing key updates
 // and to-device messages go out as EDUs; EDUs received from other servers
 // are checked (the users they name must belong to the sending server) and
-// applied; and key and profile queries for remote users are asked of
-// their servers.
+// applied, after the PDUs of the inbound transaction they came in, which
+// runs here (ReceiveTransaction); and key and profile queries for remote
+// users are asked of their servers.
 //
 // It imports federation, rooms, sync, e2ee, accounts and store; never
 // httpapi. Hooks it registers only queue work.

@@ -36,6 +36,8 @@ type Service struct {
 
 	lastSweep atomic.Int64 // unix ms of the last sweep of to-device message ids
 
+	txns txnLocks // inbound transactions being run, see ReceiveTransaction
+
 	// remoteRooms maps a room id to whether its joined members include
 	// users of other servers (as of the last committed batch); rooms not
 	// in it are treated as having some.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"luxchat/internal/store"
+	"luxchat/internal/sync"
 )
 
 // remoteTypingTimeout is how long a remote user shows as typing without
@@ -87,7 +88,6 @@ func (s *Service) inboundReceipts(ctx context.Context, origin string, content js
 		if !s.aclAllows(ctx, roomID, origin) {
 			continue
 		}
-		changed := false
 		for typ, users := range types {
 			if typ != "m.read" {
 				continue // private receipts never travel; others are unknown
@@ -119,19 +119,10 @@ func (s *Service) inboundReceipts(ctx context.Context, origin string, content js
 				if ts <= 0 {
 					ts = time.Now().UnixMilli()
 				}
-				err = s.store.InTx(ctx, func(tx *store.Tx) error {
-					ch, err := tx.PutReceipt(ctx, store.Receipt{RoomID: roomID, Type: typ, UserID: userID, ThreadID: r.Data.ThreadID, EventID: eventID, EventPos: eventPos, TS: ts})
-					changed = changed || ch
-					return err
-				})
-				if err != nil {
+				// Stored, and its syncs woken, as a local user's is.
+				if _, err := s.sync.PutReceipt(ctx, sync.Receipt{RoomID: roomID, Type: typ, UserID: userID, ThreadID: r.Data.ThreadID, EventID: eventID, EventPos: eventPos, TS: ts}); err != nil {
 					return err
 				}
-			}
-		}
-		if changed {
-			if users, err := s.rooms.JoinedUsers(ctx, roomID); err == nil {
-				s.sync.Wake(users...)
 			}
 		}
 	}

@@ -162,7 +162,7 @@ func (r remoteKeys) ClaimKeys(ctx context.Context, server string, want map[strin
 
 // syncHooks: what the other domains add to syncs.
 func (s *Server) syncHooks() sync.Hooks {
-	h := sync.Hooks{Devices: s.E2EE, PushRules: s.pushRules}
+	h := sync.Hooks{Devices: s.E2EE, PushRules: s.pushRules, AccountData: s.accountDataChanged}
 	if s.Config.Push.Enabled {
 		h.NotificationCounts = s.notificationCounts
 	}
@@ -170,6 +170,12 @@ func (s *Server) syncHooks() sync.Hooks {
 		h.Federation = syncFederation{s}
 	}
 	return h
+}
+
+// accountDataChanged runs in the transaction that stores an item of a
+// user's account data: the user directory choice commits with it.
+func (s *Server) accountDataChanged(ctx context.Context, tx *store.Tx, userID, roomID, typ string, content []byte) error {
+	return s.Directory.AccountDataChanged(ctx, tx, userID, roomID, typ, content)
 }
 
 func (s *Server) pushRules(ctx context.Context, userID string) (json.RawMessage, error) {

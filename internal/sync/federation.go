@@ -3,8 +3,6 @@ package sync
 import (
 	"context"
 	"time"
-
-	"luxchat/internal/store"
 )
 
 // Federation is told about ephemeral changes that other servers may need
@@ -15,14 +13,14 @@ type Federation interface {
 	// members are joined.
 	Typing(ctx context.Context, roomID, userID string, typing bool, timeout time.Duration, joined []string)
 	// Presence: userID's presence changed.
-	Presence(ctx context.Context, p store.Presence)
+	Presence(ctx context.Context, p Presence)
 	// Receipt: a public receipt was stored.
-	Receipt(ctx context.Context, r store.Receipt)
+	Receipt(ctx context.Context, r Receipt)
 }
 
-// ReceiptStored tells federation about a public receipt (private ones
+// receiptStored tells federation about a public receipt (private ones
 // never leave the server).
-func (s *Service) ReceiptStored(ctx context.Context, r store.Receipt) {
+func (s *Service) receiptStored(ctx context.Context, r Receipt) {
 	if s.hooks.Federation != nil && r.Type != "m.read.private" {
 		s.hooks.Federation.Receipt(ctx, r)
 	}

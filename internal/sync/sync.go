@@ -72,6 +72,10 @@ type Hooks struct {
 	// PushRules, when set, gives the m.push_rules content an initial sync
 	// shows to a user who never changed their push rules.
 	PushRules func(ctx context.Context, userID string) (json.RawMessage, error)
+	// AccountData, when set, runs in the transaction that stores an item
+	// of a user's account data (PutAccountData), so that what other
+	// domains derive from it commits with it (the user directory choice).
+	AccountData func(ctx context.Context, tx *store.Tx, userID, roomID, typ string, content []byte) error
 }
 
 // New returns the sync service.

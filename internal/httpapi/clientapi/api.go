@@ -12,14 +12,12 @@ import (
 	"luxchat/internal/reports"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
-	"luxchat/internal/store"
 	"luxchat/internal/sync"
 )
 
 // API holds what the handlers need.
 type API struct {
 	Config   *config.Config
-	Store    *store.Store
 	Accounts *accounts.Service
 	Rooms    *rooms.Service
 	Sync     *sync.Service

@@ -2,7 +2,6 @@ package clientapi
 
 import (
 	"encoding/json"
-	"errors"
 	"strings"
 
 	"luxchat/internal/filter"
@@ -10,7 +9,6 @@ import (
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
 	"luxchat/internal/rooms"
-	"luxchat/internal/store"
 )
 
 // POST /createRoom
@@ -39,11 +37,7 @@ func (a *API) resolveRoom(r *httputil.Request, idOrAlias string) (string, error)
 	case strings.HasPrefix(idOrAlias, "!") && validRoomID(idOrAlias):
 		return idOrAlias, nil
 	case strings.HasPrefix(idOrAlias, "#"):
-		roomID, _, err := a.Store.GetAlias(r.Context(), idOrAlias)
-		if errors.Is(err, store.ErrNotFound) {
-			return "", errcode.NotFound("room alias %s not found", idOrAlias)
-		}
-		return roomID, err
+		return a.Rooms.LocalAlias(r.Context(), idOrAlias)
 	}
 	return "", errcode.InvalidParam("not a room id or alias: %q", idOrAlias)
 }
@@ -126,7 +120,7 @@ func (a *API) targeted(r *httputil.Request, membership string) (any, error) {
 	if membership == "unban" {
 		// Unbanning is a leave event sent by a moderator.
 		membership = "leave"
-		if m, err := a.Store.GetMembership(r.Context(), roomID, body.UserID); err != nil || m.Membership != "ban" {
+		if m, err := a.Rooms.UserMembership(r.Context(), roomID, body.UserID); err != nil || m != "ban" {
 			return nil, errcode.Forbidden("user is not banned")
 		}
 	}
@@ -138,8 +132,8 @@ func (a *API) targeted(r *httputil.Request, membership string) (any, error) {
 	}
 	if membership == "leave" && body.UserID != r.Session.UserID {
 		// A kick needs the target to be in the room.
-		m, err := a.Store.GetMembership(r.Context(), roomID, body.UserID)
-		if err != nil || (m.Membership != "join" && m.Membership != "invite" && m.Membership != "knock" && m.Membership != "ban") {
+		m, err := a.Rooms.UserMembership(r.Context(), roomID, body.UserID)
+		if err != nil || (m != "join" && m != "invite" && m != "knock" && m != "ban") {
 			if _, verr := a.Rooms.Version(r.Context(), roomID); verr != nil {
 				return nil, verr
 			}
@@ -166,9 +160,9 @@ func (a *API) invite(r *httputil.Request) (any, error) {
 	if _, err := id.ParseUserID(body.UserID); err != nil {
 		return nil, errcode.InvalidParam("invalid user_id")
 	}
-	if m, err := a.Store.GetMembership(r.Context(), roomID, body.UserID); err == nil && m.Membership == "join" {
+	if m, err := a.Rooms.UserMembership(r.Context(), roomID, body.UserID); err == nil && m == "join" {
 		return nil, errcode.Forbidden("user is already in the room")
-	} else if err == nil && m.Membership == "ban" {
+	} else if err == nil && m == "ban" {
 		return nil, errcode.Forbidden("user is banned from the room")
 	}
 	_, err := a.Rooms.ChangeMembership(r.Context(), rooms.MemberChange{RoomID: roomID, Sender: r.Session.UserID, Target: body.UserID, Membership: "invite", Reason: body.Reason})
@@ -210,7 +204,7 @@ func (a *API) forget(r *httputil.Request) (any, error) {
 
 // GET /joined_rooms
 func (a *API) joinedRooms(r *httputil.Request) (any, error) {
-	ms, err := a.Store.UserMemberships(r.Context(), r.Session.UserID)
+	ms, err := a.Rooms.Memberships(r.Context(), r.Session.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +334,7 @@ func (a *API) checkCanonicalAlias(r *httputil.Request, content json.RawMessage) 
 		if !strings.HasSuffix(al, ":"+a.Config.ServerName) {
 			continue
 		}
-		roomID, _, err := a.Store.GetAlias(r.Context(), al)
+		roomID, err := a.Rooms.LocalAlias(r.Context(), al)
 		if err != nil || roomID != r.Var("roomId") {
 			return &errcode.Error{Code: "M_BAD_ALIAS", Status: 400, Message: "alias " + al + " does not point to this room"}
 		}
@@ -488,15 +482,9 @@ func (a *API) timestampToEvent(r *httputil.Request) (any, error) {
 
 // GET /rooms/{roomId}/aliases
 func (a *API) roomAliases(r *httputil.Request) (any, error) {
-	if _, err := a.Rooms.State(r.Context(), r.Var("roomId"), r.Session.UserID); err != nil {
-		return nil, err
-	}
-	al, err := a.Store.RoomAliases(r.Context(), r.Var("roomId"))
+	al, err := a.Rooms.LocalAliases(r.Context(), r.Var("roomId"), r.Session.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if al == nil {
-		al = []string{}
 	}
 	return map[string][]string{"aliases": al}, nil
 }
@@ -522,10 +510,7 @@ func (a *API) getAlias(r *httputil.Request) (any, error) {
 		}
 		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
-	roomID, _, err := a.Store.GetAlias(r.Context(), alias)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errcode.NotFound("room alias %s not found", alias)
-	}
+	roomID, err := a.Rooms.LocalAlias(r.Context(), alias)
 	if err != nil {
 		return nil, err
 	}
@@ -552,14 +537,7 @@ func (a *API) putAlias(r *httputil.Request) (any, error) {
 	if err := r.ReadJSON(&body); err != nil {
 		return nil, err
 	}
-	if _, err := a.Rooms.Version(r.Context(), body.RoomID); err != nil {
-		return nil, err
-	}
-	err = a.Store.InTx(r.Context(), func(tx *store.Tx) error { return tx.PutAlias(r.Context(), alias, body.RoomID, r.Session.UserID) })
-	if errors.Is(err, store.ErrExists) {
-		return nil, &errcode.Error{Code: "M_UNKNOWN", Status: 409, Message: "room alias already exists"}
-	}
-	if err != nil {
+	if err := a.Rooms.CreateAlias(r.Context(), alias, body.RoomID, r.Session.UserID); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -571,22 +549,9 @@ func (a *API) deleteAlias(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	roomID, creator, err := a.Store.GetAlias(r.Context(), alias)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errcode.NotFound("room alias not found")
-	}
-	if err != nil {
+	if err := a.Rooms.DeleteAlias(r.Context(), alias, r.Session.UserID, r.Session.IsAdmin); err != nil {
 		return nil, err
 	}
-	if creator != r.Session.UserID && !r.Session.IsAdmin {
-		if !a.Rooms.CanSendState(r.Context(), roomID, r.Session.UserID, "m.room.canonical_alias") {
-			return nil, errcode.Forbidden("you may not remove this alias")
-		}
-	}
-	if err := a.Store.InTx(r.Context(), func(tx *store.Tx) error { return tx.DeleteAlias(r.Context(), alias) }); err != nil {
-		return nil, err
-	}
-	a.Rooms.DropCanonicalAlias(r.Context(), roomID, alias, r.Session.UserID)
 	return struct{}{}, nil
 }
 

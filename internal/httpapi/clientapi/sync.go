@@ -3,7 +3,6 @@ package clientapi
 import (
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -12,7 +11,6 @@ import (
 	"luxchat/internal/filter"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
-	"luxchat/internal/store"
 	"luxchat/internal/sync"
 )
 
@@ -78,10 +76,7 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 				a.filters.put(key, f)
 			}
 		}()
-		stored, err := a.Store.GetFilter(r.Context(), r.Session.UserID, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errcode.NotFound("unknown filter")
-		}
+		stored, err := a.Sync.Filter(r.Context(), r.Session.UserID, id)
 		if err != nil {
 			return nil, err
 		}
@@ -118,13 +113,7 @@ func (a *API) putFilter(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, errcode.BadJSON("invalid filter: %v", err)
 	}
-	norm, _ := json.Marshal(f)
-	var id int64
-	err = a.Store.InTx(r.Context(), func(tx *store.Tx) error {
-		var err error
-		id, err = tx.PutFilter(r.Context(), r.Session.UserID, string(norm))
-		return err
-	})
+	id, err := a.Sync.PutFilter(r.Context(), r.Session.UserID, f)
 	if err != nil {
 		return nil, err
 	}
@@ -140,14 +129,7 @@ func (a *API) getFilter(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, errcode.NotFound("unknown filter")
 	}
-	f, err := a.Store.GetFilter(r.Context(), r.Session.UserID, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errcode.NotFound("unknown filter")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return json.RawMessage(f), nil
+	return a.Sync.Filter(r.Context(), r.Session.UserID, id)
 }
 
 // PUT /rooms/{roomId}/typing/{userId}
@@ -190,66 +172,20 @@ func (a *API) receipt(r *httputil.Request) (any, error) {
 	}
 	switch typ {
 	case "m.read", "m.read.private":
-		if err := a.putReceipt(r, roomID, typ, eventID, body.ThreadID); err != nil {
+		if err := a.Sync.SetReceipt(r.Context(), roomID, r.Session.UserID, typ, eventID, body.ThreadID); err != nil {
 			return nil, err
 		}
 	case "m.fully_read":
 		if body.ThreadID != "" {
 			return nil, errcode.BadJSON("m.fully_read cannot be threaded")
 		}
-		if err := a.putFullyRead(r, roomID, eventID); err != nil {
+		if err := a.Sync.SetFullyRead(r.Context(), roomID, r.Session.UserID, eventID); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, errcode.InvalidParam("unknown receipt type %q", typ)
 	}
 	return struct{}{}, nil
-}
-
-func (a *API) putReceipt(r *httputil.Request, roomID, typ, eventID, threadID string) error {
-	if ok, err := a.Rooms.IsJoined(r.Context(), roomID, r.Session.UserID); err != nil {
-		return err
-	} else if !ok {
-		return errcode.Forbidden("you are not joined to this room")
-	}
-	row, err := a.Store.GetEvent(r.Context(), eventID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
-		return errcode.NotFound("unknown event")
-	}
-	if err != nil {
-		return err
-	}
-	changed := false
-	err = a.Store.InTx(r.Context(), func(tx *store.Tx) error {
-		var err error
-		changed, err = tx.PutReceipt(r.Context(), store.Receipt{RoomID: roomID, Type: typ, UserID: r.Session.UserID, ThreadID: threadID, EventID: eventID, EventPos: row.Pos, TS: time.Now().UnixMilli()})
-		if changed {
-			tx.OnCommitted(func() { a.Rooms.ReadMoved(roomID, r.Session.UserID) })
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if changed {
-		a.Sync.ReceiptStored(r.Context(), store.Receipt{RoomID: roomID, Type: typ, UserID: r.Session.UserID, ThreadID: threadID, EventID: eventID, TS: time.Now().UnixMilli()})
-		if typ == "m.read.private" {
-			a.Sync.Wake(r.Session.UserID)
-		} else if users, err := a.Rooms.JoinedUsers(r.Context(), roomID); err == nil {
-			a.Sync.Wake(users...)
-		}
-	}
-	return nil
-}
-
-func (a *API) putFullyRead(r *httputil.Request, roomID, eventID string) error {
-	if ok, err := a.Rooms.IsJoined(r.Context(), roomID, r.Session.UserID); err != nil {
-		return err
-	} else if !ok {
-		return errcode.Forbidden("you are not joined to this room")
-	}
-	content, _ := json.Marshal(map[string]string{"event_id": eventID})
-	return a.putAccountDataFor(r, roomID, "m.fully_read", content)
 }
 
 // POST /rooms/{roomId}/read_markers
@@ -272,17 +208,17 @@ func (a *API) readMarkers(r *httputil.Request) (any, error) {
 		}
 	}
 	if body.FullyRead != "" {
-		if err := a.putFullyRead(r, roomID, body.FullyRead); err != nil {
+		if err := a.Sync.SetFullyRead(r.Context(), roomID, r.Session.UserID, body.FullyRead); err != nil {
 			return nil, err
 		}
 	}
 	if body.Read != "" {
-		if err := a.putReceipt(r, roomID, "m.read", body.Read, ""); err != nil {
+		if err := a.Sync.SetReceipt(r.Context(), roomID, r.Session.UserID, "m.read", body.Read, ""); err != nil {
 			return nil, err
 		}
 	}
 	if body.ReadPrivate != "" {
-		if err := a.putReceipt(r, roomID, "m.read.private", body.ReadPrivate, ""); err != nil {
+		if err := a.Sync.SetReceipt(r.Context(), roomID, r.Session.UserID, "m.read.private", body.ReadPrivate, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -292,24 +228,12 @@ func (a *API) readMarkers(r *httputil.Request) (any, error) {
 // GET /presence/{userId}/status
 func (a *API) getPresence(r *httputil.Request) (any, error) {
 	target := r.Var("userId")
-	if target != r.Session.UserID {
-		shares, err := a.Store.SharesRoom(r.Context(), r.Session.UserID, target)
-		if err != nil {
-			return nil, err
-		}
-		if !shares {
-			return nil, errcode.Forbidden("you do not share a room with this user")
-		}
-	}
-	p, err := a.Store.GetPresence(r.Context(), target)
-	if errors.Is(err, store.ErrNotFound) {
-		if ok, _ := a.Store.UserExists(r.Context(), target); !ok {
-			return nil, errcode.NotFound("unknown user")
-		}
-		return map[string]any{"presence": "offline"}, nil
-	}
+	p, err := a.Sync.PresenceOf(r.Context(), r.Session.UserID, target)
 	if err != nil {
 		return nil, err
+	}
+	if p == nil {
+		return map[string]any{"presence": "offline"}, nil
 	}
 	out := map[string]any{
 		"presence":         p.State,

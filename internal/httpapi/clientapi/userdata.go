@@ -1,41 +1,12 @@
 package clientapi
 
 import (
-	"encoding/json"
-	"errors"
-
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
-	"luxchat/internal/rooms"
-	"luxchat/internal/store"
 )
 
 // Account data types the server manages itself.
 var serverManaged = map[string]bool{"m.fully_read": true, "m.push_rules": true}
-
-func (a *API) putAccountDataFor(r *httputil.Request, roomID, typ string, content []byte) error {
-	err := a.Store.InTx(r.Context(), func(tx *store.Tx) error {
-		if _, err := tx.PutAccountData(r.Context(), r.Session.UserID, roomID, typ, content); err != nil {
-			return err
-		}
-		if a.Directory != nil {
-			// The directory choice commits with the account data.
-			return a.Directory.AccountDataChanged(r.Context(), tx, r.Session.UserID, roomID, typ, content)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if typ == "m.ignored_user_list" && roomID == "" {
-		a.Rooms.ForgetIgnoredUsers(r.Session.UserID)
-	}
-	if (typ == rooms.InvitePermissionType || typ == rooms.InvitePermissionUnstableType) && roomID == "" {
-		a.Rooms.ForgetInvitePolicy(r.Session.UserID)
-	}
-	a.Sync.Wake(r.Session.UserID)
-	return nil
-}
 
 func (a *API) getAccountDataFor(r *httputil.Request, roomID, typ string) (any, error) {
 	if err := a.ownUser(r); err != nil {
@@ -45,14 +16,7 @@ func (a *API) getAccountDataFor(r *httputil.Request, roomID, typ string) (any, e
 		// The rules in force, also before the user changed any.
 		return a.Push.RulesEvent(r.Context(), r.Session.UserID)
 	}
-	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, typ)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && store.AccountDataDeleted(c)) {
-		return nil, errcode.NotFound("no account data of that type")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return json.RawMessage(c), nil
+	return a.Sync.AccountData(r.Context(), r.Session.UserID, roomID, typ)
 }
 
 // GET /user/{userId}/account_data/{type}
@@ -79,13 +43,8 @@ func (a *API) putAccountDataIn(r *httputil.Request, roomID string) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	var members map[string]json.RawMessage
-	if json.Unmarshal(c, &members) == nil && len(members) == 0 {
-		// An empty object deletes (MSC3391): stored as the deletion mark
-		// syncs send on.
-		c = json.RawMessage(store.DeletedAccountData)
-	}
-	if err := a.putAccountDataFor(r, roomID, typ, c); err != nil {
+	// An empty object deletes (MSC3391).
+	if err := a.Sync.PutAccountData(r.Context(), r.Session.UserID, roomID, typ, c); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -102,14 +61,7 @@ func (a *API) deleteAccountDataIn(r *httputil.Request, roomID string) (any, erro
 	if serverManaged[typ] {
 		return nil, errcode.BadJSON("%s is managed by the server", typ)
 	}
-	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, typ)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && store.AccountDataDeleted(c)) {
-		return struct{}{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := a.putAccountDataFor(r, roomID, typ, []byte(store.DeletedAccountData)); err != nil {
+	if err := a.Sync.DeleteAccountData(r.Context(), r.Session.UserID, roomID, typ); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -155,24 +107,6 @@ func (a *API) putRoomAccountData(r *httputil.Request) (any, error) {
 	return a.putAccountDataIn(r, roomID)
 }
 
-type tagsContent struct {
-	Tags map[string]json.RawMessage `json:"tags"`
-}
-
-func (a *API) loadTags(r *httputil.Request, roomID string) (*tagsContent, error) {
-	t := &tagsContent{Tags: map[string]json.RawMessage{}}
-	c, err := a.Store.GetAccountData(r.Context(), r.Session.UserID, roomID, "m.tag")
-	if err == nil {
-		_ = json.Unmarshal(c, t)
-		if t.Tags == nil {
-			t.Tags = map[string]json.RawMessage{}
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
-	}
-	return t, nil
-}
-
 // GET /user/{userId}/rooms/{roomId}/tags
 func (a *API) getTags(r *httputil.Request) (any, error) {
 	if err := a.ownUser(r); err != nil {
@@ -182,7 +116,7 @@ func (a *API) getTags(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.loadTags(r, roomID)
+	return a.Sync.RoomTags(r.Context(), r.Session.UserID, roomID)
 }
 
 // PUT /user/{userId}/rooms/{roomId}/tags/{tag}
@@ -208,13 +142,7 @@ func (a *API) putTag(r *httputil.Request) (any, error) {
 	if len(tag) > 255 {
 		return nil, errcode.InvalidParam("tag too long")
 	}
-	t, err := a.loadTags(r, roomID)
-	if err != nil {
-		return nil, err
-	}
-	t.Tags[tag] = raw
-	c, _ := json.Marshal(t)
-	if err := a.putAccountDataFor(r, roomID, "m.tag", c); err != nil {
+	if err := a.Sync.PutTag(r.Context(), r.Session.UserID, roomID, tag, raw); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -229,13 +157,7 @@ func (a *API) deleteTag(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := a.loadTags(r, roomID)
-	if err != nil {
-		return nil, err
-	}
-	delete(t.Tags, r.Var("tag"))
-	c, _ := json.Marshal(t)
-	if err := a.putAccountDataFor(r, roomID, "m.tag", c); err != nil {
+	if err := a.Sync.DeleteTag(r.Context(), r.Session.UserID, roomID, r.Var("tag")); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil

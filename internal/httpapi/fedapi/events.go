@@ -2,13 +2,11 @@ package fedapi
 
 import (
 	"encoding/json"
-	"errors"
 	"strings"
 
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
-	"luxchat/internal/store"
 )
 
 // roomGuard admits origin to a room-scoped endpoint: the room must be
@@ -201,15 +199,9 @@ func (a *API) queryDirectory(r *httputil.Request) (any, error) {
 	if !strings.HasPrefix(alias, "#") || !strings.HasSuffix(alias, ":"+a.Config.ServerName) {
 		return nil, errcode.NotFound("room alias %s is not on this server", alias)
 	}
-	roomID, _, err := a.Store.GetAlias(r.Context(), alias)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errcode.NotFound("room alias %s not found", alias)
-	}
+	roomID, err := a.Rooms.LocalAlias(r.Context(), alias)
 	if err != nil {
 		return nil, err
-	}
-	if a.Rooms == nil {
-		return map[string]any{"room_id": roomID, "servers": []string{a.Config.ServerName}}, nil
 	}
 	if err := a.roomGuard(r, r.Origin, roomID); err != nil {
 		return nil, err

@@ -7,11 +7,11 @@ import (
 	"luxchat/internal/config"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
+	"luxchat/internal/exchange"
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/media"
 	"luxchat/internal/rooms"
-	"luxchat/internal/store"
 )
 
 // API holds what the federation handlers need.
@@ -23,19 +23,16 @@ type API struct {
 	Media    *media.Service // serves local media to other servers
 	// Directory serves /publicRooms and /hierarchy; nil: no such routes.
 	Directory *directory.Service
-	// Rooms and Store serve rooms to other servers; nil: no room routes.
+	// Rooms serves rooms to other servers; nil: no room routes.
 	Rooms *rooms.Service
-	Store *store.Store
-	// EDU takes inbound EDUs; nil: they are dropped.
-	EDU EDUHandler
+	// Exchange runs inbound transactions (their PDUs and EDUs).
+	Exchange *exchange.Service
 	// Contacted is told of every authenticated origin (retry its queue).
 	Contacted func(origin string)
 	// E2EE and DeviceStreamID serve user devices and keys; nil: no such
 	// routes.
 	E2EE           *e2ee.Service
 	DeviceStreamID func(ctx context.Context, userID string) (int64, error)
-
-	txns txnLocks
 }
 
 const (

@@ -1,0 +1,90 @@
+package archtest
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// root is the module's directory, seen from this package's.
+const root = "../.."
+
+// rule forbids the non-test files of the packages under a directory to
+// import some packages.
+type rule struct {
+	under  string   // directory, relative to the module root
+	except []string // directories under it the rule leaves out
+	denied func(path string) bool
+	why    string
+}
+
+var rules = []rule{
+	{
+		under:  "internal/httpapi",
+		denied: func(p string) bool { return p == "luxchat/internal/store" },
+		why:    "handlers decode, call the domain and encode; the store is the domain's",
+	},
+	{
+		under:  "internal",
+		except: []string{"internal/httpapi", "internal/server", "internal/testserver"},
+		denied: func(p string) bool { return within(p, "luxchat/internal/httpapi") },
+		why:    "the domain never imports the HTTP adapters",
+	},
+	{
+		under: "internal/matrix",
+		denied: func(p string) bool {
+			return strings.Contains(strings.SplitN(p, "/", 2)[0], ".") && !within(p, "golang.org/x/crypto") ||
+				within(p, "luxchat") && !within(p, "luxchat/internal/matrix")
+		},
+		why: "protocol code is pure: the standard library and golang.org/x/crypto only",
+	},
+}
+
+// within reports whether import path p is pkg or a package under it.
+func within(p, pkg string) bool { return p == pkg || strings.HasPrefix(p, pkg+"/") }
+
+func TestImportRules(t *testing.T) {
+	for _, r := range rules {
+		checked := 0
+		err := filepath.WalkDir(filepath.Join(root, r.under), func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, path)
+			rel = filepath.ToSlash(rel)
+			if d.IsDir() {
+				for _, e := range r.except {
+					if within(rel, e) {
+						return filepath.SkipDir
+					}
+				}
+				return nil
+			}
+			if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return nil
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+			if err != nil {
+				return err
+			}
+			checked++
+			for _, imp := range f.Imports {
+				p, _ := strconv.Unquote(imp.Path.Value)
+				if r.denied(p) {
+					t.Errorf("%s imports %s: %s", rel, p, r.why)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if checked == 0 {
+			t.Errorf("no files under %s: the rule checks nothing", r.under)
+		}
+	}
+}
