@@ -477,11 +477,14 @@ func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
 			append(slices.Clone(base), st[store.StateKey{Type: "m.room.member", StateKey: bob}]), bad.Depth+1)
 		invite := frBuild(t, p.a, roomID, derek.UserID, "m.room.member", &newcomer, map[string]any{"membership": "invite"}, []string{kick.ID},
 			append(slices.Clone(base), st[store.StateKey{Type: "m.room.join_rules"}]), kick.Depth+1)
-		// A good message after them, from a member.
-		sentinel := frBuild(t, p.a, roomID, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "sentinel"}, []string{invite.ID},
-			[]string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}], st[store.StateKey{Type: "m.room.member", StateKey: alice.UserID}]}, invite.Depth+1)
-		res, err := frSend(t, p.a, p.b, "", bad.JSON(), kick.JSON(), invite.JSON(), sentinel.JSON())
-		for _, ev := range []*pdu.Event{bad, kick, invite, sentinel} {
+		// Dave speaks meanwhile: the forged chain forks the room here, and
+		// its last event is a forward extremity.
+		dave.SendText(roomID, "dave meanwhile")
+		res, err := frSend(t, p.a, p.b, "", bad.JSON(), kick.JSON(), invite.JSON())
+		if ext, err := p.b.Store.Extremities(context.Background(), roomID); err != nil || !slices.Contains(ext, invite.ID) {
+			t.Fatalf("the forged chain is no forward extremity: %v %v", ext, err)
+		}
+		for _, ev := range []*pdu.Event{bad, kick, invite} {
 			if err != nil || res.PDUs[ev.ID].Error != "" {
 				t.Fatalf("the forged events during the partial state: %v %+v", err, res)
 			}
@@ -527,6 +530,12 @@ func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
 		}
 		if got[bob] != "join" || got[newcomer] != "" {
 			t.Fatalf("members after the resync: bob %q, newcomer %q", got[bob], got[newcomer])
+		}
+		// The room goes on: dave's next message cites events that exist,
+		// and a message from a reaches dave.
+		after := dave.SendText(roomID, "dave after the resync")
+		if ev, err := p.b.Rooms.Event(context.Background(), after); err != nil || slices.ContainsFunc(ev.PrevEvents, func(id string) bool { return id == invite.ID || id == kick.ID || id == bad.ID }) {
+			t.Fatalf("dave's message after the resync cites %v (%v)", ev.PrevEvents, err)
 		}
 		// The room goes on: a message from a reaches dave.
 		since := doSync(t, dave, "timeout=0").NextBatch

@@ -406,6 +406,16 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 			found = append(found, srv)
 		}
 	}
+	// Forward extremities that were rejected give way to their prev
+	// events (those stored here).
+	ext, extChanged := withoutRejected(r.extremities, rejected)
+	if extChanged {
+		stored, err := s.store.EventStateGroups(ctx, ext)
+		if err != nil {
+			return err
+		}
+		ext = slices.DeleteFunc(ext, func(id string) bool { _, ok := stored[id]; return !ok })
+	}
 	var pos int64
 	var local []string
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
@@ -432,6 +442,11 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 		}
 		for _, ev := range rejected {
 			if err := tx.RejectStoredEvent(ctx, ev.ID, roomID, "rejected against the room's full state", ev.PrevEvents); err != nil {
+				return err
+			}
+		}
+		if extChanged {
+			if err := tx.SetExtremities(ctx, roomID, ext); err != nil {
 				return err
 			}
 		}
@@ -539,6 +554,40 @@ func completeState(before, partialBefore, partial store.StateMap, undo map[strin
 		}
 	}
 	return full, delta
+}
+
+// withoutRejected replaces, among a room's forward extremities, the
+// events rejected since by their prev events (each once); ok is false
+// when none was rejected.
+func withoutRejected(extremities []string, rejected []*pdu.Event) ([]string, bool) {
+	byID := make(map[string]*pdu.Event, len(rejected))
+	for _, ev := range rejected {
+		byID[ev.ID] = ev
+	}
+	var out []string
+	changed := false
+	add := func(id string) {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	var walk func(id string)
+	walk = func(id string) {
+		ev, ok := byID[id]
+		if !ok {
+			add(id)
+			return
+		}
+		changed = true
+		delete(byID, id) // each once
+		for _, p := range ev.PrevEvents {
+			walk(p)
+		}
+	}
+	for _, x := range extremities {
+		walk(x)
+	}
+	return out, changed
 }
 
 // parentUnless is the parent a completed state group is stored as a delta
