@@ -144,14 +144,14 @@ func (s *Service) backfillOnce(ctx context.Context, roomID string, want int, dea
 	// The state before the earliest live event stands for the state of
 	// the history before it (see canSeeBackfilled); history that no user
 	// here could see is not fetched.
-	hv, err := s.stateEntry(ctx, roomID, group, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hv, err := s.StateEntry(ctx, roomID, group, pdu.StateTuple{Type: "m.room.history_visibility"})
 	if err != nil {
 		return 0, err
 	}
-	if vis := historyVisibility(hv); vis != "shared" && vis != "world_readable" {
+	if vis := HistoryVisibility(hv); vis != "shared" && vis != "world_readable" {
 		return 0, nil
 	}
-	v, err := s.versionOf(ctx, roomID)
+	v, err := s.VersionOf(ctx, roomID)
 	if err != nil {
 		return 0, err
 	}

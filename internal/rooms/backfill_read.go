@@ -48,12 +48,12 @@ func (v *viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (boo
 				Content json.RawMessage `json:"content"`
 			}
 			_ = json.Unmarshal(h.PDU, &e)
-			vis = historyVisibility(&pdu.Event{Content: e.Content})
+			vis = HistoryVisibility(&pdu.Event{Content: e.Content})
 			break
 		}
 	}
 	if vis == "" {
-		anchor, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+		anchor, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
 		if err != nil {
 			return false, err
 		}
@@ -65,7 +65,7 @@ func (v *viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (boo
 		}
 		switch {
 		case anchor != nil && !above:
-			vis = historyVisibility(anchor)
+			vis = HistoryVisibility(anchor)
 		case anchor == nil || !v.bf.hasGaps:
 			vis = "shared"
 		default:

@@ -96,8 +96,8 @@ func (s *Service) ParsePDU(ctx context.Context, raw json.RawMessage) (*pdu.Event
 	if err := json.Unmarshal(raw, &head); err != nil || head.RoomID == "" {
 		return nil, errcode.BadJSON("PDU has no room_id")
 	}
-	v, err := s.versionOf(ctx, head.RoomID)
-	if errors.Is(err, errUnknownRoom) {
+	v, err := s.VersionOf(ctx, head.RoomID)
+	if errors.Is(err, ErrUnknownRoom) {
 		// A room not known here may still hold a local user's invite,
 		// whose end is parsed with the invite's room version.
 		if id, rerr := s.store.RemoteRoomVersion(ctx, head.RoomID); rerr == nil {
@@ -126,7 +126,7 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, evs []*pdu.Eve
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Depth < evs[j].Depth })
 	ctx = s.preverify(ctx, evs)
 	if len(evs) > 0 {
-		if _, err := s.versionOf(ctx, evs[0].RoomID); errors.Is(err, errUnknownRoom) {
+		if _, err := s.VersionOf(ctx, evs[0].RoomID); errors.Is(err, ErrUnknownRoom) {
 			// A room not known here: only the end of a local user's
 			// invite (or knock) can concern this server.
 			for _, ev := range evs {
@@ -366,7 +366,7 @@ func serverOf(s string) string {
 // would make a user of a server outside the allowed federation a member.
 func (s *Service) checkAuth(ctx context.Context, ev *pdu.Event, auth eventauth.AuthEvents) error {
 	if ev.Type == "m.room.member" && ev.StateKey != nil {
-		switch m := membershipOf(ev); m {
+		switch m := MembershipOf(ev); m {
 		case "join", "invite", "knock":
 			if sv := serverOf(*ev.StateKey); sv != s.serverName && s.fed.f.Allowed != nil && s.fed.f.Allowed(sv) != nil {
 				return rejectedf("%s of a user of %s, which is not an allowed server", m, sv)
@@ -909,7 +909,7 @@ func (s *Service) commitLinear(ctx context.Context, r *roomState, ev *pdu.Event,
 // room not known here (the inviter rescinded it): it is checked against
 // that invite and kept for the user's syncs.
 func (s *Service) receiveRemoteLeave(ctx context.Context, origin string, ev *pdu.Event) error {
-	if ev.Type != "m.room.member" || ev.StateKey == nil || serverOf(*ev.StateKey) != s.serverName || membershipOf(ev) != "leave" {
+	if ev.Type != "m.room.member" || ev.StateKey == nil || serverOf(*ev.StateKey) != s.serverName || MembershipOf(ev) != "leave" {
 		return errors.New("the room is not known here")
 	}
 	m, err := s.store.GetRemoteMembership(ctx, ev.RoomID, *ev.StateKey)

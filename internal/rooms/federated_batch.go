@@ -264,7 +264,7 @@ func parallel(n int, f func(i int)) {
 func (s *Service) parseRows(ctx context.Context, rows []*store.EventRow) ([]*pdu.Event, error) {
 	evs := make([]*pdu.Event, len(rows))
 	errs := make([]error, len(rows))
-	parallel(len(rows), func(i int) { evs[i], errs[i] = s.parseRow(ctx, rows[i]) })
+	parallel(len(rows), func(i int) { evs[i], errs[i] = s.ParseRow(ctx, rows[i]) })
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -295,7 +295,7 @@ func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state s
 			return // not every state event at hand: load reads them
 		}
 		st[pdu.StateTuple{Type: k.Type, StateKey: k.StateKey}] = ev
-		if ev.Type == "m.room.member" && membershipOf(ev) == "join" {
+		if ev.Type == "m.room.member" && MembershipOf(ev) == "join" {
 			joined[k.StateKey] = struct{}{}
 		}
 	}

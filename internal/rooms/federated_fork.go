@@ -168,7 +168,7 @@ func (s *Service) commitFork(ctx context.Context, r *roomState, ev *pdu.Event, b
 					return err
 				}
 				if t.Type == "m.room.member" && changedEvs[x] != nil {
-					m := membershipOf(changedEvs[x])
+					m := MembershipOf(changedEvs[x])
 					members[t.StateKey] = m
 					if err := s.setMembership(ctx, tx, store.Membership{RoomID: r.id, UserID: t.StateKey, Membership: m, EventID: x, Pos: pos}); err != nil {
 						return err

@@ -50,7 +50,7 @@ func (s *Service) MakeMembership(ctx context.Context, origin, roomID, userID, me
 	content := map[string]any{"membership": membership}
 	if membership == "join" {
 		cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
-		if cur == nil || (membershipOf(cur) != "invite" && membershipOf(cur) != "join") {
+		if cur == nil || (MembershipOf(cur) != "invite" && MembershipOf(cur) != "join") {
 			if restrictedRoom(r) {
 				via := s.restrictedJoinAuthoriser(ctx, r, userID)
 				if via == "" {
@@ -111,7 +111,7 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 	if s.IsPartialState(roomID) && (membership == "join" || membership == "knock") {
 		return nil, errPartialState
 	}
-	v, err := s.versionOf(ctx, roomID)
+	v, err := s.VersionOf(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 	if ev.ID != eventID || ev.RoomID != roomID {
 		return nil, errcode.BadJSON("event id or room id does not match the request")
 	}
-	if ev.Type != "m.room.member" || ev.StateKey == nil || *ev.StateKey != ev.Sender || membershipOf(ev) != membership {
+	if ev.Type != "m.room.member" || ev.StateKey == nil || *ev.StateKey != ev.Sender || MembershipOf(ev) != membership {
 		return nil, errcode.BadJSON("not a %s event of its sender", membership)
 	}
 	if serverOf(ev.Sender) != origin {
@@ -180,7 +180,7 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 		for _, x := range st {
 			ids = append(ids, x)
 		}
-		chain, err := s.authChain(ctx, append(slices.Clone(ids), ev.ID))
+		chain, err := s.AuthChain(ctx, append(slices.Clone(ids), ev.ID))
 		if err != nil {
 			return nil, err
 		}
@@ -249,7 +249,7 @@ func (s *Service) partialJoinState(ctx context.Context, roomID string, st store.
 	var servers []string
 	var current, departed []*pdu.Event
 	for _, m := range members {
-		switch membershipOf(m) {
+		switch MembershipOf(m) {
 		case "join":
 			if sv := serverOf(*m.StateKey); !slices.Contains(servers, sv) {
 				servers = append(servers, sv)
@@ -354,7 +354,7 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 	if ev.ID != eventID || ev.RoomID != roomID {
 		return nil, errcode.BadJSON("event id or room id does not match the request")
 	}
-	if ev.Type != "m.room.member" || ev.StateKey == nil || membershipOf(ev) != "invite" {
+	if ev.Type != "m.room.member" || ev.StateKey == nil || MembershipOf(ev) != "invite" {
 		return nil, errcode.BadJSON("not an invite")
 	}
 	target := *ev.StateKey
@@ -387,7 +387,7 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.versionOf(ctx, roomID); err == nil {
+	if _, err := s.VersionOf(ctx, roomID); err == nil {
 		if err := s.receive(ctx, origin, sev, true); err != nil {
 			s.log.Info("federation: invite to a known room not accepted", "event_id", ev.ID, "err", err)
 			return nil, errcode.Forbidden("invite not accepted: %s", truncate(err.Error(), 300))
@@ -788,7 +788,7 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 					if serverOf(u) == s.serverName {
 						s.membershipsChanged(tx, u)
 					}
-					ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos})
+					ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: MembershipOf(byID[x]), EventID: x, Pos: pos})
 				}
 			}
 			if err := tx.SetMemberships(ctx, ms); err != nil {

@@ -51,10 +51,10 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 	}
 	r, err := s.lockRoom(ctx, c.RoomID)
 	if err != nil {
-		if remote := s.remoteMembership(c); errors.Is(err, errUnknownRoom) && remote != nil {
+		if remote := s.remoteMembership(c); errors.Is(err, ErrUnknownRoom) && remote != nil {
 			return remote(ctx, c)
 		}
-		if errors.Is(err, errUnknownRoom) && c.Membership == "join" {
+		if errors.Is(err, ErrUnknownRoom) && c.Membership == "join" {
 			return "", errcode.NotFound("no known servers for room %s", c.RoomID)
 		}
 		return "", err
@@ -63,7 +63,7 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: c.Target}]
 	curMembership := ""
 	if cur != nil {
-		curMembership = membershipOf(cur)
+		curMembership = MembershipOf(cur)
 	}
 	if c.Sender == c.Target && c.Reason == "" && curMembership == c.Membership && (c.Membership == "join" || c.Membership == "leave") {
 		return cur.ID, nil
@@ -154,7 +154,7 @@ func (s *Service) updateMemberProfile(ctx context.Context, roomID, userID, displ
 	}
 	defer r.mu.Unlock()
 	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
-	if cur == nil || membershipOf(cur) != "join" {
+	if cur == nil || MembershipOf(cur) != "join" {
 		return nil
 	}
 	var content map[string]any

@@ -401,7 +401,7 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	}
 	var found []string
 	for _, m := range members {
-		if srv := serverOf(*m.StateKey); membershipOf(m) == "join" && !known[srv] {
+		if srv := serverOf(*m.StateKey); MembershipOf(m) == "join" && !known[srv] {
 			known[srv] = true
 			found = append(found, srv)
 		}
@@ -450,7 +450,7 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 			if serverOf(*m.StateKey) == s.serverName {
 				s.membershipsChanged(tx, *m.StateKey)
 			}
-			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: membershipOf(m), EventID: m.ID, Pos: joinRow.Pos})
+			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: MembershipOf(m), EventID: m.ID, Pos: joinRow.Pos})
 		}
 		// Our members' rooms change at a new position, so that their syncs
 		// wake and show the room again, now with its whole state.
@@ -565,7 +565,7 @@ func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos i
 			groups[row.StateGroup] = partial
 		}
 		full, _ := completeState(before, partialBefore, partial, undo)
-		ev, err := s.parseRow(ctx, row)
+		ev, err := s.ParseRow(ctx, row)
 		if err != nil {
 			continue
 		}

@@ -14,11 +14,11 @@ import (
 	"luxchat/internal/streamtoken"
 )
 
-// stateEntry reads one state entry of a group of roomID: from the room
+// StateEntry reads one state entry of a group of roomID: from the room
 // cache when the group is the room's current state (as it is for the
 // events since the last state change, most of a timeline), else through a
 // cache of entries (groups are immutable, so entries never go stale).
-func (s *Service) stateEntry(ctx context.Context, roomID string, group int64, t pdu.StateTuple) (*pdu.Event, error) {
+func (s *Service) StateEntry(ctx context.Context, roomID string, group int64, t pdu.StateTuple) (*pdu.Event, error) {
 	if group == 0 {
 		return nil, nil
 	}
@@ -48,7 +48,7 @@ func (s *Service) stateEntry(ctx context.Context, roomID string, group int64, t 
 	return s.Event(ctx, id)
 }
 
-func historyVisibility(ev *pdu.Event) string {
+func HistoryVisibility(ev *pdu.Event) string {
 	if ev == nil {
 		return "shared"
 	}
@@ -95,8 +95,8 @@ func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 		return m
 	}
 	m := "leave"
-	if ev, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
-		m = membershipOf(ev)
+	if ev, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
+		m = MembershipOf(ev)
 	}
 	if v.memberAt == nil {
 		v.memberAt = map[int64]string{}
@@ -137,22 +137,22 @@ func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
 	}
-	hvEv, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hvEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
 	if err != nil {
 		return false, err
 	}
-	hv := historyVisibility(hvEv)
+	hv := HistoryVisibility(hvEv)
 	// The membership at the event matters unless the history is readable
 	// anyway (its lookup is per user, the visibility's per state group).
 	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
 	if !ok {
-		memEv, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
+		memEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
 		if err != nil {
 			return false, err
 		}
 		membership := ""
 		if memEv != nil {
-			membership = membershipOf(memEv)
+			membership = MembershipOf(memEv)
 		}
 		switch hv {
 		case "shared", "joined":
@@ -178,7 +178,7 @@ func (s *Service) MayRead(ctx context.Context, roomID, userID string) error {
 // mayRead checks that a user may read a room at all: a member now or
 // before (and the room not forgotten), or a world-readable room.
 func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, error) {
-	if _, err := s.versionOf(ctx, roomID); errors.Is(err, errUnknownRoom) {
+	if _, err := s.VersionOf(ctx, roomID); errors.Is(err, ErrUnknownRoom) {
 		return nil, errMayNotRead
 	} else if err != nil {
 		return nil, err
@@ -190,7 +190,7 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, 
 	if v.current != "" {
 		return v, nil
 	}
-	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && historyVisibility(hv) == "world_readable" {
+	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && HistoryVisibility(hv) == "world_readable" {
 		return v, nil
 	}
 	return nil, errMayNotRead

@@ -221,7 +221,7 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 		if !ignored[row.Sender] || row.Redacted {
 			continue
 		}
-		version, err := s.versionOf(ctx, q.RoomID)
+		version, err := s.VersionOf(ctx, q.RoomID)
 		if err != nil {
 			return nil, err
 		}

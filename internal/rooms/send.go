@@ -324,7 +324,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 					return err
 				}
 				if ev.Type == "m.room.member" {
-					m := membershipOf(ev)
+					m := MembershipOf(ev)
 					members[*ev.StateKey] = m
 					return s.setMembership(ctx, tx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos})
 				}
@@ -569,7 +569,7 @@ func (s *Service) withoutStaleAuthoriser(ctx context.Context, roomID, userID str
 	}
 	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
 	r.mu.Unlock()
-	if cur == nil || membershipOf(cur) != "join" {
+	if cur == nil || MembershipOf(cur) != "join" {
 		return content
 	}
 	delete(c, "join_authorised_via_users_server")

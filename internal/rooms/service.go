@@ -130,13 +130,13 @@ func (s *Service) lockRoom(ctx context.Context, roomID string) (*roomState, erro
 	return r, nil
 }
 
-// errUnknownRoom is returned for rooms this server does not know.
-var errUnknownRoom = errcode.NotFound("unknown room")
+// ErrUnknownRoom is returned for rooms this server does not know.
+var ErrUnknownRoom = errcode.NotFound("unknown room")
 
 func (s *Service) load(ctx context.Context, r *roomState) error {
 	room, err := s.store.GetRoom(ctx, r.id)
 	if errors.Is(err, store.ErrNotFound) {
-		return errUnknownRoom
+		return ErrUnknownRoom
 	}
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func (s *Service) load(ctx context.Context, r *roomState) error {
 	}
 	for _, ev := range evs {
 		r.state[ev.Tuple()] = ev
-		if ev.Type == "m.room.member" && membershipOf(ev) == "join" {
+		if ev.Type == "m.room.member" && MembershipOf(ev) == "join" {
 			r.joined[*ev.StateKey] = struct{}{}
 		}
 	}
@@ -214,7 +214,7 @@ func (s *Service) Event(ctx context.Context, id string) (*pdu.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.parseRow(ctx, row)
+	return s.ParseRow(ctx, row)
 }
 
 // Events returns parsed events by id (missing ones are skipped).
@@ -239,8 +239,8 @@ func (s *Service) Events(ctx context.Context, ids []string) ([]*pdu.Event, error
 	return append(out, parsed...), nil
 }
 
-func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event, error) {
-	v, err := s.versionOf(ctx, row.RoomID)
+func (s *Service) ParseRow(ctx context.Context, row *store.EventRow) (*pdu.Event, error) {
+	v, err := s.VersionOf(ctx, row.RoomID)
 	if err != nil {
 		return nil, err
 	}
@@ -252,15 +252,15 @@ func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event
 	return ev, nil
 }
 
-// versionOf returns a room's version without taking the room's writer lock
+// VersionOf returns a room's version without taking the room's writer lock
 // (which the caller may hold). Versions never change, so they are cached.
-func (s *Service) versionOf(ctx context.Context, roomID string) (*roomversion.Version, error) {
+func (s *Service) VersionOf(ctx context.Context, roomID string) (*roomversion.Version, error) {
 	if v, ok := s.versions.Load(roomID); ok {
 		return v.(*roomversion.Version), nil
 	}
 	room, err := s.store.GetRoom(ctx, roomID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errUnknownRoom
+		return nil, ErrUnknownRoom
 	}
 	if err != nil {
 		return nil, fmt.Errorf("room %s: %w", roomID, err)
@@ -273,7 +273,7 @@ func (s *Service) versionOf(ctx context.Context, roomID string) (*roomversion.Ve
 	return v, nil
 }
 
-func membershipOf(ev *pdu.Event) string {
+func MembershipOf(ev *pdu.Event) string {
 	var c struct {
 		Membership string `json:"membership"`
 	}

@@ -63,8 +63,8 @@ func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID str
 // as they were when the invite or knock was sent (later changes are for
 // members only), plus the user's own member event and the inviter's.
 func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
-	if _, err := s.versionOf(ctx, roomID); err != nil {
-		if st := s.RemoteStrippedState(ctx, roomID, userID); st != nil && errors.Is(err, errUnknownRoom) {
+	if _, err := s.VersionOf(ctx, roomID); err != nil {
+		if st := s.RemoteStrippedState(ctx, roomID, userID); st != nil && errors.Is(err, ErrUnknownRoom) {
 			return st, nil // an invite or knock to a room not known here
 		}
 		return nil, err
@@ -79,7 +79,7 @@ func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]j
 	}
 	var evs []*pdu.Event
 	for _, t := range strippedTypes {
-		ev, err := s.stateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: t})
+		ev, err := s.StateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: t})
 		if err != nil {
 			return nil, err
 		}
@@ -87,13 +87,13 @@ func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]j
 			evs = append(evs, ev)
 		}
 	}
-	own, err := s.parseRow(ctx, row)
+	own, err := s.ParseRow(ctx, row)
 	if err != nil {
 		return nil, err
 	}
 	evs = append(evs, own)
 	if own.Sender != userID {
-		inviter, err := s.stateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: own.Sender})
+		inviter, err := s.StateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: own.Sender})
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +129,7 @@ func (s *Service) RoomSummary(ctx context.Context, roomID, userID string) (*Summ
 		if t.Type != "m.room.member" {
 			continue
 		}
-		switch membershipOf(ev) {
+		switch MembershipOf(ev) {
 		case "join":
 			sum.JoinedMemberCount++
 			if t.StateKey != userID {

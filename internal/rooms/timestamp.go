@@ -132,29 +132,3 @@ func (s *Service) reachEvent(ctx context.Context, roomID, eventID string) bool {
 	}
 	return false
 }
-
-// ServeTimestampToEvent answers another server: the event closest to ts
-// that the server may see.
-func (s *Service) ServeTimestampToEvent(ctx context.Context, server, roomID string, ts int64, backwards bool) (*NearEvent, error) {
-	if _, err := s.versionOf(ctx, roomID); err != nil {
-		return nil, err
-	}
-	v, err := s.newServerView(ctx, roomID, server)
-	if err != nil {
-		return nil, err
-	}
-	if !v.joined {
-		return nil, errcode.Forbidden("server %s has no user in this room", server)
-	}
-	row, err := s.store.EventNearTS(ctx, roomID, ts, backwards)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errcode.NotFound("no event found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	if ok, err := v.canSee(ctx, row); err != nil || !ok {
-		return nil, errcode.NotFound("no event found")
-	}
-	return &NearEvent{EventID: row.EventID, OriginServerTS: row.OriginTS}, nil
-}

@@ -33,6 +33,7 @@ import (
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
+	"luxchat/internal/roomfed"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
 	"luxchat/internal/store"
@@ -54,6 +55,9 @@ type Server struct {
 
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
+	// RoomFed is rooms over federation: served to and received from
+	// other servers, joins through them, backfill, partial state.
+	RoomFed *roomfed.Service
 	// Federation and Keys are nil when federation.enabled is false.
 	Federation *federation.Client
 	Keys       *federation.Keys
@@ -110,6 +114,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	notifier := sync.NewNotifier(st.Streams.Sync()...)
 	s.Accounts = accounts.New(cfg, st, log, s.accountHooks())
 	s.Rooms = rooms.New(cfg, st, key, notifier, log, s.roomHooks())
+	s.RoomFed = roomfed.New(cfg.ServerName, st, s.Rooms, log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, notifier, sync.NewTyping(), log, s.syncHooks())
 	s.Directory = directory.New(cfg, st, s.Rooms, s.directoryRemote(), log)

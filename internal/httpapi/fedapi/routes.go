@@ -10,6 +10,7 @@ import (
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/media"
+	"luxchat/internal/roomfed"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
@@ -24,8 +25,9 @@ type API struct {
 	// Directory serves /publicRooms and /hierarchy; nil: no such routes.
 	Directory *directory.Service
 	// Rooms and Store serve rooms to other servers; nil: no room routes.
-	Rooms *rooms.Service
-	Store *store.Store
+	Rooms   *rooms.Service
+	RoomFed *roomfed.Service
+	Store   *store.Store
 	// EDU takes inbound EDUs; nil: they are dropped.
 	EDU EDUHandler
 	// Contacted is told of every authenticated origin (retry its queue).
