@@ -149,7 +149,7 @@ func (s *Service) StateForServer(ctx context.Context, server, roomID, eventID st
 		state = append(state, x)
 	}
 	sort.Strings(state)
-	chain, err := s.rooms.AuthChain(ctx, state)
+	chain, err := s.authChain(ctx, state)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,7 +161,7 @@ func (s *Service) EventAuthForServer(ctx context.Context, server, roomID, eventI
 	if _, _, err := s.eventForServer(ctx, server, roomID, eventID); err != nil {
 		return nil, err
 	}
-	return s.rooms.AuthChain(ctx, []string{eventID})
+	return s.authChain(ctx, []string{eventID})
 }
 
 // walkPrev walks the event graph backwards from start through
@@ -285,7 +285,7 @@ func (s *Service) MissingEvents(ctx context.Context, server, roomID string, earl
 
 // ServeTimestampToEvent answers another server: the event closest to ts
 // that the server may see.
-func (s *Service) ServeTimestampToEvent(ctx context.Context, server, roomID string, ts int64, backwards bool) (*rooms.NearEvent, error) {
+func (s *Service) ServeTimestampToEvent(ctx context.Context, server, roomID string, ts int64, backwards bool) (*NearEvent, error) {
 	if _, err := s.rooms.VersionOf(ctx, roomID); err != nil {
 		return nil, err
 	}
@@ -306,5 +306,42 @@ func (s *Service) ServeTimestampToEvent(ctx context.Context, server, roomID stri
 	if ok, err := v.canSee(ctx, row); err != nil || !ok {
 		return nil, errcode.NotFound("no event found")
 	}
-	return &rooms.NearEvent{EventID: row.EventID, OriginServerTS: row.OriginTS}, nil
+	return &NearEvent{EventID: row.EventID, OriginServerTS: row.OriginTS}, nil
+}
+
+// maxServeAuthChain bounds the auth chain served for one request.
+const maxServeAuthChain = 20000
+
+// authChain returns the ids of every event reachable through auth_events
+// from the given events (which are not included unless reached).
+func (s *Service) authChain(ctx context.Context, from []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	frontier := from
+	for len(frontier) > 0 {
+		evs, err := s.rooms.Events(ctx, frontier)
+		if err != nil {
+			return nil, err
+		}
+		frontier = nil
+		for _, ev := range evs {
+			auth := ev.AuthEvents
+			if ev.Version.RoomIDFromCreate && ev.Type != "m.room.create" && len(ev.RoomID) > 1 {
+				// The room id names the create event, an implicit auth event.
+				auth = append(slices.Clone(auth), "$"+ev.RoomID[1:])
+			}
+			for _, a := range auth {
+				if !seen[a] {
+					seen[a] = true
+					out = append(out, a)
+					frontier = append(frontier, a)
+				}
+			}
+		}
+		if len(out) > maxServeAuthChain {
+			return nil, errcode.TooLarge("auth chain too large")
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

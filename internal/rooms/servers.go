@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 
-	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
 	"luxchat/internal/matrix/pdu"
 )
@@ -19,7 +17,7 @@ import (
 // ServerACLAllows reports whether a room's m.room.server_acl lets server
 // take part in it. Rooms without an ACL allow every server.
 func (s *Service) ServerACLAllows(ctx context.Context, roomID, server string) (bool, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return false, err
 	}
@@ -95,7 +93,7 @@ func globMatch(pattern, s string) bool {
 
 // ServerInRoom reports whether a user of server is joined to a room now.
 func (s *Service) ServerInRoom(ctx context.Context, roomID, server string) (bool, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return false, err
 	}
@@ -116,7 +114,7 @@ func serverJoined(joined map[string]struct{}, server string) bool {
 // RoomServers lists the servers with joined members in a room, ours
 // first.
 func (s *Service) RoomServers(ctx context.Context, roomID string) ([]string, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -132,43 +130,6 @@ func (s *Service) RoomServers(ctx context.Context, roomID string) ([]string, err
 			out = append(out, sv)
 		}
 	}
-	return out, nil
-}
-
-// maxServeAuthChain bounds the auth chain served for one request.
-const maxServeAuthChain = 20000
-
-// AuthChain returns the ids of every event reachable through auth_events
-// from the given events (which are not included unless reached).
-func (s *Service) AuthChain(ctx context.Context, from []string) ([]string, error) {
-	seen := map[string]bool{}
-	var out []string
-	frontier := from
-	for len(frontier) > 0 {
-		evs, err := s.Events(ctx, frontier)
-		if err != nil {
-			return nil, err
-		}
-		frontier = nil
-		for _, ev := range evs {
-			auth := ev.AuthEvents
-			if ev.Version.RoomIDFromCreate && ev.Type != "m.room.create" && len(ev.RoomID) > 1 {
-				// The room id names the create event, an implicit auth event.
-				auth = append(slices.Clone(auth), "$"+ev.RoomID[1:])
-			}
-			for _, a := range auth {
-				if !seen[a] {
-					seen[a] = true
-					out = append(out, a)
-					frontier = append(frontier, a)
-				}
-			}
-		}
-		if len(out) > maxServeAuthChain {
-			return nil, errcode.TooLarge("auth chain too large")
-		}
-	}
-	sort.Strings(out)
 	return out, nil
 }
 

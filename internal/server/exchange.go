@@ -11,14 +11,12 @@ import (
 )
 
 // setupExchange builds the outbound queue and the exchange of EDUs and
-// queries with other servers (their hooks are in the wiring) and gives
-// rooms the federation client.
+// queries with other servers (their hooks are in the wiring).
 func (s *Server) setupExchange() {
 	if s.Federation == nil {
 		return
 	}
 	cfg := s.Config
-	s.Rooms.SetFederation(s.roomsFederation(s.policy))
 	s.Outbox = federation.NewQueue(cfg.ServerName, s.Store, s.policy, s.Federation, s.Log, federation.QueueOptions{
 		RetryMin: cfg.Federation.RetryBaseDelay, RetryMax: cfg.Federation.RetryMaxDelay,
 	})

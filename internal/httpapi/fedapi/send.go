@@ -173,7 +173,7 @@ func (a *API) sendTransaction(r *httputil.Request) (any, error) {
 					out[ev.ID] = errors.New("server is denied by the room's server ACL")
 				}
 			} else {
-				out = a.Rooms.ReceivePDUs(work, origin, evs)
+				out = a.RoomFed.ReceivePDUs(work, origin, evs)
 			}
 			mu.Lock()
 			for id, err := range out {

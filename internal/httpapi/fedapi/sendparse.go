@@ -23,7 +23,7 @@ func (a *API) parsePDUs(ctx context.Context, raws []json.RawMessage) ([]*pdu.Eve
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1)) - 1; i < len(raws); i = int(next.Add(1)) - 1 {
-				evs[i], errs[i] = a.Rooms.ParsePDU(ctx, raws[i])
+				evs[i], errs[i] = a.RoomFed.ParsePDU(ctx, raws[i])
 			}
 		}()
 	}
