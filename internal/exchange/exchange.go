@@ -12,6 +12,7 @@ import (
 	"luxchat/internal/e2ee"
 	"luxchat/internal/federation"
 	"luxchat/internal/matrix/id"
+	"luxchat/internal/roomfed"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
@@ -20,14 +21,15 @@ import (
 // Service connects the domain services to other servers. It is safe for
 // concurrent use.
 type Service struct {
-	self   string
-	queue  *federation.Queue
-	client *federation.Client
-	store  *store.Store
-	rooms  *rooms.Service
-	sync   *sync.Service
-	e2ee   *e2ee.Service
-	log    *slog.Logger
+	self    string
+	queue   *federation.Queue
+	client  *federation.Client
+	store   *store.Store
+	rooms   *rooms.Service
+	roomfed *roomfed.Service // takes the PDUs of inbound transactions
+	sync    *sync.Service
+	e2ee    *e2ee.Service
+	log     *slog.Logger
 
 	// devMu serialises device list announcements, so that stream ids and
 	// snapshots of one user never interleave.
@@ -52,11 +54,11 @@ type Service struct {
 }
 
 // New returns the service. client may be nil in tests that only queue.
-func New(self string, q *federation.Queue, client *federation.Client, st *store.Store, rs *rooms.Service, ss *sync.Service, es *e2ee.Service, log *slog.Logger) *Service {
+func New(self string, q *federation.Queue, client *federation.Client, st *store.Store, rs *rooms.Service, rf *roomfed.Service, ss *sync.Service, es *e2ee.Service, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{self: self, queue: q, client: client, store: st, rooms: rs, sync: ss, e2ee: es, log: log, bootTS: time.Now().UnixMilli()}
+	return &Service{self: self, queue: q, client: client, store: st, rooms: rs, roomfed: rf, sync: ss, e2ee: es, log: log, bootTS: time.Now().UnixMilli()}
 }
 
 // Outbound is what syncs tell other servers: local typing, receipts and

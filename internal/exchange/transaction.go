@@ -77,7 +77,7 @@ func (s *Service) ReceiveTransaction(ctx context.Context, origin, txnID string, 
 					out[ev.ID] = errors.New("server is denied by the room's server ACL")
 				}
 			} else {
-				out = s.rooms.ReceivePDUs(work, origin, evs)
+				out = s.roomfed.ReceivePDUs(work, origin, evs)
 			}
 			mu.Lock()
 			for id, err := range out {
@@ -115,7 +115,7 @@ func (s *Service) parsePDUs(ctx context.Context, raws []json.RawMessage) ([]*pdu
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1)) - 1; i < len(raws); i = int(next.Add(1)) - 1 {
-				evs[i], errs[i] = s.rooms.ParsePDU(ctx, raws[i])
+				evs[i], errs[i] = s.roomfed.ParsePDU(ctx, raws[i])
 			}
 		}()
 	}

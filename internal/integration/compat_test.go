@@ -1020,7 +1020,7 @@ func TestFedTimestampToEventDuringPartialJoin(t *testing.T) {
 		before := time.Now().UnixMilli()
 		time.Sleep(5 * time.Millisecond)
 		first := alice.SendText(roomID, "first")
-		release := p.b.Rooms.HoldResyncs()
+		release := p.b.RoomFed.HoldResyncs()
 		defer release()
 		dave := p.b.Register(t, "dave")
 		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)

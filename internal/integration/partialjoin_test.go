@@ -227,7 +227,7 @@ func TestFedPartialStateJoin(t *testing.T) {
 		roomID, alice := pjRoom(t, p.a, users...)
 		zoe := p.a.Register(t, "zoe2")
 		zoe.Join(roomID)
-		release := p.b.Rooms.HoldResyncs()
+		release := p.b.RoomFed.HoldResyncs()
 		defer release()
 		dave := p.b.Register(t, "dave")
 		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
@@ -296,7 +296,7 @@ func TestFedPartialStateJoin(t *testing.T) {
 func TestFedPartialStateJoinSurvivesRestart(t *testing.T) {
 	frEngines(t, func(t *testing.T, p *frPair) {
 		roomID, alice := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank", "zoe")
-		p.b.Rooms.HoldResyncs() // never released: the restart ends it
+		p.b.RoomFed.HoldResyncs() // never released: the restart ends it
 		dave := p.b.Register(t, "dave")
 		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
 		if !p.b.Rooms.IsPartialState(roomID) {
@@ -369,7 +369,7 @@ func TestFedPartialStateJoinSync(t *testing.T) {
 		roomID, _ := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank")
 		zoe := p.a.Register(t, "zoe")
 		zoe.Join(roomID)
-		release := p.b.Rooms.HoldResyncs()
+		release := p.b.RoomFed.HoldResyncs()
 		defer release()
 		dave := p.b.Register(t, "dave")
 		eager := doSync(t, dave, "timeout=0").NextBatch
@@ -448,7 +448,7 @@ func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
 		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.power_levels", map[string]any{
 			"users": map[string]int{alice.UserID: 100, derek.UserID: 50}, "state_default": 50}, nil)
 
-		release := p.b.Rooms.HoldResyncs()
+		release := p.b.RoomFed.HoldResyncs()
 		defer release()
 		dave := p.b.Register(t, "dave")
 		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)

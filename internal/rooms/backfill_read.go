@@ -8,8 +8,8 @@ import (
 	"luxchat/internal/store"
 )
 
-// backfillView is what a viewer needs to judge backfilled events, loaded
-// once per viewer.
+// backfillView is what a Viewer needs to judge backfilled events, loaded
+// once per Viewer.
 type backfillView struct {
 	hv      []store.BackfilledHistoryVisibility // newest first
 	hasGaps bool                                // older history is still missing here
@@ -29,7 +29,7 @@ type backfillView struct {
 //     server was not in the room), so the event is visible only when
 //     world_readable, or shared and the user is joined now. Under invited
 //     or joined nobody here sees history from before the join.
-func (v *viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (bool, error) {
+func (v *Viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (bool, error) {
 	if v.bf == nil {
 		hv, err := v.s.store.BackfilledHistoryVisibilities(ctx, row.RoomID)
 		if err != nil {
@@ -48,12 +48,12 @@ func (v *viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (boo
 				Content json.RawMessage `json:"content"`
 			}
 			_ = json.Unmarshal(h.PDU, &e)
-			vis = historyVisibility(&pdu.Event{Content: e.Content})
+			vis = HistoryVisibility(&pdu.Event{Content: e.Content})
 			break
 		}
 	}
 	if vis == "" {
-		anchor, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+		anchor, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
 		if err != nil {
 			return false, err
 		}
@@ -65,7 +65,7 @@ func (v *viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (boo
 		}
 		switch {
 		case anchor != nil && !above:
-			vis = historyVisibility(anchor)
+			vis = HistoryVisibility(anchor)
 		case anchor == nil || !v.bf.hasGaps:
 			vis = "shared"
 		default:

@@ -70,7 +70,7 @@ type Format struct {
 	// Relations is the bundled aggregation shown as unsigned.m.relations
 	// (nil for none), see Bundles.
 	Relations json.RawMessage
-	// Membership is the viewer's membership when the event was sent,
+	// Membership is the Viewer's membership when the event was sent,
 	// shown as unsigned.membership (MSC4115); "" for none.
 	Membership string
 }

@@ -238,7 +238,7 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 			remote = append(remote, inv)
 			continue
 		}
-		if err := s.checkInvite(ctx, inv, creator); err != nil {
+		if err := s.CheckInvite(ctx, inv, creator); err != nil {
 			if e, ok := errcode.As(err); ok && e.Code == "M_INVITE_BLOCKED" {
 				continue // the room is created all the same, without this invite
 			}
@@ -251,10 +251,10 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 		protos = append(protos, Proto{Type: "m.room.member", StateKey: &target, Content: mustJSON(c)})
 	}
 
-	r := &roomState{version: v}
+	r := &Room{version: v}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := &batch{r: r, overlay: map[pdu.StateTuple]*pdu.Event{}, alias: alias, publish: req.Visibility == "public"}
+	b := &Batch{r: r, overlay: map[pdu.StateTuple]*pdu.Event{}, alias: alias, publish: req.Visibility == "public"}
 	if !v.RoomIDFromCreate {
 		b.roomID = "!" + randomString(18) + ":" + s.serverName
 	}
@@ -264,7 +264,7 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 			return "", err
 		}
 	}
-	if err := s.commit(ctx, b); err != nil {
+	if err := s.Commit(ctx, b); err != nil {
 		return "", err
 	}
 	if len(remote) > 0 {

@@ -69,7 +69,7 @@ type Listener func(c Committed)
 
 // indexEvent does an event's derived writes in its transaction: a
 // redaction's effect on its target, then the indexers.
-func (s *Service) indexEvent(ctx context.Context, tx *store.Tx, b *batch, ev *pdu.Event, pos int64) error {
+func (s *Service) indexEvent(ctx context.Context, tx *store.Tx, b *Batch, ev *pdu.Event, pos int64) error {
 	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
 		if err := s.applyRedaction(ctx, tx, b, ev); err != nil {
 			return err
@@ -115,7 +115,7 @@ func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, 
 	return s.hooks.Index(ctx, tx, ev, pos)
 }
 
-func (s *Service) tellListeners(b *batch, joined []string) {
+func (s *Service) tellListeners(b *Batch, joined []string) {
 	if s.hooks.Committed == nil {
 		return
 	}
@@ -127,7 +127,7 @@ func (s *Service) tellListeners(b *batch, joined []string) {
 }
 
 // joinedUsers lists the room's joined members. Caller holds r.mu.
-func (r *roomState) joinedUsers() []string {
+func (r *Room) joinedUsers() []string {
 	out := make([]string, 0, len(r.joined))
 	for u := range r.joined {
 		out = append(out, u)
@@ -137,7 +137,7 @@ func (r *roomState) joinedUsers() []string {
 
 // announce wakes the syncs of the room's members, and of the users whose
 // membership the batch ended, and tells the listeners. Caller holds r.mu.
-func (s *Service) announce(r *roomState, b *batch, members map[string]string, pos int64) {
+func (s *Service) announce(r *Room, b *Batch, members map[string]string, pos int64) {
 	joined := r.joinedUsers()
 	if s.notifier != nil {
 		users := slices.Clip(joined)

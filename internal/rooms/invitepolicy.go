@@ -158,8 +158,8 @@ func (s *Service) invitePolicyGen(userID string) *atomic.Int64 {
 	return v.(*atomic.Int64)
 }
 
-// checkInvite refuses an invite the invitee blocks (local invitees only).
-func (s *Service) checkInvite(ctx context.Context, invitee, inviter string) error {
+// CheckInvite refuses an invite the invitee blocks (local invitees only).
+func (s *Service) CheckInvite(ctx context.Context, invitee, inviter string) error {
 	if serverOf(invitee) != s.serverName {
 		return nil
 	}

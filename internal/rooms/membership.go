@@ -32,8 +32,8 @@ type MemberChange struct {
 // may not set.
 var reservedMemberKeys = map[string]bool{"membership": true, "reason": true, "join_authorised_via_users_server": true, "third_party_invite": true, "third_party_signed": true}
 
-// addExtra copies a change's extra content into an event's content.
-func (c *MemberChange) addExtra(content map[string]any) {
+// AddExtra copies a change's extra content into an event's content.
+func (c *MemberChange) AddExtra(content map[string]any) {
 	for k, v := range c.Extra {
 		if !reservedMemberKeys[k] {
 			content[k] = v
@@ -45,16 +45,16 @@ func (c *MemberChange) addExtra(content map[string]any) {
 // in, or leaving a room one has already left, changes nothing.
 func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string, error) {
 	if c.Membership == "invite" {
-		if err := s.checkInvite(ctx, c.Target, c.Sender); err != nil {
+		if err := s.CheckInvite(ctx, c.Target, c.Sender); err != nil {
 			return "", err
 		}
 	}
-	r, err := s.lockRoom(ctx, c.RoomID)
+	r, err := s.LockRoom(ctx, c.RoomID)
 	if err != nil {
-		if remote := s.remoteMembership(c); errors.Is(err, errUnknownRoom) && remote != nil {
+		if remote := s.remoteMembership(c); errors.Is(err, ErrUnknownRoom) && remote != nil {
 			return remote(ctx, c)
 		}
-		if errors.Is(err, errUnknownRoom) && c.Membership == "join" {
+		if errors.Is(err, ErrUnknownRoom) && c.Membership == "join" {
 			return "", errcode.NotFound("no known servers for room %s", c.RoomID)
 		}
 		return "", err
@@ -63,7 +63,7 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: c.Target}]
 	curMembership := ""
 	if cur != nil {
-		curMembership = membershipOf(cur)
+		curMembership = MembershipOf(cur)
 	}
 	if c.Sender == c.Target && c.Reason == "" && curMembership == c.Membership && (c.Membership == "join" || c.Membership == "leave") {
 		return cur.ID, nil
@@ -89,9 +89,9 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 			}
 		}
 	}
-	c.addExtra(content)
+	c.AddExtra(content)
 	if c.Membership == "join" && c.Sender == c.Target && curMembership != "join" && curMembership != "invite" {
-		if via := s.restrictedJoinAuthoriser(ctx, r, c.Target); via != "" {
+		if via := s.RestrictedJoinAuthoriser(ctx, r, c.Target); via != "" {
 			content["join_authorised_via_users_server"] = via
 		}
 	}
@@ -102,9 +102,17 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 		return "", err
 	}
 	if c.Membership == "invite" && s.federated() && serverOf(c.Target) != s.serverName {
-		return s.inviteRemote(ctx, r, b)
+		// The invitee's server countersigns it; the room lock is released
+		// during the request, since that server may call back about this
+		// room (get_missing_events), and the event then goes through the
+		// inbound pipeline, which copes with the room having moved on.
+		stripped := inviteRoomState(b, ev)
+		v := r.version
+		r.mu.Unlock()
+		defer r.mu.Lock()
+		return s.remote.Invite(ctx, v, ev, stripped)
 	}
-	if err := s.commit(ctx, b); err != nil {
+	if err := s.Commit(ctx, b); err != nil {
 		return "", err
 	}
 	return ev.ID, nil
@@ -148,13 +156,13 @@ func (s *Service) UpdateProfile(ctx context.Context, userID, displayName, avatar
 }
 
 func (s *Service) updateMemberProfile(ctx context.Context, roomID, userID, displayName, avatarURL string) error {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return err
 	}
 	defer r.mu.Unlock()
 	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
-	if cur == nil || membershipOf(cur) != "join" {
+	if cur == nil || MembershipOf(cur) != "join" {
 		return nil
 	}
 	var content map[string]any
@@ -175,7 +183,7 @@ func (s *Service) updateMemberProfile(ctx context.Context, roomID, userID, displ
 	if _, err := s.add(ctx, b, Proto{Type: "m.room.member", StateKey: &userID, Sender: userID, Content: mustJSON(content)}); err != nil {
 		return err
 	}
-	return s.commit(ctx, b)
+	return s.Commit(ctx, b)
 }
 
 // LeaveAll makes a user leave (or reject invites to) every room; used when
@@ -198,7 +206,7 @@ func (s *Service) LeaveAll(ctx context.Context, userID string) error {
 
 // JoinedUsers returns the users joined to a room now.
 func (s *Service) JoinedUsers(ctx context.Context, roomID string) ([]string, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -210,12 +218,12 @@ func (s *Service) JoinedUsers(ctx context.Context, roomID string) ([]string, err
 	return out, nil
 }
 
-// restrictedJoinAuthoriser picks, for a join to a restricted room by a user
+// RestrictedJoinAuthoriser picks, for a join to a restricted room by a user
 // who is in one of the rooms its join rules allow, a local member who may
 // invite and so authorises the join ("Restricted rooms"). It returns "" when
 // the room is not restricted or no allow condition holds. The caller holds
 // r.mu.
-func (s *Service) restrictedJoinAuthoriser(ctx context.Context, r *roomState, userID string) string {
+func (s *Service) RestrictedJoinAuthoriser(ctx context.Context, r *Room, userID string) string {
 	jr := r.state[pdu.StateTuple{Type: "m.room.join_rules"}]
 	if jr == nil {
 		return ""

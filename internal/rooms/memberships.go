@@ -74,7 +74,7 @@ func (s *Service) JoinedBefore(ctx context.Context, join *pdu.Event) (bool, erro
 		return false, err
 	}
 	for _, a := range auth {
-		if a.Type == "m.room.member" && a.StateKey != nil && *a.StateKey == join.Sender && membershipOf(a) == "join" {
+		if a.Type == "m.room.member" && a.StateKey != nil && *a.StateKey == join.Sender && MembershipOf(a) == "join" {
 			return true, nil
 		}
 	}

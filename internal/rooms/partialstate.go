@@ -2,27 +2,19 @@ package rooms
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sync"
-	"time"
 
-	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
-	"luxchat/internal/matrix/roomversion"
 	"luxchat/internal/store"
 )
 
-// Partial-state joins (MSC3706/MSC3902): a join through a resident
-// server that answered send_join with the member events omitted is usable
-// at once; the room's full state is fetched in the background (state_ids
-// and state at the join's prev events) and then replaces the partial
-// one. Until then the room is marked partial, in memory and in
-// partial_state_rooms, so that a restart resumes the fetch.
+// Partial-state joins (MSC3706/MSC3902): the marks of rooms whose full
+// state is still being fetched (package roomfed fetches it), and the
+// commit that completes their state.
 
 // partialJoin is a room whose full state is being fetched.
 type partialJoin struct {
@@ -31,49 +23,28 @@ type partialJoin struct {
 	done    chan struct{} // closed once the full state is committed
 }
 
-// partialStates tracks the partial-state rooms and their resyncs.
+// partialStates marks the partial-state rooms.
 type partialStates struct {
 	rooms sync.Map // room id → *partialJoin
-
-	mu     sync.Mutex
-	ctx    context.Context // of the resyncs; cancelled by StopBackground
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	held   chan struct{} // non-nil: resyncs wait for it to close (tests)
 }
+
+// MarkPartial marks a room as joined with partial state: join is our
+// join, servers those to fetch the full state from (the one that
+// answered send_join first). False when the room was marked already.
+func (s *Service) MarkPartial(roomID, joinID string, servers []string) bool {
+	p := &partialJoin{joinID: joinID, servers: servers, done: make(chan struct{})}
+	_, loaded := s.ps.rooms.LoadOrStore(roomID, p)
+	return !loaded
+}
+
+// AuthCheck applies the authorisation rules to a received event (roomfed
+// checks the signatures it needs and the servers allowed).
+type AuthCheck func(ctx context.Context, ev *pdu.Event, auth eventauth.AuthEvents) error
 
 // FullStateHook writes what other domains derive from a room's state, in
 // the transaction that completes a partial-state room's state (indexers
 // only see the join then).
 type FullStateHook func(ctx context.Context, tx *store.Tx, roomID string) error
-
-// HoldResyncs makes resyncs started from now on wait until the returned
-// function is called (or the server stops): tests use it to look at a
-// room while its state is partial, or to restart in the middle.
-func (s *Service) HoldResyncs() (release func()) {
-	s.ps.mu.Lock()
-	defer s.ps.mu.Unlock()
-	ch := make(chan struct{})
-	s.ps.held = ch
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.ps.mu.Lock()
-			if s.ps.held == ch {
-				s.ps.held = nil
-			}
-			s.ps.mu.Unlock()
-			close(ch)
-		})
-	}
-}
-
-// resync retry delays: the first attempts come quickly (the resident
-// server may simply be busy), then every 30 s at most.
-const (
-	resyncFirstRetry = 500 * time.Millisecond
-	resyncMaxRetry   = 30 * time.Second
-)
 
 // IsPartialState reports whether a room's full state is still being
 // fetched.
@@ -106,222 +77,19 @@ func (s *Service) WaitFullState(ctx context.Context, roomID string) error {
 	}
 }
 
-// bgContext is the context of background resyncs.
-func (s *Service) bgContext() context.Context {
-	s.ps.mu.Lock()
-	defer s.ps.mu.Unlock()
-	if s.ps.ctx == nil {
-		s.ps.ctx, s.ps.cancel = context.WithCancel(context.Background())
-	}
-	return s.ps.ctx
-}
-
-// ResumePartialJoins restarts the resyncs of rooms joined with partial
-// state before a restart. Call once federation is set up.
-func (s *Service) ResumePartialJoins(ctx context.Context) error {
-	if !s.federated() {
-		return nil
-	}
-	rows, err := s.store.PartialStateRooms(ctx)
-	if err != nil {
-		return err
-	}
-	for _, p := range rows {
-		s.startResync(p.RoomID, p.JoinEventID, p.Servers)
-	}
-	return nil
-}
-
-// StopBackground stops the resyncs and waits for them; the marks stay,
-// so the next start resumes them.
-func (s *Service) StopBackground() {
-	s.bgContext()
-	s.ps.mu.Lock()
-	s.ps.cancel()
-	s.ps.mu.Unlock()
-	s.ps.wg.Wait()
-}
-
-// startResync marks a room partial and fetches its full state in the
-// background.
-func (s *Service) startResync(roomID, joinID string, servers []string) {
-	p := &partialJoin{joinID: joinID, servers: servers, done: make(chan struct{})}
-	if _, loaded := s.ps.rooms.LoadOrStore(roomID, p); loaded {
-		return
-	}
-	ctx := s.bgContext()
-	s.ps.mu.Lock()
-	held := s.ps.held
-	s.ps.mu.Unlock()
-	s.ps.wg.Add(1)
-	go func() {
-		defer s.ps.wg.Done()
-		if held != nil {
-			select {
-			case <-held:
-			case <-ctx.Done():
-				return
-			}
-		}
-		delay := resyncFirstRetry
-		for {
-			err := s.resync(ctx, roomID, p)
-			if err == nil {
-				return
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			s.log.Warn("federation: partial state resync failed, retrying", "room_id", roomID, "err", err, "in", delay)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, resyncMaxRetry)
-		}
-	}()
-}
-
-// resync fetches the full state before the join from the servers in the
-// room (the one that answered send_join first) and commits it.
-func (s *Service) resync(ctx context.Context, roomID string, p *partialJoin) error {
-	join, err := s.Event(ctx, p.joinID)
-	if err != nil {
-		return fmt.Errorf("load the join: %w", err)
-	}
-	var lastErr error
-	for _, server := range p.servers {
-		if server == s.serverName {
-			continue
-		}
-		before, err := s.fullStateBefore(ctx, server, join)
-		if err != nil {
-			lastErr = err
-			s.log.Info("federation: state fetch for a partial-state room failed", "server", server, "room_id", roomID, "err", err)
-			continue
-		}
-		return s.commitFullState(ctx, roomID, p, join, before)
-	}
-	if lastErr == nil {
-		lastErr = errors.New("no server to ask")
-	}
-	return lastErr
-}
-
-// fullStateBefore is the state before join: the resolved states after
-// its prev events, each fetched from server.
-func (s *Service) fullStateBefore(ctx context.Context, server string, join *pdu.Event) (store.StateMap, error) {
-	var sets []store.StateMap
-	for _, prev := range join.PrevEvents {
-		st, err := s.fetchStateAfter(ctx, server, join.RoomID, join.Version, prev)
-		if err != nil {
-			return nil, err
-		}
-		sets = append(sets, st)
-	}
-	if len(sets) == 1 {
-		return sets[0], nil
-	}
-	return s.resolveSets(ctx, join.Version, sets)
-}
-
-// fetchStateAfter asks server for the state at (before) an event with
-// state_ids, fetches the events we lack (with /state when many are, else
-// or then with /event), stores them as outliers (each checked against its
-// own auth events) and adds the event itself when it is a state event:
-// the state after the event. Used for the gaps of received events and
-// for the resync of partial-state rooms.
-func (s *Service) fetchStateAfter(ctx context.Context, server, roomID string, v *roomversion.Version, eventID string) (store.StateMap, error) {
-	fctx, cancel := context.WithTimeout(ctx, 4*fetchTimeout)
-	defer cancel()
-	ids, err := s.fed.f.Client.StateIDs(fctx, server, roomID, eventID)
-	if err != nil {
-		return nil, fmt.Errorf("state_ids at %s: %w", eventID, err)
-	}
-	if len(ids.PDUIDs) == 0 {
-		return nil, fmt.Errorf("state_ids at %s lists no state", eventID)
-	}
-	if len(ids.PDUIDs)+len(ids.AuthChainIDs) > maxJoinEvents {
-		return nil, fmt.Errorf("state of %d events is too large", len(ids.PDUIDs)+len(ids.AuthChainIDs))
-	}
-	all := append(append(slices.Clone(ids.AuthChainIDs), ids.PDUIDs...), eventID)
-	need, err := s.unknownEvents(ctx, all)
-	if err != nil {
-		return nil, err
-	}
-	// A few missing events are fetched one by one; more (a tenth of the
-	// state, as after a partial-state join) with one /state request.
-	if len(need) > 0 && (len(need) > maxFetchEvents || 10*len(need) > len(all)) {
-		var raws []json.RawMessage
-		if st, err := s.fed.f.Client.State(fctx, server, roomID, eventID); err == nil && len(st.PDUs)+len(st.AuthChain) <= maxJoinEvents {
-			raws = append(st.AuthChain, st.PDUs...)
-		}
-		if _, err := s.storeOutliers(ctx, roomID, v, raws); err != nil {
-			return nil, err
-		}
-		if need, err = s.unknownEvents(ctx, need); err != nil {
-			return nil, err
-		}
-	}
-	if len(need) > maxFetchEvents {
-		need = need[:maxFetchEvents]
-	}
-	if len(need) > 0 {
-		if _, err := s.storeOutliers(ctx, roomID, v, s.fetchEvents(fctx, server, need)); err != nil {
-			return nil, err
-		}
-	}
-	evs, err := s.Events(ctx, append(slices.Clone(ids.PDUIDs), eventID))
-	if err != nil {
-		return nil, err
-	}
-	st := store.StateMap{}
-	var self *pdu.Event
-	for _, e := range evs {
-		if e.ID == eventID {
-			self = e
-			continue
-		}
-		if e.IsState() && pdu.RoomIDForCreate(e) == roomID {
-			st[store.StateKey{Type: e.Type, StateKey: *e.StateKey}] = e.ID
-		}
-	}
-	if self != nil && self.IsState() {
-		st[store.StateKey{Type: self.Type, StateKey: *self.StateKey}] = self.ID
-	}
-	if _, ok := st[store.StateKey{Type: "m.room.create"}]; !ok {
-		return nil, fmt.Errorf("could not obtain the state at %s", eventID)
-	}
-	return st, nil
-}
-
-// unknownEvents returns the ids of those not stored here.
-func (s *Service) unknownEvents(ctx context.Context, ids []string) ([]string, error) {
-	have, err := s.Events(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	known := make(map[string]bool, len(have))
-	for _, e := range have {
-		known[e.ID] = true
-	}
-	var out []string
-	for _, x := range ids {
-		if !known[x] {
-			known[x] = true
-			out = append(out, x)
-		}
-	}
-	return out, nil
-}
-
-// commitFullState replaces a partial-state room's state: the join gets the
+// CompleteState replaces a partial-state room's state: the join gets the
 // full state before it, and the current state becomes that state with
 // every change made since the join on top. The room's members learnt this
 // way are recorded, the mark is cleared and waiting readers are released.
-func (s *Service) commitFullState(ctx context.Context, roomID string, p *partialJoin, join *pdu.Event, before store.StateMap) error {
-	r, err := s.lockRoom(ctx, roomID)
+// The events received since the join, checked against the partial state,
+// are checked again with check against the full one.
+func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Event, before store.StateMap, check AuthCheck) error {
+	v, ok := s.ps.rooms.Load(roomID)
+	if !ok {
+		return fmt.Errorf("room %s is not partial", roomID)
+	}
+	p := v.(*partialJoin)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return err
 	}
@@ -339,7 +107,7 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	// Events received since the join were checked against a partial
 	// state: checked again against the full one, those that fail are
 	// rejected now, and what they changed is undone.
-	undo, rejected, err := s.recheckSinceJoin(ctx, roomID, joinRow.Pos, before, partialBefore)
+	undo, rejected, err := s.recheckSinceJoin(ctx, roomID, joinRow.Pos, before, partialBefore, check)
 	if err != nil {
 		return err
 	}
@@ -355,7 +123,7 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 		}
 		return full, delta, removed
 	}
-	cur := r.stateIDs()
+	cur := r.StateIDs()
 	now, nowDelta, nowRemoved := completed(cur)
 	// The events received or sent since the join have partial states
 	// before them too: each such group gets its completed counterpart.
@@ -401,7 +169,7 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 	}
 	var found []string
 	for _, m := range members {
-		if srv := serverOf(*m.StateKey); membershipOf(m) == "join" && !known[srv] {
+		if srv := serverOf(*m.StateKey); MembershipOf(m) == "join" && !known[srv] {
 			known[srv] = true
 			found = append(found, srv)
 		}
@@ -475,7 +243,7 @@ func (s *Service) commitFullState(ctx context.Context, roomID string, p *partial
 			if serverOf(*m.StateKey) == s.serverName {
 				s.membershipsChanged(tx, *m.StateKey)
 			}
-			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: membershipOf(m), EventID: m.ID, Pos: joinRow.Pos})
+			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: MembershipOf(m), EventID: m.ID, Pos: joinRow.Pos})
 		}
 		// Our members' rooms change at a new position, so that their syncs
 		// wake and show the room again, now with its whole state.
@@ -604,7 +372,7 @@ func parentUnless(removed bool, parent int64) int64 {
 // (before: the full state before the join; partialBefore: the partial one
 // it replaces). It returns those that fail, and for each failing state
 // event the value it replaced ("" when it added its key).
-func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos int64, before, partialBefore store.StateMap) (map[string]string, []*pdu.Event, error) {
+func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos int64, before, partialBefore store.StateMap, check AuthCheck) (map[string]string, []*pdu.Event, error) {
 	rows, err := s.store.RoomEvents(ctx, roomID, joinPos, math.MaxInt64, false, recheckMax)
 	if err != nil {
 		return nil, nil, err
@@ -624,7 +392,7 @@ func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos i
 			groups[row.StateGroup] = partial
 		}
 		full, _ := completeState(before, partialBefore, partial, undo)
-		ev, err := s.parseRow(ctx, row)
+		ev, err := s.ParseRow(ctx, row)
 		if err != nil {
 			continue
 		}
@@ -636,7 +404,7 @@ func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos i
 			e, _ := s.Event(ctx, id)
 			return e
 		}
-		if s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(lookup)) == nil {
+		if check(ctx, ev, eventauth.AuthEventsFunc(lookup)) == nil {
 			continue
 		}
 		rejected = append(rejected, ev)
@@ -651,28 +419,6 @@ func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos i
 // state completes (those received while it was partial).
 const recheckMax = 10000
 
-// partialLookup is the state of a room joined with partial state, as an
-// event is checked against it: what the state lacks (members, mostly) is
-// taken from the event's own auth events, what it has is final. The
-// resync checks the event again against the full state (recheckSinceJoin).
-func partialLookup(state func(pdu.StateTuple) *pdu.Event, authEvs []*pdu.Event) func(pdu.StateTuple) *pdu.Event {
-	return func(t pdu.StateTuple) *pdu.Event {
-		if e := state(t); e != nil {
-			return e
-		}
-		for _, a := range authEvs {
-			if a.Type == t.Type && a.StateKey != nil && *a.StateKey == t.StateKey {
-				return a
-			}
-		}
-		return nil
-	}
-}
-
-// errPartialState refuses what another server may not do through us while
-// we lack the room's full state.
-var errPartialState = errcode.NotFound("this server is still fetching the room's state; try another server")
-
 // SenderMembersFromAuth finds, for a room joined with partial state, the
 // member events of senders that the room's state lacks among the auth
 // events of their events (a lazy-loading sync shows them). eventIDs are
@@ -681,7 +427,7 @@ func (s *Service) SenderMembersFromAuth(ctx context.Context, roomID string, even
 	if !s.IsPartialState(roomID) || len(senders) == 0 {
 		return nil, nil
 	}
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}

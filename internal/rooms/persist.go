@@ -32,7 +32,7 @@ func eventRow(ev *pdu.Event, roomID string, pos, group int64, unsigned []byte) *
 // groups, current state, memberships; nil for none), then the rows
 // derived from it (a redaction's effect, relations, history gaps and the
 // other domains' indexers). Publishing follows the commit (announce).
-func (s *Service) persist(ctx context.Context, tx *store.Tx, b *batch, pe *pending, group int64, applyState func() error) (*store.EventRow, error) {
+func (s *Service) persist(ctx context.Context, tx *store.Tx, b *Batch, pe *pending, group int64, applyState func() error) (*store.EventRow, error) {
 	ev := pe.ev
 	row := eventRow(ev, b.roomID, pe.pos, group, unsignedFor(pe))
 	if pe.txn != nil {

@@ -14,11 +14,11 @@ import (
 	"luxchat/internal/streamtoken"
 )
 
-// stateEntry reads one state entry of a group of roomID: from the room
+// StateEntry reads one state entry of a group of roomID: from the room
 // cache when the group is the room's current state (as it is for the
 // events since the last state change, most of a timeline), else through a
 // cache of entries (groups are immutable, so entries never go stale).
-func (s *Service) stateEntry(ctx context.Context, roomID string, group int64, t pdu.StateTuple) (*pdu.Event, error) {
+func (s *Service) StateEntry(ctx context.Context, roomID string, group int64, t pdu.StateTuple) (*pdu.Event, error) {
 	if group == 0 {
 		return nil, nil
 	}
@@ -48,7 +48,7 @@ func (s *Service) stateEntry(ctx context.Context, roomID string, group int64, t 
 	return s.Event(ctx, id)
 }
 
-func historyVisibility(ev *pdu.Event) string {
+func HistoryVisibility(ev *pdu.Event) string {
 	if ev == nil {
 		return "shared"
 	}
@@ -63,8 +63,8 @@ func historyVisibility(ev *pdu.Event) string {
 	return "shared"
 }
 
-// viewer answers history visibility questions for one user in one room.
-type viewer struct {
+// Viewer answers history visibility questions for one user in one room.
+type Viewer struct {
 	s        *Service
 	userID   string
 	current  string // the user's current membership
@@ -78,7 +78,7 @@ type viewer struct {
 // one it sets for their own member events, the one before it otherwise,
 // "leave" for none. Lookups are per state group, mostly the room's
 // current one, answered from the room cache.
-func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
+func (v *Viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
 		var e struct {
 			Content struct {
@@ -95,8 +95,8 @@ func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 		return m
 	}
 	m := "leave"
-	if ev, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
-		m = membershipOf(ev)
+	if ev, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
+		m = MembershipOf(ev)
 	}
 	if v.memberAt == nil {
 		v.memberAt = map[int64]string{}
@@ -109,12 +109,12 @@ func (v *viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 // of that room only), remembering its answers; m is the user's membership
 // row there, which answers for the events after it without a lookup.
 func (s *Service) MembershipLookup(m store.Membership) func(ctx context.Context, row *store.EventRow) string {
-	v := &viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos}
+	v := &Viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos}
 	return v.membershipAt
 }
 
-func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer, error) {
-	v := &viewer{s: s, userID: userID, byGroup: map[int64]bool{}}
+func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*Viewer, error) {
+	v := &Viewer{s: s, userID: userID, byGroup: map[int64]bool{}}
 	m, err := s.store.GetMembership(ctx, roomID, userID)
 	if err == nil && !m.Forgotten {
 		// A forgotten room is read as by someone never in it.
@@ -127,7 +127,7 @@ func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*viewer
 
 // canSee applies the history visibility rules to one event, using the
 // state before it.
-func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) {
+func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) {
 	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
 		return true, nil // users always see their own membership changes
 	}
@@ -137,22 +137,22 @@ func (v *viewer) canSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
 	}
-	hvEv, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hvEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
 	if err != nil {
 		return false, err
 	}
-	hv := historyVisibility(hvEv)
+	hv := HistoryVisibility(hvEv)
 	// The membership at the event matters unless the history is readable
 	// anyway (its lookup is per user, the visibility's per state group).
 	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
 	if !ok {
-		memEv, err := v.s.stateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
+		memEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
 		if err != nil {
 			return false, err
 		}
 		membership := ""
 		if memEv != nil {
-			membership = membershipOf(memEv)
+			membership = MembershipOf(memEv)
 		}
 		switch hv {
 		case "shared", "joined":
@@ -175,10 +175,16 @@ func (s *Service) MayRead(ctx context.Context, roomID, userID string) error {
 	return err
 }
 
+// Viewer answers history visibility questions for a user who may read
+// a room at all (see mayRead).
+func (s *Service) Viewer(ctx context.Context, roomID, userID string) (*Viewer, error) {
+	return s.mayRead(ctx, roomID, userID)
+}
+
 // mayRead checks that a user may read a room at all: a member now or
 // before (and the room not forgotten), or a world-readable room.
-func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, error) {
-	if _, err := s.versionOf(ctx, roomID); errors.Is(err, errUnknownRoom) {
+func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, error) {
+	if _, err := s.VersionOf(ctx, roomID); errors.Is(err, ErrUnknownRoom) {
 		return nil, errMayNotRead
 	} else if err != nil {
 		return nil, err
@@ -190,7 +196,7 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*viewer, 
 	if v.current != "" {
 		return v, nil
 	}
-	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && historyVisibility(hv) == "world_readable" {
+	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && HistoryVisibility(hv) == "world_readable" {
 		return v, nil
 	}
 	return nil, errMayNotRead
@@ -328,7 +334,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 			} else {
 				cursor = row.Pos
 			}
-			ok, err := v.canSee(ctx, row)
+			ok, err := v.CanSee(ctx, row)
 			if err != nil {
 				return nil, err
 			}
@@ -372,7 +378,7 @@ func (s *Service) withLazyMembers(ctx context.Context, q MessagesRequest, page *
 
 // CurrentStateEvent returns a piece of current state (or store.ErrNotFound).
 func (s *Service) CurrentStateEvent(ctx context.Context, roomID, typ, key string) (*pdu.Event, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -406,7 +412,7 @@ func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (st
 		}
 		return s.stateAfter(ctx, m.EventID)
 	}
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -414,7 +420,7 @@ func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (st
 	if v.current == "invite" || v.current == "knock" {
 		return nil, errcode.Forbidden("you are not joined to this room")
 	}
-	return r.stateIDs(), nil
+	return r.StateIDs(), nil
 }
 
 // stateAfter is the state after an event.
@@ -551,7 +557,7 @@ func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map
 	if err := s.WaitFullState(ctx, roomID); err != nil {
 		return nil, err
 	}
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -589,7 +595,7 @@ func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceI
 	if err != nil {
 		return nil, err
 	}
-	if ok, err := v.canSee(ctx, row); err != nil {
+	if ok, err := v.CanSee(ctx, row); err != nil {
 		return nil, err
 	} else if !ok {
 		return nil, errcode.NotFound("event not found")
@@ -663,10 +669,10 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 // Visible returns the rows (all of one room) that a user may see under
 // history visibility, in order.
 func (s *Service) Visible(ctx context.Context, roomID, userID, membership string, rows []*store.EventRow) ([]*store.EventRow, error) {
-	v := &viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}
+	v := &Viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}
 	out := rows[:0:0]
 	for _, row := range rows {
-		ok, err := v.canSee(ctx, row)
+		ok, err := v.CanSee(ctx, row)
 		if err != nil {
 			return nil, err
 		}

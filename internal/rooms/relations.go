@@ -176,7 +176,7 @@ func hasObject(content []byte, key string) bool {
 type relState struct {
 	off atomic.Bool
 	// cache maps a parent event id to its aggregations over every child
-	// (no viewer's ignore list applied); nil entries mark events without
+	// (no Viewer's ignore list applied); nil entries mark events without
 	// aggregated children. gen moves whenever a relation is written or
 	// removed, so that a reader never caches what it read before a change
 	// (see relationsChanged).
@@ -285,7 +285,7 @@ func (s *Service) bundles(ctx context.Context, userID string, upTo int64, ignore
 	return out, nil
 }
 
-// pageBundles are the aggregations of a page's events for one viewer.
+// pageBundles are the aggregations of a page's events for one Viewer.
 type pageBundles struct {
 	userID      string
 	withThreads bool
@@ -601,7 +601,7 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 
 // readerUpTo is the last position whose children a reader may be shown:
 // the leave (or ban) of a user who left, everything otherwise.
-func (s *Service) readerUpTo(ctx context.Context, roomID string, v *viewer) (int64, error) {
+func (s *Service) readerUpTo(ctx context.Context, roomID string, v *Viewer) (int64, error) {
 	if v.current != "leave" && v.current != "ban" {
 		return math.MaxInt64, nil
 	}
@@ -613,7 +613,7 @@ func (s *Service) readerUpTo(ctx context.Context, roomID string, v *viewer) (int
 }
 
 // withBundles renders rows for a user with their bundled aggregations.
-func (s *Service) withBundles(ctx context.Context, roomID string, v *viewer, rows []*store.EventRow, f Format) ([]json.RawMessage, error) {
+func (s *Service) withBundles(ctx context.Context, roomID string, v *Viewer, rows []*store.EventRow, f Format) ([]json.RawMessage, error) {
 	upTo, err := s.readerUpTo(ctx, roomID, v)
 	if err != nil {
 		return nil, err
@@ -632,7 +632,7 @@ func (s *Service) withBundles(ctx context.Context, roomID string, v *viewer, row
 
 // finishPage adds bundled aggregations to a /messages page (splicing them
 // into the events already rendered) and then its lazy-loaded members.
-func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *viewer, page *Page, shown []*store.EventRow, senders map[string]bool) (*Page, error) {
+func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *Viewer, page *Page, shown []*store.EventRow, senders map[string]bool) (*Page, error) {
 	if len(shown) > 0 && !s.rel.off.Load() {
 		upTo, err := s.readerUpTo(ctx, q.RoomID, v)
 		if err != nil {

@@ -36,10 +36,10 @@ type RelationsPage struct {
 	RecursionDepth *int              `json:"recursion_depth,omitempty"`
 }
 
-// parentFor returns a room event the user may see, as the viewer that
+// parentFor returns a room event the user may see, as the Viewer that
 // decided it; M_NOT_FOUND otherwise (also when the user may not read the
 // room, which must not be told apart from a missing event).
-func (s *Service) parentFor(ctx context.Context, roomID, eventID, userID string) (*viewer, *store.EventRow, error) {
+func (s *Service) parentFor(ctx context.Context, roomID, eventID, userID string) (*Viewer, *store.EventRow, error) {
 	v, err := s.mayRead(ctx, roomID, userID)
 	if err != nil {
 		if _, ok := errcode.As(err); ok {
@@ -54,7 +54,7 @@ func (s *Service) parentFor(ctx context.Context, roomID, eventID, userID string)
 	if err != nil {
 		return nil, nil, err
 	}
-	if ok, err := v.canSee(ctx, row); err != nil {
+	if ok, err := v.CanSee(ctx, row); err != nil {
 		return nil, nil, err
 	} else if !ok {
 		return nil, nil, errcode.NotFound("event not found")
@@ -127,7 +127,7 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 	}
 	visible := rows[:0]
 	for _, row := range rows {
-		ok, err := v.canSee(ctx, row)
+		ok, err := v.CanSee(ctx, row)
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +202,7 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 		if row == nil {
 			continue
 		}
-		if ok, err := v.canSee(ctx, row); err != nil {
+		if ok, err := v.CanSee(ctx, row); err != nil {
 			return nil, err
 		} else if ok {
 			rows = append(rows, row)
@@ -221,7 +221,7 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 		if !ignored[row.Sender] || row.Redacted {
 			continue
 		}
-		version, err := s.versionOf(ctx, q.RoomID)
+		version, err := s.VersionOf(ctx, q.RoomID)
 		if err != nil {
 			return nil, err
 		}

@@ -52,11 +52,11 @@ const MaxEventBytes = 65536
 // transaction returns the first event and stores nothing.
 func (s *Service) Send(ctx context.Context, roomID string, p Proto, txn *Txn) (string, error) {
 	if p.Type == "m.room.member" && p.StateKey != nil && membershipOfContent(p.Content) == "invite" {
-		if err := s.checkInvite(ctx, *p.StateKey, p.Sender); err != nil {
+		if err := s.CheckInvite(ctx, *p.StateKey, p.Sender); err != nil {
 			return "", err
 		}
 	}
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return "", err
 	}
@@ -77,7 +77,7 @@ func (s *Service) Send(ctx context.Context, roomID string, p Proto, txn *Txn) (s
 		return earlier(err)
 	}
 	b.events[0].txn = txn
-	if err := s.commit(ctx, b); err != nil {
+	if err := s.Commit(ctx, b); err != nil {
 		if errors.Is(err, store.ErrExists) && txn != nil {
 			return earlier(err)
 		}
@@ -88,8 +88,8 @@ func (s *Service) Send(ctx context.Context, roomID string, p Proto, txn *Txn) (s
 
 // batch is a run of events built on top of a room's cached state, committed
 // in one transaction. overlay holds the state the batch has changed.
-type batch struct {
-	r       *roomState
+type Batch struct {
+	r       *Room
 	roomID  string
 	overlay map[pdu.StateTuple]*pdu.Event
 	prev    []string
@@ -113,11 +113,11 @@ type pending struct {
 	remote   bool // received over federation: may replace a stored outlier
 }
 
-func (s *Service) newBatch(r *roomState) *batch {
-	return &batch{r: r, roomID: r.id, overlay: map[pdu.StateTuple]*pdu.Event{}, prev: r.extremities, depth: r.depth}
+func (s *Service) newBatch(r *Room) *Batch {
+	return &Batch{r: r, roomID: r.id, overlay: map[pdu.StateTuple]*pdu.Event{}, prev: r.extremities, depth: r.depth}
 }
 
-func (b *batch) lookup(t pdu.StateTuple) *pdu.Event {
+func (b *Batch) Lookup(t pdu.StateTuple) *pdu.Event {
 	if ev, ok := b.overlay[t]; ok {
 		return ev
 	}
@@ -125,7 +125,7 @@ func (b *batch) lookup(t pdu.StateTuple) *pdu.Event {
 }
 
 // add builds and authorises one event against the batch's state.
-func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error) {
+func (s *Service) add(ctx context.Context, b *Batch, p Proto) (*pdu.Event, error) {
 	v := b.r.version
 	if p.Content == nil {
 		p.Content = json.RawMessage("{}")
@@ -133,7 +133,7 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 	fields := eventauth.Fields{Version: v, Type: p.Type, Sender: p.Sender, StateKey: p.StateKey, Content: p.Content}
 	var authIDs []string
 	for _, t := range eventauth.SelectAuthEvents(fields) {
-		if ev := b.lookup(t); ev != nil {
+		if ev := b.Lookup(t); ev != nil {
 			authIDs = append(authIDs, ev.ID)
 		}
 	}
@@ -166,7 +166,7 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 	if len(ev.JSON()) > MaxEventBytes {
 		return nil, errcode.TooLarge("event is larger than %d bytes", MaxEventBytes)
 	}
-	if err := eventauth.Check(ev, eventauth.AuthEventsFunc(b.lookup), eventauth.WithSignatureCheck(s.signedBy)); err != nil {
+	if err := eventauth.Check(ev, eventauth.AuthEventsFunc(b.Lookup), eventauth.WithSignatureCheck(s.signedBy)); err != nil {
 		var na *eventauth.NotAllowed
 		if errors.As(err, &na) {
 			if na.Malformed {
@@ -178,7 +178,7 @@ func (s *Service) add(ctx context.Context, b *batch, p Proto) (*pdu.Event, error
 	}
 	pe := &pending{ev: ev}
 	if ev.IsState() {
-		pe.replaced = b.lookup(ev.Tuple())
+		pe.replaced = b.Lookup(ev.Tuple())
 		b.overlay[ev.Tuple()] = ev
 	}
 	if b.roomID == "" {
@@ -217,7 +217,7 @@ func (s *Service) createTS() int64 {
 }
 
 // refHashes returns the reference hashes of events, for format v1 PDUs.
-func (s *Service) refHashes(ctx context.Context, b *batch, ids []string) (map[string]string, error) {
+func (s *Service) refHashes(ctx context.Context, b *Batch, ids []string) (map[string]string, error) {
 	out := make(map[string]string, len(ids))
 	for _, id := range ids {
 		var ev *pdu.Event
@@ -240,7 +240,7 @@ func (s *Service) refHashes(ctx context.Context, b *batch, ids []string) (map[st
 
 // commit persists a batch in one transaction, then updates the room cache
 // and wakes up syncs. The caller holds b.r.mu.
-func (s *Service) commit(ctx context.Context, b *batch) error {
+func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	r := b.r
 	group, chain := r.group, r.chain
 	var full store.StateMap // built lazily when a chain is cut
@@ -302,7 +302,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 				}
 				k := store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}
 				if full == nil && (group == 0 || chain+1 > 32) {
-					full = r.stateIDs()
+					full = r.StateIDs()
 					for _, q := range b.events {
 						if q == pe {
 							break
@@ -324,7 +324,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 					return err
 				}
 				if ev.Type == "m.room.member" {
-					m := membershipOf(ev)
+					m := MembershipOf(ev)
 					members[*ev.StateKey] = m
 					return s.setMembership(ctx, tx, store.Membership{RoomID: b.roomID, UserID: *ev.StateKey, Membership: m, EventID: ev.ID, Pos: pos})
 				}
@@ -404,7 +404,7 @@ func (s *Service) commit(ctx context.Context, b *batch) error {
 }
 
 // stateIDs returns the room's current state as ids. Caller holds r.mu.
-func (r *roomState) stateIDs() store.StateMap {
+func (r *Room) StateIDs() store.StateMap {
 	m := make(store.StateMap, len(r.state)+8)
 	for t, ev := range r.state {
 		m[store.StateKey{Type: t.Type, StateKey: t.StateKey}] = ev.ID
@@ -429,7 +429,7 @@ func unsignedFor(pe *pending) []byte {
 // applyRedaction redacts the target of a redaction event when the rules of
 // "Handling redactions" allow it: the target is in the same room and the
 // redaction's sender has the redact power level or sent the target.
-func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *batch, red *pdu.Event) error {
+func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *Batch, red *pdu.Event) error {
 	row, err := tx.GetEvent(ctx, red.Redacts)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // the spec lets a redaction of an unknown event through
@@ -443,7 +443,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *batch, re
 	if row.Type == "m.room.create" {
 		return nil
 	}
-	pl := eventauth.RoomPowerLevels(b.lookup(pdu.StateTuple{Type: "m.room.create"}), b.lookup(pdu.StateTuple{Type: "m.room.power_levels"}))
+	pl := eventauth.RoomPowerLevels(b.Lookup(pdu.StateTuple{Type: "m.room.create"}), b.Lookup(pdu.StateTuple{Type: "m.room.power_levels"}))
 	if row.Sender != red.Sender && pl.UserLevel(red.Sender) < pl.Redact() {
 		return nil
 	}
@@ -538,7 +538,7 @@ func (s *Service) SendState(ctx context.Context, roomID string, p Proto) (string
 		p.Content = s.withoutStaleAuthoriser(ctx, roomID, p.Sender, p.Content)
 	}
 	if p.StateKey != nil && p.Type != "m.room.member" {
-		r, err := s.lockRoom(ctx, roomID)
+		r, err := s.LockRoom(ctx, roomID)
 		if err != nil {
 			return "", err
 		}
@@ -563,13 +563,13 @@ func (s *Service) withoutStaleAuthoriser(ctx context.Context, roomID, userID str
 	if _, ok := c["join_authorised_via_users_server"]; !ok || membershipOfContent(content) != "join" {
 		return content
 	}
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return content
 	}
 	cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
 	r.mu.Unlock()
-	if cur == nil || membershipOf(cur) != "join" {
+	if cur == nil || MembershipOf(cur) != "join" {
 		return content
 	}
 	delete(c, "join_authorised_via_users_server")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,7 +40,7 @@ type Service struct {
 	log        *slog.Logger
 
 	mu    sync.Mutex
-	rooms map[string]*roomState
+	rooms map[string]*Room
 
 	events       *genCache[*pdu.Event]
 	bases        *genCache[[]byte] // client form of events, see ClientEvent
@@ -61,19 +62,21 @@ type Service struct {
 
 	rel relState // bundled aggregations, see relations.go
 
-	bf backfillState // history fetched from other servers, see backfill.go
+	bf       backfillPositions // of history fetched from other servers, see backfill.go
+	outliers outlierPositions  // see received.go
 
-	fed   *fedState     // see SetFederation; nil without federation
-	ps    partialStates // rooms joined with partial state, see partialstate.go
-	hooks Hooks         // what other domains do as events commit
+	remote Remote        // rooms over federation (package roomfed); may be nil
+	ps     partialStates // rooms joined with partial state, see partialstate.go
+	hooks  Hooks         // what other domains do as events commit
 }
 
 // New returns the rooms service; hooks are what the other domains do as
-// events commit (the server's wiring lists them).
-func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger, hooks Hooks) *Service {
+// events commit (the server's wiring lists them), remote what reaches
+// other servers (the server's wiring passes the room federation).
+func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger, hooks Hooks, remote Remote) *Service {
 	s := &Service{
-		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log, hooks: hooks,
-		rooms:       map[string]*roomState{},
+		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log, hooks: hooks, remote: remote,
+		rooms:       map[string]*Room{},
 		events:      newGenCache[*pdu.Event](4000),
 		bases:       newGenCache[[]byte](5000),
 		entries:     newGenCache[string](20000),
@@ -87,9 +90,10 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	return s
 }
 
-// roomState is the cached current state of one room and its serial writer.
-// Every field is guarded by mu.
-type roomState struct {
+// Room is the cached current state of one room and its serial writer.
+// Every field is guarded by mu: a *Room is handed out locked (LockRoom)
+// and read through its methods until Unlock.
+type Room struct {
 	mu          sync.Mutex
 	id          string
 	version     *roomversion.Version
@@ -103,13 +107,13 @@ type roomState struct {
 	latestPos   int64
 }
 
-// room returns the locked state of a room, loading it on first use.
-// ErrUnknownRoom when the room does not exist here.
-func (s *Service) lockRoom(ctx context.Context, roomID string) (*roomState, error) {
+// LockRoom returns the locked state of a room, loading it on first use;
+// the caller unlocks it. ErrUnknownRoom when the room does not exist here.
+func (s *Service) LockRoom(ctx context.Context, roomID string) (*Room, error) {
 	s.mu.Lock()
 	r, ok := s.rooms[roomID]
 	if !ok {
-		r = &roomState{id: roomID}
+		r = &Room{id: roomID}
 		s.rooms[roomID] = r
 	}
 	s.mu.Unlock()
@@ -130,13 +134,13 @@ func (s *Service) lockRoom(ctx context.Context, roomID string) (*roomState, erro
 	return r, nil
 }
 
-// errUnknownRoom is returned for rooms this server does not know.
-var errUnknownRoom = errcode.NotFound("unknown room")
+// ErrUnknownRoom is returned for rooms this server does not know.
+var ErrUnknownRoom = errcode.NotFound("unknown room")
 
-func (s *Service) load(ctx context.Context, r *roomState) error {
+func (s *Service) load(ctx context.Context, r *Room) error {
 	room, err := s.store.GetRoom(ctx, r.id)
 	if errors.Is(err, store.ErrNotFound) {
-		return errUnknownRoom
+		return ErrUnknownRoom
 	}
 	if err != nil {
 		return err
@@ -162,7 +166,7 @@ func (s *Service) load(ctx context.Context, r *roomState) error {
 	}
 	for _, ev := range evs {
 		r.state[ev.Tuple()] = ev
-		if ev.Type == "m.room.member" && membershipOf(ev) == "join" {
+		if ev.Type == "m.room.member" && MembershipOf(ev) == "join" {
 			r.joined[*ev.StateKey] = struct{}{}
 		}
 	}
@@ -197,7 +201,7 @@ func (s *Service) load(ctx context.Context, r *roomState) error {
 
 // Version returns a room's version, or an M_NOT_FOUND error.
 func (s *Service) Version(ctx context.Context, roomID string) (*roomversion.Version, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +218,7 @@ func (s *Service) Event(ctx context.Context, id string) (*pdu.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.parseRow(ctx, row)
+	return s.ParseRow(ctx, row)
 }
 
 // Events returns parsed events by id (missing ones are skipped).
@@ -239,8 +243,8 @@ func (s *Service) Events(ctx context.Context, ids []string) ([]*pdu.Event, error
 	return append(out, parsed...), nil
 }
 
-func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event, error) {
-	v, err := s.versionOf(ctx, row.RoomID)
+func (s *Service) ParseRow(ctx context.Context, row *store.EventRow) (*pdu.Event, error) {
+	v, err := s.VersionOf(ctx, row.RoomID)
 	if err != nil {
 		return nil, err
 	}
@@ -252,15 +256,15 @@ func (s *Service) parseRow(ctx context.Context, row *store.EventRow) (*pdu.Event
 	return ev, nil
 }
 
-// versionOf returns a room's version without taking the room's writer lock
+// VersionOf returns a room's version without taking the room's writer lock
 // (which the caller may hold). Versions never change, so they are cached.
-func (s *Service) versionOf(ctx context.Context, roomID string) (*roomversion.Version, error) {
+func (s *Service) VersionOf(ctx context.Context, roomID string) (*roomversion.Version, error) {
 	if v, ok := s.versions.Load(roomID); ok {
 		return v.(*roomversion.Version), nil
 	}
 	room, err := s.store.GetRoom(ctx, roomID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errUnknownRoom
+		return nil, ErrUnknownRoom
 	}
 	if err != nil {
 		return nil, fmt.Errorf("room %s: %w", roomID, err)
@@ -273,10 +277,17 @@ func (s *Service) versionOf(ctx context.Context, roomID string) (*roomversion.Ve
 	return v, nil
 }
 
-func membershipOf(ev *pdu.Event) string {
+func MembershipOf(ev *pdu.Event) string {
 	var c struct {
 		Membership string `json:"membership"`
 	}
 	_ = json.Unmarshal(ev.Content, &c)
 	return c.Membership
+}
+
+func serverOf(s string) string {
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		return s[i+1:]
+	}
+	return ""
 }

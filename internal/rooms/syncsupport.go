@@ -22,12 +22,12 @@ func (s *Service) LatestPos(roomID string) int64 {
 
 // CurrentStateIDs returns a room's current state.
 func (s *Service) CurrentStateIDs(ctx context.Context, roomID string) (store.StateMap, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
 	defer r.mu.Unlock()
-	return r.stateIDs(), nil
+	return r.StateIDs(), nil
 }
 
 // RenderState renders state events for a user. Rows already at hand (by
@@ -63,8 +63,8 @@ func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID str
 // as they were when the invite or knock was sent (later changes are for
 // members only), plus the user's own member event and the inviter's.
 func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
-	if _, err := s.versionOf(ctx, roomID); err != nil {
-		if st := s.RemoteStrippedState(ctx, roomID, userID); st != nil && errors.Is(err, errUnknownRoom) {
+	if _, err := s.VersionOf(ctx, roomID); err != nil {
+		if st := s.RemoteStrippedState(ctx, roomID, userID); st != nil && errors.Is(err, ErrUnknownRoom) {
 			return st, nil // an invite or knock to a room not known here
 		}
 		return nil, err
@@ -78,8 +78,8 @@ func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]j
 		return nil, err
 	}
 	var evs []*pdu.Event
-	for _, t := range strippedTypes {
-		ev, err := s.stateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: t})
+	for _, t := range StrippedTypes {
+		ev, err := s.StateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: t})
 		if err != nil {
 			return nil, err
 		}
@@ -87,13 +87,13 @@ func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]j
 			evs = append(evs, ev)
 		}
 	}
-	own, err := s.parseRow(ctx, row)
+	own, err := s.ParseRow(ctx, row)
 	if err != nil {
 		return nil, err
 	}
 	evs = append(evs, own)
 	if own.Sender != userID {
-		inviter, err := s.stateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: own.Sender})
+		inviter, err := s.StateEntry(ctx, roomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: own.Sender})
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +103,7 @@ func (s *Service) StrippedState(ctx context.Context, roomID, userID string) ([]j
 	}
 	out := make([]json.RawMessage, 0, len(evs))
 	for _, ev := range evs {
-		out = append(out, strippedEvent(ev))
+		out = append(out, StrippedEvent(ev))
 	}
 	return out, nil
 }
@@ -118,7 +118,7 @@ type Summary struct {
 // RoomSummary counts members and picks up to five heroes (other members,
 // by user id) for rooms without a name.
 func (s *Service) RoomSummary(ctx context.Context, roomID, userID string) (*Summary, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (s *Service) RoomSummary(ctx context.Context, roomID, userID string) (*Summ
 		if t.Type != "m.room.member" {
 			continue
 		}
-		switch membershipOf(ev) {
+		switch MembershipOf(ev) {
 		case "join":
 			sum.JoinedMemberCount++
 			if t.StateKey != userID {
@@ -160,7 +160,7 @@ func (s *Service) RoomSummary(ctx context.Context, roomID, userID string) (*Summ
 // CanSendState reports whether a user's power level allows sending a state
 // event of this type in the room now.
 func (s *Service) CanSendState(ctx context.Context, roomID, userID, typ string) bool {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return false
 	}
@@ -174,7 +174,7 @@ func (s *Service) CanSendState(ctx context.Context, roomID, userID, typ string) 
 
 // IsJoined reports whether a user is joined to a room now.
 func (s *Service) IsJoined(ctx context.Context, roomID, userID string) (bool, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return false, err
 	}

@@ -28,7 +28,7 @@ func (s *Service) Upgrade(ctx context.Context, userID, roomID, newVersion string
 		return "", errcode.UnsupportedRoomVersion("room version %q is not supported", newVersion)
 	}
 	// Read what the new room needs under the old room's lock.
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.LockRoom(ctx, roomID)
 	if err != nil {
 		return "", err
 	}

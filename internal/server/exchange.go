@@ -11,18 +11,16 @@ import (
 )
 
 // setupExchange builds the outbound queue and the exchange of EDUs and
-// queries with other servers (their hooks are in the wiring) and gives
-// rooms the federation client.
+// queries with other servers (their hooks are in the wiring).
 func (s *Server) setupExchange() {
 	if s.Federation == nil {
 		return
 	}
 	cfg := s.Config
-	s.Rooms.SetFederation(s.roomsFederation(s.policy))
 	s.Outbox = federation.NewQueue(cfg.ServerName, s.Store, s.policy, s.Federation, s.Log, federation.QueueOptions{
 		RetryMin: cfg.Federation.RetryBaseDelay, RetryMax: cfg.Federation.RetryMaxDelay,
 	})
-	s.Exchange = exchange.New(cfg.ServerName, s.Outbox, s.Federation, s.Store, s.Rooms, s.Sync, s.E2EE, s.Log)
+	s.Exchange = exchange.New(cfg.ServerName, s.Outbox, s.Federation, s.Store, s.Rooms, s.RoomFed, s.Sync, s.E2EE, s.Log)
 	if s.metrics != nil {
 		s.metrics.MustRegister(outboxCollector{s.Outbox})
 	}

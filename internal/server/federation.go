@@ -68,7 +68,7 @@ func (s *Server) setupFederationListener(clientRouter *httputil.Router) error {
 	rt := httputil.NewRouter(nil, cfg.Limits.MaxRequestBytes, s.Log)
 	guardRouter(rt, cfg)
 	api := &fedapi.API{Config: cfg, Keys: s.Keys, Policy: s.policy, Accounts: s.Accounts, Media: s.Media, Directory: s.Directory,
-		Rooms: s.Rooms, Exchange: s.Exchange, Contacted: s.Outbox.Contacted, E2EE: s.E2EE, DeviceStreamID: s.Exchange.DeviceListStreamID}
+		Rooms: s.Rooms, RoomFed: s.RoomFed, Exchange: s.Exchange, Contacted: s.Outbox.Contacted, E2EE: s.E2EE, DeviceStreamID: s.Exchange.DeviceListStreamID}
 	rt.Servers = api // X-Matrix request authentication
 	fedapi.Register(rt, api)
 	s.fedHandler = rt

@@ -33,6 +33,7 @@ import (
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
+	"luxchat/internal/roomfed"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
 	"luxchat/internal/store"
@@ -54,6 +55,9 @@ type Server struct {
 
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
+	// RoomFed is rooms over federation: served to and received from
+	// other servers, joins through them, backfill, partial state.
+	RoomFed *roomfed.Service
 	// Federation and Keys are nil when federation.enabled is false.
 	Federation *federation.Client
 	Keys       *federation.Keys
@@ -109,7 +113,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	// connect it to the others.
 	notifier := sync.NewNotifier(st.Streams.Sync()...)
 	s.Accounts = accounts.New(cfg, st, log, s.accountHooks())
-	s.Rooms = rooms.New(cfg, st, key, notifier, log, s.roomHooks())
+	s.Rooms = rooms.New(cfg, st, key, notifier, log, s.roomHooks(), roomsRemote{s})
+	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, notifier, sync.NewTyping(), log, s.syncHooks())
 	s.Directory = directory.New(cfg, st, s.Rooms, s.directoryRemote(), log)
@@ -140,6 +145,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Reports = reports.New(st, s.Rooms, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
+	api.RoomFed = s.RoomFed
 	api.Register(rt)
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
@@ -218,7 +224,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	go s.housekeeping(ctx)
 	s.startExchange(ctx)
-	if err := s.Rooms.ResumePartialJoins(ctx); err != nil {
+	if err := s.RoomFed.ResumePartialJoins(ctx); err != nil {
 		s.Log.Error("partial-state joins: resume", "err", err)
 	}
 	go s.Push.Run(ctx)
@@ -242,7 +248,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
 	}
-	s.Rooms.StopBackground()
+	s.RoomFed.StopBackground()
 	s.stopExchange()
 	return errors.Join(err, s.Store.Close())
 }

@@ -10,6 +10,7 @@ import (
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
+	"luxchat/internal/roomfed"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
 	"luxchat/internal/sync"
@@ -27,6 +28,8 @@ type API struct {
 	Push *notifications.Service
 	// Directory serves /publicRooms, the user directory and /hierarchy.
 	Directory *directory.Service
+	// RoomFed reaches other servers' rooms: aliases, jumps to a date.
+	RoomFed *roomfed.Service
 	// Search, Reports and Notices are optional: nil leaves their routes
 	// out.
 	Search  *search.Service

@@ -18,7 +18,7 @@ func (a *API) roomAndServers(r *httputil.Request, idOrAlias string) (string, []s
 			return "", nil, errcode.InvalidParam("invalid room alias")
 		}
 		if idOrAlias[i+1:] != a.Config.ServerName {
-			return a.Rooms.QueryAlias(r.Context(), idOrAlias)
+			return a.RoomFed.QueryAlias(r.Context(), idOrAlias)
 		}
 	}
 	roomID, err := a.resolveRoom(r, idOrAlias)

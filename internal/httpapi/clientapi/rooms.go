@@ -477,7 +477,7 @@ func (a *API) timestampToEvent(r *httputil.Request) (any, error) {
 	if dir != "b" && dir != "f" {
 		return nil, errcode.InvalidParam("dir must be b or f")
 	}
-	return a.Rooms.TimestampToEvent(r.Context(), r.Var("roomId"), r.Session.UserID, ts, dir == "b")
+	return a.RoomFed.TimestampToEvent(r.Context(), r.Var("roomId"), r.Session.UserID, ts, dir == "b")
 }
 
 // GET /rooms/{roomId}/aliases
@@ -504,7 +504,7 @@ func (a *API) getAlias(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	if !strings.HasSuffix(alias, ":"+a.Config.ServerName) {
-		roomID, servers, err := a.Rooms.QueryAlias(r.Context(), alias)
+		roomID, servers, err := a.RoomFed.QueryAlias(r.Context(), alias)
 		if err != nil {
 			return nil, err
 		}

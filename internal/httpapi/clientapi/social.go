@@ -44,7 +44,7 @@ func (a *API) roomSummary(r *httputil.Request) (any, error) {
 			// Anonymous callers do not get to make us contact other servers.
 			return nil, errcode.NotFound("room alias %s not found", idOrAlias)
 		}
-		roomID, servers, err := a.Rooms.QueryAlias(r.Context(), idOrAlias)
+		roomID, servers, err := a.RoomFed.QueryAlias(r.Context(), idOrAlias)
 		if err != nil {
 			return nil, err
 		}

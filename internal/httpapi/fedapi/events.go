@@ -46,7 +46,7 @@ func (a *API) timestampToEvent(r *httputil.Request) (any, error) {
 	if dir != "b" && dir != "f" {
 		return nil, errcode.InvalidParam("dir must be b or f")
 	}
-	return a.Rooms.ServeTimestampToEvent(r.Context(), origin, roomID, ts, dir == "b")
+	return a.RoomFed.ServeTimestampToEvent(r.Context(), origin, roomID, ts, dir == "b")
 }
 
 // GET /_matrix/federation/v1/event/{eventId}
@@ -55,7 +55,7 @@ func (a *API) getEvent(r *httputil.Request) (any, error) {
 	if a.Rooms == nil {
 		return nil, errcode.Unrecognized("rooms are not served over federation here")
 	}
-	raw, roomID, err := a.Rooms.EventForServer(r.Context(), origin, r.Var("eventId"))
+	raw, roomID, err := a.RoomFed.EventForServer(r.Context(), origin, r.Var("eventId"))
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (a *API) stateAt(r *httputil.Request, origin string) (state, chain []string
 	if eventID == "" {
 		return nil, nil, errcode.MissingParam("event_id is required")
 	}
-	return a.Rooms.StateForServer(r.Context(), origin, roomID, eventID)
+	return a.RoomFed.StateForServer(r.Context(), origin, roomID, eventID)
 }
 
 // GET /_matrix/federation/v1/state_ids/{roomId}
@@ -112,7 +112,7 @@ func (a *API) getEventAuth(r *httputil.Request) (any, error) {
 	if err := a.roomGuard(r, origin, roomID); err != nil {
 		return nil, err
 	}
-	chain, err := a.Rooms.EventAuthForServer(r.Context(), origin, roomID, r.Var("eventId"))
+	chain, err := a.RoomFed.EventAuthForServer(r.Context(), origin, roomID, r.Var("eventId"))
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (a *API) backfill(r *httputil.Request) (any, error) {
 	if limit < 1 {
 		return nil, errcode.InvalidParam("limit must be a positive integer")
 	}
-	pdus, err := a.Rooms.Backfill(r.Context(), origin, roomID, from, int(min(limit, maxBackfill)))
+	pdus, err := a.RoomFed.Backfill(r.Context(), origin, roomID, from, int(min(limit, maxBackfill)))
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +183,7 @@ func (a *API) getMissingEvents(r *httputil.Request) (any, error) {
 	if limit < 1 {
 		return map[string]any{"events": []json.RawMessage{}}, nil
 	}
-	evs, err := a.Rooms.MissingEvents(r.Context(), origin, roomID, body.EarliestEvents, body.LatestEvents, min(limit, maxBackfill), body.MinDepth)
+	evs, err := a.RoomFed.MissingEvents(r.Context(), origin, roomID, body.EarliestEvents, body.LatestEvents, min(limit, maxBackfill), body.MinDepth)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
-	"luxchat/internal/rooms"
+	"luxchat/internal/roomfed"
 )
 
 // makeMembership serves make_join, make_leave and make_knock.
@@ -22,7 +22,7 @@ func (a *API) makeMembership(r *httputil.Request, origin, membership string) (an
 	if len(versions) == 0 {
 		versions = []string{"1"} // the spec's default when ver is absent
 	}
-	version, tmpl, err := a.Rooms.MakeMembership(r.Context(), origin, roomID, userID, membership, versions)
+	version, tmpl, err := a.RoomFed.MakeMembership(r.Context(), origin, roomID, userID, membership, versions)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func (a *API) makeKnock(r *httputil.Request) (any, error) {
 
 // sendMembership checks a send_join/leave/knock request's room and hands
 // its event to the rooms domain.
-func (a *API) sendMembership(r *httputil.Request, origin, membership string, omitMembers bool) (*rooms.SendMembershipResult, error) {
+func (a *API) sendMembership(r *httputil.Request, origin, membership string, omitMembers bool) (*roomfed.SendMembershipResult, error) {
 	roomID := r.Var("roomId")
 	if err := a.roomGuard(r, origin, roomID); err != nil {
 		return nil, err
@@ -55,7 +55,7 @@ func (a *API) sendMembership(r *httputil.Request, origin, membership string, omi
 	if err != nil {
 		return nil, err
 	}
-	return a.Rooms.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), membership, raw, omitMembers)
+	return a.RoomFed.SendMembership(r.Context(), origin, roomID, r.Var("eventId"), membership, raw, omitMembers)
 }
 
 func (a *API) readEvent(r *httputil.Request) (json.RawMessage, error) {
@@ -161,7 +161,7 @@ func (a *API) invite(r *httputil.Request) (any, error) {
 	if ok, err := a.Rooms.ServerACLAllows(r.Context(), roomID, origin); err == nil && !ok {
 		return nil, errcode.Forbidden("server %s is denied by the room's server ACL", origin)
 	}
-	signed, err := a.Rooms.ReceiveInvite(r.Context(), origin, roomID, r.Var("eventId"), body.RoomVersion, body.Event, body.InviteRoomState)
+	signed, err := a.RoomFed.ReceiveInvite(r.Context(), origin, roomID, r.Var("eventId"), body.RoomVersion, body.Event, body.InviteRoomState)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/media"
+	"luxchat/internal/roomfed"
 	"luxchat/internal/rooms"
 )
 
@@ -23,8 +24,9 @@ type API struct {
 	Media    *media.Service // serves local media to other servers
 	// Directory serves /publicRooms and /hierarchy; nil: no such routes.
 	Directory *directory.Service
-	// Rooms serves rooms to other servers; nil: no room routes.
-	Rooms *rooms.Service
+	// Rooms and RoomFed serve rooms to other servers; nil: no room routes.
+	Rooms   *rooms.Service
+	RoomFed *roomfed.Service
 	// Exchange runs inbound transactions (their PDUs and EDUs).
 	Exchange *exchange.Service
 	// Contacted is told of every authenticated origin (retry its queue).

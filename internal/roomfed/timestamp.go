@@ -1,4 +1,4 @@
-package rooms
+package roomfed
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func closer(a, b *NearEvent, backwards bool) bool {
 // TimestampToEvent answers a client: the visible event closest to ts,
 // before it (backwards) or after it.
 func (s *Service) TimestampToEvent(ctx context.Context, roomID, userID string, ts int64, backwards bool) (*NearEvent, error) {
-	v, err := s.mayRead(ctx, roomID, userID)
+	v, err := s.rooms.Viewer(ctx, roomID, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func (s *Service) TimestampToEvent(ctx context.Context, roomID, userID string, t
 	if err != nil {
 		return nil, errcode.NotFound("no event found")
 	}
-	if ok, err := v.canSee(ctx, row); err != nil || !ok {
+	if ok, err := v.CanSee(ctx, row); err != nil || !ok {
 		return nil, errcode.NotFound("no event found")
 	}
 	return best, nil
@@ -80,7 +80,7 @@ func (s *Service) remoteNearEvent(ctx context.Context, roomID string, ts int64, 
 	if !s.federated() {
 		return nil
 	}
-	servers, err := s.RoomServers(ctx, roomID)
+	servers, err := s.rooms.RoomServers(ctx, roomID)
 	if err != nil {
 		return nil
 	}
@@ -95,11 +95,11 @@ func (s *Service) remoteNearEvent(ctx context.Context, roomID string, ts int64, 
 		if sv == s.serverName || asked == tsRemoteServers {
 			continue
 		}
-		if s.fed.f.Allowed != nil && s.fed.f.Allowed(sv) != nil {
+		if s.f.Allowed != nil && s.f.Allowed(sv) != nil {
 			continue
 		}
 		asked++
-		near, err := s.fed.f.Client.TimestampToEvent(fctx, sv, roomID, ts, dir)
+		near, err := s.f.Client.TimestampToEvent(fctx, sv, roomID, ts, dir)
 		if err != nil {
 			continue
 		}
@@ -131,30 +131,4 @@ func (s *Service) reachEvent(ctx context.Context, roomID, eventID string) bool {
 		}
 	}
 	return false
-}
-
-// ServeTimestampToEvent answers another server: the event closest to ts
-// that the server may see.
-func (s *Service) ServeTimestampToEvent(ctx context.Context, server, roomID string, ts int64, backwards bool) (*NearEvent, error) {
-	if _, err := s.versionOf(ctx, roomID); err != nil {
-		return nil, err
-	}
-	v, err := s.newServerView(ctx, roomID, server)
-	if err != nil {
-		return nil, err
-	}
-	if !v.joined {
-		return nil, errcode.Forbidden("server %s has no user in this room", server)
-	}
-	row, err := s.store.EventNearTS(ctx, roomID, ts, backwards)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errcode.NotFound("no event found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	if ok, err := v.canSee(ctx, row); err != nil || !ok {
-		return nil, errcode.NotFound("no event found")
-	}
-	return &NearEvent{EventID: row.EventID, OriginServerTS: row.OriginTS}, nil
 }

@@ -1,4 +1,4 @@
-package rooms
+package roomfed
 
 import (
 	"context"
@@ -18,20 +18,13 @@ import (
 	"luxchat/internal/matrix/id"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
 
-// Federation is what the rooms service needs to share rooms with other
-// servers; the server wiring passes it.
-type Federation struct {
-	// Client makes the requests to other servers: the wire protocol is
-	// the federation package's.
-	Client *federation.Client
-	// VerifyKey returns a server's public key valid at ts (milliseconds).
-	VerifyKey func(ctx context.Context, server, keyID string, ts int64) (ed25519.PublicKey, error)
-	// Allowed returns nil when a server may federate with this one.
-	Allowed func(server string) error
-}
+// The inbound pipeline: the checks on receipt of a PDU, in the spec's
+// order, and the fetches that fill what it lacks; an accepted event is
+// committed by rooms.
 
 // Bounds on the work one inbound event may cause, so that a deep prev
 // chain or a huge auth chain cannot stall a room.
@@ -43,38 +36,6 @@ const (
 	fetchParallel    = 8
 	fetchTimeout     = 30 * time.Second
 )
-
-// fedState holds what federated rooms add to the service.
-type fedState struct {
-	f *Federation
-
-	mu         sync.Mutex
-	outlierPos int64 // the last negative position handed out; 0: not loaded
-}
-
-// SetFederation enables federated rooms. Call before the service handles
-// events.
-func (s *Service) SetFederation(f *Federation) { s.fed = &fedState{f: f} }
-
-// federated reports whether other servers can be reached.
-func (s *Service) federated() bool { return s.fed != nil && s.fed.f != nil }
-
-// nextOutlierPos hands out the positions of events kept outside timelines:
-// negative, decreasing, so that no timeline query (all read positions
-// above zero) ever returns them.
-func (s *Service) nextOutlierPos(ctx context.Context) (int64, error) {
-	s.fed.mu.Lock()
-	defer s.fed.mu.Unlock()
-	if s.fed.outlierPos == 0 {
-		m, err := s.store.MinEventPos(ctx)
-		if err != nil {
-			return 0, err
-		}
-		s.fed.outlierPos = min(m, 0)
-	}
-	s.fed.outlierPos--
-	return s.fed.outlierPos, nil
-}
 
 // PDUResult is the outcome of one PDU of a transaction: nil when handled
 // (accepted, soft-failed, already known, or rejected by the authorisation
@@ -97,8 +58,8 @@ func (s *Service) ParsePDU(ctx context.Context, raw json.RawMessage) (*pdu.Event
 	if err := json.Unmarshal(raw, &head); err != nil || head.RoomID == "" {
 		return nil, errcode.BadJSON("PDU has no room_id")
 	}
-	v, err := s.versionOf(ctx, head.RoomID)
-	if errors.Is(err, errUnknownRoom) {
+	v, err := s.rooms.VersionOf(ctx, head.RoomID)
+	if errors.Is(err, rooms.ErrUnknownRoom) {
 		// A room not known here may still hold a local user's invite,
 		// whose end is parsed with the invite's room version.
 		if id, rerr := s.store.RemoteRoomVersion(ctx, head.RoomID); rerr == nil {
@@ -127,7 +88,7 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, evs []*pdu.Eve
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Depth < evs[j].Depth })
 	ctx = s.preverify(ctx, evs)
 	if len(evs) > 0 {
-		if _, err := s.versionOf(ctx, evs[0].RoomID); errors.Is(err, errUnknownRoom) {
+		if _, err := s.rooms.VersionOf(ctx, evs[0].RoomID); errors.Is(err, rooms.ErrUnknownRoom) {
 			// A room not known here: only the end of a local user's
 			// invite (or knock) can concern this server.
 			for _, ev := range evs {
@@ -188,17 +149,17 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	}
 	// Fast path: the event extends the room's current extremities, so the
 	// state before it is the current state.
-	r, err := s.lockRoom(ctx, ev.RoomID)
+	r, err := s.rooms.LockRoom(ctx, ev.RoomID)
 	if err != nil {
 		return err
 	}
-	if sameSet(ev.PrevEvents, r.extremities) {
-		defer r.mu.Unlock()
+	if sameSet(ev.PrevEvents, r.Extremities()) {
+		defer r.Unlock()
 		if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
 			return nil // stored meanwhile by a concurrent transaction
 		}
-		current := func(t pdu.StateTuple) *pdu.Event { return r.state[t] }
-		if s.IsPartialState(ev.RoomID) {
+		current := r.State
+		if s.rooms.IsPartialState(ev.RoomID) {
 			current = partialLookup(current, authEvs)
 		}
 		if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(current)); err != nil {
@@ -206,7 +167,7 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 		}
 		return s.commitLinear(ctx, r, ev, origin)
 	}
-	r.mu.Unlock()
+	r.Unlock()
 
 	before, err := s.stateBefore(ctx, origin, ev, fillGaps)
 	if err != nil {
@@ -216,7 +177,7 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	if err != nil {
 		return err
 	}
-	partial := s.IsPartialState(ev.RoomID)
+	partial := s.rooms.IsPartialState(ev.RoomID)
 	var beforeAuth eventauth.AuthEvents = beforeEvs
 	if partial {
 		beforeAuth = eventauth.AuthEventsFunc(partialLookup(beforeEvs.Get, authEvs))
@@ -229,22 +190,22 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 		}
 		return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
 	}
-	r, err = s.lockRoom(ctx, ev.RoomID)
+	r, err = s.rooms.LockRoom(ctx, ev.RoomID)
 	if err != nil {
 		return err
 	}
-	defer r.mu.Unlock()
+	defer r.Unlock()
 	if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
 		return nil // stored meanwhile (a gap filler of another transaction)
 	}
-	if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event { return r.state[t] })); err != nil && !partial {
+	if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(r.State)); err != nil && !partial {
 		s.log.Info("federation: event soft-failed", "event_id", ev.ID, "room_id", ev.RoomID, "err", err)
-		return s.storeSoftFailed(ctx, ev, before)
+		return s.rooms.StoreSoftFailed(ctx, ev, before)
 	}
-	if sameStateIDs(before, r.stateIDs()) && containsAll(ev.PrevEvents, r.extremities) {
+	if rooms.SameState(before, r.StateIDs()) && containsAll(ev.PrevEvents, r.Extremities()) {
 		return s.commitLinear(ctx, r, ev, origin)
 	}
-	return s.commitFork(ctx, r, ev, before, origin)
+	return s.rooms.CommitFork(ctx, r, ev, before, origin)
 }
 
 func sameSet(a, b []string) bool {
@@ -262,18 +223,6 @@ func sameSet(a, b []string) bool {
 func containsAll(set, items []string) bool {
 	for _, x := range items {
 		if !slices.Contains(set, x) {
-			return false
-		}
-	}
-	return true
-}
-
-func sameStateIDs(a, b store.StateMap) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
 			return false
 		}
 	}
@@ -345,7 +294,7 @@ func (s *Service) verifySignature(ctx context.Context, ev *pdu.Event, server str
 			pub = s.key.Public()
 		} else {
 			kctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-			k, err := s.fed.f.VerifyKey(kctx, server, keyID, ev.OriginServerTS)
+			k, err := s.f.VerifyKey(kctx, server, keyID, ev.OriginServerTS)
 			cancel()
 			if err != nil {
 				continue
@@ -359,20 +308,13 @@ func (s *Service) verifySignature(ctx context.Context, ev *pdu.Event, server str
 	return false
 }
 
-func serverOf(s string) string {
-	if i := strings.IndexByte(s, ':'); i >= 0 {
-		return s[i+1:]
-	}
-	return ""
-}
-
 // checkAuth applies the authorisation rules, and refuses events that
 // would make a user of a server outside the allowed federation a member.
 func (s *Service) checkAuth(ctx context.Context, ev *pdu.Event, auth eventauth.AuthEvents) error {
 	if ev.Type == "m.room.member" && ev.StateKey != nil {
-		switch m := membershipOf(ev); m {
+		switch m := rooms.MembershipOf(ev); m {
 		case "join", "invite", "knock":
-			if sv := serverOf(*ev.StateKey); sv != s.serverName && s.fed.f.Allowed != nil && s.fed.f.Allowed(sv) != nil {
+			if sv := serverOf(*ev.StateKey); sv != s.serverName && s.f.Allowed != nil && s.f.Allowed(sv) != nil {
 				return rejectedf("%s of a user of %s, which is not an allowed server", m, sv)
 			}
 		}
@@ -386,7 +328,7 @@ func (s *Service) checkAuth(ctx context.Context, ev *pdu.Event, auth eventauth.A
 // origin with event_auth (checked and stored as outliers). A rejected or
 // unobtainable auth event rejects the event.
 func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event) ([]*pdu.Event, error) {
-	have, err := s.Events(ctx, ev.AuthEvents)
+	have, err := s.rooms.Events(ctx, ev.AuthEvents)
 	if err != nil {
 		return nil, err
 	}
@@ -404,7 +346,7 @@ func (s *Service) authEventsOf(ctx context.Context, origin string, ev *pdu.Event
 		if err := s.fetchAuthChain(ctx, origin, ev); err != nil {
 			return nil, err
 		}
-		if have, err = s.Events(ctx, ev.AuthEvents); err != nil {
+		if have, err = s.rooms.Events(ctx, ev.AuthEvents); err != nil {
 			return nil, err
 		}
 		for _, a := range have {
@@ -438,7 +380,7 @@ func (s *Service) withCreate(ctx context.Context, ev *pdu.Event, authEvs []*pdu.
 	if c := known[createID]; c != nil {
 		return append(authEvs, c), nil
 	}
-	c, err := s.Events(ctx, []string{createID})
+	c, err := s.rooms.Events(ctx, []string{createID})
 	if err != nil {
 		return nil, err
 	}
@@ -450,7 +392,7 @@ func (s *Service) withCreate(ctx context.Context, ev *pdu.Event, authEvs []*pdu.
 func (s *Service) fetchAuthChain(ctx context.Context, origin string, ev *pdu.Event) error {
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	resp, err := s.fed.f.Client.EventAuth(fctx, origin, ev.RoomID, ev.ID)
+	resp, err := s.f.Client.EventAuth(fctx, origin, ev.RoomID, ev.ID)
 	if err != nil {
 		// Not every server answers event_auth for every event: fetch the
 		// missing auth events one by one instead.
@@ -472,7 +414,7 @@ func (s *Service) fetchAuthEventsByID(ctx context.Context, origin string, ev *pd
 	var raws []json.RawMessage
 	want := ev.AuthEvents
 	for len(want) > 0 && len(seen) < maxFetchEvents {
-		have, err := s.Events(ctx, want)
+		have, err := s.rooms.Events(ctx, want)
 		if err != nil {
 			return err
 		}
@@ -517,7 +459,7 @@ func (s *Service) storeOutliers(ctx context.Context, roomID string, v *roomversi
 	if err != nil || len(fresh) == 0 {
 		return good, err
 	}
-	err = s.store.InTx(ctx, func(tx *store.Tx) error { return s.insertOutliers(ctx, tx, fresh) })
+	err = s.store.InTx(ctx, func(tx *store.Tx) error { return s.rooms.InsertOutliers(ctx, tx, fresh) })
 	return good, err
 }
 
@@ -525,7 +467,7 @@ func (s *Service) storeOutliers(ctx context.Context, roomID string, v *roomversi
 // every event that passed (known ones included), fresh those not stored
 // yet, oldest first.
 func (s *Service) checkEvents(ctx context.Context, roomID string, v *roomversion.Version, raws []json.RawMessage) (good map[string]*pdu.Event, fresh []*pdu.Event, err error) {
-	return s.checkParsed(ctx, roomID, parsePDUs(raws, v))
+	return s.checkParsed(ctx, roomID, rooms.ParsePDUs(raws, v))
 }
 
 // checkParsed is checkEvents for events already parsed.
@@ -544,7 +486,7 @@ func (s *Service) checkParsed(ctx context.Context, roomID string, parsed []*pdu.
 	for _, ev := range evs {
 		ids = append(ids, ev.ID)
 	}
-	known, err := s.Events(ctx, ids)
+	known, err := s.rooms.Events(ctx, ids)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -619,7 +561,7 @@ func (s *Service) knownAuthEvents(ctx context.Context, ev *pdu.Event, known map[
 		}
 	}
 	if len(missing) > 0 {
-		evs, err := s.Events(ctx, missing)
+		evs, err := s.rooms.Events(ctx, missing)
 		if err != nil {
 			return nil, err
 		}
@@ -643,16 +585,6 @@ func (s *Service) rejectedAmong(ctx context.Context, ids []string, found map[str
 		return nil, nil
 	}
 	return s.store.RejectedEvents(ctx, ask)
-}
-
-// insertOutlier stores an event outside every timeline; group is the
-// state group before it, -1 when unknown.
-func (s *Service) insertOutlier(ctx context.Context, tx *store.Tx, ev *pdu.Event, group int64) error {
-	pos, err := s.nextOutlierPos(ctx)
-	if err != nil {
-		return err
-	}
-	return tx.InsertOutlier(ctx, eventRow(ev, pdu.RoomIDForCreate(ev), pos, group, []byte("{}")))
 }
 
 // stateBefore computes the state before ev from its prev events: fetching
@@ -696,7 +628,7 @@ func (s *Service) stateBefore(ctx context.Context, origin string, ev *pdu.Event,
 	if len(sets) == 0 {
 		return nil, rejectedf("no usable prev event")
 	}
-	return s.resolveSets(ctx, ev.Version, sets)
+	return s.rooms.ResolveState(ctx, ev.Version, sets)
 }
 
 // prevFetchKey marks a context in which prev events are being fetched
@@ -726,7 +658,7 @@ func (s *Service) prevStates(ctx context.Context, ev *pdu.Event) ([]store.StateM
 			}
 			continue
 		}
-		st, ok, err := s.stateAfterEvent(ctx, p)
+		st, ok, err := s.rooms.StateAfterEvent(ctx, p)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -768,56 +700,31 @@ func (s *Service) stateAfterRejected(ctx context.Context, v *roomversion.Version
 		if rej[p] {
 			st, ok, err = s.stateAfterRejected(ctx, v, p, depth-1)
 		} else {
-			st, ok, err = s.stateAfterEvent(ctx, p)
+			st, ok, err = s.rooms.StateAfterEvent(ctx, p)
 		}
 		if err != nil || !ok {
 			return nil, false, err
 		}
 		sets = append(sets, st)
 	}
-	st, err := s.resolveSets(ctx, v, sets)
+	st, err := s.rooms.ResolveState(ctx, v, sets)
 	return st, err == nil, err
-}
-
-// stateAfterEvent is the state after a stored event; ok is false when the
-// event is unknown or an outlier (its state unknown).
-func (s *Service) stateAfterEvent(ctx context.Context, eventID string) (store.StateMap, bool, error) {
-	row, err := s.store.GetEvent(ctx, eventID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	if row.StateGroup < 0 {
-		return nil, false, nil
-	}
-	st := store.StateMap{}
-	if row.StateGroup > 0 {
-		if st, err = s.store.StateGroup(ctx, row.StateGroup); err != nil {
-			return nil, false, err
-		}
-	}
-	if row.StateKey.Valid {
-		st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
-	}
-	return st, true, nil
 }
 
 // fetchMissing asks origin for the events between our extremities and ev
 // and runs each through the pipeline, oldest first, without filling
 // further gaps.
 func (s *Service) fetchMissing(ctx context.Context, origin string, ev *pdu.Event) {
-	r, err := s.lockRoom(ctx, ev.RoomID)
+	r, err := s.rooms.LockRoom(ctx, ev.RoomID)
 	if err != nil {
 		return
 	}
-	earliest := slices.Clone(r.extremities)
-	r.mu.Unlock()
+	earliest := slices.Clone(r.Extremities())
+	r.Unlock()
 	req := &federation.GetMissingEventsRequest{EarliestEvents: earliest, LatestEvents: []string{ev.ID}, Limit: maxMissingEvents, MinDepth: 0}
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	resp, err := s.fed.f.Client.GetMissingEvents(fctx, origin, ev.RoomID, req)
+	resp, err := s.f.Client.GetMissingEvents(fctx, origin, ev.RoomID, req)
 	if err != nil {
 		s.log.Info("federation: get_missing_events failed", "origin", origin, "event_id", ev.ID, "err", err)
 		return
@@ -855,7 +762,7 @@ func (s *Service) fetchEvents(ctx context.Context, origin string, ids []string) 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if resp, err := s.fed.f.Client.GetEvent(ctx, origin, x); err == nil && len(resp.PDUs) == 1 {
+			if resp, err := s.f.Client.GetEvent(ctx, origin, x); err == nil && len(resp.PDUs) == 1 {
 				out[i] = resp.PDUs[0]
 			}
 		}()
@@ -870,50 +777,26 @@ func (s *Service) stateEvents(ctx context.Context, st store.StateMap) (eventauth
 	for _, x := range st {
 		ids = append(ids, x)
 	}
-	evs, err := s.Events(ctx, ids)
+	evs, err := s.rooms.Events(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
 	return eventauth.NewStateMap(evs...), nil
 }
 
-// storeSoftFailed keeps an event that passed every check but the one
-// against the current state: outside the timeline and the extremities, but
-// with its state, so that later events may build on it. Caller holds the
-// room lock.
-func (s *Service) storeSoftFailed(ctx context.Context, ev *pdu.Event, before store.StateMap) error {
-	return s.store.InTx(ctx, func(tx *store.Tx) error {
-		group, _, err := tx.NewStateGroup(ctx, ev.RoomID, 0, 0, nil, before)
-		if err != nil {
-			return err
-		}
-		if err := tx.DeleteOutlier(ctx, ev.ID); err != nil {
-			return err
-		}
-		return s.insertOutlier(ctx, tx, ev, group)
-	})
-}
-
 // commitLinear persists an event whose state before is the room's current
-// state through the local events' pipeline. Caller holds r.mu.
-func (s *Service) commitLinear(ctx context.Context, r *roomState, ev *pdu.Event, origin string) error {
-	b := s.newBatch(r)
-	b.origin = origin
-	pe := &pending{ev: ev, remote: true}
-	if ev.IsState() {
-		pe.replaced = b.lookup(ev.Tuple())
-		b.overlay[ev.Tuple()] = ev
-	}
-	b.events = append(b.events, pe)
-	b.prev, b.depth = []string{ev.ID}, max(r.depth, ev.Depth)
-	return s.commit(ctx, b)
+// state through the local events' pipeline. Caller holds r's lock.
+func (s *Service) commitLinear(ctx context.Context, r *rooms.Room, ev *pdu.Event, origin string) error {
+	b := s.rooms.NewBatch(r, origin)
+	b.AddReceived(ev)
+	return s.rooms.Commit(ctx, b)
 }
 
 // receiveRemoteLeave takes the leave ending a local user's invite to a
 // room not known here (the inviter rescinded it): it is checked against
 // that invite and kept for the user's syncs.
 func (s *Service) receiveRemoteLeave(ctx context.Context, origin string, ev *pdu.Event) error {
-	if ev.Type != "m.room.member" || ev.StateKey == nil || serverOf(*ev.StateKey) != s.serverName || membershipOf(ev) != "leave" {
+	if ev.Type != "m.room.member" || ev.StateKey == nil || serverOf(*ev.StateKey) != s.serverName || rooms.MembershipOf(ev) != "leave" {
 		return errors.New("the room is not known here")
 	}
 	m, err := s.store.GetRemoteMembership(ctx, ev.RoomID, *ev.StateKey)
@@ -935,7 +818,7 @@ func (s *Service) receiveRemoteLeave(ctx context.Context, origin string, ev *pdu
 	if _, err := s.verifiedOnce(ctx, ev); err != nil {
 		return err
 	}
-	return s.putRemoteMembership(ctx, store.RemoteMembership{
+	return s.rooms.PutRemoteMembership(ctx, store.RemoteMembership{
 		RoomID: ev.RoomID, UserID: *ev.StateKey, Membership: "leave", EventID: ev.ID, RoomVersion: m.RoomVersion,
 		PDU: ev.JSON(), Stripped: []byte("[]"), Servers: m.Servers,
 	})

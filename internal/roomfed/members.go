@@ -1,4 +1,4 @@
-package rooms
+package roomfed
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/matrix/roomversion"
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
 
@@ -30,29 +31,29 @@ func (s *Service) MakeMembership(ctx context.Context, origin, roomID, userID, me
 	if serverOf(userID) != origin {
 		return "", nil, errcode.Forbidden("user %s is not on the requesting server", userID)
 	}
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.rooms.LockRoom(ctx, roomID)
 	if err != nil {
 		return "", nil, err
 	}
-	defer r.mu.Unlock()
-	if membership != "leave" && s.IsPartialState(roomID) {
+	defer r.Unlock()
+	if membership != "leave" && s.rooms.IsPartialState(roomID) {
 		return "", nil, errPartialState
 	}
-	if membership != "leave" && !slices.Contains(versions, r.version.ID) {
-		return "", nil, errcode.IncompatibleRoomVersion("room version %s is not supported by your server", r.version.ID).With("room_version", r.version.ID)
+	if membership != "leave" && !slices.Contains(versions, r.Version().ID) {
+		return "", nil, errcode.IncompatibleRoomVersion("room version %s is not supported by your server", r.Version().ID).With("room_version", r.Version().ID)
 	}
-	if membership == "knock" && !r.version.Knock {
-		return "", nil, errcode.IncompatibleRoomVersion("room version %s does not support knocking", r.version.ID).With("room_version", r.version.ID)
+	if membership == "knock" && !r.Version().Knock {
+		return "", nil, errcode.IncompatibleRoomVersion("room version %s does not support knocking", r.Version().ID).With("room_version", r.Version().ID)
 	}
-	if !serverJoined(r.joined, s.serverName) {
+	if !r.ServerJoined(s.serverName) {
 		return "", nil, errcode.NotFound("this server is not in the room")
 	}
 	content := map[string]any{"membership": membership}
 	if membership == "join" {
-		cur := r.state[pdu.StateTuple{Type: "m.room.member", StateKey: userID}]
-		if cur == nil || (membershipOf(cur) != "invite" && membershipOf(cur) != "join") {
+		cur := r.State(pdu.StateTuple{Type: "m.room.member", StateKey: userID})
+		if cur == nil || (rooms.MembershipOf(cur) != "invite" && rooms.MembershipOf(cur) != "join") {
 			if restrictedRoom(r) {
-				via := s.restrictedJoinAuthoriser(ctx, r, userID)
+				via := s.rooms.RestrictedJoinAuthoriser(ctx, r, userID)
 				if via == "" {
 					return "", nil, &errcode.Error{Code: "M_UNABLE_TO_AUTHORISE_JOIN", Status: http.StatusBadRequest,
 						Message: "the user is not in any room the join rules allow, as far as this server knows"}
@@ -62,8 +63,7 @@ func (s *Service) MakeMembership(ctx context.Context, origin, roomID, userID, me
 		}
 	}
 	target := userID
-	b := s.newBatch(r)
-	ev, err := s.add(ctx, b, Proto{Type: "m.room.member", StateKey: &target, Sender: userID, Content: mustJSON(content)})
+	ev, err := s.rooms.BuildEvent(ctx, r, rooms.Proto{Type: "m.room.member", StateKey: &target, Sender: userID, Content: mustJSON(content)})
 	if err != nil {
 		return "", nil, err
 	}
@@ -74,13 +74,13 @@ func (s *Service) MakeMembership(ctx context.Context, origin, roomID, userID, me
 	delete(tmpl, "signatures")
 	delete(tmpl, "hashes")
 	delete(tmpl, "event_id")
-	return r.version.ID, mustJSON(tmpl), nil
+	return r.Version().ID, mustJSON(tmpl), nil
 }
 
 // restrictedRoom reports whether a room's join rule is restricted (or
-// knock_restricted) in a version that has it. Caller holds r.mu.
-func restrictedRoom(r *roomState) bool {
-	jr := r.state[pdu.StateTuple{Type: "m.room.join_rules"}]
+// knock_restricted) in a version that has it. Caller holds r's lock.
+func restrictedRoom(r *rooms.Room) bool {
+	jr := r.State(pdu.StateTuple{Type: "m.room.join_rules"})
 	if jr == nil {
 		return false
 	}
@@ -88,7 +88,7 @@ func restrictedRoom(r *roomState) bool {
 		JoinRule string `json:"join_rule"`
 	}
 	_ = json.Unmarshal(jr.Content, &c)
-	return (c.JoinRule == "restricted" && r.version.Restricted) || (c.JoinRule == "knock_restricted" && r.version.KnockRestricted)
+	return (c.JoinRule == "restricted" && r.Version().Restricted) || (c.JoinRule == "knock_restricted" && r.Version().KnockRestricted)
 }
 
 // SendMembershipResult is what send_join and send_knock answer.
@@ -108,10 +108,10 @@ type SendMembershipResult struct {
 // second half of the handshake) through the pipeline. omitMembers asks
 // for a partial-state answer to a join (send_join's omit_members).
 func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, membership string, raw json.RawMessage, omitMembers bool) (*SendMembershipResult, error) {
-	if s.IsPartialState(roomID) && (membership == "join" || membership == "knock") {
+	if s.rooms.IsPartialState(roomID) && (membership == "join" || membership == "knock") {
 		return nil, errPartialState
 	}
-	v, err := s.versionOf(ctx, roomID)
+	v, err := s.rooms.VersionOf(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 	if ev.ID != eventID || ev.RoomID != roomID {
 		return nil, errcode.BadJSON("event id or room id does not match the request")
 	}
-	if ev.Type != "m.room.member" || ev.StateKey == nil || *ev.StateKey != ev.Sender || membershipOf(ev) != membership {
+	if ev.Type != "m.room.member" || ev.StateKey == nil || *ev.StateKey != ev.Sender || rooms.MembershipOf(ev) != membership {
 		return nil, errcode.BadJSON("not a %s event of its sender", membership)
 	}
 	if serverOf(ev.Sender) != origin {
@@ -192,10 +192,10 @@ func (s *Service) SendMembership(ctx context.Context, origin, roomID, eventID, m
 			}
 			chain = slices.DeleteFunc(chain, func(x string) bool { return inState[x] })
 		}
-		if res.State, err = s.PDUs(ctx, ids); err != nil {
+		if res.State, err = s.rooms.PDUs(ctx, ids); err != nil {
 			return nil, err
 		}
-		if res.AuthChain, err = s.PDUs(ctx, chain); err != nil {
+		if res.AuthChain, err = s.rooms.PDUs(ctx, chain); err != nil {
 			return nil, err
 		}
 	case "knock":
@@ -223,25 +223,25 @@ func (s *Service) partialJoinState(ctx context.Context, roomID string, st store.
 	}
 	// Most of them are the current ones, parsed in the room's cache.
 	members := make([]*pdu.Event, 0, len(memberIDs))
-	if r, err := s.lockRoom(ctx, roomID); err == nil {
+	if r, err := s.rooms.LockRoom(ctx, roomID); err == nil {
 		byID := make(map[string]bool, len(memberIDs))
 		for _, x := range memberIDs {
 			byID[x] = true
 		}
 		var rest []string
-		for t, ev := range r.state {
+		for t, ev := range r.AllState() {
 			if t.Type == "m.room.member" && byID[ev.ID] {
 				members = append(members, ev)
 				delete(byID, ev.ID)
 			}
 		}
-		r.mu.Unlock()
+		r.Unlock()
 		for x := range byID {
 			rest = append(rest, x)
 		}
 		memberIDs = rest
 	}
-	more, err := s.Events(ctx, memberIDs)
+	more, err := s.rooms.Events(ctx, memberIDs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -249,7 +249,7 @@ func (s *Service) partialJoinState(ctx context.Context, roomID string, st store.
 	var servers []string
 	var current, departed []*pdu.Event
 	for _, m := range members {
-		switch membershipOf(m) {
+		switch rooms.MembershipOf(m) {
 		case "join":
 			if sv := serverOf(*m.StateKey); !slices.Contains(servers, sv) {
 				servers = append(servers, sv)
@@ -282,61 +282,19 @@ func (s *Service) partialJoinState(ctx context.Context, roomID string, st store.
 	return out, servers, nil
 }
 
-// strippedTypes is the state shown to invited and knocking users.
-var strippedTypes = []string{"m.room.create", "m.room.name", "m.room.avatar", "m.room.topic", "m.room.join_rules", "m.room.canonical_alias", "m.room.encryption"}
-
 func (s *Service) strippedRoomState(ctx context.Context, roomID string) ([]json.RawMessage, error) {
-	r, err := s.lockRoom(ctx, roomID)
+	r, err := s.rooms.LockRoom(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
 	var out []json.RawMessage // full PDUs over federation (spec v1.16)
-	for _, t := range strippedTypes {
-		if ev := r.state[pdu.StateTuple{Type: t}]; ev != nil {
+	for _, t := range rooms.StrippedTypes {
+		if ev := r.State(pdu.StateTuple{Type: t}); ev != nil {
 			out = append(out, ev.JSON())
 		}
 	}
-	r.mu.Unlock()
+	r.Unlock()
 	return out, nil
-}
-
-// strippedEvent is an event in the stripped state shown to clients, with
-// its timestamp, which clients show as the invite's time.
-func strippedEvent(ev *pdu.Event) json.RawMessage {
-	sk := ""
-	if ev.StateKey != nil {
-		sk = *ev.StateKey
-	}
-	return mustJSON(strippedState{Content: ev.Content, Sender: ev.Sender, StateKey: sk, Type: ev.Type, OriginServerTS: ev.OriginServerTS})
-}
-
-type strippedState struct {
-	Content        json.RawMessage `json:"content"`
-	Sender         string          `json:"sender"`
-	StateKey       string          `json:"state_key"`
-	Type           string          `json:"type"`
-	OriginServerTS int64           `json:"origin_server_ts,omitempty"`
-}
-
-// pruneStripped keeps the stripped state keys of each entry received over
-// federation (full PDUs since v1.16): clients never see what another
-// server sent as is. Entries that are not state events are dropped.
-func pruneStripped(in []json.RawMessage) []json.RawMessage {
-	out := make([]json.RawMessage, 0, len(in))
-	for _, raw := range in {
-		var e struct {
-			Content        json.RawMessage `json:"content"`
-			Sender         string          `json:"sender"`
-			StateKey       *string         `json:"state_key"`
-			Type           string          `json:"type"`
-			OriginServerTS int64           `json:"origin_server_ts"`
-		}
-		if json.Unmarshal(raw, &e) != nil || e.StateKey == nil || e.Type == "" || len(e.Content) == 0 || e.Content[0] != '{' {
-			continue
-		}
-		out = append(out, mustJSON(strippedState{Content: e.Content, Sender: e.Sender, StateKey: *e.StateKey, Type: e.Type, OriginServerTS: e.OriginServerTS}))
-	}
-	return out
 }
 
 // ReceiveInvite countersigns an invite of a local user sent by origin and
@@ -354,7 +312,7 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 	if ev.ID != eventID || ev.RoomID != roomID {
 		return nil, errcode.BadJSON("event id or room id does not match the request")
 	}
-	if ev.Type != "m.room.member" || ev.StateKey == nil || membershipOf(ev) != "invite" {
+	if ev.Type != "m.room.member" || ev.StateKey == nil || rooms.MembershipOf(ev) != "invite" {
 		return nil, errcode.BadJSON("not an invite")
 	}
 	target := *ev.StateKey
@@ -367,7 +325,7 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 	if serverOf(ev.Sender) != origin {
 		return nil, errcode.Forbidden("the inviter is not on the requesting server")
 	}
-	if err := s.checkInvite(ctx, target, ev.Sender); err != nil {
+	if err := s.rooms.CheckInvite(ctx, target, ev.Sender); err != nil {
 		return nil, err
 	}
 	if !s.verifySignature(ctx, ev, origin) {
@@ -387,15 +345,15 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.versionOf(ctx, roomID); err == nil {
+	if _, err := s.rooms.VersionOf(ctx, roomID); err == nil {
 		if err := s.receive(ctx, origin, sev, true); err != nil {
 			s.log.Info("federation: invite to a known room not accepted", "event_id", ev.ID, "err", err)
 			return nil, errcode.Forbidden("invite not accepted: %s", truncate(err.Error(), 300))
 		}
 		return signed, nil
 	}
-	stripped := append(pruneStripped(inviteState), strippedEvent(sev))
-	err = s.putRemoteMembership(ctx, store.RemoteMembership{
+	stripped := append(rooms.PruneStripped(inviteState), rooms.StrippedEvent(sev))
+	err = s.rooms.PutRemoteMembership(ctx, store.RemoteMembership{
 		RoomID: roomID, UserID: target, Membership: "invite", EventID: ev.ID, RoomVersion: v.ID,
 		PDU: signed, Stripped: mustJSON(stripped), Servers: mustJSON([]string{origin}),
 	})
@@ -404,47 +362,6 @@ func (s *Service) ReceiveInvite(ctx context.Context, origin, roomID, eventID, ro
 	}
 	return signed, nil
 }
-
-// putRemoteMembership records a user's invite, knock or leave for a room
-// not known here and wakes the user's syncs.
-func (s *Service) putRemoteMembership(ctx context.Context, m store.RemoteMembership) error {
-	var pos int64
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		pos = tx.Alloc(s.store.Streams.Events)
-		s.membershipsChanged(tx, m.UserID)
-		s.noteMembershipChange(pos)
-		if m.Membership == "leave" && len(m.PDU) == 0 {
-			if err := tx.DeleteRemoteMembership(ctx, m.RoomID, m.UserID); err != nil {
-				return err
-			}
-			return tx.SetMembership(ctx, store.Membership{RoomID: m.RoomID, UserID: m.UserID, Membership: "leave", EventID: m.EventID, Pos: pos})
-		}
-		// A leave with its event is kept so that the user's syncs can show
-		// it: the room's events are not stored here.
-		return tx.PutRemoteMembership(ctx, m, pos)
-	})
-	if err != nil {
-		return err
-	}
-	if s.notifier != nil {
-		s.notifier.RoomEvent(m.RoomID, []string{m.UserID}, pos)
-	}
-	return nil
-}
-
-// RemoteStrippedState returns the stripped state kept with a remote
-// invite or knock, or nil.
-func (s *Service) RemoteStrippedState(ctx context.Context, roomID, userID string) []json.RawMessage {
-	m, err := s.store.GetRemoteMembership(ctx, roomID, userID)
-	if err != nil {
-		return nil
-	}
-	var out []json.RawMessage
-	_ = json.Unmarshal(m.Stripped, &out)
-	return out
-}
-
-// --- this server's users in other servers' rooms ---
 
 var errFedDisabled = errcode.NotFound("this room is not known here and federation is disabled")
 
@@ -463,7 +380,7 @@ func (s *Service) candidates(roomID string, servers []string) ([]string, error) 
 		if sv == "" || sv == s.serverName || slices.Contains(out, sv) {
 			continue
 		}
-		if s.fed.f.Allowed != nil && s.fed.f.Allowed(sv) != nil {
+		if s.f.Allowed != nil && s.f.Allowed(sv) != nil {
 			refused = sv
 			continue
 		}
@@ -489,7 +406,7 @@ func supportedVersions() []string {
 
 // buildFromTemplate fills in, hashes and signs a make_* template for one
 // of our users.
-func (s *Service) buildFromTemplate(c MemberChange, v *roomversion.Version, tmpl json.RawMessage, profile map[string]any) (*pdu.Event, error) {
+func (s *Service) buildFromTemplate(c rooms.MemberChange, v *roomversion.Version, tmpl json.RawMessage, profile map[string]any) (*pdu.Event, error) {
 	var t struct {
 		RoomID     string                     `json:"room_id"`
 		Sender     string                     `json:"sender"`
@@ -518,7 +435,7 @@ func (s *Service) buildFromTemplate(c MemberChange, v *roomversion.Version, tmpl
 	for k, x := range profile {
 		content[k] = x
 	}
-	c.addExtra(content)
+	c.AddExtra(content)
 	if c.Reason != "" {
 		content["reason"] = c.Reason
 	}
@@ -604,7 +521,7 @@ func remoteErr(server string, err error) error {
 // handshake runs make_<membership> then send_<membership> (send, which
 // keeps the answer) against the candidate servers until one accepts; it
 // returns the server, the room version and our event.
-func (s *Service) handshake(ctx context.Context, c MemberChange, servers []string, send func(ctx context.Context, server string, ev *pdu.Event) error) (string, *roomversion.Version, *pdu.Event, error) {
+func (s *Service) handshake(ctx context.Context, c rooms.MemberChange, servers []string, send func(ctx context.Context, server string, ev *pdu.Event) error) (string, *roomversion.Version, *pdu.Event, error) {
 	cands, err := s.candidates(c.RoomID, servers)
 	if err != nil {
 		return "", nil, nil, err
@@ -652,18 +569,18 @@ func (s *Service) handshake(ctx context.Context, c MemberChange, servers []strin
 
 // makeMembership asks server for the template of c's membership event
 // (make_join, make_knock or make_leave).
-func (s *Service) makeMembership(ctx context.Context, server string, c MemberChange) (*federation.MakeResponse, error) {
+func (s *Service) makeMembership(ctx context.Context, server string, c rooms.MemberChange) (*federation.MakeResponse, error) {
 	switch c.Membership {
 	case "join":
-		return s.fed.f.Client.MakeJoin(ctx, server, c.RoomID, c.Target, supportedVersions())
+		return s.f.Client.MakeJoin(ctx, server, c.RoomID, c.Target, supportedVersions())
 	case "knock":
-		return s.fed.f.Client.MakeKnock(ctx, server, c.RoomID, c.Target, supportedVersions())
+		return s.f.Client.MakeKnock(ctx, server, c.RoomID, c.Target, supportedVersions())
 	}
-	return s.fed.f.Client.MakeLeave(ctx, server, c.RoomID, c.Target)
+	return s.f.Client.MakeLeave(ctx, server, c.RoomID, c.Target)
 }
 
 // joinRemote joins a room this server is not in through one of servers.
-func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error) {
+func (s *Service) joinRemote(ctx context.Context, c rooms.MemberChange) (string, error) {
 	if !s.federated() {
 		return "", errFedDisabled
 	}
@@ -676,7 +593,7 @@ func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error
 	var resp *federation.SendJoinResponse
 	server, v, ev, err := s.handshake(ctx, c, servers, func(ctx context.Context, sv string, ev *pdu.Event) (err error) {
 		// A partial-state answer is welcome.
-		resp, err = s.fed.f.Client.SendJoin(ctx, sv, c.RoomID, ev.ID, ev.JSON(), true)
+		resp, err = s.f.Client.SendJoin(ctx, sv, c.RoomID, ev.ID, ev.JSON(), true)
 		return err
 	})
 	if err != nil {
@@ -709,14 +626,14 @@ func (s *Service) joinRemote(ctx context.Context, c MemberChange) (string, error
 }
 
 // storeJoinedRoom checks the state and auth chain a resident server sent
-// with our join, then stores the room, its state (as outliers) and the
-// join (the room's first timeline event here) in one transaction.
+// with our join, then has rooms store the room, its state (as outliers)
+// and the join (the room's first timeline event here) in one transaction.
 // partial, when not nil, lists the servers to fetch the full state from:
 // the state lacks member events, and the room is marked partial.
 func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomversion.Version, join *pdu.Event, stateRaw, chainRaw []json.RawMessage, partial []string) error {
 	roomID := join.RoomID
 	// Each event is parsed once: the state's ids are needed below.
-	stateParsed, chainParsed := parsePDUs(stateRaw, v), parsePDUs(chainRaw, v)
+	stateParsed, chainParsed := rooms.ParsePDUs(stateRaw, v), rooms.ParsePDUs(chainRaw, v)
 	good, fresh, err := s.checkParsed(ctx, roomID, append(chainParsed, stateParsed...))
 	if err != nil {
 		return err
@@ -743,104 +660,22 @@ func (s *Service) storeJoinedRoom(ctx context.Context, server string, v *roomver
 	} else if err := s.checkAuth(ctx, join, eventauth.NewStateMap(stateEvs...)); err != nil {
 		return errcode.Forbidden("the join does not pass the room's state: %v", err)
 	}
-	mk := store.StateKey{Type: "m.room.member", StateKey: join.Sender}
 	var replaced *pdu.Event
-	if x, ok := state[mk]; ok {
+	if x, ok := state[store.StateKey{Type: "m.room.member", StateKey: join.Sender}]; ok {
 		replaced = good[x]
 	}
-	after := cloneState(state)
-	after[mk] = join.ID
-	byID := map[string]*pdu.Event{join.ID: join}
-	for _, e := range stateEvs {
-		byID[e.ID] = e
-	}
-	var pos, group2 int64
-	var chain2 int
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: v.ID, Creator: create.Sender}); err != nil {
-			if errors.Is(err, store.ErrExists) {
-				return errcode.RoomInUse("the room was joined meanwhile")
-			}
-			return err
-		}
-		if err := s.insertOutliers(ctx, tx, fresh); err != nil {
-			return err
-		}
-		group, chain, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, state)
-		if err != nil {
-			return err
-		}
-		pos = tx.Alloc(s.store.Streams.Events)
-		jb := &batch{roomID: roomID, events: []*pending{{ev: join, pos: pos, replaced: replaced}}}
-		_, err = s.persist(ctx, tx, jb, jb.events[0], group, func() error {
-			var err error
-			group2, chain2, err = tx.NewStateGroup(ctx, roomID, group, chain, store.StateMap{mk: join.ID}, after)
-			if err != nil {
-				return err
-			}
-			if err := tx.SetCurrentStateMany(ctx, roomID, after); err != nil {
-				return err
-			}
-			var ms []store.Membership
-			for k, x := range after {
-				if k.Type == "m.room.member" && byID[x] != nil {
-					u := k.StateKey
-					if serverOf(u) == s.serverName {
-						s.membershipsChanged(tx, u)
-					}
-					ms = append(ms, store.Membership{RoomID: roomID, UserID: u, Membership: membershipOf(byID[x]), EventID: x, Pos: pos})
-				}
-			}
-			if err := tx.SetMemberships(ctx, ms); err != nil {
-				return err
-			}
-			if err := tx.SetRoomStateGroup(ctx, roomID, group2); err != nil {
-				return err
-			}
-			if err := tx.DeleteRemoteMembership(ctx, roomID, join.Sender); err != nil {
-				return err
-			}
-			if partial != nil {
-				return tx.PutPartialStateRoom(ctx, store.PartialStateRoom{RoomID: roomID, JoinEventID: join.ID, Servers: partial})
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		s.latest.Store(roomID, pos)
-		s.noteMembershipChange(pos)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	s.versions.Store(roomID, v)
+	j := rooms.Join{Server: server, Version: v, Event: join, Creator: create.Sender,
+		State: state, StateEvents: stateEvs, Replaced: replaced, Outliers: fresh, Partial: partial}
 	if partial != nil {
-		// Before the listeners: the join goes to the servers in the room.
-		s.startResync(roomID, join.ID, partial)
+		j.Committed = func() { s.startResync(roomID, join.ID, partial) }
 	}
-	s.primeJoinedRoom(roomID, v, after, byID, group2, chain2, join, pos)
-	r, err := s.lockRoom(ctx, roomID)
-	if err != nil {
-		return err
-	}
-	joined := r.joinedUsers()
-	// The resident server announces the join it accepted through
-	// send_join, so it is not sent back to it.
-	b := &batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}, announcedBy: server}
-	s.tellListeners(b, joined)
-	r.mu.Unlock()
-	if s.notifier != nil {
-		s.notifier.RoomEvent(roomID, append(joined, join.Sender), pos)
-	}
-	return nil
+	return s.rooms.CommitJoin(ctx, j)
 }
 
 // leaveRemote rejects an invite (or retracts a knock) to a room this
 // server is not in, through make_leave/send_leave with the server that
 // sent it.
-func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, error) {
+func (s *Service) leaveRemote(ctx context.Context, c rooms.MemberChange) (string, error) {
 	m, err := s.store.GetRemoteMembership(ctx, c.RoomID, c.Target)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && m.Membership == "leave") {
 		return "", errcode.Forbidden("you are not invited to this room")
@@ -856,7 +691,7 @@ func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, erro
 	var leave *pdu.Event
 	if s.federated() {
 		_, _, ev, err := s.handshake(ctx, c, servers, func(ctx context.Context, sv string, ev *pdu.Event) error {
-			return s.fed.f.Client.SendLeave(ctx, sv, c.RoomID, ev.ID, ev.JSON())
+			return s.f.Client.SendLeave(ctx, sv, c.RoomID, ev.ID, ev.JSON())
 		})
 		if err != nil {
 			// The invite is declined here even when its server cannot be told.
@@ -870,11 +705,11 @@ func (s *Service) leaveRemote(ctx context.Context, c MemberChange) (string, erro
 		// shows the user's syncs that the invite is gone.
 		if leave, err = s.localLeave(m); err != nil {
 			s.log.Info("federation: could not build a local leave", "room_id", c.RoomID, "err", err)
-			err = s.putRemoteMembership(ctx, store.RemoteMembership{RoomID: c.RoomID, UserID: c.Target, Membership: "leave", EventID: m.EventID})
+			err = s.rooms.PutRemoteMembership(ctx, store.RemoteMembership{RoomID: c.RoomID, UserID: c.Target, Membership: "leave", EventID: m.EventID})
 			return m.EventID, err
 		}
 	}
-	err = s.putRemoteMembership(ctx, store.RemoteMembership{
+	err = s.rooms.PutRemoteMembership(ctx, store.RemoteMembership{
 		RoomID: c.RoomID, UserID: c.Target, Membership: "leave", EventID: leave.ID, RoomVersion: m.RoomVersion,
 		PDU: leave.JSON(), Stripped: []byte("[]"), Servers: m.Servers,
 	})
@@ -887,13 +722,13 @@ func mustVersion(id string) *roomversion.Version {
 }
 
 // knockRemote knocks on a room this server is not in.
-func (s *Service) knockRemote(ctx context.Context, c MemberChange) (string, error) {
+func (s *Service) knockRemote(ctx context.Context, c rooms.MemberChange) (string, error) {
 	if !s.federated() {
 		return "", errFedDisabled
 	}
 	var resp *federation.SendKnockResponse
 	server, v, ev, err := s.handshake(ctx, c, c.Servers, func(ctx context.Context, sv string, ev *pdu.Event) (err error) {
-		resp, err = s.fed.f.Client.SendKnock(ctx, sv, c.RoomID, ev.ID, ev.JSON())
+		resp, err = s.f.Client.SendKnock(ctx, sv, c.RoomID, ev.ID, ev.JSON())
 		return err
 	})
 	if err != nil {
@@ -902,43 +737,28 @@ func (s *Service) knockRemote(ctx context.Context, c MemberChange) (string, erro
 	if len(resp.KnockRoomState) > 50 {
 		resp.KnockRoomState = resp.KnockRoomState[:50]
 	}
-	stripped := append(pruneStripped(resp.KnockRoomState), strippedEvent(ev))
-	err = s.putRemoteMembership(ctx, store.RemoteMembership{
+	stripped := append(rooms.PruneStripped(resp.KnockRoomState), rooms.StrippedEvent(ev))
+	err = s.rooms.PutRemoteMembership(ctx, store.RemoteMembership{
 		RoomID: c.RoomID, UserID: c.Target, Membership: "knock", EventID: ev.ID, RoomVersion: v.ID,
 		PDU: ev.JSON(), Stripped: mustJSON(stripped), Servers: mustJSON([]string{server}),
 	})
 	return ev.ID, err
 }
 
-// inviteRemote has the invitee's server countersign an invite built in b
-// (its only event), then persists it. The caller holds r.mu (and unlocks
-// it when this returns); it is released during the request, since the
-// invitee's server may call back about this room (get_missing_events),
-// and the event then goes through the inbound pipeline, which copes with
-// the room having moved on meanwhile.
-func (s *Service) inviteRemote(ctx context.Context, r *roomState, b *batch) (string, error) {
-	ev := b.events[len(b.events)-1].ev
+// Invite has the invitee's server countersign an invite built here
+// (stripped: the room's state shown to the invitee), then takes it
+// through the inbound pipeline, which copes with the room having moved
+// on meanwhile (rooms holds no lock of the room during the request: the
+// invitee's server may call back about it).
+func (s *Service) Invite(ctx context.Context, v *roomversion.Version, ev *pdu.Event, stripped []json.RawMessage) (string, error) {
 	server := serverOf(*ev.StateKey)
-	if s.fed.f.Allowed != nil && s.fed.f.Allowed(server) != nil {
+	if s.f.Allowed != nil && s.f.Allowed(server) != nil {
 		return "", errcode.Forbidden("federation with %s is not allowed", server)
 	}
-	// Full PDUs, as spec v1.16 asks (the create event is required).
-	var stripped []json.RawMessage
-	for _, t := range strippedTypes {
-		if e := b.lookup(pdu.StateTuple{Type: t}); e != nil {
-			stripped = append(stripped, e.JSON())
-		}
-	}
-	if e := b.lookup(pdu.StateTuple{Type: "m.room.member", StateKey: ev.Sender}); e != nil {
-		stripped = append(stripped, e.JSON())
-	}
-	req := &federation.InviteRequest{Event: ev.JSON(), RoomVersion: r.version.ID, InviteRoomState: stripped}
-	v := r.version
-	r.mu.Unlock()
-	defer r.mu.Lock()
+	req := &federation.InviteRequest{Event: ev.JSON(), RoomVersion: v.ID, InviteRoomState: stripped}
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	resp, err := s.fed.f.Client.Invite(fctx, server, b.roomID, ev.ID, req)
+	resp, err := s.f.Client.Invite(fctx, server, ev.RoomID, ev.ID, req)
 	if err != nil {
 		return "", remoteErr(server, err)
 	}
@@ -958,9 +778,9 @@ func (s *Service) inviteRemote(ctx context.Context, r *roomState, b *batch) (str
 	return signed.ID, nil
 }
 
-// remoteMembership returns how a user's own membership change in a room
+// RemoteMembership returns how a user's own membership change in a room
 // not known here is made, or nil when it cannot be.
-func (s *Service) remoteMembership(c MemberChange) func(context.Context, MemberChange) (string, error) {
+func (s *Service) RemoteMembership(c rooms.MemberChange) func(context.Context, rooms.MemberChange) (string, error) {
 	if c.Sender != c.Target {
 		return nil
 	}
@@ -986,12 +806,12 @@ func (s *Service) QueryAlias(ctx context.Context, alias string) (string, []strin
 	if !s.federated() {
 		return "", nil, errcode.NotFound("room alias %s not found", alias)
 	}
-	if s.fed.f.Allowed != nil && s.fed.f.Allowed(server) != nil {
+	if s.f.Allowed != nil && s.f.Allowed(server) != nil {
 		return "", nil, errcode.Forbidden("federation with %s is not allowed", server)
 	}
 	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	resp, err := s.fed.f.Client.QueryDirectory(fctx, server, alias)
+	resp, err := s.f.Client.QueryDirectory(fctx, server, alias)
 	if err != nil {
 		return "", nil, remoteErr(server, err)
 	}
@@ -1002,18 +822,6 @@ func (s *Service) QueryAlias(ctx context.Context, alias string) (string, []strin
 		resp.Servers = resp.Servers[:20]
 	}
 	return resp.RoomID, append([]string{server}, resp.Servers...), nil
-}
-
-// inviteRemoteUsers invites users of other servers to a room just created
-// (createRoom's invite list): each needs its server's countersignature,
-// so each is a membership change of its own. A failure is logged; the
-// room exists either way.
-func (s *Service) inviteRemoteUsers(ctx context.Context, roomID, sender string, users []string, isDirect bool) {
-	for _, u := range users {
-		if _, err := s.ChangeMembership(ctx, MemberChange{RoomID: roomID, Sender: sender, Target: u, Membership: "invite", IsDirect: isDirect}); err != nil {
-			s.log.Warn("invite at room creation failed", "room_id", roomID, "user_id", u, "err", err)
-		}
-	}
 }
 
 // localLeave builds, signed by this server, the leave that declines a
@@ -1036,27 +844,4 @@ func (s *Service) localLeave(m *store.RemoteMembership) (*pdu.Event, error) {
 		p.RefHashes = map[string]string{prev.ID: base64.RawStdEncoding.EncodeToString(h[:])}
 	}
 	return pdu.Build(p, v, s.serverName, s.key)
-}
-
-// RemoteLeave returns, as an event row, the leave a user sent (or was
-// sent) for a room not known here, or nil: the only event of that room a
-// sync can show them.
-func (s *Service) RemoteLeave(ctx context.Context, roomID, userID string) (*store.EventRow, error) {
-	m, err := s.store.GetRemoteMembership(ctx, roomID, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	v, ok := roomversion.Get(m.RoomVersion)
-	if m.Membership != "leave" || len(m.PDU) == 0 || !ok {
-		return nil, nil
-	}
-	ev, err := pdu.Parse(m.PDU, v)
-	if err != nil {
-		return nil, nil
-	}
-	// Not stored: the client format is built from it.
-	return eventRow(ev, roomID, 0, 0, []byte("{}")), nil
 }
