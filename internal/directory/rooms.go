@@ -362,19 +362,9 @@ func (s *Service) Backfill(ctx context.Context) error {
 }
 
 // PublicRoom is one entry of the published room directory (and the base
-// of a hierarchy entry).
-type PublicRoom struct {
-	RoomID           string `json:"room_id"`
-	Name             string `json:"name,omitempty"`
-	Topic            string `json:"topic,omitempty"`
-	AvatarURL        string `json:"avatar_url,omitempty"`
-	CanonicalAlias   string `json:"canonical_alias,omitempty"`
-	NumJoinedMembers int64  `json:"num_joined_members"`
-	WorldReadable    bool   `json:"world_readable"`
-	GuestCanJoin     bool   `json:"guest_can_join"`
-	JoinRule         string `json:"join_rule,omitempty"`
-	RoomType         string `json:"room_type,omitempty"`
-}
+// of a hierarchy entry): the same on the wire between servers and to
+// clients.
+type PublicRoom = federation.PublicRoom
 
 func publicRoom(r *store.RoomSummary) PublicRoom {
 	jr := r.JoinRule

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"time"
 
 	"luxchat/internal/federation"
 	"luxchat/internal/matrix/pdu"
@@ -23,29 +22,23 @@ func (s *Service) AnnounceJoins(c rooms.Committed) {
 	if c.Origin != "" {
 		return // a join of ours comes back from other servers only as an echo
 	}
-	var joins []*pdu.Event
+	joins := map[string]*pdu.Event{}
+	var joiners []string
 	for _, ce := range c.Events {
 		ev := ce.Event
 		if ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey == ev.Sender &&
-			s.isLocal(ev.Sender) && isJoin(ev.Content) && slices.Contains(c.Joined, ev.Sender) {
-			joins = append(joins, ev)
+			s.isLocal(ev.Sender) && isJoin(ev.Content) && slices.Contains(c.Joined, ev.Sender) && joins[ev.Sender] == nil {
+			joins[ev.Sender] = ev
+			joiners = append(joiners, ev.Sender)
 		}
 	}
 	roomServers := s.servers(c.Joined)
-	if len(joins) == 0 || len(roomServers) == 0 {
+	if len(joiners) == 0 || len(roomServers) == 0 {
 		return
 	}
-	s.devWG.Add(1)
-	go func() {
-		defer s.devWG.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for _, join := range joins {
-			if err := s.announceJoin(ctx, join, roomServers); err != nil {
-				s.log.Warn("federation: announce devices on join", "user", join.Sender, "room", join.RoomID, "err", err)
-			}
-		}
-	}()
+	s.announceInBackground(joiners, "federation: announce devices on joining "+c.RoomID, func(ctx context.Context, u string) error {
+		return s.announceJoin(ctx, joins[u], roomServers)
+	})
 }
 
 func isJoin(content json.RawMessage) bool {
@@ -129,15 +122,7 @@ func (s *Service) ServersFound(roomID string, localMembers, servers []string) {
 	if len(localMembers) == 0 || len(servers) == 0 {
 		return
 	}
-	s.devWG.Add(1)
-	go func() {
-		defer s.devWG.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for _, u := range localMembers {
-			if err := s.announceAllDevices(ctx, u, servers); err != nil {
-				s.log.Warn("federation: announce devices to servers found in a room", "user", u, "room", roomID, "err", err)
-			}
-		}
-	}()
+	s.announceInBackground(localMembers, "federation: announce devices to servers found in "+roomID, func(ctx context.Context, u string) error {
+		return s.announceAllDevices(ctx, u, servers)
+	})
 }

@@ -136,14 +136,20 @@ func randomID() string {
 // DeviceListChanged is e2ee's OnDeviceListChange: announcing reads the
 // user's keys, so it runs off the request's path.
 func (s *Service) DeviceListChanged(users ...string) {
+	s.announceInBackground(users, "federation: announce device list", s.announceDevices)
+}
+
+// announceInBackground runs announce for each user off the caller's
+// goroutine (Close waits for it), logging failures with what.
+func (s *Service) announceInBackground(users []string, what string, announce func(ctx context.Context, userID string) error) {
 	s.devWG.Add(1)
 	go func() {
 		defer s.devWG.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for _, u := range users {
-			if err := s.announceDevices(ctx, u); err != nil {
-				s.log.Warn("federation: announce device list", "user", u, "err", err)
+			if err := announce(ctx, u); err != nil {
+				s.log.Warn(what, "user", u, "err", err)
 			}
 		}
 	}()

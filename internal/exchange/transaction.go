@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"runtime"
 	gosync "sync"
-	"sync/atomic"
 
 	"luxchat/internal/federation"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/parallel"
 	"luxchat/internal/store"
 )
 
@@ -108,18 +107,7 @@ func (s *Service) ReceiveTransaction(ctx context.Context, origin, txnID string, 
 func (s *Service) parsePDUs(ctx context.Context, raws []json.RawMessage) ([]*pdu.Event, []error) {
 	evs := make([]*pdu.Event, len(raws))
 	errs := make([]error, len(raws))
-	var next atomic.Int64
-	var wg gosync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(raws)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(raws); i = int(next.Add(1)) - 1 {
-				evs[i], errs[i] = s.roomfed.ParsePDU(ctx, raws[i])
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(raws), func(i int) { evs[i], errs[i] = s.roomfed.ParsePDU(ctx, raws[i]) })
 	return evs, errs
 }
 

@@ -3,12 +3,10 @@ package roomfed
 import (
 	"context"
 	"errors"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/parallel"
 	"luxchat/internal/rooms"
 )
 
@@ -48,19 +46,10 @@ func (s *Service) preverify(ctx context.Context, evs []*pdu.Event) context.Conte
 	}
 	out := make(map[*pdu.Event]verified, len(todo))
 	res := make([]verified, len(todo))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(todo); i = int(next.Add(1)) - 1 {
-				ev, err := s.checkSignaturesAndHash(ctx, todo[i])
-				res[i] = verified{ev, err}
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(todo), func(i int) {
+		ev, err := s.checkSignaturesAndHash(ctx, todo[i])
+		res[i] = verified{ev, err}
+	})
 	for i, ev := range todo {
 		out[ev] = res[i]
 	}

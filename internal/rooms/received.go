@@ -7,16 +7,15 @@ import (
 	"fmt"
 	"iter"
 	"maps"
-	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/matrix/roomversion"
 	"luxchat/internal/matrix/stateres"
+	"luxchat/internal/parallel"
 	"luxchat/internal/store"
 )
 
@@ -157,27 +156,15 @@ func deleteRemoteOutliers(ctx context.Context, tx *store.Tx, b *Batch) error {
 // cores: below it the goroutines cost more than they save.
 const parallelMin = 64
 
-// parallel runs f(0) … f(n-1) on every core.
-func parallel(n int, f func(i int)) {
-	workers := runtime.GOMAXPROCS(0)
-	if n < parallelMin || workers < 2 {
+// spread runs f(0) … f(n-1), on every core from parallelMin items on.
+func spread(n int, f func(i int)) {
+	if n < parallelMin {
 		for i := range n {
 			f(i)
 		}
 		return
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(workers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(n, f)
 }
 
 // parseRows parses stored events (each parse computes the event id: a
@@ -186,7 +173,7 @@ func parallel(n int, f func(i int)) {
 func (s *Service) parseRows(ctx context.Context, rows []*store.EventRow) ([]*pdu.Event, error) {
 	evs := make([]*pdu.Event, len(rows))
 	errs := make([]error, len(rows))
-	parallel(len(rows), func(i int) { evs[i], errs[i] = s.ParseRow(ctx, rows[i]) })
+	spread(len(rows), func(i int) { evs[i], errs[i] = s.ParseRow(ctx, rows[i]) })
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -197,7 +184,7 @@ func (s *Service) parseRows(ctx context.Context, rows []*store.EventRow) ([]*pdu
 // cores; those that do not parse are left out.
 func ParsePDUs(raws []json.RawMessage, v *roomversion.Version) []*pdu.Event {
 	evs := make([]*pdu.Event, len(raws))
-	parallel(len(raws), func(i int) {
+	spread(len(raws), func(i int) {
 		if ev, err := pdu.Parse(raws[i], v); err == nil {
 			evs[i] = ev
 		}
@@ -221,13 +208,7 @@ func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state s
 			joined[k.StateKey] = struct{}{}
 		}
 	}
-	s.mu.Lock()
-	r, ok := s.rooms[roomID]
-	if !ok {
-		r = &Room{id: roomID}
-		s.rooms[roomID] = r
-	}
-	s.mu.Unlock()
+	r := s.roomEntry(roomID)
 	if !r.mu.TryLock() {
 		return
 	}

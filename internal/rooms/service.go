@@ -107,16 +107,23 @@ type Room struct {
 	latestPos   int64
 }
 
-// LockRoom returns the locked state of a room, loading it on first use;
-// the caller unlocks it. ErrUnknownRoom when the room does not exist here.
-func (s *Service) LockRoom(ctx context.Context, roomID string) (*Room, error) {
+// roomEntry returns the cache entry of a room, made (not loaded) on
+// first use.
+func (s *Service) roomEntry(roomID string) *Room {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	r, ok := s.rooms[roomID]
 	if !ok {
 		r = &Room{id: roomID}
 		s.rooms[roomID] = r
 	}
-	s.mu.Unlock()
+	return r
+}
+
+// LockRoom returns the locked state of a room, loading it on first use;
+// the caller unlocks it. ErrUnknownRoom when the room does not exist here.
+func (s *Service) LockRoom(ctx context.Context, roomID string) (*Room, error) {
+	r := s.roomEntry(roomID)
 	r.mu.Lock()
 	if r.loaded {
 		return r, nil
