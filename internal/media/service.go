@@ -46,10 +46,11 @@ type Service struct {
 	remoteFetches atomic.Int64
 }
 
-// New returns the media service.
-func New(cfg *config.Config, st *store.Store, blobs BlobStore, keys *Keyring, log *slog.Logger) *Service {
+// New returns the media service; fetch reaches other servers' media (nil:
+// remote media is not found).
+func New(cfg *config.Config, st *store.Store, blobs BlobStore, keys *Keyring, fetch Fetcher, log *slog.Logger) *Service {
 	return &Service{
-		cfg: cfg.Media, serverName: cfg.ServerName, st: st, blobs: blobs, keys: keys, log: log, now: time.Now,
+		cfg: cfg.Media, serverName: cfg.ServerName, st: st, blobs: blobs, keys: keys, fetch: fetch, log: log, now: time.Now,
 		thumbSem: make(chan struct{}, 2), waiters: map[string]chan struct{}{},
 	}
 }

@@ -51,7 +51,7 @@ func forEachEngine(t *testing.T, edit func(*config.Config), f func(t *testing.T,
 			t.Fatal(err)
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		f(t, fixture{svc: New(cfg, st, bs, keys, log), st: st, dir: dir, keys: keys})
+		f(t, fixture{svc: New(cfg, st, bs, keys, nil, log), st: st, dir: dir, keys: keys})
 	}
 	t.Run("sqlite", func(t *testing.T) { open(t, "") })
 	t.Run("postgres", func(t *testing.T) { open(t, pgtest.NewDatabase(t)) })

@@ -41,7 +41,6 @@ func (s *Server) newFederation() error {
 	s.policy = policy
 	s.Federation = federation.NewClient(cfg.ServerName, s.Key, policy, net.DefaultResolver, roots)
 	s.Keys = federation.NewKeys(cfg.ServerName, s.Key, old, s.Store, s.Federation)
-	s.Media.SetFetcher(s.fetchRemoteMedia)
 	return nil
 }
 

@@ -102,13 +102,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
-	s.Media = media.New(cfg, st, blobs, mediaKeys, log)
 	// The federation client comes first: the services that reach other
 	// servers get it as they are built.
 	if err := s.newFederation(); err != nil {
 		st.Close()
 		return nil, err
 	}
+	var fetch media.Fetcher // remote media: through federation
+	if s.Federation != nil {
+		fetch = s.fetchRemoteMedia
+	}
+	s.Media = media.New(cfg, st, blobs, mediaKeys, fetch, log)
 	// The services, each given the hooks of the wiring (wiring.go) that
 	// connect it to the others.
 	notifier := sync.NewNotifier(st.Streams.Sync()...)
