@@ -43,7 +43,6 @@ var (
 // client that started it goes away (others may be waiting for it).
 const remoteFetchTimeout = 5 * time.Minute
 
-
 // RemoteFetches counts the fetches of remote media started so far.
 func (s *Service) RemoteFetches() int64 { return s.remoteFetches.Load() }
 
