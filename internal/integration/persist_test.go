@@ -2,9 +2,11 @@ package integration
 
 import (
 	"context"
+	ts "luxchat/internal/testserver"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -54,4 +56,56 @@ func TestForkedFederatedEventIsPersistedLikeALocalOne(t *testing.T) {
 			t.Fatalf("the media after the purge: %d", r.Status)
 		}
 	})
+}
+
+// An event whose prev events and some auth events are both unknown here
+// gets its gap filled first (get_missing_events): the events before it
+// bring the auth events (here a new member's join), so the auth chain is
+// not asked for.
+func TestFedGapFilledBeforeAuthChain(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		name := map[bool]string{false: "sqlite", true: "postgres"}[pg]
+		t.Run(name, func(t *testing.T) {
+			fed := newFederation(t)
+			var mu sync.Mutex
+			var asked []string // paths b asked a for
+			optsA := []ts.Option{fed.ServerNamed("police.test"), ts.ObserveInbound(func(r *http.Request, _ []byte) {
+				mu.Lock()
+				asked = append(asked, r.URL.Path)
+				mu.Unlock()
+			})}
+			optsB := []ts.Option{fed.ServerNamed("gouv.test")}
+			if pg {
+				optsA, optsB = append(optsA, ts.WithPostgres(t)), append(optsB, ts.WithPostgres(t))
+			}
+			a, b := ts.New(t, optsA...), ts.New(t, optsB...)
+			alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+			room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+a.Config.ServerName, map[string]any{}, nil)
+			// a keeps what follows to itself: carol joins and speaks.
+			a.Exchange.HoldFanout.Store(true)
+			carol := a.Register(t, "carol")
+			carol.Join(room)
+			msg := carol.SendText(room, "hello from carol")
+			mu.Lock()
+			asked = nil
+			mu.Unlock()
+			row, err := a.Store.GetEvent(context.Background(), msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res, err := frSend(t, a, b, "", row.PDU); err != nil || res.PDUs[msg].Error != "" {
+				t.Fatalf("carol's message: %v %+v", err, res)
+			}
+			if got := bodies(messages(t, bob, room, "dir=b&limit=5").Chunk); !slices.Contains(got, "hello from carol") {
+				t.Fatalf("bob's timeline: %v", got)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/get_missing_events/") }) ||
+				slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/event_auth/") }) {
+				t.Fatalf("b asked a for %v: want the gap filled, no auth chain", asked)
+			}
+		})
+	}
 }

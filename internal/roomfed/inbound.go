@@ -140,6 +140,15 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	if err != nil {
 		return err
 	}
+	if fillGaps {
+		// The events before a gap usually bring the auth events we lack
+		// (a member's join, with the state fetched at the gap): fill the
+		// gap first, and ask for the auth chain only for what is still
+		// missing after it.
+		if err := s.fillGapFirst(ctx, origin, ev); err != nil {
+			return err
+		}
+	}
 	authEvs, err := s.authEventsOf(ctx, origin, ev)
 	if err != nil {
 		return s.reject(ctx, ev, err)
@@ -714,6 +723,22 @@ func (s *Service) stateAfterRejected(ctx context.Context, v *roomversion.Version
 // fetchMissing asks origin for the events between our extremities and ev
 // and runs each through the pipeline, oldest first, without filling
 // further gaps.
+// fillGapFirst fetches ev's missing prev events (get_missing_events)
+// when some of its auth events are missing too.
+func (s *Service) fillGapFirst(ctx context.Context, origin string, ev *pdu.Event) error {
+	stored, err := s.store.EventStateGroups(ctx, append(slices.Clone(ev.AuthEvents), ev.PrevEvents...))
+	if err != nil {
+		return err
+	}
+	missing := func(ids []string) bool {
+		return slices.ContainsFunc(ids, func(id string) bool { _, ok := stored[id]; return !ok })
+	}
+	if missing(ev.AuthEvents) && missing(ev.PrevEvents) {
+		s.fetchMissing(ctx, origin, ev)
+	}
+	return nil
+}
+
 func (s *Service) fetchMissing(ctx context.Context, origin string, ev *pdu.Event) {
 	r, err := s.rooms.LockRoom(ctx, ev.RoomID)
 	if err != nil {
