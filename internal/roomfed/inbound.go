@@ -724,14 +724,20 @@ func (s *Service) stateAfterRejected(ctx context.Context, v *roomversion.Version
 // and runs each through the pipeline, oldest first, without filling
 // further gaps.
 // fillGapFirst fetches ev's missing prev events (get_missing_events)
-// when some of its auth events are missing too.
+// when some of its auth events are missing too. Events rejected here
+// are known, not missing.
 func (s *Service) fillGapFirst(ctx context.Context, origin string, ev *pdu.Event) error {
-	stored, err := s.store.EventStateGroups(ctx, append(slices.Clone(ev.AuthEvents), ev.PrevEvents...))
+	ids := append(slices.Clone(ev.AuthEvents), ev.PrevEvents...)
+	stored, err := s.store.EventStateGroups(ctx, ids)
+	if err != nil {
+		return err
+	}
+	rej, err := s.store.RejectedEvents(ctx, ids)
 	if err != nil {
 		return err
 	}
 	missing := func(ids []string) bool {
-		return slices.ContainsFunc(ids, func(id string) bool { _, ok := stored[id]; return !ok })
+		return slices.ContainsFunc(ids, func(id string) bool { _, ok := stored[id]; return !ok && !rej[id] })
 	}
 	if missing(ev.AuthEvents) && missing(ev.PrevEvents) {
 		s.fetchMissing(ctx, origin, ev)
