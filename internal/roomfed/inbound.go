@@ -140,12 +140,17 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	if err != nil {
 		return err
 	}
-	if fillGaps {
-		// The events before a gap usually bring the auth events we lack
-		// (a member's join, with the state fetched at the gap): fill the
-		// gap first, and ask for the auth chain only for what is still
-		// missing after it.
-		if err := s.fillGapFirst(ctx, origin, ev); err != nil {
+	// The events before a gap, or the state at it, usually bring the
+	// auth events we lack (a member's join): a received event gets its
+	// gap filled first, an event pulled into a gap the state before it;
+	// the auth chain is asked only for what is still missing after that.
+	var before store.StateMap
+	if gap, err := s.authAndPrevMissing(ctx, ev); err != nil {
+		return err
+	} else if gap && fillGaps {
+		s.fetchMissing(ctx, origin, ev)
+	} else if gap {
+		if before, err = s.stateBefore(ctx, origin, ev, false); err != nil {
 			return err
 		}
 	}
@@ -178,9 +183,10 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	}
 	r.Unlock()
 
-	before, err := s.stateBefore(ctx, origin, ev, fillGaps)
-	if err != nil {
-		return err
+	if before == nil {
+		if before, err = s.stateBefore(ctx, origin, ev, fillGaps); err != nil {
+			return err
+		}
 	}
 	beforeEvs, err := s.stateEvents(ctx, before)
 	if err != nil {
@@ -723,26 +729,22 @@ func (s *Service) stateAfterRejected(ctx context.Context, v *roomversion.Version
 // fetchMissing asks origin for the events between our extremities and ev
 // and runs each through the pipeline, oldest first, without filling
 // further gaps.
-// fillGapFirst fetches ev's missing prev events (get_missing_events)
-// when some of its auth events are missing too. Events rejected here
-// are known, not missing.
-func (s *Service) fillGapFirst(ctx context.Context, origin string, ev *pdu.Event) error {
+// authAndPrevMissing reports whether some of ev's auth events and some
+// of its prev events are unknown here (events rejected here are known).
+func (s *Service) authAndPrevMissing(ctx context.Context, ev *pdu.Event) (bool, error) {
 	ids := append(slices.Clone(ev.AuthEvents), ev.PrevEvents...)
 	stored, err := s.store.EventStateGroups(ctx, ids)
 	if err != nil {
-		return err
+		return false, err
 	}
 	rej, err := s.store.RejectedEvents(ctx, ids)
 	if err != nil {
-		return err
+		return false, err
 	}
 	missing := func(ids []string) bool {
 		return slices.ContainsFunc(ids, func(id string) bool { _, ok := stored[id]; return !ok && !rej[id] })
 	}
-	if missing(ev.AuthEvents) && missing(ev.PrevEvents) {
-		s.fetchMissing(ctx, origin, ev)
-	}
-	return nil
+	return missing(ev.AuthEvents) && missing(ev.PrevEvents), nil
 }
 
 func (s *Service) fetchMissing(ctx context.Context, origin string, ev *pdu.Event) {
