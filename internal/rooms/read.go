@@ -250,11 +250,11 @@ type MessagesRequest struct {
 	Filter   *filter.RoomEventFilter
 }
 
-// tokenPos reads the events position of a pagination (or sync) token
+// TokenPos reads the events position of a pagination (or sync) token
 // passed as the query parameter name. A position this server has not
 // reached cannot come from it: M_INVALID_PARAM rather than a page of
 // nothing, or of events the token's holder was never shown.
-func (s *Service) tokenPos(token, name string) (int64, error) {
+func (s *Service) TokenPos(token, name string) (int64, error) {
 	pos, err := streamtoken.EventsPos(token)
 	if err != nil {
 		return 0, errcode.InvalidParam("invalid %s token", name)
@@ -274,7 +274,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	var from int64
 	switch {
 	case q.From != "":
-		if from, err = s.tokenPos(q.From, "from"); err != nil {
+		if from, err = s.TokenPos(q.From, "from"); err != nil {
 			return nil, err
 		}
 	case q.Backward:
@@ -285,7 +285,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	var to int64 = -1
 	hasTo := q.To != ""
 	if hasTo {
-		if to, err = s.tokenPos(q.To, "to"); err != nil {
+		if to, err = s.TokenPos(q.To, "to"); err != nil {
 			return nil, err
 		}
 	}
@@ -506,7 +506,7 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 		return nil, err
 	}
 	if q.At != "" {
-		pos, err := s.tokenPos(q.At, "at")
+		pos, err := s.TokenPos(q.At, "at")
 		if err != nil {
 			return nil, err
 		}
@@ -600,7 +600,7 @@ func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceI
 	} else if !ok {
 		return nil, errcode.NotFound("event not found")
 	}
-	evs, err := s.withBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.membershipAt(ctx, row)})
+	evs, err := s.WithBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.membershipAt(ctx, row)})
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ import (
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
 	"luxchat/internal/roomfed"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
 	"luxchat/internal/store"
@@ -143,7 +144,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	rt.Observe = func(pattern, method string, status int, d time.Duration) {
 		reqs.WithLabelValues(pattern, method, strconv.Itoa(status)).Observe(d.Seconds())
 	}
-	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Sync: s.Sync, E2EE: s.E2EE, Log: log}
+	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: roomread.New(st, s.Rooms), Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
 	api.Search = search.New(st, s.Rooms)
 	api.Reports = reports.New(st, s.Rooms, cfg.ServerName)
