@@ -63,6 +63,9 @@ func HistoryVisibility(ev *pdu.Event) string {
 	return "shared"
 }
 
+// Membership is the viewer's current membership of the room.
+func (v *Viewer) Membership() string { return v.current }
+
 // Viewer answers history visibility questions for one user in one room.
 type Viewer struct {
 	s        *Service
@@ -398,33 +401,14 @@ func (s *Service) currentStateRow(ctx context.Context, roomID, typ, key string) 
 	return s.store.GetEvent(ctx, ev.ID)
 }
 
-// stateForReader returns the state a user may see: the current state for
-// members and world-readable rooms, the state when they left otherwise.
-func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (store.StateMap, error) {
-	v, err := s.mayRead(ctx, roomID, userID)
-	if err != nil {
-		return nil, err
-	}
-	if v.current == "leave" || v.current == "ban" {
-		m, err := s.store.GetMembership(ctx, roomID, userID)
-		if err != nil {
-			return nil, err
-		}
-		return s.stateAfter(ctx, m.EventID)
-	}
-	r, err := s.LockRoom(ctx, roomID)
-	if err != nil {
-		return nil, err
-	}
-	defer r.mu.Unlock()
-	if v.current == "invite" || v.current == "knock" {
-		return nil, errcode.Forbidden("you are not joined to this room")
-	}
-	return r.StateIDs(), nil
-}
-
 // stateAfter is the state after an event.
 func (s *Service) stateAfter(ctx context.Context, eventID string) (store.StateMap, error) {
+	return s.StateAfterStored(ctx, eventID)
+}
+
+// StateAfterStored is the state after a stored event; store.ErrNotFound
+// when it is not stored (unlike StateAfter, which answers nothing then).
+func (s *Service) StateAfterStored(ctx context.Context, eventID string) (store.StateMap, error) {
 	row, err := s.store.GetEvent(ctx, eventID)
 	if err != nil {
 		return nil, err
@@ -441,15 +425,6 @@ func (s *Service) stateAfter(ctx context.Context, eventID string) (store.StateMa
 	return st, nil
 }
 
-// State returns the room state a user may see, in client format.
-func (s *Service) State(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
-	st, err := s.stateForReader(ctx, roomID, userID)
-	if err != nil {
-		return nil, err
-	}
-	return s.renderState(ctx, st, userID)
-}
-
 func (s *Service) renderState(ctx context.Context, st store.StateMap, userID string) ([]json.RawMessage, error) {
 	ids := make([]string, 0, len(st))
 	for _, id := range st {
@@ -462,117 +437,6 @@ func (s *Service) renderState(ctx context.Context, st store.StateMap, userID str
 	out := make([]json.RawMessage, 0, len(rows))
 	for _, row := range rows {
 		out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
-	}
-	return out, nil
-}
-
-// StateContent returns the content of one state event a user may see.
-func (s *Service) StateContent(ctx context.Context, roomID, userID, typ, key string) (json.RawMessage, *store.EventRow, error) {
-	st, err := s.stateForReader(ctx, roomID, userID)
-	if err != nil {
-		return nil, nil, err
-	}
-	id, ok := st[store.StateKey{Type: typ, StateKey: key}]
-	if !ok {
-		return nil, nil, errcode.NotFound("no such state event")
-	}
-	row, err := s.store.GetEvent(ctx, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	var f pduFields
-	_ = json.Unmarshal(row.PDU, &f)
-	if f.Content == nil {
-		f.Content = json.RawMessage("{}")
-	}
-	return f.Content, row, nil
-}
-
-// MembersRequest is a /members query.
-type MembersRequest struct {
-	RoomID, UserID            string
-	At                        string
-	Membership, NotMembership string
-}
-
-// Members returns member events of a room as the user may see them.
-func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMessage, error) {
-	// The member list of a partial-state room is incomplete: wait for it.
-	if err := s.WaitFullState(ctx, q.RoomID); err != nil {
-		return nil, err
-	}
-	st, err := s.stateForReader(ctx, q.RoomID, q.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if q.At != "" {
-		pos, err := s.TokenPos(q.At, "at")
-		if err != nil {
-			return nil, err
-		}
-		rows, err := s.store.RoomEvents(ctx, q.RoomID, 0, pos, true, 1)
-		if err != nil {
-			return nil, err
-		}
-		if len(rows) == 0 {
-			// No point of the room at or before the token: not the
-			// members of now.
-			return nil, errcode.NotFound("no event of the room at or before the at token")
-		}
-		if st, err = s.stateAfter(ctx, rows[0].EventID); err != nil {
-			return nil, err
-		}
-	}
-	memberIDs := store.StateMap{}
-	for k, id := range st {
-		if k.Type == "m.room.member" {
-			memberIDs[k] = id
-		}
-	}
-	all, err := s.renderState(ctx, memberIDs, q.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if q.Membership == "" && q.NotMembership == "" {
-		return all, nil
-	}
-	out := all[:0]
-	for _, raw := range all {
-		var e struct {
-			Content struct {
-				Membership string `json:"membership"`
-			} `json:"content"`
-		}
-		_ = json.Unmarshal(raw, &e)
-		m := e.Content.Membership
-		if (q.Membership == "" || m == q.Membership) && (q.NotMembership == "" || m != q.NotMembership) {
-			out = append(out, raw)
-		}
-	}
-	return out, nil
-}
-
-// JoinedMembers maps joined users to their profile, for members of the room.
-func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map[string]any, error) {
-	if err := s.WaitFullState(ctx, roomID); err != nil {
-		return nil, err
-	}
-	r, err := s.LockRoom(ctx, roomID)
-	if err != nil {
-		return nil, err
-	}
-	defer r.mu.Unlock()
-	if _, ok := r.joined[userID]; !ok {
-		return nil, errcode.Forbidden("you are not joined to this room")
-	}
-	out := make(map[string]any, len(r.joined))
-	for u := range r.joined {
-		var c struct {
-			DisplayName *string `json:"displayname"`
-			AvatarURL   *string `json:"avatar_url"`
-		}
-		_ = json.Unmarshal(r.state[pdu.StateTuple{Type: "m.room.member", StateKey: u}].Content, &c)
-		out[u] = map[string]any{"display_name": c.DisplayName, "avatar_url": c.AvatarURL}
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"luxchat/internal/filter"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/streamtoken"
@@ -18,10 +19,13 @@ import (
 type Service struct {
 	store *store.Store
 	rooms *rooms.Service
+	read  *roomread.Service
 }
 
 // New returns the search service.
-func New(st *store.Store, rs *rooms.Service) *Service { return &Service{store: st, rooms: rs} }
+func New(st *store.Store, rs *rooms.Service, read *roomread.Service) *Service {
+	return &Service{store: st, rooms: rs, read: read}
+}
 
 // Criteria is search_categories.room_events of a request.
 type Criteria struct {
@@ -303,7 +307,7 @@ rounds:
 	if c.IncludeState && len(states) > 0 {
 		out.State = map[string][]json.RawMessage{}
 		for roomID := range states {
-			st, err := s.rooms.State(ctx, roomID, req.UserID)
+			st, err := s.read.State(ctx, roomID, req.UserID)
 			if err != nil {
 				return nil, err
 			}

@@ -144,9 +144,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	rt.Observe = func(pattern, method string, status int, d time.Duration) {
 		reqs.WithLabelValues(pattern, method, strconv.Itoa(status)).Observe(d.Seconds())
 	}
-	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: roomread.New(st, s.Rooms), Sync: s.Sync, E2EE: s.E2EE, Log: log}
+	read := roomread.New(st, s.Rooms)
+	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
-	api.Search = search.New(st, s.Rooms)
+	api.Search = search.New(st, s.Rooms, read)
 	api.Reports = reports.New(st, s.Rooms, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
