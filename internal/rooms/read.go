@@ -73,15 +73,15 @@ type Viewer struct {
 	current  string // the user's current membership
 	sincePos int64  // the position of the user's current membership
 	byGroup  map[int64]bool
-	memberAt map[int64]string // see membershipAt
+	memberAt map[int64]string // see MembershipAt
 	bf       *backfillView    // see canSeeBackfilled; loaded on first use
 }
 
-// membershipAt is the user's membership when row was sent (MSC4115): the
+// MembershipAt is the user's membership when row was sent (MSC4115): the
 // one it sets for their own member events, the one before it otherwise,
 // "leave" for none. Lookups are per state group, mostly the room's
 // current one, answered from the room cache.
-func (v *Viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
+func (v *Viewer) MembershipAt(ctx context.Context, row *store.EventRow) string {
 	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
 		var e struct {
 			Content struct {
@@ -108,12 +108,12 @@ func (v *Viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 	return m
 }
 
-// MembershipLookup returns membershipAt for one user in one room (rows
+// MembershipLookup returns MembershipAt for one user in one room (rows
 // of that room only), remembering its answers; m is the user's membership
 // row there, which answers for the events after it without a lookup.
 func (s *Service) MembershipLookup(m store.Membership) func(ctx context.Context, row *store.EventRow) string {
 	v := &Viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos}
-	return v.membershipAt
+	return v.MembershipAt
 }
 
 func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*Viewer, error) {
@@ -168,9 +168,9 @@ func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	return ok, nil
 }
 
-// errMayNotRead answers readers of rooms they may not see, and of rooms
+// ErrMayNotRead answers readers of rooms they may not see, and of rooms
 // not known here (which must not be told apart).
-var errMayNotRead = errcode.Forbidden("you are not allowed to view this room")
+var ErrMayNotRead = errcode.Forbidden("you are not allowed to view this room")
 
 // MayRead checks that a user may read a room at all (see mayRead).
 func (s *Service) MayRead(ctx context.Context, roomID, userID string) error {
@@ -188,7 +188,7 @@ func (s *Service) Viewer(ctx context.Context, roomID, userID string) (*Viewer, e
 // before (and the room not forgotten), or a world-readable room.
 func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, error) {
 	if _, err := s.VersionOf(ctx, roomID); errors.Is(err, ErrUnknownRoom) {
-		return nil, errMayNotRead
+		return nil, ErrMayNotRead
 	} else if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, 
 	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && HistoryVisibility(hv) == "world_readable" {
 		return v, nil
 	}
-	return nil, errMayNotRead
+	return nil, ErrMayNotRead
 }
 
 // Page is a page of /messages.
@@ -345,7 +345,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 				ok = q.Filter.AllowsRelation(relTypeOf(row))
 			}
 			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && row.HasURL()) {
-				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.membershipAt(ctx, row)}))
+				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.MembershipAt(ctx, row)}))
 				shown = append(shown, row)
 				senders[row.Sender] = true
 				if len(page.Chunk) == q.Limit {
@@ -439,95 +439,6 @@ func (s *Service) renderState(ctx context.Context, st store.StateMap, userID str
 		out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
 	}
 	return out, nil
-}
-
-// GetEvent returns one event a user may see; M_NOT_FOUND otherwise (also
-// when the user may not read the room, which must not be told apart from
-// a missing event).
-func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceID string) (json.RawMessage, error) {
-	v, err := s.mayRead(ctx, roomID, userID)
-	if errors.Is(err, errMayNotRead) {
-		return nil, errcode.NotFound("event not found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	row, err := s.store.GetEvent(ctx, eventID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
-		return nil, errcode.NotFound("event not found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	if ok, err := v.CanSee(ctx, row); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, errcode.NotFound("event not found")
-	}
-	evs, err := s.WithBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.membershipAt(ctx, row)})
-	if err != nil {
-		return nil, err
-	}
-	return evs[0], nil
-}
-
-// ContextResult is the answer of /context.
-type ContextResult struct {
-	Event        json.RawMessage   `json:"event"`
-	EventsBefore []json.RawMessage `json:"events_before"`
-	EventsAfter  []json.RawMessage `json:"events_after"`
-	Start        string            `json:"start"`
-	End          string            `json:"end"`
-	State        []json.RawMessage `json:"state"`
-}
-
-// Context returns an event with the events around it.
-func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID string, limit int, f *filter.RoomEventFilter) (*ContextResult, error) {
-	ev, err := s.GetEvent(ctx, roomID, eventID, userID, deviceID)
-	if err != nil {
-		return nil, err
-	}
-	row, err := s.store.GetEvent(ctx, eventID)
-	if err != nil {
-		return nil, err
-	}
-	before := limit / 2
-	after := limit - before
-	res := &ContextResult{Event: ev, EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
-	b, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
-	if err != nil {
-		return nil, err
-	}
-	res.Start = b.End
-	if before > 0 {
-		res.EventsBefore = b.Events()
-	} else {
-		res.Start = streamtoken.Pagination(row.Pos - 1) // just before the event
-	}
-	if res.Start == "" {
-		res.Start = streamtoken.Pagination(0)
-	}
-	a, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos), Limit: max(after, 1), Filter: f})
-	if err != nil {
-		return nil, err
-	}
-	res.End = a.End
-	if after > 0 {
-		res.EventsAfter = a.Events()
-	} else {
-		res.End = streamtoken.Pagination(row.Pos) // just after the event
-	}
-	if res.End == "" {
-		res.End = streamtoken.Pagination(s.store.Streams.Events.Current())
-	}
-	st, err := s.stateAfter(ctx, eventID)
-	if err != nil {
-		return nil, err
-	}
-	if res.State, err = s.renderState(ctx, st, userID); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // Visible returns the rows (all of one room) that a user may see under

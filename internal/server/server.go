@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
 	api.Search = search.New(st, s.Rooms, read)
-	api.Reports = reports.New(st, s.Rooms, cfg.ServerName)
+	api.Reports = reports.New(st, s.Rooms, read, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed

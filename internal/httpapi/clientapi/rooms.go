@@ -403,7 +403,7 @@ func (a *API) event(r *httputil.Request) (any, error) {
 	if err := eventIDToRead(r.Var("eventId")); err != nil {
 		return nil, err
 	}
-	return a.Rooms.GetEvent(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID)
+	return a.Read.GetEvent(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID)
 }
 
 func parseRoomEventFilter(r *httputil.Request) (*filter.RoomEventFilter, error) {
@@ -434,7 +434,7 @@ func (a *API) context(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.Rooms.Context(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID, int(min(max(limit, 0), 100)), f)
+	return a.Read.Context(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID, int(min(max(limit, 0), 100)), f)
 }
 
 // GET /rooms/{roomId}/messages
