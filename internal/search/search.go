@@ -65,11 +65,11 @@ type Result struct {
 
 // ResultContext is the context of a result.
 type ResultContext struct {
-	Start        string                    `json:"start"`
-	End          string                    `json:"end"`
-	ProfileInfo  map[string]*rooms.Profile `json:"profile_info,omitempty"`
-	EventsBefore []json.RawMessage         `json:"events_before"`
-	EventsAfter  []json.RawMessage         `json:"events_after"`
+	Start        string                       `json:"start"`
+	End          string                       `json:"end"`
+	ProfileInfo  map[string]*roomread.Profile `json:"profile_info,omitempty"`
+	EventsBefore []json.RawMessage            `json:"events_before"`
+	EventsAfter  []json.RawMessage            `json:"events_after"`
 }
 
 // Group is one value of a grouping.
@@ -406,7 +406,7 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 	if !profiles {
 		return rc, nil
 	}
-	rc.ProfileInfo = map[string]*rooms.Profile{}
+	rc.ProfileInfo = map[string]*roomread.Profile{}
 	senders := []string{row.Sender}
 	for _, raw := range slices.Concat(rc.EventsBefore, rc.EventsAfter) {
 		var e struct {
@@ -417,12 +417,12 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 		}
 	}
 	for _, u := range senders {
-		p, err := s.rooms.ProfileAt(ctx, row, u)
+		p, err := s.read.ProfileAt(ctx, row, u)
 		if err != nil {
 			return nil, err
 		}
 		if p == nil {
-			p = &rooms.Profile{}
+			p = &roomread.Profile{}
 		}
 		rc.ProfileInfo[u] = p
 	}
