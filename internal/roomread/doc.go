@@ -1,13 +1,18 @@
 // Package roomread is the read side of rooms: what clients ask of the
 // rooms they may see, answered from the store and the pipeline's caches.
-// So far it holds /relations and /threads; history visibility, the
-// messages, context and state reads, bundles and the client format are
-// still in package rooms and reached through its exported API (Viewer,
-// ReaderUpTo, TokenPos, WithBundles, ClientJSON, IgnoredUsers,
-// VersionOf).
+// It holds /relations and /threads, /event and /context, the room state
+// and members reads (/state, /state/{type}/{key}, /members,
+// /joined_members, /aliases) and the historic profiles of search results.
 //
-// It never writes events: package rooms is the one pipeline, and owns
-// the caches (events, client format, bundles) it drops as it persists.
-// It imports rooms, store and internal/matrix, never HTTP packages nor
+// Still in package rooms and reached through its exported API: history
+// visibility (Viewer, with Membership and MembershipAt), /messages,
+// bundled aggregations (WithBundles), the client format (ClientEvent,
+// ClientJSON, RenderState), state at an event (StateEntry,
+// StateAfterStored) and pagination tokens (TokenPos). They move here next,
+// except the caches (events, client format, bundles), which stay with the
+// pipeline that drops and updates them as it persists.
+//
+// It never writes events: package rooms is the one pipeline. It imports
+// rooms, store, filter and internal/matrix, never HTTP packages nor
 // roomfed.
 package roomread
