@@ -2,7 +2,9 @@
 // rooms they may see, answered from the store and the pipeline's caches.
 // It holds /relations and /threads, /event and /context, the room state
 // and members reads (/state, /state/{type}/{key}, /members,
-// /joined_members, /aliases) and the historic profiles of search results.
+// /joined_members, /aliases), the historic profiles of search results
+// and what sync shows of a room: its stripped state (invites, knocks) and
+// summary.
 //
 // Still in package rooms and reached through its exported API: history
 // visibility (Viewer, with Membership and MembershipAt), /messages,

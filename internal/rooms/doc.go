@@ -22,7 +22,7 @@
 // clientevent.go; syncsupport.go; pushsupport.go; backfill_read.go),
 // moving step by step into package roomread, which already answers
 // /relations, /threads, /event, /context, state, members and aliases
-// reads over the exported Viewer, StateEntry, StateAfterStored,
+// reads, sync's stripped state and summary, over the exported Viewer, StateEntry, StateAfterStored,
 // RenderState, WithBundles, ClientJSON, TokenPos and Room accessors
 // (docs/architecture.md, "The room wing"). The event, client-format and
 // bundle caches stay here: the pipeline drops and updates them.
