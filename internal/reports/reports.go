@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
@@ -26,6 +27,7 @@ const (
 type Service struct {
 	store      *store.Store
 	rooms      *rooms.Service
+	read       *roomread.Service
 	serverName string
 
 	mu      sync.Mutex
@@ -38,8 +40,8 @@ type bucket struct {
 }
 
 // New returns the reports service.
-func New(st *store.Store, rs *rooms.Service, serverName string) *Service {
-	return &Service{store: st, rooms: rs, serverName: serverName, buckets: map[string]*bucket{}}
+func New(st *store.Store, rs *rooms.Service, read *roomread.Service, serverName string) *Service {
+	return &Service{store: st, rooms: rs, read: read, serverName: serverName, buckets: map[string]*bucket{}}
 }
 
 // take spends one report of the reporter's allowance: reports reach
@@ -102,7 +104,7 @@ func (s *Service) ReportEvent(ctx context.Context, reporter, roomID, eventID, re
 	if !joined {
 		return notFound
 	}
-	if _, err := s.rooms.GetEvent(ctx, roomID, eventID, reporter, ""); err != nil {
+	if _, err := s.read.GetEvent(ctx, roomID, eventID, reporter, ""); err != nil {
 		if _, ok := errcode.As(err); ok || errors.Is(err, store.ErrNotFound) {
 			return notFound
 		}

@@ -21,22 +21,6 @@ func (s *Service) LocalAlias(ctx context.Context, alias string) (string, error) 
 	return roomID, err
 }
 
-// LocalAliases lists the local aliases of a room, for a user who may see
-// its state.
-func (s *Service) LocalAliases(ctx context.Context, roomID, userID string) ([]string, error) {
-	if _, err := s.State(ctx, roomID, userID); err != nil {
-		return nil, err
-	}
-	al, err := s.store.RoomAliases(ctx, roomID)
-	if err != nil {
-		return nil, err
-	}
-	if al == nil {
-		al = []string{}
-	}
-	return al, nil
-}
-
 // CreateAlias points a new local alias at a room known here, made by
 // userID; 409 when the alias is taken.
 func (s *Service) CreateAlias(ctx context.Context, alias, roomID, userID string) error {

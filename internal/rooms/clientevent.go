@@ -31,9 +31,9 @@ type clientEvent struct {
 	Unsigned       json.RawMessage `json:"unsigned,omitempty"`
 }
 
-// clientJSON renders a PDU in the client format with the given unsigned
+// ClientJSON renders a PDU in the client format with the given unsigned
 // object (nil for none).
-func (s *Service) clientJSON(pduJSON []byte, eventID, roomID string, unsigned map[string]json.RawMessage) json.RawMessage {
+func (s *Service) ClientJSON(pduJSON []byte, eventID, roomID string, unsigned map[string]json.RawMessage) json.RawMessage {
 	var f pduFields
 	_ = json.Unmarshal(pduJSON, &f)
 	if f.Redacts == "" && f.Type == "m.room.redaction" {
@@ -119,7 +119,7 @@ func (s *Service) clientBase(row *store.EventRow) []byte {
 	if b, ok := s.bases.get(row.EventID); ok {
 		return b
 	}
-	full := s.clientJSON(row.PDU, row.EventID, "", nil)
+	full := s.ClientJSON(row.PDU, row.EventID, "", nil)
 	base := full[:len(full)-1] // drop "}"
 	s.bases.put(row.EventID, base)
 	return base

@@ -15,19 +15,23 @@
 // only through the Remote interface the server's wiring passes to New
 // (joins and knocks through other servers, remote invites, backfill).
 //
-// Size: about 6,200 lines, over the ~3,000 a package should have. The
+// Size: about 6,000 lines, over the ~3,000 a package should have. The
 // pipeline itself (service, send, persist, hooks, caches, membership,
-// create, upgrade, received) is about half of it; the read side (read.go,
-// relationsread.go, clientevent.go, syncsupport.go, searchsupport.go,
-// pushsupport.go, backfill_read.go, the bundle cache of relations.go) is
-// the rest and is to move into a package of its own, over an exported
-// state-entry lookup, the event caches and a client-format renderer
-// (docs/architecture.md, "The room wing").
+// create, upgrade, received) is about half of it; the rest is the read
+// side still here (read.go: Viewer, Messages; relations.go's bundles;
+// clientevent.go; syncsupport.go; pushsupport.go; backfill_read.go),
+// moving step by step into package roomread. roomread already answers
+// /relations, /threads, /event, /context, the state, members and
+// aliases reads and sync's stripped state and summary, over the exported
+// Viewer, StateEntry, StateAfterStored, RenderState, WithBundles,
+// ClientJSON, TokenPos and Room accessors (docs/architecture.md, "The
+// room wing"). The event, client-format and bundle caches stay here: the
+// pipeline drops and updates them.
 //
 // Lock order: Service.mu (the room map) is never held while taking a
 // Room.mu; a Room.mu is held across the database transaction that
 // persists the room's events and never while taking another room's lock.
 //
 // It imports store and internal/matrix, never federation (the wire is
-// roomfed's), HTTP packages nor roomfed.
+// roomfed's), HTTP packages, roomfed nor roomread.
 package rooms

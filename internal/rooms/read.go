@@ -63,6 +63,9 @@ func HistoryVisibility(ev *pdu.Event) string {
 	return "shared"
 }
 
+// Membership is the viewer's current membership of the room.
+func (v *Viewer) Membership() string { return v.current }
+
 // Viewer answers history visibility questions for one user in one room.
 type Viewer struct {
 	s        *Service
@@ -70,15 +73,15 @@ type Viewer struct {
 	current  string // the user's current membership
 	sincePos int64  // the position of the user's current membership
 	byGroup  map[int64]bool
-	memberAt map[int64]string // see membershipAt
+	memberAt map[int64]string // see MembershipAt
 	bf       *backfillView    // see canSeeBackfilled; loaded on first use
 }
 
-// membershipAt is the user's membership when row was sent (MSC4115): the
+// MembershipAt is the user's membership when row was sent (MSC4115): the
 // one it sets for their own member events, the one before it otherwise,
 // "leave" for none. Lookups are per state group, mostly the room's
 // current one, answered from the room cache.
-func (v *Viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
+func (v *Viewer) MembershipAt(ctx context.Context, row *store.EventRow) string {
 	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
 		var e struct {
 			Content struct {
@@ -105,12 +108,12 @@ func (v *Viewer) membershipAt(ctx context.Context, row *store.EventRow) string {
 	return m
 }
 
-// MembershipLookup returns membershipAt for one user in one room (rows
+// MembershipLookup returns MembershipAt for one user in one room (rows
 // of that room only), remembering its answers; m is the user's membership
 // row there, which answers for the events after it without a lookup.
 func (s *Service) MembershipLookup(m store.Membership) func(ctx context.Context, row *store.EventRow) string {
 	v := &Viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos}
-	return v.membershipAt
+	return v.MembershipAt
 }
 
 func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*Viewer, error) {
@@ -165,9 +168,9 @@ func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	return ok, nil
 }
 
-// errMayNotRead answers readers of rooms they may not see, and of rooms
+// ErrMayNotRead answers readers of rooms they may not see, and of rooms
 // not known here (which must not be told apart).
-var errMayNotRead = errcode.Forbidden("you are not allowed to view this room")
+var ErrMayNotRead = errcode.Forbidden("you are not allowed to view this room")
 
 // MayRead checks that a user may read a room at all (see mayRead).
 func (s *Service) MayRead(ctx context.Context, roomID, userID string) error {
@@ -185,7 +188,7 @@ func (s *Service) Viewer(ctx context.Context, roomID, userID string) (*Viewer, e
 // before (and the room not forgotten), or a world-readable room.
 func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, error) {
 	if _, err := s.VersionOf(ctx, roomID); errors.Is(err, ErrUnknownRoom) {
-		return nil, errMayNotRead
+		return nil, ErrMayNotRead
 	} else if err != nil {
 		return nil, err
 	}
@@ -199,7 +202,7 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, 
 	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && HistoryVisibility(hv) == "world_readable" {
 		return v, nil
 	}
-	return nil, errMayNotRead
+	return nil, ErrMayNotRead
 }
 
 // Page is a page of /messages.
@@ -250,11 +253,11 @@ type MessagesRequest struct {
 	Filter   *filter.RoomEventFilter
 }
 
-// tokenPos reads the events position of a pagination (or sync) token
+// TokenPos reads the events position of a pagination (or sync) token
 // passed as the query parameter name. A position this server has not
 // reached cannot come from it: M_INVALID_PARAM rather than a page of
 // nothing, or of events the token's holder was never shown.
-func (s *Service) tokenPos(token, name string) (int64, error) {
+func (s *Service) TokenPos(token, name string) (int64, error) {
 	pos, err := streamtoken.EventsPos(token)
 	if err != nil {
 		return 0, errcode.InvalidParam("invalid %s token", name)
@@ -274,7 +277,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	var from int64
 	switch {
 	case q.From != "":
-		if from, err = s.tokenPos(q.From, "from"); err != nil {
+		if from, err = s.TokenPos(q.From, "from"); err != nil {
 			return nil, err
 		}
 	case q.Backward:
@@ -285,7 +288,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 	var to int64 = -1
 	hasTo := q.To != ""
 	if hasTo {
-		if to, err = s.tokenPos(q.To, "to"); err != nil {
+		if to, err = s.TokenPos(q.To, "to"); err != nil {
 			return nil, err
 		}
 	}
@@ -342,7 +345,7 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 				ok = q.Filter.AllowsRelation(relTypeOf(row))
 			}
 			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && row.HasURL()) {
-				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.membershipAt(ctx, row)}))
+				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.MembershipAt(ctx, row)}))
 				shown = append(shown, row)
 				senders[row.Sender] = true
 				if len(page.Chunk) == q.Limit {
@@ -398,33 +401,14 @@ func (s *Service) currentStateRow(ctx context.Context, roomID, typ, key string) 
 	return s.store.GetEvent(ctx, ev.ID)
 }
 
-// stateForReader returns the state a user may see: the current state for
-// members and world-readable rooms, the state when they left otherwise.
-func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (store.StateMap, error) {
-	v, err := s.mayRead(ctx, roomID, userID)
-	if err != nil {
-		return nil, err
-	}
-	if v.current == "leave" || v.current == "ban" {
-		m, err := s.store.GetMembership(ctx, roomID, userID)
-		if err != nil {
-			return nil, err
-		}
-		return s.stateAfter(ctx, m.EventID)
-	}
-	r, err := s.LockRoom(ctx, roomID)
-	if err != nil {
-		return nil, err
-	}
-	defer r.mu.Unlock()
-	if v.current == "invite" || v.current == "knock" {
-		return nil, errcode.Forbidden("you are not joined to this room")
-	}
-	return r.StateIDs(), nil
-}
-
 // stateAfter is the state after an event.
 func (s *Service) stateAfter(ctx context.Context, eventID string) (store.StateMap, error) {
+	return s.StateAfterStored(ctx, eventID)
+}
+
+// StateAfterStored is the state after a stored event; store.ErrNotFound
+// when it is not stored (unlike StateAfter, which answers nothing then).
+func (s *Service) StateAfterStored(ctx context.Context, eventID string) (store.StateMap, error) {
 	row, err := s.store.GetEvent(ctx, eventID)
 	if err != nil {
 		return nil, err
@@ -441,15 +425,6 @@ func (s *Service) stateAfter(ctx context.Context, eventID string) (store.StateMa
 	return st, nil
 }
 
-// State returns the room state a user may see, in client format.
-func (s *Service) State(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
-	st, err := s.stateForReader(ctx, roomID, userID)
-	if err != nil {
-		return nil, err
-	}
-	return s.renderState(ctx, st, userID)
-}
-
 func (s *Service) renderState(ctx context.Context, st store.StateMap, userID string) ([]json.RawMessage, error) {
 	ids := make([]string, 0, len(st))
 	for _, id := range st {
@@ -464,206 +439,6 @@ func (s *Service) renderState(ctx context.Context, st store.StateMap, userID str
 		out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
 	}
 	return out, nil
-}
-
-// StateContent returns the content of one state event a user may see.
-func (s *Service) StateContent(ctx context.Context, roomID, userID, typ, key string) (json.RawMessage, *store.EventRow, error) {
-	st, err := s.stateForReader(ctx, roomID, userID)
-	if err != nil {
-		return nil, nil, err
-	}
-	id, ok := st[store.StateKey{Type: typ, StateKey: key}]
-	if !ok {
-		return nil, nil, errcode.NotFound("no such state event")
-	}
-	row, err := s.store.GetEvent(ctx, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	var f pduFields
-	_ = json.Unmarshal(row.PDU, &f)
-	if f.Content == nil {
-		f.Content = json.RawMessage("{}")
-	}
-	return f.Content, row, nil
-}
-
-// MembersRequest is a /members query.
-type MembersRequest struct {
-	RoomID, UserID            string
-	At                        string
-	Membership, NotMembership string
-}
-
-// Members returns member events of a room as the user may see them.
-func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMessage, error) {
-	// The member list of a partial-state room is incomplete: wait for it.
-	if err := s.WaitFullState(ctx, q.RoomID); err != nil {
-		return nil, err
-	}
-	st, err := s.stateForReader(ctx, q.RoomID, q.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if q.At != "" {
-		pos, err := s.tokenPos(q.At, "at")
-		if err != nil {
-			return nil, err
-		}
-		rows, err := s.store.RoomEvents(ctx, q.RoomID, 0, pos, true, 1)
-		if err != nil {
-			return nil, err
-		}
-		if len(rows) == 0 {
-			// No point of the room at or before the token: not the
-			// members of now.
-			return nil, errcode.NotFound("no event of the room at or before the at token")
-		}
-		if st, err = s.stateAfter(ctx, rows[0].EventID); err != nil {
-			return nil, err
-		}
-	}
-	memberIDs := store.StateMap{}
-	for k, id := range st {
-		if k.Type == "m.room.member" {
-			memberIDs[k] = id
-		}
-	}
-	all, err := s.renderState(ctx, memberIDs, q.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if q.Membership == "" && q.NotMembership == "" {
-		return all, nil
-	}
-	out := all[:0]
-	for _, raw := range all {
-		var e struct {
-			Content struct {
-				Membership string `json:"membership"`
-			} `json:"content"`
-		}
-		_ = json.Unmarshal(raw, &e)
-		m := e.Content.Membership
-		if (q.Membership == "" || m == q.Membership) && (q.NotMembership == "" || m != q.NotMembership) {
-			out = append(out, raw)
-		}
-	}
-	return out, nil
-}
-
-// JoinedMembers maps joined users to their profile, for members of the room.
-func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map[string]any, error) {
-	if err := s.WaitFullState(ctx, roomID); err != nil {
-		return nil, err
-	}
-	r, err := s.LockRoom(ctx, roomID)
-	if err != nil {
-		return nil, err
-	}
-	defer r.mu.Unlock()
-	if _, ok := r.joined[userID]; !ok {
-		return nil, errcode.Forbidden("you are not joined to this room")
-	}
-	out := make(map[string]any, len(r.joined))
-	for u := range r.joined {
-		var c struct {
-			DisplayName *string `json:"displayname"`
-			AvatarURL   *string `json:"avatar_url"`
-		}
-		_ = json.Unmarshal(r.state[pdu.StateTuple{Type: "m.room.member", StateKey: u}].Content, &c)
-		out[u] = map[string]any{"display_name": c.DisplayName, "avatar_url": c.AvatarURL}
-	}
-	return out, nil
-}
-
-// GetEvent returns one event a user may see; M_NOT_FOUND otherwise (also
-// when the user may not read the room, which must not be told apart from
-// a missing event).
-func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceID string) (json.RawMessage, error) {
-	v, err := s.mayRead(ctx, roomID, userID)
-	if errors.Is(err, errMayNotRead) {
-		return nil, errcode.NotFound("event not found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	row, err := s.store.GetEvent(ctx, eventID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
-		return nil, errcode.NotFound("event not found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	if ok, err := v.CanSee(ctx, row); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, errcode.NotFound("event not found")
-	}
-	evs, err := s.withBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.membershipAt(ctx, row)})
-	if err != nil {
-		return nil, err
-	}
-	return evs[0], nil
-}
-
-// ContextResult is the answer of /context.
-type ContextResult struct {
-	Event        json.RawMessage   `json:"event"`
-	EventsBefore []json.RawMessage `json:"events_before"`
-	EventsAfter  []json.RawMessage `json:"events_after"`
-	Start        string            `json:"start"`
-	End          string            `json:"end"`
-	State        []json.RawMessage `json:"state"`
-}
-
-// Context returns an event with the events around it.
-func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID string, limit int, f *filter.RoomEventFilter) (*ContextResult, error) {
-	ev, err := s.GetEvent(ctx, roomID, eventID, userID, deviceID)
-	if err != nil {
-		return nil, err
-	}
-	row, err := s.store.GetEvent(ctx, eventID)
-	if err != nil {
-		return nil, err
-	}
-	before := limit / 2
-	after := limit - before
-	res := &ContextResult{Event: ev, EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
-	b, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
-	if err != nil {
-		return nil, err
-	}
-	res.Start = b.End
-	if before > 0 {
-		res.EventsBefore = b.Events()
-	} else {
-		res.Start = streamtoken.Pagination(row.Pos - 1) // just before the event
-	}
-	if res.Start == "" {
-		res.Start = streamtoken.Pagination(0)
-	}
-	a, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos), Limit: max(after, 1), Filter: f})
-	if err != nil {
-		return nil, err
-	}
-	res.End = a.End
-	if after > 0 {
-		res.EventsAfter = a.Events()
-	} else {
-		res.End = streamtoken.Pagination(row.Pos) // just after the event
-	}
-	if res.End == "" {
-		res.End = streamtoken.Pagination(s.store.Streams.Events.Current())
-	}
-	st, err := s.stateAfter(ctx, eventID)
-	if err != nil {
-		return nil, err
-	}
-	if res.State, err = s.renderState(ctx, st, userID); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // Visible returns the rows (all of one room) that a user may see under

@@ -510,6 +510,12 @@ func (r *Room) ServerJoined(server string) bool { return serverJoined(r.joined, 
 // Unlock releases the room's writer lock.
 func (r *Room) Unlock() { r.mu.Unlock() }
 
+// HasJoined reports whether a user is joined to the room now.
+func (r *Room) HasJoined(userID string) bool { _, ok := r.joined[userID]; return ok }
+
+// JoinedUsers is the users joined to the room now (for the read side).
+func (r *Room) JoinedUsers() iter.Seq[string] { return maps.Keys(r.joined) }
+
 // NewBatch starts a run of events received from origin ("" for ours
 // countersigned elsewhere) on top of the room's current state, to commit
 // in one transaction (Commit). The caller holds r's lock.

@@ -599,9 +599,9 @@ func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, up
 	return nil
 }
 
-// readerUpTo is the last position whose children a reader may be shown:
+// ReaderUpTo is the last position whose children a reader may be shown:
 // the leave (or ban) of a user who left, everything otherwise.
-func (s *Service) readerUpTo(ctx context.Context, roomID string, v *Viewer) (int64, error) {
+func (s *Service) ReaderUpTo(ctx context.Context, roomID string, v *Viewer) (int64, error) {
 	if v.current != "leave" && v.current != "ban" {
 		return math.MaxInt64, nil
 	}
@@ -612,9 +612,9 @@ func (s *Service) readerUpTo(ctx context.Context, roomID string, v *Viewer) (int
 	return m.Pos, nil
 }
 
-// withBundles renders rows for a user with their bundled aggregations.
-func (s *Service) withBundles(ctx context.Context, roomID string, v *Viewer, rows []*store.EventRow, f Format) ([]json.RawMessage, error) {
-	upTo, err := s.readerUpTo(ctx, roomID, v)
+// WithBundles renders rows for a user with their bundled aggregations.
+func (s *Service) WithBundles(ctx context.Context, roomID string, v *Viewer, rows []*store.EventRow, f Format) ([]json.RawMessage, error) {
+	upTo, err := s.ReaderUpTo(ctx, roomID, v)
 	if err != nil {
 		return nil, err
 	}
@@ -634,7 +634,7 @@ func (s *Service) withBundles(ctx context.Context, roomID string, v *Viewer, row
 // into the events already rendered) and then its lazy-loaded members.
 func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *Viewer, page *Page, shown []*store.EventRow, senders map[string]bool) (*Page, error) {
 	if len(shown) > 0 && !s.rel.off.Load() {
-		upTo, err := s.readerUpTo(ctx, q.RoomID, v)
+		upTo, err := s.ReaderUpTo(ctx, q.RoomID, v)
 		if err != nil {
 			return nil, err
 		}

@@ -457,7 +457,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *Batch, re
 	}
 	// A redacted state event keeps no trace of the content it replaced.
 	delete(u, "prev_content")
-	u["redacted_because"] = s.clientJSON(red.JSON(), red.ID, b.roomID, nil)
+	u["redacted_because"] = s.ClientJSON(red.JSON(), red.ID, b.roomID, nil)
 	unsigned, _ := json.Marshal(u)
 	if err := tx.RedactEvent(ctx, row.EventID, redacted, unsigned); err != nil {
 		return err

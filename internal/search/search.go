@@ -9,6 +9,7 @@ import (
 
 	"luxchat/internal/filter"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/streamtoken"
@@ -18,10 +19,13 @@ import (
 type Service struct {
 	store *store.Store
 	rooms *rooms.Service
+	read  *roomread.Service
 }
 
 // New returns the search service.
-func New(st *store.Store, rs *rooms.Service) *Service { return &Service{store: st, rooms: rs} }
+func New(st *store.Store, rs *rooms.Service, read *roomread.Service) *Service {
+	return &Service{store: st, rooms: rs, read: read}
+}
 
 // Criteria is search_categories.room_events of a request.
 type Criteria struct {
@@ -61,11 +65,11 @@ type Result struct {
 
 // ResultContext is the context of a result.
 type ResultContext struct {
-	Start        string                    `json:"start"`
-	End          string                    `json:"end"`
-	ProfileInfo  map[string]*rooms.Profile `json:"profile_info,omitempty"`
-	EventsBefore []json.RawMessage         `json:"events_before"`
-	EventsAfter  []json.RawMessage         `json:"events_after"`
+	Start        string                       `json:"start"`
+	End          string                       `json:"end"`
+	ProfileInfo  map[string]*roomread.Profile `json:"profile_info,omitempty"`
+	EventsBefore []json.RawMessage            `json:"events_before"`
+	EventsAfter  []json.RawMessage            `json:"events_after"`
 }
 
 // Group is one value of a grouping.
@@ -303,7 +307,7 @@ rounds:
 	if c.IncludeState && len(states) > 0 {
 		out.State = map[string][]json.RawMessage{}
 		for roomID := range states {
-			st, err := s.rooms.State(ctx, roomID, req.UserID)
+			st, err := s.read.State(ctx, roomID, req.UserID)
 			if err != nil {
 				return nil, err
 			}
@@ -402,7 +406,7 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 	if !profiles {
 		return rc, nil
 	}
-	rc.ProfileInfo = map[string]*rooms.Profile{}
+	rc.ProfileInfo = map[string]*roomread.Profile{}
 	senders := []string{row.Sender}
 	for _, raw := range slices.Concat(rc.EventsBefore, rc.EventsAfter) {
 		var e struct {
@@ -413,12 +417,12 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 		}
 	}
 	for _, u := range senders {
-		p, err := s.rooms.ProfileAt(ctx, row, u)
+		p, err := s.read.ProfileAt(ctx, row, u)
 		if err != nil {
 			return nil, err
 		}
 		if p == nil {
-			p = &rooms.Profile{}
+			p = &roomread.Profile{}
 		}
 		rc.ProfileInfo[u] = p
 	}

@@ -71,7 +71,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 					continue
 				}
 			}
-			stripped, err := s.rooms.StrippedState(ctx, m.RoomID, req.UserID)
+			stripped, err := s.read.StrippedState(ctx, m.RoomID, req.UserID)
 			if err != nil {
 				return nil, err
 			}
@@ -468,7 +468,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		}
 	}
 	if fresh || timelineStateMember {
-		if jr.Summary, err = s.rooms.RoomSummary(ctx, m.RoomID, req.UserID); err != nil {
+		if jr.Summary, err = s.read.RoomSummary(ctx, m.RoomID, req.UserID); err != nil {
 			return nil, err
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"luxchat/internal/rooms"
+	"luxchat/internal/roomread"
 )
 
 // The hand-written encoder must say exactly what encoding/json would.
@@ -16,7 +16,7 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 		NextBatch: "s1_2_3_4_5_0_0",
 		Rooms: &RoomsResp{
 			Join: map[string]*JoinedRoom{"!b:x": {
-				Summary:   &rooms.Summary{Heroes: []string{"@a:x"}, JoinedMemberCount: 2},
+				Summary:   &roomread.Summary{Heroes: []string{"@a:x"}, JoinedMemberCount: 2},
 				State:     Events{[]json.RawMessage{ev}},
 				Timeline:  Timeline{Events: []json.RawMessage{ev, ev}, Limited: true, PrevBatch: "t5"},
 				Ephemeral: Events{[]json.RawMessage{}}, AccountData: Events{[]json.RawMessage{}},

@@ -12,6 +12,7 @@ import (
 
 	"luxchat/internal/filter"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/streamtoken"
@@ -45,6 +46,7 @@ type Service struct {
 
 	store    *store.Store
 	rooms    *rooms.Service
+	read     *roomread.Service
 	notifier *Notifier
 	typing   *Typing
 	log      *slog.Logger
@@ -79,8 +81,8 @@ type Hooks struct {
 }
 
 // New returns the sync service.
-func New(st *store.Store, rs *rooms.Service, n *Notifier, t *Typing, log *slog.Logger, hooks Hooks) *Service {
-	return &Service{store: st, rooms: rs, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{})}
+func New(st *store.Store, rs *rooms.Service, read *roomread.Service, n *Notifier, t *Typing, log *slog.Logger, hooks Hooks) *Service {
+	return &Service{store: st, rooms: rs, read: read, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{})}
 }
 
 // Request is a /sync call.
@@ -142,12 +144,12 @@ type Timeline struct {
 
 // JoinedRoom is one joined room.
 type JoinedRoom struct {
-	Summary             *rooms.Summary `json:"summary,omitempty"`
-	State               Events         `json:"state"`
-	Timeline            Timeline       `json:"timeline"`
-	Ephemeral           Events         `json:"ephemeral"`
-	AccountData         Events         `json:"account_data"`
-	UnreadNotifications Unread         `json:"unread_notifications"`
+	Summary             *roomread.Summary `json:"summary,omitempty"`
+	State               Events            `json:"state"`
+	Timeline            Timeline          `json:"timeline"`
+	Ephemeral           Events            `json:"ephemeral"`
+	AccountData         Events            `json:"account_data"`
+	UnreadNotifications Unread            `json:"unread_notifications"`
 	// UnreadThreadNotifications is per thread root, when the filter asks.
 	UnreadThreadNotifications map[string]Unread `json:"unread_thread_notifications,omitempty"`
 

@@ -11,6 +11,7 @@ import (
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
 	"luxchat/internal/roomfed"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
 	"luxchat/internal/sync"
@@ -21,9 +22,11 @@ type API struct {
 	Config   *config.Config
 	Accounts *accounts.Service
 	Rooms    *rooms.Service
-	Sync     *sync.Service
-	E2EE     *e2ee.Service
-	Log      *slog.Logger
+	// Read answers the read questions of rooms (package roomread).
+	Read *roomread.Service
+	Sync *sync.Service
+	E2EE *e2ee.Service
+	Log  *slog.Logger
 	// Push serves push rules, pushers and /notifications.
 	Push *notifications.Service
 	// Directory serves /publicRooms, the user directory and /hierarchy.

@@ -3,7 +3,7 @@ package clientapi
 import (
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
-	"luxchat/internal/rooms"
+	"luxchat/internal/roomread"
 )
 
 // pageLimit reads limit: def when absent, at least 1, at most 100.
@@ -35,7 +35,7 @@ func (a *API) relations(r *httputil.Request) (any, error) {
 	if err := eventIDToRead(r.Var("eventId")); err != nil {
 		return nil, err
 	}
-	return a.Rooms.Relations(r.Context(), rooms.RelationsRequest{
+	return a.Read.Relations(r.Context(), roomread.RelationsRequest{
 		RoomID: r.Var("roomId"), EventID: r.Var("eventId"),
 		UserID: r.Session.UserID, DeviceID: r.Session.DeviceID,
 		RelType: r.Var("relType"), EventType: r.Var("eventType"),
@@ -54,7 +54,7 @@ func (a *API) threads(r *httputil.Request) (any, error) {
 	if include != "" && include != "all" && include != "participated" {
 		return nil, errcode.InvalidParam("include must be all or participated")
 	}
-	return a.Rooms.Threads(r.Context(), rooms.ThreadsRequest{
+	return a.Read.Threads(r.Context(), roomread.ThreadsRequest{
 		RoomID: r.Var("roomId"), UserID: r.Session.UserID, DeviceID: r.Session.DeviceID,
 		Participated: include == "participated", From: r.Query("from"), Limit: limit,
 	})

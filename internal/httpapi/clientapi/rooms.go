@@ -8,6 +8,7 @@ import (
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/id"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 )
 
@@ -219,7 +220,7 @@ func (a *API) joinedRooms(r *httputil.Request) (any, error) {
 
 // GET /rooms/{roomId}/joined_members
 func (a *API) joinedMembers(r *httputil.Request) (any, error) {
-	m, err := a.Rooms.JoinedMembers(r.Context(), r.Var("roomId"), r.Session.UserID)
+	m, err := a.Read.JoinedMembers(r.Context(), r.Var("roomId"), r.Session.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +229,7 @@ func (a *API) joinedMembers(r *httputil.Request) (any, error) {
 
 // GET /rooms/{roomId}/members
 func (a *API) members(r *httputil.Request) (any, error) {
-	q := rooms.MembersRequest{RoomID: r.Var("roomId"), UserID: r.Session.UserID, At: r.Query("at"), Membership: r.Query("membership"), NotMembership: r.Query("not_membership")}
+	q := roomread.MembersRequest{RoomID: r.Var("roomId"), UserID: r.Session.UserID, At: r.Query("at"), Membership: r.Query("membership"), NotMembership: r.Query("not_membership")}
 	for _, m := range []string{q.Membership, q.NotMembership} {
 		switch m {
 		case "", "join", "invite", "knock", "leave", "ban":
@@ -236,7 +237,7 @@ func (a *API) members(r *httputil.Request) (any, error) {
 			return nil, errcode.InvalidParam("unknown membership %q", m)
 		}
 	}
-	evs, err := a.Rooms.Members(r.Context(), q)
+	evs, err := a.Read.Members(r.Context(), q)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +246,7 @@ func (a *API) members(r *httputil.Request) (any, error) {
 
 // GET /rooms/{roomId}/state
 func (a *API) state(r *httputil.Request) (any, error) {
-	evs, err := a.Rooms.State(r.Context(), r.Var("roomId"), r.Session.UserID)
+	evs, err := a.Read.State(r.Context(), r.Var("roomId"), r.Session.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +255,7 @@ func (a *API) state(r *httputil.Request) (any, error) {
 
 // GET /rooms/{roomId}/state/{eventType}/{stateKey}
 func (a *API) stateEvent(r *httputil.Request) (any, error) {
-	content, row, err := a.Rooms.StateContent(r.Context(), r.Var("roomId"), r.Session.UserID, r.Var("eventType"), r.Var("stateKey"))
+	content, row, err := a.Read.StateContent(r.Context(), r.Var("roomId"), r.Session.UserID, r.Var("eventType"), r.Var("stateKey"))
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +403,7 @@ func (a *API) event(r *httputil.Request) (any, error) {
 	if err := eventIDToRead(r.Var("eventId")); err != nil {
 		return nil, err
 	}
-	return a.Rooms.GetEvent(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID)
+	return a.Read.GetEvent(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID)
 }
 
 func parseRoomEventFilter(r *httputil.Request) (*filter.RoomEventFilter, error) {
@@ -433,7 +434,7 @@ func (a *API) context(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.Rooms.Context(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID, int(min(max(limit, 0), 100)), f)
+	return a.Read.Context(r.Context(), r.Var("roomId"), r.Var("eventId"), r.Session.UserID, r.Session.DeviceID, int(min(max(limit, 0), 100)), f)
 }
 
 // GET /rooms/{roomId}/messages
@@ -482,7 +483,7 @@ func (a *API) timestampToEvent(r *httputil.Request) (any, error) {
 
 // GET /rooms/{roomId}/aliases
 func (a *API) roomAliases(r *httputil.Request) (any, error) {
-	al, err := a.Rooms.LocalAliases(r.Context(), r.Var("roomId"), r.Session.UserID)
+	al, err := a.Read.LocalAliases(r.Context(), r.Var("roomId"), r.Session.UserID)
 	if err != nil {
 		return nil, err
 	}

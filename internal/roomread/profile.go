@@ -1,4 +1,4 @@
-package rooms
+package roomread
 
 import (
 	"context"
@@ -18,7 +18,7 @@ type Profile struct {
 // event (search results show the historic profile of their senders); nil
 // when the user was not a member then.
 func (s *Service) ProfileAt(ctx context.Context, row *store.EventRow, userID string) (*Profile, error) {
-	ev, err := s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: userID})
+	ev, err := s.rooms.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: userID})
 	if err != nil || ev == nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package rooms
+package roomread
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/streamtoken"
 )
@@ -39,8 +40,8 @@ type RelationsPage struct {
 // parentFor returns a room event the user may see, as the Viewer that
 // decided it; M_NOT_FOUND otherwise (also when the user may not read the
 // room, which must not be told apart from a missing event).
-func (s *Service) parentFor(ctx context.Context, roomID, eventID, userID string) (*Viewer, *store.EventRow, error) {
-	v, err := s.mayRead(ctx, roomID, userID)
+func (s *Service) parentFor(ctx context.Context, roomID, eventID, userID string) (*rooms.Viewer, *store.EventRow, error) {
+	v, err := s.rooms.Viewer(ctx, roomID, userID)
 	if err != nil {
 		if _, ok := errcode.As(err); ok {
 			return nil, nil, errcode.NotFound("event not found")
@@ -69,7 +70,7 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 	if err != nil {
 		return nil, err
 	}
-	upTo, err := s.readerUpTo(ctx, q.RoomID, v)
+	upTo, err := s.rooms.ReaderUpTo(ctx, q.RoomID, v)
 	if err != nil {
 		return nil, err
 	}
@@ -82,12 +83,12 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 	}
 	var from, to int64 = -1, -1
 	if q.From != "" {
-		if from, err = s.tokenPos(q.From, "from"); err != nil {
+		if from, err = s.rooms.TokenPos(q.From, "from"); err != nil {
 			return nil, err
 		}
 	}
 	if q.To != "" {
-		if to, err = s.tokenPos(q.To, "to"); err != nil {
+		if to, err = s.rooms.TokenPos(q.To, "to"); err != nil {
 			return nil, err
 		}
 	}
@@ -121,7 +122,7 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 			page.NextBatch = streamtoken.Pagination(last - 1)
 		}
 	}
-	ignored, err := s.IgnoredUsers(ctx, q.UserID)
+	ignored, err := s.rooms.IgnoredUsers(ctx, q.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 			visible = append(visible, row)
 		}
 	}
-	if page.Chunk, err = s.withBundles(ctx, q.RoomID, v, visible, Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
+	if page.Chunk, err = s.rooms.WithBundles(ctx, q.RoomID, v, visible, rooms.Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
 		return nil, err
 	}
 	return page, nil
@@ -158,17 +159,17 @@ type ThreadsPage struct {
 // Threads lists the thread roots of a room the user may see, by latest
 // activity, each with its bundled thread summary.
 func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, error) {
-	v, err := s.mayRead(ctx, q.RoomID, q.UserID)
+	v, err := s.rooms.Viewer(ctx, q.RoomID, q.UserID)
 	if err != nil {
 		return nil, err
 	}
-	upTo, err := s.readerUpTo(ctx, q.RoomID, v)
+	upTo, err := s.rooms.ReaderUpTo(ctx, q.RoomID, v)
 	if err != nil {
 		return nil, err
 	}
 	before := int64(math.MaxInt64)
 	if q.From != "" {
-		if before, err = s.tokenPos(q.From, "from"); err != nil {
+		if before, err = s.rooms.TokenPos(q.From, "from"); err != nil {
 			return nil, err
 		}
 	}
@@ -208,12 +209,12 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 			rows = append(rows, row)
 		}
 	}
-	if page.Chunk, err = s.withBundles(ctx, q.RoomID, v, rows, Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
+	if page.Chunk, err = s.rooms.WithBundles(ctx, q.RoomID, v, rows, rooms.Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
 		return nil, err
 	}
 	// Roots sent by ignored users are shown redacted, as a client
 	// aggregating the thread itself would show them.
-	ignored, err := s.IgnoredUsers(ctx, q.UserID)
+	ignored, err := s.rooms.IgnoredUsers(ctx, q.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +222,7 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 		if !ignored[row.Sender] || row.Redacted {
 			continue
 		}
-		version, err := s.VersionOf(ctx, q.RoomID)
+		version, err := s.rooms.VersionOf(ctx, q.RoomID)
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +234,7 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 			Unsigned map[string]json.RawMessage `json:"unsigned"`
 		}
 		_ = json.Unmarshal(page.Chunk[i], &shown)
-		page.Chunk[i] = s.clientJSON(redacted, row.EventID, row.RoomID, shown.Unsigned)
+		page.Chunk[i] = s.rooms.ClientJSON(redacted, row.EventID, row.RoomID, shown.Unsigned)
 	}
 	return page, nil
 }

@@ -1,0 +1,102 @@
+package roomread
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"luxchat/internal/filter"
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+	"luxchat/internal/streamtoken"
+)
+
+// GetEvent returns one event a user may see; M_NOT_FOUND otherwise (also
+// when the user may not read the room, which must not be told apart from
+// a missing event).
+func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceID string) (json.RawMessage, error) {
+	v, err := s.rooms.Viewer(ctx, roomID, userID)
+	if errors.Is(err, rooms.ErrMayNotRead) {
+		return nil, errcode.NotFound("event not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.store.GetEvent(ctx, eventID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.RoomID != roomID) {
+		return nil, errcode.NotFound("event not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ok, err := v.CanSee(ctx, row); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, errcode.NotFound("event not found")
+	}
+	evs, err := s.rooms.WithBundles(ctx, roomID, v, []*store.EventRow{row}, rooms.Format{Viewer: userID, DeviceID: deviceID, Membership: v.MembershipAt(ctx, row)})
+	if err != nil {
+		return nil, err
+	}
+	return evs[0], nil
+}
+
+// ContextResult is the answer of /context.
+type ContextResult struct {
+	Event        json.RawMessage   `json:"event"`
+	EventsBefore []json.RawMessage `json:"events_before"`
+	EventsAfter  []json.RawMessage `json:"events_after"`
+	Start        string            `json:"start"`
+	End          string            `json:"end"`
+	State        []json.RawMessage `json:"state"`
+}
+
+// Context returns an event with the events around it.
+func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID string, limit int, f *filter.RoomEventFilter) (*ContextResult, error) {
+	ev, err := s.GetEvent(ctx, roomID, eventID, userID, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.store.GetEvent(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	before := limit / 2
+	after := limit - before
+	res := &ContextResult{Event: ev, EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
+	b, err := s.rooms.Messages(ctx, rooms.MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
+	if err != nil {
+		return nil, err
+	}
+	res.Start = b.End
+	if before > 0 {
+		res.EventsBefore = b.Events()
+	} else {
+		res.Start = streamtoken.Pagination(row.Pos - 1) // just before the event
+	}
+	if res.Start == "" {
+		res.Start = streamtoken.Pagination(0)
+	}
+	a, err := s.rooms.Messages(ctx, rooms.MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos), Limit: max(after, 1), Filter: f})
+	if err != nil {
+		return nil, err
+	}
+	res.End = a.End
+	if after > 0 {
+		res.EventsAfter = a.Events()
+	} else {
+		res.End = streamtoken.Pagination(row.Pos) // just after the event
+	}
+	if res.End == "" {
+		res.End = streamtoken.Pagination(s.store.Streams.Events.Current())
+	}
+	st, err := s.rooms.StateAfterStored(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	if res.State, err = s.rooms.RenderState(ctx, st, userID, nil); err != nil {
+		return nil, err
+	}
+	return res, nil
+}

@@ -1,0 +1,173 @@
+package roomread
+
+import (
+	"context"
+	"encoding/json"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/store"
+)
+
+// stateForReader returns the state a user may see: the current state for
+// members and world-readable rooms, the state when they left otherwise.
+func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (store.StateMap, error) {
+	v, err := s.rooms.Viewer(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if v.Membership() == "leave" || v.Membership() == "ban" {
+		m, err := s.store.GetMembership(ctx, roomID, userID)
+		if err != nil {
+			return nil, err
+		}
+		return s.rooms.StateAfterStored(ctx, m.EventID)
+	}
+	r, err := s.rooms.LockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Unlock()
+	if v.Membership() == "invite" || v.Membership() == "knock" {
+		return nil, errcode.Forbidden("you are not joined to this room")
+	}
+	return r.StateIDs(), nil
+}
+
+// State returns the room state a user may see, in client format.
+func (s *Service) State(ctx context.Context, roomID, userID string) ([]json.RawMessage, error) {
+	st, err := s.stateForReader(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return s.rooms.RenderState(ctx, st, userID, nil)
+}
+
+// StateContent returns the content of one state event a user may see.
+func (s *Service) StateContent(ctx context.Context, roomID, userID, typ, key string) (json.RawMessage, *store.EventRow, error) {
+	st, err := s.stateForReader(ctx, roomID, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, ok := st[store.StateKey{Type: typ, StateKey: key}]
+	if !ok {
+		return nil, nil, errcode.NotFound("no such state event")
+	}
+	row, err := s.store.GetEvent(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var f struct {
+		Content json.RawMessage `json:"content"`
+	}
+	_ = json.Unmarshal(row.PDU, &f)
+	if f.Content == nil {
+		f.Content = json.RawMessage("{}")
+	}
+	return f.Content, row, nil
+}
+
+// MembersRequest is a /members query.
+type MembersRequest struct {
+	RoomID, UserID            string
+	At                        string
+	Membership, NotMembership string
+}
+
+// Members returns member events of a room as the user may see them.
+func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMessage, error) {
+	// The member list of a partial-state room is incomplete: wait for it.
+	if err := s.rooms.WaitFullState(ctx, q.RoomID); err != nil {
+		return nil, err
+	}
+	st, err := s.stateForReader(ctx, q.RoomID, q.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if q.At != "" {
+		pos, err := s.rooms.TokenPos(q.At, "at")
+		if err != nil {
+			return nil, err
+		}
+		rows, err := s.store.RoomEvents(ctx, q.RoomID, 0, pos, true, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 {
+			// No point of the room at or before the token: not the
+			// members of now.
+			return nil, errcode.NotFound("no event of the room at or before the at token")
+		}
+		if st, err = s.rooms.StateAfterStored(ctx, rows[0].EventID); err != nil {
+			return nil, err
+		}
+	}
+	memberIDs := store.StateMap{}
+	for k, id := range st {
+		if k.Type == "m.room.member" {
+			memberIDs[k] = id
+		}
+	}
+	all, err := s.rooms.RenderState(ctx, memberIDs, q.UserID, nil)
+	if err != nil {
+		return nil, err
+	}
+	if q.Membership == "" && q.NotMembership == "" {
+		return all, nil
+	}
+	out := all[:0]
+	for _, raw := range all {
+		var e struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(raw, &e)
+		m := e.Content.Membership
+		if (q.Membership == "" || m == q.Membership) && (q.NotMembership == "" || m != q.NotMembership) {
+			out = append(out, raw)
+		}
+	}
+	return out, nil
+}
+
+// JoinedMembers maps joined users to their profile, for members of the room.
+func (s *Service) JoinedMembers(ctx context.Context, roomID, userID string) (map[string]any, error) {
+	if err := s.rooms.WaitFullState(ctx, roomID); err != nil {
+		return nil, err
+	}
+	r, err := s.rooms.LockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Unlock()
+	if !r.HasJoined(userID) {
+		return nil, errcode.Forbidden("you are not joined to this room")
+	}
+	out := make(map[string]any)
+	for u := range r.JoinedUsers() {
+		var c struct {
+			DisplayName *string `json:"displayname"`
+			AvatarURL   *string `json:"avatar_url"`
+		}
+		_ = json.Unmarshal(r.State(pdu.StateTuple{Type: "m.room.member", StateKey: u}).Content, &c)
+		out[u] = map[string]any{"display_name": c.DisplayName, "avatar_url": c.AvatarURL}
+	}
+	return out, nil
+}
+
+// LocalAliases lists the local aliases of a room, for a user who may see
+// its state.
+func (s *Service) LocalAliases(ctx context.Context, roomID, userID string) ([]string, error) {
+	if _, err := s.State(ctx, roomID, userID); err != nil {
+		return nil, err
+	}
+	al, err := s.store.RoomAliases(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	if al == nil {
+		al = []string{}
+	}
+	return al, nil
+}
