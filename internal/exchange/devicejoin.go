@@ -92,20 +92,12 @@ func (s *Service) announceAllDevices(ctx context.Context, userID string, dests [
 	}
 	edus := make([]federation.EDU, 0, len(devices))
 	for _, d := range devices {
-		c := map[string]any{"user_id": userID, "device_id": d.DeviceID, "stream_id": out.StreamID + 1, "prev_id": []int64{}, "deleted": false}
+		c, _ := deviceUpdate(userID, d, keys.DeviceKeys[userID][d.DeviceID])
+		c["stream_id"], c["prev_id"] = out.StreamID+1, []int64{}
 		if out.StreamID > 0 {
 			c["prev_id"] = []int64{out.StreamID}
 		}
 		out.StreamID++
-		if raw, ok := keys.DeviceKeys[userID][d.DeviceID]; ok {
-			keyJSON, name := splitUnsigned(raw)
-			c["keys"] = keyJSON
-			if name != "" {
-				c["device_display_name"] = name
-			}
-		} else if d.DisplayName.Valid && d.DisplayName.String != "" {
-			c["device_display_name"] = d.DisplayName.String
-		}
 		edus = append(edus, edu("m.device_list_update", c))
 	}
 	return s.queue.PersistEDUs(ctx, dests, edus, func(tx *store.Tx) error {

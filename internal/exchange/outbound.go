@@ -213,21 +213,7 @@ func (s *Service) announceDevices(ctx context.Context, userID string) error {
 		return err
 	}
 	for _, d := range all { // sorted by device id
-		c := map[string]any{"user_id": userID, "device_id": d.DeviceID, "deleted": false}
-		var h string
-		if raw, ok := keys.DeviceKeys[userID][d.DeviceID]; ok {
-			keyJSON, name := splitUnsigned(raw)
-			h = hash(string(keyJSON), name)
-			c["keys"] = keyJSON
-			if name != "" {
-				c["device_display_name"] = name
-			}
-		} else {
-			h = hash("", d.DisplayName.String)
-			if d.DisplayName.String != "" {
-				c["device_display_name"] = d.DisplayName.String
-			}
-		}
+		c, h := deviceUpdate(userID, d, keys.DeviceKeys[userID][d.DeviceID])
 		now["d:"+d.DeviceID] = h
 		if old["d:"+d.DeviceID] == h {
 			continue
@@ -284,6 +270,22 @@ func (s *Service) DeviceListStreamID(ctx context.Context, userID string) (int64,
 		return 0, err
 	}
 	return d.StreamID, nil
+}
+
+// deviceUpdate is the content of a device's m.device_list_update, its
+// stream ids aside, and a hash of what it announces: the keys (raw, nil
+// for a device without keys) and the display name.
+func deviceUpdate(userID string, d store.Device, raw json.RawMessage) (map[string]any, string) {
+	c := map[string]any{"user_id": userID, "device_id": d.DeviceID, "deleted": false}
+	keyJSON, name := json.RawMessage(nil), d.DisplayName.String
+	if raw != nil {
+		keyJSON, name = splitUnsigned(raw)
+		c["keys"] = keyJSON
+	}
+	if name != "" {
+		c["device_display_name"] = name
+	}
+	return c, hash(string(keyJSON), name)
 }
 
 // splitUnsigned returns device keys without their "unsigned" member, and

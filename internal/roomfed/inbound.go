@@ -737,12 +737,16 @@ func (s *Service) authAndPrevMissing(ctx context.Context, ev *pdu.Event) (bool, 
 	if err != nil {
 		return false, err
 	}
-	rej, err := s.store.RejectedEvents(ctx, ids)
+	unknown := slices.DeleteFunc(ids, func(id string) bool { _, ok := stored[id]; return ok })
+	if len(unknown) == 0 {
+		return false, nil // the usual case: one query
+	}
+	rej, err := s.store.RejectedEvents(ctx, unknown)
 	if err != nil {
 		return false, err
 	}
 	missing := func(ids []string) bool {
-		return slices.ContainsFunc(ids, func(id string) bool { _, ok := stored[id]; return !ok && !rej[id] })
+		return slices.ContainsFunc(ids, func(id string) bool { return slices.Contains(unknown, id) && !rej[id] })
 	}
 	return missing(ev.AuthEvents) && missing(ev.PrevEvents), nil
 }
