@@ -81,7 +81,9 @@ var errRunEnds = errors.New("event needs the general pipeline")
 // records the outcome of each event of the run in out and returns how
 // many there were; an event that ends the run goes through receive.
 func (s *Service) receiveRun(ctx context.Context, origin string, evs []*pdu.Event, out PDUResult) int {
-	if !s.federated() || len(evs) == 0 {
+	// A partial-state room's events are checked against a resolution of
+	// its state with their auth events (receive).
+	if !s.federated() || len(evs) == 0 || s.rooms.IsPartialState(evs[0].RoomID) {
 		return 0
 	}
 	r, err := s.rooms.LockRoom(ctx, evs[0].RoomID)

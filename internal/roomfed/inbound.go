@@ -172,11 +172,14 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 		if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
 			return nil // stored meanwhile by a concurrent transaction
 		}
-		current := r.State
+		var current eventauth.AuthEvents = eventauth.AuthEventsFunc(r.State)
 		if s.rooms.IsPartialState(ev.RoomID) {
-			current = partialLookup(current, authEvs)
+			if current, err = s.partialAuth(ctx, r.Version(), r.StateIDs(), authEvs); err != nil {
+				r.Unlock()
+				return err
+			}
 		}
-		if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(current)); err != nil {
+		if err := s.checkAuth(ctx, ev, current); err != nil {
 			return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
 		}
 		return s.commitLinear(ctx, r, ev, origin)
@@ -195,7 +198,9 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 	partial := s.rooms.IsPartialState(ev.RoomID)
 	var beforeAuth eventauth.AuthEvents = beforeEvs
 	if partial {
-		beforeAuth = eventauth.AuthEventsFunc(partialLookup(beforeEvs.Get, authEvs))
+		if beforeAuth, err = s.partialAuth(ctx, ev.Version, before, authEvs); err != nil {
+			return err
+		}
 	}
 	if err := s.checkAuth(ctx, ev, beforeAuth); err != nil {
 		if wasOutlier {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/matrix/roomversion"
 	"luxchat/internal/store"
@@ -258,22 +259,38 @@ func (s *Service) unknownEvents(ctx context.Context, ids []string) ([]string, er
 	return out, nil
 }
 
-// partialLookup is the state of a room joined with partial state, as an
-// event is checked against it: what the state lacks (members, mostly) is
-// taken from the event's own auth events, what it has is final. The
-// resync checks the event again against the full state (recheckSinceJoin).
-func partialLookup(state func(pdu.StateTuple) *pdu.Event, authEvs []*pdu.Event) func(pdu.StateTuple) *pdu.Event {
-	return func(t pdu.StateTuple) *pdu.Event {
-		if e := state(t); e != nil {
-			return e
+// partialAuth is the state an event received in a room joined with
+// partial state is checked against: the partial state before it, which
+// lacks most members, resolved with the event's own auth events, so that
+// what the state holds (a ban, a kick) still counts against what the
+// event claims and what it lacks comes from the event. The resync checks
+// the event again against the full state (recheckSinceJoin).
+func (s *Service) partialAuth(ctx context.Context, v *roomversion.Version, before store.StateMap, authEvs []*pdu.Event) (eventauth.AuthEvents, error) {
+	claimed := store.StateMap{}
+	for _, a := range authEvs {
+		if a.StateKey != nil {
+			claimed[store.StateKey{Type: a.Type, StateKey: *a.StateKey}] = a.ID
 		}
-		for _, a := range authEvs {
-			if a.Type == t.Type && a.StateKey != nil && *a.StateKey == t.StateKey {
-				return a
-			}
-		}
-		return nil
 	}
+	st, err := s.rooms.ResolveState(ctx, v, []store.StateMap{before, claimed}, authEvs...)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(st))
+	for _, x := range st {
+		ids = append(ids, x)
+	}
+	evs, err := s.rooms.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	// Auth events just fetched may not be readable yet.
+	for _, a := range authEvs {
+		if a.StateKey != nil && st[store.StateKey{Type: a.Type, StateKey: *a.StateKey}] == a.ID {
+			evs = append(evs, a)
+		}
+	}
+	return eventauth.NewStateMap(evs...), nil
 }
 
 // errPartialState refuses what another server may not do through us while

@@ -144,18 +144,36 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		full, delta, removed := completed(st)
 		later[g] = completedGroup{full, delta, removed}
 	}
-	var learnt []string
-	for k, x := range now {
-		if k.Type == "m.room.member" && cur[k] != x {
-			learnt = append(learnt, x)
+	// The member events of every state since the join, completed: those
+	// the partial state lacked are recorded, and servers that had a member
+	// joined at some point (it may have left since) missed our device
+	// changes unless the partial state showed them.
+	var memberIDs []string
+	seen := map[string]bool{}
+	addMembers := func(st store.StateMap) {
+		for k, x := range st {
+			if k.Type == "m.room.member" && !seen[x] {
+				seen[x] = true
+				memberIDs = append(memberIDs, x)
+			}
 		}
 	}
-	members, err := s.Events(ctx, learnt)
+	addMembers(before)
+	for _, c := range later {
+		addMembers(c.full)
+	}
+	addMembers(now)
+	allMembers, err := s.Events(ctx, memberIDs)
 	if err != nil {
 		return err
 	}
-	// The servers with members that the partial state did not show, and
-	// our own members: those servers missed their device changes.
+	var members []*pdu.Event
+	for _, m := range allMembers {
+		k := store.StateKey{Type: "m.room.member", StateKey: *m.StateKey}
+		if now[k] == m.ID && cur[k] != m.ID {
+			members = append(members, m)
+		}
+	}
 	known := map[string]bool{s.serverName: true}
 	for _, srv := range p.servers {
 		known[srv] = true
@@ -168,7 +186,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		}
 	}
 	var found []string
-	for _, m := range members {
+	for _, m := range allMembers {
 		if srv := serverOf(*m.StateKey); MembershipOf(m) == "join" && !known[srv] {
 			known[srv] = true
 			found = append(found, srv)
