@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -283,12 +284,99 @@ func TestFedPartialStateJoin(t *testing.T) {
 			t.Fatalf("joined_members answered before the full state was known: %v", m)
 		case <-time.After(300 * time.Millisecond):
 		}
+		// So does the state at an event, asked by another server: the
+		// partial state would be a wrong answer.
+		head := frLatest(t, p.b, roomID)
+		stateIDs := func(ctx context.Context) ([]string, error) {
+			var res struct {
+				PDUIDs []string `json:"pdu_ids"`
+			}
+			err := p.a.Federation.Do(ctx, p.b.Config.ServerName, "GET", "/_matrix/federation/v1/state_ids/"+url.PathEscape(roomID)+"?event_id="+url.QueryEscape(head), nil, &res)
+			return res.PDUIDs, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		if ids, err := stateIDs(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("state_ids during the resync did not wait: %d ids, %v", len(ids), err)
+		}
+		cancel()
 		release()
 		want := pjMembers(t, alice, roomID)
 		if m := <-got; !slices.Equal(m, want) || len(m) != 9 {
 			t.Fatalf("members seen by dave after the resync: %v, want %v", m, want)
 		}
 		pjWaitFull(t, p.b, roomID)
+		ids, err := stateIDs(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := p.a.Store.CurrentState(context.Background(), roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, x := range st {
+			if k.Type == "m.room.member" && k.StateKey != dave.UserID && !slices.Contains(ids, x) {
+				t.Fatalf("state_ids after the resync lacks %s's membership", k.StateKey)
+			}
+		}
+	})
+}
+
+// While the state is partial, an event is checked against that state
+// resolved with the event's own auth events: a member whom a forged kick
+// (accepted meanwhile) removed may still leave of their own accord.
+func TestFedPartialStateOwnLeaveAfterForgedKick(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, alice := pjRoom(t, p.a, "bob", "carol", "erin")
+		derek := p.a.Register(t, "derek")
+		derek.Join(roomID)
+		derekJoin := frLatest(t, p.a, roomID)
+		derek.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/leave", map[string]any{}, nil)
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.power_levels", map[string]any{
+			"users": map[string]int{alice.UserID: 100, derek.UserID: 50}}, nil)
+
+		release := p.b.RoomFed.HoldResyncs()
+		defer release()
+		dave := p.b.Register(t, "dave")
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		st, err := p.a.Store.CurrentState(context.Background(), roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bob string
+		for k := range st {
+			if k.Type == "m.room.member" && strings.HasPrefix(k.StateKey, "@bob") {
+				bob = k.StateKey
+			}
+		}
+		create, pl := st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}]
+		bobJoin := st[store.StateKey{Type: "m.room.member", StateKey: bob}]
+		head := frLatest(t, p.a, roomID)
+		kick := frBuild(t, p.a, roomID, derek.UserID, "m.room.member", &bob, map[string]any{"membership": "leave"}, []string{head},
+			[]string{create, pl, derekJoin}, frDepth(t, p.a, head)+1)
+		leave := frBuild(t, p.a, roomID, bob, "m.room.member", &bob, map[string]any{"membership": "leave"}, []string{kick.ID},
+			[]string{create, pl, bobJoin}, kick.Depth+1)
+		res, err := frSend(t, p.a, p.b, "", kick.JSON(), leave.JSON())
+		if err != nil || res.PDUs[kick.ID].Error != "" || res.PDUs[leave.ID].Error != "" {
+			t.Fatalf("sending the kick and the leave: %v %+v", err, res)
+		}
+		for _, ev := range []*pdu.Event{kick, leave} {
+			if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(ev.ID), nil); r.Status != http.StatusOK {
+				t.Fatalf("%s during the partial state: %d %s", ev.ID, r.Status, r.Body)
+			}
+		}
+		release()
+		pjWaitFull(t, p.b, roomID)
+		// The forged kick goes, bob's own leave stays.
+		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(kick.ID), nil); r.Status != http.StatusNotFound {
+			t.Fatalf("the forged kick after the resync: %d", r.Status)
+		}
+		var m struct {
+			Membership string `json:"membership"`
+		}
+		dave.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.member/"+esc(bob), nil, &m)
+		if m.Membership != "leave" {
+			t.Fatalf("bob after the resync: %q", m.Membership)
+		}
 	})
 }
 
