@@ -631,3 +631,83 @@ func TestFedPartialStateEventRejectedAfterResync(t *testing.T) {
 		pjSyncUntil(t, dave, since, "", func(s syncResp) bool { return frHasBody(s.Rooms.Join[roomID].Timeline.Events, "after the resync") })
 	})
 }
+
+// An event refused while the state is partial, because a forged event
+// accepted meanwhile said its sender was banned, is admitted once the full
+// state shows the ban forged: derek's kick of bob takes effect after the
+// resync, and the members seen here say so.
+func TestFedPartialStateRefusedEventAdmittedAfterResync(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, alice := pjRoom(t, p.a, "bob", "carol", "erin")
+		fred := p.a.Register(t, "fred")
+		fred.Join(roomID)
+		fredJoin := frLatest(t, p.a, roomID)
+		fred.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(roomID)+"/leave", map[string]any{}, nil)
+		derek := p.a.Register(t, "derek")
+		derek.Join(roomID)
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.power_levels", map[string]any{
+			"users": map[string]int{alice.UserID: 100, fred.UserID: 100, derek.UserID: 50}}, nil)
+
+		release := p.b.RoomFed.HoldResyncs()
+		defer release()
+		dave := p.b.Register(t, "dave")
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		st, err := p.a.Store.CurrentState(context.Background(), roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bob string
+		for k := range st {
+			if k.Type == "m.room.member" && strings.HasPrefix(k.StateKey, "@bob") {
+				bob = k.StateKey
+			}
+		}
+		create, pl := st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}]
+		derekJoin := st[store.StateKey{Type: "m.room.member", StateKey: derek.UserID}]
+		bobJoin := st[store.StateKey{Type: "m.room.member", StateKey: bob}]
+		// Fred, who left, "bans" derek: accepted while the state is partial.
+		head := frLatest(t, p.a, roomID)
+		ban := frBuild(t, p.a, roomID, fred.UserID, "m.room.member", &derek.UserID, map[string]any{"membership": "ban"}, []string{head},
+			[]string{create, pl, fredJoin, derekJoin}, frDepth(t, p.a, head)+1)
+		// Derek kicks bob: refused, as the partial state has derek banned.
+		kick := frBuild(t, p.a, roomID, derek.UserID, "m.room.member", &bob, map[string]any{"membership": "leave"}, []string{ban.ID},
+			[]string{create, pl, derekJoin, bobJoin}, ban.Depth+1)
+		res, err := frSend(t, p.a, p.b, "", ban.JSON(), kick.JSON())
+		if err != nil || res.PDUs[ban.ID].Error != "" {
+			t.Fatalf("sending the ban and the kick: %v %+v", err, res)
+		}
+		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(kick.ID), nil); r.Status != http.StatusNotFound {
+			t.Fatalf("the kick while the state is partial: %d %s", r.Status, r.Body)
+		}
+		since := doSync(t, dave, "timeout=0").NextBatch
+
+		release()
+		pjWaitFull(t, p.b, roomID)
+		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(ban.ID), nil); r.Status != http.StatusNotFound {
+			t.Fatalf("the forged ban after the resync: %d", r.Status)
+		}
+		if r := dave.Do("GET", "/_matrix/client/v3/rooms/"+esc(roomID)+"/event/"+esc(kick.ID), nil); r.Status != http.StatusOK {
+			t.Fatalf("the kick after the resync: %d %s", r.Status, r.Body)
+		}
+		members := map[string]bool{}
+		for _, m := range pjMembers(t, dave, roomID) {
+			members[m] = true
+		}
+		if members[bob] || !members[derek.UserID] {
+			t.Fatalf("joined members after the resync: %v", members)
+		}
+		// Dave's sync shows the kick, and the room goes on from it.
+		pjSyncUntil(t, dave, since, "", func(s syncResp) bool {
+			for _, e := range s.Rooms.Join[roomID].Timeline.Events {
+				if e.EventID == kick.ID {
+					return true
+				}
+			}
+			return false
+		})
+		after := dave.SendText(roomID, "after the resync")
+		if ev, err := p.b.Rooms.Event(context.Background(), after); err != nil || !slices.Contains(ev.PrevEvents, kick.ID) {
+			t.Fatalf("dave's message after the resync cites %v (%v)", ev.PrevEvents, err)
+		}
+	})
+}

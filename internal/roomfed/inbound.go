@@ -172,14 +172,16 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 		if row, err := s.store.GetEvent(ctx, ev.ID); err == nil && row.StateGroup >= 0 {
 			return nil // stored meanwhile by a concurrent transaction
 		}
-		var current eventauth.AuthEvents = eventauth.AuthEventsFunc(r.State)
 		if s.rooms.IsPartialState(ev.RoomID) {
-			if current, err = s.partialAuth(ctx, r.Version(), r.StateIDs(), authEvs); err != nil {
-				r.Unlock()
+			before := r.StateIDs()
+			auth, err := s.partialAuth(ctx, r.Version(), before, authEvs)
+			if err != nil {
 				return err
 			}
-		}
-		if err := s.checkAuth(ctx, ev, current); err != nil {
+			if err := s.checkAuth(ctx, ev, auth); err != nil {
+				return s.refuse(ctx, origin, ev, before, fmt.Errorf("against the partial state before it: %w", err))
+			}
+		} else if err := s.checkAuth(ctx, ev, eventauth.AuthEventsFunc(r.State)); err != nil {
 			return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
 		}
 		return s.commitLinear(ctx, r, ev, origin)
@@ -207,6 +209,9 @@ func (s *Service) receive(ctx context.Context, origin string, ev *pdu.Event, fil
 			// It passed its auth events when stored; our view of the state
 			// before it may be what is wrong.
 			return fmt.Errorf("against the state before it: %w", err)
+		}
+		if partial {
+			return s.refuse(ctx, origin, ev, before, fmt.Errorf("against the partial state before it: %w", err))
 		}
 		return s.reject(ctx, ev, fmt.Errorf("against the state before it: %w", err))
 	}

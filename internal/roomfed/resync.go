@@ -293,6 +293,21 @@ func (s *Service) partialAuth(ctx context.Context, v *roomversion.Version, befor
 	return eventauth.NewStateMap(evs...), nil
 }
 
+// refuse rejects an event that passed its own auth events but not the
+// partial state of its room, and keeps it: the partial state may be what
+// is wrong, and the resync checks it again against the full state.
+func (s *Service) refuse(ctx context.Context, origin string, ev *pdu.Event, before store.StateMap, err error) error {
+	if !errors.Is(err, eventauth.ErrNotAllowed) {
+		return s.reject(ctx, ev, err)
+	}
+	e := store.RefusedEvent{EventID: ev.ID, RoomID: ev.RoomID, Origin: origin, PDU: ev.JSON(),
+		AfterPos: s.rooms.LatestPos(ev.RoomID), StateBefore: before}
+	if rerr := s.store.RejectPartial(ctx, e, truncate(err.Error(), 500), ev.PrevEvents); rerr != nil {
+		return rerr
+	}
+	return fmt.Errorf("%w: %w", errRejected, err)
+}
+
 // errPartialState refuses what another server may not do through us while
 // we lack the room's full state.
 var errPartialState = errcode.NotFound("this server is still fetching the room's state; try another server")

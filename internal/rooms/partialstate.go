@@ -106,16 +106,18 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 	}
 	// Events received since the join were checked against a partial
 	// state: checked again against the full one, those that fail are
-	// rejected now, and what they changed is undone.
-	undo, rejected, err := s.recheckSinceJoin(ctx, roomID, joinRow.Pos, before, partialBefore, check)
+	// rejected now, and what they changed is undone; those refused then
+	// are admitted now if they pass.
+	c := &completion{before: before, partialBefore: partialBefore, undo: map[string]string{}}
+	rejected, cited, err := s.recheckSinceJoin(ctx, r, joinRow.Pos, c, check)
 	if err != nil {
 		return err
 	}
 	// A state reached since the join is the full state before it with
 	// the changes made since (the join itself included) on top. removed
 	// reports a key a rejected event had added: a delta cannot say so.
-	completed := func(partial store.StateMap) (full, delta store.StateMap, removed bool) {
-		full, delta = completeState(before, partialBefore, partial, undo)
+	completed := func(partial store.StateMap, pos int64) (full, delta store.StateMap, removed bool) {
+		full, delta = c.full(partial, pos)
 		for k := range partial {
 			if _, ok := full[k]; !ok {
 				removed = true
@@ -124,25 +126,37 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		return full, delta, removed
 	}
 	cur := r.StateIDs()
-	now, nowDelta, nowRemoved := completed(cur)
+	now, nowDelta, nowRemoved := completed(cur, math.MaxInt64)
 	// The events received or sent since the join have partial states
-	// before them too: each such group gets its completed counterpart.
-	groups, err := s.store.StateGroupsAfter(ctx, roomID, joinRow.Pos)
-	if err != nil {
-		return err
-	}
+	// before them too: each such group gets its completed counterpart,
+	// per span of positions between two admitted events.
 	type completedGroup struct {
-		full, delta store.StateMap
-		removed     bool
+		from, to, old int64
+		full, delta   store.StateMap
+		removed       bool
 	}
-	later := make(map[int64]completedGroup, len(groups))
-	for _, g := range groups {
-		st, err := s.store.StateGroup(ctx, g)
+	var later []completedGroup
+	bounds := []int64{joinRow.Pos}
+	for _, a := range c.redo {
+		if a.afterPos > bounds[len(bounds)-1] {
+			bounds = append(bounds, a.afterPos)
+		}
+	}
+	bounds = append(bounds, math.MaxInt64)
+	for i := 0; i+1 < len(bounds); i++ {
+		from, to := bounds[i], bounds[i+1]
+		groups, err := s.store.StateGroupsBetween(ctx, roomID, from, to)
 		if err != nil {
 			return err
 		}
-		full, delta, removed := completed(st)
-		later[g] = completedGroup{full, delta, removed}
+		for _, g := range groups {
+			st, err := s.store.StateGroup(ctx, g)
+			if err != nil {
+				return err
+			}
+			full, delta, removed := completed(st, to)
+			later = append(later, completedGroup{from, to, g, full, delta, removed})
+		}
 	}
 	// The member events of every state since the join, completed: those
 	// the partial state lacked are recorded, and servers that had a member
@@ -159,8 +173,8 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		}
 	}
 	addMembers(before)
-	for _, c := range later {
-		addMembers(c.full)
+	for _, g := range later {
+		addMembers(g.full)
 	}
 	addMembers(now)
 	allMembers, err := s.Events(ctx, memberIDs)
@@ -193,8 +207,15 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		}
 	}
 	// Forward extremities that were rejected give way to their prev
-	// events (those stored here).
+	// events (those stored here); an admitted event no stored event
+	// follows becomes one.
 	ext, extChanged := withoutRejected(r.extremities, rejected)
+	for _, a := range c.redo {
+		if !cited[a.ev.ID] {
+			ext = append(slices.DeleteFunc(ext, func(id string) bool { return slices.Contains(a.ev.PrevEvents, id) }), a.ev.ID)
+			extChanged = true
+		}
+	}
 	if extChanged {
 		stored, err := s.store.EventStateGroups(ctx, ext)
 		if err != nil {
@@ -204,8 +225,14 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 	}
 	var pos int64
 	var local []string
+	var admitted []*Batch
+	var unread []int64
 	err = s.store.InTx(ctx, func(tx *store.Tx) error {
-		local = local[:0]
+		local, admitted = local[:0], admitted[:0]
+		for _, p := range unread {
+			s.unread.forget(roomID, p)
+		}
+		unread = unread[:0]
 		g, _, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, before)
 		if err != nil {
 			return err
@@ -213,14 +240,44 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		if err := tx.SetEventStateGroup(ctx, join.ID, g); err != nil {
 			return err
 		}
-		for old, c := range later {
-			ng, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(c.removed, g), 0, c.delta, c.full)
+		for _, lg := range later {
+			ng, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(lg.removed, g), 0, lg.delta, lg.full)
 			if err != nil {
 				return err
 			}
-			if err := tx.ReplaceStateGroupAfter(ctx, roomID, joinRow.Pos, old, ng); err != nil {
+			if err := tx.ReplaceStateGroupBetween(ctx, roomID, lg.from, lg.to, lg.old, ng); err != nil {
 				return err
 			}
+		}
+		// Events refused against the partial state and admitted against
+		// the full one join the timeline now, with the full state before
+		// them.
+		for _, a := range c.redo {
+			ag, _, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, a.stateBefore)
+			if err != nil {
+				return err
+			}
+			if err := tx.AdmitRejected(ctx, a.ev.ID); err != nil {
+				return err
+			}
+			a.pos = tx.Alloc(s.store.Streams.Events)
+			b := s.newBatch(r)
+			b.origin = a.origin
+			pe := &pending{ev: a.ev, remote: true, pos: a.pos}
+			if a.ev.IsState() {
+				if x := a.stateBefore[stateKeyOf(a.ev)]; x != "" {
+					pe.replaced, _ = s.Event(ctx, x)
+				}
+			}
+			b.events = []*pending{pe}
+			if _, err := s.persist(ctx, tx, b, pe, ag, nil); err != nil {
+				return err
+			}
+			if s.countsMessages(a.ev) {
+				s.unread.record(roomID, a.pos, a.ev.Sender, r.latestPos)
+				unread = append(unread, a.pos)
+			}
+			admitted = append(admitted, b)
 		}
 		cg, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(nowRemoved, g), 0, nowDelta, now)
 		if err != nil {
@@ -256,16 +313,30 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		if err := tx.SetCurrentStateMany(ctx, roomID, now); err != nil {
 			return err
 		}
+		// Members learnt count from the join; a membership an admitted
+		// event changed, from that event.
 		ms := make([]store.Membership, 0, len(members))
 		for _, m := range members {
+			at := joinRow.Pos
+			for _, a := range c.redo {
+				if a.ev.ID == m.ID {
+					at = a.pos
+				}
+			}
 			if serverOf(*m.StateKey) == s.serverName {
 				s.membershipsChanged(tx, *m.StateKey)
+				if at != joinRow.Pos {
+					local = append(local, *m.StateKey)
+				}
 			}
-			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: MembershipOf(m), EventID: m.ID, Pos: joinRow.Pos})
+			ms = append(ms, store.Membership{RoomID: roomID, UserID: *m.StateKey, Membership: MembershipOf(m), EventID: m.ID, Pos: at})
 		}
 		// Our members' rooms change at a new position, so that their syncs
 		// wake and show the room again, now with its whole state.
 		pos = tx.Alloc(s.store.Streams.Events)
+		if len(c.redo) > 0 {
+			s.latest.Store(roomID, c.redo[len(c.redo)-1].pos)
+		}
 		for u := range r.joined {
 			if serverOf(u) == s.serverName && !slices.ContainsFunc(ms, func(m store.Membership) bool { return m.UserID == u }) {
 				s.membershipsChanged(tx, u)
@@ -292,11 +363,14 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		return tx.DeletePartialStateRoom(ctx, roomID)
 	})
 	if err != nil {
+		for _, p := range unread {
+			s.unread.forget(roomID, p)
+		}
 		return err
 	}
 	// The cached state is read again from what was just committed.
 	r.loaded = false
-	if len(rejected) > 0 {
+	if len(rejected) > 0 || len(admitted) > 0 {
 		s.recent.drop(roomID)
 		for _, ev := range rejected {
 			s.events.drop(ev.ID)
@@ -308,8 +382,15 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		return nil
 	}
 	close(p.done)
+	if len(admitted) > 0 {
+		local = append(local, ours...) // every local member sees the admitted events
+	}
 	if s.notifier != nil && len(local) > 0 {
 		s.notifier.RoomEvent(roomID, local, pos)
+	}
+	for _, b := range admitted {
+		s.log.Info("federation: event refused against a partial state admitted against the full one", "event_id", b.events[0].ev.ID, "room_id", roomID)
+		s.tellListeners(b, r.joinedUsers())
 	}
 	if len(found) > 0 && s.hooks.ServersFound != nil {
 		s.hooks.ServersFound(roomID, ours, found)
@@ -385,20 +466,101 @@ func parentUnless(removed bool, parent int64) int64 {
 	return parent
 }
 
+// completion makes the partial states reached since a partial-state join
+// complete.
+type completion struct {
+	before        store.StateMap    // the full state before the join
+	partialBefore store.StateMap    // the partial one it replaces
+	undo          map[string]string // rejected state event → the value it replaced ("" when it added its key)
+	redo          []*admission      // events refused then, admitted now, in order
+}
+
+// admission is an event refused against a partial state and admitted
+// against the full one.
+type admission struct {
+	ev          *pdu.Event
+	origin      string
+	afterPos    int64          // the room's newest position when it was refused
+	replaced    string         // for a state event, its key's value in the partial state before it
+	stateBefore store.StateMap // the full state before it
+	pos         int64          // its position in the timeline, once stored
+}
+
+// full is a partial state reached at position pos made complete (see
+// completeState), with the admitted events before pos whose key nothing
+// changed since on top; delta holds the changes over c.before.
+func (c *completion) full(partial store.StateMap, pos int64) (full, delta store.StateMap) {
+	full, delta = completeState(c.before, c.partialBefore, partial, c.undo)
+	for _, a := range c.redo {
+		if a.afterPos >= pos || !a.ev.IsState() {
+			continue
+		}
+		if k := stateKeyOf(a.ev); partial[k] == a.replaced {
+			full[k] = a.ev.ID
+			if c.before[k] != a.ev.ID {
+				delta[k] = a.ev.ID
+			}
+		}
+	}
+	return full, delta
+}
+
+func stateKeyOf(ev *pdu.Event) store.StateKey {
+	return store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}
+}
+
 // recheckSinceJoin checks the events received from other servers since
 // a partial-state join, in order, against the full state before each
-// (before: the full state before the join; partialBefore: the partial one
-// it replaces). It returns those that fail, and for each failing state
-// event the value it replaced ("" when it added its key).
-func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos int64, before, partialBefore store.StateMap, check AuthCheck) (map[string]string, []*pdu.Event, error) {
-	rows, err := s.store.RoomEvents(ctx, roomID, joinPos, math.MaxInt64, false, recheckMax)
+// (c.before: the full state before the join; c.partialBefore: the partial
+// one it replaces), and with them, each where it was refused, the events
+// refused against the partial state. It returns the stored events that
+// fail, recording in c.undo the value each failing state event replaced,
+// records in c.redo the refused events that pass, and reports which
+// events the stored ones cite as prev events.
+func (s *Service) recheckSinceJoin(ctx context.Context, r *Room, joinPos int64, c *completion, check AuthCheck) ([]*pdu.Event, map[string]bool, error) {
+	rows, err := s.store.RoomEvents(ctx, r.id, joinPos, math.MaxInt64, false, recheckMax)
 	if err != nil {
 		return nil, nil, err
 	}
-	undo := map[string]string{}
+	refused, err := s.store.RefusedEvents(ctx, r.id)
+	if err != nil {
+		return nil, nil, err
+	}
 	var rejected []*pdu.Event
+	cited := map[string]bool{}
 	groups := map[int64]store.StateMap{}
+	lookupIn := func(full store.StateMap) eventauth.AuthEvents {
+		return eventauth.AuthEventsFunc(func(t pdu.StateTuple) *pdu.Event {
+			id := full[store.StateKey{Type: t.Type, StateKey: t.StateKey}]
+			if id == "" {
+				return nil
+			}
+			e, _ := s.Event(ctx, id)
+			return e
+		})
+	}
+	// readmit checks the refused events up to position upTo.
+	readmit := func(upTo int64) {
+		for len(refused) > 0 && refused[0].AfterPos < upTo {
+			e := refused[0]
+			refused = refused[1:]
+			ev, err := pdu.Parse(e.PDU, r.version)
+			if err != nil {
+				continue
+			}
+			full, _ := c.full(e.StateBefore, e.AfterPos+1)
+			if check(ctx, ev, lookupIn(full)) != nil {
+				continue
+			}
+			a := &admission{ev: ev, origin: e.Origin, afterPos: e.AfterPos, stateBefore: full}
+			if ev.IsState() {
+				a.replaced = e.StateBefore[stateKeyOf(ev)]
+			}
+			c.redo = append(c.redo, a)
+		}
+	}
 	for _, row := range rows {
+		readmit(row.Pos)
 		if serverOf(row.Sender) == s.serverName || row.StateGroup <= 0 {
 			continue // built here, on checks of our own
 		}
@@ -409,28 +571,24 @@ func (s *Service) recheckSinceJoin(ctx context.Context, roomID string, joinPos i
 			}
 			groups[row.StateGroup] = partial
 		}
-		full, _ := completeState(before, partialBefore, partial, undo)
+		full, _ := c.full(partial, row.Pos)
 		ev, err := s.ParseRow(ctx, row)
 		if err != nil {
 			continue
 		}
-		lookup := func(t pdu.StateTuple) *pdu.Event {
-			id := full[store.StateKey{Type: t.Type, StateKey: t.StateKey}]
-			if id == "" {
-				return nil
-			}
-			e, _ := s.Event(ctx, id)
-			return e
+		for _, p := range ev.PrevEvents {
+			cited[p] = true
 		}
-		if check(ctx, ev, eventauth.AuthEventsFunc(lookup)) == nil {
+		if check(ctx, ev, lookupIn(full)) == nil {
 			continue
 		}
 		rejected = append(rejected, ev)
 		if ev.IsState() {
-			undo[ev.ID] = full[store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}]
+			c.undo[ev.ID] = full[stateKeyOf(ev)]
 		}
 	}
-	return undo, rejected, nil
+	readmit(math.MaxInt64)
+	return rejected, cited, nil
 }
 
 // recheckMax bounds the events checked again when a partial-state room's

@@ -67,13 +67,22 @@ func (tx *Tx) SetExtremities(ctx context.Context, roomID string, ids []string) e
 
 // RejectEvent records that an event failed the authorisation rules.
 func (s *Store) RejectEvent(ctx context.Context, eventID, roomID, reason string, prevEvents []string) error {
-	prev, err := json.Marshal(prevEvents)
-	if err != nil || prevEvents == nil {
-		prev = []byte("[]")
+	return s.InTx(ctx, func(tx *Tx) error { return tx.RecordRejected(ctx, eventID, roomID, reason, prevEvents) })
+}
+
+// RecordRejected records in tx that an event failed the authorisation
+// rules; prevEvents are kept so that the state after it (its state
+// before) can be found.
+func (tx *Tx) RecordRejected(ctx context.Context, eventID, roomID, reason string, prevEvents []string) error {
+	prev, err := json.Marshal(append([]string{}, prevEvents...))
+	if err != nil {
+		return err
 	}
-	_, err = s.writer().ExecContext(ctx, `INSERT INTO federation_rejected (event_id, room_id, reason, received_ts, prev_events) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, reason, now(), string(prev))
-	return err
+	if _, err := tx.q.ExecContext(ctx, `INSERT INTO federation_rejected (event_id, room_id, reason, received_ts, prev_events) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, reason, now(), string(prev)); err != nil {
+		return fmt.Errorf("record rejected event: %w", err)
+	}
+	return nil
 }
 
 // RejectedPrevEvents returns the prev events of a rejected event, or

@@ -26,7 +26,76 @@ func (tx *Tx) PutPartialStateRoom(ctx context.Context, p PartialStateRoom) error
 // DeletePartialStateRoom clears a room's partial-state mark (its full
 // state is known, or the room was left).
 func (tx *Tx) DeletePartialStateRoom(ctx context.Context, roomID string) error {
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM partial_state_refused WHERE room_id = $1`, roomID); err != nil {
+		return err
+	}
 	_, err := tx.q.ExecContext(ctx, `DELETE FROM partial_state_rooms WHERE room_id = $1`, roomID)
+	return err
+}
+
+// RefusedEvent is an event refused against a room's partial state, kept
+// to be checked again against the full one.
+type RefusedEvent struct {
+	EventID, RoomID, Origin string
+	PDU                     []byte
+	AfterPos                int64    // the room's newest position when refused
+	StateBefore             StateMap // the partial state before it
+}
+
+// RejectPartial records an event refused against a room's partial state:
+// rejected (see RejectEvent) until the full state admits it.
+func (s *Store) RejectPartial(ctx context.Context, e RefusedEvent, reason string, prevEvents []string) error {
+	st := make([][3]string, 0, len(e.StateBefore))
+	for k, x := range e.StateBefore {
+		st = append(st, [3]string{k.Type, k.StateKey, x})
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO partial_state_refused (event_id, room_id, origin, pdu, after_pos, state_before)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING`,
+			e.EventID, e.RoomID, e.Origin, string(e.PDU), e.AfterPos, string(raw)); err != nil {
+			return err
+		}
+		return tx.RecordRejected(ctx, e.EventID, e.RoomID, reason, prevEvents)
+	})
+}
+
+// RefusedEvents lists the events refused against a room's partial state,
+// in the order they were refused.
+func (s *Store) RefusedEvents(ctx context.Context, roomID string) ([]RefusedEvent, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT event_id, origin, pdu, after_pos, state_before FROM partial_state_refused
+		WHERE room_id = $1 ORDER BY after_pos, event_id`, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RefusedEvent
+	for rows.Next() {
+		e := RefusedEvent{RoomID: roomID, StateBefore: StateMap{}}
+		var pduJSON, st string
+		if err := rows.Scan(&e.EventID, &e.Origin, &pduJSON, &e.AfterPos, &st); err != nil {
+			return nil, err
+		}
+		var entries [][3]string
+		if err := json.Unmarshal([]byte(st), &entries); err != nil {
+			return nil, fmt.Errorf("refused event %s: %w", e.EventID, err)
+		}
+		for _, x := range entries {
+			e.StateBefore[StateKey{Type: x[0], StateKey: x[1]}] = x[2]
+		}
+		e.PDU = []byte(pduJSON)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AdmitRejected forgets that an event was rejected: the full state of
+// its room, known now, admits it.
+func (tx *Tx) AdmitRejected(ctx context.Context, eventID string) error {
+	_, err := tx.q.ExecContext(ctx, `DELETE FROM federation_rejected WHERE event_id = $1`, eventID)
 	return err
 }
 
@@ -57,10 +126,10 @@ func (tx *Tx) SetEventStateGroup(ctx context.Context, eventID string, group int6
 	return err
 }
 
-// StateGroupsAfter lists the distinct state groups of a room's timeline
-// events after a stream position.
-func (s *Store) StateGroupsAfter(ctx context.Context, roomID string, pos int64) ([]int64, error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT DISTINCT state_group FROM events WHERE room_id = $1 AND stream_pos > $2 AND state_group > 0`, roomID, pos)
+// StateGroupsBetween lists the distinct state groups of a room's timeline
+// events at stream positions in (from, to].
+func (s *Store) StateGroupsBetween(ctx context.Context, roomID string, from, to int64) ([]int64, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT DISTINCT state_group FROM events WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3 AND state_group > 0`, roomID, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -76,10 +145,10 @@ func (s *Store) StateGroupsAfter(ctx context.Context, roomID string, pos int64) 
 	return out, rows.Err()
 }
 
-// ReplaceStateGroupAfter moves a room's timeline events after a stream
-// position from one state group to another.
-func (tx *Tx) ReplaceStateGroupAfter(ctx context.Context, roomID string, pos, from, to int64) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE events SET state_group = $1 WHERE room_id = $2 AND stream_pos > $3 AND state_group = $4`, to, roomID, pos, from)
+// ReplaceStateGroupBetween moves a room's timeline events at stream
+// positions in (from, to] from one state group to another.
+func (tx *Tx) ReplaceStateGroupBetween(ctx context.Context, roomID string, from, to, old, new int64) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE events SET state_group = $1 WHERE room_id = $2 AND stream_pos > $3 AND stream_pos <= $4 AND state_group = $5`, new, roomID, from, to, old)
 	return err
 }
 
@@ -87,10 +156,8 @@ func (tx *Tx) ReplaceStateGroupAfter(ctx context.Context, roomID string, pos, fr
 // room's full state is known, to fail the authorisation rules: it leaves
 // the timeline and is recorded as rejected (see Store.RejectEvent).
 func (tx *Tx) RejectStoredEvent(ctx context.Context, eventID, roomID, reason string, prevEvents []string) error {
-	prev, _ := json.Marshal(append([]string{}, prevEvents...))
-	if _, err := tx.q.ExecContext(ctx, `INSERT INTO federation_rejected (event_id, room_id, reason, received_ts, prev_events) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (event_id) DO NOTHING`, eventID, roomID, reason, now(), string(prev)); err != nil {
-		return fmt.Errorf("reject stored event: %w", err)
+	if err := tx.RecordRejected(ctx, eventID, roomID, reason, prevEvents); err != nil {
+		return err
 	}
 	_, err := tx.q.ExecContext(ctx, `DELETE FROM events WHERE event_id = $1`, eventID)
 	return err
