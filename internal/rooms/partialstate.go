@@ -211,10 +211,15 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 	// follows becomes one.
 	ext, extChanged := withoutRejected(r.extremities, rejected)
 	for _, a := range c.redo {
+		// What an admitted event follows (through rejected events, which
+		// forks made extremities of) is no extremity.
+		before, _ := withoutRejected(a.ev.PrevEvents, rejected)
+		n := len(ext)
+		ext = slices.DeleteFunc(ext, func(id string) bool { return slices.Contains(before, id) })
 		if !cited[a.ev.ID] {
-			ext = append(slices.DeleteFunc(ext, func(id string) bool { return slices.Contains(a.ev.PrevEvents, id) }), a.ev.ID)
-			extChanged = true
+			ext = append(ext, a.ev.ID)
 		}
+		extChanged = extChanged || len(ext) != n
 	}
 	if extChanged {
 		stored, err := s.store.EventStateGroups(ctx, ext)
@@ -288,8 +293,13 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 				return err
 			}
 		}
-		if extChanged {
-			if err := tx.SetExtremities(ctx, roomID, ext); err != nil {
+		// Admitted events are the newest: a single extremity must be named.
+		if extChanged || len(c.redo) > 0 {
+			set := tx.SetExtremities
+			if len(c.redo) > 0 {
+				set = tx.RecordExtremities
+			}
+			if err := set(ctx, roomID, ext); err != nil {
 				return err
 			}
 		}

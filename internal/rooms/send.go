@@ -282,8 +282,9 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 				}
 			}
 		}
-		if len(r.extremities) > 1 {
-			// The batch's first event merges a fork: the room is linear again.
+		if len(r.extremities) > 1 || r.recorded {
+			// The batch's first event merges a fork (or follows a recorded
+			// extremity): the room is linear again.
 			if err := tx.ClearExtremities(ctx, b.roomID); err != nil {
 				return err
 			}

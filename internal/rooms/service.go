@@ -102,9 +102,12 @@ type Room struct {
 	group       int64 // state group of the current state
 	chain       int   // delta chain length of group
 	extremities []string
-	depth       int64
-	joined      map[string]struct{}
-	latestPos   int64
+	// recorded: room_extremities names the extremities although there is
+	// one (it is not the newest event: see CompleteState).
+	recorded  bool
+	depth     int64
+	joined    map[string]struct{}
+	latestPos int64
 }
 
 // roomEntry returns the cache entry of a room, made (not loaded) on
@@ -186,6 +189,7 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 	if r.extremities, err = s.store.Extremities(ctx, r.id); err != nil {
 		return err
 	}
+	r.recorded = len(r.extremities) > 0
 	if len(r.extremities) == 0 {
 		r.extremities = []string{latest[0].EventID}
 	}

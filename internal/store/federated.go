@@ -51,11 +51,17 @@ func (tx *Tx) DeleteOutlier(ctx context.Context, eventID string) error {
 // SetExtremities replaces a room's recorded forward extremities. A linear
 // room (one extremity) records none: see Extremities.
 func (tx *Tx) SetExtremities(ctx context.Context, roomID string, ids []string) error {
+	if len(ids) < 2 {
+		return tx.ClearExtremities(ctx, roomID)
+	}
+	return tx.RecordExtremities(ctx, roomID, ids)
+}
+
+// RecordExtremities records a room's forward extremities even when there
+// is one: for a linear room whose newest event is not its extremity.
+func (tx *Tx) RecordExtremities(ctx context.Context, roomID string, ids []string) error {
 	if err := tx.ClearExtremities(ctx, roomID); err != nil {
 		return err
-	}
-	if len(ids) < 2 {
-		return nil
 	}
 	for _, id := range ids {
 		if _, err := tx.q.ExecContext(ctx, `INSERT INTO room_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT (room_id, event_id) DO NOTHING`, roomID, id); err != nil {
