@@ -712,6 +712,10 @@ func TestFedPartialStateRefusedEventAdmittedAfterResync(t *testing.T) {
 		if members[bob] || !members[derek.UserID] {
 			t.Fatalf("joined members after the resync: %v", members)
 		}
+		// The membership index agrees (device lists, directory and sync read it).
+		if m, err := p.b.Store.GetMembership(context.Background(), roomID, bob); err != nil || m.Membership != "leave" || m.EventID != kick.ID {
+			t.Fatalf("bob's recorded membership after the resync: %+v %v", m, err)
+		}
 		// Dave's sync shows the kick, and the room goes on from it.
 		pjSyncUntil(t, dave, since, "", func(s syncResp) bool {
 			for _, e := range s.Rooms.Join[roomID].Timeline.Events {

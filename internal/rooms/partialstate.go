@@ -181,6 +181,11 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 	if err != nil {
 		return err
 	}
+	for _, a := range c.redo { // not stored yet
+		if seen[a.ev.ID] && a.ev.Type == "m.room.member" {
+			allMembers = append(allMembers, a.ev)
+		}
+	}
 	var members []*pdu.Event
 	for _, m := range allMembers {
 		k := store.StateKey{Type: "m.room.member", StateKey: *m.StateKey}
