@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -728,6 +729,56 @@ func TestFedPartialStateRefusedEventAdmittedAfterResync(t *testing.T) {
 		after := dave.SendText(roomID, "after the resync")
 		if ev, err := p.b.Rooms.Event(context.Background(), after); err != nil || !slices.Equal(ev.PrevEvents, []string{msg.ID}) {
 			t.Fatalf("dave's message after the resync cites %v (%v), not carol's %s", ev.PrevEvents, err, msg.ID)
+		}
+	})
+}
+
+// A member the partial state does not show changes devices meanwhile:
+// local users hear of it once the full state shows the member (members
+// learnt at the resync are in device_lists.changed).
+func TestFedPartialStateHiddenMemberDeviceChange(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		roomID, _ := pjRoom(t, p.a)
+		var users []*ts.Client
+		for _, name := range []string{"bob", "carol", "erin", "frank", "gina", "hank", "zoe"} {
+			u := p.a.Register(t, name)
+			u.Join(roomID)
+			users = append(users, u)
+		}
+		release := p.b.RoomFed.HoldResyncs()
+		defer release()
+		dave := p.b.Register(t, "dave")
+		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		since := syncE2EE(t, dave, "").NextBatch
+		// zoe: a member the partial state does not show.
+		st, err := p.b.Rooms.CurrentStateIDs(context.Background(), roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var zoe *ts.Client
+		for _, u := range users {
+			if _, ok := st[store.StateKey{Type: "m.room.member", StateKey: u.UserID}]; !ok {
+				zoe = u
+			}
+		}
+		if zoe == nil {
+			t.Fatal("the partial state shows every member")
+		}
+
+		zoe.MustDo("PUT", "/_matrix/client/v3/devices/"+esc(zoe.DeviceID), map[string]any{"display_name": "zoe's new phone"}, nil)
+		eventually(t, 10*time.Second, func() string {
+			if got, err := p.b.Store.DeviceListChangesFor(context.Background(), zoe.UserID, 0, math.MaxInt64); err != nil || len(got) == 0 {
+				return "the device list update has not arrived"
+			}
+			return ""
+		})
+		if s := syncE2EE(t, dave, since); slices.Contains(s.DeviceLists.Changed, zoe.UserID) {
+			t.Fatalf("zoe in device_lists.changed before the full state shows her: %v", s.DeviceLists.Changed)
+		}
+		release()
+		pjWaitFull(t, p.b, roomID)
+		if s := syncE2EE(t, dave, since); !slices.Contains(s.DeviceLists.Changed, zoe.UserID) {
+			t.Fatalf("zoe not in device_lists.changed after the resync: %v", s.DeviceLists.Changed)
 		}
 	})
 }
