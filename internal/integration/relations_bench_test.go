@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/streamtoken"
 	ts "luxchat/internal/testserver"
@@ -30,13 +31,13 @@ func BenchmarkMessagesRelations(b *testing.B) {
 }
 
 // BenchmarkMessagesRelationsService is BenchmarkMessagesRelations without
-// HTTP: the rooms service builds the page and its JSON.
+// HTTP: the read side builds the page and its JSON.
 func BenchmarkMessagesRelationsService(b *testing.B) {
 	forEachBenchEngine(b, func(b *testing.B, opts ...ts.Option) {
 		s, _, _, q := relationsBenchRoom(b, opts...)
 		ctx := context.Background()
 		measureBundles(b, s, func() {
-			page, err := s.Rooms.Messages(ctx, q)
+			page, err := s.Read.Messages(ctx, q)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -52,7 +53,7 @@ func forEachBenchEngine(b *testing.B, f func(b *testing.B, opts ...ts.Option)) {
 
 // relationsBenchRoom makes the room of the relations benchmarks and returns
 // the /messages path (and query) of its page of 50 edited messages.
-func relationsBenchRoom(b testing.TB, opts ...ts.Option) (*ts.Server, *ts.Client, string, rooms.MessagesRequest) {
+func relationsBenchRoom(b testing.TB, opts ...ts.Option) (*ts.Server, *ts.Client, string, roomread.MessagesRequest) {
 	s := ts.New(b, opts...)
 	alice := s.Register(b, "alice")
 	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
@@ -112,7 +113,7 @@ func relationsBenchRoom(b testing.TB, opts ...ts.Option) (*ts.Server, *ts.Client
 			b.Fatal(err)
 		}
 	}
-	return s, alice, path, rooms.MessagesRequest{RoomID: room, UserID: alice.UserID, DeviceID: alice.DeviceID, From: from, Limit: 50}
+	return s, alice, path, roomread.MessagesRequest{RoomID: room, UserID: alice.UserID, DeviceID: alice.DeviceID, From: from, Limit: 50}
 }
 
 // measureBundles runs get without bundled aggregations, with them, and with
@@ -123,11 +124,11 @@ func measureBundles(b *testing.B, s *ts.Server, get func()) {
 	// machine's load affect them alike.
 	var samples [3][]time.Duration // plain, bundled, uncached
 	variants := [3]func(){
-		func() { s.Rooms.SetBundleAggregations(false) },
-		func() { s.Rooms.SetBundleAggregations(true) },
+		func() { s.Read.SetBundleAggregations(false) },
+		func() { s.Read.SetBundleAggregations(true) },
 		// Computed from the database, as for a page whose children
 		// changed since it was last read.
-		func() { s.Rooms.SetBundleAggregations(true); s.Rooms.ForgetBundles() },
+		func() { s.Read.SetBundleAggregations(true); s.Read.ForgetBundles() },
 	}
 	i := 0
 	for b.Loop() {
@@ -140,7 +141,7 @@ func measureBundles(b *testing.B, s *ts.Server, get func()) {
 		}
 		i++
 	}
-	s.Rooms.SetBundleAggregations(true)
+	s.Read.SetBundleAggregations(true)
 	median := func(d []time.Duration) float64 {
 		slices.Sort(d)
 		return float64(d[len(d)/2].Nanoseconds()) / 1000

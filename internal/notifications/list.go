@@ -6,7 +6,7 @@ import (
 	"strconv"
 
 	"luxchat/internal/matrix/errcode"
-	"luxchat/internal/rooms"
+	"luxchat/internal/roomread"
 	"luxchat/internal/store"
 )
 
@@ -69,7 +69,7 @@ func (s *Service) Notifications(ctx context.Context, userID, from string, limit 
 			continue
 		}
 		page.Notifications = append(page.Notifications, Notification{
-			Actions: json.RawMessage(n.Actions), Event: s.rooms.ClientEvent(row, rooms.Format{Viewer: userID}),
+			Actions: json.RawMessage(n.Actions), Event: s.read.ClientEvent(row, roomread.Format{Viewer: userID}),
 			Read: n.Read, RoomID: n.RoomID, TS: n.TS,
 		})
 	}

@@ -11,6 +11,7 @@ import (
 
 	"luxchat/internal/config"
 	"luxchat/internal/push"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
@@ -25,6 +26,7 @@ type Service struct {
 	cfg        *config.Config
 	store      *store.Store
 	rooms      *rooms.Service
+	read       *roomread.Service // renders the events of /notifications
 	log        *slog.Logger
 	serverName string
 
@@ -52,9 +54,9 @@ type Service struct {
 // New returns the service. Call Load before events flow, and Run to
 // deliver pushes.
 // wake, when not nil, wakes a user's syncs.
-func New(cfg *config.Config, st *store.Store, rs *rooms.Service, log *slog.Logger, wake func(users ...string)) *Service {
+func New(cfg *config.Config, st *store.Store, rs *rooms.Service, read *roomread.Service, log *slog.Logger, wake func(users ...string)) *Service {
 	return &Service{
-		cfg: cfg, store: st, rooms: rs, log: log, serverName: cfg.ServerName, wakeSyncs: wake,
+		cfg: cfg, store: st, rooms: rs, read: read, log: log, serverName: cfg.ServerName, wakeSyncs: wake,
 		rules:   map[string]*push.Compiled{},
 		pushers: map[string][]store.PusherKey{},
 		wake:    make(chan struct{}, 1),

@@ -35,7 +35,7 @@ func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceI
 	} else if !ok {
 		return nil, errcode.NotFound("event not found")
 	}
-	evs, err := s.rooms.WithBundles(ctx, roomID, v, []*store.EventRow{row}, rooms.Format{Viewer: userID, DeviceID: deviceID, Membership: v.MembershipAt(ctx, row)})
+	evs, err := s.WithBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.MembershipAt(ctx, row)})
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	before := limit / 2
 	after := limit - before
 	res := &ContextResult{Event: ev, EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
-	b, err := s.rooms.Messages(ctx, rooms.MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
+	b, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	if res.Start == "" {
 		res.Start = streamtoken.Pagination(0)
 	}
-	a, err := s.rooms.Messages(ctx, rooms.MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos), Limit: max(after, 1), Filter: f})
+	a, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos), Limit: max(after, 1), Filter: f})
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	if err != nil {
 		return nil, err
 	}
-	if res.State, err = s.rooms.RenderState(ctx, st, userID, nil); err != nil {
+	if res.State, err = s.RenderState(ctx, st, userID, nil); err != nil {
 		return nil, err
 	}
 	return res, nil

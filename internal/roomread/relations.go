@@ -70,7 +70,7 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 	if err != nil {
 		return nil, err
 	}
-	upTo, err := s.rooms.ReaderUpTo(ctx, q.RoomID, v)
+	upTo, err := s.ReaderUpTo(ctx, q.RoomID, v)
 	if err != nil {
 		return nil, err
 	}
@@ -83,12 +83,12 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 	}
 	var from, to int64 = -1, -1
 	if q.From != "" {
-		if from, err = s.rooms.TokenPos(q.From, "from"); err != nil {
+		if from, err = s.TokenPos(q.From, "from"); err != nil {
 			return nil, err
 		}
 	}
 	if q.To != "" {
-		if to, err = s.rooms.TokenPos(q.To, "to"); err != nil {
+		if to, err = s.TokenPos(q.To, "to"); err != nil {
 			return nil, err
 		}
 	}
@@ -122,7 +122,7 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 			page.NextBatch = streamtoken.Pagination(last - 1)
 		}
 	}
-	ignored, err := s.rooms.IgnoredUsers(ctx, q.UserID)
+	ignored, err := s.IgnoredUsers(ctx, q.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 			visible = append(visible, row)
 		}
 	}
-	if page.Chunk, err = s.rooms.WithBundles(ctx, q.RoomID, v, visible, rooms.Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
+	if page.Chunk, err = s.WithBundles(ctx, q.RoomID, v, visible, Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
 		return nil, err
 	}
 	return page, nil
@@ -163,13 +163,13 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 	if err != nil {
 		return nil, err
 	}
-	upTo, err := s.rooms.ReaderUpTo(ctx, q.RoomID, v)
+	upTo, err := s.ReaderUpTo(ctx, q.RoomID, v)
 	if err != nil {
 		return nil, err
 	}
 	before := int64(math.MaxInt64)
 	if q.From != "" {
-		if before, err = s.rooms.TokenPos(q.From, "from"); err != nil {
+		if before, err = s.TokenPos(q.From, "from"); err != nil {
 			return nil, err
 		}
 	}
@@ -209,12 +209,12 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 			rows = append(rows, row)
 		}
 	}
-	if page.Chunk, err = s.rooms.WithBundles(ctx, q.RoomID, v, rows, rooms.Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
+	if page.Chunk, err = s.WithBundles(ctx, q.RoomID, v, rows, Format{Viewer: q.UserID, DeviceID: q.DeviceID}); err != nil {
 		return nil, err
 	}
 	// Roots sent by ignored users are shown redacted, as a client
 	// aggregating the thread itself would show them.
-	ignored, err := s.rooms.IgnoredUsers(ctx, q.UserID)
+	ignored, err := s.IgnoredUsers(ctx, q.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func (s *Service) State(ctx context.Context, roomID, userID string) ([]json.RawM
 	if err != nil {
 		return nil, err
 	}
-	return s.rooms.RenderState(ctx, st, userID, nil)
+	return s.RenderState(ctx, st, userID, nil)
 }
 
 // StateContent returns the content of one state event a user may see.
@@ -85,7 +85,7 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 		return nil, err
 	}
 	if q.At != "" {
-		pos, err := s.rooms.TokenPos(q.At, "at")
+		pos, err := s.TokenPos(q.At, "at")
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +108,7 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 			memberIDs[k] = id
 		}
 	}
-	all, err := s.rooms.RenderState(ctx, memberIDs, q.UserID, nil)
+	all, err := s.RenderState(ctx, memberIDs, q.UserID, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -29,16 +29,19 @@ type backfillPositions struct {
 	pos int64
 }
 
-// historyFetch is one request's backfill budget.
-type historyFetch struct {
+// HistoryFetch is one request's backfill budget; the zero value is a
+// fresh one.
+type HistoryFetch struct {
 	rounds   int
 	deadline time.Time
 }
 
-// moreHistory is called by a backwards pagination that reached the
+// MoreHistory is called by a backwards pagination that reached the
 // earliest stored event of a room: it backfills once within the request's
-// budget and reports whether the room may have more stored events now.
-func (s *Service) moreHistory(ctx context.Context, roomID string, v *Viewer, h *historyFetch, want int) bool {
+// budget and reports whether the room may have more stored events now
+// (then v, the reader's Viewer, forgets what it knew of backfilled
+// history).
+func (s *Service) MoreHistory(ctx context.Context, roomID string, v *Viewer, h *HistoryFetch, want int) bool {
 	if s.remote == nil || !s.remote.Federated() || h.rounds >= backfillRounds {
 		return false
 	}

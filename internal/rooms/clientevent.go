@@ -2,8 +2,6 @@ package rooms
 
 import (
 	"encoding/json"
-	"strconv"
-	"time"
 
 	"luxchat/internal/store"
 )
@@ -59,63 +57,11 @@ func (s *Service) ClientJSON(pduJSON []byte, eventID, roomID string, unsigned ma
 	return data
 }
 
-// Format options for ClientEvent.
-type Format struct {
-	// Viewer is the user the event is shown to; DeviceID their device, so
-	// that transaction_id is shown to the device that sent the event.
-	Viewer   string
-	DeviceID string
-	// OmitRoomID drops room_id (sync timelines).
-	OmitRoomID bool
-	// Relations is the bundled aggregation shown as unsigned.m.relations
-	// (nil for none), see Bundles.
-	Relations json.RawMessage
-	// Membership is the Viewer's membership when the event was sent,
-	// shown as unsigned.membership (MSC4115); "" for none.
-	Membership string
-}
-
-// ClientEvent renders a stored event for a client. The fixed part of the
-// client form is cached per event; room_id and unsigned (whose age changes)
-// are spliced in without decoding anything.
-func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
-	base := s.clientBase(row)
-	out := make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+64)
-	out = append(out, base...)
-	if !f.OmitRoomID {
-		out = append(out, `,"room_id":`...)
-		out = appendJSONString(out, row.RoomID)
-	}
-	out = append(out, `,"unsigned":`...)
-	u := row.Unsigned
-	if len(u) < 2 || u[len(u)-1] != '}' {
-		u = []byte("{}")
-	}
-	out = append(out, u[:len(u)-1]...)
-	if len(u) > 2 {
-		out = append(out, ',')
-	}
-	out = append(out, `"age":`...)
-	out = strconv.AppendInt(out, max(time.Now().UnixMilli()-row.OriginTS, 0), 10)
-	if row.TxnID.Valid && row.Sender == f.Viewer && row.TxnDevice.String == f.DeviceID {
-		out = append(out, `,"transaction_id":`...)
-		out = appendJSONString(out, row.TxnID.String)
-	}
-	if f.Membership != "" {
-		out = append(out, `,"membership":`...)
-		out = appendJSONString(out, f.Membership)
-	}
-	if len(f.Relations) > 0 {
-		out = append(out, `,"m.relations":`...)
-		out = append(out, f.Relations...)
-	}
-	out = append(out, "}}"...)
-	return out
-}
-
-// clientBase is the client form of an event without room_id, unsigned and
-// the closing brace.
-func (s *Service) clientBase(row *store.EventRow) []byte {
+// ClientBase is the client form of an event without room_id, unsigned and
+// the closing brace: the part of it that is the same for every reader,
+// which package roomread completes. It is cached per event; a redaction
+// drops its target's.
+func (s *Service) ClientBase(row *store.EventRow) []byte {
 	if b, ok := s.bases.get(row.EventID); ok {
 		return b
 	}
@@ -125,7 +71,5 @@ func (s *Service) clientBase(row *store.EventRow) []byte {
 	return base
 }
 
-func appendJSONString(out []byte, s string) []byte {
-	b, _ := json.Marshal(s)
-	return append(out, b...)
-}
+// CachedClientBase is ClientBase when it is cached, without computing it.
+func (s *Service) CachedClientBase(eventID string) ([]byte, bool) { return s.bases.get(eventID) }

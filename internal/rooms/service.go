@@ -43,14 +43,13 @@ type Service struct {
 	rooms map[string]*Room
 
 	events       *genCache[*pdu.Event]
-	bases        *genCache[[]byte] // client form of events, see ClientEvent
+	bases        *genCache[[]byte] // client form of events, see ClientBase
 	versions     sync.Map          // room id → *roomversion.Version
 	latest       sync.Map          // room id → newest event position (int64)
 	lastCreateTS atomic.Int64
 	// lastMembership is the position of the newest membership change;
 	// before any change in this process it is the events position at start.
 	lastMembership atomic.Int64
-	ignored        sync.Map // user id → map[string]bool
 	invitePolicies sync.Map // user id → *invitePolicy (nil: none)
 	// invitePolicyGens counts each user's ForgetInvitePolicy calls.
 	invitePolicyGens sync.Map // user id → *atomic.Int64
@@ -60,7 +59,7 @@ type Service struct {
 	gaps             timelineGaps      // see gaps.go
 	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 
-	rel relState // bundled aggregations, see relations.go
+	rel BundleCache // bundled aggregations, see relations.go
 
 	bf       backfillPositions // of history fetched from other servers, see backfill.go
 	outliers outlierPositions  // see received.go

@@ -33,7 +33,7 @@ func (s *Service) bundles(ctx context.Context, userID string, rows []*store.Even
 	}
 	out := map[string]json.RawMessage{}
 	for upTo, group := range byLimit {
-		b, err := s.rooms.Bundles(ctx, userID, upTo, group)
+		b, err := s.read.Bundles(ctx, userID, upTo, group)
 		if err != nil {
 			return nil, err
 		}

@@ -202,7 +202,7 @@ func (s *Service) Search(ctx context.Context, req Request) (*RoomEvents, error) 
 	if out.Count, err = s.store.SearchCount(ctx, q); err != nil {
 		return nil, err
 	}
-	ignored, err := s.rooms.IgnoredUsers(ctx, req.UserID)
+	ignored, err := s.read.IgnoredUsers(ctx, req.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +272,7 @@ rounds:
 	}
 	states := map[string]bool{}
 	for i, f := range results {
-		res := Result{Rank: f.rank, Result: s.rooms.ClientEvent(f.row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, Relations: bundles[f.row.EventID]})}
+		res := Result{Rank: f.rank, Result: s.read.ClientEvent(f.row, roomread.Format{Viewer: req.UserID, DeviceID: req.DeviceID, Relations: bundles[f.row.EventID]})}
 		if c.EventContext != nil {
 			if res.Context, err = s.context(ctx, req, f.row, before, after, c.EventContext.IncludeProfile); err != nil {
 				return nil, err
@@ -379,7 +379,7 @@ func (s *Service) visibleRows(ctx context.Context, userID string, hits []store.S
 // context returns the events around a result as the user may see them.
 func (s *Service) context(ctx context.Context, req Request, row *store.EventRow, before, after int, profiles bool) (*ResultContext, error) {
 	rc := &ResultContext{EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
-	b, err := s.rooms.Messages(ctx, rooms.MessagesRequest{RoomID: row.RoomID, UserID: req.UserID, DeviceID: req.DeviceID,
+	b, err := s.read.Messages(ctx, roomread.MessagesRequest{RoomID: row.RoomID, UserID: req.UserID, DeviceID: req.DeviceID,
 		From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1)})
 	if err != nil {
 		return nil, err
@@ -391,7 +391,7 @@ func (s *Service) context(ctx context.Context, req Request, row *store.EventRow,
 	if rc.Start == "" {
 		rc.Start = streamtoken.Pagination(0)
 	}
-	a, err := s.rooms.Messages(ctx, rooms.MessagesRequest{RoomID: row.RoomID, UserID: req.UserID, DeviceID: req.DeviceID,
+	a, err := s.read.Messages(ctx, roomread.MessagesRequest{RoomID: row.RoomID, UserID: req.UserID, DeviceID: req.DeviceID,
 		From: streamtoken.Pagination(row.Pos), Limit: max(after, 1)})
 	if err != nil {
 		return nil, err

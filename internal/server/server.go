@@ -47,6 +47,7 @@ type Server struct {
 	Store    *store.Store
 	Accounts *accounts.Service
 	Rooms    *rooms.Service
+	Read     *roomread.Service // the read side of rooms
 	Sync     *sync.Service
 	E2EE     *e2ee.Service
 	Media    *media.Service
@@ -119,12 +120,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	notifier := sync.NewNotifier(st.Streams.Sync()...)
 	s.Accounts = accounts.New(cfg, st, log, s.accountHooks())
 	s.Rooms = rooms.New(cfg, st, key, notifier, log, s.roomHooks(), roomsRemote{s})
-	read := roomread.New(st, s.Rooms)
+	s.Read = roomread.New(st, s.Rooms)
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
-	s.Sync = sync.New(st, s.Rooms, read, notifier, sync.NewTyping(), log, s.syncHooks())
+	s.Sync = sync.New(st, s.Rooms, s.Read, notifier, sync.NewTyping(), log, s.syncHooks())
 	s.Directory = directory.New(cfg, st, s.Rooms, s.directoryRemote(), log)
-	s.Push = notifications.New(cfg, st, s.Rooms, log, s.Sync.Wake)
+	s.Push = notifications.New(cfg, st, s.Rooms, s.Read, log, s.Sync.Wake)
 	s.search = search.Indexer(s.Rooms.InspectLocked)
 	if err := s.Push.Load(ctx); err != nil {
 		st.Close()
@@ -145,10 +146,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	rt.Observe = func(pattern, method string, status int, d time.Duration) {
 		reqs.WithLabelValues(pattern, method, strconv.Itoa(status)).Observe(d.Seconds())
 	}
-	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
+	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
-	api.Search = search.New(st, s.Rooms, read)
-	api.Reports = reports.New(st, s.Rooms, read, cfg.ServerName)
+	api.Search = search.New(st, s.Rooms, s.Read)
+	api.Reports = reports.New(st, s.Rooms, s.Read, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed

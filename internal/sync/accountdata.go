@@ -46,7 +46,7 @@ func (s *Service) PutAccountData(ctx context.Context, userID, roomID, typ string
 		return err
 	}
 	if typ == "m.ignored_user_list" && roomID == "" {
-		s.rooms.ForgetIgnoredUsers(userID)
+		s.read.ForgetIgnoredUsers(userID)
 	}
 	if (typ == rooms.InvitePermissionType || typ == rooms.InvitePermissionUnstableType) && roomID == "" {
 		s.rooms.ForgetInvitePolicy(userID)

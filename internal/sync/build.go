@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"luxchat/internal/filter"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/streamtoken"
@@ -32,7 +33,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	if f.Room != nil {
 		roomFilter = f.Room
 	}
-	ignored, err := s.rooms.IgnoredUsers(ctx, req.UserID)
+	ignored, err := s.read.IgnoredUsers(ctx, req.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +374,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	// Bundled aggregations only where the client missed children.
 	var bundles map[string]json.RawMessage
 	if limited {
-		if bundles, err = s.rooms.Bundles(ctx, req.UserID, cur.Events, timeline); err != nil {
+		if bundles, err = s.read.Bundles(ctx, req.UserID, cur.Events, timeline); err != nil {
 			return nil, err
 		}
 	}
@@ -382,7 +383,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		if !allowsRow(tf, row) || req.ignored[row.Sender] {
 			continue
 		}
-		jr.Timeline.Events = append(jr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
+		jr.Timeline.Events = append(jr.Timeline.Events, s.read.ClientEvent(row, roomread.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 		senders[row.Sender] = true
 		if row.Type == "m.room.member" {
 			timelineStateMember = true
@@ -463,7 +464,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 				delete(st, k)
 			}
 		}
-		if jr.State.Events, err = s.rooms.RenderState(ctx, st, req.UserID, pre.state); err != nil {
+		if jr.State.Events, err = s.read.RenderState(ctx, st, req.UserID, pre.state); err != nil {
 			return nil, err
 		}
 	}
@@ -541,7 +542,7 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 	}
 	var bundles map[string]json.RawMessage
 	if lr.Timeline.Limited {
-		if bundles, err = s.rooms.Bundles(ctx, req.UserID, m.Pos, visible); err != nil {
+		if bundles, err = s.read.Bundles(ctx, req.UserID, m.Pos, visible); err != nil {
 			return nil, err
 		}
 	}
@@ -550,7 +551,7 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 		if req.ignored[row.Sender] || !allowsRow(tf, row) {
 			continue
 		}
-		lr.Timeline.Events = append(lr.Timeline.Events, s.rooms.ClientEvent(row, rooms.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
+		lr.Timeline.Events = append(lr.Timeline.Events, s.read.ClientEvent(row, roomread.Format{Viewer: req.UserID, DeviceID: req.DeviceID, OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 	}
 	if len(rows) > 0 {
 		lr.Timeline.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
@@ -596,7 +597,7 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 				delete(st, k)
 			}
 		}
-		if lr.State.Events, err = s.rooms.RenderState(ctx, st, req.UserID, nil); err != nil {
+		if lr.State.Events, err = s.read.RenderState(ctx, st, req.UserID, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -260,7 +260,7 @@ func (a *API) stateEvent(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	if r.Query("format") == "event" {
-		return a.Rooms.ClientEvent(row, rooms.Format{Viewer: r.Session.UserID}), nil
+		return a.Read.ClientEvent(row, roomread.Format{Viewer: r.Session.UserID}), nil
 	}
 	return content, nil
 }
@@ -458,7 +458,7 @@ func (a *API) messages(r *httputil.Request) (any, error) {
 	if f != nil && f.Limit != nil {
 		limit = int64(*f.Limit)
 	}
-	page, err := a.Rooms.Messages(r.Context(), rooms.MessagesRequest{
+	page, err := a.Read.Messages(r.Context(), roomread.MessagesRequest{
 		RoomID: r.Var("roomId"), UserID: r.Session.UserID, DeviceID: r.Session.DeviceID,
 		From: r.Query("from"), To: r.Query("to"), Backward: dir == "b", Limit: int(min(max(limit, 1), 1000)), Filter: f,
 	})

@@ -2,13 +2,15 @@ package rooms
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
 )
+
+// Questions about a room's current state and newest event, answered from
+// the room's cache (under its lock) or the pipeline's bookkeeping.
 
 // LatestPos is the position of a room's newest event, known without a
 // query once the room has been written to or loaded; -1 when unknown.
@@ -29,32 +31,18 @@ func (s *Service) CurrentStateIDs(ctx context.Context, roomID string) (store.Sta
 	return r.StateIDs(), nil
 }
 
-// RenderState renders state events for a user. Rows already at hand (by
-// event id, may be nil) are used before the database.
-func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID string, have map[string]*store.EventRow) ([]json.RawMessage, error) {
-	if len(have) == 0 {
-		return s.renderState(ctx, st, userID)
+// CurrentStateEvent returns a piece of current state (or store.ErrNotFound).
+func (s *Service) CurrentStateEvent(ctx context.Context, roomID, typ, key string) (*pdu.Event, error) {
+	r, err := s.LockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]json.RawMessage, 0, len(st))
-	var missing store.StateMap
-	for k, id := range st {
-		if row := have[id]; row != nil {
-			out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
-		} else {
-			if missing == nil {
-				missing = store.StateMap{}
-			}
-			missing[k] = id
-		}
+	ev := r.state[pdu.StateTuple{Type: typ, StateKey: key}]
+	r.mu.Unlock()
+	if ev == nil {
+		return nil, store.ErrNotFound
 	}
-	if len(missing) > 0 {
-		rest, err := s.renderState(ctx, missing, userID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rest...)
-	}
-	return out, nil
+	return ev, nil
 }
 
 // CanSendState reports whether a user's power level allows sending a state

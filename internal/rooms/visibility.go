@@ -1,0 +1,247 @@
+package rooms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/store"
+)
+
+// StateEntry reads one state entry of a group of roomID: from the room
+// cache when the group is the room's current state (as it is for the
+// events since the last state change, most of a timeline), else through a
+// cache of entries (groups are immutable, so entries never go stale).
+func (s *Service) StateEntry(ctx context.Context, roomID string, group int64, t pdu.StateTuple) (*pdu.Event, error) {
+	if group == 0 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	r := s.rooms[roomID]
+	s.mu.Unlock()
+	if r != nil && r.mu.TryLock() { // never wait for a commit
+		current := r.loaded && r.group == group
+		ev := r.state[t]
+		r.mu.Unlock()
+		if current {
+			return ev, nil
+		}
+	}
+	key := strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey
+	id, ok := s.entries.get(key)
+	if !ok {
+		var err error
+		if id, err = s.store.StateGroupEntry(ctx, group, store.StateKey{Type: t.Type, StateKey: t.StateKey}); err != nil {
+			return nil, err
+		}
+		s.entries.put(key, id)
+	}
+	if id == "" {
+		return nil, nil
+	}
+	return s.Event(ctx, id)
+}
+
+func HistoryVisibility(ev *pdu.Event) string {
+	if ev == nil {
+		return "shared"
+	}
+	var c struct {
+		V string `json:"history_visibility"`
+	}
+	_ = json.Unmarshal(ev.Content, &c)
+	switch c.V {
+	case "world_readable", "shared", "invited", "joined":
+		return c.V
+	}
+	return "shared"
+}
+
+// Membership is the viewer's current membership of the room.
+func (v *Viewer) Membership() string { return v.current }
+
+// UserID is the viewer.
+func (v *Viewer) UserID() string { return v.userID }
+
+// Viewer answers history visibility questions for one user in one room.
+type Viewer struct {
+	s        *Service
+	userID   string
+	current  string // the user's current membership
+	sincePos int64  // the position of the user's current membership
+	byGroup  map[int64]bool
+	memberAt map[int64]string // see MembershipAt
+	bf       *backfillView    // see canSeeBackfilled; loaded on first use
+}
+
+// MembershipAt is the user's membership when row was sent (MSC4115): the
+// one it sets for their own member events, the one before it otherwise,
+// "leave" for none. Lookups are per state group, mostly the room's
+// current one, answered from the room cache.
+func (v *Viewer) MembershipAt(ctx context.Context, row *store.EventRow) string {
+	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
+		var e struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		_ = json.Unmarshal(row.PDU, &e)
+		return e.Content.Membership
+	}
+	if v.current != "" && v.sincePos > 0 && row.Pos > v.sincePos {
+		return v.current // sent after the user's latest membership change
+	}
+	if m, ok := v.memberAt[row.StateGroup]; ok {
+		return m
+	}
+	m := "leave"
+	if ev, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
+		m = MembershipOf(ev)
+	}
+	if v.memberAt == nil {
+		v.memberAt = map[int64]string{}
+	}
+	v.memberAt[row.StateGroup] = m
+	return m
+}
+
+// MembershipLookup returns MembershipAt for one user in one room (rows
+// of that room only), remembering its answers; m is the user's membership
+// row there, which answers for the events after it without a lookup.
+func (s *Service) MembershipLookup(m store.Membership) func(ctx context.Context, row *store.EventRow) string {
+	v := &Viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos}
+	return v.MembershipAt
+}
+
+func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*Viewer, error) {
+	v := &Viewer{s: s, userID: userID, byGroup: map[int64]bool{}}
+	m, err := s.store.GetMembership(ctx, roomID, userID)
+	if err == nil && !m.Forgotten {
+		// A forgotten room is read as by someone never in it.
+		v.current, v.sincePos = m.Membership, m.Pos
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return v, nil
+}
+
+// canSee applies the history visibility rules to one event, using the
+// state before it.
+func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) {
+	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
+		return true, nil // users always see their own membership changes
+	}
+	if store.IsBackfilled(row.Pos) {
+		return v.canSeeBackfilled(ctx, row)
+	}
+	if ok, seen := v.byGroup[row.StateGroup]; seen {
+		return ok, nil
+	}
+	hvEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	if err != nil {
+		return false, err
+	}
+	hv := HistoryVisibility(hvEv)
+	// The membership at the event matters unless the history is readable
+	// anyway (its lookup is per user, the visibility's per state group).
+	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
+	if !ok {
+		memEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
+		if err != nil {
+			return false, err
+		}
+		membership := ""
+		if memEv != nil {
+			membership = MembershipOf(memEv)
+		}
+		switch hv {
+		case "shared", "joined":
+			ok = membership == "join"
+		case "invited":
+			ok = membership == "join" || membership == "invite"
+		}
+	}
+	v.byGroup[row.StateGroup] = ok
+	return ok, nil
+}
+
+// ErrMayNotRead answers readers of rooms they may not see, and of rooms
+// not known here (which must not be told apart).
+var ErrMayNotRead = errcode.Forbidden("you are not allowed to view this room")
+
+// MayRead checks that a user may read a room at all (see mayRead).
+func (s *Service) MayRead(ctx context.Context, roomID, userID string) error {
+	_, err := s.mayRead(ctx, roomID, userID)
+	return err
+}
+
+// Viewer answers history visibility questions for a user who may read
+// a room at all (see mayRead).
+func (s *Service) Viewer(ctx context.Context, roomID, userID string) (*Viewer, error) {
+	return s.mayRead(ctx, roomID, userID)
+}
+
+// mayRead checks that a user may read a room at all: a member now or
+// before (and the room not forgotten), or a world-readable room.
+func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, error) {
+	if _, err := s.VersionOf(ctx, roomID); errors.Is(err, ErrUnknownRoom) {
+		return nil, ErrMayNotRead
+	} else if err != nil {
+		return nil, err
+	}
+	v, err := s.newViewer(ctx, roomID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if v.current != "" {
+		return v, nil
+	}
+	if hv, err := s.CurrentStateEvent(ctx, roomID, "m.room.history_visibility", ""); err == nil && HistoryVisibility(hv) == "world_readable" {
+		return v, nil
+	}
+	return nil, ErrMayNotRead
+}
+
+// stateAfter is the state after an event.
+func (s *Service) stateAfter(ctx context.Context, eventID string) (store.StateMap, error) {
+	return s.StateAfterStored(ctx, eventID)
+}
+
+// StateAfterStored is the state after a stored event; store.ErrNotFound
+// when it is not stored (unlike StateAfter, which answers nothing then).
+func (s *Service) StateAfterStored(ctx context.Context, eventID string) (store.StateMap, error) {
+	row, err := s.store.GetEvent(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	st := store.StateMap{}
+	if row.StateGroup != 0 {
+		if st, err = s.store.StateGroup(ctx, row.StateGroup); err != nil {
+			return nil, err
+		}
+	}
+	if row.StateKey.Valid {
+		st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+	}
+	return st, nil
+}
+
+// Visible returns the rows (all of one room) that a user may see under
+// history visibility, in order.
+func (s *Service) Visible(ctx context.Context, roomID, userID, membership string, rows []*store.EventRow) ([]*store.EventRow, error) {
+	v := &Viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}
+	out := rows[:0:0]
+	for _, row := range rows {
+		ok, err := v.CanSee(ctx, row)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
