@@ -91,7 +91,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	if res.End == "" {
 		res.End = streamtoken.Pagination(s.store.Streams.Events.Current())
 	}
-	st, err := s.rooms.StateAfterStored(ctx, eventID)
+	st, err := s.StateAfter(ctx, eventID)
 	if err != nil {
 		return nil, err
 	}

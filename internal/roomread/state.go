@@ -9,6 +9,26 @@ import (
 	"luxchat/internal/store"
 )
 
+// StateAfter is the state after a stored event (rooms.Service's
+// StateAfterEvent), store.ErrNotFound when it is not stored. An outlier,
+// whose state is not known here, has itself for state when it is a state
+// event.
+func (s *Service) StateAfter(ctx context.Context, eventID string) (store.StateMap, error) {
+	st, ok, err := s.rooms.StateAfterEvent(ctx, eventID)
+	if ok || err != nil {
+		return st, err
+	}
+	row, err := s.store.GetEvent(ctx, eventID)
+	if err != nil {
+		return nil, err
+	}
+	st = store.StateMap{}
+	if row.StateKey.Valid {
+		st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
+	}
+	return st, nil
+}
+
 // stateForReader returns the state a user may see: the current state for
 // members and world-readable rooms, the state when they left otherwise.
 func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (store.StateMap, error) {
@@ -21,7 +41,7 @@ func (s *Service) stateForReader(ctx context.Context, roomID, userID string) (st
 		if err != nil {
 			return nil, err
 		}
-		return s.rooms.StateAfterStored(ctx, m.EventID)
+		return s.StateAfter(ctx, m.EventID)
 	}
 	r, err := s.rooms.LockRoom(ctx, roomID)
 	if err != nil {
@@ -98,7 +118,7 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 			// members of now.
 			return nil, errcode.NotFound("no event of the room at or before the at token")
 		}
-		if st, err = s.rooms.StateAfterStored(ctx, rows[0].EventID); err != nil {
+		if st, err = s.StateAfter(ctx, rows[0].EventID); err != nil {
 			return nil, err
 		}
 	}

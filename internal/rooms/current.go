@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"errors"
 
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
@@ -69,14 +68,4 @@ func (s *Service) IsJoined(ctx context.Context, roomID, userID string) (bool, er
 	defer r.mu.Unlock()
 	_, ok := r.joined[userID]
 	return ok, nil
-}
-
-// StateAfter is a room's state after one of its events; empty when the
-// event is not stored here (a room known only through an invite).
-func (s *Service) StateAfter(ctx context.Context, roomID, eventID string) (store.StateMap, error) {
-	st, err := s.stateAfter(ctx, eventID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	return st, err
 }

@@ -205,30 +205,6 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, 
 	return nil, ErrMayNotRead
 }
 
-// stateAfter is the state after an event.
-func (s *Service) stateAfter(ctx context.Context, eventID string) (store.StateMap, error) {
-	return s.StateAfterStored(ctx, eventID)
-}
-
-// StateAfterStored is the state after a stored event; store.ErrNotFound
-// when it is not stored (unlike StateAfter, which answers nothing then).
-func (s *Service) StateAfterStored(ctx context.Context, eventID string) (store.StateMap, error) {
-	row, err := s.store.GetEvent(ctx, eventID)
-	if err != nil {
-		return nil, err
-	}
-	st := store.StateMap{}
-	if row.StateGroup != 0 {
-		if st, err = s.store.StateGroup(ctx, row.StateGroup); err != nil {
-			return nil, err
-		}
-	}
-	if row.StateKey.Valid {
-		st[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = row.EventID
-	}
-	return st, nil
-}
-
 // Visible returns the rows (all of one room) that a user may see under
 // history visibility, in order.
 func (s *Service) Visible(ctx context.Context, roomID, userID, membership string, rows []*store.EventRow) ([]*store.EventRow, error) {

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	gosync "sync"
 	"time"
@@ -563,7 +564,13 @@ func (s *Service) leftRoom(ctx context.Context, req Request, m store.Membership,
 	var st store.StateMap
 	switch {
 	case full:
-		if st, err = s.rooms.StateAfter(ctx, m.RoomID, m.EventID); err != nil {
+		st, err = s.read.StateAfter(ctx, m.EventID)
+		if errors.Is(err, store.ErrNotFound) {
+			// No state: the leave is not stored here (a room known only
+			// through an invite).
+			st, err = nil, nil
+		}
+		if err != nil {
 			return nil, err
 		}
 	case after && !lr.Timeline.Limited && len(rows) > 0:
