@@ -692,6 +692,45 @@ func TestFedTimestampToEventBeforeJoin(t *testing.T) {
 	})
 }
 
+// /context on an event outside the timeline here — the room's creation,
+// which a server joining through another one receives with the room's
+// state and keeps as an outlier — answers start and end tokens that
+// /messages accepts (no position below the timeline's start, which no
+// token may name).
+func TestFedContextOfOutlier(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		alice.SendText(room, "before the join")
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		ctx := context.Background()
+		create, err := p.a.Rooms.CurrentStateEvent(ctx, room, "m.room.create", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, err := p.b.Store.GetEvent(ctx, create.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if store.IsTimelinePos(row.Pos) {
+			t.Fatalf("the room's creation is in the joining server's timeline (position %d), not an outlier", row.Pos)
+		}
+		for _, limit := range []int{0, 4} {
+			var cx struct {
+				Event event  `json:"event"`
+				Start string `json:"start"`
+				End   string `json:"end"`
+			}
+			bob.MustDo("GET", fmt.Sprintf("/_matrix/client/v3/rooms/%s/context/%s?limit=%d", esc(room), esc(create.ID), limit), nil, &cx)
+			if cx.Event.EventID != create.ID || cx.Start == "" || cx.End == "" {
+				t.Fatalf("context of the outlier, limit %d: %+v", limit, cx)
+			}
+			messages(t, bob, room, "dir=b&limit=10&from="+url.QueryEscape(cx.Start))
+			messages(t, bob, room, "dir=f&limit=10&from="+url.QueryEscape(cx.End))
+		}
+	})
+}
+
 // /versions names every spec version through v1.19, and each unstable
 // feature it flags answers under its unstable name.
 func TestVersionsAndUnstableFeatures(t *testing.T) {

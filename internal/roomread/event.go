@@ -52,6 +52,18 @@ type ContextResult struct {
 	State        []json.RawMessage `json:"state"`
 }
 
+// pageToken is the pagination token of a position next to an event. The
+// positions of events outside the timeline (outliers and soft-failed
+// events, from store.BackfillBand up to 0) have no token: they are
+// clamped to 0, the lowest position of the live timeline, just above
+// backfilled history.
+func pageToken(pos int64) string {
+	if pos < 0 && !store.IsBackfilled(pos) {
+		pos = 0
+	}
+	return streamtoken.Pagination(pos)
+}
+
 // Context returns an event with the events around it.
 func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID string, limit int, f *filter.RoomEventFilter) (*ContextResult, error) {
 	ev, err := s.GetEvent(ctx, roomID, eventID, userID, deviceID)
@@ -65,7 +77,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	before := limit / 2
 	after := limit - before
 	res := &ContextResult{Event: ev, EventsBefore: []json.RawMessage{}, EventsAfter: []json.RawMessage{}}
-	b, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
+	b, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: pageToken(row.Pos - 1), Backward: true, Limit: max(before, 1), Filter: f})
 	if err != nil {
 		return nil, err
 	}
@@ -73,12 +85,12 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	if before > 0 {
 		res.EventsBefore = b.Events()
 	} else {
-		res.Start = streamtoken.Pagination(row.Pos - 1) // just before the event
+		res.Start = pageToken(row.Pos - 1) // just before the event
 	}
 	if res.Start == "" {
 		res.Start = streamtoken.Pagination(0)
 	}
-	a, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: streamtoken.Pagination(row.Pos), Limit: max(after, 1), Filter: f})
+	a, err := s.Messages(ctx, MessagesRequest{RoomID: roomID, UserID: userID, DeviceID: deviceID, From: pageToken(row.Pos), Limit: max(after, 1), Filter: f})
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +98,7 @@ func (s *Service) Context(ctx context.Context, roomID, eventID, userID, deviceID
 	if after > 0 {
 		res.EventsAfter = a.Events()
 	} else {
-		res.End = streamtoken.Pagination(row.Pos) // just after the event
+		res.End = pageToken(row.Pos) // just after the event
 	}
 	if res.End == "" {
 		res.End = streamtoken.Pagination(s.store.Streams.Events.Current())
