@@ -35,6 +35,20 @@ var rules = []rule{
 		why:    "the domain never imports the HTTP adapters",
 	},
 	{
+		under: "internal/rooms",
+		denied: func(p string) bool {
+			return within(p, "luxchat/internal/roomread") || within(p, "luxchat/internal/roomfed") || within(p, "luxchat/internal/federation")
+		},
+		why: "rooms is the one event pipeline: the read side (roomread) and rooms over federation (roomfed) build on it, never the reverse",
+	},
+	{
+		under: "internal/roomread",
+		denied: func(p string) bool {
+			return within(p, "luxchat/internal/roomfed") || within(p, "luxchat/internal/federation")
+		},
+		why: "the read side reads through the pipeline (rooms), which alone reaches other servers (rooms.Remote)",
+	},
+	{
 		under: "internal/matrix",
 		denied: func(p string) bool {
 			return strings.Contains(strings.SplitN(p, "/", 2)[0], ".") && !within(p, "golang.org/x/crypto") ||

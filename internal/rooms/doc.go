@@ -1,9 +1,12 @@
 // Package rooms is the one event pipeline: build → authorise → persist →
 // notify, for local sends and inbound federation alike. Each room has
 // one in-process serial writer (Room.mu) and a cache of its current
-// state. It also answers read questions that need room state: history
-// visibility, state at an event, members, and renders events in the
-// client format.
+// state. It also keeps what every reader needs of the pipeline: history
+// visibility (Viewer, StateEntry), the room's current state, and the
+// caches it keeps in step as it persists — events, their client form
+// (ClientBase), bundled aggregations (BundleCache), recent events, unread
+// counts, memberships — which the read side (package roomread) reads
+// through small accessors.
 //
 // Room federation (package roomfed) commits what it receives through a
 // small exported API: LockRoom hands out a locked *Room whose state,
@@ -15,23 +18,26 @@
 // only through the Remote interface the server's wiring passes to New
 // (joins and knocks through other servers, remote invites, backfill).
 //
-// Size: about 6,000 lines, over the ~3,000 a package should have. The
-// pipeline itself (service, send, persist, hooks, caches, membership,
-// create, upgrade, received) is about half of it; the rest is the read
-// side still here (read.go: Viewer, Messages; relations.go's bundles;
-// clientevent.go; syncsupport.go; pushsupport.go; backfill_read.go),
-// moving step by step into package roomread. roomread already answers
-// /relations, /threads, /event, /context, the state, members and
-// aliases reads and sync's stripped state and summary, over the exported
-// Viewer, StateEntry, StateAfterStored, RenderState, WithBundles,
-// ClientJSON, TokenPos and Room accessors (docs/architecture.md, "The
-// room wing"). The event, client-format and bundle caches stay here: the
-// pipeline drops and updates them.
+// Size: about 5,200 lines of non-test code, over the ~3,000 a package
+// should have, because the pipeline is one piece. Local sends (send,
+// create, upgrade, membership), received events (received) and partial
+// state (partialstate) all build on a locked Room (its state, extremities,
+// state group and depth) and commit through one persist step (persist.go,
+// which also writes outliers and backfill) whose transactions run the
+// hooks and update the caches (inside the transaction or in OnCommitted,
+// before a position becomes visible); splitting them apart would export
+// the Room's internals and those cache updates. Of the read side only
+// history visibility is here (visibility.go, about 300 lines): roomfed,
+// sync and search use it as well as roomread, it reads the room's cached
+// state under its lock, and the pipeline's backfill invalidates a Viewer.
+// The rest of the read side is package roomread (docs/architecture.md,
+// "The room wing").
 //
 // Lock order: Service.mu (the room map) is never held while taking a
 // Room.mu; a Room.mu is held across the database transaction that
 // persists the room's events and never while taking another room's lock.
 //
-// It imports store and internal/matrix, never federation (the wire is
-// roomfed's), HTTP packages, roomfed nor roomread.
+// It imports store, config, parallel and internal/matrix, never
+// federation (the wire is roomfed's), HTTP packages, roomfed nor
+// roomread (the import rules of internal/archtest).
 package rooms

@@ -11,6 +11,13 @@ import (
 	"luxchat/internal/store"
 )
 
+// History visibility: which events a user may see (Viewer). It is the
+// read side's, but stays with the pipeline because the pipeline's users
+// need it too: roomfed (the jump to a date, what other servers may read),
+// sync and search as well as package roomread. StateEntry reads the
+// room's cached state under its lock, and MoreHistory makes a Viewer
+// forget what it knew of backfilled history.
+
 // StateEntry reads one state entry of a group of roomID: from the room
 // cache when the group is the room's current state (as it is for the
 // events since the last state change, most of a timeline), else through a
@@ -45,6 +52,8 @@ func (s *Service) StateEntry(ctx context.Context, roomID string, group int64, t 
 	return s.Event(ctx, id)
 }
 
+// HistoryVisibility is the visibility an m.room.history_visibility event
+// sets ("shared" for none or an unknown value).
 func HistoryVisibility(ev *pdu.Event) string {
 	if ev == nil {
 		return "shared"
@@ -128,7 +137,7 @@ func (s *Service) newViewer(ctx context.Context, roomID, userID string) (*Viewer
 	return v, nil
 }
 
-// canSee applies the history visibility rules to one event, using the
+// CanSee applies the history visibility rules to one event, using the
 // state before it.
 func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) {
 	if row.Type == "m.room.member" && row.StateKey.Valid && row.StateKey.String == v.userID {
@@ -220,4 +229,77 @@ func (s *Service) Visible(ctx context.Context, roomID, userID, membership string
 		}
 	}
 	return out, nil
+}
+
+// backfillView is what a Viewer needs to judge backfilled events, loaded
+// once per Viewer.
+type backfillView struct {
+	hv      []store.BackfilledHistoryVisibility // newest first
+	hasGaps bool                                // older history is still missing here
+}
+
+// canSeeBackfilled applies history visibility to a backfilled event,
+// whose state is not known here. The rule is conservative:
+//
+//   - the visibility in force is that of the newest backfilled
+//     m.room.history_visibility event older than it; failing that, that
+//     of the state stored with it (the state before the earliest event
+//     with known state, normally the join) when that state's visibility
+//     event is not itself backfilled above it; failing that, "shared" when
+//     the whole history is here (no visibility event precedes it), and
+//     unknown (nothing visible) while older history is missing;
+//   - no user of this server is taken to have been a member then (the
+//     server was not in the room), so the event is visible only when
+//     world_readable, or shared and the user is joined now. Under invited
+//     or joined nobody here sees history from before the join.
+func (v *Viewer) canSeeBackfilled(ctx context.Context, row *store.EventRow) (bool, error) {
+	if v.bf == nil {
+		hv, err := v.s.store.BackfilledHistoryVisibilities(ctx, row.RoomID)
+		if err != nil {
+			return false, err
+		}
+		gaps, err := v.s.store.HasBackwardExtremities(ctx, row.RoomID)
+		if err != nil {
+			return false, err
+		}
+		v.bf = &backfillView{hv: hv, hasGaps: gaps}
+	}
+	vis := ""
+	for _, h := range v.bf.hv {
+		if h.Pos < row.Pos {
+			var e struct {
+				Content json.RawMessage `json:"content"`
+			}
+			_ = json.Unmarshal(h.PDU, &e)
+			vis = HistoryVisibility(&pdu.Event{Content: e.Content})
+			break
+		}
+	}
+	if vis == "" {
+		anchor, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+		if err != nil {
+			return false, err
+		}
+		above := false
+		if anchor != nil {
+			for _, h := range v.bf.hv {
+				above = above || h.EventID == anchor.ID
+			}
+		}
+		switch {
+		case anchor != nil && !above:
+			vis = HistoryVisibility(anchor)
+		case anchor == nil || !v.bf.hasGaps:
+			vis = "shared"
+		default:
+			vis = "joined"
+		}
+	}
+	switch vis {
+	case "world_readable":
+		return true, nil
+	case "shared":
+		return v.current == "join", nil
+	}
+	return false, nil
 }
