@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"log/slog"
 	"mime"
@@ -391,7 +392,8 @@ func (p *Previewer) build(ctx context.Context, userID string, u *url.URL) (map[s
 }
 
 // attachImage stores an image as local media and adds og:image,
-// og:image:type and matrix:image:size.
+// og:image:type, matrix:image:size and, for a format the server decodes,
+// the image's measured og:image:width and og:image:height.
 func (p *Previewer) attachImage(ctx context.Context, userID string, out map[string]any, img []byte, mediaType string) {
 	if len(img) == 0 {
 		return
@@ -404,6 +406,9 @@ func (p *Previewer) attachImage(ctx context.Context, userID string, out map[stri
 	out["og:image"] = uri
 	out["og:image:type"] = mediaType
 	out["matrix:image:size"] = int64(len(img))
+	if cfg, _, err := image.DecodeConfig(bytes.NewReader(img)); err == nil {
+		out["og:image:width"], out["og:image:height"] = int64(cfg.Width), int64(cfg.Height)
+	}
 }
 
 // parseOpenGraph reads <title>, <meta property|name="og:…" content> and
