@@ -2,8 +2,10 @@ package integration
 
 import (
 	"context"
+	"luxchat/internal/store"
 	ts "luxchat/internal/testserver"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -108,4 +110,46 @@ func TestFedGapFilledBeforeAuthChain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An event pushed in a transaction whose prev events its sender will not
+// give (get_missing_events finds nothing) is refused, neither stored nor
+// rejected, and the state before it is not asked for; once its prev event
+// arrives, it is accepted.
+func TestFedPushedEventWithWithheldPrevRefused(t *testing.T) {
+	frEngines(t, func(t *testing.T, p *frPair) {
+		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+		st, err := p.a.Store.CurrentState(context.Background(), room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth := []string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}],
+			st[store.StateKey{Type: "m.room.member", StateKey: alice.UserID}]}
+		head := frLatest(t, p.b, room)
+		// a builds two messages but stores neither: the first is withheld.
+		hidden := frBuild(t, p.a, room, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "hidden"},
+			[]string{head}, auth, frDepth(t, p.b, head)+1)
+		next := frBuild(t, p.a, room, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "after the hidden one"},
+			[]string{hidden.ID}, auth, hidden.Depth+1)
+		res, err := frSend(t, p.a, p.b, "", next.JSON())
+		if err != nil || res.PDUs[next.ID].Error == "" {
+			t.Fatalf("an event with a withheld prev event was taken: %v %+v", err, res)
+		}
+		if r := bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(next.ID), nil); r.Status != http.StatusNotFound {
+			t.Fatalf("the refused event: %d", r.Status)
+		}
+		if rej, err := p.b.Store.RejectedEvents(context.Background(), []string{next.ID}); err != nil || rej[next.ID] {
+			t.Fatalf("the refused event is recorded as rejected: %v", err)
+		}
+		// Both at once: accepted.
+		res, err = frSend(t, p.a, p.b, "", hidden.JSON(), next.JSON())
+		if err != nil || res.PDUs[hidden.ID].Error != "" || res.PDUs[next.ID].Error != "" {
+			t.Fatalf("the two events together: %v %+v", err, res)
+		}
+		if got := bodies(messages(t, bob, room, "dir=b&limit=5").Chunk); !slices.Contains(got, "after the hidden one") || !slices.Contains(got, "hidden") {
+			t.Fatalf("bob's timeline: %v", got)
+		}
+	})
 }

@@ -97,12 +97,13 @@ func (s *Service) ReceivePDUs(ctx context.Context, origin string, evs []*pdu.Eve
 			return out
 		}
 	}
+	pushed := context.WithValue(ctx, pushedKey{}, true)
 	for i := 0; i < len(evs); {
 		// Runs of events that extend the room linearly commit together;
 		// any other event takes the general pipeline alone.
 		n := s.receiveRun(ctx, origin, evs[i:], out)
 		if n == 0 {
-			out[evs[i].ID] = s.receive(ctx, origin, evs[i], true)
+			out[evs[i].ID] = s.receive(pushed, origin, evs[i], true)
 			n = 1
 		}
 		for _, ev := range evs[i : i+n] {
@@ -625,6 +626,18 @@ func (s *Service) stateBefore(ctx context.Context, origin string, ev *pdu.Event,
 		if sets, missing, err = s.prevStates(ctx, ev); err != nil {
 			return nil, err
 		}
+		// An event pushed to us whose sender will not give its prev
+		// events is refused (not rejected: a later event may bring them):
+		// otherwise its sender could have us take a state of its choosing
+		// for the room's newest event.
+		if len(missing) > 0 && ctx.Value(pushedKey{}) != nil {
+			// (missing holds no rejected event; outliers stay allowed)
+			if unknown, err := s.unknownEvents(ctx, missing); err != nil {
+				return nil, err
+			} else if len(unknown) > 0 {
+				return nil, fmt.Errorf("%s did not give the prev events %v", origin, unknown)
+			}
+		}
 	}
 	if len(missing) > 0 && fillGaps && ctx.Value(prevFetchKey{}) == nil {
 		// The origin may not have ev yet (an invite it asks us to sign),
@@ -659,6 +672,10 @@ func (s *Service) stateBefore(ctx context.Context, origin string, ev *pdu.Event,
 // prevFetchKey marks a context in which prev events are being fetched
 // directly, so that this happens one level deep only.
 type prevFetchKey struct{}
+
+// pushedKey marks the context of events pushed to us in a transaction
+// (not fetched by us, nor handed over in an invite or a join).
+type pushedKey struct{}
 
 // prevStates returns the state after each prev event of ev that is
 // stored with its state; missing lists the others. The state after a
