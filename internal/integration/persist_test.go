@@ -114,42 +114,67 @@ func TestFedGapFilledBeforeAuthChain(t *testing.T) {
 
 // An event pushed in a transaction whose prev events its sender will not
 // give (get_missing_events finds nothing) is refused, neither stored nor
-// rejected, and the state before it is not asked for; once its prev event
-// arrives, it is accepted.
+// rejected, and neither the prev events nor the state after them are
+// asked for; once its prev event arrives, it is accepted.
 func TestFedPushedEventWithWithheldPrevRefused(t *testing.T) {
-	frEngines(t, func(t *testing.T, p *frPair) {
-		alice, bob := p.a.Register(t, "alice"), p.b.Register(t, "bob")
-		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
-		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
-		st, err := p.a.Store.CurrentState(context.Background(), room)
-		if err != nil {
-			t.Fatal(err)
-		}
-		auth := []string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}],
-			st[store.StateKey{Type: "m.room.member", StateKey: alice.UserID}]}
-		head := frLatest(t, p.b, room)
-		// a builds two messages but stores neither: the first is withheld.
-		hidden := frBuild(t, p.a, room, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "hidden"},
-			[]string{head}, auth, frDepth(t, p.b, head)+1)
-		next := frBuild(t, p.a, room, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "after the hidden one"},
-			[]string{hidden.ID}, auth, hidden.Depth+1)
-		res, err := frSend(t, p.a, p.b, "", next.JSON())
-		if err != nil || res.PDUs[next.ID].Error == "" {
-			t.Fatalf("an event with a withheld prev event was taken: %v %+v", err, res)
-		}
-		if r := bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(next.ID), nil); r.Status != http.StatusNotFound {
-			t.Fatalf("the refused event: %d", r.Status)
-		}
-		if rej, err := p.b.Store.RejectedEvents(context.Background(), []string{next.ID}); err != nil || rej[next.ID] {
-			t.Fatalf("the refused event is recorded as rejected: %v", err)
-		}
-		// Both at once: accepted.
-		res, err = frSend(t, p.a, p.b, "", hidden.JSON(), next.JSON())
-		if err != nil || res.PDUs[hidden.ID].Error != "" || res.PDUs[next.ID].Error != "" {
-			t.Fatalf("the two events together: %v %+v", err, res)
-		}
-		if got := bodies(messages(t, bob, room, "dir=b&limit=5").Chunk); !slices.Contains(got, "after the hidden one") || !slices.Contains(got, "hidden") {
-			t.Fatalf("bob's timeline: %v", got)
-		}
-	})
+	for _, pg := range []bool{false, true} {
+		name := map[bool]string{false: "sqlite", true: "postgres"}[pg]
+		t.Run(name, func(t *testing.T) {
+			fed := newFederation(t)
+			var mu sync.Mutex
+			var asked []string // paths b asked a for
+			optsA := []ts.Option{fed.ServerNamed("police.test"), ts.ObserveInbound(func(r *http.Request, _ []byte) {
+				mu.Lock()
+				asked = append(asked, r.URL.Path)
+				mu.Unlock()
+			})}
+			optsB := []ts.Option{fed.ServerNamed("gouv.test")}
+			if pg {
+				optsA, optsB = append(optsA, ts.WithPostgres(t)), append(optsB, ts.WithPostgres(t))
+			}
+			a, b := ts.New(t, optsA...), ts.New(t, optsB...)
+			alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
+			room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
+			st, err := a.Store.CurrentState(context.Background(), room)
+			if err != nil {
+				t.Fatal(err)
+			}
+			auth := []string{st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}],
+				st[store.StateKey{Type: "m.room.member", StateKey: alice.UserID}]}
+			head := frLatest(t, b, room)
+			// a builds two messages but stores neither: the first is withheld.
+			hidden := frBuild(t, a, room, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "hidden"},
+				[]string{head}, auth, frDepth(t, b, head)+1)
+			next := frBuild(t, a, room, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "after the hidden one"},
+				[]string{hidden.ID}, auth, hidden.Depth+1)
+			mu.Lock()
+			asked = nil
+			mu.Unlock()
+			res, err := frSend(t, a, b, "", next.JSON())
+			if err != nil || res.PDUs[next.ID].Error == "" {
+				t.Fatalf("an event with a withheld prev event was taken: %v %+v", err, res)
+			}
+			mu.Lock()
+			if !slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/get_missing_events/") }) ||
+				slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/state_ids/") || strings.Contains(p, "/v1/event/") }) {
+				t.Fatalf("b asked a for %v: want get_missing_events only", asked)
+			}
+			mu.Unlock()
+			if r := bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(next.ID), nil); r.Status != http.StatusNotFound {
+				t.Fatalf("the refused event: %d", r.Status)
+			}
+			if rej, err := b.Store.RejectedEvents(context.Background(), []string{next.ID}); err != nil || rej[next.ID] {
+				t.Fatalf("the refused event is recorded as rejected: %v", err)
+			}
+			// Both at once: accepted.
+			res, err = frSend(t, a, b, "", hidden.JSON(), next.JSON())
+			if err != nil || res.PDUs[hidden.ID].Error != "" || res.PDUs[next.ID].Error != "" {
+				t.Fatalf("the two events together: %v %+v", err, res)
+			}
+			if got := bodies(messages(t, bob, room, "dir=b&limit=5").Chunk); !slices.Contains(got, "after the hidden one") || !slices.Contains(got, "hidden") {
+				t.Fatalf("bob's timeline: %v", got)
+			}
+		})
+	}
 }
