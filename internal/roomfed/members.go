@@ -579,6 +579,37 @@ func (s *Service) makeMembership(ctx context.Context, server string, c rooms.Mem
 	return s.f.Client.MakeLeave(ctx, server, c.RoomID, c.Target)
 }
 
+// JoinThrough joins a room this server is in through one of servers: a
+// restricted room whose rules the user meets but in which no local member
+// may invite, so that a server with such a member authorises the join
+// (spec: restricted rooms). The countersigned join enters through the
+// inbound pipeline; the resident server announces it to the room.
+func (s *Service) JoinThrough(ctx context.Context, c rooms.MemberChange, servers []string) (string, error) {
+	if !s.federated() {
+		return "", errFedDisabled
+	}
+	var resp *federation.SendJoinResponse
+	server, v, ev, err := s.handshake(ctx, c, servers, func(ctx context.Context, sv string, ev *pdu.Event) (err error) {
+		resp, err = s.f.Client.SendJoin(ctx, sv, c.RoomID, ev.ID, ev.JSON(), true)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Event) > 0 {
+		if signed, err := pdu.Parse(resp.Event, v); err == nil && signed.ID == ev.ID {
+			ev = signed
+		}
+	}
+	if err := s.receive(ctx, server, ev, true); err != nil {
+		if errors.Is(err, errRejected) {
+			return "", errcode.Forbidden("%s", truncate(err.Error(), 300))
+		}
+		return "", err
+	}
+	return ev.ID, nil
+}
+
 // joinRemote joins a room this server is not in through one of servers.
 func (s *Service) joinRemote(ctx context.Context, c rooms.MemberChange) (string, error) {
 	if !s.federated() {

@@ -1,9 +1,11 @@
 package rooms
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 
 	"luxchat/internal/matrix/errcode"
@@ -93,6 +95,12 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 	if c.Membership == "join" && c.Sender == c.Target && curMembership != "join" && curMembership != "invite" {
 		if via := s.RestrictedJoinAuthoriser(ctx, r, c.Target); via != "" {
 			content["join_authorised_via_users_server"] = via
+		} else if servers := s.restrictedJoinServers(ctx, r, c.Target); len(servers) > 0 && s.federated() {
+			// The user meets the rules, but only members of other
+			// servers may invite: one of those servers authorises.
+			r.mu.Unlock()
+			defer r.mu.Lock()
+			return s.remote.JoinThrough(ctx, c, servers)
 		}
 	}
 	target := c.Target
@@ -224,9 +232,77 @@ func (s *Service) JoinedUsers(ctx context.Context, roomID string) ([]string, err
 // the room is not restricted or no allow condition holds. The caller holds
 // r.mu.
 func (s *Service) RestrictedJoinAuthoriser(ctx context.Context, r *Room, userID string) string {
+	if !s.meetsJoinRules(ctx, r, userID) {
+		return ""
+	}
+	return authoriserOn(r, s.serverName)
+}
+
+// restrictedJoinServers lists, for a user who meets a restricted room's
+// join rules, the other servers with a member who may invite, the most
+// powerful first. Caller holds r.mu.
+func (s *Service) restrictedJoinServers(ctx context.Context, r *Room, userID string) []string {
+	if !s.meetsJoinRules(ctx, r, userID) {
+		return nil
+	}
+	type cand struct {
+		server string
+		level  eventauth.Level
+	}
+	pl := eventauth.RoomPowerLevels(r.state[pdu.StateTuple{Type: "m.room.create"}], r.state[pdu.StateTuple{Type: "m.room.power_levels"}])
+	best := map[string]eventauth.Level{}
+	for u := range r.joined {
+		if sv := serverOf(u); sv != s.serverName {
+			if l := pl.UserLevel(u); l >= pl.Invite() && l >= best[sv] {
+				best[sv] = l
+			}
+		}
+	}
+	var cands []cand
+	for sv, l := range best {
+		cands = append(cands, cand{sv, l})
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.level != b.level {
+			return cmp.Compare(b.level, a.level)
+		}
+		return strings.Compare(a.server, b.server)
+	})
+	out := make([]string, len(cands))
+	for i, c := range cands {
+		out[i] = c.server
+	}
+	if len(out) == 0 {
+		// Partial state: the members are not known yet, the servers are.
+		out = s.partialServers(r.id)
+	}
+	return out
+}
+
+// authoriserOn picks the local member of a room who authorises restricted
+// joins: the most powerful who may invite ("" when none). Caller holds
+// r.mu.
+func authoriserOn(r *Room, serverName string) string {
+	pl := eventauth.RoomPowerLevels(r.state[pdu.StateTuple{Type: "m.room.create"}], r.state[pdu.StateTuple{Type: "m.room.power_levels"}])
+	best, bestLevel := "", eventauth.Level(0)
+	for u := range r.joined {
+		if serverOf(u) != serverName {
+			continue
+		}
+		if l := pl.UserLevel(u); l >= pl.Invite() && (best == "" || l > bestLevel || (l == bestLevel && u < best)) {
+			best, bestLevel = u, l
+		}
+	}
+	return best
+}
+
+// meetsJoinRules reports whether a room's join rules are restricted (or
+// knock_restricted) in a version that has them, and the user is joined to
+// one of the rooms they allow. Caller holds r.mu.
+func (s *Service) meetsJoinRules(ctx context.Context, r *Room, userID string) bool {
 	jr := r.state[pdu.StateTuple{Type: "m.room.join_rules"}]
 	if jr == nil {
-		return ""
+		return false
 	}
 	var rules struct {
 		JoinRule string `json:"join_rule"`
@@ -236,13 +312,13 @@ func (s *Service) RestrictedJoinAuthoriser(ctx context.Context, r *Room, userID 
 		} `json:"allow"`
 	}
 	if json.Unmarshal(jr.Content, &rules) != nil {
-		return ""
+		return false
 	}
 	if rules.JoinRule != "restricted" && rules.JoinRule != "knock_restricted" {
-		return ""
+		return false
 	}
 	if !(r.version.Restricted || (rules.JoinRule == "knock_restricted" && r.version.KnockRestricted)) {
-		return ""
+		return false
 	}
 	allowed := false
 	for _, a := range rules.Allow {
@@ -254,18 +330,5 @@ func (s *Service) RestrictedJoinAuthoriser(ctx context.Context, r *Room, userID 
 			break
 		}
 	}
-	if !allowed {
-		return ""
-	}
-	pl := eventauth.RoomPowerLevels(r.state[pdu.StateTuple{Type: "m.room.create"}], r.state[pdu.StateTuple{Type: "m.room.power_levels"}])
-	best, bestLevel := "", eventauth.Level(0)
-	for u := range r.joined {
-		if !strings.HasSuffix(u, ":"+s.serverName) {
-			continue
-		}
-		if l := pl.UserLevel(u); l >= pl.Invite() && (best == "" || l > bestLevel || (l == bestLevel && u < best)) {
-			best, bestLevel = u, l
-		}
-	}
-	return best
+	return allowed
 }
