@@ -97,7 +97,11 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 			content["join_authorised_via_users_server"] = via
 		} else if servers := s.restrictedJoinServers(ctx, r, c.Target); len(servers) > 0 && s.federated() {
 			// The user meets the rules, but only members of other
-			// servers may invite: one of those servers authorises.
+			// servers may invite: one of those servers authorises (those
+			// the client named, when it named some).
+			if named := slices.DeleteFunc(slices.Clone(c.Servers), func(sv string) bool { return sv == s.serverName }); len(named) > 0 {
+				servers = named
+			}
 			r.mu.Unlock()
 			defer r.mu.Lock()
 			return s.remote.JoinThrough(ctx, c, servers)
@@ -325,9 +329,12 @@ func (s *Service) meetsJoinRules(ctx context.Context, r *Room, userID string) bo
 		if a.Type != "m.room_membership" || a.RoomID == "" {
 			continue
 		}
+		// What this server knows of a room it has left may be stale.
 		if m, err := s.store.GetMembership(ctx, a.RoomID, userID); err == nil && m.Membership == "join" {
-			allowed = true
-			break
+			if in, err := s.store.ServerHasMember(ctx, a.RoomID, s.serverName); err == nil && in {
+				allowed = true
+				break
+			}
 		}
 	}
 	return allowed
