@@ -133,6 +133,27 @@ func pjRoom(t *testing.T, s *ts.Server, users ...string) (string, *ts.Client) {
 	return roomID, alice
 }
 
+// pjJoinHeld has dave, a new user of p.b, join roomID through p.a with
+// the resync of the room's state held until release.
+func pjJoinHeld(t *testing.T, p *frPair, roomID string) (dave *ts.Client, release func()) {
+	t.Helper()
+	release = p.b.RoomFed.HoldResyncs()
+	dave = p.b.Register(t, "dave")
+	dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
+	return dave, release
+}
+
+// pjUser returns the user whose member event a state holds and whose id
+// starts with prefix.
+func pjUser(st store.StateMap, prefix string) string {
+	for k := range st {
+		if k.Type == "m.room.member" && strings.HasPrefix(k.StateKey, prefix) {
+			return k.StateKey
+		}
+	}
+	return ""
+}
+
 func pjMembers(t *testing.T, c *ts.Client, roomID string) []string {
 	t.Helper()
 	var res struct {
@@ -335,20 +356,13 @@ func TestFedPartialStateOwnLeaveAfterForgedKick(t *testing.T) {
 		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.power_levels", map[string]any{
 			"users": map[string]int{alice.UserID: 100, derek.UserID: 50}}, nil)
 
-		release := p.b.RoomFed.HoldResyncs()
+		dave, release := pjJoinHeld(t, p, roomID)
 		defer release()
-		dave := p.b.Register(t, "dave")
-		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
 		st, err := p.a.Store.CurrentState(context.Background(), roomID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var bob string
-		for k := range st {
-			if k.Type == "m.room.member" && strings.HasPrefix(k.StateKey, "@bob") {
-				bob = k.StateKey
-			}
-		}
+		bob := pjUser(st, "@bob")
 		create, pl := st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}]
 		bobJoin := st[store.StateKey{Type: "m.room.member", StateKey: bob}]
 		head := frLatest(t, p.a, roomID)
@@ -649,20 +663,13 @@ func TestFedPartialStateRefusedEventAdmittedAfterResync(t *testing.T) {
 		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/m.room.power_levels", map[string]any{
 			"users": map[string]int{alice.UserID: 100, fred.UserID: 100, derek.UserID: 50}}, nil)
 
-		release := p.b.RoomFed.HoldResyncs()
+		dave, release := pjJoinHeld(t, p, roomID)
 		defer release()
-		dave := p.b.Register(t, "dave")
-		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
 		st, err := p.a.Store.CurrentState(context.Background(), roomID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var bob string
-		for k := range st {
-			if k.Type == "m.room.member" && strings.HasPrefix(k.StateKey, "@bob") {
-				bob = k.StateKey
-			}
-		}
+		bob := pjUser(st, "@bob")
 		create, pl := st[store.StateKey{Type: "m.room.create"}], st[store.StateKey{Type: "m.room.power_levels"}]
 		derekJoin := st[store.StateKey{Type: "m.room.member", StateKey: derek.UserID}]
 		bobJoin := st[store.StateKey{Type: "m.room.member", StateKey: bob}]

@@ -68,19 +68,7 @@ func TestFedGapFilledBeforeAuthChain(t *testing.T) {
 	for _, pg := range []bool{false, true} {
 		name := map[bool]string{false: "sqlite", true: "postgres"}[pg]
 		t.Run(name, func(t *testing.T) {
-			fed := newFederation(t)
-			var mu sync.Mutex
-			var asked []string // paths b asked a for
-			optsA := []ts.Option{fed.ServerNamed("police.test"), ts.ObserveInbound(func(r *http.Request, _ []byte) {
-				mu.Lock()
-				asked = append(asked, r.URL.Path)
-				mu.Unlock()
-			})}
-			optsB := []ts.Option{fed.ServerNamed("gouv.test")}
-			if pg {
-				optsA, optsB = append(optsA, ts.WithPostgres(t)), append(optsB, ts.WithPostgres(t))
-			}
-			a, b := ts.New(t, optsA...), ts.New(t, optsB...)
+			a, b, log := observedPair(t, pg)
 			alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
 			room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+a.Config.ServerName, map[string]any{}, nil)
@@ -89,9 +77,7 @@ func TestFedGapFilledBeforeAuthChain(t *testing.T) {
 			carol := a.Register(t, "carol")
 			carol.Join(room)
 			msg := carol.SendText(room, "hello from carol")
-			mu.Lock()
-			asked = nil
-			mu.Unlock()
+			log.reset()
 			row, err := a.Store.GetEvent(context.Background(), msg)
 			if err != nil {
 				t.Fatal(err)
@@ -102,8 +88,7 @@ func TestFedGapFilledBeforeAuthChain(t *testing.T) {
 			if got := bodies(messages(t, bob, room, "dir=b&limit=5").Chunk); !slices.Contains(got, "hello from carol") {
 				t.Fatalf("bob's timeline: %v", got)
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			asked := log.paths()
 			if !slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/get_missing_events/") }) ||
 				slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/event_auth/") }) {
 				t.Fatalf("b asked a for %v: want the gap filled, no auth chain", asked)
@@ -120,19 +105,7 @@ func TestFedPushedEventWithWithheldPrevRefused(t *testing.T) {
 	for _, pg := range []bool{false, true} {
 		name := map[bool]string{false: "sqlite", true: "postgres"}[pg]
 		t.Run(name, func(t *testing.T) {
-			fed := newFederation(t)
-			var mu sync.Mutex
-			var asked []string // paths b asked a for
-			optsA := []ts.Option{fed.ServerNamed("police.test"), ts.ObserveInbound(func(r *http.Request, _ []byte) {
-				mu.Lock()
-				asked = append(asked, r.URL.Path)
-				mu.Unlock()
-			})}
-			optsB := []ts.Option{fed.ServerNamed("gouv.test")}
-			if pg {
-				optsA, optsB = append(optsA, ts.WithPostgres(t)), append(optsB, ts.WithPostgres(t))
-			}
-			a, b := ts.New(t, optsA...), ts.New(t, optsB...)
+			a, b, log := observedPair(t, pg)
 			alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
 			room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
@@ -148,19 +121,16 @@ func TestFedPushedEventWithWithheldPrevRefused(t *testing.T) {
 				[]string{head}, auth, frDepth(t, b, head)+1)
 			next := frBuild(t, a, room, alice.UserID, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "after the hidden one"},
 				[]string{hidden.ID}, auth, hidden.Depth+1)
-			mu.Lock()
-			asked = nil
-			mu.Unlock()
+			log.reset()
 			res, err := frSend(t, a, b, "", next.JSON())
 			if err != nil || res.PDUs[next.ID].Error == "" {
 				t.Fatalf("an event with a withheld prev event was taken: %v %+v", err, res)
 			}
-			mu.Lock()
+			asked := log.paths()
 			if !slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/get_missing_events/") }) ||
 				slices.ContainsFunc(asked, func(p string) bool { return strings.Contains(p, "/state_ids/") || strings.Contains(p, "/v1/event/") }) {
 				t.Fatalf("b asked a for %v: want get_missing_events only", asked)
 			}
-			mu.Unlock()
 			if r := bob.Do("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/event/"+esc(next.ID), nil); r.Status != http.StatusNotFound {
 				t.Fatalf("the refused event: %d", r.Status)
 			}
@@ -177,4 +147,35 @@ func TestFedPushedEventWithWithheldPrevRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// requestLog records the paths of the requests a server received.
+type requestLog struct {
+	mu    sync.Mutex
+	asked []string
+}
+
+func (l *requestLog) reset() { l.mu.Lock(); l.asked = nil; l.mu.Unlock() }
+
+func (l *requestLog) paths() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.asked)
+}
+
+// observedPair starts two federating servers (on PostgreSQL when pg),
+// a recording the requests it receives.
+func observedPair(t *testing.T, pg bool) (a, b *ts.Server, log *requestLog) {
+	fed := newFederation(t)
+	log = &requestLog{}
+	optsA := []ts.Option{fed.ServerNamed("police.test"), ts.ObserveInbound(func(r *http.Request, _ []byte) {
+		log.mu.Lock()
+		log.asked = append(log.asked, r.URL.Path)
+		log.mu.Unlock()
+	})}
+	optsB := []ts.Option{fed.ServerNamed("gouv.test")}
+	if pg {
+		optsA, optsB = append(optsA, ts.WithPostgres(t)), append(optsB, ts.WithPostgres(t))
+	}
+	return ts.New(t, optsA...), ts.New(t, optsB...), log
 }

@@ -276,21 +276,20 @@ func (s *Service) partialAuth(ctx context.Context, v *roomversion.Version, befor
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(st))
-	for _, x := range st {
-		ids = append(ids, x)
-	}
-	evs, err := s.rooms.Events(ctx, ids)
+	m, err := s.stateEvents(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	// Auth events just fetched may not be readable yet.
 	for _, a := range authEvs {
-		if a.StateKey != nil && st[store.StateKey{Type: a.Type, StateKey: *a.StateKey}] == a.ID {
-			evs = append(evs, a)
+		if a.StateKey == nil {
+			continue
+		}
+		if k := (pdu.StateTuple{Type: a.Type, StateKey: *a.StateKey}); m[k] == nil && st[store.StateKey{Type: a.Type, StateKey: *a.StateKey}] == a.ID {
+			m[k] = a
 		}
 	}
-	return eventauth.NewStateMap(evs...), nil
+	return m, nil
 }
 
 // refuse rejects an event that passed its own auth events but not the
