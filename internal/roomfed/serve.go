@@ -6,7 +6,6 @@ import (
 	"errors"
 	"slices"
 	"sort"
-	"time"
 
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/pdu"
@@ -87,9 +86,9 @@ func (v *serverView) canSee(ctx context.Context, row *store.EventRow) (bool, err
 
 var errNotVisible = errcode.Forbidden("this server may not see that event")
 
-// partialStateWait bounds how long a state request waits for a
-// partial-state room's resync before it is refused.
-const partialStateWait = 30 * time.Second
+// errStatePartial refuses the state at an event of a room whose full
+// state is still being fetched.
+var errStatePartial = errcode.Forbidden("this server is still fetching the room's state; ask another server")
 
 // eventForServer returns a stored event a server may see.
 func (s *Service) eventForServer(ctx context.Context, server, roomID, eventID string) (*store.EventRow, *serverView, error) {
@@ -130,17 +129,10 @@ func (s *Service) EventForServer(ctx context.Context, server, eventID string) (j
 // before its join even when history visibility hides the event from it.
 func (s *Service) StateForServer(ctx context.Context, server, roomID, eventID string) (state, authChain []string, err error) {
 	// While a room's state is partial, so is the state we hold at its
-	// events: the answer waits for the resync, a while at most.
+	// events: refused at once, so that the asking server tries another
+	// (waiting for the resync would hold it for as long).
 	if s.rooms.IsPartialState(roomID) {
-		wctx, cancel := context.WithTimeout(ctx, partialStateWait)
-		err := s.rooms.WaitFullState(wctx, roomID)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
-			}
-			return nil, nil, errPartialState
-		}
+		return nil, nil, errStatePartial
 	}
 	var row *store.EventRow
 	if in, ierr := s.rooms.ServerInRoom(ctx, roomID, server); ierr == nil && in {
