@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -800,56 +799,4 @@ func TestFedRoomsVersions(t *testing.T) {
 			}
 		})
 	}
-}
-
-// A restricted room whose only members able to invite are on another
-// server: a local user who meets the join rules joins through that
-// server, which authorises the join, although this server is in the room.
-func TestFedRestrictedJoinAuthorisedByOtherServer(t *testing.T) {
-	frEngines(t, func(t *testing.T, p *frPair) {
-		charlie := p.a.Register(t, "charlie")
-		space := charlie.CreateRoom(map[string]any{"preset": "public_chat", "name": "Space"})
-		room := charlie.CreateRoom(map[string]any{"preset": "public_chat", "name": "Room", "initial_state": []map[string]any{{
-			"type": "m.room.join_rules", "state_key": "",
-			"content": map[string]any{"join_rule": "restricted", "allow": []map[string]any{{"type": "m.room_membership", "room_id": space, "via": []string{p.a.Config.ServerName}}}},
-		}}})
-		alice, bob := p.b.Register(t, "alice"), p.b.Register(t, "bob")
-		charlie.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": alice.UserID}, nil)
-		eventually(t, 10*time.Second, func() string {
-			if r := alice.Do("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}); r.Status != http.StatusOK {
-				return fmt.Sprintf("alice's join: %d %s", r.Status, r.Body)
-			}
-			return ""
-		})
-		// Bob is in no allowed room: refused.
-		if r := bob.Do("POST", "/_matrix/client/v3/join/"+esc(room), map[string]any{}); r.Status != http.StatusForbidden {
-			t.Fatalf("bob's join before he is in the space: %d %s", r.Status, r.Body)
-		}
-		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(space)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
-		// Alice may not invite, so this server cannot authorise bob's join:
-		// a does.
-		var joined struct {
-			RoomID string `json:"room_id"`
-		}
-		bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room), map[string]any{}, &joined)
-		ev, err := p.b.Rooms.CurrentStateEvent(context.Background(), room, "m.room.member", bob.UserID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var c struct {
-			Membership string `json:"membership"`
-			Via        string `json:"join_authorised_via_users_server"`
-		}
-		_ = json.Unmarshal(ev.Content, &c)
-		if joined.RoomID != room || c.Membership != "join" || c.Via != charlie.UserID {
-			t.Fatalf("bob's join: %+v (answer %q)", c, joined.RoomID)
-		}
-		// a has it too: charlie sees bob joined.
-		eventually(t, 10*time.Second, func() string {
-			if m := pjMembers(t, charlie, room); !slices.Contains(m, bob.UserID) {
-				return fmt.Sprintf("charlie's members: %v", m)
-			}
-			return ""
-		})
-	})
 }

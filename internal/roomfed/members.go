@@ -579,25 +579,6 @@ func (s *Service) makeMembership(ctx context.Context, server string, c rooms.Mem
 	return s.f.Client.MakeLeave(ctx, server, c.RoomID, c.Target)
 }
 
-// JoinThrough joins a room this server is in through one of servers: a
-// restricted room whose rules the user meets but in which no local member
-// may invite, so that a server with such a member authorises the join
-// (spec: restricted rooms). The countersigned join enters through the
-// inbound pipeline; the resident server announces it to the room.
-func (s *Service) JoinThrough(ctx context.Context, c rooms.MemberChange, servers []string) (string, error) {
-	server, ev, _, err := s.sendJoin(ctx, c, servers)
-	if err != nil {
-		return "", err
-	}
-	if err := s.receive(ctx, server, ev, true); err != nil {
-		if errors.Is(err, errRejected) {
-			return "", errcode.Forbidden("%s", truncate(err.Error(), 300))
-		}
-		return "", err
-	}
-	return ev.ID, nil
-}
-
 // sendJoin makes c's join through one of servers (make_join, then
 // send_join, a partial-state answer welcome): the server that took it,
 // the join (countersigned when the server authorised a restricted join)

@@ -1,12 +1,9 @@
 package rooms
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
-	"strings"
 
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/eventauth"
@@ -95,16 +92,6 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 	if c.Membership == "join" && c.Sender == c.Target && curMembership != "join" && curMembership != "invite" {
 		if via := s.RestrictedJoinAuthoriser(ctx, r, c.Target); via != "" {
 			content["join_authorised_via_users_server"] = via
-		} else if servers := s.restrictedJoinServers(ctx, r, c.Target); len(servers) > 0 && s.federated() {
-			// The user meets the rules, but only members of other
-			// servers may invite: one of those servers authorises (those
-			// the client named, when it named some).
-			if named := slices.DeleteFunc(slices.Clone(c.Servers), func(sv string) bool { return sv == s.serverName }); len(named) > 0 {
-				servers = named
-			}
-			r.mu.Unlock()
-			defer r.mu.Lock()
-			return s.remote.JoinThrough(ctx, c, servers)
 		}
 	}
 	target := c.Target
@@ -240,47 +227,6 @@ func (s *Service) RestrictedJoinAuthoriser(ctx context.Context, r *Room, userID 
 		return ""
 	}
 	return authoriserOn(r, s.serverName)
-}
-
-// restrictedJoinServers lists, for a user who meets a restricted room's
-// join rules, the other servers with a member who may invite, the most
-// powerful first. Caller holds r.mu.
-func (s *Service) restrictedJoinServers(ctx context.Context, r *Room, userID string) []string {
-	if !s.meetsJoinRules(ctx, r, userID) {
-		return nil
-	}
-	type cand struct {
-		server string
-		level  eventauth.Level
-	}
-	pl := eventauth.RoomPowerLevels(r.state[pdu.StateTuple{Type: "m.room.create"}], r.state[pdu.StateTuple{Type: "m.room.power_levels"}])
-	best := map[string]eventauth.Level{}
-	for u := range r.joined {
-		if sv := serverOf(u); sv != s.serverName {
-			if l := pl.UserLevel(u); l >= pl.Invite() && l >= best[sv] {
-				best[sv] = l
-			}
-		}
-	}
-	var cands []cand
-	for sv, l := range best {
-		cands = append(cands, cand{sv, l})
-	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		if a.level != b.level {
-			return cmp.Compare(b.level, a.level)
-		}
-		return strings.Compare(a.server, b.server)
-	})
-	out := make([]string, len(cands))
-	for i, c := range cands {
-		out[i] = c.server
-	}
-	if len(out) == 0 {
-		// Partial state: the members are not known yet, the servers are.
-		out = s.partialServers(r.id)
-	}
-	return out
 }
 
 // authoriserOn picks the local member of a room who authorises restricted

@@ -454,10 +454,6 @@ type Remote interface {
 	// (stripped: the room's state shown to the invitee), then takes it
 	// through the inbound pipeline. No room lock is held.
 	Invite(ctx context.Context, v *roomversion.Version, ev *pdu.Event, stripped []json.RawMessage) (string, error)
-	// JoinThrough joins a room this server is in through one of servers,
-	// which authorises a restricted join no local member can. No room
-	// lock is held.
-	JoinThrough(ctx context.Context, c MemberChange, servers []string) (string, error)
 	// FetchHistory fetches history of a room from before its earliest
 	// events here, until deadline; it returns how many events joined the
 	// timeline.

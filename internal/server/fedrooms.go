@@ -35,10 +35,6 @@ func (r roomsRemote) Invite(ctx context.Context, v *roomversion.Version, ev *pdu
 	return r.s.RoomFed.Invite(ctx, v, ev, stripped)
 }
 
-func (r roomsRemote) JoinThrough(ctx context.Context, c rooms.MemberChange, servers []string) (string, error) {
-	return r.s.RoomFed.JoinThrough(ctx, c, servers)
-}
-
 func (r roomsRemote) FetchHistory(ctx context.Context, roomID string, want int, deadline time.Time) (int, error) {
 	return r.s.RoomFed.FetchHistory(ctx, roomID, want, deadline)
 }
