@@ -109,6 +109,7 @@ func TestFedPushedEventWithWithheldPrevRefused(t *testing.T) {
 			alice, bob := a.Register(t, "alice"), b.Register(t, "bob")
 			room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 			bob.MustDo("POST", "/_matrix/client/v3/join/"+esc(room)+"?server_name="+url.QueryEscape(a.Config.ServerName), map[string]any{}, nil)
+			pjWaitFull(t, b, room) // the resync asks for state_ids too
 			st, err := a.Store.CurrentState(context.Background(), room)
 			if err != nil {
 				t.Fatal(err)
