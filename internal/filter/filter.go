@@ -158,6 +158,25 @@ func (f *EventFilter) Allows(typ, sender string) bool {
 	return !slices.Contains(f.NotSenders, sender)
 }
 
+// Excludes reports whether no event of this type can pass (its type is
+// filtered out, no sender is allowed, or the limit is 0), so that callers
+// skip computing such events at all.
+func (f *EventFilter) Excludes(typ string) bool {
+	if f == nil {
+		return false
+	}
+	if f.Limit != nil && *f.Limit == 0 {
+		return true
+	}
+	if f.Types != nil && !matchType(f.Types, typ) {
+		return true
+	}
+	if f.Senders != nil && len(f.Senders) == 0 {
+		return true
+	}
+	return matchType(f.NotTypes, typ)
+}
+
 // AllowsRoom reports whether a room passes.
 func (f *RoomEventFilter) AllowsRoom(roomID string) bool {
 	if f == nil {

@@ -50,3 +50,29 @@ func TestRelationFilter(t *testing.T) {
 		t.Error("FiltersRelations")
 	}
 }
+
+func TestExcludes(t *testing.T) {
+	zero := 0
+	one := 1
+	cases := []struct {
+		f    *EventFilter
+		want bool
+	}{
+		{nil, false},
+		{&EventFilter{}, false},
+		{&EventFilter{Limit: &one}, false},
+		{&EventFilter{Limit: &zero}, true},
+		{&EventFilter{Types: []string{}}, true},
+		{&EventFilter{Types: []string{"m.*"}}, false},
+		{&EventFilter{Types: []string{"m.room.*"}}, true},
+		{&EventFilter{NotTypes: []string{"*"}}, true},
+		{&EventFilter{NotTypes: []string{"m.typing"}}, false},
+		{&EventFilter{Senders: []string{}}, true},
+		{&EventFilter{Senders: []string{"@a:b"}}, false},
+	}
+	for i, c := range cases {
+		if got := c.f.Excludes("m.presence"); got != c.want {
+			t.Errorf("case %d (%+v): Excludes = %v, want %v", i, c.f, got, c.want)
+		}
+	}
+}

@@ -563,3 +563,39 @@ func TestRemoteReceiptForEventNotYetReceived(t *testing.T) {
 		fqSyncUntil(t, alice, since, "bob's receipt on alice's message", func(s map[string]any) bool { return receiptOf(s, msg) })
 	})
 }
+
+// A sync whose filter wants no presence (no type, a type list without
+// m.presence, a limit of 0, no sender) gets none, initial or incremental,
+// newly met members included; without such a filter it gets it.
+func TestPresenceFilteredOut(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.MustDo("PUT", "/_matrix/client/v3/presence/"+esc(bob.UserID)+"/status", map[string]any{"presence": "online", "status_msg": "here"}, nil)
+		since := doSync(t, alice, "timeout=0").NextBatch
+		bob.Join(room)
+		senders := func(query string) []string {
+			var r presenceSync
+			alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&"+query, nil, &r)
+			var out []string
+			for _, e := range r.Presence.Events {
+				out = append(out, e.Sender)
+			}
+			return out
+		}
+		for _, f := range []string{`{"presence":{"types":[]}}`, `{"presence":{"not_types":["*"]}}`, `{"presence":{"limit":0}}`, `{"presence":{"senders":[]}}`} {
+			for _, q := range []string{"filter=" + url.QueryEscape(f), "filter=" + url.QueryEscape(f) + "&since=" + url.QueryEscape(since)} {
+				if got := senders(q); len(got) != 0 {
+					t.Fatalf("sync %s: presence of %v", q, got)
+				}
+			}
+		}
+		if got := senders("since=" + url.QueryEscape(since)); !slices.Contains(got, bob.UserID) {
+			t.Fatalf("unfiltered incremental sync: presence of %v, want bob's", got)
+		}
+		if got := senders(""); !slices.Contains(got, bob.UserID) {
+			t.Fatalf("unfiltered initial sync: presence of %v, want bob's", got)
+		}
+	})
+}

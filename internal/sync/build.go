@@ -196,14 +196,15 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 		}
 	}
 	// Presence of users sharing a room, and the present state of users
-	// newly met in a room.
+	// newly met in a room; nothing is read when the filter wants none.
+	wantPresence := !f.Presence.Excludes("m.presence")
 	var met []string
-	if since != nil {
+	if since != nil && wantPresence {
 		for _, jr := range rr.Join {
 			met = append(met, jr.newMembers...)
 		}
 	}
-	if since == nil || cur.Presence > from.Presence || len(met) > 0 {
+	if wantPresence && (since == nil || cur.Presence > from.Presence || len(met) > 0) {
 		var ps []store.Presence
 		if since == nil || cur.Presence > from.Presence {
 			if ps, err = s.store.PresenceSince(ctx, req.UserID, from.Presence, cur.Presence); err != nil {
