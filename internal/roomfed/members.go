@@ -579,30 +579,6 @@ func (s *Service) makeMembership(ctx context.Context, server string, c rooms.Mem
 	return s.f.Client.MakeLeave(ctx, server, c.RoomID, c.Target)
 }
 
-// sendJoin makes c's join through one of servers (make_join, then
-// send_join, a partial-state answer welcome): the server that took it,
-// the join (countersigned when the server authorised a restricted join)
-// and the answer.
-func (s *Service) sendJoin(ctx context.Context, c rooms.MemberChange, servers []string) (string, *pdu.Event, *federation.SendJoinResponse, error) {
-	if !s.federated() {
-		return "", nil, nil, errFedDisabled
-	}
-	var resp *federation.SendJoinResponse
-	server, v, ev, err := s.handshake(ctx, c, servers, func(ctx context.Context, sv string, ev *pdu.Event) (err error) {
-		resp, err = s.f.Client.SendJoin(ctx, sv, c.RoomID, ev.ID, ev.JSON(), true)
-		return err
-	})
-	if err != nil {
-		return "", nil, nil, err
-	}
-	if len(resp.Event) > 0 {
-		if signed, err := pdu.Parse(resp.Event, v); err == nil && signed.ID == ev.ID {
-			ev = signed
-		}
-	}
-	return server, ev, resp, nil
-}
-
 // joinRemote joins a room this server is not in through one of servers.
 func (s *Service) joinRemote(ctx context.Context, c rooms.MemberChange) (string, error) {
 	if !s.federated() {
@@ -614,9 +590,20 @@ func (s *Service) joinRemote(ctx context.Context, c rooms.MemberChange) (string,
 		_ = json.Unmarshal(m.Servers, &more)
 		servers = append(servers, more...)
 	}
-	server, ev, resp, err := s.sendJoin(ctx, c, servers)
+	var resp *federation.SendJoinResponse
+	server, v, ev, err := s.handshake(ctx, c, servers, func(ctx context.Context, sv string, ev *pdu.Event) (err error) {
+		// A partial-state answer is welcome.
+		resp, err = s.f.Client.SendJoin(ctx, sv, c.RoomID, ev.ID, ev.JSON(), true)
+		return err
+	})
 	if err != nil {
 		return "", err
+	}
+	if len(resp.Event) > 0 {
+		// The resident server countersigned a restricted join.
+		if signed, err := pdu.Parse(resp.Event, v); err == nil && signed.ID == ev.ID {
+			ev = signed
+		}
 	}
 	if len(resp.State)+len(resp.AuthChain) > maxJoinEvents {
 		return "", errcode.TooLarge("the room's state is too large to join")
@@ -632,7 +619,7 @@ func (s *Service) joinRemote(ctx context.Context, c rooms.MemberChange) (string,
 			}
 		}
 	}
-	if err := s.storeJoinedRoom(ctx, server, ev.Version, ev, resp.State, resp.AuthChain, partial); err != nil {
+	if err := s.storeJoinedRoom(ctx, server, v, ev, resp.State, resp.AuthChain, partial); err != nil {
 		return "", err
 	}
 	return ev.ID, nil

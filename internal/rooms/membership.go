@@ -270,7 +270,6 @@ func (s *Service) meetsJoinRules(ctx context.Context, r *Room, userID string) bo
 	if !(r.version.Restricted || (rules.JoinRule == "knock_restricted" && r.version.KnockRestricted)) {
 		return false
 	}
-	allowed := false
 	for _, a := range rules.Allow {
 		if a.Type != "m.room_membership" || a.RoomID == "" {
 			continue
@@ -278,10 +277,9 @@ func (s *Service) meetsJoinRules(ctx context.Context, r *Room, userID string) bo
 		// What this server knows of a room it has left may be stale.
 		if m, err := s.store.GetMembership(ctx, a.RoomID, userID); err == nil && m.Membership == "join" {
 			if in, err := s.store.ServerHasMember(ctx, a.RoomID, s.serverName); err == nil && in {
-				allowed = true
-				break
+				return true
 			}
 		}
 	}
-	return allowed
+	return false
 }

@@ -400,6 +400,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	}
 	r.group, r.chain = group, chain
 	r.extremities, r.depth, r.latestPos = b.prev, b.depth, lastPos
+	r.recorded = false // cleared above when it was set
 	s.announce(r, b, members, lastPos)
 	return nil
 }
