@@ -1,6 +1,7 @@
 package rooms
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -537,10 +538,28 @@ func (s *Service) recheckSinceJoin(ctx context.Context, r *Room, joinPos int64, 
 	if err != nil {
 		return nil, nil, err
 	}
-	refused, err := s.store.RefusedEvents(ctx, r.id)
+	stored, err := s.store.RefusedEvents(ctx, r.id)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Refused at the same position, an event comes after those it
+	// follows: in depth order.
+	type refusedEvent struct {
+		store.RefusedEvent
+		ev *pdu.Event
+	}
+	var refused []refusedEvent
+	for _, e := range stored {
+		if ev, err := pdu.Parse(e.PDU, r.version); err == nil {
+			refused = append(refused, refusedEvent{e, ev})
+		}
+	}
+	slices.SortStableFunc(refused, func(a, b refusedEvent) int {
+		if a.AfterPos != b.AfterPos {
+			return cmp.Compare(a.AfterPos, b.AfterPos)
+		}
+		return cmp.Compare(a.ev.Depth, b.ev.Depth)
+	})
 	var rejected []*pdu.Event
 	cited := map[string]bool{}
 	groups := map[int64]store.StateMap{}
@@ -557,12 +576,8 @@ func (s *Service) recheckSinceJoin(ctx context.Context, r *Room, joinPos int64, 
 	// readmit checks the refused events up to position upTo.
 	readmit := func(upTo int64) {
 		for len(refused) > 0 && refused[0].AfterPos < upTo {
-			e := refused[0]
+			e, ev := refused[0], refused[0].ev
 			refused = refused[1:]
-			ev, err := pdu.Parse(e.PDU, r.version)
-			if err != nil {
-				continue
-			}
 			full, _ := c.full(e.StateBefore, e.AfterPos+1)
 			if check(ctx, ev, lookupIn(full)) != nil {
 				continue

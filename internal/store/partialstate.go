@@ -63,8 +63,8 @@ func (s *Store) RejectPartial(ctx context.Context, e RefusedEvent, reason string
 	})
 }
 
-// RefusedEvents lists the events refused against a room's partial state,
-// in the order they were refused.
+// RefusedEvents lists the events refused against a room's partial state
+// by the room's position when each was refused.
 func (s *Store) RefusedEvents(ctx context.Context, roomID string) ([]RefusedEvent, error) {
 	rows, err := s.reader().QueryContext(ctx, `SELECT event_id, origin, pdu, after_pos, state_before FROM partial_state_refused
 		WHERE room_id = $1 ORDER BY after_pos, event_id`, roomID)
