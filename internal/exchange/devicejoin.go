@@ -32,8 +32,11 @@ func (s *Service) AnnounceJoins(c rooms.Committed) {
 			joiners = append(joiners, ev.Sender)
 		}
 	}
-	roomServers := s.servers(c.Joined)
-	if len(joiners) == 0 || len(roomServers) == 0 {
+	if len(joiners) == 0 {
+		return
+	}
+	roomServers := s.others(c.JoinedServers)
+	if len(roomServers) == 0 {
 		return
 	}
 	s.announceInBackground(joiners, "federation: announce devices on joining "+c.RoomID, func(ctx context.Context, u string) error {

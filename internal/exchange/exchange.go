@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"slices"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
 
 	"luxchat/internal/e2ee"
 	"luxchat/internal/federation"
-	"luxchat/internal/matrix/id"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
@@ -72,13 +72,17 @@ func (s *Service) RemoteKeys() e2ee.Remote { return remoteKeys{s} }
 // Close waits for pending device list announcements.
 func (s *Service) Close() { s.devWG.Wait() }
 
-// serverOf returns the server of a user id, "" when it is not one.
+// serverOf is the server of a user id taken from room state or a stored
+// row (already valid): what follows the first colon, as a localpart
+// holds none. It runs once per member on hot paths, so it parses nothing.
 func serverOf(userID string) string {
-	u, err := id.ParseUserID(userID)
-	if err != nil {
+	if len(userID) < 2 || userID[0] != '@' {
 		return ""
 	}
-	return string(u.Server())
+	if i := strings.IndexByte(userID, ':'); i > 0 {
+		return userID[i+1:]
+	}
+	return ""
 }
 
 func (s *Service) isLocal(userID string) bool { return serverOf(userID) == s.self }
@@ -88,6 +92,17 @@ func (s *Service) servers(users []string) []string {
 	var out []string
 	for _, u := range users {
 		if srv := serverOf(u); srv != "" && srv != s.self && !slices.Contains(out, srv) {
+			out = append(out, srv)
+		}
+	}
+	return out
+}
+
+// others returns servers without ourselves.
+func (s *Service) others(servers []string) []string {
+	out := make([]string, 0, len(servers))
+	for _, srv := range servers {
+		if srv != s.self && srv != "" {
 			out = append(out, srv)
 		}
 	}
@@ -106,7 +121,7 @@ func (s *Service) OnCommitted(c rooms.Committed) {
 	if len(c.Events) == 0 {
 		return
 	}
-	joined := s.servers(c.Joined)
+	joined := s.others(c.JoinedServers)
 	for _, srv := range c.Servers {
 		if srv != s.self && !slices.Contains(joined, srv) {
 			joined = append(joined, srv)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"luxchat/internal/matrix/id"
 	"time"
 
 	"luxchat/internal/store"
@@ -53,7 +54,10 @@ func (s *Service) aclAllows(ctx context.Context, roomID, origin string) bool {
 }
 
 // owned reports whether userID is a user of origin.
-func owned(userID, origin string) bool { return userID != "" && serverOf(userID) == origin }
+func owned(userID, origin string) bool {
+	u, err := id.ParseUserID(userID) // from another server: checked in full
+	return err == nil && string(u.Server()) == origin
+}
 
 func (s *Service) inboundTyping(ctx context.Context, origin string, content json.RawMessage) error {
 	var c struct {

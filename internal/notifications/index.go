@@ -83,15 +83,23 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	now := time.Now().UnixMilli()
 	var recipients []store.StagedRecipient
 	var queued []store.QueuedPush
+	// Most users share one rule set: what does not depend on the
+	// recipient is checked once per rule set.
+	prepared := map[*push.Compiled]*push.Prepared{}
 	for _, u := range users {
 		c := compiled[u]
-		name := ""
+		p := prepared[c]
+		if p == nil {
+			p = c.Prepare(pev, room)
+			prepared[c] = p
+		}
+		who := push.Recipient{UserID: u}
 		if c.UsesDisplayName() {
 			s.rooms.InspectLocked(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
-				name = displayName(state[pdu.StateTuple{Type: "m.room.member", StateKey: u}])
+				who.DisplayName = displayName(state[pdu.StateTuple{Type: "m.room.member", StateKey: u}])
 			})
 		}
-		a, _ := c.Evaluate(pev, room, name)
+		a, _ := p.Evaluate(who)
 		if a == nil || !a.Notify {
 			continue
 		}

@@ -33,7 +33,8 @@ type Service struct {
 	wakeSyncs func(users ...string) // wakes a user's syncs (after a rule change)
 
 	rulesMu sync.Mutex
-	rules   map[string]*push.Compiled
+	rules   map[string]*push.Compiled // user → their shared rule set
+	shared  map[string]*push.Compiled // push.Shared key → rule set
 	gen     atomic.Int64
 	editMu  sync.Mutex // serialises rule edits (read, change, write)
 
@@ -58,6 +59,7 @@ func New(cfg *config.Config, st *store.Store, rs *rooms.Service, read *roomread.
 	return &Service{
 		cfg: cfg, store: st, rooms: rs, read: read, log: log, serverName: cfg.ServerName, wakeSyncs: wake,
 		rules:   map[string]*push.Compiled{},
+		shared:  map[string]*push.Compiled{},
 		pushers: map[string][]store.PusherKey{},
 		wake:    make(chan struct{}, 1),
 		staged:  make(chan struct{}, 1),
@@ -77,6 +79,12 @@ type storedRules struct {
 }
 
 func decodeRules(userID string, data []byte) *push.Ruleset {
+	return push.Merge(userID, storedRuleset(data))
+}
+
+// storedRuleset decodes a stored m.push_rules event; nil when there is
+// none or it is unreadable.
+func storedRuleset(data []byte) *push.Ruleset {
 	var sr storedRules
 	if data != nil {
 		if err := json.Unmarshal(data, &sr); err != nil {
@@ -90,7 +98,7 @@ func decodeRules(userID string, data []byte) *push.Ruleset {
 			}
 		}
 	}
-	return push.Merge(userID, sr.Global)
+	return sr.Global
 }
 
 // Rules returns a user's rule set in force.
@@ -152,7 +160,9 @@ func (s *Service) invalidate(userID string) {
 const maxCachedRules = 50000
 
 // compiledFor returns the compiled rules of users, loading the missing
-// ones in one query through tx.
+// ones in one query through tx. Users who made the same choices (most
+// keep the defaults) get the same shared rule set, evaluated with each
+// user as the recipient.
 func (s *Service) compiledFor(ctx context.Context, tx *store.Tx, users []string) (map[string]*push.Compiled, error) {
 	out := make(map[string]*push.Compiled, len(users))
 	var missing []string
@@ -173,18 +183,39 @@ func (s *Service) compiledFor(ctx context.Context, tx *store.Tx, users []string)
 	if err != nil {
 		return nil, err
 	}
+	keys := make(map[string]string, len(missing))
+	sets := map[string]*push.Ruleset{}
 	for _, u := range missing {
-		out[u] = push.Compile(decodeRules(u, data[u]))
+		if stored := storedRuleset(data[u]); stored != nil {
+			rs, key := push.Shared(stored)
+			keys[u], sets[key] = key, rs
+		} else {
+			keys[u] = "" // the defaults
+		}
 	}
 	s.rulesMu.Lock()
-	if s.gen.Load() == gen {
-		if len(s.rules)+len(missing) > maxCachedRules {
-			s.rules = map[string]*push.Compiled{}
+	defer s.rulesMu.Unlock()
+	keep := s.gen.Load() == gen
+	if keep && len(s.rules)+len(missing) > maxCachedRules {
+		s.rules = map[string]*push.Compiled{}
+	}
+	for _, u := range missing {
+		c := s.shared[keys[u]]
+		if c == nil {
+			rs := sets[keys[u]]
+			if rs == nil {
+				rs, _ = push.Shared(nil)
+			}
+			if len(s.shared) >= maxCachedRules {
+				s.shared = map[string]*push.Compiled{}
+			}
+			c = push.Compile(rs)
+			s.shared[keys[u]] = c
 		}
-		for _, u := range missing {
-			s.rules[u] = out[u]
+		out[u] = c
+		if keep {
+			s.rules[u] = c
 		}
 	}
-	s.rulesMu.Unlock()
 	return out, nil
 }

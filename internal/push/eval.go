@@ -166,36 +166,55 @@ type condition struct {
 	value any
 	op    string // member count comparison
 	n     int64
+	// owner: the pattern or value is the rule set's owner (a shared rule
+	// set's placeholder), compared with the recipient's user id.
+	owner bool
 }
 
-func (c *condition) match(ev *Event, room *Room, displayName string) bool {
+// Recipient is the user an event is evaluated for.
+type Recipient struct {
+	UserID string
+	// DisplayName is the user's display name in the room, needed only
+	// when the rule set UsesDisplayName.
+	DisplayName string
+}
+
+// personal reports whether the condition's outcome depends on who
+// receives the event.
+func (c *condition) personal() bool { return c.owner || c.kind == condDisplayName }
+
+func (c *condition) match(ev *Event, room *Room, who *Recipient) bool {
 	switch c.kind {
 	case condEventMatch:
 		s, ok := ev.props[c.key].(string)
+		if c.owner {
+			return ok && strings.EqualFold(s, who.UserID)
+		}
 		return ok && c.glob.match(s)
 	case condExact:
 		s, ok := ev.props[c.key].(string)
 		return ok && s == c.value
 	case condPropertyIs:
 		v, ok := ev.props[c.key]
-		return ok && isScalar(v) && scalarEqual(v, c.value)
+		return ok && isScalar(v) && scalarEqual(v, c.valueFor(who))
 	case condPropertyContains:
 		arr, ok := ev.props[c.key].([]any)
 		if !ok {
 			return false
 		}
+		want := c.valueFor(who)
 		for _, v := range arr {
-			if isScalar(v) && scalarEqual(v, c.value) {
+			if isScalar(v) && scalarEqual(v, want) {
 				return true
 			}
 		}
 		return false
 	case condDisplayName:
 		body, ok := ev.props["content.body"].(string)
-		if !ok || displayName == "" {
+		if !ok || who.DisplayName == "" {
 			return false
 		}
-		return displayNameGlob(displayName).match(body)
+		return displayNameGlob(who.DisplayName).match(body)
 	case condMemberCount:
 		n := int64(room.MemberCount)
 		switch c.op {
@@ -219,6 +238,14 @@ func (c *condition) match(ev *Event, room *Room, displayName string) bool {
 		return room.SenderLevel >= need
 	}
 	return false
+}
+
+// valueFor is the value a property condition compares with.
+func (c *condition) valueFor(who *Recipient) any {
+	if c.owner {
+		return who.UserID
+	}
+	return c.value
 }
 
 // parseCondition reads a condition. Unknown kinds are no error (they never
@@ -489,9 +516,10 @@ type Compiled struct {
 }
 
 type compiledRule struct {
-	id      string
-	conds   []condition
-	actions *Actions
+	id       string
+	conds    []condition
+	actions  *Actions
+	personal bool // a condition depends on the recipient
 }
 
 // Compile prepares a rule set; disabled rules are left out, and rules
@@ -512,6 +540,8 @@ func Compile(rs *Ruleset) *Compiled {
 						cond = condition{kind: condUnknown}
 					}
 					c.displayName = c.displayName || cond.kind == condDisplayName
+					cond.owner = isOwner(cond)
+					cr.personal = cr.personal || cond.personal()
 					cr.conds = append(cr.conds, cond)
 				}
 			case "content":
@@ -528,17 +558,69 @@ func Compile(rs *Ruleset) *Compiled {
 }
 
 // Evaluate returns the actions of the first rule that matches the event
-// for its owner (whose display name in the room is displayName), and the
-// rule's id; nil when no rule matches.
-func (c *Compiled) Evaluate(ev *Event, room *Room, displayName string) (*Actions, string) {
+// for who, and the rule's id; nil when no rule matches.
+func (c *Compiled) Evaluate(ev *Event, room *Room, who Recipient) (*Actions, string) {
 next:
 	for i := range c.rules {
 		r := &c.rules[i]
 		for j := range r.conds {
-			if !r.conds[j].match(ev, room, displayName) {
+			if !r.conds[j].match(ev, room, &who) {
 				continue next
 			}
 		}
+		return r.actions, r.id
+	}
+	return nil, ""
+}
+
+// Prepared is a rule set's verdict on one event for all its recipients:
+// the conditions that do not depend on the recipient are checked once,
+// so that each recipient costs only the few personal conditions (a
+// mention, an invite) of the rules that come before the first rule that
+// matches everyone.
+type Prepared struct {
+	c          *Compiled
+	ev         *Event
+	room       *Room
+	first      int   // the first impersonal rule that matches; len(rules) if none
+	candidates []int // personal rules before first whose other conditions match
+}
+
+// Prepare checks what does not depend on the recipient.
+func (c *Compiled) Prepare(ev *Event, room *Room) *Prepared {
+	p := &Prepared{c: c, ev: ev, room: room, first: len(c.rules)}
+	var nobody Recipient
+next:
+	for i := range c.rules {
+		r := &c.rules[i]
+		for j := range r.conds {
+			if !r.conds[j].personal() && !r.conds[j].match(ev, room, &nobody) {
+				continue next
+			}
+		}
+		if !r.personal {
+			p.first = i
+			break
+		}
+		p.candidates = append(p.candidates, i)
+	}
+	return p
+}
+
+// Evaluate is Compiled.Evaluate for one recipient of the prepared event.
+func (p *Prepared) Evaluate(who Recipient) (*Actions, string) {
+next:
+	for _, i := range p.candidates {
+		r := &p.c.rules[i]
+		for j := range r.conds {
+			if r.conds[j].personal() && !r.conds[j].match(p.ev, p.room, &who) {
+				continue next
+			}
+		}
+		return r.actions, r.id
+	}
+	if p.first < len(p.c.rules) {
+		r := &p.c.rules[p.first]
 		return r.actions, r.id
 	}
 	return nil, ""

@@ -85,7 +85,7 @@ func TestConditions(t *testing.T) {
 	}}
 	for _, c := range cases {
 		rs := &Ruleset{Override: []Rule{{RuleID: "x", Enabled: true, Conditions: []json.RawMessage{json.RawMessage(c.cond)}, Actions: []json.RawMessage{json.RawMessage(`"notify"`)}}}}
-		got, _ := Compile(rs).Evaluate(ev, room, "Alice_Smith")
+		got, _ := Compile(rs).Evaluate(ev, room, Recipient{DisplayName: "Alice_Smith"})
 		if (got != nil) != c.want {
 			t.Errorf("%s: matched %v, want %v", c.name, got != nil, c.want)
 		}
@@ -123,7 +123,7 @@ func TestDefaultRules(t *testing.T) {
 		{"other", `{"type":"m.room.topic","state_key":"","content":{}}`, room, "", false, false},
 	}
 	for _, tc := range cases {
-		a, id := c.Evaluate(mustEvent(t, tc.ev), tc.room, "")
+		a, id := c.Evaluate(mustEvent(t, tc.ev), tc.room, Recipient{DisplayName: ""})
 		if id != tc.rule {
 			t.Errorf("%s: rule %q, want %q", tc.name, id, tc.rule)
 			continue
@@ -137,8 +137,61 @@ func TestDefaultRules(t *testing.T) {
 	if err := rs.SetEnabled("override", ".m.rule.master", true); err != nil {
 		t.Fatal(err)
 	}
-	if a, id := Compile(rs).Evaluate(mustEvent(t, `{"type":"m.room.message","content":{"m.mentions":{"user_ids":["@alice:x"]}}}`), room, ""); id != ".m.rule.master" || a.Notify {
+	if a, id := Compile(rs).Evaluate(mustEvent(t, `{"type":"m.room.message","content":{"m.mentions":{"user_ids":["@alice:x"]}}}`), room, Recipient{DisplayName: ""}); id != ".m.rule.master" || a.Notify {
 		t.Fatalf("master: %q %+v", id, a)
+	}
+}
+
+// TestSharedRules checks that a rule set shared by users with the same
+// choices, evaluated per recipient or prepared once per event, decides
+// as each user's own rule set does.
+func TestSharedRules(t *testing.T) {
+	edited := Merge("@alice:x", nil)
+	if err := edited.Put("room", "!quiet:x", NewRule{Actions: []json.RawMessage{}}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := edited.Put("content", "cake", NewRule{Actions: []json.RawMessage{json.RawMessage(`"notify"`)}, Pattern: ptr("cake")}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	events := []string{
+		`{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x","content":{"body":"hi","msgtype":"m.text"}}`,
+		`{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x","content":{"body":"hi","m.mentions":{"user_ids":["@alice:x"]}}}`,
+		`{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x","content":{"body":"hi","m.mentions":{"user_ids":["@carol:x","@ALICE:x"]}}}`,
+		`{"type":"m.room.message","room_id":"!quiet:x","sender":"@bob:x","content":{"body":"cake","m.mentions":{"user_ids":["@alice:x"]}}}`,
+		`{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x","content":{"body":"a cake"}}`,
+		`{"type":"m.room.member","room_id":"!r:x","sender":"@bob:x","state_key":"@alice:x","content":{"membership":"invite"}}`,
+		`{"type":"m.room.member","room_id":"!r:x","sender":"@bob:x","state_key":"@carol:x","content":{"membership":"invite"}}`,
+		`{"type":"m.room.encrypted","room_id":"!r:x","sender":"@bob:x","content":{}}`,
+	}
+	users := []string{"@alice:x", "@carol:x", "@dave:x"}
+	for _, stored := range []*Ruleset{nil, edited} {
+		rs, key := Shared(stored)
+		if (key == "") != (stored == nil) {
+			t.Fatalf("key %q for stored %v", key, stored != nil)
+		}
+		shared := Compile(rs)
+		for _, room := range []*Room{{MemberCount: 2}, {MemberCount: 5}} {
+			for _, raw := range events {
+				ev := mustEvent(t, raw)
+				prepared := shared.Prepare(ev, room)
+				for _, u := range users {
+					_, want := Compile(Merge(u, stored)).Evaluate(ev, room, Recipient{})
+					if _, got := shared.Evaluate(ev, room, Recipient{UserID: u}); got != want {
+						t.Errorf("stored %v, %s for %s: shared rule %q, own %q", stored != nil, raw, u, got, want)
+					}
+					if _, got := prepared.Evaluate(Recipient{UserID: u}); got != want {
+						t.Errorf("stored %v, %s for %s: prepared rule %q, own %q", stored != nil, raw, u, got, want)
+					}
+				}
+			}
+		}
+	}
+	// Users who made the same choices share a key.
+	other := Merge("@carol:x", nil)
+	_ = other.Put("room", "!quiet:x", NewRule{Actions: []json.RawMessage{}}, "", "")
+	_ = other.Put("content", "cake", NewRule{Actions: []json.RawMessage{json.RawMessage(`"notify"`)}, Pattern: ptr("cake")}, "", "")
+	if _, a := Shared(edited); func() string { _, b := Shared(other); return b }() != a {
+		t.Fatal("same choices, different keys")
 	}
 }
 
@@ -155,13 +208,13 @@ func TestUserRulesBeatDefaults(t *testing.T) {
 	must(rs.Put("content", "cake", NewRule{Actions: []json.RawMessage{json.RawMessage(`"notify"`), json.RawMessage(`{"set_tweak":"sound","value":"cakealarm.wav"}`)}, Pattern: ptr("cake*lie")}, "", ""))
 	c := Compile(rs)
 	room := &Room{MemberCount: 5}
-	if _, id := c.Evaluate(mustEvent(t, `{"type":"m.room.message","room_id":"!quiet:x","sender":"@boss:x","content":{"body":"hi"}}`), room, ""); id != "!quiet:x" {
+	if _, id := c.Evaluate(mustEvent(t, `{"type":"m.room.message","room_id":"!quiet:x","sender":"@boss:x","content":{"body":"hi"}}`), room, Recipient{DisplayName: ""}); id != "!quiet:x" {
 		t.Fatalf("room rule: %q", id)
 	}
-	if a, id := c.Evaluate(mustEvent(t, `{"type":"m.room.message","room_id":"!r:x","sender":"@boss:x","content":{"body":"hi"}}`), room, ""); id != "@boss:x" || !a.Highlight {
+	if a, id := c.Evaluate(mustEvent(t, `{"type":"m.room.message","room_id":"!r:x","sender":"@boss:x","content":{"body":"hi"}}`), room, Recipient{DisplayName: ""}); id != "@boss:x" || !a.Highlight {
 		t.Fatalf("sender rule: %q", id)
 	}
-	a, id := c.Evaluate(mustEvent(t, `{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x","content":{"body":"the Cake is a lie!"}}`), room, "")
+	a, id := c.Evaluate(mustEvent(t, `{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x","content":{"body":"the Cake is a lie!"}}`), room, Recipient{DisplayName: ""})
 	if id != "cake" || string(a.Tweaks["sound"]) != `"cakealarm.wav"` {
 		t.Fatalf("content rule: %q", id)
 	}
@@ -185,7 +238,7 @@ func BenchmarkEvaluate(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, id := c.Evaluate(ev, room, "Alice"); id != ".m.rule.message" {
+		if _, id := c.Evaluate(ev, room, Recipient{DisplayName: "Alice"}); id != ".m.rule.message" {
 			b.Fatal(id)
 		}
 	}

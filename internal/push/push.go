@@ -119,3 +119,31 @@ func withChoices(d Rule, saved map[string]*Rule) Rule {
 }
 
 func isServerDefault(ruleID string) bool { return strings.HasPrefix(ruleID, ".") }
+
+// ownerPlaceholder stands for the owner in a shared rule set (no user id
+// contains a NUL).
+const ownerPlaceholder = "\x00owner"
+
+// Shared returns the rule set in force for any user whose stored rule set
+// is stored (nil when never changed), with the owner left as a parameter,
+// and a key equal for users who made the same choices: they can share one
+// compiled set (CompileShared), evaluated with each user as Recipient.
+func Shared(stored *Ruleset) (rs *Ruleset, key string) {
+	rs = Merge(ownerPlaceholder, stored)
+	if stored == nil {
+		return rs, ""
+	}
+	b, _ := json.Marshal(rs)
+	return rs, string(b)
+}
+
+// isOwner reports whether a condition names the shared rule set's owner.
+func isOwner(c condition) bool {
+	switch c.kind {
+	case condEventMatch:
+		return c.glob.re == nil && c.glob.literal == ownerPlaceholder
+	case condPropertyIs, condPropertyContains:
+		return c.value == ownerPlaceholder
+	}
+	return false
+}

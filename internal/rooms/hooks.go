@@ -43,6 +43,8 @@ type Committed struct {
 	Events []CommittedEvent
 	// Joined is the room's joined members after the events.
 	Joined []string
+	// JoinedServers are the servers of Joined, ours included.
+	JoinedServers []string
 	// Origin is "" for events built here and the sending server's name
 	// for events received over federation.
 	Origin string
@@ -131,11 +133,12 @@ func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, 
 	return s.hooks.Index(ctx, tx, ev, pos)
 }
 
-func (s *Service) tellListeners(b *Batch, joined []string) {
+// tellListeners tells the listeners about a batch. Caller holds r.mu.
+func (s *Service) tellListeners(r *Room, b *Batch, joined []string) {
 	if s.hooks.Committed == nil {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID)}
+	c := Committed{RoomID: b.roomID, Joined: joined, JoinedServers: r.joinedServers(), Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID)}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}
@@ -164,5 +167,5 @@ func (s *Service) announce(r *Room, b *Batch, members map[string]string, pos int
 		}
 		s.notifier.RoomEvent(r.id, users, pos)
 	}
-	s.tellListeners(b, joined)
+	s.tellListeners(r, b, joined)
 }

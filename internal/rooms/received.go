@@ -216,7 +216,8 @@ func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state s
 	if r.loaded {
 		return
 	}
-	r.version, r.state, r.joined = v, st, joined
+	r.version, r.state = v, st
+	r.setJoined(joined)
 	r.group, r.chain = group, chain
 	r.extremities, r.depth, r.latestPos = []string{join.ID}, join.Depth, pos
 	r.loaded = true
@@ -416,13 +417,7 @@ func (s *Service) CommitFork(ctx context.Context, r *Room, ev *pdu.Event, before
 			r.state[t] = e
 		}
 	}
-	for u, m := range members {
-		if m == "join" {
-			r.joined[u] = struct{}{}
-		} else {
-			delete(r.joined, u)
-		}
-	}
+	r.updateJoined(members)
 	s.events.put(ev.ID, ev)
 	if group != r.group {
 		r.group, r.chain = group, 0
@@ -679,7 +674,7 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 	// The resident server announces the join it accepted through
 	// send_join, so it is not sent back to it.
 	b := &Batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}, announcedBy: j.Server}
-	s.tellListeners(b, joined)
+	s.tellListeners(r, b, joined)
 	r.mu.Unlock()
 	if s.notifier != nil {
 		s.notifier.RoomEvent(roomID, append(joined, join.Sender), pos)

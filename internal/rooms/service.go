@@ -106,7 +106,44 @@ type Room struct {
 	recorded  bool
 	depth     int64
 	joined    map[string]struct{}
+	servers   map[string]int // joined members per server
 	latestPos int64
+}
+
+// setJoined replaces the joined members.
+func (r *Room) setJoined(joined map[string]struct{}) {
+	r.joined = joined
+	r.servers = make(map[string]int)
+	for u := range joined {
+		r.servers[serverOf(u)]++
+	}
+}
+
+// updateJoined applies membership changes (user → new membership).
+func (r *Room) updateJoined(members map[string]string) {
+	for u, m := range members {
+		_, was := r.joined[u]
+		switch {
+		case m == "join" && !was:
+			r.joined[u] = struct{}{}
+			r.servers[serverOf(u)]++
+		case m != "join" && was:
+			delete(r.joined, u)
+			srv := serverOf(u)
+			if r.servers[srv]--; r.servers[srv] <= 0 {
+				delete(r.servers, srv)
+			}
+		}
+	}
+}
+
+// joinedServers lists the servers with joined members.
+func (r *Room) joinedServers() []string {
+	out := make([]string, 0, len(r.servers))
+	for srv := range r.servers {
+		out = append(out, srv)
+	}
+	return out
 }
 
 // roomEntry returns the cache entry of a room, made (not loaded) on
@@ -164,7 +201,7 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 		return fmt.Errorf("load state: %w", err)
 	}
 	r.state = make(map[pdu.StateTuple]*pdu.Event, len(ids))
-	r.joined = map[string]struct{}{}
+	joined := map[string]struct{}{}
 	list := make([]string, 0, len(ids))
 	for _, id := range ids {
 		list = append(list, id)
@@ -176,9 +213,10 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 	for _, ev := range evs {
 		r.state[ev.Tuple()] = ev
 		if ev.Type == "m.room.member" && MembershipOf(ev) == "join" {
-			r.joined[*ev.StateKey] = struct{}{}
+			joined[*ev.StateKey] = struct{}{}
 		}
 	}
+	r.setJoined(joined)
 	latest, err := s.store.RoomEvents(ctx, r.id, 0, 1<<62, true, 1)
 	if err != nil || len(latest) == 0 {
 		return fmt.Errorf("load latest event: %w", err)
