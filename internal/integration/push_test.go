@@ -3,8 +3,11 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -215,6 +218,41 @@ func syncCounts(t *testing.T, c *ts.Client, query string) countsSync {
 	return s
 }
 
+// forEachCrowd runs f on both engines twice: with rooms of a few members,
+// whose notifications are stored per member, and (crowd) with rooms whose
+// messages notify enough members to be stored once for the room; f calls
+// fill on each room it creates to add the crowd.
+func forEachCrowd(t *testing.T, f func(t *testing.T, s *ts.Server, fill func(room string))) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		t.Run("few", func(t *testing.T) { f(t, s, func(string) {}) })
+	})
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		t.Run("crowd", func(t *testing.T) {
+			var crowd []string
+			err := s.Store.InTx(t.Context(), func(tx *store.Tx) error {
+				for i := range 8 {
+					u := fmt.Sprintf("@crowd%d:%s", i, s.Config.ServerName)
+					crowd = append(crowd, u)
+					if err := tx.CreateUser(t.Context(), store.User{UserID: u}); err != nil && !errors.Is(err, store.ErrExists) {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f(t, s, func(room string) {
+				for _, u := range crowd {
+					if _, err := s.Rooms.ChangeMembership(t.Context(), rooms.MemberChange{RoomID: room, Sender: u, Target: u, Membership: "join"}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+		})
+	})
+}
+
 // compactPushes moves the staged notifications to their per-user rows
 // now, as the server's loop does a second after a burst.
 func compactPushes(t *testing.T, s *ts.Server) {
@@ -241,9 +279,10 @@ func receipt(t *testing.T, c *ts.Client, roomID, eventID, threadID string) {
 }
 
 func TestNotificationCountsInSync(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+	forEachCrowd(t, func(t *testing.T, s *ts.Server, fill func(string)) {
 		alice, bob, carol := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol")
 		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		fill(room)
 		bob.Join(room)
 		carol.Join(room)
 		alice.SendText(room, "hello")
@@ -348,9 +387,10 @@ func TestNotificationCountsInSync(t *testing.T) {
 }
 
 func TestNotificationsList(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+	forEachCrowd(t, func(t *testing.T, s *ts.Server, fill func(string)) {
 		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
 		room := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "Lunch"})
+		fill(room)
 		bob.Join(room)
 		alice.Send(room, "m.room.message", mention("read me", bob.UserID))
 		second := alice.SendText(room, "plain")
@@ -622,9 +662,10 @@ func testPushers(t *testing.T, s *ts.Server) {
 }
 
 func TestUserRulesDecideCounts(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+	forEachCrowd(t, func(t *testing.T, s *ts.Server, fill func(string)) {
 		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
 		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		fill(room)
 		quiet := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 		carol := s.Register(t, "carol")
 		for _, r := range []string{room, quiet} {
@@ -690,4 +731,59 @@ func TestPushDeniedNetworks(t *testing.T) {
 	if gw.requests != 0 {
 		t.Fatalf("a push reached a loopback gateway: %d requests", gw.requests)
 	}
+}
+
+// TestRoomWideNotificationsFollowMembership checks that a message stored
+// once for a crowded room counts for those who were members when it was
+// sent: not for one who joined later, still after a profile change (a
+// join after a join), no longer after leaving and joining again.
+func TestRoomWideNotificationsFollowMembership(t *testing.T) {
+	forEachCrowd(t, func(t *testing.T, s *ts.Server, fill func(string)) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		fill(room)
+		alice.SendText(room, "before bob")
+		alice.SendText(room, "still before bob")
+		bob.Join(room)
+		count := func(want int) {
+			t.Helper()
+			if got := syncCounts(t, bob, "").Rooms.Join[room].Unread; got.NotificationCount != want {
+				t.Fatalf("bob's count %d, want %d", got.NotificationCount, want)
+			}
+		}
+		count(0)
+		alice.SendText(room, "welcome bob")
+		count(1)
+		compactPushes(t, s)
+		count(1)
+		bob.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(bob.UserID)+"/displayname", map[string]any{"displayname": "Bob B."}, nil)
+		count(1)
+		alice.SendText(room, "nice name")
+		count(2)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		bob.Join(room)
+		count(0)
+		alice.SendText(room, "welcome back")
+		count(1)
+		compactPushes(t, s)
+		count(1)
+		// The sender counts none of their own messages, listed or counted.
+		if got := syncCounts(t, alice, "").Rooms.Join[room].Unread; got.NotificationCount != 0 {
+			t.Fatalf("alice's count %+v", got)
+		}
+		var list struct {
+			Notifications []struct {
+				Event event `json:"event"`
+			} `json:"notifications"`
+		}
+		bob.MustDo("GET", "/_matrix/client/v3/notifications", nil, &list)
+		if len(list.Notifications) == 0 || list.Notifications[0].Event.Content["body"] != "welcome back" {
+			t.Fatalf("bob's notifications %+v", list.Notifications)
+		}
+		for _, n := range list.Notifications {
+			if b := n.Event.Content["body"]; b == "before bob" || b == "still before bob" {
+				t.Fatalf("bob is notified of %q", b)
+			}
+		}
+	})
 }

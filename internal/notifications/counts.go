@@ -56,6 +56,15 @@ func (c *countCache) dropRoom(roomID string) {
 	c.mu.Unlock()
 }
 
+// dropMember forgets a user's counts in a room (their membership changed:
+// what counts for them begins anew).
+func (c *countCache) dropMember(userID, roomID string) {
+	c.mu.Lock()
+	c.gen.Add(1)
+	delete(c.entries, [2]string{userID, roomID})
+	c.mu.Unlock()
+}
+
 func fingerprint(reads map[string]int64) string {
 	if len(reads) == 0 {
 		return ""

@@ -3,6 +3,7 @@ package notifications
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"luxchat/internal/matrix/eventauth"
@@ -46,6 +47,12 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 			}
 		}
 	})
+	if ev.Type == "m.room.member" && ev.StateKey != nil && s.isLocal(*ev.StateKey) {
+		// Notifications count from the start of a membership: cached
+		// counts of the member are counted again.
+		target := *ev.StateKey
+		tx.OnCommitted(func() { s.counts.dropMember(target, ev.RoomID) })
+	}
 	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
 		// A redacted event notifies no more (counts, /notifications).
 		if target, err := tx.GetEvent(ctx, ev.Redacts); err == nil && target.RoomID == ev.RoomID {
@@ -116,10 +123,14 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	}
 	// One row however many recipients: the per-user rows are written
 	// later, many events at a time (see compact).
-	if err := tx.StagePush(ctx, store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now, Recipients: recipients}); err != nil {
+	staged := store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now, Recipients: recipients}
+	if !ev.IsState() {
+		roomWide(&staged, users, local)
+	}
+	if err := tx.StagePush(ctx, staged); err != nil {
 		return err
 	}
-	notified := note{pos: pos, thread: thread, recipients: recipients}
+	notified := note{pos: pos, thread: thread, recipients: staged.Recipients, everyone: staged.Everyone != nil, sender: ev.Sender}
 	tx.OnCommitted(func() { s.counts.record(ev.RoomID, notified) })
 	if len(queued) > 0 {
 		return tx.EnqueuePushes(ctx, queued)
@@ -197,6 +208,54 @@ func (s *Service) compact(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(ps), s.store.CompactStaged(ctx, ps)
+}
+
+// roomWideMin is how many members must share an outcome for an event's
+// notification to be stored once for the room rather than once per
+// member: a message in a big room then costs a row, not thousands.
+const roomWideMin = 8
+
+// roomWide turns a staged push into a room-wide one when at least
+// roomWideMin of users (the room's local members but the sender) are
+// notified with the same actions and no highlight: Everyone gets those
+// actions and Recipients become the exceptions, the users notified
+// otherwise and (Skip) those not notified, the sender (when a local
+// member) among them. State events stay per member, as the room-wide
+// count relies on the sender's own event marking its thread read, which
+// only messages do.
+func roomWide(p *store.StagedPush, users, sender []string) {
+	if len(p.Recipients) < roomWideMin {
+		return
+	}
+	byActions := map[string]int{}
+	common, best := "", 0
+	for _, r := range p.Recipients {
+		if r.Highlight {
+			continue
+		}
+		k := string(r.Actions)
+		byActions[k]++
+		if byActions[k] > best {
+			common, best = k, byActions[k]
+		}
+	}
+	if best < roomWideMin {
+		return
+	}
+	notified := make(map[string]bool, len(p.Recipients))
+	var exceptions []store.StagedRecipient
+	for _, r := range p.Recipients {
+		notified[r.UserID] = true
+		if r.Highlight || string(r.Actions) != common {
+			exceptions = append(exceptions, r)
+		}
+	}
+	for _, u := range slices.Concat(users, sender) {
+		if !notified[u] {
+			exceptions = append(exceptions, store.StagedRecipient{UserID: u, Actions: json.RawMessage(`[]`), Skip: true})
+		}
+	}
+	p.Everyone, p.Recipients = json.RawMessage(common), exceptions
 }
 
 func membership(content json.RawMessage) string {

@@ -30,11 +30,15 @@ type roomLog struct {
 }
 
 // note is one event's notifications, or (sentBy set) the mark that its
-// sender read their thread up to it by sending it.
+// sender read their thread up to it by sending it. A room-wide note
+// (everyone) notifies every member but its sender, except as recipients
+// say otherwise.
 type note struct {
 	pos        int64
 	thread     string
 	recipients []store.StagedRecipient
+	everyone   bool
+	sender     string // of a room-wide note, whom it does not notify
 	sentBy     string
 }
 
@@ -89,8 +93,11 @@ func (c *countCache) fromLog(userID, roomID string, e *countEntry, upTo int64) (
 			}
 			continue
 		}
+		if n.everyone && n.sender == userID {
+			continue
+		}
 		k := slices.IndexFunc(n.recipients, func(r store.StagedRecipient) bool { return r.UserID == userID })
-		if k < 0 {
+		if (k < 0 && !n.everyone) || (k >= 0 && n.recipients[k].Skip) {
 			continue
 		}
 		if j < 0 {
@@ -98,7 +105,7 @@ func (c *countCache) fromLog(userID, roomID string, e *countEntry, upTo int64) (
 			j = len(out.threads) - 1
 		}
 		out.threads[j].Notify++
-		if n.recipients[k].Highlight {
+		if k >= 0 && n.recipients[k].Highlight {
 			out.threads[j].Highlight++
 		}
 	}

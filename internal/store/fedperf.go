@@ -146,11 +146,12 @@ func (tx *Tx) SetCurrentStateMany(ctx context.Context, roomID string, st StateMa
 func (tx *Tx) SetMemberships(ctx context.Context, ms []Membership) error {
 	rows := make([][]any, 0, len(ms))
 	for _, m := range ms {
-		rows = append(rows, []any{m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos})
+		rows = append(rows, []any{m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m)})
 	}
-	// forgotten is a literal per row, so only the five values are bound.
-	if err := tx.insertRows(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos) VALUES `, 5,
-		` ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE`, rows); err != nil {
+	// forgotten takes its default; joined_pos is where a join begins.
+	if err := tx.insertRows(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, joined_pos) VALUES `, 6,
+		` ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
+			joined_pos = `+keepJoinedPos, rows); err != nil {
 		return fmt.Errorf("set memberships: %w", err)
 	}
 	return nil

@@ -21,6 +21,10 @@ type PushAction struct {
 	Highlight bool
 	Actions   []byte
 	TS        int64
+	// Counted is what the row adds to the user's count: 1, or for an
+	// exception to a room-wide notification 0 (notified otherwise) or -1
+	// (not notified).
+	Counted int
 }
 
 // placeholders appends "($k, …, $k+n-1)" groups for rows of n columns.
@@ -75,11 +79,11 @@ func (tx *Tx) InsertPushActions(ctx context.Context, rows []PushAction) error {
 	for len(rows) > 0 {
 		n := min(len(rows), tx.bulkChunk())
 		var b strings.Builder
-		b.WriteString(`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, highlight, actions, ts) VALUES `)
-		valuesList(&b, n, 8, 1)
-		args := make([]any, 0, n*8)
+		b.WriteString(`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, highlight, actions, ts, counted) VALUES `)
+		valuesList(&b, n, 9, 1)
+		args := make([]any, 0, n*9)
 		for _, r := range rows[:n] {
-			args = append(args, r.UserID, r.RoomID, r.Pos, r.EventID, r.ThreadID, r.Highlight, string(r.Actions), r.TS)
+			args = append(args, r.UserID, r.RoomID, r.Pos, r.EventID, r.ThreadID, r.Highlight, string(r.Actions), r.TS, r.Counted)
 		}
 		if _, err := tx.q.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("insert push actions: %w", err)
@@ -89,27 +93,19 @@ func (tx *Tx) InsertPushActions(ctx context.Context, rows []PushAction) error {
 	return nil
 }
 
-// readUpTo is the position a user has read a push action's thread up to
-// by receipts: the latest public or private receipt, unthreaded or for
-// that thread. It expects the push_actions row as "a".
-const readUpTo = `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = a.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
-		AND r.user_id = a.user_id AND r.thread_id IN ('', a.thread_id)), 0)`
-
-// sentUpTo is the position of the user's latest event in a push action's
-// room and thread, which marks what comes before it as read as well.
-const sentUpTo = `COALESCE((SELECT o.stream_pos FROM push_read o WHERE o.user_id = a.user_id AND o.room_id = a.room_id AND o.thread_id = a.thread_id), 0)`
-
-// stagedReadUpTo is readUpTo for a push_staging row "s" and the user in
-// the placeholder $n.
-func stagedReadUpTo(n int) string {
-	return fmt.Sprintf(`COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = s.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
-		AND r.user_id = $%d AND r.thread_id IN ('', s.thread_id)), 0)`, n)
+// stagedReadUpTo is the position the user (a placeholder) has read a
+// push_staging row "s"'s thread up to by receipts: the latest public or
+// private receipt, unthreaded or for that thread.
+func stagedReadUpTo(user string) string {
+	return `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = s.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
+		AND r.user_id = ` + user + ` AND r.thread_id IN ('', s.thread_id)), 0)`
 }
 
-// stagedSentUpTo is sentUpTo for a push_staging row "s" and the user in
-// the placeholder $n.
-func stagedSentUpTo(n int) string {
-	return fmt.Sprintf(`COALESCE((SELECT o.stream_pos FROM push_read o WHERE o.user_id = $%d AND o.room_id = s.room_id AND o.thread_id = s.thread_id), 0)`, n)
+// stagedSentUpTo is the position of the user's latest event in the room
+// and thread of a push_staging row "s", which marks what comes before it
+// as read as well.
+func stagedSentUpTo(user string) string {
+	return `COALESCE((SELECT o.stream_pos FROM push_read o WHERE o.user_id = ` + user + ` AND o.room_id = s.room_id AND o.thread_id = s.thread_id), 0)`
 }
 
 // MarkSent records that a user sent an event at pos in a room's thread
@@ -125,16 +121,36 @@ type StagedRecipient struct {
 	UserID    string          `json:"u"`
 	Highlight bool            `json:"h,omitempty"`
 	Actions   json.RawMessage `json:"a"`
+	// Skip: not notified, an exception to a room-wide notification.
+	Skip bool `json:"x,omitempty"`
 }
 
 // StagedPush is a push_staging row: an event and the users it notifies.
 type StagedPush struct {
-	Pos        int64
-	RoomID     string
-	EventID    string
-	ThreadID   string
-	TS         int64
+	Pos      int64
+	RoomID   string
+	EventID  string
+	ThreadID string
+	TS       int64
+	// Everyone, when set, are the actions of a room-wide notification
+	// (see push_room_actions): Recipients are then its exceptions.
+	Everyone   json.RawMessage
 	Recipients []StagedRecipient
+}
+
+// stagedFor is what a staged push means for a user who was joined at its
+// position: their recipient entry, the room-wide one, or nil.
+func stagedFor(recipients, everyone, userID string) *StagedRecipient {
+	r := findRecipient(recipients, userID)
+	switch {
+	case r != nil && r.Skip:
+		return nil
+	case r != nil:
+		return r
+	case everyone != "":
+		return &StagedRecipient{UserID: userID, Actions: json.RawMessage(everyone)}
+	}
+	return nil
 }
 
 // find returns the recipient entry of a user, or nil.
@@ -163,13 +179,18 @@ func (tx *Tx) StagePush(ctx context.Context, p StagedPush) error {
 	if err != nil {
 		return err
 	}
-	return tx.execLater(ctx, nil, `INSERT INTO push_staging (stream_pos, room_id, event_id, thread_id, ts, recipients) VALUES ($1, $2, $3, $4, $5, $6)`,
-		p.Pos, p.RoomID, p.EventID, p.ThreadID, p.TS, string(recipients))
+	var everyone *string
+	if p.Everyone != nil {
+		s := string(p.Everyone)
+		everyone = &s
+	}
+	return tx.execLater(ctx, nil, `INSERT INTO push_staging (stream_pos, room_id, event_id, thread_id, ts, recipients, everyone) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		p.Pos, p.RoomID, p.EventID, p.ThreadID, p.TS, string(recipients), everyone)
 }
 
 // StagedPushes returns the oldest staged pushes.
 func (s *Store) StagedPushes(ctx context.Context, limit int) ([]StagedPush, error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT stream_pos, room_id, event_id, thread_id, ts, recipients FROM push_staging ORDER BY stream_pos LIMIT $1`, limit)
+	rows, err := s.reader().QueryContext(ctx, `SELECT stream_pos, room_id, event_id, thread_id, ts, recipients, everyone FROM push_staging ORDER BY stream_pos LIMIT $1`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +199,12 @@ func (s *Store) StagedPushes(ctx context.Context, limit int) ([]StagedPush, erro
 	for rows.Next() {
 		var p StagedPush
 		var recipients string
-		if err := rows.Scan(&p.Pos, &p.RoomID, &p.EventID, &p.ThreadID, &p.TS, &recipients); err != nil {
+		var everyone sql.NullString
+		if err := rows.Scan(&p.Pos, &p.RoomID, &p.EventID, &p.ThreadID, &p.TS, &recipients, &everyone); err != nil {
 			return nil, err
+		}
+		if everyone.Valid {
+			p.Everyone = json.RawMessage(everyone.String)
 		}
 		if err := json.Unmarshal([]byte(recipients), &p.Recipients); err != nil {
 			return nil, fmt.Errorf("staged push %d: %w", p.Pos, err)
@@ -190,7 +215,8 @@ func (s *Store) StagedPushes(ctx context.Context, limit int) ([]StagedPush, erro
 }
 
 // CompactStaged moves staged pushes into push_actions, one row per
-// recipient, in one transaction. Only rows still staged move: a
+// recipient (a room-wide one into push_room_actions, its exceptions into
+// push_actions), in one transaction. Only rows still staged move: a
 // redaction may have deleted one since it was read.
 func (s *Store) CompactStaged(ctx context.Context, ps []StagedPush) error {
 	byPos := make(map[int64]StagedPush, len(ps))
@@ -199,6 +225,7 @@ func (s *Store) CompactStaged(ctx context.Context, ps []StagedPush) error {
 	}
 	return s.InTx(ctx, func(tx *Tx) error {
 		var rows []PushAction
+		var roomRows []StagedPush
 		for len(ps) > 0 {
 			n := min(len(ps), tx.bulkChunk())
 			args := make([]any, n)
@@ -216,8 +243,17 @@ func (s *Store) CompactStaged(ctx context.Context, ps []StagedPush) error {
 					return err
 				}
 				p := byPos[pos]
+				counted := 1
+				if p.Everyone != nil {
+					counted = 0
+					roomRows = append(roomRows, p)
+				}
 				for _, r := range p.Recipients {
-					rows = append(rows, PushAction{UserID: r.UserID, Pos: p.Pos, RoomID: p.RoomID, EventID: p.EventID, ThreadID: p.ThreadID, Highlight: r.Highlight, Actions: r.Actions, TS: p.TS})
+					a := PushAction{UserID: r.UserID, Pos: p.Pos, RoomID: p.RoomID, EventID: p.EventID, ThreadID: p.ThreadID, Highlight: r.Highlight, Actions: r.Actions, TS: p.TS, Counted: counted}
+					if r.Skip {
+						a.Highlight, a.Actions, a.Counted = false, json.RawMessage(`[]`), -1
+					}
+					rows = append(rows, a)
 				}
 			}
 			deleted.Close()
@@ -226,8 +262,30 @@ func (s *Store) CompactStaged(ctx context.Context, ps []StagedPush) error {
 			}
 			ps = ps[n:]
 		}
+		if err := tx.insertRoomActions(ctx, roomRows); err != nil {
+			return err
+		}
 		return tx.InsertPushActions(ctx, rows)
 	})
+}
+
+// insertRoomActions stores room-wide notifications.
+func (tx *Tx) insertRoomActions(ctx context.Context, ps []StagedPush) error {
+	for len(ps) > 0 {
+		n := min(len(ps), tx.bulkChunk())
+		var b strings.Builder
+		b.WriteString(`INSERT INTO push_room_actions (room_id, thread_id, stream_pos, event_id, actions, ts) VALUES `)
+		valuesList(&b, n, 6, 1)
+		args := make([]any, 0, n*6)
+		for _, p := range ps[:n] {
+			args = append(args, p.RoomID, p.ThreadID, p.Pos, p.EventID, string(p.Everyone), p.TS)
+		}
+		if _, err := tx.q.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("insert room push actions: %w", err)
+		}
+		ps = ps[n:]
+	}
+	return nil
 }
 
 // ForgetPushes deletes the notifications an event (at pos, now redacted)
@@ -235,6 +293,11 @@ func (s *Store) CompactStaged(ctx context.Context, ps []StagedPush) error {
 func (tx *Tx) ForgetPushes(ctx context.Context, roomID string, pos int64, users []string) error {
 	if _, err := tx.q.ExecContext(ctx, `DELETE FROM push_staging WHERE stream_pos = $1`, pos); err != nil {
 		return err
+	}
+	for _, thread := range []string{`thread_id = 'main'`, `thread_id < 'main'`} {
+		if _, err := tx.q.ExecContext(ctx, `DELETE FROM push_room_actions WHERE room_id = $1 AND stream_pos = $2 AND `+thread, roomID, pos); err != nil {
+			return err
+		}
 	}
 	for len(users) > 0 {
 		n := min(len(users), 100)
@@ -287,6 +350,38 @@ type CountRange struct {
 	From   int64
 }
 
+// query is a statement written in order: add numbers each "?" of a
+// fragment as the next placeholder ($n), so that they ascend in order of
+// appearance as SQLite needs.
+type query struct {
+	b    strings.Builder
+	args []any
+}
+
+func (q *query) add(frag string, args ...any) {
+	if n := strings.Count(frag, "?"); n != len(args) {
+		panic(fmt.Sprintf("store: %d placeholders, %d arguments in %q", n, len(args), frag))
+	}
+	for _, part := range strings.SplitAfter(frag, "?") {
+		if strings.HasSuffix(part, "?") {
+			q.args = append(q.args, args[0])
+			args = args[1:]
+			q.b.WriteString(part[:len(part)-1] + "$" + itoa(len(q.args)))
+			continue
+		}
+		q.b.WriteString(part)
+	}
+}
+
+// repeat returns n copies of v.
+func repeat(v any, n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
 // NotificationCounts counts a user's unread notifications with positions
 // in (From, upTo] of some rooms, per thread, and returns the read receipts
 // it counted against (room → thread id, "" for unthreaded → event
@@ -313,52 +408,72 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 		}
 		return append(first, rest...), reads, err
 	}
-	n := len(ranges)
-	args := make([]any, 0, 7*n+8)
-	var b strings.Builder
+	// The statement is written in order, each "?" numbered as it comes:
+	// SQLite numbers parameters by first appearance.
+	var q query
 	values := func() {
 		for i, r := range ranges {
 			if i > 0 {
-				b.WriteString(", ")
+				q.add(", ")
 			}
-			fmt.Fprintf(&b, "(CAST($%d AS TEXT), CAST($%d AS BIGINT))", len(args)+1, len(args)+2)
-			args = append(args, r.RoomID, r.From)
+			q.add("(CAST(? AS TEXT), CAST(? AS BIGINT))", r.RoomID, r.From)
 		}
 	}
-	b.WriteString(`SELECT 0, a.room_id, a.thread_id, COUNT(*), SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END), '' FROM (VALUES `)
-	values()
-	fmt.Fprintf(&b, `) AS l JOIN push_actions a ON a.user_id = $%d AND a.room_id = l.column1 AND a.thread_id = 'main' AND a.stream_pos > l.column2
-		AND a.stream_pos > COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = l.column1 AND r.receipt_type IN ('m.read', 'm.read.private')
-			AND r.user_id = $%d AND r.thread_id IN ('', 'main')), 0)
-		WHERE a.stream_pos <= $%d AND a.stream_pos > `+sentUpTo+` GROUP BY a.room_id, a.thread_id
+	// floor: notifications count from the start of the user's current
+	// membership of the room; room-wide ones none when not joined.
+	floor := `COALESCE((SELECT m.joined_pos FROM room_members m WHERE m.room_id = l.column1 AND m.user_id = ? AND m.membership = 'join'), ` + itoa(1<<62) + `)`
+	ownFloor := strings.Replace(floor, itoa(1<<62), "0", 1)
+	mainRead := `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = l.column1 AND r.receipt_type IN ('m.read', 'm.read.private')
+		AND r.user_id = ? AND r.thread_id IN ('', 'main')), 0)`
+	read := `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = a.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
+		AND r.user_id = ? AND r.thread_id IN ('', a.thread_id)), 0)`
+	sent := `COALESCE((SELECT o.stream_pos FROM push_read o WHERE o.user_id = ? AND o.room_id = a.room_id AND o.thread_id = a.thread_id), 0)`
+	// The user's own rows, main timeline then threads ("$…" sorts before
+	// "main"), then the room-wide rows the same two ways.
+	for i, t := range []struct{ table, counted, highlight, user, floored string }{
+		{"push_actions", "SUM(a.counted)", "SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)", "a.user_id = ? AND ", "a.stream_pos > " + ownFloor},
+		{"push_room_actions", "COUNT(*)", "0", "", "a.stream_pos > " + floor},
+	} {
+		if i > 0 {
+			q.add("\n\t\tUNION ALL\n")
+		}
+		users := func(frag string) []any { return repeat(userID, strings.Count(frag, "?")) }
+		q.add(`SELECT 0, a.room_id, a.thread_id, ` + t.counted + `, ` + t.highlight + `, '', '', 0 FROM (VALUES `)
+		values()
+		on := `) AS l JOIN ` + t.table + ` a ON ` + t.user + `a.room_id = l.column1 AND a.thread_id = 'main' AND a.stream_pos > l.column2
+				AND a.stream_pos > ` + mainRead + ` AND ` + t.floored + `
+			WHERE a.stream_pos <= ? AND a.stream_pos > ` + sent + ` GROUP BY a.room_id, a.thread_id`
+		q.add(on, append(append(users(t.user+mainRead+t.floored), upTo), userID)...)
+		q.add(`
 		UNION ALL
-		SELECT 0, a.room_id, a.thread_id, COUNT(*), SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END), '' FROM (VALUES `, len(args)+1, len(args)+2, len(args)+3)
-	args = append(args, userID, userID, upTo)
-	values()
-	// Thread roots are event ids, which start with "$": they sort before "main".
-	fmt.Fprintf(&b, `) AS l JOIN push_actions a ON a.user_id = $%d AND a.room_id = l.column1 AND a.thread_id < 'main' AND a.stream_pos > l.column2
-		WHERE a.stream_pos <= $%d AND a.stream_pos > `+readUpTo+` AND a.stream_pos > `+sentUpTo+`
-		GROUP BY a.room_id, a.thread_id
-		UNION ALL
-		SELECT 1, s.room_id, s.thread_id, s.stream_pos, %s, s.recipients FROM (VALUES `,
-		len(args)+1, len(args)+2, stagedReadUpTo(len(args)+3))
-	args = append(args, userID, upTo, userID)
-	values()
-	fmt.Fprintf(&b, `) AS l JOIN push_staging s ON s.room_id = l.column1 AND s.stream_pos > l.column2 WHERE s.stream_pos <= $%d AND s.stream_pos > %s
-		UNION ALL
-		SELECT 2, r.room_id, r.thread_id, MAX(r.event_pos), 0, '' FROM receipts r WHERE r.room_id IN (%s)
-			AND r.user_id = $%d AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id
-		UNION ALL
-		SELECT 3, o.room_id, o.thread_id, o.stream_pos, 0, '' FROM push_read o WHERE o.user_id = $%d AND o.room_id IN (%s)`,
-		len(args)+1, stagedSentUpTo(len(args)+2), placeholderList(len(args)+3, n), len(args)+3+n, len(args)+4+n, placeholderList(len(args)+5+n, n))
-	args = append(args, upTo, userID)
-	for _, r := range ranges {
-		args = append(args, r.RoomID)
+		SELECT 0, a.room_id, a.thread_id, ` + t.counted + `, ` + t.highlight + `, '', '', 0 FROM (VALUES `)
+		values()
+		on = `) AS l JOIN ` + t.table + ` a ON ` + t.user + `a.room_id = l.column1 AND a.thread_id < 'main' AND a.stream_pos > l.column2 AND ` + t.floored + `
+			WHERE a.stream_pos <= ? AND a.stream_pos > ` + read + ` AND a.stream_pos > ` + sent + ` GROUP BY a.room_id, a.thread_id`
+		q.add(on, append(append(users(t.user+t.floored), upTo), userID, userID)...)
 	}
-	args = append(args, userID, userID)
-	for _, r := range ranges {
-		args = append(args, r.RoomID)
+	// Staged rows: their recipients are read in Go; the row carries the
+	// user's read position in its thread and the floor.
+	q.add(`
+		UNION ALL
+		SELECT 1, s.room_id, s.thread_id, s.stream_pos, `+stagedReadUpTo("?")+`, s.recipients, COALESCE(s.everyone, ''),
+			CASE WHEN s.everyone IS NULL THEN `+strings.ReplaceAll(ownFloor, "l.column1", "s.room_id")+` ELSE `+strings.ReplaceAll(floor, "l.column1", "s.room_id")+` END
+			FROM (VALUES `, userID, userID, userID)
+	values()
+	q.add(`) AS l JOIN push_staging s ON s.room_id = l.column1 AND s.stream_pos > l.column2 WHERE s.stream_pos <= ? AND s.stream_pos > `+stagedSentUpTo("?"), upTo, userID)
+	rooms := make([]any, len(ranges))
+	for i, r := range ranges {
+		rooms[i] = r.RoomID
 	}
+	in := strings.TrimSuffix(strings.Repeat("?, ", len(rooms)), ", ")
+	q.add(`
+		UNION ALL
+		SELECT 2, r.room_id, r.thread_id, MAX(r.event_pos), 0, '', '', 0 FROM receipts r WHERE r.room_id IN (`+in+`)
+			AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id`, append(rooms, userID)...)
+	q.add(`
+		UNION ALL
+		SELECT 3, o.room_id, o.thread_id, o.stream_pos, 0, '', '', 0 FROM push_read o WHERE o.user_id = ? AND o.room_id IN (`+in+`)`, append([]any{userID}, rooms...)...)
+	b, args := &q.b, q.args
 	rows, err := s.reader().QueryContext(ctx, b.String(), args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("notification counts: %w", err)
@@ -381,9 +496,9 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 	}
 	for rows.Next() {
 		var staged int
-		var room, thread, recipients string
-		var a, b int64
-		if err := rows.Scan(&staged, &room, &thread, &a, &b, &recipients); err != nil {
+		var room, thread, recipients, everyone string
+		var a, b, floor int64
+		if err := rows.Scan(&staged, &room, &thread, &a, &b, &recipients, &everyone, &floor); err != nil {
 			return nil, nil, err
 		}
 		switch staged {
@@ -403,7 +518,7 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 		}
 		// A staged notification: a is its position, b the user's read
 		// position in its thread.
-		if r := findRecipient(recipients, userID); r != nil && a > b {
+		if r := stagedFor(recipients, everyone, userID); r != nil && a > b && a > floor {
 			h := int64(0)
 			if r.Highlight {
 				h = 1
@@ -426,24 +541,33 @@ func (s *Store) Notifications(ctx context.Context, userID string, before int64, 
 	if before <= 0 {
 		before = 1 << 62
 	}
-	// $3 is a boolean flag, compared with an integer for both engines.
 	only := 0
 	if onlyHighlight {
 		only = 1
 	}
+	// readCase is 1 when the user read the row "x" (receipt or own event).
+	readCase := func(x, user string) string {
+		return `CASE WHEN ` + x + `.stream_pos <= COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = ` + x + `.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
+				AND r.user_id = ` + user + ` AND r.thread_id IN ('', ` + x + `.thread_id)), 0)
+			OR ` + x + `.stream_pos <= COALESCE((SELECT o.stream_pos FROM push_read o WHERE o.user_id = ` + user + ` AND o.room_id = ` + x + `.room_id AND o.thread_id = ` + x + `.thread_id), 0)
+			THEN 1 ELSE 0 END`
+	}
+	// $1 user, $2 before, $3 only highlights (an integer flag for both
+	// engines), $4 limit. Room-wide rows count for the rooms the user is
+	// joined to since the join, unless the user has a row of their own.
 	rows, err := s.reader().QueryContext(ctx, `SELECT * FROM (SELECT a.stream_pos, a.room_id, a.event_id, a.thread_id, a.highlight, a.actions, a.ts,
-			CASE WHEN a.stream_pos <= COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = a.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
-				AND r.user_id = a.user_id AND r.thread_id IN ('', a.thread_id)), 0)
-			OR a.stream_pos <= COALESCE((SELECT o.stream_pos FROM push_read o WHERE o.user_id = a.user_id AND o.room_id = a.room_id AND o.thread_id = a.thread_id), 0)
-			THEN 1 ELSE 0 END, ''
-			FROM push_actions a WHERE a.user_id = $1 AND a.stream_pos < $2 AND (a.highlight = TRUE OR $3 = 0) ORDER BY a.stream_pos DESC LIMIT $4) x
+			`+readCase("a", "$1")+`, '', '', 0
+			FROM push_actions a WHERE a.user_id = $1 AND a.stream_pos < $2 AND a.counted >= 0 AND (a.highlight = TRUE OR $3 = 0) ORDER BY a.stream_pos DESC LIMIT $4) x
 		UNION ALL
-		SELECT s.stream_pos, s.room_id, s.event_id, s.thread_id, FALSE, '', s.ts,
-			CASE WHEN s.stream_pos <= COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = s.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
-				AND r.user_id = $5 AND r.thread_id IN ('', s.thread_id)), 0)
-			OR s.stream_pos <= COALESCE((SELECT o.stream_pos FROM push_read o WHERE o.user_id = $6 AND o.room_id = s.room_id AND o.thread_id = s.thread_id), 0)
-			THEN 1 ELSE 0 END, s.recipients
-			FROM push_staging s WHERE s.stream_pos < $7`, userID, before, only, limit, userID, userID, before)
+		SELECT * FROM (SELECT p.stream_pos, p.room_id, p.event_id, p.thread_id, FALSE, p.actions, p.ts, `+readCase("p", "$1")+`, '', '', 0
+			FROM room_members m JOIN push_room_actions p ON m.user_id = $1 AND p.room_id = m.room_id AND p.stream_pos > m.joined_pos AND p.stream_pos < $2
+			WHERE m.membership = 'join' AND $3 = 0
+				AND NOT EXISTS (SELECT 1 FROM push_actions e WHERE e.user_id = $1 AND e.room_id = p.room_id AND e.thread_id = p.thread_id AND e.stream_pos = p.stream_pos)
+			ORDER BY p.stream_pos DESC LIMIT $4) y
+		UNION ALL
+		SELECT s.stream_pos, s.room_id, s.event_id, s.thread_id, FALSE, '', s.ts, `+readCase("s", "$1")+`, s.recipients, COALESCE(s.everyone, ''),
+			COALESCE((SELECT m.joined_pos FROM room_members m WHERE m.room_id = s.room_id AND m.user_id = $1 AND m.membership = 'join'), -1)
+			FROM push_staging s WHERE s.stream_pos < $2`, userID, before, only, limit)
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
@@ -451,14 +575,20 @@ func (s *Store) Notifications(ctx context.Context, userID string, before int64, 
 	var out []Notification
 	for rows.Next() {
 		var n Notification
-		var actions, recipients string
+		var actions, recipients, everyone string
 		var read int
-		if err := rows.Scan(&n.Pos, &n.RoomID, &n.EventID, &n.ThreadID, &n.Highlight, &actions, &n.TS, &read, &recipients); err != nil {
+		var floor int64
+		if err := rows.Scan(&n.Pos, &n.RoomID, &n.EventID, &n.ThreadID, &n.Highlight, &actions, &n.TS, &read, &recipients, &everyone, &floor); err != nil {
 			return nil, err
 		}
 		n.UserID, n.Actions, n.Read = userID, []byte(actions), read == 1
 		if recipients != "" {
 			r := findRecipient(recipients, userID)
+			if everyone != "" && (floor < 0 || n.Pos <= floor) {
+				r = nil // room-wide, and the user was not joined then
+			} else if everyone != "" {
+				r = stagedFor(recipients, everyone, userID)
+			}
 			if r == nil || (onlyHighlight && !r.Highlight) {
 				continue
 			}

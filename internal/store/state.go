@@ -126,11 +126,25 @@ type Membership struct {
 
 // SetMembership records a user's current membership of a room.
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten) VALUES ($1, $2, $3, $4, $5, FALSE)
-		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE`,
-		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos)
+	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
+		VALUES ($1, $2, $3, $4, $5, FALSE, $6)
+		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
+			joined_pos = `+keepJoinedPos,
+		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
 	return err
 }
+
+// joinedPos is the joined_pos of a new room_members row.
+func joinedPos(m Membership) int64 {
+	if m.Membership == "join" {
+		return m.Pos
+	}
+	return 0
+}
+
+// keepJoinedPos is the joined_pos of an updated room_members row: a join
+// after a join (a profile change) keeps where the membership began.
+const keepJoinedPos = `CASE WHEN excluded.membership <> 'join' THEN 0 WHEN room_members.membership = 'join' THEN room_members.joined_pos ELSE excluded.stream_pos END`
 
 // ForgetRoom hides a left room from a user.
 func (tx *Tx) ForgetRoom(ctx context.Context, roomID, userID string) error {
