@@ -93,13 +93,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		// synchronous=NORMAL in WAL mode survives a process crash (kill -9):
 		// committed transactions are in the WAL file before COMMIT returns.
 		pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(on)&_pragma=cache_size(-4000)"
-		w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+		w, err := sql.Open("sqlite", sqliteURI(path)+"?"+pragmas+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
 		w.SetMaxOpenConns(1)
 		w.SetConnMaxIdleTime(0)
-		r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+		r, err := sql.Open("sqlite", sqliteURI(path)+"?"+pragmas+"&_pragma=query_only(1)")
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
@@ -129,6 +129,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s.Streams = streams
 	return s, nil
 }
+
+// sqliteURI is the file: URI of the database at path. SQLite ends a URI's
+// path at '?' or '#' and decodes %HH escapes, so these three are escaped:
+// unescaped, a data directory "/srv/lux#2" put the database in "/srv/lux".
+func sqliteURI(path string) string {
+	return "file:" + uriPathEscaper.Replace(path)
+}
+
+var uriPathEscaper = strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
 
 // Close closes the connections.
 func (s *Store) Close() error {

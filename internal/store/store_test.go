@@ -74,6 +74,38 @@ func TestMigrationsIdempotent(t *testing.T) {
 	}
 }
 
+// A data directory may hold characters that a SQLite URI reads as syntax
+// ('#' starts a fragment, '?' the query, '%' an escape): each store must
+// still keep its own database inside its own directory. Test temp dirs of
+// same-named subtests end in "#01", "#02", …
+func TestOpenDataDirWithURICharacters(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	for _, name := range []string{"a#1", "a#2", "b?x=1", "c%41", "c%2541"} {
+		dir := filepath.Join(base, name)
+		s, err := Open(ctx, Options{DataDir: dir})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		err = s.InTx(ctx, func(tx *Tx) error { return tx.CreateUser(ctx, User{UserID: "@same:x"}) })
+		s.Close()
+		if err != nil {
+			t.Fatalf("%s: create user: %v", name, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "luxchat.db")); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	entries, _ := os.ReadDir(base)
+	if len(entries) != 5 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("want only the 5 data directories in %s, got %q", base, names)
+	}
+}
+
 func TestAccounts(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
