@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -674,5 +675,30 @@ func TestTokenCacheGeneration(t *testing.T) {
 	c.invalidate("@a:x", "")
 	if _, ok := c.get("h", now); ok || len(c.byUser) != 0 {
 		t.Fatal("invalidate left entries")
+	}
+}
+
+// TestHashersRunInParallel checks that as many password hashes as
+// configured (default: one per core) run at once, and no more.
+func TestHashersRunInParallel(t *testing.T) {
+	for _, tc := range []struct{ configured, want int }{{0, runtime.GOMAXPROCS(0)}, {3, 3}} {
+		cfg := testConfig()
+		cfg.Auth.PasswordHashConcurrency = tc.configured
+		s := New(cfg, nil, nil, Hooks{})
+		ctx := context.Background()
+		for i := range tc.want {
+			if err := s.acquireHasher(ctx); err != nil {
+				t.Fatalf("configured %d: hasher %d waits: %v", tc.configured, i+1, err)
+			}
+		}
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		if err := s.acquireHasher(short); err == nil {
+			t.Fatalf("configured %d: hasher %d did not wait", tc.configured, tc.want+1)
+		}
+		cancel()
+		s.releaseHasher()
+		if err := s.acquireHasher(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

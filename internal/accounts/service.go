@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,9 +77,10 @@ func New(cfg *config.Config, st *store.Store, log *slog.Logger, hooks Hooks) *Se
 		hooks:    hooks,
 		cache:    newTokenCache(),
 		throttle: newLoginThrottle(cfg.RateLimits.FailedLogins, time.Now),
-		// One hash at a time: each argon2id call holds its whole memory
-		// cost, and bursts of logins must not multiply it.
-		hashSem: make(chan struct{}, 1),
+		// A bounded number of hashes at once: each argon2id call holds
+		// its whole memory cost, and bursts of logins must not multiply
+		// it beyond what the operator allows.
+		hashSem: make(chan struct{}, hashConcurrency(cfg)),
 		now:     time.Now,
 	}
 }
@@ -133,4 +135,13 @@ func (s *Service) devicesDeleted(ctx context.Context, userID string, deviceIDs [
 	if h := s.hooks.OnDevicesDeleted; h != nil {
 		s.runHook("OnDevicesDeleted", func() error { return h(ctx, userID, deviceIDs) })
 	}
+}
+
+// hashConcurrency is how many password hashes may run at once: the
+// configured number, or one per core.
+func hashConcurrency(cfg *config.Config) int {
+	if n := cfg.Auth.PasswordHashConcurrency; n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
 }

@@ -299,6 +299,9 @@ type Auth struct {
 	// Argon2 memory in KiB for password hashing (argon2id).
 	PasswordHashMemoryKiB uint32 `yaml:"password_hash_memory_kib"`
 	PasswordHashTime      uint32 `yaml:"password_hash_time"`
+	// PasswordHashConcurrency bounds the password hashes computed at once
+	// (0: one per core); each holds PasswordHashMemoryKiB of memory.
+	PasswordHashConcurrency int `yaml:"password_hash_concurrency"`
 }
 
 // Duration is a time.Duration written like "5m" in YAML.
@@ -478,6 +481,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.PasswordHashMemoryKiB < 1024 || c.Auth.PasswordHashTime < 1 {
 		errs = append(errs, errors.New("auth.password_hash_memory_kib must be >= 1024 and auth.password_hash_time >= 1"))
+	}
+	if c.Auth.PasswordHashConcurrency < 0 {
+		errs = append(errs, errors.New("auth.password_hash_concurrency must be >= 0 (0: one per core)"))
 	}
 	switch c.Directory.RoomPublication {
 	case PublicationEveryone, PublicationAdmins:
@@ -808,4 +814,7 @@ auth:
   # argon2id cost (OWASP: 9 MiB with 4 passes ~ 19 MiB with 2).
   password_hash_memory_kib: 9216
   password_hash_time: 4
+  # Hashes computed at once (logins, registrations), each holding
+  # password_hash_memory_kib; 0 means one per core.
+  password_hash_concurrency: 0
 `
