@@ -2,11 +2,16 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -82,4 +87,125 @@ func BenchmarkSendBigRoom(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// seedSessions gives users a device and an access token each, through the
+// store.
+func seedSessions(b *testing.B, s *ts.Server, users []string) []*ts.Client {
+	clients := make([]*ts.Client, len(users))
+	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
+		for i, u := range users {
+			token := fmt.Sprintf("bench_%d_%s", i, u)
+			sum := sha256.Sum256([]byte(token))
+			if err := tx.UpsertDevice(context.Background(), store.Device{UserID: u, DeviceID: "BENCH"}); err != nil {
+				return err
+			}
+			if err := tx.InsertAccessToken(context.Background(), hex.EncodeToString(sum[:]), u, "BENCH", 0); err != nil {
+				return err
+			}
+			c := s.Anonymous(b)
+			c.UserID, c.DeviceID, c.Token = u, "BENCH", token
+			clients[i] = c
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return clients
+}
+
+// BenchmarkFanoutBigRoom measures one message into a public room of
+// bigRoomMembers() members while LUXCHAT_BENCH_POLLERS (default 200) of
+// them long-poll /sync over HTTP with a lazy-loading filter, until every
+// poller has it. It reports delivery percentiles.
+func BenchmarkFanoutBigRoom(b *testing.B) {
+	s := ts.New(b)
+	alice := s.Register(b, "alice")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	members := seedAccounts(b, s, "m", bigRoomMembers())
+	joinAll(b, s, room, members)
+	pollers := 200
+	if n, err := strconv.Atoi(os.Getenv("LUXCHAT_BENCH_POLLERS")); err == nil && n > 0 {
+		pollers = min(n, len(members))
+	}
+	clients := seedSessions(b, s, members[:pollers])
+	filter := url.QueryEscape(`{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true}}}`)
+	type syncResp struct {
+		NextBatch string `json:"next_batch"`
+		Rooms     struct {
+			Join map[string]struct {
+				Timeline struct {
+					Events []struct {
+						Content map[string]any `json:"content"`
+					} `json:"events"`
+				} `json:"timeline"`
+			} `json:"join"`
+		} `json:"rooms"`
+	}
+	var mu gosync.Mutex
+	var latencies []time.Duration
+	sent := map[string]time.Time{}
+	got := make(chan struct{}, pollers*4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg gosync.WaitGroup
+	for _, c := range clients {
+		var first syncResp
+		c.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&filter="+filter, nil, &first)
+		wg.Add(1)
+		go func(c *ts.Client, since string) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				r := c.Do("GET", "/_matrix/client/v3/sync?timeout=2000&filter="+filter+"&since="+since, nil)
+				if ctx.Err() != nil {
+					return
+				}
+				var resp syncResp
+				if r.Status != 200 || r.JSON(&resp) != nil {
+					b.Errorf("sync: %d %s", r.Status, r.Body)
+					return
+				}
+				now := time.Now()
+				for _, ev := range resp.Rooms.Join[room].Timeline.Events {
+					if body, ok := ev.Content["body"].(string); ok {
+						mu.Lock()
+						if t0, ok := sent[body]; ok {
+							latencies = append(latencies, now.Sub(t0))
+							got <- struct{}{}
+						}
+						mu.Unlock()
+					}
+				}
+				since = resp.NextBatch
+			}
+		}(c, first.NextBatch)
+	}
+	time.Sleep(200 * time.Millisecond) // let every poller wait
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		body := fmt.Sprint("message ", i)
+		mu.Lock()
+		sent[body] = time.Now()
+		mu.Unlock()
+		if _, err := s.Rooms.Send(ctx, room, rooms.Proto{Type: "m.room.message", Sender: alice.UserID, Content: json.RawMessage(`{"msgtype":"m.text","body":"` + body + `"}`)},
+			&rooms.Txn{DeviceID: alice.DeviceID, ID: body, Scope: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		for range pollers {
+			select {
+			case <-got:
+			case <-time.After(10 * time.Second):
+				b.Fatalf("message %d: not every poller got it", i)
+			}
+		}
+	}
+	b.StopTimer()
+	cancel()
+	slices.Sort(latencies)
+	if n := len(latencies); n > 0 {
+		b.ReportMetric(float64(latencies[n/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(latencies[n*99/100].Microseconds())/1000, "p99-ms")
+	}
+	wg.Wait() // each poller returns after its current poll
 }

@@ -163,6 +163,14 @@ func (tx *Tx) PutPresence(ctx context.Context, p Presence) (int64, error) {
 	return pos, err
 }
 
+// TouchPresence records that a user is still active in the state they
+// have: last_active_ts only, without a new stream position, since nothing
+// anyone sees changed enough to be sent again.
+func (s *Store) TouchPresence(ctx context.Context, userID string, ts int64) error {
+	_, err := s.writer().ExecContext(ctx, `UPDATE presence SET last_active_ts = $1 WHERE user_id = $2`, ts, userID)
+	return err
+}
+
 // GetPresence returns a user's presence or ErrNotFound.
 func (s *Store) GetPresence(ctx context.Context, userID string) (*Presence, error) {
 	var p Presence
@@ -177,10 +185,13 @@ func (s *Store) GetPresence(ctx context.Context, userID string) (*Presence, erro
 // PresenceSince returns the presence changed in (from, to] of the users who
 // share a joined room with userID (and userID itself).
 func (s *Store) PresenceSince(ctx context.Context, userID string, from, to int64) ([]Presence, error) {
+	// Driven by the changes in the range (few: the stream moves only when
+	// a state changes), each checked against the rooms of its user, not
+	// by listing everyone the reader shares a room with.
 	rows, err := s.reader().QueryContext(ctx, `SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos FROM presence p
-		WHERE p.stream_pos > $1 AND p.stream_pos <= $2 AND (p.user_id = $3 OR p.user_id IN (
-			SELECT o.user_id FROM room_members o JOIN room_members m ON m.room_id = o.room_id
-			WHERE m.user_id = $4 AND m.membership = 'join' AND o.membership = 'join'))
+		WHERE p.stream_pos > $1 AND p.stream_pos <= $2 AND (p.user_id = $3 OR EXISTS (
+			SELECT 1 FROM room_members o JOIN room_members m ON m.room_id = o.room_id AND m.user_id = $4 AND m.membership = 'join'
+			WHERE o.user_id = p.user_id AND o.membership = 'join'))
 		ORDER BY p.stream_pos`, from, to, userID, userID)
 	if err != nil {
 		return nil, err

@@ -340,6 +340,17 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 		s.presenceSeen.Store(key, time.UnixMilli(p.LastActiveTS))
 		return nil
 	}
+	if err == nil && p.State == state {
+		// Still there: note the time, but wake no one. Every online user
+		// does this each minute; announcing it would wake every roommate
+		// of every online user that often.
+		now := time.Now()
+		if err := s.store.TouchPresence(ctx, userID, now.UnixMilli()); err != nil {
+			return err
+		}
+		s.presenceSeen.Store(key, now)
+		return nil
+	}
 	if err := s.SetPresence(ctx, userID, state, msg); err != nil {
 		return err
 	}

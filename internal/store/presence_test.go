@@ -1,0 +1,45 @@
+package store
+
+import (
+	"context"
+	"testing"
+)
+
+// TestTouchPresenceMovesNoStream checks that a presence refreshed in the
+// same state keeps its stream position, so no reader gets it again, while
+// a change of state is read by a roommate.
+func TestTouchPresenceMovesNoStream(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		var pos int64
+		err := s.InTx(ctx, func(tx *Tx) error {
+			for _, m := range []Membership{{RoomID: "!r:x", UserID: "@a:x", Membership: "join", EventID: "$1", Pos: 1}, {RoomID: "!r:x", UserID: "@b:x", Membership: "join", EventID: "$2", Pos: 2}} {
+				if err := tx.SetMembership(ctx, m); err != nil {
+					return err
+				}
+			}
+			var err error
+			pos, err = tx.PutPresence(ctx, Presence{UserID: "@a:x", State: "online", LastActiveTS: 1000})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.PresenceSince(ctx, "@b:x", 0, pos); err != nil || len(got) != 1 || got[0].UserID != "@a:x" {
+			t.Fatalf("roommate reads %+v %v", got, err)
+		}
+		if got, err := s.PresenceSince(ctx, "@c:x", 0, pos); err != nil || len(got) != 0 {
+			t.Fatalf("a stranger reads %+v %v", got, err)
+		}
+		if err := s.TouchPresence(ctx, "@a:x", 5000); err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.GetPresence(ctx, "@a:x")
+		if err != nil || p.LastActiveTS != 5000 || p.Pos != pos || p.State != "online" {
+			t.Fatalf("after touch %+v %v", p, err)
+		}
+		if got, err := s.PresenceSince(ctx, "@b:x", pos, pos); err != nil || len(got) != 0 {
+			t.Fatalf("touch read again: %+v %v", got, err)
+		}
+	})
+}
