@@ -60,22 +60,22 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 	if spec == "" {
 		return nil, nil
 	}
+	// Parsed filters are kept: an inline filter comes again with every
+	// sync, and stored filters never change.
+	inline := strings.HasPrefix(strings.TrimSpace(spec), "{")
+	key := "inline\x00" + spec
+	if !inline {
+		key = r.Session.UserID + "\x00" + spec
+	}
+	if f, ok := a.filters.get(key); ok {
+		return f, nil
+	}
 	raw := []byte(spec)
-	if !strings.HasPrefix(strings.TrimSpace(spec), "{") {
+	if !inline {
 		id, err := strconv.ParseInt(spec, 10, 64)
 		if err != nil {
 			return nil, errcode.InvalidParam("filter must be a filter id or a JSON object")
 		}
-		// Stored filters never change: parse each once.
-		key := r.Session.UserID + "\x00" + spec
-		if f, ok := a.filters.get(key); ok {
-			return f, nil
-		}
-		defer func() {
-			if f, err := filter.Parse(raw); err == nil {
-				a.filters.put(key, f)
-			}
-		}()
 		stored, err := a.Sync.Filter(r.Context(), r.Session.UserID, id)
 		if err != nil {
 			return nil, err
@@ -86,6 +86,7 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 	if err != nil {
 		return nil, errcode.InvalidParam("invalid filter: %v", err)
 	}
+	a.filters.put(key, f)
 	return f, nil
 }
 

@@ -75,7 +75,7 @@ func DecodeJSON(raw []byte, dst any) error {
 func (r *Request) Var(name string) string { return r.Request.PathValue(name) }
 
 // Query returns a query parameter.
-func (r *Request) Query(name string) string { return r.URL.Query().Get(name) }
+func (r *Request) Query(name string) string { return r.queryValues().Get(name) }
 
 // MaxQueryInt is the largest integer a query parameter may hold: the
 // spec's integer range (what JSON numbers carry exactly, 2^53-1).
@@ -86,7 +86,7 @@ const MaxQueryInt = 1<<53 - 1
 // parameter is a non-negative integer within the spec's integer range:
 // anything else is M_INVALID_PARAM, never clamped or silently ignored.
 func (r *Request) QueryInt(name string, def int64) (int64, error) {
-	return ParseQueryInt(name, r.URL.Query().Get(name), def)
+	return ParseQueryInt(name, r.queryValues().Get(name), def)
 }
 
 // ParseQueryInt is QueryInt on a value already read ("" is absent).
@@ -108,7 +108,7 @@ func ParseQueryInt(name, v string, def int64) (int64, error) {
 
 // QueryBool parses a boolean query parameter ("true"/"false").
 func (r *Request) QueryBool(name string) (bool, error) {
-	switch r.URL.Query().Get(name) {
+	switch r.queryValues().Get(name) {
 	case "", "false":
 		return false, nil
 	case "true":

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -71,6 +72,16 @@ type Request struct {
 	// Origin is the server that signed the request (AuthServer routes).
 	Origin string
 	router *Router
+	query  url.Values // parsed once, on first use
+}
+
+// queryValues returns the request's query parameters, parsed once: a
+// sync asks for several.
+func (r *Request) queryValues() url.Values {
+	if r.query == nil {
+		r.query = r.URL.Query()
+	}
+	return r.query
 }
 
 // Handler serves one route. It returns a value encoded as the JSON body
