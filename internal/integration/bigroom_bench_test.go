@@ -209,3 +209,49 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 	}
 	wg.Wait() // each poller returns after its current poll
 }
+
+// BenchmarkInitialSyncManyRooms measures the initial sync of a user in
+// LUXCHAT_BENCH_ROOMS (default 1,000) rooms of three members and a few
+// messages each, over HTTP with a lazy-loading filter.
+func BenchmarkInitialSyncManyRooms(b *testing.B) {
+	s := ts.New(b)
+	alice := s.Register(b, "alice")
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("LUXCHAT_BENCH_ROOMS")); err == nil && v > 0 {
+		n = v
+	}
+	others := seedAccounts(b, s, "o", 2)
+	ctx := context.Background()
+	start := time.Now()
+	for i := range n {
+		name := fmt.Sprint("room ", i)
+		room, err := s.Rooms.CreateRoom(ctx, alice.UserID, rooms.CreateRequest{Preset: "public_chat", Name: &name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		joinAll(b, s, room, others)
+		for j := range 3 {
+			if _, err := s.Rooms.Send(ctx, room, rooms.Proto{Type: "m.room.message", Sender: others[j%2], Content: json.RawMessage(`{"msgtype":"m.text","body":"hello"}`)}, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Logf("%d rooms in %v", n, time.Since(start))
+	filter := url.QueryEscape(`{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true}}}`)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var resp struct {
+			Rooms struct {
+				Join map[string]json.RawMessage `json:"join"`
+			} `json:"rooms"`
+		}
+		t0 := time.Now()
+		alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&filter="+filter, nil, &resp)
+		if i < 2 {
+			b.Logf("sync %d: %v", i+1, time.Since(t0))
+		}
+		if len(resp.Rooms.Join) != n {
+			b.Fatalf("%d rooms", len(resp.Rooms.Join))
+		}
+	}
+}

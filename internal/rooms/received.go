@@ -421,6 +421,7 @@ func (s *Service) CommitFork(ctx context.Context, r *Room, ev *pdu.Event, before
 	s.events.put(ev.ID, ev)
 	if group != r.group {
 		r.group, r.chain = group, 0
+		s.rememberVisibility(r)
 	}
 	r.extremities, r.depth, r.latestPos = extremities, max(r.depth, ev.Depth), pos
 	s.announce(r, b, members, pos)

@@ -393,6 +393,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 		s.events.put(pe.ev.ID, pe.ev)
 	}
 	r.group, r.chain = group, chain
+	s.rememberVisibility(r)
 	r.extremities, r.depth, r.latestPos = b.prev, b.depth, lastPos
 	r.recorded = false // cleared above when it was set
 	s.announce(r, b, members, lastPos)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 
 	"luxchat/internal/matrix/errcode"
@@ -37,7 +38,7 @@ func (s *Service) StateEntry(ctx context.Context, roomID string, group int64, t 
 			return ev, nil
 		}
 	}
-	key := strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey
+	key := entryKey(group, t)
 	id, ok := s.entries.get(key)
 	if !ok {
 		var err error
@@ -218,6 +219,9 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, 
 // history visibility, in order.
 func (s *Service) Visible(ctx context.Context, roomID, userID, membership string, rows []*store.EventRow) ([]*store.EventRow, error) {
 	v := &Viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}
+	if err := s.prefetchEntries(ctx, roomID, rows, pdu.StateTuple{Type: "m.room.history_visibility"}); err != nil {
+		return nil, err
+	}
 	out := rows[:0:0]
 	for _, row := range rows {
 		ok, err := v.CanSee(ctx, row)
@@ -229,6 +233,59 @@ func (s *Service) Visible(ctx context.Context, roomID, userID, membership string
 		}
 	}
 	return out, nil
+}
+
+// prefetchEntries loads one state entry of the rows' state groups that
+// are neither the room's current one nor cached, in one statement rather
+// than one per group (a timeline of a new room has a group per event).
+func (s *Service) prefetchEntries(ctx context.Context, roomID string, rows []*store.EventRow, t pdu.StateTuple) error {
+	current := int64(-1)
+	s.mu.Lock()
+	r := s.rooms[roomID]
+	s.mu.Unlock()
+	if r != nil && r.mu.TryLock() {
+		if r.loaded {
+			current = r.group
+		}
+		r.mu.Unlock()
+	}
+	var groups []int64
+	for _, row := range rows {
+		g := row.StateGroup
+		if g == 0 || g == current || store.IsBackfilled(row.Pos) || slices.Contains(groups, g) {
+			continue
+		}
+		if _, ok := s.entries.get(entryKey(g, t)); !ok {
+			groups = append(groups, g)
+		}
+	}
+	if len(groups) < 2 {
+		return nil // StateEntry's own lookup is as cheap
+	}
+	ids, err := s.store.StateGroupEntries(ctx, groups, store.StateKey{Type: t.Type, StateKey: t.StateKey})
+	if err != nil {
+		return err
+	}
+	for g, id := range ids {
+		s.entries.put(entryKey(g, t), id)
+	}
+	return nil
+}
+
+// rememberVisibility caches the history visibility of the room's current
+// state group as it becomes current: syncs later ask for it when the
+// group's events are no longer the newest. Caller holds r.mu.
+func (s *Service) rememberVisibility(r *Room) {
+	t := pdu.StateTuple{Type: "m.room.history_visibility"}
+	id := ""
+	if ev := r.state[t]; ev != nil {
+		id = ev.ID
+	}
+	s.entries.put(entryKey(r.group, t), id)
+}
+
+func entryKey(group int64, t pdu.StateTuple) string {
+	return strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey
 }
 
 // backfillView is what a Viewer needs to judge backfilled events, loaded

@@ -88,6 +88,58 @@ func (s *Store) StateGroupEntry(ctx context.Context, group int64, k StateKey) (s
 	return ev, err
 }
 
+// StateGroupEntries is StateGroupEntry for several groups at once (one
+// statement): group → event id, "" when absent.
+func (s *Store) StateGroupEntries(ctx context.Context, groups []int64, k StateKey) (map[int64]string, error) {
+	out := make(map[int64]string, len(groups))
+	for len(groups) > 0 {
+		n := min(len(groups), 100)
+		var q query
+		q.add(`WITH RECURSIVE chain (start, group_id, prev_group, depth) AS (
+			SELECT group_id, group_id, prev_group, 0 FROM state_groups WHERE group_id IN (`)
+		for i, g := range groups[:n] {
+			if i > 0 {
+				q.add(", ")
+			}
+			q.add("?", g)
+		}
+		q.add(`)
+			UNION ALL
+			SELECT c.start, g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+		)
+		SELECT c.start, e.event_id, c.depth FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
+		WHERE e.type = ? AND e.state_key = ?`, k.Type, k.StateKey)
+		rows, err := s.reader().QueryContext(ctx, q.b.String(), q.args...)
+		if err != nil {
+			return nil, err
+		}
+		depth := map[int64]int{}
+		for rows.Next() {
+			var start int64
+			var ev string
+			var d int
+			if err := rows.Scan(&start, &ev, &d); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if best, seen := depth[start]; !seen || d < best {
+				depth[start], out[start] = d, ev
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		for _, g := range groups[:n] {
+			if _, ok := out[g]; !ok {
+				out[g] = ""
+			}
+		}
+		groups = groups[n:]
+	}
+	return out, nil
+}
+
 // CurrentState returns a room's current state.
 func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, error) {
 	rows, err := s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM room_state WHERE room_id = $1`, roomID)

@@ -182,10 +182,11 @@ func TestStateGroups(t *testing.T) {
 		ctx := context.Background()
 		var g int64
 		var chain int
+		var groups []int64
 		full := StateMap{}
 		// Build more groups than maxChain so that the chain is cut.
 		for i := range maxChain * 2 {
-			k := StateKey{"m.room.member", "@u" + strconv.Itoa(i) + ":x"}
+			k := StateKey{"m.room.member", "@u" + strconv.Itoa(i%40) + ":x"}
 			full[k] = "$e" + strconv.Itoa(i)
 			err := s.InTx(ctx, func(tx *Tx) error {
 				var err error
@@ -194,6 +195,22 @@ func TestStateGroups(t *testing.T) {
 			})
 			if err != nil {
 				t.Fatal(err)
+			}
+			groups = append(groups, g)
+		}
+		// Many groups at once answer as each alone, overwritten keys and
+		// absent ones included.
+		for _, u := range []string{"@u0:x", "@u7:x", "@u39:x", "@nobody:x"} {
+			k := StateKey{"m.room.member", u}
+			many, err := s.StateGroupEntries(ctx, groups, k)
+			if err != nil || len(many) != len(groups) {
+				t.Fatalf("entries %d %v", len(many), err)
+			}
+			for _, grp := range groups {
+				one, err := s.StateGroupEntry(ctx, grp, k)
+				if err != nil || many[grp] != one {
+					t.Fatalf("group %d %s: %q, alone %q %v", grp, u, many[grp], one, err)
+				}
 			}
 		}
 		got, err := s.StateGroup(ctx, g)
@@ -209,7 +226,7 @@ func TestStateGroups(t *testing.T) {
 			}
 		}
 		ev, err := s.StateGroupEntry(ctx, g, StateKey{"m.room.member", "@u0:x"})
-		if err != nil || ev != "$e0" {
+		if err != nil || ev != "$e40" {
 			t.Fatalf("entry %q %v", ev, err)
 		}
 	})
