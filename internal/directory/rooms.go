@@ -45,13 +45,8 @@ func (s *Service) IndexEvent(ctx context.Context, tx *store.Tx, ev *pdu.Event, _
 	case !ev.IsState():
 		return nil
 	case ev.Type == "m.room.member":
-		n, err := tx.CountJoined(ctx, roomID)
-		if err != nil {
-			return fmt.Errorf("count joined: %w", err)
-		}
-		if err := tx.SetSummaryJoined(ctx, roomID, n); err != nil {
-			return fmt.Errorf("summary members: %w", err)
-		}
+		// The joined member count moves with the membership row
+		// (store.SetMembership).
 		if s.isLocal(*ev.StateKey) {
 			// A join over federation writes the room's whole state at once
 			// and indexes only the join: build what is missing then.

@@ -104,11 +104,13 @@ func (tx *Tx) CountJoined(ctx context.Context, roomID string) (int64, error) {
 	return n, err
 }
 
-// PutRoomSummary writes a room's summary, all but its member count.
+// PutRoomSummary writes a room's summary, all but its member count,
+// which a new row counts once and SetMembership keeps up to date.
 func (tx *Tx) PutRoomSummary(ctx context.Context, r RoomSummary) error {
 	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_summaries (room_id, room_version, room_type, name, topic, avatar_url, canonical_alias,
-		join_rule, allowed_room_ids, history_visibility, guest_access, encryption, search_text)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		join_rule, allowed_room_ids, history_visibility, guest_access, encryption, search_text, joined_members)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+			(SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND membership = 'join'))
 		ON CONFLICT (room_id) DO UPDATE SET room_version = excluded.room_version, room_type = excluded.room_type, name = excluded.name,
 		topic = excluded.topic, avatar_url = excluded.avatar_url, canonical_alias = excluded.canonical_alias, join_rule = excluded.join_rule,
 		allowed_room_ids = excluded.allowed_room_ids, history_visibility = excluded.history_visibility, guest_access = excluded.guest_access,

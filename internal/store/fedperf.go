@@ -154,6 +154,26 @@ func (tx *Tx) SetMemberships(ctx context.Context, ms []Membership) error {
 			joined_pos = `+keepJoinedPos, rows); err != nil {
 		return fmt.Errorf("set memberships: %w", err)
 	}
+	return tx.recountJoined(ctx, ms)
+}
+
+// recountJoined sets the joined member count of the rooms of ms afresh
+// (after writes that bypass SetMembership's bookkeeping).
+func (tx *Tx) recountJoined(ctx context.Context, ms []Membership) error {
+	done := map[string]bool{}
+	for _, m := range ms {
+		if done[m.RoomID] {
+			continue
+		}
+		done[m.RoomID] = true
+		n, err := tx.CountJoined(ctx, m.RoomID)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetSummaryJoined(ctx, m.RoomID, n); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

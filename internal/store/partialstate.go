@@ -172,6 +172,8 @@ func (tx *Tx) DeleteCurrentState(ctx context.Context, roomID string, k StateKey)
 // DeleteMembership forgets a user's membership of a room (its event was
 // rejected and no other replaces it).
 func (tx *Tx) DeleteMembership(ctx context.Context, roomID, userID string) error {
-	_, err := tx.q.ExecContext(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID)
-	return err
+	if _, err := tx.q.ExecContext(ctx, `DELETE FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID); err != nil {
+		return err
+	}
+	return tx.recountJoined(ctx, []Membership{{RoomID: roomID}})
 }

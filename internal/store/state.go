@@ -176,14 +176,34 @@ type Membership struct {
 	Forgotten  bool
 }
 
-// SetMembership records a user's current membership of a room.
+// SetMembership records a user's current membership of a room, and
+// keeps the room's joined member count (room_summaries) in step: a join
+// into a room of thousands adds one rather than counting them all.
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
+	var old string
+	err := tx.q.QueryRowContext(ctx, `SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2`, m.RoomID, m.UserID).Scan(&old)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if delta := isJoin(m.Membership) - isJoin(old); delta != 0 {
+		// A room without a summary yet gets its count when it gets one.
+		if _, err := tx.q.ExecContext(ctx, `UPDATE room_summaries SET joined_members = joined_members + $1 WHERE room_id = $2`, delta, m.RoomID); err != nil {
+			return err
+		}
+	}
+	_, err = tx.q.ExecContext(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
 		VALUES ($1, $2, $3, $4, $5, FALSE, $6)
 		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
 			joined_pos = `+keepJoinedPos,
 		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
 	return err
+}
+
+func isJoin(membership string) int64 {
+	if membership == "join" {
+		return 1
+	}
+	return 0
 }
 
 // joinedPos is the joined_pos of a new room_members row.
