@@ -60,7 +60,7 @@ func bfTamper(t *testing.T, s *ts.Server, eventID string, edit func(m map[string
 	}
 	edit(m)
 	forged, _ := json.Marshal(m)
-	if err := s.Store.InTx(ctx, func(tx *store.Tx) error { return tx.RedactEvent(ctx, eventID, forged, row.Unsigned) }); err != nil {
+	if err := s.Store.InTx(ctx, func(tx *store.Tx) error { return tx.RedactEvent(ctx, row, forged, row.Unsigned) }); err != nil {
 		t.Fatal(err)
 	}
 }

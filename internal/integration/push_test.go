@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -439,6 +440,59 @@ func TestNotificationsList(t *testing.T) {
 			if r := bob.Do("GET", "/_matrix/client/v3/notifications?"+q, nil); r.Status != 400 {
 				t.Errorf("%s: %d %s", q, r.Status, r.Body)
 			}
+		}
+	})
+}
+
+// TestReadNotificationsDropped: a read receipt deletes the notifications
+// it read that did not highlight, once out of staging, and compaction
+// leaves out those read while staged; highlights stay listed. A crowded
+// room's room-wide notification is shared, and stays (read).
+func TestReadNotificationsDropped(t *testing.T) {
+	forEachCrowd(t, func(t *testing.T, s *ts.Server, fill func(string)) {
+		crowd := strings.Contains(t.Name(), "crowd")
+		ctx := context.Background()
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		fill(room)
+		bob.Join(room)
+		list := func() (bodies []string) {
+			t.Helper()
+			var p struct {
+				Notifications []struct {
+					Event event `json:"event"`
+					Read  bool  `json:"read"`
+				} `json:"notifications"`
+			}
+			bob.MustDo("GET", "/_matrix/client/v3/notifications", nil, &p)
+			for _, n := range p.Notifications {
+				bodies = append(bodies, fmt.Sprintf("%s %v", n.Event.Content["body"], n.Read))
+			}
+			return bodies
+		}
+		compact := func() {
+			t.Helper()
+			if err := s.Push.Compact(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		alice.Send(room, "m.room.message", mention("read me", bob.UserID))
+		first := alice.SendText(room, "first")
+		receipt(t, bob, room, first, "") // before compaction
+		compact()
+		second := alice.SendText(room, "second")
+		alice.SendText(room, "third")
+		compact()
+		receipt(t, bob, room, second, "") // after compaction
+		want := []string{"third false", "read me true"}
+		if crowd {
+			want = []string{"third false", "second true", "first true", "read me true"}
+		}
+		if got := list(); !slices.Equal(got, want) {
+			t.Fatalf("notifications %v, want %v", got, want)
+		}
+		if counts := syncCounts(t, bob, "").Rooms.Join[room].Unread; counts.NotificationCount != 1 || counts.HighlightCount != 0 {
+			t.Fatalf("counts %+v", counts)
 		}
 	})
 }

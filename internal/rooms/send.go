@@ -456,7 +456,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *Batch, re
 	delete(u, "prev_content")
 	u["redacted_because"] = s.ClientJSON(red.JSON(), red.ID, b.roomID, nil)
 	unsigned, _ := json.Marshal(u)
-	if err := tx.RedactEvent(ctx, row.EventID, redacted, unsigned); err != nil {
+	if err := tx.RedactEvent(ctx, row, redacted, unsigned); err != nil {
 		return err
 	}
 	if err := tx.DeleteMediaRefs(ctx, row.EventID); err != nil {

@@ -52,9 +52,9 @@ func index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64, inspect 
 		if !row.Redacted || row.RoomID != ev.RoomID {
 			return nil
 		}
-		return tx.DeleteSearchDoc(ctx, row.EventID)
+		return tx.DeleteSearchDoc(ctx, row.Pos)
 	}
-	field, text := searchableText(ev)
+	text := searchableText(ev)
 	// PostgreSQL text cannot hold NUL, which JSON may carry as \u0000.
 	text = strings.ReplaceAll(text, "\x00", " ")
 	if strings.TrimSpace(text) == "" {
@@ -77,37 +77,36 @@ func index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64, inspect 
 	if enc {
 		return nil
 	}
-	return tx.IndexSearchDoc(ctx, store.SearchDoc{
-		Pos: pos, EventID: ev.ID, RoomID: ev.RoomID, Sender: ev.Sender, Type: ev.Type, Field: field, Body: text,
-	})
+	return tx.IndexSearchDoc(ctx, store.SearchDoc{Pos: pos, Body: text})
 }
 
-// searchableText returns the key and plain text an event is found by.
-func searchableText(ev *pdu.Event) (field, text string) {
+// searchableText returns the plain text an event is found by: that of
+// the key its type has (content.body, .name or .topic).
+func searchableText(ev *pdu.Event) string {
 	switch ev.Type {
 	case "m.room.message":
 		if ev.StateKey != nil {
-			return "", ""
+			return ""
 		}
 		var c struct {
 			Body any `json:"body"`
 		}
 		_ = json.Unmarshal(ev.Content, &c)
 		s, _ := c.Body.(string)
-		return KeyBody, s
+		return s
 	case "m.room.name":
 		if ev.StateKey == nil || *ev.StateKey != "" {
-			return "", ""
+			return ""
 		}
 		var c struct {
 			Name any `json:"name"`
 		}
 		_ = json.Unmarshal(ev.Content, &c)
 		s, _ := c.Name.(string)
-		return KeyName, s
+		return s
 	case "m.room.topic":
 		if ev.StateKey == nil || *ev.StateKey != "" {
-			return "", ""
+			return ""
 		}
 		var c struct {
 			Topic any `json:"topic"`
@@ -127,7 +126,7 @@ func searchableText(ev *pdu.Event) (field, text string) {
 				parts = append(parts, b)
 			}
 		}
-		return KeyTopic, strings.Join(parts, "\n")
+		return strings.Join(parts, "\n")
 	}
-	return "", ""
+	return ""
 }

@@ -154,8 +154,7 @@ func (tx *Tx) InsertBackfilled(ctx context.Context, e *EventRow) (bool, error) {
 		return true, nil
 	}
 	res, err = tx.q.ExecContext(ctx, `INSERT INTO events (`+eventInsertCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-		ON CONFLICT (event_id) DO NOTHING`,
-		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID)
+		ON CONFLICT (event_id) DO NOTHING`, e.insertArgs()...)
 	if err != nil {
 		return false, fmt.Errorf("insert backfilled event: %w", err)
 	}
@@ -185,7 +184,7 @@ type BackfilledHistoryVisibility struct {
 // BackfilledHistoryVisibilities returns the history visibility events
 // among a room's backfilled events, newest first.
 func (s *Store) BackfilledHistoryVisibilities(ctx context.Context, roomID string) ([]BackfilledHistoryVisibility, error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT stream_pos, event_id, pdu FROM events WHERE room_id = $1 AND stream_pos < $2 AND type = 'm.room.history_visibility' AND state_key = '' ORDER BY stream_pos DESC`, roomID, BackfillBand)
+	rows, err := s.reader().QueryContext(ctx, `SELECT stream_pos, event_id, sender, pdu FROM events WHERE room_id = $1 AND stream_pos < $2 AND type = 'm.room.history_visibility' AND state_key = '' ORDER BY stream_pos DESC`, roomID, BackfillBand)
 	if err != nil {
 		return nil, fmt.Errorf("backfilled history visibility: %w", err)
 	}
@@ -193,11 +192,14 @@ func (s *Store) BackfilledHistoryVisibilities(ctx context.Context, roomID string
 	var out []BackfilledHistoryVisibility
 	for rows.Next() {
 		var h BackfilledHistoryVisibility
-		var p string
-		if err := rows.Scan(&h.Pos, &h.EventID, &p); err != nil {
+		var sender string
+		var p []byte
+		if err := rows.Scan(&h.Pos, &h.EventID, &sender, &p); err != nil {
 			return nil, err
 		}
-		h.PDU = []byte(p)
+		if h.PDU, err = decodePDU(p, roomID, sender); err != nil {
+			return nil, err
+		}
 		out = append(out, h)
 	}
 	return out, rows.Err()

@@ -43,7 +43,7 @@ func scanSummary(sc interface{ Scan(...any) error }) (*RoomSummary, error) {
 // SummaryState returns the PDUs of a room's current state events that a
 // summary is made of (state key ""), by type.
 func (tx *Tx) SummaryState(ctx context.Context, roomID string) (map[string][]byte, error) {
-	rows, err := tx.q.QueryContext(ctx, `SELECT rs.type, e.pdu FROM room_state rs JOIN events e ON e.event_id = rs.event_id
+	rows, err := tx.q.QueryContext(ctx, `SELECT rs.type, `+pduCols+` FROM room_state rs JOIN events e ON e.event_id = rs.event_id
 		WHERE rs.room_id = $1 AND rs.state_key = '' AND rs.type IN ('m.room.create', 'm.room.name', 'm.room.topic', 'm.room.avatar',
 		'm.room.canonical_alias', 'm.room.join_rules', 'm.room.history_visibility', 'm.room.guest_access', 'm.room.encryption')`, roomID)
 	if err != nil {
@@ -52,11 +52,12 @@ func (tx *Tx) SummaryState(ctx context.Context, roomID string) (map[string][]byt
 	defer rows.Close()
 	out := map[string][]byte{}
 	for rows.Next() {
-		var typ, pdu string
-		if err := rows.Scan(&typ, &pdu); err != nil {
+		var typ string
+		pdu, err := scanPDU(rows, &typ)
+		if err != nil {
 			return nil, err
 		}
-		out[typ] = []byte(pdu)
+		out[typ] = pdu
 	}
 	return out, rows.Err()
 }
@@ -64,13 +65,12 @@ func (tx *Tx) SummaryState(ctx context.Context, roomID string) (map[string][]byt
 // CurrentStateEventPDU returns the PDU of one current state event, or
 // ErrNotFound.
 func (tx *Tx) CurrentStateEventPDU(ctx context.Context, roomID, typ, stateKey string) ([]byte, error) {
-	var pdu string
-	err := tx.q.QueryRowContext(ctx, `SELECT e.pdu FROM room_state rs JOIN events e ON e.event_id = rs.event_id
-		WHERE rs.room_id = $1 AND rs.type = $2 AND rs.state_key = $3`, roomID, typ, stateKey).Scan(&pdu)
+	pdu, err := scanPDU(tx.q.QueryRowContext(ctx, `SELECT `+pduCols+` FROM room_state rs JOIN events e ON e.event_id = rs.event_id
+		WHERE rs.room_id = $1 AND rs.type = $2 AND rs.state_key = $3`, roomID, typ, stateKey))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
-	return []byte(pdu), err
+	return pdu, err
 }
 
 // HasRoomSummary reports whether a room's summary was built from its
@@ -83,7 +83,7 @@ func (tx *Tx) HasRoomSummary(ctx context.Context, roomID string) (bool, error) {
 
 // JoinedMemberPDUs returns the member events of a room's joined members.
 func (tx *Tx) JoinedMemberPDUs(ctx context.Context, roomID string) ([][]byte, error) {
-	return queryPDUs(ctx, tx.q, `SELECT e.pdu FROM room_members m JOIN events e ON e.event_id = m.event_id
+	return queryPDUs(ctx, tx.q, `SELECT `+pduCols+` FROM room_members m JOIN events e ON e.event_id = m.event_id
 		WHERE m.room_id = $1 AND m.membership = 'join'`, roomID)
 }
 
@@ -173,7 +173,7 @@ func (s *Store) RoomsWithoutSummary(ctx context.Context) ([]string, error) {
 // SpaceChildPDUs returns the PDUs of a room's current m.space.child
 // events.
 func (tx *Tx) SpaceChildPDUs(ctx context.Context, roomID string) ([][]byte, error) {
-	return queryPDUs(ctx, tx.q, `SELECT e.pdu FROM room_state rs JOIN events e ON e.event_id = rs.event_id
+	return queryPDUs(ctx, tx.q, `SELECT `+pduCols+` FROM room_state rs JOIN events e ON e.event_id = rs.event_id
 		WHERE rs.room_id = $1 AND rs.type = 'm.space.child'`, roomID)
 }
 
@@ -642,13 +642,18 @@ func (s *Store) ShareJoinedRoomWithServer(ctx context.Context, userID, server st
 
 // queryPDUs runs a query of one PDU column.
 func queryPDUs(ctx context.Context, q querier, query string, args ...any) ([][]byte, error) {
-	strs, err := queryStrings(ctx, q, query, args...)
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
-	out := make([][]byte, len(strs))
-	for i, p := range strs {
-		out[i] = []byte(p)
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		pdu, err := scanPDU(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pdu)
 	}
-	return out, nil
+	return out, rows.Err()
 }

@@ -51,16 +51,24 @@ func (e *EventRow) HasURL() bool {
 	return c.Content.URL != nil
 }
 
-// eventInsertCols are the columns an event row is written with;
-// eventCols (read) add its relation aggregates.
+// eventInsertCols are the columns an event row is written with (the
+// values of insertArgs); eventCols (read) add its relation aggregates.
 const (
 	eventInsertCols = `stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, state_group, redacted, txn_device, txn_id`
 	eventCols       = eventInsertCols + `, rel_summary`
 )
 
+// insertArgs are the values of eventInsertCols, the PDU in its stored
+// form (see pducodec.go).
+func (e *EventRow) insertArgs() []any {
+	return []any{e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, encodePDU(e.PDU, e.RoomID, e.Sender),
+		string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID}
+}
+
 func scanEvent(row interface{ Scan(...any) error }) (*EventRow, error) {
 	var e EventRow
-	var pdu, unsigned string
+	var pdu []byte
+	var unsigned string
 	var aggregates sql.NullString
 	err := row.Scan(&e.Pos, &e.EventID, &e.RoomID, &e.Type, &e.StateKey, &e.Sender, &e.Depth, &e.OriginTS, &pdu, &unsigned, &e.StateGroup, &e.Redacted, &e.TxnDevice, &e.TxnID, &aggregates)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -69,7 +77,10 @@ func scanEvent(row interface{ Scan(...any) error }) (*EventRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan event: %w", err)
 	}
-	e.PDU, e.Unsigned = []byte(pdu), []byte(unsigned)
+	if e.PDU, err = decodePDU(pdu, e.RoomID, e.Sender); err != nil {
+		return nil, fmt.Errorf("event %s: %w", e.EventID, err)
+	}
+	e.Unsigned = []byte(unsigned)
 	e.Aggregates, e.AggregatesRead = aggregates.String, true
 	return &e, nil
 }
@@ -95,8 +106,12 @@ func scanEvents(rows *sql.Rows, err error) ([]*EventRow, error) {
 // deferred (see execLater), and so may the ErrExists: the transaction then
 // fails with it when it ends.
 func (tx *Tx) InsertEvent(ctx context.Context, e *EventRow) error {
+	var txnKey []byte // NULL: no client transaction
+	if e.TxnKey.Valid {
+		txnKey = txnKeyHash(e.Sender, e.TxnDevice.String, e.TxnKey.String)
+	}
 	err := tx.execLater(ctx, txnConflict, `INSERT INTO events (`+eventInsertCols+`, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID, e.TxnKey)
+		append(e.insertArgs(), txnKey)...)
 	if err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("insert event: %w", err)
 	}
@@ -108,16 +123,17 @@ func (tx *Tx) InsertEvent(ctx context.Context, e *EventRow) error {
 func txnConflict(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_txn" ||
-		strings.Contains(err.Error(), "UNIQUE constraint failed: events.sender, events.txn_device, events.txn_key") {
+		strings.Contains(err.Error(), "UNIQUE constraint failed: events.txn_key") {
 		return fmt.Errorf("%w: %v", ErrExists, err)
 	}
 	return err
 }
 
-// RedactEvent replaces an event's PDU by its redacted form and records the
-// redaction in its unsigned data.
-func (tx *Tx) RedactEvent(ctx context.Context, eventID string, redactedPDU, unsigned []byte) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE events SET pdu = $1, unsigned = $2, redacted = TRUE WHERE event_id = $3`, string(redactedPDU), string(unsigned), eventID)
+// RedactEvent replaces the PDU of a stored event (row, as read) by its
+// redacted form and records the redaction in its unsigned data.
+func (tx *Tx) RedactEvent(ctx context.Context, row *EventRow, redactedPDU, unsigned []byte) error {
+	_, err := tx.q.ExecContext(ctx, `UPDATE events SET pdu = $1, unsigned = $2, redacted = TRUE WHERE event_id = $3`,
+		encodePDU(redactedPDU, row.RoomID, row.Sender), string(unsigned), row.EventID)
 	return err
 }
 
@@ -324,7 +340,7 @@ func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]
 // LookupTxnID returns the event id of an earlier transaction, or ErrNotFound.
 func (s *Store) LookupTxnID(ctx context.Context, userID, deviceID, txnKey string) (string, error) {
 	var id string
-	err := s.reader().QueryRowContext(ctx, `SELECT event_id FROM events WHERE sender = $1 AND txn_device = $2 AND txn_key = $3`, userID, deviceID, txnKey).Scan(&id)
+	err := s.reader().QueryRowContext(ctx, `SELECT event_id FROM events WHERE txn_key = $1`, txnKeyHash(userID, deviceID, txnKey)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Transactions from before migration 8.
 		err = s.reader().QueryRowContext(ctx, `SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3`, userID, deviceID, txnKey).Scan(&id)

@@ -26,8 +26,7 @@ func (tx *Tx) InsertOutlier(ctx context.Context, e *EventRow) error {
 		return errors.New("outlier needs a negative position")
 	}
 	_, err := tx.q.ExecContext(ctx, `INSERT INTO events (`+eventInsertCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-		ON CONFLICT (event_id) DO NOTHING`,
-		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID)
+		ON CONFLICT (event_id) DO NOTHING`, e.insertArgs()...)
 	if err != nil {
 		return fmt.Errorf("insert outlier: %w", err)
 	}

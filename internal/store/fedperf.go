@@ -185,7 +185,7 @@ func (tx *Tx) InsertOutliers(ctx context.Context, es []*EventRow) error {
 		if e.Pos >= 0 {
 			return fmt.Errorf("outlier %s needs a negative position", e.EventID)
 		}
-		rows = append(rows, []any{e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID})
+		rows = append(rows, e.insertArgs())
 	}
 	if err := tx.insertRows(ctx, `INSERT INTO events (`+eventInsertCols+`) VALUES `, 14, ` ON CONFLICT (event_id) DO NOTHING`, rows); err != nil {
 		return fmt.Errorf("insert outliers: %w", err)

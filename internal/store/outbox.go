@@ -36,20 +36,24 @@ func (s *Store) AddToOutbox(ctx context.Context, items []OutboxItem, nowTS int64
 // for a destination. PDU rows whose event is gone are returned with a nil
 // PDU (to be deleted).
 func (s *Store) PendingOutbox(ctx context.Context, destination string, maxPDUs, maxEDUs int) (pdus, edus []OutboxEntry, err error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT o.id, e.pdu FROM federation_outbox o LEFT JOIN events e ON e.event_id = o.event_id
+	rows, err := s.reader().QueryContext(ctx, `SELECT o.id, e.room_id, e.sender, e.pdu FROM federation_outbox o LEFT JOIN events e ON e.event_id = o.event_id
 		WHERE o.destination = $1 AND o.event_id IS NOT NULL ORDER BY o.id LIMIT $2`, destination, maxPDUs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read outbox: %w", err)
 	}
 	for rows.Next() {
 		var e OutboxEntry
-		var pdu sql.NullString
-		if err := rows.Scan(&e.ID, &pdu); err != nil {
+		var roomID, sender sql.NullString
+		var pdu []byte
+		if err := rows.Scan(&e.ID, &roomID, &sender, &pdu); err != nil {
 			rows.Close()
 			return nil, nil, err
 		}
-		if pdu.Valid {
-			e.PDU = []byte(pdu.String)
+		if pdu != nil {
+			if e.PDU, err = decodePDU(pdu, roomID.String, sender.String); err != nil {
+				rows.Close()
+				return nil, nil, err
+			}
 		}
 		pdus = append(pdus, e)
 	}

@@ -11,7 +11,8 @@ import (
 	"strings"
 )
 
-// PushAction is a push_actions row: an event that notifies a user.
+// PushAction is a push_actions row: an event that notifies a user. The
+// row keeps the event's position, not its id (EventID is read from events).
 type PushAction struct {
 	UserID    string
 	Pos       int64
@@ -79,11 +80,11 @@ func (tx *Tx) InsertPushActions(ctx context.Context, rows []PushAction) error {
 	for len(rows) > 0 {
 		n := min(len(rows), tx.bulkChunk())
 		var b strings.Builder
-		b.WriteString(`INSERT INTO push_actions (user_id, room_id, stream_pos, event_id, thread_id, highlight, actions, ts, counted) VALUES `)
-		valuesList(&b, n, 9, 1)
-		args := make([]any, 0, n*9)
+		b.WriteString(`INSERT INTO push_actions (user_id, room_id, stream_pos, thread_id, highlight, actions, ts, counted) VALUES `)
+		valuesList(&b, n, 8, 1)
+		args := make([]any, 0, n*8)
 		for _, r := range rows[:n] {
-			args = append(args, r.UserID, r.RoomID, r.Pos, r.EventID, r.ThreadID, r.Highlight, string(r.Actions), r.TS, r.Counted)
+			args = append(args, r.UserID, r.RoomID, r.Pos, r.ThreadID, r.Highlight, string(r.Actions), r.TS, r.Counted)
 		}
 		if _, err := tx.q.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("insert push actions: %w", err)
@@ -265,6 +266,10 @@ func (s *Store) CompactStaged(ctx context.Context, ps []StagedPush) error {
 		if err := tx.insertRoomActions(ctx, roomRows); err != nil {
 			return err
 		}
+		rows, err := tx.unread(ctx, rows)
+		if err != nil {
+			return err
+		}
 		return tx.InsertPushActions(ctx, rows)
 	})
 }
@@ -286,6 +291,67 @@ func (tx *Tx) insertRoomActions(ctx context.Context, ps []StagedPush) error {
 		ps = ps[n:]
 	}
 	return nil
+}
+
+// unread returns the notifications of rows that highlight or that no read
+// receipt covers yet: those read while they were staged are of no more
+// use (see DropReadNotifications).
+func (tx *Tx) unread(ctx context.Context, rows []PushAction) ([]PushAction, error) {
+	type key struct{ room, user, thread string }
+	var rooms []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if !seen[r.RoomID] {
+			seen[r.RoomID] = true
+			rooms = append(rooms, r.RoomID)
+		}
+	}
+	read := map[key]int64{}
+	for len(rooms) > 0 {
+		n := min(len(rooms), 100)
+		q, args := inList(`SELECT room_id, user_id, thread_id, MAX(event_pos) FROM receipts WHERE room_id IN (`, rooms[:n],
+			`) AND receipt_type IN ('m.read', 'm.read.private') GROUP BY room_id, user_id, thread_id`)
+		res, err := tx.q.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read receipts: %w", err)
+		}
+		for res.Next() {
+			var k key
+			var pos int64
+			if err := res.Scan(&k.room, &k.user, &k.thread, &pos); err != nil {
+				res.Close()
+				return nil, err
+			}
+			read[k] = pos
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return nil, err
+		}
+		rooms = rooms[n:]
+	}
+	out := rows[:0]
+	for _, r := range rows {
+		upTo := max(read[key{r.RoomID, r.UserID, ""}], read[key{r.RoomID, r.UserID, r.ThreadID}])
+		if r.Highlight || r.Pos > upTo {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// DropReadNotifications deletes, in the transaction of a local user's read
+// receipt at pos in a room's thread ("" unthreaded: every thread), the
+// notifications it covers that did not highlight: unread counts start
+// after the receipt, so only GET /notifications could still show them, as
+// read. Highlights stay listed there.
+func (tx *Tx) DropReadNotifications(ctx context.Context, userID, roomID, threadID string, pos int64) error {
+	if threadID == "" {
+		return tx.execLater(ctx, nil, `DELETE FROM push_actions WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3 AND highlight = FALSE`,
+			userID, roomID, pos)
+	}
+	return tx.execLater(ctx, nil, `DELETE FROM push_actions WHERE user_id = $1 AND room_id = $2 AND thread_id = $3 AND stream_pos <= $4 AND highlight = FALSE`,
+		userID, roomID, threadID, pos)
 }
 
 // ForgetPushes deletes the notifications an event (at pos, now redacted)
@@ -536,7 +602,8 @@ type Notification struct {
 }
 
 // Notifications returns a user's notifications before position before
-// (0: from the newest), newest first.
+// (0: from the newest), newest first. Those a receipt read that did not
+// highlight go once moved out of staging (see DropReadNotifications).
 func (s *Store) Notifications(ctx context.Context, userID string, before int64, limit int, onlyHighlight bool) ([]Notification, error) {
 	if before <= 0 {
 		before = 1 << 62
@@ -555,7 +622,7 @@ func (s *Store) Notifications(ctx context.Context, userID string, before int64, 
 	// $1 user, $2 before, $3 only highlights (an integer flag for both
 	// engines), $4 limit. Room-wide rows count for the rooms the user is
 	// joined to since the join, unless the user has a row of their own.
-	rows, err := s.reader().QueryContext(ctx, `SELECT * FROM (SELECT a.stream_pos, a.room_id, a.event_id, a.thread_id, a.highlight, a.actions, a.ts,
+	rows, err := s.reader().QueryContext(ctx, `SELECT * FROM (SELECT a.stream_pos, a.room_id, COALESCE((SELECT e.event_id FROM events e WHERE e.stream_pos = a.stream_pos), ''), a.thread_id, a.highlight, a.actions, a.ts,
 			`+readCase("a", "$1")+`, '', '', 0
 			FROM push_actions a WHERE a.user_id = $1 AND a.stream_pos < $2 AND a.counted >= 0 AND (a.highlight = TRUE OR $3 = 0) ORDER BY a.stream_pos DESC LIMIT $4) x
 		UNION ALL

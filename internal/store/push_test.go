@@ -105,9 +105,53 @@ func TestNotificationCountsStagedAndCompacted(t *testing.T) {
 		if err != nil || len(ns) != 2 || !ns[0].Read || !ns[1].Read {
 			t.Fatalf("older notifications %+v %v", ns, err)
 		}
+		// Read by a receipt and not highlighting, they go in a receipt's
+		// transaction (the receipts above had none).
+		rowsOf := func() (n int) {
+			t.Helper()
+			if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_actions WHERE user_id = $1`, user).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		before := rowsOf()
+		err = s.InTx(ctx, func(tx *Tx) error {
+			// Main timeline of room 0: its thread's highlight stays (and an
+			// unthreaded receipt would keep it too).
+			if err := tx.DropReadNotifications(ctx, user, rooms[0], "main", 1<<40); err != nil {
+				return err
+			}
+			return tx.DropReadNotifications(ctx, user, rooms[1], "", 2)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after := rowsOf(); after != before-2 {
+			t.Fatalf("%d rows after dropping read notifications, want %d", after, before-2)
+		}
+		if ns, err = s.Notifications(ctx, user, 3, 5, false); err != nil || len(ns) != 0 {
+			t.Fatalf("older notifications after the receipts %+v %v", ns, err)
+		}
 		ns, err = s.Notifications(ctx, user, 0, 5, true)
 		if err != nil || len(ns) != 1 || ns[0].ThreadID != "$root" {
 			t.Fatalf("highlights %+v %v", ns, err)
+		}
+		// Compaction leaves out what a receipt read while it was staged.
+		p := stage(rooms[2], "main", false, user)
+		err = s.InTx(ctx, func(tx *Tx) error {
+			_, err := tx.PutReceipt(ctx, Receipt{RoomID: rooms[2], Type: "m.read", UserID: user, EventID: "$e", EventPos: p, TS: 1, Pos: 3})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = rowsOf()
+		staged, _ = s.StagedPushes(ctx, 10)
+		if err := s.CompactStaged(ctx, staged); err != nil {
+			t.Fatal(err)
+		}
+		if after := rowsOf(); after != before {
+			t.Fatalf("compaction wrote a read notification: %d rows, want %d", after, before)
 		}
 	})
 }

@@ -11,9 +11,10 @@ import (
 
 // TestRelationsBackfill stores events with relations as a server from
 // before the relations index did, then runs the migration that adds the
-// index: it indexes them with the rules new events follow.
+// index (and those after it): it indexes them with the rules new events
+// follow.
 func TestRelationsBackfill(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, s *Store) {
+	forEachEngineAt(t, 11, func(t *testing.T, s *Store) {
 		ctx := context.Background()
 		pos := int64(1000)
 		put := func(id, sender, typ, stateKey, content string, redacted bool) {
@@ -24,9 +25,7 @@ func TestRelationsBackfill(t *testing.T) {
 			if stateKey != "" {
 				e.StateKey = sql.NullString{String: stateKey, Valid: true}
 			}
-			if err := s.InTx(ctx, func(tx *Tx) error { return tx.InsertEvent(ctx, e) }); err != nil {
-				t.Fatal(err)
-			}
+			insertOldEvent(t, s, e, "")
 		}
 		rel := func(relType, parent string, extra string) string {
 			return fmt.Sprintf(`{"body":"x",%s"m.relates_to":{"rel_type":%q,"event_id":%q}}`, extra, relType, parent)
@@ -47,16 +46,7 @@ func TestRelationsBackfill(t *testing.T) {
 		put("$nulparent", "@a:x", "m.room.message", "", `{"body":"\u0000"}`, false)
 		put("$nuledit", "@a:x", "m.room.message", "", rel("m.replace", "$nulparent", `"m.new_content":{"body":"1"},`), false)
 
-		// Back to the schema before migration 12.
-		for _, q := range []string{`DROP TABLE event_relations`, `DROP TABLE relation_aggregates`, `DELETE FROM schema_migrations WHERE version = 12`, `DELETE FROM schema_migrations WHERE version = 20`,
-			`ALTER TABLE events DROP COLUMN rel_summary`, `DELETE FROM schema_migrations WHERE version = 21`} {
-			if _, err := s.w.ExecContext(ctx, q); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := s.migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
+		s.migrateRest(t)
 
 		rows, err := s.w.QueryContext(ctx, `SELECT event_id, relates_to, rel_type, valid FROM event_relations ORDER BY stream_pos`)
 		if err != nil {

@@ -6,31 +6,31 @@ import (
 	"strings"
 )
 
-// SearchDoc is one searchable plain-text field of an event.
+// SearchDoc is the searchable plain text of the event at Pos: its
+// body, name or topic (by its type, see searchFieldTypes).
 type SearchDoc struct {
-	Pos     int64
-	EventID string
-	RoomID  string
-	Sender  string
-	Type    string
-	Field   string // content.body | content.name | content.topic
-	Body    string
+	Pos  int64
+	Body string
 }
 
-// IndexSearchDoc adds an event's field to the search index (the SQLite
-// full-text index follows by trigger).
+// searchFieldTypes are the event types whose text each searchable key is.
+var searchFieldTypes = map[string]string{
+	"content.body":  "m.room.message",
+	"content.name":  "m.room.name",
+	"content.topic": "m.room.topic",
+}
+
+// IndexSearchDoc adds an event's text to the search index.
 func (tx *Tx) IndexSearchDoc(ctx context.Context, d SearchDoc) error {
-	err := tx.execLater(ctx, nil, `INSERT INTO search_docs (stream_pos, event_id, room_id, sender, type, field, body) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT DO NOTHING`, d.Pos, d.EventID, d.RoomID, d.Sender, d.Type, d.Field, d.Body)
-	if err != nil {
+	if err := tx.execLater(ctx, nil, searchDialects[tx.s.Engine].insert, d.Pos, d.Body); err != nil {
 		return fmt.Errorf("index search doc: %w", err)
 	}
 	return nil
 }
 
 // DeleteSearchDoc removes an event from the search index (redactions).
-func (tx *Tx) DeleteSearchDoc(ctx context.Context, eventID string) error {
-	if _, err := tx.q.ExecContext(ctx, `DELETE FROM search_docs WHERE event_id = $1`, eventID); err != nil {
+func (tx *Tx) DeleteSearchDoc(ctx context.Context, pos int64) error {
+	if _, err := tx.q.ExecContext(ctx, searchDialects[tx.s.Engine].remove, pos); err != nil {
 		return fmt.Errorf("delete search doc: %w", err)
 	}
 	return nil
@@ -80,29 +80,38 @@ type SearchHit struct {
 }
 
 // searchDialect is the one place where the engines differ for search: the
-// full-text match and its rank. The rest of the statement is shared.
+// table of texts, the full-text match and its rank. The rest of the
+// statement is shared; the event's room, sender and type come from its
+// row in events (aliased e).
 type searchDialect struct {
-	from  string // the documents (aliased d) joined to the match
-	where string // the match condition, using $1
-	rank  string // a relevance score, higher is better
-	// pos is the document's stream position; on SQLite the full-text
-	// index's own rowid, which FTS5 can walk in order and bound, so that a
+	insert string // adds a text: $1 position, $2 text
+	remove string // deletes the text at position $1
+	from   string // the texts joined to the match and to their events
+	where  string // the match condition, using $1
+	rank   string // a relevance score, higher is better
+	// pos is the text's stream position; on SQLite the full-text index's
+	// own rowid, which FTS5 can walk in order and bound, so that a
 	// "recent" page stops after its first rows instead of sorting them all.
 	pos string
 }
 
 var searchDialects = map[Engine]searchDialect{
 	SQLite: {
-		from:  `search_fts JOIN search_docs d ON d.stream_pos = search_fts.rowid`,
-		where: `search_fts MATCH $1`,
-		rank:  `-bm25(search_fts)`,
-		pos:   `search_fts.rowid`,
+		// REPLACE: FTS5 does not refuse a second row with the same rowid.
+		insert: `INSERT OR REPLACE INTO search_text (rowid, body) VALUES ($1, $2)`,
+		remove: `DELETE FROM search_text WHERE rowid = $1`,
+		from:   `search_text JOIN events e ON e.stream_pos = search_text.rowid`,
+		where:  `search_text MATCH $1`,
+		rank:   `-bm25(search_text)`,
+		pos:    `search_text.rowid`,
 	},
 	Postgres: {
-		from:  `search_docs d CROSS JOIN to_tsquery('simple', $1) AS q(query)`,
-		where: `d.body_tsv @@ q.query`,
-		rank:  `CAST(ts_rank(d.body_tsv, q.query) AS DOUBLE PRECISION)`,
-		pos:   `d.stream_pos`,
+		insert: `INSERT INTO search_text (stream_pos, body) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		remove: `DELETE FROM search_text WHERE stream_pos = $1`,
+		from:   `search_text d CROSS JOIN to_tsquery('simple', $1) AS q(query) JOIN events e ON e.stream_pos = d.stream_pos`,
+		where:  `to_tsvector('simple', d.body) @@ q.query`,
+		rank:   `CAST(ts_rank(to_tsvector('simple', d.body), q.query) AS DOUBLE PRECISION)`,
+		pos:    `d.stream_pos`,
 	},
 }
 
@@ -141,7 +150,7 @@ func (s *Store) searchWhere(q SearchQuery, withCursor bool) (string, []any) {
 	}
 	n := 0
 	if len(open) > 0 {
-		b.WriteString("d.room_id IN (")
+		b.WriteString("e.room_id IN (")
 		for i, id := range open {
 			if i > 0 {
 				b.WriteString(", ")
@@ -158,22 +167,22 @@ func (s *Store) searchWhere(q SearchQuery, withCursor bool) (string, []any) {
 		if n > 0 {
 			b.WriteString(" OR ")
 		}
-		b.WriteString("(d.room_id = " + arg(r.RoomID) + " AND d.stream_pos <= " + arg(r.MaxPos) + ")")
+		b.WriteString("(e.room_id = " + arg(r.RoomID) + " AND e.stream_pos <= " + arg(r.MaxPos) + ")")
 		n++
 	}
 	b.WriteString(")")
 	if len(q.Fields) > 0 {
-		b.WriteString(" AND d.field IN (")
+		b.WriteString(" AND e.type IN (")
 		for i, f := range q.Fields {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(arg(f))
+			b.WriteString(arg(searchFieldTypes[f]))
 		}
 		b.WriteString(")")
 	}
 	if q.Sender != "" {
-		b.WriteString(" AND d.sender = " + arg(q.Sender))
+		b.WriteString(" AND e.sender = " + arg(q.Sender))
 	}
 	switch {
 	case !withCursor || q.Before <= 0:
@@ -200,7 +209,7 @@ func (s *Store) Search(ctx context.Context, q SearchQuery) ([]SearchHit, error) 
 	limit := fmt.Sprintf(" LIMIT $%d", len(args))
 	// The statement text varies with the number of rooms: run it
 	// unprepared rather than fill the statement cache.
-	rows, err := s.r.QueryContext(ctx, "SELECT d.stream_pos, d.event_id, d.room_id, "+d.rank+" AS score"+where+order+limit, args...)
+	rows, err := s.r.QueryContext(ctx, "SELECT e.stream_pos, e.event_id, e.room_id, "+d.rank+" AS score"+where+order+limit, args...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}

@@ -44,6 +44,8 @@ type Store struct {
 	Streams *Streams
 
 	group grouper // see InTxGrouped
+
+	migrateUpTo int // see Options
 }
 
 // Options configures Open.
@@ -52,11 +54,15 @@ type Options struct {
 	DataDir string
 	// PostgresDSN selects PostgreSQL when non-empty.
 	PostgresDSN string
+
+	// migrateUpTo, when set, stops the migrations after that version
+	// (tests of a migration: data in the schema before it).
+	migrateUpTo int
 }
 
 // Open connects, runs pending migrations and loads stream positions.
 func Open(ctx context.Context, o Options) (*Store, error) {
-	s := &Store{}
+	s := &Store{migrateUpTo: o.migrateUpTo}
 	if o.PostgresDSN != "" {
 		// Two warm pools, as on SQLite: writes and reads never wait for
 		// each other's connections (a write transaction may read through
@@ -307,6 +313,15 @@ func migrationSQL(text string, e Engine) string {
 	return b.String()
 }
 
+// migrationSteps are the parts of migrations written in Go (data the SQL
+// cannot convert), run in the migration's transaction where its file has a
+// line "-- go: <name>".
+var migrationSteps = map[string]func(ctx context.Context, tx *Tx) error{
+	"encode events": encodeEvents,
+}
+
+var goStepLine = regexp.MustCompile(`(?m)^--\s*go:\s*(.+?)\s*$`)
+
 func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ts BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
@@ -321,6 +336,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		if _, err := fmt.Sscanf(filepath.Base(name), "%04d_", &version); err != nil {
 			return fmt.Errorf("migration %s: bad name", name)
 		}
+		if s.migrateUpTo > 0 && version > s.migrateUpTo {
+			break
+		}
 		var n int
 		if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, version).Scan(&n); err != nil {
 			return fmt.Errorf("read schema_migrations: %w", err)
@@ -330,16 +348,38 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		text, _ := schemaFS.ReadFile(name)
 		err := s.InTx(ctx, func(tx *Tx) error {
-			for _, stmt := range splitStatements(migrationSQL(string(text), s.Engine)) {
-				if _, err := tx.execOnce(ctx, stmt); err != nil {
-					return fmt.Errorf("%s: %w\n%s", name, err, stmt)
-				}
+			if err := runMigration(ctx, tx, migrationSQL(string(text), s.Engine)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
 			}
 			_, err := tx.execOnce(ctx, `INSERT INTO schema_migrations (version, applied_ts) VALUES ($1, $2)`, version, time.Now().UnixMilli())
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// runMigration runs the statements of a migration and its Go steps in
+// their order.
+func runMigration(ctx context.Context, tx *Tx, text string) error {
+	steps := goStepLine.FindAllStringSubmatch(text, -1)
+	for i, part := range goStepLine.Split(text, -1) {
+		for _, stmt := range splitStatements(part) {
+			if _, err := tx.execOnce(ctx, stmt); err != nil {
+				return fmt.Errorf("%w\n%s", err, stmt)
+			}
+		}
+		if i == len(steps) {
+			break
+		}
+		step := migrationSteps[steps[i][1]]
+		if step == nil {
+			return fmt.Errorf("no step %q", steps[i][1])
+		}
+		if err := step(ctx, tx); err != nil {
+			return fmt.Errorf("step %q: %w", steps[i][1], err)
 		}
 	}
 	return nil

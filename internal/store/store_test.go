@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +33,53 @@ func forEachEngine(t *testing.T, f func(t *testing.T, s *Store)) {
 		t.Cleanup(func() { s.Close() })
 		f(t, s)
 	})
+}
+
+// forEachEngineAt is forEachEngine on stores whose schema stops after
+// migration version: the test writes data as servers of that time did,
+// then calls migrateRest.
+func forEachEngineAt(t *testing.T, version int, f func(t *testing.T, s *Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		s, err := Open(context.Background(), Options{DataDir: t.TempDir(), migrateUpTo: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		s, err := Open(context.Background(), Options{PostgresDSN: pgtest.NewDatabase(t), migrateUpTo: version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		f(t, s)
+	})
+}
+
+// migrateRest runs the migrations a store opened by forEachEngineAt
+// stopped before.
+func (s *Store) migrateRest(t *testing.T) {
+	t.Helper()
+	s.migrateUpTo = 0
+	if err := s.migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// insertOldEvent writes an event row as the schema between migrations 8
+// and 25 held it (the PDU as text), with its client transaction key when
+// txnKey is not "".
+func insertOldEvent(t *testing.T, s *Store, e *EventRow, txnKey string) {
+	t.Helper()
+	key := sql.NullString{String: txnKey, Valid: txnKey != ""}
+	_, err := s.w.ExecContext(context.Background(), `INSERT INTO events (stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts,
+		pdu, unsigned, state_group, redacted, txn_device, txn_id, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), cmp.Or(string(e.Unsigned), "{}"),
+		e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID, key)
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Every query must number its placeholders $1…$n in order of first

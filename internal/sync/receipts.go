@@ -50,7 +50,8 @@ func (s *Service) SetFullyRead(ctx context.Context, roomID, userID, eventID stri
 // for an event not known here). The caller checked that the user may
 // set it. When it moved, what follows is done here for both: a local
 // reader's unread counts start again from it (before the receipt becomes
-// visible), other servers hear of a local public receipt, and the syncs
+// visible) and the notifications it read that did not highlight go,
+// other servers hear of a local public receipt, and the syncs
 // that show it wake: the room's joined members', or only the reader's
 // for a private receipt, which never leaves the server. It reports
 // whether the receipt moved.
@@ -60,10 +61,14 @@ func (s *Service) PutReceipt(ctx context.Context, r Receipt) (bool, error) {
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
 		changed, err = tx.PutReceipt(ctx, r)
-		if changed && local {
-			tx.OnCommitted(func() { s.rooms.ReadMoved(r.RoomID, r.UserID) })
+		if err != nil || !changed || !local {
+			return err
 		}
-		return err
+		tx.OnCommitted(func() { s.rooms.ReadMoved(r.RoomID, r.UserID) })
+		if r.Type != "m.read" && r.Type != "m.read.private" {
+			return nil
+		}
+		return tx.DropReadNotifications(ctx, r.UserID, r.RoomID, r.ThreadID, r.EventPos)
 	})
 	if err != nil || !changed {
 		return false, err
