@@ -55,7 +55,7 @@ func bfTamper(t *testing.T, s *ts.Server, eventID string, edit func(m map[string
 		t.Fatal(err)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(row.PDU, &m); err != nil {
+	if err := json.Unmarshal(row.JSON(), &m); err != nil {
 		t.Fatal(err)
 	}
 	edit(m)

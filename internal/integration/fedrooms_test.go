@@ -84,7 +84,7 @@ func frRelay(t *testing.T, from, to *ts.Server, ids ...string) {
 		if err != nil {
 			t.Fatalf("event %s: %v", id, err)
 		}
-		pdus = append(pdus, row.PDU)
+		pdus = append(pdus, row.JSON())
 	}
 	res, err := frSend(t, from, to, "", pdus...)
 	if err != nil {
@@ -433,8 +433,8 @@ func TestFedRoomsInboundChecks(t *testing.T) {
 			t.Fatalf("wrong hash: %v %+v", err, res)
 		}
 		row, err := p.a.Store.GetEvent(ctx, tampered.ID)
-		if err != nil || strings.Contains(string(row.PDU), "tampered") || strings.Contains(string(row.PDU), "original") {
-			t.Fatalf("wrong hash: stored %v %s", err, row.PDU)
+		if err != nil || strings.Contains(string(row.JSON()), "tampered") || strings.Contains(string(row.JSON()), "original") {
+			t.Fatalf("wrong hash: stored %v %s", err, row.JSON())
 		}
 		head = tampered.ID
 
@@ -734,7 +734,7 @@ func TestFedRoomsRetrievalAndACL(t *testing.T) {
 		}
 		msg := bob.SendText(roomID, "denied")
 		row, _ := p.b.Store.GetEvent(context.Background(), msg)
-		res, err := frSend(t, p.b, p.a, "", row.PDU)
+		res, err := frSend(t, p.b, p.a, "", row.JSON())
 		if err != nil || res.PDUs[msg].Error == "" {
 			t.Fatalf("PDU despite the ACL: %v %+v", err, res)
 		}
@@ -765,8 +765,8 @@ func TestFedRoomsRestrictedJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		row, err := p.b.Store.GetEvent(context.Background(), m.EventID)
-		if err != nil || !strings.Contains(string(row.PDU), `"`+p.a.Config.ServerName+`":{"ed25519`) {
-			t.Fatalf("join without the authorising server's signature: %v %s", err, row.PDU)
+		if err != nil || !strings.Contains(string(row.JSON()), `"`+p.a.Config.ServerName+`":{"ed25519`) {
+			t.Fatalf("join without the authorising server's signature: %v %s", err, row.JSON())
 		}
 		// carol is in no allowed room.
 		r := carol.Do("POST", "/_matrix/client/v3/join/"+esc(restricted)+via, map[string]any{})

@@ -82,7 +82,7 @@ func TestFedGapFilledBeforeAuthChain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res, err := frSend(t, a, b, "", row.PDU); err != nil || res.PDUs[msg].Error != "" {
+			if res, err := frSend(t, a, b, "", row.JSON()); err != nil || res.PDUs[msg].Error != "" {
 				t.Fatalf("carol's message: %v %+v", err, res)
 			}
 			if got := bodies(messages(t, bob, room, "dir=b&limit=5").Chunk); !slices.Contains(got, "hello from carol") {

@@ -120,7 +120,7 @@ func (s *Service) EventForServer(ctx context.Context, server, eventID string) (j
 	if err != nil {
 		return nil, "", err
 	}
-	return json.RawMessage(row.PDU), row.RoomID, nil
+	return json.RawMessage(row.JSON()), row.RoomID, nil
 }
 
 // StateForServer returns the state before an event and the auth chain of
@@ -237,7 +237,7 @@ func (s *Service) walkPrev(ctx context.Context, server, roomID string, start, st
 				// The server gets the event's skeleton: it still needs it
 				// for the room's graph, but not what was said before it
 				// could see the room.
-				redacted, err := pdu.Redact(row.PDU, version)
+				redacted, err := pdu.Redact(row.JSON(), version)
 				if err != nil {
 					return nil, err
 				}
@@ -270,7 +270,7 @@ func (s *Service) Backfill(ctx context.Context, server, roomID string, from []st
 	}
 	out := make([]json.RawMessage, 0, len(rows))
 	for _, row := range rows {
-		out = append(out, row.PDU)
+		out = append(out, row.JSON())
 	}
 	return out, nil
 }
@@ -288,7 +288,7 @@ func (s *Service) MissingEvents(ctx context.Context, server, roomID string, earl
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Depth < rows[j].Depth })
 	out := make([]json.RawMessage, 0, len(rows))
 	for _, row := range rows {
-		out = append(out, row.PDU)
+		out = append(out, row.JSON())
 	}
 	return out, nil
 }

@@ -286,6 +286,6 @@ func relTypeOf(row *store.EventRow) string {
 			} `json:"m.relates_to"`
 		} `json:"content"`
 	}
-	_ = json.Unmarshal(row.PDU, &e)
+	_ = json.Unmarshal(row.JSON(), &e)
 	return e.Content.RelatesTo.RelType
 }

@@ -226,7 +226,7 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 		if err != nil {
 			return nil, err
 		}
-		redacted, err := pdu.Redact(row.PDU, version)
+		redacted, err := pdu.Redact(row.JSON(), version)
 		if err != nil {
 			return nil, err
 		}

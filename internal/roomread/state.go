@@ -80,7 +80,7 @@ func (s *Service) StateContent(ctx context.Context, roomID, userID, typ, key str
 	var f struct {
 		Content json.RawMessage `json:"content"`
 	}
-	_ = json.Unmarshal(row.PDU, &f)
+	_ = json.Unmarshal(row.JSON(), &f)
 	if f.Content == nil {
 		f.Content = json.RawMessage("{}")
 	}

@@ -127,10 +127,10 @@ func (s *Service) indexRelation(ctx context.Context, tx *store.Tx, ev *pdu.Event
 	case "m.replace":
 		// An invalid replacement is kept as a child but never aggregated.
 		r.Valid = parent.Sender == ev.Sender && parent.Type == ev.Type &&
-			!parent.StateKey.Valid && !ev.IsState() && relTypeOfPDU(parent.PDU) != "m.replace" &&
+			!parent.StateKey.Valid && !ev.IsState() && relTypeOfPDU(parent.JSON()) != "m.replace" &&
 			(ev.Type == "m.room.encrypted" || hasObject(ev.Content, "m.new_content"))
 	case "m.thread":
-		if relTypeOfPDU(parent.PDU) != "" {
+		if relTypeOfPDU(parent.JSON()) != "" {
 			if local {
 				return errcode.Unknown("cannot start a thread from an event with a relation")
 			}

@@ -444,7 +444,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *Batch, re
 	if row.Sender != red.Sender && pl.UserLevel(red.Sender) < pl.Redact() {
 		return nil
 	}
-	redacted, err := pdu.Redact(row.PDU, b.r.version)
+	redacted, err := pdu.Redact(row.JSON(), b.r.version)
 	if err != nil {
 		return fmt.Errorf("redact %s: %w", row.EventID, err)
 	}

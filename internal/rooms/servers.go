@@ -151,7 +151,7 @@ func (s *Service) PDUs(ctx context.Context, ids []string) ([]json.RawMessage, er
 		return nil, err
 	}
 	for _, row := range rows {
-		out = append(out, json.RawMessage(row.PDU))
+		out = append(out, json.RawMessage(row.JSON()))
 	}
 	return out, nil
 }

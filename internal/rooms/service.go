@@ -296,7 +296,7 @@ func (s *Service) ParseRow(ctx context.Context, row *store.EventRow) (*pdu.Event
 	if err != nil {
 		return nil, err
 	}
-	ev, err := pdu.ParseStored(row.PDU, v)
+	ev, err := pdu.ParseStored(row.JSON(), v)
 	if err != nil {
 		return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 	}

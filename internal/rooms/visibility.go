@@ -98,7 +98,7 @@ func (v *Viewer) MembershipAt(ctx context.Context, row *store.EventRow) string {
 				Membership string `json:"membership"`
 			} `json:"content"`
 		}
-		_ = json.Unmarshal(row.PDU, &e)
+		_ = json.Unmarshal(row.JSON(), &e)
 		return e.Content.Membership
 	}
 	if v.current != "" && v.sincePos > 0 && row.Pos > v.sincePos {

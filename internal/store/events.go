@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -23,7 +25,7 @@ type EventRow struct {
 	Sender     string
 	Depth      int64
 	OriginTS   int64
-	PDU        []byte // canonical JSON of the PDU (redacted form once redacted)
+	PDU        []byte // canonical JSON of the PDU (redacted form once redacted); read it with JSON
 	Unsigned   []byte // server-computed unsigned data, JSON object
 	StateGroup int64  // state before the event
 	Redacted   bool
@@ -37,6 +39,33 @@ type EventRow struct {
 	// the row, so are as fresh as it is (rows built in memory have none).
 	Aggregates     string
 	AggregatesRead bool
+
+	lazy *lazyPDU // the stored form, until JSON decodes it
+}
+
+// lazyPDU is the stored form of a row's PDU, decoded on first use. Rows
+// are shared between goroutines once read, hence the Once.
+type lazyPDU struct {
+	once           sync.Once
+	stored         []byte
+	roomID, sender string
+	pdu            []byte
+}
+
+// JSON returns the event's PDU: PDU for a row built in memory; a row read
+// from the database decodes its stored form on first use, so that a page
+// whose client forms are cached decodes nothing. Nil if it does not
+// decode, which only a damaged database can cause.
+func (e *EventRow) JSON() []byte {
+	if e.PDU != nil || e.lazy == nil {
+		return e.PDU
+	}
+	l := e.lazy
+	l.once.Do(func() {
+		l.pdu, _ = decodePDU(l.stored, l.roomID, l.sender)
+		l.stored = nil
+	})
+	return l.pdu
 }
 
 // HasURL reports whether the event's content has a url (the contains_url
@@ -47,7 +76,7 @@ func (e *EventRow) HasURL() bool {
 			URL json.RawMessage `json:"url"`
 		} `json:"content"`
 	}
-	_ = json.Unmarshal(e.PDU, &c)
+	_ = json.Unmarshal(e.JSON(), &c)
 	return c.Content.URL != nil
 }
 
@@ -61,7 +90,7 @@ const (
 // insertArgs are the values of eventInsertCols, the PDU in its stored
 // form (see pducodec.go).
 func (e *EventRow) insertArgs() []any {
-	return []any{e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, encodePDU(e.PDU, e.RoomID, e.Sender),
+	return []any{e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, encodePDU(e.JSON(), e.RoomID, e.Sender),
 		string(e.Unsigned), e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID}
 }
 
@@ -77,8 +106,10 @@ func scanEvent(row interface{ Scan(...any) error }) (*EventRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan event: %w", err)
 	}
-	if e.PDU, err = decodePDU(pdu, e.RoomID, e.Sender); err != nil {
-		return nil, fmt.Errorf("event %s: %w", e.EventID, err)
+	if bytes.HasPrefix(pdu, zstdMagic) {
+		e.lazy = &lazyPDU{stored: pdu, roomID: e.RoomID, sender: e.Sender}
+	} else {
+		e.PDU = pdu
 	}
 	e.Unsigned = []byte(unsigned)
 	e.Aggregates, e.AggregatesRead = aggregates.String, true

@@ -126,7 +126,7 @@ func TestEventStorageMigration(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if string(got.PDU) != string(want.PDU) || got.Pos != want.Pos || got.RoomID != room || got.Sender != sender || got.Type != want.Type ||
+			if string(got.JSON()) != string(want.JSON()) || got.Pos != want.Pos || got.RoomID != room || got.Sender != sender || got.Type != want.Type ||
 				got.StateKey != want.StateKey || got.Depth != want.Depth || got.OriginTS != want.OriginTS || got.StateGroup != want.StateGroup ||
 				got.Redacted != want.Redacted || got.TxnDevice != want.TxnDevice || got.TxnID != want.TxnID ||
 				string(got.Unsigned) != string(cmpOr(want.Unsigned, []byte("{}"))) {

@@ -75,7 +75,7 @@ func insertOldEvent(t *testing.T, s *Store, e *EventRow, txnKey string) {
 	key := sql.NullString{String: txnKey, Valid: txnKey != ""}
 	_, err := s.w.ExecContext(context.Background(), `INSERT INTO events (stream_pos, event_id, room_id, type, state_key, sender, depth, origin_ts,
 		pdu, unsigned, state_group, redacted, txn_device, txn_id, txn_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.PDU), cmp.Or(string(e.Unsigned), "{}"),
+		e.Pos, e.EventID, e.RoomID, e.Type, e.StateKey, e.Sender, e.Depth, e.OriginTS, string(e.JSON()), cmp.Or(string(e.Unsigned), "{}"),
 		e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID, key)
 	if err != nil {
 		t.Fatal(err)

@@ -500,7 +500,7 @@ func (s *Service) newMembers(ctx context.Context, roomID, userID string, joinedN
 				Membership string `json:"membership"`
 			} `json:"content"`
 		}
-		if json.Unmarshal(row.PDU, &ev) == nil && ev.Content.Membership == "join" {
+		if json.Unmarshal(row.JSON(), &ev) == nil && ev.Content.Membership == "join" {
 			out = append(out, row.StateKey.String)
 		}
 	}
