@@ -76,8 +76,14 @@ func BenchmarkPDUDecode(b *testing.B) {
 }
 
 // TestEventStorageMigration writes events, search texts and notifications
-// as a server before migration 25 did, runs it, and reads them back.
+// as a server before migration 25 did, runs it, and reads them back; also
+// on a server that ran migration 26 first (it came out before 25).
 func TestEventStorageMigration(t *testing.T) {
+	t.Run("in order", func(t *testing.T) { testEventStorageMigration(t, false) })
+	t.Run("26 first", func(t *testing.T) { testEventStorageMigration(t, true) })
+}
+
+func testEventStorageMigration(t *testing.T, after26 bool) {
 	forEachEngineAt(t, 24, func(t *testing.T, s *Store) {
 		ctx := context.Background()
 		const room, sender = "!njvUPmOQhqOIToNOek:example.org", "@member35:example.org"
@@ -117,6 +123,22 @@ func TestEventStorageMigration(t *testing.T) {
 			}
 			if _, err := s.w.ExecContext(ctx, q); err != nil {
 				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		if after26 {
+			text, err := schemaFS.ReadFile("schema/0026_push_room_actions.sql")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.InTx(ctx, func(tx *Tx) error {
+				if err := runMigration(ctx, tx, migrationSQL(string(text), s.Engine)); err != nil {
+					return err
+				}
+				_, err := tx.execOnce(ctx, `INSERT INTO schema_migrations (version, applied_ts) VALUES (26, 0)`)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
 		}
 		s.migrateRest(t)
