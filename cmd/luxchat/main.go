@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"syscall"
 	"time"
@@ -121,13 +122,11 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// A soft limit: the collector works harder only as the heap nears
-		// it, which returns short-lived password hashing buffers promptly.
-		debug.SetMemoryLimit(64 << 20)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		go followHeap(ctx)
+	}
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -357,4 +356,29 @@ func parseAge(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("invalid age %q", s)
 	}
 	return d, nil
+}
+
+// followHeap keeps a soft memory limit of twice the live heap, at least
+// 64 MiB: the collector then works harder only as the heap nears it,
+// which returns short-lived password hashing buffers promptly on a small
+// server, while a sector's server, whose live heap is hundreds of MiB, is
+// not held under a fixed limit it would spend its CPU collecting against.
+func followHeap(ctx context.Context) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		metrics.Read(sample)
+		debug.SetMemoryLimit(softLimit(sample[0].Value.Uint64()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// softLimit is the memory limit for a live heap of live bytes.
+func softLimit(live uint64) int64 {
+	return int64(max(64<<20, 2*live))
 }

@@ -61,15 +61,23 @@ var (
 	subServer = []byte{3}
 )
 
+// pduWindow is the compression window: a PDU is at most 65,536 bytes.
+const pduWindow = 1 << 16
+
 var pduCodec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
 	// The fastest level costs ~15 µs per message and compresses these
 	// small inputs about as well as the slower ones.
+	// A PDU is at most 64 KiB: a window of that size serves every frame,
+	// and the default (megabytes per concurrent coder) would add tens of
+	// MiB to the server's resident memory for nothing.
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
-		zstd.WithLowerEncoderMem(true), zstd.WithEncoderDictRaw(pduDictID, []byte(pduDict)))
+		zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(pduWindow), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderDictRaw(pduDictID, []byte(pduDict)))
 	if err != nil {
 		panic(fmt.Sprintf("pdu encoder: %v", err))
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderDictRaw(pduDictID, []byte(pduDict)), zstd.WithDecoderMaxMemory(16<<20))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderDictRaw(pduDictID, []byte(pduDict)), zstd.WithDecoderMaxMemory(16<<20),
+		zstd.WithDecoderLowmem(true), zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxWindow(pduWindow))
 	if err != nil {
 		panic(fmt.Sprintf("pdu decoder: %v", err))
 	}

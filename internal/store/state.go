@@ -71,17 +71,24 @@ func (s *Store) StateGroup(ctx context.Context, group int64) (StateMap, error) {
 	return out, rows.Err()
 }
 
-// StateGroupEntry returns one entry of a group's state ("" when absent),
-// walking the delta chain in the database: one round trip.
-func (s *Store) StateGroupEntry(ctx context.Context, group int64, k StateKey) (string, error) {
-	var ev string
-	err := s.reader().QueryRowContext(ctx, `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
+// stateEntrySQL reads one entry of a group's state ($1 group, $2 type, $3
+// state key).
+const stateEntrySQL = `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
 			SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1
 			UNION ALL
 			SELECT g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
 		)
-		SELECT e.event_id FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
-		WHERE e.type = $2 AND e.state_key = $3 ORDER BY c.depth LIMIT 1`, group, k.Type, k.StateKey).Scan(&ev)
+		SELECT e.event_id FROM chain c CROSS JOIN state_group_entries e
+		WHERE e.group_id = c.group_id AND e.type = $2 AND e.state_key = $3 ORDER BY c.depth LIMIT 1`
+
+// StateGroupEntry returns one entry of a group's state ("" when absent),
+// walking the delta chain in the database: one round trip. CROSS JOIN
+// keeps SQLite's order: the chain outside, each of its groups looked up
+// by key. Left to itself the SQLite we ship scans the whole entries table
+// against a Bloom filter of the chain (seconds in a sector's database).
+func (s *Store) StateGroupEntry(ctx context.Context, group int64, k StateKey) (string, error) {
+	var ev string
+	err := s.reader().QueryRowContext(ctx, stateEntrySQL, group, k.Type, k.StateKey).Scan(&ev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -107,8 +114,8 @@ func (s *Store) StateGroupEntries(ctx context.Context, groups []int64, k StateKe
 			UNION ALL
 			SELECT c.start, g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
 		)
-		SELECT c.start, e.event_id, c.depth FROM chain c JOIN state_group_entries e ON e.group_id = c.group_id
-		WHERE e.type = ? AND e.state_key = ?`, k.Type, k.StateKey)
+		SELECT c.start, e.event_id, c.depth FROM chain c CROSS JOIN state_group_entries e
+		WHERE e.group_id = c.group_id AND e.type = ? AND e.state_key = ?`, k.Type, k.StateKey)
 		rows, err := s.reader().QueryContext(ctx, q.b.String(), q.args...)
 		if err != nil {
 			return nil, err

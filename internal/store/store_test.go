@@ -280,3 +280,41 @@ func TestStateGroups(t *testing.T) {
 		}
 	})
 }
+
+// TestStateEntryPlans checks that a state entry lookup searches
+// state_group_entries by key: a plan that scans it costs seconds once a
+// sector's rooms have millions of entries.
+func TestStateEntryPlans(t *testing.T) {
+	s, err := Open(context.Background(), Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The query as written, and as it was before (which the SQLite we
+	// ship plans as a scan, so that this test can fail).
+	before := strings.Replace(stateEntrySQL, "CROSS JOIN state_group_entries e\n\t\tWHERE e.group_id = c.group_id AND", "JOIN state_group_entries e ON e.group_id = c.group_id\n\t\tWHERE", 1)
+	for _, tc := range []struct {
+		q        string
+		searched bool
+	}{{stateEntrySQL, true}, {before, false}} {
+		q := tc.q
+		rows, err := s.reader().QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, 1, "m.room.member", "@a:x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "\n")
+		if searched := !strings.Contains(joined, "SCAN e") && strings.Contains(joined, "SEARCH e USING"); searched != tc.searched {
+			t.Fatalf("searched by key %v, want %v:\n%s", searched, tc.searched, joined)
+		}
+	}
+}
