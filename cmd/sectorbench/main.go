@@ -249,12 +249,15 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 			return nil, err
 		}
 		defer admin.Close()
-		b.admin, b.dbName = admin, dbName
+		b.admin, b.dbName, b.dsn = admin, dbName, database
 		b.m.admin, b.m.dbName = admin, dbName
 	}
 	for _, ph := range phaseOrder {
 		if !slices.Contains(o.phases, ph.name) || ctx.Err() != nil {
 			continue
+		}
+		if ph.offline && b.ps != nil {
+			b.ps.stop()
 		}
 		if busy, ok := b.settle(time.Minute); !ok {
 			er.notes = append(er.notes, fmt.Sprintf("luxchat was still busy (%.0f %% of a core) a minute after the phase before %s", busy, ph.name))

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +30,10 @@ type bench struct {
 	c       *client
 	m       *meter
 	dataDir string
-	admin   *sql.DB // PostgreSQL only
-	dbName  string
-	hashMem uint32 // the server's argon2id costs
+	admin   *sql.DB // PostgreSQL only: the server's administration database
+	dbName  string  // PostgreSQL only: the sector's database
+	dsn     string  // PostgreSQL only: the sector's database
+	hashMem uint32  // the server's argon2id costs
 	hashT   uint32
 	tr      *tracker
 	ps      *pollers // started by the first phase that needs them
@@ -49,20 +51,23 @@ func (b *bench) add(phase, figure, target, value string) {
 
 // phase is one measured part, named for -phases.
 type phase struct {
-	name string
-	run  func(*bench, context.Context) error
+	name    string
+	run     func(*bench, context.Context) error
+	offline bool // nobody long-polls: their CPU would blur its figures
 }
 
 // The phases in the order they run: the heavy user's initial syncs come
-// first, on a server that has not served them yet ("first sync").
+// first, on a server that has not served them yet ("first sync"); the
+// online users start polling in the first phase that needs them, and
+// stop before the first offline one (storage is last).
 var phaseOrder = []phase{
-	{"sync", (*bench).phaseSync},
-	{"login", (*bench).phaseLogin},
-	{"join", (*bench).phaseJoin},
-	{"message", (*bench).phaseMessage},
-	{"idle", (*bench).phaseIdle},
-	{"steady", (*bench).phaseSteady},
-	{"storage", (*bench).phaseStorage},
+	{name: "sync", run: (*bench).phaseSync},
+	{name: "login", run: (*bench).phaseLogin},
+	{name: "join", run: (*bench).phaseJoin},
+	{name: "message", run: (*bench).phaseMessage},
+	{name: "idle", run: (*bench).phaseIdle},
+	{name: "steady", run: (*bench).phaseSteady},
+	{name: "storage", run: (*bench).phaseStorage, offline: true},
 }
 
 // phaseSync: initial syncs of a user in 1,000 rooms (unfiltered, the
@@ -509,16 +514,12 @@ func (b *bench) phaseSteady(ctx context.Context) error {
 	return nil
 }
 
-// phaseStorage: text messages (2,000 at scale 1) of about 100 bytes into groups over
-// HTTP; what the database grew by, per message. The pollers stop first
-// (their syncs write nothing, but their CPU would blur other figures).
+// phaseStorage: text messages (2,000 at scale 1) of about 100 bytes
+// into groups over HTTP; what the database grew by, per message, and
+// which tables and indexes grew most.
 func (b *bench) phaseStorage(ctx context.Context) error {
-	if b.ps != nil {
-		b.ps.stop()
-	}
 	n := b.sec.plan.storageMsgs
-	time.Sleep(time.Second) // writes queued after earlier commits
-	before, err := dbSize(ctx, b.engine, b.dataDir, b.admin, b.dbName)
+	before, relsBefore, err := dbSize(ctx, b.engine, b.dataDir, b.dsn, b.admin, b.dbName)
 	if err != nil {
 		return err
 	}
@@ -542,15 +543,41 @@ func (b *bench) phaseStorage(ctx context.Context) error {
 		return err
 	}
 	use := b.m.since(s0)
-	time.Sleep(2 * time.Second)
-	after, err := dbSize(ctx, b.engine, b.dataDir, b.admin, b.dbName)
+	time.Sleep(time.Second) // writes queued after the commits (push actions)
+	after, relsAfter, err := dbSize(ctx, b.engine, b.dataDir, b.dsn, b.admin, b.dbName)
 	if err != nil {
 		return err
 	}
 	target := "≤ 1,200 B on SQLite, ≤ 1,600 B on PostgreSQL"
 	b.add(fmt.Sprintf("storage, %s text messages of ~100 bytes", thousands(int64(n))), "bytes per message (database growth); server CPU per send", target,
 		fmt.Sprintf("%s B (%s in all); %s", thousands((after-before)/int64(n)), mib(after-before), use.per(n)))
+	b.add(fmt.Sprintf("storage, %s text messages of ~100 bytes", thousands(int64(n))), "largest growth per message (table or index)", "—",
+		largestGrowth(relsBefore, relsAfter, n, 5))
 	return nil
+}
+
+// largestGrowth names the k relations that grew most, in bytes per
+// message.
+func largestGrowth(before, after map[string]int64, n, k int) string {
+	type growth struct {
+		name string
+		d    int64
+	}
+	var gs []growth
+	for name, size := range after {
+		if d := size - before[name]; d > 0 {
+			gs = append(gs, growth{name, d})
+		}
+	}
+	slices.SortFunc(gs, func(a, b growth) int { return int(b.d - a.d) })
+	var parts []string
+	for _, g := range gs[:min(k, len(gs))] {
+		parts = append(parts, fmt.Sprintf("%s %s", g.name, thousands(g.d/int64(n))))
+	}
+	if len(parts) == 0 {
+		return "0 (nothing grew)"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // parallelHTTP runs f(0..n-1) on workers goroutines and returns the
@@ -584,14 +611,14 @@ func parallelHTTP(ctx context.Context, n, workers int, f func(i int) error) erro
 	return first
 }
 
-// settle waits until the server is quiet (under 20 % of a core over a
-// second), at most max, so that what a phase left running (a request
+// settle waits until the server is quiet (under 20 % of a core over
+// half a second), at most max, so that what a phase left running (a request
 // cut off by a budget) does not count in the next one.
 func (b *bench) settle(max time.Duration) (busy float64, ok bool) {
 	deadline := time.Now().Add(max)
 	for {
 		s0 := b.m.sample()
-		time.Sleep(time.Second)
+		time.Sleep(500 * time.Millisecond)
 		u := b.m.since(s0)
 		busy = 100 * u.total().Seconds() / u.wall.Seconds()
 		if busy < 20 {

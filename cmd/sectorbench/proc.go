@@ -235,30 +235,61 @@ func dropDatabase(adminDSN, name string) error {
 	return err
 }
 
-// dbSize is the space the database takes. SQLite: the pages in use as a
-// reader sees them (WAL included, free pages left out), so no
-// checkpoint is needed; PostgreSQL: pg_database_size after a CHECKPOINT.
-func dbSize(ctx context.Context, engine, dataDir string, admin *sql.DB, dbName string) (int64, error) {
+// dbSize is the space the database takes, in all and per table or
+// index. SQLite: the pages in use as a reader sees them (WAL included,
+// free pages left out; dbstat per table), so no checkpoint is needed.
+// PostgreSQL: pg_database_size after a CHECKPOINT, pg_relation_size per
+// relation (toast tables under their own names).
+func dbSize(ctx context.Context, engine, dataDir, dsn string, admin *sql.DB, dbName string) (int64, map[string]int64, error) {
 	if engine == "postgres" {
 		if _, err := admin.ExecContext(ctx, "CHECKPOINT"); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		var n int64
-		err := admin.QueryRowContext(ctx, "SELECT pg_database_size($1)", dbName).Scan(&n)
-		return n, err
+		if err := admin.QueryRowContext(ctx, "SELECT pg_database_size($1)", dbName).Scan(&n); err != nil {
+			return 0, nil, err
+		}
+		rels, err := relationSizes(ctx, "pgx", dsn, `SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c
+			JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't', 'm')`)
+		return n, rels, err
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "luxchat.db")+"?mode=ro")
+	dsn = "file:" + filepath.Join(dataDir, "luxchat.db") + "?mode=ro"
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer db.Close()
 	var pages, free, size int64
 	for q, v := range map[string]*int64{"PRAGMA page_count": &pages, "PRAGMA freelist_count": &free, "PRAGMA page_size": &size} {
 		if err := db.QueryRowContext(ctx, q).Scan(v); err != nil {
-			return 0, fmt.Errorf("%s: %w", q, err)
+			return 0, nil, fmt.Errorf("%s: %w", q, err)
 		}
 	}
-	return (pages - free) * size, nil
+	rels, err := relationSizes(ctx, "sqlite", dsn, `SELECT name, pgsize FROM dbstat WHERE aggregate = TRUE`)
+	return (pages - free) * size, rels, err
+}
+
+func relationSizes(ctx context.Context, driver, dsn, query string) (map[string]int64, error) {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("relation sizes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	return out, rows.Err()
 }
 
 func ms(d time.Duration) string {
