@@ -76,7 +76,7 @@ func (c *client) do(ctx context.Context, method, path, token string, body, out a
 	return len(data), nil
 }
 
-// send sends one event and returns its id.
+// send sends one event with the given transaction id.
 func (c *client) send(ctx context.Context, token, roomID, typ, txn string, content json.RawMessage) error {
 	path := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/send/" + typ + "/" + txn
 	return discard(c.do(ctx, http.MethodPut, path, token, content, nil))

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -63,6 +64,7 @@ type options struct {
 	pollerBudget time.Duration
 	joinBudget   time.Duration
 	phaseBudget  time.Duration
+	cpuProfile   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -86,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.pollerBudget, "poller-budget", 3*time.Minute, "time for the online users' first syncs; past it the others start from a cheap sync")
 	fs.DurationVar(&o.joinBudget, "join-budget", time.Minute, "time for the measured joins into each big room")
 	fs.DurationVar(&o.phaseBudget, "phase-budget", 5*time.Minute, "time for any one phase; what it measured by then is reported")
+	fs.StringVar(&o.cpuProfile, "setup-cpuprofile", "", "write a CPU profile of the in-process setup to this file (the last engine's)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -226,7 +229,7 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 		return nil, fmt.Errorf("-scale %g: %w", o.scale, err)
 	}
 	elog("setup: %d accounts, rooms of %d/%d/%d, %d DMs, %d groups, %d online", p.users, p.bigSizes[0], p.bigSizes[1], p.bigSizes[2], p.dms, p.groups, p.pollers)
-	sec, err := setup(ctx, cfg, p, o.setupBudget, elog)
+	sec, err := setup(ctx, cfg, p, o.setupBudget, o.cpuProfile, elog)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +309,20 @@ log: {level: warn}
 }
 
 // setup builds the sector with an in-process server, then closes it.
-func setup(ctx context.Context, cfg *config.Config, p plan, budget time.Duration, logf func(string, ...any)) (*sector, error) {
+func setup(ctx context.Context, cfg *config.Config, p plan, budget time.Duration, profile string, logf func(string, ...any)) (*sector, error) {
+	if profile != "" {
+		// The setup's big-room joins are the server's join path without
+		// HTTP: their profile shows what a join costs.
+		f, err := os.Create(profile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := server.New(ctx, cfg, log)
 	if err != nil {

@@ -300,7 +300,7 @@ func (b *bench) startPollers(ctx context.Context) error {
 		users[i] = i
 	}
 	var mu sync.Mutex
-	err := parallelHTTP(ctx, len(users), 16, func(i int) error {
+	err := parallel(ctx, len(users), 16, func(i int) error {
 		u := b.sec.users[users[i]]
 		var ans struct {
 			FilterID string `json:"filter_id"`
@@ -319,7 +319,7 @@ func (b *bench) startPollers(ctx context.Context) error {
 	defer cancel()
 	var lat []time.Duration
 	s0 := b.m.sample()
-	err = ignoreCut(bctx, parallelHTTP(bctx, len(users), 8, func(i int) error {
+	err = ignoreCut(bctx, parallel(bctx, len(users), 8, func(i int) error {
 		u := b.sec.users[users[i]]
 		var ans syncAnswer
 		t0 := time.Now()
@@ -345,7 +345,7 @@ func (b *bench) startPollers(ctx context.Context) error {
 		fmt.Sprintf("%s / %s; %s%s", ms(pct(lat, 50)), ms(pct(lat, 99)), use.per(len(lat)), note))
 	// The others start from now, as a client that synced before would.
 	noRooms := url.QueryEscape(`{"room":{"rooms":[]},"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]}}`)
-	err = parallelHTTP(ctx, len(users), 16, func(i int) error {
+	err = parallel(ctx, len(users), 16, func(i int) error {
 		if ps.since[users[i]] != "" {
 			return nil
 		}
@@ -534,7 +534,7 @@ func (b *bench) phaseStorage(ctx context.Context) error {
 		jobs[i] = job{r, r.members[rnd.IntN(len(r.members))]}
 	}
 	s0 := b.m.sample()
-	err = parallelHTTP(ctx, n, 8, func(i int) error {
+	err = parallel(ctx, n, 8, func(i int) error {
 		j := jobs[i]
 		typ, content := messageContent("group", "storage message "+strconv.Itoa(i), 100)
 		return b.c.send(ctx, b.sec.users[j.sender].token, j.r.id, typ, "st"+strconv.Itoa(i), content)
@@ -580,9 +580,9 @@ func largestGrowth(before, after map[string]int64, n, k int) string {
 	return strings.Join(parts, ", ")
 }
 
-// parallelHTTP runs f(0..n-1) on workers goroutines and returns the
-// first error.
-func parallelHTTP(ctx context.Context, n, workers int, f func(i int) error) error {
+// parallel runs f(0..n-1) on workers goroutines and returns the
+// first error (the others stop taking work then).
+func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
 	var next atomic.Int64
 	var once sync.Once
 	var first error

@@ -324,7 +324,7 @@ func (sec *sector) buildDMs(ctx context.Context, s *server.Server, logf func(str
 	}
 	sec.dms = make([]*room, len(pairs))
 	enc := json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2"}`)
-	err := parallel(ctx, len(pairs), "DMs", logf, func(i int) error {
+	err := inParallel(ctx, len(pairs), "DMs", logf, func(i int) error {
 		a, b := pairs[i][0], pairs[i][1]
 		id, err := s.Rooms.CreateRoom(ctx, sec.user(a), rooms.CreateRequest{
 			Preset: "trusted_private_chat", IsDirect: true, Invite: []string{sec.user(b)},
@@ -370,7 +370,7 @@ func (sec *sector) buildGroups(ctx context.Context, s *server.Server, logf func(
 		total += len(m)
 	}
 	sec.groups = make([]*room, len(members))
-	err := parallel(ctx, len(members), "groups", logf, func(i int) error {
+	err := inParallel(ctx, len(members), "groups", logf, func(i int) error {
 		m := members[i]
 		invites := make([]string, 0, len(m)-1)
 		for _, u := range m[1:] {
@@ -400,7 +400,7 @@ func (sec *sector) sendSetupMessages(ctx context.Context, s *server.Server, logf
 	all = append(all, sec.dms...)
 	all = append(all, sec.groups...)
 	var sent atomic.Int64
-	err := parallel(ctx, len(all), "rooms with messages", logf, func(i int) error {
+	err := inParallel(ctx, len(all), "rooms with messages", logf, func(i int) error {
 		r := all[i]
 		n := sec.plan.messages
 		if r.kind == "big" {
@@ -464,15 +464,13 @@ func messageContent(kind, body string, size int) (string, json.RawMessage) {
 const filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua. " +
 	"Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat."
 
-// parallel runs f(0..n-1) on a few workers (the rooms service serialises
-// per room; the store has one writer on SQLite), stopping at the first
-// error, with a progress line every 10 seconds.
-func parallel(ctx context.Context, n int, what string, logf func(string, ...any), f func(i int) error) error {
-	const workers = 4
-	var next, done atomic.Int64
-	var firstErr error
-	var mu sync.Mutex
+// inParallel runs f(0..n-1) on four workers (the rooms service
+// serialises per room; the store has one writer on SQLite), stopping at
+// the first error, with a progress line every 10 seconds.
+func inParallel(ctx context.Context, n int, what string, logf func(string, ...any), f func(i int) error) error {
+	var done atomic.Int64
 	stop := make(chan struct{})
+	defer close(stop)
 	go func() {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
@@ -485,38 +483,9 @@ func parallel(ctx context.Context, n int, what string, logf func(string, ...any)
 			}
 		}
 	}()
-	defer close(stop)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				mu.Lock()
-				failed := firstErr != nil
-				mu.Unlock()
-				if failed {
-					return
-				}
-				if err := f(i); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return firstErr
+	return parallel(ctx, n, 4, func(i int) error {
+		err := f(i)
+		done.Add(1)
+		return err
+	})
 }
