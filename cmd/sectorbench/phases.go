@@ -205,7 +205,7 @@ func (b *bench) phaseLogin(ctx context.Context) error {
 				if i >= logins {
 					return
 				}
-				user := localpart(b.sec.plan.loginUser(i % b.sec.plan.logins))
+				user := localpart(b.sec.plan.loginUser(i % b.sec.plan.loginUsers))
 				body := map[string]any{"type": "m.login.password", "password": benchPassword,
 					"identifier": map[string]string{"type": "m.id.user", "user": user}}
 				t0 := time.Now()

@@ -31,17 +31,17 @@ const benchPassword = "sector bench password"
 // 3,000 and 10,000 members, thousands of DMs and small groups, and a few
 // people in 1,000 rooms each.
 type plan struct {
-	users     int
-	bigSizes  [3]int // the big rooms: two departments and "all staff"
-	pollers   int    // online members of the all-staff room (long-polling)
-	dms       int
-	groups    int
-	heavy     int // users in heavyRooms rooms each
-	heavyRoom int // rooms per heavy user (half DMs, half groups)
-	joiners   int // new members joining each big room over HTTP
-	logins    int // accounts whose logins are measured
-	messages  int // messages per DM or group at setup
-	bigMsgs   int // messages per big room at setup
+	users      int
+	bigSizes   [3]int // the big rooms: two departments and "all staff"
+	pollers    int    // online members of the all-staff room (long-polling)
+	dms        int
+	groups     int
+	heavy      int // users in heavyRoom rooms each
+	heavyRoom  int // rooms per heavy user (half DMs, half groups)
+	joiners    int // new members joining each big room over HTTP
+	loginUsers int // accounts whose logins are measured
+	messages   int // messages per DM or group at setup
+	bigMsgs    int // messages per big room at setup
 
 	loginCount  int // logins measured
 	burst       int // messages of the burst in DMs and groups
@@ -51,17 +51,17 @@ type plan struct {
 func newPlan(scale float64) plan {
 	n := func(full, least int) int { return max(least, int(math.Round(float64(full)*scale))) }
 	p := plan{
-		users:     n(40000, 200),
-		bigSizes:  [3]int{n(1000, 10), n(3000, 20), n(10000, 60)},
-		pollers:   n(1000, 5),
-		dms:       n(4000, 30),
-		groups:    n(1500, 15),
-		heavy:     3,
-		heavyRoom: n(1000, 10),
-		joiners:   n(100, 3),
-		logins:    20,
-		messages:  3,
-		bigMsgs:   10,
+		users:      n(40000, 200),
+		bigSizes:   [3]int{n(1000, 10), n(3000, 20), n(10000, 60)},
+		pollers:    n(1000, 5),
+		dms:        n(4000, 30),
+		groups:     n(1500, 15),
+		heavy:      3,
+		heavyRoom:  n(1000, 10),
+		joiners:    n(100, 3),
+		loginUsers: 20,
+		messages:   3,
+		bigMsgs:    10,
 
 		loginCount:  n(200, 20),
 		burst:       n(500, 50),
@@ -97,7 +97,7 @@ func (p plan) check() error {
 	if p.bigSizes[0]+p.bigSizes[1]+p.pollers+2 > p.bigSizes[2] { // +2: a member and a sender who are not online
 		return errors.New("departments and pollers do not fit in the all-staff room")
 	}
-	if p.bigSizes[2]+p.logins+10 > p.joinerBase() {
+	if p.bigSizes[2]+p.loginUsers+10 > p.joinerBase() {
 		return errors.New("too few users for the big rooms, logins and joiners")
 	}
 	return nil
