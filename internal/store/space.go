@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -35,16 +36,7 @@ func (s *Store) spaceSQLite(ctx context.Context) ([]RelationSize, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read dbstat: %w", err)
 	}
-	defer rows.Close()
-	var out []RelationSize
-	for rows.Next() {
-		var r RelationSize
-		if err := rows.Scan(&r.Name, &r.Table, &r.Bytes); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return scanSizes(rows)
 }
 
 func (s *Store) spacePostgres(ctx context.Context) ([]RelationSize, error) {
@@ -65,6 +57,11 @@ func (s *Store) spacePostgres(ctx context.Context) ([]RelationSize, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read relation sizes: %w", err)
 	}
+	return scanSizes(rows)
+}
+
+// scanSizes reads (name, table, bytes) rows.
+func scanSizes(rows *sql.Rows) ([]RelationSize, error) {
 	defer rows.Close()
 	var out []RelationSize
 	for rows.Next() {
