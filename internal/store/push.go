@@ -448,6 +448,12 @@ func repeat(v any, n int) []any {
 	return out
 }
 
+// joinedFloor is the position the user's (a placeholder's) current
+// membership of room began at, or notJoined when they are not joined.
+func joinedFloor(room, notJoined string) string {
+	return `COALESCE((SELECT m.joined_pos FROM room_members m WHERE m.room_id = ` + room + ` AND m.user_id = ? AND m.membership = 'join'), ` + notJoined + `)`
+}
+
 // NotificationCounts counts a user's unread notifications with positions
 // in (From, upTo] of some rooms, per thread, and returns the read receipts
 // it counted against (room → thread id, "" for unthreaded → event
@@ -487,8 +493,7 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 	}
 	// floor: notifications count from the start of the user's current
 	// membership of the room; room-wide ones none when not joined.
-	floor := `COALESCE((SELECT m.joined_pos FROM room_members m WHERE m.room_id = l.column1 AND m.user_id = ? AND m.membership = 'join'), ` + itoa(1<<62) + `)`
-	ownFloor := strings.Replace(floor, itoa(1<<62), "0", 1)
+	floor, ownFloor := joinedFloor("l.column1", itoa(1<<62)), joinedFloor("l.column1", "0")
 	mainRead := `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = l.column1 AND r.receipt_type IN ('m.read', 'm.read.private')
 		AND r.user_id = ? AND r.thread_id IN ('', 'main')), 0)`
 	read := `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = a.room_id AND r.receipt_type IN ('m.read', 'm.read.private')
@@ -523,7 +528,7 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 	q.add(`
 		UNION ALL
 		SELECT 1, s.room_id, s.thread_id, s.stream_pos, `+stagedReadUpTo("?")+`, s.recipients, COALESCE(s.everyone, ''),
-			CASE WHEN s.everyone IS NULL THEN `+strings.ReplaceAll(ownFloor, "l.column1", "s.room_id")+` ELSE `+strings.ReplaceAll(floor, "l.column1", "s.room_id")+` END
+			CASE WHEN s.everyone IS NULL THEN `+joinedFloor("s.room_id", "0")+` ELSE `+joinedFloor("s.room_id", itoa(1<<62))+` END
 			FROM (VALUES `, userID, userID, userID)
 	values()
 	q.add(`) AS l JOIN push_staging s ON s.room_id = l.column1 AND s.stream_pos > l.column2 WHERE s.stream_pos <= ? AND s.stream_pos > `+stagedSentUpTo("?"), upTo, userID)
