@@ -184,8 +184,9 @@ type Membership struct {
 }
 
 // SetMembership records a user's current membership of a room, and
-// keeps the room's joined member count (room_summaries) in step: a join
-// into a room of thousands adds one rather than counting them all.
+// keeps the room's joined member count (room_summaries) and member
+// summary (room_member_summaries) in step: a join into a room of
+// thousands adds one rather than counting them all.
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 	var old string
 	err := tx.q.QueryRowContext(ctx, `SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2`, m.RoomID, m.UserID).Scan(&old)
@@ -203,7 +204,10 @@ func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
 			joined_pos = `+keepJoinedPos,
 		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
-	return err
+	if err != nil {
+		return err
+	}
+	return tx.updateMemberSummary(ctx, m.RoomID, m.UserID, old, m.Membership)
 }
 
 func isJoin(membership string) int64 {

@@ -470,7 +470,9 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			return nil, err
 		}
 	}
-	if fresh || timelineStateMember {
+	if sum := pre.summaries[m.RoomID]; fresh && sum != nil {
+		jr.Summary = sum
+	} else if fresh || timelineStateMember {
 		if jr.Summary, err = s.read.RoomSummary(ctx, m.RoomID, req.UserID); err != nil {
 			return nil, err
 		}
@@ -731,6 +733,7 @@ func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Me
 type prefetched struct {
 	timelines map[string][]*store.EventRow // room → newest first, limit+1
 	state     map[string]*store.EventRow   // event id → row
+	summaries map[string]*roomread.Summary // room → its summary for the user
 }
 
 // prefetch loads the timelines and current state of the rooms an initial
@@ -754,6 +757,9 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 	}
 	var err error
 	if pre.timelines, err = s.store.RoomTimelines(ctx, fresh, cur.Events, limit+1); err != nil {
+		return nil, err
+	}
+	if pre.summaries, err = s.read.RoomSummaries(ctx, fresh, req.UserID); err != nil {
 		return nil, err
 	}
 	if req.Filter.Room != nil && req.Filter.Room.State != nil && req.Filter.Room.State.LazyLoadMembers {
