@@ -166,6 +166,43 @@ func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, erro
 	return out, rows.Err()
 }
 
+// CurrentStates returns the current state of rooms, in one statement (per
+// 500 rooms on SQLite) instead of one per room.
+func (s *Store) CurrentStates(ctx context.Context, roomIDs []string) (map[string]StateMap, error) {
+	out := make(map[string]StateMap, len(roomIDs))
+	scan := func(rows *sql.Rows, err error) error {
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var roomID, ev string
+			var k StateKey
+			if err := rows.Scan(&roomID, &k.Type, &k.StateKey, &ev); err != nil {
+				return err
+			}
+			st := out[roomID]
+			if st == nil {
+				st = StateMap{}
+				out[roomID] = st
+			}
+			st[k] = ev
+		}
+		return rows.Err()
+	}
+	const q = `SELECT room_id, type, state_key, event_id FROM room_state WHERE room_id `
+	if s.Engine == Postgres {
+		return out, scan(s.reader().QueryContext(ctx, q+`= ANY($1)`, roomIDs))
+	}
+	for start := 0; start < len(roomIDs); start += 500 {
+		q, args := inList(q+`IN (`, roomIDs[start:min(len(roomIDs), start+500)], `)`)
+		if err := scan(s.reader().QueryContext(ctx, q, args...)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // SetCurrentState points a state key of a room at an event.
 func (tx *Tx) SetCurrentState(ctx context.Context, roomID string, k StateKey, eventID string) error {
 	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)

@@ -416,7 +416,9 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	after := req.StateAfter != ""
 	jr.stateAfter = req.StateAfter
 	var st store.StateMap
-	if fresh {
+	if prefetched, ok := pre.stateIDs[m.RoomID]; fresh && ok {
+		st = prefetched // this room's own map: dropping keys below is fine
+	} else if fresh {
 		if st, err = s.rooms.CurrentStateIDs(ctx, m.RoomID); err != nil {
 			return nil, err
 		}
@@ -734,6 +736,7 @@ type prefetched struct {
 	timelines map[string][]*store.EventRow // room → newest first, limit+1
 	state     map[string]*store.EventRow   // event id → row
 	summaries map[string]*roomread.Summary // room → its summary for the user
+	stateIDs  map[string]store.StateMap    // room → current state, when not lazy
 }
 
 // prefetch loads the timelines and current state of the rooms an initial
@@ -765,12 +768,11 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 	if req.Filter.Room != nil && req.Filter.Room.State != nil && req.Filter.Room.State.LazyLoadMembers {
 		return pre, nil
 	}
+	if pre.stateIDs, err = s.rooms.CurrentStates(ctx, fresh); err != nil {
+		return nil, err
+	}
 	var ids []string
-	for _, roomID := range fresh {
-		st, err := s.rooms.CurrentStateIDs(ctx, roomID)
-		if err != nil {
-			return nil, err
-		}
+	for _, st := range pre.stateIDs {
 		for _, id := range st {
 			ids = append(ids, id)
 		}
