@@ -362,7 +362,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
-	timeline, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, m.Membership, rows)
+	timeline, err := s.rooms.VisibleTo(ctx, m, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -746,9 +746,11 @@ type prefetched struct {
 func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token) (*prefetched, error) {
 	pre := &prefetched{}
 	var fresh []string
+	var freshJoins []store.Membership
 	for _, m := range joins {
 		if since == nil || req.FullState || (m.Pos > from.Events && m.Pos <= cur.Events) {
 			fresh = append(fresh, m.RoomID)
+			freshJoins = append(freshJoins, m)
 		}
 	}
 	if len(fresh) < 2 {
@@ -763,6 +765,9 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 		return nil, err
 	}
 	if pre.summaries, err = s.read.RoomSummaries(ctx, fresh, req.UserID); err != nil {
+		return nil, err
+	}
+	if err := s.rooms.PrefetchVisibility(ctx, freshJoins, pre.timelines); err != nil {
 		return nil, err
 	}
 	if req.Filter.Room != nil && req.Filter.Room.State != nil && req.Filter.Room.State.LazyLoadMembers {
