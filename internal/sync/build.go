@@ -368,9 +368,12 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	}
 	jr := emptyJoined()
 	senders := map[string]bool{}
+	// State shown in the timeline is left out of the state section; state
+	// events history visibility hides from the timeline stay in it (the
+	// client must learn the room's visibility, name… all the same).
 	inTimeline := map[string]bool{}
 	var timelineStateMember bool
-	for _, row := range rows {
+	for _, row := range timeline {
 		inTimeline[row.EventID] = true
 	}
 	// Bundled aggregations only where the client missed children.
