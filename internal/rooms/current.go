@@ -30,41 +30,6 @@ func (s *Service) CurrentStateIDs(ctx context.Context, roomID string) (store.Sta
 	return r.StateIDs(), nil
 }
 
-// CurrentStates returns the current state of rooms: of those in the
-// cache from it, of the others from the store in one statement. Unlike
-// CurrentStateIDs it loads no room into the cache: a first sync of a user
-// in a thousand rooms would decode every state event of each.
-func (s *Service) CurrentStates(ctx context.Context, roomIDs []string) (map[string]store.StateMap, error) {
-	out := make(map[string]store.StateMap, len(roomIDs))
-	var cold []string
-	for _, roomID := range roomIDs {
-		s.mu.Lock()
-		r := s.rooms[roomID]
-		s.mu.Unlock()
-		if r != nil {
-			r.mu.Lock()
-			if r.loaded {
-				out[roomID] = r.StateIDs()
-			}
-			r.mu.Unlock()
-		}
-		if out[roomID] == nil {
-			cold = append(cold, roomID)
-		}
-	}
-	if len(cold) == 0 {
-		return out, nil
-	}
-	more, err := s.store.CurrentStates(ctx, cold)
-	if err != nil {
-		return nil, err
-	}
-	for roomID, st := range more {
-		out[roomID] = st
-	}
-	return out, nil
-}
-
 // CurrentStateEvent returns a piece of current state (or store.ErrNotFound).
 func (s *Service) CurrentStateEvent(ctx context.Context, roomID, typ, key string) (*pdu.Event, error) {
 	r, err := s.LockRoom(ctx, roomID)

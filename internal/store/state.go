@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // StateKey identifies a piece of room state.
@@ -166,39 +167,23 @@ func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, erro
 	return out, rows.Err()
 }
 
-// CurrentStates returns the current state of rooms, in one statement (per
-// 500 rooms on SQLite) instead of one per room.
-func (s *Store) CurrentStates(ctx context.Context, roomIDs []string) (map[string]StateMap, error) {
-	out := make(map[string]StateMap, len(roomIDs))
-	scan := func(rows *sql.Rows, err error) error {
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var roomID, ev string
-			var k StateKey
-			if err := rows.Scan(&roomID, &k.Type, &k.StateKey, &ev); err != nil {
-				return err
-			}
-			st := out[roomID]
-			if st == nil {
-				st = StateMap{}
-				out[roomID] = st
-			}
-			st[k] = ev
-		}
-		return rows.Err()
-	}
-	const q = `SELECT room_id, type, state_key, event_id FROM room_state WHERE room_id `
+// CurrentStateEvents returns the current state events of rooms, in one
+// statement (per 500 rooms on SQLite): what an initial sync shows of
+// every room, without a statement per room for its state and another
+// naming each event.
+func (s *Store) CurrentStateEvents(ctx context.Context, roomIDs []string) ([]*EventRow, error) {
+	q := `SELECT e.` + strings.ReplaceAll(eventCols, ", ", ", e.") + ` FROM room_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id `
 	if s.Engine == Postgres {
-		return out, scan(s.reader().QueryContext(ctx, q+`= ANY($1)`, roomIDs))
+		return scanEvents(s.reader().QueryContext(ctx, q+`= ANY($1)`, roomIDs))
 	}
+	var out []*EventRow
 	for start := 0; start < len(roomIDs); start += 500 {
 		q, args := inList(q+`IN (`, roomIDs[start:min(len(roomIDs), start+500)], `)`)
-		if err := scan(s.reader().QueryContext(ctx, q, args...)); err != nil {
+		rows, err := scanEvents(s.reader().QueryContext(ctx, q, args...))
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, rows...)
 	}
 	return out, nil
 }

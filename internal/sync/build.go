@@ -742,10 +742,11 @@ type prefetched struct {
 	stateIDs  map[string]store.StateMap    // room → current state, when not lazy
 }
 
-// prefetch loads the timelines and current state of the rooms an initial
-// (or full-state) sync shows in full, in a few statements for all rooms
-// instead of two per room. Lazy-loaded state is not prefetched: it would
-// load every member event of large rooms.
+// prefetch loads the timelines, summaries, history visibility and current
+// state of the rooms an initial (or full-state) sync shows in full, in a
+// few statements for all rooms instead of several per room, and without
+// loading the rooms into the rooms cache. Lazy-loaded state is not
+// prefetched: it would load every member event of large rooms.
 func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token) (*prefetched, error) {
 	pre := &prefetched{}
 	var fresh []string
@@ -776,22 +777,20 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 	if req.Filter.Room != nil && req.Filter.Room.State != nil && req.Filter.Room.State.LazyLoadMembers {
 		return pre, nil
 	}
-	if pre.stateIDs, err = s.rooms.CurrentStates(ctx, fresh); err != nil {
-		return nil, err
-	}
-	var ids []string
-	for _, st := range pre.stateIDs {
-		for _, id := range st {
-			ids = append(ids, id)
-		}
-	}
-	rows, err := s.store.GetEvents(ctx, ids)
+	rows, err := s.store.CurrentStateEvents(ctx, fresh)
 	if err != nil {
 		return nil, err
 	}
 	pre.state = make(map[string]*store.EventRow, len(rows))
+	pre.stateIDs = make(map[string]store.StateMap, len(fresh))
 	for _, r := range rows {
 		pre.state[r.EventID] = r
+		st := pre.stateIDs[r.RoomID]
+		if st == nil {
+			st = store.StateMap{}
+			pre.stateIDs[r.RoomID] = st
+		}
+		st[store.StateKey{Type: r.Type, StateKey: r.StateKey.String}] = r.EventID
 	}
 	return pre, nil
 }
