@@ -217,9 +217,14 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 // half direct chats (encrypted, invited then joined), half named private
 // groups of 3–30 members, three messages each. The first sync runs on a
 // server just restarted (cold caches) and is logged apart; the timed ones
-// repeat it. It reports the process CPU per sync and per room.
+// repeat it. It reports the process CPU per sync and per room. It runs on
+// PostgreSQL when LUXCHAT_BENCH_POSTGRES is set.
 func BenchmarkInitialSyncManyRooms(b *testing.B) {
-	s := ts.New(b)
+	var opts []ts.Option
+	if os.Getenv("LUXCHAT_BENCH_POSTGRES") != "" {
+		opts = append(opts, ts.WithPostgres(b))
+	}
+	s := ts.New(b, opts...)
 	alice := s.Register(b, "alice")
 	n := 1000
 	if v, err := strconv.Atoi(os.Getenv("LUXCHAT_BENCH_ROOMS")); err == nil && v > 0 {
