@@ -58,6 +58,7 @@ type Service struct {
 	recent           *recentEvents
 	gaps             timelineGaps      // see gaps.go
 	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
+	visibility       *genCache[string] // state group → its history visibility (see visibilityAt)
 
 	rel BundleCache // bundled aggregations, see relations.go
 
@@ -79,6 +80,7 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 		events:      newGenCache[*pdu.Event](4000),
 		bases:       newGenCache[[]byte](5000),
 		entries:     newGenCache[string](20000),
+		visibility:  newGenCache[string](20000),
 		unread:      newUnreadTracker(),
 		memberships: newMembershipCache(),
 		recent:      newRecentEvents(),

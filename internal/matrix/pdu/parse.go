@@ -55,7 +55,7 @@ func parse(raw []byte, v *roomversion.Version, keepSigned bool) (*Event, error) 
 		drop = append(drop, "event_id")
 	}
 	obj = obj.without(drop...)
-	canon := obj.encodeCanonical()
+	canon, content := obj.encodeCanonicalFinding("content")
 	if len(canon) > MaxSize {
 		return nil, invalid("event is %d bytes, limit %d", len(canon), MaxSize)
 	}
@@ -63,6 +63,7 @@ func parse(raw []byte, v *roomversion.Version, keepSigned bool) (*Event, error) 
 	if err := ev.fill(obj); err != nil {
 		return nil, err
 	}
+	ev.Content = content // the same bytes, within raw
 	if v.EventFormat == roomversion.FormatV1 {
 		s, ok, err := obj.str("event_id")
 		if err != nil {
@@ -110,6 +111,7 @@ func (ev *Event) fill(obj object) error {
 	if ev.Sender, err = requiredString(obj, "sender"); err != nil {
 		return err
 	}
+	ev.Type, ev.Sender = strs.get(ev.Type), strs.get(ev.Sender)
 	if _, err := id.ParseUserID(ev.Sender); err != nil {
 		return fmt.Errorf("%w: sender: %w", ErrInvalid, err)
 	}
@@ -125,7 +127,11 @@ func (ev *Event) fill(obj object) error {
 		} else if keyTooLong(sk, v) {
 			return invalid("state_key longer than %d bytes", MaxKeyLength)
 		}
-		ev.StateKey = &sk
+		if sk == ev.Sender {
+			ev.StateKey = &ev.Sender // most member events: one string, not two
+		} else {
+			ev.StateKey = &sk
+		}
 	}
 	if err := ev.fillRoomID(obj); err != nil {
 		return err
@@ -162,6 +168,9 @@ func (ev *Event) fill(obj object) error {
 	}
 	if ev.AuthEvents, err = references(obj, "auth_events", MaxAuthEvents, v); err != nil {
 		return err
+	}
+	for i, id := range ev.AuthEvents {
+		ev.AuthEvents[i] = strs.get(id) // the create event, power levels…: in most events
 	}
 	if ev.Type == "m.room.redaction" {
 		from := obj
@@ -202,7 +211,7 @@ func (ev *Event) fillRoomID(obj object) error {
 	} else if !rid.HasServer() {
 		return invalid("room_id %q has no server name", s)
 	}
-	ev.RoomID = s
+	ev.RoomID = strs.get(s)
 	return nil
 }
 
