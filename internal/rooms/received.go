@@ -395,7 +395,7 @@ func (s *Service) CommitFork(ctx context.Context, r *Room, ev *pdu.Event, before
 		if err != nil {
 			return err
 		}
-		s.latest.Store(r.id, pos)
+		s.setLatest(r.id, pos)
 		if len(members) > 0 {
 			s.noteMembershipChange(pos)
 		}
@@ -651,7 +651,7 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 		if err != nil {
 			return err
 		}
-		s.latest.Store(roomID, pos)
+		s.setLatest(roomID, pos)
 		s.noteMembershipChange(pos)
 		return nil
 	})

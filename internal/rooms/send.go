@@ -350,7 +350,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 		// skip this room as idle nor miss an unread message. On rollback
 		// the latest position is merely too high (a wasted query) and the
 		// unread entries are taken back below.
-		s.latest.Store(b.roomID, lastPos)
+		s.setLatest(b.roomID, lastPos)
 		if len(members) > 0 {
 			s.noteMembershipChange(lastPos)
 		}

@@ -46,6 +46,7 @@ type Service struct {
 	bases        *genCache[[]byte] // client form of events, see ClientBase
 	versions     sync.Map          // room id → *roomversion.Version
 	latest       sync.Map          // room id → newest event position (int64)
+	active       *activeLog        // rooms by recent event positions, see ActiveSince
 	lastCreateTS atomic.Int64
 	// lastMembership is the position of the newest membership change;
 	// before any change in this process it is the events position at start.
@@ -88,6 +89,7 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	// Changes before this process started are unknown: count them as
 	// happening at the start.
 	s.lastMembership.Store(st.Streams.Events.Current())
+	s.active = newActiveLog(st.Streams.Events.Current())
 	return s
 }
 

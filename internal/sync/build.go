@@ -688,11 +688,22 @@ const roomWorkers = 8
 
 // joinedRooms builds the joined rooms in parallel.
 func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token, rr *RoomsResp) error {
-	// Idle rooms are skipped without a goroutine or a query.
+	// Idle rooms are skipped without a goroutine or a query. An
+	// incremental sync mostly learns the rooms with news in its window at
+	// once, instead of asking after each of the user's rooms.
+	var active map[string]bool
+	known := false
+	if since != nil {
+		active, known = s.rooms.ActiveSince(from.Events)
+	}
 	var busy []int
 	for i, m := range joins {
 		if !s.isFresh(req, m, since, from, cur) {
-			if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {
+			if known {
+				if !active[m.RoomID] {
+					continue
+				}
+			} else if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {
 				continue
 			}
 		}
