@@ -378,7 +378,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	if !r.loaded {
 		r.id = b.roomID
 		r.state = map[pdu.StateTuple]*pdu.Event{}
-		r.setJoined(map[string]struct{}{})
+		r.setMembers(map[string]string{})
 		r.loaded = true
 		s.mu.Lock()
 		s.rooms[b.roomID] = r
@@ -388,7 +388,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	for t, ev := range b.overlay {
 		r.state[t] = ev
 	}
-	r.updateJoined(members)
+	r.updateMembers(members)
 	for _, pe := range b.events {
 		s.events.put(pe.ev.ID, pe.ev)
 	}

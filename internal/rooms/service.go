@@ -103,25 +103,44 @@ type Room struct {
 	extremities []string
 	// recorded: room_extremities names the extremities although there is
 	// one (it is not the newest event: see CompleteState).
-	recorded  bool
-	depth     int64
-	joined    map[string]struct{}
-	servers   map[string]int // joined members per server
-	latestPos int64
+	recorded bool
+	depth    int64
+	joined   map[string]struct{}
+	servers  map[string]int // joined members per server
+	// memberships is every member event of the state as user →
+	// membership, so that counts and heroes need no decoding.
+	memberships map[string]string
+	invited     int // memberships that are "invite"
+	latestPos   int64
 }
 
-// setJoined replaces the joined members.
-func (r *Room) setJoined(joined map[string]struct{}) {
-	r.joined = joined
+// setMembers replaces the members (user → membership).
+func (r *Room) setMembers(memberships map[string]string) {
+	r.memberships = memberships
+	r.joined = make(map[string]struct{})
 	r.servers = make(map[string]int)
-	for u := range joined {
-		r.servers[serverOf(u)]++
+	r.invited = 0
+	for u, m := range memberships {
+		switch m {
+		case "join":
+			r.joined[u] = struct{}{}
+			r.servers[serverOf(u)]++
+		case "invite":
+			r.invited++
+		}
 	}
 }
 
-// updateJoined applies membership changes (user → new membership).
-func (r *Room) updateJoined(members map[string]string) {
+// updateMembers applies membership changes (user → new membership).
+func (r *Room) updateMembers(members map[string]string) {
 	for u, m := range members {
+		if old := r.memberships[u]; old == "invite" {
+			r.invited--
+		}
+		if m == "invite" {
+			r.invited++
+		}
+		r.memberships[u] = m
 		_, was := r.joined[u]
 		switch {
 		case m == "join" && !was:
@@ -201,7 +220,7 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 		return fmt.Errorf("load state: %w", err)
 	}
 	r.state = make(map[pdu.StateTuple]*pdu.Event, len(ids))
-	joined := map[string]struct{}{}
+	memberships := map[string]string{}
 	list := make([]string, 0, len(ids))
 	for _, id := range ids {
 		list = append(list, id)
@@ -212,11 +231,11 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 	}
 	for _, ev := range evs {
 		r.state[ev.Tuple()] = ev
-		if ev.Type == "m.room.member" && MembershipOf(ev) == "join" {
-			joined[*ev.StateKey] = struct{}{}
+		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			memberships[*ev.StateKey] = MembershipOf(ev)
 		}
 	}
-	r.setJoined(joined)
+	r.setMembers(memberships)
 	latest, err := s.store.RoomEvents(ctx, r.id, 0, 1<<62, true, 1)
 	if err != nil || len(latest) == 0 {
 		return fmt.Errorf("load latest event: %w", err)

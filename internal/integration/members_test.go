@@ -1,0 +1,79 @@
+package integration
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"testing"
+
+	ts "luxchat/internal/testserver"
+)
+
+// lazyRoomSync is the room summary of an initial sync limited to one room
+// with lazy-loaded members, and the users whose member events its state
+// holds.
+func lazyRoomSync(t *testing.T, c *ts.Client, room string) (summary map[string]any, stateMembers []string) {
+	t.Helper()
+	f := url.QueryEscape(fmt.Sprintf(`{"room":{"rooms":[%q],"state":{"lazy_load_members":true},"timeline":{"limit":2}}}`, room))
+	s := c.Sync("timeout=0&filter=" + f)
+	summary, _ = path(s, "rooms", "join", room, "summary").(map[string]any)
+	for _, e := range evList(path(s, "rooms", "join", room, "state", "events")) {
+		if e["type"] == "m.room.member" {
+			stateMembers = append(stateMembers, e["state_key"].(string))
+		}
+	}
+	slices.Sort(stateMembers)
+	return summary, stateMembers
+}
+
+// The summary of a sync (member counts, heroes) follows every membership
+// change, and is the same after a restart has loaded the room from the
+// database; a lazy-loading sync shows the member events of the
+// timeline's senders and the user's own, not the others'.
+func TestRoomSummaryFollowsMembership(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob, carol, dave := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol"), s.Register(t, "dave")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		want := func(c *ts.Client, joined, invited int, heroes ...string) {
+			t.Helper()
+			sum, _ := lazyRoomSync(t, c, room)
+			got := fmt.Sprint(sum["m.joined_member_count"], sum["m.invited_member_count"], sum["m.heroes"])
+			if w := fmt.Sprint(joined, invited, heroes); got != w {
+				t.Fatalf("summary for %s: %s, want %s", c.UserID, got, w)
+			}
+		}
+		bob.Join(room)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": carol.UserID}, nil)
+		want(alice, 2, 1, bob.UserID, carol.UserID)
+		want(bob, 2, 1, alice.UserID, carol.UserID)
+		dave.Join(room)
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		want(alice, 3, 0, bob.UserID, dave.UserID)
+
+		bob.SendText(room, "from bob")
+		dave.SendText(room, "from dave")
+		if _, members := lazyRoomSync(t, alice, room); !slices.Equal(members, []string{alice.UserID, bob.UserID, dave.UserID}) {
+			t.Fatalf("lazy-loaded members: %v, want alice, bob and dave", members)
+		}
+		alice.SendText(room, "from alice")
+		if _, members := lazyRoomSync(t, carol, room); members != nil {
+			t.Fatalf("carol, who left, sees the room joined with members %v", members)
+		}
+		_, members := lazyRoomSync(t, bob, room) // timeline: dave's and alice's messages
+		if !slices.Equal(members, []string{alice.UserID, bob.UserID, dave.UserID}) {
+			t.Fatalf("lazy-loaded members for bob: %v, want alice, bob and dave", members)
+		}
+
+		s = s.Restart(t)
+		for _, c := range []*ts.Client{alice, bob, dave} {
+			fresh := s.Anonymous(t)
+			fresh.UserID, fresh.DeviceID, fresh.Token = c.UserID, c.DeviceID, c.Token
+			*c = *fresh
+		}
+		want(alice, 3, 0, bob.UserID, dave.UserID)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		dave.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		// Alone: the heroes are those who left.
+		want(alice, 1, 0, bob.UserID, carol.UserID, dave.UserID)
+	})
+}
