@@ -77,3 +77,66 @@ func TestRoomSummaryFollowsMembership(t *testing.T) {
 		want(alice, 1, 0, bob.UserID, carol.UserID, dave.UserID)
 	})
 }
+
+// /members answers what the room's state holds now, however often it was
+// asked before: joins, leaves, display name changes and a redacted member
+// event show at once, the membership filters see them, and /state agrees.
+func TestMembersListFollowsChanges(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob, carol := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		members := func(query string) map[string]event {
+			t.Helper()
+			var out struct {
+				Chunk []event `json:"chunk"`
+			}
+			alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/members"+query, nil, &out)
+			byUser := map[string]event{}
+			for _, e := range out.Chunk {
+				if e.Type != "m.room.member" || e.StateKey == nil || e.EventID == "" || e.Unsigned["age"] == nil {
+					t.Fatalf("not a member event in client form: %+v", e)
+				}
+				byUser[*e.StateKey] = e
+			}
+			return byUser
+		}
+		want := func(query string, wantMembers map[string]string) {
+			t.Helper()
+			got := map[string]string{}
+			for u, e := range members(query) {
+				got[u] = fmt.Sprint(e.Content["membership"], "/", e.Content["displayname"])
+			}
+			if fmt.Sprint(got) != fmt.Sprint(wantMembers) {
+				t.Fatalf("members%s: %v, want %v", query, got, wantMembers)
+			}
+		}
+		name := func(c *ts.Client) string { return "join/" + c.UserID[1:len(c.UserID)-len(":localhost")] }
+		want("", map[string]string{alice.UserID: name(alice), bob.UserID: name(bob)})
+		carol.Join(room)
+		want("", map[string]string{alice.UserID: name(alice), bob.UserID: name(bob), carol.UserID: name(carol)})
+		bob.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(bob.UserID)+"/displayname", map[string]any{"displayname": "Robert"}, nil)
+		want("?membership=join", map[string]string{alice.UserID: name(alice), bob.UserID: "join/Robert", carol.UserID: name(carol)})
+		if prev, _ := members("")[bob.UserID].Unsigned["prev_content"].(map[string]any); prev["displayname"] != name(bob)[len("join/"):] {
+			t.Fatalf("bob's rename: prev_content %v", prev)
+		}
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		want("", map[string]string{alice.UserID: name(alice), bob.UserID: "join/Robert", carol.UserID: "leave/<nil>"})
+		want("?not_membership=leave", map[string]string{alice.UserID: name(alice), bob.UserID: "join/Robert"})
+		want("?membership=leave", map[string]string{carol.UserID: "leave/<nil>"})
+
+		// A redacted member event keeps its membership, loses its name.
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/redact/"+esc(members("")[bob.UserID].EventID)+"/r1", map[string]any{}, nil)
+		want("", map[string]string{alice.UserID: name(alice), bob.UserID: "join/<nil>", carol.UserID: "leave/<nil>"})
+		if members("")[bob.UserID].Unsigned["redacted_because"] == nil {
+			t.Fatal("bob's redacted member event shows no redacted_because")
+		}
+		var state []event
+		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state", nil, &state)
+		for _, e := range state {
+			if e.Type == "m.room.member" && *e.StateKey == bob.UserID && (e.Content["displayname"] != nil || e.Unsigned["redacted_because"] == nil) {
+				t.Fatalf("/state shows bob's member event unredacted: %+v", e)
+			}
+		}
+	})
+}

@@ -73,3 +73,27 @@ func (s *Service) ClientBase(row *store.EventRow) []byte {
 
 // CachedClientBase is ClientBase when it is cached, without computing it.
 func (s *Service) CachedClientBase(eventID string) ([]byte, bool) { return s.bases.get(eventID) }
+
+// StateForm is the client form of a stored event as state lists show it
+// (room_id and the stored unsigned included), cut before the age, which
+// changes: package roomread completes it per reader. A member list of
+// thousands is then spliced from memory instead of read, decompressed and
+// decoded again on every request. It is cached per event; a redaction
+// drops its target's.
+type StateForm struct {
+	Head       []byte // `{…,"unsigned":{…` ending where "age" goes (after a comma when needed)
+	OriginTS   int64
+	Sender     string
+	TxnID      string // "" for none
+	TxnDevice  string
+	Membership string // of a member event
+}
+
+// StateForms looks up the cached forms of events: forms[i] is that of
+// ids[i], nil when it is not cached.
+func (s *Service) StateForms(ids []string) []*StateForm {
+	return s.forms.getAll(ids)
+}
+
+// PutStateForms caches forms of events by their ids.
+func (s *Service) PutStateForms(ids []string, forms []*StateForm) { s.forms.putAll(ids, forms) }

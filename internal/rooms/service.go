@@ -44,8 +44,9 @@ type Service struct {
 
 	events       *genCache[*pdu.Event]
 	bases        *genCache[[]byte] // client form of events, see ClientBase
-	versions     sync.Map          // room id → *roomversion.Version
-	latest       sync.Map          // room id → newest event position (int64)
+	forms        *genCache[*StateForm]
+	versions     sync.Map // room id → *roomversion.Version
+	latest       sync.Map // room id → newest event position (int64)
 	lastCreateTS atomic.Int64
 	// lastMembership is the position of the newest membership change;
 	// before any change in this process it is the events position at start.
@@ -75,9 +76,11 @@ type Service struct {
 func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger, hooks Hooks, remote Remote) *Service {
 	s := &Service{
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log, hooks: hooks, remote: remote,
-		rooms:       map[string]*Room{},
-		events:      newGenCache[*pdu.Event](4000),
-		bases:       newGenCache[[]byte](5000),
+		rooms:  map[string]*Room{},
+		events: newGenCache[*pdu.Event](4000),
+		bases:  newGenCache[[]byte](5000),
+		// The members of a few rooms of 10,000 (a generation holds one).
+		forms:       newGenCache[*StateForm](20000),
 		entries:     newGenCache[string](20000),
 		unread:      newUnreadTracker(),
 		memberships: newMembershipCache(),
