@@ -167,9 +167,9 @@ func spread(n int, f func(i int)) {
 	parallel.For(n, f)
 }
 
-// parseRows parses stored events (each parse computes the event id: a
-// canonical encoding and a hash), spread over the cores for large sets
-// such as a big room's state.
+// parseRows parses stored events (each a JSON decoding and a canonical
+// encoding), spread over the cores for large sets such as a big room's
+// state.
 func (s *Service) parseRows(ctx context.Context, rows []*store.EventRow) ([]*pdu.Event, error) {
 	evs := make([]*pdu.Event, len(rows))
 	errs := make([]error, len(rows))

@@ -318,7 +318,7 @@ func (s *Service) ParseRow(ctx context.Context, row *store.EventRow) (*pdu.Event
 	if err != nil {
 		return nil, err
 	}
-	ev, err := pdu.ParseStored(row.JSON(), v)
+	ev, err := pdu.ParseStored(row.JSON(), v, row.EventID)
 	if err != nil {
 		return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 	}
