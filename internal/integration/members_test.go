@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"slices"
@@ -131,6 +132,22 @@ func TestMembersListFollowsChanges(t *testing.T) {
 		if members("")[bob.UserID].Unsigned["redacted_because"] == nil {
 			t.Fatal("bob's redacted member event shows no redacted_because")
 		}
+		// Read again after a restart, with nothing cached: the same events.
+		before := members("")
+		s = s.Restart(t)
+		fresh := s.Anonymous(t)
+		fresh.UserID, fresh.DeviceID, fresh.Token = alice.UserID, alice.DeviceID, alice.Token
+		*alice = *fresh
+		for _, cold := range []bool{true, false} {
+			after := members("")
+			for u, e := range before {
+				delete(e.Unsigned, "age")
+				delete(after[u].Unsigned, "age")
+				if a, b := mustJSON(t, e), mustJSON(t, after[u]); a != b {
+					t.Fatalf("after a restart (cold %v), %s's member event\n%s\nwas\n%s", cold, u, b, a)
+				}
+			}
+		}
 		var state []event
 		alice.MustDo("GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state", nil, &state)
 		for _, e := range state {
@@ -139,4 +156,13 @@ func TestMembersListFollowsChanges(t *testing.T) {
 			}
 		}
 	})
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }

@@ -137,30 +137,21 @@ func (s *Service) stateForms(ctx context.Context, st store.StateMap, have map[st
 	}
 	made := make([]*rooms.StateForm, len(rows))
 	madeIDs := make([]string, len(rows))
+	bases, memberships := s.rooms.StateClientBases(rows)
 	for i, row := range rows {
-		made[i], madeIDs[i] = s.stateForm(row), row.EventID
+		made[i], madeIDs[i] = stateForm(row, bases[i], memberships[i]), row.EventID
 	}
 	s.rooms.PutStateForms(madeIDs, made)
 	forms = slices.DeleteFunc(forms, func(f *rooms.StateForm) bool { return f == nil })
 	return append(forms, made...), nil
 }
 
-// stateForm makes the state form of a stored event.
-func (s *Service) stateForm(row *store.EventRow) *rooms.StateForm {
-	base := s.rooms.ClientBase(row)
+// stateForm makes the state form of a stored event from its client base.
+func stateForm(row *store.EventRow, base []byte, membership string) *rooms.StateForm {
 	head := appendHead(make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+24), base, row, false)
-	f := &rooms.StateForm{Head: head, OriginTS: row.OriginTS, Sender: row.Sender}
+	f := &rooms.StateForm{Head: head, OriginTS: row.OriginTS, Sender: row.Sender, Membership: membership}
 	if row.TxnID.Valid {
 		f.TxnID, f.TxnDevice = row.TxnID.String, row.TxnDevice.String
-	}
-	if row.Type == "m.room.member" {
-		var c struct {
-			Content struct {
-				Membership string `json:"membership"`
-			} `json:"content"`
-		}
-		_ = json.Unmarshal(row.JSON(), &c)
-		f.Membership = c.Content.Membership
 	}
 	return f
 }
