@@ -85,7 +85,11 @@ func appendJSONString(out []byte, s string) []byte {
 // used when cached (rooms.StateForm), then rows already at hand (by event
 // id, may be nil), then the database.
 func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID string, have map[string]*store.EventRow) ([]json.RawMessage, error) {
-	forms, err := s.stateForms(ctx, st, have)
+	ids := make([]string, 0, len(st))
+	for _, id := range st {
+		ids = append(ids, id)
+	}
+	forms, err := s.stateForms(ctx, ids, have)
 	if err != nil {
 		return nil, err
 	}
@@ -102,13 +106,9 @@ func renderForm(out []byte, f *rooms.StateForm, viewer string) []byte {
 	return appendTail(out, f.OriginTS, f.Sender, f.TxnID, f.TxnDevice, Format{Viewer: viewer})
 }
 
-// stateForms returns the state forms of the events of st (those stored),
+// stateForms returns the state forms of the events ids (those stored),
 // making and caching the ones not cached from rows at hand or read.
-func (s *Service) stateForms(ctx context.Context, st store.StateMap, have map[string]*store.EventRow) ([]*rooms.StateForm, error) {
-	ids := make([]string, 0, len(st))
-	for _, id := range st {
-		ids = append(ids, id)
-	}
+func (s *Service) stateForms(ctx context.Context, ids []string, have map[string]*store.EventRow) ([]*rooms.StateForm, error) {
 	forms := s.rooms.StateForms(ids)
 	var missing []string
 	for i, f := range forms {

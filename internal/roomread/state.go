@@ -124,13 +124,13 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) (json.RawMessag
 			return nil, err
 		}
 	}
-	memberIDs := store.StateMap{}
+	ids := make([]string, 0, len(st))
 	for k, id := range st {
 		if k.Type == "m.room.member" {
-			memberIDs[k] = id
+			ids = append(ids, id)
 		}
 	}
-	forms, err := s.stateForms(ctx, memberIDs, nil)
+	forms, err := s.stateForms(ctx, ids, nil)
 	if err != nil {
 		return nil, err
 	}
