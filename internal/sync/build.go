@@ -416,7 +416,12 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	after := req.StateAfter != ""
 	jr.stateAfter = req.StateAfter
 	var st store.StateMap
-	if fresh {
+	if fresh && lazy {
+		keep := func(u string) bool { return senders[u] || u == req.UserID }
+		if st, err = s.rooms.CurrentStateIDsOf(ctx, m.RoomID, keep); err != nil {
+			return nil, err
+		}
+	} else if fresh {
 		if st, err = s.rooms.CurrentStateIDs(ctx, m.RoomID); err != nil {
 			return nil, err
 		}
