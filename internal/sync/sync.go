@@ -230,7 +230,11 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		if since != nil && cur.Typing < since.Typing {
 			cur.Typing = since.Typing
 		}
-		if since == nil || req.FullState || *since != cur {
+		if since != nil && !req.FullState && *since != cur && onlyUnwanted(req.Filter, *since, cur) {
+			// Only presence moved and the filter wants none: nothing to
+			// build (a user coming online wakes every roommate).
+			since = &cur
+		} else if since == nil || req.FullState || *since != cur {
 			resp, err := s.build(ctx, req, since, cur)
 			if err != nil {
 				return nil, err
@@ -274,6 +278,16 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// onlyUnwanted reports whether the streams that moved from since to cur
+// are only those the filter shows nothing of (presence).
+func onlyUnwanted(f *filter.Filter, since, cur streamtoken.Token) bool {
+	if !f.Presence.Excludes("m.presence") {
+		return false
+	}
+	since.Presence = cur.Presence
+	return since == cur
 }
 
 // unchanged answers a sync that found nothing new. Key counts are still
