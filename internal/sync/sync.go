@@ -52,6 +52,8 @@ type Service struct {
 	log      *slog.Logger
 
 	presenceSeen gosync.Map // presenceKey → when that presence was last stored (time.Time)
+	touchMu      gosync.Mutex
+	touches      map[string]int64 // user → last active (ms) not stored yet, see FlushPresence
 
 	closing   chan struct{} // closed by Close
 	closeOnce gosync.Once
@@ -82,7 +84,7 @@ type Hooks struct {
 
 // New returns the sync service.
 func New(st *store.Store, rs *rooms.Service, read *roomread.Service, n *Notifier, t *Typing, log *slog.Logger, hooks Hooks) *Service {
-	return &Service{store: st, rooms: rs, read: read, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{})}
+	return &Service{store: st, rooms: rs, read: read, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{}), touches: map[string]int64{}}
 }
 
 // Request is a /sync call.
@@ -343,7 +345,12 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	// Most syncs repeat the state they set a moment ago: answer those from
 	// memory instead of reading the presence row.
 	key := presenceKey{userID, state}
-	if last, ok := s.presenceSeen.Load(key); ok && time.Since(last.(time.Time)) < time.Minute {
+	if last, ok := s.presenceSeen.Load(key); ok {
+		if time.Since(last.(time.Time)) >= time.Minute {
+			// Still in that state (a change drops the key): only the
+			// time moves.
+			s.touch(key)
+		}
 		return nil
 	}
 	p, err := s.store.GetPresence(ctx, userID)
@@ -359,14 +366,7 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 		return nil
 	}
 	if err == nil && p.State == state {
-		// Still there: note the time, but wake no one. Every online user
-		// does this each minute; announcing it would wake every roommate
-		// of every online user that often.
-		now := time.Now()
-		if err := s.store.TouchPresence(ctx, userID, now.UnixMilli()); err != nil {
-			return err
-		}
-		s.presenceSeen.Store(key, now)
+		s.touch(key)
 		return nil
 	}
 	if err := s.SetPresence(ctx, userID, state, msg); err != nil {
@@ -374,6 +374,30 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	}
 	s.presenceSeen.Store(key, time.Now())
 	return nil
+}
+
+// touch notes that a user is still active in a presence state, for the
+// next FlushPresence. No one is woken: every online user does this each
+// minute, and announcing it would wake every roommate of every online user
+// that often.
+func (s *Service) touch(key presenceKey) {
+	now := time.Now()
+	s.touchMu.Lock()
+	s.touches[key.userID] = now.UnixMilli()
+	s.touchMu.Unlock()
+	s.presenceSeen.Store(key, now)
+}
+
+// FlushPresence stores the last-active times noted since the last flush,
+// in one transaction (the server's housekeeping calls it every half
+// minute and at shutdown): a write per online user and minute was most of
+// what idle clients cost the database.
+func (s *Service) FlushPresence(ctx context.Context) error {
+	s.touchMu.Lock()
+	touches := s.touches
+	s.touches = make(map[string]int64, len(touches))
+	s.touchMu.Unlock()
+	return s.store.TouchPresence(ctx, touches)
 }
 
 // presenceKey is a user in a presence state.
