@@ -153,11 +153,10 @@ func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
 	}
-	hvEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hv, err := v.s.visibilityAt(ctx, row.RoomID, row.StateGroup)
 	if err != nil {
 		return false, err
 	}
-	hv := HistoryVisibility(hvEv)
 	// The membership at the event matters unless the history is readable
 	// anyway (its lookup is per user, the visibility's per state group).
 	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
@@ -239,8 +238,13 @@ func (s *Service) VisibleTo(ctx context.Context, m store.Membership, rows []*sto
 }
 
 func (s *Service) visible(ctx context.Context, v *Viewer, roomID string, rows []*store.EventRow) ([]*store.EventRow, error) {
-	looked := slices.DeleteFunc(slices.Clone(rows), v.joinedAt)
-	if err := s.prefetchEntries(ctx, roomID, looked, pdu.StateTuple{Type: "m.room.history_visibility"}); err != nil {
+	var unknown []*store.EventRow // rows whose group's visibility is not cached and matters
+	for _, row := range rows {
+		if _, ok := s.visibility.get(groupKey(row.StateGroup)); !ok && !v.joinedAt(row) {
+			unknown = append(unknown, row)
+		}
+	}
+	if err := s.prefetchEntries(ctx, roomID, unknown, pdu.StateTuple{Type: "m.room.history_visibility"}); err != nil {
 		return nil, err
 	}
 	out := rows[:0:0]
@@ -303,6 +307,7 @@ func (s *Service) rememberVisibility(r *Room) {
 		id = ev.ID
 	}
 	s.entries.put(entryKey(r.group, t), id)
+	s.visibility.put(groupKey(r.group), HistoryVisibility(r.state[t]))
 }
 
 // PrefetchVisibility readies the history visibility of the rows of many
@@ -354,6 +359,26 @@ func (s *Service) PrefetchVisibility(ctx context.Context, ms []store.Membership,
 	_, err := s.Events(ctx, ids) // into the events cache, for StateEntry
 	return err
 }
+
+// visibilityAt is the history visibility in force at a state group. A
+// group's state never changes, so the answer is kept: every sync that
+// shows an event asks it, and parsing the visibility event each time
+// cost more than the rest of the check.
+func (s *Service) visibilityAt(ctx context.Context, roomID string, group int64) (string, error) {
+	key := groupKey(group)
+	if hv, ok := s.visibility.get(key); ok {
+		return hv, nil
+	}
+	ev, err := s.StateEntry(ctx, roomID, group, pdu.StateTuple{Type: "m.room.history_visibility"})
+	if err != nil {
+		return "", err
+	}
+	hv := HistoryVisibility(ev)
+	s.visibility.put(key, hv)
+	return hv, nil
+}
+
+func groupKey(group int64) string { return strconv.FormatInt(group, 10) }
 
 func entryKey(group int64, t pdu.StateTuple) string {
 	return strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey

@@ -257,6 +257,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	s.RoomFed.StopBackground()
 	s.stopExchange()
+	if ferr := s.Sync.FlushPresence(shutCtx); ferr != nil {
+		s.Log.Warn("presence: store last active times", "err", ferr)
+	}
 	return errors.Join(err, s.Store.Close())
 }
 
@@ -264,15 +267,26 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 func (s *Server) housekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastFlush := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			s.Sync.ExpireTyping(ctx)
+			if time.Since(lastFlush) >= presenceFlushEvery {
+				lastFlush = time.Now()
+				if err := s.Sync.FlushPresence(ctx); err != nil && ctx.Err() == nil {
+					s.Log.Warn("presence: store last active times", "err", err)
+				}
+			}
 		}
 	}
 }
+
+// presenceFlushEvery is how often the online users' last-active times are
+// stored (see sync.Service.FlushPresence).
+const presenceFlushEvery = 30 * time.Second
 
 // loadOrCreateKey reads the server's signing key, generating it on first
 // start.

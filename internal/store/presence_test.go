@@ -31,7 +31,7 @@ func TestTouchPresenceMovesNoStream(t *testing.T) {
 		if got, err := s.PresenceSince(ctx, "@c:x", 0, pos); err != nil || len(got) != 0 {
 			t.Fatalf("a stranger reads %+v %v", got, err)
 		}
-		if err := s.TouchPresence(ctx, "@a:x", 5000); err != nil {
+		if err := s.TouchPresence(ctx, map[string]int64{"@a:x": 5000, "@unknown:x": 5000}); err != nil {
 			t.Fatal(err)
 		}
 		p, err := s.GetPresence(ctx, "@a:x")
@@ -40,6 +40,14 @@ func TestTouchPresenceMovesNoStream(t *testing.T) {
 		}
 		if got, err := s.PresenceSince(ctx, "@b:x", pos, pos); err != nil || len(got) != 0 {
 			t.Fatalf("touch read again: %+v %v", got, err)
+		}
+		// A touch noted before a newer time was stored (flushed late) keeps
+		// the newer one.
+		if err := s.TouchPresence(ctx, map[string]int64{"@a:x": 4000}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := s.GetPresence(ctx, "@a:x"); err != nil || p.LastActiveTS != 5000 {
+			t.Fatalf("an older touch overwrote a newer time: %+v %v", p, err)
 		}
 	})
 }

@@ -163,12 +163,24 @@ func (tx *Tx) PutPresence(ctx context.Context, p Presence) (int64, error) {
 	return pos, err
 }
 
-// TouchPresence records that a user is still active in the state they
-// have: last_active_ts only, without a new stream position, since nothing
-// anyone sees changed enough to be sent again.
-func (s *Store) TouchPresence(ctx context.Context, userID string, ts int64) error {
-	_, err := s.writer().ExecContext(ctx, `UPDATE presence SET last_active_ts = $1 WHERE user_id = $2`, ts, userID)
-	return err
+// TouchPresence records that users are still active in the state they
+// have (user → last active, ms): last_active_ts only, without a new stream
+// position, since nothing anyone sees changed enough to be sent again; a
+// newer time stored meanwhile (a change of state) is kept. All in one
+// transaction: the sync service gathers the touches of its online users
+// and writes them every half minute.
+func (s *Store) TouchPresence(ctx context.Context, touches map[string]int64) error {
+	if len(touches) == 0 {
+		return nil
+	}
+	return s.InTx(ctx, func(tx *Tx) error {
+		for userID, ts := range touches {
+			if _, err := tx.q.ExecContext(ctx, `UPDATE presence SET last_active_ts = $1 WHERE user_id = $2 AND last_active_ts < $1`, ts, userID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // GetPresence returns a user's presence or ErrNotFound.

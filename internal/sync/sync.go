@@ -51,7 +51,9 @@ type Service struct {
 	typing   *Typing
 	log      *slog.Logger
 
-	presenceSeen gosync.Map // "user\x00state" → when that presence was last stored
+	presenceSeen gosync.Map // presenceKey → when that presence was last stored (time.Time)
+	touchMu      gosync.Mutex
+	touches      map[string]int64 // user → last active (ms) not stored yet, see FlushPresence
 
 	closing   chan struct{} // closed by Close
 	closeOnce gosync.Once
@@ -82,7 +84,7 @@ type Hooks struct {
 
 // New returns the sync service.
 func New(st *store.Store, rs *rooms.Service, read *roomread.Service, n *Notifier, t *Typing, log *slog.Logger, hooks Hooks) *Service {
-	return &Service{store: st, rooms: rs, read: read, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{})}
+	return &Service{store: st, rooms: rs, read: read, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{}), touches: map[string]int64{}}
 }
 
 // Request is a /sync call.
@@ -230,7 +232,11 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		if since != nil && cur.Typing < since.Typing {
 			cur.Typing = since.Typing
 		}
-		if since == nil || req.FullState || *since != cur {
+		if since != nil && !req.FullState && *since != cur && onlyUnwanted(req.Filter, *since, cur) {
+			// Only presence moved and the filter wants none: nothing to
+			// build (a user coming online wakes every roommate).
+			since = &cur
+		} else if since == nil || req.FullState || *since != cur {
 			resp, err := s.build(ctx, req, since, cur)
 			if err != nil {
 				return nil, err
@@ -258,6 +264,10 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			if since != nil && cur.Typing < since.Typing {
 				cur.Typing = since.Typing
 			}
+			if *since == cur {
+				// The usual end of a long poll: nothing at all moved.
+				return s.unchanged(ctx, req, cur)
+			}
 			resp, err := s.build(ctx, req, since, cur)
 			if err != nil {
 				return nil, err
@@ -270,6 +280,16 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// onlyUnwanted reports whether the streams that moved from since to cur
+// are only those the filter shows nothing of (presence).
+func onlyUnwanted(f *filter.Filter, since, cur streamtoken.Token) bool {
+	if !f.Presence.Excludes("m.presence") {
+		return false
+	}
+	since.Presence = cur.Presence
+	return since == cur
 }
 
 // unchanged answers a sync that found nothing new. Key counts are still
@@ -324,8 +344,13 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	}
 	// Most syncs repeat the state they set a moment ago: answer those from
 	// memory instead of reading the presence row.
-	key := userID + "\x00" + state
-	if last, ok := s.presenceSeen.Load(key); ok && time.Since(last.(time.Time)) < time.Minute {
+	key := presenceKey{userID, state}
+	if last, ok := s.presenceSeen.Load(key); ok {
+		if time.Since(last.(time.Time)) >= time.Minute {
+			// Still in that state (a change drops the key): only the
+			// time moves.
+			s.touch(key)
+		}
 		return nil
 	}
 	p, err := s.store.GetPresence(ctx, userID)
@@ -341,14 +366,7 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 		return nil
 	}
 	if err == nil && p.State == state {
-		// Still there: note the time, but wake no one. Every online user
-		// does this each minute; announcing it would wake every roommate
-		// of every online user that often.
-		now := time.Now()
-		if err := s.store.TouchPresence(ctx, userID, now.UnixMilli()); err != nil {
-			return err
-		}
-		s.presenceSeen.Store(key, now)
+		s.touch(key)
 		return nil
 	}
 	if err := s.SetPresence(ctx, userID, state, msg); err != nil {
@@ -358,10 +376,37 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	return nil
 }
 
+// touch notes that a user is still active in a presence state, for the
+// next FlushPresence. No one is woken: every online user does this each
+// minute, and announcing it would wake every roommate of every online user
+// that often.
+func (s *Service) touch(key presenceKey) {
+	now := time.Now()
+	s.touchMu.Lock()
+	s.touches[key.userID] = now.UnixMilli()
+	s.touchMu.Unlock()
+	s.presenceSeen.Store(key, now)
+}
+
+// FlushPresence stores the last-active times noted since the last flush,
+// in one transaction (the server's housekeeping calls it every half
+// minute and at shutdown): a write per online user and minute was most of
+// what idle clients cost the database.
+func (s *Service) FlushPresence(ctx context.Context) error {
+	s.touchMu.Lock()
+	touches := s.touches
+	s.touches = make(map[string]int64, len(touches))
+	s.touchMu.Unlock()
+	return s.store.TouchPresence(ctx, touches)
+}
+
+// presenceKey is a user in a presence state.
+type presenceKey struct{ userID, state string }
+
 // SetPresence stores a presence change and tells the users who share a room.
 func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql.NullString) error {
 	for _, st := range []string{"online", "unavailable"} {
-		s.presenceSeen.Delete(userID + "\x00" + st)
+		s.presenceSeen.Delete(presenceKey{userID, st})
 	}
 	p := store.Presence{UserID: userID, State: state, StatusMsg: msg, LastActiveTS: time.Now().UnixMilli()}
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
