@@ -262,48 +262,121 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 	wg.Wait() // each poller returns after its current poll
 }
 
-// BenchmarkInitialSyncManyRooms measures the initial sync of a user in
-// LUXCHAT_BENCH_ROOMS (default 1,000) rooms of three members and a few
-// messages each, over HTTP with a lazy-loading filter.
+// BenchmarkInitialSyncManyRooms measures the unfiltered initial sync of a
+// user in LUXCHAT_BENCH_ROOMS (default 1,000) rooms shaped like a sector's:
+// half direct chats (encrypted, invited then joined), half named private
+// groups of 3–30 members, three messages each. The first sync runs on a
+// server just restarted (cold caches) and is logged apart; the timed ones
+// repeat it. It reports the process CPU per sync and per room. It runs on
+// PostgreSQL when LUXCHAT_BENCH_POSTGRES is set.
 func BenchmarkInitialSyncManyRooms(b *testing.B) {
-	s := ts.New(b)
+	var opts []ts.Option
+	if os.Getenv("LUXCHAT_BENCH_POSTGRES") != "" {
+		opts = append(opts, ts.WithPostgres(b))
+	}
+	s := ts.New(b, opts...)
 	alice := s.Register(b, "alice")
 	n := 1000
 	if v, err := strconv.Atoi(os.Getenv("LUXCHAT_BENCH_ROOMS")); err == nil && v > 0 {
 		n = v
 	}
-	others := seedAccounts(b, s, "o", 2)
-	ctx := context.Background()
 	start := time.Now()
-	for i := range n {
-		name := fmt.Sprint("room ", i)
-		room, err := s.Rooms.CreateRoom(ctx, alice.UserID, rooms.CreateRequest{Preset: "public_chat", Name: &name})
-		if err != nil {
-			b.Fatal(err)
-		}
-		joinAll(b, s, room, others)
-		for j := range 3 {
-			if _, err := s.Rooms.Send(ctx, room, rooms.Proto{Type: "m.room.message", Sender: others[j%2], Content: json.RawMessage(`{"msgtype":"m.text","body":"hello"}`)}, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	seedManyRooms(b, s, alice.UserID, n)
 	b.Logf("%d rooms in %v", n, time.Since(start))
-	filter := url.QueryEscape(`{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true}}}`)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	s = s.Restart(b)
+	// The first answer is decoded and checked, outside the CPU measured;
+	// later ones only by size (decoding megabytes is the client's work,
+	// and the process's CPU is the server's and the client's).
+	var size int
+	sync := func() time.Duration {
+		cpu0 := processCPU()
+		r := alice.Do("GET", "/_matrix/client/v3/sync?timeout=0", nil)
+		cpu := processCPU() - cpu0
+		if r.Status != 200 {
+			b.Fatalf("sync: %d %s", r.Status, r.Body)
+		}
+		if size > 0 && len(r.Body) > size/2 {
+			return cpu // the same rooms as the first answer, give or take ages
+		}
+		size = len(r.Body)
 		var resp struct {
 			Rooms struct {
 				Join map[string]json.RawMessage `json:"join"`
 			} `json:"rooms"`
 		}
-		t0 := time.Now()
-		alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&filter="+filter, nil, &resp)
-		if i < 2 {
-			b.Logf("sync %d: %v", i+1, time.Since(t0))
+		if err := r.JSON(&resp); err != nil || len(resp.Rooms.Join) != n {
+			b.Fatalf("%d rooms (%v)", len(resp.Rooms.Join), err)
 		}
-		if len(resp.Rooms.Join) != n {
-			b.Fatalf("%d rooms", len(resp.Rooms.Join))
+		return cpu
+	}
+	// LUXCHAT_BENCH_SYNC_PROFILE names files for CPU profiles of the first
+	// sync (name.cold) and of the repeated ones (name.warm): -cpuprofile
+	// mixes in the setup.
+	prof := os.Getenv("LUXCHAT_BENCH_SYNC_PROFILE")
+	profile := func(suffix string) func() {
+		if prof == "" {
+			return func() {}
+		}
+		f, err := os.Create(prof + suffix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		return func() { pprof.StopCPUProfile(); f.Close() }
+	}
+	stop := profile(".cold")
+	t0 := time.Now()
+	cold := sync()
+	stop()
+	b.Logf("first sync after a restart: %v wall, %v CPU (%.3f ms per room), %d KiB", time.Since(t0), cold, float64(cold.Microseconds())/1000/float64(n), size/1024)
+	var total time.Duration
+	stop = profile(".warm")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		total += sync()
+	}
+	b.StopTimer()
+	stop()
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "cpu-ms/sync")
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N)/float64(n), "cpu-ms/room")
+}
+
+// seedManyRooms puts user in n rooms through the rooms service: half
+// direct chats with one other user, half named groups of 3–30 members
+// (every member invited, then joining), with three messages each.
+func seedManyRooms(b *testing.B, s *ts.Server, user string, n int) {
+	ctx := context.Background()
+	pool := seedAccounts(b, s, "o", 500)
+	enc := json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2"}`)
+	for i := range n {
+		var room string
+		var members []string
+		var err error
+		if i%2 == 0 {
+			other := pool[i%len(pool)]
+			members = []string{other, user}
+			room, err = s.Rooms.CreateRoom(ctx, other, rooms.CreateRequest{Preset: "trusted_private_chat", IsDirect: true,
+				Invite: []string{user}, InitialState: []rooms.StateEvent{{Type: "m.room.encryption", Content: enc}}})
+		} else {
+			size := 3 + (i*7)%28
+			members = []string{pool[i%len(pool)], user}
+			for k := 1; len(members) < size; k++ {
+				members = append(members, pool[(i+k*13)%len(pool)])
+			}
+			name := fmt.Sprint("Group ", i)
+			room, err = s.Rooms.CreateRoom(ctx, members[0], rooms.CreateRequest{Preset: "private_chat", Name: &name, Invite: members[1:]})
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		joinAll(b, s, room, members[1:])
+		for j := range 3 {
+			if _, err := s.Rooms.Send(ctx, room, rooms.Proto{Type: "m.room.message", Sender: members[j%len(members)],
+				Content: json.RawMessage(`{"msgtype":"m.text","body":"a message of about the length people write in a chat"}`)}, nil); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

@@ -66,18 +66,44 @@ type Summary struct {
 	InvitedMemberCount int      `json:"m.invited_member_count"`
 }
 
-// RoomSummary counts members and picks up to five heroes (other members,
-// by user id) for rooms without a name.
+// RoomSummary is the summary of one room for userID (RoomSummaries).
 func (s *Service) RoomSummary(ctx context.Context, roomID, userID string) (*Summary, error) {
-	r, err := s.rooms.LockRoom(ctx, roomID)
+	sums, err := s.RoomSummaries(ctx, []string{roomID}, userID)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Unlock()
-	sum := &Summary{Heroes: r.Heroes(userID, 5)}
-	if sum.Heroes == nil {
-		sum.Heroes = []string{}
+	return sums[roomID], nil
+}
+
+// RoomSummaries returns the summaries of rooms for userID: member counts
+// and up to five heroes, the first joined or invited members other than
+// the user by user id, or when there are none the first who left or were
+// banned. The store keeps counts and candidates as members change, so
+// this is one statement for all rooms (and one more for the rooms
+// nobody else is in).
+func (s *Service) RoomSummaries(ctx context.Context, roomIDs []string, userID string) (map[string]*Summary, error) {
+	stored, err := s.store.MemberSummaries(ctx, roomIDs)
+	if err != nil {
+		return nil, err
 	}
-	sum.JoinedMemberCount, sum.InvitedMemberCount = r.MemberCounts()
-	return sum, nil
+	out := make(map[string]*Summary, len(roomIDs))
+	var alone []string
+	for _, roomID := range roomIDs {
+		m := stored[roomID]
+		sum := &Summary{Heroes: m.Heroes(userID), JoinedMemberCount: int(m.Joined), InvitedMemberCount: int(m.Invited)}
+		if len(sum.Heroes) == 0 {
+			alone = append(alone, roomID)
+		}
+		out[roomID] = sum
+	}
+	if len(alone) > 0 {
+		former, err := s.store.FormerMembers(ctx, alone, userID)
+		if err != nil {
+			return nil, err
+		}
+		for roomID, users := range former {
+			out[roomID].Heroes = users
+		}
+	}
+	return out, nil
 }

@@ -33,6 +33,15 @@ type clientEvent struct {
 // ClientJSON renders a PDU in the client format with the given unsigned
 // object (nil for none).
 func (s *Service) ClientJSON(pduJSON []byte, eventID, roomID string, unsigned map[string]json.RawMessage) json.RawMessage {
+	if out, ok := fastClientJSON(pduJSON, eventID, roomID, unsigned); ok {
+		return out
+	}
+	return decodedClientJSON(pduJSON, eventID, roomID, unsigned)
+}
+
+// decodedClientJSON is ClientJSON through decoding the PDU: for what
+// fastClientJSON does not handle.
+func decodedClientJSON(pduJSON []byte, eventID, roomID string, unsigned map[string]json.RawMessage) json.RawMessage {
 	var f pduFields
 	_ = json.Unmarshal(pduJSON, &f)
 	if f.Redacts == "" && f.Type == "m.room.redaction" {

@@ -147,6 +147,9 @@ func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	if store.IsBackfilled(row.Pos) {
 		return v.canSeeBackfilled(ctx, row)
 	}
+	if v.joinedAt(row) {
+		return true, nil // joined when it was sent: seen whatever the visibility
+	}
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
 	}
@@ -214,13 +217,30 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, 
 	return nil, ErrMayNotRead
 }
 
+// joinedAt reports whether the viewer was joined when row was sent, known
+// without a lookup: it came after the join that is their current
+// membership (as MembershipAt reads it).
+func (v *Viewer) joinedAt(row *store.EventRow) bool {
+	return v.current == "join" && v.sincePos > 0 && row.Pos > v.sincePos
+}
+
 // Visible returns the rows (all of one room) that a user may see under
 // history visibility, in order.
 func (s *Service) Visible(ctx context.Context, roomID, userID, membership string, rows []*store.EventRow) ([]*store.EventRow, error) {
-	v := &Viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}
-	var unknown []*store.EventRow // rows whose group's visibility is not cached
+	return s.visible(ctx, &Viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}, roomID, rows)
+}
+
+// VisibleTo is Visible for the user and room of a membership row: the
+// events after it are seen without looking at their state when it is a
+// join.
+func (s *Service) VisibleTo(ctx context.Context, m store.Membership, rows []*store.EventRow) ([]*store.EventRow, error) {
+	return s.visible(ctx, &Viewer{s: s, userID: m.UserID, current: m.Membership, sincePos: m.Pos, byGroup: map[int64]bool{}}, m.RoomID, rows)
+}
+
+func (s *Service) visible(ctx context.Context, v *Viewer, roomID string, rows []*store.EventRow) ([]*store.EventRow, error) {
+	var unknown []*store.EventRow // rows whose group's visibility is not cached and matters
 	for _, row := range rows {
-		if _, ok := s.visibility.get(groupKey(row.StateGroup)); !ok {
+		if _, ok := s.visibility.get(groupKey(row.StateGroup)); !ok && !v.joinedAt(row) {
 			unknown = append(unknown, row)
 		}
 	}
@@ -288,6 +308,56 @@ func (s *Service) rememberVisibility(r *Room) {
 	}
 	s.entries.put(entryKey(r.group, t), id)
 	s.visibility.put(groupKey(r.group), HistoryVisibility(r.state[t]))
+}
+
+// PrefetchVisibility readies the history visibility of the rows of many
+// rooms for their reader (one membership row per room): the visibility
+// and the reader's membership in the state of the rows not after their
+// join are loaded for all rooms in a few statements, not in some per
+// room as Visible and MembershipAt would.
+func (s *Service) PrefetchVisibility(ctx context.Context, ms []store.Membership, rows map[string][]*store.EventRow) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	userID := ms[0].UserID
+	tuples := []pdu.StateTuple{{Type: "m.room.history_visibility"}, {Type: "m.room.member", StateKey: userID}}
+	var groups [2][]int64
+	seen := map[int64]bool{}
+	for _, m := range ms {
+		v := &Viewer{current: m.Membership, sincePos: m.Pos}
+		for _, row := range rows[m.RoomID] {
+			g := row.StateGroup
+			if g == 0 || seen[g] || store.IsBackfilled(row.Pos) || v.joinedAt(row) {
+				continue
+			}
+			seen[g] = true
+			for i, t := range tuples {
+				if _, ok := s.entries.get(entryKey(g, t)); !ok {
+					groups[i] = append(groups[i], g)
+				}
+			}
+		}
+	}
+	var ids []string
+	have := map[string]bool{}
+	for i, t := range tuples {
+		if len(groups[i]) == 0 {
+			continue
+		}
+		found, err := s.store.StateGroupEntries(ctx, groups[i], store.StateKey{Type: t.Type, StateKey: t.StateKey})
+		if err != nil {
+			return err
+		}
+		for g, id := range found {
+			s.entries.put(entryKey(g, t), id)
+			if id != "" && !have[id] {
+				have[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	_, err := s.Events(ctx, ids) // into the events cache, for StateEntry
+	return err
 }
 
 // visibilityAt is the history visibility in force at a state group. A

@@ -157,8 +157,9 @@ func (tx *Tx) SetMemberships(ctx context.Context, ms []Membership) error {
 	return tx.recountJoined(ctx, ms)
 }
 
-// recountJoined sets the joined member count of the rooms of ms afresh
-// (after writes that bypass SetMembership's bookkeeping).
+// recountJoined sets the joined member count and the member summary of
+// the rooms of ms afresh (after writes that bypass SetMembership's
+// bookkeeping).
 func (tx *Tx) recountJoined(ctx context.Context, ms []Membership) error {
 	done := map[string]bool{}
 	for _, m := range ms {
@@ -171,6 +172,9 @@ func (tx *Tx) recountJoined(ctx context.Context, ms []Membership) error {
 			return err
 		}
 		if err := tx.SetSummaryJoined(ctx, m.RoomID, n); err != nil {
+			return err
+		}
+		if err := tx.recountMemberSummary(ctx, m.RoomID); err != nil {
 			return err
 		}
 	}

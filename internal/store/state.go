@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // StateKey identifies a piece of room state.
@@ -166,6 +167,27 @@ func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, erro
 	return out, rows.Err()
 }
 
+// CurrentStateEvents returns the current state events of rooms, in one
+// statement (per 500 rooms on SQLite): what an initial sync shows of
+// every room, without a statement per room for its state and another
+// naming each event.
+func (s *Store) CurrentStateEvents(ctx context.Context, roomIDs []string) ([]*EventRow, error) {
+	q := `SELECT e.` + strings.ReplaceAll(eventCols, ", ", ", e.") + ` FROM room_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id `
+	if s.Engine == Postgres {
+		return scanEvents(s.reader().QueryContext(ctx, q+`= ANY($1)`, roomIDs))
+	}
+	var out []*EventRow
+	for start := 0; start < len(roomIDs); start += 500 {
+		q, args := inList(q+`IN (`, roomIDs[start:min(len(roomIDs), start+500)], `)`)
+		rows, err := scanEvents(s.reader().QueryContext(ctx, q, args...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
 // SetCurrentState points a state key of a room at an event.
 func (tx *Tx) SetCurrentState(ctx context.Context, roomID string, k StateKey, eventID string) error {
 	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)
@@ -184,8 +206,9 @@ type Membership struct {
 }
 
 // SetMembership records a user's current membership of a room, and
-// keeps the room's joined member count (room_summaries) in step: a join
-// into a room of thousands adds one rather than counting them all.
+// keeps the room's joined member count (room_summaries) and member
+// summary (room_member_summaries) in step: a join into a room of
+// thousands adds one rather than counting them all.
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 	var old string
 	err := tx.q.QueryRowContext(ctx, `SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2`, m.RoomID, m.UserID).Scan(&old)
@@ -203,7 +226,10 @@ func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
 			joined_pos = `+keepJoinedPos,
 		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
-	return err
+	if err != nil {
+		return err
+	}
+	return tx.updateMemberSummary(ctx, m.RoomID, m.UserID, old, m.Membership)
 }
 
 func isJoin(membership string) int64 {

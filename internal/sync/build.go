@@ -362,15 +362,18 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		rows = rows[:limit]
 	}
 	slices.Reverse(rows)
-	timeline, err := s.rooms.Visible(ctx, m.RoomID, req.UserID, m.Membership, rows)
+	timeline, err := s.rooms.VisibleTo(ctx, m, rows)
 	if err != nil {
 		return nil, err
 	}
 	jr := emptyJoined()
 	senders := map[string]bool{}
+	// State shown in the timeline is left out of the state section; state
+	// events history visibility hides from the timeline stay in it (the
+	// client must learn the room's visibility, name… all the same).
 	inTimeline := map[string]bool{}
 	var timelineStateMember bool
-	for _, row := range rows {
+	for _, row := range timeline {
 		inTimeline[row.EventID] = true
 	}
 	// Bundled aggregations only where the client missed children.
@@ -416,7 +419,9 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	after := req.StateAfter != ""
 	jr.stateAfter = req.StateAfter
 	var st store.StateMap
-	if fresh && lazy {
+	if prefetched, ok := pre.stateIDs[m.RoomID]; fresh && ok {
+		st = prefetched // this room's own map: dropping keys below is fine
+	} else if fresh && lazy {
 		keep := func(u string) bool { return senders[u] || u == req.UserID }
 		if st, err = s.rooms.CurrentStateIDsOf(ctx, m.RoomID, keep); err != nil {
 			return nil, err
@@ -475,7 +480,9 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 			return nil, err
 		}
 	}
-	if fresh || timelineStateMember {
+	if sum := pre.summaries[m.RoomID]; fresh && sum != nil {
+		jr.Summary = sum
+	} else if fresh || timelineStateMember {
 		if jr.Summary, err = s.read.RoomSummary(ctx, m.RoomID, req.UserID); err != nil {
 			return nil, err
 		}
@@ -767,18 +774,23 @@ func (s *Service) isFresh(req Request, m store.Membership, since *streamtoken.To
 type prefetched struct {
 	timelines map[string][]*store.EventRow // room → newest first, limit+1
 	state     map[string]*store.EventRow   // event id → row
+	summaries map[string]*roomread.Summary // room → its summary for the user
+	stateIDs  map[string]store.StateMap    // room → current state, when not lazy
 }
 
-// prefetch loads the timelines and current state of the rooms an initial
-// (or full-state) sync shows in full, in a few statements for all rooms
-// instead of two per room. Lazy-loaded state is not prefetched: it would
-// load every member event of large rooms.
+// prefetch loads the timelines, summaries, history visibility and current
+// state of the rooms an initial (or full-state) sync shows in full, in a
+// few statements for all rooms instead of several per room, and without
+// loading the rooms into the rooms cache. Lazy-loaded state is not
+// prefetched: it would load every member event of large rooms.
 func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token) (*prefetched, error) {
 	pre := &prefetched{}
 	var fresh []string
+	var freshJoins []store.Membership
 	for _, m := range joins {
 		if s.isFresh(req, m, since, from, cur) {
 			fresh = append(fresh, m.RoomID)
+			freshJoins = append(freshJoins, m)
 		}
 	}
 	if len(fresh) < 2 {
@@ -792,26 +804,29 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 	if pre.timelines, err = s.store.RoomTimelines(ctx, fresh, cur.Events, limit+1); err != nil {
 		return nil, err
 	}
+	if pre.summaries, err = s.read.RoomSummaries(ctx, fresh, req.UserID); err != nil {
+		return nil, err
+	}
+	if err := s.rooms.PrefetchVisibility(ctx, freshJoins, pre.timelines); err != nil {
+		return nil, err
+	}
 	if req.Filter.Room != nil && req.Filter.Room.State != nil && req.Filter.Room.State.LazyLoadMembers {
 		return pre, nil
 	}
-	var ids []string
-	for _, roomID := range fresh {
-		st, err := s.rooms.CurrentStateIDs(ctx, roomID)
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range st {
-			ids = append(ids, id)
-		}
-	}
-	rows, err := s.store.GetEvents(ctx, ids)
+	rows, err := s.store.CurrentStateEvents(ctx, fresh)
 	if err != nil {
 		return nil, err
 	}
 	pre.state = make(map[string]*store.EventRow, len(rows))
+	pre.stateIDs = make(map[string]store.StateMap, len(fresh))
 	for _, r := range rows {
 		pre.state[r.EventID] = r
+		st := pre.stateIDs[r.RoomID]
+		if st == nil {
+			st = store.StateMap{}
+			pre.stateIDs[r.RoomID] = st
+		}
+		st[store.StateKey{Type: r.Type, StateKey: r.StateKey.String}] = r.EventID
 	}
 	return pre, nil
 }

@@ -423,22 +423,16 @@ func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql
 	return nil
 }
 
-// wakeRoommates wakes every user sharing a joined room with userID.
+// wakeRoommates wakes every user sharing a joined room with userID. They
+// are read from the members table in one statement: asking each room
+// would load the state of every room of the user into the rooms cache,
+// which is most of what a user's first sync after a restart cost.
 func (s *Service) wakeRoommates(ctx context.Context, userID string) {
-	ms, err := s.store.UserMemberships(ctx, userID)
+	users, err := s.store.Roommates(ctx, userID)
 	if err != nil {
 		return
 	}
-	users := []string{userID}
-	for _, m := range ms {
-		if m.Membership != "join" {
-			continue
-		}
-		if joined, err := s.rooms.JoinedUsers(ctx, m.RoomID); err == nil {
-			users = append(users, joined...)
-		}
-	}
-	s.notifier.Wake(users...)
+	s.notifier.Wake(append(users, userID)...)
 }
 
 // SetTyping records typing and wakes the room's members.
