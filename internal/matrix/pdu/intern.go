@@ -10,8 +10,10 @@ import "sync"
 var strs = &interner{m: map[string]string{}}
 
 // internMax bounds the table; when full it starts over (strings already
-// shared stay shared).
-const internMax = 1 << 16
+// shared stay shared). The strings worth sharing recur within moments of
+// each other; a larger table mostly held ids seen once (a member's own
+// previous membership among its auth events).
+const internMax = 1 << 14
 
 type interner struct {
 	mu sync.Mutex
