@@ -54,17 +54,20 @@ func summaryFromMembers(t *testing.T, c *ts.Client, roomID, reader string) roomS
 	return sum
 }
 
+// summarySync is what the summary tests read of a /sync answer.
+type summarySync struct {
+	NextBatch string `json:"next_batch"`
+	Rooms     struct {
+		Join map[string]struct {
+			Summary *roomSummary `json:"summary"`
+		} `json:"join"`
+	} `json:"rooms"`
+}
+
 // syncSummaries returns the summaries of an initial sync, by room.
 func syncSummaries(t *testing.T, c *ts.Client, query string) (map[string]roomSummary, string) {
 	t.Helper()
-	var resp struct {
-		NextBatch string `json:"next_batch"`
-		Rooms     struct {
-			Join map[string]struct {
-				Summary *roomSummary `json:"summary"`
-			} `json:"join"`
-		} `json:"rooms"`
-	}
+	var resp summarySync
 	c.MustDo("GET", "/_matrix/client/v3/sync?timeout=0"+query, nil, &resp)
 	out := map[string]roomSummary{}
 	for id, jr := range resp.Rooms.Join {
@@ -106,14 +109,7 @@ func TestSyncSummaryFollowsMembers(t *testing.T) {
 				}
 			}
 			// The incremental sync that carries the change.
-			var resp struct {
-				NextBatch string `json:"next_batch"`
-				Rooms     struct {
-					Join map[string]struct {
-						Summary *roomSummary `json:"summary"`
-					} `json:"join"`
-				} `json:"rooms"`
-			}
+			var resp summarySync
 			alice.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&since="+since, nil, &resp)
 			since = resp.NextBatch
 			want := summaryFromMembers(t, alice, room, alice.UserID)
