@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	gosync "sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +33,81 @@ func bigRoomMembers() int {
 }
 
 // seedAccounts creates n accounts through the store (no password hashing).
+// bigRoomServer starts the server of a big-room benchmark: on SQLite, or
+// on PostgreSQL when LUXCHAT_BENCH_ENGINE=postgres.
+func bigRoomServer(b *testing.B) *ts.Server {
+	switch e := os.Getenv("LUXCHAT_BENCH_ENGINE"); e {
+	case "", "sqlite":
+		return ts.New(b)
+	case "postgres":
+		return ts.New(b, ts.WithPostgres(b))
+	default:
+		b.Fatalf("LUXCHAT_BENCH_ENGINE=%q: sqlite or postgres", e)
+		return nil
+	}
+}
+
+// serverCPU is the CPU the benchmark's process has used so far and, on
+// PostgreSQL, the CPU of the backends serving the server's database: the
+// database's work is the server's too.
+func serverCPU(b *testing.B, s *ts.Server) (self, pg time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if s.Store.Engine != store.Postgres {
+		return self, 0
+	}
+	pids, err := s.Store.BackendPIDs(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, pid := range pids {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/schedstat")
+		if err != nil {
+			continue // not on this machine, or it ended
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			pg += time.Duration(ns)
+		}
+	}
+	return self, pg
+}
+
+// reportCPU reports the server CPU per operation since (self0, pg0).
+// Backends that start meanwhile count whole; on PostgreSQL the pools keep
+// theirs for the benchmark's length.
+func reportCPU(b *testing.B, s *ts.Server, self0, pg0 time.Duration) {
+	self, pg := serverCPU(b, s)
+	b.ReportMetric(float64((self-self0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	if s.Store.Engine == store.Postgres {
+		b.ReportMetric(float64((pg-pg0).Microseconds())/1000/float64(b.N), "pg-cpu-ms/op")
+	}
+}
+
+// profileMeasured writes a CPU profile of the measured part alone (not
+// the setup, which -cpuprofile would include) to LUXCHAT_BENCH_CPUPROFILE
+// when set; the returned function stops it.
+func profileMeasured(b *testing.B) func() {
+	path := os.Getenv("LUXCHAT_BENCH_CPUPROFILE")
+	if path == "" || b.N == 1 {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 func seedAccounts(b *testing.B, s *ts.Server, prefix string, n int) []string {
 	ids := make([]string, n)
 	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
@@ -57,9 +135,12 @@ func joinAll(b *testing.B, s *ts.Server, room string, users []string) {
 }
 
 // BenchmarkJoinBigRoom measures one join into a public room that already
-// has bigRoomMembers() members.
+// has bigRoomMembers() members, with the server's CPU per join
+// (cpu-ms/op; pg-cpu-ms/op on PostgreSQL, see bigRoomServer).
+//
+//	LUXCHAT_BENCH_MEMBERS=10000 go test ./internal/integration -run '^$' -bench JoinBigRoom -benchtime 200x
 func BenchmarkJoinBigRoom(b *testing.B) {
-	s := ts.New(b)
+	s := bigRoomServer(b)
 	alice := s.Register(b, "alice")
 	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 	n := bigRoomMembers()
@@ -68,13 +149,17 @@ func BenchmarkJoinBigRoom(b *testing.B) {
 	b.Logf("%d joins in %v", n, time.Since(start))
 	extra := seedAccounts(b, s, "x", b.N)
 	b.ResetTimer()
+	self0, pg0 := serverCPU(b, s)
+	stop := profileMeasured(b)
 	joinAll(b, s, room, extra)
+	stop()
+	reportCPU(b, s, self0, pg0)
 }
 
 // BenchmarkSendBigRoom measures one message into a public room of
 // bigRoomMembers() members.
 func BenchmarkSendBigRoom(b *testing.B) {
-	s := ts.New(b)
+	s := bigRoomServer(b)
 	alice := s.Register(b, "alice")
 	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 	joinAll(b, s, room, seedAccounts(b, s, "m", bigRoomMembers()))

@@ -98,8 +98,8 @@ type Room struct {
 	version     *roomversion.Version
 	loaded      bool
 	state       map[pdu.StateTuple]*pdu.Event
-	group       int64 // state group of the current state
-	chain       int   // delta chain length of group
+	group       int64          // state group of the current state
+	chain       store.ChainPos // where group sits in its delta chain
 	extremities []string
 	// recorded: room_extremities names the extremities although there is
 	// one (it is not the newest event: see CompleteState).

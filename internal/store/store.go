@@ -159,6 +159,29 @@ func (s *Store) Close() error {
 	return err
 }
 
+// BackendPIDs lists the process ids of the PostgreSQL backends connected
+// to this store's database (none on SQLite), so that a benchmark can count
+// the database's CPU as the server's.
+func (s *Store) BackendPIDs(ctx context.Context) ([]int, error) {
+	if s.Engine != Postgres {
+		return nil, nil
+	}
+	rows, err := s.reader().QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var pids []int
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		pids = append(pids, pid)
+	}
+	return pids, rows.Err()
+}
+
 // querier is what both *sql.DB and *sql.Tx offer.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
