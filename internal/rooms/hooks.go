@@ -56,6 +56,24 @@ type Committed struct {
 	// Servers, for a room joined with partial state, are the servers the
 	// resident server said were in it (Joined lacks most members).
 	Servers []string
+	// Memberships are the membership changes of the events (user → new
+	// membership), nil when the listeners are told otherwise than after
+	// events; MembersBefore and MembersAfter are the room's membership
+	// versions before and after them (see MembershipVersion; 0 before:
+	// unknown). A cache of the members that matched MembersBefore matches
+	// MembersAfter once it applied Memberships.
+	Memberships                 map[string]string
+	MembersBefore, MembersAfter uint64
+}
+
+// JoinedAfter reports whether user is joined after the events: from
+// Memberships when the user's membership changed, else from Joined (a
+// look at every member of a big room, which Memberships spares a join).
+func (c Committed) JoinedAfter(user string) bool {
+	if m, ok := c.Memberships[user]; ok {
+		return m == "join"
+	}
+	return slices.Contains(c.Joined, user)
 }
 
 // CommittedEvent is one persisted event with its stream position.
@@ -83,6 +101,21 @@ func (s *Service) InspectLocked(roomID string, f func(joined map[string]struct{}
 		return
 	}
 	f(r.joined, r.state)
+}
+
+// MembershipVersion names the current joined members of a room: it
+// changes whenever they do, and never names other members, of this room
+// or of another (0: the room is not loaded). It is for indexers, under
+// the room's writer lock, to tell whether what they keep about the
+// members is current; Committed then tells how it changed.
+func (s *Service) MembershipVersion(roomID string) uint64 {
+	s.mu.Lock()
+	r := s.rooms[roomID]
+	s.mu.Unlock()
+	if r == nil || !r.loaded {
+		return 0
+	}
+	return r.members
 }
 
 // indexEvent does an event's derived writes in its transaction: a
@@ -134,11 +167,15 @@ func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, 
 }
 
 // tellListeners tells the listeners about a batch. Caller holds r.mu.
-func (s *Service) tellListeners(r *Room, b *Batch, joined []string) {
+func (s *Service) tellListeners(r *Room, b *Batch, joined []string, members map[string]string) {
 	if s.hooks.Committed == nil {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, JoinedServers: r.joinedServers(), Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID)}
+	c := Committed{RoomID: b.roomID, Joined: joined, JoinedServers: r.joinedServers(), Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID),
+		MembersAfter: r.members}
+	if members != nil {
+		c.Memberships, c.MembersBefore = members, r.membersBefore
+	}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}
@@ -167,5 +204,5 @@ func (s *Service) announce(r *Room, b *Batch, members map[string]string, pos int
 		}
 		s.notifier.RoomEvent(r.id, users, pos)
 	}
-	s.tellListeners(r, b, joined)
+	s.tellListeners(r, b, joined, members)
 }

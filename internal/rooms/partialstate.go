@@ -406,7 +406,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 	}
 	for _, b := range admitted {
 		s.log.Info("federation: event refused against a partial state admitted against the full one", "event_id", b.events[0].ev.ID, "room_id", roomID)
-		s.tellListeners(r, b, r.joinedUsers())
+		s.tellListeners(r, b, r.joinedUsers(), nil)
 	}
 	if len(found) > 0 && s.hooks.ServersFound != nil {
 		s.hooks.ServersFound(roomID, ours, found)

@@ -103,16 +103,26 @@ type Room struct {
 	extremities []string
 	// recorded: room_extremities names the extremities although there is
 	// one (it is not the newest event: see CompleteState).
-	recorded  bool
-	depth     int64
-	joined    map[string]struct{}
-	servers   map[string]int // joined members per server
-	latestPos int64
+	recorded bool
+	depth    int64
+	joined   map[string]struct{}
+	servers  map[string]int // joined members per server
+	// members names the content of joined (see MembershipVersion);
+	// membersBefore what it was before the last updateJoined, 0 after
+	// a setJoined.
+	members, membersBefore uint64
+	latestPos              int64
 }
+
+// membershipVersions hands out the versions of rooms' joined members:
+// unique across rooms and process-wide, so that a version kept by a cache
+// never names another content, even of a room loaded again.
+var membershipVersions atomic.Uint64
 
 // setJoined replaces the joined members.
 func (r *Room) setJoined(joined map[string]struct{}) {
 	r.joined = joined
+	r.members, r.membersBefore = membershipVersions.Add(1), 0
 	r.servers = make(map[string]int)
 	for u := range joined {
 		r.servers[serverOf(u)]++
@@ -121,19 +131,26 @@ func (r *Room) setJoined(joined map[string]struct{}) {
 
 // updateJoined applies membership changes (user → new membership).
 func (r *Room) updateJoined(members map[string]string) {
+	r.membersBefore = r.members
+	changed := false
 	for u, m := range members {
 		_, was := r.joined[u]
 		switch {
 		case m == "join" && !was:
 			r.joined[u] = struct{}{}
 			r.servers[serverOf(u)]++
+			changed = true
 		case m != "join" && was:
 			delete(r.joined, u)
 			srv := serverOf(u)
 			if r.servers[srv]--; r.servers[srv] <= 0 {
 				delete(r.servers, srv)
 			}
+			changed = true
 		}
+	}
+	if changed {
+		r.members = membershipVersions.Add(1)
 	}
 }
 
