@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"slices"
 
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
@@ -41,8 +40,9 @@ type Hooks struct {
 type Committed struct {
 	RoomID string
 	Events []CommittedEvent
-	// Joined is the room's joined members after the events.
-	Joined []string
+	// joined is the room's joined members after the events (see
+	// JoinedAfter): the room's own set, read during the call only.
+	joined map[string]struct{}
 	// JoinedServers are the servers of Joined, ours included.
 	JoinedServers []string
 	// Origin is "" for events built here and the sending server's name
@@ -66,14 +66,11 @@ type Committed struct {
 	MembersBefore, MembersAfter uint64
 }
 
-// JoinedAfter reports whether user is joined after the events: from
-// Memberships when the user's membership changed, else from Joined (a
-// look at every member of a big room, which Memberships spares a join).
+// JoinedAfter reports whether user is joined after the events. A
+// listener may ask during its call only.
 func (c Committed) JoinedAfter(user string) bool {
-	if m, ok := c.Memberships[user]; ok {
-		return m == "join"
-	}
-	return slices.Contains(c.Joined, user)
+	_, ok := c.joined[user]
+	return ok
 }
 
 // CommittedEvent is one persisted event with its stream position.
@@ -120,13 +117,17 @@ func (s *Service) MembershipVersion(roomID string) uint64 {
 
 // indexEvent does an event's derived writes in its transaction: a
 // redaction's effect on its target, then the indexers.
-func (s *Service) indexEvent(ctx context.Context, tx *store.Tx, b *Batch, ev *pdu.Event, pos int64) error {
+func (s *Service) indexEvent(ctx context.Context, tx *store.Tx, b *Batch, pe *pending) error {
+	ev := pe.ev
 	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
 		if err := s.applyRedaction(ctx, tx, b, ev); err != nil {
 			return err
 		}
 	}
-	return s.runIndexers(ctx, tx, ev, pos)
+	// An event built here on the room's cached extremities (not a join
+	// through another server, whose batch has no room) cites timeline
+	// events only.
+	return s.runIndexers(ctx, tx, ev, pe.pos, b.r != nil && !pe.remote)
 }
 
 // setMembership writes a user's membership of a room in tx (see
@@ -153,12 +154,14 @@ func (s *Service) noteMembershipChange(pos int64) {
 
 // runIndexers writes the rows derived from an event: the rooms' own,
 // then the other domains'.
-func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64, builtHere bool) error {
 	if err := s.indexRelation(ctx, tx, ev, pos); err != nil {
 		return err
 	}
-	if err := s.indexBackwardExtremities(ctx, tx, ev, pos); err != nil {
-		return err
+	if !builtHere {
+		if err := s.indexBackwardExtremities(ctx, tx, ev, pos); err != nil {
+			return err
+		}
 	}
 	if s.hooks.Index == nil {
 		return nil
@@ -167,11 +170,11 @@ func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, 
 }
 
 // tellListeners tells the listeners about a batch. Caller holds r.mu.
-func (s *Service) tellListeners(r *Room, b *Batch, joined []string, members map[string]string) {
+func (s *Service) tellListeners(r *Room, b *Batch, members map[string]string) {
 	if s.hooks.Committed == nil {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, JoinedServers: r.joinedServers(), Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID),
+	c := Committed{RoomID: b.roomID, joined: r.joined, JoinedServers: r.joinedServers(), Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID),
 		MembersAfter: r.members}
 	if members != nil {
 		c.Memberships, c.MembersBefore = members, r.membersBefore
@@ -194,15 +197,14 @@ func (r *Room) joinedUsers() []string {
 // announce wakes the syncs of the room's members, and of the users whose
 // membership the batch ended, and tells the listeners. Caller holds r.mu.
 func (s *Service) announce(r *Room, b *Batch, members map[string]string, pos int64) {
-	joined := r.joinedUsers()
 	if s.notifier != nil {
-		users := slices.Clip(joined)
+		var gone []string
 		for u, m := range members {
 			if m != "join" {
-				users = append(users, u)
+				gone = append(gone, u)
 			}
 		}
-		s.notifier.RoomEvent(r.id, users, pos)
+		s.notifier.RoomEvent(r.id, r.joined, gone, pos)
 	}
-	s.tellListeners(r, b, joined, members)
+	s.tellListeners(r, b, members)
 }

@@ -402,11 +402,11 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		local = append(local, ours...) // every local member sees the admitted events
 	}
 	if s.notifier != nil && len(local) > 0 {
-		s.notifier.RoomEvent(roomID, local, pos)
+		s.notifier.RoomEvent(roomID, nil, local, pos)
 	}
 	for _, b := range admitted {
 		s.log.Info("federation: event refused against a partial state admitted against the full one", "event_id", b.events[0].ev.ID, "room_id", roomID)
-		s.tellListeners(r, b, r.joinedUsers(), nil)
+		s.tellListeners(r, b, nil)
 	}
 	if len(found) > 0 && s.hooks.ServersFound != nil {
 		s.hooks.ServersFound(roomID, ours, found)

@@ -675,10 +675,10 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 	// The resident server announces the join it accepted through
 	// send_join, so it is not sent back to it.
 	b := &Batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}, announcedBy: j.Server}
-	s.tellListeners(r, b, joined, nil)
+	s.tellListeners(r, b, nil)
 	r.mu.Unlock()
 	if s.notifier != nil {
-		s.notifier.RoomEvent(roomID, append(joined, join.Sender), pos)
+		s.notifier.RoomEvent(roomID, nil, append(joined, join.Sender), pos)
 	}
 	return nil
 }

@@ -24,10 +24,11 @@ func (s *Service) LastMembershipChange() int64 { return s.lastMembership.Load() 
 
 // Notifier is told about committed events so that waiting syncs wake up.
 type Notifier interface {
-	// RoomEvent: an event at pos was persisted in room; users are the
-	// room's joined members after it plus any user whose membership it
-	// changed.
-	RoomEvent(roomID string, users []string, pos int64)
+	// RoomEvent: an event at pos was persisted in room; joined are the
+	// room's joined members after it (the room's own set: read during the
+	// call only, under the room's lock; may be nil), others any user
+	// whose membership it ended.
+	RoomEvent(roomID string, joined map[string]struct{}, others []string, pos int64)
 }
 
 // Service is the rooms domain. It is safe for concurrent use.

@@ -71,7 +71,7 @@ func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, at C
 	if prev == 0 || pos.Seq >= maxChainSeq || pos.Rows > stateSize {
 		entries, base, pos = full(), 0, ChainPos{}
 	}
-	if _, err := tx.q.ExecContext(ctx, `INSERT INTO state_groups (group_id, room_id, prev_group, chain_len, chain_rows) VALUES ($1, $2, $3, $4, $5)`,
+	if err := tx.execLater(ctx, nil, `INSERT INTO state_groups (group_id, room_id, prev_group, chain_len, chain_rows) VALUES ($1, $2, $3, $4, $5)`,
 		id, roomID, sql.NullInt64{Int64: base, Valid: base != 0}, pos.Seq, pos.Rows); err != nil {
 		return 0, ChainPos{}, fmt.Errorf("insert state group: %w", err)
 	}
@@ -260,9 +260,8 @@ func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, erro
 
 // SetCurrentState points a state key of a room at an event.
 func (tx *Tx) SetCurrentState(ctx context.Context, roomID string, k StateKey, eventID string) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)
+	return tx.execLater(ctx, nil, `INSERT INTO room_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id`, roomID, k.Type, k.StateKey, eventID)
-	return err
 }
 
 // Membership is a room_members row.
@@ -277,32 +276,26 @@ type Membership struct {
 
 // SetMembership records a user's current membership of a room, and
 // keeps the room's joined member count (room_summaries) in step: a join
-// into a room of thousands adds one rather than counting them all.
+// into a room of thousands adds one rather than counting them all. Both
+// writes wait for the transaction's next round trip (execLater): the
+// count moves by what the row says before it changes, in the database,
+// rather than by an answer read first.
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
-	var old string
-	err := tx.q.QueryRowContext(ctx, `SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2`, m.RoomID, m.UserID).Scan(&old)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	// A room without a summary yet gets its count when it gets one.
+	count := `UPDATE room_summaries SET joined_members = joined_members - 1 WHERE room_id = $1
+		AND EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'join')`
+	if m.Membership == "join" {
+		count = `UPDATE room_summaries SET joined_members = joined_members + 1 WHERE room_id = $1
+		AND NOT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'join')`
+	}
+	if err := tx.execLater(ctx, nil, count, m.RoomID, m.UserID); err != nil {
 		return err
 	}
-	if delta := isJoin(m.Membership) - isJoin(old); delta != 0 {
-		// A room without a summary yet gets its count when it gets one.
-		if _, err := tx.q.ExecContext(ctx, `UPDATE room_summaries SET joined_members = joined_members + $1 WHERE room_id = $2`, delta, m.RoomID); err != nil {
-			return err
-		}
-	}
-	_, err = tx.q.ExecContext(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
+	return tx.execLater(ctx, nil, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
 		VALUES ($1, $2, $3, $4, $5, FALSE, $6)
 		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
 			joined_pos = `+keepJoinedPos,
 		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
-	return err
-}
-
-func isJoin(membership string) int64 {
-	if membership == "join" {
-		return 1
-	}
-	return 0
 }
 
 // joinedPos is the joined_pos of a new room_members row.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -381,4 +382,51 @@ func TestStateEntryPlans(t *testing.T) {
 			t.Fatalf("searched by key %v, want %v:\n%s", searched, tc.searched, joined)
 		}
 	}
+}
+
+// TestJoinedCountFollowsMemberships checks the joined member count that
+// SetMembership keeps in step in the database (no answer read first): a
+// profile change (join after join) and a leave after a leave move it not,
+// and every transaction's reads see the writes before them.
+func TestJoinedCountFollowsMemberships(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		const room = "!count:x"
+		steps := []struct {
+			user, membership string
+			want             int64
+		}{
+			{"@a:x", "join", 1}, {"@b:x", "join", 2}, {"@a:x", "join", 2}, {"@c:x", "invite", 2},
+			{"@a:x", "leave", 1}, {"@a:x", "leave", 1}, {"@c:x", "join", 2}, {"@b:x", "ban", 1}, {"@a:x", "join", 2},
+		}
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.CreateRoom(ctx, Room{RoomID: room, Version: "12", Creator: "@a:x"}); err != nil {
+				return err
+			}
+			return tx.SetSummaryJoined(ctx, room, 0)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range steps {
+			var n, counted int64
+			err := s.InTx(ctx, func(tx *Tx) error {
+				if err := tx.SetMembership(ctx, Membership{RoomID: room, UserID: st.user, Membership: st.membership, EventID: fmt.Sprint("$m", i), Pos: int64(i + 1)}); err != nil {
+					return err
+				}
+				if err := tx.q.QueryRowContext(ctx, `SELECT joined_members FROM room_summaries WHERE room_id = $1`, room).Scan(&n); err != nil {
+					return err
+				}
+				var err error
+				counted, err = tx.CountJoined(ctx, room)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != st.want || counted != st.want {
+				t.Fatalf("after %s %s: count %d, counted %d, want %d", st.user, st.membership, n, counted, st.want)
+			}
+		}
+	})
 }
