@@ -93,11 +93,30 @@ const chainSinceSQL = `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
 		SELECT c.depth, c.prev_group, e.type, e.state_key, e.event_id FROM chain c LEFT JOIN state_group_entries e ON e.group_id = c.group_id
 		ORDER BY c.depth DESC`
 
+// chainSincePG is chainSinceSQL for PostgreSQL, whose generic plan of the
+// statement (prepared statements are planned once for any arguments
+// after a few runs) hashes whole tables: both of them scanned per join,
+// a cost that grew with the room. The LATERAL subqueries, kept apart by
+// LIMIT and OFFSET, are looked up by key for each group of the chain.
+const chainSincePG = `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
+			SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 AND chain_len > $2
+			UNION ALL
+			SELECT g.group_id, g.prev_group, c.depth + 1 FROM chain c CROSS JOIN LATERAL (
+				SELECT group_id, prev_group FROM state_groups WHERE group_id = c.prev_group AND chain_len > $2 LIMIT 1) g
+		)
+		SELECT c.depth, c.prev_group, e.type, e.state_key, e.event_id FROM chain c LEFT JOIN LATERAL (
+			SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = c.group_id OFFSET 0) e ON TRUE
+		ORDER BY c.depth DESC`
+
 // chainSince merges the changes stored by the groups of group's chain
 // numbered above target (newer entries win), and returns them with the
 // group the walk stopped at and how many entries the walked groups hold.
 func (tx *Tx) chainSince(ctx context.Context, group int64, target int) (StateMap, int64, int, error) {
-	rows, err := tx.q.QueryContext(ctx, chainSinceSQL, group, target)
+	q := chainSinceSQL
+	if tx.s.Engine == Postgres {
+		q = chainSincePG
+	}
+	rows, err := tx.q.QueryContext(ctx, q, group, target)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("read state chain: %w", err)
 	}

@@ -159,27 +159,34 @@ func (s *Store) Close() error {
 	return err
 }
 
-// BackendPIDs lists the process ids of the PostgreSQL backends connected
-// to this store's database (none on SQLite), so that a benchmark can count
-// the database's CPU as the server's.
-func (s *Store) BackendPIDs(ctx context.Context) ([]int, error) {
+// Backend is a PostgreSQL server process working on this store's
+// database: a connection's ("client backend") or another (autovacuum).
+type Backend struct {
+	PID  int
+	Type string
+}
+
+// Backends lists the PostgreSQL processes working on this store's
+// database (none on SQLite), so that a benchmark can count the database's
+// CPU as the server's.
+func (s *Store) Backends(ctx context.Context) ([]Backend, error) {
 	if s.Engine != Postgres {
 		return nil, nil
 	}
-	rows, err := s.reader().QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	rows, err := s.reader().QueryContext(ctx, `SELECT pid, COALESCE(backend_type, '') FROM pg_stat_activity WHERE datname = current_database()`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var pids []int
+	var out []Backend
 	for rows.Next() {
-		var pid int
-		if err := rows.Scan(&pid); err != nil {
+		var b Backend
+		if err := rows.Scan(&b.PID, &b.Type); err != nil {
 			return nil, err
 		}
-		pids = append(pids, pid)
+		out = append(out, b)
 	}
-	return pids, rows.Err()
+	return out, rows.Err()
 }
 
 // querier is what both *sql.DB and *sql.Tx offer.
