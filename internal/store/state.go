@@ -34,6 +34,12 @@ type StateMap map[StateKey]string
 // maxChainSeq bounds a chain's numbering, hence the groups a lookup walks.
 const maxChainSeq = 1 << 16
 
+// smallState is the size of state stored in full at every change: no
+// larger than a carry's read, which it spares (a round trip on
+// PostgreSQL), and a lookup then reads one group. Direct chats and small
+// groups stay there.
+const smallState = 16
+
 // ChainPos is where a state group sits in its delta chain.
 type ChainPos struct {
 	Seq  int // its number in the chain (0: a snapshot)
@@ -53,7 +59,7 @@ func (tx *Tx) NewStateSnapshot(ctx context.Context, roomID string, full StateMap
 func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, at ChainPos, delta StateMap, stateSize int, full func() StateMap) (int64, ChainPos, error) {
 	id := tx.Alloc(tx.s.Streams.StateGroups)
 	entries, base, pos := delta, prev, ChainPos{Seq: at.Seq + 1, Rows: at.Rows}
-	if prev != 0 && pos.Seq < maxChainSeq {
+	if prev != 0 && pos.Seq < maxChainSeq && stateSize > smallState {
 		if target := pos.Seq - pos.Seq&-pos.Seq; at.Seq > target {
 			// Carry: the new group replaces the groups after target on
 			// prev's chain, so it stores their changes too.
@@ -68,7 +74,7 @@ func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, at C
 		}
 		pos.Rows += len(entries)
 	}
-	if prev == 0 || pos.Seq >= maxChainSeq || pos.Rows > stateSize {
+	if prev == 0 || pos.Seq >= maxChainSeq || pos.Rows > stateSize || stateSize <= smallState {
 		entries, base, pos = full(), 0, ChainPos{}
 	}
 	if err := tx.execLater(ctx, nil, `INSERT INTO state_groups (group_id, room_id, prev_group, chain_len, chain_rows) VALUES ($1, $2, $3, $4, $5)`,
