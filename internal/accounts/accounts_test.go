@@ -661,19 +661,19 @@ func TestTokenCacheGeneration(t *testing.T) {
 	now := time.Now()
 	gen := c.generation()
 	c.invalidate("@a:x", "D") // the logout commits while the lookup runs
-	c.put(Session{UserID: "@a:x", DeviceID: "D", TokenHash: "h"}, gen, now)
-	if _, ok := c.get("h", now); ok {
+	c.put(Session{UserID: "@a:x", DeviceID: "D", TokenHash: "h"}, gen, now, now)
+	if _, _, ok := c.get("h", now); ok {
 		t.Fatal("stale session cached")
 	}
-	c.put(Session{UserID: "@a:x", DeviceID: "D", TokenHash: "h"}, c.generation(), now)
-	if _, ok := c.get("h", now); !ok {
+	c.put(Session{UserID: "@a:x", DeviceID: "D", TokenHash: "h"}, c.generation(), now, now)
+	if _, _, ok := c.get("h", now); !ok {
 		t.Fatal("session not cached")
 	}
-	if _, ok := c.get("h", now.Add(cacheTTL+time.Second)); ok {
+	if _, _, ok := c.get("h", now.Add(cacheTTL+time.Second)); ok {
 		t.Fatal("entry outlived its TTL")
 	}
 	c.invalidate("@a:x", "")
-	if _, ok := c.get("h", now); ok || len(c.byUser) != 0 {
+	if _, _, ok := c.get("h", now); ok || len(c.byUser) != 0 {
 		t.Fatal("invalidate left entries")
 	}
 }
@@ -701,4 +701,36 @@ func TestHashersRunInParallel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// A device's last-seen time follows its use, stored at most every
+// seenEvery: a long-polling client re-reads its token every cacheTTL, and
+// a write each time was most of the cost of idle clients.
+func TestLastSeenStoredEveryFewMinutes(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		alice := e.register(t, "alice", "password1")
+		lastSeen := func() int64 {
+			t.Helper()
+			d, err := e.svc.Device(bg, alice.UserID, alice.DeviceID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.LastSeenTS
+		}
+		e.mustAuth(t, alice.AccessToken)
+		first := lastSeen()
+		if first == 0 {
+			t.Fatal("no last-seen time after use")
+		}
+		e.advance(cacheTTL + time.Second) // looked up again, not stored
+		e.mustAuth(t, alice.AccessToken)
+		if got := lastSeen(); got != first {
+			t.Fatalf("last seen stored again after %v: %d, then %d", cacheTTL, first, got)
+		}
+		e.advance(seenEvery)
+		e.mustAuth(t, alice.AccessToken)
+		if got := lastSeen(); got < first+seenEvery.Milliseconds() {
+			t.Fatalf("last seen not stored after %v: %d, then %d", seenEvery, first, got)
+		}
+	})
 }

@@ -71,20 +71,28 @@ type tokenCache struct {
 type cacheEntry struct {
 	s       Session
 	fetched time.Time
+	seen    time.Time // when the device's last-seen time was last stored
 }
+
+// seenEvery is how often an active device's last-seen time is stored: a
+// write per token lookup (one per cacheTTL for a long-polling client) was
+// most of what a thousand idle pollers cost.
+const seenEvery = 5 * time.Minute
 
 func newTokenCache() *tokenCache {
 	return &tokenCache{byHash: map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
 }
 
-func (c *tokenCache) get(hash string, now time.Time) (Session, bool) {
+// get returns the cached session of a token and, cached or expired, when
+// its device's last-seen time was last stored (zero if unknown).
+func (c *tokenCache) get(hash string, now time.Time) (s Session, seen time.Time, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.byHash[hash]
 	if !ok || now.Sub(e.fetched) > cacheTTL {
-		return Session{}, false
+		return Session{}, e.seen, false
 	}
-	return e.s, true
+	return e.s, e.seen, true
 }
 
 // generation returns a value to pass to put for a lookup about to start.
@@ -94,7 +102,7 @@ func (c *tokenCache) generation() uint64 {
 	return c.gen
 }
 
-func (c *tokenCache) put(s Session, gen uint64, now time.Time) {
+func (c *tokenCache) put(s Session, gen uint64, now, seen time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen {
@@ -104,7 +112,7 @@ func (c *tokenCache) put(s Session, gen uint64, now time.Time) {
 		clear(c.byHash)
 		clear(c.byUser)
 	}
-	c.byHash[s.TokenHash] = cacheEntry{s: s, fetched: now}
+	c.byHash[s.TokenHash] = cacheEntry{s: s, fetched: now, seen: seen}
 	hs := c.byUser[s.UserID]
 	if hs == nil {
 		hs = map[string]struct{}{}
@@ -137,7 +145,7 @@ func (c *tokenCache) invalidate(userID, deviceID string) {
 func (s *Service) Authenticate(ctx context.Context, token string) (*Session, error) {
 	hash := hashToken(token)
 	now := s.now()
-	sess, ok := s.cache.get(hash, now)
+	sess, seen, ok := s.cache.get(hash, now)
 	if !ok {
 		gen := s.cache.generation()
 		row, err := s.store.LookupAccessToken(ctx, hash)
@@ -160,11 +168,15 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 					return nil, fmt.Errorf("revoke previous refresh token: %w", err)
 				}
 			}
-			if err := s.store.TouchDeviceSeen(ctx, row.UserID, row.DeviceID, now.UnixMilli()); err != nil {
-				s.log.Warn("record device last seen", "err", err)
+			if now.Sub(seen) >= seenEvery {
+				if err := s.store.TouchDeviceSeen(ctx, row.UserID, row.DeviceID, now.UnixMilli()); err != nil {
+					s.log.Warn("record device last seen", "err", err)
+				} else {
+					seen = now
+				}
 			}
 		}
-		s.cache.put(sess, gen, now)
+		s.cache.put(sess, gen, now, seen)
 	}
 	if sess.ExpiresTS != 0 && now.UnixMilli() >= sess.ExpiresTS {
 		return nil, errcode.UnknownToken("access token has expired").With("soft_logout", true)

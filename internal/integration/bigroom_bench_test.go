@@ -190,6 +190,44 @@ func BenchmarkSendBigRoom(b *testing.B) {
 	}
 }
 
+// profileTimed writes a CPU profile of a benchmark's timed part to the
+// file LUXCHAT_BENCH_CPUPROFILE names (go test's -cpuprofile also
+// covers the setup, which dwarfs it in the big-room benchmarks).
+// LUXCHAT_BENCH_MEMPROFILE names a file prefix for the allocation
+// profiles at its start and end (read the difference with pprof's
+// -diff_base).
+func profileTimed(b *testing.B) (stop func()) {
+	writeAllocs := func(suffix string) {
+		if prefix := os.Getenv("LUXCHAT_BENCH_MEMPROFILE"); prefix != "" {
+			f, err := os.Create(prefix + suffix)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	writeAllocs(".start")
+	path := os.Getenv("LUXCHAT_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() { writeAllocs(".end") }
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		writeAllocs(".end")
+	}
+}
+
 // seedSessions gives users a device and an access token each, through the
 // store.
 func seedSessions(b *testing.B, s *ts.Server, users []string) []*ts.Client {
@@ -251,9 +289,20 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg gosync.WaitGroup
-	for _, c := range clients {
+	// Every poller's first sync before any long-polls: each marks its
+	// user online, which would wake every poller already waiting.
+	firsts := make([]string, len(clients))
+	for i, c := range clients {
 		var first syncResp
 		c.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&filter="+filter, nil, &first)
+		firsts[i] = first.NextBatch
+	}
+	for i, c := range clients { // past the others' going online
+		var caught syncResp
+		c.MustDo("GET", "/_matrix/client/v3/sync?timeout=0&filter="+filter+"&since="+firsts[i], nil, &caught)
+		firsts[i] = caught.NextBatch
+	}
+	for i, c := range clients {
 		wg.Add(1)
 		go func(c *ts.Client, since string) {
 			defer wg.Done()
@@ -280,9 +329,10 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 				}
 				since = resp.NextBatch
 			}
-		}(c, first.NextBatch)
+		}(c, firsts[i])
 	}
 	time.Sleep(200 * time.Millisecond) // let every poller wait
+	stopProfile := profileTimed(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		body := fmt.Sprint("message ", i)
@@ -302,6 +352,7 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	stopProfile()
 	cancel()
 	slices.Sort(latencies)
 	if n := len(latencies); n > 0 {

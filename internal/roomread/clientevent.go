@@ -3,9 +3,11 @@ package roomread
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
 
@@ -31,8 +33,15 @@ type Format struct {
 func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 	base := s.rooms.ClientBase(row)
 	out := make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+64)
+	out = appendHead(out, base, row, f.OmitRoomID)
+	return appendTail(out, row.OriginTS, row.Sender, row.TxnID.String, row.TxnDevice.String, f)
+}
+
+// appendHead appends the client form of row up to where the age goes in
+// its unsigned object.
+func appendHead(out, base []byte, row *store.EventRow, omitRoomID bool) []byte {
 	out = append(out, base...)
-	if !f.OmitRoomID {
+	if !omitRoomID {
 		out = append(out, `,"room_id":`...)
 		out = appendJSONString(out, row.RoomID)
 	}
@@ -45,11 +54,16 @@ func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 	if len(u) > 2 {
 		out = append(out, ',')
 	}
+	return out
+}
+
+// appendTail completes a head: the age and what depends on the reader.
+func appendTail(out []byte, originTS int64, sender, txnID, txnDevice string, f Format) []byte {
 	out = append(out, `"age":`...)
-	out = strconv.AppendInt(out, max(time.Now().UnixMilli()-row.OriginTS, 0), 10)
-	if row.TxnID.Valid && row.Sender == f.Viewer && row.TxnDevice.String == f.DeviceID {
+	out = strconv.AppendInt(out, max(time.Now().UnixMilli()-originTS, 0), 10)
+	if txnID != "" && sender == f.Viewer && txnDevice == f.DeviceID {
 		out = append(out, `,"transaction_id":`...)
-		out = appendJSONString(out, row.TxnID.String)
+		out = appendJSONString(out, txnID)
 	}
 	if f.Membership != "" {
 		out = append(out, `,"membership":`...)
@@ -59,8 +73,7 @@ func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 		out = append(out, `,"m.relations":`...)
 		out = append(out, f.Relations...)
 	}
-	out = append(out, "}}"...)
-	return out
+	return append(out, "}}"...)
 }
 
 func appendJSONString(out []byte, s string) []byte {
@@ -68,46 +81,77 @@ func appendJSONString(out []byte, s string) []byte {
 	return append(out, b...)
 }
 
-// RenderState renders state events for a user. Rows already at hand (by
-// event id, may be nil) are used before the database.
+// RenderState renders state events for a user. Their state forms are
+// used when cached (rooms.StateForm), then rows already at hand (by event
+// id, may be nil), then the database.
 func (s *Service) RenderState(ctx context.Context, st store.StateMap, userID string, have map[string]*store.EventRow) ([]json.RawMessage, error) {
-	if len(have) == 0 {
-		return s.renderState(ctx, st, userID)
-	}
-	out := make([]json.RawMessage, 0, len(st))
-	var missing store.StateMap
-	for k, id := range st {
-		if row := have[id]; row != nil {
-			out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
-		} else {
-			if missing == nil {
-				missing = store.StateMap{}
-			}
-			missing[k] = id
-		}
-	}
-	if len(missing) > 0 {
-		rest, err := s.renderState(ctx, missing, userID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rest...)
-	}
-	return out, nil
-}
-
-func (s *Service) renderState(ctx context.Context, st store.StateMap, userID string) ([]json.RawMessage, error) {
 	ids := make([]string, 0, len(st))
 	for _, id := range st {
 		ids = append(ids, id)
 	}
-	rows, err := s.store.GetEvents(ctx, ids)
+	forms, err := s.stateForms(ctx, ids, have)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]json.RawMessage, 0, len(rows))
-	for _, row := range rows {
-		out = append(out, s.ClientEvent(row, Format{Viewer: userID}))
+	out := make([]json.RawMessage, 0, len(forms))
+	for _, f := range forms {
+		out = append(out, renderForm(nil, f, userID))
 	}
 	return out, nil
+}
+
+// renderForm appends the client form of a state event for a reader.
+func renderForm(out []byte, f *rooms.StateForm, viewer string) []byte {
+	out = append(out, f.Head...)
+	return appendTail(out, f.OriginTS, f.Sender, f.TxnID, f.TxnDevice, Format{Viewer: viewer})
+}
+
+// stateForms returns the state forms of the events ids (those stored),
+// making and caching the ones not cached from rows at hand or read.
+func (s *Service) stateForms(ctx context.Context, ids []string, have map[string]*store.EventRow) ([]*rooms.StateForm, error) {
+	forms := s.rooms.StateForms(ids)
+	var missing []string
+	for i, f := range forms {
+		if f == nil {
+			missing = append(missing, ids[i])
+		}
+	}
+	if len(missing) == 0 {
+		return forms, nil
+	}
+	rows := make([]*store.EventRow, 0, len(missing))
+	var read []string
+	for _, id := range missing {
+		if row := have[id]; row != nil {
+			rows = append(rows, row)
+		} else {
+			read = append(read, id)
+		}
+	}
+	if len(read) > 0 {
+		more, err := s.store.GetEvents(ctx, read)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, more...)
+	}
+	made := make([]*rooms.StateForm, len(rows))
+	madeIDs := make([]string, len(rows))
+	bases, memberships := s.rooms.StateClientBases(rows)
+	for i, row := range rows {
+		made[i], madeIDs[i] = stateForm(row, bases[i], memberships[i]), row.EventID
+	}
+	s.rooms.PutStateForms(madeIDs, made)
+	forms = slices.DeleteFunc(forms, func(f *rooms.StateForm) bool { return f == nil })
+	return append(forms, made...), nil
+}
+
+// stateForm makes the state form of a stored event from its client base.
+func stateForm(row *store.EventRow, base []byte, membership string) *rooms.StateForm {
+	head := appendHead(make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+24), base, row, false)
+	f := &rooms.StateForm{Head: head, OriginTS: row.OriginTS, Sender: row.Sender, Membership: membership}
+	if row.TxnID.Valid {
+		f.TxnID, f.TxnDevice = row.TxnID.String, row.TxnDevice.String
+	}
+	return f
 }

@@ -94,8 +94,10 @@ type MembersRequest struct {
 	Membership, NotMembership string
 }
 
-// Members returns member events of a room as the user may see them.
-func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMessage, error) {
+// Members returns the member events of a room as the user may see them,
+// as the JSON array /members answers in its chunk: spliced from the
+// events' state forms, so that a list of thousands decodes nothing.
+func (s *Service) Members(ctx context.Context, q MembersRequest) (json.RawMessage, error) {
 	// The member list of a partial-state room is incomplete: wait for it.
 	if err := s.rooms.WaitFullState(ctx, q.RoomID); err != nil {
 		return nil, err
@@ -122,33 +124,33 @@ func (s *Service) Members(ctx context.Context, q MembersRequest) ([]json.RawMess
 			return nil, err
 		}
 	}
-	memberIDs := store.StateMap{}
+	ids := make([]string, 0, len(st))
 	for k, id := range st {
 		if k.Type == "m.room.member" {
-			memberIDs[k] = id
+			ids = append(ids, id)
 		}
 	}
-	all, err := s.RenderState(ctx, memberIDs, q.UserID, nil)
+	forms, err := s.stateForms(ctx, ids, nil)
 	if err != nil {
 		return nil, err
 	}
-	if q.Membership == "" && q.NotMembership == "" {
-		return all, nil
+	size := 2
+	for _, f := range forms {
+		size += len(f.Head) + 64
 	}
-	out := all[:0]
-	for _, raw := range all {
-		var e struct {
-			Content struct {
-				Membership string `json:"membership"`
-			} `json:"content"`
+	out := make([]byte, 0, size)
+	out = append(out, '[')
+	for _, f := range forms {
+		m := f.Membership
+		if (q.Membership != "" && m != q.Membership) || (q.NotMembership != "" && m == q.NotMembership) {
+			continue
 		}
-		_ = json.Unmarshal(raw, &e)
-		m := e.Content.Membership
-		if (q.Membership == "" || m == q.Membership) && (q.NotMembership == "" || m != q.NotMembership) {
-			out = append(out, raw)
+		if len(out) > 1 {
+			out = append(out, ',')
 		}
+		out = renderForm(out, f, q.UserID)
 	}
-	return out, nil
+	return append(out, ']'), nil
 }
 
 // JoinedMembers maps joined users to their profile, for members of the room.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sort"
 
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/rooms"
@@ -75,36 +74,10 @@ func (s *Service) RoomSummary(ctx context.Context, roomID, userID string) (*Summ
 		return nil, err
 	}
 	defer r.Unlock()
-	sum := &Summary{Heroes: []string{}}
-	var others, left []string
-	for t, ev := range r.AllState() {
-		if t.Type != "m.room.member" {
-			continue
-		}
-		switch rooms.MembershipOf(ev) {
-		case "join":
-			sum.JoinedMemberCount++
-			if t.StateKey != userID {
-				others = append(others, t.StateKey)
-			}
-		case "invite":
-			sum.InvitedMemberCount++
-			if t.StateKey != userID {
-				others = append(others, t.StateKey)
-			}
-		case "leave", "ban":
-			if t.StateKey != userID {
-				left = append(left, t.StateKey)
-			}
-		}
+	sum := &Summary{Heroes: r.Heroes(userID, 5)}
+	if sum.Heroes == nil {
+		sum.Heroes = []string{}
 	}
-	if len(others) == 0 {
-		others = left
-	}
-	sort.Strings(others)
-	if len(others) > 5 {
-		others = others[:5]
-	}
-	sum.Heroes = others
+	sum.JoinedMemberCount, sum.InvitedMemberCount = r.MemberCounts()
 	return sum, nil
 }

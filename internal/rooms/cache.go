@@ -30,6 +30,23 @@ func (c *genCache[V]) get(key string) (V, bool) {
 	return zero, false
 }
 
+// getAll looks keys up under one lock: out[i] is the value of keys[i],
+// the zero value when it is not cached.
+func (c *genCache[V]) getAll(keys []string) []V {
+	out := make([]V, len(keys))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, key := range keys {
+		if v, ok := c.young[key]; ok {
+			out[i] = v
+		} else if v, ok := c.old[key]; ok {
+			c.putLocked(key, v)
+			out[i] = v
+		}
+	}
+	return out
+}
+
 func (c *genCache[V]) put(key string, v V) {
 	c.mu.Lock()
 	c.putLocked(key, v)

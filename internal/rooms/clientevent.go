@@ -3,6 +3,7 @@ package rooms
 import (
 	"encoding/json"
 
+	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
 )
 
@@ -73,3 +74,92 @@ func (s *Service) ClientBase(row *store.EventRow) []byte {
 
 // CachedClientBase is ClientBase when it is cached, without computing it.
 func (s *Service) CachedClientBase(eventID string) ([]byte, bool) { return s.bases.get(eventID) }
+
+// StateForm is the client form of a stored event as state lists show it
+// (room_id and the stored unsigned included), cut before the age, which
+// changes: package roomread completes it per reader. A member list of
+// thousands is then spliced from memory instead of read, decompressed and
+// decoded again on every request. It is cached per event; a redaction
+// drops its target's.
+type StateForm struct {
+	Head       []byte // `{…,"unsigned":{…` ending where "age" goes (after a comma when needed)
+	OriginTS   int64
+	Sender     string
+	TxnID      string // "" for none
+	TxnDevice  string
+	Membership string // of a member event
+}
+
+// StateForms looks up the cached forms of events: forms[i] is that of
+// ids[i], nil when it is not cached.
+func (s *Service) StateForms(ids []string) []*StateForm {
+	return s.forms.getAll(ids)
+}
+
+// PutStateForms caches forms of events by their ids.
+func (s *Service) PutStateForms(ids []string, forms []*StateForm) { s.forms.putAll(ids, forms) }
+
+// StateClientBases is ClientBase of stored state events, with the
+// membership of the member events among them: those in their room's
+// current state are encoded from the parsed state the room's cache
+// holds, without decompressing and decoding their stored form again (a
+// member list of thousands read cold). Rooms not cached are not loaded.
+func (s *Service) StateClientBases(rows []*store.EventRow) (bases [][]byte, memberships []string) {
+	bases, memberships = make([][]byte, len(rows)), make([]string, len(rows))
+	parsed := make([]*pdu.Event, len(rows))
+	byRoom := map[string][]int{}
+	for i, row := range rows {
+		if b, ok := s.bases.get(row.EventID); ok {
+			bases[i] = b
+		}
+		if row.StateKey.Valid && (bases[i] == nil || row.Type == "m.room.member") {
+			byRoom[row.RoomID] = append(byRoom[row.RoomID], i)
+		}
+	}
+	for roomID, idx := range byRoom {
+		s.mu.Lock()
+		r := s.rooms[roomID]
+		s.mu.Unlock()
+		if r == nil {
+			continue
+		}
+		r.mu.Lock()
+		if r.loaded {
+			for _, i := range idx {
+				row := rows[i]
+				if ev := r.state[pdu.StateTuple{Type: row.Type, StateKey: row.StateKey.String}]; ev != nil && ev.ID == row.EventID {
+					parsed[i] = ev
+				}
+			}
+		}
+		r.mu.Unlock()
+	}
+	for i, row := range rows {
+		ev := parsed[i]
+		if bases[i] == nil && ev != nil {
+			full, _ := json.Marshal(clientEvent{Content: ev.Content, EventID: ev.ID, OriginServerTS: ev.OriginServerTS,
+				Sender: ev.Sender, StateKey: ev.StateKey, Type: ev.Type, Redacts: ev.Redacts})
+			bases[i] = full[:len(full)-1]
+			s.bases.put(row.EventID, bases[i])
+		} else if bases[i] == nil {
+			bases[i] = s.ClientBase(row)
+		}
+		if row.Type == "m.room.member" {
+			if ev != nil {
+				memberships[i] = MembershipOf(ev)
+			} else {
+				memberships[i] = MembershipOf(&pdu.Event{Content: contentOf(row.JSON())})
+			}
+		}
+	}
+	return bases, memberships
+}
+
+// contentOf is the content of a PDU.
+func contentOf(pduJSON []byte) json.RawMessage {
+	var f struct {
+		Content json.RawMessage `json:"content"`
+	}
+	_ = json.Unmarshal(pduJSON, &f)
+	return f.Content
+}

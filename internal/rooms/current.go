@@ -30,6 +30,24 @@ func (s *Service) CurrentStateIDs(ctx context.Context, roomID string) (store.Sta
 	return r.StateIDs(), nil
 }
 
+// CurrentStateIDsOf is the room's current state without the member
+// events of users member does not keep: what a lazy-loading sync shows of
+// a big room costs its few members, not a copy of all of them.
+func (s *Service) CurrentStateIDsOf(ctx context.Context, roomID string, member func(userID string) bool) (store.StateMap, error) {
+	r, err := s.LockRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer r.mu.Unlock()
+	m := make(store.StateMap, max(len(r.state)-len(r.memberships), 0)+8)
+	for t, ev := range r.state {
+		if t.Type != "m.room.member" || member(t.StateKey) {
+			m[store.StateKey{Type: t.Type, StateKey: t.StateKey}] = ev.ID
+		}
+	}
+	return m, nil
+}
+
 // CurrentStateEvent returns a piece of current state (or store.ErrNotFound).
 func (s *Service) CurrentStateEvent(ctx context.Context, roomID, typ, key string) (*pdu.Event, error) {
 	r, err := s.LockRoom(ctx, roomID)

@@ -351,7 +351,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		// wake and show the room again, now with its whole state.
 		pos = tx.Alloc(s.store.Streams.Events)
 		if len(c.redo) > 0 {
-			s.latest.Store(roomID, c.redo[len(c.redo)-1].pos)
+			s.setLatest(roomID, c.redo[len(c.redo)-1].pos)
 		}
 		for u := range r.joined {
 			if serverOf(u) == s.serverName && !slices.ContainsFunc(ms, func(m store.Membership) bool { return m.UserID == u }) {

@@ -167,9 +167,9 @@ func spread(n int, f func(i int)) {
 	parallel.For(n, f)
 }
 
-// parseRows parses stored events (each parse computes the event id: a
-// canonical encoding and a hash), spread over the cores for large sets
-// such as a big room's state.
+// parseRows parses stored events (each a JSON decoding and a canonical
+// encoding), spread over the cores for large sets such as a big room's
+// state.
 func (s *Service) parseRows(ctx context.Context, rows []*store.EventRow) ([]*pdu.Event, error) {
 	evs := make([]*pdu.Event, len(rows))
 	errs := make([]error, len(rows))
@@ -197,15 +197,15 @@ func ParsePDUs(raws []json.RawMessage, v *roomversion.Version) []*pdu.Event {
 // parse it. A room already cached (or being loaded) is left alone.
 func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state store.StateMap, byID map[string]*pdu.Event, group int64, chain store.ChainPos, join *pdu.Event, pos int64) {
 	st := make(map[pdu.StateTuple]*pdu.Event, len(state))
-	joined := map[string]struct{}{}
+	memberships := map[string]string{}
 	for k, id := range state {
 		ev := byID[id]
 		if ev == nil {
 			return // not every state event at hand: load reads them
 		}
 		st[pdu.StateTuple{Type: k.Type, StateKey: k.StateKey}] = ev
-		if ev.Type == "m.room.member" && MembershipOf(ev) == "join" {
-			joined[k.StateKey] = struct{}{}
+		if ev.Type == "m.room.member" {
+			memberships[k.StateKey] = MembershipOf(ev)
 		}
 	}
 	r := s.roomEntry(roomID)
@@ -217,7 +217,7 @@ func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state s
 		return
 	}
 	r.version, r.state = v, st
-	r.setJoined(joined)
+	r.setMembers(memberships)
 	r.group, r.chain = group, chain
 	r.extremities, r.depth, r.latestPos = []string{join.ID}, join.Depth, pos
 	r.loaded = true
@@ -395,7 +395,7 @@ func (s *Service) CommitFork(ctx context.Context, r *Room, ev *pdu.Event, before
 		if err != nil {
 			return err
 		}
-		s.latest.Store(r.id, pos)
+		s.setLatest(r.id, pos)
 		if len(members) > 0 {
 			s.noteMembershipChange(pos)
 		}
@@ -417,7 +417,7 @@ func (s *Service) CommitFork(ctx context.Context, r *Room, ev *pdu.Event, before
 			r.state[t] = e
 		}
 	}
-	r.updateJoined(members)
+	r.updateMembers(members)
 	s.events.put(ev.ID, ev)
 	if group != r.group {
 		r.group, r.chain = group, store.ChainPos{}
@@ -511,6 +511,47 @@ func (r *Room) HasJoined(userID string) bool { _, ok := r.joined[userID]; return
 
 // JoinedUsers is the users joined to the room now (for the read side).
 func (r *Room) JoinedUsers() iter.Seq[string] { return maps.Keys(r.joined) }
+
+// MemberCounts is the number of joined and of invited members.
+func (r *Room) MemberCounts() (joined, invited int) { return len(r.joined), r.invited }
+
+// Heroes are up to n members other than userID, lowest user ids first:
+// joined or invited ones, or when there are none those who left or were
+// banned. One pass over the members, no sort of all of them.
+func (r *Room) Heroes(userID string, n int) []string {
+	var present, gone []string
+	for u, m := range r.memberships {
+		if u == userID {
+			continue
+		}
+		switch m {
+		case "join", "invite":
+			present = keepLowest(present, u, n)
+		case "leave", "ban":
+			if len(present) == 0 {
+				gone = keepLowest(gone, u, n)
+			}
+		}
+	}
+	if len(present) == 0 {
+		return gone
+	}
+	return present
+}
+
+// keepLowest adds u to the sorted list of at most n lowest strings.
+func keepLowest(list []string, u string, n int) []string {
+	if len(list) == n && u >= list[n-1] {
+		return list
+	}
+	i, _ := slices.BinarySearch(list, u)
+	if len(list) < n {
+		list = append(list, "")
+	}
+	copy(list[i+1:], list[i:])
+	list[i] = u
+	return list
+}
 
 // NewBatch starts a run of events received from origin ("" for ours
 // countersigned elsewhere) on top of the room's current state, to commit
@@ -651,7 +692,7 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 		if err != nil {
 			return err
 		}
-		s.latest.Store(roomID, pos)
+		s.setLatest(roomID, pos)
 		s.noteMembershipChange(pos)
 		return nil
 	})

@@ -349,7 +349,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 		// skip this room as idle nor miss an unread message. On rollback
 		// the latest position is merely too high (a wasted query) and the
 		// unread entries are taken back below.
-		s.latest.Store(b.roomID, lastPos)
+		s.setLatest(b.roomID, lastPos)
 		if len(members) > 0 {
 			s.noteMembershipChange(lastPos)
 		}
@@ -377,7 +377,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	if !r.loaded {
 		r.id = b.roomID
 		r.state = map[pdu.StateTuple]*pdu.Event{}
-		r.setJoined(map[string]struct{}{})
+		r.setMembers(map[string]string{})
 		r.loaded = true
 		s.mu.Lock()
 		s.rooms[b.roomID] = r
@@ -387,7 +387,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	for t, ev := range b.overlay {
 		r.state[t] = ev
 	}
-	r.updateJoined(members)
+	r.updateMembers(members)
 	for _, pe := range b.events {
 		s.events.put(pe.ev.ID, pe.ev)
 	}
@@ -465,6 +465,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *Batch, re
 	tx.OnCommit(func() {
 		s.events.drop(row.EventID)
 		s.bases.drop(row.EventID)
+		s.forms.drop(row.EventID)
 		// A redacted current state event stays in the state, redacted.
 		if ev, err := pdu.Parse(redacted, b.r.version); err == nil && ev.IsState() {
 			if cur := b.r.state[ev.Tuple()]; cur != nil && cur.ID == ev.ID {

@@ -45,8 +45,10 @@ type Service struct {
 
 	events       *genCache[*pdu.Event]
 	bases        *genCache[[]byte] // client form of events, see ClientBase
-	versions     sync.Map          // room id → *roomversion.Version
-	latest       sync.Map          // room id → newest event position (int64)
+	forms        *genCache[*StateForm]
+	versions     sync.Map   // room id → *roomversion.Version
+	latest       sync.Map   // room id → newest event position (int64)
+	active       *activeLog // rooms by recent event positions, see ActiveSince
 	lastCreateTS atomic.Int64
 	// lastMembership is the position of the newest membership change;
 	// before any change in this process it is the events position at start.
@@ -59,6 +61,7 @@ type Service struct {
 	recent           *recentEvents
 	gaps             timelineGaps      // see gaps.go
 	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
+	visibility       *genCache[string] // state group → its history visibility (see visibilityAt)
 
 	rel BundleCache // bundled aggregations, see relations.go
 
@@ -76,10 +79,13 @@ type Service struct {
 func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, log *slog.Logger, hooks Hooks, remote Remote) *Service {
 	s := &Service{
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log, hooks: hooks, remote: remote,
-		rooms:       map[string]*Room{},
-		events:      newGenCache[*pdu.Event](4000),
-		bases:       newGenCache[[]byte](5000),
+		rooms:  map[string]*Room{},
+		events: newGenCache[*pdu.Event](4000),
+		bases:  newGenCache[[]byte](5000),
+		// The members of a few rooms of 10,000 (a generation holds one).
+		forms:       newGenCache[*StateForm](20000),
 		entries:     newGenCache[string](20000),
+		visibility:  newGenCache[string](20000),
 		unread:      newUnreadTracker(),
 		memberships: newMembershipCache(),
 		recent:      newRecentEvents(),
@@ -87,6 +93,7 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 	// Changes before this process started are unknown: count them as
 	// happening at the start.
 	s.lastMembership.Store(st.Streams.Events.Current())
+	s.active = newActiveLog(st.Streams.Events.Current())
 	return s
 }
 
@@ -108,9 +115,13 @@ type Room struct {
 	depth    int64
 	joined   map[string]struct{}
 	servers  map[string]int // joined members per server
+	// memberships is every member event of the state as user →
+	// membership, so that counts and heroes need no decoding.
+	memberships map[string]string
+	invited     int // memberships that are "invite"
 	// members names the content of joined (see MembershipVersion);
-	// membersBefore what it was before the last updateJoined, 0 after
-	// a setJoined.
+	// membersBefore what it was before the last updateMembers, 0 after
+	// a setMembers.
 	members, membersBefore uint64
 	latestPos              int64
 }
@@ -120,21 +131,36 @@ type Room struct {
 // never names another content, even of a room loaded again.
 var membershipVersions atomic.Uint64
 
-// setJoined replaces the joined members.
-func (r *Room) setJoined(joined map[string]struct{}) {
-	r.joined = joined
+// setMembers replaces the members (user → membership).
+func (r *Room) setMembers(memberships map[string]string) {
+	r.memberships = memberships
+	r.joined = make(map[string]struct{})
 	r.members, r.membersBefore = membershipVersions.Add(1), 0
 	r.servers = make(map[string]int)
-	for u := range joined {
-		r.servers[serverOf(u)]++
+	r.invited = 0
+	for u, m := range memberships {
+		switch m {
+		case "join":
+			r.joined[u] = struct{}{}
+			r.servers[serverOf(u)]++
+		case "invite":
+			r.invited++
+		}
 	}
 }
 
-// updateJoined applies membership changes (user → new membership).
-func (r *Room) updateJoined(members map[string]string) {
+// updateMembers applies membership changes (user → new membership).
+func (r *Room) updateMembers(members map[string]string) {
 	r.membersBefore = r.members
 	changed := false
 	for u, m := range members {
+		if old := r.memberships[u]; old == "invite" {
+			r.invited--
+		}
+		if m == "invite" {
+			r.invited++
+		}
+		r.memberships[u] = m
 		_, was := r.joined[u]
 		switch {
 		case m == "join" && !was:
@@ -219,7 +245,7 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 		return fmt.Errorf("load state: %w", err)
 	}
 	r.state = make(map[pdu.StateTuple]*pdu.Event, len(ids))
-	joined := map[string]struct{}{}
+	memberships := map[string]string{}
 	list := make([]string, 0, len(ids))
 	for _, id := range ids {
 		list = append(list, id)
@@ -230,11 +256,11 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 	}
 	for _, ev := range evs {
 		r.state[ev.Tuple()] = ev
-		if ev.Type == "m.room.member" && MembershipOf(ev) == "join" {
-			joined[*ev.StateKey] = struct{}{}
+		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			memberships[*ev.StateKey] = MembershipOf(ev)
 		}
 	}
-	r.setJoined(joined)
+	r.setMembers(memberships)
 	latest, err := s.store.RoomEvents(ctx, r.id, 0, 1<<62, true, 1)
 	if err != nil || len(latest) == 0 {
 		return fmt.Errorf("load latest event: %w", err)
@@ -314,7 +340,7 @@ func (s *Service) ParseRow(ctx context.Context, row *store.EventRow) (*pdu.Event
 	if err != nil {
 		return nil, err
 	}
-	ev, err := pdu.ParseStored(row.JSON(), v)
+	ev, err := pdu.ParseStored(row.JSON(), v, row.EventID)
 	if err != nil {
 		return nil, fmt.Errorf("parse stored event %s: %w", row.EventID, err)
 	}

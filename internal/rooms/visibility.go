@@ -150,11 +150,10 @@ func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	if ok, seen := v.byGroup[row.StateGroup]; seen {
 		return ok, nil
 	}
-	hvEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.history_visibility"})
+	hv, err := v.s.visibilityAt(ctx, row.RoomID, row.StateGroup)
 	if err != nil {
 		return false, err
 	}
-	hv := HistoryVisibility(hvEv)
 	// The membership at the event matters unless the history is readable
 	// anyway (its lookup is per user, the visibility's per state group).
 	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
@@ -219,7 +218,13 @@ func (s *Service) mayRead(ctx context.Context, roomID, userID string) (*Viewer, 
 // history visibility, in order.
 func (s *Service) Visible(ctx context.Context, roomID, userID, membership string, rows []*store.EventRow) ([]*store.EventRow, error) {
 	v := &Viewer{s: s, userID: userID, current: membership, byGroup: map[int64]bool{}}
-	if err := s.prefetchEntries(ctx, roomID, rows, pdu.StateTuple{Type: "m.room.history_visibility"}); err != nil {
+	var unknown []*store.EventRow // rows whose group's visibility is not cached
+	for _, row := range rows {
+		if _, ok := s.visibility.get(groupKey(row.StateGroup)); !ok {
+			unknown = append(unknown, row)
+		}
+	}
+	if err := s.prefetchEntries(ctx, roomID, unknown, pdu.StateTuple{Type: "m.room.history_visibility"}); err != nil {
 		return nil, err
 	}
 	out := rows[:0:0]
@@ -282,7 +287,28 @@ func (s *Service) rememberVisibility(r *Room) {
 		id = ev.ID
 	}
 	s.entries.put(entryKey(r.group, t), id)
+	s.visibility.put(groupKey(r.group), HistoryVisibility(r.state[t]))
 }
+
+// visibilityAt is the history visibility in force at a state group. A
+// group's state never changes, so the answer is kept: every sync that
+// shows an event asks it, and parsing the visibility event each time
+// cost more than the rest of the check.
+func (s *Service) visibilityAt(ctx context.Context, roomID string, group int64) (string, error) {
+	key := groupKey(group)
+	if hv, ok := s.visibility.get(key); ok {
+		return hv, nil
+	}
+	ev, err := s.StateEntry(ctx, roomID, group, pdu.StateTuple{Type: "m.room.history_visibility"})
+	if err != nil {
+		return "", err
+	}
+	hv := HistoryVisibility(ev)
+	s.visibility.put(key, hv)
+	return hv, nil
+}
+
+func groupKey(group int64) string { return strconv.FormatInt(group, 10) }
 
 func entryKey(group int64, t pdu.StateTuple) string {
 	return strconv.FormatInt(group, 10) + "\x00" + t.Type + "\x00" + t.StateKey

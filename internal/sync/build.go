@@ -416,7 +416,12 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 	after := req.StateAfter != ""
 	jr.stateAfter = req.StateAfter
 	var st store.StateMap
-	if fresh {
+	if fresh && lazy {
+		keep := func(u string) bool { return senders[u] || u == req.UserID }
+		if st, err = s.rooms.CurrentStateIDsOf(ctx, m.RoomID, keep); err != nil {
+			return nil, err
+		}
+	} else if fresh {
 		if st, err = s.rooms.CurrentStateIDs(ctx, m.RoomID); err != nil {
 			return nil, err
 		}
@@ -688,43 +693,74 @@ const roomWorkers = 8
 
 // joinedRooms builds the joined rooms in parallel.
 func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token, rr *RoomsResp) error {
-	results := make([]*JoinedRoom, len(joins))
-	errs := make([]error, len(joins))
+	// Idle rooms are skipped without a goroutine or a query. An
+	// incremental sync mostly learns the rooms with news in its window at
+	// once, instead of asking after each of the user's rooms.
+	var active map[string]bool
+	known := false
+	if since != nil {
+		active, known = s.rooms.ActiveSince(from.Events)
+	}
+	var busy []int
+	for i, m := range joins {
+		if !s.isFresh(req, m, since, from, cur) {
+			if known {
+				if !active[m.RoomID] {
+					continue
+				}
+			} else if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {
+				continue
+			}
+		}
+		busy = append(busy, i)
+	}
+	if len(busy) == 0 {
+		return nil
+	}
 	pre, err := s.prefetch(ctx, req, joins, since, from, cur)
 	if err != nil {
 		return err
 	}
-	sem := make(chan struct{}, roomWorkers)
-	var wg gosync.WaitGroup
-	for i, m := range joins {
-		changed := m.Pos > from.Events && m.Pos <= cur.Events
-		fresh := since == nil || req.FullState || changed
-		if !fresh {
-			// Idle rooms are skipped without a goroutine or a query.
-			if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {
-				continue
-			}
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i], errs[i] = s.joinedRoom(ctx, req, m, from, cur, fresh, since == nil, pre)
-		}()
+	build := func(i int) (*JoinedRoom, error) {
+		m := joins[i]
+		return s.joinedRoom(ctx, req, m, from, cur, s.isFresh(req, m, since, from, cur), since == nil, pre)
 	}
-	wg.Wait()
-	for i, jr := range results {
-		if errs[i] != nil {
-			return errs[i]
+	results := make([]*JoinedRoom, len(busy))
+	errs := make([]error, len(busy))
+	if len(busy) == 1 {
+		// The usual woken sync: one room moved.
+		results[0], errs[0] = build(busy[0])
+	} else {
+		sem := make(chan struct{}, roomWorkers)
+		var wg gosync.WaitGroup
+		for k, i := range busy {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				results[k], errs[k] = build(i)
+			}()
+		}
+		wg.Wait()
+	}
+	for k, jr := range results {
+		if errs[k] != nil {
+			return errs[k]
 		}
 		if jr != nil {
 			if rr.Join == nil {
 				rr.Join = map[string]*JoinedRoom{}
 			}
-			rr.Join[joins[i].RoomID] = jr
+			rr.Join[joins[busy[k]].RoomID] = jr
 		}
 	}
 	return nil
+}
+
+// isFresh reports whether a joined room is shown in full: on an initial
+// or full-state sync, or when the user joined it in the window.
+func (s *Service) isFresh(req Request, m store.Membership, since *streamtoken.Token, from, cur streamtoken.Token) bool {
+	return since == nil || req.FullState || (m.Pos > from.Events && m.Pos <= cur.Events)
 }
 
 // prefetched holds what a sync loaded for many fresh rooms at once.
@@ -741,7 +777,7 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 	pre := &prefetched{}
 	var fresh []string
 	for _, m := range joins {
-		if since == nil || req.FullState || (m.Pos > from.Events && m.Pos <= cur.Events) {
+		if s.isFresh(req, m, since, from, cur) {
 			fresh = append(fresh, m.RoomID)
 		}
 	}

@@ -3,13 +3,14 @@ package sync
 import (
 	"encoding/json"
 	"sort"
+	"strconv"
 )
 
 // JSON renders the response directly. encoding/json would re-validate and
 // re-compact every (already rendered) event, which is most of the cost of
 // a large sync.
 func (r *Response) JSON() []byte {
-	w := &writer{buf: make([]byte, 0, 4096)}
+	w := &writer{buf: make([]byte, 0, r.sizeHint())}
 	w.raw(`{"next_batch":`)
 	w.str(r.NextBatch)
 	if r.Rooms != nil {
@@ -86,13 +87,74 @@ func (r *Response) JSON() []byte {
 	return w.buf
 }
 
+// sizeHint is about the length of the rendered response: its events'
+// and a little for each room, so that a woken sync's answer of one event
+// is rendered in one small allocation and an initial sync's in one large
+// one.
+func (r *Response) sizeHint() int {
+	n := 256
+	sum := func(e []json.RawMessage) {
+		for _, ev := range e {
+			n += len(ev) + 1
+		}
+	}
+	if r.Rooms != nil {
+		for _, j := range r.Rooms.Join {
+			n += 256
+			sum(j.State.Events)
+			sum(j.Timeline.Events)
+			sum(j.Ephemeral.Events)
+			sum(j.AccountData.Events)
+		}
+		for _, l := range r.Rooms.Leave {
+			n += 256
+			sum(l.State.Events)
+			sum(l.Timeline.Events)
+			sum(l.AccountData.Events)
+		}
+		for _, i := range r.Rooms.Invite {
+			n += 128
+			sum(i.InviteState.Events)
+		}
+		for _, k := range r.Rooms.Knock {
+			n += 128
+			sum(k.KnockState.Events)
+		}
+	}
+	for _, e := range []*Events{r.AccountData, r.Presence, r.ToDevice} {
+		if e != nil {
+			sum(e.Events)
+		}
+	}
+	return n
+}
+
 type writer struct{ buf []byte }
 
 func (w *writer) raw(s string) { w.buf = append(w.buf, s...) }
 
+// str writes a JSON string. Room ids, tokens and keys need no escaping:
+// those are copied as they are, the rest go through encoding/json.
 func (w *writer) str(s string) {
-	b, _ := json.Marshal(s)
-	w.buf = append(w.buf, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			w.buf = append(w.buf, b...)
+			return
+		}
+	}
+	w.buf = append(w.buf, '"')
+	w.buf = append(w.buf, s...)
+	w.buf = append(w.buf, '"')
+}
+
+// unread writes notification counts.
+func (w *writer) unread(u Unread) {
+	w.raw(`{"notification_count":`)
+	w.buf = strconv.AppendInt(w.buf, u.NotificationCount, 10)
+	w.raw(`,"highlight_count":`)
+	w.buf = strconv.AppendInt(w.buf, u.HighlightCount, 10)
+	w.raw("}")
 }
 
 func (w *writer) value(v any) {
@@ -149,7 +211,7 @@ func (w *writer) joined(j *JoinedRoom) {
 	w.raw(`,"account_data":`)
 	w.events(j.AccountData)
 	w.raw(`,"unread_notifications":`)
-	w.value(j.UnreadNotifications)
+	w.unread(j.UnreadNotifications)
 	if len(j.UnreadThreadNotifications) > 0 {
 		w.raw(`,"unread_thread_notifications":`)
 		w.value(j.UnreadThreadNotifications)

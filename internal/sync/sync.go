@@ -51,7 +51,7 @@ type Service struct {
 	typing   *Typing
 	log      *slog.Logger
 
-	presenceSeen gosync.Map // "user\x00state" → when that presence was last stored
+	presenceSeen gosync.Map // presenceKey → when that presence was last stored (time.Time)
 
 	closing   chan struct{} // closed by Close
 	closeOnce gosync.Once
@@ -230,7 +230,11 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		if since != nil && cur.Typing < since.Typing {
 			cur.Typing = since.Typing
 		}
-		if since == nil || req.FullState || *since != cur {
+		if since != nil && !req.FullState && *since != cur && onlyUnwanted(req.Filter, *since, cur) {
+			// Only presence moved and the filter wants none: nothing to
+			// build (a user coming online wakes every roommate).
+			since = &cur
+		} else if since == nil || req.FullState || *since != cur {
 			resp, err := s.build(ctx, req, since, cur)
 			if err != nil {
 				return nil, err
@@ -258,6 +262,10 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			if since != nil && cur.Typing < since.Typing {
 				cur.Typing = since.Typing
 			}
+			if *since == cur {
+				// The usual end of a long poll: nothing at all moved.
+				return s.unchanged(ctx, req, cur)
+			}
 			resp, err := s.build(ctx, req, since, cur)
 			if err != nil {
 				return nil, err
@@ -270,6 +278,16 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// onlyUnwanted reports whether the streams that moved from since to cur
+// are only those the filter shows nothing of (presence).
+func onlyUnwanted(f *filter.Filter, since, cur streamtoken.Token) bool {
+	if !f.Presence.Excludes("m.presence") {
+		return false
+	}
+	since.Presence = cur.Presence
+	return since == cur
 }
 
 // unchanged answers a sync that found nothing new. Key counts are still
@@ -324,7 +342,7 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	}
 	// Most syncs repeat the state they set a moment ago: answer those from
 	// memory instead of reading the presence row.
-	key := userID + "\x00" + state
+	key := presenceKey{userID, state}
 	if last, ok := s.presenceSeen.Load(key); ok && time.Since(last.(time.Time)) < time.Minute {
 		return nil
 	}
@@ -358,10 +376,13 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	return nil
 }
 
+// presenceKey is a user in a presence state.
+type presenceKey struct{ userID, state string }
+
 // SetPresence stores a presence change and tells the users who share a room.
 func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql.NullString) error {
 	for _, st := range []string{"online", "unavailable"} {
-		s.presenceSeen.Delete(userID + "\x00" + st)
+		s.presenceSeen.Delete(presenceKey{userID, st})
 	}
 	p := store.Presence{UserID: userID, State: state, StatusMsg: msg, LastActiveTS: time.Now().UnixMilli()}
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {

@@ -124,6 +124,9 @@ func New(t testing.TB, opts ...Option) *Server {
 		su.fed.add(srv)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Each test client stands for a device with its own connection: keep
+	// them all (the default keeps 2 per host and redials the rest).
+	tr.MaxIdleConnsPerHost = 4096
 	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv, opts: opts, transport: tr}
 	var once sync.Once
 	ts.stop = func() error {

@@ -12,6 +12,14 @@ import (
 // second parse of the whole. Parse, the reference hash and the content
 // hash, which run for every received event, use it.
 func (o object) encodeCanonical() []byte {
+	b, _ := o.encodeCanonicalFinding("")
+	return b
+}
+
+// encodeCanonicalFinding is encodeCanonical that also returns the value of
+// member key as a slice of the result (nil when absent), so that a parsed
+// event's content shares its canonical JSON instead of being a copy.
+func (o object) encodeCanonicalFinding(key string) (b, value []byte) {
 	keys := make([]string, 0, len(o))
 	n := 2
 	for k, v := range o {
@@ -19,7 +27,7 @@ func (o object) encodeCanonical() []byte {
 		n += len(k) + len(v) + 4
 	}
 	slices.Sort(keys) // byte order: code point order for UTF-8, as canonical JSON sorts
-	b := make([]byte, 0, n)
+	b = make([]byte, 0, n)
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {
@@ -27,7 +35,13 @@ func (o object) encodeCanonical() []byte {
 		}
 		b = canonicaljson.AppendString(b, k)
 		b = append(b, ':')
+		at := len(b)
 		b = append(b, o[k]...)
+		if k == key && key != "" {
+			value = b[at:len(b):len(b)]
+		}
 	}
-	return append(b, '}')
+	// Should b have grown after value was taken, value still holds the same
+	// bytes (in the older array): only the sharing is lost.
+	return append(b, '}'), value
 }

@@ -1,10 +1,12 @@
 package pdu
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"luxchat/internal/matrix/roomversion"
 )
@@ -329,6 +331,37 @@ func TestParseKeyLimits(t *testing.T) {
 			if _, err := Parse(marshal(t, m), v); err == nil {
 				t.Errorf("v%s: %s of 256 code points accepted", v.ID, key)
 			}
+		}
+	}
+}
+
+// Events parsed apart share their recurring strings and keep their content
+// within their JSON: a room's cached state holds each once.
+func TestParseSharesMemory(t *testing.T) {
+	for _, v := range roomversion.All() {
+		var evs []*Event
+		for _, body := range []string{"x", "y"} {
+			m := baseEvent(v)
+			m["state_key"] = "@a:example.org"
+			m["content"] = map[string]any{"body": body}
+			ev, err := Parse(marshal(t, m), v)
+			if err != nil {
+				t.Fatalf("v%s: %v", v.ID, err)
+			}
+			evs = append(evs, ev)
+		}
+		a, b := evs[0], evs[1]
+		same := func(x, y string) bool { return unsafe.StringData(x) == unsafe.StringData(y) }
+		if !same(a.RoomID, b.RoomID) || !same(a.Sender, b.Sender) || !same(a.Type, b.Type) || !same(a.AuthEvents[0], b.AuthEvents[0]) {
+			t.Errorf("v%s: strings not shared", v.ID)
+		}
+		if !same(*a.StateKey, a.Sender) {
+			t.Errorf("v%s: state key equal to the sender is a second string", v.ID)
+		}
+		raw := a.JSON()
+		at := bytes.Index(raw, a.Content)
+		if string(a.Content) != `{"body":"x"}` || at < 0 || &raw[at] != &a.Content[0] {
+			t.Errorf("v%s: content %s is a copy, not within the event's JSON", v.ID, a.Content)
 		}
 	}
 }

@@ -22,9 +22,12 @@ func TestVerifyParsedAgrees(t *testing.T) {
 			if v.EventFormat != roomversion.FormatV1 && ev.signed == nil {
 				t.Fatalf("v%s: Parse kept no signed bytes", v.ID)
 			}
-			stored, err := ParseStored(built.JSON(), v)
+			stored, err := ParseStored(built.JSON(), v, "")
 			if err != nil || stored.signed != nil || stored.ID != ev.ID {
 				t.Fatalf("v%s: ParseStored: %v", v.ID, err)
+			}
+			if withID, err := ParseStored(built.JSON(), v, ev.ID); err != nil || withID.ID != ev.ID || string(withID.JSON()) != string(stored.JSON()) {
+				t.Fatalf("v%s: ParseStored with the stored id: %v", v.ID, err)
 			}
 			if err := VerifySignature(stored, "example.org", k.ID(), k.Public()); err != nil {
 				t.Fatalf("v%s: stored event: %v", v.ID, err)
