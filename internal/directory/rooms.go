@@ -88,10 +88,18 @@ func (s *Service) movePublication(ctx context.Context, tx *store.Tx, roomID stri
 // indexJoinedRoom builds the summary, child links and remote members'
 // directory rows of a room that has no summary yet.
 func (s *Service) indexJoinedRoom(ctx context.Context, tx *store.Tx, roomID string) error {
-	if ok, err := tx.HasRoomSummary(ctx, roomID); err != nil || ok {
+	if _, ok := s.summarized.Load(roomID); ok {
+		return nil
+	}
+	ok, err := tx.HasRoomSummary(ctx, roomID)
+	if err != nil {
 		return err
 	}
-	return s.indexRoomState(ctx, tx, roomID)
+	if !ok {
+		return s.indexRoomState(ctx, tx, roomID)
+	}
+	tx.OnCommitted(func() { s.summarized.Store(roomID, struct{}{}) })
+	return nil
 }
 
 // IndexFullState indexes again a room joined with partial state once its

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"luxchat/internal/config"
 	"luxchat/internal/federation"
@@ -29,6 +30,10 @@ type Service struct {
 	remote Remote // nil when federation is disabled
 	// hierCache keeps other servers' hierarchy answers a little while.
 	hierCache *remoteCache
+	// summarized holds rooms known to have a summary built from their
+	// state (summaries are never removed), so that a local join asks the
+	// database only once per room (see indexJoinedRoom).
+	summarized sync.Map
 }
 
 // New returns the service; remote is nil when federation is disabled. Its

@@ -27,7 +27,7 @@ func (s *Service) AnnounceJoins(c rooms.Committed) {
 	for _, ce := range c.Events {
 		ev := ce.Event
 		if ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey == ev.Sender &&
-			s.isLocal(ev.Sender) && isJoin(ev.Content) && slices.Contains(c.Joined, ev.Sender) && joins[ev.Sender] == nil {
+			s.isLocal(ev.Sender) && isJoin(ev.Content) && c.JoinedAfter(ev.Sender) && joins[ev.Sender] == nil {
 			joins[ev.Sender] = ev
 			joiners = append(joiners, ev.Sender)
 		}

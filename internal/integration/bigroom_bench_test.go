@@ -12,7 +12,9 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	gosync "sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +33,96 @@ func bigRoomMembers() int {
 }
 
 // seedAccounts creates n accounts through the store (no password hashing).
+// bigRoomServer starts the server of a big-room benchmark: on SQLite, or
+// on PostgreSQL when LUXCHAT_BENCH_ENGINE=postgres.
+func bigRoomServer(b *testing.B) *ts.Server {
+	switch e := os.Getenv("LUXCHAT_BENCH_ENGINE"); e {
+	case "", "sqlite":
+		return ts.New(b)
+	case "postgres":
+		return ts.New(b, ts.WithPostgres(b))
+	default:
+		b.Fatalf("LUXCHAT_BENCH_ENGINE=%q: sqlite or postgres", e)
+		return nil
+	}
+}
+
+// cpuSample is the CPU the benchmark's process has used so far and, on
+// PostgreSQL, that of each process working on the server's database: the
+// database's work is the server's too.
+type cpuSample struct {
+	self time.Duration
+	pg   map[int]time.Duration // backend pid → CPU
+	bg   map[int]bool          // the backends that are not connections (autovacuum)
+}
+
+func serverCPU(b *testing.B, s *ts.Server) cpuSample {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	c := cpuSample{self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), pg: map[int]time.Duration{}, bg: map[int]bool{}}
+	backends, err := s.Store.Backends(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, be := range backends {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(be.PID) + "/schedstat")
+		if err != nil {
+			continue // not on this machine, or it ended
+		}
+		if f := strings.Fields(string(data)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			c.pg[be.PID] = time.Duration(ns)
+			c.bg[be.PID] = be.Type != "client backend"
+		}
+	}
+	return c
+}
+
+// reportCPU reports the server CPU per operation since start: the
+// process's (cpu-ms/op) and on PostgreSQL its connections' backends'
+// (pg-cpu-ms/op) and the database's other processes' (pg-bg-cpu-ms/op,
+// autovacuum; one that started meanwhile counts whole).
+func reportCPU(b *testing.B, s *ts.Server, start cpuSample) {
+	end := serverCPU(b, s)
+	b.ReportMetric(float64((end.self-start.self).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	if s.Store.Engine != store.Postgres {
+		return
+	}
+	var pg, bg time.Duration
+	for pid, c := range end.pg {
+		if end.bg[pid] {
+			bg += c - start.pg[pid]
+		} else {
+			pg += c - start.pg[pid]
+		}
+	}
+	b.ReportMetric(float64(pg.Microseconds())/1000/float64(b.N), "pg-cpu-ms/op")
+	b.ReportMetric(float64(bg.Microseconds())/1000/float64(b.N), "pg-bg-cpu-ms/op")
+}
+
+// profileMeasured writes a CPU profile of the measured part alone (not
+// the setup, which -cpuprofile would include) to LUXCHAT_BENCH_CPUPROFILE
+// when set; the returned function stops it.
+func profileMeasured(b *testing.B) func() {
+	path := os.Getenv("LUXCHAT_BENCH_CPUPROFILE")
+	if path == "" || b.N == 1 {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 func seedAccounts(b *testing.B, s *ts.Server, prefix string, n int) []string {
 	ids := make([]string, n)
 	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
@@ -58,9 +150,13 @@ func joinAll(b *testing.B, s *ts.Server, room string, users []string) {
 }
 
 // BenchmarkJoinBigRoom measures one join into a public room that already
-// has bigRoomMembers() members.
+// has bigRoomMembers() members, with the server's CPU per join
+// (cpu-ms/op; on PostgreSQL, see bigRoomServer, also the database's:
+// pg-cpu-ms/op and pg-bg-cpu-ms/op, see reportCPU).
+//
+//	LUXCHAT_BENCH_MEMBERS=10000 go test ./internal/integration -run '^$' -bench JoinBigRoom -benchtime 200x
 func BenchmarkJoinBigRoom(b *testing.B) {
-	s := ts.New(b)
+	s := bigRoomServer(b)
 	alice := s.Register(b, "alice")
 	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 	n := bigRoomMembers()
@@ -69,13 +165,17 @@ func BenchmarkJoinBigRoom(b *testing.B) {
 	b.Logf("%d joins in %v", n, time.Since(start))
 	extra := seedAccounts(b, s, "x", b.N)
 	b.ResetTimer()
+	cpu := serverCPU(b, s)
+	stop := profileMeasured(b)
 	joinAll(b, s, room, extra)
+	stop()
+	reportCPU(b, s, cpu)
 }
 
 // BenchmarkSendBigRoom measures one message into a public room of
 // bigRoomMembers() members.
 func BenchmarkSendBigRoom(b *testing.B) {
-	s := ts.New(b)
+	s := bigRoomServer(b)
 	alice := s.Register(b, "alice")
 	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 	joinAll(b, s, room, seedAccounts(b, s, "m", bigRoomMembers()))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -221,8 +222,10 @@ func syncCounts(t *testing.T, c *ts.Client, query string) countsSync {
 
 // forEachCrowd runs f on both engines twice: with rooms of a few members,
 // whose notifications are stored per member, and (crowd) with rooms whose
-// messages notify enough members to be stored once for the room; f calls
-// fill on each room it creates to add the crowd.
+// messages notify enough members to be stored once for the room, and big
+// enough for the server to keep their local members grouped by push
+// rules between events (64); f calls fill on each room it creates to add
+// the crowd.
 func forEachCrowd(t *testing.T, f func(t *testing.T, s *ts.Server, fill func(room string))) {
 	forEachEngine(t, func(t *testing.T, s *ts.Server) {
 		t.Run("few", func(t *testing.T) { f(t, s, func(string) {}) })
@@ -231,7 +234,7 @@ func forEachCrowd(t *testing.T, f func(t *testing.T, s *ts.Server, fill func(roo
 		t.Run("crowd", func(t *testing.T) {
 			var crowd []string
 			err := s.Store.InTx(t.Context(), func(tx *store.Tx) error {
-				for i := range 8 {
+				for i := range 64 {
 					u := fmt.Sprintf("@crowd%d:%s", i, s.Config.ServerName)
 					crowd = append(crowd, u)
 					if err := tx.CreateUser(t.Context(), store.User{UserID: u}); err != nil && !errors.Is(err, store.ErrExists) {
@@ -839,5 +842,74 @@ func TestRoomWideNotificationsFollowMembership(t *testing.T) {
 				t.Fatalf("bob is notified of %q", b)
 			}
 		}
+	})
+}
+
+// TestNotifiedMembersFollowMembership checks who a message notifies in a
+// crowded room as members leave, are kicked or banned, join again and
+// change their rules: the server keeps a big room's local members
+// grouped by rules between events, and none of these may leave it stale.
+func TestNotifiedMembersFollowMembership(t *testing.T) {
+	forEachCrowd(t, func(t *testing.T, s *ts.Server, fill func(string)) {
+		alice, bob, carol := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		fill(room)
+		bob.Join(room)
+		carol.Join(room)
+		listed := func(c *ts.Client) map[string]bool {
+			t.Helper()
+			var list struct {
+				Notifications []struct {
+					Event event `json:"event"`
+				} `json:"notifications"`
+			}
+			c.MustDo("GET", "/_matrix/client/v3/notifications", nil, &list)
+			out := map[string]bool{}
+			for _, n := range list.Notifications {
+				out[fmt.Sprint(n.Event.Content["body"])] = true
+			}
+			return out
+		}
+		expect := func(c *ts.Client, want map[string]bool) {
+			t.Helper()
+			compactPushes(t, s)
+			if got := listed(c); !maps.Equal(got, want) {
+				t.Fatalf("%s is notified of %v, want %v", c.UserID, got, want)
+			}
+		}
+		alice.Send(room, "m.room.message", mention("1 bob here", bob.UserID))
+		expect(bob, map[string]bool{"1 bob here": true})
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		alice.Send(room, "m.room.message", mention("2 bob left", bob.UserID))
+		expect(bob, map[string]bool{"1 bob here": true})
+		bob.Join(room)
+		alice.Send(room, "m.room.message", mention("3 bob back", bob.UserID))
+		expect(bob, map[string]bool{"1 bob here": true, "3 bob back": true})
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/kick", map[string]any{"user_id": bob.UserID}, nil)
+		alice.Send(room, "m.room.message", mention("4 bob kicked", bob.UserID))
+		expect(bob, map[string]bool{"1 bob here": true, "3 bob back": true})
+		bob.Join(room)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/ban", map[string]any{"user_id": bob.UserID}, nil)
+		alice.Send(room, "m.room.message", mention("5 bob banned", bob.UserID))
+		alice.SendText(room, "6 to everyone")
+		expect(bob, map[string]bool{"1 bob here": true, "3 bob back": true})
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/unban", map[string]any{"user_id": bob.UserID}, nil)
+		bob.Join(room)
+		alice.SendText(room, "7 to everyone")
+		expect(bob, map[string]bool{"1 bob here": true, "3 bob back": true, "7 to everyone": true})
+		// Carol, a member all along, is notified of every message (mentions
+		// of bob included) until she mutes the room, then again after.
+		heard := map[string]bool{}
+		for _, m := range []string{"1 bob here", "2 bob left", "3 bob back", "4 bob kicked", "5 bob banned", "6 to everyone", "7 to everyone"} {
+			heard[m] = true
+		}
+		expect(carol, heard)
+		carol.MustDo("PUT", rulesPath+"room/"+esc(room), map[string]any{"actions": []any{}}, nil)
+		alice.SendText(room, "8 carol muted")
+		expect(carol, heard)
+		carol.MustDo("DELETE", rulesPath+"room/"+esc(room), nil, nil)
+		alice.SendText(room, "9 carol listens")
+		heard["9 carol listens"] = true
+		expect(carol, heard)
 	})
 }

@@ -22,31 +22,31 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 		return nil
 	}
 	var (
-		users       []string
+		sets        map[*push.Compiled]map[string]struct{}
+		setsErr     error
 		memberCount int
 		create, pl  *pdu.Event
 		local       []string // the sender, when a local member
+		invited     string   // the target of an invite, who is not a member yet
 	)
 	s.rooms.InspectLocked(ev.RoomID, func(joined map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
 		memberCount = len(joined)
-		for u := range joined {
-			if u != ev.Sender && s.isLocal(u) {
-				users = append(users, u)
-			}
-		}
+		sets, setsErr = s.memberSets(ctx, tx, ev.RoomID, joined)
 		if _, ok := joined[ev.Sender]; ok && s.isLocal(ev.Sender) {
 			local = append(local, ev.Sender)
 		}
 		create = state[pdu.StateTuple{Type: "m.room.create"}]
 		pl = state[pdu.StateTuple{Type: "m.room.power_levels"}]
 		if ev.Type == "m.room.member" && ev.StateKey != nil {
-			// An invite notifies its target, who is not a member yet.
 			target := *ev.StateKey
 			if _, isMember := joined[target]; !isMember && target != ev.Sender && s.isLocal(target) && membership(ev.Content) == "invite" {
-				users = append(users, target)
+				invited = target
 			}
 		}
 	})
+	if setsErr != nil {
+		return setsErr
+	}
 	if ev.Type == "m.room.member" && ev.StateKey != nil && s.isLocal(*ev.StateKey) {
 		// Notifications count from the start of a membership: cached
 		// counts of the member are counted again.
@@ -56,7 +56,7 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
 		// A redacted event notifies no more (counts, /notifications).
 		if target, err := tx.GetEvent(ctx, ev.Redacts); err == nil && target.RoomID == ev.RoomID {
-			if err := tx.ForgetPushes(ctx, ev.RoomID, target.Pos, append(local, users...)); err != nil {
+			if err := tx.ForgetPushes(ctx, ev.RoomID, target.Pos, append(local, usersOf(sets, ev.Sender)...)); err != nil {
 				return err
 			}
 			tx.OnCommitted(func() { s.counts.dropRoom(ev.RoomID) })
@@ -72,13 +72,6 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 		sent := note{pos: pos, thread: thread, sentBy: ev.Sender}
 		tx.OnCommitted(func() { s.counts.record(ev.RoomID, sent) })
 	}
-	if len(users) == 0 {
-		return nil
-	}
-	compiled, err := s.compiledFor(ctx, tx, users)
-	if err != nil {
-		return err
-	}
 	pev, err := push.NewEventFields(push.Fields{EventID: ev.ID, RoomID: ev.RoomID, Sender: ev.Sender, Type: ev.Type, StateKey: ev.StateKey, OriginServerTS: ev.OriginServerTS}, ev.Content)
 	if err != nil {
 		return nil // not an object: nothing can match
@@ -91,24 +84,28 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	var recipients []store.StagedRecipient
 	var queued []store.QueuedPush
 	// Most users share one rule set: what does not depend on the
-	// recipient is checked once per rule set.
+	// recipient is checked once per rule set, and a set whose verdict is
+	// the same for all its members and notifies none (a join, for the
+	// defaults) costs nothing per member.
 	prepared := map[*push.Compiled]*push.Prepared{}
-	for _, u := range users {
-		c := compiled[u]
+	prepare := func(c *push.Compiled) *push.Prepared {
 		p := prepared[c]
 		if p == nil {
 			p = c.Prepare(pev, room)
 			prepared[c] = p
 		}
+		return p
+	}
+	evaluate := func(c *push.Compiled, u string) {
 		who := push.Recipient{UserID: u}
 		if c.UsesDisplayName() {
 			s.rooms.InspectLocked(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
 				who.DisplayName = displayName(state[pdu.StateTuple{Type: "m.room.member", StateKey: u}])
 			})
 		}
-		a, _ := p.Evaluate(who)
+		a, _ := prepare(c).Evaluate(who)
 		if a == nil || !a.Notify {
-			continue
+			return
 		}
 		if thread == "" {
 			thread = s.threadOf(ctx, ev.Content)
@@ -118,14 +115,34 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 			queued = append(queued, store.QueuedPush{UserID: u, AppID: k.AppID, Pushkey: k.Pushkey, RoomID: ev.RoomID, EventID: ev.ID, Pos: pos, Actions: a.JSON, NextTry: now})
 		}
 	}
+	for c, members := range sets {
+		if _, self := members[ev.Sender]; len(members) == 0 || len(members) == 1 && self {
+			continue
+		}
+		if a, same := prepare(c).Uniform(); same && (a == nil || !a.Notify) {
+			continue
+		}
+		for u := range members {
+			if u != ev.Sender {
+				evaluate(c, u)
+			}
+		}
+	}
+	if invited != "" {
+		c, err := s.compiledFor(ctx, tx, []string{invited})
+		if err != nil {
+			return err
+		}
+		evaluate(c[invited], invited)
+	}
 	if len(recipients) == 0 {
 		return nil
 	}
 	// One row however many recipients: the per-user rows are written
 	// later, many events at a time (see compact).
 	staged := store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now, Recipients: recipients}
-	if !ev.IsState() {
-		roomWide(&staged, users, local)
+	if !ev.IsState() && len(recipients) >= roomWideMin {
+		roomWide(&staged, usersOf(sets, ev.Sender), local)
 	}
 	if err := tx.StagePush(ctx, staged); err != nil {
 		return err
@@ -138,12 +155,26 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	return nil
 }
 
+// usersOf lists the members of sets but sender.
+func usersOf(sets map[*push.Compiled]map[string]struct{}, sender string) []string {
+	var out []string
+	for _, members := range sets {
+		for u := range members {
+			if u != sender {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
 // Committed wakes the workers after events committed. It is a
 // rooms.Listener.
-func (s *Service) Committed(rooms.Committed) {
+func (s *Service) Committed(c rooms.Committed) {
 	if !s.cfg.Push.Enabled {
 		return
 	}
+	s.membersChanged(c)
 	select {
 	case s.staged <- struct{}{}:
 	default:

@@ -42,7 +42,8 @@ type Service struct {
 	pushers   map[string][]store.PusherKey // HTTP pushers by user
 
 	counts     *countCache
-	levels     sync.Map // power levels (or create) event id → *levels
+	members    memberCache // big rooms' local members by rule set
+	levels     sync.Map    // power levels (or create) event id → *levels
 	levelCount atomic.Int64
 
 	carrying sync.WaitGroup // rules being carried to upgraded rooms

@@ -21,7 +21,7 @@ func (s *Service) CarryRulesOnJoin(c rooms.Committed) {
 	for _, ce := range c.Events {
 		ev := ce.Event
 		if ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey == ev.Sender &&
-			s.isLocal(ev.Sender) && membership(ev.Content) == "join" && slices.Contains(c.Joined, ev.Sender) {
+			s.isLocal(ev.Sender) && membership(ev.Content) == "join" && c.JoinedAfter(ev.Sender) {
 			joins = append(joins, ev)
 		}
 	}

@@ -626,6 +626,20 @@ next:
 	return nil, ""
 }
 
+// Uniform returns the verdict when it is the same for every recipient
+// (no rule that depends on the recipient could match before the first
+// one that matches everyone): the actions, nil when no rule matches, and
+// true; false when recipients must be evaluated one by one.
+func (p *Prepared) Uniform() (*Actions, bool) {
+	if len(p.candidates) > 0 {
+		return nil, false
+	}
+	if p.first < len(p.c.rules) {
+		return p.c.rules[p.first].actions, true
+	}
+	return nil, true
+}
+
 // Infinite is the SenderLevel of a room version 12 creator.
 const Infinite = math.MaxInt64
 

@@ -162,8 +162,10 @@ func TestSharedRules(t *testing.T) {
 		`{"type":"m.room.member","room_id":"!r:x","sender":"@bob:x","state_key":"@alice:x","content":{"membership":"invite"}}`,
 		`{"type":"m.room.member","room_id":"!r:x","sender":"@bob:x","state_key":"@carol:x","content":{"membership":"invite"}}`,
 		`{"type":"m.room.encrypted","room_id":"!r:x","sender":"@bob:x","content":{}}`,
+		`{"type":"m.room.member","room_id":"!r:x","sender":"@bob:x","state_key":"@bob:x","content":{"membership":"join"}}`,
 	}
 	users := []string{"@alice:x", "@carol:x", "@dave:x"}
+	uniform := 0
 	for _, stored := range []*Ruleset{nil, edited} {
 		rs, key := Shared(stored)
 		if (key == "") != (stored == nil) {
@@ -174,8 +176,15 @@ func TestSharedRules(t *testing.T) {
 			for _, raw := range events {
 				ev := mustEvent(t, raw)
 				prepared := shared.Prepare(ev, room)
+				same, isUniform := prepared.Uniform()
+				if isUniform {
+					uniform++
+				}
 				for _, u := range users {
-					_, want := Compile(Merge(u, stored)).Evaluate(ev, room, Recipient{})
+					wantActions, want := Compile(Merge(u, stored)).Evaluate(ev, room, Recipient{})
+					if isUniform && (same == nil) != (wantActions == nil) || isUniform && same != nil && string(same.JSON) != string(wantActions.JSON) {
+						t.Errorf("stored %v, %s for %s: uniform verdict %v, own %q", stored != nil, raw, u, same, want)
+					}
 					if _, got := shared.Evaluate(ev, room, Recipient{UserID: u}); got != want {
 						t.Errorf("stored %v, %s for %s: shared rule %q, own %q", stored != nil, raw, u, got, want)
 					}
@@ -185,6 +194,9 @@ func TestSharedRules(t *testing.T) {
 				}
 			}
 		}
+	}
+	if uniform == 0 {
+		t.Error("no verdict is the same for everyone (a join should be)")
 	}
 	// Users who made the same choices share a key.
 	other := Merge("@carol:x", nil)

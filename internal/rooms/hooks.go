@@ -2,7 +2,6 @@ package rooms
 
 import (
 	"context"
-	"slices"
 
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
@@ -41,8 +40,9 @@ type Hooks struct {
 type Committed struct {
 	RoomID string
 	Events []CommittedEvent
-	// Joined is the room's joined members after the events.
-	Joined []string
+	// joined is the room's joined members after the events (see
+	// JoinedAfter): the room's own set, read during the call only.
+	joined map[string]struct{}
 	// JoinedServers are the servers of Joined, ours included.
 	JoinedServers []string
 	// Origin is "" for events built here and the sending server's name
@@ -56,6 +56,21 @@ type Committed struct {
 	// Servers, for a room joined with partial state, are the servers the
 	// resident server said were in it (Joined lacks most members).
 	Servers []string
+	// Memberships are the membership changes of the events (user → new
+	// membership), nil when the listeners are told otherwise than after
+	// events; MembersBefore and MembersAfter are the room's membership
+	// versions before and after them (see MembershipVersion; 0 before:
+	// unknown). A cache of the members that matched MembersBefore matches
+	// MembersAfter once it applied Memberships.
+	Memberships                 map[string]string
+	MembersBefore, MembersAfter uint64
+}
+
+// JoinedAfter reports whether user is joined after the events. A
+// listener may ask during its call only.
+func (c Committed) JoinedAfter(user string) bool {
+	_, ok := c.joined[user]
+	return ok
 }
 
 // CommittedEvent is one persisted event with its stream position.
@@ -85,15 +100,34 @@ func (s *Service) InspectLocked(roomID string, f func(joined map[string]struct{}
 	f(r.joined, r.state)
 }
 
+// MembershipVersion names the current joined members of a room: it
+// changes whenever they do, and never names other members, of this room
+// or of another (0: the room is not loaded). It is for indexers, under
+// the room's writer lock, to tell whether what they keep about the
+// members is current; Committed then tells how it changed.
+func (s *Service) MembershipVersion(roomID string) uint64 {
+	s.mu.Lock()
+	r := s.rooms[roomID]
+	s.mu.Unlock()
+	if r == nil || !r.loaded {
+		return 0
+	}
+	return r.members
+}
+
 // indexEvent does an event's derived writes in its transaction: a
 // redaction's effect on its target, then the indexers.
-func (s *Service) indexEvent(ctx context.Context, tx *store.Tx, b *Batch, ev *pdu.Event, pos int64) error {
+func (s *Service) indexEvent(ctx context.Context, tx *store.Tx, b *Batch, pe *pending) error {
+	ev := pe.ev
 	if ev.Type == "m.room.redaction" && ev.Redacts != "" {
 		if err := s.applyRedaction(ctx, tx, b, ev); err != nil {
 			return err
 		}
 	}
-	return s.runIndexers(ctx, tx, ev, pos)
+	// An event built here on the room's cached extremities (not a join
+	// through another server, whose batch has no room) cites timeline
+	// events only.
+	return s.runIndexers(ctx, tx, ev, pe.pos, b.r != nil && !pe.remote)
 }
 
 // setMembership writes a user's membership of a room in tx (see
@@ -120,12 +154,14 @@ func (s *Service) noteMembershipChange(pos int64) {
 
 // runIndexers writes the rows derived from an event: the rooms' own,
 // then the other domains'.
-func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64) error {
+func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos int64, builtHere bool) error {
 	if err := s.indexRelation(ctx, tx, ev, pos); err != nil {
 		return err
 	}
-	if err := s.indexBackwardExtremities(ctx, tx, ev, pos); err != nil {
-		return err
+	if !builtHere {
+		if err := s.indexBackwardExtremities(ctx, tx, ev, pos); err != nil {
+			return err
+		}
 	}
 	if s.hooks.Index == nil {
 		return nil
@@ -134,11 +170,15 @@ func (s *Service) runIndexers(ctx context.Context, tx *store.Tx, ev *pdu.Event, 
 }
 
 // tellListeners tells the listeners about a batch. Caller holds r.mu.
-func (s *Service) tellListeners(r *Room, b *Batch, joined []string) {
+func (s *Service) tellListeners(r *Room, b *Batch, members map[string]string) {
 	if s.hooks.Committed == nil {
 		return
 	}
-	c := Committed{RoomID: b.roomID, Joined: joined, JoinedServers: r.joinedServers(), Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID)}
+	c := Committed{RoomID: b.roomID, joined: r.joined, JoinedServers: r.joinedServers(), Origin: b.origin, AnnouncedBy: b.announcedBy, Servers: s.partialServers(b.roomID),
+		MembersAfter: r.members}
+	if members != nil {
+		c.Memberships, c.MembersBefore = members, r.membersBefore
+	}
 	for _, pe := range b.events {
 		c.Events = append(c.Events, CommittedEvent{Event: pe.ev, Pos: pe.pos})
 	}
@@ -157,15 +197,14 @@ func (r *Room) joinedUsers() []string {
 // announce wakes the syncs of the room's members, and of the users whose
 // membership the batch ended, and tells the listeners. Caller holds r.mu.
 func (s *Service) announce(r *Room, b *Batch, members map[string]string, pos int64) {
-	joined := r.joinedUsers()
 	if s.notifier != nil {
-		users := slices.Clip(joined)
+		var gone []string
 		for u, m := range members {
 			if m != "join" {
-				users = append(users, u)
+				gone = append(gone, u)
 			}
 		}
-		s.notifier.RoomEvent(r.id, users, pos)
+		s.notifier.RoomEvent(r.id, r.joined, gone, pos)
 	}
-	s.tellListeners(r, b, joined)
+	s.tellListeners(r, b, members)
 }

@@ -244,7 +244,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 			s.unread.forget(roomID, p)
 		}
 		unread = unread[:0]
-		g, _, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, before)
+		g, err := tx.NewStateSnapshot(ctx, roomID, before)
 		if err != nil {
 			return err
 		}
@@ -252,7 +252,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 			return err
 		}
 		for _, lg := range later {
-			ng, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(lg.removed, g), 0, lg.delta, lg.full)
+			ng, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(lg.removed, g), store.ChainPos{}, lg.delta, len(lg.full), func() store.StateMap { return lg.full })
 			if err != nil {
 				return err
 			}
@@ -264,7 +264,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		// the full one join the timeline now, with the full state before
 		// them.
 		for _, a := range c.redo {
-			ag, _, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, a.stateBefore)
+			ag, err := tx.NewStateSnapshot(ctx, roomID, a.stateBefore)
 			if err != nil {
 				return err
 			}
@@ -290,7 +290,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 			}
 			admitted = append(admitted, b)
 		}
-		cg, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(nowRemoved, g), 0, nowDelta, now)
+		cg, _, err := tx.NewStateGroup(ctx, roomID, parentUnless(nowRemoved, g), store.ChainPos{}, nowDelta, len(now), func() store.StateMap { return now })
 		if err != nil {
 			return err
 		}
@@ -402,11 +402,11 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		local = append(local, ours...) // every local member sees the admitted events
 	}
 	if s.notifier != nil && len(local) > 0 {
-		s.notifier.RoomEvent(roomID, local, pos)
+		s.notifier.RoomEvent(roomID, nil, local, pos)
 	}
 	for _, b := range admitted {
 		s.log.Info("federation: event refused against a partial state admitted against the full one", "event_id", b.events[0].ev.ID, "room_id", roomID)
-		s.tellListeners(r, b, r.joinedUsers())
+		s.tellListeners(r, b, nil)
 	}
 	if len(found) > 0 && s.hooks.ServersFound != nil {
 		s.hooks.ServersFound(roomID, ours, found)

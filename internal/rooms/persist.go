@@ -54,5 +54,5 @@ func (s *Service) persist(ctx context.Context, tx *store.Tx, b *Batch, pe *pendi
 			return nil, err
 		}
 	}
-	return row, s.indexEvent(ctx, tx, b, ev, pe.pos)
+	return row, s.indexEvent(ctx, tx, b, pe)
 }

@@ -93,7 +93,7 @@ func (s *Service) StateAfterEvent(ctx context.Context, eventID string) (store.St
 // room lock.
 func (s *Service) StoreSoftFailed(ctx context.Context, ev *pdu.Event, before store.StateMap) error {
 	return s.store.InTx(ctx, func(tx *store.Tx) error {
-		group, _, err := tx.NewStateGroup(ctx, ev.RoomID, 0, 0, nil, before)
+		group, err := tx.NewStateSnapshot(ctx, ev.RoomID, before)
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func ParsePDUs(raws []json.RawMessage, v *roomversion.Version) []*pdu.Event {
 // primeJoinedRoom fills the cache of a room just joined from what the join
 // stored, rather than have the first lock read the whole state back and
 // parse it. A room already cached (or being loaded) is left alone.
-func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state store.StateMap, byID map[string]*pdu.Event, group int64, chain int, join *pdu.Event, pos int64) {
+func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state store.StateMap, byID map[string]*pdu.Event, group int64, chain store.ChainPos, join *pdu.Event, pos int64) {
 	st := make(map[pdu.StateTuple]*pdu.Event, len(state))
 	memberships := map[string]string{}
 	for k, id := range state {
@@ -360,12 +360,12 @@ func (s *Service) CommitFork(ctx context.Context, r *Room, ev *pdu.Event, before
 		group = r.group
 		var err error
 		if !sameBefore {
-			if beforeGroup, _, err = tx.NewStateGroup(ctx, r.id, 0, 0, nil, before); err != nil {
+			if beforeGroup, err = tx.NewStateSnapshot(ctx, r.id, before); err != nil {
 				return err
 			}
 		}
 		if !sameAfter {
-			if group, _, err = tx.NewStateGroup(ctx, r.id, 0, 0, nil, current); err != nil {
+			if group, err = tx.NewStateSnapshot(ctx, r.id, current); err != nil {
 				return err
 			}
 		}
@@ -420,7 +420,7 @@ func (s *Service) CommitFork(ctx context.Context, r *Room, ev *pdu.Event, before
 	r.updateMembers(members)
 	s.events.put(ev.ID, ev)
 	if group != r.group {
-		r.group, r.chain = group, 0
+		r.group, r.chain = group, store.ChainPos{}
 		s.rememberVisibility(r)
 	}
 	r.extremities, r.depth, r.latestPos = extremities, max(r.depth, ev.Depth), pos
@@ -639,7 +639,7 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 		byID[e.ID] = e
 	}
 	var pos, group2 int64
-	var chain2 int
+	var chain2 store.ChainPos
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: j.Version.ID, Creator: j.Creator}); err != nil {
 			if errors.Is(err, store.ErrExists) {
@@ -650,7 +650,7 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 		if err := s.InsertOutliers(ctx, tx, j.Outliers); err != nil {
 			return err
 		}
-		group, chain, err := tx.NewStateGroup(ctx, roomID, 0, 0, nil, j.State)
+		group, err := tx.NewStateSnapshot(ctx, roomID, j.State)
 		if err != nil {
 			return err
 		}
@@ -658,7 +658,7 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 		jb := &Batch{roomID: roomID, events: []*pending{{ev: join, pos: pos, replaced: j.Replaced}}}
 		_, err = s.persist(ctx, tx, jb, jb.events[0], group, func() error {
 			var err error
-			group2, chain2, err = tx.NewStateGroup(ctx, roomID, group, chain, store.StateMap{mk: join.ID}, after)
+			group2, chain2, err = tx.NewStateGroup(ctx, roomID, group, store.ChainPos{}, store.StateMap{mk: join.ID}, len(after), func() store.StateMap { return after })
 			if err != nil {
 				return err
 			}
@@ -716,10 +716,10 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 	// The resident server announces the join it accepted through
 	// send_join, so it is not sent back to it.
 	b := &Batch{r: r, roomID: roomID, events: []*pending{{ev: join, pos: pos}}, announcedBy: j.Server}
-	s.tellListeners(r, b, joined)
+	s.tellListeners(r, b, nil)
 	r.mu.Unlock()
 	if s.notifier != nil {
-		s.notifier.RoomEvent(roomID, append(joined, join.Sender), pos)
+		s.notifier.RoomEvent(roomID, nil, append(joined, join.Sender), pos)
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ func (s *Service) PutRemoteMembership(ctx context.Context, m store.RemoteMembers
 		return err
 	}
 	if s.notifier != nil {
-		s.notifier.RoomEvent(m.RoomID, []string{m.UserID}, pos)
+		s.notifier.RoomEvent(m.RoomID, nil, []string{m.UserID}, pos)
 	}
 	return nil
 }

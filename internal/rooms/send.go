@@ -243,7 +243,6 @@ func (s *Service) refHashes(ctx context.Context, b *Batch, ids []string) (map[st
 func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	r := b.r
 	group, chain := r.group, r.chain
-	var full store.StateMap // built lazily when a chain is cut
 	var lastPos int64
 	members := map[string]string{} // user → membership changed by the batch
 	var recorded []int64
@@ -251,7 +250,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 	err := s.store.InTxGrouped(ctx, func(tx *store.Tx) error {
 		// A grouped commit may run this again after a rollback: start from
 		// the cached state and take back what the last attempt published.
-		group, chain, full, lastPos = r.group, r.chain, nil, 0
+		group, chain, lastPos = r.group, r.chain, 0
 		clear(members)
 		for _, pos := range recorded {
 			s.unread.forget(b.roomID, pos)
@@ -302,22 +301,22 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 					return nil
 				}
 				k := store.StateKey{Type: ev.Type, StateKey: *ev.StateKey}
-				if full == nil && (group == 0 || chain+1 > 32) {
-					full = r.StateIDs()
+				// The state after ev, built only when a snapshot is due.
+				full := func() store.StateMap {
+					m := r.StateIDs()
 					for _, q := range b.events {
 						if q == pe {
 							break
 						}
 						if q.ev.IsState() {
-							full[store.StateKey{Type: q.ev.Type, StateKey: *q.ev.StateKey}] = q.ev.ID
+							m[store.StateKey{Type: q.ev.Type, StateKey: *q.ev.StateKey}] = q.ev.ID
 						}
 					}
-				}
-				if full != nil {
-					full[k] = ev.ID
+					m[k] = ev.ID
+					return m
 				}
 				var err error
-				group, chain, err = tx.NewStateGroup(ctx, b.roomID, group, chain, store.StateMap{k: ev.ID}, full)
+				group, chain, err = tx.NewStateGroup(ctx, b.roomID, group, chain, store.StateMap{k: ev.ID}, len(r.state)+len(b.overlay), full)
 				if err != nil {
 					return err
 				}

@@ -24,10 +24,11 @@ func (s *Service) LastMembershipChange() int64 { return s.lastMembership.Load() 
 
 // Notifier is told about committed events so that waiting syncs wake up.
 type Notifier interface {
-	// RoomEvent: an event at pos was persisted in room; users are the
-	// room's joined members after it plus any user whose membership it
-	// changed.
-	RoomEvent(roomID string, users []string, pos int64)
+	// RoomEvent: an event at pos was persisted in room; joined are the
+	// room's joined members after it (the room's own set: read during the
+	// call only, under the room's lock; may be nil), others any user
+	// whose membership it ended.
+	RoomEvent(roomID string, joined map[string]struct{}, others []string, pos int64)
 }
 
 // Service is the rooms domain. It is safe for concurrent use.
@@ -105,8 +106,8 @@ type Room struct {
 	version     *roomversion.Version
 	loaded      bool
 	state       map[pdu.StateTuple]*pdu.Event
-	group       int64 // state group of the current state
-	chain       int   // delta chain length of group
+	group       int64          // state group of the current state
+	chain       store.ChainPos // where group sits in its delta chain
 	extremities []string
 	// recorded: room_extremities names the extremities although there is
 	// one (it is not the newest event: see CompleteState).
@@ -118,13 +119,23 @@ type Room struct {
 	// membership, so that counts and heroes need no decoding.
 	memberships map[string]string
 	invited     int // memberships that are "invite"
-	latestPos   int64
+	// members names the content of joined (see MembershipVersion);
+	// membersBefore what it was before the last updateMembers, 0 after
+	// a setMembers.
+	members, membersBefore uint64
+	latestPos              int64
 }
+
+// membershipVersions hands out the versions of rooms' joined members:
+// unique across rooms and process-wide, so that a version kept by a cache
+// never names another content, even of a room loaded again.
+var membershipVersions atomic.Uint64
 
 // setMembers replaces the members (user → membership).
 func (r *Room) setMembers(memberships map[string]string) {
 	r.memberships = memberships
 	r.joined = make(map[string]struct{})
+	r.members, r.membersBefore = membershipVersions.Add(1), 0
 	r.servers = make(map[string]int)
 	r.invited = 0
 	for u, m := range memberships {
@@ -140,6 +151,8 @@ func (r *Room) setMembers(memberships map[string]string) {
 
 // updateMembers applies membership changes (user → new membership).
 func (r *Room) updateMembers(members map[string]string) {
+	r.membersBefore = r.members
+	changed := false
 	for u, m := range members {
 		if old := r.memberships[u]; old == "invite" {
 			r.invited--
@@ -153,13 +166,18 @@ func (r *Room) updateMembers(members map[string]string) {
 		case m == "join" && !was:
 			r.joined[u] = struct{}{}
 			r.servers[serverOf(u)]++
+			changed = true
 		case m != "join" && was:
 			delete(r.joined, u)
 			srv := serverOf(u)
 			if r.servers[srv]--; r.servers[srv] <= 0 {
 				delete(r.servers, srv)
 			}
+			changed = true
 		}
+	}
+	if changed {
+		r.members = membershipVersions.Add(1)
 	}
 }
 

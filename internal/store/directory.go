@@ -105,9 +105,11 @@ func (tx *Tx) CountJoined(ctx context.Context, roomID string) (int64, error) {
 }
 
 // PutRoomSummary writes a room's summary, all but its member count,
-// which a new row counts once and SetMembership keeps up to date.
+// which a new row counts once and SetMembership keeps up to date. The
+// write waits for the transaction's next round trip (execLater): a room
+// being created refreshes its summary with each of its first events.
 func (tx *Tx) PutRoomSummary(ctx context.Context, r RoomSummary) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_summaries (room_id, room_version, room_type, name, topic, avatar_url, canonical_alias,
+	return tx.execLater(ctx, nil, `INSERT INTO room_summaries (room_id, room_version, room_type, name, topic, avatar_url, canonical_alias,
 		join_rule, allowed_room_ids, history_visibility, guest_access, encryption, search_text, joined_members)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
 			(SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND membership = 'join'))
@@ -117,7 +119,6 @@ func (tx *Tx) PutRoomSummary(ctx context.Context, r RoomSummary) error {
 		encryption = excluded.encryption, search_text = excluded.search_text`,
 		r.RoomID, r.RoomVersion, sql.NullString{String: r.RoomType, Valid: r.RoomType != ""}, r.Name, r.Topic, r.AvatarURL, r.CanonicalAlias,
 		r.JoinRule, r.AllowedRoomIDs, r.HistoryVisibility, r.GuestAccess, r.Encryption, r.SearchText)
-	return err
 }
 
 // SetSummaryJoined sets a room's joined member count.

@@ -327,8 +327,7 @@ func (s *Store) GetRoom(ctx context.Context, roomID string) (*Room, error) {
 
 // SetRoomStateGroup records the state group of a room's current state.
 func (tx *Tx) SetRoomStateGroup(ctx context.Context, roomID string, group int64) error {
-	_, err := tx.q.ExecContext(ctx, `UPDATE rooms SET state_group = $1 WHERE room_id = $2`, group, roomID)
-	return err
+	return tx.execLater(ctx, nil, `UPDATE rooms SET state_group = $1 WHERE room_id = $2`, group, roomID)
 }
 
 // SetRoomPublished sets the room directory visibility.

@@ -116,12 +116,25 @@ func (tx *Tx) prepareInTx(ctx context.Context, q string) (*sql.Stmt, error) {
 }
 
 // insertStateEntries writes the entries of a state group.
+// maxLaterEntries bounds the entries written by one deferred statement.
+const maxLaterEntries = 64
+
 func (tx *Tx) insertStateEntries(ctx context.Context, group int64, entries StateMap) error {
+	const prefix = `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES `
+	if n := len(entries); n > 0 && n <= maxLaterEntries {
+		// A delta: one statement that waits for the transaction's next
+		// round trip (execLater) rather than costing its own.
+		args := make([]any, 0, 4*n)
+		for k, ev := range entries {
+			args = append(args, group, k.Type, k.StateKey, ev)
+		}
+		return tx.execLater(ctx, nil, bulkText(prefix, 4, ``, n), args...)
+	}
 	rows := make([][]any, 0, len(entries))
 	for k, ev := range entries {
 		rows = append(rows, []any{group, k.Type, k.StateKey, ev})
 	}
-	if err := tx.insertRows(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES `, 4, ``, rows); err != nil {
+	if err := tx.insertRows(ctx, prefix, 4, ``, rows); err != nil {
 		return fmt.Errorf("insert state group entries: %w", err)
 	}
 	return nil

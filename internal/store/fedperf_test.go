@@ -34,7 +34,7 @@ func TestBulkStateWrites(t *testing.T) {
 					return err
 				}
 				var err error
-				if group, _, err = tx.NewStateGroup(ctx, roomID, 0, 0, nil, st); err != nil {
+				if group, err = tx.NewStateSnapshot(ctx, roomID, st); err != nil {
 					return err
 				}
 				if err := tx.SetCurrentStateMany(ctx, roomID, st); err != nil {

@@ -68,9 +68,8 @@ func (tx *Tx) updateMemberSummary(ctx context.Context, roomID, userID, old, new 
 			return err
 		}
 	}
-	_, err = tx.q.ExecContext(ctx, `UPDATE room_member_summaries SET joined_members = joined_members + $1, invited_members = invited_members + $2, heroes = $3 WHERE room_id = $4`,
+	return tx.execLater(ctx, nil, `UPDATE room_member_summaries SET joined_members = joined_members + $1, invited_members = invited_members + $2, heroes = $3 WHERE room_id = $4`,
 		dj, di, strings.Join(list, "\n"), roomID)
-	return err
 }
 
 func isInvite(membership string) int64 {

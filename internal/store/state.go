@@ -17,32 +17,149 @@ type StateKey struct {
 // StateMap maps state keys to event ids.
 type StateMap map[StateKey]string
 
-// maxChain bounds delta chains: a state group whose chain would grow longer
-// is stored in full, so reading any group costs at most maxChain queries.
-const maxChain = 32
+// Delta chains. A state group is stored either in full (a snapshot: no
+// prev_group, chain_len 0) or as the entries changed since an earlier
+// group of its chain. chain_len is the group's number in its chain, seq,
+// counted from the snapshot; group seq points at group seq - lowbit(seq)
+// and stores every change since it, as a binary counter carries: group 8
+// holds the changes of 1..8, group 12 those of 9..12, group 13 its own.
+// So a lookup walks at most popcount(seq) groups (seq < maxChainSeq: at
+// most 16), each change is written into about log2(seq) groups, and a
+// snapshot, a write as big as the room's state, comes only when the rows
+// along the chain (chain_rows, the snapshot's excluded) would outgrow the
+// state: after at least as many changes as the state has entries. A
+// change then costs the same in a room of ten members or of ten thousand
+// (with a snapshot every 33 changes, a join into a room of 10,000 wrote
+// 300 rows), and reading a whole state at most twice its size.
 
-// NewStateGroup stores the state prev+delta for a room and returns its id.
-// full is the complete resulting state, used when the chain is cut.
-func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, prevChain int, delta, full StateMap) (int64, int, error) {
-	id := tx.Alloc(tx.s.Streams.StateGroups)
-	entries, prevArg, chain := delta, sql.NullInt64{Int64: prev, Valid: prev != 0}, prevChain+1
-	if prev == 0 || chain > maxChain {
-		entries, prevArg, chain = full, sql.NullInt64{}, 0
-	}
-	if _, err := tx.q.ExecContext(ctx, `INSERT INTO state_groups (group_id, room_id, prev_group, chain_len) VALUES ($1, $2, $3, $4)`, id, roomID, prevArg, chain); err != nil {
-		return 0, 0, fmt.Errorf("insert state group: %w", err)
-	}
-	if err := tx.insertStateEntries(ctx, id, entries); err != nil {
-		return 0, 0, err
-	}
-	return id, chain, nil
+// maxChainSeq bounds a chain's numbering, hence the groups a lookup walks.
+const maxChainSeq = 1 << 16
+
+// smallState is the size of state stored in full at every change: no
+// larger than a carry's read, which it spares (a round trip on
+// PostgreSQL), and a lookup then reads one group. Direct chats and small
+// groups stay there.
+const smallState = 16
+
+// ChainPos is where a state group sits in its delta chain.
+type ChainPos struct {
+	Seq  int // its number in the chain (0: a snapshot)
+	Rows int // entries stored along the chain, the snapshot's excluded
 }
 
-// StateGroupChain returns the delta chain length of a group.
-func (s *Store) StateGroupChain(ctx context.Context, group int64) (int, error) {
-	var n int
-	err := s.reader().QueryRowContext(ctx, `SELECT chain_len FROM state_groups WHERE group_id = $1`, group).Scan(&n)
-	return n, err
+// NewStateSnapshot stores a state in full and returns its group.
+func (tx *Tx) NewStateSnapshot(ctx context.Context, roomID string, full StateMap) (int64, error) {
+	id, _, err := tx.NewStateGroup(ctx, roomID, 0, ChainPos{}, nil, len(full), func() StateMap { return full })
+	return id, err
+}
+
+// NewStateGroup stores the state of group prev (at position at of its
+// chain) with delta applied, and returns the new group and its position.
+// stateSize is about the size of the resulting state, full computes it
+// whole; full is called only when a snapshot is due (prev 0 asks for one).
+func (tx *Tx) NewStateGroup(ctx context.Context, roomID string, prev int64, at ChainPos, delta StateMap, stateSize int, full func() StateMap) (int64, ChainPos, error) {
+	id := tx.Alloc(tx.s.Streams.StateGroups)
+	entries, base, pos := delta, prev, ChainPos{Seq: at.Seq + 1, Rows: at.Rows}
+	if prev != 0 && pos.Seq < maxChainSeq && stateSize > smallState {
+		if target := pos.Seq - pos.Seq&-pos.Seq; at.Seq > target {
+			// Carry: the new group replaces the groups after target on
+			// prev's chain, so it stores their changes too.
+			merged, stop, rows, err := tx.chainSince(ctx, prev, target)
+			if err != nil {
+				return 0, ChainPos{}, err
+			}
+			for k, v := range delta {
+				merged[k] = v
+			}
+			entries, base, pos.Rows = merged, stop, max(0, at.Rows-rows)
+		}
+		pos.Rows += len(entries)
+	}
+	if prev == 0 || pos.Seq >= maxChainSeq || pos.Rows > stateSize || stateSize <= smallState {
+		entries, base, pos = full(), 0, ChainPos{}
+	}
+	if err := tx.execLater(ctx, nil, `INSERT INTO state_groups (group_id, room_id, prev_group, chain_len, chain_rows) VALUES ($1, $2, $3, $4, $5)`,
+		id, roomID, sql.NullInt64{Int64: base, Valid: base != 0}, pos.Seq, pos.Rows); err != nil {
+		return 0, ChainPos{}, fmt.Errorf("insert state group: %w", err)
+	}
+	if err := tx.insertStateEntries(ctx, id, entries); err != nil {
+		return 0, ChainPos{}, err
+	}
+	return id, pos, nil
+}
+
+// chainSinceSQL reads the groups of $1's chain numbered above $2, newest
+// first, with their entries (a group without any comes once with NULLs).
+// LEFT JOIN keeps the chain outside on SQLite as CROSS JOIN does in
+// stateEntrySQL.
+const chainSinceSQL = `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
+			SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 AND chain_len > $2
+			UNION ALL
+			SELECT g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group WHERE g.chain_len > $2
+		)
+		SELECT c.depth, c.prev_group, e.type, e.state_key, e.event_id FROM chain c LEFT JOIN state_group_entries e ON e.group_id = c.group_id
+		ORDER BY c.depth DESC`
+
+// chainSincePG is chainSinceSQL for PostgreSQL, whose generic plan of the
+// statement (prepared statements are planned once for any arguments
+// after a few runs) hashes whole tables: both of them scanned per join,
+// a cost that grew with the room. The LATERAL subqueries, kept apart by
+// LIMIT and OFFSET, are looked up by key for each group of the chain.
+const chainSincePG = `WITH RECURSIVE chain (group_id, prev_group, depth) AS (
+			SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 AND chain_len > $2
+			UNION ALL
+			SELECT g.group_id, g.prev_group, c.depth + 1 FROM chain c CROSS JOIN LATERAL (
+				SELECT group_id, prev_group FROM state_groups WHERE group_id = c.prev_group AND chain_len > $2 LIMIT 1) g
+		)
+		SELECT c.depth, c.prev_group, e.type, e.state_key, e.event_id FROM chain c LEFT JOIN LATERAL (
+			SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = c.group_id OFFSET 0) e ON TRUE
+		ORDER BY c.depth DESC`
+
+// chainSince merges the changes stored by the groups of group's chain
+// numbered above target (newer entries win), and returns them with the
+// group the walk stopped at and how many entries the walked groups hold.
+func (tx *Tx) chainSince(ctx context.Context, group int64, target int) (StateMap, int64, int, error) {
+	q := chainSinceSQL
+	if tx.s.Engine == Postgres {
+		q = chainSincePG
+	}
+	rows, err := tx.q.QueryContext(ctx, q, group, target)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("read state chain: %w", err)
+	}
+	defer rows.Close()
+	merged := StateMap{}
+	var stop int64
+	n, deepest := 0, -1
+	for rows.Next() {
+		var depth int
+		var prev sql.NullInt64
+		var typ, key, ev sql.NullString
+		if err := rows.Scan(&depth, &prev, &typ, &key, &ev); err != nil {
+			return nil, 0, 0, err
+		}
+		if deepest < 0 {
+			deepest, stop = depth, prev.Int64
+		}
+		if ev.Valid {
+			merged[StateKey{Type: typ.String, StateKey: key.String}] = ev.String
+			n++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, 0, err
+	}
+	if deepest < 0 || stop == 0 {
+		return nil, 0, 0, fmt.Errorf("state group %d: no group numbered %d or less on its chain", group, target)
+	}
+	return merged, stop, n, nil
+}
+
+// StateGroupChain returns where a group sits in its delta chain.
+func (s *Store) StateGroupChain(ctx context.Context, group int64) (ChainPos, error) {
+	var p ChainPos
+	err := s.reader().QueryRowContext(ctx, `SELECT chain_len, chain_rows FROM state_groups WHERE group_id = $1`, group).Scan(&p.Seq, &p.Rows)
+	return p, err
 }
 
 // StateGroup reads the full state of a group: its delta chain, oldest
@@ -190,9 +307,8 @@ func (s *Store) CurrentStateEvents(ctx context.Context, roomIDs []string) ([]*Ev
 
 // SetCurrentState points a state key of a room at an event.
 func (tx *Tx) SetCurrentState(ctx context.Context, roomID string, k StateKey, eventID string) error {
-	_, err := tx.q.ExecContext(ctx, `INSERT INTO room_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)
+	return tx.execLater(ctx, nil, `INSERT INTO room_state (room_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id`, roomID, k.Type, k.StateKey, eventID)
-	return err
 }
 
 // Membership is a room_members row.
@@ -208,7 +324,9 @@ type Membership struct {
 // SetMembership records a user's current membership of a room, and
 // keeps the room's joined member count (room_summaries) and member
 // summary (room_member_summaries) in step: a join into a room of
-// thousands adds one rather than counting them all.
+// thousands adds one rather than counting them all. The membership it
+// replaces is read first (the summary moves by the difference); the
+// writes wait for the transaction's next round trip (execLater).
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 	var old string
 	err := tx.q.QueryRowContext(ctx, `SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2`, m.RoomID, m.UserID).Scan(&old)
@@ -217,11 +335,11 @@ func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 	}
 	if delta := isJoin(m.Membership) - isJoin(old); delta != 0 {
 		// A room without a summary yet gets its count when it gets one.
-		if _, err := tx.q.ExecContext(ctx, `UPDATE room_summaries SET joined_members = joined_members + $1 WHERE room_id = $2`, delta, m.RoomID); err != nil {
+		if err := tx.execLater(ctx, nil, `UPDATE room_summaries SET joined_members = joined_members + $1 WHERE room_id = $2`, delta, m.RoomID); err != nil {
 			return err
 		}
 	}
-	_, err = tx.q.ExecContext(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
+	err = tx.execLater(ctx, nil, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
 		VALUES ($1, $2, $3, $4, $5, FALSE, $6)
 		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
 			joined_pos = `+keepJoinedPos,

@@ -159,6 +159,36 @@ func (s *Store) Close() error {
 	return err
 }
 
+// Backend is a PostgreSQL server process working on this store's
+// database: a connection's ("client backend") or another (autovacuum).
+type Backend struct {
+	PID  int
+	Type string
+}
+
+// Backends lists the PostgreSQL processes working on this store's
+// database (none on SQLite), so that a benchmark can count the database's
+// CPU as the server's.
+func (s *Store) Backends(ctx context.Context) ([]Backend, error) {
+	if s.Engine != Postgres {
+		return nil, nil
+	}
+	rows, err := s.reader().QueryContext(ctx, `SELECT pid, COALESCE(backend_type, '') FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Backend
+	for rows.Next() {
+		var b Backend
+		if err := rows.Scan(&b.PID, &b.Type); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 // querier is what both *sql.DB and *sql.Tx offer.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -230,25 +232,35 @@ func TestStateGroups(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()
 		var g int64
-		var chain int
+		var at ChainPos
 		var groups []int64
+		states := map[int64]StateMap{}
 		full := StateMap{}
-		// Build more groups than maxChain so that the chain is cut.
-		for i := range maxChain * 2 {
+		// Enough changes of 40 keys for snapshots and carries of every
+		// size up to 64.
+		for i := range 200 {
 			k := StateKey{"m.room.member", "@u" + strconv.Itoa(i%40) + ":x"}
 			full[k] = "$e" + strconv.Itoa(i)
 			err := s.InTx(ctx, func(tx *Tx) error {
 				var err error
-				g, chain, err = tx.NewStateGroup(ctx, "!r:x", g, chain, StateMap{k: full[k]}, full)
+				g, at, err = tx.NewStateGroup(ctx, "!r:x", g, at, StateMap{k: full[k]}, len(full), func() StateMap { return maps.Clone(full) })
 				return err
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			groups = append(groups, g)
+			states[g] = maps.Clone(full)
 		}
-		// Many groups at once answer as each alone, overwritten keys and
-		// absent ones included.
+		// Every group reads back as its state, whole or by key; many groups
+		// at once answer as each alone, overwritten keys and absent ones
+		// included.
+		for _, grp := range groups {
+			got, err := s.StateGroup(ctx, grp)
+			if err != nil || !maps.Equal(got, states[grp]) {
+				t.Fatalf("group %d: %d entries, want %d (%v)", grp, len(got), len(states[grp]), err)
+			}
+		}
 		for _, u := range []string{"@u0:x", "@u7:x", "@u39:x", "@nobody:x"} {
 			k := StateKey{"m.room.member", u}
 			many, err := s.StateGroupEntries(ctx, groups, k)
@@ -257,26 +269,79 @@ func TestStateGroups(t *testing.T) {
 			}
 			for _, grp := range groups {
 				one, err := s.StateGroupEntry(ctx, grp, k)
-				if err != nil || many[grp] != one {
-					t.Fatalf("group %d %s: %q, alone %q %v", grp, u, many[grp], one, err)
+				if err != nil || many[grp] != one || one != states[grp][k] {
+					t.Fatalf("group %d %s: %q, alone %q, want %q %v", grp, u, many[grp], one, states[grp][k], err)
 				}
 			}
 		}
-		got, err := s.StateGroup(ctx, g)
+		ev, err := s.StateGroupEntry(ctx, g, StateKey{"m.room.member", "@u0:x"})
+		if err != nil || ev != "$e160" {
+			t.Fatalf("entry %q %v", ev, err)
+		}
+		if got, err := s.StateGroupChain(ctx, g); err != nil || got != at {
+			t.Fatalf("chain position %+v, want %+v (%v)", got, at, err)
+		}
+	})
+}
+
+// TestStateChainsStayShort checks the cost of state groups as a room
+// grows to 2,000 members one join at a time: few rows written per join
+// (not a snapshot of the room every few joins), few groups walked per
+// lookup, and a whole state read back from at most twice its size.
+func TestStateChainsStayShort(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		full := StateMap{{"m.room.create", ""}: "$create"}
+		var g int64
+		var at ChainPos
+		err := s.InTx(ctx, func(tx *Tx) error {
+			for i := range 2000 {
+				k := StateKey{"m.room.member", "@u" + strconv.Itoa(i) + ":x"}
+				full[k] = "$join" + strconv.Itoa(i)
+				var err error
+				if g, at, err = tx.NewStateGroup(ctx, "!big:x", g, at, StateMap{k: full[k]}, len(full), func() StateMap { return maps.Clone(full) }); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != len(full) {
-			t.Fatalf("got %d entries want %d", len(got), len(full))
+		var rows, groups, longest int
+		q := `SELECT COUNT(*) FROM state_group_entries`
+		if err := s.reader().QueryRowContext(ctx, q).Scan(&rows); err != nil {
+			t.Fatal(err)
 		}
-		for k, v := range full {
-			if got[k] != v {
-				t.Fatalf("%v: %q want %q", k, got[k], v)
+		// Each group's chain: how many groups a lookup walks.
+		for gid := range s.Streams.StateGroups.Current() + 1 {
+			var hops int
+			err := s.reader().QueryRowContext(ctx, `WITH RECURSIVE chain (group_id, prev_group) AS (
+				SELECT group_id, prev_group FROM state_groups WHERE group_id = $1
+				UNION ALL SELECT g.group_id, g.prev_group FROM state_groups g JOIN chain c ON g.group_id = c.prev_group)
+				SELECT COUNT(*) FROM chain`, gid).Scan(&hops)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hops > 0 {
+				groups++
+				longest = max(longest, hops)
 			}
 		}
-		ev, err := s.StateGroupEntry(ctx, g, StateKey{"m.room.member", "@u0:x"})
-		if err != nil || ev != "$e40" {
-			t.Fatalf("entry %q %v", ev, err)
+		t.Logf("%d entry rows for %d groups, lookups walk up to %d groups, %d rows along the last chain", rows, groups, longest, at.Rows)
+		// A snapshot every 33 joins wrote about 61,000 rows here.
+		if perJoin := float64(rows) / float64(groups); perJoin > 16 {
+			t.Errorf("%d entry rows for %d groups: %.1f per join", rows, groups, perJoin)
+		}
+		if longest > 17 {
+			t.Errorf("a lookup walks up to %d groups", longest)
+		}
+		if at.Rows > len(full) {
+			t.Errorf("%d rows along the chain of a state of %d", at.Rows, len(full))
+		}
+		got, err := s.StateGroup(ctx, g)
+		if err != nil || !maps.Equal(got, full) {
+			t.Fatalf("state of %d entries, want %d (%v)", len(got), len(full), err)
 		}
 	})
 }
@@ -317,4 +382,51 @@ func TestStateEntryPlans(t *testing.T) {
 			t.Fatalf("searched by key %v, want %v:\n%s", searched, tc.searched, joined)
 		}
 	}
+}
+
+// TestJoinedCountFollowsMemberships checks the joined member count that
+// SetMembership keeps in step in the database (no answer read first): a
+// profile change (join after join) and a leave after a leave move it not,
+// and every transaction's reads see the writes before them.
+func TestJoinedCountFollowsMemberships(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		const room = "!count:x"
+		steps := []struct {
+			user, membership string
+			want             int64
+		}{
+			{"@a:x", "join", 1}, {"@b:x", "join", 2}, {"@a:x", "join", 2}, {"@c:x", "invite", 2},
+			{"@a:x", "leave", 1}, {"@a:x", "leave", 1}, {"@c:x", "join", 2}, {"@b:x", "ban", 1}, {"@a:x", "join", 2},
+		}
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.CreateRoom(ctx, Room{RoomID: room, Version: "12", Creator: "@a:x"}); err != nil {
+				return err
+			}
+			return tx.SetSummaryJoined(ctx, room, 0)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range steps {
+			var n, counted int64
+			err := s.InTx(ctx, func(tx *Tx) error {
+				if err := tx.SetMembership(ctx, Membership{RoomID: room, UserID: st.user, Membership: st.membership, EventID: fmt.Sprint("$m", i), Pos: int64(i + 1)}); err != nil {
+					return err
+				}
+				if err := tx.q.QueryRowContext(ctx, `SELECT joined_members FROM room_summaries WHERE room_id = $1`, room).Scan(&n); err != nil {
+					return err
+				}
+				var err error
+				counted, err = tx.CountJoined(ctx, room)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != st.want || counted != st.want {
+				t.Fatalf("after %s %s: count %d, counted %d, want %d", st.user, st.membership, n, counted, st.want)
+			}
+		}
+	})
 }

@@ -1,6 +1,8 @@
 package sync
 
 import (
+	"maps"
+	"slices"
 	gosync "sync"
 
 	"luxchat/internal/store"
@@ -123,11 +125,33 @@ func (n *Notifier) wakeLocked(u string) {
 	}
 }
 
-// RoomEvent implements rooms.Notifier.
-func (n *Notifier) RoomEvent(roomID string, users []string, pos int64) {
+// RoomEvent implements rooms.Notifier. It looks through whichever is
+// smaller, the room's members or the users waiting: an event in a room of
+// 10,000 with 50 of them long-polling costs 50 lookups.
+func (n *Notifier) RoomEvent(roomID string, joined map[string]struct{}, others []string, pos int64) {
 	if n.events == nil {
-		n.Wake(users...)
+		n.Wake(append(slices.Collect(maps.Keys(joined)), others...)...)
 		return
 	}
-	n.WakeAt(n.events, pos, users...)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.events.Current() < pos {
+		users := append(slices.Collect(maps.Keys(joined)), others...)
+		n.deferred = append(n.deferred, deferredWake{n.events, pos, users})
+		return
+	}
+	if len(n.users) < len(joined) {
+		for u := range n.users {
+			if _, ok := joined[u]; ok {
+				n.wakeLocked(u)
+			}
+		}
+	} else {
+		for u := range joined {
+			n.wakeLocked(u)
+		}
+	}
+	for _, u := range others {
+		n.wakeLocked(u)
+	}
 }

@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,7 +75,7 @@ func TestNotifierDefersHiddenRoomEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := n.Chan("@a:x")
-	n.RoomEvent("!r:x", []string{"@a:x"}, pos)
+	n.RoomEvent("!r:x", map[string]struct{}{"@a:x": {}}, nil, pos)
 	select {
 	case <-ch:
 		t.Fatal("woken before the event is visible")
@@ -102,5 +103,41 @@ func TestNotifierWake(t *testing.T) {
 	case <-ch:
 	case <-time.After(time.Second):
 		t.Fatal("not woken")
+	}
+}
+
+// A room event wakes the waiting members of the room and the users it
+// names besides, nobody else, whichever side is smaller: the members or
+// the users waiting.
+func TestNotifierRoomEventWakesMembers(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, members := range []int{2, 1000} {
+		n := NewNotifier(st.Streams.Sync()...)
+		joined := map[string]struct{}{}
+		for i := range members {
+			joined[fmt.Sprintf("@m%d:x", i)] = struct{}{}
+		}
+		waiting := map[string]<-chan struct{}{}
+		for _, u := range []string{"@m0:x", "@m1:x", "@left:x", "@stranger:x", "@other1:x", "@other2:x", "@other3:x"} {
+			waiting[u] = n.Chan(u)
+		}
+		n.RoomEvent("!r:x", joined, []string{"@left:x"}, st.Streams.Events.Current())
+		for u, ch := range waiting {
+			want := u == "@m0:x" || u == "@m1:x" || u == "@left:x"
+			select {
+			case <-ch:
+				if !want {
+					t.Fatalf("%d members: %s woken", members, u)
+				}
+			default:
+				if want {
+					t.Fatalf("%d members: %s not woken", members, u)
+				}
+			}
+		}
 	}
 }
