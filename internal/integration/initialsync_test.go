@@ -66,7 +66,7 @@ func TestInitialSyncManyRoomsVisibility(t *testing.T) {
 			}
 		}
 		check("cached")
-		s = s.Restart(t)
+		s.Restart(t) // the clients keep their address
 		check("after a restart")
 	})
 }
