@@ -32,7 +32,6 @@ func bigRoomMembers() int {
 	return 2000
 }
 
-// seedAccounts creates n accounts through the store (no password hashing).
 // bigRoomServer starts the server of a big-room benchmark: on SQLite, or
 // on PostgreSQL when LUXCHAT_BENCH_ENGINE=postgres.
 func bigRoomServer(b *testing.B) *ts.Server {
@@ -102,27 +101,7 @@ func reportCPU(b *testing.B, s *ts.Server, start cpuSample) {
 	b.ReportMetric(float64(bg.Microseconds())/1000/float64(b.N), "pg-bg-cpu-ms/op")
 }
 
-// profileMeasured writes a CPU profile of the measured part alone (not
-// the setup, which -cpuprofile would include) to LUXCHAT_BENCH_CPUPROFILE
-// when set; the returned function stops it.
-func profileMeasured(b *testing.B) func() {
-	path := os.Getenv("LUXCHAT_BENCH_CPUPROFILE")
-	if path == "" || b.N == 1 {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}
-}
-
+// seedAccounts creates n accounts through the store (no password hashing).
 func seedAccounts(b *testing.B, s *ts.Server, prefix string, n int) []string {
 	ids := make([]string, n)
 	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
@@ -166,7 +145,7 @@ func BenchmarkJoinBigRoom(b *testing.B) {
 	extra := seedAccounts(b, s, "x", b.N)
 	b.ResetTimer()
 	cpu := serverCPU(b, s)
-	stop := profileMeasured(b)
+	stop := profileTimed(b)
 	joinAll(b, s, room, extra)
 	stop()
 	reportCPU(b, s, cpu)
