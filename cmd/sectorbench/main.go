@@ -229,7 +229,16 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 		return nil, fmt.Errorf("-scale %g: %w", o.scale, err)
 	}
 	elog("setup: %d accounts, rooms of %d/%d/%d, %d DMs, %d groups, %d online", p.users, p.bigSizes[0], p.bigSizes[1], p.bigSizes[2], p.dms, p.groups, p.pollers)
+	var analyzed <-chan struct{}
+	setupDone := make(chan struct{})
+	if engine == "postgres" {
+		analyzed = analyzeWhile(database, 20*time.Second, setupDone, elog)
+	}
 	sec, err := setup(ctx, cfg, p, o.setupBudget, o.cpuProfile, elog)
+	close(setupDone)
+	if analyzed != nil {
+		<-analyzed
+	}
 	if err != nil {
 		return nil, err
 	}
