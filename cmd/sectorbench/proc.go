@@ -49,8 +49,12 @@ type serverProc struct {
 	done chan error
 }
 
+// startWait bounds a start of the server under test.
+const startWait = 15 * time.Minute
+
 // startServer runs `luxchat serve` on cfgPath and waits until /health
-// answers (a start over a fresh sector fills the user directory first).
+// answers (a start over a fresh sector fills the user directory first:
+// on PostgreSQL, 40,000 accounts take minutes, a few round trips each).
 func startServer(bin, cfgPath, addr, logPath string) (*serverProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -64,7 +68,7 @@ func startServer(bin, cfgPath, addr, logPath string) (*serverProc, error) {
 	}
 	p := &serverProc{cmd: cmd, base: "http://" + addr, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(startWait)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-p.done:
@@ -80,7 +84,7 @@ func startServer(bin, cfgPath, addr, logPath string) (*serverProc, error) {
 		}
 	}
 	p.stop()
-	return nil, errors.New("luxchat did not answer /health within 5 minutes")
+	return nil, fmt.Errorf("luxchat did not answer /health within %s", startWait)
 }
 
 // stop asks for a graceful shutdown and waits for it.
