@@ -332,6 +332,11 @@ func (s *Service) PrefetchVisibility(ctx context.Context, ms []store.Membership,
 			}
 			seen[g] = true
 			for i, t := range tuples {
+				if i == 0 {
+					if _, ok := s.visibility.get(groupKey(g)); ok {
+						continue // its visibility is known already (visibilityAt)
+					}
+				}
 				if _, ok := s.entries.get(entryKey(g, t)); !ok {
 					groups[i] = append(groups[i], g)
 				}

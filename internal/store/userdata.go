@@ -175,7 +175,8 @@ func (s *Store) TouchPresence(ctx context.Context, touches map[string]int64) err
 	}
 	return s.InTx(ctx, func(tx *Tx) error {
 		for userID, ts := range touches {
-			if _, err := tx.q.ExecContext(ctx, `UPDATE presence SET last_active_ts = $1 WHERE user_id = $2 AND last_active_ts < $1`, ts, userID); err != nil {
+			// One pipeline on PostgreSQL, not a round trip per user.
+			if err := tx.execLater(ctx, nil, `UPDATE presence SET last_active_ts = $1 WHERE user_id = $2 AND last_active_ts < $1`, ts, userID); err != nil {
 				return err
 			}
 		}
