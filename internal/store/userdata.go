@@ -244,12 +244,18 @@ func (s *Store) GetPresence(ctx context.Context, userID string) (*Presence, erro
 // share a joined room with userID (and userID itself).
 func (s *Store) PresenceSince(ctx context.Context, userID string, from, to int64) ([]Presence, error) {
 	// Driven by the changes in the range (few: the stream moves only when
-	// a state changes), each checked against the rooms of its user, not
-	// by listing everyone the reader shares a room with.
+	// a state changes), each checked against the rooms of its user (an
+	// index probe of the reader's membership per room), not by listing
+	// everyone the reader shares a room with. "LIMIT 1 OFFSET 0" keeps
+	// PostgreSQL from turning the EXISTS into a hash of all the reader's
+	// co-members, which for a member of a 10,000-member room read 10,000
+	// rows per sync (an OFFSET stops that rewrite; SQLite runs the EXISTS
+	// per row anyway and wants a LIMIT before an OFFSET).
 	rows, err := s.reader().QueryContext(ctx, `SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos FROM presence p
 		WHERE p.stream_pos > $1 AND p.stream_pos <= $2 AND (p.user_id = $3 OR EXISTS (
-			SELECT 1 FROM room_members o JOIN room_members m ON m.room_id = o.room_id AND m.user_id = $4 AND m.membership = 'join'
-			WHERE o.user_id = p.user_id AND o.membership = 'join'))
+			SELECT 1 FROM room_members o WHERE o.user_id = p.user_id AND o.membership = 'join'
+				AND EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = o.room_id AND m.user_id = $4 AND m.membership = 'join')
+			LIMIT 1 OFFSET 0))
 		ORDER BY p.stream_pos`, from, to, userID, userID)
 	if err != nil {
 		return nil, err
