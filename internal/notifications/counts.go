@@ -91,9 +91,11 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 	}
 	c := s.counts
 	gen := c.gen.Load()
-	ranges := make([]store.CountRange, 0, len(roomIDs))
-	bases := make(map[string]*countEntry, len(roomIDs))
-	readVers := make(map[string]uint64, len(roomIDs))
+	// Made only when some room must be counted in the database: a woken
+	// sync's room is usually brought up to date from its log.
+	var ranges []store.CountRange
+	var bases map[string]*countEntry
+	var readVers map[string]uint64
 	var out []store.ThreadCount
 	c.mu.Lock()
 	for _, room := range roomIDs {
@@ -104,6 +106,11 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 				out = append(out, ne.threads...)
 				continue
 			}
+		}
+		if ranges == nil {
+			ranges = make([]store.CountRange, 0, len(roomIDs))
+			bases = make(map[string]*countEntry, len(roomIDs))
+			readVers = make(map[string]uint64, len(roomIDs))
 		}
 		r := store.CountRange{RoomID: room}
 		if e != nil && e.asOf <= upTo {
