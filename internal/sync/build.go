@@ -287,10 +287,10 @@ func (s *Service) deviceData(ctx context.Context, req Request, since *streamtoke
 		return err
 	}
 	if resp.OTKCounts == nil {
-		resp.OTKCounts = map[string]int{}
+		resp.OTKCounts = noKeyCounts
 	}
 	if resp.FallbackKeyTypes == nil {
-		resp.FallbackKeyTypes = []string{}
+		resp.FallbackKeyTypes = noFallbackKeys
 	}
 	return nil
 }
