@@ -40,8 +40,8 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	}
 	req.ignored = ignored
 	rr := &RoomsResp{}
-	var joinedIDs []string
-	var joins []store.Membership
+	joinedIDs := make([]string, 0, len(memberships))
+	joins := make([]store.Membership, 0, len(memberships))
 	for _, m := range memberships {
 		if !roomFilter.AllowsRoom(m.RoomID) {
 			continue
