@@ -18,12 +18,20 @@ func (s *Service) ToDevice(ctx context.Context, userID, deviceID string, from, t
 	if err := s.ack(ctx, userID, deviceID, from); err != nil {
 		return nil, 0, err
 	}
+	// An initial sync (from 0) that finds nothing learns that nothing
+	// waits: the device's next syncs need not look in the database.
 	if to <= from {
+		if from == 0 {
+			s.acks.storeIfAbsent(deviceKey{userID, deviceID}, 0)
+		}
 		return nil, to, nil
 	}
 	msgs, err := s.store.ToDeviceMessages(ctx, userID, deviceID, from, to, limit+1)
 	if err != nil {
 		return nil, 0, err
+	}
+	if len(msgs) == 0 && from == 0 {
+		s.acks.storeIfAbsent(deviceKey{userID, deviceID}, 0)
 	}
 	last := to
 	if len(msgs) > limit {

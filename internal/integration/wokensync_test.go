@@ -25,6 +25,7 @@ func TestWokenSyncTouchesNoDatabase(t *testing.T) {
 		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 		fill(room)
 		bob.Join(room)
+		other := alice.CreateRoom(map[string]any{"preset": "public_chat"}) // bob is not in it
 		const filterJSON = `{"room":{"state":{"lazy_load_members":true},"timeline":{"limit":20}},"presence":{"not_types":["*"]}}`
 		var first struct {
 			NextBatch string `json:"next_batch"`
@@ -35,8 +36,7 @@ func TestWokenSyncTouchesNoDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 		req := lxsync.Request{UserID: bob.UserID, DeviceID: bob.DeviceID, Filter: f, Since: first.NextBatch}
-		// woken syncs after a message; the first may fill caches (the
-		// device's to-device state, the room's counts).
+		// woken sends a message and makes bob's sync that it wakes.
 		woken := func(body string) (resp *lxsync.Response, statements int64) {
 			t.Helper()
 			alice.SendText(room, body)
@@ -59,7 +59,13 @@ func TestWokenSyncTouchesNoDatabase(t *testing.T) {
 			}
 			return jr.UnreadNotifications.NotificationCount
 		}
-		woken("warm up")
+		// Something happens elsewhere between bob's initial sync and the
+		// first message: his counts and his device's to-device state,
+		// learnt by the initial sync, still serve the first woken sync.
+		alice.SendText(other, "elsewhere")
+		if resp, n := woken("first"); n != 0 || unread(resp) != 1 {
+			t.Fatalf("first woken sync: %d statements, %d unread (want 0, 1)", n, unread(resp))
+		}
 		for i, want := range []int64{2, 3} {
 			resp, n := woken("message " + string(rune('a'+i)))
 			if n != 0 {
