@@ -405,6 +405,7 @@ func (b *bench) phaseMessage(ctx context.Context) error {
 		pollers[i] = i
 	}
 	var sends []time.Duration
+	b.logf("sending %d messages into the all-staff room, one every %s", b.opts.messages, b.opts.interval)
 	s0 := b.m.sample()
 	for i := range b.opts.messages {
 		n := b.tr.expect("big", pollers)

@@ -56,13 +56,14 @@ func (c *countCache) invalidate(userID, deviceID string) {
 }
 
 // KeyCounts returns device_one_time_keys_count and
-// device_unused_fallback_key_types for a device.
+// device_unused_fallback_key_types for a device. Every sync asks: cached
+// answers are shared, never copied, and callers must not change them.
 func (s *Service) KeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, []string, error) {
 	key := userID + "\x00" + deviceID
 	s.counts.mu.Lock()
 	e := s.counts.entry(key)
 	if e.valid {
-		counts, fallback := maps.Clone(e.counts), slices.Clone(e.fallback)
+		counts, fallback := e.counts, e.fallback
 		s.counts.mu.Unlock()
 		return counts, fallback, nil
 	}

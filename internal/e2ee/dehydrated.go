@@ -119,7 +119,7 @@ func (s *Service) PutDehydratedDevice(ctx context.Context, userID string, req De
 		return "", err
 	}
 	if replaced != "" {
-		s.acks.Delete(userID + "\x00" + replaced)
+		s.acks.forget(deviceKey{userID, replaced})
 		s.counts.invalidate(userID, replaced)
 	}
 	s.counts.invalidate(userID, deviceID)
@@ -166,7 +166,7 @@ func (s *Service) DeleteDehydratedDevice(ctx context.Context, userID string) (st
 	if err != nil {
 		return "", err
 	}
-	s.acks.Delete(userID + "\x00" + deviceID)
+	s.acks.forget(deviceKey{userID, deviceID})
 	s.counts.invalidate(userID, deviceID)
 	s.wakeRoommates(ctx, userID)
 	return deviceID, nil

@@ -18,12 +18,20 @@ func (s *Service) ToDevice(ctx context.Context, userID, deviceID string, from, t
 	if err := s.ack(ctx, userID, deviceID, from); err != nil {
 		return nil, 0, err
 	}
+	// An initial sync (from 0) that finds nothing learns that nothing
+	// waits: the device's next syncs need not look in the database.
 	if to <= from {
+		if from == 0 {
+			s.acks.storeIfAbsent(deviceKey{userID, deviceID}, 0)
+		}
 		return nil, to, nil
 	}
 	msgs, err := s.store.ToDeviceMessages(ctx, userID, deviceID, from, to, limit+1)
 	if err != nil {
 		return nil, 0, err
+	}
+	if len(msgs) == 0 && from == 0 {
+		s.acks.storeIfAbsent(deviceKey{userID, deviceID}, 0)
 	}
 	last := to
 	if len(msgs) > limit {
@@ -37,7 +45,7 @@ func (s *Service) ToDevice(ctx context.Context, userID, deviceID string, from, t
 	for i, m := range msgs {
 		out[i] = toDeviceEvent(m.Sender, m.Type, m.Content)
 	}
-	s.acks.Store(userID+"\x00"+deviceID, msgs[len(msgs)-1].Pos)
+	s.acks.store(deviceKey{userID, deviceID}, msgs[len(msgs)-1].Pos)
 	return out, last, nil
 }
 
@@ -46,9 +54,9 @@ func (s *Service) ack(ctx context.Context, userID, deviceID string, pos int64) e
 	if pos <= 0 {
 		return nil
 	}
-	key := userID + "\x00" + deviceID
-	v, known := s.acks.Load(key)
-	if known && v.(int64) == 0 {
+	key := deviceKey{userID, deviceID}
+	v, known := s.acks.load(key)
+	if known && v == 0 {
 		return nil // nothing delivered and waiting
 	}
 	if !known {
@@ -58,7 +66,7 @@ func (s *Service) ack(ctx context.Context, userID, deviceID string, pos int64) e
 			return err
 		}
 		if !has {
-			s.acks.LoadOrStore(key, int64(0))
+			s.acks.storeIfAbsent(key, 0)
 			return nil
 		}
 	}
@@ -69,9 +77,9 @@ func (s *Service) ack(ctx context.Context, userID, deviceID string, pos int64) e
 	// a concurrent sync, or one after pos (an older token), stays
 	// remembered.
 	if !known {
-		s.acks.LoadOrStore(key, int64(0))
-	} else if v.(int64) <= pos {
-		s.acks.CompareAndSwap(key, v, int64(0))
+		s.acks.storeIfAbsent(key, 0)
+	} else if v <= pos {
+		s.acks.clearIf(key, v)
 	}
 	return nil
 }

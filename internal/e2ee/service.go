@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	gosync "sync"
 	"sync/atomic"
 	"time"
 
@@ -26,11 +25,7 @@ type Service struct {
 	serverName id.ServerName
 	log        *slog.Logger
 
-	// acks remembers, per "user\x00device", the newest to-device position
-	// delivered by a sync and not deleted yet, so that a sync only writes
-	// when it acknowledges something. A device missing from the map is
-	// checked in the database once.
-	acks gosync.Map
+	acks ackTable // to-device positions delivered and not deleted yet
 
 	counts countCache // one-time key counts per device (see countCache)
 
@@ -134,7 +129,7 @@ func (s *Service) DevicesDeleted(ctx context.Context, userID string, deviceIDs [
 				return err
 			}
 			announce = announce || had
-			s.acks.Delete(userID + "\x00" + d)
+			s.acks.forget(deviceKey{userID, d})
 			tx.OnCommit(func() { s.counts.invalidate(userID, d) })
 		}
 		if dd, err := tx.GetDehydratedDevice(ctx, userID); err == nil && slices.Contains(deviceIDs, dd.DeviceID) {

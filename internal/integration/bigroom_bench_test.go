@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"luxchat/internal/filter"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
+	lxsync "luxchat/internal/sync"
 	ts "luxchat/internal/testserver"
 )
 
@@ -236,9 +238,10 @@ func seedSessions(b *testing.B, s *ts.Server, users []string) []*ts.Client {
 // BenchmarkFanoutBigRoom measures one message into a public room of
 // bigRoomMembers() members while LUXCHAT_BENCH_POLLERS (default 200) of
 // them long-poll /sync over HTTP with a lazy-loading filter, until every
-// poller has it. It reports delivery percentiles.
+// poller has it. It reports delivery percentiles and the CPU per message
+// (see reportCPU; the process's includes the pollers' own client work).
 func BenchmarkFanoutBigRoom(b *testing.B) {
-	s := ts.New(b)
+	s := bigRoomServer(b)
 	alice := s.Register(b, "alice")
 	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 	members := seedAccounts(b, s, "m", bigRoomMembers())
@@ -313,6 +316,7 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 	time.Sleep(200 * time.Millisecond) // let every poller wait
 	stopProfile := profileTimed(b)
 	b.ResetTimer()
+	cpu := serverCPU(b, s)
 	for i := 0; i < b.N; i++ {
 		body := fmt.Sprint("message ", i)
 		mu.Lock()
@@ -331,6 +335,7 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	reportCPU(b, s, cpu)
 	stopProfile()
 	cancel()
 	slices.Sort(latencies)
@@ -339,6 +344,62 @@ func BenchmarkFanoutBigRoom(b *testing.B) {
 		b.ReportMetric(float64(latencies[n*99/100].Microseconds())/1000, "p99-ms")
 	}
 	wg.Wait() // each poller returns after its current poll
+}
+
+// BenchmarkWokenSync measures, in process and without HTTP, the syncs a
+// message wakes: 100 members of a public room of bigRoomMembers() members,
+// with a lazy-loading filter, each ask again with the token of their
+// previous answer after each message (the send is outside the timer), and
+// the answers are rendered. It reports allocations and the time per sync:
+// what a woken long poll costs besides net/http.
+//
+//	go test ./internal/integration -run '^$' -bench WokenSync -benchtime 5000x
+func BenchmarkWokenSync(b *testing.B) {
+	s := bigRoomServer(b)
+	alice := s.Register(b, "alice")
+	room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	members := seedAccounts(b, s, "m", bigRoomMembers())
+	joinAll(b, s, room, members)
+	const readers = 100
+	clients := seedSessions(b, s, members[:readers])
+	f, err := filter.Parse([]byte(`{"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true}},"presence":{"not_types":["*"]}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	reqs := make([]lxsync.Request, readers)
+	for i, c := range clients {
+		reqs[i] = lxsync.Request{UserID: c.UserID, DeviceID: c.DeviceID, Filter: f}
+		resp, err := s.Sync.Sync(ctx, reqs[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		reqs[i].Since = resp.NextBatch
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var body string
+	for i := 0; i < b.N; i++ {
+		k := i % readers
+		if k == 0 {
+			b.StopTimer()
+			body = fmt.Sprint("message ", i)
+			if _, err := s.Rooms.Send(ctx, room, rooms.Proto{Type: "m.room.message", Sender: alice.UserID, Content: json.RawMessage(`{"msgtype":"m.text","body":"` + body + `"}`)},
+				&rooms.Txn{DeviceID: alice.DeviceID, ID: body, Scope: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		resp, err := s.Sync.Sync(ctx, reqs[k])
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := resp.JSON()
+		if !strings.Contains(string(out), body) {
+			b.Fatalf("message %d not in the woken sync: %s", i, out)
+		}
+		reqs[k].Since = resp.NextBatch
+	}
 }
 
 // BenchmarkInitialSyncManyRooms measures the unfiltered initial sync of a

@@ -91,9 +91,11 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 	}
 	c := s.counts
 	gen := c.gen.Load()
-	ranges := make([]store.CountRange, 0, len(roomIDs))
-	bases := make(map[string]*countEntry, len(roomIDs))
-	readVers := make(map[string]uint64, len(roomIDs))
+	// Made only when some room must be counted in the database: a woken
+	// sync's room is usually brought up to date from its log.
+	var ranges []store.CountRange
+	var bases map[string]*countEntry
+	var readVers map[string]uint64
 	var out []store.ThreadCount
 	c.mu.Lock()
 	for _, room := range roomIDs {
@@ -104,6 +106,11 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 				out = append(out, ne.threads...)
 				continue
 			}
+		}
+		if ranges == nil {
+			ranges = make([]store.CountRange, 0, len(roomIDs))
+			bases = make(map[string]*countEntry, len(roomIDs))
+			readVers = make(map[string]uint64, len(roomIDs))
 		}
 		r := store.CountRange{RoomID: room}
 		if e != nil && e.asOf <= upTo {
@@ -175,8 +182,26 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 		}
 		for i, room := range roomIDs {
 			c.entries[[2]string{userID, room}] = entries[i]
+			c.startLog(room, upTo)
 		}
 	}
 	c.mu.Unlock()
 	return out, nil
+}
+
+// startLog gives a room that has no log an empty one that starts at upTo,
+// a position whose notifications are all counted in the database: from
+// then on the counts just taken, and those of the room's other members
+// taken later, are brought up to date from the log. Without it the first
+// message after a thousand members' initial syncs would send each of
+// their woken syncs to the database, the log starting only at that
+// message. It is sound because every event records its note before its
+// position becomes visible: with no log now, none was recorded since the
+// logs were last emptied or the room's dropped, which bump gen (the
+// caller checked it). Caller holds c.mu.
+func (c *countCache) startLog(roomID string, upTo int64) {
+	if c.logs[roomID] != nil || len(c.logs) >= maxLogRooms {
+		return
+	}
+	c.logs[roomID] = &roomLog{start: upTo}
 }

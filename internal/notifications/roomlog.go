@@ -51,6 +51,7 @@ func (c *countCache) record(roomID string, n note) {
 	if l == nil {
 		if len(c.logs) >= maxLogRooms {
 			c.logs = map[string]*roomLog{}
+			c.gen.Add(1) // counts begun before cannot start logs (startLog)
 		}
 		// Earlier notifications of the room were never logged.
 		l = &roomLog{start: n.pos - 1}

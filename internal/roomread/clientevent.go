@@ -76,9 +76,19 @@ func appendTail(out []byte, originTS int64, sender, txnID, txnDevice string, f F
 	return append(out, "}}"...)
 }
 
+// appendJSONString appends s as a JSON string. Ids, memberships and
+// transaction ids are mostly plain ASCII, copied as they are; the rest go
+// through encoding/json (which also escapes <, > and &).
 func appendJSONString(out []byte, s string) []byte {
-	b, _ := json.Marshal(s)
-	return append(out, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(out, b...)
+		}
+	}
+	out = append(out, '"')
+	out = append(out, s...)
+	return append(out, '"')
 }
 
 // RenderState renders state events for a user. Their state forms are

@@ -50,9 +50,10 @@ func (l *activeLog) add(roomID string, pos int64) {
 	}
 }
 
-// since returns the rooms with events at positions above from, and false
-// when the log does not reach back that far.
-func (l *activeLog) since(from int64) (map[string]bool, bool) {
+// since returns the rooms with events at positions above from (each
+// once, newest last), and false when the log does not reach back that far.
+// A woken sync's window usually holds one room: no map is made.
+func (l *activeLog) since(from int64) ([]string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if from < l.coveredFrom {
@@ -67,17 +68,35 @@ func (l *activeLog) since(from int64) (map[string]bool, bool) {
 		}
 		return 0
 	})
-	out := make(map[string]bool, len(l.entries)-i)
+	var out []string
 	for _, e := range l.entries[i:] {
-		out[e.roomID] = true
+		if !slices.Contains(out, e.roomID) {
+			out = append(out, e.roomID)
+		}
+		if len(out) > 64 {
+			return l.distinct(l.entries[i:]), true
+		}
 	}
 	return out, true
+}
+
+// distinct lists the rooms of many entries, each once.
+func (l *activeLog) distinct(entries []activeEntry) []string {
+	seen := make(map[string]bool, len(entries))
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !seen[e.roomID] {
+			seen[e.roomID] = true
+			out = append(out, e.roomID)
+		}
+	}
+	return out
 }
 
 // ActiveSince returns the rooms with events at positions above from, or
 // false when that is too long ago to know without looking room by room
 // (see LatestPos).
-func (s *Service) ActiveSince(from int64) (map[string]bool, bool) {
+func (s *Service) ActiveSince(from int64) ([]string, bool) {
 	return s.active.since(from)
 }
 

@@ -1,7 +1,7 @@
 package rooms
 
 import (
-	"maps"
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -25,7 +25,10 @@ func TestActiveLog(t *testing.T) {
 		if !ok {
 			t.Fatalf("since %d: unknown", from)
 		}
-		return slices.Sorted(maps.Keys(got))
+		if len(slices.Compact(slices.Sorted(slices.Values(got)))) != len(got) {
+			t.Fatalf("since %d: %v lists a room twice", from, got)
+		}
+		return slices.Sorted(slices.Values(got))
 	}
 	for from, want := range map[int64][]string{10: {"!a", "!b", "!c"}, 11: {"!a", "!b", "!c"}, 12: {"!a", "!b"}, 13: {"!a"}, 14: {}} {
 		if got := rooms(from); !slices.Equal(got, want) {
@@ -45,5 +48,12 @@ func TestActiveLog(t *testing.T) {
 	}
 	if len(l.entries) >= 2*activeLogSize {
 		t.Fatalf("log grew to %d entries", len(l.entries))
+	}
+	// Many rooms in a window (more than a woken sync's few).
+	for i := range 100 {
+		l.add(fmt.Sprint("!many", i%70), last+1+int64(i))
+	}
+	if got := rooms(last); len(got) != 70 {
+		t.Fatalf("window of 100 events in 70 rooms: %d rooms", len(got))
 	}
 }

@@ -58,6 +58,7 @@ func (c *stmtCache) close() {
 type cachedDB struct{ c *stmtCache }
 
 func (q cachedDB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	countStatement(ctx)
 	st, err := q.c.get(ctx, query)
 	if err != nil {
 		return nil, err
@@ -66,6 +67,7 @@ func (q cachedDB) ExecContext(ctx context.Context, query string, args ...any) (s
 }
 
 func (q cachedDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	countStatement(ctx)
 	st, err := q.c.get(ctx, query)
 	if err != nil {
 		return nil, err
@@ -74,6 +76,7 @@ func (q cachedDB) QueryContext(ctx context.Context, query string, args ...any) (
 }
 
 func (q cachedDB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	countStatement(ctx)
 	st, err := q.c.get(ctx, query)
 	if err != nil {
 		// Let the error surface through Scan, as database/sql does.
@@ -111,6 +114,7 @@ func (q cachedTx) prepareMissing(ctx context.Context) {
 }
 
 func (q cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	countStatement(ctx)
 	if st := q.cached(query); st != nil {
 		return q.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -118,6 +122,7 @@ func (q cachedTx) ExecContext(ctx context.Context, query string, args ...any) (s
 }
 
 func (q cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	countStatement(ctx)
 	if st := q.cached(query); st != nil {
 		return q.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
@@ -125,6 +130,7 @@ func (q cachedTx) QueryContext(ctx context.Context, query string, args ...any) (
 }
 
 func (q cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	countStatement(ctx)
 	if st := q.cached(query); st != nil {
 		return q.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}

@@ -40,8 +40,8 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	}
 	req.ignored = ignored
 	rr := &RoomsResp{}
-	var joinedIDs []string
-	var joins []store.Membership
+	joinedIDs := make([]string, 0, len(memberships))
+	joins := make([]store.Membership, 0, len(memberships))
 	for _, m := range memberships {
 		if !roomFilter.AllowsRoom(m.RoomID) {
 			continue
@@ -287,10 +287,10 @@ func (s *Service) deviceData(ctx context.Context, req Request, since *streamtoke
 		return err
 	}
 	if resp.OTKCounts == nil {
-		resp.OTKCounts = map[string]int{}
+		resp.OTKCounts = noKeyCounts
 	}
 	if resp.FallbackKeyTypes == nil {
-		resp.FallbackKeyTypes = []string{}
+		resp.FallbackKeyTypes = noFallbackKeys
 	}
 	return nil
 }
@@ -703,16 +703,24 @@ func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Me
 	// Idle rooms are skipped without a goroutine or a query. An
 	// incremental sync mostly learns the rooms with news in its window at
 	// once, instead of asking after each of the user's rooms.
-	var active map[string]bool
+	var active []string
 	known := false
 	if since != nil {
 		active, known = s.rooms.ActiveSince(from.Events)
+	}
+	isActive := func(roomID string) bool { return slices.Contains(active, roomID) }
+	if len(active) > 16 {
+		set := make(map[string]bool, len(active))
+		for _, id := range active {
+			set[id] = true
+		}
+		isActive = func(roomID string) bool { return set[roomID] }
 	}
 	var busy []int
 	for i, m := range joins {
 		if !s.isFresh(req, m, since, from, cur) {
 			if known {
-				if !active[m.RoomID] {
+				if !isActive(m.RoomID) {
 					continue
 				}
 			} else if latest := s.rooms.LatestPos(m.RoomID); latest >= 0 && latest <= from.Events {

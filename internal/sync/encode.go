@@ -76,12 +76,26 @@ func (r *Response) JSON() []byte {
 		w.value(r.DeviceLists)
 	}
 	if r.OTKCounts != nil {
-		w.raw(`,"device_one_time_keys_count":`)
-		w.value(r.OTKCounts)
+		w.raw(`,"device_one_time_keys_count":{`)
+		for i, k := range sortedKeys(r.OTKCounts) {
+			if i > 0 {
+				w.raw(",")
+			}
+			w.str(k)
+			w.raw(":")
+			w.buf = strconv.AppendInt(w.buf, int64(r.OTKCounts[k]), 10)
+		}
+		w.raw("}")
 	}
 	if r.FallbackKeyTypes != nil {
-		w.raw(`,"device_unused_fallback_key_types":`)
-		w.value(r.FallbackKeyTypes)
+		w.raw(`,"device_unused_fallback_key_types":[`)
+		for i, k := range r.FallbackKeyTypes {
+			if i > 0 {
+				w.raw(",")
+			}
+			w.str(k)
+		}
+		w.raw("]")
 	}
 	w.raw("}")
 	return w.buf

@@ -30,8 +30,8 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 		Presence:         &Events{[]json.RawMessage{}},
 		ToDevice:         &Events{[]json.RawMessage{ev}},
 		DeviceLists:      &DeviceLists{Changed: []string{"@a:x"}},
-		OTKCounts:        map[string]int{"signed_curve25519": 3},
-		FallbackKeyTypes: []string{"signed_curve25519"},
+		OTKCounts:        map[string]int{"signed_curve25519": 3, "curve25519": 0, "x\"é": 1},
+		FallbackKeyTypes: []string{"signed_curve25519", "x<"},
 	}
 	std, err := json.Marshal(r)
 	if err != nil {

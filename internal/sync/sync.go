@@ -51,7 +51,8 @@ type Service struct {
 	typing   *Typing
 	log      *slog.Logger
 
-	presenceSeen gosync.Map // presenceKey → when that presence was last stored (time.Time)
+	seenMu       gosync.Mutex
+	presenceSeen map[presenceKey]time.Time // when that presence was last stored; every sync reads it
 	touchMu      gosync.Mutex
 	touches      map[string]int64 // user → last active (ms) not stored yet, see FlushPresence
 
@@ -84,7 +85,7 @@ type Hooks struct {
 
 // New returns the sync service.
 func New(st *store.Store, rs *rooms.Service, read *roomread.Service, n *Notifier, t *Typing, log *slog.Logger, hooks Hooks) *Service {
-	return &Service{store: st, rooms: rs, read: read, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{}), touches: map[string]int64{}}
+	return &Service{store: st, rooms: rs, read: read, notifier: n, typing: t, log: log, hooks: hooks, closing: make(chan struct{}), touches: map[string]int64{}, presenceSeen: map[presenceKey]time.Time{}}
 }
 
 // Request is a /sync call.
@@ -203,6 +204,13 @@ func (s *Service) current() streamtoken.Token {
 	}
 }
 
+// noKeyCounts and noFallbackKeys are sent (empty, never changed) to
+// devices without keys: clients expect both in every response.
+var (
+	noKeyCounts    = map[string]int{}
+	noFallbackKeys = []string{}
+)
+
 // Sync answers a /sync call, long-polling up to req.Timeout for news.
 func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	var since *streamtoken.Token
@@ -304,10 +312,10 @@ func (s *Service) unchanged(ctx context.Context, req Request, cur streamtoken.To
 		return nil, err
 	}
 	if resp.OTKCounts == nil {
-		resp.OTKCounts = map[string]int{}
+		resp.OTKCounts = noKeyCounts
 	}
 	if resp.FallbackKeyTypes == nil {
-		resp.FallbackKeyTypes = []string{}
+		resp.FallbackKeyTypes = noFallbackKeys
 	}
 	return resp, nil
 }
@@ -345,8 +353,8 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	// Most syncs repeat the state they set a moment ago: answer those from
 	// memory instead of reading the presence row.
 	key := presenceKey{userID, state}
-	if last, ok := s.presenceSeen.Load(key); ok {
-		if time.Since(last.(time.Time)) >= time.Minute {
+	if last, ok := s.seen(key); ok {
+		if time.Since(last) >= time.Minute {
 			// Still in that state (a change drops the key): only the
 			// time moves.
 			s.touch(key)
@@ -362,7 +370,7 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 		msg = p.StatusMsg
 	}
 	if err == nil && p.State == state && time.Since(time.UnixMilli(p.LastActiveTS)) < time.Minute {
-		s.presenceSeen.Store(key, time.UnixMilli(p.LastActiveTS))
+		s.setSeen(key, time.UnixMilli(p.LastActiveTS))
 		return nil
 	}
 	if err == nil && p.State == state {
@@ -372,8 +380,21 @@ func (s *Service) setPresence(ctx context.Context, userID, state string) error {
 	if err := s.SetPresence(ctx, userID, state, msg); err != nil {
 		return err
 	}
-	s.presenceSeen.Store(key, time.Now())
+	s.setSeen(key, time.Now())
 	return nil
+}
+
+func (s *Service) seen(key presenceKey) (time.Time, bool) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	t, ok := s.presenceSeen[key]
+	return t, ok
+}
+
+func (s *Service) setSeen(key presenceKey, t time.Time) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	s.presenceSeen[key] = t
 }
 
 // touch notes that a user is still active in a presence state, for the
@@ -385,7 +406,7 @@ func (s *Service) touch(key presenceKey) {
 	s.touchMu.Lock()
 	s.touches[key.userID] = now.UnixMilli()
 	s.touchMu.Unlock()
-	s.presenceSeen.Store(key, now)
+	s.setSeen(key, now)
 }
 
 // FlushPresence stores the last-active times noted since the last flush,
@@ -405,9 +426,10 @@ type presenceKey struct{ userID, state string }
 
 // SetPresence stores a presence change and tells the users who share a room.
 func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql.NullString) error {
-	for _, st := range []string{"online", "unavailable"} {
-		s.presenceSeen.Delete(presenceKey{userID, st})
-	}
+	s.seenMu.Lock()
+	delete(s.presenceSeen, presenceKey{userID, "online"})
+	delete(s.presenceSeen, presenceKey{userID, "unavailable"})
+	s.seenMu.Unlock()
 	p := store.Presence{UserID: userID, State: state, StatusMsg: msg, LastActiveTS: time.Now().UnixMilli()}
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		_, err := tx.PutPresence(ctx, p)

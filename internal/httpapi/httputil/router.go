@@ -213,7 +213,8 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 		rt.writeError(w, r, errcode.MethodNotAllowed())
 		return
 	}
-	if !cleanText(r.URL.Path) || !cleanText(r.URL.RawQuery) || !cleanQuery(r) {
+	query := r.URL.Query() // parsed once: checked here, read by the handler
+	if !cleanText(r.URL.Path) || !cleanText(r.URL.RawQuery) || !cleanQuery(query) {
 		rt.writeError(w, r, errcode.InvalidParam("path and query must be UTF-8 without NUL characters"))
 		return
 	}
@@ -241,7 +242,7 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 			r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		}
 	}
-	req := &Request{Request: r, router: rt}
+	req := &Request{Request: r, router: rt, query: query}
 	if rr.auth == AuthServer {
 		origin, err := rt.verifyServer(req)
 		if err != nil {
@@ -296,6 +297,10 @@ func (rt *Router) verifyServer(req *Request) (string, error) {
 	return rt.Servers.Verify(req.Request, body)
 }
 
+// jsonContentType is every JSON answer's Content-Type value, shared (net/http
+// only reads it).
+var jsonContentType = []string{"application/json"}
+
 func writeResult(w http.ResponseWriter, out any) {
 	if stream, ok := out.(Stream); ok {
 		stream(w)
@@ -329,8 +334,9 @@ func writeResult(w http.ResponseWriter, out any) {
 			status, data = http.StatusInternalServerError, []byte(`{"errcode":"M_UNKNOWN","error":"internal server error"}`)
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(data))}
 	w.WriteHeader(status)
 	_, _ = w.Write(data)
 }
@@ -481,8 +487,8 @@ func cleanText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
-func cleanQuery(r *http.Request) bool {
-	for _, vs := range r.URL.Query() {
+func cleanQuery(query url.Values) bool {
+	for _, vs := range query {
 		for _, v := range vs {
 			if !cleanText(v) {
 				return false
