@@ -27,6 +27,10 @@ type countCache struct {
 	gen     atomic.Int64
 	logs    map[string]*roomLog  // see roomlog.go
 	reads   map[[2]string]uint64 // (user, room) → changes of its read receipts
+	// Every note above logFloor is in logs: it is the events position
+	// when the process started, then the highest note (maxNotePos) when
+	// logs starts over.
+	logFloor, maxNotePos int64
 }
 
 type countEntry struct {
@@ -39,8 +43,11 @@ type countEntry struct {
 // maxCountEntries bounds the cache; past it, it starts over.
 const maxCountEntries = 100000
 
-func newCountCache() *countCache {
-	return &countCache{entries: map[[2]string]*countEntry{}, logs: map[string]*roomLog{}, reads: map[[2]string]uint64{}}
+// newCountCache returns an empty cache for a process whose events stream
+// is at position start.
+func newCountCache(start int64) *countCache {
+	return &countCache{entries: map[[2]string]*countEntry{}, logs: map[string]*roomLog{}, reads: map[[2]string]uint64{},
+		logFloor: start, maxNotePos: start}
 }
 
 // dropRoom forgets a room's counts (after a redaction).
@@ -52,7 +59,8 @@ func (c *countCache) dropRoom(roomID string) {
 			delete(c.entries, k)
 		}
 	}
-	delete(c.logs, roomID) // the log still holds what was redacted
+	// The log still holds what was redacted: it starts again, empty.
+	c.logs[roomID] = &roomLog{start: c.maxNotePos}
 	c.mu.Unlock()
 }
 

@@ -75,7 +75,7 @@ func (s *Service) ClientBase(row *store.EventRow) []byte {
 	if b, ok := s.bases.get(row.EventID); ok {
 		return b
 	}
-	full := s.ClientJSON(row.JSON(), row.EventID, "", nil)
+	full := s.ClientJSON(row.JSONOnce(), row.EventID, "", nil)
 	base := full[:len(full)-1] // drop "}"
 	s.bases.put(row.EventID, base)
 	return base
