@@ -61,10 +61,11 @@ type viewItem struct {
 // rows and ~17 state entries each, ~12 KiB).
 const viewBytes = 16 << 20
 
-// viewRoomMax is the largest view kept: the state of a room of thousands
-// of members is read by few syncs (most lazy-load members), and would
-// push out the views of hundreds of small rooms.
-const viewRoomMax = viewBytes / 32
+// viewRoomShare is the largest view kept, as a share of the bound: the
+// state of a room of thousands of members is read by few syncs (most
+// lazy-load members), and would push out the views of hundreds of small
+// rooms.
+const viewRoomShare = 32
 
 func newRoomViews(max int) *roomViews {
 	return &roomViews{max: max, items: map[string]*list.Element{}}
@@ -101,7 +102,7 @@ func (c *roomViews) put(roomID string, v *RoomView, gen uint64) {
 		return
 	}
 	c.removeLocked(roomID)
-	if v.size > viewRoomMax {
+	if v.size > c.max/viewRoomShare {
 		return
 	}
 	c.items[roomID] = c.lru.PushFront(&viewItem{roomID: roomID, view: v})
