@@ -75,7 +75,12 @@ func (s *Service) ClientBase(row *store.EventRow) []byte {
 	if b, ok := s.bases.get(row.EventID); ok {
 		return b
 	}
-	full := s.ClientJSON(row.JSONOnce(), row.EventID, "", nil)
+	return s.makeClientBase(row, row.JSONOnce())
+}
+
+// makeClientBase makes and caches the client base of a row from its PDU.
+func (s *Service) makeClientBase(row *store.EventRow, pduJSON []byte) []byte {
+	full := s.ClientJSON(pduJSON, row.EventID, "", nil)
 	base := full[:len(full)-1] // drop "}"
 	s.bases.put(row.EventID, base)
 	return base
@@ -151,7 +156,8 @@ func (s *Service) StateClientBases(rows []*store.EventRow) (bases [][]byte, memb
 			bases[i] = full[:len(full)-1]
 			s.bases.put(row.EventID, bases[i])
 		} else if bases[i] == nil {
-			bases[i] = s.ClientBase(row)
+			// Decoded once for both the base and the membership.
+			bases[i] = s.makeClientBase(row, row.JSON())
 		}
 		if row.Type == "m.room.member" {
 			if ev != nil {
