@@ -75,12 +75,7 @@ func (s *Service) ClientBase(row *store.EventRow) []byte {
 	if b, ok := s.bases.get(row.EventID); ok {
 		return b
 	}
-	return s.makeClientBase(row, row.JSONOnce())
-}
-
-// makeClientBase makes and caches the client base of a row from its PDU.
-func (s *Service) makeClientBase(row *store.EventRow, pduJSON []byte) []byte {
-	full := s.ClientJSON(pduJSON, row.EventID, "", nil)
+	full := s.ClientJSON(row.JSONOnce(), row.EventID, "", nil)
 	base := full[:len(full)-1] // drop "}"
 	s.bases.put(row.EventID, base)
 	return base
@@ -156,14 +151,15 @@ func (s *Service) StateClientBases(rows []*store.EventRow) (bases [][]byte, memb
 			bases[i] = full[:len(full)-1]
 			s.bases.put(row.EventID, bases[i])
 		} else if bases[i] == nil {
-			// Decoded once for both the base and the membership.
-			bases[i] = s.makeClientBase(row, row.JSON())
+			bases[i] = s.ClientBase(row)
 		}
 		if row.Type == "m.room.member" {
 			if ev != nil {
 				memberships[i] = MembershipOf(ev)
 			} else {
-				memberships[i] = MembershipOf(&pdu.Event{Content: contentOf(row.JSON())})
+				// From the client form, the PDU without its hashes and
+				// signatures: decoded once, less to scan.
+				memberships[i] = MembershipOf(&pdu.Event{Content: contentOf(append(bases[i][:len(bases[i]):len(bases[i])], '}'))})
 			}
 		}
 	}
