@@ -267,13 +267,19 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 func (s *Server) housekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	lastFlush := time.Now()
+	lastFlush, lastRecheck := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			s.Sync.ExpireTyping(ctx)
+			if time.Since(lastRecheck) >= tokenRecheckEvery {
+				lastRecheck = time.Now()
+				if err := s.Accounts.RecheckTokens(ctx); err != nil && ctx.Err() == nil {
+					s.Log.Warn("access tokens: re-check", "err", err)
+				}
+			}
 			if time.Since(lastFlush) >= presenceFlushEvery {
 				lastFlush = time.Now()
 				if err := s.Sync.FlushPresence(ctx); err != nil && ctx.Err() == nil {
@@ -283,6 +289,10 @@ func (s *Server) housekeeping(ctx context.Context) {
 		}
 	}
 }
+
+// tokenRecheckEvery is how often the cached access tokens in use are
+// re-checked (see accounts.Service.RecheckTokens).
+const tokenRecheckEvery = 5 * time.Second
 
 // presenceFlushEvery is how often the online users' last-active times are
 // stored (see sync.Service.FlushPresence).
