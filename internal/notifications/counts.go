@@ -27,6 +27,10 @@ type countCache struct {
 	gen     atomic.Int64
 	logs    map[string]*roomLog  // see roomlog.go
 	reads   map[[2]string]uint64 // (user, room) → changes of its read receipts
+	// Every note above logFloor is in logs: it is the events position
+	// when the process started, then the highest note (maxNotePos) when
+	// logs starts over.
+	logFloor, maxNotePos int64
 }
 
 type countEntry struct {
@@ -39,8 +43,11 @@ type countEntry struct {
 // maxCountEntries bounds the cache; past it, it starts over.
 const maxCountEntries = 100000
 
-func newCountCache() *countCache {
-	return &countCache{entries: map[[2]string]*countEntry{}, logs: map[string]*roomLog{}, reads: map[[2]string]uint64{}}
+// newCountCache returns an empty cache for a process whose events stream
+// is at position start.
+func newCountCache(start int64) *countCache {
+	return &countCache{entries: map[[2]string]*countEntry{}, logs: map[string]*roomLog{}, reads: map[[2]string]uint64{},
+		logFloor: start, maxNotePos: start}
 }
 
 // dropRoom forgets a room's counts (after a redaction).
@@ -52,7 +59,8 @@ func (c *countCache) dropRoom(roomID string) {
 			delete(c.entries, k)
 		}
 	}
-	delete(c.logs, roomID) // the log still holds what was redacted
+	// The log still holds what was redacted: it starts again, empty.
+	c.logs[roomID] = &roomLog{start: c.maxNotePos}
 	c.mu.Unlock()
 }
 
@@ -182,26 +190,8 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 		}
 		for i, room := range roomIDs {
 			c.entries[[2]string{userID, room}] = entries[i]
-			c.startLog(room, upTo)
 		}
 	}
 	c.mu.Unlock()
 	return out, nil
-}
-
-// startLog gives a room that has no log an empty one that starts at upTo,
-// a position whose notifications are all counted in the database: from
-// then on the counts just taken, and those of the room's other members
-// taken later, are brought up to date from the log. Without it the first
-// message after a thousand members' initial syncs would send each of
-// their woken syncs to the database, the log starting only at that
-// message. It is sound because every event records its note before its
-// position becomes visible: with no log now, none was recorded since the
-// logs were last emptied or the room's dropped, which bump gen (the
-// caller checked it). Caller holds c.mu.
-func (c *countCache) startLog(roomID string, upTo int64) {
-	if c.logs[roomID] != nil || len(c.logs) >= maxLogRooms {
-		return
-	}
-	c.logs[roomID] = &roomLog{start: upTo}
 }

@@ -22,8 +22,9 @@ const (
 	maxLogRooms = 20000
 )
 
-// roomLog is a room's recent notifications, in position order. Positions
-// at or below start may be missing from it.
+// roomLog is a room's recent notifications, in position order: every
+// note of the room above start is in it. Positions at or below start may
+// be missing from it.
 type roomLog struct {
 	start int64
 	notes []note
@@ -51,12 +52,13 @@ func (c *countCache) record(roomID string, n note) {
 	if l == nil {
 		if len(c.logs) >= maxLogRooms {
 			c.logs = map[string]*roomLog{}
-			c.gen.Add(1) // counts begun before cannot start logs (startLog)
+			c.logFloor = c.maxNotePos
 		}
-		// Earlier notifications of the room were never logged.
-		l = &roomLog{start: n.pos - 1}
+		// Every note of the room above the floor comes after this one.
+		l = &roomLog{start: c.logFloor}
 		c.logs[roomID] = l
 	}
+	c.maxNotePos = max(c.maxNotePos, n.pos)
 	if len(l.notes) >= maxLogNotes {
 		drop := len(l.notes) / 2
 		l.start = l.notes[drop-1].pos
@@ -78,7 +80,12 @@ func (c *countCache) readMoved(userID, roomID string) {
 // Caller holds c.mu.
 func (c *countCache) fromLog(userID, roomID string, e *countEntry, upTo int64) (*countEntry, bool) {
 	l := c.logs[roomID]
-	if l == nil || e.asOf < l.start || e.readVer != c.reads[[2]string{userID, roomID}] {
+	if l == nil {
+		// Nothing logged: the room had no notifications above the floor
+		// (an idle room's counts need no query).
+		l = &roomLog{start: c.logFloor}
+	}
+	if e.asOf < l.start || e.readVer != c.reads[[2]string{userID, roomID}] {
 		return nil, false
 	}
 	out := &countEntry{asOf: upTo, reads: e.reads, readVer: e.readVer, threads: slices.Clone(e.threads)}

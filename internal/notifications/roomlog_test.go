@@ -1,13 +1,14 @@
 package notifications
 
 import (
+	"fmt"
 	"testing"
 
 	"luxchat/internal/store"
 )
 
 func TestCountsFromRoomLog(t *testing.T) {
-	c := newCountCache()
+	c := newCountCache(9)
 	const room, alice, bob = "!r:hs", "@alice:hs", "@bob:hs"
 	notify := func(pos int64, thread string, highlight bool) note {
 		return note{pos: pos, thread: thread, recipients: []store.StagedRecipient{{UserID: alice, Highlight: highlight}}}
@@ -66,9 +67,43 @@ func TestCountsFromRoomLog(t *testing.T) {
 	}
 	c.dropRoom(room)
 	c.mu.Lock()
-	_, ok = c.fromLog(alice, room, &countEntry{asOf: 15, readVer: c.reads[[2]string{alice, room}]}, 15)
+	_, ok = c.fromLog(alice, room, &countEntry{asOf: 14, readVer: c.reads[[2]string{alice, room}]}, 15)
 	c.mu.Unlock()
 	if ok {
 		t.Fatal("counted from a dropped log")
+	}
+}
+
+// A room with nothing logged had no notifications since the floor: a
+// count from after it stands; one from before it does not, nor one from
+// before the logs started over.
+func TestCountsOfRoomWithoutLog(t *testing.T) {
+	c := newCountCache(100)
+	const room, other, alice = "!r:hs", "!o:hs", "@alice:hs"
+	e := &countEntry{asOf: 100, threads: []store.ThreadCount{{RoomID: room, ThreadID: "main", Notify: 3}}}
+	c.mu.Lock()
+	got, ok := c.fromLog(alice, room, e, 120)
+	_, okOld := c.fromLog(alice, room, &countEntry{asOf: 99}, 120)
+	c.mu.Unlock()
+	if !ok || got.asOf != 120 || len(got.threads) != 1 || got.threads[0].Notify != 3 {
+		t.Fatalf("idle room: %+v %v", got, ok)
+	}
+	if okOld {
+		t.Fatal("counted from before the process's start")
+	}
+	// Another room's note at 130 was logged; then the logs start over.
+	c.record(other, note{pos: 130, thread: "main", recipients: []store.StagedRecipient{{UserID: alice}}})
+	c.mu.Lock()
+	c.logs = map[string]*roomLog{}
+	for i := range maxLogRooms {
+		c.logs[fmt.Sprint(i)] = &roomLog{}
+	}
+	c.mu.Unlock()
+	c.record(other, note{pos: 131, thread: "main", recipients: []store.StagedRecipient{{UserID: alice}}})
+	c.mu.Lock()
+	_, ok = c.fromLog(alice, room, e, 131)
+	c.mu.Unlock()
+	if ok {
+		t.Fatal("counted from before the logs started over")
 	}
 }

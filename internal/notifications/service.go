@@ -64,7 +64,7 @@ func New(cfg *config.Config, st *store.Store, rs *rooms.Service, read *roomread.
 		pushers: map[string][]store.PusherKey{},
 		wake:    make(chan struct{}, 1),
 		staged:  make(chan struct{}, 1),
-		counts:  newCountCache(),
+		counts:  newCountCache(st.Streams.Events.Current()),
 		client:  newGatewayClient(cfg),
 	}
 }

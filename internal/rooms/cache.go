@@ -10,10 +10,20 @@ type genCache[V any] struct {
 	mu         sync.Mutex
 	size       int
 	young, old map[string]V
+	// cost, when set, measures a value (in bytes) and size bounds the
+	// young generation's total cost rather than its count.
+	cost      func(V) int
+	youngCost int
 }
 
 func newGenCache[V any](size int) *genCache[V] {
 	return &genCache[V]{size: size, young: map[string]V{}, old: map[string]V{}}
+}
+
+// newSizedGenCache is a genCache whose generations hold at most bytes of
+// values as cost measures them.
+func newSizedGenCache[V any](bytes int, cost func(V) int) *genCache[V] {
+	return &genCache[V]{size: bytes, young: map[string]V{}, old: map[string]V{}, cost: cost}
 }
 
 func (c *genCache[V]) get(key string) (V, bool) {
@@ -63,14 +73,28 @@ func (c *genCache[V]) putAll(keys []string, values []V) {
 }
 
 func (c *genCache[V]) putLocked(key string, v V) {
-	if len(c.young) >= c.size {
-		c.old, c.young = c.young, make(map[string]V, c.size)
+	if c.cost == nil {
+		if len(c.young) >= c.size {
+			c.old, c.young = c.young, make(map[string]V, c.size)
+		}
+		c.young[key] = v
+		return
+	}
+	n := c.cost(v)
+	if old, ok := c.young[key]; ok {
+		c.youngCost -= c.cost(old)
+	} else if c.youngCost+n > c.size {
+		c.old, c.young, c.youngCost = c.young, map[string]V{}, 0
 	}
 	c.young[key] = v
+	c.youngCost += n
 }
 
 func (c *genCache[V]) drop(key string) {
 	c.mu.Lock()
+	if old, ok := c.young[key]; ok && c.cost != nil {
+		c.youngCost -= c.cost(old)
+	}
 	delete(c.young, key)
 	delete(c.old, key)
 	c.mu.Unlock()

@@ -375,7 +375,8 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		// Before the new position is visible: a sync that sees it must
 		// treat the room as complete (the cache is reloaded under r.mu,
 		// which its readers wait for).
-		tx.OnCommitted(func() { s.ps.rooms.Delete(roomID) })
+		// The state changed without an event: initial syncs read it anew.
+		tx.OnCommitted(func() { s.ps.rooms.Delete(roomID); s.views.drop(roomID) })
 		return tx.DeletePartialStateRoom(ctx, roomID)
 	})
 	if err != nil {

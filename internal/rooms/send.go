@@ -466,6 +466,7 @@ func (s *Service) applyRedaction(ctx context.Context, tx *store.Tx, b *Batch, re
 		s.events.drop(row.EventID)
 		s.bases.drop(row.EventID)
 		s.forms.drop(row.EventID)
+		s.views.drop(b.roomID)
 		// A redacted current state event stays in the state, redacted.
 		if ev, err := pdu.Parse(redacted, b.r.version); err == nil && ev.IsState() {
 			if cur := b.r.state[ev.Tuple()]; cur != nil && cur.ID == ev.ID {

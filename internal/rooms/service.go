@@ -59,6 +59,7 @@ type Service struct {
 	unread           *unreadTracker
 	memberships      *membershipCache
 	recent           *recentEvents
+	views            *roomViews        // what initial syncs read of rooms, see views.go
 	gaps             timelineGaps      // see gaps.go
 	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 	visibility       *genCache[string] // state group → its history visibility (see visibilityAt)
@@ -81,7 +82,9 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 		cfg: cfg, store: st, key: key, serverName: cfg.ServerName, notifier: n, log: log, hooks: hooks, remote: remote,
 		rooms:  map[string]*Room{},
 		events: newGenCache[*pdu.Event](4000),
-		bases:  newGenCache[[]byte](5000),
+		// The timelines of an initial sync of 1,000 rooms (11,000 events)
+		// fit in a generation.
+		bases: newSizedGenCache(6<<20, func(b []byte) int { return 64 + len(b) + 44 }),
 		// The members of a few rooms of 10,000 (a generation holds one).
 		forms:       newGenCache[*StateForm](20000),
 		entries:     newGenCache[string](20000),
@@ -89,6 +92,7 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 		unread:      newUnreadTracker(),
 		memberships: newMembershipCache(),
 		recent:      newRecentEvents(),
+		views:       newRoomViews(viewBytes),
 	}
 	// Changes before this process started are unknown: count them as
 	// happening at the start.

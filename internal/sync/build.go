@@ -808,33 +808,88 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 	if tf := timelineFilter(req.Filter); tf != nil {
 		limit = tf.LimitOr(defaultTimelineLimit)
 	}
-	var err error
-	if pre.timelines, err = s.store.RoomTimelines(ctx, fresh, cur.Events, limit+1); err != nil {
+	wantState := !lazyMembers(req.Filter)
+	// Rooms without events since a previous initial sync read them are
+	// taken from its view (rooms.RoomView); the others are read, for all
+	// of them at once, and kept for the next.
+	gen := s.rooms.RoomViewGeneration()
+	views := make(map[string]*rooms.RoomView, len(fresh))
+	var readRows, readState []string
+	rowsRead := map[string]bool{}
+	for _, id := range fresh {
+		v := s.rooms.RoomView(id, cur.Events)
+		if v != nil {
+			views[id] = v
+		}
+		if v == nil || !v.Covers(limit+1) {
+			readRows = append(readRows, id)
+			rowsRead[id] = true
+		}
+		if wantState && (v == nil || v.State == nil) {
+			readState = append(readState, id)
+		}
+	}
+	timelines, err := s.store.RoomTimelines(ctx, readRows, cur.Events, limit+1)
+	if err != nil {
 		return nil, err
+	}
+	var stateRows []*store.EventRow
+	if len(readState) > 0 {
+		if stateRows, err = s.store.CurrentStateEvents(ctx, readState); err != nil {
+			return nil, err
+		}
+	}
+	states := map[string][]rooms.StateEntryID{}
+	if wantState {
+		pre.state = make(map[string]*store.EventRow, len(stateRows))
+		for _, r := range stateRows {
+			pre.state[r.EventID] = r
+			states[r.RoomID] = append(states[r.RoomID], rooms.StateEntryID{Key: store.StateKey{Type: r.Type, StateKey: r.StateKey.String}, EventID: r.EventID})
+		}
+		for _, id := range readState {
+			if states[id] == nil {
+				states[id] = []rooms.StateEntryID{} // read: the room has none
+			}
+		}
+	}
+	for _, id := range slices.Concat(readRows, readState) {
+		old := views[id]
+		if old != nil && old.UpTo == cur.Events {
+			continue // read both parts
+		}
+		v := &rooms.RoomView{UpTo: cur.Events, State: states[id]}
+		if rowsRead[id] {
+			rows := timelines[id]
+			v.Rows, v.Complete = rows, len(rows) < limit+1
+		} else {
+			v.Rows, v.Complete = old.Rows, old.Complete
+		}
+		if v.State == nil && old != nil {
+			v.State = old.State
+		}
+		views[id] = v
+		s.rooms.PutRoomView(id, v, gen)
+	}
+	pre.timelines = make(map[string][]*store.EventRow, len(fresh))
+	if wantState {
+		pre.stateIDs = make(map[string]store.StateMap, len(fresh))
+	}
+	for _, id := range fresh {
+		v := views[id]
+		rows := v.Rows
+		if len(rows) > limit+1 {
+			rows = rows[:limit+1]
+		}
+		pre.timelines[id] = rows
+		if wantState {
+			pre.stateIDs[id] = v.StateMap()
+		}
 	}
 	if pre.summaries, err = s.read.RoomSummaries(ctx, fresh, req.UserID); err != nil {
 		return nil, err
 	}
 	if err := s.rooms.PrefetchVisibility(ctx, freshJoins, pre.timelines); err != nil {
 		return nil, err
-	}
-	if req.Filter.Room != nil && req.Filter.Room.State != nil && req.Filter.Room.State.LazyLoadMembers {
-		return pre, nil
-	}
-	rows, err := s.store.CurrentStateEvents(ctx, fresh)
-	if err != nil {
-		return nil, err
-	}
-	pre.state = make(map[string]*store.EventRow, len(rows))
-	pre.stateIDs = make(map[string]store.StateMap, len(fresh))
-	for _, r := range rows {
-		pre.state[r.EventID] = r
-		st := pre.stateIDs[r.RoomID]
-		if st == nil {
-			st = store.StateMap{}
-			pre.stateIDs[r.RoomID] = st
-		}
-		st[store.StateKey{Type: r.Type, StateKey: r.StateKey.String}] = r.EventID
 	}
 	return pre, nil
 }
