@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -128,10 +126,11 @@ func answered(sets []*pollers) int64 {
 	return n
 }
 
-// connectMore brings n more clients online: each account uploads the
-// online users' filter and takes a since token from a sync of no room
-// (as a client that synced before), then every client long-polls from
-// it on its own connection.
+// connectMore brings n more clients online, each long-polling on its
+// own connection with the online users' filter, given inline (parsed
+// once by the server, as an uploaded one would be), from a since token
+// of now: a token is stream positions, the same for every user that
+// synced before and saw nothing since, so one sync gives it to all.
 func (b *bench) connectMore(ctx context.Context, n int) (*pollers, error) {
 	if n <= 0 {
 		return nil, nil
@@ -139,57 +138,25 @@ func (b *bench) connectMore(ctx context.Context, n int) (*pollers, error) {
 	p := b.sec.plan
 	lo, hi := p.pollers+2, p.ordinary() // not online yet, not a heavy user
 	span := hi - lo
-	users := make([]int, n)
-	for i := range users {
-		if n <= span {
-			users[i] = lo + i*span/n // spread over the sector
-		} else {
-			users[i] = lo + i%span // several connections per account
-		}
+	noRooms := url.QueryEscape(`{"room":{"rooms":[]},"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]}}`)
+	var ans syncAnswer
+	if err := discard(b.c.do(ctx, http.MethodGet, "/_matrix/client/v3/sync?timeout=0&filter="+noRooms, b.sec.users[lo].token, nil, &ans)); err != nil {
+		return nil, err
 	}
 	ps := &pollers{c: newClientFor(b.c.base, n+100), tr: b.tr, timeout: b.opts.pollTimeout, filter: map[int]string{}, since: map[int]string{}}
-	filters := map[int]string{}
-	var mu sync.Mutex
-	err := parallel(ctx, n, 16, func(i int) error {
-		u := b.sec.users[users[i]]
-		mu.Lock()
-		_, done := filters[users[i]]
-		filters[users[i]] = ""
-		mu.Unlock()
-		if done {
-			return nil
-		}
-		var ans struct {
-			FilterID string `json:"filter_id"`
-		}
-		err := discard(ps.c.do(ctx, http.MethodPost, "/_matrix/client/v3/user/"+url.PathEscape(u.id)+"/filter", u.token, json.RawMessage(pollerFilter), &ans))
-		mu.Lock()
-		filters[users[i]] = ans.FilterID
-		mu.Unlock()
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	noRooms := url.QueryEscape(`{"room":{"rooms":[]},"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]}}`)
 	keys := make([]int, n)
 	tokens := make([]string, n)
-	err = parallel(ctx, n, 16, func(i int) error {
-		u := b.sec.users[users[i]]
-		var ans syncAnswer
-		err := discard(ps.c.do(ctx, http.MethodGet, "/_matrix/client/v3/sync?timeout=0&filter="+noRooms, u.token, nil, &ans))
+	for i := range n {
+		u := lo + i%span // several connections per account when the sector has too few
+		if n <= span {
+			u = lo + i*span/n // else spread over the sector
+		}
 		key := -1 - i // apart from the online users' keys: the tracker expects none of these
-		mu.Lock()
-		ps.since[key], ps.filter[key] = ans.NextBatch, filters[users[i]]
-		mu.Unlock()
-		keys[i], tokens[i] = key, u.token
-		return err
-	})
-	if err != nil {
-		return nil, err
+		ps.since[key], ps.filter[key] = ans.NextBatch, pollerFilter
+		keys[i], tokens[i] = key, b.sec.users[u].token
 	}
-	b.logf("  %d more clients long-polling", n)
 	ps.startKeys(keys, tokens)
+	b.logf("  %d more clients long-polling", n)
 	return ps, nil
 }
 

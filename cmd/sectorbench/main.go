@@ -277,7 +277,11 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 			er.notes = append(er.notes, fmt.Sprintf("luxchat was still busy (%.0f %% of a core) a minute after the phase before %s", busy, ph.name))
 		}
 		elog("phase %s", ph.name)
-		pctx, cancel := context.WithTimeout(ctx, o.phaseBudget)
+		budget := o.phaseBudget
+		if ph.name == "connected" {
+			budget += o.pollerBudget // it brings the online users online, with their first syncs
+		}
+		pctx, cancel := context.WithTimeout(ctx, budget)
 		err := ph.run(b, pctx)
 		cancel()
 		if err != nil {
