@@ -77,15 +77,18 @@ func (b *bench) phaseConnected(ctx context.Context) error {
 	return nil
 }
 
-// measureConnected waits for every client of sets to be waiting on a
-// poll, lets one idle window pass and adds the level's rows.
+// measureConnected waits for every client of sets to have had a poll
+// answered (a client's first poll is not its usual one: it comes online)
+// and to be waiting on the next, lets one idle window pass and adds the
+// level's rows.
 func (b *bench) measureConnected(ctx context.Context, label string, sets ...*pollers) error {
 	want := 0
 	for _, ps := range sets {
 		want += len(ps.since)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for waiting(sets) < want && time.Now().Before(deadline) {
+	first := answered(sets)
+	deadline := time.Now().Add(b.opts.pollTimeout + time.Minute)
+	for (answered(sets)-first < int64(want) || waiting(sets) < want) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
 	}
 	answers := answered(sets)

@@ -223,6 +223,10 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Store.Close()
 		return err
 	}
+	rt, _ := s.handler.(*httputil.Router)
+	if rt != nil {
+		ln = rt.ParkListener(ln) // long polls wait outside net/http
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server
 	if s.Config.Listen.Metrics != "" {
@@ -254,6 +258,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)
+	if rt != nil {
+		err = errors.Join(err, rt.WaitParked(shutCtx))
+	}
 	if fsrv != nil {
 		_ = fsrv.Shutdown(shutCtx)
 	}
@@ -272,13 +279,19 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 func (s *Server) housekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	lastFlush := time.Now()
+	lastFlush, lastTrim := time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			s.Sync.ExpireTyping(ctx)
+			if time.Since(lastTrim) >= trimEvery {
+				lastTrim = time.Now()
+				if kept, freed := s.Rooms.TrimStates(rooms.StateBudget); freed > 0 {
+					s.Log.Debug("rooms: parsed states unloaded", "freed_bytes", freed, "kept_bytes", kept)
+				}
+			}
 			if time.Since(lastFlush) >= presenceFlushEvery {
 				lastFlush = time.Now()
 				if err := s.Sync.FlushPresence(ctx); err != nil && ctx.Err() == nil {
@@ -288,6 +301,10 @@ func (s *Server) housekeeping(ctx context.Context) {
 		}
 	}
 }
+
+// trimEvery is how often the rooms' cached states are brought back
+// within their budget (rooms.TrimStates).
+const trimEvery = 30 * time.Second
 
 // presenceFlushEvery is how often the online users' last-active times are
 // stored (see sync.Service.FlushPresence).
