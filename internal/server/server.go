@@ -194,6 +194,14 @@ func guardRouter(rt *httputil.Router, cfg *config.Config) {
 	}
 }
 
+// Parked is how many long polls wait parked now (see httputil.Park).
+func (s *Server) Parked() int {
+	if rt, ok := s.handler.(*httputil.Router); ok {
+		return rt.Parked()
+	}
+	return 0
+}
+
 // Handler is the client API handler (for tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 

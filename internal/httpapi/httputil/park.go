@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,6 +80,7 @@ func (r *Request) Park(wait func(ctx context.Context) (any, error)) Stream {
 			keepAlive: req.ProtoAtLeast(1, 1) && !req.Close && conn.LocalAddr().String() == pl.Addr().String(),
 			req:       (&http.Request{Method: req.Method, URL: &url.URL{Path: req.URL.Path}, Header: http.Header{}}).WithContext(ctx)}
 		pl.active.Add(1)
+		pl.waiting.Add(1)
 		go p.run(ctx, wait, pl)
 	}
 }
@@ -98,6 +100,7 @@ type parked struct {
 func (p *parked) run(ctx context.Context, wait func(ctx context.Context) (any, error), pl *parkListener) {
 	defer pl.active.Done()
 	out, err := wait(ctx)
+	pl.waiting.Add(-1)
 	rec := &recorder{header: p.header}
 	p.rt.answer(rec, p.req, out, err)
 	if rec.status == 0 {
@@ -147,6 +150,15 @@ type parkListener struct {
 	done     chan struct{}
 	once     sync.Once
 	active   sync.WaitGroup // parked requests not answered yet
+	waiting  atomic.Int64   // how many
+}
+
+// Parked is how many requests wait parked now.
+func (rt *Router) Parked() int {
+	if rt.parking == nil {
+		return 0
+	}
+	return int(rt.parking.waiting.Load())
 }
 
 // WaitParked waits until every parked request was answered, or ctx ends:
