@@ -220,6 +220,7 @@ type pollers struct {
 	answers atomic.Int64 // /sync answers so far
 	lastAns atomic.Int64 // unix ns of the latest answer
 	waiting atomic.Int64 // polls sent and not answered yet
+	online  atomic.Int64 // clients answered at least once
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -248,7 +249,7 @@ func (ps *pollers) startKeys(keys []int, tokens []string) {
 }
 
 func (ps *pollers) loop(ctx context.Context, u int, token string) {
-	since := ps.since[u]
+	since, online := ps.since[u], false
 	q := "/_matrix/client/v3/sync?timeout=" + strconv.Itoa(int(ps.timeout.Milliseconds())) + "&filter=" + url.QueryEscape(ps.filter[u])
 	for ctx.Err() == nil {
 		var ans syncAnswer
@@ -266,7 +267,10 @@ func (ps *pollers) loop(ctx context.Context, u int, token string) {
 			}
 			continue
 		}
-		ps.answers.Add(1)
+		if ps.answers.Add(1); !online {
+			online = true // its first answer
+			ps.online.Add(1)
+		}
 		ps.lastAns.Store(now.UnixNano())
 		since = ans.NextBatch
 		for _, r := range ans.Rooms.Join {
