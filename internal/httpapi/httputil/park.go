@@ -1,7 +1,6 @@
 package httputil
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -237,14 +236,19 @@ func (l *parkListener) reply(c net.Conn, pending []byte, rec *recorder, keepAliv
 	if h.Get("Content-Type") == "" {
 		h.Set("Content-Type", "application/json")
 	}
-	bw := bufio.NewWriterSize(c, min(rec.body.Len()+512, 64<<10))
-	fmt.Fprintf(bw, "HTTP/1.1 %d %s\r\n", rec.status, http.StatusText(rec.status))
-	_ = h.Write(bw)
-	_, _ = bw.WriteString("\r\n")
-	if !head {
-		_, _ = bw.Write(rec.body.Bytes())
+	// One write: the status line, the headers, the body.
+	out := make([]byte, 0, rec.body.Len()+512)
+	out = fmt.Appendf(out, "HTTP/1.1 %d %s\r\n", rec.status, http.StatusText(rec.status))
+	for k, vs := range h {
+		for _, v := range vs {
+			out = append(append(append(append(out, k...), ": "...), v...), "\r\n"...)
+		}
 	}
-	if err := bw.Flush(); err != nil || !keepAlive {
+	out = append(out, "\r\n"...)
+	if !head {
+		out = append(out, rec.body.Bytes()...)
+	}
+	if _, err := c.Write(out); err != nil || !keepAlive {
 		c.Close()
 		return
 	}
