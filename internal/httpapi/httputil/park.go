@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"luxchat/internal/matrix/errcode"
 )
 
 // Parking long polls. A /sync long poll that finds nothing to send waits
@@ -98,7 +101,7 @@ type parked struct {
 
 func (p *parked) run(ctx context.Context, wait func(ctx context.Context) (any, error), pl *parkListener) {
 	defer pl.active.Done()
-	out, err := wait(ctx)
+	out, err := p.wait(ctx, wait)
 	pl.waiting.Add(-1)
 	rec := &recorder{header: p.header}
 	p.rt.answer(rec, p.req, out, err)
@@ -118,6 +121,18 @@ func (rt *Router) answer(w http.ResponseWriter, r *http.Request, out any, err er
 		return
 	}
 	writeResult(w, out)
+}
+
+// wait runs wait, turning a panic into an internal error as the
+// router does for handlers.
+func (p *parked) wait(ctx context.Context, wait func(ctx context.Context) (any, error)) (out any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			Logger(ctx).Error("panic in parked handler", "method", p.req.Method, "path", p.req.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			out, err = nil, errcode.Internal()
+		}
+	}()
+	return wait(ctx)
 }
 
 // recorder keeps an answer to write it on a parked connection.
@@ -183,6 +198,8 @@ type accepted struct {
 }
 
 // pump accepts new connections for Accept until the listener closes.
+// Other errors (a connection reset in the accept queue, too many open
+// files) go to the server, which waits a little and accepts again.
 func (l *parkListener) pump() {
 	for {
 		c, err := l.Listener.Accept()
@@ -194,15 +211,10 @@ func (l *parkListener) pump() {
 			}
 			return
 		}
-		if err != nil && !isTemporary(err) {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
 	}
-}
-
-func isTemporary(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (l *parkListener) Accept() (net.Conn, error) {
