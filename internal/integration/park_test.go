@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"luxchat/internal/config"
 	ts "luxchat/internal/testserver"
 )
 
@@ -53,7 +54,13 @@ func (c *oneConn) get(path string) (status int, body []byte, reused bool) {
 // or with the message that woke it, on a connection the client keeps
 // using; a server shutting down answers its parked polls first.
 func TestLongPollParked(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+	park := ts.WithConfig(func(c *config.Config) { c.Limits.ParkLongPolls = true })
+	t.Run("sqlite", func(t *testing.T) { testLongPollParked(t, ts.New(t, park)) })
+	t.Run("postgres", func(t *testing.T) { testLongPollParked(t, ts.New(t, park, ts.WithPostgres(t))) })
+}
+
+func testLongPollParked(t *testing.T, s *ts.Server) {
+	{
 		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
 		roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 		bob.Join(roomID)
@@ -109,7 +116,7 @@ func TestLongPollParked(t *testing.T) {
 		if r := <-got; r.NextBatch != "OK" {
 			t.Errorf("parked poll at shutdown: %s, want OK", r.NextBatch)
 		}
-	})
+	}
 }
 
 // waitParked waits until n long polls are parked.

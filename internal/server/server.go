@@ -196,7 +196,7 @@ func guardRouter(rt *httputil.Router, cfg *config.Config) {
 
 // Parked is how many long polls wait parked now (see httputil.Park).
 func (s *Server) Parked() int {
-	if rt, ok := s.handler.(*httputil.Router); ok {
+	if rt, ok := s.handler.(*httputil.Router); ok && s.Config.Limits.ParkLongPolls {
 		return rt.Parked()
 	}
 	return 0
@@ -232,8 +232,10 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		return err
 	}
 	rt, _ := s.handler.(*httputil.Router)
-	if rt != nil {
+	if rt != nil && s.Config.Limits.ParkLongPolls {
 		ln = rt.ParkListener(ln) // long polls wait outside net/http
+	} else {
+		rt = nil
 	}
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server

@@ -50,7 +50,7 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 		Timeout: timeout, FullState: fullState, Filter: f, SetPresence: r.Query("set_presence"),
 		StateAfter: stateAfter,
 	}
-	if req.Since == "" || timeout == 0 || fullState {
+	if req.Since == "" || timeout == 0 || fullState || !r.CanPark() {
 		return syncAnswer(a.Sync.Sync(r.Context(), req))
 	}
 	// A long poll: first a look without waiting, here, which does what

@@ -42,6 +42,10 @@ func (rt *Router) ParkListener(ln net.Listener) net.Listener {
 	return pl
 }
 
+// CanPark reports whether Park waits outside net/http (the router's
+// listener was wrapped by ParkListener).
+func (r *Request) CanPark() bool { return r.router != nil && r.router.parking != nil }
+
 // Park answers the request with what wait returns, waiting for it
 // outside net/http when the router's listener allows (see ParkListener).
 // wait runs in a new goroutine with a context that carries the request's
