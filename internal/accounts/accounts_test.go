@@ -734,3 +734,54 @@ func TestLastSeenStoredEveryFewMinutes(t *testing.T) {
 		}
 	})
 }
+
+// TestRecheckTokens: the tokens in use are re-checked in bulk, so that a
+// client polling every 30 s is served from the cache; a token revoked
+// behind the service's back (another process, by hand) still stops
+// working within cacheTTL, and an unused one leaves the cache. The device
+// of a token served from the cache is still seen.
+func TestRecheckTokens(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		alice := e.register(t, "alice", "password1")
+		bob := e.register(t, "bob", "password1")
+		e.mustAuth(t, alice.AccessToken)
+		e.mustAuth(t, bob.AccessToken)
+		lastSeen := func() int64 {
+			t.Helper()
+			d, err := e.svc.Device(bg, alice.UserID, alice.DeviceID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.LastSeenTS
+		}
+		first := lastSeen()
+		// Alice polls every 20 s for longer than seenEvery, with a
+		// re-check every 20 s, as the server runs it.
+		for elapsed := time.Duration(0); elapsed <= seenEvery; elapsed += 20 * time.Second {
+			e.advance(20 * time.Second)
+			if err := e.svc.RecheckTokens(bg); err != nil {
+				t.Fatal(err)
+			}
+			e.mustAuth(t, alice.AccessToken)
+		}
+		if got := lastSeen(); got < first+seenEvery.Milliseconds() {
+			t.Fatalf("last seen of a cached token not stored after %v: %d, then %d", seenEvery, first, got)
+		}
+		if len(e.svc.cache.byHash) != 1 {
+			t.Fatalf("bob's unused token still cached: %d entries", len(e.svc.cache.byHash))
+		}
+		// Revoked by hand: the cache serves it until the next re-check,
+		// which drops it, well within cacheTTL.
+		if _, err := e.raw.Exec(`DELETE FROM access_tokens WHERE user_id = '` + alice.UserID + `'`); err != nil {
+			t.Fatal(err)
+		}
+		e.mustAuth(t, alice.AccessToken)
+		e.advance(cacheTTL / 2)
+		if err := e.svc.RecheckTokens(bg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Authenticate(bg, alice.AccessToken); err == nil {
+			t.Fatal("token revoked in the database still accepted after a re-check")
+		}
+	})
+}

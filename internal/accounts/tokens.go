@@ -47,8 +47,13 @@ type Session struct {
 // cacheTTL bounds how long a cached session may outlive a change made
 // outside this process (another process on the same PostgreSQL, or the
 // database edited by hand). Changes made through Service are applied to the
-// cache at once.
-const cacheTTL = 30 * time.Second
+// cache at once. The tokens in use are re-checked in bulk before they get
+// that old (RecheckTokens), so that a client polling every 30 s does not
+// cost a query per poll; a token unused for keptUnused leaves the cache.
+const (
+	cacheTTL   = 30 * time.Second
+	keptUnused = 2 * cacheTTL
+)
 
 // maxCached bounds the cache; when full it is emptied (rare, and refilling
 // costs one query per active token).
@@ -72,6 +77,7 @@ type cacheEntry struct {
 	s       Session
 	fetched time.Time
 	seen    time.Time // when the device's last-seen time was last stored
+	used    time.Time // last Authenticate that found it
 }
 
 // seenEvery is how often an active device's last-seen time is stored: a
@@ -92,7 +98,68 @@ func (c *tokenCache) get(hash string, now time.Time) (s Session, seen time.Time,
 	if !ok || now.Sub(e.fetched) > cacheTTL {
 		return Session{}, e.seen, false
 	}
+	e.used = now
+	c.byHash[hash] = e
 	return e.s, e.seen, true
+}
+
+// markSeen records that the device's last-seen time of a cached token
+// was stored at t.
+func (c *tokenCache) markSeen(hash string, t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byHash[hash]; ok {
+		e.seen = t
+		c.byHash[hash] = e
+	}
+}
+
+// due returns the tokens to re-check now (fetched at least half cacheTTL
+// ago) with when each was fetched, and drops those unused for keptUnused.
+func (c *tokenCache) due(now time.Time) map[string]time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]time.Time{}
+	for h, e := range c.byHash {
+		switch {
+		case now.Sub(e.used) > keptUnused:
+			c.drop(h, e.s.UserID)
+		case now.Sub(e.fetched) >= cacheTTL/2:
+			out[h] = e.fetched
+		}
+	}
+	return out
+}
+
+// rechecked stores the answer of a bulk re-check started at now for the
+// tokens of due: a session found replaces the entry, a token not found
+// (or of a deactivated user) leaves the cache. Entries invalidated or
+// fetched again meanwhile are left alone.
+func (c *tokenCache) rechecked(due map[string]time.Time, found map[string]store.Session, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, fetched := range due {
+		e, ok := c.byHash[h]
+		if !ok || !e.fetched.Equal(fetched) {
+			continue
+		}
+		row, ok := found[h]
+		if !ok || row.Deactivated || row.UserID != e.s.UserID || row.DeviceID != e.s.DeviceID {
+			c.drop(h, e.s.UserID)
+			continue
+		}
+		e.s.IsAdmin, e.s.ExpiresTS, e.fetched = row.IsAdmin, row.ExpiresTS, now
+		c.byHash[h] = e
+	}
+}
+
+// drop removes one cached token; c.mu is held.
+func (c *tokenCache) drop(hash, userID string) {
+	delete(c.byHash, hash)
+	delete(c.byUser[userID], hash)
+	if len(c.byUser[userID]) == 0 {
+		delete(c.byUser, userID)
+	}
 }
 
 // generation returns a value to pass to put for a lookup about to start.
@@ -112,7 +179,7 @@ func (c *tokenCache) put(s Session, gen uint64, now, seen time.Time) {
 		clear(c.byHash)
 		clear(c.byUser)
 	}
-	c.byHash[s.TokenHash] = cacheEntry{s: s, fetched: now, seen: seen}
+	c.byHash[s.TokenHash] = cacheEntry{s: s, fetched: now, seen: seen, used: now}
 	hs := c.byUser[s.UserID]
 	if hs == nil {
 		hs = map[string]struct{}{}
@@ -181,7 +248,37 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 	if sess.ExpiresTS != 0 && now.UnixMilli() >= sess.ExpiresTS {
 		return nil, errcode.UnknownToken("access token has expired").With("soft_logout", true)
 	}
+	if ok && now.Sub(seen) >= seenEvery {
+		// A token kept in the cache by RecheckTokens: its device is seen.
+		if err := s.store.TouchDeviceSeen(ctx, sess.UserID, sess.DeviceID, now.UnixMilli()); err != nil {
+			s.log.Warn("record device last seen", "err", err)
+		} else {
+			s.cache.markSeen(hash, now)
+		}
+	}
 	return &sess, nil
+}
+
+// RecheckTokens re-reads the cached sessions of the tokens in use, all in
+// one statement (per 500), before cacheTTL makes each request re-read its
+// own; tokens unused for a while leave the cache. The server calls it
+// every few seconds.
+func (s *Service) RecheckTokens(ctx context.Context) error {
+	now := s.now()
+	due := s.cache.due(now)
+	if len(due) == 0 {
+		return nil
+	}
+	hashes := make([]string, 0, len(due))
+	for h := range due {
+		hashes = append(hashes, h)
+	}
+	found, err := s.store.AccessTokenSessions(ctx, hashes)
+	if err != nil {
+		return fmt.Errorf("re-check access tokens: %w", err)
+	}
+	s.cache.rechecked(due, found, now)
+	return nil
 }
 
 // Tokens are the credentials handed out by login, registration and refresh.

@@ -97,46 +97,37 @@ func (s *Service) indexRemoteMember(ctx context.Context, tx *store.Tx, userID st
 }
 
 // backfillUsers brings every local account's directory row in line with
-// the account (missing rows, hooks lost to a crash, deactivations), a few
-// hundred accounts per transaction.
+// the account (missing rows, hooks lost to a crash, accounts imported in
+// bulk, deactivations). The store hands over only the accounts whose row
+// may differ; the stale ones are rewritten a few statements per thousands,
+// so a start with a directory already in line costs one query.
 func (s *Service) backfillUsers(ctx context.Context) error {
 	accts, err := s.store.DirectoryAccounts(ctx, AccountDataType)
 	if err != nil {
 		return fmt.Errorf("directory accounts: %w", err)
 	}
-	var stale []store.DirectoryAccount
+	var fill []store.DirectoryFill
+	var gone []string
 	for _, a := range accts {
 		want := parseOptIn(a.OptInContent)
 		optInStale := a.IndexedOptIn.Valid != (want != nil) || (want != nil && a.IndexedOptIn.Bool != *want)
-		if a.Deactivated && a.Indexed || !a.Deactivated && (!a.Indexed || a.IndexedName != a.DisplayName || a.IndexedAvatar != a.AvatarURL || optInStale) {
-			stale = append(stale, a)
+		switch {
+		case a.Deactivated && a.Indexed:
+			gone = append(gone, a.UserID)
+		case !a.Deactivated && (!a.Indexed || a.IndexedName != a.DisplayName || a.IndexedAvatar != a.AvatarURL || optInStale):
+			row, terms := directoryEntry(a.UserID, a.DisplayName, a.AvatarURL, true)
+			fill = append(fill, store.DirectoryFill{Row: row, Terms: terms, OptIn: want})
 		}
 	}
-	for len(stale) > 0 {
-		batch := stale[:min(len(stale), 500)]
-		stale = stale[len(batch):]
-		err := s.store.InTx(ctx, func(tx *store.Tx) error {
-			for _, a := range batch {
-				if a.Deactivated {
-					if err := tx.DeleteDirectoryUser(ctx, a.UserID); err != nil {
-						return err
-					}
-					continue
-				}
-				row, terms := directoryEntry(a.UserID, a.DisplayName, a.AvatarURL, true)
-				if err := tx.PutDirectoryUser(ctx, row, terms); err != nil {
-					return err
-				}
-				if err := tx.SetDirectoryOptIn(ctx, a.UserID, parseOptIn(a.OptInContent)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+	for len(fill) > 0 || len(gone) > 0 {
+		batch := fill[:min(len(fill), 5000)]
+		fill = fill[len(batch):]
+		del := gone[:min(len(gone), 5000)]
+		gone = gone[len(del):]
+		if err := s.store.InTx(ctx, func(tx *store.Tx) error { return tx.FillDirectoryUsers(ctx, batch, del) }); err != nil {
 			return fmt.Errorf("backfill user directory: %w", err)
 		}
-		s.log.Info("user directory rows rebuilt", "users", len(batch))
+		s.log.Info("user directory rows rebuilt", "users", len(batch), "removed", len(del))
 	}
 	return nil
 }

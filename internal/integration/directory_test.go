@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"luxchat/internal/config"
+	"luxchat/internal/store"
 	ts "luxchat/internal/testserver"
 )
 
@@ -669,4 +671,73 @@ func TestDirectoryFederation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUserDirectoryFillAtStart: accounts and profiles changed while the
+// server's hooks did not run (a bulk import, a crash, an upgrade) are in
+// the directory after the next start, and the directory still lists only
+// users who opted in (directory.default_visible is off by default).
+func TestUserDirectoryFillAtStart(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		me := s.Register(t, "searcher")
+		mk := func(name, display string) *ts.Client {
+			c := s.Register(t, name)
+			setName(t, c, display)
+			optIn(t, c, true)
+			return c
+		}
+		steady := mk("steady", "Steady Listed")
+		renamed := mk("renamed", "Oldname Person")
+		leaving := mk("leaving", "Leaving Directory")
+		gone := mk("gone", "Gone Away")
+		if err := s.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		// What an import or a lost hook leaves: rows changed behind the
+		// server's back.
+		ctx := context.Background()
+		dsn, _ := s.Config.PostgresDSN()
+		st, err := store.Open(ctx, store.Options{DataDir: s.Config.DataDir, PostgresDSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := strings.SplitN(me.UserID, ":", 2)[1]
+		err = st.InTx(ctx, func(tx *store.Tx) error {
+			for _, u := range []struct{ local, name string }{{"newcomer", "Newcomer Listed"}, {"silent", "Silent Newcomer"}} {
+				if err := tx.CreateUser(ctx, store.User{UserID: "@" + u.local + ":" + server, DisplayName: sql.NullString{String: u.name, Valid: true}}); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.PutAccountData(ctx, "@newcomer:"+server, "", "lu.luxchat.directory", []byte(`{"visible":true}`)); err != nil {
+				return err
+			}
+			if err := tx.SetDisplayName(ctx, renamed.UserID, sql.NullString{String: "Newname Person", Valid: true}); err != nil {
+				return err
+			}
+			if _, err := tx.PutAccountData(ctx, leaving.UserID, "", "lu.luxchat.directory", []byte(`{"visible":false}`)); err != nil {
+				return err
+			}
+			return tx.Deactivate(ctx, gone.UserID)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		s2 := s.Restart(t)
+		me.URL = s2.URL
+		for _, tc := range []struct{ term, want string }{
+			{"steady", steady.UserID},
+			{"newcomer listed", "@newcomer:" + server},
+			{"silent", ""}, // no choice: not listed
+			{"newname", renamed.UserID},
+			{"oldname", ""},
+			{"leaving", ""}, // opted out
+			{"gone", ""},    // deactivated
+		} {
+			got := strings.Join(search(t, me, tc.term, 0).ids(), ",")
+			if got != tc.want {
+				t.Errorf("after restart, search %q = %q, want %q", tc.term, got, tc.want)
+			}
+		}
+	})
 }

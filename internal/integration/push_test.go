@@ -833,6 +833,10 @@ func TestRoomWideNotificationsFollowMembership(t *testing.T) {
 				Event event `json:"event"`
 			} `json:"notifications"`
 		}
+		alice.MustDo("GET", "/_matrix/client/v3/notifications", nil, &list)
+		if len(list.Notifications) != 0 {
+			t.Fatalf("alice's notifications %+v", list.Notifications)
+		}
 		bob.MustDo("GET", "/_matrix/client/v3/notifications", nil, &list)
 		if len(list.Notifications) == 0 || list.Notifications[0].Event.Content["body"] != "welcome back" {
 			t.Fatalf("bob's notifications %+v", list.Notifications)

@@ -3,7 +3,6 @@ package notifications
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"time"
 
 	"luxchat/internal/matrix/eventauth"
@@ -142,7 +141,7 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	// later, many events at a time (see compact).
 	staged := store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now, Recipients: recipients}
 	if !ev.IsState() && len(recipients) >= roomWideMin {
-		roomWide(&staged, usersOf(sets, ev.Sender), local)
+		roomWide(&staged, usersOf(sets, ev.Sender))
 	}
 	if err := tx.StagePush(ctx, staged); err != nil {
 		return err
@@ -238,7 +237,10 @@ func (s *Service) compact(ctx context.Context) (int, error) {
 	if err != nil || len(ps) == 0 {
 		return 0, err
 	}
-	return len(ps), s.store.CompactStaged(ctx, ps)
+	if err := s.store.CompactStaged(ctx, ps); err != nil {
+		return 0, err
+	}
+	return len(ps), s.store.VacuumStaged(ctx)
 }
 
 // roomWideMin is how many members must share an outcome for an event's
@@ -250,11 +252,12 @@ const roomWideMin = 8
 // roomWideMin of users (the room's local members but the sender) are
 // notified with the same actions and no highlight: Everyone gets those
 // actions and Recipients become the exceptions, the users notified
-// otherwise and (Skip) those not notified, the sender (when a local
-// member) among them. State events stay per member, as the room-wide
-// count relies on the sender's own event marking its thread read, which
-// only messages do.
-func roomWide(p *store.StagedPush, users, sender []string) {
+// otherwise and (Skip) those not notified. The sender needs no row: their
+// own event marks its thread read (push_read), which counts honour, and
+// /notifications leaves out a user's own events. State events stay per
+// member, as the room-wide count relies on that mark, which only messages
+// set.
+func roomWide(p *store.StagedPush, users []string) {
 	if len(p.Recipients) < roomWideMin {
 		return
 	}
@@ -281,7 +284,7 @@ func roomWide(p *store.StagedPush, users, sender []string) {
 			exceptions = append(exceptions, r)
 		}
 	}
-	for _, u := range slices.Concat(users, sender) {
+	for _, u := range users {
 		if !notified[u] {
 			exceptions = append(exceptions, store.StagedRecipient{UserID: u, Actions: json.RawMessage(`[]`), Skip: true})
 		}

@@ -289,13 +289,19 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 func (s *Server) housekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	lastFlush, lastTrim := time.Now(), time.Now()
+	lastFlush, lastRecheck, lastTrim := time.Now(), time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			s.Sync.ExpireTyping(ctx)
+			if time.Since(lastRecheck) >= tokenRecheckEvery {
+				lastRecheck = time.Now()
+				if err := s.Accounts.RecheckTokens(ctx); err != nil && ctx.Err() == nil {
+					s.Log.Warn("access tokens: re-check", "err", err)
+				}
+			}
 			if time.Since(lastTrim) >= trimEvery {
 				lastTrim = time.Now()
 				if kept, freed := s.Rooms.TrimStates(rooms.StateBudget); freed > 0 {
@@ -311,6 +317,10 @@ func (s *Server) housekeeping(ctx context.Context) {
 		}
 	}
 }
+
+// tokenRecheckEvery is how often the cached access tokens in use are
+// re-checked (see accounts.Service.RecheckTokens).
+const tokenRecheckEvery = 5 * time.Second
 
 // trimEvery is how often the rooms' cached states are brought back
 // within their budget (rooms.TrimStates).

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // User is an account row.
@@ -225,6 +226,47 @@ func (s *Store) LookupAccessToken(ctx context.Context, hash string) (*Session, e
 		return nil, ErrNotFound
 	}
 	return &ss, err
+}
+
+// AccessTokenSessions resolves many token hashes at once (those not found
+// are missing from the map), 500 to a statement: the token cache
+// re-checks the tokens in use this way, one statement instead of one per
+// token.
+func (s *Store) AccessTokenSessions(ctx context.Context, hashes []string) (map[string]Session, error) {
+	out := make(map[string]Session, len(hashes))
+	for len(hashes) > 0 {
+		n := min(len(hashes), 500)
+		// Lists padded to three sizes (repeating a hash changes nothing),
+		// so that the statement cache keeps three texts, not 500.
+		list := hashes[:n]
+		for _, size := range []int{16, 128, 500} {
+			if n <= size {
+				list = append(slices.Clip(list), slices.Repeat([]string{list[0]}, size-n)...)
+				break
+			}
+		}
+		q, args := inList(`SELECT t.token_hash, t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated, COALESCE(t.prev_refresh_hash, '')
+			FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash IN (`, list, `)`)
+		rows, err := s.reader().QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var h string
+			var ss Session
+			if err := rows.Scan(&h, &ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated, &ss.PrevRefreshHash); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[h] = ss
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		hashes = hashes[n:]
+	}
+	return out, nil
 }
 
 // TakeRefreshToken deletes a refresh token and returns its session, so that

@@ -399,6 +399,98 @@ func (tx *Tx) DeleteDirectoryUser(ctx context.Context, userID string) error {
 	return err
 }
 
+// DirectoryFill is a local account's directory row as it should be, with
+// its search terms and directory choice (nil: the server default).
+type DirectoryFill struct {
+	Row   DirectoryUser
+	Terms []string
+	OptIn *bool
+}
+
+// FillDirectoryUsers writes the directory rows, terms and choices of many
+// local accounts and deletes the rows of users in gone, set-based: a few
+// statements per call whatever the number of users (the start-up repair of
+// a directory after a bulk import or an upgrade).
+func (tx *Tx) FillDirectoryUsers(ctx context.Context, users []DirectoryFill, gone []string) error {
+	var ids []any
+	for _, u := range users {
+		ids = append(ids, u.Row.UserID)
+	}
+	for _, id := range gone {
+		ids = append(ids, id)
+	}
+	// Each statement stays below SQLite's 32,766 parameters.
+	for len(ids) > 0 {
+		n := min(len(ids), 5000)
+		if _, err := tx.execOnce(ctx, `DELETE FROM user_directory_terms WHERE user_id IN (`+placeholders(1, n)+`)`, ids[:n]...); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	for len(gone) > 0 {
+		n := min(len(gone), 5000)
+		args := make([]any, n)
+		for i, id := range gone[:n] {
+			args[i] = id
+		}
+		if _, err := tx.execOnce(ctx, `DELETE FROM user_directory WHERE user_id IN (`+placeholders(1, n)+`)`, args...); err != nil {
+			return err
+		}
+		gone = gone[n:]
+	}
+	optIn := func(u DirectoryFill) sql.NullBool {
+		if u.OptIn == nil {
+			return sql.NullBool{}
+		}
+		return sql.NullBool{Bool: *u.OptIn, Valid: true}
+	}
+	for rest := users; len(rest) > 0; {
+		batch := rest[:min(len(rest), 1000)]
+		rest = rest[len(batch):]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO user_directory (user_id, display_name, avatar_url, is_local, opt_in, sort_key) VALUES `)
+		args := make([]any, 0, 6*len(batch))
+		for i, u := range batch {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + placeholders(len(args)+1, 6) + ")")
+			args = append(args, u.Row.UserID, u.Row.DisplayName, u.Row.AvatarURL, u.Row.IsLocal, optIn(u), u.Row.SortKey)
+		}
+		q.WriteString(` ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name, avatar_url = excluded.avatar_url,
+			is_local = excluded.is_local, opt_in = excluded.opt_in, sort_key = excluded.sort_key`)
+		if _, err := tx.execOnce(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	var q strings.Builder
+	var args []any
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		_, err := tx.execOnce(ctx, `INSERT INTO user_directory_terms (term, user_id, sort_key, is_local, opt_in) VALUES `+q.String()+` ON CONFLICT DO NOTHING`, args...)
+		q.Reset()
+		args = args[:0]
+		return err
+	}
+	for _, u := range users {
+		for _, t := range u.Terms {
+			if len(args) > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + placeholders(len(args)+1, 5) + ")")
+			args = append(args, t, u.Row.UserID, u.Row.SortKey, u.Row.IsLocal, optIn(u))
+			if len(args) >= 5000 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
+}
+
 // DirectoryAccount is a local account next to its directory row.
 type DirectoryAccount struct {
 	UserID      string
@@ -414,14 +506,21 @@ type DirectoryAccount struct {
 	OptInContent []byte
 }
 
-// DirectoryAccounts lists every local account with its directory row, to
-// find rows missed by a crash or accounts made before the directory
-// existed. optInType is the account data type of the directory choice.
+// DirectoryAccounts lists the local accounts whose directory row may be
+// out of date, with that row, to find rows missed by a crash or accounts
+// made before the directory existed (or by a bulk import). Accounts whose
+// row matches their name and avatar and who made no directory choice are
+// left out in SQL, so that a start with an up-to-date directory reads
+// next to nothing; those with a choice come back for the caller to
+// compare (it is JSON). optInType is the account data type of the choice.
 func (s *Store) DirectoryAccounts(ctx context.Context, optInType string) ([]DirectoryAccount, error) {
 	rows, err := s.reader().QueryContext(ctx, `SELECT u.user_id, COALESCE(u.displayname, ''), COALESCE(u.avatar_url, ''), u.deactivated,
 		d.user_id IS NOT NULL, COALESCE(d.display_name, ''), COALESCE(d.avatar_url, ''), d.opt_in, a.content
 		FROM users u LEFT JOIN user_directory d ON d.user_id = u.user_id
-		LEFT JOIN account_data a ON a.user_id = u.user_id AND a.room_id = '' AND a.type = $1`, optInType)
+		LEFT JOIN account_data a ON a.user_id = u.user_id AND a.room_id = '' AND a.type = $1
+		WHERE CASE WHEN u.deactivated THEN d.user_id IS NOT NULL
+			ELSE d.user_id IS NULL OR d.display_name <> COALESCE(u.displayname, '') OR d.avatar_url <> COALESCE(u.avatar_url, '')
+				OR d.opt_in IS NOT NULL OR a.content IS NOT NULL END`, optInType)
 	if err != nil {
 		return nil, err
 	}

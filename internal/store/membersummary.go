@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,21 +39,16 @@ func heroSet(membership string) bool { return membership == "join" || membership
 // user's membership changing from old to new (SetMembership, after its
 // write): counts move by one, and the candidates are read again only when
 // the user enters a list that is short or ends after them, or leaves it.
-func (tx *Tx) updateMemberSummary(ctx context.Context, roomID, userID, old, new string) error {
+// sum and heroes are the room's summary row as read (sum nil: none yet).
+func (tx *Tx) updateMemberSummary(ctx context.Context, roomID, userID, old, new string, sum *MemberSummary, heroes string) error {
 	dj, di := isJoin(new)-isJoin(old), isInvite(new)-isInvite(old)
 	if dj == 0 && di == 0 {
 		return nil
 	}
-	var sum MemberSummary
-	var heroes string
-	err := tx.q.QueryRowContext(ctx, `SELECT joined_members, invited_members, heroes FROM room_member_summaries WHERE room_id = $1`, roomID).
-		Scan(&sum.Joined, &sum.Invited, &heroes)
-	if errors.Is(err, sql.ErrNoRows) {
+	if sum == nil {
 		return tx.recountMemberSummary(ctx, roomID)
 	}
-	if err != nil {
-		return err
-	}
+	var err error
 	list := splitHeroes(heroes)
 	switch in := heroSet(new); {
 	case in == heroSet(old):

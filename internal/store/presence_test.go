@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -48,6 +49,30 @@ func TestTouchPresenceMovesNoStream(t *testing.T) {
 		}
 		if p, err := s.GetPresence(ctx, "@a:x"); err != nil || p.LastActiveTS != 5000 {
 			t.Fatalf("an older touch overwrote a newer time: %+v %v", p, err)
+		}
+		// Many users at once (several statements on PostgreSQL), each
+		// with their own time.
+		touches := map[string]int64{}
+		err = s.InTx(ctx, func(tx *Tx) error {
+			for i := range 530 {
+				u := fmt.Sprintf("@u%d:x", i)
+				touches[u] = int64(10000 + i)
+				if _, err := tx.PutPresence(ctx, Presence{UserID: u, State: "online", LastActiveTS: 1000}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.TouchPresence(ctx, touches); err != nil {
+			t.Fatal(err)
+		}
+		for u, ts := range touches {
+			if p, err := s.GetPresence(ctx, u); err != nil || p.LastActiveTS != ts {
+				t.Fatalf("%s after touch: %+v %v, want %d", u, p, err, ts)
+			}
 		}
 	})
 }

@@ -274,6 +274,20 @@ func (s *Store) CompactStaged(ctx context.Context, ps []StagedPush) error {
 	})
 }
 
+// VacuumStaged lets PostgreSQL reuse the space of the staged rows moved
+// out (a no-op on SQLite, which reuses freed pages by itself).
+// push_staging is a queue: every row is deleted within seconds, and until
+// a VACUUM its dead rows keep their pages, so the table grew by a row per
+// notifying event when autovacuum was off or lagging. The table holds a
+// few seconds of rows, so this costs little.
+func (s *Store) VacuumStaged(ctx context.Context) error {
+	if s.Engine != Postgres {
+		return nil
+	}
+	_, err := s.w.ExecContext(ctx, `VACUUM push_staging`)
+	return err
+}
+
 // insertRoomActions stores room-wide notifications.
 func (tx *Tx) insertRoomActions(ctx context.Context, ps []StagedPush) error {
 	for len(ps) > 0 {
@@ -626,7 +640,8 @@ func (s *Store) Notifications(ctx context.Context, userID string, before int64, 
 	}
 	// $1 user, $2 before, $3 only highlights (an integer flag for both
 	// engines), $4 limit. Room-wide rows count for the rooms the user is
-	// joined to since the join, unless the user has a row of their own.
+	// joined to since the join, unless the user has a row of their own or
+	// sent the event.
 	rows, err := s.reader().QueryContext(ctx, `SELECT * FROM (SELECT a.stream_pos, a.room_id, COALESCE((SELECT e.event_id FROM events e WHERE e.stream_pos = a.stream_pos), ''), a.thread_id, a.highlight, a.actions, a.ts,
 			`+readCase("a", "$1")+`, '', '', 0
 			FROM push_actions a WHERE a.user_id = $1 AND a.stream_pos < $2 AND a.counted >= 0 AND (a.highlight = TRUE OR $3 = 0) ORDER BY a.stream_pos DESC LIMIT $4) x
@@ -635,11 +650,12 @@ func (s *Store) Notifications(ctx context.Context, userID string, before int64, 
 			FROM room_members m JOIN push_room_actions p ON m.user_id = $1 AND p.room_id = m.room_id AND p.stream_pos > m.joined_pos AND p.stream_pos < $2
 			WHERE m.membership = 'join' AND $3 = 0
 				AND NOT EXISTS (SELECT 1 FROM push_actions e WHERE e.user_id = $1 AND e.room_id = p.room_id AND e.thread_id = p.thread_id AND e.stream_pos = p.stream_pos)
+				AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_pos = p.stream_pos AND e.sender = $1)
 			ORDER BY p.stream_pos DESC LIMIT $4) y
 		UNION ALL
 		SELECT s.stream_pos, s.room_id, s.event_id, s.thread_id, FALSE, '', s.ts, `+readCase("s", "$1")+`, s.recipients, COALESCE(s.everyone, ''),
 			COALESCE((SELECT m.joined_pos FROM room_members m WHERE m.room_id = s.room_id AND m.user_id = $1 AND m.membership = 'join'), -1)
-			FROM push_staging s WHERE s.stream_pos < $2`, userID, before, only, limit)
+			FROM push_staging s WHERE s.stream_pos < $2 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_pos = s.stream_pos AND e.sender = $1)`, userID, before, only, limit)
 	if err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}

@@ -328,10 +328,20 @@ type Membership struct {
 // replaces is read first (the summary moves by the difference); the
 // writes wait for the transaction's next round trip (execLater).
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
-	var old string
-	err := tx.q.QueryRowContext(ctx, `SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2`, m.RoomID, m.UserID).Scan(&old)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	// The member's previous membership and the room's member summary in
+	// one statement: on PostgreSQL each answered statement of a join's
+	// transaction is a round trip.
+	var oldMembership, heroes sql.NullString
+	var joined, invited sql.NullInt64
+	err := tx.q.QueryRowContext(ctx, `SELECT (SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2), s.joined_members, s.invited_members, s.heroes
+		FROM (SELECT 1 AS one) AS x LEFT JOIN room_member_summaries s ON s.room_id = $3`, m.RoomID, m.UserID, m.RoomID).Scan(&oldMembership, &joined, &invited, &heroes)
+	if err != nil {
 		return err
+	}
+	old := oldMembership.String
+	var sum *MemberSummary
+	if joined.Valid {
+		sum = &MemberSummary{Joined: joined.Int64, Invited: invited.Int64}
 	}
 	if delta := isJoin(m.Membership) - isJoin(old); delta != 0 {
 		// A room without a summary yet gets its count when it gets one.
@@ -347,7 +357,7 @@ func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 	if err != nil {
 		return err
 	}
-	return tx.updateMemberSummary(ctx, m.RoomID, m.UserID, old, m.Membership)
+	return tx.updateMemberSummary(ctx, m.RoomID, m.UserID, old, m.Membership, sum, heroes.String)
 }
 
 func isJoin(membership string) int64 {

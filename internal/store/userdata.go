@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 )
 
 // AccountData is an account_data row; RoomID is "" for global data.
@@ -173,12 +176,54 @@ func (s *Store) TouchPresence(ctx context.Context, touches map[string]int64) err
 	if len(touches) == 0 {
 		return nil
 	}
+	if s.Engine == Postgres {
+		return s.touchPresenceSet(ctx, touches)
+	}
 	return s.InTx(ctx, func(tx *Tx) error {
 		for userID, ts := range touches {
-			// One pipeline on PostgreSQL, not a round trip per user.
-			if err := tx.execLater(ctx, nil, `UPDATE presence SET last_active_ts = $1 WHERE user_id = $2 AND last_active_ts < $1`, ts, userID); err != nil {
+			if _, err := tx.q.ExecContext(ctx, `UPDATE presence SET last_active_ts = $1 WHERE user_id = $2 AND last_active_ts < $1`, ts, userID); err != nil {
 				return err
 			}
+		}
+		return nil
+	})
+}
+
+// touchPresenceSet is TouchPresence on PostgreSQL: one UPDATE per 500
+// users (a statement per user cost a thousand idle pollers as much
+// database time as all else they do). Lists are padded to three sizes by
+// repeating a pair, which updates nothing twice, so that few texts are
+// prepared.
+func (s *Store) touchPresenceSet(ctx context.Context, touches map[string]int64) error {
+	pairs := make([]any, 0, 2*len(touches))
+	for userID, ts := range touches {
+		pairs = append(pairs, userID, ts)
+	}
+	return s.InTx(ctx, func(tx *Tx) error {
+		for len(pairs) > 0 {
+			n := min(len(pairs)/2, 500)
+			args := slices.Clone(pairs[:2*n])
+			for _, size := range []int{16, 128, 500} {
+				if n <= size {
+					for range size - n {
+						args = append(args, pairs[0], pairs[1])
+					}
+					break
+				}
+			}
+			var b strings.Builder
+			b.WriteString(`UPDATE presence SET last_active_ts = v.column2 FROM (VALUES `)
+			for i := 0; i < len(args); i += 2 {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "(CAST($%d AS TEXT), CAST($%d AS BIGINT))", i+1, i+2)
+			}
+			b.WriteString(`) AS v WHERE presence.user_id = v.column1 AND presence.last_active_ts < v.column2`)
+			if err := tx.execLater(ctx, nil, b.String(), args...); err != nil {
+				return err
+			}
+			pairs = pairs[2*n:]
 		}
 		return nil
 	})
@@ -199,12 +244,18 @@ func (s *Store) GetPresence(ctx context.Context, userID string) (*Presence, erro
 // share a joined room with userID (and userID itself).
 func (s *Store) PresenceSince(ctx context.Context, userID string, from, to int64) ([]Presence, error) {
 	// Driven by the changes in the range (few: the stream moves only when
-	// a state changes), each checked against the rooms of its user, not
-	// by listing everyone the reader shares a room with.
+	// a state changes), each checked against the rooms of its user (an
+	// index probe of the reader's membership per room), not by listing
+	// everyone the reader shares a room with. "LIMIT 1 OFFSET 0" keeps
+	// PostgreSQL from turning the EXISTS into a hash of all the reader's
+	// co-members, which for a member of a 10,000-member room read 10,000
+	// rows per sync (an OFFSET stops that rewrite; SQLite runs the EXISTS
+	// per row anyway and wants a LIMIT before an OFFSET).
 	rows, err := s.reader().QueryContext(ctx, `SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos FROM presence p
 		WHERE p.stream_pos > $1 AND p.stream_pos <= $2 AND (p.user_id = $3 OR EXISTS (
-			SELECT 1 FROM room_members o JOIN room_members m ON m.room_id = o.room_id AND m.user_id = $4 AND m.membership = 'join'
-			WHERE o.user_id = p.user_id AND o.membership = 'join'))
+			SELECT 1 FROM room_members o WHERE o.user_id = p.user_id AND o.membership = 'join'
+				AND EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = o.room_id AND m.user_id = $4 AND m.membership = 'join')
+			LIMIT 1 OFFSET 0))
 		ORDER BY p.stream_pos`, from, to, userID, userID)
 	if err != nil {
 		return nil, err
