@@ -24,8 +24,11 @@ type client struct {
 	hc   *http.Client
 }
 
-func newClient(base string) *client {
-	tr := &http.Transport{MaxIdleConns: 4000, MaxIdleConnsPerHost: 4000, IdleConnTimeout: 2 * time.Minute}
+func newClient(base string) *client { return newClientFor(base, 4000) }
+
+// newClientFor is a client that keeps up to conns connections alive.
+func newClientFor(base string, conns int) *client {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 2 * time.Minute}
 	return &client{base: base, hc: &http.Client{Transport: tr}}
 }
 
@@ -216,30 +219,44 @@ type pollers struct {
 	lastErr atomic.Value
 	answers atomic.Int64 // /sync answers so far
 	lastAns atomic.Int64 // unix ns of the latest answer
+	waiting atomic.Int64 // polls sent and not answered yet
+	online  atomic.Int64 // clients answered at least once
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
 
 // start runs one long-poll loop per poller until stop.
 func (ps *pollers) start(sec *sector, users []int) {
+	tokens := make([]string, len(users))
+	for i, u := range users {
+		tokens[i] = sec.users[u].token
+	}
+	ps.startKeys(users, tokens)
+}
+
+// startKeys runs one long-poll loop per key (the index of its since
+// token and filter; the tracker's poller) with the token beside it.
+func (ps *pollers) startKeys(keys []int, tokens []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ps.cancel = cancel
-	for _, u := range users {
+	for i, k := range keys {
 		ps.wg.Add(1)
 		go func() {
 			defer ps.wg.Done()
-			ps.loop(ctx, u, sec.users[u].token)
+			ps.loop(ctx, k, tokens[i])
 		}()
 	}
 }
 
 func (ps *pollers) loop(ctx context.Context, u int, token string) {
-	since := ps.since[u]
+	since, online := ps.since[u], false
 	q := "/_matrix/client/v3/sync?timeout=" + strconv.Itoa(int(ps.timeout.Milliseconds())) + "&filter=" + url.QueryEscape(ps.filter[u])
 	for ctx.Err() == nil {
 		var ans syncAnswer
 		rctx, cancel := context.WithTimeout(ctx, ps.timeout+30*time.Second)
+		ps.waiting.Add(1)
 		_, err := ps.c.do(rctx, http.MethodGet, q+"&since="+url.QueryEscape(since), token, nil, &ans)
+		ps.waiting.Add(-1)
 		cancel()
 		now := time.Now()
 		if err != nil {
@@ -250,7 +267,10 @@ func (ps *pollers) loop(ctx context.Context, u int, token string) {
 			}
 			continue
 		}
-		ps.answers.Add(1)
+		if ps.answers.Add(1); !online {
+			online = true // its first answer
+			ps.online.Add(1)
+		}
 		ps.lastAns.Store(now.UnixNano())
 		since = ans.NextBatch
 		for _, r := range ans.Rooms.Join {

@@ -65,6 +65,7 @@ type options struct {
 	joinBudget   time.Duration
 	phaseBudget  time.Duration
 	cpuProfile   string
+	connected    int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.pollerBudget, "poller-budget", 3*time.Minute, "time for the online users' first syncs; past it the others start from a cheap sync")
 	fs.DurationVar(&o.joinBudget, "join-budget", time.Minute, "time for the measured joins into each big room")
 	fs.DurationVar(&o.phaseBudget, "phase-budget", 5*time.Minute, "time for any one phase; what it measured by then is reported")
+	fs.IntVar(&o.connected, "connected", 0, "clients long-polling at the end of the connected phase (default 10,000 × scale)")
 	fs.StringVar(&o.cpuProfile, "setup-cpuprofile", "", "write a CPU profile of the in-process setup to this file (the last engine's)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -252,7 +254,7 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 	er.setup = append(er.setup, timing{"luxchat start (fills the user directory)", time.Since(t1), ""})
 	elog("luxchat started in %s (pid %d); to profile a phase: go tool pprof -seconds 30 http://%s/debug/pprof/profile",
 		time.Since(t1).Round(time.Millisecond), proc.pid(), metrics)
-	b := &bench{opts: o, engine: engine, sec: sec, c: newClient(proc.base), m: &meter{pid: proc.pid()}, dataDir: dataDir,
+	b := &bench{opts: o, engine: engine, sec: sec, c: newClient(proc.base), m: &meter{pid: proc.pid()}, dataDir: dataDir, metrics: "http://" + metrics,
 		hashMem: cfg.Auth.PasswordHashMemoryKiB, hashT: cfg.Auth.PasswordHashTime, tr: newTracker(), logf: elog}
 	if engine == "postgres" {
 		admin, err := sql.Open("pgx", o.postgres)
@@ -275,7 +277,11 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 			er.notes = append(er.notes, fmt.Sprintf("luxchat was still busy (%.0f %% of a core) a minute after the phase before %s", busy, ph.name))
 		}
 		elog("phase %s", ph.name)
-		pctx, cancel := context.WithTimeout(ctx, o.phaseBudget)
+		budget := o.phaseBudget
+		if ph.name == "connected" {
+			budget += o.pollerBudget // it brings the online users online, with their first syncs
+		}
+		pctx, cancel := context.WithTimeout(ctx, budget)
 		err := ph.run(b, pctx)
 		cancel()
 		if err != nil {

@@ -49,6 +49,7 @@ func TestSmoke(t *testing.T) {
 		"idle long-pollers":               2,
 		"DMs and groups":                  3,
 		"storage":                         2,
+		"connected clients":               7,
 	}
 	number := regexp.MustCompile(`\d`)
 	got := map[string]int{}

@@ -31,6 +31,7 @@ type bench struct {
 	c       *client
 	m       *meter
 	dataDir string
+	metrics string  // the server's metrics listener, http://host:port
 	admin   *sql.DB // PostgreSQL only: the server's administration database
 	dbName  string  // PostgreSQL only: the sector's database
 	dsn     string  // PostgreSQL only: the sector's database
@@ -59,12 +60,14 @@ type phase struct {
 
 // The phases in the order they run: the heavy user's initial syncs come
 // first, on a server that has not served them yet ("first sync"); the
-// online users start polling in the first phase that needs them, and
+// connected phase measures the server before the online users start
+// polling; they start polling in the first phase that needs them, and
 // stop before the first offline one (storage is last).
 var phaseOrder = []phase{
 	{name: "sync", run: (*bench).phaseSync},
 	{name: "login", run: (*bench).phaseLogin},
 	{name: "join", run: (*bench).phaseJoin},
+	{name: "connected", run: (*bench).phaseConnected},
 	{name: "message", run: (*bench).phaseMessage},
 	{name: "idle", run: (*bench).phaseIdle},
 	{name: "steady", run: (*bench).phaseSteady},

@@ -46,6 +46,7 @@ type plan struct {
 	loginCount  int // logins measured
 	burst       int // messages of the burst in DMs and groups
 	storageMsgs int // messages whose storage is measured
+	connected   int // clients long-polling at once in the connected phase
 }
 
 func newPlan(scale float64) plan {
@@ -66,6 +67,7 @@ func newPlan(scale float64) plan {
 		loginCount:  n(200, 20),
 		burst:       n(500, 50),
 		storageMsgs: n(2000, 100),
+		connected:   n(10000, 50),
 	}
 	// Each group holds one heavy user and each heavy user is in
 	// heavyRoom/2 groups: keep enough groups.

@@ -223,6 +223,12 @@ type Limits struct {
 	// connection is closed. Stalled bodies so cannot hold connections.
 	BodyReadTimeout Duration `yaml:"body_read_timeout"`
 	BodyMinRate     int64    `yaml:"body_min_rate"`
+	// ParkLongPolls lets /sync long polls that find nothing wait outside
+	// net/http (httputil.Park): a connected client then costs ~13 KiB
+	// instead of ~35. Off by default: with 10,000 clients coming online
+	// at once on a loaded machine, polls went unanswered past their
+	// timeout (not understood yet; see docs/benchmarks.md).
+	ParkLongPolls bool `yaml:"park_long_polls"`
 }
 
 // Encryption holds end-to-end-encryption defaults for new rooms.
@@ -708,6 +714,9 @@ limits:
   # is closed. Both listeners.
   body_read_timeout: 30s
   body_min_rate: 1024
+  # Experimental: /sync long polls wait outside net/http, holding less
+  # memory per connected client.
+  park_long_polls: false
 
 encryption:
   # New private_chat and trusted_private_chat rooms are end-to-end encrypted.

@@ -378,7 +378,7 @@ func (s *Service) Commit(ctx context.Context, b *Batch) error {
 		r.id = b.roomID
 		r.state = map[pdu.StateTuple]*pdu.Event{}
 		r.setMembers(map[string]string{})
-		r.loaded = true
+		r.loaded, r.used = true, time.Now()
 		s.mu.Lock()
 		s.rooms[b.roomID] = r
 		s.mu.Unlock()

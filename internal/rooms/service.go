@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"luxchat/internal/config"
 	"luxchat/internal/matrix/errcode"
@@ -128,6 +129,9 @@ type Room struct {
 	// a setMembers.
 	members, membersBefore uint64
 	latestPos              int64
+	// used is when LockRoom last handed the room out: TrimStates unloads
+	// the rooms used least recently.
+	used time.Time
 }
 
 // membershipVersions hands out the versions of rooms' joined members:
@@ -212,6 +216,7 @@ func (s *Service) roomEntry(roomID string) *Room {
 func (s *Service) LockRoom(ctx context.Context, roomID string) (*Room, error) {
 	r := s.roomEntry(roomID)
 	r.mu.Lock()
+	r.used = time.Now()
 	if r.loaded {
 		return r, nil
 	}

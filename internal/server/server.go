@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -93,7 +94,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s := &Server{Config: cfg, Store: st, Log: log, Key: key, metrics: prometheus.NewRegistry()}
-	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The memory classes and the live heap say where the process's
+	// memory goes (heap, stacks, runtime metadata, what was returned).
+	s.metrics.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsMemory,
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mediaKeys, err := media.LoadKeyring(cfg.DataDir)
 	if err != nil {
 		st.Close()
@@ -189,6 +194,14 @@ func guardRouter(rt *httputil.Router, cfg *config.Config) {
 	}
 }
 
+// Parked is how many long polls wait parked now (see httputil.Park).
+func (s *Server) Parked() int {
+	if rt, ok := s.handler.(*httputil.Router); ok && s.Config.Limits.ParkLongPolls {
+		return rt.Parked()
+	}
+	return 0
+}
+
 // Handler is the client API handler (for tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -217,6 +230,12 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		ln.Close()
 		s.Store.Close()
 		return err
+	}
+	rt, _ := s.handler.(*httputil.Router)
+	if rt != nil && s.Config.Limits.ParkLongPolls {
+		ln = rt.ParkListener(ln) // long polls wait outside net/http
+	} else {
+		rt = nil
 	}
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server
@@ -249,6 +268,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)
+	if rt != nil {
+		err = errors.Join(err, rt.WaitParked(shutCtx))
+	}
 	if fsrv != nil {
 		_ = fsrv.Shutdown(shutCtx)
 	}
@@ -267,7 +289,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 func (s *Server) housekeeping(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	lastFlush, lastRecheck := time.Now(), time.Now()
+	lastFlush, lastRecheck, lastTrim := time.Now(), time.Now(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -278,6 +300,12 @@ func (s *Server) housekeeping(ctx context.Context) {
 				lastRecheck = time.Now()
 				if err := s.Accounts.RecheckTokens(ctx); err != nil && ctx.Err() == nil {
 					s.Log.Warn("access tokens: re-check", "err", err)
+				}
+			}
+			if time.Since(lastTrim) >= trimEvery {
+				lastTrim = time.Now()
+				if kept, freed := s.Rooms.TrimStates(rooms.StateBudget); freed > 0 {
+					s.Log.Debug("rooms: parsed states unloaded", "freed_bytes", freed, "kept_bytes", kept)
 				}
 			}
 			if time.Since(lastFlush) >= presenceFlushEvery {
@@ -293,6 +321,10 @@ func (s *Server) housekeeping(ctx context.Context) {
 // tokenRecheckEvery is how often the cached access tokens in use are
 // re-checked (see accounts.Service.RecheckTokens).
 const tokenRecheckEvery = 5 * time.Second
+
+// trimEvery is how often the rooms' cached states are brought back
+// within their budget (rooms.TrimStates).
+const trimEvery = 30 * time.Second
 
 // presenceFlushEvery is how often the online users' last-active times are
 // stored (see sync.Service.FlushPresence).

@@ -320,6 +320,10 @@ func (s *Service) unchanged(ctx context.Context, req Request, cur streamtoken.To
 	return resp, nil
 }
 
+// Empty reports whether r holds nothing but its token and key counts:
+// what a long poll keeps waiting after.
+func (r *Response) Empty() bool { return r.empty() }
+
 func (r *Response) empty() bool {
 	if r.AccountData != nil && len(r.AccountData.Events) > 0 {
 		return false

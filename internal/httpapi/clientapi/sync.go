@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"strconv"
@@ -44,11 +45,31 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 		stateAfter = "state_after"
 	}
 	timeout := min(time.Duration(max(timeoutMS, 0))*time.Millisecond, maxSyncTimeout)
-	resp, err := a.Sync.Sync(r.Context(), sync.Request{
+	req := sync.Request{
 		UserID: r.Session.UserID, DeviceID: r.Session.DeviceID, Since: r.Query("since"),
 		Timeout: timeout, FullState: fullState, Filter: f, SetPresence: r.Query("set_presence"),
 		StateAfter: stateAfter,
-	})
+	}
+	if req.Since == "" || timeout == 0 || fullState || !r.CanPark() {
+		return syncAnswer(a.Sync.Sync(r.Context(), req))
+	}
+	// A long poll: first a look without waiting, here, which does what
+	// may go deep (presence, a build when there is news); when nothing is
+	// there, the wait from the token it gives is parked (httputil.Park),
+	// holding little: a poll of a connected client that nothing happens
+	// to costs its connection and a small goroutine.
+	start := time.Now()
+	look := req
+	look.Timeout = 0
+	resp, err := a.Sync.Sync(r.Context(), look)
+	if err != nil || !resp.Empty() || time.Since(start) >= timeout {
+		return syncAnswer(resp, err)
+	}
+	req.Since, req.Timeout = resp.NextBatch, timeout-time.Since(start)
+	return r.Park(func(ctx context.Context) (any, error) { return syncAnswer(a.Sync.Sync(ctx, req)) }), nil
+}
+
+func syncAnswer(resp *sync.Response, err error) (any, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -81,12 +102,19 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 			return nil, err
 		}
 		raw = []byte(stored)
+		if f, ok := a.filters.get("text\x00" + string(stored)); ok {
+			a.filters.put(key, f)
+			return f, nil
+		}
 	}
 	f, err := filter.Parse(raw)
 	if err != nil {
 		return nil, errcode.InvalidParam("invalid filter: %v", err)
 	}
 	a.filters.put(key, f)
+	if !inline {
+		a.filters.put("text\x00"+string(raw), f)
+	}
 	return f, nil
 }
 
@@ -274,26 +302,42 @@ func (a *API) putPresence(r *httputil.Request) (any, error) {
 	return struct{}{}, nil
 }
 
-// filterCache holds parsed stored filters, bounded by clearing when full.
+// filterCache holds parsed filters under two kinds of keys: a user's
+// filter id, and the filter's text, so that the thousands of users whose
+// clients upload the same filter share one parsed copy. It keeps two
+// generations of maxCachedFilters entries: a key used in the last
+// generation moves to the current one, so that the filters of clients
+// that poll stay and a full cache never drops them all at once (every
+// poller would then read its filter again).
 type filterCache struct {
-	mu gosync.Mutex
-	m  map[string]*filter.Filter
+	mu        gosync.Mutex
+	cur, prev map[string]*filter.Filter
 }
 
-const maxCachedFilters = 10000
+const maxCachedFilters = 20000
 
 func (c *filterCache) get(key string) (*filter.Filter, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	f, ok := c.m[key]
+	if f, ok := c.cur[key]; ok {
+		return f, true
+	}
+	f, ok := c.prev[key]
+	if ok {
+		c.putLocked(key, f)
+	}
 	return f, ok
 }
 
 func (c *filterCache) put(key string, f *filter.Filter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCachedFilters {
-		c.m = map[string]*filter.Filter{}
+	c.putLocked(key, f)
+}
+
+func (c *filterCache) putLocked(key string, f *filter.Filter) {
+	if c.cur == nil || len(c.cur) >= maxCachedFilters {
+		c.prev, c.cur = c.cur, make(map[string]*filter.Filter)
 	}
-	c.m[key] = f
+	c.cur[key] = f
 }

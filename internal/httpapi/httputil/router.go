@@ -73,6 +73,10 @@ type Request struct {
 	Origin string
 	router *Router
 	query  url.Values // parsed once, on first use
+	// pattern and start are the route and the request's start, for a
+	// parked request's metrics (see Park).
+	pattern string
+	start   time.Time
 }
 
 // queryValues returns the request's query parameters, parsed once: a
@@ -117,6 +121,9 @@ type Router struct {
 	// Log is the base of every request's logger (see Logger).
 	Log     *slog.Logger
 	Observe func(pattern, method string, status int, d time.Duration) // metrics hook; may be nil
+	// parking is where parked requests hand their connections back
+	// (ParkListener); nil: requests wait in place.
+	parking *parkListener
 }
 
 type route struct {
@@ -226,7 +233,7 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 				rt.writeError(sw, r, errcode.Internal())
 			}
 		}
-		if rt.Observe != nil {
+		if rt.Observe != nil && !sw.parked {
 			rt.Observe(path, r.Method, sw.status, time.Since(start))
 		}
 	}()
@@ -242,7 +249,7 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 			r.Body = http.MaxBytesReader(sw, r.Body, limit)
 		}
 	}
-	req := &Request{Request: r, router: rt, query: query}
+	req := &Request{Request: r, router: rt, query: query, pattern: path, start: start}
 	if rr.auth == AuthServer {
 		origin, err := rt.verifyServer(req)
 		if err != nil {
@@ -458,7 +465,11 @@ func writeCORS(w http.ResponseWriter) {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	parked bool // the request's connection was taken over (see Park)
 }
+
+// Unwrap lets http.ResponseController reach the connection (Park).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
