@@ -24,19 +24,19 @@ func (t *ackTable) load(k deviceKey) (int64, bool) {
 func (t *ackTable) store(k deviceKey, pos int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = map[deviceKey]int64{}
-	}
-	t.m[k] = pos
+	t.setLocked(k, pos)
 }
 
 // storeIfAbsent records pos unless the device is known already.
 func (t *ackTable) storeIfAbsent(k deviceKey, pos int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.m[k]; ok {
-		return
+	if _, ok := t.m[k]; !ok {
+		t.setLocked(k, pos)
 	}
+}
+
+func (t *ackTable) setLocked(k deviceKey, pos int64) {
 	if t.m == nil {
 		t.m = map[deviceKey]int64{}
 	}
