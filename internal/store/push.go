@@ -708,27 +708,52 @@ func (s *Store) GlobalAccountDataOf(ctx context.Context, typ string, userIDs []s
 	return globalAccountDataOf(ctx, s.reader(), typ, userIDs)
 }
 
-// GlobalAccountDataOf is Store.GlobalAccountDataOf inside a transaction.
+// GlobalAccountDataOf is Store.GlobalAccountDataOf inside a transaction
+// (a join's: the joiner's push rules), where it rides with the writes
+// before it (queryEach).
 func (tx *Tx) GlobalAccountDataOf(ctx context.Context, typ string, userIDs []string) (map[string][]byte, error) {
-	return globalAccountDataOf(ctx, tx.q, typ, userIDs)
+	out := map[string][]byte{}
+	for len(userIDs) > 0 {
+		n := min(len(userIDs), 500)
+		q, args := accountDataOfQuery(typ, userIDs[:n])
+		err := tx.queryEach(ctx, func(scan func(...any) error) error {
+			var u, c string
+			if err := scan(&u, &c); err != nil {
+				return err
+			}
+			out[u] = []byte(c)
+			return nil
+		}, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		userIDs = userIDs[n:]
+	}
+	return out, nil
+}
+
+// accountDataOfQuery reads one type of global account data of users.
+func accountDataOfQuery(typ string, userIDs []string) (string, []any) {
+	var b strings.Builder
+	b.WriteString(`SELECT user_id, content FROM account_data WHERE room_id = '' AND type = $1 AND user_id IN (`)
+	args := []any{typ}
+	for i, u := range userIDs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+2)
+		args = append(args, u)
+	}
+	b.WriteString(`)`)
+	return b.String(), args
 }
 
 func globalAccountDataOf(ctx context.Context, q querier, typ string, userIDs []string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for len(userIDs) > 0 {
 		n := min(len(userIDs), 500)
-		var b strings.Builder
-		b.WriteString(`SELECT user_id, content FROM account_data WHERE room_id = '' AND type = $1 AND user_id IN (`)
-		args := []any{typ}
-		for i, u := range userIDs[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "$%d", i+2)
-			args = append(args, u)
-		}
-		b.WriteString(`)`)
-		rows, err := q.QueryContext(ctx, b.String(), args...)
+		query, args := accountDataOfQuery(typ, userIDs[:n])
+		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
 			return nil, err
 		}
