@@ -484,3 +484,22 @@ func TestRoomEventsPages(t *testing.T) {
 		}
 	})
 }
+
+// On PostgreSQL the writers' connections plan each statement once for
+// any arguments; the readers' keep the default.
+func TestPostgresPlanCacheModes(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		if s.Engine != Postgres {
+			t.Skip("PostgreSQL only")
+		}
+		for _, c := range []struct {
+			db   *sql.DB
+			want string
+		}{{s.w, "force_generic_plan"}, {s.r, "auto"}} {
+			var mode string
+			if err := c.db.QueryRowContext(t.Context(), `SHOW plan_cache_mode`).Scan(&mode); err != nil || mode != c.want {
+				t.Errorf("plan_cache_mode %q %v, want %q", mode, err, c.want)
+			}
+		}
+	})
+}
