@@ -94,7 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.connected, "connected", 0, "clients long-polling at the end of the connected phase (default 10,000 × scale)")
 	fs.StringVar(&o.cpuProfile, "setup-cpuprofile", "", "write a CPU profile of the in-process setup to this file (the last engine's)")
 	fs.StringVar(&o.serverExtra, "server-config", "", "YAML lines added to the measured server's configuration, e.g. 'limits: {park_long_polls: true}'")
-	fs.StringVar(&o.msgProfile, "message-cpuprofile", "", "write a CPU profile of the server over the message phase's sends to this file (the last engine's)")
+	fs.StringVar(&o.msgProfile, "message-cpuprofile", "", "write a CPU profile of the server over the message phase's sends to this file, and its allocation profiles at the phase's start and end to FILE.allocs.start and .end (the last engine's)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -411,6 +411,7 @@ func (b *bench) phaseMessage(ctx context.Context) error {
 	var sends []time.Duration
 	b.logf("sending %d messages into the all-staff room, one every %s", b.opts.messages, b.opts.interval)
 	profiled := b.profileServer(ctx, b.opts.msgProfile, time.Duration(b.opts.messages)*b.opts.interval+time.Second)
+	b.saveAllocs(ctx, b.opts.msgProfile, ".allocs.start")
 	s0 := b.m.sample()
 	for i := range b.opts.messages {
 		n := b.tr.expect("big", pollers)
@@ -427,6 +428,7 @@ func (b *bench) phaseMessage(ctx context.Context) error {
 	b.tr.waitDelivered(ctx, "big", lostAfter)
 	time.Sleep(200 * time.Millisecond) // the pollers' next requests
 	use := b.m.since(s0)
+	b.saveAllocs(ctx, b.opts.msgProfile, ".allocs.end")
 	if err := <-profiled; err != nil {
 		b.logf("message phase profile: %v", err)
 	}
@@ -438,6 +440,38 @@ func (b *bench) phaseMessage(ctx context.Context) error {
 		ms(pct(delays, 50)), ms(pct(delays, 99)), ms(pct(delays, 100)), ms(pct(sends, 50))))
 	b.add(phase, "lost (not seen within 10 s)", "0", fmt.Sprintf("%d of %d", lost, b.opts.messages*p.pollers))
 	return nil
+}
+
+// saveAllocs writes the server's allocation profile (all allocations since
+// it started) to path+suffix, when path is set; two of them read with
+// pprof -diff_base show what a phase allocated.
+func (b *bench) saveAllocs(ctx context.Context, path, suffix string) {
+	if path == "" {
+		return
+	}
+	err := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.metrics+"/debug/pprof/allocs", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path + suffix)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		b.logf("allocation profile: %v", err)
+	}
 }
 
 // profileServer writes a CPU profile of the server, taken over its
