@@ -15,8 +15,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
-	_ "modernc.org/sqlite"             // registers "sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers "pgx"
+	_ "modernc.org/sqlite"           // registers "sqlite"
 )
 
 // Engine names a database engine.
@@ -69,11 +70,19 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		// the reader pool), and both are small. Every connection prepares
 		// and plans its statements afresh and adds a backend process, so
 		// connections beyond a few per core cost more than they bring.
+		// JIT compilation is off unless the DSN asks for it: it pays for
+		// itself on long analytic queries, and a server's statements are
+		// short. A set-based statement over a thousand rooms crosses
+		// its cost threshold and spent more time compiling than running.
+		cfg, err := pgx.ParseConfig(o.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		if _, set := cfg.RuntimeParams["jit"]; !set {
+			cfg.RuntimeParams["jit"] = "off"
+		}
 		open := func(n int) (*sql.DB, error) {
-			db, err := sql.Open("pgx", o.PostgresDSN)
-			if err != nil {
-				return nil, fmt.Errorf("open postgres: %w", err)
-			}
+			db := stdlib.OpenDB(*cfg)
 			db.SetMaxOpenConns(n)
 			db.SetMaxIdleConns(n)
 			db.SetConnMaxIdleTime(0)
