@@ -117,9 +117,9 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 	var early *earlyCounts
 	if since == nil && s.hooks.NotificationCounts != nil && len(joinedIDs) > 0 {
 		early = s.countEarly(ctx, req.UserID, joinedIDs, cur.Events)
+		defer early.wait() // an error below returns before fillCounts
 	}
 	if err := s.joinedRooms(ctx, req, joins, since, from, cur, rr); err != nil {
-		early.wait()
 		return nil, err
 	}
 	// joined returns a joined room's section, adding one (with its unread
