@@ -42,3 +42,19 @@ func TestFastClientJSONMatchesDecoded(t *testing.T) {
 		}
 	}
 }
+
+// membershipOfBase reads a member event's membership from its client base
+// as decoding the event would.
+func TestMembershipOfBase(t *testing.T) {
+	for _, tc := range []struct{ base, want string }{
+		{`{"content":{"displayname":"A","membership":"join"},"event_id":"$a","origin_server_ts":1,"sender":"@a:x","state_key":"@a:x","type":"m.room.member"`, "join"},
+		{`{"content":{"membership":"leave","reason":"bye"},"event_id":"$a","origin_server_ts":1,"sender":"@a:x","state_key":"@b:x","type":"m.room.member"`, "leave"},
+		{`{"content":{"membership":"jo\u0069n"},"event_id":"$a","origin_server_ts":1,"sender":"@a:x","state_key":"@a:x","type":"m.room.member"`, "join"},
+		{`{"content":{"displayname":"no membership"},"event_id":"$a","origin_server_ts":1,"sender":"@a:x","state_key":"@a:x","type":"m.room.member"`, ""},
+		{`{"content":{"membership":5},"event_id":"$a","origin_server_ts":1,"sender":"@a:x","state_key":"@a:x","type":"m.room.member"`, ""},
+	} {
+		if got := membershipOfBase([]byte(tc.base)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.base, got, tc.want)
+		}
+	}
+}

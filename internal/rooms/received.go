@@ -171,6 +171,9 @@ func spread(n int, f func(i int)) {
 // encoding), spread over the cores for large sets such as a big room's
 // state.
 func (s *Service) parseRows(ctx context.Context, rows []*store.EventRow) ([]*pdu.Event, error) {
+	if err := s.loadVersions(ctx, rows); err != nil {
+		return nil, err
+	}
 	evs := make([]*pdu.Event, len(rows))
 	errs := make([]error, len(rows))
 	spread(len(rows), func(i int) { evs[i], errs[i] = s.ParseRow(ctx, rows[i]) })
@@ -720,6 +723,33 @@ func (s *Service) CommitJoin(ctx context.Context, j Join) error {
 	r.mu.Unlock()
 	if s.notifier != nil {
 		s.notifier.RoomEvent(roomID, nil, append(joined, join.Sender), pos)
+	}
+	return nil
+}
+
+// loadVersions caches the versions of the rows' rooms that are not, in
+// one statement for all: rows of many rooms read cold (an initial sync's)
+// would otherwise cost a statement per room.
+func (s *Service) loadVersions(ctx context.Context, rows []*store.EventRow) error {
+	var missing []string
+	seen := map[string]bool{}
+	for _, row := range rows {
+		if _, ok := s.versions.Load(row.RoomID); !ok && !seen[row.RoomID] {
+			seen[row.RoomID] = true
+			missing = append(missing, row.RoomID)
+		}
+	}
+	if len(missing) < 2 {
+		return nil // VersionOf's own look-up is as cheap
+	}
+	found, err := s.store.RoomVersions(ctx, missing)
+	if err != nil {
+		return fmt.Errorf("room versions: %w", err)
+	}
+	for id, name := range found {
+		if v, ok := roomversion.Get(name); ok {
+			s.versions.Store(id, v)
+		}
 	}
 	return nil
 }

@@ -506,13 +506,38 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 	// The statement is written in order, each "?" numbered as it comes:
 	// SQLite numbers parameters by first appearance.
 	var q query
+	rooms := make([]any, len(ranges))
+	for i, r := range ranges {
+		rooms[i] = r.RoomID
+	}
+	// The rooms and their ranges: a VALUES list, on PostgreSQL two arrays,
+	// so that the statement's text does not grow with the rooms (parsing
+	// and planning a thousand rooms' lists cost PostgreSQL more than
+	// counting) and is prepared once per connection.
 	values := func() {
+		if s.Engine == Postgres {
+			ids, froms := make([]string, len(ranges)), make([]int64, len(ranges))
+			for i, r := range ranges {
+				ids[i], froms[i] = r.RoomID, r.From
+			}
+			q.add("SELECT * FROM unnest(CAST(? AS TEXT[]), CAST(? AS BIGINT[])) AS u (column1, column2)", ids, froms)
+			return
+		}
+		q.add("VALUES ")
 		for i, r := range ranges {
 			if i > 0 {
 				q.add(", ")
 			}
 			q.add("(CAST(? AS TEXT), CAST(? AS BIGINT))", r.RoomID, r.From)
 		}
+	}
+	in, inArgs := strings.TrimSuffix(strings.Repeat("?, ", len(rooms)), ", "), rooms
+	if s.Engine == Postgres {
+		ids := make([]string, len(ranges))
+		for i, r := range ranges {
+			ids[i] = r.RoomID
+		}
+		in, inArgs = "SELECT unnest(CAST(? AS TEXT[]))", []any{ids}
 	}
 	// floor: notifications count from the start of the user's current
 	// membership of the room; room-wide ones none when not joined.
@@ -532,7 +557,7 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 			q.add("\n\t\tUNION ALL\n")
 		}
 		users := func(frag string) []any { return repeat(userID, strings.Count(frag, "?")) }
-		q.add(`SELECT 0, a.room_id, a.thread_id, ` + t.counted + `, ` + t.highlight + `, '', '', 0 FROM (VALUES `)
+		q.add(`SELECT 0, a.room_id, a.thread_id, ` + t.counted + `, ` + t.highlight + `, '', '', 0 FROM (`)
 		values()
 		on := `) AS l JOIN ` + t.table + ` a ON ` + t.user + `a.room_id = l.column1 AND a.thread_id = 'main' AND a.stream_pos > l.column2
 				AND a.stream_pos > ` + mainRead + ` AND ` + t.floored + `
@@ -540,7 +565,7 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 		q.add(on, append(append(users(t.user+mainRead+t.floored), upTo), userID)...)
 		q.add(`
 		UNION ALL
-		SELECT 0, a.room_id, a.thread_id, ` + t.counted + `, ` + t.highlight + `, '', '', 0 FROM (VALUES `)
+		SELECT 0, a.room_id, a.thread_id, ` + t.counted + `, ` + t.highlight + `, '', '', 0 FROM (`)
 		values()
 		on = `) AS l JOIN ` + t.table + ` a ON ` + t.user + `a.room_id = l.column1 AND a.thread_id < 'main' AND a.stream_pos > l.column2 AND ` + t.floored + `
 			WHERE a.stream_pos <= ? AND a.stream_pos > ` + read + ` AND a.stream_pos > ` + sent + ` GROUP BY a.room_id, a.thread_id`
@@ -552,21 +577,16 @@ func (s *Store) NotificationCounts(ctx context.Context, userID string, ranges []
 		UNION ALL
 		SELECT 1, s.room_id, s.thread_id, s.stream_pos, `+stagedReadUpTo("?")+`, s.recipients, COALESCE(s.everyone, ''),
 			CASE WHEN s.everyone IS NULL THEN `+joinedFloor("s.room_id", "0")+` ELSE `+joinedFloor("s.room_id", itoa(1<<62))+` END
-			FROM (VALUES `, userID, userID, userID)
+			FROM (`, userID, userID, userID)
 	values()
 	q.add(`) AS l JOIN push_staging s ON s.room_id = l.column1 AND s.stream_pos > l.column2 WHERE s.stream_pos <= ? AND s.stream_pos > `+stagedSentUpTo("?", "l.column1"), upTo, userID)
-	rooms := make([]any, len(ranges))
-	for i, r := range ranges {
-		rooms[i] = r.RoomID
-	}
-	in := strings.TrimSuffix(strings.Repeat("?, ", len(rooms)), ", ")
 	q.add(`
 		UNION ALL
 		SELECT 2, r.room_id, r.thread_id, MAX(r.event_pos), 0, '', '', 0 FROM receipts r WHERE r.room_id IN (`+in+`)
-			AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id`, append(rooms, userID)...)
+			AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private') GROUP BY r.room_id, r.thread_id`, append(slices.Clone(inArgs), userID)...)
 	q.add(`
 		UNION ALL
-		SELECT 3, o.room_id, o.thread_id, o.stream_pos, 0, '', '', 0 FROM push_read o WHERE o.user_id = ? AND o.room_id IN (`+in+`)`, append([]any{userID}, rooms...)...)
+		SELECT 3, o.room_id, o.thread_id, o.stream_pos, 0, '', '', 0 FROM push_read o WHERE o.user_id = ? AND o.room_id IN (`+in+`)`, append([]any{userID}, inArgs...)...)
 	b, args := &q.b, q.args
 	rows, err := s.reader().QueryContext(ctx, b.String(), args...)
 	if err != nil {

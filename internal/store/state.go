@@ -213,6 +213,9 @@ func (s *Store) StateGroupEntry(ctx context.Context, group int64, k StateKey) (s
 // statement): group → event id, "" when absent.
 func (s *Store) StateGroupEntries(ctx context.Context, groups []int64, k StateKey) (map[int64]string, error) {
 	out := make(map[int64]string, len(groups))
+	if s.Engine == Postgres && len(groups) > 0 {
+		return out, s.stateGroupEntriesPG(ctx, groups, k, out)
+	}
 	for len(groups) > 0 {
 		n := min(len(groups), 100)
 		var q query
@@ -261,6 +264,50 @@ func (s *Store) StateGroupEntries(ctx context.Context, groups []int64, k StateKe
 	return out, nil
 }
 
+// stateGroupEntriesPG is StateGroupEntries on PostgreSQL: all groups in
+// one statement, each step of a chain and each entry looked up by its
+// key. Left to itself PostgreSQL hashes the whole of state_groups and
+// every entry of the type for each statement (a quarter of a second in a
+// sector's database), which a cold initial sync of a user in 1,000 rooms
+// did ninety times.
+const stateGroupEntriesPG = `WITH RECURSIVE chain (start, group_id, prev_group, depth) AS (
+		SELECT group_id, group_id, prev_group, 0 FROM state_groups WHERE group_id = ANY($1)
+		UNION ALL
+		SELECT c.start, g.group_id, g.prev_group, c.depth + 1 FROM chain c
+			CROSS JOIN LATERAL (SELECT group_id, prev_group FROM state_groups WHERE group_id = c.prev_group LIMIT 1) AS g
+	)
+	SELECT c.start, e.event_id, c.depth FROM chain c
+		CROSS JOIN LATERAL (SELECT event_id FROM state_group_entries WHERE group_id = c.group_id AND type = $2 AND state_key = $3 LIMIT 1) AS e`
+
+func (s *Store) stateGroupEntriesPG(ctx context.Context, groups []int64, k StateKey, out map[int64]string) error {
+	rows, err := s.reader().QueryContext(ctx, stateGroupEntriesPG, groups, k.Type, k.StateKey)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	depth := map[int64]int{}
+	for rows.Next() {
+		var start int64
+		var ev string
+		var d int
+		if err := rows.Scan(&start, &ev, &d); err != nil {
+			return err
+		}
+		if best, seen := depth[start]; !seen || d < best {
+			depth[start], out[start] = d, ev
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if _, ok := out[g]; !ok {
+			out[g] = ""
+		}
+	}
+	return nil
+}
+
 // CurrentState returns a room's current state.
 func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, error) {
 	rows, err := s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM room_state WHERE room_id = $1`, roomID)
@@ -287,7 +334,7 @@ func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, erro
 func (s *Store) CurrentStateEvents(ctx context.Context, roomIDs []string) ([]*EventRow, error) {
 	q := `SELECT e.` + strings.ReplaceAll(eventCols, ", ", ", e.") + ` FROM room_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id `
 	if s.Engine == Postgres {
-		return scanEvents(s.reader().QueryContext(ctx, q+`= ANY($1)`, roomIDs))
+		return scanEvents(s.reader().QueryContext(ctx, currentStateEventsPG, roomIDs))
 	}
 	var out []*EventRow
 	for start := 0; start < len(roomIDs); start += 500 {
@@ -300,6 +347,13 @@ func (s *Store) CurrentStateEvents(ctx context.Context, roomIDs []string) ([]*Ev
 	}
 	return out, nil
 }
+
+// currentStateEventsPG is CurrentStateEvents on PostgreSQL: each event
+// looked up by its id. Left to itself PostgreSQL hashes the state rows and
+// reads the whole events table against them, which grows with the server
+// rather than with the rooms asked for.
+var currentStateEventsPG = `SELECT e.* FROM room_state s CROSS JOIN LATERAL (
+	SELECT ` + eventCols + ` FROM events WHERE event_id = s.event_id LIMIT 1) AS e WHERE s.room_id = ANY($1)`
 
 // SetCurrentState points a state key of a room at an event.
 func (tx *Tx) SetCurrentState(ctx context.Context, roomID string, k StateKey, eventID string) error {

@@ -70,10 +70,17 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		// the reader pool), and both are small. Every connection prepares
 		// and plans its statements afresh and adds a backend process, so
 		// connections beyond a few per core cost more than they bring.
+		// JIT compilation is off unless the DSN asks for it: it pays for
+		// itself on long analytic queries, and a server's statements are
+		// short. A set-based statement over a thousand rooms crosses
+		// its cost threshold and spent more time compiling than running.
 		open := func(n int, params map[string]string) (*sql.DB, error) {
 			cfg, err := pgx.ParseConfig(o.PostgresDSN)
 			if err != nil {
 				return nil, fmt.Errorf("open postgres: %w", err)
+			}
+			if _, set := cfg.RuntimeParams["jit"]; !set {
+				cfg.RuntimeParams["jit"] = "off"
 			}
 			for k, v := range params {
 				if _, set := cfg.RuntimeParams[k]; !set {

@@ -503,3 +503,21 @@ func TestPostgresPlanCacheModes(t *testing.T) {
 		}
 	})
 }
+
+// PostgreSQL connections run without JIT compilation unless the DSN asks
+// for it: set-based statements over a thousand rooms crossed its cost
+// threshold and spent longer compiling than running.
+func TestPostgresWithoutJIT(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	for _, tc := range []struct{ dsn, want string }{{dsn, "off"}, {dsn + "&jit=on", "on"}} {
+		s, err := Open(context.Background(), Options{PostgresDSN: tc.dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jit string
+		if err := s.reader().QueryRowContext(context.Background(), `SHOW jit`).Scan(&jit); err != nil || jit != tc.want {
+			t.Errorf("%s: jit %q, want %q (%v)", tc.dsn, jit, tc.want, err)
+		}
+		s.Close()
+	}
+}

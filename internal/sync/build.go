@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"luxchat/internal/filter"
+	"luxchat/internal/parallel"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
@@ -109,6 +110,14 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			}
 			rr.Leave[m.RoomID] = lr
 		}
+	}
+	// An initial sync shows every joined room: their unread counts (a
+	// statement or a few for all, when not cached) are counted while the
+	// rooms are built.
+	var early *earlyCounts
+	if since == nil && s.hooks.NotificationCounts != nil && len(joinedIDs) > 0 {
+		early = s.countEarly(ctx, req.UserID, joinedIDs, cur.Events)
+		defer early.wait() // an error below returns before fillCounts
 	}
 	if err := s.joinedRooms(ctx, req, joins, since, from, cur, rr); err != nil {
 		return nil, err
@@ -242,7 +251,7 @@ func (s *Service) build(ctx context.Context, req Request, since *streamtoken.Tok
 			resp.Presence.Events = append(resp.Presence.Events, mustJSON(map[string]any{"type": "m.presence", "sender": p.UserID, "content": content}))
 		}
 	}
-	if err := s.fillCounts(ctx, req, rr.Join, cur.Events); err != nil {
+	if err := s.fillCounts(ctx, req, rr.Join, cur.Events, early); err != nil {
 		return nil, err
 	}
 	if rr.Join != nil || rr.Invite != nil || rr.Leave != nil || rr.Knock != nil {
@@ -840,15 +849,31 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 			readState = append(readState, id)
 		}
 	}
-	timelines, err := s.store.RoomTimelines(ctx, readRows, cur.Events, limit+1)
-	if err != nil {
-		return nil, err
-	}
+	// The timelines, the state and the summaries are read at once: each
+	// is a statement (or a few) for all rooms, and a cold sync waits on
+	// them.
+	var timelines map[string][]*store.EventRow
 	var stateRows []*store.EventRow
+	reads := []func() error{
+		func() (err error) {
+			timelines, err = s.store.RoomTimelines(ctx, readRows, cur.Events, limit+1)
+			return err
+		},
+		func() (err error) {
+			pre.summaries, err = s.read.RoomSummaries(ctx, fresh, req.UserID)
+			return err
+		},
+	}
 	if len(readState) > 0 {
-		if stateRows, err = s.store.CurrentStateEvents(ctx, readState); err != nil {
-			return nil, err
-		}
+		reads = append(reads, func() (err error) {
+			stateRows, err = s.store.CurrentStateEvents(ctx, readState)
+			return err
+		})
+	}
+	errs := make([]error, len(reads))
+	parallel.For(len(reads), func(i int) { errs[i] = reads[i]() })
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	states := map[string][]rooms.StateEntryID{}
 	if wantState {
@@ -895,9 +920,6 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 		if wantState {
 			pre.stateIDs[id] = v.StateMap()
 		}
-	}
-	if pre.summaries, err = s.read.RoomSummaries(ctx, fresh, req.UserID); err != nil {
-		return nil, err
 	}
 	if err := s.rooms.PrefetchVisibility(ctx, freshJoins, pre.timelines); err != nil {
 		return nil, err

@@ -10,15 +10,24 @@ import (
 // a response with one query. With unread_thread_notifications in the
 // timeline filter, unread_notifications covers the main timeline only and
 // each thread with unread notifications gets its own counts.
-func (s *Service) fillCounts(ctx context.Context, req Request, join map[string]*JoinedRoom, upTo int64) error {
+func (s *Service) fillCounts(ctx context.Context, req Request, join map[string]*JoinedRoom, upTo int64, early *earlyCounts) error {
 	if s.hooks.NotificationCounts == nil || len(join) == 0 {
+		early.wait()
 		return nil
 	}
-	ids := make([]string, 0, len(join))
-	for id := range join {
-		ids = append(ids, id)
+	var counts []store.ThreadCount
+	var err error
+	if early != nil {
+		// Counted for all joined rooms, which hold those of join.
+		early.wait()
+		counts, err = early.counts, early.err
+	} else {
+		ids := make([]string, 0, len(join))
+		for id := range join {
+			ids = append(ids, id)
+		}
+		counts, err = s.hooks.NotificationCounts(ctx, req.UserID, ids, upTo)
 	}
-	counts, err := s.hooks.NotificationCounts(ctx, req.UserID, ids, upTo)
 	if err != nil {
 		return err
 	}
@@ -63,4 +72,28 @@ func (s *Service) addDefaultPushRules(ctx context.Context, req Request, ads []st
 	}
 	resp.AccountData.Events = append(resp.AccountData.Events, mustJSON(map[string]any{"type": "m.push_rules", "content": content}))
 	return nil
+}
+
+// earlyCounts are unread counts taken while the rest of a sync is built.
+type earlyCounts struct {
+	done   chan struct{}
+	counts []store.ThreadCount
+	err    error
+}
+
+// countEarly starts counting the unread notifications of rooms.
+func (s *Service) countEarly(ctx context.Context, userID string, roomIDs []string, upTo int64) *earlyCounts {
+	e := &earlyCounts{done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		e.counts, e.err = s.hooks.NotificationCounts(ctx, userID, roomIDs, upTo)
+	}()
+	return e
+}
+
+// wait waits for the counts (nil: none were started).
+func (e *earlyCounts) wait() {
+	if e != nil {
+		<-e.done
+	}
 }
