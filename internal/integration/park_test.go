@@ -342,3 +342,38 @@ func waitParked(t *testing.T, s *ts.Server, n int) {
 	}
 	t.Fatalf("%d polls parked, want %d", s.Parked(), n)
 }
+
+// TestLongPollInPlace: with limits.park_long_polls off, long polls wait
+// on their connection's goroutine and are answered as parked ones are.
+func TestLongPollInPlace(t *testing.T) {
+	off := ts.WithConfig(func(c *config.Config) { c.Limits.ParkLongPolls = false })
+	s := ts.New(t, off)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+	bob.Join(roomID)
+	conn := newOneConn(t, s, bob)
+	_, body, _ := conn.get("/_matrix/client/v3/sync?timeout=0")
+	var r syncResp
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	status, body, reused := conn.get("/_matrix/client/v3/sync?timeout=300&since=" + r.NextBatch)
+	var next syncResp
+	if status != 200 || json.Unmarshal(body, &next) != nil || next.NextBatch != r.NextBatch || !reused {
+		t.Fatalf("poll with nothing new: %d %s, reused %v", status, body, reused)
+	}
+	got := make(chan syncResp, 1)
+	go func() {
+		var woken syncResp
+		_, body, _ := conn.get("/_matrix/client/v3/sync?timeout=20000&since=" + r.NextBatch)
+		_ = json.Unmarshal(body, &woken)
+		got <- woken
+	}()
+	alice.SendText(roomID, "in place")
+	if b := bodies((<-got).Rooms.Join[roomID].Timeline.Events); !slices.Equal(b, []string{"in place"}) {
+		t.Errorf("woken poll: %v, want the message", b)
+	}
+	if n := s.Parked(); n != 0 {
+		t.Errorf("%d polls parked with parking off", n)
+	}
+}
