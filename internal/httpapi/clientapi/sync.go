@@ -65,6 +65,7 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 	}
 	ps := &parkedSync{sync: a.Sync, req: look, deadline: start.Add(timeout)}
 	ps.req.Since = resp.NextBatch
+	ps.req.SetPresence = strings.Clone(req.SetPresence) // not the request's line
 	return r.Park(ps.start), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,7 +91,9 @@ func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 		if info, ok := req.Context().Value(requestKey{}).(*requestInfo); ok {
 			ctx = context.WithValue(ctx, requestKey{}, info)
 		}
-		p := &Parked{rt: rt, ctx: ctx, pattern: r.pattern, path: req.URL.Path, start: r.start, head: req.Method == http.MethodHead}
+		// Kept strings are copied: a substring would keep the request's
+		// whole line.
+		p := &Parked{rt: rt, ctx: ctx, pattern: r.pattern, path: strings.Clone(req.URL.Path), start: r.start, head: req.Method == http.MethodHead}
 		pl := rt.parking
 		var conn net.Conn
 		var rw *bufio.ReadWriter
