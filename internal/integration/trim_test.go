@@ -3,7 +3,9 @@ package integration
 import (
 	"slices"
 	"testing"
+	"time"
 
+	"luxchat/internal/store"
 	ts "luxchat/internal/testserver"
 )
 
@@ -17,10 +19,14 @@ func TestTrimmedRoomReloads(t *testing.T) {
 		roomID := alice.CreateRoom(map[string]any{"preset": "public_chat"})
 		bob.Join(roomID)
 		carol.Join(roomID)
+		// Rooms used within the idle time stay, whatever the budget.
+		if _, freed := s.Rooms.TrimStates(0, time.Hour); freed != 0 {
+			t.Errorf("TrimStates unloaded %d bytes of rooms used within the idle time", freed)
+		}
 		trim := func() {
 			t.Helper()
-			if _, freed := s.Rooms.TrimStates(0); freed == 0 {
-				t.Fatal("TrimStates(0) unloaded nothing")
+			if _, freed := s.Rooms.TrimStates(0, 0); freed == 0 {
+				t.Fatal("TrimStates(0, 0) unloaded nothing")
 			}
 		}
 		joined := func() []string {
@@ -54,7 +60,16 @@ func TestTrimmedRoomReloads(t *testing.T) {
 			t.Errorf("long poll across the unloading got %v, want the message", b)
 		}
 
+		// Reloading reads the state alone: the room's version, state
+		// group, extremities and position stayed with the entry.
 		trim()
+		ctx, n := store.CountStatements(t.Context())
+		if _, err := s.Rooms.Version(ctx, roomID); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.Load(); got == 0 || got > 2 {
+			t.Errorf("reloading a trimmed room ran %d statements, want the state's (1 or 2)", got)
+		}
 		if want := []string{alice.UserID, bob.UserID, carol.UserID}; !slices.Equal(joined(), want) {
 			t.Errorf("joined members after reload: %v, want %v", joined(), want)
 		}

@@ -386,7 +386,7 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		return err
 	}
 	// The cached state is read again from what was just committed.
-	r.loaded = false
+	r.loaded, r.stateDropped = false, false
 	if len(rejected) > 0 || len(admitted) > 0 {
 		s.recent.drop(roomID)
 		for _, ev := range rejected {

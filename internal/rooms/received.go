@@ -220,7 +220,7 @@ func (s *Service) primeJoinedRoom(roomID string, v *roomversion.Version, state s
 	r.setMembers(memberships)
 	r.group, r.chain = group, chain
 	r.extremities, r.depth, r.latestPos = []string{join.ID}, join.Depth, pos
-	r.loaded = true
+	r.loaded, r.stateDropped = true, false
 }
 
 // ResolveState merges the states at several events with the room

@@ -106,14 +106,19 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 // Every field is guarded by mu: a *Room is handed out locked (LockRoom)
 // and read through its methods until Unlock.
 type Room struct {
-	mu          sync.Mutex
-	id          string
-	version     *roomversion.Version
-	loaded      bool
-	state       map[pdu.StateTuple]*pdu.Event
-	group       int64          // state group of the current state
-	chain       store.ChainPos // where group sits in its delta chain
-	extremities []string
+	mu      sync.Mutex
+	id      string
+	version *roomversion.Version
+	loaded  bool
+	// stateDropped: unload dropped the parsed state and its member sets
+	// but kept the rest (version, group, extremities, depth, position),
+	// which stays current since only a loaded room is written to: the
+	// next load reads the state alone.
+	stateDropped bool
+	state        map[pdu.StateTuple]*pdu.Event
+	group        int64          // state group of the current state
+	chain        store.ChainPos // where group sits in its delta chain
+	extremities  []string
 	// recorded: room_extremities names the extremities although there is
 	// one (it is not the newest event: see CompleteState).
 	recorded bool
@@ -237,6 +242,13 @@ func (s *Service) LockRoom(ctx context.Context, roomID string) (*Room, error) {
 var ErrUnknownRoom = errcode.NotFound("unknown room")
 
 func (s *Service) load(ctx context.Context, r *Room) error {
+	if r.stateDropped {
+		if err := s.loadState(ctx, r); err != nil {
+			return err
+		}
+		r.loaded, r.stateDropped = true, false
+		return nil
+	}
 	room, err := s.store.GetRoom(ctx, r.id)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknownRoom
@@ -249,27 +261,9 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 		return fmt.Errorf("room %s has unknown version %q", r.id, room.Version)
 	}
 	r.version = v
-	ids, err := s.store.CurrentState(ctx, r.id)
-	if err != nil {
-		return fmt.Errorf("load state: %w", err)
-	}
-	r.state = make(map[pdu.StateTuple]*pdu.Event, len(ids))
-	memberships := map[string]string{}
-	list := make([]string, 0, len(ids))
-	for _, id := range ids {
-		list = append(list, id)
-	}
-	evs, err := s.Events(ctx, list)
-	if err != nil {
+	if err := s.loadState(ctx, r); err != nil {
 		return err
 	}
-	for _, ev := range evs {
-		r.state[ev.Tuple()] = ev
-		if ev.Type == "m.room.member" && ev.StateKey != nil {
-			memberships[*ev.StateKey] = MembershipOf(ev)
-		}
-	}
-	r.setMembers(memberships)
 	latest, err := s.store.RoomEvents(ctx, r.id, 0, 1<<62, true, 1)
 	if err != nil || len(latest) == 0 {
 		return fmt.Errorf("load latest event: %w", err)
@@ -297,6 +291,33 @@ func (s *Service) load(ctx context.Context, r *Room) error {
 		return fmt.Errorf("load state group: %w", err)
 	}
 	r.loaded = true
+	return nil
+}
+
+// loadState reads a room's current state into r.state and its member
+// sets; the caller holds r.mu.
+func (s *Service) loadState(ctx context.Context, r *Room) error {
+	ids, err := s.store.CurrentState(ctx, r.id)
+	if err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
+	list := make([]string, 0, len(ids))
+	for _, id := range ids {
+		list = append(list, id)
+	}
+	evs, err := s.Events(ctx, list)
+	if err != nil {
+		return err
+	}
+	r.state = make(map[pdu.StateTuple]*pdu.Event, len(ids))
+	memberships := map[string]string{}
+	for _, ev := range evs {
+		r.state[ev.Tuple()] = ev
+		if ev.Type == "m.room.member" && ev.StateKey != nil {
+			memberships[*ev.StateKey] = MembershipOf(ev)
+		}
+	}
+	r.setMembers(memberships)
 	return nil
 }
 

@@ -22,6 +22,11 @@ import (
 // DMs and groups nobody used lately do not need to.
 const StateBudget = 24 << 20
 
+// TrimIdle is how long a room stays loaded after its last use whatever
+// the budget: the rooms of a conversation going on are not read again
+// between its messages.
+const TrimIdle = time.Minute
+
 // eventCost estimates what one parsed state event costs in memory: its
 // canonical JSON, the reference hash's input kept beside it (about the
 // same size) and the structures around them (the Event, its ids, the
@@ -38,18 +43,18 @@ func (r *Room) stateCost() int64 {
 	return n
 }
 
-// unload drops the room's parsed state; the next LockRoom loads it
-// again. The caller holds r.mu.
+// unload drops the room's parsed state; the next LockRoom reads it
+// again (and only it: see Room.stateDropped). The caller holds r.mu.
 func (r *Room) unload() {
-	r.loaded = false
-	r.state, r.joined, r.servers, r.memberships, r.extremities = nil, nil, nil, nil, nil
+	r.loaded, r.stateDropped = false, true
+	r.state, r.joined, r.servers, r.memberships = nil, nil, nil, nil
 }
 
 // TrimStates unloads the parsed current state of the rooms used least
-// recently until the states kept cost at most budget. Rooms in use (their
-// lock held) and rooms whose state is partial are kept. It returns what
-// the states kept and those unloaded cost.
-func (s *Service) TrimStates(budget int64) (kept, freed int64) {
+// recently, none used within idle, until the states kept cost at most
+// budget. Rooms in use (their lock held) and rooms whose state is partial
+// are kept. It returns what the states kept and those unloaded cost.
+func (s *Service) TrimStates(budget int64, idle time.Duration) (kept, freed int64) {
 	s.mu.Lock()
 	all := make([]*Room, 0, len(s.rooms))
 	for _, r := range s.rooms {
@@ -77,8 +82,9 @@ func (s *Service) TrimStates(budget int64) (kept, freed int64) {
 		return kept, 0
 	}
 	slices.SortFunc(loaded, func(a, b entry) int { return a.used.Compare(b.used) })
+	recent := time.Now().Add(-idle)
 	for _, e := range loaded {
-		if kept <= budget {
+		if kept <= budget || e.used.After(recent) {
 			break
 		}
 		if s.IsPartialState(e.r.id) || !e.r.mu.TryLock() {

@@ -307,7 +307,7 @@ func (s *Server) housekeeping(ctx context.Context) {
 			}
 			if time.Since(lastTrim) >= trimEvery {
 				lastTrim = time.Now()
-				if kept, freed := s.Rooms.TrimStates(rooms.StateBudget); freed > 0 {
+				if kept, freed := s.Rooms.TrimStates(rooms.StateBudget, rooms.TrimIdle); freed > 0 {
 					s.Log.Debug("rooms: parsed states unloaded", "freed_bytes", freed, "kept_bytes", kept)
 				}
 			}
