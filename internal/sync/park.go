@@ -1,6 +1,8 @@
 package sync
 
 import (
+	"context"
+
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/streamtoken"
 )
@@ -51,6 +53,17 @@ func (s *Service) News(req Request) (news bool, since string, err error) {
 		return false, cur.String(), nil
 	}
 	return true, req.Since, nil
+}
+
+// PollStart is what a long poll that may park does first: it sets the
+// user's presence as Sync would, then reports News. A poll with nothing
+// new parks from since without a look: the look would read the device's
+// key counts, once per delivery per poller.
+func (s *Service) PollStart(ctx context.Context, req Request) (news bool, since string, err error) {
+	if err := s.setPresence(ctx, req.UserID, req.SetPresence); err != nil {
+		return false, "", err
+	}
+	return s.News(req)
 }
 
 // StopWake cancels a WakeAfter that did not wake yet.

@@ -52,20 +52,27 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 	if req.Since == "" || timeout == 0 || fullState || !r.CanPark() {
 		return syncAnswer(a.Sync.Sync(r.Context(), req))
 	}
-	// A long poll: first a look without waiting, here, which does what
-	// may go deep (presence, a build when there is news); when nothing is
-	// there, the poll is parked (httputil.Park) and holds little: a
+	// A long poll: first its presence and, when something it wants moved
+	// since its token, a look without waiting, here (what may go deep);
+	// when nothing is there, the poll is parked (httputil.Park) and holds little: a
 	// waiter for the user's news and a timer, no goroutine (parkedSync).
 	start := time.Now()
 	look := req
 	look.Timeout = 0
-	resp, err := a.Sync.Sync(r.Context(), look)
-	if err != nil || !resp.Empty() || time.Since(start) >= timeout {
-		return syncAnswer(resp, err)
+	news, since, err := a.Sync.PollStart(r.Context(), look)
+	if err != nil {
+		return nil, err
+	}
+	if news {
+		resp, err := a.Sync.Sync(r.Context(), look)
+		if err != nil || !resp.Empty() || time.Since(start) >= timeout {
+			return syncAnswer(resp, err)
+		}
+		since = resp.NextBatch
 	}
 	ps := &parkedSync{sync: a.Sync, req: look, deadline: start.Add(timeout)}
-	ps.req.Since = resp.NextBatch
-	ps.req.SetPresence = strings.Clone(req.SetPresence) // not the request's line
+	// Copies: substrings would keep the request's line.
+	ps.req.Since, ps.req.SetPresence = strings.Clone(since), strings.Clone(req.SetPresence)
 	return r.Park(ps.start), nil
 }
 
