@@ -65,8 +65,9 @@ type options struct {
 	joinBudget   time.Duration
 	phaseBudget  time.Duration
 	cpuProfile   string
+	msgProfile   string
+	serverExtra  string
 	connected    int
-	serverYAML   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -91,8 +92,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.joinBudget, "join-budget", time.Minute, "time for the measured joins into each big room")
 	fs.DurationVar(&o.phaseBudget, "phase-budget", 5*time.Minute, "time for any one phase; what it measured by then is reported")
 	fs.IntVar(&o.connected, "connected", 0, "clients long-polling at the end of the connected phase (default 10,000 × scale)")
-	fs.StringVar(&o.serverYAML, "server-config", "", "YAML lines added to the measured server's configuration (e.g. 'limits: {park_long_polls: false}')")
 	fs.StringVar(&o.cpuProfile, "setup-cpuprofile", "", "write a CPU profile of the in-process setup to this file (the last engine's)")
+	fs.StringVar(&o.serverExtra, "server-config", "", "YAML lines added to the measured server's configuration, e.g. 'limits: {park_long_polls: true}'")
+	fs.StringVar(&o.msgProfile, "message-cpuprofile", "", "write a CPU profile of the server over the message phase's sends to this file, and its allocation profiles at the phase's start and end to FILE.allocs.start and .end (the last engine's)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -215,7 +217,7 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 	if err != nil {
 		return nil, err
 	}
-	yaml := serverConfig(dataDir, database, addr, metrics) + o.serverYAML + "\n"
+	yaml := serverConfig(dataDir, database, addr, metrics) + o.serverExtra + "\n"
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		return nil, fmt.Errorf("server config: %w", err)

@@ -273,6 +273,17 @@ func dbSize(ctx context.Context, engine, dataDir, dsn string, admin *sql.DB, dbN
 	return (pages - free) * size, rels, err
 }
 
+// execDSN runs one statement on the database of dsn.
+func execDSN(ctx context.Context, dsn, stmt string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, stmt)
+	return err
+}
+
 func relationSizes(ctx context.Context, driver, dsn, query string) (map[string]int64, error) {
 	db, err := sql.Open(driver, dsn)
 	if err != nil {

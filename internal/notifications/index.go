@@ -80,7 +80,6 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 	room.SenderLevel = lv.sender(ev.Sender)
 	room.NotificationLevel = lv.notification
 	now := time.Now().UnixMilli()
-	var recipients []store.StagedRecipient
 	var queued []store.QueuedPush
 	// Most users share one rule set: what does not depend on the
 	// recipient is checked once per rule set, and a set whose verdict is
@@ -95,7 +94,7 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 		}
 		return p
 	}
-	evaluate := func(c *push.Compiled, u string) {
+	outcome := func(c *push.Compiled, u string) *push.Actions {
 		who := push.Recipient{UserID: u}
 		if c.UsesDisplayName() {
 			s.rooms.InspectLocked(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
@@ -104,44 +103,95 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 		}
 		a, _ := prepare(c).Evaluate(who)
 		if a == nil || !a.Notify {
-			return
+			return nil
 		}
-		if thread == "" {
-			thread = s.threadOf(ctx, ev.Content)
-		}
-		recipients = append(recipients, store.StagedRecipient{UserID: u, Highlight: a.Highlight, Actions: a.JSON})
-		for _, k := range s.pushersOf(u) {
-			queued = append(queued, store.QueuedPush{UserID: u, AppID: k.AppID, Pushkey: k.Pushkey, RoomID: ev.RoomID, EventID: ev.ID, Pos: pos, Actions: a.JSON, NextTry: now})
-		}
+		return a
 	}
-	for c, members := range sets {
-		if _, self := members[ev.Sender]; len(members) == 0 || len(members) == 1 && self {
-			continue
-		}
-		if a, same := prepare(c).Uniform(); same && (a == nil || !a.Notify) {
-			continue
-		}
-		for u := range members {
-			if u != ev.Sender {
-				evaluate(c, u)
+	// each calls f for every member but the sender, with their outcome
+	// (nil: not notified).
+	each := func(f func(u string, a *push.Actions)) {
+		for c, members := range sets {
+			skip := false
+			if _, self := members[ev.Sender]; len(members) == 0 || len(members) == 1 && self {
+				skip = true
+			} else if a, same := prepare(c).Uniform(); same && (a == nil || !a.Notify) {
+				skip = true
+			}
+			for u := range members {
+				if u == ev.Sender {
+					continue
+				}
+				if skip {
+					f(u, nil)
+				} else {
+					f(u, outcome(c, u))
+				}
 			}
 		}
 	}
+	// The first pass only counts (and queues pushes): in a room of
+	// thousands most members get the same actions, and the room-wide
+	// notification then needs only the exceptions, which the second pass
+	// lists. Keeping a recipient per member between the passes was most
+	// of what a message into a room of 10,000 cost.
+	reached := 0
+	byActions := map[*push.Actions]int{}
+	each(func(u string, a *push.Actions) {
+		if a == nil {
+			return
+		}
+		reached++
+		byActions[a]++
+		for _, k := range s.pushersOf(u) {
+			queued = append(queued, store.QueuedPush{UserID: u, AppID: k.AppID, Pushkey: k.Pushkey, RoomID: ev.RoomID, EventID: ev.ID, Pos: pos, Actions: a.JSON, NextTry: now})
+		}
+	})
+	var invitedActions *push.Actions
 	if invited != "" {
 		c, err := s.compiledFor(ctx, tx, []string{invited})
 		if err != nil {
 			return err
 		}
-		evaluate(c[invited], invited)
+		if invitedActions = outcome(c[invited], invited); invitedActions != nil {
+			reached++
+			for _, k := range s.pushersOf(invited) {
+				queued = append(queued, store.QueuedPush{UserID: invited, AppID: k.AppID, Pushkey: k.Pushkey, RoomID: ev.RoomID, EventID: ev.ID, Pos: pos, Actions: invitedActions.JSON, NextTry: now})
+			}
+		}
 	}
-	if len(recipients) == 0 {
+	if reached == 0 {
 		return nil
+	}
+	if thread == "" {
+		thread = s.threadOf(ctx, ev.Content)
 	}
 	// One row however many recipients: the per-user rows are written
 	// later, many events at a time (see compact).
-	staged := store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now, Recipients: recipients}
-	if !ev.IsState() && len(recipients) >= roomWideMin {
-		roomWide(&staged, usersOf(sets, ev.Sender))
+	staged := store.StagedPush{Pos: pos, RoomID: ev.RoomID, EventID: ev.ID, ThreadID: thread, TS: now}
+	common, wide := "", false
+	if !ev.IsState() && invited == "" {
+		common, wide = roomWide(byActions)
+	}
+	if wide {
+		staged.Everyone = json.RawMessage(common)
+		each(func(u string, a *push.Actions) {
+			switch {
+			case a == nil:
+				staged.Recipients = append(staged.Recipients, store.StagedRecipient{UserID: u, Actions: json.RawMessage(`[]`), Skip: true})
+			case a.Highlight || string(a.JSON) != common:
+				staged.Recipients = append(staged.Recipients, store.StagedRecipient{UserID: u, Highlight: a.Highlight, Actions: a.JSON})
+			}
+		})
+	} else {
+		staged.Recipients = make([]store.StagedRecipient, 0, reached)
+		each(func(u string, a *push.Actions) {
+			if a != nil {
+				staged.Recipients = append(staged.Recipients, store.StagedRecipient{UserID: u, Highlight: a.Highlight, Actions: a.JSON})
+			}
+		})
+		if invitedActions != nil {
+			staged.Recipients = append(staged.Recipients, store.StagedRecipient{UserID: invited, Highlight: invitedActions.Highlight, Actions: invitedActions.JSON})
+		}
 	}
 	if err := tx.StagePush(ctx, staged); err != nil {
 		return err
@@ -248,48 +298,36 @@ func (s *Service) compact(ctx context.Context) (int, error) {
 // member: a message in a big room then costs a row, not thousands.
 const roomWideMin = 8
 
-// roomWide turns a staged push into a room-wide one when at least
-// roomWideMin of users (the room's local members but the sender) are
-// notified with the same actions and no highlight: Everyone gets those
-// actions and Recipients become the exceptions, the users notified
-// otherwise and (Skip) those not notified. The sender needs no row: their
-// own event marks its thread read (push_read), which counts honour, and
-// /notifications leaves out a user's own events. State events stay per
-// member, as the room-wide count relies on that mark, which only messages
-// set.
-func roomWide(p *store.StagedPush, users []string) {
-	if len(p.Recipients) < roomWideMin {
-		return
-	}
-	byActions := map[string]int{}
+// roomWide decides whether a message's notification is stored once for
+// the room (see push_room_actions): when at least roomWideMin of its
+// local members but the sender are notified, and at least roomWideMin
+// with the same actions and no highlight. It returns those actions:
+// everyone gets them, and the staged push lists the exceptions, the
+// users notified otherwise and (Skip) those not notified. The sender
+// needs no row: their own event marks its thread read (push_read), which
+// counts honour, and /notifications leaves out a user's own events. State
+// events stay per member, as the room-wide count relies on that mark,
+// which only messages set. byActions counts the members notified with
+// each outcome.
+func roomWide(byActions map[*push.Actions]int) (string, bool) {
+	total := 0
+	byJSON := make(map[string]int, len(byActions))
 	common, best := "", 0
-	for _, r := range p.Recipients {
-		if r.Highlight {
+	for a, n := range byActions {
+		total += n
+		if a.Highlight {
 			continue
 		}
-		k := string(r.Actions)
-		byActions[k]++
-		if byActions[k] > best {
-			common, best = k, byActions[k]
+		k := string(a.JSON)
+		byJSON[k] += n
+		if byJSON[k] > best {
+			common, best = k, byJSON[k]
 		}
 	}
-	if best < roomWideMin {
-		return
+	if total < roomWideMin || best < roomWideMin {
+		return "", false
 	}
-	notified := make(map[string]bool, len(p.Recipients))
-	var exceptions []store.StagedRecipient
-	for _, r := range p.Recipients {
-		notified[r.UserID] = true
-		if r.Highlight || string(r.Actions) != common {
-			exceptions = append(exceptions, r)
-		}
-	}
-	for _, u := range users {
-		if !notified[u] {
-			exceptions = append(exceptions, store.StagedRecipient{UserID: u, Actions: json.RawMessage(`[]`), Skip: true})
-		}
-	}
-	p.Everyone, p.Recipients = json.RawMessage(common), exceptions
+	return common, true
 }
 
 func membership(content json.RawMessage) string {

@@ -166,7 +166,11 @@ func (tx *Tx) InsertBackfilled(ctx context.Context, e *EventRow) (bool, error) {
 // timeline event (for a room joined from another server, the state before
 // the join) and its depth; ErrNotFound when there is none.
 func (s *Store) EarliestLiveEvent(ctx context.Context, roomID string) (group, depth int64, err error) {
-	err = s.reader().QueryRowContext(ctx, `SELECT state_group, depth FROM events WHERE room_id = $1 AND stream_pos > 0 ORDER BY stream_pos ASC LIMIT 1`, roomID).Scan(&group, &depth)
+	var q query
+	q.add(`SELECT state_group, depth FROM events WHERE `)
+	s.inRoomOrdered(&q, roomID)
+	q.add(` AND stream_pos > 0 ORDER BY room_id, stream_pos LIMIT 1`)
+	err = s.reader().QueryRowContext(ctx, q.b.String(), q.args...).Scan(&group, &depth)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, ErrNotFound
 	}

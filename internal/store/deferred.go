@@ -188,3 +188,83 @@ func (p *pgTx) prepare(ctx context.Context, q string) (*sql.Stmt, error) {
 	}
 	return p.conn.PrepareContext(ctx, q)
 }
+
+// queryEach runs a query whose answer the transaction needs and calls f
+// for each row with the row's Scan. On PostgreSQL the query goes in the
+// same pipeline as the writes waiting before it (and BEGIN when the
+// transaction has not begun): one round trip where ready and a separate
+// query took two. A join's transaction has two such queries (the
+// previous membership, the joiner's push rules).
+func (tx *Tx) queryEach(ctx context.Context, f func(scan func(dest ...any) error) error, query string, args ...any) error {
+	if tx.pg == nil || (tx.pg.begun && len(tx.pg.pending) == 0) {
+		rows, err := tx.q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := f(rows.Scan); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	return tx.pg.queryEach(ctx, f, query, args)
+}
+
+// queryEach is Tx.queryEach on a transaction that has writes waiting or
+// has not begun.
+func (p *pgTx) queryEach(ctx context.Context, f func(scan func(dest ...any) error) error, query string, args []any) error {
+	if p.err != nil {
+		return p.err
+	}
+	first := ""
+	if !p.begun {
+		p.begun, first = true, "BEGIN"
+	}
+	ws := p.pending
+	p.pending = nil
+	var ferr error // f's own error, which leaves the transaction usable
+	err := p.conn.Raw(func(dc any) error {
+		conn := dc.(*stdlib.Conn).Conn()
+		b := &pgx.Batch{}
+		if first != "" {
+			b.Queue(first)
+		}
+		for _, w := range ws {
+			b.Queue(w.query, w.args...)
+		}
+		b.Queue(query, args...)
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		if first != "" {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("%s: %w", first, err)
+			}
+		}
+		for _, w := range ws {
+			if _, err := br.Exec(); err != nil {
+				if w.mapErr != nil {
+					err = w.mapErr(err)
+				}
+				return fmt.Errorf("deferred write: %w", err)
+			}
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if ferr = f(rows.Scan); ferr != nil {
+				return nil
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		p.err = err
+		return err
+	}
+	return ferr
+}

@@ -119,3 +119,69 @@ func TestDeferredEventTxn(t *testing.T) {
 		}
 	})
 }
+
+// A query that rides with the writes waiting before it (queryEach) sees
+// them, before and after the transaction began, runs alone when nothing
+// waits, and fails the transaction when a waiting write fails; an error
+// of its own callback leaves the transaction usable.
+func TestQueryEachWithWaitingWrites(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		count := func(tx *Tx, user string) int {
+			n := -1
+			err := tx.queryEach(ctx, func(scan func(...any) error) error { return scan(&n) },
+				`SELECT COUNT(*) FROM push_read WHERE user_id = $1`, user)
+			if err != nil {
+				t.Errorf("count %s: %v", user, err)
+			}
+			return n
+		}
+		err := s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.MarkSent(ctx, "@a:hs", "!r:hs", "main", 5); err != nil {
+				return err
+			}
+			if n := count(tx, "@a:hs"); n != 1 { // not begun: BEGIN, the write, the query
+				t.Errorf("first query: %d rows, want 1", n)
+			}
+			if n := count(tx, "@a:hs"); n != 1 { // nothing waits
+				t.Errorf("second query: %d rows, want 1", n)
+			}
+			if err := tx.MarkSent(ctx, "@a:hs", "!s:hs", "main", 6); err != nil {
+				return err
+			}
+			if n := count(tx, "@a:hs"); n != 2 { // begun, a write waits
+				t.Errorf("third query: %d rows, want 2", n)
+			}
+			mine := errors.New("mine")
+			if err := tx.queryEach(ctx, func(func(...any) error) error { return mine },
+				`SELECT user_id FROM push_read WHERE user_id = $1`, "@a:hs"); !errors.Is(err, mine) {
+				t.Errorf("callback error: %v", err)
+			}
+			return tx.MarkSent(ctx, "@a:hs", "!t:hs", "main", 7)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM push_read WHERE user_id = $1`, "@a:hs").Scan(&n); err != nil || n != 3 {
+			t.Fatalf("committed rows: %d %v, want 3", n, err)
+		}
+		// A failing waiting write (a duplicate staged push) fails the query
+		// and the transaction.
+		if err := s.InTx(ctx, func(tx *Tx) error {
+			return tx.StagePush(ctx, StagedPush{Pos: 9, RoomID: "!r:hs", EventID: "$e", ThreadID: "main", TS: 1})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		err = s.InTx(ctx, func(tx *Tx) error {
+			if err := tx.StagePush(ctx, StagedPush{Pos: 9, RoomID: "!r:hs", EventID: "$dup", ThreadID: "main", TS: 1}); err != nil {
+				return err
+			}
+			n := 0
+			return tx.queryEach(ctx, func(scan func(...any) error) error { return scan(&n) }, `SELECT COUNT(*) FROM push_staging WHERE stream_pos > $1`, 0)
+		})
+		if err == nil {
+			t.Fatal("a failed waiting write went unnoticed")
+		}
+	})
+}

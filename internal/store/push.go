@@ -291,16 +291,17 @@ func (s *Store) VacuumStaged(ctx context.Context) error {
 	return err
 }
 
-// insertRoomActions stores room-wide notifications.
+// insertRoomActions stores room-wide notifications. The event's id is
+// that of its position (migration 30), as for push_actions.
 func (tx *Tx) insertRoomActions(ctx context.Context, ps []StagedPush) error {
 	for len(ps) > 0 {
 		n := min(len(ps), tx.bulkChunk())
 		var b strings.Builder
-		b.WriteString(`INSERT INTO push_room_actions (room_id, thread_id, stream_pos, event_id, actions, ts) VALUES `)
-		valuesList(&b, n, 6, 1)
-		args := make([]any, 0, n*6)
+		b.WriteString(`INSERT INTO push_room_actions (room_id, thread_id, stream_pos, actions, ts) VALUES `)
+		valuesList(&b, n, 5, 1)
+		args := make([]any, 0, n*5)
 		for _, p := range ps[:n] {
-			args = append(args, p.RoomID, p.ThreadID, p.Pos, p.EventID, string(p.Everyone), p.TS)
+			args = append(args, p.RoomID, p.ThreadID, p.Pos, string(p.Everyone), p.TS)
 		}
 		if _, err := tx.q.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("insert room push actions: %w", err)
@@ -654,7 +655,7 @@ func (s *Store) Notifications(ctx context.Context, userID string, before int64, 
 			`+readCase("a", "$1")+`, '', '', 0
 			FROM push_actions a WHERE a.user_id = $1 AND a.stream_pos < $2 AND a.counted >= 0 AND (a.highlight = TRUE OR $3 = 0) ORDER BY a.stream_pos DESC LIMIT $4) x
 		UNION ALL
-		SELECT * FROM (SELECT p.stream_pos, p.room_id, p.event_id, p.thread_id, FALSE, p.actions, p.ts, `+readCase("p", "$1")+`, '', '', 0
+		SELECT * FROM (SELECT p.stream_pos, p.room_id, COALESCE((SELECT e.event_id FROM events e WHERE e.stream_pos = p.stream_pos), ''), p.thread_id, FALSE, p.actions, p.ts, `+readCase("p", "$1")+`, '', '', 0
 			FROM room_members m JOIN push_room_actions p ON m.user_id = $1 AND p.room_id = m.room_id AND p.stream_pos > m.joined_pos AND p.stream_pos < $2
 			WHERE m.membership = 'join' AND $3 = 0
 				AND NOT EXISTS (SELECT 1 FROM push_actions e WHERE e.user_id = $1 AND e.room_id = p.room_id AND e.thread_id = p.thread_id AND e.stream_pos = p.stream_pos)
@@ -708,27 +709,52 @@ func (s *Store) GlobalAccountDataOf(ctx context.Context, typ string, userIDs []s
 	return globalAccountDataOf(ctx, s.reader(), typ, userIDs)
 }
 
-// GlobalAccountDataOf is Store.GlobalAccountDataOf inside a transaction.
+// GlobalAccountDataOf is Store.GlobalAccountDataOf inside a transaction
+// (a join's: the joiner's push rules), where it rides with the writes
+// before it (queryEach).
 func (tx *Tx) GlobalAccountDataOf(ctx context.Context, typ string, userIDs []string) (map[string][]byte, error) {
-	return globalAccountDataOf(ctx, tx.q, typ, userIDs)
+	out := map[string][]byte{}
+	for len(userIDs) > 0 {
+		n := min(len(userIDs), 500)
+		q, args := accountDataOfQuery(typ, userIDs[:n])
+		err := tx.queryEach(ctx, func(scan func(...any) error) error {
+			var u, c string
+			if err := scan(&u, &c); err != nil {
+				return err
+			}
+			out[u] = []byte(c)
+			return nil
+		}, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		userIDs = userIDs[n:]
+	}
+	return out, nil
+}
+
+// accountDataOfQuery reads one type of global account data of users.
+func accountDataOfQuery(typ string, userIDs []string) (string, []any) {
+	var b strings.Builder
+	b.WriteString(`SELECT user_id, content FROM account_data WHERE room_id = '' AND type = $1 AND user_id IN (`)
+	args := []any{typ}
+	for i, u := range userIDs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+2)
+		args = append(args, u)
+	}
+	b.WriteString(`)`)
+	return b.String(), args
 }
 
 func globalAccountDataOf(ctx context.Context, q querier, typ string, userIDs []string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for len(userIDs) > 0 {
 		n := min(len(userIDs), 500)
-		var b strings.Builder
-		b.WriteString(`SELECT user_id, content FROM account_data WHERE room_id = '' AND type = $1 AND user_id IN (`)
-		args := []any{typ}
-		for i, u := range userIDs[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "$%d", i+2)
-			args = append(args, u)
-		}
-		b.WriteString(`)`)
-		rows, err := q.QueryContext(ctx, b.String(), args...)
+		query, args := accountDataOfQuery(typ, userIDs[:n])
+		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
 			return nil, err
 		}

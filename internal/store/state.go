@@ -123,20 +123,15 @@ func (tx *Tx) chainSince(ctx context.Context, group int64, target int) (StateMap
 	if tx.s.Engine == Postgres {
 		q = chainSincePG
 	}
-	rows, err := tx.q.QueryContext(ctx, q, group, target)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("read state chain: %w", err)
-	}
-	defer rows.Close()
 	merged := StateMap{}
 	var stop int64
 	n, deepest := 0, -1
-	for rows.Next() {
+	err := tx.queryEach(ctx, func(scan func(...any) error) error {
 		var depth int
 		var prev sql.NullInt64
 		var typ, key, ev sql.NullString
-		if err := rows.Scan(&depth, &prev, &typ, &key, &ev); err != nil {
-			return nil, 0, 0, err
+		if err := scan(&depth, &prev, &typ, &key, &ev); err != nil {
+			return err
 		}
 		if deepest < 0 {
 			deepest, stop = depth, prev.Int64
@@ -145,9 +140,10 @@ func (tx *Tx) chainSince(ctx context.Context, group int64, target int) (StateMap
 			merged[StateKey{Type: typ.String, StateKey: key.String}] = ev.String
 			n++
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, 0, err
+		return nil
+	}, q, group, target)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("read state chain: %w", err)
 	}
 	if deepest < 0 || stop == 0 {
 		return nil, 0, 0, fmt.Errorf("state group %d: no group numbered %d or less on its chain", group, target)
@@ -333,8 +329,11 @@ func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 	// transaction is a round trip.
 	var oldMembership, heroes sql.NullString
 	var joined, invited sql.NullInt64
-	err := tx.q.QueryRowContext(ctx, `SELECT (SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2), s.joined_members, s.invited_members, s.heroes
-		FROM (SELECT 1 AS one) AS x LEFT JOIN room_member_summaries s ON s.room_id = $3`, m.RoomID, m.UserID, m.RoomID).Scan(&oldMembership, &joined, &invited, &heroes)
+	// It rides with the writes before it (queryEach).
+	err := tx.queryEach(ctx, func(scan func(...any) error) error {
+		return scan(&oldMembership, &joined, &invited, &heroes)
+	}, `SELECT (SELECT membership FROM room_members WHERE room_id = $1 AND user_id = $2), s.joined_members, s.invited_members, s.heroes
+		FROM (SELECT 1 AS one) AS x LEFT JOIN room_member_summaries s ON s.room_id = $3`, m.RoomID, m.UserID, m.RoomID)
 	if err != nil {
 		return err
 	}

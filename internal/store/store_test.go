@@ -430,3 +430,76 @@ func TestJoinedCountFollowsMemberships(t *testing.T) {
 		}
 	})
 }
+
+// RoomEvents pages one room's timeline both ways among other rooms'
+// events, on both engines (PostgreSQL's statement names the room by a
+// one-value range, see inRoomOrdered).
+func TestRoomEventsPages(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		err := s.InTx(ctx, func(tx *Tx) error {
+			for pos := int64(1); pos <= 30; pos++ {
+				room := "!other:hs"
+				if pos%3 == 0 {
+					room = "!r:hs"
+				}
+				row := &EventRow{Pos: pos, EventID: fmt.Sprintf("$e%d", pos), RoomID: room, Type: "m.room.message", Sender: "@a:hs",
+					PDU: []byte(`{}`), Unsigned: []byte(`{}`)}
+				if err := tx.InsertEvent(ctx, row); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		positions := func(rows []*EventRow, err error) string {
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ps []string
+			for _, r := range rows {
+				if r.RoomID != "!r:hs" {
+					t.Errorf("event %d of room %s", r.Pos, r.RoomID)
+				}
+				ps = append(ps, strconv.FormatInt(r.Pos, 10))
+			}
+			return strings.Join(ps, ",")
+		}
+		for _, c := range []struct {
+			from, to  int64
+			backwards bool
+			want      string
+		}{
+			{0, 30, true, "30,27,24,21"},
+			{0, 20, true, "18,15,12,9"},
+			{10, 30, false, "12,15,18,21"},
+			{0, 30, false, "3,6,9,12"},
+			{27, 30, false, "30"},
+		} {
+			if got := positions(s.RoomEvents(ctx, "!r:hs", c.from, c.to, c.backwards, 4)); got != c.want {
+				t.Errorf("RoomEvents(%d, %d, backwards %v) = %s, want %s", c.from, c.to, c.backwards, got, c.want)
+			}
+		}
+	})
+}
+
+// On PostgreSQL the writers' connections plan each statement once for
+// any arguments; the readers' keep the default.
+func TestPostgresPlanCacheModes(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		if s.Engine != Postgres {
+			t.Skip("PostgreSQL only")
+		}
+		for _, c := range []struct {
+			db   *sql.DB
+			want string
+		}{{s.w, "force_generic_plan"}, {s.r, "auto"}} {
+			var mode string
+			if err := c.db.QueryRowContext(t.Context(), `SHOW plan_cache_mode`).Scan(&mode); err != nil || mode != c.want {
+				t.Errorf("plan_cache_mode %q %v, want %q", mode, err, c.want)
+			}
+		}
+	})
+}

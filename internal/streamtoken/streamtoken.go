@@ -25,15 +25,17 @@ type Token struct {
 
 // String renders "s<events>_<accountdata>_<receipts>_<presence>_<typing>_<todevice>_<devicelists>".
 func (t Token) String() string {
-	var b strings.Builder
-	b.WriteByte('s')
+	// Built in a buffer on the stack, one allocation for the string:
+	// every answer of every long poll carries one.
+	var buf [160]byte
+	b := append(buf[:0], 's')
 	for i, v := range t.fields() {
 		if i > 0 {
-			b.WriteByte('_')
+			b = append(b, '_')
 		}
-		b.WriteString(strconv.FormatInt(*v, 10))
+		b = strconv.AppendInt(b, *v, 10)
 	}
-	return b.String()
+	return string(b)
 }
 
 func (t *Token) fields() []*int64 {
@@ -62,19 +64,22 @@ func Parse(s string) (Token, error) {
 	if !ok || rest == "" || len(s) > 200 {
 		return t, ErrInvalid
 	}
-	parts := strings.Split(rest, "_")
 	fields := t.fields()
-	if len(parts) > len(fields) {
-		return t, ErrInvalid
-	}
-	for i, p := range parts {
+	for i := 0; ; i++ {
+		if i == len(fields) {
+			return Token{}, ErrInvalid // more fields than streams
+		}
+		p, more, found := strings.Cut(rest, "_")
 		v, err := strconv.ParseInt(p, 10, 64)
 		if err != nil || v < 0 || (len(p) > 1 && p[0] == '0') {
-			return t, ErrInvalid
+			return Token{}, ErrInvalid
 		}
 		*fields[i] = v
+		if !found {
+			return t, nil
+		}
+		rest = more
 	}
-	return t, nil
 }
 
 // Pagination returns a /messages token for an events position.

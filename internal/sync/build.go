@@ -740,24 +740,31 @@ func (s *Service) joinedRooms(ctx context.Context, req Request, joins []store.Me
 		m := joins[i]
 		return s.joinedRoom(ctx, req, m, from, cur, s.isFresh(req, m, since, from, cur), since == nil, pre)
 	}
-	results := make([]*JoinedRoom, len(busy))
-	errs := make([]error, len(busy))
 	if len(busy) == 1 {
 		// The usual woken sync: one room moved.
-		results[0], errs[0] = build(busy[0])
-	} else {
-		sem := make(chan struct{}, roomWorkers)
-		var wg gosync.WaitGroup
-		for k, i := range busy {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				results[k], errs[k] = build(i)
-			}()
+		jr, err := build(busy[0])
+		if err != nil || jr == nil {
+			return err
 		}
-		wg.Wait()
+		if rr.Join == nil {
+			rr.Join = map[string]*JoinedRoom{}
+		}
+		rr.Join[joins[busy[0]].RoomID] = jr
+		return nil
 	}
+	results := make([]*JoinedRoom, len(busy))
+	errs := make([]error, len(busy))
+	sem := make(chan struct{}, roomWorkers)
+	var wg gosync.WaitGroup
+	for k, i := range busy {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[k], errs[k] = build(i)
+		}()
+	}
+	wg.Wait()
 	for k, jr := range results {
 		if errs[k] != nil {
 			return errs[k]
@@ -786,13 +793,16 @@ type prefetched struct {
 	stateIDs  map[string]store.StateMap    // room → current state, when not lazy
 }
 
+// noPrefetch is what a sync of fewer than two fresh rooms prefetches:
+// nothing. It is shared, and only read.
+var noPrefetch = &prefetched{}
+
 // prefetch loads the timelines, summaries, history visibility and current
 // state of the rooms an initial (or full-state) sync shows in full, in a
 // few statements for all rooms instead of several per room, and without
 // loading the rooms into the rooms cache. Lazy-loaded state is not
 // prefetched: it would load every member event of large rooms.
 func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membership, since *streamtoken.Token, from, cur streamtoken.Token) (*prefetched, error) {
-	pre := &prefetched{}
 	var fresh []string
 	var freshJoins []store.Membership
 	for _, m := range joins {
@@ -802,8 +812,9 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 		}
 	}
 	if len(fresh) < 2 {
-		return pre, nil
+		return noPrefetch, nil
 	}
+	pre := &prefetched{}
 	limit := defaultTimelineLimit
 	if tf := timelineFilter(req.Filter); tf != nil {
 		limit = tf.LimitOr(defaultTimelineLimit)

@@ -456,11 +456,21 @@ func (rt *Router) trusted(host string) bool {
 // ClientIP returns the caller's address (see Router.clientIP).
 func (r *Request) ClientIP() string { return r.router.clientIP(r.Request) }
 
+// The CORS headers' values, shared by every answer (net/http only reads
+// them; Header.Set replaces a value rather than writing into it): three
+// allocations fewer per request, which a thousand woken long polls make
+// at once.
+var (
+	corsOrigin  = []string{"*"}
+	corsMethods = []string{"GET, HEAD, POST, PUT, DELETE, OPTIONS"}
+	corsHeaders = []string{"X-Requested-With, Content-Type, Authorization"}
+)
+
 func writeCORS(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+	h["Access-Control-Allow-Origin"] = corsOrigin
+	h["Access-Control-Allow-Methods"] = corsMethods
+	h["Access-Control-Allow-Headers"] = corsHeaders
 }
 
 type statusWriter struct {
