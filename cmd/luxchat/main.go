@@ -364,12 +364,12 @@ func parseAge(s string) (time.Duration, error) {
 // server, while a sector's server, whose live heap is hundreds of MiB, is
 // not held under a fixed limit it would spend its CPU collecting against.
 func followHeap(ctx context.Context) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/os-stacks:bytes"}}
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
 		metrics.Read(sample)
-		debug.SetMemoryLimit(softLimit(sample[0].Value.Uint64()))
+		debug.SetMemoryLimit(softLimit(sample[0].Value.Uint64(), sample[1].Value.Uint64()+sample[2].Value.Uint64()))
 		select {
 		case <-ctx.Done():
 			return
@@ -384,6 +384,10 @@ func followHeap(ctx context.Context) {
 // metadata: up to 64 MiB more). A limit of just twice the live heap was
 // tighter than that goal: a sector's server collected two to three times
 // as often, a quarter of its CPU while a message reached 1,000 pollers.
-func softLimit(live uint64) int64 {
-	return int64(max(64<<20, 2*live+min(live, 64<<20)))
+// Goroutine stacks are counted on top: the limit covers them, and 10,000
+// connections waiting inside net/http hold 200 MiB of stacks, which put
+// the runtime over a limit of the heap alone, collecting without pause
+// at its cap of half the CPU (a core and more of an idle server).
+func softLimit(live, stacks uint64) int64 {
+	return int64(max(64<<20, 2*live+min(live, 64<<20)+stacks))
 }

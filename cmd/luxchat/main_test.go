@@ -157,10 +157,10 @@ func TestMediaRotateKeyAndPurge(t *testing.T) {
 
 func TestSoftLimitFollowsHeap(t *testing.T) {
 	for _, tc := range []struct {
-		live uint64
-		want int64
-	}{{0, 64 << 20}, {20 << 20, 64 << 20}, {21 << 20, 64 << 20}, {32 << 20, 96 << 20}, {200 << 20, 464 << 20}} {
-		if got := softLimit(tc.live); got != tc.want {
+		live, stacks uint64
+		want         int64
+	}{{0, 0, 64 << 20}, {20 << 20, 0, 64 << 20}, {21 << 20, 0, 64 << 20}, {32 << 20, 0, 96 << 20}, {200 << 20, 0, 464 << 20}, {200 << 20, 200 << 20, 664 << 20}} {
+		if got := softLimit(tc.live, tc.stacks); got != tc.want {
 			t.Errorf("live %d MiB: limit %d MiB, want %d", tc.live>>20, got>>20, tc.want>>20)
 		}
 	}

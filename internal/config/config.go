@@ -224,10 +224,9 @@ type Limits struct {
 	BodyReadTimeout Duration `yaml:"body_read_timeout"`
 	BodyMinRate     int64    `yaml:"body_min_rate"`
 	// ParkLongPolls lets /sync long polls that find nothing wait outside
-	// net/http (httputil.Park): a connected client then costs ~13 KiB
-	// instead of ~35. Off by default: with 10,000 clients coming online
-	// at once on a loaded machine, polls went unanswered past their
-	// timeout (not understood yet; see docs/benchmarks.md).
+	// net/http (httputil.Park): no goroutine and no buffers per waiting
+	// client, a connected client costing a few KiB instead of ~35. On by
+	// default; off, a long poll waits on its connection's goroutine.
 	ParkLongPolls bool `yaml:"park_long_polls"`
 }
 
@@ -341,7 +340,7 @@ func Default() *Config {
 		RateLimits: RateLimits{Enabled: true, PerSecond: 10, Burst: 50, TrustedProxies: []string{},
 			FailedLogins: FailedLogins{Enabled: true, AccountFailures: 5, AddressFailures: 20,
 				BaseDelay: Duration{2 * time.Second}, MaxDelay: Duration{15 * time.Minute}}},
-		Limits:     Limits{MaxRequestBytes: 1 << 20, BodyReadTimeout: Duration{30 * time.Second}, BodyMinRate: 1024},
+		Limits:     Limits{MaxRequestBytes: 1 << 20, BodyReadTimeout: Duration{30 * time.Second}, BodyMinRate: 1024, ParkLongPolls: true},
 		Encryption: Encryption{Default: true},
 		Media: Media{
 			MaxUploadBytes:        100 << 20,
@@ -714,9 +713,9 @@ limits:
   # is closed. Both listeners.
   body_read_timeout: 30s
   body_min_rate: 1024
-  # Experimental: /sync long polls wait outside net/http, holding less
-  # memory per connected client.
-  park_long_polls: false
+  # /sync long polls that find nothing wait outside net/http, without a
+  # goroutine or buffers per connected client; false: they wait inside.
+  park_long_polls: true
 
 encryption:
   # New private_chat and trusted_private_chat rooms are end-to-end encrypted.

@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	// The memory classes and the live heap say where the process's
 	// memory goes (heap, stacks, runtime metadata, what was returned).
 	s.metrics.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsMemory,
-		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$|^/cpu/classes/gc/total:cpu-seconds$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mediaKeys, err := media.LoadKeyring(cfg.DataDir)
 	if err != nil {
@@ -196,7 +196,7 @@ func guardRouter(rt *httputil.Router, cfg *config.Config) {
 
 // Parked is how many long polls wait parked now (see httputil.Park).
 func (s *Server) Parked() int {
-	if rt, ok := s.handler.(*httputil.Router); ok && s.Config.Limits.ParkLongPolls {
+	if rt, ok := s.handler.(*httputil.Router); ok {
 		return rt.Parked()
 	}
 	return 0
@@ -265,6 +265,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	s.Log.Info("shutting down")
 	s.Sync.Close() // long polls answer now instead of holding the shutdown
+	if rt != nil {
+		rt.StopParked() // and so do parked ones
+	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)

@@ -17,9 +17,13 @@ import (
 // earlier position still in flight: the syncs it wakes do not see it yet.
 // Users woken while some stream hides a position are woken again when a
 // stream advances, so that no event waits for an unrelated wake-up.
+//
+// A long poll parked outside net/http waits without a goroutine: it
+// registers a Waker (AfterWake), which the next wake of its user calls.
 type Notifier struct {
 	mu       gosync.Mutex
 	users    map[string]chan struct{}
+	wakers   map[string][]Waker // AfterWake, until the user's next wake
 	streams  []*store.Stream
 	rewake   map[string]struct{}
 	deferred []deferredWake
@@ -37,7 +41,7 @@ type deferredWake struct {
 // first being the events stream, as store.Streams.Sync orders them), and
 // registers itself to hear when they advance.
 func NewNotifier(streams ...*store.Stream) *Notifier {
-	n := &Notifier{users: map[string]chan struct{}{}, streams: streams, rewake: map[string]struct{}{}}
+	n := &Notifier{users: map[string]chan struct{}{}, wakers: map[string][]Waker{}, streams: streams, rewake: map[string]struct{}{}}
 	if len(streams) > 0 {
 		n.events = streams[0]
 	}
@@ -123,6 +127,40 @@ func (n *Notifier) wakeLocked(u string) {
 		close(ch)
 		delete(n.users, u)
 	}
+	if ws, ok := n.wakers[u]; ok {
+		delete(n.wakers, u)
+		for _, w := range ws {
+			w.Wake()
+		}
+	}
+}
+
+// A Waker is told of its user's next news. Wake is called with the
+// notifier's lock held: it must return at once and not call the
+// notifier.
+type Waker interface{ Wake() }
+
+// AfterWake calls w.Wake once, at the user's next wake, unless
+// StopWake comes first.
+func (n *Notifier) AfterWake(userID string, w Waker) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.wakers[userID] = append(n.wakers[userID], w)
+}
+
+// StopWake cancels an AfterWake not called yet.
+func (n *Notifier) StopWake(userID string, w Waker) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ws := n.wakers[userID]
+	if i := slices.Index(ws, w); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
+		if len(ws) == 0 {
+			delete(n.wakers, userID)
+		} else {
+			n.wakers[userID] = ws
+		}
+	}
 }
 
 // RoomEvent implements rooms.Notifier. It looks through whichever is
@@ -140,8 +178,13 @@ func (n *Notifier) RoomEvent(roomID string, joined map[string]struct{}, others [
 		n.deferred = append(n.deferred, deferredWake{n.events, pos, users})
 		return
 	}
-	if len(n.users) < len(joined) {
+	if len(n.users)+len(n.wakers) < len(joined) {
 		for u := range n.users {
+			if _, ok := joined[u]; ok {
+				n.wakeLocked(u)
+			}
+		}
+		for u := range n.wakers {
 			if _, ok := joined[u]; ok {
 				n.wakeLocked(u)
 			}

@@ -141,3 +141,40 @@ func TestNotifierRoomEventWakesMembers(t *testing.T) {
 		}
 	}
 }
+
+// countWaker counts its wakes.
+type countWaker struct{ n int }
+
+func (w *countWaker) Wake() { w.n++ }
+
+// A parked poll's waker is called once at its user's next wake, from a
+// room event whichever side is smaller, and not after StopWake.
+func TestNotifierAfterWake(t *testing.T) {
+	st, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, members := range []int{2, 1000} {
+		n := NewNotifier(st.Streams.Sync()...)
+		joined := map[string]struct{}{}
+		for i := range members {
+			joined[fmt.Sprintf("@m%d:x", i)] = struct{}{}
+		}
+		a, b, stopped, stranger := &countWaker{}, &countWaker{}, &countWaker{}, &countWaker{}
+		n.AfterWake("@m0:x", a)
+		n.AfterWake("@m0:x", b) // two polls of one user
+		n.AfterWake("@m1:x", stopped)
+		n.AfterWake("@stranger:x", stranger)
+		n.StopWake("@m1:x", stopped)
+		n.RoomEvent("!r:x", joined, nil, st.Streams.Events.Current())
+		n.RoomEvent("!r:x", joined, nil, st.Streams.Events.Current()) // once only
+		if a.n != 1 || b.n != 1 || stopped.n != 0 || stranger.n != 0 {
+			t.Fatalf("%d members: woken %d, %d, stopped %d, stranger %d; want 1, 1, 0, 0", members, a.n, b.n, stopped.n, stranger.n)
+		}
+		n.Wake("@stranger:x")
+		if stranger.n != 1 {
+			t.Fatalf("%d members: Wake did not call the waker", members)
+		}
+	}
+}

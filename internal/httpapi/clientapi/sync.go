@@ -1,7 +1,6 @@
 package clientapi
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"strconv"
@@ -53,20 +52,146 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 	if req.Since == "" || timeout == 0 || fullState || !r.CanPark() {
 		return syncAnswer(a.Sync.Sync(r.Context(), req))
 	}
-	// A long poll: first a look without waiting, here, which does what
-	// may go deep (presence, a build when there is news); when nothing is
-	// there, the wait from the token it gives is parked (httputil.Park),
-	// holding little: a poll of a connected client that nothing happens
-	// to costs its connection and a small goroutine.
+	// A long poll: first its presence and, when something it wants moved
+	// since its token, a look without waiting, here (what may go deep);
+	// when nothing is there, the poll is parked (httputil.Park) and holds little: a
+	// waiter for the user's news and a timer, no goroutine (parkedSync).
 	start := time.Now()
 	look := req
 	look.Timeout = 0
-	resp, err := a.Sync.Sync(r.Context(), look)
-	if err != nil || !resp.Empty() || time.Since(start) >= timeout {
-		return syncAnswer(resp, err)
+	news, since, err := a.Sync.PollStart(r.Context(), look)
+	if err != nil {
+		return nil, err
 	}
-	req.Since, req.Timeout = resp.NextBatch, timeout-time.Since(start)
-	return r.Park(func(ctx context.Context) (any, error) { return syncAnswer(a.Sync.Sync(ctx, req)) }), nil
+	if news {
+		resp, err := a.Sync.Sync(r.Context(), look)
+		if err != nil || !resp.Empty() || time.Since(start) >= timeout {
+			return syncAnswer(resp, err)
+		}
+		since = resp.NextBatch
+	}
+	ps := &parkedSync{sync: a.Sync, req: look, deadline: start.Add(timeout)}
+	// Copies: substrings would keep the request's line.
+	ps.req.Since, ps.req.SetPresence = strings.Clone(since), strings.Clone(req.SetPresence)
+	return r.Park(ps.start), nil
+}
+
+// parkedSync is a long poll parked outside net/http. It waits for its
+// user's news (sync.Service.WakeAfter) and for its deadline on one
+// timer: news sets the timer to fire a moment later (coalesce), and
+// when it fires the poll looks with a zero timeout; it answers what it
+// finds, or its empty answer at the deadline, or waits again.
+type parkedSync struct {
+	sync     *sync.Service
+	req      sync.Request // Timeout 0; Since moves on as looks find nothing
+	deadline time.Time
+	p        *httputil.Parked
+	timer    *time.Timer
+
+	mu      gosync.Mutex
+	state   parkState
+	woken   bool // news came during a look
+	hurried bool // the server stops: answer now
+}
+
+type parkState int8
+
+const (
+	parkWaiting parkState = iota // registered and the timer set
+	parkLooking                  // the timer fired: one look runs
+	parkDone                     // answered
+)
+
+// coalesce is how long a woken poll lets a burst of news land before it
+// looks (as sync.Service.Sync does).
+const coalesce = 5 * time.Millisecond
+
+func (ps *parkedSync) start(p *httputil.Parked) (hurry func()) {
+	ps.p = p
+	ps.mu.Lock()
+	ps.timer = time.AfterFunc(time.Until(ps.deadline), ps.fire)
+	ps.mu.Unlock()
+	if err := ps.sync.WakeAfter(ps.req.UserID, ps.req.Since, ps); err != nil {
+		ps.finish(nil, err)
+	}
+	return ps.hurry
+}
+
+// Wake is the user's news (sync.Waker): look soon.
+func (ps *parkedSync) Wake() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	switch ps.state {
+	case parkWaiting:
+		ps.timer.Reset(coalesce)
+	case parkLooking:
+		ps.woken = true
+	}
+}
+
+func (ps *parkedSync) hurry() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.hurried = true
+	if ps.state == parkWaiting {
+		ps.timer.Reset(0)
+	}
+}
+
+// fire runs on the timer's goroutine: at the deadline, after news, or
+// when hurried.
+func (ps *parkedSync) fire() {
+	ps.mu.Lock()
+	if ps.state != parkWaiting {
+		ps.mu.Unlock()
+		return
+	}
+	ps.state, ps.woken = parkLooking, false
+	ps.mu.Unlock()
+	defer ps.p.Recover()
+	ps.sync.StopWake(ps.req.UserID, ps)
+	ps.mu.Lock()
+	hurried := ps.hurried
+	ps.mu.Unlock()
+	late := hurried || !time.Now().Before(ps.deadline)
+	news, since, err := ps.sync.News(ps.req)
+	if err == nil && (news || late) {
+		var resp *sync.Response
+		resp, err = ps.sync.Sync(ps.p.Context(), ps.req)
+		if err == nil && resp.Empty() && !late {
+			since = resp.NextBatch // nothing this poll shows: wait on
+		} else {
+			ps.finish(resp, err)
+			return
+		}
+	}
+	if err != nil {
+		ps.finish(nil, err)
+		return
+	}
+	// Nothing this poll shows (news of a room it filters out, presence
+	// it does not want): wait again from there.
+	ps.req.Since = since
+	ps.mu.Lock()
+	ps.state = parkWaiting
+	if ps.woken || ps.hurried {
+		ps.timer.Reset(0)
+	} else {
+		ps.timer.Reset(time.Until(ps.deadline))
+	}
+	ps.mu.Unlock()
+	if err := ps.sync.WakeAfter(ps.req.UserID, ps.req.Since, ps); err != nil {
+		ps.finish(nil, err)
+	}
+}
+
+func (ps *parkedSync) finish(resp *sync.Response, err error) {
+	ps.mu.Lock()
+	ps.state = parkDone
+	ps.timer.Stop()
+	ps.mu.Unlock()
+	ps.sync.StopWake(ps.req.UserID, ps)
+	ps.p.Answer(syncAnswer(resp, err))
 }
 
 func syncAnswer(resp *sync.Response, err error) (any, error) {

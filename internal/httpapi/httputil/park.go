@@ -1,6 +1,7 @@
 package httputil
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,8 +11,8 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -22,15 +23,18 @@ import (
 // 10,000 of them. Waiting inside net/http, each keeps its connection's
 // goroutine (with the stack the request's work grew), a second goroutine
 // watching for the client's close, 4 KiB read and write buffers and the
-// request's state: about 35 KiB. A parked poll gives all that back: the
-// handler takes the connection over, waits in a goroutine of its own
-// holding only the connection and what the wait needs, writes the answer
-// itself and hands the connection back to the server (ParkListener),
-// which serves its next request as it would a new connection's.
+// request's state: about 35 KiB. A parked request gives all that back:
+// the handler takes the connection over (Park) and returns; what is left
+// is the connection and what the handler keeps to answer later (a
+// waiter registered where its news comes from and a timer, no
+// goroutine). Whoever answers (Parked.Answer) writes the answer on the
+// connection and hands it back to the server (ParkListener), which
+// serves its next request as it would a new connection's.
 //
-// What a parked poll does not do is notice that its client went away
-// before it answers: the answer's write fails then and the connection is
-// closed, at the latest when the poll's timeout ends.
+// What a parked request does not do is notice that its client went away
+// before it answers: nothing reads the connection then. The answer's
+// write fails, or the server reads the end of the connection right
+// after, at the latest when the poll's timeout ends.
 
 // ParkListener wraps the listener the router's server accepts from, so
 // that connections of parked requests come back to it (Request.Park); a
@@ -46,76 +50,126 @@ func (rt *Router) ParkListener(ln net.Listener) net.Listener {
 // listener was wrapped by ParkListener).
 func (r *Request) CanPark() bool { return r.router != nil && r.router.parking != nil }
 
-// Park answers the request with what wait returns, waiting for it
-// outside net/http when the router's listener allows (see ParkListener).
-// wait runs in a new goroutine with a context that carries the request's
-// id and logger but ends with the server only: it must not use the
-// request, which is gone by then (copy what it needs first).
-func (r *Request) Park(wait func(ctx context.Context) (any, error)) Stream {
+// Parked is a request waiting for its answer outside net/http: its
+// connection and what the answer needs, nothing of the request. It is
+// answered once, from any goroutine.
+type Parked struct {
+	rt        *Router
+	ctx       context.Context // the request's id and logger; ends with nothing
+	conn      net.Conn        // nil: answered in place (inPlace)
+	pending   []byte          // a pipelined request read with this one
+	inPlace   chan parkedAnswer
+	pattern   string
+	path      string
+	start     time.Time
+	head      bool
+	keepAlive bool
+	hurry     func()
+	answered  bool // under rt.parked.mu
+}
+
+type parkedAnswer struct {
+	out any
+	err error
+}
+
+// Context is the context a parked request's work runs in: it carries the
+// request's id and logger, and is never cancelled (a parked request ends
+// with its answer).
+func (p *Parked) Context() context.Context { return p.ctx }
+
+// Park takes the request's connection over and returns at once: start
+// is called with the parked request and arranges for its Answer, from
+// any goroutine, later; it returns hurry, which makes that answer come
+// soon (the server stops: see StopParked). When the connection cannot
+// be taken over (not HTTP/1, or a test's recorder) the handler waits in
+// place for the answer.
+func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 	rt, req := r.router, r.Request
 	return func(w http.ResponseWriter) {
-		pl := rt.parking
-		if pl == nil {
-			out, err := wait(req.Context())
-			rt.answer(w, req, out, err)
-			return
+		ctx := context.Background()
+		if info, ok := req.Context().Value(requestKey{}).(*requestInfo); ok {
+			ctx = context.WithValue(ctx, requestKey{}, info)
 		}
-		header := w.Header().Clone()
-		conn, rw, err := http.NewResponseController(w).Hijack()
-		if err != nil { // not HTTP/1 (or a test's recorder): wait in place
-			out, err := wait(req.Context())
-			rt.answer(w, req, out, err)
+		// Kept strings are copied: a substring would keep the request's
+		// whole line.
+		p := &Parked{rt: rt, ctx: ctx, pattern: r.pattern, path: strings.Clone(req.URL.Path), start: r.start, head: req.Method == http.MethodHead}
+		pl := rt.parking
+		var conn net.Conn
+		var rw *bufio.ReadWriter
+		err := errNoParking
+		if pl != nil {
+			conn, rw, err = http.NewResponseController(w).Hijack()
+		}
+		if err != nil {
+			p.inPlace = make(chan parkedAnswer, 1)
+			rt.parked.add(p, start)
+			var a parkedAnswer
+			select {
+			case a = <-p.inPlace:
+			case <-req.Context().Done(): // the client left: answer now
+				p.hurry()
+				a = <-p.inPlace
+			}
+			rt.answer(w, req, a.out, a.err)
 			return
 		}
 		if sw, ok := w.(*statusWriter); ok {
 			sw.parked = true // observed when answered
 		}
-		var pending []byte
 		if n := rw.Reader.Buffered(); n > 0 { // a pipelined request
-			pending, _ = rw.Reader.Peek(n)
-			pending = bytes.Clone(pending)
+			p.pending, _ = rw.Reader.Peek(n)
+			p.pending = bytes.Clone(p.pending)
 		}
-		ctx := context.Background()
-		if info, ok := req.Context().Value(requestKey{}).(*requestInfo); ok {
-			ctx = context.WithValue(ctx, requestKey{}, info)
-		}
-		// Only what the answer needs outlives the handler. A connection
-		// of another listener (none serves this router today) is closed
-		// after its answer rather than served here.
-		p := &parked{rt: rt, conn: conn, pending: pending, header: header, pattern: r.pattern, start: r.start,
-			keepAlive: req.ProtoAtLeast(1, 1) && !req.Close && conn.LocalAddr().String() == pl.Addr().String(),
-			req:       (&http.Request{Method: req.Method, URL: &url.URL{Path: req.URL.Path}, Header: http.Header{}}).WithContext(ctx)}
-		pl.active.Add(1)
-		pl.waiting.Add(1)
-		go p.run(ctx, wait, pl)
+		// A connection of another listener (none serves this router
+		// today) is closed after its answer rather than served here.
+		p.conn = conn
+		p.keepAlive = req.ProtoAtLeast(1, 1) && !req.Close && conn.LocalAddr().String() == pl.Addr().String()
+		rt.parked.add(p, start)
 	}
 }
 
-// parked is a request waiting outside net/http.
-type parked struct {
-	rt        *Router
-	conn      net.Conn
-	pending   []byte
-	header    http.Header
-	req       *http.Request // method, path and context, for the error log
-	pattern   string
-	start     time.Time
-	keepAlive bool
-}
+var errNoParking = errors.New("the listener does not take parked connections back")
 
-func (p *parked) run(ctx context.Context, wait func(ctx context.Context) (any, error), pl *parkListener) {
-	defer pl.active.Done()
-	out, err := p.wait(ctx, wait)
-	pl.waiting.Add(-1)
-	rec := &recorder{header: p.header}
-	p.rt.answer(rec, p.req, out, err)
+// Answer answers a parked request with a handler's result or error, as
+// the router would have. Only its first call counts.
+func (p *Parked) Answer(out any, err error) {
+	if !p.rt.parked.remove(p) {
+		return
+	}
+	if p.inPlace != nil {
+		p.inPlace <- parkedAnswer{out, err}
+		return
+	}
+	rec := &recorder{header: http.Header{}}
+	writeCORS(rec)
+	if info, ok := p.ctx.Value(requestKey{}).(*requestInfo); ok {
+		rec.header.Set("X-Request-Id", info.id)
+	}
+	method := http.MethodGet
+	if p.head {
+		method = http.MethodHead
+	}
+	// Only errors read the request: its method, path and context.
+	req := (&http.Request{Method: method, URL: &url.URL{Path: p.path}, Header: http.Header{}}).WithContext(p.ctx)
+	p.rt.answer(rec, req, out, err)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
 	if p.rt.Observe != nil {
-		p.rt.Observe(p.pattern, p.req.Method, rec.status, time.Since(p.start))
+		p.rt.Observe(p.pattern, method, rec.status, time.Since(p.start))
 	}
-	pl.reply(p.conn, p.pending, rec, p.keepAlive, p.req.Method == http.MethodHead)
+	p.rt.parking.reply(p.conn, p.pending, rec, p.keepAlive, p.head)
+}
+
+// Recover, deferred by whatever works toward a parked request's answer
+// outside net/http, turns a panic into an internal error, as the router
+// does for handlers.
+func (p *Parked) Recover() {
+	if v := recover(); v != nil {
+		Logger(p.ctx).Error("panic in parked handler", "path", p.path, "panic", v, "stack", string(debug.Stack()))
+		p.Answer(nil, errcode.Internal())
+	}
 }
 
 // answer writes a handler's result or error as the router does.
@@ -127,16 +181,94 @@ func (rt *Router) answer(w http.ResponseWriter, r *http.Request, out any, err er
 	writeResult(w, out)
 }
 
-// wait runs wait, turning a panic into an internal error as the
-// router does for handlers.
-func (p *parked) wait(ctx context.Context, wait func(ctx context.Context) (any, error)) (out any, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			Logger(ctx).Error("panic in parked handler", "method", p.req.Method, "path", p.req.URL.Path, "panic", v, "stack", string(debug.Stack()))
-			out, err = nil, errcode.Internal()
+// parkedSet is the router's parked requests not answered yet.
+type parkedSet struct {
+	mu       sync.Mutex
+	requests map[*Parked]struct{}
+	stopping bool // StopParked: new ones are hurried at once
+	answered sync.Cond
+}
+
+// add registers p and starts its wait.
+func (s *parkedSet) add(p *Parked, start func(*Parked) func()) {
+	s.mu.Lock()
+	if s.requests == nil {
+		s.requests = map[*Parked]struct{}{}
+		s.answered.L = &s.mu
+	}
+	s.requests[p] = struct{}{}
+	s.mu.Unlock()
+	hurry := start(p) // may answer already
+	s.mu.Lock()
+	p.hurry = hurry
+	stopping := s.stopping && !p.answered
+	s.mu.Unlock()
+	if stopping {
+		hurry()
+	}
+}
+
+// remove unregisters p; false when it was answered already.
+func (s *parkedSet) remove(p *Parked) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.answered {
+		return false
+	}
+	p.answered = true
+	delete(s.requests, p)
+	if len(s.requests) == 0 {
+		s.answered.Broadcast()
+	}
+	return true
+}
+
+// Parked is how many requests wait parked now.
+func (rt *Router) Parked() int {
+	rt.parked.mu.Lock()
+	defer rt.parked.mu.Unlock()
+	return len(rt.parked.requests)
+}
+
+// StopParked hurries every parked request, and those parked from now
+// on, to their answers: the server is stopping. WaitParked waits for
+// them.
+func (rt *Router) StopParked() {
+	s := &rt.parked
+	s.mu.Lock()
+	s.stopping = true
+	var hurry []func()
+	for p := range s.requests {
+		if p.hurry != nil { // nil: still starting; add hurries it
+			hurry = append(hurry, p.hurry)
 		}
+	}
+	s.mu.Unlock()
+	for _, h := range hurry {
+		h()
+	}
+}
+
+// WaitParked waits until every parked request was answered, or ctx ends:
+// a server shutting down waits for them as http.Server.Shutdown waits
+// for the requests it serves.
+func (rt *Router) WaitParked(ctx context.Context) error {
+	s := &rt.parked
+	done := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		for len(s.requests) > 0 {
+			s.answered.Wait()
+		}
+		s.mu.Unlock()
+		close(done)
 	}()
-	return wait(ctx)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // recorder keeps an answer to write it on a parked connection.
@@ -167,33 +299,6 @@ type parkListener struct {
 	accepted chan accepted
 	done     chan struct{}
 	once     sync.Once
-	active   sync.WaitGroup // parked requests not answered yet
-	waiting  atomic.Int64   // how many
-}
-
-// Parked is how many requests wait parked now.
-func (rt *Router) Parked() int {
-	if rt.parking == nil {
-		return 0
-	}
-	return int(rt.parking.waiting.Load())
-}
-
-// WaitParked waits until every parked request was answered, or ctx ends:
-// a server shutting down waits for them as http.Server.Shutdown waits
-// for the requests it serves.
-func (rt *Router) WaitParked(ctx context.Context) error {
-	if rt.parking == nil {
-		return nil
-	}
-	done := make(chan struct{})
-	go func() { rt.parking.active.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 type accepted struct {

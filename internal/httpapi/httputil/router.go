@@ -124,6 +124,7 @@ type Router struct {
 	// parking is where parked requests hand their connections back
 	// (ParkListener); nil: requests wait in place.
 	parking *parkListener
+	parked  parkedSet // parked requests not answered yet
 }
 
 type route struct {
