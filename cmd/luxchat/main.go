@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
@@ -125,7 +126,7 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if os.Getenv("GOMEMLIMIT") == "" {
-		go followHeap(ctx)
+		followHeap(ctx)
 	}
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
@@ -363,20 +364,40 @@ func parseAge(s string) (time.Duration, error) {
 // which returns short-lived password hashing buffers promptly on a small
 // server, while a sector's server, whose live heap is hundreds of MiB, is
 // not held under a fixed limit it would spend its CPU collecting against.
+// The limit moves after every collection: read on a timer, it lagged a
+// heap that grew fast (a cold sync of a user in 1,000 rooms after the
+// start), and until the next tick the collector ran back to back under a
+// limit set for the heap it had been, most of the CPU of the syncs then.
 func followHeap(ctx context.Context) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/os-stacks:bytes"}}
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
+	update := func() {
 		metrics.Read(sample)
 		debug.SetMemoryLimit(softLimit(sample[0].Value.Uint64(), sample[1].Value.Uint64()+sample[2].Value.Uint64()))
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	update()
+	afterEachGC(ctx, update)
 }
+
+// afterEachGC calls f (on the runtime's finalizer goroutine) after every
+// collection until ctx ends: a sentinel object's finalizer runs once the
+// collection that found it unreachable ends, and makes the next one.
+func afterEachGC(ctx context.Context, f func()) {
+	var arm func()
+	arm = func() {
+		runtime.SetFinalizer(&gcSentinel{}, func(*gcSentinel) {
+			if ctx.Err() != nil {
+				return
+			}
+			f()
+			arm()
+		})
+	}
+	arm()
+}
+
+// gcSentinel holds a pointer so that it is never placed in the tiny
+// allocator's shared blocks, whose finalizers may never run.
+type gcSentinel struct{ _ *byte }
 
 // softLimit is the memory limit for a live heap of live bytes: at least
 // 64 MiB, and room for the collector's own goal (twice the live heap)

@@ -5,8 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"io"
 	"log/slog"
@@ -164,4 +167,26 @@ func TestSoftLimitFollowsHeap(t *testing.T) {
 			t.Errorf("live %d MiB: limit %d MiB, want %d", tc.live>>20, got>>20, tc.want>>20)
 		}
 	}
+}
+
+// The limit moves with the collection that finds the heap grown, not a
+// timer's tick later.
+func TestLimitFollowsEachCollection(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer func() { cancel(); debug.SetMemoryLimit(prev) }()
+	followHeap(ctx)
+	grown := make([][]byte, 0, 200)
+	for range 200 {
+		grown = append(grown, make([]byte, 1<<20)) // 200 MiB live
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for debug.SetMemoryLimit(-1) < 400<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("limit %d MiB two seconds of collections after the heap grew to 200 MiB, want ≥ 400 MiB", debug.SetMemoryLimit(-1)>>20)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.KeepAlive(grown)
 }
