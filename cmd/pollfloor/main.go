@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"luxchat/internal/procstat"
 	"net"
 	"net/http"
 	"os"
@@ -270,25 +271,5 @@ func measure(polls, rounds int) error {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// procCPU is the CPU time a process (all its threads) used so far, to
-// the nanosecond from each thread's schedstat (/proc/<pid>/stat counts
-// 10 ms ticks, a sixth of what is measured).
-func procCPU(pid int) (time.Duration, error) {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
-	var sum time.Duration
-	for _, t := range tasks {
-		data, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
-		if err != nil {
-			continue // the thread ended
-		}
-		if f := strings.Fields(string(data)); len(f) > 0 {
-			ns, _ := strconv.ParseInt(f[0], 10, 64)
-			sum += time.Duration(ns)
-		}
-	}
-	return sum, nil
-}
+// procCPU is the CPU time a process used so far (procstat.CPU).
+func procCPU(pid int) (time.Duration, error) { return procstat.CPU(pid) }

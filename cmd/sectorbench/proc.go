@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"luxchat/internal/procstat"
 	"net"
 	"net/http"
 	"net/url"
@@ -101,31 +102,8 @@ func (p *serverProc) stop() error {
 
 func (p *serverProc) pid() int { return p.cmd.Process.Pid }
 
-// procCPU is the CPU time a process (all its threads) used so far, to
-// the nanosecond from each thread's schedstat (a single request costs a
-// few milliseconds, less than /proc/<pid>/stat's 10 ms ticks); threads
-// that ended are not counted, which Go's runtime rarely does.
-func procCPU(pid int) (time.Duration, error) {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
-	var sum time.Duration
-	for _, t := range tasks {
-		data, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
-		if err != nil {
-			continue // the thread ended
-		}
-		f := strings.Fields(string(data))
-		if len(f) == 0 {
-			continue
-		}
-		ns, _ := strconv.ParseInt(f[0], 10, 64)
-		sum += time.Duration(ns)
-	}
-	return sum, nil
-}
+// procCPU is the CPU time a process used so far (procstat.CPU).
+func procCPU(pid int) (time.Duration, error) { return procstat.CPU(pid) }
 
 // procRSS is a process's resident set size in bytes.
 func procRSS(pid int) (int64, error) {

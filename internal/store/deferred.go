@@ -120,30 +120,14 @@ func (p *pgTx) send(ctx context.Context, first, last string) error {
 	}
 	return p.conn.Raw(func(dc any) error {
 		conn := dc.(*stdlib.Conn).Conn()
-		b := &pgx.Batch{}
-		if first != "" {
-			b.Queue(first)
-		}
-		for _, w := range ws {
-			b.Queue(w.query, w.args...)
-		}
+		b := waitingBatch(first, ws)
 		if last != "" {
 			b.Queue(last)
 		}
 		br := conn.SendBatch(ctx, b)
 		err := func() error {
-			if first != "" {
-				if _, err := br.Exec(); err != nil {
-					return fmt.Errorf("%s: %w", first, err)
-				}
-			}
-			for _, w := range ws {
-				if _, err := br.Exec(); err != nil {
-					if w.mapErr != nil {
-						err = w.mapErr(err)
-					}
-					return fmt.Errorf("deferred write: %w", err)
-				}
+			if err := execWaiting(br, first, ws); err != nil {
+				return err
 			}
 			if last != "" {
 				if _, err := br.Exec(); err != nil {
@@ -212,6 +196,37 @@ func (tx *Tx) queryEach(ctx context.Context, f func(scan func(dest ...any) error
 	return tx.pg.queryEach(ctx, f, query, args)
 }
 
+// waitingBatch is a pipeline of first (when not empty) and the waiting
+// writes ws, for the caller to add its last statement to.
+func waitingBatch(first string, ws []pendingWrite) *pgx.Batch {
+	b := &pgx.Batch{}
+	if first != "" {
+		b.Queue(first)
+	}
+	for _, w := range ws {
+		b.Queue(w.query, w.args...)
+	}
+	return b
+}
+
+// execWaiting reads the results of a waitingBatch's first and ws.
+func execWaiting(br pgx.BatchResults, first string, ws []pendingWrite) error {
+	if first != "" {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("%s: %w", first, err)
+		}
+	}
+	for _, w := range ws {
+		if _, err := br.Exec(); err != nil {
+			if w.mapErr != nil {
+				err = w.mapErr(err)
+			}
+			return fmt.Errorf("deferred write: %w", err)
+		}
+	}
+	return nil
+}
+
 // queryEach is Tx.queryEach on a transaction that has writes waiting or
 // has not begun.
 func (p *pgTx) queryEach(ctx context.Context, f func(scan func(dest ...any) error) error, query string, args []any) error {
@@ -227,28 +242,12 @@ func (p *pgTx) queryEach(ctx context.Context, f func(scan func(dest ...any) erro
 	var ferr error // f's own error, which leaves the transaction usable
 	err := p.conn.Raw(func(dc any) error {
 		conn := dc.(*stdlib.Conn).Conn()
-		b := &pgx.Batch{}
-		if first != "" {
-			b.Queue(first)
-		}
-		for _, w := range ws {
-			b.Queue(w.query, w.args...)
-		}
+		b := waitingBatch(first, ws)
 		b.Queue(query, args...)
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
-		if first != "" {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("%s: %w", first, err)
-			}
-		}
-		for _, w := range ws {
-			if _, err := br.Exec(); err != nil {
-				if w.mapErr != nil {
-					err = w.mapErr(err)
-				}
-				return fmt.Errorf("deferred write: %w", err)
-			}
+		if err := execWaiting(br, first, ws); err != nil {
+			return err
 		}
 		rows, err := br.Query()
 		if err != nil {
