@@ -449,26 +449,7 @@ func (b *bench) saveAllocs(ctx context.Context, path, suffix string) {
 	if path == "" {
 		return
 	}
-	err := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.metrics+"/debug/pprof/allocs", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(path + suffix)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
-	}()
+	err := b.fetchProfile(ctx, "/debug/pprof/allocs", path+suffix)
 	if err != nil {
 		b.logf("allocation profile: %v", err)
 	}
@@ -484,32 +465,36 @@ func (b *bench) profileServer(ctx context.Context, path string, d time.Duration)
 		return done
 	}
 	go func() {
-		done <- func() error {
-			secs := int((d + time.Second - 1) / time.Second)
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", b.metrics, secs), nil)
-			if err != nil {
-				return err
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("profile: %s", resp.Status)
-			}
-			f, err := os.Create(path)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, resp.Body); err != nil {
-				f.Close()
-				return err
-			}
-			return f.Close()
-		}()
+		secs := int((d + time.Second - 1) / time.Second)
+		done <- b.fetchProfile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), path)
 	}()
 	return done
+}
+
+// fetchProfile writes what the server's metrics listener answers at
+// endpoint (a pprof profile) to path.
+func (b *bench) fetchProfile(ctx context.Context, endpoint, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.metrics+endpoint, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", endpoint, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // phaseIdle: the online users long-poll and nothing happens. The window

@@ -110,17 +110,10 @@ func TestNotifierWake(t *testing.T) {
 // names besides, nobody else, whichever side is smaller: the members or
 // the users waiting.
 func TestNotifierRoomEventWakesMembers(t *testing.T) {
-	st, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	for _, members := range []int{2, 1000} {
 		n := NewNotifier(st.Streams.Sync()...)
-		joined := map[string]struct{}{}
-		for i := range members {
-			joined[fmt.Sprintf("@m%d:x", i)] = struct{}{}
-		}
+		joined := membersNamed(members)
 		waiting := map[string]<-chan struct{}{}
 		for _, u := range []string{"@m0:x", "@m1:x", "@left:x", "@stranger:x", "@other1:x", "@other2:x", "@other3:x"} {
 			waiting[u] = n.Chan(u)
@@ -150,17 +143,10 @@ func (w *countWaker) Wake() { w.n++ }
 // A parked poll's waker is called once at its user's next wake, from a
 // room event whichever side is smaller, and not after StopWake.
 func TestNotifierAfterWake(t *testing.T) {
-	st, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t)
 	for _, members := range []int{2, 1000} {
 		n := NewNotifier(st.Streams.Sync()...)
-		joined := map[string]struct{}{}
-		for i := range members {
-			joined[fmt.Sprintf("@m%d:x", i)] = struct{}{}
-		}
+		joined := membersNamed(members)
 		a, b, stopped, stranger := &countWaker{}, &countWaker{}, &countWaker{}, &countWaker{}
 		n.AfterWake("@m0:x", a)
 		n.AfterWake("@m0:x", b) // two polls of one user
@@ -177,4 +163,24 @@ func TestNotifierAfterWake(t *testing.T) {
 			t.Fatalf("%d members: Wake did not call the waker", members)
 		}
 	}
+}
+
+// openStore opens a SQLite store in a temporary directory for the test.
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// membersNamed is a joined set of n members, @m0:x to @m<n-1>:x.
+func membersNamed(n int) map[string]struct{} {
+	joined := make(map[string]struct{}, n)
+	for i := range n {
+		joined[fmt.Sprintf("@m%d:x", i)] = struct{}{}
+	}
+	return joined
 }
