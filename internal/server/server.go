@@ -202,6 +202,15 @@ func (s *Server) Parked() int {
 	return 0
 }
 
+// Repolls is how many requests that followed parked answers were served
+// outside net/http, and how many went to it (see httputil.Park).
+func (s *Server) Repolls() (served, handedBack uint64) {
+	if rt, ok := s.handler.(*httputil.Router); ok {
+		return rt.Repolls()
+	}
+	return 0, 0
+}
+
 // Handler is the client API handler (for tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -233,7 +242,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	rt, _ := s.handler.(*httputil.Router)
 	if rt != nil && s.Config.Limits.ParkLongPolls {
-		ln = rt.ParkListener(ln) // long polls wait outside net/http
+		ln = rt.ParkListener(ln, srv) // long polls wait outside net/http
 	} else {
 		rt = nil
 	}

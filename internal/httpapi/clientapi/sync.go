@@ -191,7 +191,7 @@ func (ps *parkedSync) finish(resp *sync.Response, err error) {
 	ps.timer.Stop()
 	ps.mu.Unlock()
 	ps.sync.StopWake(ps.req.UserID, ps)
-	ps.p.Answer(syncAnswer(resp, err))
+	ps.p.AnswerHere(syncAnswer(resp, err)) // on the timer's goroutine, or in start
 }
 
 func syncAnswer(resp *sync.Response, err error) (any, error) {

@@ -3,9 +3,9 @@ package httputil
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -28,19 +29,24 @@ import (
 // is the connection and what the handler keeps to answer later (a
 // waiter registered where its news comes from and a timer, no
 // goroutine). Whoever answers (Parked.Answer) writes the answer on the
-// connection and hands it back to the server (ParkListener), which
-// serves its next request as it would a new connection's.
+// connection and reads the client's next request: a re-poll of /sync is
+// served there, outside net/http (repoll.go), anything else goes back to
+// the server (ParkListener), which serves it as a new connection's.
 //
 // What a parked request does not do is notice that its client went away
 // before it answers: nothing reads the connection then. The answer's
 // write fails, or the server reads the end of the connection right
 // after, at the latest when the poll's timeout ends.
 
-// ParkListener wraps the listener the router's server accepts from, so
-// that connections of parked requests come back to it (Request.Park); a
-// router whose listener was not wrapped answers parked requests in place.
-func (rt *Router) ParkListener(ln net.Listener) net.Listener {
-	pl := &parkListener{Listener: ln, back: make(chan net.Conn), accepted: make(chan accepted), done: make(chan struct{})}
+// ParkListener wraps the listener that srv, the router's server, accepts
+// from, so that connections of parked requests come back to it
+// (Request.Park); a router whose listener was not wrapped answers parked
+// requests in place. The requests read outside net/http after a parked
+// answer keep srv's timeouts.
+func (rt *Router) ParkListener(ln net.Listener, srv *http.Server) net.Listener {
+	pl := &parkListener{Listener: ln, rt: rt, back: make(chan net.Conn), accepted: make(chan accepted), done: make(chan struct{}), reading: map[net.Conn]struct{}{}}
+	// As net/http: ReadTimeout stands in for a timeout not set.
+	pl.idleTimeout, pl.headerTimeout = cmp.Or(srv.IdleTimeout, srv.ReadTimeout), cmp.Or(srv.ReadHeaderTimeout, srv.ReadTimeout)
 	go pl.pump()
 	rt.parking = pl
 	return pl
@@ -61,11 +67,13 @@ type Parked struct {
 	inPlace   chan parkedAnswer
 	pattern   string
 	path      string
+	remote    string // the client's address, for its next requests
 	start     time.Time
 	head      bool
 	keepAlive bool
 	hurry     func()
 	answered  bool // under rt.parked.mu
+	starting  bool // under rt.parked.mu: its start runs (see Answer)
 }
 
 type parkedAnswer struct {
@@ -93,7 +101,7 @@ func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 		}
 		// Kept strings are copied: a substring would keep the request's
 		// whole line.
-		p := &Parked{rt: rt, ctx: ctx, pattern: r.pattern, path: strings.Clone(req.URL.Path), start: r.start, head: req.Method == http.MethodHead}
+		p := &Parked{rt: rt, ctx: ctx, pattern: r.pattern, path: strings.Clone(req.URL.Path), remote: req.RemoteAddr, start: r.start, head: req.Method == http.MethodHead}
 		pl := rt.parking
 		var conn net.Conn
 		var rw *bufio.ReadWriter
@@ -124,7 +132,7 @@ func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 		// A connection of another listener (none serves this router
 		// today) is closed after its answer rather than served here.
 		p.conn = conn
-		p.keepAlive = req.ProtoAtLeast(1, 1) && !req.Close && conn.LocalAddr().String() == pl.Addr().String()
+		p.keepAlive = req.ProtoAtLeast(1, 1) && !req.Close && sameAddr(conn.LocalAddr(), pl.Addr())
 		rt.parked.add(p, start)
 	}
 }
@@ -132,16 +140,27 @@ func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 var errNoParking = errors.New("the listener does not take parked connections back")
 
 // Answer answers a parked request with a handler's result or error, as
-// the router would have. Only its first call counts.
-func (p *Parked) Answer(out any, err error) {
-	if !p.rt.parked.remove(p) {
+// the router would have. Only its first call (of Answer or AnswerHere)
+// counts. The connection's next requests are then read on a goroutine
+// of their own.
+func (p *Parked) Answer(out any, err error) { p.answer(out, err, false) }
+
+// AnswerHere is Answer from a goroutine that has nothing left to do (a
+// timer's): it goes on to read and serve the connection's next requests,
+// until one parks again or the connection goes back to net/http. That
+// spares a goroutine per woken poll.
+func (p *Parked) AnswerHere(out any, err error) { p.answer(out, err, true) }
+
+func (p *Parked) answer(out any, err error, here bool) {
+	first, starting := p.rt.parked.remove(p)
+	if !first {
 		return
 	}
 	if p.inPlace != nil {
 		p.inPlace <- parkedAnswer{out, err}
 		return
 	}
-	rec := &recorder{header: http.Header{}}
+	rec := &recorder{header: make(http.Header, 8)}
 	writeCORS(rec)
 	if info, ok := p.ctx.Value(requestKey{}).(*requestInfo); ok {
 		rec.header.Set("X-Request-Id", info.id)
@@ -159,7 +178,16 @@ func (p *Parked) Answer(out any, err error) {
 	if p.rt.Observe != nil {
 		p.rt.Observe(p.pattern, method, rec.status, time.Since(p.start))
 	}
-	p.rt.parking.reply(p.conn, p.pending, rec, p.keepAlive, p.head)
+	c, ok := p.rt.parking.reply(p.conn, rec, p.keepAlive, p.head)
+	switch {
+	case !ok:
+	case here && !starting:
+		p.rt.parking.serveConn(c, p.pending, p.remote)
+	default:
+		// Answered while it parks (starting): its request's goroutine,
+		// net/http's or a re-poll's, is still in Park.
+		go p.rt.parking.serveConn(c, p.pending, p.remote)
+	}
 }
 
 // Recover, deferred by whatever works toward a parked request's answer
@@ -185,8 +213,9 @@ func (rt *Router) answer(w http.ResponseWriter, r *http.Request, out any, err er
 type parkedSet struct {
 	mu       sync.Mutex
 	requests map[*Parked]struct{}
-	stopping bool // StopParked: new ones are hurried at once
-	answered sync.Cond
+	serving  int  // re-polls being served outside net/http (serveOne)
+	stopping atomic.Bool // StopParked: new ones are hurried at once; written under mu
+	answered sync.Cond // signalled when requests and serving both fall to 0
 }
 
 // add registers p and starts its wait.
@@ -197,30 +226,57 @@ func (s *parkedSet) add(p *Parked, start func(*Parked) func()) {
 		s.answered.L = &s.mu
 	}
 	s.requests[p] = struct{}{}
+	p.starting = true
 	s.mu.Unlock()
 	hurry := start(p) // may answer already
 	s.mu.Lock()
-	p.hurry = hurry
-	stopping := s.stopping && !p.answered
+	p.hurry, p.starting = hurry, false
+	stopping := s.stopping.Load() && !p.answered
 	s.mu.Unlock()
 	if stopping {
 		hurry()
 	}
 }
 
-// remove unregisters p; false when it was answered already.
-func (s *parkedSet) remove(p *Parked) bool {
+// remove unregisters p; first is false when it was answered already,
+// starting true while its start runs.
+func (s *parkedSet) remove(p *Parked) (first, starting bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p.answered {
-		return false
+		return false, false
 	}
 	p.answered = true
 	delete(s.requests, p)
-	if len(s.requests) == 0 {
+	s.signal()
+	return true, p.starting
+}
+
+// beginServe counts a re-poll being served outside net/http, which
+// WaitParked waits for as http.Server.Shutdown waits for active
+// connections; false: the server stops, and serves no new request.
+func (s *parkedSet) beginServe() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return false
+	}
+	s.serving++
+	return true
+}
+
+func (s *parkedSet) endServe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.serving--
+	s.signal()
+}
+
+// signal wakes WaitParked when nothing is left; under s.mu.
+func (s *parkedSet) signal() {
+	if len(s.requests) == 0 && s.serving == 0 && s.answered.L != nil {
 		s.answered.Broadcast()
 	}
-	return true
 }
 
 // Parked is how many requests wait parked now.
@@ -236,7 +292,7 @@ func (rt *Router) Parked() int {
 func (rt *Router) StopParked() {
 	s := &rt.parked
 	s.mu.Lock()
-	s.stopping = true
+	s.stopping.Store(true)
 	var hurry []func()
 	for p := range s.requests {
 		if p.hurry != nil { // nil: still starting; add hurries it
@@ -257,7 +313,10 @@ func (rt *Router) WaitParked(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.mu.Lock()
-		for len(s.requests) > 0 {
+		if s.answered.L == nil {
+			s.answered.L = &s.mu
+		}
+		for len(s.requests) > 0 || s.serving > 0 {
 			s.answered.Wait()
 		}
 		s.mu.Unlock()
@@ -295,10 +354,20 @@ func (w *recorder) Write(b []byte) (int, error) {
 // from parked requests.
 type parkListener struct {
 	net.Listener
+	rt       *Router
 	back     chan net.Conn
 	accepted chan accepted
 	done     chan struct{}
 	once     sync.Once
+	// The server's timeouts for the requests read after a parked
+	// answer: before their first byte, and for their head.
+	idleTimeout, headerTimeout time.Duration
+
+	mu      sync.Mutex
+	reading map[net.Conn]struct{} // connections waiting for their next request (startRead)
+	closed  bool
+
+	served, handedBack atomic.Uint64 // requests after a parked answer (Repolls)
 }
 
 type accepted struct {
@@ -337,50 +406,72 @@ func (l *parkListener) Accept() (net.Conn, error) {
 	}
 }
 
+// Close also ends the waits of connections idle between requests, as
+// http.Server.Shutdown closes its idle connections.
 func (l *parkListener) Close() error {
 	l.once.Do(func() { close(l.done) })
+	l.mu.Lock()
+	l.closed = true
+	for c := range l.reading {
+		_ = c.SetReadDeadline(time.Now())
+	}
+	l.mu.Unlock()
 	return l.Listener.Close()
 }
 
-// reply writes a parked request's answer as HTTP/1.1 and gives the
-// connection back to the server, or closes it when it may not be kept.
-func (l *parkListener) reply(c net.Conn, pending []byte, rec *recorder, keepAlive, head bool) {
-	h := rec.header
-	if h.Get("Connection") == "close" {
-		keepAlive = false
+// reply writes a parked request's answer as HTTP/1.1 and returns the
+// connection to serve on, or closes it when it may not be kept (ok
+// false).
+func (l *parkListener) reply(c net.Conn, rec *recorder, keepAlive, head bool) (_ net.Conn, ok bool) {
+	keepAlive = keepAlive && rec.header.Get("Connection") != "close" && !l.stopping()
+	out := appendAnswer(make([]byte, 0, rec.body.Len()+512), rec, keepAlive, head)
+	if _, err := c.Write(out); err != nil || !keepAlive {
+		c.Close()
+		return nil, false
 	}
-	if !keepAlive {
-		h.Set("Connection", "close")
-	}
-	h.Set("Content-Length", strconv.Itoa(rec.body.Len()))
-	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	if h.Get("Content-Type") == "" {
-		h.Set("Content-Type", "application/json")
-	}
-	// One write: the status line, the headers, the body.
-	out := make([]byte, 0, rec.body.Len()+512)
-	out = fmt.Appendf(out, "HTTP/1.1 %d %s\r\n", rec.status, http.StatusText(rec.status))
-	for k, vs := range h {
+	return c, true
+}
+
+// appendAnswer appends an answer as HTTP/1.1 to out: the status line, the
+// headers (Content-Length, Date and Connection its own, as net/http
+// writes them) and the body, which HEAD leaves out.
+func appendAnswer(out []byte, rec *recorder, keepAlive, head bool) []byte {
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(rec.status), 10)
+	out = append(append(append(out, ' '), http.StatusText(rec.status)...), "\r\n"...)
+	for k, vs := range rec.header {
+		switch k {
+		case "Content-Length", "Date", "Connection":
+			continue
+		}
 		for _, v := range vs {
 			out = append(append(append(append(out, k...), ": "...), v...), "\r\n"...)
 		}
 	}
-	out = append(out, "\r\n"...)
+	if _, ok := rec.header["Content-Type"]; !ok {
+		out = append(out, "Content-Type: application/json\r\n"...)
+	}
+	if !keepAlive {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	out = strconv.AppendInt(append(out, "Content-Length: "...), int64(rec.body.Len()), 10)
+	out = time.Now().UTC().AppendFormat(append(out, "\r\nDate: "...), http.TimeFormat)
+	out = append(out, "\r\n\r\n"...)
 	if !head {
 		out = append(out, rec.body.Bytes()...)
 	}
-	if _, err := c.Write(out); err != nil || !keepAlive {
-		c.Close()
-		return
+	return out
+}
+
+// sameAddr reports whether a and b are one address, without rendering
+// TCP addresses as strings.
+func sameAddr(a, b net.Addr) bool {
+	ta, ok1 := a.(*net.TCPAddr)
+	tb, ok2 := b.(*net.TCPAddr)
+	if ok1 && ok2 {
+		return ta.Port == tb.Port && ta.IP.Equal(tb.IP) && ta.Zone == tb.Zone
 	}
-	if len(pending) > 0 {
-		c = &pendingConn{Conn: c, pending: pending}
-	}
-	select {
-	case l.back <- c:
-	case <-l.done:
-		c.Close()
-	}
+	return a.String() == b.String()
 }
 
 // pendingConn is a connection whose first bytes were read already.
@@ -396,4 +487,14 @@ func (c *pendingConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(b)
+}
+
+// CloseWrite lets net/http end its side of the connection before it
+// closes it after an error answer (a FIN, not a reset that would lose
+// the answer), as it does for the TCP connections it accepts.
+func (c *pendingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package httputil
 import (
 	"errors"
 	"net"
+	"net/http"
 	"syscall"
 	"testing"
 )
@@ -36,7 +37,7 @@ func TestParkListenerAcceptsAfterError(t *testing.T) {
 	defer c1.Close()
 	defer c2.Close()
 	rt := &Router{}
-	ln := rt.ParkListener(&errListener{conn: c1})
+	ln := rt.ParkListener(&errListener{conn: c1}, &http.Server{})
 	defer ln.Close()
 	if _, err := ln.Accept(); err == nil || !errors.Is(err, syscall.ECONNABORTED) {
 		t.Fatalf("first Accept: %v, want the reset", err)

@@ -1,0 +1,340 @@
+package httputil
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Re-polls served outside net/http. After a parked request's answer its
+// client's next request comes on the same connection, most often the
+// next long poll of the same /sync. Handed to net/http, the connection
+// would cost a new connection's setup and net/http's read of the request
+// (~20 µs a poll: a thousand polls woken by one message make 20 ms). So
+// the connection is read here first (serveConn): a plain bodiless
+// `GET /_matrix/client/{v3,r0}/sync` is served in place through the
+// router's ServeHTTP (request id, CORS, auth, metrics, the handler,
+// errors), which parks it again when there is nothing new, and this
+// goroutine ends; any other request, or anything this reader does not
+// take as plainly valid (parseSyncHead), goes to net/http with the bytes
+// read so far, and net/http answers it as it would have: its errors, its
+// limits, its bodies.
+
+// repollBufSize is the reader's buffer (net/http's too): a request head
+// longer than that goes to net/http, whose limit is larger.
+const repollBufSize = 4096
+
+// syncPaths are the request-target prefixes served here: the client
+// API's /sync (the router maps r0 to v3).
+var syncPaths = [...]string{"GET /_matrix/client/v3/sync", "GET /_matrix/client/r0/sync"}
+
+// repollConn is what a re-poll uses, pooled: a thousand polls woken at
+// once would otherwise allocate a reader and an answer each.
+type repollConn struct {
+	src pendingConn // the connection, after the bytes read before
+	br  *bufio.Reader
+	w   repollWriter
+	out []byte // the answer on the wire
+}
+
+var repollConns = sync.Pool{New: func() any {
+	rc := &repollConn{}
+	rc.br = bufio.NewReaderSize(&rc.src, repollBufSize)
+	rc.w.header = http.Header{}
+	return rc
+}}
+
+// repollWriter is the ResponseWriter of a request served on a parked
+// connection: it keeps the answer to write it in one piece, and gives
+// the connection to Park (Hijack).
+type repollWriter struct {
+	recorder
+	conn     net.Conn
+	br       *bufio.Reader
+	hijacked bool
+}
+
+// Hijack hands the connection to Park; the reader holds any pipelined
+// request, which Park keeps.
+func (w *repollWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.hijacked = true
+	return w.conn, bufio.NewReadWriter(w.br, nil), nil
+}
+
+// serveConn serves the requests that follow a parked request's answer on
+// its connection, pending first (read with the parked request), until
+// one parks again, goes to net/http, or the connection ends.
+func (l *parkListener) serveConn(c net.Conn, pending []byte, remote string) {
+	if len(pending) > repollBufSize { // cannot happen: read into a buffer of that size
+		l.handBack(c, pending)
+		return
+	}
+	rc := repollConns.Get().(*repollConn)
+	rc.src = pendingConn{Conn: c, pending: pending}
+	rc.br.Reset(&rc.src)
+	defer func() {
+		rc.src = pendingConn{}
+		rc.br.Reset(&rc.src)
+		rc.w.conn, rc.w.br = nil, nil
+		repollConns.Put(rc)
+	}()
+	if len(pending) > 0 {
+		_, _ = rc.br.Peek(len(pending)) // all of it in the reader: the hand-back and Park see it there
+	}
+	for {
+		n, ours, err := l.readHead(c, rc.br)
+		if err != nil {
+			c.Close() // as net/http: the client left, or was too slow
+			return
+		}
+		head, _ := rc.br.Peek(n)
+		var req *http.Request
+		if ours {
+			req = parseSyncHead(head)
+		}
+		if req == nil {
+			buffered, _ := rc.br.Peek(rc.br.Buffered())
+			l.handedBack.Add(1)
+			l.handBack(c, bytes.Clone(buffered))
+			return
+		}
+		_, _ = rc.br.Discard(n)
+		l.served.Add(1)
+		req.RemoteAddr = remote
+		if !l.serveOne(rc, c, req) {
+			return
+		}
+	}
+}
+
+// serveOne serves one request through the router, and reports whether
+// the connection is still this loop's to read.
+func (l *parkListener) serveOne(rc *repollConn, c net.Conn, req *http.Request) bool {
+	w := &rc.w
+	clear(w.header)
+	w.status, w.conn, w.br, w.hijacked = 0, c, rc.br, false
+	w.body.Reset()
+	if !l.rt.parked.beginServe() { // the server stops: as net/http, no new request on an idle connection
+		c.Close()
+		return false
+	}
+	l.rt.ServeHTTP(w, req)
+	l.rt.parked.endServe()
+	if w.hijacked { // parked again
+		return false
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	keepAlive := !req.Close && !l.stopping()
+	rc.out = appendAnswer(rc.out[:0], &w.recorder, keepAlive, false)
+	if _, err := c.Write(rc.out); err != nil || !keepAlive || w.header.Get("Connection") == "close" {
+		c.Close()
+		return false
+	}
+	if cap(rc.out) > 64<<10 {
+		rc.out = nil // an initial sync's answer: not kept in the pool
+	}
+	return true
+}
+
+// readHead waits for the next request's head (its request line and
+// headers) and returns its length with the blank line; ours is false when
+// it is not one served here (the request line says so, or the head does
+// not fit the reader), and n is then 0. Timeouts are the server's: the
+// idle one before the first byte, the header one after it.
+func (l *parkListener) readHead(c net.Conn, br *bufio.Reader) (n int, ours bool, err error) {
+	if br.Buffered() == 0 {
+		if l.idleTimeout > 0 {
+			_ = c.SetReadDeadline(time.Now().Add(l.idleTimeout))
+		}
+		if !l.startRead(c) {
+			return 0, false, net.ErrClosed
+		}
+		_, err := br.Peek(1)
+		l.endRead(c)
+		if err != nil {
+			return 0, false, err
+		}
+	}
+	if l.headerTimeout > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(l.headerTimeout))
+	} else {
+		_ = c.SetReadDeadline(time.Time{})
+	}
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if !maybeSync(buf) {
+			return 0, false, nil
+		}
+		if end := headEnd(buf); end > 0 {
+			_ = c.SetReadDeadline(time.Time{})
+			return end, true, nil
+		}
+		if len(buf) == br.Size() {
+			return 0, false, nil
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			return 0, false, err
+		}
+	}
+}
+
+// maybeSync reports whether buf can be the start of a request served
+// here: its request line begins with one of syncPaths, then '?' or ' '.
+func maybeSync(buf []byte) bool {
+	for _, p := range syncPaths {
+		if len(buf) <= len(p) {
+			if string(buf) == p[:len(buf)] {
+				return true
+			}
+		} else if string(buf[:len(p)]) == p && (buf[len(p)] == '?' || buf[len(p)] == ' ') {
+			return true
+		}
+	}
+	return false
+}
+
+// headEnd is the length of the head at the start of buf, up to and with
+// its blank line, or 0 when buf does not hold it all yet. A bare LF ends
+// lines as it does for net/http (parseSyncHead then leaves the request
+// to net/http).
+func headEnd(buf []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		i += j + 1
+		switch {
+		case i < len(buf) && buf[i] == '\n':
+			return i + 1
+		case i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n':
+			return i + 2
+		}
+	}
+}
+
+// parseSyncHead parses a head served here into the request net/http
+// would hand the router, or returns nil for anything it does not take as
+// plainly valid: another method, path or protocol version than a GET of
+// /sync over HTTP/1.1, a body (Content-Length, Transfer-Encoding), an
+// Expect or Upgrade, lines not ended by CRLF, folded lines, header names
+// or values net/http refuses, a missing, repeated or invalid Host. Those
+// go to net/http, which answers them as it always did.
+func parseSyncHead(head []byte) *http.Request {
+	s := string(head) // one copy; the request's strings are parts of it
+	line, rest, ok := strings.Cut(s, "\r\n")
+	if !ok {
+		return nil
+	}
+	target, ok := strings.CutPrefix(line, "GET ")
+	if !ok {
+		return nil
+	}
+	target, ok = strings.CutSuffix(target, " HTTP/1.1")
+	if !ok || strings.ContainsAny(target, " \t") {
+		return nil
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil || u.Path != "/_matrix/client/v3/sync" && u.Path != "/_matrix/client/r0/sync" {
+		return nil
+	}
+	req := &http.Request{
+		Method: http.MethodGet, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 8), Body: http.NoBody, RequestURI: target,
+	}
+	hosts := 0
+	for rest != "\r\n" {
+		line, rest, ok = strings.Cut(rest, "\r\n")
+		if !ok || strings.Contains(line, "\n") || line == "" || line[0] == ' ' || line[0] == '\t' {
+			return nil // a bare LF, or a folded line
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
+			return nil
+		}
+		value = strings.Trim(value, " \t")
+		if !httpguts.ValidHeaderFieldValue(value) {
+			return nil
+		}
+		name = textproto.CanonicalMIMEHeaderKey(name)
+		switch name {
+		case "Host":
+			hosts++
+			if !httpguts.ValidHostHeader(value) {
+				return nil
+			}
+			req.Host = value
+			continue // as net/http: in Request.Host, not the headers
+		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Trailer":
+			return nil
+		case "Connection":
+			if httpguts.HeaderValuesContainsToken([]string{value}, "close") {
+				req.Close = true
+			}
+		}
+		req.Header[name] = append(req.Header[name], value)
+	}
+	if hosts != 1 {
+		return nil
+	}
+	// As net/http does for HTTP/1.0 caches.
+	if p := req.Header["Pragma"]; len(p) > 0 && p[0] == "no-cache" && req.Header["Cache-Control"] == nil {
+		req.Header["Cache-Control"] = []string{"no-cache"}
+	}
+	return req
+}
+
+// Repolls counts the requests read after parked answers: served here,
+// and handed to net/http.
+func (rt *Router) Repolls() (served, handedBack uint64) {
+	if rt.parking == nil {
+		return 0, 0
+	}
+	return rt.parking.served.Load(), rt.parking.handedBack.Load()
+}
+
+// handBack gives the connection to net/http, which reads pending (what
+// was read of its next request) first, as a new connection's.
+func (l *parkListener) handBack(c net.Conn, pending []byte) {
+	if len(pending) > 0 {
+		c = &pendingConn{Conn: c, pending: pending}
+	}
+	select {
+	case l.back <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// startRead registers a connection waiting for its next request, which
+// the listener's Close ends (net/http closes its idle connections when
+// it shuts down); false: closed already.
+func (l *parkListener) startRead(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.reading[c] = struct{}{}
+	return true
+}
+
+func (l *parkListener) endRead(c net.Conn) {
+	l.mu.Lock()
+	delete(l.reading, c)
+	l.mu.Unlock()
+}
+
+// stopping reports whether the server stops: an answer then closes its
+// connection.
+func (l *parkListener) stopping() bool { return l.rt.parked.stopping.Load() }

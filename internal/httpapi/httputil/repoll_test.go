@@ -1,0 +1,383 @@
+package httputil
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// repollServer is a router behind a real http.Server whose listener
+// takes parked connections back. Its /sync echoes what it was asked (the
+// request as the router's handler sees it), or parks when asked to
+// (park=1) until the test answers it.
+type repollServer struct {
+	t      *testing.T
+	rt     *Router
+	srv    *http.Server
+	addr   string
+	parked chan *Parked
+}
+
+func newRepollServer(t *testing.T, srv *http.Server) *repollServer {
+	t.Helper()
+	rt, _ := newTestRouter()
+	s := &repollServer{t: t, rt: rt, srv: srv, parked: make(chan *Parked, 16)}
+	echo := func(r *Request) (any, error) {
+		if r.Query("park") == "1" {
+			return r.Park(func(p *Parked) func() {
+				s.parked <- p
+				return func() { p.Answer(map[string]string{"hurried": "yes"}, nil) }
+			}), nil
+		}
+		h := r.Header.Clone()
+		delete(h, "User-Agent")
+		return map[string]any{
+			"method": r.Method, "path": r.URL.Path, "query": r.URL.RawQuery, "uri": r.RequestURI,
+			"host": r.Host, "proto": r.Proto, "close": r.Close, "headers": h, "ip": r.ClientIP(),
+		}, nil
+	}
+	rt.Handle("GET /_matrix/client/v3/sync", AuthNone, echo)
+	rt.Handle("POST /_matrix/client/v3/sync", AuthNone, echo)
+	rt.Handle("GET /_matrix/client/v3/other", AuthNone, echo)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	srv.Handler = rt
+	pl := rt.ParkListener(ln, srv)
+	go func() { _ = srv.Serve(pl) }()
+	t.Cleanup(func() {
+		rt.StopParked()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = rt.WaitParked(ctx)
+	})
+	return s
+}
+
+// conn is a raw client connection.
+type testConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (s *repollServer) dial() *testConn {
+	s.t.Helper()
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return &testConn{t: s.t, c: c, br: bufio.NewReader(c)}
+}
+
+// send writes raw. A server refusing a big head answers before it read
+// it all and the write may fail: that shows in the answer.
+func (c *testConn) send(raw string) {
+	_ = c.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(c.c, raw)
+}
+
+// answer reads one answer; nil when the connection ended first.
+func (c *testConn) answer() *answer { return c.answerTo(http.MethodGet) }
+
+// answerTo reads the answer to a request of that method.
+func (c *testConn) answerTo(method string) *answer {
+	c.t.Helper()
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "reset") {
+			return nil
+		}
+		c.t.Fatalf("read answer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("read body: %v", err)
+	}
+	return &answer{resp: resp, body: body}
+}
+
+type answer struct {
+	resp *http.Response
+	body []byte
+}
+
+// closed reports whether the server ended the connection (read gets EOF).
+func (c *testConn) closed() bool {
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := c.br.ReadByte()
+	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// parkedConn is a connection whose parked poll was answered: what it
+// sends next is read by the re-poll reader.
+func (s *repollServer) parkedConn() *testConn {
+	s.t.Helper()
+	c := s.dial()
+	c.send("GET /_matrix/client/v3/sync?park=1 HTTP/1.1\r\nHost: luxchat\r\n\r\n")
+	p := <-s.parked
+	p.Answer(map[string]string{"woken": "yes"}, nil)
+	if a := c.answer(); a == nil || a.resp.StatusCode != 200 || string(a.body) != `{"woken":"yes"}` {
+		s.t.Fatalf("parked poll's answer: %+v", a)
+	}
+	return c
+}
+
+// comparable is an answer without what differs between two requests
+// (the date, the request id).
+func comparable(a *answer) string {
+	if a == nil {
+		return "connection closed"
+	}
+	h := a.resp.Header.Clone()
+	delete(h, "Date")
+	delete(h, "X-Request-Id")
+	keys := slices.Sorted(maps.Keys(h))
+	var b strings.Builder
+	b.WriteString(a.resp.Proto + " " + a.resp.Status + "\n")
+	for _, k := range keys {
+		b.WriteString(k + ": " + strings.Join(h[k], ",") + "\n")
+	}
+	body := a.body
+	var echo map[string]any
+	if json.Unmarshal(body, &echo) == nil {
+		delete(echo, "headers") // compared below, without X-Request-Id
+		body, _ = json.Marshal(echo)
+	}
+	b.Write(body)
+	return b.String()
+}
+
+// TestRepollLikeNetHTTP: whatever a client sends after a parked answer
+// is answered as net/http and the router answer it on a new connection:
+// the same status, headers and body, the request seen alike by the
+// handler, the connection kept or closed alike. Plain re-polls of /sync
+// are served outside net/http; the rest is handed to net/http.
+func TestRepollLikeNetHTTP(t *testing.T) {
+	s := newRepollServer(t, &http.Server{ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8 << 10})
+	big := strings.Repeat("a", 6000)
+	huge := strings.Repeat("b", 16<<10)
+	cases := []struct {
+		name, raw string
+		inPlace   bool
+	}{
+		{"sync", "GET /_matrix/client/v3/sync?since=s1&timeout=0 HTTP/1.1\r\nHost: luxchat\r\nX-Custom: a\r\nx-custom: b\r\n\r\n", true},
+		{"r0 sync", "GET /_matrix/client/r0/sync HTTP/1.1\r\nHost: luxchat:8008\r\n\r\n", true},
+		{"connection close", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nConnection: close\r\n\r\n", true},
+		{"pragma", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nPragma: no-cache\r\nAccept:  */*  \r\n\r\n", true},
+		{"request id kept", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nX-Request-Id: abc\r\n\r\n", true},
+		{"NUL in the query", "GET /_matrix/client/v3/sync?since=%00 HTTP/1.1\r\nHost: luxchat\r\n\r\n", true},
+		{"invalid UTF-8 in the query", "GET /_matrix/client/v3/sync?since=%ff HTTP/1.1\r\nHost: luxchat\r\n\r\n", true},
+		{"HTTP/1.0", "GET /_matrix/client/v3/sync HTTP/1.0\r\nHost: luxchat\r\n\r\n", false},
+		{"HTTP/1.0 keep-alive", "GET /_matrix/client/v3/sync HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false},
+		{"no Host", "GET /_matrix/client/v3/sync HTTP/1.1\r\n\r\n", false},
+		{"two Hosts", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", false},
+		{"bad header name", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nBad Name: x\r\n\r\n", false},
+		{"bad header value", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nX: a\x01b\r\n\r\n", false},
+		{"folded header", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nX: a\r\n b\r\n\r\n", false},
+		{"bare LF", "GET /_matrix/client/v3/sync HTTP/1.1\nHost: luxchat\n\n", false},
+		{"body", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 2\r\n\r\n{}", false},
+		{"chunked body", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", false},
+		{"POST", "POST /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 2\r\n\r\n{}", false},
+		{"HEAD", "HEAD /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"OPTIONS", "OPTIONS /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"other path", "GET /_matrix/client/v3/other HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"a longer path", "GET /_matrix/client/v3/syncx HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"unclean path", "GET /_matrix/client/v3/sync/../other HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"escaped path", "GET /_matrix/client/v3/sync%3F HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"absolute form", "GET http://luxchat/_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"unknown path", "GET /nowhere HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"garbage", "hello\r\n\r\n", false},
+		{"head over the reader's buffer", "GET /_matrix/client/v3/sync?filter=" + big + " HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"head over the server's limit", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nX-Big: " + huge + "\r\n\r\n", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			method, _, _ := strings.Cut(tc.raw, " ")
+			fresh := s.dial()
+			fresh.t = t
+			fresh.send(tc.raw)
+			want := fresh.answerTo(method)
+
+			c := s.parkedConn()
+			c.t = t
+			served, back := s.rt.Repolls()
+			c.send(tc.raw)
+			got := c.answerTo(method)
+			if comparable(got) != comparable(want) {
+				t.Errorf("after a parked answer:\n%s\nnet/http on a new connection:\n%s", comparable(got), comparable(want))
+			}
+			if got != nil && want != nil {
+				var g, w struct{ Headers http.Header }
+				_ = json.Unmarshal(got.body, &g)
+				_ = json.Unmarshal(want.body, &w)
+				if !reflect.DeepEqual(g.Headers, w.Headers) {
+					t.Errorf("headers seen by the handler: %v, net/http's: %v", g.Headers, w.Headers)
+				}
+				if want.resp.Header.Get("X-Request-Id") != "" && got.resp.Header.Get("X-Request-Id") == "" {
+					t.Errorf("no X-Request-Id")
+				}
+			}
+			served2, back2 := s.rt.Repolls()
+			if tc.inPlace && served2 != served+1 || !tc.inPlace && back2 != back+1 {
+				t.Errorf("served in place %d→%d, handed back %d→%d; want in place %v", served, served2, back, back2, tc.inPlace)
+			}
+			// The connection lives on, or ends, as net/http's does.
+			next := "GET /_matrix/client/v3/sync?n=2 HTTP/1.1\r\nHost: luxchat\r\n\r\n"
+			if want != nil && !want.resp.Close {
+				fresh.send(next)
+				c.send(next)
+				if g, w := comparable(c.answer()), comparable(fresh.answer()); g != w {
+					t.Errorf("next request after it:\n%s\nnet/http:\n%s", g, w)
+				}
+			} else if !c.closed() {
+				t.Errorf("connection kept, net/http closes it")
+			}
+		})
+	}
+}
+
+// TestRepollCycles: a keep-alive connection parks, is answered and polls
+// again, many times over, each re-poll parked again by the reader; a
+// pipelined request behind a parked poll is answered after it, in order.
+func TestRepollCycles(t *testing.T) {
+	s := newRepollServer(t, &http.Server{ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 10 * time.Second})
+	c := s.dial()
+	poll := "GET /_matrix/client/v3/sync?park=1 HTTP/1.1\r\nHost: luxchat\r\n\r\n"
+	c.send(poll)
+	for i := range 5 {
+		p := <-s.parked
+		p.Answer(map[string]int{"n": i}, nil)
+		if a := c.answer(); a == nil || string(a.body) != `{"n":`+string(rune('0'+i))+`}` {
+			t.Fatalf("answer %d: %+v", i, a)
+		}
+		c.send(poll)
+	}
+	p := <-s.parked
+	if served, back := s.rt.Repolls(); served != 5 || back != 0 {
+		t.Errorf("%d re-polls served in place, %d handed back; want 5, 0", served, back)
+	}
+	// Pipelined: a poll that parks, a request behind it, then one more
+	// poll behind that, all in one write.
+	p.Answer(map[string]string{"n": "last"}, nil)
+	c.answer()
+	c.send(poll + "GET /_matrix/client/v3/sync?after=1 HTTP/1.1\r\nHost: luxchat\r\n\r\n" + poll)
+	p = <-s.parked
+	p.Answer(map[string]string{"n": "first"}, nil)
+	if a := c.answer(); a == nil || string(a.body) != `{"n":"first"}` {
+		t.Fatalf("pipelined poll: %+v", a)
+	}
+	if a := c.answer(); a == nil || !strings.Contains(string(a.body), `"query":"after=1"`) {
+		t.Fatalf("request pipelined behind the poll: %+v", a)
+	}
+	p = <-s.parked
+	p.Answer(map[string]string{"n": "third"}, nil)
+	if a := c.answer(); a == nil || string(a.body) != `{"n":"third"}` {
+		t.Fatalf("third pipelined request: %+v", a)
+	}
+}
+
+// TestRepollTimeouts: after a parked answer, a client that sends nothing
+// is closed at the server's idle timeout, and one whose head trickles
+// (slowloris) at its header timeout, as net/http closes them: without
+// an answer. A server shutting down closes the connections waiting for
+// their next request.
+func TestRepollTimeouts(t *testing.T) {
+	s := newRepollServer(t, &http.Server{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 600 * time.Millisecond})
+	idle := s.parkedConn()
+	if !idle.closed() {
+		t.Errorf("idle connection not closed")
+	}
+	for _, c := range []*testConn{s.parkedConn(), s.dial()} {
+		c.send("GET /_matrix/client/v3/sync?x=1 HTTP/1.1\r\nHost: lux")
+		for range 10 {
+			time.Sleep(50 * time.Millisecond)
+			if _, err := c.c.Write([]byte("x")); err != nil {
+				break
+			}
+		}
+		if !c.closed() {
+			t.Errorf("trickling head not cut")
+		}
+	}
+	// A client leaving mid-head, then one leaving while idle: the server
+	// serves on.
+	c := s.parkedConn()
+	c.send("GET /_matrix/client/v3/sync HTTP/1.1\r\nHo")
+	c.c.Close()
+	s.parkedConn().c.Close()
+	c = s.dial()
+	c.send("GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\n\r\n")
+	if a := c.answer(); a == nil || a.resp.StatusCode != 200 {
+		t.Fatalf("after clients left: %+v", a)
+	}
+
+	s2 := newRepollServer(t, &http.Server{ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute})
+	waiting := s2.parkedConn()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s2.rt.StopParked()
+	if err := s2.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.rt.WaitParked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !waiting.closed() {
+		t.Errorf("connection waiting for its next request kept at shutdown")
+	}
+}
+
+// FuzzParseSyncHead: a head the re-poll reader takes is one net/http
+// reads as the same request; nothing panics.
+func FuzzParseSyncHead(f *testing.F) {
+	for _, seed := range []string{
+		"GET /_matrix/client/v3/sync?since=s1&timeout=30000 HTTP/1.1\r\nHost: luxchat\r\nAuthorization: Bearer abc\r\n\r\n",
+		"GET /_matrix/client/r0/sync HTTP/1.1\r\nhost: x\r\nconnection: Close\r\npragma: no-cache\r\n\r\n",
+		"GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nX:\r\nX: \t a b \t\r\n\r\nGET /next",
+		"GET /_matrix/client/v3/sync HTTP/1.1\nHost: luxchat\n\n",
+		"GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\n b\r\n\r\n",
+		"GET /_matrix/client/v3/sync?% HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+		"GET /_matrix/client/v3/sync#x HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 0\r\n\r\n",
+		"GET /_matrix/client/v3/sync\r\n\r\n",
+		"POST /_matrix/client/v3/sync HTTP/1.1\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n := headEnd(data)
+		if n == 0 || !maybeSync(data[:n]) {
+			return
+		}
+		req := parseSyncHead(data[:n])
+		if req == nil {
+			return
+		}
+		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data[:n])))
+		if err != nil {
+			t.Fatalf("taken here, refused by net/http (%v): %q", err, data[:n])
+		}
+		if req.Method != want.Method || req.URL.String() != want.URL.String() || req.Host != want.Host ||
+			req.Close != want.Close || req.Proto != want.Proto || req.RequestURI != want.RequestURI ||
+			!reflect.DeepEqual(req.Header, want.Header) {
+			t.Fatalf("read differently from net/http:\n%+v\n%+v\n%q", req, want, data[:n])
+		}
+	})
+}
