@@ -213,9 +213,9 @@ func (rt *Router) answer(w http.ResponseWriter, r *http.Request, out any, err er
 type parkedSet struct {
 	mu       sync.Mutex
 	requests map[*Parked]struct{}
-	serving  int  // re-polls being served outside net/http (serveOne)
+	serving  int         // re-polls being served outside net/http (serveOne)
 	stopping atomic.Bool // StopParked: new ones are hurried at once; written under mu
-	answered sync.Cond // signalled when requests and serving both fall to 0
+	answered sync.Cond   // signalled when requests and serving both fall to 0
 }
 
 // add registers p and starts its wait.
