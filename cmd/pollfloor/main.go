@@ -5,19 +5,23 @@
 // real /sync costs above this figure is the server's own work.
 //
 // The server runs in a child process (this binary with -serve), so that
-// its CPU, read from /proc, is not mixed with the clients'.
+// its CPU, read from /proc, is not mixed with the clients'. -raw serves
+// with a bare loop per connection instead; -repoll with luxchat's router,
+// its polls parked (httputil.Park) and their re-polls read outside
+// net/http, as luxchat serves /sync.
 //
-//	go run ./cmd/pollfloor -polls 1000 -rounds 20
+//	go run ./cmd/pollfloor -polls 1000 -rounds 20 [-raw|-repoll]
 package main
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"luxchat/internal/procstat"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +32,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"luxchat/internal/httpapi/httputil"
+	"luxchat/internal/procstat"
 )
 
 func main() {
@@ -36,14 +43,18 @@ func main() {
 	rounds := flag.Int("rounds", 20, "rounds measured")
 	size := flag.Int("size", 1200, "bytes of each answer's body (a woken /sync of one message is ~1.2 KB)")
 	raw := flag.Bool("raw", false, "serve with a bare loop over the connection instead of net/http: what the kernel and goroutines alone cost")
+	repoll := flag.Bool("repoll", false, "serve with luxchat's router, polls parked and re-polls read outside net/http")
 	flag.Parse()
 	var err error
-	if *serve && *raw {
+	switch {
+	case *serve && *raw:
 		err = runRaw(*size)
-	} else if *serve {
+	case *serve && *repoll:
+		err = runRepoll(*size)
+	case *serve:
 		err = runServer(*size)
-	} else {
-		err = measure(*polls, *rounds)
+	default:
+		err = measure(*polls, *rounds, *repoll)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pollfloor:", err)
@@ -156,17 +167,63 @@ func runRaw(size int) error {
 	}
 }
 
+// syncPath is what the -repoll server parks: the path re-polls of which
+// are read outside net/http.
+const syncPath = "/_matrix/client/v3/sync"
+
+// runRepoll is runServer with luxchat's router: a poll parks
+// (httputil.Park, no goroutine while it waits) and /release answers
+// every parked poll, each from a goroutine of its own as a parked
+// /sync's timer does; the connection's next poll is then read and
+// parked outside net/http.
+func runRepoll(size int) error {
+	body := json.RawMessage(`{"next_batch":"s1","pad":"` + strings.Repeat("x", max(size-30, 0)) + `"}`)
+	var mu sync.Mutex
+	var parked []*httputil.Parked
+	rt := httputil.NewRouter(nil, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rt.Handle("GET "+syncPath, httputil.AuthNone, func(r *httputil.Request) (any, error) {
+		return r.Park(func(p *httputil.Parked) func() {
+			mu.Lock()
+			parked = append(parked, p)
+			mu.Unlock()
+			return func() {}
+		}), nil
+	})
+	rt.Handle("GET /waiting", httputil.AuthNone, func(r *httputil.Request) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return json.RawMessage(strconv.Itoa(len(parked))), nil
+	})
+	rt.Handle("POST /release", httputil.AuthNone, func(r *httputil.Request) (any, error) {
+		mu.Lock()
+		ps := parked
+		parked = nil
+		mu.Unlock()
+		for _, p := range ps {
+			go p.AnswerHere(&httputil.Response{Raw: body}, nil)
+		}
+		return struct{}{}, nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr().String())
+	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	return srv.Serve(rt.ParkListener(ln, srv))
+}
+
 // measure starts the server, keeps polls long polls waiting on it and
 // releases them rounds times, reporting the server's CPU per release.
-func measure(polls, rounds int) error {
+func measure(polls, rounds int, repoll bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	args := []string{"-serve"}
 	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "raw" {
-			args = append(args, "-raw")
+		if f.Name == "raw" || f.Name == "repoll" {
+			args = append(args, "-"+f.Name)
 		}
 		if f.Name == "size" {
 			args = append(args, "-size", f.Value.String())
@@ -187,6 +244,10 @@ func measure(polls, rounds int) error {
 		return err
 	}
 	base := "http://" + strings.TrimSpace(addr)
+	pollPath := "/poll"
+	if repoll {
+		pollPath = syncPath
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: polls + 10, MaxConnsPerHost: polls + 10}
 	client := &http.Client{Transport: tr}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,7 +256,7 @@ func measure(polls, rounds int) error {
 	for range polls {
 		go func() {
 			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/poll", nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+pollPath, nil)
 				resp, err := client.Do(req)
 				if err != nil {
 					return

@@ -160,7 +160,10 @@ func (p *Parked) answer(out any, err error, here bool) {
 		p.inPlace <- parkedAnswer{out, err}
 		return
 	}
-	rec := &recorder{header: make(http.Header, 8)}
+	// The answer is made in a re-poll's buffers: the connection's next
+	// request is read with them.
+	rc := getRepollConn()
+	rec := &rc.w.recorder
 	writeCORS(rec)
 	if info, ok := p.ctx.Value(requestKey{}).(*requestInfo); ok {
 		rec.header.Set("X-Request-Id", info.id)
@@ -169,24 +172,30 @@ func (p *Parked) answer(out any, err error, here bool) {
 	if p.head {
 		method = http.MethodHead
 	}
-	// Only errors read the request: its method, path and context.
-	req := (&http.Request{Method: method, URL: &url.URL{Path: p.path}, Header: http.Header{}}).WithContext(p.ctx)
-	p.rt.answer(rec, req, out, err)
+	if err != nil {
+		// Errors read the request: its method, path and context.
+		req := (&http.Request{Method: method, URL: &url.URL{Path: p.path}, Header: http.Header{}}).WithContext(p.ctx)
+		p.rt.writeError(rec, req, err)
+	} else {
+		writeResult(rec, out)
+	}
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
 	if p.rt.Observe != nil {
 		p.rt.Observe(p.pattern, method, rec.status, time.Since(p.start))
 	}
-	c, ok := p.rt.parking.reply(p.conn, rec, p.keepAlive, p.head)
+	l := p.rt.parking
 	switch {
-	case !ok:
+	case !l.reply(rc, p.conn, p.keepAlive, p.head):
+		putRepollConn(rc)
 	case here && !starting:
-		p.rt.parking.serveConn(c, p.pending, p.remote)
+		l.serveConn(rc, p.conn, p.pending, p.remote)
 	default:
 		// Answered while it parks (starting): its request's goroutine,
 		// net/http's or a re-poll's, is still in Park.
-		go p.rt.parking.serveConn(c, p.pending, p.remote)
+		putRepollConn(rc)
+		go l.serveConn(nil, p.conn, p.pending, p.remote)
 	}
 }
 
@@ -419,17 +428,19 @@ func (l *parkListener) Close() error {
 	return l.Listener.Close()
 }
 
-// reply writes a parked request's answer as HTTP/1.1 and returns the
-// connection to serve on, or closes it when it may not be kept (ok
-// false).
-func (l *parkListener) reply(c net.Conn, rec *recorder, keepAlive, head bool) (_ net.Conn, ok bool) {
+// reply writes the answer in rc as HTTP/1.1, in one write, and reports
+// whether the connection stays open for the next request; it closes it
+// when not (the client or the answer asked for that, or the server
+// stops).
+func (l *parkListener) reply(rc *repollConn, c net.Conn, keepAlive, head bool) bool {
+	rec := &rc.w.recorder
 	keepAlive = keepAlive && rec.header.Get("Connection") != "close" && !l.stopping()
-	out := appendAnswer(make([]byte, 0, rec.body.Len()+512), rec, keepAlive, head)
-	if _, err := c.Write(out); err != nil || !keepAlive {
+	rc.out = appendAnswer(rc.out[:0], rec, keepAlive, head)
+	if _, err := c.Write(rc.out); err != nil || !keepAlive {
 		c.Close()
-		return nil, false
+		return false
 	}
-	return c, true
+	return true
 }
 
 // appendAnswer appends an answer as HTTP/1.1 to out: the status line, the

@@ -52,6 +52,25 @@ var repollConns = sync.Pool{New: func() any {
 	return rc
 }}
 
+// getRepollConn returns a repollConn with an empty answer.
+func getRepollConn() *repollConn {
+	rc := repollConns.Get().(*repollConn)
+	rc.w.reset()
+	return rc
+}
+
+// putRepollConn puts rc back, unless it grew for a big answer (an
+// initial sync's).
+func putRepollConn(rc *repollConn) {
+	if cap(rc.out) > 64<<10 || rc.w.body.Cap() > 64<<10 {
+		return
+	}
+	rc.src = pendingConn{}
+	rc.br.Reset(&rc.src)
+	rc.w.conn, rc.w.br = nil, nil
+	repollConns.Put(rc)
+}
+
 // repollWriter is the ResponseWriter of a request served on a parked
 // connection: it keeps the answer to write it in one piece, and gives
 // the connection to Park (Hijack).
@@ -60,6 +79,12 @@ type repollWriter struct {
 	conn     net.Conn
 	br       *bufio.Reader
 	hijacked bool
+}
+
+func (w *repollWriter) reset() {
+	clear(w.header)
+	w.status, w.hijacked = 0, false
+	w.body.Reset()
 }
 
 // Hijack hands the connection to Park; the reader holds any pipelined
@@ -71,21 +96,22 @@ func (w *repollWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // serveConn serves the requests that follow a parked request's answer on
 // its connection, pending first (read with the parked request), until
-// one parks again, goes to net/http, or the connection ends.
-func (l *parkListener) serveConn(c net.Conn, pending []byte, remote string) {
+// one parks again, goes to net/http, or the connection ends. rc, when
+// not nil, is the answer's (getRepollConn).
+func (l *parkListener) serveConn(rc *repollConn, c net.Conn, pending []byte, remote string) {
 	if len(pending) > repollBufSize { // cannot happen: read into a buffer of that size
+		if rc != nil {
+			putRepollConn(rc)
+		}
 		l.handBack(c, pending)
 		return
 	}
-	rc := repollConns.Get().(*repollConn)
+	if rc == nil {
+		rc = getRepollConn()
+	}
+	defer putRepollConn(rc)
 	rc.src = pendingConn{Conn: c, pending: pending}
 	rc.br.Reset(&rc.src)
-	defer func() {
-		rc.src = pendingConn{}
-		rc.br.Reset(&rc.src)
-		rc.w.conn, rc.w.br = nil, nil
-		repollConns.Put(rc)
-	}()
 	if len(pending) > 0 {
 		_, _ = rc.br.Peek(len(pending)) // all of it in the reader: the hand-back and Park see it there
 	}
@@ -119,9 +145,8 @@ func (l *parkListener) serveConn(c net.Conn, pending []byte, remote string) {
 // the connection is still this loop's to read.
 func (l *parkListener) serveOne(rc *repollConn, c net.Conn, req *http.Request) bool {
 	w := &rc.w
-	clear(w.header)
-	w.status, w.conn, w.br, w.hijacked = 0, c, rc.br, false
-	w.body.Reset()
+	w.reset()
+	w.conn, w.br = c, rc.br
 	if !l.rt.parked.beginServe() { // the server stops: as net/http, no new request on an idle connection
 		c.Close()
 		return false
@@ -134,16 +159,7 @@ func (l *parkListener) serveOne(rc *repollConn, c net.Conn, req *http.Request) b
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	keepAlive := !req.Close && !l.stopping()
-	rc.out = appendAnswer(rc.out[:0], &w.recorder, keepAlive, false)
-	if _, err := c.Write(rc.out); err != nil || !keepAlive || w.header.Get("Connection") == "close" {
-		c.Close()
-		return false
-	}
-	if cap(rc.out) > 64<<10 {
-		rc.out = nil // an initial sync's answer: not kept in the pool
-	}
-	return true
+	return l.reply(rc, c, !req.Close, false)
 }
 
 // readHead waits for the next request's head (its request line and
@@ -248,10 +264,12 @@ func parseSyncHead(head []byte) *http.Request {
 	if err != nil || u.Path != "/_matrix/client/v3/sync" && u.Path != "/_matrix/client/r0/sync" {
 		return nil
 	}
+	lines := max(strings.Count(rest, "\n")-1, 0) // header lines, and a bound on values
 	req := &http.Request{
 		Method: http.MethodGet, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: make(http.Header, 8), Body: http.NoBody, RequestURI: target,
+		Header: make(http.Header, lines), Body: http.NoBody, RequestURI: target,
 	}
+	values := make([]string, 0, lines) // one array for the headers' values
 	hosts := 0
 	for rest != "\r\n" {
 		line, rest, ok = strings.Cut(rest, "\r\n")
@@ -282,7 +300,12 @@ func parseSyncHead(head []byte) *http.Request {
 				req.Close = true
 			}
 		}
-		req.Header[name] = append(req.Header[name], value)
+		if vs := req.Header[name]; vs != nil {
+			req.Header[name] = append(vs, value) // a repeated header: rare
+		} else {
+			values = append(values, value)
+			req.Header[name] = values[len(values)-1 : len(values) : len(values)]
+		}
 	}
 	if hosts != 1 {
 		return nil
