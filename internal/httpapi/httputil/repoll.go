@@ -21,7 +21,7 @@ import (
 // (~20 µs a poll: a thousand polls woken by one message make 20 ms). So
 // the connection is read here first (serveConn): a plain bodiless
 // `GET /_matrix/client/{v3,r0}/sync` is served in place through the
-// router's ServeHTTP (request id, CORS, auth, metrics, the handler,
+// router (serveLiteral: request id, CORS, auth, metrics, the handler,
 // errors), which parks it again when there is nothing new, and this
 // goroutine ends; any other request, or anything this reader does not
 // take as plainly valid (parseSyncHead), goes to net/http with the bytes
@@ -151,7 +151,7 @@ func (l *parkListener) serveOne(rc *repollConn, c net.Conn, req *http.Request) b
 		c.Close()
 		return false
 	}
-	l.rt.ServeHTTP(w, req)
+	l.rt.serveLiteral(w, req)
 	l.rt.parked.endServe()
 	if w.hijacked { // parked again
 		return false

@@ -192,6 +192,12 @@ func (rt *Router) Mount(prefix string, h http.Handler) {
 // ServeHTTP implements http.Handler. The legacy r0 prefixes of the client
 // and media APIs, still used by older clients, are served by the v3 routes.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt.mux.ServeHTTP(w, rt.begin(w, r))
+}
+
+// begin is what every request gets before its route is found: the CORS
+// headers, a request id, the r0 prefixes mapped to v3.
+func (rt *Router) begin(w http.ResponseWriter, r *http.Request) *http.Request {
 	// Browsers need the CORS headers on every answer, errors included,
 	// to let a web client read the errcode.
 	writeCORS(w)
@@ -203,6 +209,21 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				r.URL.RawPath = api + "v3/" + strings.TrimPrefix(r.URL.RawPath, api+"r0/")
 			}
 		}
+	}
+	return r
+}
+
+// serveLiteral is ServeHTTP for a request whose path is a route's
+// literal pattern (no wildcards; a re-poll's /sync): the route is found
+// by a map look-up instead of the mux's walk, which unescapes every
+// segment of the path.
+func (rt *Router) serveLiteral(w http.ResponseWriter, r *http.Request) {
+	r = rt.begin(w, r)
+	path := r.URL.Path
+	if methods, ok := rt.routes[path]; ok && !strings.Contains(path, "{") {
+		r.Pattern = path // as the mux sets it
+		rt.dispatch(w, r, path, methods)
+		return
 	}
 	rt.mux.ServeHTTP(w, r)
 }
