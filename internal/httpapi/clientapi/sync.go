@@ -209,9 +209,9 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 	// Parsed filters are kept: an inline filter comes again with every
 	// sync, and stored filters never change.
 	inline := strings.HasPrefix(strings.TrimSpace(spec), "{")
-	key := "inline\x00" + spec
+	key := filterKey{"inline", spec} // no string built per poll
 	if !inline {
-		key = r.Session.UserID + "\x00" + spec
+		key = filterKey{r.Session.UserID, spec}
 	}
 	if f, ok := a.filters.get(key); ok {
 		return f, nil
@@ -227,7 +227,7 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 			return nil, err
 		}
 		raw = []byte(stored)
-		if f, ok := a.filters.get("text\x00" + string(stored)); ok {
+		if f, ok := a.filters.get(filterKey{"text", string(stored)}); ok {
 			a.filters.put(key, f)
 			return f, nil
 		}
@@ -238,7 +238,7 @@ func (a *API) loadFilter(r *httputil.Request, spec string) (*filter.Filter, erro
 	}
 	a.filters.put(key, f)
 	if !inline {
-		a.filters.put("text\x00"+string(raw), f)
+		a.filters.put(filterKey{"text", string(raw)}, f)
 	}
 	return f, nil
 }
@@ -436,12 +436,16 @@ func (a *API) putPresence(r *httputil.Request) (any, error) {
 // poller would then read its filter again).
 type filterCache struct {
 	mu        gosync.Mutex
-	cur, prev map[string]*filter.Filter
+	cur, prev map[filterKey]*filter.Filter
 }
+
+// filterKey is a user id (which starts with '@') and a filter id, or
+// "inline" and an inline filter, or "text" and a filter's text.
+type filterKey struct{ owner, spec string }
 
 const maxCachedFilters = 20000
 
-func (c *filterCache) get(key string) (*filter.Filter, bool) {
+func (c *filterCache) get(key filterKey) (*filter.Filter, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f, ok := c.cur[key]; ok {
@@ -454,15 +458,16 @@ func (c *filterCache) get(key string) (*filter.Filter, bool) {
 	return f, ok
 }
 
-func (c *filterCache) put(key string, f *filter.Filter) {
+func (c *filterCache) put(key filterKey, f *filter.Filter) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.putLocked(key, f)
 }
 
-func (c *filterCache) putLocked(key string, f *filter.Filter) {
+func (c *filterCache) putLocked(key filterKey, f *filter.Filter) {
+	key.spec = strings.Clone(key.spec) // a part of the request's line would keep all of it
 	if c.cur == nil || len(c.cur) >= maxCachedFilters {
-		c.prev, c.cur = c.cur, make(map[string]*filter.Filter)
+		c.prev, c.cur = c.cur, make(map[filterKey]*filter.Filter)
 	}
 	c.cur[key] = f
 }
