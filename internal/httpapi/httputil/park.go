@@ -474,15 +474,18 @@ func appendAnswer(out []byte, rec *recorder, keepAlive, head bool) []byte {
 	return out
 }
 
-// sameAddr reports whether a and b are one address, without rendering
-// TCP addresses as strings.
-func sameAddr(a, b net.Addr) bool {
-	ta, ok1 := a.(*net.TCPAddr)
-	tb, ok2 := b.(*net.TCPAddr)
+// sameAddr reports whether local, a connection's local address, is one
+// the listener at ln accepts on: the same port, and the same address
+// unless the listener's is unspecified (it listens on every address, and
+// a connection's own is 127.0.0.1 or another). TCP addresses are not
+// rendered as strings.
+func sameAddr(local, ln net.Addr) bool {
+	ta, ok1 := local.(*net.TCPAddr)
+	tb, ok2 := ln.(*net.TCPAddr)
 	if ok1 && ok2 {
-		return ta.Port == tb.Port && ta.IP.Equal(tb.IP) && ta.Zone == tb.Zone
+		return ta.Port == tb.Port && (tb.IP.IsUnspecified() || ta.IP.Equal(tb.IP) && ta.Zone == tb.Zone)
 	}
-	return a.String() == b.String()
+	return local.String() == ln.String()
 }
 
 // pendingConn is a connection whose first bytes were read already.

@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,11 @@ type repollServer struct {
 }
 
 func newRepollServer(t *testing.T, srv *http.Server) *repollServer {
+	return newRepollServerOn(t, srv, "127.0.0.1:0")
+}
+
+// newRepollServerOn is newRepollServer listening on addr.
+func newRepollServerOn(t *testing.T, srv *http.Server, addr string) *repollServer {
 	t.Helper()
 	rt, _ := newTestRouter()
 	s := &repollServer{t: t, rt: rt, srv: srv, parked: make(chan *Parked, 16)}
@@ -53,11 +59,14 @@ func newRepollServer(t *testing.T, srv *http.Server) *repollServer {
 	rt.Handle("GET /_matrix/client/v3/sync", AuthNone, echo)
 	rt.Handle("POST /_matrix/client/v3/sync", AuthNone, echo)
 	rt.Handle("GET /_matrix/client/v3/other", AuthNone, echo)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.addr = ln.Addr().String()
+	if tcp := ln.Addr().(*net.TCPAddr); tcp.IP.IsUnspecified() {
+		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+	}
 	srv.Handler = rt
 	pl := rt.ParkListener(ln, srv)
 	go func() { _ = srv.Serve(pl) }()
@@ -293,6 +302,29 @@ func TestRepollCycles(t *testing.T) {
 	p.Answer(map[string]string{"n": "third"}, nil)
 	if a := c.answer(); a == nil || string(a.body) != `{"n":"third"}` {
 		t.Fatalf("third pipelined request: %+v", a)
+	}
+}
+
+// TestRepollListeningEverywhere: a server listening on every address
+// (0.0.0.0, as in a container) keeps its parked polls' connections alive
+// (their local address is 127.0.0.1, not the listener's); it once closed
+// each after its answer.
+func TestRepollListeningEverywhere(t *testing.T) {
+	s := newRepollServerOn(t, &http.Server{ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 10 * time.Second}, "0.0.0.0:0")
+	c := s.parkedConn()
+	c.send("GET /_matrix/client/v3/sync?park=1 HTTP/1.1\r\nHost: luxchat\r\n\r\n")
+	var p *Parked
+	select {
+	case p = <-s.parked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second poll did not arrive: the connection was closed after the first answer")
+	}
+	p.Answer(map[string]string{"again": "yes"}, nil)
+	if a := c.answer(); a == nil || string(a.body) != `{"again":"yes"}` || a.resp.Close {
+		t.Fatalf("second poll on the connection: %+v", a)
+	}
+	if served, _ := s.rt.Repolls(); served != 1 {
+		t.Errorf("%d re-polls served outside net/http, want 1", served)
 	}
 }
 
