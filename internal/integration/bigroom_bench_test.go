@@ -57,7 +57,9 @@ type cpuSample struct {
 	bg   map[int]bool          // the backends that are not connections (autovacuum)
 }
 
-func serverCPU(b *testing.B, s *ts.Server) cpuSample {
+func serverCPU(b *testing.B, s *ts.Server) cpuSample { return serverCPUT(b, s) }
+
+func serverCPUT(b testing.TB, s *ts.Server) cpuSample {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
@@ -104,7 +106,7 @@ func reportCPU(b *testing.B, s *ts.Server, start cpuSample) {
 }
 
 // seedAccounts creates n accounts through the store (no password hashing).
-func seedAccounts(b *testing.B, s *ts.Server, prefix string, n int) []string {
+func seedAccounts(b testing.TB, s *ts.Server, prefix string, n int) []string {
 	ids := make([]string, n)
 	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
 		for i := range n {
@@ -121,7 +123,7 @@ func seedAccounts(b *testing.B, s *ts.Server, prefix string, n int) []string {
 	return ids
 }
 
-func joinAll(b *testing.B, s *ts.Server, room string, users []string) {
+func joinAll(b testing.TB, s *ts.Server, room string, users []string) {
 	ctx := context.Background()
 	for _, u := range users {
 		if _, err := s.Rooms.ChangeMembership(ctx, rooms.MemberChange{RoomID: room, Sender: u, Target: u, Membership: "join"}); err != nil {
@@ -211,7 +213,7 @@ func profileTimed(b *testing.B) (stop func()) {
 
 // seedSessions gives users a device and an access token each, through the
 // store.
-func seedSessions(b *testing.B, s *ts.Server, users []string) []*ts.Client {
+func seedSessions(b testing.TB, s *ts.Server, users []string) []*ts.Client {
 	clients := make([]*ts.Client, len(users))
 	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
 		for i, u := range users {

@@ -285,6 +285,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if ferr := s.Sync.FlushPresence(shutCtx); ferr != nil {
 		s.Log.Warn("presence: store last active times", "err", ferr)
 	}
+	if ferr := s.Accounts.FlushSeen(shutCtx); ferr != nil {
+		s.Log.Warn("devices: store last-seen times", "err", ferr)
+	}
 	return errors.Join(err, s.Store.Close())
 }
 
@@ -316,6 +319,9 @@ func (s *Server) housekeeping(ctx context.Context) {
 				if err := s.Sync.FlushPresence(ctx); err != nil && ctx.Err() == nil {
 					s.Log.Warn("presence: store last active times", "err", err)
 				}
+				if err := s.Accounts.FlushSeen(ctx); err != nil && ctx.Err() == nil {
+					s.Log.Warn("devices: store last-seen times", "err", err)
+				}
 			}
 		}
 	}
@@ -329,8 +335,9 @@ const tokenRecheckEvery = 5 * time.Second
 // within their budget (rooms.TrimStates).
 const trimEvery = 30 * time.Second
 
-// presenceFlushEvery is how often the online users' last-active times are
-// stored (see sync.Service.FlushPresence).
+// presenceFlushEvery is how often the online users' last-active times
+// and the devices' last-seen times are stored (see
+// sync.Service.FlushPresence, accounts.Service.FlushSeen).
 const presenceFlushEvery = 30 * time.Second
 
 // loadOrCreateKey reads the server's signing key, generating it on first
