@@ -38,6 +38,7 @@ import (
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
+	"luxchat/internal/slidingsync"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
 )
@@ -153,6 +154,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
+	api.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync)
 	api.Search = search.New(st, s.Rooms, s.Read)
 	api.Reports = reports.New(st, s.Rooms, s.Read, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
