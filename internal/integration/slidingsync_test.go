@@ -213,3 +213,237 @@ func ssKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestSlidingSyncFiltersAndMembership holds the list filters, room
+// subscriptions, invites (stripped state), kicks, and the object form of
+// required_state.
+func TestSlidingSyncFiltersAndMembership(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		plain := alice.CreateRoom(map[string]any{"name": "plain", "preset": "public_chat"})
+		enc := alice.CreateRoom(map[string]any{"name": "enc", "initial_state": []any{map[string]any{"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}})
+		space := alice.CreateRoom(map[string]any{"name": "space", "preset": "public_chat", "creation_content": map[string]any{"type": "m.space"}})
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(space)+"/state/m.space.child/"+esc(plain), map[string]any{"via": []string{"localhost"}}, nil)
+		dm := bob.CreateRoom(map[string]any{"is_direct": true, "invite": []string{alice.UserID}})
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/m.direct", map[string]any{bob.UserID: []string{dm}}, nil)
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/rooms/"+esc(enc)+"/tags/m.favourite", map[string]any{}, nil)
+		all := [2]int{0, 20}
+		lists := map[string]any{
+			"invites":   map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"is_invite": true}},
+			"dms":       map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"is_dm": true}},
+			"encrypted": map[string]any{"range": all, "timeline_limit": 0, "filters": map[string]any{"is_encrypted": true}},
+			"spaces":    map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"room_types": []string{"m.space"}}},
+			"rooms":     map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"not_room_types": []string{"m.space"}, "is_invited": false}},
+			"in_space":  map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"spaces": []string{space}}},
+			"fav":       map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"tags": []string{"m.favourite"}}},
+			"not_fav":   map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"not_tags": []string{"m.favourite"}, "is_invite": false}},
+		}
+		r := slide(t, alice, "", 0, map[string]any{"lists": lists})
+		want := map[string][]string{
+			"invites": {dm}, "dms": {dm}, "encrypted": {enc, dm}, // private: encrypted by default "spaces": {space},
+			"rooms": {plain, enc}, "in_space": {plain}, "fav": {enc}, "not_fav": {plain, space},
+		}
+		for name, ids := range want {
+			var got []string
+			for id, rm := range r.Rooms {
+				if slices.Contains(rm.Lists, name) {
+					got = append(got, id)
+				}
+			}
+			sort.Strings(got)
+			sort.Strings(ids)
+			if !slices.Equal(got, ids) || r.Lists[name].Count != len(ids) {
+				t.Errorf("list %s: %v (count %d), want %v", name, got, r.Lists[name].Count, ids)
+			}
+		}
+		inv := r.Rooms[dm]
+		if inv.Membership != "invite" || len(inv.InviteState) == 0 || inv.IsDM == nil || !*inv.IsDM {
+			t.Fatalf("invite: %+v", inv)
+		}
+		// A subscription (object form of required_state: everything but
+		// the create event) sends its room in full, once.
+		sub := map[string]any{"room_subscriptions": map[string]any{
+			plain:                   map[string]any{"timeline_limit": 5, "required_state": map[string]any{"include": []any{map[string]any{}}, "exclude": []any{map[string]any{"type": "m.room.create"}}}},
+			"!nosuchroom:localhost": map[string]any{"timeline_limit": 5},
+		}}
+		r = slide(t, alice, r.Pos, 0, sub)
+		p := r.Rooms[plain]
+		if len(r.Rooms) != 1 || !p.Initial || len(p.Timeline) == 0 {
+			t.Fatalf("subscription: %v %+v", ssKeys(r.Rooms), p)
+		}
+		types := stateTypes(p)
+		if slices.Contains(types, "m.room.create|") || !slices.Contains(types, "m.room.name|") || !slices.Contains(types, "m.room.member|"+alice.UserID) {
+			t.Fatalf("required_state object form: %v", types)
+		}
+		// Kept without being named again; gone after unsubscribing.
+		alice.SendText(plain, "hello")
+		r = slide(t, alice, r.Pos, 0, map[string]any{})
+		if !slices.Equal(ssBodies(r.Rooms[plain]), []string{"hello"}) {
+			t.Fatalf("sticky subscription: %+v", r.Rooms)
+		}
+		r = slide(t, alice, r.Pos, 0, map[string]any{"unsubscribe_rooms": []string{plain}})
+		alice.SendText(plain, "unseen")
+		r = slide(t, alice, r.Pos, 0, map[string]any{})
+		if len(r.Rooms) != 0 {
+			t.Fatalf("unsubscribed room sent: %v", ssKeys(r.Rooms))
+		}
+		// Joining the invite makes it a joined room sent in full; being
+		// kicked shows the room once, with the kick, though Bob did not
+		// leave himself.
+		alice.Join(dm)
+		one := map[string]any{"lists": map[string]any{"all": allList([2]int{0, 10}, 3, [][]string{{"*", "*"}})}}
+		r = slide(t, alice, r.Pos, 0, one)
+		if rm := r.Rooms[dm]; !rm.Initial || rm.Membership != "join" {
+			t.Fatalf("joined invite: %+v", rm)
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(plain)+"/invite", map[string]any{"user_id": bob.UserID}, nil)
+		bob.Join(plain)
+		br := slide(t, bob, "", 0, one)
+		if _, ok := br.Rooms[plain]; !ok {
+			t.Fatalf("bob's rooms: %v", ssKeys(br.Rooms))
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(plain)+"/kick", map[string]any{"user_id": bob.UserID, "reason": "bye"}, nil)
+		br = slide(t, bob, br.Pos, 0, one)
+		k := br.Rooms[plain]
+		if k.Membership != "leave" || len(k.Timeline) == 0 || k.Timeline[len(k.Timeline)-1].Type != "m.room.member" {
+			t.Fatalf("kick: %+v", k)
+		}
+		// A new connection still lists the room Bob was kicked from; not a
+		// room he left himself.
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(dm)+"/leave", map[string]any{}, nil)
+		fresh := slide(t, bob, "", 0, one)
+		if _, ok := fresh.Rooms[plain]; !ok {
+			t.Fatalf("kicked room not listed: %v", ssKeys(fresh.Rooms))
+		}
+		if _, ok := fresh.Rooms[dm]; ok {
+			t.Fatal("a room left by the user is listed on a new connection")
+		}
+	})
+}
+
+// TestSlidingSyncExtensions holds to_device (acknowledged messages are
+// deleted), e2ee (key counts, device list changes), account data,
+// receipts and typing.
+func TestSlidingSyncExtensions(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := newE2EEUser(t, s, "alice")
+		bob := newE2EEUser(t, s, "bob")
+		alice.upload(t, 3, true)
+		bob.upload(t, 1, false)
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		ev := bob.SendText(room, "hi")
+		exts := map[string]any{
+			"to_device": map[string]any{"enabled": true}, "e2ee": map[string]any{"enabled": true},
+			"account_data": map[string]any{"enabled": true}, "receipts": map[string]any{"enabled": true},
+			"typing": map[string]any{"enabled": true},
+		}
+		body := map[string]any{"lists": map[string]any{"all": allList([2]int{0, 9}, 1, [][]string{})}, "extensions": exts}
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/m.test", map[string]any{"a": 1}, nil)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(ev), map[string]any{}, nil)
+		bob.MustDo("PUT", "/_matrix/client/v3/sendToDevice/m.test/tx1", map[string]any{"messages": map[string]any{alice.UserID: map[string]any{alice.DeviceID: map[string]int{"n": 1}}}}, nil)
+		r := slide(t, alice.Client, "", 0, body)
+		x := r.Extensions
+		if x.ToDevice == nil || len(x.ToDevice.Events) != 1 || x.ToDevice.NextBatch == "" {
+			t.Fatalf("to_device: %+v", x.ToDevice)
+		}
+		if x.E2EE == nil || x.E2EE.OTKCounts["signed_curve25519"] != 3 || !slices.Equal(x.E2EE.Fallback, []string{"signed_curve25519"}) {
+			t.Fatalf("e2ee: %+v", x.E2EE)
+		}
+		if x.AccountData == nil || !slices.ContainsFunc(x.AccountData.Global, func(e event) bool { return e.Type == "m.test" }) {
+			t.Fatalf("account_data: %+v", x.AccountData)
+		}
+		if x.Receipts == nil || x.Receipts.Rooms[room].Type != "m.receipt" {
+			t.Fatalf("receipts: %+v", x.Receipts)
+		}
+		// Not acknowledged (no since): sent again. Acknowledged: deleted,
+		// and the next message comes alone.
+		r = slide(t, alice.Client, r.Pos, 0, map[string]any{"lists": body["lists"]})
+		if len(r.Extensions.ToDevice.Events) != 1 {
+			t.Fatalf("unacknowledged to-device message not resent: %+v", r.Extensions.ToDevice)
+		}
+		since := r.Extensions.ToDevice.NextBatch
+		bob.MustDo("PUT", "/_matrix/client/v3/sendToDevice/m.test/tx2", map[string]any{"messages": map[string]any{alice.UserID: map[string]any{alice.DeviceID: map[string]int{"n": 2}}}}, nil)
+		r = slide(t, alice.Client, r.Pos, 0, map[string]any{"lists": body["lists"], "extensions": map[string]any{"to_device": map[string]any{"since": since}}})
+		if td := r.Extensions.ToDevice; len(td.Events) != 1 || td.Events[0].Content["n"] != float64(2) {
+			t.Fatalf("after acknowledgement: %+v", td)
+		}
+		// A long poll wakes for typing, a receipt, account data, a device
+		// list change and a to-device message, each alone.
+		pos := r.Pos
+		since = r.Extensions.ToDevice.NextBatch
+		step := func(what string, act func(), check func(ssResp) bool) {
+			t.Helper()
+			done := make(chan ssResp, 1)
+			go func() {
+				done <- slide(t, alice.Client, pos, 10000, map[string]any{"lists": body["lists"], "extensions": map[string]any{"to_device": map[string]any{"since": since}}})
+			}()
+			time.Sleep(50 * time.Millisecond)
+			act()
+			select {
+			case r := <-done:
+				if !check(r) {
+					b, _ := json.Marshal(r)
+					t.Fatalf("%s: %s", what, b)
+				}
+				pos = r.Pos
+				if r.Extensions.ToDevice != nil {
+					since = r.Extensions.ToDevice.NextBatch
+				}
+			case <-time.After(8 * time.Second):
+				t.Fatalf("%s: long poll not woken", what)
+			}
+		}
+		step("typing", func() {
+			bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000}, nil)
+		}, func(r ssResp) bool {
+			ids, _ := r.Extensions.Typing.Rooms[room].Content["user_ids"].([]any)
+			return len(ids) == 1 && ids[0] == bob.UserID
+		})
+		step("receipt", func() {
+			bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(ev), map[string]any{}, nil)
+		}, func(r ssResp) bool { return r.Extensions.Receipts.Rooms[room].Type == "m.receipt" })
+		step("room account data", func() {
+			alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/rooms/"+esc(room)+"/account_data/m.x", map[string]any{"b": 2}, nil)
+		}, func(r ssResp) bool { return len(r.Extensions.AccountData.Rooms[room]) == 1 })
+		step("device list", func() {
+			bob2 := bob.login(t)
+			bob2.upload(t, 1, false)
+		}, func(r ssResp) bool {
+			return r.Extensions.E2EE.DeviceLists != nil && slices.Contains(r.Extensions.E2EE.DeviceLists.Changed, bob.UserID)
+		})
+		step("to-device", func() {
+			bob.MustDo("PUT", "/_matrix/client/v3/sendToDevice/m.test/tx3", map[string]any{"messages": map[string]any{alice.UserID: map[string]any{alice.DeviceID: map[string]int{"n": 3}}}}, nil)
+		}, func(r ssResp) bool {
+			return len(r.Extensions.ToDevice.Events) == 1 && r.Extensions.ToDevice.Events[0].Content["n"] == float64(3)
+		})
+		// A claimed one-time key shows in the counts.
+		bob.MustDo("POST", "/_matrix/client/v3/keys/claim", map[string]any{"one_time_keys": map[string]any{alice.UserID: map[string]string{alice.DeviceID: "signed_curve25519"}}}, nil)
+		r = slide(t, alice.Client, pos, 0, map[string]any{"lists": body["lists"]})
+		if r.Extensions.E2EE.OTKCounts["signed_curve25519"] != 2 {
+			t.Fatalf("key count after a claim: %+v", r.Extensions.E2EE)
+		}
+	})
+}
+
+// TestSlidingSyncBadInput: bad requests get Matrix errors, never a 500.
+func TestSlidingSyncBadInput(t *testing.T) {
+	s := ts.New(t)
+	c := s.Register(t, "alice")
+	for body, code := range map[string]string{
+		`[]`: "M_BAD_JSON", `{"lists": 5}`: "M_BAD_JSON", `{"lists": {"a": {"ranges": [[3, 1]]}}}`: "M_INVALID_PARAM",
+		`{"lists": {"a": {"ranges": [[0]]}}}`: "M_INVALID_PARAM", `{"lists": {"a": {"required_state": [["a"]]}}}`: "M_INVALID_PARAM",
+		`{"lists": {"a": {"timeline_limit": -1}}}`: "M_INVALID_PARAM", `{"room_subscriptions": {"nope": {}}}`: "M_INVALID_PARAM",
+		`{"set_presence": "away"}`: "M_INVALID_PARAM", `{"extensions": {"to_device": {"since": "x"}}}`: "M_INVALID_PARAM",
+		`{"extensions": {"e2ee": 1}}`: "M_BAD_JSON", `{"lists": {"a": {"required_state": {"include": 3}}}}`: "M_INVALID_PARAM",
+	} {
+		r := c.Do("POST", ssPath, body)
+		if r.Status != http.StatusBadRequest || r.ErrCode() != code {
+			t.Errorf("%s: %d %s, want %s", body, r.Status, r.Body, code)
+		}
+	}
+	if r := c.Do("POST", ssPath+"?timeout=abc&pos=x", `{}`); r.Status != http.StatusBadRequest {
+		t.Errorf("bad timeout: %d %s", r.Status, r.Body)
+	}
+}
