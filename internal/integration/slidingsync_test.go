@@ -155,7 +155,8 @@ func TestSlidingSyncLists(t *testing.T) {
 		// the new event, with num_live; the lazy member is not resent.
 		done := make(chan ssResp, 1)
 		go func() { done <- slide(t, alice, r.Pos, 10000, body) }()
-		time.Sleep(100 * time.Millisecond)
+		// It waits parked, as /sync's long polls do: no goroutine.
+		waitFor(t, func() bool { return s.Parked() == 1 }, func() string { return fmt.Sprintf("%d polls parked", s.Parked()) })
 		bob.SendText(roomIDs[0], "zero-b")
 		select {
 		case r = <-done:
@@ -445,5 +446,36 @@ func TestSlidingSyncBadInput(t *testing.T) {
 	}
 	if r := c.Do("POST", ssPath+"?timeout=abc&pos=x", `{}`); r.Status != http.StatusBadRequest {
 		t.Errorf("bad timeout: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestSlidingSyncConnectionsBounded: a restart forgets connections (their
+// pos answers M_UNKNOWN_POS and a new connection starts cleanly), and a
+// device keeps at most ten, the least recently used going first.
+func TestSlidingSyncConnectionsBounded(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{"name": "r"})
+	body := func(conn string) map[string]any {
+		return map[string]any{"conn_id": conn, "lists": map[string]any{"a": allList([2]int{0, 9}, 1, nil)}}
+	}
+	var pos []string
+	for i := range 11 {
+		pos = append(pos, slide(t, alice, "", 0, body(fmt.Sprint("c", i))).Pos)
+	}
+	if res := alice.Do("POST", ssPath+"?pos="+pos[0], body("c0")); res.ErrCode() != "M_UNKNOWN_POS" {
+		t.Fatalf("the 11th connection should have dropped the first: %d %s", res.Status, res.Body)
+	}
+	r := slide(t, alice, pos[10], 0, body("c10"))
+	if len(r.Rooms) != 0 {
+		t.Fatalf("c10 resent: %v", ssKeys(r.Rooms))
+	}
+	s = s.Restart(t)
+	if res := alice.Do("POST", ssPath+"?pos="+r.Pos, body("c10")); res.Status != http.StatusBadRequest || res.ErrCode() != "M_UNKNOWN_POS" {
+		t.Fatalf("pos from before a restart: %d %s", res.Status, res.Body)
+	}
+	r = slide(t, alice, "", 0, body("c10"))
+	if rm := r.Rooms[room]; !rm.Initial || rm.Name == nil || *rm.Name != "r" {
+		t.Fatalf("new connection after a restart: %+v", r.Rooms)
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 // entry is one room of a user's room list.
 type entry struct {
-	m     store.Membership
+	m     *store.Membership // the rooms service's cached list: read only
 	order int64 // recent activity: the newest event's position (the membership's when not joined)
 }
 
@@ -28,15 +28,16 @@ func (s *Service) roomList(ctx context.Context, userID string, st *connState, da
 		return nil, err
 	}
 	out := make([]entry, 0, len(ms))
-	var leaves []store.Membership
-	for _, m := range ms {
+	var leaves []*store.Membership
+	for i := range ms {
+		m := &ms[i]
 		switch m.Membership {
 		case "join":
 			out = append(out, entry{m: m})
 		case "invite":
 			shown, ok := data.inviteShown(m.EventID)
 			if !ok {
-				if shown, err = s.sync.InviteShown(ctx, m, ignored); err != nil {
+				if shown, err = s.sync.InviteShown(ctx, *m, ignored); err != nil {
 					return nil, err
 				}
 				data.setShown(m.EventID, shown)
@@ -134,7 +135,7 @@ const maxRemembered = 200_000
 // removed reports which leave events (by id) were sent by someone else:
 // a kick or a ban. Senders are cached by event id (an event never
 // changes sender); those not cached are read in one statement.
-func (s *Service) removed(ctx context.Context, userID string, leaves []store.Membership) (map[string]bool, error) {
+func (s *Service) removed(ctx context.Context, userID string, leaves []*store.Membership) (map[string]bool, error) {
 	out := make(map[string]bool, len(leaves))
 	var unknown []string
 	s.sendersMu.Lock()

@@ -50,51 +50,22 @@ const coalesce = 5 * time.Millisecond
 // Sync answers one request of a connection, waiting up to its timeout
 // for something to send when it has a pos. Waiting costs no work: the
 // poll sleeps on the user's notifier channel and looks again only when
-// the user has news.
+// the user has news. (The client API parks long polls instead: Begin,
+// Look and WakeAfter.)
 func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
-	if err := s.sync.MarkPresence(ctx, req.UserID, req.SetPresence); err != nil {
+	p, err := s.Begin(ctx, req)
+	if err != nil {
 		return nil, err
 	}
-	key := connKey{req.UserID, req.DeviceID, req.ConnID}
-	var c *conn
-	var base *connState
-	var gen uint64
-	if req.Pos == "" {
-		c = s.conns.open(key)
-		base, gen = c.start()
-		req.Timeout = 0 // a new connection answers at once
-	} else {
-		var err error
-		if c, base, gen, err = s.conns.find(key, req.Pos); err != nil {
-			return nil, err
-		}
-	}
-	deadline := time.Now().Add(req.Timeout)
 	var timer *time.Timer
 	for {
 		wake := s.sync.NewsChan(req.UserID)
-		cur := s.sync.Current()
-		if cur.Typing < base.token.Typing {
-			cur.Typing = base.token.Typing // typing restarts with the process
-		}
-		next := base.clone()
-		next.token = cur
-		applyRequest(next, req)
-		resp, err := s.build(ctx, req, c, base, next, cur)
-		if err != nil {
-			return nil, err
-		}
-		if base.first || !resp.empty(base) || !time.Now().Before(deadline) {
-			pos := c.keep(gen, next)
-			if pos == "" {
-				return nil, errcode.UnknownPos("a newer request of this connection came first")
-			}
-			resp.Pos = pos
-			resp.TxnID = req.TxnID
-			return resp, nil
+		resp, done, err := p.Look(ctx, false)
+		if err != nil || done {
+			return resp, err
 		}
 		if timer == nil {
-			timer = time.NewTimer(time.Until(deadline))
+			timer = time.NewTimer(time.Until(p.deadline))
 			defer timer.Stop()
 		}
 		select {
@@ -102,12 +73,90 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			time.Sleep(coalesce)
 		case <-timer.C:
 		case <-s.sync.Closing():
-			deadline = time.Now()
+			resp, _, err := p.Look(ctx, true)
+			return resp, err
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
+
+// Poll is one request of a connection, from its start to its answer.
+type Poll struct {
+	s        *Service
+	req      Request
+	c        *conn
+	base     *connState
+	gen      uint64
+	deadline time.Time
+	looked   streamtoken.Token // the positions of the last look
+}
+
+// Begin starts a request: it applies set_presence and finds the
+// connection its pos names (M_UNKNOWN_POS when none), or opens one.
+func (s *Service) Begin(ctx context.Context, req Request) (*Poll, error) {
+	if err := s.sync.MarkPresence(ctx, req.UserID, req.SetPresence); err != nil {
+		return nil, err
+	}
+	p := &Poll{s: s, req: req}
+	key := connKey{req.UserID, req.DeviceID, req.ConnID}
+	if req.Pos == "" {
+		p.c = s.conns.open(key)
+		p.base, p.gen = p.c.start()
+		p.req.Timeout = 0 // a new connection answers at once
+	} else {
+		var err error
+		if p.c, p.base, p.gen, err = s.conns.find(key, req.Pos); err != nil {
+			return nil, err
+		}
+	}
+	p.deadline = time.Now().Add(p.req.Timeout)
+	return p, nil
+}
+
+// Deadline is when the poll answers even with nothing new.
+func (p *Poll) Deadline() time.Time { return p.deadline }
+
+// UserID is the poll's user.
+func (p *Poll) UserID() string { return p.req.UserID }
+
+// Look builds the answer as things are now. done reports that it is the
+// answer (something new, a new connection, the deadline passed, or
+// final); when not, the poll waits for news (WakeAfter) and looks again.
+func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
+	s := p.s
+	cur := s.sync.Current()
+	if cur.Typing < p.base.token.Typing {
+		cur.Typing = p.base.token.Typing // typing restarts with the process
+	}
+	p.looked = cur
+	next := p.base.clone()
+	next.token = cur
+	applyRequest(next, p.req)
+	resp, err := s.build(ctx, p.req, p.c, p.base, next, cur)
+	if err != nil {
+		return nil, true, err
+	}
+	if !final && !p.base.first && resp.empty(p.base) && time.Now().Before(p.deadline) {
+		return nil, false, nil
+	}
+	pos := p.c.keep(p.gen, next)
+	if pos == "" {
+		return nil, true, errcode.UnknownPos("a newer request of this connection came first")
+	}
+	resp.Pos = pos
+	resp.TxnID = p.req.TxnID
+	return resp, true, nil
+}
+
+// WakeAfter has w woken once at the user's next news after the last
+// look (at once when some came since). StopWake cancels it.
+func (p *Poll) WakeAfter(w sync.Waker) error {
+	return p.s.sync.WakeAfter(p.req.UserID, p.looked.String(), w)
+}
+
+// StopWake cancels a WakeAfter not woken yet.
+func (p *Poll) StopWake(w sync.Waker) { p.s.sync.StopWake(p.req.UserID, w) }
 
 // applyRequest sets what a request changes of a connection's sticky
 // settings: subscriptions and extensions.
@@ -227,7 +276,7 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 		add := func(e entry) {
 			w := want[e.m.RoomID]
 			if w == nil {
-				w = &wanted{m: e.m, order: e.order, cfg: l.Room}
+				w = &wanted{m: *e.m, order: e.order, cfg: l.Room}
 				want[e.m.RoomID] = w
 			} else {
 				w.cfg = w.cfg.merge(l.Room)
@@ -267,7 +316,7 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 			if !ok || m.Membership == "invite" && !slices.ContainsFunc(entries, func(e entry) bool { return e.m.RoomID == id }) {
 				continue
 			}
-			es := []entry{{m: m, order: m.Pos}}
+			es := []entry{{m: &m, order: m.Pos}}
 			if err := s.fillOrder(ctx, es); err != nil {
 				return nil, err
 			}
