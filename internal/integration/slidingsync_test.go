@@ -479,3 +479,93 @@ func TestSlidingSyncConnectionsBounded(t *testing.T) {
 		t.Fatalf("new connection after a restart: %+v", r.Rooms)
 	}
 }
+
+// TestSlidingSyncRoomFields holds what a room's entry says as it changes:
+// heroes of an unnamed room, a name set later (and removed: null), unread
+// counts moving with a receipt, is_dm moving with m.direct, a larger
+// timeline_limit sending the room again in full, lazy members sent once,
+// and a room the user leaves shown once with the leave.
+func TestSlidingSyncRoomFields(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		bob.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(bob.UserID)+"/displayname", map[string]any{"displayname": "Bobby"}, nil)
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		for i := range 4 {
+			bob.SendText(room, fmt.Sprint("m", i))
+		}
+		lazy := [][]string{{"m.room.member", "$LAZY"}, {"m.room.member", "$ME"}}
+		body := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 1, lazy)}}
+		r := slide(t, alice, "", 0, body)
+		rm := r.Rooms[room]
+		if rm.Name != nil || len(rm.Heroes) != 1 || rm.Heroes[0]["user_id"] != bob.UserID || rm.Heroes[0]["displayname"] != "Bobby" {
+			t.Fatalf("heroes of an unnamed room: %+v", rm)
+		}
+		if got := stateTypes(rm); !slices.Equal(got, []string{"m.room.member|" + alice.UserID, "m.room.member|" + bob.UserID}) {
+			t.Fatalf("lazy and $ME members: %v", got)
+		}
+		if rm.NotificationCount == nil || *rm.NotificationCount != 4 {
+			t.Fatalf("notification_count: %+v", rm.NotificationCount)
+		}
+		// Bob again: his member event was sent, it is not sent again.
+		bob.SendText(room, "m4")
+		r = slide(t, alice, r.Pos, 0, body)
+		rm = r.Rooms[room]
+		if len(rm.RequiredState) != 0 || !slices.Equal(ssBodies(rm), []string{"m4"}) || *rm.NotificationCount != 5 {
+			t.Fatalf("lazy member resent or counts wrong: %+v", rm)
+		}
+		// A read receipt moves the counts: the room comes with them alone.
+		last := rm.Timeline[0].EventID
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(last), map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		rm = r.Rooms[room]
+		if rm.NotificationCount == nil || *rm.NotificationCount != 0 || len(rm.Timeline) != 0 {
+			t.Fatalf("after a receipt: %+v", rm)
+		}
+		// A name set, then removed.
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.name/", map[string]any{"name": "Named"}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if rm = r.Rooms[room]; rm.Name == nil || *rm.Name != "Named" || rm.Initial {
+			t.Fatalf("name set: %+v", rm)
+		}
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.name/", map[string]any{}, nil)
+		var raw struct {
+			Rooms map[string]map[string]json.RawMessage `json:"rooms"`
+			Pos   string                                `json:"pos"`
+		}
+		alice.MustDo("POST", ssPath+"?pos="+r.Pos, body, &raw)
+		if string(raw.Rooms[room]["name"]) != "null" {
+			t.Fatalf("removed name: %s", raw.Rooms[room]["name"])
+		}
+		r.Pos = raw.Pos
+		// m.direct names the room: is_dm comes alone.
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/m.direct", map[string]any{bob.UserID: []string{room}}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if rm = r.Rooms[room]; rm.IsDM == nil || !*rm.IsDM {
+			t.Fatalf("is_dm: %+v", rm)
+		}
+		// A larger timeline_limit sends the room again in full.
+		bigger := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 3, lazy)}}
+		r = slide(t, alice, r.Pos, 0, bigger)
+		if rm = r.Rooms[room]; !rm.Initial || len(rm.Timeline) != 3 || !rm.Limited {
+			t.Fatalf("expanded timeline: %+v", rm)
+		}
+		// prev_batch pages back from the timeline with /messages.
+		page := messages(t, alice, room, "dir=b&limit=1&from="+rm.PrevBatch)
+		if len(page.Chunk) != 1 || page.Chunk[0].EventID == rm.Timeline[0].EventID {
+			t.Fatalf("prev_batch page: %+v", page.Chunk)
+		}
+		// Leaving: shown once, membership leave; then quiet.
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, bigger)
+		if rm = r.Rooms[room]; rm.Membership != "leave" || len(rm.Timeline) == 0 || rm.Timeline[len(rm.Timeline)-1].Type != "m.room.member" {
+			t.Fatalf("leave: %+v", rm)
+		}
+		bob.SendText(room, "after")
+		r = slide(t, alice, r.Pos, 0, bigger)
+		if _, ok := r.Rooms[room]; ok {
+			t.Fatalf("events after the leave sent: %+v", r.Rooms[room])
+		}
+	})
+}

@@ -13,7 +13,7 @@ import (
 // entry is one room of a user's room list.
 type entry struct {
 	m     *store.Membership // the rooms service's cached list: read only
-	order int64 // recent activity: the newest event's position (the membership's when not joined)
+	order int64             // recent activity: the newest event's position (the membership's when not joined)
 }
 
 // roomList is the user's rooms as lists see them, most recently active
