@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 // in LUXCHAT_BENCH_ROOMS (default 1,000) rooms shaped like a sector's
 // (seedManyRooms) asking for the 20 most recent, as Element X starts:
 // timeline_limit 1, the create, name, avatar and encryption events and
-// lazy members. "new" is a connection's first request; "woken" the
+// lazy members. The first request after a restart is logged; "new" is
+// a connection's first request on a server that has served one; "woken" the
 // request after one new message in a room of the window. Each reports the
 // process CPU and the database statements per request; their cost must
 // follow the window, not the user's room count.
@@ -32,7 +34,8 @@ func BenchmarkSlidingSyncWindow(b *testing.B) {
 		n = 1000
 	}
 	seedManyRooms(b, s, alice.UserID, n)
-	body := fmt.Sprintf(`{"lists": {"all": {"ranges": [[0, 19]], "timeline_limit": 1, "required_state": [
+	s = s.Restart(b) // the first request below meets cold caches
+	body := (`{"lists": {"all": {"ranges": [[0, 19]], "timeline_limit": 1, "required_state": [
 		["m.room.create", ""], ["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"]]}},
 		"extensions": {"to_device": {"enabled": true}, "e2ee": {"enabled": true}}}`)
 	req, err := slidingsync.DecodeRequest([]byte(body), "", "")
@@ -51,8 +54,25 @@ func BenchmarkSlidingSyncWindow(b *testing.B) {
 		b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 		b.ReportMetric(float64(stmts)/float64(b.N), "stmts/op")
 	}
+	// The first request after a restart: the window's rooms are read
+	// (state, summaries, timelines) and the others' newest positions.
+	ctx, count := store.CountStatements(context.Background())
+	if prof := os.Getenv("LUXCHAT_BENCH_SYNC_PROFILE"); prof != "" { // a CPU profile of that request alone
+		f, err := os.Create(prof)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	c0 := processCPU()
+	run(b, ctx, req)
+	pprof.StopCPUProfile()
+	b.Logf("first request after a restart: %v CPU, %d statements", processCPU()-c0, count.Load())
 	b.Run("new", func(b *testing.B) {
-		run(b, context.Background(), req) // caches of a server that has served before
 		var cpu time.Duration
 		var stmts int64
 		for i := 0; i < b.N; i++ {

@@ -22,7 +22,7 @@ import (
 const (
 	maxConnsPerDevice = 10               // the least recently used goes first
 	connIdle          = 30 * time.Minute // a connection unused this long is dropped
-	maxLazyMembers    = 2000             // lazy members remembered per room; more start over
+	maxLazyMembers    = 256              // lazy members remembered per room; more start over (resent)
 )
 
 // connKey names a connection: the MSC scopes conn_id to a user's device.
@@ -168,7 +168,7 @@ func (cs *connections) sweepLocked() {
 	}
 }
 
-// dropDevice forgets a device's connections (its logout).
+// count is the number of live connections.
 func (cs *connections) count() int {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -188,6 +188,7 @@ func (cs *connections) find(k connKey, pos string) (*conn, *connState, uint64, e
 		return nil, nil, 0, unknown
 	}
 	cs.mu.Lock()
+	cs.sweepLocked()
 	c := cs.byKey[k]
 	cs.mu.Unlock()
 	if c == nil {

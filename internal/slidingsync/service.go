@@ -419,6 +419,16 @@ func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
 			return err
 		}
 	}
+	heroes := make(map[string][]string, len(summaries))
+	for id, sum := range summaries {
+		if sum != nil {
+			heroes[id] = sum.Heroes
+		}
+	}
+	pre, err := b.prefetch(ctx, send, heroes)
+	if err != nil {
+		return err
+	}
 	for _, w := range send {
 		var unread *sync.Unread
 		if c, ok := counts[w.m.RoomID]; ok {
@@ -426,7 +436,7 @@ func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
 		} else if counts != nil && w.m.Membership == "join" {
 			unread = &sync.Unread{}
 		}
-		r, err := b.room(ctx, w, unread, summaries[w.m.RoomID])
+		r, err := b.room(ctx, w, unread, summaries[w.m.RoomID], pre)
 		if err != nil {
 			return err
 		}
@@ -436,7 +446,7 @@ func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
 }
 
 // room builds one room of the response and records what it sent.
-func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum *roomread.Summary) (*Room, error) {
+func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum *roomread.Summary, pre *prefetched) (*Room, error) {
 	id, m := w.m.RoomID, w.m
 	prev := b.base.rooms[id]
 	initial := b.initial[id]
@@ -487,7 +497,11 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	}
 	limit := w.cfg.TimelineLimit
 	var rows []*store.EventRow
-	if hi > lo {
+	prefetched, fromPre := pre.rows[id]
+	fromPre = fromPre && initial && m.Membership == "join"
+	if fromPre {
+		rows = slices.Clone(prefetched)
+	} else if hi > lo {
 		var ok bool
 		rows, ok = b.s.rooms.RecentEvents(id, lo, hi, limit+1)
 		if ok {
@@ -536,7 +550,9 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 		return nil, err
 	}
 	var bundles map[string]json.RawMessage
-	if limited {
+	if limited && fromPre {
+		bundles = pre.bundles
+	} else if limited {
 		if bundles, err = b.s.read.Bundles(ctx, b.req.UserID, hi, visible); err != nil {
 			return nil, err
 		}
@@ -571,7 +587,11 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	if hi > sent.pos {
 		sent.pos = hi
 	}
-	if err := b.state(ctx, w, r, &sent, initial, lo, hi, rows, limited, lazyWant, sum); err != nil {
+	var pst map[store.StateKey]*store.EventRow
+	if fromPre {
+		pst = pre.state[id]
+	}
+	if err := b.state(ctx, w, r, &sent, initial, lo, hi, rows, limited, lazyWant, sum, pst); err != nil {
 		return nil, err
 	}
 	b.next.rooms[id] = sent
@@ -581,7 +601,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 // state fills a room's required_state and what derives from state: name,
 // avatar, heroes and member counts.
 func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom, initial bool, lo, hi int64,
-	rows []*store.EventRow, limited bool, lazyWant map[string]bool, sum *roomread.Summary) error {
+	rows []*store.EventRow, limited bool, lazyWant map[string]bool, sum *roomread.Summary, pst map[store.StateKey]*store.EventRow) error {
 	id, m, user := w.m.RoomID, w.m, b.req.UserID
 	lazy := w.cfg.lazy()
 	if !lazy {
@@ -619,8 +639,15 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 		return (changed == nil || changed[k]) && w.cfg.matches(k.Type, k.StateKey, user)
 	}
 	var st store.StateMap
+	var have map[string]*store.EventRow // rows of st already read
 	var err error
-	if m.Membership == "join" {
+	if pst != nil {
+		// Read with the window's other rooms (prefetch): the wanted keys.
+		st, have = make(store.StateMap, len(pst)), make(map[string]*store.EventRow, len(pst))
+		for k, row := range pst {
+			st[k], have[row.EventID] = row.EventID, row
+		}
+	} else if m.Membership == "join" {
 		st, err = b.s.rooms.CurrentStateIDsOf(ctx, id, func(u string) bool { return wantKey(store.StateKey{Type: "m.room.member", StateKey: u}) })
 	} else {
 		st, err = b.s.read.StateAfter(ctx, m.EventID)
@@ -638,7 +665,7 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 		}
 	}
 	if len(keep) > 0 {
-		if r.RequiredState, err = b.s.read.RenderState(ctx, keep, user, nil); err != nil {
+		if r.RequiredState, err = b.s.read.RenderState(ctx, keep, user, have); err != nil {
 			return err
 		}
 	}
@@ -672,15 +699,23 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 			break
 		}
 	}
+	// stateField reads a field of current state: from what prefetch read
+	// when it did, else through the rooms cache.
+	stateField := func(typ, key, field string) string {
+		if pst != nil {
+			return contentString(pst[store.StateKey{Type: typ, StateKey: key}], field)
+		}
+		return b.s.stateString(ctx, id, typ, key, field)
+	}
 	name := ""
 	if nameChanged || membersChanged {
-		name = b.s.stateString(ctx, id, "m.room.name", "name")
+		name = stateField("m.room.name", "", "name")
 	}
 	if nameChanged {
 		r.Name = jsonStringOrNull(name, initial)
 	}
 	if initial || changed[store.StateKey{Type: "m.room.avatar"}] {
-		r.Avatar = jsonStringOrNull(b.s.stateString(ctx, id, "m.room.avatar", "url"), initial)
+		r.Avatar = jsonStringOrNull(stateField("m.room.avatar", "", "url"), initial)
 	}
 	if !membersChanged {
 		return nil
@@ -696,16 +731,8 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 	r.JoinedCount, r.InvitedCount = &sum.JoinedMemberCount, &sum.InvitedMemberCount
 	if name == "" {
 		for _, h := range sum.Heroes {
-			hero := Hero{UserID: h}
-			if ev, err := b.s.rooms.CurrentStateEvent(ctx, id, "m.room.member", h); err == nil {
-				var c struct {
-					DisplayName string `json:"displayname"`
-					AvatarURL   string `json:"avatar_url"`
-				}
-				_ = json.Unmarshal(ev.Content, &c)
-				hero.DisplayName, hero.AvatarURL = c.DisplayName, c.AvatarURL
-			}
-			r.Heroes = append(r.Heroes, hero)
+			r.Heroes = append(r.Heroes, Hero{UserID: h, DisplayName: stateField("m.room.member", h, "displayname"),
+				AvatarURL: stateField("m.room.member", h, "avatar_url")})
 		}
 	}
 	return nil
@@ -713,8 +740,8 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 
 // stateString is a string field of a room's current state event ("" when
 // unset).
-func (s *Service) stateString(ctx context.Context, roomID, typ, field string) string {
-	ev, err := s.rooms.CurrentStateEvent(ctx, roomID, typ, "")
+func (s *Service) stateString(ctx context.Context, roomID, typ, key, field string) string {
+	ev, err := s.rooms.CurrentStateEvent(ctx, roomID, typ, key)
 	if err != nil {
 		return ""
 	}

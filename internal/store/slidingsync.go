@@ -123,3 +123,42 @@ func (s *Store) LatestOfTypes(ctx context.Context, roomID string, types []string
 	}
 	return pos, rows.Err()
 }
+
+// CurrentMembersOf returns the current member events of the given
+// (room, user) pairs, in one statement (per 400 pairs on SQLite): the
+// members a window of rooms shows (the reader, the timelines' senders,
+// heroes) without reading every member of a big room.
+func (s *Store) CurrentMembersOf(ctx context.Context, pairs [][2]string) ([]*EventRow, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	if s.Engine == Postgres {
+		rooms, users := make([]string, len(pairs)), make([]string, len(pairs))
+		for i, p := range pairs {
+			rooms[i], users[i] = p[0], p[1]
+		}
+		return scanEvents(s.reader().QueryContext(ctx, `SELECT e.* FROM unnest($1::text[], $2::text[]) AS p(room_id, user_id)
+			JOIN room_state s ON s.room_id = p.room_id AND s.type = 'm.room.member' AND s.state_key = p.user_id
+			CROSS JOIN LATERAL (SELECT `+eventCols+` FROM events WHERE event_id = s.event_id LIMIT 1) AS e`, rooms, users))
+	}
+	var out []*EventRow
+	for start := 0; start < len(pairs); start += 400 {
+		chunk := pairs[start:min(len(pairs), start+400)]
+		var q query
+		q.add(`SELECT e.` + strings.ReplaceAll(eventCols, ", ", ", e.") + ` FROM room_state s JOIN events e ON e.event_id = s.event_id
+			WHERE s.type = 'm.room.member' AND (s.room_id, s.state_key) IN (VALUES `)
+		for i, p := range chunk {
+			if i > 0 {
+				q.add(", ")
+			}
+			q.add("(?, ?)", p[0], p[1])
+		}
+		q.add(")")
+		rows, err := scanEvents(s.reader().QueryContext(ctx, q.b.String(), q.args...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
