@@ -470,7 +470,7 @@ func TestSlidingSyncConnectionsBounded(t *testing.T) {
 	if len(r.Rooms) != 0 {
 		t.Fatalf("c10 resent: %v", ssKeys(r.Rooms))
 	}
-	s = s.Restart(t)
+	s.Restart(t) // the client keeps its address
 	if res := alice.Do("POST", ssPath+"?pos="+r.Pos, body("c10")); res.Status != http.StatusBadRequest || res.ErrCode() != "M_UNKNOWN_POS" {
 		t.Fatalf("pos from before a restart: %d %s", res.Status, res.Body)
 	}

@@ -70,10 +70,7 @@ type sentRoom struct {
 	isDM       bool
 	unread     sync.Unread
 	lazy       map[string]struct{} // member events sent for lazy loading; copied on write
-	names      roomNames           // name and avatar as sent
 }
-
-type roomNames struct{ name, avatar string }
 
 // clone copies the state for the next position; sentRoom values are
 // copied by the map copy, their lazy sets shared until written.
