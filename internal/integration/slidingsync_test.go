@@ -569,3 +569,27 @@ func TestSlidingSyncRoomFields(t *testing.T) {
 		}
 	})
 }
+
+// TestSlidingSyncParkedAtShutdown: a parked sliding sync poll answers
+// (200, a pos) when the server stops, instead of holding the shutdown.
+func TestSlidingSyncParkedAtShutdown(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	r := slide(t, alice, "", 0, map[string]any{})
+	done := make(chan *ts.Response, 1)
+	go func() { done <- alice.Do("POST", ssPath+"?timeout=60000&pos="+r.Pos, map[string]any{}) }()
+	waitFor(t, func() bool { return s.Parked() == 1 }, func() string { return fmt.Sprintf("%d polls parked", s.Parked()) })
+	start := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-done:
+		var out ssResp
+		if res.Status != http.StatusOK || res.JSON(&out) != nil || out.Pos == "" {
+			t.Fatalf("at shutdown: %d %s", res.Status, res.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("parked poll not answered at shutdown (%v)", time.Since(start))
+	}
+}
