@@ -556,16 +556,27 @@ func TestSlidingSyncRoomFields(t *testing.T) {
 		if len(page.Chunk) != 1 || page.Chunk[0].EventID == rm.Timeline[0].EventID {
 			t.Fatalf("prev_batch page: %+v", page.Chunk)
 		}
-		// Leaving: shown once, membership leave; then quiet.
+		// Leaving (with a message unread): shown once, membership leave;
+		// then quiet.
+		bob.SendText(room, "unread")
+		r = slide(t, alice, r.Pos, 0, bigger)
+		if rm = r.Rooms[room]; rm.NotificationCount == nil || *rm.NotificationCount != 1 {
+			t.Fatalf("unread before leaving: %+v", rm)
+		}
 		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		bigger = map[string]any{"lists": map[string]any{"a": allList([2]int{0, 9}, 3, lazy)}}
 		r = slide(t, alice, r.Pos, 0, bigger)
 		if rm = r.Rooms[room]; rm.Membership != "leave" || len(rm.Timeline) == 0 || rm.Timeline[len(rm.Timeline)-1].Type != "m.room.member" {
 			t.Fatalf("leave: %+v", rm)
 		}
 		bob.SendText(room, "after")
-		r = slide(t, alice, r.Pos, 0, bigger)
-		if _, ok := r.Rooms[room]; ok {
-			t.Fatalf("events after the leave sent: %+v", r.Rooms[room])
+		other := alice.CreateRoom(map[string]any{}) // events and counts move elsewhere
+		alice.SendText(other, "elsewhere")
+		for range 2 {
+			r = slide(t, alice, r.Pos, 0, bigger)
+			if _, ok := r.Rooms[room]; ok {
+				t.Fatalf("the left room sent again: %+v", r.Rooms[room])
+			}
 		}
 	})
 }

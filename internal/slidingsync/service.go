@@ -376,10 +376,10 @@ func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
 		cfgKey := w.cfg.stateKey()
 		initial := !sent || w.cfg.TimelineLimit > prev.limit || cfgKey != prev.stateKey ||
 			(prev.membership != "join" && w.m.Membership == "join")
-		unread := prev.unread
+		unread := prev.unread // counted for joined rooms only
 		if c, ok := counts[id]; ok {
 			unread = c
-		} else if counts != nil {
+		} else if counts != nil && w.m.Membership == "join" {
 			unread = sync.Unread{}
 		}
 		changed := initial || w.m.Pos != prev.memberPos || b.data.isDM(id) != prev.isDM || unread != prev.unread
