@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"luxchat/internal/filter"
 	"maps"
 	"slices"
 	gosync "sync"
@@ -152,8 +153,12 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 // WakeAfter has w woken once at the user's next news after the last
 // look (at once when some came since). StopWake cancels it.
 func (p *Poll) WakeAfter(w sync.Waker) error {
-	return p.s.sync.WakeAfter(p.req.UserID, p.looked.String(), w)
+	return p.s.sync.WakeAfter(sync.Request{UserID: p.req.UserID, Since: p.looked.String(), Filter: noPresence}, w)
 }
+
+// noPresence tells the notifier that a sliding sync poll shows no
+// presence: presence changes need not wake it.
+var noPresence = &filter.Filter{Presence: &filter.EventFilter{Types: []string{}}}
 
 // StopWake cancels a WakeAfter not woken yet.
 func (p *Poll) StopWake(w sync.Waker) { p.s.sync.StopWake(p.req.UserID, w) }
