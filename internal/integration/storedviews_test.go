@@ -33,7 +33,9 @@ func TestFirstSyncAfterRestartFromStoredViews(t *testing.T) {
 			c.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/"+typ+"/", content, &r)
 			return r.EventID
 		}
-		visibility := func(room, hv string) { put(alice, room, "m.room.history_visibility", map[string]any{"history_visibility": hv}) }
+		visibility := func(room, hv string) {
+			put(alice, room, "m.room.history_visibility", map[string]any{"history_visibility": hv})
+		}
 
 		// Shared history, bob joining late: redactions, an edit, renames.
 		shared := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "Shared", "topic": "to be redacted"})

@@ -1,9 +1,11 @@
 package rooms
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 
 	"luxchat/internal/matrix/pdu"
@@ -288,10 +290,14 @@ func (s *Service) LoadRoomViews(ctx context.Context, roomIDs []string, upTo int6
 		ids := make([]string, len(sv.State))
 		forms := make([]*StateForm, len(sv.State))
 		current := "leave"
+		// The view's strings and bytes share its decoded form, which its
+		// rows keep (and the rooms' views count); what goes into the
+		// caches is copied, so that they do not keep it.
 		for i, st := range sv.State {
 			v.State[i] = StateEntryID{Key: st.Key, EventID: st.EventID}
-			ids[i] = st.EventID
-			forms[i] = &StateForm{Head: st.Head, OriginTS: st.OriginTS, Sender: st.Sender, TxnID: st.TxnID, TxnDevice: st.TxnDevice, Membership: st.Member}
+			ids[i] = strings.Clone(st.EventID)
+			forms[i] = &StateForm{Head: bytes.Clone(st.Head), OriginTS: st.OriginTS, Sender: strings.Clone(st.Sender), TxnID: strings.Clone(st.TxnID),
+				TxnDevice: strings.Clone(st.TxnDevice), Membership: strings.Clone(st.Member)}
 			if st.Key == memberKey {
 				current = st.Member
 			}
@@ -303,7 +309,7 @@ func (s *Service) LoadRoomViews(ctx context.Context, roomIDs []string, upTo int6
 		}
 		s.forms.putAll(ids, forms)
 		for i, r := range sv.Rows {
-			s.bases.put(r.EventID, sv.Bases[i])
+			s.bases.put(strings.Clone(r.EventID), bytes.Clone(sv.Bases[i]))
 		}
 		for _, g := range sv.Groups {
 			s.visibility.put(groupKey(g.Group), g.Visibility)

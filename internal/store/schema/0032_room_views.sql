@@ -10,4 +10,5 @@ CREATE TABLE room_views (
     up_to    BIGINT NOT NULL,
     view     BLOB NOT NULL -- only: sqlite
     view     BYTEA NOT NULL -- only: postgres
-);
+) WITHOUT ROWID; -- only: sqlite
+); -- only: postgres
