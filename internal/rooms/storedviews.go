@@ -1,12 +1,11 @@
 package rooms
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 	"sync"
+	"time"
 
 	"luxchat/internal/matrix/pdu"
 	"luxchat/internal/store"
@@ -85,6 +84,11 @@ func (s *Service) WantViews(roomIDs []string) { s.viewsDirty.add(roomIDs...) }
 // is made once.
 func (s *Service) PersistViews(ctx context.Context) error {
 	ids := s.viewsDirty.take()
+	if len(ids) == 0 {
+		return nil
+	}
+	start := time.Now()
+	defer func() { s.log.Debug("rooms: views stored", "rooms", len(ids), "took", time.Since(start)) }()
 	slices.Sort(ids)
 	for start := 0; start < len(ids); start += viewBatch {
 		if err := s.persistViews(ctx, ids[start:min(len(ids), start+viewBatch)]); err != nil {
@@ -132,20 +136,62 @@ func (s *Service) persistViews(ctx context.Context, ids []string) error {
 	for _, r := range stateRows {
 		byRoom[r.RoomID] = append(byRoom[r.RoomID], r)
 	}
+	// The member and visibility entries of the rows' state groups, for all
+	// rooms at once (a new room has a group per event).
+	var groups []int64
+	seen := map[int64]bool{}
+	for _, rows := range timelines {
+		for _, r := range rows {
+			if g := r.StateGroup; g != 0 && !seen[g] {
+				seen[g] = true
+				groups = append(groups, g)
+			}
+		}
+	}
+	groupStates, err := s.store.StateGroupsOfTypes(ctx, groups, []string{"m.room.member", "m.room.history_visibility"})
+	if err != nil {
+		return err
+	}
+	// The contents of the events those entries name: from the current
+	// state read, the others read at once.
+	content := map[string]json.RawMessage{}
+	inState := make(map[string]*store.EventRow, len(stateRows))
+	for _, r := range stateRows {
+		inState[r.EventID] = r
+	}
+	var read []string
+	for _, st := range groupStates {
+		for _, id := range st {
+			if _, ok := content[id]; ok || id == "" {
+				continue
+			}
+			if r := inState[id]; r != nil {
+				content[id] = contentOf(r.JSONOnce())
+			} else {
+				content[id] = nil
+				read = append(read, id)
+			}
+		}
+	}
+	more, err := s.store.GetEvents(ctx, read)
+	if err != nil {
+		return err
+	}
+	for _, r := range more {
+		content[r.EventID] = contentOf(r.JSONOnce())
+	}
 	views := make([]*store.StoredView, 0, len(keep))
 	for _, id := range keep {
-		v, err := s.makeStoredView(ctx, id, upTo, timelines[id], byRoom[id])
-		if err != nil {
-			return err
-		}
+		v := s.makeStoredView(id, upTo, timelines[id], byRoom[id], groupStates, content)
 		views = append(views, v)
 	}
 	return s.store.PutRoomViews(ctx, views, drop)
 }
 
-// makeStoredView makes the view of one room from its newest rows and its
-// current state events.
-func (s *Service) makeStoredView(ctx context.Context, roomID string, upTo int64, rows, state []*store.EventRow) (*store.StoredView, error) {
+// makeStoredView makes the view of one room from its newest rows, its
+// current state events, the member and visibility entries of the rows'
+// state groups and the contents of the events these name.
+func (s *Service) makeStoredView(roomID string, upTo int64, rows, state []*store.EventRow, groupStates map[int64]store.StateMap, content map[string]json.RawMessage) *store.StoredView {
 	v := &store.StoredView{RoomID: roomID, UpTo: upTo, Complete: len(rows) < ViewRows, Rows: rows, Bases: make([][]byte, len(rows))}
 	// Forms are made from the rows, never taken from the caches: a
 	// redaction at or before upTo drops its target's cached forms only
@@ -169,8 +215,7 @@ func (s *Service) makeStoredView(ctx context.Context, roomID string, upTo int64,
 	}
 	// The state at each row: its history visibility, and the memberships
 	// that differ from the current ones. Groups are immutable, so the
-	// visibility's cache is consulted; the full state of a group not the
-	// current one is read (rooms of modest state: a few dozen entries).
+	// visibility's cache is consulted.
 	hvKey := store.StateKey{Type: "m.room.history_visibility"}
 	type groupState struct {
 		g      *store.ViewGroup
@@ -179,27 +224,20 @@ func (s *Service) makeStoredView(ctx context.Context, roomID string, upTo int64,
 	}
 	var groups []*groupState
 	seen := map[int64]bool{}
-	need := map[string]bool{} // events whose content is needed
 	for _, r := range rows {
 		g := r.StateGroup
 		if g == 0 || seen[g] {
 			continue
 		}
 		seen[g] = true
-		full, err := s.store.StateGroup(ctx, g)
-		if err != nil {
-			return nil, err
-		}
+		full := groupStates[g]
 		gs := &groupState{g: &store.ViewGroup{Group: g}, hvID: full[hvKey], differ: map[string]string{}}
 		if hv, ok := s.visibility.get(groupKey(g)); ok {
 			gs.g.Visibility, gs.hvID = hv, ""
-		} else if gs.hvID != "" {
-			need[gs.hvID] = true
 		}
 		for k, id := range full {
 			if k.Type == "m.room.member" && current[k] != id {
 				gs.differ[k.StateKey] = id
-				need[id] = true
 			}
 		}
 		for k := range current {
@@ -208,28 +246,6 @@ func (s *Service) makeStoredView(ctx context.Context, roomID string, upTo int64,
 			}
 		}
 		groups = append(groups, gs)
-	}
-	// Contents of the events named: current state rows at hand, the others
-	// read at once.
-	content := map[string]json.RawMessage{}
-	var read []string
-	for _, r := range state {
-		if need[r.EventID] {
-			content[r.EventID] = contentOf(r.JSONOnce())
-			delete(need, r.EventID)
-		}
-	}
-	for id := range need {
-		read = append(read, id)
-	}
-	if len(read) > 0 {
-		more, err := s.store.GetEvents(ctx, read)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range more {
-			content[r.EventID] = contentOf(r.JSONOnce())
-		}
 	}
 	for _, gs := range groups {
 		if gs.g.Visibility == "" {
@@ -259,7 +275,7 @@ func (s *Service) makeStoredView(ctx context.Context, roomID string, upTo int64,
 		}
 		v.Groups = append(v.Groups, *gs.g)
 	}
-	return v, nil
+	return v
 }
 
 // freshBase is ClientBase made from the row, without the cache.
@@ -286,18 +302,14 @@ func (s *Service) LoadRoomViews(ctx context.Context, roomIDs []string, upTo int6
 		if sv.UpTo > upTo || s.LatestPos(sv.RoomID) > sv.UpTo {
 			continue // made after upTo, or stale since it was read
 		}
-		v := &RoomView{UpTo: sv.UpTo, Rows: sv.Rows, Complete: sv.Complete, State: make([]StateEntryID, len(sv.State)), extra: sv.Size}
+		v := &RoomView{UpTo: sv.UpTo, Rows: sv.Rows, Complete: sv.Complete, State: make([]StateEntryID, len(sv.State))}
 		ids := make([]string, len(sv.State))
 		forms := make([]*StateForm, len(sv.State))
 		current := "leave"
-		// The view's strings and bytes share its decoded form, which its
-		// rows keep (and the rooms' views count); what goes into the
-		// caches is copied, so that they do not keep it.
 		for i, st := range sv.State {
 			v.State[i] = StateEntryID{Key: st.Key, EventID: st.EventID}
-			ids[i] = strings.Clone(st.EventID)
-			forms[i] = &StateForm{Head: bytes.Clone(st.Head), OriginTS: st.OriginTS, Sender: strings.Clone(st.Sender), TxnID: strings.Clone(st.TxnID),
-				TxnDevice: strings.Clone(st.TxnDevice), Membership: strings.Clone(st.Member)}
+			ids[i] = st.EventID
+			forms[i] = &StateForm{Head: st.Head, OriginTS: st.OriginTS, Sender: st.Sender, TxnID: st.TxnID, TxnDevice: st.TxnDevice, Membership: st.Member}
 			if st.Key == memberKey {
 				current = st.Member
 			}
@@ -309,7 +321,7 @@ func (s *Service) LoadRoomViews(ctx context.Context, roomIDs []string, upTo int6
 		}
 		s.forms.putAll(ids, forms)
 		for i, r := range sv.Rows {
-			s.bases.put(strings.Clone(r.EventID), bytes.Clone(sv.Bases[i]))
+			s.bases.put(r.EventID, sv.Bases[i])
 		}
 		for _, g := range sv.Groups {
 			s.visibility.put(groupKey(g.Group), g.Visibility)

@@ -16,7 +16,6 @@ type RoomView struct {
 	Rows     []*store.EventRow // newest first, at most the limit it was read with
 	Complete bool              // Rows are the room's whole timeline up to UpTo
 	State    []StateEntryID    // the current state; nil when not read
-	extra    int               // bytes it holds besides its rows and state (a stored view's decoded form)
 	size     int
 }
 
@@ -90,7 +89,7 @@ func (c *roomViews) generation() uint64 {
 }
 
 func (c *roomViews) put(roomID string, v *RoomView, gen uint64) {
-	v.size = 200 + 48*len(v.State) + v.extra
+	v.size = 200 + 48*len(v.State)
 	for _, r := range v.Rows {
 		v.size += rowBytes(r)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -26,7 +25,6 @@ type StoredView struct {
 	Bases    [][]byte    // Bases[i] is the client base of Rows[i]
 	Groups   []ViewGroup // the state groups of the rows
 	State    []ViewState // the current state
-	Size     int         // bytes the decoded view holds (its rows, bases and heads share them)
 }
 
 // ViewGroup is what history visibility needs of one state group of a
@@ -117,19 +115,19 @@ func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
 	if r.byte() != viewFormat {
 		return nil, nil
 	}
-	v := &StoredView{RoomID: roomID, UpTo: upTo, Complete: r.bool(), Size: cap(raw)}
+	v := &StoredView{RoomID: roomID, UpTo: upTo, Complete: r.bool()}
 	n := r.uint()
 	v.Rows, v.Bases = make([]*EventRow, 0, n), make([][]byte, 0, n)
 	for range n {
 		e := &EventRow{RoomID: roomID}
 		e.Pos, e.EventID, e.Type, e.StateKey = r.int(), r.str(), r.str(), r.nullStr()
 		e.Sender, e.Depth, e.OriginTS = r.str(), r.int(), r.int()
-		e.setStoredPDU(r.bytes())
-		e.Unsigned = r.bytes()
+		e.setStoredPDU(r.copied())
+		e.Unsigned = r.copied()
 		e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID = r.int(), r.bool(), r.nullStr(), r.nullStr()
 		e.Aggregates, e.AggregatesRead = r.str(), r.bool()
 		v.Rows = append(v.Rows, e)
-		v.Bases = append(v.Bases, r.bytes())
+		v.Bases = append(v.Bases, r.copied())
 	}
 	v.Groups = make([]ViewGroup, r.uint())
 	for i := range v.Groups {
@@ -143,7 +141,7 @@ func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
 	v.State = make([]ViewState, r.uint())
 	for i := range v.State {
 		s := &v.State[i]
-		s.Key.Type, s.Key.StateKey, s.EventID, s.Head = r.str(), r.str(), r.str(), r.bytes()
+		s.Key.Type, s.Key.StateKey, s.EventID, s.Head = r.str(), r.str(), r.str(), r.copied()
 		s.OriginTS, s.Sender, s.TxnID, s.TxnDevice, s.Member = r.int(), r.str(), r.str(), r.str(), r.str()
 	}
 	if r.err != nil {
@@ -356,15 +354,16 @@ func (r *viewReader) bytes() []byte {
 	return b
 }
 
-// str shares the decoded view's bytes, which are never written: a
-// thousand views decoded would otherwise copy some 250,000 strings.
-func (r *viewReader) str() string {
-	b := r.bytes()
-	if len(b) == 0 {
-		return ""
+// copied is bytes in a slice of its own: the decoded view is dropped once
+// read, and what its rows and forms keep must not keep all of it.
+func (r *viewReader) copied() []byte {
+	if b := r.bytes(); len(b) > 0 {
+		return bytes.Clone(b)
 	}
-	return unsafe.String(&b[0], len(b))
+	return nil
 }
+
+func (r *viewReader) str() string { return string(r.bytes()) }
 
 func (r *viewReader) bool() bool { return r.byte() == 1 }
 func (r *viewReader) nullStr() sql.NullString {
