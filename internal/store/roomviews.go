@@ -212,7 +212,9 @@ func (tx *Tx) DropRoomView(ctx context.Context, roomID string) error {
 // to a view's are all committed when it is made, so a later event is one
 // the view does not show). Rooms without one are left out.
 func (s *Store) RoomViews(ctx context.Context, roomIDs []string) ([]*StoredView, error) {
-	const current = ` AND NOT EXISTS (SELECT 1 FROM events e WHERE e.room_id = v.room_id AND e.stream_pos > v.up_to)`
+	// The room's newest position is a subquery per view (an index lookup),
+	// never a join that PostgreSQL could answer by hashing all events.
+	const cols = `SELECT v.room_id, v.up_to, v.view, COALESCE((SELECT MAX(e.stream_pos) FROM events e WHERE e.room_id = v.room_id), 0) FROM room_views v WHERE v.room_id `
 	var out []*StoredView
 	scan := func(rows *sql.Rows, err error) error {
 		if err != nil {
@@ -221,10 +223,13 @@ func (s *Store) RoomViews(ctx context.Context, roomIDs []string) ([]*StoredView,
 		defer rows.Close()
 		for rows.Next() {
 			var roomID string
-			var upTo int64
+			var upTo, latest int64
 			var data []byte
-			if err := rows.Scan(&roomID, &upTo, &data); err != nil {
+			if err := rows.Scan(&roomID, &upTo, &data, &latest); err != nil {
 				return err
+			}
+			if latest > upTo {
+				continue // an event came after the view
 			}
 			v, err := decodeView(roomID, upTo, data)
 			if err != nil {
@@ -237,11 +242,11 @@ func (s *Store) RoomViews(ctx context.Context, roomIDs []string) ([]*StoredView,
 		return rows.Err()
 	}
 	if s.Engine == Postgres {
-		err := scan(s.reader().QueryContext(ctx, `SELECT v.room_id, v.up_to, v.view FROM room_views v WHERE v.room_id = ANY($1)`+current, roomIDs))
+		err := scan(s.reader().QueryContext(ctx, cols+`= ANY($1)`, roomIDs))
 		return out, err
 	}
 	for start := 0; start < len(roomIDs); start += 500 {
-		q, args := inList(`SELECT v.room_id, v.up_to, v.view FROM room_views v WHERE v.room_id IN (`, roomIDs[start:min(len(roomIDs), start+500)], `)`+current)
+		q, args := inList(cols+`IN (`, roomIDs[start:min(len(roomIDs), start+500)], `)`)
 		if err := scan(s.reader().QueryContext(ctx, q, args...)); err != nil {
 			return nil, err
 		}
