@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -107,7 +108,10 @@ func encodeView(v *StoredView) []byte {
 
 // decodeView reads a stored view of roomID.
 func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
-	raw, err := s2.Decode(nil, data)
+	buf := viewBufs.Get().(*[]byte)
+	defer viewBufs.Put(buf)
+	raw, err := s2.Decode((*buf)[:cap(*buf)], data)
+	*buf = raw
 	if err != nil {
 		return nil, fmt.Errorf("room view %s: %w", roomID, err)
 	}
@@ -149,6 +153,10 @@ func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
 	}
 	return v, nil
 }
+
+// viewBufs hold decoded views while they are read: what a view keeps is
+// copied out of them.
+var viewBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // storedPDU is the row's PDU in its stored form.
 func (e *EventRow) storedPDU() []byte {
