@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
 )
 
 // StoredView is a room's view as kept in room_views: what an initial sync
@@ -54,10 +54,26 @@ type ViewState struct {
 // format is not read (and is rebuilt).
 const viewFormat = 1
 
+// viewCodec compresses views: zstd at its default level makes them a few
+// per cent smaller than S2 or zstd's fastest level (their rows' PDUs are
+// compressed already), and decodes one in a few microseconds. Views are
+// made in the background, so the level's cost is not on a request's path.
+var viewCodec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
+		zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<20), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		panic(fmt.Sprintf("view encoder: %v", err))
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(16<<20), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxWindow(1<<20))
+	if err != nil {
+		panic(fmt.Sprintf("view decoder: %v", err))
+	}
+	return enc, dec
+})
+
 // encodeView is the stored form of a view: its fields in order, strings
-// and bytes length-prefixed, compressed with S2, which decodes several
-// times faster than zstd: a first sync decodes a thousand views (their
-// rows' PDUs are compressed already).
+// and bytes length-prefixed, compressed.
 func encodeView(v *StoredView) []byte {
 	var b viewWriter
 	b.byte(viewFormat)
@@ -103,14 +119,16 @@ func encodeView(v *StoredView) []byte {
 		b.str(s.TxnDevice)
 		b.str(s.Member)
 	}
-	return s2.Encode(nil, b.buf)
+	enc, _ := viewCodec()
+	return enc.EncodeAll(b.buf, make([]byte, 0, len(b.buf)/2))
 }
 
 // decodeView reads a stored view of roomID.
 func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
 	buf := viewBufs.Get().(*[]byte)
 	defer viewBufs.Put(buf)
-	raw, err := s2.Decode((*buf)[:cap(*buf)], data)
+	_, dec := viewCodec()
+	raw, err := dec.DecodeAll(data, (*buf)[:0])
 	*buf = raw
 	if err != nil {
 		return nil, fmt.Errorf("room view %s: %w", roomID, err)
