@@ -38,6 +38,7 @@ import (
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
+	"luxchat/internal/slidingsync"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
 )
@@ -50,11 +51,13 @@ type Server struct {
 	Rooms    *rooms.Service
 	Read     *roomread.Service // the read side of rooms
 	Sync     *sync.Service
-	E2EE     *e2ee.Service
-	Media    *media.Service
-	Log      *slog.Logger
-	Push     *notifications.Service
-	Key      signing.KeyPair
+	// SlidingSync answers simplified sliding sync (MSC4186).
+	SlidingSync *slidingsync.Service
+	E2EE        *e2ee.Service
+	Media       *media.Service
+	Log         *slog.Logger
+	Push        *notifications.Service
+	Key         signing.KeyPair
 
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
@@ -153,6 +156,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
+	s.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync)
+	api.SlidingSync = s.SlidingSync
 	api.Search = search.New(st, s.Rooms, s.Read)
 	api.Reports = reports.New(st, s.Rooms, s.Read, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
