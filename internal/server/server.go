@@ -254,6 +254,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		go func() { errc <- msrv.ListenAndServe() }()
 	}
 	go s.housekeeping(ctx)
+	go s.keepViews(ctx)
 	s.startExchange(ctx)
 	if err := s.RoomFed.ResumePartialJoins(ctx); err != nil {
 		s.Log.Error("partial-state joins: resume", "err", err)
@@ -287,6 +288,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	s.RoomFed.StopBackground()
 	s.stopExchange()
+	if verr := s.Rooms.PersistViews(shutCtx); verr != nil {
+		s.Log.Warn("rooms: store views", "err", verr)
+	}
 	if ferr := s.Sync.FlushPresence(shutCtx); ferr != nil {
 		s.Log.Warn("presence: store last active times", "err", ferr)
 	}
@@ -331,6 +335,28 @@ func (s *Server) housekeeping(ctx context.Context) {
 		}
 	}
 }
+
+// keepViews stores the views of rooms with events since their view was
+// made (rooms.PersistViews) every viewsEvery until ctx ends, on its own
+// goroutine: a few thousand rooms' views take a few seconds.
+func (s *Server) keepViews(ctx context.Context) {
+	t := time.NewTicker(viewsEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Rooms.PersistViews(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Warn("rooms: store views", "err", err)
+			}
+		}
+	}
+}
+
+// viewsEvery is how often rooms' stored views are brought up to date: a
+// room with many events in that time is made once.
+const viewsEvery = 10 * time.Second
 
 // tokenRecheckEvery is how often the cached access tokens in use are
 // re-checked (see accounts.Service.RecheckTokens).

@@ -265,6 +265,76 @@ func (s *Store) StateGroupEntries(ctx context.Context, groups []int64, k StateKe
 	return out, nil
 }
 
+// StateGroupsOfTypes reads the entries of some types in the full state
+// of several groups (StateGroup, restricted), in a statement per 100
+// groups on SQLite and one on PostgreSQL, each chain step and entry
+// looked up by key as in StateGroupEntries.
+func (s *Store) StateGroupsOfTypes(ctx context.Context, groups []int64, types []string) (map[int64]StateMap, error) {
+	out := make(map[int64]StateMap, len(groups))
+	depth := map[int64]map[StateKey]int{}
+	scan := func(rows *sql.Rows, err error) error {
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var start int64
+			var k StateKey
+			var ev string
+			var d int
+			if err := rows.Scan(&start, &k.Type, &k.StateKey, &ev, &d); err != nil {
+				return err
+			}
+			if depth[start] == nil {
+				depth[start], out[start] = map[StateKey]int{}, StateMap{}
+			}
+			if best, seen := depth[start][k]; !seen || d < best {
+				depth[start][k], out[start][k] = d, ev
+			}
+		}
+		return rows.Err()
+	}
+	if s.Engine == Postgres {
+		return out, scan(s.reader().QueryContext(ctx, `WITH RECURSIVE chain (start, group_id, prev_group, depth) AS (
+				SELECT group_id, group_id, prev_group, 0 FROM state_groups WHERE group_id = ANY($1)
+				UNION ALL
+				SELECT c.start, g.group_id, g.prev_group, c.depth + 1 FROM chain c
+					CROSS JOIN LATERAL (SELECT group_id, prev_group FROM state_groups WHERE group_id = c.prev_group LIMIT 1) AS g
+			)
+			SELECT c.start, e.type, e.state_key, e.event_id, c.depth FROM chain c
+				CROSS JOIN LATERAL (SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = c.group_id AND type = ANY($2)) AS e`,
+			groups, types))
+	}
+	for start := 0; start < len(groups); start += 100 {
+		var q query
+		q.add(`WITH RECURSIVE chain (start, group_id, prev_group, depth) AS (
+			SELECT group_id, group_id, prev_group, 0 FROM state_groups WHERE group_id IN (`)
+		for i, g := range groups[start:min(len(groups), start+100)] {
+			if i > 0 {
+				q.add(", ")
+			}
+			q.add("?", g)
+		}
+		q.add(`)
+			UNION ALL
+			SELECT c.start, g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+		)
+		SELECT c.start, e.type, e.state_key, e.event_id, c.depth FROM chain c CROSS JOIN state_group_entries e
+		WHERE e.group_id = c.group_id AND e.type IN (`)
+		for i, t := range types {
+			if i > 0 {
+				q.add(", ")
+			}
+			q.add("?", t)
+		}
+		q.add(")")
+		if err := scan(s.reader().QueryContext(ctx, q.b.String(), q.args...)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // stateGroupEntriesPG is StateGroupEntries on PostgreSQL: all groups in
 // one statement, each step of a chain and each entry looked up by its
 // key. Left to itself PostgreSQL hashes the whole of state_groups and
