@@ -91,6 +91,7 @@ func (b *bench) measureConnected(ctx context.Context, label string, sets ...*pol
 	// level is measured once they are all online and waiting, within
 	// what the phase's budget leaves for the window.
 	t0 := time.Now()
+	arrival := b.m.sample()
 	deadline := t0.Add(b.opts.pollTimeout + 2*time.Minute)
 	if d, ok := ctx.Deadline(); ok && d.Add(-2*time.Minute-b.opts.idle).After(deadline) {
 		deadline = d.Add(-2*time.Minute - b.opts.idle)
@@ -99,6 +100,15 @@ func (b *bench) measureConnected(ctx context.Context, label string, sets ...*pol
 		time.Sleep(100 * time.Millisecond)
 	}
 	b.logf("  %s: %d of %d online, %d waiting, after %s", label, online(sets), want, waiting(sets), time.Since(t0).Round(time.Second))
+	if want > 0 {
+		failed := int64(0)
+		for _, ps := range sets {
+			failed += ps.errs.Load()
+		}
+		use := b.m.since(arrival)
+		b.add(label, "coming online: time until all are online and waiting; server CPU; long polls failed so far", "—",
+			fmt.Sprintf("%s (%d of %d); %s; %d", time.Since(t0).Round(time.Second), online(sets), want, use.per(1), failed))
+	}
 	// The first polls of thousands of clients coming online set their
 	// presence; what that wakes settles before the idle window.
 	b.settle(time.Minute)

@@ -730,7 +730,18 @@ func TestLastSeenStoredEveryFewMinutes(t *testing.T) {
 		e.advance(seenEvery)
 		e.mustAuth(t, alice.AccessToken)
 		if got := lastSeen(); got < first+seenEvery.Milliseconds() {
-			t.Fatalf("last seen not stored after %v: %d, then %d", seenEvery, first, got)
+			t.Fatalf("last seen not noted after %v: %d, then %d", seenEvery, first, got)
+		}
+		// Noted in memory, stored by the next flush.
+		if err := e.svc.FlushSeen(bg); err != nil {
+			t.Fatal(err)
+		}
+		row, err := e.svc.store.GetDevice(bg, alice.UserID, alice.DeviceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.LastSeenTS.Int64 < first+seenEvery.Milliseconds() {
+			t.Fatalf("last seen not stored by the flush: %d, want at least %d", row.LastSeenTS.Int64, first+seenEvery.Milliseconds())
 		}
 	})
 }

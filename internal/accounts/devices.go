@@ -33,7 +33,7 @@ func (s *Service) Devices(ctx context.Context, userID string) ([]Device, error) 
 	}
 	out := make([]Device, 0, len(rows))
 	for _, d := range rows {
-		out = append(out, deviceFromRow(d))
+		out = append(out, s.withSeen(deviceFromRow(d), userID))
 	}
 	return out, nil
 }
@@ -48,8 +48,14 @@ func (s *Service) Device(ctx context.Context, userID, deviceID string) (*Device,
 	if err != nil {
 		return nil, fmt.Errorf("get device: %w", err)
 	}
-	dev := deviceFromRow(*d)
+	dev := s.withSeen(deviceFromRow(*d), userID)
 	return &dev, nil
+}
+
+// withSeen is d with its last-seen time noted and not stored yet.
+func (s *Service) withSeen(d Device, userID string) Device {
+	d.LastSeenTS = max(d.LastSeenTS, s.seen.of(userID, d.DeviceID))
+	return d
 }
 
 // RenameDevice sets a device's display name; M_NOT_FOUND when the user has

@@ -30,6 +30,7 @@ type Service struct {
 	hooks Hooks
 
 	cache    *tokenCache
+	seen     seenLog
 	throttle *loginThrottle // nil: failed logins are not throttled
 	hashSem  chan struct{}
 	now      func() time.Time // see SetClock

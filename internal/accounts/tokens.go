@@ -8,7 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
+	gosync "sync"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -67,7 +67,7 @@ const maxCached = 100_000
 // put a revoked token back into the cache. (The generation is global because
 // the token's user is unknown before the lookup.)
 type tokenCache struct {
-	mu     sync.Mutex
+	mu     gosync.Mutex
 	byHash map[string]cacheEntry
 	byUser map[string]map[string]struct{} // user → token hashes cached
 	gen    uint64                         // invalidations so far
@@ -80,10 +80,70 @@ type cacheEntry struct {
 	used    time.Time // last Authenticate that found it
 }
 
-// seenEvery is how often an active device's last-seen time is stored: a
+// seenEvery is how often an active device's last-seen time is noted: a
 // write per token lookup (one per cacheTTL for a long-polling client) was
 // most of what a thousand idle pollers cost.
 const seenEvery = 5 * time.Minute
+
+// seenLog holds the last-seen times of devices noted and not stored yet:
+// the server stores them in bulk every half minute (FlushSeen), rather
+// than a write transaction with the first request of every session (a
+// join by a client that just logged in paid for two commits). Device
+// reads show them meanwhile.
+type seenLog struct {
+	mu      gosync.Mutex
+	pending map[store.DeviceKey]int64 // unix ms
+}
+
+func (l *seenLog) note(userID, deviceID string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pending == nil {
+		l.pending = map[store.DeviceKey]int64{}
+	}
+	k := store.DeviceKey{UserID: userID, DeviceID: deviceID}
+	l.pending[k] = max(l.pending[k], t.UnixMilli())
+}
+
+// of returns the time noted for a device and not stored yet (0: none).
+func (l *seenLog) of(userID, deviceID string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pending[store.DeviceKey{UserID: userID, DeviceID: deviceID}]
+}
+
+// take empties the log.
+func (l *seenLog) take() map[store.DeviceKey]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.pending
+	l.pending = nil
+	return m
+}
+
+// putBack returns times whose write failed, for the next flush.
+func (l *seenLog) putBack(m map[store.DeviceKey]int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pending == nil {
+		l.pending = map[store.DeviceKey]int64{}
+	}
+	for k, ts := range m {
+		l.pending[k] = max(l.pending[k], ts)
+	}
+}
+
+// FlushSeen stores the devices' last-seen times noted since the last
+// flush, in one transaction. The server's housekeeping calls it every
+// half minute and at shutdown.
+func (s *Service) FlushSeen(ctx context.Context) error {
+	seen := s.seen.take()
+	if err := s.store.TouchDevicesSeen(ctx, seen); err != nil {
+		s.seen.putBack(seen)
+		return fmt.Errorf("store devices' last-seen times: %w", err)
+	}
+	return nil
+}
 
 func newTokenCache() *tokenCache {
 	return &tokenCache{byHash: map[string]cacheEntry{}, byUser: map[string]map[string]struct{}{}}
@@ -236,11 +296,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 				}
 			}
 			if now.Sub(seen) >= seenEvery {
-				if err := s.store.TouchDeviceSeen(ctx, row.UserID, row.DeviceID, now.UnixMilli()); err != nil {
-					s.log.Warn("record device last seen", "err", err)
-				} else {
-					seen = now
-				}
+				s.seen.note(row.UserID, row.DeviceID, now)
+				seen = now
 			}
 		}
 		s.cache.put(sess, gen, now, seen)
@@ -250,11 +307,8 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 	}
 	if ok && now.Sub(seen) >= seenEvery {
 		// A token kept in the cache by RecheckTokens: its device is seen.
-		if err := s.store.TouchDeviceSeen(ctx, sess.UserID, sess.DeviceID, now.UnixMilli()); err != nil {
-			s.log.Warn("record device last seen", "err", err)
-		} else {
-			s.cache.markSeen(hash, now)
-		}
+		s.seen.note(sess.UserID, sess.DeviceID, now)
+		s.cache.markSeen(hash, now)
 	}
 	return &sess, nil
 }

@@ -57,7 +57,9 @@ type cpuSample struct {
 	bg   map[int]bool          // the backends that are not connections (autovacuum)
 }
 
-func serverCPU(b *testing.B, s *ts.Server) cpuSample {
+func serverCPU(b *testing.B, s *ts.Server) cpuSample { return serverCPUT(b, s) }
+
+func serverCPUT(b testing.TB, s *ts.Server) cpuSample {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
@@ -104,7 +106,7 @@ func reportCPU(b *testing.B, s *ts.Server, start cpuSample) {
 }
 
 // seedAccounts creates n accounts through the store (no password hashing).
-func seedAccounts(b *testing.B, s *ts.Server, prefix string, n int) []string {
+func seedAccounts(b testing.TB, s *ts.Server, prefix string, n int) []string {
 	ids := make([]string, n)
 	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
 		for i := range n {
@@ -121,7 +123,7 @@ func seedAccounts(b *testing.B, s *ts.Server, prefix string, n int) []string {
 	return ids
 }
 
-func joinAll(b *testing.B, s *ts.Server, room string, users []string) {
+func joinAll(b testing.TB, s *ts.Server, room string, users []string) {
 	ctx := context.Background()
 	for _, u := range users {
 		if _, err := s.Rooms.ChangeMembership(ctx, rooms.MemberChange{RoomID: room, Sender: u, Target: u, Membership: "join"}); err != nil {
@@ -211,7 +213,7 @@ func profileTimed(b *testing.B) (stop func()) {
 
 // seedSessions gives users a device and an access token each, through the
 // store.
-func seedSessions(b *testing.B, s *ts.Server, users []string) []*ts.Client {
+func seedSessions(b testing.TB, s *ts.Server, users []string) []*ts.Client {
 	clients := make([]*ts.Client, len(users))
 	err := s.Store.InTx(context.Background(), func(tx *store.Tx) error {
 		for i, u := range users {
@@ -423,6 +425,23 @@ func BenchmarkInitialSyncManyRooms(b *testing.B) {
 	start := time.Now()
 	seedManyRooms(b, s, alice.UserID, n)
 	b.Logf("%d rooms in %v", n, time.Since(start))
+	// What the server does every few seconds, and at shutdown: the rooms'
+	// stored views, all made again here (what each busy room costs; the
+	// server made most of them in the background while they were seeded).
+	ms, err := s.Rooms.Memberships(context.Background(), alice.UserID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.RoomID
+	}
+	s.Rooms.WantViews(ids)
+	start, cpu0 := time.Now(), processCPU()
+	if err := s.Rooms.PersistViews(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("stored views of %d rooms made: %v wall, %v CPU", len(ids), time.Since(start), processCPU()-cpu0)
 	s = s.Restart(b) // the clients keep their address
 	// The first answer is decoded and checked, outside the CPU measured;
 	// later ones only by size (decoding megabytes is the client's work,

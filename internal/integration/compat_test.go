@@ -746,7 +746,8 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 			t.Fatalf("versions %v lack %s", v.Versions, want)
 		}
 	}
-	flagged := []string{"org.matrix.msc3391", "org.matrix.msc3874", "org.matrix.msc4155", "org.matrix.msc4222", "im.nheko.summary"}
+	flagged := []string{"org.matrix.msc3391", "org.matrix.msc3874", "org.matrix.msc4155", "org.matrix.msc4222", "im.nheko.summary",
+		"org.matrix.simplified_msc3575"}
 	for _, f := range flagged {
 		if !v.Unstable[f] {
 			t.Fatalf("unstable feature %s not flagged: %v", f, v.Unstable)
@@ -778,6 +779,13 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 	joined := raw["rooms"].(map[string]any)["join"].(map[string]any)[room].(map[string]any)
 	if _, ok := joined["org.matrix.msc4222.state_after"]; !ok {
 		t.Fatalf("msc4222: no state_after in %v", joined)
+	}
+	// org.matrix.simplified_msc3575: simplified sliding sync (MSC4186;
+	// slidingsync_test.go holds it in full).
+	var ss ssResp
+	alice.MustDo("POST", ssPath, map[string]any{"lists": map[string]any{"a": map[string]any{"ranges": [][2]int{{0, 9}}, "timeline_limit": 1}}}, &ss)
+	if _, ok := ss.Rooms[room]; !ok || ss.Pos == "" {
+		t.Fatalf("simplified_msc3575: %+v", ss)
 	}
 	// im.nheko.summary: room summary.
 	var sum map[string]any

@@ -30,6 +30,7 @@ func FuzzClientAPI(f *testing.F) {
 			{"POST", "/_matrix/client/v3/user/" + esc(alice.UserID) + "/filter"},
 			{"POST", "/_matrix/client/v3/rooms/" + esc(room) + "/invite"},
 			{"PUT", "/_matrix/client/v3/user/" + esc(alice.UserID) + "/account_data/x.fuzz"},
+			{"POST", ssPath},
 		} {
 			r := alice.Do(ep.method, ep.path, []byte(body))
 			if r.Status >= http.StatusInternalServerError {

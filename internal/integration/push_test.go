@@ -917,3 +917,34 @@ func TestNotifiedMembersFollowMembership(t *testing.T) {
 		expect(carol, heard)
 	})
 }
+
+// Joiners' rules are known without a read when they kept the defaults:
+// the server remembers who stored rules, from before a restart and since.
+// A joiner who stored a rule then gets what it asks for in a big room
+// (whose members are kept grouped by rule set) and in a small one.
+func TestJoinersStoredRulesAcrossRestart(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob, carol, dave := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol"), s.Register(t, "dave")
+		pineapple := map[string]any{"pattern": "pineapple", "actions": []any{"notify", map[string]any{"set_tweak": "highlight"}}}
+		bob.MustDo("PUT", "/_matrix/client/v3/pushrules/global/content/pineapple", pineapple, nil)
+		s = s.Restart(t)
+		dave.MustDo("PUT", "/_matrix/client/v3/pushrules/global/content/pineapple", pineapple, nil) // after the start
+		for _, size := range []int{0, 64} {
+			room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+			joinAll(t, s, room, seedAccounts(t, s, fmt.Sprintf("crowd%d_", size), size))
+			bob.Join(room)
+			carol.Join(room)
+			dave.Join(room)
+			alice.SendText(room, "pineapple pie for everyone")
+			for _, c := range []struct {
+				who       *ts.Client
+				highlight int
+			}{{bob, 1}, {carol, 0}, {dave, 1}} {
+				got := syncCounts(t, c.who, "").Rooms.Join[room].Unread
+				if got.NotificationCount != 1 || got.HighlightCount != c.highlight {
+					t.Fatalf("room of %d more: %s's counts %+v, want 1 notification, %d highlights", size, c.who.UserID, got, c.highlight)
+				}
+			}
+		}
+	})
+}

@@ -59,7 +59,12 @@ func newGatewayClient(cfg *config.Config) *http.Client {
 }
 
 // Load reads who has pushers; call it before events flow.
-func (s *Service) Load(ctx context.Context) error { return s.reloadPushers(ctx) }
+func (s *Service) Load(ctx context.Context) error {
+	if err := s.loadRuleOwners(ctx); err != nil {
+		return err
+	}
+	return s.reloadPushers(ctx)
+}
 
 // Run delivers queued pushes and moves staged notifications until ctx
 // ends (returns at once when push is disabled).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -37,6 +38,11 @@ type Service struct {
 	shared  map[string]*push.Compiled // push.Shared key → rule set
 	gen     atomic.Int64
 	editMu  sync.Mutex // serialises rule edits (read, change, write)
+	// owners are the users with stored rules (Load, then EditRules);
+	// nil until loaded. The others keep the defaults, known without a
+	// read: a join's transaction needs the joiner's rules, and most
+	// joiners never changed theirs.
+	owners map[string]struct{}
 
 	pushersMu sync.RWMutex
 	pushers   map[string][]store.PusherKey // HTTP pushers by user
@@ -150,8 +156,30 @@ func (s *Service) EditRules(ctx context.Context, userID string, f func(rs *push.
 	return nil
 }
 
+// loadRuleOwners reads who has stored rules (see owners).
+func (s *Service) loadRuleOwners(ctx context.Context) error {
+	users, err := s.store.GlobalAccountDataUsers(ctx, "m.push_rules")
+	if err != nil {
+		return fmt.Errorf("load push rule owners: %w", err)
+	}
+	s.rulesMu.Lock()
+	defer s.rulesMu.Unlock()
+	owners := make(map[string]struct{}, len(users)+len(s.owners))
+	for _, u := range users {
+		owners[u] = struct{}{}
+	}
+	for u := range s.owners { // edits while the read ran
+		owners[u] = struct{}{}
+	}
+	s.owners = owners
+	return nil
+}
+
 func (s *Service) invalidate(userID string) {
 	s.rulesMu.Lock()
+	if s.owners != nil {
+		s.owners[userID] = struct{}{}
+	}
 	delete(s.rules, userID)
 	s.gen.Add(1)
 	s.rulesMu.Unlock()
@@ -166,7 +194,7 @@ const maxCachedRules = 50000
 // user as the recipient.
 func (s *Service) compiledFor(ctx context.Context, tx *store.Tx, users []string) (map[string]*push.Compiled, error) {
 	out := make(map[string]*push.Compiled, len(users))
-	var missing []string
+	var missing, stored []string
 	s.rulesMu.Lock()
 	gen := s.gen.Load()
 	for _, u := range users {
@@ -174,15 +202,21 @@ func (s *Service) compiledFor(ctx context.Context, tx *store.Tx, users []string)
 			out[u] = c
 		} else {
 			missing = append(missing, u)
+			if _, ok := s.owners[u]; ok || s.owners == nil {
+				stored = append(stored, u)
+			}
 		}
 	}
 	s.rulesMu.Unlock()
 	if len(missing) == 0 {
 		return out, nil
 	}
-	data, err := tx.GlobalAccountDataOf(ctx, "m.push_rules", missing)
-	if err != nil {
-		return nil, err
+	data := map[string][]byte{}
+	if len(stored) > 0 {
+		var err error
+		if data, err = tx.GlobalAccountDataOf(ctx, "m.push_rules", stored); err != nil {
+			return nil, err
+		}
 	}
 	keys := make(map[string]string, len(missing))
 	sets := map[string]*push.Ruleset{}

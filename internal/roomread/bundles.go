@@ -240,7 +240,7 @@ func (pb *pageBundles) appendBundle(dst []byte, s *Service, row *store.EventRow)
 				b = append(b, ',')
 			}
 			b = append(b, `{"event_id":`...)
-			b = appendJSONString(b, id)
+			b = rooms.AppendJSONString(b, id)
 			b = append(b, '}')
 		}
 		b = append(b, "]}"...)
@@ -262,13 +262,13 @@ func (e *bundleEntry) size() int {
 // Parents without aggregated children get no entry.
 func (s *Service) loadBundles(ctx context.Context, parents []*store.EventRow, upTo int64, ignored []string, dense bool, out map[string]*bundleEntry) error {
 	// The quoted room id of each parent: one for a page of one room.
-	roomJSON := appendJSONString(nil, parents[0].RoomID)
+	roomJSON := rooms.AppendJSONString(nil, parents[0].RoomID)
 	var roomsJSON map[string][]byte // parent → room, for several rooms
 	for _, p := range parents {
 		if p.RoomID != parents[0].RoomID {
 			roomsJSON = make(map[string][]byte, len(parents))
 			for _, p := range parents {
-				roomsJSON[p.EventID] = appendJSONString(nil, p.RoomID)
+				roomsJSON[p.EventID] = rooms.AppendJSONString(nil, p.RoomID)
 			}
 			break
 		}

@@ -33,28 +33,8 @@ type Format struct {
 func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 	base := s.rooms.ClientBase(row)
 	out := make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+64)
-	out = appendHead(out, base, row, f.OmitRoomID)
+	out = rooms.AppendHead(out, base, row, f.OmitRoomID)
 	return appendTail(out, row.OriginTS, row.Sender, row.TxnID.String, row.TxnDevice.String, f)
-}
-
-// appendHead appends the client form of row up to where the age goes in
-// its unsigned object.
-func appendHead(out, base []byte, row *store.EventRow, omitRoomID bool) []byte {
-	out = append(out, base...)
-	if !omitRoomID {
-		out = append(out, `,"room_id":`...)
-		out = appendJSONString(out, row.RoomID)
-	}
-	out = append(out, `,"unsigned":`...)
-	u := row.Unsigned
-	if len(u) < 2 || u[len(u)-1] != '}' {
-		u = []byte("{}")
-	}
-	out = append(out, u[:len(u)-1]...)
-	if len(u) > 2 {
-		out = append(out, ',')
-	}
-	return out
 }
 
 // appendTail completes a head: the age and what depends on the reader.
@@ -63,32 +43,17 @@ func appendTail(out []byte, originTS int64, sender, txnID, txnDevice string, f F
 	out = strconv.AppendInt(out, max(time.Now().UnixMilli()-originTS, 0), 10)
 	if txnID != "" && sender == f.Viewer && txnDevice == f.DeviceID {
 		out = append(out, `,"transaction_id":`...)
-		out = appendJSONString(out, txnID)
+		out = rooms.AppendJSONString(out, txnID)
 	}
 	if f.Membership != "" {
 		out = append(out, `,"membership":`...)
-		out = appendJSONString(out, f.Membership)
+		out = rooms.AppendJSONString(out, f.Membership)
 	}
 	if len(f.Relations) > 0 {
 		out = append(out, `,"m.relations":`...)
 		out = append(out, f.Relations...)
 	}
 	return append(out, "}}"...)
-}
-
-// appendJSONString appends s as a JSON string. Ids, memberships and
-// transaction ids are mostly plain ASCII, copied as they are; the rest go
-// through encoding/json (which also escapes <, > and &).
-func appendJSONString(out []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return append(out, b...)
-		}
-	}
-	out = append(out, '"')
-	out = append(out, s...)
-	return append(out, '"')
 }
 
 // RenderState renders state events for a user. Their state forms are
@@ -149,19 +114,9 @@ func (s *Service) stateForms(ctx context.Context, ids []string, have map[string]
 	madeIDs := make([]string, len(rows))
 	bases, memberships := s.rooms.StateClientBases(rows)
 	for i, row := range rows {
-		made[i], madeIDs[i] = stateForm(row, bases[i], memberships[i]), row.EventID
+		made[i], madeIDs[i] = rooms.NewStateForm(row, bases[i], memberships[i]), row.EventID
 	}
 	s.rooms.PutStateForms(madeIDs, made)
 	forms = slices.DeleteFunc(forms, func(f *rooms.StateForm) bool { return f == nil })
 	return append(forms, made...), nil
-}
-
-// stateForm makes the state form of a stored event from its client base.
-func stateForm(row *store.EventRow, base []byte, membership string) *rooms.StateForm {
-	head := appendHead(make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+24), base, row, false)
-	f := &rooms.StateForm{Head: head, OriginTS: row.OriginTS, Sender: row.Sender, Membership: membership}
-	if row.TxnID.Valid {
-		f.TxnID, f.TxnDevice = row.TxnID.String, row.TxnDevice.String
-	}
-	return f
 }

@@ -254,10 +254,10 @@ func (p *Page) JSON() []byte {
 	}
 	out = append(out, ']')
 	out = append(out, `,"start":`...)
-	out = appendJSONString(out, p.Start)
+	out = rooms.AppendJSONString(out, p.Start)
 	if p.End != "" {
 		out = append(out, `,"end":`...)
-		out = appendJSONString(out, p.End)
+		out = rooms.AppendJSONString(out, p.End)
 	}
 	if len(p.State) > 0 {
 		out = append(out, `,"state":`...)

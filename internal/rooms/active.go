@@ -105,4 +105,5 @@ func (s *Service) ActiveSince(from int64) ([]string, bool) {
 func (s *Service) setLatest(roomID string, pos int64) {
 	s.latest.Store(roomID, pos)
 	s.active.add(roomID, pos)
+	s.viewsDirty.add(roomID)
 }

@@ -100,6 +100,51 @@ type StateForm struct {
 	Membership string // of a member event
 }
 
+// NewStateForm makes the state form of a stored event from its client
+// base (ClientBase) and, for a member event, its membership.
+func NewStateForm(row *store.EventRow, base []byte, membership string) *StateForm {
+	head := AppendHead(make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+24), base, row, false)
+	f := &StateForm{Head: head, OriginTS: row.OriginTS, Sender: row.Sender, Membership: membership}
+	if row.TxnID.Valid {
+		f.TxnID, f.TxnDevice = row.TxnID.String, row.TxnDevice.String
+	}
+	return f
+}
+
+// AppendHead appends the client form of row from its client base up to
+// where the age goes in its unsigned object: room_id unless omitted, and
+// the stored unsigned object.
+func AppendHead(out, base []byte, row *store.EventRow, omitRoomID bool) []byte {
+	out = append(out, base...)
+	if !omitRoomID {
+		out = append(out, `,"room_id":`...)
+		out = AppendJSONString(out, row.RoomID)
+	}
+	out = append(out, `,"unsigned":`...)
+	u := row.Unsigned
+	if len(u) < 2 || u[len(u)-1] != '}' {
+		u = []byte("{}")
+	}
+	out = append(out, u[:len(u)-1]...)
+	if len(u) > 2 {
+		out = append(out, ',')
+	}
+	return out
+}
+
+// appendJSONString appends s as a JSON string (see roomread's twin).
+func AppendJSONString(out []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(out, b...)
+		}
+	}
+	out = append(out, '"')
+	out = append(out, s...)
+	return append(out, '"')
+}
+
 // StateForms looks up the cached forms of events: forms[i] is that of
 // ids[i], nil when it is not cached.
 func (s *Service) StateForms(ids []string) []*StateForm {

@@ -377,6 +377,9 @@ func (s *Service) CompleteState(ctx context.Context, roomID string, join *pdu.Ev
 		// which its readers wait for).
 		// The state changed without an event: initial syncs read it anew.
 		tx.OnCommitted(func() { s.ps.rooms.Delete(roomID); s.views.drop(roomID) })
+		if err := tx.DropRoomView(ctx, roomID); err != nil {
+			return err
+		}
 		return tx.DeletePartialStateRoom(ctx, roomID)
 	})
 	if err != nil {

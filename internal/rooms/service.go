@@ -64,6 +64,8 @@ type Service struct {
 	gaps             timelineGaps      // see gaps.go
 	entries          *genCache[string] // "group\x00type\x00key" → event id ("" when absent)
 	visibility       *genCache[string] // state group → its history visibility (see visibilityAt)
+	memberAt         *genCache[string] // "group\x00m.room.member\x00user" → the user's membership there, from stored views
+	viewsDirty       viewsDirty        // rooms whose stored view is missing or stale, see storedviews.go
 
 	rel BundleCache // bundled aggregations, see relations.go
 
@@ -90,6 +92,7 @@ func New(cfg *config.Config, st *store.Store, key signing.KeyPair, n Notifier, l
 		forms:       newGenCache[*StateForm](20000),
 		entries:     newGenCache[string](20000),
 		visibility:  newGenCache[string](20000),
+		memberAt:    newGenCache[string](20000),
 		unread:      newUnreadTracker(),
 		memberships: newMembershipCache(),
 		recent:      newRecentEvents(),

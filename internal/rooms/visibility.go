@@ -107,6 +107,9 @@ func (v *Viewer) MembershipAt(ctx context.Context, row *store.EventRow) string {
 	if m, ok := v.memberAt[row.StateGroup]; ok {
 		return m
 	}
+	if m, ok := v.s.memberAt.get(entryKey(row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})); ok {
+		return m
+	}
 	m := "leave"
 	if ev, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}); err == nil && ev != nil {
 		m = MembershipOf(ev)
@@ -161,13 +164,15 @@ func (v *Viewer) CanSee(ctx context.Context, row *store.EventRow) (bool, error) 
 	// anyway (its lookup is per user, the visibility's per state group).
 	ok := hv == "world_readable" || hv == "shared" && v.current == "join"
 	if !ok {
-		memEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
-		if err != nil {
-			return false, err
-		}
-		membership := ""
-		if memEv != nil {
-			membership = MembershipOf(memEv)
+		membership, known := v.s.memberAt.get(entryKey(row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID}))
+		if !known {
+			memEv, err := v.s.StateEntry(ctx, row.RoomID, row.StateGroup, pdu.StateTuple{Type: "m.room.member", StateKey: v.userID})
+			if err != nil {
+				return false, err
+			}
+			if memEv != nil {
+				membership = MembershipOf(memEv)
+			}
 		}
 		switch hv {
 		case "shared", "joined":
@@ -336,6 +341,8 @@ func (s *Service) PrefetchVisibility(ctx context.Context, ms []store.Membership,
 					if _, ok := s.visibility.get(groupKey(g)); ok {
 						continue // its visibility is known already (visibilityAt)
 					}
+				} else if _, ok := s.memberAt.get(entryKey(g, t)); ok {
+					continue // the membership is known (a stored view's)
 				}
 				if _, ok := s.entries.get(entryKey(g, t)); !ok {
 					groups[i] = append(groups[i], g)

@@ -38,6 +38,7 @@ import (
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
+	"luxchat/internal/slidingsync"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
 )
@@ -50,11 +51,13 @@ type Server struct {
 	Rooms    *rooms.Service
 	Read     *roomread.Service // the read side of rooms
 	Sync     *sync.Service
-	E2EE     *e2ee.Service
-	Media    *media.Service
-	Log      *slog.Logger
-	Push     *notifications.Service
-	Key      signing.KeyPair
+	// SlidingSync answers simplified sliding sync (MSC4186).
+	SlidingSync *slidingsync.Service
+	E2EE        *e2ee.Service
+	Media       *media.Service
+	Log         *slog.Logger
+	Push        *notifications.Service
+	Key         signing.KeyPair
 
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
@@ -153,6 +156,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
+	s.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync)
+	api.SlidingSync = s.SlidingSync
 	api.Search = search.New(st, s.Rooms, s.Read)
 	api.Reports = reports.New(st, s.Rooms, s.Read, cfg.ServerName)
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
@@ -258,6 +263,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		go func() { errc <- msrv.ListenAndServe() }()
 	}
 	go s.housekeeping(ctx)
+	go s.keepViews(ctx)
 	s.startExchange(ctx)
 	if err := s.RoomFed.ResumePartialJoins(ctx); err != nil {
 		s.Log.Error("partial-state joins: resume", "err", err)
@@ -291,8 +297,14 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	s.RoomFed.StopBackground()
 	s.stopExchange()
+	if verr := s.Rooms.PersistViews(shutCtx); verr != nil {
+		s.Log.Warn("rooms: store views", "err", verr)
+	}
 	if ferr := s.Sync.FlushPresence(shutCtx); ferr != nil {
 		s.Log.Warn("presence: store last active times", "err", ferr)
+	}
+	if ferr := s.Accounts.FlushSeen(shutCtx); ferr != nil {
+		s.Log.Warn("devices: store last-seen times", "err", ferr)
 	}
 	return errors.Join(err, s.Store.Close())
 }
@@ -325,10 +337,38 @@ func (s *Server) housekeeping(ctx context.Context) {
 				if err := s.Sync.FlushPresence(ctx); err != nil && ctx.Err() == nil {
 					s.Log.Warn("presence: store last active times", "err", err)
 				}
+				if err := s.Accounts.FlushSeen(ctx); err != nil && ctx.Err() == nil {
+					s.Log.Warn("devices: store last-seen times", "err", err)
+				}
 			}
 		}
 	}
 }
+
+// keepViews stores the views of rooms with events since their view was
+// made (rooms.PersistViews) every viewsEvery until ctx ends, on its own
+// goroutine: a few thousand rooms' views take a few seconds.
+func (s *Server) keepViews(ctx context.Context) {
+	t := time.NewTicker(viewsEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Rooms.PersistViews(ctx); err != nil && ctx.Err() == nil {
+				s.Log.Warn("rooms: store views", "err", err)
+			}
+		}
+	}
+}
+
+// viewsEvery is how often rooms' stored views are brought up to date: a
+// room with many events in that time is made once. Making a view costs
+// ~2 ms of CPU, so a busy room is made at most once per interval; a
+// graceful stop makes the rest, and after a crash a stale view costs only
+// the read it replaces.
+const viewsEvery = 5 * time.Minute
 
 // tokenRecheckEvery is how often the cached access tokens in use are
 // re-checked (see accounts.Service.RecheckTokens).
@@ -338,8 +378,9 @@ const tokenRecheckEvery = 5 * time.Second
 // within their budget (rooms.TrimStates).
 const trimEvery = 30 * time.Second
 
-// presenceFlushEvery is how often the online users' last-active times are
-// stored (see sync.Service.FlushPresence).
+// presenceFlushEvery is how often the online users' last-active times
+// and the devices' last-seen times are stored (see
+// sync.Service.FlushPresence, accounts.Service.FlushSeen).
 const presenceFlushEvery = 30 * time.Second
 
 // loadOrCreateKey reads the server's signing key, generating it on first

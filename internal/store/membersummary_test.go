@@ -42,6 +42,12 @@ func TestMemberSummaryFollowsMemberships(t *testing.T) {
 		r := rand.New(rand.NewPCG(1, 2))
 		states := []string{"join", "invite", "leave", "ban", "knock"}
 		pos := int64(0)
+		// The directory's summaries count the joined members too.
+		for _, room := range []string{"!r0:x", "!r1:x"} {
+			if _, err := s.writer().ExecContext(ctx, `INSERT INTO room_summaries (room_id, joined_members) VALUES ($1, 0)`, room); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for step := range 300 {
 			room := fmt.Sprintf("!r%d:x", step%2)
 			err := s.InTx(ctx, func(tx *Tx) error {
@@ -64,8 +70,16 @@ func TestMemberSummaryFollowsMemberships(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := wantMemberSummary(t, s, room); fmt.Sprint(got[room]) != fmt.Sprint(want) {
+			want := wantMemberSummary(t, s, room)
+			if fmt.Sprint(got[room]) != fmt.Sprint(want) {
 				t.Fatalf("step %d: summary %+v, want %+v", step, got[room], want)
+			}
+			var joined int64
+			if err := s.writer().QueryRowContext(ctx, `SELECT joined_members FROM room_summaries WHERE room_id = $1`, room).Scan(&joined); err != nil {
+				t.Fatal(err)
+			}
+			if joined != want.Joined {
+				t.Fatalf("step %d: room summary counts %d joined, want %d", step, joined, want.Joined)
 			}
 		}
 		former, err := s.FormerMembers(ctx, []string{"!r0:x", "!r1:x", "!none:x"}, "@u00:x")

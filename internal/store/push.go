@@ -729,6 +729,12 @@ func (s *Store) GlobalAccountDataOf(ctx context.Context, typ string, userIDs []s
 	return globalAccountDataOf(ctx, s.reader(), typ, userIDs)
 }
 
+// GlobalAccountDataUsers lists the users who have one type of global
+// account data.
+func (s *Store) GlobalAccountDataUsers(ctx context.Context, typ string) ([]string, error) {
+	return queryStrings(ctx, s.reader(), `SELECT user_id FROM account_data WHERE room_id = '' AND type = $1`, typ)
+}
+
 // GlobalAccountDataOf is Store.GlobalAccountDataOf inside a transaction
 // (a join's: the joiner's push rules), where it rides with the writes
 // before it (queryEach).

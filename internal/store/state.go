@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -264,6 +265,76 @@ func (s *Store) StateGroupEntries(ctx context.Context, groups []int64, k StateKe
 	return out, nil
 }
 
+// StateGroupsOfTypes reads the entries of some types in the full state
+// of several groups (StateGroup, restricted), in a statement per 100
+// groups on SQLite and one on PostgreSQL, each chain step and entry
+// looked up by key as in StateGroupEntries.
+func (s *Store) StateGroupsOfTypes(ctx context.Context, groups []int64, types []string) (map[int64]StateMap, error) {
+	out := make(map[int64]StateMap, len(groups))
+	depth := map[int64]map[StateKey]int{}
+	scan := func(rows *sql.Rows, err error) error {
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var start int64
+			var k StateKey
+			var ev string
+			var d int
+			if err := rows.Scan(&start, &k.Type, &k.StateKey, &ev, &d); err != nil {
+				return err
+			}
+			if depth[start] == nil {
+				depth[start], out[start] = map[StateKey]int{}, StateMap{}
+			}
+			if best, seen := depth[start][k]; !seen || d < best {
+				depth[start][k], out[start][k] = d, ev
+			}
+		}
+		return rows.Err()
+	}
+	if s.Engine == Postgres {
+		return out, scan(s.reader().QueryContext(ctx, `WITH RECURSIVE chain (start, group_id, prev_group, depth) AS (
+				SELECT group_id, group_id, prev_group, 0 FROM state_groups WHERE group_id = ANY($1)
+				UNION ALL
+				SELECT c.start, g.group_id, g.prev_group, c.depth + 1 FROM chain c
+					CROSS JOIN LATERAL (SELECT group_id, prev_group FROM state_groups WHERE group_id = c.prev_group LIMIT 1) AS g
+			)
+			SELECT c.start, e.type, e.state_key, e.event_id, c.depth FROM chain c
+				CROSS JOIN LATERAL (SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = c.group_id AND type = ANY($2)) AS e`,
+			groups, types))
+	}
+	for start := 0; start < len(groups); start += 100 {
+		var q query
+		q.add(`WITH RECURSIVE chain (start, group_id, prev_group, depth) AS (
+			SELECT group_id, group_id, prev_group, 0 FROM state_groups WHERE group_id IN (`)
+		for i, g := range groups[start:min(len(groups), start+100)] {
+			if i > 0 {
+				q.add(", ")
+			}
+			q.add("?", g)
+		}
+		q.add(`)
+			UNION ALL
+			SELECT c.start, g.group_id, g.prev_group, c.depth + 1 FROM state_groups g JOIN chain c ON g.group_id = c.prev_group
+		)
+		SELECT c.start, e.type, e.state_key, e.event_id, c.depth FROM chain c CROSS JOIN state_group_entries e
+		WHERE e.group_id = c.group_id AND e.type IN (`)
+		for i, t := range types {
+			if i > 0 {
+				q.add(", ")
+			}
+			q.add("?", t)
+		}
+		q.add(")")
+		if err := scan(s.reader().QueryContext(ctx, q.b.String(), q.args...)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // stateGroupEntriesPG is StateGroupEntries on PostgreSQL: all groups in
 // one statement, each step of a chain and each entry looked up by its
 // key. Left to itself PostgreSQL hashes the whole of state_groups and
@@ -378,6 +449,9 @@ type Membership struct {
 // replaces is read first (the summary moves by the difference); the
 // writes wait for the transaction's next round trip (execLater).
 func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
+	if tx.pg != nil {
+		return tx.setMembershipPG(ctx, m)
+	}
 	// The member's previous membership and the room's member summary in
 	// one statement: on PostgreSQL each answered statement of a join's
 	// transaction is a round trip.
@@ -411,6 +485,67 @@ func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 		return err
 	}
 	return tx.updateMemberSummary(ctx, m.RoomID, m.UserID, old, m.Membership, sum, heroes.String)
+}
+
+// setMembershipPG is SetMembership on PostgreSQL, in writes alone (no
+// answer awaited): the summaries move by what the previous membership
+// row, read by each statement before the row is replaced, says. A join's
+// transaction then has no answered statement and goes as one pipeline.
+// The writes do what updateMemberSummary does: counts move by one, the
+// joiner enters the hero candidates when short or sorting before the
+// last, a candidate who leaves them has the list read again, and a room
+// without a summary gets one counted afresh. Placeholders are numbered
+// by first appearance, as for SQLite.
+func (tx *Tx) setMembershipPG(ctx context.Context, m Membership) error {
+	joined, invited := isJoin(m.Membership), isInvite(m.Membership)
+	err := tx.execLater(ctx, nil, `UPDATE room_summaries SET joined_members = joined_members - p.joined + p.new
+		FROM (SELECT CAST($1 AS BIGINT) AS new,
+			CASE WHEN (SELECT membership FROM room_members WHERE room_id = $2 AND user_id = $3) = 'join' THEN 1 ELSE 0 END AS joined) AS p
+		WHERE room_id = $2 AND p.joined <> p.new`, joined, m.RoomID, m.UserID)
+	if err != nil {
+		return err
+	}
+	err = tx.execLater(ctx, nil, `UPDATE room_member_summaries SET
+			joined_members = joined_members - p.joined + p.new_joined,
+			invited_members = invited_members - p.invited + p.new_invited,
+			heroes = CASE WHEN p.new_joined + p.new_invited > 0 AND p.joined + p.invited = 0 THEN
+				array_to_string(ARRAY(SELECT h FROM (SELECT unnest(string_to_array(heroes, E'\n')) AS h UNION SELECT p.user_id) AS u
+					WHERE h <> '' ORDER BY h COLLATE "C" LIMIT `+strconv.Itoa(heroCandidates)+`), E'\n')
+				ELSE heroes END
+		FROM (SELECT CAST($1 AS TEXT) AS user_id, CAST($2 AS BIGINT) AS new_joined, CAST($3 AS BIGINT) AS new_invited,
+				CASE WHEN x.m = 'join' THEN 1 ELSE 0 END AS joined, CASE WHEN x.m = 'invite' THEN 1 ELSE 0 END AS invited
+			FROM (SELECT (SELECT membership FROM room_members WHERE room_id = $4 AND user_id = $1) AS m) AS x) AS p
+		WHERE room_id = $4 AND (p.joined <> p.new_joined OR p.invited <> p.new_invited)`, m.UserID, joined, invited, m.RoomID)
+	if err != nil {
+		return err
+	}
+	err = tx.execLater(ctx, nil, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
+		VALUES ($1, $2, $3, $4, $5, FALSE, $6)
+		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
+			joined_pos = `+keepJoinedPos,
+		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
+	if err != nil {
+		return err
+	}
+	candidates := `(SELECT string_agg(user_id, E'\n') FROM (SELECT user_id FROM room_members WHERE room_id = $1 AND membership IN ('join', 'invite')
+		ORDER BY user_id LIMIT ` + strconv.Itoa(heroCandidates) + `) AS h)`
+	if !heroSet(m.Membership) {
+		// A candidate left the list: the next one is read.
+		err = tx.execLater(ctx, nil, `UPDATE room_member_summaries SET heroes = COALESCE(`+candidates+`, '')
+			WHERE room_id = $1 AND CAST($2 AS TEXT) = ANY(string_to_array(heroes, E'\n'))`, m.RoomID, m.UserID)
+		if err != nil {
+			return err
+		}
+	}
+	// A room without a summary yet: counted afresh. The members are read
+	// only when the summary is missing (once per row of g, which has none
+	// otherwise).
+	return tx.execLater(ctx, nil, `INSERT INTO room_member_summaries (room_id, joined_members, invited_members, heroes)
+		SELECT g.r, c.joined, c.invited, COALESCE(c.heroes, '')
+		FROM (SELECT CAST($1 AS TEXT) AS r WHERE NOT EXISTS (SELECT 1 FROM room_member_summaries WHERE room_id = $1)) AS g
+		CROSS JOIN LATERAL (SELECT COUNT(*) FILTER (WHERE membership = 'join') AS joined, COUNT(*) FILTER (WHERE membership = 'invite') AS invited,
+			`+candidates+` AS heroes FROM room_members WHERE room_id = g.r) AS c
+		ON CONFLICT (room_id) DO NOTHING`, m.RoomID)
 }
 
 func isJoin(membership string) int64 {

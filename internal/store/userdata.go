@@ -191,42 +191,59 @@ func (s *Store) TouchPresence(ctx context.Context, touches map[string]int64) err
 
 // touchPresenceSet is TouchPresence on PostgreSQL: one UPDATE per 500
 // users (a statement per user cost a thousand idle pollers as much
-// database time as all else they do). Lists are padded to three sizes by
-// repeating a pair, which updates nothing twice, so that few texts are
-// prepared.
+// database time as all else they do).
 func (s *Store) touchPresenceSet(ctx context.Context, touches map[string]int64) error {
-	pairs := make([]any, 0, 2*len(touches))
+	rows := make([][]any, 0, len(touches))
 	for userID, ts := range touches {
-		pairs = append(pairs, userID, ts)
+		rows = append(rows, []any{userID, ts})
 	}
 	return s.InTx(ctx, func(tx *Tx) error {
-		for len(pairs) > 0 {
-			n := min(len(pairs)/2, 500)
-			args := slices.Clone(pairs[:2*n])
-			for _, size := range []int{16, 128, 500} {
-				if n <= size {
-					for range size - n {
-						args = append(args, pairs[0], pairs[1])
-					}
-					break
+		return tx.updateFromValues(ctx, `UPDATE presence SET last_active_ts = v.column2 FROM (VALUES `, []string{"TEXT", "BIGINT"},
+			`) AS v WHERE presence.user_id = v.column1 AND presence.last_active_ts < v.column2`, rows)
+	})
+}
+
+// updateFromValues runs an UPDATE … FROM (VALUES …) on PostgreSQL over
+// rows, 500 a statement: pre and post surround the list, types are the
+// columns' (column1, column2, …). Lists are padded to three sizes by
+// repeating the first row, which updates nothing twice, so that few texts
+// are prepared. The statements wait for the transaction's end (execLater).
+func (tx *Tx) updateFromValues(ctx context.Context, pre string, types []string, post string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), 500)
+		chunk := slices.Clone(rows[:n])
+		for _, size := range []int{16, 128, 500} {
+			if n <= size {
+				for range size - n {
+					chunk = append(chunk, rows[0])
 				}
+				break
 			}
-			var b strings.Builder
-			b.WriteString(`UPDATE presence SET last_active_ts = v.column2 FROM (VALUES `)
-			for i := 0; i < len(args); i += 2 {
-				if i > 0 {
+		}
+		var b strings.Builder
+		b.WriteString(pre)
+		args := make([]any, 0, len(chunk)*len(types))
+		for i, row := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(")
+			for j, typ := range types {
+				if j > 0 {
 					b.WriteString(", ")
 				}
-				fmt.Fprintf(&b, "(CAST($%d AS TEXT), CAST($%d AS BIGINT))", i+1, i+2)
+				args = append(args, row[j])
+				fmt.Fprintf(&b, "CAST($%d AS %s)", len(args), typ)
 			}
-			b.WriteString(`) AS v WHERE presence.user_id = v.column1 AND presence.last_active_ts < v.column2`)
-			if err := tx.execLater(ctx, nil, b.String(), args...); err != nil {
-				return err
-			}
-			pairs = pairs[2*n:]
+			b.WriteString(")")
 		}
-		return nil
-	})
+		b.WriteString(post)
+		if err := tx.execLater(ctx, nil, b.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
 }
 
 // GetPresence returns a user's presence or ErrNotFound.

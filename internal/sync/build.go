@@ -836,11 +836,27 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 	views := make(map[string]*rooms.RoomView, len(fresh))
 	var readRows, readState []string
 	rowsRead := map[string]bool{}
+	var unkept []string
 	for _, id := range fresh {
-		v := s.rooms.RoomView(id, cur.Events)
-		if v != nil {
+		if v := s.rooms.RoomView(id, cur.Events); v != nil {
+			views[id] = v
+		} else {
+			unkept = append(unkept, id)
+		}
+	}
+	// Rooms whose views are not in memory (a first sync after a start)
+	// are taken from their stored views where current: one row per room.
+	if len(unkept) > 0 {
+		stored, err := s.rooms.LoadRoomViews(ctx, unkept, cur.Events, req.UserID)
+		if err != nil {
+			return nil, err
+		}
+		for id, v := range stored {
 			views[id] = v
 		}
+	}
+	for _, id := range fresh {
+		v := views[id]
 		if v == nil || !v.Covers(limit+1) {
 			readRows = append(readRows, id)
 			rowsRead[id] = true
@@ -887,6 +903,11 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 				states[id] = []rooms.StateEntryID{} // read: the room has none
 			}
 		}
+	}
+	if limit+1 <= rooms.ViewRows {
+		// Read rather than stored: make their stored views for the next
+		// first sync (in the background).
+		s.rooms.WantViews(readRows)
 	}
 	for _, id := range slices.Concat(readRows, readState) {
 		old := views[id]

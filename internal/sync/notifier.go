@@ -20,14 +20,28 @@ import (
 //
 // A long poll parked outside net/http waits without a goroutine: it
 // registers a Waker (AfterWake), which the next wake of its user calls.
+//
+// Presence is news only to the waits whose filter shows it: each wait
+// says whether it wants presence, and a presence change wakes only those
+// (WakePresence). A user coming online wakes every roommate otherwise,
+// and most clients that poll by the thousand leave presence out.
 type Notifier struct {
 	mu       gosync.Mutex
 	users    map[string]chan struct{}
-	wakers   map[string][]Waker // AfterWake, until the user's next wake
-	streams  []*store.Stream
-	rewake   map[string]struct{}
-	deferred []deferredWake
-	events   *store.Stream // the first stream given: room events
+	presence map[string]struct{} // users whose channel a wait that wants presence took
+	wakers   map[string][]waiter // AfterWake, until the user's next wake
+	// presenceWakers counts the wakers that want presence.
+	presenceWakers int
+	streams        []*store.Stream
+	rewake         map[string]struct{}
+	deferred       []deferredWake
+	events         *store.Stream // the first stream given: room events
+}
+
+// waiter is a Waker registered by AfterWake.
+type waiter struct {
+	w        Waker
+	presence bool // woken by presence changes too
 }
 
 // deferredWake holds back a wake-up until its position is visible.
@@ -41,7 +55,7 @@ type deferredWake struct {
 // first being the events stream, as store.Streams.Sync orders them), and
 // registers itself to hear when they advance.
 func NewNotifier(streams ...*store.Stream) *Notifier {
-	n := &Notifier{users: map[string]chan struct{}{}, wakers: map[string][]Waker{}, streams: streams, rewake: map[string]struct{}{}}
+	n := &Notifier{users: map[string]chan struct{}{}, presence: map[string]struct{}{}, wakers: map[string][]waiter{}, streams: streams, rewake: map[string]struct{}{}}
 	if len(streams) > 0 {
 		n.events = streams[0]
 	}
@@ -97,14 +111,23 @@ func (n *Notifier) anyHidden() bool {
 	return false
 }
 
-// Chan returns the channel that closes on the user's next news.
-func (n *Notifier) Chan(userID string) <-chan struct{} {
+// Chan returns the channel that closes on the user's next news,
+// presence changes included.
+func (n *Notifier) Chan(userID string) <-chan struct{} { return n.ChanFor(userID, true) }
+
+// ChanFor returns the channel that closes on the user's next news;
+// presence changes close it only when presence is true, for this wait or
+// another that shares the channel.
+func (n *Notifier) ChanFor(userID string, presence bool) <-chan struct{} {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ch, ok := n.users[userID]
 	if !ok {
 		ch = make(chan struct{})
 		n.users[userID] = ch
+	}
+	if presence {
+		n.presence[userID] = struct{}{}
 	}
 	return ch
 }
@@ -126,11 +149,61 @@ func (n *Notifier) wakeLocked(u string) {
 	if ch, ok := n.users[u]; ok {
 		close(ch)
 		delete(n.users, u)
+		delete(n.presence, u)
 	}
 	if ws, ok := n.wakers[u]; ok {
 		delete(n.wakers, u)
 		for _, w := range ws {
-			w.Wake()
+			if w.presence {
+				n.presenceWakers--
+			}
+			w.w.Wake()
+		}
+	}
+}
+
+// WantsPresence reports whether any wait wants presence: when none does,
+// a presence change need not look for whom to wake.
+func (n *Notifier) WantsPresence() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.presence) > 0 || n.presenceWakers > 0
+}
+
+// WakePresence tells users of a presence change: it wakes their waits
+// that want presence, and leaves the others waiting.
+func (n *Notifier) WakePresence(users ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	hidden := n.anyHidden()
+	for _, u := range users {
+		woke := false
+		if _, ok := n.presence[u]; ok {
+			close(n.users[u])
+			delete(n.users, u)
+			delete(n.presence, u)
+			woke = true
+		}
+		if ws, ok := n.wakers[u]; ok && n.presenceWakers > 0 {
+			kept := ws[:0]
+			for _, w := range ws {
+				if w.presence {
+					n.presenceWakers--
+					w.w.Wake()
+					woke = true
+				} else {
+					kept = append(kept, w)
+				}
+			}
+			clear(ws[len(kept):])
+			if len(kept) == 0 {
+				delete(n.wakers, u)
+			} else {
+				n.wakers[u] = kept
+			}
+		}
+		if woke && hidden {
+			n.rewake[u] = struct{}{}
 		}
 	}
 }
@@ -140,12 +213,15 @@ func (n *Notifier) wakeLocked(u string) {
 // notifier.
 type Waker interface{ Wake() }
 
-// AfterWake calls w.Wake once, at the user's next wake, unless
-// StopWake comes first.
-func (n *Notifier) AfterWake(userID string, w Waker) {
+// AfterWake calls w.Wake once, at the user's next wake (a presence
+// change counts when presence is true), unless StopWake comes first.
+func (n *Notifier) AfterWake(userID string, w Waker, presence bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.wakers[userID] = append(n.wakers[userID], w)
+	n.wakers[userID] = append(n.wakers[userID], waiter{w, presence})
+	if presence {
+		n.presenceWakers++
+	}
 }
 
 // StopWake cancels an AfterWake not called yet.
@@ -153,7 +229,10 @@ func (n *Notifier) StopWake(userID string, w Waker) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ws := n.wakers[userID]
-	if i := slices.Index(ws, w); i >= 0 {
+	if i := slices.IndexFunc(ws, func(x waiter) bool { return x.w == w }); i >= 0 {
+		if ws[i].presence {
+			n.presenceWakers--
+		}
 		ws = slices.Delete(ws, i, i+1)
 		if len(ws) == 0 {
 			delete(n.wakers, userID)

@@ -148,10 +148,10 @@ func TestNotifierAfterWake(t *testing.T) {
 		n := NewNotifier(st.Streams.Sync()...)
 		joined := membersNamed(members)
 		a, b, stopped, stranger := &countWaker{}, &countWaker{}, &countWaker{}, &countWaker{}
-		n.AfterWake("@m0:x", a)
-		n.AfterWake("@m0:x", b) // two polls of one user
-		n.AfterWake("@m1:x", stopped)
-		n.AfterWake("@stranger:x", stranger)
+		n.AfterWake("@m0:x", a, true)
+		n.AfterWake("@m0:x", b, true) // two polls of one user
+		n.AfterWake("@m1:x", stopped, true)
+		n.AfterWake("@stranger:x", stranger, true)
 		n.StopWake("@m1:x", stopped)
 		n.RoomEvent("!r:x", joined, nil, st.Streams.Events.Current())
 		n.RoomEvent("!r:x", joined, nil, st.Streams.Events.Current()) // once only
@@ -162,6 +162,60 @@ func TestNotifierAfterWake(t *testing.T) {
 		if stranger.n != 1 {
 			t.Fatalf("%d members: Wake did not call the waker", members)
 		}
+	}
+}
+
+// A presence change wakes only the waits that want presence; the others
+// wait on for their user's next news, and the notifier says whether any
+// wait wants presence at all.
+func TestNotifierWakePresence(t *testing.T) {
+	st := openStore(t)
+	n := NewNotifier(st.Streams.Sync()...)
+	if n.WantsPresence() {
+		t.Fatal("no wait, yet presence is wanted")
+	}
+	wants, quiet := &countWaker{}, &countWaker{}
+	n.AfterWake("@a:x", quiet, false)
+	if n.WantsPresence() {
+		t.Fatal("only a wait without presence, yet presence is wanted")
+	}
+	n.AfterWake("@a:x", wants, true)
+	quietCh := n.ChanFor("@b:x", false)
+	if !n.WantsPresence() {
+		t.Fatal("a wait wants presence, WantsPresence says none")
+	}
+	n.WakePresence("@a:x", "@b:x")
+	select {
+	case <-quietCh:
+		t.Fatal("a channel without presence closed by a presence change")
+	default:
+	}
+	if wants.n != 1 || quiet.n != 0 {
+		t.Fatalf("presence change: woken %d and %d (without presence); want 1 and 0", wants.n, quiet.n)
+	}
+	if n.WantsPresence() {
+		t.Fatal("the wait that wanted presence was woken, yet presence is still wanted")
+	}
+	n.Wake("@a:x", "@b:x")
+	if quiet.n != 1 {
+		t.Fatalf("other news: the wait without presence woken %d times, want 1", quiet.n)
+	}
+	select {
+	case <-quietCh:
+	default:
+		t.Fatal("a channel without presence not closed by other news")
+	}
+	// A channel shared by a wait that wants presence closes on it.
+	ch := n.ChanFor("@c:x", false)
+	n.ChanFor("@c:x", true)
+	n.WakePresence("@c:x")
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a shared channel that one wait wants presence on stayed open")
+	}
+	if n.WantsPresence() {
+		t.Fatal("every wait was woken, yet presence is still wanted")
 	}
 }
 

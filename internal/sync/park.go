@@ -9,27 +9,34 @@ import (
 
 // WakeAfter is the wait of a long poll parked outside Sync (the client
 // API's parked /sync): w is woken once, at the user's next news after
-// since (a next_batch token), at once when something moved since then
-// already. A woken poll looks again with Sync and a zero timeout, and
+// req.Since (a next_batch token), at once when something moved since
+// then already; presence changes count only when req's filter shows
+// presence. A woken poll looks again with Sync and a zero timeout, and
 // calls WakeAfter again when that finds nothing it wants. StopWake
 // cancels it.
-func (s *Service) WakeAfter(userID, since string, w Waker) error {
-	t, err := streamtoken.Parse(since)
+func (s *Service) WakeAfter(req Request, w Waker) error {
+	t, err := streamtoken.Parse(req.Since)
 	if err != nil {
 		return errcode.InvalidParam("invalid since token")
 	}
 	// Registered before the look at the positions, as Sync takes its
 	// channel first: news committed in between wakes w.
-	s.notifier.AfterWake(userID, w)
+	s.notifier.AfterWake(req.UserID, w, wantsPresence(req))
 	cur := s.current()
 	if cur.Typing < t.Typing {
 		cur.Typing = t.Typing // as in Sync: typing restarts at 0
 	}
 	if cur != t {
-		s.notifier.StopWake(userID, w)
+		s.notifier.StopWake(req.UserID, w)
 		w.Wake()
 	}
 	return nil
+}
+
+// wantsPresence reports whether a request's answer may show presence:
+// only then is a presence change news to its wait.
+func wantsPresence(req Request) bool {
+	return req.FullState || req.Filter == nil || !req.Filter.Presence.Excludes("m.presence")
 }
 
 // News reports whether something a request may want moved since its

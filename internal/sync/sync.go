@@ -233,7 +233,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	deadline := time.Now().Add(req.Timeout)
 	var timer *time.Timer
 	for {
-		wake := s.notifier.Chan(req.UserID)
+		wake := s.notifier.ChanFor(req.UserID, wantsPresence(req))
 		cur := s.current()
 		// A token from before a restart may be ahead of typing, which
 		// restarts at 0; never go backwards.
@@ -272,8 +272,9 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 			if since != nil && cur.Typing < since.Typing {
 				cur.Typing = since.Typing
 			}
-			if *since == cur {
-				// The usual end of a long poll: nothing at all moved.
+			if *since == cur || (!req.FullState && onlyUnwanted(req.Filter, *since, cur)) {
+				// The usual end of a long poll: nothing it shows moved
+				// (presence it leaves out does not wake it).
 				return s.unchanged(ctx, req, cur)
 			}
 			resp, err := s.build(ctx, req, since, cur)
@@ -442,23 +443,30 @@ func (s *Service) SetPresence(ctx context.Context, userID, state string, msg sql
 	if err != nil {
 		return err
 	}
-	s.wakeRoommates(ctx, userID)
+	s.wakeForPresence(ctx, userID)
 	if s.hooks.Federation != nil {
 		s.hooks.Federation.Presence(ctx, p)
 	}
 	return nil
 }
 
-// wakeRoommates wakes every user sharing a joined room with userID. They
-// are read from the members table in one statement: asking each room
-// would load the state of every room of the user into the rooms cache,
-// which is most of what a user's first sync after a restart cost.
-func (s *Service) wakeRoommates(ctx context.Context, userID string) {
+// wakeForPresence wakes the waits that want presence of every user
+// sharing a joined room with userID. When no wait wants presence (most
+// clients that poll by the thousand filter it out) nobody is read: a
+// user in the all-staff room has 10,000 roommates, and 9,000 clients
+// coming online at once read them 9,000 times. The roommates are read
+// from the members table in one statement: asking each room would load
+// the state of every room of the user into the rooms cache, which is
+// most of what a user's first sync after a restart cost.
+func (s *Service) wakeForPresence(ctx context.Context, userID string) {
+	if !s.notifier.WantsPresence() {
+		return
+	}
 	users, err := s.store.Roommates(ctx, userID)
 	if err != nil {
 		return
 	}
-	s.notifier.Wake(append(users, userID)...)
+	s.notifier.WakePresence(append(users, userID)...)
 }
 
 // SetTyping records typing and wakes the room's members.

@@ -14,6 +14,7 @@ import (
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/search"
+	"luxchat/internal/slidingsync"
 	"luxchat/internal/sync"
 )
 
@@ -25,8 +26,10 @@ type API struct {
 	// Read answers the read questions of rooms (package roomread).
 	Read *roomread.Service
 	Sync *sync.Service
-	E2EE *e2ee.Service
-	Log  *slog.Logger
+	// SlidingSync answers simplified sliding sync (MSC4186).
+	SlidingSync *slidingsync.Service
+	E2EE        *e2ee.Service
+	Log         *slog.Logger
 	// Push serves push rules, pushers and /notifications.
 	Push *notifications.Service
 	// Directory serves /publicRooms, the user directory and /hierarchy.

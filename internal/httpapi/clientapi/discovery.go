@@ -27,7 +27,10 @@ var unstableFeatures = map[string]bool{
 	"org.matrix.msc3874": true, // rel_types / not_rel_types filters
 	"org.matrix.msc4155": true, // invite filtering (org.matrix.msc4155.invite_permission_config)
 	"org.matrix.msc4222": true, // state_after in sync
-	"im.nheko.summary":   true, // room summaries under MSC3266's path
+	// Simplified sliding sync (MSC4186) with its to_device, e2ee,
+	// account_data, receipts and typing extensions.
+	"org.matrix.simplified_msc3575": true,
+	"im.nheko.summary":              true, // room summaries under MSC3266's path
 }
 
 // GET /_matrix/client/versions — only versions whose features work.

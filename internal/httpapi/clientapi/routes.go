@@ -125,6 +125,7 @@ func (a *API) routes() []route {
 
 		// Sync, filters and ephemeral data.
 		{"GET " + v3 + "/sync", user, a.sync, nil},
+		{"POST " + slidingSyncPrefix + "/sync", user, a.slidingSync, nil},
 		{"POST " + v3 + "/user/{userId}/filter", user, a.putFilter, nil},
 		{"GET " + v3 + "/user/{userId}/filter/{filterId}", user, a.getFilter, nil},
 		{"POST " + v3 + "/user/{userId}/openid/request_token", user, a.openIDRequestToken, limited},

@@ -111,7 +111,7 @@ func (ps *parkedSync) start(p *httputil.Parked) (hurry func()) {
 	ps.mu.Lock()
 	ps.timer = time.AfterFunc(time.Until(ps.deadline), ps.fire)
 	ps.mu.Unlock()
-	if err := ps.sync.WakeAfter(ps.req.UserID, ps.req.Since, ps); err != nil {
+	if err := ps.sync.WakeAfter(ps.req, ps); err != nil {
 		ps.finish(nil, err)
 	}
 	return ps.hurry
@@ -180,7 +180,7 @@ func (ps *parkedSync) fire() {
 		ps.timer.Reset(time.Until(ps.deadline))
 	}
 	ps.mu.Unlock()
-	if err := ps.sync.WakeAfter(ps.req.UserID, ps.req.Since, ps); err != nil {
+	if err := ps.sync.WakeAfter(ps.req, ps); err != nil {
 		ps.finish(nil, err)
 	}
 }

@@ -162,3 +162,9 @@ func CannotLeaveServerNoticeRoom(format string, a ...any) *Error {
 func Internal() *Error {
 	return newf("M_UNKNOWN", http.StatusInternalServerError, "internal server error")
 }
+
+// UnknownPos is simplified sliding sync's answer to a pos the server does
+// not know (expired, or from before a restart): the client starts over.
+func UnknownPos(format string, a ...any) *Error {
+	return newf("M_UNKNOWN_POS", http.StatusBadRequest, format, a...)
+}

@@ -1,0 +1,606 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	ts "luxchat/internal/testserver"
+)
+
+const ssPath = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+
+type ssRoom struct {
+	Name              *string          `json:"name"`
+	Avatar            json.RawMessage  `json:"avatar"`
+	Heroes            []map[string]any `json:"heroes"`
+	Initial           bool             `json:"initial"`
+	IsDM              *bool            `json:"is_dm"`
+	Membership        string           `json:"membership"`
+	Lists             []string         `json:"lists"`
+	InviteState       []event          `json:"invite_state"`
+	RequiredState     []event          `json:"required_state"`
+	Timeline          []event          `json:"timeline"`
+	PrevBatch         string           `json:"prev_batch"`
+	Limited           bool             `json:"limited"`
+	NumLive           *int             `json:"num_live"`
+	BumpStamp         *int64           `json:"bump_stamp"`
+	JoinedCount       *int             `json:"joined_count"`
+	InvitedCount      *int             `json:"invited_count"`
+	NotificationCount *int64           `json:"notification_count"`
+	HighlightCount    *int64           `json:"highlight_count"`
+}
+
+type ssResp struct {
+	Pos   string `json:"pos"`
+	TxnID string `json:"txn_id"`
+	Lists map[string]struct {
+		Count int `json:"count"`
+	} `json:"lists"`
+	Rooms      map[string]ssRoom `json:"rooms"`
+	Extensions struct {
+		ToDevice *struct {
+			NextBatch string  `json:"next_batch"`
+			Events    []event `json:"events"`
+		} `json:"to_device"`
+		E2EE *struct {
+			DeviceLists *struct {
+				Changed []string `json:"changed"`
+				Left    []string `json:"left"`
+			} `json:"device_lists"`
+			OTKCounts map[string]int `json:"device_one_time_keys_count"`
+			Fallback  []string       `json:"device_unused_fallback_key_types"`
+		} `json:"e2ee"`
+		AccountData *struct {
+			Global []event            `json:"global"`
+			Rooms  map[string][]event `json:"rooms"`
+		} `json:"account_data"`
+		Receipts *struct {
+			Rooms map[string]event `json:"rooms"`
+		} `json:"receipts"`
+		Typing *struct {
+			Rooms map[string]event `json:"rooms"`
+		} `json:"typing"`
+	} `json:"extensions"`
+}
+
+// slide sends a sliding sync request (pos and timeout in the query, as
+// current clients do).
+func slide(t *testing.T, c *ts.Client, pos string, timeoutMS int, body any) ssResp {
+	t.Helper()
+	q := "?timeout=" + fmt.Sprint(timeoutMS)
+	if pos != "" {
+		q += "&pos=" + pos
+	}
+	var r ssResp
+	c.MustDo("POST", ssPath+q, body, &r)
+	return r
+}
+
+func allList(rng [2]int, limit int, state any) map[string]any {
+	return map[string]any{"ranges": [][2]int{rng}, "timeline_limit": limit, "required_state": state}
+}
+
+func ssBodies(r ssRoom) []string { return bodies(r.Timeline) }
+
+func stateTypes(r ssRoom) []string {
+	var out []string
+	for _, e := range r.RequiredState {
+		k := ""
+		if e.StateKey != nil {
+			k = *e.StateKey
+		}
+		out = append(out, e.Type+"|"+k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSlidingSyncLists holds the core of MSC4186: a window of the room
+// list ordered by activity, room fields and timelines, only changes on
+// the next pos, long polls woken by news, and M_UNKNOWN_POS.
+func TestSlidingSyncLists(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		var roomIDs []string
+		for i := range 5 {
+			id := alice.CreateRoom(map[string]any{"name": fmt.Sprintf("room %d", i), "preset": "public_chat"})
+			bob.Join(id)
+			roomIDs = append(roomIDs, id)
+		}
+		// Activity order: room 2 then 0, newest first.
+		bob.SendText(roomIDs[0], "zero")
+		bob.SendText(roomIDs[2], "two-a")
+		bob.SendText(roomIDs[2], "two-b")
+		body := map[string]any{
+			"conn_id": "main", "txn_id": "t1",
+			"lists": map[string]any{"all": allList([2]int{0, 1}, 1, [][]string{{"m.room.create", ""}, {"m.room.member", "$LAZY"}})},
+		}
+		r := slide(t, alice, "", 0, body)
+		if r.TxnID != "t1" || r.Pos == "" {
+			t.Fatalf("txn_id/pos: %+v", r)
+		}
+		if r.Lists["all"].Count != 5 {
+			t.Fatalf("count = %d, want 5", r.Lists["all"].Count)
+		}
+		if len(r.Rooms) != 2 || r.Rooms[roomIDs[2]].Name == nil || r.Rooms[roomIDs[0]].Name == nil {
+			t.Fatalf("window [0,1] should be rooms 2 and 0: %v", ssKeys(r.Rooms))
+		}
+		r2 := r.Rooms[roomIDs[2]]
+		if *r2.Name != "room 2" || !r2.Initial || r2.Membership != "join" || !slices.Equal(ssBodies(r2), []string{"two-b"}) || !r2.Limited || r2.PrevBatch == "" {
+			t.Fatalf("room 2: %+v", r2)
+		}
+		if r2.JoinedCount == nil || *r2.JoinedCount != 2 || r2.BumpStamp == nil || r2.Lists[0] != "all" {
+			t.Fatalf("room 2 counts/bump: %+v", r2)
+		}
+		// Lazy members: bob's member event (the timeline's sender) and the
+		// create event; nothing else.
+		if got := stateTypes(r2); !slices.Equal(got, []string{"m.room.create|", "m.room.member|" + bob.UserID}) {
+			t.Fatalf("required_state = %v", got)
+		}
+		if *r.Rooms[roomIDs[2]].BumpStamp <= *r.Rooms[roomIDs[0]].BumpStamp {
+			t.Fatal("bump_stamp should follow activity")
+		}
+		// Nothing new: a poll with timeout 0 answers with no rooms.
+		r = slide(t, alice, r.Pos, 0, body)
+		if len(r.Rooms) != 0 {
+			t.Fatalf("unchanged rooms were sent again: %v", ssKeys(r.Rooms))
+		}
+		// A long poll wakes on news in a room of the window and sends only
+		// the new event, with num_live; the lazy member is not resent.
+		done := make(chan ssResp, 1)
+		go func() { done <- slide(t, alice, r.Pos, 10000, body) }()
+		// It waits parked, as /sync's long polls do: no goroutine.
+		waitFor(t, func() bool { return s.Parked() == 1 }, func() string { return fmt.Sprintf("%d polls parked", s.Parked()) })
+		bob.SendText(roomIDs[0], "zero-b")
+		select {
+		case r = <-done:
+		case <-time.After(8 * time.Second):
+			t.Fatal("long poll not woken")
+		}
+		r0 := r.Rooms[roomIDs[0]]
+		if len(r.Rooms) != 1 || r0.Initial || !slices.Equal(ssBodies(r0), []string{"zero-b"}) || r0.Limited || r0.NumLive == nil || *r0.NumLive != 1 {
+			t.Fatalf("incremental: %+v", r.Rooms)
+		}
+		if len(r0.RequiredState) != 0 || r0.Name != nil {
+			t.Fatalf("unchanged state resent: %+v", r0)
+		}
+		// A long poll with nothing new answers at its timeout, empty.
+		start := time.Now()
+		r = slide(t, alice, r.Pos, 300, body)
+		if len(r.Rooms) != 0 || time.Since(start) < 250*time.Millisecond {
+			t.Fatalf("idle poll: %v after %v", ssKeys(r.Rooms), time.Since(start))
+		}
+		// Growing the window sends only the rooms not sent yet.
+		grown := map[string]any{"conn_id": "main", "lists": map[string]any{"all": allList([2]int{0, 4}, 1, [][]string{{"m.room.create", ""}, {"m.room.member", "$LAZY"}})}}
+		r = slide(t, alice, r.Pos, 0, grown)
+		if len(r.Rooms) != 3 {
+			t.Fatalf("grown window sent %d rooms, want 3 new ones", len(r.Rooms))
+		}
+		for id, rm := range r.Rooms {
+			if !rm.Initial || id == roomIDs[0] || id == roomIDs[2] {
+				t.Fatalf("grown window: %s %+v", id, rm)
+			}
+		}
+		// A retried pos is answered again (the client may not have got
+		// the answer); an older one is unknown, so is a made-up one.
+		again := slide(t, alice, r.Pos, 0, grown)
+		next := slide(t, alice, again.Pos, 0, grown)
+		_ = next
+		for _, bad := range []string{r.Pos, "nonsense", "abc_1"} {
+			res := alice.Do("POST", ssPath+"?pos="+bad, map[string]any{"conn_id": "main"})
+			if res.Status != http.StatusBadRequest || res.ErrCode() != "M_UNKNOWN_POS" {
+				t.Fatalf("pos %q: %d %s", bad, res.Status, res.Body)
+			}
+		}
+		// Another conn_id is another connection: its pos is not main's.
+		other := slide(t, alice, "", 0, map[string]any{"conn_id": "other"})
+		if res := alice.Do("POST", ssPath+"?pos="+other.Pos, map[string]any{"conn_id": "main"}); res.ErrCode() != "M_UNKNOWN_POS" {
+			t.Fatalf("pos of another connection: %d %s", res.Status, res.Body)
+		}
+	})
+}
+
+func ssKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSlidingSyncFiltersAndMembership holds the list filters, room
+// subscriptions, invites (stripped state), kicks, and the object form of
+// required_state.
+func TestSlidingSyncFiltersAndMembership(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		plain := alice.CreateRoom(map[string]any{"name": "plain", "preset": "public_chat"})
+		enc := alice.CreateRoom(map[string]any{"name": "enc", "initial_state": []any{map[string]any{"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}})
+		space := alice.CreateRoom(map[string]any{"name": "space", "preset": "public_chat", "creation_content": map[string]any{"type": "m.space"}})
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(space)+"/state/m.space.child/"+esc(plain), map[string]any{"via": []string{"localhost"}}, nil)
+		dm := bob.CreateRoom(map[string]any{"is_direct": true, "invite": []string{alice.UserID}})
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/m.direct", map[string]any{bob.UserID: []string{dm}}, nil)
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/rooms/"+esc(enc)+"/tags/m.favourite", map[string]any{}, nil)
+		all := [2]int{0, 20}
+		lists := map[string]any{
+			"invites":   map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"is_invite": true}},
+			"dms":       map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"is_dm": true}},
+			"encrypted": map[string]any{"range": all, "timeline_limit": 0, "filters": map[string]any{"is_encrypted": true}},
+			"spaces":    map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"room_types": []string{"m.space"}}},
+			"rooms":     map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"not_room_types": []string{"m.space"}, "is_invited": false}},
+			"in_space":  map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"spaces": []string{space}}},
+			"fav":       map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"tags": []string{"m.favourite"}}},
+			"not_fav":   map[string]any{"ranges": [][2]int{all}, "timeline_limit": 0, "filters": map[string]any{"not_tags": []string{"m.favourite"}, "is_invite": false}},
+		}
+		r := slide(t, alice, "", 0, map[string]any{"lists": lists})
+		want := map[string][]string{
+			"invites": {dm}, "dms": {dm}, "encrypted": {enc, dm}, // private: encrypted by default "spaces": {space},
+			"rooms": {plain, enc}, "in_space": {plain}, "fav": {enc}, "not_fav": {plain, space},
+		}
+		for name, ids := range want {
+			var got []string
+			for id, rm := range r.Rooms {
+				if slices.Contains(rm.Lists, name) {
+					got = append(got, id)
+				}
+			}
+			sort.Strings(got)
+			sort.Strings(ids)
+			if !slices.Equal(got, ids) || r.Lists[name].Count != len(ids) {
+				t.Errorf("list %s: %v (count %d), want %v", name, got, r.Lists[name].Count, ids)
+			}
+		}
+		inv := r.Rooms[dm]
+		if inv.Membership != "invite" || len(inv.InviteState) == 0 || inv.IsDM == nil || !*inv.IsDM {
+			t.Fatalf("invite: %+v", inv)
+		}
+		// A subscription (object form of required_state: everything but
+		// the create event) sends its room in full, once.
+		sub := map[string]any{"room_subscriptions": map[string]any{
+			plain:                   map[string]any{"timeline_limit": 5, "required_state": map[string]any{"include": []any{map[string]any{}}, "exclude": []any{map[string]any{"type": "m.room.create"}}}},
+			"!nosuchroom:localhost": map[string]any{"timeline_limit": 5},
+		}}
+		r = slide(t, alice, r.Pos, 0, sub)
+		p := r.Rooms[plain]
+		if len(r.Rooms) != 1 || !p.Initial || len(p.Timeline) == 0 {
+			t.Fatalf("subscription: %v %+v", ssKeys(r.Rooms), p)
+		}
+		types := stateTypes(p)
+		if slices.Contains(types, "m.room.create|") || !slices.Contains(types, "m.room.name|") || !slices.Contains(types, "m.room.member|"+alice.UserID) {
+			t.Fatalf("required_state object form: %v", types)
+		}
+		// Kept without being named again; gone after unsubscribing.
+		alice.SendText(plain, "hello")
+		r = slide(t, alice, r.Pos, 0, map[string]any{})
+		if !slices.Equal(ssBodies(r.Rooms[plain]), []string{"hello"}) {
+			t.Fatalf("sticky subscription: %+v", r.Rooms)
+		}
+		r = slide(t, alice, r.Pos, 0, map[string]any{"unsubscribe_rooms": []string{plain}})
+		alice.SendText(plain, "unseen")
+		r = slide(t, alice, r.Pos, 0, map[string]any{})
+		if len(r.Rooms) != 0 {
+			t.Fatalf("unsubscribed room sent: %v", ssKeys(r.Rooms))
+		}
+		// Joining the invite makes it a joined room sent in full; being
+		// kicked shows the room once, with the kick, though Bob did not
+		// leave himself.
+		alice.Join(dm)
+		one := map[string]any{"lists": map[string]any{"all": allList([2]int{0, 10}, 3, [][]string{{"*", "*"}})}}
+		r = slide(t, alice, r.Pos, 0, one)
+		if rm := r.Rooms[dm]; !rm.Initial || rm.Membership != "join" {
+			t.Fatalf("joined invite: %+v", rm)
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(plain)+"/invite", map[string]any{"user_id": bob.UserID}, nil)
+		bob.Join(plain)
+		br := slide(t, bob, "", 0, one)
+		if _, ok := br.Rooms[plain]; !ok {
+			t.Fatalf("bob's rooms: %v", ssKeys(br.Rooms))
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(plain)+"/kick", map[string]any{"user_id": bob.UserID, "reason": "bye"}, nil)
+		br = slide(t, bob, br.Pos, 0, one)
+		k := br.Rooms[plain]
+		if k.Membership != "leave" || len(k.Timeline) == 0 || k.Timeline[len(k.Timeline)-1].Type != "m.room.member" {
+			t.Fatalf("kick: %+v", k)
+		}
+		// A new connection still lists the room Bob was kicked from; not a
+		// room he left himself.
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(dm)+"/leave", map[string]any{}, nil)
+		fresh := slide(t, bob, "", 0, one)
+		if _, ok := fresh.Rooms[plain]; !ok {
+			t.Fatalf("kicked room not listed: %v", ssKeys(fresh.Rooms))
+		}
+		if _, ok := fresh.Rooms[dm]; ok {
+			t.Fatal("a room left by the user is listed on a new connection")
+		}
+	})
+}
+
+// TestSlidingSyncExtensions holds to_device (acknowledged messages are
+// deleted), e2ee (key counts, device list changes), account data,
+// receipts and typing.
+func TestSlidingSyncExtensions(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := newE2EEUser(t, s, "alice")
+		bob := newE2EEUser(t, s, "bob")
+		alice.upload(t, 3, true)
+		bob.upload(t, 1, false)
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		ev := bob.SendText(room, "hi")
+		exts := map[string]any{
+			"to_device": map[string]any{"enabled": true}, "e2ee": map[string]any{"enabled": true},
+			"account_data": map[string]any{"enabled": true}, "receipts": map[string]any{"enabled": true},
+			"typing": map[string]any{"enabled": true},
+		}
+		body := map[string]any{"lists": map[string]any{"all": allList([2]int{0, 9}, 1, [][]string{})}, "extensions": exts}
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/m.test", map[string]any{"a": 1}, nil)
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(ev), map[string]any{}, nil)
+		bob.MustDo("PUT", "/_matrix/client/v3/sendToDevice/m.test/tx1", map[string]any{"messages": map[string]any{alice.UserID: map[string]any{alice.DeviceID: map[string]int{"n": 1}}}}, nil)
+		r := slide(t, alice.Client, "", 0, body)
+		x := r.Extensions
+		if x.ToDevice == nil || len(x.ToDevice.Events) != 1 || x.ToDevice.NextBatch == "" {
+			t.Fatalf("to_device: %+v", x.ToDevice)
+		}
+		if x.E2EE == nil || x.E2EE.OTKCounts["signed_curve25519"] != 3 || !slices.Equal(x.E2EE.Fallback, []string{"signed_curve25519"}) {
+			t.Fatalf("e2ee: %+v", x.E2EE)
+		}
+		if x.AccountData == nil || !slices.ContainsFunc(x.AccountData.Global, func(e event) bool { return e.Type == "m.test" }) {
+			t.Fatalf("account_data: %+v", x.AccountData)
+		}
+		if x.Receipts == nil || x.Receipts.Rooms[room].Type != "m.receipt" {
+			t.Fatalf("receipts: %+v", x.Receipts)
+		}
+		// Not acknowledged (no since): sent again. Acknowledged: deleted,
+		// and the next message comes alone.
+		r = slide(t, alice.Client, r.Pos, 0, map[string]any{"lists": body["lists"]})
+		if len(r.Extensions.ToDevice.Events) != 1 {
+			t.Fatalf("unacknowledged to-device message not resent: %+v", r.Extensions.ToDevice)
+		}
+		since := r.Extensions.ToDevice.NextBatch
+		bob.MustDo("PUT", "/_matrix/client/v3/sendToDevice/m.test/tx2", map[string]any{"messages": map[string]any{alice.UserID: map[string]any{alice.DeviceID: map[string]int{"n": 2}}}}, nil)
+		r = slide(t, alice.Client, r.Pos, 0, map[string]any{"lists": body["lists"], "extensions": map[string]any{"to_device": map[string]any{"since": since}}})
+		if td := r.Extensions.ToDevice; len(td.Events) != 1 || td.Events[0].Content["n"] != float64(2) {
+			t.Fatalf("after acknowledgement: %+v", td)
+		}
+		// A long poll wakes for typing, a receipt, account data, a device
+		// list change and a to-device message, each alone.
+		pos := r.Pos
+		since = r.Extensions.ToDevice.NextBatch
+		step := func(what string, act func(), check func(ssResp) bool) {
+			t.Helper()
+			done := make(chan ssResp, 1)
+			go func() {
+				done <- slide(t, alice.Client, pos, 10000, map[string]any{"lists": body["lists"], "extensions": map[string]any{"to_device": map[string]any{"since": since}}})
+			}()
+			time.Sleep(50 * time.Millisecond)
+			act()
+			select {
+			case r := <-done:
+				if !check(r) {
+					b, _ := json.Marshal(r)
+					t.Fatalf("%s: %s", what, b)
+				}
+				pos = r.Pos
+				if r.Extensions.ToDevice != nil {
+					since = r.Extensions.ToDevice.NextBatch
+				}
+			case <-time.After(8 * time.Second):
+				t.Fatalf("%s: long poll not woken", what)
+			}
+		}
+		step("typing", func() {
+			bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000}, nil)
+		}, func(r ssResp) bool {
+			ids, _ := r.Extensions.Typing.Rooms[room].Content["user_ids"].([]any)
+			return len(ids) == 1 && ids[0] == bob.UserID
+		})
+		step("receipt", func() {
+			bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(ev), map[string]any{}, nil)
+		}, func(r ssResp) bool { return r.Extensions.Receipts.Rooms[room].Type == "m.receipt" })
+		step("room account data", func() {
+			alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/rooms/"+esc(room)+"/account_data/m.x", map[string]any{"b": 2}, nil)
+		}, func(r ssResp) bool { return len(r.Extensions.AccountData.Rooms[room]) == 1 })
+		step("device list", func() {
+			bob2 := bob.login(t)
+			bob2.upload(t, 1, false)
+		}, func(r ssResp) bool {
+			return r.Extensions.E2EE.DeviceLists != nil && slices.Contains(r.Extensions.E2EE.DeviceLists.Changed, bob.UserID)
+		})
+		step("to-device", func() {
+			bob.MustDo("PUT", "/_matrix/client/v3/sendToDevice/m.test/tx3", map[string]any{"messages": map[string]any{alice.UserID: map[string]any{alice.DeviceID: map[string]int{"n": 3}}}}, nil)
+		}, func(r ssResp) bool {
+			return len(r.Extensions.ToDevice.Events) == 1 && r.Extensions.ToDevice.Events[0].Content["n"] == float64(3)
+		})
+		// A claimed one-time key shows in the counts.
+		bob.MustDo("POST", "/_matrix/client/v3/keys/claim", map[string]any{"one_time_keys": map[string]any{alice.UserID: map[string]string{alice.DeviceID: "signed_curve25519"}}}, nil)
+		r = slide(t, alice.Client, pos, 0, map[string]any{"lists": body["lists"]})
+		if r.Extensions.E2EE.OTKCounts["signed_curve25519"] != 2 {
+			t.Fatalf("key count after a claim: %+v", r.Extensions.E2EE)
+		}
+	})
+}
+
+// TestSlidingSyncBadInput: bad requests get Matrix errors, never a 500.
+func TestSlidingSyncBadInput(t *testing.T) {
+	s := ts.New(t)
+	c := s.Register(t, "alice")
+	for body, code := range map[string]string{
+		`[]`: "M_BAD_JSON", `{"lists": 5}`: "M_BAD_JSON", `{"lists": {"a": {"ranges": [[3, 1]]}}}`: "M_INVALID_PARAM",
+		`{"lists": {"a": {"ranges": [[0]]}}}`: "M_INVALID_PARAM", `{"lists": {"a": {"required_state": [["a"]]}}}`: "M_INVALID_PARAM",
+		`{"lists": {"a": {"timeline_limit": -1}}}`: "M_INVALID_PARAM", `{"room_subscriptions": {"nope": {}}}`: "M_INVALID_PARAM",
+		`{"set_presence": "away"}`: "M_INVALID_PARAM", `{"extensions": {"to_device": {"since": "x"}}}`: "M_INVALID_PARAM",
+		`{"extensions": {"e2ee": 1}}`: "M_BAD_JSON", `{"lists": {"a": {"required_state": {"include": 3}}}}`: "M_INVALID_PARAM",
+	} {
+		r := c.Do("POST", ssPath, body)
+		if r.Status != http.StatusBadRequest || r.ErrCode() != code {
+			t.Errorf("%s: %d %s, want %s", body, r.Status, r.Body, code)
+		}
+	}
+	if r := c.Do("POST", ssPath+"?timeout=abc&pos=x", `{}`); r.Status != http.StatusBadRequest {
+		t.Errorf("bad timeout: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestSlidingSyncConnectionsBounded: a restart forgets connections (their
+// pos answers M_UNKNOWN_POS and a new connection starts cleanly), and a
+// device keeps at most ten, the least recently used going first.
+func TestSlidingSyncConnectionsBounded(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	room := alice.CreateRoom(map[string]any{"name": "r"})
+	body := func(conn string) map[string]any {
+		return map[string]any{"conn_id": conn, "lists": map[string]any{"a": allList([2]int{0, 9}, 1, nil)}}
+	}
+	var pos []string
+	for i := range 11 {
+		pos = append(pos, slide(t, alice, "", 0, body(fmt.Sprint("c", i))).Pos)
+	}
+	if res := alice.Do("POST", ssPath+"?pos="+pos[0], body("c0")); res.ErrCode() != "M_UNKNOWN_POS" {
+		t.Fatalf("the 11th connection should have dropped the first: %d %s", res.Status, res.Body)
+	}
+	r := slide(t, alice, pos[10], 0, body("c10"))
+	if len(r.Rooms) != 0 {
+		t.Fatalf("c10 resent: %v", ssKeys(r.Rooms))
+	}
+	s.Restart(t) // the client keeps its address
+	if res := alice.Do("POST", ssPath+"?pos="+r.Pos, body("c10")); res.Status != http.StatusBadRequest || res.ErrCode() != "M_UNKNOWN_POS" {
+		t.Fatalf("pos from before a restart: %d %s", res.Status, res.Body)
+	}
+	r = slide(t, alice, "", 0, body("c10"))
+	if rm := r.Rooms[room]; !rm.Initial || rm.Name == nil || *rm.Name != "r" {
+		t.Fatalf("new connection after a restart: %+v", r.Rooms)
+	}
+}
+
+// TestSlidingSyncRoomFields holds what a room's entry says as it changes:
+// heroes of an unnamed room, a name set later (and removed: null), unread
+// counts moving with a receipt, is_dm moving with m.direct, a larger
+// timeline_limit sending the room again in full, lazy members sent once,
+// and a room the user leaves shown once with the leave.
+func TestSlidingSyncRoomFields(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		bob.MustDo("PUT", "/_matrix/client/v3/profile/"+esc(bob.UserID)+"/displayname", map[string]any{"displayname": "Bobby"}, nil)
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		for i := range 4 {
+			bob.SendText(room, fmt.Sprint("m", i))
+		}
+		lazy := [][]string{{"m.room.member", "$LAZY"}, {"m.room.member", "$ME"}}
+		body := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 1, lazy)}}
+		r := slide(t, alice, "", 0, body)
+		rm := r.Rooms[room]
+		if rm.Name != nil || len(rm.Heroes) != 1 || rm.Heroes[0]["user_id"] != bob.UserID || rm.Heroes[0]["displayname"] != "Bobby" {
+			t.Fatalf("heroes of an unnamed room: %+v", rm)
+		}
+		if got := stateTypes(rm); !slices.Equal(got, []string{"m.room.member|" + alice.UserID, "m.room.member|" + bob.UserID}) {
+			t.Fatalf("lazy and $ME members: %v", got)
+		}
+		if rm.NotificationCount == nil || *rm.NotificationCount != 4 {
+			t.Fatalf("notification_count: %+v", rm.NotificationCount)
+		}
+		// Bob again: his member event was sent, it is not sent again.
+		bob.SendText(room, "m4")
+		r = slide(t, alice, r.Pos, 0, body)
+		rm = r.Rooms[room]
+		if len(rm.RequiredState) != 0 || !slices.Equal(ssBodies(rm), []string{"m4"}) || *rm.NotificationCount != 5 {
+			t.Fatalf("lazy member resent or counts wrong: %+v", rm)
+		}
+		// A read receipt moves the counts: the room comes with them alone.
+		last := rm.Timeline[0].EventID
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(last), map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		rm = r.Rooms[room]
+		if rm.NotificationCount == nil || *rm.NotificationCount != 0 || len(rm.Timeline) != 0 {
+			t.Fatalf("after a receipt: %+v", rm)
+		}
+		// A name set, then removed.
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.name/", map[string]any{"name": "Named"}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if rm = r.Rooms[room]; rm.Name == nil || *rm.Name != "Named" || rm.Initial {
+			t.Fatalf("name set: %+v", rm)
+		}
+		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.name/", map[string]any{}, nil)
+		var raw struct {
+			Rooms map[string]map[string]json.RawMessage `json:"rooms"`
+			Pos   string                                `json:"pos"`
+		}
+		alice.MustDo("POST", ssPath+"?pos="+r.Pos, body, &raw)
+		if string(raw.Rooms[room]["name"]) != "null" {
+			t.Fatalf("removed name: %s", raw.Rooms[room]["name"])
+		}
+		r.Pos = raw.Pos
+		// m.direct names the room: is_dm comes alone.
+		alice.MustDo("PUT", "/_matrix/client/v3/user/"+esc(alice.UserID)+"/account_data/m.direct", map[string]any{bob.UserID: []string{room}}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if rm = r.Rooms[room]; rm.IsDM == nil || !*rm.IsDM {
+			t.Fatalf("is_dm: %+v", rm)
+		}
+		// A larger timeline_limit sends the room again in full.
+		bigger := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 3, lazy)}}
+		r = slide(t, alice, r.Pos, 0, bigger)
+		if rm = r.Rooms[room]; !rm.Initial || len(rm.Timeline) != 3 || !rm.Limited {
+			t.Fatalf("expanded timeline: %+v", rm)
+		}
+		// prev_batch pages back from the timeline with /messages.
+		page := messages(t, alice, room, "dir=b&limit=1&from="+rm.PrevBatch)
+		if len(page.Chunk) != 1 || page.Chunk[0].EventID == rm.Timeline[0].EventID {
+			t.Fatalf("prev_batch page: %+v", page.Chunk)
+		}
+		// Leaving (with a message unread): shown once, membership leave;
+		// then quiet.
+		bob.SendText(room, "unread")
+		r = slide(t, alice, r.Pos, 0, bigger)
+		if rm = r.Rooms[room]; rm.NotificationCount == nil || *rm.NotificationCount != 1 {
+			t.Fatalf("unread before leaving: %+v", rm)
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		bigger = map[string]any{"lists": map[string]any{"a": allList([2]int{0, 9}, 3, lazy)}}
+		r = slide(t, alice, r.Pos, 0, bigger)
+		if rm = r.Rooms[room]; rm.Membership != "leave" || len(rm.Timeline) == 0 || rm.Timeline[len(rm.Timeline)-1].Type != "m.room.member" {
+			t.Fatalf("leave: %+v", rm)
+		}
+		bob.SendText(room, "after")
+		other := alice.CreateRoom(map[string]any{}) // events and counts move elsewhere
+		alice.SendText(other, "elsewhere")
+		for range 2 {
+			r = slide(t, alice, r.Pos, 0, bigger)
+			if _, ok := r.Rooms[room]; ok {
+				t.Fatalf("the left room sent again: %+v", r.Rooms[room])
+			}
+		}
+	})
+}
+
+// TestSlidingSyncParkedAtShutdown: a parked sliding sync poll answers
+// (200, a pos) when the server stops, instead of holding the shutdown.
+func TestSlidingSyncParkedAtShutdown(t *testing.T) {
+	s := ts.New(t)
+	alice := s.Register(t, "alice")
+	r := slide(t, alice, "", 0, map[string]any{})
+	done := make(chan *ts.Response, 1)
+	go func() { done <- alice.Do("POST", ssPath+"?timeout=60000&pos="+r.Pos, map[string]any{}) }()
+	waitFor(t, func() bool { return s.Parked() == 1 }, func() string { return fmt.Sprintf("%d polls parked", s.Parked()) })
+	start := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-done:
+		var out ssResp
+		if res.Status != http.StatusOK || res.JSON(&out) != nil || out.Pos == "" {
+			t.Fatalf("at shutdown: %d %s", res.Status, res.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("parked poll not answered at shutdown (%v)", time.Since(start))
+	}
+}

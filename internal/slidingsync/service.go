@@ -1,0 +1,815 @@
+package slidingsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"luxchat/internal/filter"
+	"maps"
+	"slices"
+	gosync "sync"
+	"time"
+
+	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/roomread"
+	"luxchat/internal/rooms"
+	"luxchat/internal/store"
+	"luxchat/internal/streamtoken"
+	"luxchat/internal/sync"
+)
+
+// Service answers simplified sliding sync (MSC4186). It is safe for
+// concurrent use.
+type Service struct {
+	store *store.Store
+	rooms *rooms.Service
+	read  *roomread.Service
+	sync  *sync.Service
+	conns *connections
+
+	latestMu  gosync.Mutex
+	latest    map[string]int64 // newest position of rooms the rooms service has none for
+	sendersMu gosync.Mutex
+	senders   map[string]string // sender of leave events, for kicks and bans
+	meta      metaCache
+}
+
+// New returns the service. It builds on the sync service: the same
+// streams, notifier, presence, unread counts, typing, receipts and
+// devices' data as /sync.
+func New(st *store.Store, rs *rooms.Service, read *roomread.Service, sy *sync.Service) *Service {
+	return &Service{store: st, rooms: rs, read: read, sync: sy, conns: newConnections(),
+		latest: map[string]int64{}, senders: map[string]string{}, meta: metaCache{m: map[string]roomMeta{}}}
+}
+
+// Connections is the number of live connections (for tests and metrics).
+func (s *Service) Connections() int { return s.conns.count() }
+
+// coalesce is how long a woken poll lets a burst of news land.
+const coalesce = 5 * time.Millisecond
+
+// Sync answers one request of a connection, waiting up to its timeout
+// for something to send when it has a pos. Waiting costs no work: the
+// poll sleeps on the user's notifier channel and looks again only when
+// the user has news. (The client API parks long polls instead: Begin,
+// Look and WakeAfter.)
+func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
+	p, err := s.Begin(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var timer *time.Timer
+	for {
+		wake := s.sync.NewsChan(req.UserID)
+		resp, done, err := p.Look(ctx, false)
+		if err != nil || done {
+			return resp, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(p.deadline))
+			defer timer.Stop()
+		}
+		select {
+		case <-wake:
+			time.Sleep(coalesce)
+		case <-timer.C:
+		case <-s.sync.Closing():
+			resp, _, err := p.Look(ctx, true)
+			return resp, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Poll is one request of a connection, from its start to its answer.
+type Poll struct {
+	s        *Service
+	req      Request
+	c        *conn
+	base     *connState
+	gen      uint64
+	deadline time.Time
+	looked   streamtoken.Token // the positions of the last look
+}
+
+// Begin starts a request: it applies set_presence and finds the
+// connection its pos names (M_UNKNOWN_POS when none), or opens one.
+func (s *Service) Begin(ctx context.Context, req Request) (*Poll, error) {
+	if err := s.sync.MarkPresence(ctx, req.UserID, req.SetPresence); err != nil {
+		return nil, err
+	}
+	p := &Poll{s: s, req: req}
+	key := connKey{req.UserID, req.DeviceID, req.ConnID}
+	if req.Pos == "" {
+		p.c = s.conns.open(key)
+		p.base, p.gen = p.c.start()
+		p.req.Timeout = 0 // a new connection answers at once
+	} else {
+		var err error
+		if p.c, p.base, p.gen, err = s.conns.find(key, req.Pos); err != nil {
+			return nil, err
+		}
+	}
+	p.deadline = time.Now().Add(p.req.Timeout)
+	return p, nil
+}
+
+// Deadline is when the poll answers even with nothing new.
+func (p *Poll) Deadline() time.Time { return p.deadline }
+
+// UserID is the poll's user.
+func (p *Poll) UserID() string { return p.req.UserID }
+
+// Look builds the answer as things are now. done reports that it is the
+// answer (something new, a new connection, the deadline passed, or
+// final); when not, the poll waits for news (WakeAfter) and looks again.
+func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
+	s := p.s
+	cur := s.sync.Current()
+	if cur.Typing < p.base.token.Typing {
+		cur.Typing = p.base.token.Typing // typing restarts with the process
+	}
+	p.looked = cur
+	next := p.base.clone()
+	next.token = cur
+	applyRequest(next, p.req)
+	resp, err := s.build(ctx, p.req, p.c, p.base, next, cur)
+	if err != nil {
+		return nil, true, err
+	}
+	if !final && !p.base.first && resp.empty(p.base) && time.Now().Before(p.deadline) {
+		return nil, false, nil
+	}
+	pos := p.c.keep(p.gen, next)
+	if pos == "" {
+		return nil, true, errcode.UnknownPos("a newer request of this connection came first")
+	}
+	resp.Pos = pos
+	resp.TxnID = p.req.TxnID
+	return resp, true, nil
+}
+
+// WakeAfter has w woken once at the user's next news after the last
+// look (at once when some came since). StopWake cancels it.
+func (p *Poll) WakeAfter(w sync.Waker) error {
+	return p.s.sync.WakeAfter(sync.Request{UserID: p.req.UserID, Since: p.looked.String(), Filter: noPresence}, w)
+}
+
+// noPresence tells the notifier that a sliding sync poll shows no
+// presence: presence changes need not wake it.
+var noPresence = &filter.Filter{Presence: &filter.EventFilter{Types: []string{}}}
+
+// StopWake cancels a WakeAfter not woken yet.
+func (p *Poll) StopWake(w sync.Waker) { p.s.sync.StopWake(p.req.UserID, w) }
+
+// applyRequest sets what a request changes of a connection's sticky
+// settings: subscriptions and extensions.
+func applyRequest(st *connState, req Request) {
+	for _, id := range req.Unsubscribe {
+		delete(st.subs, id)
+	}
+	for id, c := range req.Subscribe {
+		if len(st.subs) >= maxSubscriptions {
+			break
+		}
+		st.subs[id] = c
+	}
+	st.ext.apply(req.Extensions)
+	st.lists = make(map[string]int, len(req.Lists))
+}
+
+// Response is the answer to a sliding sync request.
+type Response struct {
+	Pos        string                `json:"pos"`
+	TxnID      string                `json:"txn_id,omitempty"`
+	Lists      map[string]ListResult `json:"lists"`
+	Rooms      map[string]*Room      `json:"rooms,omitempty"`
+	Extensions Extensions            `json:"extensions"`
+}
+
+// ListResult is a list's size after its filters.
+type ListResult struct {
+	Count int `json:"count"`
+}
+
+// Room is what a response says of a room: everything when Initial, else
+// what changed since the room was last sent on the connection.
+type Room struct {
+	Name              json.RawMessage   `json:"name,omitempty"`
+	Avatar            json.RawMessage   `json:"avatar,omitempty"`
+	Heroes            []Hero            `json:"heroes,omitempty"`
+	Initial           bool              `json:"initial,omitempty"`
+	IsDM              *bool             `json:"is_dm,omitempty"`
+	Membership        string            `json:"membership,omitempty"`
+	Lists             []string          `json:"lists,omitempty"`
+	InviteState       []json.RawMessage `json:"invite_state,omitempty"`
+	KnockState        []json.RawMessage `json:"knock_state,omitempty"`
+	RequiredState     []json.RawMessage `json:"required_state,omitempty"`
+	Timeline          []json.RawMessage `json:"timeline,omitempty"`
+	PrevBatch         string            `json:"prev_batch,omitempty"`
+	Limited           bool              `json:"limited,omitempty"`
+	NumLive           *int              `json:"num_live,omitempty"`
+	BumpStamp         *int64            `json:"bump_stamp,omitempty"`
+	JoinedCount       *int              `json:"joined_count,omitempty"`
+	InvitedCount      *int              `json:"invited_count,omitempty"`
+	NotificationCount *int64            `json:"notification_count,omitempty"`
+	HighlightCount    *int64            `json:"highlight_count,omitempty"`
+}
+
+// Hero is a member a client may name a room without a name after.
+type Hero struct {
+	UserID      string `json:"user_id"`
+	DisplayName string `json:"displayname,omitempty"`
+	AvatarURL   string `json:"avatar_url,omitempty"`
+}
+
+// empty reports whether a response tells the client nothing new: what a
+// long poll keeps waiting after.
+func (r *Response) empty(base *connState) bool {
+	if len(r.Rooms) > 0 || !r.Extensions.empty() {
+		return false
+	}
+	for name, l := range r.Lists {
+		if n, ok := base.lists[name]; !ok || n != l.Count {
+			return false
+		}
+	}
+	return true
+}
+
+// wanted is a room that lists or subscriptions ask for.
+type wanted struct {
+	m     store.Membership
+	order int64
+	cfg   RoomConfig
+	lists []string
+}
+
+// build computes the answer to a request from the connection state base
+// (what the client has) and records in next what it sends.
+func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *connState, cur streamtoken.Token) (*Response, error) {
+	resp := &Response{Lists: map[string]ListResult{}}
+	data := c.data
+	if _, err := data.update(ctx, s.store, req.UserID, cur.AccountData); err != nil {
+		return nil, err
+	}
+	ignored, err := s.read.IgnoredUsers(ctx, req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := s.roomList(ctx, req.UserID, base, data, ignored)
+	if err != nil {
+		return nil, err
+	}
+	joined := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if e.m.Membership == "join" {
+			joined[e.m.RoomID] = true
+		}
+	}
+	want := map[string]*wanted{}
+	names := slices.Sorted(maps.Keys(req.Lists))
+	for _, name := range names {
+		l := req.Lists[name]
+		kept, err := s.filterList(ctx, entries, l.Filters, data, joined)
+		if err != nil {
+			return nil, err
+		}
+		resp.Lists[name] = ListResult{Count: len(kept)}
+		next.lists[name] = len(kept)
+		add := func(e entry) {
+			w := want[e.m.RoomID]
+			if w == nil {
+				w = &wanted{m: *e.m, order: e.order, cfg: l.Room}
+				want[e.m.RoomID] = w
+			} else {
+				w.cfg = w.cfg.merge(l.Room)
+			}
+			if !slices.Contains(w.lists, name) {
+				w.lists = append(w.lists, name)
+			}
+		}
+		if l.All {
+			for _, e := range kept {
+				add(e)
+			}
+		}
+		for _, r := range l.Ranges {
+			for i := r[0]; i <= r[1] && i < len(kept); i++ {
+				add(kept[i])
+			}
+		}
+	}
+	// Subscriptions: rooms the user is or was in, or is invited to or
+	// knocked on; others are ignored, as the MSC says.
+	if len(next.subs) > 0 {
+		ms, err := s.rooms.Memberships(ctx, req.UserID)
+		if err != nil {
+			return nil, err
+		}
+		byID := make(map[string]store.Membership, len(ms))
+		for _, m := range ms {
+			byID[m.RoomID] = m
+		}
+		for id, cfg := range next.subs {
+			if w := want[id]; w != nil {
+				w.cfg = w.cfg.merge(cfg)
+				continue
+			}
+			m, ok := byID[id]
+			if !ok || m.Membership == "invite" && !slices.ContainsFunc(entries, func(e entry) bool { return e.m.RoomID == id }) {
+				continue
+			}
+			es := []entry{{m: &m, order: m.Pos}}
+			if err := s.fillOrder(ctx, es); err != nil {
+				return nil, err
+			}
+			want[id] = &wanted{m: m, order: es[0].order, cfg: cfg}
+		}
+	}
+	b := &builder{s: s, req: req, base: base, next: next, cur: cur, data: data, ignored: ignored, resp: resp}
+	if err := b.rooms(ctx, want); err != nil {
+		return nil, err
+	}
+	if err := b.extensions(ctx, want); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// builder holds what one build works with.
+type builder struct {
+	s       *Service
+	req     Request
+	base    *connState
+	next    *connState
+	cur     streamtoken.Token
+	data    *userData
+	ignored map[string]bool
+	resp    *Response
+	// initial lists the rooms sent in full; timelineIDs their timeline's
+	// event ids (for their receipts).
+	initial     map[string]bool
+	timelineIDs map[string]bool
+}
+
+// bumpTypes are the events that move a room's bump_stamp.
+var bumpTypes = []string{"m.room.create", "m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.poll.start", "m.beacon_info"}
+
+// rooms decides which wanted rooms to send and builds them.
+func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
+	b.initial, b.timelineIDs = map[string]bool{}, map[string]bool{}
+	// Unread counts move with events and receipts: counted (for all the
+	// wanted joined rooms at once) only when one of those moved.
+	var counts map[string]sync.Unread
+	if b.base.first || b.cur.Events != b.base.token.Events || b.cur.Receipts != b.base.token.Receipts {
+		var ids []string
+		for id, w := range want {
+			if w.m.Membership == "join" {
+				ids = append(ids, id)
+			}
+		}
+		var err error
+		if counts, err = b.s.sync.UnreadCounts(ctx, b.req.UserID, ids, b.cur.Events); err != nil {
+			return err
+		}
+	}
+	var send []*wanted
+	for id, w := range want {
+		prev, sent := b.base.rooms[id]
+		cfgKey := w.cfg.stateKey()
+		initial := !sent || w.cfg.TimelineLimit > prev.limit || cfgKey != prev.stateKey ||
+			(prev.membership != "join" && w.m.Membership == "join")
+		unread := prev.unread // counted for joined rooms only
+		if c, ok := counts[id]; ok {
+			unread = c
+		} else if counts != nil && w.m.Membership == "join" {
+			unread = sync.Unread{}
+		}
+		changed := initial || w.m.Pos != prev.memberPos || b.data.isDM(id) != prev.isDM || unread != prev.unread
+		if !changed && w.m.Membership == "join" && w.order > prev.pos {
+			changed = true
+		}
+		if !changed && (w.m.Membership == "leave" || w.m.Membership == "ban") && min(w.m.Pos, b.cur.Events) > prev.pos {
+			changed = true
+		}
+		if !changed {
+			// Kept, with the config it is now asked with: a later
+			// expansion is measured against this one.
+			prev.limit, prev.stateKey = w.cfg.TimelineLimit, cfgKey
+			b.next.rooms[id] = prev
+			continue
+		}
+		if initial {
+			b.initial[id] = true
+		}
+		send = append(send, w)
+	}
+	if len(send) == 0 {
+		return nil
+	}
+	b.resp.Rooms = make(map[string]*Room, len(send))
+	// Member counts and heroes of the rooms sent in full, in one read.
+	var full []string
+	for _, w := range send {
+		if b.initial[w.m.RoomID] && w.m.Membership == "join" {
+			full = append(full, w.m.RoomID)
+		}
+	}
+	summaries := map[string]*roomread.Summary{}
+	if len(full) > 0 {
+		var err error
+		if summaries, err = b.s.read.RoomSummaries(ctx, full, b.req.UserID); err != nil {
+			return err
+		}
+	}
+	heroes := make(map[string][]string, len(summaries))
+	for id, sum := range summaries {
+		if sum != nil {
+			heroes[id] = sum.Heroes
+		}
+	}
+	pre, err := b.prefetch(ctx, send, heroes)
+	if err != nil {
+		return err
+	}
+	for _, w := range send {
+		var unread *sync.Unread
+		if c, ok := counts[w.m.RoomID]; ok {
+			unread = &c
+		} else if counts != nil && w.m.Membership == "join" {
+			unread = &sync.Unread{}
+		}
+		r, err := b.room(ctx, w, unread, summaries[w.m.RoomID], pre)
+		if err != nil {
+			return err
+		}
+		b.resp.Rooms[w.m.RoomID] = r
+	}
+	return nil
+}
+
+// room builds one room of the response and records what it sent.
+func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum *roomread.Summary, pre *prefetched) (*Room, error) {
+	id, m := w.m.RoomID, w.m
+	prev := b.base.rooms[id]
+	initial := b.initial[id]
+	sent := sentRoom{membership: m.Membership, memberPos: m.Pos, limit: w.cfg.TimelineLimit, stateKey: w.cfg.stateKey(),
+		isDM: b.data.isDM(id), pos: prev.pos, lazy: prev.lazy, unread: prev.unread}
+	if unread != nil {
+		sent.unread = *unread
+	}
+	r := &Room{Initial: initial, Lists: w.lists}
+	if initial || m.Pos != prev.memberPos {
+		r.Membership = m.Membership
+	}
+	if initial && sent.isDM || !initial && sent.isDM != prev.isDM {
+		r.IsDM = &sent.isDM
+	}
+	switch m.Membership {
+	case "invite", "knock":
+		if initial || m.Pos != prev.memberPos {
+			stripped, err := b.s.read.StrippedState(ctx, id, b.req.UserID)
+			if err != nil {
+				return nil, err
+			}
+			if m.Membership == "invite" {
+				r.InviteState = stripped
+			} else {
+				r.KnockState = stripped
+			}
+		}
+		stamp := m.Pos
+		r.BumpStamp = &stamp
+		sent.pos = m.Pos
+		b.next.rooms[id] = sent
+		return r, nil
+	}
+	if unread != nil && (initial || *unread != prev.unread) {
+		r.NotificationCount, r.HighlightCount = &unread.NotificationCount, &unread.HighlightCount
+	}
+	hi := b.cur.Events
+	if m.Membership != "join" {
+		hi = min(m.Pos, hi)
+	}
+	lo := int64(0)
+	if !initial {
+		lo = prev.pos
+	}
+	if initial {
+		sent.lazy = nil
+	}
+	limit := w.cfg.TimelineLimit
+	var rows []*store.EventRow
+	prefetched, fromPre := pre.rows[id]
+	fromPre = fromPre && initial && m.Membership == "join"
+	if fromPre {
+		rows = slices.Clone(prefetched)
+	} else if hi > lo {
+		var ok bool
+		rows, ok = b.s.rooms.RecentEvents(id, lo, hi, limit+1)
+		if ok {
+			rows = slices.Clone(rows)
+		} else {
+			var err error
+			if rows, err = b.s.store.RoomEvents(ctx, id, lo, hi, true, limit+1); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// bump_stamp: the newest event of a bumping type; the membership's
+	// position when not joined.
+	var bump int64
+	for _, row := range rows {
+		if slices.Contains(bumpTypes, row.Type) {
+			bump = row.Pos
+			break
+		}
+	}
+	if bump == 0 && initial && m.Membership == "join" {
+		var err error
+		if bump, err = b.s.store.LatestOfTypes(ctx, id, bumpTypes, hi); err != nil {
+			return nil, err
+		}
+	}
+	if m.Membership != "join" && (initial || m.Pos != prev.memberPos) {
+		bump = m.Pos
+	}
+	if bump > 0 {
+		r.BumpStamp = &bump
+	}
+	limited := len(rows) > limit
+	if limited {
+		rows = rows[:limit]
+	}
+	slices.Reverse(rows)
+	var visible []*store.EventRow
+	var err error
+	if m.Membership == "join" {
+		visible, err = b.s.rooms.VisibleTo(ctx, m, rows)
+	} else {
+		visible, err = b.s.rooms.Visible(ctx, id, b.req.UserID, m.Membership, rows)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var bundles map[string]json.RawMessage
+	if limited && fromPre {
+		bundles = pre.bundles
+	} else if limited {
+		if bundles, err = b.s.read.Bundles(ctx, b.req.UserID, hi, visible); err != nil {
+			return nil, err
+		}
+	}
+	membershipAt := b.s.rooms.MembershipLookup(m)
+	lazyWant := map[string]bool{}
+	live := 0
+	for _, row := range visible {
+		if b.ignored[row.Sender] {
+			continue
+		}
+		r.Timeline = append(r.Timeline, b.s.read.ClientEvent(row, roomread.Format{Viewer: b.req.UserID, DeviceID: b.req.DeviceID,
+			OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
+		b.timelineIDs[row.EventID] = true
+		lazyWant[row.Sender] = true
+		if row.Type == "m.room.member" && row.StateKey.Valid {
+			lazyWant[row.StateKey.String] = true
+		}
+		if !b.base.first && row.Pos > b.base.token.Events {
+			live++
+		}
+	}
+	if !b.base.first {
+		r.NumLive = &live
+	}
+	r.Limited = limited
+	if len(rows) > 0 {
+		r.PrevBatch = streamtoken.Pagination(rows[0].Pos - 1)
+	} else if initial {
+		r.PrevBatch = streamtoken.Pagination(hi)
+	}
+	if hi > sent.pos {
+		sent.pos = hi
+	}
+	var pst map[store.StateKey]*store.EventRow
+	if fromPre {
+		pst = pre.state[id]
+	}
+	if err := b.state(ctx, w, r, &sent, initial, lo, hi, rows, limited, lazyWant, sum, pst); err != nil {
+		return nil, err
+	}
+	b.next.rooms[id] = sent
+	return r, nil
+}
+
+// state fills a room's required_state and what derives from state: name,
+// avatar, heroes and member counts.
+func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom, initial bool, lo, hi int64,
+	rows []*store.EventRow, limited bool, lazyWant map[string]bool, sum *roomread.Summary, pst map[store.StateKey]*store.EventRow) error {
+	id, m, user := w.m.RoomID, w.m, b.req.UserID
+	lazy := w.cfg.lazy()
+	if !lazy {
+		lazyWant = nil
+	}
+	for u := range lazyWant {
+		if _, had := sent.lazy[u]; had {
+			delete(lazyWant, u)
+		}
+	}
+	// changed: the state keys set in the window (nil when initial: all).
+	var changed map[store.StateKey]bool
+	if !initial {
+		changed = map[store.StateKey]bool{}
+		if limited {
+			gap, err := b.s.store.RoomStateEventsBetween(ctx, id, lo, hi)
+			if err != nil {
+				return err
+			}
+			for _, g := range gap {
+				changed[store.StateKey{Type: g.Type, StateKey: g.StateKey.String}] = true
+			}
+		} else {
+			for _, row := range rows {
+				if row.StateKey.Valid {
+					changed[store.StateKey{Type: row.Type, StateKey: row.StateKey.String}] = true
+				}
+			}
+		}
+	}
+	wantKey := func(k store.StateKey) bool {
+		if k.Type == "m.room.member" && lazyWant[k.StateKey] {
+			return true
+		}
+		return (changed == nil || changed[k]) && w.cfg.matches(k.Type, k.StateKey, user)
+	}
+	var st store.StateMap
+	var have map[string]*store.EventRow // rows of st already read
+	var err error
+	if pst != nil {
+		// Read with the window's other rooms (prefetch): the wanted keys.
+		st, have = make(store.StateMap, len(pst)), make(map[string]*store.EventRow, len(pst))
+		for k, row := range pst {
+			st[k], have[row.EventID] = row.EventID, row
+		}
+	} else if m.Membership == "join" {
+		st, err = b.s.rooms.CurrentStateIDsOf(ctx, id, func(u string) bool { return wantKey(store.StateKey{Type: "m.room.member", StateKey: u}) })
+	} else {
+		st, err = b.s.read.StateAfter(ctx, m.EventID)
+		if errcodeNotFound(err) {
+			st, err = store.StateMap{}, nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	keep := store.StateMap{}
+	for k, ev := range st {
+		if wantKey(k) {
+			keep[k] = ev
+		}
+	}
+	if len(keep) > 0 {
+		if r.RequiredState, err = b.s.read.RenderState(ctx, keep, user, have); err != nil {
+			return err
+		}
+	}
+	// State deleted in the window (what state resolution can do): a stub.
+	for k := range changed {
+		if _, ok := st[k]; !ok && m.Membership == "join" && w.cfg.matches(k.Type, k.StateKey, user) {
+			stub, _ := json.Marshal(map[string]string{"type": k.Type, "state_key": k.StateKey})
+			r.RequiredState = append(r.RequiredState, stub)
+		}
+	}
+	if len(lazyWant) > 0 {
+		set := make(map[string]struct{}, len(sent.lazy)+len(lazyWant))
+		if len(sent.lazy)+len(lazyWant) <= maxLazyMembers {
+			maps.Copy(set, sent.lazy)
+		}
+		for u := range lazyWant {
+			set[u] = struct{}{}
+		}
+		sent.lazy = set
+	}
+	if m.Membership != "join" {
+		return nil
+	}
+	// Name, avatar, heroes and counts: in full for an initial room, else
+	// when the state behind them changed.
+	nameChanged := initial || changed[store.StateKey{Type: "m.room.name"}]
+	membersChanged := initial
+	for k := range changed {
+		if k.Type == "m.room.member" {
+			membersChanged = true
+			break
+		}
+	}
+	// stateField reads a field of current state: from what prefetch read
+	// when it did, else through the rooms cache.
+	stateField := func(typ, key, field string) string {
+		if pst != nil {
+			return contentString(pst[store.StateKey{Type: typ, StateKey: key}], field)
+		}
+		return b.s.stateString(ctx, id, typ, key, field)
+	}
+	name := ""
+	if nameChanged || membersChanged {
+		name = stateField("m.room.name", "", "name")
+	}
+	if nameChanged {
+		r.Name = jsonStringOrNull(name, initial)
+	}
+	if initial || changed[store.StateKey{Type: "m.room.avatar"}] {
+		r.Avatar = jsonStringOrNull(stateField("m.room.avatar", "", "url"), initial)
+	}
+	if !membersChanged {
+		return nil
+	}
+	if sum == nil {
+		if sum, err = b.s.read.RoomSummary(ctx, id, user); err != nil {
+			return err
+		}
+	}
+	if sum == nil {
+		return nil
+	}
+	r.JoinedCount, r.InvitedCount = &sum.JoinedMemberCount, &sum.InvitedMemberCount
+	if name == "" {
+		for _, h := range sum.Heroes {
+			r.Heroes = append(r.Heroes, Hero{UserID: h, DisplayName: stateField("m.room.member", h, "displayname"),
+				AvatarURL: stateField("m.room.member", h, "avatar_url")})
+		}
+	}
+	return nil
+}
+
+// stateString is a string field of a room's current state event ("" when
+// unset).
+func (s *Service) stateString(ctx context.Context, roomID, typ, key, field string) string {
+	ev, err := s.rooms.CurrentStateEvent(ctx, roomID, typ, key)
+	if err != nil {
+		return ""
+	}
+	var c map[string]any
+	if json.Unmarshal(ev.Content, &c) != nil {
+		return ""
+	}
+	v, _ := c[field].(string)
+	return v
+}
+
+// jsonStringOrNull is a name or avatar as sent: omitted when unset in an
+// initial room, null when it was removed.
+func jsonStringOrNull(v string, initial bool) json.RawMessage {
+	if v == "" {
+		if initial {
+			return nil
+		}
+		return json.RawMessage("null")
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// matches reports whether a config asks for a state entry.
+func (c RoomConfig) matches(typ, key, userID string) bool {
+	for _, st := range c.States {
+		if st.matches(typ, key, userID) {
+			return true
+		}
+	}
+	return false
+}
+
+// matches applies one required state: entries naming the type rule it;
+// entries of any type ("*") rule the types no entry names.
+func (rs RequiredState) matches(typ, key, userID string) bool {
+	keyMatch := func(p StatePair) bool {
+		return p.StateKey == wildcard || p.StateKey == key || p.StateKey == "$ME" && key == userID
+	}
+	for _, p := range rs.Exclude {
+		if (p.Type == wildcard || p.Type == typ) && keyMatch(p) {
+			return false
+		}
+	}
+	named := false
+	for _, p := range rs.Include {
+		if p.Type == typ {
+			named = true
+			if keyMatch(p) {
+				return true
+			}
+		}
+	}
+	if named {
+		return false
+	}
+	for _, p := range rs.Include {
+		if p.Type == wildcard && keyMatch(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func errcodeNotFound(err error) bool { return err != nil && errors.Is(err, store.ErrNotFound) }
