@@ -1,11 +1,12 @@
 package clientapi
 
 import (
-	gosync "sync"
+	"context"
 	"time"
 
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/slidingsync"
+	"luxchat/internal/sync"
 )
 
 // slidingSyncPrefix is simplified sliding sync's unstable prefix (MSC4186).
@@ -13,7 +14,7 @@ const slidingSyncPrefix = "/_matrix/client/unstable/org.matrix.simplified_msc357
 
 // POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync
 //
-// A long poll with nothing to send is parked as /sync's are (parkedSync):
+// A long poll with nothing to send is parked as /sync's are (parkedPoll):
 // it holds a waiter for its user's news and a timer, no goroutine.
 func (a *API) slidingSync(r *httputil.Request) (any, error) {
 	body, err := r.Body()
@@ -39,96 +40,25 @@ func (a *API) slidingSync(r *httputil.Request) (any, error) {
 	if err != nil || done {
 		return resp, err
 	}
-	ps := &parkedSlide{poll: poll}
-	return r.Park(ps.start), nil
+	return park(r, slideLooker{poll}), nil
 }
 
-// parkedSlide is a sliding sync long poll parked outside net/http: the
-// same life as parkedSync's (news resets its timer to fire a moment
-// later, the deadline fires it too, a look answers or waits again).
-type parkedSlide struct {
-	poll  *slidingsync.Poll
-	p     *httputil.Parked
-	timer *time.Timer
+// slideLooker is a parked sliding sync poll's side (parkedPoll).
+type slideLooker struct{ poll *slidingsync.Poll }
 
-	mu      gosync.Mutex
-	state   parkState
-	woken   bool
-	hurried bool
-}
+func (sl slideLooker) deadline() time.Time { return sl.poll.Deadline() }
 
-func (ps *parkedSlide) start(p *httputil.Parked) (hurry func()) {
-	ps.p = p
-	ps.mu.Lock()
-	ps.timer = time.AfterFunc(time.Until(ps.poll.Deadline()), ps.fire)
-	ps.mu.Unlock()
-	if err := ps.poll.WakeAfter(ps); err != nil {
-		ps.finish(nil, err)
-	}
-	return ps.hurry
-}
+func (sl slideLooker) wakeAfter(w sync.Waker) error { return sl.poll.WakeAfter(w) }
 
-// Wake is the user's news (sync.Waker): look soon.
-func (ps *parkedSlide) Wake() {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	switch ps.state {
-	case parkWaiting:
-		ps.timer.Reset(coalesce)
-	case parkLooking:
-		ps.woken = true
-	}
-}
+func (sl slideLooker) stopWake(w sync.Waker) { sl.poll.StopWake(w) }
 
-func (ps *parkedSlide) hurry() {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.hurried = true
-	if ps.state == parkWaiting {
-		ps.timer.Reset(0)
+func (sl slideLooker) look(ctx context.Context, late bool) (any, bool, error) {
+	resp, done, err := sl.poll.Look(ctx, late)
+	switch {
+	case err != nil:
+		return nil, true, err
+	case !done:
+		return nil, false, nil
 	}
-}
-
-// fire runs on the timer's goroutine: at the deadline, after news, or
-// when hurried.
-func (ps *parkedSlide) fire() {
-	ps.mu.Lock()
-	if ps.state != parkWaiting {
-		ps.mu.Unlock()
-		return
-	}
-	ps.state, ps.woken = parkLooking, false
-	hurried := ps.hurried
-	ps.mu.Unlock()
-	defer ps.p.Recover()
-	ps.poll.StopWake(ps)
-	resp, done, err := ps.poll.Look(ps.p.Context(), hurried)
-	if err != nil || done {
-		ps.finish(resp, err)
-		return
-	}
-	ps.mu.Lock()
-	ps.state = parkWaiting
-	if ps.woken || ps.hurried {
-		ps.timer.Reset(0)
-	} else {
-		ps.timer.Reset(time.Until(ps.poll.Deadline()))
-	}
-	ps.mu.Unlock()
-	if err := ps.poll.WakeAfter(ps); err != nil {
-		ps.finish(nil, err)
-	}
-}
-
-func (ps *parkedSlide) finish(resp *slidingsync.Response, err error) {
-	ps.mu.Lock()
-	ps.state = parkDone
-	ps.timer.Stop()
-	ps.mu.Unlock()
-	ps.poll.StopWake(ps)
-	if err != nil {
-		ps.p.Answer(nil, err)
-		return
-	}
-	ps.p.Answer(resp, nil)
+	return resp, true, nil
 }

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"strconv"
@@ -55,7 +56,7 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 	// A long poll: first its presence and, when something it wants moved
 	// since its token, a look without waiting, here (what may go deep);
 	// when nothing is there, the poll is parked (httputil.Park) and holds little: a
-	// waiter for the user's news and a timer, no goroutine (parkedSync).
+	// waiter for the user's news and a timer, no goroutine (parkedPoll).
 	start := time.Now()
 	look := req
 	look.Timeout = 0
@@ -70,128 +71,43 @@ func (a *API) sync(r *httputil.Request) (any, error) {
 		}
 		since = resp.NextBatch
 	}
-	ps := &parkedSync{sync: a.Sync, req: look, deadline: start.Add(timeout)}
+	sl := &syncLooker{sync: a.Sync, req: look, until: start.Add(timeout)}
 	// Copies: substrings would keep the request's line.
-	ps.req.Since, ps.req.SetPresence = strings.Clone(since), strings.Clone(req.SetPresence)
-	return r.Park(ps.start), nil
+	sl.req.Since, sl.req.SetPresence = strings.Clone(since), strings.Clone(req.SetPresence)
+	return park(r, sl), nil
 }
 
-// parkedSync is a long poll parked outside net/http. It waits for its
-// user's news (sync.Service.WakeAfter) and for its deadline on one
-// timer: news sets the timer to fire a moment later (coalesce), and
-// when it fires the poll looks with a zero timeout; it answers what it
-// finds, or its empty answer at the deadline, or waits again.
-type parkedSync struct {
-	sync     *sync.Service
-	req      sync.Request // Timeout 0; Since moves on as looks find nothing
-	deadline time.Time
-	p        *httputil.Parked
-	timer    *time.Timer
-
-	mu      gosync.Mutex
-	state   parkState
-	woken   bool // news came during a look
-	hurried bool // the server stops: answer now
+// syncLooker is a parked /sync poll's side (parkedPoll): its request,
+// whose since token moves on as looks find nothing it shows.
+type syncLooker struct {
+	sync  *sync.Service
+	req   sync.Request // Timeout 0
+	until time.Time
 }
 
-type parkState int8
+func (sl *syncLooker) deadline() time.Time { return sl.until }
 
-const (
-	parkWaiting parkState = iota // registered and the timer set
-	parkLooking                  // the timer fired: one look runs
-	parkDone                     // answered
-)
+func (sl *syncLooker) wakeAfter(w sync.Waker) error { return sl.sync.WakeAfter(sl.req, w) }
 
-// coalesce is how long a woken poll lets a burst of news land before it
-// looks (as sync.Service.Sync does).
-const coalesce = 5 * time.Millisecond
+func (sl *syncLooker) stopWake(w sync.Waker) { sl.sync.StopWake(sl.req.UserID, w) }
 
-func (ps *parkedSync) start(p *httputil.Parked) (hurry func()) {
-	ps.p = p
-	ps.mu.Lock()
-	ps.timer = time.AfterFunc(time.Until(ps.deadline), ps.fire)
-	ps.mu.Unlock()
-	if err := ps.sync.WakeAfter(ps.req, ps); err != nil {
-		ps.finish(nil, err)
-	}
-	return ps.hurry
-}
-
-// Wake is the user's news (sync.Waker): look soon.
-func (ps *parkedSync) Wake() {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	switch ps.state {
-	case parkWaiting:
-		ps.timer.Reset(coalesce)
-	case parkLooking:
-		ps.woken = true
-	}
-}
-
-func (ps *parkedSync) hurry() {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.hurried = true
-	if ps.state == parkWaiting {
-		ps.timer.Reset(0)
-	}
-}
-
-// fire runs on the timer's goroutine: at the deadline, after news, or
-// when hurried.
-func (ps *parkedSync) fire() {
-	ps.mu.Lock()
-	if ps.state != parkWaiting {
-		ps.mu.Unlock()
-		return
-	}
-	ps.state, ps.woken = parkLooking, false
-	ps.mu.Unlock()
-	defer ps.p.Recover()
-	ps.sync.StopWake(ps.req.UserID, ps)
-	ps.mu.Lock()
-	hurried := ps.hurried
-	ps.mu.Unlock()
-	late := hurried || !time.Now().Before(ps.deadline)
-	news, since, err := ps.sync.News(ps.req)
-	if err == nil && (news || late) {
-		var resp *sync.Response
-		resp, err = ps.sync.Sync(ps.p.Context(), ps.req)
-		if err == nil && resp.Empty() && !late {
-			since = resp.NextBatch // nothing this poll shows: wait on
-		} else {
-			ps.finish(resp, err)
-			return
-		}
-	}
+func (sl *syncLooker) look(ctx context.Context, late bool) (any, bool, error) {
+	news, since, err := sl.sync.News(sl.req)
 	if err != nil {
-		ps.finish(nil, err)
-		return
+		return nil, true, err
+	}
+	if news || late {
+		resp, err := sl.sync.Sync(ctx, sl.req)
+		if err != nil || !resp.Empty() || late {
+			out, err := syncAnswer(resp, err)
+			return out, true, err
+		}
+		since = resp.NextBatch // nothing this poll shows: wait on
 	}
 	// Nothing this poll shows (news of a room it filters out, presence
 	// it does not want): wait again from there.
-	ps.req.Since = since
-	ps.mu.Lock()
-	ps.state = parkWaiting
-	if ps.woken || ps.hurried {
-		ps.timer.Reset(0)
-	} else {
-		ps.timer.Reset(time.Until(ps.deadline))
-	}
-	ps.mu.Unlock()
-	if err := ps.sync.WakeAfter(ps.req, ps); err != nil {
-		ps.finish(nil, err)
-	}
-}
-
-func (ps *parkedSync) finish(resp *sync.Response, err error) {
-	ps.mu.Lock()
-	ps.state = parkDone
-	ps.timer.Stop()
-	ps.mu.Unlock()
-	ps.sync.StopWake(ps.req.UserID, ps)
-	ps.p.AnswerHere(syncAnswer(resp, err)) // on the timer's goroutine, or in start
+	sl.req.Since = since
+	return nil, false, nil
 }
 
 func syncAnswer(resp *sync.Response, err error) (any, error) {
