@@ -476,15 +476,20 @@ func (tx *Tx) SetMembership(ctx context.Context, m Membership) error {
 			return err
 		}
 	}
-	err = tx.execLater(ctx, nil, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
+	if err := tx.writeMembership(ctx, m); err != nil {
+		return err
+	}
+	return tx.updateMemberSummary(ctx, m.RoomID, m.UserID, old, m.Membership, sum, heroes.String)
+}
+
+// writeMembership replaces the user's membership row (after the
+// summaries' writes, which read the row it replaces).
+func (tx *Tx) writeMembership(ctx context.Context, m Membership) error {
+	return tx.execLater(ctx, nil, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
 		VALUES ($1, $2, $3, $4, $5, FALSE, $6)
 		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
 			joined_pos = `+keepJoinedPos,
 		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
-	if err != nil {
-		return err
-	}
-	return tx.updateMemberSummary(ctx, m.RoomID, m.UserID, old, m.Membership, sum, heroes.String)
 }
 
 // setMembershipPG is SetMembership on PostgreSQL, in writes alone (no
@@ -519,12 +524,7 @@ func (tx *Tx) setMembershipPG(ctx context.Context, m Membership) error {
 	if err != nil {
 		return err
 	}
-	err = tx.execLater(ctx, nil, `INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, forgotten, joined_pos)
-		VALUES ($1, $2, $3, $4, $5, FALSE, $6)
-		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = FALSE,
-			joined_pos = `+keepJoinedPos,
-		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos(m))
-	if err != nil {
+	if err := tx.writeMembership(ctx, m); err != nil {
 		return err
 	}
 	candidates := `(SELECT string_agg(user_id, E'\n') FROM (SELECT user_id FROM room_members WHERE room_id = $1 AND membership IN ('join', 'invite')
