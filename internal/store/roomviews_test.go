@@ -68,3 +68,33 @@ func TestRoomViewsStayCurrent(t *testing.T) {
 		}
 	})
 }
+
+// Views stored before room_views became a table with rowids (SQLite,
+// migration 33) read back after it.
+func TestRoomViewsKeptByRowidMigration(t *testing.T) {
+	forEachEngineAt(t, 32, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		view := &StoredView{RoomID: "!r:hs.test", UpTo: 3, Complete: true, Groups: []ViewGroup{},
+			State: []ViewState{{Key: StateKey{Type: "m.room.name"}, EventID: "$n", Head: []byte(`{"x":1`), OriginTS: 5, Sender: "@a:hs.test"}}}
+		if err := s.PutRoomViews(ctx, []*StoredView{view}, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.migrateRest(t)
+		got, err := s.RoomViews(ctx, []string{"!r:hs.test"})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("views %v, %v", got, err)
+		}
+		got[0].Rows, got[0].Bases, view.Rows, view.Bases = nil, nil, nil, nil
+		if !reflect.DeepEqual(got[0], view) {
+			t.Fatalf("view read back as\n%+v\nwant\n%+v", got[0], view)
+		}
+		// Views are still replaced in place.
+		view.UpTo = 4
+		if err := s.PutRoomViews(ctx, []*StoredView{view}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.RoomViews(ctx, []string{"!r:hs.test"}); err != nil || len(got) != 1 || got[0].UpTo != 4 {
+			t.Fatalf("views after a rewrite: %v, %v", got, err)
+		}
+	})
+}
