@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -11,15 +13,18 @@ import (
 // database/sql re-prepares a Stmt on each connection as needed.
 type stmtCache struct {
 	db *sql.DB
-	mu sync.RWMutex
-	m  map[string]*sql.Stmt
+	// positional: prepare "$1, $2, …" in order as "?, ?, …" (SQLite, see
+	// positionalParams).
+	positional bool
+	mu         sync.RWMutex
+	m          map[string]*sql.Stmt
 }
 
 // maxCachedStmts bounds the cache; queries with generated IN lists vary.
 const maxCachedStmts = 512
 
-func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, m: map[string]*sql.Stmt{}}
+func newStmtCache(db *sql.DB, positional bool) *stmtCache {
+	return &stmtCache{db: db, positional: positional, m: map[string]*sql.Stmt{}}
 }
 
 func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -29,7 +34,11 @@ func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
 	if st != nil {
 		return st, nil
 	}
-	st, err := c.db.PrepareContext(ctx, query)
+	text := query
+	if c.positional {
+		text = positionalParams(query)
+	}
+	st, err := c.db.PrepareContext(ctx, text)
 	if err != nil {
 		return nil, err
 	}
@@ -43,6 +52,48 @@ func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
 		c.m[query] = st
 	}
 	return st, nil
+}
+
+// positionalParams is query with its parameters written "?" when they
+// are "$1", "$2", … each once and in that order outside quotes (as the
+// statements built with query and inList are), and query itself
+// otherwise. SQLite numbers "?" in order of appearance, so the statement
+// is the same; but the SQLite driver looks up each parameter's name, a
+// walk over all names that made binding a statement of n named
+// parameters cost n² steps (about 20 ms of the unread counts of a user
+// in 1,000 rooms, 100 rooms of 13 parameters each to a statement).
+func positionalParams(query string) string {
+	if strings.IndexByte(query, '?') >= 0 || strings.IndexByte(query, '$') < 0 {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query))
+	next, quoted := 1, byte(0)
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case quoted != 0:
+			if c == quoted {
+				quoted = 0
+			}
+		case c == '\'' || c == '"':
+			quoted = c
+		case c == '$':
+			j := i + 1
+			for j < len(query) && query[j] >= '0' && query[j] <= '9' {
+				j++
+			}
+			if n, err := strconv.Atoi(query[i+1 : j]); err != nil || n != next {
+				return query
+			}
+			next++
+			b.WriteByte('?')
+			i = j - 1
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 func (c *stmtCache) close() {

@@ -139,10 +139,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("connect %s: %w", s.Engine, err)
 	}
-	s.wc = newStmtCache(s.w)
+	s.wc = newStmtCache(s.w, s.Engine == SQLite)
 	s.rc = s.wc
 	if s.r != s.w {
-		s.rc = newStmtCache(s.r)
+		s.rc = newStmtCache(s.r, s.Engine == SQLite)
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
