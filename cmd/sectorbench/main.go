@@ -47,27 +47,29 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	engines      []string
-	scale        float64
-	keep         bool
-	phases       []string
-	out          string
-	postgres     string
-	luxchat      string
-	pollTimeout  time.Duration
-	idle         time.Duration
-	steady       time.Duration
-	messages     int
-	interval     time.Duration
-	setupBudget  time.Duration
-	syncBudget   time.Duration
-	pollerBudget time.Duration
-	joinBudget   time.Duration
-	phaseBudget  time.Duration
-	cpuProfile   string
-	msgProfile   string
-	serverExtra  string
-	connected    int
+	engines        []string
+	scale          float64
+	keep           bool
+	phases         []string
+	out            string
+	postgres       string
+	luxchat        string
+	pollTimeout    time.Duration
+	idle           time.Duration
+	steady         time.Duration
+	messages       int
+	interval       time.Duration
+	setupBudget    time.Duration
+	syncBudget     time.Duration
+	pollerBudget   time.Duration
+	joinBudget     time.Duration
+	phaseBudget    time.Duration
+	cpuProfile     string
+	msgProfile     string
+	syncProfile    string
+	syncProfileFor time.Duration
+	serverExtra    string
+	connected      int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -94,6 +96,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.connected, "connected", 0, "clients long-polling at the end of the connected phase (default 10,000 × scale)")
 	fs.StringVar(&o.cpuProfile, "setup-cpuprofile", "", "write a CPU profile of the in-process setup to this file (the last engine's)")
 	fs.StringVar(&o.serverExtra, "server-config", "", "YAML lines added to the measured server's configuration, e.g. 'limits: {park_long_polls: true}'")
+	fs.StringVar(&o.syncProfile, "sync-cpuprofile", "", "write a CPU profile of the server from just before the sync phase's first initial sync (a server's first) to this file, taken for -sync-cpuprofile-for; the next syncs wait for it (the last engine's)")
+	fs.DurationVar(&o.syncProfileFor, "sync-cpuprofile-for", 5*time.Second, "length of the -sync-cpuprofile profile (whole seconds)")
 	fs.StringVar(&o.msgProfile, "message-cpuprofile", "", "write a CPU profile of the server over the message phase's sends to this file, and its allocation profiles at the phase's start and end to FILE.allocs.start and .end (the last engine's)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -85,13 +85,26 @@ func (b *bench) phaseSync(ctx context.Context) error {
 	heavy := sec.users[sec.plan.heavyUser(0)]
 	rooms := sec.plan.heavyRoom / 2 * 2
 	label := "initial sync, user in " + thousands(int64(rooms)) + " rooms"
-	uses, size, cut, err := b.series(ctx, 6, func(ctx context.Context) (int, error) {
+	// -sync-cpuprofile: the server's profile over the first sync, taken
+	// for a fixed time (the metrics listener's profile cannot be stopped);
+	// the next syncs wait for it.
+	profiled := b.profileServer(ctx, b.opts.syncProfile, b.opts.syncProfileFor)
+	if b.opts.syncProfile != "" {
+		time.Sleep(200 * time.Millisecond) // the profile under way before the sync
+	}
+	uses, size, cut, err := b.seriesThen(ctx, 6, func(ctx context.Context) (int, error) {
 		var ans syncAnswer
 		n, err := b.c.do(ctx, http.MethodGet, "/_matrix/client/v3/sync?timeout=0", heavy.token, nil, &ans)
 		if err == nil && len(ans.Rooms.Join) != rooms {
 			err = fmt.Errorf("initial sync of %s: %d rooms, want %d", heavy.id, len(ans.Rooms.Join), rooms)
 		}
 		return n, err
+	}, func(done int) {
+		if done == 1 {
+			if err := <-profiled; err != nil {
+				b.logf("first sync profile: %v", err)
+			}
+		}
 	})
 	if err != nil {
 		return err
@@ -128,9 +141,15 @@ func (b *bench) phaseSync(ctx context.Context) error {
 // series times up to n requests one after the other within -sync-budget.
 // A request the budget cuts off ends the series (cut), without error.
 func (b *bench) series(ctx context.Context, n int, f func(ctx context.Context) (int, error)) (uses []cpuUse, size int, cut bool, err error) {
+	return b.seriesThen(ctx, n, f, nil)
+}
+
+// seriesThen is series calling after (when not nil) between the requests,
+// outside what they measure, with the number of requests done.
+func (b *bench) seriesThen(ctx context.Context, n int, f func(ctx context.Context) (int, error), after func(done int)) (uses []cpuUse, size int, cut bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.syncBudget)
 	defer cancel()
-	for range n {
+	for i := range n {
 		s0 := b.m.sample()
 		sz, err := f(ctx)
 		if err != nil {
@@ -138,6 +157,9 @@ func (b *bench) series(ctx context.Context, n int, f func(ctx context.Context) (
 		}
 		uses = append(uses, b.m.since(s0))
 		size = sz
+		if after != nil {
+			after(i + 1)
+		}
 	}
 	return uses, size, false, nil
 }
