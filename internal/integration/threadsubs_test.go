@@ -417,3 +417,48 @@ func TestThreadSubscriptionsRestart(t *testing.T) {
 		}
 	})
 }
+
+// TestThreadSubscriptionPushCondition: a user's push rules with MSC4306's
+// condition decide by the user's subscriptions: replies in a subscribed
+// thread highlight, those in others do not notify, other events go on
+// to the defaults; another member's rules are untouched.
+func TestThreadSubscriptionPushCondition(t *testing.T) {
+	forEachCrowd(t, func(t *testing.T, s *ts.Server, fill func(string)) {
+		alice, bob, carol := s.Register(t, "alice"), s.Register(t, "bob"), s.Register(t, "carol")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		fill(room)
+		bob.Join(room)
+		carol.Join(room)
+		cond := func(subscribed bool) []any {
+			return []any{map[string]any{"kind": "io.element.msc4306.thread_subscription", "subscribed": subscribed}}
+		}
+		bob.MustDo("PUT", rulesPath+"override/unsubscribed-threads", map[string]any{"conditions": cond(false), "actions": []any{}}, nil)
+		bob.MustDo("PUT", rulesPath+"override/subscribed-threads", map[string]any{"conditions": cond(true),
+			"actions": []any{"notify", map[string]any{"set_tweak": "highlight"}}}, nil)
+		wantErr(t, bob.Do("PUT", rulesPath+"override/bad", map[string]any{"conditions": []any{map[string]any{"kind": "io.element.msc4306.thread_subscription"}},
+			"actions": []any{}}), http.StatusBadRequest, "M_INVALID_PARAM")
+
+		followed, ignored := alice.SendText(room, "follow me"), alice.SendText(room, "ignore me")
+		bob.MustDo("PUT", subPath(room, followed), map[string]any{}, nil)
+		threadReply(alice, room, followed, "in the followed thread")
+		threadReply(alice, room, ignored, "in the ignored thread")
+
+		type page struct {
+			Notifications []struct {
+				Event event `json:"event"`
+			} `json:"notifications"`
+		}
+		ids := func(c *ts.Client, query string) []string {
+			var p page
+			c.MustDo("GET", "/_matrix/client/v3/notifications"+query, nil, &p)
+			var out []string
+			for _, n := range p.Notifications {
+				out = append(out, n.Event.Content["body"].(string))
+			}
+			return sortedCopy(out)
+		}
+		want(t, "bob's notifications", ids(bob, ""), "follow me", "ignore me", "in the followed thread")
+		want(t, "bob's highlights", ids(bob, "?only=highlight"), "in the followed thread")
+		want(t, "carol's notifications", ids(carol, ""), "follow me", "ignore me", "in the followed thread", "in the ignored thread")
+	})
+}
