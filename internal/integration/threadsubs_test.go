@@ -19,14 +19,6 @@ func subPath(room, root string) string {
 	return msc4306Path + "/rooms/" + esc(room) + "/thread/" + esc(root) + "/subscription"
 }
 
-// wantErr asserts a request's status and errcode.
-func wantErr(t *testing.T, r *ts.Response, status int, code string) {
-	t.Helper()
-	if r.Status != status || r.ErrCode() != code {
-		t.Fatalf("want %d %s, got %d %s", status, code, r.Status, r.Body)
-	}
-}
-
 // subscription returns GET .../subscription: its status and automatic.
 func subscription(t *testing.T, c *ts.Client, room, root string) (int, bool) {
 	t.Helper()
@@ -129,7 +121,7 @@ func TestThreadSubscriptions(t *testing.T) {
 					body = map[string]any{}
 				}
 				t.Run(name+"/"+m, func(t *testing.T) {
-					wantErr(t, alice.Do(m, subPath(p[0], p[1]), body), http.StatusNotFound, "M_NOT_FOUND")
+					wantError(t, alice.Do(m, subPath(p[0], p[1]), body), http.StatusNotFound, "M_NOT_FOUND")
 				})
 			}
 		}
@@ -140,7 +132,7 @@ func TestThreadSubscriptions(t *testing.T) {
 			}
 			// eve is in neither room: the private one is as unknown to her as
 			// a made-up room.
-			wantErr(t, eve.Do(m, subPath(elsewhere, foreign), body), http.StatusNotFound, "M_NOT_FOUND")
+			wantError(t, eve.Do(m, subPath(elsewhere, foreign), body), http.StatusNotFound, "M_NOT_FOUND")
 		}
 
 		// History eve may not see: she joins a room with joined visibility
@@ -150,20 +142,20 @@ func TestThreadSubscriptions(t *testing.T) {
 		hiddenRoot := alice.SendText(hidden, "before eve")
 		eve.Join(hidden)
 		hiddenReply := threadReply(alice, hidden, hiddenRoot, "after eve joined")
-		wantErr(t, eve.Do("PUT", subPath(hidden, hiddenRoot), map[string]any{"automatic": hiddenReply}), http.StatusNotFound, "M_NOT_FOUND")
-		wantErr(t, eve.Do("GET", subPath(hidden, hiddenRoot), nil), http.StatusNotFound, "M_NOT_FOUND")
+		wantError(t, eve.Do("PUT", subPath(hidden, hiddenRoot), map[string]any{"automatic": hiddenReply}), http.StatusNotFound, "M_NOT_FOUND")
+		wantError(t, eve.Do("GET", subPath(hidden, hiddenRoot), nil), http.StatusNotFound, "M_NOT_FOUND")
 		// A visible root with a cause eve may not see.
 		visibleRoot := alice.SendText(hidden, "eve sees this")
 		eve.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(hidden)+"/leave", map[string]any{}, nil)
 		unseen := threadReply(alice, hidden, visibleRoot, "after eve left")
-		wantErr(t, eve.Do("PUT", subPath(hidden, visibleRoot), map[string]any{"automatic": unseen}), http.StatusBadRequest, "IO.ELEMENT.MSC4306.M_NOT_IN_THREAD")
+		wantError(t, eve.Do("PUT", subPath(hidden, visibleRoot), map[string]any{"automatic": unseen}), http.StatusBadRequest, "IO.ELEMENT.MSC4306.M_NOT_IN_THREAD")
 
 		// Bad bodies.
-		wantErr(t, alice.Do("PUT", subPath(room, root), "{not json"), http.StatusBadRequest, "M_NOT_JSON")
-		wantErr(t, alice.Do("PUT", subPath(room, root), "[]"), http.StatusBadRequest, "M_BAD_JSON")
-		wantErr(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": 5}), http.StatusBadRequest, "M_BAD_JSON")
-		wantErr(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": true}), http.StatusBadRequest, "M_BAD_JSON")
-		wantErr(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": "not an id"}), http.StatusBadRequest, "M_INVALID_PARAM")
+		wantError(t, alice.Do("PUT", subPath(room, root), "{not json"), http.StatusBadRequest, "M_NOT_JSON")
+		wantError(t, alice.Do("PUT", subPath(room, root), "[]"), http.StatusBadRequest, "M_BAD_JSON")
+		wantError(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": 5}), http.StatusBadRequest, "M_BAD_JSON")
+		wantError(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": true}), http.StatusBadRequest, "M_BAD_JSON")
+		wantError(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": "not an id"}), http.StatusBadRequest, "M_INVALID_PARAM")
 		if st, _ := subscription(t, alice, room, root); st != http.StatusNotFound {
 			t.Fatalf("a refused request subscribed: %d", st)
 		}
@@ -184,7 +176,7 @@ func TestThreadSubscriptionOrdering(t *testing.T) {
 		alice.MustDo("DELETE", subPath(room, root), nil, nil)
 		r3 := threadReply(alice, room, root, "3")
 		for _, cause := range []string{r1, r2} {
-			wantErr(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": cause}),
+			wantError(t, alice.Do("PUT", subPath(room, root), map[string]any{"automatic": cause}),
 				http.StatusConflict, "IO.ELEMENT.MSC4306.M_CONFLICTING_UNSUBSCRIPTION")
 			if st, _ := subscription(t, alice, room, root); st != http.StatusNotFound {
 				t.Fatalf("a refused automatic subscription subscribed: %d", st)
@@ -376,11 +368,11 @@ func TestThreadSubscriptionsSlidingSync(t *testing.T) {
 			"?dir=b&from=ts01":            "M_INVALID_PARAM",
 			"?dir=b&to=" + esc(pos) + "x": "M_INVALID_PARAM",
 		} {
-			wantErr(t, alice.Do("GET", msc4308Path+q, nil), http.StatusBadRequest, code)
+			wantError(t, alice.Do("GET", msc4308Path+q, nil), http.StatusBadRequest, code)
 		}
-		wantErr(t, alice.Do("POST", ssPath, map[string]any{"extensions": map[string]any{threadSubs: map[string]any{"enabled": true, "limit": 0}}}),
+		wantError(t, alice.Do("POST", ssPath, map[string]any{"extensions": map[string]any{threadSubs: map[string]any{"enabled": true, "limit": 0}}}),
 			http.StatusBadRequest, "M_INVALID_PARAM")
-		wantErr(t, alice.Do("POST", ssPath, map[string]any{"extensions": map[string]any{threadSubs: map[string]any{"enabled": "yes"}}}),
+		wantError(t, alice.Do("POST", ssPath, map[string]any{"extensions": map[string]any{threadSubs: map[string]any{"enabled": "yes"}}}),
 			http.StatusBadRequest, "M_BAD_JSON")
 	})
 }
@@ -405,7 +397,7 @@ func TestThreadSubscriptionsRestart(t *testing.T) {
 			alice.MustDo("DELETE", subPath(room, a), nil, nil)
 		}
 		alice.MustDo("PUT", subPath(room, a), map[string]any{}, nil)
-		s = s.Restart(t)
+		s.Restart(t) // same address: alice's client goes on
 		alice.MustDo("PUT", subPath(room, b), map[string]any{}, nil)
 		_, p := slideSubs(t, alice, "", 0, map[string]any{"enabled": true})
 		want(t, "after a restart", p.keys(), "s:"+a, "s:"+b)
@@ -435,7 +427,7 @@ func TestThreadSubscriptionPushCondition(t *testing.T) {
 		bob.MustDo("PUT", rulesPath+"override/unsubscribed-threads", map[string]any{"conditions": cond(false), "actions": []any{}}, nil)
 		bob.MustDo("PUT", rulesPath+"override/subscribed-threads", map[string]any{"conditions": cond(true),
 			"actions": []any{"notify", map[string]any{"set_tweak": "highlight"}}}, nil)
-		wantErr(t, bob.Do("PUT", rulesPath+"override/bad", map[string]any{"conditions": []any{map[string]any{"kind": "io.element.msc4306.thread_subscription"}},
+		wantError(t, bob.Do("PUT", rulesPath+"override/bad", map[string]any{"conditions": []any{map[string]any{"kind": "io.element.msc4306.thread_subscription"}},
 			"actions": []any{}}), http.StatusBadRequest, "M_INVALID_PARAM")
 
 		followed, ignored := alice.SendText(room, "follow me"), alice.SendText(room, "ignore me")

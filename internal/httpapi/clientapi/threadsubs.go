@@ -97,12 +97,9 @@ func (a *API) threadSubscriptions(r *httputil.Request) (any, error) {
 	default:
 		return nil, errcode.InvalidParam("dir must be b")
 	}
-	limit, err := r.QueryInt("limit", 100)
+	limit, err := pageLimit(r, 100)
 	if err != nil {
 		return nil, err
-	}
-	if limit < 1 {
-		return nil, errcode.InvalidParam("limit must be greater than zero")
 	}
 	upTo := a.Sync.Current().AccountData
 	if from := r.Query("from"); from != "" {
@@ -125,7 +122,7 @@ func (a *API) threadSubscriptions(r *httputil.Request) (any, error) {
 		}
 		after = pos
 	}
-	page, end, err := a.ThreadSubs.Changes(r.Context(), r.Session.UserID, after, upTo, int(min(limit, threadsubs.MaxLimit)))
+	page, end, err := a.ThreadSubs.Changes(r.Context(), r.Session.UserID, after, upTo, limit)
 	if err != nil {
 		return nil, err
 	}
