@@ -51,14 +51,6 @@ func TestThreadSubscriptions(t *testing.T) {
 		root := alice.SendText(room, "what do you think?")
 		reply := threadReply(bob, room, root, "a reply")
 
-		var versions struct {
-			Unstable map[string]bool `json:"unstable_features"`
-		}
-		alice.MustDo("GET", "/_matrix/client/versions", nil, &versions)
-		if !versions.Unstable["org.matrix.msc4306"] {
-			t.Errorf("/versions does not advertise org.matrix.msc4306: %v", versions.Unstable)
-		}
-
 		// Manual subscription, then unsubscription; unsubscribing again
 		// changes nothing and succeeds.
 		if st, _ := subscription(t, alice, room, root); st != http.StatusNotFound {
