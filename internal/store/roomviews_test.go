@@ -70,9 +70,9 @@ func TestRoomViewsStayCurrent(t *testing.T) {
 }
 
 // Views stored before room_views became a table with rowids (SQLite,
-// migration 33) read back after it.
+// migration 34) read back after it.
 func TestRoomViewsKeptByRowidMigration(t *testing.T) {
-	forEachEngineAt(t, 32, func(t *testing.T, s *Store) {
+	forEachEngineAt(t, 33, func(t *testing.T, s *Store) {
 		ctx := context.Background()
 		view := &StoredView{RoomID: "!r:hs.test", UpTo: 3, Complete: true, Groups: []ViewGroup{},
 			State: []ViewState{{Key: StateKey{Type: "m.room.name"}, EventID: "$n", Head: []byte(`{"x":1`), OriginTS: 5, Sender: "@a:hs.test"}}}
