@@ -19,6 +19,7 @@ type ssRoom struct {
 	Avatar            json.RawMessage  `json:"avatar"`
 	Heroes            []map[string]any `json:"heroes"`
 	Initial           bool             `json:"initial"`
+	ExpandedTimeline  bool             `json:"expanded_timeline"`
 	IsDM              *bool            `json:"is_dm"`
 	Membership        string           `json:"membership"`
 	Lists             []string         `json:"lists"`
@@ -263,14 +264,16 @@ func TestSlidingSyncFiltersAndMembership(t *testing.T) {
 			t.Fatalf("invite: %+v", inv)
 		}
 		// A subscription (object form of required_state: everything but
-		// the create event) sends its room in full, once.
+		// the create event) sends its room's state in full, once, and its
+		// timeline longer (the list asked for none): not initial, the
+		// client has the rest.
 		sub := map[string]any{"room_subscriptions": map[string]any{
 			plain:                   map[string]any{"timeline_limit": 5, "required_state": map[string]any{"include": []any{map[string]any{}}, "exclude": []any{map[string]any{"type": "m.room.create"}}}},
 			"!nosuchroom:localhost": map[string]any{"timeline_limit": 5},
 		}}
 		r = slide(t, alice, r.Pos, 0, sub)
 		p := r.Rooms[plain]
-		if len(r.Rooms) != 1 || !p.Initial || len(p.Timeline) == 0 {
+		if len(r.Rooms) != 1 || p.Initial || !p.ExpandedTimeline || len(p.Timeline) == 0 {
 			t.Fatalf("subscription: %v %+v", ssKeys(r.Rooms), p)
 		}
 		types := stateTypes(p)
@@ -483,7 +486,7 @@ func TestSlidingSyncConnectionsBounded(t *testing.T) {
 // TestSlidingSyncRoomFields holds what a room's entry says as it changes:
 // heroes of an unnamed room, a name set later (and removed: null), unread
 // counts moving with a receipt, is_dm moving with m.direct, a larger
-// timeline_limit sending the room again in full, lazy members sent once,
+// timeline_limit sending the newest events again, lazy members sent once,
 // and a room the user leaves shown once with the leave.
 func TestSlidingSyncRoomFields(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, s *ts.Server) {
@@ -545,10 +548,11 @@ func TestSlidingSyncRoomFields(t *testing.T) {
 		if rm = r.Rooms[room]; rm.IsDM == nil || !*rm.IsDM {
 			t.Fatalf("is_dm: %+v", rm)
 		}
-		// A larger timeline_limit sends the room again in full.
-		bigger := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 3, lazy)}}
+		// A larger timeline_limit sends the newest events again.
+		// The client holds m3, m4 and the two name events: 6 is more.
+		bigger := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 6, lazy)}}
 		r = slide(t, alice, r.Pos, 0, bigger)
-		if rm = r.Rooms[room]; !rm.Initial || len(rm.Timeline) != 3 || !rm.Limited {
+		if rm = r.Rooms[room]; rm.Initial || !rm.ExpandedTimeline || len(rm.Timeline) != 6 || !rm.Limited {
 			t.Fatalf("expanded timeline: %+v", rm)
 		}
 		// prev_batch pages back from the timeline with /messages.
@@ -603,4 +607,72 @@ func TestSlidingSyncParkedAtShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("parked poll not answered at shutdown (%v)", time.Since(start))
 	}
+}
+
+// TestSlidingSyncExpandedTimeline: a room the client holds one event of,
+// asked for with a longer timeline (Element X subscribes to a room it
+// opens with timeline_limit 20 while its list asks for 1), comes at once
+// with its newest events, expanded_timeline set and not initial; a limit
+// no longer than what the client holds sends nothing again, and a room
+// whose whole history was sent is never expanded.
+func TestSlidingSyncExpandedTimeline(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"name": "busy", "preset": "public_chat"})
+		bob.Join(room)
+		for i := range 6 {
+			bob.SendText(room, fmt.Sprint("m", i))
+		}
+		small := alice.CreateRoom(map[string]any{"name": "small"})
+		lazy := [][]string{{"m.room.name", ""}, {"m.room.member", "$LAZY"}}
+		list := map[string]any{"a": allList([2]int{0, 9}, 1, lazy)}
+		r := slide(t, alice, "", 0, map[string]any{"lists": list})
+		if rm := r.Rooms[room]; !slices.Equal(ssBodies(rm), []string{"m5"}) || !rm.Limited {
+			t.Fatalf("first answer: %+v", rm)
+		}
+		// The subscription asks for 4: the four newest come, m5 with them.
+		sub := func(limit int) map[string]any {
+			return map[string]any{"lists": list, "room_subscriptions": map[string]any{
+				room: map[string]any{"timeline_limit": limit, "required_state": lazy}}}
+		}
+		r = slide(t, alice, r.Pos, 0, sub(4))
+		rm := r.Rooms[room]
+		if rm.Initial || !rm.ExpandedTimeline || !slices.Equal(ssBodies(rm), []string{"m2", "m3", "m4", "m5"}) || !rm.Limited || rm.PrevBatch == "" {
+			t.Fatalf("expanded: %+v", rm)
+		}
+		if rm.NumLive == nil || *rm.NumLive != 0 || rm.Name != nil {
+			t.Fatalf("expanded room: nothing live, its name not sent again: %+v", rm)
+		}
+		// The lazy members of the older events' senders were sent before
+		// (bob): not again.
+		for _, e := range rm.RequiredState {
+			t.Fatalf("state sent again with the expanded timeline: %+v", e)
+		}
+		if _, ok := r.Rooms[small]; ok {
+			t.Fatal("a room whose whole timeline was sent was expanded")
+		}
+		// Asking for 3 now (the client holds 4): nothing comes again.
+		r = slide(t, alice, r.Pos, 0, map[string]any{"lists": list, "unsubscribe_rooms": []string{room}})
+		r = slide(t, alice, r.Pos, 0, sub(3))
+		if len(r.Rooms) != 0 {
+			t.Fatalf("a limit the client holds resent: %v", ssKeys(r.Rooms))
+		}
+		// A new event then: it comes alone, live.
+		bob.SendText(room, "m6")
+		r = slide(t, alice, r.Pos, 0, sub(3))
+		if rm = r.Rooms[room]; rm.ExpandedTimeline || !slices.Equal(ssBodies(rm), []string{"m6"}) || *rm.NumLive != 1 {
+			t.Fatalf("after expansion, a new event: %+v", rm)
+		}
+		// Beyond the room's whole history: all of it, not limited; then
+		// never again.
+		r = slide(t, alice, r.Pos, 0, sub(100))
+		if rm = r.Rooms[room]; !rm.ExpandedTimeline || rm.Limited || len(rm.Timeline) < 10 {
+			t.Fatalf("whole history: %d events, %+v", len(rm.Timeline), rm)
+		}
+		r = slide(t, alice, r.Pos, 0, sub(100))
+		if len(r.Rooms) != 0 {
+			t.Fatalf("sent again: %v", ssKeys(r.Rooms))
+		}
+	})
 }
