@@ -676,3 +676,59 @@ func TestSlidingSyncExpandedTimeline(t *testing.T) {
 		}
 	})
 }
+
+// TestSlidingSyncPushRules: a connection's first answer carries the
+// user's m.push_rules in the account_data extension, as /sync's initial
+// sync does (the default rules of a user who never changed them; the
+// stored ones, once, of one who did), and a later change comes as a change.
+func TestSlidingSyncPushRules(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		body := map[string]any{"extensions": map[string]any{"account_data": map[string]any{"enabled": true}}}
+		rules := func(r ssResp) []event {
+			t.Helper()
+			if r.Extensions.AccountData == nil {
+				t.Fatal("no account_data extension")
+			}
+			var out []event
+			for _, e := range r.Extensions.AccountData.Global {
+				if e.Type == "m.push_rules" {
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+		masterEnabled := func(e event) any {
+			t.Helper()
+			global, _ := e.Content["global"].(map[string]any)
+			override, _ := global["override"].([]any)
+			for _, r := range override {
+				if m, _ := r.(map[string]any); m["rule_id"] == ".m.rule.master" {
+					return m["enabled"]
+				}
+			}
+			t.Fatalf("no .m.rule.master in %v", e.Content)
+			return nil
+		}
+		r := slide(t, alice, "", 0, body)
+		got := rules(r)
+		if len(got) != 1 || masterEnabled(got[0]) != false {
+			t.Fatalf("default push rules: %+v", got)
+		}
+		// Not again on the next pos: nothing changed.
+		r = slide(t, alice, r.Pos, 0, body)
+		if got = rules(r); len(got) != 0 {
+			t.Fatalf("push rules sent again: %+v", got)
+		}
+		alice.MustDo("PUT", "/_matrix/client/v3/pushrules/global/override/.m.rule.master/enabled", map[string]any{"enabled": true}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if got = rules(r); len(got) != 1 || masterEnabled(got[0]) != true {
+			t.Fatalf("changed push rules: %+v", got)
+		}
+		// A new connection: the stored rules, once.
+		r = slide(t, alice, "", 0, map[string]any{"conn_id": "other", "extensions": body["extensions"]})
+		if got = rules(r); len(got) != 1 || masterEnabled(got[0]) != true {
+			t.Fatalf("stored push rules on a new connection: %+v", got)
+		}
+	})
+}

@@ -197,6 +197,13 @@ func (b *builder) extensions(ctx context.Context, want map[string]*wanted) error
 		}
 		if b.base.first {
 			res.Global = b.data.globalEvents()
+			ev, err := b.pushRulesEvent(ctx)
+			if err != nil {
+				return err
+			}
+			if ev != nil {
+				res.Global = append(res.Global, ev)
+			}
 		}
 		for _, ad := range changes {
 			ev := adEvent(ad.Type, json.RawMessage(ad.Content))
