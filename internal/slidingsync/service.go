@@ -7,6 +7,7 @@ import (
 	"luxchat/internal/filter"
 	"maps"
 	"slices"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -249,6 +250,7 @@ type wanted struct {
 	order int64
 	cfg   RoomConfig
 	lists []string
+	sent  []string // the ids of the timeline events sent (set by room)
 }
 
 // build computes the answer to a request from the connection state base
@@ -280,6 +282,9 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 		kept, err := s.filterList(ctx, entries, l.Filters, data, joined)
 		if err != nil {
 			return nil, err
+		}
+		if l.Room.needsFullState(req.UserID) {
+			kept = slices.DeleteFunc(kept, func(e entry) bool { return s.partial(e.m) })
 		}
 		resp.Lists[name] = ListResult{Count: len(kept)}
 		next.lists[name] = len(kept)
@@ -318,6 +323,9 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 			byID[m.RoomID] = m
 		}
 		for id, cfg := range next.subs {
+			if m := byID[id]; cfg.needsFullState(req.UserID) && s.partial(&m) {
+				continue
+			}
 			if w := want[id]; w != nil {
 				w.cfg = w.cfg.merge(cfg)
 				continue
@@ -610,6 +618,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 		r.Timeline = append(r.Timeline, b.s.read.ClientEvent(row, roomread.Format{Viewer: b.req.UserID, DeviceID: b.req.DeviceID,
 			OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 		b.timelineIDs[row.EventID] = true
+		w.sent = append(w.sent, row.EventID)
 		lazyWant[row.Sender] = true
 		if row.Type == "m.room.member" && row.StateKey.Valid {
 			lazyWant[row.StateKey.String] = true
@@ -700,6 +709,21 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 	}
 	if err != nil {
 		return err
+	}
+	if len(lazyWant) > 0 && m.Membership == "join" && b.s.rooms.IsPartialState(id) {
+		// The state of a room joined with partial state lacks most
+		// members: the senders' member events are among their events'
+		// auth events, as /sync finds them.
+		extra, err := b.s.rooms.SenderMembersFromAuth(ctx, id, w.sent, lazyWant)
+		if err != nil {
+			return err
+		}
+		st = maps.Clone(st)
+		for k, ev := range extra {
+			if _, ok := st[k]; !ok {
+				st[k] = ev
+			}
+		}
 	}
 	keep := store.StateMap{}
 	for k, ev := range st {
@@ -845,6 +869,37 @@ func (rs RequiredState) matches(typ, key, userID string) bool {
 	for _, p := range rs.Include {
 		if p.Type == wildcard && keyMatch(p) {
 			return true
+		}
+	}
+	return false
+}
+
+// partial reports whether a room is one the user joined whose full state
+// is still being fetched (a partial-state join): lists and subscriptions
+// whose config needs its full state do not show it until it comes, as
+// the MSC has it; the others (lazy members, $ME) show it at once.
+func (s *Service) partial(m *store.Membership) bool {
+	return m.Membership == "join" && s.rooms.IsPartialState(m.RoomID)
+}
+
+// needsFullState reports whether a config asks for state a partial-state
+// room may lack: any type, every member, or a member of another server.
+// Lazy members, $ME and local users are known at once.
+func (c RoomConfig) needsFullState(userID string) bool {
+	_, server, _ := strings.Cut(userID, ":")
+	for _, st := range c.States {
+		for _, p := range st.Include {
+			switch {
+			case p.Type == wildcard:
+				return true
+			case p.Type != "m.room.member" || p.StateKey == "$ME" || p.StateKey == "$LAZY":
+			case p.StateKey == wildcard:
+				return true
+			default:
+				if _, s, _ := strings.Cut(p.StateKey, ":"); s != server {
+					return true
+				}
+			}
 		}
 	}
 	return false
