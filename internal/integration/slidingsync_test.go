@@ -732,3 +732,107 @@ func TestSlidingSyncPushRules(t *testing.T) {
 		}
 	})
 }
+
+// receiptReaders lists who has a receipt of a type in an m.receipt event.
+func receiptReaders(e event, typ string) []string {
+	var out []string
+	for _, byType := range e.Content {
+		m, _ := byType.(map[string]any)
+		users, _ := m[typ].(map[string]any)
+		for u := range users {
+			out = append(out, u)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSlidingSyncReceiptsAndTyping: a room sent new to the connection
+// (initial) gets its receipts in full — the user's own and those on the
+// events of its timeline — not only those since the last pos; receipts
+// and typing that changed while a room was out of the window (or
+// unsubscribed) come when it is back.
+func TestSlidingSyncReceiptsAndTyping(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		carol := s.Register(t, "carol")
+		r1 := alice.CreateRoom(map[string]any{"name": "r1", "preset": "public_chat"})
+		bob.Join(r1)
+		carol.Join(r1)
+		old := carol.SendText(r1, "old")
+		last := carol.SendText(r1, "last")
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(old), map[string]any{}, nil)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(last), map[string]any{}, nil)
+		r2 := alice.CreateRoom(map[string]any{"name": "r2", "preset": "public_chat"})
+		bob.Join(r2)
+		carol.Join(r2)
+		carol.SendText(r2, "newer") // r2 tops the list
+		exts := map[string]any{"receipts": map[string]any{"enabled": true}, "typing": map[string]any{"enabled": true}}
+		top := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 1, [][]string{})}, "extensions": exts}
+		r := slide(t, alice, "", 0, top)
+		if _, ok := r.Rooms[r1]; ok {
+			t.Fatalf("r1 is not in the window [0,0]: %v", ssKeys(r.Rooms))
+		}
+		// An unrelated receipt moves the stream past the old ones.
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r2)+"/receipt/m.read/"+esc(carol.SendText(r2, "x")), map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, top)
+		// r1 comes into the window (grown): initial, with its timeline's
+		// receipt (bob's, on "last") and alice's own (on an older event).
+		both := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 1}, 1, [][]string{})}}
+		r = slide(t, alice, r.Pos, 0, both)
+		if rm := r.Rooms[r1]; !rm.Initial {
+			t.Fatalf("r1 not sent new: %+v", rm)
+		}
+		if got := receiptReaders(r.Extensions.Receipts.Rooms[r1], "m.read"); !slices.Equal(got, sortedIDs(alice.UserID, bob.UserID)) {
+			t.Fatalf("receipts of a room new to the connection: %v (%+v)", got, r.Extensions.Receipts.Rooms[r1])
+		}
+		// r1 out of the window again; meanwhile bob reads and types in it.
+		r = slide(t, alice, r.Pos, 0, top)
+		carol.SendText(r2, "r2 on top")
+		r = slide(t, alice, r.Pos, 0, top)
+		if _, ok := r.Rooms[r2]; !ok {
+			t.Fatalf("r2 should be the window: %v", ssKeys(r.Rooms))
+		}
+		latest := carol.SendText(r1, "unseen")
+		carol.SendText(r2, "r2 stays on top")
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(latest), map[string]any{}, nil)
+		bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(r1)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000}, nil)
+		r = slide(t, alice, r.Pos, 0, top)
+		if _, ok := r.Extensions.Receipts.Rooms[r1]; ok {
+			t.Fatal("a receipt of a room out of the window was sent")
+		}
+		if _, ok := r.Extensions.Typing.Rooms[r1]; ok {
+			t.Fatal("typing of a room out of the window was sent")
+		}
+		// Back in the window: what changed meanwhile comes.
+		r = slide(t, alice, r.Pos, 0, both)
+		if rm := r.Rooms[r1]; rm.Initial || !slices.Contains(ssBodies(rm), "unseen") {
+			t.Fatalf("r1 back in the window: %+v", rm)
+		}
+		if got := receiptReaders(r.Extensions.Receipts.Rooms[r1], "m.read"); !slices.Contains(got, bob.UserID) {
+			t.Fatalf("bob's receipt made while r1 was out of the window: %v", got)
+		}
+		if ids, _ := r.Extensions.Typing.Rooms[r1].Content["user_ids"].([]any); len(ids) != 1 || ids[0] != bob.UserID {
+			t.Fatalf("bob typing while r1 was out of the window: %+v", r.Extensions.Typing.Rooms[r1])
+		}
+		// The same for a subscription dropped and taken again.
+		subOnly := map[string]any{"lists": map[string]any{}, "room_subscriptions": map[string]any{r1: map[string]any{"timeline_limit": 1}}}
+		r = slide(t, alice, r.Pos, 0, subOnly)
+		r = slide(t, alice, r.Pos, 0, map[string]any{"lists": map[string]any{}, "unsubscribe_rooms": []string{r1}})
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(latest), map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, map[string]any{"lists": map[string]any{}})
+		if _, ok := r.Extensions.Receipts.Rooms[r1]; ok {
+			t.Fatal("a receipt of an unsubscribed room was sent")
+		}
+		r = slide(t, alice, r.Pos, 0, subOnly)
+		if got := receiptReaders(r.Extensions.Receipts.Rooms[r1], "m.read"); !slices.Contains(got, carol.UserID) {
+			t.Fatalf("carol's receipt made while r1 was unsubscribed: %v", got)
+		}
+	})
+}
+
+func sortedIDs(ids ...string) []string {
+	sort.Strings(ids)
+	return ids
+}

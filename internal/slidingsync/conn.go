@@ -71,6 +71,9 @@ type sentRoom struct {
 	isDM       bool
 	unread     sync.Unread
 	lazy       map[string]struct{} // member events sent for lazy loading; copied on write
+	// receipts and typing: the positions of those streams the room's
+	// receipts and typing were last sent up to (0: never).
+	receipts, typing int64
 }
 
 // clone copies the state for the next position; sentRoom values are

@@ -483,7 +483,8 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	initial := b.initial[id]
 	expanded := b.expanded[id]
 	sent := sentRoom{membership: m.Membership, memberPos: m.Pos, have: prev.have, stateKey: w.cfg.stateKey(),
-		isDM: b.data.isDM(id), pos: prev.pos, lazy: prev.lazy, unread: prev.unread}
+		isDM: b.data.isDM(id), pos: prev.pos, lazy: prev.lazy, unread: prev.unread,
+		receipts: prev.receipts, typing: prev.typing}
 	if unread != nil {
 		sent.unread = *unread
 	}
