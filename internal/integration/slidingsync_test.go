@@ -573,14 +573,62 @@ func TestSlidingSyncRoomFields(t *testing.T) {
 		if rm = r.Rooms[room]; rm.Membership != "leave" || len(rm.Timeline) == 0 || rm.Timeline[len(rm.Timeline)-1].Type != "m.room.member" {
 			t.Fatalf("leave: %+v", rm)
 		}
-		bob.SendText(room, "after")
-		other := alice.CreateRoom(map[string]any{}) // events and counts move elsewhere
-		alice.SendText(other, "elsewhere")
-		for range 2 {
-			r = slide(t, alice, r.Pos, 0, bigger)
-			if _, ok := r.Rooms[room]; ok {
-				t.Fatalf("the left room sent again: %+v", r.Rooms[room])
+	})
+}
+
+// TestSlidingSyncLeftRoomStaysQuiet: a room the user left (with a message
+// unread) is shown once with the leave, then never again while unread
+// counts move in the user's other rooms (a message, then a receipt) and
+// events go on in the room itself.
+func TestSlidingSyncLeftRoomStaysQuiet(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		left := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		busy := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(left)
+		bob.Join(busy)
+		bob.SendText(left, "unread")
+		body := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 9}, 1, [][]string{})}}
+		r := slide(t, alice, "", 0, body)
+		if rm := r.Rooms[left]; rm.NotificationCount == nil || *rm.NotificationCount != 1 {
+			t.Fatalf("unread before leaving: %+v", rm)
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(left)+"/leave", map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if rm := r.Rooms[left]; rm.Membership != "leave" {
+			t.Fatalf("leave: %+v", r.Rooms)
+		}
+		// poll answers with the raw room keys, so that absence is exact.
+		poll := func(timeoutMS int) map[string]map[string]json.RawMessage {
+			t.Helper()
+			var raw struct {
+				Pos   string                                `json:"pos"`
+				Rooms map[string]map[string]json.RawMessage `json:"rooms"`
 			}
+			alice.MustDo("POST", ssPath+"?timeout="+fmt.Sprint(timeoutMS)+"&pos="+r.Pos, body, &raw)
+			r.Pos = raw.Pos
+			if _, ok := raw.Rooms[left]; ok {
+				t.Fatalf("the left room sent again: %s", raw.Rooms[left])
+			}
+			return raw.Rooms
+		}
+		// A message in the other room moves its count: that room comes,
+		// with its count, and only it.
+		ev := bob.SendText(busy, "count me")
+		if got := poll(0); len(got) != 1 || string(got[busy]["notification_count"]) != "1" {
+			t.Fatalf("after a message elsewhere: %v", got)
+		}
+		// A receipt there moves it back to 0.
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(busy)+"/receipt/m.read/"+esc(ev), map[string]any{}, nil)
+		if got := poll(0); len(got) != 1 || string(got[busy]["notification_count"]) != "0" {
+			t.Fatalf("after a receipt elsewhere: %v", got)
+		}
+		// Events in the left room itself: a long poll is not answered
+		// with it (it answers at its timeout, with no rooms).
+		bob.SendText(left, "after")
+		if got := poll(300); len(got) != 0 {
+			t.Fatalf("events in the left room: %v", got)
 		}
 	})
 }
