@@ -884,3 +884,33 @@ func sortedIDs(ids ...string) []string {
 	sort.Strings(ids)
 	return ids
 }
+
+// TestSlidingSyncNoPresenceExtension: no MSC defines a presence extension
+// for simplified sliding sync (MSC4186 only names it as a future one, and
+// Synapse has none), so a request naming one — or any unknown extension —
+// is answered as if it did not (the MSC's rule for unknown extensions),
+// also after a presence change.
+func TestSlidingSyncNoPresenceExtension(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		body := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 9}, 1, [][]string{})},
+			"extensions": map[string]any{"presence": map[string]any{"enabled": true}, "org.example.unknown": map[string]any{"enabled": true}}}
+		var raw struct {
+			Pos        string                     `json:"pos"`
+			Extensions map[string]json.RawMessage `json:"extensions"`
+		}
+		alice.MustDo("POST", ssPath, body, &raw)
+		if len(raw.Extensions) != 0 {
+			t.Fatalf("extensions answered: %v", ssKeys(raw.Extensions))
+		}
+		bob.MustDo("PUT", "/_matrix/client/v3/presence/"+esc(bob.UserID)+"/status", map[string]any{"presence": "unavailable", "status_msg": "away"}, nil)
+		raw.Extensions = nil
+		res := alice.Do("POST", ssPath+"?timeout=300&pos="+raw.Pos, body)
+		if res.Status != http.StatusOK || res.JSON(&raw) != nil || len(raw.Extensions) != 0 {
+			t.Fatalf("after a presence change: %d %s", res.Status, res.Body)
+		}
+	})
+}
