@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -17,19 +16,17 @@ func TestSlidingSyncPartialStateRoom(t *testing.T) {
 		roomID, _ := pjRoom(t, p.a, "bob", "carol", "dan", "erin", "frank")
 		zoe := p.a.Register(t, "zoe")
 		zoe.Join(roomID)
-		release := p.b.RoomFed.HoldResyncs()
+		dave, release := pjJoinHeld(t, p, roomID)
 		defer release()
-		dave := p.b.Register(t, "dave")
+		if !p.b.Rooms.IsPartialState(roomID) {
+			t.Fatal("the room is not partial after a join with members omitted")
+		}
 		lazyBody := map[string]any{"conn_id": "lazy", "lists": map[string]any{"a": allList([2]int{0, 9}, 5, [][]string{{"m.room.member", "$LAZY"}})}}
 		fullBody := map[string]any{"conn_id": "full", "lists": map[string]any{"a": allList([2]int{0, 9}, 5, [][]string{{"m.room.member", "*"}})}}
 		subBody := map[string]any{"conn_id": "sub", "room_subscriptions": map[string]any{roomID: map[string]any{"timeline_limit": 5, "required_state": [][]string{{"*", "*"}}}}}
 		lazy := slide(t, dave, "", 0, lazyBody)
 		full := slide(t, dave, "", 0, fullBody)
 		sub := slide(t, dave, "", 0, subBody)
-		dave.MustDo("POST", "/_matrix/client/v3/join/"+esc(roomID)+"?server_name="+url.QueryEscape(p.a.Config.ServerName), map[string]any{}, nil)
-		if !p.b.Rooms.IsPartialState(roomID) {
-			t.Fatal("the room is not partial after a join with members omitted")
-		}
 		zoe.SendText(roomID, "from zoe")
 
 		// The lazy list: the room, zoe's message and her member event.
