@@ -19,6 +19,7 @@ type ssRoom struct {
 	Avatar            json.RawMessage  `json:"avatar"`
 	Heroes            []map[string]any `json:"heroes"`
 	Initial           bool             `json:"initial"`
+	ExpandedTimeline  bool             `json:"expanded_timeline"`
 	IsDM              *bool            `json:"is_dm"`
 	Membership        string           `json:"membership"`
 	Lists             []string         `json:"lists"`
@@ -263,14 +264,16 @@ func TestSlidingSyncFiltersAndMembership(t *testing.T) {
 			t.Fatalf("invite: %+v", inv)
 		}
 		// A subscription (object form of required_state: everything but
-		// the create event) sends its room in full, once.
+		// the create event) sends its room's state in full, once, and its
+		// timeline longer (the list asked for none): not initial, the
+		// client has the rest.
 		sub := map[string]any{"room_subscriptions": map[string]any{
 			plain:                   map[string]any{"timeline_limit": 5, "required_state": map[string]any{"include": []any{map[string]any{}}, "exclude": []any{map[string]any{"type": "m.room.create"}}}},
 			"!nosuchroom:localhost": map[string]any{"timeline_limit": 5},
 		}}
 		r = slide(t, alice, r.Pos, 0, sub)
 		p := r.Rooms[plain]
-		if len(r.Rooms) != 1 || !p.Initial || len(p.Timeline) == 0 {
+		if len(r.Rooms) != 1 || p.Initial || !p.ExpandedTimeline || len(p.Timeline) == 0 {
 			t.Fatalf("subscription: %v %+v", ssKeys(r.Rooms), p)
 		}
 		types := stateTypes(p)
@@ -483,7 +486,7 @@ func TestSlidingSyncConnectionsBounded(t *testing.T) {
 // TestSlidingSyncRoomFields holds what a room's entry says as it changes:
 // heroes of an unnamed room, a name set later (and removed: null), unread
 // counts moving with a receipt, is_dm moving with m.direct, a larger
-// timeline_limit sending the room again in full, lazy members sent once,
+// timeline_limit sending the newest events again, lazy members sent once,
 // and a room the user leaves shown once with the leave.
 func TestSlidingSyncRoomFields(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, s *ts.Server) {
@@ -545,10 +548,11 @@ func TestSlidingSyncRoomFields(t *testing.T) {
 		if rm = r.Rooms[room]; rm.IsDM == nil || !*rm.IsDM {
 			t.Fatalf("is_dm: %+v", rm)
 		}
-		// A larger timeline_limit sends the room again in full.
-		bigger := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 3, lazy)}}
+		// A larger timeline_limit sends the newest events again.
+		// The client holds m3, m4 and the two name events: 6 is more.
+		bigger := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 6, lazy)}}
 		r = slide(t, alice, r.Pos, 0, bigger)
-		if rm = r.Rooms[room]; !rm.Initial || len(rm.Timeline) != 3 || !rm.Limited {
+		if rm = r.Rooms[room]; rm.Initial || !rm.ExpandedTimeline || len(rm.Timeline) != 6 || !rm.Limited {
 			t.Fatalf("expanded timeline: %+v", rm)
 		}
 		// prev_batch pages back from the timeline with /messages.
@@ -569,14 +573,62 @@ func TestSlidingSyncRoomFields(t *testing.T) {
 		if rm = r.Rooms[room]; rm.Membership != "leave" || len(rm.Timeline) == 0 || rm.Timeline[len(rm.Timeline)-1].Type != "m.room.member" {
 			t.Fatalf("leave: %+v", rm)
 		}
-		bob.SendText(room, "after")
-		other := alice.CreateRoom(map[string]any{}) // events and counts move elsewhere
-		alice.SendText(other, "elsewhere")
-		for range 2 {
-			r = slide(t, alice, r.Pos, 0, bigger)
-			if _, ok := r.Rooms[room]; ok {
-				t.Fatalf("the left room sent again: %+v", r.Rooms[room])
+	})
+}
+
+// TestSlidingSyncLeftRoomStaysQuiet: a room the user left (with a message
+// unread) is shown once with the leave, then never again while unread
+// counts move in the user's other rooms (a message, then a receipt) and
+// events go on in the room itself.
+func TestSlidingSyncLeftRoomStaysQuiet(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		left := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		busy := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(left)
+		bob.Join(busy)
+		bob.SendText(left, "unread")
+		body := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 9}, 1, [][]string{})}}
+		r := slide(t, alice, "", 0, body)
+		if rm := r.Rooms[left]; rm.NotificationCount == nil || *rm.NotificationCount != 1 {
+			t.Fatalf("unread before leaving: %+v", rm)
+		}
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(left)+"/leave", map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if rm := r.Rooms[left]; rm.Membership != "leave" {
+			t.Fatalf("leave: %+v", r.Rooms)
+		}
+		// poll answers with the raw room keys, so that absence is exact.
+		poll := func(timeoutMS int) map[string]map[string]json.RawMessage {
+			t.Helper()
+			var raw struct {
+				Pos   string                                `json:"pos"`
+				Rooms map[string]map[string]json.RawMessage `json:"rooms"`
 			}
+			alice.MustDo("POST", ssPath+"?timeout="+fmt.Sprint(timeoutMS)+"&pos="+r.Pos, body, &raw)
+			r.Pos = raw.Pos
+			if _, ok := raw.Rooms[left]; ok {
+				t.Fatalf("the left room sent again: %s", raw.Rooms[left])
+			}
+			return raw.Rooms
+		}
+		// A message in the other room moves its count: that room comes,
+		// with its count, and only it.
+		ev := bob.SendText(busy, "count me")
+		if got := poll(0); len(got) != 1 || string(got[busy]["notification_count"]) != "1" {
+			t.Fatalf("after a message elsewhere: %v", got)
+		}
+		// A receipt there moves it back to 0.
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(busy)+"/receipt/m.read/"+esc(ev), map[string]any{}, nil)
+		if got := poll(0); len(got) != 1 || string(got[busy]["notification_count"]) != "0" {
+			t.Fatalf("after a receipt elsewhere: %v", got)
+		}
+		// Events in the left room itself: a long poll is not answered
+		// with it (it answers at its timeout, with no rooms).
+		bob.SendText(left, "after")
+		if got := poll(300); len(got) != 0 {
+			t.Fatalf("events in the left room: %v", got)
 		}
 	})
 }
@@ -603,4 +655,262 @@ func TestSlidingSyncParkedAtShutdown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("parked poll not answered at shutdown (%v)", time.Since(start))
 	}
+}
+
+// TestSlidingSyncExpandedTimeline: a room the client holds one event of,
+// asked for with a longer timeline (Element X subscribes to a room it
+// opens with timeline_limit 20 while its list asks for 1), comes at once
+// with its newest events, expanded_timeline set and not initial; a limit
+// no longer than what the client holds sends nothing again, and a room
+// whose whole history was sent is never expanded.
+func TestSlidingSyncExpandedTimeline(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"name": "busy", "preset": "public_chat"})
+		bob.Join(room)
+		for i := range 6 {
+			bob.SendText(room, fmt.Sprint("m", i))
+		}
+		small := alice.CreateRoom(map[string]any{"name": "small"})
+		lazy := [][]string{{"m.room.name", ""}, {"m.room.member", "$LAZY"}}
+		list := map[string]any{"a": allList([2]int{0, 9}, 1, lazy)}
+		r := slide(t, alice, "", 0, map[string]any{"lists": list})
+		if rm := r.Rooms[room]; !slices.Equal(ssBodies(rm), []string{"m5"}) || !rm.Limited {
+			t.Fatalf("first answer: %+v", rm)
+		}
+		// The subscription asks for 4: the four newest come, m5 with them.
+		sub := func(limit int) map[string]any {
+			return map[string]any{"lists": list, "room_subscriptions": map[string]any{
+				room: map[string]any{"timeline_limit": limit, "required_state": lazy}}}
+		}
+		r = slide(t, alice, r.Pos, 0, sub(4))
+		rm := r.Rooms[room]
+		if rm.Initial || !rm.ExpandedTimeline || !slices.Equal(ssBodies(rm), []string{"m2", "m3", "m4", "m5"}) || !rm.Limited || rm.PrevBatch == "" {
+			t.Fatalf("expanded: %+v", rm)
+		}
+		if rm.NumLive == nil || *rm.NumLive != 0 || rm.Name != nil {
+			t.Fatalf("expanded room: nothing live, its name not sent again: %+v", rm)
+		}
+		// The lazy members of the older events' senders were sent before
+		// (bob): not again.
+		for _, e := range rm.RequiredState {
+			t.Fatalf("state sent again with the expanded timeline: %+v", e)
+		}
+		if _, ok := r.Rooms[small]; ok {
+			t.Fatal("a room whose whole timeline was sent was expanded")
+		}
+		// Asking for 3 now (the client holds 4): nothing comes again.
+		r = slide(t, alice, r.Pos, 0, map[string]any{"lists": list, "unsubscribe_rooms": []string{room}})
+		r = slide(t, alice, r.Pos, 0, sub(3))
+		if len(r.Rooms) != 0 {
+			t.Fatalf("a limit the client holds resent: %v", ssKeys(r.Rooms))
+		}
+		// A new event then: it comes alone, live.
+		bob.SendText(room, "m6")
+		r = slide(t, alice, r.Pos, 0, sub(3))
+		if rm = r.Rooms[room]; rm.ExpandedTimeline || !slices.Equal(ssBodies(rm), []string{"m6"}) || *rm.NumLive != 1 {
+			t.Fatalf("after expansion, a new event: %+v", rm)
+		}
+		// Beyond the room's whole history: all of it, not limited; then
+		// never again.
+		r = slide(t, alice, r.Pos, 0, sub(100))
+		if rm = r.Rooms[room]; !rm.ExpandedTimeline || rm.Limited || len(rm.Timeline) < 10 {
+			t.Fatalf("whole history: %d events, %+v", len(rm.Timeline), rm)
+		}
+		r = slide(t, alice, r.Pos, 0, sub(100))
+		if len(r.Rooms) != 0 {
+			t.Fatalf("sent again: %v", ssKeys(r.Rooms))
+		}
+	})
+}
+
+// TestSlidingSyncPushRules: a connection's first answer carries the
+// user's m.push_rules in the account_data extension, as /sync's initial
+// sync does (the default rules of a user who never changed them; the
+// stored ones, once, of one who did), and a later change comes as a change.
+func TestSlidingSyncPushRules(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		body := map[string]any{"extensions": map[string]any{"account_data": map[string]any{"enabled": true}}}
+		rules := func(r ssResp) []event {
+			t.Helper()
+			if r.Extensions.AccountData == nil {
+				t.Fatal("no account_data extension")
+			}
+			var out []event
+			for _, e := range r.Extensions.AccountData.Global {
+				if e.Type == "m.push_rules" {
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+		masterEnabled := func(e event) any {
+			t.Helper()
+			global, _ := e.Content["global"].(map[string]any)
+			override, _ := global["override"].([]any)
+			for _, r := range override {
+				if m, _ := r.(map[string]any); m["rule_id"] == ".m.rule.master" {
+					return m["enabled"]
+				}
+			}
+			t.Fatalf("no .m.rule.master in %v", e.Content)
+			return nil
+		}
+		r := slide(t, alice, "", 0, body)
+		got := rules(r)
+		if len(got) != 1 || masterEnabled(got[0]) != false {
+			t.Fatalf("default push rules: %+v", got)
+		}
+		// Not again on the next pos: nothing changed.
+		r = slide(t, alice, r.Pos, 0, body)
+		if got = rules(r); len(got) != 0 {
+			t.Fatalf("push rules sent again: %+v", got)
+		}
+		alice.MustDo("PUT", "/_matrix/client/v3/pushrules/global/override/.m.rule.master/enabled", map[string]any{"enabled": true}, nil)
+		r = slide(t, alice, r.Pos, 0, body)
+		if got = rules(r); len(got) != 1 || masterEnabled(got[0]) != true {
+			t.Fatalf("changed push rules: %+v", got)
+		}
+		// A new connection: the stored rules, once.
+		r = slide(t, alice, "", 0, map[string]any{"conn_id": "other", "extensions": body["extensions"]})
+		if got = rules(r); len(got) != 1 || masterEnabled(got[0]) != true {
+			t.Fatalf("stored push rules on a new connection: %+v", got)
+		}
+	})
+}
+
+// receiptReaders lists who has a receipt of a type in an m.receipt event.
+func receiptReaders(e event, typ string) []string {
+	var out []string
+	for _, byType := range e.Content {
+		m, _ := byType.(map[string]any)
+		users, _ := m[typ].(map[string]any)
+		for u := range users {
+			out = append(out, u)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSlidingSyncReceiptsAndTyping: a room sent new to the connection
+// (initial) gets its receipts in full — the user's own and those on the
+// events of its timeline — not only those since the last pos; receipts
+// and typing that changed while a room was out of the window (or
+// unsubscribed) come when it is back.
+func TestSlidingSyncReceiptsAndTyping(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		carol := s.Register(t, "carol")
+		r1 := alice.CreateRoom(map[string]any{"name": "r1", "preset": "public_chat"})
+		bob.Join(r1)
+		carol.Join(r1)
+		old := carol.SendText(r1, "old")
+		last := carol.SendText(r1, "last")
+		alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(old), map[string]any{}, nil)
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(last), map[string]any{}, nil)
+		r2 := alice.CreateRoom(map[string]any{"name": "r2", "preset": "public_chat"})
+		bob.Join(r2)
+		carol.Join(r2)
+		carol.SendText(r2, "newer") // r2 tops the list
+		exts := map[string]any{"receipts": map[string]any{"enabled": true}, "typing": map[string]any{"enabled": true}}
+		top := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 0}, 1, [][]string{})}, "extensions": exts}
+		r := slide(t, alice, "", 0, top)
+		if _, ok := r.Rooms[r1]; ok {
+			t.Fatalf("r1 is not in the window [0,0]: %v", ssKeys(r.Rooms))
+		}
+		// An unrelated receipt moves the stream past the old ones.
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r2)+"/receipt/m.read/"+esc(carol.SendText(r2, "x")), map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, top)
+		// r1 comes into the window (grown): initial, with its timeline's
+		// receipt (bob's, on "last") and alice's own (on an older event).
+		both := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 1}, 1, [][]string{})}}
+		r = slide(t, alice, r.Pos, 0, both)
+		if rm := r.Rooms[r1]; !rm.Initial {
+			t.Fatalf("r1 not sent new: %+v", rm)
+		}
+		if got := receiptReaders(r.Extensions.Receipts.Rooms[r1], "m.read"); !slices.Equal(got, sortedIDs(alice.UserID, bob.UserID)) {
+			t.Fatalf("receipts of a room new to the connection: %v (%+v)", got, r.Extensions.Receipts.Rooms[r1])
+		}
+		// r1 out of the window again; meanwhile bob reads and types in it.
+		r = slide(t, alice, r.Pos, 0, top)
+		carol.SendText(r2, "r2 on top")
+		r = slide(t, alice, r.Pos, 0, top)
+		if _, ok := r.Rooms[r2]; !ok {
+			t.Fatalf("r2 should be the window: %v", ssKeys(r.Rooms))
+		}
+		latest := carol.SendText(r1, "unseen")
+		carol.SendText(r2, "r2 stays on top")
+		bob.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(latest), map[string]any{}, nil)
+		bob.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(r1)+"/typing/"+esc(bob.UserID), map[string]any{"typing": true, "timeout": 30000}, nil)
+		r = slide(t, alice, r.Pos, 0, top)
+		if _, ok := r.Extensions.Receipts.Rooms[r1]; ok {
+			t.Fatal("a receipt of a room out of the window was sent")
+		}
+		if _, ok := r.Extensions.Typing.Rooms[r1]; ok {
+			t.Fatal("typing of a room out of the window was sent")
+		}
+		// Back in the window: what changed meanwhile comes.
+		r = slide(t, alice, r.Pos, 0, both)
+		if rm := r.Rooms[r1]; rm.Initial || !slices.Contains(ssBodies(rm), "unseen") {
+			t.Fatalf("r1 back in the window: %+v", rm)
+		}
+		if got := receiptReaders(r.Extensions.Receipts.Rooms[r1], "m.read"); !slices.Contains(got, bob.UserID) {
+			t.Fatalf("bob's receipt made while r1 was out of the window: %v", got)
+		}
+		if ids, _ := r.Extensions.Typing.Rooms[r1].Content["user_ids"].([]any); len(ids) != 1 || ids[0] != bob.UserID {
+			t.Fatalf("bob typing while r1 was out of the window: %+v", r.Extensions.Typing.Rooms[r1])
+		}
+		// The same for a subscription dropped and taken again.
+		subOnly := map[string]any{"lists": map[string]any{}, "room_subscriptions": map[string]any{r1: map[string]any{"timeline_limit": 1}}}
+		r = slide(t, alice, r.Pos, 0, subOnly)
+		r = slide(t, alice, r.Pos, 0, map[string]any{"lists": map[string]any{}, "unsubscribe_rooms": []string{r1}})
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(r1)+"/receipt/m.read/"+esc(latest), map[string]any{}, nil)
+		r = slide(t, alice, r.Pos, 0, map[string]any{"lists": map[string]any{}})
+		if _, ok := r.Extensions.Receipts.Rooms[r1]; ok {
+			t.Fatal("a receipt of an unsubscribed room was sent")
+		}
+		r = slide(t, alice, r.Pos, 0, subOnly)
+		if got := receiptReaders(r.Extensions.Receipts.Rooms[r1], "m.read"); !slices.Contains(got, carol.UserID) {
+			t.Fatalf("carol's receipt made while r1 was unsubscribed: %v", got)
+		}
+	})
+}
+
+func sortedIDs(ids ...string) []string {
+	sort.Strings(ids)
+	return ids
+}
+
+// TestSlidingSyncNoPresenceExtension: no MSC defines a presence extension
+// for simplified sliding sync (MSC4186 only names it as a future one, and
+// Synapse has none), so a request naming one — or any unknown extension —
+// is answered as if it did not (the MSC's rule for unknown extensions),
+// also after a presence change.
+func TestSlidingSyncNoPresenceExtension(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		bob.Join(room)
+		body := map[string]any{"lists": map[string]any{"a": allList([2]int{0, 9}, 1, [][]string{})},
+			"extensions": map[string]any{"presence": map[string]any{"enabled": true}, "org.example.unknown": map[string]any{"enabled": true}}}
+		var raw struct {
+			Pos        string                     `json:"pos"`
+			Extensions map[string]json.RawMessage `json:"extensions"`
+		}
+		alice.MustDo("POST", ssPath, body, &raw)
+		if len(raw.Extensions) != 0 {
+			t.Fatalf("extensions answered: %v", ssKeys(raw.Extensions))
+		}
+		bob.MustDo("PUT", "/_matrix/client/v3/presence/"+esc(bob.UserID)+"/status", map[string]any{"presence": "unavailable", "status_msg": "away"}, nil)
+		raw.Extensions = nil
+		res := alice.Do("POST", ssPath+"?timeout=300&pos="+raw.Pos, body)
+		if res.Status != http.StatusOK || res.JSON(&raw) != nil || len(raw.Extensions) != 0 {
+			t.Fatalf("after a presence change: %d %s", res.Status, res.Body)
+		}
+	})
 }

@@ -23,6 +23,7 @@ const (
 	maxConnsPerDevice = 10               // the least recently used goes first
 	connIdle          = 30 * time.Minute // a connection unused this long is dropped
 	maxLazyMembers    = 256              // lazy members remembered per room; more start over (resent)
+	haveAll           = 1 << 30          // sentRoom.have of a room whose whole timeline was sent
 )
 
 // connKey names a connection: the MSC scopes conn_id to a user's device.
@@ -65,11 +66,14 @@ type sentRoom struct {
 	pos        int64  // its events up to this position were sent
 	membership string // the membership it was sent with
 	memberPos  int64  // position of that membership
-	limit      int    // timeline_limit it was sent with
+	have       int    // how many of its newest events (as of pos) the client holds unbroken (haveAll: back to the start)
 	stateKey   string // RoomConfig.stateKey it was sent with
 	isDM       bool
 	unread     sync.Unread
 	lazy       map[string]struct{} // member events sent for lazy loading; copied on write
+	// receipts and typing: the positions of those streams the room's
+	// receipts and typing were last sent up to (0: never).
+	receipts, typing int64
 }
 
 // clone copies the state for the next position; sentRoom values are

@@ -7,5 +7,8 @@
 // rooms are built from the same timelines, state, summaries, unread
 // counts and client forms as /sync (service.go), and the extensions
 // (to_device, e2ee, account_data, receipts, typing) from what the sync
-// service shares (sync/shared.go).
+// service shares (sync/shared.go). There is no presence extension: no MSC
+// defines one (MSC4186 names it only as a possible future one, Synapse
+// has none), so a request naming it, like any unknown extension, is
+// answered as if it did not.
 package slidingsync

@@ -218,6 +218,13 @@ func (b *builder) extensions(ctx context.Context, want map[string]*wanted) error
 		}
 		if b.base.first {
 			res.Global = b.data.globalEvents()
+			ev, err := b.pushRulesEvent(ctx)
+			if err != nil {
+				return err
+			}
+			if ev != nil {
+				res.Global = append(res.Global, ev)
+			}
 		}
 		for _, ad := range changes {
 			ev := adEvent(ad.Type, json.RawMessage(ad.Content))
@@ -244,6 +251,7 @@ func (b *builder) extensions(ctx context.Context, want map[string]*wanted) error
 	if x := ext.receipts; x.on {
 		res := &RoomsResult{Rooms: map[string]json.RawMessage{}}
 		fresh, old := covered(x)
+		fresh, since := b.lastSent(fresh, old, func(r sentRoom) int64 { return r.receipts })
 		var rs []store.Receipt
 		if len(fresh) > 0 {
 			// A room new to the client: the receipts on the events it is
@@ -258,33 +266,49 @@ func (b *builder) extensions(ctx context.Context, want map[string]*wanted) error
 				}
 			}
 		}
-		if len(old) > 0 && b.cur.Receipts > from.Receipts {
-			more, err := b.s.store.ReceiptsSince(ctx, old, from.Receipts, b.cur.Receipts)
+		// The others: what changed since each was last brought up to date
+		// (for a room back in the window, also while it was out).
+		var behind []string
+		lo := b.cur.Receipts
+		for id, p := range since {
+			if p < b.cur.Receipts {
+				behind, lo = append(behind, id), min(lo, p)
+			}
+		}
+		if len(behind) > 0 {
+			more, err := b.s.store.ReceiptsSince(ctx, behind, lo, b.cur.Receipts)
 			if err != nil {
 				return err
 			}
-			rs = append(rs, more...)
+			for _, r := range more {
+				if r.Pos > since[r.RoomID] {
+					rs = append(rs, r)
+				}
+			}
 		}
 		for id, ev := range sync.ReceiptEvents(rs, b.req.UserID) {
 			res.Rooms[id] = ev
 		}
+		b.markSent(fresh, since, func(r *sentRoom) { r.receipts = b.cur.Receipts })
 		b.resp.Extensions.Receipts = res
 	}
 	if x := ext.typing; x.on {
 		res := &RoomsResult{Rooms: map[string]json.RawMessage{}}
 		fresh, old := covered(x)
+		fresh, since := b.lastSent(fresh, old, func(r sentRoom) int64 { return r.typing })
 		for _, id := range fresh {
 			if users, ok := b.s.sync.TypingSince(id, 0); ok && len(users) > 0 {
 				res.Rooms[id] = typingEvent(users)
 			}
 		}
-		if b.cur.Typing > from.Typing {
-			for _, id := range old {
-				if users, ok := b.s.sync.TypingSince(id, from.Typing); ok {
+		for id, p := range since {
+			if p < b.cur.Typing {
+				if users, ok := b.s.sync.TypingSince(id, p); ok {
 					res.Rooms[id] = typingEvent(users)
 				}
 			}
 		}
+		b.markSent(fresh, since, func(r *sentRoom) { r.typing = b.cur.Typing })
 		b.resp.Extensions.Typing = res
 	}
 	if ext.threadSubs && b.s.threadSubs != nil {
@@ -304,6 +328,39 @@ func (b *builder) extensions(ctx context.Context, want map[string]*wanted) error
 		b.resp.Extensions.ThreadSubs = &ThreadSubsResult{Page: page, PrevBatch: prev}
 	}
 	return nil
+}
+
+// lastSent takes the rooms an extension covers (those new to the client,
+// and the others) and returns, for the position of a stream in sentRoom
+// (pos), the rooms that get all of it (new to the client, or never brought up to
+// date: this connection's first use of the extension) and the others with
+// the position each was last brought up to. A room out of the window
+// keeps its position, so that it gets what changed meanwhile when it
+// comes back.
+func (b *builder) lastSent(fresh, old []string, pos func(sentRoom) int64) ([]string, map[string]int64) {
+	since := make(map[string]int64, len(old))
+	for _, id := range old {
+		if p := pos(b.base.rooms[id]); p > 0 {
+			since[id] = p
+		} else {
+			fresh = append(fresh, id)
+		}
+	}
+	return fresh, since
+}
+
+// markSent records that the rooms were brought up to date.
+func (b *builder) markSent(fresh []string, since map[string]int64, set func(*sentRoom)) {
+	for _, id := range fresh {
+		r := b.next.rooms[id]
+		set(&r)
+		b.next.rooms[id] = r
+	}
+	for id := range since {
+		r := b.next.rooms[id]
+		set(&r)
+		b.next.rooms[id] = r
+	}
 }
 
 // defaultThreadSubsLimit is MSC4308's default limit.

@@ -7,6 +7,7 @@ import (
 	"luxchat/internal/filter"
 	"maps"
 	"slices"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -199,25 +200,30 @@ type ListResult struct {
 // Room is what a response says of a room: everything when Initial, else
 // what changed since the room was last sent on the connection.
 type Room struct {
-	Name              json.RawMessage   `json:"name,omitempty"`
-	Avatar            json.RawMessage   `json:"avatar,omitempty"`
-	Heroes            []Hero            `json:"heroes,omitempty"`
-	Initial           bool              `json:"initial,omitempty"`
-	IsDM              *bool             `json:"is_dm,omitempty"`
-	Membership        string            `json:"membership,omitempty"`
-	Lists             []string          `json:"lists,omitempty"`
-	InviteState       []json.RawMessage `json:"invite_state,omitempty"`
-	KnockState        []json.RawMessage `json:"knock_state,omitempty"`
-	RequiredState     []json.RawMessage `json:"required_state,omitempty"`
-	Timeline          []json.RawMessage `json:"timeline,omitempty"`
-	PrevBatch         string            `json:"prev_batch,omitempty"`
-	Limited           bool              `json:"limited,omitempty"`
-	NumLive           *int              `json:"num_live,omitempty"`
-	BumpStamp         *int64            `json:"bump_stamp,omitempty"`
-	JoinedCount       *int              `json:"joined_count,omitempty"`
-	InvitedCount      *int              `json:"invited_count,omitempty"`
-	NotificationCount *int64            `json:"notification_count,omitempty"`
-	HighlightCount    *int64            `json:"highlight_count,omitempty"`
+	Name    json.RawMessage `json:"name,omitempty"`
+	Avatar  json.RawMessage `json:"avatar,omitempty"`
+	Heroes  []Hero          `json:"heroes,omitempty"`
+	Initial bool            `json:"initial,omitempty"`
+	// ExpandedTimeline: the timeline holds events sent before, resent
+	// because the room's timeline_limit grew (the unstable name too,
+	// which clients of Synapse read).
+	ExpandedTimeline         bool              `json:"expanded_timeline,omitempty"`
+	UnstableExpandedTimeline bool              `json:"unstable_expanded_timeline,omitempty"`
+	IsDM                     *bool             `json:"is_dm,omitempty"`
+	Membership               string            `json:"membership,omitempty"`
+	Lists                    []string          `json:"lists,omitempty"`
+	InviteState              []json.RawMessage `json:"invite_state,omitempty"`
+	KnockState               []json.RawMessage `json:"knock_state,omitempty"`
+	RequiredState            []json.RawMessage `json:"required_state,omitempty"`
+	Timeline                 []json.RawMessage `json:"timeline,omitempty"`
+	PrevBatch                string            `json:"prev_batch,omitempty"`
+	Limited                  bool              `json:"limited,omitempty"`
+	NumLive                  *int              `json:"num_live,omitempty"`
+	BumpStamp                *int64            `json:"bump_stamp,omitempty"`
+	JoinedCount              *int              `json:"joined_count,omitempty"`
+	InvitedCount             *int              `json:"invited_count,omitempty"`
+	NotificationCount        *int64            `json:"notification_count,omitempty"`
+	HighlightCount           *int64            `json:"highlight_count,omitempty"`
 }
 
 // Hero is a member a client may name a room without a name after.
@@ -247,6 +253,7 @@ type wanted struct {
 	order int64
 	cfg   RoomConfig
 	lists []string
+	sent  []string // the ids of the timeline events sent (set by room)
 }
 
 // build computes the answer to a request from the connection state base
@@ -278,6 +285,9 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 		kept, err := s.filterList(ctx, entries, l.Filters, data, joined)
 		if err != nil {
 			return nil, err
+		}
+		if l.Room.needsFullState(req.UserID) {
+			kept = slices.DeleteFunc(kept, func(e entry) bool { return s.partial(e.m) })
 		}
 		resp.Lists[name] = ListResult{Count: len(kept)}
 		next.lists[name] = len(kept)
@@ -316,6 +326,9 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 			byID[m.RoomID] = m
 		}
 		for id, cfg := range next.subs {
+			if m := byID[id]; cfg.needsFullState(req.UserID) && s.partial(&m) {
+				continue
+			}
 			if w := want[id]; w != nil {
 				w.cfg = w.cfg.merge(cfg)
 				continue
@@ -351,9 +364,13 @@ type builder struct {
 	data    *userData
 	ignored map[string]bool
 	resp    *Response
-	// initial lists the rooms sent in full; timelineIDs their timeline's
-	// event ids (for their receipts).
+	// initial lists the rooms sent in full; expanded those whose timeline
+	// is sent again longer; restate those whose state is sent again in
+	// full (their state config changed); timelineIDs their timeline's event ids (for
+	// their receipts).
 	initial     map[string]bool
+	expanded    map[string]bool
+	restate     map[string]bool
 	timelineIDs map[string]bool
 }
 
@@ -362,7 +379,7 @@ var bumpTypes = []string{"m.room.create", "m.room.message", "m.room.encrypted", 
 
 // rooms decides which wanted rooms to send and builds them.
 func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
-	b.initial, b.timelineIDs = map[string]bool{}, map[string]bool{}
+	b.initial, b.expanded, b.restate, b.timelineIDs = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	// Unread counts move with events and receipts: counted (for all the
 	// wanted joined rooms at once) only when one of those moved.
 	var counts map[string]sync.Unread
@@ -382,15 +399,20 @@ func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
 	for id, w := range want {
 		prev, sent := b.base.rooms[id]
 		cfgKey := w.cfg.stateKey()
-		initial := !sent || w.cfg.TimelineLimit > prev.limit || cfgKey != prev.stateKey ||
-			(prev.membership != "join" && w.m.Membership == "join")
+		initial := !sent || (prev.membership != "join" && w.m.Membership == "join")
+		// Asked for other state than when last sent: the state the new
+		// config asks for, in full, without the room's other fields.
+		restate := sent && !initial && cfgKey != prev.stateKey && w.m.Membership != "invite" && w.m.Membership != "knock"
+		// A longer timeline than the client holds: its newest events are
+		// sent again, at once (MSC4186 "Changes to timeline_limit").
+		expanded := !initial && w.m.Membership == "join" && w.cfg.TimelineLimit > prev.have
 		unread := prev.unread // counted for joined rooms only
 		if c, ok := counts[id]; ok {
 			unread = c
 		} else if counts != nil && w.m.Membership == "join" {
 			unread = sync.Unread{}
 		}
-		changed := initial || w.m.Pos != prev.memberPos || b.data.isDM(id) != prev.isDM || unread != prev.unread
+		changed := initial || expanded || restate || w.m.Pos != prev.memberPos || b.data.isDM(id) != prev.isDM || unread != prev.unread
 		if !changed && w.m.Membership == "join" && w.order > prev.pos {
 			changed = true
 		}
@@ -398,14 +420,18 @@ func (b *builder) rooms(ctx context.Context, want map[string]*wanted) error {
 			changed = true
 		}
 		if !changed {
-			// Kept, with the config it is now asked with: a later
-			// expansion is measured against this one.
-			prev.limit, prev.stateKey = w.cfg.TimelineLimit, cfgKey
+			prev.stateKey = cfgKey
 			b.next.rooms[id] = prev
 			continue
 		}
 		if initial {
 			b.initial[id] = true
+		}
+		if expanded {
+			b.expanded[id] = true
+		}
+		if restate {
+			b.restate[id] = true
 		}
 		send = append(send, w)
 	}
@@ -458,12 +484,14 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	id, m := w.m.RoomID, w.m
 	prev := b.base.rooms[id]
 	initial := b.initial[id]
-	sent := sentRoom{membership: m.Membership, memberPos: m.Pos, limit: w.cfg.TimelineLimit, stateKey: w.cfg.stateKey(),
-		isDM: b.data.isDM(id), pos: prev.pos, lazy: prev.lazy, unread: prev.unread}
+	expanded := b.expanded[id]
+	sent := sentRoom{membership: m.Membership, memberPos: m.Pos, have: prev.have, stateKey: w.cfg.stateKey(),
+		isDM: b.data.isDM(id), pos: prev.pos, lazy: prev.lazy, unread: prev.unread,
+		receipts: prev.receipts, typing: prev.typing}
 	if unread != nil {
 		sent.unread = *unread
 	}
-	r := &Room{Initial: initial, Lists: w.lists}
+	r := &Room{Initial: initial, Lists: w.lists, ExpandedTimeline: expanded, UnstableExpandedTimeline: expanded}
 	if initial || m.Pos != prev.memberPos {
 		r.Membership = m.Membership
 	}
@@ -497,7 +525,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 		hi = min(m.Pos, hi)
 	}
 	lo := int64(0)
-	if !initial {
+	if !initial && !expanded {
 		lo = prev.pos
 	}
 	if initial {
@@ -543,8 +571,27 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 		r.BumpStamp = &bump
 	}
 	limited := len(rows) > limit
+	// The state that changed is what came after the room was last sent:
+	// for an expanded timeline, its rows newer than that (a gap when all
+	// limit+1 read are).
+	stateLo, stateRows, stateLimited := lo, rows, limited
+	if expanded {
+		n := 0
+		for n < len(rows) && rows[n].Pos > prev.pos {
+			n++
+		}
+		stateLo, stateRows, stateLimited = prev.pos, slices.Clone(rows[:min(n, limit)]), n > limit
+	}
 	if limited {
 		rows = rows[:limit]
+	}
+	switch {
+	case limited:
+		sent.have = len(rows)
+	case initial || expanded:
+		sent.have = haveAll
+	default:
+		sent.have = min(prev.have+len(rows), haveAll)
 	}
 	slices.Reverse(rows)
 	var visible []*store.EventRow
@@ -575,6 +622,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 		r.Timeline = append(r.Timeline, b.s.read.ClientEvent(row, roomread.Format{Viewer: b.req.UserID, DeviceID: b.req.DeviceID,
 			OmitRoomID: true, Relations: bundles[row.EventID], Membership: membershipAt(ctx, row)}))
 		b.timelineIDs[row.EventID] = true
+		w.sent = append(w.sent, row.EventID)
 		lazyWant[row.Sender] = true
 		if row.Type == "m.room.member" && row.StateKey.Valid {
 			lazyWant[row.StateKey.String] = true
@@ -599,7 +647,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	if fromPre {
 		pst = pre.state[id]
 	}
-	if err := b.state(ctx, w, r, &sent, initial, lo, hi, rows, limited, lazyWant, sum, pst); err != nil {
+	if err := b.state(ctx, w, r, &sent, initial, initial || b.restate[id], stateLo, hi, stateRows, stateLimited, lazyWant, sum, pst); err != nil {
 		return nil, err
 	}
 	b.next.rooms[id] = sent
@@ -608,7 +656,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 
 // state fills a room's required_state and what derives from state: name,
 // avatar, heroes and member counts.
-func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom, initial bool, lo, hi int64,
+func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom, initial, all bool, lo, hi int64,
 	rows []*store.EventRow, limited bool, lazyWant map[string]bool, sum *roomread.Summary, pst map[store.StateKey]*store.EventRow) error {
 	id, m, user := w.m.RoomID, w.m, b.req.UserID
 	lazy := w.cfg.lazy()
@@ -620,9 +668,9 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 			delete(lazyWant, u)
 		}
 	}
-	// changed: the state keys set in the window (nil when initial: all).
+	// changed: the state keys set in the window (nil when all are sent).
 	var changed map[store.StateKey]bool
-	if !initial {
+	if !all {
 		changed = map[store.StateKey]bool{}
 		if limited {
 			gap, err := b.s.store.RoomStateEventsBetween(ctx, id, lo, hi)
@@ -665,6 +713,21 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 	}
 	if err != nil {
 		return err
+	}
+	if len(lazyWant) > 0 && m.Membership == "join" && b.s.rooms.IsPartialState(id) {
+		// The state of a room joined with partial state lacks most
+		// members: the senders' member events are among their events'
+		// auth events, as /sync finds them.
+		extra, err := b.s.rooms.SenderMembersFromAuth(ctx, id, w.sent, lazyWant)
+		if err != nil {
+			return err
+		}
+		st = maps.Clone(st)
+		for k, ev := range extra {
+			if _, ok := st[k]; !ok {
+				st[k] = ev
+			}
+		}
 	}
 	keep := store.StateMap{}
 	for k, ev := range st {
@@ -810,6 +873,37 @@ func (rs RequiredState) matches(typ, key, userID string) bool {
 	for _, p := range rs.Include {
 		if p.Type == wildcard && keyMatch(p) {
 			return true
+		}
+	}
+	return false
+}
+
+// partial reports whether a room is one the user joined whose full state
+// is still being fetched (a partial-state join): lists and subscriptions
+// whose config needs its full state do not show it until it comes, as
+// the MSC has it; the others (lazy members, $ME) show it at once.
+func (s *Service) partial(m *store.Membership) bool {
+	return m.Membership == "join" && s.rooms.IsPartialState(m.RoomID)
+}
+
+// needsFullState reports whether a config asks for state a partial-state
+// room may lack: any type, every member, or a member of another server.
+// Lazy members, $ME and local users are known at once.
+func (c RoomConfig) needsFullState(userID string) bool {
+	_, server, _ := strings.Cut(userID, ":")
+	for _, st := range c.States {
+		for _, p := range st.Include {
+			switch {
+			case p.Type == wildcard:
+				return true
+			case p.Type != "m.room.member" || p.StateKey == "$ME" || p.StateKey == "$LAZY":
+			case p.StateKey == wildcard:
+				return true
+			default:
+				if _, s, _ := strings.Cut(p.StateKey, ":"); s != server {
+					return true
+				}
+			}
 		}
 	}
 	return false

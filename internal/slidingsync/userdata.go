@@ -136,6 +136,24 @@ func (d *userData) globalEvents() []json.RawMessage {
 	return out
 }
 
+// pushRulesEvent is the m.push_rules event of a user who never changed
+// their rules (nil when they did: it is among their account data), which
+// a first answer carries as /sync's initial sync does: clients learn
+// their rules from it.
+func (b *builder) pushRulesEvent(ctx context.Context) (json.RawMessage, error) {
+	b.data.mu.Lock()
+	_, stored := b.data.global["m.push_rules"]
+	b.data.mu.Unlock()
+	if stored {
+		return nil, nil
+	}
+	content, err := b.s.sync.DefaultPushRules(ctx, b.req.UserID)
+	if err != nil || content == nil {
+		return nil, err
+	}
+	return adEvent("m.push_rules", content), nil
+}
+
 func (d *userData) roomEvents(roomID string) []json.RawMessage {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -72,6 +72,16 @@ func (s *Service) UnreadCounts(ctx context.Context, userID string, roomIDs []str
 	return out, nil
 }
 
+// DefaultPushRules returns the m.push_rules content a user who never
+// changed their rules (and so has no stored event) is shown; nil when
+// the server has none.
+func (s *Service) DefaultPushRules(ctx context.Context, userID string) (json.RawMessage, error) {
+	if s.hooks.PushRules == nil {
+		return nil, nil
+	}
+	return s.hooks.PushRules(ctx, userID)
+}
+
 // TypingSince returns the typing users of a room if they changed after
 // the typing position pos.
 func (s *Service) TypingSince(roomID string, pos int64) ([]string, bool) {

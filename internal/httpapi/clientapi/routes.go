@@ -209,6 +209,8 @@ func (a *API) routes() []route {
 			// mutual rooms (spec v1.19).
 			{"GET " + v1 + "/room_summary/{roomIdOrAlias}", optional, a.roomSummary, limited},
 			{"GET /_matrix/client/unstable/im.nheko.summary/rooms/{roomIdOrAlias}/summary", optional, a.roomSummary, limited},
+			// The MSC's unstable path (ruma's, for servers without v1.15).
+			{"GET /_matrix/client/unstable/im.nheko.summary/summary/{roomIdOrAlias}", optional, a.roomSummary, limited},
 			{"GET " + v1 + "/mutual_rooms", user, a.mutualRooms, limited},
 		}...)
 	}
