@@ -43,6 +43,10 @@ type parkedPoll struct {
 	woken   bool // news came during a look
 	hurried bool // the server stops: answer now
 	queued  bool // in wokenLooks, for a look
+	// registered: its waiter is with the notifier (wakeAfter), which
+	// drops it before it calls Wake; stopWake (a lock of the notifier
+	// every user's news takes) only when so.
+	registered bool
 }
 
 type parkState int8
@@ -64,7 +68,7 @@ func (pp *parkedPoll) start(p *httputil.Parked) (hurry func()) {
 	pp.mu.Lock()
 	pp.timer = time.AfterFunc(time.Until(pp.l.deadline()), pp.fireTimer)
 	pp.mu.Unlock()
-	if err := pp.l.wakeAfter(pp); err != nil {
+	if err := pp.wakeAfter(); err != nil {
 		pp.finish(nil, err, true)
 	}
 	return pp.hurry
@@ -74,6 +78,7 @@ func (pp *parkedPoll) start(p *httputil.Parked) (hurry func()) {
 func (pp *parkedPoll) Wake() {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
+	pp.registered = false
 	switch pp.state {
 	case parkWaiting:
 		if !pp.queued {
@@ -113,7 +118,7 @@ func (pp *parkedPoll) fire(here bool) {
 	pp.state, pp.woken = parkLooking, false
 	pp.mu.Unlock()
 	defer pp.p.Recover()
-	pp.l.stopWake(pp)
+	pp.stopWake()
 	pp.mu.Lock()
 	hurried := pp.hurried
 	pp.mu.Unlock()
@@ -130,8 +135,33 @@ func (pp *parkedPoll) fire(here bool) {
 		pp.timer.Reset(time.Until(pp.l.deadline()))
 	}
 	pp.mu.Unlock()
-	if err := pp.l.wakeAfter(pp); err != nil {
+	if err := pp.wakeAfter(); err != nil {
 		pp.finish(nil, err, here)
+	}
+}
+
+// wakeAfter registers the poll's waiter with the notifier.
+func (pp *parkedPoll) wakeAfter() error {
+	pp.mu.Lock()
+	pp.registered = true // before: the notifier may call Wake at once
+	pp.mu.Unlock()
+	err := pp.l.wakeAfter(pp)
+	if err != nil {
+		pp.mu.Lock()
+		pp.registered = false
+		pp.mu.Unlock()
+	}
+	return err
+}
+
+// stopWake cancels the poll's waiter, when the notifier still holds it.
+func (pp *parkedPoll) stopWake() {
+	pp.mu.Lock()
+	registered := pp.registered
+	pp.registered = false
+	pp.mu.Unlock()
+	if registered {
+		pp.l.stopWake(pp)
 	}
 }
 
@@ -140,7 +170,7 @@ func (pp *parkedPoll) finish(out any, err error, here bool) {
 	pp.state = parkDone
 	pp.timer.Stop()
 	pp.mu.Unlock()
-	pp.l.stopWake(pp)
+	pp.stopWake()
 	if here {
 		pp.p.AnswerHere(out, err) // on the timer's goroutine, or in start
 	} else {
