@@ -79,7 +79,8 @@ func (c *recentEvents) window(roomID string, from, to int64, limit int) ([]*stor
 
 // RecentEvents returns up to limit events of a room with from < pos <= to,
 // newest first, from memory when the window is recent enough, else from
-// the database. Callers must not modify the rows.
+// the database. The slice is new, the caller's; the rows are shared:
+// callers must not modify them.
 func (s *Service) RecentEvents(roomID string, from, to int64, limit int) ([]*store.EventRow, bool) {
 	return s.recent.window(roomID, from, to, limit)
 }

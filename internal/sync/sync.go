@@ -233,7 +233,13 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 	deadline := time.Now().Add(req.Timeout)
 	var timer *time.Timer
 	for {
-		wake := s.notifier.ChanFor(req.UserID, wantsPresence(req))
+		// A look that will not wait (a woken parked poll's) takes no
+		// channel: one made per look is left for the user's next wake
+		// to close.
+		var wake <-chan struct{}
+		if req.Timeout > 0 {
+			wake = s.notifier.ChanFor(req.UserID, wantsPresence(req))
+		}
 		cur := s.current()
 		// A token from before a restart may be ahead of typing, which
 		// restarts at 0; never go backwards.

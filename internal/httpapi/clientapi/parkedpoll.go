@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"context"
+	"runtime"
 	gosync "sync"
 	"time"
 
@@ -29,9 +30,9 @@ type looker interface {
 
 // parkedPoll is a long poll parked outside net/http (httputil.Park): it
 // holds a waiter for its user's news and one timer, no goroutine. News
-// sets the timer to fire a moment later (coalesce), the deadline fires
-// it too; when it fires the poll looks, and answers what the look finds
-// or waits again.
+// queues it for a look a moment later (coalesce) on one of a few
+// long-lived goroutines (wokenLooks); the deadline fires its timer; either
+// way the poll looks, and answers what the look finds or waits again.
 type parkedPoll struct {
 	l     looker
 	p     *httputil.Parked
@@ -41,6 +42,11 @@ type parkedPoll struct {
 	state   parkState
 	woken   bool // news came during a look
 	hurried bool // the server stops: answer now
+	queued  bool // in wokenLooks, for a look
+	// registered: its waiter is with the notifier (wakeAfter), which
+	// drops it before it calls Wake; stopWake (a lock of the notifier
+	// every user's news takes) only when so.
+	registered bool
 }
 
 type parkState int8
@@ -60,10 +66,10 @@ func park(r *httputil.Request, l looker) httputil.Stream {
 func (pp *parkedPoll) start(p *httputil.Parked) (hurry func()) {
 	pp.p = p
 	pp.mu.Lock()
-	pp.timer = time.AfterFunc(time.Until(pp.l.deadline()), pp.fire)
+	pp.timer = time.AfterFunc(time.Until(pp.l.deadline()), pp.fireTimer)
 	pp.mu.Unlock()
-	if err := pp.l.wakeAfter(pp); err != nil {
-		pp.finish(nil, err)
+	if err := pp.wakeAfter(); err != nil {
+		pp.finish(nil, err, true)
 	}
 	return pp.hurry
 }
@@ -72,9 +78,13 @@ func (pp *parkedPoll) start(p *httputil.Parked) (hurry func()) {
 func (pp *parkedPoll) Wake() {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
+	pp.registered = false
 	switch pp.state {
 	case parkWaiting:
-		pp.timer.Reset(coalesce)
+		if !pp.queued {
+			pp.queued = true
+			wokenLooks.add(pp)
+		}
 	case parkLooking:
 		pp.woken = true
 	}
@@ -89,10 +99,18 @@ func (pp *parkedPoll) hurry() {
 	}
 }
 
-// fire runs on the timer's goroutine: at the deadline, after news, or
-// when hurried.
-func (pp *parkedPoll) fire() {
+// fireTimer runs on the timer's goroutine: at the deadline, or when
+// hurried or woken during a look.
+func (pp *parkedPoll) fireTimer() { pp.fire(true) }
+
+// fire looks, and answers or waits again; here: on a goroutine that has
+// nothing left to do (a timer's), which goes on to read the connection's
+// next request (httputil.Parked.AnswerHere).
+func (pp *parkedPoll) fire(here bool) {
 	pp.mu.Lock()
+	if !here {
+		pp.queued = false
+	}
 	if pp.state != parkWaiting {
 		pp.mu.Unlock()
 		return
@@ -100,13 +118,13 @@ func (pp *parkedPoll) fire() {
 	pp.state, pp.woken = parkLooking, false
 	pp.mu.Unlock()
 	defer pp.p.Recover()
-	pp.l.stopWake(pp)
+	pp.stopWake()
 	pp.mu.Lock()
 	hurried := pp.hurried
 	pp.mu.Unlock()
 	out, done, err := pp.l.look(pp.p.Context(), hurried || !time.Now().Before(pp.l.deadline()))
 	if err != nil || done {
-		pp.finish(out, err)
+		pp.finish(out, err, here)
 		return
 	}
 	pp.mu.Lock()
@@ -117,16 +135,104 @@ func (pp *parkedPoll) fire() {
 		pp.timer.Reset(time.Until(pp.l.deadline()))
 	}
 	pp.mu.Unlock()
-	if err := pp.l.wakeAfter(pp); err != nil {
-		pp.finish(nil, err)
+	if err := pp.wakeAfter(); err != nil {
+		pp.finish(nil, err, here)
 	}
 }
 
-func (pp *parkedPoll) finish(out any, err error) {
+// wakeAfter registers the poll's waiter with the notifier.
+func (pp *parkedPoll) wakeAfter() error {
+	pp.mu.Lock()
+	pp.registered = true // before: the notifier may call Wake at once
+	pp.mu.Unlock()
+	err := pp.l.wakeAfter(pp)
+	if err != nil {
+		pp.mu.Lock()
+		pp.registered = false
+		pp.mu.Unlock()
+	}
+	return err
+}
+
+// stopWake cancels the poll's waiter, when the notifier still holds it.
+func (pp *parkedPoll) stopWake() {
+	pp.mu.Lock()
+	registered := pp.registered
+	pp.registered = false
+	pp.mu.Unlock()
+	if registered {
+		pp.l.stopWake(pp)
+	}
+}
+
+func (pp *parkedPoll) finish(out any, err error, here bool) {
 	pp.mu.Lock()
 	pp.state = parkDone
 	pp.timer.Stop()
 	pp.mu.Unlock()
-	pp.l.stopWake(pp)
-	pp.p.AnswerHere(out, err) // on the timer's goroutine, or in start
+	pp.stopWake()
+	if here {
+		pp.p.AnswerHere(out, err) // on the timer's goroutine, or in start
+	} else {
+		pp.p.Answer(out, err) // a look's worker: the connection is read on a goroutine of its own
+	}
+}
+
+// wokenLooks runs the looks of woken parked polls. A message into a big
+// room wakes a thousand polls at once; each look on a goroutine of its
+// own (a timer's) would start on a small stack and grow it, copying,
+// through the sync's build (~10 µs a poll). A few long-lived goroutines
+// keep their grown stacks, and one timer per burst of news (coalesce)
+// stands for a timer reset per poll.
+var wokenLooks = &lookQueue{}
+
+// lookQueue is the polls woken in the current burst, and the goroutines
+// that look for them.
+type lookQueue struct {
+	mu      gosync.Mutex
+	pending []*parkedPoll
+	once    gosync.Once
+	work    chan *parkedPoll
+}
+
+// add queues a woken poll; the first of a burst sets the timer that
+// hands the burst to the workers. Called with pp.mu held (and the
+// notifier's lock): it returns at once.
+func (q *lookQueue) add(pp *parkedPoll) {
+	q.once.Do(q.start)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		time.AfterFunc(coalesce, q.flush)
+	}
+	q.pending = append(q.pending, pp)
+}
+
+// lookWorkers is how many goroutines look: more than the cores, as a
+// look may wait on the database, and few enough that their stacks stay
+// grown between bursts.
+func lookWorkers() int { return max(16, 4*runtime.GOMAXPROCS(0)) }
+
+func (q *lookQueue) start() {
+	n := lookWorkers()
+	q.work = make(chan *parkedPoll, 4*n)
+	for range n {
+		go func() {
+			for pp := range q.work {
+				pp.fire(false)
+			}
+		}()
+	}
+}
+
+// flush hands the burst's polls to the workers, in the order they were
+// woken.
+func (q *lookQueue) flush() {
+	q.mu.Lock()
+	burst := q.pending
+	q.pending = nil
+	q.mu.Unlock()
+	for _, pp := range burst {
+		q.work <- pp
+	}
 }

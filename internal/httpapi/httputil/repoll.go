@@ -167,10 +167,20 @@ func (l *parkListener) serveOne(rc *repollConn, c net.Conn, req *http.Request) b
 // it is not one served here (the request line says so, or the head does
 // not fit the reader), and n is then 0. Timeouts are the server's: the
 // idle one before the first byte, the header one after it.
+//
+// A head that comes whole with its first bytes (the usual re-poll) is
+// read without the header timeout: it is set only before a second read,
+// and a deadline is cleared only when one was set (each is a timer
+// update; a thousand re-polls come per message into a big room). One
+// left set for net/http (anything not ours) is replaced by its own.
 func (l *parkListener) readHead(c net.Conn, br *bufio.Reader) (n int, ours bool, err error) {
+	// Whether a read deadline is set on c: with a pipelined request
+	// (bytes buffered) it is not known, and is cleared as before.
+	deadline := br.Buffered() > 0
 	if br.Buffered() == 0 {
 		if l.idleTimeout > 0 {
 			_ = c.SetReadDeadline(time.Now().Add(l.idleTimeout))
+			deadline = true
 		}
 		if !l.startRead(c) {
 			return 0, false, net.ErrClosed
@@ -181,22 +191,29 @@ func (l *parkListener) readHead(c net.Conn, br *bufio.Reader) (n int, ours bool,
 			return 0, false, err
 		}
 	}
-	if l.headerTimeout > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(l.headerTimeout))
-	} else {
-		_ = c.SetReadDeadline(time.Time{})
-	}
-	for {
+	for header := false; ; header = true {
 		buf, _ := br.Peek(br.Buffered())
 		if !maybeSync(buf) {
 			return 0, false, nil
 		}
 		if end := headEnd(buf); end > 0 {
-			_ = c.SetReadDeadline(time.Time{})
+			if deadline {
+				_ = c.SetReadDeadline(time.Time{})
+			}
 			return end, true, nil
 		}
 		if len(buf) == br.Size() {
 			return 0, false, nil
+		}
+		if !header {
+			switch {
+			case l.headerTimeout > 0:
+				_ = c.SetReadDeadline(time.Now().Add(l.headerTimeout))
+				deadline = true
+			case deadline:
+				_ = c.SetReadDeadline(time.Time{})
+				deadline = false
+			}
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
 			return 0, false, err
