@@ -26,7 +26,8 @@ var slidingBody = json.RawMessage(`{"lists": {"all": {"ranges": [[0, 19]], "time
 // 1,000 of them, no CPU and at most 30 MiB in all). Nobody else polls.
 // The server is measured idle with no connection, then each online user
 // opens one (its first request, for the window 0–19) and long-polls
-// with its pos; once all wait, one idle window.
+// with its pos; once all wait, one idle window; then a second set the
+// same way.
 func (b *bench) phaseSlidingIdle(ctx context.Context) error {
 	n := b.sec.plan.pollers
 	label := "sliding sync: " + thousands(int64(n)) + " idle connections"
@@ -34,45 +35,59 @@ func (b *bench) phaseSlidingIdle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c := newClientFor(b.c.base, n+100)
+	c := newClientFor(b.c.base, 2*n+100)
 	sc := &slidingConns{c: c, timeout: b.opts.pollTimeout}
-	pos := make([]string, n)
-	var lat []time.Duration
-	var mu sync.Mutex
-	s0 := b.m.sample()
-	err = parallel(ctx, n, 8, func(i int) error {
-		var ans struct {
-			Pos string `json:"pos"`
+	defer sc.stop()
+	// The first set warms the server's caches (the rooms' views, forms,
+	// parsed events: shared, bounded); a second set of as many, the same
+	// users on other connections (conn_id), shows what connections cost
+	// beyond them.
+	mems, uses := []memStats{mem0}, []cpuUse{use0}
+	for set, connID := range []string{"", "second"} {
+		pos := make([]string, n)
+		var lat []time.Duration
+		var mu sync.Mutex
+		body := slidingBody
+		if connID != "" {
+			body = json.RawMessage(`{"conn_id": "` + connID + `",` + string(slidingBody[1:]))
 		}
-		t0 := time.Now()
-		if err := discard(c.do(ctx, http.MethodPost, slidingPath+"?timeout=0", b.sec.users[i].token, slidingBody, &ans)); err != nil {
+		s0 := b.m.sample()
+		err = parallel(ctx, n, 8, func(i int) error {
+			var ans struct {
+				Pos string `json:"pos"`
+			}
+			t0 := time.Now()
+			if err := discard(c.do(ctx, http.MethodPost, slidingPath+"?timeout=0", b.sec.users[i].token, body, &ans)); err != nil {
+				return err
+			}
+			mu.Lock()
+			lat = append(lat, time.Since(t0))
+			mu.Unlock()
+			pos[i] = ans.Pos
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		mu.Lock()
-		lat = append(lat, time.Since(t0))
-		mu.Unlock()
-		pos[i] = ans.Pos
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	first := b.m.since(s0)
-	b.add(label, "first requests (window 0–19, 8 at a time): p50; server CPU each", "—",
-		fmt.Sprintf("%s; %s", ms(median(lat)), first.per(n)))
-	for i := range n {
-		sc.start(b.sec.users[i].token, pos[i])
-	}
-	defer sc.stop()
-	deadline := time.Now().Add(time.Minute)
-	for sc.waiting.Load() < int64(n) && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.settle(30 * time.Second)
-	answers := sc.answers.Load()
-	mem1, use1, err := b.idleWindow(ctx)
-	if err != nil {
-		return err
+		first := b.m.since(s0)
+		b.add(label, fmt.Sprintf("set %d: first requests (window 0–19, 8 at a time): p50; server CPU each", set+1), "—",
+			fmt.Sprintf("%s; %s", ms(median(lat)), first.per(n)))
+		for i := range n {
+			sc.start(b.sec.users[i].token, pos[i], body)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for sc.waiting.Load() < int64((set+1)*n) && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+		b.settle(30 * time.Second)
+		answers := sc.answers.Load()
+		mem, use, err := b.idleWindow(ctx)
+		if err != nil {
+			return err
+		}
+		mems, uses = append(mems, mem), append(uses, use)
+		b.add(label, fmt.Sprintf("set %d: polls answered in the window (timeouts); failed so far", set+1), "—",
+			fmt.Sprintf("%d; %d", sc.answers.Load()-answers, sc.errs.Load()))
 	}
 	pctOf := func(u cpuUse) string {
 		v := fmt.Sprintf("%.2f %%", 100*u.total().Seconds()/u.wall.Seconds())
@@ -81,12 +96,13 @@ func (b *bench) phaseSlidingIdle(ctx context.Context) error {
 		}
 		return v
 	}
-	b.add(label, "server CPU over "+b.opts.idle.String()+", % of one core: none connected → connected", "no CPU",
-		fmt.Sprintf("%s → %s; %d polls answered, %d failed", pctOf(use0), pctOf(use1), sc.answers.Load()-answers, sc.errs.Load()))
-	b.add(label, "luxchat RSS: none connected → connected (extra)", "≤ 30 MiB extra",
-		fmt.Sprintf("%s → %s (%s)", mib(mem0.rss), mib(mem1.rss), mib(mem1.rss-mem0.rss)))
-	b.add(label, "Go: live heap; stacks; goroutines (none connected → connected)", "—",
-		fmt.Sprintf("%s → %s; %s → %s; %d → %d", mib(int64(mem0.live)), mib(int64(mem1.live)), mib(int64(mem0.stacks)), mib(int64(mem1.stacks)), mem0.goroutines, mem1.goroutines))
+	b.add(label, "server CPU over "+b.opts.idle.String()+", % of one core: none connected → 1 set → 2 sets", "no CPU",
+		fmt.Sprintf("%s → %s → %s", pctOf(uses[0]), pctOf(uses[1]), pctOf(uses[2])))
+	b.add(label, "luxchat RSS: none connected → 1 set (extra) → 2 sets (extra)", "≤ 30 MiB extra",
+		fmt.Sprintf("%s → %s (%s) → %s (%s)", mib(mems[0].rss), mib(mems[1].rss), mib(mems[1].rss-mems[0].rss), mib(mems[2].rss), mib(mems[2].rss-mems[1].rss)))
+	b.add(label, "Go: live heap; stacks; goroutines (none → 1 set → 2 sets)", "—",
+		fmt.Sprintf("%s → %s → %s; %s → %s → %s; %d → %d → %d", mib(int64(mems[0].live)), mib(int64(mems[1].live)), mib(int64(mems[2].live)),
+			mib(int64(mems[0].stacks)), mib(int64(mems[1].stacks)), mib(int64(mems[2].stacks)), mems[0].goroutines, mems[1].goroutines, mems[2].goroutines))
 	return nil
 }
 
@@ -119,16 +135,16 @@ type slidingConns struct {
 	once    sync.Once
 }
 
-func (sc *slidingConns) start(token, pos string) {
+func (sc *slidingConns) start(token, pos string, body json.RawMessage) {
 	sc.once.Do(func() { sc.ctx, sc.cancel = context.WithCancel(context.Background()) })
 	sc.wg.Add(1)
 	go func() {
 		defer sc.wg.Done()
-		sc.loop(sc.ctx, token, pos)
+		sc.loop(sc.ctx, token, pos, body)
 	}()
 }
 
-func (sc *slidingConns) loop(ctx context.Context, token, pos string) {
+func (sc *slidingConns) loop(ctx context.Context, token, pos string, body json.RawMessage) {
 	q := slidingPath + "?timeout=" + strconv.Itoa(int(sc.timeout.Milliseconds())) + "&pos="
 	for ctx.Err() == nil {
 		var ans struct {
@@ -136,7 +152,7 @@ func (sc *slidingConns) loop(ctx context.Context, token, pos string) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, sc.timeout+30*time.Second)
 		sc.waiting.Add(1)
-		_, err := sc.c.do(rctx, http.MethodPost, q+url.QueryEscape(pos), token, slidingBody, &ans)
+		_, err := sc.c.do(rctx, http.MethodPost, q+url.QueryEscape(pos), token, body, &ans)
 		sc.waiting.Add(-1)
 		cancel()
 		if err != nil {
