@@ -234,6 +234,9 @@ func runEngine(ctx context.Context, o options, engine, bin, dataDir string, logf
 	}
 
 	p := newPlan(o.scale)
+	if slices.Contains(o.phases, "sliding") {
+		p = p.withSliders(o.scale)
+	}
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("-scale %g: %w", o.scale, err)
 	}

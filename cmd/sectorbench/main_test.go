@@ -42,6 +42,7 @@ func TestSmoke(t *testing.T) {
 	want := map[string]int{
 		"initial sync, user in":           3,
 		"all-staff room":                  2,
+		"sliding sync beside /sync":       9, // three users, three rows each
 		"login":                           1,
 		"join, room of":                   3,
 		"online users' first syncs":       1,

@@ -67,6 +67,7 @@ type phase struct {
 // stop before the first offline one (storage is last).
 var phaseOrder = []phase{
 	{name: "sync", run: (*bench).phaseSync},
+	{name: "sliding", run: (*bench).phaseSliding},
 	{name: "login", run: (*bench).phaseLogin},
 	{name: "join", run: (*bench).phaseJoin},
 	{name: "connected", run: (*bench).phaseConnected},

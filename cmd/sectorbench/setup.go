@@ -47,6 +47,12 @@ type plan struct {
 	burst       int // messages of the burst in DMs and groups
 	storageMsgs int // messages whose storage is measured
 	connected   int // clients long-polling at once in the connected phase
+
+	// sliders are the rooms of two more accounts, made only for the
+	// sliding phase: sliders[1] rooms for one, the first sliders[0] of
+	// them for the other (with the heavy users' 1,000 rooms, three sizes
+	// of room list). Zero when the phase does not run.
+	sliders [2]int
 }
 
 func newPlan(scale float64) plan {
@@ -87,9 +93,27 @@ func (p plan) department(i int) (lo, hi int) {
 	}
 	return hi - p.bigSizes[i], hi
 }
-func (p plan) joinerBase() int     { return p.users - p.heavy - 3*p.joiners }
-func (p plan) heavyUser(k int) int { return p.users - p.heavy + k }
-func (p plan) ordinary() int       { return p.joinerBase() } // [0, ordinary) take part in DMs and groups
+func (p plan) joinerBase() int      { return p.users - p.heavy - 3*p.joiners }
+func (p plan) heavyUser(k int) int  { return p.users - p.heavy + k }
+func (p plan) sliderUser(k int) int { return p.users + k } // after the sector's accounts
+
+// accounts is the number of accounts setup makes: the sector's and the
+// sliding phase's two.
+func (p plan) accounts() int {
+	if p.sliders[1] > 0 {
+		return p.users + 2
+	}
+	return p.users
+}
+
+// withSliders adds the sliding phase's room lists: 100 and 5,000 rooms
+// at scale 1.
+func (p plan) withSliders(scale float64) plan {
+	n := func(full, least int) int { return max(least, int(math.Round(float64(full)*scale))) }
+	p.sliders = [2]int{n(100, 20), n(5000, 50)} // apart from the heavy users' 10 at small scales
+	return p
+}
+func (p plan) ordinary() int { return p.joinerBase() } // [0, ordinary) take part in DMs and groups
 func (p plan) loginUser(k int) int {
 	return p.bigSizes[2] + k // outside the big rooms, so their logins disturb nothing
 }
@@ -128,6 +152,7 @@ type sector struct {
 	big      [3]*room // department 1, department 2, all staff
 	dms      []*room
 	groups   []*room
+	sliders  []*room  // the sliding phase's rooms (plan.sliders)
 	setup    []timing // setup phases in order
 	bigNotes []string // why a big room was left smaller than planned
 }
@@ -159,6 +184,12 @@ func build(ctx context.Context, s *server.Server, p plan, budget time.Duration, 
 		{"setup messages", func() (string, error) { return sec.sendSetupMessages(ctx, s, logf) }},
 		{"m.direct", func() (string, error) { return sec.putDirect(ctx, s) }},
 	}
+	if p.sliders[1] > 0 {
+		steps = append(steps, struct {
+			name string
+			run  func() (string, error)
+		}{"the sliding phase's room lists", func() (string, error) { return sec.buildSliderRooms(ctx, s, logf) }})
+	}
 	for _, st := range steps {
 		t0 := time.Now()
 		note, err := st.run()
@@ -185,10 +216,10 @@ func (sec *sector) createAccounts(ctx context.Context, s *server.Server, logf fu
 	if err != nil {
 		return "", err
 	}
-	sec.users = make([]account, p.users)
+	sec.users = make([]account, p.accounts())
 	const batch = 2000
-	for lo := 0; lo < p.users; lo += batch {
-		hi := min(lo+batch, p.users)
+	for lo := 0; lo < len(sec.users); lo += batch {
+		hi := min(lo+batch, len(sec.users))
 		err := s.Store.InTx(ctx, func(tx *store.Tx) error {
 			for i := lo; i < hi; i++ {
 				a := account{id: "@" + localpart(i) + ":" + sec.server, device: "SECTORBENCH", token: newToken()}
@@ -221,7 +252,7 @@ func (sec *sector) createAccounts(ctx context.Context, s *server.Server, logf fu
 			logf("  accounts: %d", hi)
 		}
 	}
-	return fmt.Sprintf("%d accounts with a device and token each", p.users), nil
+	return fmt.Sprintf("%d accounts with a device and token each", len(sec.users)), nil
 }
 
 func localpart(i int) string { return fmt.Sprintf("u%05d", i) }
@@ -397,6 +428,46 @@ func (sec *sector) buildGroups(ctx context.Context, s *server.Server, logf func(
 		return nil
 	})
 	return fmt.Sprintf("%d groups, %d members in all", len(members), total), err
+}
+
+// buildSliderRooms makes the sliding phase's rooms: small project
+// groups, each created by an ordinary user who invites the 5,000-room
+// account (and, in the first 100, the 100-room one), with one message.
+func (sec *sector) buildSliderRooms(ctx context.Context, s *server.Server, logf func(string, ...any)) (string, error) {
+	p := sec.plan
+	r := mrand.New(mrand.NewPCG(14, 2026))
+	creators := make([]int, p.sliders[1])
+	for i := range creators {
+		creators[i] = r.IntN(p.ordinary())
+	}
+	sec.sliders = make([]*room, len(creators))
+	err := inParallel(ctx, len(creators), "sliding-phase rooms", logf, func(i int) error {
+		m := []int{creators[i], p.sliderUser(1)}
+		if i < p.sliders[0] {
+			m = append(m, p.sliderUser(0))
+		}
+		invites := make([]string, 0, len(m)-1)
+		for _, u := range m[1:] {
+			invites = append(invites, sec.user(u))
+		}
+		name := fmt.Sprintf("Project %d", i)
+		id, err := s.Rooms.CreateRoom(ctx, sec.user(m[0]), rooms.CreateRequest{Preset: "private_chat", Name: &name, Invite: invites})
+		if err != nil {
+			return err
+		}
+		for _, u := range m[1:] {
+			if err := join(ctx, s, id, sec.user(u)); err != nil {
+				return err
+			}
+		}
+		typ, content := messageContent("group", "project kick-off", 100)
+		if _, err := s.Rooms.Send(ctx, id, rooms.Proto{Type: typ, Sender: sec.user(m[0]), Content: content}, nil); err != nil {
+			return err
+		}
+		sec.sliders[i] = &room{id: id, kind: "group", members: m}
+		return nil
+	})
+	return fmt.Sprintf("%d rooms (%d shared with the %d-room account)", len(creators), p.sliders[0], p.sliders[0]), err
 }
 
 // sendSetupMessages gives every room a short history, so that timelines

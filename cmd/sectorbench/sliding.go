@@ -2,174 +2,186 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
-	"sync"
-	"sync/atomic"
+	"slices"
 	"time"
 )
 
-// slidingPath is simplified sliding sync's endpoint (MSC4186).
-const slidingPath = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
-
-// slidingBody is what each connection asks for, as Element X starts: the
-// 20 most recently active rooms with their last event, the state that
-// names them and lazy members; to-device and e2ee extensions on.
-var slidingBody = json.RawMessage(`{"lists": {"all": {"ranges": [[0, 19]], "timeline_limit": 1, "required_state": [
-	["m.room.create", ""], ["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"]]}},
-	"extensions": {"to_device": {"enabled": true}, "e2ee": {"enabled": true}}}`)
-
-// phaseSlidingIdle: what idle sliding sync connections cost (issue 14:
-// 1,000 of them, no CPU and at most 30 MiB in all). Nobody else polls.
-// The server is measured idle with no connection, then each online user
-// opens one (its first request, for the window 0–19) and long-polls
-// with its pos; once all wait, one idle window; then a second set the
-// same way.
-func (b *bench) phaseSlidingIdle(ctx context.Context) error {
-	n := b.sec.plan.pollers
-	label := "sliding sync: " + thousands(int64(n)) + " idle connections"
-	mem0, use0, err := b.idleWindow(ctx)
-	if err != nil {
-		return err
+// phaseSliding: simplified sliding sync (MSC4186) beside /sync, for
+// users in 100, 1,000 and 5,000 rooms: a /sync initial sync shaped like
+// the sliding request (one event per room, lazy members), a new sliding
+// connection's first request for the 0–19 window as Element X starts,
+// and a connection's next request after one new event in its window.
+func (b *bench) phaseSliding(ctx context.Context) error {
+	sec := b.sec
+	p := sec.plan
+	if p.sliders[1] == 0 {
+		return fmt.Errorf("the sliding phase's rooms were not built")
 	}
-	c := newClientFor(b.c.base, 2*n+100)
-	sc := &slidingConns{c: c, timeout: b.opts.pollTimeout}
-	defer sc.stop()
-	// The first set warms the server's caches (the rooms' views, forms,
-	// parsed events: shared, bounded); a second set of as many, the same
-	// users on other connections (conn_id), shows what connections cost
-	// beyond them.
-	mems, uses := []memStats{mem0}, []cpuUse{use0}
-	for set, connID := range []string{"", "second"} {
-		pos := make([]string, n)
-		var lat []time.Duration
-		var mu sync.Mutex
-		body := slidingBody
-		if connID != "" {
-			body = json.RawMessage(`{"conn_id": "` + connID + `",` + string(slidingBody[1:]))
+	type lister struct {
+		user   int
+		rooms  int
+		sender func() (int, string) // a member who can post into a room of the window, and the room
+	}
+	// The most recently active room of each list is its newest: the
+	// sender posts there, so the event is in the window.
+	newestSlider := func() (int, string) { r := sec.sliders[len(sec.sliders)-1]; return r.members[0], r.id }
+	firstSlider := func() (int, string) { r := sec.sliders[p.sliders[0]-1]; return r.members[0], r.id }
+	heavyRoom := func() (int, string) {
+		// The heavy user 1's last group: made after its DMs, its rooms'
+		// setup messages went out in creation order.
+		for i := len(sec.groups) - 1; i >= 0; i-- {
+			if g := sec.groups[i]; g.members[1] == p.heavyUser(1) {
+				return g.members[0], g.id
+			}
 		}
-		s0 := b.m.sample()
-		err = parallel(ctx, n, 8, func(i int) error {
-			var ans struct {
-				Pos string `json:"pos"`
-			}
-			t0 := time.Now()
-			if err := discard(c.do(ctx, http.MethodPost, slidingPath+"?timeout=0", b.sec.users[i].token, body, &ans)); err != nil {
-				return err
-			}
-			mu.Lock()
-			lat = append(lat, time.Since(t0))
-			mu.Unlock()
-			pos[i] = ans.Pos
-			return nil
-		})
-		if err != nil {
+		return -1, ""
+	}
+	listers := []lister{
+		{p.sliderUser(0), p.sliders[0], firstSlider},
+		{p.heavyUser(1), p.heavyRoom / 2 * 2, heavyRoom},
+		{p.sliderUser(1), p.sliders[1], newestSlider},
+	}
+	for _, l := range listers {
+		if err := b.slidingFor(ctx, l.user, l.rooms, l.sender); err != nil {
 			return err
 		}
-		first := b.m.since(s0)
-		b.add(label, fmt.Sprintf("set %d: first requests (window 0–19, 8 at a time): p50; server CPU each", set+1), "—",
-			fmt.Sprintf("%s; %s", ms(median(lat)), first.per(n)))
-		for i := range n {
-			sc.start(b.sec.users[i].token, pos[i], body)
-		}
-		deadline := time.Now().Add(time.Minute)
-		for sc.waiting.Load() < int64((set+1)*n) && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-		b.settle(30 * time.Second)
-		answers := sc.answers.Load()
-		mem, use, err := b.idleWindow(ctx)
-		if err != nil {
-			return err
-		}
-		mems, uses = append(mems, mem), append(uses, use)
-		b.add(label, fmt.Sprintf("set %d: polls answered in the window (timeouts); failed so far", set+1), "—",
-			fmt.Sprintf("%d; %d", sc.answers.Load()-answers, sc.errs.Load()))
 	}
-	pctOf := func(u cpuUse) string {
-		v := fmt.Sprintf("%.2f %%", 100*u.total().Seconds()/u.wall.Seconds())
-		if u.withPG {
-			v += fmt.Sprintf(" (PG %.2f %%)", 100*u.pg.Seconds()/u.wall.Seconds())
-		}
-		return v
-	}
-	b.add(label, "server CPU over "+b.opts.idle.String()+", % of one core: none connected → 1 set → 2 sets", "no CPU",
-		fmt.Sprintf("%s → %s → %s", pctOf(uses[0]), pctOf(uses[1]), pctOf(uses[2])))
-	b.add(label, "luxchat RSS: none connected → 1 set (extra) → 2 sets (extra)", "≤ 30 MiB extra",
-		fmt.Sprintf("%s → %s (%s) → %s (%s)", mib(mems[0].rss), mib(mems[1].rss), mib(mems[1].rss-mems[0].rss), mib(mems[2].rss), mib(mems[2].rss-mems[1].rss)))
-	b.add(label, "Go: live heap; stacks; goroutines (none → 1 set → 2 sets)", "—",
-		fmt.Sprintf("%s → %s → %s; %s → %s → %s; %d → %d → %d", mib(int64(mems[0].live)), mib(int64(mems[1].live)), mib(int64(mems[2].live)),
-			mib(int64(mems[0].stacks)), mib(int64(mems[1].stacks)), mib(int64(mems[2].stacks)), mems[0].goroutines, mems[1].goroutines, mems[2].goroutines))
 	return nil
 }
 
-// idleWindow lets one idle window pass and returns the server's memory at
-// its end and the CPU it used.
-func (b *bench) idleWindow(ctx context.Context) (memStats, cpuUse, error) {
-	b.settle(time.Minute)
-	s0 := b.m.sample()
-	select {
-	case <-time.After(b.opts.idle):
-	case <-ctx.Done():
-		return memStats{}, cpuUse{}, ctx.Err()
+// elementXList is the room list request Element X makes at start: the
+// 20 most recent rooms, their last event and what the list shows.
+func elementXList(connID string) map[string]any {
+	return map[string]any{
+		"conn_id": connID,
+		"lists": map[string]any{"all_rooms": map[string]any{
+			"ranges":         [][2]int{{0, 19}},
+			"timeline_limit": 1,
+			"required_state": [][2]string{
+				{"m.room.encryption", ""}, {"m.room.member", "$LAZY"}, {"m.room.member", "$ME"},
+				{"m.room.name", ""}, {"m.room.avatar", ""}, {"m.room.canonical_alias", ""},
+				{"m.room.topic", ""}, {"m.room.join_rules", ""}, {"m.room.power_levels", ""},
+				{"m.room.create", ""}, {"m.room.history_visibility", ""}, {"m.room.tombstone", ""},
+			},
+		}},
+		"extensions": map[string]any{
+			"to_device": map[string]any{"enabled": true}, "e2ee": map[string]any{"enabled": true},
+			"account_data": map[string]any{"enabled": true}, "receipts": map[string]any{"enabled": true},
+			"typing": map[string]any{"enabled": true},
+		},
 	}
-	use := b.m.since(s0)
-	mem, err := b.memory(ctx)
-	return mem, use, err
 }
 
-// slidingConns long-poll sliding sync connections, each on its own
-// keep-alive connection, and count what they are answered.
-type slidingConns struct {
-	c       *client
-	timeout time.Duration
-	answers atomic.Int64
-	waiting atomic.Int64
-	errs    atomic.Int64
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	once    sync.Once
+type slidingAnswer struct {
+	Pos   string `json:"pos"`
+	Lists map[string]struct {
+		Count int `json:"count"`
+	} `json:"lists"`
+	Rooms map[string]struct {
+		Timeline []struct {
+			EventID string `json:"event_id"`
+		} `json:"timeline"`
+	} `json:"rooms"`
 }
 
-func (sc *slidingConns) start(token, pos string, body json.RawMessage) {
-	sc.once.Do(func() { sc.ctx, sc.cancel = context.WithCancel(context.Background()) })
-	sc.wg.Add(1)
-	go func() {
-		defer sc.wg.Done()
-		sc.loop(sc.ctx, token, pos, body)
-	}()
-}
+const slidingPath = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 
-func (sc *slidingConns) loop(ctx context.Context, token, pos string, body json.RawMessage) {
-	q := slidingPath + "?timeout=" + strconv.Itoa(int(sc.timeout.Milliseconds())) + "&pos="
-	for ctx.Err() == nil {
-		var ans struct {
-			Pos string `json:"pos"`
+// slidingFor measures one user's three rows.
+func (b *bench) slidingFor(ctx context.Context, user, rooms int, sender func() (int, string)) error {
+	acc := b.sec.users[user]
+	label := "sliding sync beside /sync, user in " + thousands(int64(rooms)) + " rooms"
+
+	// /sync, shaped like the sliding request but for every room.
+	filter := `{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}}}`
+	uses, size, cut, err := b.series(ctx, 4, func(ctx context.Context) (int, error) {
+		var ans syncAnswer
+		n, err := b.c.do(ctx, http.MethodGet, "/_matrix/client/v3/sync?timeout=0&filter="+url.QueryEscape(filter), acc.token, nil, &ans)
+		if err == nil && len(ans.Rooms.Join) != rooms {
+			err = fmt.Errorf("/sync of %s: %d rooms, want %d", acc.id, len(ans.Rooms.Join), rooms)
 		}
-		rctx, cancel := context.WithTimeout(ctx, sc.timeout+30*time.Second)
-		sc.waiting.Add(1)
-		_, err := sc.c.do(rctx, http.MethodPost, q+url.QueryEscape(pos), token, body, &ans)
-		sc.waiting.Add(-1)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				sc.errs.Add(1)
-				time.Sleep(time.Second)
-			}
-			continue
-		}
-		sc.answers.Add(1)
-		pos = ans.Pos
+		return n, err
+	})
+	if err != nil {
+		return err
 	}
+	b.add(label, "/sync initial sync, timeline limit 1, lazy members: first; median of next 3 (CPU; size)", "—", firstAndNext(uses, size, b.cutNote(cut, len(uses))))
+
+	// A new sliding connection each time: its first request.
+	conn := 0
+	uses, size, cut, err = b.series(ctx, 6, func(ctx context.Context) (int, error) {
+		conn++
+		var ans slidingAnswer
+		n, err := b.c.do(ctx, http.MethodPost, slidingPath+"?timeout=0", acc.token, elementXList(fmt.Sprintf("bench-%d", conn)), &ans)
+		if err == nil && (ans.Lists["all_rooms"].Count != rooms || len(ans.Rooms) != min(20, rooms)) {
+			err = fmt.Errorf("sliding sync of %s: count %d, %d rooms; want %d, %d", acc.id, ans.Lists["all_rooms"].Count, len(ans.Rooms), rooms, min(20, rooms))
+		}
+		return n, err
+	})
+	if err != nil {
+		return err
+	}
+	b.add(label, "sliding sync, new connection, window 0–19: first; median of next 5 (CPU; size)", "≤ 15 ms p50", firstAndNext(uses, size, b.cutNote(cut, len(uses))))
+
+	// One connection: a member posts into a room of the window, then the
+	// connection asks what is new (with the whole request: MSC4186's
+	// parameters are not sticky). Only the sliding request is measured.
+	var ans slidingAnswer
+	if _, err := b.c.do(ctx, http.MethodPost, slidingPath+"?timeout=0", acc.token, elementXList("bench-live"), &ans); err != nil {
+		return err
+	}
+	from, roomID := sender()
+	if from < 0 {
+		return fmt.Errorf("no room to post into for %s", acc.id)
+	}
+	const rounds = 50
+	var total cpuUse
+	var walls []time.Duration
+	for i := range rounds {
+		txn := fmt.Sprintf("slide-%d-%d-%d", user, time.Now().UnixNano(), i)
+		var sent struct {
+			EventID string `json:"event_id"`
+		}
+		body := map[string]string{"msgtype": "m.text", "body": "news " + txn}
+		if _, err := b.c.do(ctx, http.MethodPut, "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/send/m.room.message/"+txn, b.sec.users[from].token, body, &sent); err != nil {
+			return err
+		}
+		s0 := b.m.sample()
+		var next slidingAnswer
+		if _, err := b.c.do(ctx, http.MethodPost, slidingPath+"?timeout=0&pos="+url.QueryEscape(ans.Pos), acc.token, elementXList("bench-live"), &next); err != nil {
+			return err
+		}
+		u := b.m.since(s0)
+		total.lux, total.pg, total.withPG = total.lux+u.lux, total.pg+u.pg, u.withPG
+		walls = append(walls, u.wall)
+		got := next.Rooms[roomID].Timeline
+		if len(got) != 1 || got[0].EventID != sent.EventID {
+			return fmt.Errorf("sliding sync of %s after one message: timeline %v, want [%s]", acc.id, got, sent.EventID)
+		}
+		ans.Pos = next.Pos
+	}
+	b.add(label, fmt.Sprintf("sliding sync, next request after one new event: wall p50 / p99; CPU per request (%d)", rounds), "≤ 2 ms",
+		fmt.Sprintf("%s / %s; %s", ms(median(walls)), ms(pct(sorted(walls), 99)), total.per(rounds)))
+	return nil
 }
 
-func (sc *slidingConns) stop() {
-	if sc.cancel != nil {
-		sc.cancel()
-		sc.wg.Wait()
+// firstAndNext formats a series: the first request, then the median of
+// the others, wall time and server CPU, and the answer's size.
+func firstAndNext(uses []cpuUse, size int, note string) string {
+	switch len(uses) {
+	case 0:
+		return note
+	case 1:
+		return fmt.Sprintf("%s (CPU %s)%s", ms(uses[0].wall), uses[0].per(1), note)
 	}
+	med := medianUse(uses[1:])
+	return fmt.Sprintf("%s (CPU %s); %s (CPU %s; %s)%s", ms(uses[0].wall), uses[0].per(1), ms(med.wall), med.per(1), mib(int64(size)), note)
+}
+
+func sorted(ds []time.Duration) []time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s
 }
