@@ -747,7 +747,7 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 		}
 	}
 	flagged := []string{"org.matrix.msc3391", "org.matrix.msc3874", "org.matrix.msc4155", "org.matrix.msc4222", "im.nheko.summary",
-		"org.matrix.simplified_msc3575"}
+		"org.matrix.simplified_msc3575", "org.matrix.msc4306"}
 	for _, f := range flagged {
 		if !v.Unstable[f] {
 			t.Fatalf("unstable feature %s not flagged: %v", f, v.Unstable)
@@ -799,6 +799,12 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 		map[string]any{"blocked_users": []string{alice.UserID}}, nil)
 	if r := alice.Do("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/invite", map[string]any{"user_id": carol.UserID}); r.Status != http.StatusForbidden {
 		t.Fatalf("msc4155: blocked invite answers %d %s", r.Status, r.Body)
+	}
+	// org.matrix.msc4306: thread subscriptions (threadsubs_test.go holds
+	// them in full).
+	alice.MustDo("PUT", subPath(room, root), map[string]any{}, nil)
+	if st, auto := subscription(t, alice, room, root); st != http.StatusOK || auto {
+		t.Fatalf("msc4306: subscription answers %d automatic=%v", st, auto)
 	}
 	// Optional features not served answer M_UNRECOGNIZED.
 	if r := alice.Do("GET", "/_matrix/client/v1/auth_metadata", nil); r.Status != http.StatusNotFound || r.ErrCode() != "M_UNRECOGNIZED" {

@@ -183,6 +183,40 @@ func TestHistoryVisibilityJoined(t *testing.T) {
 	})
 }
 
+// The history visibility of each message is that of the state it was
+// sent in, when the setting changes back and forth between messages (the
+// server caches a state's visibility as it becomes current and keeps it
+// while messages leave the state as it is).
+func TestHistoryVisibilityChangesBetweenMessages(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		setHV := func(v string) {
+			alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.history_visibility", map[string]any{"history_visibility": v}, nil)
+		}
+		alice.SendText(room, "shared 1")
+		alice.SendText(room, "shared 2")
+		setHV("joined")
+		alice.SendText(room, "joined 1")
+		alice.SendText(room, "joined 2")
+		setHV("shared")
+		alice.SendText(room, "shared 3")
+		bob.Join(room)
+		alice.SendText(room, "after bob joined")
+		got := bodies(messages(t, bob, room, "dir=b&limit=50").Chunk)
+		for _, want := range []string{"shared 1", "shared 2", "shared 3", "after bob joined"} {
+			if !slices.Contains(got, want) {
+				t.Errorf("bob does not see %q: %v", want, got)
+			}
+		}
+		for _, hidden := range []string{"joined 1", "joined 2"} {
+			if slices.Contains(got, hidden) {
+				t.Errorf("bob sees %q, sent while history was for joined members only: %v", hidden, got)
+			}
+		}
+	})
+}
+
 func TestAllRoomVersions(t *testing.T) {
 	s := ts.New(t)
 	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")

@@ -94,8 +94,16 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 		}
 		return p
 	}
+	// Thread subscriptions (MSC4306), read once for the event's thread
+	// when a rule set asks for them.
+	var subscribed map[string]bool
+	if root := pev.ThreadRoot(); root != "" && usesThreadSubs(sets) {
+		if subscribed, err = tx.ThreadSubscribers(ctx, ev.RoomID, root); err != nil {
+			return err
+		}
+	}
 	outcome := func(c *push.Compiled, u string) *push.Actions {
-		who := push.Recipient{UserID: u}
+		who := push.Recipient{UserID: u, ThreadSubscribed: subscribed[u]}
 		if c.UsesDisplayName() {
 			s.rooms.InspectLocked(ev.RoomID, func(_ map[string]struct{}, state map[pdu.StateTuple]*pdu.Event) {
 				who.DisplayName = displayName(state[pdu.StateTuple{Type: "m.room.member", StateKey: u}])
@@ -202,6 +210,17 @@ func (s *Service) Index(ctx context.Context, tx *store.Tx, ev *pdu.Event, pos in
 		return tx.EnqueuePushes(ctx, queued)
 	}
 	return nil
+}
+
+// usesThreadSubs reports whether a rule set has a thread subscription
+// condition.
+func usesThreadSubs(sets map[*push.Compiled]map[string]struct{}) bool {
+	for c := range sets {
+		if c.UsesThreadSubscriptions() {
+			return true
+		}
+	}
+	return false
 }
 
 // usersOf lists the members of sets but sender.

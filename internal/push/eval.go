@@ -79,6 +79,22 @@ func NewEventFields(f Fields, content json.RawMessage) (*Event, error) {
 	return ev, nil
 }
 
+// relTypeKey and relEventKey are the paths of an event's relation.
+var (
+	relTypeKey  = canonicalKey(`content.m\.relates_to.rel_type`)
+	relEventKey = canonicalKey(`content.m\.relates_to.event_id`)
+)
+
+// ThreadRoot returns the root of the thread the event is part of, ""
+// when it is in none.
+func (e *Event) ThreadRoot() string {
+	if t, _ := e.props[relTypeKey].(string); t != "m.thread" {
+		return ""
+	}
+	id, _ := e.props[relEventKey].(string)
+	return id
+}
+
 // Get returns the value at a dotted path (as a condition key writes it).
 func (e *Event) Get(key string) (any, bool) {
 	v, ok := e.props[canonicalKey(key)]
@@ -156,7 +172,8 @@ const (
 	condDisplayName
 	condMemberCount
 	condSenderPermission
-	condExact // room and sender rules: an exact string
+	condThreadSub // MSC4306: the event is in a thread the recipient is (value true) or is not subscribed to
+	condExact     // room and sender rules: an exact string
 )
 
 type condition struct {
@@ -177,11 +194,23 @@ type Recipient struct {
 	// DisplayName is the user's display name in the room, needed only
 	// when the rule set UsesDisplayName.
 	DisplayName string
+	// ThreadSubscribed is whether the user is subscribed to the event's
+	// thread (MSC4306), needed only when the rule set
+	// UsesThreadSubscriptions and the event has a ThreadRoot.
+	ThreadSubscribed bool
 }
 
 // personal reports whether the condition's outcome depends on who
 // receives the event.
-func (c *condition) personal() bool { return c.owner || c.kind == condDisplayName }
+func (c *condition) personal() bool {
+	return c.owner || c.kind == condDisplayName || c.kind == condThreadSub
+}
+
+// impossible reports whether a personal condition fails for every
+// recipient of the event (a thread subscription outside threads).
+func (c *condition) impossible(ev *Event) bool {
+	return c.kind == condThreadSub && ev.ThreadRoot() == ""
+}
 
 func (c *condition) match(ev *Event, room *Room, who *Recipient) bool {
 	switch c.kind {
@@ -230,6 +259,8 @@ func (c *condition) match(ev *Event, room *Room, who *Recipient) bool {
 			return n >= c.n
 		}
 		return false
+	case condThreadSub:
+		return ev.ThreadRoot() != "" && who.ThreadSubscribed == c.value
 	case condSenderPermission:
 		need := int64(50)
 		if room.NotificationLevel != nil {
@@ -247,6 +278,9 @@ func (c *condition) valueFor(who *Recipient) any {
 	}
 	return c.value
 }
+
+// ThreadSubscriptionKind is MSC4306's condition under its unstable name.
+const ThreadSubscriptionKind = "io.element.msc4306.thread_subscription"
 
 // parseCondition reads a condition. Unknown kinds are no error (they never
 // match); a known kind with missing or ill-typed parameters is.
@@ -314,6 +348,12 @@ func parseCondition(raw json.RawMessage) (condition, error) {
 			return condition{}, err
 		}
 		return condition{kind: condSenderPermission, key: key}, nil
+	case ThreadSubscriptionKind:
+		var subscribed bool
+		if raw, ok := m["subscribed"]; !ok || json.Unmarshal(raw, &subscribed) != nil {
+			return condition{}, errors.New(kind + " needs a boolean subscribed")
+		}
+		return condition{kind: condThreadSub, value: subscribed}, nil
 	}
 	return condition{kind: condUnknown}, nil
 }
@@ -513,6 +553,7 @@ func compileActions(actions []json.RawMessage) *Actions {
 type Compiled struct {
 	rules       []compiledRule
 	displayName bool
+	threadSubs  bool
 }
 
 type compiledRule struct {
@@ -540,6 +581,7 @@ func Compile(rs *Ruleset) *Compiled {
 						cond = condition{kind: condUnknown}
 					}
 					c.displayName = c.displayName || cond.kind == condDisplayName
+					c.threadSubs = c.threadSubs || cond.kind == condThreadSub
 					cond.owner = isOwner(cond)
 					cr.personal = cr.personal || cond.personal()
 					cr.conds = append(cr.conds, cond)
@@ -594,7 +636,8 @@ next:
 	for i := range c.rules {
 		r := &c.rules[i]
 		for j := range r.conds {
-			if !r.conds[j].personal() && !r.conds[j].match(ev, room, &nobody) {
+			cond := &r.conds[j]
+			if !cond.personal() && !cond.match(ev, room, &nobody) || cond.personal() && cond.impossible(ev) {
 				continue next
 			}
 		}
@@ -646,3 +689,7 @@ const Infinite = math.MaxInt64
 // UsesDisplayName reports whether an enabled rule has a
 // contains_display_name condition (so callers look the name up only then).
 func (c *Compiled) UsesDisplayName() bool { return c.displayName }
+
+// UsesThreadSubscriptions reports whether an enabled rule has a thread
+// subscription condition (so callers look subscriptions up only then).
+func (c *Compiled) UsesThreadSubscriptions() bool { return c.threadSubs }

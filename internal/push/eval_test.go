@@ -274,3 +274,50 @@ func TestNewEventFieldsMatchesNewEvent(t *testing.T) {
 		t.Error("array content accepted")
 	}
 }
+
+// TestThreadSubscriptionCondition: MSC4306's condition matches only
+// events in a thread, by the recipient's subscription, in a direct
+// evaluation and in a prepared one (where it is personal, yet decided for
+// everyone outside threads).
+func TestThreadSubscriptionCondition(t *testing.T) {
+	inThread := mustEvent(t, `{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x",
+		"content":{"body":"hi","m.relates_to":{"rel_type":"m.thread","event_id":"$root"}}}`)
+	reply := mustEvent(t, `{"type":"m.room.message","room_id":"!r:x","sender":"@bob:x",
+		"content":{"body":"hi","m.relates_to":{"m.in_reply_to":{"event_id":"$root"}}}}`)
+	if inThread.ThreadRoot() != "$root" || reply.ThreadRoot() != "" {
+		t.Fatalf("thread roots: %q %q", inThread.ThreadRoot(), reply.ThreadRoot())
+	}
+	rule := func(id string, subscribed bool, actions string) Rule {
+		cond := `{"kind":"io.element.msc4306.thread_subscription","subscribed":` + map[bool]string{true: "true", false: "false"}[subscribed] + `}`
+		return Rule{RuleID: id, Enabled: true, Conditions: []json.RawMessage{json.RawMessage(cond)}, Actions: []json.RawMessage{json.RawMessage(actions)}}
+	}
+	rs := &Ruleset{Override: []Rule{rule("unsubscribed", false, `"dont_notify"`), rule("subscribed", true, `"notify"`)},
+		Underride: []Rule{{RuleID: "rest", Enabled: true, Actions: []json.RawMessage{json.RawMessage(`"notify"`)}}}}
+	c := Compile(rs)
+	if !c.UsesThreadSubscriptions() {
+		t.Fatal("UsesThreadSubscriptions is false")
+	}
+	room := &Room{MemberCount: 3}
+	for _, tc := range []struct {
+		ev         *Event
+		subscribed bool
+		want       string
+	}{{inThread, true, "subscribed"}, {inThread, false, "unsubscribed"}, {reply, true, "rest"}, {reply, false, "rest"}} {
+		if _, id := c.Evaluate(tc.ev, room, Recipient{UserID: "@a:x", ThreadSubscribed: tc.subscribed}); id != tc.want {
+			t.Errorf("evaluate (subscribed %v): rule %q, want %q", tc.subscribed, id, tc.want)
+		}
+		if _, id := c.Prepare(tc.ev, room).Evaluate(Recipient{UserID: "@a:x", ThreadSubscribed: tc.subscribed}); id != tc.want {
+			t.Errorf("prepared (subscribed %v): rule %q, want %q", tc.subscribed, id, tc.want)
+		}
+	}
+	if _, uniform := c.Prepare(reply, room).Uniform(); !uniform {
+		t.Error("outside threads the verdict is not the same for everyone")
+	}
+	if _, uniform := c.Prepare(inThread, room).Uniform(); uniform {
+		t.Error("in a thread the verdict is taken as the same for everyone")
+	}
+	bad := &Ruleset{Override: []Rule{{RuleID: "bad", Enabled: true, Conditions: []json.RawMessage{json.RawMessage(`{"kind":"io.element.msc4306.thread_subscription","subscribed":"yes"}`)}, Actions: []json.RawMessage{json.RawMessage(`"notify"`)}}}}
+	if a, _ := Compile(bad).Evaluate(inThread, room, Recipient{ThreadSubscribed: true}); a != nil {
+		t.Error("a condition without a boolean subscribed matched")
+	}
+}

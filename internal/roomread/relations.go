@@ -37,10 +37,10 @@ type RelationsPage struct {
 	RecursionDepth *int              `json:"recursion_depth,omitempty"`
 }
 
-// parentFor returns a room event the user may see, as the Viewer that
+// VisibleEvent returns a room event the user may see, as the Viewer that
 // decided it; M_NOT_FOUND otherwise (also when the user may not read the
 // room, which must not be told apart from a missing event).
-func (s *Service) parentFor(ctx context.Context, roomID, eventID, userID string) (*rooms.Viewer, *store.EventRow, error) {
+func (s *Service) VisibleEvent(ctx context.Context, roomID, eventID, userID string) (*rooms.Viewer, *store.EventRow, error) {
 	v, err := s.rooms.Viewer(ctx, roomID, userID)
 	if err != nil {
 		if _, ok := errcode.As(err); ok {
@@ -66,7 +66,7 @@ func (s *Service) parentFor(ctx context.Context, roomID, eventID, userID string)
 // Relations pages through the children of an event that the user may see,
 // newest first unless Forward.
 func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*RelationsPage, error) {
-	v, _, err := s.parentFor(ctx, q.RoomID, q.EventID, q.UserID)
+	v, _, err := s.VisibleEvent(ctx, q.RoomID, q.EventID, q.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -307,12 +307,21 @@ func (s *Service) prefetchEntries(ctx context.Context, roomID string, rows []*st
 // group's events are no longer the newest. Caller holds r.mu.
 func (s *Service) rememberVisibility(r *Room) {
 	t := pdu.StateTuple{Type: "m.room.history_visibility"}
+	ek, gk := entryKey(r.group, t), groupKey(r.group)
+	// A group's state never changes: after a message that left the state
+	// as it was, both are cached already (the look-ups keep them young),
+	// and the content need not be decoded again.
+	if _, ok := s.visibility.get(gk); ok {
+		if _, ok := s.entries.get(ek); ok {
+			return
+		}
+	}
 	id := ""
 	if ev := r.state[t]; ev != nil {
 		id = ev.ID
 	}
-	s.entries.put(entryKey(r.group, t), id)
-	s.visibility.put(groupKey(r.group), HistoryVisibility(r.state[t]))
+	s.entries.put(ek, id)
+	s.visibility.put(gk, HistoryVisibility(r.state[t]))
 }
 
 // PrefetchVisibility readies the history visibility of the rows of many

@@ -41,6 +41,7 @@ import (
 	"luxchat/internal/slidingsync"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
+	"luxchat/internal/threadsubs"
 )
 
 // Server is a running homeserver.
@@ -156,7 +157,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
-	s.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync)
+	api.ThreadSubs = threadsubs.New(st, s.Read, s.Sync.Wake)
+	s.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync, api.ThreadSubs)
 	api.SlidingSync = s.SlidingSync
 	api.Search = search.New(st, s.Rooms, s.Read)
 	api.Reports = reports.New(st, s.Rooms, s.Read, cfg.ServerName)

@@ -237,3 +237,32 @@ func (c *conn) keep(gen uint64, st *connState) string {
 	c.lastUsed = time.Now()
 	return c.id + "_" + strconv.FormatUint(seq, 10)
 }
+
+// tokenOf returns the stream positions that a pos of one of a device's
+// connections stands for; false when no live connection issued it.
+func (cs *connections) tokenOf(user, device, pos string) (streamtoken.Token, bool) {
+	id, seqText, ok := strings.Cut(pos, "_")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if !ok || err != nil {
+		return streamtoken.Token{}, false
+	}
+	cs.mu.Lock()
+	list := append([]*conn(nil), cs.perDevice[[2]string{user, device}]...)
+	cs.mu.Unlock()
+	for _, c := range list {
+		c.mu.Lock()
+		var st *connState
+		switch {
+		case c.id != id:
+		case c.next != nil && seq == c.nextSeq:
+			st = c.next
+		case c.base != nil && seq == c.baseSeq:
+			st = c.base
+		}
+		c.mu.Unlock()
+		if st != nil {
+			return st.token, true
+		}
+	}
+	return streamtoken.Token{}, false
+}

@@ -8,6 +8,7 @@ import (
 
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
+	"luxchat/internal/threadsubs"
 )
 
 // extConfig is a connection's extension settings; a request changes only
@@ -19,6 +20,8 @@ type extConfig struct {
 	accountData   roomsExt
 	receipts      roomsExt
 	typing        roomsExt
+	threadSubs    bool
+	threadLimit   int
 }
 
 // roomsExt is the setting of an extension over rooms.
@@ -59,6 +62,14 @@ func (e *extConfig) apply(r ExtensionsRequest) {
 	set(&e.accountData, r.AccountData)
 	set(&e.receipts, r.Receipts)
 	set(&e.typing, r.Typing)
+	if t := r.ThreadSubs; t != nil {
+		if t.Enabled != nil {
+			e.threadSubs = *t.Enabled
+		}
+		if t.Limit > 0 {
+			e.threadLimit = t.Limit
+		}
+	}
 }
 
 // covers reports whether an extension applies to a wanted room.
@@ -81,6 +92,15 @@ type Extensions struct {
 	AccountData *AccountDataResult `json:"account_data,omitempty"`
 	Receipts    *RoomsResult       `json:"receipts,omitempty"`
 	Typing      *RoomsResult       `json:"typing,omitempty"`
+	ThreadSubs  *ThreadSubsResult  `json:"io.element.msc4308.thread_subscriptions,omitempty"`
+}
+
+// ThreadSubsResult is the thread subscriptions extension's answer
+// (MSC4308): the newest changes since the pos, and when some are left
+// out, the token that pages back to them (GET .../thread_subscriptions).
+type ThreadSubsResult struct {
+	*threadsubs.Page
+	PrevBatch string `json:"prev_batch,omitempty"`
 }
 
 // ToDeviceResult is the to_device extension's answer (MSC3885).
@@ -113,7 +133,8 @@ func (e *Extensions) empty() bool {
 		(e.E2EE == nil || e.E2EE.DeviceLists == nil) &&
 		(e.AccountData == nil || len(e.AccountData.Global)+len(e.AccountData.Rooms) == 0) &&
 		(e.Receipts == nil || len(e.Receipts.Rooms) == 0) &&
-		(e.Typing == nil || len(e.Typing.Rooms) == 0)
+		(e.Typing == nil || len(e.Typing.Rooms) == 0) &&
+		(e.ThreadSubs == nil || e.ThreadSubs.Empty())
 }
 
 // extensions fills the extensions the connection has on.
@@ -266,8 +287,27 @@ func (b *builder) extensions(ctx context.Context, want map[string]*wanted) error
 		}
 		b.resp.Extensions.Typing = res
 	}
+	if ext.threadSubs && b.s.threadSubs != nil {
+		// Changes take account data positions (see package threadsubs).
+		after := from.AccountData
+		if b.base.first {
+			after = 0
+		}
+		limit := ext.threadLimit
+		if limit == 0 {
+			limit = defaultThreadSubsLimit
+		}
+		page, prev, err := b.s.threadSubs.Changes(ctx, b.req.UserID, after, b.cur.AccountData, limit)
+		if err != nil {
+			return err
+		}
+		b.resp.Extensions.ThreadSubs = &ThreadSubsResult{Page: page, PrevBatch: prev}
+	}
 	return nil
 }
+
+// defaultThreadSubsLimit is MSC4308's default limit.
+const defaultThreadSubsLimit = 100
 
 func typingEvent(users []string) json.RawMessage {
 	if users == nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/threadsubs"
 )
 
 // Bounds of a request: what one connection may ask the server to hold.
@@ -95,7 +96,17 @@ type ExtensionsRequest struct {
 	AccountData *RoomsExtension
 	Receipts    *RoomsExtension
 	Typing      *RoomsExtension
+	ThreadSubs  *ThreadSubsRequest
 }
+
+// ThreadSubsRequest is the thread subscriptions extension (MSC4308).
+type ThreadSubsRequest struct {
+	Enabled *bool
+	Limit   int // 0: unchanged (the default, 100, at first)
+}
+
+// threadSubsExt is the extension's name while MSC4308 is unstable.
+const threadSubsExt = "io.element.msc4308.thread_subscriptions"
 
 // Toggle is an extension's enabled flag (nil: unchanged).
 type Toggle struct{ Enabled *bool }
@@ -461,6 +472,18 @@ func decodeExtensions(exts map[string]json.RawMessage) (ExtensionsRequest, error
 	}
 	if out.Typing, err = rooms("typing"); err != nil {
 		return out, err
+	}
+	if w, err = get(threadSubsExt); err != nil {
+		return out, err
+	} else if w != nil {
+		ts := &ThreadSubsRequest{Enabled: w.Enabled}
+		if w.Limit != nil {
+			if *w.Limit < 1 {
+				return out, errcode.InvalidParam("extensions.%s.limit must be greater than zero", threadSubsExt)
+			}
+			ts.Limit = int(min(*w.Limit, threadsubs.MaxLimit))
+		}
+		out.ThreadSubs = ts
 	}
 	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"luxchat/internal/store"
 	"luxchat/internal/streamtoken"
 	"luxchat/internal/sync"
+	"luxchat/internal/threadsubs"
 )
 
 // Service answers simplified sliding sync (MSC4186). It is safe for
@@ -26,6 +27,8 @@ type Service struct {
 	read  *roomread.Service
 	sync  *sync.Service
 	conns *connections
+	// threadSubs answers the thread subscriptions extension (nil: off).
+	threadSubs *threadsubs.Service
 
 	latestMu  gosync.Mutex
 	latest    map[string]int64 // newest position of rooms the rooms service has none for
@@ -37,8 +40,8 @@ type Service struct {
 // New returns the service. It builds on the sync service: the same
 // streams, notifier, presence, unread counts, typing, receipts and
 // devices' data as /sync.
-func New(st *store.Store, rs *rooms.Service, read *roomread.Service, sy *sync.Service) *Service {
-	return &Service{store: st, rooms: rs, read: read, sync: sy, conns: newConnections(),
+func New(st *store.Store, rs *rooms.Service, read *roomread.Service, sy *sync.Service, subs *threadsubs.Service) *Service {
+	return &Service{store: st, rooms: rs, read: read, sync: sy, threadSubs: subs, conns: newConnections(),
 		latest: map[string]int64{}, senders: map[string]string{}, meta: metaCache{m: map[string]roomMeta{}}}
 }
 
@@ -813,3 +816,10 @@ func (rs RequiredState) matches(typ, key, userID string) bool {
 }
 
 func errcodeNotFound(err error) bool { return err != nil && errors.Is(err, store.ErrNotFound) }
+
+// PosToken returns the stream positions a pos of the device's
+// connections stands for (the lower bound of pagings that complete its
+// answer, such as MSC4308's); false when it names no live connection.
+func (s *Service) PosToken(userID, deviceID, pos string) (streamtoken.Token, bool) {
+	return s.conns.tokenOf(userID, deviceID, pos)
+}

@@ -16,6 +16,7 @@ import (
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
 	"luxchat/internal/sync"
+	"luxchat/internal/threadsubs"
 )
 
 // API holds what the handlers need.
@@ -41,6 +42,9 @@ type API struct {
 	Search  *search.Service
 	Reports *reports.Service
 	Notices *notices.Service
+	// ThreadSubs serves thread subscriptions (MSC4306, MSC4308); nil
+	// leaves their routes out.
+	ThreadSubs *threadsubs.Service
 
 	filters filterCache
 }

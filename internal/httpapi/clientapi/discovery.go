@@ -31,6 +31,8 @@ var unstableFeatures = map[string]bool{
 	// account_data, receipts and typing extensions.
 	"org.matrix.simplified_msc3575": true,
 	"im.nheko.summary":              true, // room summaries under MSC3266's path
+	// Thread subscriptions, with sliding sync's extension (MSC4308).
+	"org.matrix.msc4306": true,
 }
 
 // GET /_matrix/client/versions — only versions whose features work.

@@ -222,6 +222,15 @@ func (a *API) routes() []route {
 			{"POST " + v3 + "/users/{userId}/report", user, a.reportUser, limited},
 		}...)
 	}
+	if a.ThreadSubs != nil {
+		const sub = msc4306 + "/rooms/{roomId}/thread/{threadRootId}/subscription"
+		routes = append(routes, []route{
+			{"PUT " + sub, user, a.putThreadSubscription, nil},
+			{"GET " + sub, user, a.getThreadSubscription, nil},
+			{"DELETE " + sub, user, a.deleteThreadSubscription, nil},
+			{"GET " + msc4308 + "/thread_subscriptions", user, a.threadSubscriptions, nil},
+		}...)
+	}
 	if a.Notices != nil {
 		routes = append(routes, []route{
 			{"POST " + synapse + "/send_server_notice", user, a.sendServerNotice, nil},

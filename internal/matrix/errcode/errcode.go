@@ -168,3 +168,13 @@ func Internal() *Error {
 func UnknownPos(format string, a ...any) *Error {
 	return newf("M_UNKNOWN_POS", http.StatusBadRequest, format, a...)
 }
+
+// Thread subscriptions (MSC4306), under their unstable names: the cause
+// of an automatic subscription is not in the thread; an automatic
+// subscription is refused because the user unsubscribed after its cause.
+func NotInThread(format string, a ...any) *Error {
+	return newf("IO.ELEMENT.MSC4306.M_NOT_IN_THREAD", http.StatusBadRequest, format, a...)
+}
+func ConflictingUnsubscription(format string, a ...any) *Error {
+	return newf("IO.ELEMENT.MSC4306.M_CONFLICTING_UNSUBSCRIPTION", http.StatusConflict, format, a...)
+}
