@@ -162,7 +162,7 @@ func TestSoftLimitFollowsHeap(t *testing.T) {
 	for _, tc := range []struct {
 		live, stacks uint64
 		want         int64
-	}{{0, 0, 64 << 20}, {20 << 20, 0, 64 << 20}, {21 << 20, 0, 64 << 20}, {32 << 20, 0, 96 << 20}, {200 << 20, 0, 464 << 20}, {200 << 20, 200 << 20, 664 << 20}} {
+	}{{0, 0, 64 << 20}, {20 << 20, 0, 64 << 20}, {21 << 20, 0, 64 << 20}, {32 << 20, 0, 96 << 20}, {200 << 20, 0, 600 << 20}, {200 << 20, 200 << 20, 800 << 20}} {
 		if got := softLimit(tc.live, tc.stacks); got != tc.want {
 			t.Errorf("live %d MiB: limit %d MiB, want %d", tc.live>>20, got>>20, tc.want>>20)
 		}

@@ -77,7 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("sectorbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	engine := fs.String("engine", "sqlite", "sqlite, postgres or both")
-	phases := fs.String("phases", "all", "comma-separated phases: "+phaseNames())
+	phases := fs.String("phases", "all", "comma-separated phases: "+phaseNames(true)+` ("all" leaves out sliding-idle)`)
 	fs.Float64Var(&o.scale, "scale", 1, "size of the sector; 1 is the issue's (40,000 accounts, rooms of up to 10,000, 1,000 online)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directory and the PostgreSQL database")
 	fs.StringVar(&o.out, "out", "", "also write the report to this file")
@@ -111,21 +111,24 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-engine: %q is not sqlite, postgres or both", *engine)
 	}
 	if *phases == "all" {
-		*phases = phaseNames()
+		*phases = phaseNames(false)
 	}
 	for _, ph := range strings.Split(*phases, ",") {
 		if !slices.ContainsFunc(phaseOrder, func(p phase) bool { return p.name == ph }) {
-			return o, fmt.Errorf("-phases: unknown phase %q (known: %s)", ph, phaseNames())
+			return o, fmt.Errorf("-phases: unknown phase %q (known: %s)", ph, phaseNames(true))
 		}
 		o.phases = append(o.phases, ph)
 	}
 	return o, nil
 }
 
-func phaseNames() string {
+// phaseNames lists the phases in their order; extras too when asked.
+func phaseNames(extras bool) string {
 	var names []string
 	for _, p := range phaseOrder {
-		names = append(names, p.name)
+		if !p.extra || extras {
+			names = append(names, p.name)
+		}
 	}
 	return strings.Join(names, ",")
 }

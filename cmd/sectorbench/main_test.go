@@ -77,3 +77,37 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestSmokeSlidingIdle runs the sliding-idle phase, which "all" leaves
+// out, on a tiny sector and checks its rows: every connection answered
+// its first request and long-polled without failing.
+func TestSmokeSlidingIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a sector and a luxchat binary")
+	}
+	bin := filepath.Join(t.TempDir(), "luxchat")
+	if out, err := exec.Command("go", "build", "-o", bin, "luxchat/cmd/luxchat").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	args := []string{"-engine", "sqlite", "-luxchat", bin, "-scale", "0.01", "-phases", "sliding-idle", "-idle", "3s", "-poll-timeout", "1s"}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), args, &stdout, &stderr)
+	t.Log("\n" + stdout.String())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	rows := 0
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(cells) != 4 || !strings.HasPrefix(cells[0], "sliding sync: 10 idle connections") {
+			continue
+		}
+		rows++
+		if strings.Contains(cells[1], "polls answered in the window") && !regexp.MustCompile(`^[1-9]\d*; 0$`).MatchString(cells[2]) {
+			t.Errorf("no poll timed out and was answered in the window, or polls failed: %q", cells[2])
+		}
+	}
+	if rows != 7 {
+		t.Errorf("%d sliding sync rows, want 7", rows)
+	}
+}

@@ -57,6 +57,7 @@ type phase struct {
 	name    string
 	run     func(*bench, context.Context) error
 	offline bool // nobody long-polls: their CPU would blur its figures
+	extra   bool // not in "all": asked for by name
 }
 
 // The phases in the order they run: the heavy user's initial syncs come
@@ -73,6 +74,7 @@ var phaseOrder = []phase{
 	{name: "message", run: (*bench).phaseMessage},
 	{name: "idle", run: (*bench).phaseIdle},
 	{name: "steady", run: (*bench).phaseSteady},
+	{name: "sliding-idle", run: (*bench).phaseSlidingIdle, offline: true, extra: true},
 	{name: "storage", run: (*bench).phaseStorage, offline: true},
 }
 

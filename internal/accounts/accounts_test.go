@@ -796,3 +796,50 @@ func TestRecheckTokens(t *testing.T) {
 		}
 	})
 }
+
+// TestRecheckSkipsUnusedTokens: a token its client stopped using is not
+// re-checked (a server that had 10,000 clients would re-check them all
+// until they leave the cache), yet is not served stale: revoked by hand
+// meanwhile, its next use is refused; still valid, it is read again.
+func TestRecheckSkipsUnusedTokens(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		alice := e.register(t, "alice", "password1")
+		bob := e.register(t, "bob", "password1")
+		e.mustAuth(t, alice.AccessToken)
+		e.mustAuth(t, bob.AccessToken)
+		fetched := func(token string) time.Time {
+			t.Helper()
+			e.svc.cache.mu.Lock()
+			defer e.svc.cache.mu.Unlock()
+			return e.svc.cache.byHash[hashToken(token)].fetched
+		}
+		bobFetched := fetched(bob.AccessToken)
+		e.advance(20 * time.Second)
+		e.mustAuth(t, alice.AccessToken)
+		e.advance(cacheTTL - 10*time.Second) // bob unused for longer than cacheTTL, alice for less
+		if err := e.svc.RecheckTokens(bg); err != nil {
+			t.Fatal(err)
+		}
+		if got := fetched(bob.AccessToken); !got.Equal(bobFetched) {
+			t.Fatal("a token unused for longer than cacheTTL was re-checked")
+		}
+		if got := fetched(alice.AccessToken); got.Equal(bobFetched) {
+			t.Fatal("a token in use was not re-checked")
+		}
+		carol := e.register(t, "carol", "password1")
+		e.mustAuth(t, carol.AccessToken)
+		e.advance(cacheTTL + time.Second)
+		e.mustAuth(t, alice.AccessToken)
+		e.mustAuth(t, bob.AccessToken) // read again
+		e.advance(cacheTTL/2 + time.Second)
+		if _, err := e.raw.Exec(`DELETE FROM access_tokens WHERE user_id = '` + carol.UserID + `'`); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.RecheckTokens(bg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Authenticate(bg, carol.AccessToken); err == nil {
+			t.Fatal("an unused token revoked in the database was accepted from the cache")
+		}
+	})
+}

@@ -175,7 +175,11 @@ func (c *tokenCache) markSeen(hash string, t time.Time) {
 }
 
 // due returns the tokens to re-check now (fetched at least half cacheTTL
-// ago) with when each was fetched, and drops those unused for keptUnused.
+// ago, and used within cacheTTL) with when each was fetched, and drops
+// those unused for keptUnused. A token its client stopped using is not
+// re-checked: once older than cacheTTL it is not served (get), and its
+// next use reads it again; 10,000 clients that came and went would
+// otherwise be re-checked until they leave the cache.
 func (c *tokenCache) due(now time.Time) map[string]time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -184,7 +188,7 @@ func (c *tokenCache) due(now time.Time) map[string]time.Time {
 		switch {
 		case now.Sub(e.used) > keptUnused:
 			c.drop(h, e.s.UserID)
-		case now.Sub(e.fetched) >= cacheTTL/2:
+		case now.Sub(e.fetched) >= cacheTTL/2 && now.Sub(e.used) <= cacheTTL:
 			out[h] = e.fetched
 		}
 	}

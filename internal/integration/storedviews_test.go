@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/url"
 	"reflect"
 	"testing"
@@ -157,6 +158,15 @@ func TestFirstSyncAfterRestartFromStoredViews(t *testing.T) {
 		}
 		if b := bodies(sy.Rooms.Join[shared].Timeline.Events); len(b) == 0 || b[len(b)-1] != "carol was here" {
 			t.Fatalf("bob's timeline of the shared room: %v", b)
+		}
+
+		// A lazy-loading first sync picks each room's members from its
+		// stored view: no room's parsed state is loaded for it (a thousand
+		// users' first syncs would hold every room they are in).
+		s = s.Restart(t)
+		sync(bob, lazy)
+		if kept, _ := s.Rooms.TrimStates(math.MaxInt64, 0); kept != 0 {
+			t.Fatalf("a lazy-loading first sync after a restart loaded rooms' parsed states (%d bytes)", kept)
 		}
 
 		// The first sync read the stored views: no statement for the rooms'

@@ -432,7 +432,9 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		st = prefetched // this room's own map: dropping keys below is fine
 	} else if fresh && lazy {
 		keep := func(u string) bool { return senders[u] || u == req.UserID }
-		if st, err = s.rooms.CurrentStateIDsOf(ctx, m.RoomID, keep); err != nil {
+		if vs, ok := pre.viewState[m.RoomID]; ok {
+			st = lazyStateOf(vs, keep)
+		} else if st, err = s.rooms.CurrentStateIDsOf(ctx, m.RoomID, keep); err != nil {
 			return nil, err
 		}
 	} else if fresh {
@@ -800,6 +802,11 @@ type prefetched struct {
 	state     map[string]*store.EventRow   // event id → row
 	summaries map[string]*roomread.Summary // room → its summary for the user
 	stateIDs  map[string]store.StateMap    // room → current state, when not lazy
+	// viewState is, when lazy, the current state of rooms whose view
+	// holds it: their lazy state is picked from it, without loading the
+	// room's parsed state into the rooms cache (a thousand users' first
+	// syncs would load every room they are in).
+	viewState map[string][]rooms.StateEntryID
 }
 
 // noPrefetch is what a sync of fewer than two fresh rooms prefetches:
@@ -940,12 +947,29 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 		pre.timelines[id] = rows
 		if wantState {
 			pre.stateIDs[id] = v.StateMap()
+		} else if v.State != nil {
+			if pre.viewState == nil {
+				pre.viewState = make(map[string][]rooms.StateEntryID, len(fresh))
+			}
+			pre.viewState[id] = v.State
 		}
 	}
 	if err := s.rooms.PrefetchVisibility(ctx, freshJoins, pre.timelines); err != nil {
 		return nil, err
 	}
 	return pre, nil
+}
+
+// lazyStateOf is a room's state without the member events of users
+// member does not keep, as rooms.CurrentStateIDsOf gives it.
+func lazyStateOf(state []rooms.StateEntryID, member func(userID string) bool) store.StateMap {
+	st := make(store.StateMap, min(len(state), 16))
+	for _, e := range state {
+		if e.Key.Type != "m.room.member" || member(e.Key.StateKey) {
+			st[e.Key] = e.EventID
+		}
+	}
+	return st
 }
 
 // lazyMembers reports whether a sync filter lazy-loads room members.
