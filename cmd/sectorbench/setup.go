@@ -410,24 +410,33 @@ func (sec *sector) buildGroups(ctx context.Context, s *server.Server, logf func(
 	sec.groups = make([]*room, len(members))
 	err := inParallel(ctx, len(members), "groups", logf, func(i int) error {
 		m := members[i]
-		invites := make([]string, 0, len(m)-1)
-		for _, u := range m[1:] {
-			invites = append(invites, sec.user(u))
-		}
-		name := fmt.Sprintf("Group %d", i)
-		id, err := s.Rooms.CreateRoom(ctx, sec.user(m[0]), rooms.CreateRequest{Preset: "private_chat", Name: &name, Invite: invites})
+		id, err := sec.group(ctx, s, fmt.Sprintf("Group %d", i), m)
 		if err != nil {
 			return err
-		}
-		for _, u := range m[1:] {
-			if err := join(ctx, s, id, sec.user(u)); err != nil {
-				return err
-			}
 		}
 		sec.groups[i] = &room{id: id, kind: "group", members: m}
 		return nil
 	})
 	return fmt.Sprintf("%d groups, %d members in all", len(members), total), err
+}
+
+// group creates a private room named name by m[0], who invites the
+// others, and joins them.
+func (sec *sector) group(ctx context.Context, s *server.Server, name string, m []int) (string, error) {
+	invites := make([]string, 0, len(m)-1)
+	for _, u := range m[1:] {
+		invites = append(invites, sec.user(u))
+	}
+	id, err := s.Rooms.CreateRoom(ctx, sec.user(m[0]), rooms.CreateRequest{Preset: "private_chat", Name: &name, Invite: invites})
+	if err != nil {
+		return "", err
+	}
+	for _, u := range m[1:] {
+		if err := join(ctx, s, id, sec.user(u)); err != nil {
+			return "", err
+		}
+	}
+	return id, nil
 }
 
 // buildSliderRooms makes the sliding phase's rooms: small project
@@ -446,19 +455,9 @@ func (sec *sector) buildSliderRooms(ctx context.Context, s *server.Server, logf 
 		if i < p.sliders[0] {
 			m = append(m, p.sliderUser(0))
 		}
-		invites := make([]string, 0, len(m)-1)
-		for _, u := range m[1:] {
-			invites = append(invites, sec.user(u))
-		}
-		name := fmt.Sprintf("Project %d", i)
-		id, err := s.Rooms.CreateRoom(ctx, sec.user(m[0]), rooms.CreateRequest{Preset: "private_chat", Name: &name, Invite: invites})
+		id, err := sec.group(ctx, s, fmt.Sprintf("Project %d", i), m)
 		if err != nil {
 			return err
-		}
-		for _, u := range m[1:] {
-			if err := join(ctx, s, id, sec.user(u)); err != nil {
-				return err
-			}
 		}
 		typ, content := messageContent("group", "project kick-off", 100)
 		if _, err := s.Rooms.Send(ctx, id, rooms.Proto{Type: typ, Sender: sec.user(m[0]), Content: content}, nil); err != nil {
