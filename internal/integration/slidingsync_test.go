@@ -914,3 +914,78 @@ func TestSlidingSyncNoPresenceExtension(t *testing.T) {
 		}
 	})
 }
+
+// TestSlidingSyncBounds: what a careless or hostile client can send is
+// bounded or refused with a clear error, and never shows a room the user
+// is not in: a window far past the list, overlapping ranges, the most
+// subscriptions and required_state entries allowed and one more,
+// subscriptions to rooms of others, an unknown extension, and a pos
+// replayed after its answer was lost.
+func TestSlidingSyncBounds(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		bob := s.Register(t, "bob")
+		var mine []string
+		for i := range 3 {
+			mine = append(mine, alice.CreateRoom(map[string]any{"name": fmt.Sprint("r", i)}))
+		}
+		secret := bob.CreateRoom(map[string]any{"name": "bob's", "preset": "private_chat"})
+		bob.SendText(secret, "not for alice")
+
+		huge := map[string]any{"lists": map[string]any{"a": map[string]any{"ranges": [][2]int64{{0, 1 << 40}}, "timeline_limit": 1}}}
+		if r := slide(t, alice, "", 0, huge); r.Lists["a"].Count != 3 || len(r.Rooms) != 3 {
+			t.Fatalf("window past the list: count %d, rooms %v", r.Lists["a"].Count, ssKeys(r.Rooms))
+		}
+		overlap := map[string]any{"lists": map[string]any{"a": map[string]any{"ranges": [][2]int{{0, 1}, {1, 2}, {0, 2}}, "timeline_limit": 1}}}
+		if r := slide(t, alice, "", 0, overlap); len(r.Rooms) != 3 {
+			t.Fatalf("overlapping ranges: %v", ssKeys(r.Rooms))
+		}
+
+		subs := func(n int) map[string]any {
+			m := map[string]any{secret: map[string]any{"timeline_limit": 5, "required_state": [][2]string{{"*", "*"}}}}
+			for i := 1; len(m) < n; i++ {
+				m[fmt.Sprintf("!nope%d:localhost", i)] = map[string]any{"timeline_limit": 1}
+			}
+			return map[string]any{"room_subscriptions": m}
+		}
+		if r := slide(t, alice, "", 0, subs(500)); len(r.Rooms) != 0 {
+			t.Fatalf("500 subscriptions to rooms alice is not in: %v", ssKeys(r.Rooms))
+		}
+		if r := alice.Do("POST", ssPath, subs(501)); r.Status != http.StatusBadRequest || r.ErrCode() != "M_INVALID_PARAM" {
+			t.Fatalf("501 subscriptions: %d %s", r.Status, r.Body)
+		}
+		state := func(n int) map[string]any {
+			var st [][2]string
+			for i := range n {
+				st = append(st, [2]string{fmt.Sprint("org.example.t", i), ""})
+			}
+			return map[string]any{"lists": map[string]any{"a": allList([2]int{0, 9}, 1, st)}}
+		}
+		if r := slide(t, alice, "", 0, state(100)); len(r.Rooms) != 3 {
+			t.Fatalf("100 required_state entries: %v", ssKeys(r.Rooms))
+		}
+		if r := alice.Do("POST", ssPath, state(101)); r.Status != http.StatusBadRequest || r.ErrCode() != "M_INVALID_PARAM" {
+			t.Fatalf("101 required_state entries: %d %s", r.Status, r.Body)
+		}
+		unknown := map[string]any{"lists": huge["lists"], "extensions": map[string]any{"org.example.nope": map[string]any{"enabled": true}}}
+		if r := slide(t, alice, "", 0, unknown); len(r.Rooms) != 3 {
+			t.Fatalf("unknown extension: %v", ssKeys(r.Rooms))
+		}
+
+		// A pos replayed (its answer lost on the way) gets what came after
+		// it again, not M_UNKNOWN_POS and not nothing.
+		body := map[string]any{"conn_id": "replay", "lists": map[string]any{"a": allList([2]int{0, 9}, 5, nil)}}
+		first := slide(t, alice, "", 0, body)
+		alice.SendText(mine[0], "once")
+		lost := slide(t, alice, first.Pos, 0, body)
+		again := slide(t, alice, first.Pos, 0, body)
+		for name, r := range map[string]ssResp{"answer": lost, "replayed answer": again} {
+			if got := ssBodies(r.Rooms[mine[0]]); !slices.Equal(got, []string{"once"}) {
+				t.Fatalf("%s: timeline %v, want [once]", name, got)
+			}
+		}
+		if r := slide(t, alice, again.Pos, 0, body); len(r.Rooms) != 0 {
+			t.Fatalf("after the replay, nothing new: %v", ssKeys(r.Rooms))
+		}
+	})
+}
