@@ -47,18 +47,25 @@ func parseRelation(content []byte) *relatesTo {
 	return &r
 }
 
-// relTypeOfPDU is the rel_type of a stored PDU's content, "" for none.
-func relTypeOfPDU(pduJSON []byte) string {
+// RelationOfPDU is the rel_type and parent of a stored PDU's content,
+// "" for an event that relates to nothing (as parseRelation reads it).
+func RelationOfPDU(pduJSON []byte) (relType, parent string) {
 	var p struct {
 		Content json.RawMessage `json:"content"`
 	}
 	if json.Unmarshal(pduJSON, &p) != nil {
-		return ""
+		return "", ""
 	}
 	if r := parseRelation(p.Content); r != nil {
-		return r.RelType
+		return r.RelType, r.EventID
 	}
-	return ""
+	return "", ""
+}
+
+// relTypeOfPDU is the rel_type of a stored PDU's content, "" for none.
+func relTypeOfPDU(pduJSON []byte) string {
+	t, _ := RelationOfPDU(pduJSON)
+	return t
 }
 
 // indexRelation is the Indexer of the relations index: it records a

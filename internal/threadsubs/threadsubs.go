@@ -12,13 +12,13 @@ package threadsubs
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
 
 	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/roomread"
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
 
@@ -34,22 +34,6 @@ func New(st *store.Store, read *roomread.Service, wake func(users ...string)) *S
 	return &Service{store: st, read: read, wake: wake}
 }
 
-// relation is an event's m.relates_to.
-type relation struct {
-	RelType string `json:"rel_type"`
-	EventID string `json:"event_id"`
-}
-
-func relationOf(row *store.EventRow) relation {
-	var ev struct {
-		Content struct {
-			RelatesTo relation `json:"m.relates_to"`
-		} `json:"content"`
-	}
-	_ = json.Unmarshal(row.JSON(), &ev)
-	return ev.Content.RelatesTo
-}
-
 // root returns the thread root the user names, M_NOT_FOUND when the user
 // may not see it or it cannot be a thread root (an event with a relation
 // of its own: threads are not nested).
@@ -58,7 +42,7 @@ func (s *Service) root(ctx context.Context, userID, roomID, rootID string) (visi
 	if err != nil {
 		return nil, err
 	}
-	if relationOf(row).RelType != "" {
+	if rel, _ := rooms.RelationOfPDU(row.JSON()); rel != "" {
 		return nil, errcode.NotFound("event is not a thread root")
 	}
 	return func(r *store.EventRow) (bool, error) { return v.CanSee(ctx, r) }, nil
@@ -92,7 +76,7 @@ func (s *Service) Subscribe(ctx context.Context, userID, roomID, rootID, cause s
 		} else if !ok {
 			return notInThread
 		}
-		if rel := relationOf(row); rel.RelType != "m.thread" || rel.EventID != rootID {
+		if rel, parent := rooms.RelationOfPDU(row.JSON()); rel != "m.thread" || parent != rootID {
 			return notInThread
 		}
 		causePos = row.Pos
