@@ -17,6 +17,7 @@ import (
 	"luxchat/internal/slidingsync"
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
+	"luxchat/internal/turn"
 )
 
 // API holds what the handlers need.
@@ -45,6 +46,8 @@ type API struct {
 	// ThreadSubs serves thread subscriptions (MSC4306, MSC4308); nil
 	// leaves their routes out.
 	ThreadSubs *threadsubs.Service
+	// TURN issues TURN credentials; nil: no TURN server is configured.
+	TURN *turn.Issuer
 
 	filters filterCache
 }
