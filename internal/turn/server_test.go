@@ -74,7 +74,7 @@ type turnClient struct {
 	conn net.PacketConn
 }
 
-func dial(t *testing.T, addr, transport, username, password, realm string) *turnClient {
+func dial(t testing.TB, addr, transport, username, password, realm string) *turnClient {
 	t.Helper()
 	var conn net.PacketConn
 	switch transport {
@@ -108,7 +108,7 @@ func dial(t *testing.T, addr, transport, username, password, realm string) *turn
 }
 
 // readWithin reads one datagram or fails the test after d.
-func readWithin(t *testing.T, pc net.PacketConn, d time.Duration) ([]byte, net.Addr) {
+func readWithin(t testing.TB, pc net.PacketConn, d time.Duration) ([]byte, net.Addr) {
 	t.Helper()
 	buf := make([]byte, 1600)
 	pc.SetReadDeadline(time.Now().Add(d))
