@@ -727,8 +727,8 @@ func (c *Config) validateTURN() []error {
 	}
 	var external netip.Addr
 	if t.ExternalIP != "" {
-		if external, err = netip.ParseAddr(t.ExternalIP); err != nil || external.IsUnspecified() || external.Zone() != "" {
-			errs = append(errs, fmt.Errorf("turn.external_ip must be an IP address (the relay address clients reach), not %q", t.ExternalIP))
+		if external, err = netip.ParseAddr(t.ExternalIP); err != nil || external.IsUnspecified() || !external.Unmap().Is4() {
+			errs = append(errs, fmt.Errorf("turn.external_ip must be an IPv4 address (the relay address clients reach; relays are IPv4), not %q", t.ExternalIP))
 		}
 	}
 	if !t.Enabled {
@@ -737,8 +737,8 @@ func (c *Config) validateTURN() []error {
 	ap, err := netip.ParseAddrPort(c.Listen.TURN)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("listen.turn must be ip:port such as 0.0.0.0:3478, not %q", c.Listen.TURN))
-	} else if t.ExternalIP == "" && ap.Addr().IsUnspecified() {
-		errs = append(errs, fmt.Errorf("turn.external_ip must be set when listen.turn (%s) listens on every address: it is the relay address clients are told", c.Listen.TURN))
+	} else if t.ExternalIP == "" && (ap.Addr().IsUnspecified() || !ap.Addr().Unmap().Is4()) {
+		errs = append(errs, fmt.Errorf("turn.external_ip must be set when listen.turn (%s) listens on every address or on IPv6: it is the (IPv4) relay address clients are told", c.Listen.TURN))
 	}
 	return errs
 }

@@ -25,6 +25,8 @@ func TestTURNValues(t *testing.T) {
 		{"turn: {max_bitrate: -1}", "max_bitrate"},
 		{"turn: {external_ip: turn.example.org}", "turn.external_ip"},
 		{"turn: {external_ip: 0.0.0.0}", "turn.external_ip"},
+		{"turn: {external_ip: '2001:db8::1'}", "turn.external_ip"},
+		{"{listen: {turn: '[::1]:3478'}, turn: {enabled: true, shared_secret: s}}", "turn.external_ip must be set"},
 		{"turn: {enabled: true, shared_secret: s}", "turn.external_ip must be set"},
 		{"{listen: {turn: ':3478'}, turn: {enabled: true, shared_secret: s}}", "listen.turn"},
 		{"{listen: {turn: 'localhost:3478'}, turn: {enabled: true, shared_secret: s}}", "listen.turn"},

@@ -51,7 +51,7 @@ func New(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*Serv
 	if err != nil {
 		return nil, err
 	}
-	relayIP := listen.Addr()
+	relayIP := listen.Addr().Unmap()
 	if t.ExternalIP != "" {
 		relayIP = netip.MustParseAddr(t.ExternalIP) // validated
 	}
@@ -72,8 +72,14 @@ func New(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*Serv
 		}
 		return float64(s.pion.AllocationCount())
 	})
+	// Relays are IPv4 (pion allocates udp4): on the listening address
+	// when it is one, else on every IPv4 address.
+	bindIP := "0.0.0.0"
+	if a := listen.Addr().Unmap(); a.Is4() {
+		bindIP = a.String()
+	}
 	s.relays = &relays{
-		bindIP: listen.Addr().String(), relayIP: net.IP(relayIP.AsSlice()), lo: lo, hi: hi,
+		bindIP: bindIP, relayIP: net.IP(relayIP.AsSlice()), lo: lo, hi: hi,
 		policy: policy, bitrate: t.MaxBitrate, metrics: s.metrics, attempts: 64,
 	}
 	return s, nil

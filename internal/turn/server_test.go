@@ -243,6 +243,25 @@ func TestRelay(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+
+	// The TURN server stops with the homeserver: its ports and the
+	// relays' ports are let go.
+	turnAddr, relayAddrA := s.TURN.Addr().String(), relayA.LocalAddr().String()
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{turnAddr, relayAddrA} {
+		pc, err := net.ListenPacket("udp4", a)
+		if err != nil {
+			t.Fatalf("%s still held after stop: %v", a, err)
+		}
+		pc.Close()
+	}
+	ln, err := net.Listen("tcp4", turnAddr)
+	if err != nil {
+		t.Fatalf("TCP %s still held after stop: %v", turnAddr, err)
+	}
+	ln.Close()
 }
 
 // freeAddr is a loopback address with a port free now (for the metrics
