@@ -708,7 +708,7 @@ func (c *Config) validateTURN() []error {
 	}
 	for _, u := range t.URIs {
 		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
-			errs = append(errs, fmt.Errorf("turn.uris: %q must start with turn:, turns: or stun:", u))
+			errs = append(errs, fmt.Errorf("turn.uris: %q must be a turn, turns or stun URI (turn:host:port?transport=udp)", u))
 		}
 	}
 	if t.TTL.Duration < time.Minute {

@@ -11,7 +11,7 @@ func TestTURNValues(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"turn: {enabled: true, external_ip: 203.0.113.7}", "turn.shared_secret"},
 		{"turn: {uris: ['turn:t.example.org']}", "turn.shared_secret"},
-		{"turn: {shared_secret: s, uris: ['http://t.example.org']}", "must start with turn:"},
+		{"turn: {shared_secret: s, uris: ['http://t.example.org']}", "must be a turn, turns or stun URI"},
 		{"turn: {shared_secret: s, shared_secret_file: /x}", "either shared_secret or shared_secret_file"},
 		{"turn: {shared_secret_file: /nonexistent/turn.secret}", "turn.shared_secret_file"},
 		{"turn: {relay_ports: '49160'}", "turn.relay_ports"},

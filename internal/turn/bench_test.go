@@ -192,7 +192,7 @@ func BenchmarkConcurrentAllocations(b *testing.B) {
 		var rtts []time.Duration
 		sent := 0
 		var wg sync.WaitGroup
-		for _, c := range conns {
+		for i, c := range conns {
 			wg.Add(2)
 			go func() { // reader
 				defer wg.Done()
@@ -219,6 +219,9 @@ func BenchmarkConcurrentAllocations(b *testing.B) {
 			go func() { // writer
 				defer wg.Done()
 				pkt := make([]byte, 160)
+				// Calls are not in step: spread the streams over the
+				// 20 ms period.
+				time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(len(conns)))
 				t := time.NewTicker(20 * time.Millisecond)
 				defer t.Stop()
 				end := time.Now().Add(d)

@@ -18,6 +18,9 @@ import (
 // relayed addresses, over UDP and over TCP, with credentials fetched
 // from /voip/turnServer, and nothing may be lost.
 func TestCoturnClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives coturn's client for ~10 s: not under -short")
+	}
 	uclient, err := exec.LookPath("turnutils_uclient")
 	if err != nil {
 		t.Skip("SKIPPED LOUDLY: turnutils_uclient is not installed (apt-get install coturn); the embedded TURN server was not checked against coturn's client")
