@@ -85,6 +85,16 @@ func New(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*Serv
 	return s, nil
 }
 
+// requestsPerSecond and requestBurst bound the STUN requests answered
+// to one source address over UDP (see floodGuard). A caller makes a few
+// dozen at the start of a call (allocations, permissions, channels, the
+// nonce round trips) and one every few minutes afterwards; one address
+// may be an office's NAT with many callers.
+const (
+	requestsPerSecond = 100
+	requestBurst      = 200
+)
+
 // Start listens on UDP and TCP and serves until Close.
 func (s *Server) Start() error {
 	udp, tcp, err := listenBoth(s.listen)
@@ -92,6 +102,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen turn: %w", err)
 	}
 	tl := &trackingListener{Listener: tcp, conns: map[net.Conn]struct{}{}}
+	guarded := newFloodGuard(udp, requestsPerSecond, requestBurst, s.metrics.requestsDropped.Inc)
 	permit := func(client net.Addr, peer net.IP) bool {
 		ip, ok := netip.AddrFromSlice(peer)
 		if ok && s.relays.policy.permitIP(ip) {
@@ -119,7 +130,7 @@ func (s *Server) Start() error {
 				s.quota.deleted(userOf(username))
 			},
 		},
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: s.relays, PermissionHandler: permit}},
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: guarded, RelayAddressGenerator: s.relays, PermissionHandler: permit}},
 		ListenerConfigs:   []turn.ListenerConfig{{Listener: tl, RelayAddressGenerator: s.relays, PermissionHandler: permit}},
 	})
 	if err != nil {
