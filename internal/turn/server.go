@@ -116,7 +116,7 @@ func (s *Server) Start() error {
 		Realm:         s.realm,
 		AuthHandler:   s.authenticate,
 		QuotaHandler:  s.admit,
-		LoggerFactory: slogFactory{s.log},
+		LoggerFactory: newSlogFactory(s.log),
 		EventHandler: turn.EventHandler{
 			OnAuth: func(_, _ net.Addr, _, _, _ string, _ string, ok bool) {
 				if !ok {
