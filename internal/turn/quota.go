@@ -32,7 +32,11 @@ func newQuota(perUser, total int) *quota {
 func (q *quota) admit(user string, now time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.prune(user, now)
+	if q.allPend > 0 {
+		for u := range q.pending {
+			q.prune(u, now)
+		}
+	}
 	if q.live[user]+len(q.pending[user]) >= q.perUser || q.all+q.allPend >= q.total {
 		return false
 	}
