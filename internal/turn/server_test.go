@@ -386,3 +386,61 @@ func TestRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestBitrate: an allocation sending beyond turn.max_bitrate has the
+// excess dropped (and counted), after a burst of at least 64 KiB.
+func TestBitrate(t *testing.T) {
+	const bitrate = 800_000 // 100 kB/s
+	s := ts.New(t, withTURN(func(c *config.TURN) {
+		c.MaxBitrate = bitrate
+		c.AllowedPeerNetworks = []string{"127.0.0.1/32"}
+	}))
+	g := fetchGrant(t, s.Register(t, "alice"))
+	c := dial(t, serverAddr(t, g, "udp"), "udp", g.Username, g.Password, s.Config.ServerName)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	received := make(chan int)
+	go func() {
+		n, buf := 0, make([]byte, 1500)
+		for {
+			peer.SetReadDeadline(time.Now().Add(time.Second))
+			k, _, err := peer.ReadFrom(buf)
+			if err != nil {
+				received <- n
+				return
+			}
+			n += k
+		}
+	}()
+	payload := make([]byte, 1200)
+	const packets = 400 // 480 kB
+	start := time.Now()
+	for i := 0; i < packets; i += 20 {
+		for range 20 {
+			if _, err := relay.WriteTo(payload, peer.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	got := <-received
+	bound := 64<<10 + int(bitrate/8*elapsed.Seconds()) + 2*len(payload)
+	if bound >= packets*len(payload)*3/4 {
+		t.Skipf("sending took %s: too slow a machine to tell the bitrate", elapsed)
+	}
+	if got > bound || got < 20*len(payload) {
+		t.Fatalf("the peer received %d bytes of %d in %s, want between %d and %d", got, packets*len(payload), elapsed, 20*len(payload), bound)
+	}
+	if m := scrape(t, s); strings.Contains(m, "luxchat_turn_dropped_packets_total 0\n") || !strings.Contains(m, "luxchat_turn_dropped_packets_total") {
+		t.Error("dropped packets are not counted")
+	}
+}
