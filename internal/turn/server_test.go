@@ -164,7 +164,12 @@ func TestTurnServerEndpointExternal(t *testing.T) {
 // A UDP allocation relays to a peer on an allowed network and back, and
 // two callers' relays (one over UDP, one over TCP) reach each other.
 func TestRelay(t *testing.T) {
-	s := ts.New(t, withTURN(func(c *config.TURN) { c.AllowedPeerNetworks = []string{"127.0.0.1/32"} }))
+	allowLoopback := withTURN(func(c *config.TURN) { c.AllowedPeerNetworks = []string{"127.0.0.1/32"} })
+	t.Run("sqlite", func(t *testing.T) { testRelay(t, ts.New(t, allowLoopback)) })
+	t.Run("postgres", func(t *testing.T) { testRelay(t, ts.New(t, ts.WithPostgres(t), allowLoopback)) })
+}
+
+func testRelay(t *testing.T, s *ts.Server) {
 	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
 	ga, gb := fetchGrant(t, alice), fetchGrant(t, bob)
 	if got, want := serverAddr(t, ga, "udp"), s.TURN.Addr().String(); got != want || serverAddr(t, ga, "tcp") != want {
