@@ -415,3 +415,59 @@ func TestLiveKitTokenServiceFederation(t *testing.T) {
 		t.Fatalf("user of a server outside allowed_servers: %d %s", r.Status, r.Body)
 	}
 }
+
+// A member of a room made by our createRoom posts their call membership
+// (one state event per device, as Element Call does) and the others see
+// it in /sync; in rooms with owned state keys (MSC3757) the key may start
+// with the user id itself, and nobody writes another member's.
+func TestCallMembershipState(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+		put := func(c *ts.Client, roomID, typ, key string) *ts.Response {
+			content := map[string]any{
+				"application": "m.call", "call_id": "", "scope": "m.room", "device_id": c.DeviceID,
+				"focus_active":   map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
+				"foci_preferred": []any{map[string]any{"type": "livekit", "livekit_service_url": s.URL + lkJWT}},
+			}
+			return c.Do("PUT", "/_matrix/client/v3/rooms/"+esc(roomID)+"/state/"+typ+"/"+esc(key), content)
+		}
+		for _, preset := range []string{"private_chat", "public_chat"} {
+			roomID := alice.CreateRoom(map[string]any{"preset": preset, "invite": []string{bob.UserID}})
+			bob.Join(roomID)
+			since := doSync(t, alice, "timeout=0").NextBatch
+			keys := map[string]string{
+				"org.matrix.msc3401.call.member": "_" + bob.UserID + "_" + bob.DeviceID + "_m.call",
+				"m.rtc.member":                   "_" + bob.UserID + "_" + bob.DeviceID,
+			}
+			for typ, key := range keys {
+				if r := put(bob, roomID, typ, key); r.Status != 200 {
+					t.Fatalf("%s: member's %s: %d %s", preset, typ, r.Status, r.Body)
+				}
+			}
+			seen := map[string]string{}
+			for _, e := range doSync(t, alice, "timeout=0&since="+url.QueryEscape(since)).Rooms.Join[roomID].Timeline.Events {
+				if e.StateKey != nil && e.Sender == bob.UserID {
+					seen[e.Type] = *e.StateKey
+				}
+			}
+			for typ, key := range keys {
+				if seen[typ] != key {
+					t.Fatalf("%s: alice's sync shows %s as %q, want %q (all: %v)", preset, typ, seen[typ], key, seen)
+				}
+			}
+			// Without owned state keys a key that starts with another
+			// user id than the sender's belongs to someone else.
+			if r := put(bob, roomID, "org.matrix.msc3401.call.member", bob.UserID+"_"+bob.DeviceID); r.Status != 403 || r.ErrCode() != "M_FORBIDDEN" {
+				t.Fatalf("%s: @-key in a room without owned state keys: %d %s", preset, r.Status, r.Body)
+			}
+		}
+		roomID := alice.CreateRoom(map[string]any{"preset": "private_chat", "room_version": "org.matrix.msc3757.11", "invite": []string{bob.UserID}})
+		bob.Join(roomID)
+		if r := put(bob, roomID, "org.matrix.msc3401.call.member", bob.UserID+"_"+bob.DeviceID+"_m.call"); r.Status != 200 {
+			t.Fatalf("owned state key: %d %s", r.Status, r.Body)
+		}
+		if r := put(bob, roomID, "org.matrix.msc3401.call.member", alice.UserID+"_"+alice.DeviceID+"_m.call"); r.Status != 403 || r.ErrCode() != "M_FORBIDDEN" {
+			t.Fatalf("another member's owned state key: %d %s", r.Status, r.Body)
+		}
+	})
+}
