@@ -37,6 +37,7 @@ import (
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
+	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
 	"luxchat/internal/store"
@@ -165,6 +166,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed
+	var remoteOpenID rtc.RemoteOpenID // nil interface, not a nil *Client, when federation is off
+	if s.Federation != nil {
+		remoteOpenID = s.Federation
+	}
+	if api.RTC, err = rtc.New(cfg, s.Accounts, s.Rooms, remoteOpenID, log); err != nil {
+		st.Close()
+		return nil, err
+	}
 	api.Register(rt)
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {

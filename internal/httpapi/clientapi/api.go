@@ -13,6 +13,7 @@ import (
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
+	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
 	"luxchat/internal/sync"
@@ -45,6 +46,9 @@ type API struct {
 	// ThreadSubs serves thread subscriptions (MSC4306, MSC4308); nil
 	// leaves their routes out.
 	ThreadSubs *threadsubs.Service
+	// RTC serves the MatrixRTC transports and the LiveKit token service;
+	// nil (rtc.livekit unset) leaves their routes out.
+	RTC *rtc.Service
 
 	filters filterCache
 }
