@@ -55,6 +55,10 @@ type Config struct {
 	// TURN hands out TURN credentials (/voip/turnServer) and may run the
 	// embedded TURN/STUN server.
 	TURN TURN `yaml:"turn"`
+
+	// RTC configures group calls (MatrixRTC): the LiveKit SFU and its
+	// token service.
+	RTC RTC `yaml:"rtc"`
 }
 
 // TURN configures calls' relay: the credentials /voip/turnServer issues
@@ -585,6 +589,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validatePush()...)
 	errs = append(errs, c.validateSupport()...)
 	errs = append(errs, c.validateTURN()...)
+	errs = append(errs, c.validateRTC()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -931,6 +936,24 @@ rooms:
   # whose clients all understand version 12's creators (clients released
   # before it show creators without power).
   default_version: "11"
+
+rtc:
+  # Group calls (MatrixRTC, Element Call and Element X): a LiveKit SFU that
+  # you run beside luxchat (see docs/operations.md). With url, key and
+  # secret set, clients find it at
+  # /_matrix/client/unstable/org.matrix.msc4143/rtc/transports and in
+  # /.well-known/matrix/client, and the built-in token service at
+  # /_luxchat/livekit/jwt lets room members into it.
+  livekit:
+    url: ""            # the SFU's WebSocket URL as clients reach it, e.g. wss://sfu.example.org
+    key: ""            # one of the SFU's API keys (keys: in its config)
+    key_file: ""       # or: a file holding it
+    secret: ""         # its secret, 32 characters or more, e.g. ${LUXCHAT_LIVEKIT_SECRET}
+    secret_file: ""    # or: a file holding it
+    # The token service advertised to clients; empty:
+    # {public_base_url}/_luxchat/livekit/jwt (built in). May point at an
+    # external lk-jwt-service instead.
+    service_url: ""
 
 support:
   # Served at /.well-known/matrix/support (404 while both are empty): ways

@@ -37,6 +37,7 @@ import (
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
+	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
 	"luxchat/internal/store"
@@ -170,6 +171,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed
 	if api.TURN, err = s.setupTURN(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	var remoteOpenID rtc.RemoteOpenID // nil interface, not a nil *Client, when federation is off
+	if s.Federation != nil {
+		remoteOpenID = s.Federation
+	}
+	if api.RTC, err = rtc.New(cfg, s.Accounts, s.Rooms, remoteOpenID, log); err != nil {
 		st.Close()
 		return nil, err
 	}

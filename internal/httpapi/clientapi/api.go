@@ -13,6 +13,7 @@ import (
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
+	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
 	"luxchat/internal/sync"
@@ -48,6 +49,9 @@ type API struct {
 	ThreadSubs *threadsubs.Service
 	// TURN issues TURN credentials; nil: no TURN server is configured.
 	TURN *turn.Issuer
+	// RTC serves the MatrixRTC transports and the LiveKit token service;
+	// nil (rtc.livekit unset) leaves their routes out.
+	RTC *rtc.Service
 
 	filters filterCache
 }
