@@ -10,8 +10,10 @@ func TestQuota(t *testing.T) {
 	now := time.Unix(1000, 0)
 	// Two requests in flight at once fill alice's cap before either
 	// allocation is made.
-	if !q.admit("@alice:x", now) || !q.admit("@alice:x", now) || q.admit("@alice:x", now) {
-		t.Fatal("alice's cap of 2 with requests in flight")
+	for i, want := range []bool{true, true, false} {
+		if got := q.admit("@alice:x", now); got != want {
+			t.Fatalf("alice's request %d in flight admitted %v, want %v (cap 2)", i+1, got, want)
+		}
 	}
 	q.created("@alice:x")
 	q.created("@alice:x")
