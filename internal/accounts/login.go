@@ -244,3 +244,66 @@ func (s *Service) LogoutAll(ctx context.Context, userID string) error {
 	s.devicesDeleted(ctx, userID, deleted)
 	return nil
 }
+
+// LoginAppService is a POST /login of type m.login.application_service
+// for a user the caller's namespace holds (checked by the caller): a
+// session on a device, no password.
+func (s *Service) LoginAppService(ctx context.Context, userID string, r LoginRequest) (*LoginResult, error) {
+	u, err := s.lookupUser(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if u == nil {
+		return nil, errcode.Forbidden("unknown user %s", userID)
+	}
+	if u.Deactivated {
+		return nil, errcode.UserDeactivated("this account has been deactivated")
+	}
+	if err := checkDeviceID(r.DeviceID); err != nil {
+		return nil, err
+	}
+	res := &LoginResult{UserID: u.UserID}
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		res.DeviceID, res.Tokens, err = s.startSession(ctx, tx, u.UserID, sessionParams{
+			deviceID: r.DeviceID, displayName: r.InitialDeviceDisplayName, ip: r.IP, refresh: r.RefreshToken,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	return res, nil
+}
+
+// ResolveUserID is the user id a login identifier names.
+func (s *Service) ResolveUserID(ident *Identifier, user string) (string, error) {
+	return s.resolveUser(ident, user)
+}
+
+// CreateAppServiceDevice creates a device of a user without tokens
+// (MSC4190: PUT /devices/{deviceId} by an application service); false
+// when it existed.
+func (s *Service) CreateAppServiceDevice(ctx context.Context, userID, deviceID, displayName string) (bool, error) {
+	if err := checkDeviceID(deviceID); err != nil {
+		return false, err
+	}
+	created := false
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+		_, err := tx.GetDevice(ctx, userID, deviceID)
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		created = true
+		return tx.UpsertDevice(ctx, store.Device{UserID: userID, DeviceID: deviceID,
+			DisplayName: sql.NullString{String: displayName, Valid: displayName != ""},
+			LastSeenTS:  sql.NullInt64{Int64: s.now().UnixMilli(), Valid: true}})
+	})
+	return created, err
+}
+
+// DeleteDevicesNoAuth deletes devices without user-interactive auth: an
+// application service deleting its users' devices (MSC4190).
+func (s *Service) DeleteDevicesNoAuth(ctx context.Context, userID string, deviceIDs []string) error {
+	return s.deleteDevices(ctx, userID, deviceIDs)
+}

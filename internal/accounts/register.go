@@ -315,3 +315,57 @@ func (s *Service) RegistrationTokenValid(ctx context.Context, token string) (boo
 	}
 	return tokenFromRow(*row).Valid(s.now()), nil
 }
+
+// AppServiceRegisterRequest is a POST /register of type
+// m.login.application_service, whose namespace the caller checked.
+type AppServiceRegisterRequest struct {
+	Username                 string
+	DeviceID                 string
+	InitialDeviceDisplayName string
+	InhibitLogin             bool
+	RefreshToken             bool
+	IP                       string
+}
+
+// AppServiceUserID is the user id a username registered by an
+// application service gets (lowercased), or M_INVALID_USERNAME.
+func (s *Service) AppServiceUserID(username string) (string, error) {
+	localpart := strings.ToLower(username)
+	if _, err := id.NewUserID(localpart, s.serverName()); err != nil {
+		return "", errcode.InvalidUsername("invalid username: %v", err)
+	}
+	return s.localUserID(localpart), nil
+}
+
+// RegisterAppServiceUser creates a passwordless account for an
+// application service, bypassing user-interactive auth and the
+// registration mode ("Server admin style permissions").
+func (s *Service) RegisterAppServiceUser(ctx context.Context, r AppServiceRegisterRequest) (*LoginResult, error) {
+	localpart, err := s.CheckUsername(ctx, r.Username)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDeviceID(r.DeviceID); err != nil {
+		return nil, err
+	}
+	a := newAccount{localpart: localpart}
+	if !r.InhibitLogin {
+		a.login = &sessionParams{deviceID: r.DeviceID, displayName: r.InitialDeviceDisplayName, ip: r.IP, refresh: r.RefreshToken}
+	}
+	return s.createAccount(ctx, a)
+}
+
+// EnsureAppServiceUser creates an application service's sender account
+// when it does not exist yet.
+func (s *Service) EnsureAppServiceUser(ctx context.Context, userID string) error {
+	ok, err := s.store.UserExists(ctx, userID)
+	if err != nil || ok {
+		return err
+	}
+	localpart, _, _ := strings.Cut(strings.TrimPrefix(userID, "@"), ":")
+	_, err = s.createAccount(ctx, newAccount{localpart: localpart})
+	if e, ok := errcode.As(err); ok && e.Code == "M_USER_IN_USE" {
+		return nil // made meanwhile
+	}
+	return err
+}

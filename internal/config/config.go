@@ -59,6 +59,17 @@ type Config struct {
 	// RTC configures group calls (MatrixRTC): the LiveKit SFU and its
 	// token service.
 	RTC RTC `yaml:"rtc"`
+
+	// AppServices lists the application services' registration files.
+	AppServices AppServices `yaml:"appservices"`
+}
+
+// AppServices configures the Application Service API.
+type AppServices struct {
+	// ConfigFiles are the registration files (YAML) of the application
+	// services; a pattern with *, ? or [ takes every file it matches
+	// (possibly none). They are read and checked at start.
+	ConfigFiles []string `yaml:"config_files"`
 }
 
 // TURN configures calls' relay: the credentials /voip/turnServer issues
@@ -408,6 +419,7 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 func Default() *Config {
 	return &Config{
 		ServerName:   "localhost",
+		AppServices:  AppServices{ConfigFiles: []string{}},
 		Listen:       Listen{Client: "127.0.0.1:8008", TURN: "0.0.0.0:3478"},
 		DataDir:      "./luxchat-data",
 		Database:     "sqlite",
@@ -936,6 +948,12 @@ rooms:
   # whose clients all understand version 12's creators (clients released
   # before it show creators without power).
   default_version: "11"
+
+appservices:
+  # Application services (bridges, bots): their registration files (YAML,
+  # see docs/operations.md), read and checked at start. A pattern such as
+  # /etc/luxchat/appservices/*.yaml takes every file it matches.
+  config_files: []
 
 rtc:
   # Group calls (MatrixRTC, Element Call and Element X): a LiveKit SFU that

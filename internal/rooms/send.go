@@ -27,6 +27,9 @@ type Proto struct {
 	Content  json.RawMessage
 	// Redacts is the target of an m.room.redaction.
 	Redacts string
+	// OriginTS, when not 0, is the event's origin_server_ts instead of
+	// now: an application service's timestamp massaging (?ts=).
+	OriginTS int64
 }
 
 // Txn identifies a client transaction for idempotent sends.
@@ -145,6 +148,9 @@ func (s *Service) add(ctx context.Context, b *Batch, p Proto) (*pdu.Event, error
 		RoomID: roomID, Sender: p.Sender, Type: p.Type, StateKey: p.StateKey, Content: p.Content,
 		PrevEvents: b.prev, AuthEvents: authIDs, Depth: b.depth + 1,
 		OriginServerTS: time.Now().UnixMilli(), Redacts: p.Redacts,
+	}
+	if p.OriginTS > 0 {
+		proto.OriginServerTS = p.OriginTS
 	}
 	if p.Type == "m.room.create" {
 		proto.OriginServerTS = s.createTS()

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"luxchat/internal/accounts"
+	"luxchat/internal/appservice"
 	"luxchat/internal/config"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
@@ -78,6 +79,10 @@ type Server struct {
 
 	search rooms.Indexer // full-text index of unencrypted messages
 
+	// AppServices are the application services (nil when none is
+	// registered).
+	AppServices *appservice.Service
+
 	// TURN is the embedded TURN server; nil unless turn.enabled.
 	TURN *turn.Server
 
@@ -103,6 +108,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s := &Server{Config: cfg, Store: st, Log: log, Key: key, metrics: prometheus.NewRegistry()}
+	regs, err := appservice.Load(cfg.AppServices.ConfigFiles, cfg.ServerName)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	// The memory classes and the live heap say where the process's
 	// memory goes (heap, stacks, runtime metadata, what was returned).
 	s.metrics.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsMemory,
@@ -135,6 +145,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Accounts = accounts.New(cfg, st, log, s.accountHooks())
 	s.Rooms = rooms.New(cfg, st, key, notifier, log, s.roomHooks(), roomsRemote{s})
 	s.Read = roomread.New(st, s.Rooms)
+	if len(regs) > 0 {
+		s.AppServices = appservice.New(regs, st, s.Rooms, s.renderForAppService, cfg.ServerName, log)
+	}
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, s.Read, notifier, sync.NewTyping(), log, s.syncHooks())
@@ -147,7 +160,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	s.setupExchange()
 
-	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts), cfg.Limits.MaxRequestBytes, log)
+	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts, s.AppServices), cfg.Limits.MaxRequestBytes, log)
 	guardRouter(rt, cfg)
 	if cfg.RateLimits.Enabled {
 		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
@@ -160,7 +173,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	rt.Observe = func(pattern, method string, status int, d time.Duration) {
 		reqs.WithLabelValues(pattern, method, strconv.Itoa(status)).Observe(d.Seconds())
 	}
-	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
+	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, AppServices: s.AppServices, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
 	api.ThreadSubs = threadsubs.New(st, s.Read, s.Sync.Wake)
 	s.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync, api.ThreadSubs)
@@ -204,6 +217,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if err := s.Directory.Backfill(ctx); err != nil {
 		st.Close()
 		return nil, err
+	}
+	// Each application service acts as its sender user, which must exist.
+	for _, r := range regs {
+		if err := s.Accounts.EnsureAppServiceUser(ctx, r.Sender); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("appservice %q: create sender %s: %w", r.ID, r.Sender, err)
+		}
 	}
 	s.handler = rt
 	return s, nil
@@ -325,6 +345,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Error("partial-state joins: resume", "err", err)
 	}
 	go s.Push.Run(ctx)
+	s.AppServices.Start(ctx)
 	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
 	select {
 	case <-ctx.Done():
@@ -357,6 +378,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		}
 	}
 	s.RoomFed.StopBackground()
+	s.AppServices.Wait() // their context ended with ctx
 	s.stopExchange()
 	if verr := s.Rooms.PersistViews(shutCtx); verr != nil {
 		s.Log.Warn("rooms: store views", "err", verr)

@@ -10,6 +10,7 @@ import (
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
 	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
@@ -60,6 +61,13 @@ func (s *Server) eventsCommitted(c rooms.Committed) {
 		s.Exchange.OnCommitted(c)   // the events to the room's other servers
 		s.Exchange.AnnounceJoins(c) // joiners' devices to servers new to them
 	}
+	// Application services read the events from the stream: wake them.
+	s.AppServices.EventsCommitted(c.RoomID, len(c.Memberships) > 0)
+}
+
+// renderForAppService is the client form of an event in a transaction.
+func (s *Server) renderForAppService(row *store.EventRow) json.RawMessage {
+	return s.Read.ClientEvent(row, roomread.Format{})
 }
 
 // fullStateCommitted runs in the transaction that completes the state of
@@ -134,7 +142,10 @@ func (s *Server) e2eeHooks() e2ee.Hooks {
 	return h
 }
 
-func (s *Server) wake(users ...string) { s.Sync.Wake(users...) }
+func (s *Server) wake(users ...string) {
+	s.Sync.Wake(users...)
+	s.AppServices.ToDeviceStored() // their users' to-device messages, among others
+}
 
 func (s *Server) lastMembershipChange() int64 { return s.Rooms.LastMembershipChange() }
 
@@ -166,8 +177,8 @@ func (s *Server) syncHooks() sync.Hooks {
 	if s.Config.Push.Enabled {
 		h.NotificationCounts = s.notificationCounts
 	}
-	if s.Federation != nil {
-		h.Federation = syncFederation{s}
+	if s.Federation != nil || s.AppServices != nil {
+		h.Federation = syncEphemeral{s}
 	}
 	return h
 }
@@ -186,20 +197,29 @@ func (s *Server) notificationCounts(ctx context.Context, userID string, roomIDs 
 	return s.Push.Counts(ctx, userID, roomIDs, upTo)
 }
 
-// syncFederation tells other servers of local typing, receipts and
-// presence.
-type syncFederation struct{ s *Server }
+// syncEphemeral tells other servers and the application services of
+// local typing, receipts and presence.
+type syncEphemeral struct{ s *Server }
 
-func (f syncFederation) Typing(ctx context.Context, roomID, userID string, typing bool, timeout time.Duration, joined []string) {
-	f.s.Exchange.Outbound().Typing(ctx, roomID, userID, typing, timeout, joined)
+func (f syncEphemeral) Typing(ctx context.Context, roomID, userID string, typing bool, timeout time.Duration, joined []string) {
+	if f.s.Exchange != nil {
+		f.s.Exchange.Outbound().Typing(ctx, roomID, userID, typing, timeout, joined)
+	}
+	f.s.AppServices.Typing(roomID, userID, typing)
 }
 
-func (f syncFederation) Receipt(ctx context.Context, r store.Receipt) {
-	f.s.Exchange.Outbound().Receipt(ctx, r)
+func (f syncEphemeral) Receipt(ctx context.Context, r store.Receipt) {
+	if f.s.Exchange != nil {
+		f.s.Exchange.Outbound().Receipt(ctx, r)
+	}
+	f.s.AppServices.Receipt(r)
 }
 
-func (f syncFederation) Presence(ctx context.Context, p store.Presence) {
-	f.s.Exchange.Outbound().Presence(ctx, p)
+func (f syncEphemeral) Presence(ctx context.Context, p store.Presence) {
+	if f.s.Exchange != nil {
+		f.s.Exchange.Outbound().Presence(ctx, p)
+	}
+	f.s.AppServices.Presence(p)
 }
 
 // directoryRemote reaches other servers' directories (nil without

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"luxchat/internal/accounts"
+	"luxchat/internal/appservice"
 	"luxchat/internal/config"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
@@ -14,11 +17,30 @@ import (
 
 // NewAuthenticator resolves access tokens with the accounts service, for
 // the router.
-func NewAuthenticator(svc *accounts.Service) httputil.Authenticator { return authenticator{svc} }
+func NewAuthenticator(svc *accounts.Service, as *appservice.Service) httputil.Authenticator {
+	return authenticator{svc, as}
+}
 
-type authenticator struct{ svc *accounts.Service }
+// authenticator resolves a user's access token, or an application
+// service's as_token with the user_id and device_id it acts as
+// ("Identity assertion"): one path for every route's auth.
+type authenticator struct {
+	svc *accounts.Service
+	as  *appservice.Service
+}
 
-func (a authenticator) Authenticate(ctx context.Context, token string) (*httputil.Session, error) {
+func (a authenticator) Authenticate(ctx context.Context, token string, query url.Values) (*httputil.Session, error) {
+	if reg := a.as.ByToken(token); reg != nil {
+		deviceID := query.Get("device_id")
+		if deviceID == "" {
+			deviceID = query.Get("org.matrix.msc3202.device_id")
+		}
+		c, err := a.as.Masquerade(ctx, reg, query.Get("user_id"), deviceID)
+		if err != nil {
+			return nil, err
+		}
+		return &httputil.Session{UserID: c.UserID, DeviceID: c.DeviceID, AppService: reg.ID, NoRateLimit: !reg.RateLimited}, nil
+	}
 	s, err := a.svc.Authenticate(ctx, token)
 	if err != nil {
 		return nil, err
@@ -86,7 +108,11 @@ func (a *API) registerAvailable(r *httputil.Request) (any, error) {
 	if username == "" {
 		return nil, errcode.MissingParam("username is required")
 	}
-	if _, err := a.Accounts.CheckUsername(r.Context(), username); err != nil {
+	localpart, err := a.Accounts.CheckUsername(r.Context(), username)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.AppServices.CheckUserClaim("", "@"+localpart+":"+a.Config.ServerName); err != nil {
 		return nil, err
 	}
 	return map[string]bool{"available": true}, nil
@@ -103,6 +129,7 @@ func (a *API) register(r *httputil.Request) (any, error) {
 		return nil, errcode.InvalidParam("kind must be user or guest")
 	}
 	var body struct {
+		Type                     string          `json:"type"`
 		Auth                     json.RawMessage `json:"auth"`
 		Username                 string          `json:"username"`
 		Password                 string          `json:"password"`
@@ -113,6 +140,15 @@ func (a *API) register(r *httputil.Request) (any, error) {
 	}
 	if err := r.ReadJSON(&body); err != nil {
 		return nil, err
+	}
+	if body.Type == appservice.LoginType {
+		return a.registerAppServiceUser(r, accounts.AppServiceRegisterRequest{Username: body.Username, DeviceID: body.DeviceID,
+			InitialDeviceDisplayName: body.InitialDeviceDisplayName, InhibitLogin: body.InhibitLogin, RefreshToken: body.RefreshToken, IP: r.ClientIP()})
+	}
+	if body.Username != "" {
+		if err := a.AppServices.CheckUserClaim("", "@"+strings.ToLower(body.Username)+":"+a.Config.ServerName); err != nil {
+			return nil, err
+		}
 	}
 	req.Auth, req.Username, req.Password = body.Auth, body.Username, body.Password
 	req.DeviceID, req.InitialDeviceDisplayName = body.DeviceID, body.InitialDeviceDisplayName
@@ -179,7 +215,11 @@ func (a *API) sharedSecretRegister(r *httputil.Request) (any, error) {
 
 // GET /_matrix/client/v3/login
 func (a *API) loginFlows(r *httputil.Request) (any, error) {
-	return map[string]any{"flows": []map[string]string{{"type": accounts.LoginPassword}}}, nil
+	flows := []map[string]string{{"type": accounts.LoginPassword}}
+	if len(a.AppServices.Registrations()) > 0 {
+		flows = append(flows, map[string]string{"type": appservice.LoginType})
+	}
+	return map[string]any{"flows": flows}, nil
 }
 
 // POST /_matrix/client/v3/login
@@ -200,6 +240,10 @@ func (a *API) login(r *httputil.Request) (any, error) {
 	}
 	if body.Type == "" {
 		return nil, errcode.MissingParam("type is required")
+	}
+	if body.Type == appservice.LoginType {
+		return a.loginAppServiceUser(r, accounts.LoginRequest{Identifier: body.Identifier, User: body.User, DeviceID: body.DeviceID,
+			InitialDeviceDisplayName: body.InitialDeviceDisplayName, RefreshToken: body.RefreshToken, IP: r.ClientIP()})
 	}
 	res, err := a.Accounts.Login(r.Context(), accounts.LoginRequest{
 		Type: body.Type, Identifier: body.Identifier, User: body.User, Medium: body.Medium, Address: body.Address,
@@ -330,6 +374,17 @@ func (a *API) updateDevice(r *httputil.Request) (any, error) {
 	if err := r.ReadJSON(&body); err != nil {
 		return nil, err
 	}
+	if r.Session.AppService != "" {
+		// MSC4190: an application service creates its users' devices.
+		name := ""
+		if body.DisplayName != nil {
+			name = *body.DisplayName
+		}
+		created, err := a.Accounts.CreateAppServiceDevice(r.Context(), r.Session.UserID, r.Var("deviceId"), name)
+		if err != nil || created {
+			return struct{}{}, err
+		}
+	}
 	if body.DisplayName == nil {
 		// Nothing to change, but the device must exist.
 		_, err := a.Accounts.Device(r.Context(), r.Session.UserID, r.Var("deviceId"))
@@ -346,6 +401,10 @@ func (a *API) deleteDevice(r *httputil.Request) (any, error) {
 	if err := r.ReadJSON(&body); err != nil {
 		return nil, err
 	}
+	if r.Session.AppService != "" {
+		// Application services delete devices without user-interactive auth.
+		return struct{}{}, a.Accounts.DeleteDevicesNoAuth(r.Context(), r.Session.UserID, []string{r.Var("deviceId")})
+	}
 	return withUIA(struct{}{}, a.Accounts.DeleteDevices(r.Context(), r.Session.UserID, []string{r.Var("deviceId")}, body.Auth))
 }
 
@@ -361,6 +420,9 @@ func (a *API) deleteDevices(r *httputil.Request) (any, error) {
 	if body.Devices == nil {
 		return nil, errcode.MissingParam("devices is required")
 	}
+	if r.Session.AppService != "" {
+		return struct{}{}, a.Accounts.DeleteDevicesNoAuth(r.Context(), r.Session.UserID, body.Devices)
+	}
 	return withUIA(struct{}{}, a.Accounts.DeleteDevices(r.Context(), r.Session.UserID, body.Devices, body.Auth))
 }
 
@@ -369,7 +431,7 @@ func (a *API) getProfile(r *httputil.Request) (any, error) {
 	if err := a.mayViewProfile(r, r.Var("userId")); err != nil {
 		return nil, err
 	}
-	p, err := a.Accounts.Profile(r.Context(), r.Var("userId"))
+	p, err := a.profileAskingAppServices(r)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +447,7 @@ func (a *API) getProfileField(field string) httputil.Handler {
 		if err := a.mayViewProfile(r, r.Var("userId")); err != nil {
 			return nil, err
 		}
-		p, err := a.Accounts.Profile(r.Context(), r.Var("userId"))
+		p, err := a.profileAskingAppServices(r)
 		if err != nil {
 			return nil, err
 		}
@@ -429,4 +491,17 @@ func (a *API) deleteProfileField(field string) httputil.Handler {
 	return func(r *httputil.Request) (any, error) {
 		return struct{}{}, a.Accounts.SetProfileField(r.Context(), r.Session.UserID, r.Var("userId"), field, "")
 	}
+}
+
+// profileAskingAppServices reads a profile; an unknown local user in an
+// application service's namespace is first asked of the service, which
+// may create it (GET /_matrix/app/v1/users/{userId}).
+func (a *API) profileAskingAppServices(r *httputil.Request) (*accounts.Profile, error) {
+	userID := r.Var("userId")
+	p, err := a.Accounts.Profile(r.Context(), userID)
+	if e, ok := errcode.As(err); ok && e.Code == "M_NOT_FOUND" && strings.HasSuffix(userID, ":"+a.Config.ServerName) &&
+		a.AppServices.QueryUser(r.Context(), userID) {
+		p, err = a.Accounts.Profile(r.Context(), userID)
+	}
+	return p, err
 }

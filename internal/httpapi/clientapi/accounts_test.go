@@ -52,7 +52,7 @@ func newTestAPI(t *testing.T, configure func(*config.Config)) *testAPI {
 	svc := accounts.New(cfg, st, quiet, accounts.Hooks{})
 	offset := new(atomic.Int64)
 	svc.SetClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
-	rt := httputil.NewRouter(NewAuthenticator(svc), cfg.Limits.MaxRequestBytes, quiet)
+	rt := httputil.NewRouter(NewAuthenticator(svc, nil), cfg.Limits.MaxRequestBytes, quiet)
 	api := &API{Config: cfg, Accounts: svc, Log: quiet}
 	api.Register(rt)
 	srv := httptest.NewServer(rt)

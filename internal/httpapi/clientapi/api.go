@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"luxchat/internal/accounts"
+	"luxchat/internal/appservice"
 	"luxchat/internal/config"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
@@ -25,6 +26,8 @@ import (
 type API struct {
 	Config   *config.Config
 	Accounts *accounts.Service
+	// AppServices are the registered application services (nil: none).
+	AppServices *appservice.Service
 	Rooms    *rooms.Service
 	// Read answers the read questions of rooms (package roomread).
 	Read *roomread.Service

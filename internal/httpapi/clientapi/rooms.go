@@ -310,7 +310,11 @@ func (a *API) putState(r *httputil.Request) (any, error) {
 			return nil, err
 		}
 	}
-	id, err := a.Rooms.SendState(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, StateKey: &key, Sender: r.Session.UserID, Content: content})
+	ts, err := massagedTS(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := a.Rooms.SendState(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, StateKey: &key, Sender: r.Session.UserID, Content: content, OriginTS: ts})
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +357,11 @@ func (a *API) send(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	typ := r.Var("eventType")
-	id, err := a.Rooms.Send(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, Sender: r.Session.UserID, Content: content},
+	ts, err := massagedTS(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := a.Rooms.Send(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, Sender: r.Session.UserID, Content: content, OriginTS: ts},
 		&rooms.Txn{DeviceID: r.Session.DeviceID, ID: r.Var("txnId"), Scope: "send/" + r.Var("roomId") + "/" + typ})
 	if err != nil {
 		return nil, err
@@ -515,6 +523,10 @@ func (a *API) getAlias(r *httputil.Request) (any, error) {
 		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
 	roomID, err := a.Rooms.LocalAlias(r.Context(), alias)
+	if e, ok := errcode.As(err); ok && e.Code == "M_NOT_FOUND" && a.AppServices.QueryAlias(r.Context(), alias) {
+		// An application service whose namespace holds the alias made it.
+		roomID, err = a.Rooms.LocalAlias(r.Context(), alias)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -539,6 +551,9 @@ func (a *API) putAlias(r *httputil.Request) (any, error) {
 		RoomID string `json:"room_id"`
 	}
 	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if err := a.AppServices.CheckAliasClaim(r.Session.AppService, alias); err != nil {
 		return nil, err
 	}
 	if err := a.Rooms.CreateAlias(r.Context(), alias, body.RoomID, r.Session.UserID); err != nil {
@@ -582,4 +597,17 @@ func (a *API) upgrade(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]string{"replacement_room": id}, nil
+}
+
+// massagedTS is the ts query parameter of an application service's send
+// ("Timestamp massaging"); 0 for other callers and when absent.
+func massagedTS(r *httputil.Request) (int64, error) {
+	if r.Session.AppService == "" || r.Query("ts") == "" {
+		return 0, nil
+	}
+	ts, err := r.QueryInt("ts", 0)
+	if err != nil || ts <= 0 || ts > 1<<53 {
+		return 0, errcode.InvalidParam("ts must be a timestamp in milliseconds")
+	}
+	return ts, nil
 }

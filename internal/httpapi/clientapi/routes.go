@@ -9,6 +9,7 @@ const (
 	none     = httputil.AuthNone
 	user     = httputil.AuthUser
 	optional = httputil.AuthOptional
+	tolerant = httputil.AuthTolerant
 	v3       = "/_matrix/client/v3" // the router serves the legacy r0 prefix from it
 	v1       = "/_matrix/client/v1"
 	msc3391  = "/_matrix/client/unstable/org.matrix.msc3391"
@@ -51,12 +52,14 @@ func (a *API) routes() []route {
 
 		// Registration, login, tokens.
 		{"GET " + v3 + "/register/available", none, a.registerAvailable, limited},
-		{"POST " + v3 + "/register", none, a.register, limited},
+		// Registration and login take an application service's as_token
+		// (m.login.application_service).
+		{"POST " + v3 + "/register", tolerant, a.register, limited},
 		{"GET " + v1 + "/register/m.login.registration_token/validity", none, a.registrationTokenValidity, limited},
 		{"GET " + synapse + "/register", none, a.sharedSecretNonce, limited},
 		{"POST " + synapse + "/register", none, a.sharedSecretRegister, limited},
 		{"GET " + v3 + "/login", none, a.loginFlows, nil},
-		{"POST " + v3 + "/login", none, a.login, limited},
+		{"POST " + v3 + "/login", tolerant, a.login, limited},
 		{"POST " + v3 + "/refresh", none, a.refresh, limited},
 		{"POST " + v3 + "/logout", user, a.logout, nil},
 		{"POST " + v3 + "/logout/all", user, a.logoutAll, nil},
@@ -66,6 +69,16 @@ func (a *API) routes() []route {
 		{"POST " + v3 + "/account/password", optional, a.changePassword, limited},
 		{"POST " + v3 + "/account/deactivate", optional, a.deactivate, limited},
 		{"GET " + v3 + "/account/3pid", user, a.threePIDs, nil},
+
+		// Application services: the ping companion and the third-party
+		// networks their services declare.
+		{"POST " + v1 + "/appservice/{appserviceId}/ping", user, a.appservicePing, nil},
+		{"GET " + v3 + "/thirdparty/protocols", user, a.thirdPartyProtocols, nil},
+		{"GET " + v3 + "/thirdparty/protocol/{protocol}", user, a.thirdPartyProtocol, nil},
+		{"GET " + v3 + "/thirdparty/location/{protocol}", user, a.thirdPartyLookup("location", true), nil},
+		{"GET " + v3 + "/thirdparty/user/{protocol}", user, a.thirdPartyLookup("user", true), nil},
+		{"GET " + v3 + "/thirdparty/location", user, a.thirdPartyLookup("location", false), nil},
+		{"GET " + v3 + "/thirdparty/user", user, a.thirdPartyLookup("user", false), nil},
 
 		// Devices.
 		{"GET " + v3 + "/devices", user, a.listDevices, nil},

@@ -34,6 +34,14 @@ const (
 	// AuthServer: a request signed by another server (X-Matrix in the
 	// Server-Server API), verified by the router's Servers.
 	AuthServer
+	// AuthTolerant: a token is resolved when present, but one that does
+	// not resolve leaves the session empty instead of refusing: /register
+	// and /login, which only an application service's as_token changes
+	// (m.login.application_service) and which clients reach with stale
+	// tokens (a soft-logged-out client logging in again). The token
+	// alone names the caller: an application service's user_id is the
+	// user to create or log in, not one it acts as.
+	AuthTolerant
 )
 
 // Session is the authenticated caller of a request.
@@ -42,13 +50,22 @@ type Session struct {
 	DeviceID  string
 	IsAdmin   bool
 	TokenHash string
+	// AppService is the id of the application service whose as_token
+	// made the request ("" for a user's token); UserID and DeviceID are
+	// then who it masquerades as.
+	AppService string
+	// NoRateLimit: the caller is exempt from rate limits (an application
+	// service registered with rate_limited: false).
+	NoRateLimit bool
 }
 
 // Authenticator resolves access tokens.
 type Authenticator interface {
 	// Authenticate returns the session of a token, or an *errcode.Error
-	// (M_UNKNOWN_TOKEN, possibly with soft_logout).
-	Authenticate(ctx context.Context, token string) (*Session, error)
+	// (M_UNKNOWN_TOKEN, possibly with soft_logout). query is the
+	// request's query, where an application service names the user_id
+	// and device_id it acts as.
+	Authenticate(ctx context.Context, token string, query url.Values) (*Session, error)
 }
 
 // ServerVerifier authenticates server-signed requests (AuthServer
@@ -286,15 +303,19 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 			rt.writeError(sw, r, errcode.MissingToken("missing access token"))
 			return
 		case token != "":
-			s, err := rt.Auth.Authenticate(r.Context(), token)
-			if err != nil {
+			masquerade := query
+			if rr.auth == AuthTolerant {
+				masquerade = nil
+			}
+			s, err := rt.Auth.Authenticate(r.Context(), token, masquerade)
+			if err != nil && rr.auth != AuthTolerant {
 				rt.writeError(sw, r, err)
 				return
 			}
 			req.Session = s
 		}
 	}
-	if rr.limited && rt.Limiter != nil {
+	if rr.limited && rt.Limiter != nil && (req.Session == nil || !req.Session.NoRateLimit) {
 		key := rt.clientIP(r)
 		if req.Session != nil {
 			key = req.Session.UserID
@@ -473,6 +494,9 @@ func (rt *Router) trusted(host string) bool {
 	}
 	return false
 }
+
+// HasToken reports whether the request carries an access token.
+func (r *Request) HasToken() bool { return accessToken(r.Request) != "" }
 
 // ClientIP returns the caller's address (see Router.clientIP).
 func (r *Request) ClientIP() string { return r.router.clientIP(r.Request) }

@@ -1,0 +1,117 @@
+package appservice
+
+import (
+	"encoding/json"
+	"sync"
+
+	"luxchat/internal/store"
+)
+
+// EventsCommitted is the event pipeline's after-commit step: events
+// were committed in a room. The pushers read them from the stream, so
+// this only wakes them (and forgets the room's interest when its members
+// changed); it never waits.
+func (s *Service) EventsCommitted(roomID string, membershipChanged bool) {
+	if s == nil {
+		return
+	}
+	if membershipChanged {
+		s.interest.drop(roomID)
+	}
+	for _, p := range s.pushers {
+		p.poke()
+	}
+}
+
+// ToDeviceStored wakes the pushers of services that take to-device
+// messages.
+func (s *Service) ToDeviceStored() {
+	if s == nil {
+		return
+	}
+	for _, p := range s.pushers {
+		if p.r.Ephemeral {
+			p.poke()
+		}
+	}
+}
+
+// typingRooms mirrors who types where, for the m.typing events services
+// get (the full list of a room's typing users, as /sync shows it).
+type typingRooms struct {
+	mu    sync.Mutex
+	rooms map[string]map[string]struct{}
+}
+
+// Typing: a local user started or stopped typing in a room.
+func (s *Service) Typing(roomID, userID string, typing bool) {
+	if s == nil || !s.anyEphemeral() {
+		return
+	}
+	s.typing.mu.Lock()
+	users := s.typing.rooms[roomID]
+	if typing {
+		if users == nil {
+			users = map[string]struct{}{}
+			s.typing.rooms[roomID] = users
+		}
+		users[userID] = struct{}{}
+	} else {
+		delete(users, userID)
+		if len(users) == 0 {
+			delete(s.typing.rooms, roomID)
+		}
+	}
+	ids := make([]string, 0, len(users))
+	for u := range users {
+		ids = append(ids, u)
+	}
+	s.typing.mu.Unlock()
+	data, _ := json.Marshal(map[string]any{"type": "m.typing", "room_id": roomID, "content": map[string]any{"user_ids": ids}})
+	s.addEphemeral(ephemeralItem{roomID: roomID, data: data})
+}
+
+// Receipt: a public receipt was stored.
+func (s *Service) Receipt(r store.Receipt) {
+	if s == nil || !s.anyEphemeral() {
+		return
+	}
+	rec := map[string]any{"ts": r.TS}
+	if r.ThreadID != "" {
+		rec["thread_id"] = r.ThreadID
+	}
+	data, _ := json.Marshal(map[string]any{"type": "m.receipt", "room_id": r.RoomID,
+		"content": map[string]any{r.EventID: map[string]any{r.Type: map[string]any{r.UserID: rec}}}})
+	s.addEphemeral(ephemeralItem{roomID: r.RoomID, data: data})
+}
+
+// Presence: a local user's presence changed. Services get the presence
+// of the users in their namespaces.
+func (s *Service) Presence(p store.Presence) {
+	if s == nil || !s.anyEphemeral() {
+		return
+	}
+	content := map[string]any{"presence": p.State}
+	if p.StatusMsg.Valid {
+		content["status_msg"] = p.StatusMsg.String
+	}
+	data, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": p.UserID, "content": content})
+	s.addEphemeral(ephemeralItem{userID: p.UserID, data: data})
+}
+
+func (s *Service) anyEphemeral() bool {
+	for _, p := range s.pushers {
+		if p.r.Ephemeral {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) addEphemeral(it ephemeralItem) {
+	for _, p := range s.pushers {
+		if p.r.Ephemeral {
+			p.addEphemeral(it)
+		}
+	}
+}

@@ -1,0 +1,320 @@
+package appservice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"luxchat/internal/store"
+)
+
+const (
+	// maxTxnEvents bounds the events of one transaction.
+	maxTxnEvents = 100
+	// scanPage is how many stream rows one read takes.
+	scanPage = 500
+	// maxEphemeral bounds the ephemeral data waiting for a service that
+	// is down: the oldest goes first (it is ephemeral).
+	maxEphemeral = 1000
+	// transactionTimeout bounds one delivery attempt.
+	transactionTimeout = 60 * time.Second
+	// backoffMin and backoffMax bound the wait between failed attempts.
+	backoffMin = 500 * time.Millisecond
+	backoffMax = 5 * time.Minute
+)
+
+// pusher delivers one service's transactions, one at a time and in
+// order. Its queue is the events (and to-device) stream after the
+// service's acknowledged position: a transaction is built from what
+// follows it, stored, then sent until the service answers 200, after
+// which the position moves past it. So a restart resends the stored
+// transaction under its id, and nothing acknowledged is sent again.
+type pusher struct {
+	s    *Service
+	r    *Registration
+	wake chan struct{}
+
+	mu        sync.Mutex
+	ephemeral []ephemeralItem // typing, receipts, presence not yet in a transaction
+
+	// Sent counts the transactions acknowledged, for tests and metrics.
+	sent int64
+}
+
+func newPusher(s *Service, r *Registration) *pusher {
+	return &pusher{s: s, r: r, wake: make(chan struct{}, 1)}
+}
+
+// poke wakes the pusher without waiting.
+func (p *pusher) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ephemeralItem is typing or a receipt in a room (roomID set), or a
+// user's presence; whether the service wants it is decided when the
+// transaction is built, off the caller's goroutine.
+type ephemeralItem struct {
+	roomID, userID string
+	data           json.RawMessage
+}
+
+func (p *pusher) addEphemeral(it ephemeralItem) {
+	p.mu.Lock()
+	if len(p.ephemeral) >= maxEphemeral {
+		p.ephemeral = p.ephemeral[1:]
+	}
+	p.ephemeral = append(p.ephemeral, it)
+	p.mu.Unlock()
+	p.poke()
+}
+
+func (p *pusher) run(ctx context.Context) {
+	log := p.s.log.With("appservice", p.r.ID)
+	var pos store.AppServicePosition
+	for attempt := 0; ; attempt++ {
+		var err error
+		streams := p.s.store.Streams
+		pos, err = p.s.store.AppServiceStart(ctx, p.r.ID, streams.Events.Current(), streams.ToDevice.Current())
+		if err == nil {
+			break
+		}
+		log.Warn("read position", "err", err)
+		if !sleep(ctx, backoff(attempt)) {
+			return
+		}
+	}
+	txn, err := p.s.store.AppServicePendingTxn(ctx, p.r.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		log.Warn("read pending transaction", "err", err)
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		if txn == nil {
+			txn, err = p.build(ctx, &pos)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("build transaction", "err", err)
+				}
+				if !sleep(ctx, backoff(failures)) {
+					return
+				}
+				failures++
+				continue
+			}
+			if txn == nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-p.wake:
+				}
+				continue
+			}
+		}
+		if err := p.send(ctx, txn); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			log.Info("transaction not delivered; retrying", "txn", txn.TxnID, "attempt", failures, "err", err)
+			if !sleep(ctx, backoff(failures-1)) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		if err := p.s.store.AckAppServiceTxn(ctx, p.r.ID, *txn); err != nil {
+			// The service has it; resending it under the same id after
+			// a restart is harmless.
+			log.Warn("record acknowledged transaction", "err", err)
+		}
+		pos.AckedPos, pos.AckedToDevice = txn.UptoPos, txn.UptoToDevice
+		p.mu.Lock()
+		p.sent++
+		p.mu.Unlock()
+		txn = nil
+	}
+}
+
+func backoff(failures int) time.Duration {
+	d := backoffMin << min(failures, 20)
+	return min(d, backoffMax)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// transaction is the body of PUT /_matrix/app/v1/transactions/{txnId}.
+// Ephemeral data and to-device messages go under the stable names and
+// MSC2409's, which older services read.
+type transaction struct {
+	Events          []json.RawMessage `json:"events"`
+	Ephemeral       []json.RawMessage `json:"ephemeral,omitempty"`
+	MSC2409Ephem    []json.RawMessage `json:"de.sorunome.msc2409.ephemeral,omitempty"`
+	ToDevice        []json.RawMessage `json:"to_device,omitempty"`
+	MSC2409ToDevice []json.RawMessage `json:"de.sorunome.msc2409.to_device,omitempty"`
+}
+
+// build makes the next transaction from what follows pos, stores it and
+// returns it; nil when there is nothing for the service (pos then moves
+// past what was read).
+func (p *pusher) build(ctx context.Context, pos *store.AppServicePosition) (*store.AppServiceTxn, error) {
+	var body transaction
+	body.Events = []json.RawMessage{}
+	uptoPos := pos.AckedPos
+	current := p.s.store.Streams.Events.Current()
+scan:
+	for uptoPos < current {
+		rows, err := p.s.store.TimelineEventsBetween(ctx, uptoPos, current, scanPage)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 {
+			uptoPos = current
+			break
+		}
+		for _, e := range rows {
+			if e.Type == "m.room.member" || e.Type == "m.room.canonical_alias" {
+				p.s.interest.drop(e.RoomID)
+			}
+			ok, err := p.s.eventInterests(ctx, p.r, e)
+			if err != nil {
+				return nil, err
+			}
+			uptoPos = e.Pos
+			if ok {
+				body.Events = append(body.Events, p.s.render(e))
+				if len(body.Events) == maxTxnEvents {
+					break scan
+				}
+			}
+		}
+		if len(rows) < scanPage {
+			uptoPos = current
+		}
+	}
+	uptoToDevice := pos.AckedToDevice
+	if p.r.Ephemeral {
+		var err error
+		if body.ToDevice, uptoToDevice, err = p.toDevice(ctx, pos.AckedToDevice); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		items := p.ephemeral
+		p.ephemeral = nil
+		p.mu.Unlock()
+		for _, it := range items {
+			want := it.roomID == "" && p.s.isLocal(it.userID) && p.r.IsInterestedInUser(it.userID)
+			if it.roomID != "" {
+				if want, err = p.s.roomInterested(ctx, p.r, it.roomID); err != nil {
+					return nil, err
+				}
+			}
+			if want {
+				body.Ephemeral = append(body.Ephemeral, it.data)
+			}
+		}
+		body.MSC2409Ephem, body.MSC2409ToDevice = body.Ephemeral, body.ToDevice
+	}
+	if len(body.Events) == 0 && len(body.Ephemeral) == 0 && len(body.ToDevice) == 0 {
+		if uptoPos != pos.AckedPos || uptoToDevice != pos.AckedToDevice {
+			if err := p.s.store.MoveAppServicePosition(ctx, p.r.ID, uptoPos, uptoToDevice); err != nil {
+				return nil, err
+			}
+			pos.AckedPos, pos.AckedToDevice = uptoPos, uptoToDevice
+		}
+		return nil, nil
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	txn := &store.AppServiceTxn{TxnID: pos.NextTxn, UptoPos: uptoPos, UptoToDevice: uptoToDevice, Body: data}
+	if err := p.s.store.SaveAppServiceTxn(ctx, p.r.ID, *txn); err != nil {
+		// Ephemeral data taken for it is lost: it was ephemeral.
+		return nil, err
+	}
+	pos.NextTxn++
+	return txn, nil
+}
+
+// toDevice returns the to-device messages after pos for the service's
+// users, in the client form plus to_user_id and to_device_id (MSC2409).
+func (p *pusher) toDevice(ctx context.Context, pos int64) ([]json.RawMessage, int64, error) {
+	current := p.s.store.Streams.ToDevice.Current()
+	var out []json.RawMessage
+	for pos < current && len(out) < maxTxnEvents {
+		rows, err := p.s.store.ToDeviceBetween(ctx, pos, current, scanPage)
+		if err != nil {
+			return nil, pos, err
+		}
+		if len(rows) == 0 {
+			return out, current, nil
+		}
+		for _, m := range rows {
+			pos = m.Pos
+			if !p.s.isLocal(m.UserID) || !p.r.IsInterestedInUser(m.UserID) {
+				continue
+			}
+			ev, err := json.Marshal(struct {
+				Type       string          `json:"type"`
+				Sender     string          `json:"sender"`
+				Content    json.RawMessage `json:"content"`
+				ToUserID   string          `json:"to_user_id"`
+				ToDeviceID string          `json:"to_device_id"`
+			}{m.Type, m.Sender, json.RawMessage(m.Content), m.UserID, m.DeviceID})
+			if err != nil {
+				return nil, pos, err
+			}
+			out = append(out, ev)
+			if len(out) == maxTxnEvents {
+				break
+			}
+		}
+		if len(rows) < scanPage && len(out) < maxTxnEvents {
+			pos = current
+		}
+	}
+	return out, pos, nil
+}
+
+// send delivers a transaction once: nil when the service answered 2xx.
+func (p *pusher) send(ctx context.Context, txn *store.AppServiceTxn) error {
+	ctx, cancel := context.WithTimeout(ctx, transactionTimeout)
+	defer cancel()
+	u := p.r.URL + "/_matrix/app/v1/transactions/" + url.PathEscape(strconv.FormatInt(txn.TxnID, 10))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(txn.Body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+p.r.HSToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}

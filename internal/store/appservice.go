@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// AppServicePosition is how far an application service has acknowledged
+// the events and to-device streams, and the id its next transaction gets.
+type AppServicePosition struct {
+	AckedPos      int64
+	AckedToDevice int64
+	NextTxn       int64
+}
+
+// AppServiceTxn is a transaction built for an application service and not
+// acknowledged yet: it is resent as it is.
+type AppServiceTxn struct {
+	TxnID        int64
+	UptoPos      int64 // the events stream position it covers up to
+	UptoToDevice int64
+	Body         []byte
+}
+
+// AppServiceStart returns the position of an application service,
+// starting a service seen for the first time at the given positions (it
+// gets what happens from now on, not the history before it).
+func (s *Store) AppServiceStart(ctx context.Context, asID string, eventsPos, toDevicePos int64) (AppServicePosition, error) {
+	_, err := s.writer().ExecContext(ctx, `INSERT INTO appservice_positions (as_id, acked_pos, acked_to_device, next_txn) VALUES ($1, $2, $3, 1)
+		ON CONFLICT (as_id) DO NOTHING`, asID, eventsPos, toDevicePos)
+	if err != nil {
+		return AppServicePosition{}, fmt.Errorf("start appservice position: %w", err)
+	}
+	var p AppServicePosition
+	err = s.writer().QueryRowContext(ctx, `SELECT acked_pos, acked_to_device, next_txn FROM appservice_positions WHERE as_id = $1`, asID).
+		Scan(&p.AckedPos, &p.AckedToDevice, &p.NextTxn)
+	if err != nil {
+		return AppServicePosition{}, fmt.Errorf("read appservice position: %w", err)
+	}
+	return p, nil
+}
+
+// AppServicePendingTxn returns the unacknowledged transaction of a
+// service, or ErrNotFound.
+func (s *Store) AppServicePendingTxn(ctx context.Context, asID string) (*AppServiceTxn, error) {
+	var t AppServiceTxn
+	var body string
+	err := s.writer().QueryRowContext(ctx, `SELECT txn_id, upto_pos, upto_to_device, body FROM appservice_txns WHERE as_id = $1`, asID).
+		Scan(&t.TxnID, &t.UptoPos, &t.UptoToDevice, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read appservice transaction: %w", err)
+	}
+	t.Body = []byte(body)
+	return &t, nil
+}
+
+// SaveAppServiceTxn stores a new transaction (before its first sending)
+// and takes its id.
+func (s *Store) SaveAppServiceTxn(ctx context.Context, asID string, t AppServiceTxn) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO appservice_txns (as_id, txn_id, upto_pos, upto_to_device, body) VALUES ($1, $2, $3, $4, $5)`,
+			asID, t.TxnID, t.UptoPos, t.UptoToDevice, string(t.Body)); err != nil {
+			return fmt.Errorf("save appservice transaction: %w", err)
+		}
+		_, err := tx.q.ExecContext(ctx, `UPDATE appservice_positions SET next_txn = $1 WHERE as_id = $2`, t.TxnID+1, asID)
+		return err
+	})
+}
+
+// AckAppServiceTxn forgets an acknowledged transaction and moves the
+// service's positions past what it covered.
+func (s *Store) AckAppServiceTxn(ctx context.Context, asID string, t AppServiceTxn) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.q.ExecContext(ctx, `DELETE FROM appservice_txns WHERE as_id = $1 AND txn_id = $2`, asID, t.TxnID); err != nil {
+			return fmt.Errorf("forget appservice transaction: %w", err)
+		}
+		_, err := tx.q.ExecContext(ctx, `UPDATE appservice_positions SET acked_pos = $1, acked_to_device = $2 WHERE as_id = $3`,
+			t.UptoPos, t.UptoToDevice, asID)
+		return err
+	})
+}
+
+// MoveAppServicePosition moves a service's positions without a
+// transaction: a stretch of the streams with nothing for it.
+func (s *Store) MoveAppServicePosition(ctx context.Context, asID string, eventsPos, toDevicePos int64) error {
+	_, err := s.writer().ExecContext(ctx, `UPDATE appservice_positions SET acked_pos = $1, acked_to_device = $2 WHERE as_id = $3`,
+		eventsPos, toDevicePos, asID)
+	return err
+}
+
+// TimelineEventsBetween returns up to limit events of any room with from <
+// pos <= to that have a place in their room's timeline (no outliers, no
+// backfilled history), oldest first: what application services are sent.
+func (s *Store) TimelineEventsBetween(ctx context.Context, from, to int64, limit int) ([]*EventRow, error) {
+	return scanEvents(s.reader().QueryContext(ctx, `SELECT `+eventCols+` FROM events
+		WHERE stream_pos > $1 AND stream_pos <= $2 AND state_group >= 0 ORDER BY stream_pos LIMIT $3`, max(from, 0), to, limit))
+}
+
+// ToDeviceBetween returns up to limit to-device messages of any device
+// with from < pos <= to, oldest first.
+func (s *Store) ToDeviceBetween(ctx context.Context, from, to int64, limit int) ([]ToDeviceMessage, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT stream_pos, user_id, device_id, sender, type, content FROM to_device
+		WHERE stream_pos > $1 AND stream_pos <= $2 ORDER BY stream_pos LIMIT $3`, from, to, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read to-device messages: %w", err)
+	}
+	defer rows.Close()
+	var out []ToDeviceMessage
+	for rows.Next() {
+		var m ToDeviceMessage
+		if err := rows.Scan(&m.Pos, &m.UserID, &m.DeviceID, &m.Sender, &m.Type, &m.Content); err != nil {
+			return nil, fmt.Errorf("scan to-device message: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
