@@ -54,7 +54,7 @@ type Service struct {
 // New builds the service for registrations loaded by Load.
 func New(regs []*Registration, st *store.Store, rooms Rooms, render Render, serverName string, log *slog.Logger) *Service {
 	s := &Service{regs: regs, byToken: map[[32]byte]*Registration{}, byID: map[string]*Registration{}, store: st, rooms: rooms, render: render,
-		typing: typingRooms{rooms: map[string]map[string]struct{}{}},
+		typing:     typingRooms{rooms: map[string]map[string]struct{}{}},
 		serverName: serverName, log: log.With("component", "appservice"), pushers: map[string]*pusher{},
 		client:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: transactionTimeout}},
 		interest: newInterestCache()}

@@ -288,4 +288,3 @@ func TestAppServiceWithMautrix(t *testing.T) {
 		})
 	}
 }
-

@@ -28,7 +28,7 @@ type API struct {
 	Accounts *accounts.Service
 	// AppServices are the registered application services (nil: none).
 	AppServices *appservice.Service
-	Rooms    *rooms.Service
+	Rooms       *rooms.Service
 	// Read answers the read questions of rooms (package roomread).
 	Read *roomread.Service
 	Sync *sync.Service
