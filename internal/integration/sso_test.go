@@ -23,7 +23,7 @@ import (
 const appRedirect = "https://app.example.org/after-login"
 
 type ssoEnv struct {
-	t  *testing.T
+	t  testing.TB
 	op *oidcop.OP
 	s  *ts.Server
 }
@@ -31,7 +31,7 @@ type ssoEnv struct {
 // newSSOEnv starts a provider and a server that logs in through it as
 // "luxid" (PKCE, userinfo, only @police.etat.lu emails) and "nopkce" (the
 // same provider without PKCE).
-func newSSOEnv(t *testing.T, pg bool, edit func(c *config.Config)) *ssoEnv {
+func newSSOEnv(t testing.TB, pg bool, edit func(c *config.Config)) *ssoEnv {
 	op := oidcop.Start(t)
 	opts := []ts.Option{ts.WithConfig(func(c *config.Config) {
 		off := false
@@ -62,7 +62,7 @@ func newSSOEnv(t *testing.T, pg bool, edit func(c *config.Config)) *ssoEnv {
 func (e *ssoEnv) with(t *testing.T) *ssoEnv { c := *e; c.t = t; return &c }
 
 // browser is a client that keeps cookies and does not follow redirects.
-func newBrowser(t *testing.T) *http.Client {
+func newBrowser(t testing.TB) *http.Client {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ type answer struct {
 	header   http.Header
 }
 
-func get(t *testing.T, b *http.Client, u string) answer {
+func get(t testing.TB, b *http.Client, u string) answer {
 	t.Helper()
 	req, _ := http.NewRequest("GET", u, nil)
 	req.Header.Set("Accept-Language", "en")
@@ -553,4 +553,38 @@ func TestSSOProviderDown(t *testing.T) {
 	}
 	// The server itself keeps answering.
 	s.Anonymous(t).MustDo("GET", "/_matrix/client/v3/login", nil, nil)
+}
+
+// With allow_existing_users, a first login links the account whose
+// localpart the template gives, once: a second subject with the same name
+// gets an account of its own, and a deactivated account is never linked.
+func TestSSOAllowExistingUsers(t *testing.T) {
+	e := newSSOEnv(t, false, func(c *config.Config) {
+		for i := range c.OIDC.Providers {
+			c.OIDC.Providers[i].AllowExistingUsers = true
+		}
+	})
+	server := e.s.Config.ServerName
+	ctx := t.Context()
+	anne, err := e.s.Accounts.CreateUser(ctx, "anne.weber", "a good password", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := e.login("luxid", "anne.weber", "pw-anne"); c.UserID != anne {
+		t.Fatalf("existing account not linked: %s", c.UserID)
+	}
+	e.op.SetUser(oidcop.User{Subject: "sub-other-anne", Username: "anne.weber", Password: "pw-2", Email: "anne.weber@police.etat.lu"})
+	if c := e.login("luxid", "anne.weber", "pw-2"); c.UserID != "@anne.weber2:"+server {
+		t.Fatalf("second subject got %s", c.UserID)
+	}
+	marc, err := e.s.Accounts.CreateUser(ctx, "marc", "a good password", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Accounts.DeactivateUser(ctx, marc); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.login("nopkce", "marc", "pw-marc"); c.UserID != "@marc2:"+server {
+		t.Fatalf("deactivated account's name gave %s", c.UserID)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,12 @@ type OP struct {
 	users   *users
 	clients map[string]*storage.Client
 	keys    *rotatingStorage
+	busy    atomic.Int64 // nanoseconds spent in the provider's handlers
 }
+
+// Busy is the time the provider spent answering requests so far, for
+// benchmarks that want the relying party's own share of a round trip.
+func (o *OP) Busy() time.Duration { return time.Duration(o.busy.Load()) }
 
 // Start starts a provider that lives until the test ends.
 func Start(t testing.TB) *OP {
@@ -51,7 +57,12 @@ func Start(t testing.TB) *OP {
 	o.keys = &rotatingStorage{Storage: storage.NewStorageWithClients(o.users, o.clients)}
 	o.keys.rotate()
 	handler := exampleop.SetupServer(issuer, o.keys, nil, false)
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	timed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		handler.ServeHTTP(w, r)
+		o.busy.Add(int64(time.Since(start)))
+	})
+	srv := &http.Server{Handler: timed, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
