@@ -551,6 +551,11 @@ func TestSSOProviderDown(t *testing.T) {
 	if a.status != http.StatusBadGateway || !strings.Contains(a.body, "Slow ID cannot be reached") || a.location != "" {
 		t.Fatalf("provider down: %d %s", a.status, a.body)
 	}
+	// A second try while the provider is still down fails at once (the
+	// failure is remembered a few seconds), with the same page.
+	if a := get(t, b, s.URL+"/_matrix/client/v3/login/sso/redirect?redirectUrl="+url.QueryEscape(appRedirect)); a.status != http.StatusBadGateway {
+		t.Fatalf("second try: %d %s", a.status, a.body)
+	}
 	// The server itself keeps answering.
 	s.Anonymous(t).MustDo("GET", "/_matrix/client/v3/login", nil, nil)
 }

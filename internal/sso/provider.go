@@ -32,7 +32,15 @@ type provider struct {
 	op       *oidc.Provider
 	verifier *oidc.IDTokenVerifier
 	oauth    *oauth2.Config
+	// After a failed discovery, requests fail at once until retryAt, so
+	// that a burst of logins while the provider is down does not queue
+	// one timeout after another behind mu.
+	lastErr error
+	retryAt time.Time
 }
+
+// discoveryRetry is how long a failed discovery is remembered.
+const discoveryRetry = 5 * time.Second
 
 func newProvider(pc config.OIDCProvider, redirect string) (*provider, error) {
 	secret, err := pc.Secret()
@@ -59,11 +67,15 @@ func (p *provider) discovered(ctx context.Context) (*oidc.Provider, *oidc.IDToke
 	if p.op != nil {
 		return p.op, p.verifier, p.oauth, nil
 	}
+	if p.lastErr != nil && time.Now().Before(p.retryAt) {
+		return nil, nil, nil, p.lastErr
+	}
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.client), p.cfg.RequestTimeout())
 	defer cancel()
 	op, err := oidc.NewProvider(ctx, p.cfg.Issuer)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("discover %s: %w", p.cfg.Issuer, err)
+		p.lastErr, p.retryAt = fmt.Errorf("discover %s: %w", p.cfg.Issuer, err), time.Now().Add(discoveryRetry)
+		return nil, nil, nil, p.lastErr
 	}
 	// The key set outlives this request: it refetches the JWKS when a
 	// token names a key it has not seen (the provider rotated its keys),
