@@ -36,5 +36,5 @@ func BenchmarkSSOCallback(b *testing.B) {
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(op.Nanoseconds())/n, "op-ns/op")
-	b.ReportMetric(float64((total - op).Nanoseconds())/n, "server-ns/op")
+	b.ReportMetric(float64((total-op).Nanoseconds())/n, "server-ns/op")
 }

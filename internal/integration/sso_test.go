@@ -578,6 +578,8 @@ func TestSSOAllowExistingUsers(t *testing.T) {
 	if c := e.login("luxid", "anne.weber", "pw-anne"); c.UserID != anne {
 		t.Fatalf("existing account not linked: %s", c.UserID)
 	}
+	// (The provider's login names must stay unique: anne has a new one.)
+	e.op.SetUser(oidcop.User{Subject: "sub-anne", Username: "anne.renamed", Password: "pw-anne", Email: "anne.weber@police.etat.lu"})
 	e.op.SetUser(oidcop.User{Subject: "sub-other-anne", Username: "anne.weber", Password: "pw-2", Email: "anne.weber@police.etat.lu"})
 	if c := e.login("luxid", "anne.weber", "pw-2"); c.UserID != "@anne.weber2:"+server {
 		t.Fatalf("second subject got %s", c.UserID)
