@@ -1,8 +1,10 @@
 // Drives luxchat's single sign-on in headless Chromium (Debian's, through
 // playwright-core) as a user would, for internal/integration's
 // TestSSOBrowser. Input in the environment; prints one JSON line:
-//   {"whitelisted": <login token>, "confirmed": <login token>,
+//   {"userId", "accessToken": matrix-js-sdk's login with the token a
+//    whitelisted client got, "confirmed": <login token>,
 //    "chooserStyled": bool, "authDone": bool, "cspViolations": [...]}
+// The SSO URLs are matrix-js-sdk's (getSsoLoginUrl), as a web client's.
 // LUXCHAT_URL        the server
 // SSO_APP_REDIRECT   a whitelisted redirectUrl
 // SSO_OTHER_REDIRECT a redirectUrl not on the whitelist
@@ -10,6 +12,7 @@
 // SSO_USER, SSO_PASSWORD   the provider's user
 // SSO_UIA_SESSION    a user-interactive auth session to complete (m.login.sso)
 import { chromium } from "playwright-core";
+import { createClient } from "matrix-js-sdk";
 
 const env = (k) => {
   const v = process.env[k];
@@ -17,6 +20,7 @@ const env = (k) => {
   return v;
 };
 const base = env("LUXCHAT_URL");
+const matrix = createClient({ baseUrl: base });
 const timeout = 20000;
 
 const browser = await chromium.launch({
@@ -47,7 +51,7 @@ try {
   //    whitelisted client gets its token straight away.
   const page = await context.newPage();
   watch(page);
-  await page.goto(`${base}/_matrix/client/v3/login/sso/redirect?redirectUrl=${encodeURIComponent(env("SSO_APP_REDIRECT"))}`);
+  await page.goto(matrix.getSsoLoginUrl(env("SSO_APP_REDIRECT"), "sso"));
   const title = await page.textContent("h1");
   if (title.trim() !== "Connexion") throw new Error(`chooser title ${title}`);
   const bg = await page.$eval("a.button", (a) => getComputedStyle(a).backgroundColor);
@@ -55,10 +59,12 @@ try {
   await Promise.all([page.waitForNavigation(), page.click("a.button >> text=LuxID")]);
   await atProvider(page);
   await page.waitForURL((u) => u.href.startsWith(env("SSO_APP_REDIRECT")));
-  out.whitelisted = loginToken(page.url());
+  const login = await matrix.loginWithToken(loginToken(page.url()));
+  out.userId = login.user_id;
+  out.accessToken = login.access_token;
 
   // 2. Another client: the confirmation page, then the user's click.
-  await page.goto(`${base}/_matrix/client/v3/login/sso/redirect/luxid?redirectUrl=${encodeURIComponent(env("SSO_OTHER_REDIRECT"))}`);
+  await page.goto(matrix.getSsoLoginUrl(env("SSO_OTHER_REDIRECT"), "sso", "luxid"));
   await atProvider(page);
   const confirm = await page.textContent("h1");
   if (!confirm.startsWith("Continuer vers ")) throw new Error(`confirmation title ${confirm}`);
