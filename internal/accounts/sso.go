@@ -32,15 +32,19 @@ func (s *Service) PasswordLoginEnabled() bool { return s.cfg.Auth.PasswordLogin 
 // ssoEnabled reports whether upstream providers are configured.
 func (s *Service) ssoEnabled() bool { return len(s.cfg.OIDC.Providers) > 0 }
 
-// reauthFlows is what account operations ask of a logged-in user: the
-// password where password login is on, single sign-on where providers are
-// configured (either one will do).
-func (s *Service) reauthFlows() [][]string {
+// reauthFlows is what account operations ask of a user: the password
+// where password login is on, single sign-on where providers are
+// configured (either one will do). Single sign-on is offered only to a
+// logged-in caller (userID set): its stage is completed in a browser, and
+// an anonymous session (a password change without an access token) would
+// let whoever started it have a victim's browser complete it for them.
+func (s *Service) reauthFlows(userID string) [][]string {
+	sso := s.ssoEnabled() && userID != ""
 	var flows [][]string
-	if s.PasswordLoginEnabled() || !s.ssoEnabled() {
+	if s.PasswordLoginEnabled() || !sso {
 		flows = append(flows, []string{AuthPassword})
 	}
-	if s.ssoEnabled() {
+	if sso {
 		flows = append(flows, []string{AuthSSO})
 	}
 	return flows
@@ -91,7 +95,7 @@ func (s *Service) GetLoginToken(ctx context.Context, caller Caller, auth json.Ra
 	if !s.cfg.Auth.GetLoginToken {
 		return "", 0, errcode.Unrecognized("login tokens for other devices are not enabled on this server")
 	}
-	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "get_login_token", userID: caller.UserID, flows: s.reauthFlows()}, auth)
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "get_login_token", userID: caller.UserID, flows: s.reauthFlows(caller.UserID)}, auth)
 	if err != nil {
 		return "", 0, err
 	}
@@ -99,18 +103,27 @@ func (s *Service) GetLoginToken(ctx context.Context, caller Caller, auth json.Ra
 	return s.NewLoginToken(ctx, caller.UserID)
 }
 
-// UIASessionUser returns the user an unexpired user-interactive auth
-// session belongs to ("" for an anonymous one), for the m.login.sso
-// fallback page; M_NOT_FOUND when there is no such session.
-func (s *Service) UIASessionUser(ctx context.Context, sessionID string) (string, error) {
+// UIASessionInfo is what the m.login.sso fallback page shows of a
+// session: whose it is and what it authorises (the operation's name:
+// delete_devices, deactivate, password, get_login_token,
+// device_signing_upload…).
+type UIASessionInfo struct {
+	UserID string
+	Action string
+}
+
+// UIASession describes an unexpired user-interactive auth session that
+// single sign-on may complete; M_NOT_FOUND when there is none, or when it
+// is anonymous (see reauthFlows).
+func (s *Service) UIASession(ctx context.Context, sessionID string) (UIASessionInfo, error) {
 	sess, err := s.loadUIASession(ctx, sessionID)
 	if err != nil {
-		return "", err
+		return UIASessionInfo{}, err
 	}
-	if sess == nil {
-		return "", errcode.NotFound("unknown or expired auth session")
+	if sess == nil || sess.userID == "" {
+		return UIASessionInfo{}, errcode.NotFound("unknown or expired auth session")
 	}
-	return sess.userID, nil
+	return UIASessionInfo{UserID: sess.userID, Action: sess.params.Op}, nil
 }
 
 // CompleteSSOStage marks the m.login.sso stage of a session completed by
@@ -121,10 +134,10 @@ func (s *Service) CompleteSSOStage(ctx context.Context, sessionID, userID string
 	if err != nil {
 		return err
 	}
-	if sess == nil {
+	if sess == nil || sess.userID == "" {
 		return errcode.NotFound("unknown or expired auth session")
 	}
-	if sess.userID != "" && sess.userID != userID {
+	if sess.userID != userID {
 		return errcode.Forbidden("you logged in as another user than the one this session is for")
 	}
 	sess.userID = userID

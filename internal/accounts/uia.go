@@ -298,7 +298,7 @@ func (s *Service) resolveUser(ident *Identifier, legacyUser string) (string, err
 // session is spent on success: action names what it authorised, so a
 // session is never reused for another endpoint.
 func (s *Service) RequireUIA(ctx context.Context, caller Caller, auth json.RawMessage, action string) error {
-	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: action, userID: caller.UserID, flows: s.reauthFlows()}, auth)
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: action, userID: caller.UserID, flows: s.reauthFlows(caller.UserID)}, auth)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -165,14 +166,33 @@ func (e *ssoEnv) reauth(session, user, password string) answer {
 	b := newBrowser(e.t)
 	fb := e.s.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session)
 	a := get(e.t, b, fb)
-	if a.status != http.StatusOK || !strings.Contains(a.body, "LuxID") {
+	if a.status != http.StatusOK || !strings.Contains(a.body, "LuxID") || !strings.Contains(a.body, "Action to confirm: ") {
 		e.t.Fatalf("fallback page: %d %s", a.status, a.body)
 	}
-	a = get(e.t, b, fb+"&idp=luxid")
-	if a.status != http.StatusFound {
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(a.body)
+	if m == nil {
+		e.t.Fatalf("no form on the fallback page: %s", a.body)
+	}
+	a = post(e.t, b, fb, url.Values{"idp": {"luxid"}, "csrf": {m[1]}})
+	if a.status != http.StatusSeeOther {
 		e.t.Fatalf("fallback start: %d %s", a.status, a.body)
 	}
+	auth, _ := url.Parse(a.location)
+	if auth.Query().Get("prompt") != "login" {
+		e.t.Fatalf("confirmation without prompt=login: %s", a.location)
+	}
 	return get(e.t, b, e.atProvider(b, a.location, user, password))
+}
+
+func post(t testing.TB, b *http.Client, u string, form url.Values) answer {
+	t.Helper()
+	resp, err := b.PostForm(u, form)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, location: resp.Header.Get("Location"), body: string(data), header: resp.Header}
 }
 
 func uiaSession(t *testing.T, r *ts.Response, wantStage string) string {
@@ -423,6 +443,21 @@ func testSSOLogin(t *testing.T, pg bool) {
 		if r := c.Do("POST", "/_matrix/client/v1/login/get_token", map[string]any{"auth": map[string]any{"session": session}}); r.Status != http.StatusUnauthorized {
 			t.Fatalf("uncompleted session: %d %s", r.Status, r.Body)
 		}
+		// Only a click on the fallback page starts the confirmation: a
+		// link or a form from another site (no cookie, or no matching
+		// value) does not.
+		fb := e.s.URL + "/_matrix/client/v3/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session)
+		if a := get(t, newBrowser(t), fb+"&idp=luxid"); a.status != http.StatusOK || a.location != "" {
+			t.Fatalf("GET with idp: %d %s", a.status, a.location)
+		}
+		if a := post(t, newBrowser(t), fb, url.Values{"idp": {"luxid"}, "csrf": {"guess"}}); a.status != http.StatusForbidden || a.location != "" {
+			t.Fatalf("forged form: %d %s", a.status, a.location)
+		}
+		b := newBrowser(t)
+		get(t, b, fb)
+		if a := post(t, b, fb, url.Values{"idp": {"luxid"}, "csrf": {"guess"}}); a.status != http.StatusForbidden {
+			t.Fatalf("wrong value with the cookie: %d %s", a.status, a.location)
+		}
 		if a := e.reauth(session, "anne.muller", "pw-anne"); a.status != http.StatusOK || !strings.Contains(a.body, "authDone") {
 			t.Fatalf("reauth: %d %s", a.status, a.body)
 		}
@@ -488,6 +523,12 @@ func TestSSOPasswordLoginOff(t *testing.T) {
 	r := e.s.Anonymous(t).Do("POST", "/_matrix/client/v3/login", map[string]any{"type": "m.login.password", "identifier": map[string]any{"type": "m.id.user", "user": "legacy"}, "password": "a good password"})
 	if r.Status == http.StatusOK {
 		t.Fatalf("password login: %d %s", r.Status, r.Body)
+	}
+	// Without an access token, single sign-on cannot confirm anything (a
+	// victim's browser could complete a stranger's session).
+	anon := e.s.Anonymous(t).Do("POST", "/_matrix/client/v3/account/password", map[string]any{"new_password": "another good one"})
+	if strings.Contains(string(anon.Body), "m.login.sso") {
+		t.Fatalf("anonymous session offered m.login.sso: %s", anon.Body)
 	}
 	// UIA offers only single sign-on: deleting a device goes through it.
 	c := e.login("luxid", "anne.weber", "pw-anne")

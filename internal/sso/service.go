@@ -81,6 +81,33 @@ func (s *Service) Providers() []IdentityProvider {
 	return out
 }
 
+// AuthOrigins are the origins the browser is sent to when a flow begins
+// (each provider's issuer and authorization endpoint), for the
+// Content-Security-Policy of a page whose form starts one: browsers apply
+// form-action to the redirect that follows the post.
+func (s *Service) AuthOrigins(ctx context.Context) []string {
+	var out []string
+	add := func(raw string) {
+		if u, err := url.Parse(raw); err == nil && u.Host != "" {
+			o := u.Scheme + "://" + u.Host
+			for _, x := range out {
+				if x == o {
+					return
+				}
+			}
+			out = append(out, o)
+		}
+	}
+	for _, id := range s.order {
+		p := s.providers[id]
+		add(p.cfg.Issuer)
+		if op, _, _, err := p.discovered(ctx); err == nil {
+			add(op.Endpoint().AuthURL)
+		}
+	}
+	return out
+}
+
 // Refusal is why a flow stops: shown to the user as a page. Reason is one
 // of the Reason* keys the pages translate; Detail, when set, is safe to
 // show (a provider's error code, a claim's name).
@@ -153,6 +180,11 @@ func (s *Service) Begin(ctx context.Context, st Start) (authURL, browserKey stri
 	f := store.SSOFlow{StateHash: hashKey(state), ProviderID: p.cfg.ID, BrowserHash: hashKey(browserKey), Nonce: nonce,
 		Kind: st.Kind, RedirectURL: st.RedirectURL, UIASession: st.UIASession, ExpiresTS: s.now().Add(flowTTL).UnixMilli()}
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce)}
+	if st.Kind == KindUIA {
+		// Confirming a sensitive action: a fresh login at the provider,
+		// not a session it still holds.
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
+	}
 	if p.cfg.PKCEOn() {
 		f.CodeVerifier = oauth2.GenerateVerifier()
 		opts = append(opts, oauth2.S256ChallengeOption(f.CodeVerifier))

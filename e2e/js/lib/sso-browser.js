@@ -86,7 +86,9 @@ try {
     }, fallback),
   ]);
   await popup.waitForLoadState();
-  await Promise.all([popup.waitForNavigation(), popup.click("a.button >> text=LuxID")]);
+  const action = await popup.textContent("p");
+  if (!action.includes("Déconnecter des appareils")) throw new Error(`fallback page says ${action}`);
+  await Promise.all([popup.waitForNavigation(), popup.click("button.button >> text=LuxID")]);
   await atProvider(popup);
   await page.waitForFunction(() => window.__authDone === true, null, { timeout });
   out.authDone = true;

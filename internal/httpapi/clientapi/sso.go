@@ -1,6 +1,9 @@
 package clientapi
 
 import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -30,6 +33,7 @@ func (a *API) ssoRoutes() []route {
 		{"GET " + v3 + "/login/sso/redirect/{idpId}", none, a.ssoRedirect, limited},
 		{"GET " + config.OIDCCallbackPath, none, a.ssoCallback, limited},
 		{"GET " + v3 + "/auth/m.login.sso/fallback/web", none, a.ssoFallback, limited},
+		{"POST " + v3 + "/auth/m.login.sso/fallback/web", none, a.ssoFallbackStart, limited},
 	}
 }
 
@@ -96,7 +100,11 @@ func (a *API) ssoBegin(r *httputil.Request, st sso.Start) (any, error) {
 		http.SetCookie(w, cookie)
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Referrer-Policy", "no-referrer")
-		http.Redirect(w, r.Request, authURL, http.StatusFound)
+		status := http.StatusFound
+		if r.Method == http.MethodPost {
+			status = http.StatusSeeOther
+		}
+		http.Redirect(w, r.Request, authURL, status)
 	}), nil
 }
 
@@ -140,26 +148,73 @@ func clientName(target string) string {
 	return u.Scheme + ":"
 }
 
+// fallbackCookie carries the fallback page's anti-forgery value (see
+// ssoFallbackStart).
+const fallbackCookie = "luxchat_sso_form"
+
+// fallbackActions are the operations the fallback page names.
+var fallbackActions = map[string]bool{"delete_devices": true, "deactivate": true, "password": true, "get_login_token": true, "device_signing_upload": true}
+
 // GET /_matrix/client/v3/auth/m.login.sso/fallback/web?session=…
-// Without idp: a page with a button per provider; with idp: the flow
-// that completes the session's m.login.sso stage.
+// A page naming the action to confirm, with a button per provider. The
+// buttons post a value that must match a SameSite=Strict cookie set with
+// the page, so that only a click on this page — not a link or a form on
+// another site, which could have the browser silently log in at a provider
+// that still holds a session — starts the confirmation.
 func (a *API) ssoFallback(r *httputil.Request) (any, error) {
 	session := r.Query("session")
-	if _, err := a.Accounts.UIASessionUser(r.Context(), session); err != nil {
+	info, err := a.Accounts.UIASession(r.Context(), session)
+	if err != nil {
 		if _, ok := errcode.As(err); ok {
 			return page(r, pages.Page{Status: http.StatusBadRequest, Title: "title.error", Message: "reason.bad_session"}), nil
 		}
 		return nil, err
 	}
-	if idp := r.Query("idp"); idp != "" {
-		return a.ssoBegin(r, sso.Start{Provider: idp, Kind: sso.KindUIA, UIASession: session})
+	action := "action.other"
+	if fallbackActions[info.Action] {
+		action = "action." + info.Action
 	}
-	p := pages.Page{Title: "title.reauth", Message: "msg.reauth"}
+	csrf := randomValue()
+	p := pages.Page{Title: "title.reauth", Message: "msg.reauth", MessageArgs: []any{pages.Key(action)}, FormTargets: a.SSO.AuthOrigins(r.Context())}
 	for _, pr := range a.SSO.Providers() {
-		href := v3 + "/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session) + "&idp=" + url.QueryEscape(pr.ID)
-		p.Links = append(p.Links, pages.Link{Href: href, Label: pr.Name})
+		p.Forms = append(p.Forms, pages.Form{Action: v3 + "/auth/m.login.sso/fallback/web?session=" + url.QueryEscape(session),
+			Fields: map[string]string{"idp": pr.ID, "csrf": csrf}, Label: pr.Name})
 	}
-	return page(r, p), nil
+	cookie := &http.Cookie{Name: fallbackCookie, Value: csrf, Path: v3 + "/auth/m.login.sso/fallback/", MaxAge: 3600,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: strings.HasPrefix(a.Config.ClientBaseURL(), "https://")}
+	return httputil.Stream(func(w http.ResponseWriter) {
+		http.SetCookie(w, cookie)
+		pages.Render(w, r.Request, p)
+	}), nil
+}
+
+// POST /_matrix/client/v3/auth/m.login.sso/fallback/web?session=…
+// The fallback page's button: starts the flow that completes the
+// session's m.login.sso stage.
+func (a *API) ssoFallbackStart(r *httputil.Request) (any, error) {
+	session := r.Query("session")
+	if _, err := a.Accounts.UIASession(r.Context(), session); err != nil {
+		if _, ok := errcode.As(err); ok {
+			return page(r, pages.Page{Status: http.StatusBadRequest, Title: "title.error", Message: "reason.bad_session"}), nil
+		}
+		return nil, err
+	}
+	if err := r.Request.ParseForm(); err != nil {
+		return page(r, pages.Page{Status: http.StatusBadRequest, Title: "title.error", Message: "reason.bad_form"}), nil
+	}
+	c, err := r.Cookie(fallbackCookie)
+	form := r.Request.PostForm.Get("csrf")
+	if err != nil || form == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(form)) != 1 {
+		return page(r, pages.Page{Status: http.StatusForbidden, Title: "title.error", Message: "reason.bad_form"}), nil
+	}
+	return a.ssoBegin(r, sso.Start{Provider: r.Request.PostForm.Get("idp"), Kind: sso.KindUIA, UIASession: session})
+}
+
+// randomValue is 256 random bits, unpadded base64url.
+func randomValue() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // GET /_matrix/client/v3/login

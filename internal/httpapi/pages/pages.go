@@ -20,6 +20,18 @@ type Link struct {
 	Label string
 }
 
+// Key is an argument of a page's string that is itself a key of the
+// strings table, translated with the page.
+type Key string
+
+// Form is a button that posts hidden fields to Action (a path of this
+// server): for steps a link from another site must not be able to take.
+type Form struct {
+	Action string
+	Fields map[string]string
+	Label  string
+}
+
 // Page is one page to show. Title and Message are keys of the strings
 // table; their arguments fill %s in the translated string, as text.
 type Page struct {
@@ -29,6 +41,10 @@ type Page struct {
 	Message     string
 	MessageArgs []any
 	Links       []Link
+	Forms       []Form
+	// FormTargets are origins besides this server's that a form's post
+	// may be redirected to (Content-Security-Policy form-action).
+	FormTargets []string
 	// AuthDone runs the spec's script that tells the client a
 	// user-interactive auth fallback is done.
 	AuthDone bool
@@ -37,6 +53,7 @@ type Page struct {
 type view struct {
 	Lang, Title, Message, Nonce string
 	Links                       []viewLink
+	Forms                       []Form
 	AuthDone                    bool
 }
 
@@ -58,8 +75,8 @@ main{max-width:32rem;margin:0 auto;background:#fff;border-radius:8px;padding:1.5
 h1{font-size:1.4rem;margin-top:0}
 ul{list-style:none;padding:0}
 li{margin:.6rem 0}
-a.button{display:block;text-align:center;padding:.7rem 1rem;border-radius:6px;background:#0b5cad;color:#fff;text-decoration:none;font-weight:600}
-a.button:focus,a.button:hover{background:#084683;outline:3px solid #f2b700}
+.button{display:block;box-sizing:border-box;width:100%;border:0;font:inherit;cursor:pointer;text-align:center;padding:.7rem 1rem;border-radius:6px;background:#0b5cad;color:#fff;text-decoration:none;font-weight:600}
+.button:focus,.button:hover{background:#084683;outline:3px solid #f2b700}
 </style>
 </head>
 <body>
@@ -67,6 +84,7 @@ a.button:focus,a.button:hover{background:#084683;outline:3px solid #f2b700}
 <h1>{{.Title}}</h1>
 {{if .Message}}<p>{{.Message}}</p>{{end}}
 {{if .Links}}<ul>{{range .Links}}<li><a class="button" href="{{.Href}}">{{.Label}}</a></li>{{end}}</ul>{{end}}
+{{if .Forms}}<ul>{{range .Forms}}<li><form method="post" action="{{.Action}}">{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}<button class="button" type="submit">{{.Label}}</button></form></li>{{end}}</ul>{{end}}
 </main>
 {{if .AuthDone}}<script nonce="{{.Nonce}}">
 if (window.onAuthDone) {
@@ -85,7 +103,7 @@ if (window.onAuthDone) {
 func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	lang := Language(r.Header.Get("Accept-Language"))
 	nonce := newNonce()
-	v := view{Lang: lang, Title: T(lang, p.Title, p.TitleArgs...), Nonce: nonce, AuthDone: p.AuthDone}
+	v := view{Lang: lang, Title: T(lang, p.Title, p.TitleArgs...), Nonce: nonce, AuthDone: p.AuthDone, Forms: p.Forms}
 	if p.Message != "" {
 		v.Message = T(lang, p.Message, p.MessageArgs...)
 	}
@@ -99,7 +117,13 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; script-src 'nonce-"+nonce+"'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	formAction := "'self'"
+	for _, o := range p.FormTargets {
+		if !strings.ContainsAny(o, " ;,'\"") {
+			formAction += " " + o
+		}
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; script-src 'nonce-"+nonce+"'; img-src 'self' data:; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -124,7 +148,14 @@ func T(lang, key string, args ...any) string {
 		s = key
 	}
 	if len(args) > 0 {
-		s = fmt.Sprintf(s, args...)
+		tr := make([]any, len(args))
+		for i, a := range args {
+			if k, ok := a.(Key); ok {
+				a = T(lang, string(k))
+			}
+			tr[i] = a
+		}
+		s = fmt.Sprintf(s, tr...)
 	}
 	return s
 }

@@ -55,3 +55,20 @@ func TestRenderEscapesAndLocks(t *testing.T) {
 		t.Fatal("script on a page without AuthDone")
 	}
 }
+
+func TestRenderForms(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Accept-Language", "lb, fr;q=0.8")
+	w := httptest.NewRecorder()
+	Render(w, r, Page{Title: "title.reauth", Message: "msg.reauth", MessageArgs: []any{Key("action.deactivate")},
+		Forms:       []Form{{Action: "/x?session=a&b", Fields: map[string]string{"csrf": `"><script>`}, Label: "LuxID"}},
+		FormTargets: []string{"https://login.example.lu", "https://evil; script-src *"}})
+	body := w.Body.String()
+	if !strings.Contains(body, "Aktioun fir ze confirméieren: Äre Kont desaktivéieren.") || strings.Contains(body, `"><script>`) ||
+		!strings.Contains(body, `action="/x?session=a&amp;b"`) {
+		t.Fatalf("body %s", body)
+	}
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://login.example.lu;") {
+		t.Fatalf("CSP %q", csp)
+	}
+}
