@@ -898,7 +898,8 @@ oidc:
 
 sso:
   # redirectUrl prefixes of clients that get their login token without a
-  # confirmation page, e.g. [https://app.example.org/]; any other client
-  # is shown "continue to <host>?" first.
+  # confirmation page, e.g. [https://app.example.org/] (http(s) prefixes
+  # end their host with a path); any other client is shown "continue to
+  # <host>?" first.
   client_whitelist: []
 `

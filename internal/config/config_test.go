@@ -208,7 +208,9 @@ auth: {password_login: false, get_login_token: true, login_token_lifetime: 30s}
 	if _, err := Parse([]byte("oidc: {providers: [{id: a, name: A, issuer: 'https://i/', client_id: c}, {id: a, name: B, issuer: 'https://j/', client_id: d}]}")); err == nil {
 		t.Error("duplicate ids accepted")
 	}
-	if _, err := Parse([]byte("sso: {client_whitelist: [relative/]}")); err == nil {
-		t.Error("relative whitelist entry accepted")
+	for _, bad := range []string{"relative/", "https://app.example.org"} {
+		if _, err := Parse([]byte("sso: {client_whitelist: ['" + bad + "']}")); err == nil {
+			t.Errorf("whitelist entry %q accepted", bad)
+		}
 	}
 }

@@ -142,8 +142,14 @@ func (c *Config) validateSSO() []error {
 		}
 	}
 	for _, w := range c.SSO.ClientWhitelist {
-		if u, err := url.Parse(w); err != nil || u.Scheme == "" {
+		u, err := url.Parse(w)
+		switch {
+		case err != nil || u.Scheme == "":
 			errs = append(errs, fmt.Errorf("sso.client_whitelist: %q is not an absolute URL prefix", w))
+		case (u.Scheme == "https" || u.Scheme == "http") && !strings.HasPrefix(u.Path, "/"):
+			// "https://app.example.org" would also match
+			// "https://app.example.org.evil.example/".
+			errs = append(errs, fmt.Errorf("sso.client_whitelist: %q must end its host with a path, e.g. %q", w, w+"/"))
 		}
 	}
 	if c.Auth.LoginTokenLifetime.Duration <= 0 || c.Auth.LoginTokenLifetime.Duration > time.Hour {
