@@ -19,6 +19,7 @@ import (
 	"luxchat/internal/sso"
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
+	"luxchat/internal/turn"
 )
 
 // API holds what the handlers need.
@@ -47,6 +48,8 @@ type API struct {
 	// ThreadSubs serves thread subscriptions (MSC4306, MSC4308); nil
 	// leaves their routes out.
 	ThreadSubs *threadsubs.Service
+	// TURN issues TURN credentials; nil: no TURN server is configured.
+	TURN *turn.Issuer
 	// RTC serves the MatrixRTC transports and the LiveKit token service;
 	// nil (rtc.livekit unset) leaves their routes out.
 	RTC *rtc.Service

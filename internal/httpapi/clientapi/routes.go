@@ -194,6 +194,9 @@ func (a *API) routes() []route {
 		{"GET " + v3 + "/pushers", user, a.getPushers, nil},
 		{"POST " + v3 + "/pushers/set", user, a.setPusher, limited},
 		{"GET " + v3 + "/notifications", user, a.notifications, nil},
+
+		// Calls: TURN credentials ({} when no TURN server is configured).
+		{"GET " + v3 + "/voip/turnServer", user, a.turnServer, limited},
 	}
 	if a.Directory != nil {
 		routes = append(routes, []route{
