@@ -354,6 +354,11 @@ func (s *Service) exchange(ctx context.Context, p *provider, f *store.SSOFlow, c
 	if err := idt.Claims(&idClaims); err != nil {
 		return "", nil, refuse(403, ReasonProviderError, "invalid_id_token", err)
 	}
+	// A token for several audiences must name us as the party it was
+	// issued to (OpenID Connect Core 3.1.3.7).
+	if azp, _ := idClaims["azp"].(string); len(idt.Audience) > 1 && azp != p.cfg.ClientID {
+		return "", nil, refuse(403, ReasonProviderError, "invalid_id_token", errors.New("azp is not our client id"))
+	}
 	for k, v := range idClaims {
 		claims[k] = v
 	}
