@@ -60,6 +60,11 @@ type Config struct {
 	// token service.
 	RTC RTC `yaml:"rtc"`
 
+	// OIDC lists the upstream OpenID Connect providers (single sign-on).
+	OIDC OIDC `yaml:"oidc"`
+	// SSO configures the legacy single sign-on flow of the client API.
+	SSO SSO `yaml:"sso"`
+
 	// AppServices lists the application services' registration files.
 	AppServices AppServices `yaml:"appservices"`
 }
@@ -393,6 +398,16 @@ type Auth struct {
 	// PasswordHashConcurrency bounds the password hashes computed at once
 	// (0: one per core); each holds PasswordHashMemoryKiB of memory.
 	PasswordHashConcurrency int `yaml:"password_hash_concurrency"`
+	// PasswordLogin offers password login and the password stage of
+	// user-interactive auth; off, users log in through oidc.providers.
+	PasswordLogin bool `yaml:"password_login"`
+	// LoginTokenLifetime bounds the single-use login tokens (m.login.token)
+	// that single sign-on and POST /login/get_token hand out.
+	LoginTokenLifetime Duration `yaml:"login_token_lifetime"`
+	// GetLoginToken enables POST /_matrix/client/v1/login/get_token
+	// (logging in another device from this one; capability
+	// m.get_login_token).
+	GetLoginToken bool `yaml:"get_login_token"`
 }
 
 // Duration is a time.Duration written like "5m" in YAML.
@@ -475,7 +490,11 @@ func Default() *Config {
 			// an attacker, which keeps registration bursts small.
 			PasswordHashMemoryKiB: 9 * 1024,
 			PasswordHashTime:      4,
+			PasswordLogin:         true,
+			LoginTokenLifetime:    Duration{2 * time.Minute},
 		},
+		OIDC: OIDC{Providers: []OIDCProvider{}},
+		SSO:  SSO{ClientWhitelist: []string{}},
 	}
 }
 
@@ -602,6 +621,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateSupport()...)
 	errs = append(errs, c.validateTURN()...)
 	errs = append(errs, c.validateRTC()...)
+	errs = append(errs, c.validateSSO()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -1032,4 +1052,38 @@ auth:
   # Hashes computed at once (logins, registrations), each holding
   # password_hash_memory_kib; 0 means one per core.
   password_hash_concurrency: 0
+  # false: no password login (GET /login stops listing m.login.password)
+  # and user-interactive auth goes through single sign-on (m.login.sso),
+  # for sectors whose users log in only through oidc.providers.
+  password_login: true
+  # Lifetime of the single-use login tokens (m.login.token) that single
+  # sign-on and POST /_matrix/client/v1/login/get_token hand out.
+  login_token_lifetime: 2m0s
+  # Let a logged-in client get a login token for another device (POST
+  # /_matrix/client/v1/login/get_token, behind user-interactive auth).
+  get_login_token: false
+
+oidc:
+  # Upstream OpenID Connect providers (LuxID or any other) offered as
+  # single sign-on (m.login.sso). Register
+  # {public_base_url}/_luxchat/oidc/callback as the redirect URI at each.
+  # See docs/operations.md ("Single sign-on") for every key, e.g.
+  #   providers:
+  #     - id: luxid
+  #       name: LuxID
+  #       issuer: https://login.example.lu/
+  #       client_id: luxchat
+  #       client_secret_file: /etc/luxchat/luxid-secret
+  #       userinfo: true
+  #       localpart_template: "{{ preferred_username }}"
+  #       conditions:
+  #         - {claim: email, suffix: "@police.etat.lu"}
+  providers: []
+
+sso:
+  # redirectUrl prefixes of clients that get their login token without a
+  # confirmation page, e.g. [https://app.example.org/] (http(s) prefixes
+  # end their host with a path); any other client is shown "continue to
+  # <host>?" first.
+  client_whitelist: []
 `

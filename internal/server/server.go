@@ -41,6 +41,7 @@ import (
 	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
+	"luxchat/internal/sso"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
@@ -192,6 +193,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		remoteOpenID = s.Federation
 	}
 	if api.RTC, err = rtc.New(cfg, s.Accounts, s.Rooms, remoteOpenID, log); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if api.SSO, err = sso.New(cfg, st, s.Accounts, log); err != nil {
 		st.Close()
 		return nil, err
 	}

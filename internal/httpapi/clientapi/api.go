@@ -17,6 +17,7 @@ import (
 	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
+	"luxchat/internal/sso"
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
 	"luxchat/internal/turn"
@@ -55,6 +56,9 @@ type API struct {
 	// RTC serves the MatrixRTC transports and the LiveKit token service;
 	// nil (rtc.livekit unset) leaves their routes out.
 	RTC *rtc.Service
+	// SSO logs users in through upstream OpenID Connect providers; nil
+	// (oidc.providers empty) leaves its routes out.
+	SSO *sso.Service
 
 	filters filterCache
 }

@@ -58,12 +58,12 @@ func (a *API) capabilities(r *httputil.Request) (any, error) {
 		available[v.ID] = "unstable"
 	}
 	return map[string]any{"capabilities": map[string]any{
-		"m.change_password": map[string]bool{"enabled": true},
+		"m.change_password": map[string]bool{"enabled": a.Config.Auth.PasswordLogin},
 		"m.room_versions":   map[string]any{"default": a.Config.Rooms.DefaultVersion, "available": available},
 		"m.set_displayname": map[string]bool{"enabled": true},
 		"m.set_avatar_url":  map[string]bool{"enabled": true},
 		"m.3pid_changes":    map[string]bool{"enabled": false},
-		"m.get_login_token": map[string]bool{"enabled": false},
+		"m.get_login_token": map[string]bool{"enabled": a.Config.Auth.GetLoginToken},
 		"m.profile_fields":  map[string]any{"enabled": false},
 	}}, nil
 }

@@ -60,6 +60,7 @@ func (a *API) routes() []route {
 		{"POST " + synapse + "/register", none, a.sharedSecretRegister, limited},
 		{"GET " + v3 + "/login", none, a.loginFlows, nil},
 		{"POST " + v3 + "/login", tolerant, a.login, limited},
+		{"POST " + v1 + "/login/get_token", user, a.getLoginToken, limited},
 		{"POST " + v3 + "/refresh", none, a.refresh, limited},
 		{"POST " + v3 + "/logout", user, a.logout, nil},
 		{"POST " + v3 + "/logout/all", user, a.logoutAll, nil},
@@ -251,6 +252,9 @@ func (a *API) routes() []route {
 	}
 	if a.RTC != nil {
 		routes = append(routes, a.rtcRoutes()...)
+	}
+	if a.SSO != nil {
+		routes = append(routes, a.ssoRoutes()...)
 	}
 	if a.Notices != nil {
 		routes = append(routes, []route{
