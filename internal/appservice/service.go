@@ -69,7 +69,12 @@ func New(regs []*Registration, st *store.Store, rooms Rooms, render Render, serv
 }
 
 // Registrations returns every registered service.
-func (s *Service) Registrations() []*Registration { return s.regs }
+func (s *Service) Registrations() []*Registration {
+	if s == nil {
+		return nil
+	}
+	return s.regs
+}
 
 // Get returns the service with an id, or nil.
 func (s *Service) Get(id string) *Registration {
