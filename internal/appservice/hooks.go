@@ -23,14 +23,15 @@ func (s *Service) EventsCommitted(roomID string, membershipChanged bool) {
 	}
 }
 
-// ToDeviceStored wakes the pushers of services that take to-device
-// messages.
-func (s *Service) ToDeviceStored() {
+// UsersWoken: the end-to-end encryption data of users changed (a
+// to-device message for them, their keys, their roommates' devices).
+// Services that take to-device messages or MSC3202 data are woken.
+func (s *Service) UsersWoken(users ...string) {
 	if s == nil {
 		return
 	}
 	for _, p := range s.pushers {
-		if p.r.Ephemeral {
+		if p.r.Ephemeral || p.r.MSC3202 {
 			p.poke()
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -44,13 +45,17 @@ type pusher struct {
 
 	mu        sync.Mutex
 	ephemeral []ephemeralItem // typing, receipts, presence not yet in a transaction
+	// deviceListPos is how far device list changes were read (MSC3202).
+	// It is kept in memory only: after a restart the service hears of
+	// the changes from then on, and re-queries keys it is unsure of.
+	deviceListPos int64
 
 	// Sent counts the transactions acknowledged, for tests and metrics.
 	sent int64
 }
 
 func newPusher(s *Service, r *Registration) *pusher {
-	return &pusher{s: s, r: r, wake: make(chan struct{}, 1)}
+	return &pusher{s: s, r: r, wake: make(chan struct{}, 1), deviceListPos: s.store.Streams.DeviceLists.Current()}
 }
 
 // poke wakes the pusher without waiting.
@@ -171,6 +176,16 @@ type transaction struct {
 	MSC2409Ephem    []json.RawMessage `json:"de.sorunome.msc2409.ephemeral,omitempty"`
 	ToDevice        []json.RawMessage `json:"to_device,omitempty"`
 	MSC2409ToDevice []json.RawMessage `json:"de.sorunome.msc2409.to_device,omitempty"`
+	// MSC3202: the changed device lists the service's users should hear
+	// of, and the key counts of its users' devices.
+	DeviceLists      *deviceLists                         `json:"org.matrix.msc3202.device_lists,omitempty"`
+	OTKCounts        map[string]map[string]map[string]int `json:"org.matrix.msc3202.device_one_time_keys_count,omitempty"`
+	FallbackKeyTypes map[string]map[string][]string       `json:"org.matrix.msc3202.device_unused_fallback_key_types,omitempty"`
+}
+
+type deviceLists struct {
+	Changed []string `json:"changed"`
+	Left    []string `json:"left"`
 }
 
 // build makes the next transaction from what follows pos, stores it and
@@ -234,7 +249,12 @@ scan:
 		}
 		body.MSC2409Ephem, body.MSC2409ToDevice = body.Ephemeral, body.ToDevice
 	}
-	if len(body.Events) == 0 && len(body.Ephemeral) == 0 && len(body.ToDevice) == 0 {
+	if p.r.MSC3202 {
+		if err := p.addMSC3202(ctx, &body); err != nil {
+			return nil, err
+		}
+	}
+	if len(body.Events) == 0 && len(body.Ephemeral) == 0 && len(body.ToDevice) == 0 && body.DeviceLists == nil && body.OTKCounts == nil {
 		if uptoPos != pos.AckedPos || uptoToDevice != pos.AckedToDevice {
 			if err := p.s.store.MoveAppServicePosition(ctx, p.r.ID, uptoPos, uptoToDevice); err != nil {
 				return nil, err
@@ -317,4 +337,85 @@ func (p *pusher) send(ctx context.Context, txn *store.AppServiceTxn) error {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// addMSC3202 adds the device lists changed since the last transaction
+// that the service's users share a room with (or that are theirs), and
+// the key counts of the devices that the transaction's to-device
+// messages are for. A claim of a device's one-time key is followed by
+// the message it was claimed for (an Olm session starting), so the
+// service hears the count drop with it; its own uploads answer with the
+// count.
+func (p *pusher) addMSC3202(ctx context.Context, body *transaction) error {
+	current := p.s.store.Streams.DeviceLists.Current()
+	var changed []string
+	for p.deviceListPos < current {
+		users, next, err := p.s.store.DeviceListChangesBetween(ctx, p.deviceListPos, current, scanPage)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			ok, err := p.sharesWithUsers(ctx, u)
+			if err != nil {
+				return err
+			}
+			if ok && !slices.Contains(changed, u) {
+				changed = append(changed, u)
+			}
+		}
+		p.deviceListPos = next
+	}
+	if len(changed) > 0 {
+		body.DeviceLists = &deviceLists{Changed: changed, Left: []string{}}
+	}
+	users := map[string]struct{}{}
+	for _, raw := range body.ToDevice {
+		var m struct {
+			ToUserID string `json:"to_user_id"`
+		}
+		if json.Unmarshal(raw, &m) == nil && m.ToUserID != "" {
+			users[m.ToUserID] = struct{}{}
+		}
+	}
+	for u := range users {
+		devices, err := p.s.store.Devices(ctx, u)
+		if err != nil {
+			return err
+		}
+		for _, d := range devices {
+			counts, fallback, err := p.s.store.KeyCounts(ctx, u, d.DeviceID)
+			if err != nil {
+				return err
+			}
+			if body.OTKCounts == nil {
+				body.OTKCounts, body.FallbackKeyTypes = map[string]map[string]map[string]int{}, map[string]map[string][]string{}
+			}
+			if body.OTKCounts[u] == nil {
+				body.OTKCounts[u], body.FallbackKeyTypes[u] = map[string]map[string]int{}, map[string][]string{}
+			}
+			if fallback == nil {
+				fallback = []string{}
+			}
+			body.OTKCounts[u][d.DeviceID], body.FallbackKeyTypes[u][d.DeviceID] = counts, fallback
+		}
+	}
+	return nil
+}
+
+// sharesWithUsers reports whether a user is the service's or shares a
+// joined room with one of the service's local users.
+func (p *pusher) sharesWithUsers(ctx context.Context, userID string) (bool, error) {
+	if p.s.isLocal(userID) && p.r.IsInterestedInUser(userID) {
+		return true, nil
+	}
+	mates, err := p.s.store.Roommates(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range mates {
+		if p.s.isLocal(m) && p.r.IsInterestedInUser(m) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -6,15 +6,18 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	mevent "maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"luxchat/internal/config"
+	"luxchat/internal/e2ee/e2eetest"
 	ts "luxchat/internal/testserver"
 )
 
@@ -29,6 +32,8 @@ type bridge struct {
 	events    []*mevent.Event // timeline events, in arrival order
 	ephemeral []*mevent.Event
 	toDevice  []*mevent.Event
+	otks      []*mautrix.OTKCount
+	lists     []*mautrix.DeviceLists
 }
 
 func freePort(t *testing.T) uint16 {
@@ -91,6 +96,14 @@ func (b *bridge) start(t *testing.T, hsURL, serverName string) {
 			case ev := <-as.ToDeviceEvents:
 				b.mu.Lock()
 				b.toDevice = append(b.toDevice, ev)
+				b.mu.Unlock()
+			case c := <-as.OTKCounts:
+				b.mu.Lock()
+				b.otks = append(b.otks, c)
+				b.mu.Unlock()
+			case l := <-as.DeviceLists:
+				b.mu.Lock()
+				b.lists = append(b.lists, l)
 				b.mu.Unlock()
 			}
 		}
@@ -205,11 +218,37 @@ func TestAppServiceWithMautrix(t *testing.T) {
 			if r := doAS("PUT", "/_matrix/client/v3/devices/"+string(ghostDevice)+"?user_id="+esc(string(ghost.UserID)), map[string]any{"display_name": "bridge device"}); r.Status != 200 {
 				t.Fatalf("create ghost device: %d %s", r.Status, r.Body)
 			}
+			// MSC3202: the device's keys, uploaded as the device, are a
+			// device list change the service hears of; a claim followed
+			// by a message brings the new one-time key count.
+			gk := e2eetest.NewDevice(string(ghost.UserID), string(ghostDevice))
+			if r := doAS("POST", "/_matrix/client/v3/keys/upload?user_id="+esc(string(ghost.UserID))+"&device_id="+string(ghostDevice),
+				map[string]any{"device_keys": gk.DeviceKeys(), "one_time_keys": gk.OneTimeKeys(5)}); r.Status != 200 {
+				t.Fatalf("upload ghost keys: %d %s", r.Status, r.Body)
+			}
+			b.waitFor(t, "the ghost's device list change", func(b *bridge) bool {
+				for _, l := range b.lists {
+					if slices.Contains(l.Changed, ghost.UserID) {
+						return true
+					}
+				}
+				return false
+			})
+			alice.MustDo("POST", "/_matrix/client/v3/keys/claim", map[string]any{"one_time_keys": map[string]any{
+				string(ghost.UserID): map[string]string{string(ghostDevice): "signed_curve25519"}}}, nil)
 			alice.MustDo("PUT", "/_matrix/client/v3/sendToDevice/m.test/txn1", map[string]any{
 				"messages": map[string]any{string(ghost.UserID): map[string]any{string(ghostDevice): map[string]any{"hi": "there"}}}}, nil)
 			b.waitFor(t, "a to-device message", func(b *bridge) bool {
 				for _, ev := range b.toDevice {
 					if ev.ToUserID == ghost.UserID && ev.ToDeviceID == ghostDevice {
+						return true
+					}
+				}
+				return false
+			})
+			b.waitFor(t, "the one-time key count after the claim", func(b *bridge) bool {
+				for _, c := range b.otks {
+					if c.UserID == ghost.UserID && c.DeviceID == ghostDevice && c.SignedCurve25519 == 4 {
 						return true
 					}
 				}

@@ -144,7 +144,7 @@ func (s *Server) e2eeHooks() e2ee.Hooks {
 
 func (s *Server) wake(users ...string) {
 	s.Sync.Wake(users...)
-	s.AppServices.ToDeviceStored() // their users' to-device messages, among others
+	s.AppServices.UsersWoken(users...) // to-device messages, keys and device lists of their users
 }
 
 func (s *Server) lastMembershipChange() int64 { return s.Rooms.LastMembershipChange() }

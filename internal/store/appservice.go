@@ -120,3 +120,29 @@ func (s *Store) ToDeviceBetween(ctx context.Context, from, to int64, limit int) 
 	}
 	return out, rows.Err()
 }
+
+// DeviceListChangesBetween returns the users whose device lists changed
+// with from < pos <= to (changes meant for everyone sharing a room with
+// them) and the position read up to.
+func (s *Store) DeviceListChangesBetween(ctx context.Context, from, to int64, limit int) ([]string, int64, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT stream_pos, user_id FROM device_list_changes
+		WHERE stream_pos > $1 AND stream_pos <= $2 AND notify_user IS NULL ORDER BY stream_pos LIMIT $3`, from, to, limit)
+	if err != nil {
+		return nil, from, fmt.Errorf("read device list changes: %w", err)
+	}
+	defer rows.Close()
+	var users []string
+	n := 0
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&from, &u); err != nil {
+			return nil, from, fmt.Errorf("read device list changes: %w", err)
+		}
+		users = append(users, u)
+		n++
+	}
+	if n < limit {
+		from = to
+	}
+	return users, from, rows.Err()
+}
