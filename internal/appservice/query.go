@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/store"
 )
 
 const (
@@ -152,7 +153,7 @@ func (s *Service) Protocols(ctx context.Context) (map[string]json.RawMessage, er
 				continue
 			}
 			if data, err := s.thirdParty(ctx, r, "/protocol/"+url.PathEscape(p), nil); err == nil && json.Valid(data) {
-				out[p] = data
+				out[p] = withInstanceIDs(r, data)
 			}
 		}
 	}
@@ -163,7 +164,7 @@ func (s *Service) Protocols(ctx context.Context) (map[string]json.RawMessage, er
 func (s *Service) Protocol(ctx context.Context, protocol string) (json.RawMessage, error) {
 	for _, r := range s.withProtocol(protocol) {
 		if data, err := s.thirdParty(ctx, r, "/protocol/"+url.PathEscape(protocol), nil); err == nil && json.Valid(data) {
-			return data, nil
+			return withInstanceIDs(r, data), nil
 		}
 	}
 	return nil, errcode.NotFound("no application service serves protocol %q", protocol)
@@ -232,4 +233,51 @@ func (s *Service) thirdParty(ctx context.Context, r *Registration, path string, 
 		return nil, fmt.Errorf("status %d", status)
 	}
 	return data, nil
+}
+
+// SetRoomListed is PUT /directory/list/appservice/{networkId}/{roomId}:
+// the calling service lists (visibility "public") or unlists a room in
+// one of its networks' directories.
+func (s *Service) SetRoomListed(ctx context.Context, asID, networkID, roomID, visibility string) error {
+	if s.Get(asID) == nil {
+		return errcode.Forbidden("only an application service may list rooms in its network directories")
+	}
+	if visibility != "public" && visibility != "private" {
+		return errcode.InvalidParam("visibility must be public or private")
+	}
+	if networkID == "" || len(networkID) > 255 {
+		return errcode.InvalidParam("invalid network id")
+	}
+	if _, err := s.store.GetRoom(ctx, roomID); errors.Is(err, store.ErrNotFound) {
+		return errcode.NotFound("unknown room")
+	} else if err != nil {
+		return err
+	}
+	return s.store.SetAppServiceRoomListed(ctx, asID, networkID, roomID, visibility == "public")
+}
+
+// withInstanceIDs names each instance of a protocol a service describes
+// "as_id|network_id": the third_party_instance_id /publicRooms takes to
+// show that network's directory.
+func withInstanceIDs(r *Registration, data []byte) json.RawMessage {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(data, &p) != nil {
+		return data
+	}
+	var instances []map[string]json.RawMessage
+	if json.Unmarshal(p["instances"], &instances) != nil {
+		return data
+	}
+	for _, in := range instances {
+		var network string
+		if json.Unmarshal(in["network_id"], &network) == nil && network != "" {
+			in["instance_id"], _ = json.Marshal(r.ID + "|" + network)
+		}
+	}
+	p["instances"], _ = json.Marshal(instances)
+	out, err := json.Marshal(p)
+	if err != nil {
+		return data
+	}
+	return out
 }

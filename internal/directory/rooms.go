@@ -482,10 +482,16 @@ func (s *Service) PublicRooms(ctx context.Context, req PublicRoomsRequest) (*Pub
 		}
 	}
 	out := &PublicRoomsResponse{Chunk: []PublicRoom{}}
+	q.AllNetworks = req.IncludeAllNetworks
 	if req.ThirdPartyInstanceID != "" {
-		// This server bridges no third-party networks.
-		out.Total = new(int64)
-		return out, nil
+		// An application service's network: "as_id|network_id", as the
+		// instance ids of /thirdparty/protocols name them.
+		asID, network, ok := strings.Cut(req.ThirdPartyInstanceID, "|")
+		if !ok || asID == "" || network == "" {
+			out.Total = new(int64)
+			return out, nil
+		}
+		q.AppService, q.Network = asID, network
 	}
 	rows, total, err := s.store.PublicRooms(ctx, q)
 	if err != nil {

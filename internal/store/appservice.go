@@ -146,3 +146,20 @@ func (s *Store) DeviceListChangesBetween(ctx context.Context, from, to int64, li
 	}
 	return users, from, rows.Err()
 }
+
+// SetAppServiceRoomListed lists or unlists a room in a service's network
+// directory.
+func (s *Store) SetAppServiceRoomListed(ctx context.Context, asID, networkID, roomID string, listed bool) error {
+	var err error
+	if listed {
+		_, err = s.writer().ExecContext(ctx, `INSERT INTO appservice_room_directory (as_id, network_id, room_id) VALUES ($1, $2, $3)
+			ON CONFLICT (as_id, network_id, room_id) DO NOTHING`, asID, networkID, roomID)
+	} else {
+		_, err = s.writer().ExecContext(ctx, `DELETE FROM appservice_room_directory WHERE as_id = $1 AND network_id = $2 AND room_id = $3`,
+			asID, networkID, roomID)
+	}
+	if err != nil {
+		return fmt.Errorf("appservice room directory: %w", err)
+	}
+	return nil
+}

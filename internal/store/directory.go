@@ -266,6 +266,11 @@ type PublicRoomsQuery struct {
 	After     *RoomKey
 	Before    *RoomKey
 	Limit     int
+	// AppService and Network select the rooms an application service
+	// listed in one of its networks' directories instead of the
+	// published ones; AllNetworks selects both kinds.
+	AppService, Network string
+	AllNetworks         bool
 }
 
 // RoomKey is a position in the public room order.
@@ -283,6 +288,15 @@ func (s *Store) PublicRooms(ctx context.Context, q PublicRoomsQuery) ([]*RoomSum
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
+	}
+	// The directory first: its placeholders come first in the text.
+	filter := "r.published"
+	switch {
+	case q.Network != "":
+		filter = `EXISTS (SELECT 1 FROM appservice_room_directory d WHERE d.room_id = s.room_id AND d.as_id = ` + arg(q.AppService) +
+			` AND d.network_id = ` + arg(q.Network) + `)`
+	case q.AllNetworks:
+		filter = `(r.published OR EXISTS (SELECT 1 FROM appservice_room_directory d WHERE d.room_id = s.room_id))`
 	}
 	if q.SearchPattern != "" {
 		where = append(where, `s.search_text LIKE `+arg(q.SearchPattern)+` ESCAPE '\'`)
@@ -305,7 +319,6 @@ func (s *Store) PublicRooms(ctx context.Context, q PublicRoomsQuery) ([]*RoomSum
 		}
 		where = append(where, "("+strings.Join(ors, " OR ")+")")
 	}
-	filter := "r.published"
 	if len(where) > 0 {
 		filter += " AND " + strings.Join(where, " AND ")
 	}

@@ -127,3 +127,14 @@ func mustJSON(v any) []byte {
 	}
 	return data
 }
+
+// PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}
+func (a *API) putAppServiceRoomVisibility(r *httputil.Request) (any, error) {
+	var body struct {
+		Visibility string `json:"visibility"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	return struct{}{}, a.AppServices.SetRoomListed(r.Context(), r.Session.AppService, r.Var("networkId"), r.Var("roomId"), body.Visibility)
+}

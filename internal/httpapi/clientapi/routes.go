@@ -80,6 +80,7 @@ func (a *API) routes() []route {
 		{"GET " + v3 + "/thirdparty/user/{protocol}", user, a.thirdPartyLookup("user", true), nil},
 		{"GET " + v3 + "/thirdparty/location", user, a.thirdPartyLookup("location", false), nil},
 		{"GET " + v3 + "/thirdparty/user", user, a.thirdPartyLookup("user", false), nil},
+		{"PUT " + v3 + "/directory/list/appservice/{networkId}/{roomId}", user, a.putAppServiceRoomVisibility, nil},
 
 		// Devices.
 		{"GET " + v3 + "/devices", user, a.listDevices, nil},

@@ -17,3 +17,15 @@ CREATE TABLE appservice_txns (
     upto_to_device   BIGINT NOT NULL,
     body             TEXT NOT NULL
 );
+
+-- The rooms application services list in their networks' room
+-- directories (PUT /directory/list/appservice/{networkId}/{roomId}),
+-- shown by /publicRooms with third_party_instance_id "as_id|network_id"
+-- or include_all_networks.
+CREATE TABLE appservice_room_directory (
+    as_id            TEXT NOT NULL,
+    network_id       TEXT NOT NULL,
+    room_id          TEXT NOT NULL,
+    PRIMARY KEY (as_id, network_id, room_id)
+);
+CREATE INDEX appservice_room_directory_room ON appservice_room_directory (room_id);
