@@ -47,6 +47,9 @@ type Service struct {
 	// interest caches which rooms each service is interested in.
 	interest *interestCache
 	typing   typingRooms
+	// known are namespaced users seen to exist (accounts are never
+	// deleted), so that masquerading costs no query per request.
+	known sync.Map
 
 	wg sync.WaitGroup
 }
@@ -114,12 +117,15 @@ func (s *Service) Masquerade(ctx context.Context, r *Registration, userID, devic
 		if !r.IsInterestedInUser(userID) || !strings.HasSuffix(userID, ":"+s.serverName) {
 			return Caller{}, errcode.Forbidden("application service cannot masquerade as %s: not in its namespace", userID)
 		}
-		ok, err := s.store.UserExists(ctx, userID)
-		if err != nil {
-			return Caller{}, fmt.Errorf("look up masqueraded user: %w", err)
-		}
-		if !ok {
-			return Caller{}, errcode.Forbidden("application service has not registered %s", userID)
+		if _, ok := s.known.Load(userID); !ok {
+			ok, err := s.store.UserExists(ctx, userID)
+			if err != nil {
+				return Caller{}, fmt.Errorf("look up masqueraded user: %w", err)
+			}
+			if !ok {
+				return Caller{}, errcode.Forbidden("application service has not registered %s", userID)
+			}
+			s.known.Store(userID, struct{}{})
 		}
 	}
 	if deviceID != "" {

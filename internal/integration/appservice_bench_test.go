@@ -18,8 +18,8 @@ import (
 // BenchmarkAppServiceTransactions measures how fast the queue of one
 // application service drains: 2,000 messages wait while the service
 // holds its first transaction, then the time until all have arrived is
-// taken (events/s; CPU time per event from the process's rusage is in
-// docs/benchmarks.md).
+// taken: events/s, and the CPU time per event of the process and of
+// PostgreSQL (LUXCHAT_BENCH_POSTGRES=1 with LUXCHAT_TEST_POSTGRES).
 func BenchmarkAppServiceTransactions(b *testing.B) {
 	const n = 2000
 	var got atomic.Int64
@@ -60,6 +60,7 @@ func BenchmarkAppServiceTransactions(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.ResetTimer()
+	cpu := serverCPU(b, s)
 	start := time.Now()
 	close(release)
 	for got.Load() < n {
@@ -67,5 +68,16 @@ func BenchmarkAppServiceTransactions(b *testing.B) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	end := serverCPU(b, s)
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+	// CPU per event of the whole process (the pusher, the store's reads,
+	// the test's receiving service), and of PostgreSQL's backends.
+	b.ReportMetric(float64((end.self-cpu.self).Microseconds())/n, "cpu-µs/event")
+	var pg time.Duration
+	for pid, c := range end.pg {
+		pg += c - cpu.pg[pid]
+	}
+	if len(end.pg) > 0 {
+		b.ReportMetric(float64(pg.Microseconds())/n, "pg-cpu-µs/event")
+	}
 }
