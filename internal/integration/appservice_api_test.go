@@ -50,8 +50,20 @@ func (f *fakeService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Write([]byte(`{}`))
 	case strings.HasPrefix(path, "/_matrix/app/v1/rooms/"):
-		w.WriteHeader(404)
-		w.Write([]byte(`{"errcode":"M_NOT_FOUND"}`))
+		// The service makes the rooms of the aliases it knows: #_api_made.
+		alias := strings.TrimPrefix(path, "/_matrix/app/v1/rooms/")
+		if !strings.HasPrefix(alias, "#_api_made:") {
+			w.WriteHeader(404)
+			w.Write([]byte(`{"errcode":"M_NOT_FOUND"}`))
+			return
+		}
+		c := f.s.Anonymous(f.t)
+		c.Token = "as-api"
+		if r := c.Do("POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "public_chat", "room_alias_name": "_api_made"}); r.Status != 200 {
+			w.WriteHeader(500)
+			return
+		}
+		w.Write([]byte(`{}`))
 	case path == "/_matrix/app/v1/thirdparty/protocol/gitter":
 		w.Write([]byte(`{"user_fields":["username"],"location_fields":["room"],"icon":"mxc://x/y","field_types":{},"instances":[{"desc":"Gitter","network_id":"gitter","fields":{}}]}`))
 	case path == "/_matrix/app/v1/thirdparty/location/gitter":
@@ -87,7 +99,7 @@ func TestAppServiceAPI(t *testing.T) {
 			}
 			opts := []ts.Option{ts.WithConfig(func(c *config.Config) {
 				c.AppServices.ConfigFiles = files
-				c.RateLimits.Enabled, c.RateLimits.PerSecond, c.RateLimits.Burst = true, 1, 5
+				c.RateLimits.Enabled, c.RateLimits.PerSecond, c.RateLimits.Burst = true, 1, 20
 			})}
 			if engine == "postgres" {
 				opts = append(opts, ts.WithPostgres(t))
@@ -168,6 +180,12 @@ func TestAppServiceAPI(t *testing.T) {
 			if r := alice.Do("GET", "/_matrix/client/v3/directory/room/"+esc("#_api_nope:"+server), nil); r.Status != 404 {
 				t.Fatalf("alias the service does not know: %d %s", r.Status, r.Body)
 			}
+			if r := alice.Do("POST", "/_matrix/client/v3/join/"+esc("#_api_made:"+server), map[string]any{}); r.Status != 200 {
+				t.Fatalf("join by an alias the service makes: %d %s", r.Status, r.Body)
+			}
+			if r := alice.Do("POST", "/_matrix/client/v3/createRoom", map[string]any{"room_alias_name": "_api_mine"}); r.ErrCode() != "M_EXCLUSIVE" {
+				t.Fatalf("a user's room alias in an exclusive namespace: %d %s", r.Status, r.Body)
+			}
 
 			// Third-party networks and the network's room directory.
 			var protocols map[string]struct {
@@ -224,14 +242,14 @@ func TestAppServiceAPI(t *testing.T) {
 			}
 
 			// rate_limited: false: the service is never rate-limited (the
-			// server allows a burst of 5, then 1 request a second).
-			for i := range 20 {
+			// server allows a burst of 20, then 1 request a second).
+			for i := range 40 {
 				if r := as.Do("PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/rl%d", esc(room), i), map[string]string{"msgtype": "m.text", "body": "fast"}); r.Status != 200 {
 					t.Fatalf("service request %d: %d %s", i, r.Status, r.Body)
 				}
 			}
 			limitedSeen := false
-			for i := range 20 {
+			for i := range 40 {
 				if r := alice.Do("PUT", fmt.Sprintf("/_matrix/client/v3/rooms/%s/send/m.room.message/al%d", esc(room), i), map[string]string{"msgtype": "m.text", "body": "fast"}); r.Status == 429 {
 					limitedSeen = true
 					break

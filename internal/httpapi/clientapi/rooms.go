@@ -21,6 +21,11 @@ func (a *API) createRoom(r *httputil.Request) (any, error) {
 	if err := a.mayPublishNewRoom(r, req.Visibility); err != nil {
 		return nil, err
 	}
+	if req.RoomAliasName != "" {
+		if err := a.AppServices.CheckAliasClaim(r.Session.AppService, "#"+req.RoomAliasName+":"+a.Config.ServerName); err != nil {
+			return nil, err
+		}
+	}
 	id, err := a.Rooms.CreateRoom(r.Context(), r.Session.UserID, req)
 	if err != nil {
 		return nil, err
@@ -32,13 +37,24 @@ func validRoomID(s string) bool {
 	return strings.HasPrefix(s, "!") && len(s) > 1 && len(s) <= 255
 }
 
+// lookUpLocalAlias resolves a local alias; one that is unknown but in an
+// application service's alias namespace is first asked of the service,
+// which may create it (GET /_matrix/app/v1/rooms/{roomAlias}).
+func (a *API) lookUpLocalAlias(r *httputil.Request, alias string) (string, error) {
+	roomID, err := a.Rooms.LocalAlias(r.Context(), alias)
+	if e, ok := errcode.As(err); ok && e.Code == "M_NOT_FOUND" && a.AppServices.QueryAlias(r.Context(), alias) {
+		roomID, err = a.Rooms.LocalAlias(r.Context(), alias)
+	}
+	return roomID, err
+}
+
 // resolveRoom accepts a room id or a local alias.
 func (a *API) resolveRoom(r *httputil.Request, idOrAlias string) (string, error) {
 	switch {
 	case strings.HasPrefix(idOrAlias, "!") && validRoomID(idOrAlias):
 		return idOrAlias, nil
 	case strings.HasPrefix(idOrAlias, "#"):
-		return a.Rooms.LocalAlias(r.Context(), idOrAlias)
+		return a.lookUpLocalAlias(r, idOrAlias)
 	}
 	return "", errcode.InvalidParam("not a room id or alias: %q", idOrAlias)
 }
@@ -522,11 +538,7 @@ func (a *API) getAlias(r *httputil.Request) (any, error) {
 		}
 		return map[string]any{"room_id": roomID, "servers": servers}, nil
 	}
-	roomID, err := a.Rooms.LocalAlias(r.Context(), alias)
-	if e, ok := errcode.As(err); ok && e.Code == "M_NOT_FOUND" && a.AppServices.QueryAlias(r.Context(), alias) {
-		// An application service whose namespace holds the alias made it.
-		roomID, err = a.Rooms.LocalAlias(r.Context(), alias)
-	}
+	roomID, err := a.lookUpLocalAlias(r, alias)
 	if err != nil {
 		return nil, err
 	}
