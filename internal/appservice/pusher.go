@@ -143,6 +143,7 @@ func (p *pusher) run(ctx context.Context) {
 			// a restart is harmless.
 			log.Warn("record acknowledged transaction", "err", err)
 		}
+		p.forgetDelivered(ctx, txn)
 		pos.AckedPos, pos.AckedToDevice = txn.UptoPos, txn.UptoToDevice
 		p.mu.Lock()
 		p.sent++
@@ -226,7 +227,9 @@ scan:
 			uptoPos = current
 		}
 	}
-	uptoToDevice := pos.AckedToDevice
+	// Without ephemeral data the to-device position follows the stream,
+	// so that turning it on later starts from then, not from a backlog.
+	uptoToDevice := p.s.store.Streams.ToDevice.Current()
 	if p.r.Ephemeral {
 		var err error
 		if body.ToDevice, uptoToDevice, err = p.toDevice(ctx, pos.AckedToDevice); err != nil {
@@ -418,4 +421,30 @@ func (p *pusher) sharesWithUsers(ctx context.Context, userID string) (bool, erro
 		}
 	}
 	return false, nil
+}
+
+// forgetDelivered deletes the to-device messages a service acknowledged
+// from its devices' inboxes: the service receives them by transaction,
+// and its devices do not sync them away.
+func (p *pusher) forgetDelivered(ctx context.Context, txn *store.AppServiceTxn) {
+	var body struct {
+		ToDevice []struct {
+			ToUserID   string `json:"to_user_id"`
+			ToDeviceID string `json:"to_device_id"`
+		} `json:"to_device"`
+	}
+	if json.Unmarshal(txn.Body, &body) != nil {
+		return
+	}
+	done := map[[2]string]bool{}
+	for _, m := range body.ToDevice {
+		k := [2]string{m.ToUserID, m.ToDeviceID}
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		if err := p.s.store.AckToDevice(ctx, m.ToUserID, m.ToDeviceID, txn.UptoToDevice); err != nil {
+			p.s.log.Warn("delete delivered to-device messages", "appservice", p.r.ID, "err", err)
+		}
+	}
 }

@@ -259,9 +259,27 @@ func TestAppServiceAPI(t *testing.T) {
 				t.Fatal("an ordinary user was never rate-limited: the test shows nothing")
 			}
 
-			// Bad input: a body that is not JSON, unknown routes.
-			if r := as.Do("POST", "/_matrix/client/v1/appservice/api/ping", "{"); r.Status != 400 {
-				t.Fatalf("ping with bad JSON: %d %s", r.Status, r.Body)
+			// Bad input: clear errors, never a 500.
+			for _, c := range []struct {
+				method, path string
+				body         any
+				status       int
+				code         string
+			}{
+				{"POST", "/_matrix/client/v1/appservice/api/ping", "{", 400, "M_NOT_JSON"},
+				{"POST", "/_matrix/client/v3/register", map[string]any{"type": "m.login.application_service", "username": "_api_BAD name"}, 400, "M_INVALID_USERNAME"},
+				{"POST", "/_matrix/client/v3/register", map[string]any{"type": "m.login.application_service"}, 400, "M_MISSING_PARAM"},
+				{"GET", "/_matrix/client/v3/account/whoami?user_id=" + esc("@_api_x:elsewhere.example"), nil, 403, "M_FORBIDDEN"},
+				{"GET", "/_matrix/client/v3/account/whoami?user_id=" + esc("@_api_nobody:"+server), nil, 403, "M_FORBIDDEN"},
+				{"GET", "/_matrix/client/v3/account/whoami?user_id=not-a-user", nil, 403, "M_FORBIDDEN"},
+				{"GET", "/_matrix/client/v3/thirdparty/location", nil, 400, "M_MISSING_PARAM"},
+				{"PUT", "/_matrix/client/v3/directory/list/appservice/gitter/" + esc(room), map[string]string{"visibility": "sideways"}, 400, "M_INVALID_PARAM"},
+				{"PUT", "/_matrix/client/v3/directory/list/appservice/gitter/" + esc("!nope:"+server), map[string]string{"visibility": "public"}, 404, "M_NOT_FOUND"},
+			} {
+				r := as.Do(c.method, c.path, c.body)
+				if r.Status != c.status || r.ErrCode() != c.code {
+					t.Fatalf("%s %s: %d %s, want %d %s", c.method, c.path, r.Status, r.Body, c.status, c.code)
+				}
 			}
 		})
 	}
