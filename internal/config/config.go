@@ -50,6 +50,18 @@ type Config struct {
 
 	// Support is served at /.well-known/matrix/support.
 	Support Support `yaml:"support"`
+
+	// DelayedEvents bounds delayed events (MSC4140).
+	DelayedEvents DelayedEvents `yaml:"delayed_events"`
+}
+
+// DelayedEvents bounds the events users schedule to be sent later.
+type DelayedEvents struct {
+	// MaxDelay is the longest delay a user may ask for.
+	MaxDelay Duration `yaml:"max_delay"`
+	// MaxPerUser is how many delayed events a user may have scheduled at
+	// once; 0 disables delayed events.
+	MaxPerUser int `yaml:"max_per_user"`
 }
 
 // Rooms holds room defaults.
@@ -370,7 +382,8 @@ func Default() *Config {
 			Localpart:   "notices",
 			DisplayName: "Server Notices",
 		},
-		Support: Support{Contacts: []SupportContact{}},
+		Support:       Support{Contacts: []SupportContact{}},
+		DelayedEvents: DelayedEvents{MaxDelay: Duration{24 * time.Hour}, MaxPerUser: 100},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -440,6 +453,9 @@ func (c *Config) Validate() error {
 	case RegistrationClosed, RegistrationToken, RegistrationOpen:
 	default:
 		errs = append(errs, fmt.Errorf("registration.mode must be closed, token or open, not %q", c.Registration.Mode))
+	}
+	if c.DelayedEvents.MaxDelay.Duration < time.Millisecond || c.DelayedEvents.MaxPerUser < 0 {
+		errs = append(errs, errors.New("delayed_events.max_delay must be at least 1ms and delayed_events.max_per_user at least 0"))
 	}
 	if c.Database != "sqlite" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		errs = append(errs, fmt.Errorf("database must be \"sqlite\" or a postgres:// DSN"))

@@ -22,6 +22,7 @@ import (
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
+	"luxchat/internal/delayed"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
 	"luxchat/internal/exchange"
@@ -52,6 +53,8 @@ type Server struct {
 	Rooms    *rooms.Service
 	Read     *roomread.Service // the read side of rooms
 	Sync     *sync.Service
+	// Delayed sends the events users scheduled (MSC4140).
+	Delayed *delayed.Service
 	// SlidingSync answers simplified sliding sync (MSC4186).
 	SlidingSync *slidingsync.Service
 	E2EE        *e2ee.Service
@@ -130,6 +133,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Accounts = accounts.New(cfg, st, log, s.accountHooks())
 	s.Rooms = rooms.New(cfg, st, key, notifier, log, s.roomHooks(), roomsRemote{s})
 	s.Read = roomread.New(st, s.Rooms)
+	s.Delayed = delayed.New(st, s.Rooms, delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}, log)
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, s.Read, notifier, sync.NewTyping(), log, s.syncHooks())
@@ -157,6 +161,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
+	api.Delayed = s.Delayed
 	api.ThreadSubs = threadsubs.New(st, s.Read, s.Sync.Wake)
 	s.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync, api.ThreadSubs)
 	api.SlidingSync = s.SlidingSync
@@ -271,11 +276,17 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Error("partial-state joins: resume", "err", err)
 	}
 	go s.Push.Run(ctx)
+	delayedCtx, stopDelayed := context.WithCancel(ctx)
+	defer stopDelayed()
+	delayedDone := make(chan struct{})
+	go func() { defer close(delayedDone); s.Delayed.Run(delayedCtx) }()
 	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
+			stopDelayed()
+			<-delayedDone
 			s.Store.Close()
 			return err
 		}
@@ -299,6 +310,8 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	s.RoomFed.StopBackground()
 	s.stopExchange()
+	stopDelayed()
+	<-delayedDone // a send cut short stays due, and goes at the next start
 	if verr := s.Rooms.PersistViews(shutCtx); verr != nil {
 		s.Log.Warn("rooms: store views", "err", verr)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
+	"luxchat/internal/delayed"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
 	"luxchat/internal/notices"
@@ -45,6 +46,9 @@ type API struct {
 	// ThreadSubs serves thread subscriptions (MSC4306, MSC4308); nil
 	// leaves their routes out.
 	ThreadSubs *threadsubs.Service
+	// Delayed schedules and manages delayed events (MSC4140); nil leaves
+	// their routes out and /send and /state ignore the delay.
+	Delayed *delayed.Service
 
 	filters filterCache
 }

@@ -233,6 +233,9 @@ func (a *API) routes() []route {
 			{"GET " + msc4308 + "/thread_subscriptions", user, a.threadSubscriptions, nil},
 		}...)
 	}
+	if a.Delayed != nil {
+		routes = append(routes, a.delayedRoutes()...)
+	}
 	if a.Notices != nil {
 		routes = append(routes, []route{
 			{"POST " + synapse + "/send_server_notice", user, a.sendServerNotice, nil},
