@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -63,11 +64,6 @@ const (
 	fireBatch   = 512
 	fireWorkers = 8
 )
-
-// txnDevice is the device under which the events sent here keep their
-// transaction (see send): not a device clients use, so that no client
-// sees the transaction id echoed.
-const txnDevice = "!delayed"
 
 // Event is a scheduled or finalised delayed event.
 type Event = store.DelayedEvent
@@ -286,11 +282,9 @@ func (s *Service) Act(ctx context.Context, userID, delayID, action string) error
 	case ActionSend:
 		// An error is the caller's, as for a plain send; the event stays
 		// scheduled: the cause may pass before its time.
-		var id string
-		if id, err = s.send(ctx, e); err != nil {
+		if _, err = s.send(ctx, e); err != nil {
 			return err
 		}
-		_, err = s.store.FinaliseDelayedEvent(ctx, delayID, store.DelayedSent, id, nil, now)
 	default:
 		return errcode.InvalidParam("unknown action %q", action)
 	}
@@ -310,16 +304,43 @@ func pastTense(outcome string) string {
 	return "cancelled"
 }
 
-// send sends a delayed event as its user through the rooms pipeline. The
-// delay id is the client transaction, so that sending again (a crash
-// between the event's commit and its row's update) returns the first
-// event.
+// sending is what IndexEvent needs to recognise, in the transaction of
+// an event, the delayed event it is (see send).
+type sending struct {
+	e *store.DelayedEvent
+	// recorded is set once the event's transaction recorded the delayed
+	// event as sent (possibly twice: a grouped transaction may re-run).
+	recorded atomic.Bool
+}
+
+type sendingKey struct{}
+
+// send sends a delayed event as its user through the rooms pipeline, and
+// records it as sent in the same transaction (IndexEvent): a crash leaves
+// it either sent and finalised or neither, so it is never sent twice.
 func (s *Service) send(ctx context.Context, e *store.DelayedEvent) (string, error) {
 	p := rooms.Proto{Type: e.Type, StateKey: e.StateKey, Sender: e.UserID, Content: e.Content}
-	if e.Type == "m.room.member" && e.StateKey != nil {
-		return s.rooms.SendState(ctx, e.RoomID, p) // a join's profile fields are the pipeline's to fix
+	if e.Type == "m.room.redaction" && e.StateKey == nil {
+		var c struct {
+			Redacts string `json:"redacts"`
+		}
+		_ = json.Unmarshal(e.Content, &c)
+		p.Redacts = c.Redacts // rooms before version 11 carry it outside the content
 	}
-	return s.rooms.Send(ctx, e.RoomID, p, &rooms.Txn{DeviceID: txnDevice, ID: e.DelayID, Scope: "msc4140/"})
+	sn := &sending{e: e}
+	ctx = context.WithValue(ctx, sendingKey{}, sn)
+	var id string
+	var err error
+	if e.StateKey != nil {
+		id, err = s.rooms.SendState(ctx, e.RoomID, p)
+	} else {
+		id, err = s.rooms.Send(ctx, e.RoomID, p, nil)
+	}
+	if err == nil && !sn.recorded.Load() {
+		// No new event (the state already held this content).
+		_, err = s.store.FinaliseDelayedEvent(ctx, e.DelayID, store.DelayedSent, id, nil, time.Now().UnixMilli())
+	}
+	return id, err
 }
 
 // Run sends delayed events when they are due until ctx ends. At start it
@@ -355,24 +376,26 @@ func (s *Service) Run(ctx context.Context) {
 				s.log.Warn("delayed events: prune finalised", "err", err)
 			}
 		}
+		// From here until the timer is set, any event scheduled wakes
+		// the loop again: one committed after the look-up below would
+		// otherwise wait for nothing.
+		s.mu.Lock()
+		s.next = 0
+		s.mu.Unlock()
 		next, ok, err := s.store.NextDelayedDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("delayed events: next due time", "err", err)
 			ok, retry = false, true
 		}
-		wait := time.Duration(-1)
-		switch {
-		case ok:
-			wait = time.Until(time.UnixMilli(next))
-		case retry:
-			next, wait = time.Now().Add(5*time.Second).UnixMilli(), 5*time.Second
+		if !ok && retry {
+			next, ok = time.Now().UnixMilli(), true
 		}
-		if retry && wait < 5*time.Second {
-			next, wait = time.Now().Add(5*time.Second).UnixMilli(), 5*time.Second // a failing row or database: not in a loop
+		if retry {
+			// A failing row or database: try again later, not in a loop.
+			next = max(next, time.Now().Add(5*time.Second).UnixMilli())
 		}
 		s.mu.Lock()
-		s.next = 0
-		if wait >= 0 {
+		if ok && (s.next == 0 || next < s.next) {
 			s.next = next
 		}
 		s.mu.Unlock()
@@ -382,8 +405,8 @@ func (s *Service) Run(ctx context.Context) {
 			default:
 			}
 		}
-		if wait >= 0 {
-			timer.Reset(max(wait, 0))
+		if ok {
+			timer.Reset(max(time.Until(time.UnixMilli(next)), 0)) // overdue: at once
 		}
 	}
 }
@@ -441,8 +464,7 @@ func (s *Service) fire(ctx context.Context, delayID string) error {
 	if e.FinalisedTS != 0 || e.DueMS > now {
 		return nil
 	}
-	id, err := s.send(ctx, e)
-	if err != nil {
+	if _, err := s.send(ctx, e); err != nil {
 		merr, ok := errcode.As(err)
 		if !ok || merr.Status >= 500 {
 			return fmt.Errorf("send delayed event %s: %w", e.DelayID, err)
@@ -453,8 +475,7 @@ func (s *Service) fire(ctx context.Context, delayID string) error {
 		_, err = s.store.FinaliseDelayedEvent(ctx, delayID, store.DelayedFailed, "", body, now)
 		return err
 	}
-	_, err = s.store.FinaliseDelayedEvent(ctx, delayID, store.DelayedSent, id, nil, now)
-	return err
+	return nil
 }
 
 // cancelledByState is the error recorded on a delayed state event that
@@ -466,9 +487,20 @@ var cancelledByState, _ = json.Marshal(&errcode.Error{Code: "M_CANCELLED_BY_STAT
 // a state event cancels the scheduled delayed state events of other
 // users over the same key (MSC4140: the newer state wins; the user's
 // own delayed events stay theirs to manage).
+//
+// It also records a delayed event being sent (see send) in its event's
+// transaction.
 func (s *Service) IndexEvent(ctx context.Context, tx *store.Tx, ev *pdu.Event) error {
+	now := time.Now().UnixMilli()
+	if sn, ok := ctx.Value(sendingKey{}).(*sending); ok && sn.e.RoomID == ev.RoomID && sn.e.UserID == ev.Sender && sn.e.Type == ev.Type &&
+		(sn.e.StateKey == nil) == (ev.StateKey == nil) && (ev.StateKey == nil || *ev.StateKey == *sn.e.StateKey) {
+		if err := tx.DelayedEventSent(ctx, sn.e.DelayID, ev.ID, now); err != nil {
+			return err
+		}
+		sn.recorded.Store(true)
+	}
 	if ev.StateKey == nil {
 		return nil
 	}
-	return tx.CancelDelayedStateEvents(ctx, ev.RoomID, ev.Type, *ev.StateKey, ev.Sender, cancelledByState, time.Now().UnixMilli())
+	return tx.CancelDelayedStateEvents(ctx, ev.RoomID, ev.Type, *ev.StateKey, ev.Sender, cancelledByState, now)
 }

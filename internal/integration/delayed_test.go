@@ -405,6 +405,28 @@ func TestDelayedEvents(t *testing.T) {
 			}
 		})
 
+		t.Run("events due moments apart all go", func(t *testing.T) {
+			// Scheduled one after the other, they fall due a millisecond
+			// or so apart, some while others are being sent.
+			bob := s.Register(t, "bob")
+			room := bob.CreateRoom(map[string]any{"preset": "public_chat",
+				"power_level_content_override": map[string]any{"events": map[string]int{testType: 0}}})
+			var callers []*ts.Client
+			for range 10 {
+				c := s.Register(t, "caller")
+				c.Join(room)
+				callers = append(callers, c)
+			}
+			for i := range 5 {
+				for j, c := range callers {
+					scheduleState(t, c, room, fmt.Sprintf("member%d_%d", j, i), 300, map[string]any{})
+				}
+			}
+			for _, c := range callers {
+				waitUntil(t, 5*time.Second, "all delayed events sent", func() bool { return len(listDelayed(t, c, "").DelayedEvents) == 0 })
+			}
+		})
+
 		t.Run("survives a restart", func(t *testing.T) {
 			alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
 			room := callRoom(t, alice, bob)

@@ -205,6 +205,13 @@ func (s *Store) FinaliseDelayedEvent(ctx context.Context, delayID, outcome, even
 	return n > 0, err
 }
 
+// DelayedEventSent records, in the transaction of the event it became,
+// that a scheduled delayed event was sent: both commit or neither.
+func (tx *Tx) DelayedEventSent(ctx context.Context, delayID, eventID string, nowMS int64) error {
+	return tx.execLater(ctx, nil, `UPDATE delayed_events SET finalised_ts = $1, outcome = $2, event_id = $3
+		WHERE delay_id = $4 AND finalised_ts IS NULL`, nowMS, DelayedSent, eventID, delayID)
+}
+
 // CancelDelayedStateEvents cancels, in the transaction of a state event
 // sent by sender, the scheduled delayed state events of other users over
 // the same room, type and state key (MSC4140's rule for conflicting
