@@ -170,6 +170,12 @@ func (s *Service) Schedule(ctx context.Context, req Request) (string, error) {
 			Message: fmt.Sprintf("the maximum number of scheduled delayed events (%d) has been reached", s.limits.MaxPerUser)}).
 			With("retry_after_ms", wait)
 	}
+	if err != nil && req.TxnKey != nil {
+		// The same transaction, scheduled meanwhile by a concurrent retry.
+		if id, lerr := s.LookupTxn(ctx, req.UserID, req.DeviceID, *req.TxnKey); lerr == nil && id != "" {
+			return id, nil
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("schedule delayed event: %w", err)
 	}
