@@ -442,9 +442,9 @@ func (s *Service) fireDue(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			for _, e := range q {
+				// One failing event must not hold back those after it.
 				if err := s.fire(ctx, e.DelayID); err != nil {
-					errs[w] = err
-					return
+					errs[w] = errors.Join(errs[w], err)
 				}
 			}
 		}()

@@ -398,6 +398,18 @@ func TestDelayedEvents(t *testing.T) {
 			if d.EventID != "" || d.Error["errcode"] != "M_FORBIDDEN" {
 				t.Fatalf("delayed event of a user who left: %+v", d)
 			}
+			// A room that does not exist: refused when due, too.
+			r = scheduleSend(t, alice, "!nosuchroom:"+s.Config.ServerName, "100", map[string]any{})
+			var ghost struct {
+				DelayID string `json:"delay_id"`
+			}
+			if r.Status != 200 || r.JSON(&ghost) != nil {
+				t.Fatalf("schedule into an unknown room: %d %s", r.Status, r.Body)
+			}
+			waitUntil(t, 3*time.Second, "finalised", func() bool { d = delayedOne(t, alice, ghost.DelayID); return d.FinalisedTS != 0 })
+			if d.EventID != "" || d.Error == nil {
+				t.Fatalf("delayed event for an unknown room: %+v", d)
+			}
 			for _, ev := range messages(t, bob, room, "dir=b&limit=50").Chunk {
 				if ev.Type == testType {
 					t.Fatalf("sent into a room its sender left: %+v", ev)
