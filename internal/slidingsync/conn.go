@@ -59,6 +59,10 @@ type connState struct {
 	ext   extConfig             // extensions' settings (kept until changed)
 	lists map[string]int        // each list's count as last sent
 	first bool                  // no pos: the connection's first answer
+	// key is the request that made it (Request.key, 0: none); idle its
+	// answer when that found nothing (see idleAnswer).
+	key  uint64
+	idle *idleAnswer
 }
 
 // sentRoom is what a connection last sent of a room.
@@ -77,7 +81,9 @@ type sentRoom struct {
 }
 
 // clone copies the state for the next position; sentRoom values are
-// copied by the map copy, their lazy sets shared until written.
+// copied by the map copy, their lazy sets shared until written. A state
+// is not written once kept: states of a connection may share their maps
+// (Poll.answerQuiet).
 func (st *connState) clone() *connState {
 	out := &connState{token: st.token, ext: st.ext, first: false}
 	out.rooms = maps.Clone(st.rooms)

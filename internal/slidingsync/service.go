@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"luxchat/internal/filter"
 	"maps"
 	"slices"
@@ -95,6 +96,32 @@ type Poll struct {
 	gen      uint64
 	deadline time.Time
 	looked   streamtoken.Token // the positions of the last look
+	key      uint64            // the request's settings (Request.key)
+	// quiet: a look at quietAt found nothing for this request, and its
+	// answer would be quietAnswer (see idleAnswer); set only when base
+	// was made by the same request.
+	quietAt     streamtoken.Token
+	quietAnswer *idleAnswer
+}
+
+// idleAnswer is the answer of a request that found nothing new: the
+// lists' counts and the extensions' empty results. The same request
+// from the state it left, with no stream moved since, finds nothing
+// either and is answered alike (only the device's key counts, which no
+// stream carries, are read again): an idle connection's polls build
+// nothing, clone nothing and read nothing else.
+type idleAnswer struct {
+	lists map[string]ListResult
+	ext   Extensions
+}
+
+// idleAnswerOf keeps what an empty answer says, without its key counts.
+func idleAnswerOf(resp *Response) *idleAnswer {
+	a := &idleAnswer{lists: resp.Lists, ext: resp.Extensions}
+	if e := a.ext.E2EE; e != nil {
+		a.ext.E2EE = &E2EEResult{}
+	}
+	return a
 }
 
 // Begin starts a request: it applies set_presence and finds the
@@ -103,7 +130,7 @@ func (s *Service) Begin(ctx context.Context, req Request) (*Poll, error) {
 	if err := s.sync.MarkPresence(ctx, req.UserID, req.SetPresence); err != nil {
 		return nil, err
 	}
-	p := &Poll{s: s, req: req}
+	p := &Poll{s: s, req: req, key: req.key()}
 	key := connKey{req.UserID, req.DeviceID, req.ConnID}
 	if req.Pos == "" {
 		p.c = s.conns.open(key)
@@ -135,6 +162,16 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 		cur.Typing = p.base.token.Typing // typing restarts with the process
 	}
 	p.looked = cur
+	if p.quietAnswer == nil && p.base.idle != nil && p.base.key == p.key && cur == p.base.token {
+		// The state's own request again, nothing moved since it.
+		p.quietAt, p.quietAnswer = cur, p.base.idle
+	}
+	if p.quietAnswer != nil && cur == p.quietAt {
+		if !final && time.Now().Before(p.deadline) {
+			return nil, false, nil
+		}
+		return p.answerQuiet(ctx, cur)
+	}
 	next := p.base.clone()
 	next.token = cur
 	applyRequest(next, p.req)
@@ -142,8 +179,16 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 	if err != nil {
 		return nil, true, err
 	}
-	if !final && !p.base.first && resp.empty(p.base) && time.Now().Before(p.deadline) {
+	empty := !p.base.first && resp.empty(p.base)
+	if !final && empty && time.Now().Before(p.deadline) {
+		if p.key == p.base.key {
+			p.quietAt, p.quietAnswer = cur, idleAnswerOf(resp)
+		}
 		return nil, false, nil
+	}
+	next.key = p.key
+	if empty {
+		next.idle = idleAnswerOf(resp)
 	}
 	pos := p.c.keep(p.gen, next)
 	if pos == "" {
@@ -151,6 +196,36 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 	}
 	resp.Pos = pos
 	resp.TxnID = p.req.TxnID
+	return resp, true, nil
+}
+
+// answerQuiet answers a request that found nothing (quietAnswer) with
+// no stream moved since: the state it keeps is base's, sharing its maps
+// (a kept state is never written), at cur.
+func (p *Poll) answerQuiet(ctx context.Context, cur streamtoken.Token) (*Response, bool, error) {
+	a := p.quietAnswer
+	resp := &Response{Lists: a.lists, Extensions: a.ext, TxnID: p.req.TxnID}
+	if a.ext.E2EE != nil {
+		e := &E2EEResult{OTKCounts: map[string]int{}, FallbackKeyTypes: []string{}}
+		if devices := p.s.sync.Devices(); devices != nil {
+			counts, types, err := devices.KeyCounts(ctx, p.req.UserID, p.req.DeviceID)
+			if err != nil {
+				return nil, true, err
+			}
+			if counts != nil {
+				e.OTKCounts = counts
+			}
+			if types != nil {
+				e.FallbackKeyTypes = types
+			}
+		}
+		resp.Extensions.E2EE = e
+	}
+	next := *p.base
+	next.token, next.first, next.key, next.idle = cur, false, p.key, a
+	if resp.Pos = p.c.keep(p.gen, &next); resp.Pos == "" {
+		return nil, true, errcode.UnknownPos("a newer request of this connection came first")
+	}
 	return resp, true, nil
 }
 
@@ -166,6 +241,21 @@ var noPresence = &filter.Filter{Presence: &filter.EventFilter{Types: []string{}}
 
 // StopWake cancels a WakeAfter not woken yet.
 func (p *Poll) StopWake(w sync.Waker) { p.s.sync.StopWake(p.req.UserID, w) }
+
+// keySeed hashes requests' settings (Request.key), in this process.
+var keySeed = maphash.MakeSeed()
+
+// key is a hash of what the request asks for beyond its pos, timeout,
+// txn_id and presence: two requests of a connection with one key are
+// the same request again.
+func (r Request) key() uint64 {
+	r.UserID, r.DeviceID, r.TxnID, r.Pos, r.Timeout, r.SetPresence = "", "", "", "", 0, ""
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0 // never equal to a state's key (0 is none)
+	}
+	return maphash.Bytes(keySeed, b) | 1
+}
 
 // applyRequest sets what a request changes of a connection's sticky
 // settings: subscriptions and extensions.
