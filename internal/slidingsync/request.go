@@ -42,6 +42,9 @@ type Request struct {
 	Subscribe   map[string]RoomConfig
 	Unsubscribe []string
 	Extensions  ExtensionsRequest
+	// body is the JSON it was decoded from (DecodeRequest): a waiting
+	// poll keeps it instead of the decoded lists (Poll.Compact).
+	body []byte
 }
 
 // ListConfig is one list of a request.
@@ -281,6 +284,7 @@ func DecodeRequest(body []byte, queryPos, queryTimeout string) (Request, error) 
 		return req, err
 	}
 	req.Extensions = ext
+	req.body = body
 	return req, nil
 }
 

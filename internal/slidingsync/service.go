@@ -102,6 +102,7 @@ type Poll struct {
 	// was made by the same request.
 	quietAt     streamtoken.Token
 	quietAnswer *idleAnswer
+	compact     bool // req holds its body only (Compact)
 }
 
 // idleAnswer is the answer of a request that found nothing new: the
@@ -146,6 +147,30 @@ func (s *Service) Begin(ctx context.Context, req Request) (*Poll, error) {
 	return p, nil
 }
 
+// Compact drops the decoded request of a poll about to wait, keeping the
+// body it came in (a few hundred bytes for a few KiB of lists and
+// configs): a poll answered from its state needs none of it, and a look
+// after news decodes it again. Called before the poll waits, not while
+// it looks.
+func (p *Poll) Compact() {
+	if p.req.body == nil || p.compact {
+		return
+	}
+	p.req.Lists, p.req.Subscribe, p.req.Unsubscribe, p.req.Extensions = nil, nil, nil, ExtensionsRequest{}
+	p.compact = true
+}
+
+// expand decodes a compacted request again (it was decoded once: no
+// error).
+func (p *Poll) expand() {
+	if !p.compact {
+		return
+	}
+	r, _ := DecodeRequest(p.req.body, "", "")
+	p.req.Lists, p.req.Subscribe, p.req.Unsubscribe, p.req.Extensions = r.Lists, r.Subscribe, r.Unsubscribe, r.Extensions
+	p.compact = false
+}
+
 // Deadline is when the poll answers even with nothing new.
 func (p *Poll) Deadline() time.Time { return p.deadline }
 
@@ -172,6 +197,7 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 		}
 		return p.answerQuiet(ctx, cur)
 	}
+	p.expand()
 	next := p.base.clone()
 	next.token = cur
 	applyRequest(next, p.req)
@@ -754,7 +780,7 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 		lazyWant = nil
 	}
 	for u := range lazyWant {
-		if _, had := sent.lazy[u]; had {
+		if _, had := slices.BinarySearch(sent.lazy, u); had {
 			delete(lazyWant, u)
 		}
 	}
@@ -838,13 +864,14 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 		}
 	}
 	if len(lazyWant) > 0 {
-		set := make(map[string]struct{}, len(sent.lazy)+len(lazyWant))
+		var set []string
 		if len(sent.lazy)+len(lazyWant) <= maxLazyMembers {
-			maps.Copy(set, sent.lazy)
+			set = append(make([]string, 0, len(sent.lazy)+len(lazyWant)), sent.lazy...)
 		}
 		for u := range lazyWant {
-			set[u] = struct{}{}
+			set = append(set, u)
 		}
+		slices.Sort(set)
 		sent.lazy = set
 	}
 	if m.Membership != "join" {
