@@ -71,7 +71,7 @@ type sentRoom struct {
 	membership string // the membership it was sent with
 	memberPos  int64  // position of that membership
 	have       int    // how many of its newest events (as of pos) the client holds unbroken (haveAll: back to the start)
-	stateKey   string // RoomConfig.stateKey it was sent with
+	stateKey   uint64 // RoomConfig.stateKey it was sent with
 	isDM       bool
 	unread     sync.Unread
 	lazy       []string // members whose events were sent for lazy loading, sorted; copied on write (a slice: a map per room cost ~200 bytes for its one or two senders)

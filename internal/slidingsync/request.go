@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strconv"
@@ -510,15 +511,16 @@ func (rs RequiredState) key() string {
 	return strings.Join(parts, "\x01")
 }
 
-// stateKey is the canonical text of a config's state: a room sent with
-// one key and asked for with another is sent again in full.
-func (c RoomConfig) stateKey() string {
+// stateKey is a hash of the canonical text of a config's state: a room
+// sent with one key and asked for with another is sent again in full.
+// A hash, not the text: each room a connection sent keeps it.
+func (c RoomConfig) stateKey() uint64 {
 	keys := make([]string, 0, len(c.States))
 	for _, st := range c.States {
 		keys = append(keys, st.key())
 	}
 	sort.Strings(keys)
-	return strings.Join(slices.Compact(keys), "\x02")
+	return maphash.String(keySeed, strings.Join(slices.Compact(keys), "\x02"))
 }
 
 // merge combines two room configs into their superset (the MSC's

@@ -467,6 +467,9 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 	if err := b.extensions(ctx, want); err != nil {
 		return nil, err
 	}
+	if base.first {
+		data.dropGlobal()
+	}
 	return resp, nil
 }
 
@@ -601,7 +604,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	prev := b.base.rooms[id]
 	initial := b.initial[id]
 	expanded := b.expanded[id]
-	sent := sentRoom{membership: m.Membership, memberPos: m.Pos, have: prev.have, stateKey: w.cfg.stateKey(),
+	sent := sentRoom{membership: constMembership(m.Membership), memberPos: m.Pos, have: prev.have, stateKey: w.cfg.stateKey(),
 		isDM: b.data.isDM(id), pos: prev.pos, lazy: prev.lazy, unread: prev.unread,
 		receipts: prev.receipts, typing: prev.typing}
 	if unread != nil {
@@ -768,6 +771,17 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	}
 	b.next.rooms[id] = sent
 	return r, nil
+}
+
+// constMembership is a membership as a constant string: one read from
+// the database is an allocation of its own, which a sentRoom would keep.
+func constMembership(m string) string {
+	for _, c := range [...]string{"join", "invite", "leave", "ban", "knock"} {
+		if m == c {
+			return c
+		}
+	}
+	return m
 }
 
 // state fills a room's required_state and what derives from state: name,
