@@ -157,6 +157,9 @@ func (p *Poll) Compact() {
 		return
 	}
 	p.req.Lists, p.req.Subscribe, p.req.Unsubscribe, p.req.Extensions = nil, nil, nil, ExtensionsRequest{}
+	// Used by Begin only; parts of the request's query, which they
+	// would keep whole (with its head, when read outside net/http).
+	p.req.Pos, p.req.SetPresence = "", ""
 	p.compact = true
 }
 
