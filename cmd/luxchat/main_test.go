@@ -180,6 +180,17 @@ func TestGCPercentCapsHeadroom(t *testing.T) {
 	}
 }
 
+func TestBurstEnded(t *testing.T) {
+	for _, tc := range []struct {
+		then, now uint64
+		want      bool
+	}{{0, 0, false}, {1000, 10, false}, {8740, 35, true}, {8740, 2185, true}, {8740, 3000, false}, {2000, 500, true}} {
+		if got := burstEnded(tc.then, tc.now); got != tc.want {
+			t.Errorf("%d goroutines at the collection, %d now: %v, want %v", tc.then, tc.now, got, tc.want)
+		}
+	}
+}
+
 // The limit moves with the collection that finds the heap grown, not a
 // timer's tick later.
 func TestLimitFollowsEachCollection(t *testing.T) {
