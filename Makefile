@@ -25,9 +25,13 @@ lint:
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# An S3-compatible server that the S3 blob store tests start on loopback.
+# An S3-compatible server that the S3 blob store tests start on loopback,
+# and e2e/js's npm packages: the LiveKit token tests verify tokens with
+# livekit-server-sdk, the single sign-on browser test drives Chromium with
+# playwright-core.
 tools:
 	@command -v versitygw >/dev/null 2>&1 || go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+	@test -d e2e/js/node_modules/livekit-server-sdk -a -d e2e/js/node_modules/playwright-core || (cd e2e/js && npm ci --no-audit --no-fund --loglevel=error)
 
 unit: tools
 	go test -count=1 -timeout 20m ./...

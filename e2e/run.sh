@@ -154,12 +154,14 @@ else
   fi
 
   PORT="$(free_port)"
+  TURN_PORT="$(free_port)"
   BASE_URL="http://127.0.0.1:$PORT"
   mkdir -p "$WORK_DIR/data"
   cat >"$WORK_DIR/config.yaml" <<EOF
 server_name: localhost
 listen:
   client: "127.0.0.1:$PORT"
+  turn: "127.0.0.1:$TURN_PORT"
 data_dir: "$WORK_DIR/data"
 database: "$DATABASE"
 registration:
@@ -173,6 +175,10 @@ encryption:
 # js/test/push.test.js runs its push gateway on loopback.
 push:
   deny_networks: []
+# js/test/call.test.js calls between two browsers through the embedded TURN.
+turn:
+  enabled: true
+  shared_secret: "e2e-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 EOF
   db_desc="$DATABASE"
   [[ "$DATABASE" == postgres* ]] && db_desc="postgres"

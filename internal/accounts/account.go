@@ -25,7 +25,7 @@ func (s *Service) ChangePassword(ctx context.Context, caller Caller, newPassword
 	if err := s.checkNewPassword(newPassword); err != nil {
 		return err
 	}
-	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "password", userID: caller.UserID, flows: passwordFlows}, auth)
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "password", userID: caller.UserID, flows: s.reauthFlows(caller.UserID)}, auth)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func (s *Service) SetPassword(ctx context.Context, userID, newPassword string, l
 // with its password (without an access token, the password stage says
 // whose).
 func (s *Service) Deactivate(ctx context.Context, caller Caller, auth json.RawMessage) error {
-	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "deactivate", userID: caller.UserID, flows: passwordFlows}, auth)
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "deactivate", userID: caller.UserID, flows: s.reauthFlows(caller.UserID)}, auth)
 	if err != nil {
 		return err
 	}

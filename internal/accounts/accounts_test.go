@@ -280,7 +280,8 @@ func TestLogin(t *testing.T) {
 			{"third party", "M_FORBIDDEN", LoginRequest{Identifier: &Identifier{Type: "m.id.thirdparty", Medium: "email", Address: "a@b"}, Password: "password1"}},
 			{"bad identifier", "M_UNKNOWN", LoginRequest{Identifier: &Identifier{Type: "m.id.what"}, Password: "password1"}},
 			{"no user", "M_MISSING_PARAM", LoginRequest{Password: "password1"}},
-			{"bad type", "M_UNKNOWN", LoginRequest{Type: "m.login.token", User: "alice"}},
+			{"bad type", "M_UNKNOWN", LoginRequest{Type: "m.login.bogus", User: "alice"}},
+			{"unknown login token", "M_FORBIDDEN", LoginRequest{Type: "m.login.token", Token: "lxl_nope"}},
 		} {
 			if c.r.Type == "" {
 				c.r.Type = LoginPassword

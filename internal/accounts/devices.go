@@ -81,7 +81,7 @@ func (s *Service) RenameDevice(ctx context.Context, userID, deviceID, name strin
 // (the password), as the spec advises: a stolen access token alone must not
 // be enough to log the owner out. Unknown devices are ignored.
 func (s *Service) DeleteDevices(ctx context.Context, userID string, deviceIDs []string, auth json.RawMessage) error {
-	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "delete_devices", userID: userID, flows: passwordFlows}, auth)
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "delete_devices", userID: userID, flows: s.reauthFlows(userID)}, auth)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ type LoginRequest struct {
 	Medium     string // deprecated third-party login
 	Address    string
 	Password   string
+	Token      string // m.login.token
 	// DeviceID reuses a device (its old tokens are revoked) or names a new
 	// one; "" generates one.
 	DeviceID                 string
@@ -34,30 +35,49 @@ type LoginResult struct {
 	Tokens
 }
 
-// LoginPassword is the only login type offered.
+// LoginPassword is the password login type.
 const LoginPassword = "m.login.password"
 
-// Login checks a user's password and starts a session on a device.
+// Login checks a user's password (m.login.password) or spends a login
+// token (m.login.token) and starts a session on a device.
 func (s *Service) Login(ctx context.Context, r LoginRequest) (*LoginResult, error) {
-	if r.Type != LoginPassword {
-		return nil, errcode.Unknown("unsupported login type %q", r.Type)
-	}
-	if r.Identifier == nil && r.User == "" && (r.Medium != "" || r.Address != "") {
-		return nil, errcode.Forbidden("unknown third-party identifier")
-	}
-	userID, err := s.resolveUser(r.Identifier, r.User)
-	if err != nil {
-		return nil, err
-	}
-	u, err := s.throttledVerify(ctx, userID, r.Password, r.IP)
-	if err != nil {
-		return nil, err
-	}
+	// Checked first: a refused request must not spend a login token.
 	if err := checkDeviceID(r.DeviceID); err != nil {
 		return nil, err
 	}
+	var u *store.User
+	switch {
+	case r.Type == LoginPassword && s.PasswordLoginEnabled():
+		if r.Identifier == nil && r.User == "" && (r.Medium != "" || r.Address != "") {
+			return nil, errcode.Forbidden("unknown third-party identifier")
+		}
+		userID, err := s.resolveUser(r.Identifier, r.User)
+		if err != nil {
+			return nil, err
+		}
+		if u, err = s.throttledVerify(ctx, userID, r.Password, r.IP); err != nil {
+			return nil, err
+		}
+	case r.Type == LoginToken:
+		var err error
+		if u, err = s.takeLoginToken(ctx, r.Token); err != nil {
+			return nil, err
+		}
+		// The identifier, when given, must name the token's user.
+		if r.Identifier != nil || r.User != "" {
+			userID, err := s.resolveUser(r.Identifier, r.User)
+			if err != nil {
+				return nil, err
+			}
+			if userID != u.UserID {
+				return nil, errcode.Forbidden("the login token is not for this user")
+			}
+		}
+	default:
+		return nil, errcode.Unknown("unsupported login type %q", r.Type)
+	}
 	res := &LoginResult{UserID: u.UserID}
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
 		res.DeviceID, res.Tokens, err = s.startSession(ctx, tx, u.UserID, sessionParams{
 			deviceID: r.DeviceID, displayName: r.InitialDeviceDisplayName, ip: r.IP, refresh: r.RefreshToken,

@@ -141,6 +141,8 @@ type newAccount struct {
 	displayName  string         // "" starts with the localpart
 	regToken     string         // counted as used in the same transaction
 	login        *sessionParams // nil: no device, no tokens
+	// extra runs in the account's transaction after the user row is in.
+	extra func(tx *store.Tx, userID string) error
 }
 
 // errTokenUsedUp: the registration token expired or ran out of uses.
@@ -175,8 +177,16 @@ func (s *Service) createAccount(ctx context.Context, a newAccount) (*LoginResult
 			}
 			err := tx.CreateUser(ctx, store.User{UserID: res.UserID, PasswordHash: a.passwordHash, IsAdmin: a.admin,
 				DisplayName: sql.NullString{String: display, Valid: true}})
-			if err != nil || a.login == nil {
+			if err != nil {
 				return err
+			}
+			if a.extra != nil {
+				if err := a.extra(tx, res.UserID); err != nil {
+					return err
+				}
+			}
+			if a.login == nil {
+				return nil
 			}
 			res.DeviceID, res.Tokens, err = s.startSession(ctx, tx, res.UserID, *a.login)
 			return err

@@ -87,9 +87,6 @@ type uiaSession struct {
 	createdTS int64
 }
 
-// passwordFlows is what account operations ask of a logged-in user.
-var passwordFlows = [][]string{{AuthPassword}}
-
 // userInteractiveAuth runs one round of user-interactive auth for op with
 // the client's auth object (nil or JSON null when absent). It returns the
 // completed session, or an *AuthRequired, or another error (for example
@@ -148,7 +145,14 @@ func (s *Service) checkStage(ctx context.Context, sess *uiaSession, d *authDict)
 	switch d.Type {
 	case AuthDummy:
 		return nil, nil
+	case AuthSSO:
+		// Completed by the fallback page (CompleteSSOStage), never by
+		// the client's word.
+		return errcode.Unauthorized("log in again through single sign-on in the fallback page first"), nil
 	case AuthPassword:
+		if !s.PasswordLoginEnabled() {
+			return errcode.Forbidden("password login is disabled on this server"), nil
+		}
 		userID, err := s.resolveUser(d.Identifier, d.User)
 		if e, ok := errcode.As(err); ok {
 			return e, nil
@@ -294,7 +298,7 @@ func (s *Service) resolveUser(ident *Identifier, legacyUser string) (string, err
 // session is spent on success: action names what it authorised, so a
 // session is never reused for another endpoint.
 func (s *Service) RequireUIA(ctx context.Context, caller Caller, auth json.RawMessage, action string) error {
-	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: action, userID: caller.UserID, flows: passwordFlows}, auth)
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: action, userID: caller.UserID, flows: s.reauthFlows(caller.UserID)}, auth)
 	if err != nil {
 		return err
 	}

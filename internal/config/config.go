@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,82 @@ type Config struct {
 
 	// Support is served at /.well-known/matrix/support.
 	Support Support `yaml:"support"`
+
+	// TURN hands out TURN credentials (/voip/turnServer) and may run the
+	// embedded TURN/STUN server.
+	TURN TURN `yaml:"turn"`
+
+	// RTC configures group calls (MatrixRTC): the LiveKit SFU and its
+	// token service.
+	RTC RTC `yaml:"rtc"`
+
+	// OIDC lists the upstream OpenID Connect providers (single sign-on).
+	OIDC OIDC `yaml:"oidc"`
+	// SSO configures the legacy single sign-on flow of the client API.
+	SSO SSO `yaml:"sso"`
+}
+
+// TURN configures calls' relay: the credentials /voip/turnServer issues
+// (the TURN REST API's time-limited HMAC scheme, which coturn's
+// use-auth-secret checks too) and the embedded TURN server.
+type TURN struct {
+	// Enabled runs the embedded TURN/STUN server on listen.turn.
+	Enabled bool `yaml:"enabled"`
+	// SharedSecret signs credentials; SharedSecretFile names a file
+	// holding it instead (surrounding white space ignored).
+	SharedSecret     string `yaml:"shared_secret"`
+	SharedSecretFile string `yaml:"shared_secret_file"`
+	// URIs are handed to clients as they are (an external coturn, or the
+	// embedded server under a DNS name); empty with Enabled: derived from
+	// ExternalIP (or public_base_url's host) and listen.turn's port.
+	URIs []string `yaml:"uris"`
+	// TTL is how long issued credentials stay valid. Allocations are
+	// refreshed with the credentials they were made with, so a call
+	// cannot outlast them.
+	TTL Duration `yaml:"ttl"`
+	// RelayPorts is the UDP port range of relayed addresses, "min-max".
+	RelayPorts string `yaml:"relay_ports"`
+	// ExternalIP is the relay address advertised to clients (the public
+	// address when the server sits behind NAT).
+	ExternalIP string `yaml:"external_ip"`
+	// AllowedPeerNetworks lists CIDRs of non-public addresses that may
+	// still be relayed to; empty: public addresses only.
+	AllowedPeerNetworks []string `yaml:"allowed_peer_networks"`
+	// MaxAllocationsPerUser and MaxAllocations bound the allocations of
+	// one user and of the whole server.
+	MaxAllocationsPerUser int `yaml:"max_allocations_per_user"`
+	MaxAllocations        int `yaml:"max_allocations"`
+	// MaxBitrate bounds the traffic of one allocation, both directions
+	// together, in bits per second; packets over it are dropped. 0: no
+	// bound.
+	MaxBitrate int64 `yaml:"max_bitrate"`
+}
+
+// Secret returns the TURN shared secret, read from SharedSecretFile when
+// that is set.
+func (t TURN) Secret() (string, error) {
+	if t.SharedSecretFile == "" {
+		return t.SharedSecret, nil
+	}
+	data, err := os.ReadFile(t.SharedSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("turn.shared_secret_file: %w", err)
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// RelayPortRange parses RelayPorts ("49152-65535").
+func (t TURN) RelayPortRange() (lo, hi uint16, err error) {
+	a, b, ok := strings.Cut(t.RelayPorts, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("turn.relay_ports must be a range such as 49152-65535, not %q", t.RelayPorts)
+	}
+	l, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	h, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	if err1 != nil || err2 != nil || l < 1 || h < l {
+		return 0, 0, fmt.Errorf("turn.relay_ports must be a range of ports min-max with 1 <= min <= max <= 65535, not %q", t.RelayPorts)
+	}
+	return uint16(l), uint16(h), nil
 }
 
 // Rooms holds room defaults.
@@ -83,6 +160,9 @@ type Listen struct {
 	// Federation is the HTTPS address of the Server-Server API; empty: no
 	// federation listener.
 	Federation string `yaml:"federation"`
+	// TURN is the UDP and TCP address of the embedded TURN server (used
+	// when turn.enabled is set).
+	TURN string `yaml:"turn"`
 }
 
 // TLS holds the certificate of the federation listener.
@@ -307,6 +387,16 @@ type Auth struct {
 	// PasswordHashConcurrency bounds the password hashes computed at once
 	// (0: one per core); each holds PasswordHashMemoryKiB of memory.
 	PasswordHashConcurrency int `yaml:"password_hash_concurrency"`
+	// PasswordLogin offers password login and the password stage of
+	// user-interactive auth; off, users log in through oidc.providers.
+	PasswordLogin bool `yaml:"password_login"`
+	// LoginTokenLifetime bounds the single-use login tokens (m.login.token)
+	// that single sign-on and POST /login/get_token hand out.
+	LoginTokenLifetime Duration `yaml:"login_token_lifetime"`
+	// GetLoginToken enables POST /_matrix/client/v1/login/get_token
+	// (logging in another device from this one; capability
+	// m.get_login_token).
+	GetLoginToken bool `yaml:"get_login_token"`
 }
 
 // Duration is a time.Duration written like "5m" in YAML.
@@ -333,7 +423,7 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 func Default() *Config {
 	return &Config{
 		ServerName:   "localhost",
-		Listen:       Listen{Client: "127.0.0.1:8008"},
+		Listen:       Listen{Client: "127.0.0.1:8008", TURN: "0.0.0.0:3478"},
 		DataDir:      "./luxchat-data",
 		Database:     "sqlite",
 		Registration: Registration{Mode: RegistrationClosed},
@@ -371,6 +461,15 @@ func Default() *Config {
 			DisplayName: "Server Notices",
 		},
 		Support: Support{Contacts: []SupportContact{}},
+		TURN: TURN{
+			URIs:                  []string{},
+			TTL:                   Duration{24 * time.Hour},
+			RelayPorts:            "49152-65535",
+			AllowedPeerNetworks:   []string{},
+			MaxAllocationsPerUser: 10,
+			MaxAllocations:        1000,
+			MaxBitrate:            20_000_000,
+		},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -379,7 +478,11 @@ func Default() *Config {
 			// an attacker, which keeps registration bursts small.
 			PasswordHashMemoryKiB: 9 * 1024,
 			PasswordHashTime:      4,
+			PasswordLogin:         true,
+			LoginTokenLifetime:    Duration{2 * time.Minute},
 		},
+		OIDC: OIDC{Providers: []OIDCProvider{}},
+		SSO:  SSO{ClientWhitelist: []string{}},
 	}
 }
 
@@ -504,6 +607,9 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateFederation()...)
 	errs = append(errs, c.validatePush()...)
 	errs = append(errs, c.validateSupport()...)
+	errs = append(errs, c.validateTURN()...)
+	errs = append(errs, c.validateRTC()...)
+	errs = append(errs, c.validateSSO()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -612,6 +718,56 @@ func (c *Config) validateSupport() []error {
 	return errs
 }
 
+func (c *Config) validateTURN() []error {
+	var errs []error
+	t := c.TURN
+	if t.SharedSecret != "" && t.SharedSecretFile != "" {
+		errs = append(errs, errors.New("turn: set either shared_secret or shared_secret_file, not both"))
+	}
+	secret, err := t.Secret()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if (t.Enabled || len(t.URIs) > 0) && secret == "" && err == nil {
+		errs = append(errs, errors.New("turn.shared_secret (or turn.shared_secret_file) must be set when turn.enabled is true or turn.uris is set"))
+	}
+	for _, u := range t.URIs {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
+			errs = append(errs, fmt.Errorf("turn.uris: %q must be a turn, turns or stun URI (turn:host:port?transport=udp)", u))
+		}
+	}
+	if t.TTL.Duration < time.Minute {
+		errs = append(errs, errors.New("turn.ttl must be at least 1m"))
+	}
+	if _, _, err := t.RelayPortRange(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, n := range t.AllowedPeerNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			errs = append(errs, fmt.Errorf("turn.allowed_peer_networks: %q is not a CIDR", n))
+		}
+	}
+	if t.MaxAllocationsPerUser < 1 || t.MaxAllocations < 1 || t.MaxBitrate < 0 {
+		errs = append(errs, errors.New("turn.max_allocations_per_user and turn.max_allocations must be at least 1, turn.max_bitrate at least 0 (0: no bound)"))
+	}
+	var external netip.Addr
+	if t.ExternalIP != "" {
+		if external, err = netip.ParseAddr(t.ExternalIP); err != nil || external.IsUnspecified() || !external.Unmap().Is4() {
+			errs = append(errs, fmt.Errorf("turn.external_ip must be an IPv4 address (the relay address clients reach; relays are IPv4), not %q", t.ExternalIP))
+		}
+	}
+	if !t.Enabled {
+		return errs
+	}
+	ap, err := netip.ParseAddrPort(c.Listen.TURN)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listen.turn must be ip:port such as 0.0.0.0:3478, not %q", c.Listen.TURN))
+	} else if t.ExternalIP == "" && (ap.Addr().IsUnspecified() || !ap.Addr().Unmap().Is4()) {
+		errs = append(errs, fmt.Errorf("turn.external_ip must be set when listen.turn (%s) listens on every address or on IPv6: it is the (IPv4) relay address clients are told", c.Listen.TURN))
+	}
+	return errs
+}
+
 // PostgresDSN returns the DSN when the database is PostgreSQL.
 func (c *Config) PostgresDSN() (string, bool) {
 	if c.Database == "sqlite" {
@@ -638,6 +794,8 @@ listen:
   # Server-Server API (HTTPS with tls.cert_file); empty: no federation
   # listener. server_name may carry this port, e.g. example.org:8448.
   federation: ""
+  # The embedded TURN/STUN server, UDP and TCP (when turn.enabled).
+  turn: 0.0.0.0:3478
 
 tls:
   # PEM certificate (chain) and key of the federation listener, valid for
@@ -799,6 +957,24 @@ rooms:
   # before it show creators without power).
   default_version: "11"
 
+rtc:
+  # Group calls (MatrixRTC, Element Call and Element X): a LiveKit SFU that
+  # you run beside luxchat (see docs/operations.md). With url, key and
+  # secret set, clients find it at
+  # /_matrix/client/unstable/org.matrix.msc4143/rtc/transports and in
+  # /.well-known/matrix/client, and the built-in token service at
+  # /_luxchat/livekit/jwt lets room members into it.
+  livekit:
+    url: ""            # the SFU's WebSocket URL as clients reach it, e.g. wss://sfu.example.org
+    key: ""            # one of the SFU's API keys (keys: in its config)
+    key_file: ""       # or: a file holding it
+    secret: ""         # its secret, 32 characters or more, e.g. ${LUXCHAT_LIVEKIT_SECRET}
+    secret_file: ""    # or: a file holding it
+    # The token service advertised to clients; empty:
+    # {public_base_url}/_luxchat/livekit/jwt (built in). May point at an
+    # external lk-jwt-service instead.
+    service_url: ""
+
 support:
   # Served at /.well-known/matrix/support (404 while both are empty): ways
   # to reach this server's administrators, each with a matrix_id, an
@@ -809,6 +985,39 @@ support:
   contacts: []
   # A page with help for this server's users, e.g. https://example.org/help.
   support_page: ""
+
+turn:
+  # GET /_matrix/client/v3/voip/turnServer hands out TURN credentials of the
+  # TURN REST API (username "<expiry>:<user id>", password
+  # base64(HMAC-SHA1(shared_secret, username))), as coturn's
+  # use-auth-secret/static-auth-secret checks them. With neither enabled
+  # nor uris set it answers {} (no TURN server).
+  # Run the embedded TURN/STUN server on listen.turn (UDP and TCP).
+  enabled: false
+  shared_secret: ""       # e.g. ${LUXCHAT_TURN_SECRET}
+  shared_secret_file: ""  # or a file holding it
+  # URIs handed to clients, e.g. an external coturn:
+  # ["turn:turn.example.org:3478?transport=udp", "turn:turn.example.org:3478?transport=tcp"]
+  # Empty with enabled: turn:<external_ip>:<listen.turn port>?transport=udp|tcp.
+  uris: []
+  # Lifetime of issued credentials; a call cannot outlast them.
+  ttl: 24h0m0s
+  # UDP ports of relayed addresses (open them in the firewall).
+  relay_ports: 49152-65535
+  # The relay address told to clients: this machine's public IP (behind
+  # NAT, the public address forwarded to it). Required when listen.turn
+  # listens on 0.0.0.0.
+  external_ip: ""
+  # The embedded server never relays to loopback, private, link-local,
+  # multicast or unspecified addresses, except inside these CIDRs, e.g.
+  # [10.20.0.0/16] when callers sit on that intranet.
+  allowed_peer_networks: []
+  # Allocations one user may hold at once, and all users together.
+  max_allocations_per_user: 10
+  max_allocations: 1000
+  # Traffic of one allocation (both directions together) in bits per
+  # second; packets over it are dropped. 0: no bound.
+  max_bitrate: 20000000
 
 log:
   level: info   # debug | info | warn | error
@@ -825,4 +1034,38 @@ auth:
   # Hashes computed at once (logins, registrations), each holding
   # password_hash_memory_kib; 0 means one per core.
   password_hash_concurrency: 0
+  # false: no password login (GET /login stops listing m.login.password)
+  # and user-interactive auth goes through single sign-on (m.login.sso),
+  # for sectors whose users log in only through oidc.providers.
+  password_login: true
+  # Lifetime of the single-use login tokens (m.login.token) that single
+  # sign-on and POST /_matrix/client/v1/login/get_token hand out.
+  login_token_lifetime: 2m0s
+  # Let a logged-in client get a login token for another device (POST
+  # /_matrix/client/v1/login/get_token, behind user-interactive auth).
+  get_login_token: false
+
+oidc:
+  # Upstream OpenID Connect providers (LuxID or any other) offered as
+  # single sign-on (m.login.sso). Register
+  # {public_base_url}/_luxchat/oidc/callback as the redirect URI at each.
+  # See docs/operations.md ("Single sign-on") for every key, e.g.
+  #   providers:
+  #     - id: luxid
+  #       name: LuxID
+  #       issuer: https://login.example.lu/
+  #       client_id: luxchat
+  #       client_secret_file: /etc/luxchat/luxid-secret
+  #       userinfo: true
+  #       localpart_template: "{{ preferred_username }}"
+  #       conditions:
+  #         - {claim: email, suffix: "@police.etat.lu"}
+  providers: []
+
+sso:
+  # redirectUrl prefixes of clients that get their login token without a
+  # confirmation page, e.g. [https://app.example.org/] (http(s) prefixes
+  # end their host with a path); any other client is shown "continue to
+  # <host>?" first.
+  client_whitelist: []
 `

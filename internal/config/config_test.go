@@ -1,9 +1,11 @@
 package config
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTemplateIsTheDefault(t *testing.T) {
@@ -158,5 +160,57 @@ federation:
 	// Without federation, the listener needs no certificate.
 	if _, err := Parse([]byte("listen: {federation: ':8448'}\nfederation: {enabled: false}\n")); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestSSOKeys(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := dir + "/secret"
+	if err := os.WriteFile(secretFile, []byte(" from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte(`
+oidc:
+  providers:
+    - id: luxid
+      name: LuxID
+      issuer: https://login.example.lu/
+      client_id: c
+      client_secret_file: ` + secretFile + `
+      pkce: false
+      conditions:
+        - {claim: email, suffix: "@police.etat.lu"}
+        - {claim: org, one_of: [a, b]}
+sso: {client_whitelist: ["https://app.example.org/"]}
+auth: {password_login: false, get_login_token: true, login_token_lifetime: 30s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.OIDC.Providers[0]
+	if s, err := p.Secret(); err != nil || s != "from-file" || p.PKCEOn() || p.RequestTimeout() != 10*time.Second ||
+		c.Auth.PasswordLogin || !c.Auth.GetLoginToken || c.Auth.LoginTokenLifetime.Duration != 30*time.Second {
+		t.Fatalf("%+v %q %v", c.Auth, s, err)
+	}
+	if !Default().Auth.PasswordLogin {
+		t.Fatal("defaults")
+	}
+	base := "oidc: {providers: [{id: a, name: A, issuer: 'https://i/', client_id: c%s}]}"
+	for _, bad := range []string{
+		", id: 'a b'", ", name: ''", ", issuer: 'ftp://i/'", ", client_id: ''", ", icon: 'https://x/i.png'",
+		", client_secret: s, client_secret_file: /f", ", client_secret_file: /nonexistent/secret",
+		", conditions: [{claim: email}]", ", conditions: [{claim: email, equals: x, suffix: y}]",
+	} {
+		if _, err := Parse([]byte(strings.Replace(base, "%s", bad, 1))); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := Parse([]byte("oidc: {providers: [{id: a, name: A, issuer: 'https://i/', client_id: c}, {id: a, name: B, issuer: 'https://j/', client_id: d}]}")); err == nil {
+		t.Error("duplicate ids accepted")
+	}
+	for _, bad := range []string{"relative/", "https://app.example.org"} {
+		if _, err := Parse([]byte("sso: {client_whitelist: ['" + bad + "']}")); err == nil {
+			t.Errorf("whitelist entry %q accepted", bad)
+		}
 	}
 }

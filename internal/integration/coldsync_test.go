@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"luxchat/internal/filter"
+	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 	lxsync "luxchat/internal/sync"
 	ts "luxchat/internal/testserver"
@@ -74,7 +76,8 @@ func TestColdInitialSyncAnswersAsWarm(t *testing.T) {
 		bob.SendText(rooms[7], "my own")
 		bob.MustDo("PUT", "/_matrix/client/v3/user/"+esc(bob.UserID)+"/rooms/"+esc(rooms[2])+"/tags/u.work", map[string]any{"order": 0.5}, nil)
 
-		for _, query := range []string{"", `{"room":{"timeline":{"limit":5}}}`} {
+		lazy := `{"room":{"state":{"lazy_load_members":true},"timeline":{"limit":5}}}`
+		for _, query := range []string{"", `{"room":{"timeline":{"limit":5}}}`, lazy} {
 			s = s.Restart(t)
 			f := &filter.Filter{}
 			if query != "" {
@@ -90,6 +93,21 @@ func TestColdInitialSyncAnswersAsWarm(t *testing.T) {
 				t.Fatal(err)
 			}
 			statements := n.Load()
+			if query == lazy {
+				// A lazy-loading sync reads the state of a room not in
+				// the rooms cache from the store; the warm one below
+				// answers from the loaded rooms.
+				for _, id := range rooms {
+					if s.Rooms.StateLoaded(id) {
+						t.Fatalf("the lazy-loading cold sync loaded room %s", id)
+					}
+					r, err := s.Rooms.LockRoom(context.Background(), id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r.Unlock()
+				}
+			}
 			warm, err := s.Sync.Sync(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)
@@ -152,4 +170,93 @@ func comparable(t *testing.T, body []byte) map[string]any {
 	}
 	walk(v)
 	return v
+}
+
+// TestColdBigRoomReads: a room too big for its view to keep its state
+// (over 256 entries), read by a member after a restart — a lazy-loading
+// sync, GET /members and GET /state — answers from the store without
+// loading the room into the rooms cache, and exactly what the same reads
+// answer once the room is loaded.
+func TestColdBigRoomReads(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "All staff"})
+		members := seedAccounts(t, s, "m", 300)
+		joinAll(t, s, room, members)
+		ctx := context.Background()
+		for i := range 4 { // a timeline of a few senders
+			if _, err := s.Rooms.Send(ctx, room, rooms.Proto{Type: "m.room.message", Sender: members[i*70], Content: json.RawMessage(`{"msgtype":"m.text","body":"hello"}`)}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s = s.Restart(t)
+		reader := s.Anonymous(t)
+		reader.UserID, reader.DeviceID, reader.Token = alice.UserID, alice.DeviceID, alice.Token
+		filter := url.QueryEscape(fmt.Sprintf(`{"room":{"rooms":[%q],"state":{"lazy_load_members":true},"timeline":{"limit":10}}}`, room))
+		reads := func() (syncBody, membersBody, stateBody map[string]any) {
+			get := func(path string) map[string]any {
+				r := reader.Do("GET", path, nil)
+				if r.Status != 200 {
+					t.Fatalf("%s: %d %s", path, r.Status, r.Body)
+				}
+				// /state answers a list: wrapped, for comparable (which
+				// orders state lists); /members's chunk is ordered here.
+				body := r.Body
+				if body[0] == '[' {
+					body = []byte(`{"state":{"events":` + string(body) + `}}`)
+				}
+				v := comparable(t, body)
+				if chunk, ok := v["chunk"].([]any); ok {
+					slices.SortFunc(chunk, func(a, b any) int {
+						return strings.Compare(fmt.Sprint(a.(map[string]any)["event_id"]), fmt.Sprint(b.(map[string]any)["event_id"]))
+					})
+				}
+				return v
+			}
+			syncBody = get("/_matrix/client/v3/sync?timeout=0&filter=" + filter)
+			delete(syncBody, "next_batch")
+			delete(syncBody, "presence")
+			return syncBody, get("/_matrix/client/v3/rooms/" + esc(room) + "/members"), get("/_matrix/client/v3/rooms/" + esc(room) + "/state")
+		}
+		coldSync, coldMembers, coldState := reads()
+		if s.Rooms.StateLoaded(room) {
+			t.Fatal("reading the room loaded it into the rooms cache")
+		}
+		// The lazy state: the room's own state, the reader's and the
+		// senders' member events, no one else's.
+		state := coldSync["rooms"].(map[string]any)["join"].(map[string]any)[room].(map[string]any)["state"].(map[string]any)["events"].([]any)
+		shown := map[string]bool{}
+		for _, e := range state {
+			e := e.(map[string]any)
+			if e["type"] == "m.room.member" {
+				shown[e["state_key"].(string)] = true
+			}
+		}
+		want := map[string]bool{alice.UserID: true}
+		for i := range 4 {
+			want[members[i*70]] = true
+		}
+		if !reflect.DeepEqual(shown, want) {
+			t.Fatalf("lazy-loaded members %v, want %v", shown, want)
+		}
+		if n := len(coldMembers["chunk"].([]any)); n != 301 {
+			t.Fatalf("/members: %d events, want 301", n)
+		}
+		r, err := s.Rooms.LockRoom(ctx, room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Unlock()
+		warmSync, warmMembers, warmState := reads()
+		for _, c := range []struct {
+			name       string
+			cold, warm map[string]any
+		}{{"lazy sync", coldSync, warmSync}, {"/members", coldMembers, warmMembers}, {"/state", coldState, warmState}} {
+			if !reflect.DeepEqual(c.cold, c.warm) {
+				a, _ := json.Marshal(c.cold)
+				b, _ := json.Marshal(c.warm)
+				t.Fatalf("%s of the room not loaded differs from the loaded room's:\ncold: %s\nwarm: %s", c.name, a, b)
+			}
+		}
+	})
 }

@@ -121,6 +121,11 @@ func (s *Service) CreateRoom(ctx context.Context, creator string, req CreateRequ
 			// Live location: members share their own beacon; the auth rule for
 			// state keys starting with @ keeps each one owner-only.
 			"m.beacon_info": 0, "org.matrix.msc3672.beacon_info": 0,
+			// Group calls (MatrixRTC): every member posts their own call
+			// membership, one state key per device, as in the rooms
+			// Element creates for calls.
+			"org.matrix.msc3401.call.member": 0, "m.call.member": 0,
+			"m.rtc.member": 0, "org.matrix.msc4143.rtc.member": 0,
 		},
 		"events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50, "invite": 0,
 		"notifications": map[string]any{"room": 50},

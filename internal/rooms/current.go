@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"slices"
 
 	"luxchat/internal/matrix/eventauth"
 	"luxchat/internal/matrix/pdu"
@@ -46,6 +47,17 @@ func (s *Service) CurrentStateIDsOf(ctx context.Context, roomID string, member f
 		}
 	}
 	return m, nil
+}
+
+// CurrentStateIDsWith is CurrentStateIDsOf for a known list of members.
+// A room not in the cache is not loaded for it: its state is read from
+// the store without the other members' events (a lazy-loading sync of a
+// room of 10,000 would otherwise parse 10,000 member events first).
+func (s *Service) CurrentStateIDsWith(ctx context.Context, roomID string, members []string) (store.StateMap, error) {
+	if !s.StateLoaded(roomID) {
+		return s.store.CurrentStateWithMembers(ctx, roomID, members)
+	}
+	return s.CurrentStateIDsOf(ctx, roomID, func(u string) bool { return slices.Contains(members, u) })
 }
 
 // CurrentStateEvent returns a piece of current state (or store.ErrNotFound).

@@ -37,11 +37,14 @@ import (
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
+	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
+	"luxchat/internal/sso"
 	"luxchat/internal/store"
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
+	"luxchat/internal/turn"
 )
 
 // Server is a running homeserver.
@@ -75,6 +78,9 @@ type Server struct {
 	Exchange *exchange.Service
 
 	search rooms.Indexer // full-text index of unencrypted messages
+
+	// TURN is the embedded TURN server; nil unless turn.enabled.
+	TURN *turn.Server
 
 	handler    http.Handler
 	fedHandler http.Handler // nil: no federation listener
@@ -165,6 +171,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed
+	if api.TURN, err = s.setupTURN(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	var remoteOpenID rtc.RemoteOpenID // nil interface, not a nil *Client, when federation is off
+	if s.Federation != nil {
+		remoteOpenID = s.Federation
+	}
+	if api.RTC, err = rtc.New(cfg, s.Accounts, s.Rooms, remoteOpenID, log); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if api.SSO, err = sso.New(cfg, st, s.Accounts, log); err != nil {
+		st.Close()
+		return nil, err
+	}
 	api.Register(rt)
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
@@ -190,6 +212,33 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	s.handler = rt
 	return s, nil
+}
+
+// setupTURN builds the embedded TURN server (when turn.enabled) and the
+// issuer of the credentials /voip/turnServer hands out: for turn.uris
+// when set (an external coturn, or ours under a DNS name), else for the
+// embedded server's own address. Nil: no TURN server is configured.
+func (s *Server) setupTURN() (*turn.Issuer, error) {
+	cfg := s.Config.TURN
+	if cfg.Enabled {
+		t, err := turn.New(s.Config, s.metrics, s.Log)
+		if err != nil {
+			return nil, err
+		}
+		s.TURN = t
+	}
+	secret, err := cfg.Secret()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(cfg.URIs) > 0:
+		uris := append([]string(nil), cfg.URIs...)
+		return turn.NewIssuer(secret, cfg.TTL.Duration, func() []string { return uris }), nil
+	case s.TURN != nil:
+		return turn.NewIssuer(secret, cfg.TTL.Duration, s.TURN.URIs), nil
+	}
+	return nil, nil
 }
 
 // guardRouter applies the limits that both listeners share: how slowly a
@@ -247,6 +296,16 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Store.Close()
 		return err
 	}
+	if s.TURN != nil {
+		if err := s.TURN.Start(); err != nil {
+			ln.Close()
+			if fsrv != nil {
+				fsrv.Close()
+			}
+			s.Store.Close()
+			return err
+		}
+	}
 	rt, _ := s.handler.(*httputil.Router)
 	if rt != nil && s.Config.Limits.ParkLongPolls {
 		ln = rt.ParkListener(ln, srv) // long polls wait outside net/http
@@ -296,6 +355,11 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
+	}
+	if s.TURN != nil {
+		if terr := s.TURN.Close(); terr != nil {
+			s.Log.Warn("turn: close", "err", terr)
+		}
 	}
 	s.RoomFed.StopBackground()
 	s.stopExchange()

@@ -77,6 +77,13 @@ func (tx *Tx) SetAdmin(ctx context.Context, userID string, admin bool) error {
 // Deactivate marks a user deactivated and clears its password and profile.
 func (tx *Tx) Deactivate(ctx context.Context, userID string) error {
 	_, err := tx.q.ExecContext(ctx, `UPDATE users SET deactivated = TRUE, password_hash = '', displayname = NULL, avatar_url = NULL WHERE user_id = $1`, userID)
+	if err != nil {
+		return err
+	}
+	// Its third-party identifiers go (another account may take them);
+	// its single sign-on links stay, so that the provider's subject keeps
+	// being refused rather than given a new account.
+	_, err = tx.q.ExecContext(ctx, `DELETE FROM user_threepids WHERE user_id = $1`, userID)
 	return err
 }
 

@@ -123,17 +123,25 @@ func encodeView(v *StoredView) []byte {
 	return enc.EncodeAll(b.buf, make([]byte, 0, len(b.buf)/2))
 }
 
-// decodeView reads a stored view of roomID.
-func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
+// decodeView reads a stored view of roomID. Strings that repeat within
+// and across views (types, senders, state keys, memberships) are made
+// once per shared (a reading of many views), not once per field.
+func decodeView(roomID string, upTo int64, data []byte, shared map[string]string) (*StoredView, error) {
 	buf := viewBufs.Get().(*[]byte)
 	defer viewBufs.Put(buf)
+	// Sized from the frame's header: growing the buffer while decoding
+	// copied most views more than once.
+	var h zstd.Header
+	if h.Decode(data) == nil && h.HasFCS && h.FrameContentSize <= 16<<20 && uint64(cap(*buf)) < h.FrameContentSize {
+		*buf = make([]byte, 0, h.FrameContentSize)
+	}
 	_, dec := viewCodec()
 	raw, err := dec.DecodeAll(data, (*buf)[:0])
 	*buf = raw
 	if err != nil {
 		return nil, fmt.Errorf("room view %s: %w", roomID, err)
 	}
-	r := viewReader{buf: raw}
+	r := viewReader{buf: raw, shared: shared}
 	if r.byte() != viewFormat {
 		return nil, nil
 	}
@@ -142,11 +150,11 @@ func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
 	v.Rows, v.Bases = make([]*EventRow, 0, n), make([][]byte, 0, n)
 	for range n {
 		e := &EventRow{RoomID: roomID}
-		e.Pos, e.EventID, e.Type, e.StateKey = r.int(), r.str(), r.str(), r.nullStr()
-		e.Sender, e.Depth, e.OriginTS = r.str(), r.int(), r.int()
+		e.Pos, e.EventID, e.Type, e.StateKey = r.int(), r.str(), r.common(), r.nullCommon()
+		e.Sender, e.Depth, e.OriginTS = r.common(), r.int(), r.int()
 		e.setStoredPDU(r.copied())
 		e.Unsigned = r.copied()
-		e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID = r.int(), r.bool(), r.nullStr(), r.nullStr()
+		e.StateGroup, e.Redacted, e.TxnDevice, e.TxnID = r.int(), r.bool(), r.nullCommon(), r.nullStr()
 		e.Aggregates, e.AggregatesRead = r.str(), r.bool()
 		v.Rows = append(v.Rows, e)
 		v.Bases = append(v.Bases, r.copied())
@@ -154,17 +162,17 @@ func decodeView(roomID string, upTo int64, data []byte) (*StoredView, error) {
 	v.Groups = make([]ViewGroup, r.uint())
 	for i := range v.Groups {
 		g := &v.Groups[i]
-		g.Group, g.Visibility = r.int(), r.str()
+		g.Group, g.Visibility = r.int(), r.common()
 		g.Members = make([]ViewMember, r.uint())
 		for j := range g.Members {
-			g.Members[j] = ViewMember{UserID: r.str(), Membership: r.str()}
+			g.Members[j] = ViewMember{UserID: r.common(), Membership: r.common()}
 		}
 	}
 	v.State = make([]ViewState, r.uint())
 	for i := range v.State {
 		s := &v.State[i]
-		s.Key.Type, s.Key.StateKey, s.EventID, s.Head = r.str(), r.str(), r.str(), r.copied()
-		s.OriginTS, s.Sender, s.TxnID, s.TxnDevice, s.Member = r.int(), r.str(), r.str(), r.str(), r.str()
+		s.Key.Type, s.Key.StateKey, s.EventID, s.Head = r.common(), r.common(), r.str(), r.copied()
+		s.OriginTS, s.Sender, s.TxnID, s.TxnDevice, s.Member = r.int(), r.common(), r.str(), r.common(), r.common()
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("room view %s: %w", roomID, r.err)
@@ -242,6 +250,7 @@ func (s *Store) RoomViews(ctx context.Context, roomIDs []string) ([]*StoredView,
 	// never a join that PostgreSQL could answer by hashing all events.
 	const cols = `SELECT v.room_id, v.up_to, v.view, COALESCE((SELECT MAX(e.stream_pos) FROM events e WHERE e.room_id = v.room_id), 0) FROM room_views v WHERE v.room_id `
 	var out []*StoredView
+	shared := map[string]string{}
 	scan := func(rows *sql.Rows, err error) error {
 		if err != nil {
 			return err
@@ -250,14 +259,14 @@ func (s *Store) RoomViews(ctx context.Context, roomIDs []string) ([]*StoredView,
 		for rows.Next() {
 			var roomID string
 			var upTo, latest int64
-			var data []byte
+			var data sql.RawBytes // decodeView keeps none of it
 			if err := rows.Scan(&roomID, &upTo, &data, &latest); err != nil {
 				return err
 			}
 			if latest > upTo {
 				continue // an event came after the view
 			}
-			v, err := decodeView(roomID, upTo, data)
+			v, err := decodeView(roomID, upTo, data, shared)
 			if err != nil {
 				return err
 			}
@@ -338,8 +347,9 @@ func (w *viewWriter) nullStr(s sql.NullString) {
 // viewReader reads what viewWriter wrote; the first error sticks and
 // makes every later read a zero value.
 type viewReader struct {
-	buf []byte
-	err error
+	buf    []byte
+	err    error
+	shared map[string]string // common's strings; nil: none kept
 }
 
 var errViewShort = errors.New("truncated")
@@ -395,6 +405,28 @@ func (r *viewReader) copied() []byte {
 }
 
 func (r *viewReader) str() string { return string(r.bytes()) }
+
+// common is str for a value many fields share (a type, a user id, a
+// membership): one string for all of them.
+func (r *viewReader) common() string {
+	b := r.bytes()
+	if r.shared == nil || len(b) == 0 {
+		return string(b)
+	}
+	if s, ok := r.shared[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	r.shared[s] = s
+	return s
+}
+
+func (r *viewReader) nullCommon() sql.NullString {
+	if !r.bool() {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: r.common(), Valid: true}
+}
 
 func (r *viewReader) bool() bool { return r.byte() == 1 }
 func (r *viewReader) nullStr() sql.NullString {

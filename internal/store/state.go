@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -382,6 +383,38 @@ func (s *Store) stateGroupEntriesPG(ctx context.Context, groups []int64, k State
 // CurrentState returns a room's current state.
 func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, error) {
 	rows, err := s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM room_state WHERE room_id = $1`, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := StateMap{}
+	for rows.Next() {
+		var k StateKey
+		var ev string
+		if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+			return nil, err
+		}
+		out[k] = ev
+	}
+	return out, rows.Err()
+}
+
+// CurrentStateWithMembers returns a room's current state without the
+// member events of users other than members: two index ranges around
+// the member events and one look-up per member, however big the room.
+func (s *Store) CurrentStateWithMembers(ctx context.Context, roomID string, members []string) (StateMap, error) {
+	var q query
+	q.add(`SELECT type, state_key, event_id FROM room_state WHERE room_id = ? AND type < 'm.room.member'
+		UNION ALL SELECT type, state_key, event_id FROM room_state WHERE room_id = ? AND type > 'm.room.member'`, roomID, roomID)
+	// The members as one parameter, so that one statement serves any
+	// number of them.
+	if s.Engine == Postgres {
+		q.add(` UNION ALL SELECT type, state_key, event_id FROM room_state WHERE room_id = ? AND type = 'm.room.member' AND state_key = ANY(CAST(? AS TEXT[]))`, roomID, members)
+	} else {
+		list, _ := json.Marshal(members)
+		q.add(` UNION ALL SELECT type, state_key, event_id FROM room_state WHERE room_id = ? AND type = 'm.room.member' AND state_key IN (SELECT value FROM json_each(?))`, roomID, string(list))
+	}
+	rows, err := s.reader().QueryContext(ctx, q.b.String(), q.args...)
 	if err != nil {
 		return nil, err
 	}

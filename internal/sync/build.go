@@ -434,7 +434,7 @@ func (s *Service) joinedRoom(ctx context.Context, req Request, m store.Membershi
 		keep := func(u string) bool { return senders[u] || u == req.UserID }
 		if vs, ok := pre.viewState[m.RoomID]; ok {
 			st = lazyStateOf(vs, keep)
-		} else if st, err = s.rooms.CurrentStateIDsOf(ctx, m.RoomID, keep); err != nil {
+		} else if st, err = s.rooms.CurrentStateIDsWith(ctx, m.RoomID, lazyShown(senders, req.UserID)); err != nil {
 			return nil, err
 		}
 	} else if fresh {
@@ -958,6 +958,19 @@ func (s *Service) prefetch(ctx context.Context, req Request, joins []store.Membe
 		return nil, err
 	}
 	return pre, nil
+}
+
+// lazyShown lists the users whose member events a lazy-loading sync of
+// a room shows: the timeline's senders and the reader.
+func lazyShown(senders map[string]bool, reader string) []string {
+	out := make([]string, 0, len(senders)+1)
+	out = append(out, reader)
+	for u := range senders {
+		if u != reader {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // lazyStateOf is a room's state without the member events of users

@@ -177,11 +177,6 @@ func (a *API) sharedSecretRegister(r *httputil.Request) (any, error) {
 	return a.loginResponse(res), nil
 }
 
-// GET /_matrix/client/v3/login
-func (a *API) loginFlows(r *httputil.Request) (any, error) {
-	return map[string]any{"flows": []map[string]string{{"type": accounts.LoginPassword}}}, nil
-}
-
 // POST /_matrix/client/v3/login
 func (a *API) login(r *httputil.Request) (any, error) {
 	var body struct {
@@ -191,6 +186,7 @@ func (a *API) login(r *httputil.Request) (any, error) {
 		Medium                   string               `json:"medium"`
 		Address                  string               `json:"address"`
 		Password                 string               `json:"password"`
+		Token                    string               `json:"token"`
 		DeviceID                 string               `json:"device_id"`
 		InitialDeviceDisplayName string               `json:"initial_device_display_name"`
 		RefreshToken             bool                 `json:"refresh_token"`
@@ -203,7 +199,7 @@ func (a *API) login(r *httputil.Request) (any, error) {
 	}
 	res, err := a.Accounts.Login(r.Context(), accounts.LoginRequest{
 		Type: body.Type, Identifier: body.Identifier, User: body.User, Medium: body.Medium, Address: body.Address,
-		Password: body.Password, DeviceID: body.DeviceID, InitialDeviceDisplayName: body.InitialDeviceDisplayName,
+		Password: body.Password, Token: body.Token, DeviceID: body.DeviceID, InitialDeviceDisplayName: body.InitialDeviceDisplayName,
 		RefreshToken: body.RefreshToken, IP: r.ClientIP(),
 	})
 	if err != nil {
@@ -282,11 +278,6 @@ func (a *API) deactivate(r *httputil.Request) (any, error) {
 	}
 	// No third-party identifiers are ever bound, so unbinding succeeds.
 	return withUIA(map[string]string{"id_server_unbind_result": "success"}, a.Accounts.Deactivate(r.Context(), caller(r), body.Auth))
-}
-
-// GET /_matrix/client/v3/account/3pid
-func (a *API) threePIDs(r *httputil.Request) (any, error) {
-	return map[string][]any{"threepids": {}}, nil
 }
 
 type deviceJSON struct {

@@ -13,10 +13,13 @@ import (
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
+	"luxchat/internal/rtc"
 	"luxchat/internal/search"
 	"luxchat/internal/slidingsync"
+	"luxchat/internal/sso"
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
+	"luxchat/internal/turn"
 )
 
 // API holds what the handlers need.
@@ -45,6 +48,14 @@ type API struct {
 	// ThreadSubs serves thread subscriptions (MSC4306, MSC4308); nil
 	// leaves their routes out.
 	ThreadSubs *threadsubs.Service
+	// TURN issues TURN credentials; nil: no TURN server is configured.
+	TURN *turn.Issuer
+	// RTC serves the MatrixRTC transports and the LiveKit token service;
+	// nil (rtc.livekit unset) leaves their routes out.
+	RTC *rtc.Service
+	// SSO logs users in through upstream OpenID Connect providers; nil
+	// (oidc.providers empty) leaves its routes out.
+	SSO *sso.Service
 
 	filters filterCache
 }

@@ -1,17 +1,20 @@
 package clientapi
 
 import (
+	"maps"
+
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/roomversion"
 )
 
 // GET /.well-known/matrix/client
 func (a *API) wellKnown(r *httputil.Request) (any, error) {
-	base := a.Config.PublicBaseURL
-	if base == "" {
-		base = "http://" + a.Config.Listen.Client
+	out := map[string]any{"m.homeserver": map[string]string{"base_url": a.Config.ClientBaseURL()}}
+	if a.RTC != nil {
+		// For clients from before /rtc/transports (MSC4143's first form).
+		out["org.matrix.msc4143.rtc_foci"] = a.RTC.Transports()
 	}
-	return map[string]any{"m.homeserver": map[string]string{"base_url": base}}, nil
+	return out, nil
 }
 
 // specVersions are the spec versions whose required behaviour is served.
@@ -37,7 +40,12 @@ var unstableFeatures = map[string]bool{
 
 // GET /_matrix/client/versions — only versions whose features work.
 func (a *API) versions(r *httputil.Request) (any, error) {
-	return map[string]any{"versions": specVersions, "unstable_features": unstableFeatures}, nil
+	features := unstableFeatures
+	if a.RTC != nil {
+		features = maps.Clone(unstableFeatures)
+		features["org.matrix.msc4143"] = true // RTC transports
+	}
+	return map[string]any{"versions": specVersions, "unstable_features": features}, nil
 }
 
 // GET /_matrix/client/v3/capabilities
@@ -50,12 +58,12 @@ func (a *API) capabilities(r *httputil.Request) (any, error) {
 		available[v.ID] = "unstable"
 	}
 	return map[string]any{"capabilities": map[string]any{
-		"m.change_password": map[string]bool{"enabled": true},
+		"m.change_password": map[string]bool{"enabled": a.Config.Auth.PasswordLogin},
 		"m.room_versions":   map[string]any{"default": a.Config.Rooms.DefaultVersion, "available": available},
 		"m.set_displayname": map[string]bool{"enabled": true},
 		"m.set_avatar_url":  map[string]bool{"enabled": true},
 		"m.3pid_changes":    map[string]bool{"enabled": false},
-		"m.get_login_token": map[string]bool{"enabled": false},
+		"m.get_login_token": map[string]bool{"enabled": a.Config.Auth.GetLoginToken},
 		"m.profile_fields":  map[string]any{"enabled": false},
 	}}, nil
 }

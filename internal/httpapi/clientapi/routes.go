@@ -57,6 +57,7 @@ func (a *API) routes() []route {
 		{"POST " + synapse + "/register", none, a.sharedSecretRegister, limited},
 		{"GET " + v3 + "/login", none, a.loginFlows, nil},
 		{"POST " + v3 + "/login", none, a.login, limited},
+		{"POST " + v1 + "/login/get_token", user, a.getLoginToken, limited},
 		{"POST " + v3 + "/refresh", none, a.refresh, limited},
 		{"POST " + v3 + "/logout", user, a.logout, nil},
 		{"POST " + v3 + "/logout/all", user, a.logoutAll, nil},
@@ -193,6 +194,9 @@ func (a *API) routes() []route {
 		{"GET " + v3 + "/pushers", user, a.getPushers, nil},
 		{"POST " + v3 + "/pushers/set", user, a.setPusher, limited},
 		{"GET " + v3 + "/notifications", user, a.notifications, nil},
+
+		// Calls: TURN credentials ({} when no TURN server is configured).
+		{"GET " + v3 + "/voip/turnServer", user, a.turnServer, limited},
 	}
 	if a.Directory != nil {
 		routes = append(routes, []route{
@@ -232,6 +236,12 @@ func (a *API) routes() []route {
 			{"DELETE " + sub, user, a.deleteThreadSubscription, nil},
 			{"GET " + msc4308 + "/thread_subscriptions", user, a.threadSubscriptions, nil},
 		}...)
+	}
+	if a.RTC != nil {
+		routes = append(routes, a.rtcRoutes()...)
+	}
+	if a.SSO != nil {
+		routes = append(routes, a.ssoRoutes()...)
 	}
 	if a.Notices != nil {
 		routes = append(routes, []route{
