@@ -432,9 +432,10 @@ const maxHeadroom = 80 << 20
 // (live heap ~130 MiB, most of it the caches) held 400–460 MiB, since the
 // heap grew to twice what was live at a collection made while thousands
 // of clients arriving were still in flight (190 MiB), and kept the pages.
-// The price is more collections of a big heap that allocates fast; each
+// The price is more collections of a big heap that allocates fast: each
 // marks the live heap, so the collector's CPU per byte allocated grows as
-// (live + roots) / maxHeadroom; a heap that small allocates little.
+// (live + roots) / maxHeadroom past it (a sector's message burst, ~90 MiB,
+// is just past it).
 func gcPercent(live, roots uint64) int {
 	base := live + roots
 	if base <= maxHeadroom {
