@@ -169,13 +169,35 @@ func TestSoftLimitFollowsHeap(t *testing.T) {
 	}
 }
 
+func TestGCPercentCapsHeadroom(t *testing.T) {
+	for _, tc := range []struct {
+		live, roots uint64
+		want        int
+	}{{0, 0, 100}, {60 << 20, 20 << 20, 100}, {160 << 20, 0, 50}, {150 << 20, 10 << 20, 50}, {1 << 30, 0, 25}} {
+		if got := gcPercent(tc.live, tc.roots); got != tc.want {
+			t.Errorf("live %d MiB, roots %d MiB: GOGC %d, want %d", tc.live>>20, tc.roots>>20, got, tc.want)
+		}
+	}
+}
+
+func TestBurstEnded(t *testing.T) {
+	for _, tc := range []struct {
+		then, now uint64
+		want      bool
+	}{{0, 0, false}, {1000, 10, false}, {8740, 35, true}, {8740, 2185, true}, {8740, 3000, false}, {2000, 500, true}} {
+		if got := burstEnded(tc.then, tc.now); got != tc.want {
+			t.Errorf("%d goroutines at the collection, %d now: %v, want %v", tc.then, tc.now, got, tc.want)
+		}
+	}
+}
+
 // The limit moves with the collection that finds the heap grown, not a
 // timer's tick later.
 func TestLimitFollowsEachCollection(t *testing.T) {
 	prev := debug.SetMemoryLimit(-1)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer func() { cancel(); debug.SetMemoryLimit(prev) }()
-	followHeap(ctx)
+	followHeap(ctx, false)
 	grown := make([][]byte, 0, 200)
 	for range 200 {
 		grown = append(grown, make([]byte, 1<<20)) // 200 MiB live

@@ -769,6 +769,9 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func mib(n int64) string {
+	if n < 0 { // a difference: the collector returned memory meanwhile
+		return "−" + mib(-n)
+	}
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))

@@ -65,6 +65,9 @@ type Config struct {
 	// SSO configures the legacy single sign-on flow of the client API.
 	SSO SSO `yaml:"sso"`
 
+	// DelayedEvents bounds delayed events (MSC4140).
+	DelayedEvents DelayedEvents `yaml:"delayed_events"`
+
 	// AppServices lists the application services' registration files.
 	AppServices AppServices `yaml:"appservices"`
 }
@@ -75,6 +78,15 @@ type AppServices struct {
 	// services; a pattern with *, ? or [ takes every file it matches
 	// (possibly none). They are read and checked at start.
 	ConfigFiles []string `yaml:"config_files"`
+}
+
+// DelayedEvents bounds the events users schedule to be sent later.
+type DelayedEvents struct {
+	// MaxDelay is the longest delay a user may ask for.
+	MaxDelay Duration `yaml:"max_delay"`
+	// MaxPerUser is how many delayed events a user may have scheduled at
+	// once; 0 disables delayed events.
+	MaxPerUser int `yaml:"max_per_user"`
 }
 
 // TURN configures calls' relay: the credentials /voip/turnServer issues
@@ -482,6 +494,7 @@ func Default() *Config {
 			MaxAllocations:        1000,
 			MaxBitrate:            20_000_000,
 		},
+		DelayedEvents: DelayedEvents{MaxDelay: Duration{24 * time.Hour}, MaxPerUser: 100},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -555,6 +568,9 @@ func (c *Config) Validate() error {
 	case RegistrationClosed, RegistrationToken, RegistrationOpen:
 	default:
 		errs = append(errs, fmt.Errorf("registration.mode must be closed, token or open, not %q", c.Registration.Mode))
+	}
+	if c.DelayedEvents.MaxDelay.Duration < time.Millisecond || c.DelayedEvents.MaxPerUser < 0 {
+		errs = append(errs, errors.New("delayed_events.max_delay must be at least 1ms and delayed_events.max_per_user at least 0"))
 	}
 	if c.Database != "sqlite" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		errs = append(errs, fmt.Errorf("database must be \"sqlite\" or a postgres:// DSN"))

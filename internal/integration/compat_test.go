@@ -747,7 +747,7 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 		}
 	}
 	flagged := []string{"org.matrix.msc3391", "org.matrix.msc3874", "org.matrix.msc4155", "org.matrix.msc4222", "im.nheko.summary",
-		"org.matrix.simplified_msc3575", "org.matrix.msc4306"}
+		"org.matrix.simplified_msc3575", "org.matrix.msc4306", "org.matrix.msc4140"}
 	for _, f := range flagged {
 		if !v.Unstable[f] {
 			t.Fatalf("unstable feature %s not flagged: %v", f, v.Unstable)
@@ -805,6 +805,12 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 	alice.MustDo("PUT", subPath(room, root), map[string]any{}, nil)
 	if st, auto := subscription(t, alice, room, root); st != http.StatusOK || auto {
 		t.Fatalf("msc4306: subscription answers %d automatic=%v", st, auto)
+	}
+	// org.matrix.msc4140: delayed events (delayed_test.go holds them in
+	// full).
+	if r := alice.Do("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/send/m.room.message/later?org.matrix.msc4140.delay=60000",
+		map[string]any{"msgtype": "m.text", "body": "later"}); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "delay_id") {
+		t.Fatalf("msc4140: delayed send answers %d %s", r.Status, r.Body)
 	}
 	// Optional features not served answer M_UNRECOGNIZED.
 	if r := alice.Do("GET", "/_matrix/client/v1/auth_metadata", nil); r.Status != http.StatusNotFound || r.ErrCode() != "M_UNRECOGNIZED" {

@@ -23,6 +23,7 @@ import (
 	"luxchat/internal/accounts"
 	"luxchat/internal/appservice"
 	"luxchat/internal/config"
+	"luxchat/internal/delayed"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
 	"luxchat/internal/exchange"
@@ -56,6 +57,8 @@ type Server struct {
 	Rooms    *rooms.Service
 	Read     *roomread.Service // the read side of rooms
 	Sync     *sync.Service
+	// Delayed sends the events users scheduled (MSC4140).
+	Delayed *delayed.Service
 	// SlidingSync answers simplified sliding sync (MSC4186).
 	SlidingSync *slidingsync.Service
 	E2EE        *e2ee.Service
@@ -149,6 +152,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if len(regs) > 0 {
 		s.AppServices = appservice.New(regs, st, s.Rooms, s.renderForAppService, cfg.ServerName, log)
 	}
+	s.Delayed = delayed.New(st, s.Rooms, delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}, log)
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, s.Read, notifier, sync.NewTyping(), log, s.syncHooks())
@@ -176,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	api := &clientapi.API{Config: cfg, Accounts: s.Accounts, AppServices: s.AppServices, Rooms: s.Rooms, Read: s.Read, Sync: s.Sync, E2EE: s.E2EE, Log: log}
 	api.Push = s.Push
+	api.Delayed = s.Delayed
 	api.ThreadSubs = threadsubs.New(st, s.Read, s.Sync.Wake)
 	s.SlidingSync = slidingsync.New(st, s.Rooms, s.Read, s.Sync, api.ThreadSubs)
 	api.SlidingSync = s.SlidingSync
@@ -351,11 +356,17 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	go s.Push.Run(ctx)
 	s.AppServices.Start(ctx)
+	delayedCtx, stopDelayed := context.WithCancel(ctx)
+	defer stopDelayed()
+	delayedDone := make(chan struct{})
+	go func() { defer close(delayedDone); s.Delayed.Run(delayedCtx) }()
 	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
+			stopDelayed()
+			<-delayedDone
 			s.Store.Close()
 			return err
 		}
@@ -385,6 +396,8 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	s.RoomFed.StopBackground()
 	s.AppServices.Wait() // their context ended with ctx
 	s.stopExchange()
+	stopDelayed()
+	<-delayedDone // a send cut short stays due, and goes at the next start
 	if verr := s.Rooms.PersistViews(shutCtx); verr != nil {
 		s.Log.Warn("rooms: store views", "err", verr)
 	}

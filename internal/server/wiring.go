@@ -44,6 +44,10 @@ func (s *Server) indexEvent(ctx context.Context, tx *store.Tx, ev *pdu.Event, po
 	if err := s.search(ctx, tx, ev, pos); err != nil {
 		return err
 	}
+	// Delayed state events of other users over the same key: cancelled.
+	if err := s.Delayed.IndexEvent(ctx, tx, ev); err != nil {
+		return err
+	}
 	// Federation: the event's outbox rows, so that a crash between the
 	// commit and the queueing only delays its sending.
 	if s.Exchange != nil {

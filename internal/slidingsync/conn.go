@@ -59,6 +59,10 @@ type connState struct {
 	ext   extConfig             // extensions' settings (kept until changed)
 	lists map[string]int        // each list's count as last sent
 	first bool                  // no pos: the connection's first answer
+	// key is the request that made it (Request.key, 0: none); idle its
+	// answer when that found nothing (see idleAnswer).
+	key  uint64
+	idle *idleAnswer
 }
 
 // sentRoom is what a connection last sent of a room.
@@ -67,17 +71,19 @@ type sentRoom struct {
 	membership string // the membership it was sent with
 	memberPos  int64  // position of that membership
 	have       int    // how many of its newest events (as of pos) the client holds unbroken (haveAll: back to the start)
-	stateKey   string // RoomConfig.stateKey it was sent with
+	stateKey   uint64 // RoomConfig.stateKey it was sent with
 	isDM       bool
 	unread     sync.Unread
-	lazy       map[string]struct{} // member events sent for lazy loading; copied on write
+	lazy       []string // members whose events were sent for lazy loading, sorted; copied on write (a slice: a map per room cost ~200 bytes for its one or two senders)
 	// receipts and typing: the positions of those streams the room's
 	// receipts and typing were last sent up to (0: never).
 	receipts, typing int64
 }
 
 // clone copies the state for the next position; sentRoom values are
-// copied by the map copy, their lazy sets shared until written.
+// copied by the map copy, their lazy sets shared until written. A state
+// is not written once kept: states of a connection may share their maps
+// (Poll.answerQuiet).
 func (st *connState) clone() *connState {
 	out := &connState{token: st.token, ext: st.ext, first: false}
 	out.rooms = maps.Clone(st.rooms)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strconv"
@@ -42,6 +43,9 @@ type Request struct {
 	Subscribe   map[string]RoomConfig
 	Unsubscribe []string
 	Extensions  ExtensionsRequest
+	// body is the JSON it was decoded from (DecodeRequest): a waiting
+	// poll keeps it instead of the decoded lists (Poll.Compact).
+	body []byte
 }
 
 // ListConfig is one list of a request.
@@ -281,6 +285,7 @@ func DecodeRequest(body []byte, queryPos, queryTimeout string) (Request, error) 
 		return req, err
 	}
 	req.Extensions = ext
+	req.body = body
 	return req, nil
 }
 
@@ -506,15 +511,16 @@ func (rs RequiredState) key() string {
 	return strings.Join(parts, "\x01")
 }
 
-// stateKey is the canonical text of a config's state: a room sent with
-// one key and asked for with another is sent again in full.
-func (c RoomConfig) stateKey() string {
+// stateKey is a hash of the canonical text of a config's state: a room
+// sent with one key and asked for with another is sent again in full.
+// A hash, not the text: each room a connection sent keeps it.
+func (c RoomConfig) stateKey() uint64 {
 	keys := make([]string, 0, len(c.States))
 	for _, st := range c.States {
 		keys = append(keys, st.key())
 	}
 	sort.Strings(keys)
-	return strings.Join(slices.Compact(keys), "\x02")
+	return maphash.String(keySeed, strings.Join(slices.Compact(keys), "\x02"))
 }
 
 // merge combines two room configs into their superset (the MSC's

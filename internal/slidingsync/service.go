@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"luxchat/internal/filter"
 	"maps"
 	"slices"
@@ -95,6 +96,33 @@ type Poll struct {
 	gen      uint64
 	deadline time.Time
 	looked   streamtoken.Token // the positions of the last look
+	key      uint64            // the request's settings (Request.key)
+	// quiet: a look at quietAt found nothing for this request, and its
+	// answer would be quietAnswer (see idleAnswer); set only when base
+	// was made by the same request.
+	quietAt     streamtoken.Token
+	quietAnswer *idleAnswer
+	compact     bool // req holds its body only (Compact)
+}
+
+// idleAnswer is the answer of a request that found nothing new: the
+// lists' counts and the extensions' empty results. The same request
+// from the state it left, with no stream moved since, finds nothing
+// either and is answered alike (only the device's key counts, which no
+// stream carries, are read again): an idle connection's polls build
+// nothing, clone nothing and read nothing else.
+type idleAnswer struct {
+	lists map[string]ListResult
+	ext   Extensions
+}
+
+// idleAnswerOf keeps what an empty answer says, without its key counts.
+func idleAnswerOf(resp *Response) *idleAnswer {
+	a := &idleAnswer{lists: resp.Lists, ext: resp.Extensions}
+	if e := a.ext.E2EE; e != nil {
+		a.ext.E2EE = &E2EEResult{}
+	}
+	return a
 }
 
 // Begin starts a request: it applies set_presence and finds the
@@ -103,7 +131,7 @@ func (s *Service) Begin(ctx context.Context, req Request) (*Poll, error) {
 	if err := s.sync.MarkPresence(ctx, req.UserID, req.SetPresence); err != nil {
 		return nil, err
 	}
-	p := &Poll{s: s, req: req}
+	p := &Poll{s: s, req: req, key: req.key()}
 	key := connKey{req.UserID, req.DeviceID, req.ConnID}
 	if req.Pos == "" {
 		p.c = s.conns.open(key)
@@ -117,6 +145,33 @@ func (s *Service) Begin(ctx context.Context, req Request) (*Poll, error) {
 	}
 	p.deadline = time.Now().Add(p.req.Timeout)
 	return p, nil
+}
+
+// Compact drops the decoded request of a poll about to wait, keeping the
+// body it came in (a few hundred bytes for a few KiB of lists and
+// configs): a poll answered from its state needs none of it, and a look
+// after news decodes it again. Called before the poll waits, not while
+// it looks.
+func (p *Poll) Compact() {
+	if p.req.body == nil || p.compact {
+		return
+	}
+	p.req.Lists, p.req.Subscribe, p.req.Unsubscribe, p.req.Extensions = nil, nil, nil, ExtensionsRequest{}
+	// Used by Begin only; parts of the request's query, which they
+	// would keep whole (with its head, when read outside net/http).
+	p.req.Pos, p.req.SetPresence = "", ""
+	p.compact = true
+}
+
+// expand decodes a compacted request again (it was decoded once: no
+// error).
+func (p *Poll) expand() {
+	if !p.compact {
+		return
+	}
+	r, _ := DecodeRequest(p.req.body, "", "")
+	p.req.Lists, p.req.Subscribe, p.req.Unsubscribe, p.req.Extensions = r.Lists, r.Subscribe, r.Unsubscribe, r.Extensions
+	p.compact = false
 }
 
 // Deadline is when the poll answers even with nothing new.
@@ -135,6 +190,17 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 		cur.Typing = p.base.token.Typing // typing restarts with the process
 	}
 	p.looked = cur
+	if p.quietAnswer == nil && p.base.idle != nil && p.base.key == p.key && cur == p.base.token {
+		// The state's own request again, nothing moved since it.
+		p.quietAt, p.quietAnswer = cur, p.base.idle
+	}
+	if p.quietAnswer != nil && cur == p.quietAt {
+		if !final && time.Now().Before(p.deadline) {
+			return nil, false, nil
+		}
+		return p.answerQuiet(ctx, cur)
+	}
+	p.expand()
 	next := p.base.clone()
 	next.token = cur
 	applyRequest(next, p.req)
@@ -142,8 +208,16 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 	if err != nil {
 		return nil, true, err
 	}
-	if !final && !p.base.first && resp.empty(p.base) && time.Now().Before(p.deadline) {
+	empty := !p.base.first && resp.empty(p.base)
+	if !final && empty && time.Now().Before(p.deadline) {
+		if p.key == p.base.key {
+			p.quietAt, p.quietAnswer = cur, idleAnswerOf(resp)
+		}
 		return nil, false, nil
+	}
+	next.key = p.key
+	if empty {
+		next.idle = idleAnswerOf(resp)
 	}
 	pos := p.c.keep(p.gen, next)
 	if pos == "" {
@@ -151,6 +225,36 @@ func (p *Poll) Look(ctx context.Context, final bool) (*Response, bool, error) {
 	}
 	resp.Pos = pos
 	resp.TxnID = p.req.TxnID
+	return resp, true, nil
+}
+
+// answerQuiet answers a request that found nothing (quietAnswer) with
+// no stream moved since: the state it keeps is base's, sharing its maps
+// (a kept state is never written), at cur.
+func (p *Poll) answerQuiet(ctx context.Context, cur streamtoken.Token) (*Response, bool, error) {
+	a := p.quietAnswer
+	resp := &Response{Lists: a.lists, Extensions: a.ext, TxnID: p.req.TxnID}
+	if a.ext.E2EE != nil {
+		e := &E2EEResult{OTKCounts: map[string]int{}, FallbackKeyTypes: []string{}}
+		if devices := p.s.sync.Devices(); devices != nil {
+			counts, types, err := devices.KeyCounts(ctx, p.req.UserID, p.req.DeviceID)
+			if err != nil {
+				return nil, true, err
+			}
+			if counts != nil {
+				e.OTKCounts = counts
+			}
+			if types != nil {
+				e.FallbackKeyTypes = types
+			}
+		}
+		resp.Extensions.E2EE = e
+	}
+	next := *p.base
+	next.token, next.first, next.key, next.idle = cur, false, p.key, a
+	if resp.Pos = p.c.keep(p.gen, &next); resp.Pos == "" {
+		return nil, true, errcode.UnknownPos("a newer request of this connection came first")
+	}
 	return resp, true, nil
 }
 
@@ -166,6 +270,21 @@ var noPresence = &filter.Filter{Presence: &filter.EventFilter{Types: []string{}}
 
 // StopWake cancels a WakeAfter not woken yet.
 func (p *Poll) StopWake(w sync.Waker) { p.s.sync.StopWake(p.req.UserID, w) }
+
+// keySeed hashes requests' settings (Request.key), in this process.
+var keySeed = maphash.MakeSeed()
+
+// key is a hash of what the request asks for beyond its pos, timeout,
+// txn_id and presence: two requests of a connection with one key are
+// the same request again.
+func (r Request) key() uint64 {
+	r.UserID, r.DeviceID, r.TxnID, r.Pos, r.Timeout, r.SetPresence = "", "", "", "", 0, ""
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0 // never equal to a state's key (0 is none)
+	}
+	return maphash.Bytes(keySeed, b) | 1
+}
 
 // applyRequest sets what a request changes of a connection's sticky
 // settings: subscriptions and extensions.
@@ -351,6 +470,9 @@ func (s *Service) build(ctx context.Context, req Request, c *conn, base, next *c
 	if err := b.extensions(ctx, want); err != nil {
 		return nil, err
 	}
+	if base.first {
+		data.dropGlobal()
+	}
 	return resp, nil
 }
 
@@ -485,7 +607,7 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	prev := b.base.rooms[id]
 	initial := b.initial[id]
 	expanded := b.expanded[id]
-	sent := sentRoom{membership: m.Membership, memberPos: m.Pos, have: prev.have, stateKey: w.cfg.stateKey(),
+	sent := sentRoom{membership: constMembership(m.Membership), memberPos: m.Pos, have: prev.have, stateKey: w.cfg.stateKey(),
 		isDM: b.data.isDM(id), pos: prev.pos, lazy: prev.lazy, unread: prev.unread,
 		receipts: prev.receipts, typing: prev.typing}
 	if unread != nil {
@@ -654,6 +776,17 @@ func (b *builder) room(ctx context.Context, w *wanted, unread *sync.Unread, sum 
 	return r, nil
 }
 
+// constMembership is a membership as a constant string: one read from
+// the database is an allocation of its own, which a sentRoom would keep.
+func constMembership(m string) string {
+	for _, c := range [...]string{"join", "invite", "leave", "ban", "knock"} {
+		if m == c {
+			return c
+		}
+	}
+	return m
+}
+
 // state fills a room's required_state and what derives from state: name,
 // avatar, heroes and member counts.
 func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom, initial, all bool, lo, hi int64,
@@ -664,7 +797,7 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 		lazyWant = nil
 	}
 	for u := range lazyWant {
-		if _, had := sent.lazy[u]; had {
+		if _, had := slices.BinarySearch(sent.lazy, u); had {
 			delete(lazyWant, u)
 		}
 	}
@@ -748,13 +881,14 @@ func (b *builder) state(ctx context.Context, w *wanted, r *Room, sent *sentRoom,
 		}
 	}
 	if len(lazyWant) > 0 {
-		set := make(map[string]struct{}, len(sent.lazy)+len(lazyWant))
+		var set []string
 		if len(sent.lazy)+len(lazyWant) <= maxLazyMembers {
-			maps.Copy(set, sent.lazy)
+			set = append(make([]string, 0, len(sent.lazy)+len(lazyWant)), sent.lazy...)
 		}
 		for u := range lazyWant {
-			set[u] = struct{}{}
+			set = append(set, u)
 		}
+		slices.Sort(set)
 		sent.lazy = set
 	}
 	if m.Membership != "join" {

@@ -17,7 +17,7 @@ type userData struct {
 	mu     gosync.Mutex
 	pos    int64 // account data stream position it is read up to
 	loaded bool
-	global map[string]json.RawMessage            // type → content
+	global map[string]json.RawMessage            // type → content; nil after the first answer (dropGlobal)
 	rooms  map[string]map[string]json.RawMessage // room → type → content
 	direct map[string]bool                       // rooms in m.direct
 	tags   map[string][]string                   // room → tag names
@@ -49,9 +49,11 @@ func (d *userData) update(ctx context.Context, st *store.Store, userID string, t
 	for _, ad := range ads {
 		deleted := store.AccountDataDeleted(ad.Content)
 		if ad.RoomID == "" {
-			if deleted {
+			switch {
+			case d.global == nil: // dropped (dropGlobal)
+			case deleted:
 				delete(d.global, ad.Type)
-			} else {
+			default:
 				d.global[ad.Type] = json.RawMessage(ad.Content)
 			}
 			if ad.Type == "m.ignored_user_list" {
@@ -123,6 +125,16 @@ func (d *userData) tagsOf(roomID string) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.tags[roomID]
+}
+
+// dropGlobal forgets the global account data's contents once the
+// connection's first answer was built: only a first answer sends them
+// (globalEvents), and a connection lives for hours. What lists filter
+// on (m.direct, tags) is kept.
+func (d *userData) dropGlobal() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.global = nil
 }
 
 // globalEvents and roomEvents are the account data as events.

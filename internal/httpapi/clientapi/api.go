@@ -6,6 +6,7 @@ import (
 	"luxchat/internal/accounts"
 	"luxchat/internal/appservice"
 	"luxchat/internal/config"
+	"luxchat/internal/delayed"
 	"luxchat/internal/directory"
 	"luxchat/internal/e2ee"
 	"luxchat/internal/notices"
@@ -59,6 +60,9 @@ type API struct {
 	// SSO logs users in through upstream OpenID Connect providers; nil
 	// (oidc.providers empty) leaves its routes out.
 	SSO *sso.Service
+	// Delayed schedules and manages delayed events (MSC4140); nil leaves
+	// their routes out and /send and /state ignore the delay.
+	Delayed *delayed.Service
 
 	filters filterCache
 }

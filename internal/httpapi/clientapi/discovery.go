@@ -36,6 +36,9 @@ var unstableFeatures = map[string]bool{
 	"im.nheko.summary":              true, // room summaries under MSC3266's path
 	// Thread subscriptions, with sliding sync's extension (MSC4308).
 	"org.matrix.msc4306": true,
+	// Delayed events: /send and /state with org.matrix.msc4140.delay,
+	// and their management endpoints.
+	"org.matrix.msc4140": true,
 }
 
 // GET /_matrix/client/versions — only versions whose features work.
@@ -57,7 +60,7 @@ func (a *API) capabilities(r *httputil.Request) (any, error) {
 	for _, v := range roomversion.Unstable() {
 		available[v.ID] = "unstable"
 	}
-	return map[string]any{"capabilities": map[string]any{
+	caps := map[string]any{
 		"m.change_password": map[string]bool{"enabled": a.Config.Auth.PasswordLogin},
 		"m.room_versions":   map[string]any{"default": a.Config.Rooms.DefaultVersion, "available": available},
 		"m.set_displayname": map[string]bool{"enabled": true},
@@ -65,5 +68,10 @@ func (a *API) capabilities(r *httputil.Request) (any, error) {
 		"m.3pid_changes":    map[string]bool{"enabled": false},
 		"m.get_login_token": map[string]bool{"enabled": a.Config.Auth.GetLoginToken},
 		"m.profile_fields":  map[string]any{"enabled": false},
-	}}, nil
+	}
+	if a.Delayed != nil {
+		l := a.Delayed.Limits()
+		caps["org.matrix.msc4140.delayed_events"] = map[string]int64{"max_delay_ms": l.MaxDelay.Milliseconds(), "max_scheduled": int64(l.MaxPerUser)}
+	}
+	return map[string]any{"capabilities": caps}, nil
 }

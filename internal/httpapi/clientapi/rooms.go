@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	"luxchat/internal/delayed"
 	"luxchat/internal/filter"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
@@ -326,6 +327,13 @@ func (a *API) putState(r *httputil.Request) (any, error) {
 			return nil, err
 		}
 	}
+	if delay, ok := delayOf(r); ok && a.Delayed != nil {
+		ms, err := a.Delayed.ParseDelay(delay)
+		if err != nil {
+			return nil, err
+		}
+		return a.scheduleDelayed(r, delayed.Request{RoomID: r.Var("roomId"), Type: typ, StateKey: &key, DelayMS: ms}, content)
+	}
 	ts, err := massagedTS(r)
 	if err != nil {
 		return nil, err
@@ -368,6 +376,9 @@ func (a *API) checkCanonicalAlias(r *httputil.Request, content json.RawMessage) 
 
 // PUT /rooms/{roomId}/send/{eventType}/{txnId}
 func (a *API) send(r *httputil.Request) (any, error) {
+	if delay, ok := delayOf(r); ok && a.Delayed != nil {
+		return a.sendDelayed(r, delay)
+	}
 	content, err := readContent(r)
 	if err != nil {
 		return nil, err

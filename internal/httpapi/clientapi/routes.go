@@ -251,6 +251,9 @@ func (a *API) routes() []route {
 			{"GET " + msc4308 + "/thread_subscriptions", user, a.threadSubscriptions, nil},
 		}...)
 	}
+	if a.Delayed != nil {
+		routes = append(routes, a.delayedRoutes()...)
+	}
 	if a.RTC != nil {
 		routes = append(routes, a.rtcRoutes()...)
 	}

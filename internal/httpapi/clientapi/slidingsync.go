@@ -40,6 +40,7 @@ func (a *API) slidingSync(r *httputil.Request) (any, error) {
 	if err != nil || done {
 		return resp, err
 	}
+	poll.Compact()
 	return park(r, slideLooker{poll}), nil
 }
 

@@ -69,6 +69,7 @@ type Parked struct {
 	path      string
 	remote    string // the client's address, for its next requests
 	start     time.Time
+	method    string // GET, HEAD or POST (sliding sync): for metrics and errors
 	head      bool
 	keepAlive bool
 	hurry     func()
@@ -91,7 +92,8 @@ func (p *Parked) Context() context.Context { return p.ctx }
 // any goroutine, later; it returns hurry, which makes that answer come
 // soon (the server stops: see StopParked). When the connection cannot
 // be taken over (not HTTP/1, or a test's recorder) the handler waits in
-// place for the answer.
+// place for the answer. A handler parks after it read its body: what is
+// left unread on the connection is taken for the next request.
 func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 	rt, req := r.router, r.Request
 	return func(w http.ResponseWriter) {
@@ -101,7 +103,7 @@ func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 		}
 		// Kept strings are copied: a substring would keep the request's
 		// whole line.
-		p := &Parked{rt: rt, ctx: ctx, pattern: r.pattern, path: strings.Clone(req.URL.Path), remote: req.RemoteAddr, start: r.start, head: req.Method == http.MethodHead}
+		p := &Parked{rt: rt, ctx: ctx, pattern: r.pattern, path: strings.Clone(req.URL.Path), remote: req.RemoteAddr, start: r.start, method: parkedMethod(req.Method), head: req.Method == http.MethodHead}
 		pl := rt.parking
 		var conn net.Conn
 		var rw *bufio.ReadWriter
@@ -137,6 +139,18 @@ func (r *Request) Park(start func(p *Parked) (hurry func())) Stream {
 	}
 }
 
+// parkedMethod is a parked request's method as a constant: the request's
+// own string is part of its request line.
+func parkedMethod(m string) string {
+	switch m {
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	}
+	return http.MethodGet
+}
+
 var errNoParking = errors.New("the listener does not take parked connections back")
 
 // Answer answers a parked request with a handler's result or error, as
@@ -168,10 +182,7 @@ func (p *Parked) answer(out any, err error, here bool) {
 	if info, ok := p.ctx.Value(requestKey{}).(*requestInfo); ok {
 		rec.header.Set("X-Request-Id", info.id)
 	}
-	method := http.MethodGet
-	if p.head {
-		method = http.MethodHead
-	}
+	method := p.method
 	if err != nil {
 		// Errors read the request: its method, path and context.
 		req := (&http.Request{Method: method, URL: &url.URL{Path: p.path}, Header: http.Header{}}).WithContext(p.ctx)

@@ -3,10 +3,15 @@ package httputil
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,21 +25,31 @@ import (
 // would cost a new connection's setup and net/http's read of the request
 // (~20 µs a poll: a thousand polls woken by one message make 20 ms). So
 // the connection is read here first (serveConn): a plain bodiless
-// `GET /_matrix/client/{v3,r0}/sync` is served in place through the
-// router (serveLiteral: request id, CORS, auth, metrics, the handler,
-// errors), which parks it again when there is nothing new, and this
-// goroutine ends; any other request, or anything this reader does not
-// take as plainly valid (parseSyncHead), goes to net/http with the bytes
-// read so far, and net/http answers it as it would have: its errors, its
-// limits, its bodies.
+// `GET /_matrix/client/{v3,r0}/sync`, or a sliding sync POST with a small
+// Content-Length body, is served in place through the router
+// (serveLiteral: request id, CORS, auth, body limits, metrics, the
+// handler, errors), which parks it again when there is nothing new, and
+// this goroutine ends; any other request, or anything this reader does
+// not take as plainly valid (parseSyncHead), goes to net/http with the
+// bytes read so far, and net/http answers it as it would have: its
+// errors, its limits, its bodies.
 
 // repollBufSize is the reader's buffer (net/http's too): a request head
 // longer than that goes to net/http, whose limit is larger.
 const repollBufSize = 4096
 
+// slidingSyncPath is simplified sliding sync's (MSC4186): its re-polls
+// are POSTs with a small JSON body.
+const slidingSyncPath = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+
 // syncPaths are the request-target prefixes served here: the client
-// API's /sync (the router maps r0 to v3).
-var syncPaths = [...]string{"GET /_matrix/client/v3/sync", "GET /_matrix/client/r0/sync"}
+// API's /sync (the router maps r0 to v3) and sliding sync.
+var syncPaths = [...]string{"GET /_matrix/client/v3/sync", "GET /_matrix/client/r0/sync", "POST " + slidingSyncPath}
+
+// maxRepollBody bounds the body of a re-poll served here (a sliding sync
+// request's lists and extensions: a few KiB); a larger one, or one over
+// the route's own limit, goes to net/http.
+const maxRepollBody = 64 << 10
 
 // repollConn is what a re-poll uses, pooled: a thousand polls woken at
 // once would otherwise allocate a reader and an answer each.
@@ -126,13 +141,31 @@ func (l *parkListener) serveConn(rc *repollConn, c net.Conn, pending []byte, rem
 		if ours {
 			req = parseSyncHead(head)
 		}
+		if req != nil && req.Method == http.MethodPost && req.ContentLength > l.bodyLimit(req.URL.Path) {
+			req = nil
+		}
 		if req == nil {
 			buffered, _ := rc.br.Peek(rc.br.Buffered())
 			l.handedBack.Add(1)
 			l.handBack(c, bytes.Clone(buffered))
 			return
 		}
-		_, _ = rc.br.Discard(n)
+		if req.ContentLength > 0 {
+			body, read, err := l.readBody(c, rc.br, n, int(req.ContentLength))
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// A slow body: net/http reads it, under its own limits.
+				l.handedBack.Add(1)
+				l.handBack(c, read)
+				return
+			case err != nil:
+				c.Close()
+				return
+			}
+			req.Body = &repollBody{Reader: bytes.NewReader(body)}
+		} else {
+			_, _ = rc.br.Discard(n)
+		}
 		l.served.Add(1)
 		req.RemoteAddr = remote
 		if !l.serveOne(rc, c, req) {
@@ -140,6 +173,57 @@ func (l *parkListener) serveConn(rc *repollConn, c net.Conn, pending []byte, rem
 		}
 	}
 }
+
+// bodyLimit is the largest body served here for a request of path: the
+// route's limit (the router's MaxBody unless the route sets its own), at
+// most maxRepollBody; -1 when the path has no POST route.
+func (l *parkListener) bodyLimit(path string) int64 {
+	rr, ok := l.rt.routes[path][http.MethodPost]
+	if !ok {
+		return -1
+	}
+	if limit := cmp.Or(rr.maxBody, l.rt.MaxBody); limit > 0 && limit < maxRepollBody {
+		return limit
+	}
+	return maxRepollBody
+}
+
+// readBody reads a request's head (n bytes, buffered in br) and its body
+// (size bytes) and returns the body. A body not there with the head must
+// come within the server's header timeout (or the router's body grace
+// when set); when it does not, err is os.ErrDeadlineExceeded and read
+// holds every byte read of the request, for net/http.
+func (l *parkListener) readBody(c net.Conn, br *bufio.Reader, n, size int) (body, read []byte, err error) {
+	if br.Buffered() < n+size {
+		timeout := cmp.Or(l.rt.BodyTimeout, l.headerTimeout)
+		if timeout > 0 {
+			_ = c.SetReadDeadline(time.Now().Add(timeout))
+			defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+		}
+	}
+	if n+size <= br.Size() {
+		if _, err := br.Peek(n + size); err != nil {
+			buffered, _ := br.Peek(br.Buffered())
+			return nil, bytes.Clone(buffered), err
+		}
+		all, _ := br.Peek(n + size)
+		body = bytes.Clone(all[n:])
+		_, _ = br.Discard(n + size)
+		return body, nil, nil
+	}
+	all := make([]byte, n+size)
+	got, err := io.ReadFull(br, all)
+	if err != nil {
+		return nil, all[:got], err
+	}
+	return all[n:], nil, nil
+}
+
+// repollBody is a body read before its request is served; Close is a
+// no-op, as the body is all read.
+type repollBody struct{ *bytes.Reader }
+
+func (repollBody) Close() error { return nil }
 
 // serveOne serves one request through the router, and reports whether
 // the connection is still this loop's to read.
@@ -259,35 +343,46 @@ func headEnd(buf []byte) int {
 // parseSyncHead parses a head served here into the request net/http
 // would hand the router, or returns nil for anything it does not take as
 // plainly valid: another method, path or protocol version than a GET of
-// /sync over HTTP/1.1, a body (Content-Length, Transfer-Encoding), an
-// Expect or Upgrade, lines not ended by CRLF, folded lines, header names
-// or values net/http refuses, a missing, repeated or invalid Host. Those
-// go to net/http, which answers them as it always did.
+// /sync or a POST of sliding sync over HTTP/1.1, a GET with a body, a
+// POST without one Content-Length (its body is read here, of that
+// length), a Transfer-Encoding, an Expect or Upgrade, lines not ended by
+// CRLF, folded lines, header names or values net/http refuses, a
+// missing, repeated or invalid Host. Those go to net/http, which answers
+// them as it always did.
 func parseSyncHead(head []byte) *http.Request {
 	s := string(head) // one copy; the request's strings are parts of it
 	line, rest, ok := strings.Cut(s, "\r\n")
 	if !ok {
 		return nil
 	}
+	method := http.MethodGet
 	target, ok := strings.CutPrefix(line, "GET ")
 	if !ok {
-		return nil
+		if target, ok = strings.CutPrefix(line, "POST "); !ok {
+			return nil
+		}
+		method = http.MethodPost
 	}
 	target, ok = strings.CutSuffix(target, " HTTP/1.1")
 	if !ok || strings.ContainsAny(target, " \t") {
 		return nil
 	}
 	u, err := url.ParseRequestURI(target)
-	if err != nil || u.Path != "/_matrix/client/v3/sync" && u.Path != "/_matrix/client/r0/sync" {
+	switch {
+	case err != nil:
+		return nil
+	case method == http.MethodGet && u.Path != "/_matrix/client/v3/sync" && u.Path != "/_matrix/client/r0/sync":
+		return nil
+	case method == http.MethodPost && u.Path != slidingSyncPath:
 		return nil
 	}
 	lines := max(strings.Count(rest, "\n")-1, 0) // header lines, and a bound on values
 	req := &http.Request{
-		Method: http.MethodGet, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: make(http.Header, lines), Body: http.NoBody, RequestURI: target,
 	}
 	values := make([]string, 0, lines) // one array for the headers' values
-	hosts := 0
+	hosts, lengths := 0, 0
 	for rest != "\r\n" {
 		line, rest, ok = strings.Cut(rest, "\r\n")
 		if !ok || strings.Contains(line, "\n") || line == "" || line[0] == ' ' || line[0] == '\t' {
@@ -310,7 +405,15 @@ func parseSyncHead(head []byte) *http.Request {
 			}
 			req.Host = value
 			continue // as net/http: in Request.Host, not the headers
-		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Trailer":
+		case "Content-Length":
+			// Plain digits only, and short: a longer body is not
+			// served here anyway.
+			if method != http.MethodPost || lengths > 0 || value == "" || len(value) > 9 || strings.Trim(value, "0123456789") != "" {
+				return nil
+			}
+			lengths++
+			req.ContentLength, _ = strconv.ParseInt(value, 10, 64)
+		case "Transfer-Encoding", "Expect", "Upgrade", "Trailer":
 			return nil
 		case "Connection":
 			if httpguts.HeaderValuesContainsToken([]string{value}, "close") {
@@ -324,7 +427,7 @@ func parseSyncHead(head []byte) *http.Request {
 			req.Header[name] = values[len(values)-1 : len(values) : len(values)]
 		}
 	}
-	if hosts != 1 {
+	if hosts != 1 || method == http.MethodPost && lengths != 1 {
 		return nil
 	}
 	// As net/http does for HTTP/1.0 caches.

@@ -44,6 +44,9 @@ func newRepollServerOn(t *testing.T, srv *http.Server, addr string) *repollServe
 	s := &repollServer{t: t, rt: rt, srv: srv, parked: make(chan *Parked, 16)}
 	echo := func(r *Request) (any, error) {
 		if r.Query("park") == "1" {
+			if _, err := r.Body(); err != nil { // as a handler reads its body before it parks
+				return nil, err
+			}
 			return r.Park(func(p *Parked) func() {
 				s.parked <- p
 				return func() { p.Answer(map[string]string{"hurried": "yes"}, nil) }
@@ -51,14 +54,22 @@ func newRepollServerOn(t *testing.T, srv *http.Server, addr string) *repollServe
 		}
 		h := r.Header.Clone()
 		delete(h, "User-Agent")
+		body, err := r.Body()
+		if err != nil {
+			return nil, err
+		}
 		return map[string]any{
 			"method": r.Method, "path": r.URL.Path, "query": r.URL.RawQuery, "uri": r.RequestURI,
 			"host": r.Host, "proto": r.Proto, "close": r.Close, "headers": h, "ip": r.ClientIP(),
+			"length": r.ContentLength, "body": string(body),
 		}, nil
 	}
+	// A stalled body is answered 408 half a second after its request.
+	rt.BodyTimeout, rt.BodyMinRate = 500*time.Millisecond, 1
 	rt.Handle("GET /_matrix/client/v3/sync", AuthNone, echo)
 	rt.Handle("POST /_matrix/client/v3/sync", AuthNone, echo)
 	rt.Handle("GET /_matrix/client/v3/other", AuthNone, echo)
+	rt.Handle("POST "+slidingSyncPath, AuthNone, echo, BodyLimit(slidingBodyLimit))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +89,16 @@ func newRepollServerOn(t *testing.T, srv *http.Server, addr string) *repollServe
 		_ = rt.WaitParked(ctx)
 	})
 	return s
+}
+
+// slidingBodyLimit is the test server's limit on sliding sync bodies:
+// above what is served in place (maxRepollBody).
+const slidingBodyLimit = 100 << 10
+
+// slidingPoll is a raw sliding sync request with body.
+func slidingPoll(query, body string) string {
+	return "POST " + slidingSyncPath + query + " HTTP/1.1\r\nHost: luxchat\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body
 }
 
 // conn is a raw client connection.
@@ -218,6 +239,23 @@ func TestRepollLikeNetHTTP(t *testing.T) {
 		{"garbage", "hello\r\n\r\n", false},
 		{"head over the reader's buffer", "GET /_matrix/client/v3/sync?filter=" + big + " HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
 		{"head over the server's limit", "GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nX-Big: " + huge + "\r\n\r\n", false},
+		// Sliding sync: a POST with a small body is served in place.
+		{"sliding sync", slidingPoll("?pos=p1&timeout=30000", `{"lists":{"all":{"ranges":[[0,19]]}}}`), true},
+		{"sliding sync, empty body", slidingPoll("", ""), true},
+		{"sliding sync, body past the reader's buffer", slidingPoll("?pos=p2", `{"x":"`+big+`"}`), true},
+		{"sliding sync, body over the bound served here", slidingPoll("?pos=p3", `{"x":"`+strings.Repeat("c", maxRepollBody)+`"}`), false},
+		{"sliding sync, body over the route's limit", slidingPoll("?pos=p4", `{"x":"`+strings.Repeat("d", slidingBodyLimit)+`"}`), false},
+		{"sliding sync, Content-Length shorter than the body", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 2\r\n\r\n{}xx", true},
+		{"sliding sync, body missing", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 10\r\n\r\n", false},
+		{"sliding sync, body short", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 10\r\n\r\n{}", false},
+		{"sliding sync, no Content-Length", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"sliding sync, two Content-Lengths", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", false},
+		{"sliding sync, signed Content-Length", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: +2\r\n\r\n{}", false},
+		{"sliding sync, chunked", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", false},
+		{"sliding sync, Expect", "POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}", false},
+		{"sliding sync, HTTP/1.0", "POST " + slidingSyncPath + " HTTP/1.0\r\nHost: luxchat\r\nContent-Length: 2\r\n\r\n{}", false},
+		{"sliding sync, GET", "GET " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\n\r\n", false},
+		{"sliding sync, a longer path", "POST " + slidingSyncPath + "x HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 2\r\n\r\n{}", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -305,6 +343,68 @@ func TestRepollCycles(t *testing.T) {
 	}
 }
 
+// TestRepollSlidingSync: a sliding sync connection long-polls on one
+// keep-alive connection, each re-poll (a POST whose body changes between
+// polls) read in place, served with its own body and parked again; a
+// request pipelined behind a poll's body is answered after it; a body
+// over the route's own limit, below the bound served here, is refused
+// by net/http as on a new connection.
+func TestRepollSlidingSync(t *testing.T) {
+	s := newRepollServer(t, &http.Server{ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 10 * time.Second})
+	c := s.dial()
+	c.send(slidingPoll("?park=1", `{"lists":{"all":{"ranges":[[0,0]]}}}`))
+	for i := range 4 {
+		p := <-s.parked
+		p.Answer(map[string]int{"n": i}, nil)
+		if a := c.answerTo(http.MethodPost); a == nil || string(a.body) != `{"n":`+strconv.Itoa(i)+`}` {
+			t.Fatalf("answer %d: %+v", i, a)
+		}
+		// The next poll: the same, or with another range (served at once
+		// to show what the handler read).
+		body := `{"lists":{"all":{"ranges":[[0,` + strconv.Itoa(i+1) + `]]}}}`
+		c.send(slidingPoll("?pos="+strconv.Itoa(i), body))
+		a := c.answerTo(http.MethodPost)
+		var echo struct{ Method, Body, Query string }
+		if a == nil || json.Unmarshal(a.body, &echo) != nil || echo.Method != http.MethodPost || echo.Body != body || echo.Query != "pos="+strconv.Itoa(i) {
+			t.Fatalf("re-poll %d: %+v", i, a)
+		}
+		c.send(slidingPoll("?park=1", body))
+	}
+	p := <-s.parked
+	if served, back := s.rt.Repolls(); served != 8 || back != 0 {
+		t.Errorf("%d re-polls served in place, %d handed back; want 8, 0", served, back)
+	}
+	// Pipelined behind a parked poll's body: a poll, then a GET.
+	p.Answer(map[string]string{"n": "last"}, nil)
+	c.answerTo(http.MethodPost)
+	c.send(slidingPoll("?park=1", `{}`) + "GET /_matrix/client/v3/sync?after=1 HTTP/1.1\r\nHost: luxchat\r\n\r\n")
+	p = <-s.parked
+	p.Answer(map[string]string{"n": "first"}, nil)
+	if a := c.answerTo(http.MethodPost); a == nil || string(a.body) != `{"n":"first"}` {
+		t.Fatalf("pipelined poll: %+v", a)
+	}
+	if a := c.answer(); a == nil || !strings.Contains(string(a.body), `"query":"after=1"`) {
+		t.Fatalf("request pipelined behind the poll: %+v", a)
+	}
+
+	// A route whose limit is below the bound served here keeps it.
+	small := newRepollServer(t, &http.Server{ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 10 * time.Second})
+	small.rt.routes[slidingSyncPath][http.MethodPost] = route{auth: AuthNone, maxBody: 1000, h: small.rt.routes[slidingSyncPath][http.MethodPost].h}
+	over := slidingPoll("", `{"x":"`+strings.Repeat("e", 1000)+`"}`)
+	fresh := small.dial()
+	fresh.send(over)
+	want := fresh.answerTo(http.MethodPost)
+	pc := small.parkedConn()
+	pc.send(over)
+	got := pc.answerTo(http.MethodPost)
+	if want == nil || want.resp.StatusCode != http.StatusRequestEntityTooLarge || comparable(got) != comparable(want) {
+		t.Errorf("body over the route's limit after a parked answer:\n%s\nnet/http:\n%s", comparable(got), comparable(want))
+	}
+	if served, back := small.rt.Repolls(); served != 0 || back != 1 {
+		t.Errorf("%d served in place, %d handed back; want 0, 1", served, back)
+	}
+}
+
 // TestRepollListeningEverywhere: a server listening on every address
 // (0.0.0.0, as in a container) keeps its parked polls' connections alive
 // (their local address is 127.0.0.1, not the listener's); it once closed
@@ -380,7 +480,8 @@ func TestRepollTimeouts(t *testing.T) {
 }
 
 // FuzzParseSyncHead: a head the re-poll reader takes is one net/http
-// reads as the same request; nothing panics.
+// reads as the same request, a sliding sync POST's with the same body
+// length; nothing panics.
 func FuzzParseSyncHead(f *testing.F) {
 	for _, seed := range []string{
 		"GET /_matrix/client/v3/sync?since=s1&timeout=30000 HTTP/1.1\r\nHost: luxchat\r\nAuthorization: Bearer abc\r\n\r\n",
@@ -393,6 +494,12 @@ func FuzzParseSyncHead(f *testing.F) {
 		"GET /_matrix/client/v3/sync\r\n\r\n",
 		"POST /_matrix/client/v3/sync HTTP/1.1\r\n\r\n",
 		"GET /_matrix/client/v3/sync HTTP/1.1\n\r\n",
+		"POST " + slidingSyncPath + "?pos=a_1&timeout=30000 HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 12\r\n\r\n{\"lists\":{}}",
+		"POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 007\r\nContent-Length: 7\r\n\r\n",
+		"POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 99999999999\r\n\r\n",
+		"POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST " + slidingSyncPath + " HTTP/1.1\r\nHost: luxchat\r\n\r\n",
+		"GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: luxchat\r\nContent-Length: 0\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -412,6 +519,7 @@ func FuzzParseSyncHead(f *testing.F) {
 		}
 		if req.Method != want.Method || req.URL.String() != want.URL.String() || req.Host != want.Host ||
 			req.Close != want.Close || req.Proto != want.Proto || req.RequestURI != want.RequestURI ||
+			req.ContentLength != want.ContentLength || req.Method == http.MethodGet && want.ContentLength != 0 ||
 			!reflect.DeepEqual(req.Header, want.Header) {
 			t.Fatalf("read differently from net/http:\n%+v\n%+v\n%q", req, want, data[:n])
 		}
