@@ -96,3 +96,17 @@ func TestLoadTogether(t *testing.T) {
 		t.Fatal("a missing file must be an error")
 	}
 }
+
+// Complement writes its blueprints' services so (internal/docker/builder.go).
+func TestParseComplementRegistration(t *testing.T) {
+	text := "id: my_as_id\nhs_token: 2d\nas_token: 3e\nurl: 'http://localhost:9000'\nsender_localpart: the-bridge-user\nrate_limited: false\n" +
+		"de.sorunome.msc2409.push_ephemeral: false\npush_ephemeral: false\norg.matrix.msc3202: false\nnamespaces:\n  users:\n" +
+		"    - exclusive: false\n      regex: .*\n  rooms: []\n  aliases: []\n"
+	r, err := Parse([]byte(text), "hs1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sender != "@the-bridge-user:hs1" || r.RateLimited || !r.IsInterestedInUser("@alice:hs1") {
+		t.Fatalf("parsed %+v", r)
+	}
+}
