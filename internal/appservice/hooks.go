@@ -72,7 +72,8 @@ func (s *Service) Typing(roomID, userID string, typing bool) {
 	s.addEphemeral(ephemeralItem{roomID: roomID, data: data})
 }
 
-// Receipt: a public receipt was stored.
+// Receipt: a receipt was stored. A private one goes only to services
+// whose namespace holds its user.
 func (s *Service) Receipt(r store.Receipt) {
 	if s == nil || !s.anyEphemeral() {
 		return
@@ -83,7 +84,11 @@ func (s *Service) Receipt(r store.Receipt) {
 	}
 	data, _ := json.Marshal(map[string]any{"type": "m.receipt", "room_id": r.RoomID,
 		"content": map[string]any{r.EventID: map[string]any{r.Type: map[string]any{r.UserID: rec}}}})
-	s.addEphemeral(ephemeralItem{roomID: r.RoomID, data: data})
+	it := ephemeralItem{roomID: r.RoomID, data: data}
+	if r.Type == "m.read.private" {
+		it.userID = r.UserID
+	}
+	s.addEphemeral(it)
 }
 
 // Presence: a local user's presence changed. Services get the presence

@@ -67,8 +67,9 @@ func (p *pusher) poke() {
 }
 
 // ephemeralItem is typing or a receipt in a room (roomID set), or a
-// user's presence; whether the service wants it is decided when the
-// transaction is built, off the caller's goroutine.
+// user's presence (userID set); a private receipt has both, and goes only
+// to services of its user. Whether the service wants it is decided when
+// the transaction is built, off the caller's goroutine.
 type ephemeralItem struct {
 	roomID, userID string
 	data           json.RawMessage
@@ -240,8 +241,8 @@ scan:
 		p.ephemeral = nil
 		p.mu.Unlock()
 		for _, it := range items {
-			want := it.roomID == "" && p.s.isLocal(it.userID) && p.r.IsInterestedInUser(it.userID)
-			if it.roomID != "" {
+			want := it.userID == "" || p.s.isLocal(it.userID) && p.r.IsInterestedInUser(it.userID)
+			if want && it.roomID != "" {
 				if want, err = p.s.roomInterested(ctx, p.r, it.roomID); err != nil {
 					return nil, err
 				}

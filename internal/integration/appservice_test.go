@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,6 +213,26 @@ func TestAppServiceWithMautrix(t *testing.T) {
 				}
 				return false
 			})
+
+			// Private receipts reach the service for its own users only.
+			alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(string(room))+"/receipt/m.read.private/"+esc(last), map[string]any{}, nil)
+			if r := doAS("POST", "/_matrix/client/v3/rooms/"+esc(string(room))+"/receipt/m.read.private/"+esc(last)+"?user_id="+esc(string(ghost.UserID)), map[string]any{}); r.Status != 200 {
+				t.Fatalf("ghost's private receipt: %d %s", r.Status, r.Body)
+			}
+			privateOf := func(b *bridge, user id.UserID) bool {
+				for _, ev := range b.ephemeral {
+					if ev.Type == mevent.EphemeralEventReceipt && strings.Contains(string(ev.Content.VeryRaw), `"m.read.private":{"`+string(user)+`"`) {
+						return true
+					}
+				}
+				return false
+			}
+			b.waitFor(t, "the ghost's private receipt", func(b *bridge) bool { return privateOf(b, ghost.UserID) })
+			b.mu.Lock()
+			if privateOf(b, id.UserID(alice.UserID)) {
+				t.Fatal("alice's private receipt reached the service")
+			}
+			b.mu.Unlock()
 
 			// To-device: alice sends to a device of the ghost (MSC4190 creates it).
 			ghostDevice := id.DeviceID("GHOSTDEV")

@@ -213,7 +213,7 @@ func (f syncEphemeral) Typing(ctx context.Context, roomID, userID string, typing
 }
 
 func (f syncEphemeral) Receipt(ctx context.Context, r store.Receipt) {
-	if f.s.Exchange != nil {
+	if f.s.Exchange != nil && r.Type != "m.read.private" { // private receipts never leave the server
 		f.s.Exchange.Outbound().Receipt(ctx, r)
 	}
 	f.s.AppServices.Receipt(r)

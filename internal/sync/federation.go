@@ -14,14 +14,14 @@ type Federation interface {
 	Typing(ctx context.Context, roomID, userID string, typing bool, timeout time.Duration, joined []string)
 	// Presence: userID's presence changed.
 	Presence(ctx context.Context, p Presence)
-	// Receipt: a public receipt was stored.
+	// Receipt: a receipt was stored; a private one (m.read.private) must
+	// not leave the server.
 	Receipt(ctx context.Context, r Receipt)
 }
 
-// receiptStored tells federation about a public receipt (private ones
-// never leave the server).
+// receiptStored tells the listeners about a receipt.
 func (s *Service) receiptStored(ctx context.Context, r Receipt) {
-	if s.hooks.Federation != nil && r.Type != "m.read.private" {
+	if s.hooks.Federation != nil {
 		s.hooks.Federation.Receipt(ctx, r)
 	}
 }
