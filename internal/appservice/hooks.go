@@ -84,15 +84,11 @@ func (s *Service) Receipt(r store.Receipt) {
 	}
 	data, _ := json.Marshal(map[string]any{"type": "m.receipt", "room_id": r.RoomID,
 		"content": map[string]any{r.EventID: map[string]any{r.Type: map[string]any{r.UserID: rec}}}})
-	it := ephemeralItem{roomID: r.RoomID, data: data}
-	if r.Type == "m.read.private" {
-		it.userID = r.UserID
-	}
-	s.addEphemeral(it)
+	s.addEphemeral(ephemeralItem{roomID: r.RoomID, userID: r.UserID, private: r.Type == "m.read.private", data: data})
 }
 
-// Presence: a local user's presence changed. Services get the presence
-// of the users in their namespaces.
+// Presence: a user's presence changed. Services get the presence of
+// their users and of the users sharing a room with them.
 func (s *Service) Presence(p store.Presence) {
 	if s == nil || !s.anyEphemeral() {
 		return

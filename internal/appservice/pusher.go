@@ -67,11 +67,12 @@ func (p *pusher) poke() {
 }
 
 // ephemeralItem is typing or a receipt in a room (roomID set), or a
-// user's presence (userID set); a private receipt has both, and goes only
-// to services of its user. Whether the service wants it is decided when
-// the transaction is built, off the caller's goroutine.
+// user's presence (userID set); a private receipt (private) has both and
+// goes only to services of its user. Whether the service wants it is
+// decided when the transaction is built, off the caller's goroutine.
 type ephemeralItem struct {
 	roomID, userID string
+	private        bool
 	data           json.RawMessage
 }
 
@@ -241,11 +242,9 @@ scan:
 		p.ephemeral = nil
 		p.mu.Unlock()
 		for _, it := range items {
-			want := it.userID == "" || p.s.isLocal(it.userID) && p.r.IsInterestedInUser(it.userID)
-			if want && it.roomID != "" {
-				if want, err = p.s.roomInterested(ctx, p.r, it.roomID); err != nil {
-					return nil, err
-				}
+			want, err := p.wantsEphemeral(ctx, it)
+			if err != nil {
+				return nil, err
 			}
 			if want {
 				body.Ephemeral = append(body.Ephemeral, it.data)
@@ -448,4 +447,22 @@ func (p *pusher) forgetDelivered(ctx context.Context, txn *store.AppServiceTxn) 
 			p.s.log.Warn("delete delivered to-device messages", "appservice", p.r.ID, "err", err)
 		}
 	}
+}
+
+// wantsEphemeral reports whether the service gets an ephemeral item:
+// typing and receipts in the rooms it is interested in (a private
+// receipt only when it is of one of its users), the presence of its users
+// and of the users sharing a room with them.
+func (p *pusher) wantsEphemeral(ctx context.Context, it ephemeralItem) (bool, error) {
+	own := it.userID != "" && p.s.isLocal(it.userID) && p.r.IsInterestedInUser(it.userID)
+	switch {
+	case it.roomID == "":
+		if own {
+			return true, nil
+		}
+		return p.sharesWithUsers(ctx, it.userID)
+	case it.private && !own:
+		return false, nil
+	}
+	return p.s.roomInterested(ctx, p.r, it.roomID)
 }

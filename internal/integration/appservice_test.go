@@ -214,6 +214,17 @@ func TestAppServiceWithMautrix(t *testing.T) {
 				return false
 			})
 
+			// Presence of a user sharing a room with the service's users.
+			alice.MustDo("PUT", "/_matrix/client/v3/presence/"+esc(alice.UserID)+"/status", map[string]any{"presence": "unavailable"}, nil)
+			b.waitFor(t, "alice's presence", func(b *bridge) bool {
+				for _, ev := range b.ephemeral {
+					if ev.Type == mevent.EphemeralEventPresence && ev.Sender == id.UserID(alice.UserID) {
+						return true
+					}
+				}
+				return false
+			})
+
 			// Private receipts reach the service for its own users only.
 			alice.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(string(room))+"/receipt/m.read.private/"+esc(last), map[string]any{}, nil)
 			if r := doAS("POST", "/_matrix/client/v3/rooms/"+esc(string(room))+"/receipt/m.read.private/"+esc(last)+"?user_id="+esc(string(ghost.UserID)), map[string]any{}); r.Status != 200 {
