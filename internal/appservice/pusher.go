@@ -320,26 +320,40 @@ func (p *pusher) toDevice(ctx context.Context, pos int64) ([]json.RawMessage, in
 }
 
 // send delivers a transaction once: nil when the service answered 2xx.
+// A service that does not know the versioned path (404 or 405 there) is
+// sent it at the legacy /transactions/{txnId}, with the hs_token also in
+// the query as such services expect ("Legacy routes").
 func (p *pusher) send(ctx context.Context, txn *store.AppServiceTxn) error {
 	ctx, cancel := context.WithTimeout(ctx, transactionTimeout)
 	defer cancel()
-	u := p.r.URL + "/_matrix/app/v1/transactions/" + url.PathEscape(strconv.FormatInt(txn.TxnID, 10))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(txn.Body))
+	id := url.PathEscape(strconv.FormatInt(txn.TxnID, 10))
+	status, err := p.put(ctx, p.r.URL+"/_matrix/app/v1/transactions/"+id, txn.Body)
+	if err == nil && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed) {
+		status, err = p.put(ctx, p.r.URL+"/transactions/"+id+"?access_token="+url.QueryEscape(p.r.HSToken), txn.Body)
+	}
 	if err != nil {
 		return err
+	}
+	if status/100 != 2 {
+		return fmt.Errorf("status %d", status)
+	}
+	return nil
+}
+
+func (p *pusher) put(ctx context.Context, u string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+p.r.HSToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.s.client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 // addMSC3202 adds the device lists changed since the last transaction

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"luxchat/internal/config"
 	ts "luxchat/internal/testserver"
@@ -92,7 +94,20 @@ func TestAppServiceAPI(t *testing.T) {
 				}
 				return p
 			}
+			// A service of the old kind: only /transactions/{txnId}, token in the query.
+			var legacyTxns atomic.Int64
+			legacy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasPrefix(r.URL.Path, "/transactions/") && r.Method == "PUT" && r.URL.Query().Get("access_token") == "hs-legacy" {
+					legacyTxns.Add(1)
+					w.Write([]byte(`{}`))
+					return
+				}
+				w.WriteHeader(404)
+				w.Write([]byte(`{"errcode":"M_UNRECOGNIZED"}`))
+			}))
+			defer legacy.Close()
 			files := []string{
+				writeReg("legacy", legacy.URL, "as-legacy", "hs-legacy", "_legacy_bot", "@_legacy_.*", ""),
 				writeReg("api", hs.URL, "as-api", "hs-api", "_api_bot", "@_api_.*", "protocols: [gitter]\n"),
 				writeReg("nourl", "null", "as-nourl", "hs-nourl", "_nourl_bot", "@_nourl_.*", ""),
 				writeReg("down", "http://127.0.0.1:1", "as-down", "hs-down", "_down_bot", "@_down_.*", ""),
@@ -222,6 +237,17 @@ func TestAppServiceAPI(t *testing.T) {
 			alice.MustDo("GET", "/_matrix/client/v3/publicRooms?include_all_networks=true", nil, &pub)
 			if len(pub.ids()) != 1 {
 				t.Fatalf("all networks %v", pub.ids())
+			}
+
+			// The old kind of service gets its transactions at the legacy path.
+			legacyBot := s.Anonymous(t)
+			legacyBot.Token = "as-legacy"
+			legacyBot.MustDo("POST", "/_matrix/client/v3/join/"+esc(room), map[string]any{}, nil)
+			for i := 0; legacyTxns.Load() == 0; i++ {
+				if i == 1000 {
+					t.Fatal("the legacy service never got a transaction")
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 
 			// Timestamp massaging: only for services.
