@@ -3,11 +3,14 @@ package rooms
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"luxchat/internal/matrix/pdu"
+	"luxchat/internal/parallel"
 	"luxchat/internal/store"
 )
 
@@ -284,6 +287,27 @@ func (s *Service) freshBase(row *store.EventRow) []byte {
 	return full[:len(full)-1]
 }
 
+// readStoredViews reads rooms' stored views, a share of the rooms per
+// core at once when they are many: reading and decoding a thousand views
+// is most of a user's first initial sync, and it waits for them.
+func (s *Service) readStoredViews(ctx context.Context, roomIDs []string) ([]*store.StoredView, error) {
+	const least = 20 // rooms worth a statement and a goroutine of their own
+	parts := min(runtime.GOMAXPROCS(0), len(roomIDs)/least)
+	if parts < 2 {
+		return s.store.RoomViews(ctx, roomIDs)
+	}
+	got := make([][]*store.StoredView, parts)
+	errs := make([]error, parts)
+	parallel.For(parts, func(i int) {
+		lo, hi := i*len(roomIDs)/parts, (i+1)*len(roomIDs)/parts
+		got[i], errs[i] = s.store.RoomViews(ctx, roomIDs[lo:hi])
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.Concat(got...), nil
+}
+
 // LoadRoomViews reads the stored views of rooms that are current at
 // position upTo, keeps them as the rooms' views (RoomView) and caches
 // what rendering them for userID needs: the client forms of their rows
@@ -292,7 +316,7 @@ func (s *Service) freshBase(row *store.EventRow) []byte {
 // caller reads them, and asks for their views (WantViews).
 func (s *Service) LoadRoomViews(ctx context.Context, roomIDs []string, upTo int64, userID string) (map[string]*RoomView, error) {
 	gen := s.views.generation()
-	stored, err := s.store.RoomViews(ctx, roomIDs)
+	stored, err := s.readStoredViews(ctx, roomIDs)
 	if err != nil {
 		return nil, err
 	}
