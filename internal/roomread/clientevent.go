@@ -3,10 +3,13 @@ package roomread
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
 
+	"luxchat/internal/parallel"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
@@ -103,20 +106,44 @@ func (s *Service) stateForms(ctx context.Context, ids []string, have map[string]
 			read = append(read, id)
 		}
 	}
-	if len(read) > 0 {
-		more, err := s.store.GetEvents(ctx, read)
-		if err != nil {
-			return nil, err
+	// The events read are made into forms a share per core at once when
+	// they are many: the first /members of a room of 10,000 waits for
+	// all of them.
+	parts := max(1, min(runtime.GOMAXPROCS(0), len(read)/formsPerPart))
+	made, madeIDs := make([][]*rooms.StateForm, parts+1), make([][]string, parts+1)
+	errs := make([]error, parts)
+	made[parts], madeIDs[parts] = s.makeForms(rows)
+	parallel.For(parts, func(i int) {
+		part := read[i*len(read)/parts : (i+1)*len(read)/parts]
+		if len(part) == 0 {
+			return
 		}
-		rows = append(rows, more...)
+		more, err := s.store.GetEvents(ctx, part)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		made[i], madeIDs[i] = s.makeForms(more)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	made := make([]*rooms.StateForm, len(rows))
-	madeIDs := make([]string, len(rows))
+	all, allIDs := slices.Concat(made...), slices.Concat(madeIDs...)
+	s.rooms.PutStateForms(allIDs, all)
+	forms = slices.DeleteFunc(forms, func(f *rooms.StateForm) bool { return f == nil })
+	return append(forms, all...), nil
+}
+
+// formsPerPart is the least number of state events worth a goroutine of
+// their own in stateForms.
+const formsPerPart = 100
+
+// makeForms makes the state forms of rows.
+func (s *Service) makeForms(rows []*store.EventRow) ([]*rooms.StateForm, []string) {
+	made, ids := make([]*rooms.StateForm, len(rows)), make([]string, len(rows))
 	bases, memberships := s.rooms.StateClientBases(rows)
 	for i, row := range rows {
-		made[i], madeIDs[i] = rooms.NewStateForm(row, bases[i], memberships[i]), row.EventID
+		made[i], ids[i] = rooms.NewStateForm(row, bases[i], memberships[i]), row.EventID
 	}
-	s.rooms.PutStateForms(madeIDs, made)
-	forms = slices.DeleteFunc(forms, func(f *rooms.StateForm) bool { return f == nil })
-	return append(forms, made...), nil
+	return made, ids
 }
