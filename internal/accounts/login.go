@@ -76,10 +76,15 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*LoginResult, erro
 	default:
 		return nil, errcode.Unknown("unsupported login type %q", r.Type)
 	}
-	res := &LoginResult{UserID: u.UserID}
+	return s.loginSession(ctx, u.UserID, r)
+}
+
+// loginSession starts the session (device and tokens) a login asked for.
+func (s *Service) loginSession(ctx context.Context, userID string, r LoginRequest) (*LoginResult, error) {
+	res := &LoginResult{UserID: userID}
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		res.DeviceID, res.Tokens, err = s.startSession(ctx, tx, u.UserID, sessionParams{
+		res.DeviceID, res.Tokens, err = s.startSession(ctx, tx, userID, sessionParams{
 			deviceID: r.DeviceID, displayName: r.InitialDeviceDisplayName, ip: r.IP, refresh: r.RefreshToken,
 		})
 		return err
@@ -282,18 +287,7 @@ func (s *Service) LoginAppService(ctx context.Context, userID string, r LoginReq
 	if err := checkDeviceID(r.DeviceID); err != nil {
 		return nil, err
 	}
-	res := &LoginResult{UserID: u.UserID}
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
-		var err error
-		res.DeviceID, res.Tokens, err = s.startSession(ctx, tx, u.UserID, sessionParams{
-			deviceID: r.DeviceID, displayName: r.InitialDeviceDisplayName, ip: r.IP, refresh: r.RefreshToken,
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("login: %w", err)
-	}
-	return res, nil
+	return s.loginSession(ctx, u.UserID, r)
 }
 
 // ResolveUserID is the user id a login identifier names.

@@ -382,7 +382,11 @@ func (s *Store) stateGroupEntriesPG(ctx context.Context, groups []int64, k State
 
 // CurrentState returns a room's current state.
 func (s *Store) CurrentState(ctx context.Context, roomID string) (StateMap, error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM room_state WHERE room_id = $1`, roomID)
+	return scanStateMap(s.reader().QueryContext(ctx, `SELECT type, state_key, event_id FROM room_state WHERE room_id = $1`, roomID))
+}
+
+// scanStateMap reads rows of (type, state_key, event_id).
+func scanStateMap(rows *sql.Rows, err error) (StateMap, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -414,21 +418,7 @@ func (s *Store) CurrentStateWithMembers(ctx context.Context, roomID string, memb
 		list, _ := json.Marshal(members)
 		q.add(` UNION ALL SELECT type, state_key, event_id FROM room_state WHERE room_id = ? AND type = 'm.room.member' AND state_key IN (SELECT value FROM json_each(?))`, roomID, string(list))
 	}
-	rows, err := s.reader().QueryContext(ctx, q.b.String(), q.args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := StateMap{}
-	for rows.Next() {
-		var k StateKey
-		var ev string
-		if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
-			return nil, err
-		}
-		out[k] = ev
-	}
-	return out, rows.Err()
+	return scanStateMap(s.reader().QueryContext(ctx, q.b.String(), q.args...))
 }
 
 // CurrentStateEvents returns the current state events of rooms, in one
