@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"testing"
@@ -200,27 +199,7 @@ func TestBackfill(t *testing.T) {
 		if err := p.a.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		// Accepts connections and never answers.
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			var held []net.Conn
-			defer func() {
-				for _, c := range held {
-					c.Close()
-				}
-			}()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				held = append(held, c)
-			}
-		}()
+		silentListener(t, addr) // the remote now accepts connections and never answers
 		start = time.Now()
 		page := messages(t, bob, deadRoom, "dir=b&limit=10")
 		elapsed = time.Since(start)

@@ -2,7 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"sync"
 	"testing"
 
 	ts "luxchat/internal/testserver"
@@ -91,4 +93,36 @@ func doSync(t *testing.T, c *ts.Client, query string) syncResp {
 	var s syncResp
 	c.MustDo("GET", "/_matrix/client/v3/sync?"+query, nil, &s)
 	return s
+}
+
+// silentListener listens on addr, accepts every connection and never
+// answers: a peer that is up but hangs. It closes with the test.
+func silentListener(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	return ln
 }

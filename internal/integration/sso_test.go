@@ -3,7 +3,6 @@ package integration
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -562,27 +561,7 @@ func TestSSOExpiredLoginToken(t *testing.T) {
 }
 
 func TestSSOProviderDown(t *testing.T) {
-	// A provider that accepts connections and never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	ln := silentListener(t, "127.0.0.1:0") // a provider that accepts connections and never answers
 	s := ts.New(t, ts.WithConfig(func(c *config.Config) {
 		c.OIDC.Providers = []config.OIDCProvider{{ID: "slow", Name: "Slow ID", Issuer: "http://" + ln.Addr().String() + "/", ClientID: "x", ClientSecret: "y",
 			Timeout: config.Duration{Duration: 300 * time.Millisecond}}}
