@@ -207,6 +207,10 @@ func literalPrefix(re *syntax.Regexp) string {
 	return ""
 }
 
+// Check checks registrations together as Load does: the server calls it
+// again once its own services (the alert bot's) are added to the files'.
+func Check(regs []*Registration) error { return checkTogether(regs) }
+
 // checkTogether enforces what the spec asks of several services: unique
 // ids and tokens, and no two services claiming the same things
 // exclusively. Regexes cannot be compared in general; two exclusive

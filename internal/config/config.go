@@ -70,6 +70,19 @@ type Config struct {
 
 	// AppServices lists the application services' registration files.
 	AppServices AppServices `yaml:"appservices"`
+
+	// Webhooks configures incoming webhooks and the bot account that
+	// posts them (internal/alertbot).
+	Webhooks Webhooks `yaml:"webhooks"`
+}
+
+// Webhooks configures the incoming webhooks' bot.
+type Webhooks struct {
+	// Encryption: the bot's device encrypts (Olm/Megolm) what it posts
+	// into encrypted rooms. Off, a post into an encrypted room is refused.
+	Encryption bool `yaml:"encryption"`
+	// BotLocalpart is the bot account's localpart (@alerts:server_name).
+	BotLocalpart string `yaml:"bot_localpart"`
 }
 
 // AppServices configures the Application Service API.
@@ -506,8 +519,9 @@ func Default() *Config {
 			PasswordLogin:         true,
 			LoginTokenLifetime:    Duration{2 * time.Minute},
 		},
-		OIDC: OIDC{Providers: []OIDCProvider{}},
-		SSO:  SSO{ClientWhitelist: []string{}},
+		OIDC:     OIDC{Providers: []OIDCProvider{}},
+		SSO:      SSO{ClientWhitelist: []string{}},
+		Webhooks: Webhooks{Encryption: true, BotLocalpart: "alerts"},
 	}
 }
 
@@ -628,6 +642,11 @@ func (c *Config) Validate() error {
 	}
 	if _, ok := roomversion.Get(c.Rooms.DefaultVersion); !ok {
 		errs = append(errs, fmt.Errorf("rooms.default_version: room version %q is not supported", c.Rooms.DefaultVersion))
+	}
+	if !validLocalpart.MatchString(c.Webhooks.BotLocalpart) {
+		errs = append(errs, fmt.Errorf("webhooks.bot_localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", c.Webhooks.BotLocalpart))
+	} else if c.Webhooks.BotLocalpart == c.ServerNotices.Localpart {
+		errs = append(errs, fmt.Errorf("webhooks.bot_localpart and server_notices.localpart must differ (both %q)", c.Webhooks.BotLocalpart))
 	}
 	if !validLocalpart.MatchString(c.ServerNotices.Localpart) {
 		errs = append(errs, fmt.Errorf("server_notices.localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", c.ServerNotices.Localpart))
@@ -1102,4 +1121,16 @@ sso:
   # end their host with a path); any other client is shown "continue to
   # <host>?" first.
   client_whitelist: []
+
+webhooks:
+  # The bot account that posts incoming webhooks' alerts,
+  # @<localpart>:<server_name>. It runs inside the server as an
+  # application service; invite it to a room (it accepts invites from
+  # this server's users) for alerts to reach that room.
+  bot_localpart: alerts
+  # Encrypt (Olm/Megolm, with its own device) what the bot posts into
+  # encrypted rooms. Its keys are kept in the database, sealed under the
+  # media master key (data_dir/media.key): whoever holds both can read
+  # what the bot sends. false: posts into encrypted rooms are refused.
+  encryption: true
 `

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"luxchat/internal/accounts"
+	"luxchat/internal/alertbot"
 	"luxchat/internal/appservice"
 	"luxchat/internal/config"
 	"luxchat/internal/delayed"
@@ -86,6 +87,10 @@ type Server struct {
 	// AppServices are the application services (nil when none is
 	// registered).
 	AppServices *appservice.Service
+	// AlertBot is the server's bot account that posts incoming webhooks,
+	// encrypting in encrypted rooms; an application service of its own
+	// (webhooks.bot_localpart).
+	AlertBot *alertbot.Bot
 
 	// TURN is the embedded TURN server; nil unless turn.enabled.
 	TURN *turn.Server
@@ -124,6 +129,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mediaKeys, err := media.LoadKeyring(cfg.DataDir)
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	// The alert bot is an application service with the files' ones.
+	s.AlertBot, err = alertbot.New(alertbot.Options{ServerName: cfg.ServerName, Localpart: cfg.Webhooks.BotLocalpart,
+		Encryption: cfg.Webhooks.Encryption, Store: st, Keys: mediaKeys, Log: log})
+	if err == nil {
+		regs = append(regs, s.AlertBot.Registration())
+		err = appservice.Check(regs)
+	}
+	if err != nil {
+		if s.AlertBot != nil {
+			s.AlertBot.Close()
+		}
 		st.Close()
 		return nil, err
 	}
@@ -356,6 +375,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	go s.Push.Run(ctx)
 	s.AppServices.Start(ctx)
+	s.AlertBot.Start(ctx, alertbot.LoopbackURL(ln.Addr()))
 	delayedCtx, stopDelayed := context.WithCancel(ctx)
 	defer stopDelayed()
 	delayedDone := make(chan struct{})
@@ -395,6 +415,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	s.RoomFed.StopBackground()
 	s.AppServices.Wait() // their context ended with ctx
+	if berr := s.AlertBot.Close(); berr != nil {
+		s.Log.Warn("alert bot: close", "err", berr)
+	}
 	s.stopExchange()
 	stopDelayed()
 	<-delayedDone // a send cut short stays due, and goes at the next start
