@@ -27,10 +27,10 @@ func forEachEngine(t *testing.T, f func(t *testing.T, s *ts.Server), opts ...ts.
 // reader is e2e/js/interop/alertbot-reader.mjs: a matrix-js-sdk user with
 // Rust crypto, driven over its standard input and output.
 type reader struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	lines chan map[string]any
+	t                        *testing.T
+	cmd                      *exec.Cmd
+	in                       io.WriteCloser
+	lines                    chan map[string]any
 	UserID, DeviceID, RoomID string
 }
 
