@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"luxchat/internal/config"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/media"
 	ts "luxchat/internal/testserver"
 )
 
@@ -306,4 +308,159 @@ func TestClearAlert(t *testing.T) {
 			t.Fatalf("event: %+v", ev)
 		}
 	}, ts.WithConfig(func(c *config.Config) { c.Encryption.Default = false }))
+}
+
+// inviteBot invites the bot into a room and waits until it accepted.
+func inviteBot(t *testing.T, s *ts.Server, c *ts.Client, roomID string) {
+	t.Helper()
+	c.MustDo("POST", "/_matrix/client/v3/rooms/"+roomID+"/invite", map[string]any{"user_id": s.AlertBot.UserID()}, nil)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var members struct {
+			Joined map[string]any `json:"joined"`
+		}
+		c.MustDo("GET", "/_matrix/client/v3/rooms/"+roomID+"/joined_members", nil, &members)
+		if _, ok := members.Joined[s.AlertBot.UserID()]; ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bot did not accept the invite")
+		}
+	}
+}
+
+// encryptedRoom makes a room with m.room.encryption (extra keys added to
+// its content) and the bot in it.
+func encryptedRoom(t *testing.T, s *ts.Server, c *ts.Client, extra map[string]any) string {
+	t.Helper()
+	content := map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}
+	for k, v := range extra {
+		content[k] = v
+	}
+	var room struct {
+		RoomID string `json:"room_id"`
+	}
+	c.MustDo("POST", "/_matrix/client/v3/createRoom", map[string]any{"preset": "private_chat",
+		"initial_state": []any{map[string]any{"type": "m.room.encryption", "state_key": "", "content": content}}}, &room)
+	inviteBot(t, s, c, room.RoomID)
+	return room.RoomID
+}
+
+// sessionOf is the Megolm session id of an encrypted event as stored.
+func sessionOf(t *testing.T, c *ts.Client, roomID, eventID string) string {
+	t.Helper()
+	var ev struct {
+		Type    string         `json:"type"`
+		Content map[string]any `json:"content"`
+	}
+	c.MustDo("GET", "/_matrix/client/v3/rooms/"+roomID+"/event/"+eventID, nil, &ev)
+	id, _ := ev.Content["session_id"].(string)
+	if ev.Type != "m.room.encrypted" || id == "" {
+		t.Fatalf("event %s: %+v", eventID, ev)
+	}
+	return id
+}
+
+// TestRotationSettings: the room's rotation_period_msgs starts a new
+// Megolm session after that many messages.
+func TestRotationSettings(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := encryptedRoom(t, s, alice, map[string]any{"rotation_period_msgs": 2})
+		var ids []string
+		for i := range 5 {
+			ids = append(ids, sessionOf(t, alice, room, post(t, s, room, fmt.Sprint("alert ", i))))
+		}
+		if ids[0] != ids[1] || ids[1] == ids[2] || ids[2] != ids[3] || ids[3] == ids[4] {
+			t.Fatalf("sessions %v: want a new one every 2 messages", ids)
+		}
+	})
+}
+
+// TestEncryptionOff: with webhooks.encryption off, a post into an
+// encrypted room is refused and nothing is sent.
+func TestEncryptionOff(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := encryptedRoom(t, s, alice, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := s.AlertBot.Post(ctx, room, "m.room.message", text("secret"))
+		if e, ok := errcode.As(err); !ok || e.Code != "M_FORBIDDEN" {
+			t.Fatalf("post: %v", err)
+		}
+		for _, bad := range [][2]string{{"", "m.room.message"}, {room, ""}} {
+			if _, err := s.AlertBot.Post(ctx, bad[0], bad[1], text("x")); err == nil {
+				t.Errorf("post %q: no error", bad)
+			}
+		}
+		if _, err := s.AlertBot.Post(ctx, "!nowhere:localhost", "m.room.message", text("x")); err == nil {
+			t.Error("post into an unknown room: no error")
+		}
+	}, ts.WithConfig(func(c *config.Config) { c.Webhooks.Encryption = false }))
+}
+
+// TestMediaKeyRotationKeepsTheBot: `luxchat media rotate-key` re-wraps
+// the bot's data key with the media file keys; after a restart on the
+// new key alone the bot has the same device and posts.
+func TestMediaKeyRotationKeepsTheBot(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		alice := s.Register(t, "alice")
+		room := encryptedRoom(t, s, alice, nil)
+		first := sessionOf(t, alice, room, post(t, s, room, "before rotation"))
+		device := s.AlertBot.DeviceID()
+		keys, err := media.LoadKeyring(s.Config.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := media.RotateKey(context.Background(), s.Store, keys, nil)
+		if err != nil || res.Failed != 0 || res.Rewrapped < 1 {
+			t.Fatalf("rotate: %+v %v", res, err)
+		}
+		row, err := s.Store.AlertBotGet(context.Background(), "key", "data")
+		if err != nil || row.KeyID != res.KeyID {
+			t.Fatalf("the bot's data key is under %q, the new media key is %q (%v)", row.KeyID, res.KeyID, err)
+		}
+		s = s.Restart(t)
+		if got := sessionOf(t, alice, room, post(t, s, room, "after rotation")); got != first || s.AlertBot.DeviceID() != device {
+			t.Fatalf("after rotation: device %q session %q; before %q %q", s.AlertBot.DeviceID(), got, device, first)
+		}
+	})
+}
+
+// TestTransactionsListener: the bot's listener for the server's
+// transactions wants the hs_token and a transaction.
+func TestTransactionsListener(t *testing.T) {
+	s := ts.New(t)
+	reg := s.AlertBot.Registration()
+	if !strings.HasPrefix(reg.URL, "http://127.0.0.1:") {
+		t.Fatalf("the bot listens at %q, not on loopback", reg.URL)
+	}
+	for _, c := range []struct {
+		token, body string
+		want        int
+	}{
+		{"", `{"events":[]}`, 401},
+		{"wrong", `{"events":[]}`, 403},
+		{reg.HSToken, `{"events":`, 400},
+		{reg.HSToken, `[1,2]`, 400},
+		{reg.HSToken, `{"events":[{"type":"m.room.member","state_key":5}]}`, 400},
+		{reg.HSToken, `{"events":[{"type":"m.room.member","state_key":"@alerts:localhost","sender":"@x:elsewhere","room_id":"!r:elsewhere","content":{"membership":"invite"}}]}`, 200},
+	} {
+		req, _ := http.NewRequest("PUT", reg.URL+"/_matrix/app/v1/transactions/1", strings.NewReader(c.body))
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("token %q body %s: %d, want %d", c.token, c.body, resp.StatusCode, c.want)
+		}
+	}
+	// Random tokens of 256 bits, each start its own.
+	if reg.ASToken == reg.HSToken || len(reg.ASToken) < 64 {
+		t.Fatalf("tokens %q %q", reg.ASToken, reg.HSToken)
+	}
 }

@@ -113,6 +113,7 @@ func New(opts Options) (*Bot, error) {
 		return nil, fmt.Errorf("alert bot: registration: %w", err)
 	}
 	b.reg.File = "(the server's alert bot)"
+	b.reg.Internal = true
 	return b, nil
 }
 

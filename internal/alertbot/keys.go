@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/crypto/olm"
 
 	"luxchat/internal/matrix/canonicaljson"
+	"luxchat/internal/matrix/errcode"
 	"luxchat/internal/matrix/signing"
 )
 
@@ -76,14 +77,28 @@ func (b *Bot) setup(ctx context.Context) error {
 	b.mu.Lock()
 	b.acct, b.ed25519, b.curve = acct, string(ed), string(curve)
 	b.mu.Unlock()
-	// MSC4190: the service creates its user's device (a no-op when it
-	// exists).
-	b.deviceID = ""
-	err = b.call(ctx, http.MethodPut, "/_matrix/client/v3/devices/"+url.PathEscape(st.DeviceID), map[string]string{"display_name": "luxchat alerts"}, nil)
-	if err != nil {
-		return fmt.Errorf("alert bot: create device: %w", err)
-	}
+	// MSC4190: the service creates its user's device, once: a device
+	// set up before is only checked (a rename would announce a device
+	// list change to the bot's rooms at every start).
 	b.deviceID = st.DeviceID
+	withDevice := !st.Uploaded
+	if st.Uploaded {
+		err := b.upload(ctx, false, -1, false)
+		if e, ok := errcode.As(err); ok && e.Code == "M_UNKNOWN_DEVICE" {
+			b.log.Warn("the bot's device was deleted: made again", "device", st.DeviceID)
+			withDevice = true
+		} else if err != nil {
+			return err
+		}
+	}
+	if withDevice {
+		b.deviceID = ""
+		err = b.call(ctx, http.MethodPut, "/_matrix/client/v3/devices/"+url.PathEscape(st.DeviceID), map[string]string{"display_name": "luxchat alerts"}, nil)
+		if err != nil {
+			return fmt.Errorf("alert bot: create device: %w", err)
+		}
+		b.deviceID = st.DeviceID
+	}
 	rows, err := b.opts.Store.AlertBotList(ctx, kindOlm)
 	if err != nil {
 		return err
@@ -105,7 +120,10 @@ func (b *Bot) setup(ctx context.Context) error {
 	b.mu.Lock()
 	b.sessions = sessions
 	b.mu.Unlock()
-	return b.upload(ctx, !st.Uploaded, -1, false)
+	if withDevice {
+		return b.upload(ctx, true, -1, false)
+	}
+	return nil
 }
 
 func pickle(p interface{ Pickle([]byte) ([]byte, error) }, key []byte) (string, error) {
