@@ -311,7 +311,7 @@ func TestClearAlert(t *testing.T) {
 }
 
 // inviteBot invites the bot into a room and waits until it accepted.
-func inviteBot(t *testing.T, s *ts.Server, c *ts.Client, roomID string) {
+func inviteBot(t testing.TB, s *ts.Server, c *ts.Client, roomID string) {
 	t.Helper()
 	c.MustDo("POST", "/_matrix/client/v3/rooms/"+roomID+"/invite", map[string]any{"user_id": s.AlertBot.UserID()}, nil)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -330,7 +330,7 @@ func inviteBot(t *testing.T, s *ts.Server, c *ts.Client, roomID string) {
 
 // encryptedRoom makes a room with m.room.encryption (extra keys added to
 // its content) and the bot in it.
-func encryptedRoom(t *testing.T, s *ts.Server, c *ts.Client, extra map[string]any) string {
+func encryptedRoom(t testing.TB, s *ts.Server, c *ts.Client, extra map[string]any) string {
 	t.Helper()
 	content := map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}
 	for k, v := range extra {

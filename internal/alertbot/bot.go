@@ -62,15 +62,24 @@ type Bot struct {
 	txnBase  string
 	txnCount atomic.Int64
 
-	hs       string // the server's client listener, set by Start
-	deviceID string // set before ready closes
-	vault    *vault
-
-	ready    chan struct{} // closed when the device is set up (or Close)
+	hs       string        // the server's client listener, set by Start
+	ready    chan struct{} // closed by Start (or Close: readyErr)
 	readyErr error
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	started  atomic.Bool
+
+	// The device is set up at the first post (setup), not at start: a
+	// server whose bot posts nothing changes nothing for it. setupMu
+	// serialises attempts; deviceID and vault are written before setUp
+	// is true, and not after.
+	setupMu  sync.Mutex
+	setUp    atomic.Bool
+	deviceID string
+	// callDevice is the device the requests act as ("": none, as the
+	// device is being made); Join may read it during the setup.
+	callDevice atomic.Value
+	vault      *vault
 
 	mu       sync.Mutex
 	acct     *account.Account
@@ -123,20 +132,17 @@ func (b *Bot) Registration() *appservice.Registration { return b.reg }
 // UserID is the bot's user id.
 func (b *Bot) UserID() string { return b.userID }
 
-// DeviceID is the bot's device id ("" before Start has set it up).
+// DeviceID is the bot's device id ("" before its first post set it up).
 func (b *Bot) DeviceID() string {
-	select {
-	case <-b.ready:
-		return b.deviceID
-	default:
+	if !b.setUp.Load() {
 		return ""
 	}
+	return b.deviceID
 }
 
-// Start serves the bot's transactions and sets up its device against the
-// server whose client API answers at hsURL (see LoopbackURL), retrying
-// until it succeeds or ctx ends. It returns at once; Post waits for the
-// device.
+// Start serves the bot's transactions and points the bot at the server
+// whose client API answers at hsURL (see LoopbackURL). It returns at
+// once; the device is set up at the first post.
 func (b *Bot) Start(ctx context.Context, hsURL string) {
 	if !b.started.CompareAndSwap(false, true) {
 		return
@@ -144,35 +150,34 @@ func (b *Bot) Start(ctx context.Context, hsURL string) {
 	b.hs = strings.TrimSuffix(hsURL, "/")
 	ctx, b.cancel = context.WithCancel(ctx)
 	b.srv = &http.Server{Handler: b.transactionsHandler(ctx), ReadHeaderTimeout: 10 * time.Second}
-	b.wg.Add(2)
+	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.log.Error("transactions listener", "err", err)
 		}
 	}()
-	go func() {
-		defer b.wg.Done()
-		delay := 200 * time.Millisecond
-		for {
-			err := b.setup(ctx)
-			if err == nil {
-				close(b.ready)
-				return
-			}
-			if ctx.Err() != nil {
-				b.readyErr = errcode.Unknown("the alert bot is stopped")
-				close(b.ready)
-				return
-			}
-			b.log.Warn("device setup failed; retrying", "err", err, "in", delay)
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-			}
-			delay = min(2*delay, time.Minute)
-		}
-	}()
+	close(b.ready)
+}
+
+// device sets the device up unless it is: one attempt per call, the
+// next post tries again after a failure.
+func (b *Bot) device(ctx context.Context) error {
+	if b.setUp.Load() {
+		return nil
+	}
+	b.setupMu.Lock()
+	defer b.setupMu.Unlock()
+	if b.setUp.Load() {
+		return nil
+	}
+	if err := b.setup(ctx); err != nil {
+		b.deviceID = ""
+		b.callDevice.Store("")
+		return err
+	}
+	b.setUp.Store(true)
+	return nil
 }
 
 // Close stops the bot: its listener, its background work. Posts under way
@@ -192,7 +197,7 @@ func (b *Bot) Close() error {
 	return err
 }
 
-// wait waits for the device (a post made before Start waits for it).
+// wait waits for Start (a post made before it waits).
 func (b *Bot) wait(ctx context.Context) error {
 	select {
 	case <-b.ready:
@@ -224,6 +229,9 @@ func (b *Bot) Post(ctx context.Context, roomID, eventType string, content map[st
 		return "", errcode.InvalidParam("a room id and an event type are needed")
 	}
 	if err := b.wait(ctx); err != nil {
+		return "", err
+	}
+	if err := b.device(ctx); err != nil {
 		return "", err
 	}
 	enc, err := b.encryption(ctx, roomID)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -52,12 +53,12 @@ func (b *Bot) call(ctx context.Context, method, path string, body, out any) erro
 		rd = bytes.NewReader(data)
 	}
 	u := b.hs + path
-	if b.deviceID != "" {
+	if dev, _ := b.callDevice.Load().(string); dev != "" {
 		sep := "?"
-		if bytes.ContainsRune([]byte(path), '?') {
+		if strings.Contains(path, "?") {
 			sep = "&"
 		}
-		u += sep + "device_id=" + url.QueryEscape(b.deviceID)
+		u += sep + "device_id=" + url.QueryEscape(dev)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {

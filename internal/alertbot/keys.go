@@ -81,6 +81,7 @@ func (b *Bot) setup(ctx context.Context) error {
 	// set up before is only checked (a rename would announce a device
 	// list change to the bot's rooms at every start).
 	b.deviceID = st.DeviceID
+	b.callDevice.Store(st.DeviceID)
 	withDevice := !st.Uploaded
 	if st.Uploaded {
 		err := b.upload(ctx, false, -1, false)
@@ -92,12 +93,12 @@ func (b *Bot) setup(ctx context.Context) error {
 		}
 	}
 	if withDevice {
-		b.deviceID = ""
+		b.callDevice.Store("")
 		err = b.call(ctx, http.MethodPut, "/_matrix/client/v3/devices/"+url.PathEscape(st.DeviceID), map[string]string{"display_name": "luxchat alerts"}, nil)
 		if err != nil {
 			return fmt.Errorf("alert bot: create device: %w", err)
 		}
-		b.deviceID = st.DeviceID
+		b.callDevice.Store(st.DeviceID)
 	}
 	rows, err := b.opts.Store.AlertBotList(ctx, kindOlm)
 	if err != nil {

@@ -95,7 +95,7 @@ func (b *Bot) handle(ctx context.Context, t *transaction) {
 		b.forgetDevices(l.Left)
 	}
 	if b.DeviceID() == "" {
-		return // not set up: setup uploads what is needed
+		return // not set up: the setup uploads what is needed
 	}
 	count, hasCount := t.OTKCounts[b.userID][b.deviceID]["signed_curve25519"]
 	types, hasTypes := t.FallbackKeyTypes[b.userID][b.deviceID]
