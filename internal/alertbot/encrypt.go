@@ -116,7 +116,15 @@ type outbound struct {
 	Shared map[string]string `json:"shared"`
 
 	s *session.MegolmOutboundSession
+	// reserved is the message index the stored session starts at: the
+	// session is stored ratcheted reserveAhead messages ahead, so a post
+	// writes it once in reserveAhead and a crash never makes the bot use
+	// a message index twice (it skips the rest of the reservation).
+	reserved uint32
 }
+
+// reserveAhead is how many message indexes one stored session covers.
+const reserveAhead = 32
 
 func deviceKey(d device) string { return d.UserID + "|" + d.DeviceID }
 
@@ -183,6 +191,7 @@ func (b *Bot) postEncrypted(ctx context.Context, roomID, eventType string, conte
 			if o.s, err = session.MegolmOutboundSessionFromPickled([]byte(o.Pickle), b.vault.key); err != nil {
 				b.log.Warn("megolm session dropped", "room", roomID, "err", err)
 			} else {
+				o.reserved = o.s.Ratchet.Counter
 				rs.out = &o
 			}
 		}
@@ -207,34 +216,47 @@ func (b *Bot) postEncrypted(ctx context.Context, roomID, eventType string, conte
 		if err := b.share(ctx, roomID, out, toShare); err != nil {
 			return "", err
 		}
+		out.reserved = 0 // store the devices it went to
 	}
 	plain, err := json.Marshal(map[string]any{"type": eventType, "content": content, "room_id": roomID})
 	if err != nil {
 		return "", err
+	}
+	// The index is reserved in the store before the event goes: a
+	// message index is never used twice, whatever happens to the send.
+	if out.s.Ratchet.Counter >= out.reserved {
+		if err := b.saveOutbound(ctx, roomID, out); err != nil {
+			return "", err
+		}
 	}
 	ciphertext, err := out.s.Encrypt(plain)
 	if err != nil {
 		return "", err
 	}
 	out.Messages++
-	// Kept before the event goes: a message index is never used twice,
-	// whatever happens to the send.
-	if err := b.saveOutbound(ctx, roomID, out); err != nil {
-		return "", err
-	}
 	return b.send(ctx, roomID, "m.room.encrypted", map[string]any{
 		"algorithm": algMegolm, "ciphertext": string(ciphertext), "session_id": out.SessionID,
 		"sender_key": b.curve, "device_id": b.deviceID,
 	})
 }
 
+// saveOutbound stores the room's session (with more rows, in one
+// transaction) ratcheted reserveAhead messages ahead, and counted so.
 func (b *Bot) saveOutbound(ctx context.Context, roomID string, out *outbound, more ...sealed) error {
-	p, err := pickle(out.s, b.vault.key)
+	ahead := *out.s
+	target := out.s.Ratchet.Counter + reserveAhead
+	ahead.Ratchet.AdvanceTo(target)
+	p, err := pickle(&ahead, b.vault.key)
 	if err != nil {
 		return err
 	}
-	out.Pickle = p
-	return b.vault.put(ctx, append([]sealed{{kindMegolm, roomID, out}}, more...)...)
+	stored := *out
+	stored.Pickle, stored.Messages = p, out.Messages+reserveAhead
+	if err := b.vault.put(ctx, append([]sealed{{kindMegolm, roomID, &stored}}, more...)...); err != nil {
+		return err
+	}
+	out.reserved = target
+	return nil
 }
 
 // share sends the room key of out to devices over Olm (m.room_key in an
