@@ -260,6 +260,9 @@ func (a *API) routes() []route {
 	if a.SSO != nil {
 		routes = append(routes, a.ssoRoutes()...)
 	}
+	if a.Webhooks != nil {
+		routes = append(routes, a.webhookRoutes()...)
+	}
 	if a.Notices != nil {
 		routes = append(routes, []route{
 			{"POST " + synapse + "/send_server_notice", user, a.sendServerNotice, nil},
