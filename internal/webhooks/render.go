@@ -16,7 +16,7 @@ import (
 // Limits of a rendered message: an event may hold 64 KiB in all.
 const (
 	maxValueRunes = 2000 // of one annotation or label value shown
-	maxBodyBytes  = 24 << 10
+	maxBodyBytes  = 12 << 10 // of the text, and of the HTML, as JSON
 )
 
 // message is a rendered message's text and HTML.
@@ -228,22 +228,48 @@ func clip(s string) string {
 	return string(r[:maxValueRunes]) + "…"
 }
 
-// bounded keeps a message within an event's size: one with very many
-// long labels loses its HTML form, then the end of its text.
+// bounded keeps a message within an event's size, as JSON (an edit holds
+// it twice): one with very many long labels loses the end of its text,
+// and its HTML form when that is still too long.
 func bounded(m message) message {
-	if len(m.Body)+len(m.HTML) <= 2*maxBodyBytes {
+	if jsonLen(m.Body)+jsonLen(m.HTML) <= 2*maxBodyBytes {
 		return m
 	}
-	if len(m.Body) > maxBodyBytes {
-		b := m.Body[:maxBodyBytes]
-		for !utf8.ValidString(b) {
-			b = b[:len(b)-1]
+	if jsonLen(m.Body) > maxBodyBytes {
+		n, cut := 0, len(m.Body)
+		for i, r := range m.Body {
+			if n += jsonRuneLen(r); n > maxBodyBytes-8 {
+				cut = i
+				break
+			}
 		}
-		m.Body = b + "…"
+		m.Body = m.Body[:cut] + "…"
 	}
 	m.HTML = escLines(m.Body)
-	if len(m.HTML) > maxBodyBytes {
+	if jsonLen(m.HTML) > maxBodyBytes {
 		m.HTML = ""
 	}
 	return m
+}
+
+// jsonLen is the length of s as a JSON string in an event (canonical
+// JSON: UTF-8 kept, control characters escaped).
+func jsonLen(s string) int {
+	n := 2
+	for _, r := range s {
+		n += jsonRuneLen(r)
+	}
+	return n
+}
+
+func jsonRuneLen(r rune) int {
+	switch {
+	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
+		return 2
+	case r < 0x20:
+		return 6
+	case r == utf8.RuneError:
+		return 3
+	}
+	return utf8.RuneLen(r)
 }
