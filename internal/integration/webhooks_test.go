@@ -446,4 +446,3 @@ func TestWebhooksOwnListener(t *testing.T) {
 		}
 	})
 }
-

@@ -66,18 +66,18 @@ func TestParseFormats(t *testing.T) {
 
 func TestParseRefusals(t *testing.T) {
 	for body, code := range map[string]string{
-		"":                                 "M_NOT_JSON",
-		"{":                                "M_NOT_JSON",
-		"\xff":                             "M_NOT_JSON",
-		"null":                             "M_BAD_JSON",
-		`"text"`:                           "M_BAD_JSON",
-		`{}`:                               "M_BAD_JSON",
-		`{"alerts": null, "text": null}`:   "M_BAD_JSON",
-		`{"version": "3", "alerts": []}`:   "M_BAD_JSON",
-		`{"alerts": [{"status": "ok"}]}`:   "M_BAD_JSON",
-		`{"alerts": [1]}`:                  "M_BAD_JSON",
-		`{"html": "<br>"}`:                 "M_BAD_JSON",
-		`{"alerts": [], "groupKey": 5}`:    "M_BAD_JSON",
+		"":                               "M_NOT_JSON",
+		"{":                              "M_NOT_JSON",
+		"\xff":                           "M_NOT_JSON",
+		"null":                           "M_BAD_JSON",
+		`"text"`:                         "M_BAD_JSON",
+		`{}`:                             "M_BAD_JSON",
+		`{"alerts": null, "text": null}`: "M_BAD_JSON",
+		`{"version": "3", "alerts": []}`: "M_BAD_JSON",
+		`{"alerts": [{"status": "ok"}]}`: "M_BAD_JSON",
+		`{"alerts": [1]}`:                "M_BAD_JSON",
+		`{"html": "<br>"}`:               "M_BAD_JSON",
+		`{"alerts": [], "groupKey": 5}`:  "M_BAD_JSON",
 		`{"text": "` + strings.Repeat("a", maxGenericText+1) + `"}`: "M_TOO_LARGE",
 	} {
 		_, err := Parse([]byte(body))

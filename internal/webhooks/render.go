@@ -15,7 +15,7 @@ import (
 
 // Limits of a rendered message: an event may hold 64 KiB in all.
 const (
-	maxValueRunes = 2000 // of one annotation or label value shown
+	maxValueRunes = 2000     // of one annotation or label value shown
 	maxBodyBytes  = 12 << 10 // of the text, and of the HTML, as JSON
 )
 

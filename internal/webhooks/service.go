@@ -40,8 +40,11 @@ type Service struct {
 	limiter   *limiter
 	log       *slog.Logger
 
-	botMu sync.Mutex     // serialises the bot account's creation
-	locks [64]sync.Mutex // by hook id's hash: one notification of a hook at a time
+	botMu sync.Mutex // serialises the bot account's creation
+	// pruned is when each hook's old resolved alerts were last
+	// forgotten.
+	pruned sync.Map       // hook id → time.Time
+	locks  [64]sync.Mutex // by hook id's hash: one notification of a hook at a time
 }
 
 // Posters are the ways the hooks post.
@@ -270,6 +273,10 @@ const maxMessages = 50
 // repeat of its resolution within that time is left out.
 const resolvedKept = 7 * 24 * time.Hour
 
+// pruneEvery is how often a hook's notifications forget its resolved
+// alerts older than resolvedKept: not at every one, which is a write.
+const pruneEvery = 10 * time.Minute
+
 // Deliver posts what a notification body says into the hook's room.
 func (s *Service) Deliver(ctx context.Context, w *store.Webhook, body []byte) (*Result, error) {
 	n, err := Parse(body)
@@ -292,8 +299,11 @@ func (s *Service) Deliver(ctx context.Context, w *store.Webhook, body []byte) (*
 	lock := &s.locks[lockIndex(w.ID)]
 	lock.Lock()
 	defer lock.Unlock()
-	if err := s.store.PruneWebhookAlerts(ctx, w.ID, time.Now().Add(-resolvedKept).UnixMilli()); err != nil {
-		return nil, err
+	if last, ok := s.pruned.Load(w.ID); !ok || time.Since(last.(time.Time)) > pruneEvery {
+		if err := s.store.PruneWebhookAlerts(ctx, w.ID, time.Now().Add(-resolvedKept).UnixMilli()); err != nil {
+			return nil, err
+		}
+		s.pruned.Store(w.ID, time.Now())
 	}
 	// One message per alert; the same alert twice in a notification is
 	// one.
