@@ -99,8 +99,8 @@ type Server struct {
 	// AdminListener, set before serving, is the listener of listen.admin
 	// (tests make it to learn its port); nil: Serve listens itself.
 	AdminListener net.Listener
-	fedTLS     *tls.Config
-	metrics    *prometheus.Registry
+	fedTLS        *tls.Config
+	metrics       *prometheus.Registry
 }
 
 // New opens the store, loads or creates the signing key and builds the

@@ -55,7 +55,7 @@ type setup struct {
 	clientAddr string                 // client listener address; empty: any free port
 	cut        func(host string) bool // hosts the server cannot reach (see Federation.Cut)
 	inbound    func(r *http.Request, body []byte)
-	fed        *Federation // set by Federation.Server and ServerNamed
+	fed        *Federation  // set by Federation.Server and ServerNamed
 	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
 }
 
