@@ -52,8 +52,14 @@ func (a *API) Routes(admin, client *httputil.Router) {
 // each group. Add a group's lines here; keep one route per line.
 func (a *API) routes() []route {
 	return []route{
+		// Users, devices, registration tokens, suspension and locking
+		// (users.go, devices.go, tokens.go, spec.go).
+
 		// Server notices (notices.go).
 		{"POST " + synapseV1 + "/send_server_notice", a.sendServerNotice},
 		{"PUT " + synapseV1 + "/send_server_notice/{txnId}", a.putServerNotice},
+
+		// Rooms, reports, media and the server (rooms.go, reports.go,
+		// media.go, server.go).
 	}
 }
