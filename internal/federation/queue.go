@@ -104,8 +104,8 @@ type destQueue struct {
 	// failedAt and lastFailed are the first and the latest failure of
 	// the current back-off (zero when none), for the admin API.
 	failedAt, lastFailed time.Time
-	wake      chan struct{}
-	sent      atomic.Int64 // transactions acknowledged
+	wake                 chan struct{}
+	sent                 atomic.Int64 // transactions acknowledged
 
 	// The id of the transaction being retried and the items it holds,
 	// so that a retry of the same items reuses the id (touched by the

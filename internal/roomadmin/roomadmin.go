@@ -48,6 +48,9 @@ func (s *Service) Close() { s.tasks.close() }
 // ListQuery is a page of the room list.
 type ListQuery = store.AdminRoomsQuery
 
+// Orders are the room list's order_by values.
+var Orders = store.AdminRoomOrders
+
 // Room is a room of the list (Synapse's field names).
 type Room struct {
 	RoomID             string  `json:"room_id"`

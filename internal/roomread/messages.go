@@ -82,7 +82,9 @@ func (s *Service) TokenPos(token, name string) (int64, error) {
 func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error) {
 	viewer := s.rooms.Viewer
 	if q.Admin {
-		viewer = func(ctx context.Context, roomID, _ string) (*rooms.Viewer, error) { return s.rooms.AdminViewer(ctx, roomID) }
+		viewer = func(ctx context.Context, roomID, _ string) (*rooms.Viewer, error) {
+			return s.rooms.AdminViewer(ctx, roomID)
+		}
 	}
 	v, err := viewer(ctx, q.RoomID, q.UserID)
 	if err != nil {

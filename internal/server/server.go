@@ -37,6 +37,7 @@ import (
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
+	"luxchat/internal/roomadmin"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
@@ -67,6 +68,10 @@ type Server struct {
 	Log         *slog.Logger
 	Push        *notifications.Service
 	Key         signing.KeyPair
+
+	// RoomAdmin answers the administrators' room endpoints and runs room
+	// deletions in the background.
+	RoomAdmin *roomadmin.Service
 
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
@@ -215,6 +220,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Register(rt)
 	admin := &adminapi.API{Config: cfg, Log: log, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, RoomFed: s.RoomFed,
 		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices}
+	s.RoomAdmin = roomadmin.New(st, s.Rooms, s.Read, cfg.ServerName, log)
+	admin.RoomAdmin = s.RoomAdmin
+	admin.Federation = s.Outbox
 	admin.Routes(rt, rt)
 	if cfg.Listen.Admin != "" {
 		s.adminHandler = rt.SplitOff(adminapi.Prefixes...)
@@ -377,6 +385,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Error("partial-state joins: resume", "err", err)
 	}
 	go s.Push.Run(ctx)
+	if err := s.RoomAdmin.Resume(ctx); err != nil {
+		s.Log.Error("room deletions: resume", "err", err)
+	}
 	s.AppServices.Start(ctx)
 	delayedCtx, stopDelayed := context.WithCancel(ctx)
 	defer stopDelayed()
@@ -389,6 +400,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		if !errors.Is(err, http.ErrServerClosed) {
 			stopDelayed()
 			<-delayedDone
+			s.RoomAdmin.Close()
 			s.Store.Close()
 			return err
 		}
@@ -419,6 +431,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		}
 	}
 	s.RoomFed.StopBackground()
+	s.RoomAdmin.Close() // a deletion cut short resumes at the next start
 	s.AppServices.Wait() // their context ended with ctx
 	s.stopExchange()
 	stopDelayed()
