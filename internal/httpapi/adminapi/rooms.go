@@ -133,10 +133,19 @@ func (a *API) roomMessages(r *httputil.Request) (any, error) {
 	if err := roomadmin.CheckRoomID(r.Var("roomId")); err != nil {
 		return nil, err
 	}
-	_, limit, backward, err := pageParams(r, 10, "f")
+	l, err := r.QueryInt("limit", 10)
 	if err != nil {
 		return nil, err
 	}
+	limit := int(min(l, 1000))
+	dir := r.Query("dir")
+	if dir == "" {
+		dir = "f"
+	}
+	if dir != "f" && dir != "b" {
+		return nil, errcode.InvalidParam("dir must be f or b")
+	}
+	backward := dir == "b"
 	var f *filter.RoomEventFilter
 	if raw := r.Query("filter"); raw != "" {
 		f = new(filter.RoomEventFilter)
