@@ -431,7 +431,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		}
 	}
 	s.RoomFed.StopBackground()
-	s.RoomAdmin.Close() // a deletion cut short resumes at the next start
+	s.RoomAdmin.Close()  // a deletion cut short resumes at the next start
 	s.AppServices.Wait() // their context ended with ctx
 	s.stopExchange()
 	stopDelayed()
