@@ -28,6 +28,7 @@ import (
 	"luxchat/internal/e2ee"
 	"luxchat/internal/exchange"
 	"luxchat/internal/federation"
+	"luxchat/internal/httpapi/adminapi"
 	"luxchat/internal/httpapi/clientapi"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/httpapi/mediaapi"
@@ -36,6 +37,7 @@ import (
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
+	"luxchat/internal/roomadmin"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
@@ -67,6 +69,10 @@ type Server struct {
 	Push        *notifications.Service
 	Key         signing.KeyPair
 
+	// RoomAdmin answers the administrators' room endpoints and runs room
+	// deletions in the background.
+	RoomAdmin *roomadmin.Service
+
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
 	// RoomFed is rooms over federation: served to and received from
@@ -92,8 +98,14 @@ type Server struct {
 
 	handler    http.Handler
 	fedHandler http.Handler // nil: no federation listener
-	fedTLS     *tls.Config
-	metrics    *prometheus.Registry
+	// adminHandler serves the admin API on listen.admin; nil when it is
+	// unset (the client listener serves it).
+	adminHandler http.Handler
+	// AdminListener, set before serving, is the listener of listen.admin
+	// (tests make it to learn its port); nil: Serve listens itself.
+	AdminListener net.Listener
+	fedTLS        *tls.Config
+	metrics       *prometheus.Registry
 }
 
 // New opens the store, loads or creates the signing key and builds the
@@ -206,6 +218,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	api.Register(rt)
+	admin := &adminapi.API{Config: cfg, Log: log, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, RoomFed: s.RoomFed,
+		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices}
+	s.RoomAdmin = roomadmin.New(st, s.Rooms, s.Read, cfg.ServerName, log)
+	admin.RoomAdmin = s.RoomAdmin
+	admin.Federation = s.Outbox
+	admin.Routes(rt, rt)
+	if cfg.Listen.Admin != "" {
+		s.adminHandler = rt.SplitOff(adminapi.Prefixes...)
+	}
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
 		if err := st.Ping(r.Context()); err != nil {
@@ -314,7 +335,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 // listener, TLS added here) may be nil to listen on listen.federation.
 func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error {
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	fsrv, err := s.serveFederation(fed, errc)
 	if err != nil {
 		ln.Close()
@@ -338,6 +359,15 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		rt = nil
 	}
 	go func() { errc <- srv.Serve(ln) }()
+	asrv, err := s.serveAdmin(errc)
+	if err != nil {
+		srv.Close()
+		if fsrv != nil {
+			fsrv.Close()
+		}
+		s.Store.Close()
+		return err
+	}
 	var msrv *http.Server
 	if s.Config.Listen.Metrics != "" {
 		mux := http.NewServeMux()
@@ -355,6 +385,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Error("partial-state joins: resume", "err", err)
 	}
 	go s.Push.Run(ctx)
+	if err := s.RoomAdmin.Resume(ctx); err != nil {
+		s.Log.Error("room deletions: resume", "err", err)
+	}
 	s.AppServices.Start(ctx)
 	delayedCtx, stopDelayed := context.WithCancel(ctx)
 	defer stopDelayed()
@@ -367,6 +400,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		if !errors.Is(err, http.ErrServerClosed) {
 			stopDelayed()
 			<-delayedDone
+			s.RoomAdmin.Close()
 			s.Store.Close()
 			return err
 		}
@@ -388,12 +422,16 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
 	}
+	if asrv != nil {
+		_ = asrv.Shutdown(shutCtx)
+	}
 	if s.TURN != nil {
 		if terr := s.TURN.Close(); terr != nil {
 			s.Log.Warn("turn: close", "err", terr)
 		}
 	}
 	s.RoomFed.StopBackground()
+	s.RoomAdmin.Close()  // a deletion cut short resumes at the next start
 	s.AppServices.Wait() // their context ended with ctx
 	s.stopExchange()
 	stopDelayed()
@@ -408,6 +446,25 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Warn("devices: store last-seen times", "err", ferr)
 	}
 	return errors.Join(err, s.Store.Close())
+}
+
+// serveAdmin serves the admin API on listen.admin (or AdminListener),
+// when it is set; nil otherwise.
+func (s *Server) serveAdmin(errc chan<- error) (*http.Server, error) {
+	if s.adminHandler == nil {
+		return nil, nil
+	}
+	ln := s.AdminListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Config.Listen.Admin); err != nil {
+			return nil, fmt.Errorf("listen admin: %w", err)
+		}
+	}
+	asrv := &http.Server{Handler: s.adminHandler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { errc <- asrv.Serve(ln) }()
+	s.Log.Info("admin API listening", "admin", ln.Addr().String())
+	return asrv, nil
 }
 
 // housekeeping runs periodic jobs until ctx ends.

@@ -36,6 +36,9 @@ type Server struct {
 	// transport carries the requests of this server's clients; its idle
 	// connections are closed at Stop (see New).
 	transport *http.Transport
+	// AdminURL is the listen.admin listener's base URL (WithAdminListener),
+	// else URL.
+	AdminURL string
 }
 
 // Stop shuts the server down gracefully and returns Serve's result.
@@ -52,7 +55,21 @@ type setup struct {
 	clientAddr string                 // client listener address; empty: any free port
 	cut        func(host string) bool // hosts the server cannot reach (see Federation.Cut)
 	inbound    func(r *http.Request, body []byte)
-	fed        *Federation // set by Federation.Server and ServerNamed
+	fed        *Federation  // set by Federation.Server and ServerNamed
+	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
+}
+
+// WithAdminListener serves the admin API on a listener of its own
+// (listen.admin), at the Server's AdminURL.
+func WithAdminListener(t testing.TB) Option {
+	return func(s *setup) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.adminLn = ln
+		s.cfg.Listen.Admin = ln.Addr().String()
+	}
 }
 
 // ObserveInbound is an option that calls f with each request the
@@ -118,6 +135,7 @@ func New(t testing.TB, opts ...Option) *Server {
 			})
 		})
 	}
+	srv.AdminListener = su.adminLn
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListeners(ctx, ln, su.fedLn) }()
 	if su.fed != nil {
@@ -128,6 +146,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	// them all (the default keeps 2 per host and redials the rest).
 	tr.MaxIdleConnsPerHost = 4096
 	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv, opts: opts, transport: tr}
+	ts.AdminURL = ts.URL
+	if su.adminLn != nil {
+		ts.AdminURL = "http://" + su.adminLn.Addr().String()
+	}
 	var once sync.Once
 	ts.stop = func() error {
 		var err error
