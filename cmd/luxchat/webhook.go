@@ -30,7 +30,7 @@ func webhookCmd(cmd string, args []string, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	token := fs.String("token", "", "an administrator's access token (default $"+adminTokenEnv+")")
-	baseURL := fs.String("url", "", "client API base URL (default http://<listen.client>)")
+	baseURL := fs.String("url", "", "admin API base URL (default http://<listen.admin>, else http://<listen.client>)")
 	room := fs.String("room", "", "create: the room id or local alias the hook posts into")
 	name := fs.String("name", "", "create: a name for the hook")
 	if err := fs.Parse(flags); err != nil {
@@ -63,7 +63,11 @@ func webhookCmd(cmd string, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		base = "http://" + dialable(cfg.Listen.Client)
+		addr := cfg.Listen.Client
+		if cfg.Listen.Admin != "" {
+			addr = cfg.Listen.Admin // the admin API is served there alone
+		}
+		base = "http://" + dialable(addr)
 	}
 	var rd io.Reader
 	if body != nil {

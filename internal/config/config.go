@@ -220,6 +220,13 @@ type Listen struct {
 	// webhooks (POST /_luxchat/hooks/{id}), which are then not served
 	// on the client listener; empty: they are served there.
 	Hooks string `yaml:"hooks"`
+	// Admin, when set, is the plain-HTTP address that alone serves the
+	// server administration API (/_synapse/admin/..., /_luxchat/admin/...),
+	// so that operators can keep it off the public network; the client
+	// listener then answers those paths with 404 M_UNRECOGNIZED. The
+	// spec's own admin endpoints (/_matrix/client/v1/admin/...) stay on
+	// the client listener. Empty: the client listener serves everything.
+	Admin string `yaml:"admin"`
 }
 
 // TLS holds the certificate of the federation listener.
@@ -614,6 +621,9 @@ func (c *Config) Validate() error {
 	if c.Listen.Client == "" {
 		errs = append(errs, errors.New("listen.client must be set"))
 	}
+	if c.Listen.Admin != "" && c.Listen.Admin == c.Listen.Client {
+		errs = append(errs, errors.New("listen.admin must differ from listen.client (leave it empty to serve the admin API on the client listener)"))
+	}
 	if c.RateLimits.Enabled && (c.RateLimits.PerSecond <= 0 || c.RateLimits.Burst <= 0) {
 		errs = append(errs, errors.New("rate_limits.per_second and rate_limits.burst must be positive"))
 	}
@@ -895,6 +905,10 @@ listen:
   # address, e.g. one only the monitoring network reaches; empty: they are
   # served on the client listener.
   hooks: ""
+  # The server administration API (/_synapse/admin/..., /_luxchat/admin/...)
+  # on its own plain-HTTP address, e.g. 127.0.0.1:8009; the client listener
+  # then refuses those paths. Empty: served on the client listener.
+  admin: ""
 
 tls:
   # PEM certificate (chain) and key of the federation listener, valid for

@@ -28,6 +28,7 @@ import (
 	"luxchat/internal/e2ee"
 	"luxchat/internal/exchange"
 	"luxchat/internal/federation"
+	"luxchat/internal/httpapi/adminapi"
 	"luxchat/internal/httpapi/clientapi"
 	"luxchat/internal/httpapi/hooksapi"
 	"luxchat/internal/httpapi/httputil"
@@ -37,6 +38,7 @@ import (
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
 	"luxchat/internal/reports"
+	"luxchat/internal/roomadmin"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
@@ -69,6 +71,10 @@ type Server struct {
 	Push        *notifications.Service
 	Key         signing.KeyPair
 
+	// RoomAdmin answers the administrators' room endpoints and runs room
+	// deletions in the background.
+	RoomAdmin *roomadmin.Service
+
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
 	// RoomFed is rooms over federation: served to and received from
@@ -97,8 +103,14 @@ type Server struct {
 
 	handler    http.Handler
 	fedHandler http.Handler // nil: no federation listener
-	fedTLS     *tls.Config
-	metrics    *prometheus.Registry
+	// adminHandler serves the admin API on listen.admin; nil when it is
+	// unset (the client listener serves it).
+	adminHandler http.Handler
+	// AdminListener, set before serving, is the listener of listen.admin
+	// (tests make it to learn its port); nil: Serve listens itself.
+	AdminListener net.Listener
+	fedTLS        *tls.Config
+	metrics       *prometheus.Registry
 	// hooksHandler serves the webhooks on listen.hooks (nil: they are on
 	// the client listener); hooksLn is its listener when given by
 	// SetHooksListener.
@@ -200,7 +212,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed
 	s.Webhooks = webhooks.New(cfg, st, s.Rooms, webhooks.Posters{}, webhooks.BaseURL(cfg), log)
-	api.Webhooks = s.Webhooks
 	hooks := &hooksapi.API{Webhooks: s.Webhooks, MaxBody: cfg.Webhooks.MaxBodyBytes}
 	if cfg.Listen.Hooks == "" {
 		hooksapi.Register(rt, hooks)
@@ -229,6 +240,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	api.Register(rt)
+	admin := &adminapi.API{Config: cfg, Log: log, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, RoomFed: s.RoomFed,
+		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices}
+	s.RoomAdmin = roomadmin.New(st, s.Rooms, s.Read, cfg.ServerName, log)
+	admin.RoomAdmin = s.RoomAdmin
+	admin.Federation = s.Outbox
+	admin.Webhooks = s.Webhooks
+	admin.Routes(rt, rt)
+	if cfg.Listen.Admin != "" {
+		s.adminHandler = rt.SplitOff(adminapi.Prefixes...)
+	}
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {
 		if err := st.Ping(r.Context()); err != nil {
@@ -337,7 +358,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 // listener, TLS added here) may be nil to listen on listen.federation.
 func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error {
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	fsrv, err := s.serveFederation(fed, errc)
 	if err != nil {
 		ln.Close()
@@ -361,9 +382,21 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		rt = nil
 	}
 	go func() { errc <- srv.Serve(ln) }()
+	asrv, err := s.serveAdmin(errc)
+	if err != nil {
+		srv.Close()
+		if fsrv != nil {
+			fsrv.Close()
+		}
+		s.Store.Close()
+		return err
+	}
 	hsrv, err := s.serveHooks(errc)
 	if err != nil {
-		_ = srv.Close()
+		srv.Close()
+		if asrv != nil {
+			asrv.Close()
+		}
 		if fsrv != nil {
 			fsrv.Close()
 		}
@@ -387,6 +420,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Error("partial-state joins: resume", "err", err)
 	}
 	go s.Push.Run(ctx)
+	if err := s.RoomAdmin.Resume(ctx); err != nil {
+		s.Log.Error("room deletions: resume", "err", err)
+	}
 	s.AppServices.Start(ctx)
 	delayedCtx, stopDelayed := context.WithCancel(ctx)
 	defer stopDelayed()
@@ -399,6 +435,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		if !errors.Is(err, http.ErrServerClosed) {
 			stopDelayed()
 			<-delayedDone
+			s.RoomAdmin.Close()
 			s.Store.Close()
 			return err
 		}
@@ -420,6 +457,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if msrv != nil {
 		_ = msrv.Shutdown(shutCtx)
 	}
+	if asrv != nil {
+		_ = asrv.Shutdown(shutCtx)
+	}
 	if hsrv != nil {
 		_ = hsrv.Shutdown(shutCtx)
 	}
@@ -429,6 +469,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		}
 	}
 	s.RoomFed.StopBackground()
+	s.RoomAdmin.Close()  // a deletion cut short resumes at the next start
 	s.AppServices.Wait() // their context ended with ctx
 	s.stopExchange()
 	stopDelayed()
@@ -443,6 +484,25 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Warn("devices: store last-seen times", "err", ferr)
 	}
 	return errors.Join(err, s.Store.Close())
+}
+
+// serveAdmin serves the admin API on listen.admin (or AdminListener),
+// when it is set; nil otherwise.
+func (s *Server) serveAdmin(errc chan<- error) (*http.Server, error) {
+	if s.adminHandler == nil {
+		return nil, nil
+	}
+	ln := s.AdminListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Config.Listen.Admin); err != nil {
+			return nil, fmt.Errorf("listen admin: %w", err)
+		}
+	}
+	asrv := &http.Server{Handler: s.adminHandler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { errc <- asrv.Serve(ln) }()
+	s.Log.Info("admin API listening", "admin", ln.Addr().String())
+	return asrv, nil
 }
 
 // SetHooksListener gives the listener of listen.hooks (tests listen on a

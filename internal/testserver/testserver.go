@@ -39,6 +39,9 @@ type Server struct {
 	// transport carries the requests of this server's clients; its idle
 	// connections are closed at Stop (see New).
 	transport *http.Transport
+	// AdminURL is the listen.admin listener's base URL (WithAdminListener),
+	// else URL.
+	AdminURL string
 }
 
 // Stop shuts the server down gracefully and returns Serve's result.
@@ -57,18 +60,32 @@ type setup struct {
 	inbound    func(r *http.Request, body []byte)
 	fed        *Federation  // set by Federation.Server and ServerNamed
 	hooksLn    net.Listener // listen.hooks (see WithHooksListener)
+	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
 }
 
 // WithHooksListener serves the incoming webhooks on a listener of their
 // own (listen.hooks) at Server.HooksURL, not on the client listener.
 func WithHooksListener(t testing.TB) Option {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	return func(s *setup) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
 		s.hooksLn = ln
 		s.cfg.Listen.Hooks = ln.Addr().String()
+	}
+}
+
+// WithAdminListener serves the admin API on a listener of its own
+// (listen.admin), at the Server's AdminURL.
+func WithAdminListener(t testing.TB) Option {
+	return func(s *setup) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.adminLn = ln
+		s.cfg.Listen.Admin = ln.Addr().String()
 	}
 }
 
@@ -138,6 +155,7 @@ func New(t testing.TB, opts ...Option) *Server {
 			})
 		})
 	}
+	srv.AdminListener = su.adminLn
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListeners(ctx, ln, su.fedLn) }()
 	if su.fed != nil {
@@ -151,6 +169,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	ts.HooksURL = ts.URL
 	if su.hooksLn != nil {
 		ts.HooksURL = "http://" + su.hooksLn.Addr().String()
+	}
+	ts.AdminURL = ts.URL
+	if su.adminLn != nil {
+		ts.AdminURL = "http://" + su.adminLn.Addr().String()
 	}
 	var once sync.Once
 	ts.stop = func() error {

@@ -22,7 +22,6 @@ import (
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
 	"luxchat/internal/turn"
-	"luxchat/internal/webhooks"
 )
 
 // API holds what the handlers need.
@@ -64,9 +63,6 @@ type API struct {
 	// Delayed schedules and manages delayed events (MSC4140); nil leaves
 	// their routes out and /send and /state ignore the delay.
 	Delayed *delayed.Service
-	// Webhooks makes and manages incoming webhooks (the admin API); nil
-	// leaves its routes out.
-	Webhooks *webhooks.Service
 
 	filters filterCache
 }

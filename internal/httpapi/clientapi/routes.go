@@ -260,14 +260,5 @@ func (a *API) routes() []route {
 	if a.SSO != nil {
 		routes = append(routes, a.ssoRoutes()...)
 	}
-	if a.Webhooks != nil {
-		routes = append(routes, a.webhookRoutes()...)
-	}
-	if a.Notices != nil {
-		routes = append(routes, []route{
-			{"POST " + synapse + "/send_server_notice", user, a.sendServerNotice, nil},
-			{"PUT " + synapse + "/send_server_notice/{txnId}", user, a.putServerNotice, nil},
-		}...)
-	}
 	return routes
 }

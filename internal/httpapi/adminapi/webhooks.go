@@ -1,33 +1,25 @@
-package clientapi
+package adminapi
 
 import (
+	"strings"
+
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/webhooks"
 )
 
-// luxAdmin is the prefix of luxchat's own administration API.
-const luxAdmin = "/_luxchat/admin/v1"
-
-func (a *API) webhookRoutes() []route {
-	return []route{
-		{"POST " + luxAdmin + "/webhooks", user, a.createWebhook, nil},
-		{"GET " + luxAdmin + "/webhooks", user, a.listWebhooks, nil},
-		{"POST " + luxAdmin + "/webhooks/{hookId}/rotate", user, a.rotateWebhook, nil},
-		{"DELETE " + luxAdmin + "/webhooks/{hookId}", user, a.revokeWebhook, nil},
+func (a *API) webhooks() (*webhooks.Service, error) {
+	if a.Webhooks == nil {
+		return nil, errcode.Unrecognized("incoming webhooks are not configured")
 	}
-}
-
-func requireAdmin(r *httputil.Request) error {
-	if !r.Session.IsAdmin {
-		return errcode.Forbidden("you are not a server administrator")
-	}
-	return nil
+	return a.Webhooks, nil
 }
 
 // POST /_luxchat/admin/v1/webhooks {"room": id or local alias, "name"}:
 // makes a hook and returns it with its secret URL, shown this once.
 func (a *API) createWebhook(r *httputil.Request) (any, error) {
-	if err := requireAdmin(r); err != nil {
+	wh, err := a.webhooks()
+	if err != nil {
 		return nil, err
 	}
 	var body struct {
@@ -42,27 +34,31 @@ func (a *API) createWebhook(r *httputil.Request) (any, error) {
 	if room == "" {
 		room = body.RoomID
 	}
-	if room == "" {
-		return nil, errcode.MissingParam("room is required (a room id or alias)")
+	switch {
+	case room == "":
+		return nil, errcode.MissingParam("room is required (a room id or local alias)")
+	case strings.HasPrefix(room, "#"):
+		if room, err = a.Rooms.LocalAlias(r.Context(), room); err != nil {
+			return nil, err
+		}
+	case !strings.HasPrefix(room, "!"):
+		return nil, errcode.InvalidParam("not a room id or alias: %q", room)
 	}
-	roomID, err := a.resolveRoom(r, room)
+	h, err := wh.Create(r.Context(), room, body.Name, r.Session.UserID)
 	if err != nil {
 		return nil, err
 	}
-	h, err := a.Webhooks.Create(r.Context(), roomID, body.Name, r.Session.UserID)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"webhook": h, "bot_user_id": a.Webhooks.BotUserID()}, nil
+	return map[string]any{"webhook": h, "bot_user_id": wh.BotUserID()}, nil
 }
 
 // GET /_luxchat/admin/v1/webhooks: every hook, revoked ones too, without
 // their URLs (only their secrets' hashes are kept).
 func (a *API) listWebhooks(r *httputil.Request) (any, error) {
-	if err := requireAdmin(r); err != nil {
+	wh, err := a.webhooks()
+	if err != nil {
 		return nil, err
 	}
-	hs, err := a.Webhooks.List(r.Context())
+	hs, err := wh.List(r.Context())
 	if err != nil {
 		return nil, err
 	}
@@ -72,10 +68,11 @@ func (a *API) listWebhooks(r *httputil.Request) (any, error) {
 // POST /_luxchat/admin/v1/webhooks/{hookId}/rotate: a new secret URL; the
 // old one is 404 from now on.
 func (a *API) rotateWebhook(r *httputil.Request) (any, error) {
-	if err := requireAdmin(r); err != nil {
+	wh, err := a.webhooks()
+	if err != nil {
 		return nil, err
 	}
-	h, err := a.Webhooks.Rotate(r.Context(), r.Var("hookId"))
+	h, err := wh.Rotate(r.Context(), r.Var("hookId"))
 	if err != nil {
 		return nil, err
 	}
@@ -84,10 +81,11 @@ func (a *API) rotateWebhook(r *httputil.Request) (any, error) {
 
 // DELETE /_luxchat/admin/v1/webhooks/{hookId}: revokes the hook.
 func (a *API) revokeWebhook(r *httputil.Request) (any, error) {
-	if err := requireAdmin(r); err != nil {
+	wh, err := a.webhooks()
+	if err != nil {
 		return nil, err
 	}
-	if err := a.Webhooks.Revoke(r.Context(), r.Var("hookId")); err != nil {
+	if err := wh.Revoke(r.Context(), r.Var("hookId")); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
