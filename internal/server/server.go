@@ -35,6 +35,7 @@ import (
 	"luxchat/internal/media"
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
+	"luxchat/internal/oauth"
 	"luxchat/internal/reports"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
@@ -61,6 +62,8 @@ type Server struct {
 	Delayed *delayed.Service
 	// SlidingSync answers simplified sliding sync (MSC4186).
 	SlidingSync *slidingsync.Service
+	// OAuth is the OAuth 2.0 API's authorization server (nil when off).
+	OAuth *oauth.Service
 	E2EE        *e2ee.Service
 	Media       *media.Service
 	Log         *slog.Logger
@@ -205,6 +208,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	s.OAuth = oauth.New(cfg, st, s.Accounts, log)
+	api.OAuth = s.OAuth
 	api.Register(rt)
 	mediaapi.Register(rt, &mediaapi.API{Config: cfg, Media: s.Media, Log: log})
 	rt.Handle("GET /health", httputil.AuthNone, func(r *httputil.Request) (any, error) {

@@ -260,6 +260,9 @@ func (a *API) routes() []route {
 	if a.SSO != nil {
 		routes = append(routes, a.ssoRoutes()...)
 	}
+	if a.OAuth != nil {
+		routes = append(routes, a.oauthRoutes()...)
+	}
 	if a.Notices != nil {
 		routes = append(routes, []route{
 			{"POST " + synapse + "/send_server_notice", user, a.sendServerNotice, nil},
