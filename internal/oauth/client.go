@@ -128,6 +128,9 @@ func ParseRegistration(body []byte) (*ClientMetadata, error) {
 		if len(s) > maxURILen {
 			return "", badMetadata(k + " is too long")
 		}
+		if strings.ContainsRune(s, 0) {
+			return "", badMetadata(k + " must not contain NUL")
+		}
 		return s, nil
 	}
 	list := func(k string) ([]string, error) {
@@ -175,7 +178,7 @@ func ParseRegistration(body []byte) (*ClientMetadata, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n == "" || tag == "" || len(tag) > 35 || len(n) > maxNameLen || len(m.Names) >= maxLocalized {
+		if n == "" || !validTag(tag) || len(n) > maxNameLen || len(m.Names) >= maxLocalized {
 			continue
 		}
 		if m.Names == nil {
@@ -247,6 +250,19 @@ func ParseRegistration(body []byte) (*ClientMetadata, error) {
 		}
 	}
 	return m, nil
+}
+
+// validTag: a BCP 47 language tag's characters, at most 35.
+func validTag(tag string) bool {
+	if tag == "" || len(tag) > 35 {
+		return false
+	}
+	for _, c := range tag {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func badMetadata(desc string) *Error {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/httpapi/pages"
@@ -81,7 +82,26 @@ func postForm(r *httputil.Request) (url.Values, error) {
 		}
 		return nil, &oauth.Error{Status: 400, Code: "invalid_request", Description: "the body is not a valid form"}
 	}
+	if !cleanForm(r.Request.PostForm) {
+		return nil, &oauth.Error{Status: 400, Code: "invalid_request", Description: "the form must be UTF-8 without NUL characters"}
+	}
 	return r.Request.PostForm, nil
+}
+
+// cleanForm reports whether every key and value is UTF-8 without NUL
+// (PostgreSQL refuses NUL in text; such input is never valid here).
+func cleanForm(f url.Values) bool {
+	for k, vs := range f {
+		if !utf8.ValidString(k) || strings.ContainsRune(k, 0) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // GET /_matrix/client/v1/auth_metadata (and MSC2965's unstable path)
@@ -157,7 +177,7 @@ func csrfOK(r *httputil.Request) bool {
 // parsePageForm parses a page's post and checks its anti-forgery value;
 // ok false: the refusal page is returned.
 func (a *API) parsePageForm(r *httputil.Request) (httputil.Stream, bool) {
-	if err := r.Request.ParseForm(); err != nil {
+	if err := r.Request.ParseForm(); err != nil || !cleanForm(r.Request.PostForm) {
 		return page(r, pages.Page{Status: http.StatusBadRequest, Title: "title.error", Message: "reason.bad_form"}), false
 	}
 	if !csrfOK(r) {
