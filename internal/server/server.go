@@ -64,11 +64,12 @@ type Server struct {
 	SlidingSync *slidingsync.Service
 	// OAuth is the OAuth 2.0 API's authorization server (nil when off).
 	OAuth *oauth.Service
-	E2EE        *e2ee.Service
-	Media       *media.Service
-	Log         *slog.Logger
-	Push        *notifications.Service
-	Key         signing.KeyPair
+
+	E2EE  *e2ee.Service
+	Media *media.Service
+	Log   *slog.Logger
+	Push  *notifications.Service
+	Key   signing.KeyPair
 
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
