@@ -65,6 +65,9 @@ type Config struct {
 	OIDC OIDC `yaml:"oidc"`
 	// SSO configures the legacy single sign-on flow of the client API.
 	SSO SSO `yaml:"sso"`
+	// OAuth turns on the Matrix OAuth 2.0 API, this server being the
+	// authorization server.
+	OAuth OAuth `yaml:"oauth"`
 
 	// DelayedEvents bounds delayed events (MSC4140).
 	DelayedEvents DelayedEvents `yaml:"delayed_events"`
@@ -1208,4 +1211,14 @@ sso:
   # end their host with a path); any other client is shown "continue to
   # <host>?" first.
   client_whitelist: []
+
+oauth:
+  # The Matrix OAuth 2.0 API (GET /_matrix/client/v1/auth_metadata):
+  # clients register themselves and users log in on this server's own
+  # pages (password where auth.password_login is on, a button per
+  # oidc.providers entry), by the authorization code or device grant.
+  # Access tokens expire after auth.access_token_lifetime when it is set.
+  # Clients that find it (Element X, new Element Web) use it instead of
+  # the password and SSO logins. See docs/operations.md ("OAuth 2.0 API").
+  enabled: false
 `

@@ -37,6 +37,7 @@ import (
 	"luxchat/internal/media"
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
+	"luxchat/internal/oauth"
 	"luxchat/internal/reports"
 	"luxchat/internal/roomadmin"
 	"luxchat/internal/roomfed"
@@ -65,11 +66,14 @@ type Server struct {
 	Delayed *delayed.Service
 	// SlidingSync answers simplified sliding sync (MSC4186).
 	SlidingSync *slidingsync.Service
-	E2EE        *e2ee.Service
-	Media       *media.Service
-	Log         *slog.Logger
-	Push        *notifications.Service
-	Key         signing.KeyPair
+	// OAuth is the OAuth 2.0 API's authorization server (nil when off).
+	OAuth *oauth.Service
+
+	E2EE  *e2ee.Service
+	Media *media.Service
+	Log   *slog.Logger
+	Push  *notifications.Service
+	Key   signing.KeyPair
 
 	// RoomAdmin answers the administrators' room endpoints and runs room
 	// deletions in the background.
@@ -239,6 +243,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	s.OAuth = oauth.New(cfg, st, s.Accounts, log)
+	api.OAuth = s.OAuth
 	api.Register(rt)
 	admin := &adminapi.API{Config: cfg, Log: log, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, RoomFed: s.RoomFed,
 		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices}
