@@ -65,13 +65,17 @@ const (
 	pruneEvery           = time.Hour
 )
 
-// fireBatch is how many due rows one wake reads at a time, and
-// fireWorkers how many rooms are sent into at once: a room's events go
-// in order through one worker, different rooms in parallel (on
-// PostgreSQL their commits are grouped).
+// fireBatch is how many due events one wake reads at a time (ids only),
+// and fireWorkers how many rooms are sent into at once: a room's events
+// go in order through one worker, different rooms in parallel. On
+// PostgreSQL the commits of concurrent sends share a transaction (up to
+// 32, store.InTxGrouped): as many workers fill the groups, so a burst
+// pays one commit per group, not one per event. A batch above the
+// bursts expected (1,000 due at once) spares a second round, which
+// would wait for the slowest room of the first.
 const (
-	fireBatch   = 512
-	fireWorkers = 8
+	fireBatch   = 2048
+	fireWorkers = 32
 )
 
 // Event is a scheduled or finalised delayed event.
@@ -465,15 +469,15 @@ func (s *Service) Run(ctx context.Context) {
 // refusal (logged); a failure of the server itself leaves the event
 // scheduled, and the error ends the round.
 func (s *Service) fireDue(ctx context.Context) (int, error) {
-	due, err := s.store.DueDelayedEvents(ctx, time.Now().UnixMilli(), fireBatch)
+	due, err := s.store.DueDelayedIDs(ctx, time.Now().UnixMilli(), fireBatch)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
 	// A room's events go to one worker, in the order they were due.
-	queues := make([][]*store.DelayedEvent, fireWorkers)
-	for i := range due {
-		w := maphash.String(s.seed, due[i].RoomID) % fireWorkers
-		queues[w] = append(queues[w], &due[i])
+	queues := make([][]store.DueDelayed, fireWorkers)
+	for _, d := range due {
+		w := maphash.String(s.seed, d.RoomID) % fireWorkers
+		queues[w] = append(queues[w], d)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, fireWorkers)

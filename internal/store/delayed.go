@@ -173,6 +173,30 @@ func (s *Store) DueDelayedEvents(ctx context.Context, nowMS int64, limit int) ([
 		WHERE finalised_ts IS NULL AND due_ms <= $1 ORDER BY due_ms, seq LIMIT $2`, nowMS, limit))
 }
 
+// DueDelayed names a scheduled delayed event that is due.
+type DueDelayed struct{ DelayID, RoomID string }
+
+// DueDelayedIDs returns up to limit scheduled delayed events due at or
+// before nowMS, soonest first: their ids and rooms only (the sender reads
+// each row again under its lock, so a burst costs no copies of contents).
+func (s *Store) DueDelayedIDs(ctx context.Context, nowMS int64, limit int) ([]DueDelayed, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT delay_id, room_id FROM delayed_events
+		WHERE finalised_ts IS NULL AND due_ms <= $1 ORDER BY due_ms, seq LIMIT $2`, nowMS, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DueDelayed
+	for rows.Next() {
+		var d DueDelayed
+		if err := rows.Scan(&d.DelayID, &d.RoomID); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
 // NextDelayedDue returns the soonest due time of all scheduled delayed
 // events; ok is false when there are none.
 func (s *Store) NextDelayedDue(ctx context.Context) (due int64, ok bool, err error) {
