@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -145,6 +146,15 @@ type TURN struct {
 	// ExternalIP is the relay address advertised to clients (the public
 	// address when the server sits behind NAT).
 	ExternalIP string `yaml:"external_ip"`
+	// ExternalIPv6, when set, turns IPv6 on: the server also listens on
+	// IPv6 (listen.turn's IPv6 address, or [::] at its port) and a
+	// client that comes over IPv6 gets an IPv6 relay, advertised at this
+	// address.
+	ExternalIPv6 string `yaml:"external_ipv6"`
+	// TLSCertFile and TLSKeyFile (PEM) are the certificate of the
+	// turns: listener (listen.turns).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// AllowedPeerNetworks lists CIDRs of non-public addresses that may
 	// still be relayed to; empty: public addresses only.
 	AllowedPeerNetworks []string `yaml:"allowed_peer_networks"`
@@ -230,6 +240,9 @@ type Listen struct {
 	// spec's own admin endpoints (/_matrix/client/v1/admin/...) stay on
 	// the client listener. Empty: the client listener serves everything.
 	Admin string `yaml:"admin"`
+	// TURNS is the TURN-over-TLS address (turns:, usually port 5349);
+	// empty: none.
+	TURNS string `yaml:"turns"`
 }
 
 // TLS holds the certificate of the federation listener.
@@ -864,8 +877,23 @@ func (c *Config) validateTURN() []error {
 			errs = append(errs, fmt.Errorf("turn.external_ip must be an IPv4 address (the relay address clients reach; relays are IPv4), not %q", t.ExternalIP))
 		}
 	}
+	if t.ExternalIPv6 != "" {
+		if a, err := netip.ParseAddr(t.ExternalIPv6); err != nil || a.IsUnspecified() || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			errs = append(errs, fmt.Errorf("turn.external_ipv6 must be an IPv6 address (the IPv6 relay address clients reach), not %q", t.ExternalIPv6))
+		}
+	}
 	if !t.Enabled {
 		return errs
+	}
+	if c.Listen.TURNS != "" {
+		if _, err := netip.ParseAddrPort(c.Listen.TURNS); err != nil {
+			errs = append(errs, fmt.Errorf("listen.turns must be ip:port such as 0.0.0.0:5349, not %q", c.Listen.TURNS))
+		}
+		if t.TLSCertFile == "" || t.TLSKeyFile == "" {
+			errs = append(errs, errors.New("turn.tls_cert_file and turn.tls_key_file must be set when listen.turns is"))
+		} else if _, err := tls.LoadX509KeyPair(t.TLSCertFile, t.TLSKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("turn.tls_cert_file, turn.tls_key_file: %w", err))
+		}
 	}
 	ap, err := netip.ParseAddrPort(c.Listen.TURN)
 	if err != nil {
@@ -912,6 +940,8 @@ listen:
   # on its own plain-HTTP address, e.g. 127.0.0.1:8009; the client listener
   # then refuses those paths. Empty: served on the client listener.
   admin: ""
+  # TURN over TLS (turns:, with turn.tls_cert_file); empty: none.
+  turns: ""
 
 tls:
   # PEM certificate (chain) and key of the federation listener, valid for
@@ -1151,6 +1181,14 @@ turn:
   # NAT, the public address forwarded to it). Required when listen.turn
   # listens on 0.0.0.0.
   external_ip: ""
+  # IPv6: this machine's public IPv6 address turns it on. The server then
+  # also listens on IPv6 (listen.turn's port on [::]) and clients that
+  # come over IPv6 get IPv6 relays at this address.
+  external_ipv6: ""
+  # The certificate (PEM) of the TURN-over-TLS listener, listen.turns;
+  # clients are then offered turns:<host>:<port>?transport=tcp too.
+  tls_cert_file: ""
+  tls_key_file: ""
   # The embedded server never relays to loopback, private, link-local,
   # multicast or unspecified addresses, except inside these CIDRs, e.g.
   # [10.20.0.0/16] when callers sit on that intranet.

@@ -178,7 +178,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if len(regs) > 0 {
 		s.AppServices = appservice.New(regs, st, s.Rooms, s.renderForAppService, cfg.ServerName, log)
 	}
-	s.Delayed = delayed.New(st, s.Rooms, delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}, log)
+	// One request rate limiter: the client API's, which delayed events
+	// also draw on when they fall due.
+	var limiter *httputil.RateLimiter
+	if cfg.RateLimits.Enabled {
+		limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
+	}
+	delayedLimits := delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}
+	if limiter != nil {
+		delayedLimits.SendRate = limiter.Take
+	}
+	s.Delayed = delayed.New(st, s.Rooms, delayedLimits, log)
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, s.Read, notifier, sync.NewTyping(), log, s.syncHooks())
@@ -193,9 +203,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 
 	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts, s.AppServices), cfg.Limits.MaxRequestBytes, log)
 	guardRouter(rt, cfg)
-	if cfg.RateLimits.Enabled {
-		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
-	}
+	rt.Limiter = limiter
 	reqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "luxchat_http_request_duration_seconds", Help: "Client API request latency by route.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
