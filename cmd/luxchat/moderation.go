@@ -96,7 +96,7 @@ func noticeCmd(cmd string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("notice", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	token := fs.String("token", "", "an administrator's access token (default $"+adminTokenEnv+")")
-	baseURL := fs.String("url", "", "client API base URL (default http://<listen.client>)")
+	baseURL := fs.String("url", "", "admin API base URL (default http://<listen.admin>, or http://<listen.client> when unset)")
 	if err := fs.Parse(flags); err != nil {
 		return err
 	}
@@ -116,7 +116,11 @@ func noticeCmd(cmd string, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		base = "http://" + dialable(cfg.Listen.Client)
+		addr := cfg.Listen.Client
+		if cfg.Listen.Admin != "" {
+			addr = cfg.Listen.Admin
+		}
+		base = "http://" + dialable(addr)
 	}
 	body, _ := json.Marshal(map[string]any{
 		"user_id": pos[0],

@@ -1,11 +1,8 @@
 package clientapi
 
 import (
-	"encoding/json"
-
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
-	"luxchat/internal/rooms"
 	"luxchat/internal/search"
 )
 
@@ -93,42 +90,4 @@ func (a *API) reportUser(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	return struct{}{}, nil
-}
-
-// POST /_synapse/admin/v1/send_server_notice (Synapse's admin API shape),
-// for server administrators only.
-func (a *API) sendServerNotice(r *httputil.Request) (any, error) {
-	return a.serverNotice(r, "")
-}
-
-// serverNotice sends the notice of the request; a non-empty txnID makes
-// a repeat of the request return the first notice.
-func (a *API) serverNotice(r *httputil.Request, txnID string) (any, error) {
-	if !r.Session.IsAdmin {
-		return nil, errcode.Forbidden("you are not a server administrator")
-	}
-	var body struct {
-		UserID  string          `json:"user_id"`
-		Content json.RawMessage `json:"content"`
-	}
-	if err := r.ReadJSON(&body); err != nil {
-		return nil, err
-	}
-	if body.UserID == "" {
-		return nil, errcode.MissingParam("user_id is required")
-	}
-	if len(body.Content) == 0 {
-		return nil, errcode.MissingParam("content is required")
-	}
-	var txn *rooms.Txn
-	if txnID != "" {
-		// Scoped to the administrator and the recipient, as a client's
-		// transaction is to its room.
-		txn = &rooms.Txn{DeviceID: r.Session.DeviceID, ID: txnID, Scope: "send_server_notice " + r.Session.UserID + " " + body.UserID}
-	}
-	id, err := a.Notices.Send(r.Context(), body.UserID, body.Content, txn)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{"event_id": id}, nil
 }

@@ -260,11 +260,8 @@ func (a *API) routes() []route {
 	if a.SSO != nil {
 		routes = append(routes, a.ssoRoutes()...)
 	}
-	if a.Notices != nil {
-		routes = append(routes, []route{
-			{"POST " + synapse + "/send_server_notice", user, a.sendServerNotice, nil},
-			{"PUT " + synapse + "/send_server_notice/{txnId}", user, a.putServerNotice, nil},
-		}...)
+	if a.OAuth != nil {
+		routes = append(routes, a.oauthRoutes()...)
 	}
 	return routes
 }

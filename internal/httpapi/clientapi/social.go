@@ -8,12 +8,6 @@ import (
 	"luxchat/internal/matrix/errcode"
 )
 
-// PUT /_synapse/admin/v1/send_server_notice/{txnId}: POST's twin,
-// idempotent per transaction id.
-func (a *API) putServerNotice(r *httputil.Request) (any, error) {
-	return a.serverNotice(r, r.Var("txnId"))
-}
-
 // GET /.well-known/matrix/support
 func (a *API) wellKnownSupport(r *httputil.Request) (any, error) {
 	s := a.Config.Support

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	pathpkg "path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -142,6 +143,9 @@ type Router struct {
 	// (ParkListener); nil: requests wait in place.
 	parking *parkListener
 	parked  parkedSet // parked requests not answered yet
+	// reserved are the path prefixes served only by the handler SplitOff
+	// returned (another listener); the router answers them 404.
+	reserved []string
 }
 
 type route struct {
@@ -209,7 +213,61 @@ func (rt *Router) Mount(prefix string, h http.Handler) {
 // ServeHTTP implements http.Handler. The legacy r0 prefixes of the client
 // and media APIs, still used by older clients, are served by the v3 routes.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt.mux.ServeHTTP(w, rt.begin(w, r))
+	r = rt.begin(w, r)
+	if rt.isReserved(r.URL.Path) {
+		rt.writeError(w, r, errcode.Unrecognized("unrecognized request"))
+		return
+	}
+	rt.mux.ServeHTTP(w, r)
+}
+
+// SplitOff reserves the paths under prefixes (each ending in '/') for
+// another listener: the router answers them 404 M_UNRECOGNIZED from now
+// on, and the handler returned serves them (and answers every other path
+// 404), with the router's routes, authentication, limits and metrics.
+// Call it before serving.
+func (rt *Router) SplitOff(prefixes ...string) http.Handler {
+	rt.reserved = append(rt.reserved, prefixes...)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = rt.begin(w, r)
+		if !rt.isReserved(r.URL.Path) {
+			rt.writeError(w, r, errcode.Unrecognized("unrecognized request"))
+			return
+		}
+		rt.mux.ServeHTTP(w, r)
+	})
+}
+
+// isReserved reports whether path is under a prefix given to SplitOff.
+// The path is cleaned as the mux would before it routes it, so that
+// "/x/../_synapse/admin/" is not a way around the split.
+func (rt *Router) isReserved(path string) bool {
+	if len(rt.reserved) == 0 {
+		return false
+	}
+	clean := cleanPath(path)
+	for _, p := range rt.reserved {
+		if strings.HasPrefix(clean, p) || clean+"/" == p {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanPath is path.Clean keeping a trailing slash, as net/http's mux
+// cleans a path before matching it.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := pathpkg.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // begin is what every request gets before its route is found: the CORS
@@ -237,7 +295,7 @@ func (rt *Router) begin(w http.ResponseWriter, r *http.Request) *http.Request {
 func (rt *Router) serveLiteral(w http.ResponseWriter, r *http.Request) {
 	r = rt.begin(w, r)
 	path := r.URL.Path
-	if methods, ok := rt.routes[path]; ok && !strings.Contains(path, "{") {
+	if methods, ok := rt.routes[path]; ok && !strings.Contains(path, "{") && !rt.isReserved(path) {
 		r.Pattern = path // as the mux sets it
 		rt.dispatch(w, r, path, methods)
 		return
