@@ -464,3 +464,29 @@ func TestTransactionsListener(t *testing.T) {
 		t.Fatalf("tokens %q %q", reg.ASToken, reg.HSToken)
 	}
 }
+
+// TestWebhookIntoEncryptedRoom: a webhook made for an encrypted room
+// posts through the bot's device; the js-sdk user with Rust crypto reads
+// the alert decrypted from m.room.encrypted.
+func TestWebhookIntoEncryptedRoom(t *testing.T) {
+	if testing.Short() {
+		t.Skip("node with matrix-js-sdk: not under -short")
+	}
+	forEachEngine(t, func(t *testing.T, s *ts.Server) {
+		owner := startReader(t, s, "owner")
+		hook, err := s.Webhooks.Create(context.Background(), owner.RoomID, "grafana", owner.UserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := s.HooksURL + hook.URL[strings.Index(hook.URL, "/_luxchat/hooks/"):]
+		resp, err := http.Post(u, "application/json", strings.NewReader(`{"text": "backup job failed on nas2"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("hook: %d", resp.StatusCode)
+		}
+		owner.expectEncrypted("backup job failed on nas2")
+	})
+}
