@@ -307,6 +307,13 @@ func TestClearAlert(t *testing.T) {
 		if ev.Type != "m.room.message" || ev.Sender != s.AlertBot.UserID() || ev.Content["body"] != "plain alert" {
 			t.Fatalf("event: %+v", ev)
 		}
+		var profile struct {
+			DisplayName string `json:"displayname"`
+		}
+		alice.MustDo("GET", "/_matrix/client/v3/profile/"+s.AlertBot.UserID(), nil, &profile)
+		if profile.DisplayName != s.Config.Webhooks.BotDisplayName {
+			t.Fatalf("the bot's display name: %q", profile.DisplayName)
+		}
 	}, ts.WithConfig(func(c *config.Config) { c.Encryption.Default = false }))
 }
 

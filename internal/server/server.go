@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -314,6 +315,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	// Each application service acts as its sender user, which must exist.
 	for _, r := range regs {
+		if r.Internal && cfg.Webhooks.BotDisplayName != "" {
+			// The alert bot is the webhooks' bot: made with its display
+			// name, as the webhooks would make it.
+			err := st.InTx(ctx, func(tx *store.Tx) error {
+				return tx.CreateUser(ctx, store.User{UserID: r.Sender, DisplayName: sql.NullString{String: cfg.Webhooks.BotDisplayName, Valid: true}})
+			})
+			if err != nil && !errors.Is(err, store.ErrExists) {
+				st.Close()
+				return nil, fmt.Errorf("alert bot: create %s: %w", r.Sender, err)
+			}
+		}
 		if err := s.Accounts.EnsureAppServiceUser(ctx, r.Sender); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("appservice %q: create sender %s: %w", r.ID, r.Sender, err)
