@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"luxchat/internal/config"
+	"luxchat/internal/e2ee/e2eetest"
 	ts "luxchat/internal/testserver"
 	"luxchat/internal/testutil/oidcop"
 )
@@ -90,5 +91,142 @@ func TestSSORegisterHint(t *testing.T) {
 				t.Fatalf("chooser: %d %s", a.status, a.body)
 			}
 		})
+	}
+}
+
+// TestOAuthCrossSigningReset: a session the OAuth 2.0 API issued replaces
+// its cross-signing keys through the m.oauth stage: the 401 names the
+// account page, where the logged-in user approves; the client's retry
+// with the session alone then succeeds. A password login's session is
+// still asked for the password.
+func TestOAuthCrossSigningReset(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		name := "sqlite"
+		if pg {
+			name = "postgres"
+		}
+		t.Run(name, func(t *testing.T) { testOAuthCrossSigningReset(t, pg) })
+	}
+}
+
+type uiaChallenge struct {
+	Session string `json:"session"`
+	Flows   []struct {
+		Stages []string `json:"stages"`
+	} `json:"flows"`
+	Params    map[string]map[string]string `json:"params"`
+	Completed []string                     `json:"completed"`
+	ErrCode   string                       `json:"errcode"`
+}
+
+func challengeOf(t *testing.T, r *ts.Response) uiaChallenge {
+	t.Helper()
+	var c uiaChallenge
+	if r.Status != http.StatusUnauthorized || r.JSON(&c) != nil || c.Session == "" {
+		t.Fatalf("want a UIA 401, got %d %s", r.Status, r.Body)
+	}
+	return c
+}
+
+func testOAuthCrossSigningReset(t *testing.T, pg bool) {
+	const upload = "/_matrix/client/v3/keys/device_signing/upload"
+	s := newOAuthServer(t, pg, nil)
+	alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+	clientID := webClient(t, s)
+	var meta map[string]any
+	s.Anonymous(t).MustDo("GET", "/_matrix/client/v1/auth_metadata", nil, &meta)
+	if !strings.Contains(string(asJSON(meta["account_management_actions_supported"])), `"org.matrix.cross_signing_reset"`) {
+		t.Fatalf("actions: %v", meta["account_management_actions_supported"])
+	}
+	tok := oauthLogin(t, s, clientID, localpart(alice.UserID), "XSIGNDEV")
+	app := tokenClient(t, s, tok["access_token"].(string))
+	app.MustDo("POST", upload, e2eetest.NewCrossSigning(alice.UserID).Upload(), nil) // the first keys: no auth
+
+	next := e2eetest.NewCrossSigning(alice.UserID)
+	c := challengeOf(t, app.Do("POST", upload, next.Upload()))
+	approveURL := c.Params["m.oauth"]["url"]
+	if len(c.Flows) != 1 || strings.Join(c.Flows[0].Stages, ",") != "m.oauth" ||
+		approveURL != s.URL+"/_luxchat/oauth2/account?action=org.matrix.cross_signing_reset&session="+c.Session {
+		t.Fatalf("challenge: %+v", c)
+	}
+	retry := func(auth map[string]any) *ts.Response {
+		body := next.Upload()
+		body["auth"] = auth
+		return app.Do("POST", upload, body)
+	}
+	// Not approved yet: neither the session alone, nor the stage named,
+	// nor the password (not offered to this session) will do.
+	for _, auth := range []map[string]any{
+		{"session": c.Session},
+		{"type": "m.oauth", "session": c.Session},
+		{"type": "m.login.password", "session": c.Session, "identifier": map[string]string{"type": "m.id.user", "user": alice.UserID}, "password": oauthPassword},
+	} {
+		if r := retry(auth); r.Status != http.StatusUnauthorized {
+			t.Fatalf("before approval, %v: %d %s", auth, r.Status, r.Body)
+		}
+	}
+
+	// Bob, logged in to the pages, cannot approve Alice's reset.
+	bb := newBrowser(t)
+	p := browserLogin(t, s, bb, get(t, bb, approveURL), localpart(bob.UserID))
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "another user") {
+		t.Fatalf("bob's page: %d %s", p.status, p.body)
+	}
+
+	// Alice opens the URL: the login page, then what she approves.
+	b := newBrowser(t)
+	p = browserLogin(t, s, b, get(t, b, approveURL), localpart(alice.UserID))
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Reset your cross-signing keys?") || !strings.Contains(p.body, alice.UserID) {
+		t.Fatalf("approval page: %d %s", p.status, p.body)
+	}
+	f := fields(t, p.body, "/_luxchat/oauth2/account/approve")
+	if f.Get("session") != c.Session {
+		t.Fatalf("approval form: %v", f)
+	}
+	forged := url.Values{"session": {c.Session}, "csrf": {"forged"}}
+	if a := postPage(t, b, s.URL+"/_luxchat/oauth2/account/approve", forged); a.status != http.StatusForbidden {
+		t.Fatalf("forged approval: %d %s", a.status, a.body)
+	}
+	bf := url.Values{"session": {c.Session}, "csrf": {fields(t, get(t, bb, s.URL+"/_luxchat/oauth2/account").body, "/_luxchat/oauth2/logout").Get("csrf")}}
+	if a := postPage(t, bb, s.URL+"/_luxchat/oauth2/account/approve", bf); a.status != http.StatusForbidden {
+		t.Fatalf("bob's approval: %d %s", a.status, a.body)
+	}
+	if r := retry(map[string]any{"session": c.Session}); r.Status != http.StatusUnauthorized {
+		t.Fatalf("after refused approvals: %d %s", r.Status, r.Body)
+	}
+	if a := postPage(t, b, s.URL+"/_luxchat/oauth2/account/approve", f); a.status != http.StatusOK || !strings.Contains(a.body, "Reset approved") {
+		t.Fatalf("approval: %d %s", a.status, a.body)
+	}
+	app.MustDo("POST", upload, func() map[string]any { b := next.Upload(); b["auth"] = map[string]any{"session": c.Session}; return b }(), nil)
+	var keys struct {
+		MasterKeys map[string]map[string]any `json:"master_keys"`
+	}
+	bob.MustDo("POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{alice.UserID: []string{}}}, &keys)
+	if !strings.Contains(string(asJSON(keys.MasterKeys[alice.UserID])), next.Master.B64()) {
+		t.Fatalf("master key after the reset: %v", keys.MasterKeys[alice.UserID])
+	}
+	// The approval was for that one upload.
+	again := e2eetest.NewCrossSigning(alice.UserID)
+	body := again.Upload()
+	body["auth"] = map[string]any{"session": c.Session}
+	if r := app.Do("POST", upload, body); r.Status != http.StatusBadRequest || r.ErrCode() != "M_UNKNOWN" {
+		t.Fatalf("a second reset with the spent session: %d %s", r.Status, r.Body)
+	}
+	// The approval page of a spent or unknown session, and without one.
+	if p := get(t, b, approveURL); p.status != http.StatusBadRequest || !strings.Contains(p.body, "expired") {
+		t.Fatalf("spent session's page: %d %s", p.status, p.body)
+	}
+	if p := get(t, b, s.URL+"/_luxchat/oauth2/account?action=org.matrix.cross_signing_reset"); p.status != http.StatusOK || !strings.Contains(p.body, "starts in your application") {
+		t.Fatalf("page without a session: %d %s", p.status, p.body)
+	}
+	// A password login's session is asked for the password, as before.
+	pc := challengeOf(t, alice.Do("POST", upload, again.Upload()))
+	if len(pc.Flows) != 1 || pc.Flows[0].Stages[0] != "m.login.password" || pc.Params["m.oauth"] != nil {
+		t.Fatalf("password session's challenge: %+v", pc)
+	}
+	// And another UIA endpoint's session cannot be approved here.
+	dc := challengeOf(t, alice.Do("POST", "/_matrix/client/v3/delete_devices", map[string]any{"devices": []string{"XSIGNDEV"}}))
+	if p := get(t, b, s.URL+"/_luxchat/oauth2/account?action=org.matrix.cross_signing_reset&session="+dc.Session); p.status != http.StatusBadRequest {
+		t.Fatalf("another endpoint's session: %d %s", p.status, p.body)
 	}
 }

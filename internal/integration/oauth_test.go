@@ -81,7 +81,7 @@ func webClient(t testing.TB, s *ts.Server) string {
 	return out["client_id"].(string)
 }
 
-var hiddenRe = regexp.MustCompile(`name="(csrf|request|next|user_code|decision|device_id)" value="([^"]*)"`)
+var hiddenRe = regexp.MustCompile(`name="(csrf|request|next|user_code|decision|device_id|session|idp)" value="([^"]*)"`)
 
 // fields reads the hidden fields of the first form of a page that posts to
 // action.

@@ -37,6 +37,7 @@ const (
 	PathUpstream     = Prefix + "upstream"
 	PathAccount      = Prefix + "account"
 	PathAccountEnd   = Prefix + "account/end"
+	PathApprove      = Prefix + "account/approve"
 	PathAccountLeave = Prefix + "logout"
 )
 
@@ -54,7 +55,18 @@ const (
 // Account management actions (the spec's, and MSC4191's names that
 // clients sent before v1.18).
 var accountActions = []string{"org.matrix.devices_list", "org.matrix.device_view", "org.matrix.device_delete",
-	"org.matrix.sessions_list", "org.matrix.session_view", "org.matrix.session_end"}
+	"org.matrix.sessions_list", "org.matrix.session_view", "org.matrix.session_end", ActionCrossSigningReset}
+
+// ActionCrossSigningReset is the account page's action where the user
+// approves replacing their cross-signing keys: the m.oauth stage's URL
+// names it with the user-interactive auth session.
+const ActionCrossSigningReset = "org.matrix.cross_signing_reset"
+
+// ApprovalURL is the m.oauth stage's url for a user-interactive auth
+// session: the account page's cross-signing reset action.
+func (s *Service) ApprovalURL(session string) string {
+	return s.base() + PathAccount + "?" + url.Values{"action": {ActionCrossSigningReset}, "session": {session}}.Encode()
+}
 
 // Error is an OAuth 2.0 error answer (RFC 6749 5.2, RFC 7591 3.2.2, RFC
 // 8628 3.5): {"error", "error_description"} with its status.

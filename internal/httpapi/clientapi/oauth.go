@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"luxchat/internal/e2ee"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/httpapi/pages"
 	"luxchat/internal/matrix/errcode"
@@ -47,6 +48,7 @@ func (a *API) oauthRoutes() []route {
 		{"POST " + oauth.PathDevice, none, a.oauthDeviceDecide, limited},
 		{"GET " + oauth.PathAccount, none, a.oauthAccount, limited},
 		{"POST " + oauth.PathAccountEnd, none, a.oauthAccountEnd, limited},
+		{"POST " + oauth.PathApprove, none, a.oauthApprove, limited},
 		{"POST " + oauth.PathAccountLeave, none, a.oauthLeave, limited},
 	}
 }
@@ -488,6 +490,9 @@ func (a *API) oauthAccount(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.Query("action") == oauth.ActionCrossSigningReset {
+		return a.crossSigningResetPage(r, user), nil
+	}
 	l := lang(r)
 	csrf, cookie := a.csrf(r)
 	p := pages.Page{Title: "title.account", Message: "msg.account", MessageArgs: []any{user},
@@ -560,4 +565,69 @@ func (a *API) oauthLeave(r *httputil.Request) (any, error) {
 		}
 	}
 	return seeOther(r, oauth.PathLogin, http.StatusSeeOther, a.oauthCookie(oauthSessionCookie, "", -1)), nil
+}
+
+// approvalRefusal is the page of an m.oauth approval that cannot be
+// given: the session is unknown, expired, not a cross-signing reset's, or
+// another user's.
+func approvalRefusal(r *httputil.Request, err error) (httputil.Stream, error) {
+	e, ok := errcode.As(err)
+	switch {
+	case ok && e.Status == http.StatusNotFound:
+		return page(r, pages.Page{Status: http.StatusBadRequest, Title: "title.error", Message: "reason.bad_session"}), nil
+	case ok && e.Status == http.StatusForbidden:
+		return page(r, pages.Page{Status: http.StatusForbidden, Title: "title.error", Message: "reason.wrong_user"}), nil
+	}
+	return nil, err
+}
+
+// crossSigningResetPage is the account page's cross-signing reset action
+// (the m.oauth stage's url): what the user approves, for whom, and the
+// button. Without a session it says where a reset starts.
+func (a *API) crossSigningResetPage(r *httputil.Request, user string) httputil.Stream {
+	session := r.Query("session")
+	if session == "" {
+		return page(r, pages.Page{Title: "title.cross_signing_reset", Message: "msg.cross_signing_reset_start"})
+	}
+	info, err := a.Accounts.UIASession(r.Context(), session)
+	if err == nil && info.Action != e2ee.UIAActionSigningKeys {
+		err = errcode.NotFound("not a cross-signing reset")
+	}
+	if err == nil && info.UserID != user {
+		err = errcode.Forbidden("another user's session")
+	}
+	if err != nil {
+		refusal, err := approvalRefusal(r, err)
+		if err != nil {
+			httputil.Logger(r.Context()).Error("cross-signing reset page", "err", err)
+			return page(r, pages.Page{Status: http.StatusInternalServerError, Title: "title.error", Message: "reason.internal"})
+		}
+		return refusal
+	}
+	l := lang(r)
+	csrf, cookie := a.csrf(r)
+	return render(r, pages.Page{Title: "title.cross_signing_reset", Message: "msg.cross_signing_reset", MessageArgs: []any{user},
+		Forms: []pages.Form{{Action: oauth.PathApprove, Fields: map[string]string{"csrf": csrf, "session": session}, Label: pages.T(l, "button.approve_reset")}}}, cookie)
+}
+
+// POST /_luxchat/oauth2/account/approve: the user approves the
+// cross-signing reset of a user-interactive auth session (its m.oauth
+// stage); the client's retry with the session then succeeds.
+func (a *API) oauthApprove(r *httputil.Request) (any, error) {
+	if refusal, ok := a.parsePageForm(r); !ok {
+		return refusal, nil
+	}
+	session := r.Request.PostForm.Get("session")
+	user, err := a.browserUser(r)
+	if err != nil {
+		return nil, err
+	}
+	if user == "" {
+		next := oauth.PathAccount + "?" + url.Values{"action": {oauth.ActionCrossSigningReset}, "session": {session}}.Encode()
+		return a.loginPage(r, next, "", http.StatusOK), nil
+	}
+	if err := a.Accounts.CompleteOAuthStage(r.Context(), session, user, e2ee.UIAActionSigningKeys); err != nil {
+		return approvalRefusal(r, err)
+	}
+	return page(r, pages.Page{Title: "title.done", Message: "msg.reset_approved"}), nil
 }
