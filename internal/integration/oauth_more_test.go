@@ -2,8 +2,10 @@ package integration
 
 import (
 	"html"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -228,5 +230,203 @@ func testOAuthCrossSigningReset(t *testing.T, pg bool) {
 	dc := challengeOf(t, alice.Do("POST", "/_matrix/client/v3/delete_devices", map[string]any{"devices": []string{"XSIGNDEV"}}))
 	if p := get(t, b, s.URL+"/_luxchat/oauth2/account?action=org.matrix.cross_signing_reset&session="+dc.Session); p.status != http.StatusBadRequest {
 		t.Fatalf("another endpoint's session: %d %s", p.status, p.body)
+	}
+}
+
+// TestOAuthPromptCreate: prompt=create shows the registration page where
+// registration takes accounts (open, or by token), which creates the
+// account and goes on to the consent; where it does not, the login page
+// says so, and the metadata does not offer it.
+func TestOAuthPromptCreate(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		name := "sqlite"
+		if pg {
+			name = "postgres"
+		}
+		t.Run(name, func(t *testing.T) { testOAuthPromptCreate(t, pg) })
+	}
+}
+
+func promptCreateURL(s *ts.Server, clientID string) string {
+	return authorizeURL(s, clientID, "urn:matrix:client:api:* urn:matrix:client:device:NEWDEV", "pc", "") + "&prompt=create"
+}
+
+func promptValues(t *testing.T, s *ts.Server) string {
+	var m map[string]any
+	s.Anonymous(t).MustDo("GET", "/_matrix/client/v1/auth_metadata", nil, &m)
+	return string(asJSON(m["prompt_values_supported"]))
+}
+
+func testOAuthPromptCreate(t *testing.T, pg bool) {
+	t.Run("open", func(t *testing.T) {
+		s := newOAuthServer(t, pg, func(c *config.Config) { c.Registration.Mode = config.RegistrationOpen })
+		alice := s.Register(t, "alice")
+		clientID := webClient(t, s)
+		if v := promptValues(t, s); v != `["create"]` {
+			t.Fatalf("prompt_values_supported: %s", v)
+		}
+		b := newBrowser(t)
+		a := get(t, b, promptCreateURL(s, clientID))
+		if a.status != http.StatusFound || !strings.HasPrefix(a.location, "/_luxchat/oauth2/signup?next=") {
+			t.Fatalf("authorize with prompt=create: %d %s", a.status, a.location)
+		}
+		p := get(t, b, s.URL+a.location)
+		for _, want := range []string{"Create an account on " + s.Config.ServerName, `<label for="f-username">Username</label>`,
+			`<label for="f-password2">Password again</label>`, `autocomplete="new-password"`} {
+			if !strings.Contains(p.body, want) {
+				t.Fatalf("registration page lacks %q: %s", want, p.body)
+			}
+		}
+		if strings.Contains(p.body, `name="token"`) {
+			t.Fatal("a token field without token mode")
+		}
+		form := fields(t, p.body, "/_luxchat/oauth2/signup")
+		try := func(user, pw, pw2 string) answer {
+			f := url.Values{"csrf": {form.Get("csrf")}, "next": {form.Get("next")}, "username": {user}, "password": {pw}, "password2": {pw2}}
+			return postPage(t, b, s.URL+"/_luxchat/oauth2/signup", f)
+		}
+		for _, c := range []struct{ user, pw, pw2, want string }{
+			{"newbie", oauthPassword, oauthPassword + "x", "The two passwords differ."},
+			{localpart(alice.UserID), oauthPassword, oauthPassword, "This username is taken."},
+			{"Not Valid!", oauthPassword, oauthPassword, "This username is not valid"},
+			{"", oauthPassword, oauthPassword, "This username is not valid"},
+			{"newbie", "short", "short", "use at least 8 characters"},
+		} {
+			r := try(c.user, c.pw, c.pw2)
+			if r.status != http.StatusBadRequest || !strings.Contains(r.body, c.want) || !strings.Contains(r.body, `role="alert"`) ||
+				!strings.Contains(r.body, `value="`+html.EscapeString(c.user)+`"`) {
+				t.Fatalf("%+v: %d %s", c, r.status, r.body)
+			}
+		}
+		forged := url.Values{"csrf": {"forged"}, "next": {form.Get("next")}, "username": {"newbie"}, "password": {oauthPassword}, "password2": {oauthPassword}}
+		if r := postPage(t, b, s.URL+"/_luxchat/oauth2/signup", forged); r.status != http.StatusForbidden {
+			t.Fatalf("forged registration: %d", r.status)
+		}
+		if r := postPage(t, newBrowser(t), s.URL+"/_luxchat/oauth2/signup", url.Values{"csrf": {form.Get("csrf")}, "username": {"newbie"}, "password": {oauthPassword}, "password2": {oauthPassword}}); r.status != http.StatusForbidden {
+			t.Fatalf("registration from a browser without the cookie: %d", r.status)
+		}
+		r := try("NewBie", oauthPassword, oauthPassword)
+		if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, "/_luxchat/oauth2/consent?request=") {
+			t.Fatalf("registration: %d %s %s", r.status, r.location, r.body)
+		}
+		newbie := "@newbie:" + s.Config.ServerName
+		cp := get(t, b, s.URL+r.location)
+		if cp.status != http.StatusOK || !strings.Contains(cp.body, newbie) {
+			t.Fatalf("consent after registration: %d %s", cp.status, cp.body)
+		}
+		d := postPage(t, b, s.URL+"/_luxchat/oauth2/consent", fields(t, cp.body, "/_luxchat/oauth2/consent"))
+		st, tok := exchange(t, s, clientID, callbackParams(t, d.location).Get("code"), pkceVerifier)
+		if st != http.StatusOK {
+			t.Fatalf("exchange: %d %v", st, tok)
+		}
+		if w := whoami(t, s, tok["access_token"].(string)); w.Status != 200 || !strings.Contains(string(w.Body), `"user_id":"`+newbie+`"`) || !strings.Contains(string(w.Body), "NEWDEV") {
+			t.Fatalf("whoami: %d %s", w.Status, w.Body)
+		}
+		tokenClient(t, s, tok["access_token"].(string)).Sync("")
+		// The password works for a legacy login too.
+		if lr := s.Anonymous(t).Do("POST", "/_matrix/client/v3/login", map[string]any{"type": "m.login.password",
+			"identifier": map[string]string{"type": "m.id.user", "user": "newbie"}, "password": oauthPassword}); lr.Status != 200 {
+			t.Fatalf("password login of the new account: %d %s", lr.Status, lr.Body)
+		}
+		// In French from the browser's language.
+		req, _ := http.NewRequest("GET", s.URL+"/_luxchat/oauth2/signup", nil)
+		req.Header.Set("Accept-Language", "fr-LU,fr;q=0.9")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "Créer un compte sur") || !strings.Contains(string(body), "Mot de passe (à nouveau)") {
+			t.Fatalf("French registration page: %s", body)
+		}
+	})
+
+	t.Run("token", func(t *testing.T) {
+		s := newOAuthServer(t, pg, func(c *config.Config) { c.Registration.Mode = config.RegistrationToken })
+		clientID := webClient(t, s)
+		one := int64(1)
+		token, err := s.Accounts.CreateRegistrationToken(t.Context(), "", &one, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := promptValues(t, s); v != `["create"]` {
+			t.Fatalf("prompt_values_supported: %s", v)
+		}
+		register := func(user, tok string) answer {
+			b := newBrowser(t)
+			a := get(t, b, promptCreateURL(s, clientID))
+			p := get(t, b, s.URL+a.location)
+			if !strings.Contains(p.body, `<label for="f-token">Registration token</label>`) {
+				t.Fatalf("no token field: %s", p.body)
+			}
+			f := fields(t, p.body, "/_luxchat/oauth2/signup")
+			f.Set("username", user)
+			f.Set("password", oauthPassword)
+			f.Set("password2", oauthPassword)
+			f.Set("token", tok)
+			return postPage(t, b, s.URL+"/_luxchat/oauth2/signup", f)
+		}
+		if r := register("tina", "wrong-token"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "unknown, used up or expired") {
+			t.Fatalf("wrong token: %d %s", r.status, r.body)
+		}
+		if r := register("tina", token); r.status != http.StatusSeeOther {
+			t.Fatalf("with the token: %d %s", r.status, r.body)
+		}
+		if r := register("tom", token); r.status != http.StatusBadRequest || !strings.Contains(r.body, "unknown, used up or expired") {
+			t.Fatalf("used-up token: %d %s", r.status, r.body)
+		}
+	})
+
+	for _, c := range []struct {
+		name string
+		edit func(c *config.Config)
+	}{
+		{"closed", func(c *config.Config) { c.Registration.Mode = config.RegistrationClosed }},
+		{"password login off", func(c *config.Config) { c.Registration.Mode = config.RegistrationOpen; c.Auth.PasswordLogin = false }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "closed" {
+				checkPromptCreateRefused(t, newOAuthServer(t, pg, c.edit))
+				return
+			}
+			// Password login off: the providers' buttons only.
+			e := newSSOEnv(t, pg, func(cfg *config.Config) { cfg.OAuth.Enabled = true; c.edit(cfg) })
+			checkPromptCreateRefused(t, e.s)
+		})
+	}
+}
+
+// checkPromptCreateRefused: a server that takes no accounts on its pages
+// does not offer prompt=create and answers it with the login page and a
+// note.
+func checkPromptCreateRefused(t *testing.T, s *ts.Server) {
+	t.Helper()
+	clientID := webClient(t, s)
+	if v := promptValues(t, s); v != "null" {
+		t.Fatalf("prompt_values_supported: %s", v)
+	}
+	b := newBrowser(t)
+	p := get(t, b, promptCreateURL(s, clientID))
+	if p.status != http.StatusOK || !strings.Contains(p.body, "New accounts cannot be created on this page.") || !strings.Contains(p.body, "Log in to "+s.Config.ServerName) {
+		t.Fatalf("prompt=create: %d %s", p.status, p.body)
+	}
+	if strings.Contains(p.body, `action="/_luxchat/oauth2/signup"`) {
+		t.Fatalf("a registration form: %s", p.body)
+	}
+	sp := get(t, b, s.URL+"/_luxchat/oauth2/signup")
+	if sp.status != http.StatusOK || !strings.Contains(sp.body, "New accounts cannot be created") {
+		t.Fatalf("registration page: %d %s", sp.status, sp.body)
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(sp.body)
+	if csrf == nil {
+		t.Fatalf("no form: %s", sp.body)
+	}
+	r := postPage(t, b, s.URL+"/_luxchat/oauth2/signup", url.Values{"csrf": {csrf[1]}, "username": {"sneaky"}, "password": {oauthPassword}, "password2": {oauthPassword}})
+	if r.status != http.StatusForbidden {
+		t.Fatalf("registration post: %d %s", r.status, r.body)
+	}
+	if exists, _, err := s.Accounts.UserStatus(t.Context(), "@sneaky:"+s.Config.ServerName); err != nil || exists {
+		t.Fatalf("account created while closed: %v %v", exists, err)
 	}
 }

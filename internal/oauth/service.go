@@ -34,6 +34,7 @@ const (
 	PathDevice       = Prefix + "device"
 	PathConsent      = Prefix + "consent"
 	PathLogin        = Prefix + "login"
+	PathSignup       = Prefix + "signup"
 	PathUpstream     = Prefix + "upstream"
 	PathAccount      = Prefix + "account"
 	PathAccountEnd   = Prefix + "account/end"
@@ -114,7 +115,7 @@ func (s *Service) base() string { return s.cfg.ClientBaseURL() }
 // /_matrix/client/v1/auth_metadata).
 func (s *Service) Metadata() map[string]any {
 	b := s.base()
-	return map[string]any{
+	m := map[string]any{
 		"issuer":                                     b + "/",
 		"authorization_endpoint":                     b + PathAuthorize,
 		"token_endpoint":                             b + PathToken,
@@ -131,6 +132,22 @@ func (s *Service) Metadata() map[string]any {
 		"revocation_endpoint_auth_methods_supported": []string{"none"},
 		"scopes_supported":                           []string{ScopeAPI, ScopeAPIMSC2967},
 	}
+	if s.accounts.RegistrationFormOpen() {
+		// prompt=create shows the registration page (v1.15 "User
+		// registration"); only said where that page takes accounts.
+		m["prompt_values_supported"] = []string{PromptCreate}
+	}
+	return m
+}
+
+// PromptCreate is the prompt value of a request to register (Initiating
+// User Registration via OpenID Connect 1.0).
+const PromptCreate = "create"
+
+// WantsRegistration reports whether an authorization request's prompt
+// asks for a new account.
+func WantsRegistration(q url.Values) bool {
+	return slices.Contains(strings.Fields(q.Get("prompt")), PromptCreate)
 }
 
 // Register is dynamic client registration: the registered metadata with

@@ -82,6 +82,7 @@ var text = map[string]map[string]string{
 		"reason.weak_password":          "This password is too short: use at least %s characters.",
 		"reason.bad_registration_token": "This registration token is unknown, used up or expired.",
 		"reason.registration_closed":    "New accounts cannot be created on this page. Log in with an existing account.",
+		"reason.bad_password":           "This password cannot be used: it is too long.",
 	},
 	"fr": {
 		"title.error":                   "Échec de la connexion",
@@ -161,6 +162,7 @@ var text = map[string]map[string]string{
 		"reason.weak_password":          "Ce mot de passe est trop court : utilisez au moins %s caractères.",
 		"reason.bad_registration_token": "Ce jeton d’inscription est inconnu, épuisé ou expiré.",
 		"reason.registration_closed":    "Il n’est pas possible de créer un compte sur cette page. Connectez-vous avec un compte existant.",
+		"reason.bad_password":           "Ce mot de passe ne peut pas être utilisé : il est trop long.",
 	},
 	"de": {
 		"title.error":                   "Anmeldung fehlgeschlagen",
@@ -240,6 +242,7 @@ var text = map[string]map[string]string{
 		"reason.weak_password":          "Dieses Passwort ist zu kurz: Verwenden Sie mindestens %s Zeichen.",
 		"reason.bad_registration_token": "Dieses Registrierungstoken ist unbekannt, aufgebraucht oder abgelaufen.",
 		"reason.registration_closed":    "Auf dieser Seite können keine neuen Konten erstellt werden. Melden Sie sich mit einem bestehenden Konto an.",
+		"reason.bad_password":           "Dieses Passwort kann nicht verwendet werden: Es ist zu lang.",
 	},
 	"lb": {
 		"title.error":                   "Umeldung feelgeschloen",
@@ -319,5 +322,6 @@ var text = map[string]map[string]string{
 		"reason.weak_password":          "Dëst Passwuert ass ze kuerz: benotzt op d’mannst %s Zeechen.",
 		"reason.bad_registration_token": "Dësen Registréierungstoken ass onbekannt, opgebraucht oder ofgelaf.",
 		"reason.registration_closed":    "Op dëser Säit kënne keng nei Konten ugeluecht ginn. Mellt Iech mat engem Kont un, deen et scho gëtt.",
+		"reason.bad_password":           "Dëst Passwuert kann net benotzt ginn: et ass ze laang.",
 	},
 }
