@@ -430,3 +430,89 @@ func checkPromptCreateRefused(t *testing.T, s *ts.Server) {
 		t.Fatalf("account created while closed: %v %v", exists, err)
 	}
 }
+
+// TestOAuthUpstreamLogin: the OAuth 2.0 API's login page has a button per
+// upstream provider; through it (zitadel's provider, its login form) the
+// authorization code flow ends with a token that syncs, and the same
+// account as legacy SSO's. A user the claim conditions refuse gets the
+// clear page, and no consent.
+func TestOAuthUpstreamLogin(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		name := "sqlite"
+		if pg {
+			name = "postgres"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newSSOEnv(t, pg, func(c *config.Config) {
+				c.OAuth.Enabled = true
+				c.Auth.PasswordLogin = false // LuxID only: the buttons are the page
+			})
+			s := e.s
+			clientID := webClient(t, s)
+			// upstream follows the authorization request to the login
+			// page and its first button (luxid), and logs in at the
+			// provider; it returns the browser and where the callback
+			// sends it.
+			upstream := func(user, password string) (*http.Client, answer) {
+				b := newBrowser(t)
+				a := get(t, b, authorizeURL(s, clientID, "urn:matrix:client:api:* urn:matrix:client:device:LUXIDDEV", "up", ""))
+				p := get(t, b, s.URL+a.location)
+				if p.status != http.StatusOK || !strings.Contains(p.body, ">LuxID</button>") || !strings.Contains(p.body, ">LuxID without PKCE</button>") ||
+					strings.Contains(p.body, `name="password"`) || !strings.Contains(p.header.Get("Content-Security-Policy"), "form-action 'self' "+strings.TrimSuffix(e.op.Issuer, "/")) {
+					t.Fatalf("login page: %d %s %v", p.status, p.body, p.header)
+				}
+				f := fields(t, p.body, "/_luxchat/oauth2/upstream")
+				if f.Get("idp") != "luxid" || !strings.HasPrefix(f.Get("next"), "/_luxchat/oauth2/consent?request=") {
+					t.Fatalf("button: %v", f)
+				}
+				st := postPage(t, b, s.URL+"/_luxchat/oauth2/upstream", f)
+				if st.status != http.StatusSeeOther || !strings.HasPrefix(st.location, e.op.Issuer) {
+					t.Fatalf("button post: %d %s %s", st.status, st.location, st.body)
+				}
+				return b, get(t, b, e.atProvider(b, st.location, user, password))
+			}
+
+			b, cb := upstream("anne.weber", "pw-anne")
+			if cb.status != http.StatusSeeOther || !strings.HasPrefix(cb.location, "/_luxchat/oauth2/consent?request=") {
+				t.Fatalf("callback: %d %s %s", cb.status, cb.location, cb.body)
+			}
+			cp := get(t, b, s.URL+cb.location)
+			anne := "@anne.weber:" + s.Config.ServerName
+			if cp.status != http.StatusOK || !strings.Contains(cp.body, "Allow Test App to use your account?") || !strings.Contains(cp.body, anne) {
+				t.Fatalf("consent: %d %s", cp.status, cp.body)
+			}
+			d := postPage(t, b, s.URL+"/_luxchat/oauth2/consent", fields(t, cp.body, "/_luxchat/oauth2/consent"))
+			st, tok := exchange(t, s, clientID, callbackParams(t, d.location).Get("code"), pkceVerifier)
+			if st != http.StatusOK {
+				t.Fatalf("exchange: %d %v", st, tok)
+			}
+			app := tokenClient(t, s, tok["access_token"].(string))
+			if w := whoami(t, s, tok["access_token"].(string)); w.Status != 200 || !strings.Contains(string(w.Body), `"user_id":"`+anne+`"`) {
+				t.Fatalf("whoami: %d %s", w.Status, w.Body)
+			}
+			app.Sync("")
+			var prof map[string]any
+			app.MustDo("GET", "/_matrix/client/v3/profile/"+esc(anne), nil, &prof)
+			if prof["displayname"] != "Anne Weber" {
+				t.Fatalf("profile: %v", prof)
+			}
+			// Legacy SSO finds the same account.
+			if c := e.with(t).login("luxid", "anne.weber", "pw-anne"); c.UserID != anne {
+				t.Fatalf("legacy SSO: %s", c.UserID)
+			}
+
+			// Marc's email is not @police.etat.lu: refused with the page,
+			// his browser not logged in to the pages.
+			mb, refused := upstream("marc", "pw-marc")
+			if refused.status != http.StatusForbidden || !strings.Contains(refused.body, "not allowed to use this server") || refused.location != "" {
+				t.Fatalf("refused user: %d %s %s", refused.status, refused.location, refused.body)
+			}
+			if p := get(t, mb, s.URL+"/_luxchat/oauth2/account"); !strings.Contains(p.body, `action="/_luxchat/oauth2/upstream"`) {
+				t.Fatalf("refused user's browser reached the account page: %s", p.body)
+			}
+			if exists, _, _ := s.Accounts.UserStatus(t.Context(), "@marc:"+s.Config.ServerName); exists {
+				t.Fatal("an account for the refused user")
+			}
+		})
+	}
+}
