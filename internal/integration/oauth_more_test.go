@@ -1,13 +1,20 @@
 package integration
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"luxchat/internal/config"
 	"luxchat/internal/e2ee/e2eetest"
@@ -512,6 +519,92 @@ func TestOAuthUpstreamLogin(t *testing.T) {
 			}
 			if exists, _, _ := s.Accounts.UserStatus(t.Context(), "@marc:"+s.Config.ServerName); exists {
 				t.Fatal("an account for the refused user")
+			}
+		})
+	}
+}
+
+// TestOAuthCrossSigningResetSDK: matrix-js-sdk (Rust crypto), logged in
+// through the OAuth 2.0 API, resets its cross-signing keys; its UIA
+// callback gets the m.oauth stage's URL, the user approves there (this
+// test's browser), and the SDK's retry with the session publishes the new
+// master key.
+func TestOAuthCrossSigningResetSDK(t *testing.T) {
+	if testing.Short() {
+		t.Skip("node: not under -short")
+	}
+	dir, err := filepath.Abs("../../e2e/js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, nerr := exec.LookPath("node")
+	_, merr := os.Stat(filepath.Join(dir, "node_modules", "matrix-js-sdk"))
+	if nerr != nil || merr != nil {
+		msg := "!!! node or e2e/js/node_modules missing (make tools): m.oauth NOT tested with matrix-js-sdk !!!"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	for _, pg := range []bool{false, true} {
+		name := "sqlite"
+		if pg {
+			name = "postgres"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := newOAuthServer(t, pg, nil)
+			alice, bob := s.Register(t, "alice"), s.Register(t, "bob")
+			tok := oauthLogin(t, s, webClient(t, s), localpart(alice.UserID), "SDKDEV")
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "lib", "oauth-xsign.js"))
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "LUXCHAT_URL="+s.URL, "ACCESS_TOKEN="+tok["access_token"].(string), "USER_ID="+alice.UserID, "DEVICE_ID=SDKDEV")
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var master string
+			approvals := 0
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				var msg struct {
+					Approve string     `json:"approve"`
+					Stages  [][]string `json:"stages"`
+					Done    bool       `json:"done"`
+					Master  string     `json:"master"`
+				}
+				if json.Unmarshal(sc.Bytes(), &msg) != nil {
+					continue // the SDK's own logging
+				}
+				switch {
+				case msg.Approve != "":
+					if len(msg.Stages) != 1 || strings.Join(msg.Stages[0], ",") != "m.oauth" {
+						t.Errorf("stages: %v", msg.Stages)
+					}
+					b := newBrowser(t)
+					p := browserLogin(t, s, b, get(t, b, msg.Approve), localpart(alice.UserID))
+					if a := postPage(t, b, s.URL+"/_luxchat/oauth2/account/approve", fields(t, p.body, "/_luxchat/oauth2/account/approve")); a.status != http.StatusOK {
+						t.Errorf("approval: %d %s", a.status, a.body)
+					}
+					approvals++
+					_, _ = io.WriteString(stdin, "approved\n")
+				case msg.Done:
+					master = msg.Master
+				}
+			}
+			if err := cmd.Wait(); err != nil || approvals != 1 || master == "" {
+				t.Fatalf("matrix-js-sdk: %v, %d approvals, master %q\n%s", err, approvals, master, stderr.String())
+			}
+			var keys struct {
+				MasterKeys map[string]map[string]any `json:"master_keys"`
+			}
+			bob.MustDo("POST", "/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[string]any{alice.UserID: []string{}}}, &keys)
+			if !strings.Contains(string(asJSON(keys.MasterKeys[alice.UserID])), master) {
+				t.Fatalf("published master key %v, the SDK's %s", keys.MasterKeys[alice.UserID], master)
 			}
 		})
 	}
