@@ -103,7 +103,7 @@ func (s *Service) Presence(p store.Presence) {
 
 func (s *Service) anyEphemeral() bool {
 	for _, p := range s.pushers {
-		if p.r.Ephemeral {
+		if p.r.Ephemeral && !p.r.Internal {
 			return true
 		}
 	}
@@ -112,7 +112,7 @@ func (s *Service) anyEphemeral() bool {
 
 func (s *Service) addEphemeral(it ephemeralItem) {
 	for _, p := range s.pushers {
-		if p.r.Ephemeral {
+		if p.r.Ephemeral && !p.r.Internal {
 			p.addEphemeral(it)
 		}
 	}

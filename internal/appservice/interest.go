@@ -2,6 +2,7 @@ package appservice
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,13 @@ func (s *Service) roomInterested(ctx context.Context, r *Registration, roomID st
 func (s *Service) computeRoomInterest(ctx context.Context, r *Registration, roomID string) (bool, error) {
 	if matchAny(r.Rooms, roomID) {
 		return true, nil
+	}
+	if r.Internal {
+		m, err := s.store.GetMembership(ctx, roomID, r.Sender)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil && m.Membership == "join", err
 	}
 	if len(r.Aliases) > 0 {
 		aliases, err := s.store.RoomAliases(ctx, roomID)

@@ -27,6 +27,15 @@ type Registration struct {
 	// Ephemeral: typing, receipts, presence and to-device messages are
 	// pushed (receive_ephemeral or MSC2409's push_ephemeral).
 	Ephemeral bool
+	// Internal marks the server's own service (the alert bot; not
+	// settable in a file): its only user is its sender, so it is
+	// interested in the rooms its sender is in, read from the membership
+	// table rather than from the rooms' members (which would load every
+	// room with news into the rooms cache); of the ephemeral data it gets
+	// to-device messages only, not every user's typing, receipts and
+	// presence; and it does not make m.login.application_service a
+	// login type.
+	Internal bool
 	// MSC3202: device list changes and one-time key counts are pushed,
 	// and device_id masquerading is allowed.
 	MSC3202 bool
@@ -206,6 +215,10 @@ func literalPrefix(re *syntax.Regexp) string {
 	}
 	return ""
 }
+
+// Check checks registrations together as Load does: the server calls it
+// again once its own services (the alert bot's) are added to the files'.
+func Check(regs []*Registration) error { return checkTogether(regs) }
 
 // checkTogether enforces what the spec asks of several services: unique
 // ids and tokens, and no two services claiming the same things

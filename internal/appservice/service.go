@@ -79,6 +79,17 @@ func (s *Service) Registrations() []*Registration {
 	return s.regs
 }
 
+// AnyFromFiles reports whether a registration file lists a service (the
+// server's internal ones aside).
+func (s *Service) AnyFromFiles() bool {
+	for _, r := range s.Registrations() {
+		if !r.Internal {
+			return true
+		}
+	}
+	return false
+}
+
 // Get returns the service with an id, or nil.
 func (s *Service) Get(id string) *Registration {
 	if s == nil {

@@ -104,6 +104,10 @@ type Webhooks struct {
 	// M_LIMIT_EXCEEDED with retry_after_ms.
 	RatePerSecond float64 `yaml:"rate_per_second"`
 	RateBurst     int     `yaml:"rate_burst"`
+	// Encryption: the bot's device (internal/alertbot) encrypts
+	// (Olm/Megolm) what it posts into encrypted rooms. Off, hooks into
+	// encrypted rooms are refused.
+	Encryption bool `yaml:"encryption"`
 }
 
 // AppServices configures the Application Service API.
@@ -553,7 +557,7 @@ func Default() *Config {
 		},
 		DelayedEvents: DelayedEvents{MaxDelay: Duration{24 * time.Hour}, MaxPerUser: 100},
 		Webhooks: Webhooks{BotLocalpart: "alerts", BotDisplayName: "Alerts", MsgType: "m.notice",
-			MaxBodyBytes: 512 << 10, RatePerSecond: 1, RateBurst: 20},
+			MaxBodyBytes: 512 << 10, RatePerSecond: 1, RateBurst: 20, Encryption: true},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -690,6 +694,9 @@ func (c *Config) Validate() error {
 	}
 	if _, ok := roomversion.Get(c.Rooms.DefaultVersion); !ok {
 		errs = append(errs, fmt.Errorf("rooms.default_version: room version %q is not supported", c.Rooms.DefaultVersion))
+	}
+	if c.Webhooks.BotLocalpart == c.ServerNotices.Localpart {
+		errs = append(errs, fmt.Errorf("webhooks.bot_localpart and server_notices.localpart must differ (both %q)", c.Webhooks.BotLocalpart))
 	}
 	if !validLocalpart.MatchString(c.ServerNotices.Localpart) {
 		errs = append(errs, fmt.Errorf("server_notices.localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", c.ServerNotices.Localpart))
@@ -1129,6 +1136,12 @@ webhooks:
   # (429 M_LIMIT_EXCEEDED past it).
   rate_per_second: 1
   rate_burst: 20
+  # Encrypt (Olm/Megolm, with the bot's own device) what the hooks post
+  # into encrypted rooms. The bot's keys are kept in the database, sealed
+  # under the media master key (data_dir/media.key): whoever holds both
+  # can read the rooms the bot is in. false: hooks into encrypted rooms
+  # are refused.
+  encryption: true
 
 rtc:
   # Group calls (MatrixRTC, Element Call and Element X): a LiveKit SFU that

@@ -6,8 +6,8 @@ import (
 )
 
 func TestServerNoticesLocalpart(t *testing.T) {
-	c, err := Parse([]byte("server_notices: {localpart: alerts, display_name: Ops}\n"))
-	if err != nil || c.ServerNotices.Localpart != "alerts" || c.ServerNotices.DisplayName != "Ops" {
+	c, err := Parse([]byte("server_notices: {localpart: ops, display_name: Ops}\n"))
+	if err != nil || c.ServerNotices.Localpart != "ops" || c.ServerNotices.DisplayName != "Ops" {
 		t.Fatalf("%+v %v", c, err)
 	}
 	for _, bad := range []string{`""`, "Alerts", "a:b", "'a b'", strings.Repeat("a", 65)} {

@@ -352,11 +352,15 @@ func TestWebhooksAlerts(t *testing.T) {
 
 func TestWebhooksRefusals(t *testing.T) {
 	forEachHookEngine(t, func(t *testing.T, pg bool) {
-		s := hookServer(t, pg, ts.WithConfig(func(c *config.Config) { c.Webhooks.RateBurst, c.Webhooks.RatePerSecond = 3, 0.01 }))
+		s := hookServer(t, pg, ts.WithConfig(func(c *config.Config) {
+			c.Webhooks.RateBurst, c.Webhooks.RatePerSecond = 3, 0.01
+			c.Webhooks.Encryption = false
+		}))
 		admin := makeAdmin(t, s, s.Register(t, "admin"))
 		bot := "@alerts:" + s.Config.ServerName
 
-		// An encrypted room: the plain poster would post in the clear.
+		// An encrypted room with webhooks.encryption off: the plain poster
+		// would post in the clear.
 		enc := admin.CreateRoom(map[string]any{"preset": "public_chat", "initial_state": []map[string]any{
 			{"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}})
 		if r := admin.Do("POST", "/_luxchat/admin/v1/webhooks", map[string]string{"room": enc}); r.Status != http.StatusForbidden || !strings.Contains(string(r.Body), "encrypted") {

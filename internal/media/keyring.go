@@ -184,6 +184,22 @@ func wrapWith(mk masterKey, fileKey []byte, blob string) (string, string, error)
 	return base64.RawStdEncoding.EncodeToString(out), mk.id, nil
 }
 
+// WrapKey seals a 32-byte key of another component under the current
+// master key, bound to name (which must not be a blob's: see
+// store.AlertBotKeyPrefix). A key whose row WrappedKeysNotUnder lists is
+// re-wrapped by RotateKey with the file keys.
+func (k *Keyring) WrapKey(key []byte, name string) (wrapped, keyID string, err error) {
+	if len(key) != fileKeySize {
+		return "", "", fmt.Errorf("media: a wrapped key must be %d bytes", fileKeySize)
+	}
+	return k.wrap(key, name)
+}
+
+// UnwrapKey opens a key sealed by WrapKey.
+func (k *Keyring) UnwrapKey(wrapped, keyID, name string) ([]byte, error) {
+	return k.unwrap(wrapped, keyID, name)
+}
+
 // unwrap opens a wrapped file key.
 func (k *Keyring) unwrap(wrapped, keyID, blob string) ([]byte, error) {
 	mk, ok := k.find(keyID)

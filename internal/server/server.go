@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"luxchat/internal/accounts"
+	"luxchat/internal/alertbot"
 	"luxchat/internal/appservice"
 	"luxchat/internal/config"
 	"luxchat/internal/delayed"
@@ -98,6 +100,10 @@ type Server struct {
 	// AppServices are the application services (nil when none is
 	// registered).
 	AppServices *appservice.Service
+	// AlertBot is the server's bot account that posts incoming webhooks,
+	// encrypting in encrypted rooms; an application service of its own
+	// (webhooks.bot_localpart).
+	AlertBot *alertbot.Bot
 
 	// TURN is the embedded TURN server; nil unless turn.enabled.
 	TURN *turn.Server
@@ -150,6 +156,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mediaKeys, err := media.LoadKeyring(cfg.DataDir)
 	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	// The alert bot is an application service with the files' ones.
+	s.AlertBot, err = alertbot.New(alertbot.Options{ServerName: cfg.ServerName, Localpart: cfg.Webhooks.BotLocalpart,
+		Encryption: cfg.Webhooks.Encryption, Store: st, Keys: mediaKeys, Log: log})
+	if err == nil {
+		regs = append(regs, s.AlertBot.Registration())
+		err = appservice.Check(regs)
+	}
+	if err != nil {
+		if s.AlertBot != nil {
+			s.AlertBot.Close()
+		}
 		st.Close()
 		return nil, err
 	}
@@ -227,7 +247,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed
-	s.Webhooks = webhooks.New(cfg, st, s.Rooms, webhooks.Posters{}, webhooks.BaseURL(cfg), log)
+	// Hooks post in clear through the pipeline, and into encrypted rooms
+	// through the alert bot's device (refused with webhooks.encryption
+	// off).
+	var posters webhooks.Posters
+	if cfg.Webhooks.Encryption {
+		posters.Encrypted = s.AlertBot
+	}
+	s.Webhooks = webhooks.New(cfg, st, s.Rooms, posters, webhooks.BaseURL(cfg), log)
 	hooks := &hooksapi.API{Webhooks: s.Webhooks, MaxBody: cfg.Webhooks.MaxBodyBytes}
 	if cfg.Listen.Hooks == "" {
 		hooksapi.Register(rt, hooks)
@@ -292,6 +319,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	// Each application service acts as its sender user, which must exist.
 	for _, r := range regs {
+		if r.Internal && cfg.Webhooks.BotDisplayName != "" {
+			// The alert bot is the webhooks' bot: made with its display
+			// name, as the webhooks would make it.
+			err := st.InTx(ctx, func(tx *store.Tx) error {
+				return tx.CreateUser(ctx, store.User{UserID: r.Sender, DisplayName: sql.NullString{String: cfg.Webhooks.BotDisplayName, Valid: true}})
+			})
+			if err != nil && !errors.Is(err, store.ErrExists) {
+				st.Close()
+				return nil, fmt.Errorf("alert bot: create %s: %w", r.Sender, err)
+			}
+		}
 		if err := s.Accounts.EnsureAppServiceUser(ctx, r.Sender); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("appservice %q: create sender %s: %w", r.ID, r.Sender, err)
@@ -442,6 +480,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		s.Log.Error("room deletions: resume", "err", err)
 	}
 	s.AppServices.Start(ctx)
+	s.AlertBot.Start(ctx, alertbot.LoopbackURL(ln.Addr()))
 	delayedCtx, stopDelayed := context.WithCancel(ctx)
 	defer stopDelayed()
 	delayedDone := make(chan struct{})
@@ -489,6 +528,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	s.RoomFed.StopBackground()
 	s.RoomAdmin.Close()  // a deletion cut short resumes at the next start
 	s.AppServices.Wait() // their context ended with ctx
+	if berr := s.AlertBot.Close(); berr != nil {
+		s.Log.Warn("alert bot: close", "err", berr)
+	}
 	s.stopExchange()
 	stopDelayed()
 	<-delayedDone // a send cut short stays due, and goes at the next start

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Media is a media row. UploadedTS is 0 while the row is a reservation
@@ -165,34 +166,41 @@ func (tx *Tx) InsertThumbnail(ctx context.Context, t Thumbnail) error {
 }
 
 // WrappedKey is one wrapped file key, in media (Thumb false) or in
-// media_thumbnails (Thumb true), identified by its blob name.
+// media_thumbnails (Thumb true), identified by its blob name; or the alert
+// bot's data key (AlertBot true, Blob "alertbot/" and its row's name).
 type WrappedKey struct {
 	Thumb      bool
+	AlertBot   bool
 	Blob       string
 	WrappedKey string
 	KeyID      string
 }
 
 // WrappedKeysNotUnder returns up to limit wrapped file keys whose master
-// key is not keyID, media rows first.
+// key is not keyID, media rows first, then thumbnails, then the alert
+// bot's data key.
 func (s *Store) WrappedKeysNotUnder(ctx context.Context, keyID string, limit int) ([]WrappedKey, error) {
 	var out []WrappedKey
 	for _, q := range []struct {
-		thumb bool
-		sql   string
+		thumb, bot bool
+		sql        string
 	}{
-		{false, `SELECT blob, wrapped_key, key_id FROM media WHERE key_id <> $1 AND wrapped_key <> '' LIMIT $2`},
-		{true, `SELECT blob, wrapped_key, key_id FROM media_thumbnails WHERE key_id <> $1 LIMIT $2`},
+		{false, false, `SELECT blob, wrapped_key, key_id FROM media WHERE key_id <> $1 AND wrapped_key <> '' LIMIT $2`},
+		{true, false, `SELECT blob, wrapped_key, key_id FROM media_thumbnails WHERE key_id <> $1 LIMIT $2`},
+		{false, true, `SELECT name, value, key_id FROM alertbot_state WHERE kind = 'key' AND key_id <> $1 LIMIT $2`},
 	} {
 		rows, err := s.reader().QueryContext(ctx, q.sql, keyID, limit-len(out))
 		if err != nil {
 			return nil, fmt.Errorf("wrapped keys: %w", err)
 		}
 		for rows.Next() {
-			k := WrappedKey{Thumb: q.thumb}
+			k := WrappedKey{Thumb: q.thumb, AlertBot: q.bot}
 			if err := rows.Scan(&k.Blob, &k.WrappedKey, &k.KeyID); err != nil {
 				rows.Close()
 				return nil, err
+			}
+			if q.bot {
+				k.Blob = AlertBotKeyPrefix + k.Blob
 			}
 			out = append(out, k)
 		}
@@ -210,11 +218,14 @@ func (s *Store) WrappedKeysNotUnder(ctx context.Context, keyID string, limit int
 // ReplaceWrappedKey stores a re-wrapped file key if the row still holds
 // the key it was read with.
 func (tx *Tx) ReplaceWrappedKey(ctx context.Context, old WrappedKey, wrapped, keyID string) error {
-	q := `UPDATE media SET wrapped_key = $1, key_id = $2 WHERE blob = $3 AND wrapped_key = $4`
-	if old.Thumb {
+	q, blob := `UPDATE media SET wrapped_key = $1, key_id = $2 WHERE blob = $3 AND wrapped_key = $4`, old.Blob
+	switch {
+	case old.Thumb:
 		q = `UPDATE media_thumbnails SET wrapped_key = $1, key_id = $2 WHERE blob = $3 AND wrapped_key = $4`
+	case old.AlertBot:
+		q, blob = `UPDATE alertbot_state SET value = $1, key_id = $2 WHERE kind = 'key' AND name = $3 AND value = $4`, strings.TrimPrefix(old.Blob, AlertBotKeyPrefix)
 	}
-	_, err := tx.q.ExecContext(ctx, q, wrapped, keyID, old.Blob, old.WrappedKey)
+	_, err := tx.q.ExecContext(ctx, q, wrapped, keyID, blob, old.WrappedKey)
 	if err != nil {
 		return fmt.Errorf("replace wrapped key: %w", err)
 	}

@@ -247,7 +247,7 @@ func (a *API) loginFlows(r *httputil.Request) (any, error) {
 		}
 		flows = append(flows, tok)
 	}
-	if len(a.AppServices.Registrations()) > 0 {
+	if a.AppServices.AnyFromFiles() {
 		flows = append(flows, map[string]any{"type": appservice.LoginType})
 	}
 	return map[string]any{"flows": flows}, nil
