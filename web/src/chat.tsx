@@ -116,9 +116,7 @@ function RoomItem({ room, current, onOpen }: { room: RoomSummary; current: boole
         </span>
         <span class="room-name">{room.name}</span>
         {room.encrypted && (
-          <span class="lock" title={t("rooms.encrypted")} aria-label={t("rooms.encrypted")}>
-            🔒
-          </span>
+          <Lock label={t("rooms.encrypted")} />
         )}
         {b && (
           <span class={"badge" + (b.highlight ? " highlight" : "")} aria-label={t(b.highlight ? "rooms.mentions" : "rooms.unread", { count: b.count })}>
@@ -162,6 +160,16 @@ function Invite({ client, room, onJoined }: { client: MatrixClient; room: RoomSu
         </button>
       </span>
     </li>
+  );
+}
+
+/** Lock is the padlock shown on encrypted rooms and messages (an SVG: no emoji font needed). */
+export function Lock({ label }: { label?: string }) {
+  return (
+    <svg class="lock" viewBox="0 0 16 16" width="12" height="12" role={label ? "img" : undefined} aria-label={label} aria-hidden={label ? undefined : "true"}>
+      {label && <title>{label}</title>}
+      <path d="M4 7V5a4 4 0 0 1 8 0v2h1v8H3V7zm2 0h4V5a2 2 0 0 0-4 0z" fill="currentColor" />
+    </svg>
   );
 }
 

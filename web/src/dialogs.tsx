@@ -95,7 +95,13 @@ export function StartDMDialog({ client, onClose, onStarted }: { client: MatrixCl
     let live = true;
     const timer = setTimeout(() => {
       client.searchUserDirectory({ term: q, limit: 10 }).then(
-        (r) => live && setResults(r.results.filter((u) => u.user_id !== client.getSafeUserId())),
+        (r) => {
+          if (!live) return;
+          const found = r.results.filter((u) => u.user_id !== client.getSafeUserId());
+          // A whole user ID the directory does not list (another server's user) can still be messaged.
+          if (/^@[^:\s]+:\S+$/.test(q) && q !== client.getSafeUserId() && !found.some((u) => u.user_id === q)) found.push({ user_id: q });
+          setResults(found);
+        },
         (e) => live && setError(String(e.message ?? e)),
       );
     }, 250);

@@ -2,7 +2,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { EventStatus, EventTimeline, EventType, MsgType, type MatrixClient, type MatrixEvent, type Room } from "matrix-js-sdk";
 import { t } from "./i18n.ts";
 import { renderMarkdown, sanitiseHtml } from "./markdown.ts";
-import { initial } from "./chat.tsx";
+import { initial, Lock } from "./chat.tsx";
 
 export function Timeline({ client, room, tick, onBack }: { client: MatrixClient; room: Room; tick: number; onBack: () => void }) {
   const me = client.getSafeUserId();
@@ -64,7 +64,9 @@ export function Timeline({ client, room, tick, onBack }: { client: MatrixClient;
         </span>
         <div>
           <h2 id="room-title">{room.name}</h2>
-          <small class={encrypted ? "e2ee on" : "e2ee"}>{encrypted ? "🔒 " + t("room.isEncrypted") : t("room.notEncrypted")}</small>
+          <small class={encrypted ? "e2ee on" : "e2ee"}>
+            {encrypted && <Lock />} {encrypted ? t("room.isEncrypted") : t("room.notEncrypted")}
+          </small>
         </div>
       </header>
       <div class="timeline" ref={list} onScroll={onScroll} role="log" aria-live="polite" aria-label={t("room.timeline", { room: room.name })}>
@@ -132,7 +134,7 @@ function EventTile({ ev, room, me }: { ev: MatrixEvent; room: Room; me: string }
     <li class={"msg" + (mine ? " mine" : "") + (c.msgtype === MsgType.Emote ? " emote" : "")} data-event-id={ev.getId() ?? undefined}>
       <div class="meta">
         <span class="sender">{name}</span> <time dateTime={new Date(ev.getTs()).toISOString()}>{time}</time>
-        {ev.isEncrypted() && <span class="lock" aria-label={t("rooms.encrypted")}>🔒</span>}
+        {ev.isEncrypted() && <Lock label={t("rooms.encrypted")} />}
         {status && <span class="status">{status}</span>}
       </div>
       {body}
