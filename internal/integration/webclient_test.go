@@ -1,9 +1,14 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -95,5 +100,61 @@ func TestWebClientConfig(t *testing.T) {
 	}
 	if _, err := config.Parse([]byte("web:\n  path: /_matrix/client/\n")); err == nil {
 		t.Error("web.path under /_matrix/ accepted")
+	}
+}
+
+// TestWebClientSSOBrowser logs in to the embedded web client with single
+// sign-on in headless Chromium (Debian's chromium, playwright-core from
+// e2e/js): the login page shows a button per identity provider of GET
+// /login, the legacy SSO redirect flow brings a login token back to the
+// client, which logs in and shows the room list, without the
+// confirmation page other clients get (the server trusts its own client).
+func TestWebClientSSOBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a browser: not under -short")
+	}
+	dir, err := filepath.Abs("../../e2e/js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, nerr := exec.LookPath("node")
+	chromium, cerr := exec.LookPath("chromium")
+	_, perr := os.Stat(filepath.Join(dir, "node_modules", "playwright-core"))
+	if nerr != nil || cerr != nil || perr != nil {
+		msg := "!!! node, chromium or e2e/js/node_modules/playwright-core missing (make tools; apt-get install chromium): the web client's single sign-on NOT tested !!!"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	for _, pg := range []bool{false, true} {
+		name := map[bool]string{false: "sqlite", true: "postgres"}[pg]
+		t.Run(name, func(t *testing.T) {
+			e := newSSOEnv(t, pg, nil)
+			cmd := exec.Command(node, filepath.Join(dir, "lib", "webclient-sso.js"))
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "LUXCHAT_URL="+e.s.URL, "SSO_IDP_NAME=LuxID", "SSO_USER=anne.weber", "SSO_PASSWORD=pw-anne", "CHROMIUM="+chromium)
+			var out, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("browser: %v\n%s\n%s", err, stderr.String(), out.String())
+			}
+			var res struct {
+				UserID      string   `json:"userId"`
+				ConfirmPage bool     `json:"confirmPage"`
+				Buttons     []string `json:"buttons"`
+				Problems    []string `json:"problems"`
+			}
+			lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
+			if err := json.Unmarshal(lines[len(lines)-1], &res); err != nil {
+				t.Fatalf("browser output %q: %v", out.String(), err)
+			}
+			if want := []string{"Weiter mit LuxID", "Weiter mit LuxID without PKCE"}; !slices.Equal(res.Buttons, want) {
+				t.Errorf("SSO buttons %q, want %q", res.Buttons, want)
+			}
+			if res.ConfirmPage || res.UserID != "@anne.weber:localhost" || len(res.Problems) > 0 {
+				t.Fatalf("browser: %+v", res)
+			}
+		})
 	}
 }

@@ -201,3 +201,40 @@ func TestPathsMatchTheRouter(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstLoadBudget holds the committed build to issue 19's budget: the
+// JavaScript index.html loads (its scripts and module preloads) is at most
+// 500 KB gzipped; the Rust crypto (its chunk and WebAssembly) loads later.
+func TestFirstLoadBudget(t *testing.T) {
+	h, err := New(config.Web{Enabled: true, Path: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := string(h.index.data)
+	var total int
+	var names []string
+	for _, attr := range []string{`src="./`, `rel="modulepreload" crossorigin href="./`} {
+		for _, part := range strings.Split(index, attr)[1:] {
+			name := part[:strings.IndexByte(part, '"')]
+			f := h.files[name]
+			if f == nil {
+				t.Fatalf("index.html loads %s, which is not embedded", name)
+			}
+			var b bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+			_, _ = zw.Write(f.data)
+			_ = zw.Close()
+			total += b.Len()
+			names = append(names, name)
+		}
+	}
+	t.Logf("first load: %v, %d bytes gzipped", names, total)
+	if len(names) == 0 || total > 500_000 {
+		t.Fatalf("first-load JavaScript %v: %d bytes gzipped, budget 500000", names, total)
+	}
+	for _, n := range names {
+		if strings.Contains(n, "crypto") || strings.HasSuffix(n, ".wasm") {
+			t.Fatalf("the crypto loads with the page: %s", n)
+		}
+	}
+}

@@ -175,6 +175,10 @@ describe("the embedded web client: an encrypted direct chat between two browsers
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
     assert.equal(await page.evaluate(() => document.documentElement.lang), "fr");
     await snap("alice", "french-dark");
+    // Installable: the manifest is linked and the shell's service worker runs.
+    const sw = await page.evaluate(() => navigator.serviceWorker.ready.then((r) => r.active?.scriptURL));
+    assert.equal(sw, BASE_URL + "/sw.js");
+    assert.equal(await page.locator('link[rel="manifest"]').getAttribute("href"), "./manifest.webmanifest");
   });
 
   it("Bob logs out and is back at the login page", async () => {
