@@ -110,7 +110,7 @@ function RoomItem({ room, current, onOpen }: { room: RoomSummary; current: boole
   const b = badge(room);
   return (
     <li>
-      <button type="button" class="room-item" aria-current={current ? "page" : undefined} onClick={onOpen} data-room-id={room.roomId}>
+      <button type="button" class={"room-item" + (b ? " unread" : "")} aria-current={current ? "page" : undefined} onClick={onOpen} data-room-id={room.roomId}>
         <span class="avatar" aria-hidden="true">
           {initial(room.name)}
         </span>

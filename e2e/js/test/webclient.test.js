@@ -164,6 +164,64 @@ describe("the embedded web client: an encrypted direct chat between two browsers
     assert.equal(ev.getContent().formatted_body, "<p><strong>Merci</strong>, got it</p>");
   });
 
+  it("Alice creates a private room, encrypted by default; a new message in the chat shows as unread until she opens it", async () => {
+    const page = pages.alice;
+    await page.getByRole("button", { name: "New room" }).click();
+    await page.getByLabel("Room name").fill("Team Kirchberg");
+    assert.equal(await page.getByLabel("End-to-end encrypted").isChecked(), true, "encryption is on by default");
+    await snap("alice", "create-room");
+    await page.getByRole("button", { name: "Create", exact: true }).click();
+    await page.getByRole("heading", { name: "Team Kirchberg" }).waitFor({ timeout: UI_WAIT });
+    await page.getByText("Messages here are end-to-end encrypted.").waitFor({ timeout: UI_WAIT });
+
+    const composer = pages.bob.getByRole("textbox", { name: /^Message / });
+    await composer.fill("are you there?");
+    await composer.press("Enter");
+    const dm = page.locator(`.room-item[data-room-id="${roomId}"]`);
+    await dm.locator(".badge", { hasText: "1" }).waitFor({ timeout: UI_WAIT });
+    assert.equal(await dm.locator(".badge").getAttribute("aria-label"), "1 unread");
+    // The most recent activity first.
+    assert.equal(await page.locator(".room-item").first().getAttribute("data-room-id"), roomId);
+    await snap("alice", "unread");
+    await dm.click();
+    await page.locator(".msg", { hasText: "are you there?" }).waitFor({ timeout: UI_WAIT });
+    await dm.locator(".badge").waitFor({ state: "detached", timeout: UI_WAIT });
+  });
+
+  it("Alice scrolls back through a long history", async () => {
+    const made = await rawRequest("POST", "/_matrix/client/v3/createRoom", { accessToken: creds.alice.access_token, body: { name: "History", preset: "private_chat" } });
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    const history = made.body.room_id;
+    for (let i = 1; i <= 70; i++) {
+      const r = await rawRequest("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(history)}/send/m.room.message/h${i}`, {
+        accessToken: creds.alice.access_token,
+        body: { msgtype: "m.text", body: `history ${i}` },
+      });
+      assert.equal(r.status, 200);
+    }
+    const page = pages.alice;
+    await page.locator(`.room-item[data-room-id="${history}"]`).click();
+    await page.locator(".msg", { hasText: "history 70" }).waitFor({ timeout: UI_WAIT }).catch(async (e) => {
+      await snap("alice", "history-FAILED");
+      throw e;
+    });
+    assert.equal(await page.locator(".msg", { hasText: /^.*history 1$/ }).count(), 0, "the first message is not loaded yet");
+    const first = page.locator(".msg .body", { hasText: /^history 1$/ });
+    const start = page.getByText("This is the start of the conversation.");
+    const deadline = Date.now() + UI_WAIT;
+    while ((await start.count()) === 0) {
+      assert.ok(Date.now() < deadline, "scrolling up never reached the start of the room");
+      await page.locator(".timeline").evaluate((el) => {
+        el.scrollTop = 0;
+        el.dispatchEvent(new Event("scroll"));
+      });
+      await page.waitForTimeout(300);
+    }
+    assert.equal(await first.count(), 1, "the first message is shown once");
+    assert.equal(await page.locator(".msg .body", { hasText: /^history \d+$/ }).count(), 70, "every message is shown once");
+    await snap("alice", "history");
+  });
+
   it("the room list shows the conversation; the language and theme switch", async () => {
     const page = pages.alice;
     await page.locator(`.room-item[data-room-id="${roomId}"]`).waitFor({ timeout: UI_WAIT });
