@@ -4,18 +4,23 @@ import * as mx from "./matrix.ts";
 import { interactive, Logo } from "./app.tsx";
 import { Settings } from "./settings.tsx";
 
+/** Login: password, single sign-on (a button per identity provider) and, where the server allows it, registration. */
 export function Login({ error, onLogin }: { error?: string; onLogin: (s: mx.Session) => void }) {
   const [options, setOptions] = useState<mx.LoginOptions | null>(null);
+  const [registration, setRegistration] = useState<mx.Registration>("closed");
+  const [registering, setRegistering] = useState(false);
   const [user, setUser] = useState("");
   const [password, setPassword] = useState("");
+  const [token, setToken] = useState("");
   const [busy, setBusy] = useState(false);
-  const [failure, setFailure] = useState(error);
+  const [failure, setFailure] = useState(error && t("login.failed", { error }));
 
   useEffect(() => {
     mx.loginOptions().then(setOptions, (e) => {
       setOptions({ password: true, sso: [] });
-      setFailure(String(e.message ?? e));
+      setFailure(t("login.failed", { error: String(e.message ?? e) }));
     });
+    mx.registrationMode().then(setRegistration, () => {});
   }, []);
   useEffect(() => {
     if (options) interactive();
@@ -26,20 +31,21 @@ export function Login({ error, onLogin }: { error?: string; onLogin: (s: mx.Sess
     setBusy(true);
     setFailure(undefined);
     try {
-      onLogin(await mx.passwordLogin(user.trim(), password));
+      onLogin(registering ? await mx.register(user.trim(), password, token.trim() || undefined) : await mx.passwordLogin(user.trim(), password));
     } catch (err) {
-      setFailure(String((err as Error).message ?? err));
+      setFailure(t(registering ? "login.registerFailed" : "login.failed", { error: String((err as Error).message ?? err) }));
       setBusy(false);
     }
   };
 
   const server = window.location.host;
+  const showForm = registering || options?.password !== false;
   return (
     <main class="login">
       <div class="login-card">
         <Logo />
-        <h1>{t("login.title", { server })}</h1>
-        {options?.password !== false && (
+        <h1>{registering ? t("login.register") : t("login.title", { server })}</h1>
+        {showForm && (
           <form onSubmit={submit} aria-busy={busy}>
             <label>
               {t("login.username")}
@@ -50,34 +56,50 @@ export function Login({ error, onLogin }: { error?: string; onLogin: (s: mx.Sess
               <input
                 name="password"
                 type="password"
-                autocomplete="current-password"
+                autocomplete={registering ? "new-password" : "current-password"}
                 required
                 value={password}
                 onInput={(e) => setPassword(e.currentTarget.value)}
               />
             </label>
+            {registering && registration === "token" && (
+              <label>
+                {t("login.token")}
+                <input name="token" required value={token} onInput={(e) => setToken(e.currentTarget.value)} />
+              </label>
+            )}
             <button type="submit" class="primary" disabled={busy || !options}>
-              {busy ? t("login.working") : t("login.submit")}
+              {busy ? t("login.working") : registering ? t("login.registerSubmit") : t("login.submit")}
             </button>
           </form>
         )}
-        {options && options.sso.length > 0 && (
+        {!registering && options && options.sso.length > 0 && (
           <div class="sso">
             {options.password && <p class="or">{t("login.or")}</p>}
             {options.sso.map((p) => (
-              <button
-                type="button"
-                key={p.id}
-                onClick={() => (window.location.href = mx.ssoUrl(p.id, document.baseURI))}
-              >
+              <button type="button" key={p.id} onClick={() => (window.location.href = mx.ssoUrl(p.id, document.baseURI))}>
                 {p.name ? t("login.sso", { name: p.name }) : t("login.ssoGeneric")}
               </button>
             ))}
           </div>
         )}
+        {registration !== "closed" && (
+          <p class="switch">
+            <button
+              type="button"
+              class="link"
+              onClick={() => {
+                setRegistering(!registering);
+                setFailure(undefined);
+              }}
+            >
+              {registering ? t("login.haveAccount") : t("login.register")}
+            </button>
+          </p>
+        )}
         {failure && (
           <p class="error" role="alert">
-            {t("login.failed", { error: failure })}
+            {failure}
           </p>
         )}
         <Settings />

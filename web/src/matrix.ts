@@ -77,6 +77,52 @@ export function tokenLogin(token: string): Promise<Session> {
   return login({ type: "m.login.token", token });
 }
 
+/** How new accounts are made here: not at all, freely, or with a registration token. */
+export type Registration = "closed" | "open" | "token";
+
+const DUMMY = "m.login.dummy";
+const TOKEN = "m.login.registration_token";
+type UIAError = { httpStatus?: number; data?: { flows?: { stages: string[] }[]; completed?: string[]; session?: string } };
+
+/** registrationMode asks the server (POST /register, no auth) which user-interactive steps registration takes. */
+export async function registrationMode(): Promise<Registration> {
+  try {
+    await createClient({ baseUrl: baseUrl() }).registerRequest({} as never);
+    return "open";
+  } catch (e) {
+    const flows = (e as UIAError).data?.flows;
+    if ((e as UIAError).httpStatus !== 401 || !Array.isArray(flows)) return "closed";
+    if (flows.some((f) => f.stages.length > 0 && f.stages.every((s) => s === DUMMY))) return "open";
+    if (flows.some((f) => f.stages.includes(TOKEN) && f.stages.every((s) => s === DUMMY || s === TOKEN))) return "token";
+    return "closed";
+  }
+}
+
+/** register creates an account, going through the dummy and registration-token stages, and logs in. */
+export async function register(user: string, password: string, token?: string): Promise<Session> {
+  const client = createClient({ baseUrl: baseUrl() });
+  const body = { username: user, password, initial_device_display_name: `luxchat web (${navigator.platform || "browser"})` };
+  let auth: Record<string, string> | undefined;
+  for (let round = 0; round < 4; round++) {
+    try {
+      const res = await client.registerRequest({ ...body, auth } as never);
+      if (!res.access_token || !res.device_id) throw new Error("the server made the account but logged no one in");
+      const s = { userId: res.user_id, deviceId: res.device_id, accessToken: res.access_token };
+      saveSession(s);
+      return s;
+    } catch (e) {
+      const data = (e as UIAError).data;
+      if ((e as UIAError).httpStatus !== 401 || !data?.flows || !data.session) throw e;
+      const done = data.completed ?? [];
+      const flow = data.flows.find((f) => f.stages.every((s) => s === DUMMY || (s === TOKEN && token)));
+      const next = flow?.stages.find((s) => !done.includes(s));
+      if (!next) throw e;
+      auth = next === TOKEN ? { type: TOKEN, token: token!, session: data.session } : { type: DUMMY, session: data.session };
+    }
+  }
+  throw new Error("registration did not finish");
+}
+
 /** ssoUrl is where the browser goes to log in with an identity provider; it comes back to redirectUrl with ?loginToken=. */
 export function ssoUrl(idpId: string, redirectUrl: string): string {
   return createClient({ baseUrl: baseUrl() }).getSsoLoginUrl(redirectUrl, "sso", idpId || undefined);

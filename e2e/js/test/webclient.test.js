@@ -1,8 +1,8 @@
 // The embedded web client (internal/webclient, built from web/) in two
 // headless Chromium browsers (Debian's chromium, driven with
 // playwright-core) against the server under test, which serves it at /:
-// Alice (a desktop window) and Bob (a phone-sized one) log in with their
-// passwords in the UI; Alice finds Bob in the user directory and starts a
+// Alice (a desktop window) registers in the UI and Bob (a phone-sized
+// one) logs in with his password; Alice finds Bob in the user directory and starts a
 // direct chat, which is end-to-end encrypted; Bob accepts the invitation;
 // each message typed in one browser shows decrypted in the other, and
 // Markdown arrives formatted. The server only ever holds ciphertext, and a
@@ -20,7 +20,18 @@ import { mkdtemp, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { BASE_URL, WAIT_MS, clientFor, rawRequest, registerUser, startAndSync, stopAllClients, waitForMessage, withTimeout } from "../lib/helpers.js";
+import {
+  BASE_URL,
+  WAIT_MS,
+  clientFor,
+  rawRequest,
+  registerUser,
+  startAndSync,
+  stopAllClients,
+  uniqueLocalpart,
+  waitForMessage,
+  withTimeout,
+} from "../lib/helpers.js";
 
 const CHROMIUM = process.env.LUXCHAT_E2E_CHROMIUM || "/usr/bin/chromium";
 const UI_WAIT = WAIT_MS * 2; // the first start loads and compiles the crypto WebAssembly
@@ -41,7 +52,7 @@ describe("the embedded web client: an encrypted direct chat between two browsers
     shots = process.env.LUXCHAT_E2E_SCREENSHOTS || (await mkdtemp(join(tmpdir(), "luxchat-webclient-")));
     await mkdir(shots, { recursive: true });
     console.log(`# screenshots in ${shots}`);
-    creds.alice = await registerUser("alice");
+    creds.alice = { localpart: uniqueLocalpart("alice"), password: "correct horse battery staple" }; // registers in the UI
     creds.bob = await registerUser("bob");
     // Bob lets himself be found in the user directory.
     const vis = await rawRequest("PUT", `/_matrix/client/v3/user/${encodeURIComponent(creds.bob.user_id)}/account_data/lu.luxchat.directory`, {
@@ -75,20 +86,26 @@ describe("the embedded web client: an encrypted direct chat between two browsers
     await browser?.close();
   });
 
-  it("both log in with their passwords", async () => {
+  it("Alice creates her account in the client, Bob logs in with his password", async () => {
     for (const who of ["alice", "bob"]) {
       const page = pages[who];
       await page.goto(BASE_URL + "/");
       await page.getByRole("heading", { name: /Sign in to/ }).waitFor({ timeout: UI_WAIT });
+      if (who === "alice") {
+        await page.getByRole("button", { name: "Create an account" }).click();
+        await page.getByRole("heading", { name: "Create an account" }).waitFor();
+      }
       await page.getByLabel("Username").fill(creds[who].localpart);
       await page.getByLabel("Password").fill(creds[who].password);
       await snap(who, "login");
-      await page.getByRole("button", { name: "Sign in", exact: true }).click();
+      await page.getByRole("button", { name: who === "alice" ? "Create account" : "Sign in", exact: true }).click();
       await page.getByRole("heading", { name: "Conversations" }).waitFor({ timeout: UI_WAIT });
       await snap(who, "logged-in");
     }
+    // Alice's session in the browser: her token serves the checks below.
     const session = await pages.alice.evaluate(() => JSON.parse(localStorage.getItem("luxchat.session")));
-    assert.equal(session.userId, creds.alice.user_id);
+    assert.match(session.userId, new RegExp(`^@${creds.alice.localpart}:`));
+    Object.assign(creds.alice, { user_id: session.userId, access_token: session.accessToken });
   });
 
   it("Alice finds Bob in the directory and starts an encrypted direct chat", async () => {
