@@ -90,12 +90,16 @@ export async function registrationMode(): Promise<Registration> {
     await createClient({ baseUrl: baseUrl() }).registerRequest({} as never);
     return "open";
   } catch (e) {
-    const flows = (e as UIAError).data?.flows;
-    if ((e as UIAError).httpStatus !== 401 || !Array.isArray(flows)) return "closed";
-    if (flows.some((f) => f.stages.length > 0 && f.stages.every((s) => s === DUMMY))) return "open";
-    if (flows.some((f) => f.stages.includes(TOKEN) && f.stages.every((s) => s === DUMMY || s === TOKEN))) return "token";
-    return "closed";
+    return (e as UIAError).httpStatus === 401 ? registrationFromFlows((e as UIAError).data?.flows) : "closed";
   }
+}
+
+/** registrationFromFlows reads a 401's flows: the easiest one this client can complete decides. */
+export function registrationFromFlows(flows: { stages: string[] }[] | undefined): Registration {
+  if (!Array.isArray(flows)) return "closed";
+  if (flows.some((f) => f.stages.length > 0 && f.stages.every((s) => s === DUMMY))) return "open";
+  if (flows.some((f) => f.stages.includes(TOKEN) && f.stages.every((s) => s === DUMMY || s === TOKEN))) return "token";
+  return "closed";
 }
 
 /** register creates an account, going through the dummy and registration-token stages, and logs in. */

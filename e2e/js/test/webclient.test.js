@@ -149,8 +149,8 @@ describe("the embedded web client: an encrypted direct chat between two browsers
   it("Alice's message reaches Bob decrypted, and the server holds only ciphertext", async () => {
     const text = `Moien Bob, this is secret ${Date.now()}`;
     const composer = pages.alice.getByRole("textbox", { name: /^Message / });
-    // Bob's join must reach Alice's client first, so that it shares the room key with him.
-    await pages.alice.getByText(/ joined$/).nth(1).waitFor({ timeout: UI_WAIT }).catch(() => {});
+    // Bob's join reaches Alice's client.
+    await pages.alice.locator(".notice", { hasText: `${creds.bob.localpart} joined` }).waitFor({ timeout: UI_WAIT });
     await composer.fill(text);
     await composer.press("Enter");
     await pages.alice.locator(".msg.mine", { hasText: text }).waitFor({ timeout: UI_WAIT });
@@ -254,6 +254,17 @@ describe("the embedded web client: an encrypted direct chat between two browsers
     const sw = await page.evaluate(() => navigator.serviceWorker.ready.then((r) => r.active?.scriptURL));
     assert.equal(sw, BASE_URL + "/sw.js");
     assert.equal(await page.locator('link[rel="manifest"]').getAttribute("href"), "./manifest.webmanifest");
+  });
+
+  it("Alice reloads: the same session, and her crypto store (IndexedDB) still decrypts the chat", async () => {
+    const page = pages.alice;
+    const before = await page.evaluate(() => localStorage.getItem("luxchat.session"));
+    await page.goto(`${BASE_URL}/room/${encodeURIComponent(roomId)}`);
+    await page.locator(".msg:not(.mine) strong", { hasText: "Merci" }).waitFor({ timeout: UI_WAIT });
+    await page.locator(".msg", { hasText: "are you there?" }).waitFor({ timeout: UI_WAIT });
+    assert.equal(await page.locator(".msg .body.failed").count(), 0, "a message could not be decrypted after the reload");
+    assert.equal(await page.evaluate(() => localStorage.getItem("luxchat.session")), before, "the reload made a new session");
+    await snap("alice", "reloaded");
   });
 
   it("Bob logs out and is back at the login page", async () => {
