@@ -74,7 +74,7 @@ func (a *API) scheduleDelayed(r *httputil.Request, req delayed.Request, content 
 	if err := checkRoomID(req.RoomID); err != nil {
 		return nil, err
 	}
-	req.UserID, req.DeviceID = r.Session.UserID, r.Session.DeviceID
+	req.UserID, req.DeviceID, req.AppService = r.Session.UserID, r.Session.DeviceID, r.Session.AppService
 	if req.TxnKey != nil {
 		// Before the body: a retry may come without it.
 		id, err := a.Delayed.LookupTxn(r.Context(), req.UserID, req.DeviceID, *req.TxnKey)
@@ -179,6 +179,15 @@ func delayedEventJSON(e *delayed.Event, finalised bool) map[string]any {
 	}
 	if finalised && e.FinalisedTS != 0 {
 		m["finalised_ts"] = e.FinalisedTS
+		m["origin_server_ts"] = e.FinalisedTS // the MSC's current name
+		switch e.Outcome {
+		case delayed.OutcomeSent:
+			m["outcome"] = "send"
+		case delayed.OutcomeFailed:
+			m["outcome"], m["reason"] = "cancel", "error"
+		default:
+			m["outcome"] = "cancel"
+		}
 		if e.EventID != "" {
 			m["event_id"] = e.EventID
 		}
@@ -189,21 +198,28 @@ func delayedEventJSON(e *delayed.Event, finalised bool) map[string]any {
 	return m
 }
 
-// GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events
+// GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events with
+// MSC4486's filters and pagination (delayed.ParseListQuery): without
+// parameters, the scheduled events, the soonest due first.
 func (a *API) listDelayedEvents(r *httputil.Request) (any, error) {
-	rows, next, err := a.Delayed.Scheduled(r.Context(), r.Session.UserID, r.Query("from"))
+	lq, err := delayed.ParseListQuery(r.URL.Query())
 	if err != nil {
 		return nil, err
 	}
-	list := make([]map[string]any, len(rows))
+	rows, next, err := a.Delayed.List(r.Context(), r.Session.UserID, lq)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, len(rows))
 	for i := range rows {
-		list[i] = delayedEventJSON(&rows[i], false)
+		out[i] = delayedEventJSON(&rows[i], true)
 	}
-	out := map[string]any{"delayed_events": list}
+	resp := map[string]any{"delayed_events": out}
 	if next != "" {
-		out["next_batch"] = next
+		resp["next_batch"] = next
+		resp["org.matrix.msc4486.next_batch"] = next
 	}
-	return out, nil
+	return resp, nil
 }
 
 // GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delayId}
