@@ -4,7 +4,7 @@ export LUXCHAT_TEST_POSTGRES
 # Tools installed with go install (versitygw for the S3 blob store tests).
 export PATH := $(PATH):$(shell go env GOPATH)/bin
 
-.PHONY: build run test test-short unit e2e lint bench tools complement-image complement
+.PHONY: build run test test-short unit e2e lint bench tools complement-image complement web web-check
 
 build:
 	CGO_ENABLED=0 go build -trimpath -o bin/luxchat ./cmd/luxchat
@@ -12,9 +12,10 @@ build:
 run:
 	go run ./cmd/luxchat serve
 
-# The whole suite: static checks, unit and integration tests on SQLite and
-# PostgreSQL, then end-to-end tests with real Matrix client libraries.
-test: lint unit e2e
+# The whole suite: static checks, the web client's check, unit and
+# integration tests on SQLite and PostgreSQL, then end-to-end tests with
+# real Matrix client libraries.
+test: lint web-check unit e2e
 
 # The fast tests only (SQLite, no federating servers, no external tools).
 test-short:
@@ -32,6 +33,17 @@ lint:
 tools:
 	@command -v versitygw >/dev/null 2>&1 || go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 	@test -d e2e/js/node_modules/livekit-server-sdk -a -d e2e/js/node_modules/playwright-core || (cd e2e/js && npm ci --no-audit --no-fund --loglevel=error)
+
+# The embedded web client: web/'s sources (TypeScript, Preact,
+# matrix-js-sdk) built with Vite into internal/webclient/dist, which is
+# committed so that go build needs no Node.
+web:
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npx vite build
+
+# Type-checks and unit-tests the web client, and fails when the committed
+# bundle is not what the sources build.
+web-check:
+	bash web/check.sh
 
 unit: tools
 	go test -count=1 -timeout 20m ./...

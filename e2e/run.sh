@@ -28,7 +28,7 @@ FED_PIDS=()
 FED_PG_DB=
 NIO_PYTHON=/usr/bin/python3 # Debian's python, which python3-matrix-nio installs into
 READY_TIMEOUT_S=30
-JS_TIMEOUT_S=300 # the whole js suite: ~60 s on a quiet machine, more than twice that at a load of 15+
+JS_TIMEOUT_S=360 # the whole js suite: ~80 s on a quiet machine (the web client test ~20 s), more than twice that at a load of 15+
 NIO_TIMEOUT_S=120
 
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/luxchat-e2e.XXXXXX")"

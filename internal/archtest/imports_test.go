@@ -49,6 +49,13 @@ var rules = []rule{
 		why: "the read side reads through the pipeline (rooms), which alone reaches other servers (rooms.Remote)",
 	},
 	{
+		under: "internal/webclient",
+		denied: func(p string) bool {
+			return strings.Contains(strings.SplitN(p, "/", 2)[0], ".") || within(p, "luxchat") && p != "luxchat/internal/config"
+		},
+		why: "the web client's server is static files: the standard library and config only",
+	},
+	{
 		under: "internal/matrix",
 		denied: func(p string) bool {
 			return strings.Contains(strings.SplitN(p, "/", 2)[0], ".") && !within(p, "golang.org/x/crypto") ||

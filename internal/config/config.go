@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	pathpkg "path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -76,9 +77,23 @@ type Config struct {
 	// AppServices lists the application services' registration files.
 	AppServices AppServices `yaml:"appservices"`
 
+	// Web configures the embedded web client.
+	Web Web `yaml:"web"`
+
 	// Webhooks configures the incoming webhooks that post alerts into
 	// rooms (luxchat webhook create).
 	Webhooks Webhooks `yaml:"webhooks"`
+}
+
+// Web configures the web client embedded in the binary
+// (internal/webclient), served on the client listener.
+type Web struct {
+	// Enabled serves the client; false leaves only the APIs.
+	Enabled bool `yaml:"enabled"`
+	// Path is where the client is served, "/" or a path such as "/chat/";
+	// it cannot be under /_matrix/, /_synapse/, /_luxchat/ or
+	// /.well-known/, which belong to the APIs.
+	Path string `yaml:"path"`
 }
 
 // Webhooks configures incoming webhooks (package webhooks): the bot
@@ -571,6 +586,7 @@ func Default() *Config {
 		},
 		OIDC: OIDC{Providers: []OIDCProvider{}},
 		SSO:  SSO{ClientWhitelist: []string{}},
+		Web:  Web{Enabled: true, Path: "/"},
 	}
 }
 
@@ -708,8 +724,37 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateTURN()...)
 	errs = append(errs, c.validateRTC()...)
 	errs = append(errs, c.validateSSO()...)
+	if err := ValidWebPath(c.Web.Path); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// APIPrefixes are the path prefixes of the APIs, which the web client
+// never serves.
+var APIPrefixes = []string{"/_matrix/", "/_synapse/", "/_luxchat/", "/.well-known/"}
+
+// ValidWebPath checks web.path: an absolute, clean path that is not under
+// an API prefix. A trailing slash is optional ("/chat" is "/chat/").
+func ValidWebPath(p string) error {
+	bad := func(why string) error { return fmt.Errorf("web.path %q %s", p, why) }
+	if !strings.HasPrefix(p, "/") {
+		return bad("must start with /")
+	}
+	if strings.ContainsAny(p, "?#%\\ \t\r\n\"'<>") {
+		return bad("may contain only plain path characters")
+	}
+	trimmed := strings.TrimSuffix(p, "/")
+	if trimmed != "" && pathpkg.Clean(trimmed) != trimmed {
+		return bad("must be a clean path (no //, . or ..)")
+	}
+	for _, api := range APIPrefixes {
+		if strings.HasPrefix(trimmed+"/", api) {
+			return bad("is under " + api + ", which belongs to the APIs")
+		}
 	}
 	return nil
 }
@@ -1255,6 +1300,13 @@ oidc:
   #       conditions:
   #         - {claim: email, suffix: "@police.etat.lu"}
   providers: []
+
+web:
+  # The web client embedded in the binary, served on listen.client at
+  # path ("/" or e.g. "/chat/"; never under /_matrix/, /_synapse/,
+  # /_luxchat/ or /.well-known/). It uses this server as its homeserver.
+  enabled: true
+  path: /
 
 sso:
   # redirectUrl prefixes of clients that get their login token without a

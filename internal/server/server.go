@@ -53,6 +53,7 @@ import (
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
 	"luxchat/internal/turn"
+	"luxchat/internal/webclient"
 	"luxchat/internal/webhooks"
 )
 
@@ -302,6 +303,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		}
 		return map[string]string{"status": "ok"}, nil
 	})
+	if cfg.Web.Enabled {
+		// The web client answers what no route matched under web.path,
+		// never the APIs' prefixes (httputil.APIPrefixes).
+		web, err := webclient.New(cfg.Web)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		rt.Fallback = web.Serve
+	}
 	if err := s.setupFederationListener(rt); err != nil {
 		st.Close()
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -505,14 +506,47 @@ func LocalPage(next string) bool {
 }
 
 // whitelisted reports whether a redirect URL starts with one of
-// sso.client_whitelist.
+// sso.client_whitelist, or is the embedded web client's (see
+// ownWebClient).
 func (s *Service) whitelisted(raw string) bool {
+	if s.ownWebClient(raw) {
+		return true
+	}
 	for _, w := range s.cfg.SSO.ClientWhitelist {
 		if w != "" && strings.HasPrefix(raw, w) {
 			return true
 		}
 	}
 	return false
+}
+
+// ownWebClient reports whether a redirect URL is a page of the web
+// client this server serves (web.enabled): this server's public origin,
+// a path under web.path that is not an API's. That client needs no
+// confirmation page: the token does not leave the server's origin.
+func (s *Service) ownWebClient(raw string) bool {
+	if !s.cfg.Web.Enabled {
+		return false
+	}
+	u, err := url.Parse(raw)
+	base, berr := url.Parse(s.cfg.ClientBaseURL())
+	if err != nil || berr != nil || u.Scheme != base.Scheme || u.Host != base.Host || u.User != nil {
+		return false
+	}
+	p := path.Clean("/" + u.Path)
+	if strings.HasSuffix(u.Path, "/") && p != "/" {
+		p += "/"
+	}
+	web := strings.TrimSuffix(s.cfg.Web.Path, "/") + "/"
+	if !strings.HasPrefix(p, web) && p+"/" != web {
+		return false
+	}
+	for _, api := range config.APIPrefixes {
+		if strings.HasPrefix(p, api) || p+"/" == api {
+			return false
+		}
+	}
+	return true
 }
 
 // withLoginToken adds loginToken to a redirect URL's query.

@@ -146,6 +146,28 @@ type Router struct {
 	// reserved are the path prefixes served only by the handler SplitOff
 	// returned (another listener); the router answers them 404.
 	reserved []string
+	// Fallback serves the GET and HEAD requests that no route matched
+	// (the web client), except under APIPrefixes, which stay the APIs'
+	// and get JSON errors. It reports whether it answered; if not the
+	// router answers 404 M_UNRECOGNIZED. Nil: no fallback. Set it before
+	// serving.
+	Fallback func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// APIPrefixes are the path prefixes that belong to the APIs: the router
+// never hands them to its Fallback.
+var APIPrefixes = []string{"/_matrix/", "/_synapse/", "/_luxchat/", "/.well-known/"}
+
+// apiPath reports whether path (cleaned as the mux would) is under
+// APIPrefixes.
+func apiPath(path string) bool {
+	clean := cleanPath(path)
+	for _, p := range APIPrefixes {
+		if strings.HasPrefix(clean, p) || clean+"/" == p {
+			return true
+		}
+	}
+	return false
 }
 
 type route struct {
@@ -161,6 +183,9 @@ func NewRouter(auth Authenticator, maxBody int64, log *slog.Logger) *Router {
 	rt.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
 			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if rt.Fallback != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !apiPath(r.URL.Path) && rt.Fallback(w, r) {
 			return
 		}
 		rt.writeError(w, r, errcode.Unrecognized("unrecognized request"))
