@@ -163,8 +163,8 @@ type route struct {
 	// allowLocked: a locked account may call it (logout); notSuspended:
 	// a suspended account may not.
 	allowLocked, notSuspended bool
-	maxBody int64 // 0: the router's MaxBody
-	h       Handler
+	maxBody                   int64 // 0: the router's MaxBody
+	h                         Handler
 }
 
 // NewRouter returns an empty router.
