@@ -340,8 +340,8 @@ func (s *Store) UserMedia(ctx context.Context, userID, orderBy string, desc bool
 	if col != "media_id" {
 		order += ", media_id ASC"
 	}
-	rows, err := s.reader().QueryContext(ctx, `SELECT `+mediaCols+` FROM media WHERE user_id = $1 AND uploaded_ts <> 0
-		ORDER BY `+order+` LIMIT $2 OFFSET $3`, userID, limit, from)
+	rows, err := s.reader().QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM media WHERE user_id = $1 AND uploaded_ts <> 0
+		ORDER BY %s LIMIT $2 OFFSET $3`, mediaCols, order), userID, limit, from)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list user media: %w", err)
 	}
