@@ -45,17 +45,13 @@ type pusher struct {
 
 	mu        sync.Mutex
 	ephemeral []ephemeralItem // typing, receipts, presence not yet in a transaction
-	// deviceListPos is how far device list changes were read (MSC3202).
-	// It is kept in memory only: after a restart the service hears of
-	// the changes from then on, and re-queries keys it is unsure of.
-	deviceListPos int64
 
 	// Sent counts the transactions acknowledged, for tests and metrics.
 	sent int64
 }
 
 func newPusher(s *Service, r *Registration) *pusher {
-	return &pusher{s: s, r: r, wake: make(chan struct{}, 1), deviceListPos: s.store.Streams.DeviceLists.Current()}
+	return &pusher{s: s, r: r, wake: make(chan struct{}, 1)}
 }
 
 // poke wakes the pusher without waiting.
@@ -92,7 +88,7 @@ func (p *pusher) run(ctx context.Context) {
 	for attempt := 0; ; attempt++ {
 		var err error
 		streams := p.s.store.Streams
-		pos, err = p.s.store.AppServiceStart(ctx, p.r.ID, streams.Events.Current(), streams.ToDevice.Current())
+		pos, err = p.s.store.AppServiceStart(ctx, p.r.ID, streams.Events.Current(), streams.ToDevice.Current(), streams.DeviceLists.Current())
 		if err == nil {
 			break
 		}
@@ -147,6 +143,9 @@ func (p *pusher) run(ctx context.Context) {
 		}
 		p.forgetDelivered(ctx, txn)
 		pos.AckedPos, pos.AckedToDevice = txn.UptoPos, txn.UptoToDevice
+		if txn.UptoDeviceLists >= 0 {
+			pos.AckedDeviceLists = txn.UptoDeviceLists
+		}
 		p.mu.Lock()
 		p.sent++
 		p.mu.Unlock()
@@ -197,6 +196,7 @@ type deviceLists struct {
 func (p *pusher) build(ctx context.Context, pos *store.AppServicePosition) (*store.AppServiceTxn, error) {
 	var body transaction
 	body.Events = []json.RawMessage{}
+	var memberships []*store.EventRow // for MSC3202's device lists
 	uptoPos := pos.AckedPos
 	current := p.s.store.Streams.Events.Current()
 scan:
@@ -212,6 +212,9 @@ scan:
 		for _, e := range rows {
 			if e.Type == "m.room.member" || e.Type == "m.room.canonical_alias" {
 				p.s.interest.drop(e.RoomID)
+			}
+			if e.Type == "m.room.member" && p.r.MSC3202 {
+				memberships = append(memberships, e)
 			}
 			ok, err := p.s.eventInterests(ctx, p.r, e)
 			if err != nil {
@@ -252,17 +255,19 @@ scan:
 		}
 		body.MSC2409Ephem, body.MSC2409ToDevice = body.Ephemeral, body.ToDevice
 	}
+	uptoDeviceLists := p.s.store.Streams.DeviceLists.Current()
 	if p.r.MSC3202 {
-		if err := p.addMSC3202(ctx, &body); err != nil {
+		if err := p.addMSC3202(ctx, &body, pos.AckedDeviceLists, uptoDeviceLists, memberships); err != nil {
 			return nil, err
 		}
 	}
 	if len(body.Events) == 0 && len(body.Ephemeral) == 0 && len(body.ToDevice) == 0 && body.DeviceLists == nil && body.OTKCounts == nil {
-		if uptoPos != pos.AckedPos || uptoToDevice != pos.AckedToDevice {
-			if err := p.s.store.MoveAppServicePosition(ctx, p.r.ID, uptoPos, uptoToDevice); err != nil {
+		moved := store.AppServicePosition{AckedPos: uptoPos, AckedToDevice: uptoToDevice, AckedDeviceLists: uptoDeviceLists, NextTxn: pos.NextTxn}
+		if moved != *pos {
+			if err := p.s.store.MoveAppServicePosition(ctx, p.r.ID, moved); err != nil {
 				return nil, err
 			}
-			pos.AckedPos, pos.AckedToDevice = uptoPos, uptoToDevice
+			*pos = moved
 		}
 		return nil, nil
 	}
@@ -270,7 +275,7 @@ scan:
 	if err != nil {
 		return nil, err
 	}
-	txn := &store.AppServiceTxn{TxnID: pos.NextTxn, UptoPos: uptoPos, UptoToDevice: uptoToDevice, Body: data}
+	txn := &store.AppServiceTxn{TxnID: pos.NextTxn, UptoPos: uptoPos, UptoToDevice: uptoToDevice, UptoDeviceLists: uptoDeviceLists, Body: data}
 	if err := p.s.store.SaveAppServiceTxn(ctx, p.r.ID, *txn); err != nil {
 		// Ephemeral data taken for it is lost: it was ephemeral.
 		return nil, err
@@ -356,18 +361,25 @@ func (p *pusher) put(ctx context.Context, u string, body []byte) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// addMSC3202 adds the device lists changed since the last transaction
-// that the service's users share a room with (or that are theirs), and
-// the key counts of the devices that the transaction's to-device
-// messages are for. A claim of a device's one-time key is followed by
-// the message it was claimed for (an Olm session starting), so the
-// service hears the count drop with it; its own uploads answer with the
-// count.
-func (p *pusher) addMSC3202(ctx context.Context, body *transaction) error {
-	current := p.s.store.Streams.DeviceLists.Current()
-	var changed []string
-	for p.deviceListPos < current {
-		users, next, err := p.s.store.DeviceListChangesBetween(ctx, p.deviceListPos, current, scanPage)
+// addMSC3202 adds the device lists the service's users should hear of
+// since the last transaction, as /sync tells a client: changed, the users
+// whose devices changed (from < pos <= to) and who share a room with the
+// service's users (or are theirs), and those who came to share one
+// (memberships: the transaction's membership events); left, those who no
+// longer share any. It adds the key counts of the devices that the
+// transaction's to-device messages are for: a claim of a device's
+// one-time key is followed by the message it was claimed for (an Olm
+// session starting), so the service hears the count drop with it; its own
+// uploads answer with the count.
+func (p *pusher) addMSC3202(ctx context.Context, body *transaction, from, to int64, memberships []*store.EventRow) error {
+	var changed, left []string
+	add := func(list *[]string, u string) {
+		if !slices.Contains(*list, u) {
+			*list = append(*list, u)
+		}
+	}
+	for from < to {
+		users, next, err := p.s.store.DeviceListChangesBetween(ctx, from, to, scanPage)
 		if err != nil {
 			return err
 		}
@@ -376,14 +388,62 @@ func (p *pusher) addMSC3202(ctx context.Context, body *transaction) error {
 			if err != nil {
 				return err
 			}
-			if ok && !slices.Contains(changed, u) {
-				changed = append(changed, u)
+			if ok {
+				add(&changed, u)
 			}
 		}
-		p.deviceListPos = next
+		if next <= from {
+			break
+		}
+		from = next
 	}
-	if len(changed) > 0 {
-		body.DeviceLists = &deviceLists{Changed: changed, Left: []string{}}
+	for _, e := range memberships {
+		var ev struct {
+			Content struct {
+				Membership string `json:"membership"`
+			} `json:"content"`
+		}
+		if !e.StateKey.Valid || json.Unmarshal(e.JSONOnce(), &ev) != nil {
+			continue
+		}
+		membership, member := ev.Content.Membership, e.StateKey.String
+		// Whose sharing may have changed: the member, or, when the
+		// member is the service's, everyone in the room.
+		who := []string{member}
+		if p.s.isLocal(member) && p.r.IsInterestedInUser(member) {
+			ms, err := p.s.store.RoomMemberships(ctx, e.RoomID)
+			if err != nil {
+				return err
+			}
+			who = who[:0]
+			for _, m := range ms {
+				if m.Membership == "join" && !(p.s.isLocal(m.UserID) && p.r.IsInterestedInUser(m.UserID)) {
+					who = append(who, m.UserID)
+				}
+			}
+		}
+		for _, u := range who {
+			ok, err := p.sharesWithUsers(ctx, u)
+			if err != nil {
+				return err
+			}
+			switch {
+			case ok && membership == "join":
+				add(&changed, u)
+			case !ok && (membership == "leave" || membership == "ban"):
+				add(&left, u)
+			}
+		}
+	}
+	changed = slices.DeleteFunc(changed, func(u string) bool { return slices.Contains(left, u) })
+	if len(changed) > 0 || len(left) > 0 {
+		if changed == nil {
+			changed = []string{}
+		}
+		if left == nil {
+			left = []string{}
+		}
+		body.DeviceLists = &deviceLists{Changed: changed, Left: left}
 	}
 	users := map[string]struct{}{}
 	for _, raw := range body.ToDevice {

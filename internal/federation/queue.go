@@ -101,8 +101,11 @@ type destQueue struct {
 	ephemeral []EDU // typing: never persisted
 	failures  int
 	retryAt   time.Time
-	wake      chan struct{}
-	sent      atomic.Int64 // transactions acknowledged
+	// failedAt and lastFailed are the first and the latest failure of
+	// the current back-off (zero when none), for the admin API.
+	failedAt, lastFailed time.Time
+	wake                 chan struct{}
+	sent                 atomic.Int64 // transactions acknowledged
 
 	// The id of the transaction being retried and the items it holds,
 	// so that a retry of the same items reuses the id (touched by the
@@ -327,7 +330,7 @@ func (q *Queue) Contacted(origin string) {
 	if d == nil || d.failures == 0 {
 		return
 	}
-	d.failures, d.retryAt = 0, time.Time{}
+	d.failures, d.retryAt, d.failedAt, d.lastFailed = 0, time.Time{}, time.Time{}, time.Time{}
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -541,13 +544,17 @@ func (q *Queue) sender(d *destQueue) {
 		if err != nil {
 			d.failures++
 			d.retryAt = time.Now().Add(q.Backoff(d.failures))
+			d.lastFailed = time.Now()
+			if d.failedAt.IsZero() {
+				d.failedAt = d.lastFailed
+			}
 			q.mu.Unlock()
 			if q.ctx.Err() == nil {
 				q.log.Info("federation: transaction failed", "destination", d.name, "failures", d.failures, "retry_in", q.Backoff(d.failures).String(), "err", err)
 			}
 			continue
 		}
-		d.failures, d.retryAt = 0, time.Time{}
+		d.failures, d.retryAt, d.failedAt, d.lastFailed = 0, time.Time{}, time.Time{}, time.Time{}
 		if !more && !d.dirty && len(d.ephemeral) == 0 {
 			d.running = false
 			q.mu.Unlock()

@@ -359,3 +359,79 @@ func TestAppServiceWithMautrix(t *testing.T) {
 		})
 	}
 }
+
+// TestAppServiceDeviceLists checks MSC3202's device lists as a mautrix-go
+// service receives them: a user who comes to share a room with the
+// service's users is changed, one who no longer shares any is left, a key
+// upload of a user sharing nothing is not sent, and a change made while
+// the service is down and the server restarts still arrives.
+func TestAppServiceDeviceLists(t *testing.T) {
+	forEachEngineOpts := func(t *testing.T, f func(t *testing.T, engine string)) {
+		for _, engine := range []string{"sqlite", "postgres"} {
+			t.Run(engine, func(t *testing.T) { f(t, engine) })
+		}
+	}
+	forEachEngineOpts(t, func(t *testing.T, engine string) {
+		b, withAS := newBridge(t)
+		opts := []ts.Option{withAS}
+		if engine == "postgres" {
+			opts = append(opts, ts.WithPostgres(t))
+		}
+		s := ts.New(t, opts...)
+		server := s.Config.ServerName
+		b.start(t, s.URL, server)
+		ctx := context.Background()
+		ghost := b.as.Intent(id.NewUserID("_bridge_lists", server))
+		if err := ghost.EnsureRegistered(ctx); err != nil {
+			t.Fatal(err)
+		}
+		alice, carol, dave := s.Register(t, "alice"), s.Register(t, "carol"), s.Register(t, "dave")
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"})
+		if err := ghost.EnsureJoined(ctx, id.RoomID(room)); err != nil {
+			t.Fatal(err)
+		}
+		upload := func(c *ts.Client) {
+			c.MustDo("POST", "/_matrix/client/v3/keys/upload", map[string]any{"device_keys": e2eetest.NewDevice(c.UserID, c.DeviceID).DeviceKeys()}, nil)
+		}
+		listed := func(user string, left bool) func(b *bridge) bool {
+			return func(b *bridge) bool {
+				for _, l := range b.lists {
+					if (!left && slices.Contains(l.Changed, id.UserID(user))) || (left && slices.Contains(l.Left, id.UserID(user))) {
+						return true
+					}
+				}
+				return false
+			}
+		}
+		upload(carol) // shares no room with the service's users yet
+		upload(dave)
+
+		carol.MustDo("POST", "/_matrix/client/v3/join/"+esc(room), map[string]any{}, nil)
+		b.waitFor(t, "carol changed when she joins", listed(carol.UserID, false))
+		carol.MustDo("POST", "/_matrix/client/v3/rooms/"+esc(room)+"/leave", map[string]any{}, nil)
+		b.waitFor(t, "carol left when she leaves", listed(carol.UserID, true))
+		alice.SendText(room, "a marker after carol")
+		b.waitFor(t, "the marker", func(b *bridge) bool { return countOf(b.bodies(id.RoomID(room)), "a marker after carol") == 1 })
+		b.mu.Lock()
+		if listed(dave.UserID, false)(b) || listed(dave.UserID, true)(b) {
+			b.mu.Unlock()
+			t.Fatal("dave, who shares no room with the service's users, was listed")
+		}
+		b.mu.Unlock()
+
+		// Down, then the server restarts: alice's new keys, uploaded
+		// after a transaction was built, still arrive.
+		b.stop()
+		b.mu.Lock()
+		b.lists = nil // alice was listed when the ghost joined
+		b.mu.Unlock()
+		alice.SendText(room, "while down")
+		time.Sleep(300 * time.Millisecond) // the transaction is built and waits
+		upload(alice)
+		s = s.Restart(t)
+		b.as.SetHomeserverURL(s.URL)
+		b.start(t, s.URL, server)
+		b.waitFor(t, "the message sent while down", func(b *bridge) bool { return countOf(b.bodies(id.RoomID(room)), "while down") == 1 })
+		b.waitFor(t, "alice's change made while down", listed(alice.UserID, false))
+	})
+}

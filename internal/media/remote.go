@@ -95,6 +95,9 @@ func (s *Service) cachedRemote(ctx context.Context, key string) (*Content, error
 	if err != nil {
 		return nil, err
 	}
+	if row.Quarantined {
+		return nil, errcode.NotFound("media not found")
+	}
 	return s.contentOf(row)
 }
 

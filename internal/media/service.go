@@ -399,6 +399,9 @@ func (s *Service) GetLocal(ctx context.Context, mediaID string, wait time.Durati
 		if err != nil {
 			return nil, err
 		}
+		if row.Quarantined {
+			return nil, errcode.NotFound("media not found")
+		}
 		if row.UploadedTS != 0 {
 			return s.contentOf(row)
 		}

@@ -58,6 +58,9 @@ type MessagesRequest struct {
 	Backward bool
 	Limit    int
 	Filter   *filter.RoomEventFilter
+	// Admin: a server administrator's view, every event whatever the
+	// history visibility (UserID is the administrator).
+	Admin bool
 }
 
 // TokenPos reads the events position of a pagination (or sync) token
@@ -77,7 +80,13 @@ func (s *Service) TokenPos(token, name string) (int64, error) {
 
 // Messages paginates a room's timeline as the user may see it.
 func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error) {
-	v, err := s.rooms.Viewer(ctx, q.RoomID, q.UserID)
+	viewer := s.rooms.Viewer
+	if q.Admin {
+		viewer = func(ctx context.Context, roomID, _ string) (*rooms.Viewer, error) {
+			return s.rooms.AdminViewer(ctx, roomID)
+		}
+	}
+	v, err := viewer(ctx, q.RoomID, q.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,9 @@ func (s *Service) ChangeMembership(ctx context.Context, c MemberChange) (string,
 			return "", err
 		}
 	}
+	if err := s.checkBlocked(ctx, c); err != nil {
+		return "", err
+	}
 	r, err := s.LockRoom(ctx, c.RoomID)
 	if err != nil {
 		if remote := s.remoteMembership(c); errors.Is(err, ErrUnknownRoom) && remote != nil {

@@ -43,6 +43,8 @@ type Service struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
+	// purging holds the ids of rooms being purged (see shutdown.go).
+	purging sync.Map
 
 	events       *genCache[*pdu.Event]
 	bases        *genCache[[]byte] // client form of events, see ClientBase
@@ -140,6 +142,9 @@ type Room struct {
 	// used is when LockRoom last handed the room out: TrimStates unloads
 	// the rooms used least recently.
 	used time.Time
+	// gone: the room is being purged (see shutdown.go); a writer that
+	// waited for the lock finds it unknown.
+	gone bool
 }
 
 // membershipVersions hands out the versions of rooms' joined members:
@@ -222,8 +227,15 @@ func (s *Service) roomEntry(roomID string) *Room {
 // LockRoom returns the locked state of a room, loading it on first use;
 // the caller unlocks it. ErrUnknownRoom when the room does not exist here.
 func (s *Service) LockRoom(ctx context.Context, roomID string) (*Room, error) {
+	if s.isPurging(roomID) {
+		return nil, ErrUnknownRoom
+	}
 	r := s.roomEntry(roomID)
 	r.mu.Lock()
+	if r.gone {
+		r.mu.Unlock()
+		return nil, ErrUnknownRoom
+	}
 	r.used = time.Now()
 	if r.loaded {
 		return r, nil

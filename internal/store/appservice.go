@@ -10,36 +10,46 @@ import (
 // AppServicePosition is how far an application service has acknowledged
 // the events and to-device streams, and the id its next transaction gets.
 type AppServicePosition struct {
-	AckedPos      int64
-	AckedToDevice int64
-	NextTxn       int64
+	AckedPos         int64
+	AckedToDevice    int64
+	AckedDeviceLists int64 // device list changes (MSC3202)
+	NextTxn          int64
 }
 
 // AppServiceTxn is a transaction built for an application service and not
 // acknowledged yet: it is resent as it is.
 type AppServiceTxn struct {
-	TxnID        int64
-	UptoPos      int64 // the events stream position it covers up to
-	UptoToDevice int64
-	Body         []byte
+	TxnID           int64
+	UptoPos         int64 // the events stream position it covers up to
+	UptoToDevice    int64
+	UptoDeviceLists int64
+	Body            []byte
 }
 
 // AppServiceStart returns the position of an application service,
 // starting a service seen for the first time at the given positions (it
 // gets what happens from now on, not the history before it).
-func (s *Store) AppServiceStart(ctx context.Context, asID string, eventsPos, toDevicePos int64) (AppServicePosition, error) {
-	_, err := s.writer().ExecContext(ctx, `INSERT INTO appservice_positions (as_id, acked_pos, acked_to_device, next_txn) VALUES ($1, $2, $3, 1)
-		ON CONFLICT (as_id) DO NOTHING`, asID, eventsPos, toDevicePos)
-	if err != nil {
-		return AppServicePosition{}, fmt.Errorf("start appservice position: %w", err)
-	}
+// A service stored before device list positions were kept starts those
+// at deviceListsPos.
+func (s *Store) AppServiceStart(ctx context.Context, asID string, eventsPos, toDevicePos, deviceListsPos int64) (AppServicePosition, error) {
 	var p AppServicePosition
-	err = s.writer().QueryRowContext(ctx, `SELECT acked_pos, acked_to_device, next_txn FROM appservice_positions WHERE as_id = $1`, asID).
-		Scan(&p.AckedPos, &p.AckedToDevice, &p.NextTxn)
-	if err != nil {
-		return AppServicePosition{}, fmt.Errorf("read appservice position: %w", err)
-	}
-	return p, nil
+	err := s.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO appservice_positions (as_id, acked_pos, acked_to_device, acked_device_lists, next_txn) VALUES ($1, $2, $3, $4, 1)
+			ON CONFLICT (as_id) DO NOTHING`, asID, eventsPos, toDevicePos, deviceListsPos); err != nil {
+			return fmt.Errorf("start appservice position: %w", err)
+		}
+		if _, err := tx.q.ExecContext(ctx, `UPDATE appservice_positions SET acked_device_lists = $1 WHERE as_id = $2 AND acked_device_lists < 0`,
+			deviceListsPos, asID); err != nil {
+			return fmt.Errorf("start appservice position: %w", err)
+		}
+		err := tx.q.QueryRowContext(ctx, `SELECT acked_pos, acked_to_device, acked_device_lists, next_txn FROM appservice_positions WHERE as_id = $1`, asID).
+			Scan(&p.AckedPos, &p.AckedToDevice, &p.AckedDeviceLists, &p.NextTxn)
+		if err != nil {
+			return fmt.Errorf("read appservice position: %w", err)
+		}
+		return nil
+	})
+	return p, err
 }
 
 // AppServicePendingTxn returns the unacknowledged transaction of a
@@ -47,8 +57,8 @@ func (s *Store) AppServiceStart(ctx context.Context, asID string, eventsPos, toD
 func (s *Store) AppServicePendingTxn(ctx context.Context, asID string) (*AppServiceTxn, error) {
 	var t AppServiceTxn
 	var body string
-	err := s.writer().QueryRowContext(ctx, `SELECT txn_id, upto_pos, upto_to_device, body FROM appservice_txns WHERE as_id = $1`, asID).
-		Scan(&t.TxnID, &t.UptoPos, &t.UptoToDevice, &body)
+	err := s.writer().QueryRowContext(ctx, `SELECT txn_id, upto_pos, upto_to_device, upto_device_lists, body FROM appservice_txns WHERE as_id = $1`, asID).
+		Scan(&t.TxnID, &t.UptoPos, &t.UptoToDevice, &t.UptoDeviceLists, &body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -63,8 +73,8 @@ func (s *Store) AppServicePendingTxn(ctx context.Context, asID string) (*AppServ
 // and takes its id.
 func (s *Store) SaveAppServiceTxn(ctx context.Context, asID string, t AppServiceTxn) error {
 	return s.InTx(ctx, func(tx *Tx) error {
-		if _, err := tx.q.ExecContext(ctx, `INSERT INTO appservice_txns (as_id, txn_id, upto_pos, upto_to_device, body) VALUES ($1, $2, $3, $4, $5)`,
-			asID, t.TxnID, t.UptoPos, t.UptoToDevice, string(t.Body)); err != nil {
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO appservice_txns (as_id, txn_id, upto_pos, upto_to_device, upto_device_lists, body) VALUES ($1, $2, $3, $4, $5, $6)`,
+			asID, t.TxnID, t.UptoPos, t.UptoToDevice, t.UptoDeviceLists, string(t.Body)); err != nil {
 			return fmt.Errorf("save appservice transaction: %w", err)
 		}
 		_, err := tx.q.ExecContext(ctx, `UPDATE appservice_positions SET next_txn = $1 WHERE as_id = $2`, t.TxnID+1, asID)
@@ -79,17 +89,24 @@ func (s *Store) AckAppServiceTxn(ctx context.Context, asID string, t AppServiceT
 		if _, err := tx.q.ExecContext(ctx, `DELETE FROM appservice_txns WHERE as_id = $1 AND txn_id = $2`, asID, t.TxnID); err != nil {
 			return fmt.Errorf("forget appservice transaction: %w", err)
 		}
-		_, err := tx.q.ExecContext(ctx, `UPDATE appservice_positions SET acked_pos = $1, acked_to_device = $2 WHERE as_id = $3`,
-			t.UptoPos, t.UptoToDevice, asID)
+		if t.UptoDeviceLists < 0 {
+			// Saved before device list positions were kept: that one
+			// stays where it is.
+			_, err := tx.q.ExecContext(ctx, `UPDATE appservice_positions SET acked_pos = $1, acked_to_device = $2 WHERE as_id = $3`,
+				t.UptoPos, t.UptoToDevice, asID)
+			return err
+		}
+		_, err := tx.q.ExecContext(ctx, `UPDATE appservice_positions SET acked_pos = $1, acked_to_device = $2, acked_device_lists = $3 WHERE as_id = $4`,
+			t.UptoPos, t.UptoToDevice, t.UptoDeviceLists, asID)
 		return err
 	})
 }
 
 // MoveAppServicePosition moves a service's positions without a
 // transaction: a stretch of the streams with nothing for it.
-func (s *Store) MoveAppServicePosition(ctx context.Context, asID string, eventsPos, toDevicePos int64) error {
-	_, err := s.writer().ExecContext(ctx, `UPDATE appservice_positions SET acked_pos = $1, acked_to_device = $2 WHERE as_id = $3`,
-		eventsPos, toDevicePos, asID)
+func (s *Store) MoveAppServicePosition(ctx context.Context, asID string, p AppServicePosition) error {
+	_, err := s.writer().ExecContext(ctx, `UPDATE appservice_positions SET acked_pos = $1, acked_to_device = $2, acked_device_lists = $3 WHERE as_id = $4`,
+		p.AckedPos, p.AckedToDevice, p.AckedDeviceLists, asID)
 	return err
 }
 

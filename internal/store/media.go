@@ -22,14 +22,21 @@ type Media struct {
 	WrappedKey      string
 	KeyID           string
 	Unauthenticated bool
+	// Quarantined: an administrator quarantined it (read only: see
+	// SetMediaQuarantined).
+	Quarantined bool
 }
+
+// mediaReadCols are mediaCols and whether the media is quarantined, for
+// reads (scanMedia).
+const mediaReadCols = mediaCols + `, quarantined_by IS NOT NULL`
 
 const mediaCols = `media_id, user_id, created_ts, expires_ts, uploaded_ts, content_type, upload_name, size, blob, wrapped_key, key_id, unauthenticated`
 
 func scanMedia(row interface{ Scan(...any) error }) (*Media, error) {
 	var m Media
 	err := row.Scan(&m.MediaID, &m.UserID, &m.CreatedTS, &m.ExpiresTS, &m.UploadedTS, &m.ContentType, &m.UploadName,
-		&m.Size, &m.Blob, &m.WrappedKey, &m.KeyID, &m.Unauthenticated)
+		&m.Size, &m.Blob, &m.WrappedKey, &m.KeyID, &m.Unauthenticated, &m.Quarantined)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -95,7 +102,7 @@ func (s *Store) PendingMediaCount(ctx context.Context, userID string, nowTS int6
 
 // GetMedia returns a media row or ErrNotFound.
 func (s *Store) GetMedia(ctx context.Context, mediaID string) (*Media, error) {
-	return scanMedia(s.reader().QueryRowContext(ctx, `SELECT `+mediaCols+` FROM media WHERE media_id = $1`, mediaID))
+	return scanMedia(s.reader().QueryRowContext(ctx, `SELECT `+mediaReadCols+` FROM media WHERE media_id = $1`, mediaID))
 }
 
 // DeleteExpiredReservations deletes reservations that expired before

@@ -24,7 +24,7 @@ func (tx *Tx) InsertRemoteMedia(ctx context.Context, m Media, origin string, fet
 // RemoteMediaBefore returns up to limit cached remote media rows fetched
 // before beforeTS.
 func (s *Store) RemoteMediaBefore(ctx context.Context, beforeTS int64, limit int) ([]Media, error) {
-	return s.queryMedia(ctx, `SELECT `+mediaCols+` FROM media
+	return s.queryMedia(ctx, `SELECT `+mediaReadCols+` FROM media
 		WHERE origin <> '' AND fetched_ts < $1 ORDER BY fetched_ts LIMIT $2`, beforeTS, limit)
 }
 
@@ -124,7 +124,7 @@ func (tx *Tx) DeleteMediaRefs(ctx context.Context, eventID string) error {
 func (s *Store) UnreferencedMediaBefore(ctx context.Context, beforeTS int64, avatarPrefix string, limit int) ([]Media, error) {
 	// The condition repeats unreferencedLocal, spelled out so that the
 	// placeholders of this query read in order.
-	return s.queryMedia(ctx, `SELECT `+mediaCols+` FROM media WHERE uploaded_ts > 0 AND uploaded_ts < $1
+	return s.queryMedia(ctx, `SELECT `+mediaReadCols+` FROM media WHERE uploaded_ts > 0 AND uploaded_ts < $1
 		AND origin = '' AND referenced = TRUE AND NOT EXISTS (SELECT 1 FROM media_refs r WHERE r.media_id = media.media_id)
 		AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_url = $2 || media.media_id)
 		ORDER BY uploaded_ts LIMIT $3`, beforeTS, avatarPrefix, limit)

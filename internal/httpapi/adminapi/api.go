@@ -6,9 +6,11 @@ import (
 	"luxchat/internal/accounts"
 	"luxchat/internal/config"
 	"luxchat/internal/directory"
+	"luxchat/internal/federation"
 	"luxchat/internal/media"
 	"luxchat/internal/notices"
 	"luxchat/internal/reports"
+	"luxchat/internal/roomadmin"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
@@ -34,4 +36,8 @@ type API struct {
 	Reports   *reports.Service
 	Media     *media.Service
 	Notices   *notices.Service
+	RoomAdmin *roomadmin.Service // room list, details, block, delete (rooms.go)
+	// Federation is the outbound queue (destinations and their back-off,
+	// server.go); nil when federation is off.
+	Federation *federation.Queue
 }

@@ -92,5 +92,30 @@ func (a *API) routes() []route {
 
 		// Rooms, reports, media and the server (rooms.go, reports.go,
 		// media.go, server.go).
+		{"GET " + synapseV1 + "/rooms", a.listRooms},
+		{"GET " + synapseV1 + "/rooms/{roomId}", a.roomDetails},
+		{"GET " + synapseV1 + "/rooms/{roomId}/members", a.roomMembers},
+		{"GET " + synapseV1 + "/rooms/{roomId}/state", a.roomState},
+		{"GET " + synapseV1 + "/rooms/{roomId}/messages", a.roomMessages},
+		{"GET " + synapseV1 + "/rooms/{roomId}/block", a.getRoomBlock},
+		{"PUT " + synapseV1 + "/rooms/{roomId}/block", a.putRoomBlock},
+		{"POST " + synapseV1 + "/rooms/{roomId}/make_room_admin", a.makeRoomAdmin},
+		{"DELETE " + synapseV2 + "/rooms/{roomId}", a.deleteRoom},
+		{"GET " + synapseV2 + "/rooms/{roomId}/{sub}", a.roomSub}, // {sub} is delete_status (beside the next line's pattern)
+		{"GET " + synapseV2 + "/rooms/delete_status/{deleteId}", a.deleteStatus},
+		{"GET " + synapseV1 + "/event_reports", a.listEventReports},
+		{"GET " + synapseV1 + "/event_reports/{reportId}", a.getEventReport},
+		{"DELETE " + synapseV1 + "/event_reports/{reportId}", a.deleteEventReport},
+		{"POST " + synapseV1 + "/media/quarantine/{serverName}/{mediaId}", a.quarantine(false)},
+		{"POST " + synapseV1 + "/media/unquarantine/{serverName}/{mediaId}", a.quarantine(true)},
+		{"POST " + synapseV1 + "/room/{roomId}/media/quarantine", a.quarantineRoomMedia},
+		{"POST " + synapseV1 + "/user/{userId}/media/quarantine", a.quarantineUserMedia},
+		{"DELETE " + synapseV1 + "/media/{serverName}/{mediaId}", a.deleteMedia},
+		{"POST " + synapseV1 + "/purge_media_cache", a.purgeMediaCache},
+		{"GET " + synapseV1 + "/statistics/users/media", a.userMediaStats},
+		{"GET " + synapseV1 + "/server_version", a.serverVersion},
+		{"GET " + synapseV1 + "/federation/destinations", a.listDestinations},
+		{"GET " + synapseV1 + "/federation/destinations/{destination}", a.getDestination},
+		{"POST " + synapseV1 + "/federation/destinations/{destination}/reset_connection", a.resetDestination},
 	}
 }
