@@ -240,6 +240,22 @@ func TestAdminUsers(t *testing.T) {
 		if media.Media[0]["media_id"] != oldest || media.Media[0]["quarantined_by"] != admin.UserID {
 			t.Fatalf("quarantined media: %+v", media.Media)
 		}
+		// Deleting the newest two: they are gone for downloads too.
+		var del struct {
+			Deleted []string `json:"deleted_media"`
+			Total   int      `json:"total"`
+		}
+		admin.MustDo("DELETE", synapseAdmin+"/v1/users/"+esc(carol)+"/media?limit=2", nil, &del)
+		if del.Total != 2 || len(del.Deleted) != 2 || slices.Contains(del.Deleted, oldest) {
+			t.Fatalf("deleted: %+v", del)
+		}
+		if r := carolC.Do("GET", "/_matrix/client/v1/media/download/"+server+"/"+del.Deleted[0], nil); r.Status != http.StatusNotFound {
+			t.Fatalf("deleted media downloads: %d", r.Status)
+		}
+		admin.MustDo("GET", synapseAdmin+"/v1/users/"+esc(carol)+"/media", nil, &media)
+		if media.Total != 1 {
+			t.Fatalf("media left: %+v", media)
+		}
 
 		// Deactivation, with erase: the account is gone for the client API
 		// and marked erased, its profile cleared.

@@ -65,6 +65,7 @@ func (a *API) routes() []route {
 		{"PUT " + synapseV1 + "/users/{userId}/admin", a.putAdmin},
 		{"GET " + synapseV1 + "/users/{userId}/joined_rooms", a.joinedRooms},
 		{"GET " + synapseV1 + "/users/{userId}/media", a.userMedia},
+		{"DELETE " + synapseV1 + "/users/{userId}/media", a.deleteUserMedia},
 		{"POST " + synapseV1 + "/users/{userId}/shadow_ban", a.shadowBan(true)},
 		{"DELETE " + synapseV1 + "/users/{userId}/shadow_ban", a.shadowBan(false)},
 		{"POST " + synapseV1 + "/users/{userId}/login", a.loginAsUser},

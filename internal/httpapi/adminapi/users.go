@@ -363,20 +363,21 @@ func (a *API) loginAsUser(r *httputil.Request) (any, error) {
 	return nil, errcode.Forbidden("logging in as another user is not offered by this server")
 }
 
-// GET /_synapse/admin/v1/users/{userId}/media
-func (a *API) userMedia(r *httputil.Request) (any, error) {
+// userMediaPage reads a user media request's user and page, and lists
+// that page.
+func (a *API) userMediaPage(r *httputil.Request) ([]media.UserMediaItem, int, int, error) {
 	userID, err := a.localUser(r)
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	from, limit, err := paging(r)
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	orderBy := r.Query("order_by")
 	desc, err := direction(r)
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	if orderBy == "" && r.Query("dir") == "" {
 		orderBy, desc = "created_ts", true // newest first
@@ -385,12 +386,39 @@ func (a *API) userMedia(r *httputil.Request) (any, error) {
 		orderBy = "created_ts"
 	}
 	if !media.UserMediaOrders[orderBy] {
-		return nil, errcode.InvalidParam("unknown order_by %q", orderBy)
+		return nil, 0, 0, errcode.InvalidParam("unknown order_by %q", orderBy)
 	}
 	if _, err := a.Accounts.UserDetails(r.Context(), userID); err != nil {
-		return nil, err
+		return nil, 0, 0, err
 	}
 	items, total, err := a.Media.UserMedia(r.Context(), userID, orderBy, desc, from, limit)
+	return items, total, from, err
+}
+
+// DELETE /_synapse/admin/v1/users/{userId}/media: deletes a page of the
+// user's uploads (the same parameters as the list; 100 by default), with
+// their thumbnails.
+func (a *API) deleteUserMedia(r *httputil.Request) (any, error) {
+	items, _, _, err := a.userMediaPage(r)
+	if err != nil {
+		return nil, err
+	}
+	deleted := []string{}
+	for _, m := range items {
+		if err := a.Media.DeleteLocal(r.Context(), a.Config.ServerName, m.MediaID); err != nil {
+			if e, ok := errcode.As(err); ok && e.Status == http.StatusNotFound {
+				continue // gone meanwhile
+			}
+			return nil, err
+		}
+		deleted = append(deleted, m.MediaID)
+	}
+	return map[string]any{"deleted_media": deleted, "total": len(deleted)}, nil
+}
+
+// GET /_synapse/admin/v1/users/{userId}/media
+func (a *API) userMedia(r *httputil.Request) (any, error) {
+	items, total, from, err := a.userMediaPage(r)
 	if err != nil {
 		return nil, err
 	}
