@@ -63,7 +63,7 @@ func TestEveryAdminRouteIsForAdminsAndAudited(t *testing.T) {
 	room := bob.CreateRoom(map[string]any{})
 
 	vars := map[string]string{"userId": bob.UserID, "roomId": room, "deviceId": bob.DeviceID, "token": "tok", "txnId": "t1",
-		"serverName": "localhost", "mediaId": "abc", "reportId": "1", "destination": "other.test", "eventId": "$e", "deleteId": "d1", "sub": "delete_status"}
+		"serverName": "localhost", "mediaId": "abc", "reportId": "1", "destination": "other.test", "eventId": "$e", "deleteId": "d1", "sub": "delete_status", "hookId": "h1"}
 	patterns := adminapi.RoutePatterns()
 	if len(patterns) < 30 {
 		t.Fatalf("only %d admin routes", len(patterns))
