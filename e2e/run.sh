@@ -157,7 +157,7 @@ else
   TURN_PORT="$(free_port)"
   BASE_URL="http://127.0.0.1:$PORT"
   mkdir -p "$WORK_DIR/data"
-  # js/test/webhooks.test.js registers an administrator with it.
+  # js/test/webhooks.test.js and admin.test.js register administrators with it.
   export LUXCHAT_E2E_SHARED_SECRET="e2e-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   cat >"$WORK_DIR/config.yaml" <<EOF
 server_name: localhost

@@ -334,7 +334,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			// The alert bot is the webhooks' bot: made with its display
 			// name, as the webhooks would make it.
 			err := st.InTx(ctx, func(tx *store.Tx) error {
-				return tx.CreateUser(ctx, store.User{UserID: r.Sender, DisplayName: sql.NullString{String: cfg.Webhooks.BotDisplayName, Valid: true}})
+				return tx.CreateUser(ctx, store.User{UserID: r.Sender, DisplayName: sql.NullString{String: cfg.Webhooks.BotDisplayName, Valid: true},
+					UserType: sql.NullString{String: "bot", Valid: true}})
 			})
 			if err != nil && !errors.Is(err, store.ErrExists) {
 				st.Close()

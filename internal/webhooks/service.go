@@ -473,7 +473,8 @@ func (s *Service) ensureBot(ctx context.Context) error {
 		return err
 	}
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		return tx.CreateUser(ctx, store.User{UserID: s.bot, DisplayName: sql.NullString{String: s.cfg.BotDisplayName, Valid: s.cfg.BotDisplayName != ""}})
+		return tx.CreateUser(ctx, store.User{UserID: s.bot, DisplayName: sql.NullString{String: s.cfg.BotDisplayName, Valid: s.cfg.BotDisplayName != ""},
+			UserType: sql.NullString{String: "bot", Valid: true}})
 	})
 	if errors.Is(err, store.ErrExists) {
 		return nil
