@@ -76,7 +76,17 @@ func (s *Service) Login(ctx context.Context, r LoginRequest) (*LoginResult, erro
 	default:
 		return nil, errcode.Unknown("unsupported login type %q", r.Type)
 	}
+	if s.isLocked(u) {
+		// The credentials were right: a locked account is told so.
+		return nil, errcode.UserLocked("this account has been locked")
+	}
 	return s.loginSession(ctx, u.UserID, r)
+}
+
+// isLocked reports whether an account is locked, by an administrator or
+// because its validity ended.
+func (s *Service) isLocked(u *store.User) bool {
+	return u.Locked || (u.ValidUntilTS.Valid && s.now().UnixMilli() >= u.ValidUntilTS.Int64)
 }
 
 // loginSession starts the session (device and tokens) a login asked for.

@@ -180,6 +180,9 @@ func (s *Service) createAccount(ctx context.Context, a newAccount) (*LoginResult
 			if err != nil {
 				return err
 			}
+			if err := s.setValidity(ctx, tx, res.UserID, s.now().UnixMilli()); err != nil {
+				return err
+			}
 			if a.extra != nil {
 				if err := a.extra(tx, res.UserID); err != nil {
 					return err
@@ -242,6 +245,15 @@ const registrationTokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs
 // CreateRegistrationToken stores a registration token; an empty token
 // generates a random one. usesAllowed nil means unlimited, expiry nil never.
 func (s *Service) CreateRegistrationToken(ctx context.Context, token string, usesAllowed *int64, expiry *time.Time) (string, error) {
+	return s.CreateRegistrationTokenOfLength(ctx, token, 16, usesAllowed, expiry)
+}
+
+// CreateRegistrationTokenOfLength is CreateRegistrationToken generating
+// tokens of length characters (1 to 64).
+func (s *Service) CreateRegistrationTokenOfLength(ctx context.Context, token string, length int, usesAllowed *int64, expiry *time.Time) (string, error) {
+	if length < 1 || length > 64 {
+		return "", errcode.InvalidParam("length must be between 1 and 64")
+	}
 	if len(token) > 64 {
 		return "", errcode.InvalidParam("token longer than 64 characters")
 	}
@@ -267,12 +279,14 @@ func (s *Service) CreateRegistrationToken(ctx context.Context, token string, use
 		row.Token = token
 		if token == "" {
 			// Letters and digits only: easy to read out and type.
-			row.Token = randomString(alnum, 16)
+			row.Token = randomString(alnum, length)
 		}
 		err := s.store.InTx(ctx, func(tx *store.Tx) error { return tx.CreateRegistrationToken(ctx, row) })
 		switch {
 		case errors.Is(err, store.ErrExists) && token == "" && attempt < 5:
 			continue
+		case errors.Is(err, store.ErrExists) && token == "":
+			return "", errcode.InvalidParam("no free token of length %d was found", length)
 		case errors.Is(err, store.ErrExists):
 			return "", errcode.InvalidParam("token %q already exists", token)
 		case err != nil:

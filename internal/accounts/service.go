@@ -64,6 +64,11 @@ type Hooks struct {
 	// OnRegister runs after an account was created, with its first
 	// display name, so that the user directory can index it.
 	OnRegister func(ctx context.Context, userID, displayName string) error
+	// OnErase runs when a deactivated account is erased (EraseUser), for
+	// the erasure of what other domains hold of it. Unlike the other
+	// hooks its error is returned to the caller: erasure must not be
+	// reported done when it is not.
+	OnErase func(ctx context.Context, userID string) error
 }
 
 // New returns the accounts service.

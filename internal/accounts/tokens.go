@@ -43,6 +43,19 @@ type Session struct {
 	IsAdmin   bool
 	TokenHash string
 	ExpiresTS int64 // unix ms; 0: the token does not expire
+	// The account's moderation: Locked (by an administrator, or because
+	// its validity ended), Suspended (reads only), ShadowBanned (its
+	// sends reach no one).
+	Locked       bool
+	Suspended    bool
+	ShadowBanned bool
+	ValidUntilTS int64 // unix ms; 0: the account does not expire
+}
+
+// sessionFromRow is the session of a token's row.
+func sessionFromRow(row *store.Session, hash string) Session {
+	return Session{UserID: row.UserID, DeviceID: row.DeviceID, IsAdmin: row.IsAdmin, TokenHash: hash, ExpiresTS: row.ExpiresTS,
+		Locked: row.Locked, Suspended: row.Suspended, ShadowBanned: row.ShadowBanned, ValidUntilTS: row.ValidUntilTS}
 }
 
 // cacheTTL bounds how long a cached session may outlive a change made
@@ -216,7 +229,8 @@ func (c *tokenCache) rechecked(due map[string]time.Time, found map[string]store.
 			c.drop(h, e.s.UserID)
 			continue
 		}
-		e.s.IsAdmin, e.s.ExpiresTS, e.fetched = row.IsAdmin, row.ExpiresTS, now
+		e.s = sessionFromRow(&row, h)
+		e.fetched = now
 		c.byHash[h] = e
 	}
 }
@@ -296,7 +310,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 			// Deactivation deletes every token; this is a belt for a race.
 			return nil, errcode.UnknownToken("user is deactivated")
 		}
-		sess = Session{UserID: row.UserID, DeviceID: row.DeviceID, IsAdmin: row.IsAdmin, TokenHash: hash, ExpiresTS: row.ExpiresTS}
+		sess = sessionFromRow(row, hash)
 		if row.ExpiresTS == 0 || now.UnixMilli() < row.ExpiresTS {
 			if row.PrevRefreshHash != "" {
 				// First use of a refreshed token: the refresh token it
@@ -319,6 +333,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Session, err
 		// A token kept in the cache by RecheckTokens: its device is seen.
 		s.seen.note(sess.UserID, sess.DeviceID, now)
 		s.cache.markSeen(hash, now)
+	}
+	if sess.ValidUntilTS != 0 && now.UnixMilli() >= sess.ValidUntilTS {
+		sess.Locked = true // its validity ended: locked until renewed
 	}
 	return &sess, nil
 }

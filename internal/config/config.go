@@ -70,6 +70,20 @@ type Config struct {
 
 	// AppServices lists the application services' registration files.
 	AppServices AppServices `yaml:"appservices"`
+
+	// AccountValidity locks accounts a while after their creation or last
+	// renewal, until an administrator renews them.
+	AccountValidity AccountValidity `yaml:"account_validity"`
+}
+
+// AccountValidity configures the accounts' validity period.
+type AccountValidity struct {
+	// Period after which an account created (or renewed without a date)
+	// locks (M_USER_LOCKED) until an administrator renews it
+	// (POST /_synapse/admin/v1/account_validity/validity); 0: accounts
+	// never lock this way. Accounts created before it was set are not
+	// given an end.
+	Period Duration `yaml:"period"`
 }
 
 // AppServices configures the Application Service API.
@@ -585,6 +599,9 @@ func (c *Config) Validate() error {
 	if c.Listen.Client == "" {
 		errs = append(errs, errors.New("listen.client must be set"))
 	}
+	if c.AccountValidity.Period.Duration < 0 {
+		errs = append(errs, errors.New("account_validity.period must not be negative"))
+	}
 	if c.Listen.Admin != "" && c.Listen.Admin == c.Listen.Client {
 		errs = append(errs, errors.New("listen.admin must differ from listen.client (leave it empty to serve the admin API on the client listener)"))
 	}
@@ -998,6 +1015,13 @@ rooms:
   # whose clients all understand version 12's creators (clients released
   # before it show creators without power).
   default_version: "11"
+
+account_validity:
+  # Accounts lock (M_USER_LOCKED) this long after their creation or
+  # renewal until an administrator renews them (POST
+  # /_synapse/admin/v1/account_validity/validity), e.g. 8760h for a year;
+  # 0s: never. Accounts that exist when it is set get no end.
+  period: 0s
 
 appservices:
   # Application services (bridges, bots): their registration files (YAML,

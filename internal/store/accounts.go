@@ -17,6 +17,13 @@ type User struct {
 	DisplayName  sql.NullString
 	AvatarURL    sql.NullString
 	CreatedTS    int64
+	// Moderation (see migration 38).
+	Locked       bool
+	Suspended    bool
+	ShadowBanned bool
+	Erased       bool
+	UserType     sql.NullString
+	ValidUntilTS sql.NullInt64 // the account locks from then on; NULL: never
 }
 
 // ErrExists is returned when a row to create already exists.
@@ -24,9 +31,13 @@ var ErrExists = errors.New("already exists")
 
 // CreateUser inserts a new account; ErrExists when the id is taken.
 func (tx *Tx) CreateUser(ctx context.Context, u User) error {
-	res, err := tx.q.ExecContext(ctx, `INSERT INTO users (user_id, password_hash, is_admin, displayname, created_ts)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO NOTHING`,
-		u.UserID, u.PasswordHash, u.IsAdmin, u.DisplayName, now())
+	created := u.CreatedTS
+	if created == 0 {
+		created = now()
+	}
+	res, err := tx.q.ExecContext(ctx, `INSERT INTO users (user_id, password_hash, is_admin, displayname, created_ts, user_type, valid_until_ts, avatar_url)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (user_id) DO NOTHING`,
+		u.UserID, u.PasswordHash, u.IsAdmin, u.DisplayName, created, u.UserType, u.ValidUntilTS, u.AvatarURL)
 	if err != nil {
 		return fmt.Errorf("insert user: %w", err)
 	}
@@ -36,11 +47,13 @@ func (tx *Tx) CreateUser(ctx context.Context, u User) error {
 	return nil
 }
 
-const userCols = `user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ts`
+const userCols = `user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ts,
+	locked, suspended, shadow_banned, erased, user_type, valid_until_ts`
 
 func scanUser(row interface{ Scan(...any) error }) (*User, error) {
 	var u User
-	err := row.Scan(&u.UserID, &u.PasswordHash, &u.IsAdmin, &u.Deactivated, &u.DisplayName, &u.AvatarURL, &u.CreatedTS)
+	err := row.Scan(&u.UserID, &u.PasswordHash, &u.IsAdmin, &u.Deactivated, &u.DisplayName, &u.AvatarURL, &u.CreatedTS,
+		&u.Locked, &u.Suspended, &u.ShadowBanned, &u.Erased, &u.UserType, &u.ValidUntilTS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -204,6 +217,11 @@ type Session struct {
 	ExpiresTS   int64 // 0: never
 	IsAdmin     bool
 	Deactivated bool
+	// The account's moderation: see User.
+	Locked       bool
+	Suspended    bool
+	ShadowBanned bool
+	ValidUntilTS int64 // 0: never
 	// PrevRefreshHash is the refresh token this access token replaced, set
 	// until the access token is first used (see ForgetPrevRefresh).
 	PrevRefreshHash string
@@ -223,12 +241,15 @@ func (tx *Tx) InsertRefreshToken(ctx context.Context, hash, userID, deviceID str
 	return err
 }
 
+// sessionUserCols are the account's moderation columns a session carries.
+const sessionUserCols = `u.locked, u.suspended, u.shadow_banned, COALESCE(u.valid_until_ts, 0)`
+
 // LookupAccessToken resolves a token hash, or ErrNotFound.
 func (s *Store) LookupAccessToken(ctx context.Context, hash string) (*Session, error) {
 	var ss Session
-	err := s.reader().QueryRowContext(ctx, `SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated, COALESCE(t.prev_refresh_hash, '')
-		FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1`, hash).
-		Scan(&ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated, &ss.PrevRefreshHash)
+	err := s.reader().QueryRowContext(ctx, `SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated, COALESCE(t.prev_refresh_hash, ''),
+		`+sessionUserCols+` FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1`, hash).
+		Scan(&ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated, &ss.PrevRefreshHash, &ss.Locked, &ss.Suspended, &ss.ShadowBanned, &ss.ValidUntilTS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -252,8 +273,8 @@ func (s *Store) AccessTokenSessions(ctx context.Context, hashes []string) (map[s
 				break
 			}
 		}
-		q, args := inList(`SELECT t.token_hash, t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated, COALESCE(t.prev_refresh_hash, '')
-			FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash IN (`, list, `)`)
+		q, args := inList(`SELECT t.token_hash, t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated, COALESCE(t.prev_refresh_hash, ''),
+			`+sessionUserCols+` FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash IN (`, list, `)`)
 		rows, err := s.reader().QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, err
@@ -261,7 +282,8 @@ func (s *Store) AccessTokenSessions(ctx context.Context, hashes []string) (map[s
 		for rows.Next() {
 			var h string
 			var ss Session
-			if err := rows.Scan(&h, &ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated, &ss.PrevRefreshHash); err != nil {
+			if err := rows.Scan(&h, &ss.UserID, &ss.DeviceID, &ss.ExpiresTS, &ss.IsAdmin, &ss.Deactivated, &ss.PrevRefreshHash,
+				&ss.Locked, &ss.Suspended, &ss.ShadowBanned, &ss.ValidUntilTS); err != nil {
 				rows.Close()
 				return nil, err
 			}

@@ -57,7 +57,11 @@ type setup struct {
 	inbound    func(r *http.Request, body []byte)
 	fed        *Federation  // set by Federation.Server and ServerNamed
 	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
+	log        *slog.Logger // replaces the server's logger when set
 }
+
+// WithLogger gives the server this logger (to read what it logs).
+func WithLogger(l *slog.Logger) Option { return func(s *setup) { s.log = l } }
 
 // WithAdminListener serves the admin API on a listener of its own
 // (listen.admin), at the Server's AdminURL.
@@ -113,6 +117,9 @@ func New(t testing.TB, opts ...Option) *Server {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if su.log != nil {
+		log = su.log
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {

@@ -45,7 +45,8 @@ func (a authenticator) Authenticate(ctx context.Context, token string, query url
 	if err != nil {
 		return nil, err
 	}
-	return &httputil.Session{UserID: s.UserID, DeviceID: s.DeviceID, IsAdmin: s.IsAdmin, TokenHash: s.TokenHash}, nil
+	return &httputil.Session{UserID: s.UserID, DeviceID: s.DeviceID, IsAdmin: s.IsAdmin, TokenHash: s.TokenHash,
+		Locked: s.Locked, Suspended: s.Suspended, ShadowBanned: s.ShadowBanned}, nil
 }
 
 // withUIA turns the domain's *accounts.AuthRequired into the spec's 401

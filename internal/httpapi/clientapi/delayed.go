@@ -28,7 +28,7 @@ const (
 // token acts on its own events only.
 func (a *API) delayedRoutes() []route {
 	return []route{
-		{"PUT " + msc4140 + "/rooms/{roomId}/delayed_event/{eventType}/{txnId}", user, a.putDelayedEvent, limited},
+		{"PUT " + msc4140 + "/rooms/{roomId}/delayed_event/{eventType}/{txnId}", user, a.putDelayedEvent, acts},
 		{"GET " + msc4140 + "/delayed_events", user, a.listDelayedEvents, limited},
 		{"GET " + msc4140 + "/delayed_events/{delayId}", user, a.getDelayedEvent, limited},
 		{"POST " + msc4140 + "/delayed_events/{delayId}", optional, a.updateDelayedEvent, limited},

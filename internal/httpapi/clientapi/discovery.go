@@ -69,6 +69,10 @@ func (a *API) capabilities(r *httputil.Request) (any, error) {
 		"m.get_login_token": map[string]bool{"enabled": a.Config.Auth.GetLoginToken},
 		"m.profile_fields":  map[string]any{"enabled": false},
 	}
+	if r.Session.IsAdmin && r.Session.AppService == "" {
+		// Administrators may suspend and lock accounts (package adminapi).
+		caps["m.account_moderation"] = map[string]bool{"suspend": true, "lock": true}
+	}
 	if a.Delayed != nil {
 		l := a.Delayed.Limits()
 		caps["org.matrix.msc4140.delayed_events"] = map[string]int64{"max_delay_ms": l.MaxDelay.Milliseconds(), "max_scheduled": int64(l.MaxPerUser)}

@@ -178,6 +178,9 @@ func (a *API) invite(r *httputil.Request) (any, error) {
 	if _, err := id.ParseUserID(body.UserID); err != nil {
 		return nil, errcode.InvalidParam("invalid user_id")
 	}
+	if shadowBanned(r) {
+		return struct{}{}, nil // the invite goes nowhere
+	}
 	if m, err := a.Rooms.UserMembership(r.Context(), roomID, body.UserID); err == nil && m == "join" {
 		return nil, errcode.Forbidden("user is already in the room")
 	} else if err == nil && m == "ban" {
@@ -338,6 +341,9 @@ func (a *API) putState(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if shadowBanned(r) {
+		return shadowSent()
+	}
 	id, err := a.Rooms.SendState(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, StateKey: &key, Sender: r.Session.UserID, Content: content, OriginTS: ts})
 	if err != nil {
 		return nil, err
@@ -388,6 +394,9 @@ func (a *API) send(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if shadowBanned(r) {
+		return shadowSent()
+	}
 	id, err := a.Rooms.Send(r.Context(), r.Var("roomId"), rooms.Proto{Type: typ, Sender: r.Session.UserID, Content: content, OriginTS: ts},
 		&rooms.Txn{DeviceID: r.Session.DeviceID, ID: r.Var("txnId"), Scope: "send/" + r.Var("roomId") + "/" + typ})
 	if err != nil {
@@ -415,6 +424,12 @@ func (a *API) redact(r *httputil.Request) (any, error) {
 	}
 	if err := a.Rooms.CheckRedactionTarget(r.Context(), roomID, target); err != nil {
 		return nil, err
+	}
+	if err := a.checkSuspendedRedaction(r, target); err != nil {
+		return nil, err
+	}
+	if shadowBanned(r) {
+		return shadowSent()
 	}
 	v, err := a.Rooms.Version(r.Context(), roomID)
 	if err != nil {

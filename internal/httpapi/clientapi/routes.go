@@ -28,6 +28,15 @@ type route struct {
 // limited applies the router's rate limiter to a route.
 var limited = []httputil.Option{httputil.RateLimited()}
 
+// acts marks the routes a suspended account may not use (the spec's
+// recommended set: joining, knocking, inviting, sending, changing the
+// profile, acting on other members), rate limited; loggingOut the routes
+// a locked account may still use.
+var (
+	acts       = []httputil.Option{httputil.RateLimited(), httputil.RefusedWhileSuspended()}
+	loggingOut = []httputil.Option{httputil.AllowLocked()}
+)
+
 // Register adds every client API route to rt.
 func (a *API) Register(rt *httputil.Router) {
 	for _, r := range a.routes() {
@@ -62,8 +71,8 @@ func (a *API) routes() []route {
 		{"POST " + v3 + "/login", tolerant, a.login, limited},
 		{"POST " + v1 + "/login/get_token", user, a.getLoginToken, limited},
 		{"POST " + v3 + "/refresh", none, a.refresh, limited},
-		{"POST " + v3 + "/logout", user, a.logout, nil},
-		{"POST " + v3 + "/logout/all", user, a.logoutAll, nil},
+		{"POST " + v3 + "/logout", user, a.logout, loggingOut},
+		{"POST " + v3 + "/logout/all", user, a.logoutAll, loggingOut},
 		{"GET " + v3 + "/account/whoami", user, a.whoami, nil},
 		// Password change and deactivation take an access token when the
 		// client has one; the password stage identifies the user otherwise.
@@ -93,23 +102,23 @@ func (a *API) routes() []route {
 		// profile.require_shared_room needs to know who asks.
 		{"GET " + v3 + "/profile/{userId}", optional, a.getProfile, nil},
 		{"GET " + v3 + "/profile/{userId}" + displayName, optional, a.getProfileField(accounts.FieldDisplayName), nil},
-		{"PUT " + v3 + "/profile/{userId}" + displayName, user, a.setProfileField(accounts.FieldDisplayName), nil},
-		{"DELETE " + v3 + "/profile/{userId}" + displayName, user, a.deleteProfileField(accounts.FieldDisplayName), nil},
+		{"PUT " + v3 + "/profile/{userId}" + displayName, user, a.setProfileField(accounts.FieldDisplayName), acts},
+		{"DELETE " + v3 + "/profile/{userId}" + displayName, user, a.deleteProfileField(accounts.FieldDisplayName), acts},
 		{"GET " + v3 + "/profile/{userId}" + avatarURL, optional, a.getProfileField(accounts.FieldAvatarURL), nil},
-		{"PUT " + v3 + "/profile/{userId}" + avatarURL, user, a.setProfileField(accounts.FieldAvatarURL), nil},
-		{"DELETE " + v3 + "/profile/{userId}" + avatarURL, user, a.deleteProfileField(accounts.FieldAvatarURL), nil},
+		{"PUT " + v3 + "/profile/{userId}" + avatarURL, user, a.setProfileField(accounts.FieldAvatarURL), acts},
+		{"DELETE " + v3 + "/profile/{userId}" + avatarURL, user, a.deleteProfileField(accounts.FieldAvatarURL), acts},
 
 		// Rooms: membership.
-		{"POST " + v3 + "/createRoom", user, a.createRoom, limited},
-		{"POST " + v3 + "/join/{roomIdOrAlias}", user, a.joinByIDOrAlias, limited},
-		{"POST " + v3 + "/rooms/{roomId}/join", user, a.join, limited},
-		{"POST " + v3 + "/rooms/{roomId}/invite", user, a.invite, limited},
+		{"POST " + v3 + "/createRoom", user, a.createRoom, acts},
+		{"POST " + v3 + "/join/{roomIdOrAlias}", user, a.joinByIDOrAlias, acts},
+		{"POST " + v3 + "/rooms/{roomId}/join", user, a.join, acts},
+		{"POST " + v3 + "/rooms/{roomId}/invite", user, a.invite, acts},
 		{"POST " + v3 + "/rooms/{roomId}/leave", user, a.leave, limited},
 		{"POST " + v3 + "/rooms/{roomId}/forget", user, a.forget, limited},
-		{"POST " + v3 + "/rooms/{roomId}/kick", user, a.kick, limited},
-		{"POST " + v3 + "/rooms/{roomId}/ban", user, a.ban, limited},
-		{"POST " + v3 + "/rooms/{roomId}/unban", user, a.unban, limited},
-		{"POST " + v3 + "/knock/{roomIdOrAlias}", user, a.knock, limited},
+		{"POST " + v3 + "/rooms/{roomId}/kick", user, a.kick, acts},
+		{"POST " + v3 + "/rooms/{roomId}/ban", user, a.ban, acts},
+		{"POST " + v3 + "/rooms/{roomId}/unban", user, a.unban, acts},
+		{"POST " + v3 + "/knock/{roomIdOrAlias}", user, a.knock, acts},
 		{"GET " + v3 + "/joined_rooms", user, a.joinedRooms, nil},
 		{"GET " + v3 + "/rooms/{roomId}/joined_members", user, a.joinedMembers, nil},
 		{"GET " + v3 + "/rooms/{roomId}/members", user, a.members, nil},
@@ -118,9 +127,9 @@ func (a *API) routes() []route {
 		{"GET " + v3 + "/rooms/{roomId}/state", user, a.state, nil},
 		{"GET " + v3 + "/rooms/{roomId}/state/{eventType}", user, a.stateEvent, nil},
 		{"GET " + v3 + "/rooms/{roomId}/state/{eventType}/{stateKey...}", user, a.stateEvent, nil},
-		{"PUT " + v3 + "/rooms/{roomId}/state/{eventType}", user, a.putState, limited},
-		{"PUT " + v3 + "/rooms/{roomId}/state/{eventType}/{stateKey...}", user, a.putState, limited},
-		{"PUT " + v3 + "/rooms/{roomId}/send/{eventType}/{txnId}", user, a.send, limited},
+		{"PUT " + v3 + "/rooms/{roomId}/state/{eventType}", user, a.putState, acts},
+		{"PUT " + v3 + "/rooms/{roomId}/state/{eventType}/{stateKey...}", user, a.putState, acts},
+		{"PUT " + v3 + "/rooms/{roomId}/send/{eventType}/{txnId}", user, a.send, acts},
 		{"PUT " + v3 + "/rooms/{roomId}/redact/{eventId}/{txnId}", user, a.redact, limited},
 		{"GET " + v3 + "/rooms/{roomId}/event/{eventId}", user, a.event, nil},
 		{"GET " + v3 + "/rooms/{roomId}/context/{eventId}", user, a.context, nil},
@@ -130,12 +139,12 @@ func (a *API) routes() []route {
 		{"GET " + v1 + "/rooms/{roomId}/relations/{eventId}/{relType}", user, a.relations, nil},
 		{"GET " + v1 + "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", user, a.relations, nil},
 		{"GET " + v1 + "/rooms/{roomId}/threads", user, a.threads, nil},
-		{"POST " + v3 + "/rooms/{roomId}/upgrade", user, a.upgrade, limited},
+		{"POST " + v3 + "/rooms/{roomId}/upgrade", user, a.upgrade, acts},
 
 		// Room aliases.
 		{"GET " + v3 + "/rooms/{roomId}/aliases", user, a.roomAliases, nil},
 		{"GET " + v3 + "/directory/room/{roomAlias}", none, a.getAlias, nil},
-		{"PUT " + v3 + "/directory/room/{roomAlias}", user, a.putAlias, limited},
+		{"PUT " + v3 + "/directory/room/{roomAlias}", user, a.putAlias, acts},
 		{"DELETE " + v3 + "/directory/room/{roomAlias}", user, a.deleteAlias, limited},
 
 		// Sync, filters and ephemeral data.
@@ -220,7 +229,7 @@ func (a *API) routes() []route {
 			{"GET " + v3 + "/publicRooms", optional, a.getPublicRooms, limited},
 			{"POST " + v3 + "/publicRooms", user, a.postPublicRooms, limited},
 			{"GET " + v3 + "/directory/list/room/{roomId}", none, a.getRoomVisibility, nil},
-			{"PUT " + v3 + "/directory/list/room/{roomId}", user, a.putRoomVisibility, limited},
+			{"PUT " + v3 + "/directory/list/room/{roomId}", user, a.putRoomVisibility, acts},
 			{"POST " + v3 + "/user_directory/search", user, a.searchUserDirectory, limited},
 			{"GET " + v1 + "/rooms/{roomId}/hierarchy", user, a.hierarchy, limited},
 			// Room summaries (spec v1.15, and MSC3266's unstable path) and

@@ -58,6 +58,15 @@ type Session struct {
 	// NoRateLimit: the caller is exempt from rate limits (an application
 	// service registered with rate_limited: false).
 	NoRateLimit bool
+	// Locked: the account is locked; the router answers 401 M_USER_LOCKED
+	// on every route but those marked AllowLocked (logout).
+	Locked bool
+	// Suspended: the account may read but not act on others; the router
+	// answers 403 M_USER_SUSPENDED on routes marked RefusedWhileSuspended.
+	Suspended bool
+	// ShadowBanned: the account's sends succeed for it and reach no one
+	// (the handlers of those routes look at it).
+	ShadowBanned bool
 }
 
 // Authenticator resolves access tokens.
@@ -151,8 +160,11 @@ type Router struct {
 type route struct {
 	auth    AuthKind
 	limited bool
-	maxBody int64 // 0: the router's MaxBody
-	h       Handler
+	// allowLocked: a locked account may call it (logout); notSuspended:
+	// a suspended account may not.
+	allowLocked, notSuspended bool
+	maxBody                   int64 // 0: the router's MaxBody
+	h                         Handler
 }
 
 // NewRouter returns an empty router.
@@ -173,6 +185,16 @@ type Option func(*route)
 
 // RateLimited applies the router's rate limiter to the route.
 func RateLimited() Option { return func(r *route) { r.limited = true } }
+
+// AllowLocked lets a locked account call the route (the spec's
+// POST /logout and /logout/all); every other route answers it 401
+// M_USER_LOCKED.
+func AllowLocked() Option { return func(r *route) { r.allowLocked = true } }
+
+// RefusedWhileSuspended answers a suspended account 403 M_USER_SUSPENDED
+// on the route: the actions the spec says suspension forbids (joining,
+// inviting, sending, changing the profile...).
+func RefusedWhileSuspended() Option { return func(r *route) { r.notSuspended = true } }
 
 // BodyLimit replaces the router's MaxBody for the route (media uploads).
 func BodyLimit(n int64) Option { return func(r *route) { r.maxBody = n } }
@@ -371,6 +393,16 @@ func (rt *Router) dispatch(w http.ResponseWriter, r *http.Request, path string, 
 				return
 			}
 			req.Session = s
+		}
+		if s := req.Session; s != nil && rr.auth != AuthTolerant {
+			switch {
+			case s.Locked && !rr.allowLocked:
+				rt.writeError(sw, r, errcode.UserLocked("this account has been locked"))
+				return
+			case s.Suspended && rr.notSuspended:
+				rt.writeError(sw, r, errcode.UserSuspended("you cannot perform this action while suspended"))
+				return
+			}
 		}
 	}
 	if rr.limited && rt.Limiter != nil && (req.Session == nil || !req.Session.NoRateLimit) {

@@ -114,6 +114,12 @@ func Unauthorized(format string, a ...any) *Error {
 func UserDeactivated(format string, a ...any) *Error {
 	return newf("M_USER_DEACTIVATED", http.StatusForbidden, format, a...)
 }
+func UserLocked(format string, a ...any) *Error {
+	return newf("M_USER_LOCKED", http.StatusUnauthorized, format, a...).With("soft_logout", true)
+}
+func UserSuspended(format string, a ...any) *Error {
+	return newf("M_USER_SUSPENDED", http.StatusForbidden, format, a...)
+}
 func UserInUse(format string, a ...any) *Error {
 	return newf("M_USER_IN_USE", http.StatusBadRequest, format, a...)
 }
