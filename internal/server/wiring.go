@@ -122,7 +122,9 @@ func (s *Server) userDeactivated(ctx context.Context, userID string) error {
 
 // userErased: the rest of a GDPR erasure, once the account is
 // deactivated and its profile cleared.
-func (s *Server) userErased(ctx context.Context, userID string) error { return s.GDPR.Erase(ctx, userID) }
+func (s *Server) userErased(ctx context.Context, userID string) error {
+	return s.GDPR.Erase(ctx, userID)
+}
 
 func (s *Server) deviceRenamed(ctx context.Context, userID, deviceID string) error {
 	return s.E2EE.DeviceRenamed(ctx, userID, deviceID)

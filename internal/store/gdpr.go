@@ -52,20 +52,20 @@ var UserColumns = []string{"user_id", "sender", "reporter", "target_user", "sign
 // (docs/operations.md lists them too). Every other column of UserColumns
 // loses the user's rows, but content_reports.reporter, which is blanked.
 var KeptUserColumns = map[string]string{
-	"users.user_id":               "the account stays, deactivated and erased, so that its id is never given again",
-	"erased_users.user_id":        "the record of the erasure, which keeps the user's events redacted",
-	"room_members.user_id":        "the user's (leave) membership: part of each room's state",
-	"events.sender":               "the events stay for those who saw them; others get them redacted",
-	"event_relations.sender":      "relations of the kept events",
-	"space_children.sender":       "space child state events, kept with the events",
-	"device_list_changes.user_id": "stream positions telling other users that the user's devices are gone",
+	"users.user_id":                "the account stays, deactivated and erased, so that its id is never given again",
+	"erased_users.user_id":         "the record of the erasure, which keeps the user's events redacted",
+	"room_members.user_id":         "the user's (leave) membership: part of each room's state",
+	"events.sender":                "the events stay for those who saw them; others get them redacted",
+	"event_relations.sender":       "relations of the kept events",
+	"space_children.sender":        "space child state events, kept with the events",
+	"device_list_changes.user_id":  "stream positions telling other users that the user's devices are gone",
 	"device_list_outbound.user_id": "pending notices to other servers that the user's devices are gone",
-	"rooms.creator":               "room metadata, as in the room's create event",
-	"room_aliases.creator":        "room metadata",
-	"content_reports.user_id":     "moderators' reports about the user",
-	"blocked_rooms.user_id":       "an administrator's action (audit record)",
-	"room_delete_tasks.requester": "an administrator's action (audit record)",
-	"media.quarantined_by":        "an administrator's action (audit record)",
+	"rooms.creator":                "room metadata, as in the room's create event",
+	"room_aliases.creator":         "room metadata",
+	"content_reports.user_id":      "moderators' reports about the user",
+	"blocked_rooms.user_id":        "an administrator's action (audit record)",
+	"room_delete_tasks.requester":  "an administrator's action (audit record)",
+	"media.quarantined_by":         "an administrator's action (audit record)",
 }
 
 // TableColumn is a column of a table.
