@@ -287,7 +287,7 @@ func exportValue(v any) any {
 // LocalMediaOf returns every medium a local user uploaded or reserved
 // (quarantined ones included), oldest first.
 func (s *Store) LocalMediaOf(ctx context.Context, userID string) ([]Media, error) {
-	rows, err := s.reader().QueryContext(ctx, `SELECT `+mediaCols+` FROM media WHERE user_id = $1 AND origin = '' ORDER BY created_ts, media_id`, userID)
+	rows, err := s.reader().QueryContext(ctx, `SELECT `+mediaReadCols+` FROM media WHERE user_id = $1 AND origin = '' ORDER BY created_ts, media_id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("media of user: %w", err)
 	}
