@@ -410,6 +410,11 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Tokens, er
 		if err != nil {
 			return err
 		}
+		if u, err := tx.GetUser(ctx, rt.UserID); err != nil {
+			return err
+		} else if s.isLocked(u) {
+			return errcode.UserLocked("this account has been locked") // and the rotation is undone
+		}
 		tx.OnCommit(func() { s.cache.invalidate(rt.UserID, rt.DeviceID) })
 		return nil
 	})

@@ -258,7 +258,7 @@ func TestAdminUsers(t *testing.T) {
 }
 
 // adminLoginAs logs a user in with a password and returns its client.
-func adminLoginAs(t *testing.T, s *ts.Server, userID, password string) *ts.Client {
+func adminLoginAs(t testing.TB, s *ts.Server, userID, password string) *ts.Client {
 	t.Helper()
 	c := s.Anonymous(t)
 	var login struct {

@@ -61,6 +61,8 @@ func (a *API) routes() []route {
 		{"POST " + synapseV1 + "/reset_password/{userId}", a.resetPassword},
 		{"GET " + synapseV1 + "/whois/{userId}", a.whois},
 		{"GET " + synapseV1 + "/username_available", a.usernameAvailable},
+		{"GET " + synapseV1 + "/users/{userId}/admin", a.getAdmin},
+		{"PUT " + synapseV1 + "/users/{userId}/admin", a.putAdmin},
 		{"GET " + synapseV1 + "/users/{userId}/joined_rooms", a.joinedRooms},
 		{"GET " + synapseV1 + "/users/{userId}/media", a.userMedia},
 		{"POST " + synapseV1 + "/users/{userId}/shadow_ban", a.shadowBan(true)},

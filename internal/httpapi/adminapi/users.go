@@ -302,6 +302,46 @@ func (a *API) joinedRooms(r *httputil.Request) (any, error) {
 	return map[string]any{"joined_rooms": ids, "total": len(ids)}, nil
 }
 
+// GET /_synapse/admin/v1/users/{userId}/admin
+func (a *API) getAdmin(r *httputil.Request) (any, error) {
+	userID, err := a.localUser(r)
+	if err != nil {
+		return nil, err
+	}
+	d, err := a.Accounts.UserDetails(r.Context(), userID)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]bool{"admin": d.IsAdmin}, nil
+}
+
+// PUT /_synapse/admin/v1/users/{userId}/admin
+func (a *API) putAdmin(r *httputil.Request) (any, error) {
+	userID, err := a.localUser(r)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Admin *bool `json:"admin"`
+	}
+	if err := r.ReadJSON(&body); err != nil {
+		return nil, err
+	}
+	if body.Admin == nil {
+		return nil, errcode.MissingParam("admin is required")
+	}
+	if userID == r.Session.UserID && !*body.Admin {
+		return nil, errcode.Forbidden("you may not demote yourself")
+	}
+	if _, err := a.Accounts.UserDetails(r.Context(), userID); err != nil {
+		return nil, err
+	}
+	if _, err := a.Accounts.PutUser(r.Context(), userID, accounts.UserChange{Admin: body.Admin}); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
 // POST and DELETE /_synapse/admin/v1/users/{userId}/shadow_ban
 func (a *API) shadowBan(on bool) httputil.Handler {
 	return func(r *httputil.Request) (any, error) {

@@ -12,9 +12,11 @@ ALTER TABLE users ADD COLUMN erased BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE users ADD COLUMN user_type TEXT;
 ALTER TABLE users ADD COLUMN valid_until_ts BIGINT;
 
--- The user list's orders other than by user id (the primary key): a page
--- is read from an index, not sorted from every row. NULL display names
--- sort first on both engines (SQLite's order; PostgreSQL is told).
-CREATE INDEX users_created ON users (created_ts, user_id);
-CREATE INDEX users_displayname ON users (displayname, user_id); -- only: sqlite
-CREATE INDEX users_displayname ON users (displayname NULLS FIRST, user_id); -- only: postgres
+-- The user list's orders: a page is read from an index holding the
+-- columns of the default filters (deactivated, locked, admins), so that
+-- the rows an offset skips are never read. NULL display names sort first
+-- on both engines (SQLite's order; PostgreSQL is told).
+CREATE INDEX users_list_id ON users (user_id, deactivated, locked, is_admin);
+CREATE INDEX users_list_created ON users (created_ts, user_id, deactivated, locked, is_admin);
+CREATE INDEX users_list_displayname ON users (displayname, user_id, deactivated, locked, is_admin); -- only: sqlite
+CREATE INDEX users_list_displayname ON users (displayname NULLS FIRST, user_id, deactivated, locked, is_admin); -- only: postgres
