@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,9 @@ type Config struct {
 	OIDC OIDC `yaml:"oidc"`
 	// SSO configures the legacy single sign-on flow of the client API.
 	SSO SSO `yaml:"sso"`
+	// OAuth turns on the Matrix OAuth 2.0 API, this server being the
+	// authorization server.
+	OAuth OAuth `yaml:"oauth"`
 
 	// DelayedEvents bounds delayed events (MSC4140).
 	DelayedEvents DelayedEvents `yaml:"delayed_events"`
@@ -126,6 +130,15 @@ type TURN struct {
 	// ExternalIP is the relay address advertised to clients (the public
 	// address when the server sits behind NAT).
 	ExternalIP string `yaml:"external_ip"`
+	// ExternalIPv6, when set, turns IPv6 on: the server also listens on
+	// IPv6 (listen.turn's IPv6 address, or [::] at its port) and a
+	// client that comes over IPv6 gets an IPv6 relay, advertised at this
+	// address.
+	ExternalIPv6 string `yaml:"external_ipv6"`
+	// TLSCertFile and TLSKeyFile (PEM) are the certificate of the
+	// turns: listener (listen.turns).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// AllowedPeerNetworks lists CIDRs of non-public addresses that may
 	// still be relayed to; empty: public addresses only.
 	AllowedPeerNetworks []string `yaml:"allowed_peer_networks"`
@@ -207,6 +220,9 @@ type Listen struct {
 	// spec's own admin endpoints (/_matrix/client/v1/admin/...) stay on
 	// the client listener. Empty: the client listener serves everything.
 	Admin string `yaml:"admin"`
+	// TURNS is the TURN-over-TLS address (turns:, usually port 5349);
+	// empty: none.
+	TURNS string `yaml:"turns"`
 }
 
 // TLS holds the certificate of the federation listener.
@@ -811,8 +827,23 @@ func (c *Config) validateTURN() []error {
 			errs = append(errs, fmt.Errorf("turn.external_ip must be an IPv4 address (the relay address clients reach; relays are IPv4), not %q", t.ExternalIP))
 		}
 	}
+	if t.ExternalIPv6 != "" {
+		if a, err := netip.ParseAddr(t.ExternalIPv6); err != nil || a.IsUnspecified() || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			errs = append(errs, fmt.Errorf("turn.external_ipv6 must be an IPv6 address (the IPv6 relay address clients reach), not %q", t.ExternalIPv6))
+		}
+	}
 	if !t.Enabled {
 		return errs
+	}
+	if c.Listen.TURNS != "" {
+		if _, err := netip.ParseAddrPort(c.Listen.TURNS); err != nil {
+			errs = append(errs, fmt.Errorf("listen.turns must be ip:port such as 0.0.0.0:5349, not %q", c.Listen.TURNS))
+		}
+		if t.TLSCertFile == "" || t.TLSKeyFile == "" {
+			errs = append(errs, errors.New("turn.tls_cert_file and turn.tls_key_file must be set when listen.turns is"))
+		} else if _, err := tls.LoadX509KeyPair(t.TLSCertFile, t.TLSKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("turn.tls_cert_file, turn.tls_key_file: %w", err))
+		}
 	}
 	ap, err := netip.ParseAddrPort(c.Listen.TURN)
 	if err != nil {
@@ -855,6 +886,8 @@ listen:
   # on its own plain-HTTP address, e.g. 127.0.0.1:8009; the client listener
   # then refuses those paths. Empty: served on the client listener.
   admin: ""
+  # TURN over TLS (turns:, with turn.tls_cert_file); empty: none.
+  turns: ""
 
 tls:
   # PEM certificate (chain) and key of the federation listener, valid for
@@ -1080,6 +1113,14 @@ turn:
   # NAT, the public address forwarded to it). Required when listen.turn
   # listens on 0.0.0.0.
   external_ip: ""
+  # IPv6: this machine's public IPv6 address turns it on. The server then
+  # also listens on IPv6 (listen.turn's port on [::]) and clients that
+  # come over IPv6 get IPv6 relays at this address.
+  external_ipv6: ""
+  # The certificate (PEM) of the TURN-over-TLS listener, listen.turns;
+  # clients are then offered turns:<host>:<port>?transport=tcp too.
+  tls_cert_file: ""
+  tls_key_file: ""
   # The embedded server never relays to loopback, private, link-local,
   # multicast or unspecified addresses, except inside these CIDRs, e.g.
   # [10.20.0.0/16] when callers sit on that intranet.
@@ -1140,4 +1181,14 @@ sso:
   # end their host with a path); any other client is shown "continue to
   # <host>?" first.
   client_whitelist: []
+
+oauth:
+  # The Matrix OAuth 2.0 API (GET /_matrix/client/v1/auth_metadata):
+  # clients register themselves and users log in on this server's own
+  # pages (password where auth.password_login is on, a button per
+  # oidc.providers entry), by the authorization code or device grant.
+  # Access tokens expire after auth.access_token_lifetime when it is set.
+  # Clients that find it (Element X, new Element Web) use it instead of
+  # the password and SSO logins. See docs/operations.md ("OAuth 2.0 API").
+  enabled: false
 `

@@ -37,6 +37,7 @@ import (
 	"luxchat/internal/media"
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
+	"luxchat/internal/oauth"
 	"luxchat/internal/reports"
 	"luxchat/internal/roomadmin"
 	"luxchat/internal/roomfed"
@@ -64,11 +65,14 @@ type Server struct {
 	Delayed *delayed.Service
 	// SlidingSync answers simplified sliding sync (MSC4186).
 	SlidingSync *slidingsync.Service
-	E2EE        *e2ee.Service
-	Media       *media.Service
-	Log         *slog.Logger
-	Push        *notifications.Service
-	Key         signing.KeyPair
+	// OAuth is the OAuth 2.0 API's authorization server (nil when off).
+	OAuth *oauth.Service
+
+	E2EE  *e2ee.Service
+	Media *media.Service
+	Log   *slog.Logger
+	Push  *notifications.Service
+	Key   signing.KeyPair
 
 	// GDPR exports and erases users' data (data-protection requests).
 	GDPR *gdpr.Service
@@ -168,7 +172,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if len(regs) > 0 {
 		s.AppServices = appservice.New(regs, st, s.Rooms, s.renderForAppService, cfg.ServerName, log)
 	}
-	s.Delayed = delayed.New(st, s.Rooms, delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}, log)
+	// One request rate limiter: the client API's, which delayed events
+	// also draw on when they fall due.
+	var limiter *httputil.RateLimiter
+	if cfg.RateLimits.Enabled {
+		limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
+	}
+	delayedLimits := delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}
+	if limiter != nil {
+		delayedLimits.SendRate = limiter.Take
+	}
+	s.Delayed = delayed.New(st, s.Rooms, delayedLimits, log)
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, s.Read, notifier, sync.NewTyping(), log, s.syncHooks())
@@ -184,9 +198,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 
 	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts, s.AppServices), cfg.Limits.MaxRequestBytes, log)
 	guardRouter(rt, cfg)
-	if cfg.RateLimits.Enabled {
-		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
-	}
+	rt.Limiter = limiter
 	reqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "luxchat_http_request_duration_seconds", Help: "Client API request latency by route.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
@@ -222,6 +234,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	s.OAuth = oauth.New(cfg, st, s.Accounts, log)
+	api.OAuth = s.OAuth
 	api.Register(rt)
 	admin := &adminapi.API{Config: cfg, Log: log, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, RoomFed: s.RoomFed,
 		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices, GDPR: s.GDPR}

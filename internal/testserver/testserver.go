@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,6 +59,7 @@ type setup struct {
 	fed        *Federation  // set by Federation.Server and ServerNamed
 	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
 	log        *slog.Logger // replaces the server's logger when set
+	logTo      io.Writer    // also log here, from level Info (see WithLog)
 }
 
 // WithLogger gives the server this logger (to read what it logs).
@@ -75,6 +77,10 @@ func WithAdminListener(t testing.TB) Option {
 		s.cfg.Listen.Admin = ln.Addr().String()
 	}
 }
+
+// WithLog also writes the server's log, from level Info, to w (which
+// must be safe for concurrent use): for tests of what is logged.
+func WithLog(w io.Writer) Option { return func(s *setup) { s.logTo = w } }
 
 // ObserveInbound is an option that calls f with each request the
 // federation listener receives, before it is handled.
@@ -119,6 +125,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if su.log != nil {
 		log = su.log
+	}
+	if su.logTo != nil {
+		log = slog.New(teeHandler{log.Handler(), slog.NewTextHandler(su.logTo, &slog.HandlerOptions{Level: slog.LevelInfo})})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, log)
@@ -342,4 +351,30 @@ func (c *Client) Sync(query string) map[string]any {
 	var out map[string]any
 	c.MustDo("GET", "/_matrix/client/v3/sync?"+query, nil, &out)
 	return out
+}
+
+// teeHandler passes records to two handlers.
+type teeHandler struct{ a, b slog.Handler }
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+}
+
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	var err error
+	if h.a.Enabled(ctx, r.Level) {
+		err = h.a.Handle(ctx, r.Clone())
+	}
+	if h.b.Enabled(ctx, r.Level) {
+		err = errors.Join(err, h.b.Handle(ctx, r))
+	}
+	return err
+}
+
+func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
+}
+
+func (h teeHandler) WithGroup(name string) slog.Handler {
+	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name)}
 }

@@ -269,5 +269,8 @@ func (a *API) routes() []route {
 	if a.SSO != nil {
 		routes = append(routes, a.ssoRoutes()...)
 	}
+	if a.OAuth != nil {
+		routes = append(routes, a.oauthRoutes()...)
+	}
 	return routes
 }
