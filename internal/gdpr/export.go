@@ -174,7 +174,14 @@ type exporter struct {
 }
 
 func (x *exporter) create(name string) (io.Writer, error) {
-	w, err := x.zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: x.now})
+	return x.createWith(name, zip.Deflate)
+}
+
+// createWith starts a file of the archive stored with method: uploads are
+// stored as they are (mostly compressed formats already), the rest
+// deflated.
+func (x *exporter) createWith(name string, method uint16) (io.Writer, error) {
+	w, err := x.zw.CreateHeader(&zip.FileHeader{Name: name, Method: method, Modified: x.now})
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", name, err)
 	}
@@ -365,7 +372,7 @@ func (x *exporter) media() error {
 			if ext := strings.ToLower(path.Ext(u.UploadName)); safeExt.MatchString(ext) {
 				e.File += ext
 			}
-			w, err := x.create(e.File)
+			w, err := x.createWith(e.File, zip.Store)
 			if err != nil {
 				return err
 			}
