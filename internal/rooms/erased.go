@@ -25,6 +25,13 @@ type erasedSenders struct {
 	upTo   map[string]int64 // user → events position at their erasure
 }
 
+// LoadErased reads the erased users at start, so that no read pays for
+// it later (erasedUpTo would load them on first use otherwise).
+func (s *Service) LoadErased(ctx context.Context) error {
+	_, err := s.erasedUpTo(ctx, "")
+	return err
+}
+
 // erasedUpTo returns the events position up to which sender's events are
 // erased, or 0 when they are not.
 func (s *Service) erasedUpTo(ctx context.Context, sender string) (int64, error) {

@@ -190,6 +190,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Push = notifications.New(cfg, st, s.Rooms, s.Read, log, s.Sync.Wake)
 	s.search = search.Indexer(s.Rooms.InspectLocked)
 	s.GDPR = gdpr.New(cfg.ServerName, st, s.Rooms, s.Media, s.Push, log)
+	if err := s.Rooms.LoadErased(ctx); err != nil { // erased senders' events are served redacted
+		st.Close()
+		return nil, err
+	}
 	if err := s.Push.Load(ctx); err != nil {
 		st.Close()
 		return nil, err
