@@ -66,6 +66,9 @@ func (s *Service) StartOAuthSession(ctx context.Context, o OAuthSession, claim f
 		if u.Deactivated {
 			return errcode.UserDeactivated("this account has been deactivated")
 		}
+		if s.isLocked(u) {
+			return errcode.UserLocked("this account has been locked")
+		}
 		deviceID, err := s.sessionDevice(ctx, tx, o.UserID, sessionParams{deviceID: o.DeviceID})
 		if err != nil {
 			return err
@@ -116,6 +119,11 @@ func (s *Service) RefreshOAuth(ctx context.Context, refreshToken, clientID strin
 		if scope, err = tx.OAuthSessionScope(ctx, rt.UserID, rt.DeviceID); err != nil {
 			return err
 		}
+		if u, err := tx.GetUser(ctx, rt.UserID); err != nil {
+			return err
+		} else if s.isLocked(u) {
+			return errcode.UserLocked("this account has been locked") // and the rotation is undone
+		}
 		tx.OnCommit(func() { s.cache.invalidate(rt.UserID, rt.DeviceID) })
 		return nil
 	})
@@ -159,6 +167,9 @@ func (s *Service) PasswordLogin(ctx context.Context, user, password, ip string) 
 	u, err := s.throttledVerify(ctx, userID, password, ip)
 	if err != nil {
 		return "", err
+	}
+	if s.isLocked(u) {
+		return "", errcode.UserLocked("this account has been locked")
 	}
 	return u.UserID, nil
 }

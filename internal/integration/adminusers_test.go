@@ -230,8 +230,15 @@ func TestAdminUsers(t *testing.T) {
 		}
 		media.NextToken = nil
 		admin.MustDo("GET", synapseAdmin+"/v1/users/"+esc(carol)+"/media?limit=2&from=2", nil, &media)
-		if len(media.Media) != 1 || media.NextToken != nil {
+		if len(media.Media) != 1 || media.NextToken != nil || media.Media[0]["quarantined_by"] != nil {
 			t.Fatalf("media page 2: %+v", media)
+		}
+		// Quarantined media names who quarantined it.
+		oldest := media.Media[0]["media_id"].(string)
+		admin.MustDo("POST", synapseAdmin+"/v1/media/quarantine/"+server+"/"+oldest, map[string]any{}, nil)
+		admin.MustDo("GET", synapseAdmin+"/v1/users/"+esc(carol)+"/media?order_by=quarantined_by&dir=b&limit=1", nil, &media)
+		if media.Media[0]["media_id"] != oldest || media.Media[0]["quarantined_by"] != admin.UserID {
+			t.Fatalf("quarantined media: %+v", media.Media)
 		}
 
 		// Deactivation, with erase: the account is gone for the client API

@@ -11,6 +11,8 @@ type UserMediaItem struct {
 	Size        int64
 	ContentType string
 	UploadName  string // "" when none was given
+	// QuarantinedBy is the administrator who quarantined it ("" if no one).
+	QuarantinedBy string
 }
 
 // UserMediaOrders are the orders UserMedia knows.
@@ -27,7 +29,8 @@ func (s *Service) UserMedia(ctx context.Context, userID, orderBy string, desc bo
 	}
 	out := make([]UserMediaItem, 0, len(rows))
 	for _, m := range rows {
-		out = append(out, UserMediaItem{MediaID: m.MediaID, CreatedTS: m.CreatedTS, Size: m.Size, ContentType: m.ContentType, UploadName: m.UploadName})
+		out = append(out, UserMediaItem{MediaID: m.MediaID, CreatedTS: m.CreatedTS, Size: m.Size, ContentType: m.ContentType, UploadName: m.UploadName,
+			QuarantinedBy: m.QuarantinedBy})
 	}
 	return out, total, nil
 }

@@ -409,7 +409,7 @@ func (s *Service) Token(ctx context.Context, form url.Values) (*TokenResponse, e
 			return nil, invalidGrant("the refresh token is unknown, revoked or was used already")
 		}
 		if err != nil {
-			return nil, err
+			return nil, tokenError(err) // a locked account: invalid_grant
 		}
 		return tokenResponse(t, scope), nil
 	default:

@@ -17,7 +17,7 @@ type User struct {
 	DisplayName  sql.NullString
 	AvatarURL    sql.NullString
 	CreatedTS    int64
-	// Moderation (see migration 38).
+	// Moderation (see migration 41).
 	Locked       bool
 	Suspended    bool
 	ShadowBanned bool

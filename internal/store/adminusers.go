@@ -311,20 +311,27 @@ func (tx *Tx) ReplaceExternalIDs(ctx context.Context, userID string, ids []Exter
 // UserMediaOrders maps the admin API's order_by values of a user's media
 // to columns.
 var UserMediaOrders = map[string]string{
-	"media_id":     "media_id",
-	"upload_name":  "upload_name",
-	"created_ts":   "created_ts",
-	"media_length": "size",
-	"media_type":   "content_type",
+	"media_id":       "media_id",
+	"upload_name":    "upload_name",
+	"created_ts":     "created_ts",
+	"media_length":   "size",
+	"media_type":     "content_type",
+	"quarantined_by": "quarantined_by",
 	// Not recorded: the order falls back to the media id.
 	"last_access_ts":       "media_id",
-	"quarantined_by":       "media_id",
 	"safe_from_quarantine": "media_id",
+}
+
+// UserMediaRow is one of a user's uploads and who quarantined it ("" if
+// no one).
+type UserMediaRow struct {
+	Media
+	QuarantinedBy string
 }
 
 // UserMedia returns a page of the media a local user uploaded (not the
 // reservations still waiting for content) and how many there are.
-func (s *Store) UserMedia(ctx context.Context, userID, orderBy string, desc bool, from, limit int) ([]Media, int, error) {
+func (s *Store) UserMedia(ctx context.Context, userID, orderBy string, desc bool, from, limit int) ([]UserMediaRow, int, error) {
 	var total int
 	if err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM media WHERE user_id = $1 AND uploaded_ts <> 0`, userID).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count user media: %w", err)
@@ -337,22 +344,28 @@ func (s *Store) UserMedia(ctx context.Context, userID, orderBy string, desc bool
 	if desc {
 		order = col + " DESC"
 	}
+	if col == "quarantined_by" {
+		// NULLs first going up, last going down, on both engines.
+		order += map[bool]string{false: " NULLS FIRST", true: " NULLS LAST"}[desc]
+	}
 	if col != "media_id" {
 		order += ", media_id ASC"
 	}
-	rows, err := s.reader().QueryContext(ctx, `SELECT `+mediaCols+` FROM media WHERE user_id = $1 AND uploaded_ts <> 0
-		ORDER BY `+order+` LIMIT $2 OFFSET $3`, userID, limit, from)
+	rows, err := s.reader().QueryContext(ctx, fmt.Sprintf(`SELECT %s, COALESCE(quarantined_by, '') FROM media WHERE user_id = $1 AND uploaded_ts <> 0
+		ORDER BY %s LIMIT $2 OFFSET $3`, mediaReadCols, order), userID, limit, from)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list user media: %w", err)
 	}
 	defer rows.Close()
-	var out []Media
+	var out []UserMediaRow
 	for rows.Next() {
-		m, err := scanMedia(rows)
-		if err != nil {
-			return nil, 0, err
+		var r UserMediaRow
+		m := &r.Media
+		if err := rows.Scan(&m.MediaID, &m.UserID, &m.CreatedTS, &m.ExpiresTS, &m.UploadedTS, &m.ContentType, &m.UploadName,
+			&m.Size, &m.Blob, &m.WrappedKey, &m.KeyID, &m.Unauthenticated, &m.Quarantined, &r.QuarantinedBy); err != nil {
+			return nil, 0, fmt.Errorf("list user media: %w", err)
 		}
-		out = append(out, *m)
+		out = append(out, r)
 	}
 	return out, total, rows.Err()
 }

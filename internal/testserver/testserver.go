@@ -58,12 +58,8 @@ type setup struct {
 	inbound    func(r *http.Request, body []byte)
 	fed        *Federation  // set by Federation.Server and ServerNamed
 	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
-	log        *slog.Logger // replaces the server's logger when set
 	logTo      io.Writer    // also log here, from level Info (see WithLog)
 }
-
-// WithLogger gives the server this logger (to read what it logs).
-func WithLogger(l *slog.Logger) Option { return func(s *setup) { s.log = l } }
 
 // WithAdminListener serves the admin API on a listener of its own
 // (listen.admin), at the Server's AdminURL.
@@ -123,9 +119,6 @@ func New(t testing.TB, opts ...Option) *Server {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if su.log != nil {
-		log = su.log
-	}
 	if su.logTo != nil {
 		log = slog.New(teeHandler{log.Handler(), slog.NewTextHandler(su.logTo, &slog.HandlerOptions{Level: slog.LevelInfo})})
 	}

@@ -3,7 +3,6 @@ package adminapi_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -48,7 +47,7 @@ func fill(path string, vars map[string]string) string {
 // naming the administrator and the route for every call.
 func TestEveryAdminRouteIsForAdminsAndAudited(t *testing.T) {
 	logs := &syncBuffer{}
-	s := ts.New(t, ts.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	s := ts.New(t, ts.WithLog(logs))
 	ctx := context.Background()
 	adminUser, bob, eve := s.Register(t, "admin"), s.Register(t, "bob"), s.Register(t, "eve")
 	if err := s.Store.InTx(ctx, func(tx *store.Tx) error { return tx.SetAdmin(ctx, adminUser.UserID, true) }); err != nil {
@@ -64,7 +63,7 @@ func TestEveryAdminRouteIsForAdminsAndAudited(t *testing.T) {
 	room := bob.CreateRoom(map[string]any{})
 
 	vars := map[string]string{"userId": bob.UserID, "roomId": room, "deviceId": bob.DeviceID, "token": "tok", "txnId": "t1",
-		"serverName": "localhost", "mediaId": "abc", "reportId": "1", "destination": "other.test", "eventId": "$e", "delete_id": "d1"}
+		"serverName": "localhost", "mediaId": "abc", "reportId": "1", "destination": "other.test", "eventId": "$e", "deleteId": "d1", "sub": "delete_status"}
 	patterns := adminapi.RoutePatterns()
 	if len(patterns) < 30 {
 		t.Fatalf("only %d admin routes", len(patterns))

@@ -75,14 +75,14 @@ func nextToken(from, n, total int) any {
 	return nil
 }
 
-// nullable is a body field that may be absent (Set false), null (Value
+// optionalNull is a body field that may be absent (Set false), null (Value
 // nil) or a value.
-type nullable[T any] struct {
+type optionalNull[T any] struct {
 	Set   bool
 	Value *T
 }
 
-func (n *nullable[T]) UnmarshalJSON(data []byte) error {
+func (n *optionalNull[T]) UnmarshalJSON(data []byte) error {
 	n.Set = true
 	if string(data) == "null" {
 		n.Value = nil

@@ -103,8 +103,8 @@ func (a *API) newToken(r *httputil.Request) (any, error) {
 // PUT /_synapse/admin/v1/registration_tokens/{token}
 func (a *API) putToken(r *httputil.Request) (any, error) {
 	var body struct {
-		UsesAllowed nullable[int64] `json:"uses_allowed"`
-		ExpiryTime  nullable[int64] `json:"expiry_time"`
+		UsesAllowed optionalNull[int64] `json:"uses_allowed"`
+		ExpiryTime  optionalNull[int64] `json:"expiry_time"`
 	}
 	if err := r.ReadJSON(&body); err != nil {
 		return nil, err

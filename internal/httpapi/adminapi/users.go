@@ -165,16 +165,16 @@ func (a *API) putUser(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	var body struct {
-		Password      *string           `json:"password"`
-		LogoutDevices *bool             `json:"logout_devices"`
-		DisplayName   *string           `json:"displayname"`
-		AvatarURL     *string           `json:"avatar_url"`
-		ThreePIDs     *[]threePIDJSON   `json:"threepids"`
-		ExternalIDs   *[]externalIDJSON `json:"external_ids"`
-		Admin         *bool             `json:"admin"`
-		Deactivated   *bool             `json:"deactivated"`
-		Locked        *bool             `json:"locked"`
-		UserType      nullable[string]  `json:"user_type"`
+		Password      *string              `json:"password"`
+		LogoutDevices *bool                `json:"logout_devices"`
+		DisplayName   *string              `json:"displayname"`
+		AvatarURL     *string              `json:"avatar_url"`
+		ThreePIDs     *[]threePIDJSON      `json:"threepids"`
+		ExternalIDs   *[]externalIDJSON    `json:"external_ids"`
+		Admin         *bool                `json:"admin"`
+		Deactivated   *bool                `json:"deactivated"`
+		Locked        *bool                `json:"locked"`
+		UserType      optionalNull[string] `json:"user_type"`
 	}
 	if err := r.ReadJSON(&body); err != nil {
 		return nil, err
@@ -409,6 +409,9 @@ func (a *API) userMedia(r *httputil.Request) (any, error) {
 		j := mediaJSON{CreatedTS: m.CreatedTS, MediaID: m.MediaID, MediaLength: m.Size, MediaType: m.ContentType}
 		if m.UploadName != "" {
 			j.UploadName = &m.UploadName
+		}
+		if m.QuarantinedBy != "" {
+			j.QuarantinedBy = &m.QuarantinedBy
 		}
 		out = append(out, j)
 	}
