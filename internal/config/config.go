@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -78,6 +79,10 @@ type Config struct {
 	// AccountValidity locks accounts a while after their creation or last
 	// renewal, until an administrator renews them.
 	AccountValidity AccountValidity `yaml:"account_validity"`
+
+	// Webhooks configures the incoming webhooks that post alerts into
+	// rooms (luxchat webhook create).
+	Webhooks Webhooks `yaml:"webhooks"`
 }
 
 // AccountValidity configures the accounts' validity period.
@@ -88,6 +93,31 @@ type AccountValidity struct {
 	// never lock this way. Accounts created before it was set are not
 	// given an end.
 	Period Duration `yaml:"period"`
+}
+
+// Webhooks configures incoming webhooks (package webhooks): the bot
+// account that posts, the message type, and the limits of one hook.
+type Webhooks struct {
+	// BotLocalpart is the server-owned account the hooks post as,
+	// @<bot_localpart>:<server_name>; it is created without a password
+	// when the first hook is made, and joins each hook's room then.
+	BotLocalpart string `yaml:"bot_localpart"`
+	// BotDisplayName is the bot's display name.
+	BotDisplayName string `yaml:"bot_display_name"`
+	// MsgType is the msgtype of the messages: m.notice (what bots send;
+	// clients' default push rules do not notify for it) or m.text.
+	MsgType string `yaml:"msgtype"`
+	// PublicURL is the base of the hook URLs that create and rotate
+	// print; empty: http://<listen.hooks> when that is set, else
+	// public_base_url, else http://<listen.client>.
+	PublicURL string `yaml:"public_url"`
+	// MaxBodyBytes bounds one notification's body (413 M_TOO_LARGE).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RatePerSecond and RateBurst are each hook's token bucket: a
+	// notification takes a token, and one finding none is answered 429
+	// M_LIMIT_EXCEEDED with retry_after_ms.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	RateBurst     int     `yaml:"rate_burst"`
 }
 
 // AppServices configures the Application Service API.
@@ -213,6 +243,10 @@ type Listen struct {
 	// TURN is the UDP and TCP address of the embedded TURN server (used
 	// when turn.enabled is set).
 	TURN string `yaml:"turn"`
+	// Hooks, when set, is the plain HTTP address of the incoming
+	// webhooks (POST /_luxchat/hooks/{id}), which are then not served
+	// on the client listener; empty: they are served there.
+	Hooks string `yaml:"hooks"`
 	// Admin, when set, is the plain-HTTP address that alone serves the
 	// server administration API (/_synapse/admin/..., /_luxchat/admin/...),
 	// so that operators can keep it off the public network; the client
@@ -532,6 +566,8 @@ func Default() *Config {
 			MaxBitrate:            20_000_000,
 		},
 		DelayedEvents: DelayedEvents{MaxDelay: Duration{24 * time.Hour}, MaxPerUser: 100},
+		Webhooks: Webhooks{BotLocalpart: "alerts", BotDisplayName: "Alerts", MsgType: "m.notice",
+			MaxBodyBytes: 512 << 10, RatePerSecond: 1, RateBurst: 20},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -675,6 +711,7 @@ func (c *Config) Validate() error {
 	if !validLocalpart.MatchString(c.ServerNotices.Localpart) {
 		errs = append(errs, fmt.Errorf("server_notices.localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", c.ServerNotices.Localpart))
 	}
+	errs = append(errs, c.validateWebhooks()...)
 	errs = append(errs, c.validateFederation()...)
 	errs = append(errs, c.validatePush()...)
 	errs = append(errs, c.validateSupport()...)
@@ -689,6 +726,36 @@ func (c *Config) Validate() error {
 
 // validLocalpart matches the characters the spec allows in new user ids.
 var validLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]{1,64}$`)
+
+func (c *Config) validateWebhooks() []error {
+	var errs []error
+	w := c.Webhooks
+	if !validLocalpart.MatchString(w.BotLocalpart) {
+		errs = append(errs, fmt.Errorf("webhooks.bot_localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", w.BotLocalpart))
+	}
+	if w.MsgType != "m.notice" && w.MsgType != "m.text" {
+		errs = append(errs, fmt.Errorf("webhooks.msgtype must be m.notice or m.text, not %q", w.MsgType))
+	}
+	if w.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("webhooks.max_body_bytes must be at least 1024"))
+	}
+	if w.RatePerSecond <= 0 || w.RateBurst < 1 {
+		errs = append(errs, errors.New("webhooks.rate_per_second must be positive and webhooks.rate_burst at least 1"))
+	}
+	if w.PublicURL != "" {
+		if u, err := url.Parse(w.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("webhooks.public_url must be an http(s) URL, not %q", w.PublicURL))
+		}
+	}
+	if c.Listen.Hooks != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.Hooks); err != nil {
+			errs = append(errs, fmt.Errorf("listen.hooks must be host:port, not %q", c.Listen.Hooks))
+		} else if c.Listen.Hooks == c.Listen.Client {
+			errs = append(errs, errors.New("listen.hooks must differ from listen.client (leave it empty to serve the hooks there)"))
+		}
+	}
+	return errs
+}
 
 func (c *Config) validateFederation() []error {
 	var errs []error
@@ -882,6 +949,10 @@ listen:
   federation: ""
   # The embedded TURN/STUN server, UDP and TCP (when turn.enabled).
   turn: 0.0.0.0:3478
+  # Incoming webhooks (POST /_luxchat/hooks/{id}, plain HTTP) on their own
+  # address, e.g. one only the monitoring network reaches; empty: they are
+  # served on the client listener.
+  hooks: ""
   # The server administration API (/_synapse/admin/..., /_luxchat/admin/...)
   # on its own plain-HTTP address, e.g. 127.0.0.1:8009; the client listener
   # then refuses those paths. Empty: served on the client listener.
@@ -1061,6 +1132,27 @@ appservices:
   # see docs/operations.md), read and checked at start. A pattern such as
   # /etc/luxchat/appservices/*.yaml takes every file it matches.
   config_files: []
+
+webhooks:
+  # Incoming webhooks for alerts ("luxchat webhook create --room ROOM"):
+  # Prometheus Alertmanager, Grafana alerting or {"text", "html"} bodies
+  # become messages of this bot, @<bot_localpart>:<server_name>, created
+  # without a password and joined to each hook's room (invite it first to
+  # an invite-only room).
+  bot_localpart: alerts
+  bot_display_name: Alerts
+  # m.notice (what bots send; default push rules do not notify for it) or
+  # m.text (notifies like a person's message).
+  msgtype: m.notice
+  # Base of the printed hook URLs; empty: http://<listen.hooks> when set,
+  # else public_base_url, else http://<listen.client>.
+  public_url: ""
+  # Largest notification body (413 M_TOO_LARGE past it).
+  max_body_bytes: 524288
+  # Each hook's token bucket: sustained notifications per second and burst
+  # (429 M_LIMIT_EXCEEDED past it).
+  rate_per_second: 1
+  rate_burst: 20
 
 rtc:
   # Group calls (MatrixRTC, Element Call and Element X): a LiveKit SFU that

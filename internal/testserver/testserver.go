@@ -29,8 +29,11 @@ import (
 
 // Server is a running test server.
 type Server struct {
-	URL    string
-	Config *config.Config
+	URL string
+	// HooksURL is where the webhooks are served: URL, or the listener
+	// of WithHooksListener.
+	HooksURL string
+	Config   *config.Config
 	*server.Server
 	stop func() error
 	opts []Option // to start it again: see Restart
@@ -57,8 +60,22 @@ type setup struct {
 	cut        func(host string) bool // hosts the server cannot reach (see Federation.Cut)
 	inbound    func(r *http.Request, body []byte)
 	fed        *Federation  // set by Federation.Server and ServerNamed
+	hooksLn    net.Listener // listen.hooks (see WithHooksListener)
 	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
 	logTo      io.Writer    // also log here, from level Info (see WithLog)
+}
+
+// WithHooksListener serves the incoming webhooks on a listener of their
+// own (listen.hooks) at Server.HooksURL, not on the client listener.
+func WithHooksListener(t testing.TB) Option {
+	return func(s *setup) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.hooksLn = ln
+		s.cfg.Listen.Hooks = ln.Addr().String()
+	}
 }
 
 // WithAdminListener serves the admin API on a listener of its own
@@ -128,6 +145,9 @@ func New(t testing.TB, opts ...Option) *Server {
 		cancel()
 		t.Fatal(err)
 	}
+	if su.hooksLn != nil {
+		srv.SetHooksListener(su.hooksLn)
+	}
 	if su.dns != nil && srv.Federation != nil {
 		srv.Federation.SetDNS(su.dns)
 	}
@@ -155,6 +175,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	// them all (the default keeps 2 per host and redials the rest).
 	tr.MaxIdleConnsPerHost = 4096
 	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv, opts: opts, transport: tr}
+	ts.HooksURL = ts.URL
+	if su.hooksLn != nil {
+		ts.HooksURL = "http://" + su.hooksLn.Addr().String()
+	}
 	ts.AdminURL = ts.URL
 	if su.adminLn != nil {
 		ts.AdminURL = "http://" + su.adminLn.Addr().String()
