@@ -3,6 +3,7 @@
 //	luxchat serve [--config luxchat.yaml]
 //	luxchat generate-config
 //	luxchat user add NAME [--admin] [--config …]   (password from stdin or prompt)
+//	luxchat user export USER_ID --out FILE           (GDPR export, a zip archive)
 //	luxchat token create [--uses N] [--expires 24h] [--config …]
 //	luxchat token list | token revoke TOKEN
 //	luxchat media rotate-key | media purge --older-than 90d
@@ -47,6 +48,7 @@ const usage = `usage:
   luxchat serve [--config FILE]
   luxchat generate-config
   luxchat user add NAME [--admin] [--config FILE]
+  luxchat user export USER_ID --out FILE [--config FILE]
   luxchat token create [--uses N] [--expires DURATION] [--config FILE]
   luxchat token list [--config FILE]
   luxchat token revoke TOKEN [--config FILE]
@@ -68,6 +70,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		_, err := io.WriteString(stdout, config.Template)
 		return err
 	case "user":
+		if len(args) >= 2 && args[1] == "export" {
+			return userExport(args[2:], stdout, stderr)
+		}
 		if len(args) < 2 || args[1] != "add" {
 			return errors.New(usage)
 		}

@@ -74,14 +74,19 @@ func (s *Service) SetPassword(ctx context.Context, userID, newPassword string, l
 
 // Deactivate deactivates the caller's account after user-interactive auth
 // with its password (without an access token, the password stage says
-// whose).
-func (s *Service) Deactivate(ctx context.Context, caller Caller, auth json.RawMessage) error {
+// whose) and, with erase, erases it (EraseUser).
+func (s *Service) Deactivate(ctx context.Context, caller Caller, auth json.RawMessage, erase bool) error {
 	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: "deactivate", userID: caller.UserID, flows: s.reauthFlows(caller.UserID)}, auth)
 	if err != nil {
 		return err
 	}
 	if err := s.DeactivateUser(ctx, sess.userID); err != nil {
 		return err
+	}
+	if erase {
+		if err := s.EraseUser(ctx, sess.userID); err != nil {
+			return err
+		}
 	}
 	s.finishUIA(ctx, sess)
 	return nil

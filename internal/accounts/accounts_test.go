@@ -495,9 +495,9 @@ func TestChangePasswordAndDeactivate(t *testing.T) {
 
 		var left []string
 		e.svc.hooks.OnDeactivate = func(_ context.Context, userID string) error { left = append(left, userID); return nil }
-		err = e.svc.Deactivate(bg, me, nil)
+		err = e.svc.Deactivate(bg, me, nil, false)
 		ar = wantAuthRequired(t, err, "")
-		if err := e.svc.Deactivate(bg, me, passwordAuth(ar.Session, "alice", "password3")); err != nil {
+		if err := e.svc.Deactivate(bg, me, passwordAuth(ar.Session, "alice", "password3"), false); err != nil {
 			t.Fatal(err)
 		}
 		if len(left) != 1 || left[0] != alice.UserID {

@@ -34,6 +34,9 @@ type Format struct {
 // client form is cached per event (rooms.Service.ClientBase); room_id and
 // unsigned (whose age changes) are spliced in without decoding anything.
 func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
+	if row.Pruned {
+		f.Relations = nil // what relates to an erased sender's event is not bundled with it
+	}
 	base := s.rooms.ClientBase(row)
 	out := make([]byte, 0, len(base)+len(row.Unsigned)+len(row.RoomID)+64)
 	out = rooms.AppendHead(out, base, row, f.OmitRoomID)

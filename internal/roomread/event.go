@@ -35,6 +35,9 @@ func (s *Service) GetEvent(ctx context.Context, roomID, eventID, userID, deviceI
 	} else if !ok {
 		return nil, errcode.NotFound("event not found")
 	}
+	if row, err = v.Shown(ctx, row); err != nil {
+		return nil, err
+	}
 	evs, err := s.WithBundles(ctx, roomID, v, []*store.EventRow{row}, Format{Viewer: userID, DeviceID: deviceID, Membership: v.MembershipAt(ctx, row)})
 	if err != nil {
 		return nil, err

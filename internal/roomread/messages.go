@@ -161,6 +161,9 @@ func (s *Service) Messages(ctx context.Context, q MessagesRequest) (*Page, error
 				ok = q.Filter.AllowsRelation(relTypeOf(row))
 			}
 			if ok && !ignored[row.Sender] && q.Filter.AllowsEvent(row.Type, row.Sender, q.Filter != nil && q.Filter.ContainsURL != nil && row.HasURL()) {
+				if row, err = v.Shown(ctx, row); err != nil {
+					return nil, err
+				}
 				page.Chunk = append(page.Chunk, s.ClientEvent(row, Format{Viewer: q.UserID, DeviceID: q.DeviceID, Membership: v.MembershipAt(ctx, row)}))
 				shown = append(shown, row)
 				senders[row.Sender] = true
@@ -207,6 +210,9 @@ func (s *Service) finishPage(ctx context.Context, q MessagesRequest, v *rooms.Vi
 			}
 			buf := make([]byte, 0, size)
 			for i, row := range shown {
+				if row.Pruned {
+					continue
+				}
 				start := len(buf)
 				var ok bool
 				if buf, ok = pb.appendBundle(buf, s, row); ok {

@@ -60,6 +60,9 @@ func (s *Service) VisibleEvent(ctx context.Context, roomID, eventID, userID stri
 	} else if !ok {
 		return nil, nil, errcode.NotFound("event not found")
 	}
+	if row, err = v.Shown(ctx, row); err != nil {
+		return nil, nil, err
+	}
 	return v, row, nil
 }
 
@@ -133,6 +136,9 @@ func (s *Service) Relations(ctx context.Context, q RelationsRequest) (*Relations
 			return nil, err
 		}
 		if ok && !ignored[row.Sender] {
+			if row, err = v.Shown(ctx, row); err != nil {
+				return nil, err
+			}
 			visible = append(visible, row)
 		}
 	}
@@ -206,6 +212,9 @@ func (s *Service) Threads(ctx context.Context, q ThreadsRequest) (*ThreadsPage, 
 		if ok, err := v.CanSee(ctx, row); err != nil {
 			return nil, err
 		} else if ok {
+			if row, err = v.Shown(ctx, row); err != nil {
+				return nil, err
+			}
 			rows = append(rows, row)
 		}
 	}

@@ -73,6 +73,10 @@ func decodedClientJSON(pduJSON []byte, eventID, roomID string, unsigned map[stri
 // which package roomread completes. It is cached per event; a redaction
 // drops its target's.
 func (s *Service) ClientBase(row *store.EventRow) []byte {
+	if row.Pruned { // one reader's redacted copy: not the event's form
+		full := s.ClientJSON(row.JSON(), row.EventID, "", nil)
+		return full[:len(full)-1]
+	}
 	if b, ok := s.bases.get(row.EventID); ok {
 		return b
 	}

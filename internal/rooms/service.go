@@ -71,6 +71,8 @@ type Service struct {
 
 	rel BundleCache // bundled aggregations, see relations.go
 
+	erased erasedSenders // erased users whose events are served redacted, see erased.go
+
 	bf       backfillPositions // of history fetched from other servers, see backfill.go
 	outliers outlierPositions  // see received.go
 

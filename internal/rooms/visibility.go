@@ -262,9 +262,13 @@ func (s *Service) visible(ctx context.Context, v *Viewer, roomID string, rows []
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			out = append(out, row)
+		if !ok {
+			continue
 		}
+		if row, err = v.Shown(ctx, row); err != nil {
+			return nil, err
+		}
+		out = append(out, row)
 	}
 	return out, nil
 }

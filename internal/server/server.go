@@ -30,6 +30,7 @@ import (
 	"luxchat/internal/e2ee"
 	"luxchat/internal/exchange"
 	"luxchat/internal/federation"
+	"luxchat/internal/gdpr"
 	"luxchat/internal/httpapi/adminapi"
 	"luxchat/internal/httpapi/clientapi"
 	"luxchat/internal/httpapi/hooksapi"
@@ -77,6 +78,9 @@ type Server struct {
 	Log   *slog.Logger
 	Push  *notifications.Service
 	Key   signing.KeyPair
+
+	// GDPR exports and erases users' data (data-protection requests).
+	GDPR *gdpr.Service
 
 	// RoomAdmin answers the administrators' room endpoints and runs room
 	// deletions in the background.
@@ -220,6 +224,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Directory = directory.New(cfg, st, s.Rooms, s.directoryRemote(), log)
 	s.Push = notifications.New(cfg, st, s.Rooms, s.Read, log, s.Sync.Wake)
 	s.search = search.Indexer(s.Rooms.InspectLocked)
+	s.GDPR = gdpr.New(cfg.ServerName, st, s.Rooms, s.Media, s.Push, log)
+	if err := s.Rooms.LoadErased(ctx); err != nil { // erased senders' events are served redacted
+		st.Close()
+		return nil, err
+	}
 	if err := s.Push.Load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -287,7 +296,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.OAuth = s.OAuth
 	api.Register(rt)
 	admin := &adminapi.API{Config: cfg, Log: log, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, RoomFed: s.RoomFed,
-		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices}
+		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices, GDPR: s.GDPR}
 	s.RoomAdmin = roomadmin.New(st, s.Rooms, s.Read, cfg.ServerName, log)
 	admin.RoomAdmin = s.RoomAdmin
 	admin.Federation = s.Outbox

@@ -99,6 +99,7 @@ func (s *Server) accountHooks() accounts.Hooks {
 		OnDeactivate:     s.userDeactivated,
 		OnDeviceRenamed:  s.deviceRenamed,
 		OnDevicesDeleted: s.devicesDeleted,
+		OnErase:          s.userErased,
 	}
 	if s.Federation != nil {
 		h.RemoteProfile = s.remoteProfile
@@ -117,6 +118,12 @@ func (s *Server) profileChanged(ctx context.Context, userID, displayName, avatar
 
 func (s *Server) userDeactivated(ctx context.Context, userID string) error {
 	return errors.Join(s.Directory.Deactivated(ctx, userID), s.Rooms.LeaveAll(ctx, userID))
+}
+
+// userErased: the rest of a GDPR erasure, once the account is
+// deactivated and its profile cleared.
+func (s *Server) userErased(ctx context.Context, userID string) error {
+	return s.GDPR.Erase(ctx, userID)
 }
 
 func (s *Server) deviceRenamed(ctx context.Context, userID, deviceID string) error {

@@ -39,6 +39,10 @@ type EventRow struct {
 	// the row, so are as fresh as it is (rows built in memory have none).
 	Aggregates     string
 	AggregatesRead bool
+	// Pruned marks a copy of a row redacted for one reader (its sender
+	// was erased, see rooms.Viewer.Shown): its client form is never
+	// cached, nor shown with bundled aggregations.
+	Pruned bool
 
 	lazy *lazyPDU // the stored form, until JSON decodes it
 }

@@ -7,6 +7,7 @@ import (
 	"luxchat/internal/config"
 	"luxchat/internal/directory"
 	"luxchat/internal/federation"
+	"luxchat/internal/gdpr"
 	"luxchat/internal/media"
 	"luxchat/internal/notices"
 	"luxchat/internal/reports"
@@ -38,6 +39,8 @@ type API struct {
 	Media     *media.Service
 	Notices   *notices.Service
 	RoomAdmin *roomadmin.Service // room list, details, block, delete (rooms.go)
+	// GDPR exports users' data (gdpr.go).
+	GDPR *gdpr.Service
 	// Federation is the outbound queue (destinations and their back-off,
 	// server.go); nil when federation is off.
 	Federation *federation.Queue

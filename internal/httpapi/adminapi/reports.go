@@ -24,7 +24,7 @@ type eventReport struct {
 	EventJSON      json.RawMessage `json:"event_json,omitempty"`
 }
 
-func nullable(s string) *string {
+func nullString(s string) *string {
 	if s == "" {
 		return nil
 	}
@@ -32,8 +32,8 @@ func nullable(s string) *string {
 }
 
 func eventReportOf(r *reports.EventReport) eventReport {
-	out := eventReport{ID: r.ID, ReceivedTS: r.CreatedTS, RoomID: r.RoomID, Name: nullable(r.RoomName), EventID: r.EventID,
-		UserID: r.Reporter, Reason: nullable(r.Reason), Sender: r.Sender, CanonicalAlias: nullable(r.CanonicalAlias)}
+	out := eventReport{ID: r.ID, ReceivedTS: r.CreatedTS, RoomID: r.RoomID, Name: nullString(r.RoomName), EventID: r.EventID,
+		UserID: r.Reporter, Reason: nullString(r.Reason), Sender: r.Sender, CanonicalAlias: nullString(r.CanonicalAlias)}
 	if r.Score.Valid {
 		out.Score = &r.Score.Int64
 	}

@@ -87,6 +87,9 @@ func (a *API) routes() []route {
 		{"PUT " + specV1 + "/lock/{userId}", a.putLocked},
 		{"GET " + specV3 + "/whois/{userId}", a.whois},
 
+		// GDPR export of a user's data (gdpr.go).
+		{"POST " + luxchatV1 + "/users/{userId}/export", a.exportUser},
+
 		// Server notices (notices.go).
 		{"POST " + synapseV1 + "/send_server_notice", a.sendServerNotice},
 		{"PUT " + synapseV1 + "/send_server_notice/{txnId}", a.putServerNotice},

@@ -318,7 +318,7 @@ func (a *API) deactivate(r *httputil.Request) (any, error) {
 		return nil, err
 	}
 	// No third-party identifiers are ever bound, so unbinding succeeds.
-	return withUIA(map[string]string{"id_server_unbind_result": "success"}, a.Accounts.Deactivate(r.Context(), caller(r), body.Auth))
+	return withUIA(map[string]string{"id_server_unbind_result": "success"}, a.Accounts.Deactivate(r.Context(), caller(r), body.Auth, body.Erase))
 }
 
 type deviceJSON struct {
