@@ -91,6 +91,7 @@ func TestRetentionPurgesRoomHistory(t *testing.T) {
 		alice := s.Register(t, "alice")
 		room := alice.CreateRoom(map[string]any{"preset": "public_chat", "name": "archive"})
 		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.retention/", map[string]any{"max_lifetime": day.Milliseconds()}, nil)
+		early := doSync(t, alice, "timeout=0")
 		mediaID := upload(t, alice, "text/plain", "old.txt", []byte("old attachment"))
 		keptMedia := upload(t, alice, "text/plain", "kept.txt", []byte("kept attachment"))
 		var old []string
@@ -154,9 +155,9 @@ func TestRetentionPurgesRoomHistory(t *testing.T) {
 		if r := alice.Do("GET", "/_matrix/client/v1/media/download/localhost/"+keptMedia, nil); r.Status != http.StatusOK {
 			t.Fatalf("media of a kept event: %d", r.Status)
 		}
-		// Syncs: an initial sync and one since before the purge show no
-		// purged event.
-		for _, q := range []string{"timeout=0", "timeout=0&since=" + before.NextBatch} {
+		// Syncs: an initial sync, one since before the purged events were
+		// sent and one since before the purge show no purged event.
+		for _, q := range []string{"timeout=0", "timeout=0&since=" + early.NextBatch, "timeout=0&since=" + before.NextBatch} {
 			sr := doSync(t, alice, q)
 			for _, e := range sr.Rooms.Join[room].Timeline.Events {
 				if slices.Contains(old, e.EventID) {
