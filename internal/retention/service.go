@@ -19,10 +19,10 @@ import (
 // each so that the room's writer lock is held about targetHold (never
 // more than a few times that: the first batch of a run is small).
 const (
-	firstBatch = 256
+	firstBatch = 128
 	minBatch   = 16
-	maxBatch   = 4096
-	targetHold = 15 * time.Millisecond
+	maxBatch   = 2048
+	targetHold = 10 * time.Millisecond
 )
 
 // Service runs the purge job. It is safe for concurrent use; runs never
@@ -203,6 +203,12 @@ func (s *Service) PurgeRoom(ctx context.Context, roomID string, cutoffTS int64, 
 			break
 		}
 		size = nextBatch(size, b.Held)
+		// The log the batch filled is checkpointed now, outside the
+		// room's lock and without blocking writers, rather than by the
+		// commit (a send's) that finds it full.
+		if err := s.st.Checkpoint(ctx); err != nil {
+			return total, err
+		}
 		// Let the room's writers (and SQLite's) in between batches.
 		pause := b.Held / 8
 		if pause < 500*time.Microsecond {

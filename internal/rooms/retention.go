@@ -37,8 +37,7 @@ type HistoryBatch struct {
 // drop it (parsed events, client forms, the recent rows and views of the
 // room, bundled aggregations of parents whose relations changed, unread
 // counts). A room being purged whole or unknown purges nothing.
-func (s *Service) PurgeHistory(ctx context.Context, roomID string, beforeTS int64, after store.PurgeCursor, limit int) (HistoryBatch, error) {
-	var b HistoryBatch
+func (s *Service) PurgeHistory(ctx context.Context, roomID string, beforeTS int64, after store.PurgeCursor, limit int) (b HistoryBatch, err error) {
 	b.Next = after
 	if s.isPurging(roomID) {
 		return b, nil
@@ -55,7 +54,7 @@ func (s *Service) PurgeHistory(ctx context.Context, roomID string, beforeTS int6
 	}
 	var ids []string
 	var parents []string
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
 		expired, keep, err := tx.ExpiredEvents(ctx, roomID, beforeTS, after, limit)
 		if err != nil {
 			return err
@@ -93,7 +92,7 @@ func (s *Service) PurgeHistory(ctx context.Context, roomID string, beforeTS int6
 		return HistoryBatch{Next: after}, err
 	}
 	b.Purged = len(ids)
-	return b, nil
+	return b, nil // Held is set on the way out
 }
 
 // dropPurged forgets what the caches hold of purged events.
