@@ -157,6 +157,8 @@ else
   TURN_PORT="$(free_port)"
   BASE_URL="http://127.0.0.1:$PORT"
   mkdir -p "$WORK_DIR/data"
+  # js/test/webhooks.test.js registers an administrator with it.
+  export LUXCHAT_E2E_SHARED_SECRET="e2e-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   cat >"$WORK_DIR/config.yaml" <<EOF
 server_name: localhost
 listen:
@@ -166,6 +168,7 @@ data_dir: "$WORK_DIR/data"
 database: "$DATABASE"
 registration:
   mode: open
+  shared_secret: "$LUXCHAT_E2E_SHARED_SECRET"
 rate_limits:
   enabled: false
 # The chat scenarios test plaintext messaging; end-to-end encryption has its

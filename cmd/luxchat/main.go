@@ -8,6 +8,7 @@
 //	luxchat media rotate-key | media purge --older-than 90d
 //	luxchat reports list [--json]
 //	luxchat notice send USER_ID MESSAGE [--token T]   (through the running server)
+//	luxchat webhook create --room ROOM [--name N] | list | rotate ID | revoke ID   (likewise)
 package main
 
 import (
@@ -52,7 +53,9 @@ const usage = `usage:
   luxchat media rotate-key [--config FILE]
   luxchat media purge [--older-than 90d] [--config FILE]
   luxchat reports list [--json] [--config FILE]
-  luxchat notice send USER_ID MESSAGE [--token TOKEN] [--url URL] [--config FILE]`
+  luxchat notice send USER_ID MESSAGE [--token TOKEN] [--url URL] [--config FILE]
+  luxchat webhook create --room ROOM [--name NAME] [--token TOKEN] [--url URL] [--config FILE]
+  luxchat webhook list | rotate ID | revoke ID [--token TOKEN] [--url URL] [--config FILE]`
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -89,6 +92,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return errors.New(usage)
 		}
 		return noticeCmd(args[1], args[2:], stdout)
+	case "webhook":
+		if len(args) < 2 {
+			return errors.New(webhookUsage)
+		}
+		return webhookCmd(args[1], args[2:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -215,6 +215,20 @@ func checkDeviceID(deviceID string) error {
 // its name (and its keys) but loses its old tokens, as the spec asks when a
 // client logs in again with its device id.
 func (s *Service) startSession(ctx context.Context, tx *store.Tx, userID string, p sessionParams) (string, Tokens, error) {
+	deviceID, err := s.sessionDevice(ctx, tx, userID, p)
+	if err != nil {
+		return "", Tokens{}, err
+	}
+	t, err := s.issueTokens(ctx, tx, userID, deviceID, p.refresh)
+	if err != nil {
+		return "", Tokens{}, err
+	}
+	return deviceID, *t, nil
+}
+
+// sessionDevice creates the device of a new session, or revokes the
+// tokens of the existing device it reuses; it returns the device id.
+func (s *Service) sessionDevice(ctx context.Context, tx *store.Tx, userID string, p sessionParams) (string, error) {
 	deviceID := p.deviceID
 	if deviceID == "" {
 		deviceID = randomString(deviceIDAlphabet, 10)
@@ -230,21 +244,17 @@ func (s *Service) startSession(ctx context.Context, tx *store.Tx, userID string,
 			LastSeenIP:  sql.NullString{String: p.ip, Valid: p.ip != ""},
 		})
 		if err != nil {
-			return "", Tokens{}, fmt.Errorf("create device: %w", err)
+			return "", fmt.Errorf("create device: %w", err)
 		}
 	case err != nil:
-		return "", Tokens{}, fmt.Errorf("look up device: %w", err)
+		return "", fmt.Errorf("look up device: %w", err)
 	default:
 		if err := tx.DeleteDeviceTokens(ctx, userID, deviceID); err != nil {
-			return "", Tokens{}, fmt.Errorf("revoke device tokens: %w", err)
+			return "", fmt.Errorf("revoke device tokens: %w", err)
 		}
 		tx.OnCommit(func() { s.cache.invalidate(userID, deviceID) })
 	}
-	t, err := s.issueTokens(ctx, tx, userID, deviceID, p.refresh)
-	if err != nil {
-		return "", Tokens{}, err
-	}
-	return deviceID, *t, nil
+	return deviceID, nil
 }
 
 // Logout deletes the device of an access token (and so every token of it).

@@ -366,7 +366,7 @@ func (s *Service) issueTokens(ctx context.Context, tx *store.Tx, userID, deviceI
 	t.RefreshToken = newToken(refreshPrefix)
 	t.ExpiresInMS = lifetime.Milliseconds()
 	expires := s.now().Add(lifetime).UnixMilli()
-	if err := tx.InsertTokenPair(ctx, hashToken(t.AccessToken), hashToken(t.RefreshToken), userID, deviceID, expires, ""); err != nil {
+	if err := tx.InsertTokenPair(ctx, hashToken(t.AccessToken), hashToken(t.RefreshToken), userID, deviceID, expires, "", ""); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -389,7 +389,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Tokens, er
 	var rt *store.RefreshToken
 	err := s.store.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		rt, err = tx.RotateRefreshToken(ctx, hashToken(refreshToken), hashToken(t.AccessToken), hashToken(t.RefreshToken), expires)
+		rt, err = tx.RotateRefreshToken(ctx, hashToken(refreshToken), "", hashToken(t.AccessToken), hashToken(t.RefreshToken), expires)
 		if err != nil {
 			return err
 		}

@@ -6,10 +6,12 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -65,6 +67,9 @@ type Config struct {
 	OIDC OIDC `yaml:"oidc"`
 	// SSO configures the legacy single sign-on flow of the client API.
 	SSO SSO `yaml:"sso"`
+	// OAuth turns on the Matrix OAuth 2.0 API, this server being the
+	// authorization server.
+	OAuth OAuth `yaml:"oauth"`
 
 	// DelayedEvents bounds delayed events (MSC4140).
 	DelayedEvents DelayedEvents `yaml:"delayed_events"`
@@ -74,6 +79,35 @@ type Config struct {
 
 	// Retention purges old messages (MSC1763 message retention policies).
 	Retention Retention `yaml:"retention"`
+
+	// Webhooks configures the incoming webhooks that post alerts into
+	// rooms (luxchat webhook create).
+	Webhooks Webhooks `yaml:"webhooks"`
+}
+
+// Webhooks configures incoming webhooks (package webhooks): the bot
+// account that posts, the message type, and the limits of one hook.
+type Webhooks struct {
+	// BotLocalpart is the server-owned account the hooks post as,
+	// @<bot_localpart>:<server_name>; it is created without a password
+	// when the first hook is made, and joins each hook's room then.
+	BotLocalpart string `yaml:"bot_localpart"`
+	// BotDisplayName is the bot's display name.
+	BotDisplayName string `yaml:"bot_display_name"`
+	// MsgType is the msgtype of the messages: m.notice (what bots send;
+	// clients' default push rules do not notify for it) or m.text.
+	MsgType string `yaml:"msgtype"`
+	// PublicURL is the base of the hook URLs that create and rotate
+	// print; empty: http://<listen.hooks> when that is set, else
+	// public_base_url, else http://<listen.client>.
+	PublicURL string `yaml:"public_url"`
+	// MaxBodyBytes bounds one notification's body (413 M_TOO_LARGE).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RatePerSecond and RateBurst are each hook's token bucket: a
+	// notification takes a token, and one finding none is answered 429
+	// M_LIMIT_EXCEEDED with retry_after_ms.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	RateBurst     int     `yaml:"rate_burst"`
 }
 
 // Retention configures message retention policies (MSC1763): how long
@@ -188,6 +222,15 @@ type TURN struct {
 	// ExternalIP is the relay address advertised to clients (the public
 	// address when the server sits behind NAT).
 	ExternalIP string `yaml:"external_ip"`
+	// ExternalIPv6, when set, turns IPv6 on: the server also listens on
+	// IPv6 (listen.turn's IPv6 address, or [::] at its port) and a
+	// client that comes over IPv6 gets an IPv6 relay, advertised at this
+	// address.
+	ExternalIPv6 string `yaml:"external_ipv6"`
+	// TLSCertFile and TLSKeyFile (PEM) are the certificate of the
+	// turns: listener (listen.turns).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// AllowedPeerNetworks lists CIDRs of non-public addresses that may
 	// still be relayed to; empty: public addresses only.
 	AllowedPeerNetworks []string `yaml:"allowed_peer_networks"`
@@ -262,6 +305,10 @@ type Listen struct {
 	// TURN is the UDP and TCP address of the embedded TURN server (used
 	// when turn.enabled is set).
 	TURN string `yaml:"turn"`
+	// Hooks, when set, is the plain HTTP address of the incoming
+	// webhooks (POST /_luxchat/hooks/{id}), which are then not served
+	// on the client listener; empty: they are served there.
+	Hooks string `yaml:"hooks"`
 	// Admin, when set, is the plain-HTTP address that alone serves the
 	// server administration API (/_synapse/admin/..., /_luxchat/admin/...),
 	// so that operators can keep it off the public network; the client
@@ -269,6 +316,9 @@ type Listen struct {
 	// spec's own admin endpoints (/_matrix/client/v1/admin/...) stay on
 	// the client listener. Empty: the client listener serves everything.
 	Admin string `yaml:"admin"`
+	// TURNS is the TURN-over-TLS address (turns:, usually port 5349);
+	// empty: none.
+	TURNS string `yaml:"turns"`
 }
 
 // TLS holds the certificate of the federation listener.
@@ -579,6 +629,8 @@ func Default() *Config {
 		},
 		DelayedEvents: DelayedEvents{MaxDelay: Duration{24 * time.Hour}, MaxPerUser: 100},
 		Retention:     Retention{PurgeInterval: Duration{time.Hour}},
+		Webhooks: Webhooks{BotLocalpart: "alerts", BotDisplayName: "Alerts", MsgType: "m.notice",
+			MaxBodyBytes: 512 << 10, RatePerSecond: 1, RateBurst: 20},
 		Auth: Auth{
 			AccessTokenLifetime: Duration{0},
 			PasswordMinLength:   8,
@@ -736,6 +788,7 @@ func (c *Config) Validate() error {
 	if !validLocalpart.MatchString(c.ServerNotices.Localpart) {
 		errs = append(errs, fmt.Errorf("server_notices.localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", c.ServerNotices.Localpart))
 	}
+	errs = append(errs, c.validateWebhooks()...)
 	errs = append(errs, c.validateFederation()...)
 	errs = append(errs, c.validatePush()...)
 	errs = append(errs, c.validateSupport()...)
@@ -750,6 +803,36 @@ func (c *Config) Validate() error {
 
 // validLocalpart matches the characters the spec allows in new user ids.
 var validLocalpart = regexp.MustCompile(`^[a-z0-9._=\-/+]{1,64}$`)
+
+func (c *Config) validateWebhooks() []error {
+	var errs []error
+	w := c.Webhooks
+	if !validLocalpart.MatchString(w.BotLocalpart) {
+		errs = append(errs, fmt.Errorf("webhooks.bot_localpart must be a user id localpart (1-64 of a-z, 0-9, ._=-/+), not %q", w.BotLocalpart))
+	}
+	if w.MsgType != "m.notice" && w.MsgType != "m.text" {
+		errs = append(errs, fmt.Errorf("webhooks.msgtype must be m.notice or m.text, not %q", w.MsgType))
+	}
+	if w.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("webhooks.max_body_bytes must be at least 1024"))
+	}
+	if w.RatePerSecond <= 0 || w.RateBurst < 1 {
+		errs = append(errs, errors.New("webhooks.rate_per_second must be positive and webhooks.rate_burst at least 1"))
+	}
+	if w.PublicURL != "" {
+		if u, err := url.Parse(w.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("webhooks.public_url must be an http(s) URL, not %q", w.PublicURL))
+		}
+	}
+	if c.Listen.Hooks != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.Hooks); err != nil {
+			errs = append(errs, fmt.Errorf("listen.hooks must be host:port, not %q", c.Listen.Hooks))
+		} else if c.Listen.Hooks == c.Listen.Client {
+			errs = append(errs, errors.New("listen.hooks must differ from listen.client (leave it empty to serve the hooks there)"))
+		}
+	}
+	return errs
+}
 
 func (c *Config) validateFederation() []error {
 	var errs []error
@@ -888,8 +971,23 @@ func (c *Config) validateTURN() []error {
 			errs = append(errs, fmt.Errorf("turn.external_ip must be an IPv4 address (the relay address clients reach; relays are IPv4), not %q", t.ExternalIP))
 		}
 	}
+	if t.ExternalIPv6 != "" {
+		if a, err := netip.ParseAddr(t.ExternalIPv6); err != nil || a.IsUnspecified() || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			errs = append(errs, fmt.Errorf("turn.external_ipv6 must be an IPv6 address (the IPv6 relay address clients reach), not %q", t.ExternalIPv6))
+		}
+	}
 	if !t.Enabled {
 		return errs
+	}
+	if c.Listen.TURNS != "" {
+		if _, err := netip.ParseAddrPort(c.Listen.TURNS); err != nil {
+			errs = append(errs, fmt.Errorf("listen.turns must be ip:port such as 0.0.0.0:5349, not %q", c.Listen.TURNS))
+		}
+		if t.TLSCertFile == "" || t.TLSKeyFile == "" {
+			errs = append(errs, errors.New("turn.tls_cert_file and turn.tls_key_file must be set when listen.turns is"))
+		} else if _, err := tls.LoadX509KeyPair(t.TLSCertFile, t.TLSKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("turn.tls_cert_file, turn.tls_key_file: %w", err))
+		}
 	}
 	ap, err := netip.ParseAddrPort(c.Listen.TURN)
 	if err != nil {
@@ -928,10 +1026,16 @@ listen:
   federation: ""
   # The embedded TURN/STUN server, UDP and TCP (when turn.enabled).
   turn: 0.0.0.0:3478
+  # Incoming webhooks (POST /_luxchat/hooks/{id}, plain HTTP) on their own
+  # address, e.g. one only the monitoring network reaches; empty: they are
+  # served on the client listener.
+  hooks: ""
   # The server administration API (/_synapse/admin/..., /_luxchat/admin/...)
   # on its own plain-HTTP address, e.g. 127.0.0.1:8009; the client listener
   # then refuses those paths. Empty: served on the client listener.
   admin: ""
+  # TURN over TLS (turns:, with turn.tls_cert_file); empty: none.
+  turns: ""
 
 tls:
   # PEM certificate (chain) and key of the federation listener, valid for
@@ -1099,6 +1203,27 @@ appservices:
   # /etc/luxchat/appservices/*.yaml takes every file it matches.
   config_files: []
 
+webhooks:
+  # Incoming webhooks for alerts ("luxchat webhook create --room ROOM"):
+  # Prometheus Alertmanager, Grafana alerting or {"text", "html"} bodies
+  # become messages of this bot, @<bot_localpart>:<server_name>, created
+  # without a password and joined to each hook's room (invite it first to
+  # an invite-only room).
+  bot_localpart: alerts
+  bot_display_name: Alerts
+  # m.notice (what bots send; default push rules do not notify for it) or
+  # m.text (notifies like a person's message).
+  msgtype: m.notice
+  # Base of the printed hook URLs; empty: http://<listen.hooks> when set,
+  # else public_base_url, else http://<listen.client>.
+  public_url: ""
+  # Largest notification body (413 M_TOO_LARGE past it).
+  max_body_bytes: 524288
+  # Each hook's token bucket: sustained notifications per second and burst
+  # (429 M_LIMIT_EXCEEDED past it).
+  rate_per_second: 1
+  rate_burst: 20
+
 rtc:
   # Group calls (MatrixRTC, Element Call and Element X): a LiveKit SFU that
   # you run beside luxchat (see docs/operations.md). With url, key and
@@ -1150,6 +1275,14 @@ turn:
   # NAT, the public address forwarded to it). Required when listen.turn
   # listens on 0.0.0.0.
   external_ip: ""
+  # IPv6: this machine's public IPv6 address turns it on. The server then
+  # also listens on IPv6 (listen.turn's port on [::]) and clients that
+  # come over IPv6 get IPv6 relays at this address.
+  external_ipv6: ""
+  # The certificate (PEM) of the TURN-over-TLS listener, listen.turns;
+  # clients are then offered turns:<host>:<port>?transport=tcp too.
+  tls_cert_file: ""
+  tls_key_file: ""
   # The embedded server never relays to loopback, private, link-local,
   # multicast or unspecified addresses, except inside these CIDRs, e.g.
   # [10.20.0.0/16] when callers sit on that intranet.
@@ -1228,4 +1361,14 @@ sso:
   # end their host with a path); any other client is shown "continue to
   # <host>?" first.
   client_whitelist: []
+
+oauth:
+  # The Matrix OAuth 2.0 API (GET /_matrix/client/v1/auth_metadata):
+  # clients register themselves and users log in on this server's own
+  # pages (password where auth.password_login is on, a button per
+  # oidc.providers entry), by the authorization code or device grant.
+  # Access tokens expire after auth.access_token_lifetime when it is set.
+  # Clients that find it (Element X, new Element Web) use it instead of
+  # the password and SSO logins. See docs/operations.md ("OAuth 2.0 API").
+  enabled: false
 `

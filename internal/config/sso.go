@@ -72,6 +72,14 @@ type SSO struct {
 	ClientWhitelist []string `yaml:"client_whitelist"`
 }
 
+// OAuth configures the Matrix OAuth 2.0 API.
+type OAuth struct {
+	// Enabled serves the API (auth_metadata, client registration, the
+	// token, revocation and device endpoints, the login, consent and
+	// account pages under /_luxchat/oauth2/).
+	Enabled bool `yaml:"enabled"`
+}
+
 // OIDCCallbackPath is where providers send the browser back to; register
 // {public_base_url}/_luxchat/oidc/callback at the provider.
 const OIDCCallbackPath = "/_luxchat/oidc/callback"

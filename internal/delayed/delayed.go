@@ -41,6 +41,13 @@ type Limits struct {
 	// MaxPerUser is how many scheduled events a user may have at once
 	// (0: scheduling is disallowed).
 	MaxPerUser int
+	// SendRate takes a token of the user's request rate limit when one
+	// of their events falls due, and returns how long to wait when there
+	// is none (nil: no limit). The wiring passes the client API's
+	// limiter, so events sent late count as requests: scheduling many
+	// for one moment does not get round the limit (MSC4140,
+	// "rate-limiting at the point of sending").
+	SendRate func(userID string) time.Duration
 }
 
 // Actions on a scheduled delayed event.
@@ -50,23 +57,36 @@ const (
 	ActionSend    = "send"
 )
 
-// Retention of finalised delayed events, as the MSC recommends.
+// Retention of finalised delayed events, as the MSC recommends: 7 days
+// or the user's 1,000 most recent, whichever is fewer.
 const (
-	keepFinalised = 7 * 24 * time.Hour
-	pruneEvery    = time.Hour
+	keepFinalised        = 7 * 24 * time.Hour
+	KeepFinalisedPerUser = 1000
+	pruneEvery           = time.Hour
 )
 
-// fireBatch is how many due rows one wake reads at a time, and
-// fireWorkers how many rooms are sent into at once: a room's events go
-// in order through one worker, different rooms in parallel (on
-// PostgreSQL their commits are grouped).
+// fireBatch is how many due events one wake reads at a time (ids only),
+// and fireWorkers how many rooms are sent into at once: a room's events
+// go in order through one worker, different rooms in parallel. On
+// PostgreSQL the commits of concurrent sends share a transaction (up to
+// 32, store.InTxGrouped): as many workers fill the groups, so a burst
+// pays one commit per group, not one per event. A batch above the
+// bursts expected (1,000 due at once) spares a second round, which
+// would wait for the slowest room of the first.
 const (
-	fireBatch   = 512
-	fireWorkers = 8
+	fireBatch   = 2048
+	fireWorkers = 32
 )
 
 // Event is a scheduled or finalised delayed event.
 type Event = store.DelayedEvent
+
+// Outcomes of a finalised event (Event.Outcome).
+const (
+	OutcomeSent      = store.DelayedSent
+	OutcomeCancelled = store.DelayedCancelled
+	OutcomeFailed    = store.DelayedFailed
+)
 
 // Service schedules and sends delayed events. It is safe for concurrent
 // use: actions on one delayed event and its sending are serialised by
@@ -241,6 +261,39 @@ func (s *Service) Scheduled(ctx context.Context, userID, from string) ([]store.D
 	return rows, next, nil
 }
 
+// Finalised returns a page of a user's finalised delayed events, the
+// most recently finalised first, after the page token from ("" for the
+// first page), and the token of the next page ("" at the end).
+func (s *Service) Finalised(ctx context.Context, userID, from string) ([]store.DelayedEvent, string, error) {
+	var beforeTS, beforeSeq int64 = 1 << 62, 0
+	if from != "" {
+		d, q, ok := strings.Cut(strings.TrimPrefix(from, "f"), "_")
+		var err1, err2 error
+		beforeTS, err1 = strconv.ParseInt(d, 10, 64)
+		beforeSeq, err2 = strconv.ParseInt(q, 10, 64)
+		if !ok || !strings.HasPrefix(from, "f") || err1 != nil || err2 != nil {
+			return nil, "", errcode.InvalidParam("invalid from token")
+		}
+	}
+	rows, err := s.store.FinalisedDelayedEvents(ctx, userID, beforeTS, beforeSeq, pageSize+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("list finalised delayed events: %w", err)
+	}
+	next := ""
+	if len(rows) > pageSize {
+		rows = rows[:pageSize]
+		last := rows[len(rows)-1]
+		next = "f" + strconv.FormatInt(last.FinalisedTS, 10) + "_" + strconv.FormatInt(last.Seq, 10)
+	}
+	return rows, next, nil
+}
+
+// Prune forgets finalised delayed events beyond the retention (Run does
+// it every hour) and returns how many.
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	return s.store.PruneDelayedEvents(ctx, time.Now().Add(-keepFinalised).UnixMilli(), KeepFinalisedPerUser)
+}
+
 // Get returns one of the user's delayed events, scheduled or finalised.
 func (s *Service) Get(ctx context.Context, userID, delayID string) (*store.DelayedEvent, error) {
 	e, err := s.store.DelayedEventByID(ctx, delayID)
@@ -335,13 +388,7 @@ func (s *Service) send(ctx context.Context, e *store.DelayedEvent) (string, erro
 	}
 	sn := &sending{e: e}
 	ctx = context.WithValue(ctx, sendingKey{}, sn)
-	var id string
-	var err error
-	if e.StateKey != nil {
-		id, err = s.rooms.SendState(ctx, e.RoomID, p)
-	} else {
-		id, err = s.rooms.Send(ctx, e.RoomID, p, nil)
-	}
+	id, err := s.rooms.SendDelayed(ctx, e.RoomID, p, e.DelayID)
 	if err == nil && !sn.recorded.Load() {
 		// No new event (the state already held this content).
 		_, err = s.store.FinaliseDelayedEvent(ctx, e.DelayID, store.DelayedSent, id, nil, time.Now().UnixMilli())
@@ -378,7 +425,7 @@ func (s *Service) Run(ctx context.Context) {
 		}
 		if time.Since(lastPrune) >= pruneEvery {
 			lastPrune = time.Now()
-			if _, err := s.store.PruneDelayedEvents(ctx, time.Now().Add(-keepFinalised).UnixMilli()); err != nil && ctx.Err() == nil {
+			if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("delayed events: prune finalised", "err", err)
 			}
 		}
@@ -422,15 +469,15 @@ func (s *Service) Run(ctx context.Context) {
 // refusal (logged); a failure of the server itself leaves the event
 // scheduled, and the error ends the round.
 func (s *Service) fireDue(ctx context.Context) (int, error) {
-	due, err := s.store.DueDelayedEvents(ctx, time.Now().UnixMilli(), fireBatch)
+	due, err := s.store.DueDelayedIDs(ctx, time.Now().UnixMilli(), fireBatch)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
 	// A room's events go to one worker, in the order they were due.
-	queues := make([][]*store.DelayedEvent, fireWorkers)
-	for i := range due {
-		w := maphash.String(s.seed, due[i].RoomID) % fireWorkers
-		queues[w] = append(queues[w], &due[i])
+	queues := make([][]store.DueDelayed, fireWorkers)
+	for _, d := range due {
+		w := maphash.String(s.seed, d.RoomID) % fireWorkers
+		queues[w] = append(queues[w], d)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, fireWorkers)
@@ -470,13 +517,25 @@ func (s *Service) fire(ctx context.Context, delayID string) error {
 	if e.FinalisedTS != 0 || e.DueMS > now {
 		return nil
 	}
+	if s.limits.SendRate != nil {
+		if wait := s.limits.SendRate(e.UserID); wait > 0 {
+			// Not retried (as the MSC asks): the error is there for the
+			// user's client to find, and to send again if it still wants.
+			merr := errcode.LimitExceeded(wait.Milliseconds() + 1)
+			s.log.Info("delayed event dropped: the user's rate limit was reached when it fell due", "user", e.UserID, "room", e.RoomID,
+				"type", e.Type, "delay_id", e.DelayID, "errcode", merr.Code)
+			body, _ := json.Marshal(merr)
+			_, err = s.store.FinaliseDelayedEvent(ctx, delayID, store.DelayedFailed, "", body, now)
+			return err
+		}
+	}
 	if _, err := s.send(ctx, e); err != nil {
 		merr, ok := errcode.As(err)
 		if !ok || merr.Status >= 500 {
 			return fmt.Errorf("send delayed event %s: %w", e.DelayID, err)
 		}
 		s.log.Info("delayed event dropped: refused when due", "user", e.UserID, "room", e.RoomID, "type", e.Type,
-			"errcode", merr.Code, "reason", merr.Message)
+			"delay_id", e.DelayID, "errcode", merr.Code, "reason", merr.Message)
 		body, _ := json.Marshal(merr)
 		_, err = s.store.FinaliseDelayedEvent(ctx, delayID, store.DelayedFailed, "", body, now)
 		return err

@@ -31,7 +31,7 @@ const (
 // delayedServer starts a server whose users may schedule few delayed
 // events, so that the limit is reached quickly.
 func delayedServer(t *testing.T, engine string, opts ...ts.Option) *ts.Server {
-	opts = append(opts, ts.WithConfig(func(c *config.Config) { c.DelayedEvents.MaxPerUser = 5 }))
+	opts = append([]ts.Option{ts.WithConfig(func(c *config.Config) { c.DelayedEvents.MaxPerUser = 5 })}, opts...)
 	if engine == "postgres" {
 		opts = append(opts, ts.WithPostgres(t))
 	}

@@ -88,7 +88,7 @@ type syncResp struct {
 	} `json:"rooms"`
 }
 
-func doSync(t *testing.T, c *ts.Client, query string) syncResp {
+func doSync(t testing.TB, c *ts.Client, query string) syncResp {
 	t.Helper()
 	var s syncResp
 	c.MustDo("GET", "/_matrix/client/v3/sync?"+query, nil, &s)

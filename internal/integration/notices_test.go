@@ -11,7 +11,7 @@ import (
 )
 
 // makeAdmin grants u server administration and returns a fresh session.
-func makeAdmin(t *testing.T, s *ts.Server, u *ts.Client) *ts.Client {
+func makeAdmin(t testing.TB, s *ts.Server, u *ts.Client) *ts.Client {
 	t.Helper()
 	ctx := context.Background()
 	if err := s.Store.InTx(ctx, func(tx *store.Tx) error { return tx.SetAdmin(ctx, u.UserID, true) }); err != nil {

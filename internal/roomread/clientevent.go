@@ -44,7 +44,13 @@ func (s *Service) ClientEvent(row *store.EventRow, f Format) json.RawMessage {
 func appendTail(out []byte, originTS int64, sender, txnID, txnDevice string, f Format) []byte {
 	out = append(out, `"age":`...)
 	out = strconv.AppendInt(out, max(time.Now().UnixMilli()-originTS, 0), 10)
-	if txnID != "" && sender == f.Viewer && txnDevice == f.DeviceID {
+	if txnDevice == rooms.DelayedTxnDevice {
+		// A delayed event: its delay id is shown to its sender (MSC4140).
+		if sender == f.Viewer {
+			out = append(out, `,"org.matrix.msc4140.delay_id":`...)
+			out = rooms.AppendJSONString(out, txnID)
+		}
+	} else if txnID != "" && sender == f.Viewer && txnDevice == f.DeviceID {
 		out = append(out, `,"transaction_id":`...)
 		out = rooms.AppendJSONString(out, txnID)
 	}

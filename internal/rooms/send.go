@@ -538,6 +538,27 @@ func (s *Service) CheckRedactionTarget(ctx context.Context, roomID, eventID stri
 // id is the answer, as setting state twice changes nothing (clients
 // re-send their settings, and a duplicate would notify every member).
 func (s *Service) SendState(ctx context.Context, roomID string, p Proto) (string, error) {
+	return s.sendState(ctx, roomID, p, nil)
+}
+
+// DelayedTxnDevice stands, in the device of an event's transaction, for
+// the server sending a delayed event (MSC4140) for its user: no device id
+// holds a space. The transaction id is the delay id, which the sender's
+// clients see in unsigned as org.matrix.msc4140.delay_id; and a delayed
+// event so cannot enter a room twice.
+const DelayedTxnDevice = " msc4140"
+
+// SendDelayed sends a delayed event (MSC4140) as SendState (a state
+// event) or Send does, under the transaction of its delay id.
+func (s *Service) SendDelayed(ctx context.Context, roomID string, p Proto, delayID string) (string, error) {
+	txn := &Txn{DeviceID: DelayedTxnDevice, ID: delayID, Scope: "msc4140"}
+	if p.StateKey != nil {
+		return s.sendState(ctx, roomID, p, txn)
+	}
+	return s.Send(ctx, roomID, p, txn)
+}
+
+func (s *Service) sendState(ctx context.Context, roomID string, p Proto, txn *Txn) (string, error) {
 	if p.StateKey != nil && p.Type == "m.room.member" && *p.StateKey == p.Sender {
 		p.Content = s.withoutStaleAuthoriser(ctx, roomID, p.Sender, p.Content)
 	}
@@ -552,7 +573,7 @@ func (s *Service) SendState(ctx context.Context, roomID string, p Proto) (string
 			return cur.ID, nil
 		}
 	}
-	return s.Send(ctx, roomID, p, nil)
+	return s.Send(ctx, roomID, p, txn)
 }
 
 // withoutStaleAuthoriser drops join_authorised_via_users_server from a

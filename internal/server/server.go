@@ -30,12 +30,14 @@ import (
 	"luxchat/internal/federation"
 	"luxchat/internal/httpapi/adminapi"
 	"luxchat/internal/httpapi/clientapi"
+	"luxchat/internal/httpapi/hooksapi"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/httpapi/mediaapi"
 	"luxchat/internal/matrix/signing"
 	"luxchat/internal/media"
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
+	"luxchat/internal/oauth"
 	"luxchat/internal/reports"
 	"luxchat/internal/retention"
 	"luxchat/internal/roomadmin"
@@ -50,6 +52,7 @@ import (
 	"luxchat/internal/sync"
 	"luxchat/internal/threadsubs"
 	"luxchat/internal/turn"
+	"luxchat/internal/webhooks"
 )
 
 // Server is a running homeserver.
@@ -64,11 +67,14 @@ type Server struct {
 	Delayed *delayed.Service
 	// SlidingSync answers simplified sliding sync (MSC4186).
 	SlidingSync *slidingsync.Service
-	E2EE        *e2ee.Service
-	Media       *media.Service
-	Log         *slog.Logger
-	Push        *notifications.Service
-	Key         signing.KeyPair
+	// OAuth is the OAuth 2.0 API's authorization server (nil when off).
+	OAuth *oauth.Service
+
+	E2EE  *e2ee.Service
+	Media *media.Service
+	Log   *slog.Logger
+	Push  *notifications.Service
+	Key   signing.KeyPair
 
 	// RoomAdmin answers the administrators' room endpoints and runs room
 	// deletions in the background.
@@ -101,6 +107,9 @@ type Server struct {
 	// TURN is the embedded TURN server; nil unless turn.enabled.
 	TURN *turn.Server
 
+	// Webhooks are the incoming webhooks for alerts.
+	Webhooks *webhooks.Service
+
 	handler    http.Handler
 	fedHandler http.Handler // nil: no federation listener
 	// adminHandler serves the admin API on listen.admin; nil when it is
@@ -111,6 +120,11 @@ type Server struct {
 	AdminListener net.Listener
 	fedTLS        *tls.Config
 	metrics       *prometheus.Registry
+	// hooksHandler serves the webhooks on listen.hooks (nil: they are on
+	// the client listener); hooksLn is its listener when given by
+	// SetHooksListener.
+	hooksHandler http.Handler
+	hooksLn      net.Listener
 }
 
 // New opens the store, loads or creates the signing key and builds the
@@ -169,7 +183,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if len(regs) > 0 {
 		s.AppServices = appservice.New(regs, st, s.Rooms, s.renderForAppService, cfg.ServerName, log)
 	}
-	s.Delayed = delayed.New(st, s.Rooms, delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}, log)
+	// One request rate limiter: the client API's, which delayed events
+	// also draw on when they fall due.
+	var limiter *httputil.RateLimiter
+	if cfg.RateLimits.Enabled {
+		limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
+	}
+	delayedLimits := delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}
+	if limiter != nil {
+		delayedLimits.SendRate = limiter.Take
+	}
+	s.Delayed = delayed.New(st, s.Rooms, delayedLimits, log)
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)
 	s.E2EE = e2ee.New(st, cfg.ServerName, log, s.e2eeHooks())
 	s.Sync = sync.New(st, s.Rooms, s.Read, notifier, sync.NewTyping(), log, s.syncHooks())
@@ -185,9 +209,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 
 	rt := httputil.NewRouter(clientapi.NewAuthenticator(s.Accounts, s.AppServices), cfg.Limits.MaxRequestBytes, log)
 	guardRouter(rt, cfg)
-	if cfg.RateLimits.Enabled {
-		rt.Limiter = httputil.NewRateLimiter(cfg.RateLimits.PerSecond, cfg.RateLimits.Burst)
-	}
+	rt.Limiter = limiter
 	reqs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "luxchat_http_request_duration_seconds", Help: "Client API request latency by route.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30},
@@ -207,6 +229,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	api.Notices = notices.New(st, s.Rooms, cfg.ServerName, cfg.ServerNotices.Localpart, cfg.ServerNotices.DisplayName, s.Sync.Wake)
 	api.Directory = s.Directory
 	api.RoomFed = s.RoomFed
+	s.Webhooks = webhooks.New(cfg, st, s.Rooms, webhooks.Posters{}, webhooks.BaseURL(cfg), log)
+	hooks := &hooksapi.API{Webhooks: s.Webhooks, MaxBody: cfg.Webhooks.MaxBodyBytes}
+	if cfg.Listen.Hooks == "" {
+		hooksapi.Register(rt, hooks)
+	} else {
+		// Apart: the client listener does not serve them.
+		hrt := httputil.NewRouter(nil, cfg.Limits.MaxRequestBytes, log)
+		guardRouter(hrt, cfg)
+		hrt.Observe = rt.Observe
+		hooksapi.Register(hrt, hooks)
+		s.hooksHandler = hrt
+	}
 	if api.TURN, err = s.setupTURN(); err != nil {
 		st.Close()
 		return nil, err
@@ -223,12 +257,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	s.OAuth = oauth.New(cfg, st, s.Accounts, log)
+	api.OAuth = s.OAuth
 	api.Register(rt)
 	admin := &adminapi.API{Config: cfg, Log: log, Accounts: s.Accounts, Rooms: s.Rooms, Read: s.Read, RoomFed: s.RoomFed,
 		Directory: s.Directory, Reports: api.Reports, Media: s.Media, Notices: api.Notices}
 	s.RoomAdmin = roomadmin.New(st, s.Rooms, s.Read, cfg.ServerName, log)
 	admin.RoomAdmin = s.RoomAdmin
 	admin.Federation = s.Outbox
+	admin.Webhooks = s.Webhooks
 	admin.Routes(rt, rt)
 	if cfg.Listen.Admin != "" {
 		s.adminHandler = rt.SplitOff(adminapi.Prefixes...)
@@ -341,7 +378,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 // listener, TLS added here) may be nil to listen on listen.federation.
 func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error {
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	fsrv, err := s.serveFederation(fed, errc)
 	if err != nil {
 		ln.Close()
@@ -368,6 +405,18 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	asrv, err := s.serveAdmin(errc)
 	if err != nil {
 		srv.Close()
+		if fsrv != nil {
+			fsrv.Close()
+		}
+		s.Store.Close()
+		return err
+	}
+	hsrv, err := s.serveHooks(errc)
+	if err != nil {
+		srv.Close()
+		if asrv != nil {
+			asrv.Close()
+		}
 		if fsrv != nil {
 			fsrv.Close()
 		}
@@ -439,6 +488,9 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	if asrv != nil {
 		_ = asrv.Shutdown(shutCtx)
 	}
+	if hsrv != nil {
+		_ = hsrv.Shutdown(shutCtx)
+	}
 	if s.TURN != nil {
 		if terr := s.TURN.Close(); terr != nil {
 			s.Log.Warn("turn: close", "err", terr)
@@ -480,6 +532,29 @@ func (s *Server) serveAdmin(errc chan<- error) (*http.Server, error) {
 	go func() { errc <- asrv.Serve(ln) }()
 	s.Log.Info("admin API listening", "admin", ln.Addr().String())
 	return asrv, nil
+}
+
+// SetHooksListener gives the listener of listen.hooks (tests listen on a
+// free port first). Call before serving.
+func (s *Server) SetHooksListener(ln net.Listener) { s.hooksLn = ln }
+
+// serveHooks starts the webhooks' own listener (listen.hooks); nil when
+// they are served on the client listener.
+func (s *Server) serveHooks(errc chan<- error) (*http.Server, error) {
+	if s.hooksHandler == nil {
+		return nil, nil
+	}
+	ln := s.hooksLn
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.Config.Listen.Hooks); err != nil {
+			return nil, fmt.Errorf("listen hooks: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: s.hooksHandler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { errc <- srv.Serve(ln) }()
+	s.Log.Info("webhooks listening", "address", ln.Addr().String())
+	return srv, nil
 }
 
 // housekeeping runs periodic jobs until ctx ends.

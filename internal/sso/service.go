@@ -31,7 +31,14 @@ const flowTTL = 10 * time.Minute
 const (
 	KindLogin = "login" // hand a login token to redirect_url (legacy SSO)
 	KindUIA   = "uia"   // complete m.login.sso of a user-interactive auth session
+	// KindPages logs the user in to this server's own pages (the OAuth 2.0
+	// API's authorization, device approval and account pages); its
+	// RedirectURL is the page to go back to, a path under PagesPrefix.
+	KindPages = "pages"
 )
+
+// PagesPrefix is where KindPages flows may return to.
+const PagesPrefix = "/_luxchat/oauth2/"
 
 // Service runs logins through the configured providers. It is safe for
 // concurrent use; flows in flight live in the store (sso_flows), so any
@@ -163,9 +170,14 @@ func (s *Service) Begin(ctx context.Context, st Start) (authURL, browserKey stri
 	if p == nil {
 		return "", "", refuse(404, ReasonUnknownProvider, "", nil)
 	}
-	if st.Kind == KindLogin {
+	switch st.Kind {
+	case KindLogin:
 		if err := CheckRedirectURL(st.RedirectURL); err != nil {
 			return "", "", err
+		}
+	case KindPages:
+		if !LocalPage(st.RedirectURL) {
+			return "", "", refuse(400, ReasonBadRedirect, "", nil)
 		}
 	}
 	_, _, oc, err := p.discovered(ctx)
@@ -268,6 +280,16 @@ func (s *Service) Complete(ctx context.Context, cb Callback) (*Result, error) {
 			return nil, refuse(403, ReasonBadSession, "", err)
 		}
 		res.UserID = userID
+		return res, nil
+	case KindPages:
+		userID, err := s.userFor(ctx, p, sub, claims)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkActive(ctx, userID); err != nil {
+			return nil, err
+		}
+		res.UserID, res.Target = userID, f.RedirectURL
 		return res, nil
 	case KindLogin:
 		userID, err := s.userFor(ctx, p, sub, claims)
@@ -462,6 +484,17 @@ func CheckRedirectURL(raw string) error {
 		}
 	}
 	return nil
+}
+
+// LocalPage reports whether next is a path of this server's own pages
+// (under PagesPrefix) that a login may return to: no scheme, host or
+// backslash, so that it cannot name another site.
+func LocalPage(next string) bool {
+	if !strings.HasPrefix(next, PagesPrefix) || len(next) > 2048 || strings.ContainsAny(next, "\\\r\n") {
+		return false
+	}
+	u, err := url.Parse(next)
+	return err == nil && u.Scheme == "" && u.Host == "" && !strings.Contains(u.Path, "..")
 }
 
 // whitelisted reports whether a redirect URL starts with one of

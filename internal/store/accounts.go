@@ -164,6 +164,7 @@ func (tx *Tx) DeleteDevice(ctx context.Context, userID, deviceID string) error {
 	for _, q := range []string{
 		`DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`,
 		`DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2`,
+		`DELETE FROM oauth_sessions WHERE user_id = $1 AND device_id = $2`,
 		`DELETE FROM devices WHERE user_id = $1 AND device_id = $2`,
 	} {
 		if _, err := tx.q.ExecContext(ctx, q, userID, deviceID); err != nil {
@@ -538,15 +539,18 @@ func (s *Store) TouchDevicesSeen(ctx context.Context, seen map[DeviceKey]int64) 
 
 // InsertTokenPair stores an access token together with the refresh token
 // issued with it. prevRefresh is the refresh token the pair replaces ("" at
-// login): it stays usable until either new token is used.
-func (tx *Tx) InsertTokenPair(ctx context.Context, accessHash, refreshHash, userID, deviceID string, expiresTS int64, prevRefresh string) error {
+// login): it stays usable until either new token is used. clientID is the
+// OAuth 2.0 client the refresh token is bound to ("" for the legacy API's
+// POST /refresh).
+func (tx *Tx) InsertTokenPair(ctx context.Context, accessHash, refreshHash, userID, deviceID string, expiresTS int64, prevRefresh, clientID string) error {
 	prev := sql.NullString{String: prevRefresh, Valid: prevRefresh != ""}
+	client := sql.NullString{String: clientID, Valid: clientID != ""}
 	if _, err := tx.q.ExecContext(ctx, `INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, refresh_hash, prev_refresh_hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, accessHash, userID, deviceID, now(), expiresTS, refreshHash, prev); err != nil {
 		return fmt.Errorf("insert access token: %w", err)
 	}
-	if _, err := tx.q.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, prev_hash) VALUES ($1, $2, $3, $4, $5)`,
-		refreshHash, userID, deviceID, now(), prev); err != nil {
+	if _, err := tx.q.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, prev_hash, client_id) VALUES ($1, $2, $3, $4, $5, $6)`,
+		refreshHash, userID, deviceID, now(), prev, client); err != nil {
 		return fmt.Errorf("insert refresh token: %w", err)
 	}
 	return nil
@@ -564,13 +568,15 @@ type RefreshToken struct {
 // oldHash replaced, any pair issued by an earlier use of oldHash (its
 // response was lost, or the client would not retry), and the access token
 // issued with oldHash; then it stores the new pair. oldHash itself stays until
-// the new pair is used. ErrNotFound when oldHash is unknown.
-func (tx *Tx) RotateRefreshToken(ctx context.Context, oldHash, accessHash, refreshHash string, expiresTS int64) (*RefreshToken, error) {
+// the new pair is used. ErrNotFound when oldHash is unknown or bound to
+// another client: clientID is the OAuth 2.0 client, "" for the legacy
+// API, and each takes only its own tokens.
+func (tx *Tx) RotateRefreshToken(ctx context.Context, oldHash, clientID, accessHash, refreshHash string, expiresTS int64) (*RefreshToken, error) {
 	var rt RefreshToken
 	// A no-op UPDATE reads the row and locks it on PostgreSQL, so that two
 	// concurrent uses of one token are serialised (SQLite has one writer).
-	err := tx.q.QueryRowContext(ctx, `UPDATE refresh_tokens SET created_ts = created_ts WHERE token_hash = $1
-		RETURNING user_id, device_id, COALESCE(prev_hash, ''), COALESCE(next_hash, '')`, oldHash).
+	err := tx.q.QueryRowContext(ctx, `UPDATE refresh_tokens SET created_ts = created_ts WHERE token_hash = $1 AND COALESCE(client_id, '') = $2
+		RETURNING user_id, device_id, COALESCE(prev_hash, ''), COALESCE(next_hash, '')`, oldHash, clientID).
 		Scan(&rt.UserID, &rt.DeviceID, &rt.PrevHash, &rt.NextHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -596,7 +602,7 @@ func (tx *Tx) RotateRefreshToken(ctx context.Context, oldHash, accessHash, refre
 	if _, err := tx.q.ExecContext(ctx, `UPDATE refresh_tokens SET prev_hash = NULL, next_hash = $1 WHERE token_hash = $2`, refreshHash, oldHash); err != nil {
 		return nil, fmt.Errorf("link refresh token: %w", err)
 	}
-	if err := tx.InsertTokenPair(ctx, accessHash, refreshHash, rt.UserID, rt.DeviceID, expiresTS, oldHash); err != nil {
+	if err := tx.InsertTokenPair(ctx, accessHash, refreshHash, rt.UserID, rt.DeviceID, expiresTS, oldHash, clientID); err != nil {
 		return nil, err
 	}
 	return &rt, nil

@@ -117,6 +117,14 @@ func (s *Store) ScheduleDelayedEvent(ctx context.Context, e *DelayedEvent, maxPe
 				return err
 			}
 		}
+		// Two schedules by one user must not both pass the count below:
+		// on PostgreSQL (READ COMMITTED) each would count without the
+		// other's row. Touching the user's row locks it until the commit,
+		// so the second waits and then counts the first's row. SQLite's
+		// one writer serialises them anyway.
+		if _, err := tx.q.ExecContext(ctx, `UPDATE users SET created_ts = created_ts WHERE user_id = $1`, e.UserID); err != nil {
+			return err
+		}
 		var n int
 		var first sql.NullInt64
 		if err := tx.q.QueryRowContext(ctx, `SELECT COUNT(*), MIN(due_ms) FROM delayed_events WHERE user_id = $1 AND finalised_ts IS NULL`,
@@ -163,6 +171,30 @@ func (s *Store) ScheduledDelayedEvents(ctx context.Context, userID string, after
 func (s *Store) DueDelayedEvents(ctx context.Context, nowMS int64, limit int) ([]DelayedEvent, error) {
 	return scanDelayedRows(s.reader().QueryContext(ctx, `SELECT `+delayedCols+` FROM delayed_events
 		WHERE finalised_ts IS NULL AND due_ms <= $1 ORDER BY due_ms, seq LIMIT $2`, nowMS, limit))
+}
+
+// DueDelayed names a scheduled delayed event that is due.
+type DueDelayed struct{ DelayID, RoomID string }
+
+// DueDelayedIDs returns up to limit scheduled delayed events due at or
+// before nowMS, soonest first: their ids and rooms only (the sender reads
+// each row again under its lock, so a burst costs no copies of contents).
+func (s *Store) DueDelayedIDs(ctx context.Context, nowMS int64, limit int) ([]DueDelayed, error) {
+	rows, err := s.reader().QueryContext(ctx, `SELECT delay_id, room_id FROM delayed_events
+		WHERE finalised_ts IS NULL AND due_ms <= $1 ORDER BY due_ms, seq LIMIT $2`, nowMS, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DueDelayed
+	for rows.Next() {
+		var d DueDelayed
+		if err := rows.Scan(&d.DelayID, &d.RoomID); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // NextDelayedDue returns the soonest due time of all scheduled delayed
@@ -223,11 +255,33 @@ func (tx *Tx) CancelDelayedStateEvents(ctx context.Context, roomID, typ, stateKe
 }
 
 // PruneDelayedEvents deletes the delayed events finalised before
-// beforeMS and returns how many.
-func (s *Store) PruneDelayedEvents(ctx context.Context, beforeMS int64) (int64, error) {
+// beforeMS, and those of each user beyond their keepPerUser most
+// recently finalised, and returns how many it deleted.
+func (s *Store) PruneDelayedEvents(ctx context.Context, beforeMS int64, keepPerUser int) (int64, error) {
 	res, err := s.writer().ExecContext(ctx, `DELETE FROM delayed_events WHERE finalised_ts IS NOT NULL AND finalised_ts < $1`, beforeMS)
 	if err != nil {
 		return 0, err
 	}
-	return res.RowsAffected()
+	old, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	res, err = s.writer().ExecContext(ctx, `DELETE FROM delayed_events WHERE seq IN (
+		SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY finalised_ts DESC, seq DESC) AS n
+			FROM delayed_events WHERE finalised_ts IS NOT NULL) AS ranked
+		WHERE n > $1)`, keepPerUser)
+	if err != nil {
+		return old, err
+	}
+	over, err := res.RowsAffected()
+	return old + over, err
+}
+
+// FinalisedDelayedEvents returns up to limit of a user's finalised
+// delayed events, the most recently finalised first, before the position
+// (beforeTS, beforeSeq) of a previous page.
+func (s *Store) FinalisedDelayedEvents(ctx context.Context, userID string, beforeTS, beforeSeq int64, limit int) ([]DelayedEvent, error) {
+	return scanDelayedRows(s.reader().QueryContext(ctx, `SELECT `+delayedCols+` FROM delayed_events
+		WHERE user_id = $1 AND finalised_ts IS NOT NULL AND (finalised_ts < $2 OR finalised_ts = $3 AND seq < $4)
+		ORDER BY finalised_ts DESC, seq DESC LIMIT $5`, userID, beforeTS, beforeTS, beforeSeq, limit))
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,8 +29,11 @@ import (
 
 // Server is a running test server.
 type Server struct {
-	URL    string
-	Config *config.Config
+	URL string
+	// HooksURL is where the webhooks are served: URL, or the listener
+	// of WithHooksListener.
+	HooksURL string
+	Config   *config.Config
 	*server.Server
 	stop func() error
 	opts []Option // to start it again: see Restart
@@ -56,7 +60,22 @@ type setup struct {
 	cut        func(host string) bool // hosts the server cannot reach (see Federation.Cut)
 	inbound    func(r *http.Request, body []byte)
 	fed        *Federation  // set by Federation.Server and ServerNamed
+	hooksLn    net.Listener // listen.hooks (see WithHooksListener)
 	adminLn    net.Listener // listen.admin's listener (WithAdminListener)
+	logTo      io.Writer    // also log here, from level Info (see WithLog)
+}
+
+// WithHooksListener serves the incoming webhooks on a listener of their
+// own (listen.hooks) at Server.HooksURL, not on the client listener.
+func WithHooksListener(t testing.TB) Option {
+	return func(s *setup) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.hooksLn = ln
+		s.cfg.Listen.Hooks = ln.Addr().String()
+	}
 }
 
 // WithAdminListener serves the admin API on a listener of its own
@@ -71,6 +90,10 @@ func WithAdminListener(t testing.TB) Option {
 		s.cfg.Listen.Admin = ln.Addr().String()
 	}
 }
+
+// WithLog also writes the server's log, from level Info, to w (which
+// must be safe for concurrent use): for tests of what is logged.
+func WithLog(w io.Writer) Option { return func(s *setup) { s.logTo = w } }
 
 // ObserveInbound is an option that calls f with each request the
 // federation listener receives, before it is handled.
@@ -113,11 +136,17 @@ func New(t testing.TB, opts ...Option) *Server {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if su.logTo != nil {
+		log = slog.New(teeHandler{log.Handler(), slog.NewTextHandler(su.logTo, &slog.HandlerOptions{Level: slog.LevelInfo})})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
+	}
+	if su.hooksLn != nil {
+		srv.SetHooksListener(su.hooksLn)
 	}
 	if su.dns != nil && srv.Federation != nil {
 		srv.Federation.SetDNS(su.dns)
@@ -146,6 +175,10 @@ func New(t testing.TB, opts ...Option) *Server {
 	// them all (the default keeps 2 per host and redials the rest).
 	tr.MaxIdleConnsPerHost = 4096
 	ts := &Server{URL: "http://" + ln.Addr().String(), Config: cfg, Server: srv, opts: opts, transport: tr}
+	ts.HooksURL = ts.URL
+	if su.hooksLn != nil {
+		ts.HooksURL = "http://" + su.hooksLn.Addr().String()
+	}
 	ts.AdminURL = ts.URL
 	if su.adminLn != nil {
 		ts.AdminURL = "http://" + su.adminLn.Addr().String()
@@ -335,4 +368,30 @@ func (c *Client) Sync(query string) map[string]any {
 	var out map[string]any
 	c.MustDo("GET", "/_matrix/client/v3/sync?"+query, nil, &out)
 	return out
+}
+
+// teeHandler passes records to two handlers.
+type teeHandler struct{ a, b slog.Handler }
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+}
+
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	var err error
+	if h.a.Enabled(ctx, r.Level) {
+		err = h.a.Handle(ctx, r.Clone())
+	}
+	if h.b.Enabled(ctx, r.Level) {
+		err = errors.Join(err, h.b.Handle(ctx, r))
+	}
+	return err
+}
+
+func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
+}
+
+func (h teeHandler) WithGroup(name string) slog.Handler {
+	return teeHandler{h.a.WithGroup(name), h.b.WithGroup(name)}
 }

@@ -25,19 +25,32 @@ func TestCoturnClient(t *testing.T) {
 	if err != nil {
 		t.Skip("SKIPPED LOUDLY: turnutils_uclient is not installed (apt-get install coturn); the embedded TURN server was not checked against coturn's client")
 	}
-	s := ts.New(t, withTURN(func(c *config.TURN) { c.MaxBitrate = 0 }))
+	certFile, keyFile, _ := selfSigned(t)
+	s := ts.New(t, withTURN(func(c *config.TURN) {
+		c.MaxBitrate = 0
+		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
+	}), ts.WithConfig(func(c *config.Config) { c.Listen.TURNS = relayHost + ":0" }))
 	g := fetchGrant(t, s.Register(t, "alice"))
 	host, port, _ := strings.Cut(serverAddr(t, g, "udp"), ":")
-	for _, transport := range []string{"udp", "tcp"} {
+	tlsHost, tlsPort, _ := strings.Cut(uriFor(t, g, "turns:", "tcp"), ":")
+	// Not over IPv6: coturn's client refuses the relay it is given there
+	// ("relay addr cannot be received"); TestRelayIPv6 uses pion's.
+	for _, transport := range []string{"udp", "tcp", "tls"} {
 		t.Run(transport, func(t *testing.T) {
 			args := []string{"-y", "-c", "-m", "2", "-n", "100", "-l", "170", "-z", "5",
-				"-u", g.Username, "-w", g.Password, "-p", port}
-			if transport == "tcp" {
-				args = append(args, "-t")
+				"-u", g.Username, "-w", g.Password}
+			to := host
+			switch transport {
+			case "udp":
+				args = append(args, "-p", port)
+			case "tcp":
+				args = append(args, "-p", port, "-t")
+			case "tls": // coturn's client over TLS (it does not check the certificate)
+				args, to = append(args, "-p", tlsPort, "-t", "-S"), tlsHost
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, uclient, append(args, host)...).CombinedOutput()
+			out, err := exec.CommandContext(ctx, uclient, append(args, to)...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("turnutils_uclient: %v\n%s", err, out)
 			}

@@ -13,14 +13,20 @@ import (
 type peerPolicy struct {
 	allowed          []netip.Prefix
 	relayIP          netip.Addr
+	relayIP6         netip.Addr // the IPv6 relay address; invalid: none
 	relayLo, relayHi uint16
+}
+
+// isRelay reports whether ip is one of this server's relay addresses.
+func (p *peerPolicy) isRelay(ip netip.Addr) bool {
+	return ip == p.relayIP || p.relayIP6.IsValid() && ip == p.relayIP6
 }
 
 // permitIP is the check of CreatePermission and ChannelBind, which name
 // an address without a port.
 func (p *peerPolicy) permitIP(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	return ip == p.relayIP || p.inAllowed(ip) || isPublic(ip)
+	return p.isRelay(ip) || p.inAllowed(ip) || isPublic(ip)
 }
 
 // permitAddr is the check of every datagram sent to a peer.
@@ -29,7 +35,7 @@ func (p *peerPolicy) permitAddr(ap netip.AddrPort) bool {
 	if p.inAllowed(ip) {
 		return true
 	}
-	if ip == p.relayIP {
+	if p.isRelay(ip) {
 		return ap.Port() >= p.relayLo && ap.Port() <= p.relayHi
 	}
 	return isPublic(ip)

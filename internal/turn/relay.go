@@ -21,6 +21,7 @@ var (
 // UDP ports of turn.relay_ports on the bind address, advertised as the
 // relay address, each wrapped in a relayConn.
 type relays struct {
+	network  string // udp4 or udp6: the family of the relays made
 	bindIP   string // where relay sockets listen
 	relayIP  net.IP // what clients are told
 	lo, hi   uint16
@@ -39,8 +40,11 @@ func (r *relays) Validate() error {
 }
 
 // AllocatePacketConn opens a relay socket on a free port of the range,
-// tried from a random one on.
-func (r *relays) AllocatePacketConn(network string, requestedPort int) (net.PacketConn, net.Addr, error) {
+// tried from a random one on. Its family is the generator's, that of
+// the listener the client came to (pion asks for udp4 always: v4.1.4
+// does not read RFC 6156's REQUESTED-ADDRESS-FAMILY).
+func (r *relays) AllocatePacketConn(_ string, requestedPort int) (net.PacketConn, net.Addr, error) {
+	network := r.network
 	size := int(r.hi-r.lo) + 1
 	ports := []int{requestedPort}
 	if requestedPort != 0 {

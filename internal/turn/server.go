@@ -1,11 +1,14 @@
 package turn
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -17,22 +20,29 @@ import (
 )
 
 // Server is the embedded TURN/STUN server: one UDP socket and one TCP
-// listener on the same port (listen.turn), relays on turn.relay_ports.
-// Start and Close may be called once each.
+// listener on the same port (listen.turn), a TLS listener (listen.turns)
+// when configured, relays on turn.relay_ports. With turn.external_ipv6
+// each of them is doubled on IPv6, and a client gets a relay of the
+// family it came over. Start and Close may be called once each.
 type Server struct {
 	listen  netip.AddrPort // as configured; port 0 picks a free one
+	listenS netip.AddrPort // listen.turns; invalid: no TLS
+	tlsCfg  *tls.Config
+	host    string // the turns: URI's host: public_base_url's name, or ""
 	realm   string
 	secret  []byte
 	quota   *quota
-	relays  *relays
+	relays  *relays // IPv4
+	relays6 *relays // IPv6; nil: IPv4 only
 	metrics *metrics
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu    sync.Mutex
-	bound netip.AddrPort // once started
-	pion  *turn.Server
-	tcp   *trackingListener
+	mu     sync.Mutex
+	bound  netip.AddrPort // once started
+	boundS netip.AddrPort // the TLS listener's, once started
+	pion   *turn.Server
+	tcp    []*trackingListener
 }
 
 // New builds the server from the configuration (already validated) and
@@ -55,7 +65,11 @@ func New(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*Serv
 	if t.ExternalIP != "" {
 		relayIP = netip.MustParseAddr(t.ExternalIP) // validated
 	}
-	policy := &peerPolicy{relayIP: relayIP.Unmap(), relayLo: lo, relayHi: hi}
+	var relayIP6 netip.Addr
+	if t.ExternalIPv6 != "" {
+		relayIP6 = netip.MustParseAddr(t.ExternalIPv6) // validated
+	}
+	policy := &peerPolicy{relayIP: relayIP.Unmap(), relayIP6: relayIP6, relayLo: lo, relayHi: hi}
 	for _, n := range t.AllowedPeerNetworks {
 		policy.allowed = append(policy.allowed, netip.MustParsePrefix(n).Masked()) // validated
 	}
@@ -63,6 +77,21 @@ func New(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*Serv
 		listen: listen, realm: cfg.ServerName, secret: []byte(secret),
 		quota: newQuota(t.MaxAllocationsPerUser, t.MaxAllocations),
 		log:   log.With("component", "turn"), now: time.Now,
+	}
+	if cfg.Listen.TURNS != "" {
+		if s.listenS, err = netip.ParseAddrPort(cfg.Listen.TURNS); err != nil {
+			return nil, fmt.Errorf("listen.turns: %w", err)
+		}
+		cert, err := tls.LoadX509KeyPair(t.TLSCertFile, t.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("turn tls: %w", err)
+		}
+		s.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Hostname() != "" {
+			if _, err := netip.ParseAddr(u.Hostname()); err != nil {
+				s.host = u.Hostname() // a name, which the certificate names
+			}
+		}
 	}
 	s.metrics = newMetrics(reg, func() float64 {
 		s.mu.Lock()
@@ -79,10 +108,51 @@ func New(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*Serv
 		bindIP = a.String()
 	}
 	s.relays = &relays{
-		bindIP: bindIP, relayIP: net.IP(relayIP.AsSlice()), lo: lo, hi: hi,
+		network: "udp4", bindIP: bindIP, relayIP: net.IP(relayIP.AsSlice()), lo: lo, hi: hi,
 		policy: policy, bitrate: t.MaxBitrate, metrics: s.metrics, attempts: 64,
 	}
+	if relayIP6.IsValid() {
+		bind6 := "::"
+		if a := listen.Addr(); a.Is6() && !a.Is4In6() && !a.IsUnspecified() {
+			bind6 = a.String()
+		}
+		s.relays6 = &relays{
+			network: "udp6", bindIP: bind6, relayIP: net.IP(relayIP6.AsSlice()), lo: lo, hi: hi,
+			policy: policy, bitrate: t.MaxBitrate, metrics: s.metrics, attempts: 64,
+		}
+	}
 	return s, nil
+}
+
+// family is one address family the server serves: where it listens and
+// the relays its clients get.
+type family struct {
+	v6     bool
+	relays *relays
+}
+
+func (s *Server) families() []family {
+	fs := []family{{false, s.relays}}
+	if s.relays6 != nil {
+		fs = append(fs, family{true, s.relays6})
+	}
+	return fs
+}
+
+// bindFor is the address of a family's listener for a configured one:
+// the configured address when it is of that family, else the family's
+// wildcard, at the configured port.
+func bindFor(a netip.AddrPort, v6 bool) netip.AddrPort {
+	ip := a.Addr()
+	switch {
+	case !v6 && ip.Unmap().Is4() && !ip.IsUnspecified():
+		return netip.AddrPortFrom(ip.Unmap(), a.Port())
+	case v6 && ip.Is6() && !ip.Is4In6() && !ip.IsUnspecified():
+		return a
+	case v6:
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), a.Port())
+	}
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), a.Port())
 }
 
 // requestsPerSecond and requestBurst bound the STUN requests answered
@@ -95,22 +165,59 @@ const (
 	requestBurst      = 200
 )
 
-// Start listens on UDP and TCP and serves until Close.
+// Start listens on UDP and TCP (and TLS) and serves until Close.
 func (s *Server) Start() error {
-	udp, tcp, err := listenBoth(s.listen)
-	if err != nil {
-		return fmt.Errorf("listen turn: %w", err)
-	}
-	tl := &trackingListener{Listener: tcp, conns: map[net.Conn]struct{}{}}
-	guarded := newFloodGuard(udp, requestsPerSecond, requestBurst, s.metrics.requestsDropped.Inc)
-	permit := func(client net.Addr, peer net.IP) bool {
-		ip, ok := netip.AddrFromSlice(peer)
-		if ok && s.relays.policy.permitIP(ip) {
-			return true
+	var (
+		packetConfigs []turn.PacketConnConfig
+		listenConfigs []turn.ListenerConfig
+		closers       []io.Closer
+		tls4          netip.AddrPort
+		bound4        netip.AddrPort
+	)
+	fail := func(err error) error {
+		for _, c := range closers {
+			c.Close()
 		}
-		s.metrics.peersRefused.Inc()
-		s.log.Debug("peer refused", "client", client.String(), "peer", peer.String())
-		return false
+		return err
+	}
+	permit := s.permit
+	for _, f := range s.families() {
+		at, atS := bindFor(s.listen, f.v6), bindFor(s.listenS, f.v6)
+		if f.v6 {
+			// The port IPv4 got, when it was left to choose.
+			at = netip.AddrPortFrom(at.Addr(), bound4.Port())
+			if s.listenS.IsValid() {
+				atS = netip.AddrPortFrom(atS.Addr(), tls4.Port())
+			}
+		}
+		udp, tcp, err := listenBoth(at, f.v6)
+		if err != nil {
+			return fail(fmt.Errorf("listen turn: %w", err))
+		}
+		closers = append(closers, udp, tcp)
+		if !f.v6 {
+			bound4 = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+		}
+		guarded := newFloodGuard(udp, requestsPerSecond, requestBurst, s.metrics.requestsDropped.Inc)
+		tl := &trackingListener{Listener: tcp, conns: map[net.Conn]struct{}{}}
+		packetConfigs = append(packetConfigs, turn.PacketConnConfig{PacketConn: guarded, RelayAddressGenerator: f.relays, PermissionHandler: permit})
+		listenConfigs = append(listenConfigs, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: f.relays, PermissionHandler: permit})
+		if s.tlsCfg != nil {
+			network := "tcp4"
+			if f.v6 {
+				network = "tcp6"
+			}
+			ln, err := net.Listen(network, atS.String())
+			if err != nil {
+				return fail(fmt.Errorf("listen turns: %w", err))
+			}
+			closers = append(closers, ln)
+			if !f.v6 {
+				tls4 = ln.Addr().(*net.TCPAddr).AddrPort()
+			}
+			tl := &trackingListener{Listener: tls.NewListener(ln, s.tlsCfg), conns: map[net.Conn]struct{}{}}
+			listenConfigs = append(listenConfigs, turn.ListenerConfig{Listener: tl, RelayAddressGenerator: f.relays, PermissionHandler: permit})
+		}
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm:         s.realm,
@@ -130,36 +237,60 @@ func (s *Server) Start() error {
 				s.quota.deleted(userOf(username))
 			},
 		},
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: guarded, RelayAddressGenerator: s.relays, PermissionHandler: permit}},
-		ListenerConfigs:   []turn.ListenerConfig{{Listener: tl, RelayAddressGenerator: s.relays, PermissionHandler: permit}},
+		PacketConnConfigs: packetConfigs,
+		ListenerConfigs:   listenConfigs,
 	})
 	if err != nil {
-		udp.Close()
-		tcp.Close()
-		return fmt.Errorf("start turn: %w", err)
+		return fail(fmt.Errorf("start turn: %w", err))
+	}
+	var tracked []*trackingListener
+	for _, lc := range listenConfigs {
+		tracked = append(tracked, lc.Listener.(*trackingListener))
 	}
 	s.mu.Lock()
-	s.pion, s.tcp = srv, tl
-	s.bound = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	s.pion, s.tcp = srv, tracked
+	s.bound, s.boundS = bound4, tls4
 	s.mu.Unlock()
-	s.log.Info("TURN listening", "udp_tcp", s.bound.String(), "relay", s.relays.relayIP.String(),
-		"relay_ports", strconv.Itoa(int(s.relays.lo))+"-"+strconv.Itoa(int(s.relays.hi)))
+	s.log.Info("TURN listening", "udp_tcp", bound4.String(), "tls", tls4.String(), "ipv6", s.relays6 != nil,
+		"relay", s.relays.relayIP.String(), "relay_ports", strconv.Itoa(int(s.relays.lo))+"-"+strconv.Itoa(int(s.relays.hi)))
 	return nil
+}
+
+// permit is pion's PermissionHandler: CreatePermission and ChannelBind
+// name a peer the policy must allow.
+func (s *Server) permit(client net.Addr, peer net.IP) bool {
+	ip, ok := netip.AddrFromSlice(peer)
+	if ok && s.relays.policy.permitIP(ip) {
+		return true
+	}
+	s.metrics.peersRefused.Inc()
+	s.log.Debug("peer refused", "client", client.String(), "peer", peer.String())
+	return false
 }
 
 // Close stops listening, ends every allocation and closes the TCP
 // connections of clients.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	srv, tl := s.pion, s.tcp
+	srv, tls := s.pion, s.tcp
 	s.pion = nil
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
 	err := srv.Close()
-	tl.closeAll()
+	for _, tl := range tls {
+		tl.closeAll()
+	}
 	return err
+}
+
+// TLSAddr is the address of the turns: listener (its port chosen when
+// listen.turns's was 0); invalid before Start or without TLS.
+func (s *Server) TLSAddr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.boundS
 }
 
 // Addr is the address served (its port chosen when listen.turn's was 0);
@@ -171,15 +302,37 @@ func (s *Server) Addr() netip.AddrPort {
 }
 
 // URIs are the TURN URIs of this server, UDP and TCP, at its relay
-// address (turn.external_ip, or the listening address).
+// addresses (turn.external_ip, or the listening address, and
+// turn.external_ipv6), and turns: over TCP at public_base_url's host
+// name (which the certificate names) or at the relay addresses.
 func (s *Server) URIs() []string {
-	port := s.Addr().Port()
+	port, portS := s.Addr().Port(), s.TLSAddr().Port()
 	if port == 0 {
 		port = s.listen.Port()
 	}
-	ip, _ := netip.AddrFromSlice(s.relays.relayIP)
-	hp := netip.AddrPortFrom(ip.Unmap(), port).String()
-	return []string{"turn:" + hp + "?transport=udp", "turn:" + hp + "?transport=tcp"}
+	if portS == 0 {
+		portS = s.listenS.Port()
+	}
+	var ips []netip.Addr
+	for _, f := range s.families() {
+		ip, _ := netip.AddrFromSlice(f.relays.relayIP)
+		ips = append(ips, ip.Unmap())
+	}
+	var uris []string
+	for _, ip := range ips {
+		hp := netip.AddrPortFrom(ip, port).String()
+		uris = append(uris, "turn:"+hp+"?transport=udp", "turn:"+hp+"?transport=tcp")
+	}
+	if s.tlsCfg != nil {
+		if s.host != "" {
+			uris = append(uris, "turns:"+net.JoinHostPort(s.host, strconv.Itoa(int(portS)))+"?transport=tcp")
+		} else {
+			for _, ip := range ips {
+				uris = append(uris, "turns:"+netip.AddrPortFrom(ip, portS).String()+"?transport=tcp")
+			}
+		}
+	}
+	return uris
 }
 
 // authenticate is pion's AuthHandler: the key of a credential that this
@@ -221,17 +374,21 @@ func userOf(username string) string {
 	return user
 }
 
-// listenBoth opens UDP and TCP on the same address; with port 0 it picks
-// a port free for both.
-func listenBoth(addr netip.AddrPort) (net.PacketConn, net.Listener, error) {
+// listenBoth opens UDP and TCP on the same address, of one family (v6:
+// IPv6 only); with port 0 it picks a port free for both.
+func listenBoth(addr netip.AddrPort, v6 bool) (net.PacketConn, net.Listener, error) {
+	udpNet, tcpNet := "udp4", "tcp4"
+	if v6 {
+		udpNet, tcpNet = "udp6", "tcp6"
+	}
 	var lastErr error
 	for range 20 {
-		udp, err := net.ListenPacket("udp", addr.String())
+		udp, err := net.ListenPacket(udpNet, addr.String())
 		if err != nil {
 			return nil, nil, err
 		}
 		port := udp.LocalAddr().(*net.UDPAddr).Port
-		tcp, err := net.Listen("tcp", netip.AddrPortFrom(addr.Addr(), uint16(port)).String())
+		tcp, err := net.Listen(tcpNet, netip.AddrPortFrom(addr.Addr(), uint16(port)).String())
 		if err == nil {
 			return udp, tcp, nil
 		}

@@ -14,6 +14,7 @@ import (
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
 	"luxchat/internal/rooms"
+	"luxchat/internal/webhooks"
 )
 
 // API holds what the admin handlers need. The server's wiring fills it;
@@ -40,4 +41,7 @@ type API struct {
 	// Federation is the outbound queue (destinations and their back-off,
 	// server.go); nil when federation is off.
 	Federation *federation.Queue
+
+	// Webhooks makes and manages incoming webhooks (webhooks.go).
+	Webhooks *webhooks.Service
 }

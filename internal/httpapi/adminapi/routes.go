@@ -86,5 +86,11 @@ func (a *API) routes() []route {
 		{"GET " + synapseV1 + "/federation/destinations", a.listDestinations},
 		{"GET " + synapseV1 + "/federation/destinations/{destination}", a.getDestination},
 		{"POST " + synapseV1 + "/federation/destinations/{destination}/reset_connection", a.resetDestination},
+
+		// Incoming webhooks (webhooks.go).
+		{"POST " + luxchatV1 + "/webhooks", a.createWebhook},
+		{"GET " + luxchatV1 + "/webhooks", a.listWebhooks},
+		{"POST " + luxchatV1 + "/webhooks/{hookId}/rotate", a.rotateWebhook},
+		{"DELETE " + luxchatV1 + "/webhooks/{hookId}", a.revokeWebhook},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"luxchat/internal/e2ee"
 	"luxchat/internal/notices"
 	"luxchat/internal/notifications"
+	"luxchat/internal/oauth"
 	"luxchat/internal/reports"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
@@ -60,6 +61,9 @@ type API struct {
 	// SSO logs users in through upstream OpenID Connect providers; nil
 	// (oidc.providers empty) leaves its routes out.
 	SSO *sso.Service
+	// OAuth is the OAuth 2.0 API's authorization server; nil
+	// (oauth.enabled off) leaves its routes out.
+	OAuth *oauth.Service
 	// Delayed schedules and manages delayed events (MSC4140); nil leaves
 	// their routes out and /send and /state ignore the delay.
 	Delayed *delayed.Service

@@ -179,6 +179,15 @@ func delayedEventJSON(e *delayed.Event, finalised bool) map[string]any {
 	}
 	if finalised && e.FinalisedTS != 0 {
 		m["finalised_ts"] = e.FinalisedTS
+		m["origin_server_ts"] = e.FinalisedTS // the MSC's current name
+		switch e.Outcome {
+		case delayed.OutcomeSent:
+			m["outcome"] = "send"
+		case delayed.OutcomeFailed:
+			m["outcome"], m["reason"] = "cancel", "error"
+		default:
+			m["outcome"] = "cancel"
+		}
 		if e.EventID != "" {
 			m["event_id"] = e.EventID
 		}
@@ -190,20 +199,31 @@ func delayedEventJSON(e *delayed.Event, finalised bool) map[string]any {
 }
 
 // GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events
+// (?status=scheduled, the default, the soonest due first; or
+// ?status=finalised, the most recently finalised first).
 func (a *API) listDelayedEvents(r *httputil.Request) (any, error) {
-	rows, next, err := a.Delayed.Scheduled(r.Context(), r.Session.UserID, r.Query("from"))
+	list := a.Delayed.Scheduled
+	finalised := false
+	switch st := r.Query("status"); st {
+	case "", "scheduled":
+	case "finalised":
+		list, finalised = a.Delayed.Finalised, true
+	default:
+		return nil, errcode.InvalidParam("status must be scheduled or finalised, not %q", st)
+	}
+	rows, next, err := list(r.Context(), r.Session.UserID, r.Query("from"))
 	if err != nil {
 		return nil, err
 	}
-	list := make([]map[string]any, len(rows))
+	out := make([]map[string]any, len(rows))
 	for i := range rows {
-		list[i] = delayedEventJSON(&rows[i], false)
+		out[i] = delayedEventJSON(&rows[i], finalised)
 	}
-	out := map[string]any{"delayed_events": list}
+	resp := map[string]any{"delayed_events": out}
 	if next != "" {
-		out["next_batch"] = next
+		resp["next_batch"] = next
 	}
-	return out, nil
+	return resp, nil
 }
 
 // GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delayId}

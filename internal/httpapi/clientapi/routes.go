@@ -260,5 +260,8 @@ func (a *API) routes() []route {
 	if a.SSO != nil {
 		routes = append(routes, a.ssoRoutes()...)
 	}
+	if a.OAuth != nil {
+		routes = append(routes, a.oauthRoutes()...)
+	}
 	return routes
 }

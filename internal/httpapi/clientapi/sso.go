@@ -122,6 +122,12 @@ func (a *API) ssoCallback(r *httputil.Request) (any, error) {
 	if res.Kind == sso.KindUIA {
 		return page(r, pages.Page{Title: "title.done", Message: "msg.done", AuthDone: true}), nil
 	}
+	if res.Kind == sso.KindPages {
+		if a.OAuth == nil {
+			return page(r, pages.Page{Status: http.StatusNotFound, Title: "title.error", Message: "reason.bad_state"}), nil
+		}
+		return a.startBrowserSession(r, res.UserID, res.Target)
+	}
 	if res.Confirm {
 		// Not a client this server knows: the user says whether it may
 		// have the login token, never a silent redirect.

@@ -26,10 +26,30 @@ type Key string
 
 // Form is a button that posts hidden fields to Action (a path of this
 // server): for steps a link from another site must not be able to take.
+// Inputs are fields the user fills in, each with its label; Get sends the
+// form with GET (a look-up that changes nothing); Secondary styles the
+// button as the lesser choice (Deny beside Allow).
 type Form struct {
-	Action string
-	Fields map[string]string
-	Label  string
+	Action    string
+	Fields    map[string]string
+	Inputs    []Input
+	Label     string
+	Get       bool
+	Secondary bool
+}
+
+// Input is a field of a form. Type is text or password; Autocomplete the
+// browser's hint (username, current-password, one-time-code).
+type Input struct {
+	Name, Label, Type, Autocomplete, Value string
+}
+
+// Item is an entry of a list on a page (a session of the account page):
+// a heading, lines of text and its buttons.
+type Item struct {
+	Heading string
+	Lines   []string
+	Forms   []Form
 }
 
 // Page is one page to show. Title and Message are keys of the strings
@@ -48,13 +68,20 @@ type Page struct {
 	// AuthDone runs the spec's script that tells the client a
 	// user-interactive auth fallback is done.
 	AuthDone bool
+	// Alert is a key shown first, announced to screen readers (a failed
+	// login); Notes are more paragraphs, already translated; Items a list.
+	Alert string
+	Notes []string
+	Items []Item
 }
 
 type view struct {
-	Lang, Title, Message, Nonce string
-	Links                       []viewLink
-	Forms                       []Form
-	AuthDone                    bool
+	Lang, Title, Message, Nonce, Alert string
+	Notes                              []string
+	Links                              []viewLink
+	Forms                              []Form
+	Items                              []Item
+	AuthDone                           bool
 }
 
 type viewLink struct {
@@ -77,14 +104,27 @@ ul{list-style:none;padding:0}
 li{margin:.6rem 0}
 .button{display:block;box-sizing:border-box;width:100%;border:0;font:inherit;cursor:pointer;text-align:center;padding:.7rem 1rem;border-radius:6px;background:#0b5cad;color:#fff;text-decoration:none;font-weight:600}
 .button:focus,.button:hover{background:#084683;outline:3px solid #f2b700}
+.secondary{background:#fff;color:#0b5cad;border:2px solid #0b5cad}
+.secondary:focus,.secondary:hover{background:#e8f0f9}
+label{display:block;font-weight:600;margin:.8rem 0 .3rem}
+input[type=text],input[type=password]{box-sizing:border-box;width:100%;font:inherit;padding:.5rem;border:1px solid #6b7280;border-radius:4px}
+input:focus{outline:3px solid #f2b700}
+form.fields button{margin-top:1rem}
+.alert{background:#fdecea;color:#8a1c12;border-left:4px solid #c0392b;padding:.6rem .8rem}
+.item{border-top:1px solid #d0d4da;padding-top:.6rem}
+.item h2{font-size:1.05rem;margin:.2rem 0}
+.item p{margin:.2rem 0;color:#3d4350}
 </style>
 </head>
 <body>
 <main>
 <h1>{{.Title}}</h1>
+{{if .Alert}}<p class="alert" role="alert">{{.Alert}}</p>{{end}}
 {{if .Message}}<p>{{.Message}}</p>{{end}}
+{{range .Notes}}<p>{{.}}</p>{{end}}
 {{if .Links}}<ul>{{range .Links}}<li><a class="button" href="{{.Href}}">{{.Label}}</a></li>{{end}}</ul>{{end}}
-{{if .Forms}}<ul>{{range .Forms}}<li><form method="post" action="{{.Action}}">{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}<button class="button" type="submit">{{.Label}}</button></form></li>{{end}}</ul>{{end}}
+{{if .Forms}}<ul>{{range .Forms}}<li>{{template "form" .}}</li>{{end}}</ul>{{end}}
+{{if .Items}}<ul>{{range .Items}}<li class="item"><h2>{{.Heading}}</h2>{{range .Lines}}<p>{{.}}</p>{{end}}{{range .Forms}}{{template "form" .}}{{end}}</li>{{end}}</ul>{{end}}
 </main>
 {{if .AuthDone}}<script nonce="{{.Nonce}}">
 if (window.onAuthDone) {
@@ -95,7 +135,7 @@ if (window.onAuthDone) {
 </script>{{end}}
 </body>
 </html>
-`))
+{{define "form"}}<form method="{{if .Get}}get{{else}}post{{end}}" action="{{.Action}}"{{if .Inputs}} class="fields"{{end}}>{{range $k, $v := .Fields}}<input type="hidden" name="{{$k}}" value="{{$v}}">{{end}}{{range .Inputs}}<label for="f-{{.Name}}">{{.Label}}</label><input id="f-{{.Name}}" name="{{.Name}}" type="{{.Type}}"{{if .Autocomplete}} autocomplete="{{.Autocomplete}}"{{end}} value="{{.Value}}" required>{{end}}<button class="button{{if .Secondary}} secondary{{end}}" type="submit">{{.Label}}</button></form>{{end}}`))
 
 // Render writes p in the language the browser prefers, with headers that
 // keep the page from being framed, cached, or leaking its URL (which may
@@ -103,7 +143,10 @@ if (window.onAuthDone) {
 func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	lang := Language(r.Header.Get("Accept-Language"))
 	nonce := newNonce()
-	v := view{Lang: lang, Title: T(lang, p.Title, p.TitleArgs...), Nonce: nonce, AuthDone: p.AuthDone, Forms: p.Forms}
+	v := view{Lang: lang, Title: T(lang, p.Title, p.TitleArgs...), Nonce: nonce, AuthDone: p.AuthDone, Forms: p.Forms, Notes: p.Notes, Items: p.Items}
+	if p.Alert != "" {
+		v.Alert = T(lang, p.Alert)
+	}
 	if p.Message != "" {
 		v.Message = T(lang, p.Message, p.MessageArgs...)
 	}
