@@ -28,7 +28,7 @@ func ParseRoomPolicy(content []byte) RoomPolicy {
 	}
 	field := func(k string) *int64 {
 		raw := bytes.TrimSpace(c[k])
-		if len(raw) == 0 || raw[0] == '-' || bytes.ContainsAny(raw, ".eE") {
+		if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' || bytes.ContainsAny(raw, ".eE") {
 			return nil
 		}
 		var n int64
