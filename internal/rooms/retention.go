@@ -67,7 +67,7 @@ func (s *Service) PurgeHistory(ctx context.Context, roomID string, beforeTS int6
 		pos := make([]int64, 0, len(expired))
 		ids = make([]string, 0, len(expired))
 		for _, e := range expired {
-			b.Next = store.PurgeCursor{TS: e.TS, Pos: e.Pos}
+			b.Next = store.PurgeCursor{TS: e.TS}
 			if keep[e.ID] {
 				continue
 			}

@@ -85,10 +85,10 @@ func (s *Store) RetentionPurged(ctx context.Context, roomID string) (purged, cut
 	return purged, cutoffTS, err
 }
 
-// PurgeCursor is where a room's purge continues in its events by
-// origin_server_ts: after (TS, Pos).
+// PurgeCursor is where a room's purge continues in its events: at
+// origin_server_ts TS.
 type PurgeCursor struct {
-	TS, Pos int64
+	TS int64
 }
 
 // ExpiredEvent is an event a purge may delete.
@@ -99,7 +99,7 @@ type ExpiredEvent struct {
 }
 
 // ExpiredEvents returns up to limit of a room's non-state events sent
-// before beforeTS, after the cursor, oldest first, and the ids of the
+// before beforeTS, from the cursor on, oldest first, and the ids of the
 // events the room must keep whatever their age: its forward extremities
 // (the newest event, or the recorded ones), which the next event cites.
 func (tx *Tx) ExpiredEvents(ctx context.Context, roomID string, beforeTS int64, after PurgeCursor, limit int) ([]ExpiredEvent, map[string]bool, error) {
@@ -121,9 +121,12 @@ func (tx *Tx) ExpiredEvents(ctx context.Context, roomID string, beforeTS int64, 
 	if err := rows.Err(); err != nil {
 		return nil, nil, err
 	}
+	// One index range of (room_id, origin_ts), in its order, so that the
+	// limit ends the scan: events at the cursor's own timestamp are read
+	// again (those a batch deleted are gone, the kept are skipped).
 	rows, err = tx.q.QueryContext(ctx, `SELECT stream_pos, event_id, origin_ts FROM events
-		WHERE room_id = $1 AND origin_ts < $2 AND (origin_ts > $3 OR (origin_ts = $4 AND stream_pos > $5)) AND state_key IS NULL
-		ORDER BY origin_ts, stream_pos LIMIT $6`, roomID, beforeTS, after.TS, after.TS, after.Pos, limit)
+		WHERE room_id = $1 AND origin_ts >= $2 AND origin_ts < $3 AND state_key IS NULL
+		ORDER BY origin_ts LIMIT $4`, roomID, after.TS, beforeTS, limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("expired events: %w", err)
 	}
