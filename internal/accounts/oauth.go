@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -161,4 +162,46 @@ func (s *Service) PasswordLogin(ctx context.Context, user, password, ip string) 
 		return "", err
 	}
 	return u.UserID, nil
+}
+
+// AuthOAuth is the user-interactive auth stage of sessions the OAuth 2.0
+// API issued (v1.17, MSC4312): the user approves the action on the
+// server's account page, then the client retries with the session alone.
+const AuthOAuth = "m.oauth"
+
+// OAuthApproval gives the URL of the page where the user approves the
+// action of a user-interactive auth session (the m.oauth stage's url).
+type OAuthApproval func(session string) string
+
+// oauthIssued reports whether the caller's device is a session of the
+// OAuth 2.0 API.
+func (s *Service) oauthIssued(ctx context.Context, c Caller) (bool, error) {
+	sessions, err := s.store.OAuthSessions(ctx, c.UserID)
+	if err != nil {
+		return false, fmt.Errorf("list oauth sessions: %w", err)
+	}
+	_, ok := sessions[c.DeviceID]
+	return ok, nil
+}
+
+// CompleteOAuthStage marks the m.oauth stage of a session completed:
+// userID, logged in to the account page, approved its action there. It
+// is refused (M_FORBIDDEN) when the session is someone else's, and
+// M_NOT_FOUND when it is unknown, expired, or not for action.
+func (s *Service) CompleteOAuthStage(ctx context.Context, sessionID, userID, action string) error {
+	sess, err := s.loadUIASession(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if sess == nil || sess.userID == "" || sess.params.Op != action {
+		return errcode.NotFound("unknown or expired auth session")
+	}
+	if sess.userID != userID {
+		return errcode.Forbidden("this request is another user's")
+	}
+	if slices.Contains(sess.completed, AuthOAuth) {
+		return nil
+	}
+	sess.completed = append(sess.completed, AuthOAuth)
+	return s.saveUIASession(ctx, sess)
 }

@@ -379,3 +379,60 @@ func (s *Service) EnsureAppServiceUser(ctx context.Context, userID string) error
 	}
 	return err
 }
+
+// RegistrationFormOpen reports whether people may create an account with
+// a password on the server's own pages (the OAuth 2.0 API's prompt=create):
+// registration open or by token, and password login on.
+func (s *Service) RegistrationFormOpen() bool {
+	m := s.cfg.Registration.Mode
+	return (m == config.RegistrationOpen || m == config.RegistrationToken) && s.PasswordLoginEnabled()
+}
+
+// RegistrationNeedsToken reports whether registration takes a
+// registration token.
+func (s *Service) RegistrationNeedsToken() bool {
+	return s.cfg.Registration.Mode == config.RegistrationToken
+}
+
+// ErrBadRegistrationToken is a registration token that is unknown, used
+// up or expired.
+var ErrBadRegistrationToken = errcode.Unauthorized("invalid registration token")
+
+// RegisterWithPassword creates an account from the registration page
+// under the rules of POST /register: M_FORBIDDEN when the form is closed
+// (RegistrationFormOpen), M_INVALID_USERNAME, M_USER_IN_USE,
+// M_WEAK_PASSWORD, ErrBadRegistrationToken in token mode (the token is
+// counted in the account's transaction). No device is created: the
+// caller logs the browser in. It returns the user id.
+func (s *Service) RegisterWithPassword(ctx context.Context, username, password, token string) (string, error) {
+	if !s.RegistrationFormOpen() {
+		return "", errcode.Forbidden("registration is disabled")
+	}
+	localpart, err := s.CheckUsername(ctx, username)
+	if err != nil {
+		return "", err
+	}
+	if err := s.checkNewPassword(password); err != nil {
+		return "", err
+	}
+	if !s.RegistrationNeedsToken() {
+		token = ""
+	} else if ok, err := s.RegistrationTokenValid(ctx, token); err != nil {
+		return "", err
+	} else if !ok {
+		return "", ErrBadRegistrationToken
+	}
+	hash, err := s.hashPassword(ctx, password)
+	if err != nil {
+		return "", err
+	}
+	res, err := s.createAccount(ctx, newAccount{localpart: localpart, passwordHash: hash, regToken: token})
+	if errors.Is(err, errTokenUsedUp) {
+		return "", ErrBadRegistrationToken
+	}
+	if err != nil {
+		return "", err
+	}
+	s.log.Info("account registered on the registration page", "user", res.UserID)
+	return res.UserID, nil
+}

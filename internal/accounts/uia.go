@@ -149,6 +149,9 @@ func (s *Service) checkStage(ctx context.Context, sess *uiaSession, d *authDict)
 		// Completed by the fallback page (CompleteSSOStage), never by
 		// the client's word.
 		return errcode.Unauthorized("log in again through single sign-on in the fallback page first"), nil
+	case AuthOAuth:
+		// Completed on the account page (CompleteOAuthStage).
+		return errcode.Unauthorized("approve this action on the page the m.oauth parameters name first"), nil
 	case AuthPassword:
 		if !s.PasswordLoginEnabled() {
 			return errcode.Forbidden("password login is disabled on this server"), nil
@@ -297,8 +300,28 @@ func (s *Service) resolveUser(ident *Identifier, legacyUser string) (string, err
 // it, an *AuthRequired for the client's next round, or another error. The
 // session is spent on success: action names what it authorised, so a
 // session is never reused for another endpoint.
-func (s *Service) RequireUIA(ctx context.Context, caller Caller, auth json.RawMessage, action string) error {
-	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: action, userID: caller.UserID, flows: s.reauthFlows(caller.UserID)}, auth)
+//
+// With approval set (the OAuth 2.0 API is on), a caller whose session
+// that API issued is asked for the m.oauth stage alone, approved on the
+// page whose URL approval gives for the UIA session (v1.17: such
+// sessions know no password stage).
+func (s *Service) RequireUIA(ctx context.Context, caller Caller, auth json.RawMessage, action string, approval OAuthApproval) error {
+	flows := s.reauthFlows(caller.UserID)
+	oauthIssued := false
+	if approval != nil && caller.DeviceID != "" {
+		var err error
+		if oauthIssued, err = s.oauthIssued(ctx, caller); err != nil {
+			return err
+		}
+		if oauthIssued {
+			flows = [][]string{{AuthOAuth}}
+		}
+	}
+	sess, err := s.userInteractiveAuth(ctx, uiaOp{name: action, userID: caller.UserID, flows: flows}, auth)
+	var ar *AuthRequired
+	if oauthIssued && errors.As(err, &ar) {
+		ar.Params[AuthOAuth] = map[string]string{"url": approval(ar.Session)}
+	}
 	if err != nil {
 		return err
 	}

@@ -1369,6 +1369,9 @@ oauth:
   # oidc.providers entry), by the authorization code or device grant.
   # Access tokens expire after auth.access_token_lifetime when it is set.
   # Clients that find it (Element X, new Element Web) use it instead of
-  # the password and SSO logins. See docs/operations.md ("OAuth 2.0 API").
+  # the password and SSO logins, and send users to this server's account
+  # page (sessions, cross-signing resets; not yet profile, password or
+  # deactivation), hence off unless chosen. See docs/operations.md
+  # ("OAuth 2.0 API").
   enabled: false
 `

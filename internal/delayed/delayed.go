@@ -48,6 +48,11 @@ type Limits struct {
 	// for one moment does not get round the limit (MSC4140,
 	// "rate-limiting at the point of sending").
 	SendRate func(userID string) time.Duration
+	// RateExempt reports whether an application service is exempt from
+	// rate limits (rate_limited: false in its registration): the events
+	// its as_token scheduled are sent when due without drawing on
+	// SendRate, as its requests are served (nil: none is).
+	RateExempt func(appServiceID string) bool
 }
 
 // Actions on a scheduled delayed event.
@@ -131,6 +136,9 @@ type Request struct {
 	StateKey *string
 	Content  json.RawMessage
 	DelayMS  int64
+	// AppService is the id of the application service whose as_token
+	// made the request ("": the user's own token).
+	AppService string
 }
 
 // ParseDelay reads a delay in milliseconds as a query parameter gives it:
@@ -182,7 +190,7 @@ func (s *Service) Schedule(ctx context.Context, req Request) (string, error) {
 	now := time.Now().UnixMilli()
 	e := &store.DelayedEvent{DelayID: newDelayID(), UserID: req.UserID, DeviceID: req.DeviceID, TxnKey: req.TxnKey,
 		RoomID: req.RoomID, Type: req.Type, StateKey: req.StateKey, Content: req.Content, DelayMS: req.DelayMS,
-		ScheduledAt: now, DueMS: now + req.DelayMS}
+		ScheduledAt: now, DueMS: now + req.DelayMS, AppService: req.AppService}
 	prev, soonest, err := s.store.ScheduleDelayedEvent(ctx, e, s.limits.MaxPerUser)
 	if errors.Is(err, store.ErrDelayedLimit) {
 		wait := max(soonest-now, 0)
@@ -233,33 +241,6 @@ func (s *Service) dueAt(ms int64) {
 
 // pageSize is how many scheduled events one page of the list holds.
 const pageSize = 100
-
-// Scheduled returns a page of a user's scheduled delayed events, the
-// soonest first, after the page token from ("" for the first page), and
-// the token of the next page ("" at the end).
-func (s *Service) Scheduled(ctx context.Context, userID, from string) ([]store.DelayedEvent, string, error) {
-	var afterDue, afterSeq int64 = -1 << 62, 0
-	if from != "" {
-		d, q, ok := strings.Cut(from, "_")
-		var err1, err2 error
-		afterDue, err1 = strconv.ParseInt(d, 10, 64)
-		afterSeq, err2 = strconv.ParseInt(q, 10, 64)
-		if !ok || err1 != nil || err2 != nil {
-			return nil, "", errcode.InvalidParam("invalid from token")
-		}
-	}
-	rows, err := s.store.ScheduledDelayedEvents(ctx, userID, afterDue, afterSeq, pageSize+1)
-	if err != nil {
-		return nil, "", fmt.Errorf("list delayed events: %w", err)
-	}
-	next := ""
-	if len(rows) > pageSize {
-		rows = rows[:pageSize]
-		last := rows[len(rows)-1]
-		next = strconv.FormatInt(last.DueMS, 10) + "_" + strconv.FormatInt(last.Seq, 10)
-	}
-	return rows, next, nil
-}
 
 // Finalised returns a page of a user's finalised delayed events, the
 // most recently finalised first, after the page token from ("" for the
@@ -517,7 +498,7 @@ func (s *Service) fire(ctx context.Context, delayID string) error {
 	if e.FinalisedTS != 0 || e.DueMS > now {
 		return nil
 	}
-	if s.limits.SendRate != nil {
+	if s.limits.SendRate != nil && !s.rateExempt(e) {
 		if wait := s.limits.SendRate(e.UserID); wait > 0 {
 			// Not retried (as the MSC asks): the error is there for the
 			// user's client to find, and to send again if it still wants.
@@ -541,6 +522,13 @@ func (s *Service) fire(ctx context.Context, delayID string) error {
 		return err
 	}
 	return nil
+}
+
+// rateExempt reports whether e was scheduled by an application service
+// exempt from rate limits (as its registration says now: a service
+// registered again with rate_limited: true is limited from then on).
+func (s *Service) rateExempt(e *store.DelayedEvent) bool {
+	return e.AppService != "" && s.limits.RateExempt != nil && s.limits.RateExempt(e.AppService)
 }
 
 // cancelledByState is the error recorded on a delayed state event that

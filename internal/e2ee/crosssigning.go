@@ -20,9 +20,9 @@ type SigningKeysRequest struct {
 	Auth           json.RawMessage `json:"auth"`
 }
 
-// uiaActionSigningKeys names what a user-interactive auth session
+// UIAActionSigningKeys names what a user-interactive auth session
 // authorises here.
-const uiaActionSigningKeys = "device_signing_upload"
+const UIAActionSigningKeys = "device_signing_upload"
 
 // UploadSigningKeys publishes the caller's cross-signing keys. The
 // self-signing and user-signing keys must be signed by the master key (the
@@ -112,7 +112,7 @@ func (s *Service) UploadSigningKeys(ctx context.Context, c Caller, req SigningKe
 		if s.hooks.RequireUIA == nil {
 			return errcode.Forbidden("replacing cross-signing keys is not possible on this server")
 		}
-		if err := s.hooks.RequireUIA(ctx, c.UserID, c.DeviceID, req.Auth, uiaActionSigningKeys); err != nil {
+		if err := s.hooks.RequireUIA(ctx, c.UserID, c.DeviceID, req.Auth, UIAActionSigningKeys); err != nil {
 			return err
 		}
 	}

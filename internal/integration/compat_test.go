@@ -747,7 +747,8 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 		}
 	}
 	flagged := []string{"org.matrix.msc3391", "org.matrix.msc3874", "org.matrix.msc4155", "org.matrix.msc4222", "im.nheko.summary",
-		"org.matrix.simplified_msc3575", "org.matrix.msc4306", "org.matrix.msc4140"}
+		"org.matrix.simplified_msc3575", "org.matrix.msc4306", "org.matrix.msc4140",
+		"org.matrix.msc4486"}
 	for _, f := range flagged {
 		if !v.Unstable[f] {
 			t.Fatalf("unstable feature %s not flagged: %v", f, v.Unstable)
@@ -811,6 +812,19 @@ func TestVersionsAndUnstableFeatures(t *testing.T) {
 	if r := alice.Do("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/send/m.room.message/later?org.matrix.msc4140.delay=60000",
 		map[string]any{"msgtype": "m.text", "body": "later"}); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "delay_id") {
 		t.Fatalf("msc4140: delayed send answers %d %s", r.Status, r.Body)
+	}
+	// org.matrix.msc4486: the listing's filters under their unstable
+	// names (delayed_list_test.go holds them in full).
+	var listed struct {
+		DelayedEvents []map[string]any `json:"delayed_events"`
+	}
+	alice.MustDo("GET", "/_matrix/client/unstable/org.matrix.msc4140/delayed_events?org.matrix.msc4486.room_id="+esc(room)+
+		"&org.matrix.msc4486.type=m.room.message&org.matrix.msc4486.status=scheduled", nil, &listed)
+	if len(listed.DelayedEvents) != 1 {
+		t.Fatalf("msc4486: filtered listing %v", listed.DelayedEvents)
+	}
+	if r := alice.Do("GET", "/_matrix/client/unstable/org.matrix.msc4140/delayed_events?org.matrix.msc4486.dir=up", nil); r.ErrCode() != "M_INVALID_PARAM" {
+		t.Fatalf("msc4486: bad dir answers %d %s", r.Status, r.Body)
 	}
 	// Optional features not served answer M_UNRECOGNIZED.
 	if r := alice.Do("GET", "/_matrix/client/v1/auth_metadata", nil); r.Status != http.StatusNotFound || r.ErrCode() != "M_UNRECOGNIZED" {

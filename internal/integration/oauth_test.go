@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"luxchat/internal/config"
+	"luxchat/internal/e2ee/e2eetest"
 	ts "luxchat/internal/testserver"
 )
 
@@ -81,7 +82,7 @@ func webClient(t testing.TB, s *ts.Server) string {
 	return out["client_id"].(string)
 }
 
-var hiddenRe = regexp.MustCompile(`name="(csrf|request|next|user_code|decision|device_id)" value="([^"]*)"`)
+var hiddenRe = regexp.MustCompile(`name="(csrf|request|next|user_code|decision|device_id|session|idp)" value="([^"]*)"`)
 
 // fields reads the hidden fields of the first form of a page that posts to
 // action.
@@ -697,11 +698,28 @@ func testOAuth(t *testing.T, pg bool) {
 	})
 }
 
-// TestOAuthOff: without oauth.enabled the API is not there.
+// TestOAuthOff: oauth.enabled is off by default (docs/operations.md says
+// why), and without it the API is not there: no metadata, no pages, and a
+// cross-signing reset asks for the password, never m.oauth.
 func TestOAuthOff(t *testing.T) {
+	if config.Default().OAuth.Enabled {
+		t.Fatal("oauth.enabled is on by default")
+	}
 	s := ts.New(t)
 	if r := s.Anonymous(t).Do("GET", "/_matrix/client/v1/auth_metadata", nil); r.Status != 404 || r.ErrCode() != "M_UNRECOGNIZED" {
 		t.Fatalf("auth_metadata: %d %s", r.Status, r.Body)
+	}
+	for _, p := range []string{"/_luxchat/oauth2/signup", "/_luxchat/oauth2/account?action=org.matrix.cross_signing_reset&session=x"} {
+		if a := get(t, newBrowser(t), s.URL+p); a.status != 404 {
+			t.Fatalf("%s: %d", p, a.status)
+		}
+	}
+	alice := s.Register(t, "alice")
+	const upload = "/_matrix/client/v3/keys/device_signing/upload"
+	alice.MustDo("POST", upload, e2eetest.NewCrossSigning(alice.UserID).Upload(), nil)
+	r := alice.Do("POST", upload, e2eetest.NewCrossSigning(alice.UserID).Upload())
+	if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), `"m.login.password"`) || strings.Contains(string(r.Body), "m.oauth") {
+		t.Fatalf("cross-signing reset: %d %s", r.Status, r.Body)
 	}
 }
 

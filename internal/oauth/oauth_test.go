@@ -3,6 +3,7 @@ package oauth
 import (
 	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -102,5 +103,16 @@ func TestVerifier(t *testing.T) {
 	}
 	if verifierMatches("short", "x") || verifierMatches(strings.Repeat("a", 129), "x") {
 		t.Fatal("bad verifiers accepted")
+	}
+}
+
+func TestWantsRegistration(t *testing.T) {
+	for _, c := range []struct {
+		prompt string
+		want   bool
+	}{{"", false}, {"create", true}, {"login create", true}, {"  create  ", true}, {"creates", false}, {"login", false}, {"CREATE", false}} {
+		if got := WantsRegistration(url.Values{"prompt": {c.prompt}}); got != c.want {
+			t.Errorf("prompt %q: %v", c.prompt, got)
+		}
 	}
 }

@@ -34,9 +34,11 @@ const (
 	PathDevice       = Prefix + "device"
 	PathConsent      = Prefix + "consent"
 	PathLogin        = Prefix + "login"
+	PathSignup       = Prefix + "signup"
 	PathUpstream     = Prefix + "upstream"
 	PathAccount      = Prefix + "account"
 	PathAccountEnd   = Prefix + "account/end"
+	PathApprove      = Prefix + "account/approve"
 	PathAccountLeave = Prefix + "logout"
 )
 
@@ -54,7 +56,18 @@ const (
 // Account management actions (the spec's, and MSC4191's names that
 // clients sent before v1.18).
 var accountActions = []string{"org.matrix.devices_list", "org.matrix.device_view", "org.matrix.device_delete",
-	"org.matrix.sessions_list", "org.matrix.session_view", "org.matrix.session_end"}
+	"org.matrix.sessions_list", "org.matrix.session_view", "org.matrix.session_end", ActionCrossSigningReset}
+
+// ActionCrossSigningReset is the account page's action where the user
+// approves replacing their cross-signing keys: the m.oauth stage's URL
+// names it with the user-interactive auth session.
+const ActionCrossSigningReset = "org.matrix.cross_signing_reset"
+
+// ApprovalURL is the m.oauth stage's url for a user-interactive auth
+// session: the account page's cross-signing reset action.
+func (s *Service) ApprovalURL(session string) string {
+	return s.base() + PathAccount + "?" + url.Values{"action": {ActionCrossSigningReset}, "session": {session}}.Encode()
+}
 
 // Error is an OAuth 2.0 error answer (RFC 6749 5.2, RFC 7591 3.2.2, RFC
 // 8628 3.5): {"error", "error_description"} with its status.
@@ -102,7 +115,7 @@ func (s *Service) base() string { return s.cfg.ClientBaseURL() }
 // /_matrix/client/v1/auth_metadata).
 func (s *Service) Metadata() map[string]any {
 	b := s.base()
-	return map[string]any{
+	m := map[string]any{
 		"issuer":                                     b + "/",
 		"authorization_endpoint":                     b + PathAuthorize,
 		"token_endpoint":                             b + PathToken,
@@ -119,6 +132,22 @@ func (s *Service) Metadata() map[string]any {
 		"revocation_endpoint_auth_methods_supported": []string{"none"},
 		"scopes_supported":                           []string{ScopeAPI, ScopeAPIMSC2967},
 	}
+	if s.accounts.RegistrationFormOpen() {
+		// prompt=create shows the registration page (v1.15 "User
+		// registration"); only said where that page takes accounts.
+		m["prompt_values_supported"] = []string{PromptCreate}
+	}
+	return m
+}
+
+// PromptCreate is the prompt value of a request to register (Initiating
+// User Registration via OpenID Connect 1.0).
+const PromptCreate = "create"
+
+// WantsRegistration reports whether an authorization request's prompt
+// asks for a new account.
+func WantsRegistration(q url.Values) bool {
+	return slices.Contains(strings.Fields(q.Get("prompt")), PromptCreate)
 }
 
 // Register is dynamic client registration: the registered metadata with

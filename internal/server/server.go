@@ -192,6 +192,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	delayedLimits := delayed.Limits{MaxDelay: cfg.DelayedEvents.MaxDelay.Duration, MaxPerUser: cfg.DelayedEvents.MaxPerUser}
 	if limiter != nil {
 		delayedLimits.SendRate = limiter.Take
+		delayedLimits.RateExempt = func(id string) bool {
+			reg := s.AppServices.Get(id)
+			return reg != nil && !reg.RateLimited
+		}
 	}
 	s.Delayed = delayed.New(st, s.Rooms, delayedLimits, log)
 	s.RoomFed = roomfed.New(cfg.ServerName, st, key, s.Rooms, s.roomsFederation(), log)

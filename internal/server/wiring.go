@@ -154,7 +154,11 @@ func (s *Server) wake(users ...string) {
 func (s *Server) lastMembershipChange() int64 { return s.Rooms.LastMembershipChange() }
 
 func (s *Server) requireUIA(ctx context.Context, userID, deviceID string, auth json.RawMessage, action string) error {
-	return s.Accounts.RequireUIA(ctx, accounts.Caller{UserID: userID, DeviceID: deviceID}, auth, action)
+	var approval accounts.OAuthApproval
+	if s.OAuth != nil {
+		approval = s.OAuth.ApprovalURL
+	}
+	return s.Accounts.RequireUIA(ctx, accounts.Caller{UserID: userID, DeviceID: deviceID}, auth, action, approval)
 }
 
 // deviceListChanged: local users' devices changed; other servers hear of it.

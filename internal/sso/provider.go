@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ type provider struct {
 	op       *oidc.Provider
 	verifier *oidc.IDTokenVerifier
 	oauth    *oauth2.Config
+	// promptCreate: the discovery document lists create in
+	// prompt_values_supported (Initiating User Registration via OpenID
+	// Connect 1.0), so a registration hint may be passed on.
+	promptCreate bool
 	// After a failed discovery, requests fail at once until retryAt, so
 	// that a burst of logins while the provider is down does not queue
 	// one timeout after another behind mu.
@@ -82,7 +87,8 @@ func (p *provider) discovered(ctx context.Context) (*oidc.Provider, *oidc.IDToke
 	// with the bounded client.
 	keysCtx := oidc.ClientContext(context.Background(), p.client)
 	var endpoints struct {
-		JWKS string `json:"jwks_uri"`
+		JWKS   string   `json:"jwks_uri"`
+		Prompt []string `json:"prompt_values_supported"`
 	}
 	if err := op.Claims(&endpoints); err != nil || endpoints.JWKS == "" {
 		return nil, nil, nil, fmt.Errorf("discover %s: no jwks_uri", p.cfg.Issuer)
@@ -98,6 +104,7 @@ func (p *provider) discovered(ctx context.Context) (*oidc.Provider, *oidc.IDToke
 		}
 	}
 	p.op, p.verifier = op, verifier
+	p.promptCreate = slices.Contains(endpoints.Prompt, "create")
 	p.oauth = &oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: p.secret, Endpoint: op.Endpoint(), RedirectURL: p.redirect, Scopes: scopes}
 	return p.op, p.verifier, p.oauth, nil
 }
@@ -160,4 +167,12 @@ func denied(deny []netip.Prefix, ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// supportsPromptCreate reports whether the provider's discovery document
+// lists create in prompt_values_supported. Call after discovered.
+func (p *provider) supportsPromptCreate() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.promptCreate
 }

@@ -157,6 +157,10 @@ type Start struct {
 	Kind        string
 	RedirectURL string // KindLogin: where the login token goes
 	UIASession  string // KindUIA: the session whose stage this completes
+	// Register is the client's hint that the user wants a new account
+	// (legacy SSO's action=register): passed on to the provider as
+	// prompt=create when its discovery document says it understands it.
+	Register bool
 	// BrowserKey is the browser's cookie from an earlier flow, reused
 	// when well-formed so that flows in several tabs coexist.
 	BrowserKey string
@@ -196,6 +200,9 @@ func (s *Service) Begin(ctx context.Context, st Start) (authURL, browserKey stri
 		// Confirming a sensitive action: a fresh login at the provider,
 		// not a session it still holds.
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	if st.Register && st.Kind == KindLogin && p.supportsPromptCreate() {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "create"))
 	}
 	if p.cfg.PKCEOn() {
 		f.CodeVerifier = oauth2.GenerateVerifier()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strconv"
 )
 
 // Delayed events (MSC4140): rows of events users scheduled to be sent
@@ -41,6 +42,9 @@ type DelayedEvent struct {
 	Outcome     string
 	EventID     string
 	Error       json.RawMessage // a Matrix error, for outcomes with one
+	// AppService is the id of the application service whose as_token
+	// scheduled the event ("": the user's own token).
+	AppService string
 }
 
 // ErrDelayedLimit is returned by ScheduleDelayedEvent when the user has
@@ -48,15 +52,15 @@ type DelayedEvent struct {
 var ErrDelayedLimit = errors.New("too many scheduled delayed events")
 
 const delayedCols = `seq, delay_id, user_id, device_id, txn_key, room_id, event_type, state_key, content, delay_ms, scheduled_at, due_ms,
-	finalised_ts, outcome, event_id, error`
+	finalised_ts, outcome, event_id, error, app_service`
 
 func scanDelayed(row interface{ Scan(...any) error }) (*DelayedEvent, error) {
 	var e DelayedEvent
-	var txnKey, stateKey, outcome, eventID, errJSON sql.NullString
+	var txnKey, stateKey, outcome, eventID, errJSON, appService sql.NullString
 	var finalised sql.NullInt64
 	var content string
 	err := row.Scan(&e.Seq, &e.DelayID, &e.UserID, &e.DeviceID, &txnKey, &e.RoomID, &e.Type, &stateKey, &content, &e.DelayMS,
-		&e.ScheduledAt, &e.DueMS, &finalised, &outcome, &eventID, &errJSON)
+		&e.ScheduledAt, &e.DueMS, &finalised, &outcome, &eventID, &errJSON, &appService)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -70,7 +74,7 @@ func scanDelayed(row interface{ Scan(...any) error }) (*DelayedEvent, error) {
 		e.StateKey = &stateKey.String
 	}
 	e.Content = json.RawMessage(content)
-	e.FinalisedTS, e.Outcome, e.EventID = finalised.Int64, outcome.String, eventID.String
+	e.FinalisedTS, e.Outcome, e.EventID, e.AppService = finalised.Int64, outcome.String, eventID.String, appService.String
 	if errJSON.Valid {
 		e.Error = json.RawMessage(errJSON.String)
 	}
@@ -136,9 +140,9 @@ func (s *Store) ScheduleDelayedEvent(ctx context.Context, e *DelayedEvent, maxPe
 			return ErrDelayedLimit
 		}
 		_, err := tx.q.ExecContext(ctx, `INSERT INTO delayed_events (delay_id, user_id, device_id, txn_key, room_id, event_type, state_key,
-			content, delay_ms, scheduled_at, due_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			content, delay_ms, scheduled_at, due_ms, app_service) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			e.DelayID, e.UserID, e.DeviceID, nullString(e.TxnKey), e.RoomID, e.Type, nullString(e.StateKey), string(e.Content),
-			e.DelayMS, e.ScheduledAt, e.DueMS)
+			e.DelayMS, e.ScheduledAt, e.DueMS, nullString(nonEmpty(e.AppService)))
 		return err
 	})
 	return existing, soonest, err
@@ -155,15 +159,6 @@ func (s *Store) DelayedEventByID(ctx context.Context, delayID string) (*DelayedE
 func (s *Store) DelayedEventByTxn(ctx context.Context, userID, deviceID, txnKey string) (*DelayedEvent, error) {
 	return scanDelayed(s.reader().QueryRowContext(ctx, `SELECT `+delayedCols+` FROM delayed_events
 		WHERE user_id = $1 AND device_id = $2 AND txn_key = $3`, userID, deviceID, txnKey))
-}
-
-// ScheduledDelayedEvents returns up to limit of a user's scheduled delayed
-// events in the order they are due, after the position (afterDue,
-// afterSeq) of a previous page.
-func (s *Store) ScheduledDelayedEvents(ctx context.Context, userID string, afterDue, afterSeq int64, limit int) ([]DelayedEvent, error) {
-	return scanDelayedRows(s.reader().QueryContext(ctx, `SELECT `+delayedCols+` FROM delayed_events
-		WHERE user_id = $1 AND finalised_ts IS NULL AND (due_ms > $2 OR due_ms = $3 AND seq > $4)
-		ORDER BY due_ms, seq LIMIT $5`, userID, afterDue, afterDue, afterSeq, limit))
 }
 
 // DueDelayedEvents returns up to limit scheduled delayed events due at or
@@ -284,4 +279,84 @@ func (s *Store) FinalisedDelayedEvents(ctx context.Context, userID string, befor
 	return scanDelayedRows(s.reader().QueryContext(ctx, `SELECT `+delayedCols+` FROM delayed_events
 		WHERE user_id = $1 AND finalised_ts IS NOT NULL AND (finalised_ts < $2 OR finalised_ts = $3 AND seq < $4)
 		ORDER BY finalised_ts DESC, seq DESC LIMIT $5`, userID, beforeTS, beforeTS, beforeSeq, limit))
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// DelayedStatus selects delayed events by what became of them (MSC4486's
+// status values). A finalised event is classed as MSC4140 tells them
+// apart: sent when it has an event, failed when it has an error
+// (refused when sent, or cancelled by another user's state), cancelled
+// otherwise.
+type DelayedStatus int
+
+const (
+	DelayedAny DelayedStatus = iota
+	DelayedScheduled
+	DelayedFinalised
+	DelayedStatusSent
+	DelayedStatusCancelled
+	DelayedStatusFailed
+)
+
+var delayedStatusWhere = map[DelayedStatus]string{
+	DelayedAny:             "",
+	DelayedScheduled:       " AND finalised_ts IS NULL",
+	DelayedFinalised:       " AND finalised_ts IS NOT NULL",
+	DelayedStatusSent:      " AND finalised_ts IS NOT NULL AND outcome = 'sent'",
+	DelayedStatusCancelled: " AND finalised_ts IS NOT NULL AND outcome <> 'sent' AND error IS NULL",
+	DelayedStatusFailed:    " AND finalised_ts IS NOT NULL AND outcome <> 'sent' AND error IS NOT NULL",
+}
+
+// DelayedQuery is a page of a user's delayed events, in the order of
+// their send time (due_ms, then seq).
+type DelayedQuery struct {
+	UserID string
+	RoomID string // "": any
+	Type   string // "": any
+	Status DelayedStatus
+	// FromTS and ToTS bound the send time, both included (nil: unbounded).
+	FromTS, ToTS *int64
+	// Backward: the latest send time first.
+	Backward bool
+	// After is the position of the last event of the previous page (nil:
+	// the first page).
+	After *[2]int64 // due_ms, seq
+	Limit int
+}
+
+// ListDelayedEvents returns a page of a user's delayed events.
+func (s *Store) ListDelayedEvents(ctx context.Context, q DelayedQuery) ([]DelayedEvent, error) {
+	where := `user_id = $1` + delayedStatusWhere[q.Status]
+	args := []any{q.UserID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if q.RoomID != "" {
+		where += ` AND room_id = ` + arg(q.RoomID)
+	}
+	if q.Type != "" {
+		where += ` AND event_type = ` + arg(q.Type)
+	}
+	if q.FromTS != nil {
+		where += ` AND due_ms >= ` + arg(*q.FromTS)
+	}
+	if q.ToTS != nil {
+		where += ` AND due_ms <= ` + arg(*q.ToTS)
+	}
+	cmp, order := ">", "due_ms, seq"
+	if q.Backward {
+		cmp, order = "<", "due_ms DESC, seq DESC"
+	}
+	if q.After != nil {
+		where += ` AND (due_ms ` + cmp + ` ` + arg(q.After[0]) + ` OR due_ms = ` + arg(q.After[0]) + ` AND seq ` + cmp + ` ` + arg(q.After[1]) + `)`
+	}
+	return scanDelayedRows(s.reader().QueryContext(ctx, `SELECT `+delayedCols+` FROM delayed_events WHERE `+where+
+		` ORDER BY `+order+` LIMIT `+arg(q.Limit), args...))
 }

@@ -74,7 +74,7 @@ func (a *API) scheduleDelayed(r *httputil.Request, req delayed.Request, content 
 	if err := checkRoomID(req.RoomID); err != nil {
 		return nil, err
 	}
-	req.UserID, req.DeviceID = r.Session.UserID, r.Session.DeviceID
+	req.UserID, req.DeviceID, req.AppService = r.Session.UserID, r.Session.DeviceID, r.Session.AppService
 	if req.TxnKey != nil {
 		// Before the body: a retry may come without it.
 		id, err := a.Delayed.LookupTxn(r.Context(), req.UserID, req.DeviceID, *req.TxnKey)
@@ -198,30 +198,26 @@ func delayedEventJSON(e *delayed.Event, finalised bool) map[string]any {
 	return m
 }
 
-// GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events
-// (?status=scheduled, the default, the soonest due first; or
-// ?status=finalised, the most recently finalised first).
+// GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events with
+// MSC4486's filters and pagination (delayed.ParseListQuery): without
+// parameters, the scheduled events, the soonest due first.
 func (a *API) listDelayedEvents(r *httputil.Request) (any, error) {
-	list := a.Delayed.Scheduled
-	finalised := false
-	switch st := r.Query("status"); st {
-	case "", "scheduled":
-	case "finalised":
-		list, finalised = a.Delayed.Finalised, true
-	default:
-		return nil, errcode.InvalidParam("status must be scheduled or finalised, not %q", st)
+	lq, err := delayed.ParseListQuery(r.URL.Query())
+	if err != nil {
+		return nil, err
 	}
-	rows, next, err := list(r.Context(), r.Session.UserID, r.Query("from"))
+	rows, next, err := a.Delayed.List(r.Context(), r.Session.UserID, lq)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]map[string]any, len(rows))
 	for i := range rows {
-		out[i] = delayedEventJSON(&rows[i], finalised)
+		out[i] = delayedEventJSON(&rows[i], true)
 	}
 	resp := map[string]any{"delayed_events": out}
 	if next != "" {
 		resp["next_batch"] = next
+		resp["org.matrix.msc4486.next_batch"] = next
 	}
 	return resp, nil
 }

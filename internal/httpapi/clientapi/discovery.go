@@ -39,6 +39,8 @@ var unstableFeatures = map[string]bool{
 	// Delayed events: /send and /state with org.matrix.msc4140.delay,
 	// and their management endpoints.
 	"org.matrix.msc4140": true,
+	// Their listing's filters and pagination.
+	"org.matrix.msc4486": true,
 }
 
 // GET /_matrix/client/versions — only versions whose features work.

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"luxchat/internal/accounts"
+	"luxchat/internal/e2ee"
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/httpapi/pages"
 	"luxchat/internal/matrix/errcode"
@@ -42,11 +45,14 @@ func (a *API) oauthRoutes() []route {
 		{"POST " + oauth.PathConsent, none, a.oauthConsent, limited},
 		{"GET " + oauth.PathLogin, none, a.oauthLoginPage, limited},
 		{"POST " + oauth.PathLogin, none, a.oauthLogin, limited},
+		{"GET " + oauth.PathSignup, none, a.oauthSignupPage, limited},
+		{"POST " + oauth.PathSignup, none, a.oauthSignup, limited},
 		{"POST " + oauth.PathUpstream, none, a.oauthUpstream, limited},
 		{"GET " + oauth.PathDevice, none, a.oauthDevicePage, limited},
 		{"POST " + oauth.PathDevice, none, a.oauthDeviceDecide, limited},
 		{"GET " + oauth.PathAccount, none, a.oauthAccount, limited},
 		{"POST " + oauth.PathAccountEnd, none, a.oauthAccountEnd, limited},
+		{"POST " + oauth.PathApprove, none, a.oauthApprove, limited},
 		{"POST " + oauth.PathAccountLeave, none, a.oauthLeave, limited},
 	}
 }
@@ -226,9 +232,17 @@ func lang(r *httputil.Request) string { return pages.Language(r.Header.Get("Acce
 // loginPage shows how to log in: the password form where password login
 // is on, a button per upstream provider. next is the page to return to.
 func (a *API) loginPage(r *httputil.Request, next, alert string, status int) httputil.Stream {
+	return a.loginPageNote(r, next, alert, "", status)
+}
+
+// loginPageNote is the login page with a note (a key) after its message.
+func (a *API) loginPageNote(r *httputil.Request, next, alert, note string, status int) httputil.Stream {
 	l := lang(r)
 	csrf, cookie := a.csrf(r)
 	p := pages.Page{Status: status, Title: "title.login", TitleArgs: []any{a.Config.ServerName}, Message: "msg.login", Alert: alert}
+	if note != "" {
+		p.Notes = []string{pages.T(l, note)}
+	}
 	if a.Accounts.PasswordLoginEnabled() {
 		p.Forms = append(p.Forms, pages.Form{Action: oauth.PathLogin, Fields: map[string]string{"csrf": csrf, "next": next}, Label: pages.T(l, "button.login"),
 			Inputs: []pages.Input{
@@ -345,7 +359,97 @@ func (a *API) oauthAuthorize(r *httputil.Request) (any, error) {
 	if back != "" {
 		return seeOther(r, back, http.StatusFound), nil
 	}
-	return seeOther(r, oauth.PathConsent+"?request="+url.QueryEscape(key), http.StatusFound), nil
+	next := oauth.PathConsent + "?request=" + url.QueryEscape(key)
+	if oauth.WantsRegistration(r.URL.Query()) {
+		// prompt=create: the registration page first, then the consent;
+		// where it takes no accounts, the login page says so.
+		if !a.Accounts.RegistrationFormOpen() {
+			return a.loginPageNote(r, next, "", "reason.registration_closed", http.StatusOK), nil
+		}
+		return seeOther(r, oauth.PathSignup+"?next="+url.QueryEscape(next), http.StatusFound), nil
+	}
+	return seeOther(r, next, http.StatusFound), nil
+}
+
+// signupPage is the registration form (username, the password twice, the
+// registration token where one is required); after a refusal the
+// username is kept and alert says why.
+func (a *API) signupPage(r *httputil.Request, next, username, alert string, alertArgs []any, status int) httputil.Stream {
+	l := lang(r)
+	csrf, cookie := a.csrf(r)
+	inputs := []pages.Input{
+		{Name: "username", Label: pages.T(l, "label.username"), Type: "text", Autocomplete: "username", Value: username},
+		{Name: "password", Label: pages.T(l, "label.password"), Type: "password", Autocomplete: "new-password"},
+		{Name: "password2", Label: pages.T(l, "label.password_again"), Type: "password", Autocomplete: "new-password"},
+	}
+	if a.Accounts.RegistrationNeedsToken() {
+		inputs = append(inputs, pages.Input{Name: "token", Label: pages.T(l, "label.registration_token"), Type: "text", Autocomplete: "off"})
+	}
+	return render(r, pages.Page{Status: status, Title: "title.register", TitleArgs: []any{a.Config.ServerName}, Message: "msg.register",
+		Alert: alert, AlertArgs: alertArgs,
+		Forms: []pages.Form{{Action: oauth.PathSignup, Fields: map[string]string{"csrf": csrf, "next": next}, Label: pages.T(l, "button.register"), Inputs: inputs}}}, cookie)
+}
+
+// GET /_luxchat/oauth2/signup?next=…: the registration page.
+func (a *API) oauthSignupPage(r *httputil.Request) (any, error) {
+	next := r.Query("next")
+	if !sso.LocalPage(next) {
+		next = oauth.PathAccount
+	}
+	if !a.Accounts.RegistrationFormOpen() {
+		return a.loginPageNote(r, next, "", "reason.registration_closed", http.StatusOK), nil
+	}
+	return a.signupPage(r, next, "", "", nil, http.StatusOK), nil
+}
+
+// POST /_luxchat/oauth2/signup: create the account under the rules of
+// POST /register, log the browser in, go on to next.
+func (a *API) oauthSignup(r *httputil.Request) (any, error) {
+	if refusal, ok := a.parsePageForm(r); !ok {
+		return refusal, nil
+	}
+	f := r.Request.PostForm
+	next := f.Get("next")
+	if !sso.LocalPage(next) {
+		next = oauth.PathAccount
+	}
+	if !a.Accounts.RegistrationFormOpen() {
+		return a.loginPageNote(r, next, "", "reason.registration_closed", http.StatusForbidden), nil
+	}
+	username := f.Get("username")
+	refuse := func(reason string, args ...any) (any, error) {
+		return a.signupPage(r, next, username, reason, args, http.StatusBadRequest), nil
+	}
+	if f.Get("password") != f.Get("password2") {
+		return refuse("reason.password_mismatch")
+	}
+	if len(username) > 255 {
+		return refuse("reason.bad_username")
+	}
+	if err := a.AppServices.CheckUserClaim("", "@"+strings.ToLower(username)+":"+a.Config.ServerName); err != nil {
+		return refuse("reason.username_taken")
+	}
+	userID, err := a.Accounts.RegisterWithPassword(r.Context(), username, f.Get("password"), f.Get("token"))
+	if err != nil {
+		e, ok := errcode.As(err)
+		if !ok || e.Status >= 500 {
+			return nil, err
+		}
+		switch {
+		case errors.Is(err, accounts.ErrBadRegistrationToken):
+			return refuse("reason.bad_registration_token")
+		case e.Code == "M_INVALID_USERNAME":
+			return refuse("reason.bad_username")
+		case e.Code == "M_USER_IN_USE" || e.Code == "M_EXCLUSIVE":
+			return refuse("reason.username_taken")
+		case e.Code == "M_WEAK_PASSWORD":
+			return refuse("reason.weak_password", strconv.Itoa(a.Config.Auth.PasswordMinLength))
+		case e.Code == "M_INVALID_PARAM":
+			return refuse("reason.bad_password")
+		}
+		return a.loginPageNote(r, next, "", "reason.registration_closed", http.StatusForbidden), nil
+	}
+	return a.startBrowserSession(r, userID, next)
 }
 
 // requestPage is the refusal page of an unknown, expired or answered
@@ -488,6 +592,9 @@ func (a *API) oauthAccount(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.Query("action") == oauth.ActionCrossSigningReset {
+		return a.crossSigningResetPage(r, user), nil
+	}
 	l := lang(r)
 	csrf, cookie := a.csrf(r)
 	p := pages.Page{Title: "title.account", Message: "msg.account", MessageArgs: []any{user},
@@ -560,4 +667,69 @@ func (a *API) oauthLeave(r *httputil.Request) (any, error) {
 		}
 	}
 	return seeOther(r, oauth.PathLogin, http.StatusSeeOther, a.oauthCookie(oauthSessionCookie, "", -1)), nil
+}
+
+// approvalRefusal is the page of an m.oauth approval that cannot be
+// given: the session is unknown, expired, not a cross-signing reset's, or
+// another user's.
+func approvalRefusal(r *httputil.Request, err error) (httputil.Stream, error) {
+	e, ok := errcode.As(err)
+	switch {
+	case ok && e.Status == http.StatusNotFound:
+		return page(r, pages.Page{Status: http.StatusBadRequest, Title: "title.error", Message: "reason.bad_session"}), nil
+	case ok && e.Status == http.StatusForbidden:
+		return page(r, pages.Page{Status: http.StatusForbidden, Title: "title.error", Message: "reason.wrong_user"}), nil
+	}
+	return nil, err
+}
+
+// crossSigningResetPage is the account page's cross-signing reset action
+// (the m.oauth stage's url): what the user approves, for whom, and the
+// button. Without a session it says where a reset starts.
+func (a *API) crossSigningResetPage(r *httputil.Request, user string) httputil.Stream {
+	session := r.Query("session")
+	if session == "" {
+		return page(r, pages.Page{Title: "title.cross_signing_reset", Message: "msg.cross_signing_reset_start"})
+	}
+	info, err := a.Accounts.UIASession(r.Context(), session)
+	if err == nil && info.Action != e2ee.UIAActionSigningKeys {
+		err = errcode.NotFound("not a cross-signing reset")
+	}
+	if err == nil && info.UserID != user {
+		err = errcode.Forbidden("another user's session")
+	}
+	if err != nil {
+		refusal, err := approvalRefusal(r, err)
+		if err != nil {
+			httputil.Logger(r.Context()).Error("cross-signing reset page", "err", err)
+			return page(r, pages.Page{Status: http.StatusInternalServerError, Title: "title.error", Message: "reason.internal"})
+		}
+		return refusal
+	}
+	l := lang(r)
+	csrf, cookie := a.csrf(r)
+	return render(r, pages.Page{Title: "title.cross_signing_reset", Message: "msg.cross_signing_reset", MessageArgs: []any{user},
+		Forms: []pages.Form{{Action: oauth.PathApprove, Fields: map[string]string{"csrf": csrf, "session": session}, Label: pages.T(l, "button.approve_reset")}}}, cookie)
+}
+
+// POST /_luxchat/oauth2/account/approve: the user approves the
+// cross-signing reset of a user-interactive auth session (its m.oauth
+// stage); the client's retry with the session then succeeds.
+func (a *API) oauthApprove(r *httputil.Request) (any, error) {
+	if refusal, ok := a.parsePageForm(r); !ok {
+		return refusal, nil
+	}
+	session := r.Request.PostForm.Get("session")
+	user, err := a.browserUser(r)
+	if err != nil {
+		return nil, err
+	}
+	if user == "" {
+		next := oauth.PathAccount + "?" + url.Values{"action": {oauth.ActionCrossSigningReset}, "session": {session}}.Encode()
+		return a.loginPage(r, next, "", http.StatusOK), nil
+	}
+	if err := a.Accounts.CompleteOAuthStage(r.Context(), session, user, e2ee.UIAActionSigningKeys); err != nil {
+		return approvalRefusal(r, err)
+	}
+	return page(r, pages.Page{Title: "title.done", Message: "msg.reset_approved"}), nil
 }

@@ -69,6 +69,10 @@ func (a *API) ssoRedirect(r *httputil.Request) (any, error) {
 	if err := sso.CheckRedirectURL(redirectURL); err != nil {
 		return a.refusalPage(r, err), nil
 	}
+	// action (v1.18): register is a hint that the user wants a new
+	// account, passed on to the provider where it understands one; any
+	// other value is ignored.
+	register := r.Query("action") == "register"
 	idp := r.Var("idpId")
 	if idp == "" {
 		provs := a.SSO.Providers()
@@ -77,13 +81,16 @@ func (a *API) ssoRedirect(r *httputil.Request) (any, error) {
 			p := pages.Page{Title: "title.choose", Message: "msg.choose"}
 			for _, pr := range provs {
 				href := v3 + "/login/sso/redirect/" + url.PathEscape(pr.ID) + "?redirectUrl=" + url.QueryEscape(redirectURL)
+				if register {
+					href += "&action=register"
+				}
 				p.Links = append(p.Links, pages.Link{Href: href, Label: pr.Name})
 			}
 			return page(r, p), nil
 		}
 		idp = provs[0].ID
 	}
-	return a.ssoBegin(r, sso.Start{Provider: idp, Kind: sso.KindLogin, RedirectURL: redirectURL})
+	return a.ssoBegin(r, sso.Start{Provider: idp, Kind: sso.KindLogin, RedirectURL: redirectURL, Register: register})
 }
 
 // ssoBegin starts a flow and sends the browser to the provider.

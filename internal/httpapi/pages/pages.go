@@ -70,9 +70,10 @@ type Page struct {
 	AuthDone bool
 	// Alert is a key shown first, announced to screen readers (a failed
 	// login); Notes are more paragraphs, already translated; Items a list.
-	Alert string
-	Notes []string
-	Items []Item
+	Alert     string
+	AlertArgs []any
+	Notes     []string
+	Items     []Item
 }
 
 type view struct {
@@ -145,7 +146,7 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	nonce := newNonce()
 	v := view{Lang: lang, Title: T(lang, p.Title, p.TitleArgs...), Nonce: nonce, AuthDone: p.AuthDone, Forms: p.Forms, Notes: p.Notes, Items: p.Items}
 	if p.Alert != "" {
-		v.Alert = T(lang, p.Alert)
+		v.Alert = T(lang, p.Alert, p.AlertArgs...)
 	}
 	if p.Message != "" {
 		v.Message = T(lang, p.Message, p.MessageArgs...)

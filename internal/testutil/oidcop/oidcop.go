@@ -9,8 +9,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -39,7 +41,13 @@ type OP struct {
 	clients map[string]*storage.Client
 	keys    *rotatingStorage
 	busy    atomic.Int64 // nanoseconds spent in the provider's handlers
+	prompts atomic.Pointer[[]string]
 }
+
+// AdvertisePrompts makes the discovery document list values as
+// prompt_values_supported (zitadel's provider lists none). Call it before
+// the relying party discovers the provider.
+func (o *OP) AdvertisePrompts(values ...string) { o.prompts.Store(&values) }
 
 // Busy is the time the provider spent answering requests so far, for
 // benchmarks that want the relying party's own share of a round trip.
@@ -59,7 +67,11 @@ func Start(t testing.TB) *OP {
 	handler := exampleop.SetupServer(issuer, o.keys, nil, false)
 	timed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		handler.ServeHTTP(w, r)
+		if p := o.prompts.Load(); p != nil && r.URL.Path == "/.well-known/openid-configuration" {
+			withPrompts(handler, w, r, *p)
+		} else {
+			handler.ServeHTTP(w, r)
+		}
 		o.busy.Add(int64(time.Since(start)))
 	})
 	srv := &http.Server{Handler: timed, ReadHeaderTimeout: 10 * time.Second}
@@ -70,6 +82,21 @@ func Start(t testing.TB) *OP {
 		_ = srv.Shutdown(ctx)
 	})
 	return o
+}
+
+// withPrompts serves the discovery document with prompt_values_supported
+// added.
+func withPrompts(h http.Handler, w http.ResponseWriter, r *http.Request, prompts []string) {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	var doc map[string]any
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	doc["prompt_values_supported"] = prompts
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(doc)
 }
 
 // AddClient registers a confidential web client (secret by HTTP Basic).
