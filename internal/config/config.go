@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -80,6 +81,9 @@ type Config struct {
 	// Web configures the embedded web client.
 	Web Web `yaml:"web"`
 
+	// Retention purges old messages (MSC1763 message retention policies).
+	Retention Retention `yaml:"retention"`
+
 	// Webhooks configures the incoming webhooks that post alerts into
 	// rooms (luxchat webhook create).
 	Webhooks Webhooks `yaml:"webhooks"`
@@ -138,6 +142,78 @@ type Webhooks struct {
 	// encrypted rooms are refused.
 	Encryption bool `yaml:"encryption"`
 }
+
+// Retention configures message retention policies (MSC1763): how long
+// rooms' non-state events are kept before the purge job deletes them.
+type Retention struct {
+	// Enabled runs the purge job every PurgeInterval (and once at start).
+	Enabled bool `yaml:"enabled"`
+	// DefaultPolicy applies to rooms without an m.room.retention state
+	// event; a zero MaxLifetime keeps their messages forever.
+	DefaultPolicy RetentionPolicy `yaml:"default_policy"`
+	// AllowedLifetimeMin and AllowedLifetimeMax bound the max_lifetime of
+	// every policy (the rooms' and the default); zero: no bound.
+	AllowedLifetimeMin Lifetime `yaml:"allowed_lifetime_min"`
+	AllowedLifetimeMax Lifetime `yaml:"allowed_lifetime_max"`
+	// PurgeInterval is how often the purge job runs.
+	PurgeInterval Duration `yaml:"purge_interval"`
+}
+
+// RetentionPolicy is a retention policy: events older than MaxLifetime
+// are purged, never before MinLifetime. Zero: not set.
+type RetentionPolicy struct {
+	MinLifetime Lifetime `yaml:"min_lifetime"`
+	MaxLifetime Lifetime `yaml:"max_lifetime"`
+}
+
+// Lifetime is a duration written as a Go duration ("36h"), with the
+// units s, m, h, d (days), w (weeks) and y (365 days) as in "30d", or as
+// a number of milliseconds; zero (or empty) means not set.
+type Lifetime struct{ time.Duration }
+
+// ParseLifetime parses a lifetime (see Lifetime).
+func ParseLifetime(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 || n > math.MaxInt64/int64(time.Millisecond) {
+			return 0, fmt.Errorf("lifetime %q out of range", s)
+		}
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	units := map[byte]time.Duration{'d': 24 * time.Hour, 'w': 7 * 24 * time.Hour, 'y': 365 * 24 * time.Hour}
+	if u, ok := units[s[len(s)-1]]; ok {
+		n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+		if err != nil || n < 0 || n > math.MaxInt64/int64(u) {
+			return 0, fmt.Errorf("lifetime %q: want a number of days (d), weeks (w) or years (y), a Go duration or milliseconds", s)
+		}
+		return time.Duration(n) * u, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("lifetime %q: want a duration such as 12h, 30d, 4w, 1y, or milliseconds", s)
+	}
+	return d, nil
+}
+
+// UnmarshalYAML parses a lifetime.
+func (l *Lifetime) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	d, err := ParseLifetime(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	l.Duration = d
+	return nil
+}
+
+// MarshalYAML writes the lifetime as a Go duration.
+func (l Lifetime) MarshalYAML() (any, error) { return l.String(), nil }
 
 // AppServices configures the Application Service API.
 type AppServices struct {
@@ -585,6 +661,7 @@ func Default() *Config {
 			MaxBitrate:            20_000_000,
 		},
 		DelayedEvents: DelayedEvents{MaxDelay: Duration{24 * time.Hour}, MaxPerUser: 100},
+		Retention:     Retention{PurgeInterval: Duration{time.Hour}},
 		Webhooks: Webhooks{BotLocalpart: "alerts", BotDisplayName: "Alerts", MsgType: "m.notice",
 			MaxBodyBytes: 512 << 10, RatePerSecond: 1, RateBurst: 20, Encryption: true},
 		Auth: Auth{
@@ -602,6 +679,22 @@ func Default() *Config {
 		SSO:  SSO{ClientWhitelist: []string{}},
 		Web:  Web{Enabled: true, Path: "/"},
 	}
+}
+
+// validateRetention checks the retention section.
+func (c *Config) validateRetention() []error {
+	r := c.Retention
+	var errs []error
+	if r.PurgeInterval.Duration < time.Second {
+		errs = append(errs, errors.New("retention.purge_interval must be at least 1s"))
+	}
+	if lo, hi := r.AllowedLifetimeMin.Duration, r.AllowedLifetimeMax.Duration; lo > 0 && hi > 0 && lo > hi {
+		errs = append(errs, errors.New("retention.allowed_lifetime_min must not exceed retention.allowed_lifetime_max"))
+	}
+	if lo, hi := r.DefaultPolicy.MinLifetime.Duration, r.DefaultPolicy.MaxLifetime.Duration; lo > 0 && hi > 0 && lo > hi {
+		errs = append(errs, errors.New("retention.default_policy.min_lifetime must not exceed its max_lifetime"))
+	}
+	return errs
 }
 
 // Load reads a YAML file over the defaults. Unknown keys are an error that
@@ -665,6 +758,7 @@ func (c *Config) Validate() error {
 	if c.DelayedEvents.MaxDelay.Duration < time.Millisecond || c.DelayedEvents.MaxPerUser < 0 {
 		errs = append(errs, errors.New("delayed_events.max_delay must be at least 1ms and delayed_events.max_per_user at least 0"))
 	}
+	errs = append(errs, c.validateRetention()...)
 	if c.Database != "sqlite" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		errs = append(errs, fmt.Errorf("database must be \"sqlite\" or a postgres:// DSN"))
 	}
@@ -1331,6 +1425,24 @@ web:
   # /_luxchat/ or /.well-known/). It uses this server as its homeserver.
   enabled: true
   path: /
+
+retention:
+  # Message retention policies (MSC1763): when enabled, a job deletes the
+  # non-state events of rooms older than their policy's max_lifetime (a
+  # room's m.room.retention state event, in milliseconds, else
+  # default_policy), with their media, search entries, relations and
+  # notifications. State events and each room's newest events are kept.
+  enabled: false
+  # How often the purge job runs (it also runs at start).
+  purge_interval: 1h
+  # Lifetimes are durations (12h, 30d, 4w, 1y) or milliseconds.
+  # default_policy: {min_lifetime: 1d, max_lifetime: 1y}
+  # Bounds on every policy's max_lifetime (a room asking for less than
+  # allowed_lifetime_min keeps its messages that long; one asking for more
+  # than allowed_lifetime_max has them purged after it). Rooms without a
+  # max_lifetime (theirs or the default's) keep their messages.
+  # allowed_lifetime_min: 1d
+  # allowed_lifetime_max: 1y
 
 sso:
   # redirectUrl prefixes of clients that get their login token without a

@@ -214,3 +214,26 @@ auth: {password_login: false, get_login_token: true, login_token_lifetime: 30s}
 		}
 	}
 }
+
+func TestRetentionLifetimes(t *testing.T) {
+	c, err := Parse([]byte("retention:\n  enabled: true\n  default_policy:\n    min_lifetime: 1d\n    max_lifetime: 86400000\n  allowed_lifetime_min: 12h\n  allowed_lifetime_max: 1y\n  purge_interval: 30m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Retention
+	if !r.Enabled || r.DefaultPolicy.MinLifetime.Duration != 24*time.Hour || r.DefaultPolicy.MaxLifetime.Duration != 24*time.Hour ||
+		r.AllowedLifetimeMin.Duration != 12*time.Hour || r.AllowedLifetimeMax.Duration != 365*24*time.Hour || r.PurgeInterval.Duration != 30*time.Minute {
+		t.Fatalf("retention %+v", r)
+	}
+	for _, bad := range []string{
+		"retention:\n  allowed_lifetime_min: 2w\n  allowed_lifetime_max: 1w\n",
+		"retention:\n  default_policy: {min_lifetime: 2d, max_lifetime: 1d}\n",
+		"retention:\n  allowed_lifetime_max: -1d\n",
+		"retention:\n  allowed_lifetime_max: 3x\n",
+		"retention:\n  purge_interval: 10ms\n",
+	} {
+		if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), "retention") && !strings.Contains(err.Error(), "lifetime") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package media
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"luxchat/internal/matrix/errcode"
@@ -96,4 +97,13 @@ func (s *Service) PurgeRemoteBefore(ctx context.Context, beforeTS int64) (int64,
 // number of users that match.
 func (s *Service) UserMediaStats(ctx context.Context, q UserMediaStatsQuery) ([]UserMediaStat, int64, error) {
 	return s.st.UserMediaStats(ctx, q)
+}
+
+// DeleteBlob deletes a stored file by its name (one a media row named
+// before its row was deleted); a file already gone is no error.
+func (s *Service) DeleteBlob(ctx context.Context, name string) error {
+	if err := s.blobs.Delete(ctx, name); err != nil && !errors.Is(err, ErrBlobNotFound) {
+		return fmt.Errorf("delete blob: %w", err)
+	}
+	return nil
 }

@@ -195,3 +195,7 @@ func (s *Service) Counts(ctx context.Context, userID string, roomIDs []string, u
 	c.mu.Unlock()
 	return out, nil
 }
+
+// HistoryPurged forgets a room's cached counts after the retention job
+// deleted some of its events (and their notification rows).
+func (s *Service) HistoryPurged(roomID string) { s.counts.dropRoom(roomID) }

@@ -157,3 +157,15 @@ func (s *Service) ReadMoved(roomID, userID string) {
 		s.hooks.ReadMoved(roomID, userID)
 	}
 }
+
+// dropRoom forgets the room's counts (its history was purged): the next
+// ones are counted from the database.
+func (t *unreadTracker) dropRoom(roomID string) {
+	t.mu.Lock()
+	for k := range t.counts {
+		if k[0] == roomID {
+			delete(t.counts, k)
+		}
+	}
+	t.mu.Unlock()
+}

@@ -42,6 +42,7 @@ import (
 	"luxchat/internal/notifications"
 	"luxchat/internal/oauth"
 	"luxchat/internal/reports"
+	"luxchat/internal/retention"
 	"luxchat/internal/roomadmin"
 	"luxchat/internal/roomfed"
 	"luxchat/internal/roomread"
@@ -85,6 +86,10 @@ type Server struct {
 	// RoomAdmin answers the administrators' room endpoints and runs room
 	// deletions in the background.
 	RoomAdmin *roomadmin.Service
+
+	// Retention purges rooms' expired history (MSC1763); its job runs
+	// only with retention.enabled.
+	Retention *retention.Service
 
 	// Directory serves the room and user directories and space hierarchies.
 	Directory *directory.Service
@@ -229,6 +234,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		st.Close()
 		return nil, err
 	}
+	s.Retention = retention.New(cfg.Retention, st, s.Rooms, s.Media.DeleteBlob, s.Push.HistoryPurged, s.metrics, log)
 	if err := s.Push.Load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -506,6 +512,13 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	defer stopDelayed()
 	delayedDone := make(chan struct{})
 	go func() { defer close(delayedDone); s.Delayed.Run(delayedCtx) }()
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		if s.Config.Retention.Enabled {
+			s.Retention.Run(delayedCtx)
+		}
+	}()
 	s.Log.Info("luxchat listening", "client", ln.Addr().String(), "server_name", s.Config.ServerName, "database", string(s.Store.Engine))
 	select {
 	case <-ctx.Done():
@@ -513,6 +526,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 		if !errors.Is(err, http.ErrServerClosed) {
 			stopDelayed()
 			<-delayedDone
+			<-retentionDone
 			s.RoomAdmin.Close()
 			s.Store.Close()
 			return err
@@ -554,7 +568,8 @@ func (s *Server) ServeListeners(ctx context.Context, ln, fed net.Listener) error
 	}
 	s.stopExchange()
 	stopDelayed()
-	<-delayedDone // a send cut short stays due, and goes at the next start
+	<-delayedDone   // a send cut short stays due, and goes at the next start
+	<-retentionDone // a purge cut short resumes at the next start
 	if verr := s.Rooms.PersistViews(shutCtx); verr != nil {
 		s.Log.Warn("rooms: store views", "err", verr)
 	}
