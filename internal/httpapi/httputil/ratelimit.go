@@ -6,4 +6,6 @@ import "luxchat/internal/ratelimit"
 type RateLimiter = ratelimit.Limiter
 
 // NewRateLimiter allows perSecond sustained with bursts up to burst.
-func NewRateLimiter(perSecond float64, burst int) *RateLimiter { return ratelimit.New(perSecond, burst) }
+func NewRateLimiter(perSecond float64, burst int) *RateLimiter {
+	return ratelimit.New(perSecond, burst)
+}
