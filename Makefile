@@ -45,8 +45,10 @@ web:
 web-check:
 	bash web/check.sh
 
+# The encrypted appservice bot test needs mautrix-go's pure-Go olm (goolm).
 unit: tools
 	go test -count=1 -timeout 20m ./...
+	go test -tags goolm -count=1 -run TestEncryptedAppServiceBot ./internal/integration
 
 e2e:
 	bash e2e/run.sh

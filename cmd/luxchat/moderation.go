@@ -103,24 +103,9 @@ func noticeCmd(cmd string, args []string, stdout io.Writer) error {
 	if cmd != "send" || len(pos) != 2 {
 		return errors.New("usage: luxchat notice send USER_ID MESSAGE [--token TOKEN] [--url URL] [--config FILE]")
 	}
-	tok := *token
-	if tok == "" {
-		tok = os.Getenv(adminTokenEnv)
-	}
-	if tok == "" {
-		return fmt.Errorf("an administrator's access token is needed: --token or $%s", adminTokenEnv)
-	}
-	base := *baseURL
-	if base == "" {
-		cfg, err := loadConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		addr := cfg.Listen.Client
-		if cfg.Listen.Admin != "" {
-			addr = cfg.Listen.Admin
-		}
-		base = "http://" + dialable(addr)
+	tok, base, err := adminEndpoint(*token, *baseURL, *cfgPath)
+	if err != nil {
+		return err
 	}
 	body, _ := json.Marshal(map[string]any{
 		"user_id": pos[0],
@@ -162,4 +147,28 @@ func dialable(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// adminEndpoint is the token and base URL an admin command uses: the
+// flags, else $LUXCHAT_ADMIN_TOKEN and the configuration's listener
+// (listen.admin when set: the admin API is served there alone).
+func adminEndpoint(token, baseURL, cfgPath string) (string, string, error) {
+	if token == "" {
+		token = os.Getenv(adminTokenEnv)
+	}
+	if token == "" {
+		return "", "", fmt.Errorf("an administrator's access token is needed: --token or $%s", adminTokenEnv)
+	}
+	if baseURL != "" {
+		return token, baseURL, nil
+	}
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return "", "", err
+	}
+	addr := cfg.Listen.Client
+	if cfg.Listen.Admin != "" {
+		addr = cfg.Listen.Admin
+	}
+	return token, "http://" + dialable(addr), nil
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -50,24 +49,9 @@ func webhookCmd(cmd string, args []string, stdout io.Writer) error {
 	default:
 		return errors.New(webhookUsage)
 	}
-	tok := *token
-	if tok == "" {
-		tok = os.Getenv(adminTokenEnv)
-	}
-	if tok == "" {
-		return fmt.Errorf("an administrator's access token is needed: --token or $%s", adminTokenEnv)
-	}
-	base := *baseURL
-	if base == "" {
-		cfg, err := loadConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		addr := cfg.Listen.Client
-		if cfg.Listen.Admin != "" {
-			addr = cfg.Listen.Admin // the admin API is served there alone
-		}
-		base = "http://" + dialable(addr)
+	tok, base, err := adminEndpoint(*token, *baseURL, *cfgPath)
+	if err != nil {
+		return err
 	}
 	var rd io.Reader
 	if body != nil {

@@ -22,6 +22,7 @@ import (
 
 	"luxchat/internal/config"
 	"luxchat/internal/matrix/errcode"
+	"luxchat/internal/ratelimit"
 	"luxchat/internal/rooms"
 	"luxchat/internal/store"
 )
@@ -36,8 +37,8 @@ type Service struct {
 	bot       string
 	baseURL   string
 	plain     Poster
-	encrypted Poster // nil: encrypted rooms are refused
-	limiter   *limiter
+	encrypted Poster             // nil: encrypted rooms are refused
+	limiter   *ratelimit.Limiter // per hook
 	log       *slog.Logger
 
 	botMu sync.Mutex // serialises the bot account's creation
@@ -65,7 +66,7 @@ func New(cfg *config.Config, st *store.Store, rs *rooms.Service, posters Posters
 		posters.Plain = RoomPoster{Rooms: rs, Sender: bot}
 	}
 	return &Service{store: st, rooms: rs, cfg: cfg.Webhooks, bot: bot, baseURL: strings.TrimRight(baseURL, "/"),
-		plain: posters.Plain, encrypted: posters.Encrypted, limiter: newLimiter(cfg.Webhooks.RatePerSecond, cfg.Webhooks.RateBurst), log: log}
+		plain: posters.Plain, encrypted: posters.Encrypted, limiter: ratelimit.New(cfg.Webhooks.RatePerSecond, cfg.Webhooks.RateBurst), log: log}
 }
 
 // BaseURL is where the hooks are served, as the configuration says
@@ -256,7 +257,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*store.Webhoo
 
 // Take takes a token of the hook's bucket: 0, or how long until one is
 // there.
-func (s *Service) Take(hookID string) time.Duration { return s.limiter.take(hookID) }
+func (s *Service) Take(hookID string) time.Duration { return s.limiter.Take(hookID) }
 
 // Result is what a notification became.
 type Result struct {
@@ -540,47 +541,4 @@ func (s *Service) checkCanPost(ctx context.Context, roomID string) error {
 		return errcode.Forbidden("the webhooks bot %s has power level %d in room %s, and messages need %d: raise its level first", s.bot, have, roomID, need)
 	}
 	return nil
-}
-
-// limiter is a token bucket per hook.
-type limiter struct {
-	perSecond, burst float64
-	mu               sync.Mutex
-	buckets          map[string]*bucket
-	lastSweep        time.Time
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(perSecond float64, burst int) *limiter {
-	return &limiter{perSecond: perSecond, burst: float64(burst), buckets: map[string]*bucket{}, lastSweep: time.Now()}
-}
-
-func (l *limiter) take(key string) time.Duration {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.lastSweep) > time.Minute {
-		for k, b := range l.buckets {
-			if b.tokens+now.Sub(b.last).Seconds()*l.perSecond >= l.burst {
-				delete(l.buckets, k) // full: as good as new
-			}
-		}
-		l.lastSweep = now
-	}
-	b, ok := l.buckets[key]
-	if !ok {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.perSecond)
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0
-	}
-	return time.Duration((1 - b.tokens) / l.perSecond * float64(time.Second))
 }

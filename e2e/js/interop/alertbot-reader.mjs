@@ -15,6 +15,8 @@
 //        answers with its wire type m.room.message, an undecryptable one
 //        {"error"} when the wait ends.
 //   {"cmd": "invite", "user": "@…"} the owner invites a user: {"invited": id}.
+//   {"cmd": "send", "body": "…"} sends an m.text with this body (Rust crypto
+//        encrypts it in an encrypted room): {"sent": event id}.
 //   {"cmd": "leave"} leaves the room: {"left": room id}.
 //   {"cmd": "quit"}
 // Any failure: {"error": "…"} and exit code 1. Bounded by
@@ -97,6 +99,11 @@ try {
     if (cmd.cmd === "invite") {
       await client.invite(roomId, cmd.user);
       say({ invited: cmd.user });
+      continue;
+    }
+    if (cmd.cmd === "send") {
+      const { event_id: eventId } = await client.sendMessage(roomId, { msgtype: "m.text", body: cmd.body });
+      say({ sent: eventId });
       continue;
     }
     if (cmd.cmd === "leave") {

@@ -1,6 +1,9 @@
 package adminapi
 
 import (
+	"context"
+	"encoding/json"
+
 	"luxchat/internal/httpapi/httputil"
 	"luxchat/internal/matrix/errcode"
 )
@@ -44,46 +47,42 @@ func (a *API) getSuspended(r *httputil.Request) (any, error) {
 	return map[string]bool{"suspended": u.Suspended}, nil
 }
 
-// PUT /_matrix/client/v1/admin/suspend/{userId}
-func (a *API) putSuspended(r *httputil.Request) (any, error) {
-	var body struct {
-		Suspended *bool `json:"suspended"`
-	}
+// setFlag reads {"<field>": bool} and sets it on the moderated account.
+func (a *API) setFlag(r *httputil.Request, field string, set func(ctx context.Context, userID string, on bool) error) (string, bool, error) {
+	var body map[string]json.RawMessage
 	if err := r.ReadJSON(&body); err != nil {
-		return nil, err
+		return "", false, err
 	}
-	if body.Suspended == nil {
-		return nil, errcode.MissingParam("suspended is required")
+	var on *bool
+	if raw, ok := body[field]; ok && json.Unmarshal(raw, &on) != nil {
+		return "", false, errcode.BadJSON("%s must be true or false", field)
+	}
+	if on == nil {
+		return "", false, errcode.MissingParam("%s is required", field)
 	}
 	userID, err := a.moderated(r, true)
 	if err != nil {
+		return "", false, err
+	}
+	return userID, *on, set(r.Context(), userID, *on)
+}
+
+// PUT /_matrix/client/v1/admin/suspend/{userId}
+func (a *API) putSuspended(r *httputil.Request) (any, error) {
+	_, on, err := a.setFlag(r, "suspended", a.Accounts.SetSuspended)
+	if err != nil {
 		return nil, err
 	}
-	if err := a.Accounts.SetSuspended(r.Context(), userID, *body.Suspended); err != nil {
-		return nil, err
-	}
-	return map[string]bool{"suspended": *body.Suspended}, nil
+	return map[string]bool{"suspended": on}, nil
 }
 
 // PUT /_synapse/admin/v1/suspend/{userId}: Synapse's form, {"suspend": bool}.
 func (a *API) synapseSuspend(r *httputil.Request) (any, error) {
-	var body struct {
-		Suspend *bool `json:"suspend"`
-	}
-	if err := r.ReadJSON(&body); err != nil {
-		return nil, err
-	}
-	if body.Suspend == nil {
-		return nil, errcode.MissingParam("suspend is required")
-	}
-	userID, err := a.moderated(r, true)
+	userID, on, err := a.setFlag(r, "suspend", a.Accounts.SetSuspended)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.Accounts.SetSuspended(r.Context(), userID, *body.Suspend); err != nil {
-		return nil, err
-	}
-	return map[string]string{"user_" + map[bool]string{true: "suspended", false: "unsuspended"}[*body.Suspend]: userID}, nil
+	return map[string]string{"user_" + map[bool]string{true: "suspended", false: "unsuspended"}[on]: userID}, nil
 }
 
 // GET /_matrix/client/v1/admin/lock/{userId}
@@ -101,21 +100,9 @@ func (a *API) getLocked(r *httputil.Request) (any, error) {
 
 // PUT /_matrix/client/v1/admin/lock/{userId}
 func (a *API) putLocked(r *httputil.Request) (any, error) {
-	var body struct {
-		Locked *bool `json:"locked"`
-	}
-	if err := r.ReadJSON(&body); err != nil {
-		return nil, err
-	}
-	if body.Locked == nil {
-		return nil, errcode.MissingParam("locked is required")
-	}
-	userID, err := a.moderated(r, true)
+	_, on, err := a.setFlag(r, "locked", a.Accounts.SetLocked)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.Accounts.SetLocked(r.Context(), userID, *body.Locked); err != nil {
-		return nil, err
-	}
-	return map[string]bool{"locked": *body.Locked}, nil
+	return map[string]bool{"locked": on}, nil
 }
