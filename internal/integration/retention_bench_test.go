@@ -72,9 +72,13 @@ func BenchmarkRetentionPurge(b *testing.B) {
 		}()
 		if os.Getenv("LUXCHAT_RETENTION_BENCH_LOG") != "" {
 			s.Retention.SetAfterBatch(func(_ string, hb rooms.HistoryBatch) error {
-				b.Logf("batch: scanned %d purged %d held %v", hb.Scanned, hb.Purged, hb.Held)
+				fmt.Fprintf(os.Stderr, "batch: scanned %d purged %d held %v\n", hb.Scanned, hb.Purged, hb.Held)
 				return nil
 			})
+		}
+		pages0, err := s.Store.SearchIndexPages(ctx)
+		if err != nil {
+			b.Fatal(err)
 		}
 		b.ResetTimer()
 		cpu0, t0 := cpuTime(), time.Now()
@@ -90,6 +94,13 @@ func BenchmarkRetentionPurge(b *testing.B) {
 		b.ReportMetric(float64(cpu.Microseconds())/float64(rep.Events), "cpu-µs/event")
 		b.ReportMetric(cpu.Seconds(), "cpu-s")
 		b.ReportMetric(float64(rep.MaxHold.Microseconds())/1000, "max-hold-ms")
+		pages1, err := s.Store.SearchIndexPages(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(pages0), "index-pages-before")
+		b.ReportMetric(float64(pages1), "index-pages-after")
+		b.ReportMetric(float64(rep.MaxMerge.Microseconds())/1000, "max-merge-ms")
 		b.ReportMetric(p99(before), "send-p99-ms-before")
 		b.ReportMetric(p99(during), "send-p99-ms-during")
 		b.ReportMetric(float64(len(during)), "sends-during")

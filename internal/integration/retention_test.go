@@ -263,7 +263,15 @@ func TestRetentionResumesAfterRestart(t *testing.T) {
 		}
 		cut := boundary()
 		alice.SendText(room, "fresh")
-		s1.Retention.SetAfterBatch(func(string, rooms.HistoryBatch) error { return retention.ErrStop })
+		// Cut short at the second batch: by then the search index's
+		// merging is paused for the purge (and resumed on the way out).
+		batches := 0
+		s1.Retention.SetAfterBatch(func(string, rooms.HistoryBatch) error {
+			if batches++; batches == 2 {
+				return retention.ErrStop
+			}
+			return nil
+		})
 		s1.Retention.SetClock(func() time.Time { return cut.Add(day) })
 		if _, err := s1.Retention.RunOnce(context.Background()); !errors.Is(err, retention.ErrStop) {
 			t.Fatalf("cut short: %v", err)
@@ -271,6 +279,9 @@ func TestRetentionResumesAfterRestart(t *testing.T) {
 		purged, cutoff, err := s1.Store.RetentionPurged(context.Background(), room)
 		if err != nil || purged == 0 || purged >= n || cutoff != cut.UnixMilli() {
 			t.Fatalf("after the cut: purged %d, cutoff %d (want %d), %v", purged, cutoff, cut.UnixMilli(), err)
+		}
+		if paused, err := s1.Store.SearchMergePaused(context.Background()); err != nil || paused {
+			t.Fatalf("search merging still paused after the purge stopped: %v %v", paused, err)
 		}
 		if err := s1.Stop(); err != nil {
 			t.Fatal(err)
@@ -309,7 +320,7 @@ func TestRetentionResumesAfterRestart(t *testing.T) {
 func TestRetentionPurgeWhileSending(t *testing.T) {
 	forEachEngineWith(t, func(t *testing.T, s *ts.Server) {
 		alice := s.Register(t, "alice")
-		room := alice.CreateRoom(map[string]any{})
+		room := alice.CreateRoom(map[string]any{"preset": "public_chat"}) // unencrypted: searched
 		alice.MustDo("PUT", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.retention/", map[string]any{"max_lifetime": day.Milliseconds()}, nil)
 		const n = 600
 		for i := range n {
@@ -333,7 +344,7 @@ func TestRetentionPurgeWhileSending(t *testing.T) {
 			defer close(done)
 			<-started
 			for i := range 30 {
-				id := alice.SendText(room, fmt.Sprintf("new %d", i))
+				id := alice.SendText(room, fmt.Sprintf("new duringpurge %d", i))
 				mu.Lock()
 				sent = append(sent, id)
 				mu.Unlock()
@@ -352,6 +363,18 @@ func TestRetentionPurgeWhileSending(t *testing.T) {
 		}
 		if b := bodies(allMessages(t, alice, room)); len(b) != len(sent) {
 			t.Fatalf("history has %d messages, want the %d new ones: %v", len(b), len(sent), b)
+		}
+		// The search index (whose merging the purge paused, then did in
+		// steps) finds what was sent during the purge, not what it purged,
+		// and merges on its own again.
+		if re := searchFor(t, alice, "", term("duringpurge")); re.Count != len(sent) {
+			t.Fatalf("search for the messages sent during the purge: %d %v", re.Count, resultBodies(re))
+		}
+		if re := searchFor(t, alice, "", term("old")); len(re.Results) != 0 {
+			t.Fatalf("search finds purged messages: %v", resultBodies(re))
+		}
+		if paused, err := s.Store.SearchMergePaused(context.Background()); err != nil || paused {
+			t.Fatalf("search merging still paused after the purge: %v %v", paused, err)
 		}
 	}, withRetention(nil))
 }

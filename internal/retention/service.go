@@ -23,6 +23,9 @@ const (
 	minBatch   = 16
 	maxBatch   = 2048
 	targetHold = 10 * time.Millisecond
+	// mergePages is the work of one step of the search index's merge
+	// after a purge (pages written, a few ms of SQLite's writer).
+	mergePages = 256
 )
 
 // Service runs the purge job. It is safe for concurrent use; runs never
@@ -38,7 +41,10 @@ type Service struct {
 	afterBatch func(roomID string, b rooms.HistoryBatch) error
 
 	run sync.Mutex
-	m   metrics
+	// searchMergeOn is set once a run made sure the search index merges
+	// automatically (a purge cut short by a crash leaves it paused).
+	searchMergeOn bool
+	m             metrics
 }
 
 // New returns the purge job's service: deleteBlob deletes a media file
@@ -85,7 +91,10 @@ type Report struct {
 	Events int64
 	Media  int64
 	// MaxHold is the longest the run held a room's writer lock at once.
-	MaxHold  time.Duration
+	MaxHold time.Duration
+	// MaxMerge is the longest step of the search index's merge after a
+	// purge (outside any room's lock, one SQLite write transaction).
+	MaxMerge time.Duration
 	Duration time.Duration
 }
 
@@ -116,6 +125,12 @@ func result(err error) string {
 }
 
 func (s *Service) runOnce(ctx context.Context, rep *Report) error {
+	if !s.searchMergeOn {
+		if err := s.st.PauseSearchMerge(ctx, false); err != nil {
+			return err
+		}
+		s.searchMergeOn = true
+	}
 	if err := s.drainMedia(ctx, rep); err != nil {
 		return err
 	}
@@ -178,6 +193,15 @@ func (s *Service) PurgeRoom(ctx context.Context, roomID string, cutoffTS int64, 
 	var maxPos int64
 	var cursor store.PurgeCursor
 	size := firstBatch
+	paused := false
+	defer func() {
+		if paused {
+			if err := s.st.PauseSearchMerge(context.WithoutCancel(ctx), false); err != nil {
+				s.log.Warn("retention: resume search merging", "err", err)
+				s.searchMergeOn = false
+			}
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, err
@@ -202,6 +226,14 @@ func (s *Service) PurgeRoom(ctx context.Context, roomID string, cutoffTS int64, 
 		if b.Scanned < size {
 			break
 		}
+		if !paused {
+			// More than a batch to purge: the search index stops merging
+			// in the batches' commits until the purge is done.
+			if err := s.st.PauseSearchMerge(ctx, true); err != nil {
+				return total, err
+			}
+			paused = true
+		}
 		size = nextBatch(size, b.Held)
 		// The log the batch filled is checkpointed now, outside the
 		// room's lock and without blocking writers, rather than by the
@@ -218,6 +250,11 @@ func (s *Service) PurgeRoom(ctx context.Context, roomID string, cutoffTS int64, 
 		case <-ctx.Done():
 			return total, ctx.Err()
 		case <-time.After(pause):
+		}
+	}
+	if paused {
+		if err := s.mergeSearch(ctx, rep); err != nil {
+			return total, err
 		}
 	}
 	if maxPos > 0 {
@@ -238,6 +275,29 @@ func (s *Service) PurgeRoom(ctx context.Context, roomID string, cutoffTS int64, 
 		s.purged(roomID)
 	}
 	return total, nil
+}
+
+// mergeSearch merges the search index in short steps (outside any
+// room's lock) until nothing is left to merge: the segments the purge
+// left mostly deleted are rewritten without their deleted rows.
+func (s *Service) mergeSearch(ctx context.Context, rep *Report) error {
+	for {
+		t0 := time.Now()
+		more, err := s.st.MergeSearch(ctx, mergePages)
+		if err != nil {
+			return err
+		}
+		d := time.Since(t0)
+		rep.MaxMerge = max(rep.MaxMerge, d)
+		if !more {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(max(d/4, 500*time.Microsecond)):
+		}
+	}
 }
 
 // nextBatch sizes the next batch from how long the last one held the

@@ -428,3 +428,83 @@ func (s *Store) Checkpoint(ctx context.Context) error {
 	}
 	return nil
 }
+
+// The search index (SQLite FTS5, contentless with deletes) merges its
+// segments as it goes: after each commit it does merge work in
+// proportion to what the commit wrote ("automerge"), and a segment whose
+// rows are more than a tenth deleted is rewritten without them
+// ("deletemerge"). A purge deleting most of a segment's rows in batches
+// would rewrite it again and again, each time inside a batch's commit,
+// under the room's lock. So a purge turns automerge off while it runs
+// (the crisis merge, at 16 segments a level, still bounds the index)
+// and then merges in small steps (MergeSearch) outside any room's lock,
+// once the segments are mostly deleted rows and a single pass drops them.
+
+// searchAutomerge is FTS5's default automerge setting.
+const searchAutomerge = 4
+
+// PauseSearchMerge turns the search index's automatic merging off
+// (pause) or back on. No-op on PostgreSQL. The setting is stored in the
+// database: ResumeSearchMerge at start undoes a purge cut short by a crash.
+func (s *Store) PauseSearchMerge(ctx context.Context, pause bool) error {
+	if s.Engine != SQLite {
+		return nil
+	}
+	v := searchAutomerge
+	if pause {
+		v = 0
+	}
+	if _, err := s.writer().ExecContext(ctx, `INSERT INTO search_text (search_text, rank) VALUES ('automerge', $1)`, v); err != nil {
+		return fmt.Errorf("search automerge: %w", err)
+	}
+	return nil
+}
+
+// MergeSearch does one step of merging of the search index (at most
+// about pages pages written, one short write transaction) and reports
+// whether there was anything to merge. No-op on PostgreSQL.
+func (s *Store) MergeSearch(ctx context.Context, pages int) (bool, error) {
+	if s.Engine != SQLite {
+		return false, nil
+	}
+	var before, after int64
+	err := s.InTx(ctx, func(tx *Tx) error {
+		if err := tx.q.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&before); err != nil {
+			return err
+		}
+		if _, err := tx.q.ExecContext(ctx, `INSERT INTO search_text (search_text, rank) VALUES ('merge', $1)`, pages); err != nil {
+			return err
+		}
+		return tx.q.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&after)
+	})
+	if err != nil {
+		return false, fmt.Errorf("merge search: %w", err)
+	}
+	// The command itself counts one change; merge work counts more.
+	return after-before >= 2, nil
+}
+
+// SearchIndexPages is how many pages SQLite's search index holds
+// (benchmarks: what a purge and its merge left). 0 on PostgreSQL.
+func (s *Store) SearchIndexPages(ctx context.Context) (int64, error) {
+	if s.Engine != SQLite {
+		return 0, nil
+	}
+	var n int64
+	err := s.reader().QueryRowContext(ctx, `SELECT COUNT(*) FROM search_text_data`).Scan(&n)
+	return n, err
+}
+
+// SearchMergePaused reports whether the search index's automatic
+// merging is off (PauseSearchMerge). False on PostgreSQL.
+func (s *Store) SearchMergePaused(ctx context.Context) (bool, error) {
+	if s.Engine != SQLite {
+		return false, nil
+	}
+	var v sql.NullInt64
+	err := s.reader().QueryRowContext(ctx, `SELECT v FROM search_text_config WHERE k = 'automerge'`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil && v.Valid && v.Int64 == 0, err
+}
