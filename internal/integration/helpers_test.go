@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -125,4 +128,27 @@ func silentListener(t testing.TB, addr string) net.Listener {
 		}
 	}()
 	return ln
+}
+
+// browserTools returns e2e/js's directory, node and Debian's chromium for
+// a browser test (playwright-core from e2e/js): without them the test
+// fails under CI and is skipped loudly otherwise, naming what is not
+// tested.
+func browserTools(t *testing.T, untested string) (dir, node, chromium string) {
+	t.Helper()
+	dir, err := filepath.Abs("../../e2e/js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, nerr := exec.LookPath("node")
+	chromium, cerr := exec.LookPath("chromium")
+	_, perr := os.Stat(filepath.Join(dir, "node_modules", "playwright-core"))
+	if nerr != nil || cerr != nil || perr != nil {
+		msg := "!!! node, chromium or e2e/js/node_modules/playwright-core missing (make tools; apt-get install chromium): " + untested + " !!!"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return dir, node, chromium
 }

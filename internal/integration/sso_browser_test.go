@@ -24,20 +24,7 @@ func TestSSOBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a browser: not under -short")
 	}
-	dir, err := filepath.Abs("../../e2e/js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, nerr := exec.LookPath("node")
-	chromium, cerr := exec.LookPath("chromium")
-	_, perr := os.Stat(filepath.Join(dir, "node_modules", "playwright-core"))
-	if nerr != nil || cerr != nil || perr != nil {
-		msg := "!!! node, chromium or e2e/js/node_modules/playwright-core missing (make tools; apt-get install chromium): single sign-on NOT tested in a browser !!!"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	dir, node, chromium := browserTools(t, "single sign-on NOT tested in a browser")
 	// The client's own pages, where the browser is sent with its token.
 	client := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")

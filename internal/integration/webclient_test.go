@@ -113,20 +113,7 @@ func TestWebClientSSOBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a browser: not under -short")
 	}
-	dir, err := filepath.Abs("../../e2e/js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	node, nerr := exec.LookPath("node")
-	chromium, cerr := exec.LookPath("chromium")
-	_, perr := os.Stat(filepath.Join(dir, "node_modules", "playwright-core"))
-	if nerr != nil || cerr != nil || perr != nil {
-		msg := "!!! node, chromium or e2e/js/node_modules/playwright-core missing (make tools; apt-get install chromium): the web client's single sign-on NOT tested !!!"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	dir, node, chromium := browserTools(t, "the web client's single sign-on NOT tested")
 	for _, pg := range []bool{false, true} {
 		name := map[bool]string{false: "sqlite", true: "postgres"}[pg]
 		t.Run(name, func(t *testing.T) {
