@@ -42,28 +42,28 @@ func paging(r *httputil.Request) (from, limit int, err error) {
 	return from, min(limit, maxPage), nil
 }
 
-// queryInt reads a non-negative integer parameter.
+// queryInt reads a non-negative integer parameter of at most 2^31.
 func queryInt(r *httputil.Request, name string, def int) (int, error) {
-	s := r.Query(name)
-	if s == "" {
-		return def, nil
+	n, err := r.QueryInt(name, int64(def))
+	if err != nil {
+		return 0, err
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > 1<<31 {
-		return 0, errcode.InvalidParam("%s must be a non-negative integer", name)
+	if n > 1<<31 {
+		return 0, errcode.InvalidParam("%s is out of range", name)
 	}
-	return n, nil
+	return int(n), nil
 }
 
-// direction reads dir: f (forwards, false) or b (backwards, true).
-func direction(r *httputil.Request) (desc bool, err error) {
-	switch r.Query("dir") {
-	case "", "f":
-		return false, nil
-	case "b":
-		return true, nil
+// direction reads dir, f or b (dflt when absent): true for backwards.
+func direction(r *httputil.Request, dflt string) (backward bool, err error) {
+	dir := r.Query("dir")
+	if dir == "" {
+		dir = dflt
 	}
-	return false, errcode.InvalidParam("dir must be f or b")
+	if dir != "f" && dir != "b" {
+		return false, errcode.InvalidParam("dir must be f or b")
+	}
+	return dir == "b", nil
 }
 
 // nextToken is a page's next_token: the offset of the next page, or nil

@@ -21,14 +21,8 @@ func pageParams(r *httputil.Request, def int64, dflt string) (from, limit int, b
 	if err != nil {
 		return 0, 0, false, err
 	}
-	dir := r.Query("dir")
-	if dir == "" {
-		dir = dflt
-	}
-	if dir != "f" && dir != "b" {
-		return 0, 0, false, errcode.InvalidParam("dir must be f or b")
-	}
-	return int(min(f, 1<<31)), int(min(l, 1000)), dir == "b", nil
+	backward, err = direction(r, dflt)
+	return int(min(f, 1<<31)), int(min(l, maxPage)), backward, err
 }
 
 // optBool reads an optional boolean query parameter (nil: absent).

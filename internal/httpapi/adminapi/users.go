@@ -52,7 +52,7 @@ func (a *API) listUsers(r *httputil.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	desc, err := direction(r)
+	desc, err := direction(r, "f")
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +375,7 @@ func (a *API) userMediaPage(r *httputil.Request) ([]media.UserMediaItem, int, in
 		return nil, 0, 0, err
 	}
 	orderBy := r.Query("order_by")
-	desc, err := direction(r)
+	desc, err := direction(r, "f")
 	if err != nil {
 		return nil, 0, 0, err
 	}
